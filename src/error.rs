@@ -1,0 +1,157 @@
+//! The crate's one error type.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Shorthand for `Result<T, streamlog::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in streamlog.
+///
+/// Messages are sentences that name what was wrong and where (file, position, offset,
+/// config knob), so they can be logged as they are.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system I/O error; `context` says what was being done to which file.
+    #[error("I/O error while trying to {context}: {source}")]
+    Io {
+        /// What was being done, e.g. "write 00000000000000000000.log at position 4096".
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// Stored data failed a check (CRC, size, offsets) inside the region that was
+    /// durable, or an index or checkpoint is inconsistent with the log.
+    #[error("{}: corruption at position {position}: {reason}", path.display())]
+    Corruption {
+        /// The damaged file.
+        path: PathBuf,
+        /// Byte position in that file where the damage was found.
+        position: u64,
+        /// What check failed.
+        reason: String,
+    },
+
+    /// A record batch handed to the decoder (or to `append`) is malformed.
+    #[error("malformed record batch: field `{field}`: {reason}")]
+    InvalidBatch {
+        /// The Kafka field name that was wrong (e.g. `batchLength`, `crc`, `keyLength`).
+        field: &'static str,
+        /// Why it is wrong.
+        reason: String,
+    },
+
+    /// A batch uses a compression codec that this build does not include (its cargo
+    /// feature is off) or that Kafka does not define.
+    #[error("unsupported compression codec {codec}: {reason}")]
+    UnsupportedCodec {
+        /// The codec id from the batch attributes (0..=7).
+        codec: u8,
+        /// Why it cannot be handled.
+        reason: String,
+    },
+
+    /// A configuration value is out of range.
+    #[error("invalid config `{name}`: {reason}")]
+    InvalidConfig {
+        /// The knob, e.g. `segment_bytes`.
+        name: &'static str,
+        /// The allowed range or rule.
+        reason: String,
+    },
+
+    /// An argument to a call is invalid.
+    #[error("invalid argument `{name}`: {reason}")]
+    InvalidArgument {
+        /// The argument's name.
+        name: &'static str,
+        /// Why it is invalid.
+        reason: String,
+    },
+
+    /// The requested offset is outside the log.
+    #[error("offset {requested} is out of range: the log holds offsets {log_start}..{log_end}")]
+    OffsetOutOfRange {
+        /// The offset that was asked for.
+        requested: i64,
+        /// The first offset in the log.
+        log_start: i64,
+        /// The next offset to be written (one past the last).
+        log_end: i64,
+    },
+
+    /// A batch or record is larger than the configured limit.
+    #[error("record batch of {size} bytes exceeds the limit `{limit_name}` of {limit} bytes")]
+    RecordTooLarge {
+        /// The size that was offered.
+        size: u64,
+        /// The configured limit.
+        limit: u64,
+        /// The name of the knob that sets the limit.
+        limit_name: &'static str,
+    },
+
+    /// An earlier fsync (or an unrecoverable write) failed, so the durable state of this
+    /// log is unknown. Every later write fails until the log is reopened, which runs
+    /// recovery. fsyncs are never retried.
+    #[error("log {} is poisoned by an earlier failure ({reason}); reopen it to recover", path.display())]
+    Poisoned {
+        /// The partition directory.
+        path: PathBuf,
+        /// The failure that poisoned it.
+        reason: String,
+    },
+
+    /// Another writer holds the directory's lock file.
+    #[error("{} is locked by another writer (this process or another one)", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+
+    /// The object was closed.
+    #[error("{what} is closed")]
+    Closed {
+        /// What was closed.
+        what: &'static str,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn invalid_batch(field: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidBatch {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn config(name: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidConfig {
+            name,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn corruption(path: impl Into<PathBuf>, position: u64, reason: impl Into<String>) -> Self {
+        Error::Corruption {
+            path: path.into(),
+            position,
+            reason: reason.into(),
+        }
+    }
+
+    /// True for [`Error::Corruption`].
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, Error::Corruption { .. })
+    }
+}

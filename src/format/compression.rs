@@ -1,0 +1,367 @@
+//! The four Kafka codecs, each behind a default-on cargo feature.
+//!
+//! - gzip: RFC 1952 (what Java's `GZIPOutputStream` writes), default level 6.
+//! - snappy: written with xerial framing (`82 'SNAPPY' 00`, version 1, compatible 1, then
+//!   blocks of i32 length + raw snappy of at most 32 KiB input), as the Java client does;
+//!   read in xerial or raw form (librdkafka writes raw).
+//! - lz4: an LZ4 frame with independent 64 KiB blocks and no checksums (header
+//!   `04 22 4d 18 60 40 82`), which Kafka's `Lz4BlockInputStream` accepts.
+//! - zstd: a standard frame, default level 3, window log at most 27.
+//!
+//! Every decompressor is capped: output beyond `limit` bytes is an error, never an
+//! allocation.
+
+#[cfg(any(feature = "gzip", feature = "lz4", feature = "zstd"))]
+use std::io::Read;
+
+use crate::error::{Error, Result};
+
+/// A record batch's compression codec (attributes bits 0-2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Compression {
+    /// No compression.
+    #[default]
+    None,
+    /// gzip (codec id 1).
+    Gzip,
+    /// snappy (codec id 2).
+    Snappy,
+    /// lz4 (codec id 3).
+    Lz4,
+    /// zstd (codec id 4).
+    Zstd,
+}
+
+impl Compression {
+    /// Every codec, `None` first.
+    pub const ALL: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
+    /// The codec id stored in the attributes.
+    pub const fn id(self) -> u8 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        }
+    }
+
+    /// The codec for an id, or `UnsupportedCodec` for 5..=7.
+    pub fn from_id(id: u8) -> Result<Self> {
+        Ok(match id {
+            0 => Compression::None,
+            1 => Compression::Gzip,
+            2 => Compression::Snappy,
+            3 => Compression::Lz4,
+            4 => Compression::Zstd,
+            _ => {
+                return Err(Error::UnsupportedCodec {
+                    codec: id,
+                    reason: "Kafka defines codec ids 0 to 4 only".into(),
+                });
+            }
+        })
+    }
+
+    /// Kafka's name: `none`, `gzip`, `snappy`, `lz4`, `zstd`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+
+    /// Whether this build can encode and decode the codec (its cargo feature is on).
+    pub const fn is_available(self) -> bool {
+        match self {
+            Compression::None => true,
+            Compression::Gzip => cfg!(feature = "gzip"),
+            Compression::Snappy => cfg!(feature = "snappy"),
+            Compression::Lz4 => cfg!(feature = "lz4"),
+            Compression::Zstd => cfg!(feature = "zstd"),
+        }
+    }
+
+    fn unavailable(self) -> Error {
+        Error::UnsupportedCodec {
+            codec: self.id(),
+            reason: format!(
+                "this build of streamlog was compiled without the `{}` feature",
+                self.name()
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Compression {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Compression::ALL
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| Error::InvalidArgument {
+                name: "compression",
+                reason: format!("`{s}` is not one of none, gzip, snappy, lz4, zstd"),
+            })
+    }
+}
+
+/// xerial snappy-java stream header: magic, then version 1 and min-compatible 1.
+#[cfg(feature = "snappy")]
+const XERIAL_HEADER: [u8; 16] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0, 0, 0, 0, 1, 0, 0, 0, 1];
+#[cfg(feature = "snappy")]
+const XERIAL_MAGIC_LEN: usize = 8;
+#[cfg(feature = "snappy")]
+const XERIAL_BLOCK_INPUT: usize = 32 * 1024;
+
+/// Compresses `input` with `codec`, appending to `out`. `level` is the codec's own scale
+/// (gzip 0-9, zstd 1-22; ignored for snappy and lz4); `None` picks Kafka's default.
+pub fn compress(codec: Compression, level: Option<i32>, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    if !codec.is_available() {
+        return Err(codec.unavailable());
+    }
+    match codec {
+        Compression::None => out.extend_from_slice(input),
+        #[cfg(feature = "gzip")]
+        Compression::Gzip => {
+            use std::io::Write;
+            let level = level.unwrap_or(6).clamp(0, 9) as u32;
+            let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::new(level));
+            enc.write_all(input)
+                .map_err(|e| Error::io("gzip-compress a batch", e))?;
+            enc.finish().map_err(|e| Error::io("gzip-compress a batch", e))?;
+        }
+        #[cfg(feature = "snappy")]
+        Compression::Snappy => {
+            out.extend_from_slice(&XERIAL_HEADER);
+            let mut enc = snap::raw::Encoder::new();
+            for chunk in input.chunks(XERIAL_BLOCK_INPUT) {
+                let start = out.len();
+                out.extend_from_slice(&[0; 4]);
+                let max = snap::raw::max_compress_len(chunk.len());
+                out.resize(start + 4 + max, 0);
+                let n = enc
+                    .compress(chunk, &mut out[start + 4..])
+                    .map_err(|e| Error::invalid_batch("records", format!("snappy: {e}")))?;
+                out.truncate(start + 4 + n);
+                out[start..start + 4].copy_from_slice(&(n as u32).to_be_bytes());
+            }
+        }
+        #[cfg(feature = "lz4")]
+        Compression::Lz4 => {
+            use std::io::Write;
+            let info = lz4_flex::frame::FrameInfo::new()
+                .block_size(lz4_flex::frame::BlockSize::Max64KB)
+                .block_mode(lz4_flex::frame::BlockMode::Independent);
+            let mut enc = lz4_flex::frame::FrameEncoder::with_frame_info(info, out);
+            enc.write_all(input).map_err(|e| Error::io("lz4-compress a batch", e))?;
+            enc.finish()
+                .map_err(|e| Error::invalid_batch("records", format!("lz4: {e}")))?;
+        }
+        #[cfg(feature = "zstd")]
+        Compression::Zstd => {
+            let level = level.unwrap_or(3);
+            let mut enc = zstd::stream::Encoder::new(out, level).map_err(|e| Error::io("zstd-compress a batch", e))?;
+            enc.include_checksum(false)
+                .map_err(|e| Error::io("configure zstd", e))?;
+            std::io::Write::write_all(&mut enc, input).map_err(|e| Error::io("zstd-compress a batch", e))?;
+            enc.finish().map_err(|e| Error::io("zstd-compress a batch", e))?;
+        }
+        #[allow(unreachable_patterns)]
+        _ => return Err(codec.unavailable()),
+    }
+    Ok(())
+}
+
+fn too_large(limit: usize) -> Error {
+    Error::invalid_batch(
+        "records",
+        format!("decompressed data exceeds the limit of {limit} bytes (max_decompressed_bytes)"),
+    )
+}
+
+fn corrupt(codec: Compression, e: impl std::fmt::Display) -> Error {
+    Error::invalid_batch("records", format!("{codec} data does not decompress: {e}"))
+}
+
+#[cfg(any(feature = "gzip", feature = "lz4", feature = "zstd"))]
+fn read_capped(codec: Compression, reader: impl Read, limit: usize) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    reader
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| corrupt(codec, e))?;
+    if out.len() > limit {
+        return Err(too_large(limit));
+    }
+    Ok(out)
+}
+
+/// Decompresses `input`, refusing to produce more than `limit` bytes.
+pub fn decompress(codec: Compression, input: &[u8], limit: usize) -> Result<Vec<u8>> {
+    if !codec.is_available() {
+        return Err(codec.unavailable());
+    }
+    match codec {
+        Compression::None => {
+            if input.len() > limit {
+                return Err(too_large(limit));
+            }
+            Ok(input.to_vec())
+        }
+        #[cfg(feature = "gzip")]
+        Compression::Gzip => read_capped(codec, flate2::read::GzDecoder::new(input), limit),
+        #[cfg(feature = "snappy")]
+        Compression::Snappy => snappy_decompress(input, limit),
+        #[cfg(feature = "lz4")]
+        Compression::Lz4 => read_capped(codec, lz4_flex::frame::FrameDecoder::new(input), limit),
+        #[cfg(feature = "zstd")]
+        Compression::Zstd => {
+            let mut dec = zstd::stream::read::Decoder::with_buffer(input).map_err(|e| corrupt(codec, e))?;
+            dec.window_log_max(27).map_err(|e| corrupt(codec, e))?;
+            read_capped(codec, dec, limit)
+        }
+        #[allow(unreachable_patterns)]
+        _ => Err(codec.unavailable()),
+    }
+}
+
+#[cfg(feature = "snappy")]
+fn snappy_raw_into(block: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<()> {
+    let n = snap::raw::decompress_len(block).map_err(|e| corrupt(Compression::Snappy, e))?;
+    if n > limit.saturating_sub(out.len()) {
+        return Err(too_large(limit));
+    }
+    let start = out.len();
+    out.resize(start + n, 0);
+    let written = snap::raw::Decoder::new()
+        .decompress(block, &mut out[start..])
+        .map_err(|e| corrupt(Compression::Snappy, e))?;
+    out.truncate(start + written);
+    Ok(())
+}
+
+#[cfg(feature = "snappy")]
+fn snappy_decompress(input: &[u8], limit: usize) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    if input.len() < XERIAL_MAGIC_LEN || input[..XERIAL_MAGIC_LEN] != XERIAL_HEADER[..XERIAL_MAGIC_LEN] {
+        snappy_raw_into(input, &mut out, limit)?;
+        return Ok(out);
+    }
+    let mut pos = XERIAL_HEADER.len();
+    if input.len() < pos {
+        return Err(corrupt(Compression::Snappy, "xerial header is cut short"));
+    }
+    while pos < input.len() {
+        let Some(len_bytes) = input.get(pos..pos + 4) else {
+            return Err(corrupt(Compression::Snappy, "xerial block length is cut short"));
+        };
+        let len = u32::from_be_bytes(len_bytes.try_into().expect("4 bytes")) as usize;
+        pos += 4;
+        let Some(block) = input.get(pos..).and_then(|rest| rest.get(..len)) else {
+            return Err(corrupt(
+                Compression::Snappy,
+                format!("xerial block of {len} bytes runs past the end"),
+            ));
+        };
+        snappy_raw_into(block, &mut out, limit)?;
+        pos += len;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<u8> {
+        (0..100_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn every_codec_round_trips() {
+        let data = sample();
+        for codec in Compression::ALL {
+            let mut out = Vec::new();
+            compress(codec, None, &data, &mut out).unwrap();
+            assert_eq!(decompress(codec, &out, data.len()).unwrap(), data, "{codec}");
+            if codec != Compression::None {
+                assert!(out.len() < data.len(), "{codec} did not compress");
+            }
+        }
+    }
+
+    #[test]
+    fn decompression_is_capped() {
+        let data = sample();
+        for codec in Compression::ALL {
+            let mut out = Vec::new();
+            compress(codec, None, &data, &mut out).unwrap();
+            let err = decompress(codec, &out, data.len() - 1).unwrap_err();
+            assert!(err.to_string().contains("exceeds the limit"), "{codec}: {err}");
+        }
+    }
+
+    #[test]
+    fn lz4_frame_header_is_what_kafka_writes() {
+        let mut out = Vec::new();
+        compress(Compression::Lz4, None, b"hello hello hello", &mut out).unwrap();
+        assert_eq!(&out[..7], &[0x04, 0x22, 0x4d, 0x18, 0x60, 0x40, 0x82]);
+        assert_eq!(&out[out.len() - 4..], &[0, 0, 0, 0], "end mark, no content checksum");
+    }
+
+    #[test]
+    fn snappy_writes_xerial_and_reads_raw() {
+        let data = sample();
+        let mut out = Vec::new();
+        compress(Compression::Snappy, None, &data, &mut out).unwrap();
+        assert_eq!(&out[..16], &XERIAL_HEADER);
+        let raw = snap::raw::Encoder::new().compress_vec(&data).unwrap();
+        assert_eq!(decompress(Compression::Snappy, &raw, data.len()).unwrap(), data);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for codec in Compression::ALL.into_iter().skip(1) {
+            for garbage in [
+                &b""[..],
+                b"\x00",
+                b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01\xff\xff\xff\xff",
+                &[0xff; 64],
+            ] {
+                let _ = decompress(codec, garbage, 1 << 20);
+            }
+        }
+        assert!(decompress(Compression::Gzip, b"not gzip", 100).is_err());
+    }
+
+    #[test]
+    fn names_parse() {
+        for codec in Compression::ALL {
+            assert_eq!(codec.name().parse::<Compression>().unwrap(), codec);
+            assert_eq!(Compression::from_id(codec.id()).unwrap(), codec);
+        }
+        assert!("brotli".parse::<Compression>().is_err());
+        assert!(matches!(
+            Compression::from_id(5),
+            Err(Error::UnsupportedCodec { codec: 5, .. })
+        ));
+    }
+}

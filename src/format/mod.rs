@@ -1,0 +1,17 @@
+//! Kafka's record format, pure (no I/O): varints, records and headers, RecordBatch v2
+//! encoding and decoding, control records and the compression codecs.
+//!
+//! The byte layout is documented once, in [`batch`], and matches
+//! `shared/KAFKA-FORMAT.md` section 1.
+
+pub mod batch;
+pub mod compression;
+mod record;
+pub mod varint;
+
+pub use batch::{
+    Batch, BatchBuilder, BatchHeader, BatchIter, ControlRecord, ControlRecordType, DecodeOptions, RecordIter,
+    TimestampType, batches, control_batch,
+};
+pub use compression::Compression;
+pub use record::{Header, Record};

@@ -1,0 +1,159 @@
+//! Kafka's zigzag varints: `(n << 1) ^ (n >> 31)` then unsigned LEB128, at most 5 bytes
+//! for a varint (i32) and 10 bytes for a varlong (i64).
+
+/// Zigzag-encodes an i32.
+pub const fn zigzag32(n: i32) -> u32 {
+    ((n << 1) ^ (n >> 31)) as u32
+}
+
+/// Zigzag-encodes an i64.
+pub const fn zigzag64(n: i64) -> u64 {
+    ((n << 1) ^ (n >> 63)) as u64
+}
+
+/// Bytes needed by `put_varint(n)`.
+pub const fn varint_len(n: i32) -> usize {
+    uvarint_len(zigzag32(n) as u64)
+}
+
+/// Bytes needed by `put_varlong(n)`.
+pub const fn varlong_len(n: i64) -> usize {
+    uvarint_len(zigzag64(n))
+}
+
+const fn uvarint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+fn put_uvarint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+/// Appends the zigzag varint encoding of `n`.
+pub fn put_varint(buf: &mut Vec<u8>, n: i32) {
+    put_uvarint(buf, zigzag32(n) as u64);
+}
+
+/// Appends the zigzag varlong encoding of `n`.
+pub fn put_varlong(buf: &mut Vec<u8>, n: i64) {
+    put_uvarint(buf, zigzag64(n));
+}
+
+/// Why a varint could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VarintError {
+    /// The input ended inside the varint.
+    Truncated,
+    /// More than 5 (varint) or 10 (varlong) bytes, or bits beyond the type's width.
+    TooLong,
+}
+
+fn read_uvarint(buf: &[u8], pos: &mut usize, max_bytes: usize, bits: u32) -> Result<u64, VarintError> {
+    let mut value: u64 = 0;
+    for i in 0..max_bytes {
+        let Some(&b) = buf.get(*pos + i) else {
+            return Err(VarintError::Truncated);
+        };
+        let shift = 7 * i as u32;
+        let part = u64::from(b & 0x7f);
+        // The last permitted byte may only carry the bits that still fit the type.
+        if i == max_bytes - 1 && (b & 0x80 != 0 || (shift + 7 > bits && part >> (bits - shift) != 0)) {
+            return Err(VarintError::TooLong);
+        }
+        value |= part << shift;
+        if b & 0x80 == 0 {
+            *pos += i + 1;
+            return Ok(value);
+        }
+    }
+    Err(VarintError::TooLong)
+}
+
+/// Reads a zigzag varint at `*pos`, advancing `pos`.
+pub fn read_varint(buf: &[u8], pos: &mut usize) -> Result<i32, VarintError> {
+    let v = read_uvarint(buf, pos, 5, 32)? as u32;
+    Ok(((v >> 1) as i32) ^ -((v & 1) as i32))
+}
+
+/// Reads a zigzag varlong at `*pos`, advancing `pos`.
+pub fn read_varlong(buf: &[u8], pos: &mut usize) -> Result<i64, VarintError> {
+    let v = read_uvarint(buf, pos, 10, 64)?;
+    Ok(((v >> 1) as i64) ^ -((v & 1) as i64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn known_encodings() {
+        let cases: &[(i32, &[u8])] = &[
+            (0, &[0x00]),
+            (-1, &[0x01]),
+            (1, &[0x02]),
+            (12, &[0x18]),
+            (-64, &[0x7f]),
+            (64, &[0x80, 0x01]),
+            (i32::MAX, &[0xfe, 0xff, 0xff, 0xff, 0x0f]),
+            (i32::MIN, &[0xff, 0xff, 0xff, 0xff, 0x0f]),
+        ];
+        for &(n, bytes) in cases {
+            let mut buf = Vec::new();
+            put_varint(&mut buf, n);
+            assert_eq!(buf, bytes, "encoding of {n}");
+            assert_eq!(varint_len(n), bytes.len());
+            let mut pos = 0;
+            assert_eq!(read_varint(bytes, &mut pos), Ok(n));
+            assert_eq!(pos, bytes.len());
+        }
+    }
+
+    #[test]
+    fn rejects_overlong_and_truncated() {
+        let mut pos = 0;
+        assert_eq!(
+            read_varint(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x00], &mut pos),
+            Err(VarintError::TooLong)
+        );
+        assert_eq!(
+            read_varint(&[0xff, 0xff, 0xff, 0xff, 0x1f], &mut pos),
+            Err(VarintError::TooLong)
+        );
+        assert_eq!(read_varint(&[0x80, 0x80], &mut pos), Err(VarintError::Truncated));
+        assert_eq!(read_varlong(&[0xff; 10], &mut pos), Err(VarintError::TooLong));
+        assert_eq!(read_varlong(&[], &mut pos), Err(VarintError::Truncated));
+        assert_eq!(pos, 0, "failed reads do not advance");
+    }
+
+    proptest! {
+        #[test]
+        fn varint_round_trip(n: i32) {
+            let mut buf = Vec::new();
+            put_varint(&mut buf, n);
+            prop_assert_eq!(buf.len(), varint_len(n));
+            let mut pos = 0;
+            prop_assert_eq!(read_varint(&buf, &mut pos), Ok(n));
+            prop_assert_eq!(pos, buf.len());
+        }
+
+        #[test]
+        fn varlong_round_trip(n: i64) {
+            let mut buf = Vec::new();
+            put_varlong(&mut buf, n);
+            prop_assert_eq!(buf.len(), varlong_len(n));
+            let mut pos = 0;
+            prop_assert_eq!(read_varlong(&buf, &mut pos), Ok(n));
+            prop_assert_eq!(pos, buf.len());
+        }
+    }
+}
