@@ -142,12 +142,15 @@ impl BatchHeader {
 
     /// Bytes the whole batch occupies (`batchLength + 12`), if the length is sane.
     pub fn size(&self) -> Option<usize> {
-        usize::try_from(self.batch_length).ok()?.checked_add(LOG_OVERHEAD)
+        usize::try_from(self.batch_length)
+            .ok()?
+            .checked_add(LOG_OVERHEAD)
     }
 
     /// `baseOffset + lastOffsetDelta`.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset.wrapping_add(i64::from(self.last_offset_delta))
+        self.base_offset
+            .wrapping_add(i64::from(self.last_offset_delta))
     }
 
     /// The codec, or `UnsupportedCodec` for ids 5-7.
@@ -352,9 +355,9 @@ impl Batch {
             return Ok(None);
         }
         let mut records = self.records()?;
-        let record = records
-            .next()
-            .ok_or_else(|| Error::invalid_batch("recordsCount", "a control batch holds no record"))??;
+        let record = records.next().ok_or_else(|| {
+            Error::invalid_batch("recordsCount", "a control batch holds no record")
+        })??;
         ControlRecord::parse(&record).map(Some)
     }
 }
@@ -385,10 +388,18 @@ fn varint_err(field: &'static str) -> impl Fn(VarintError) -> Error {
 }
 
 impl RecordIter {
-    fn read_bytes(&self, body: &[u8], pos: &mut usize, field: &'static str) -> Result<Option<Bytes>> {
+    fn read_bytes(
+        &self,
+        body: &[u8],
+        pos: &mut usize,
+        field: &'static str,
+    ) -> Result<Option<Bytes>> {
         let len = varint::read_varint(body, pos).map_err(varint_err(field))?;
         if len < -1 {
-            return Err(Error::invalid_batch(field, format!("length {len} is below -1")));
+            return Err(Error::invalid_batch(
+                field,
+                format!("length {len} is below -1"),
+            ));
         }
         if len == -1 {
             return Ok(None);
@@ -431,7 +442,10 @@ impl RecordIter {
         let value = self.read_bytes(body, &mut p, "valueLength")?;
         let count = varint::read_varint(body, &mut p).map_err(varint_err("headerCount"))?;
         if count < 0 {
-            return Err(Error::invalid_batch("headerCount", format!("{count} is negative")));
+            return Err(Error::invalid_batch(
+                "headerCount",
+                format!("{count} is negative"),
+            ));
         }
         // Each header takes at least two bytes, which bounds the allocation.
         if count as usize > (body.len() - p) / 2 {
@@ -444,16 +458,22 @@ impl RecordIter {
         for _ in 0..count {
             let key = self
                 .read_bytes(body, &mut p, "headerKeyLength")?
-                .ok_or_else(|| Error::invalid_batch("headerKeyLength", "a header key cannot be null"))?;
-            let key = String::from_utf8(key.to_vec())
-                .map_err(|_| Error::invalid_batch("headerKey", "a header key is not valid UTF-8"))?;
+                .ok_or_else(|| {
+                    Error::invalid_batch("headerKeyLength", "a header key cannot be null")
+                })?;
+            let key = String::from_utf8(key.to_vec()).map_err(|_| {
+                Error::invalid_batch("headerKey", "a header key is not valid UTF-8")
+            })?;
             let value = self.read_bytes(body, &mut p, "headerValueLength")?;
             headers.push(Header { key, value });
         }
         if p != body.len() {
             return Err(Error::invalid_batch(
                 "length",
-                format!("record declares {} bytes but its fields use {p}", body.len()),
+                format!(
+                    "record declares {} bytes but its fields use {p}",
+                    body.len()
+                ),
             ));
         }
         self.pos += body.len();
@@ -493,7 +513,10 @@ impl Iterator for RecordIter {
             self.failed = true;
             return Some(Err(Error::invalid_batch(
                 "recordsCount",
-                format!("{} more records are declared than the batch holds", self.remaining),
+                format!(
+                    "{} more records are declared than the batch holds",
+                    self.remaining
+                ),
             )));
         }
         match self.decode_one() {
@@ -618,12 +641,24 @@ impl BatchBuilder {
     }
 
     /// The bytes a record would add to the uncompressed batch.
-    pub fn record_size(&self, timestamp: i64, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header]) -> usize {
+    pub fn record_size(
+        &self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header],
+    ) -> usize {
         let body = self.body_len(timestamp, key, value, headers);
         varint::varint_len(body as i32) + body
     }
 
-    fn body_len(&self, timestamp: i64, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header]) -> usize {
+    fn body_len(
+        &self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header],
+    ) -> usize {
         fn field(b: Option<&[u8]>) -> usize {
             match b {
                 None => 1,
@@ -652,7 +687,13 @@ impl BatchBuilder {
     /// # Errors
     /// `InvalidArgument` if the batch already holds `i32::MAX` records or a field is
     /// longer than `i32::MAX` bytes.
-    pub fn push(&mut self, timestamp: i64, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header]) -> Result<()> {
+    pub fn push(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header],
+    ) -> Result<()> {
         let too_long = |name: &'static str| Error::InvalidArgument {
             name,
             reason: "longer than i32::MAX bytes".into(),
@@ -671,7 +712,10 @@ impl BatchBuilder {
         }
         if headers.len() > i32::MAX as usize
             || headers.iter().any(|h| {
-                h.key.len() > i32::MAX as usize || h.value.as_ref().is_some_and(|v| v.len() > i32::MAX as usize)
+                h.key.len() > i32::MAX as usize
+                    || h.value
+                        .as_ref()
+                        .is_some_and(|v| v.len() > i32::MAX as usize)
             })
         {
             return Err(too_long("headers"));
@@ -732,7 +776,12 @@ impl BatchBuilder {
         } else {
             let mut out = Vec::with_capacity(RECORDS_OFFSET + self.buf.len() / 2);
             out.resize(RECORDS_OFFSET, 0);
-            compression::compress(self.compression, self.level, &self.buf[RECORDS_OFFSET..], &mut out)?;
+            compression::compress(
+                self.compression,
+                self.level,
+                &self.buf[RECORDS_OFFSET..],
+                &mut out,
+            )?;
             out
         };
         let mut attributes = i16::from(self.compression.id());
@@ -749,15 +798,22 @@ impl BatchBuilder {
         let h = &mut out[..RECORDS_OFFSET];
         h[BASE_OFFSET_OFFSET..BATCH_LENGTH_OFFSET].copy_from_slice(&0i64.to_be_bytes());
         h[BATCH_LENGTH_OFFSET..PARTITION_LEADER_EPOCH_OFFSET].copy_from_slice(&len.to_be_bytes());
-        h[PARTITION_LEADER_EPOCH_OFFSET..MAGIC_OFFSET].copy_from_slice(&self.partition_leader_epoch.to_be_bytes());
+        h[PARTITION_LEADER_EPOCH_OFFSET..MAGIC_OFFSET]
+            .copy_from_slice(&self.partition_leader_epoch.to_be_bytes());
         h[MAGIC_OFFSET] = MAGIC_V2 as u8;
         h[ATTRIBUTES_OFFSET..LAST_OFFSET_DELTA_OFFSET].copy_from_slice(&attributes.to_be_bytes());
-        h[LAST_OFFSET_DELTA_OFFSET..BASE_TIMESTAMP_OFFSET].copy_from_slice(&(self.count - 1).to_be_bytes());
-        h[BASE_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET].copy_from_slice(&self.base_timestamp.to_be_bytes());
-        h[MAX_TIMESTAMP_OFFSET..PRODUCER_ID_OFFSET].copy_from_slice(&self.max_timestamp.to_be_bytes());
-        h[PRODUCER_ID_OFFSET..PRODUCER_EPOCH_OFFSET].copy_from_slice(&self.producer_id.to_be_bytes());
-        h[PRODUCER_EPOCH_OFFSET..BASE_SEQUENCE_OFFSET].copy_from_slice(&self.producer_epoch.to_be_bytes());
-        h[BASE_SEQUENCE_OFFSET..RECORDS_COUNT_OFFSET].copy_from_slice(&self.base_sequence.to_be_bytes());
+        h[LAST_OFFSET_DELTA_OFFSET..BASE_TIMESTAMP_OFFSET]
+            .copy_from_slice(&(self.count - 1).to_be_bytes());
+        h[BASE_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET]
+            .copy_from_slice(&self.base_timestamp.to_be_bytes());
+        h[MAX_TIMESTAMP_OFFSET..PRODUCER_ID_OFFSET]
+            .copy_from_slice(&self.max_timestamp.to_be_bytes());
+        h[PRODUCER_ID_OFFSET..PRODUCER_EPOCH_OFFSET]
+            .copy_from_slice(&self.producer_id.to_be_bytes());
+        h[PRODUCER_EPOCH_OFFSET..BASE_SEQUENCE_OFFSET]
+            .copy_from_slice(&self.producer_epoch.to_be_bytes());
+        h[BASE_SEQUENCE_OFFSET..RECORDS_COUNT_OFFSET]
+            .copy_from_slice(&self.base_sequence.to_be_bytes());
         h[RECORDS_COUNT_OFFSET..RECORDS_OFFSET].copy_from_slice(&self.count.to_be_bytes());
         write_crc(&mut out);
         Ok(out)
@@ -820,7 +876,12 @@ impl ControlRecord {
             .key
             .as_deref()
             .filter(|k| k.len() >= 4)
-            .ok_or_else(|| Error::invalid_batch("key", "a control record key needs version and type (4 bytes)"))?;
+            .ok_or_else(|| {
+                Error::invalid_batch(
+                    "key",
+                    "a control record key needs version and type (4 bytes)",
+                )
+            })?;
         let version = be_i16(key, 0);
         if version != 0 {
             return Err(Error::invalid_batch(
@@ -910,7 +971,9 @@ impl Iterator for BatchIter {
         }
         let rest = &self.buf[self.pos..];
         let size = match peek_size(rest) {
-            Some((_, size)) if size >= RECORD_BATCH_OVERHEAD as i64 && size as u64 <= rest.len() as u64 => {
+            Some((_, size))
+                if size >= RECORD_BATCH_OVERHEAD as i64 && size as u64 <= rest.len() as u64 =>
+            {
                 size as usize
             }
             Some((_, size)) if size < RECORD_BATCH_OVERHEAD as i64 => {
@@ -1004,7 +1067,8 @@ mod tests {
 
     #[test]
     fn golden_commit_marker_is_reproduced_byte_for_byte() {
-        let mut bytes = control_batch(ControlRecordType::Commit, 1000, 3, 7, 1_700_000_000_010).unwrap();
+        let mut bytes =
+            control_batch(ControlRecordType::Commit, 1000, 3, 7, 1_700_000_000_010).unwrap();
         bytes[..8].copy_from_slice(&2i64.to_be_bytes()); // base offset is outside the CRC
         assert_eq!(bytes, hex(GOLDEN_COMMIT));
         assert_eq!(bytes.len(), 78);
@@ -1026,7 +1090,10 @@ mod tests {
             for bit in 0..8 {
                 let mut bad = good.clone();
                 bad[i] ^= 1 << bit;
-                assert!(Batch::parse(bad.into()).is_err(), "flip at byte {i} bit {bit} accepted");
+                assert!(
+                    Batch::parse(bad.into()).is_err(),
+                    "flip at byte {i} bit {bit} accepted"
+                );
             }
         }
     }
@@ -1069,7 +1136,11 @@ mod tests {
         let mut extra = good.clone();
         extra[RECORDS_COUNT_OFFSET..RECORDS_OFFSET].copy_from_slice(&1i32.to_be_bytes());
         write_crc(&mut extra);
-        let results: Vec<_> = Batch::parse(extra.into()).unwrap().records().unwrap().collect();
+        let results: Vec<_> = Batch::parse(extra.into())
+            .unwrap()
+            .records()
+            .unwrap()
+            .collect();
         assert_eq!(results.len(), 2);
         assert!(matches!(
             results[1],
@@ -1101,8 +1172,13 @@ mod tests {
         for codec in Compression::ALL {
             let mut b = BatchBuilder::new().compression(codec);
             for i in 0..100 {
-                b.push(i, Some(format!("key-{i}").as_bytes()), Some(&[i as u8; 50]), &[])
-                    .unwrap();
+                b.push(
+                    i,
+                    Some(format!("key-{i}").as_bytes()),
+                    Some(&[i as u8; 50]),
+                    &[],
+                )
+                .unwrap();
             }
             let bytes = b.finish().unwrap();
             let batch = Batch::parse(bytes.into()).unwrap();
@@ -1115,7 +1191,10 @@ mod tests {
                 max_decompressed_bytes: 100,
             };
             if codec != Compression::None {
-                assert!(batch.records_with(&tight).is_err(), "{codec} ignored the cap");
+                assert!(
+                    batch.records_with(&tight).is_err(),
+                    "{codec} ignored the cap"
+                );
             }
         }
     }

@@ -125,7 +125,9 @@ impl std::str::FromStr for Compression {
 
 /// xerial snappy-java stream header: magic, then version 1 and min-compatible 1.
 #[cfg(feature = "snappy")]
-const XERIAL_HEADER: [u8; 16] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0, 0, 0, 0, 1, 0, 0, 0, 1];
+const XERIAL_HEADER: [u8; 16] = [
+    0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0, 0, 0, 0, 1, 0, 0, 0, 1,
+];
 #[cfg(feature = "snappy")]
 const XERIAL_MAGIC_LEN: usize = 8;
 #[cfg(feature = "snappy")]
@@ -133,7 +135,12 @@ const XERIAL_BLOCK_INPUT: usize = 32 * 1024;
 
 /// Compresses `input` with `codec`, appending to `out`. `level` is the codec's own scale
 /// (gzip 0-9, zstd 1-22; ignored for snappy and lz4); `None` picks Kafka's default.
-pub fn compress(codec: Compression, level: Option<i32>, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
+pub fn compress(
+    codec: Compression,
+    level: Option<i32>,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<()> {
     if !codec.is_available() {
         return Err(codec.unavailable());
     }
@@ -146,7 +153,8 @@ pub fn compress(codec: Compression, level: Option<i32>, input: &[u8], out: &mut 
             let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::new(level));
             enc.write_all(input)
                 .map_err(|e| Error::io("gzip-compress a batch", e))?;
-            enc.finish().map_err(|e| Error::io("gzip-compress a batch", e))?;
+            enc.finish()
+                .map_err(|e| Error::io("gzip-compress a batch", e))?;
         }
         #[cfg(feature = "snappy")]
         Compression::Snappy => {
@@ -171,18 +179,22 @@ pub fn compress(codec: Compression, level: Option<i32>, input: &[u8], out: &mut 
                 .block_size(lz4_flex::frame::BlockSize::Max64KB)
                 .block_mode(lz4_flex::frame::BlockMode::Independent);
             let mut enc = lz4_flex::frame::FrameEncoder::with_frame_info(info, out);
-            enc.write_all(input).map_err(|e| Error::io("lz4-compress a batch", e))?;
+            enc.write_all(input)
+                .map_err(|e| Error::io("lz4-compress a batch", e))?;
             enc.finish()
                 .map_err(|e| Error::invalid_batch("records", format!("lz4: {e}")))?;
         }
         #[cfg(feature = "zstd")]
         Compression::Zstd => {
             let level = level.unwrap_or(3);
-            let mut enc = zstd::stream::Encoder::new(out, level).map_err(|e| Error::io("zstd-compress a batch", e))?;
+            let mut enc = zstd::stream::Encoder::new(out, level)
+                .map_err(|e| Error::io("zstd-compress a batch", e))?;
             enc.include_checksum(false)
                 .map_err(|e| Error::io("configure zstd", e))?;
-            std::io::Write::write_all(&mut enc, input).map_err(|e| Error::io("zstd-compress a batch", e))?;
-            enc.finish().map_err(|e| Error::io("zstd-compress a batch", e))?;
+            std::io::Write::write_all(&mut enc, input)
+                .map_err(|e| Error::io("zstd-compress a batch", e))?;
+            enc.finish()
+                .map_err(|e| Error::io("zstd-compress a batch", e))?;
         }
         #[allow(unreachable_patterns)]
         _ => return Err(codec.unavailable()),
@@ -234,7 +246,8 @@ pub fn decompress(codec: Compression, input: &[u8], limit: usize) -> Result<Vec<
         Compression::Lz4 => read_capped(codec, lz4_flex::frame::FrameDecoder::new(input), limit),
         #[cfg(feature = "zstd")]
         Compression::Zstd => {
-            let mut dec = zstd::stream::read::Decoder::with_buffer(input).map_err(|e| corrupt(codec, e))?;
+            let mut dec =
+                zstd::stream::read::Decoder::with_buffer(input).map_err(|e| corrupt(codec, e))?;
             dec.window_log_max(27).map_err(|e| corrupt(codec, e))?;
             read_capped(codec, dec, limit)
         }
@@ -261,7 +274,9 @@ fn snappy_raw_into(block: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<()> 
 #[cfg(feature = "snappy")]
 fn snappy_decompress(input: &[u8], limit: usize) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    if input.len() < XERIAL_MAGIC_LEN || input[..XERIAL_MAGIC_LEN] != XERIAL_HEADER[..XERIAL_MAGIC_LEN] {
+    if input.len() < XERIAL_MAGIC_LEN
+        || input[..XERIAL_MAGIC_LEN] != XERIAL_HEADER[..XERIAL_MAGIC_LEN]
+    {
         snappy_raw_into(input, &mut out, limit)?;
         return Ok(out);
     }
@@ -271,7 +286,10 @@ fn snappy_decompress(input: &[u8], limit: usize) -> Result<Vec<u8>> {
     }
     while pos < input.len() {
         let Some(len_bytes) = input.get(pos..pos + 4) else {
-            return Err(corrupt(Compression::Snappy, "xerial block length is cut short"));
+            return Err(corrupt(
+                Compression::Snappy,
+                "xerial block length is cut short",
+            ));
         };
         let len = u32::from_be_bytes(len_bytes.try_into().expect("4 bytes")) as usize;
         pos += 4;
@@ -292,7 +310,9 @@ mod tests {
     use super::*;
 
     fn sample() -> Vec<u8> {
-        (0..100_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect()
+        (0..100_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect()
     }
 
     #[test]
@@ -301,7 +321,11 @@ mod tests {
         for codec in Compression::ALL {
             let mut out = Vec::new();
             compress(codec, None, &data, &mut out).unwrap();
-            assert_eq!(decompress(codec, &out, data.len()).unwrap(), data, "{codec}");
+            assert_eq!(
+                decompress(codec, &out, data.len()).unwrap(),
+                data,
+                "{codec}"
+            );
             if codec != Compression::None {
                 assert!(out.len() < data.len(), "{codec} did not compress");
             }
@@ -315,7 +339,10 @@ mod tests {
             let mut out = Vec::new();
             compress(codec, None, &data, &mut out).unwrap();
             let err = decompress(codec, &out, data.len() - 1).unwrap_err();
-            assert!(err.to_string().contains("exceeds the limit"), "{codec}: {err}");
+            assert!(
+                err.to_string().contains("exceeds the limit"),
+                "{codec}: {err}"
+            );
         }
     }
 
@@ -324,7 +351,11 @@ mod tests {
         let mut out = Vec::new();
         compress(Compression::Lz4, None, b"hello hello hello", &mut out).unwrap();
         assert_eq!(&out[..7], &[0x04, 0x22, 0x4d, 0x18, 0x60, 0x40, 0x82]);
-        assert_eq!(&out[out.len() - 4..], &[0, 0, 0, 0], "end mark, no content checksum");
+        assert_eq!(
+            &out[out.len() - 4..],
+            &[0, 0, 0, 0],
+            "end mark, no content checksum"
+        );
     }
 
     #[test]
@@ -334,7 +365,10 @@ mod tests {
         compress(Compression::Snappy, None, &data, &mut out).unwrap();
         assert_eq!(&out[..16], &XERIAL_HEADER);
         let raw = snap::raw::Encoder::new().compress_vec(&data).unwrap();
-        assert_eq!(decompress(Compression::Snappy, &raw, data.len()).unwrap(), data);
+        assert_eq!(
+            decompress(Compression::Snappy, &raw, data.len()).unwrap(),
+            data
+        );
     }
 
     #[test]

@@ -10,8 +10,8 @@ mod record;
 pub mod varint;
 
 pub use batch::{
-    Batch, BatchBuilder, BatchHeader, BatchIter, ControlRecord, ControlRecordType, DecodeOptions, RecordIter,
-    TimestampType, batches, control_batch,
+    Batch, BatchBuilder, BatchHeader, BatchIter, ControlRecord, ControlRecordType, DecodeOptions,
+    RecordIter, TimestampType, batches, control_batch,
 };
 pub use compression::Compression;
 pub use record::{Header, Record};

@@ -43,7 +43,11 @@ pub struct Record {
 
 impl Record {
     /// A record with the given timestamp, key and value and no headers.
-    pub fn new(timestamp: i64, key: Option<impl Into<Bytes>>, value: Option<impl Into<Bytes>>) -> Self {
+    pub fn new(
+        timestamp: i64,
+        key: Option<impl Into<Bytes>>,
+        value: Option<impl Into<Bytes>>,
+    ) -> Self {
         Record {
             offset: 0,
             timestamp,

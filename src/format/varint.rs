@@ -57,7 +57,12 @@ pub enum VarintError {
     TooLong,
 }
 
-fn read_uvarint(buf: &[u8], pos: &mut usize, max_bytes: usize, bits: u32) -> Result<u64, VarintError> {
+fn read_uvarint(
+    buf: &[u8],
+    pos: &mut usize,
+    max_bytes: usize,
+    bits: u32,
+) -> Result<u64, VarintError> {
     let mut value: u64 = 0;
     for i in 0..max_bytes {
         let Some(&b) = buf.get(*pos + i) else {
@@ -66,7 +71,9 @@ fn read_uvarint(buf: &[u8], pos: &mut usize, max_bytes: usize, bits: u32) -> Res
         let shift = 7 * i as u32;
         let part = u64::from(b & 0x7f);
         // The last permitted byte may only carry the bits that still fit the type.
-        if i == max_bytes - 1 && (b & 0x80 != 0 || (shift + 7 > bits && part >> (bits - shift) != 0)) {
+        if i == max_bytes - 1
+            && (b & 0x80 != 0 || (shift + 7 > bits && part >> (bits - shift) != 0))
+        {
             return Err(VarintError::TooLong);
         }
         value |= part << shift;
@@ -129,8 +136,14 @@ mod tests {
             read_varint(&[0xff, 0xff, 0xff, 0xff, 0x1f], &mut pos),
             Err(VarintError::TooLong)
         );
-        assert_eq!(read_varint(&[0x80, 0x80], &mut pos), Err(VarintError::Truncated));
-        assert_eq!(read_varlong(&[0xff; 10], &mut pos), Err(VarintError::TooLong));
+        assert_eq!(
+            read_varint(&[0x80, 0x80], &mut pos),
+            Err(VarintError::Truncated)
+        );
+        assert_eq!(
+            read_varlong(&[0xff; 10], &mut pos),
+            Err(VarintError::TooLong)
+        );
         assert_eq!(read_varlong(&[], &mut pos), Err(VarintError::Truncated));
         assert_eq!(pos, 0, "failed reads do not advance");
     }
