@@ -4,6 +4,7 @@
 
 mod error;
 pub mod format;
+pub mod fs;
 
 pub use error::{Error, Result};
 pub use format::{Batch, BatchBuilder, Compression, Header, Record};

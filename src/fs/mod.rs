@@ -1,0 +1,82 @@
+//! The storage seam: every disk access of the log goes through [`FileSystem`] and
+//! [`File`].
+//!
+//! - [`OsFs`]: real files (`pread`/`pwrite`, `fdatasync`, directory fsync, `flock`-style
+//!   lock files, read-only mmap of sealed segments).
+//! - [`SimFs`]: an in-memory file system for tests that tracks what was synced. It can
+//!   produce crash images (each unsynced write kept, dropped or torn; directory changes
+//!   lost unless the directory was synced) and inject EIO/ENOSPC at the k-th operation.
+
+mod os;
+mod sim;
+
+use std::fmt::Debug;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+pub use os::OsFs;
+pub use sim::{CrashImage, Fault, SimFs};
+
+/// An open file. Positions are absolute; there is no cursor, so a handle is shared
+/// between threads.
+pub trait File: Send + Sync + Debug {
+    /// Current length in bytes.
+    fn len(&self) -> io::Result<u64>;
+    /// Reads up to `buf.len()` bytes at `pos`; returns how many were read (0 at EOF).
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize>;
+    /// Writes all of `buf` at `pos`, extending the file if needed.
+    fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()>;
+    /// Truncates or extends (with zeros) to `len` bytes.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Makes the file's data (and the metadata needed to read it back) durable:
+    /// `fdatasync`.
+    fn sync_data(&self) -> io::Result<()>;
+    /// A read-only view of `[0, len)`: memory-mapped where the file system supports it,
+    /// otherwise a copy. The caller promises never to shrink or overwrite that range
+    /// while the view lives.
+    fn map(&self, len: u64) -> io::Result<Bytes>;
+
+    /// Reads exactly `len` bytes at `pos` into a new buffer.
+    fn read_exact_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        let mut buf = vec![0u8; len];
+        let mut done = 0;
+        while done < len {
+            let n = self.read_at(&mut buf[done..], pos + done as u64)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file ended early",
+                ));
+            }
+            done += n;
+        }
+        Ok(Bytes::from(buf))
+    }
+}
+
+/// A held lock on a lock file; released on drop.
+pub trait DirLock: Send + Sync + Debug {}
+
+/// A file system: the operations the log needs, and nothing more.
+pub trait FileSystem: Send + Sync + Debug {
+    /// Opens a file for reading and writing, creating it (empty) if `create` is set.
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn File>>;
+    /// Creates a directory and its parents.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Names of the entries of a directory, sorted.
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// Whether a file or directory exists.
+    fn exists(&self, path: &Path) -> io::Result<bool>;
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Atomically renames a file, replacing `to` if it exists.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Makes a directory's entries (creations, removals, renames) durable.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Takes an exclusive lock on `path` (created if missing); fails with
+    /// `ErrorKind::WouldBlock` if another holder has it.
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>>;
+}

@@ -1,0 +1,143 @@
+//! [`OsFs`]: the real file system.
+#![allow(unsafe_code)] // the one module that memory-maps files; see the SAFETY comment
+
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{DirLock, File, FileSystem};
+
+/// Real files through `std::fs`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OsFs;
+
+#[derive(Debug)]
+struct OsFile(fs::File);
+
+#[cfg(unix)]
+fn pread(f: &fs::File, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(f, buf, pos)
+}
+#[cfg(unix)]
+fn pwrite_all(f: &fs::File, buf: &[u8], pos: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(f, buf, pos)
+}
+#[cfg(windows)]
+fn pread(f: &fs::File, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(f, buf, pos)
+}
+#[cfg(windows)]
+fn pwrite_all(f: &fs::File, mut buf: &[u8], mut pos: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = std::os::windows::fs::FileExt::seek_write(f, buf, pos)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0"));
+        }
+        buf = &buf[n..];
+        pos += n as u64;
+    }
+    Ok(())
+}
+
+impl File for OsFile {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        loop {
+            match pread(&self.0, buf, pos) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return r,
+            }
+        }
+    }
+    fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
+        pwrite_all(&self.0, buf, pos)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+    fn map(&self, len: u64) -> io::Result<Bytes> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let len = usize::try_from(len).map_err(|_| io::Error::other("file too large to map"))?;
+        // SAFETY: the mapping is read-only and covers [0, len), which the caller (the log)
+        // guarantees lies inside the file and is never shrunk or rewritten while any view
+        // of it is alive: sealed segments are immutable; truncation and compaction write
+        // new files and rename them into place; retention unlinks files, which keeps live
+        // mappings valid. Modification by another process is outside this guarantee and is
+        // documented as unsupported.
+        let map = unsafe { memmap2::MmapOptions::new().len(len).map(&self.0)? };
+        Ok(Bytes::from_owner(map))
+    }
+}
+
+#[derive(Debug)]
+struct OsLock(#[allow(dead_code)] fs::File);
+impl DirLock for OsLock {}
+
+impl FileSystem for OsFs {
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn File>> {
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .open(path)?;
+        Ok(Arc::new(OsFile(f)))
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        fs::create_dir_all(path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(path)? {
+            if let Ok(name) = entry?.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        path.try_exists()
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        #[cfg(unix)]
+        {
+            fs::File::open(path)?.sync_all()
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = path;
+            Ok(())
+        }
+    }
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        match f.try_lock() {
+            Ok(()) => Ok(Box::new(OsLock(f))),
+            Err(fs::TryLockError::WouldBlock) => {
+                Err(io::Error::new(io::ErrorKind::WouldBlock, "lock is held"))
+            }
+            Err(fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,698 @@
+//! [`SimFs`]: an in-memory file system that remembers what was synced.
+//!
+//! Model:
+//! - Each file has its live bytes, its durable bytes (as of its last `sync_data`) and
+//!   the list of writes and truncations since then.
+//! - Each directory has its live entries and the ordered list of entry changes (create,
+//!   remove, rename) since its last `sync_dir`. Directories themselves are durable when
+//!   created.
+//! - A crash image starts from the durable state, keeps an ordered prefix of each
+//!   directory's unsynced entry changes (ordered metadata journaling) and applies each
+//!   unsynced write to a file in order, kept, dropped, or torn at 512-byte sector
+//!   granularity (each sector new, old or garbage).
+//! - Faults: the k-th operation (1-based, every call counts) can fail with EIO or
+//!   ENOSPC, once or from then on. A failing write may first write part of its data.
+//!   `crash_after(k)` stops the machine after the k-th mutating operation: every later
+//!   call fails and changes nothing.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use super::{DirLock, File, FileSystem};
+
+const SECTOR: u64 = 512;
+
+/// An injected error kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// `EIO`: fails any operation.
+    Eio,
+    /// `ENOSPC`: fails writes, truncations and syncs; reads pass.
+    Enospc,
+}
+
+/// What a crash image does with the writes and directory changes that were not synced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashImage {
+    /// Every unsynced change reached the disk.
+    KeepAll,
+    /// No unsynced change reached the disk.
+    DropAll,
+    /// Each unsynced change is kept, dropped or torn, chosen by a generator seeded with
+    /// this value.
+    Random(u64),
+}
+
+#[derive(Debug, Clone)]
+enum Pending {
+    Write { pos: u64, data: Vec<u8> },
+    SetLen(u64),
+}
+
+#[derive(Debug, Clone, Default)]
+struct Inode {
+    live: Vec<u8>,
+    durable: Vec<u8>,
+    pending: Vec<Pending>,
+}
+
+#[derive(Debug, Clone)]
+enum DirOp {
+    Link(PathBuf, u64),
+    Unlink(PathBuf),
+    Rename(PathBuf, PathBuf, u64),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FaultRule {
+    at: u64,
+    kind: Fault,
+    persistent: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_ino: u64,
+    inodes: HashMap<u64, Inode>,
+    dirs: BTreeSet<PathBuf>,
+    live: BTreeMap<PathBuf, u64>,
+    durable: BTreeMap<PathBuf, u64>,
+    dir_ops: BTreeMap<PathBuf, Vec<DirOp>>,
+    locks: HashSet<PathBuf>,
+    ops: u64,
+    mutating_ops: u64,
+    faults: Vec<FaultRule>,
+    crash_after: Option<u64>,
+    crashed: bool,
+}
+
+fn eio(msg: &str) -> io::Error {
+    io::Error::other(format!("simulated EIO: {msg}"))
+}
+fn enospc() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::StorageFull,
+        "simulated ENOSPC: no space left on device",
+    )
+}
+fn not_found(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{} does not exist", path.display()),
+    )
+}
+
+fn parent(path: &Path) -> PathBuf {
+    path.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// splitmix64: a tiny deterministic generator for crash images.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next() % n }
+    }
+}
+
+impl State {
+    /// Counts an operation and decides whether it fails. `mutating` operations also
+    /// count towards `crash_after`.
+    fn begin(&mut self, mutating: bool) -> io::Result<()> {
+        if self.crashed {
+            return Err(eio("the simulated machine has crashed"));
+        }
+        self.ops += 1;
+        if mutating {
+            self.mutating_ops += 1;
+            if self.crash_after.is_some_and(|c| self.mutating_ops > c) {
+                self.crashed = true;
+                return Err(eio("the simulated machine has crashed"));
+            }
+        }
+        let k = self.ops;
+        let hit = self
+            .faults
+            .iter()
+            .find(|f| f.at == k || (f.persistent && k >= f.at))
+            .copied();
+        match hit {
+            Some(FaultRule {
+                kind: Fault::Eio, ..
+            }) => Err(eio("injected fault")),
+            Some(FaultRule {
+                kind: Fault::Enospc,
+                ..
+            }) if mutating => Err(enospc()),
+            _ => Ok(()),
+        }
+    }
+
+    fn inode(&mut self, ino: u64) -> &mut Inode {
+        self.inodes.entry(ino).or_default()
+    }
+
+    fn check_dir(&self, dir: &Path) -> io::Result<()> {
+        if dir.as_os_str().is_empty() || self.dirs.contains(dir) {
+            Ok(())
+        } else {
+            Err(not_found(dir))
+        }
+    }
+}
+
+fn apply_write(buf: &mut Vec<u8>, pos: u64, data: &[u8]) {
+    let pos = pos as usize;
+    if buf.len() < pos + data.len() {
+        buf.resize(pos + data.len(), 0);
+    }
+    buf[pos..pos + data.len()].copy_from_slice(data);
+}
+
+/// The in-memory file system. Cloning shares the same state.
+#[derive(Debug, Clone, Default)]
+pub struct SimFs {
+    state: Arc<Mutex<State>>,
+}
+
+impl SimFs {
+    /// An empty file system.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Operations so far (every call counts).
+    pub fn op_count(&self) -> u64 {
+        self.state.lock().ops
+    }
+
+    /// Mutating operations so far (creates, writes, truncations, syncs, renames, removes):
+    /// the crash points.
+    pub fn mutating_op_count(&self) -> u64 {
+        self.state.lock().mutating_ops
+    }
+
+    /// Fails operation number `at` (1-based, counted by [`op_count`](Self::op_count))
+    /// with `kind`; with `persistent`, every later operation fails too.
+    pub fn inject(&self, kind: Fault, at: u64, persistent: bool) {
+        self.state.lock().faults.push(FaultRule {
+            at,
+            kind,
+            persistent,
+        });
+    }
+
+    /// Removes all injected faults (space "returns").
+    pub fn clear_faults(&self) {
+        self.state.lock().faults.clear();
+    }
+
+    /// Stops the machine after `k` more mutating operations in total (counted from the
+    /// start): the (k+1)-th and every later call fails with EIO and changes nothing.
+    pub fn crash_after(&self, k: u64) {
+        self.state.lock().crash_after = Some(k);
+    }
+
+    /// Whether `crash_after` has taken effect.
+    pub fn has_crashed(&self) -> bool {
+        self.state.lock().crashed
+    }
+
+    /// A new file system holding what a disk could contain after a power cut now.
+    pub fn crash_image(&self, mode: CrashImage) -> SimFs {
+        let st = self.state.lock();
+        let mut rng = Rng(match mode {
+            CrashImage::Random(seed) => seed,
+            _ => 0,
+        });
+        let mut names = st.durable.clone();
+        for ops in st.dir_ops.values() {
+            let keep = match mode {
+                CrashImage::KeepAll => ops.len(),
+                CrashImage::DropAll => 0,
+                CrashImage::Random(_) => rng.below(ops.len() as u64 + 1) as usize,
+            };
+            for op in &ops[..keep] {
+                match op {
+                    DirOp::Link(p, ino) => {
+                        names.insert(p.clone(), *ino);
+                    }
+                    DirOp::Unlink(p) => {
+                        names.remove(p);
+                    }
+                    DirOp::Rename(from, to, ino) => {
+                        names.remove(from);
+                        names.insert(to.clone(), *ino);
+                    }
+                }
+            }
+        }
+        let mut inodes = HashMap::new();
+        for ino in names.values() {
+            if inodes.contains_key(ino) {
+                continue;
+            }
+            let Some(node) = st.inodes.get(ino) else {
+                continue;
+            };
+            let mut data = node.durable.clone();
+            for p in &node.pending {
+                let choice = match mode {
+                    CrashImage::KeepAll => 0,
+                    CrashImage::DropAll => 1,
+                    CrashImage::Random(_) => rng.below(3),
+                };
+                match (p, choice) {
+                    (_, 1) => {}
+                    (Pending::SetLen(len), _) => data.resize(*len as usize, 0),
+                    (Pending::Write { pos, data: w }, 0) => apply_write(&mut data, *pos, w),
+                    (Pending::Write { pos, data: w }, _) => {
+                        // Torn: each sector the write touches is new, old or garbage.
+                        let end = pos + w.len() as u64;
+                        let mut s = *pos;
+                        while s < end {
+                            let next = ((s / SECTOR) + 1) * SECTOR;
+                            let e = next.min(end);
+                            let piece = &w[(s - pos) as usize..(e - pos) as usize];
+                            match rng.below(3) {
+                                0 => apply_write(&mut data, s, piece),
+                                1 => {
+                                    if data.len() < e as usize {
+                                        data.resize(e as usize, 0);
+                                    }
+                                }
+                                _ => {
+                                    let garbage: Vec<u8> =
+                                        piece.iter().map(|_| rng.next() as u8).collect();
+                                    apply_write(&mut data, s, &garbage);
+                                }
+                            }
+                            s = e;
+                        }
+                    }
+                }
+            }
+            inodes.insert(
+                *ino,
+                Inode {
+                    live: data.clone(),
+                    durable: data,
+                    pending: Vec::new(),
+                },
+            );
+        }
+        let state = State {
+            next_ino: st.next_ino,
+            inodes,
+            dirs: st.dirs.clone(),
+            live: names.clone(),
+            durable: names,
+            ..State::default()
+        };
+        SimFs {
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    /// The live contents of a file, if it exists (no operation is counted).
+    pub fn read_file(&self, path: &Path) -> Option<Vec<u8>> {
+        let st = self.state.lock();
+        let ino = st.live.get(path)?;
+        st.inodes.get(ino).map(|n| n.live.clone())
+    }
+
+    /// Replaces a file's contents, live and durable, creating it (and its directory) if
+    /// needed: for building disk images and simulating media damage. No operation is
+    /// counted.
+    pub fn write_file(&self, path: &Path, data: Vec<u8>) {
+        let mut st = self.state.lock();
+        let mut dir = parent(path);
+        loop {
+            st.dirs.insert(dir.clone());
+            match dir.parent() {
+                Some(p) if !p.as_os_str().is_empty() => dir = p.to_path_buf(),
+                _ => break,
+            }
+        }
+        let ino = match st.live.get(path) {
+            Some(&ino) => ino,
+            None => {
+                st.next_ino += 1;
+                let ino = st.next_ino;
+                st.live.insert(path.to_path_buf(), ino);
+                st.durable.insert(path.to_path_buf(), ino);
+                ino
+            }
+        };
+        *st.inode(ino) = Inode {
+            live: data.clone(),
+            durable: data,
+            pending: Vec::new(),
+        };
+    }
+
+    /// Removes a file from the live and durable state (media damage). No operation is
+    /// counted.
+    pub fn delete_file(&self, path: &Path) {
+        let mut st = self.state.lock();
+        st.live.remove(path);
+        st.durable.remove(path);
+    }
+
+    /// Live files below `dir`, with their sizes.
+    pub fn files(&self, dir: &Path) -> Vec<(PathBuf, usize)> {
+        let st = self.state.lock();
+        st.live
+            .iter()
+            .filter(|(p, _)| p.starts_with(dir))
+            .map(|(p, ino)| (p.clone(), st.inodes.get(ino).map_or(0, |n| n.live.len())))
+            .collect()
+    }
+}
+
+#[derive(Debug)]
+struct SimFile {
+    fs: SimFs,
+    ino: u64,
+}
+
+impl File for SimFile {
+    fn len(&self) -> io::Result<u64> {
+        let mut st = self.fs.state.lock();
+        st.begin(false)?;
+        Ok(st.inode(self.ino).live.len() as u64)
+    }
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        let mut st = self.fs.state.lock();
+        st.begin(false)?;
+        let data = &st.inode(self.ino).live;
+        let pos = usize::try_from(pos).unwrap_or(usize::MAX);
+        if pos >= data.len() {
+            return Ok(0);
+        }
+        let n = buf.len().min(data.len() - pos);
+        buf[..n].copy_from_slice(&data[pos..pos + n]);
+        Ok(n)
+    }
+    fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
+        let mut st = self.fs.state.lock();
+        if let Err(e) = st.begin(true) {
+            if e.kind() == io::ErrorKind::StorageFull && buf.len() > 1 && !st.crashed {
+                // A short write before the device filled up.
+                let part = buf[..buf.len() / 2].to_vec();
+                let node = st.inode(self.ino);
+                apply_write(&mut node.live, pos, &part);
+                node.pending.push(Pending::Write { pos, data: part });
+            }
+            return Err(e);
+        }
+        let node = st.inode(self.ino);
+        apply_write(&mut node.live, pos, buf);
+        node.pending.push(Pending::Write {
+            pos,
+            data: buf.to_vec(),
+        });
+        Ok(())
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let mut st = self.fs.state.lock();
+        st.begin(true)?;
+        let node = st.inode(self.ino);
+        node.live.resize(len as usize, 0);
+        node.pending.push(Pending::SetLen(len));
+        Ok(())
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        let mut st = self.fs.state.lock();
+        st.begin(true)?;
+        let node = st.inode(self.ino);
+        node.durable = node.live.clone();
+        node.pending.clear();
+        Ok(())
+    }
+    fn map(&self, len: u64) -> io::Result<Bytes> {
+        let mut st = self.fs.state.lock();
+        st.begin(false)?;
+        let data = &st.inode(self.ino).live;
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if len > data.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "map past the end of the file",
+            ));
+        }
+        Ok(Bytes::copy_from_slice(&data[..len]))
+    }
+}
+
+#[derive(Debug)]
+struct SimLock {
+    fs: SimFs,
+    path: PathBuf,
+}
+impl DirLock for SimLock {}
+impl Drop for SimLock {
+    fn drop(&mut self) {
+        self.fs.state.lock().locks.remove(&self.path);
+    }
+}
+
+impl FileSystem for SimFs {
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn File>> {
+        let mut st = self.state.lock();
+        let exists = st.live.contains_key(path);
+        st.begin(create && !exists)?;
+        let ino = match st.live.get(path) {
+            Some(&ino) => ino,
+            None if create => {
+                let dir = parent(path);
+                st.check_dir(&dir)?;
+                st.next_ino += 1;
+                let ino = st.next_ino;
+                st.inodes.insert(ino, Inode::default());
+                st.live.insert(path.to_path_buf(), ino);
+                st.dir_ops
+                    .entry(dir)
+                    .or_default()
+                    .push(DirOp::Link(path.to_path_buf(), ino));
+                ino
+            }
+            None => return Err(not_found(path)),
+        };
+        Ok(Arc::new(SimFile {
+            fs: self.clone(),
+            ino,
+        }))
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.begin(true)?;
+        let mut p = path.to_path_buf();
+        loop {
+            st.dirs.insert(p.clone());
+            match p.parent() {
+                Some(q) if !q.as_os_str().is_empty() => p = q.to_path_buf(),
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut st = self.state.lock();
+        st.begin(false)?;
+        if !st.dirs.contains(path) {
+            return Err(not_found(path));
+        }
+        let mut names: Vec<String> = st
+            .live
+            .keys()
+            .filter(|p| p.parent() == Some(path))
+            .chain(st.dirs.iter().filter(|p| p.parent() == Some(path)))
+            .filter_map(|p| p.file_name()?.to_str().map(String::from))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        let mut st = self.state.lock();
+        st.begin(false)?;
+        Ok(st.live.contains_key(path) || st.dirs.contains(path))
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.begin(true)?;
+        if st.live.remove(path).is_none() {
+            return Err(not_found(path));
+        }
+        st.dir_ops
+            .entry(parent(path))
+            .or_default()
+            .push(DirOp::Unlink(path.to_path_buf()));
+        Ok(())
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.begin(true)?;
+        if parent(from) != parent(to) {
+            return Err(io::Error::other("SimFs renames only within one directory"));
+        }
+        let ino = st.live.remove(from).ok_or_else(|| not_found(from))?;
+        st.live.insert(to.to_path_buf(), ino);
+        st.dir_ops
+            .entry(parent(to))
+            .or_default()
+            .push(DirOp::Rename(from.to_path_buf(), to.to_path_buf(), ino));
+        Ok(())
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.begin(true)?;
+        st.check_dir(path)?;
+        let ops = st.dir_ops.remove(path).unwrap_or_default();
+        for op in ops {
+            match op {
+                DirOp::Link(p, ino) => {
+                    st.durable.insert(p, ino);
+                }
+                DirOp::Unlink(p) => {
+                    st.durable.remove(&p);
+                }
+                DirOp::Rename(from, to, ino) => {
+                    st.durable.remove(&from);
+                    st.durable.insert(to, ino);
+                }
+            }
+        }
+        Ok(())
+    }
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
+        let mut st = self.state.lock();
+        st.begin(false)?;
+        if !st.locks.insert(path.to_path_buf()) {
+            return Err(io::Error::new(io::ErrorKind::WouldBlock, "lock is held"));
+        }
+        Ok(Box::new(SimLock {
+            fs: self.clone(),
+            path: path.to_path_buf(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> PathBuf {
+        PathBuf::from(s)
+    }
+
+    #[test]
+    fn unsynced_file_and_entry_are_lost_synced_ones_kept() {
+        let fs = SimFs::new();
+        fs.create_dir_all(&p("/d")).unwrap();
+        let f = fs.open(&p("/d/a"), true).unwrap();
+        f.write_all_at(b"hello", 0).unwrap();
+        let lost = fs.crash_image(CrashImage::DropAll);
+        assert!(
+            !lost.exists(&p("/d/a")).unwrap(),
+            "entry survived without a dir sync"
+        );
+        f.sync_data().unwrap();
+        fs.sync_dir(&p("/d")).unwrap();
+        f.write_all_at(b"HELLO world", 0).unwrap();
+        let img = fs.crash_image(CrashImage::DropAll);
+        assert_eq!(img.read_file(&p("/d/a")).unwrap(), b"hello");
+        let img = fs.crash_image(CrashImage::KeepAll);
+        assert_eq!(img.read_file(&p("/d/a")).unwrap(), b"HELLO world");
+    }
+
+    #[test]
+    fn rename_is_atomic_in_images() {
+        let fs = SimFs::new();
+        fs.create_dir_all(&p("/d")).unwrap();
+        let f = fs.open(&p("/d/x.tmp"), true).unwrap();
+        f.write_all_at(b"new", 0).unwrap();
+        f.sync_data().unwrap();
+        fs.rename(&p("/d/x.tmp"), &p("/d/x")).unwrap();
+        for seed in 0..50 {
+            let img = fs.crash_image(CrashImage::Random(seed));
+            let tmp = img.exists(&p("/d/x.tmp")).unwrap();
+            let fin = img.exists(&p("/d/x")).unwrap();
+            assert!(!(tmp && fin), "both names after a rename, seed {seed}");
+            if fin {
+                assert_eq!(img.read_file(&p("/d/x")).unwrap(), b"new");
+            }
+        }
+    }
+
+    #[test]
+    fn torn_writes_differ_from_both_sides_sometimes() {
+        let fs = SimFs::new();
+        fs.create_dir_all(&p("/d")).unwrap();
+        let f = fs.open(&p("/d/a"), true).unwrap();
+        f.sync_data().unwrap();
+        fs.sync_dir(&p("/d")).unwrap();
+        f.write_all_at(&[7u8; 4096], 0).unwrap();
+        let mut kinds = HashSet::new();
+        for seed in 0..200 {
+            let data = fs
+                .crash_image(CrashImage::Random(seed))
+                .read_file(&p("/d/a"))
+                .unwrap();
+            kinds.insert(if data.is_empty() {
+                0
+            } else if data == [7u8; 4096] {
+                1
+            } else {
+                2
+            });
+        }
+        assert_eq!(kinds.len(), 3, "expected dropped, kept and torn images");
+    }
+
+    #[test]
+    fn faults_fire_once_or_persistently_and_crash_freezes() {
+        let fs = SimFs::new();
+        fs.create_dir_all(&p("/d")).unwrap();
+        let f = fs.open(&p("/d/a"), true).unwrap();
+        let next = fs.op_count() + 1;
+        fs.inject(Fault::Enospc, next, false);
+        assert_eq!(
+            f.write_all_at(b"abcd", 0).unwrap_err().kind(),
+            io::ErrorKind::StorageFull
+        );
+        f.write_all_at(b"abcd", 0).unwrap();
+        fs.inject(Fault::Eio, fs.op_count() + 1, true);
+        assert!(f.sync_data().is_err());
+        assert!(f.len().is_err());
+        fs.clear_faults();
+        assert_eq!(f.len().unwrap(), 4);
+        fs.crash_after(fs.mutating_op_count());
+        assert!(f.write_all_at(b"x", 0).is_err());
+        assert!(fs.has_crashed());
+        assert!(f.len().is_err(), "everything fails after the crash");
+    }
+
+    #[test]
+    fn lock_is_exclusive_until_dropped() {
+        let fs = SimFs::new();
+        let l = fs.lock(&p("/d/.lock")).unwrap();
+        assert_eq!(
+            fs.lock(&p("/d/.lock")).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        drop(l);
+        fs.lock(&p("/d/.lock")).unwrap();
+    }
+}
