@@ -5,6 +5,7 @@
 mod error;
 pub mod format;
 pub mod fs;
+pub mod log;
 
 pub use error::{Error, Result};
 pub use format::{Batch, BatchBuilder, Compression, Header, Record};

@@ -1,0 +1,217 @@
+//! Small files in the partition directory that make recovery bounded and precise.
+//!
+//! - `recovery-point-offset-checkpoint` (Kafka's text format `0\n1\n<topic> <partition>
+//!   <offset>\n`): every segment below the recovery point, with its indexes, is synced.
+//!   Written via `.tmp` + fsync + rename + directory fsync.
+//! - `.kafka_cleanshutdown` (Kafka's JSON): present only after a clean close. Same write
+//!   protocol; deleted (and the directory synced) before the first write after open.
+//! - `streamlog.durable`: where the last completed flush ended (segment base, byte
+//!   position, next offset). Two 64-byte slots, each with its own CRC-32C, written
+//!   alternately and fdatasync'd, so a torn write leaves the other slot valid. Recovery
+//!   uses it to tell a torn tail (after it) from damage to synced data (before it).
+//! - `leader-epoch-checkpoint` is read (if Kafka wrote one) to learn the highest leader
+//!   epoch that batches may carry.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::fs::{File, FileSystem};
+
+/// File name of the recovery point checkpoint.
+pub const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
+/// File name of the clean shutdown marker.
+pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
+/// File name of the durable position slots.
+pub const DURABLE_FILE: &str = "streamlog.durable";
+/// Kafka's leader epoch checkpoint.
+pub const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
+/// The lock file.
+pub const LOCK_FILE: &str = ".lock";
+
+/// Writes `contents` to `dir/name` atomically: `name.tmp`, fsync, rename, fsync dir.
+pub fn write_atomic(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    name: &str,
+    contents: &[u8],
+) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let f = fs.open(&tmp, true)?;
+    f.set_len(0)?;
+    f.write_all_at(contents, 0)?;
+    f.sync_data()?;
+    fs.rename(&tmp, &dir.join(name))?;
+    fs.sync_dir(dir)
+}
+
+/// Kafka's offset checkpoint text for one partition.
+pub fn recovery_point_text(topic: &str, partition: i32, offset: i64) -> String {
+    format!("0\n1\n{topic} {partition} {offset}\n")
+}
+
+/// Parses a Kafka offset checkpoint, returning the offset recorded for `partition`
+/// (any topic name, since a partition directory holds one partition). `None` if the
+/// text is malformed.
+pub fn parse_recovery_point(text: &str, partition: i32) -> Option<i64> {
+    let mut lines = text.lines();
+    if lines.next()?.trim() != "0" {
+        return None;
+    }
+    let n: usize = lines.next()?.trim().parse().ok()?;
+    let mut found = None;
+    for _ in 0..n {
+        let line = lines.next()?;
+        let mut parts = line.rsplitn(3, ' ');
+        let offset: i64 = parts.next()?.parse().ok()?;
+        let p: i32 = parts.next()?.parse().ok()?;
+        parts.next()?;
+        if p == partition && offset >= 0 {
+            found = Some(offset);
+        }
+    }
+    found
+}
+
+/// The highest epoch in a Kafka `leader-epoch-checkpoint` (`0\n<n>\n<epoch> <offset>\n…`).
+pub fn parse_max_leader_epoch(text: &str) -> Option<i32> {
+    let mut lines = text.lines().skip(2);
+    lines.try_fold(0i32, |acc, l| {
+        Some(acc.max(l.split_whitespace().next()?.parse().ok()?))
+    })
+}
+
+/// Reads a whole small file, `None` if it does not exist.
+pub fn read_small(fs: &dyn FileSystem, path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    if !fs.exists(path)? {
+        return Ok(None);
+    }
+    let f = fs.open(path, false)?;
+    let len = f.len()?.min(1 << 20) as usize;
+    Ok(Some(f.read_exact_at(0, len)?.to_vec()))
+}
+
+/// Where the last completed flush ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurablePoint {
+    /// Base offset of the segment that was active.
+    pub segment_base: i64,
+    /// Bytes of that segment that were synced.
+    pub position: u64,
+    /// The log end offset that was synced.
+    pub next_offset: i64,
+}
+
+const SLOT: u64 = 64;
+const MAGIC: &[u8; 4] = b"SLDP";
+const SLOT_CRC_AT: usize = 4 + 8 + 8 + 8 + 8;
+
+fn encode_slot(seq: u64, p: DurablePoint) -> Vec<u8> {
+    let mut v = Vec::with_capacity(SLOT as usize);
+    v.extend_from_slice(MAGIC);
+    v.extend_from_slice(&seq.to_be_bytes());
+    v.extend_from_slice(&p.segment_base.to_be_bytes());
+    v.extend_from_slice(&p.position.to_be_bytes());
+    v.extend_from_slice(&p.next_offset.to_be_bytes());
+    let crc = crc32c::crc32c(&v);
+    v.extend_from_slice(&crc.to_be_bytes());
+    v.resize(SLOT as usize, 0);
+    v
+}
+
+fn decode_slot(b: &[u8]) -> Option<(u64, DurablePoint)> {
+    if b.len() < SLOT_CRC_AT + 4 || &b[..4] != MAGIC {
+        return None;
+    }
+    let crc = u32::from_be_bytes(b[SLOT_CRC_AT..SLOT_CRC_AT + 4].try_into().ok()?);
+    if crc32c::crc32c(&b[..SLOT_CRC_AT]) != crc {
+        return None;
+    }
+    let i = |at: usize| i64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+    let p = DurablePoint {
+        segment_base: i(12),
+        position: i(20) as u64,
+        next_offset: i(28),
+    };
+    (p.segment_base >= 0 && p.next_offset >= p.segment_base).then_some((i(4) as u64, p))
+}
+
+/// The durable position file, open for writing.
+#[derive(Debug)]
+pub struct DurableFile {
+    file: Arc<dyn File>,
+    seq: u64,
+}
+
+impl DurableFile {
+    /// Opens or creates the file and reads the newest valid slot.
+    pub fn open(fs: &dyn FileSystem, dir: &Path) -> std::io::Result<(Self, Option<DurablePoint>)> {
+        let file = fs.open(&dir.join(DURABLE_FILE), true)?;
+        let len = file.len()?.min(2 * SLOT);
+        let data = file.read_exact_at(0, len as usize)?;
+        let best = data
+            .chunks(SLOT as usize)
+            .filter_map(decode_slot)
+            .max_by_key(|(seq, _)| *seq);
+        let seq = best.map_or(0, |(s, _)| s);
+        Ok((DurableFile { file, seq }, best.map(|(_, p)| p)))
+    }
+
+    /// Writes the next slot and fdatasyncs it.
+    pub fn write(&mut self, p: DurablePoint) -> std::io::Result<()> {
+        let seq = self.seq + 1;
+        self.file
+            .write_all_at(&encode_slot(seq, p), (seq % 2) * SLOT)?;
+        self.file.sync_data()?;
+        self.seq = seq;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovery_point_text_round_trips() {
+        let t = recovery_point_text("my-topic", 3, 1234);
+        assert_eq!(t, "0\n1\nmy-topic 3 1234\n");
+        assert_eq!(parse_recovery_point(&t, 3), Some(1234));
+        assert_eq!(parse_recovery_point("0\n1\na b c d\n", 3), None);
+        assert_eq!(parse_recovery_point("1\n1\nt 3 5\n", 3), None);
+        assert_eq!(parse_recovery_point("0\n2\nt 3 5\n", 3), None, "short file");
+    }
+
+    #[test]
+    fn leader_epochs_parse() {
+        assert_eq!(parse_max_leader_epoch("0\n2\n0 0\n5 100\n"), Some(5));
+        assert_eq!(parse_max_leader_epoch("0\n1\nx 0\n"), None);
+    }
+
+    #[test]
+    fn durable_slots_survive_a_torn_slot() {
+        let fs = crate::fs::SimFs::new();
+        let dir = Path::new("/p");
+        fs.create_dir_all(dir).unwrap();
+        let (mut f, none) = DurableFile::open(&fs, dir).unwrap();
+        assert_eq!(none, None);
+        let a = DurablePoint {
+            segment_base: 0,
+            position: 100,
+            next_offset: 7,
+        };
+        let b = DurablePoint {
+            segment_base: 0,
+            position: 200,
+            next_offset: 9,
+        };
+        f.write(a).unwrap();
+        f.write(b).unwrap();
+        assert_eq!(DurableFile::open(&fs, dir).unwrap().1, Some(b));
+        // Damage the newer slot: the older one is used.
+        let path = dir.join(DURABLE_FILE);
+        let mut data = fs.read_file(&path).unwrap();
+        data[2 * 8 + 64 % 64] ^= 0xff; // slot 0 holds seq 2
+        fs.write_file(&path, data);
+        assert_eq!(DurableFile::open(&fs, dir).unwrap().1, Some(a));
+    }
+}

@@ -1,0 +1,194 @@
+//! Configuration of one partition log, and the clock it reads.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use crate::error::{Error, Result};
+use crate::format::{DecodeOptions, TimestampType};
+
+/// A source of wall-clock milliseconds, injectable for tests.
+pub trait Clock: Send + Sync + Debug {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    }
+}
+
+/// A clock that only moves when told to (for tests).
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    /// A clock reading `ms`.
+    pub fn new(ms: i64) -> Self {
+        ManualClock(AtomicI64::new(ms))
+    }
+    /// Sets the time.
+    pub fn set(&self, ms: i64) {
+        self.0.store(ms, Ordering::SeqCst);
+    }
+    /// Moves the time forward by `ms`.
+    pub fn advance(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Settings of one partition log. Defaults are Kafka's topic defaults.
+///
+/// ```
+/// use streamlog::log::LogConfig;
+/// let config = LogConfig::default().segment_bytes(64 << 20).flush_messages(1000);
+/// ```
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub(crate) segment_bytes: u64,
+    pub(crate) segment_ms: i64,
+    pub(crate) index_interval_bytes: u64,
+    pub(crate) segment_index_bytes: u64,
+    pub(crate) max_message_bytes: u64,
+    pub(crate) flush_messages: u64,
+    pub(crate) timestamp_type: TimestampType,
+    pub(crate) decode: DecodeOptions,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            index_interval_bytes: 4096,
+            segment_index_bytes: 10 << 20,
+            max_message_bytes: 1_048_588,
+            flush_messages: u64::MAX,
+            timestamp_type: TimestampType::CreateTime,
+            decode: DecodeOptions::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl LogConfig {
+    /// Roll to a new segment before the active one would pass this size. Default = 1 GiB;
+    /// at least 1024 and at most 2 GiB − 1 (positions are 32-bit in the index).
+    #[must_use]
+    pub fn segment_bytes(mut self, bytes: u64) -> Self {
+        self.segment_bytes = bytes;
+        self
+    }
+
+    /// Roll when the active segment's records span more than this many milliseconds (or,
+    /// without timestamps, it is this old). Default = 7 days; at least 1.
+    #[must_use]
+    pub fn segment_ms(mut self, ms: i64) -> Self {
+        self.segment_ms = ms;
+        self
+    }
+
+    /// Add an offset-index entry after this many bytes of batches. Default = 4096.
+    #[must_use]
+    pub fn index_interval_bytes(mut self, bytes: u64) -> Self {
+        self.index_interval_bytes = bytes;
+        self
+    }
+
+    /// Size each index file is preallocated to; a full index rolls the segment.
+    /// Default = 10 MiB; at least 24 bytes.
+    #[must_use]
+    pub fn segment_index_bytes(mut self, bytes: u64) -> Self {
+        self.segment_index_bytes = bytes;
+        self
+    }
+
+    /// The largest batch `append` accepts. Default = 1,048,588 (Kafka's).
+    #[must_use]
+    pub fn max_message_bytes(mut self, bytes: u64) -> Self {
+        self.max_message_bytes = bytes;
+        self
+    }
+
+    /// fsync after this many records were appended since the last flush. Default =
+    /// `u64::MAX` (never by count).
+    #[must_use]
+    pub fn flush_messages(mut self, n: u64) -> Self {
+        self.flush_messages = n;
+        self
+    }
+
+    /// CreateTime keeps the producer's timestamps; LogAppendTime stamps each batch with the
+    /// log's clock at append. Default = CreateTime.
+    #[must_use]
+    pub fn timestamp_type(mut self, t: TimestampType) -> Self {
+        self.timestamp_type = t;
+        self
+    }
+
+    /// Limits for decoding records (decompression cap). Default = 64 MiB.
+    #[must_use]
+    pub fn decode_options(mut self, options: DecodeOptions) -> Self {
+        self.decode = options;
+        self
+    }
+
+    /// The clock used for LogAppendTime and `segment_ms`. Default = the system clock.
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Checks every knob's range.
+    ///
+    /// # Errors
+    /// `InvalidConfig` naming the first knob out of range.
+    pub fn validate(&self) -> Result<()> {
+        if !(1024..=i32::MAX as u64).contains(&self.segment_bytes) {
+            return Err(Error::config(
+                "segment_bytes",
+                format!("{} is outside 1024..=2147483647", self.segment_bytes),
+            ));
+        }
+        if self.segment_ms < 1 {
+            return Err(Error::config(
+                "segment_ms",
+                format!("{} must be at least 1", self.segment_ms),
+            ));
+        }
+        if self.index_interval_bytes > i32::MAX as u64 {
+            return Err(Error::config("index_interval_bytes", "must fit in an i32"));
+        }
+        if !(24..=i32::MAX as u64).contains(&self.segment_index_bytes) {
+            return Err(Error::config(
+                "segment_index_bytes",
+                format!("{} is outside 24..=2147483647", self.segment_index_bytes),
+            ));
+        }
+        if !(61..=i32::MAX as u64).contains(&self.max_message_bytes) {
+            return Err(Error::config(
+                "max_message_bytes",
+                format!("{} is outside 61..=2147483647", self.max_message_bytes),
+            ));
+        }
+        if self.flush_messages == 0 {
+            return Err(Error::config("flush_messages", "must be at least 1"));
+        }
+        Ok(())
+    }
+}

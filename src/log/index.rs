@@ -1,0 +1,205 @@
+//! `.index` and `.timeindex`: Kafka's sparse indexes, kept in memory and mirrored to
+//! preallocated files.
+//!
+//! - `.index`: 8-byte entries (u32 offset relative to the segment base = the last offset
+//!   of a batch, u32 file position of that batch), strictly increasing.
+//! - `.timeindex`: 12-byte entries (i64 max timestamp so far, u32 relative offset of the
+//!   batch carrying it), timestamps strictly increasing.
+//!
+//! An index is a hint: every lookup is verified against the log before it is trusted,
+//! and a damaged index is rebuilt from the log.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::fs::{File, FileSystem};
+
+/// Bytes per `.index` entry.
+pub const OFFSET_ENTRY: u64 = 8;
+/// Bytes per `.timeindex` entry.
+pub const TIME_ENTRY: u64 = 12;
+
+/// An `.index` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetEntry {
+    /// Offset relative to the segment base.
+    pub relative_offset: u32,
+    /// Byte position of the batch in the `.log` file.
+    pub position: u32,
+}
+
+/// A `.timeindex` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeEntry {
+    /// Largest timestamp up to and including the batch.
+    pub timestamp: i64,
+    /// Offset (relative to the segment base) of the batch that first carried it.
+    pub relative_offset: u32,
+}
+
+/// Encoding of one kind of entry.
+pub trait Entry: Copy + Send + Sync + std::fmt::Debug + 'static {
+    /// Bytes per entry.
+    const SIZE: u64;
+    /// Writes the entry's bytes.
+    fn encode(&self) -> Vec<u8>;
+    /// Reads an entry from exactly `SIZE` bytes.
+    fn decode(b: &[u8]) -> Self;
+    /// Whether `self` may follow `prev` in a valid index.
+    fn follows(&self, prev: &Self) -> bool;
+}
+
+impl Entry for OffsetEntry {
+    const SIZE: u64 = OFFSET_ENTRY;
+    fn encode(&self) -> Vec<u8> {
+        let mut v = self.relative_offset.to_be_bytes().to_vec();
+        v.extend_from_slice(&self.position.to_be_bytes());
+        v
+    }
+    fn decode(b: &[u8]) -> Self {
+        OffsetEntry {
+            relative_offset: u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+            position: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+        }
+    }
+    fn follows(&self, prev: &Self) -> bool {
+        self.relative_offset > prev.relative_offset && self.position > prev.position
+    }
+}
+
+impl Entry for TimeEntry {
+    const SIZE: u64 = TIME_ENTRY;
+    fn encode(&self) -> Vec<u8> {
+        let mut v = self.timestamp.to_be_bytes().to_vec();
+        v.extend_from_slice(&self.relative_offset.to_be_bytes());
+        v
+    }
+    fn decode(b: &[u8]) -> Self {
+        TimeEntry {
+            timestamp: i64::from_be_bytes(b[..8].try_into().expect("8 bytes")),
+            relative_offset: u32::from_be_bytes([b[8], b[9], b[10], b[11]]),
+        }
+    }
+    fn follows(&self, prev: &Self) -> bool {
+        self.timestamp > prev.timestamp && self.relative_offset >= prev.relative_offset
+    }
+}
+
+/// One index file and its entries in memory.
+#[derive(Debug)]
+pub struct Index<E: Entry> {
+    path: PathBuf,
+    file: Arc<dyn File>,
+    entries: RwLock<Vec<E>>,
+    max_entries: usize,
+}
+
+impl<E: Entry> Index<E> {
+    /// Opens (creating if missing) the index file at `path` without reading it.
+    pub fn create(fs: &dyn FileSystem, path: &Path, index_bytes: u64) -> std::io::Result<Self> {
+        let file = fs.open(path, true)?;
+        Ok(Index {
+            path: path.to_path_buf(),
+            file,
+            entries: RwLock::new(Vec::new()),
+            max_entries: (index_bytes / E::SIZE) as usize,
+        })
+    }
+
+    /// Reads the entries from the file. `Ok(false)` if the file fails the sanity check
+    /// (length not a multiple of the entry size, entries out of order, or `valid` rejects
+    /// one), in which case the index must be rebuilt.
+    pub fn load(&self, valid: impl Fn(&E) -> bool) -> std::io::Result<bool> {
+        let len = self.file.len()?;
+        if len % E::SIZE != 0 || len / E::SIZE > self.max_entries as u64 {
+            return Ok(false);
+        }
+        let data = self.file.read_exact_at(0, len as usize)?;
+        let mut entries: Vec<E> = Vec::with_capacity((len / E::SIZE) as usize);
+        for chunk in data.chunks_exact(E::SIZE as usize) {
+            let e = E::decode(chunk);
+            if !valid(&e) || entries.last().is_some_and(|p| !e.follows(p)) {
+                return Ok(false);
+            }
+            entries.push(e);
+        }
+        *self.entries.write() = entries;
+        Ok(true)
+    }
+
+    /// Replaces all entries and rewrites the file (`preallocate`: extend it to the full
+    /// size for an active segment; otherwise trimmed). Not synced.
+    pub fn replace(&self, entries: Vec<E>, preallocate: bool) -> std::io::Result<()> {
+        let mut bytes = Vec::with_capacity(entries.len() * E::SIZE as usize);
+        for e in &entries {
+            bytes.extend_from_slice(&e.encode());
+        }
+        *self.entries.write() = entries;
+        self.file.set_len(0)?;
+        self.file.write_all_at(&bytes, 0)?;
+        if preallocate {
+            self.preallocate()?;
+        }
+        Ok(())
+    }
+
+    /// Appends an entry (the caller checked order and capacity).
+    pub fn append(&self, e: E) -> std::io::Result<()> {
+        let mut entries = self.entries.write();
+        self.file
+            .write_all_at(&e.encode(), entries.len() as u64 * E::SIZE)?;
+        entries.push(e);
+        Ok(())
+    }
+
+    /// Whether no more entries fit.
+    pub fn is_full(&self) -> bool {
+        self.entries.read().len() >= self.max_entries
+    }
+
+    /// The last entry.
+    pub fn last(&self) -> Option<E> {
+        self.entries.read().last().copied()
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.read().len()
+    }
+
+    /// A copy of the entries.
+    pub fn entries(&self) -> Vec<E> {
+        self.entries.read().clone()
+    }
+
+    /// The last entry for which `le(entry)` holds, entries being sorted so that `le` is
+    /// true for a prefix.
+    pub fn floor(&self, le: impl Fn(&E) -> bool) -> Option<E> {
+        let entries = self.entries.read();
+        let n = entries.partition_point(|e| le(e));
+        n.checked_sub(1).map(|i| entries[i])
+    }
+
+    /// Truncates the file to its entries (at roll and close).
+    pub fn trim(&self) -> std::io::Result<()> {
+        self.file
+            .set_len(self.entries.read().len() as u64 * E::SIZE)
+    }
+
+    /// Extends the file to its preallocated size (for the active segment).
+    pub fn preallocate(&self) -> std::io::Result<()> {
+        self.file.set_len(self.max_entries as u64 * E::SIZE)
+    }
+
+    /// fdatasync of the index file.
+    pub fn sync(&self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}

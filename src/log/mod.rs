@@ -1,0 +1,1026 @@
+//! One partition on disk: a directory of Kafka segments with crash-safe append, read,
+//! flush, roll, truncation and recovery.
+//!
+//! # Durability
+//! - [`Log::append`] returns once the batch is written to the active segment (the OS
+//!   page cache): it survives a process crash, not a power cut.
+//! - [`Log::flush`] returns once everything appended before it is covered by
+//!   `fdatasync` of every segment holding it (and of the directory when segments were
+//!   created): it survives a power cut. [`Log::durable_offset`] is the watermark.
+//! - After a crash, [`Log::open`] yields a prefix of what was appended that contains
+//!   everything flushed. Invalid bytes after the last flushed position (a torn tail) are
+//!   truncated and described in [`Log::recovery_report`]; invalid bytes before it are
+//!   [`Error::Corruption`] and nothing is truncated.
+//! - A failed fsync poisons the log: later writes fail with [`Error::Poisoned`] until it
+//!   is reopened. fsyncs are never retried.
+
+mod checkpoint;
+mod config;
+mod index;
+mod open;
+mod segment;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::error::{Error, Result};
+use crate::format::batch::{self, BatchHeader, RECORD_BATCH_OVERHEAD};
+use crate::format::{Batch, Record, TimestampType};
+use crate::fs::{DirLock, FileSystem};
+use checkpoint::{DurableFile, DurablePoint};
+pub use config::{Clock, LogConfig, ManualClock, SystemClock};
+pub use index::{OffsetEntry, TimeEntry};
+use segment::{Segment, file_name, push_time_entry};
+
+/// Where an appended batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the batch's first record.
+    pub base_offset: i64,
+    /// Offset of its last record.
+    pub last_offset: i64,
+    /// The batch's max timestamp (the append time under LogAppendTime).
+    pub max_timestamp: i64,
+    /// Number of records.
+    pub record_count: i32,
+    /// Base offset of the segment it was written to.
+    pub segment_base: i64,
+    /// Byte position in that segment.
+    pub position: u64,
+}
+
+/// What [`Log::open`] found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// The directory had a clean-shutdown marker that matched the log.
+    pub clean_shutdown: bool,
+    /// Segments in the log after opening.
+    pub segments: usize,
+    /// Segments whose `.log` was scanned and validated.
+    pub segments_scanned: usize,
+    /// Bytes read while scanning.
+    pub bytes_scanned: u64,
+    /// Segments whose `.index`/`.timeindex` were missing or damaged and were rebuilt.
+    pub indexes_rebuilt: usize,
+    /// The torn tail that was removed, if any.
+    pub truncation: Option<Truncation>,
+}
+
+/// A torn tail removed by recovery: data after the last flushed position that did not
+/// survive the crash intact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Truncation {
+    /// The file truncated.
+    pub path: PathBuf,
+    /// The position it was truncated to.
+    pub position: u64,
+    /// Why the data there was invalid.
+    pub reason: String,
+    /// Offsets lost: from the new log end offset up to (not including) the highest
+    /// offset known to have been written. The range may understate the loss when the
+    /// damaged bytes hid further offsets.
+    pub lost_offsets: std::ops::Range<i64>,
+    /// Bytes removed, including whole later segments.
+    pub bytes_removed: u64,
+    /// Later segments deleted because they followed the damage.
+    pub segments_deleted: usize,
+}
+
+/// Summary of one segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// Base offset (the file name).
+    pub base_offset: i64,
+    /// Bytes in the `.log` file.
+    pub size: u64,
+    /// Largest record timestamp (-1 if unknown).
+    pub max_timestamp: i64,
+    /// Path of the `.log` file.
+    pub path: PathBuf,
+}
+
+#[derive(Debug)]
+struct Writer {
+    active: Arc<Segment>,
+    bytes_since_index: u64,
+    first_batch_timestamp: Option<i64>,
+    created_ms: i64,
+    /// Sealed segments with data (or index files) not yet synced.
+    unflushed: Vec<Arc<Segment>>,
+    /// Files were created or removed since the directory was last synced.
+    dir_dirty: bool,
+    messages_since_flush: u64,
+}
+
+#[derive(Debug)]
+struct FlushState {
+    durable_file: DurableFile,
+    recovery_point: i64,
+}
+
+/// One partition log. `Send + Sync`: appends are serialized by an internal lock;
+/// readers never take it.
+///
+/// ```
+/// use streamlog::log::{Log, LogConfig};
+/// use streamlog::format::BatchBuilder;
+/// let dir = tempfile::tempdir()?;
+/// let log = Log::open(dir.path().join("clicks-0"), LogConfig::default())?;
+/// let mut b = BatchBuilder::new();
+/// b.push(1_700_000_000_000, Some(b"user-7"), Some(b"home"), &[])?;
+/// let info = log.append(&mut b.finish()?)?;
+/// log.flush()?; // durable: survives power loss
+/// let records = log.read_records(info.base_offset, 1 << 20)?;
+/// assert_eq!(records[0].value.as_deref(), Some(&b"home"[..]));
+/// log.close()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    topic: String,
+    partition: i32,
+    fs: Arc<dyn FileSystem>,
+    config: LogConfig,
+    max_epoch: i32,
+    segments: RwLock<Arc<Vec<Arc<Segment>>>>,
+    next_offset: AtomicI64,
+    durable_offset: AtomicI64,
+    log_start: AtomicI64,
+    writer: Mutex<Writer>,
+    flush_state: Mutex<FlushState>,
+    poison: Mutex<Option<String>>,
+    closed: AtomicBool,
+    report: RecoveryReport,
+    _lock: Box<dyn DirLock>,
+}
+
+fn io_ctx(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+    let what = what.into();
+    move |e| Error::io(what, e)
+}
+
+impl Log {
+    /// The partition directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What opening the log found and repaired.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// The first offset in the log.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start.load(Ordering::Acquire)
+    }
+
+    /// The next offset to be assigned (one past the last record).
+    pub fn log_end_offset(&self) -> i64 {
+        self.next_offset.load(Ordering::Acquire)
+    }
+
+    /// Every offset below this is covered by a completed fsync.
+    pub fn durable_offset(&self) -> i64 {
+        self.durable_offset.load(Ordering::Acquire)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// The segments, oldest first.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        self.snapshot()
+            .iter()
+            .map(|s| SegmentInfo {
+                base_offset: s.base,
+                size: s.size(),
+                max_timestamp: s.max_timestamp.load(Ordering::Acquire),
+                path: s.log_path.clone(),
+            })
+            .collect()
+    }
+
+    /// Total bytes in `.log` files.
+    pub fn size_bytes(&self) -> u64 {
+        self.snapshot().iter().map(|s| s.size()).sum()
+    }
+
+    fn snapshot(&self) -> Arc<Vec<Arc<Segment>>> {
+        self.segments.read().clone()
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed { what: "log" });
+        }
+        if let Some(reason) = self.poison.lock().clone() {
+            return Err(Error::Poisoned {
+                path: self.dir.clone(),
+                reason,
+            });
+        }
+        Ok(())
+    }
+
+    fn poison_with(&self, reason: String) {
+        log::error!("log {} poisoned: {reason}", self.dir.display());
+        self.poison.lock().get_or_insert(reason);
+    }
+
+    /// Appends one client batch: validates it, assigns offsets from the log end offset
+    /// (patching baseOffset and the partition leader epoch, and under LogAppendTime the
+    /// timestamp and CRC), writes it to the active segment (rolling first if needed) and
+    /// publishes the new end offset. The batch buffer is modified in place.
+    ///
+    /// Durability: in the OS page cache on return; call [`flush`](Self::flush) to make it
+    /// survive power loss.
+    ///
+    /// # Errors
+    /// `InvalidBatch` if the batch is malformed (bad CRC, a control batch,
+    /// `lastOffsetDelta + 1 != recordsCount`, offset deltas not 0..n, a producer id
+    /// without a sequence, undecodable records); `RecordTooLarge` past
+    /// `max_message_bytes`; `Io` if the write failed (the log stays usable);
+    /// `Poisoned` after an earlier fsync failure; `Closed`.
+    pub fn append(&self, batch: &mut [u8]) -> Result<AppendInfo> {
+        self.check_writable()?;
+        if batch.len() as u64 > self.config.max_message_bytes {
+            return Err(Error::RecordTooLarge {
+                size: batch.len() as u64,
+                limit: self.config.max_message_bytes,
+                limit_name: "max_message_bytes",
+            });
+        }
+        let header = self.validate_client_batch(batch)?;
+        let mut w = self.writer.lock();
+        self.check_writable()?;
+        let base_offset = self.next_offset.load(Ordering::Acquire);
+        let delta = i64::from(header.last_offset_delta);
+        let last_offset = base_offset
+            .checked_add(delta)
+            .ok_or_else(|| Error::InvalidArgument {
+                name: "batch",
+                reason: "offsets would overflow i64".into(),
+            })?;
+        let now = self.config.clock.now_ms();
+        let mut max_timestamp = header.max_timestamp;
+        batch[batch::BASE_OFFSET_OFFSET..batch::BATCH_LENGTH_OFFSET]
+            .copy_from_slice(&base_offset.to_be_bytes());
+        batch[batch::PARTITION_LEADER_EPOCH_OFFSET..batch::MAGIC_OFFSET]
+            .copy_from_slice(&self.max_epoch.to_be_bytes());
+        if self.config.timestamp_type == TimestampType::LogAppendTime {
+            max_timestamp = now;
+            let attrs = header.attributes | 0x08;
+            batch[batch::ATTRIBUTES_OFFSET..batch::LAST_OFFSET_DELTA_OFFSET]
+                .copy_from_slice(&attrs.to_be_bytes());
+            batch[batch::MAX_TIMESTAMP_OFFSET..batch::PRODUCER_ID_OFFSET]
+                .copy_from_slice(&now.to_be_bytes());
+            batch::write_crc(batch);
+        }
+        if self.should_roll(&w, batch.len() as u64, max_timestamp, last_offset, now) {
+            self.roll_locked(&mut w, base_offset)?;
+        }
+        let seg = w.active.clone();
+        let position = seg.size();
+        if let Err(e) = seg.log.write_all_at(batch, position) {
+            // Drop whatever part was written so the file ends at the published size.
+            if let Err(e2) = seg.log.set_len(position) {
+                self.poison_with(format!(
+                    "could not undo a failed write to {}: {e2}",
+                    seg.log_path.display()
+                ));
+            }
+            return Err(Error::io(
+                format!("write {} at position {position}", seg.log_path.display()),
+                e,
+            ));
+        }
+        if max_timestamp > seg.max_timestamp.load(Ordering::Acquire) {
+            seg.max_timestamp.store(max_timestamp, Ordering::Release);
+            seg.offset_of_max_timestamp
+                .store(last_offset, Ordering::Release);
+        }
+        if w.bytes_since_index > self.config.index_interval_bytes {
+            let rel = (last_offset - seg.base) as u32;
+            // Index writes failing is not fatal: the index is a verified hint that
+            // recovery rebuilds. The entry is only kept if it reached the file.
+            if !seg.offset_index.is_full()
+                && let Err(e) = seg.offset_index.append(OffsetEntry {
+                    relative_offset: rel,
+                    position: position as u32,
+                })
+            {
+                log::warn!(
+                    "{}: index entry not written: {e}",
+                    seg.offset_index.path().display()
+                );
+            }
+            self.maybe_append_time_entry(&seg);
+            w.bytes_since_index = 0;
+        }
+        w.bytes_since_index += batch.len() as u64;
+        if w.first_batch_timestamp.is_none() {
+            w.first_batch_timestamp = Some(max_timestamp);
+        }
+        seg.size
+            .store(position + batch.len() as u64, Ordering::Release);
+        self.next_offset.store(last_offset + 1, Ordering::Release);
+        w.messages_since_flush += u64::from(header.records_count as u32);
+        let flush_now = w.messages_since_flush >= self.config.flush_messages;
+        drop(w);
+        if flush_now {
+            self.flush()?;
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            max_timestamp,
+            record_count: header.records_count,
+            segment_base: seg.base,
+            position,
+        })
+    }
+
+    fn maybe_append_time_entry(&self, seg: &Segment) {
+        let ts = seg.max_timestamp.load(Ordering::Acquire);
+        let rel = seg.offset_of_max_timestamp.load(Ordering::Acquire) - seg.base;
+        let mut next = seg.time_index.last().into_iter().collect::<Vec<_>>();
+        push_time_entry(&mut next, usize::MAX, ts, rel);
+        if let Some(&e) = next.get(if seg.time_index.last().is_some() {
+            1
+        } else {
+            0
+        }) && !seg.time_index.is_full()
+            && let Err(err) = seg.time_index.append(e)
+        {
+            log::warn!(
+                "{}: time index entry not written: {err}",
+                seg.time_index.path().display()
+            );
+        }
+    }
+
+    fn validate_client_batch(&self, batch: &[u8]) -> Result<BatchHeader> {
+        let h = batch::validate(batch)?;
+        if h.is_control() {
+            return Err(Error::invalid_batch(
+                "attributes",
+                "control batches cannot be appended by clients",
+            ));
+        }
+        if h.records_count == 0 || i64::from(h.last_offset_delta) + 1 != i64::from(h.records_count)
+        {
+            return Err(Error::invalid_batch(
+                "lastOffsetDelta",
+                format!(
+                    "lastOffsetDelta {} + 1 must equal recordsCount {} (> 0)",
+                    h.last_offset_delta, h.records_count
+                ),
+            ));
+        }
+        if h.producer_id >= 0 && h.base_sequence < 0 {
+            return Err(Error::invalid_batch(
+                "baseSequence",
+                "a producer id needs a base sequence >= 0",
+            ));
+        }
+        // Decode every record: offsets must be 0..n and every field well formed.
+        let parsed = Batch::parse(bytes::Bytes::copy_from_slice(batch))?;
+        for (i, r) in parsed.records_with(&self.config.decode)?.enumerate() {
+            let r = r?;
+            if r.offset - h.base_offset != i as i64 {
+                return Err(Error::invalid_batch(
+                    "offsetDelta",
+                    format!("record {i} has offset delta {}", r.offset - h.base_offset),
+                ));
+            }
+        }
+        Ok(h)
+    }
+
+    fn should_roll(&self, w: &Writer, len: u64, max_ts: i64, last_offset: i64, now: i64) -> bool {
+        let seg = &w.active;
+        let size = seg.size();
+        if size == 0 {
+            return false;
+        }
+        let waited = match w.first_batch_timestamp {
+            Some(first) if first >= 0 && max_ts >= 0 => max_ts.saturating_sub(first),
+            _ => now.saturating_sub(w.created_ms),
+        };
+        size + len > self.config.segment_bytes
+            || waited > self.config.segment_ms
+            || seg.offset_index.is_full()
+            || seg.time_index.is_full()
+            || last_offset - seg.base > i64::from(i32::MAX)
+    }
+
+    /// Closes the active segment (final time-index entry, indexes trimmed) and starts a
+    /// new one at `new_base`. The sealed segment is synced by the next flush.
+    fn roll_locked(&self, w: &mut Writer, new_base: i64) -> Result<()> {
+        let new = Segment::open(
+            self.fs.as_ref(),
+            &self.dir,
+            new_base,
+            self.config.segment_index_bytes,
+            true,
+        )
+        .and_then(|s| {
+            s.offset_index.preallocate()?;
+            s.time_index.preallocate()?;
+            Ok(s)
+        })
+        .map_err(io_ctx(format!(
+            "create segment {} in {}",
+            file_name(new_base, "log"),
+            self.dir.display()
+        )))?;
+        let old = w.active.clone();
+        self.seal(&old);
+        let new = Arc::new(new);
+        {
+            let mut segs = self.segments.write();
+            let mut list: Vec<Arc<Segment>> = segs.as_ref().clone();
+            list.push(new.clone());
+            *segs = Arc::new(list);
+        }
+        w.unflushed.push(old);
+        w.dir_dirty = true;
+        w.active = new;
+        w.bytes_since_index = 0;
+        w.first_batch_timestamp = None;
+        w.created_ms = self.config.clock.now_ms();
+        Ok(())
+    }
+
+    /// Final time-index entry and trimmed index files. Failures only cost a rebuild at
+    /// the next recovery, so they are logged, not returned.
+    fn seal(&self, seg: &Segment) {
+        let ts = seg.max_timestamp.load(Ordering::Acquire);
+        let rel = seg.offset_of_max_timestamp.load(Ordering::Acquire) - seg.base;
+        if seg.time_index.last().is_none_or(|e| e.timestamp < ts)
+            && ts >= 0
+            && let Err(e) = seg.time_index.append(TimeEntry {
+                timestamp: ts,
+                relative_offset: rel as u32,
+            })
+        {
+            log::warn!(
+                "{}: final time index entry not written: {e}",
+                seg.time_index.path().display()
+            );
+        }
+        for r in [seg.offset_index.trim(), seg.time_index.trim()] {
+            if let Err(e) = r {
+                log::warn!("segment {}: index not trimmed: {e}", seg.log_path.display());
+            }
+        }
+        seg.sealed.store(true, Ordering::Release);
+    }
+
+    /// Rolls to a new segment now, if the active one holds data.
+    ///
+    /// # Errors
+    /// `Io` if the new segment's files cannot be created; `Poisoned`; `Closed`.
+    pub fn roll(&self) -> Result<()> {
+        self.check_writable()?;
+        let mut w = self.writer.lock();
+        if w.active.size() == 0 {
+            return Ok(());
+        }
+        let base = self.next_offset.load(Ordering::Acquire);
+        self.roll_locked(&mut w, base)
+    }
+
+    /// Makes everything appended so far durable: fdatasync of each segment written since
+    /// the last flush (and its indexes once sealed), the directory if files were created,
+    /// then the recovery-point checkpoint (when it moves) and the durable position.
+    /// Returns the new durable offset. Concurrent callers share the work that one fsync
+    /// covers.
+    ///
+    /// # Errors
+    /// `Io` with the failed operation; the log is then poisoned and every later write
+    /// returns `Poisoned` (the fsync is never retried).
+    pub fn flush(&self) -> Result<i64> {
+        let mut fl = self.flush_state.lock();
+        self.check_writable()?;
+        let (target, active, position, sealed, dir_dirty) = {
+            let mut w = self.writer.lock();
+            w.messages_since_flush = 0;
+            (
+                self.next_offset.load(Ordering::Acquire),
+                w.active.clone(),
+                w.active.size(),
+                std::mem::take(&mut w.unflushed),
+                std::mem::take(&mut w.dir_dirty),
+            )
+        };
+        if target == self.durable_offset() && sealed.is_empty() && !dir_dirty {
+            return Ok(target);
+        }
+        let result = (|| -> Result<()> {
+            for s in &sealed {
+                let what = format!("fsync {}", s.log_path.display());
+                s.log.sync_data().map_err(io_ctx(what))?;
+                s.offset_index
+                    .sync()
+                    .map_err(io_ctx(format!("fsync {}", s.offset_index.path().display())))?;
+                s.time_index
+                    .sync()
+                    .map_err(io_ctx(format!("fsync {}", s.time_index.path().display())))?;
+            }
+            active
+                .log
+                .sync_data()
+                .map_err(io_ctx(format!("fsync {}", active.log_path.display())))?;
+            if dir_dirty {
+                self.fs
+                    .sync_dir(&self.dir)
+                    .map_err(io_ctx(format!("fsync directory {}", self.dir.display())))?;
+            }
+            if fl.recovery_point < active.base {
+                self.write_recovery_point(active.base)?;
+                fl.recovery_point = active.base;
+            }
+            fl.durable_file
+                .write(DurablePoint {
+                    segment_base: active.base,
+                    position,
+                    next_offset: target,
+                })
+                .map_err(io_ctx(format!(
+                    "write and fsync {}",
+                    self.dir.join(checkpoint::DURABLE_FILE).display()
+                )))
+        })();
+        if let Err(e) = result {
+            self.poison_with(e.to_string());
+            return Err(e);
+        }
+        self.durable_offset.fetch_max(target, Ordering::AcqRel);
+        Ok(target)
+    }
+
+    fn write_recovery_point(&self, offset: i64) -> Result<()> {
+        let text = checkpoint::recovery_point_text(&self.topic, self.partition, offset);
+        checkpoint::write_atomic(
+            self.fs.as_ref(),
+            &self.dir,
+            checkpoint::RECOVERY_POINT_FILE,
+            text.as_bytes(),
+        )
+        .map_err(io_ctx(format!(
+            "write {}",
+            self.dir.join(checkpoint::RECOVERY_POINT_FILE).display()
+        )))
+    }
+
+    fn out_of_range(&self, requested: i64) -> Error {
+        Error::OffsetOutOfRange {
+            requested,
+            log_start: self.log_start_offset(),
+            log_end: self.log_end_offset(),
+        }
+    }
+
+    /// Reads whole batches starting with the one that contains `offset`, up to
+    /// `max_bytes` in total (at least one batch, even a larger one). Every returned
+    /// batch has passed its CRC and offset checks; the first may start before `offset`.
+    /// Sealed segments are served as zero-copy slices of a memory map.
+    ///
+    /// # Errors
+    /// `OffsetOutOfRange` if `offset` is below the log start or above the log end;
+    /// `Corruption` (path, position) if stored bytes fail a check; `Io`.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Vec<Batch>> {
+        let end = self.log_end_offset();
+        if offset < self.log_start_offset() || offset > end {
+            return Err(self.out_of_range(offset));
+        }
+        let mut out = Vec::new();
+        if offset == end {
+            return Ok(out);
+        }
+        let segs = self.snapshot();
+        let first = segs.partition_point(|s| s.base <= offset).saturating_sub(1);
+        let mut budget = max_bytes;
+        for seg in &segs[first..] {
+            if let Some(last) = out.last().map(Batch::last_offset)
+                && seg.base != last + 1
+            {
+                return Err(Error::corruption(
+                    &seg.log_path,
+                    0,
+                    format!(
+                        "segment starts at offset {} but the previous one ends at {last}",
+                        seg.base
+                    ),
+                ));
+            }
+            // The last segment may be growing: read only what is published.
+            let limit = seg.size();
+            if self.read_segment(seg, limit, offset, &mut budget, &mut out)? {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads from one segment into `out`; returns true when the byte budget is used up.
+    fn read_segment(
+        &self,
+        seg: &Segment,
+        limit: u64,
+        offset: i64,
+        budget: &mut usize,
+        out: &mut Vec<Batch>,
+    ) -> Result<bool> {
+        let corrupt = |pos: u64, reason: String| Error::corruption(&seg.log_path, pos, reason);
+        // Start from the index entry at or below `offset` (verified against the batch it
+        // names), or from the segment start.
+        let (mut pos, mut index_claim) = match self.index_floor(seg, offset) {
+            Some(e) if out.is_empty() => (
+                u64::from(e.position),
+                Some(seg.base + i64::from(e.relative_offset)),
+            ),
+            _ => (0, None),
+        };
+        let mut expected = (pos == 0).then_some(seg.base);
+        // Skip batches that end before `offset`, reading headers only.
+        let header = loop {
+            if pos >= limit {
+                return Ok(false);
+            }
+            let h = match self.header_at(seg, pos, limit) {
+                Ok(h) => h,
+                Err(e) if index_claim.is_some() => {
+                    self.distrust_index(seg, &e.to_string());
+                    (pos, index_claim, expected) = (0, None, Some(seg.base));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(claim) = index_claim.take()
+                && h.last_offset() != claim
+            {
+                let why = format!(
+                    "entry names offset {claim} at position {pos}, the batch there ends at {}",
+                    h.last_offset()
+                );
+                self.distrust_index(seg, &why);
+                (pos, expected) = (0, Some(seg.base));
+                continue;
+            }
+            if let Some(reason) = segment::check_header(&h, seg.base, expected, self.max_epoch) {
+                return Err(corrupt(pos, reason));
+            }
+            if h.last_offset() >= offset || !out.is_empty() {
+                break h;
+            }
+            expected = Some(h.last_offset() + 1);
+            pos += h.size().expect("checked by header_at") as u64;
+        };
+        let first_size = header.size().expect("checked by header_at") as u64;
+        let available = limit - pos;
+        let want = if out.is_empty() {
+            (*budget as u64).max(first_size)
+        } else {
+            *budget as u64
+        };
+        let chunk_len = want.min(available);
+        if chunk_len < first_size {
+            return Ok(true);
+        }
+        let chunk = seg.read(pos, chunk_len as usize)?;
+        let ends_segment = chunk_len == available;
+        let mut at = 0usize;
+        let mut expected = Some(header.base_offset);
+        while at < chunk.len() {
+            let here = pos + at as u64;
+            let Some((_, size)) = batch::peek_size(&chunk[at..]) else {
+                if ends_segment {
+                    return Err(corrupt(
+                        here,
+                        "a partial batch header ends the segment".into(),
+                    ));
+                }
+                return Ok(true);
+            };
+            if size < RECORD_BATCH_OVERHEAD as i64 {
+                return Err(corrupt(
+                    here,
+                    format!("batch length {size} is below the 61-byte minimum"),
+                ));
+            }
+            let size = size as usize;
+            if at + size > chunk.len() {
+                if ends_segment || here + size as u64 > limit {
+                    return Err(corrupt(
+                        here,
+                        "the batch runs past the end of the segment".into(),
+                    ));
+                }
+                return Ok(true);
+            }
+            let b = Batch::parse(chunk.slice(at..at + size))
+                .map_err(|e| corrupt(here, e.to_string()))?;
+            if let Some(reason) =
+                segment::check_header(b.header(), seg.base, expected, self.max_epoch)
+            {
+                return Err(corrupt(here, reason));
+            }
+            expected = Some(b.last_offset() + 1);
+            *budget = budget.saturating_sub(size);
+            out.push(b);
+            at += size;
+        }
+        Ok(!ends_segment)
+    }
+
+    /// The index entry with the largest offset at or below `offset`: the batch it names
+    /// ends at or before `offset`, so reading may start there.
+    fn index_floor(&self, seg: &Segment, offset: i64) -> Option<OffsetEntry> {
+        if seg.index_suspect.load(Ordering::Acquire) {
+            return None;
+        }
+        let rel = offset - seg.base;
+        seg.offset_index
+            .floor(|e| i64::from(e.relative_offset) <= rel)
+    }
+
+    fn distrust_index(&self, seg: &Segment, why: &str) {
+        if !seg.index_suspect.swap(true, Ordering::AcqRel) {
+            log::warn!(
+                "{}: index does not match the log ({why}); reading by scan until it is rebuilt",
+                seg.offset_index.path().display()
+            );
+        }
+    }
+
+    /// Reads and checks the 61-byte header at `pos`.
+    fn header_at(&self, seg: &Segment, pos: u64, limit: u64) -> Result<BatchHeader> {
+        let corrupt = |reason: String| Error::corruption(&seg.log_path, pos, reason);
+        if limit - pos < RECORD_BATCH_OVERHEAD as u64 {
+            return Err(corrupt(format!(
+                "{} bytes left, fewer than a batch header",
+                limit - pos
+            )));
+        }
+        let bytes = seg.read(pos, RECORD_BATCH_OVERHEAD)?;
+        let h = BatchHeader::parse(&bytes)?;
+        match h.size() {
+            Some(size) if size >= RECORD_BATCH_OVERHEAD && pos + size as u64 <= limit => Ok(h),
+            _ => Err(corrupt(format!(
+                "batch length {} does not fit the segment",
+                h.batch_length
+            ))),
+        }
+    }
+
+    /// Reads and decodes records from `offset` (records before it in the first batch are
+    /// skipped), up to about `max_bytes` of batches.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read), plus `InvalidBatch`/`UnsupportedCodec` from decoding.
+    pub fn read_records(&self, offset: i64, max_bytes: usize) -> Result<Vec<Record>> {
+        let mut out = Vec::new();
+        for b in self.read(offset, max_bytes)? {
+            for r in b.records_with(&self.config.decode)? {
+                let r = r?;
+                if r.offset >= offset {
+                    out.push(r);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The first record with a timestamp at or after `timestamp` (Kafka's
+    /// `offsetsForTimes`): its offset and timestamp, or `None` if every record is older.
+    ///
+    /// # Errors
+    /// `Corruption`/`Io` from reading.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
+        let start = self.log_start_offset();
+        let end = self.log_end_offset();
+        let segs = self.snapshot();
+        for (i, seg) in segs.iter().enumerate() {
+            if seg.max_timestamp.load(Ordering::Acquire) < timestamp {
+                continue;
+            }
+            let seg_end = segs.get(i + 1).map_or(end, |s| s.base);
+            // Batches up to a time entry's offset carry timestamps <= the entry's.
+            let mut offset = seg
+                .time_index
+                .floor(|e| e.timestamp < timestamp)
+                .map_or(seg.base, |e| seg.base + i64::from(e.relative_offset) + 1)
+                .max(start);
+            while offset < seg_end {
+                let batches = self.read(offset, 1 << 20)?;
+                let Some(last) = batches.last().map(Batch::last_offset) else {
+                    break;
+                };
+                for b in batches
+                    .iter()
+                    .filter(|b| b.header().max_timestamp >= timestamp)
+                {
+                    for r in b.records_with(&self.config.decode)? {
+                        let r = r?;
+                        if r.timestamp >= timestamp && r.offset >= start {
+                            return Ok(Some((r.offset, r.timestamp)));
+                        }
+                    }
+                }
+                offset = last + 1;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes every batch from the one containing `offset` onwards, so the log end
+    /// offset becomes that batch's base offset (at most `offset`). Durable on return.
+    ///
+    /// # Errors
+    /// `OffsetOutOfRange` below the log start; `Io`; `Poisoned`; `Closed`.
+    pub fn truncate_to(&self, offset: i64) -> Result<i64> {
+        let mut fl = self.flush_state.lock();
+        self.check_writable()?;
+        let mut w = self.writer.lock();
+        let end = self.log_end_offset();
+        if offset >= end {
+            return Ok(end);
+        }
+        if offset < self.log_start_offset() {
+            return Err(self.out_of_range(offset));
+        }
+        let segs = self.snapshot();
+        let idx = segs.partition_point(|s| s.base <= offset).saturating_sub(1);
+        let seg = segs[idx].clone();
+        // Find the batch containing `offset` (or the first after it).
+        let mut pos = 0u64;
+        let mut new_end = seg.base;
+        while pos < seg.size() {
+            let h = self.header_at(&seg, pos, seg.size())?;
+            if h.last_offset() >= offset {
+                break;
+            }
+            new_end = h.last_offset() + 1;
+            pos += h.size().expect("checked") as u64;
+        }
+        let result = self.truncate_locked(&mut fl, &mut w, &segs, idx, pos, new_end);
+        if let Err(e) = &result {
+            self.poison_with(format!("truncation failed part-way: {e}"));
+        }
+        result.map(|()| new_end)
+    }
+
+    fn truncate_locked(
+        &self,
+        fl: &mut FlushState,
+        w: &mut Writer,
+        segs: &[Arc<Segment>],
+        idx: usize,
+        pos: u64,
+        new_end: i64,
+    ) -> Result<()> {
+        let seg = segs[idx].clone();
+        // 1. Recovery must rescan the affected segment, and must treat everything after
+        //    the cut as not durable, before anything is changed.
+        if fl.recovery_point > seg.base {
+            self.write_recovery_point(seg.base)?;
+            fl.recovery_point = seg.base;
+        }
+        fl.durable_file
+            .write(DurablePoint {
+                segment_base: seg.base,
+                position: pos,
+                next_offset: new_end,
+            })
+            .map_err(io_ctx("write the durable position"))?;
+        // 2. Later segments go (unlinking keeps any live mapping valid).
+        for s in &segs[idx + 1..] {
+            for p in [
+                s.log_path.clone(),
+                s.offset_index.path().to_path_buf(),
+                s.time_index.path().to_path_buf(),
+            ] {
+                self.fs
+                    .remove_file(&p)
+                    .map_err(io_ctx(format!("remove {}", p.display())))?;
+            }
+        }
+        // 3. Cut the segment. A sealed segment may be mapped by readers, so it is
+        //    rewritten into a new file and renamed over the old one instead of shrunk.
+        let new_seg = if seg.sealed.load(Ordering::Acquire) {
+            let data = seg.read(0, pos as usize)?;
+            let tmp = self.dir.join(format!("{}.tmp", file_name(seg.base, "log")));
+            let f = self
+                .fs
+                .open(&tmp, true)
+                .map_err(io_ctx(format!("create {}", tmp.display())))?;
+            f.set_len(0)
+                .and_then(|()| f.write_all_at(&data, 0))
+                .and_then(|()| f.sync_data())
+                .map_err(io_ctx(format!("write {}", tmp.display())))?;
+            self.fs
+                .rename(&tmp, &seg.log_path)
+                .map_err(io_ctx(format!("rename {}", tmp.display())))?;
+            Arc::new(
+                Segment::open(
+                    self.fs.as_ref(),
+                    &self.dir,
+                    seg.base,
+                    self.config.segment_index_bytes,
+                    false,
+                )
+                .map_err(io_ctx(format!("open {}", seg.log_path.display())))?,
+            )
+        } else {
+            seg.log
+                .set_len(pos)
+                .map_err(io_ctx(format!("truncate {}", seg.log_path.display())))?;
+            seg.log
+                .sync_data()
+                .map_err(io_ctx(format!("fsync {}", seg.log_path.display())))?;
+            seg.size.store(pos, Ordering::Release);
+            seg.clone()
+        };
+        let params = new_seg.scan_params(
+            self.config.index_interval_bytes,
+            self.max_epoch,
+            self.config.segment_index_bytes,
+        );
+        let scan = segment::scan(new_seg.log.as_ref(), pos, params)
+            .map_err(io_ctx(format!("scan {}", seg.log_path.display())))?;
+        new_seg
+            .install_scan(&scan, true)
+            .map_err(io_ctx("rebuild indexes"))?;
+        self.fs
+            .sync_dir(&self.dir)
+            .map_err(io_ctx(format!("fsync directory {}", self.dir.display())))?;
+        let mut list: Vec<Arc<Segment>> = segs[..idx].to_vec();
+        list.push(new_seg.clone());
+        *self.segments.write() = Arc::new(list);
+        w.active = new_seg;
+        w.bytes_since_index = scan.bytes_since_index;
+        w.first_batch_timestamp = scan.first_batch_max_timestamp;
+        w.unflushed.retain(|s| s.base < seg.base);
+        self.next_offset.store(new_end, Ordering::Release);
+        self.durable_offset.fetch_min(new_end, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Flushes, seals the active segment's indexes, writes the recovery point and the
+    /// clean-shutdown marker so the next open scans nothing.
+    ///
+    /// # Errors
+    /// `Io`/`Poisoned` if the final flush fails; the marker is then not written and the
+    /// next open recovers.
+    pub fn close(self) -> Result<()> {
+        self.close_inner()
+    }
+
+    fn close_inner(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let flushed = self.flush();
+        self.closed.store(true, Ordering::Release);
+        flushed?;
+        let _fl = self.flush_state.lock();
+        let w = self.writer.lock();
+        let active = &w.active;
+        self.seal(active);
+        active.offset_index.sync().map_err(io_ctx(format!(
+            "fsync {}",
+            active.offset_index.path().display()
+        )))?;
+        active.time_index.sync().map_err(io_ctx(format!(
+            "fsync {}",
+            active.time_index.path().display()
+        )))?;
+        self.write_recovery_point(self.log_end_offset())?;
+        checkpoint::write_atomic(
+            self.fs.as_ref(),
+            &self.dir,
+            checkpoint::CLEAN_SHUTDOWN_FILE,
+            br#"{"version":0,"brokerEpoch":0}"#,
+        )
+        .map_err(io_ctx("write the clean shutdown marker"))
+    }
+}
+
+impl Drop for Log {
+    /// Closes cleanly if [`Log::close`] was not called; errors are logged.
+    fn drop(&mut self) {
+        if let Err(e) = self.close_inner() {
+            log::warn!("closing {} on drop failed: {e}", self.dir.display());
+        }
+    }
+}

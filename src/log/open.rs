@@ -1,0 +1,529 @@
+//! Opening a partition directory: lock, clean-up, checkpoints, and recovery.
+//!
+//! 1. Take the lock file; delete `*.tmp`, `*.deleted`, `*.cleaned` and orphan indexes.
+//! 2. Read the clean-shutdown marker, the recovery point and the durable position, then
+//!    delete the marker and sync the directory before any write, so a later crash is
+//!    seen as one.
+//! 3. Clean shutdown that matches the durable position: load indexes (sanity-checked,
+//!    rebuilt if damaged), read the tail of the active segment only. Nothing else is
+//!    scanned.
+//! 4. Otherwise scan every segment from the one holding the recovery point. The first
+//!    invalid batch is damage (an error, nothing changed) if it lies before the durable
+//!    position, and a torn tail (truncated, later segments removed, reported) if after.
+//! 5. Flush what recovery changed, so recovering again finds the same log.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+use super::checkpoint::{self, DurableFile, DurablePoint};
+use super::index::{OffsetEntry, TimeEntry};
+use super::segment::{self, Scan, Segment, parse_file_name};
+use super::{FlushState, Log, LogConfig, RecoveryReport, Truncation, Writer, io_ctx};
+use crate::error::{Error, Result};
+use crate::fs::{FileSystem, OsFs};
+
+fn topic_partition(dir: &Path) -> (String, i32) {
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("log");
+    match name.rsplit_once('-') {
+        Some((t, p)) if !t.is_empty() => match p.parse::<i32>() {
+            Ok(p) if p >= 0 => (t.to_string(), p),
+            _ => (name.to_string(), 0),
+        },
+        _ => (name.to_string(), 0),
+    }
+}
+
+impl Log {
+    /// Opens (creating if needed) the partition directory `dir` on the real file system.
+    /// See [`open_with_fs`](Self::open_with_fs).
+    ///
+    /// # Errors
+    /// As [`open_with_fs`](Self::open_with_fs).
+    pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Log> {
+        Self::open_with_fs(Arc::new(OsFs), dir, config)
+    }
+
+    /// Opens (creating if needed) the partition directory `dir` on `fs`, recovering it
+    /// if it was not closed cleanly. The directory name `<topic>-<partition>` is used in
+    /// the checkpoint files.
+    ///
+    /// # Errors
+    /// `InvalidConfig`; `Locked` if another `Log` (in any process) has the directory
+    /// open; `Corruption` if data that was flushed fails its checks (nothing is changed
+    /// then); `Io`.
+    pub fn open_with_fs(
+        fs: Arc<dyn FileSystem>,
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+    ) -> Result<Log> {
+        config.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        let d = dir.display().to_string();
+        fs.create_dir_all(&dir)
+            .map_err(io_ctx(format!("create directory {d}")))?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs.sync_dir(parent)
+                .map_err(io_ctx(format!("fsync directory {}", parent.display())))?;
+        }
+        let lock_path = dir.join(checkpoint::LOCK_FILE);
+        let lock = fs.lock(&lock_path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                Error::Locked {
+                    path: lock_path.clone(),
+                }
+            } else {
+                Error::io(format!("lock {}", lock_path.display()), e)
+            }
+        })?;
+        let names = fs.list_dir(&dir).map_err(io_ctx(format!("list {d}")))?;
+        let bases: Vec<i64> = names
+            .iter()
+            .filter_map(|n| parse_file_name(n, "log"))
+            .collect();
+        for n in &names {
+            let orphan = ["index", "timeindex"]
+                .iter()
+                .any(|suf| parse_file_name(n, suf).is_some_and(|b| !bases.contains(&b)));
+            if orphan || n.ends_with(".tmp") || n.ends_with(".deleted") || n.ends_with(".cleaned") {
+                fs.remove_file(&dir.join(n))
+                    .map_err(io_ctx(format!("remove {d}/{n}")))?;
+            }
+        }
+        let clean_path = dir.join(checkpoint::CLEAN_SHUTDOWN_FILE);
+        let clean_marker = fs
+            .exists(&clean_path)
+            .map_err(io_ctx(format!("stat {}", clean_path.display())))?;
+        let (topic, partition) = topic_partition(&dir);
+        let recovery_point =
+            checkpoint::read_small(fs.as_ref(), &dir.join(checkpoint::RECOVERY_POINT_FILE))
+                .map_err(io_ctx(format!("read the recovery point in {d}")))?
+                .and_then(|b| {
+                    checkpoint::parse_recovery_point(&String::from_utf8_lossy(&b), partition)
+                });
+        let max_epoch =
+            checkpoint::read_small(fs.as_ref(), &dir.join(checkpoint::LEADER_EPOCH_FILE))
+                .map_err(io_ctx(format!("read the leader epoch checkpoint in {d}")))?
+                .and_then(|b| checkpoint::parse_max_leader_epoch(&String::from_utf8_lossy(&b)))
+                .unwrap_or(0);
+        let (durable_file, durable) = DurableFile::open(fs.as_ref(), &dir)
+            .map_err(io_ctx(format!("open the durable position in {d}")))?;
+        if clean_marker {
+            fs.remove_file(&clean_path)
+                .map_err(io_ctx(format!("remove {}", clean_path.display())))?;
+        }
+        fs.sync_dir(&dir)
+            .map_err(io_ctx(format!("fsync directory {d}")))?;
+
+        let mut segs = Vec::with_capacity(bases.len());
+        for &b in &bases {
+            segs.push(
+                Segment::open(fs.as_ref(), &dir, b, config.segment_index_bytes, false)
+                    .map_err(io_ctx(format!("open segment {b} in {d}")))?,
+            );
+        }
+        let mut rec = Recovery {
+            fs: fs.as_ref(),
+            config: &config,
+            max_epoch,
+            names: &names,
+            report: RecoveryReport::default(),
+        };
+        let outcome = rec.run(&mut segs, clean_marker, recovery_point, durable)?;
+        let mut report = rec.report;
+        if segs.is_empty() {
+            let seg = Segment::open(fs.as_ref(), &dir, 0, config.segment_index_bytes, true)
+                .map_err(io_ctx(format!("create the first segment in {d}")))?;
+            segs.push(seg);
+        }
+        let segs: Vec<Arc<Segment>> = segs.into_iter().map(Arc::new).collect();
+        let n = segs.len();
+        for s in &segs[..n - 1] {
+            s.sealed.store(true, Ordering::Release);
+        }
+        let active = segs[n - 1].clone();
+        active
+            .offset_index
+            .preallocate()
+            .and_then(|()| active.time_index.preallocate())
+            .map_err(io_ctx(format!(
+                "preallocate the indexes of {}",
+                active.log_path.display()
+            )))?;
+        let next_offset = outcome.next_offset.unwrap_or(active.base);
+        report.segments = n;
+        if let Some(t) = &report.truncation {
+            log::warn!(
+                "{d}: recovery truncated {} at position {} ({}); offsets {:?} and {} bytes were lost; {} later segments removed",
+                t.path.display(),
+                t.position,
+                t.reason,
+                t.lost_offsets,
+                t.bytes_removed,
+                t.segments_deleted
+            );
+        }
+        let unflushed: Vec<Arc<Segment>> = if report.clean_shutdown {
+            Vec::new()
+        } else {
+            segs[..n - 1]
+                .iter()
+                .filter(|s| s.base >= outcome.scan_from)
+                .cloned()
+                .collect()
+        };
+        let log = Log {
+            dir: dir.clone(),
+            topic,
+            partition,
+            fs: fs.clone(),
+            max_epoch,
+            segments: RwLock::new(Arc::new(segs.clone())),
+            next_offset: AtomicI64::new(next_offset),
+            durable_offset: AtomicI64::new(if report.clean_shutdown {
+                next_offset
+            } else {
+                -1
+            }),
+            log_start: AtomicI64::new(segs[0].base),
+            writer: Mutex::new(Writer {
+                active,
+                bytes_since_index: outcome.bytes_since_index,
+                first_batch_timestamp: outcome.first_batch_timestamp,
+                created_ms: config.clock.now_ms(),
+                unflushed,
+                dir_dirty: !report.clean_shutdown,
+                messages_since_flush: 0,
+            }),
+            flush_state: Mutex::new(FlushState {
+                durable_file,
+                recovery_point: recovery_point.unwrap_or(0),
+            }),
+            poison: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            report,
+            config,
+            _lock: lock,
+        };
+        if !log.report.clean_shutdown {
+            // Make the recovered state durable, so a crash now recovers to the same log.
+            log.flush()?;
+        }
+        Ok(log)
+    }
+}
+
+struct Outcome {
+    next_offset: Option<i64>,
+    bytes_since_index: u64,
+    first_batch_timestamp: Option<i64>,
+    scan_from: i64,
+}
+
+struct Recovery<'a> {
+    fs: &'a dyn FileSystem,
+    config: &'a LogConfig,
+    max_epoch: i32,
+    names: &'a [String],
+    report: RecoveryReport,
+}
+
+impl Recovery<'_> {
+    fn params(&self, seg: &Segment) -> segment::ScanParams {
+        seg.scan_params(
+            self.config.index_interval_bytes,
+            self.max_epoch,
+            self.config.segment_index_bytes,
+        )
+    }
+
+    fn scan(&mut self, seg: &Segment) -> Result<Scan> {
+        let len = seg.size();
+        self.report.segments_scanned += 1;
+        self.report.bytes_scanned += len;
+        segment::scan(seg.log.as_ref(), len, self.params(seg))
+            .map_err(io_ctx(format!("scan {}", seg.log_path.display())))
+    }
+
+    fn has_file(&self, seg: &Segment, suffix: &str) -> bool {
+        self.names
+            .iter()
+            .any(|n| n == &segment::file_name(seg.base, suffix))
+    }
+
+    /// Loads a trusted segment's indexes; rebuilds them from the log if missing or
+    /// insane (the log must then be entirely valid: it is below the durable point).
+    fn load_indexes(&mut self, seg: &Segment, active: bool) -> Result<()> {
+        let size = seg.size();
+        let sane = self.has_file(seg, "index")
+            && self.has_file(seg, "timeindex")
+            && seg
+                .offset_index
+                .load(|e: &OffsetEntry| u64::from(e.position) < size)
+                .map_err(io_ctx(format!(
+                    "read {}",
+                    seg.offset_index.path().display()
+                )))?
+            && seg
+                .time_index
+                .load(|e: &TimeEntry| e.timestamp >= 0)
+                .map_err(io_ctx(format!("read {}", seg.time_index.path().display())))?;
+        if sane {
+            let ts = seg.time_index.last().map_or(-1, |e| e.timestamp);
+            seg.max_timestamp.store(ts, Ordering::Release);
+            if let Some(e) = seg.time_index.last() {
+                seg.offset_of_max_timestamp
+                    .store(seg.base + i64::from(e.relative_offset), Ordering::Release);
+            }
+            return Ok(());
+        }
+        self.report.indexes_rebuilt += 1;
+        log::warn!(
+            "{}: index missing or damaged; rebuilding from the log",
+            seg.log_path.display()
+        );
+        let scan = self.scan(seg)?;
+        if let Some((pos, reason)) = scan.stopped {
+            return Err(Error::corruption(&seg.log_path, pos, reason));
+        }
+        seg.install_scan(&scan, active).map_err(io_ctx(format!(
+            "rewrite the indexes of {}",
+            seg.log_path.display()
+        )))
+    }
+
+    fn run(
+        &mut self,
+        segs: &mut Vec<Segment>,
+        clean_marker: bool,
+        recovery_point: Option<i64>,
+        durable: Option<DurablePoint>,
+    ) -> Result<Outcome> {
+        let mut outcome = Outcome {
+            next_offset: None,
+            bytes_since_index: 0,
+            first_batch_timestamp: None,
+            scan_from: 0,
+        };
+        // The durable point: everything before (segment base, position) was synced.
+        let from_checkpoint = recovery_point
+            .and_then(|r| segs.iter().rev().find(|s| s.base <= r))
+            .map(|s| (s.base, 0u64));
+        let durable_pos = durable
+            .map(|d| (d.segment_base, d.position))
+            .max(from_checkpoint);
+        if let Some((base, pos)) = durable_pos
+            && pos > 0
+        {
+            match segs.iter().find(|s| s.base == base) {
+                None => {
+                    return Err(Error::corruption(
+                        segment::file_name(base, "log"),
+                        0,
+                        format!("the segment holding flushed data up to position {pos} is missing"),
+                    ));
+                }
+                Some(s) if s.size() < pos => {
+                    return Err(Error::corruption(
+                        &s.log_path,
+                        s.size(),
+                        format!("the file has {} bytes but {pos} were flushed", s.size()),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if segs.is_empty() {
+            if durable.is_some_and(|d| d.next_offset > 0) {
+                return Err(Error::corruption(
+                    "segments",
+                    0,
+                    "every segment is missing but data was flushed",
+                ));
+            }
+            return Ok(outcome);
+        }
+        let last = segs.len() - 1;
+        let clean = clean_marker
+            && durable.is_some_and(|d| {
+                d.segment_base == segs[last].base && d.position == segs[last].size()
+            });
+        self.report.clean_shutdown = clean;
+        let scan_from = if clean {
+            segs.len()
+        } else {
+            recovery_point.map_or(0, |r| segs.iter().rposition(|s| s.base <= r).unwrap_or(0))
+        };
+        outcome.scan_from = segs.get(scan_from).map_or(i64::MAX, |s| s.base);
+        for (i, seg) in segs.iter().enumerate().take(scan_from) {
+            self.load_indexes(seg, i == last)?;
+        }
+        if clean {
+            // Find the log end offset from the last index entry of the active segment.
+            let seg = &segs[last];
+            let start = seg.offset_index.last().map_or(0, |e| u64::from(e.position));
+            let tail =
+                segment::scan_from(seg.log.as_ref(), seg.size(), self.params(seg), start).map_err(
+                    io_ctx(format!("read the tail of {}", seg.log_path.display())),
+                )?;
+            if let Some((pos, reason)) = tail.stopped {
+                return Err(Error::corruption(&seg.log_path, pos, reason));
+            }
+            let next = tail.next_offset.unwrap_or(seg.base);
+            if let Some(d) = durable
+                && d.next_offset != next
+            {
+                return Err(Error::corruption(
+                    &seg.log_path,
+                    seg.size(),
+                    format!(
+                        "the log ends at offset {next} but {} was flushed at shutdown",
+                        d.next_offset
+                    ),
+                ));
+            }
+            if tail.max_timestamp > seg.max_timestamp.load(Ordering::Acquire) {
+                seg.max_timestamp
+                    .store(tail.max_timestamp, Ordering::Release);
+                seg.offset_of_max_timestamp
+                    .store(tail.offset_of_max_timestamp, Ordering::Release);
+            }
+            outcome.next_offset = Some(next);
+            outcome.bytes_since_index = seg.size() - start;
+            outcome.first_batch_timestamp = first_batch_timestamp(seg)?;
+            return Ok(outcome);
+        }
+        let durable_pos = durable_pos.unwrap_or((segs[0].base, 0));
+        let mut expected_base = if scan_from > 0 {
+            None
+        } else {
+            Some(segs[0].base)
+        };
+        let mut i = scan_from;
+        while i < segs.len() {
+            let seg = &segs[i];
+            let mut scan = self.scan(seg)?;
+            // A segment must begin where the previous one ended.
+            let gap = expected_base.is_some_and(|e| e != seg.base);
+            if gap {
+                scan.stopped = Some((
+                    0,
+                    format!(
+                        "segment {} does not follow offset {}",
+                        seg.base,
+                        expected_base.unwrap_or(0) - 1
+                    ),
+                ));
+                scan.valid_bytes = 0;
+                scan.next_offset = None;
+            }
+            if let Some((pos, reason)) = scan.stopped.clone() {
+                let (cut_seg, cut_pos) = if gap && i > 0 {
+                    (i - 1, segs[i - 1].size())
+                } else {
+                    (i, pos)
+                };
+                if (segs[cut_seg].base, cut_pos) < durable_pos {
+                    return Err(Error::corruption(&segs[i].log_path, pos, reason));
+                }
+                self.truncate_tail(
+                    segs,
+                    cut_seg,
+                    cut_pos,
+                    &reason,
+                    if gap { None } else { Some(&scan) },
+                    &mut outcome,
+                )?;
+                return Ok(outcome);
+            }
+            let is_last = i == last;
+            seg.install_scan(&scan, is_last).map_err(io_ctx(format!(
+                "rewrite the indexes of {}",
+                seg.log_path.display()
+            )))?;
+            expected_base = Some(scan.next_offset.unwrap_or(seg.base));
+            outcome.next_offset = Some(scan.next_offset.unwrap_or(seg.base));
+            outcome.bytes_since_index = scan.bytes_since_index;
+            outcome.first_batch_timestamp = scan.first_batch_max_timestamp;
+            i += 1;
+        }
+        Ok(outcome)
+    }
+
+    /// Cuts segment `idx` at `pos` and removes every later segment.
+    fn truncate_tail(
+        &mut self,
+        segs: &mut Vec<Segment>,
+        idx: usize,
+        pos: u64,
+        reason: &str,
+        scan: Option<&Scan>,
+        outcome: &mut Outcome,
+    ) -> Result<()> {
+        let seg = &segs[idx];
+        let mut bytes_removed = seg.size() - pos;
+        let mut highest = scan.and_then(|s| s.next_offset).unwrap_or(seg.base);
+        seg.log
+            .set_len(pos)
+            .map_err(io_ctx(format!("truncate {}", seg.log_path.display())))?;
+        seg.size.store(pos, Ordering::Release);
+        let kept = segment::scan(seg.log.as_ref(), pos, self.params(seg))
+            .map_err(io_ctx(format!("scan {}", seg.log_path.display())))?;
+        seg.install_scan(&kept, true).map_err(io_ctx(format!(
+            "rewrite the indexes of {}",
+            seg.log_path.display()
+        )))?;
+        let new_end = kept.next_offset.unwrap_or(seg.base);
+        let path = seg.log_path.clone();
+        let later: Vec<Segment> = segs.drain(idx + 1..).collect();
+        let segments_deleted = later.len();
+        for s in later {
+            bytes_removed += s.size();
+            highest = highest.max(s.base);
+            if let Ok(sc) = segment::scan(s.log.as_ref(), s.size(), self.params(&s))
+                && let Some(n) = sc.next_offset
+            {
+                highest = highest.max(n);
+            }
+            for p in [
+                s.log_path.clone(),
+                s.offset_index.path().to_path_buf(),
+                s.time_index.path().to_path_buf(),
+            ] {
+                self.fs
+                    .remove_file(&p)
+                    .map_err(io_ctx(format!("remove {}", p.display())))?;
+            }
+        }
+        self.report.truncation = Some(Truncation {
+            path,
+            position: pos,
+            reason: reason.to_string(),
+            lost_offsets: new_end..highest.max(new_end),
+            bytes_removed,
+            segments_deleted,
+        });
+        outcome.next_offset = Some(new_end);
+        outcome.bytes_since_index = kept.bytes_since_index;
+        outcome.first_batch_timestamp = kept.first_batch_max_timestamp;
+        Ok(())
+    }
+}
+
+fn first_batch_timestamp(seg: &Segment) -> Result<Option<i64>> {
+    if seg.size() < crate::format::batch::RECORD_BATCH_OVERHEAD as u64 {
+        return Ok(None);
+    }
+    let h = seg.read(0, crate::format::batch::RECORD_BATCH_OVERHEAD)?;
+    Ok(crate::format::BatchHeader::parse(&h)
+        .ok()
+        .map(|h| h.max_timestamp))
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Log>();
+}

@@ -1,0 +1,333 @@
+//! One segment: `<base>.log` with its `.index` and `.timeindex`, and the scan that
+//! validates a `.log` file and rebuilds its indexes (used by recovery, by index repair
+//! and by truncation).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use super::index::{Index, OffsetEntry, TimeEntry};
+use crate::error::{Error, Result};
+use crate::format::batch::{self, BatchHeader, LOG_OVERHEAD, MAGIC_V2, RECORD_BATCH_OVERHEAD};
+use crate::fs::{File, FileSystem};
+
+/// `<20-digit base offset>.<suffix>`, Kafka's file names.
+pub fn file_name(base: i64, suffix: &str) -> String {
+    format!("{base:020}.{suffix}")
+}
+
+/// Parses a segment file name `<20 digits>.<suffix>` into its base offset.
+pub fn parse_file_name(name: &str, suffix: &str) -> Option<i64> {
+    let stem = name.strip_suffix(suffix)?.strip_suffix('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+/// One segment.
+#[derive(Debug)]
+pub struct Segment {
+    pub base: i64,
+    pub log_path: PathBuf,
+    pub log: Arc<dyn File>,
+    /// Published size: bytes readers may read. Grows only under the writer lock.
+    pub size: AtomicU64,
+    pub offset_index: Index<OffsetEntry>,
+    pub time_index: Index<TimeEntry>,
+    /// Largest timestamp in the segment (-1 if none) and the offset of the batch that has it.
+    pub max_timestamp: AtomicI64,
+    pub offset_of_max_timestamp: AtomicI64,
+    /// Set once the segment is no longer written; it may then be memory-mapped.
+    pub sealed: AtomicBool,
+    /// Set when an index lookup did not match the log: lookups then scan from the start.
+    pub index_suspect: AtomicBool,
+    mapped: Mutex<Option<Bytes>>,
+}
+
+/// The outcome of scanning a `.log` file from position 0.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Bytes of valid batches from the start.
+    pub valid_bytes: u64,
+    /// One past the last offset of the last valid batch (`None` if no batch).
+    pub next_offset: Option<i64>,
+    pub offset_entries: Vec<OffsetEntry>,
+    pub time_entries: Vec<TimeEntry>,
+    pub max_timestamp: i64,
+    pub offset_of_max_timestamp: i64,
+    pub bytes_since_index: u64,
+    pub first_batch_max_timestamp: Option<i64>,
+    pub batches: u64,
+    /// Where and why the scan stopped before the end of the file.
+    pub stopped: Option<(u64, String)>,
+}
+
+/// Parameters of a scan.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanParams {
+    pub base: i64,
+    pub index_interval_bytes: u64,
+    pub max_offset_entries: usize,
+    pub max_time_entries: usize,
+    pub max_epoch: i32,
+}
+
+/// Checks a batch header in the context of its segment; returns the reason it is bad.
+pub fn check_header(
+    h: &BatchHeader,
+    base: i64,
+    expected_base: Option<i64>,
+    max_epoch: i32,
+) -> Option<String> {
+    if h.magic != MAGIC_V2 {
+        return Some(format!("magic {} is not 2", h.magic));
+    }
+    if h.partition_leader_epoch < -1 || h.partition_leader_epoch > max_epoch {
+        return Some(format!(
+            "partitionLeaderEpoch {} is outside -1..={max_epoch}",
+            h.partition_leader_epoch
+        ));
+    }
+    if h.last_offset_delta < 0 || h.records_count < 0 {
+        return Some("negative lastOffsetDelta or recordsCount".into());
+    }
+    if let Some(expected) = expected_base
+        && h.base_offset != expected
+    {
+        return Some(format!(
+            "batch base offset {} where {expected} was expected",
+            h.base_offset
+        ));
+    }
+    if h.base_offset < base || h.last_offset() - base > i64::from(i32::MAX) {
+        return Some(format!(
+            "offsets {}..={} do not fit segment {base}",
+            h.base_offset,
+            h.last_offset()
+        ));
+    }
+    None
+}
+
+/// Validates every batch of `file[0..len)` and computes the indexes Kafka would have
+/// written (an entry when more than `index_interval_bytes` were appended since the last
+/// one; time entries at the same points when the max timestamp grew; a final time entry).
+pub fn scan(file: &dyn File, len: u64, p: ScanParams) -> std::io::Result<Scan> {
+    scan_from(file, len, p, 0)
+}
+
+/// [`scan`] starting at `start` (a batch boundary, e.g. an index entry's position). From
+/// a position other than 0 the first batch's base offset is not checked and the index
+/// entries are relative to that start.
+pub fn scan_from(file: &dyn File, len: u64, p: ScanParams, start: u64) -> std::io::Result<Scan> {
+    const CHUNK: u64 = 1 << 20;
+    let mut s = Scan {
+        max_timestamp: -1,
+        offset_of_max_timestamp: p.base,
+        ..Scan::default()
+    };
+    let mut pos: u64 = start;
+    let mut buf = Bytes::new();
+    let mut buf_start: u64 = 0;
+    let mut expected = (start == 0).then_some(p.base);
+    while pos < len {
+        let remaining = len - pos;
+        if remaining < LOG_OVERHEAD as u64 {
+            s.stopped = Some((
+                pos,
+                format!("{remaining} bytes at the end are too few for a batch header"),
+            ));
+            break;
+        }
+        // Make sure the header is buffered.
+        let ensure = |need: u64, buf: &mut Bytes, buf_start: &mut u64| -> std::io::Result<()> {
+            if pos >= *buf_start && pos + need <= *buf_start + buf.len() as u64 {
+                return Ok(());
+            }
+            let n = need.max(CHUNK).min(len - pos);
+            *buf = file.read_exact_at(pos, n as usize)?;
+            *buf_start = pos;
+            Ok(())
+        };
+        ensure(LOG_OVERHEAD as u64, &mut buf, &mut buf_start)?;
+        let at = (pos - buf_start) as usize;
+        let (_, size) = batch::peek_size(&buf[at..]).expect("12 bytes are buffered");
+        if size < RECORD_BATCH_OVERHEAD as i64 {
+            s.stopped = Some((
+                pos,
+                format!("batch length {size} is below the 61-byte minimum"),
+            ));
+            break;
+        }
+        if size as u64 > remaining {
+            s.stopped = Some((
+                pos,
+                format!("batch of {size} bytes runs past the end of the file ({remaining} left)"),
+            ));
+            break;
+        }
+        let size = size as u64;
+        ensure(size, &mut buf, &mut buf_start)?;
+        let at = (pos - buf_start) as usize;
+        let bytes = &buf[at..at + size as usize];
+        let header = match batch::validate(bytes) {
+            Ok(h) => h,
+            Err(e) => {
+                s.stopped = Some((pos, e.to_string()));
+                break;
+            }
+        };
+        if let Some(reason) = check_header(&header, p.base, expected, p.max_epoch) {
+            s.stopped = Some((pos, reason));
+            break;
+        }
+        let last = header.last_offset();
+        if header.max_timestamp > s.max_timestamp {
+            s.max_timestamp = header.max_timestamp;
+            s.offset_of_max_timestamp = last;
+        }
+        if s.first_batch_max_timestamp.is_none() {
+            s.first_batch_max_timestamp = Some(header.max_timestamp);
+        }
+        if s.bytes_since_index > p.index_interval_bytes {
+            let rel = (last - p.base) as u32;
+            if s.offset_entries.len() < p.max_offset_entries {
+                s.offset_entries.push(OffsetEntry {
+                    relative_offset: rel,
+                    position: pos as u32,
+                });
+            }
+            push_time_entry(
+                &mut s.time_entries,
+                p.max_time_entries,
+                s.max_timestamp,
+                s.offset_of_max_timestamp - p.base,
+            );
+            s.bytes_since_index = 0;
+        }
+        s.bytes_since_index += size;
+        s.batches += 1;
+        pos += size;
+        s.valid_bytes = pos;
+        s.next_offset = Some(last + 1);
+        expected = Some(last + 1);
+    }
+    push_time_entry(
+        &mut s.time_entries,
+        p.max_time_entries,
+        s.max_timestamp,
+        s.offset_of_max_timestamp - p.base,
+    );
+    Ok(s)
+}
+
+/// Kafka's `TimeIndex.maybeAppend`: only a strictly larger timestamp is added.
+pub fn push_time_entry(entries: &mut Vec<TimeEntry>, max: usize, ts: i64, rel: i64) {
+    if ts < 0 || entries.len() >= max || entries.last().is_some_and(|e| e.timestamp >= ts) {
+        return;
+    }
+    entries.push(TimeEntry {
+        timestamp: ts,
+        relative_offset: rel as u32,
+    });
+}
+
+impl Segment {
+    /// Opens (creating if `create`) the segment's three files. Indexes are not loaded.
+    pub fn open(
+        fs: &dyn FileSystem,
+        dir: &Path,
+        base: i64,
+        index_bytes: u64,
+        create: bool,
+    ) -> std::io::Result<Self> {
+        let log_path = dir.join(file_name(base, "log"));
+        let log = fs.open(&log_path, create)?;
+        let size = log.len()?;
+        let offset_index = Index::create(fs, &dir.join(file_name(base, "index")), index_bytes)?;
+        let time_index = Index::create(fs, &dir.join(file_name(base, "timeindex")), index_bytes)?;
+        Ok(Segment {
+            base,
+            log_path,
+            log,
+            size: AtomicU64::new(size),
+            offset_index,
+            time_index,
+            max_timestamp: AtomicI64::new(-1),
+            offset_of_max_timestamp: AtomicI64::new(base),
+            sealed: AtomicBool::new(false),
+            index_suspect: AtomicBool::new(false),
+            mapped: Mutex::new(None),
+        })
+    }
+
+    /// The published size.
+    pub fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+
+    /// Reads `[pos, pos+len)` of the log: a slice of the mapping for a sealed segment,
+    /// a fresh buffer for the active one. The caller keeps the range within `size()`.
+    pub fn read(&self, pos: u64, len: usize) -> Result<Bytes> {
+        if self.sealed.load(Ordering::Acquire) {
+            let mut mapped = self.mapped.lock();
+            if mapped.is_none() {
+                let view = self
+                    .log
+                    .map(self.size())
+                    .map_err(|e| Error::io(format!("map {}", self.log_path.display()), e))?;
+                *mapped = Some(view);
+            }
+            let view = mapped.as_ref().expect("just set");
+            let start = pos as usize;
+            if start + len <= view.len() {
+                return Ok(view.slice(start..start + len));
+            }
+        }
+        self.log.read_exact_at(pos, len).map_err(|e| {
+            Error::io(
+                format!("read {} at position {pos}", self.log_path.display()),
+                e,
+            )
+        })
+    }
+
+    /// Drops the cached mapping (before the file is replaced).
+    pub fn unmap(&self) {
+        *self.mapped.lock() = None;
+    }
+
+    /// Scan parameters for this segment.
+    pub fn scan_params(
+        &self,
+        index_interval_bytes: u64,
+        max_epoch: i32,
+        index_bytes: u64,
+    ) -> ScanParams {
+        ScanParams {
+            base: self.base,
+            index_interval_bytes,
+            max_offset_entries: (index_bytes / super::index::OFFSET_ENTRY) as usize,
+            max_time_entries: (index_bytes / super::index::TIME_ENTRY) as usize,
+            max_epoch,
+        }
+    }
+
+    /// Installs the indexes and statistics computed by a scan and rewrites the index
+    /// files (preallocated for the active segment, trimmed otherwise).
+    pub fn install_scan(&self, scan: &Scan, active: bool) -> std::io::Result<()> {
+        self.offset_index
+            .replace(scan.offset_entries.clone(), active)?;
+        self.time_index.replace(scan.time_entries.clone(), active)?;
+        self.max_timestamp
+            .store(scan.max_timestamp, Ordering::Release);
+        self.offset_of_max_timestamp
+            .store(scan.offset_of_max_timestamp, Ordering::Release);
+        self.index_suspect.store(false, Ordering::Release);
+        Ok(())
+    }
+}
