@@ -32,7 +32,7 @@ const SECTOR: u64 = 512;
 pub enum Fault {
     /// `EIO`: fails any operation.
     Eio,
-    /// `ENOSPC`: fails writes, truncations and syncs; reads pass.
+    /// `ENOSPC`: fails writes, syncs and growing a file; reads and shrinking pass.
     Enospc,
 }
 
@@ -130,6 +130,12 @@ impl State {
     /// Counts an operation and decides whether it fails. `mutating` operations also
     /// count towards `crash_after`.
     fn begin(&mut self, mutating: bool) -> io::Result<()> {
+        self.begin_op(mutating, mutating)
+    }
+
+    /// As `begin`; `may_need_space` says whether ENOSPC can apply (shrinking a file
+    /// never needs space).
+    fn begin_op(&mut self, mutating: bool, may_need_space: bool) -> io::Result<()> {
         if self.crashed {
             return Err(eio("the simulated machine has crashed"));
         }
@@ -154,7 +160,7 @@ impl State {
             Some(FaultRule {
                 kind: Fault::Enospc,
                 ..
-            }) if mutating => Err(enospc()),
+            }) if may_need_space => Err(enospc()),
             _ => Ok(()),
         }
     }
@@ -427,7 +433,8 @@ impl File for SimFile {
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
         let mut st = self.fs.state.lock();
-        st.begin(true)?;
+        let grows = len > st.inode(self.ino).live.len() as u64;
+        st.begin_op(true, grows)?;
         let node = st.inode(self.ino);
         node.live.resize(len as usize, 0);
         node.pending.push(Pending::SetLen(len));
