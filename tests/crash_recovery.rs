@@ -11,7 +11,10 @@ const RANDOM_IMAGES: u64 = 4;
 fn recovery_after_a_crash_at_every_operation_keeps_every_flushed_record() {
     let clean = SimFs::new();
     let full = workload(&clean);
-    assert!(full.closed_cleanly, "the workload must succeed without faults");
+    assert!(
+        full.closed_cleanly,
+        "the workload must succeed without faults"
+    );
     let ops = clean.mutating_op_count();
     assert!(ops > 100, "workload too small: {ops} operations");
     let mut images = 0u64;
@@ -26,13 +29,17 @@ fn recovery_after_a_crash_at_every_operation_keeps_every_flushed_record() {
         for mode in modes {
             images += 1;
             let img = fs.crash_image(mode);
-            let log = open_sim(&img, small_config())
-                .unwrap_or_else(|e| panic!("crash after op {k}, image {mode:?}: reopen failed: {e}"));
+            let log = open_sim(&img, small_config()).unwrap_or_else(|e| {
+                panic!("crash after op {k}, image {mode:?}: reopen failed: {e}")
+            });
             if log.recovery_report().truncation.is_some() {
                 truncations += 1;
             }
             if let Err(v) = check_invariants(&log, &obs) {
-                panic!("crash after op {k}, image {mode:?}: {v}\nreport: {:?}", log.recovery_report());
+                panic!(
+                    "crash after op {k}, image {mode:?}: {v}\nreport: {:?}",
+                    log.recovery_report()
+                );
             }
             let end = log.log_end_offset();
             let first = read_all(&log).unwrap();
@@ -41,9 +48,20 @@ fn recovery_after_a_crash_at_every_operation_keeps_every_flushed_record() {
             let again_img = img.crash_image(CrashImage::DropAll);
             let again = open_sim(&again_img, small_config())
                 .unwrap_or_else(|e| panic!("op {k}, {mode:?}: second recovery failed: {e}"));
-            assert_eq!(again.log_end_offset(), end, "op {k}, {mode:?}: I5 end offset");
-            assert_eq!(read_all(&again).unwrap(), first, "op {k}, {mode:?}: I5 records");
-            assert!(again.recovery_report().truncation.is_none(), "op {k}, {mode:?}: second recovery truncated again");
+            assert_eq!(
+                again.log_end_offset(),
+                end,
+                "op {k}, {mode:?}: I5 end offset"
+            );
+            assert_eq!(
+                read_all(&again).unwrap(),
+                first,
+                "op {k}, {mode:?}: I5 records"
+            );
+            assert!(
+                again.recovery_report().truncation.is_none(),
+                "op {k}, {mode:?}: second recovery truncated again"
+            );
         }
     }
     println!(
@@ -51,5 +69,8 @@ fn recovery_after_a_crash_at_every_operation_keeps_every_flushed_record() {
         ops + 1,
         2 + RANDOM_IMAGES
     );
-    assert!(truncations > 0, "no crash image ever produced a torn tail: the test is not exercising recovery");
+    assert!(
+        truncations > 0,
+        "no crash image ever produced a torn tail: the test is not exercising recovery"
+    );
 }

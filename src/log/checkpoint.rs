@@ -99,11 +99,13 @@ pub struct DurablePoint {
     pub position: u64,
     /// The log end offset that was synced.
     pub next_offset: i64,
+    /// The log start offset at that time: segments below it may be gone, none above.
+    pub log_start: i64,
 }
 
 const SLOT: u64 = 64;
 const MAGIC: &[u8; 4] = b"SLDP";
-const SLOT_CRC_AT: usize = 4 + 8 + 8 + 8 + 8;
+const SLOT_CRC_AT: usize = 4 + 8 + 8 + 8 + 8 + 8;
 
 fn encode_slot(seq: u64, p: DurablePoint) -> Vec<u8> {
     let mut v = Vec::with_capacity(SLOT as usize);
@@ -112,6 +114,7 @@ fn encode_slot(seq: u64, p: DurablePoint) -> Vec<u8> {
     v.extend_from_slice(&p.segment_base.to_be_bytes());
     v.extend_from_slice(&p.position.to_be_bytes());
     v.extend_from_slice(&p.next_offset.to_be_bytes());
+    v.extend_from_slice(&p.log_start.to_be_bytes());
     let crc = crc32c::crc32c(&v);
     v.extend_from_slice(&crc.to_be_bytes());
     v.resize(SLOT as usize, 0);
@@ -131,8 +134,12 @@ fn decode_slot(b: &[u8]) -> Option<(u64, DurablePoint)> {
         segment_base: i(12),
         position: i(20) as u64,
         next_offset: i(28),
+        log_start: i(36),
     };
-    (p.segment_base >= 0 && p.next_offset >= p.segment_base).then_some((i(4) as u64, p))
+    let sane = p.segment_base >= 0
+        && p.next_offset >= p.segment_base
+        && (0..=p.segment_base).contains(&p.log_start);
+    sane.then_some((i(4) as u64, p))
 }
 
 /// The durable position file, open for writing.
@@ -198,11 +205,13 @@ mod tests {
             segment_base: 0,
             position: 100,
             next_offset: 7,
+            log_start: 0,
         };
         let b = DurablePoint {
             segment_base: 0,
             position: 200,
             next_offset: 9,
+            log_start: 0,
         };
         f.write(a).unwrap();
         f.write(b).unwrap();

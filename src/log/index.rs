@@ -164,16 +164,6 @@ impl<E: Entry> Index<E> {
         self.entries.read().last().copied()
     }
 
-    /// Number of entries.
-    pub fn len(&self) -> usize {
-        self.entries.read().len()
-    }
-
-    /// A copy of the entries.
-    pub fn entries(&self) -> Vec<E> {
-        self.entries.read().clone()
-    }
-
     /// The last entry for which `le(entry)` holds, entries being sorted so that `le` is
     /// true for a prefix.
     pub fn floor(&self, le: impl Fn(&E) -> bool) -> Option<E> {

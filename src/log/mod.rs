@@ -103,6 +103,14 @@ pub struct SegmentInfo {
     pub path: PathBuf,
 }
 
+/// How a read of one segment ended.
+enum SegmentRead {
+    /// The byte budget ran out inside the segment.
+    BudgetUsed,
+    /// The segment was read to its end; the next segment must start at this offset.
+    Exhausted(i64),
+}
+
 #[derive(Debug)]
 struct Writer {
     active: Arc<Segment>,
@@ -554,6 +562,7 @@ impl Log {
                     segment_base: active.base,
                     position,
                     next_offset: target,
+                    log_start: self.log_start_offset(),
                 })
                 .map_err(io_ctx(format!(
                     "write and fsync {}",
@@ -610,29 +619,33 @@ impl Log {
         let segs = self.snapshot();
         let first = segs.partition_point(|s| s.base <= offset).saturating_sub(1);
         let mut budget = max_bytes;
+        // The offset the next segment must start at, once a segment was read to its end.
+        let mut next_base: Option<i64> = None;
         for seg in &segs[first..] {
-            if let Some(last) = out.last().map(Batch::last_offset)
-                && seg.base != last + 1
+            if let Some(n) = next_base
+                && seg.base != n
             {
                 return Err(Error::corruption(
                     &seg.log_path,
                     0,
                     format!(
-                        "segment starts at offset {} but the previous one ends at {last}",
-                        seg.base
+                        "segment starts at offset {} but the previous one ends at {}",
+                        seg.base,
+                        n - 1
                     ),
                 ));
             }
             // The last segment may be growing: read only what is published.
             let limit = seg.size();
-            if self.read_segment(seg, limit, offset, &mut budget, &mut out)? {
-                break;
+            match self.read_segment(seg, limit, offset, &mut budget, &mut out)? {
+                SegmentRead::BudgetUsed => break,
+                SegmentRead::Exhausted(next) => next_base = Some(next),
             }
         }
         Ok(out)
     }
 
-    /// Reads from one segment into `out`; returns true when the byte budget is used up.
+    /// Reads from one segment into `out`.
     fn read_segment(
         &self,
         seg: &Segment,
@@ -640,7 +653,7 @@ impl Log {
         offset: i64,
         budget: &mut usize,
         out: &mut Vec<Batch>,
-    ) -> Result<bool> {
+    ) -> Result<SegmentRead> {
         let corrupt = |pos: u64, reason: String| Error::corruption(&seg.log_path, pos, reason);
         // Start from the index entry at or below `offset` (verified against the batch it
         // names), or from the segment start.
@@ -655,7 +668,21 @@ impl Log {
         // Skip batches that end before `offset`, reading headers only.
         let header = loop {
             if pos >= limit {
-                return Ok(false);
+                if index_claim.is_some() {
+                    self.distrust_index(
+                        seg,
+                        &format!("entry points at position {pos}, past the end"),
+                    );
+                    (pos, index_claim, expected) = (0, None, Some(seg.base));
+                    continue;
+                }
+                let Some(next) = expected else {
+                    return Err(corrupt(
+                        pos,
+                        "no batch found to establish the segment's end offset".into(),
+                    ));
+                };
+                return Ok(SegmentRead::Exhausted(next));
             }
             let h = match self.header_at(seg, pos, limit) {
                 Ok(h) => h,
@@ -695,7 +722,7 @@ impl Log {
         };
         let chunk_len = want.min(available);
         if chunk_len < first_size {
-            return Ok(true);
+            return Ok(SegmentRead::BudgetUsed);
         }
         let chunk = seg.read(pos, chunk_len as usize)?;
         let ends_segment = chunk_len == available;
@@ -710,7 +737,7 @@ impl Log {
                         "a partial batch header ends the segment".into(),
                     ));
                 }
-                return Ok(true);
+                return Ok(SegmentRead::BudgetUsed);
             };
             if size < RECORD_BATCH_OVERHEAD as i64 {
                 return Err(corrupt(
@@ -726,7 +753,7 @@ impl Log {
                         "the batch runs past the end of the segment".into(),
                     ));
                 }
-                return Ok(true);
+                return Ok(SegmentRead::BudgetUsed);
             }
             let b = Batch::parse(chunk.slice(at..at + size))
                 .map_err(|e| corrupt(here, e.to_string()))?;
@@ -740,7 +767,10 @@ impl Log {
             out.push(b);
             at += size;
         }
-        Ok(!ends_segment)
+        match (ends_segment, expected) {
+            (true, Some(next)) => Ok(SegmentRead::Exhausted(next)),
+            _ => Ok(SegmentRead::BudgetUsed),
+        }
     }
 
     /// The index entry with the largest offset at or below `offset`: the batch it names
@@ -815,10 +845,21 @@ impl Log {
                 continue;
             }
             let seg_end = segs.get(i + 1).map_or(end, |s| s.base);
-            // Batches up to a time entry's offset carry timestamps <= the entry's.
-            let mut offset = seg
-                .time_index
-                .floor(|e| e.timestamp < timestamp)
+            // Batches up to a time entry's offset carry timestamps <= the entry's. The
+            // entry is verified: the batch it names must carry exactly its timestamp.
+            let entry = seg.time_index.floor(|e| e.timestamp < timestamp);
+            let verified = match entry {
+                Some(e) => self.time_entry_matches(seg, e),
+                None => true,
+            };
+            if !verified {
+                log::warn!(
+                    "{}: time index entry does not match the log; searching the segment from its start",
+                    seg.time_index.path().display()
+                );
+            }
+            let mut offset = entry
+                .filter(|_| verified)
                 .map_or(seg.base, |e| seg.base + i64::from(e.relative_offset) + 1)
                 .max(start);
             while offset < seg_end {
@@ -841,6 +882,16 @@ impl Log {
             }
         }
         Ok(None)
+    }
+
+    fn time_entry_matches(&self, seg: &Segment, e: TimeEntry) -> bool {
+        let claimed = seg.base + i64::from(e.relative_offset);
+        match self.read(claimed, 1) {
+            Ok(batches) => batches.first().is_some_and(|b| {
+                b.last_offset() == claimed && b.header().max_timestamp == e.timestamp
+            }),
+            Err(_) => false,
+        }
     }
 
     /// Removes every batch from the one containing `offset` onwards, so the log end
@@ -901,6 +952,7 @@ impl Log {
                 segment_base: seg.base,
                 position: pos,
                 next_offset: new_end,
+                log_start: self.log_start_offset(),
             })
             .map_err(io_ctx("write the durable position"))?;
         // 2. Later segments go (unlinking keeps any live mapping valid).

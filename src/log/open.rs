@@ -23,6 +23,7 @@ use super::index::{OffsetEntry, TimeEntry};
 use super::segment::{self, Scan, Segment, parse_file_name};
 use super::{FlushState, Log, LogConfig, RecoveryReport, Truncation, Writer, io_ctx};
 use crate::error::{Error, Result};
+use crate::format::batch::RECORD_BATCH_OVERHEAD;
 use crate::fs::{FileSystem, OsFs};
 
 fn topic_partition(dir: &Path) -> (String, i32) {
@@ -270,7 +271,7 @@ impl Recovery<'_> {
                 .time_index
                 .load(|e: &TimeEntry| e.timestamp >= 0)
                 .map_err(io_ctx(format!("read {}", seg.time_index.path().display())))?;
-        if sane {
+        if sane && self.time_tail_matches(seg)? {
             let ts = seg.time_index.last().map_or(-1, |e| e.timestamp);
             seg.max_timestamp.store(ts, Ordering::Release);
             if let Some(e) = seg.time_index.last() {
@@ -292,6 +293,36 @@ impl Recovery<'_> {
             "rewrite the indexes of {}",
             seg.log_path.display()
         )))
+    }
+
+    /// The last time-index entry sets the segment's max timestamp, so it is checked
+    /// against the batch it names (found through the offset index). Reads a few headers.
+    fn time_tail_matches(&self, seg: &Segment) -> Result<bool> {
+        // A segment with data always gets a final time entry unless every timestamp is
+        // negative; an empty time index is rebuilt rather than trusted.
+        let Some(e) = seg.time_index.last() else {
+            return Ok(seg.size() == 0);
+        };
+        let claimed = seg.base + i64::from(e.relative_offset);
+        let size = seg.size();
+        let mut pos = seg
+            .offset_index
+            .floor(|o| seg.base + i64::from(o.relative_offset) <= claimed)
+            .map_or(0, |o| u64::from(o.position));
+        while pos + RECORD_BATCH_OVERHEAD as u64 <= size {
+            let bytes = seg.read(pos, RECORD_BATCH_OVERHEAD)?;
+            let Ok(h) = crate::format::BatchHeader::parse(&bytes) else {
+                return Ok(false);
+            };
+            match h.size() {
+                Some(n) if n >= RECORD_BATCH_OVERHEAD && h.last_offset() < claimed => {
+                    pos += n as u64
+                }
+                Some(_) => return Ok(h.last_offset() == claimed && h.max_timestamp == e.timestamp),
+                None => return Ok(false),
+            }
+        }
+        Ok(false)
     }
 
     fn run(
@@ -334,6 +365,18 @@ impl Recovery<'_> {
                 }
                 _ => {}
             }
+        }
+        if let (Some(d), Some(first)) = (durable, segs.first())
+            && first.base > d.log_start
+        {
+            return Err(Error::corruption(
+                &first.log_path,
+                0,
+                format!(
+                    "the log starts at offset {} but segments from offset {} were flushed",
+                    first.base, d.log_start
+                ),
+            ));
         }
         if segs.is_empty() {
             if durable.is_some_and(|d| d.next_offset > 0) {
@@ -513,10 +556,10 @@ impl Recovery<'_> {
 }
 
 fn first_batch_timestamp(seg: &Segment) -> Result<Option<i64>> {
-    if seg.size() < crate::format::batch::RECORD_BATCH_OVERHEAD as u64 {
+    if seg.size() < RECORD_BATCH_OVERHEAD as u64 {
         return Ok(None);
     }
-    let h = seg.read(0, crate::format::batch::RECORD_BATCH_OVERHEAD)?;
+    let h = seg.read(0, RECORD_BATCH_OVERHEAD)?;
     Ok(crate::format::BatchHeader::parse(&h)
         .ok()
         .map(|h| h.max_timestamp))

@@ -296,11 +296,6 @@ impl Segment {
         })
     }
 
-    /// Drops the cached mapping (before the file is replaced).
-    pub fn unmap(&self) {
-        *self.mapped.lock() = None;
-    }
-
     /// Scan parameters for this segment.
     pub fn scan_params(
         &self,

@@ -105,7 +105,11 @@ fn workload_inner(fs: &SimFs, obs: &mut Observed) -> streamlog::Result<()> {
         let n = 1 + (tag as usize % 4);
         let codec = Compression::ALL[tag as usize % 5];
         let info = log.append(&mut batch(tag, n, codec))?;
-        assert_eq!(info.base_offset as usize, obs.appended.len(), "offsets are assigned contiguously");
+        assert_eq!(
+            info.base_offset as usize,
+            obs.appended.len(),
+            "offsets are assigned contiguously"
+        );
         obs.appended.extend((0..n).map(|i| value(tag, i)));
         if tag % 3 == 2 {
             obs.acked = log.flush()?;
@@ -128,27 +132,55 @@ fn workload_inner(fs: &SimFs, obs: &mut Observed) -> streamlog::Result<()> {
 pub fn check_invariants(log: &Log, obs: &Observed) -> Result<(), String> {
     let end = log.log_end_offset();
     if end < obs.acked {
-        return Err(format!("I1: log ends at {end} but {} was acknowledged", obs.acked));
+        return Err(format!(
+            "I1: log ends at {end} but {} was acknowledged",
+            obs.acked
+        ));
     }
     if end as usize > obs.appended.len() {
-        return Err(format!("I2: log ends at {end} but only {} records were appended", obs.appended.len()));
+        return Err(format!(
+            "I2: log ends at {end} but only {} records were appended",
+            obs.appended.len()
+        ));
     }
     let records = read_all(log).map_err(|e| format!("read failed: {e}"))?;
     if records.len() as i64 != end - log.log_start_offset() {
-        return Err(format!("I2: read {} records, log claims {}", records.len(), end));
+        return Err(format!(
+            "I2: read {} records, log claims {}",
+            records.len(),
+            end
+        ));
     }
     for r in &records {
-        let got = r.value.as_deref().map(|v| String::from_utf8_lossy(v).into_owned());
+        let got = r
+            .value
+            .as_deref()
+            .map(|v| String::from_utf8_lossy(v).into_owned());
         if got.as_deref() != Some(obs.appended[r.offset as usize].as_str()) {
-            return Err(format!("I3: offset {} holds {got:?}, appended {:?}", r.offset, obs.appended[r.offset as usize]));
+            return Err(format!(
+                "I3: offset {} holds {got:?}, appended {:?}",
+                r.offset, obs.appended[r.offset as usize]
+            ));
         }
     }
     // I4: timestamp lookup agrees with a scan.
-    for target in [1_700_000_000_000i64, 1_700_000_000_005, 1_700_000_000_013, 1_800_000_000_000] {
-        let by_index = log.offset_for_timestamp(target).map_err(|e| format!("timestamp lookup: {e}"))?;
-        let by_scan = records.iter().find(|r| r.timestamp >= target).map(|r| (r.offset, r.timestamp));
+    for target in [
+        1_700_000_000_000i64,
+        1_700_000_000_005,
+        1_700_000_000_013,
+        1_800_000_000_000,
+    ] {
+        let by_index = log
+            .offset_for_timestamp(target)
+            .map_err(|e| format!("timestamp lookup: {e}"))?;
+        let by_scan = records
+            .iter()
+            .find(|r| r.timestamp >= target)
+            .map(|r| (r.offset, r.timestamp));
         if by_index != by_scan {
-            return Err(format!("I4: timestamp {target}: index says {by_index:?}, scan says {by_scan:?}"));
+            return Err(format!(
+                "I4: timestamp {target}: index says {by_index:?}, scan says {by_scan:?}"
+            ));
         }
     }
     Ok(())
