@@ -6,6 +6,8 @@ mod error;
 pub mod format;
 pub mod fs;
 pub mod log;
+#[cfg(feature = "internals")]
+pub mod internals;
 
 pub use error::{Error, Result};
 pub use format::{Batch, BatchBuilder, Compression, Header, Record};
