@@ -941,6 +941,22 @@ impl Log {
         new_end: i64,
     ) -> Result<()> {
         let seg = segs[idx].clone();
+        // 0. Everything written so far is synced first, so the durable position written
+        //    next never claims bytes that are not on disk.
+        for s in w.unflushed.drain(..) {
+            s.log
+                .sync_data()
+                .map_err(io_ctx(format!("fsync {}", s.log_path.display())))?;
+        }
+        w.active
+            .log
+            .sync_data()
+            .map_err(io_ctx(format!("fsync {}", w.active.log_path.display())))?;
+        if std::mem::take(&mut w.dir_dirty) {
+            self.fs
+                .sync_dir(&self.dir)
+                .map_err(io_ctx(format!("fsync directory {}", self.dir.display())))?;
+        }
         // 1. Recovery must rescan the affected segment, and must treat everything after
         //    the cut as not durable, before anything is changed.
         if fl.recovery_point > seg.base {
@@ -1022,9 +1038,8 @@ impl Log {
         w.active = new_seg;
         w.bytes_since_index = scan.bytes_since_index;
         w.first_batch_timestamp = scan.first_batch_max_timestamp;
-        w.unflushed.retain(|s| s.base < seg.base);
         self.next_offset.store(new_end, Ordering::Release);
-        self.durable_offset.fetch_min(new_end, Ordering::AcqRel);
+        self.durable_offset.store(new_end, Ordering::Release);
         Ok(())
     }
 
