@@ -103,3 +103,41 @@ fn reads_start_mid_log_via_the_index_and_respect_max_bytes() {
         Err(Error::OffsetOutOfRange { .. })
     ));
 }
+
+/// Regression (found by the Vec-model proptest): truncate_to moved the durable position
+/// while a rolled segment was still unsynced, so a power cut right after made recovery
+/// report corruption and refuse to open.
+#[test]
+fn truncate_after_an_unflushed_roll_survives_a_power_cut() {
+    let fs = SimFs::new();
+    let log = open_sim(&fs, small_config()).unwrap();
+    log.append(&mut batch(1, 3, Compression::None)).unwrap();
+    log.roll().unwrap();
+    log.append(&mut batch(2, 3, Compression::None)).unwrap();
+    log.append(&mut batch(3, 3, Compression::None)).unwrap();
+    assert_eq!(
+        log.truncate_to(7).unwrap(),
+        6,
+        "cut at the start of the batch holding 7"
+    );
+    assert_eq!(log.durable_offset(), 6, "truncate_to is durable on return");
+    std::mem::forget(log);
+    let img = fs.crash_image(streamlog::fs::CrashImage::DropAll);
+    let log = open_sim(&img, small_config()).unwrap();
+    let values: Vec<_> = read_all(&log)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.value.unwrap())
+        .collect();
+    let expected: Vec<String> = (0..3)
+        .map(|i| value(1, i))
+        .chain((0..3).map(|i| value(2, i)))
+        .collect();
+    assert_eq!(
+        values,
+        expected
+            .iter()
+            .map(|v| bytes::Bytes::from(v.clone()))
+            .collect::<Vec<_>>()
+    );
+}
