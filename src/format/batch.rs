@@ -24,6 +24,8 @@
 //! varint, then per header keyLength varint + UTF-8 key, valueLength varint (-1 = null) +
 //! value.
 
+use std::ops::Range;
+
 use bytes::Bytes;
 
 use super::compression::{self, Compression};
@@ -387,103 +389,185 @@ fn varint_err(field: &'static str) -> impl Fn(VarintError) -> Error {
     }
 }
 
-impl RecordIter {
-    fn read_bytes(
-        &self,
-        body: &[u8],
-        pos: &mut usize,
-        field: &'static str,
-    ) -> Result<Option<Bytes>> {
-        let len = varint::read_varint(body, pos).map_err(varint_err(field))?;
-        if len < -1 {
-            return Err(Error::invalid_batch(
-                field,
-                format!("length {len} is below -1"),
-            ));
-        }
-        if len == -1 {
-            return Ok(None);
-        }
-        let len = len as usize;
-        if len > body.len() - *pos {
-            return Err(Error::invalid_batch(
-                field,
-                format!("length {len} runs past the end of the record"),
-            ));
-        }
-        let start = self.pos + *pos;
-        *pos += len;
-        Ok(Some(self.data.slice(start..start + len)))
-    }
+/// Where the fields of one record lie in the records section (absolute positions).
+struct Spans {
+    timestamp_delta: i64,
+    offset_delta: i32,
+    key: Option<Range<usize>>,
+    value: Option<Range<usize>>,
+    headers: Range<usize>,
+    header_count: usize,
+    end: usize,
+}
 
-    fn decode_one(&mut self) -> Result<Record> {
-        let mut at = self.pos;
-        let len = varint::read_varint(&self.data, &mut at).map_err(varint_err("length"))?;
-        if len < 0 || len as usize > self.data.len() - at {
+/// Reads a length-prefixed field at `*pos` of `data`, not past `limit`.
+fn field(
+    data: &[u8],
+    pos: &mut usize,
+    limit: usize,
+    name: &'static str,
+) -> Result<Option<Range<usize>>> {
+    let len = varint::read_varint(&data[..limit], pos).map_err(varint_err(name))?;
+    if len < -1 {
+        return Err(Error::invalid_batch(
+            name,
+            format!("length {len} is below -1"),
+        ));
+    }
+    if len == -1 {
+        return Ok(None);
+    }
+    let len = len as usize;
+    if len > limit - *pos {
+        return Err(Error::invalid_batch(
+            name,
+            format!("length {len} runs past the end of the record"),
+        ));
+    }
+    let r = *pos..*pos + len;
+    *pos += len;
+    Ok(Some(r))
+}
+
+/// Validates the record at `start` and locates its fields, without allocating.
+fn record_spans(data: &[u8], start: usize) -> Result<Spans> {
+    let mut p = start;
+    let len = varint::read_varint(data, &mut p).map_err(varint_err("length"))?;
+    if len < 1 || len as usize > data.len() - p {
+        return Err(Error::invalid_batch(
+            "length",
+            format!(
+                "record length {len} does not fit the {} bytes left",
+                data.len() - p
+            ),
+        ));
+    }
+    let end = p + len as usize;
+    p += 1; // record attributes: unused by Kafka, always 0
+    let body = &data[..end];
+    let timestamp_delta =
+        varint::read_varlong(body, &mut p).map_err(varint_err("timestampDelta"))?;
+    let offset_delta = varint::read_varint(body, &mut p).map_err(varint_err("offsetDelta"))?;
+    let key = field(data, &mut p, end, "keyLength")?;
+    let value = field(data, &mut p, end, "valueLength")?;
+    let count = varint::read_varint(body, &mut p).map_err(varint_err("headerCount"))?;
+    if count < 0 {
+        return Err(Error::invalid_batch(
+            "headerCount",
+            format!("{count} is negative"),
+        ));
+    }
+    let headers_start = p;
+    for _ in 0..count {
+        let k = field(data, &mut p, end, "headerKeyLength")?.ok_or_else(|| {
+            Error::invalid_batch("headerKeyLength", "a header key cannot be null")
+        })?;
+        if std::str::from_utf8(&data[k]).is_err() {
             return Err(Error::invalid_batch(
-                "length",
+                "headerKey",
+                "a header key is not valid UTF-8",
+            ));
+        }
+        field(data, &mut p, end, "headerValueLength")?;
+    }
+    if p != end {
+        return Err(Error::invalid_batch(
+            "length",
+            format!(
+                "record declares {} bytes but its fields use {}",
+                end - start,
+                p - start
+            ),
+        ));
+    }
+    Ok(Spans {
+        timestamp_delta,
+        offset_delta,
+        key,
+        value,
+        headers: headers_start..end,
+        header_count: count as usize,
+        end,
+    })
+}
+
+/// Validates every record of a batch (decompressing once if needed) without building
+/// them: fields well formed, UTF-8 header keys, the declared count consuming the records
+/// exactly, and offset deltas 0, 1, 2, ... Returns the record count.
+///
+/// # Errors
+/// `InvalidBatch` naming the first bad field; `UnsupportedCodec`.
+/// `batch` is the whole batch and `h` its header, as returned by [`validate`].
+pub fn validate_records(batch: &[u8], h: &BatchHeader, options: &DecodeOptions) -> Result<usize> {
+    let Some(records) = batch.get(RECORDS_OFFSET..) else {
+        return Err(Error::invalid_batch(
+            "batchLength",
+            "shorter than the 61-byte header",
+        ));
+    };
+    let inflated;
+    let data: &[u8] = match h.compression()? {
+        Compression::None => records,
+        codec => {
+            inflated = compression::decompress(codec, records, options.max_decompressed_bytes)?;
+            &inflated
+        }
+    };
+    let mut pos = 0;
+    for i in 0..h.records_count {
+        if pos >= data.len() {
+            return Err(Error::invalid_batch(
+                "recordsCount",
                 format!(
-                    "record length {len} does not fit the {} bytes left",
-                    self.data.len() - at
+                    "{} records are declared but the batch holds {i}",
+                    h.records_count
                 ),
             ));
         }
-        self.pos = at;
-        let data = self.data.clone();
-        let body = &data[at..at + len as usize];
-        let mut p = 0;
-        if body.is_empty() {
-            return Err(Error::invalid_batch("attributes", "the record is empty"));
-        }
-        p += 1; // record attributes: unused by Kafka, always 0
-        let ts_delta = varint::read_varlong(body, &mut p).map_err(varint_err("timestampDelta"))?;
-        let offset_delta = varint::read_varint(body, &mut p).map_err(varint_err("offsetDelta"))?;
-        let key = self.read_bytes(body, &mut p, "keyLength")?;
-        let value = self.read_bytes(body, &mut p, "valueLength")?;
-        let count = varint::read_varint(body, &mut p).map_err(varint_err("headerCount"))?;
-        if count < 0 {
+        let s = record_spans(data, pos)?;
+        if s.offset_delta != i {
             return Err(Error::invalid_batch(
-                "headerCount",
-                format!("{count} is negative"),
+                "offsetDelta",
+                format!("record {i} has offset delta {}", s.offset_delta),
             ));
         }
-        // Each header takes at least two bytes, which bounds the allocation.
-        if count as usize > (body.len() - p) / 2 {
-            return Err(Error::invalid_batch(
-                "headerCount",
-                format!("{count} headers cannot fit in the record"),
-            ));
-        }
-        let mut headers = Vec::with_capacity(count as usize);
-        for _ in 0..count {
-            let key = self
-                .read_bytes(body, &mut p, "headerKeyLength")?
-                .ok_or_else(|| {
-                    Error::invalid_batch("headerKeyLength", "a header key cannot be null")
-                })?;
-            let key = String::from_utf8(key.to_vec()).map_err(|_| {
-                Error::invalid_batch("headerKey", "a header key is not valid UTF-8")
-            })?;
-            let value = self.read_bytes(body, &mut p, "headerValueLength")?;
+        pos = s.end;
+    }
+    if pos != data.len() {
+        return Err(Error::invalid_batch(
+            "recordsCount",
+            format!(
+                "{} bytes remain after the declared records (incorrect declared batch size)",
+                data.len() - pos
+            ),
+        ));
+    }
+    Ok(h.records_count as usize)
+}
+
+impl RecordIter {
+    fn decode_one(&mut self) -> Result<Record> {
+        let s = record_spans(&self.data, self.pos)?;
+        let mut headers = Vec::with_capacity(s.header_count);
+        let mut p = s.headers.start;
+        for _ in 0..s.header_count {
+            let k = field(&self.data, &mut p, s.end, "headerKeyLength")?
+                .expect("checked by record_spans");
+            let key = std::str::from_utf8(&self.data[k])
+                .expect("checked by record_spans")
+                .to_owned();
+            let value =
+                field(&self.data, &mut p, s.end, "headerValueLength")?.map(|r| self.data.slice(r));
             headers.push(Header { key, value });
         }
-        if p != body.len() {
-            return Err(Error::invalid_batch(
-                "length",
-                format!(
-                    "record declares {} bytes but its fields use {p}",
-                    body.len()
-                ),
-            ));
-        }
-        self.pos += body.len();
+        self.pos = s.end;
         Ok(Record {
-            offset: self.base_offset.wrapping_add(i64::from(offset_delta)),
+            offset: self.base_offset.wrapping_add(i64::from(s.offset_delta)),
             timestamp: self
                 .log_append_time
-                .unwrap_or(self.base_timestamp.wrapping_add(ts_delta)),
-            key,
-            value,
+                .unwrap_or(self.base_timestamp.wrapping_add(s.timestamp_delta)),
+            key: s.key.map(|r| self.data.slice(r)),
+            value: s.value.map(|r| self.data.slice(r)),
             headers,
         })
     }
@@ -568,7 +652,13 @@ impl Default for BatchBuilder {
 impl BatchBuilder {
     /// An empty builder: no compression, no producer id, CreateTime, leader epoch 0.
     pub fn new() -> Self {
-        let mut buf = Vec::with_capacity(256);
+        Self::with_capacity(256)
+    }
+
+    /// As [`new`](Self::new), reserving `bytes` for the uncompressed batch up front (e.g.
+    /// the producer's `batch_size`), so the buffer is not regrown while records are pushed.
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut buf = Vec::with_capacity(bytes.max(RECORDS_OFFSET));
         buf.resize(RECORDS_OFFSET, 0);
         BatchBuilder {
             buf,
@@ -731,11 +821,17 @@ impl BatchBuilder {
         self.max_timestamp = self.max_timestamp.max(timestamp);
         let buf = &mut self.buf;
         buf.reserve(body + 5);
-        varint::put_varint(buf, body as i32);
-        buf.push(0);
-        varint::put_varlong(buf, timestamp.wrapping_sub(self.base_timestamp));
-        varint::put_varint(buf, self.count);
-        put_field(buf, key);
+        // length, attributes, timestampDelta, offsetDelta, keyLength: at most 5+1+10+5+5.
+        let mut prefix = [0u8; 26];
+        let mut at = varint::write_varint(&mut prefix, 0, body as i32);
+        at += 1; // attributes = 0
+        at = varint::write_varlong(&mut prefix, at, timestamp.wrapping_sub(self.base_timestamp));
+        at = varint::write_varint(&mut prefix, at, self.count);
+        at = varint::write_varint(&mut prefix, at, key.map_or(-1, |k| k.len() as i32));
+        buf.extend_from_slice(&prefix[..at]);
+        if let Some(k) = key {
+            buf.extend_from_slice(k);
+        }
         put_field(buf, value);
         varint::put_varint(buf, headers.len() as i32);
         for h in headers {
@@ -764,6 +860,16 @@ impl BatchBuilder {
     ///
     /// # Errors
     /// `InvalidArgument` for an empty batch; `UnsupportedCodec` if the codec is compiled out.
+    pub fn build(self) -> Result<EncodedBatch> {
+        Ok(EncodedBatch {
+            bytes: self.finish()?,
+        })
+    }
+
+    /// As [`build`](Self::build), returning the plain bytes.
+    ///
+    /// # Errors
+    /// As [`build`](Self::build).
     pub fn finish(self) -> Result<Vec<u8>> {
         if self.count == 0 {
             return Err(Error::InvalidArgument {
@@ -817,6 +923,40 @@ impl BatchBuilder {
         h[RECORDS_COUNT_OFFSET..RECORDS_OFFSET].copy_from_slice(&self.count.to_be_bytes());
         write_crc(&mut out);
         Ok(out)
+    }
+}
+
+/// A batch made by [`BatchBuilder::build`]: well formed by construction (header, CRC,
+/// records with offset deltas 0..n), so `Log::append_encoded` need not decode its records
+/// again. Its bytes cannot be changed from outside the crate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedBatch {
+    bytes: Vec<u8>,
+}
+
+impl EncodedBatch {
+    /// The batch bytes (the base offset is the one assigned by the last append, or 0).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Always false: a built batch holds at least one record.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// The bytes, for sending elsewhere.
+    pub fn into_vec(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes
     }
 }
 

@@ -11,7 +11,7 @@ pub mod varint;
 
 pub use batch::{
     Batch, BatchBuilder, BatchHeader, BatchIter, ControlRecord, ControlRecordType, DecodeOptions,
-    RecordIter, TimestampType, batches, control_batch,
+    EncodedBatch, RecordIter, TimestampType, batches, control_batch,
 };
 pub use compression::Compression;
 pub use record::{Header, Record};

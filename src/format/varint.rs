@@ -30,12 +30,42 @@ const fn uvarint_len(mut v: u64) -> usize {
     n
 }
 
-fn put_uvarint(buf: &mut Vec<u8>, mut v: u64) {
+/// Writes the LEB128 encoding of `v` at `out[at..]` (which must have room for 10 bytes)
+/// and returns the position after it.
+fn write_uvarint(out: &mut [u8], mut at: usize, mut v: u64) -> usize {
     while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
+        out[at] = (v as u8) | 0x80;
         v >>= 7;
+        at += 1;
     }
-    buf.push(v as u8);
+    out[at] = v as u8;
+    at + 1
+}
+
+/// Writes the zigzag varint of `n` at `out[at..]` (room for 5 bytes); returns the end.
+pub fn write_varint(out: &mut [u8], at: usize, n: i32) -> usize {
+    write_uvarint(out, at, zigzag32(n) as u64)
+}
+
+/// Writes the zigzag varlong of `n` at `out[at..]` (room for 10 bytes); returns the end.
+pub fn write_varlong(out: &mut [u8], at: usize, n: i64) -> usize {
+    write_uvarint(out, at, zigzag64(n))
+}
+
+fn put_uvarint(buf: &mut Vec<u8>, mut v: u64) {
+    if v < 0x80 {
+        buf.push(v as u8);
+        return;
+    }
+    let mut tmp = [0u8; 10];
+    let mut n = 0;
+    while v >= 0x80 {
+        tmp[n] = (v as u8) | 0x80;
+        v >>= 7;
+        n += 1;
+    }
+    tmp[n] = v as u8;
+    buf.extend_from_slice(&tmp[..=n]);
 }
 
 /// Appends the zigzag varint encoding of `n`.
