@@ -141,3 +141,158 @@ fn truncate_after_an_unflushed_roll_survives_a_power_cut() {
             .collect::<Vec<_>>()
     );
 }
+
+/// Every kind of bad batch gets a typed error, and the log is unchanged and usable.
+#[test]
+fn append_rejects_bad_batches_without_damage() {
+    use streamlog::format::{BatchBuilder, ControlRecordType, control_batch};
+    let fs = SimFs::new();
+    let log = open_sim(&fs, small_config().max_message_bytes(2000)).unwrap();
+    log.append(&mut batch(1, 2, Compression::None)).unwrap();
+    let good = batch(2, 2, Compression::None);
+    let fix_crc = |b: &mut Vec<u8>| {
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+    };
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", vec![]),
+        ("garbage", vec![0xab; 100]),
+        ("truncated", good[..good.len() - 1].to_vec()),
+    ];
+    let mut bad_crc = good.clone();
+    bad_crc[30] ^= 1;
+    cases.push(("bad crc", bad_crc));
+    let mut bad_magic = good.clone();
+    bad_magic[16] = 1;
+    cases.push(("magic 1", bad_magic));
+    cases.push((
+        "control batch",
+        control_batch(ControlRecordType::Commit, 1, 0, 0, 0).unwrap(),
+    ));
+    let mut count = good.clone();
+    count[57..61].copy_from_slice(&3i32.to_be_bytes());
+    fix_crc(&mut count);
+    cases.push(("count != lastOffsetDelta + 1", count));
+    let mut delta = good.clone();
+    delta[23..27].copy_from_slice(&2i32.to_be_bytes());
+    delta[57..61].copy_from_slice(&3i32.to_be_bytes());
+    fix_crc(&mut delta);
+    cases.push(("declared count exceeds records", delta));
+    let mut pid = good.clone();
+    pid[43..51].copy_from_slice(&7i64.to_be_bytes());
+    fix_crc(&mut pid);
+    cases.push(("producer id without sequence", pid));
+    // Second record's offsetDelta (1) rewritten to 5: find it by re-encoding.
+    let mut b = BatchBuilder::new();
+    b.push(0, None, Some(b"a"), &[]).unwrap();
+    b.push(0, None, Some(b"b"), &[]).unwrap();
+    let mut od = b.finish().unwrap();
+    let second = 61 + 1 + od[61] as usize / 2; // after the first record (len varint + body)
+    assert_eq!(od[second + 3], 2, "offsetDelta 1 encoded as zigzag 2");
+    od[second + 3] = 10;
+    fix_crc(&mut od);
+    cases.push(("offset deltas not 0..n", od));
+    let mut big = BatchBuilder::new();
+    big.push(0, None, Some(&[0u8; 3000]), &[]).unwrap();
+    cases.push(("too large", big.finish().unwrap()));
+    let mut codec = good.clone();
+    codec[22] |= 0x07;
+    fix_crc(&mut codec);
+    cases.push(("codec 7", codec));
+
+    for (name, mut bytes) in cases {
+        let err = log.append(&mut bytes).expect_err(name);
+        assert!(
+            matches!(
+                err,
+                streamlog::Error::InvalidBatch { .. }
+                    | streamlog::Error::RecordTooLarge { .. }
+                    | streamlog::Error::UnsupportedCodec { .. }
+            ),
+            "{name}: {err}"
+        );
+        assert_eq!(log.log_end_offset(), 2, "{name} changed the log");
+    }
+    log.append(&mut batch(3, 1, Compression::None)).unwrap();
+    log.flush().unwrap();
+    assert_eq!(read_all(&log).unwrap().len(), 3);
+}
+
+#[test]
+fn config_knobs_out_of_range_are_typed_errors() {
+    let cases = [
+        ("segment_bytes", LogConfig::default().segment_bytes(10)),
+        ("segment_bytes", LogConfig::default().segment_bytes(1 << 40)),
+        ("segment_ms", LogConfig::default().segment_ms(0)),
+        (
+            "segment_index_bytes",
+            LogConfig::default().segment_index_bytes(8),
+        ),
+        (
+            "max_message_bytes",
+            LogConfig::default().max_message_bytes(10),
+        ),
+        ("flush_messages", LogConfig::default().flush_messages(0)),
+    ];
+    let fs = SimFs::new();
+    for (knob, config) in cases {
+        match open_sim(&fs, config) {
+            Err(Error::InvalidConfig { name, .. }) => assert_eq!(name, knob),
+            other => panic!("{knob}: expected InvalidConfig, got {other:?}"),
+        }
+    }
+    open_sim(&fs, LogConfig::default()).unwrap();
+}
+
+#[test]
+fn log_append_time_stamps_batches_with_the_clock() {
+    use std::sync::Arc;
+    use streamlog::format::TimestampType;
+    use streamlog::log::ManualClock;
+    let clock = Arc::new(ManualClock::new(5_000));
+    let fs = SimFs::new();
+    let log = open_sim(
+        &fs,
+        LogConfig::default()
+            .timestamp_type(TimestampType::LogAppendTime)
+            .clock(clock.clone()),
+    )
+    .unwrap();
+    let info = log.append(&mut batch(1, 3, Compression::Lz4)).unwrap();
+    assert_eq!(info.max_timestamp, 5_000);
+    let recs = read_all(&log).unwrap();
+    assert!(recs.iter().all(|r| r.timestamp == 5_000), "{recs:?}");
+    assert_eq!(log.offset_for_timestamp(4_000).unwrap(), Some((0, 5_000)));
+}
+
+#[test]
+fn segment_ms_rolls_by_record_time() {
+    let fs = SimFs::new();
+    let log = open_sim(&fs, LogConfig::default().segment_ms(1000)).unwrap();
+    let mut b = streamlog::format::BatchBuilder::new();
+    b.push(10_000, None, Some(b"a"), &[]).unwrap();
+    log.append(&mut b.finish().unwrap()).unwrap();
+    let mut b = streamlog::format::BatchBuilder::new();
+    b.push(10_500, None, Some(b"b"), &[]).unwrap();
+    log.append(&mut b.finish().unwrap()).unwrap();
+    assert_eq!(log.segments().len(), 1);
+    let mut b = streamlog::format::BatchBuilder::new();
+    b.push(11_001, None, Some(b"c"), &[]).unwrap();
+    log.append(&mut b.finish().unwrap()).unwrap();
+    assert_eq!(
+        log.segments().len(),
+        2,
+        "a batch more than segment_ms after the first rolls"
+    );
+    assert_eq!(log.segments()[1].base_offset, 2);
+}
+
+#[test]
+fn flush_messages_makes_appends_durable() {
+    let fs = SimFs::new();
+    let log = open_sim(&fs, small_config().flush_messages(4)).unwrap();
+    log.append(&mut batch(1, 3, Compression::None)).unwrap();
+    assert_eq!(log.durable_offset(), 0);
+    log.append(&mut batch(2, 1, Compression::None)).unwrap();
+    assert_eq!(log.durable_offset(), 4, "the 4th record triggered a flush");
+}
