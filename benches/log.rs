@@ -42,11 +42,10 @@ impl Workload {
             .map(|i| {
                 let key = format!("user-{:011}", i % 10_000).into_bytes();
                 let mut value = Vec::with_capacity(value_len);
-                for j in 0..value_len / 2 {
+                for _ in 0..value_len / 2 {
                     rng ^= rng << 13;
                     rng ^= rng >> 7;
                     rng ^= rng << 17;
-                    let _ = j;
                     value.push(rng as u8);
                 }
                 while value.len() < value_len {
@@ -229,7 +228,7 @@ fn mean_ns(group: &str, function: &str) -> Option<f64> {
     let text = std::fs::read_to_string(path).ok()?;
     let mean = &text[text.find("\"mean\"")?..];
     let pe = &mean[mean.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
-    let end = pe.find(|c: char| c == ',' || c == '}')?;
+    let end = pe.find([',', '}'])?;
     pe[..end].trim().parse().ok()
 }
 

@@ -22,6 +22,7 @@ pub use sim::{CrashImage, Fault, SimFs};
 
 /// An open file. Positions are absolute; there is no cursor, so a handle is shared
 /// between threads.
+#[allow(clippy::len_without_is_empty)] // a file length is an I/O result, not a collection size
 pub trait File: Send + Sync + Debug {
     /// Current length in bytes.
     fn len(&self) -> io::Result<u64>;

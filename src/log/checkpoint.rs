@@ -219,7 +219,7 @@ mod tests {
         // Damage the newer slot: the older one is used.
         let path = dir.join(DURABLE_FILE);
         let mut data = fs.read_file(&path).unwrap();
-        data[2 * 8 + 64 % 64] ^= 0xff; // slot 0 holds seq 2
+        data[16] ^= 0xff; // slot 0 (bytes 0..64) holds seq 2
         fs.write_file(&path, data);
         assert_eq!(DurableFile::open(&fs, dir).unwrap().1, Some(a));
     }
