@@ -197,9 +197,9 @@ pub fn peek_size(buf: &[u8]) -> Option<(i64, i64)> {
     ))
 }
 
-/// CRC-32C of the bytes the batch CRC covers.
+/// CRC-32C of the bytes the batch CRC covers (`[21, end)`; empty if `batch` is shorter).
 pub fn compute_crc(batch: &[u8]) -> u32 {
-    crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..])
+    crc32c::crc32c(batch.get(ATTRIBUTES_OFFSET..).unwrap_or_default())
 }
 
 /// Checks a whole batch (exactly one, `buf.len()` bytes): size, batchLength, magic and
@@ -981,7 +981,6 @@ pub(crate) fn write_crc(batch: &mut [u8]) {
 
 /// Kafka's control record types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum ControlRecordType {
     /// Type 0: a transaction was aborted.
     Abort,
@@ -1143,6 +1142,13 @@ impl Iterator for BatchIter {
             Ok(b) => {
                 self.pos += size;
                 Some(Ok((pos, b)))
+            }
+            Err(Error::InvalidBatch { field, reason }) => {
+                self.failed = true;
+                Some(Err(Error::invalid_batch(
+                    field,
+                    format!("batch at position {pos}: {reason}"),
+                )))
             }
             Err(e) => {
                 self.failed = true;

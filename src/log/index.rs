@@ -35,7 +35,8 @@ pub struct OffsetEntry {
 pub struct TimeEntry {
     /// Largest timestamp up to and including the batch.
     pub timestamp: i64,
-    /// Offset (relative to the segment base) of the batch that first carried it.
+    /// The last offset (relative to the segment base) of the batch that first carried
+    /// that timestamp.
     pub relative_offset: u32,
 }
 
