@@ -34,7 +34,7 @@ use crate::fs::{DirLock, FileSystem};
 use checkpoint::{DurableFile, DurablePoint};
 pub use config::{Clock, LogConfig, ManualClock, SystemClock};
 pub use index::{OffsetEntry, TimeEntry};
-use segment::{Segment, file_name, push_time_entry};
+use segment::{Segment, file_name};
 
 /// Where an appended batch landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,7 +348,7 @@ impl Log {
                     seg.offset_index.path().display()
                 );
             }
-            self.maybe_append_time_entry(&seg);
+            seg.maybe_append_time_entry();
             w.bytes_since_index = 0;
         }
         w.bytes_since_index += batch.len() as u64;
@@ -372,25 +372,6 @@ impl Log {
             segment_base: seg.base,
             position,
         })
-    }
-
-    fn maybe_append_time_entry(&self, seg: &Segment) {
-        let ts = seg.max_timestamp.load(Ordering::Acquire);
-        let rel = seg.offset_of_max_timestamp.load(Ordering::Acquire) - seg.base;
-        let mut next = seg.time_index.last().into_iter().collect::<Vec<_>>();
-        push_time_entry(&mut next, usize::MAX, ts, rel);
-        if let Some(&e) = next.get(if seg.time_index.last().is_some() {
-            1
-        } else {
-            0
-        }) && !seg.time_index.is_full()
-            && let Err(err) = seg.time_index.append(e)
-        {
-            log::warn!(
-                "{}: time index entry not written: {err}",
-                seg.time_index.path().display()
-            );
-        }
     }
 
     fn validate_client_batch(&self, batch: &[u8]) -> Result<BatchHeader> {
@@ -480,20 +461,7 @@ impl Log {
     /// Final time-index entry and trimmed index files. Failures only cost a rebuild at
     /// the next recovery, so they are logged, not returned.
     fn seal(&self, seg: &Segment) {
-        let ts = seg.max_timestamp.load(Ordering::Acquire);
-        let rel = seg.offset_of_max_timestamp.load(Ordering::Acquire) - seg.base;
-        if seg.time_index.last().is_none_or(|e| e.timestamp < ts)
-            && ts >= 0
-            && let Err(e) = seg.time_index.append(TimeEntry {
-                timestamp: ts,
-                relative_offset: rel as u32,
-            })
-        {
-            log::warn!(
-                "{}: final time index entry not written: {e}",
-                seg.time_index.path().display()
-            );
-        }
+        seg.maybe_append_time_entry();
         for r in [seg.offset_index.trim(), seg.time_index.trim()] {
             if let Err(e) = r {
                 log::warn!("segment {}: index not trimmed: {e}", seg.log_path.display());
@@ -982,15 +950,7 @@ impl Log {
             .map_err(io_ctx("write the durable position"))?;
         // 2. Later segments go (unlinking keeps any live mapping valid).
         for s in &segs[idx + 1..] {
-            for p in [
-                s.log_path.clone(),
-                s.offset_index.path().to_path_buf(),
-                s.time_index.path().to_path_buf(),
-            ] {
-                self.fs
-                    .remove_file(&p)
-                    .map_err(io_ctx(format!("remove {}", p.display())))?;
-            }
+            s.remove_files(self.fs.as_ref())?;
         }
         // 3. Cut the segment. A sealed segment may be mapped by readers, so it is
         //    rewritten into a new file and renamed over the old one instead of shrunk.

@@ -530,15 +530,7 @@ impl Recovery<'_> {
             {
                 highest = highest.max(n);
             }
-            for p in [
-                s.log_path.clone(),
-                s.offset_index.path().to_path_buf(),
-                s.time_index.path().to_path_buf(),
-            ] {
-                self.fs
-                    .remove_file(&p)
-                    .map_err(io_ctx(format!("remove {}", p.display())))?;
-            }
+            s.remove_files(self.fs)?;
         }
         self.report.truncation = Some(Truncation {
             path,

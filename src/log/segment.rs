@@ -312,6 +312,42 @@ impl Segment {
         }
     }
 
+    /// Kafka's `TimeIndex.maybeAppend` with this segment's max timestamp so far: added
+    /// only if it grew. A failed write is logged and skipped: the index is a verified
+    /// hint that recovery rebuilds.
+    pub fn maybe_append_time_entry(&self) {
+        let ts = self.max_timestamp.load(Ordering::Acquire);
+        let rel = self.offset_of_max_timestamp.load(Ordering::Acquire) - self.base;
+        if ts < 0
+            || self.time_index.is_full()
+            || self.time_index.last().is_some_and(|e| e.timestamp >= ts)
+        {
+            return;
+        }
+        if let Err(e) = self.time_index.append(TimeEntry {
+            timestamp: ts,
+            relative_offset: rel as u32,
+        }) {
+            log::warn!(
+                "{}: time index entry not written: {e}",
+                self.time_index.path().display()
+            );
+        }
+    }
+
+    /// Removes the segment's three files (open handles and mappings stay valid).
+    pub fn remove_files(&self, fs: &dyn FileSystem) -> Result<()> {
+        for p in [
+            &self.log_path,
+            self.offset_index.path(),
+            self.time_index.path(),
+        ] {
+            fs.remove_file(p)
+                .map_err(|e| Error::io(format!("remove {}", p.display()), e))?;
+        }
+        Ok(())
+    }
+
     /// Installs the indexes and statistics computed by a scan and rewrites the index
     /// files (preallocated for the active segment, trimmed otherwise).
     pub fn install_scan(&self, scan: &Scan, active: bool) -> std::io::Result<()> {
