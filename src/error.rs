@@ -112,6 +112,24 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A topic, partition or other named thing does not exist.
+    #[error("{kind} `{name}` does not exist")]
+    NotFound {
+        /// What was looked up: "topic", "partition", ...
+        kind: &'static str,
+        /// Its name (for a partition, `topic-n`).
+        name: String,
+    },
+
+    /// A topic (or other named thing) already exists.
+    #[error("{kind} `{name}` already exists")]
+    AlreadyExists {
+        /// What was created: "topic", ...
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+
     /// The object was closed.
     #[error("{what} is closed")]
     Closed {

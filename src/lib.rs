@@ -36,9 +36,13 @@ pub mod fs;
 #[cfg(feature = "internals")]
 pub mod internals;
 pub mod log;
+mod store;
+mod topic;
 
 pub use error::{Error, Result};
 pub use format::{Batch, BatchBuilder, Compression, Header, Record};
+pub use store::{Partition, PartitionDescription, Store, StoreConfig, Topic, TopicDescription};
+pub use topic::{CleanupPolicy, TopicConfig, validate_topic_name};
 
 /// The README's code blocks, compiled and run as doctests.
 #[cfg(doctest)]

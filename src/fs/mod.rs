@@ -58,6 +58,31 @@ pub trait File: Send + Sync + Debug {
     }
 }
 
+/// Creates `path` and any missing ancestors, then fsyncs the parent of every directory
+/// that was created and the parent of `path` itself, so the directory survives power
+/// loss even if an earlier process created it and crashed before syncing.
+pub(crate) fn create_dir_durable(fs: &dyn FileSystem, path: &Path) -> io::Result<()> {
+    let mut created = Vec::new();
+    let mut p = path;
+    while !fs.exists(p)? {
+        created.push(p.to_path_buf());
+        match p.parent() {
+            Some(q) if !q.as_os_str().is_empty() => p = q,
+            _ => break,
+        }
+    }
+    fs.create_dir_all(path)?;
+    if created.is_empty() {
+        created.push(path.to_path_buf());
+    }
+    for dir in created.iter().rev() {
+        if let Some(parent) = dir.parent().filter(|q| !q.as_os_str().is_empty()) {
+            fs.sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
 /// A held lock on a lock file; released on drop.
 pub trait DirLock: Send + Sync + Debug {}
 
@@ -73,6 +98,8 @@ pub trait FileSystem: Send + Sync + Debug {
     fn exists(&self, path: &Path) -> io::Result<bool>;
     /// Removes a file.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Removes an empty directory.
+    fn remove_dir(&self, path: &Path) -> io::Result<()>;
     /// Atomically renames a file, replacing `to` if it exists.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Makes a directory's entries (creations, removals, renames) durable.

@@ -548,6 +548,38 @@ impl FileSystem for SimFs {
             .push(DirOp::Unlink(path.to_path_buf()));
         Ok(())
     }
+    /// Directory removal, like creation, is durable at once in this model, and so are the
+    /// removals of the entries it held.
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.begin(true)?;
+        if !st.dirs.contains(path) {
+            return Err(not_found(path));
+        }
+        let busy = st.live.keys().any(|p| p.starts_with(path))
+            || st.dirs.iter().any(|d| d != path && d.starts_with(path));
+        if busy {
+            return Err(io::Error::new(
+                io::ErrorKind::DirectoryNotEmpty,
+                format!("{} is not empty", path.display()),
+            ));
+        }
+        let ops = st.dir_ops.remove(path).unwrap_or_default();
+        for op in ops {
+            match op {
+                DirOp::Link(p, _) | DirOp::Unlink(p) => {
+                    st.durable.remove(&p);
+                }
+                DirOp::Rename(from, to, _) => {
+                    st.durable.remove(&from);
+                    st.durable.remove(&to);
+                }
+            }
+        }
+        st.durable.retain(|p, _| !p.starts_with(path));
+        st.dirs.remove(path);
+        Ok(())
+    }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
         st.begin(true)?;

@@ -104,6 +104,9 @@ pub struct DurablePoint {
 }
 
 const SLOT: u64 = 64;
+/// The two slots live in different 4 KiB blocks, so one torn sector or page write cannot
+/// damage both.
+const SLOT_STRIDE: u64 = 4096;
 const MAGIC: &[u8; 4] = b"SLDP";
 const SLOT_CRC_AT: usize = 4 + 8 + 8 + 8 + 8 + 8;
 
@@ -153,11 +156,16 @@ impl DurableFile {
     /// Opens or creates the file and reads the newest valid slot.
     pub fn open(fs: &dyn FileSystem, dir: &Path) -> std::io::Result<(Self, Option<DurablePoint>)> {
         let file = fs.open(&dir.join(DURABLE_FILE), true)?;
-        let len = file.len()?.min(2 * SLOT);
-        let data = file.read_exact_at(0, len as usize)?;
-        let best = data
-            .chunks(SLOT as usize)
-            .filter_map(decode_slot)
+        let len = file.len()?;
+        let mut slots = Vec::new();
+        for at in [0, SLOT_STRIDE] {
+            if len >= at + SLOT {
+                slots.push(file.read_exact_at(at, SLOT as usize)?);
+            }
+        }
+        let best = slots
+            .iter()
+            .filter_map(|b| decode_slot(b))
             .max_by_key(|(seq, _)| *seq);
         let seq = best.map_or(0, |(s, _)| s);
         Ok((DurableFile { file, seq }, best.map(|(_, p)| p)))
@@ -167,7 +175,7 @@ impl DurableFile {
     pub fn write(&mut self, p: DurablePoint) -> std::io::Result<()> {
         let seq = self.seq + 1;
         self.file
-            .write_all_at(&encode_slot(seq, p), (seq % 2) * SLOT)?;
+            .write_all_at(&encode_slot(seq, p), (seq % 2) * SLOT_STRIDE)?;
         self.file.sync_data()?;
         self.seq = seq;
         Ok(())

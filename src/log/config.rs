@@ -64,6 +64,7 @@ pub struct LogConfig {
     pub(crate) segment_index_bytes: u64,
     pub(crate) max_message_bytes: u64,
     pub(crate) flush_messages: u64,
+    pub(crate) allow_offset_gaps: bool,
     pub(crate) timestamp_type: TimestampType,
     pub(crate) decode: DecodeOptions,
     pub(crate) clock: Arc<dyn Clock>,
@@ -78,6 +79,7 @@ impl Default for LogConfig {
             segment_index_bytes: 10 << 20,
             max_message_bytes: 1_048_588,
             flush_messages: u64::MAX,
+            allow_offset_gaps: false,
             timestamp_type: TimestampType::CreateTime,
             decode: DecodeOptions::default(),
             clock: Arc::new(SystemClock),
@@ -129,6 +131,16 @@ impl LogConfig {
     #[must_use]
     pub fn flush_messages(mut self, n: u64) -> Self {
         self.flush_messages = n;
+        self
+    }
+
+    /// Accept offsets that skip values between batches, as compaction leaves them (and
+    /// as Kafka-compacted segments have). Default = false: every batch must start right
+    /// after the previous one, which also detects damage to a batch's base offset (a
+    /// field Kafka's CRC does not cover). Compacted topics turn this on.
+    #[must_use]
+    pub fn allow_offset_gaps(mut self, allow: bool) -> Self {
+        self.allow_offset_gaps = allow;
         self
     }
 

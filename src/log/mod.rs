@@ -32,6 +32,7 @@ use crate::format::batch::{self, BatchHeader, RECORD_BATCH_OVERHEAD};
 use crate::format::{Batch, EncodedBatch, Record, TimestampType};
 use crate::fs::{DirLock, FileSystem};
 use checkpoint::{DurableFile, DurablePoint};
+pub(crate) use checkpoint::{read_small as read_small_file, write_atomic as write_file_atomically};
 pub use config::{Clock, LogConfig, ManualClock, SystemClock};
 pub use index::{OffsetEntry, TimeEntry};
 use segment::{Segment, file_name};
@@ -155,6 +156,7 @@ pub struct Log {
     fs: Arc<dyn FileSystem>,
     config: LogConfig,
     max_epoch: i32,
+    rules: segment::Rules,
     segments: RwLock<Arc<Vec<Arc<Segment>>>>,
     next_offset: AtomicI64,
     durable_offset: AtomicI64,
@@ -164,7 +166,8 @@ pub struct Log {
     poison: Mutex<Option<String>>,
     closed: AtomicBool,
     report: RecoveryReport,
-    _lock: Box<dyn DirLock>,
+    /// Held until the log is closed (not merely dropped: handles may outlive a close).
+    lock: Mutex<Option<Box<dyn DirLock>>>,
 }
 
 fn io_ctx(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
@@ -291,9 +294,10 @@ impl Log {
         let delta = i64::from(header.last_offset_delta);
         let last_offset = base_offset
             .checked_add(delta)
+            .filter(|&last| last < i64::MAX)
             .ok_or_else(|| Error::InvalidArgument {
                 name: "batch",
-                reason: "offsets would overflow i64".into(),
+                reason: "the partition's offsets would pass i64::MAX".into(),
             })?;
         let now = self.config.clock.now_ms();
         let mut max_timestamp = header.max_timestamp;
@@ -361,8 +365,13 @@ impl Log {
         w.messages_since_flush += u64::from(header.records_count as u32);
         let flush_now = w.messages_since_flush >= self.config.flush_messages;
         drop(w);
-        if flush_now {
-            self.flush()?;
+        if flush_now && let Err(e) = self.flush() {
+            // The batch is appended and visible, so this call reports success; the failed
+            // fsync has poisoned the log and every later write reports it.
+            log::error!(
+                "{}: flush after flush_messages records failed: {e}",
+                self.dir.display()
+            );
         }
         Ok(AppendInfo {
             base_offset,
@@ -423,7 +432,7 @@ impl Log {
     /// Closes the active segment (final time-index entry, indexes trimmed) and starts a
     /// new one at `new_base`. The sealed segment is synced by the next flush.
     fn roll_locked(&self, w: &mut Writer, new_base: i64) -> Result<()> {
-        let new = Segment::open(
+        let created = Segment::open(
             self.fs.as_ref(),
             &self.dir,
             new_base,
@@ -434,12 +443,28 @@ impl Log {
             s.offset_index.preallocate()?;
             s.time_index.preallocate()?;
             Ok(s)
-        })
-        .map_err(io_ctx(format!(
-            "create segment {} in {}",
-            file_name(new_base, "log"),
-            self.dir.display()
-        )))?;
+        });
+        let new = match created {
+            Ok(s) => s,
+            Err(e) => {
+                // Leave no stray files behind: a later roll at a higher offset would
+                // otherwise find an empty segment in the middle of the log.
+                for suffix in ["log", "index", "timeindex"] {
+                    let p = self.dir.join(file_name(new_base, suffix));
+                    if self.fs.exists(&p).unwrap_or(true) && self.fs.remove_file(&p).is_err() {
+                        log::warn!("{}: could not remove after a failed roll", p.display());
+                    }
+                }
+                return Err(Error::io(
+                    format!(
+                        "create segment {} in {}",
+                        file_name(new_base, "log"),
+                        self.dir.display()
+                    ),
+                    e,
+                ));
+            }
+        };
         let old = w.active.clone();
         self.seal(&old);
         let new = Arc::new(new);
@@ -462,6 +487,17 @@ impl Log {
     /// the next recovery, so they are logged, not returned.
     fn seal(&self, seg: &Segment) {
         seg.maybe_append_time_entry();
+        let max_ts = seg.max_timestamp.load(Ordering::Acquire);
+        if max_ts >= 0 && seg.time_index.last().is_none_or(|e| e.timestamp != max_ts) {
+            // The final entry did not reach the file: empty the time index so the next
+            // open rebuilds it instead of trusting a stale maximum.
+            if let Err(e) = seg.time_index.replace(Vec::new(), false) {
+                log::warn!(
+                    "{}: could not reset after a failed write: {e}",
+                    seg.time_index.path().display()
+                );
+            }
+        }
         for r in [seg.offset_index.trim(), seg.time_index.trim()] {
             if let Err(e) = r {
                 log::warn!("segment {}: index not trimmed: {e}", seg.log_path.display());
@@ -600,7 +636,7 @@ impl Log {
         let mut next_base: Option<i64> = None;
         for seg in &segs[first..] {
             if let Some(n) = next_base
-                && seg.base != n
+                && (seg.base < n || (!self.rules.allow_gaps && seg.base != n))
             {
                 return Err(Error::corruption(
                     &seg.log_path,
@@ -619,6 +655,8 @@ impl Log {
                 SegmentRead::Exhausted(next) => next_base = Some(next),
             }
         }
+        // A batch published to its segment just after `end` was read is left for the next read.
+        out.retain(|b| b.base_offset() < end);
         Ok(out)
     }
 
@@ -681,7 +719,7 @@ impl Log {
                 (pos, expected) = (0, Some(seg.base));
                 continue;
             }
-            if let Some(reason) = segment::check_header(&h, seg.base, expected, self.max_epoch) {
+            if let Some(reason) = segment::check_header(&h, seg.base, expected, self.rules) {
                 return Err(corrupt(pos, reason));
             }
             if h.last_offset() >= offset || !out.is_empty() {
@@ -734,8 +772,7 @@ impl Log {
             }
             let b = Batch::parse(chunk.slice(at..at + size))
                 .map_err(|e| corrupt(here, e.to_string()))?;
-            if let Some(reason) =
-                segment::check_header(b.header(), seg.base, expected, self.max_epoch)
+            if let Some(reason) = segment::check_header(b.header(), seg.base, expected, self.rules)
             {
                 return Err(corrupt(here, reason));
             }
@@ -923,7 +960,12 @@ impl Log {
         for s in w.unflushed.drain(..) {
             s.log
                 .sync_data()
-                .map_err(io_ctx(format!("fsync {}", s.log_path.display())))?;
+                .and_then(|()| s.offset_index.sync())
+                .and_then(|()| s.time_index.sync())
+                .map_err(io_ctx(format!(
+                    "fsync {} and its indexes",
+                    s.log_path.display()
+                )))?;
         }
         w.active
             .log
@@ -990,7 +1032,7 @@ impl Log {
         };
         let params = new_seg.scan_params(
             self.config.index_interval_bytes,
-            self.max_epoch,
+            self.rules,
             self.config.segment_index_bytes,
         );
         let scan = segment::scan(new_seg.log.as_ref(), pos, params)
@@ -1022,10 +1064,22 @@ impl Log {
         self.close_inner()
     }
 
+    /// Closes through a shared reference (the store owns its logs behind `Arc`s).
+    pub(crate) fn shutdown(&self) -> Result<()> {
+        self.close_inner()
+    }
+
     fn close_inner(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Ok(());
         }
+        let result = self.close_files();
+        // Closed either way: release the directory so it can be opened again.
+        self.lock.lock().take();
+        result
+    }
+
+    fn close_files(&self) -> Result<()> {
         let flushed = self.flush();
         self.closed.store(true, Ordering::Release);
         flushed?;

@@ -63,12 +63,8 @@ impl Log {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
         let d = dir.display().to_string();
-        fs.create_dir_all(&dir)
+        crate::fs::create_dir_durable(fs.as_ref(), &dir)
             .map_err(io_ctx(format!("create directory {d}")))?;
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs.sync_dir(parent)
-                .map_err(io_ctx(format!("fsync directory {}", parent.display())))?;
-        }
         let lock_path = dir.join(checkpoint::LOCK_FILE);
         let lock = fs.lock(&lock_path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::WouldBlock {
@@ -111,6 +107,10 @@ impl Log {
                 .unwrap_or(0);
         let (durable_file, durable) = DurableFile::open(fs.as_ref(), &dir)
             .map_err(io_ctx(format!("open the durable position in {d}")))?;
+        // A recovery point is only trusted when it agrees with the durable record (a stale
+        // or foreign checkpoint past it would make recovery trust unsynced segments).
+        let recovery_point =
+            recovery_point.filter(|&r| durable.is_some_and(|d| r <= d.next_offset));
         if clean_marker {
             fs.remove_file(&clean_path)
                 .map_err(io_ctx(format!("remove {}", clean_path.display())))?;
@@ -128,7 +128,10 @@ impl Log {
         let mut rec = Recovery {
             fs: fs.as_ref(),
             config: &config,
-            max_epoch,
+            rules: segment::Rules {
+                max_epoch,
+                allow_gaps: config.allow_offset_gaps,
+            },
             names: &names,
             report: RecoveryReport::default(),
         };
@@ -181,6 +184,10 @@ impl Log {
             partition,
             fs: fs.clone(),
             max_epoch,
+            rules: segment::Rules {
+                max_epoch,
+                allow_gaps: config.allow_offset_gaps,
+            },
             segments: RwLock::new(Arc::new(segs.clone())),
             next_offset: AtomicI64::new(next_offset),
             durable_offset: AtomicI64::new(if report.clean_shutdown {
@@ -206,7 +213,7 @@ impl Log {
             closed: AtomicBool::new(false),
             report,
             config,
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
         };
         if !log.report.clean_shutdown {
             // Make the recovered state durable, so a crash now recovers to the same log.
@@ -226,7 +233,7 @@ struct Outcome {
 struct Recovery<'a> {
     fs: &'a dyn FileSystem,
     config: &'a LogConfig,
-    max_epoch: i32,
+    rules: segment::Rules,
     names: &'a [String],
     report: RecoveryReport,
 }
@@ -235,7 +242,7 @@ impl Recovery<'_> {
     fn params(&self, seg: &Segment) -> segment::ScanParams {
         seg.scan_params(
             self.config.index_interval_bytes,
-            self.max_epoch,
+            self.rules,
             self.config.segment_index_bytes,
         )
     }
@@ -275,8 +282,10 @@ impl Recovery<'_> {
             let ts = seg.time_index.last().map_or(-1, |e| e.timestamp);
             seg.max_timestamp.store(ts, Ordering::Release);
             if let Some(e) = seg.time_index.last() {
-                seg.offset_of_max_timestamp
-                    .store(seg.base + i64::from(e.relative_offset), Ordering::Release);
+                seg.offset_of_max_timestamp.store(
+                    seg.base.saturating_add(i64::from(e.relative_offset)),
+                    Ordering::Release,
+                );
             }
             return Ok(());
         }
@@ -289,10 +298,15 @@ impl Recovery<'_> {
         if let Some((pos, reason)) = scan.stopped {
             return Err(Error::corruption(&seg.log_path, pos, reason));
         }
-        seg.install_scan(&scan, active).map_err(io_ctx(format!(
-            "rewrite the indexes of {}",
-            seg.log_path.display()
-        )))
+        // The segment lies below the recovery point, so its rebuilt indexes must be
+        // durable like the rest of it.
+        seg.install_scan(&scan, active)
+            .and_then(|()| seg.offset_index.sync())
+            .and_then(|()| seg.time_index.sync())
+            .map_err(io_ctx(format!(
+                "rewrite the indexes of {}",
+                seg.log_path.display()
+            )))
     }
 
     /// The last time-index entry sets the segment's max timestamp, so it is checked
@@ -303,11 +317,11 @@ impl Recovery<'_> {
         let Some(e) = seg.time_index.last() else {
             return Ok(seg.size() == 0);
         };
-        let claimed = seg.base + i64::from(e.relative_offset);
+        let claimed = seg.base.saturating_add(i64::from(e.relative_offset));
         let size = seg.size();
         let mut pos = seg
             .offset_index
-            .floor(|o| seg.base + i64::from(o.relative_offset) <= claimed)
+            .floor(|o| seg.base.saturating_add(i64::from(o.relative_offset)) <= claimed)
             .map_or(0, |o| u64::from(o.position));
         while pos + RECORD_BATCH_OVERHEAD as u64 <= size {
             let bytes = seg.read(pos, RECORD_BATCH_OVERHEAD)?;
@@ -338,6 +352,16 @@ impl Recovery<'_> {
             first_batch_timestamp: None,
             scan_from: 0,
         };
+        // An empty segment before the last one holds nothing: it is left over from a roll
+        // that failed or was cut short, and would only break offset continuity.
+        let mut k = 0;
+        while k + 1 < segs.len() {
+            if segs[k].size() == 0 {
+                segs.remove(k).remove_files(self.fs)?;
+            } else {
+                k += 1;
+            }
+        }
         // The durable point: everything before (segment base, position) was synced.
         let from_checkpoint = recovery_point
             .and_then(|r| segs.iter().rev().find(|s| s.base <= r))
@@ -438,7 +462,6 @@ impl Recovery<'_> {
             outcome.first_batch_timestamp = first_batch_timestamp(seg)?;
             return Ok(outcome);
         }
-        let durable_pos = durable_pos.unwrap_or((segs[0].base, 0));
         let mut expected_base = if scan_from > 0 {
             None
         } else {
@@ -449,7 +472,14 @@ impl Recovery<'_> {
             let seg = &segs[i];
             let mut scan = self.scan(seg)?;
             // A segment must begin where the previous one ended.
-            let gap = expected_base.is_some_and(|e| e != seg.base);
+            let allow_gaps = self.rules.allow_gaps;
+            let gap = expected_base.is_some_and(|e| {
+                if allow_gaps {
+                    seg.base < e
+                } else {
+                    seg.base != e
+                }
+            });
             if gap {
                 scan.stopped = Some((
                     0,
@@ -468,6 +498,18 @@ impl Recovery<'_> {
                 } else {
                     (i, pos)
                 };
+                let Some(durable_pos) = durable_pos else {
+                    // Without a record of what was flushed (a directory another program
+                    // wrote, or a lost streamlog.durable), a torn tail cannot be told from
+                    // damage: refuse rather than delete data that may have been acknowledged.
+                    return Err(Error::corruption(
+                        &segs[i].log_path,
+                        pos,
+                        format!(
+                            "{reason}; no durable-position record says whether this data was flushed, so nothing was truncated"
+                        ),
+                    ));
+                };
                 if (segs[cut_seg].base, cut_pos) < durable_pos {
                     return Err(Error::corruption(&segs[i].log_path, pos, reason));
                 }
@@ -479,7 +521,7 @@ impl Recovery<'_> {
                     if gap { None } else { Some(&scan) },
                     &mut outcome,
                 )?;
-                return Ok(outcome);
+                return check_durable_end(outcome, durable, &segs[cut_seg]);
             }
             let is_last = i == last;
             seg.install_scan(&scan, is_last).map_err(io_ctx(format!(
@@ -492,7 +534,7 @@ impl Recovery<'_> {
             outcome.first_batch_timestamp = scan.first_batch_max_timestamp;
             i += 1;
         }
-        Ok(outcome)
+        check_durable_end(outcome, durable, &segs[segs.len() - 1])
     }
 
     /// Cuts segment `idx` at `pos` and removes every later segment.
@@ -544,6 +586,26 @@ impl Recovery<'_> {
         outcome.bytes_since_index = kept.bytes_since_index;
         outcome.first_batch_timestamp = kept.first_batch_max_timestamp;
         Ok(())
+    }
+}
+
+/// Recovery must end at or past the last flushed offset.
+fn check_durable_end(
+    outcome: Outcome,
+    durable: Option<DurablePoint>,
+    last: &Segment,
+) -> Result<Outcome> {
+    let end = outcome.next_offset.unwrap_or(last.base);
+    match durable {
+        Some(d) if end < d.next_offset => Err(Error::corruption(
+            &last.log_path,
+            last.size(),
+            format!(
+                "the log ends at offset {end} but offsets up to {} were flushed",
+                d.next_offset
+            ),
+        )),
+        _ => Ok(outcome),
     }
 }
 

@@ -73,7 +73,19 @@ pub struct ScanParams {
     pub index_interval_bytes: u64,
     pub max_offset_entries: usize,
     pub max_time_entries: usize,
+    pub rules: Rules,
+}
+
+/// What a batch header must satisfy beyond its CRC.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// The highest partition leader epoch a batch may carry (0 unless Kafka wrote a
+    /// `leader-epoch-checkpoint` with higher epochs).
     pub max_epoch: i32,
+    /// Whether offsets may skip values between batches (compacted logs). When false,
+    /// each batch must start exactly after the previous one, which also detects damage
+    /// to the base offset, a field the CRC does not cover.
+    pub allow_gaps: bool,
 }
 
 /// Checks a batch header in the context of its segment; returns the reason it is bad.
@@ -81,8 +93,9 @@ pub fn check_header(
     h: &BatchHeader,
     base: i64,
     expected_base: Option<i64>,
-    max_epoch: i32,
+    rules: Rules,
 ) -> Option<String> {
+    let max_epoch = rules.max_epoch;
     if h.magic != MAGIC_V2 {
         return Some(format!("magic {} is not 2", h.magic));
     }
@@ -96,18 +109,19 @@ pub fn check_header(
         return Some("negative lastOffsetDelta or recordsCount".into());
     }
     if let Some(expected) = expected_base
-        && h.base_offset != expected
+        && (h.base_offset < expected || (!rules.allow_gaps && h.base_offset != expected))
     {
         return Some(format!(
             "batch base offset {} where {expected} was expected",
             h.base_offset
         ));
     }
-    if h.base_offset < base || h.last_offset() - base > i64::from(i32::MAX) {
+    let last = h.base_offset.checked_add(i64::from(h.last_offset_delta));
+    if h.base_offset < base || last.is_none_or(|l| l == i64::MAX || l - base > i64::from(i32::MAX))
+    {
         return Some(format!(
-            "offsets {}..={} do not fit segment {base}",
-            h.base_offset,
-            h.last_offset()
+            "offsets from {} (+{}) do not fit segment {base}",
+            h.base_offset, h.last_offset_delta
         ));
     }
     None
@@ -181,7 +195,7 @@ pub fn scan_from(file: &dyn File, len: u64, p: ScanParams, start: u64) -> std::i
                 break;
             }
         };
-        if let Some(reason) = check_header(&header, p.base, expected, p.max_epoch) {
+        if let Some(reason) = check_header(&header, p.base, expected, p.rules) {
             s.stopped = Some((pos, reason));
             break;
         }
@@ -300,7 +314,7 @@ impl Segment {
     pub fn scan_params(
         &self,
         index_interval_bytes: u64,
-        max_epoch: i32,
+        rules: Rules,
         index_bytes: u64,
     ) -> ScanParams {
         ScanParams {
@@ -308,7 +322,7 @@ impl Segment {
             index_interval_bytes,
             max_offset_entries: (index_bytes / super::index::OFFSET_ENTRY) as usize,
             max_time_entries: (index_bytes / super::index::TIME_ENTRY) as usize,
-            max_epoch,
+            rules,
         }
     }
 

@@ -1,0 +1,306 @@
+//! Regressions from a review of the log against DESIGN.md: each test asserts what the
+//! design promises for a case that once went wrong (failed roll, stale recovery point,
+//! offset overflow, lost final time-index entry, unsynced indexes, compacted gaps).
+mod common;
+
+use std::panic::AssertUnwindSafe;
+
+use common::*;
+use streamlog::format::{BatchBuilder, Compression};
+use streamlog::fs::{CrashImage, Fault, SimFs};
+
+/// One record whose value is `tag` padded to `value_len` bytes, timestamp grows with tag.
+fn sized(tag: u64, value_len: usize) -> (Vec<u8>, String) {
+    let mut v = format!("v{tag}-");
+    while v.len() < value_len {
+        v.push('x');
+    }
+    let mut b = BatchBuilder::new();
+    b.push(
+        1_700_000_000_000 + tag as i64 * 10,
+        Some(b"k"),
+        Some(v.as_bytes()),
+        &[],
+    )
+    .unwrap();
+    (b.finish().unwrap(), v)
+}
+
+fn seg_name(base: i64) -> String {
+    format!("{base:020}.log")
+}
+
+/// F1: an ENOSPC/EIO while `roll_locked` creates the next segment leaves an empty
+/// `<next_offset>.log` (+ indexes) behind that is not in the segment list. Appends that
+/// still fit continue in the old segment, so that stray file ends up in the middle of
+/// the log; after close + reopen the log is unreadable (Corruption at the stray).
+#[test]
+fn f1_failed_roll_leaves_a_stray_segment_that_breaks_the_log() {
+    let mut failed_rolls = 0;
+    let mut failures = Vec::new();
+    for k in 1..=8u64 {
+        let fs = SimFs::new();
+        let log = open_sim(&fs, small_config()).unwrap();
+        let mut values = Vec::new();
+        let mut tag = 0;
+        while log.segments()[0].size < 700 {
+            let (mut b, v) = sized(tag, 40);
+            log.append(&mut b).unwrap();
+            values.push(v);
+            tag += 1;
+        }
+        // A batch that does not fit: the append rolls, and the roll hits a fault.
+        let (mut big, big_v) = sized(tag, 400);
+        tag += 1;
+        fs.inject(Fault::Enospc, fs.op_count() + k, false);
+        let res = log.append(&mut big);
+        fs.clear_faults();
+        if res.is_ok() {
+            values.push(big_v);
+            continue;
+        }
+        failed_rolls += 1;
+        let stray = seg_name(log.log_end_offset());
+        let has_stray = fs
+            .files(&dir())
+            .iter()
+            .any(|(p, _)| p.file_name().unwrap().to_str() == Some(stray.as_str()));
+        assert!(!has_stray, "k={k}: the failed roll left {stray} behind");
+        assert_eq!(log.segments().len(), 1);
+        // Smaller batches still fit the old segment; later a real roll happens.
+        for _ in 0..12 {
+            let (mut b, v) = sized(tag, 40);
+            log.append(&mut b).unwrap();
+            values.push(v);
+            tag += 1;
+        }
+        assert!(log.segments().len() >= 2);
+        read_all(&log).unwrap(); // fine while open: the stray is not in the list
+        log.close().unwrap();
+        match open_sim(&fs, small_config()) {
+            Err(e) => failures.push(format!("k={k}: reopen failed: {e}")),
+            Ok(log) => match read_all(&log) {
+                Err(e) => failures.push(format!("k={k}: read failed after reopen: {e}")),
+                Ok(recs) if recs.len() != values.len() => {
+                    failures.push(format!("k={k}: {} of {} records", recs.len(), values.len()))
+                }
+                Ok(_) => {}
+            },
+        }
+    }
+    assert!(failed_rolls > 0, "no injected fault hit the roll");
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// F1, the open side: an empty segment file in the middle of the log (left by a roll cut
+/// short in an older version, or by hand) holds nothing and is removed at open.
+#[test]
+fn f1_empty_segment_in_the_middle_is_removed_at_open() {
+    let fs = SimFs::new();
+    let log = open_sim(&fs, small_config()).unwrap();
+    for tag in 0..30 {
+        log.append(&mut batch(tag, 2, Compression::None)).unwrap();
+    }
+    let second = log.segments()[1].base_offset;
+    log.close().unwrap();
+    fs.write_file(&dir().join(seg_name(second - 1)), Vec::new());
+    let log = open_sim(&fs, small_config()).unwrap();
+    assert_eq!(read_all(&log).unwrap().len(), 60);
+    assert!(
+        !fs.files(&dir())
+            .iter()
+            .any(|(p, _)| p.ends_with(seg_name(second - 1)))
+    );
+}
+
+fn bogus_rp_failures(bogus_rp: bool) -> Vec<String> {
+    let fs = SimFs::new();
+    if bogus_rp {
+        // A recovery point past the end (foreign/stale checkpoint). Kafka clamps it to
+        // the log end offset; streamlog keeps it forever.
+        fs.write_file(
+            &dir().join("recovery-point-offset-checkpoint"),
+            b"0\n1\nclicks 0 1000000000\n".to_vec(),
+        );
+    }
+    let log = open_sim(&fs, small_config()).unwrap();
+    let mut obs = Observed::default();
+    for tag in 0..40u64 {
+        let n = 1 + (tag as usize % 3);
+        log.append(&mut batch(tag, n, Compression::None)).unwrap();
+        obs.appended.extend((0..n).map(|i| value(tag, i)));
+        if tag == 15 {
+            obs.acked = log.flush().unwrap();
+        }
+    }
+    assert!(log.segments().len() >= 5);
+    std::mem::forget(log); // power cut: nothing after tag 15 was flushed
+    let mut failures = Vec::new();
+    for seed in 0..64 {
+        let img = fs.crash_image(CrashImage::Random(seed));
+        match open_sim(&img, small_config()) {
+            Err(e) => failures.push(format!("seed {seed}: open: {e}")),
+            Ok(log) => {
+                if let Err(v) = check_invariants(&log, &obs) {
+                    failures.push(format!("seed {seed}: {v}"));
+                }
+            }
+        }
+    }
+    failures
+}
+
+/// F2: a recovery-point checkpoint past the log end is never clamped (Kafka: min(rp, LEO))
+/// and never lowered by flush, so every later crash recovery trusts sealed segments whose
+/// data was never synced: Corruption for never-acknowledged data, or a log with holes.
+#[test]
+fn f2_recovery_point_past_the_end_makes_later_recoveries_trust_unsynced_segments() {
+    let control = bogus_rp_failures(false);
+    assert!(control.is_empty(), "control run failed: {control:#?}");
+    let failures = bogus_rp_failures(true);
+    assert!(
+        failures.is_empty(),
+        "{} of 64 crash images: {failures:#?}",
+        failures.len()
+    );
+}
+
+/// F3: `append` computes `last_offset + 1` unchecked (mod.rs:360): a segment whose base is
+/// i64::MAX (a file name on disk) makes the next append panic (debug) or wrap to i64::MIN
+/// (release). DESIGN 7: no public function panics on bad input.
+#[test]
+fn f3_offset_overflow_at_i64_max_is_an_error_not_a_panic() {
+    let fs = SimFs::new();
+    fs.write_file(&dir().join(seg_name(i64::MAX)), Vec::new());
+    let log = open_sim(&fs, small_config()).unwrap();
+    assert_eq!(log.log_end_offset(), i64::MAX);
+    let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        log.append(&mut batch(0, 1, Compression::None))
+    }));
+    std::mem::forget(log);
+    match r {
+        Err(_) => panic!("append panicked on offset overflow"),
+        Ok(res) => assert!(res.is_err(), "append past i64::MAX succeeded"),
+    }
+}
+
+/// F4: if writing the final time-index entry at roll fails (ENOSPC on a sparse,
+/// preallocated index), the failure is only logged; the trimmed index still passes the
+/// open-time checks, so after a reopen the segment's max timestamp is stale and
+/// `offset_for_timestamp` skips records (I4).
+#[test]
+fn f4_lost_final_time_entry_gives_wrong_timestamp_lookups_after_reopen() {
+    let mut failures = Vec::new();
+    for k in 1..=12u64 {
+        let fs = SimFs::new();
+        let log = open_sim(&fs, small_config()).unwrap();
+        let mut tag = 0;
+        while log.segments()[0].size < 800 {
+            log.append(&mut sized(tag, 40).0).unwrap();
+            tag += 1;
+        }
+        fs.inject(Fault::Enospc, fs.op_count() + k, false);
+        let res = log.append(&mut sized(tag, 400).0);
+        fs.clear_faults();
+        if res.is_err() {
+            continue; // the roll itself failed (see F1)
+        }
+        tag += 1;
+        for _ in 0..3 {
+            log.append(&mut sized(tag, 40).0).unwrap();
+            tag += 1;
+        }
+        log.close().unwrap();
+        let log = open_sim(&fs, small_config()).unwrap();
+        let recs = read_all(&log).unwrap();
+        for r in &recs {
+            let by_scan = recs
+                .iter()
+                .find(|x| x.timestamp >= r.timestamp)
+                .map(|x| (x.offset, x.timestamp));
+            let by_index = log.offset_for_timestamp(r.timestamp).unwrap();
+            if by_index != by_scan {
+                failures.push(format!(
+                    "k={k}: ts {}: index {by_index:?}, scan {by_scan:?}",
+                    r.timestamp
+                ));
+                break;
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// F5: `truncate_to` step 0 drains `unflushed` syncing only the `.log` files, so the next
+/// flush moves the recovery point past sealed segments whose index files were never
+/// synced (checkpoint.rs documents "every segment below the recovery point, with its
+/// indexes, is synced"). After a power cut those indexes are empty and get rebuilt by a
+/// full scan of segments below the recovery point.
+#[test]
+fn f5_truncate_then_flush_moves_recovery_point_past_unsynced_indexes() {
+    let fs = SimFs::new();
+    let log = open_sim(&fs, small_config()).unwrap();
+    for tag in 0..30u64 {
+        log.append(&mut batch(tag, 3, Compression::None)).unwrap();
+    }
+    let segs = log.segments();
+    assert!(segs.len() >= 4);
+    log.truncate_to(segs[2].base_offset + 1).unwrap();
+    log.append(&mut batch(99, 1, Compression::None)).unwrap();
+    log.flush().unwrap(); // writes the recovery point = segs[2].base
+    std::mem::forget(log);
+    let img = fs.crash_image(CrashImage::DropAll);
+    let log = open_sim(&img, small_config()).unwrap();
+    let r = log.recovery_report();
+    assert_eq!(
+        r.indexes_rebuilt, 0,
+        "indexes below the recovery point were not durable: {r:?}"
+    );
+}
+
+/// F6: a Kafka-compacted segment (first batch above the file's base offset; KAFKA-FORMAT
+/// 2) opened without `streamlog.durable` (any directory Kafka wrote) fails the
+/// `expected_base` check at position 0, which lies at the durable point (segs[0], 0), so
+/// recovery "truncates a torn tail": the whole valid log is deleted.
+#[test]
+fn f6_compacted_kafka_segment_is_never_truncated_and_reads_with_gaps_allowed() {
+    let fs = SimFs::new();
+    let mut data = Vec::new();
+    let mut offset = 5i64; // offsets 0..5 were compacted away
+    for tag in 0..4u64 {
+        let mut b = batch(tag, 2, Compression::None);
+        b[..8].copy_from_slice(&offset.to_be_bytes()); // baseOffset is outside the CRC
+        offset += 2;
+        data.extend_from_slice(&b);
+    }
+    let path = dir().join(seg_name(0));
+    fs.write_file(&path, data.clone());
+    // Strict offsets (the default): refused loudly, nothing deleted.
+    let err = open_sim(&fs, small_config()).unwrap_err();
+    assert!(err.is_corruption(), "{err}");
+    assert_eq!(
+        fs.read_file(&path).unwrap(),
+        data,
+        "a refused open must not change the data"
+    );
+    // A compacted log allows gaps and keeps everything.
+    let log = open_sim(&fs, small_config().allow_offset_gaps(true)).unwrap();
+    assert_eq!(
+        log.log_end_offset(),
+        13,
+        "{:?}",
+        log.recovery_report().truncation
+    );
+    assert_eq!(read_all_from(&log, 5), 8);
+}
+
+fn read_all_from(log: &streamlog::log::Log, start: i64) -> usize {
+    let mut n = 0;
+    let mut offset = start;
+    while offset < log.log_end_offset() {
+        let recs = log.read_records(offset, 1 << 20).unwrap();
+        n += recs.len();
+        offset = recs.last().unwrap().offset + 1;
+    }
+    n
+}
