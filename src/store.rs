@@ -1,0 +1,691 @@
+//! The store: one directory holding topics, each partition a Kafka partition directory
+//! (`<topic>-<n>`), with topic metadata in `.topics/<topic>.properties`.
+//!
+//! Crash safety of topic changes: a topic's partition directories are created before its
+//! metadata file is written (tmp + fsync + rename + directory fsync), and the metadata
+//! is removed before its directories are; at open, partition directories that no
+//! metadata accounts for are leftovers of an interrupted create or delete and are removed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::error::{Error, Result};
+use crate::format::{Batch, BatchBuilder, Compression, DecodeOptions, Record};
+use crate::fs::{DirLock, FileSystem, OsFs};
+use crate::log::{AppendInfo, Clock, Log, LogConfig, SystemClock};
+use crate::topic::{TopicConfig, validate_topic_name};
+
+const TOPICS_DIR: &str = ".topics";
+const LOCK_FILE: &str = ".lock";
+
+fn io_ctx(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |e| Error::io(what, e)
+}
+
+/// Settings of a store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    fs: Arc<dyn FileSystem>,
+    clock: Arc<dyn Clock>,
+    decode: DecodeOptions,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            fs: Arc::new(OsFs),
+            clock: Arc::new(SystemClock),
+            decode: DecodeOptions::default(),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The file system to store on. Default = the real one ([`OsFs`]); tests use
+    /// [`SimFs`](crate::fs::SimFs).
+    #[must_use]
+    pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
+        self.fs = fs;
+        self
+    }
+
+    /// The clock for LogAppendTime, `segment_ms` and (later) retention. Default = system.
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Limits applied when decoding records (decompression cap). Default = 64 MiB.
+    #[must_use]
+    pub fn decode_options(mut self, options: DecodeOptions) -> Self {
+        self.decode = options;
+        self
+    }
+
+    fn log_config(&self, topic: &TopicConfig) -> LogConfig {
+        topic.log_config(
+            LogConfig::default()
+                .clock(self.clock.clone())
+                .decode_options(self.decode),
+        )
+    }
+}
+
+#[derive(Debug)]
+struct PartitionState {
+    topic: String,
+    partition: i32,
+    log: Log,
+    notify: Mutex<()>,
+    appended: Condvar,
+}
+
+impl PartitionState {
+    fn wake(&self) {
+        let _g = self.notify.lock();
+        self.appended.notify_all();
+    }
+}
+
+#[derive(Debug)]
+struct TopicState {
+    name: String,
+    config: RwLock<TopicConfig>,
+    partitions: RwLock<Vec<Arc<PartitionState>>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    config: StoreConfig,
+    topics: RwLock<BTreeMap<String, Arc<TopicState>>>,
+    closed: AtomicBool,
+    _lock: Box<dyn DirLock>,
+}
+
+/// A streamlog store: a directory of topics. Cheap to clone; `Send + Sync`.
+///
+/// ```
+/// use streamlog::{Record, Store, TopicConfig};
+/// let dir = tempfile::tempdir()?;
+/// let store = Store::open(dir.path())?;
+/// store.create_topic("clicks", TopicConfig::default().partitions(4))?;
+/// let part = store.topic("clicks")?.partition(0)?;
+/// part.append(&[Record::new(1_700_000_000_000, Some("user-7"), Some("home"))])?;
+/// let records = part.read(part.log_start_offset(), 1 << 20)?;
+/// assert_eq!(records[0].value.as_deref(), Some(&b"home"[..]));
+/// store.close()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+/// What [`Store::describe_topic`] reports for one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionDescription {
+    /// Partition number.
+    pub partition: i32,
+    /// First offset.
+    pub log_start_offset: i64,
+    /// Next offset to be written.
+    pub log_end_offset: i64,
+    /// Offsets below this survive power loss.
+    pub durable_offset: i64,
+    /// Bytes in segment files.
+    pub size_bytes: u64,
+    /// Number of segments.
+    pub segment_count: usize,
+}
+
+/// What [`Store::describe_topic`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDescription {
+    /// The topic name.
+    pub name: String,
+    /// Its configuration.
+    pub config: TopicConfig,
+    /// Its partitions, in order.
+    pub partitions: Vec<PartitionDescription>,
+}
+
+fn partition_dir_name(topic: &str, partition: i32) -> String {
+    format!("{topic}-{partition}")
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir` with [`StoreConfig::default`].
+    ///
+    /// # Errors
+    /// As [`open_with`](Self::open_with).
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Self::open_with(dir, StoreConfig::default())
+    }
+
+    /// Opens (creating if needed) the store in `dir`, recovering every partition that
+    /// was not closed cleanly.
+    ///
+    /// # Errors
+    /// `Locked` if another `Store` (in this or another process) has `dir` open;
+    /// `Corruption` for unreadable topic metadata or damaged flushed data; `Io`.
+    pub fn open_with(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store> {
+        let dir = dir.as_ref().to_path_buf();
+        let fs = config.fs.clone();
+        let meta_dir = dir.join(TOPICS_DIR);
+        crate::fs::create_dir_durable(fs.as_ref(), &meta_dir)
+            .map_err(io_ctx(format!("create {}", meta_dir.display())))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = fs.lock(&lock_path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                Error::Locked {
+                    path: lock_path.clone(),
+                }
+            } else {
+                Error::io(format!("lock {}", lock_path.display()), e)
+            }
+        })?;
+        fs.sync_dir(&dir)
+            .map_err(io_ctx(format!("fsync {}", dir.display())))?;
+        let mut topics = BTreeMap::new();
+        for name in fs
+            .list_dir(&meta_dir)
+            .map_err(io_ctx(format!("list {}", meta_dir.display())))?
+        {
+            let path = meta_dir.join(&name);
+            let Some(topic) = name.strip_suffix(".properties") else {
+                if name.ends_with(".tmp") {
+                    fs.remove_file(&path)
+                        .map_err(io_ctx(format!("remove {}", path.display())))?;
+                }
+                continue;
+            };
+            let bytes = crate::log::read_small_file(fs.as_ref(), &path)
+                .map_err(io_ctx(format!("read {}", path.display())))?
+                .unwrap_or_default();
+            let text =
+                String::from_utf8(bytes).map_err(|_| Error::corruption(&path, 0, "not UTF-8"))?;
+            let tc = TopicConfig::from_properties(&text)
+                .map_err(|reason| Error::corruption(&path, 0, reason))?;
+            validate_topic_name(topic).map_err(|e| Error::corruption(&path, 0, e.to_string()))?;
+            let mut parts = Vec::new();
+            for p in 0..tc.partitions {
+                let log = Log::open_with_fs(
+                    fs.clone(),
+                    dir.join(partition_dir_name(topic, p)),
+                    config.log_config(&tc),
+                )?;
+                parts.push(Arc::new(PartitionState {
+                    topic: topic.to_string(),
+                    partition: p,
+                    log,
+                    notify: Mutex::new(()),
+                    appended: Condvar::new(),
+                }));
+            }
+            topics.insert(
+                topic.to_string(),
+                Arc::new(TopicState {
+                    name: topic.to_string(),
+                    config: RwLock::new(tc),
+                    partitions: RwLock::new(parts),
+                }),
+            );
+        }
+        let inner = Inner {
+            dir,
+            config,
+            topics: RwLock::new(topics),
+            closed: AtomicBool::new(false),
+            _lock: lock,
+        };
+        inner.remove_orphan_partitions()?;
+        Ok(Store {
+            inner: Arc::new(inner),
+        })
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed { what: "store" });
+        }
+        Ok(())
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Creates a topic with `config.partition_count()` empty partitions. Durable on return.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a name breaking Kafka's rules or starting with `__`
+    /// (reserved for internal topics); `InvalidConfig`; `AlreadyExists`; `Io`.
+    pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
+        self.check_open()?;
+        validate_topic_name(name)?;
+        if name.starts_with("__") {
+            return Err(Error::InvalidArgument {
+                name: "topic",
+                reason: format!(
+                    "`{name}`: names starting with `__` are reserved for internal topics"
+                ),
+            });
+        }
+        config.validate()?;
+        let mut topics = self.inner.topics.write();
+        if topics.contains_key(name) {
+            return Err(Error::AlreadyExists {
+                kind: "topic",
+                name: name.to_string(),
+            });
+        }
+        let mut parts = Vec::new();
+        for p in 0..config.partitions {
+            parts.push(self.inner.open_partition(name, p, &config)?);
+        }
+        self.inner.write_metadata(name, &config)?;
+        topics.insert(
+            name.to_string(),
+            Arc::new(TopicState {
+                name: name.to_string(),
+                config: RwLock::new(config),
+                partitions: RwLock::new(parts),
+            }),
+        );
+        Ok(())
+    }
+
+    /// Deletes a topic and all its data. Handles to it stop accepting appends
+    /// (`Closed`). Durable on return.
+    ///
+    /// # Errors
+    /// `NotFound`; `Io`.
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        self.check_open()?;
+        let state = self
+            .inner
+            .topics
+            .write()
+            .remove(name)
+            .ok_or_else(|| Error::NotFound {
+                kind: "topic",
+                name: name.to_string(),
+            })?;
+        let meta = self
+            .inner
+            .dir
+            .join(TOPICS_DIR)
+            .join(format!("{name}.properties"));
+        let fs = self.inner.config.fs.as_ref();
+        fs.remove_file(&meta)
+            .map_err(io_ctx(format!("remove {}", meta.display())))?;
+        fs.sync_dir(&self.inner.dir.join(TOPICS_DIR))
+            .map_err(io_ctx("fsync the topics directory"))?;
+        for p in state.partitions.read().iter() {
+            let _ = p.log.shutdown();
+            p.wake();
+            self.inner
+                .remove_partition_dir(&partition_dir_name(name, p.partition))?;
+        }
+        fs.sync_dir(&self.inner.dir)
+            .map_err(io_ctx(format!("fsync {}", self.inner.dir.display())))
+    }
+
+    /// Names of all topics, sorted.
+    pub fn list_topics(&self) -> Vec<String> {
+        self.inner.topics.read().keys().cloned().collect()
+    }
+
+    /// A topic's configuration and per-partition offsets and sizes.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
+        let t = self.inner.topic(name)?;
+        let partitions = t
+            .partitions
+            .read()
+            .iter()
+            .map(|p| PartitionDescription {
+                partition: p.partition,
+                log_start_offset: p.log.log_start_offset(),
+                log_end_offset: p.log.log_end_offset(),
+                durable_offset: p.log.durable_offset(),
+                size_bytes: p.log.size_bytes(),
+                segment_count: p.log.segments().len(),
+            })
+            .collect();
+        Ok(TopicDescription {
+            name: t.name.clone(),
+            config: t.config.read().clone(),
+            partitions,
+        })
+    }
+
+    /// Grows a topic to `total` partitions (Kafka never shrinks a topic). Durable on return.
+    ///
+    /// # Errors
+    /// `NotFound`; `InvalidArgument` if `total` is not more than the current count or
+    /// over 100,000; `Io`.
+    pub fn add_partitions(&self, name: &str, total: i32) -> Result<()> {
+        self.check_open()?;
+        let t = self.inner.topic(name)?;
+        let mut config = t.config.write();
+        if total <= config.partitions || total > 100_000 {
+            return Err(Error::InvalidArgument {
+                name: "total",
+                reason: format!(
+                    "topic `{name}` has {} partitions; the new total must be more (and at most 100000)",
+                    config.partitions
+                ),
+            });
+        }
+        let mut parts = t.partitions.write();
+        let mut new_config = config.clone();
+        new_config.partitions = total;
+        for p in config.partitions..total {
+            parts.push(self.inner.open_partition(name, p, &new_config)?);
+        }
+        self.inner.write_metadata(name, &new_config)?;
+        *config = new_config;
+        Ok(())
+    }
+
+    /// A handle to a topic.
+    ///
+    /// # Errors
+    /// `NotFound`; `Closed`.
+    pub fn topic(&self, name: &str) -> Result<Topic> {
+        self.check_open()?;
+        Ok(Topic {
+            state: self.inner.topic(name)?,
+        })
+    }
+
+    /// Flushes every partition and closes the store: the next open scans nothing. Later
+    /// calls on any clone return `Closed`.
+    ///
+    /// # Errors
+    /// The first error from closing a partition (the others are still closed).
+    pub fn close(&self) -> Result<()> {
+        self.inner.close()
+    }
+}
+
+impl Inner {
+    fn topic(&self, name: &str) -> Result<Arc<TopicState>> {
+        self.topics
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                kind: "topic",
+                name: name.to_string(),
+            })
+    }
+
+    fn open_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        config: &TopicConfig,
+    ) -> Result<Arc<PartitionState>> {
+        let log = Log::open_with_fs(
+            self.config.fs.clone(),
+            self.dir.join(partition_dir_name(topic, partition)),
+            self.config.log_config(config),
+        )?;
+        Ok(Arc::new(PartitionState {
+            topic: topic.to_string(),
+            partition,
+            log,
+            notify: Mutex::new(()),
+            appended: Condvar::new(),
+        }))
+    }
+
+    fn write_metadata(&self, name: &str, config: &TopicConfig) -> Result<()> {
+        let dir = self.dir.join(TOPICS_DIR);
+        crate::log::write_file_atomically(
+            self.config.fs.as_ref(),
+            &dir,
+            &format!("{name}.properties"),
+            config.to_properties().as_bytes(),
+        )
+        .map_err(io_ctx(format!("write the metadata of topic `{name}`")))
+    }
+
+    fn remove_partition_dir(&self, name: &str) -> Result<()> {
+        let fs = self.config.fs.as_ref();
+        let path = self.dir.join(name);
+        for f in fs
+            .list_dir(&path)
+            .map_err(io_ctx(format!("list {}", path.display())))?
+        {
+            fs.remove_file(&path.join(&f))
+                .map_err(io_ctx(format!("remove {}/{f}", path.display())))?;
+        }
+        fs.remove_dir(&path)
+            .map_err(io_ctx(format!("remove {}", path.display())))
+    }
+
+    /// Removes partition directories that no topic accounts for (an interrupted create
+    /// or delete).
+    fn remove_orphan_partitions(&self) -> Result<()> {
+        let fs = self.config.fs.as_ref();
+        let topics = self.topics.read();
+        let mut removed = false;
+        for name in fs
+            .list_dir(&self.dir)
+            .map_err(io_ctx(format!("list {}", self.dir.display())))?
+        {
+            let Some((topic, p)) = name.rsplit_once('-') else {
+                continue;
+            };
+            let Ok(p) = p.parse::<i32>() else { continue };
+            if validate_topic_name(topic).is_err()
+                || p < 0
+                || p.to_string() != name[topic.len() + 1..]
+            {
+                continue;
+            }
+            let known = topics
+                .get(topic)
+                .is_some_and(|t| p < t.config.read().partitions);
+            if !known && fs.list_dir(&self.dir.join(&name)).is_ok() {
+                log::warn!(
+                    "{}: removing partition directory {name} that no topic owns",
+                    self.dir.display()
+                );
+                self.remove_partition_dir(&name)?;
+                removed = true;
+            }
+        }
+        if removed {
+            fs.sync_dir(&self.dir)
+                .map_err(io_ctx(format!("fsync {}", self.dir.display())))?;
+        }
+        Ok(())
+    }
+
+    fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let mut first = None;
+        for t in self.topics.read().values() {
+            for p in t.partitions.read().iter() {
+                if let Err(e) = p.log.shutdown() {
+                    first.get_or_insert(e);
+                }
+                p.wake();
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            log::warn!("closing store {} on drop failed: {e}", self.dir.display());
+        }
+    }
+}
+
+/// A handle to a topic. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Topic {
+    state: Arc<TopicState>,
+}
+
+impl Topic {
+    /// The topic name.
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> TopicConfig {
+        self.state.config.read().clone()
+    }
+
+    /// Number of partitions.
+    pub fn partition_count(&self) -> i32 {
+        self.state.partitions.read().len() as i32
+    }
+
+    /// A handle to partition `n`.
+    ///
+    /// # Errors
+    /// `NotFound` if the topic has no partition `n`.
+    pub fn partition(&self, n: i32) -> Result<Partition> {
+        usize::try_from(n)
+            .ok()
+            .and_then(|i| self.state.partitions.read().get(i).cloned())
+            .map(|state| Partition { state })
+            .ok_or_else(|| Error::NotFound {
+                kind: "partition",
+                name: format!("{}-{n}", self.state.name),
+            })
+    }
+}
+
+/// Direct access to one partition's log: no groups, no producer. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Partition {
+    state: Arc<PartitionState>,
+}
+
+impl Partition {
+    /// The topic name.
+    pub fn topic(&self) -> &str {
+        &self.state.topic
+    }
+
+    /// The partition number.
+    pub fn partition(&self) -> i32 {
+        self.state.partition
+    }
+
+    /// First offset in the partition.
+    pub fn log_start_offset(&self) -> i64 {
+        self.state.log.log_start_offset()
+    }
+
+    /// Next offset to be written.
+    pub fn log_end_offset(&self) -> i64 {
+        self.state.log.log_end_offset()
+    }
+
+    /// Offsets below this survive power loss.
+    pub fn durable_offset(&self) -> i64 {
+        self.state.log.durable_offset()
+    }
+
+    /// Appends records as one uncompressed batch. In the page cache on return (survives
+    /// a process crash); see [`flush`](Self::flush). Wakes [`wait_for`](Self::wait_for).
+    ///
+    /// # Errors
+    /// As [`append_with`](Self::append_with).
+    pub fn append(&self, records: &[Record]) -> Result<AppendInfo> {
+        self.append_with(records, Compression::None)
+    }
+
+    /// Appends records as one batch compressed with `codec`.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for no records; `RecordTooLarge`; `Closed` after the topic was
+    /// deleted or the store closed; `Io`; `Poisoned`.
+    pub fn append_with(&self, records: &[Record], codec: Compression) -> Result<AppendInfo> {
+        let mut b = BatchBuilder::new().compression(codec);
+        for r in records {
+            b.push_record(r)?;
+        }
+        let info = self.state.log.append_encoded(&mut b.build()?)?;
+        self.state.wake();
+        Ok(info)
+    }
+
+    /// Records from `offset` (inclusive) up to about `max_bytes` of batches (at least
+    /// one batch). CRC-checked; zero-copy for uncompressed data.
+    ///
+    /// # Errors
+    /// `OffsetOutOfRange`; `Corruption`; `Io`.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Vec<Record>> {
+        self.state.log.read_records(offset, max_bytes)
+    }
+
+    /// Whole batches from the one containing `offset`, up to `max_bytes` (at least one).
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    pub fn read_batches(&self, offset: i64, max_bytes: usize) -> Result<Vec<Batch>> {
+        self.state.log.read(offset, max_bytes)
+    }
+
+    /// The first record at or after `timestamp`: `(offset, timestamp)`.
+    ///
+    /// # Errors
+    /// `Corruption`; `Io`.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
+        self.state.log.offset_for_timestamp(timestamp)
+    }
+
+    /// fsyncs everything appended so far; returns the durable offset.
+    ///
+    /// # Errors
+    /// `Io` (the partition is then poisoned); `Poisoned`; `Closed`.
+    pub fn flush(&self) -> Result<i64> {
+        self.state.log.flush()
+    }
+
+    /// Blocks until a record at `offset` exists (the log end passes it) or `timeout`
+    /// passes, without polling. Returns whether the record exists.
+    pub fn wait_for(&self, offset: i64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.state.notify.lock();
+        loop {
+            if self.log_end_offset() > offset {
+                return true;
+            }
+            if self
+                .state
+                .appended
+                .wait_until(&mut guard, deadline)
+                .timed_out()
+            {
+                return self.log_end_offset() > offset;
+            }
+        }
+    }
+}
