@@ -513,6 +513,24 @@ impl Recovery<'_> {
                 if (segs[cut_seg].base, cut_pos) < durable_pos {
                     return Err(Error::corruption(&segs[i].log_path, pos, reason));
                 }
+                // Check what the cut would leave before cutting: a failed open changes nothing.
+                let end_after_cut = if gap {
+                    outcome.next_offset.unwrap_or(segs[cut_seg].base)
+                } else {
+                    scan.next_offset.unwrap_or(segs[cut_seg].base)
+                };
+                if let Some(d) = durable
+                    && end_after_cut < d.next_offset
+                {
+                    return Err(Error::corruption(
+                        &segs[i].log_path,
+                        pos,
+                        format!(
+                            "{reason}; cutting here would end the log at offset {end_after_cut}, below the flushed offset {}",
+                            d.next_offset
+                        ),
+                    ));
+                }
                 self.truncate_tail(
                     segs,
                     cut_seg,
