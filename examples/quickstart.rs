@@ -45,14 +45,23 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     let dir = dir.unwrap_or_else(|| {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        std::env::temp_dir().join(format!("streamlog-quickstart-{}-{nanos}", std::process::id()))
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        std::env::temp_dir().join(format!(
+            "streamlog-quickstart-{}-{nanos}",
+            std::process::id()
+        ))
     });
     Ok(Args { dir, records })
 }
 
 fn value_for(i: usize) -> String {
-    format!(r#"{{"user":"user-{}","page":"/item/{}","seq":{i}}}"#, i % 1000, i % 97)
+    format!(
+        r#"{{"user":"user-{}","page":"/item/{}","seq":{i}}}"#,
+        i % 1000,
+        i % 97
+    )
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -61,11 +70,18 @@ fn main() -> Result<(), Box<dyn Error>> {
         std::process::exit(2);
     })?;
     let partition_dir = args.dir.join("clicks-0");
-    println!("streamlog quickstart: partition log in {}", partition_dir.display());
+    println!(
+        "streamlog quickstart: partition log in {}",
+        partition_dir.display()
+    );
     let config = LogConfig::default().segment_bytes(4 << 20);
     let log = Log::open(&partition_dir, config.clone())?;
     if log.log_end_offset() != 0 {
-        return Err(format!("{} already holds a log; pass a fresh --dir", partition_dir.display()).into());
+        return Err(format!(
+            "{} already holds a log; pass a fresh --dir",
+            partition_dir.display()
+        )
+        .into());
     }
 
     // Produce: batches of 500 records, cycling through every codec.
@@ -82,7 +98,12 @@ fn main() -> Result<(), Box<dyn Error>> {
         for j in i..i + n {
             let key = format!("user-{}", j % 1000);
             let headers = [Header::new("source", "quickstart")];
-            b.push(base_ts + j as i64, Some(key.as_bytes()), Some(value_for(j).as_bytes()), &headers)?;
+            b.push(
+                base_ts + j as i64,
+                Some(key.as_bytes()),
+                Some(value_for(j).as_bytes()),
+                &headers,
+            )?;
         }
         let mut bytes = b.finish()?;
         written_bytes += bytes.len() as u64;
@@ -143,6 +164,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         println!("first record at or after timestamp {target}: offset {offset} (timestamp {ts})");
     }
     log.close()?;
-    println!("done; inspect the files with: cargo run --example dump_log -- {}", partition_dir.display());
+    println!(
+        "done; inspect the files with: cargo run --example dump_log -- {}",
+        partition_dir.display()
+    );
     Ok(())
 }
