@@ -36,6 +36,7 @@ pub mod fs;
 #[cfg(feature = "internals")]
 pub mod internals;
 pub mod log;
+pub mod producer;
 mod store;
 mod topic;
 

@@ -296,3 +296,49 @@ fn flush_messages_makes_appends_durable() {
     log.append(&mut batch(2, 1, Compression::None)).unwrap();
     assert_eq!(log.durable_offset(), 4, "the 4th record triggered a flush");
 }
+
+/// Group commit: a caller whose records an earlier flush covered does not fsync again,
+/// and concurrent appenders each get their records durable.
+#[test]
+fn flush_to_shares_fsyncs_between_callers() {
+    let fs = SimFs::new();
+    let log = open_sim(&fs, small_config()).unwrap();
+    let a = log.append(&mut batch(1, 2, Compression::None)).unwrap();
+    let b = log.append(&mut batch(2, 2, Compression::None)).unwrap();
+    assert_eq!(log.flush_to(b.last_offset + 1).unwrap(), 4);
+    let ops = fs.mutating_op_count();
+    assert_eq!(
+        log.flush_to(a.last_offset + 1).unwrap(),
+        4,
+        "already covered"
+    );
+    assert_eq!(
+        fs.mutating_op_count(),
+        ops,
+        "no fsync for a caller already covered"
+    );
+
+    let log = std::sync::Arc::new(log);
+    let threads: Vec<_> = (0..8u64)
+        .map(|t| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    let info = log
+                        .append(&mut batch(100 + t * 100 + i, 1, Compression::None))
+                        .unwrap();
+                    let durable = log.flush_to(info.last_offset + 1).unwrap();
+                    assert!(
+                        durable > info.last_offset,
+                        "flush_to returned before covering its offset"
+                    );
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(log.durable_offset(), log.log_end_offset());
+    assert_eq!(log.log_end_offset(), 4 + 200);
+}

@@ -531,6 +531,31 @@ impl Log {
     /// returns `Poisoned` (the fsync is never retried).
     pub fn flush(&self) -> Result<i64> {
         let mut fl = self.flush_state.lock();
+        self.flush_locked(&mut fl)
+    }
+
+    /// Makes every offset below `offset` durable, sharing fsyncs between callers (group
+    /// commit): the caller holding the flush lock syncs everything appended so far, and
+    /// a caller whose records that covered returns without an fsync of its own. Returns
+    /// the durable offset (at least `offset` unless `offset` is past the log end).
+    ///
+    /// # Errors
+    /// As [`flush`](Self::flush).
+    pub fn flush_to(&self, offset: i64) -> Result<i64> {
+        let covered = |d: i64| d >= offset.min(self.log_end_offset());
+        let durable = self.durable_offset();
+        if covered(durable) {
+            return Ok(durable);
+        }
+        let mut fl = self.flush_state.lock();
+        let durable = self.durable_offset();
+        if covered(durable) {
+            return Ok(durable);
+        }
+        self.flush_locked(&mut fl)
+    }
+
+    fn flush_locked(&self, fl: &mut FlushState) -> Result<i64> {
         self.check_writable()?;
         let (target, active, position, sealed, dir_dirty) = {
             let mut w = self.writer.lock();
