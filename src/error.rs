@@ -138,6 +138,12 @@ pub enum Error {
     },
 }
 
+/// Maps an `io::Error` to [`Error::Io`] saying what was being done.
+pub(crate) fn io_ctx(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+    let what = what.into();
+    move |e| Error::io(what, e)
+}
+
 impl Error {
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
         Error::Io {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, io_ctx};
 use crate::format::{Batch, BatchBuilder, Compression, DecodeOptions, Record};
 use crate::fs::{DirLock, FileSystem, OsFs};
 use crate::log::{AppendInfo, Clock, Log, LogConfig, SystemClock};
@@ -22,11 +22,6 @@ use crate::topic::{TopicConfig, validate_topic_name};
 
 const TOPICS_DIR: &str = ".topics";
 const LOCK_FILE: &str = ".lock";
-
-fn io_ctx(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
-    let what = what.into();
-    move |e| Error::io(what, e)
-}
 
 /// Settings of a store.
 #[derive(Debug, Clone)]
@@ -183,15 +178,7 @@ impl Store {
         crate::fs::create_dir_durable(fs.as_ref(), &meta_dir)
             .map_err(io_ctx(format!("create {}", meta_dir.display())))?;
         let lock_path = dir.join(LOCK_FILE);
-        let lock = fs.lock(&lock_path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::WouldBlock {
-                Error::Locked {
-                    path: lock_path.clone(),
-                }
-            } else {
-                Error::io(format!("lock {}", lock_path.display()), e)
-            }
-        })?;
+        let lock = crate::fs::take_lock(fs.as_ref(), &lock_path)?;
         fs.sync_dir(&dir)
             .map_err(io_ctx(format!("fsync {}", dir.display())))?;
         let mut topics = BTreeMap::new();

@@ -83,6 +83,19 @@ pub(crate) fn create_dir_durable(fs: &dyn FileSystem, path: &Path) -> io::Result
     Ok(())
 }
 
+/// Takes the lock file at `path`: `Error::Locked` if another writer holds it.
+pub(crate) fn take_lock(fs: &dyn FileSystem, path: &Path) -> crate::Result<Box<dyn DirLock>> {
+    fs.lock(path).map_err(|e| {
+        if e.kind() == io::ErrorKind::WouldBlock {
+            crate::Error::Locked {
+                path: path.to_path_buf(),
+            }
+        } else {
+            crate::Error::io(format!("lock {}", path.display()), e)
+        }
+    })
+}
+
 /// A held lock on a lock file; released on drop.
 pub trait DirLock: Send + Sync + Debug {}
 

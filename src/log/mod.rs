@@ -20,14 +20,13 @@ mod index;
 mod open;
 mod segment;
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, io_ctx};
 use crate::format::batch::{self, BatchHeader, RECORD_BATCH_OVERHEAD};
 use crate::format::{Batch, EncodedBatch, Record, TimestampType};
 use crate::fs::{DirLock, FileSystem};
@@ -168,11 +167,6 @@ pub struct Log {
     report: RecoveryReport,
     /// Held until the log is closed (not merely dropped: handles may outlive a close).
     lock: Mutex<Option<Box<dyn DirLock>>>,
-}
-
-fn io_ctx(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
-    let what = what.into();
-    move |e| Error::io(what, e)
 }
 
 impl Log {

@@ -21,8 +21,8 @@ use parking_lot::{Mutex, RwLock};
 use super::checkpoint::{self, DurableFile, DurablePoint};
 use super::index::{OffsetEntry, TimeEntry};
 use super::segment::{self, Scan, Segment, parse_file_name};
-use super::{FlushState, Log, LogConfig, RecoveryReport, Truncation, Writer, io_ctx};
-use crate::error::{Error, Result};
+use super::{FlushState, Log, LogConfig, RecoveryReport, Truncation, Writer};
+use crate::error::{Error, Result, io_ctx};
 use crate::format::batch::RECORD_BATCH_OVERHEAD;
 use crate::fs::{FileSystem, OsFs};
 
@@ -66,15 +66,7 @@ impl Log {
         crate::fs::create_dir_durable(fs.as_ref(), &dir)
             .map_err(io_ctx(format!("create directory {d}")))?;
         let lock_path = dir.join(checkpoint::LOCK_FILE);
-        let lock = fs.lock(&lock_path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::WouldBlock {
-                Error::Locked {
-                    path: lock_path.clone(),
-                }
-            } else {
-                Error::io(format!("lock {}", lock_path.display()), e)
-            }
-        })?;
+        let lock = crate::fs::take_lock(fs.as_ref(), &lock_path)?;
         let names = fs.list_dir(&dir).map_err(io_ctx(format!("list {d}")))?;
         let bases: Vec<i64> = names
             .iter()
