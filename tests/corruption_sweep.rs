@@ -17,11 +17,7 @@ fn setup(clean: bool) -> (SimFs, Vec<String>) {
             .unwrap();
     }
     log.flush().unwrap();
-    let values: Vec<String> = read_all(&log)
-        .unwrap()
-        .iter()
-        .map(|r| String::from_utf8_lossy(r.value.as_ref().unwrap()).into_owned())
-        .collect();
+    let values: Vec<String> = read_values(&log).unwrap();
     assert!(log.segments().len() >= 3, "{:?}", log.segments());
     if clean {
         log.close().unwrap();
@@ -46,11 +42,7 @@ fn files(fs: &SimFs, suffix: &str) -> Vec<(PathBuf, Vec<u8>)> {
 /// Opens a damaged image and reads everything: Ok(values) or the error.
 fn open_and_read(fs: &SimFs) -> streamlog::Result<Vec<String>> {
     let log = open_sim(fs, small_config())?;
-    let recs = read_all(&log)?;
-    Ok(recs
-        .iter()
-        .map(|r| String::from_utf8_lossy(r.value.as_ref().unwrap()).into_owned())
-        .collect())
+    read_values(&log)
 }
 
 fn copy(fs: &SimFs) -> SimFs {
@@ -157,11 +149,7 @@ fn index_damage_never_returns_wrong_data() {
                     img.write_file(&path, bad);
                     let log = open_sim(&img, small_config()).unwrap();
                     rebuilt_at_open += log.recovery_report().indexes_rebuilt;
-                    let got: Vec<String> = read_all(&log)
-                        .unwrap()
-                        .iter()
-                        .map(|r| String::from_utf8_lossy(r.value.as_ref().unwrap()).into_owned())
-                        .collect();
+                    let got: Vec<String> = read_values(&log).unwrap();
                     assert_eq!(got, values, "clean={clean}: damaged {}", path.display());
                     let obs = Observed {
                         appended: values.clone(),

@@ -26,11 +26,7 @@ fn append_read_reopen_with_every_codec() {
         "small segments must roll: {:?}",
         log.segments()
     );
-    let got: Vec<String> = read_all(&log)
-        .unwrap()
-        .iter()
-        .map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap())
-        .collect();
+    let got: Vec<String> = read_values(&log).unwrap();
     assert_eq!(got, expected);
     log.close().unwrap();
     assert!(list(&dir).contains(&".kafka_cleanshutdown".to_string()));
@@ -41,11 +37,7 @@ fn append_read_reopen_with_every_codec() {
     assert_eq!(report.segments_scanned, 0, "a clean reopen scans nothing");
     assert_eq!(log.log_end_offset(), 200);
     assert_eq!(log.durable_offset(), 200);
-    let got: Vec<String> = read_all(&log)
-        .unwrap()
-        .iter()
-        .map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap())
-        .collect();
+    let got: Vec<String> = read_values(&log).unwrap();
     assert_eq!(got, expected);
     // Appending after reopen continues the offsets.
     assert_eq!(

@@ -39,11 +39,7 @@ struct Model {
 
 fn check_all(log: &Log, model: &Model) -> Result<(), TestCaseError> {
     prop_assert_eq!(log.log_end_offset() as usize, model.values.len());
-    let got: Vec<String> = read_all(log)
-        .unwrap()
-        .iter()
-        .map(|r| String::from_utf8_lossy(r.value.as_ref().unwrap()).into_owned())
-        .collect();
+    let got: Vec<String> = read_values(log).unwrap();
     prop_assert_eq!(&got, &model.values);
     Ok(())
 }

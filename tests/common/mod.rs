@@ -69,6 +69,14 @@ pub fn read_all(log: &Log) -> streamlog::Result<Vec<Record>> {
     Ok(out)
 }
 
+/// The values of every record of the log (UTF-8, lossy), read as [`read_all`] does.
+pub fn read_values(log: &Log) -> streamlog::Result<Vec<String>> {
+    Ok(read_all(log)?
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+        .collect())
+}
+
 /// Files below `dir` on the real file system, for debugging output.
 pub fn list(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
