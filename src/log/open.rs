@@ -344,16 +344,6 @@ impl Recovery<'_> {
             first_batch_timestamp: None,
             scan_from: 0,
         };
-        // An empty segment before the last one holds nothing: it is left over from a roll
-        // that failed or was cut short, and would only break offset continuity.
-        let mut k = 0;
-        while k + 1 < segs.len() {
-            if segs[k].size() == 0 {
-                segs.remove(k).remove_files(self.fs)?;
-            } else {
-                k += 1;
-            }
-        }
         // The durable point: everything before (segment base, position) was synced.
         let from_checkpoint = recovery_point
             .and_then(|r| segs.iter().rev().find(|s| s.base <= r))
@@ -405,7 +395,11 @@ impl Recovery<'_> {
             return Ok(outcome);
         }
         let last = segs.len() - 1;
-        let clean = clean_marker
+        // An empty segment between two others may be a stray left by a failed roll; the
+        // scan below removes it if its offsets overlap the previous segment's.
+        let empty_middle = (1..last).find(|&k| segs[k].size() == 0);
+        let clean = empty_middle.is_none()
+            && clean_marker
             && durable.is_some_and(|d| {
                 d.segment_base == segs[last].base && d.position == segs[last].size()
             });
@@ -413,7 +407,9 @@ impl Recovery<'_> {
         let scan_from = if clean {
             segs.len()
         } else {
-            recovery_point.map_or(0, |r| segs.iter().rposition(|s| s.base <= r).unwrap_or(0))
+            let from_rp =
+                recovery_point.map_or(0, |r| segs.iter().rposition(|s| s.base <= r).unwrap_or(0));
+            empty_middle.map_or(from_rp, |k| from_rp.min(k - 1))
         };
         outcome.scan_from = segs.get(scan_from).map_or(i64::MAX, |s| s.base);
         for (i, seg) in segs.iter().enumerate().take(scan_from) {
@@ -461,6 +457,20 @@ impl Recovery<'_> {
         };
         let mut i = scan_from;
         while i < segs.len() {
+            // A stray: empty, not last, and starting inside the previous segment's offsets
+            // (no roll makes that). It holds nothing; drop it.
+            if segs[i].size() == 0
+                && i > 0
+                && i + 1 < segs.len()
+                && expected_base.is_some_and(|e| segs[i].base < e)
+            {
+                log::warn!(
+                    "{}: removing an empty segment that overlaps the previous one",
+                    segs[i].log_path.display()
+                );
+                segs.remove(i).remove_files(self.fs)?;
+                continue;
+            }
             let seg = &segs[i];
             let mut scan = self.scan(seg)?;
             // A segment must begin where the previous one ended.
@@ -533,7 +543,7 @@ impl Recovery<'_> {
                 )?;
                 return check_durable_end(outcome, durable, &segs[cut_seg]);
             }
-            let is_last = i == last;
+            let is_last = i + 1 == segs.len();
             seg.install_scan(&scan, is_last).map_err(io_ctx(format!(
                 "rewrite the indexes of {}",
                 seg.log_path.display()
