@@ -1,10 +1,14 @@
 //! The store: one directory holding topics, each partition a Kafka partition directory
-//! (`<topic>-<n>`), with topic metadata in `.topics/<topic>.properties`.
+//! (`<topic>-<n>`), with topic metadata in `.topics/<topic>` (Java properties text; the
+//! file name is the topic name, which keeps a 249-character name under the 255-byte
+//! limit of file names).
 //!
 //! Crash safety of topic changes: a topic's partition directories are created before its
 //! metadata file is written (tmp + fsync + rename + directory fsync), and the metadata
 //! is removed before its directories are; at open, partition directories that no
-//! metadata accounts for are leftovers of an interrupted create or delete and are removed.
+//! metadata accounts for are leftovers of an interrupted create or delete and are removed
+//! (only when every file in them is a partition file, so a user's own `backup-2024`
+//! directory is never touched). Topic changes are serialized by one lock.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +26,10 @@ use crate::topic::{TopicConfig, validate_topic_name};
 
 const TOPICS_DIR: &str = ".topics";
 const LOCK_FILE: &str = ".lock";
+/// Temporary metadata file; `~` cannot appear in a topic name.
+const METADATA_TMP: &str = "~metadata.tmp";
+/// File systems limit a file name to 255 bytes.
+const MAX_FILE_NAME: usize = 255;
 
 /// Settings of a store.
 #[derive(Debug, Clone)]
@@ -101,8 +109,11 @@ struct Inner {
     dir: PathBuf,
     config: StoreConfig,
     topics: RwLock<BTreeMap<String, Arc<TopicState>>>,
+    /// Serializes topic changes (create, delete, add partitions) and close.
+    ddl: Mutex<()>,
     closed: AtomicBool,
-    _lock: Box<dyn DirLock>,
+    /// The directory lock, released by `close` even while clones of the store live.
+    lock: Mutex<Option<Box<dyn DirLock>>>,
 }
 
 /// A streamlog store: a directory of topics. Cheap to clone; `Send + Sync`.
@@ -156,6 +167,53 @@ fn partition_dir_name(topic: &str, partition: i32) -> String {
     format!("{topic}-{partition}")
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DirContents {
+    Missing,
+    PartitionFiles,
+    Other,
+}
+
+/// A file that a partition directory may hold (segments, indexes, checkpoints, and the
+/// temporary files of their atomic writes).
+fn is_partition_file(name: &str) -> bool {
+    let name = name.strip_suffix(".tmp").unwrap_or(name);
+    [
+        ".log",
+        ".index",
+        ".timeindex",
+        ".txnindex",
+        ".snapshot",
+        ".cleaned",
+        ".swap",
+        ".deleted",
+    ]
+    .iter()
+    .any(|ext| name.ends_with(ext))
+        || [
+            crate::log::RECOVERY_POINT_FILE,
+            crate::log::CLEAN_SHUTDOWN_FILE,
+            crate::log::DURABLE_FILE,
+            crate::log::LEADER_EPOCH_FILE,
+            crate::log::LOCK_FILE,
+        ]
+        .contains(&name)
+}
+
+/// The partition directory `<topic>-<partitions - 1>` must fit a file name.
+fn check_dir_name_length(topic: &str, partitions: i32) -> Result<()> {
+    let longest = partition_dir_name(topic, partitions.saturating_sub(1).max(0));
+    if longest.len() > MAX_FILE_NAME {
+        return Err(Error::InvalidArgument {
+            name: "partitions",
+            reason: format!(
+                "the directory name `{longest}` would be longer than {MAX_FILE_NAME} bytes"
+            ),
+        });
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed) the store in `dir` with [`StoreConfig::default`].
     ///
@@ -187,13 +245,12 @@ impl Store {
             .map_err(io_ctx(format!("list {}", meta_dir.display())))?
         {
             let path = meta_dir.join(&name);
-            let Some(topic) = name.strip_suffix(".properties") else {
-                if name.ends_with(".tmp") {
-                    fs.remove_file(&path)
-                        .map_err(io_ctx(format!("remove {}", path.display())))?;
-                }
+            if name.starts_with('~') {
+                fs.remove_file(&path)
+                    .map_err(io_ctx(format!("remove {}", path.display())))?;
                 continue;
-            };
+            }
+            let topic = name.as_str();
             let bytes = crate::log::read_small_file(fs.as_ref(), &path)
                 .map_err(io_ctx(format!("read {}", path.display())))?
                 .unwrap_or_default();
@@ -230,8 +287,9 @@ impl Store {
             dir,
             config,
             topics: RwLock::new(topics),
+            ddl: Mutex::new(()),
             closed: AtomicBool::new(false),
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
         };
         inner.remove_orphan_partitions()?;
         Ok(Store {
@@ -268,19 +326,23 @@ impl Store {
             });
         }
         config.validate()?;
-        let mut topics = self.inner.topics.write();
-        if topics.contains_key(name) {
+        check_dir_name_length(name, config.partitions)?;
+        let _ddl = self.inner.ddl.lock();
+        self.check_open()?;
+        if self.inner.topics.read().contains_key(name) {
             return Err(Error::AlreadyExists {
                 kind: "topic",
                 name: name.to_string(),
             });
         }
-        let mut parts = Vec::new();
-        for p in 0..config.partitions {
-            parts.push(self.inner.open_partition(name, p, &config)?);
+        let parts = self
+            .inner
+            .open_new_partitions(name, 0..config.partitions, &config)?;
+        if let Err(e) = self.inner.write_metadata(name, &config) {
+            self.inner.discard_partitions(&parts);
+            return Err(e);
         }
-        self.inner.write_metadata(name, &config)?;
-        topics.insert(
+        self.inner.topics.write().insert(
             name.to_string(),
             Arc::new(TopicState {
                 name: name.to_string(),
@@ -297,29 +359,29 @@ impl Store {
     /// # Errors
     /// `NotFound`; `Io`.
     pub fn delete_topic(&self, name: &str) -> Result<()> {
+        let _ddl = self.inner.ddl.lock();
         self.check_open()?;
-        let state = self
-            .inner
-            .topics
-            .write()
-            .remove(name)
-            .ok_or_else(|| Error::NotFound {
-                kind: "topic",
-                name: name.to_string(),
-            })?;
-        let meta = self
-            .inner
-            .dir
-            .join(TOPICS_DIR)
-            .join(format!("{name}.properties"));
+        if name.starts_with("__") {
+            return Err(Error::InvalidArgument {
+                name: "topic",
+                reason: format!("`{name}` is an internal topic and cannot be deleted"),
+            });
+        }
+        let state = self.inner.topic(name)?;
+        let meta = self.inner.dir.join(TOPICS_DIR).join(name);
         let fs = self.inner.config.fs.as_ref();
         fs.remove_file(&meta)
             .map_err(io_ctx(format!("remove {}", meta.display())))?;
+        self.inner.topics.write().remove(name);
         fs.sync_dir(&self.inner.dir.join(TOPICS_DIR))
             .map_err(io_ctx("fsync the topics directory"))?;
-        for p in state.partitions.read().iter() {
+        let parts = state.partitions.read().clone();
+        // Every partition stops taking appends before any directory goes.
+        for p in &parts {
             let _ = p.log.shutdown();
             p.wake();
+        }
+        for p in &parts {
             self.inner
                 .remove_partition_dir(&partition_dir_name(name, p.partition))?;
         }
@@ -364,6 +426,7 @@ impl Store {
     /// `NotFound`; `InvalidArgument` if `total` is not more than the current count or
     /// over 100,000; `Io`.
     pub fn add_partitions(&self, name: &str, total: i32) -> Result<()> {
+        let _ddl = self.inner.ddl.lock();
         self.check_open()?;
         let t = self.inner.topic(name)?;
         let mut config = t.config.write();
@@ -376,13 +439,17 @@ impl Store {
                 ),
             });
         }
-        let mut parts = t.partitions.write();
+        check_dir_name_length(name, total)?;
         let mut new_config = config.clone();
         new_config.partitions = total;
-        for p in config.partitions..total {
-            parts.push(self.inner.open_partition(name, p, &new_config)?);
+        let new = self
+            .inner
+            .open_new_partitions(name, config.partitions..total, &new_config)?;
+        if let Err(e) = self.inner.write_metadata(name, &new_config) {
+            self.inner.discard_partitions(&new);
+            return Err(e);
         }
-        self.inner.write_metadata(name, &new_config)?;
+        t.partitions.write().extend(new);
         *config = new_config;
         Ok(())
     }
@@ -442,13 +509,76 @@ impl Inner {
 
     fn write_metadata(&self, name: &str, config: &TopicConfig) -> Result<()> {
         let dir = self.dir.join(TOPICS_DIR);
-        crate::log::write_file_atomically(
+        crate::log::write_file_atomically_via(
             self.config.fs.as_ref(),
             &dir,
-            &format!("{name}.properties"),
+            name,
+            METADATA_TMP,
             config.to_properties().as_bytes(),
         )
         .map_err(io_ctx(format!("write the metadata of topic `{name}`")))
+    }
+
+    /// Opens fresh partitions `range` of a topic that the metadata does not list yet,
+    /// first removing leftovers of an earlier interrupted create or delete. On failure
+    /// nothing stays open.
+    fn open_new_partitions(
+        &self,
+        topic: &str,
+        range: std::ops::Range<i32>,
+        config: &TopicConfig,
+    ) -> Result<Vec<Arc<PartitionState>>> {
+        let mut parts = Vec::new();
+        let result = (|| {
+            for p in range {
+                let dir = partition_dir_name(topic, p);
+                match self.partition_dir_contents(&dir)? {
+                    DirContents::Missing => {}
+                    DirContents::PartitionFiles => self.remove_partition_dir(&dir)?,
+                    DirContents::Other => {
+                        return Err(Error::AlreadyExists {
+                            kind: "directory (not made by streamlog)",
+                            name: self.dir.join(&dir).display().to_string(),
+                        });
+                    }
+                }
+                parts.push(self.open_partition(topic, p, config)?);
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => Ok(parts),
+            Err(e) => {
+                self.discard_partitions(&parts);
+                Err(e)
+            }
+        }
+    }
+
+    /// Best-effort undo of `open_new_partitions` after a later step failed (what stays
+    /// behind is an orphan that the next open removes).
+    fn discard_partitions(&self, parts: &[Arc<PartitionState>]) {
+        for p in parts {
+            let _ = p.log.shutdown();
+            let _ = self.remove_partition_dir(&partition_dir_name(&p.topic, p.partition));
+        }
+    }
+
+    /// Whether `name` in the store directory is missing, holds only partition files (or
+    /// nothing), or holds something else (a user's directory, never removed).
+    fn partition_dir_contents(&self, name: &str) -> Result<DirContents> {
+        let fs = self.config.fs.as_ref();
+        let path = self.dir.join(name);
+        if !fs
+            .exists(&path)
+            .map_err(io_ctx(format!("stat {}", path.display())))?
+        {
+            return Ok(DirContents::Missing);
+        }
+        Ok(match fs.list_dir(&path) {
+            Ok(files) if files.iter().all(|f| is_partition_file(f)) => DirContents::PartitionFiles,
+            _ => DirContents::Other,
+        })
     }
 
     fn remove_partition_dir(&self, name: &str) -> Result<()> {
@@ -488,7 +618,7 @@ impl Inner {
             let known = topics
                 .get(topic)
                 .is_some_and(|t| p < t.config.read().partitions);
-            if !known && fs.list_dir(&self.dir.join(&name)).is_ok() {
+            if !known && self.partition_dir_contents(&name)? == DirContents::PartitionFiles {
                 log::warn!(
                     "{}: removing partition directory {name} that no topic owns",
                     self.dir.display()
@@ -505,6 +635,7 @@ impl Inner {
     }
 
     fn close(&self) -> Result<()> {
+        let _ddl = self.ddl.lock();
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
@@ -517,6 +648,7 @@ impl Inner {
                 p.wake();
             }
         }
+        self.lock.lock().take();
         first.map_or(Ok(()), Err)
     }
 }
@@ -658,20 +790,25 @@ impl Partition {
 
     /// Blocks until a record at `offset` exists (the log end passes it) or `timeout`
     /// passes, without polling. Returns whether the record exists.
+    ///
+    /// Returns `false` at once if the partition was closed (topic deleted, store closed).
     pub fn wait_for(&self, offset: i64, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now().checked_add(timeout);
         let mut guard = self.state.notify.lock();
         loop {
             if self.log_end_offset() > offset {
                 return true;
             }
-            if self
-                .state
-                .appended
-                .wait_until(&mut guard, deadline)
-                .timed_out()
-            {
-                return self.log_end_offset() > offset;
+            if self.state.log.is_closed() {
+                return false;
+            }
+            match deadline {
+                Some(d) => {
+                    if self.state.appended.wait_until(&mut guard, d).timed_out() {
+                        return self.log_end_offset() > offset;
+                    }
+                }
+                None => self.state.appended.wait(&mut guard),
             }
         }
     }

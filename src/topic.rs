@@ -266,8 +266,8 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
     }
     if name.len() > 249 {
         return Err(bad(format!(
-            "`{}…` is {} characters; the limit is 249",
-            &name[..20],
+            "`{}…` is {} bytes; the limit is 249",
+            name.chars().take(20).collect::<String>(),
             name.len()
         )));
     }

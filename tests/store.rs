@@ -1,11 +1,11 @@
 //! Store and topic administration, persistence, and the Topic/Partition handles.
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use streamlog::fs::{CrashImage, FileSystem, SimFs};
+use streamlog::fs::{CrashImage, Fault, FileSystem, SimFs};
 use streamlog::{CleanupPolicy, Error, Record, Store, StoreConfig, TopicConfig};
 
 fn sim_store(fs: &SimFs) -> streamlog::Result<Store> {
@@ -271,4 +271,183 @@ fn crash_during_topic_changes_leaves_whole_topics_only() {
             }
         }
     }
+}
+
+// Review findings (each failed before its fix).
+
+/// topic.rs:270 `&name[..20]` slices inside a multi-byte char: create_topic panics.
+#[test]
+fn long_non_ascii_topic_name_is_an_error_not_a_panic() {
+    let fs = SimFs::new();
+    let store = sim_store(&fs).unwrap();
+    let name = "€".repeat(100); // 300 bytes; byte 20 is inside the 7th '€'
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        store.create_topic(&name, TopicConfig::default())
+    }));
+    assert!(
+        matches!(r, Ok(Err(_))),
+        "create_topic panicked on a bad name"
+    );
+}
+
+/// store.rs:662 `Instant::now() + timeout` overflows for a large timeout.
+#[test]
+fn wait_for_with_huge_timeout_does_not_panic() {
+    let fs = SimFs::new();
+    let store = sim_store(&fs).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let part = store.topic("t").unwrap().partition(0).unwrap();
+    part.append(&[rec("a")]).unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        part.wait_for(0, Duration::MAX)
+    }));
+    assert!(
+        matches!(r, Ok(true)),
+        "wait_for(.., Duration::MAX) panicked"
+    );
+}
+
+/// store.rs:470-498: any `<valid-name>-<n>` directory in the store dir that no topic
+/// owns is deleted with its files at open, including a user's unrelated directory.
+#[test]
+fn open_does_not_delete_unrelated_user_directories() {
+    let fs = SimFs::new();
+    fs.create_dir_all(Path::new("/store/backup-2024")).unwrap();
+    fs.write_file(
+        Path::new("/store/backup-2024/notes.txt"),
+        b"precious".to_vec(),
+    );
+    let store = sim_store(&fs).unwrap();
+    store.close().unwrap();
+    assert_eq!(
+        fs.read_file(Path::new("/store/backup-2024/notes.txt"))
+            .as_deref(),
+        Some(&b"precious"[..]),
+        "Store::open deleted a user's directory"
+    );
+}
+
+/// store.rs:379-386: a failure after some new partitions were opened leaves them in the
+/// live partition list while the metadata still has the old count. Appends to them
+/// succeed and are even flushed, and the next open deletes them as orphans.
+#[test]
+fn failed_add_partitions_does_not_expose_partitions_that_are_deleted_at_reopen() {
+    for k in 1..200u64 {
+        let fs = SimFs::new();
+        let store = sim_store(&fs).unwrap();
+        store.create_topic("t", TopicConfig::default()).unwrap();
+        fs.inject(Fault::Eio, fs.op_count() + k, false);
+        let r = store.add_partitions("t", 3);
+        fs.clear_faults();
+        if r.is_ok() {
+            break;
+        }
+        let topic = store.topic("t").unwrap();
+        if topic.partition_count() == topic.config().partition_count() {
+            continue;
+        }
+        // The inconsistent state: partition 1 is usable but not in the metadata.
+        let p1 = topic.partition(1).unwrap();
+        p1.append(&[rec("acknowledged")]).unwrap();
+        p1.flush().unwrap();
+        store.close().unwrap();
+        drop((p1, topic, store));
+        let store = sim_store(&fs).unwrap();
+        let topic = store.topic("t").unwrap();
+        let survived = topic
+            .partition(1)
+            .ok()
+            .and_then(|p| p.read(0, 1 << 20).ok())
+            .is_some_and(|r| r.len() == 1);
+        assert!(
+            survived,
+            "fault at op +{k}: add_partitions failed, but exposed partition 1; its flushed \
+             record was deleted at reopen (partition_count now {})",
+            topic.partition_count()
+        );
+        return;
+    }
+}
+
+/// store.rs:299-328: delete_topic drops the name from the map before it removes the
+/// metadata file and directories, so a concurrent create_topic of the same name can
+/// succeed, then have its metadata or its directories removed by the running delete
+/// (or recover the old topic's records into the new topic).
+#[test]
+fn delete_racing_create_of_the_same_name_keeps_the_new_topic_whole() {
+    for i in 0..40 {
+        let fs = SimFs::new();
+        let store = sim_store(&fs).unwrap();
+        let parts = 8;
+        store
+            .create_topic("t", TopicConfig::default().partitions(parts))
+            .unwrap();
+        for p in 0..parts {
+            let part = store.topic("t").unwrap().partition(p).unwrap();
+            part.append(&[rec("old")]).unwrap();
+        }
+        let s2 = store.clone();
+        let deleter = std::thread::spawn(move || s2.delete_topic("t"));
+        let mut created = false;
+        for _ in 0..100_000 {
+            if store
+                .create_topic("t", TopicConfig::default().partitions(parts))
+                .is_ok()
+            {
+                created = true;
+                break;
+            }
+        }
+        deleter.join().unwrap().unwrap();
+        assert!(created);
+        let t = store.topic("t").unwrap();
+        for p in 0..parts {
+            let part = t.partition(p).unwrap();
+            assert_eq!(
+                part.log_end_offset(),
+                0,
+                "iteration {i}: new topic t-{p} recovered the deleted topic's records"
+            );
+            part.append(&[rec("new")]).unwrap();
+            part.flush().unwrap();
+        }
+        store.close().unwrap();
+        drop((t, store));
+        let store = sim_store(&fs).unwrap();
+        let t = store
+            .topic("t")
+            .unwrap_or_else(|e| panic!("iteration {i}: created topic lost at reopen: {e}"));
+        for p in 0..parts {
+            let got = t.partition(p).unwrap().read(0, 1 << 20).unwrap_or_default();
+            assert_eq!(
+                got.len(),
+                1,
+                "iteration {i}: t-{p} lost its flushed record (dir removed by the racing delete)"
+            );
+        }
+    }
+}
+
+/// A 249-character name is legal (topic.rs:267), but `<name>.properties.tmp` is 264
+/// bytes: create_topic fails on a real file system (ENAMETOOLONG) after creating the
+/// partition directories.
+#[test]
+fn longest_legal_topic_name_can_be_created_on_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let name = "x".repeat(249);
+    store
+        .create_topic(&name, TopicConfig::default())
+        .expect("a 249-character topic name is valid but cannot be created");
+}
+
+/// close() marks the store closed but keeps the directory lock until the last clone is
+/// dropped, unlike Log::close (which releases it "so it can be opened again").
+#[test]
+fn close_releases_the_directory_lock() {
+    let fs = SimFs::new();
+    let store = sim_store(&fs).unwrap();
+    let _clone = store.clone();
+    store.close().unwrap();
+    sim_store(&fs).expect("reopen after close() while a clone is alive");
 }

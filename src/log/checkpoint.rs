@@ -35,7 +35,18 @@ pub fn write_atomic(
     name: &str,
     contents: &[u8],
 ) -> std::io::Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
+    write_atomic_via(fs, dir, name, &format!("{name}.tmp"), contents)
+}
+
+/// [`write_atomic`] with a chosen temporary file name (in `dir`).
+pub fn write_atomic_via(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    name: &str,
+    tmp_name: &str,
+    contents: &[u8],
+) -> std::io::Result<()> {
+    let tmp = dir.join(tmp_name);
     let f = fs.open(&tmp, true)?;
     f.set_len(0)?;
     f.write_all_at(contents, 0)?;

@@ -30,8 +30,11 @@ use crate::error::{Error, Result, io_ctx};
 use crate::format::batch::{self, BatchHeader, RECORD_BATCH_OVERHEAD};
 use crate::format::{Batch, EncodedBatch, Record, TimestampType};
 use crate::fs::{DirLock, FileSystem};
+pub(crate) use checkpoint::{
+    CLEAN_SHUTDOWN_FILE, DURABLE_FILE, LEADER_EPOCH_FILE, LOCK_FILE, RECOVERY_POINT_FILE,
+    read_small as read_small_file, write_atomic_via as write_file_atomically_via,
+};
 use checkpoint::{DurableFile, DurablePoint};
-pub(crate) use checkpoint::{read_small as read_small_file, write_atomic as write_file_atomically};
 pub use config::{Clock, LogConfig, ManualClock, SystemClock};
 pub use index::{OffsetEntry, TimeEntry};
 use segment::{Segment, file_name};
@@ -216,6 +219,11 @@ impl Log {
     /// Total bytes in `.log` files.
     pub fn size_bytes(&self) -> u64 {
         self.snapshot().iter().map(|s| s.size()).sum()
+    }
+
+    /// Whether the log was closed (appends return `Closed`).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     fn snapshot(&self) -> Arc<Vec<Arc<Segment>>> {
@@ -551,6 +559,17 @@ impl Log {
 
     fn flush_locked(&self, fl: &mut FlushState) -> Result<i64> {
         self.check_writable()?;
+        self.sync_locked(fl)
+    }
+
+    /// The fsyncs of a flush, without the closed check (the final flush of `close`).
+    fn sync_locked(&self, fl: &mut FlushState) -> Result<i64> {
+        if let Some(reason) = self.poison.lock().clone() {
+            return Err(Error::Poisoned {
+                path: self.dir.clone(),
+                reason,
+            });
+        }
         let (target, active, position, sealed, dir_dirty) = {
             let mut w = self.writer.lock();
             w.messages_since_flush = 0;
@@ -1099,10 +1118,12 @@ impl Log {
     }
 
     fn close_files(&self) -> Result<()> {
-        let flushed = self.flush();
+        let mut fl = self.flush_state.lock();
+        // Closed under the writer lock first, so no append can land after the final fsync.
+        let w = self.writer.lock();
         self.closed.store(true, Ordering::Release);
-        flushed?;
-        let _fl = self.flush_state.lock();
+        drop(w);
+        self.sync_locked(&mut fl)?;
         let w = self.writer.lock();
         let active = &w.active;
         self.seal(active);

@@ -145,8 +145,10 @@ impl Partitioner for DefaultPartitioner {
             Some((p, _)) if p < n => (pick(&mut st, Some(p)), 0),
             _ => (pick(&mut st, None), 0),
         };
-        st.current
-            .insert(topic.to_string(), (partition, bytes + record_bytes));
+        st.current.insert(
+            topic.to_string(),
+            (partition, bytes.saturating_add(record_bytes)),
+        );
         partition
     }
 }
