@@ -136,6 +136,95 @@ pub enum Error {
         /// What was closed.
         what: &'static str,
     },
+
+    /// A blocking call gave up after its configured time (e.g. `send` waiting for
+    /// `buffer_memory` longer than `max_block_ms`).
+    #[error("timed out after {waited_ms} ms ({what})")]
+    Timeout {
+        /// What was being waited for, naming the knob that bounds it.
+        what: &'static str,
+        /// How long the call waited.
+        waited_ms: u64,
+    },
+
+    /// An offset commit was rejected because the consumer no longer owns the partition
+    /// (a rebalance gave it to another member, or this member was removed from its group
+    /// for not polling within `max_poll_interval_ms`). Poll again to rejoin.
+    #[error("commit failed for group `{group}`: {reason}")]
+    CommitFailed {
+        /// The consumer group.
+        group: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Clone for Error {
+    /// A copy for delivering one failure to many waiters (every record of a failed batch).
+    /// An [`Error::Io`] copy keeps the kind and message of its source.
+    fn clone(&self) -> Self {
+        match self {
+            Error::Io { context, source } => Error::Io {
+                context: context.clone(),
+                source: io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::Corruption {
+                path,
+                position,
+                reason,
+            } => Error::corruption(path.clone(), *position, reason.clone()),
+            Error::InvalidBatch { field, reason } => Error::invalid_batch(field, reason.clone()),
+            Error::UnsupportedCodec { codec, reason } => Error::UnsupportedCodec {
+                codec: *codec,
+                reason: reason.clone(),
+            },
+            Error::InvalidConfig { name, reason } => Error::config(name, reason.clone()),
+            Error::InvalidArgument { name, reason } => Error::InvalidArgument {
+                name,
+                reason: reason.clone(),
+            },
+            Error::OffsetOutOfRange {
+                requested,
+                log_start,
+                log_end,
+            } => Error::OffsetOutOfRange {
+                requested: *requested,
+                log_start: *log_start,
+                log_end: *log_end,
+            },
+            Error::RecordTooLarge {
+                size,
+                limit,
+                limit_name,
+            } => Error::RecordTooLarge {
+                size: *size,
+                limit: *limit,
+                limit_name,
+            },
+            Error::Poisoned { path, reason } => Error::Poisoned {
+                path: path.clone(),
+                reason: reason.clone(),
+            },
+            Error::Locked { path } => Error::Locked { path: path.clone() },
+            Error::NotFound { kind, name } => Error::NotFound {
+                kind,
+                name: name.clone(),
+            },
+            Error::AlreadyExists { kind, name } => Error::AlreadyExists {
+                kind,
+                name: name.clone(),
+            },
+            Error::Closed { what } => Error::Closed { what },
+            Error::Timeout { what, waited_ms } => Error::Timeout {
+                what,
+                waited_ms: *waited_ms,
+            },
+            Error::CommitFailed { group, reason } => Error::CommitFailed {
+                group: group.clone(),
+                reason: reason.clone(),
+            },
+        }
+    }
 }
 
 /// Maps an `io::Error` to [`Error::Io`] saying what was being done.

@@ -30,18 +30,27 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod consumer;
 mod error;
 pub mod format;
 pub mod fs;
 #[cfg(feature = "internals")]
 pub mod internals;
 pub mod log;
+mod notify;
 pub mod producer;
 mod store;
 mod topic;
 
+pub use consumer::{
+    Assignor, Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel, OffsetReset,
+    RebalanceListener, TopicPartition,
+};
 pub use error::{Error, Result};
 pub use format::{Batch, BatchBuilder, Compression, Header, Record};
+pub use producer::{
+    Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
+};
 pub use store::{Partition, PartitionDescription, Store, StoreConfig, Topic, TopicDescription};
 pub use topic::{CleanupPolicy, TopicConfig, validate_topic_name};
 

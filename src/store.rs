@@ -16,7 +16,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Mutex, RwLock};
+
+use crate::consumer::group::{Coordinator, OFFSETS_TOPIC};
+use crate::notify::Notifier;
 
 use crate::error::{Error, Result, io_ctx};
 use crate::format::{Batch, BatchBuilder, Compression, DecodeOptions, Record};
@@ -82,30 +85,28 @@ impl StoreConfig {
 }
 
 #[derive(Debug)]
-struct PartitionState {
-    topic: String,
-    partition: i32,
-    log: Log,
-    notify: Mutex<()>,
-    appended: Condvar,
+pub(crate) struct PartitionState {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) log: Log,
+    notifier: Arc<Notifier>,
 }
 
 impl PartitionState {
-    fn wake(&self) {
-        let _g = self.notify.lock();
-        self.appended.notify_all();
+    pub(crate) fn wake(&self) {
+        self.notifier.notify();
     }
 }
 
 #[derive(Debug)]
-struct TopicState {
-    name: String,
-    config: RwLock<TopicConfig>,
-    partitions: RwLock<Vec<Arc<PartitionState>>>,
+pub(crate) struct TopicState {
+    pub(crate) name: String,
+    pub(crate) config: RwLock<TopicConfig>,
+    pub(crate) partitions: RwLock<Vec<Arc<PartitionState>>>,
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     dir: PathBuf,
     config: StoreConfig,
     topics: RwLock<BTreeMap<String, Arc<TopicState>>>,
@@ -114,6 +115,12 @@ struct Inner {
     closed: AtomicBool,
     /// The directory lock, released by `close` even while clones of the store live.
     lock: Mutex<Option<Box<dyn DirLock>>>,
+    /// Woken by every append and group change.
+    pub(crate) notifier: Arc<Notifier>,
+    /// Consumer groups and committed offsets.
+    pub(crate) groups: Coordinator,
+    /// Live producers, flushed and stopped at close.
+    pub(crate) producers: Mutex<Vec<std::sync::Weak<crate::producer::Shared>>>,
 }
 
 /// A streamlog store: a directory of topics. Cheap to clone; `Send + Sync`.
@@ -132,7 +139,7 @@ struct Inner {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Store {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 /// What [`Store::describe_topic`] reports for one partition.
@@ -196,6 +203,7 @@ fn is_partition_file(name: &str) -> bool {
             crate::log::DURABLE_FILE,
             crate::log::LEADER_EPOCH_FILE,
             crate::log::LOCK_FILE,
+            crate::log::LOG_START_FILE,
         ]
         .contains(&name)
 }
@@ -239,6 +247,7 @@ impl Store {
         let lock = crate::fs::take_lock(fs.as_ref(), &lock_path)?;
         fs.sync_dir(&dir)
             .map_err(io_ctx(format!("fsync {}", dir.display())))?;
+        let notifier = Arc::new(Notifier::default());
         let mut topics = BTreeMap::new();
         for name in fs
             .list_dir(&meta_dir)
@@ -270,8 +279,7 @@ impl Store {
                     topic: topic.to_string(),
                     partition: p,
                     log,
-                    notify: Mutex::new(()),
-                    appended: Condvar::new(),
+                    notifier: notifier.clone(),
                 }));
             }
             topics.insert(
@@ -290,14 +298,65 @@ impl Store {
             ddl: Mutex::new(()),
             closed: AtomicBool::new(false),
             lock: Mutex::new(Some(lock)),
+            notifier,
+            groups: Coordinator::default(),
+            producers: Mutex::new(Vec::new()),
         };
         inner.remove_orphan_partitions()?;
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(inner),
-        })
+        };
+        if !store.inner.topics.read().contains_key(OFFSETS_TOPIC) {
+            store.create_topic_inner(OFFSETS_TOPIC, Coordinator::offsets_topic_config())?;
+        }
+        store.inner.groups.load(&*store.offsets_partition()?)?;
+        Ok(store)
     }
 
-    fn check_open(&self) -> Result<()> {
+    /// The partition of the internal committed-offsets topic.
+    pub(crate) fn offsets_partition(&self) -> Result<Arc<PartitionState>> {
+        self.partition_state(OFFSETS_TOPIC, 0)
+    }
+
+    /// A partition's shared state.
+    pub(crate) fn partition_state(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Arc<PartitionState>> {
+        let t = self.inner.topic(topic)?;
+        usize::try_from(partition)
+            .ok()
+            .and_then(|i| t.partitions.read().get(i).cloned())
+            .ok_or_else(|| Error::NotFound {
+                kind: "partition",
+                name: format!("{topic}-{partition}"),
+            })
+    }
+
+    /// A topic's shared state.
+    pub(crate) fn topic_state(&self, name: &str) -> Result<Arc<TopicState>> {
+        self.check_open()?;
+        self.inner.topic(name)
+    }
+
+    /// Partition counts of the named topics (missing topics are left out).
+    pub(crate) fn partition_counts<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a String>,
+    ) -> BTreeMap<String, i32> {
+        let topics = self.inner.topics.read();
+        names
+            .into_iter()
+            .filter_map(|n| {
+                topics
+                    .get(n)
+                    .map(|t| (n.clone(), t.partitions.read().len() as i32))
+            })
+            .collect()
+    }
+
+    pub(crate) fn check_open(&self) -> Result<()> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(Error::Closed { what: "store" });
         }
@@ -325,6 +384,10 @@ impl Store {
                 ),
             });
         }
+        self.create_topic_inner(name, config)
+    }
+
+    fn create_topic_inner(&self, name: &str, config: TopicConfig) -> Result<()> {
         config.validate()?;
         check_dir_name_length(name, config.partitions)?;
         let _ddl = self.inner.ddl.lock();
@@ -375,6 +438,14 @@ impl Store {
         self.inner.topics.write().remove(name);
         fs.sync_dir(&self.inner.dir.join(TOPICS_DIR))
             .map_err(io_ctx("fsync the topics directory"))?;
+        if let Err(e) = self
+            .inner
+            .groups
+            .forget_topic(&*self.offsets_partition()?, name)
+        {
+            log::warn!("deleting the committed offsets of topic `{name}`: {e}");
+        }
+        self.inner.notifier.notify();
         let parts = state.partitions.read().clone();
         // Every partition stops taking appends before any directory goes.
         for p in &parts {
@@ -389,9 +460,15 @@ impl Store {
             .map_err(io_ctx(format!("fsync {}", self.inner.dir.display())))
     }
 
-    /// Names of all topics, sorted.
+    /// Names of all topics, sorted, without internal ones (`__consumer_offsets`).
     pub fn list_topics(&self) -> Vec<String> {
-        self.inner.topics.read().keys().cloned().collect()
+        self.inner
+            .topics
+            .read()
+            .keys()
+            .filter(|n| !n.starts_with("__"))
+            .cloned()
+            .collect()
     }
 
     /// A topic's configuration and per-partition offsets and sizes.
@@ -451,6 +528,7 @@ impl Store {
         }
         t.partitions.write().extend(new);
         *config = new_config;
+        self.inner.notifier.notify();
         Ok(())
     }
 
@@ -463,6 +541,45 @@ impl Store {
         Ok(Topic {
             state: self.inner.topic(name)?,
         })
+    }
+
+    /// Raises the log start offset of `topic`-`partition` to `offset` (Kafka's
+    /// `deleteRecords`): records below it are no longer readable (their segments are
+    /// reclaimed by retention), and consumers positioned below it follow their
+    /// `auto_offset_reset`. Durable on return. Returns the new log start offset.
+    ///
+    /// # Errors
+    /// `NotFound`; `OffsetOutOfRange` past the log end; `Io`; `Closed`.
+    pub fn delete_records(&self, topic: &str, partition: i32, offset: i64) -> Result<i64> {
+        self.check_open()?;
+        Partition {
+            state: self.partition_state(topic, partition)?,
+        }
+        .delete_records(offset)
+    }
+
+    /// Consumer groups with live members or committed offsets, sorted.
+    pub fn list_groups(&self) -> Vec<String> {
+        self.inner.groups.list()
+    }
+
+    /// A group's members, their assignments, and its committed offsets with lag.
+    ///
+    /// # Errors
+    /// `NotFound` for a group with no members and no committed offsets.
+    pub fn describe_group(&self, group: &str) -> Result<crate::consumer::GroupDescription> {
+        let end = |tp: &crate::consumer::TopicPartition| {
+            self.partition_state(tp.topic(), tp.partition())
+                .ok()
+                .map(|p| p.log.log_end_offset())
+        };
+        self.inner
+            .groups
+            .describe(group, &end)
+            .ok_or_else(|| Error::NotFound {
+                kind: "consumer group",
+                name: group.to_string(),
+            })
     }
 
     /// Flushes every partition and closes the store: the next open scans nothing. Later
@@ -502,8 +619,7 @@ impl Inner {
             topic: topic.to_string(),
             partition,
             log,
-            notify: Mutex::new(()),
-            appended: Condvar::new(),
+            notifier: self.notifier.clone(),
         }))
     }
 
@@ -635,6 +751,10 @@ impl Inner {
     }
 
     fn close(&self) -> Result<()> {
+        if !self.closed.load(Ordering::Acquire) {
+            let producers = std::mem::take(&mut *self.producers.lock());
+            crate::producer::shutdown_all(&producers);
+        }
         let _ddl = self.ddl.lock();
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
@@ -794,22 +914,28 @@ impl Partition {
     /// Returns `false` at once if the partition was closed (topic deleted, store closed).
     pub fn wait_for(&self, offset: i64, timeout: Duration) -> bool {
         let deadline = Instant::now().checked_add(timeout);
-        let mut guard = self.state.notify.lock();
         loop {
+            let seen = self.state.notifier.seq();
             if self.log_end_offset() > offset {
                 return true;
             }
             if self.state.log.is_closed() {
                 return false;
             }
-            match deadline {
-                Some(d) => {
-                    if self.state.appended.wait_until(&mut guard, d).timed_out() {
-                        return self.log_end_offset() > offset;
-                    }
-                }
-                None => self.state.appended.wait(&mut guard),
+            if !self.state.notifier.wait(seen, deadline) {
+                return self.log_end_offset() > offset;
             }
         }
+    }
+
+    /// Raises the log start offset to `offset` (Kafka's `DeleteRecords`; see
+    /// [`Store::delete_records`]). Returns the new log start offset.
+    ///
+    /// # Errors
+    /// `OffsetOutOfRange` past the log end; `Io`; `Poisoned`; `Closed`.
+    pub fn delete_records(&self, offset: i64) -> Result<i64> {
+        let start = self.state.log.advance_log_start(offset)?;
+        self.state.wake();
+        Ok(start)
     }
 }

@@ -20,6 +20,9 @@ use crate::fs::{File, FileSystem};
 /// File name of the recovery point checkpoint.
 pub const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
 /// File name of the clean shutdown marker.
+/// The log start offset raised by `delete_records` (Kafka's offset checkpoint text).
+pub const LOG_START_FILE: &str = "log-start-offset-checkpoint";
+/// Kafka's clean shutdown marker.
 pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
 /// File name of the durable position slots.
 pub const DURABLE_FILE: &str = "streamlog.durable";

@@ -31,8 +31,9 @@ use crate::format::batch::{self, BatchHeader, RECORD_BATCH_OVERHEAD};
 use crate::format::{Batch, EncodedBatch, Record, TimestampType};
 use crate::fs::{DirLock, FileSystem};
 pub(crate) use checkpoint::{
-    CLEAN_SHUTDOWN_FILE, DURABLE_FILE, LEADER_EPOCH_FILE, LOCK_FILE, RECOVERY_POINT_FILE,
-    read_small as read_small_file, write_atomic_via as write_file_atomically_via,
+    CLEAN_SHUTDOWN_FILE, DURABLE_FILE, LEADER_EPOCH_FILE, LOCK_FILE, LOG_START_FILE,
+    RECOVERY_POINT_FILE, read_small as read_small_file,
+    write_atomic_via as write_file_atomically_via,
 };
 use checkpoint::{DurableFile, DurablePoint};
 pub use config::{Clock, LogConfig, ManualClock, SystemClock};
@@ -944,6 +945,40 @@ impl Log {
             }),
             Err(_) => false,
         }
+    }
+
+    /// Raises the log start offset to `offset` (Kafka's `DeleteRecords`): reads below it
+    /// return `OffsetOutOfRange` from now on and after a reopen (the new start is written
+    /// atomically and fsync'd before this returns). Segments wholly below it are removed
+    /// by retention. Lowering is a no-op; returns the log start offset.
+    ///
+    /// # Errors
+    /// `OffsetOutOfRange` past the log end; `Io`; `Poisoned`; `Closed`.
+    pub fn advance_log_start(&self, offset: i64) -> Result<i64> {
+        let _fl = self.flush_state.lock();
+        self.check_writable()?;
+        let _w = self.writer.lock();
+        if offset > self.log_end_offset() {
+            return Err(self.out_of_range(offset));
+        }
+        let start = self.log_start_offset();
+        if offset <= start {
+            return Ok(start);
+        }
+        let text = checkpoint::recovery_point_text(&self.topic, self.partition, offset);
+        checkpoint::write_atomic(
+            self.fs.as_ref(),
+            &self.dir,
+            checkpoint::LOG_START_FILE,
+            text.as_bytes(),
+        )
+        .map_err(io_ctx(format!(
+            "write {}",
+            self.dir.join(checkpoint::LOG_START_FILE).display()
+        )))
+        .inspect_err(|e| self.poison_with(e.to_string()))?;
+        self.log_start.store(offset, Ordering::Release);
+        Ok(offset)
     }
 
     /// Removes every batch from the one containing `offset` onwards, so the log end

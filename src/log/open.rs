@@ -170,6 +170,14 @@ impl Log {
                 .cloned()
                 .collect()
         };
+        // A log start raised by delete_records; never below the first segment nor past the end.
+        let log_start = checkpoint::read_small(fs.as_ref(), &dir.join(checkpoint::LOG_START_FILE))
+            .map_err(io_ctx(format!(
+                "read {}",
+                dir.join(checkpoint::LOG_START_FILE).display()
+            )))?
+            .and_then(|b| checkpoint::parse_recovery_point(&String::from_utf8_lossy(&b), partition))
+            .map_or(segs[0].base, |o| o.clamp(segs[0].base, next_offset));
         let log = Log {
             dir: dir.clone(),
             topic,
@@ -187,7 +195,7 @@ impl Log {
             } else {
                 -1
             }),
-            log_start: AtomicI64::new(segs[0].base),
+            log_start: AtomicI64::new(log_start),
             writer: Mutex::new(Writer {
                 active,
                 bytes_since_index: outcome.bytes_since_index,

@@ -1,6 +1,865 @@
-//! The producer side. So far: Kafka's partitioners. The `Producer` itself (accumulator,
-//! linger, acks, delivery futures) is still to come.
+//! The producer: [`Producer`] with Kafka's partitioners, a per-partition accumulator
+//! (`batch_size`, `linger_ms`, `buffer_memory`), compression, and per-send durability
+//! ([`Acks`]).
+//!
+//! ```
+//! use streamlog::{Acks, ProducerConfig, ProducerRecord, Store, TopicConfig};
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::open(dir.path())?;
+//! store.create_topic("clicks", TopicConfig::default().partitions(4))?;
+//! let producer = store.producer(ProducerConfig::default().acks(Acks::All))?;
+//! let meta = producer
+//!     .send(ProducerRecord::new("clicks").key("user-7").value(r#"{"page":"home"}"#))?
+//!     .wait()?; // fdatasync'd: survives power loss
+//! assert_eq!(meta.partition, streamlog::producer::partition_for_key(b"user-7", 4));
+//! producer.close()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod partitioner;
 
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll, Waker};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex};
+
 pub use partitioner::{DefaultPartitioner, Partitioner, murmur2, partition_for_key};
+
+use crate::error::{Error, Result};
+use crate::format::{BatchBuilder, Compression, Header, TimestampType};
+use crate::store::{PartitionState, Store};
+
+/// When `send(..).wait()` returns: the durability contract of DESIGN.md section 5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Acks {
+    /// Queued in memory; lost if the process dies before its batch is appended. The
+    /// metadata's offset is -1 (as Kafka's `acks=0`).
+    None,
+    /// Written to the log file (OS page cache): survives a process crash, not power loss.
+    #[default]
+    Leader,
+    /// Covered by an fdatasync of its segment (and directory, for a new segment):
+    /// survives power loss. Concurrent sends share fsyncs (group commit).
+    All,
+}
+
+/// Producer settings; knob names follow Kafka's producer configs.
+#[derive(Clone)]
+pub struct ProducerConfig {
+    acks: Acks,
+    batch_size: usize,
+    linger_ms: u64,
+    buffer_memory: usize,
+    max_block_ms: u64,
+    max_request_size: usize,
+    compression: Compression,
+    compression_level: Option<i32>,
+    partitioner: Option<Arc<dyn Partitioner>>,
+}
+
+impl fmt::Debug for ProducerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProducerConfig")
+            .field("acks", &self.acks)
+            .field("batch_size", &self.batch_size)
+            .field("linger_ms", &self.linger_ms)
+            .field("buffer_memory", &self.buffer_memory)
+            .field("max_block_ms", &self.max_block_ms)
+            .field("max_request_size", &self.max_request_size)
+            .field("compression", &self.compression)
+            .field("compression_level", &self.compression_level)
+            .field("partitioner", &self.partitioner)
+            .finish()
+    }
+}
+
+impl Default for ProducerConfig {
+    /// Kafka's defaults: acks Leader (see [`Acks`]), batch_size 16384, linger_ms 5,
+    /// buffer_memory 32 MiB, max_block_ms 60000, max_request_size 1 MiB, no compression.
+    fn default() -> Self {
+        ProducerConfig {
+            acks: Acks::Leader,
+            batch_size: 16384,
+            linger_ms: 5,
+            buffer_memory: 32 << 20,
+            max_block_ms: 60_000,
+            max_request_size: 1 << 20,
+            compression: Compression::None,
+            compression_level: None,
+            partitioner: None,
+        }
+    }
+}
+
+macro_rules! producer_setter {
+    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        #[must_use]
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.$name = value;
+            self
+        }
+    };
+}
+
+impl ProducerConfig {
+    producer_setter!(
+        /// Durability of a resolved send. Default = `Leader`.
+        acks: Acks
+    );
+    producer_setter!(
+        /// A partition's open batch is appended once it holds this many (uncompressed)
+        /// bytes. Default = 16384.
+        batch_size: usize
+    );
+    producer_setter!(
+        /// How long an open batch waits for more records before it is appended; 0 =
+        /// append at every send. Default = 5.
+        linger_ms: u64
+    );
+    producer_setter!(
+        /// Bytes of records sent but not yet appended; `send` blocks past it. Default = 32 MiB.
+        buffer_memory: usize
+    );
+    producer_setter!(
+        /// How long `send` blocks for `buffer_memory` before `Error::Timeout`. Default = 60000.
+        max_block_ms: u64
+    );
+    producer_setter!(
+        /// Largest record (and batch) accepted. Default = 1 MiB.
+        max_request_size: usize
+    );
+    producer_setter!(
+        /// Codec for every batch. Default = none.
+        compression: Compression
+    );
+    producer_setter!(
+        /// Codec level (gzip 0-9, zstd 1-22, lz4 ignored); `None` = the codec's default.
+        compression_level: Option<i32>
+    );
+
+    /// A custom partitioner for records without an explicit partition. Default =
+    /// [`DefaultPartitioner`] (murmur2 for keys, sticky for null keys).
+    #[must_use]
+    pub fn partitioner(mut self, partitioner: Arc<dyn Partitioner>) -> Self {
+        self.partitioner = Some(partitioner);
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(Error::config("batch_size", "must be at least 1"));
+        }
+        if self.max_request_size < 128 {
+            return Err(Error::config(
+                "max_request_size",
+                "must be at least 128 bytes",
+            ));
+        }
+        if self.buffer_memory < self.max_request_size.min(self.batch_size) {
+            return Err(Error::config(
+                "buffer_memory",
+                "must be at least min(batch_size, max_request_size)",
+            ));
+        }
+        if let Some(level) = self.compression_level {
+            let ok = match self.compression {
+                Compression::Gzip => (0..=9).contains(&level),
+                Compression::Zstd => (-7..=22).contains(&level),
+                _ => true,
+            };
+            if !ok {
+                return Err(Error::config(
+                    "compression_level",
+                    format!("{level} is out of range for {:?}", self.compression),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A record to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerRecord {
+    topic: String,
+    partition: Option<i32>,
+    key: Option<Bytes>,
+    value: Option<Bytes>,
+    headers: Vec<Header>,
+    timestamp: Option<i64>,
+}
+
+impl ProducerRecord {
+    /// A record for `topic` with null key and value (set them with the builders).
+    pub fn new(topic: impl Into<String>) -> Self {
+        ProducerRecord {
+            topic: topic.into(),
+            partition: None,
+            key: None,
+            value: None,
+            headers: Vec::new(),
+            timestamp: None,
+        }
+    }
+    /// Sends to this partition, bypassing the partitioner.
+    #[must_use]
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+    /// The key (chooses the partition by murmur2 with the default partitioner).
+    #[must_use]
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+    /// The value (none = a tombstone).
+    #[must_use]
+    pub fn value(mut self, value: impl Into<Bytes>) -> Self {
+        self.value = Some(value.into());
+        self
+    }
+    /// Adds a header.
+    #[must_use]
+    pub fn header(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers.push(Header::new(key, value));
+        self
+    }
+    /// The CreateTime timestamp (ms since the epoch). Default = now.
+    #[must_use]
+    pub fn timestamp(mut self, timestamp: i64) -> Self {
+        self.timestamp = Some(timestamp);
+        self
+    }
+}
+
+/// Where a sent record went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// The partition.
+    pub partition: i32,
+    /// The record's offset (-1 under `Acks::None`).
+    pub offset: i64,
+    /// Its timestamp (the append time if the topic uses LogAppendTime).
+    pub timestamp: i64,
+}
+
+#[derive(Debug)]
+enum SlotState {
+    Pending(Vec<Waker>),
+    Done(Result<(i64, i64)>),
+}
+
+/// The outcome of one batch, shared by the futures of its records.
+#[derive(Debug)]
+struct BatchSlot {
+    state: Mutex<SlotState>,
+    cond: Condvar,
+}
+
+impl BatchSlot {
+    fn new() -> Arc<Self> {
+        Arc::new(BatchSlot {
+            state: Mutex::new(SlotState::Pending(Vec::new())),
+            cond: Condvar::new(),
+        })
+    }
+
+    /// `Ok((base_offset, max_timestamp))` or the batch's error.
+    fn resolve(&self, result: Result<(i64, i64)>) {
+        let mut st = self.state.lock();
+        if let SlotState::Pending(wakers) = std::mem::replace(&mut *st, SlotState::Done(result)) {
+            for w in wakers {
+                w.wake();
+            }
+        }
+        self.cond.notify_all();
+    }
+}
+
+#[derive(Debug)]
+struct PendingDelivery {
+    slot: Arc<BatchSlot>,
+    index: i64,
+    topic: Arc<str>,
+    partition: i32,
+    timestamp: i64,
+    log_append_time: bool,
+}
+
+impl PendingDelivery {
+    fn metadata(&self, done: &Result<(i64, i64)>) -> Result<RecordMetadata> {
+        let &(base, max_ts) = done.as_ref().map_err(Clone::clone)?;
+        Ok(RecordMetadata {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: base + self.index,
+            timestamp: if self.log_append_time {
+                max_ts
+            } else {
+                self.timestamp
+            },
+        })
+    }
+}
+
+/// The result of a [`Producer::send`]: a `std::future::Future` (for async code) with a
+/// blocking [`wait`](Self::wait). Resolves when the record meets the producer's [`Acks`].
+#[derive(Debug)]
+#[must_use = "a send is confirmed only by waiting for (or awaiting) its future"]
+pub struct DeliveryFuture {
+    inner: Result<PendingDelivery, Option<RecordMetadata>>,
+}
+
+impl DeliveryFuture {
+    /// Blocks until the record is delivered per the producer's acks.
+    ///
+    /// # Errors
+    /// The batch's append or fsync error (`Io`, `Poisoned`, `RecordTooLarge`, `Closed`).
+    pub fn wait(self) -> Result<RecordMetadata> {
+        match self.inner {
+            Err(ready) => Ok(ready.expect("a DeliveryFuture resolves once")),
+            Ok(p) => {
+                let mut st = p.slot.state.lock();
+                loop {
+                    if let SlotState::Done(r) = &*st {
+                        return p.metadata(r);
+                    }
+                    p.slot.cond.wait(&mut st);
+                }
+            }
+        }
+    }
+
+    /// Whether the result is available without blocking.
+    pub fn is_ready(&self) -> bool {
+        match &self.inner {
+            Err(_) => true,
+            Ok(p) => matches!(*p.slot.state.lock(), SlotState::Done(_)),
+        }
+    }
+}
+
+impl Future for DeliveryFuture {
+    type Output = Result<RecordMetadata>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().inner {
+            Err(ready) => Poll::Ready(ready.take().ok_or(Error::InvalidArgument {
+                name: "future",
+                reason: "polled after it completed".into(),
+            })),
+            Ok(p) => {
+                let mut st = p.slot.state.lock();
+                match &mut *st {
+                    SlotState::Done(r) => Poll::Ready(p.metadata(r)),
+                    SlotState::Pending(wakers) => {
+                        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                            wakers.push(cx.waker().clone());
+                        }
+                        Poll::Pending
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct OpenBatch {
+    id: u64,
+    builder: BatchBuilder,
+    slot: Arc<BatchSlot>,
+    created: Instant,
+    part: Arc<PartitionState>,
+    queue: Arc<PartQueue>,
+    reserved: usize,
+    limit: usize,
+}
+
+/// Closed batches of one partition are appended in the order they were closed (which
+/// keeps per-key order) even though they are compressed in parallel.
+#[derive(Debug, Default)]
+struct PartQueue {
+    next_ticket: Mutex<u64>,
+    appended: Mutex<u64>,
+    cond: Condvar,
+}
+
+struct Closed {
+    batch: OpenBatch,
+    ticket: u64,
+}
+
+#[derive(Default)]
+struct AccState {
+    open: HashMap<(Arc<str>, i32), OpenBatch>,
+    queues: HashMap<(Arc<str>, i32), Arc<PartQueue>>,
+    used_memory: usize,
+    inflight: BTreeSet<u64>,
+    next_batch_id: u64,
+}
+
+pub(crate) struct Shared {
+    store: Store,
+    config: ProducerConfig,
+    partitioner: Arc<dyn Partitioner>,
+    state: Mutex<AccState>,
+    /// Memory freed, a batch finished, a new lingering batch, or close.
+    cond: Condvar,
+    closed: AtomicBool,
+}
+
+struct Handle {
+    shared: Arc<Shared>,
+    linger: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Sends records to topics. `Send + Sync + Clone`: share one across threads (clones
+/// share the accumulator). Closed by [`close`](Self::close) or when the last clone drops.
+#[derive(Clone)]
+pub struct Producer {
+    handle: Arc<Handle>,
+}
+
+impl fmt::Debug for Producer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Producer")
+            .field("config", &self.handle.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// A new producer on this store.
+    ///
+    /// # Errors
+    /// `InvalidConfig`; `Closed`; `Io` if its linger thread cannot start.
+    pub fn producer(&self, config: ProducerConfig) -> Result<Producer> {
+        self.check_open()?;
+        config.validate()?;
+        let partitioner = config
+            .partitioner
+            .clone()
+            .unwrap_or_else(|| Arc::new(DefaultPartitioner::new(config.batch_size)));
+        let shared = Arc::new(Shared {
+            store: self.clone(),
+            config,
+            partitioner,
+            state: Mutex::new(AccState::default()),
+            cond: Condvar::new(),
+            closed: AtomicBool::new(false),
+        });
+        let linger = if shared.config.linger_ms > 0 {
+            let s = shared.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("streamlog-linger".into())
+                    .spawn(move || s.linger_loop())
+                    .map_err(crate::error::io_ctx("start the producer's linger thread"))?,
+            )
+        } else {
+            None
+        };
+        self.register_producer(Arc::downgrade(&shared));
+        Ok(Producer {
+            handle: Arc::new(Handle {
+                shared,
+                linger: Mutex::new(linger),
+            }),
+        })
+    }
+}
+
+impl Producer {
+    /// Sends a record: picks its partition, adds it to that partition's open batch, and
+    /// returns a future resolving when it meets the configured [`Acks`]. Blocks only when
+    /// `buffer_memory` is full (up to `max_block_ms`), or to append a batch that filled.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown topic or partition; `RecordTooLarge` past
+    /// `max_request_size`, the topic's `max_message_bytes` or `buffer_memory`; `Timeout`
+    /// after `max_block_ms`; `Closed` after `close`.
+    pub fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
+        self.handle.shared.send(record)
+    }
+
+    /// Appends every open batch now and waits until everything sent before this call
+    /// is resolved (per `acks`; with `Acks::All`, fsync'd).
+    ///
+    /// # Errors
+    /// `Closed` if the store closed.
+    pub fn flush(&self) -> Result<()> {
+        self.handle.shared.flush()
+    }
+
+    /// Flushes and stops the producer; later sends return `Closed`. Also done when the
+    /// last clone is dropped.
+    ///
+    /// # Errors
+    /// As [`flush`](Self::flush).
+    pub fn close(&self) -> Result<()> {
+        self.handle.close()
+    }
+}
+
+impl Handle {
+    fn close(&self) -> Result<()> {
+        let result = self.shared.shutdown();
+        if let Some(t) = self.linger.lock().take()
+            && t.join().is_err()
+        {
+            log::error!("the producer's linger thread panicked");
+        }
+        result
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            log::warn!("closing producer on drop: {e}");
+        }
+    }
+}
+
+/// Approximate encoded size of a record in a batch (varint fields at their widest).
+fn record_estimate(r: &ProducerRecord) -> usize {
+    let field = |b: Option<&Bytes>| b.map_or(1, |b| b.len() + 5);
+    21 + field(r.key.as_ref())
+        + field(r.value.as_ref())
+        + r.headers
+            .iter()
+            .map(|h| h.key.len() + 5 + field(h.value.as_ref()))
+            .sum::<usize>()
+}
+
+/// Bytes of a batch header.
+const BATCH_OVERHEAD: usize = 61;
+
+impl Shared {
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed { what: "producer" });
+        }
+        Ok(())
+    }
+
+    fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
+        self.check_open()?;
+        let topic_state = self.store.topic_state(&record.topic)?;
+        let (num_partitions, topic_max, log_append_time) = {
+            let c = topic_state.config.read();
+            (
+                topic_state.partitions.read().len() as i32,
+                usize::try_from(c.max_message_bytes).unwrap_or(usize::MAX),
+                c.message_timestamp_type == TimestampType::LogAppendTime,
+            )
+        };
+        let size = record_estimate(&record);
+        let limit = self.config.max_request_size.min(topic_max);
+        for (limit, limit_name) in [
+            (self.config.max_request_size, "max_request_size"),
+            (topic_max, "max_message_bytes"),
+            (self.config.buffer_memory, "buffer_memory"),
+        ] {
+            if size + BATCH_OVERHEAD > limit {
+                return Err(Error::RecordTooLarge {
+                    size: (size + BATCH_OVERHEAD) as u64,
+                    limit: limit as u64,
+                    limit_name,
+                });
+            }
+        }
+        let partition = match record.partition {
+            Some(p) if (0..num_partitions).contains(&p) => p,
+            Some(p) => {
+                return Err(Error::NotFound {
+                    kind: "partition",
+                    name: format!("{}-{p}", record.topic),
+                });
+            }
+            None => {
+                let p = self.partitioner.partition(
+                    &record.topic,
+                    record.key.as_deref(),
+                    size,
+                    num_partitions,
+                );
+                if !(0..num_partitions).contains(&p) {
+                    return Err(Error::InvalidArgument {
+                        name: "partitioner",
+                        reason: format!(
+                            "returned partition {p} for topic `{}` with {num_partitions} partitions",
+                            record.topic
+                        ),
+                    });
+                }
+                p
+            }
+        };
+        let part = topic_state.partitions.read()[partition as usize].clone();
+        let timestamp = record
+            .timestamp
+            .unwrap_or_else(|| part.log.config().clock.now_ms());
+        let topic: Arc<str> = Arc::from(record.topic.as_str());
+
+        let mut to_ship = Vec::new();
+        let mut st = self.state.lock();
+        self.reserve(&mut st, size, &mut to_ship)?;
+        let key = (topic.clone(), partition);
+        // A full batch (or one of a deleted and recreated topic) is closed first.
+        if let Some(b) = st.open.get(&key)
+            && (!Arc::ptr_eq(&b.part, &part)
+                || (!b.builder.is_empty()
+                    && b.builder.uncompressed_size() + size
+                        > b.limit
+                            .min(self.config.batch_size.max(size + BATCH_OVERHEAD))))
+        {
+            let b = st.open.remove(&key).expect("present");
+            to_ship.push(Self::close_batch(b));
+        }
+        if !st.open.contains_key(&key) {
+            let id = st.next_batch_id;
+            st.next_batch_id += 1;
+            let queue = st.queues.entry(key.clone()).or_default().clone();
+            st.open.insert(
+                key.clone(),
+                OpenBatch {
+                    id,
+                    builder: BatchBuilder::with_capacity(self.config.batch_size.min(limit) + 128)
+                        .compression(self.config.compression)
+                        .compression_level(self.config.compression_level),
+                    slot: BatchSlot::new(),
+                    created: Instant::now(),
+                    part,
+                    queue,
+                    reserved: 0,
+                    limit: limit.saturating_sub(BATCH_OVERHEAD),
+                },
+            );
+            st.inflight.insert(id);
+            self.cond.notify_all();
+        }
+        let b = st.open.get_mut(&key).expect("just ensured");
+        let pushed = b.builder.push(
+            timestamp,
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &record.headers,
+        );
+        if let Err(e) = pushed {
+            st.used_memory -= size;
+            drop(st);
+            self.ship_all(to_ship);
+            return Err(e);
+        }
+        b.reserved += size;
+        let index = i64::from(b.builder.len() as i32 - 1);
+        let slot = b.slot.clone();
+        if self.config.linger_ms == 0 || b.builder.uncompressed_size() >= self.config.batch_size {
+            let b = st.open.remove(&key).expect("present");
+            to_ship.push(Self::close_batch(b));
+        }
+        drop(st);
+        self.ship_all(to_ship);
+        let pending = PendingDelivery {
+            slot,
+            index,
+            topic,
+            partition,
+            timestamp,
+            log_append_time,
+        };
+        if self.config.acks == Acks::None {
+            return Ok(DeliveryFuture {
+                inner: Err(Some(RecordMetadata {
+                    topic: pending.topic,
+                    partition,
+                    offset: -1,
+                    timestamp,
+                })),
+            });
+        }
+        Ok(DeliveryFuture { inner: Ok(pending) })
+    }
+
+    /// Reserves `size` bytes of `buffer_memory`, appending open batches and then
+    /// waiting (up to `max_block_ms`) while it is full.
+    fn reserve(
+        &self,
+        st: &mut parking_lot::MutexGuard<'_, AccState>,
+        size: usize,
+        to_ship: &mut Vec<Closed>,
+    ) -> Result<()> {
+        if st.used_memory + size <= self.config.buffer_memory {
+            st.used_memory += size;
+            return Ok(());
+        }
+        let started = Instant::now();
+        let deadline = started.checked_add(Duration::from_millis(self.config.max_block_ms));
+        loop {
+            if st.used_memory + size <= self.config.buffer_memory {
+                st.used_memory += size;
+                return Ok(());
+            }
+            self.check_open()?;
+            if !st.open.is_empty() {
+                // Free memory by appending what is open (outside the lock).
+                let batches: Vec<Closed> =
+                    st.open.drain().map(|(_, b)| Self::close_batch(b)).collect();
+                parking_lot::MutexGuard::unlocked(st, || self.ship_all(batches));
+                continue;
+            }
+            let timed_out = match deadline {
+                Some(d) => self.cond.wait_until(st, d).timed_out(),
+                None => {
+                    self.cond.wait(st);
+                    false
+                }
+            };
+            if timed_out && st.used_memory + size > self.config.buffer_memory {
+                // Hand back batches this call closed so they still get appended.
+                let ship = std::mem::take(to_ship);
+                parking_lot::MutexGuard::unlocked(st, || self.ship_all(ship));
+                return Err(Error::Timeout {
+                    what: "buffer_memory to free up (max_block_ms)",
+                    waited_ms: started.elapsed().as_millis() as u64,
+                });
+            }
+        }
+    }
+
+    fn close_batch(b: OpenBatch) -> Closed {
+        let mut next = b.queue.next_ticket.lock();
+        let ticket = *next;
+        *next += 1;
+        drop(next);
+        Closed { batch: b, ticket }
+    }
+
+    fn ship_all(&self, batches: Vec<Closed>) {
+        for c in batches {
+            self.ship(c);
+        }
+    }
+
+    /// Compresses, appends in ticket order, fsyncs for `Acks::All`, resolves the futures
+    /// and frees the memory.
+    fn ship(&self, c: Closed) {
+        let Closed { batch: b, ticket } = c;
+        let encoded = b.builder.build();
+        let appended = {
+            let mut turn = b.queue.appended.lock();
+            while *turn != ticket {
+                b.queue.cond.wait(&mut turn);
+            }
+            let r = encoded.and_then(|mut e| b.part.log.append_encoded(&mut e));
+            *turn += 1;
+            b.queue.cond.notify_all();
+            r
+        };
+        let result = appended.and_then(|info| {
+            b.part.wake();
+            if self.config.acks == Acks::All {
+                b.part.log.flush_to(info.last_offset + 1)?;
+            }
+            Ok((info.base_offset, info.max_timestamp))
+        });
+        if let Err(e) = &result {
+            log::warn!(
+                "producer: appending a batch to {}-{} failed: {e}",
+                b.part.topic,
+                b.part.partition
+            );
+        }
+        b.slot.resolve(result);
+        let mut st = self.state.lock();
+        st.used_memory -= b.reserved;
+        st.inflight.remove(&b.id);
+        drop(st);
+        self.cond.notify_all();
+    }
+
+    fn flush(&self) -> Result<()> {
+        let mut st = self.state.lock();
+        let target = st.next_batch_id;
+        let batches: Vec<Closed> = st.open.drain().map(|(_, b)| Self::close_batch(b)).collect();
+        drop(st);
+        self.ship_all(batches);
+        let mut st = self.state.lock();
+        while st.inflight.first().is_some_and(|&id| id < target) {
+            self.cond.wait(&mut st);
+        }
+        drop(st);
+        self.store.check_open()
+    }
+
+    fn shutdown(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.cond.notify_all();
+        self.flush()
+    }
+
+    /// Appends batches whose `linger_ms` has passed.
+    fn linger_loop(&self) {
+        let linger = Duration::from_millis(self.config.linger_ms);
+        let mut st = self.state.lock();
+        loop {
+            if self.closed.load(Ordering::Acquire) {
+                return;
+            }
+            let now = Instant::now();
+            let expired: Vec<(Arc<str>, i32)> = st
+                .open
+                .iter()
+                .filter(|(_, b)| now.duration_since(b.created) >= linger)
+                .map(|(k, _)| k.clone())
+                .collect();
+            if !expired.is_empty() {
+                let batches: Vec<Closed> = expired
+                    .iter()
+                    .filter_map(|k| st.open.remove(k))
+                    .map(Self::close_batch)
+                    .collect();
+                parking_lot::MutexGuard::unlocked(&mut st, || self.ship_all(batches));
+                continue;
+            }
+            match st.open.values().map(|b| b.created + linger).min() {
+                Some(d) => {
+                    self.cond.wait_until(&mut st, d);
+                }
+                None => self.cond.wait(&mut st),
+            }
+        }
+    }
+}
+
+impl Store {
+    fn register_producer(&self, p: Weak<Shared>) {
+        let mut list = self.inner.producers.lock();
+        list.retain(|w| w.strong_count() > 0);
+        list.push(p);
+    }
+}
+
+/// Flushes and stops every live producer of a store (at store close, before the logs).
+pub(crate) fn shutdown_all(list: &[Weak<Shared>]) {
+    for p in list.iter().filter_map(Weak::upgrade) {
+        if let Err(e) = p.shutdown() {
+            log::warn!("closing a producer with the store: {e}");
+        }
+    }
+}

@@ -1,0 +1,729 @@
+//! The group coordinator inside the store: members, assignments, rebalances and
+//! committed offsets.
+//!
+//! Rebalance protocol (in-process, the same guarantees as Kafka's): when membership,
+//! subscriptions or partition counts change, the coordinator computes a *target*
+//! assignment and bumps the generation. A member learns of it at its next `poll`, where
+//! it first *revokes* what it must give up (all it owns for the eager assignors range and
+//! round-robin, only the partitions that move for cooperative-sticky), running the
+//! listener's `on_partitions_revoked` while it still owns them (so it can commit), then
+//! releases them and *acquires* the target partitions that no other member owns. A
+//! partition is therefore owned by at most one member at any instant, and once every
+//! member has polled, by exactly one. Commits from a member for partitions it does not
+//! own are refused (`CommitFailed`), so a stale member cannot move offsets backwards.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use parking_lot::Mutex;
+
+use crate::consumer::TopicPartition;
+use crate::error::{Error, Result};
+use crate::format::BatchBuilder;
+use crate::store::PartitionState;
+use crate::topic::{CleanupPolicy, TopicConfig};
+
+/// The internal topic holding committed offsets.
+pub(crate) const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// How a group spreads partitions over its members (Kafka's
+/// `partition.assignment.strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Assignor {
+    /// Per topic, contiguous ranges of partitions to members in member-id order
+    /// (Kafka's `RangeAssignor`, the default). Eager: a rebalance revokes everything.
+    #[default]
+    Range,
+    /// All partitions of all subscribed topics dealt out one by one (Kafka's
+    /// `RoundRobinAssignor`). Eager.
+    RoundRobin,
+    /// Balanced, keeping each member's partitions where possible; a rebalance revokes
+    /// only the partitions that move (Kafka's `CooperativeStickyAssignor`).
+    CooperativeSticky,
+}
+
+impl Assignor {
+    fn is_eager(self) -> bool {
+        !matches!(self, Assignor::CooperativeSticky)
+    }
+
+    /// Kafka's protocol name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Assignor::Range => "range",
+            Assignor::RoundRobin => "roundrobin",
+            Assignor::CooperativeSticky => "cooperative-sticky",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Member {
+    client_id: String,
+    subscription: BTreeSet<String>,
+    owned: BTreeSet<TopicPartition>,
+    target: BTreeSet<TopicPartition>,
+    last_poll: Instant,
+    max_poll_interval: Duration,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    generation: i32,
+    assignor: Assignor,
+    members: BTreeMap<String, Member>,
+    /// Partition counts the current targets were computed from.
+    topology: BTreeMap<String, i32>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    groups: HashMap<String, Group>,
+    committed: HashMap<String, BTreeMap<TopicPartition, i64>>,
+    next_member: u64,
+}
+
+/// Members, assignments and committed offsets of every group in a store.
+#[derive(Debug, Default)]
+pub(crate) struct Coordinator {
+    state: Mutex<State>,
+    /// Serializes commits so the in-memory map follows the log's order.
+    commit_lock: Mutex<()>,
+}
+
+/// What a member must do at this poll.
+#[derive(Debug)]
+pub(crate) enum Sync {
+    /// The member was removed (it did not poll within `max_poll_interval_ms`, or its
+    /// group was reset); it lost what it owned and must rejoin.
+    Expired,
+    /// Revoke these (call the listener, then [`Coordinator::release`]).
+    Revoke {
+        generation: i32,
+        partitions: Vec<TopicPartition>,
+    },
+}
+
+/// One member as [`Coordinator::describe`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberDescription {
+    /// The member id the coordinator gave it.
+    pub member_id: String,
+    /// The consumer's `client_id`.
+    pub client_id: String,
+    /// Subscribed topics.
+    pub subscription: Vec<String>,
+    /// Partitions it owns now.
+    pub assignment: Vec<TopicPartition>,
+}
+
+/// What [`Store::describe_group`](crate::Store::describe_group) reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    /// The group id.
+    pub group_id: String,
+    /// "Stable" when every member owns its target partitions, "PreparingRebalance"
+    /// while a rebalance is under way, "Empty" with no members.
+    pub state: &'static str,
+    /// Bumped by every rebalance.
+    pub generation: i32,
+    /// The assignor in use.
+    pub assignor: Assignor,
+    /// Live members, by member id.
+    pub members: Vec<MemberDescription>,
+    /// Committed offsets with the partition's log end offset and the lag between them.
+    pub offsets: Vec<CommittedOffset>,
+}
+
+/// A committed offset as [`GroupDescription`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    /// The partition.
+    pub partition: TopicPartition,
+    /// The committed offset (the next record the group will read).
+    pub offset: i64,
+    /// The partition's log end offset (`-1` if the topic no longer exists).
+    pub log_end_offset: i64,
+    /// `log_end_offset - offset`, at least 0.
+    pub lag: i64,
+}
+
+impl Coordinator {
+    pub(crate) fn offsets_topic_config() -> TopicConfig {
+        TopicConfig::default()
+            .partitions(1)
+            .cleanup_policy(CleanupPolicy::Compact)
+            .segment_bytes(100 * 1024 * 1024)
+            .retention_ms(-1)
+    }
+
+    /// Loads committed offsets by replaying the offsets topic.
+    pub(crate) fn load(&self, part: &PartitionState) -> Result<()> {
+        let mut committed: HashMap<String, BTreeMap<TopicPartition, i64>> = HashMap::new();
+        let mut offset = part.log.log_start_offset();
+        let end = part.log.log_end_offset();
+        while offset < end {
+            let records = part.log.read_records(offset, 1 << 20)?;
+            let Some(last) = records.last() else { break };
+            offset = last.offset + 1;
+            for r in records {
+                let Some(key) = r.key.as_ref().and_then(|k| decode_key(k.clone())) else {
+                    log::warn!(
+                        "{OFFSETS_TOPIC}: skipping a record at offset {} with an unknown key",
+                        r.offset
+                    );
+                    continue;
+                };
+                let (group, tp) = key;
+                match r.value.as_ref().map(|v| decode_value(v.clone())) {
+                    None => {
+                        if let Some(g) = committed.get_mut(&group) {
+                            g.remove(&tp);
+                        }
+                    }
+                    Some(Some(o)) => {
+                        committed.entry(group).or_default().insert(tp, o);
+                    }
+                    Some(None) => log::warn!(
+                        "{OFFSETS_TOPIC}: skipping a record at offset {} with an unknown value",
+                        r.offset
+                    ),
+                }
+            }
+        }
+        committed.retain(|_, g| !g.is_empty());
+        self.state.lock().committed = committed;
+        Ok(())
+    }
+
+    /// Adds a member; returns its id.
+    pub(crate) fn join(
+        &self,
+        group: &str,
+        client_id: &str,
+        subscription: BTreeSet<String>,
+        assignor: Assignor,
+        max_poll_interval: Duration,
+        counts: &dyn Fn(&BTreeSet<String>) -> BTreeMap<String, i32>,
+    ) -> String {
+        let mut st = self.state.lock();
+        st.next_member += 1;
+        let id = format!("{client_id}-{}", st.next_member);
+        let g = st.groups.entry(group.to_string()).or_default();
+        if g.members.is_empty() {
+            g.assignor = assignor;
+        }
+        g.members.insert(
+            id.clone(),
+            Member {
+                client_id: client_id.to_string(),
+                subscription,
+                owned: BTreeSet::new(),
+                target: BTreeSet::new(),
+                last_poll: Instant::now(),
+                max_poll_interval,
+            },
+        );
+        rebalance(g, counts);
+        id
+    }
+
+    /// Changes a member's subscription.
+    pub(crate) fn resubscribe(
+        &self,
+        group: &str,
+        member: &str,
+        subscription: BTreeSet<String>,
+        counts: &dyn Fn(&BTreeSet<String>) -> BTreeMap<String, i32>,
+    ) {
+        let mut st = self.state.lock();
+        if let Some(g) = st.groups.get_mut(group)
+            && let Some(m) = g.members.get_mut(member)
+            && m.subscription != subscription
+        {
+            m.subscription = subscription;
+            rebalance(g, counts);
+        }
+    }
+
+    /// Removes a member (close, drop, unsubscribe); its partitions go to the others.
+    pub(crate) fn leave(
+        &self,
+        group: &str,
+        member: &str,
+        counts: &dyn Fn(&BTreeSet<String>) -> BTreeMap<String, i32>,
+    ) {
+        let mut st = self.state.lock();
+        if let Some(g) = st.groups.get_mut(group)
+            && g.members.remove(member).is_some()
+        {
+            rebalance(g, counts);
+        }
+    }
+
+    /// A member's poll: records it as alive, expires members that stopped polling,
+    /// rebalances if partition counts changed, and says what the member must revoke.
+    pub(crate) fn sync(
+        &self,
+        group: &str,
+        member: &str,
+        known_generation: i32,
+        counts: &dyn Fn(&BTreeSet<String>) -> BTreeMap<String, i32>,
+    ) -> Sync {
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        let Some(g) = st.groups.get_mut(group) else {
+            return Sync::Expired;
+        };
+        let Some(m) = g.members.get_mut(member) else {
+            return Sync::Expired;
+        };
+        m.last_poll = now;
+        let before = g.members.len();
+        g.members
+            .retain(|_, m| now.duration_since(m.last_poll) <= m.max_poll_interval);
+        let subscribed: BTreeSet<String> = g
+            .members
+            .values()
+            .flat_map(|m| m.subscription.iter().cloned())
+            .collect();
+        if g.members.len() != before || counts(&subscribed) != g.topology {
+            rebalance(g, counts);
+        }
+        let generation = g.generation;
+        let m = &g.members[member];
+        let partitions: Vec<TopicPartition> = if g.assignor.is_eager() {
+            if known_generation == generation {
+                Vec::new()
+            } else {
+                m.owned.iter().cloned().collect()
+            }
+        } else {
+            m.owned.difference(&m.target).cloned().collect()
+        };
+        Sync::Revoke {
+            generation,
+            partitions,
+        }
+    }
+
+    /// Gives up partitions after the listener ran.
+    pub(crate) fn release(&self, group: &str, member: &str, partitions: &[TopicPartition]) {
+        let mut st = self.state.lock();
+        if let Some(m) = st
+            .groups
+            .get_mut(group)
+            .and_then(|g| g.members.get_mut(member))
+        {
+            for tp in partitions {
+                m.owned.remove(tp);
+            }
+        }
+    }
+
+    /// Takes the member's target partitions that nobody else owns; returns them.
+    pub(crate) fn acquire(&self, group: &str, member: &str) -> Vec<TopicPartition> {
+        let mut st = self.state.lock();
+        let Some(g) = st.groups.get_mut(group) else {
+            return Vec::new();
+        };
+        let Some(m) = g.members.get(member) else {
+            return Vec::new();
+        };
+        let wanted: Vec<TopicPartition> = m.target.difference(&m.owned).cloned().collect();
+        if wanted.is_empty() {
+            return wanted;
+        }
+        let taken: BTreeSet<&TopicPartition> = g
+            .members
+            .iter()
+            .filter(|(id, _)| id.as_str() != member)
+            .flat_map(|(_, m)| m.owned.iter())
+            .collect();
+        let got: Vec<TopicPartition> = wanted
+            .into_iter()
+            .filter(|tp| !taken.contains(tp))
+            .collect();
+        let m = g.members.get_mut(member).expect("checked above");
+        m.owned.extend(got.iter().cloned());
+        got
+    }
+
+    /// Whether `member` owns `tp` now (commits of other partitions are refused).
+    fn owns(st: &State, group: &str, member: &str, tp: &TopicPartition) -> bool {
+        st.groups
+            .get(group)
+            .and_then(|g| g.members.get(member))
+            .is_some_and(|m| m.owned.contains(tp))
+    }
+
+    /// Commits offsets durably: one batch appended to the offsets topic and fsync'd
+    /// (shared with concurrent commits), then visible to `committed`. With a `member`,
+    /// every partition must be owned by it.
+    pub(crate) fn commit(
+        &self,
+        offsets_log: &PartitionState,
+        group: &str,
+        member: Option<&str>,
+        offsets: &BTreeMap<TopicPartition, i64>,
+        now_ms: i64,
+    ) -> Result<()> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        if let Some(member) = member {
+            let st = self.state.lock();
+            if let Some(tp) = offsets
+                .keys()
+                .find(|tp| !Self::owns(&st, group, member, tp))
+            {
+                return Err(Error::CommitFailed {
+                    group: group.to_string(),
+                    reason: format!(
+                        "member `{member}` does not own {tp} (it was reassigned in a rebalance, \
+                         or the member was removed for exceeding max_poll_interval_ms)"
+                    ),
+                });
+            }
+        }
+        let mut b = BatchBuilder::new();
+        for (tp, &o) in offsets {
+            b.push(
+                now_ms,
+                Some(&encode_key(group, tp)),
+                Some(&encode_value(o, now_ms)),
+                &[],
+            )?;
+        }
+        let _order = self.commit_lock.lock();
+        let info = offsets_log.log.append_encoded(&mut b.build()?)?;
+        offsets_log.log.flush_to(info.last_offset + 1)?;
+        let mut st = self.state.lock();
+        let g = st.committed.entry(group.to_string()).or_default();
+        for (tp, &o) in offsets {
+            g.insert(tp.clone(), o);
+        }
+        Ok(())
+    }
+
+    /// Writes tombstones for every committed offset of `topic` (the topic was deleted).
+    pub(crate) fn forget_topic(&self, offsets_log: &PartitionState, topic: &str) -> Result<()> {
+        let _order = self.commit_lock.lock();
+        let doomed: Vec<(String, TopicPartition)> = {
+            let st = self.state.lock();
+            st.committed
+                .iter()
+                .flat_map(|(g, m)| {
+                    m.keys()
+                        .filter(|tp| tp.topic() == topic)
+                        .map(|tp| (g.clone(), tp.clone()))
+                })
+                .collect()
+        };
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        let mut b = BatchBuilder::new();
+        for (g, tp) in &doomed {
+            b.push(0, Some(&encode_key(g, tp)), None, &[])?;
+        }
+        let info = offsets_log.log.append_encoded(&mut b.build()?)?;
+        offsets_log.log.flush_to(info.last_offset + 1)?;
+        let mut st = self.state.lock();
+        for (g, tp) in doomed {
+            if let Some(m) = st.committed.get_mut(&g) {
+                m.remove(&tp);
+                if m.is_empty() {
+                    st.committed.remove(&g);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The committed offset of `tp` for `group`.
+    pub(crate) fn committed(&self, group: &str, tp: &TopicPartition) -> Option<i64> {
+        self.state
+            .lock()
+            .committed
+            .get(group)
+            .and_then(|g| g.get(tp).copied())
+    }
+
+    /// Groups with live members or committed offsets, sorted.
+    pub(crate) fn list(&self) -> Vec<String> {
+        let st = self.state.lock();
+        let mut names: BTreeSet<String> = st.committed.keys().cloned().collect();
+        names.extend(
+            st.groups
+                .iter()
+                .filter(|(_, g)| !g.members.is_empty())
+                .map(|(n, _)| n.clone()),
+        );
+        names.into_iter().collect()
+    }
+
+    /// Members, their assignments and the group's committed offsets (`None` for an
+    /// unknown group). `end` gives a partition's log end offset.
+    pub(crate) fn describe(
+        &self,
+        group: &str,
+        end: &dyn Fn(&TopicPartition) -> Option<i64>,
+    ) -> Option<GroupDescription> {
+        let st = self.state.lock();
+        let g = st.groups.get(group);
+        let committed = st.committed.get(group);
+        if g.is_none_or(|g| g.members.is_empty()) && committed.is_none() {
+            return None;
+        }
+        let members: Vec<MemberDescription> = g
+            .map(|g| {
+                g.members
+                    .iter()
+                    .map(|(id, m)| MemberDescription {
+                        member_id: id.clone(),
+                        client_id: m.client_id.clone(),
+                        subscription: m.subscription.iter().cloned().collect(),
+                        assignment: m.owned.iter().cloned().collect(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let stable = g.is_none_or(|g| g.members.values().all(|m| m.owned == m.target));
+        let offsets = committed
+            .map(|c| {
+                c.iter()
+                    .map(|(tp, &offset)| {
+                        let log_end_offset = end(tp).unwrap_or(-1);
+                        CommittedOffset {
+                            partition: tp.clone(),
+                            offset,
+                            log_end_offset,
+                            lag: (log_end_offset - offset).max(0),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(GroupDescription {
+            group_id: group.to_string(),
+            state: if members.is_empty() {
+                "Empty"
+            } else if stable {
+                "Stable"
+            } else {
+                "PreparingRebalance"
+            },
+            generation: g.map_or(0, |g| g.generation),
+            assignor: g.map_or(Assignor::default(), |g| g.assignor),
+            members,
+            offsets,
+        })
+    }
+}
+
+/// Recomputes every member's target and bumps the generation.
+fn rebalance(g: &mut Group, counts: &dyn Fn(&BTreeSet<String>) -> BTreeMap<String, i32>) {
+    let subscribed: BTreeSet<String> = g
+        .members
+        .values()
+        .flat_map(|m| m.subscription.iter().cloned())
+        .collect();
+    g.topology = counts(&subscribed);
+    let input: BTreeMap<String, (BTreeSet<String>, BTreeSet<TopicPartition>)> = g
+        .members
+        .iter()
+        .map(|(id, m)| (id.clone(), (m.subscription.clone(), m.target.clone())))
+        .collect();
+    let mut targets = assign(g.assignor, &input, &g.topology);
+    for (id, m) in g.members.iter_mut() {
+        m.target = targets.remove(id).unwrap_or_default();
+    }
+    g.generation = g.generation.wrapping_add(1);
+}
+
+/// Assigns every partition of `counts` to exactly one member subscribed to its topic
+/// (partitions of topics nobody subscribes to are left out). `members` maps a member id
+/// to (subscription, current assignment); the current assignment matters only to the
+/// sticky assignor.
+pub fn assign(
+    assignor: Assignor,
+    members: &BTreeMap<String, (BTreeSet<String>, BTreeSet<TopicPartition>)>,
+    counts: &BTreeMap<String, i32>,
+) -> BTreeMap<String, BTreeSet<TopicPartition>> {
+    let mut out: BTreeMap<String, BTreeSet<TopicPartition>> = members
+        .keys()
+        .map(|id| (id.clone(), BTreeSet::new()))
+        .collect();
+    let eligible = |topic: &str| -> Vec<&String> {
+        members
+            .iter()
+            .filter(|(_, (subs, _))| subs.contains(topic))
+            .map(|(id, _)| id)
+            .collect()
+    };
+    match assignor {
+        Assignor::Range => {
+            for (topic, &n) in counts {
+                let ms = eligible(topic);
+                if ms.is_empty() {
+                    continue;
+                }
+                let (per, extra) = (n as usize / ms.len(), n as usize % ms.len());
+                let mut p = 0;
+                for (i, id) in ms.iter().enumerate() {
+                    let len = per + usize::from(i < extra);
+                    for q in p..p + len {
+                        out.get_mut(*id)
+                            .expect("member")
+                            .insert(TopicPartition::new(topic.clone(), q as i32));
+                    }
+                    p += len;
+                }
+            }
+        }
+        Assignor::RoundRobin => {
+            let ids: Vec<&String> = members.keys().collect();
+            let mut next = 0usize;
+            for (topic, &n) in counts {
+                if eligible(topic).is_empty() {
+                    continue;
+                }
+                for p in 0..n {
+                    while !members[ids[next % ids.len()]].0.contains(topic) {
+                        next += 1;
+                    }
+                    out.get_mut(ids[next % ids.len()])
+                        .expect("member")
+                        .insert(TopicPartition::new(topic.clone(), p));
+                    next += 1;
+                }
+            }
+        }
+        Assignor::CooperativeSticky => {
+            let all: Vec<TopicPartition> = counts
+                .iter()
+                .filter(|(t, _)| !eligible(t).is_empty())
+                .flat_map(|(t, &n)| (0..n).map(move |p| TopicPartition::new(t.clone(), p)))
+                .collect();
+            let m = members.len().max(1);
+            let base = all.len() / m;
+            let mut extra_slots = all.len() % m;
+            let valid = |id: &String, tp: &TopicPartition| {
+                members[id].0.contains(tp.topic())
+                    && counts.get(tp.topic()).is_some_and(|&n| tp.partition() < n)
+            };
+            let mut taken: BTreeSet<TopicPartition> = BTreeSet::new();
+            // Keep up to `base` current partitions each, then one more while slots last.
+            for (id, (_, current)) in members {
+                let keep: Vec<&TopicPartition> =
+                    current.iter().filter(|tp| valid(id, tp)).collect();
+                for tp in keep.iter().take(base) {
+                    taken.insert((*tp).clone());
+                    out.get_mut(id).expect("member").insert((*tp).clone());
+                }
+            }
+            for (id, (_, current)) in members {
+                if extra_slots == 0 {
+                    break;
+                }
+                if let Some(tp) = current
+                    .iter()
+                    .find(|tp| valid(id, tp) && !taken.contains(*tp))
+                    && out[id].len() == base
+                {
+                    taken.insert(tp.clone());
+                    out.get_mut(id).expect("member").insert(tp.clone());
+                    extra_slots -= 1;
+                }
+            }
+            // The rest to the least-loaded eligible member.
+            for tp in all {
+                if taken.contains(&tp) {
+                    continue;
+                }
+                let best = eligible(tp.topic())
+                    .into_iter()
+                    .min_by_key(|id| out[*id].len())
+                    .expect("eligible checked above")
+                    .clone();
+                out.get_mut(&best).expect("member").insert(tp);
+            }
+        }
+    }
+    out
+}
+
+// Kafka's OffsetCommitKey v1 and OffsetCommitValue v3 schemas, so the records in the
+// offsets topic read the same as Kafka's.
+
+fn put_string(b: &mut BytesMut, s: &str) {
+    b.put_i16(s.len().min(i16::MAX as usize) as i16);
+    b.put_slice(&s.as_bytes()[..s.len().min(i16::MAX as usize)]);
+}
+
+fn get_string(b: &mut Bytes) -> Option<String> {
+    if b.remaining() < 2 {
+        return None;
+    }
+    let n = usize::try_from(b.get_i16()).ok()?;
+    if b.remaining() < n {
+        return None;
+    }
+    String::from_utf8(b.split_to(n).to_vec()).ok()
+}
+
+fn encode_key(group: &str, tp: &TopicPartition) -> Vec<u8> {
+    let mut b = BytesMut::with_capacity(8 + group.len() + tp.topic().len());
+    b.put_i16(1);
+    put_string(&mut b, group);
+    put_string(&mut b, tp.topic());
+    b.put_i32(tp.partition());
+    b.to_vec()
+}
+
+fn decode_key(mut b: Bytes) -> Option<(String, TopicPartition)> {
+    if b.remaining() < 2 || !matches!(b.get_i16(), 0 | 1) {
+        return None;
+    }
+    let group = get_string(&mut b)?;
+    let topic = get_string(&mut b)?;
+    if b.remaining() != 4 {
+        return None;
+    }
+    Some((group, TopicPartition::new(topic, b.get_i32())))
+}
+
+fn encode_value(offset: i64, now_ms: i64) -> Vec<u8> {
+    let mut b = BytesMut::with_capacity(26);
+    b.put_i16(3);
+    b.put_i64(offset);
+    b.put_i32(-1); // leader epoch
+    put_string(&mut b, ""); // metadata
+    b.put_i64(now_ms);
+    b.to_vec()
+}
+
+fn decode_value(mut b: Bytes) -> Option<i64> {
+    if b.remaining() < 10 {
+        return None;
+    }
+    let _version = b.get_i16();
+    Some(b.get_i64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offset_records_round_trip() {
+        let tp = TopicPartition::new("clicks", 3);
+        let (g, t) = decode_key(Bytes::from(encode_key("analytics", &tp))).unwrap();
+        assert_eq!((g.as_str(), t), ("analytics", tp));
+        assert_eq!(decode_value(Bytes::from(encode_value(42, 7))), Some(42));
+        assert_eq!(decode_key(Bytes::from_static(b"\x00\x01\x00")), None);
+    }
+}

@@ -1,0 +1,55 @@
+//! One store-wide wake-up signal: appends, topic changes and group changes bump it;
+//! blocked readers (`poll`, `wait_for`) park on it instead of polling.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex};
+
+#[derive(Debug, Default)]
+pub(crate) struct Notifier {
+    seq: AtomicU64,
+    waiters: AtomicUsize,
+    lock: Mutex<()>,
+    cond: Condvar,
+}
+
+impl Notifier {
+    /// The current sequence number; pass it to [`wait`](Self::wait) after checking state.
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq.load(Ordering::SeqCst)
+    }
+
+    /// Wakes every waiter. Cheap when nobody waits (no lock taken).
+    pub(crate) fn notify(&self) {
+        self.seq.fetch_add(1, Ordering::SeqCst);
+        // SeqCst on both sides: either we see the waiter, or it sees the new seq.
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            let _g = self.lock.lock();
+            self.cond.notify_all();
+        }
+    }
+
+    /// Blocks until the sequence moves past `seen` or `deadline` (None = no deadline)
+    /// passes. Returns false on timeout.
+    pub(crate) fn wait(&self, seen: u64, deadline: Option<Instant>) -> bool {
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let mut g = self.lock.lock();
+        let woke = loop {
+            if self.seq.load(Ordering::SeqCst) != seen {
+                break true;
+            }
+            match deadline {
+                Some(d) => {
+                    if self.cond.wait_until(&mut g, d).timed_out() {
+                        break self.seq.load(Ordering::SeqCst) != seen;
+                    }
+                }
+                None => self.cond.wait(&mut g),
+            }
+        };
+        drop(g);
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        woke
+    }
+}
