@@ -1,0 +1,1138 @@
+//! Producer, consumer and consumer-group behaviour (issue 3's acceptance tests).
+// Fire-and-forget sends (`let _ = producer.send(..)`) are followed by `flush()`.
+#![allow(clippy::let_underscore_future)]
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use streamlog::fs::{CrashImage, FileSystem, SimFs};
+use streamlog::{
+    Acks, Assignor, Compression, Consumer, ConsumerConfig, Error, OffsetReset, ProducerConfig,
+    ProducerRecord, RebalanceListener, Store, StoreConfig, TopicConfig, TopicPartition,
+};
+
+fn sim_store(fs: &SimFs) -> streamlog::Result<Store> {
+    Store::open_with(
+        "/store",
+        StoreConfig::default().file_system(Arc::new(fs.clone()) as Arc<dyn FileSystem>),
+    )
+}
+
+fn earliest(group: &str) -> ConsumerConfig {
+    ConsumerConfig::new(group)
+        .auto_offset_reset(OffsetReset::Earliest)
+        .enable_auto_commit(false)
+}
+
+/// Polls until `n` records arrived or 10 s passed.
+fn poll_n(c: &mut Consumer, n: usize) -> Vec<streamlog::ConsumerRecord> {
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while out.len() < n && Instant::now() < deadline {
+        out.extend(c.poll(Duration::from_millis(50)).unwrap());
+    }
+    out
+}
+
+/// Polls until a poll of 200 ms returns nothing.
+fn drain(c: &mut Consumer) -> Vec<streamlog::ConsumerRecord> {
+    let mut out = Vec::new();
+    loop {
+        let got = c.poll(Duration::from_millis(200)).unwrap();
+        if got.is_empty() {
+            return out;
+        }
+        out.extend(got);
+    }
+}
+
+fn tp(t: &str, p: i32) -> TopicPartition {
+    TopicPartition::new(t, p)
+}
+
+#[test]
+fn keyed_records_keep_per_key_order_and_land_on_kafkas_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(5))
+        .unwrap();
+    for codec in [Compression::None, Compression::Lz4] {
+        let producer = store
+            .producer(
+                ProducerConfig::default()
+                    .compression(codec)
+                    .batch_size(300)
+                    .linger_ms(1),
+            )
+            .unwrap();
+        let mut futures = Vec::new();
+        for i in 0..2000 {
+            let key = format!("k{}", i % 37);
+            let rec = ProducerRecord::new("t")
+                .key(key.clone())
+                .value(format!("{codec:?}:{i}"));
+            futures.push((key, i, producer.send(rec).unwrap()));
+        }
+        producer.flush().unwrap();
+        for (key, _, f) in futures {
+            let meta = f.wait().unwrap();
+            assert_eq!(
+                meta.partition,
+                streamlog::producer::partition_for_key(key.as_bytes(), 5)
+            );
+        }
+    }
+    let mut c = store.consumer(earliest("g")).unwrap();
+    c.assign(&(0..5).map(|p| tp("t", p)).collect::<Vec<_>>())
+        .unwrap();
+    let recs = poll_n(&mut c, 4000);
+    assert_eq!(recs.len(), 4000);
+    let mut last: HashMap<(Vec<u8>, String), i32> = HashMap::new();
+    for r in &recs {
+        let v = String::from_utf8(r.value().unwrap().to_vec()).unwrap();
+        let (codec, i) = v.split_once(':').unwrap();
+        let i: i32 = i.parse().unwrap();
+        let k = (r.key().unwrap().to_vec(), codec.to_string());
+        if let Some(prev) = last.insert(k, i) {
+            assert!(prev < i, "key order broken: {prev} then {i}");
+        }
+    }
+}
+
+#[test]
+fn per_key_order_holds_across_eight_sending_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    let producer = store
+        .producer(
+            ProducerConfig::default()
+                .batch_size(512)
+                .linger_ms(1)
+                .compression(Compression::Gzip),
+        )
+        .unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let p = producer.clone();
+            std::thread::spawn(move || {
+                for i in 0..1500 {
+                    let _ = p
+                        .send(
+                            ProducerRecord::new("t")
+                                .key(format!("t{t}-k{}", i % 3))
+                                .value(format!("{i}")),
+                        )
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    producer.flush().unwrap();
+    let mut c = store.consumer(earliest("g")).unwrap();
+    c.assign(&[tp("t", 0), tp("t", 1)]).unwrap();
+    let recs = poll_n(&mut c, 12_000);
+    assert_eq!(recs.len(), 12_000);
+    let mut last: HashMap<Vec<u8>, i32> = HashMap::new();
+    for r in &recs {
+        let i: i32 = std::str::from_utf8(r.value().unwrap())
+            .unwrap()
+            .parse()
+            .unwrap();
+        if let Some(prev) = last.insert(r.key().unwrap().to_vec(), i) {
+            assert!(prev < i, "key {:?}: {prev} then {i}", r.key());
+        }
+    }
+}
+
+#[test]
+fn eight_producer_threads_and_a_group_lose_and_duplicate_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(6))
+        .unwrap();
+    let producer = store
+        .producer(ProducerConfig::default().batch_size(4096))
+        .unwrap();
+    let per_thread = 2500;
+    let producers: Vec<_> = (0..8)
+        .map(|t| {
+            let p = producer.clone();
+            std::thread::spawn(move || {
+                let mut fs = Vec::new();
+                for i in 0..per_thread {
+                    let key = if i % 3 == 0 {
+                        None
+                    } else {
+                        Some(format!("u{}", i % 101))
+                    };
+                    let mut r = ProducerRecord::new("t").value(format!("{t}-{i}"));
+                    if let Some(k) = key {
+                        r = r.key(k);
+                    }
+                    fs.push(p.send(r).unwrap());
+                }
+                fs.into_iter()
+                    .map(|f| f.wait())
+                    .filter(Result::is_ok)
+                    .count()
+            })
+        })
+        .collect();
+    let total = 8 * per_thread;
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let done = Arc::new(AtomicBool::new(false));
+    let consumers: Vec<_> = (0..3)
+        .map(|_| {
+            let store = store.clone();
+            let seen = seen.clone();
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut c = store.consumer(earliest("g")).unwrap();
+                c.subscribe(["t"]).unwrap();
+                while !done.load(Ordering::Acquire) {
+                    let recs = c.poll(Duration::from_millis(20)).unwrap();
+                    let mut s = seen.lock();
+                    for r in recs {
+                        s.push(String::from_utf8(r.value().unwrap().to_vec()).unwrap());
+                    }
+                    drop(s);
+                    // Commit what was processed: a partition moved in a rebalance resumes
+                    // right after it, so nothing is read twice.
+                    match c.commit_sync() {
+                        Ok(()) | Err(Error::CommitFailed { .. }) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                c.close().unwrap();
+            })
+        })
+        .collect();
+    for p in producers {
+        assert_eq!(p.join().unwrap(), per_thread);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.lock().len() < total && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    done.store(true, Ordering::Release);
+    for c in consumers {
+        c.join().unwrap();
+    }
+    let seen = seen.lock();
+    let distinct: BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(distinct.len(), total, "lost records");
+    assert_eq!(seen.len(), total, "duplicated records");
+}
+
+/// Drives every member's poll until the group is stable, checking after every single
+/// poll that no partition has two owners (not even in the middle of a rebalance).
+fn settle(members: &mut [Consumer]) {
+    for _ in 0..20 {
+        for i in 0..members.len() {
+            members[i].poll(Duration::ZERO).unwrap();
+            let mut seen = BTreeSet::new();
+            for m in members.iter() {
+                for tp in m.assignment() {
+                    assert!(seen.insert(tp.clone()), "{tp} has two owners mid-rebalance");
+                }
+            }
+        }
+    }
+}
+
+fn check_exactly_one_owner(store: &Store, members: &[Consumer], topics: &[&str]) {
+    let mut owners: BTreeMap<TopicPartition, usize> = BTreeMap::new();
+    for m in members {
+        for tp in m.assignment() {
+            *owners.entry(tp).or_default() += 1;
+        }
+    }
+    let mut expected = BTreeSet::new();
+    for t in topics {
+        let n = store.topic(t).unwrap().partition_count();
+        for p in 0..n {
+            expected.insert(tp(t, p));
+        }
+    }
+    if members.is_empty() {
+        assert!(owners.is_empty());
+        return;
+    }
+    assert_eq!(
+        owners.keys().cloned().collect::<BTreeSet<_>>(),
+        expected,
+        "not every partition is owned"
+    );
+    assert!(
+        owners.values().all(|&n| n == 1),
+        "a partition has two owners: {owners:?}"
+    );
+    // The coordinator agrees.
+    let d = store.describe_group("g").unwrap();
+    assert_eq!(d.state, "Stable");
+}
+
+mod assignment_model {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Join,
+        Leave(usize),
+        AddPartition,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            3 => Just(Step::Join),
+            2 => (0usize..8).prop_map(Step::Leave),
+            1 => Just(Step::AddPartition),
+        ]
+    }
+
+    fn assignor() -> impl Strategy<Value = Assignor> {
+        prop_oneof![
+            Just(Assignor::Range),
+            Just(Assignor::RoundRobin),
+            Just(Assignor::CooperativeSticky)
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+        #[test]
+        fn after_every_rebalance_each_partition_has_exactly_one_owner(
+            steps in proptest::collection::vec(step(), 1..12),
+            assignor in assignor(),
+        ) {
+            let fs = SimFs::new();
+            let store = sim_store(&fs).unwrap();
+            store.create_topic("a", TopicConfig::default().partitions(3)).unwrap();
+            store.create_topic("b", TopicConfig::default().partitions(2)).unwrap();
+            let mut members: Vec<Consumer> = Vec::new();
+            for s in steps {
+                match s {
+                    Step::Join => {
+                        let mut c = store.consumer(earliest("g").assignor(assignor)).unwrap();
+                        c.subscribe(["a", "b"]).unwrap();
+                        members.push(c);
+                    }
+                    Step::Leave(i) => {
+                        if !members.is_empty() {
+                            let i = i % members.len();
+                            // Alternate close and drop.
+                            let mut c = members.remove(i);
+                            if i.is_multiple_of(2) { c.close().unwrap(); }
+                        }
+                    }
+                    Step::AddPartition => {
+                        let n = store.topic("a").unwrap().partition_count();
+                        store.add_partitions("a", n + 1).unwrap();
+                    }
+                }
+                settle(&mut members);
+                check_exactly_one_owner(&store, &members, &["a", "b"]);
+            }
+        }
+    }
+}
+
+/// Records what the listener saw, and commits on revoke.
+#[derive(Clone, Default)]
+struct Recorder {
+    revoked: Arc<Mutex<Vec<Vec<TopicPartition>>>>,
+    assigned: Arc<Mutex<Vec<Vec<TopicPartition>>>>,
+}
+
+impl RebalanceListener for Recorder {
+    fn on_partitions_revoked(&mut self, consumer: &mut Consumer, partitions: &[TopicPartition]) {
+        consumer.commit_sync().unwrap();
+        self.revoked.lock().push(partitions.to_vec());
+    }
+    fn on_partitions_assigned(&mut self, _: &mut Consumer, partitions: &[TopicPartition]) {
+        self.assigned.lock().push(partitions.to_vec());
+    }
+}
+
+#[test]
+fn cooperative_sticky_revokes_only_moved_partitions_and_eager_revokes_all() {
+    for (assignor, eager) in [
+        (Assignor::CooperativeSticky, false),
+        (Assignor::Range, true),
+        (Assignor::RoundRobin, true),
+    ] {
+        let fs = SimFs::new();
+        let store = sim_store(&fs).unwrap();
+        store
+            .create_topic("a", TopicConfig::default().partitions(6))
+            .unwrap();
+        let rec = Recorder::default();
+        let mut first = store.consumer(earliest("g").assignor(assignor)).unwrap();
+        first.set_rebalance_listener(rec.clone());
+        first.subscribe(["a"]).unwrap();
+        settle(std::slice::from_mut(&mut first));
+        assert_eq!(first.assignment().len(), 6);
+        let before: BTreeSet<_> = first.assignment().into_iter().collect();
+        let mut second = store.consumer(earliest("g").assignor(assignor)).unwrap();
+        second.subscribe(["a"]).unwrap();
+        let mut members = vec![first, second];
+        settle(&mut members);
+        check_exactly_one_owner(&store, &members, &["a"]);
+        let moved: BTreeSet<_> = members[1].assignment().into_iter().collect();
+        assert_eq!(moved.len(), 3);
+        let revoked: BTreeSet<_> = rec.revoked.lock().concat().into_iter().collect();
+        if eager {
+            assert_eq!(revoked, before, "{assignor:?}: eager revokes everything");
+        } else {
+            assert_eq!(revoked, moved, "cooperative revokes only what moved");
+        }
+    }
+}
+
+#[test]
+fn commit_close_reopen_resumes_from_the_committed_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .create_topic("t", TopicConfig::default().partitions(2))
+            .unwrap();
+        let p = store.producer(ProducerConfig::default()).unwrap();
+        for i in 0..100 {
+            let _ = p
+                .send(
+                    ProducerRecord::new("t")
+                        .partition(i % 2)
+                        .value(format!("{i}")),
+                )
+                .unwrap();
+        }
+        p.flush().unwrap();
+        let mut c = store.consumer(earliest("g").max_poll_records(30)).unwrap();
+        c.subscribe(["t"]).unwrap();
+        let got = c.poll(Duration::from_secs(5)).unwrap();
+        assert_eq!(got.len(), 30);
+        c.commit_sync().unwrap();
+        let committed = c.committed(&[tp("t", 0), tp("t", 1)]).unwrap();
+        assert_eq!(committed.values().flatten().sum::<i64>(), 30);
+        // Read more without committing: these come again after the reopen.
+        assert_eq!(c.poll(Duration::from_secs(5)).unwrap().len(), 30);
+        drop(c);
+        store.close().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let d = store.describe_group("g").unwrap();
+    assert_eq!(d.offsets.iter().map(|o| o.offset).sum::<i64>(), 30);
+    for o in &d.offsets {
+        assert_eq!(o.log_end_offset, 50);
+        assert_eq!(o.lag, 50 - o.offset);
+    }
+    let mut c = store.consumer(earliest("g")).unwrap();
+    c.subscribe(["t"]).unwrap();
+    let rest = poll_n(&mut c, 70);
+    assert_eq!(rest.len(), 70);
+    let mut all: Vec<i64> = rest.iter().map(|r| r.offset()).collect();
+    all.sort_unstable();
+    assert!(rest.iter().all(|r| r.offset() >= 0));
+    let lag: i64 = c.lag().values().sum();
+    assert_eq!(lag, 0);
+}
+
+#[test]
+fn uncommitted_records_are_redelivered_after_a_crash_and_acked_sends_survive() {
+    let fs = SimFs::new();
+    let store = sim_store(&fs).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(3))
+        .unwrap();
+    let p = store
+        .producer(ProducerConfig::default().acks(Acks::All).linger_ms(0))
+        .unwrap();
+    let mut acked = Vec::new();
+    for i in 0..60 {
+        let meta = p
+            .send(
+                ProducerRecord::new("t")
+                    .key(format!("k{i}"))
+                    .value(format!("v{i}")),
+            )
+            .unwrap()
+            .wait()
+            .unwrap();
+        acked.push((meta.partition, meta.offset, format!("v{i}")));
+    }
+    let mut c = store.consumer(earliest("g")).unwrap();
+    c.subscribe(["t"]).unwrap();
+    let first = poll_n(&mut c, 60);
+    assert_eq!(first.len(), 60);
+    // Commit only partition 0's progress, then crash (no close).
+    let pos = c.position(&tp("t", 0)).unwrap();
+    c.commit_sync_offsets(&BTreeMap::from([(tp("t", 0), pos)]))
+        .unwrap();
+    // Unsynced extra records (Acks::Leader) may or may not survive; acked ones must.
+    let leader = store
+        .producer(ProducerConfig::default().linger_ms(0))
+        .unwrap();
+    for i in 0..10 {
+        let _ = leader
+            .send(ProducerRecord::new("t").value(format!("extra{i}")))
+            .unwrap()
+            .wait()
+            .unwrap();
+    }
+    for image in [
+        CrashImage::DropAll,
+        CrashImage::KeepAll,
+        CrashImage::Random(7),
+    ] {
+        let crashed = fs.crash_image(image);
+        let store = sim_store(&crashed).unwrap();
+        for (part, offset, value) in &acked {
+            let recs = store
+                .topic("t")
+                .unwrap()
+                .partition(*part)
+                .unwrap()
+                .read(*offset, 1)
+                .unwrap();
+            let r = recs.iter().find(|r| r.offset == *offset).unwrap();
+            assert_eq!(r.value.as_deref(), Some(value.as_bytes()), "{image:?}");
+        }
+        let mut c = store.consumer(earliest("g")).unwrap();
+        c.subscribe(["t"]).unwrap();
+        let again = drain(&mut c);
+        // Partition 0 was committed: nothing before its position comes again.
+        assert!(
+            again
+                .iter()
+                .all(|r| r.partition() != 0 || r.offset() >= pos)
+        );
+        // Partitions 1 and 2 were not: every acked record of them is redelivered.
+        let values: BTreeSet<Vec<u8>> = again.iter().map(|r| r.value().unwrap().to_vec()).collect();
+        for (part, _, value) in &acked {
+            if *part != 0 {
+                assert!(
+                    values.contains(value.as_bytes()),
+                    "{image:?}: {value} not redelivered"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn poll_sleeps_until_an_append_wakes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let mut c = store.consumer(ConsumerConfig::default()).unwrap();
+    c.assign(&[tp("t", 0)]).unwrap();
+    let started = Instant::now();
+    assert!(c.poll(Duration::from_millis(100)).unwrap().is_empty());
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    let s2 = store.clone();
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        let p = s2.producer(ProducerConfig::default().linger_ms(0)).unwrap();
+        p.send(ProducerRecord::new("t").value("hello"))
+            .unwrap()
+            .wait()
+            .unwrap();
+    });
+    let got = c.poll(Duration::from_secs(30)).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].value(), Some(&b"hello"[..]));
+    writer.join().unwrap();
+}
+
+#[test]
+fn seek_pause_offsets_for_times_and_delete_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let p = store.producer(ProducerConfig::default()).unwrap();
+    for i in 0..50 {
+        let _ = p
+            .send(
+                ProducerRecord::new("t")
+                    .value(format!("{i}"))
+                    .timestamp(1000 + i * 10),
+            )
+            .unwrap();
+    }
+    p.flush().unwrap();
+    let t0 = tp("t", 0);
+    let mut c = store
+        .consumer(ConsumerConfig::new("g").auto_offset_reset(OffsetReset::Earliest))
+        .unwrap();
+    c.assign(std::slice::from_ref(&t0)).unwrap();
+    assert_eq!(c.position(&t0).unwrap(), 0);
+    c.seek(&t0, 40).unwrap();
+    assert_eq!(poll_n(&mut c, 10)[0].offset(), 40);
+    let found = c
+        .offsets_for_times(&BTreeMap::from([(t0.clone(), 1205)]))
+        .unwrap();
+    assert_eq!(found[&t0].unwrap().offset, 21);
+    c.seek_to_beginning(&[]).unwrap();
+    c.pause(std::slice::from_ref(&t0)).unwrap();
+    assert!(c.poll(Duration::from_millis(20)).unwrap().is_empty());
+    c.resume(std::slice::from_ref(&t0)).unwrap();
+    assert_eq!(c.poll(Duration::from_secs(1)).unwrap()[0].offset(), 0);
+    assert_eq!(c.end_offsets(std::slice::from_ref(&t0)).unwrap()[&t0], 50);
+    // delete_records: a consumer below the new start follows auto_offset_reset.
+    assert_eq!(store.delete_records("t", 0, 30).unwrap(), 30);
+    c.seek(&t0, 5).unwrap();
+    assert_eq!(poll_n(&mut c, 1)[0].offset(), 30);
+    assert_eq!(c.beginning_offsets(std::slice::from_ref(&t0)).unwrap()[&t0], 30);
+    // ... durably.
+    drop(c);
+    store.close().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let part = store.topic("t").unwrap().partition(0).unwrap();
+    assert_eq!(part.log_start_offset(), 30);
+    assert!(matches!(
+        part.read(10, 100),
+        Err(Error::OffsetOutOfRange { .. })
+    ));
+    // auto_offset_reset None: a typed error.
+    let mut strict = store
+        .consumer(ConsumerConfig::new("other").auto_offset_reset(OffsetReset::None))
+        .unwrap();
+    strict.assign(&[t0]).unwrap();
+    assert!(matches!(
+        strict.poll(Duration::from_millis(10)),
+        Err(Error::OffsetOutOfRange { .. })
+    ));
+}
+
+#[test]
+fn a_member_that_stops_polling_is_removed_and_its_commits_fail() {
+    let fs = SimFs::new();
+    let store = sim_store(&fs).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    let cfg = earliest("g").max_poll_interval_ms(200);
+    let mut slow = store.consumer(cfg.clone()).unwrap();
+    slow.subscribe(["t"]).unwrap();
+    let mut fast = store.consumer(cfg).unwrap();
+    fast.subscribe(["t"]).unwrap();
+    let mut both = vec![slow, fast];
+    settle(&mut both);
+    let mut fast = both.pop().unwrap();
+    let mut slow = both.pop().unwrap();
+    assert_eq!(fast.assignment().len(), 1);
+    std::thread::sleep(Duration::from_millis(300));
+    fast.poll(Duration::ZERO).unwrap();
+    fast.poll(Duration::ZERO).unwrap();
+    assert_eq!(
+        fast.assignment().len(),
+        2,
+        "the stalled member's partition moved"
+    );
+    assert!(matches!(
+        slow.commit_sync(),
+        Err(Error::CommitFailed { .. })
+    ));
+    // Polling again rejoins.
+    for _ in 0..5 {
+        slow.poll(Duration::ZERO).unwrap();
+        fast.poll(Duration::ZERO).unwrap();
+    }
+    assert_eq!(slow.assignment().len() + fast.assignment().len(), 2);
+    assert_eq!(store.describe_group("g").unwrap().members.len(), 2);
+}
+
+#[test]
+fn auto_commit_commits_on_close_and_on_interval() {
+    let fs = SimFs::new();
+    let store = sim_store(&fs).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let p = store.producer(ProducerConfig::default()).unwrap();
+    for i in 0..20 {
+        let _ = p
+            .send(ProducerRecord::new("t").value(format!("{i}")))
+            .unwrap();
+    }
+    p.flush().unwrap();
+    let mut c = store
+        .consumer(
+            ConsumerConfig::new("g")
+                .auto_offset_reset(OffsetReset::Earliest)
+                .auto_commit_interval_ms(0),
+        )
+        .unwrap();
+    c.subscribe(["t"]).unwrap();
+    assert_eq!(poll_n(&mut c, 20).len(), 20);
+    c.poll(Duration::ZERO).unwrap(); // the interval (0) passed: commits position 20
+    assert_eq!(c.committed(&[tp("t", 0)]).unwrap()[&tp("t", 0)], Some(20));
+    let _ = p.send(ProducerRecord::new("t").value("late")).unwrap();
+    p.flush().unwrap();
+    let mut c2 = store
+        .consumer(
+            ConsumerConfig::new("h")
+                .auto_offset_reset(OffsetReset::Earliest)
+                .auto_commit_interval_ms(3_600_000),
+        )
+        .unwrap();
+    c2.subscribe(["t"]).unwrap();
+    assert_eq!(poll_n(&mut c2, 21).len(), 21);
+    c2.close().unwrap();
+    assert_eq!(
+        store.describe_group("h").unwrap().offsets[0].offset,
+        21,
+        "close commits"
+    );
+    assert_eq!(store.list_groups(), vec!["g".to_string(), "h".to_string()]);
+}
+
+#[test]
+fn send_is_a_std_future_and_a_full_buffer_appends_open_batches_to_make_room() {
+    let fs = SimFs::new();
+    let store = sim_store(&fs).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let p = store
+        .producer(ProducerConfig::default().linger_ms(0))
+        .unwrap();
+    let fut = p.send(ProducerRecord::new("t").value("x")).unwrap();
+    // A minimal executor: the future resolves when polled to completion.
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut fut = Box::pin(fut);
+    let meta = loop {
+        if let std::task::Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
+            break r.unwrap();
+        }
+        std::thread::yield_now();
+    };
+    assert_eq!(meta.offset, 0);
+    // buffer_memory full and no record can be appended to make room: see
+    // `send_times_out_when_buffer_memory_stays_full`.
+    let tight = store
+        .producer(
+            ProducerConfig::default()
+                .buffer_memory(1024)
+                .batch_size(1024)
+                .max_block_ms(50)
+                .linger_ms(60_000),
+        )
+        .unwrap();
+    let big = "y".repeat(600);
+    let _first = tight
+        .send(ProducerRecord::new("t").value(big.clone()))
+        .unwrap();
+    // The second does not fit: send appends the open batch to make room and succeeds.
+    let second = tight
+        .send(ProducerRecord::new("t").value(big.clone()))
+        .unwrap();
+    tight.flush().unwrap();
+    assert!(second.wait().is_ok());
+}
+
+#[test]
+fn acks_none_resolves_at_once_and_close_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let p = store
+        .producer(ProducerConfig::default().acks(Acks::None).linger_ms(60_000))
+        .unwrap();
+    let meta = p
+        .send(ProducerRecord::new("t").value("a"))
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(meta.offset, -1);
+    assert_eq!(
+        store
+            .topic("t")
+            .unwrap()
+            .partition(0)
+            .unwrap()
+            .log_end_offset(),
+        0
+    );
+    p.close().unwrap();
+    assert_eq!(
+        store
+            .topic("t")
+            .unwrap()
+            .partition(0)
+            .unwrap()
+            .log_end_offset(),
+        1
+    );
+    assert!(matches!(
+        p.send(ProducerRecord::new("t").value("b")),
+        Err(Error::Closed { .. })
+    ));
+}
+
+#[test]
+fn bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable() {
+    let fs = SimFs::new();
+    let store = sim_store(&fs).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    let p = store
+        .producer(ProducerConfig::default().linger_ms(0))
+        .unwrap();
+    let huge = vec![0u8; 2 << 20];
+    type Case<'a> = (
+        &'static str,
+        Box<dyn Fn() -> streamlog::Result<()> + 'a>,
+        fn(&Error) -> bool,
+    );
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "unknown topic",
+            Box::new(|| p.send(ProducerRecord::new("nope")).map(drop)),
+            |e| matches!(e, Error::NotFound { kind: "topic", .. }),
+        ),
+        (
+            "partition too high",
+            Box::new(|| p.send(ProducerRecord::new("t").partition(2)).map(drop)),
+            |e| {
+                matches!(
+                    e,
+                    Error::NotFound {
+                        kind: "partition",
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "negative partition",
+            Box::new(|| p.send(ProducerRecord::new("t").partition(-1)).map(drop)),
+            |e| matches!(e, Error::NotFound { .. }),
+        ),
+        (
+            "record too large",
+            Box::new(|| {
+                p.send(ProducerRecord::new("t").value(huge.clone()))
+                    .map(drop)
+            }),
+            |e| matches!(e, Error::RecordTooLarge { .. }),
+        ),
+        (
+            "batch_size 0",
+            Box::new(|| {
+                store
+                    .producer(ProducerConfig::default().batch_size(0))
+                    .map(drop)
+            }),
+            |e| {
+                matches!(
+                    e,
+                    Error::InvalidConfig {
+                        name: "batch_size",
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "gzip level 99",
+            Box::new(|| {
+                store
+                    .producer(
+                        ProducerConfig::default()
+                            .compression(Compression::Gzip)
+                            .compression_level(Some(99)),
+                    )
+                    .map(drop)
+            }),
+            |e| matches!(e, Error::InvalidConfig { .. }),
+        ),
+        (
+            "max_poll_records 0",
+            Box::new(|| {
+                store
+                    .consumer(ConsumerConfig::new("g").max_poll_records(0))
+                    .map(drop)
+            }),
+            |e| matches!(e, Error::InvalidConfig { .. }),
+        ),
+        (
+            "empty group id",
+            Box::new(|| store.consumer(ConsumerConfig::new("")).map(drop)),
+            |e| matches!(e, Error::InvalidConfig { .. }),
+        ),
+        (
+            "subscribe without group",
+            Box::new(|| store.consumer(ConsumerConfig::default())?.subscribe(["t"])),
+            |e| matches!(e, Error::InvalidArgument { .. }),
+        ),
+        (
+            "subscribe to a bad name",
+            Box::new(|| {
+                store
+                    .consumer(ConsumerConfig::new("g"))?
+                    .subscribe(["bad/name"])
+            }),
+            |e| matches!(e, Error::InvalidArgument { .. }),
+        ),
+        (
+            "assign unknown partition",
+            Box::new(|| {
+                store
+                    .consumer(ConsumerConfig::new("g"))?
+                    .assign(&[tp("t", 9)])
+            }),
+            |e| matches!(e, Error::NotFound { .. }),
+        ),
+        (
+            "seek unassigned",
+            Box::new(|| {
+                store
+                    .consumer(ConsumerConfig::new("g"))?
+                    .seek(&tp("t", 0), 0)
+            }),
+            |e| matches!(e, Error::InvalidArgument { .. }),
+        ),
+        (
+            "seek negative",
+            Box::new(|| {
+                let mut c = store.consumer(ConsumerConfig::new("g"))?;
+                c.assign(&[tp("t", 0)])?;
+                c.seek(&tp("t", 0), -5)
+            }),
+            |e| matches!(e, Error::InvalidArgument { .. }),
+        ),
+        (
+            "pause unassigned",
+            Box::new(|| {
+                store
+                    .consumer(ConsumerConfig::new("g"))?
+                    .pause(&[tp("t", 1)])
+            }),
+            |e| matches!(e, Error::InvalidArgument { .. }),
+        ),
+        (
+            "commit without group",
+            Box::new(|| store.consumer(ConsumerConfig::default())?.commit_sync()),
+            |e| matches!(e, Error::InvalidArgument { .. }),
+        ),
+        (
+            "commit negative offset",
+            Box::new(|| {
+                store
+                    .consumer(ConsumerConfig::new("g"))?
+                    .commit_sync_offsets(&BTreeMap::from([(tp("t", 0), -1)]))
+            }),
+            |e| matches!(e, Error::InvalidArgument { .. }),
+        ),
+        (
+            "commit unknown partition",
+            Box::new(|| {
+                store
+                    .consumer(ConsumerConfig::new("g"))?
+                    .commit_sync_offsets(&BTreeMap::from([(tp("zz", 0), 1)]))
+            }),
+            |e| matches!(e, Error::NotFound { .. }),
+        ),
+        (
+            "end offsets unknown",
+            Box::new(|| {
+                store
+                    .consumer(ConsumerConfig::new("g"))?
+                    .end_offsets(&[tp("zz", 0)])
+                    .map(drop)
+            }),
+            |e| matches!(e, Error::NotFound { .. }),
+        ),
+        (
+            "delete_records past end",
+            Box::new(|| store.delete_records("t", 0, 99).map(drop)),
+            |e| matches!(e, Error::OffsetOutOfRange { .. }),
+        ),
+        (
+            "delete_records unknown",
+            Box::new(|| store.delete_records("zz", 0, 0).map(drop)),
+            |e| matches!(e, Error::NotFound { .. }),
+        ),
+        (
+            "describe unknown group",
+            Box::new(|| store.describe_group("nobody").map(drop)),
+            |e| matches!(e, Error::NotFound { .. }),
+        ),
+        (
+            "delete internal topic",
+            Box::new(|| store.delete_topic("__consumer_offsets")),
+            |e| matches!(e, Error::InvalidArgument { .. }),
+        ),
+        (
+            "add too many partitions",
+            Box::new(|| store.add_partitions("t", 1)),
+            |e| matches!(e, Error::InvalidArgument { .. }),
+        ),
+    ];
+    for (name, case, expected) in &cases {
+        match case() {
+            Err(e) => assert!(expected(&e), "{name}: unexpected error {e:?}"),
+            Ok(()) => panic!("{name}: accepted"),
+        }
+        // Still usable after each.
+        let meta = p
+            .send(ProducerRecord::new("t").partition(0).value(*name))
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(meta.partition, 0);
+    }
+    let end = store
+        .topic("t")
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .log_end_offset();
+    assert_eq!(end, cases.len() as i64);
+    store.close().unwrap();
+    assert!(matches!(
+        p.send(ProducerRecord::new("t").value("x")),
+        Err(Error::Closed { .. })
+    ));
+    assert!(matches!(
+        store.consumer(ConsumerConfig::default()),
+        Err(Error::Closed { .. })
+    ));
+}
+
+/// A file system whose data fsyncs block while the gate is closed.
+#[derive(Debug)]
+struct GatedFs {
+    inner: SimFs,
+    closed: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+#[derive(Debug)]
+struct GatedFile {
+    inner: Arc<dyn streamlog::fs::File>,
+    closed: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl streamlog::fs::File for GatedFile {
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
+        self.inner.read_at(buf, pos)
+    }
+    fn write_all_at(&self, buf: &[u8], pos: u64) -> std::io::Result<()> {
+        self.inner.write_all_at(buf, pos)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        let (m, cv) = &*self.closed;
+        let mut closed = m.lock().unwrap();
+        while *closed {
+            closed = cv.wait(closed).unwrap();
+        }
+        self.inner.sync_data()
+    }
+    fn map(&self, len: u64) -> std::io::Result<bytes::Bytes> {
+        self.inner.map(len)
+    }
+}
+
+impl FileSystem for GatedFs {
+    fn open(
+        &self,
+        path: &std::path::Path,
+        create: bool,
+    ) -> std::io::Result<Arc<dyn streamlog::fs::File>> {
+        Ok(Arc::new(GatedFile {
+            inner: self.inner.open(path, create)?,
+            closed: self.closed.clone(),
+        }))
+    }
+    fn create_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn list_dir(&self, path: &std::path::Path) -> std::io::Result<Vec<String>> {
+        self.inner.list_dir(path)
+    }
+    fn exists(&self, path: &std::path::Path) -> std::io::Result<bool> {
+        self.inner.exists(path)
+    }
+    fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn remove_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.remove_dir(path)
+    }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn sync_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn lock(&self, path: &std::path::Path) -> std::io::Result<Box<dyn streamlog::fs::DirLock>> {
+        self.inner.lock(path)
+    }
+}
+
+#[test]
+fn send_times_out_when_buffer_memory_stays_full() {
+    let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let fs = GatedFs {
+        inner: SimFs::new(),
+        closed: gate.clone(),
+    };
+    let store = Store::open_with(
+        "/store",
+        StoreConfig::default().file_system(Arc::new(fs) as Arc<dyn FileSystem>),
+    )
+    .unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let p = store
+        .producer(
+            ProducerConfig::default()
+                .acks(Acks::All)
+                .linger_ms(0)
+                .buffer_memory(1024)
+                .batch_size(1024)
+                .max_block_ms(100),
+        )
+        .unwrap();
+    *gate.0.lock().unwrap() = true;
+    // The first send holds 600 bytes of buffer_memory while its fsync is blocked.
+    let p1 = p.clone();
+    let stuck = std::thread::spawn(move || {
+        p1.send(ProducerRecord::new("t").value("y".repeat(600)))
+            .map(|f| f.wait())
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    let second = p.send(ProducerRecord::new("t").value("z".repeat(600)));
+    assert!(
+        matches!(second, Err(Error::Timeout { .. })),
+        "expected Timeout, got {second:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    *gate.0.lock().unwrap() = false;
+    gate.1.notify_all();
+    let meta = stuck.join().unwrap().unwrap().unwrap();
+    assert_eq!(meta.offset, 0);
+    // Memory is free again.
+    p.send(ProducerRecord::new("t").value("z".repeat(600)))
+        .unwrap()
+        .wait()
+        .unwrap();
+}
