@@ -1136,3 +1136,13 @@ fn send_times_out_when_buffer_memory_stays_full() {
         .wait()
         .unwrap();
 }
+
+#[test]
+fn handles_are_send_and_sync_as_documented() {
+    fn send_sync_clone<T: Send + Sync + Clone>() {}
+    fn send<T: Send>() {}
+    send_sync_clone::<streamlog::Producer>();
+    send_sync_clone::<Store>();
+    send::<Consumer>();
+    send::<streamlog::DeliveryFuture>();
+}
