@@ -1,172 +1,415 @@
-//! The README's main example: writes a partition log with every codec in a fresh
-//! directory, flushes, closes, reopens (showing the recovery report), reads everything
-//! back, verifies it, and prints what it did.
+//! The README's main example: a producer and a consumer group on a store in a fresh
+//! directory.
 //!
 //! ```text
-//! cargo run --release --example quickstart -- [--dir DIR] [--records N]
+//! cargo run --release --example quickstart -- [--dir DIR] [--records N] [--compression CODEC]
 //! ```
-//! Without `--dir` a fresh directory under the system temp dir is used (and kept, so the
-//! files can be inspected with `cargo run --example dump_log -- DIR`).
+//!
+//! It creates the topic `clicks` (4 partitions), produces N records keyed `user-{i % 1000}`
+//! with a [`Producer`] (`Acks::Leader`, then `flush`), consumes them with the consumer
+//! group `quickstart` (earliest offsets), commits, and prints counts, throughput, the
+//! partitions' end offsets and the group's committed offsets. It then checks that it
+//! consumed exactly N distinct (partition, offset) records, each record once, on the
+//! partition Kafka's partitioner gives its key, and that the committed offsets equal the
+//! end offsets.
+//!
+//! Defaults: N = 100000, CODEC = lz4 (`none`, `gzip`, `snappy`, `lz4`, `zstd`), DIR = a
+//! fresh directory under the system temp dir, removed at the end when every check passed
+//! (pass `--dir` to keep the files and look at them with
+//! `cargo run --example dump_log -- DIR/clicks-0`).
+//!
+//! Exit status: 0 when every check passed, 1 on an error or a failed check, 2 for bad
+//! arguments.
 
+use std::collections::{BTreeMap, HashSet};
 use std::error::Error;
 use std::path::PathBuf;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use streamlog::format::{BatchBuilder, Compression, Header};
-use streamlog::log::{Log, LogConfig};
+use streamlog::producer::partition_for_key;
+use streamlog::{
+    Acks, Compression, ConsumerConfig, DeliveryFuture, OffsetReset, ProducerConfig, ProducerRecord,
+    Store, TopicConfig,
+};
 
+const USAGE: &str =
+    "usage: quickstart [--dir DIR] [--records N] [--compression none|gzip|snappy|lz4|zstd]";
+const TOPIC: &str = "clicks";
+const GROUP: &str = "quickstart";
+const PARTITIONS: i32 = 4;
+const USERS: usize = 1000;
+/// Sends whose delivery is not yet checked; bounds the memory of a large `--records`.
+const MAX_PENDING: usize = 100_000;
+/// The consumer gives up when no record arrives for this long.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
 struct Args {
-    dir: PathBuf,
+    /// `None`: a fresh directory under the temp dir, removed after a successful run.
+    dir: Option<PathBuf>,
     records: usize,
+    compression: Compression,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut dir = None;
-    let mut records = 100_000usize;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--dir" => dir = Some(PathBuf::from(args.next().ok_or("--dir needs a path")?)),
+enum Parsed {
+    Run(Args),
+    Help,
+}
+
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
+    let mut parsed = Args {
+        dir: None,
+        records: 100_000,
+        compression: Compression::Lz4,
+    };
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--dir" => parsed.dir = Some(PathBuf::from(value("--dir")?)),
             "--records" => {
-                records = args
-                    .next()
-                    .ok_or("--records needs a number")?
+                let v = value("--records")?;
+                parsed.records = v
                     .parse()
-                    .map_err(|e| format!("--records: {e}"))?;
-                if records == 0 {
+                    .map_err(|_| format!("--records: `{v}` is not a whole number"))?;
+                if parsed.records == 0 {
                     return Err("--records must be at least 1".into());
                 }
             }
-            "-h" | "--help" => {
-                println!("usage: quickstart [--dir DIR] [--records N]");
-                std::process::exit(0);
+            "--compression" => {
+                let v = value("--compression")?;
+                parsed.compression = v.parse().map_err(|_| {
+                    format!("--compression: `{v}` is not one of none, gzip, snappy, lz4, zstd")
+                })?;
             }
-            other => return Err(format!("unknown argument `{other}` (try --help)")),
+            "-h" | "--help" => return Ok(Parsed::Help),
+            other => return Err(format!("unknown argument `{other}`")),
         }
     }
-    let dir = dir.unwrap_or_else(|| {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        std::env::temp_dir().join(format!(
-            "streamlog-quickstart-{}-{nanos}",
-            std::process::id()
-        ))
-    });
-    Ok(Args { dir, records })
+    Ok(Parsed::Run(parsed))
+}
+
+fn fresh_temp_dir() -> PathBuf {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    std::env::temp_dir().join(format!(
+        "streamlog-quickstart-{}-{nanos}",
+        std::process::id()
+    ))
+}
+
+fn key_for(i: usize) -> String {
+    format!("user-{}", i % USERS)
 }
 
 fn value_for(i: usize) -> String {
     format!(
-        r#"{{"user":"user-{}","page":"/item/{}","seq":{i}}}"#,
-        i % 1000,
+        r#"{{"user":"{}","page":"/item/{}","seq":{i}}}"#,
+        key_for(i),
         i % 97
     )
 }
 
-fn main() -> Result<(), Box<dyn Error>> {
-    let args = parse_args().map_err(|e| {
-        eprintln!("error: {e}");
-        std::process::exit(2);
-    })?;
-    let partition_dir = args.dir.join("clicks-0");
+/// The `seq` of a value written by [`value_for`].
+fn seq_of(value: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(value).ok()?;
+    let start = text.find(r#""seq":"#)? + r#""seq":"#.len();
+    text[start..].strip_suffix('}')?.parse().ok()
+}
+
+fn rate(count: f64, elapsed: Duration) -> f64 {
+    count / elapsed.as_secs_f64().max(1e-9)
+}
+
+/// Waits for sends in order, counting the records each partition acknowledged.
+fn confirm(
+    pending: impl Iterator<Item = DeliveryFuture>,
+    acked: &mut BTreeMap<i32, i64>,
+) -> Result<(), Box<dyn Error>> {
+    for future in pending {
+        let meta = future.wait()?;
+        *acked.entry(meta.partition).or_default() += 1;
+    }
+    Ok(())
+}
+
+/// What one run measured; `checks` lists every failed check (empty = success).
+struct Outcome {
+    dir: PathBuf,
+    checks: Vec<String>,
+}
+
+fn run(args: &Args) -> Result<Outcome, Box<dyn Error>> {
+    let dir = args.dir.clone().unwrap_or_else(fresh_temp_dir);
+    let n = args.records;
     println!(
-        "streamlog quickstart: partition log in {}",
-        partition_dir.display()
+        "streamlog quickstart: {n} records, {} compression, store in {}",
+        args.compression,
+        dir.display()
     );
-    let config = LogConfig::default().segment_bytes(4 << 20);
-    let log = Log::open(&partition_dir, config.clone())?;
-    if log.log_end_offset() != 0 {
+    let store = Store::open(&dir)?;
+    if store.list_topics().iter().any(|t| t == TOPIC) {
         return Err(format!(
-            "{} already holds a log; pass a fresh --dir",
-            partition_dir.display()
+            "{} already holds the topic `{TOPIC}` from an earlier run; pass a fresh --dir",
+            dir.display()
         )
         .into());
     }
+    store.create_topic(TOPIC, TopicConfig::default().partitions(PARTITIONS))?;
 
-    // Produce: batches of 500 records, cycling through every codec.
-    let start = Instant::now();
-    let mut written_bytes = 0u64;
-    let mut per_codec = [0usize; 5];
-    let base_ts = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
-    let mut i = 0;
-    let mut batch_no = 0;
-    while i < args.records {
-        let codec = Compression::ALL[batch_no % 5];
-        let mut b = BatchBuilder::new().compression(codec);
-        let n = 500.min(args.records - i);
-        for j in i..i + n {
-            let key = format!("user-{}", j % 1000);
-            let headers = [Header::new("source", "quickstart")];
-            b.push(
-                base_ts + j as i64,
-                Some(key.as_bytes()),
-                Some(value_for(j).as_bytes()),
-                &headers,
-            )?;
+    // Produce.
+    let producer = store.producer(
+        ProducerConfig::default()
+            .acks(Acks::Leader)
+            .compression(args.compression),
+    )?;
+    let mut acked: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut pending = Vec::with_capacity(n.min(MAX_PENDING));
+    let mut payload_bytes = 0u64;
+    let started = Instant::now();
+    for i in 0..n {
+        let (key, value) = (key_for(i), value_for(i));
+        payload_bytes += (key.len() + value.len()) as u64;
+        pending.push(producer.send(ProducerRecord::new(TOPIC).key(key).value(value))?);
+        if pending.len() == MAX_PENDING {
+            confirm(pending.drain(..), &mut acked)?;
         }
-        let mut bytes = b.finish()?;
-        written_bytes += bytes.len() as u64;
-        let info = log.append(&mut bytes)?;
-        assert_eq!(info.base_offset, i as i64);
-        per_codec[batch_no % 5] += n;
-        i += n;
-        batch_no += 1;
     }
-    let durable = log.flush()?;
-    let elapsed = start.elapsed();
+    producer.flush()?;
+    confirm(pending.drain(..), &mut acked)?;
+    let produce_time = started.elapsed();
+    producer.close()?;
     println!(
-        "appended {} records in {batch_no} batches ({:.1} MB on disk) in {:.2?}: {:.0} records/s; flushed, durable offset {durable}",
-        args.records,
-        written_bytes as f64 / 1e6,
-        elapsed,
-        args.records as f64 / elapsed.as_secs_f64()
-    );
-    for (codec, n) in Compression::ALL.iter().zip(per_codec) {
-        println!("  {codec:>6}: {n} records");
-    }
-    let segments = log.segments().len();
-    log.close()?;
-    println!("closed cleanly ({segments} segments)");
-
-    // Reopen: a clean shutdown scans nothing.
-    let log = Log::open(&partition_dir, config)?;
-    let r = log.recovery_report();
-    println!(
-        "reopened: clean shutdown = {}, segments scanned = {}, log end offset = {}",
-        r.clean_shutdown,
-        r.segments_scanned,
-        log.log_end_offset()
+        "produced {n} records ({:.1} MB of keys and values) in {produce_time:.2?}: \
+         {:.0} records/s, {:.1} MB/s",
+        payload_bytes as f64 / 1e6,
+        rate(n as f64, produce_time),
+        rate(payload_bytes as f64, produce_time) / 1e6
     );
 
-    // Consume everything back and verify every value.
-    let start = Instant::now();
-    let mut offset = log.log_start_offset();
-    let mut read = 0usize;
-    while offset < log.log_end_offset() {
-        for rec in log.read_records(offset, 1 << 20)? {
-            let expected = value_for(rec.offset as usize);
-            if rec.value.as_deref() != Some(expected.as_bytes()) {
-                return Err(format!("offset {} read back wrong bytes", rec.offset).into());
+    // Consume with a group.
+    let mut consumer =
+        store.consumer(ConsumerConfig::new(GROUP).auto_offset_reset(OffsetReset::Earliest))?;
+    consumer.subscribe([TOPIC])?;
+    let mut seen: HashSet<(i32, i64)> = HashSet::with_capacity(n);
+    let mut seq_seen = vec![false; n];
+    let mut checks = Vec::new();
+    let (mut consumed, mut duplicates, mut misplaced, mut unexpected) = (0usize, 0, 0, 0);
+    let mut consumed_bytes = 0u64;
+    let started = Instant::now();
+    let mut last_progress = started;
+    // Until N records arrived (or nothing came for IDLE_TIMEOUT), then one more short
+    // poll so that any extra records would be noticed.
+    loop {
+        let timeout = if seen.len() >= n {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_millis(100)
+        };
+        let records = consumer.poll(timeout)?;
+        if records.is_empty() {
+            if seen.len() >= n || last_progress.elapsed() >= IDLE_TIMEOUT {
+                break;
             }
-            offset = rec.offset + 1;
-            read += 1;
+            continue;
+        }
+        last_progress = Instant::now();
+        for r in &records {
+            consumed += 1;
+            let (key, value) = (r.key().unwrap_or_default(), r.value().unwrap_or_default());
+            consumed_bytes += (key.len() + value.len()) as u64;
+            if !seen.insert((r.partition(), r.offset())) {
+                duplicates += 1;
+            }
+            match seq_of(value).filter(|&s| s < n && key == key_for(s).as_bytes()) {
+                Some(s) if seq_seen[s] => duplicates += 1,
+                Some(s) => seq_seen[s] = true,
+                None => unexpected += 1,
+            }
+            if partition_for_key(key, PARTITIONS) != r.partition() {
+                misplaced += 1;
+            }
         }
     }
-    let elapsed = start.elapsed();
+    // Up to the last record (not the final empty poll).
+    let consume_time = last_progress.duration_since(started);
+    consumer.commit_sync()?;
     println!(
-        "read back and verified {read} records in {:.2?}: {:.0} records/s",
-        elapsed,
-        read as f64 / elapsed.as_secs_f64()
+        "consumed {consumed} records ({:.1} MB) with group `{GROUP}` in {consume_time:.2?}: \
+         {:.0} records/s, {:.1} MB/s",
+        consumed_bytes as f64 / 1e6,
+        rate(consumed as f64, consume_time),
+        rate(consumed_bytes as f64, consume_time) / 1e6
     );
-    let target = base_ts + (args.records / 2) as i64;
-    if let Some((offset, ts)) = log.offset_for_timestamp(target)? {
-        println!("first record at or after timestamp {target}: offset {offset} (timestamp {ts})");
+
+    // Report.
+    let topic = store.describe_topic(TOPIC)?;
+    println!("partition  end offset  acked  size on disk");
+    let mut end_offsets = BTreeMap::new();
+    for p in &topic.partitions {
+        end_offsets.insert(p.partition, p.log_end_offset);
+        println!(
+            "{:>9}  {:>10}  {:>5}  {:>9.1} MB",
+            p.partition,
+            p.log_end_offset,
+            acked.get(&p.partition).copied().unwrap_or(0),
+            p.size_bytes as f64 / 1e6
+        );
     }
-    log.close()?;
+    let group = store.describe_group(GROUP)?;
     println!(
-        "done; inspect the files with: cargo run --example dump_log -- {}",
-        partition_dir.display()
+        "group `{}`: state {}, generation {}, assignor {}",
+        group.group_id,
+        group.state,
+        group.generation,
+        group.assignor.name()
     );
-    Ok(())
+    for m in &group.members {
+        let parts: Vec<String> = m.assignment.iter().map(ToString::to_string).collect();
+        println!("  member {}: {}", m.member_id, parts.join(", "));
+    }
+    println!("  committed offsets (partition: offset / log end, lag):");
+    for c in &group.offsets {
+        println!(
+            "    {}: {} / {}, lag {}",
+            c.partition, c.offset, c.log_end_offset, c.lag
+        );
+    }
+    consumer.close()?;
+
+    // Checks.
+    if seen.len() != n {
+        checks.push(format!(
+            "consumed {} distinct (partition, offset) records, expected {n}",
+            seen.len()
+        ));
+    }
+    if consumed != n {
+        checks.push(format!("consumed {consumed} records in all, expected {n}"));
+    }
+    if duplicates > 0 {
+        checks.push(format!(
+            "{duplicates} records were delivered more than once"
+        ));
+    }
+    if unexpected > 0 {
+        checks.push(format!(
+            "{unexpected} records had a value or key this run did not produce"
+        ));
+    }
+    let missing = seq_seen.iter().filter(|s| !**s).count();
+    if missing > 0 {
+        checks.push(format!("{missing} produced records never arrived"));
+    }
+    if misplaced > 0 {
+        checks.push(format!(
+            "{misplaced} records were not on their key's murmur2 partition"
+        ));
+    }
+    let total_end: i64 = end_offsets.values().sum();
+    if total_end != n as i64 {
+        checks.push(format!(
+            "the partitions hold {total_end} records, expected {n}"
+        ));
+    }
+    for (&p, &end) in &end_offsets {
+        let ack = acked.get(&p).copied().unwrap_or(0);
+        if ack != end {
+            checks.push(format!(
+                "partition {p}: {ack} sends acknowledged but the log end offset is {end}"
+            ));
+        }
+        let committed = group
+            .offsets
+            .iter()
+            .find(|c| c.partition.topic() == TOPIC && c.partition.partition() == p)
+            .map(|c| c.offset);
+        if committed != Some(end) {
+            checks.push(format!(
+                "partition {p}: committed offset {committed:?}, expected the end offset {end}"
+            ));
+        }
+    }
+    store.close()?;
+    Ok(Outcome { dir, checks })
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(Parsed::Run(args)) => args,
+        Ok(Parsed::Help) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("error: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(outcome) if outcome.checks.is_empty() => {
+            println!(
+                "ok: every one of the {} records arrived exactly once",
+                args.records
+            );
+            if args.dir.is_none() {
+                if let Err(e) = std::fs::remove_dir_all(&outcome.dir) {
+                    eprintln!("warning: could not remove {}: {e}", outcome.dir.display());
+                }
+            } else {
+                println!(
+                    "inspect the files with: cargo run --example dump_log -- {}",
+                    outcome.dir.join(format!("{TOPIC}-0")).display()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(outcome) => {
+            for c in &outcome.checks {
+                eprintln!("FAILED: {c}");
+            }
+            eprintln!("the store is kept in {}", outcome.dir.display());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Parsed, String> {
+        parse_args(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn bad_arguments_are_usage_errors() {
+        for bad in [
+            &["--records"][..],
+            &["--records", "0"],
+            &["--records", "-5"],
+            &["--records", "lots"],
+            &["--compression", "brotli"],
+            &["--dir"],
+            &["--frobnicate"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} was accepted");
+        }
+        let Ok(Parsed::Run(a)) = parse(&["--records", "7", "--compression", "zstd"]) else {
+            panic!("good arguments were rejected");
+        };
+        assert_eq!((a.records, a.compression), (7, Compression::Zstd));
+    }
+
+    #[test]
+    fn seq_round_trips_through_the_value() {
+        assert_eq!(seq_of(value_for(123_456).as_bytes()), Some(123_456));
+        assert_eq!(seq_of(b"{\"seq\":x}"), None);
+    }
 }
