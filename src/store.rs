@@ -552,6 +552,12 @@ impl Store {
     /// `NotFound`; `OffsetOutOfRange` past the log end; `Io`; `Closed`.
     pub fn delete_records(&self, topic: &str, partition: i32, offset: i64) -> Result<i64> {
         self.check_open()?;
+        if topic.starts_with("__") {
+            return Err(Error::InvalidArgument {
+                name: "topic",
+                reason: format!("`{topic}` is an internal topic"),
+            });
+        }
         Partition {
             state: self.partition_state(topic, partition)?,
         }

@@ -585,6 +585,9 @@ fn seek_pause_offsets_for_times_and_delete_records() {
         .offsets_for_times(&BTreeMap::from([(t0.clone(), 1205)]))
         .unwrap();
     assert_eq!(found[&t0].unwrap().offset, 21);
+    // Past the end: auto_offset_reset (earliest) applies instead of waiting forever.
+    c.seek(&t0, 10_000).unwrap();
+    assert_eq!(poll_n(&mut c, 1)[0].offset(), 0);
     c.seek_to_beginning(&[]).unwrap();
     c.pause(std::slice::from_ref(&t0)).unwrap();
     assert!(c.poll(Duration::from_millis(20)).unwrap().is_empty());
@@ -595,7 +598,10 @@ fn seek_pause_offsets_for_times_and_delete_records() {
     assert_eq!(store.delete_records("t", 0, 30).unwrap(), 30);
     c.seek(&t0, 5).unwrap();
     assert_eq!(poll_n(&mut c, 1)[0].offset(), 30);
-    assert_eq!(c.beginning_offsets(std::slice::from_ref(&t0)).unwrap()[&t0], 30);
+    assert_eq!(
+        c.beginning_offsets(std::slice::from_ref(&t0)).unwrap()[&t0],
+        30
+    );
     // ... durably.
     drop(c);
     store.close().unwrap();
@@ -973,6 +979,19 @@ fn bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable() 
         (
             "delete internal topic",
             Box::new(|| store.delete_topic("__consumer_offsets")),
+            |e| matches!(e, Error::InvalidArgument { .. }),
+        ),
+        (
+            "produce to internal topic",
+            Box::new(|| {
+                p.send(ProducerRecord::new("__consumer_offsets").value("x"))
+                    .map(drop)
+            }),
+            |e| matches!(e, Error::InvalidArgument { .. }),
+        ),
+        (
+            "delete_records on internal topic",
+            Box::new(|| store.delete_records("__consumer_offsets", 0, 0).map(drop)),
             |e| matches!(e, Error::InvalidArgument { .. }),
         ),
         (

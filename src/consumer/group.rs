@@ -373,6 +373,9 @@ impl Coordinator {
         if offsets.is_empty() {
             return Ok(());
         }
+        // Held from the ownership check to the append, so a member removed in between
+        // cannot commit after the partition's new owner did.
+        let _order = self.commit_lock.lock();
         if let Some(member) = member {
             let st = self.state.lock();
             if let Some(tp) = offsets
@@ -397,7 +400,6 @@ impl Coordinator {
                 &[],
             )?;
         }
-        let _order = self.commit_lock.lock();
         let info = offsets_log.log.append_encoded(&mut b.build()?)?;
         offsets_log.log.flush_to(info.last_offset + 1)?;
         let mut st = self.state.lock();

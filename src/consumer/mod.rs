@@ -683,12 +683,28 @@ impl Consumer {
         Ok(())
     }
 
+    /// Records from the assigned partitions. An error in one partition after others
+    /// returned records is reported at the next poll instead, so records whose positions
+    /// already moved are never dropped.
     fn fetch(&mut self) -> Result<Vec<ConsumerRecord>> {
         let mut out = Vec::new();
+        match self.fetch_into(&mut out) {
+            Err(e) if !out.is_empty() => {
+                log::warn!(
+                    "poll: returning {} records; deferring an error: {e}",
+                    out.len()
+                );
+                Ok(out)
+            }
+            r => r.map(|()| out),
+        }
+    }
+
+    fn fetch_into(&mut self, out: &mut Vec<ConsumerRecord>) -> Result<()> {
         let mut budget = self.config.fetch_max_bytes;
         let keys: Vec<TopicPartition> = self.assigned.keys().cloned().collect();
         if keys.is_empty() {
-            return Ok(out);
+            return Ok(());
         }
         let n = keys.len();
         let start = self.next_partition % n;
@@ -716,7 +732,9 @@ impl Consumer {
             let a = self.assigned.get_mut(tp).expect("present");
             if a.buffer.is_empty() {
                 let log = &a.state.log;
-                if position >= log.log_end_offset() && position >= log.log_start_offset() {
+                // Caught up. (Past the end or below the start: the read reports
+                // OffsetOutOfRange and auto_offset_reset applies.)
+                if position == log.log_end_offset() && position >= log.log_start_offset() {
                     continue;
                 }
                 match read_partition(a, tp, position, max_bytes, isolation) {
@@ -742,15 +760,18 @@ impl Consumer {
                 // Nothing decodable (control batches or a compaction gap): skip past.
             }
         }
-        Ok(out)
+        Ok(())
     }
 
+    /// Positions to commit (not of partitions whose topic was deleted: that would bring
+    /// back offsets the deletion removed).
     fn positions_of(&self, partitions: &[TopicPartition]) -> BTreeMap<TopicPartition, i64> {
         partitions
             .iter()
             .filter_map(|tp| {
                 self.assigned
                     .get(tp)
+                    .filter(|a| !a.state.log.is_closed())
                     .and_then(|a| a.position)
                     .map(|p| (tp.clone(), p))
             })
@@ -1054,6 +1075,14 @@ fn read_partition(
     let state = a.state.clone();
     let log = &state.log;
     let options = log.config().decode;
+    let (start, end) = (log.log_start_offset(), log.log_end_offset());
+    if position < start || position > end {
+        return Err(Error::OffsetOutOfRange {
+            requested: position,
+            log_start: start,
+            log_end: end,
+        });
+    }
     let mut bytes = 0;
     // Loop only while a chunk held nothing to return (control batches, records below the
     // position) and more data follows.

@@ -279,12 +279,15 @@ impl BatchSlot {
     /// `Ok((base_offset, max_timestamp))` or the batch's error.
     fn resolve(&self, result: Result<(i64, i64)>) {
         let mut st = self.state.lock();
-        if let SlotState::Pending(wakers) = std::mem::replace(&mut *st, SlotState::Done(result)) {
+        let old = std::mem::replace(&mut *st, SlotState::Done(result));
+        self.cond.notify_all();
+        drop(st);
+        // Woken outside the lock: a waker may poll the future inline.
+        if let SlotState::Pending(wakers) = old {
             for w in wakers {
                 w.wake();
             }
         }
-        self.cond.notify_all();
     }
 }
 
@@ -329,7 +332,10 @@ impl DeliveryFuture {
     /// The batch's append or fsync error (`Io`, `Poisoned`, `RecordTooLarge`, `Closed`).
     pub fn wait(self) -> Result<RecordMetadata> {
         match self.inner {
-            Err(ready) => Ok(ready.expect("a DeliveryFuture resolves once")),
+            Err(ready) => ready.ok_or(Error::InvalidArgument {
+                name: "future",
+                reason: "waited on after it completed".into(),
+            }),
             Ok(p) => {
                 let mut st = p.slot.state.lock();
                 loop {
@@ -557,6 +563,15 @@ impl Shared {
 
     fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
         self.check_open()?;
+        if record.topic.starts_with("__") {
+            return Err(Error::InvalidArgument {
+                name: "topic",
+                reason: format!(
+                    "`{}` is an internal topic; producers cannot write to it",
+                    record.topic
+                ),
+            });
+        }
         let topic_state = self.store.topic_state(&record.topic)?;
         let (num_partitions, topic_max, log_append_time) = {
             let c = topic_state.config.read();
@@ -616,6 +631,9 @@ impl Shared {
 
         let mut to_ship = Vec::new();
         let mut st = self.state.lock();
+        // Checked under the lock that `shutdown` sets it under: no batch opens after the
+        // final flush.
+        self.check_open()?;
         self.reserve(&mut st, size, &mut to_ship)?;
         let key = (topic.clone(), partition);
         // A full batch (or one of a deleted and recreated topic) is closed first.
@@ -806,8 +824,13 @@ impl Shared {
     }
 
     fn shutdown(&self) -> Result<()> {
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
+        {
+            // Under the state lock: the linger thread checks `closed` under it before it
+            // waits, so this notification cannot fall between its check and its wait.
+            let _st = self.state.lock();
+            if self.closed.swap(true, Ordering::AcqRel) {
+                return Ok(());
+            }
         }
         self.cond.notify_all();
         self.flush()
@@ -837,7 +860,12 @@ impl Shared {
                 parking_lot::MutexGuard::unlocked(&mut st, || self.ship_all(batches));
                 continue;
             }
-            match st.open.values().map(|b| b.created + linger).min() {
+            match st
+                .open
+                .values()
+                .filter_map(|b| b.created.checked_add(linger))
+                .min()
+            {
                 Some(d) => {
                     self.cond.wait_until(&mut st, d);
                 }
