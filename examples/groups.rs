@@ -458,6 +458,17 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
 
+    /// The example itself, as `cargo run --example groups` runs it (in a temp dir).
+    #[test]
+    fn a_default_run_passes_every_check() {
+        let Ok(Parsed::Run(args)) = parse_args(Vec::new()) else {
+            panic!("no arguments were rejected");
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let failed = run(&args, &dir.path().join("store")).unwrap();
+        assert!(failed.is_empty(), "{failed:?}");
+    }
+
     #[test]
     fn assignor_flag_picks_one_run() {
         let parse = |a: &[&str]| parse_args(a.iter().map(|s| s.to_string()));

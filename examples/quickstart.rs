@@ -407,6 +407,21 @@ mod tests {
         assert_eq!((a.records, a.compression), (7, Compression::Zstd));
     }
 
+    /// The example itself, as `cargo run --example quickstart` runs it (in a temp dir).
+    #[test]
+    fn a_default_run_passes_every_check() {
+        let Ok(Parsed::Run(args)) = parse(&[]) else {
+            panic!("no arguments were rejected");
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let args = Args {
+            dir: Some(dir.path().join("store")),
+            ..args
+        };
+        let outcome = run(&args).unwrap();
+        assert!(outcome.checks.is_empty(), "{:?}", outcome.checks);
+    }
+
     #[test]
     fn seq_round_trips_through_the_value() {
         assert_eq!(seq_of(value_for(123_456).as_bytes()), Some(123_456));
