@@ -16,59 +16,18 @@
 //!
 //! Run with `cargo bench --bench log` (a few minutes on 2 cores).
 
-use std::fs::File;
+mod common;
+
 use std::hint::black_box;
-use std::io::{BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
+use common::{Workload, mean_ns, raw_append, raw_read, tmp};
 use criterion::{BatchSize, Criterion, Throughput};
 use streamlog::format::{BatchBuilder, Compression};
 use streamlog::log::{Log, LogConfig};
 
 const BATCH_BYTES: usize = 16 * 1024;
-
-struct Workload {
-    name: String,
-    codec: Compression,
-    records: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-impl Workload {
-    fn new(count: usize, value_len: usize, codec: Compression) -> Self {
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
-        let text = b"the quick brown fox jumps over the lazy dog; streamlog keeps kafka's log in-process. ";
-        let records = (0..count)
-            .map(|i| {
-                let key = format!("user-{:011}", i % 10_000).into_bytes();
-                let mut value = Vec::with_capacity(value_len);
-                for _ in 0..value_len / 2 {
-                    rng ^= rng << 13;
-                    rng ^= rng >> 7;
-                    rng ^= rng << 17;
-                    value.push(rng as u8);
-                }
-                while value.len() < value_len {
-                    value.push(text[value.len() % text.len()]);
-                }
-                (key, value)
-            })
-            .collect();
-        let name = format!("{}x{}B_{}", count, value_len, codec);
-        Workload {
-            name,
-            codec,
-            records,
-        }
-    }
-
-    fn payload_bytes(&self) -> u64 {
-        self.records
-            .iter()
-            .map(|(k, v)| (k.len() + v.len()) as u64)
-            .sum()
-    }
-}
 
 fn log_config() -> LogConfig {
     LogConfig::default().segment_bytes(64 << 20)
@@ -93,41 +52,6 @@ fn log_append(log: Log, w: &Workload) -> Log {
     log
 }
 
-fn raw_append(path: &Path, w: &Workload) -> BufWriter<File> {
-    let mut out = BufWriter::with_capacity(64 * 1024, File::create(path).expect("create"));
-    for (k, v) in &w.records {
-        let crc = crc32c::crc32c_append(crc32c::crc32c(k), v);
-        out.write_all(&(k.len() as u32).to_le_bytes())
-            .expect("write");
-        out.write_all(&(v.len() as u32).to_le_bytes())
-            .expect("write");
-        out.write_all(&crc.to_le_bytes()).expect("write");
-        out.write_all(k).expect("write");
-        out.write_all(v).expect("write");
-    }
-    out.flush().expect("flush");
-    out
-}
-
-fn raw_read(path: &Path) -> u64 {
-    let mut data = Vec::new();
-    File::open(path)
-        .expect("open")
-        .read_to_end(&mut data)
-        .expect("read");
-    let (mut pos, mut total) = (0usize, 0u64);
-    while pos + 12 <= data.len() {
-        let kl = u32::from_le_bytes(data[pos..pos + 4].try_into().unwrap()) as usize;
-        let vl = u32::from_le_bytes(data[pos + 4..pos + 8].try_into().unwrap()) as usize;
-        let crc = u32::from_le_bytes(data[pos + 8..pos + 12].try_into().unwrap());
-        let body = &data[pos + 12..pos + 12 + kl + vl];
-        assert_eq!(crc32c::crc32c(body), crc, "raw CRC");
-        total += body.len() as u64;
-        pos += 12 + kl + vl;
-    }
-    total
-}
-
 /// Reads every batch (each CRC-checked by `Log::read`); with `decode`, also decodes
 /// every record and touches its key and value. Returns bytes seen.
 fn log_read(log: &Log, decode: bool) -> u64 {
@@ -147,13 +71,6 @@ fn log_read(log: &Log, decode: bool) -> u64 {
         }
     }
     total
-}
-
-fn tmp() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("streamlog-bench")
-        .tempdir()
-        .expect("tempdir")
 }
 
 fn bench_workload(c: &mut Criterion, w: &Workload, groups: &mut Vec<(String, usize, u64)>) {
@@ -213,23 +130,6 @@ fn bench_workload(c: &mut Criterion, w: &Workload, groups: &mut Vec<(String, usi
         g.finish();
         groups.push((group_name, n, w.payload_bytes()));
     }
-}
-
-/// Criterion's mean time per iteration (ns) for `group/function`, from its output files.
-fn mean_ns(group: &str, function: &str) -> Option<f64> {
-    let root =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
-    let path = root
-        .join("criterion")
-        .join(group)
-        .join(function)
-        .join("new")
-        .join("estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let mean = &text[text.find("\"mean\"")?..];
-    let pe = &mean[mean.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
-    let end = pe.find([',', '}'])?;
-    pe[..end].trim().parse().ok()
 }
 
 fn main() {

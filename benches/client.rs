@@ -1,0 +1,338 @@
+//! Producer and consumer throughput against raw-file baselines measured in the same run
+//! (TESTING.md, "Benchmarks").
+//!
+//! Workload: TESTING.md's standard records (16-byte keys, 100-byte values, half random,
+//! half text), uncompressed, to a topic with one partition (so the producer side is
+//! comparable with one raw file, and `Acks::All` senders share one log's fsyncs).
+//!
+//! - `producer`: 100000 records sent with `Producer::send` under `Acks::Leader` with the
+//!   default batching (`batch_size` 16384, `linger_ms` 5), then `flush()`; by 1 thread and
+//!   by 4 threads sharing one producer (25000 records each). Baseline `raw_append`: a
+//!   buffered file append of the same key/value bytes with a CRC-32C per record.
+//! - `consumer`: a `Consumer` (assigned the partition, from the beginning, default
+//!   `max_poll_records` 500) polling all 100000 records and touching each key and value.
+//!   Baseline `raw_read`: reading the raw file and checking each record's CRC.
+//! - `acks_all`: 2000 records sent under `Acks::All` with `linger_ms(0)` by 1, 4 and 16
+//!   threads, each looping `send(..)?.wait()?` (so a thread has one record in flight, and
+//!   concurrent threads share fsyncs: group commit). Baseline `raw_fdatasync`: one thread
+//!   writing each record (same bytes plus the 12-byte raw header) with one `write` and
+//!   then `fdatasync`.
+//!
+//! After criterion's own output, a table gives records/s, MB/s (of key+value bytes), the
+//! ratio to the baseline, the targets from the design (producer 1 thread >= 0.6x raw
+//! append, consumer >= 0.8x raw read, Acks::All 16 threads >= 8x 1 thread) and whether
+//! this run met them.
+//!
+//! Run with `cargo bench --bench client` (about a minute and a half on 2 cores, plus the
+//! build).
+
+mod common;
+
+use std::fs::File;
+use std::hint::black_box;
+use std::io::Write;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{Workload, mean_ns, raw_append, raw_read, raw_record, tmp};
+use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
+use streamlog::{
+    Acks, Compression, ConsumerConfig, Producer, ProducerConfig, ProducerRecord, Store,
+    TopicConfig, TopicPartition,
+};
+
+const TOPIC: &str = "bench";
+const RECORDS: usize = 100_000;
+const SYNC_RECORDS: usize = 2_000;
+const ACKS_ALL_THREADS: [usize; 3] = [1, 4, 16];
+
+type Records = Vec<(Bytes, Bytes)>;
+
+fn to_bytes(w: &Workload, n: usize) -> Records {
+    w.records
+        .iter()
+        .take(n)
+        .map(|(k, v)| (Bytes::copy_from_slice(k), Bytes::copy_from_slice(v)))
+        .collect()
+}
+
+/// A store with the one-partition bench topic.
+fn store_with_topic(dir: &std::path::Path) -> Store {
+    let store = Store::open(dir).expect("open store");
+    store
+        .create_topic(TOPIC, TopicConfig::default().partitions(1))
+        .expect("create topic");
+    store
+}
+
+fn log_end(store: &Store) -> i64 {
+    store
+        .topic(TOPIC)
+        .and_then(|t| t.partition(0))
+        .expect("partition")
+        .log_end_offset()
+}
+
+/// Sends every record without waiting for its future (`flush` resolves them all).
+fn send_all(producer: &Producer, records: &[(Bytes, Bytes)]) {
+    for (k, v) in records {
+        let record = ProducerRecord::new(TOPIC).key(k.clone()).value(v.clone());
+        drop(producer.send(record).expect("send"));
+    }
+}
+
+/// Sends `records` from `threads` threads sharing `producer`, then flushes.
+fn produce(producer: &Producer, records: &[(Bytes, Bytes)], threads: usize) {
+    if threads == 1 {
+        send_all(producer, records);
+    } else {
+        std::thread::scope(|s| {
+            for chunk in records.chunks(records.len().div_ceil(threads)) {
+                s.spawn(move || send_all(producer, chunk));
+            }
+        });
+    }
+    producer.flush().expect("flush");
+}
+
+/// `threads` threads each looping `send(..).wait()` over their share of `records`.
+fn send_and_wait(producer: &Producer, records: &[(Bytes, Bytes)], threads: usize) {
+    let one = |chunk: &[(Bytes, Bytes)]| {
+        for (k, v) in chunk {
+            let record = ProducerRecord::new(TOPIC).key(k.clone()).value(v.clone());
+            producer
+                .send(record)
+                .expect("send")
+                .wait()
+                .expect("durable");
+        }
+    };
+    if threads == 1 {
+        one(records);
+    } else {
+        std::thread::scope(|s| {
+            for chunk in records.chunks(records.len().div_ceil(threads)) {
+                s.spawn(move || one(chunk));
+            }
+        });
+    }
+}
+
+/// The `Acks::All` baseline: one `write` and one `fdatasync` per record.
+fn raw_write_fdatasync(file: &mut File, records: &[Vec<u8>]) {
+    for r in records {
+        file.write_all(r).expect("write");
+        file.sync_data().expect("fdatasync");
+    }
+}
+
+/// One table row: `group/function` against `group/baseline`.
+struct Row {
+    label: String,
+    group: &'static str,
+    function: String,
+    baseline: &'static str,
+    records: usize,
+    bytes: u64,
+    /// The least ratio to the baseline the design asks for, if any.
+    target: Option<f64>,
+}
+
+fn main() {
+    let mut c = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    let w = Workload::new(RECORDS, 100, Compression::None);
+    let records = to_bytes(&w, RECORDS);
+    let payload = w.payload_bytes();
+    let sync_payload: u64 = records
+        .iter()
+        .take(SYNC_RECORDS)
+        .map(|(k, v)| (k.len() + v.len()) as u64)
+        .sum();
+    let mut rows = Vec::new();
+
+    // Producer (Acks::Leader), 1 and 4 threads, against a buffered raw append.
+    let mut g = c.benchmark_group("producer");
+    g.sampling_mode(SamplingMode::Flat);
+    g.throughput(Throughput::Elements(RECORDS as u64));
+    g.bench_function("raw_append", |b| {
+        b.iter_batched(
+            || {
+                let d = tmp();
+                let p = d.path().join("raw.bin");
+                (d, p)
+            },
+            |(d, p)| (raw_append(&p, &w), d),
+            BatchSize::PerIteration,
+        )
+    });
+    for threads in [1, 4] {
+        let name = format!("{threads}_thread{}", if threads == 1 { "" } else { "s" });
+        g.bench_function(&name, |b| {
+            b.iter_batched(
+                || {
+                    let d = tmp();
+                    let store = store_with_topic(d.path());
+                    let producer = store
+                        .producer(ProducerConfig::default().acks(Acks::Leader))
+                        .expect("producer");
+                    (d, store, producer)
+                },
+                |(d, store, producer)| {
+                    produce(&producer, &records, threads);
+                    assert_eq!(log_end(&store), RECORDS as i64, "every record appended");
+                    (producer, store, d)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        rows.push(Row {
+            label: format!(
+                "producer {threads} thread{} (Acks::Leader)",
+                if threads == 1 { "" } else { "s" }
+            ),
+            group: "producer",
+            function: name,
+            baseline: "raw_append",
+            records: RECORDS,
+            bytes: payload,
+            target: (threads == 1).then_some(0.6),
+        });
+    }
+    g.finish();
+
+    // Consumer against a raw read + CRC scan of the same records.
+    let d = tmp();
+    let raw_path = d.path().join("raw.bin");
+    drop(raw_append(&raw_path, &w));
+    let store = store_with_topic(&d.path().join("store"));
+    let producer = store.producer(ProducerConfig::default()).expect("producer");
+    produce(&producer, &records, 1);
+    producer.close().expect("close producer");
+    let tp = TopicPartition::new(TOPIC, 0);
+    let mut g = c.benchmark_group("consumer");
+    g.sampling_mode(SamplingMode::Flat);
+    g.throughput(Throughput::Elements(RECORDS as u64));
+    g.bench_function("raw_read", |b| b.iter(|| black_box(raw_read(&raw_path))));
+    g.bench_function("streamlog", |b| {
+        b.iter_batched(
+            || {
+                let mut consumer = store.consumer(ConsumerConfig::default()).expect("consumer");
+                consumer.assign(std::slice::from_ref(&tp)).expect("assign");
+                consumer.seek_to_beginning(&[]).expect("seek");
+                consumer
+            },
+            |mut consumer| {
+                let (mut count, mut bytes) = (0usize, 0usize);
+                while count < RECORDS {
+                    for r in consumer.poll(Duration::from_secs(1)).expect("poll") {
+                        count += 1;
+                        bytes += r.key().map_or(0, <[u8]>::len) + r.value().map_or(0, <[u8]>::len);
+                    }
+                }
+                assert_eq!(bytes as u64, payload, "every record read");
+                consumer
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+    rows.push(Row {
+        label: "consumer (assign, poll)".into(),
+        group: "consumer",
+        function: "streamlog".into(),
+        baseline: "raw_read",
+        records: RECORDS,
+        bytes: payload,
+        target: Some(0.8),
+    });
+    store.close().expect("close store");
+    drop(d);
+
+    // Acks::All with 1, 4, 16 threads against one thread's write + fdatasync per record.
+    let d = tmp();
+    let mut raw_file = File::create(d.path().join("raw-sync.bin")).expect("create");
+    let raw_records: Vec<Vec<u8>> = records
+        .iter()
+        .take(SYNC_RECORDS)
+        .map(|(k, v)| raw_record(k, v))
+        .collect();
+    let store = store_with_topic(&d.path().join("store"));
+    let producer = store
+        .producer(ProducerConfig::default().acks(Acks::All).linger_ms(0))
+        .expect("producer");
+    let sync_records = &records[..SYNC_RECORDS];
+    let mut g = c.benchmark_group("acks_all");
+    g.sampling_mode(SamplingMode::Flat);
+    g.throughput(Throughput::Elements(SYNC_RECORDS as u64));
+    g.bench_function("raw_fdatasync", |b| {
+        b.iter(|| raw_write_fdatasync(&mut raw_file, &raw_records))
+    });
+    for threads in ACKS_ALL_THREADS {
+        let name = format!("{threads}_thread{}", if threads == 1 { "" } else { "s" });
+        g.bench_function(&name, |b| {
+            b.iter(|| send_and_wait(&producer, sync_records, threads))
+        });
+        rows.push(Row {
+            label: format!(
+                "Acks::All {threads} thread{}",
+                if threads == 1 { "" } else { "s" }
+            ),
+            group: "acks_all",
+            function: name,
+            baseline: "raw_fdatasync",
+            records: SYNC_RECORDS,
+            bytes: sync_payload,
+            target: None,
+        });
+    }
+    g.finish();
+    producer.close().expect("close producer");
+    store.close().expect("close store");
+    drop(d);
+
+    c.final_summary();
+    print_table(&rows);
+}
+
+fn print_table(rows: &[Row]) {
+    let per_s = |n: usize, ns: f64| n as f64 / (ns / 1e9);
+    println!(
+        "\n{:<34} {:>12} {:>8}  {:<14} {:>12} {:>8}  {:>7}",
+        "benchmark", "records/s", "MB/s", "baseline", "records/s", "ratio", "target"
+    );
+    for r in rows {
+        let (Some(ours), Some(base)) =
+            (mean_ns(r.group, &r.function), mean_ns(r.group, r.baseline))
+        else {
+            println!("{:<34} (no criterion estimates found)", r.label);
+            continue;
+        };
+        let ratio = base / ours;
+        let target = r.target.map_or(String::new(), |t| {
+            format!(">= {t:.1}x {}", if ratio >= t { "met" } else { "NOT met" })
+        });
+        println!(
+            "{:<34} {:>12.0} {:>8.1}  {:<14} {:>12.0} {:>7.2}x  {target}",
+            r.label,
+            per_s(r.records, ours),
+            r.bytes as f64 / (ours / 1e9) / 1e6,
+            r.baseline,
+            per_s(r.records, base),
+            ratio,
+        );
+    }
+    if let (Some(one), Some(sixteen)) = (
+        mean_ns("acks_all", "1_thread"),
+        mean_ns("acks_all", "16_threads"),
+    ) {
+        let scale = one / sixteen;
+        println!(
+            "Acks::All 16 threads / 1 thread: {scale:.2}x (target >= 8x: {})",
+            if scale >= 8.0 { "met" } else { "NOT met" }
+        );
+    }
+}
