@@ -30,6 +30,19 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
+/// A builder setter `fn name(mut self, value: T) -> Self` for a config field of the same
+/// name (one definition for every config type).
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        #[must_use]
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.$name = value;
+            self
+        }
+    };
+}
+
 pub mod consumer;
 mod error;
 pub mod format;

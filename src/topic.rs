@@ -77,17 +77,6 @@ impl Default for TopicConfig {
     }
 }
 
-macro_rules! setter {
-    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
-        $(#[$doc])*
-        #[must_use]
-        pub fn $name(mut self, value: $ty) -> Self {
-            self.$name = value;
-            self
-        }
-    };
-}
-
 impl TopicConfig {
     setter!(
         /// Number of partitions. Default = 1; 1 to 100,000.

@@ -128,17 +128,6 @@ impl Default for ConsumerConfig {
     }
 }
 
-macro_rules! consumer_setter {
-    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
-        $(#[$doc])*
-        #[must_use]
-        pub fn $name(mut self, value: $ty) -> Self {
-            self.$name = value;
-            self
-        }
-    };
-}
-
 impl ConsumerConfig {
     /// A consumer in group `group_id`, Kafka's defaults otherwise.
     pub fn new(group_id: impl Into<String>) -> Self {
@@ -162,41 +151,41 @@ impl ConsumerConfig {
         self
     }
 
-    consumer_setter!(
+    setter!(
         /// Where to start without a valid committed offset. Default = `Latest`.
         auto_offset_reset: OffsetReset
     );
-    consumer_setter!(
+    setter!(
         /// Commit positions every `auto_commit_interval_ms` from `poll`, before a
         /// rebalance revokes partitions, and on close. Default = true (needs a group).
         enable_auto_commit: bool
     );
-    consumer_setter!(
+    setter!(
         /// Default = 5000.
         auto_commit_interval_ms: u64
     );
-    consumer_setter!(
+    setter!(
         /// Most records one `poll` returns. Default = 500; at least 1.
         max_poll_records: usize
     );
-    consumer_setter!(
+    setter!(
         /// Most batch bytes one `poll` reads (at least one batch). Default = 50 MiB.
         fetch_max_bytes: usize
     );
-    consumer_setter!(
+    setter!(
         /// Most batch bytes read from one partition per `poll`. Default = 1 MiB.
         max_partition_fetch_bytes: usize
     );
-    consumer_setter!(
+    setter!(
         /// A group member that does not poll for this long is removed and its partitions
         /// reassigned. Default = 300000 (5 minutes).
         max_poll_interval_ms: u64
     );
-    consumer_setter!(
+    setter!(
         /// Default = `ReadUncommitted`.
         isolation_level: IsolationLevel
     );
-    consumer_setter!(
+    setter!(
         /// The group's partition assignment strategy. Default = `Range`.
         assignor: Assignor
     );

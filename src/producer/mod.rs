@@ -99,49 +99,38 @@ impl Default for ProducerConfig {
     }
 }
 
-macro_rules! producer_setter {
-    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
-        $(#[$doc])*
-        #[must_use]
-        pub fn $name(mut self, value: $ty) -> Self {
-            self.$name = value;
-            self
-        }
-    };
-}
-
 impl ProducerConfig {
-    producer_setter!(
+    setter!(
         /// Durability of a resolved send. Default = `Leader`.
         acks: Acks
     );
-    producer_setter!(
+    setter!(
         /// A partition's open batch is appended once it holds this many (uncompressed)
         /// bytes. Default = 16384.
         batch_size: usize
     );
-    producer_setter!(
+    setter!(
         /// How long an open batch waits for more records before it is appended; 0 =
         /// append at every send. Default = 5.
         linger_ms: u64
     );
-    producer_setter!(
+    setter!(
         /// Bytes of records sent but not yet appended; `send` blocks past it. Default = 32 MiB.
         buffer_memory: usize
     );
-    producer_setter!(
+    setter!(
         /// How long `send` blocks for `buffer_memory` before `Error::Timeout`. Default = 60000.
         max_block_ms: u64
     );
-    producer_setter!(
+    setter!(
         /// Largest record (and batch) accepted. Default = 1 MiB.
         max_request_size: usize
     );
-    producer_setter!(
+    setter!(
         /// Codec for every batch. Default = none.
         compression: Compression
     );
-    producer_setter!(
+    setter!(
         /// Codec level (gzip 0-9, zstd 1-22, lz4 ignored); `None` = the codec's default.
         compression_level: Option<i32>
     );
