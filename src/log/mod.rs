@@ -166,6 +166,9 @@ pub struct Log {
     log_start: AtomicI64,
     writer: Mutex<Writer>,
     flush_state: Mutex<FlushState>,
+    /// Group commit: callers of `flush_to` waiting for another caller's fsync sleep here
+    /// and are all woken when it completes.
+    flushed: (Mutex<()>, parking_lot::Condvar),
     poison: Mutex<Option<String>>,
     closed: AtomicBool,
     report: RecoveryReport,
@@ -534,7 +537,15 @@ impl Log {
     /// returns `Poisoned` (the fsync is never retried).
     pub fn flush(&self) -> Result<i64> {
         let mut fl = self.flush_state.lock();
-        self.flush_locked(&mut fl)
+        let result = self.flush_locked(&mut fl);
+        drop(fl);
+        self.wake_flush_waiters();
+        result
+    }
+
+    fn wake_flush_waiters(&self) {
+        let _g = self.flushed.0.lock();
+        self.flushed.1.notify_all();
     }
 
     /// Makes every offset below `offset` durable, sharing fsyncs between callers (group
@@ -546,16 +557,29 @@ impl Log {
     /// As [`flush`](Self::flush).
     pub fn flush_to(&self, offset: i64) -> Result<i64> {
         let covered = |d: i64| d >= offset.min(self.log_end_offset());
-        let durable = self.durable_offset();
-        if covered(durable) {
-            return Ok(durable);
+        loop {
+            let durable = self.durable_offset();
+            if covered(durable) {
+                return Ok(durable);
+            }
+            // The first caller syncs everything appended so far; everyone who arrives while
+            // it runs sleeps and is woken together, so the next fsync covers all of them.
+            if let Some(mut fl) = self.flush_state.try_lock() {
+                let result = self.flush_locked(&mut fl);
+                drop(fl);
+                self.wake_flush_waiters();
+                return result;
+            }
+            let mut g = self.flushed.0.lock();
+            // Flushers notify under this mutex after releasing the flush lock, so a flush
+            // still running here cannot finish without waking us. The timeout only covers
+            // the other holders of the flush lock (truncation, close, delete_records).
+            if !covered(self.durable_offset()) && self.flush_state.is_locked() {
+                self.flushed
+                    .1
+                    .wait_for(&mut g, std::time::Duration::from_millis(10));
+            }
         }
-        let mut fl = self.flush_state.lock();
-        let durable = self.durable_offset();
-        if covered(durable) {
-            return Ok(durable);
-        }
-        self.flush_locked(&mut fl)
     }
 
     fn flush_locked(&self, fl: &mut FlushState) -> Result<i64> {

@@ -209,6 +209,7 @@ impl Log {
                 durable_file,
                 recovery_point: recovery_point.unwrap_or(0),
             }),
+            flushed: (Mutex::new(()), parking_lot::Condvar::new()),
             poison: Mutex::new(None),
             closed: AtomicBool::new(false),
             report,
