@@ -641,6 +641,8 @@ pub struct BatchBuilder {
     transactional: bool,
     control: bool,
     partition_leader_epoch: i32,
+    /// `base_timestamp` was set before the first record (the cleaner's delete horizon).
+    preset_base: bool,
 }
 
 impl Default for BatchBuilder {
@@ -673,6 +675,7 @@ impl BatchBuilder {
             transactional: false,
             control: false,
             partition_leader_epoch: 0,
+            preset_base: false,
         }
     }
 
@@ -738,12 +741,13 @@ impl BatchBuilder {
         value: Option<&[u8]>,
         headers: &[Header],
     ) -> usize {
-        let body = self.body_len(timestamp, key, value, headers);
+        let body = self.body_len(self.count, timestamp, key, value, headers);
         varint::varint_len(body as i32) + body
     }
 
     fn body_len(
         &self,
+        offset_delta: i32,
         timestamp: i64,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
@@ -755,14 +759,14 @@ impl BatchBuilder {
                 Some(b) => varint::varint_len(b.len() as i32) + b.len(),
             }
         }
-        let base = if self.count == 0 {
+        let base = if self.count == 0 && !self.preset_base {
             timestamp
         } else {
             self.base_timestamp
         };
         let mut n = 1
             + varint::varlong_len(timestamp.wrapping_sub(base))
-            + varint::varint_len(self.count)
+            + varint::varint_len(offset_delta)
             + field(key)
             + field(value)
             + varint::varint_len(headers.len() as i32);
@@ -779,6 +783,18 @@ impl BatchBuilder {
     /// longer than `i32::MAX` bytes.
     pub fn push(
         &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header],
+    ) -> Result<()> {
+        self.push_at(self.count, timestamp, key, value, headers)
+    }
+
+    /// Appends a record with an explicit offset delta (the cleaner keeps original offsets).
+    fn push_at(
+        &mut self,
+        offset_delta: i32,
         timestamp: i64,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
@@ -810,12 +826,14 @@ impl BatchBuilder {
         {
             return Err(too_long("headers"));
         }
-        let body = self.body_len(timestamp, key, value, headers);
+        let body = self.body_len(offset_delta, timestamp, key, value, headers);
         if body > i32::MAX as usize {
             return Err(too_long("record"));
         }
         if self.count == 0 {
-            self.base_timestamp = timestamp;
+            if !self.preset_base {
+                self.base_timestamp = timestamp;
+            }
             self.max_timestamp = timestamp;
         }
         self.max_timestamp = self.max_timestamp.max(timestamp);
@@ -826,7 +844,7 @@ impl BatchBuilder {
         let mut at = varint::write_varint(&mut prefix, 0, body as i32);
         at += 1; // attributes = 0
         at = varint::write_varlong(&mut prefix, at, timestamp.wrapping_sub(self.base_timestamp));
-        at = varint::write_varint(&mut prefix, at, self.count);
+        at = varint::write_varint(&mut prefix, at, offset_delta);
         at = varint::write_varint(&mut prefix, at, key.map_or(-1, |k| k.len() as i32));
         buf.extend_from_slice(&prefix[..at]);
         if let Some(k) = key {
@@ -877,20 +895,34 @@ impl BatchBuilder {
                 reason: "a batch needs at least one record".into(),
             });
         }
-        let mut out = if self.compression == Compression::None {
+        let last_delta = self.count - 1;
+        self.encode(0, last_delta, 0, None)
+    }
+
+    /// Compresses the records and writes header and CRC with the given base offset, last
+    /// offset delta, extra attribute bits and (if set) max timestamp.
+    fn encode(
+        self,
+        base_offset: i64,
+        last_offset_delta: i32,
+        extra_attributes: i16,
+        max_timestamp: Option<i64>,
+    ) -> Result<Vec<u8>> {
+        // An empty batch (kept by the cleaner to hold an offset range) is never compressed.
+        let codec = if self.count == 0 {
+            Compression::None
+        } else {
+            self.compression
+        };
+        let mut out = if codec == Compression::None {
             self.buf
         } else {
             let mut out = Vec::with_capacity(RECORDS_OFFSET + self.buf.len() / 2);
             out.resize(RECORDS_OFFSET, 0);
-            compression::compress(
-                self.compression,
-                self.level,
-                &self.buf[RECORDS_OFFSET..],
-                &mut out,
-            )?;
+            compression::compress(codec, self.level, &self.buf[RECORDS_OFFSET..], &mut out)?;
             out
         };
-        let mut attributes = i16::from(self.compression.id());
+        let mut attributes = i16::from(codec.id()) | extra_attributes;
         if self.transactional {
             attributes |= TRANSACTIONAL_BIT;
         }
@@ -901,19 +933,19 @@ impl BatchBuilder {
             name: "records",
             reason: "the batch is larger than i32::MAX bytes".into(),
         })?;
+        let max_timestamp = max_timestamp.unwrap_or(self.max_timestamp);
         let h = &mut out[..RECORDS_OFFSET];
-        h[BASE_OFFSET_OFFSET..BATCH_LENGTH_OFFSET].copy_from_slice(&0i64.to_be_bytes());
+        h[BASE_OFFSET_OFFSET..BATCH_LENGTH_OFFSET].copy_from_slice(&base_offset.to_be_bytes());
         h[BATCH_LENGTH_OFFSET..PARTITION_LEADER_EPOCH_OFFSET].copy_from_slice(&len.to_be_bytes());
         h[PARTITION_LEADER_EPOCH_OFFSET..MAGIC_OFFSET]
             .copy_from_slice(&self.partition_leader_epoch.to_be_bytes());
         h[MAGIC_OFFSET] = MAGIC_V2 as u8;
         h[ATTRIBUTES_OFFSET..LAST_OFFSET_DELTA_OFFSET].copy_from_slice(&attributes.to_be_bytes());
         h[LAST_OFFSET_DELTA_OFFSET..BASE_TIMESTAMP_OFFSET]
-            .copy_from_slice(&(self.count - 1).to_be_bytes());
+            .copy_from_slice(&last_offset_delta.to_be_bytes());
         h[BASE_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET]
             .copy_from_slice(&self.base_timestamp.to_be_bytes());
-        h[MAX_TIMESTAMP_OFFSET..PRODUCER_ID_OFFSET]
-            .copy_from_slice(&self.max_timestamp.to_be_bytes());
+        h[MAX_TIMESTAMP_OFFSET..PRODUCER_ID_OFFSET].copy_from_slice(&max_timestamp.to_be_bytes());
         h[PRODUCER_ID_OFFSET..PRODUCER_EPOCH_OFFSET]
             .copy_from_slice(&self.producer_id.to_be_bytes());
         h[PRODUCER_EPOCH_OFFSET..BASE_SEQUENCE_OFFSET]
@@ -924,6 +956,77 @@ impl BatchBuilder {
         write_crc(&mut out);
         Ok(out)
     }
+}
+
+/// Re-encodes the records the cleaner keeps from the batch `orig` (Kafka's
+/// `MemoryRecords.filterTo`): same base offset and last offset (so offsets are
+/// preserved even when records are gone), codec, timestamp type, producer fields and
+/// leader epoch; each record keeps its offset, timestamp, key, value and headers.
+/// With `delete_horizon`, attribute bit 6 is set and `baseTimestamp` becomes the horizon
+/// (record timestamp deltas are rebased, so record timestamps are unchanged). `kept`
+/// may be empty: the batch then only holds its offset range.
+///
+/// # Errors
+/// `UnsupportedCodec` if the batch's codec is compiled out; `InvalidArgument` if a
+/// record's offset lies outside the batch.
+pub(crate) fn rebuild_batch(
+    orig: &BatchHeader,
+    kept: &[Record],
+    delete_horizon: Option<i64>,
+) -> Result<Vec<u8>> {
+    let size: usize = kept
+        .iter()
+        .map(|r| {
+            32 + r.key.as_ref().map_or(0, |k| k.len())
+                + r.value.as_ref().map_or(0, |v| v.len())
+                + r.headers
+                    .iter()
+                    .map(|h| 8 + h.key.len() + h.value.as_ref().map_or(0, |v| v.len()))
+                    .sum::<usize>()
+        })
+        .sum();
+    let mut b = BatchBuilder::with_capacity(RECORDS_OFFSET + size)
+        .compression(orig.compression()?)
+        .producer(orig.producer_id, orig.producer_epoch, orig.base_sequence)
+        .transactional(orig.is_transactional())
+        .partition_leader_epoch(orig.partition_leader_epoch);
+    b.control = orig.is_control();
+    b.base_timestamp = delete_horizon.unwrap_or(orig.base_timestamp);
+    b.preset_base = true;
+    let mut extra = orig.attributes & 0x08; // the timestamp type
+    if delete_horizon.is_some() || orig.has_delete_horizon() {
+        extra |= DELETE_HORIZON_BIT;
+    }
+    for r in kept {
+        let delta = r
+            .offset
+            .checked_sub(orig.base_offset)
+            .filter(|d| (0..=i64::from(orig.last_offset_delta)).contains(d))
+            .ok_or_else(|| Error::InvalidArgument {
+                name: "offset",
+                reason: format!(
+                    "record offset {} is outside its batch {}..={}",
+                    r.offset,
+                    orig.base_offset,
+                    orig.last_offset()
+                ),
+            })?;
+        b.push_at(
+            delta as i32,
+            r.timestamp,
+            r.key.as_deref(),
+            r.value.as_deref(),
+            &r.headers,
+        )?;
+    }
+    // Under LogAppendTime the batch's max timestamp is the append time; keep it. Under
+    // CreateTime it is the largest kept timestamp (the original's if nothing is kept).
+    let max_ts = if orig.timestamp_type() == TimestampType::LogAppendTime || kept.is_empty() {
+        Some(orig.max_timestamp)
+    } else {
+        None
+    };
+    b.encode(orig.base_offset, orig.last_offset_delta, extra, max_ts)
 }
 
 /// A batch made by [`BatchBuilder::build`]: well formed by construction (header, CRC,

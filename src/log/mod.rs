@@ -15,9 +15,11 @@
 //!   is reopened. fsyncs are never retried.
 
 mod checkpoint;
+mod clean;
 mod config;
 mod index;
 mod open;
+mod retention;
 mod segment;
 
 use std::path::{Path, PathBuf};
@@ -36,8 +38,10 @@ pub(crate) use checkpoint::{
     write_atomic_via as write_file_atomically_via,
 };
 use checkpoint::{DurableFile, DurablePoint};
+pub use clean::{CleanOutcome, CleanPolicy};
 pub use config::{Clock, LogConfig, ManualClock, SystemClock};
 pub use index::{OffsetEntry, TimeEntry};
+pub use retention::{RetentionOutcome, RetentionPolicy};
 use segment::{Segment, file_name};
 
 /// Where an appended batch landed.
@@ -169,6 +173,14 @@ pub struct Log {
     /// Group commit: callers of `flush_to` waiting for another caller's fsync sleep here
     /// and are all woken when it completes.
     flushed: (Mutex<()>, parking_lot::Condvar),
+    /// Serializes retention, compaction and truncation (each rewrites the segment list).
+    maintenance: Mutex<()>,
+    /// The cleaner's checkpoint: offsets below it have been compacted.
+    cleaner_offset: Mutex<i64>,
+    /// When the earliest kept tombstone may go (see `clean`); i64::MIN: unknown.
+    tombstone_horizon: AtomicI64,
+    /// When the last flush completed (the log's clock), for `flush_ms`.
+    last_flush_ms: AtomicI64,
     poison: Mutex<Option<String>>,
     closed: AtomicBool,
     report: RecoveryReport,
@@ -650,6 +662,8 @@ impl Log {
             return Err(e);
         }
         self.durable_offset.fetch_max(target, Ordering::AcqRel);
+        self.last_flush_ms
+            .store(self.config.clock.now_ms(), Ordering::Release);
         Ok(target)
     }
 
@@ -989,18 +1003,7 @@ impl Log {
         if offset <= start {
             return Ok(start);
         }
-        let text = checkpoint::recovery_point_text(&self.topic, self.partition, offset);
-        checkpoint::write_atomic(
-            self.fs.as_ref(),
-            &self.dir,
-            checkpoint::LOG_START_FILE,
-            text.as_bytes(),
-        )
-        .map_err(io_ctx(format!(
-            "write {}",
-            self.dir.join(checkpoint::LOG_START_FILE).display()
-        )))
-        .inspect_err(|e| self.poison_with(e.to_string()))?;
+        self.write_log_start(offset)?;
         self.log_start.store(offset, Ordering::Release);
         Ok(offset)
     }
@@ -1011,6 +1014,7 @@ impl Log {
     /// # Errors
     /// `OffsetOutOfRange` below the log start; `Io`; `Poisoned`; `Closed`.
     pub fn truncate_to(&self, offset: i64) -> Result<i64> {
+        let _m = self.maintenance.lock();
         let mut fl = self.flush_state.lock();
         self.check_writable()?;
         let mut w = self.writer.lock();

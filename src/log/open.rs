@@ -1,6 +1,7 @@
 //! Opening a partition directory: lock, clean-up, checkpoints, and recovery.
 //!
-//! 1. Take the lock file; delete `*.tmp`, `*.deleted`, `*.cleaned` and orphan indexes.
+//! 1. Take the lock file; finish an interrupted compaction swap (`*.log.swap`); delete
+//!    `*.tmp`, `*.deleted`, `*.cleaned` and orphan indexes.
 //! 2. Read the clean-shutdown marker, the recovery point and the durable position, then
 //!    delete the marker and sync the directory before any write, so a later crash is
 //!    seen as one.
@@ -67,7 +68,22 @@ impl Log {
             .map_err(io_ctx(format!("create directory {d}")))?;
         let lock_path = dir.join(checkpoint::LOCK_FILE);
         let lock = crate::fs::take_lock(fs.as_ref(), &lock_path)?;
-        let names = fs.list_dir(&dir).map_err(io_ctx(format!("list {d}")))?;
+        let mut names = fs.list_dir(&dir).map_err(io_ctx(format!("list {d}")))?;
+        // A swap file was written and fsync'd by our cleaner; any leader epoch passes here
+        // (the segment is checked again by recovery with the real bound).
+        let swap_params = |base: i64| segment::ScanParams {
+            base,
+            index_interval_bytes: config.index_interval_bytes,
+            max_offset_entries: usize::MAX,
+            max_time_entries: usize::MAX,
+            rules: segment::Rules {
+                max_epoch: i32::MAX,
+                allow_gaps: config.allow_offset_gaps,
+            },
+        };
+        if super::clean::complete_swaps(fs.as_ref(), &dir, &names, swap_params)? {
+            names = fs.list_dir(&dir).map_err(io_ctx(format!("list {d}")))?;
+        }
         let bases: Vec<i64> = names
             .iter()
             .filter_map(|n| parse_file_name(n, "log"))
@@ -178,6 +194,13 @@ impl Log {
             )))?
             .and_then(|b| checkpoint::parse_recovery_point(&String::from_utf8_lossy(&b), partition))
             .map_or(segs[0].base, |o| o.clamp(segs[0].base, next_offset));
+        let cleaner_offset =
+            checkpoint::read_small(fs.as_ref(), &dir.join(super::clean::CLEANER_OFFSET_FILE))
+                .map_err(io_ctx(format!("read the cleaner checkpoint in {d}")))?
+                .and_then(|b| {
+                    checkpoint::parse_recovery_point(&String::from_utf8_lossy(&b), partition)
+                })
+                .map_or(0, |o| o.clamp(0, next_offset));
         let log = Log {
             dir: dir.clone(),
             topic,
@@ -210,6 +233,10 @@ impl Log {
                 recovery_point: recovery_point.unwrap_or(0),
             }),
             flushed: (Mutex::new(()), parking_lot::Condvar::new()),
+            maintenance: Mutex::new(()),
+            cleaner_offset: Mutex::new(cleaner_offset),
+            tombstone_horizon: AtomicI64::new(i64::MIN),
+            last_flush_ms: AtomicI64::new(config.clock.now_ms()),
             poison: Mutex::new(None),
             closed: AtomicBool::new(false),
             report,

@@ -1,0 +1,575 @@
+//! Log compaction (KAFKA-FORMAT.md section 5): keep the last record per key, with its
+//! original offset, codec and headers; tombstones stay for `delete_retention_ms` (the
+//! delete-horizon bit) and are then removed.
+//!
+//! A pass: the dirty range starts at the cleaner checkpoint and ends before the active
+//! segment (and before the first segment younger than `min_compaction_lag_ms`). A key
+//! map (key -> last offset) is built over it within a memory budget; when the budget is
+//! used up the pass cleans up to where the map ends and the next pass continues. Every
+//! sealed segment below that point is then recopied, in groups whose total size fits
+//! `segment_bytes` (so small segments merge), keeping a record iff it is the latest for
+//! its key (or lies past the map) and is not an expired tombstone. Keyless records are
+//! dropped, as Kafka does.
+//!
+//! The earliest delete horizon of the tombstones a pass kept is remembered (in memory),
+//! so a later pass runs to remove them even when nothing new is dirty. After a reopen it
+//! is unknown until the first pass; the first pass after opening recopies the clean
+//! section once to learn it.
+//!
+//! The swap of one group is crash-safe: (1) write `<base>.log.cleaned` and fsync it,
+//! (2) rename it to `<base>.log.swap` and sync the directory: from here the new data is
+//! committed, (3) unlink the group's old files and sync the directory, (4) rename the
+//! swap to `<base>.log`, write fresh index files, sync. Opening a directory finishes a
+//! swap it finds ([`complete_swaps`]) and deletes `.cleaned` files (rolling back an
+//! unfinished write). The last batch of a group is always kept, if need be with no
+//! records, so the swap file alone tells which offsets it replaces. Readers holding the
+//! old snapshot keep reading the old files through their open handles.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::checkpoint;
+use super::segment::{self, Segment, file_name, parse_file_name};
+use super::{Log, SegmentRead};
+use crate::error::{Error, Result, io_ctx};
+use crate::format::Batch;
+use crate::format::Record;
+use crate::format::batch::rebuild_batch;
+use crate::fs::FileSystem;
+
+/// File name of the cleaner checkpoint (Kafka's offset checkpoint text format; Kafka
+/// keeps one per data directory, we keep one per partition).
+pub(crate) const CLEANER_OFFSET_FILE: &str = "cleaner-offset-checkpoint";
+
+/// Estimated heap cost of one key-map entry beyond the key bytes.
+const KEY_ENTRY_OVERHEAD: usize = 64;
+
+/// How a compaction pass runs. Built by the store from the topic config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CleanPolicy {
+    /// The current time (the store's clock).
+    pub now_ms: i64,
+    /// How long a tombstone stays after the pass that first kept it.
+    pub delete_retention_ms: i64,
+    /// Segments whose newest record is younger than this are not cleaned yet.
+    pub min_compaction_lag_ms: i64,
+    /// A log whose oldest dirty segment is older than this is cleaned whatever its dirty
+    /// ratio.
+    pub max_compaction_lag_ms: i64,
+    /// Clean only when dirty bytes / (clean + dirty bytes) reach this ratio.
+    pub min_cleanable_dirty_ratio: f64,
+    /// Memory budget of the key map, in bytes (keys plus a fixed overhead per key).
+    pub key_map_bytes: usize,
+    /// Clean even below the dirty ratio (still never the active segment).
+    pub force: bool,
+}
+
+impl Default for CleanPolicy {
+    fn default() -> Self {
+        CleanPolicy {
+            now_ms: 0,
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            min_cleanable_dirty_ratio: 0.5,
+            key_map_bytes: 32 << 20,
+            force: false,
+        }
+    }
+}
+
+/// What a compaction pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CleanOutcome {
+    /// Whether the log was cleaned (false: nothing dirty enough).
+    pub cleaned: bool,
+    /// Bytes of segments read and rewritten.
+    pub bytes_read: u64,
+    /// Bytes of the segments written in their place.
+    pub bytes_written: u64,
+    /// Segments before the pass.
+    pub segments_before: usize,
+    /// Segments after the pass (small ones are merged).
+    pub segments_after: usize,
+    /// Records removed (superseded, keyless, or expired tombstones).
+    pub records_removed: u64,
+    /// The cleaner checkpoint after the pass: offsets below it are clean.
+    pub clean_offset: i64,
+}
+
+impl Log {
+    /// The cleaner checkpoint: offsets below it have been compacted.
+    pub fn clean_offset(&self) -> i64 {
+        *self.cleaner_offset.lock()
+    }
+
+    /// Runs one compaction pass if the log is dirty enough (see [`CleanPolicy`]).
+    ///
+    /// # Errors
+    /// `Io` or `Corruption` from reading and writing; an error after a swap began poisons
+    /// the log (reopening finishes the swap). `Poisoned`; `Closed`.
+    pub fn clean(&self, policy: &CleanPolicy) -> Result<CleanOutcome> {
+        let _m = self.maintenance.lock();
+        self.check_writable()?;
+        let segs = self.snapshot();
+        let mut outcome = CleanOutcome {
+            segments_before: segs.len(),
+            segments_after: segs.len(),
+            ..CleanOutcome::default()
+        };
+        let start = self.log_start_offset();
+        let first_dirty = self.clean_offset().max(start).max(segs[0].base);
+        outcome.clean_offset = first_dirty;
+        // Sealed segments old enough to clean; the active one never is.
+        let sealed = &segs[..segs.len() - 1];
+        let lag_limit = policy.now_ms.saturating_sub(policy.min_compaction_lag_ms);
+        let cleanable = sealed
+            .iter()
+            .position(|s| {
+                policy.min_compaction_lag_ms > 0
+                    && s.max_timestamp.load(Ordering::Acquire) > lag_limit
+            })
+            .unwrap_or(sealed.len());
+        let cleanable_end = segs[cleanable].base;
+        // A pass with nothing dirty still runs once a kept tombstone's horizon has passed
+        // (KIP-534), to remove it.
+        let horizon_due = policy.now_ms >= self.tombstone_horizon.load(Ordering::Acquire);
+        if first_dirty >= cleanable_end && !horizon_due {
+            return Ok(outcome);
+        }
+        let upper = |i: usize| segs[i + 1].base;
+        let (mut clean_bytes, mut dirty_bytes) = (0u64, 0u64);
+        let mut oldest_dirty_ts = None;
+        for (i, s) in sealed[..cleanable].iter().enumerate() {
+            if upper(i) <= first_dirty {
+                clean_bytes += s.size();
+            } else {
+                dirty_bytes += s.size();
+                oldest_dirty_ts.get_or_insert(s.max_timestamp.load(Ordering::Acquire));
+            }
+        }
+        let ratio = dirty_bytes as f64 / (clean_bytes + dirty_bytes).max(1) as f64;
+        let overdue = oldest_dirty_ts.is_some_and(|ts| {
+            ts >= 0 && policy.now_ms.saturating_sub(ts) > policy.max_compaction_lag_ms
+        });
+        if !policy.force && ratio < policy.min_cleanable_dirty_ratio && !overdue && !horizon_due {
+            return Ok(outcome);
+        }
+        let (map, map_end) = if first_dirty < cleanable_end {
+            self.build_key_map(first_dirty, cleanable_end, policy.key_map_bytes)?
+        } else {
+            (HashMap::new(), first_dirty)
+        };
+        // Recopy every sealed segment that starts below the map's end, in groups.
+        let last = sealed[..cleanable].partition_point(|s| s.base < map_end);
+        let groups = self.group_segments(&segs, last);
+        let mut ctx = Cleaning {
+            map: &map,
+            map_end,
+            now_ms: policy.now_ms,
+            horizon: policy
+                .now_ms
+                .saturating_add(policy.delete_retention_ms.max(0)),
+            removed: 0,
+            next_horizon: i64::MAX,
+        };
+        let mut replaced = 0usize;
+        for (from, to) in groups {
+            let group = &segs[from..to];
+            let group_end = segs[to].base;
+            let written = self.clean_group(group, group_end, &mut ctx)?;
+            outcome.bytes_read += group.iter().map(|s| s.size()).sum::<u64>();
+            outcome.bytes_written += written;
+            replaced += group.len() - 1;
+        }
+        outcome.records_removed = ctx.removed;
+        self.tombstone_horizon
+            .store(ctx.next_horizon, Ordering::Release);
+        outcome.segments_after = segs.len() - replaced;
+        self.write_clean_offset(map_end)?;
+        outcome.clean_offset = map_end;
+        outcome.cleaned = true;
+        log::info!(
+            "{}: compacted {} bytes into {} ({} records removed); clean up to offset {map_end}",
+            self.dir.display(),
+            outcome.bytes_read,
+            outcome.bytes_written,
+            outcome.records_removed
+        );
+        Ok(outcome)
+    }
+
+    /// Key -> offset of its last record in `[from, to)`, within `budget` bytes; returns
+    /// the map and the offset it covers up to (a batch boundary, or `to`).
+    fn build_key_map(
+        &self,
+        from: i64,
+        to: i64,
+        budget: usize,
+    ) -> Result<(HashMap<Bytes, i64>, i64)> {
+        let mut map: HashMap<Bytes, i64> = HashMap::new();
+        let mut used = 0usize;
+        let mut offset = from;
+        while offset < to {
+            let batches = self.read(offset, 1 << 20)?;
+            if batches.is_empty() {
+                break;
+            }
+            for b in &batches {
+                if b.last_offset() < offset || b.base_offset() >= to {
+                    continue;
+                }
+                if b.header().is_control() {
+                    continue;
+                }
+                let records: Vec<Record> = b
+                    .records_with(&self.config.decode)?
+                    .collect::<Result<_>>()?;
+                let cost: usize = records
+                    .iter()
+                    .filter_map(|r| r.key.as_ref())
+                    .filter(|k| !map.contains_key(*k))
+                    .map(|k| k.len() + KEY_ENTRY_OVERHEAD)
+                    .sum();
+                if used > 0 && used + cost > budget {
+                    return Ok((map, b.base_offset().max(from)));
+                }
+                for r in records {
+                    if r.offset < from {
+                        continue;
+                    }
+                    if let Some(k) = r.key {
+                        // Copied: a slice would keep the whole (decompressed) batch alive.
+                        map.insert(Bytes::copy_from_slice(&k), r.offset);
+                    }
+                }
+                used += cost;
+            }
+            offset = batches.last().map_or(to, |b| b.last_offset() + 1);
+        }
+        Ok((map, to))
+    }
+
+    /// Consecutive runs of `segs[..last]` whose sizes together fit `segment_bytes` and
+    /// whose offsets fit a segment (relative offsets are 32-bit).
+    fn group_segments(&self, segs: &[Arc<Segment>], last: usize) -> Vec<(usize, usize)> {
+        let mut groups = Vec::new();
+        let mut i = 0;
+        while i < last {
+            let mut j = i + 1;
+            let mut size = segs[i].size();
+            while j < last
+                && size + segs[j].size() <= self.config.segment_bytes
+                && segs[j + 1].base - segs[i].base <= i64::from(i32::MAX)
+            {
+                size += segs[j].size();
+                j += 1;
+            }
+            groups.push((i, j));
+            i = j;
+        }
+        groups
+    }
+
+    /// Cleans one group into `<base>.log.cleaned` and swaps it in. Returns bytes written.
+    fn clean_group(
+        &self,
+        group: &[Arc<Segment>],
+        group_end: i64,
+        ctx: &mut Cleaning,
+    ) -> Result<u64> {
+        let base = group[0].base;
+        let cleaned_path = self.dir.join(format!("{}.cleaned", file_name(base, "log")));
+        let swap_path = self.dir.join(format!("{}.swap", file_name(base, "log")));
+        let file = self
+            .fs
+            .open(&cleaned_path, true)
+            .map_err(io_ctx(format!("create {}", cleaned_path.display())))?;
+        let written = (|| -> Result<u64> {
+            file.set_len(0)
+                .map_err(io_ctx(format!("truncate {}", cleaned_path.display())))?;
+            let mut out = Vec::with_capacity(512 << 10);
+            let mut pos = 0u64;
+            let mut pending: Option<Batch> = None;
+            let mut offset = base;
+            'read: while offset < group_end {
+                let batches = self.read_group(group, offset)?;
+                if batches.is_empty() {
+                    break;
+                }
+                for b in batches {
+                    if b.base_offset() >= group_end {
+                        break 'read;
+                    }
+                    offset = b.last_offset() + 1;
+                    // The previous batch is written once we know it is not the group's last.
+                    if let Some(prev) = pending.replace(b) {
+                        self.emit(&prev, false, ctx, &mut out)?;
+                    }
+                    if out.len() >= 512 << 10 {
+                        file.write_all_at(&out, pos)
+                            .map_err(io_ctx(format!("write {}", cleaned_path.display())))?;
+                        pos += out.len() as u64;
+                        out.clear();
+                    }
+                }
+            }
+            if let Some(last) = pending {
+                self.emit(&last, true, ctx, &mut out)?;
+            }
+            file.write_all_at(&out, pos)
+                .map_err(io_ctx(format!("write {}", cleaned_path.display())))?;
+            pos += out.len() as u64;
+            file.sync_data()
+                .map_err(io_ctx(format!("fsync {}", cleaned_path.display())))?;
+            Ok(pos)
+        })();
+        let written = match written {
+            Ok(n) => n,
+            Err(e) => {
+                if self.fs.remove_file(&cleaned_path).is_err() {
+                    log::warn!("{}: could not remove", cleaned_path.display());
+                }
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.fs.rename(&cleaned_path, &swap_path) {
+            if self.fs.remove_file(&cleaned_path).is_err() {
+                log::warn!("{}: could not remove", cleaned_path.display());
+            }
+            return Err(Error::io(format!("rename {}", cleaned_path.display()), e));
+        }
+        // From here the swap is committed (once the directory sync lands): any failure
+        // leaves it for the next open to finish, and the log stops taking writes.
+        self.swap_in(group, &swap_path).inspect_err(|e| {
+            self.poison_with(format!(
+                "compaction swap of {} failed part-way: {e}",
+                swap_path.display()
+            ));
+        })?;
+        Ok(written)
+    }
+
+    /// Reads whole batches from `offset` within the group's own segments.
+    fn read_group(&self, group: &[Arc<Segment>], offset: i64) -> Result<Vec<Batch>> {
+        let i = group
+            .partition_point(|s| s.base <= offset)
+            .saturating_sub(1);
+        let mut out = Vec::new();
+        for seg in &group[i..] {
+            let mut budget = 1usize << 20;
+            let from = offset.max(seg.base);
+            match self.read_segment(seg, seg.size(), from, &mut budget, &mut out)? {
+                SegmentRead::BudgetUsed => break,
+                SegmentRead::Exhausted(_) if !out.is_empty() => break,
+                SegmentRead::Exhausted(_) => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Appends what the cleaner keeps of `b` to `out`.
+    fn emit(
+        &self,
+        b: &Batch,
+        last_in_group: bool,
+        ctx: &mut Cleaning,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let h = b.header();
+        if h.is_control() {
+            out.extend_from_slice(b.bytes());
+            return Ok(());
+        }
+        let records: Vec<Record> = b
+            .records_with(&self.config.decode)?
+            .collect::<Result<_>>()?;
+        let total = records.len();
+        let expired = h.has_delete_horizon() && ctx.now_ms >= h.base_timestamp;
+        let mut kept = Vec::with_capacity(total);
+        let mut tombstone_kept = false;
+        for r in records {
+            let keep = match &r.key {
+                None => false,
+                Some(_) if r.offset >= ctx.map_end => true,
+                Some(k) => {
+                    let latest = ctx.map.get(k).is_none_or(|&o| r.offset >= o);
+                    latest && (r.value.is_some() || !expired)
+                }
+            };
+            if keep {
+                if r.value.is_none() && r.offset < ctx.map_end {
+                    tombstone_kept = true;
+                }
+                kept.push(r);
+            }
+        }
+        ctx.removed += (total - kept.len()) as u64;
+        // The first pass that keeps a tombstone starts its delete horizon.
+        let new_horizon = (tombstone_kept && !h.has_delete_horizon()).then_some(ctx.horizon);
+        if tombstone_kept {
+            let horizon = new_horizon.unwrap_or(h.base_timestamp);
+            ctx.next_horizon = ctx.next_horizon.min(horizon);
+        }
+        if kept.len() == total && new_horizon.is_none() {
+            out.extend_from_slice(b.bytes());
+        } else if !kept.is_empty() || last_in_group {
+            out.extend_from_slice(&rebuild_batch(h, &kept, new_horizon)?);
+        }
+        Ok(())
+    }
+
+    /// Steps 2-4 of the swap (see the module docs), then the new segment replaces the
+    /// group in the readers' snapshot.
+    fn swap_in(&self, group: &[Arc<Segment>], swap_path: &Path) -> Result<()> {
+        let base = group[0].base;
+        let fs = self.fs.as_ref();
+        let sync_dir = || {
+            fs.sync_dir(&self.dir)
+                .map_err(io_ctx(format!("fsync directory {}", self.dir.display())))
+        };
+        sync_dir()?;
+        for (i, seg) in group.iter().enumerate() {
+            let paths = [
+                (i > 0).then(|| seg.log_path.clone()),
+                Some(seg.offset_index.path().to_path_buf()),
+                Some(seg.time_index.path().to_path_buf()),
+            ];
+            for p in paths.into_iter().flatten() {
+                fs.remove_file(&p)
+                    .map_err(io_ctx(format!("remove {}", p.display())))?;
+            }
+        }
+        sync_dir()?;
+        let new = self.install_swap(swap_path, base)?;
+        let mut segs = self.segments.write();
+        let mut list: Vec<Arc<Segment>> = Vec::with_capacity(segs.len());
+        for s in segs.iter() {
+            if Arc::ptr_eq(s, &group[0]) {
+                list.push(new.clone());
+            } else if !group.iter().any(|g| Arc::ptr_eq(g, s)) {
+                list.push(s.clone());
+            }
+        }
+        *segs = Arc::new(list);
+        Ok(())
+    }
+
+    /// Renames the swap file to `<base>.log` and opens it as a sealed segment with fresh
+    /// index files.
+    fn install_swap(&self, swap_path: &Path, base: i64) -> Result<Arc<Segment>> {
+        let fs = self.fs.as_ref();
+        let log_path = self.dir.join(file_name(base, "log"));
+        fs.rename(swap_path, &log_path)
+            .map_err(io_ctx(format!("rename {}", swap_path.display())))?;
+        let seg = Segment::open(fs, &self.dir, base, self.config.segment_index_bytes, false)
+            .map_err(io_ctx(format!("open {}", log_path.display())))?;
+        let params = seg.scan_params(
+            self.config.index_interval_bytes,
+            self.rules,
+            self.config.segment_index_bytes,
+        );
+        let scan = segment::scan(seg.log.as_ref(), seg.size(), params)
+            .map_err(io_ctx(format!("scan {}", log_path.display())))?;
+        if let Some((pos, reason)) = scan.stopped {
+            return Err(Error::corruption(&log_path, pos, reason));
+        }
+        seg.install_scan(&scan, false)
+            .and_then(|()| seg.offset_index.sync())
+            .and_then(|()| seg.time_index.sync())
+            .map_err(io_ctx(format!(
+                "write the indexes of {}",
+                log_path.display()
+            )))?;
+        fs.sync_dir(&self.dir)
+            .map_err(io_ctx(format!("fsync directory {}", self.dir.display())))?;
+        seg.sealed.store(true, Ordering::Release);
+        Ok(Arc::new(seg))
+    }
+
+    fn write_clean_offset(&self, offset: i64) -> Result<()> {
+        let text = checkpoint::recovery_point_text(&self.topic, self.partition, offset);
+        checkpoint::write_atomic(
+            self.fs.as_ref(),
+            &self.dir,
+            CLEANER_OFFSET_FILE,
+            text.as_bytes(),
+        )
+        .map_err(io_ctx(format!(
+            "write {}",
+            self.dir.join(CLEANER_OFFSET_FILE).display()
+        )))?;
+        *self.cleaner_offset.lock() = offset;
+        Ok(())
+    }
+}
+
+/// State of one pass.
+struct Cleaning<'a> {
+    map: &'a HashMap<Bytes, i64>,
+    map_end: i64,
+    now_ms: i64,
+    horizon: i64,
+    removed: u64,
+    /// The earliest delete horizon of the tombstones kept (i64::MAX: none).
+    next_horizon: i64,
+}
+
+/// Finishes compaction swaps a crash interrupted: for each `<base>.log.swap` (fsync'd
+/// before it got that name), removes the segments whose offsets it covers and renames it
+/// to `<base>.log` (their index files are rebuilt by recovery). Returns whether anything
+/// changed (the caller lists the directory again).
+pub(crate) fn complete_swaps(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    names: &[String],
+    params: impl Fn(i64) -> segment::ScanParams,
+) -> Result<bool> {
+    let mut changed = false;
+    for name in names {
+        let Some(base) = name
+            .strip_suffix(".swap")
+            .and_then(|n| parse_file_name(n, "log"))
+        else {
+            continue;
+        };
+        let swap = dir.join(name);
+        let file = fs
+            .open(&swap, false)
+            .map_err(io_ctx(format!("open {}", swap.display())))?;
+        let len = file
+            .len()
+            .map_err(io_ctx(format!("stat {}", swap.display())))?;
+        let scan = segment::scan(file.as_ref(), len, params(base))
+            .map_err(io_ctx(format!("scan {}", swap.display())))?;
+        if let Some((pos, reason)) = scan.stopped {
+            return Err(Error::corruption(&swap, pos, reason));
+        }
+        let end = scan.next_offset.unwrap_or(base);
+        for n in names {
+            let covered = ["log", "index", "timeindex"].iter().any(|suf| {
+                parse_file_name(n, suf).is_some_and(|b| b >= base && b < end.max(base + 1))
+            });
+            if covered {
+                fs.remove_file(&dir.join(n))
+                    .map_err(io_ctx(format!("remove {}/{n}", dir.display())))?;
+            }
+        }
+        fs.sync_dir(dir)
+            .map_err(io_ctx(format!("fsync directory {}", dir.display())))?;
+        fs.rename(&swap, &dir.join(file_name(base, "log")))
+            .map_err(io_ctx(format!("rename {}", swap.display())))?;
+        fs.sync_dir(dir)
+            .map_err(io_ctx(format!("fsync directory {}", dir.display())))?;
+        log::warn!(
+            "{}: finished a compaction swap interrupted by a crash (offsets {base}..{end})",
+            dir.display()
+        );
+        changed = true;
+    }
+    Ok(changed)
+}

@@ -1,0 +1,193 @@
+//! Retention: deleting the oldest segments by time, by size, by the log start offset and
+//! by an optional hard byte cap (KAFKA-FORMAT.md section 4).
+//!
+//! Crash safety. The steps are: (1) roll if every segment is to go, (2) raise the log
+//! start offset (`log-start-offset-checkpoint`, written atomically), (3) flush, which also
+//! writes the durable point with the new log start, (4) drop the segments from the
+//! readers' snapshot, (5) unlink their files and sync the directory. A crash before (2)
+//! loses nothing; after it, the next open finds the segments below the log start and the
+//! next pass deletes them again. Readers holding the old snapshot keep reading the
+//! unlinked files through their open handles and mappings (the mmap rule of DESIGN.md
+//! section 6: files are unlinked, never shrunk).
+
+use std::sync::Arc;
+
+use super::Log;
+use super::segment::Segment;
+use crate::error::{Error, Result, io_ctx};
+
+/// What a retention pass may delete. Built by the store from the topic config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// Delete a segment once its largest timestamp is more than this many milliseconds
+    /// before `now_ms`; -1 keeps segments forever.
+    pub retention_ms: i64,
+    /// Delete the oldest segments while the partition would still hold at least this many
+    /// bytes without them; -1 for no limit.
+    pub retention_bytes: i64,
+    /// The current time (the store's clock).
+    pub now_ms: i64,
+    /// Consumer gate: time and size retention delete only segments whose offsets all lie
+    /// below this offset (the smallest committed offset of the gating groups).
+    pub gate: Option<i64>,
+    /// Hard cap that no gate holds back: the oldest segments go while the partition would
+    /// still hold at least this many bytes without them; -1 for none.
+    pub max_bytes: i64,
+}
+
+impl RetentionPolicy {
+    /// A policy that only removes segments below the log start offset.
+    pub fn log_start_only(now_ms: i64) -> Self {
+        RetentionPolicy {
+            retention_ms: -1,
+            retention_bytes: -1,
+            now_ms,
+            gate: None,
+            max_bytes: -1,
+        }
+    }
+}
+
+/// What a retention pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    /// Segments deleted.
+    pub segments_deleted: usize,
+    /// Bytes of `.log` files deleted.
+    pub bytes_reclaimed: u64,
+    /// The log start offset afterwards.
+    pub log_start_offset: i64,
+}
+
+impl Log {
+    /// Deletes the oldest segments that `policy` allows, oldest first, stopping at the
+    /// first one it keeps (Kafka's `deleteOldSegments`). When every segment may go, the
+    /// active segment is rolled first so it can go too; an empty active segment is never
+    /// deleted. Reads below the new log start offset return `OffsetOutOfRange`.
+    ///
+    /// # Errors
+    /// `Io` (a failed flush also poisons the log); `Poisoned`; `Closed`.
+    pub fn enforce_retention(&self, policy: &RetentionPolicy) -> Result<RetentionOutcome> {
+        let _m = self.maintenance.lock();
+        self.check_writable()?;
+        let segs = self.snapshot();
+        let end = self.log_end_offset();
+        let start = self.log_start_offset();
+        let mut remaining: u64 = segs.iter().map(|s| s.size()).sum();
+        let mut doomed: Vec<(Arc<Segment>, u64)> = Vec::new();
+        for (i, seg) in segs.iter().enumerate() {
+            let last = i + 1 == segs.len();
+            let size = seg.size();
+            if last && size == 0 {
+                break;
+            }
+            let upper = segs.get(i + 1).map_or(end, |s| s.base);
+            let rest = remaining - size;
+            let beyond = |limit: i64| limit >= 0 && rest >= limit as u64;
+            let max_ts = seg.max_timestamp.load(std::sync::atomic::Ordering::Acquire);
+            let expired = policy.retention_ms >= 0
+                && max_ts >= 0
+                && policy.now_ms.saturating_sub(max_ts) > policy.retention_ms;
+            let gated = policy.gate.is_some_and(|g| upper > g);
+            let delete = upper <= start
+                || beyond(policy.max_bytes)
+                || (!gated && (expired || beyond(policy.retention_bytes)));
+            if !delete {
+                break;
+            }
+            remaining = rest;
+            doomed.push((seg.clone(), size));
+        }
+        let mut outcome = RetentionOutcome {
+            log_start_offset: start,
+            ..RetentionOutcome::default()
+        };
+        if doomed.is_empty() {
+            return Ok(outcome);
+        }
+        let mut fl = self.flush_state.lock();
+        let new_start = {
+            let mut w = self.writer.lock();
+            // Judged without the writer lock: a segment that grew since may not go.
+            doomed.retain(|(s, size)| s.size() == *size);
+            if let Some(k) = doomed.iter().position(|(s, _)| Arc::ptr_eq(s, &w.active)) {
+                // Every segment goes: roll so the active one can go too (as Kafka does).
+                doomed.truncate(k + 1);
+                let base = self.log_end_offset();
+                self.roll_locked(&mut w, base)?;
+            }
+            if doomed.is_empty() {
+                return Ok(outcome);
+            }
+            // `doomed` is a prefix of the segment list (only rolls change it meanwhile, and
+            // they add at the end; only the last doomed segment can have grown), so the
+            // first kept segment follows it; a roll above made sure there is one.
+            let current = self.snapshot();
+            let next = current
+                .get(doomed.len())
+                .map_or(self.log_end_offset(), |s| s.base);
+            // Raise the log start first: from here on reads below it are out of range,
+            // and the durable point written by the flush below carries it.
+            let new_start = start.max(next);
+            if new_start > start {
+                self.write_log_start(new_start)?;
+                self.log_start
+                    .store(new_start, std::sync::atomic::Ordering::Release);
+            }
+            w.dir_dirty = true;
+            new_start
+        };
+        // The durable point must name the new log start (and the new active segment after
+        // a roll) before any file goes, or recovery would see flushed segments missing.
+        self.sync_locked(&mut fl)?;
+        drop(fl);
+        {
+            let mut segs = self.segments.write();
+            let list: Vec<Arc<Segment>> = segs
+                .iter()
+                .filter(|s| !doomed.iter().any(|(d, _)| Arc::ptr_eq(d, s)))
+                .cloned()
+                .collect();
+            *segs = Arc::new(list);
+        }
+        {
+            let mut w = self.writer.lock();
+            w.unflushed
+                .retain(|s| !doomed.iter().any(|(d, _)| Arc::ptr_eq(d, s)));
+        }
+        for (seg, size) in &doomed {
+            seg.remove_files(self.fs.as_ref())?;
+            outcome.segments_deleted += 1;
+            outcome.bytes_reclaimed += size;
+        }
+        self.fs
+            .sync_dir(&self.dir)
+            .map_err(io_ctx(format!("fsync directory {}", self.dir.display())))?;
+        outcome.log_start_offset = new_start;
+        if outcome.segments_deleted > 0 {
+            log::info!(
+                "{}: retention deleted {} segments ({} bytes); log start offset {new_start}",
+                self.dir.display(),
+                outcome.segments_deleted,
+                outcome.bytes_reclaimed
+            );
+        }
+        Ok(outcome)
+    }
+
+    /// Writes the log start offset checkpoint atomically; a failure poisons the log.
+    pub(super) fn write_log_start(&self, offset: i64) -> Result<()> {
+        let text = super::checkpoint::recovery_point_text(&self.topic, self.partition, offset);
+        super::checkpoint::write_atomic(
+            self.fs.as_ref(),
+            &self.dir,
+            super::checkpoint::LOG_START_FILE,
+            text.as_bytes(),
+        )
+        .map_err(io_ctx(format!(
+            "write {}",
+            self.dir.join(super::checkpoint::LOG_START_FILE).display()
+        )))
+        .inspect_err(|e: &Error| self.poison_with(e.to_string()))
+    }
+}
