@@ -50,6 +50,7 @@ pub mod fs;
 #[cfg(feature = "internals")]
 pub mod internals;
 pub mod log;
+mod maintenance;
 mod notify;
 pub mod producer;
 mod store;
@@ -61,6 +62,7 @@ pub use consumer::{
 };
 pub use error::{Error, Result};
 pub use format::{Batch, BatchBuilder, Compression, Header, Record};
+pub use maintenance::MaintenanceReport;
 pub use producer::{
     Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
 };

@@ -40,6 +40,9 @@ pub struct StoreConfig {
     fs: Arc<dyn FileSystem>,
     clock: Arc<dyn Clock>,
     decode: DecodeOptions,
+    background_maintenance: bool,
+    maintenance_interval_ms: u64,
+    cleaner_key_map_bytes: usize,
 }
 
 impl Default for StoreConfig {
@@ -48,6 +51,9 @@ impl Default for StoreConfig {
             fs: Arc::new(OsFs),
             clock: Arc::new(SystemClock),
             decode: DecodeOptions::default(),
+            background_maintenance: true,
+            maintenance_interval_ms: 30_000,
+            cleaner_key_map_bytes: 32 << 20,
         }
     }
 }
@@ -73,6 +79,33 @@ impl StoreConfig {
     pub fn decode_options(mut self, options: DecodeOptions) -> Self {
         self.decode = options;
         self
+    }
+
+    setter!(
+        /// Run retention, compaction and background flush (`flush_ms`) on a store thread.
+        /// Default = true. Turn off for deterministic tests and call
+        /// [`Store::run_maintenance`] instead.
+        background_maintenance: bool
+    );
+    setter!(
+        /// How often the maintenance thread runs retention and compaction. Default =
+        /// 30 000 ms (Kafka checks retention every 300 s and compaction every 15 s). Flushes
+        /// for `flush_ms` run as often as the shortest `flush_ms` needs.
+        maintenance_interval_ms: u64
+    );
+    setter!(
+        /// Memory budget of the compaction key map (key bytes plus about 64 bytes per
+        /// key). When a pass fills it, it cleans what the map covers and the next pass
+        /// continues. Default = 32 MiB.
+        cleaner_key_map_bytes: usize
+    );
+
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub(crate) fn key_map_bytes(&self) -> usize {
+        self.cleaner_key_map_bytes
     }
 
     fn log_config(&self, topic: &TopicConfig) -> LogConfig {
@@ -108,11 +141,11 @@ pub(crate) struct TopicState {
 #[derive(Debug)]
 pub(crate) struct Inner {
     dir: PathBuf,
-    config: StoreConfig,
+    pub(crate) config: StoreConfig,
     topics: RwLock<BTreeMap<String, Arc<TopicState>>>,
     /// Serializes topic changes (create, delete, add partitions) and close.
     ddl: Mutex<()>,
-    closed: AtomicBool,
+    pub(crate) closed: AtomicBool,
     /// The directory lock, released by `close` even while clones of the store live.
     lock: Mutex<Option<Box<dyn DirLock>>>,
     /// Woken by every append and group change.
@@ -121,6 +154,8 @@ pub(crate) struct Inner {
     pub(crate) groups: Coordinator,
     /// Live producers, flushed and stopped at close.
     pub(crate) producers: Mutex<Vec<std::sync::Weak<crate::producer::Shared>>>,
+    /// The maintenance thread.
+    pub(crate) maintenance: Arc<crate::maintenance::Maintenance>,
 }
 
 /// A streamlog store: a directory of topics. Cheap to clone; `Send + Sync`.
@@ -160,7 +195,7 @@ pub struct PartitionDescription {
 }
 
 /// What [`Store::describe_topic`] reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TopicDescription {
     /// The topic name.
     pub name: String,
@@ -301,6 +336,7 @@ impl Store {
             notifier,
             groups: Coordinator::default(),
             producers: Mutex::new(Vec::new()),
+            maintenance: Arc::default(),
         };
         inner.remove_orphan_partitions()?;
         let store = Store {
@@ -310,6 +346,15 @@ impl Store {
             store.create_topic_inner(OFFSETS_TOPIC, Coordinator::offsets_topic_config())?;
         }
         store.inner.groups.load(&*store.offsets_partition()?)?;
+        let config = &store.inner.config;
+        if config.background_maintenance {
+            let interval = Duration::from_millis(config.maintenance_interval_ms.max(1));
+            store
+                .inner
+                .maintenance
+                .start(&store.inner, interval)
+                .map_err(io_ctx("start the maintenance thread"))?;
+        }
         Ok(store)
     }
 
@@ -599,6 +644,11 @@ impl Store {
 }
 
 impl Inner {
+    /// Every topic (internal ones too), by name.
+    pub(crate) fn topic_states(&self) -> Vec<Arc<TopicState>> {
+        self.topics.read().values().cloned().collect()
+    }
+
     fn topic(&self, name: &str) -> Result<Arc<TopicState>> {
         self.topics
             .read()
@@ -757,6 +807,7 @@ impl Inner {
     }
 
     fn close(&self) -> Result<()> {
+        self.maintenance.stop();
         if !self.closed.load(Ordering::Acquire) {
             let producers = std::mem::take(&mut *self.producers.lock());
             crate::producer::shutdown_all(&producers);

@@ -43,7 +43,7 @@ impl CleanupPolicy {
 /// let config = TopicConfig::default().partitions(4).retention_ms(3_600_000).cleanup_policy(CleanupPolicy::Compact);
 /// assert_eq!(config.partition_count(), 4);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TopicConfig {
     pub(crate) partitions: i32,
     pub(crate) segment_bytes: u64,
@@ -56,6 +56,12 @@ pub struct TopicConfig {
     pub(crate) flush_messages: u64,
     pub(crate) flush_ms: u64,
     pub(crate) message_timestamp_type: TimestampType,
+    pub(crate) delete_retention_ms: i64,
+    pub(crate) min_cleanable_dirty_ratio: f64,
+    pub(crate) min_compaction_lag_ms: i64,
+    pub(crate) max_compaction_lag_ms: i64,
+    pub(crate) retention_gate_groups: Vec<String>,
+    pub(crate) retention_gate_max_bytes: i64,
 }
 
 impl Default for TopicConfig {
@@ -73,6 +79,12 @@ impl Default for TopicConfig {
             flush_messages: u64::MAX,
             flush_ms: u64::MAX,
             message_timestamp_type: TimestampType::CreateTime,
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            retention_gate_groups: Vec::new(),
+            retention_gate_max_bytes: -1,
         }
     }
 }
@@ -96,7 +108,8 @@ impl TopicConfig {
     );
     setter!(
         /// Delete segments whose newest record is older than this; −1 = keep forever.
-        /// Default = 7 days. (Applied by maintenance, which arrives with retention.)
+        /// Default = 7 days. Applied by maintenance ([`Store::run_maintenance`](crate::Store::run_maintenance)
+        /// or the background thread).
         retention_ms: i64
     );
     setter!(
@@ -117,13 +130,76 @@ impl TopicConfig {
     );
     setter!(
         /// fsync data older than this many ms in the background; `u64::MAX` = never
-        /// (default). (Applied by maintenance, which arrives with background flushing.)
+        /// (default). Applied by the store's maintenance thread.
         flush_ms: u64
     );
     setter!(
         /// CreateTime (default) or LogAppendTime.
         message_timestamp_type: TimestampType
     );
+
+    setter!(
+        /// How long a tombstone (a record with a null value) stays in a compacted topic
+        /// after the compaction pass that first kept it, so consumers reading from the
+        /// start see the deletion. Default = 1 day.
+        delete_retention_ms: i64
+    );
+    setter!(
+        /// Compact a partition only when its dirty bytes (written since the last pass)
+        /// are at least this share of its cleanable bytes. Default = 0.5; 0.0 to 1.0.
+        min_cleanable_dirty_ratio: f64
+    );
+    setter!(
+        /// Records younger than this are not compacted yet (a segment is held back while
+        /// its newest record is). Default = 0.
+        min_compaction_lag_ms: i64
+    );
+    setter!(
+        /// A partition whose oldest uncompacted segment is older than this is compacted
+        /// whatever its dirty ratio. Default = no limit (`i64::MAX`).
+        max_compaction_lag_ms: i64
+    );
+    setter!(
+        /// Hard byte cap per partition for consumer-gated retention (see
+        /// [`retention_gate_groups`](Self::retention_gate_groups)): while a partition is
+        /// larger, its oldest segments are deleted whatever the groups have consumed.
+        /// Required (>= 0) when gate groups are set. Default = -1 (none).
+        retention_gate_max_bytes: i64
+    );
+
+    /// Consumer-gated retention (not in Kafka): time and size retention delete a segment
+    /// only once every named consumer group has committed an offset past its end (a
+    /// group with no commit holds everything). A group that stops consuming would then
+    /// keep data forever, so [`retention_gate_max_bytes`](Self::retention_gate_max_bytes)
+    /// must be set too: a hard per-partition cap the gate cannot hold back.
+    ///
+    /// Trade-off: the gate protects slow consumers from losing data to retention, at the
+    /// cost of disk up to the cap; past the cap, retention deletes unconsumed records
+    /// and those groups' consumers follow `auto_offset_reset`.
+    ///
+    /// ```
+    /// use streamlog::TopicConfig;
+    /// let c = TopicConfig::default()
+    ///     .retention_ms(3_600_000)
+    ///     .retention_gate_groups(["billing", "audit"])
+    ///     .retention_gate_max_bytes(10 << 30);
+    /// c.validate()?;
+    /// # Ok::<(), streamlog::Error>(())
+    /// ```
+    #[must_use]
+    pub fn retention_gate_groups<I, S>(mut self, groups: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.retention_gate_groups = groups.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The groups gating retention.
+    pub fn gate_groups(&self) -> &[String] {
+        &self.retention_gate_groups
+    }
 
     /// The number of partitions.
     pub fn partition_count(&self) -> i32 {
@@ -161,6 +237,47 @@ impl TopicConfig {
         if self.flush_ms == 0 {
             return Err(Error::config("flush_ms", "must be at least 1"));
         }
+        if self.delete_retention_ms < 0 {
+            return Err(Error::config("delete_retention_ms", "must be at least 0"));
+        }
+        if !(0.0..=1.0).contains(&self.min_cleanable_dirty_ratio) {
+            return Err(Error::config(
+                "min_cleanable_dirty_ratio",
+                format!("{} is outside 0.0..=1.0", self.min_cleanable_dirty_ratio),
+            ));
+        }
+        if self.min_compaction_lag_ms < 0 {
+            return Err(Error::config("min_compaction_lag_ms", "must be at least 0"));
+        }
+        if self.max_compaction_lag_ms < 1 || self.max_compaction_lag_ms < self.min_compaction_lag_ms
+        {
+            return Err(Error::config(
+                "max_compaction_lag_ms",
+                "must be at least 1 and at least min_compaction_lag_ms",
+            ));
+        }
+        if self.retention_gate_max_bytes < -1 {
+            return Err(Error::config(
+                "retention_gate_max_bytes",
+                "must be -1 (none) or at least 0",
+            ));
+        }
+        if !self.retention_gate_groups.is_empty() && self.retention_gate_max_bytes < 0 {
+            return Err(Error::config(
+                "retention_gate_max_bytes",
+                "consumer-gated retention needs a hard byte cap (>= 0) so a stalled group cannot fill the disk",
+            ));
+        }
+        if let Some(g) = self
+            .retention_gate_groups
+            .iter()
+            .find(|g| g.is_empty() || g.contains(['\n', '\r']))
+        {
+            return Err(Error::config(
+                "retention_gate_groups",
+                format!("{g:?}: a group id must be non-empty and hold no line breaks"),
+            ));
+        }
         self.log_config(LogConfig::default()).validate()
     }
 
@@ -173,6 +290,7 @@ impl TopicConfig {
             .max_message_bytes(self.max_message_bytes)
             .flush_messages(self.flush_messages)
             .timestamp_type(self.message_timestamp_type)
+            .allow_offset_gaps(self.cleanup_policy != CleanupPolicy::Delete)
     }
 
     /// `key=value` lines, Kafka's property names.
@@ -193,7 +311,18 @@ impl TopicConfig {
             self.max_message_bytes,
             self.flush_messages,
             self.flush_ms,
-        )
+        ) + &format!(
+            "delete.retention.ms={}\nmin.cleanable.dirty.ratio={}\nmin.compaction.lag.ms={}\nmax.compaction.lag.ms={}\nretention.gate.max.bytes={}\n",
+            self.delete_retention_ms,
+            self.min_cleanable_dirty_ratio,
+            self.min_compaction_lag_ms,
+            self.max_compaction_lag_ms,
+            self.retention_gate_max_bytes,
+        ) + &self
+            .retention_gate_groups
+            .iter()
+            .map(|g| format!("retention.gate.group={g}\n"))
+            .collect::<String>()
     }
 
     /// Parses [`to_properties`](Self::to_properties) output; `Err(reason)` if malformed.
@@ -229,6 +358,20 @@ impl TopicConfig {
                         _ => return Err(bad(&"unknown timestamp type")),
                     }
                 }
+                "delete.retention.ms" => c.delete_retention_ms = v.parse().map_err(|e| bad(&e))?,
+                "min.cleanable.dirty.ratio" => {
+                    c.min_cleanable_dirty_ratio = v.parse().map_err(|e| bad(&e))?
+                }
+                "min.compaction.lag.ms" => {
+                    c.min_compaction_lag_ms = v.parse().map_err(|e| bad(&e))?
+                }
+                "max.compaction.lag.ms" => {
+                    c.max_compaction_lag_ms = v.parse().map_err(|e| bad(&e))?
+                }
+                "retention.gate.max.bytes" => {
+                    c.retention_gate_max_bytes = v.parse().map_err(|e| bad(&e))?
+                }
+                "retention.gate.group" => c.retention_gate_groups.push(v.to_string()),
                 _ => return Err(format!("unknown key `{k}` (or unsupported version `{v}`)")),
             }
         }
@@ -304,7 +447,13 @@ mod tests {
             .retention_ms(-1)
             .cleanup_policy(CleanupPolicy::CompactDelete)
             .message_timestamp_type(TimestampType::LogAppendTime)
-            .flush_messages(10);
+            .flush_messages(10)
+            .delete_retention_ms(5)
+            .min_cleanable_dirty_ratio(0.25)
+            .min_compaction_lag_ms(7)
+            .max_compaction_lag_ms(70)
+            .retention_gate_groups(["billing", "a=b c"])
+            .retention_gate_max_bytes(1 << 30);
         assert_eq!(TopicConfig::from_properties(&c.to_properties()).unwrap(), c);
         assert!(
             TopicConfig::from_properties("partitions=2\n").is_err(),
@@ -328,6 +477,38 @@ mod tests {
                 TopicConfig::default().retention_bytes(-5),
             ),
             ("flush_ms", TopicConfig::default().flush_ms(0)),
+            (
+                "delete_retention_ms",
+                TopicConfig::default().delete_retention_ms(-1),
+            ),
+            (
+                "min_cleanable_dirty_ratio",
+                TopicConfig::default().min_cleanable_dirty_ratio(1.5),
+            ),
+            (
+                "min_cleanable_dirty_ratio",
+                TopicConfig::default().min_cleanable_dirty_ratio(f64::NAN),
+            ),
+            (
+                "min_compaction_lag_ms",
+                TopicConfig::default().min_compaction_lag_ms(-1),
+            ),
+            (
+                "max_compaction_lag_ms",
+                TopicConfig::default()
+                    .min_compaction_lag_ms(10)
+                    .max_compaction_lag_ms(5),
+            ),
+            (
+                "retention_gate_max_bytes",
+                TopicConfig::default().retention_gate_groups(["g"]),
+            ),
+            (
+                "retention_gate_groups",
+                TopicConfig::default()
+                    .retention_gate_groups(["a\nb"])
+                    .retention_gate_max_bytes(1),
+            ),
             ("segment_bytes", TopicConfig::default().segment_bytes(1)),
             (
                 "max_message_bytes",

@@ -155,7 +155,7 @@ impl Coordinator {
         TopicConfig::default()
             .partitions(1)
             .cleanup_policy(CleanupPolicy::Compact)
-            .segment_bytes(100 * 1024 * 1024)
+            .segment_bytes(8 * 1024 * 1024)
             .retention_ms(-1)
     }
 

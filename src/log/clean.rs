@@ -167,6 +167,10 @@ impl Log {
         // Recopy every sealed segment that starts below the map's end, in groups.
         let last = sealed[..cleanable].partition_point(|s| s.base < map_end);
         let groups = self.group_segments(&segs, last);
+        if groups.is_empty() {
+            self.tombstone_horizon.store(i64::MAX, Ordering::Release);
+            return Ok(outcome);
+        }
         let mut ctx = Cleaning {
             map: &map,
             map_end,

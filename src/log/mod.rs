@@ -214,6 +214,11 @@ impl Log {
         self.durable_offset.load(Ordering::Acquire)
     }
 
+    /// When the last flush completed, by the log's clock (the open time if none yet).
+    pub fn last_flush_ms(&self) -> i64 {
+        self.last_flush_ms.load(Ordering::Acquire)
+    }
+
     /// The configuration.
     pub fn config(&self) -> &LogConfig {
         &self.config
@@ -905,19 +910,30 @@ impl Log {
     }
 
     /// Reads and decodes records from `offset` (records before it in the first batch are
-    /// skipped), up to about `max_bytes` of batches.
+    /// skipped), up to about `max_bytes` of batches. Returns at least one record unless
+    /// no record follows `offset` (offsets removed by compaction are skipped).
     ///
     /// # Errors
     /// As [`read`](Self::read), plus `InvalidBatch`/`UnsupportedCodec` from decoding.
     pub fn read_records(&self, offset: i64, max_bytes: usize) -> Result<Vec<Record>> {
         let mut out = Vec::new();
-        for b in self.read(offset, max_bytes)? {
-            for r in b.records_with(&self.config.decode)? {
-                let r = r?;
-                if r.offset >= offset {
-                    out.push(r);
+        let mut from = offset;
+        // Batches may hold no record at or after `from` (compaction leaves empty batches
+        // and gaps): read on until a record turns up or the log ends.
+        while out.is_empty() && from < self.log_end_offset() {
+            let batches = self.read(from, max_bytes)?;
+            let Some(next) = batches.last().map(|b| b.last_offset() + 1) else {
+                break;
+            };
+            for b in batches {
+                for r in b.records_with(&self.config.decode)? {
+                    let r = r?;
+                    if r.offset >= from {
+                        out.push(r);
+                    }
                 }
             }
+            from = next;
         }
         Ok(out)
     }

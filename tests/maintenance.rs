@@ -1,0 +1,390 @@
+//! Store-level retention, compaction and background maintenance (issue 4).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use streamlog::log::ManualClock;
+use streamlog::{
+    CleanupPolicy, ConsumerConfig, Error, OffsetReset, Record, Store, StoreConfig, TopicConfig,
+    TopicPartition,
+};
+
+const T0: i64 = 1_700_000_000_000;
+
+fn manual_store(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Store {
+    Store::open_with(
+        dir,
+        StoreConfig::default()
+            .background_maintenance(false)
+            .clock(clock.clone()),
+    )
+    .unwrap()
+}
+
+fn rec(ts: i64, key: &str, value: &str) -> Record {
+    Record::new(ts, Some(key.to_string()), Some(value.to_string()))
+}
+
+/// Retention by time with an injected clock: segments go once their newest record is
+/// older than retention_ms; a consumer positioned in the deleted range follows
+/// auto_offset_reset (earliest: the new log start).
+#[test]
+fn retention_by_time_with_manual_clock_moves_consumers() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = manual_store(dir.path(), &clock);
+    store
+        .create_topic(
+            "t",
+            TopicConfig::default()
+                .segment_bytes(1024)
+                .retention_ms(60_000),
+        )
+        .unwrap();
+    let p = store.topic("t").unwrap().partition(0).unwrap();
+    for i in 0..60i64 {
+        p.append(&[rec(T0 + i * 1000, "k", &format!("{i:040}"))])
+            .unwrap();
+    }
+    let mut c = store
+        .consumer(ConsumerConfig::default().auto_offset_reset(OffsetReset::Earliest))
+        .unwrap();
+    let tp = TopicPartition::new("t", 0);
+    c.assign(std::slice::from_ref(&tp)).unwrap();
+    c.seek(&tp, 0).unwrap();
+    // Nothing is old enough yet.
+    clock.set(T0 + 60_000);
+    let r = store.run_maintenance().unwrap();
+    assert_eq!(r.segments_deleted, 0, "{r:?}");
+    assert!(r.errors.is_empty());
+    // 100 s later, records with ts < T0+40s are expired.
+    clock.set(T0 + 100_000);
+    let r = store.run_maintenance().unwrap();
+    assert!(r.segments_deleted > 0 && r.bytes_reclaimed > 0, "{r:?}");
+    let start = p.log_start_offset();
+    assert!(start > 0 && start <= 40, "log start {start}");
+    let first = c.poll(Duration::from_secs(1)).unwrap();
+    assert_eq!(
+        first[0].offset(),
+        start,
+        "the consumer moved to the new log start"
+    );
+    // Time retention never deletes unexpired records.
+    assert!(p.read(40, 100).is_ok());
+    store.close().unwrap();
+}
+
+/// Consumer-gated retention: segments wait for the named group's committed offset,
+/// and the hard byte cap overrides the gate.
+#[test]
+fn consumer_gated_retention_waits_for_the_group_up_to_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = manual_store(dir.path(), &clock);
+    let config = TopicConfig::default()
+        .segment_bytes(1024)
+        .retention_ms(0)
+        .retention_gate_groups(["billing"])
+        .retention_gate_max_bytes(1 << 30);
+    store.create_topic("t", config.clone()).unwrap();
+    let p = store.topic("t").unwrap().partition(0).unwrap();
+    for i in 0..50i64 {
+        p.append(&[rec(T0, "k", &format!("{i:060}"))]).unwrap();
+    }
+    clock.set(T0 + 10);
+    // No commit yet: everything is held.
+    assert_eq!(store.run_maintenance().unwrap().segments_deleted, 0);
+    assert_eq!(p.log_start_offset(), 0);
+    let mut billing = store.consumer(ConsumerConfig::new("billing")).unwrap();
+    let tp = TopicPartition::new("t", 0);
+    billing.assign(std::slice::from_ref(&tp)).unwrap();
+    billing
+        .commit_sync_offsets(&BTreeMap::from([(tp.clone(), 20)]))
+        .unwrap();
+    let r = store.run_maintenance().unwrap();
+    assert!(r.segments_deleted > 0);
+    let start = p.log_start_offset();
+    assert!(
+        start > 0 && start <= 20,
+        "deleted only below the commit: {start}"
+    );
+    // Reopen with a small cap: the stalled group no longer holds the data back.
+    store.close().unwrap();
+    let store = manual_store(dir.path(), &clock);
+    let before = store.describe_topic("t").unwrap().partitions[0].size_bytes;
+    let capped = store
+        .describe_topic("t")
+        .unwrap()
+        .config
+        .retention_gate_max_bytes(2048);
+    store.delete_topic("t").unwrap();
+    store.create_topic("t", capped).unwrap();
+    let p = store.topic("t").unwrap().partition(0).unwrap();
+    for i in 0..50i64 {
+        p.append(&[rec(T0, "k", &format!("{i:060}"))]).unwrap();
+    }
+    assert!(before > 2048);
+    store.run_maintenance().unwrap();
+    let after = store.describe_topic("t").unwrap().partitions[0].size_bytes;
+    assert!(after <= 2048 + 1024, "cap holds: {after}");
+    store.close().unwrap();
+}
+
+/// A compacted topic through the store: the latest value per key survives with its
+/// offset; a consumer positioned on a removed offset moves to the next surviving one.
+#[test]
+fn compacted_topic_keeps_latest_and_consumers_skip_removed_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = manual_store(dir.path(), &clock);
+    store
+        .create_topic(
+            "profiles",
+            TopicConfig::default()
+                .segment_bytes(1024)
+                .cleanup_policy(CleanupPolicy::Compact),
+        )
+        .unwrap();
+    let p = store.topic("profiles").unwrap().partition(0).unwrap();
+    for i in 0..100i64 {
+        p.append(&[rec(T0, &format!("user-{}", i % 10), &format!("v{i:030}"))])
+            .unwrap();
+    }
+    let r = store.run_maintenance().unwrap();
+    assert_eq!(r.partitions_compacted, 1, "{r:?}");
+    assert!(r.records_removed > 0 && r.bytes_saved_by_compaction > 0);
+    // Offset 5 (user-5's first value) is gone; reading there gives the next survivor.
+    let mut c = store.consumer(ConsumerConfig::default()).unwrap();
+    let tp = TopicPartition::new("profiles", 0);
+    c.assign(std::slice::from_ref(&tp)).unwrap();
+    c.seek(&tp, 5).unwrap();
+    let got = c.poll(Duration::from_secs(1)).unwrap();
+    assert!(got[0].offset() > 5);
+    for r in &got {
+        let v = std::str::from_utf8(r.value().unwrap()).unwrap();
+        assert_eq!(
+            v,
+            format!("v{:030}", r.offset()),
+            "offset and value still match"
+        );
+    }
+    // Reading everything: the last value of each user is there.
+    let mut latest = BTreeMap::new();
+    let mut offset = p.log_start_offset();
+    while offset < p.log_end_offset() {
+        let recs = p.read(offset, 1 << 20).unwrap();
+        for r in &recs {
+            latest.insert(r.key.clone().unwrap(), r.offset);
+        }
+        offset = recs.last().unwrap().offset + 1;
+    }
+    for u in 0..10 {
+        let key = bytes::Bytes::from(format!("user-{u}"));
+        assert_eq!(latest[&key], 90 + u, "user-{u}");
+    }
+    store.close().unwrap();
+}
+
+/// Readers running while retention and compaction passes delete and swap segments:
+/// every read returns correct records or OffsetOutOfRange, never garbage or another
+/// error.
+#[test]
+fn concurrent_readers_during_retention_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = manual_store(dir.path(), &clock);
+    store
+        .create_topic(
+            "del",
+            TopicConfig::default()
+                .segment_bytes(1024)
+                .retention_ms(1000),
+        )
+        .unwrap();
+    store
+        .create_topic(
+            "cmp",
+            TopicConfig::default()
+                .segment_bytes(1024)
+                .cleanup_policy(CleanupPolicy::Compact)
+                .min_cleanable_dirty_ratio(0.0),
+        )
+        .unwrap();
+    let del = store.topic("del").unwrap().partition(0).unwrap();
+    let cmp = store.topic("cmp").unwrap().partition(0).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for part in [del.clone(), cmp.clone()] {
+        let stop = stop.clone();
+        readers.push(std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let mut offset = part.log_start_offset();
+                while offset < part.log_end_offset() {
+                    match part.read(offset, 2048) {
+                        Ok(recs) => {
+                            for r in &recs {
+                                let v = std::str::from_utf8(r.value.as_deref().unwrap()).unwrap();
+                                assert_eq!(v, format!("{:050}", r.offset), "wrong bytes");
+                            }
+                            reads += 1;
+                            offset = recs.last().map_or(offset, |r| r.offset + 1);
+                        }
+                        Err(Error::OffsetOutOfRange { .. }) => break,
+                        Err(e) => panic!("read at {offset}: {e}"),
+                    }
+                }
+            }
+            reads
+        }));
+    }
+    for round in 0..40i64 {
+        for i in 0..30i64 {
+            let ts = T0 + round * 1000;
+            let o = del.log_end_offset();
+            del.append(&[rec(ts, "k", &format!("{o:050}"))]).unwrap();
+            let o = cmp.log_end_offset();
+            cmp.append(&[rec(ts, &format!("key-{}", i % 7), &format!("{o:050}"))])
+                .unwrap();
+        }
+        clock.set(T0 + round * 1000 + 500);
+        let r = store.run_maintenance().unwrap();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        assert!(r.join().unwrap() > 0);
+    }
+    assert!(del.log_start_offset() > 0);
+    store.close().unwrap();
+}
+
+/// A million offset commits, then maintenance: the internal offsets topic is compacted
+/// back to a bounded size, and every committed offset survives a reopen.
+#[test]
+fn offsets_topic_stays_small_after_a_million_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = manual_store(dir.path(), &clock);
+    const PARTS: i32 = 100;
+    store
+        .create_topic("t", TopicConfig::default().partitions(PARTS))
+        .unwrap();
+    let mut c = store.consumer(ConsumerConfig::new("g")).unwrap();
+    let tps: Vec<TopicPartition> = (0..PARTS).map(|p| TopicPartition::new("t", p)).collect();
+    c.assign(&tps).unwrap();
+    // 10,000 commits of 100 partitions each: 1,000,000 committed offsets.
+    for round in 0..10_000i64 {
+        let offsets: BTreeMap<TopicPartition, i64> =
+            tps.iter().map(|tp| (tp.clone(), round)).collect();
+        c.commit_sync_offsets(&offsets).unwrap();
+    }
+    let size = |store: &Store| {
+        store
+            .describe_topic("__consumer_offsets")
+            .unwrap()
+            .partitions[0]
+            .size_bytes
+    };
+    let before = size(&store);
+    let r = store.run_maintenance().unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let after = size(&store);
+    // What is left: the active segment (at most segment_bytes = 8 MiB) and one compacted
+    // segment holding the latest commit of each of the 100 partitions.
+    assert!(before > 30 << 20, "a million commits take space: {before}");
+    assert!(
+        after < (8 << 20) + (64 << 10),
+        "compacted to {after} bytes from {before}"
+    );
+    c.close().unwrap();
+    store.close().unwrap();
+    let store = manual_store(dir.path(), &clock);
+    let c = store.consumer(ConsumerConfig::new("g")).unwrap();
+    let committed = c.committed(&tps).unwrap();
+    assert_eq!(committed.len(), tps.len());
+    assert!(
+        committed.values().all(|&o| o == Some(9_999)),
+        "{committed:?}"
+    );
+    store.close().unwrap();
+}
+
+/// The background thread flushes (flush_ms) and runs retention on its own, and stops
+/// on close.
+#[test]
+fn background_thread_flushes_and_deletes_and_stops_on_close() {
+    let threads = || {
+        std::fs::read_dir("/proc/self/task")
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+                    .filter(|n| n.starts_with("streamlog-maint"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        StoreConfig::default().maintenance_interval_ms(20),
+    )
+    .unwrap();
+    store
+        .create_topic(
+            "t",
+            TopicConfig::default()
+                .segment_bytes(1024)
+                .retention_ms(0)
+                .flush_ms(10),
+        )
+        .unwrap();
+    let p = store.topic("t").unwrap().partition(0).unwrap();
+    let old = 1_000_000_000_000; // long expired
+    for i in 0..40 {
+        p.append(&[rec(old, "k", &format!("{i:050}"))]).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (p.durable_offset() < p.log_end_offset() || p.log_start_offset() == 0)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        p.durable_offset(),
+        p.log_end_offset(),
+        "flushed by flush_ms"
+    );
+    assert!(p.log_start_offset() > 0, "retention ran in the background");
+    if std::path::Path::new("/proc/self/task").exists() {
+        assert!(threads() >= 1);
+        store.close().unwrap();
+        // Other tests' stores may run threads too; ours is joined by close.
+        let store2 = Store::open_with(
+            dir.path(),
+            StoreConfig::default().background_maintenance(false),
+        )
+        .unwrap();
+        store2.close().unwrap();
+    } else {
+        store.close().unwrap();
+    }
+}
+
+/// Dropping the last store handle (without close) stops the thread too.
+#[test]
+fn dropping_the_store_stops_maintenance() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        StoreConfig::default().maintenance_interval_ms(1),
+    )
+    .unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    drop(store);
+    // The directory lock is released, so a new open succeeds at once.
+    let store = Store::open(dir.path()).unwrap();
+    store.close().unwrap();
+}
