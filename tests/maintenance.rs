@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use streamlog::log::ManualClock;
 use streamlog::{
@@ -309,82 +309,5 @@ fn offsets_topic_stays_small_after_a_million_commits() {
         committed.values().all(|&o| o == Some(9_999)),
         "{committed:?}"
     );
-    store.close().unwrap();
-}
-
-/// The background thread flushes (flush_ms) and runs retention on its own, and stops
-/// on close.
-#[test]
-fn background_thread_flushes_and_deletes_and_stops_on_close() {
-    let threads = || {
-        std::fs::read_dir("/proc/self/task")
-            .map(|d| {
-                d.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
-                    .filter(|n| n.starts_with("streamlog-maint"))
-                    .count()
-            })
-            .unwrap_or(0)
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(
-        dir.path(),
-        StoreConfig::default().maintenance_interval_ms(20),
-    )
-    .unwrap();
-    store
-        .create_topic(
-            "t",
-            TopicConfig::default()
-                .segment_bytes(1024)
-                .retention_ms(0)
-                .flush_ms(10),
-        )
-        .unwrap();
-    let p = store.topic("t").unwrap().partition(0).unwrap();
-    let old = 1_000_000_000_000; // long expired
-    for i in 0..40 {
-        p.append(&[rec(old, "k", &format!("{i:050}"))]).unwrap();
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while (p.durable_offset() < p.log_end_offset() || p.log_start_offset() == 0)
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert_eq!(
-        p.durable_offset(),
-        p.log_end_offset(),
-        "flushed by flush_ms"
-    );
-    assert!(p.log_start_offset() > 0, "retention ran in the background");
-    if std::path::Path::new("/proc/self/task").exists() {
-        assert!(threads() >= 1);
-        store.close().unwrap();
-        // Other tests' stores may run threads too; ours is joined by close.
-        let store2 = Store::open_with(
-            dir.path(),
-            StoreConfig::default().background_maintenance(false),
-        )
-        .unwrap();
-        store2.close().unwrap();
-    } else {
-        store.close().unwrap();
-    }
-}
-
-/// Dropping the last store handle (without close) stops the thread too.
-#[test]
-fn dropping_the_store_stops_maintenance() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(
-        dir.path(),
-        StoreConfig::default().maintenance_interval_ms(1),
-    )
-    .unwrap();
-    store.create_topic("t", TopicConfig::default()).unwrap();
-    std::thread::sleep(Duration::from_millis(20));
-    drop(store);
-    // The directory lock is released, so a new open succeeds at once.
-    let store = Store::open(dir.path()).unwrap();
     store.close().unwrap();
 }

@@ -1197,6 +1197,9 @@ impl Log {
     }
 
     fn close_files(&self) -> Result<()> {
+        // A retention or compaction pass in progress finishes first (it may be writing
+        // files into the directory), and none starts after: they check `closed`.
+        let _m = self.maintenance.lock();
         let mut fl = self.flush_state.lock();
         // Closed under the writer lock first, so no append can land after the final fsync.
         let w = self.writer.lock();
