@@ -67,6 +67,11 @@ impl Maintenance {
         Ok(())
     }
 
+    /// Whether `stop` was called (a pass in progress ends at the next partition).
+    fn stopping(&self) -> bool {
+        *self.stop.lock()
+    }
+
     /// Stops the thread and waits for a pass in progress to end (unless called on the
     /// thread itself, when it dropped the store's last handle).
     pub(crate) fn stop(&self) {
@@ -162,7 +167,7 @@ impl Store {
             let tc = topic.config.read().clone();
             let parts = topic.partitions.read().clone();
             for p in parts {
-                if self.inner.closed.load(Ordering::Acquire) {
+                if self.inner.closed.load(Ordering::Acquire) || self.inner.maintenance.stopping() {
                     return Err(Error::Closed { what: "store" });
                 }
                 if p.log.is_closed() {

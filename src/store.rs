@@ -920,9 +920,13 @@ impl Partition {
     /// Appends records as one batch compressed with `codec`.
     ///
     /// # Errors
-    /// `InvalidArgument` for no records; `RecordTooLarge`; `Closed` after the topic was
-    /// deleted or the store closed; `Io`; `Poisoned`.
+    /// `InvalidArgument` for no records, or a record without a key on a compacted topic
+    /// (as Kafka: compaction keeps records by key); `RecordTooLarge`; `Closed` after the
+    /// topic was deleted or the store closed; `Io`; `Poisoned`.
     pub fn append_with(&self, records: &[Record], codec: Compression) -> Result<AppendInfo> {
+        if self.state.log.config().allow_offset_gaps && records.iter().any(|r| r.key.is_none()) {
+            return Err(keyless_on_compacted(&self.state.topic));
+        }
         let mut b = BatchBuilder::new().compression(codec);
         for r in records {
             b.push_record(r)?;
@@ -994,5 +998,14 @@ impl Partition {
         let start = self.state.log.advance_log_start(offset)?;
         self.state.wake();
         Ok(start)
+    }
+}
+
+/// The error for a record without a key sent to a compacted topic (Kafka rejects these
+/// too: compaction keeps the latest record per key and would drop them).
+pub(crate) fn keyless_on_compacted(topic: &str) -> Error {
+    Error::InvalidArgument {
+        name: "key",
+        reason: format!("topic `{topic}` is compacted; its records need a key"),
     }
 }

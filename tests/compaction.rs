@@ -657,3 +657,167 @@ fn crash_at_every_step_of_a_retention_delete() {
         }
     }
 }
+
+/// Review regression: a pass that rewrites the segment the durable point names (data
+/// appended and rolled but not flushed since) must leave a log that reopens after a
+/// crash: the rewritten file is smaller than the position the durable point recorded.
+#[test]
+fn crash_after_compacting_unflushed_segments_reopens() {
+    let clock = Arc::new(ManualClock::new(T0));
+    for mode in [
+        CrashImage::KeepAll,
+        CrashImage::DropAll,
+        CrashImage::Random(7),
+    ] {
+        let fs = SimFs::new();
+        let log = sim_log_one_group(&fs, &clock);
+        for i in 0..10 {
+            write(
+                &log,
+                &[(1, Some(format!("{i}{}", "x".repeat(500))))],
+                T0,
+                Compression::None,
+            );
+        }
+        log.flush().unwrap();
+        for i in 0..10 {
+            write(
+                &log,
+                &[(1, Some(format!("small {i}")))],
+                T0,
+                Compression::None,
+            );
+        }
+        log.roll().unwrap();
+        write(&log, &[(2, Some("active".into()))], T0, Compression::None);
+        assert!(log.clean(&policy(T0, 1 << 20)).unwrap().cleaned);
+        let expected = read_everything(&log);
+        assert_eq!(expected.len(), 2);
+        let img = fs.crash_image(mode);
+        drop(log);
+        let log = sim_log_one_group(&img, &clock);
+        let got = read_everything(&log);
+        // The pass flushed before swapping: the compacted segment is on disk.
+        assert_eq!(got[0], expected[0], "{mode:?}");
+        log.close().unwrap();
+    }
+}
+
+/// Review regressions: delete_records inside the active segment keeps the durable point
+/// readable (a torn tail is still truncated, not refused); compaction needs a log that
+/// allows offset gaps; truncation below the cleaner checkpoint lowers it; reads past
+/// the end are out of range; the default policy uses the log's clock.
+#[test]
+fn review_regressions_log_start_checkpoints_and_policy() {
+    let clock = Arc::new(ManualClock::new(T0));
+    for seed in 0..40u64 {
+        let fs = SimFs::new();
+        let log = sim_log_one_group(&fs, &clock);
+        for i in 0..10 {
+            write(&log, &[(1, Some(format!("r{i}")))], T0, Compression::None);
+        }
+        log.advance_log_start(5).unwrap();
+        // Two flushes of new data: both durable slots carry log start 5.
+        for i in 10..12 {
+            write(&log, &[(1, Some(format!("r{i}")))], T0, Compression::None);
+            log.flush().unwrap();
+        }
+        write(&log, &[(1, Some("x".repeat(8000)))], T0, Compression::None);
+        let img = fs.crash_image(CrashImage::Random(seed));
+        drop(log);
+        let log = sim_log_one_group(&img, &clock);
+        assert_eq!(log.log_start_offset(), 5, "seed {seed}");
+        assert!(log.log_end_offset() >= 12);
+        assert_eq!(read_everything(&log)[0].offset, 5);
+        log.close().unwrap();
+    }
+    // clean() on a log without offset gaps is refused, not half-done.
+    let fs = SimFs::new();
+    let strict = Log::open_with_fs(
+        Arc::new(fs.clone()) as Arc<dyn FileSystem>,
+        dir(),
+        LogConfig::default().clock(clock.clone()),
+    )
+    .unwrap();
+    assert!(matches!(
+        strict.clean(&policy(T0, 1 << 20)),
+        Err(streamlog::Error::InvalidConfig { .. })
+    ));
+    assert!(matches!(
+        strict.read_records(5, 100),
+        Err(streamlog::Error::OffsetOutOfRange { .. })
+    ));
+    strict.close().unwrap();
+    // Truncating below the cleaner checkpoint lowers it, durably.
+    let fs = SimFs::new();
+    let log = sim_log(&fs, &clock);
+    for i in 0..20 {
+        write(
+            &log,
+            &[((i % 2) as u8, Some(format!("v{i}")))],
+            T0,
+            Compression::None,
+        );
+        if i % 4 == 3 {
+            log.roll().unwrap();
+        }
+    }
+    log.clean(&policy(T0, 1 << 20)).unwrap();
+    assert_eq!(log.clean_offset(), 20);
+    log.truncate_to(19).unwrap();
+    log.truncate_to(10).unwrap_or(10);
+    assert!(log.clean_offset() <= log.log_end_offset());
+    let end = log.log_end_offset();
+    log.close().unwrap();
+    let log = sim_log(&fs, &clock);
+    assert!(log.clean_offset() <= end);
+    // The default policy takes the log's clock for the tombstone horizon.
+    write(&log, &[(1, None)], T0, Compression::None);
+    log.roll().unwrap();
+    write(&log, &[(2, Some("active".into()))], T0, Compression::None);
+    clock.set(T0 + 5);
+    log.clean(&CleanPolicy {
+        force: true,
+        ..CleanPolicy::default()
+    })
+    .unwrap();
+    let batches = log.read(log.log_start_offset(), 1 << 20).unwrap();
+    let tomb = batches
+        .iter()
+        .find(|b| b.header().has_delete_horizon())
+        .expect("the kept tombstone's batch has a horizon");
+    assert_eq!(tomb.header().base_timestamp, T0 + 5 + DAY);
+    log.close().unwrap();
+}
+
+/// Review regression: retention racing appends never deletes the active segment of a
+/// partition far below retention_bytes.
+#[test]
+fn retention_racing_appends_keeps_everything_under_the_limit() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let fs = SimFs::new();
+    let log = Arc::new(sim_log(&fs, &clock));
+    let writer = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for i in 0..3000 {
+                write(
+                    &log,
+                    &[(1, Some(format!("{i:020}")))],
+                    T0,
+                    Compression::None,
+                );
+            }
+        })
+    };
+    let limit = RetentionPolicy {
+        retention_bytes: 64 << 20,
+        ..RetentionPolicy::log_start_only(T0)
+    };
+    while !writer.is_finished() {
+        log.enforce_retention(&limit).unwrap();
+        assert_eq!(log.log_start_offset(), 0);
+    }
+    writer.join().unwrap();
+    assert_eq!(read_everything(&log).len(), 3000);
+}

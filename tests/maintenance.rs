@@ -311,3 +311,42 @@ fn offsets_topic_stays_small_after_a_million_commits() {
     );
     store.close().unwrap();
 }
+
+/// Records without a key are refused by compacted topics (as Kafka does), through the
+/// producer and through Partition::append; a delete-policy topic takes them.
+#[test]
+fn compacted_topics_refuse_records_without_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = manual_store(dir.path(), &clock);
+    store
+        .create_topic(
+            "table",
+            TopicConfig::default().cleanup_policy(CleanupPolicy::CompactDelete),
+        )
+        .unwrap();
+    store.create_topic("log", TopicConfig::default()).unwrap();
+    let p = store.topic("table").unwrap().partition(0).unwrap();
+    let keyless = Record::new(T0, None::<&str>, Some("v"));
+    assert!(matches!(
+        p.append(std::slice::from_ref(&keyless)),
+        Err(Error::InvalidArgument { name: "key", .. })
+    ));
+    let producer = store
+        .producer(streamlog::ProducerConfig::default())
+        .unwrap();
+    assert!(matches!(
+        producer.send(streamlog::ProducerRecord::new("table").value("v")),
+        Err(Error::InvalidArgument { name: "key", .. })
+    ));
+    producer
+        .send(streamlog::ProducerRecord::new("table").key("k").value("v"))
+        .unwrap()
+        .wait()
+        .unwrap();
+    let other = store.topic("log").unwrap().partition(0).unwrap();
+    other.append(&[keyless]).unwrap();
+    producer.close().unwrap();
+    assert_eq!(p.log_end_offset(), 1);
+    store.close().unwrap();
+}

@@ -27,6 +27,11 @@ fn background_thread_flushes_deletes_and_stops() {
         StoreConfig::default().maintenance_interval_ms(20),
     )
     .unwrap();
+    // The thread names itself once it runs: wait for that.
+    let named = Instant::now() + Duration::from_secs(5);
+    while maintenance_threads().is_some_and(|n| n == 0) && Instant::now() < named {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     if let Some(n) = maintenance_threads() {
         assert_eq!(n, 1);
     }

@@ -155,7 +155,7 @@ fn decode_slot(b: &[u8]) -> Option<(u64, DurablePoint)> {
     };
     let sane = p.segment_base >= 0
         && p.next_offset >= p.segment_base
-        && (0..=p.segment_base).contains(&p.log_start);
+        && (0..=p.next_offset).contains(&p.log_start);
     sane.then_some((i(4) as u64, p))
 }
 

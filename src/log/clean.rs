@@ -51,7 +51,7 @@ const KEY_ENTRY_OVERHEAD: usize = 64;
 /// How a compaction pass runs. Built by the store from the topic config.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CleanPolicy {
-    /// The current time (the store's clock).
+    /// The current time; 0 (the default) = the log's clock.
     pub now_ms: i64,
     /// How long a tombstone stays after the pass that first kept it.
     pub delete_retention_ms: i64,
@@ -113,6 +113,21 @@ impl Log {
     /// `Io` or `Corruption` from reading and writing; an error after a swap began poisons
     /// the log (reopening finishes the swap). `Poisoned`; `Closed`.
     pub fn clean(&self, policy: &CleanPolicy) -> Result<CleanOutcome> {
+        if !self.config.allow_offset_gaps {
+            return Err(Error::config(
+                "allow_offset_gaps",
+                "compaction removes records, so the log must allow offset gaps",
+            ));
+        }
+        let now = if policy.now_ms > 0 {
+            policy.now_ms
+        } else {
+            self.config.clock.now_ms()
+        };
+        let policy = &CleanPolicy {
+            now_ms: now,
+            ..policy.clone()
+        };
         let _m = self.maintenance.lock();
         self.check_writable()?;
         let segs = self.snapshot();
@@ -168,8 +183,14 @@ impl Log {
         let last = sealed[..cleanable].partition_point(|s| s.base < map_end);
         let groups = self.group_segments(&segs, last);
         if groups.is_empty() {
-            self.tombstone_horizon.store(i64::MAX, Ordering::Release);
             return Ok(outcome);
+        }
+        // The durable point names the segment active at the last flush, which may be one
+        // about to be rewritten; after this flush it names the current active segment,
+        // which is never cleaned, so recovery never looks for a replaced file.
+        {
+            let mut fl = self.flush_state.lock();
+            self.sync_locked(&mut fl)?;
         }
         let mut ctx = Cleaning {
             map: &map,
@@ -183,6 +204,7 @@ impl Log {
         };
         let mut replaced = 0usize;
         for (from, to) in groups {
+            self.check_writable()?;
             let group = &segs[from..to];
             let group_end = segs[to].base;
             let written = self.clean_group(group, group_end, &mut ctx)?;
@@ -460,6 +482,12 @@ impl Log {
             }
         }
         *segs = Arc::new(list);
+        drop(segs);
+        // The replaced files are gone: the next flush must not fsync them.
+        self.writer
+            .lock()
+            .unflushed
+            .retain(|s| !group.iter().any(|g| Arc::ptr_eq(g, s)));
         Ok(())
     }
 
@@ -495,7 +523,7 @@ impl Log {
         Ok(Arc::new(seg))
     }
 
-    fn write_clean_offset(&self, offset: i64) -> Result<()> {
+    pub(super) fn write_clean_offset(&self, offset: i64) -> Result<()> {
         let text = checkpoint::recovery_point_text(&self.topic, self.partition, offset);
         checkpoint::write_atomic(
             self.fs.as_ref(),
@@ -556,7 +584,8 @@ pub(crate) fn complete_swaps(
         let end = scan.next_offset.unwrap_or(base);
         for n in names {
             let covered = ["log", "index", "timeindex"].iter().any(|suf| {
-                parse_file_name(n, suf).is_some_and(|b| b >= base && b < end.max(base + 1))
+                parse_file_name(n, suf)
+                    .is_some_and(|b| b >= base && b < end.max(base.saturating_add(1)))
             });
             if covered {
                 fs.remove_file(&dir.join(n))

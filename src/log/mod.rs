@@ -712,6 +712,11 @@ impl Log {
             return Ok(out);
         }
         let segs = self.snapshot();
+        // Retention raises the log start before it drops segments from the snapshot: a
+        // snapshot without the segment holding `offset` comes with a raised start.
+        if offset < self.log_start_offset() {
+            return Err(self.out_of_range(offset));
+        }
         let first = segs.partition_point(|s| s.base <= offset).saturating_sub(1);
         let mut budget = max_bytes;
         // The offset the next segment must start at, once a segment was read to its end.
@@ -916,6 +921,9 @@ impl Log {
     /// # Errors
     /// As [`read`](Self::read), plus `InvalidBatch`/`UnsupportedCodec` from decoding.
     pub fn read_records(&self, offset: i64, max_bytes: usize) -> Result<Vec<Record>> {
+        if offset < self.log_start_offset() || offset > self.log_end_offset() {
+            return Err(self.out_of_range(offset));
+        }
         let mut out = Vec::new();
         let mut from = offset;
         // Batches may hold no record at or after `from` (compaction leaves empty batches
@@ -1009,9 +1017,8 @@ impl Log {
     /// # Errors
     /// `OffsetOutOfRange` past the log end; `Io`; `Poisoned`; `Closed`.
     pub fn advance_log_start(&self, offset: i64) -> Result<i64> {
-        let _fl = self.flush_state.lock();
+        let mut fl = self.flush_state.lock();
         self.check_writable()?;
-        let _w = self.writer.lock();
         if offset > self.log_end_offset() {
             return Err(self.out_of_range(offset));
         }
@@ -1019,6 +1026,12 @@ impl Log {
         if offset <= start {
             return Ok(start);
         }
+        // What lies below the new start must be durable first: otherwise a crash could
+        // truncate below it, and records appended again there would be hidden.
+        if offset > self.durable_offset() {
+            self.sync_locked(&mut fl)?;
+        }
+        let _w = self.writer.lock();
         self.write_log_start(offset)?;
         self.log_start.store(offset, Ordering::Release);
         Ok(offset)
@@ -1059,7 +1072,12 @@ impl Log {
         if let Err(e) = &result {
             self.poison_with(format!("truncation failed part-way: {e}"));
         }
-        result.map(|()| new_end)
+        result?;
+        // Offsets from the new end on will be new records: they are dirty again.
+        if self.clean_offset() > new_end {
+            self.write_clean_offset(new_end)?;
+        }
+        Ok(new_end)
     }
 
     fn truncate_locked(

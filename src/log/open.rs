@@ -187,20 +187,23 @@ impl Log {
                 .collect()
         };
         // A log start raised by delete_records; never below the first segment nor past the end.
-        let log_start = checkpoint::read_small(fs.as_ref(), &dir.join(checkpoint::LOG_START_FILE))
-            .map_err(io_ctx(format!(
-                "read {}",
-                dir.join(checkpoint::LOG_START_FILE).display()
-            )))?
-            .and_then(|b| checkpoint::parse_recovery_point(&String::from_utf8_lossy(&b), partition))
-            .map_or(segs[0].base, |o| o.clamp(segs[0].base, next_offset));
-        let cleaner_offset =
+        let stored_start =
+            checkpoint::read_small(fs.as_ref(), &dir.join(checkpoint::LOG_START_FILE))
+                .map_err(io_ctx(format!(
+                    "read {}",
+                    dir.join(checkpoint::LOG_START_FILE).display()
+                )))?
+                .and_then(|b| {
+                    checkpoint::parse_recovery_point(&String::from_utf8_lossy(&b), partition)
+                });
+        let log_start = stored_start.map_or(segs[0].base, |o| o.clamp(segs[0].base, next_offset));
+        let stored_clean =
             checkpoint::read_small(fs.as_ref(), &dir.join(super::clean::CLEANER_OFFSET_FILE))
                 .map_err(io_ctx(format!("read the cleaner checkpoint in {d}")))?
                 .and_then(|b| {
                     checkpoint::parse_recovery_point(&String::from_utf8_lossy(&b), partition)
-                })
-                .map_or(0, |o| o.clamp(0, next_offset));
+                });
+        let cleaner_offset = stored_clean.map_or(0, |o| o.clamp(0, next_offset));
         let log = Log {
             dir: dir.clone(),
             topic,
@@ -246,6 +249,14 @@ impl Log {
         if !log.report.clean_shutdown {
             // Make the recovered state durable, so a crash now recovers to the same log.
             log.flush()?;
+        }
+        // Checkpoints past a log end that recovery lowered are lowered on disk too:
+        // offsets appended again there are new records (readable, and dirty).
+        if stored_start.is_some_and(|s| s > log_start) {
+            log.write_log_start(log_start)?;
+        }
+        if stored_clean.is_some_and(|c| c > cleaner_offset) {
+            log.write_clean_offset(cleaner_offset)?;
         }
         Ok(log)
     }

@@ -1,10 +1,11 @@
 //! Retention: deleting the oldest segments by time, by size, by the log start offset and
 //! by an optional hard byte cap (KAFKA-FORMAT.md section 4).
 //!
-//! Crash safety. The steps are: (1) roll if every segment is to go, (2) raise the log
-//! start offset (`log-start-offset-checkpoint`, written atomically), (3) flush, which also
-//! writes the durable point with the new log start, (4) drop the segments from the
-//! readers' snapshot, (5) unlink their files and sync the directory. A crash before (2)
+//! Crash safety. The steps are: (1) roll if every segment is to go, (2) flush, so
+//! everything below the new log start is durable, (3) raise the log start offset
+//! (`log-start-offset-checkpoint`, written atomically), (4) flush again, writing the
+//! durable point with the new log start, (5) drop the segments from the readers'
+//! snapshot, (6) unlink their files and sync the directory. A crash before (2)
 //! loses nothing; after it, the next open finds the segments below the log start and the
 //! next pass deletes them again. Readers holding the old snapshot keep reading the
 //! unlinked files through their open handles and mappings (the mmap rule of DESIGN.md
@@ -71,18 +72,21 @@ impl Log {
         let _m = self.maintenance.lock();
         self.check_writable()?;
         let segs = self.snapshot();
+        // Sizes first, then the end offset: a segment that grows after this is caught by
+        // the size check under the writer lock below.
+        let sizes: Vec<u64> = segs.iter().map(|s| s.size()).collect();
         let end = self.log_end_offset();
         let start = self.log_start_offset();
-        let mut remaining: u64 = segs.iter().map(|s| s.size()).sum();
+        let mut remaining: u64 = sizes.iter().sum();
         let mut doomed: Vec<(Arc<Segment>, u64)> = Vec::new();
         for (i, seg) in segs.iter().enumerate() {
             let last = i + 1 == segs.len();
-            let size = seg.size();
+            let size = sizes[i];
             if last && size == 0 {
                 break;
             }
             let upper = segs.get(i + 1).map_or(end, |s| s.base);
-            let rest = remaining - size;
+            let rest = remaining.saturating_sub(size);
             let beyond = |limit: i64| limit >= 0 && rest >= limit as u64;
             let max_ts = seg.max_timestamp.load(std::sync::atomic::Ordering::Acquire);
             let expired = policy.retention_ms >= 0
@@ -106,39 +110,45 @@ impl Log {
             return Ok(outcome);
         }
         let mut fl = self.flush_state.lock();
-        let new_start = {
+        {
             let mut w = self.writer.lock();
-            // Judged without the writer lock: a segment that grew since may not go.
+            // Judged without the writer lock: a segment that grew since may not go (only
+            // the last one can grow), and the active one only if nothing was appended.
             doomed.retain(|(s, size)| s.size() == *size);
             if let Some(k) = doomed.iter().position(|(s, _)| Arc::ptr_eq(s, &w.active)) {
-                // Every segment goes: roll so the active one can go too (as Kafka does).
                 doomed.truncate(k + 1);
-                let base = self.log_end_offset();
-                self.roll_locked(&mut w, base)?;
+                if self.log_end_offset() == end {
+                    // Every segment goes: roll so the active one can go too (as Kafka does).
+                    self.roll_locked(&mut w, end)?;
+                } else {
+                    doomed.truncate(k);
+                }
             }
-            if doomed.is_empty() {
-                return Ok(outcome);
-            }
-            // `doomed` is a prefix of the segment list (only rolls change it meanwhile, and
-            // they add at the end; only the last doomed segment can have grown), so the
-            // first kept segment follows it; a roll above made sure there is one.
-            let current = self.snapshot();
-            let next = current
-                .get(doomed.len())
-                .map_or(self.log_end_offset(), |s| s.base);
-            // Raise the log start first: from here on reads below it are out of range,
-            // and the durable point written by the flush below carries it.
-            let new_start = start.max(next);
-            if new_start > start {
-                self.write_log_start(new_start)?;
-                self.log_start
-                    .store(new_start, std::sync::atomic::Ordering::Release);
-            }
-            w.dir_dirty = true;
-            new_start
-        };
-        // The durable point must name the new log start (and the new active segment after
-        // a roll) before any file goes, or recovery would see flushed segments missing.
+        }
+        if doomed.is_empty() {
+            return Ok(outcome);
+        }
+        // Everything below the new log start must be durable before the start is saved
+        // (else a crash could truncate below it and later appends would be hidden), and
+        // after a roll the durable point must name the new active segment.
+        self.sync_locked(&mut fl)?;
+        // `doomed` is a prefix of the segment list (rolls only add at the end), so the
+        // first kept segment follows it; the roll above made sure there is one.
+        let next = self
+            .snapshot()
+            .get(doomed.len())
+            .map_or(self.log_end_offset(), |s| s.base);
+        // Re-read under the flush lock, which `advance_log_start` holds too.
+        let start = self.log_start_offset();
+        let new_start = start.max(next);
+        if new_start > start {
+            self.write_log_start(new_start)?;
+            self.log_start
+                .store(new_start, std::sync::atomic::Ordering::Release);
+        }
+        // The durable point must carry the new log start before any file goes, or
+        // recovery would see flushed segments missing.
+        self.writer.lock().dir_dirty = true;
         self.sync_locked(&mut fl)?;
         drop(fl);
         {

@@ -564,6 +564,9 @@ impl Shared {
         let topic_state = self.store.topic_state(&record.topic)?;
         let (num_partitions, topic_max, log_append_time) = {
             let c = topic_state.config.read();
+            if c.cleanup_policy != crate::topic::CleanupPolicy::Delete && record.key.is_none() {
+                return Err(crate::store::keyless_on_compacted(&record.topic));
+            }
             (
                 topic_state.partitions.read().len() as i32,
                 usize::try_from(c.max_message_bytes).unwrap_or(usize::MAX),
