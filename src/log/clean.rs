@@ -11,10 +11,10 @@
 //! its key (or lies past the map) and is not an expired tombstone. Keyless records are
 //! dropped, as Kafka does.
 //!
-//! The earliest delete horizon of the tombstones a pass kept is remembered (in memory),
-//! so a later pass runs to remove them even when nothing new is dirty. After a reopen it
-//! is unknown until the first pass; the first pass after opening recopies the clean
-//! section once to learn it.
+//! The earliest delete horizon of the tombstones a pass kept is remembered (in
+//! `streamlog.tombstone-horizon`), so a later pass runs to remove them even when nothing
+//! new is dirty. Without that file (a directory from before it existed) the first pass
+//! after opening recopies the clean section once to learn it.
 //!
 //! The swap of one group is crash-safe: (1) write `<base>.log.cleaned` and fsync it,
 //! (2) rename it to `<base>.log.swap` and sync the directory: from here the new data is
@@ -44,6 +44,11 @@ use crate::fs::FileSystem;
 /// File name of the cleaner checkpoint (Kafka's offset checkpoint text format; Kafka
 /// keeps one per data directory, we keep one per partition).
 pub(crate) const CLEANER_OFFSET_FILE: &str = "cleaner-offset-checkpoint";
+
+/// Our own file: the earliest delete horizon of the tombstones the last pass kept
+/// (offset-checkpoint text format; i64::MAX when none), so a reopened log knows when a
+/// pass is due to remove them without rereading its segments.
+pub(crate) const HORIZON_FILE: &str = "streamlog.tombstone-horizon";
 
 /// Estimated heap cost of one key-map entry beyond the key bytes.
 const KEY_ENTRY_OVERHEAD: usize = 64;
@@ -213,10 +218,23 @@ impl Log {
             replaced += group.len() - 1;
         }
         outcome.records_removed = ctx.removed;
-        self.tombstone_horizon
-            .store(ctx.next_horizon, Ordering::Release);
         outcome.segments_after = segs.len() - replaced;
         self.write_clean_offset(map_end)?;
+        if self
+            .tombstone_horizon
+            .swap(ctx.next_horizon, Ordering::AcqRel)
+            != ctx.next_horizon
+        {
+            // A hint: lost or stale, it only makes a pass run early or tombstones wait
+            // for the next dirty pass.
+            let text =
+                checkpoint::recovery_point_text(&self.topic, self.partition, ctx.next_horizon);
+            checkpoint::write_atomic(self.fs.as_ref(), &self.dir, HORIZON_FILE, text.as_bytes())
+                .map_err(io_ctx(format!(
+                    "write {}",
+                    self.dir.join(HORIZON_FILE).display()
+                )))?;
+        }
         outcome.clean_offset = map_end;
         outcome.cleaned = true;
         log::info!(

@@ -204,6 +204,10 @@ impl Log {
                     checkpoint::parse_recovery_point(&String::from_utf8_lossy(&b), partition)
                 });
         let cleaner_offset = stored_clean.map_or(0, |o| o.clamp(0, next_offset));
+        let horizon = checkpoint::read_small(fs.as_ref(), &dir.join(super::clean::HORIZON_FILE))
+            .map_err(io_ctx(format!("read the tombstone horizon in {d}")))?
+            .and_then(|b| checkpoint::parse_recovery_point(&String::from_utf8_lossy(&b), partition))
+            .unwrap_or(i64::MIN);
         let log = Log {
             dir: dir.clone(),
             topic,
@@ -238,7 +242,7 @@ impl Log {
             flushed: (Mutex::new(()), parking_lot::Condvar::new()),
             maintenance: Mutex::new(()),
             cleaner_offset: Mutex::new(cleaner_offset),
-            tombstone_horizon: AtomicI64::new(i64::MIN),
+            tombstone_horizon: AtomicI64::new(horizon),
             last_flush_ms: AtomicI64::new(config.clock.now_ms()),
             poison: Mutex::new(None),
             closed: AtomicBool::new(false),
