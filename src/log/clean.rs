@@ -538,6 +538,7 @@ impl Log {
         fs.sync_dir(&self.dir)
             .map_err(io_ctx(format!("fsync directory {}", self.dir.display())))?;
         seg.sealed.store(true, Ordering::Release);
+        seg.release_index_files();
         Ok(Arc::new(seg))
     }
 

@@ -92,7 +92,9 @@ impl Entry for TimeEntry {
 #[derive(Debug)]
 pub struct Index<E: Entry> {
     path: PathBuf,
-    file: Arc<dyn File>,
+    /// `None` once released: a sealed, synced segment's entries live in memory, so its
+    /// index files need no descriptor (a log of 10,000 segments holds 10,000, not 30,000).
+    file: parking_lot::RwLock<Option<Arc<dyn File>>>,
     entries: RwLock<Vec<E>>,
     max_entries: usize,
 }
@@ -103,7 +105,7 @@ impl<E: Entry> Index<E> {
         let file = fs.open(path, true)?;
         Ok(Index {
             path: path.to_path_buf(),
-            file,
+            file: parking_lot::RwLock::new(Some(file)),
             entries: RwLock::new(Vec::new()),
             max_entries: (index_bytes / E::SIZE) as usize,
         })
@@ -113,11 +115,12 @@ impl<E: Entry> Index<E> {
     /// (length not a multiple of the entry size, entries out of order, or `valid` rejects
     /// one), in which case the index must be rebuilt.
     pub fn load(&self, valid: impl Fn(&E) -> bool) -> std::io::Result<bool> {
-        let len = self.file.len()?;
+        let file = self.file()?;
+        let len = file.len()?;
         if len % E::SIZE != 0 || len / E::SIZE > self.max_entries as u64 {
             return Ok(false);
         }
-        let data = self.file.read_exact_at(0, len as usize)?;
+        let data = file.read_exact_at(0, len as usize)?;
         let mut entries: Vec<E> = Vec::with_capacity((len / E::SIZE) as usize);
         for chunk in data.chunks_exact(E::SIZE as usize) {
             let e = E::decode(chunk);
@@ -138,8 +141,9 @@ impl<E: Entry> Index<E> {
             bytes.extend_from_slice(&e.encode());
         }
         *self.entries.write() = entries;
-        self.file.set_len(0)?;
-        self.file.write_all_at(&bytes, 0)?;
+        let file = self.file()?;
+        file.set_len(0)?;
+        file.write_all_at(&bytes, 0)?;
         if preallocate {
             self.preallocate()?;
         }
@@ -149,7 +153,7 @@ impl<E: Entry> Index<E> {
     /// Appends an entry (the caller checked order and capacity).
     pub fn append(&self, e: E) -> std::io::Result<()> {
         let mut entries = self.entries.write();
-        self.file
+        self.file()?
             .write_all_at(&e.encode(), entries.len() as u64 * E::SIZE)?;
         entries.push(e);
         Ok(())
@@ -175,18 +179,32 @@ impl<E: Entry> Index<E> {
 
     /// Truncates the file to its entries (at roll and close).
     pub fn trim(&self) -> std::io::Result<()> {
-        self.file
+        self.file()?
             .set_len(self.entries.read().len() as u64 * E::SIZE)
     }
 
     /// Extends the file to its preallocated size (for the active segment).
     pub fn preallocate(&self) -> std::io::Result<()> {
-        self.file.set_len(self.max_entries as u64 * E::SIZE)
+        self.file()?.set_len(self.max_entries as u64 * E::SIZE)
     }
 
     /// fdatasync of the index file.
     pub fn sync(&self) -> std::io::Result<()> {
-        self.file.sync_data()
+        self.file()?.sync_data()
+    }
+
+    /// Closes the file handle; the entries stay readable. Later writes fail.
+    pub fn release(&self) {
+        self.file.write().take();
+    }
+
+    fn file(&self) -> std::io::Result<Arc<dyn File>> {
+        self.file.read().clone().ok_or_else(|| {
+            std::io::Error::other(format!(
+                "{}: index file already released",
+                self.path.display()
+            ))
+        })
     }
 
     /// The file's path.

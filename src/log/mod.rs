@@ -636,6 +636,7 @@ impl Log {
                 s.time_index
                     .sync()
                     .map_err(io_ctx(format!("fsync {}", s.time_index.path().display())))?;
+                s.release_index_files();
             }
             active
                 .log
@@ -1101,6 +1102,7 @@ impl Log {
                     "fsync {} and its indexes",
                     s.log_path.display()
                 )))?;
+            s.release_index_files();
         }
         w.active
             .log

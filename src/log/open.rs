@@ -88,10 +88,11 @@ impl Log {
             .iter()
             .filter_map(|n| parse_file_name(n, "log"))
             .collect();
+        let base_set: std::collections::HashSet<i64> = bases.iter().copied().collect();
         for n in &names {
             let orphan = ["index", "timeindex"]
                 .iter()
-                .any(|suf| parse_file_name(n, suf).is_some_and(|b| !bases.contains(&b)));
+                .any(|suf| parse_file_name(n, suf).is_some_and(|b| !base_set.contains(&b)));
             if orphan || n.ends_with(".tmp") || n.ends_with(".deleted") || n.ends_with(".cleaned") {
                 fs.remove_file(&dir.join(n))
                     .map_err(io_ctx(format!("remove {d}/{n}")))?;
@@ -140,7 +141,7 @@ impl Log {
                 max_epoch,
                 allow_gaps: config.allow_offset_gaps,
             },
-            names: &names,
+            names: names.iter().map(String::as_str).collect(),
             report: RecoveryReport::default(),
         };
         let outcome = rec.run(&mut segs, clean_marker, recovery_point, durable)?;
@@ -186,6 +187,12 @@ impl Log {
                 .cloned()
                 .collect()
         };
+        // Sealed segments whose indexes are already synced need no index descriptors.
+        for s in &segs[..n - 1] {
+            if report.clean_shutdown || s.base < outcome.scan_from {
+                s.release_index_files();
+            }
+        }
         // A log start raised by delete_records; never below the first segment nor past the end.
         let stored_start =
             checkpoint::read_small(fs.as_ref(), &dir.join(checkpoint::LOG_START_FILE))
@@ -277,7 +284,7 @@ struct Recovery<'a> {
     fs: &'a dyn FileSystem,
     config: &'a LogConfig,
     rules: segment::Rules,
-    names: &'a [String],
+    names: std::collections::HashSet<&'a str>,
     report: RecoveryReport,
 }
 
@@ -300,8 +307,7 @@ impl Recovery<'_> {
 
     fn has_file(&self, seg: &Segment, suffix: &str) -> bool {
         self.names
-            .iter()
-            .any(|n| n == &segment::file_name(seg.base, suffix))
+            .contains(segment::file_name(seg.base, suffix).as_str())
     }
 
     /// Loads a trusted segment's indexes; rebuilds them from the log if missing or

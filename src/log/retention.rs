@@ -151,20 +151,21 @@ impl Log {
         self.writer.lock().dir_dirty = true;
         self.sync_locked(&mut fl)?;
         drop(fl);
+        // `doomed` is a prefix of the list (checked by base, so this is linear).
+        let last_doomed = doomed.last().map_or(i64::MIN, |(s, _)| s.base);
         {
             let mut segs = self.segments.write();
             let list: Vec<Arc<Segment>> = segs
                 .iter()
-                .filter(|s| !doomed.iter().any(|(d, _)| Arc::ptr_eq(d, s)))
+                .filter(|s| s.base > last_doomed)
                 .cloned()
                 .collect();
             *segs = Arc::new(list);
         }
-        {
-            let mut w = self.writer.lock();
-            w.unflushed
-                .retain(|s| !doomed.iter().any(|(d, _)| Arc::ptr_eq(d, s)));
-        }
+        self.writer
+            .lock()
+            .unflushed
+            .retain(|s| s.base > last_doomed);
         for (seg, size) in &doomed {
             seg.remove_files(self.fs.as_ref())?;
             outcome.segments_deleted += 1;

@@ -349,6 +349,12 @@ impl Segment {
         }
     }
 
+    /// Closes the index files' handles of a sealed segment whose indexes are synced.
+    pub fn release_index_files(&self) {
+        self.offset_index.release();
+        self.time_index.release();
+    }
+
     /// Removes the segment's three files (open handles and mappings stay valid).
     pub fn remove_files(&self, fs: &dyn FileSystem) -> Result<()> {
         for p in [
