@@ -825,3 +825,36 @@ fn retention_racing_appends_keeps_everything_under_the_limit() {
     writer.join().unwrap();
     assert_eq!(read_everything(&log).len(), 3000);
 }
+
+/// Review regression: truncating below a log start raised inside a batch lowers the log
+/// start to the new end (durably), so the log reopens and new appends are readable.
+#[test]
+fn truncate_below_a_raised_log_start() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let fs = SimFs::new();
+    let log = sim_log(&fs, &clock);
+    let recs: Vec<Entry> = (0..10).map(|i| (1u8, Some(format!("r{i}")))).collect();
+    write(&log, &recs, T0, Compression::None);
+    log.flush().unwrap();
+    log.advance_log_start(5).unwrap();
+    assert_eq!(
+        log.truncate_to(5).unwrap(),
+        0,
+        "the batch 0..=9 holds offset 5"
+    );
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 0));
+    let img = fs.crash_image(CrashImage::DropAll);
+    write(&log, &[(2, Some("new".into()))], T0, Compression::None);
+    assert_eq!(read_everything(&log).len(), 1, "the new record is readable");
+    log.flush().unwrap();
+    log.flush().unwrap();
+    log.close().unwrap();
+    let log = sim_log(&fs, &clock);
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 1));
+    assert_eq!(read_everything(&log).len(), 1);
+    log.close().unwrap();
+    // A crash right after the truncation reopens too.
+    let log = sim_log(&img, &clock);
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 0));
+    log.close().unwrap();
+}

@@ -219,14 +219,10 @@ impl Log {
         }
         outcome.records_removed = ctx.removed;
         outcome.segments_after = segs.len() - replaced;
-        self.write_clean_offset(map_end)?;
-        if self
-            .tombstone_horizon
-            .swap(ctx.next_horizon, Ordering::AcqRel)
-            != ctx.next_horizon
-        {
-            // A hint: lost or stale, it only makes a pass run early or tombstones wait
-            // for the next dirty pass.
+        // The horizon first: a crash before the clean offset is written repeats the pass,
+        // which writes it again. It is a hint: stale, it only makes a pass run early or
+        // tombstones wait for the next dirty pass.
+        if self.tombstone_horizon.load(Ordering::Acquire) != ctx.next_horizon {
             let text =
                 checkpoint::recovery_point_text(&self.topic, self.partition, ctx.next_horizon);
             checkpoint::write_atomic(self.fs.as_ref(), &self.dir, HORIZON_FILE, text.as_bytes())
@@ -234,7 +230,10 @@ impl Log {
                     "write {}",
                     self.dir.join(HORIZON_FILE).display()
                 )))?;
+            self.tombstone_horizon
+                .store(ctx.next_horizon, Ordering::Release);
         }
+        self.write_clean_offset(map_end)?;
         outcome.clean_offset = map_end;
         outcome.cleaned = true;
         log::info!(
@@ -542,7 +541,11 @@ impl Log {
         Ok(Arc::new(seg))
     }
 
+    /// Sets the cleaner checkpoint, in memory first (right in either direction). A
+    /// failed write poisons the log: a checkpoint left above re-appended offsets would
+    /// let compaction treat new records as clean.
     pub(super) fn write_clean_offset(&self, offset: i64) -> Result<()> {
+        *self.cleaner_offset.lock() = offset;
         let text = checkpoint::recovery_point_text(&self.topic, self.partition, offset);
         checkpoint::write_atomic(
             self.fs.as_ref(),
@@ -553,9 +556,8 @@ impl Log {
         .map_err(io_ctx(format!(
             "write {}",
             self.dir.join(CLEANER_OFFSET_FILE).display()
-        )))?;
-        *self.cleaner_offset.lock() = offset;
-        Ok(())
+        )))
+        .inspect_err(|e| self.poison_with(e.to_string()))
     }
 }
 

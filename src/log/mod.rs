@@ -1074,7 +1074,11 @@ impl Log {
             self.poison_with(format!("truncation failed part-way: {e}"));
         }
         result?;
-        // Offsets from the new end on will be new records: they are dirty again.
+        // Offsets from the new end on will be new records: readable, and dirty again.
+        if self.log_start_offset() > new_end {
+            self.write_log_start(new_end)?;
+            self.log_start.store(new_end, Ordering::Release);
+        }
         if self.clean_offset() > new_end {
             self.write_clean_offset(new_end)?;
         }
@@ -1124,7 +1128,9 @@ impl Log {
                 segment_base: seg.base,
                 position: pos,
                 next_offset: new_end,
-                log_start: self.log_start_offset(),
+                // A log start inside the removed range comes down to the new end (its
+                // checkpoint is lowered once the cut is done; until then open clamps it).
+                log_start: self.log_start_offset().min(new_end),
             })
             .map_err(io_ctx("write the durable position"))?;
         // 2. Later segments go (unlinking keeps any live mapping valid).
