@@ -979,7 +979,15 @@ impl Log {
                 .map_or(seg.base, |e| seg.base + i64::from(e.relative_offset) + 1)
                 .max(start);
             while offset < seg_end {
-                let batches = self.read(offset, 1 << 20)?;
+                let batches = match self.read(offset, 1 << 20) {
+                    Ok(b) => b,
+                    // Retention raised the log start meanwhile: go on from there.
+                    Err(Error::OffsetOutOfRange { .. }) if offset < self.log_start_offset() => {
+                        offset = self.log_start_offset();
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 let Some(last) = batches.last().map(Batch::last_offset) else {
                     break;
                 };
