@@ -37,6 +37,9 @@ use streamlog::{
     ProducerRecord, RebalanceListener, Store, TopicConfig, TopicPartition,
 };
 
+#[path = "common/mod.rs"]
+mod common;
+
 const USAGE: &str =
     "usage: clickstream [--dir DIR] [--seconds S] [--rate EVENTS_PER_S] [--users U]";
 const TOPIC: &str = "clicks";
@@ -71,10 +74,7 @@ struct Args {
     users: u64,
 }
 
-enum Parsed {
-    Run(Args),
-    Help,
-}
+type Parsed = common::Parsed<Args>;
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     let mut parsed = Args {
@@ -85,11 +85,10 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
         match arg.as_str() {
-            "--dir" => parsed.dir = Some(PathBuf::from(value("--dir")?)),
+            "--dir" => parsed.dir = Some(PathBuf::from(common::next_value(&mut args, "--dir")?)),
             "--seconds" => {
-                let v = value("--seconds")?;
+                let v = common::next_value(&mut args, "--seconds")?;
                 parsed.seconds = v
                     .parse()
                     .ok()
@@ -99,40 +98,18 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
                     ))?;
             }
             "--rate" => {
-                let v = value("--rate")?;
-                parsed.rate = v
-                    .parse()
-                    .ok()
-                    .filter(|r| (1..=10_000_000).contains(r))
-                    .ok_or(format!(
-                        "--rate: `{v}` is not a whole number from 1 to 10000000"
-                    ))?;
+                let v = common::next_value(&mut args, "--rate")?;
+                parsed.rate = common::parse_in_range("--rate", &v, 1..=10_000_000)?;
             }
             "--users" => {
-                let v = value("--users")?;
-                parsed.users = v
-                    .parse()
-                    .ok()
-                    .filter(|u| (1..=10_000_000).contains(u))
-                    .ok_or(format!(
-                        "--users: `{v}` is not a whole number from 1 to 10000000"
-                    ))?;
+                let v = common::next_value(&mut args, "--users")?;
+                parsed.users = common::parse_in_range("--users", &v, 1..=10_000_000)?;
             }
             "-h" | "--help" => return Ok(Parsed::Help),
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
     Ok(Parsed::Run(parsed))
-}
-
-fn fresh_temp_dir() -> PathBuf {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    std::env::temp_dir().join(format!(
-        "streamlog-clickstream-{}-{nanos}",
-        std::process::id()
-    ))
 }
 
 fn now_ms() -> i64 {
@@ -607,39 +584,9 @@ fn run(args: &Args, dir: &std::path::Path) -> Result<Vec<String>, BoxError> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(Parsed::Run(args)) => args,
-        Ok(Parsed::Help) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("error: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let dir = args.dir.clone().unwrap_or_else(fresh_temp_dir);
-    match run(&args, &dir) {
-        Ok(failed) if failed.is_empty() => {
-            if args.dir.is_none()
-                && let Err(e) = std::fs::remove_dir_all(&dir)
-            {
-                eprintln!("warning: could not remove {}: {e}", dir.display());
-            }
-            ExitCode::SUCCESS
-        }
-        Ok(failed) => {
-            for f in &failed {
-                eprintln!("FAILED: {f}");
-            }
-            eprintln!("the store is kept in {}", dir.display());
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main(USAGE, parse_args, |args| {
+        common::run_in_dir(args.dir.clone(), "clickstream", |dir| run(&args, dir))
+    })
 }
 
 #[cfg(test)]

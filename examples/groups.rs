@@ -28,12 +28,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use streamlog::{
     Assignor, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig, ProducerRecord,
     RebalanceListener, Store, TopicConfig, TopicPartition,
 };
+
+#[path = "common/mod.rs"]
+mod common;
 
 const USAGE: &str = "usage: groups [--dir DIR] [--assignor range|roundrobin|cooperative-sticky]";
 const PARTITIONS: i32 = 6;
@@ -49,10 +52,7 @@ struct Args {
     assignors: Vec<Assignor>,
 }
 
-enum Parsed {
-    Run(Args),
-    Help,
-}
+type Parsed = common::Parsed<Args>;
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     let mut parsed = Args {
@@ -61,11 +61,10 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
         match arg.as_str() {
-            "--dir" => parsed.dir = Some(PathBuf::from(value("--dir")?)),
+            "--dir" => parsed.dir = Some(PathBuf::from(common::next_value(&mut args, "--dir")?)),
             "--assignor" => {
-                let v = value("--assignor")?;
+                let v = common::next_value(&mut args, "--assignor")?;
                 let a = [
                     Assignor::Range,
                     Assignor::RoundRobin,
@@ -83,13 +82,6 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
         }
     }
     Ok(Parsed::Run(parsed))
-}
-
-fn fresh_temp_dir() -> PathBuf {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    std::env::temp_dir().join(format!("streamlog-groups-{}-{nanos}", std::process::id()))
 }
 
 fn partition_list(partitions: &[TopicPartition]) -> String {
@@ -419,39 +411,9 @@ fn run(args: &Args, dir: &Path) -> Result<Vec<String>, Box<dyn Error>> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(Parsed::Run(args)) => args,
-        Ok(Parsed::Help) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("error: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let dir = args.dir.clone().unwrap_or_else(fresh_temp_dir);
-    match run(&args, &dir) {
-        Ok(failed) if failed.is_empty() => {
-            if args.dir.is_none()
-                && let Err(e) = std::fs::remove_dir_all(&dir)
-            {
-                eprintln!("warning: could not remove {}: {e}", dir.display());
-            }
-            ExitCode::SUCCESS
-        }
-        Ok(failed) => {
-            for f in &failed {
-                eprintln!("FAILED: {f}");
-            }
-            eprintln!("the store is kept in {}", dir.display());
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main(USAGE, parse_args, |args| {
+        common::run_in_dir(args.dir.clone(), "groups", |dir| run(&args, dir))
+    })
 }
 
 #[cfg(test)]

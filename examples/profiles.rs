@@ -33,12 +33,15 @@ use std::collections::HashMap;
 use std::error::Error;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use streamlog::{
     CleanupPolicy, Consumer, ConsumerConfig, DeliveryFuture, MaintenanceReport, Producer,
     ProducerConfig, ProducerRecord, Store, StoreConfig, TopicConfig, TopicPartition,
 };
+
+#[path = "common/mod.rs"]
+mod common;
 
 const USAGE: &str = "usage: profiles [--dir DIR] [--users N]";
 const TOPIC: &str = "profiles";
@@ -56,10 +59,7 @@ struct Args {
     users: usize,
 }
 
-enum Parsed {
-    Run(Args),
-    Help,
-}
+type Parsed = common::Parsed<Args>;
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     let mut parsed = Args {
@@ -68,30 +68,17 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
         match arg.as_str() {
-            "--dir" => parsed.dir = Some(PathBuf::from(value("--dir")?)),
+            "--dir" => parsed.dir = Some(PathBuf::from(common::next_value(&mut args, "--dir")?)),
             "--users" => {
-                let v = value("--users")?;
-                parsed.users = v
-                    .parse()
-                    .map_err(|_| format!("--users: `{v}` is not a whole number"))?;
-                if parsed.users == 0 {
-                    return Err("--users must be at least 1".into());
-                }
+                let v = common::next_value(&mut args, "--users")?;
+                parsed.users = common::parse_positive("--users", &v)?;
             }
             "-h" | "--help" => return Ok(Parsed::Help),
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
     Ok(Parsed::Run(parsed))
-}
-
-fn fresh_temp_dir() -> PathBuf {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    std::env::temp_dir().join(format!("streamlog-profiles-{}-{nanos}", std::process::id()))
 }
 
 /// A fixed pseudo-random number for user `u` and purpose `salt` (splitmix64), so every
@@ -358,7 +345,10 @@ struct Outcome {
 }
 
 fn run(args: &Args) -> Result<Outcome, Box<dyn Error>> {
-    let dir = args.dir.clone().unwrap_or_else(fresh_temp_dir);
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| common::fresh_temp_dir("profiles"));
     println!(
         "streamlog profiles: {} users, store in {}",
         args.users,
@@ -463,47 +453,18 @@ fn run(args: &Args) -> Result<Outcome, Box<dyn Error>> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(Parsed::Run(args)) => args,
-        Ok(Parsed::Help) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("error: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(outcome) if outcome.checks.is_empty() => {
-            println!(
-                "ok: the compacted topic rebuilds the table of {} users",
-                outcome.users
-            );
-            if args.dir.is_none() {
-                if let Err(e) = std::fs::remove_dir_all(&outcome.dir) {
-                    eprintln!("warning: could not remove {}: {e}", outcome.dir.display());
-                }
-            } else {
+    common::main(USAGE, parse_args, |args| {
+        let result = run(&args).map(|outcome| {
+            if outcome.checks.is_empty() {
                 println!(
-                    "inspect the files with: cargo run --example dump_log -- {}",
-                    outcome.dir.join(format!("{TOPIC}-0")).display()
+                    "ok: the compacted topic rebuilds the table of {} users",
+                    outcome.users
                 );
             }
-            ExitCode::SUCCESS
-        }
-        Ok(outcome) => {
-            for c in &outcome.checks {
-                eprintln!("FAILED: {c}");
-            }
-            eprintln!("the store is kept in {}", outcome.dir.display());
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+            (outcome.dir, outcome.checks)
+        });
+        common::finish(result, args.dir.is_none(), Some(TOPIC))
+    })
 }
 
 #[cfg(test)]

@@ -25,13 +25,16 @@ use std::collections::{BTreeMap, HashSet};
 use std::error::Error;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use streamlog::producer::partition_for_key;
 use streamlog::{
     Acks, Compression, ConsumerConfig, DeliveryFuture, OffsetReset, ProducerConfig, ProducerRecord,
     Store, TopicConfig,
 };
+
+#[path = "common/mod.rs"]
+mod common;
 
 const USAGE: &str =
     "usage: quickstart [--dir DIR] [--records N] [--compression none|gzip|snappy|lz4|zstd]";
@@ -52,10 +55,7 @@ struct Args {
     compression: Compression,
 }
 
-enum Parsed {
-    Run(Args),
-    Help,
-}
+type Parsed = common::Parsed<Args>;
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     let mut parsed = Args {
@@ -65,20 +65,14 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
         match arg.as_str() {
-            "--dir" => parsed.dir = Some(PathBuf::from(value("--dir")?)),
+            "--dir" => parsed.dir = Some(PathBuf::from(common::next_value(&mut args, "--dir")?)),
             "--records" => {
-                let v = value("--records")?;
-                parsed.records = v
-                    .parse()
-                    .map_err(|_| format!("--records: `{v}` is not a whole number"))?;
-                if parsed.records == 0 {
-                    return Err("--records must be at least 1".into());
-                }
+                let v = common::next_value(&mut args, "--records")?;
+                parsed.records = common::parse_positive("--records", &v)?;
             }
             "--compression" => {
-                let v = value("--compression")?;
+                let v = common::next_value(&mut args, "--compression")?;
                 parsed.compression = v.parse().map_err(|_| {
                     format!("--compression: `{v}` is not one of none, gzip, snappy, lz4, zstd")
                 })?;
@@ -88,16 +82,6 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
         }
     }
     Ok(Parsed::Run(parsed))
-}
-
-fn fresh_temp_dir() -> PathBuf {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    std::env::temp_dir().join(format!(
-        "streamlog-quickstart-{}-{nanos}",
-        std::process::id()
-    ))
 }
 
 fn key_for(i: usize) -> String {
@@ -142,7 +126,10 @@ struct Outcome {
 }
 
 fn run(args: &Args) -> Result<Outcome, Box<dyn Error>> {
-    let dir = args.dir.clone().unwrap_or_else(fresh_temp_dir);
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| common::fresh_temp_dir("quickstart"));
     let n = args.records;
     println!(
         "streamlog quickstart: {n} records, {} compression, store in {}",
@@ -337,47 +324,18 @@ fn run(args: &Args) -> Result<Outcome, Box<dyn Error>> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(Parsed::Run(args)) => args,
-        Ok(Parsed::Help) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("error: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(outcome) if outcome.checks.is_empty() => {
-            println!(
-                "ok: every one of the {} records arrived exactly once",
-                args.records
-            );
-            if args.dir.is_none() {
-                if let Err(e) = std::fs::remove_dir_all(&outcome.dir) {
-                    eprintln!("warning: could not remove {}: {e}", outcome.dir.display());
-                }
-            } else {
+    common::main(USAGE, parse_args, |args| {
+        let result = run(&args).map(|outcome| {
+            if outcome.checks.is_empty() {
                 println!(
-                    "inspect the files with: cargo run --example dump_log -- {}",
-                    outcome.dir.join(format!("{TOPIC}-0")).display()
+                    "ok: every one of the {} records arrived exactly once",
+                    args.records
                 );
             }
-            ExitCode::SUCCESS
-        }
-        Ok(outcome) => {
-            for c in &outcome.checks {
-                eprintln!("FAILED: {c}");
-            }
-            eprintln!("the store is kept in {}", outcome.dir.display());
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+            (outcome.dir, outcome.checks)
+        });
+        common::finish(result, args.dir.is_none(), Some(TOPIC))
+    })
 }
 
 #[cfg(test)]
