@@ -858,3 +858,43 @@ fn truncate_below_a_raised_log_start() {
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 0));
     log.close().unwrap();
 }
+
+/// A key map budget smaller than the dirty keys: each pass cleans what its map covers
+/// (the checkpoint stops there) and the next pass continues, until all is clean.
+#[test]
+fn small_key_map_cleans_in_several_passes() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let fs = SimFs::new();
+    let log = sim_log_one_group(&fs, &clock);
+    for round in 0..3 {
+        for k in 0..40u8 {
+            write(
+                &log,
+                &[(k, Some(format!("v{round}-{k}")))],
+                T0,
+                Compression::None,
+            );
+        }
+        log.roll().unwrap();
+    }
+    let end = log.log_end_offset();
+    // About 64 bytes per distinct key: room for 10 keys.
+    let mut passes = 0;
+    let mut last = log.clean_offset();
+    while log.clean_offset() < end {
+        log.clean(&policy(T0, 10 * 70)).unwrap();
+        passes += 1;
+        assert!(log.clean_offset() > last, "each pass makes progress");
+        last = log.clean_offset();
+        assert!(passes < 50);
+    }
+    assert!(passes > 3, "the budget forced several passes ({passes})");
+    // Only the latest value of each key is left.
+    let got = read_everything(&log);
+    assert_eq!(got.len(), 40);
+    assert!(
+        got.iter()
+            .all(|r| r.value.as_deref().unwrap().starts_with(b"v2-"))
+    );
+    log.close().unwrap();
+}
