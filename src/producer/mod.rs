@@ -398,11 +398,63 @@ struct Closed {
 
 #[derive(Default)]
 struct AccState {
-    open: HashMap<(Arc<str>, i32), OpenBatch>,
-    queues: HashMap<(Arc<str>, i32), Arc<PartQueue>>,
+    open: HashMap<(Arc<str>, i32), OpenBatch, FastHash>,
+    queues: HashMap<(Arc<str>, i32), Arc<PartQueue>, FastHash>,
     used_memory: usize,
+    /// The linger thread sleeps with no deadline (no open batch): a new batch must wake
+    /// it. While it sleeps until an earlier batch's deadline, a new batch need not.
+    linger_idle: bool,
     inflight: BTreeSet<u64>,
     next_batch_id: u64,
+}
+
+/// A fast hasher for the accumulator's (topic, partition) keys (several lookups per
+/// send; SipHash's DoS resistance buys nothing for the application's own topic names).
+/// Multiply-rotate over 8-byte words, as FxHash does.
+#[derive(Debug, Clone, Copy, Default)]
+struct FastHash;
+
+impl std::hash::BuildHasher for FastHash {
+    type Hasher = FastHasher;
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher(0)
+    }
+}
+
+struct FastHasher(u64);
+
+impl FastHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl std::hash::Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        let mut tail = [0u8; 8];
+        let rest = chunks.remainder();
+        tail[..rest.len()].copy_from_slice(rest);
+        self.add(u64::from_le_bytes(tail) ^ ((rest.len() as u64) << 56));
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    fn write_i32(&mut self, i: i32) {
+        self.add(u64::from(i as u32));
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 pub(crate) struct Shared {
@@ -659,7 +711,9 @@ impl Shared {
                 },
             );
             st.inflight.insert(id);
-            self.cond.notify_all();
+            if st.linger_idle {
+                self.cond.notify_all();
+            }
         }
         let b = st.open.get_mut(&key).expect("just ensured");
         let pushed = b.builder.push(
@@ -861,7 +915,11 @@ impl Shared {
                 Some(d) => {
                     self.cond.wait_until(&mut st, d);
                 }
-                None => self.cond.wait(&mut st),
+                None => {
+                    st.linger_idle = true;
+                    self.cond.wait(&mut st);
+                    st.linger_idle = false;
+                }
             }
         }
     }
