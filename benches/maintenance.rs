@@ -40,7 +40,7 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{mean_ns, tmp};
+use common::{Rng, mean_ns, tmp};
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
 use streamlog::format::BatchBuilder;
 use streamlog::log::{CleanOutcome, CleanPolicy, Log, LogConfig, RetentionPolicy};
@@ -65,28 +65,6 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// xorshift64: the benches' deterministic randomness.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// A value of the standard workload: half random bytes, half text.
-    fn value(&mut self) -> Vec<u8> {
-        let text = b"the quick brown fox jumps over the lazy dog; streamlog keeps kafka's log in-process. ";
-        let mut v: Vec<u8> = (0..VALUE_LEN / 2).map(|_| self.next() as u8).collect();
-        while v.len() < VALUE_LEN {
-            v.push(text[v.len() % text.len()]);
-        }
-        v
-    }
 }
 
 /// Copies the files of `from` (not the lock file) into a new directory `to`.
@@ -178,7 +156,7 @@ fn build_keyed() -> Keyed {
             format!("hot-{h:012}")
         };
         debug_assert_eq!(key.len(), KEY_LEN);
-        let value = rng.value();
+        let value = rng.value(VALUE_LEN);
         batch
             .push(T0 + next, Some(key.as_bytes()), Some(&value), &[])
             .expect("push");
@@ -286,8 +264,13 @@ fn build_segments(dir: &Path, segments: usize) -> Result<Log, String> {
     for i in 0..segments {
         let mut b = BatchBuilder::new();
         let key = format!("user-{i:011}");
-        b.push(T0 + i as i64, Some(key.as_bytes()), Some(&rng.value()), &[])
-            .expect("push");
+        b.push(
+            T0 + i as i64,
+            Some(key.as_bytes()),
+            Some(&rng.value(VALUE_LEN)),
+            &[],
+        )
+        .expect("push");
         log.append_encoded(&mut b.build().expect("build"))
             .and_then(|_| log.roll())
             .map_err(|e| format!("segment {i}: {e}"))?;

@@ -16,24 +16,35 @@ pub struct Workload {
     pub records: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+/// xorshift64: the benches' deterministic randomness.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A value of the standard workload: half random bytes, half text.
+    pub fn value(&mut self, len: usize) -> Vec<u8> {
+        let text = b"the quick brown fox jumps over the lazy dog; streamlog keeps kafka's log in-process. ";
+        let mut v: Vec<u8> = (0..len / 2).map(|_| self.next() as u8).collect();
+        while v.len() < len {
+            v.push(text[v.len() % text.len()]);
+        }
+        v
+    }
+}
+
 impl Workload {
     pub fn new(count: usize, value_len: usize, codec: Compression) -> Self {
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
-        let text = b"the quick brown fox jumps over the lazy dog; streamlog keeps kafka's log in-process. ";
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
         let records = (0..count)
             .map(|i| {
                 let key = format!("user-{:011}", i % 10_000).into_bytes();
-                let mut value = Vec::with_capacity(value_len);
-                for _ in 0..value_len / 2 {
-                    rng ^= rng << 13;
-                    rng ^= rng >> 7;
-                    rng ^= rng << 17;
-                    value.push(rng as u8);
-                }
-                while value.len() < value_len {
-                    value.push(text[value.len() % text.len()]);
-                }
-                (key, value)
+                (key, rng.value(value_len))
             })
             .collect();
         let name = format!("{}x{}B_{}", count, value_len, codec);
