@@ -18,11 +18,11 @@
 
 mod partitioner;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
@@ -34,6 +34,7 @@ use parking_lot::{Condvar, Mutex};
 pub use partitioner::{DefaultPartitioner, Partitioner, murmur2, partition_for_key};
 
 use crate::error::{Error, Result};
+use crate::format::batch::EncodedBatch;
 use crate::format::{BatchBuilder, Compression, Header, TimestampType};
 use crate::store::{PartitionState, Store};
 
@@ -383,12 +384,39 @@ struct OpenBatch {
 }
 
 /// Closed batches of one partition are appended in the order they were closed (which
-/// keeps per-key order) even though they are compressed in parallel.
-#[derive(Debug, Default)]
+/// keeps per-key order) even though they are encoded and compressed in parallel. A
+/// closed batch is handed to the queue; whichever shipper finds the queue idle appends
+/// every batch that is ready, in ticket order, for everyone (the others return at once
+/// and their futures resolve when it is done), so senders never wait for each other's
+/// turn.
+#[derive(Default)]
 struct PartQueue {
-    next_ticket: Mutex<u64>,
-    appended: Mutex<u64>,
-    cond: Condvar,
+    /// Assigned under the accumulator's lock, so in closing order.
+    next_ticket: AtomicU64,
+    state: Mutex<QueueState>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    ready: BTreeMap<u64, (Sealed, Result<EncodedBatch>)>,
+    next_append: u64,
+    draining: bool,
+}
+
+/// What is left of a batch once encoded: what its completion needs.
+struct Sealed {
+    id: u64,
+    slot: Arc<BatchSlot>,
+    part: Arc<PartitionState>,
+    reserved: usize,
+}
+
+impl fmt::Debug for PartQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PartQueue")
+            .field("next_ticket", &self.next_ticket)
+            .finish_non_exhaustive()
+    }
 }
 
 struct Closed {
@@ -805,10 +833,7 @@ impl Shared {
     }
 
     fn close_batch(b: OpenBatch) -> Closed {
-        let mut next = b.queue.next_ticket.lock();
-        let ticket = *next;
-        *next += 1;
-        drop(next);
+        let ticket = b.queue.next_ticket.fetch_add(1, Ordering::AcqRel);
         Closed { batch: b, ticket }
     }
 
@@ -818,39 +843,98 @@ impl Shared {
         }
     }
 
-    /// Compresses, appends in ticket order, fsyncs for `Acks::All`, resolves the futures
-    /// and frees the memory.
+    /// Encodes (compresses) a closed batch and hands it to its partition's queue; if no
+    /// one is appending there, appends every ready batch in ticket order, fsyncs for
+    /// `Acks::All`, resolves their futures and frees their memory.
     fn ship(&self, c: Closed) {
         let Closed { batch: b, ticket } = c;
         let encoded = b.builder.build();
-        let appended = {
-            let mut turn = b.queue.appended.lock();
-            while *turn != ticket {
-                b.queue.cond.wait(&mut turn);
-            }
-            let r = encoded.and_then(|mut e| b.part.log.append_encoded(&mut e));
-            *turn += 1;
-            b.queue.cond.notify_all();
-            r
+        let sealed = Sealed {
+            id: b.id,
+            slot: b.slot,
+            part: b.part,
+            reserved: b.reserved,
         };
-        let result = appended.and_then(|info| {
-            b.part.wake();
-            if self.config.acks == Acks::All {
-                b.part.log.flush_to(info.last_offset + 1)?;
-            }
-            Ok((info.base_offset, info.max_timestamp))
-        });
-        if let Err(e) = &result {
-            log::warn!(
-                "producer: appending a batch to {}-{} failed: {e}",
-                b.part.topic,
-                b.part.partition
-            );
+        let queue = b.queue;
+        let mut q = queue.state.lock();
+        q.ready.insert(ticket, (sealed, encoded));
+        if q.draining {
+            return;
         }
-        b.slot.resolve(result);
+        q.draining = true;
+        let mut done = Vec::new();
+        loop {
+            let next = q.next_append;
+            let Some((b, encoded)) = q.ready.remove(&next) else {
+                break;
+            };
+            q.next_append += 1;
+            let appended = parking_lot::MutexGuard::unlocked(&mut q, || {
+                let r = encoded.and_then(|mut e| b.part.log.append_encoded(&mut e));
+                if r.is_ok() {
+                    b.part.wake();
+                }
+                r
+            });
+            done.push((b, appended));
+        }
+        q.draining = false;
+        drop(q);
+        self.finish(done);
+    }
+
+    /// Completes appended batches of one partition queue: one fsync covering all of
+    /// them for `Acks::All`, then their futures and their memory.
+    fn finish(&self, done: Vec<(Sealed, Result<crate::log::AppendInfo>)>) {
+        // A queue outlives its topic: a deleted and recreated topic's batches share it,
+        // so each distinct log gets its own group-commit wait.
+        let mut synced: Vec<(&Arc<PartitionState>, Result<()>)> = Vec::new();
+        if self.config.acks == Acks::All {
+            let mut ends: Vec<(&Arc<PartitionState>, i64)> = Vec::new();
+            for (b, r) in &done {
+                let Ok(info) = r else { continue };
+                match ends.iter_mut().find(|(p, _)| Arc::ptr_eq(p, &b.part)) {
+                    Some((_, end)) => *end = (*end).max(info.last_offset + 1),
+                    None => ends.push((&b.part, info.last_offset + 1)),
+                }
+            }
+            synced = ends
+                .into_iter()
+                .map(|(p, end)| (p, p.log.flush_to(end).map(|_| ())))
+                .collect();
+        }
+        let sync_result = |part: &Arc<PartitionState>| {
+            synced
+                .iter()
+                .find(|(p, _)| Arc::ptr_eq(p, part))
+                .map_or(Ok(()), |(_, r)| r.clone())
+        };
+        let mut results = Vec::with_capacity(done.len());
+        for (b, appended) in &done {
+            results.push(appended.as_ref().map_err(Clone::clone).and_then(|info| {
+                sync_result(&b.part)?;
+                Ok((info.base_offset, info.max_timestamp))
+            }));
+        }
+        let mut freed = 0;
+        let mut ids = Vec::with_capacity(done.len());
+        for ((b, _), result) in done.into_iter().zip(results) {
+            if let Err(e) = &result {
+                log::warn!(
+                    "producer: appending a batch to {}-{} failed: {e}",
+                    b.part.topic,
+                    b.part.partition
+                );
+            }
+            b.slot.resolve(result);
+            freed += b.reserved;
+            ids.push(b.id);
+        }
         let mut st = self.state.lock();
-        st.used_memory -= b.reserved;
-        st.inflight.remove(&b.id);
+        st.used_memory -= freed;
+        for id in ids {
+            st.inflight.remove(&id);
+        }
         drop(st);
         self.cond.notify_all();
     }
