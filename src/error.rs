@@ -241,6 +241,7 @@ impl Error {
         }
     }
 
+    #[cold]
     pub(crate) fn invalid_batch(field: &'static str, reason: impl Into<String>) -> Self {
         Error::InvalidBatch {
             field,

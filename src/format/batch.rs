@@ -324,15 +324,7 @@ impl Batch {
     /// # Errors
     /// As [`Batch::records`].
     pub fn records_with(&self, options: &DecodeOptions) -> Result<RecordIter> {
-        let codec = self.header.compression()?;
-        let data = match codec {
-            Compression::None => self.bytes.slice(RECORDS_OFFSET..),
-            codec => Bytes::from(compression::decompress(
-                codec,
-                &self.bytes[RECORDS_OFFSET..],
-                options.max_decompressed_bytes,
-            )?),
-        };
+        let data = self.records_data(options)?;
         let log_append_time = match self.header.timestamp_type() {
             TimestampType::LogAppendTime => Some(self.header.max_timestamp),
             TimestampType::CreateTime => None,
@@ -345,6 +337,18 @@ impl Batch {
             base_timestamp: self.header.base_timestamp,
             log_append_time,
             failed: false,
+        })
+    }
+
+    /// The records section: a slice of the batch, or its decompressed copy.
+    pub(crate) fn records_data(&self, options: &DecodeOptions) -> Result<Bytes> {
+        Ok(match self.header.compression()? {
+            Compression::None => self.bytes.slice(RECORDS_OFFSET..),
+            codec => Bytes::from(compression::decompress(
+                codec,
+                &self.bytes[RECORDS_OFFSET..],
+                options.max_decompressed_bytes,
+            )?),
         })
     }
 
@@ -390,17 +394,18 @@ fn varint_err(field: &'static str) -> impl Fn(VarintError) -> Error {
 }
 
 /// Where the fields of one record lie in the records section (absolute positions).
-struct Spans {
-    timestamp_delta: i64,
-    offset_delta: i32,
-    key: Option<Range<usize>>,
-    value: Option<Range<usize>>,
-    headers: Range<usize>,
-    header_count: usize,
-    end: usize,
+pub(crate) struct Spans {
+    pub(crate) timestamp_delta: i64,
+    pub(crate) offset_delta: i32,
+    pub(crate) key: Option<Range<usize>>,
+    pub(crate) value: Option<Range<usize>>,
+    pub(crate) headers: Range<usize>,
+    pub(crate) header_count: usize,
+    pub(crate) end: usize,
 }
 
 /// Reads a length-prefixed field at `*pos` of `data`, not past `limit`.
+#[inline]
 fn field(
     data: &[u8],
     pos: &mut usize,
@@ -430,7 +435,8 @@ fn field(
 }
 
 /// Validates the record at `start` and locates its fields, without allocating.
-fn record_spans(data: &[u8], start: usize) -> Result<Spans> {
+#[inline]
+pub(crate) fn record_spans(data: &[u8], start: usize) -> Result<Spans> {
     let mut p = start;
     let len = varint::read_varint(data, &mut p).map_err(varint_err("length"))?;
     if len < 1 || len as usize > data.len() - p {
@@ -491,6 +497,62 @@ fn record_spans(data: &[u8], start: usize) -> Result<Spans> {
     })
 }
 
+/// [`record_spans`] for the common record: every varint one or two bytes, no headers.
+/// Accepts only what `record_spans` accepts; `None` means "ask `record_spans`" (which
+/// decodes the rest, or names what is wrong).
+#[inline(always)]
+pub(crate) fn record_spans_fast(data: &[u8], start: usize) -> Option<Spans> {
+    #[inline(always)]
+    fn short(data: &[u8], p: &mut usize) -> Option<i32> {
+        let b0 = *data.get(*p)?;
+        let v = if b0 < 0x80 {
+            *p += 1;
+            u32::from(b0)
+        } else {
+            let b1 = *data.get(*p + 1)?;
+            if b1 >= 0x80 {
+                return None;
+            }
+            *p += 2;
+            u32::from(b0 & 0x7f) | (u32::from(b1) << 7)
+        };
+        Some(((v >> 1) as i32) ^ -((v & 1) as i32))
+    }
+    #[inline(always)]
+    fn field(data: &[u8], p: &mut usize) -> Option<Option<Range<usize>>> {
+        let len = short(data, p)?;
+        if len == -1 {
+            return Some(None);
+        }
+        let len = usize::try_from(len).ok()?;
+        let end = p.checked_add(len).filter(|&e| e <= data.len())?;
+        let r = *p..end;
+        *p = end;
+        Some(Some(r))
+    }
+    let mut p = start;
+    let len = short(data, &mut p)?;
+    let end = p.checked_add(usize::try_from(len).ok().filter(|&l| l >= 1)?)?;
+    let body = data.get(..end)?;
+    p += 1; // record attributes
+    let timestamp_delta = i64::from(short(body, &mut p)?);
+    let offset_delta = short(body, &mut p)?;
+    let key = field(body, &mut p)?;
+    let value = field(body, &mut p)?;
+    if short(body, &mut p)? != 0 || p != end {
+        return None;
+    }
+    Some(Spans {
+        timestamp_delta,
+        offset_delta,
+        key,
+        value,
+        headers: end..end,
+        header_count: 0,
+        end,
+    })
+}
+
 /// Validates every record of a batch (decompressing once if needed) without building
 /// them: fields well formed, UTF-8 header keys, the declared count consuming the records
 /// exactly, and offset deltas 0, 1, 2, ... Returns the record count.
@@ -545,21 +607,27 @@ pub fn validate_records(batch: &[u8], h: &BatchHeader, options: &DecodeOptions) 
     Ok(h.records_count as usize)
 }
 
+/// The headers of a record located by [`record_spans`] in `data`.
+pub(crate) fn decode_headers(data: &Bytes, s: &Spans) -> Result<Vec<Header>> {
+    let mut headers = Vec::with_capacity(s.header_count);
+    let mut p = s.headers.start;
+    for _ in 0..s.header_count {
+        let k = field(data, &mut p, s.end, "headerKeyLength")?.ok_or_else(|| {
+            Error::invalid_batch("headerKeyLength", "a header key cannot be null")
+        })?;
+        let key = std::str::from_utf8(&data[k])
+            .map_err(|_| Error::invalid_batch("headerKey", "a header key is not valid UTF-8"))?
+            .to_owned();
+        let value = field(data, &mut p, s.end, "headerValueLength")?.map(|r| data.slice(r));
+        headers.push(Header { key, value });
+    }
+    Ok(headers)
+}
+
 impl RecordIter {
     fn decode_one(&mut self) -> Result<Record> {
         let s = record_spans(&self.data, self.pos)?;
-        let mut headers = Vec::with_capacity(s.header_count);
-        let mut p = s.headers.start;
-        for _ in 0..s.header_count {
-            let k = field(&self.data, &mut p, s.end, "headerKeyLength")?
-                .expect("checked by record_spans");
-            let key = std::str::from_utf8(&self.data[k])
-                .expect("checked by record_spans")
-                .to_owned();
-            let value =
-                field(&self.data, &mut p, s.end, "headerValueLength")?.map(|r| self.data.slice(r));
-            headers.push(Header { key, value });
-        }
+        let headers = decode_headers(&self.data, &s)?;
         self.pos = s.end;
         Ok(Record {
             offset: self.base_offset.wrapping_add(i64::from(s.offset_delta)),
@@ -1469,5 +1537,91 @@ mod tests {
             BatchBuilder::new().finish(),
             Err(Error::InvalidArgument { .. })
         ));
+    }
+}
+
+#[cfg(test)]
+mod fast_spans_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn same(a: &Spans, b: &Spans) -> bool {
+        (
+            a.timestamp_delta,
+            a.offset_delta,
+            &a.key,
+            &a.value,
+            a.header_count,
+            a.end,
+        ) == (
+            b.timestamp_delta,
+            b.offset_delta,
+            &b.key,
+            &b.value,
+            b.header_count,
+            b.end,
+        ) && (a.header_count > 0 || a.headers.is_empty() == b.headers.is_empty())
+    }
+
+    /// Records as the builder writes them: small and large fields, nulls, headers.
+    fn records() -> impl Strategy<Value = Vec<u8>> {
+        let field = prop::option::of(prop::collection::vec(any::<u8>(), 0..300));
+        let header = (
+            "[a-z]{0,5}",
+            prop::option::of(prop::collection::vec(any::<u8>(), 0..8)),
+        );
+        let record = (
+            -70_000i64..70_000,
+            field.clone(),
+            field,
+            prop::collection::vec(header, 0..2),
+        );
+        prop::collection::vec(record, 1..6).prop_map(|recs| {
+            let mut b = BatchBuilder::new();
+            for (ts, k, v, hs) in recs {
+                let hs: Vec<Header> = hs
+                    .into_iter()
+                    .map(|(k, v)| Header {
+                        key: k,
+                        value: v.map(Bytes::from),
+                    })
+                    .collect();
+                b.push(1_700_000_000_000 + ts, k.as_deref(), v.as_deref(), &hs)
+                    .expect("push");
+            }
+            b.finish().expect("finish")[RECORDS_OFFSET..].to_vec()
+        })
+    }
+
+    proptest! {
+        /// Wherever the fast decoder answers, it answers as `record_spans` does; and it
+        /// answers for the common record (short varints, no headers).
+        #[test]
+        fn fast_spans_agree_with_record_spans(data in records(), noise in any::<Vec<u8>>()) {
+            let mut pos = 0;
+            while pos < data.len() {
+                let slow = record_spans(&data, pos).expect("built records decode");
+                if let Some(fast) = record_spans_fast(&data, pos) {
+                    prop_assert!(same(&fast, &slow));
+                } else {
+                    let short = |r: &Option<Range<usize>>| r.as_ref().is_none_or(|r| r.len() < 64);
+                    prop_assert!(
+                        slow.header_count > 0 || !short(&slow.key) || !short(&slow.value)
+                            || slow.end - pos > 8000 || slow.timestamp_delta.abs() > 8000
+                            || slow.offset_delta > 8000,
+                        "the fast path declined a common record"
+                    );
+                }
+                pos = slow.end;
+            }
+            // Arbitrary bytes: never accepted by the fast path alone.
+            for start in 0..noise.len() {
+                if let Some(fast) = record_spans_fast(&noise, start) {
+                    let slow = record_spans(&noise, start);
+                    prop_assert!(slow.is_ok_and(|s| same(&fast, &s)));
+                }
+            }
+        }
     }
 }

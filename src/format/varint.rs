@@ -87,7 +87,31 @@ pub enum VarintError {
     TooLong,
 }
 
+#[inline]
 fn read_uvarint(
+    buf: &[u8],
+    pos: &mut usize,
+    max_bytes: usize,
+    bits: u32,
+) -> Result<u64, VarintError> {
+    // Fast paths: record fields are mostly one or two bytes.
+    if let Some(&b0) = buf.get(*pos) {
+        if b0 < 0x80 {
+            *pos += 1;
+            return Ok(u64::from(b0));
+        }
+        if let Some(&b1) = buf.get(*pos + 1)
+            && b1 < 0x80
+        {
+            *pos += 2;
+            return Ok(u64::from(b0 & 0x7f) | (u64::from(b1) << 7));
+        }
+    }
+    read_uvarint_slow(buf, pos, max_bytes, bits)
+}
+
+#[cold]
+fn read_uvarint_slow(
     buf: &[u8],
     pos: &mut usize,
     max_bytes: usize,
@@ -116,12 +140,14 @@ fn read_uvarint(
 }
 
 /// Reads a zigzag varint at `*pos`, advancing `pos`.
+#[inline]
 pub fn read_varint(buf: &[u8], pos: &mut usize) -> Result<i32, VarintError> {
     let v = read_uvarint(buf, pos, 5, 32)? as u32;
     Ok(((v >> 1) as i32) ^ -((v & 1) as i32))
 }
 
 /// Reads a zigzag varlong at `*pos`, advancing `pos`.
+#[inline]
 pub fn read_varlong(buf: &[u8], pos: &mut usize) -> Result<i64, VarintError> {
     let v = read_uvarint(buf, pos, 10, 64)?;
     Ok(((v >> 1) as i64) ^ -((v & 1) as i64))
