@@ -39,6 +39,15 @@ pub trait File: Send + Sync + Debug {
     /// otherwise a copy. The caller promises never to shrink or overwrite that range
     /// while the view lives.
     fn map(&self, len: u64) -> io::Result<Bytes>;
+    /// A read-only view of `[0, len)` of a file that is still being appended to: it
+    /// shows bytes written after it was made, and `len` may exceed the current length
+    /// (only bytes below the length are ever read). `None` where the file system cannot
+    /// (the caller then reads with [`read_at`](Self::read_at)). The caller promises
+    /// never to shrink the file or overwrite what it may have read while the view lives.
+    fn map_live(&self, len: u64) -> io::Result<Option<Bytes>> {
+        let _ = len;
+        Ok(None)
+    }
 
     /// Reads exactly `len` bytes at `pos` into a new buffer.
     fn read_exact_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {

@@ -1263,9 +1263,9 @@ impl Log {
         for s in &segs[idx + 1..] {
             s.remove_files(self.fs.as_ref())?;
         }
-        // 3. Cut the segment. A sealed segment may be mapped by readers, so it is
-        //    rewritten into a new file and renamed over the old one instead of shrunk.
-        let new_seg = if seg.sealed.load(Ordering::Acquire) {
+        // 3. Cut the segment. Readers may have it mapped (the active segment too), so
+        //    it is rewritten into a new file and renamed over the old one, never shrunk.
+        let new_seg = {
             let data = seg.read(0, pos as usize)?;
             let tmp = self.dir.join(format!("{}.tmp", file_name(seg.base, "log")));
             let f = self
@@ -1289,15 +1289,6 @@ impl Log {
                 )
                 .map_err(io_ctx(format!("open {}", seg.log_path.display())))?,
             )
-        } else {
-            seg.log
-                .set_len(pos)
-                .map_err(io_ctx(format!("truncate {}", seg.log_path.display())))?;
-            seg.log
-                .sync_data()
-                .map_err(io_ctx(format!("fsync {}", seg.log_path.display())))?;
-            seg.size.store(pos, Ordering::Release);
-            seg.clone()
         };
         let params = new_seg.scan_params(
             self.config.index_interval_bytes,

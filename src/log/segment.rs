@@ -250,6 +250,9 @@ pub fn push_time_entry(entries: &mut Vec<TimeEntry>, max: usize, ts: i64, rel: i
     });
 }
 
+/// The smallest live mapping of an active segment (address space only).
+const LIVE_MAP_MIN: u64 = 1 << 20;
+
 impl Segment {
     /// Opens (creating if `create`) the segment's three files. Indexes are not loaded.
     pub fn open(
@@ -284,22 +287,31 @@ impl Segment {
         self.size.load(Ordering::Acquire)
     }
 
-    /// Reads `[pos, pos+len)` of the log: a slice of the mapping for a sealed segment,
-    /// a fresh buffer for the active one. The caller keeps the range within `size()`.
+    /// Reads `[pos, pos+len)` of the log: a slice of a mapping where the file system
+    /// maps files (the active segment's mapping is live and grows by doubling), else a
+    /// fresh buffer. The caller keeps the range within `size()`.
     pub fn read(&self, pos: u64, len: usize) -> Result<Bytes> {
-        if self.sealed.load(Ordering::Acquire) {
+        let end = pos + len as u64;
+        {
             let mut mapped = self.mapped.lock();
-            if mapped.is_none() {
-                let view = self
-                    .log
-                    .map(self.size())
-                    .map_err(|e| Error::io(format!("map {}", self.log_path.display()), e))?;
-                *mapped = Some(view);
+            if mapped.as_ref().is_none_or(|v| (v.len() as u64) < end) {
+                let view = if self.sealed.load(Ordering::Acquire) {
+                    Some(self.log.map(self.size()))
+                } else {
+                    self.log
+                        .map_live(end.max(LIVE_MAP_MIN).next_power_of_two())
+                        .transpose()
+                };
+                if let Some(view) = view {
+                    let view =
+                        view.map_err(|e| Error::io(format!("map {}", self.log_path.display()), e))?;
+                    *mapped = Some(view);
+                }
             }
-            let view = mapped.as_ref().expect("just set");
-            let start = pos as usize;
-            if start + len <= view.len() {
-                return Ok(view.slice(start..start + len));
+            if let Some(view) = mapped.as_ref()
+                && end <= view.len() as u64
+            {
+                return Ok(view.slice(pos as usize..end as usize));
             }
         }
         self.log.read_exact_at(pos, len).map_err(|e| {
