@@ -10,8 +10,10 @@
 //!   by 4 threads sharing one producer (25000 records each). Baseline `raw_append`: a
 //!   buffered file append of the same key/value bytes with a CRC-32C per record.
 //! - `consumer`: a `Consumer` (assigned the partition, from the beginning, default
-//!   `max_poll_records` 500) polling all 100000 records and touching each key and value.
-//!   Baseline `raw_read`: reading the raw file and checking each record's CRC.
+//!   `max_poll_records` 500) polling all 100000 records and touching each key and value,
+//!   iterating each poll's records by reference (`for r in &records`, zero-copy views)
+//!   and, as a second row, by value (owned `ConsumerRecord`s). Baseline `raw_read`:
+//!   reading the raw file and checking each record's CRC.
 //! - `acks_all`: 2000 records sent under `Acks::All` with `linger_ms(0)` by 1, 4 and 16
 //!   threads, each looping `send(..)?.wait()?` (so a thread has one record in flight, and
 //!   concurrent threads share fsyncs: group commit). Baseline `raw_fdatasync`: one thread
@@ -217,37 +219,60 @@ fn main() {
     g.sampling_mode(SamplingMode::Flat);
     g.throughput(Throughput::Elements(RECORDS as u64));
     g.bench_function("raw_read", |b| b.iter(|| black_box(raw_read(&raw_path))));
-    g.bench_function("streamlog", |b| {
-        b.iter_batched(
-            || {
-                let mut consumer = store.consumer(ConsumerConfig::default()).expect("consumer");
-                consumer.assign(std::slice::from_ref(&tp)).expect("assign");
-                consumer.seek_to_beginning(&[]).expect("seek");
-                consumer
-            },
-            |mut consumer| {
-                let (mut count, mut bytes) = (0usize, 0usize);
-                while count < RECORDS {
-                    for r in consumer.poll(Duration::from_secs(1)).expect("poll") {
-                        count += 1;
-                        bytes += r.key().map_or(0, <[u8]>::len) + r.value().map_or(0, <[u8]>::len);
+    // Borrowed iteration (`for r in &records`: zero-copy views, the fast path), then
+    // owned (`for r in records`: each record holds a reference to its batch).
+    for (function, owned) in [("streamlog", false), ("streamlog_owned", true)] {
+        g.bench_function(function, |b| {
+            b.iter_batched(
+                || {
+                    let mut consumer = store.consumer(ConsumerConfig::default()).expect("consumer");
+                    consumer.assign(std::slice::from_ref(&tp)).expect("assign");
+                    consumer.seek_to_beginning(&[]).expect("seek");
+                    consumer
+                },
+                |mut consumer| {
+                    let (mut count, mut bytes) = (0usize, 0usize);
+                    let size = |k: Option<&[u8]>, v: Option<&[u8]>| {
+                        k.map_or(0, <[u8]>::len) + v.map_or(0, <[u8]>::len)
+                    };
+                    while count < RECORDS {
+                        let records = consumer.poll(Duration::from_secs(1)).expect("poll");
+                        count += records.len();
+                        if owned {
+                            for r in records {
+                                bytes += size(r.key(), r.value());
+                            }
+                        } else {
+                            for r in &records {
+                                bytes += size(r.key(), r.value());
+                            }
+                        }
                     }
-                }
-                assert_eq!(bytes as u64, payload, "every record read");
-                consumer
-            },
-            BatchSize::PerIteration,
-        )
-    });
+                    assert_eq!(bytes as u64, payload, "every record read");
+                    consumer
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
     g.finish();
     rows.push(Row {
-        label: "consumer (assign, poll)".into(),
+        label: "consumer (assign, poll, &records)".into(),
         group: "consumer",
         function: "streamlog".into(),
         baseline: "raw_read",
         records: RECORDS,
         bytes: payload,
         target: Some(0.8),
+    });
+    rows.push(Row {
+        label: "consumer (owned records)".into(),
+        group: "consumer",
+        function: "streamlog_owned".into(),
+        baseline: "raw_read",
+        records: RECORDS,
+        bytes: payload,
+        target: None,
     });
     store.close().expect("close store");
     drop(d);

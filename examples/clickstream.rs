@@ -33,8 +33,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use streamlog::{
-    Consumer, ConsumerConfig, ConsumerRecord, DeliveryFuture, OffsetReset, ProducerConfig,
-    ProducerRecord, RebalanceListener, Store, TopicConfig, TopicPartition,
+    Consumer, ConsumerConfig, DeliveryFuture, OffsetReset, ProducerConfig, ProducerRecord,
+    RebalanceListener, RecordRef, Store, TopicConfig, TopicPartition,
 };
 
 #[path = "common/mod.rs"]
@@ -170,7 +170,7 @@ struct WorkerMetrics {
 }
 
 impl WorkerMetrics {
-    fn add(&mut self, r: &ConsumerRecord, now: i64) {
+    fn add(&mut self, r: RecordRef<'_>, now: i64) {
         self.records += 1;
         let value = r.value().and_then(|v| std::str::from_utf8(v).ok());
         let user = r.key().and_then(|k| std::str::from_utf8(k).ok());

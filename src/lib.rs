@@ -57,8 +57,8 @@ mod store;
 mod topic;
 
 pub use consumer::{
-    Assignor, Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel, OffsetReset,
-    RebalanceListener, TopicPartition,
+    Assignor, Consumer, ConsumerConfig, ConsumerRecord, ConsumerRecords, IsolationLevel,
+    OffsetReset, RebalanceListener, RecordRef, TopicPartition,
 };
 pub use error::{Error, Result};
 pub use format::{Batch, BatchBuilder, Compression, Header, Record};

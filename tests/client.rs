@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use streamlog::fs::{CrashImage, FileSystem, SimFs};
 use streamlog::{
     Acks, Assignor, Compression, Consumer, ConsumerConfig, Error, OffsetReset, ProducerConfig,
-    ProducerRecord, RebalanceListener, Store, StoreConfig, TopicConfig, TopicPartition,
+    ProducerRecord, RebalanceListener, RecordRef, Store, StoreConfig, TopicConfig, TopicPartition,
 };
 
 fn sim_store(fs: &SimFs) -> streamlog::Result<Store> {
@@ -553,7 +553,7 @@ fn poll_sleeps_until_an_append_wakes_it() {
     });
     let got = c.poll(Duration::from_secs(30)).unwrap();
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].value(), Some(&b"hello"[..]));
+    assert_eq!(got.get(0).unwrap().value(), Some(&b"hello"[..]));
     writer.join().unwrap();
 }
 
@@ -592,7 +592,14 @@ fn seek_pause_offsets_for_times_and_delete_records() {
     c.pause(std::slice::from_ref(&t0)).unwrap();
     assert!(c.poll(Duration::from_millis(20)).unwrap().is_empty());
     c.resume(std::slice::from_ref(&t0)).unwrap();
-    assert_eq!(c.poll(Duration::from_secs(1)).unwrap()[0].offset(), 0);
+    assert_eq!(
+        c.poll(Duration::from_secs(1))
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .offset(),
+        0
+    );
     assert_eq!(c.end_offsets(std::slice::from_ref(&t0)).unwrap()[&t0], 50);
     // delete_records: a consumer below the new start follows auto_offset_reset.
     assert_eq!(store.delete_records("t", 0, 30).unwrap(), 30);
@@ -1104,6 +1111,90 @@ impl FileSystem for GatedFs {
     }
     fn lock(&self, path: &std::path::Path) -> std::io::Result<Box<dyn streamlog::fs::DirLock>> {
         self.inner.lock(path)
+    }
+}
+
+/// What a poll returns, read both ways: borrowed views and owned records carry the same
+/// topic, partition, offset, timestamp, key, value (null too) and headers, and a
+/// compressed batch reads like an uncompressed one.
+#[test]
+fn consumer_records_borrowed_and_owned_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    for codec in [Compression::None, Compression::Lz4] {
+        let p = store
+            .producer(ProducerConfig::default().compression(codec))
+            .unwrap();
+        for i in 0..20 {
+            let mut r = ProducerRecord::new("t")
+                .partition(i % 2)
+                .key(format!("k{i}"))
+                .timestamp(1_700_000_000_000 + i64::from(i));
+            if i % 5 != 0 {
+                r = r.value(format!("v{i}"));
+            }
+            if i % 3 == 0 {
+                r = r.header("h", format!("x{i}")).header("g", "");
+            }
+            drop(p.send(r).unwrap());
+        }
+        p.close().unwrap();
+    }
+    let mut c = store.consumer(earliest("g")).unwrap();
+    c.assign(&[tp("t", 0), tp("t", 1)]).unwrap();
+    let mut seen = 0;
+    while seen < 40 {
+        let records = c.poll(Duration::from_secs(5)).unwrap();
+        assert!(!records.is_empty());
+        let borrowed: Vec<RecordRef<'_>> = records.iter().collect();
+        assert_eq!(borrowed.len(), records.len());
+        for part in records.partitions() {
+            let offsets: Vec<i64> = records.records(&part).map(|r| r.offset()).collect();
+            assert!(
+                offsets.windows(2).all(|w| w[0] < w[1]),
+                "{part}: {offsets:?}"
+            );
+        }
+        for (i, r) in borrowed.iter().enumerate() {
+            let n: i32 = std::str::from_utf8(&r.key().unwrap()[1..])
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(r.topic(), "t");
+            assert_eq!(r.partition(), n % 2);
+            assert_eq!(r.timestamp(), 1_700_000_000_000 + i64::from(n));
+            let value = (n % 5 != 0).then(|| format!("v{n}"));
+            assert_eq!(r.value(), value.as_deref().map(str::as_bytes));
+            assert_eq!(
+                r.value_bytes().as_deref(),
+                value.as_deref().map(str::as_bytes)
+            );
+            let headers: Vec<(&str, Option<&[u8]>)> = r
+                .headers()
+                .iter()
+                .map(|h| (h.key.as_str(), h.value.as_deref()))
+                .collect();
+            let want_h = format!("x{n}");
+            if n % 3 == 0 {
+                assert_eq!(
+                    headers,
+                    [("h", Some(want_h.as_bytes())), ("g", Some(&b""[..]))]
+                );
+            } else {
+                assert!(headers.is_empty());
+            }
+            assert_eq!(records.get(i).unwrap(), r.to_owned());
+        }
+        let owned: Vec<streamlog::ConsumerRecord> = records.clone().into_iter().collect();
+        for (b, o) in borrowed.iter().zip(&owned) {
+            assert_eq!(*b, *o);
+            assert_eq!(o.headers(), b.headers());
+            assert_eq!(o.key_bytes(), b.key_bytes());
+        }
+        seen += records.len();
     }
 }
 

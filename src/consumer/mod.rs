@@ -15,25 +15,25 @@
 //! )?;
 //! consumer.subscribe(["clicks"])?;
 //! let records = consumer.poll(Duration::from_secs(1))?;
-//! assert_eq!(records[0].value(), Some(&b"home"[..]));
+//! assert_eq!(records.get(0).unwrap().value(), Some(&b"home"[..]));
 //! consumer.commit_sync()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 pub(crate) mod group;
+mod records;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
 use crate::error::{Error, Result};
-use crate::format::{Header, TimestampType};
 use crate::store::{PartitionState, Store};
 
 pub use group::{Assignor, CommittedOffset, GroupDescription, MemberDescription, assign};
+use records::Pending;
+pub use records::{ConsumerRecord, ConsumerRecords, IntoIter, Iter, RecordRef};
 
 /// A topic name and partition number.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -212,63 +212,6 @@ impl ConsumerConfig {
     }
 }
 
-/// A record returned by [`Consumer::poll`]. Key, value and headers are zero-copy slices
-/// of the stored batch (of its decompressed buffer for compressed batches).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsumerRecord {
-    topic: Arc<str>,
-    partition: i32,
-    offset: i64,
-    timestamp: i64,
-    timestamp_type: TimestampType,
-    key: Option<Bytes>,
-    value: Option<Bytes>,
-    headers: Vec<Header>,
-}
-
-impl ConsumerRecord {
-    /// The topic.
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-    /// The partition.
-    pub fn partition(&self) -> i32 {
-        self.partition
-    }
-    /// The offset.
-    pub fn offset(&self) -> i64 {
-        self.offset
-    }
-    /// Milliseconds since the Unix epoch.
-    pub fn timestamp(&self) -> i64 {
-        self.timestamp
-    }
-    /// CreateTime or LogAppendTime.
-    pub fn timestamp_type(&self) -> TimestampType {
-        self.timestamp_type
-    }
-    /// The key (`None` = null).
-    pub fn key(&self) -> Option<&[u8]> {
-        self.key.as_deref()
-    }
-    /// The value (`None` = tombstone).
-    pub fn value(&self) -> Option<&[u8]> {
-        self.value.as_deref()
-    }
-    /// The key as shared bytes.
-    pub fn key_bytes(&self) -> Option<&Bytes> {
-        self.key.as_ref()
-    }
-    /// The value as shared bytes.
-    pub fn value_bytes(&self) -> Option<&Bytes> {
-        self.value.as_ref()
-    }
-    /// Headers, in order.
-    pub fn headers(&self) -> &[Header] {
-        &self.headers
-    }
-}
-
 /// Callbacks around a rebalance (Kafka's `ConsumerRebalanceListener`). They run inside
 /// [`Consumer::poll`] (and `unsubscribe`/`close`) with the consumer, so they can commit.
 pub trait RebalanceListener: Send {
@@ -301,8 +244,8 @@ struct Assigned {
     /// Next offset to return; `None` until first resolved from commits / reset.
     position: Option<i64>,
     paused: bool,
-    /// Decoded records at and after `position` left over from the last read.
-    buffer: VecDeque<ConsumerRecord>,
+    /// Batches read but not yet wholly returned (at and after `position`).
+    buffer: VecDeque<Pending>,
 }
 
 #[derive(Debug)]
@@ -635,7 +578,7 @@ impl Consumer {
     /// # Errors
     /// `OffsetOutOfRange` with `auto_offset_reset = None`; `Corruption`; `Io`;
     /// `CommitFailed` from an auto-commit; `Closed`.
-    pub fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+    pub fn poll(&mut self, timeout: Duration) -> Result<ConsumerRecords> {
         self.check_open()?;
         let deadline = Instant::now().checked_add(timeout);
         loop {
@@ -675,8 +618,8 @@ impl Consumer {
     /// Records from the assigned partitions. An error in one partition after others
     /// returned records is reported at the next poll instead, so records whose positions
     /// already moved are never dropped.
-    fn fetch(&mut self) -> Result<Vec<ConsumerRecord>> {
-        let mut out = Vec::new();
+    fn fetch(&mut self) -> Result<ConsumerRecords> {
+        let mut out = ConsumerRecords::with_capacity(self.config.max_poll_records.min(4096));
         match self.fetch_into(&mut out) {
             Err(e) if !out.is_empty() => {
                 log::warn!(
@@ -689,7 +632,7 @@ impl Consumer {
         }
     }
 
-    fn fetch_into(&mut self, out: &mut Vec<ConsumerRecord>) -> Result<()> {
+    fn fetch_into(&mut self, out: &mut ConsumerRecords) -> Result<()> {
         let mut budget = self.config.fetch_max_bytes;
         let keys: Vec<TopicPartition> = self.assigned.keys().cloned().collect();
         if keys.is_empty() {
@@ -739,14 +682,27 @@ impl Consumer {
                 }
             }
             let a = self.assigned.get_mut(tp).expect("present");
-            let take = limit.min(a.buffer.len());
-            out.extend(a.buffer.drain(..take));
-            if let Some(last) = out.last()
-                && take > 0
+            let limit = out.len() + limit;
+            while out.len() < limit
+                && let Some(p) = a.buffer.front_mut()
             {
-                a.position = Some(last.offset + 1);
-            } else if take == 0 {
-                // Nothing decodable (control batches or a compaction gap): skip past.
+                let from = a.position.unwrap_or(i64::MIN);
+                let next = p.take(from, limit, out);
+                let next = match next {
+                    Ok(next) => next,
+                    Err(e) => {
+                        // The batch is unreadable past here: drop it, so the error is
+                        // reported once and the position stays at the bad record.
+                        a.buffer.pop_front();
+                        return Err(e);
+                    }
+                };
+                if p.is_done() {
+                    a.buffer.pop_front();
+                }
+                if let Some(next) = next {
+                    a.position = Some(next.max(from));
+                }
             }
         }
         Ok(())
@@ -1081,26 +1037,10 @@ fn read_partition(
         for b in &batches {
             bytes += b.size();
             next = next.max(b.last_offset() + 1);
-            if b.header().is_control() {
+            if b.header().is_control() || b.last_offset() < position {
                 continue;
             }
-            let ts_type = b.header().timestamp_type();
-            for r in b.records_with(&options)? {
-                let r = r?;
-                if r.offset < position {
-                    continue;
-                }
-                a.buffer.push_back(ConsumerRecord {
-                    topic: tp.topic.clone(),
-                    partition: tp.partition,
-                    offset: r.offset,
-                    timestamp: r.timestamp,
-                    timestamp_type: ts_type,
-                    key: r.key,
-                    value: r.value,
-                    headers: r.headers,
-                });
-            }
+            a.buffer.push_back(Pending::new(tp, b, &options)?);
         }
         if next <= position {
             break;

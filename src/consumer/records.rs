@@ -1,0 +1,553 @@
+//! What [`Consumer::poll`](super::Consumer::poll) returns: [`ConsumerRecords`], viewed
+//! record by record as [`RecordRef`]s (zero-copy, no reference counting) or taken as
+//! owned [`ConsumerRecord`]s.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::TopicPartition;
+use crate::error::{Error, Result};
+use crate::format::batch::{self, Batch};
+use crate::format::{DecodeOptions, Header, TimestampType};
+
+/// The records section of one batch (decompressed if it was compressed), shared by the
+/// records read from it.
+#[derive(Debug)]
+struct Chunk {
+    topic: Arc<str>,
+    partition: i32,
+    timestamp_type: TimestampType,
+    data: Bytes,
+}
+
+/// Where a key or value lies in its chunk; `len == NULL` is Kafka's null.
+#[derive(Debug, Clone, Copy)]
+struct Field {
+    start: u32,
+    len: u32,
+}
+
+impl Field {
+    const NULL: u32 = u32::MAX;
+
+    fn new(range: Option<Range<usize>>) -> Field {
+        match range {
+            // Chunks are shorter than u32::MAX bytes (checked when they are made).
+            Some(r) => Field {
+                start: r.start as u32,
+                len: (r.end - r.start) as u32,
+            },
+            None => Field {
+                start: 0,
+                len: Self::NULL,
+            },
+        }
+    }
+
+    #[inline]
+    fn range(self) -> Option<Range<usize>> {
+        (self.len != Self::NULL)
+            .then(|| self.start as usize..self.start as usize + self.len as usize)
+    }
+}
+
+/// One record's place in its chunk.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    offset: i64,
+    timestamp: i64,
+    key: Field,
+    value: Field,
+    /// Index of the chunk in its `ConsumerRecords`.
+    chunk: u32,
+    /// Index of the headers in its `ConsumerRecords`; `NO_HEADERS` for none.
+    headers: u32,
+}
+
+const NO_HEADERS: u32 = u32::MAX;
+
+/// The accessors of [`RecordRef`] and [`ConsumerRecord`], written once.
+macro_rules! record_accessors {
+    () => {
+        /// The topic.
+        #[inline]
+        pub fn topic(&self) -> &str {
+            &self.chunk().topic
+        }
+        /// The partition.
+        #[inline]
+        pub fn partition(&self) -> i32 {
+            self.chunk().partition
+        }
+        /// The offset.
+        #[inline]
+        pub fn offset(&self) -> i64 {
+            self.entry().offset
+        }
+        /// Milliseconds since the Unix epoch.
+        #[inline]
+        pub fn timestamp(&self) -> i64 {
+            self.entry().timestamp
+        }
+        /// CreateTime or LogAppendTime.
+        #[inline]
+        pub fn timestamp_type(&self) -> TimestampType {
+            self.chunk().timestamp_type
+        }
+        /// The key (`None` = null).
+        #[inline]
+        pub fn key(&self) -> Option<&[u8]> {
+            self.entry().key.range().map(|r| &self.chunk().data[r])
+        }
+        /// The value (`None` = tombstone).
+        #[inline]
+        pub fn value(&self) -> Option<&[u8]> {
+            self.entry().value.range().map(|r| &self.chunk().data[r])
+        }
+        /// The key as shared bytes (a zero-copy slice of the batch).
+        #[inline]
+        pub fn key_bytes(&self) -> Option<Bytes> {
+            self.entry().key.range().map(|r| self.chunk().data.slice(r))
+        }
+        /// The value as shared bytes (a zero-copy slice of the batch).
+        #[inline]
+        pub fn value_bytes(&self) -> Option<Bytes> {
+            self.entry()
+                .value
+                .range()
+                .map(|r| self.chunk().data.slice(r))
+        }
+        /// Headers, in order.
+        #[inline]
+        pub fn headers(&self) -> &[Header] {
+            self.header_list()
+        }
+    };
+}
+
+/// A record returned by [`Consumer::poll`](super::Consumer::poll), owned: key, value and
+/// headers are zero-copy views of the stored batch (of its decompressed buffer for
+/// compressed batches), which it keeps alive.
+#[derive(Clone)]
+pub struct ConsumerRecord {
+    chunk: Arc<Chunk>,
+    entry: Entry,
+    headers: Vec<Header>,
+}
+
+impl ConsumerRecord {
+    #[inline]
+    fn chunk(&self) -> &Chunk {
+        &self.chunk
+    }
+    #[inline]
+    fn entry(&self) -> &Entry {
+        &self.entry
+    }
+    #[inline]
+    fn header_list(&self) -> &[Header] {
+        &self.headers
+    }
+    record_accessors!();
+}
+
+/// A record of a [`ConsumerRecords`], borrowed: the same accessors as
+/// [`ConsumerRecord`] without touching a reference count.
+#[derive(Clone, Copy)]
+pub struct RecordRef<'a> {
+    chunk: &'a Arc<Chunk>,
+    entry: &'a Entry,
+    headers: &'a [Header],
+}
+
+impl<'a> RecordRef<'a> {
+    #[inline]
+    fn chunk(&self) -> &'a Chunk {
+        self.chunk
+    }
+    #[inline]
+    fn entry(&self) -> &'a Entry {
+        self.entry
+    }
+    #[inline]
+    fn header_list(&self) -> &'a [Header] {
+        self.headers
+    }
+    record_accessors!();
+
+    /// An owned copy of the record (it shares the batch's bytes).
+    pub fn to_owned(&self) -> ConsumerRecord {
+        ConsumerRecord {
+            chunk: self.chunk.clone(),
+            entry: *self.entry,
+            headers: self.headers.to_vec(),
+        }
+    }
+}
+
+fn debug_record(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    (chunk, entry, headers): (&Chunk, &Entry, &[Header]),
+) -> fmt::Result {
+    let view = |r: Option<Range<usize>>| r.map(|r| Bytes::copy_from_slice(&chunk.data[r]));
+    f.debug_struct(name)
+        .field("topic", &chunk.topic)
+        .field("partition", &chunk.partition)
+        .field("offset", &entry.offset)
+        .field("timestamp", &entry.timestamp)
+        .field("timestamp_type", &chunk.timestamp_type)
+        .field("key", &view(entry.key.range()))
+        .field("value", &view(entry.value.range()))
+        .field("headers", &headers)
+        .finish()
+}
+
+impl fmt::Debug for ConsumerRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug_record(f, "ConsumerRecord", self.parts())
+    }
+}
+
+impl fmt::Debug for RecordRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug_record(f, "RecordRef", self.parts())
+    }
+}
+
+impl ConsumerRecord {
+    fn parts(&self) -> (&Chunk, &Entry, &[Header]) {
+        (&self.chunk, &self.entry, &self.headers)
+    }
+}
+
+impl RecordRef<'_> {
+    fn parts(&self) -> (&Chunk, &Entry, &[Header]) {
+        (self.chunk, self.entry, self.headers)
+    }
+}
+
+/// Records are equal when every field and every byte is.
+fn same(a: (&Chunk, &Entry, &[Header]), b: (&Chunk, &Entry, &[Header])) -> bool {
+    fn bytes(c: &Chunk, f: Field) -> Option<&[u8]> {
+        f.range().map(|r| &c.data[r])
+    }
+    a.0.topic == b.0.topic
+        && a.0.partition == b.0.partition
+        && a.0.timestamp_type == b.0.timestamp_type
+        && a.1.offset == b.1.offset
+        && a.1.timestamp == b.1.timestamp
+        && bytes(a.0, a.1.key) == bytes(b.0, b.1.key)
+        && bytes(a.0, a.1.value) == bytes(b.0, b.1.value)
+        && a.2 == b.2
+}
+
+impl PartialEq for ConsumerRecord {
+    fn eq(&self, other: &Self) -> bool {
+        same(self.parts(), other.parts())
+    }
+}
+
+impl Eq for ConsumerRecord {}
+
+impl PartialEq<ConsumerRecord> for RecordRef<'_> {
+    fn eq(&self, other: &ConsumerRecord) -> bool {
+        same(self.parts(), other.parts())
+    }
+}
+
+/// The records one [`poll`](super::Consumer::poll) returned (Kafka's
+/// `ConsumerRecords`): in offset order within each partition, partitions one after
+/// another.
+///
+/// Iterate by reference for [`RecordRef`]s (zero-copy, the fastest way to read), or by
+/// value for owned [`ConsumerRecord`]s (each keeps its batch's bytes alive):
+///
+/// ```
+/// # use std::time::Duration;
+/// # use streamlog::{ConsumerConfig, OffsetReset, ProducerConfig, ProducerRecord, Store, TopicConfig};
+/// # let dir = tempfile::tempdir()?;
+/// # let store = Store::open(dir.path())?;
+/// # store.create_topic("clicks", TopicConfig::default())?;
+/// # store.producer(ProducerConfig::default())?
+/// #     .send(ProducerRecord::new("clicks").key("user-7").value("home"))?.wait()?;
+/// # let mut consumer = store.consumer(
+/// #     ConsumerConfig::new("g").auto_offset_reset(OffsetReset::Earliest))?;
+/// # consumer.subscribe(["clicks"])?;
+/// let records = consumer.poll(Duration::from_secs(1))?;
+/// for r in &records {
+///     assert_eq!(r.value(), Some(&b"home"[..]));
+/// }
+/// let kept: Vec<streamlog::ConsumerRecord> = records.into_iter().collect();
+/// assert_eq!(kept[0].key(), Some(&b"user-7"[..]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Default, Clone)]
+pub struct ConsumerRecords {
+    chunks: Vec<Arc<Chunk>>,
+    entries: Vec<Entry>,
+    /// The headers of the records that have any.
+    headers: Vec<Vec<Header>>,
+}
+
+impl ConsumerRecords {
+    pub(super) fn with_capacity(records: usize) -> Self {
+        ConsumerRecords {
+            chunks: Vec::new(),
+            entries: Vec::with_capacity(records),
+            headers: Vec::new(),
+        }
+    }
+
+    /// How many records.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The `i`th record.
+    pub fn get(&self, i: usize) -> Option<RecordRef<'_>> {
+        self.entries.get(i).map(|e| self.view(e))
+    }
+
+    /// The records in order.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter {
+            records: self,
+            inner: self.entries.iter(),
+        }
+    }
+
+    /// The records of one partition, in offset order.
+    pub fn records<'a>(&'a self, tp: &'a TopicPartition) -> impl Iterator<Item = RecordRef<'a>> {
+        self.iter()
+            .filter(move |r| r.partition() == tp.partition() && r.topic() == tp.topic())
+    }
+
+    /// The partitions that have records here, in the order they appear.
+    pub fn partitions(&self) -> Vec<TopicPartition> {
+        let mut out: Vec<TopicPartition> = Vec::new();
+        for c in &self.chunks {
+            if !out
+                .iter()
+                .any(|tp| tp.partition() == c.partition && tp.topic() == &*c.topic)
+            {
+                out.push(TopicPartition::new(c.topic.to_string(), c.partition));
+            }
+        }
+        out
+    }
+
+    #[inline]
+    fn view<'a>(&'a self, entry: &'a Entry) -> RecordRef<'a> {
+        RecordRef {
+            chunk: &self.chunks[entry.chunk as usize],
+            entry,
+            headers: match entry.headers {
+                NO_HEADERS => &[],
+                i => &self.headers[i as usize],
+            },
+        }
+    }
+}
+
+impl fmt::Debug for ConsumerRecords {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// Borrowing iterator over [`ConsumerRecords`].
+#[derive(Clone)]
+pub struct Iter<'a> {
+    records: &'a ConsumerRecords,
+    inner: std::slice::Iter<'a, Entry>,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = RecordRef<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<RecordRef<'a>> {
+        self.inner.next().map(|e| self.records.view(e))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
+impl<'a> IntoIterator for &'a ConsumerRecords {
+    type Item = RecordRef<'a>;
+    type IntoIter = Iter<'a>;
+
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
+    }
+}
+
+/// Owning iterator over [`ConsumerRecords`].
+pub struct IntoIter {
+    chunks: Vec<Arc<Chunk>>,
+    headers: Vec<Vec<Header>>,
+    inner: std::vec::IntoIter<Entry>,
+}
+
+impl Iterator for IntoIter {
+    type Item = ConsumerRecord;
+
+    #[inline]
+    fn next(&mut self) -> Option<ConsumerRecord> {
+        self.inner.next().map(|entry| ConsumerRecord {
+            chunk: self.chunks[entry.chunk as usize].clone(),
+            entry,
+            headers: match entry.headers {
+                NO_HEADERS => Vec::new(),
+                i => std::mem::take(&mut self.headers[i as usize]),
+            },
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+impl ExactSizeIterator for IntoIter {}
+
+impl IntoIterator for ConsumerRecords {
+    type Item = ConsumerRecord;
+    type IntoIter = IntoIter;
+
+    fn into_iter(self) -> IntoIter {
+        IntoIter {
+            chunks: self.chunks,
+            headers: self.headers,
+            inner: self.entries.into_iter(),
+        }
+    }
+}
+
+/// Records of one fetched batch not yet returned by `poll`, decoded as they are taken.
+#[derive(Debug)]
+pub(super) struct Pending {
+    chunk: Arc<Chunk>,
+    base_offset: i64,
+    base_timestamp: i64,
+    log_append_time: Option<i64>,
+    last_offset: i64,
+    /// Byte position of the next record in `chunk.data`, and records left.
+    pos: usize,
+    remaining: i32,
+}
+
+impl Pending {
+    pub(super) fn new(tp: &TopicPartition, b: &Batch, options: &DecodeOptions) -> Result<Self> {
+        let h = b.header();
+        let data = b.records_data(options)?;
+        if data.len() >= Field::NULL as usize {
+            return Err(Error::invalid_batch(
+                "records",
+                "the records section is 4 GiB or more",
+            ));
+        }
+        Ok(Pending {
+            chunk: Arc::new(Chunk {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                timestamp_type: h.timestamp_type(),
+                data,
+            }),
+            base_offset: h.base_offset,
+            base_timestamp: h.base_timestamp,
+            log_append_time: (h.timestamp_type() == TimestampType::LogAppendTime)
+                .then_some(h.max_timestamp),
+            last_offset: b.last_offset(),
+            pos: 0,
+            remaining: h.records_count,
+        })
+    }
+
+    /// Whether every record has been taken.
+    pub(super) fn is_done(&self) -> bool {
+        self.remaining == 0
+    }
+
+    /// Decodes records into `out` until it holds `limit`, skipping offsets below
+    /// `from`. Returns the offset after the last record returned, or the batch's next
+    /// offset once it is exhausted (offsets removed by compaction are skipped).
+    pub(super) fn take(
+        &mut self,
+        from: i64,
+        limit: usize,
+        out: &mut ConsumerRecords,
+    ) -> Result<Option<i64>> {
+        let data = &self.chunk.data;
+        let mut next = None;
+        let mut index = None;
+        while self.remaining > 0 && out.entries.len() < limit {
+            if self.pos >= data.len() {
+                return Err(Error::invalid_batch(
+                    "recordsCount",
+                    format!(
+                        "{} more records are declared than the batch holds",
+                        self.remaining
+                    ),
+                ));
+            }
+            let s = match batch::record_spans_fast(data, self.pos) {
+                Some(s) => s,
+                None => batch::record_spans(data, self.pos)?,
+            };
+            self.pos = s.end;
+            self.remaining -= 1;
+            let offset = self.base_offset.wrapping_add(i64::from(s.offset_delta));
+            if offset < from {
+                continue;
+            }
+            let headers = if s.header_count == 0 {
+                NO_HEADERS
+            } else {
+                out.headers.push(batch::decode_headers(data, &s)?);
+                (out.headers.len() - 1) as u32
+            };
+            let chunk = *index.get_or_insert_with(|| {
+                out.chunks.push(self.chunk.clone());
+                (out.chunks.len() - 1) as u32
+            });
+            out.entries.push(Entry {
+                offset,
+                timestamp: self
+                    .log_append_time
+                    .unwrap_or(self.base_timestamp.wrapping_add(s.timestamp_delta)),
+                key: Field::new(s.key),
+                value: Field::new(s.value),
+                chunk,
+                headers,
+            });
+            next = Some(offset + 1);
+        }
+        if self.remaining == 0 {
+            if self.pos != data.len() {
+                return Err(Error::invalid_batch(
+                    "recordsCount",
+                    format!(
+                        "{} bytes remain after the declared records (incorrect declared batch size)",
+                        data.len() - self.pos
+                    ),
+                ));
+            }
+            return Ok(Some(self.last_offset + 1));
+        }
+        Ok(next)
+    }
+}
