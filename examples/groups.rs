@@ -205,7 +205,7 @@ impl Run<'_> {
     fn produce(&mut self, n: usize) -> Result<(), Box<dyn Error>> {
         let mut pending = Vec::with_capacity(n);
         for i in self.produced..self.produced + n {
-            let record = ProducerRecord::new(self.topic.as_str())
+            let record = ProducerRecord::new(self.topic.clone())
                 .key(format!("order-{}", i * 7919 % 1000))
                 .value(format!("order event {i}"));
             pending.push(self.producer.send(record)?);

@@ -145,6 +145,9 @@ pub(crate) struct Inner {
     topics: RwLock<BTreeMap<String, Arc<TopicState>>>,
     /// Serializes topic changes (create, delete, add partitions) and close.
     ddl: Mutex<()>,
+    /// Bumped after every topic change (create, delete, add partitions), so caches of
+    /// topic metadata (the producers') know when to look again.
+    pub(crate) metadata_epoch: std::sync::atomic::AtomicU64,
     pub(crate) closed: AtomicBool,
     /// The directory lock, released by `close` even while clones of the store live.
     lock: Mutex<Option<Box<dyn DirLock>>>,
@@ -331,6 +334,7 @@ impl Store {
             config,
             topics: RwLock::new(topics),
             ddl: Mutex::new(()),
+            metadata_epoch: std::sync::atomic::AtomicU64::new(0),
             closed: AtomicBool::new(false),
             lock: Mutex::new(Some(lock)),
             notifier,
@@ -458,6 +462,7 @@ impl Store {
                 partitions: RwLock::new(parts),
             }),
         );
+        self.inner.bump_metadata_epoch();
         Ok(())
     }
 
@@ -481,6 +486,7 @@ impl Store {
         fs.remove_file(&meta)
             .map_err(io_ctx(format!("remove {}", meta.display())))?;
         self.inner.topics.write().remove(name);
+        self.inner.bump_metadata_epoch();
         fs.sync_dir(&self.inner.dir.join(TOPICS_DIR))
             .map_err(io_ctx("fsync the topics directory"))?;
         if let Err(e) = self
@@ -573,6 +579,8 @@ impl Store {
         }
         t.partitions.write().extend(new);
         *config = new_config;
+        drop(config);
+        self.inner.bump_metadata_epoch();
         self.inner.notifier.notify();
         Ok(())
     }
@@ -645,6 +653,11 @@ impl Store {
 
 impl Inner {
     /// Every topic (internal ones too), by name.
+    fn bump_metadata_epoch(&self) {
+        self.metadata_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
     pub(crate) fn topic_states(&self) -> Vec<Arc<TopicState>> {
         self.topics.read().values().cloned().collect()
     }

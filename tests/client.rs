@@ -1114,6 +1114,70 @@ impl FileSystem for GatedFs {
     }
 }
 
+/// A producer caches topic metadata; it must notice every topic change: new partitions,
+/// a deleted topic, a topic deleted and created again (with another partition count and
+/// cleanup policy), each between two sends of the same producer.
+#[test]
+fn producer_follows_topic_changes_between_sends() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let p = store
+        .producer(ProducerConfig::default().linger_ms(60_000))
+        .unwrap();
+    let send = |r: ProducerRecord| {
+        p.send(r).and_then(|f| {
+            p.flush()?;
+            f.wait()
+        })
+    };
+    assert_eq!(send(ProducerRecord::new("t").value("a")).unwrap().offset, 0);
+    assert!(matches!(
+        send(ProducerRecord::new("t").partition(2).value("b")),
+        Err(Error::NotFound { .. })
+    ));
+    store.add_partitions("t", 3).unwrap();
+    let m = send(ProducerRecord::new("t").partition(2).value("b")).unwrap();
+    assert_eq!((m.partition, m.offset), (2, 0));
+    // An open batch of a topic that is then deleted fails; later sends are NotFound.
+    let pending = p
+        .send(ProducerRecord::new("t").partition(1).value("c"))
+        .unwrap();
+    store.delete_topic("t").unwrap();
+    assert!(matches!(
+        send(ProducerRecord::new("t").value("d")),
+        Err(Error::NotFound { .. })
+    ));
+    p.flush().unwrap();
+    assert!(
+        pending.wait().is_err(),
+        "the deleted topic's batch cannot be appended"
+    );
+    // Created again: 2 partitions, compacted (keys required), offsets from 0.
+    store
+        .create_topic(
+            "t",
+            TopicConfig::default()
+                .partitions(2)
+                .cleanup_policy(streamlog::CleanupPolicy::Compact),
+        )
+        .unwrap();
+    assert!(matches!(
+        send(ProducerRecord::new("t").partition(1).value("e")),
+        Err(Error::InvalidArgument { .. })
+    ));
+    let m = send(ProducerRecord::new("t").partition(1).key("k").value("e")).unwrap();
+    assert_eq!((m.partition, m.offset), (1, 0));
+    assert!(matches!(
+        send(ProducerRecord::new("t").partition(2).key("k").value("f")),
+        Err(Error::NotFound { .. })
+    ));
+    let part = store.topic("t").unwrap().partition(1).unwrap();
+    let recs = part.read(0, 1 << 20).unwrap();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].value.as_deref(), Some(&b"e"[..]));
+}
+
 /// What a poll returns, read both ways: borrowed views and owned records carry the same
 /// topic, partition, offset, timestamp, key, value (null too) and headers, and a
 /// compressed batch reads like an uncompressed one.

@@ -18,6 +18,7 @@
 
 mod partitioner;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::future::Future;
@@ -180,7 +181,7 @@ impl ProducerConfig {
 /// A record to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerRecord {
-    topic: String,
+    topic: Cow<'static, str>,
     partition: Option<i32>,
     key: Option<Bytes>,
     value: Option<Bytes>,
@@ -189,8 +190,9 @@ pub struct ProducerRecord {
 }
 
 impl ProducerRecord {
-    /// A record for `topic` with null key and value (set them with the builders).
-    pub fn new(topic: impl Into<String>) -> Self {
+    /// A record for `topic` with null key and value (set them with the builders). A
+    /// `&'static str` topic is not copied.
+    pub fn new(topic: impl Into<Cow<'static, str>>) -> Self {
         ProducerRecord {
             topic: topic.into(),
             partition: None,
@@ -256,13 +258,19 @@ enum SlotState {
 struct BatchSlot {
     state: Mutex<SlotState>,
     cond: Condvar,
+    topic: Arc<str>,
+    partition: i32,
+    log_append_time: bool,
 }
 
 impl BatchSlot {
-    fn new() -> Arc<Self> {
+    fn new(topic: Arc<str>, partition: i32, log_append_time: bool) -> Arc<Self> {
         Arc::new(BatchSlot {
             state: Mutex::new(SlotState::Pending(Vec::new())),
             cond: Condvar::new(),
+            topic,
+            partition,
+            log_append_time,
         })
     }
 
@@ -285,20 +293,17 @@ impl BatchSlot {
 struct PendingDelivery {
     slot: Arc<BatchSlot>,
     index: i64,
-    topic: Arc<str>,
-    partition: i32,
     timestamp: i64,
-    log_append_time: bool,
 }
 
 impl PendingDelivery {
     fn metadata(&self, done: &Result<(i64, i64)>) -> Result<RecordMetadata> {
         let &(base, max_ts) = done.as_ref().map_err(Clone::clone)?;
         Ok(RecordMetadata {
-            topic: self.topic.clone(),
-            partition: self.partition,
+            topic: self.slot.topic.clone(),
+            partition: self.slot.partition,
             offset: base + self.index,
-            timestamp: if self.log_append_time {
+            timestamp: if self.slot.log_append_time {
                 max_ts
             } else {
                 self.timestamp
@@ -376,7 +381,6 @@ struct OpenBatch {
     id: u64,
     builder: BatchBuilder,
     slot: Arc<BatchSlot>,
-    created: Instant,
     part: Arc<PartitionState>,
     queue: Arc<PartQueue>,
     reserved: usize,
@@ -426,14 +430,64 @@ struct Closed {
 
 #[derive(Default)]
 struct AccState {
-    open: HashMap<(Arc<str>, i32), OpenBatch, FastHash>,
-    queues: HashMap<(Arc<str>, i32), Arc<PartQueue>, FastHash>,
+    /// Per topic (an index into `accs`, so one lookup per send): its metadata (cached)
+    /// and each partition's open batch.
+    topics: HashMap<Arc<str>, usize, FastHash>,
+    accs: Vec<TopicAcc>,
+    /// Open batches by id (ids grow with creation time, so the first is the oldest):
+    /// where they are (topic index, partition) and when they opened.
+    open: BTreeMap<u64, (usize, i32, Instant)>,
     used_memory: usize,
     /// The linger thread sleeps with no deadline (no open batch): a new batch must wake
     /// it. While it sleeps until an earlier batch's deadline, a new batch need not.
     linger_idle: bool,
     inflight: BTreeSet<u64>,
     next_batch_id: u64,
+}
+
+/// A topic as the producer last saw it (refreshed when the store's metadata epoch
+/// moves), with the partitions' accumulators.
+struct TopicAcc {
+    state: Arc<crate::store::TopicState>,
+    epoch: u64,
+    name: Arc<str>,
+    max_message_bytes: usize,
+    log_append_time: bool,
+    compacted: bool,
+    parts: Vec<PartAcc>,
+}
+
+struct PartAcc {
+    part: Arc<PartitionState>,
+    queue: Arc<PartQueue>,
+    open: Option<OpenBatch>,
+}
+
+impl AccState {
+    /// Takes the open batch `id` (at `topic`-`partition`) out of its partition.
+    fn take_open(&mut self, id: u64) -> Option<OpenBatch> {
+        let (topic, partition, _) = self.open.remove(&id)?;
+        let slot = &mut self
+            .accs
+            .get_mut(topic)?
+            .parts
+            .get_mut(partition as usize)?
+            .open;
+        if slot.as_ref().is_some_and(|b| b.id == id) {
+            slot.take()
+        } else {
+            None
+        }
+    }
+
+    /// Closes every open batch (for `flush`, `buffer_memory` and close).
+    fn close_all(&mut self) -> Vec<Closed> {
+        let ids: Vec<u64> = self.open.keys().copied().collect();
+        ids.into_iter()
+            .filter_map(|id| self.take_open(id))
+            .map(Shared::close_batch)
+            .collect()
+    }
 }
 
 /// A fast hasher for the accumulator's (topic, partition) keys (several lookups per
@@ -641,195 +695,303 @@ impl Shared {
                 ),
             });
         }
-        let topic_state = self.store.topic_state(&record.topic)?;
-        let (num_partitions, topic_max, log_append_time) = {
-            let c = topic_state.config.read();
-            if c.cleanup_policy != crate::topic::CleanupPolicy::Delete && record.key.is_none() {
-                return Err(crate::store::keyless_on_compacted(&record.topic));
-            }
-            (
-                topic_state.partitions.read().len() as i32,
-                usize::try_from(c.max_message_bytes).unwrap_or(usize::MAX),
-                c.message_timestamp_type == TimestampType::LogAppendTime,
-            )
-        };
         let size = record_estimate(&record);
-        let limit = self.config.max_request_size.min(topic_max);
-        for (limit, limit_name) in [
-            (self.config.max_request_size, "max_request_size"),
-            (topic_max, "max_message_bytes"),
-            (self.config.buffer_memory, "buffer_memory"),
-        ] {
-            if size + BATCH_OVERHEAD > limit {
-                return Err(Error::RecordTooLarge {
-                    size: (size + BATCH_OVERHEAD) as u64,
-                    limit: limit as u64,
-                    limit_name,
-                });
-            }
-        }
-        let partition = match record.partition {
-            Some(p) if (0..num_partitions).contains(&p) => p,
-            Some(p) => {
-                return Err(Error::NotFound {
-                    kind: "partition",
-                    name: format!("{}-{p}", record.topic),
-                });
-            }
-            None => {
-                let p = self.partitioner.partition(
-                    &record.topic,
-                    record.key.as_deref(),
-                    size,
-                    num_partitions,
-                );
-                if !(0..num_partitions).contains(&p) {
-                    return Err(Error::InvalidArgument {
-                        name: "partitioner",
-                        reason: format!(
-                            "returned partition {p} for topic `{}` with {num_partitions} partitions",
-                            record.topic
-                        ),
-                    });
-                }
-                p
-            }
-        };
-        let part = topic_state.partitions.read()[partition as usize].clone();
         let timestamp = record
             .timestamp
-            .unwrap_or_else(|| part.log.config().clock.now_ms());
-        let topic: Arc<str> = Arc::from(record.topic.as_str());
+            .unwrap_or_else(|| self.store.inner.config.now_ms());
+        // A custom partitioner runs outside the accumulator's lock (it is the
+        // application's code); it needs the partition count first.
+        let custom = match (&self.config.partitioner, record.partition) {
+            (Some(p), None) => {
+                let n = self
+                    .store
+                    .topic_state(&record.topic)?
+                    .partitions
+                    .read()
+                    .len() as i32;
+                Some(Self::checked(
+                    &record.topic,
+                    n,
+                    p.partition(&record.topic, record.key.as_deref(), size, n),
+                )?)
+            }
+            _ => None,
+        };
 
         let mut to_ship = Vec::new();
         let mut st = self.state.lock();
-        // Checked under the lock that `shutdown` sets it under: no batch opens after the
-        // final flush.
-        self.check_open()?;
-        self.reserve(&mut st, size, &mut to_ship)?;
-        let key = (topic.clone(), partition);
-        // A full batch (or one of a deleted and recreated topic) is closed first.
-        if let Some(b) = st.open.get(&key)
-            && (!Arc::ptr_eq(&b.part, &part)
-                || (!b.builder.is_empty()
-                    && b.builder.uncompressed_size() + size
-                        > b.limit
-                            .min(self.config.batch_size.max(size + BATCH_OVERHEAD))))
-        {
-            let b = st.open.remove(&key).expect("present");
-            to_ship.push(Self::close_batch(b));
-        }
-        if !st.open.contains_key(&key) {
-            let id = st.next_batch_id;
-            st.next_batch_id += 1;
-            let queue = st.queues.entry(key.clone()).or_default().clone();
-            st.open.insert(
-                key.clone(),
-                OpenBatch {
-                    id,
-                    builder: BatchBuilder::with_capacity(self.config.batch_size.min(limit) + 128)
-                        .compression(self.config.compression)
-                        .compression_level(self.config.compression_level),
-                    slot: BatchSlot::new(),
-                    created: Instant::now(),
-                    part,
-                    queue,
-                    reserved: 0,
-                    limit: limit.saturating_sub(BATCH_OVERHEAD),
-                },
-            );
-            st.inflight.insert(id);
-            if st.linger_idle {
-                self.cond.notify_all();
-            }
-        }
-        let b = st.open.get_mut(&key).expect("just ensured");
-        let pushed = b.builder.push(
-            timestamp,
-            record.key.as_deref(),
-            record.value.as_deref(),
-            &record.headers,
-        );
-        if let Err(e) = pushed {
-            st.used_memory -= size;
-            drop(st);
-            self.ship_all(to_ship);
-            return Err(e);
-        }
-        b.reserved += size;
-        let index = i64::from(b.builder.len() as i32 - 1);
-        let slot = b.slot.clone();
-        if self.config.linger_ms == 0 || b.builder.uncompressed_size() >= self.config.batch_size {
-            let b = st.open.remove(&key).expect("present");
-            to_ship.push(Self::close_batch(b));
-        }
+        let result = self.add(&mut st, &record, size, timestamp, custom, &mut to_ship);
         drop(st);
         self.ship_all(to_ship);
-        let pending = PendingDelivery {
-            slot,
-            index,
-            topic,
-            partition,
-            timestamp,
-            log_append_time,
-        };
+        let (slot, index) = result?;
         if self.config.acks == Acks::None {
             return Ok(DeliveryFuture {
                 inner: Err(Some(RecordMetadata {
-                    topic: pending.topic,
-                    partition,
+                    topic: slot.topic.clone(),
+                    partition: slot.partition,
                     offset: -1,
                     timestamp,
                 })),
             });
         }
-        Ok(DeliveryFuture { inner: Ok(pending) })
+        Ok(DeliveryFuture {
+            inner: Ok(PendingDelivery {
+                slot,
+                index,
+                timestamp,
+            }),
+        })
     }
 
-    /// Reserves `size` bytes of `buffer_memory`, appending open batches and then
-    /// waiting (up to `max_block_ms`) while it is full.
-    fn reserve(
+    fn checked(topic: &str, num_partitions: i32, p: i32) -> Result<i32> {
+        if (0..num_partitions).contains(&p) {
+            return Ok(p);
+        }
+        Err(Error::InvalidArgument {
+            name: "partitioner",
+            reason: format!(
+                "returned partition {p} for topic `{topic}` with {num_partitions} partitions"
+            ),
+        })
+    }
+
+    /// Adds a record to its partition's open batch, under the accumulator's lock
+    /// (released only while `buffer_memory` is full). Batches to append go to
+    /// `to_ship`. Returns the batch's slot and the record's index in it.
+    fn add(
+        &self,
+        st: &mut parking_lot::MutexGuard<'_, AccState>,
+        record: &ProducerRecord,
+        size: usize,
+        timestamp: i64,
+        custom: Option<i32>,
+        to_ship: &mut Vec<Closed>,
+    ) -> Result<(Arc<BatchSlot>, i64)> {
+        let mut started = None;
+        loop {
+            // Checked under the lock that `shutdown` sets it under: no batch opens after
+            // the final flush.
+            self.check_open()?;
+            let topic = self.topic_acc(st, &record.topic, to_ship)?;
+            let acc = &st.accs[topic];
+            if acc.compacted && record.key.is_none() {
+                return Err(crate::store::keyless_on_compacted(&record.topic));
+            }
+            for (limit, limit_name) in [
+                (self.config.max_request_size, "max_request_size"),
+                (acc.max_message_bytes, "max_message_bytes"),
+                (self.config.buffer_memory, "buffer_memory"),
+            ] {
+                if size + BATCH_OVERHEAD > limit {
+                    return Err(Error::RecordTooLarge {
+                        size: (size + BATCH_OVERHEAD) as u64,
+                        limit: limit as u64,
+                        limit_name,
+                    });
+                }
+            }
+            let num_partitions = acc.parts.len() as i32;
+            let partition = match (record.partition, custom) {
+                (Some(p), _) if (0..num_partitions).contains(&p) => p,
+                (Some(p), _) => {
+                    return Err(Error::NotFound {
+                        kind: "partition",
+                        name: format!("{}-{p}", record.topic),
+                    });
+                }
+                // Partitions are never removed: still valid.
+                (None, Some(p)) => p,
+                (None, None) => Self::checked(
+                    &record.topic,
+                    num_partitions,
+                    self.partitioner.partition(
+                        &record.topic,
+                        record.key.as_deref(),
+                        size,
+                        num_partitions,
+                    ),
+                )?,
+            };
+            if st.used_memory + size > self.config.buffer_memory {
+                // Waits (the lock released) until memory may be free, then starts over:
+                // the topic may have changed meanwhile.
+                let started = *started.get_or_insert_with(Instant::now);
+                self.wait_for_memory(st, size, started, to_ship)?;
+                continue;
+            }
+            return self.push(st, record, size, timestamp, (topic, partition), to_ship);
+        }
+    }
+
+    /// `add` once the partition is known and memory is available.
+    fn push(
+        &self,
+        st: &mut AccState,
+        record: &ProducerRecord,
+        size: usize,
+        timestamp: i64,
+        (topic, partition): (usize, i32),
+        to_ship: &mut Vec<Closed>,
+    ) -> Result<(Arc<BatchSlot>, i64)> {
+        let AccState {
+            accs,
+            open,
+            used_memory,
+            linger_idle,
+            inflight,
+            next_batch_id,
+            ..
+        } = st;
+        let acc = &mut accs[topic];
+        let limit = self.config.max_request_size.min(acc.max_message_bytes);
+        let pa = &mut acc.parts[partition as usize];
+        // A full batch is closed first.
+        if let Some(b) = &pa.open
+            && !b.builder.is_empty()
+            && b.builder.uncompressed_size() + size
+                > b.limit
+                    .min(self.config.batch_size.max(size + BATCH_OVERHEAD))
+        {
+            let b = pa.open.take().expect("present");
+            open.remove(&b.id);
+            to_ship.push(Self::close_batch(b));
+        }
+        let opened = pa.open.is_none();
+        let b = pa.open.get_or_insert_with(|| OpenBatch {
+            id: *next_batch_id,
+            builder: BatchBuilder::with_capacity(self.config.batch_size.min(limit) + 128)
+                .compression(self.config.compression)
+                .compression_level(self.config.compression_level),
+            slot: BatchSlot::new(acc.name.clone(), partition, acc.log_append_time),
+            part: pa.part.clone(),
+            queue: pa.queue.clone(),
+            reserved: 0,
+            limit: limit.saturating_sub(BATCH_OVERHEAD),
+        });
+        if let Err(e) = b.builder.push(
+            timestamp,
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &record.headers,
+        ) {
+            if opened {
+                pa.open = None;
+            }
+            return Err(e);
+        }
+        *used_memory += size;
+        b.reserved += size;
+        let index = i64::from(b.builder.len() as i32 - 1);
+        let slot = b.slot.clone();
+        if opened {
+            *next_batch_id += 1;
+            inflight.insert(b.id);
+            open.insert(b.id, (topic, partition, Instant::now()));
+            if *linger_idle {
+                self.cond.notify_all();
+            }
+        }
+        if self.config.linger_ms == 0 || b.builder.uncompressed_size() >= self.config.batch_size {
+            let b = pa.open.take().expect("present");
+            open.remove(&b.id);
+            to_ship.push(Self::close_batch(b));
+        }
+        Ok((slot, index))
+    }
+
+    /// The index of `name`'s accumulator, its metadata refreshed if the store's topics
+    /// changed since it was cached. Batches of a deleted (or deleted and recreated)
+    /// topic are closed into `to_ship` (their appends fail with `Closed`).
+    fn topic_acc(&self, st: &mut AccState, name: &str, to_ship: &mut Vec<Closed>) -> Result<usize> {
+        let epoch = self.store.inner.metadata_epoch.load(Ordering::Acquire);
+        let index = st.topics.get(name).copied();
+        if let Some(i) = index
+            && st.accs[i].epoch == epoch
+        {
+            return Ok(i);
+        }
+        let found = self.store.topic_state(name);
+        if let Some(i) = index {
+            let same = found
+                .as_ref()
+                .is_ok_and(|s| Arc::ptr_eq(s, &st.accs[i].state));
+            if !same {
+                for pa in &mut st.accs[i].parts {
+                    if let Some(b) = pa.open.take() {
+                        st.open.remove(&b.id);
+                        to_ship.push(Self::close_batch(b));
+                    }
+                }
+                st.accs[i].parts.clear();
+            }
+        }
+        let state = found?;
+        let config = state.config.read().clone();
+        let partitions = state.partitions.read().clone();
+        let i = match index {
+            Some(i) => i,
+            None => {
+                let name: Arc<str> = Arc::from(name);
+                st.accs.push(TopicAcc {
+                    state: state.clone(),
+                    epoch,
+                    name: name.clone(),
+                    max_message_bytes: 0,
+                    log_append_time: false,
+                    compacted: false,
+                    parts: Vec::new(),
+                });
+                st.topics.insert(name, st.accs.len() - 1);
+                st.accs.len() - 1
+            }
+        };
+        let acc = &mut st.accs[i];
+        acc.state = state;
+        acc.epoch = epoch;
+        acc.max_message_bytes = usize::try_from(config.max_message_bytes).unwrap_or(usize::MAX);
+        acc.log_append_time = config.message_timestamp_type == TimestampType::LogAppendTime;
+        acc.compacted = config.cleanup_policy != crate::topic::CleanupPolicy::Delete;
+        for part in partitions.into_iter().skip(acc.parts.len()) {
+            acc.parts.push(PartAcc {
+                part,
+                queue: Arc::default(),
+                open: None,
+            });
+        }
+        Ok(i)
+    }
+
+    /// Waits while `buffer_memory` cannot take `size` more bytes, appending open
+    /// batches to free it, up to `max_block_ms` from `started`.
+    fn wait_for_memory(
         &self,
         st: &mut parking_lot::MutexGuard<'_, AccState>,
         size: usize,
+        started: Instant,
         to_ship: &mut Vec<Closed>,
     ) -> Result<()> {
-        if st.used_memory + size <= self.config.buffer_memory {
-            st.used_memory += size;
+        if !to_ship.is_empty() || !st.open.is_empty() {
+            // Free memory by appending what is open (outside the lock).
+            let mut batches = std::mem::take(to_ship);
+            batches.extend(st.close_all());
+            parking_lot::MutexGuard::unlocked(st, || self.ship_all(batches));
             return Ok(());
         }
-        let started = Instant::now();
         let deadline = started.checked_add(Duration::from_millis(self.config.max_block_ms));
-        loop {
-            if st.used_memory + size <= self.config.buffer_memory {
-                st.used_memory += size;
-                return Ok(());
+        let timed_out = match deadline {
+            Some(d) => self.cond.wait_until(st, d).timed_out(),
+            None => {
+                self.cond.wait(st);
+                false
             }
-            self.check_open()?;
-            if !st.open.is_empty() {
-                // Free memory by appending what is open (outside the lock).
-                let batches: Vec<Closed> =
-                    st.open.drain().map(|(_, b)| Self::close_batch(b)).collect();
-                parking_lot::MutexGuard::unlocked(st, || self.ship_all(batches));
-                continue;
-            }
-            let timed_out = match deadline {
-                Some(d) => self.cond.wait_until(st, d).timed_out(),
-                None => {
-                    self.cond.wait(st);
-                    false
-                }
-            };
-            if timed_out && st.used_memory + size > self.config.buffer_memory {
-                // Hand back batches this call closed so they still get appended.
-                let ship = std::mem::take(to_ship);
-                parking_lot::MutexGuard::unlocked(st, || self.ship_all(ship));
-                return Err(Error::Timeout {
-                    what: "buffer_memory to free up (max_block_ms)",
-                    waited_ms: started.elapsed().as_millis() as u64,
-                });
-            }
+        };
+        if timed_out && st.used_memory + size > self.config.buffer_memory {
+            return Err(Error::Timeout {
+                what: "buffer_memory to free up (max_block_ms)",
+                waited_ms: started.elapsed().as_millis() as u64,
+            });
         }
+        Ok(())
     }
 
     fn close_batch(b: OpenBatch) -> Closed {
@@ -942,7 +1104,7 @@ impl Shared {
     fn flush(&self) -> Result<()> {
         let mut st = self.state.lock();
         let target = st.next_batch_id;
-        let batches: Vec<Closed> = st.open.drain().map(|(_, b)| Self::close_batch(b)).collect();
+        let batches = st.close_all();
         drop(st);
         self.ship_all(batches);
         let mut st = self.state.lock();
@@ -975,16 +1137,16 @@ impl Shared {
                 return;
             }
             let now = Instant::now();
-            let expired: Vec<(Arc<str>, i32)> = st
+            let expired: Vec<u64> = st
                 .open
                 .iter()
-                .filter(|(_, b)| now.duration_since(b.created) >= linger)
-                .map(|(k, _)| k.clone())
+                .take_while(|(_, (_, _, created))| now.duration_since(*created) >= linger)
+                .map(|(&id, _)| id)
                 .collect();
             if !expired.is_empty() {
                 let batches: Vec<Closed> = expired
-                    .iter()
-                    .filter_map(|k| st.open.remove(k))
+                    .into_iter()
+                    .filter_map(|id| st.take_open(id))
                     .map(Self::close_batch)
                     .collect();
                 parking_lot::MutexGuard::unlocked(&mut st, || self.ship_all(batches));
@@ -993,8 +1155,8 @@ impl Shared {
             match st
                 .open
                 .values()
-                .filter_map(|b| b.created.checked_add(linger))
-                .min()
+                .next()
+                .and_then(|(_, _, c)| c.checked_add(linger))
             {
                 Some(d) => {
                     self.cond.wait_until(&mut st, d);
