@@ -1114,6 +1114,41 @@ impl FileSystem for GatedFs {
     }
 }
 
+/// With `linger_ms` set, a batch that fills is handed to the producer's linger thread,
+/// which appends it at once (not at the linger deadline, a minute away here), while the
+/// sender goes on; every future of a full batch resolves without a flush.
+#[test]
+fn full_batches_are_appended_by_the_linger_thread_without_waiting_for_linger() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let p = store
+        .producer(ProducerConfig::default().linger_ms(60_000).batch_size(300))
+        .unwrap();
+    let send = |i: i32| {
+        p.send(ProducerRecord::new("t").value(format!("value-{i:04}")))
+            .unwrap()
+    };
+    // The first batch opens; let the linger thread settle into waiting for its deadline.
+    let mut futures = vec![send(0)];
+    std::thread::sleep(Duration::from_millis(100));
+    futures.extend((1..50).map(send));
+    // The last batch is still open (under batch_size); the ones before it filled.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !futures[..40].iter().all(|f| f.is_ready()) {
+        assert!(Instant::now() < deadline, "full batches were not appended");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        !futures[49].is_ready(),
+        "the open batch waits for linger_ms"
+    );
+    p.flush().unwrap();
+    for (i, f) in futures.into_iter().enumerate() {
+        assert_eq!(f.wait().unwrap().offset, i as i64);
+    }
+}
+
 /// A producer caches topic metadata; it must notice every topic change: new partitions,
 /// a deleted topic, a topic deleted and created again (with another partition count and
 /// cleanup policy), each between two sends of the same producer.

@@ -441,6 +441,11 @@ struct AccState {
     /// The linger thread sleeps with no deadline (no open batch): a new batch must wake
     /// it. While it sleeps until an earlier batch's deadline, a new batch need not.
     linger_idle: bool,
+    /// Full batches for the linger thread to append (when there is one), so the
+    /// sending thread goes on encoding while it does.
+    ready: Vec<Closed>,
+    /// The linger thread is waiting (a ready batch must wake it).
+    linger_waiting: bool,
     inflight: BTreeSet<u64>,
     next_batch_id: u64,
 }
@@ -838,10 +843,23 @@ impl Shared {
             open,
             used_memory,
             linger_idle,
+            ready,
+            linger_waiting,
             inflight,
             next_batch_id,
             ..
         } = st;
+        let background = self.config.linger_ms > 0;
+        let mut full = |b: OpenBatch, to_ship: &mut Vec<Closed>| {
+            if background {
+                ready.push(Self::close_batch(b));
+                if std::mem::take(linger_waiting) {
+                    self.cond.notify_all();
+                }
+            } else {
+                to_ship.push(Self::close_batch(b));
+            }
+        };
         let acc = &mut accs[topic];
         let limit = self.config.max_request_size.min(acc.max_message_bytes);
         let pa = &mut acc.parts[partition as usize];
@@ -854,7 +872,7 @@ impl Shared {
         {
             let b = pa.open.take().expect("present");
             open.remove(&b.id);
-            to_ship.push(Self::close_batch(b));
+            full(b, to_ship);
         }
         let opened = pa.open.is_none();
         let b = pa.open.get_or_insert_with(|| OpenBatch {
@@ -894,7 +912,7 @@ impl Shared {
         if self.config.linger_ms == 0 || b.builder.uncompressed_size() >= self.config.batch_size {
             let b = pa.open.take().expect("present");
             open.remove(&b.id);
-            to_ship.push(Self::close_batch(b));
+            full(b, to_ship);
         }
         Ok((slot, index))
     }
@@ -970,9 +988,10 @@ impl Shared {
         started: Instant,
         to_ship: &mut Vec<Closed>,
     ) -> Result<()> {
-        if !to_ship.is_empty() || !st.open.is_empty() {
-            // Free memory by appending what is open (outside the lock).
+        if !to_ship.is_empty() || !st.open.is_empty() || !st.ready.is_empty() {
+            // Free memory by appending what is open or ready (outside the lock).
             let mut batches = std::mem::take(to_ship);
+            batches.append(&mut st.ready);
             batches.extend(st.close_all());
             parking_lot::MutexGuard::unlocked(st, || self.ship_all(batches));
             return Ok(());
@@ -1104,7 +1123,8 @@ impl Shared {
     fn flush(&self) -> Result<()> {
         let mut st = self.state.lock();
         let target = st.next_batch_id;
-        let batches = st.close_all();
+        let mut batches = std::mem::take(&mut st.ready);
+        batches.extend(st.close_all());
         drop(st);
         self.ship_all(batches);
         let mut st = self.state.lock();
@@ -1128,13 +1148,19 @@ impl Shared {
         self.flush()
     }
 
-    /// Appends batches whose `linger_ms` has passed.
+    /// Appends full batches handed over by senders, and batches whose `linger_ms` has
+    /// passed.
     fn linger_loop(&self) {
         let linger = Duration::from_millis(self.config.linger_ms);
         let mut st = self.state.lock();
         loop {
             if self.closed.load(Ordering::Acquire) {
                 return;
+            }
+            if !st.ready.is_empty() {
+                let batches = std::mem::take(&mut st.ready);
+                parking_lot::MutexGuard::unlocked(&mut st, || self.ship_all(batches));
+                continue;
             }
             let now = Instant::now();
             let expired: Vec<u64> = st
@@ -1152,6 +1178,7 @@ impl Shared {
                 parking_lot::MutexGuard::unlocked(&mut st, || self.ship_all(batches));
                 continue;
             }
+            st.linger_waiting = true;
             match st
                 .open
                 .values()
@@ -1167,6 +1194,7 @@ impl Shared {
                     st.linger_idle = false;
                 }
             }
+            st.linger_waiting = false;
         }
     }
 }
