@@ -7,8 +7,10 @@
 //!
 //! - `producer`: 100000 records sent with `Producer::send` under `Acks::Leader` with the
 //!   default batching (`batch_size` 16384, `linger_ms` 5), then `flush()`; by 1 thread and
-//!   by 4 threads sharing one producer (25000 records each). Baseline `raw_append`: a
-//!   buffered file append of the same key/value bytes with a CRC-32C per record.
+//!   by 4 threads sharing one producer (25000 records each); then the same with
+//!   `Producer::send_batch` of 1000 records per call (building the records included).
+//!   Baseline `raw_append`: a buffered file append of the same key/value bytes with a
+//!   CRC-32C per record.
 //! - `consumer`: a `Consumer` (assigned the partition, from the beginning, default
 //!   `max_poll_records` 500) polling all 100000 records and touching each key and value,
 //!   iterating each poll's records by reference (`for r in &records`, zero-copy views)
@@ -47,6 +49,8 @@ const TOPIC: &str = "bench";
 const RECORDS: usize = 100_000;
 const SYNC_RECORDS: usize = 2_000;
 const ACKS_ALL_THREADS: [usize; 3] = [1, 4, 16];
+/// Records per `send_batch` call.
+const BATCH_CALL: usize = 1000;
 
 type Records = Vec<(Bytes, Bytes)>;
 
@@ -83,14 +87,34 @@ fn send_all(producer: &Producer, records: &[(Bytes, Bytes)]) {
     }
 }
 
-/// Sends `records` from `threads` threads sharing `producer`, then flushes.
-fn produce(producer: &Producer, records: &[(Bytes, Bytes)], threads: usize) {
+/// Sends every record with `send_batch`, `BATCH_CALL` records per call (building the
+/// `ProducerRecord`s is part of the work measured, as for `send`).
+fn send_batches(producer: &Producer, records: &[(Bytes, Bytes)]) {
+    for chunk in records.chunks(BATCH_CALL) {
+        let batch: Vec<ProducerRecord> = chunk
+            .iter()
+            .map(|(k, v)| ProducerRecord::new(TOPIC).key(k.clone()).value(v.clone()))
+            .collect();
+        drop(producer.send_batch(&batch).expect("send_batch"));
+    }
+}
+
+/// Sends `records` from `threads` threads sharing `producer` (per record, or with
+/// `send_batch`), then flushes.
+fn produce(producer: &Producer, records: &[(Bytes, Bytes)], threads: usize, batched: bool) {
+    let send = |chunk: &[(Bytes, Bytes)]| {
+        if batched {
+            send_batches(producer, chunk);
+        } else {
+            send_all(producer, chunk);
+        }
+    };
     if threads == 1 {
-        send_all(producer, records);
+        send(records);
     } else {
         std::thread::scope(|s| {
             for chunk in records.chunks(records.len().div_ceil(threads)) {
-                s.spawn(move || send_all(producer, chunk));
+                s.spawn(move || send(chunk));
             }
         });
     }
@@ -171,8 +195,12 @@ fn main() {
             BatchSize::PerIteration,
         )
     });
-    for threads in [1, 4] {
-        let name = format!("{threads}_thread{}", if threads == 1 { "" } else { "s" });
+    for (threads, batched) in [(1, false), (4, false), (1, true), (4, true)] {
+        let plural = if threads == 1 { "" } else { "s" };
+        let name = format!(
+            "{threads}_thread{plural}{}",
+            if batched { "_send_batch" } else { "" }
+        );
         g.bench_function(&name, |b| {
             b.iter_batched(
                 || {
@@ -184,7 +212,7 @@ fn main() {
                     (d, store, producer)
                 },
                 |(d, store, producer)| {
-                    produce(&producer, &records, threads);
+                    produce(&producer, &records, threads, batched);
                     assert_eq!(log_end(&store), RECORDS as i64, "every record appended");
                     (producer, store, d)
                 },
@@ -193,8 +221,12 @@ fn main() {
         });
         rows.push(Row {
             label: format!(
-                "producer {threads} thread{} (Acks::Leader)",
-                if threads == 1 { "" } else { "s" }
+                "producer {threads} thread{plural} ({})",
+                if batched {
+                    "send_batch of 1000"
+                } else {
+                    "send"
+                }
             ),
             group: "producer",
             function: name,
@@ -212,7 +244,7 @@ fn main() {
     drop(raw_append(&raw_path, &w));
     let store = store_with_topic(&d.path().join("store"));
     let producer = store.producer(ProducerConfig::default()).expect("producer");
-    produce(&producer, &records, 1);
+    produce(&producer, &records, 1, false);
     producer.close().expect("close producer");
     let tp = TopicPartition::new(TOPIC, 0);
     let mut g = c.benchmark_group("consumer");

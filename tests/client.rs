@@ -842,6 +842,30 @@ fn bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable() 
             |e| matches!(e, Error::RecordTooLarge { .. }),
         ),
         (
+            "send_batch: unknown topic",
+            Box::new(|| {
+                p.send_batch(&[ProducerRecord::new("t"), ProducerRecord::new("nope")])
+                    .map(drop)
+            }),
+            |e| matches!(e, Error::NotFound { kind: "topic", .. }),
+        ),
+        (
+            "send_batch: internal topic",
+            Box::new(|| {
+                p.send_batch(&[ProducerRecord::new("__consumer_offsets").key("k")])
+                    .map(drop)
+            }),
+            |e| matches!(e, Error::InvalidArgument { .. }),
+        ),
+        (
+            "send_batch: record too large",
+            Box::new(|| {
+                p.send_batch(&[ProducerRecord::new("t").value(huge.clone())])
+                    .map(drop)
+            }),
+            |e| matches!(e, Error::RecordTooLarge { .. }),
+        ),
+        (
             "batch_size 0",
             Box::new(|| {
                 store
@@ -1112,6 +1136,122 @@ impl FileSystem for GatedFs {
     fn lock(&self, path: &std::path::Path) -> std::io::Result<Box<dyn streamlog::fs::DirLock>> {
         self.inner.lock(path)
     }
+}
+
+/// `send_batch`: records go where `send` would put them, in order, with their metadata;
+/// a refused record means none was sent; with `linger_ms` 0 they are appended when the
+/// call returns; under `Acks::None` offsets are -1; the future also works when polled.
+#[test]
+fn send_batch_sends_like_send_and_checks_everything_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(3))
+        .unwrap();
+    store.create_topic("u", TopicConfig::default()).unwrap();
+    let p = store
+        .producer(ProducerConfig::default().batch_size(400))
+        .unwrap();
+    let records: Vec<ProducerRecord> = (0..60)
+        .map(|i| {
+            let topic = if i % 4 == 3 { "u" } else { "t" };
+            ProducerRecord::new(topic)
+                .key(format!("k{i}"))
+                .value(format!("v{i}"))
+                .timestamp(1_700_000_000_000 + i)
+        })
+        .collect();
+    let sent = p.send_batch(&records).unwrap();
+    assert_eq!(sent.len(), 60);
+    let metas = sent.wait().unwrap();
+    let mut next: HashMap<(String, i32), i64> = HashMap::new();
+    for (i, (r, m)) in records.iter().zip(&metas).enumerate() {
+        let topic = if i % 4 == 3 { "u" } else { "t" };
+        let key = format!("k{i}");
+        let n = if topic == "t" { 3 } else { 1 };
+        assert_eq!(&*m.topic, topic);
+        assert_eq!(
+            m.partition,
+            streamlog::producer::partition_for_key(key.as_bytes(), n)
+        );
+        assert_eq!(m.timestamp, 1_700_000_000_000 + i as i64);
+        // Per partition, offsets follow the records' order.
+        let e = next.entry((topic.to_string(), m.partition)).or_insert(0);
+        assert_eq!(m.offset, *e, "{r:?}");
+        *e += 1;
+        let got = store
+            .topic(topic)
+            .unwrap()
+            .partition(m.partition)
+            .unwrap()
+            .read(m.offset, 1)
+            .unwrap();
+        assert_eq!(got[0].value.as_deref(), Some(format!("v{i}").as_bytes()));
+    }
+    // One bad record: nothing of the call is sent.
+    let end = |t: &str, part: i32| {
+        store
+            .topic(t)
+            .unwrap()
+            .partition(part)
+            .unwrap()
+            .log_end_offset()
+    };
+    let before: Vec<i64> = (0..3).map(|part| end("t", part)).collect();
+    let mut bad = records[..5].to_vec();
+    bad.push(ProducerRecord::new("t").partition(7).value("x"));
+    assert!(matches!(p.send_batch(&bad), Err(Error::NotFound { .. })));
+    bad.pop();
+    bad.push(ProducerRecord::new("nope").value("x"));
+    assert!(matches!(p.send_batch(&bad), Err(Error::NotFound { .. })));
+    bad.pop();
+    bad.push(ProducerRecord::new("t").value(vec![0u8; 2 << 20]));
+    assert!(matches!(
+        p.send_batch(&bad),
+        Err(Error::RecordTooLarge { .. })
+    ));
+    p.flush().unwrap();
+    assert_eq!(
+        (0..3).map(|part| end("t", part)).collect::<Vec<_>>(),
+        before
+    );
+    // linger_ms 0: appended when the call returns.
+    let now = store
+        .producer(ProducerConfig::default().linger_ms(0))
+        .unwrap();
+    let u_end = end("u", 0);
+    let f = now
+        .send_batch(&[
+            ProducerRecord::new("u").value("a"),
+            ProducerRecord::new("u").value("b"),
+        ])
+        .unwrap();
+    assert!(f.is_ready());
+    assert_eq!(end("u", 0), u_end + 2);
+    // Polled as a future.
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut fut = std::pin::pin!(f);
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(r) => {
+            assert_eq!(
+                r.unwrap().iter().map(|m| m.offset).collect::<Vec<_>>(),
+                [u_end, u_end + 1]
+            );
+        }
+        std::task::Poll::Pending => panic!("appended, so ready"),
+    }
+    // Acks::None: offsets are not reported.
+    let fire = store
+        .producer(ProducerConfig::default().acks(Acks::None))
+        .unwrap();
+    let m = fire
+        .send_batch(&[ProducerRecord::new("u").value("c")])
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(m[0].offset, -1);
+    fire.close().unwrap();
 }
 
 /// With `linger_ms` set, a batch that fills is handed to the producer's linger thread,

@@ -377,6 +377,116 @@ impl Future for DeliveryFuture {
     }
 }
 
+/// The result of a [`Producer::send_batch`]: one future for all of its records (a
+/// `std::future::Future` with a blocking [`wait`](Self::wait)). Resolves when every
+/// record meets the producer's [`Acks`], to their metadata in the order they were given,
+/// or to the first error of their batches.
+#[derive(Debug)]
+#[must_use = "a send is confirmed only by waiting for (or awaiting) its future"]
+pub struct BatchDelivery {
+    /// The batches the records went into.
+    slots: Vec<Arc<BatchSlot>>,
+    /// Per record: its batch (an index into `slots`), its index there, its timestamp.
+    records: Vec<(u32, u32, i64)>,
+    /// `Acks::None`: resolved at once, offsets -1.
+    unacknowledged: bool,
+    /// Slots before this one are known to be done (`poll`).
+    done: usize,
+}
+
+impl BatchDelivery {
+    /// How many records were sent.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether no record was sent.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Whether the result is available without blocking.
+    pub fn is_ready(&self) -> bool {
+        self.unacknowledged
+            || self.slots[self.done..]
+                .iter()
+                .all(|s| matches!(*s.state.lock(), SlotState::Done(_)))
+    }
+
+    /// Blocks until every record is delivered per the producer's acks.
+    ///
+    /// # Errors
+    /// The first failed batch's error (`Io`, `Poisoned`, `Closed`).
+    pub fn wait(self) -> Result<Vec<RecordMetadata>> {
+        if !self.unacknowledged {
+            for slot in &self.slots {
+                let mut st = slot.state.lock();
+                while !matches!(*st, SlotState::Done(_)) {
+                    slot.cond.wait(&mut st);
+                }
+            }
+        }
+        self.metadata()
+    }
+
+    /// The records' metadata once every slot is done.
+    fn metadata(&self) -> Result<Vec<RecordMetadata>> {
+        let mut results = Vec::with_capacity(self.slots.len());
+        for slot in &self.slots {
+            results.push(match &*slot.state.lock() {
+                _ if self.unacknowledged => Ok((-1, -1)),
+                SlotState::Done(r) => r.clone(),
+                SlotState::Pending(_) => unreachable!("waited for every slot"),
+            });
+        }
+        self.records
+            .iter()
+            .map(|&(s, index, timestamp)| {
+                let slot = &self.slots[s as usize];
+                let (base, max_ts) = results[s as usize].clone()?;
+                Ok(RecordMetadata {
+                    topic: slot.topic.clone(),
+                    partition: slot.partition,
+                    offset: if self.unacknowledged {
+                        -1
+                    } else {
+                        base + i64::from(index)
+                    },
+                    timestamp: if slot.log_append_time && !self.unacknowledged {
+                        max_ts
+                    } else {
+                        timestamp
+                    },
+                })
+            })
+            .collect()
+    }
+}
+
+impl Future for BatchDelivery {
+    type Output = Result<Vec<RecordMetadata>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        while !this.unacknowledged && this.done < this.slots.len() {
+            let mut st = this.slots[this.done].state.lock();
+            match &mut *st {
+                SlotState::Done(_) => {
+                    drop(st);
+                    this.done += 1;
+                }
+                SlotState::Pending(wakers) => {
+                    if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                        wakers.push(cx.waker().clone());
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+        Poll::Ready(this.metadata())
+    }
+}
+
 struct OpenBatch {
     id: u64,
     builder: BatchBuilder,
@@ -434,6 +544,8 @@ struct AccState {
     /// and each partition's open batch.
     topics: HashMap<Arc<str>, usize, FastHash>,
     accs: Vec<TopicAcc>,
+    /// The topic of the last send (checked first).
+    last_topic: Option<usize>,
     /// Open batches by id (ids grow with creation time, so the first is the oldest):
     /// where they are (topic index, partition) and when they opened.
     open: BTreeMap<u64, (usize, i32, Instant)>,
@@ -628,6 +740,34 @@ impl Producer {
         self.handle.shared.send(record)
     }
 
+    /// Sends several records in one call: as [`send`](Self::send) would, one after
+    /// another, but taking the producer's lock once and the clock once (records without
+    /// a timestamp get the call's time), with one future for all of them. Every record
+    /// is checked before any is added, so an error means none was sent (unless a topic
+    /// changes or the producer closes while the call waits for `buffer_memory`; records
+    /// added by then are sent without being reported). With `linger_ms` 0 the call's
+    /// batches are appended when it returns.
+    ///
+    /// ```
+    /// use streamlog::{ProducerConfig, ProducerRecord, Store, TopicConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// store.create_topic("clicks", TopicConfig::default())?;
+    /// let producer = store.producer(ProducerConfig::default())?;
+    /// let records: Vec<ProducerRecord> = (0..3)
+    ///     .map(|i| ProducerRecord::new("clicks").key(format!("user-{i}")).value("home"))
+    ///     .collect();
+    /// let sent = producer.send_batch(&records)?.wait()?;
+    /// assert_eq!(sent.iter().map(|m| m.offset).collect::<Vec<_>>(), [0, 1, 2]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`send`](Self::send), for the first record refused.
+    pub fn send_batch(&self, records: &[ProducerRecord]) -> Result<BatchDelivery> {
+        self.handle.shared.send_batch(records)
+    }
+
     /// Appends every open batch now and waits until everything sent before this call
     /// is resolved (per `acks`; with `Acks::All`, fsync'd).
     ///
@@ -725,10 +865,19 @@ impl Shared {
 
         let mut to_ship = Vec::new();
         let mut st = self.state.lock();
-        let result = self.add(&mut st, &record, size, timestamp, custom, &mut to_ship);
+        let mut added = None;
+        let result = self.add(
+            &mut st,
+            (&record, size, timestamp, custom),
+            &mut to_ship,
+            self.config.linger_ms == 0,
+            None,
+            |_, slot, index| added = Some((slot.clone(), index)),
+        );
         drop(st);
         self.ship_all(to_ship);
-        let (slot, index) = result?;
+        result?;
+        let (slot, index) = added.expect("added");
         if self.config.acks == Acks::None {
             return Ok(DeliveryFuture {
                 inner: Err(Some(RecordMetadata {
@@ -748,6 +897,103 @@ impl Shared {
         })
     }
 
+    fn send_batch(&self, records: &[ProducerRecord]) -> Result<BatchDelivery> {
+        self.check_open()?;
+        let now = self.store.inner.config.now_ms();
+        let mut plan = Vec::with_capacity(records.len());
+        for record in records {
+            if record.topic.starts_with("__") {
+                return Err(Error::InvalidArgument {
+                    name: "topic",
+                    reason: format!(
+                        "`{}` is an internal topic; producers cannot write to it",
+                        record.topic
+                    ),
+                });
+            }
+            let size = record_estimate(record);
+            let custom = match (&self.config.partitioner, record.partition) {
+                (Some(p), None) => {
+                    let n = self
+                        .store
+                        .topic_state(&record.topic)?
+                        .partitions
+                        .read()
+                        .len() as i32;
+                    Some(Self::checked(
+                        &record.topic,
+                        n,
+                        p.partition(&record.topic, record.key.as_deref(), size, n),
+                    )?)
+                }
+                _ => None,
+            };
+            plan.push((size, custom, None));
+        }
+        let mut out = BatchDelivery {
+            slots: Vec::new(),
+            records: Vec::with_capacity(records.len()),
+            unacknowledged: self.config.acks == Acks::None,
+            done: 0,
+        };
+        let mut batch_ids: Vec<u64> = Vec::new();
+        let mut to_ship = Vec::new();
+        let mut st = self.state.lock();
+        let mut result = Ok(());
+        for (r, (size, custom, at)) in records.iter().zip(&mut plan) {
+            match self.locate(&mut st, r, *size, *custom, &mut to_ship) {
+                Ok(l) => *at = Some(l),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if result.is_ok() {
+            // Until the lock is released (a full buffer_memory), where each record goes
+            // is known from the checks above.
+            let mut unlocked = false;
+            result = records
+                .iter()
+                .zip(&plan)
+                .try_for_each(|(r, &(size, custom, at))| {
+                    let timestamp = r.timestamp.unwrap_or(now);
+                    let waited = self.add(
+                        &mut st,
+                        (r, size, timestamp, custom),
+                        &mut to_ship,
+                        false,
+                        if unlocked { None } else { at },
+                        |id, slot, index| {
+                            // Consecutive records mostly share a batch; otherwise look back.
+                            let s = match batch_ids.iter().rposition(|&b| b == id) {
+                                Some(s) => s,
+                                None => {
+                                    batch_ids.push(id);
+                                    out.slots.push(slot.clone());
+                                    batch_ids.len() - 1
+                                }
+                            };
+                            out.records.push((s as u32, index as u32, timestamp));
+                        },
+                    )?;
+                    unlocked |= waited;
+                    Ok(())
+                });
+        }
+        if self.config.linger_ms == 0 {
+            to_ship.extend(
+                batch_ids
+                    .iter()
+                    .filter_map(|&id| st.take_open(id))
+                    .map(Self::close_batch),
+            );
+        }
+        drop(st);
+        self.ship_all(to_ship);
+        result.map(|()| out)
+    }
+
     fn checked(topic: &str, num_partitions: i32, p: i32) -> Result<i32> {
         if (0..num_partitions).contains(&p) {
             return Ok(p);
@@ -760,20 +1006,58 @@ impl Shared {
         })
     }
 
-    /// Adds a record to its partition's open batch, under the accumulator's lock
-    /// (released only while `buffer_memory` is full). Batches to append go to
-    /// `to_ship`. Returns the batch's slot and the record's index in it.
+    /// Adds a record (with its estimated size, timestamp and a custom partitioner's
+    /// choice) to its partition's open batch, under the accumulator's lock (released
+    /// only while `buffer_memory` is full); `added` gets the batch's id and slot and the
+    /// record's index in it. Batches to append go to `to_ship`; with `close_now` the
+    /// batch is closed after the record (`linger_ms` 0). `located`: the record's
+    /// [`locate`](Self::locate) under this same hold of the lock, if known. Returns
+    /// whether the lock was released (to wait for memory).
     fn add(
         &self,
         st: &mut parking_lot::MutexGuard<'_, AccState>,
-        record: &ProducerRecord,
-        size: usize,
-        timestamp: i64,
-        custom: Option<i32>,
+        (record, size, timestamp, custom): (&ProducerRecord, usize, i64, Option<i32>),
         to_ship: &mut Vec<Closed>,
-    ) -> Result<(Arc<BatchSlot>, i64)> {
+        close_now: bool,
+        mut located: Option<(usize, i32)>,
+        added: impl FnOnce(u64, &Arc<BatchSlot>, i64),
+    ) -> Result<bool> {
         let mut started = None;
         loop {
+            let (topic, partition) = match located.take() {
+                Some(l) => l,
+                None => self.locate(st, record, size, custom, to_ship)?,
+            };
+            if st.used_memory + size > self.config.buffer_memory {
+                // Waits (the lock released) until memory may be free, then starts over:
+                // the topic may have changed meanwhile.
+                let started = *started.get_or_insert_with(Instant::now);
+                self.wait_for_memory(st, size, started, to_ship)?;
+                continue;
+            }
+            self.push(
+                st,
+                (record, size, timestamp),
+                (topic, partition),
+                to_ship,
+                close_now,
+                added,
+            )?;
+            return Ok(started.is_some());
+        }
+    }
+
+    /// The topic (accumulator index) and partition of a record, after every check
+    /// `send` makes.
+    fn locate(
+        &self,
+        st: &mut AccState,
+        record: &ProducerRecord,
+        size: usize,
+        custom: Option<i32>,
+        to_ship: &mut Vec<Closed>,
+    ) -> Result<(usize, i32)> {
+        {
             // Checked under the lock that `shutdown` sets it under: no batch opens after
             // the final flush.
             self.check_open()?;
@@ -817,14 +1101,7 @@ impl Shared {
                     ),
                 )?,
             };
-            if st.used_memory + size > self.config.buffer_memory {
-                // Waits (the lock released) until memory may be free, then starts over:
-                // the topic may have changed meanwhile.
-                let started = *started.get_or_insert_with(Instant::now);
-                self.wait_for_memory(st, size, started, to_ship)?;
-                continue;
-            }
-            return self.push(st, record, size, timestamp, (topic, partition), to_ship);
+            Ok((topic, partition))
         }
     }
 
@@ -832,12 +1109,12 @@ impl Shared {
     fn push(
         &self,
         st: &mut AccState,
-        record: &ProducerRecord,
-        size: usize,
-        timestamp: i64,
+        (record, size, timestamp): (&ProducerRecord, usize, i64),
         (topic, partition): (usize, i32),
         to_ship: &mut Vec<Closed>,
-    ) -> Result<(Arc<BatchSlot>, i64)> {
+        close_now: bool,
+        added: impl FnOnce(u64, &Arc<BatchSlot>, i64),
+    ) -> Result<()> {
         let AccState {
             accs,
             open,
@@ -899,8 +1176,7 @@ impl Shared {
         }
         *used_memory += size;
         b.reserved += size;
-        let index = i64::from(b.builder.len() as i32 - 1);
-        let slot = b.slot.clone();
+        added(b.id, &b.slot, i64::from(b.builder.len() as i32 - 1));
         if opened {
             *next_batch_id += 1;
             inflight.insert(b.id);
@@ -909,12 +1185,12 @@ impl Shared {
                 self.cond.notify_all();
             }
         }
-        if self.config.linger_ms == 0 || b.builder.uncompressed_size() >= self.config.batch_size {
+        if close_now || b.builder.uncompressed_size() >= self.config.batch_size {
             let b = pa.open.take().expect("present");
             open.remove(&b.id);
             full(b, to_ship);
         }
-        Ok((slot, index))
+        Ok(())
     }
 
     /// The index of `name`'s accumulator, its metadata refreshed if the store's topics
@@ -922,7 +1198,12 @@ impl Shared {
     /// topic are closed into `to_ship` (their appends fail with `Closed`).
     fn topic_acc(&self, st: &mut AccState, name: &str, to_ship: &mut Vec<Closed>) -> Result<usize> {
         let epoch = self.store.inner.metadata_epoch.load(Ordering::Acquire);
-        let index = st.topics.get(name).copied();
+        // Consecutive sends mostly go to one topic: compare before hashing.
+        let index = match st.last_topic {
+            Some(i) if *st.accs[i].name == *name => Some(i),
+            _ => st.topics.get(name).copied(),
+        };
+        st.last_topic = index;
         if let Some(i) = index
             && st.accs[i].epoch == epoch
         {
