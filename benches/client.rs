@@ -358,14 +358,14 @@ fn main() {
 fn print_table(rows: &[Row]) {
     let per_s = |n: usize, ns: f64| n as f64 / (ns / 1e9);
     println!(
-        "\n{:<34} {:>12} {:>8}  {:<14} {:>12} {:>8}  {:>7}",
+        "\n{:<40} {:>12} {:>8}  {:<14} {:>12} {:>8}  {:>7}",
         "benchmark", "records/s", "MB/s", "baseline", "records/s", "ratio", "target"
     );
     for r in rows {
         let (Some(ours), Some(base)) =
             (mean_ns(r.group, &r.function), mean_ns(r.group, r.baseline))
         else {
-            println!("{:<34} (no criterion estimates found)", r.label);
+            println!("{:<40} (no criterion estimates found)", r.label);
             continue;
         };
         let ratio = base / ours;
@@ -373,7 +373,7 @@ fn print_table(rows: &[Row]) {
             format!(">= {t:.1}x {}", if ratio >= t { "met" } else { "NOT met" })
         });
         println!(
-            "{:<34} {:>12.0} {:>8.1}  {:<14} {:>12.0} {:>7.2}x  {target}",
+            "{:<40} {:>12.0} {:>8.1}  {:<14} {:>12.0} {:>7.2}x  {target}",
             r.label,
             per_s(r.records, ours),
             r.bytes as f64 / (ours / 1e9) / 1e6,
