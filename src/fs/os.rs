@@ -77,18 +77,20 @@ impl File for OsFile {
         let map = unsafe { memmap2::MmapOptions::new().len(len).map(&self.0)? };
         Ok(Bytes::from_owner(map))
     }
+    #[cfg(unix)]
     fn map_live(&self, len: u64) -> io::Result<Option<Bytes>> {
         if len == 0 {
             return Ok(None);
         }
         let len = usize::try_from(len).map_err(|_| io::Error::other("file too large to map"))?;
-        // SAFETY: a shared read-only mapping, so it shows later `pwrite`s (one page cache).
-        // It may extend past the end of the file; the log only reads below the size it
-        // has published, which the file never shrinks below while a view is alive: the
-        // active segment only grows (a failed write is undone down to the published
-        // size, never below), truncation writes a new file and renames it into place,
-        // and retention unlinks. Touching a page wholly past the end would raise SIGBUS;
-        // no read goes there.
+        // SAFETY: a shared read-only mapping, so it shows later `pwrite`s (one page cache;
+        // unix only: elsewhere a mapping may not extend past the end of the file). It may
+        // extend past the end; the log only reads below the size it has published, and
+        // the file never shrinks below a published size: the active segment only grows
+        // (a failed write is undone down to the published size, never below; recovery
+        // cuts a torn tail past what it publishes), truncation writes a new file and
+        // renames it into place, and retention unlinks. Touching a page wholly past the
+        // end would raise SIGBUS; no read goes there.
         let map = unsafe { memmap2::MmapOptions::new().len(len).map(&self.0)? };
         Ok(Some(Bytes::from_owner(map)))
     }

@@ -607,22 +607,29 @@ impl Log {
             // The first caller syncs everything appended so far; everyone who arrives while
             // it runs sleeps and is woken together, so the next fsync covers all of them.
             if let Some(mut fl) = self.flush_state.try_lock() {
-                let mut synced;
-                let mut rounds = 0;
-                loop {
-                    synced = self
+                let mut target = None;
+                let mut failed = None;
+                for _ in 0..LEADER_ROUNDS {
+                    match self
                         .check_writable()
-                        .and_then(|()| self.sync_data_locked(&mut fl));
-                    if let Ok((_, Some(p))) = &synced {
-                        *self.durable_pending.lock() = Some(*p);
+                        .and_then(|()| self.sync_data_locked(&mut fl))
+                    {
+                        Ok((t, point)) => {
+                            target = Some(t);
+                            match point {
+                                Some(p) => *self.durable_pending.lock() = Some(p),
+                                None => break, // nothing new to sync
+                            }
+                        }
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
                     }
-                    rounds += 1;
                     // Records appended during that fsync whose senders already wait are
                     // synced by this leader at once (up to a bound on its own wait):
                     // handing the lock to a parked waiter costs a wake-up per group.
-                    let wanted = self.flush_wanted.load(Ordering::Acquire);
-                    if synced.is_err() || rounds == LEADER_ROUNDS || wanted <= self.durable_offset()
-                    {
+                    if self.flush_wanted.load(Ordering::Acquire) <= self.durable_offset() {
                         break;
                     }
                     self.wake_flush_waiters();
@@ -631,8 +638,15 @@ impl Log {
                 // own fsync), and append again meanwhile.
                 drop(fl);
                 self.wake_flush_waiters();
-                let (target, point) = synced?;
-                if point.is_some_and(|p| !self.record_can_wait(p, target)) {
+                // A later round's failure (the log is poisoned now) does not undo an
+                // earlier round that covered this caller.
+                let target = match (target, failed) {
+                    (Some(t), _) if covered(t) => t,
+                    (_, Some(e)) => return Err(e),
+                    (t, None) => t.unwrap_or_else(|| self.durable_offset()),
+                };
+                let pending = *self.durable_pending.lock();
+                if pending.is_some_and(|p| !self.record_can_wait(p, target)) {
                     self.record_pending()?;
                 }
                 return Ok(target);
@@ -648,7 +662,11 @@ impl Log {
                 }
                 self.flush_wanted
                     .fetch_max(offset.min(self.log_end_offset()), Ordering::AcqRel);
-                waiters.push(std::thread::current());
+                // After a timed-out park this thread may still be listed.
+                let me = std::thread::current();
+                if !waiters.iter().any(|t| t.id() == me.id()) {
+                    waiters.push(me);
+                }
             }
             std::thread::park_timeout(std::time::Duration::from_millis(10));
         }
@@ -1311,6 +1329,8 @@ impl Log {
         w.first_batch_timestamp = scan.first_batch_max_timestamp;
         self.next_offset.store(new_end, Ordering::Release);
         self.durable_offset.store(new_end, Ordering::Release);
+        // Offsets waiters wanted beyond the cut no longer exist (they are covered now).
+        self.flush_wanted.store(-1, Ordering::Release);
         Ok(())
     }
 
@@ -1444,6 +1464,27 @@ mod group_commit_tests {
         log.flush_to(c + 1).expect("flush_to");
         assert!(log.durable_pending.lock().is_none());
         drop(again);
+        log.close().expect("close");
+    }
+
+    /// A waiter's wish for offsets a truncation removed must not make later lone
+    /// flushes leave their durable position unwritten.
+    #[test]
+    fn after_a_truncation_a_lone_flush_records_its_position() {
+        let fs = SimFs::new();
+        let log = open(&fs);
+        for v in [b"a", b"b", b"c"] {
+            append(&log, v);
+        }
+        log.flush_wanted.store(100, Ordering::Release); // a waiter once wanted offset 100
+        log.flush().expect("flush");
+        assert_eq!(log.truncate_to(1).expect("truncate"), 1);
+        let d = append(&log, b"d");
+        assert_eq!(log.flush_to(d + 1).expect("flush_to"), d + 1);
+        assert!(
+            log.durable_pending.lock().is_none(),
+            "a lone flush must write its durable position"
+        );
         log.close().expect("close");
     }
 

@@ -295,17 +295,23 @@ impl Segment {
         {
             let mut mapped = self.mapped.lock();
             if mapped.as_ref().is_none_or(|v| (v.len() as u64) < end) {
-                let view = if self.sealed.load(Ordering::Acquire) {
-                    Some(self.log.map(self.size()))
-                } else {
-                    self.log
-                        .map_live(end.max(LIVE_MAP_MIN).next_power_of_two())
-                        .transpose()
-                };
-                if let Some(view) = view {
-                    let view =
-                        view.map_err(|e| Error::io(format!("map {}", self.log_path.display()), e))?;
+                if self.sealed.load(Ordering::Acquire) {
+                    let view = self
+                        .log
+                        .map(self.size())
+                        .map_err(|e| Error::io(format!("map {}", self.log_path.display()), e))?;
                     *mapped = Some(view);
+                } else {
+                    // A live map is an optimization: if the system refuses one (address
+                    // space, map count), read with pread.
+                    match self.log.map_live(end.max(LIVE_MAP_MIN).next_power_of_two()) {
+                        Ok(Some(view)) => *mapped = Some(view),
+                        Ok(None) => {}
+                        Err(e) => log::debug!(
+                            "{}: no live map ({e}); reading with pread",
+                            self.log_path.display()
+                        ),
+                    }
                 }
             }
             if let Some(view) = mapped.as_ref()
