@@ -687,21 +687,16 @@ impl Consumer {
                 && let Some(p) = a.buffer.front_mut()
             {
                 let from = a.position.unwrap_or(i64::MIN);
-                let next = p.take(from, limit, out);
-                let next = match next {
-                    Ok(next) => next,
-                    Err(e) => {
-                        // The batch is unreadable past here: drop it, so the error is
-                        // reported once and the position stays at the bad record.
-                        a.buffer.pop_front();
-                        return Err(e);
-                    }
-                };
-                if p.is_done() {
-                    a.buffer.pop_front();
-                }
+                let (next, result) = p.take(from, limit, out);
                 if let Some(next) = next {
                     a.position = Some(next.max(from));
+                }
+                // A malformed record: the records before it are returned, the position
+                // stays at it, and the batch stays first so every poll reports it again
+                // (until a seek).
+                result?;
+                if p.is_done() {
+                    a.buffer.pop_front();
                 }
             }
         }

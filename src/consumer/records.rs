@@ -448,6 +448,8 @@ pub(super) struct Pending {
     /// Byte position of the next record in `chunk.data`, and records left.
     pos: usize,
     remaining: i32,
+    /// The error that stopped decoding: returned again by every later `take`.
+    failed: Option<Error>,
 }
 
 impl Pending {
@@ -474,6 +476,7 @@ impl Pending {
             last_offset: b.last_offset(),
             pos: 0,
             remaining: h.records_count,
+            failed: None,
         })
     }
 
@@ -484,15 +487,34 @@ impl Pending {
 
     /// Decodes records into `out` until it holds `limit`, skipping offsets below
     /// `from`. Returns the offset after the last record returned, or the batch's next
-    /// offset once it is exhausted (offsets removed by compaction are skipped).
+    /// offset once it is exhausted (offsets removed by compaction are skipped); and the
+    /// error that stopped it at a malformed record, if any (then returned again by every
+    /// later call, so the position stays at that record).
     pub(super) fn take(
         &mut self,
         from: i64,
         limit: usize,
         out: &mut ConsumerRecords,
-    ) -> Result<Option<i64>> {
-        let data = &self.chunk.data;
+    ) -> (Option<i64>, Result<()>) {
+        if let Some(e) = &self.failed {
+            return (None, Err(e.clone()));
+        }
         let mut next = None;
+        let result = self.decode_into(from, limit, out, &mut next);
+        if let Err(e) = &result {
+            self.failed = Some(e.clone());
+        }
+        (next, result)
+    }
+
+    fn decode_into(
+        &mut self,
+        from: i64,
+        limit: usize,
+        out: &mut ConsumerRecords,
+        next: &mut Option<i64>,
+    ) -> Result<()> {
+        let data = &self.chunk.data;
         let mut index = None;
         while self.remaining > 0 && out.entries.len() < limit {
             if self.pos >= data.len() {
@@ -534,7 +556,7 @@ impl Pending {
                 chunk,
                 headers,
             });
-            next = Some(offset + 1);
+            *next = Some(offset + 1);
         }
         if self.remaining == 0 {
             if self.pos != data.len() {
@@ -546,8 +568,58 @@ impl Pending {
                     ),
                 ));
             }
-            return Ok(Some(self.last_offset + 1));
+            *next = Some(self.last_offset + 1);
         }
-        Ok(next)
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::BatchBuilder;
+    use crate::format::batch::{RECORDS_OFFSET, record_spans, write_crc};
+
+    /// A CRC-valid batch of five records at offset 100 whose third record claims more
+    /// bytes than the batch holds.
+    fn batch_with_a_bad_third_record() -> Batch {
+        let mut b = BatchBuilder::new();
+        for i in 0..5u8 {
+            b.push(1_700_000_000_000, Some(&[i]), Some(&[i; 3]), &[])
+                .unwrap();
+        }
+        let mut bytes = b.finish().unwrap();
+        bytes[..8].copy_from_slice(&100i64.to_be_bytes());
+        let records = &bytes[RECORDS_OFFSET..];
+        let second = record_spans(records, 0).unwrap().end;
+        let third = record_spans(records, second).unwrap().end;
+        bytes[RECORDS_OFFSET + third] = 0x7e; // length 63: past the end
+        write_crc(&mut bytes);
+        Batch::parse(Bytes::from(bytes)).unwrap()
+    }
+
+    #[test]
+    fn a_malformed_record_stops_at_itself_every_time() {
+        let tp = TopicPartition::new("t", 0);
+        let mut p = Pending::new(
+            &tp,
+            &batch_with_a_bad_third_record(),
+            &DecodeOptions::default(),
+        )
+        .unwrap();
+        let mut out = ConsumerRecords::with_capacity(10);
+        let (next, result) = p.take(i64::MIN, 10, &mut out);
+        assert!(matches!(result, Err(Error::InvalidBatch { .. })));
+        assert_eq!(next, Some(102), "the position moves to the bad record");
+        assert_eq!(
+            out.iter().map(|r| r.offset()).collect::<Vec<_>>(),
+            [100, 101]
+        );
+        // Again: the same error, nothing more returned, nothing skipped.
+        let (next, result) = p.take(102, 10, &mut out);
+        assert!(result.is_err());
+        assert_eq!(next, None);
+        assert_eq!(out.len(), 2);
+        assert!(!p.is_done());
     }
 }
