@@ -574,6 +574,20 @@ struct TopicAcc {
     parts: Vec<PartAcc>,
 }
 
+impl TopicAcc {
+    /// Adds partitions the topic has gained since they were cached.
+    fn add_new_partitions(&mut self) {
+        let partitions = self.state.partitions.read();
+        for part in partitions.iter().skip(self.parts.len()) {
+            self.parts.push(PartAcc {
+                part: part.clone(),
+                queue: Arc::default(),
+                open: None,
+            });
+        }
+    }
+}
+
 struct PartAcc {
     part: Arc<PartitionState>,
     queue: Arc<PartQueue>,
@@ -820,6 +834,9 @@ fn record_estimate(r: &ProducerRecord) -> usize {
 
 /// Bytes of a batch header.
 const BATCH_OVERHEAD: usize = 61;
+
+/// Batches one shipper appends for a partition before it resolves them and goes on.
+const DRAIN_CHUNK: usize = 64;
 
 impl Shared {
     fn check_open(&self) -> Result<()> {
@@ -1079,7 +1096,14 @@ impl Shared {
                     });
                 }
             }
-            let num_partitions = acc.parts.len() as i32;
+            let mut num_partitions = acc.parts.len() as i32;
+            let asked = record.partition.or(custom);
+            if asked.is_some_and(|p| p >= num_partitions) {
+                // add_partitions publishes new partitions just before it bumps the
+                // metadata epoch: look at the topic's own list before refusing.
+                st.accs[topic].add_new_partitions();
+                num_partitions = st.accs[topic].parts.len() as i32;
+            }
             let partition = match (record.partition, custom) {
                 (Some(p), _) if (0..num_partitions).contains(&p) => p,
                 (Some(p), _) => {
@@ -1088,8 +1112,8 @@ impl Shared {
                         name: format!("{}-{p}", record.topic),
                     });
                 }
-                // Partitions are never removed: still valid.
-                (None, Some(p)) => p,
+                // Chosen outside the lock: the topic may have changed since.
+                (None, Some(p)) => Self::checked(&record.topic, num_partitions, p)?,
                 (None, None) => Self::checked(
                     &record.topic,
                     num_partitions,
@@ -1126,7 +1150,9 @@ impl Shared {
             next_batch_id,
             ..
         } = st;
-        let background = self.config.linger_ms > 0;
+        // Not for Acks::All: one thread would then fsync every partition in turn, where
+        // each sender appending its own batch fsyncs partitions in parallel.
+        let background = self.config.linger_ms > 0 && self.config.acks != Acks::All;
         let mut full = |b: OpenBatch, to_ship: &mut Vec<Closed>| {
             if background {
                 ready.push(Self::close_batch(b));
@@ -1139,7 +1165,14 @@ impl Shared {
         };
         let acc = &mut accs[topic];
         let limit = self.config.max_request_size.min(acc.max_message_bytes);
-        let pa = &mut acc.parts[partition as usize];
+        // `located` may be stale in `send_batch` (another record's check refreshed the
+        // topic): refuse rather than index out of bounds.
+        let Some(pa) = acc.parts.get_mut(partition as usize) else {
+            return Err(Error::NotFound {
+                kind: "partition",
+                name: format!("{}-{partition}", record.topic),
+            });
+        };
         // A full batch is closed first.
         if let Some(b) = &pa.open
             && !b.builder.is_empty()
@@ -1226,7 +1259,6 @@ impl Shared {
         }
         let state = found?;
         let config = state.config.read().clone();
-        let partitions = state.partitions.read().clone();
         let i = match index {
             Some(i) => i,
             None => {
@@ -1250,13 +1282,7 @@ impl Shared {
         acc.max_message_bytes = usize::try_from(config.max_message_bytes).unwrap_or(usize::MAX);
         acc.log_append_time = config.message_timestamp_type == TimestampType::LogAppendTime;
         acc.compacted = config.cleanup_policy != crate::topic::CleanupPolicy::Delete;
-        for part in partitions.into_iter().skip(acc.parts.len()) {
-            acc.parts.push(PartAcc {
-                part,
-                queue: Arc::default(),
-                open: None,
-            });
-        }
+        acc.add_new_partitions();
         Ok(i)
     }
 
@@ -1339,6 +1365,12 @@ impl Shared {
                 r
             });
             done.push((b, appended));
+            if done.len() == DRAIN_CHUNK {
+                // Resolve what is appended before going on, so a long drain does not
+                // hold back futures and memory.
+                let chunk = std::mem::take(&mut done);
+                parking_lot::MutexGuard::unlocked(&mut q, || self.finish(chunk));
+            }
         }
         q.draining = false;
         drop(q);
@@ -1348,8 +1380,8 @@ impl Shared {
     /// Completes appended batches of one partition queue: one fsync covering all of
     /// them for `Acks::All`, then their futures and their memory.
     fn finish(&self, done: Vec<(Sealed, Result<crate::log::AppendInfo>)>) {
-        // A queue outlives its topic: a deleted and recreated topic's batches share it,
-        // so each distinct log gets its own group-commit wait.
+        // One queue is one partition's, but a batch records its own log: keep them
+        // apart should they ever differ.
         let mut synced: Vec<(&Arc<PartitionState>, Result<()>)> = Vec::new();
         if self.config.acks == Acks::All {
             let mut ends: Vec<(&Arc<PartitionState>, i64)> = Vec::new();
