@@ -848,37 +848,10 @@ impl Shared {
 
     fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
         self.check_open()?;
-        if record.topic.starts_with("__") {
-            return Err(Error::InvalidArgument {
-                name: "topic",
-                reason: format!(
-                    "`{}` is an internal topic; producers cannot write to it",
-                    record.topic
-                ),
-            });
-        }
-        let size = record_estimate(&record);
+        let (size, custom) = self.prepare(&record)?;
         let timestamp = record
             .timestamp
             .unwrap_or_else(|| self.store.inner.config.now_ms());
-        // A custom partitioner runs outside the accumulator's lock (it is the
-        // application's code); it needs the partition count first.
-        let custom = match (&self.config.partitioner, record.partition) {
-            (Some(p), None) => {
-                let n = self
-                    .store
-                    .topic_state(&record.topic)?
-                    .partitions
-                    .read()
-                    .len() as i32;
-                Some(Self::checked(
-                    &record.topic,
-                    n,
-                    p.partition(&record.topic, record.key.as_deref(), size, n),
-                )?)
-            }
-            _ => None,
-        };
 
         let mut to_ship = Vec::new();
         let mut st = self.state.lock();
@@ -919,32 +892,7 @@ impl Shared {
         let now = self.store.inner.config.now_ms();
         let mut plan = Vec::with_capacity(records.len());
         for record in records {
-            if record.topic.starts_with("__") {
-                return Err(Error::InvalidArgument {
-                    name: "topic",
-                    reason: format!(
-                        "`{}` is an internal topic; producers cannot write to it",
-                        record.topic
-                    ),
-                });
-            }
-            let size = record_estimate(record);
-            let custom = match (&self.config.partitioner, record.partition) {
-                (Some(p), None) => {
-                    let n = self
-                        .store
-                        .topic_state(&record.topic)?
-                        .partitions
-                        .read()
-                        .len() as i32;
-                    Some(Self::checked(
-                        &record.topic,
-                        n,
-                        p.partition(&record.topic, record.key.as_deref(), size, n),
-                    )?)
-                }
-                _ => None,
-            };
+            let (size, custom) = self.prepare(record)?;
             plan.push((size, custom, None));
         }
         let mut out = BatchDelivery {
@@ -1009,6 +957,39 @@ impl Shared {
         drop(st);
         self.ship_all(to_ship);
         result.map(|()| out)
+    }
+
+    /// The checks a record passes before the accumulator's lock, its estimated size,
+    /// and a custom partitioner's choice: that runs outside the lock (it is the
+    /// application's code) and needs the partition count first.
+    fn prepare(&self, record: &ProducerRecord) -> Result<(usize, Option<i32>)> {
+        if record.topic.starts_with("__") {
+            return Err(Error::InvalidArgument {
+                name: "topic",
+                reason: format!(
+                    "`{}` is an internal topic; producers cannot write to it",
+                    record.topic
+                ),
+            });
+        }
+        let size = record_estimate(record);
+        let custom = match (&self.config.partitioner, record.partition) {
+            (Some(p), None) => {
+                let n = self
+                    .store
+                    .topic_state(&record.topic)?
+                    .partitions
+                    .read()
+                    .len() as i32;
+                Some(Self::checked(
+                    &record.topic,
+                    n,
+                    p.partition(&record.topic, record.key.as_deref(), size, n),
+                )?)
+            }
+            _ => None,
+        };
+        Ok((size, custom))
     }
 
     fn checked(topic: &str, num_partitions: i32, p: i32) -> Result<i32> {
