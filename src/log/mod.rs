@@ -640,13 +640,15 @@ impl Log {
                 self.wake_flush_waiters();
                 // A later round's failure (the log is poisoned now) does not undo an
                 // earlier round that covered this caller.
+                let poisoned = failed.is_some();
                 let target = match (target, failed) {
                     (Some(t), _) if covered(t) => t,
                     (_, Some(e)) => return Err(e),
                     (t, None) => t.unwrap_or_else(|| self.durable_offset()),
                 };
+                // No later flush succeeds on a poisoned log: record now what was synced.
                 let pending = *self.durable_pending.lock();
-                if pending.is_some_and(|p| !self.record_can_wait(p, target)) {
+                if pending.is_some_and(|p| poisoned || !self.record_can_wait(p, target)) {
                     self.record_pending()?;
                 }
                 return Ok(target);
@@ -1330,6 +1332,9 @@ impl Log {
         self.next_offset.store(new_end, Ordering::Release);
         self.durable_offset.store(new_end, Ordering::Release);
         // Offsets waiters wanted beyond the cut no longer exist (they are covered now).
+        // Under the waiters' lock, which a waiter computes its wish under: no wish made
+        // against the old end lands after this.
+        let _waiters = self.flush_waiters.lock();
         self.flush_wanted.store(-1, Ordering::Release);
         Ok(())
     }
