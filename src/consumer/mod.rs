@@ -678,7 +678,11 @@ impl Consumer {
                         a.position = Some(p);
                         continue;
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        // Reported first at the next poll if deferred now (see below).
+                        self.next_partition = (start + i) % n;
+                        return Err(e);
+                    }
                 }
             }
             let a = self.assigned.get_mut(tp).expect("present");
@@ -693,8 +697,12 @@ impl Consumer {
                 }
                 // A malformed record: the records before it are returned, the position
                 // stays at it, and the batch stays first so every poll reports it again
-                // (until a seek).
-                result?;
+                // (until a seek); the next poll starts with this partition, so the error
+                // is not deferred behind other partitions' records again.
+                if let Err(e) = result {
+                    self.next_partition = (start + i) % n;
+                    return Err(e);
+                }
                 if p.is_done() {
                     a.buffer.pop_front();
                 }
