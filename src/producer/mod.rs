@@ -546,6 +546,8 @@ struct AccState {
     accs: Vec<TopicAcc>,
     /// The topic of the last send (checked first).
     last_topic: Option<usize>,
+    /// How many times a topic's cached metadata was refreshed.
+    refreshes: u64,
     /// Open batches by id (ids grow with creation time, so the first is the oldest):
     /// where they are (topic index, partition) and when they opened.
     open: BTreeMap<u64, (usize, i32, Instant)>,
@@ -905,13 +907,21 @@ impl Shared {
         let mut to_ship = Vec::new();
         let mut st = self.state.lock();
         let mut result = Ok(());
-        for (r, (size, custom, at)) in records.iter().zip(&mut plan) {
-            match self.locate(&mut st, r, *size, *custom, &mut to_ship) {
-                Ok(l) => *at = Some(l),
-                Err(e) => {
-                    result = Err(e);
-                    break;
+        // Until no topic was refreshed during a pass: a refresh (the topic changed in the
+        // store) may have changed what records checked earlier in the pass go to.
+        for _ in 0..4 {
+            let refreshes = st.refreshes;
+            for (r, (size, custom, at)) in records.iter().zip(&mut plan) {
+                match self.locate(&mut st, r, *size, *custom, &mut to_ship) {
+                    Ok(l) => *at = Some(l),
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
                 }
+            }
+            if result.is_err() || st.refreshes == refreshes {
+                break;
             }
         }
         if result.is_ok() {
@@ -1238,6 +1248,7 @@ impl Shared {
                 st.accs[i].parts.clear();
             }
         }
+        st.refreshes += 1;
         let state = found?;
         let config = state.config.read().clone();
         let i = match index {
@@ -1331,14 +1342,24 @@ impl Shared {
             return;
         }
         q.draining = true;
+        // Holds the queue's lock (re-taken after each unlocked step, also when one
+        // unwinds): should `finish` unwind (a waker panicked), the queue must not stay
+        // claimed, or its later batches would never be appended.
+        struct Claim<'a>(parking_lot::MutexGuard<'a, QueueState>);
+        impl Drop for Claim<'_> {
+            fn drop(&mut self) {
+                self.0.draining = false;
+            }
+        }
+        let mut claim = Claim(q);
         let mut done = Vec::new();
         loop {
-            let next = q.next_append;
-            let Some((b, encoded)) = q.ready.remove(&next) else {
+            let next = claim.0.next_append;
+            let Some((b, encoded)) = claim.0.ready.remove(&next) else {
                 break;
             };
-            q.next_append += 1;
-            let appended = parking_lot::MutexGuard::unlocked(&mut q, || {
+            claim.0.next_append += 1;
+            let appended = parking_lot::MutexGuard::unlocked(&mut claim.0, || {
                 let r = encoded.and_then(|mut e| b.part.log.append_encoded(&mut e));
                 if r.is_ok() {
                     b.part.wake();
@@ -1350,11 +1371,10 @@ impl Shared {
                 // Resolve what is appended before going on, so a long drain does not
                 // hold back futures and memory.
                 let chunk = std::mem::take(&mut done);
-                parking_lot::MutexGuard::unlocked(&mut q, || self.finish(chunk));
+                parking_lot::MutexGuard::unlocked(&mut claim.0, || self.finish(chunk));
             }
         }
-        q.draining = false;
-        drop(q);
+        drop(claim); // no longer draining
         self.finish(done);
     }
 
