@@ -7,6 +7,7 @@
 //!   produce crash images (each unsynced write kept, dropped or torn; directory changes
 //!   lost unless the directory was synced) and inject EIO/ENOSPC at the k-th operation.
 
+mod cached;
 mod os;
 mod sim;
 
@@ -17,6 +18,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+pub use cached::{CachingFs, default_max_open_files};
 pub use os::OsFs;
 pub use sim::{CrashImage, Fault, SimFs};
 
@@ -46,6 +48,13 @@ pub trait File: Send + Sync + Debug {
     /// never to shrink the file or overwrite what it may have read while the view lives.
     fn map_live(&self, len: u64) -> io::Result<Option<Bytes>> {
         let _ = len;
+        Ok(None)
+    }
+
+    /// What identifies the file itself (device and inode on unix), not its name: a file
+    /// reopened by path is checked against it, so a name that now refers to another file
+    /// is never read as this one. `None` where the file system cannot tell.
+    fn identity(&self) -> io::Result<Option<(u64, u64)>> {
         Ok(None)
     }
 

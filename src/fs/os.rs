@@ -60,6 +60,12 @@ impl File for OsFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
     }
+    #[cfg(unix)]
+    fn identity(&self) -> io::Result<Option<(u64, u64)>> {
+        use std::os::unix::fs::MetadataExt;
+        let m = self.0.metadata()?;
+        Ok(Some((m.dev(), m.ino())))
+    }
     fn sync_data(&self) -> io::Result<()> {
         self.0.sync_data()
     }

@@ -440,6 +440,9 @@ impl File for SimFile {
         node.pending.push(Pending::SetLen(len));
         Ok(())
     }
+    fn identity(&self) -> io::Result<Option<(u64, u64)>> {
+        Ok(Some((0, self.ino)))
+    }
     fn sync_data(&self) -> io::Result<()> {
         let mut st = self.fs.state.lock();
         st.begin(true)?;

@@ -1,0 +1,641 @@
+//! [`CachingFs`]: a [`FileSystem`] that keeps at most a set number of files open
+//! (DESIGN.md section 6: open file handles are bounded, so that 10k+ partitions work
+//! under an ordinary descriptor limit).
+//!
+//! A file it opens keeps its descriptor while it is used; when more than the limit are
+//! open, the least recently used are closed (a clock sweep) and reopened by path at their
+//! next use. What keeps this invisible to the log:
+//!
+//! - **Unsynced writes are synced first.** A descriptor with writes not yet synced is
+//!   `fdatasync`'d before it is closed: a descriptor opened later might not see a
+//!   writeback error of the closed one. If that sync fails, the file is failed: every later
+//!   operation on it returns the error, so the log owning it poisons itself at its next
+//!   write or sync instead of acknowledging what the device lost. A file whose own sync
+//!   failed is never closed or synced by the cache (no fsync is ever retried).
+//! - **The same file or an error.** A reopened file must have the identity (device and
+//!   inode) it had when first opened; otherwise the operation fails rather than reading
+//!   another file's bytes.
+//! - **Replaced and removed files stay readable.** Before a path is removed, or replaced
+//!   by a rename, through this file system, the files open under that path are opened and
+//!   pinned: they keep their descriptor until dropped, as plain descriptors would (readers
+//!   of an old segment snapshot keep reading it). A file renamed through this file system
+//!   follows its new name.
+//! - **Nothing is closed under an operation.** An operation holds its file's descriptor;
+//!   the sweep skips files in use and pinned ones. When every open file is in use or
+//!   pinned, the limit is exceeded for a while rather than failing.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+
+use super::{DirLock, File, FileSystem};
+
+/// The default limit of [`CachingFs`] (and of
+/// [`StoreConfig::max_open_files`](crate::StoreConfig::max_open_files)): half of the
+/// process's soft descriptor limit (the application keeps the other half), between 64
+/// and 65 536. Where the limit cannot be read (it is read from `/proc/self/limits` on
+/// Linux), 512.
+pub fn default_max_open_files() -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+            line.split_whitespace().nth(3).map(str::to_owned)
+        });
+    match soft.as_deref() {
+        Some("unlimited") => 1 << 16,
+        Some(n) => n
+            .parse::<usize>()
+            .map_or(512, |n| (n / 2).clamp(64, 1 << 16)),
+        None => 512,
+    }
+}
+
+/// A [`FileSystem`] that keeps at most `max_open` of the files it opened open at once
+/// (see the [module docs](self) for the rules). Lock files are not counted: they are held
+/// open for as long as the lock.
+///
+/// ```
+/// use std::sync::Arc;
+/// use streamlog::fs::{CachingFs, FileSystem, SimFs};
+/// let fs = CachingFs::new(Arc::new(SimFs::new()), 2);
+/// fs.create_dir_all("d".as_ref())?;
+/// let files: Vec<_> = (0..5)
+///     .map(|i| fs.open(format!("d/{i}").as_ref(), true))
+///     .collect::<Result<_, _>>()?;
+/// for (i, f) in files.iter().enumerate() {
+///     f.write_all_at(&[i as u8], 0)?;
+/// }
+/// assert!(fs.open_files() <= 2);
+/// // Closed ones reopen at their next use.
+/// assert_eq!(files[0].read_exact_at(0, 1)?[0], 0);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct CachingFs {
+    inner: Arc<dyn FileSystem>,
+    cache: Arc<Cache>,
+}
+
+#[derive(Debug)]
+struct Cache {
+    max_open: usize,
+    state: Mutex<CacheState>,
+    /// Held (shared) while a path is resolved and opened, and exclusively while names
+    /// change (rename, remove), so a reopen never sees a name half-moved.
+    names: RwLock<()>,
+}
+
+#[derive(Debug, Default)]
+struct CacheState {
+    /// Every live file by its current path, with its id.
+    by_path: HashMap<PathBuf, Vec<(u64, Weak<CachedFile>)>>,
+    /// Open files in sweep order; entries of files closed, pinned or dropped since are
+    /// skipped (and dropped) as the sweep passes.
+    clock: VecDeque<Weak<CachedFile>>,
+    /// Files holding a descriptor.
+    open: usize,
+    next_id: u64,
+}
+
+impl CacheState {
+    fn push_clock(&mut self, f: Weak<CachedFile>) {
+        self.clock.push_back(f);
+        // Entries of closed or dropped files are otherwise only removed by the sweep,
+        // which runs only above the limit.
+        if self.clock.len() > 2 * self.open + 64 {
+            self.clock.retain(|w| {
+                w.upgrade()
+                    .is_some_and(|f| f.is_open.load(Ordering::Acquire))
+            });
+        }
+    }
+}
+
+impl CachingFs {
+    /// Wraps `inner`, keeping at most `max_open` files open (at least 1).
+    pub fn new(inner: Arc<dyn FileSystem>, max_open: usize) -> Self {
+        CachingFs {
+            inner,
+            cache: Arc::new(Cache {
+                max_open: max_open.max(1),
+                state: Mutex::new(CacheState::default()),
+                names: RwLock::new(()),
+            }),
+        }
+    }
+
+    /// The limit.
+    pub fn max_open_files(&self) -> usize {
+        self.cache.max_open
+    }
+
+    /// How many of its files hold a descriptor now.
+    pub fn open_files(&self) -> usize {
+        self.cache.state.lock().open
+    }
+
+    /// Opens and pins every live file under `path`.
+    fn pin_path(&self, path: &Path) {
+        let files: Vec<Arc<CachedFile>> = {
+            let st = self.cache.state.lock();
+            st.by_path
+                .get(path)
+                .into_iter()
+                .flatten()
+                .filter_map(|(_, w)| w.upgrade())
+                .collect()
+        };
+        for f in files {
+            f.pinned.store(true, Ordering::Release);
+            // Reopened now, while the name still refers to it. If that fails, later
+            // operations fail (ENOENT or a changed identity), never read another file.
+            if let Err(e) = f.guard() {
+                log::warn!(
+                    "{}: could not keep the file open before it is replaced: {e}",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+impl Cache {
+    /// Closes the least recently used files while more than the limit are open, except
+    /// `keep`.
+    fn enforce_limit(&self, keep: u64) {
+        let mut busy = 0;
+        loop {
+            let victim = {
+                let mut st = self.state.lock();
+                if st.open <= self.max_open {
+                    return;
+                }
+                let mut found = None;
+                // Two rounds at most: the first may only clear `used` bits.
+                for _ in 0..2 * st.clock.len() {
+                    let Some(w) = st.clock.pop_front() else {
+                        break;
+                    };
+                    let Some(f) = w.upgrade() else {
+                        continue;
+                    };
+                    if !f.is_open.load(Ordering::Acquire) || f.pinned.load(Ordering::Acquire) {
+                        continue;
+                    }
+                    if f.id == keep || f.used.swap(false, Ordering::Relaxed) {
+                        st.clock.push_back(w);
+                        continue;
+                    }
+                    found = Some(f);
+                    break;
+                }
+                found
+            };
+            let Some(f) = victim else {
+                return; // everything open is in use or pinned: over the limit for now
+            };
+            if !f.close_for_limit() {
+                if f.is_open.load(Ordering::Acquire) && !f.pinned.load(Ordering::Acquire) {
+                    self.state.lock().clock.push_back(Arc::downgrade(&f));
+                }
+                busy += 1;
+                if busy > 8 {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A file of a [`CachingFs`].
+pub struct CachedFile {
+    id: u64,
+    me: Weak<CachedFile>,
+    fs: Arc<dyn FileSystem>,
+    cache: Arc<Cache>,
+    path: Mutex<PathBuf>,
+    identity: Option<(u64, u64)>,
+    slot: RwLock<Slot>,
+    /// Mirrors `slot.file.is_some()`, readable under the cache's lock.
+    is_open: AtomicBool,
+    /// Used since the sweep last passed it.
+    used: AtomicBool,
+    /// Never closed by the cache again.
+    pinned: AtomicBool,
+    /// Writes started, and the count the last successful sync covered.
+    writes: AtomicU64,
+    synced: AtomicU64,
+}
+
+#[derive(Default)]
+struct Slot {
+    file: Option<Arc<dyn File>>,
+    /// Set when a sync before closing failed: every later operation returns this.
+    failed: Option<(io::ErrorKind, String)>,
+}
+
+impl fmt::Debug for CachedFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedFile")
+            .field("path", &*self.path.lock())
+            .field("open", &self.is_open.load(Ordering::Relaxed))
+            .field("pinned", &self.pinned.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl CachedFile {
+    /// The open descriptor, reopened if the cache closed it; held until the guard drops.
+    fn guard(&self) -> io::Result<RwLockReadGuard<'_, Slot>> {
+        loop {
+            {
+                let slot = self.slot.read();
+                if let Some((kind, msg)) = &slot.failed {
+                    return Err(io::Error::new(*kind, msg.clone()));
+                }
+                if slot.file.is_some() {
+                    self.used.store(true, Ordering::Relaxed);
+                    return Ok(slot);
+                }
+            }
+            self.reopen()?;
+        }
+    }
+
+    fn reopen(&self) -> io::Result<()> {
+        {
+            let mut slot = self.slot.write();
+            if slot.file.is_some() || slot.failed.is_some() {
+                return Ok(());
+            }
+            let file = {
+                let _names = self.cache.names.read();
+                let path = self.path.lock().clone();
+                let file = self.fs.open(&path, false)?;
+                if let Some(want) = self.identity
+                    && file.identity()?.is_some_and(|got| got != want)
+                {
+                    return Err(io::Error::other(format!(
+                        "{} is no longer the file opened under that name \
+                         (it was replaced without this file system knowing)",
+                        path.display()
+                    )));
+                }
+                file
+            };
+            slot.file = Some(file);
+            self.is_open.store(true, Ordering::Release);
+            let mut st = self.cache.state.lock();
+            st.open += 1;
+            st.push_clock(self.me.clone());
+        }
+        self.cache.enforce_limit(self.id);
+        Ok(())
+    }
+
+    /// Closes the descriptor for the limit, unless the file is in use, pinned or closed.
+    fn close_for_limit(&self) -> bool {
+        let Some(mut slot) = self.slot.try_write() else {
+            return false;
+        };
+        if self.pinned.load(Ordering::Acquire) {
+            return false;
+        }
+        let Some(file) = slot.file.take() else {
+            return false;
+        };
+        let writes = self.writes.load(Ordering::Acquire);
+        if writes > self.synced.load(Ordering::Acquire) {
+            match file.sync_data() {
+                Ok(()) => {
+                    self.synced.fetch_max(writes, Ordering::AcqRel);
+                }
+                Err(e) => {
+                    let path = self.path.lock().clone();
+                    log::error!(
+                        "{}: fdatasync before closing its descriptor failed: {e}",
+                        path.display()
+                    );
+                    slot.failed = Some((
+                        e.kind(),
+                        format!(
+                            "{}: fdatasync before closing its descriptor failed: {e}",
+                            path.display()
+                        ),
+                    ));
+                }
+            }
+        }
+        self.is_open.store(false, Ordering::Release);
+        self.cache.state.lock().open -= 1;
+        drop(slot);
+        drop(file);
+        true
+    }
+
+    /// Runs a write through the descriptor; counted before it starts, so a failed or
+    /// partial write still counts as unsynced.
+    fn write_op(&self, op: impl FnOnce(&dyn File) -> io::Result<()>) -> io::Result<()> {
+        let slot = self.guard()?;
+        self.writes.fetch_add(1, Ordering::AcqRel);
+        op(slot.file.as_deref().expect("guarded"))
+    }
+
+    fn read_op<R>(&self, op: impl FnOnce(&dyn File) -> io::Result<R>) -> io::Result<R> {
+        let slot = self.guard()?;
+        op(slot.file.as_deref().expect("guarded"))
+    }
+}
+
+impl Drop for CachedFile {
+    fn drop(&mut self) {
+        let open = self.slot.get_mut().file.take().is_some();
+        let mut st = self.cache.state.lock();
+        if open {
+            st.open -= 1;
+        }
+        let path = self.path.get_mut().clone();
+        if let Some(v) = st.by_path.get_mut(&path) {
+            v.retain(|(id, _)| *id != self.id);
+            if v.is_empty() {
+                st.by_path.remove(&path);
+            }
+        }
+    }
+}
+
+impl File for CachedFile {
+    fn len(&self) -> io::Result<u64> {
+        self.read_op(|f| f.len())
+    }
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        self.read_op(|f| f.read_at(buf, pos))
+    }
+    fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
+        self.write_op(|f| f.write_all_at(buf, pos))
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.write_op(|f| f.set_len(len))
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        let slot = self.guard()?;
+        let writes = self.writes.load(Ordering::Acquire);
+        match slot.file.as_deref().expect("guarded").sync_data() {
+            Ok(()) => {
+                self.synced.fetch_max(writes, Ordering::AcqRel);
+                Ok(())
+            }
+            Err(e) => {
+                // The owner decides what a failed sync means; the cache never syncs or
+                // closes this file again (that would retry the fsync).
+                self.pinned.store(true, Ordering::Release);
+                Err(e)
+            }
+        }
+    }
+    fn map(&self, len: u64) -> io::Result<Bytes> {
+        self.read_op(|f| f.map(len))
+    }
+    fn map_live(&self, len: u64) -> io::Result<Option<Bytes>> {
+        self.read_op(|f| f.map_live(len))
+    }
+    fn identity(&self) -> io::Result<Option<(u64, u64)>> {
+        Ok(self.identity)
+    }
+}
+
+impl FileSystem for CachingFs {
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn File>> {
+        let file = {
+            let _names = self.cache.names.read();
+            self.inner.open(path, create)?
+        };
+        let identity = file.identity()?;
+        let f = {
+            let mut st = self.cache.state.lock();
+            st.next_id += 1;
+            let id = st.next_id;
+            let f = Arc::new_cyclic(|me| CachedFile {
+                id,
+                me: me.clone(),
+                fs: self.inner.clone(),
+                cache: self.cache.clone(),
+                path: Mutex::new(path.to_path_buf()),
+                identity,
+                slot: RwLock::new(Slot {
+                    file: Some(file),
+                    failed: None,
+                }),
+                is_open: AtomicBool::new(true),
+                used: AtomicBool::new(true),
+                pinned: AtomicBool::new(false),
+                writes: AtomicU64::new(0),
+                synced: AtomicU64::new(0),
+            });
+            st.open += 1;
+            st.push_clock(Arc::downgrade(&f));
+            st.by_path
+                .entry(path.to_path_buf())
+                .or_default()
+                .push((id, Arc::downgrade(&f)));
+            f
+        };
+        self.cache.enforce_limit(f.id);
+        Ok(f)
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.inner.list_dir(path)
+    }
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        self.inner.exists(path)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.pin_path(path);
+        let _names = self.cache.names.write();
+        self.inner.remove_file(path)
+    }
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_dir(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.pin_path(to);
+        let _names = self.cache.names.write();
+        self.inner.rename(from, to)?;
+        let mut st = self.cache.state.lock();
+        if let Some(moved) = st.by_path.remove(from) {
+            for (_, w) in &moved {
+                if let Some(f) = w.upgrade() {
+                    *f.path.lock() = to.to_path_buf();
+                }
+            }
+            st.by_path
+                .entry(to.to_path_buf())
+                .or_default()
+                .extend(moved);
+        }
+        Ok(())
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
+        self.inner.lock(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::{CrashImage, Fault, SimFs};
+
+    fn setup(max_open: usize) -> (SimFs, CachingFs) {
+        let sim = SimFs::new();
+        let fs = CachingFs::new(Arc::new(sim.clone()), max_open);
+        fs.create_dir_all(Path::new("d")).unwrap();
+        (sim, fs)
+    }
+
+    fn open(fs: &CachingFs, name: &str) -> Arc<dyn File> {
+        fs.open(&Path::new("d").join(name), true).unwrap()
+    }
+
+    /// Opens (and keeps) `n` other files, pushing everything else out of a small cache.
+    fn pressure(fs: &CachingFs, n: usize) -> Vec<Arc<dyn File>> {
+        let others: Vec<_> = (0..n)
+            .map(|i| {
+                open(
+                    fs,
+                    &format!("other-{}", fs.cache.state.lock().next_id + i as u64),
+                )
+            })
+            .collect();
+        for f in &others {
+            f.len().unwrap(); // used: the sweep passes over them once
+        }
+        others
+    }
+
+    #[test]
+    fn keeps_the_limit_and_reopens_with_the_same_bytes() {
+        let (_sim, fs) = setup(3);
+        let files: Vec<_> = (0..20).map(|i| open(&fs, &i.to_string())).collect();
+        for (i, f) in files.iter().enumerate() {
+            f.write_all_at(format!("file {i}").as_bytes(), 0).unwrap();
+            assert!(fs.open_files() <= 3, "{} open", fs.open_files());
+        }
+        for (i, f) in files.iter().enumerate().rev() {
+            let len = f.len().unwrap();
+            assert_eq!(
+                &f.read_exact_at(0, len as usize).unwrap()[..],
+                format!("file {i}").as_bytes()
+            );
+            assert!(fs.open_files() <= 3);
+        }
+        drop(files);
+        assert_eq!(fs.open_files(), 0);
+        assert!(fs.cache.state.lock().by_path.is_empty());
+    }
+
+    #[test]
+    fn a_file_with_unsynced_writes_is_synced_before_it_is_closed() {
+        let (sim, fs) = setup(1);
+        let f = open(&fs, "x");
+        fs.sync_dir(Path::new("d")).unwrap();
+        f.write_all_at(b"acknowledged", 0).unwrap();
+        let _others = pressure(&fs, 2);
+        assert!(fs.open_files() <= 1);
+        let image = sim.crash_image(CrashImage::DropAll);
+        assert_eq!(
+            image.read_file(Path::new("d/x")).as_deref(),
+            Some(&b"acknowledged"[..])
+        );
+    }
+
+    #[test]
+    fn a_failed_sync_before_closing_fails_every_later_operation() {
+        let (sim, fs) = setup(1);
+        let f = open(&fs, "x");
+        f.write_all_at(b"lost", 0).unwrap();
+        // The next open is operation n+1; closing `x` for the limit syncs it: n+2.
+        let n = sim.op_count();
+        sim.inject(Fault::Eio, n + 2, false);
+        let _g = open(&fs, "y");
+        assert_eq!(fs.open_files(), 1);
+        assert!(f.read_exact_at(0, 4).is_err(), "read after the failed sync");
+        assert!(
+            f.write_all_at(b"more", 4).is_err(),
+            "write after the failed sync"
+        );
+        let e = f.sync_data().unwrap_err();
+        assert!(e.to_string().contains("fdatasync"), "{e}");
+    }
+
+    #[test]
+    fn a_file_whose_own_sync_failed_is_never_synced_or_closed_by_the_cache() {
+        let (sim, fs) = setup(1);
+        let f = open(&fs, "x");
+        fs.sync_dir(Path::new("d")).unwrap();
+        f.write_all_at(b"unsynced", 0).unwrap();
+        sim.inject(Fault::Eio, sim.op_count() + 1, false);
+        assert!(f.sync_data().is_err());
+        let _others = pressure(&fs, 3);
+        // Still open (nothing retried that fsync), so over the limit.
+        assert_eq!(fs.open_files(), 2);
+        assert_eq!(&f.read_exact_at(0, 8).unwrap()[..], b"unsynced");
+        let image = sim.crash_image(CrashImage::DropAll);
+        assert_eq!(image.read_file(Path::new("d/x")).as_deref(), Some(&b""[..]));
+    }
+
+    #[test]
+    fn a_file_replaced_by_a_rename_keeps_reading_its_own_bytes() {
+        let (_sim, fs) = setup(1);
+        let old = open(&fs, "x");
+        old.write_all_at(b"old", 0).unwrap();
+        old.sync_data().unwrap();
+        let _p = pressure(&fs, 2);
+        let new = open(&fs, "x.cleaned");
+        new.write_all_at(b"new", 0).unwrap();
+        new.sync_data().unwrap();
+        fs.rename(Path::new("d/x.cleaned"), Path::new("d/x"))
+            .unwrap();
+        let _p = pressure(&fs, 2);
+        assert_eq!(&old.read_exact_at(0, 3).unwrap()[..], b"old");
+        // The renamed file follows its new name.
+        assert_eq!(&new.read_exact_at(0, 3).unwrap()[..], b"new");
+        let _p = pressure(&fs, 2);
+        assert_eq!(&new.read_exact_at(0, 3).unwrap()[..], b"new");
+    }
+
+    #[test]
+    fn a_removed_file_stays_readable() {
+        let (_sim, fs) = setup(1);
+        let f = open(&fs, "x");
+        f.write_all_at(b"abc", 0).unwrap();
+        let _p = pressure(&fs, 2);
+        fs.remove_file(Path::new("d/x")).unwrap();
+        let _p = pressure(&fs, 2);
+        assert_eq!(&f.read_exact_at(0, 3).unwrap()[..], b"abc");
+    }
+
+    #[test]
+    fn a_name_changed_behind_its_back_is_an_error_not_another_files_bytes() {
+        let (sim, fs) = setup(1);
+        let f = open(&fs, "x");
+        f.write_all_at(b"old", 0).unwrap();
+        let _p = pressure(&fs, 2);
+        sim.write_file(Path::new("d/y"), b"new".to_vec());
+        sim.rename(Path::new("d/y"), Path::new("d/x")).unwrap();
+        let e = f.read_exact_at(0, 3).unwrap_err();
+        assert!(e.to_string().contains("no longer the file"), "{e}");
+    }
+}
