@@ -27,8 +27,8 @@ use crate::fs::{DirLock, FileSystem, OsFs};
 use crate::log::{AppendInfo, Clock, Log, LogConfig, SystemClock};
 use crate::topic::{TopicConfig, validate_topic_name};
 
-const TOPICS_DIR: &str = ".topics";
-const LOCK_FILE: &str = ".lock";
+pub(crate) const TOPICS_DIR: &str = ".topics";
+pub(crate) const LOCK_FILE: &str = ".lock";
 /// Temporary metadata file; `~` cannot appear in a topic name.
 const METADATA_TMP: &str = "~metadata.tmp";
 /// File systems limit a file name to 255 bytes.
@@ -43,6 +43,7 @@ pub struct StoreConfig {
     background_maintenance: bool,
     maintenance_interval_ms: u64,
     cleaner_key_map_bytes: usize,
+    max_open_files: usize,
 }
 
 impl Default for StoreConfig {
@@ -54,6 +55,7 @@ impl Default for StoreConfig {
             background_maintenance: true,
             maintenance_interval_ms: 30_000,
             cleaner_key_map_bytes: 32 << 20,
+            max_open_files: crate::fs::default_max_open_files(),
         }
     }
 }
@@ -99,6 +101,17 @@ impl StoreConfig {
         /// continues. Default = 32 MiB.
         cleaner_key_map_bytes: usize
     );
+    setter!(
+        /// How many segment, index and checkpoint files the store keeps open at once (its
+        /// directory lock is one more). Past it, the least recently used are closed and
+        /// reopened by path when next used; a file with unsynced writes is fdatasync'd
+        /// before it is closed (see [`CachingFs`](crate::fs::CachingFs)). Each busy
+        /// partition wants about three (its active segment and two indexes): raise this,
+        /// and the process's descriptor limit, for many partitions written at once.
+        /// Default = [`default_max_open_files`](crate::fs::default_max_open_files): half
+        /// the process's soft limit.
+        max_open_files: usize
+    );
 
     pub(crate) fn now_ms(&self) -> i64 {
         self.clock.now_ms()
@@ -109,11 +122,14 @@ impl StoreConfig {
     }
 
     fn log_config(&self, topic: &TopicConfig) -> LogConfig {
-        topic.log_config(
+        let mut config = topic.log_config(
             LogConfig::default()
                 .clock(self.clock.clone())
                 .decode_options(self.decode),
-        )
+        );
+        // The store's directory lock covers its partitions: one descriptor less each.
+        config.lock_dir = false;
+        config
     }
 }
 
@@ -277,6 +293,12 @@ impl Store {
     /// `Corruption` for unreadable topic metadata or damaged flushed data; `Io`.
     pub fn open_with(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store> {
         let dir = dir.as_ref().to_path_buf();
+        let mut config = config;
+        // Every file of the store is opened through the cache: bounded descriptors.
+        config.fs = Arc::new(crate::fs::CachingFs::new(
+            config.fs.clone(),
+            config.max_open_files,
+        ));
         let fs = config.fs.clone();
         let meta_dir = dir.join(TOPICS_DIR);
         crate::fs::create_dir_durable(fs.as_ref(), &meta_dir)

@@ -1,9 +1,24 @@
-//! Open file descriptors per segment (its own test binary, so nothing else opens files
-//! while they are counted): a sealed, synced segment keeps one descriptor (its `.log`),
-//! not three; its index entries live in memory.
+//! Open file descriptors (its own test binary, and its tests one at a time, so nothing
+//! else opens files while they are counted):
+//! - a sealed, synced segment of a `Log` keeps one descriptor (its `.log`), not three; its
+//!   index entries live in memory;
+//! - a `Store` keeps at most `max_open_files` descriptors however many partitions and
+//!   segments it has (DESIGN.md section 6), and loses nothing by closing and reopening
+//!   files.
 
+use std::collections::HashMap;
+use std::time::Duration;
+
+use parking_lot::Mutex;
 use streamlog::format::BatchBuilder;
 use streamlog::log::{Log, LogConfig};
+use streamlog::{
+    Acks, ConsumerConfig, OffsetReset, ProducerConfig, ProducerRecord, Store, StoreConfig,
+    TopicConfig, TopicPartition,
+};
+
+/// Held by each test: descriptors are counted process-wide.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn open_fds() -> Option<usize> {
     Some(std::fs::read_dir("/proc/self/fd").ok()?.count())
@@ -11,6 +26,7 @@ fn open_fds() -> Option<usize> {
 
 #[test]
 fn sealed_segments_hold_one_descriptor_each() {
+    let _one = ONE_AT_A_TIME.lock();
     let Some(before) = open_fds() else {
         return; // not Linux
     };
@@ -39,4 +55,106 @@ fn sealed_segments_hold_one_descriptor_each() {
     assert_eq!(recs[0].offset, 123);
     assert_eq!(log.offset_for_timestamp(300).unwrap(), Some((300, 300)));
     log.close().unwrap();
+}
+
+/// 300 partitions of small segments under `max_open_files(32)`: without the limit they
+/// hold about five descriptors each (1,500), and a store of a few thousand partitions
+/// could not open under an ordinary `ulimit -n`.
+#[test]
+fn a_store_holds_at_most_max_open_files_descriptors() {
+    let _one = ONE_AT_A_TIME.lock();
+    let Some(before) = open_fds() else {
+        return; // not Linux
+    };
+    const LIMIT: usize = 32;
+    // The store's lock file, the maintenance thread's and the test's own slack.
+    let bound = |what: &str| {
+        let open = open_fds().unwrap() - before;
+        if open > LIMIT + 8 {
+            for e in std::fs::read_dir("/proc/self/fd").unwrap() {
+                eprintln!("{:?}", std::fs::read_link(e.unwrap().path()));
+            }
+        }
+        assert!(
+            open <= LIMIT + 8,
+            "{open} descriptors {what} (max_open_files {LIMIT})"
+        );
+    };
+    const PARTITIONS: i32 = 300;
+    const RECORDS: usize = 6000;
+    let dir = tempfile::tempdir().unwrap();
+    let config = || StoreConfig::default().max_open_files(LIMIT);
+    let store = Store::open_with(dir.path(), config()).unwrap();
+    store
+        .create_topic(
+            "t",
+            TopicConfig::default()
+                .partitions(PARTITIONS)
+                .segment_bytes(1024),
+        )
+        .unwrap();
+    bound("after creating the topic");
+    let producer = store
+        .producer(ProducerConfig::default().acks(Acks::Leader).linger_ms(0))
+        .unwrap();
+    let mut sent = HashMap::new();
+    for i in 0..RECORDS {
+        let value = format!("value-{i}-{}", "x".repeat(i % 50));
+        let meta = producer
+            .send(
+                ProducerRecord::new("t")
+                    .key(format!("key-{i}"))
+                    .value(value.clone()),
+            )
+            .unwrap()
+            .wait()
+            .unwrap();
+        sent.insert((meta.partition, meta.offset), value);
+    }
+    producer.flush().unwrap();
+    drop(producer);
+    bound("after producing");
+    let segments: usize = store
+        .describe_topic("t")
+        .unwrap()
+        .partitions
+        .iter()
+        .map(|p| p.segment_count)
+        .sum();
+    assert!(segments > 2 * PARTITIONS as usize, "{segments} segments");
+
+    let read_all = |store: &Store| {
+        let mut consumer = store
+            .consumer(ConsumerConfig::default().auto_offset_reset(OffsetReset::Earliest))
+            .unwrap();
+        let tps: Vec<TopicPartition> = (0..PARTITIONS)
+            .map(|p| TopicPartition::new("t", p))
+            .collect();
+        consumer.assign(&tps).unwrap();
+        let mut seen = 0;
+        while seen < RECORDS {
+            let records = consumer.poll(Duration::from_secs(5)).unwrap();
+            assert!(
+                !records.is_empty(),
+                "only {seen} of {RECORDS} records read back"
+            );
+            for r in &records {
+                let want = &sent[&(r.partition(), r.offset())];
+                assert_eq!(r.value(), Some(want.as_bytes()));
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, RECORDS);
+    };
+    read_all(&store);
+    bound("after reading every partition");
+    store.close().unwrap();
+    drop(store);
+    let open = open_fds().unwrap() - before;
+    assert!(open <= 2, "{open} descriptors after closing the store");
+
+    let store = Store::open_with(dir.path(), config()).unwrap();
+    bound("after reopening");
+    read_all(&store);
+    bound("after reading again");
 }

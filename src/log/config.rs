@@ -68,6 +68,9 @@ pub struct LogConfig {
     pub(crate) timestamp_type: TimestampType,
     pub(crate) decode: DecodeOptions,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Take the directory's lock file. Off for a store's partitions, which its own lock
+    /// covers.
+    pub(crate) lock_dir: bool,
 }
 
 impl Default for LogConfig {
@@ -83,6 +86,7 @@ impl Default for LogConfig {
             timestamp_type: TimestampType::CreateTime,
             decode: DecodeOptions::default(),
             clock: Arc::new(SystemClock),
+            lock_dir: true,
         }
     }
 }

@@ -208,7 +208,7 @@ pub struct Log {
     closed: AtomicBool,
     report: RecoveryReport,
     /// Held until the log is closed (not merely dropped: handles may outlive a close).
-    lock: Mutex<Option<Box<dyn DirLock>>>,
+    locks: Mutex<Vec<Box<dyn DirLock>>>,
 }
 
 impl Log {
@@ -1360,7 +1360,7 @@ impl Log {
         }
         let result = self.close_files();
         // Closed either way: release the directory so it can be opened again.
-        self.lock.lock().take();
+        self.locks.lock().clear();
         result
     }
 

@@ -66,8 +66,25 @@ impl Log {
         let d = dir.display().to_string();
         crate::fs::create_dir_durable(fs.as_ref(), &dir)
             .map_err(io_ctx(format!("create directory {d}")))?;
-        let lock_path = dir.join(checkpoint::LOCK_FILE);
-        let lock = crate::fs::take_lock(fs.as_ref(), &lock_path)?;
+        let mut locks = Vec::new();
+        if config.lock_dir {
+            // A partition directory of a store: its lock too, so that a `Log` and a
+            // `Store` (whose partitions take no lock of their own) never both have it.
+            if let Some(root) = dir.parent() {
+                let store_dir = root.join(crate::store::TOPICS_DIR);
+                if fs
+                    .exists(&store_dir)
+                    .map_err(io_ctx(format!("stat {}", store_dir.display())))?
+                {
+                    locks.push(crate::fs::take_lock(
+                        fs.as_ref(),
+                        &root.join(crate::store::LOCK_FILE),
+                    )?);
+                }
+            }
+            let lock_path = dir.join(checkpoint::LOCK_FILE);
+            locks.push(crate::fs::take_lock(fs.as_ref(), &lock_path)?);
+        }
         let mut names = fs.list_dir(&dir).map_err(io_ctx(format!("list {d}")))?;
         // A swap file was written and fsync'd by our cleaner; any leader epoch passes here
         // (the segment is checked again by recovery with the real bound).
@@ -259,7 +276,7 @@ impl Log {
             closed: AtomicBool::new(false),
             report,
             config,
-            lock: Mutex::new(Some(lock)),
+            locks: Mutex::new(locks),
         };
         if !log.report.clean_shutdown {
             // Make the recovered state durable, so a crash now recovers to the same log.
