@@ -102,14 +102,18 @@ impl StoreConfig {
         cleaner_key_map_bytes: usize
     );
     setter!(
-        /// How many segment, index and checkpoint files the store keeps open at once (its
-        /// directory lock is one more). Past it, the least recently used are closed and
-        /// reopened by path when next used; a file with unsynced writes is fdatasync'd
-        /// before it is closed (see [`CachingFs`](crate::fs::CachingFs)). Each busy
-        /// partition wants about three (its active segment and two indexes): raise this,
-        /// and the process's descriptor limit, for many partitions written at once.
-        /// Default = [`default_max_open_files`](crate::fs::default_max_open_files): half
-        /// the process's soft limit.
+        /// How many segment, index and checkpoint files this store keeps open. Past it,
+        /// the least recently used are closed and reopened by path when next used,
+        /// preferring files with nothing to sync; one with unsynced writes is fdatasync'd
+        /// before it is closed (see [`CachingFs`](crate::fs::CachingFs)). Not counted:
+        /// the store's lock file, directories opened for a moment to sync them, and
+        /// files that cannot be closed yet (in use, or removed or replaced while open
+        /// and still read), so the count can pass it for a while. A partition being
+        /// written wants four (its active segment, two indexes and its durable-position
+        /// file): raise this, and the process's descriptor limit, for many partitions
+        /// written at once. Default =
+        /// [`default_max_open_files`](crate::fs::default_max_open_files): half the
+        /// process's soft limit, for each store opened.
         max_open_files: usize
     );
 

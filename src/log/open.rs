@@ -54,7 +54,8 @@ impl Log {
     ///
     /// # Errors
     /// `InvalidConfig`; `Locked` if another `Log` (in any process) has the directory
-    /// open; `Corruption` if data that was flushed fails its checks (nothing is changed
+    /// open, or, for a partition directory of a store, if that store or a `Log` of
+    /// another of its partitions is open; `Corruption` if data that was flushed fails its checks (nothing is changed
     /// then); `Io`.
     pub fn open_with_fs(
         fs: Arc<dyn FileSystem>,
@@ -70,7 +71,13 @@ impl Log {
         if config.lock_dir {
             // A partition directory of a store: its lock too, so that a `Log` and a
             // `Store` (whose partitions take no lock of their own) never both have it.
-            if let Some(root) = dir.parent() {
+            // `dir/..` is the real parent even through a symbolic link (the operating
+            // system resolves it); the lexical parent for file systems that do not
+            // resolve `..` (SimFs).
+            for root in [Some(dir.join("..")), dir.parent().map(Path::to_path_buf)]
+                .into_iter()
+                .flatten()
+            {
                 let store_dir = root.join(crate::store::TOPICS_DIR);
                 if fs
                     .exists(&store_dir)
@@ -80,6 +87,7 @@ impl Log {
                         fs.as_ref(),
                         &root.join(crate::store::LOCK_FILE),
                     )?);
+                    break;
                 }
             }
             let lock_path = dir.join(checkpoint::LOCK_FILE);
