@@ -1541,3 +1541,109 @@ fn handles_are_send_and_sync_as_documented() {
     send::<Consumer>();
     send::<streamlog::DeliveryFuture>();
 }
+
+/// A batch of 5 records (offsets 0..5) whose third record's length runs past the batch,
+/// with a valid CRC: only decoding the records finds it.
+fn batch_with_a_malformed_third_record() -> Vec<u8> {
+    let mut b = streamlog::BatchBuilder::new();
+    for i in 0..5u8 {
+        b.push(1_700_000_000_000, Some(&[i]), Some(&[i; 3]), &[])
+            .unwrap();
+    }
+    let mut bytes = b.finish().unwrap();
+    // Records start after the 61-byte header; these are short, so each length is one
+    // zigzag varint byte.
+    let mut pos = 61;
+    for _ in 0..2 {
+        pos += 1 + usize::from(bytes[pos] / 2);
+    }
+    bytes[pos] = 0x7e; // length 63: past the end
+    let crc = crc32c::crc32c(&bytes[21..]);
+    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    bytes
+}
+
+/// A malformed record in one partition, met after other partitions returned records in
+/// the same poll, is reported first at the next poll (not deferred again behind records
+/// of partitions appended to meanwhile), and at every poll after until a seek past it.
+#[test]
+fn a_deferred_partition_error_is_reported_first_at_the_next_poll() {
+    let fs = SimFs::new();
+    let store = sim_store(&fs).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(3))
+        .unwrap();
+    let topic = store.topic("t").unwrap();
+    let append = |p: i32, n: usize| {
+        let recs: Vec<streamlog::Record> = (0..n)
+            .map(|i| streamlog::Record::new(1_700_000_000_000, Some(format!("k{i}")), Some("v")))
+            .collect();
+        topic.partition(p).unwrap().append(&recs).unwrap();
+    };
+    append(0, 3);
+    append(1, 3);
+    store.close().unwrap();
+    drop(topic);
+    drop(store);
+    // Partition 2 gets the bad batch; without its clean-shutdown marker it is scanned
+    // (batch checks only) at open.
+    fs.write_file(
+        std::path::Path::new("/store/t-2/00000000000000000000.log"),
+        batch_with_a_malformed_third_record(),
+    );
+    fs.delete_file(std::path::Path::new("/store/t-2/.kafka_cleanshutdown"));
+    let store = sim_store(&fs).unwrap();
+    let topic = store.topic("t").unwrap();
+    assert_eq!(topic.partition(2).unwrap().log_end_offset(), 5);
+    let append = |p: i32, n: usize| {
+        let recs: Vec<streamlog::Record> = (0..n)
+            .map(|i| streamlog::Record::new(1_700_000_000_000, Some(format!("n{i}")), Some("w")))
+            .collect();
+        topic.partition(p).unwrap().append(&recs).unwrap();
+    };
+    let mut c = store.consumer(ConsumerConfig::default()).unwrap();
+    let tps: Vec<TopicPartition> = (0..3).map(|p| TopicPartition::new("t", p)).collect();
+    c.assign(&tps).unwrap();
+    c.seek_to_beginning(&tps).unwrap();
+    // Partitions 0 and 1, then partition 2 up to the bad record; its error is deferred.
+    let first = c.poll(Duration::from_secs(1)).unwrap();
+    let got = |records: &streamlog::ConsumerRecords| {
+        records
+            .iter()
+            .map(|r| (r.partition(), r.offset()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        got(&first),
+        [
+            (0, 0),
+            (0, 1),
+            (0, 2),
+            (1, 0),
+            (1, 1),
+            (1, 2),
+            (2, 0),
+            (2, 1)
+        ]
+    );
+    assert_eq!(c.position(&tps[2]).unwrap(), 2, "stopped at the bad record");
+    // New records elsewhere do not push the error back again.
+    append(0, 2);
+    append(1, 2);
+    for _ in 0..2 {
+        let e = c.poll(Duration::from_secs(1)).unwrap_err();
+        assert!(matches!(e, Error::InvalidBatch { .. }), "{e}");
+        assert_eq!(c.position(&tps[2]).unwrap(), 2);
+    }
+    // Past its batch (the records after a record whose length is damaged cannot be
+    // found), everything else arrives.
+    c.seek(&tps[2], 5).unwrap();
+    let mut rest = Vec::new();
+    while rest.len() < 4 {
+        let records = c.poll(Duration::from_secs(1)).unwrap();
+        assert!(!records.is_empty(), "got only {rest:?}");
+        rest.extend(got(&records));
+    }
+    rest.sort();
+    assert_eq!(rest, [(0, 3), (0, 4), (1, 3), (1, 4)]);
+}
