@@ -854,6 +854,94 @@ mod tests {
         );
     }
 
+    /// Threads writing, reading, syncing and renaming over a cache of 3: every read sees
+    /// its own file's bytes, replaced files keep theirs, nothing hangs, and what was
+    /// synced is in a crash image.
+    #[test]
+    fn concurrent_use_under_a_tiny_limit_keeps_every_files_bytes() {
+        let (sim, fs) = setup(3);
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let mut threads = Vec::new();
+        for t in 0..4u64 {
+            let fs = fs.clone();
+            let done = done_tx.clone();
+            threads.push(std::thread::spawn(move || {
+                let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ t;
+                let mut next = move || {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    rng
+                };
+                let files: Vec<_> = (0..4).map(|i| open(&fs, &format!("t{t}-{i}"))).collect();
+                let mut model = vec![Vec::new(); files.len()];
+                for step in 0..2000 {
+                    let i = (next() % files.len() as u64) as usize;
+                    match next() % 4 {
+                        0 | 1 => {
+                            let bytes = format!("<{t}.{i}.{step}>").into_bytes();
+                            files[i]
+                                .write_all_at(&bytes, model[i].len() as u64)
+                                .unwrap();
+                            model[i].extend_from_slice(&bytes);
+                        }
+                        2 => files[i].sync_data().unwrap(),
+                        _ => {
+                            let got = files[i].read_exact_at(0, model[i].len()).unwrap();
+                            assert_eq!(&got[..], &model[i][..], "thread {t} file {i}");
+                        }
+                    }
+                }
+                for f in &files {
+                    f.sync_data().unwrap();
+                }
+                done.send(()).unwrap();
+                model
+            }));
+        }
+        // Renames replacing files that are still read.
+        let renamer = {
+            let fs = fs.clone();
+            let done = done_tx.clone();
+            std::thread::spawn(move || {
+                let mut old = Vec::new();
+                for round in 0..300u32 {
+                    let tmp = open(&fs, "r.tmp");
+                    tmp.write_all_at(&round.to_be_bytes(), 0).unwrap();
+                    tmp.sync_data().unwrap();
+                    fs.rename(Path::new("d/r.tmp"), Path::new("d/r")).unwrap();
+                    old.push((round, tmp));
+                    for (r, f) in &old {
+                        assert_eq!(&f.read_exact_at(0, 4).unwrap()[..], &r.to_be_bytes());
+                    }
+                    if old.len() > 4 {
+                        old.remove(0);
+                    }
+                }
+                done.send(()).unwrap();
+            })
+        };
+        drop(done_tx);
+        for _ in 0..5 {
+            done_rx
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .expect("a thread hung or failed");
+        }
+        renamer.join().unwrap();
+        fs.sync_dir(Path::new("d")).unwrap();
+        let image = sim.crash_image(CrashImage::DropAll);
+        for (t, h) in threads.into_iter().enumerate() {
+            for (i, want) in h.join().unwrap().iter().enumerate() {
+                let path = format!("d/t{t}-{i}");
+                assert_eq!(
+                    image.read_file(Path::new(&path)).as_ref(),
+                    Some(want),
+                    "{path}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn files_with_nothing_to_sync_are_closed_first() {
         let (sim, fs) = setup(2);
