@@ -350,3 +350,157 @@ fn compacted_topics_refuse_records_without_a_key() {
     assert_eq!(p.log_end_offset(), 1);
     store.close().unwrap();
 }
+
+/// A file system whose next open of one path runs a hook and then fails with NotFound,
+/// as if the file had been removed.
+struct VanishingFs {
+    inner: streamlog::fs::SimFs,
+    target: std::path::PathBuf,
+    hook: parking_lot::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl std::fmt::Debug for VanishingFs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VanishingFs")
+    }
+}
+
+impl streamlog::fs::FileSystem for VanishingFs {
+    fn open(
+        &self,
+        path: &std::path::Path,
+        create: bool,
+    ) -> std::io::Result<Arc<dyn streamlog::fs::File>> {
+        if path == self.target {
+            let hook = self.hook.lock().take();
+            if let Some(hook) = hook {
+                hook();
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "vanished",
+                ));
+            }
+        }
+        self.inner.open(path, create)
+    }
+    fn create_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn list_dir(&self, path: &std::path::Path) -> std::io::Result<Vec<String>> {
+        self.inner.list_dir(path)
+    }
+    fn exists(&self, path: &std::path::Path) -> std::io::Result<bool> {
+        self.inner.exists(path)
+    }
+    fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn remove_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.remove_dir(path)
+    }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn sync_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn lock(&self, path: &std::path::Path) -> std::io::Result<Box<dyn streamlog::fs::DirLock>> {
+        self.inner.lock(path)
+    }
+}
+
+/// A read whose segment file cannot be opened while the segment list changed under it
+/// (retention or compaction removed files meanwhile) asks again against the current list
+/// instead of failing with an I/O error.
+#[test]
+fn a_read_that_loses_its_segment_file_to_a_change_reads_again() {
+    use streamlog::fs::{CachingFs, FileSystem, SimFs};
+    use streamlog::log::{Log, LogConfig};
+    let target = std::path::PathBuf::from("/t-0/00000000000000000020.log");
+    let vanishing = Arc::new(VanishingFs {
+        inner: SimFs::new(),
+        target: target.clone(),
+        hook: parking_lot::Mutex::new(None),
+    });
+    let fs: Arc<dyn FileSystem> = Arc::new(CachingFs::new(vanishing.clone(), 2));
+    let log = Arc::new(Log::open_with_fs(fs, "/t-0", LogConfig::default()).unwrap());
+    for i in 0..60i64 {
+        let mut b = streamlog::BatchBuilder::new();
+        b.push(T0, Some(&i.to_be_bytes()), Some(&[7u8; 40]), &[])
+            .unwrap();
+        log.append(&mut b.finish().unwrap()).unwrap();
+        if i % 20 == 19 {
+            log.roll().unwrap(); // segments at 0, 20, 40, 60
+        }
+    }
+    log.flush().unwrap();
+    assert!(log.segments().iter().any(|s| s.path == target));
+    // The next reopen of segment 20's file: the log appends and rolls (a new segment
+    // list) and the file is gone for that one open.
+    let weak = Arc::downgrade(&log);
+    *vanishing.hook.lock() = Some(Box::new(move || {
+        let log = weak.upgrade().unwrap();
+        let mut b = streamlog::BatchBuilder::new();
+        b.push(T0, Some(b"k"), Some(b"v"), &[]).unwrap();
+        log.append(&mut b.finish().unwrap()).unwrap();
+        log.roll().unwrap();
+    }));
+    let batches = log.read(25, 1 << 10).unwrap();
+    assert_eq!(batches[0].base_offset(), 25);
+    assert!(
+        vanishing.hook.lock().is_none(),
+        "the file was reopened during the read"
+    );
+}
+
+/// Readers racing retention under a descriptor limit of 2 (so segment files are closed
+/// and reopened all the time): every read gets data or `OffsetOutOfRange`, never an
+/// error. A stress test: the narrow case of a file removed between a read's snapshot and
+/// its open is made deterministic in `a_read_that_loses_its_segment_file_to_a_change_reads_again`.
+#[test]
+fn readers_racing_retention_under_a_tiny_descriptor_limit_see_no_io_error() {
+    use streamlog::fs::{CachingFs, FileSystem, SimFs};
+    use streamlog::log::{Log, LogConfig, RetentionPolicy};
+    let fs: Arc<dyn FileSystem> = Arc::new(CachingFs::new(Arc::new(SimFs::new()), 2));
+    let log = Log::open_with_fs(fs, "/t-0", LogConfig::default().segment_bytes(1024)).unwrap();
+    for i in 0..1500u32 {
+        let mut b = streamlog::BatchBuilder::new();
+        b.push(T0, Some(&i.to_be_bytes()), Some(&[7u8; 40]), &[])
+            .unwrap();
+        log.append(&mut b.finish().unwrap()).unwrap();
+    }
+    log.flush().unwrap();
+    let segments = log.segments().len();
+    assert!(segments > 100, "{segments} segments");
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for r in 0..2 {
+            let (log, done) = (&log, &done);
+            s.spawn(move || {
+                let mut reads = 0u64;
+                while !done.load(Ordering::Acquire) {
+                    let start = log.log_start_offset();
+                    // Mostly the first segment: the one retention deletes next.
+                    let at = start + (reads * 7 + r) as i64 % 4;
+                    match log.read(at, 256) {
+                        Ok(batches) => {
+                            for b in &batches {
+                                assert!(b.last_offset() >= at);
+                            }
+                        }
+                        Err(Error::OffsetOutOfRange { .. }) => {}
+                        Err(e) => panic!("read at {at}: {e}"),
+                    }
+                    reads += 1;
+                }
+            });
+        }
+        let policy = RetentionPolicy::log_start_only(T0);
+        while log.segments().len() > 1 {
+            let next = log.segments()[1].base_offset;
+            log.advance_log_start(next).unwrap();
+            log.enforce_retention(&policy).unwrap();
+        }
+        done.store(true, Ordering::Release);
+    });
+}

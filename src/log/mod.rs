@@ -834,6 +834,32 @@ impl Log {
     /// `OffsetOutOfRange` if `offset` is below the log start or above the log end;
     /// `Corruption` (path, position) if stored bytes fail a check; `Io`.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Vec<Batch>> {
+        let mut tries = 0;
+        loop {
+            let segs = self.snapshot();
+            match self.read_snapshot(&segs, offset, max_bytes) {
+                // A segment of this snapshot was removed meanwhile (retention, compaction)
+                // and its file could not be read: ask again, against the log as it is now.
+                Err(Error::Io { .. })
+                    if tries < 3 && !Arc::ptr_eq(&segs, &self.segments.read()) =>
+                {
+                    tries += 1;
+                    if offset < self.log_start_offset() {
+                        return Err(self.out_of_range(offset));
+                    }
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// [`read`](Self::read) against one snapshot of the segment list.
+    fn read_snapshot(
+        &self,
+        segs: &[Arc<Segment>],
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<Vec<Batch>> {
         let end = self.log_end_offset();
         if offset < self.log_start_offset() || offset > end {
             return Err(self.out_of_range(offset));
@@ -842,7 +868,6 @@ impl Log {
         if offset == end {
             return Ok(out);
         }
-        let segs = self.snapshot();
         // Retention raises the log start before it drops segments from the snapshot: a
         // snapshot without the segment holding `offset` comes with a raised start.
         if offset < self.log_start_offset() {
