@@ -162,6 +162,8 @@ pub(crate) struct TopicState {
 pub(crate) struct Inner {
     dir: PathBuf,
     pub(crate) config: StoreConfig,
+    /// The store's file system (`config.fs`), for closing its descriptors at close.
+    files: crate::fs::CachingFs,
     topics: RwLock<BTreeMap<String, Arc<TopicState>>>,
     /// Serializes topic changes (create, delete, add partitions) and close.
     ddl: Mutex<()>,
@@ -299,10 +301,8 @@ impl Store {
         let dir = dir.as_ref().to_path_buf();
         let mut config = config;
         // Every file of the store is opened through the cache: bounded descriptors.
-        config.fs = Arc::new(crate::fs::CachingFs::new(
-            config.fs.clone(),
-            config.max_open_files,
-        ));
+        let files = crate::fs::CachingFs::new(config.fs.clone(), config.max_open_files);
+        config.fs = Arc::new(files.clone());
         let fs = config.fs.clone();
         let meta_dir = dir.join(TOPICS_DIR);
         crate::fs::create_dir_durable(fs.as_ref(), &meta_dir)
@@ -358,6 +358,7 @@ impl Store {
         let inner = Inner {
             dir,
             config,
+            files,
             topics: RwLock::new(topics),
             ddl: Mutex::new(()),
             metadata_epoch: std::sync::atomic::AtomicU64::new(0),
@@ -864,6 +865,9 @@ impl Inner {
                 p.wake();
             }
         }
+        // Handles (topics, partitions, consumers) may outlive the close: their files need
+        // no descriptor any more.
+        self.files.close_idle();
         self.lock.lock().take();
         first.map_or(Ok(()), Err)
     }
@@ -979,7 +983,8 @@ impl Partition {
     /// one batch). CRC-checked; zero-copy for uncompressed data.
     ///
     /// # Errors
-    /// `OffsetOutOfRange`; `Corruption`; `Io`.
+    /// `OffsetOutOfRange`; `Corruption`; `Io`; `Closed` after the store closed or the
+    /// topic was deleted.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Vec<Record>> {
         self.state.log.read_records(offset, max_bytes)
     }
@@ -995,7 +1000,7 @@ impl Partition {
     /// The first record at or after `timestamp`: `(offset, timestamp)`.
     ///
     /// # Errors
-    /// `Corruption`; `Io`.
+    /// `Corruption`; `Io`; `Closed` after the store closed or the topic was deleted.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
         self.state.log.offset_for_timestamp(timestamp)
     }

@@ -148,10 +148,19 @@ fn a_store_holds_at_most_max_open_files_descriptors() {
     };
     read_all(&store);
     bound("after reading every partition");
+    // Handles that outlive the close keep no descriptor.
+    let partition = store.topic("t").unwrap().partition(7).unwrap();
+    let clone = store.clone();
     store.close().unwrap();
-    drop(store);
     let open = open_fds().unwrap() - before;
     assert!(open <= 2, "{open} descriptors after closing the store");
+    assert!(
+        partition.read(0, 1 << 10).is_err(),
+        "reads after close fail"
+    );
+    drop((partition, clone, store));
+    let open = open_fds().unwrap() - before;
+    assert!(open <= 2, "{open} descriptors after dropping the store");
 
     let store = Store::open_with(dir.path(), config()).unwrap();
     bound("after reopening");

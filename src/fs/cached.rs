@@ -154,6 +154,25 @@ impl CachingFs {
         self.cache.state.lock().open
     }
 
+    /// Closes the descriptor of every file that has nothing to sync and is neither in
+    /// use nor pinned (a store does this at close, as handles may outlive it). They
+    /// reopen if used again. Returns how many were closed.
+    pub fn close_idle(&self) -> usize {
+        let files: Vec<Arc<CachedFile>> = {
+            let st = self.cache.state.lock();
+            st.by_path
+                .values()
+                .flatten()
+                .filter_map(|(_, w)| w.upgrade())
+                .collect::<Vec<_>>()
+        };
+        files
+            .iter()
+            .filter(|f| !f.is_dirty() && f.identity.is_some())
+            .filter(|f| f.close_for_limit())
+            .count()
+    }
+
     /// The live files under `path`.
     fn files_at(&self, path: &Path) -> Vec<Arc<CachedFile>> {
         let st = self.cache.state.lock();

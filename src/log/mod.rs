@@ -832,8 +832,12 @@ impl Log {
     ///
     /// # Errors
     /// `OffsetOutOfRange` if `offset` is below the log start or above the log end;
-    /// `Corruption` (path, position) if stored bytes fail a check; `Io`.
+    /// `Corruption` (path, position) if stored bytes fail a check; `Io`; `Closed` once the
+    /// log was shut down (its directory may then belong to another process).
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Vec<Batch>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed { what: "log" });
+        }
         let mut tries = 0;
         loop {
             let segs = self.snapshot();
@@ -1106,8 +1110,11 @@ impl Log {
     /// `offsetsForTimes`): its offset and timestamp, or `None` if every record is older.
     ///
     /// # Errors
-    /// `Corruption`/`Io` from reading.
+    /// `Corruption`/`Io` from reading; `Closed` once the log was shut down.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed { what: "log" });
+        }
         let start = self.log_start_offset();
         let end = self.log_end_offset();
         let segs = self.snapshot();
