@@ -9,8 +9,19 @@ const RANDOM_IMAGES: u64 = 4;
 
 #[test]
 fn recovery_after_a_crash_at_every_operation_keeps_every_flushed_record() {
+    sweep(None);
+}
+
+/// The same with the log's files behind a cache of two descriptors, so files are closed
+/// (synced first when dirty) and reopened throughout, recovery included.
+#[test]
+fn the_same_with_two_open_files_at_most() {
+    sweep(Some(2));
+}
+
+fn sweep(max_open: Option<usize>) {
     let clean = SimFs::new();
-    let full = workload(&clean);
+    let full = workload_limited(&clean, max_open);
     assert!(
         full.closed_cleanly,
         "the workload must succeed without faults"
@@ -22,14 +33,14 @@ fn recovery_after_a_crash_at_every_operation_keeps_every_flushed_record() {
     for k in 0..=ops {
         let fs = SimFs::new();
         fs.crash_after(k);
-        let obs = workload(&fs);
+        let obs = workload_limited(&fs, max_open);
         let modes = [CrashImage::KeepAll, CrashImage::DropAll]
             .into_iter()
             .chain((0..RANDOM_IMAGES).map(|s| CrashImage::Random(k * 1000 + s)));
         for mode in modes {
             images += 1;
             let img = fs.crash_image(mode);
-            let log = open_sim(&img, small_config()).unwrap_or_else(|e| {
+            let log = open_sim_limited(&img, small_config(), max_open).unwrap_or_else(|e| {
                 panic!("crash after op {k}, image {mode:?}: reopen failed: {e}")
             });
             if log.recovery_report().truncation.is_some() {
@@ -46,7 +57,7 @@ fn recovery_after_a_crash_at_every_operation_keeps_every_flushed_record() {
             // I5: crash right after recovery, recover again: the same log.
             std::mem::forget(log); // a crash: no close, no flush
             let again_img = img.crash_image(CrashImage::DropAll);
-            let again = open_sim(&again_img, small_config())
+            let again = open_sim_limited(&again_img, small_config(), max_open)
                 .unwrap_or_else(|e| panic!("op {k}, {mode:?}: second recovery failed: {e}"));
             assert_eq!(
                 again.log_end_offset(),
@@ -65,7 +76,7 @@ fn recovery_after_a_crash_at_every_operation_keeps_every_flushed_record() {
         }
     }
     println!(
-        "crash test: {} crash points x {} images = {images} recoveries; {truncations} torn tails truncated; 0 violations",
+        "crash test (max open {max_open:?}): {} crash points x {} images = {images} recoveries; {truncations} torn tails truncated; 0 violations",
         ops + 1,
         2 + RANDOM_IMAGES
     );

@@ -9,14 +9,18 @@ use streamlog::format::Compression;
 use streamlog::fs::{CrashImage, Fault, SimFs};
 
 fn run(kind: Fault, persistent: bool) -> (u64, u64) {
+    run_limited(kind, persistent, None)
+}
+
+fn run_limited(kind: Fault, persistent: bool, max_open: Option<usize>) -> (u64, u64) {
     let clean = SimFs::new();
-    workload(&clean);
+    workload_limited(&clean, max_open);
     let total = clean.op_count();
     let mut failed_runs = 0;
     for k in 1..=total {
         let fs = SimFs::new();
         fs.inject(kind, k, persistent);
-        let obs = workload(&fs);
+        let obs = workload_limited(&fs, max_open);
         if !obs.closed_cleanly {
             failed_runs += 1;
         }
@@ -26,7 +30,7 @@ fn run(kind: Fault, persistent: bool) -> (u64, u64) {
             fs.crash_image(CrashImage::KeepAll),
             fs.crash_image(CrashImage::DropAll),
         ] {
-            let log = open_sim(&img, small_config()).unwrap_or_else(|e| {
+            let log = open_sim_limited(&img, small_config(), max_open).unwrap_or_else(|e| {
                 panic!("{kind:?} at op {k} (persistent {persistent}): reopen failed: {e}")
             });
             if let Err(v) = check_invariants(&log, &obs) {
@@ -41,6 +45,18 @@ fn run(kind: Fault, persistent: bool) -> (u64, u64) {
 fn eio_once_at_every_operation() {
     let (ops, failed) = run(Fault::Eio, false);
     println!("EIO once: {ops} operations, {failed} runs saw an error, 0 violations");
+    assert!(
+        failed > ops / 2,
+        "most injected faults must surface as errors"
+    );
+}
+
+/// With the log's files behind a cache of two descriptors: the faults also hit the
+/// syncs and reopens the cache makes.
+#[test]
+fn eio_once_at_every_operation_with_two_open_files_at_most() {
+    let (ops, failed) = run_limited(Fault::Eio, false, Some(2));
+    println!("EIO once, 2 open files: {ops} operations, {failed} runs saw an error");
     assert!(
         failed > ops / 2,
         "most injected faults must surface as errors"

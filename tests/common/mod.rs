@@ -47,7 +47,22 @@ pub fn value(tag: u64, i: usize) -> String {
 
 /// Opens a log on SimFs.
 pub fn open_sim(fs: &SimFs, config: LogConfig) -> streamlog::Result<Log> {
-    Log::open_with_fs(Arc::new(fs.clone()) as Arc<dyn FileSystem>, dir(), config)
+    open_sim_limited(fs, config, None)
+}
+
+/// Opens a log on SimFs, through a [`CachingFs`](streamlog::fs::CachingFs) keeping at
+/// most `max_open` files open if given.
+pub fn open_sim_limited(
+    fs: &SimFs,
+    config: LogConfig,
+    max_open: Option<usize>,
+) -> streamlog::Result<Log> {
+    let sim = Arc::new(fs.clone()) as Arc<dyn FileSystem>;
+    let fs = match max_open {
+        Some(n) => Arc::new(streamlog::fs::CachingFs::new(sim, n)) as Arc<dyn FileSystem>,
+        None => sim,
+    };
+    Log::open_with_fs(fs, dir(), config)
 }
 
 /// Every record of the log, read from the start in small steps.
@@ -101,14 +116,23 @@ pub struct Observed {
 /// clean close at the end. Stops at the first error (as a crashed process would) and
 /// reports what it saw.
 pub fn workload(fs: &SimFs) -> Observed {
+    workload_limited(fs, None)
+}
+
+/// [`workload`] with the log's files opened through a cache of `max_open` files.
+pub fn workload_limited(fs: &SimFs, max_open: Option<usize>) -> Observed {
     let mut obs = Observed::default();
-    let _ = workload_inner(fs, &mut obs);
+    let _ = workload_inner(fs, &mut obs, max_open);
     obs
 }
 
-fn workload_inner(fs: &SimFs, obs: &mut Observed) -> streamlog::Result<()> {
+fn workload_inner(
+    fs: &SimFs,
+    obs: &mut Observed,
+    max_open: Option<usize>,
+) -> streamlog::Result<()> {
     let config = small_config();
-    let mut log = open_sim(fs, config.clone())?;
+    let mut log = open_sim_limited(fs, config.clone(), max_open)?;
     for tag in 0..24u64 {
         let n = 1 + (tag as usize % 4);
         let codec = Compression::ALL[tag as usize % 5];
@@ -127,7 +151,7 @@ fn workload_inner(fs: &SimFs, obs: &mut Observed) -> streamlog::Result<()> {
         }
         if tag == 15 {
             log.close()?;
-            log = open_sim(fs, config.clone())?;
+            log = open_sim_limited(fs, config.clone(), max_open)?;
         }
     }
     log.close()?;
