@@ -1,12 +1,14 @@
 //! Producer, consumer and consumer-group behaviour (issue 3's acceptance tests).
 // Fire-and-forget sends (`let _ = producer.send(..)`) are followed by `flush()`.
 #![allow(clippy::let_underscore_future)]
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::intercept::{Hooks, InterceptFs};
 use parking_lot::Mutex;
 use streamlog::fs::{CrashImage, FileSystem, SimFs};
 use streamlog::{
@@ -1062,82 +1064,6 @@ fn bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable() 
     ));
 }
 
-/// A file system whose data fsyncs block while the gate is closed.
-#[derive(Debug)]
-struct GatedFs {
-    inner: SimFs,
-    closed: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
-}
-
-#[derive(Debug)]
-struct GatedFile {
-    inner: Arc<dyn streamlog::fs::File>,
-    closed: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
-}
-
-impl streamlog::fs::File for GatedFile {
-    fn len(&self) -> std::io::Result<u64> {
-        self.inner.len()
-    }
-    fn read_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
-        self.inner.read_at(buf, pos)
-    }
-    fn write_all_at(&self, buf: &[u8], pos: u64) -> std::io::Result<()> {
-        self.inner.write_all_at(buf, pos)
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        let (m, cv) = &*self.closed;
-        let mut closed = m.lock().unwrap();
-        while *closed {
-            closed = cv.wait(closed).unwrap();
-        }
-        self.inner.sync_data()
-    }
-    fn map(&self, len: u64) -> std::io::Result<bytes::Bytes> {
-        self.inner.map(len)
-    }
-}
-
-impl FileSystem for GatedFs {
-    fn open(
-        &self,
-        path: &std::path::Path,
-        create: bool,
-    ) -> std::io::Result<Arc<dyn streamlog::fs::File>> {
-        Ok(Arc::new(GatedFile {
-            inner: self.inner.open(path, create)?,
-            closed: self.closed.clone(),
-        }))
-    }
-    fn create_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &std::path::Path) -> std::io::Result<Vec<String>> {
-        self.inner.list_dir(path)
-    }
-    fn exists(&self, path: &std::path::Path) -> std::io::Result<bool> {
-        self.inner.exists(path)
-    }
-    fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn remove_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.remove_dir(path)
-    }
-    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn sync_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-    fn lock(&self, path: &std::path::Path) -> std::io::Result<Box<dyn streamlog::fs::DirLock>> {
-        self.inner.lock(path)
-    }
-}
-
 /// `send_batch`: records go where `send` would put them, in order, with their metadata;
 /// a refused record means none was sent; with `linger_ms` 0 they are appended when the
 /// call returns; under `Acks::None` offsets are -1; the future also works when polled.
@@ -1485,11 +1411,22 @@ fn concurrent_acks_all_sends_are_each_durable_at_their_offset() {
 
 #[test]
 fn send_times_out_when_buffer_memory_stays_full() {
+    // Data fsyncs block while the gate is closed.
     let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
-    let fs = GatedFs {
-        inner: SimFs::new(),
-        closed: gate.clone(),
-    };
+    let closed = gate.clone();
+    let fs = InterceptFs::new(
+        SimFs::new(),
+        Hooks {
+            before_sync: Box::new(move || {
+                let (m, cv) = &*closed;
+                let mut closed = m.lock().unwrap();
+                while *closed {
+                    closed = cv.wait(closed).unwrap();
+                }
+            }),
+            ..Hooks::default()
+        },
+    );
     let store = Store::open_with(
         "/store",
         StoreConfig::default().file_system(Arc::new(fs) as Arc<dyn FileSystem>),

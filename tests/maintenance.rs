@@ -1,10 +1,13 @@
 //! Store-level retention, compaction and background maintenance (issue 4).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::intercept::{Hooks, InterceptFs};
 use streamlog::log::ManualClock;
 use streamlog::{
     CleanupPolicy, ConsumerConfig, Error, OffsetReset, Record, Store, StoreConfig, TopicConfig,
@@ -351,64 +354,6 @@ fn compacted_topics_refuse_records_without_a_key() {
     store.close().unwrap();
 }
 
-/// A file system whose next open of one path runs a hook and then fails with NotFound,
-/// as if the file had been removed.
-struct VanishingFs {
-    inner: streamlog::fs::SimFs,
-    target: std::path::PathBuf,
-    hook: parking_lot::Mutex<Option<Box<dyn FnOnce() + Send>>>,
-}
-
-impl std::fmt::Debug for VanishingFs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("VanishingFs")
-    }
-}
-
-impl streamlog::fs::FileSystem for VanishingFs {
-    fn open(
-        &self,
-        path: &std::path::Path,
-        create: bool,
-    ) -> std::io::Result<Arc<dyn streamlog::fs::File>> {
-        if path == self.target {
-            let hook = self.hook.lock().take();
-            if let Some(hook) = hook {
-                hook();
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "vanished",
-                ));
-            }
-        }
-        self.inner.open(path, create)
-    }
-    fn create_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &std::path::Path) -> std::io::Result<Vec<String>> {
-        self.inner.list_dir(path)
-    }
-    fn exists(&self, path: &std::path::Path) -> std::io::Result<bool> {
-        self.inner.exists(path)
-    }
-    fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn remove_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.remove_dir(path)
-    }
-    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn sync_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-    fn lock(&self, path: &std::path::Path) -> std::io::Result<Box<dyn streamlog::fs::DirLock>> {
-        self.inner.lock(path)
-    }
-}
-
 /// A read whose segment file cannot be opened while the segment list changed under it
 /// (retention or compaction removed files meanwhile) asks again against the current list
 /// instead of failing with an I/O error.
@@ -417,12 +362,32 @@ fn a_read_that_loses_its_segment_file_to_a_change_reads_again() {
     use streamlog::fs::{CachingFs, FileSystem, SimFs};
     use streamlog::log::{Log, LogConfig};
     let target = std::path::PathBuf::from("/t-0/00000000000000000020.log");
-    let vanishing = Arc::new(VanishingFs {
-        inner: SimFs::new(),
-        target: target.clone(),
-        hook: parking_lot::Mutex::new(None),
-    });
-    let fs: Arc<dyn FileSystem> = Arc::new(CachingFs::new(vanishing.clone(), 2));
+    // Run once at the next open of `target`, which then fails as if the file was removed.
+    type Hook = Box<dyn FnOnce() + Send>;
+    let hook: Arc<parking_lot::Mutex<Option<Hook>>> = Arc::default();
+    let vanishing = {
+        let (hook, target) = (hook.clone(), target.clone());
+        InterceptFs::new(
+            SimFs::new(),
+            Hooks {
+                before_open: Box::new(move |path| {
+                    if path == target {
+                        let run = hook.lock().take();
+                        if let Some(run) = run {
+                            run();
+                            return Err(std::io::Error::new(
+                                std::io::ErrorKind::NotFound,
+                                "vanished",
+                            ));
+                        }
+                    }
+                    Ok(())
+                }),
+                ..Hooks::default()
+            },
+        )
+    };
+    let fs: Arc<dyn FileSystem> = Arc::new(CachingFs::new(Arc::new(vanishing), 2));
     let log = Arc::new(Log::open_with_fs(fs, "/t-0", LogConfig::default()).unwrap());
     for i in 0..60i64 {
         let mut b = streamlog::BatchBuilder::new();
@@ -438,7 +403,7 @@ fn a_read_that_loses_its_segment_file_to_a_change_reads_again() {
     // The next reopen of segment 20's file: the log appends and rolls (a new segment
     // list) and the file is gone for that one open.
     let weak = Arc::downgrade(&log);
-    *vanishing.hook.lock() = Some(Box::new(move || {
+    *hook.lock() = Some(Box::new(move || {
         let log = weak.upgrade().unwrap();
         let mut b = streamlog::BatchBuilder::new();
         b.push(T0, Some(b"k"), Some(b"v"), &[]).unwrap();
@@ -448,7 +413,7 @@ fn a_read_that_loses_its_segment_file_to_a_change_reads_again() {
     let batches = log.read(25, 1 << 10).unwrap();
     assert_eq!(batches[0].base_offset(), 25);
     assert!(
-        vanishing.hook.lock().is_none(),
+        hook.lock().is_none(),
         "the file was reopened during the read"
     );
 }

@@ -1,0 +1,118 @@
+//! [`InterceptFs`]: SimFs with hooks before opens, writes and syncs, for tests that need
+//! an operation to wait or fail at an exact point.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use streamlog::fs::{DirLock, File, FileSystem, SimFs};
+
+type OpenHook = Box<dyn Fn(&Path) -> io::Result<()> + Send + Sync>;
+type FileHook = Box<dyn Fn() + Send + Sync>;
+
+/// What runs before an operation: `before_open` (its error fails the open), and, in
+/// every file, `before_write` and `before_sync`.
+pub struct Hooks {
+    pub before_open: OpenHook,
+    pub before_write: FileHook,
+    pub before_sync: FileHook,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            before_open: Box::new(|_| Ok(())),
+            before_write: Box::new(|| {}),
+            before_sync: Box::new(|| {}),
+        }
+    }
+}
+
+/// SimFs with [`Hooks`].
+#[derive(Clone)]
+pub struct InterceptFs {
+    pub inner: SimFs,
+    hooks: Arc<Hooks>,
+}
+
+impl InterceptFs {
+    pub fn new(inner: SimFs, hooks: Hooks) -> Self {
+        InterceptFs {
+            inner,
+            hooks: Arc::new(hooks),
+        }
+    }
+}
+
+impl std::fmt::Debug for InterceptFs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InterceptFs")
+    }
+}
+
+#[derive(Debug)]
+struct InterceptFile {
+    inner: Arc<dyn File>,
+    fs: InterceptFs,
+}
+
+impl File for InterceptFile {
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, pos)
+    }
+    fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
+        (self.fs.hooks.before_write)();
+        self.inner.write_all_at(buf, pos)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        (self.fs.hooks.before_sync)();
+        self.inner.sync_data()
+    }
+    fn map(&self, len: u64) -> io::Result<Bytes> {
+        self.inner.map(len)
+    }
+    fn identity(&self) -> io::Result<Option<(u64, u64)>> {
+        self.inner.identity()
+    }
+}
+
+impl FileSystem for InterceptFs {
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn File>> {
+        (self.hooks.before_open)(path)?;
+        Ok(Arc::new(InterceptFile {
+            inner: self.inner.open(path, create)?,
+            fs: self.clone(),
+        }))
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.inner.list_dir(path)
+    }
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        self.inner.exists(path)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_dir(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
+        self.inner.lock(path)
+    }
+}
