@@ -105,10 +105,12 @@ impl StoreConfig {
         /// How many segment, index and checkpoint files this store keeps open. Past it,
         /// the least recently used are closed and reopened by path when next used,
         /// preferring files with nothing to sync; one with unsynced writes is fdatasync'd
-        /// before it is closed (see [`CachingFs`](crate::fs::CachingFs)). Not counted:
-        /// the store's lock file, directories opened for a moment to sync them, and
-        /// files that cannot be closed yet (in use, or removed or replaced while open
-        /// and still read), so the count can pass it for a while. A partition being
+        /// before it is closed (see [`CachingFs`](crate::fs::CachingFs)). Outside the
+        /// limit: the store's lock file and directories opened for a moment to sync
+        /// them. Files that cannot be closed yet (in use, or removed or replaced while
+        /// open and still read) count, and can take the store past it for a while. Off
+        /// unix, where files have no identity to check on reopening, none is closed. A
+        /// partition being
         /// written wants four (its active segment, two indexes and its durable-position
         /// file): raise this, and the process's descriptor limit, for many partitions
         /// written at once. Default =

@@ -1417,7 +1417,7 @@ fn send_times_out_when_buffer_memory_stays_full() {
     let fs = InterceptFs::new(
         SimFs::new(),
         Hooks {
-            before_sync: Box::new(move || {
+            before_sync: Box::new(move |_| {
                 let (m, cv) = &*closed;
                 let mut closed = m.lock().unwrap();
                 while *closed {
@@ -1583,4 +1583,60 @@ fn a_deferred_partition_error_is_reported_first_at_the_next_poll() {
     }
     rest.sort();
     assert_eq!(rest, [(0, 3), (0, 4), (1, 3), (1, 4)]);
+}
+
+/// A partition whose topic is deleted while a consumer lags on it returns nothing (and
+/// does not block the other partitions' records); once the topic is created again, its
+/// new records arrive from the start.
+#[test]
+fn a_consumer_follows_a_deleted_and_recreated_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for t in ["t", "u"] {
+        store.create_topic(t, TopicConfig::default()).unwrap();
+    }
+    let append = |topic: &str, values: &[&str]| {
+        let recs: Vec<streamlog::Record> = values
+            .iter()
+            .map(|v| streamlog::Record::new(1_700_000_000_000, Some("k"), Some(v.to_string())))
+            .collect();
+        store
+            .topic(topic)
+            .unwrap()
+            .partition(0)
+            .unwrap()
+            .append(&recs)
+            .unwrap();
+    };
+    append("t", &["t1", "t2"]);
+    append("u", &["u1"]);
+    let mut c = store
+        .consumer(ConsumerConfig::default().auto_offset_reset(OffsetReset::Earliest))
+        .unwrap();
+    c.assign(&[TopicPartition::new("t", 0), TopicPartition::new("u", 0)])
+        .unwrap();
+    let values = |c: &mut Consumer| -> Vec<String> {
+        let mut out: Vec<String> = c
+            .poll(Duration::from_millis(50))
+            .unwrap()
+            .iter()
+            .map(|r| String::from_utf8(r.value().unwrap().to_vec()).unwrap())
+            .collect();
+        out.sort();
+        out
+    };
+    assert_eq!(values(&mut c), ["t1", "t2", "u1"]);
+    // `t` gets records the consumer has not read, then goes.
+    append("t", &["t3"]);
+    append("u", &["u2"]);
+    store.delete_topic("t").unwrap();
+    assert_eq!(values(&mut c), ["u2"]);
+    assert!(values(&mut c).is_empty());
+    append("u", &["u3"]);
+    assert_eq!(values(&mut c), ["u3"]);
+    // Created again: its records from offset 0.
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    append("t", &["new"]);
+    assert_eq!(values(&mut c), ["new"]);
+    assert_eq!(c.position(&TopicPartition::new("t", 0)).unwrap(), 1);
 }

@@ -898,3 +898,77 @@ fn small_key_map_cleans_in_several_passes() {
     );
     log.close().unwrap();
 }
+
+/// A compaction swap removes the group's old files before the new segment replaces the
+/// group in the readers' list, and with descriptors bounded a removed file the cache had
+/// closed cannot be reopened: a read in that window must still get the old segment's
+/// bytes (the pass read, so mapped, every segment of the group), not fail.
+#[test]
+fn a_read_during_a_compaction_swap_gets_the_old_segments_bytes() {
+    use common::intercept::{Hooks, InterceptFs};
+    use parking_lot::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use streamlog::fs::CachingFs;
+
+    let clock = Arc::new(ManualClock::new(T0));
+    type Hook = Box<dyn Fn() + Send + Sync>;
+    let armed = Arc::new(AtomicBool::new(false));
+    let during: Arc<Mutex<Option<Hook>>> = Arc::default();
+    let hooks = {
+        let (armed, during) = (armed.clone(), during.clone());
+        Hooks {
+            // The new segment's index is synced after the old files were removed and
+            // before the list changes.
+            before_sync: Box::new(move |path| {
+                if path.extension().is_some_and(|e| e == "index")
+                    && armed.swap(false, Ordering::AcqRel)
+                    && let Some(run) = during.lock().as_ref()
+                {
+                    run();
+                }
+            }),
+            ..Hooks::default()
+        }
+    };
+    let fs = CachingFs::new(Arc::new(InterceptFs::new(SimFs::new(), hooks)), 2);
+    let log = Arc::new(
+        Log::open_with_fs(
+            Arc::new(fs) as Arc<dyn FileSystem>,
+            dir(),
+            config(&clock).segment_bytes(4096),
+        )
+        .unwrap(),
+    );
+    for i in 0..40u32 {
+        write(
+            &log,
+            &[((i % 4) as u8, Some(format!("v{i}")))],
+            T0,
+            Compression::None,
+        );
+        if i % 4 == 3 {
+            log.roll().unwrap(); // 10 segments of 4 records, 4 keys
+        }
+    }
+    let second = log.segments()[1].base_offset;
+    let seen = Arc::new(Mutex::new(None));
+    {
+        let (log, seen) = (Arc::downgrade(&log), seen.clone());
+        *during.lock() = Some(Box::new(move || {
+            let log = log.upgrade().unwrap();
+            *seen.lock() = Some(log.read(second, 1 << 10).map(|b| b[0].base_offset()));
+        }));
+    }
+    armed.store(true, Ordering::Release);
+    let out = log
+        .clean(&CleanPolicy {
+            now_ms: T0,
+            force: true,
+            ..CleanPolicy::default()
+        })
+        .unwrap();
+    assert!(out.cleaned);
+    assert!(log.segments().len() < 10, "segments merged");
+    let seen = seen.lock().take().expect("the hook ran during the swap");
+    assert_eq!(seen.unwrap(), second, "read of the second segment mid-swap");
+}

@@ -106,7 +106,7 @@ pub(crate) enum Sync {
     },
 }
 
-/// One member as [`Coordinator::describe`] reports it.
+/// One member of a group, as [`Store::describe_group`](crate::Store::describe_group) reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberDescription {
     /// The member id the coordinator gave it.

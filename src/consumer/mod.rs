@@ -650,6 +650,22 @@ impl Consumer {
             if a.paused {
                 continue;
             }
+            if a.state.log.is_closed() {
+                // Its topic was deleted: nothing to read, unless it was created again,
+                // which is read from a fresh position (committed offsets of the old
+                // topic went with it).
+                match self.store.partition_state(tp.topic(), tp.partition()) {
+                    Ok(fresh) if !fresh.log.is_closed() => {
+                        log::info!("{tp}: its topic was created again; reading the new one");
+                        let a = self.assigned.get_mut(tp).expect("present");
+                        a.state = fresh;
+                        a.position = None;
+                        a.buffer.clear();
+                    }
+                    _ => continue,
+                }
+            }
+            let a = &self.assigned[tp];
             let position = match a.position {
                 Some(p) => p,
                 None => {
@@ -849,8 +865,9 @@ impl Consumer {
 
     fn lookup(&self, tp: &TopicPartition) -> Result<Arc<PartitionState>> {
         match self.assigned.get(tp) {
-            Some(a) => Ok(a.state.clone()),
-            None => self.store.partition_state(tp.topic(), tp.partition()),
+            Some(a) if !a.state.log.is_closed() => Ok(a.state.clone()),
+            // Not assigned, or its topic was deleted since (and maybe created again).
+            _ => self.store.partition_state(tp.topic(), tp.partition()),
         }
     }
 

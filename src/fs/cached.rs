@@ -1,34 +1,4 @@
-//! [`CachingFs`]: a [`FileSystem`] that keeps at most a set number of files open
-//! (DESIGN.md section 6: open file handles are bounded, so that 10k+ partitions work
-//! under an ordinary descriptor limit).
-//!
-//! A file it opens keeps its descriptor while it is used; when more than the limit are
-//! open, the least recently used are closed (a clock sweep) and reopened by path at their
-//! next use. What keeps this invisible to the log:
-//!
-//! - **Unsynced writes are synced first.** A descriptor with writes not yet synced is
-//!   `fdatasync`'d before it is closed: a descriptor opened later might not see a
-//!   writeback error of the closed one. If that sync fails, the file is failed: every later
-//!   operation on it returns the error, so the log owning it poisons itself at its next
-//!   write or sync instead of acknowledging what the device lost. A file whose own sync
-//!   failed is never closed or synced by the cache (no fsync is ever retried).
-//! - **The same file or an error.** A reopened file must have the identity (device and
-//!   inode) it had when first opened; otherwise the operation fails rather than reading
-//!   another file's bytes. A file system that cannot tell identities (`OsFs` off unix)
-//!   gets no descriptor closed. Not covered: a file removed or replaced behind this file
-//!   system's back (another process ignoring the store's lock) whose inode number is
-//!   reused for the new file.
-//! - **Replaced files stay readable.** Before a path is replaced by a rename through this
-//!   file system, the files under that path are opened and pinned: they keep their
-//!   descriptor until dropped, as plain descriptors would (readers of a segment snapshot
-//!   taken before a compaction swap keep reading it). A file renamed through this file
-//!   system follows its new name. A removed file stays readable if it was open when
-//!   removed (it is pinned); one the cache had closed then fails at its next use with
-//!   `NotFound` (reopening every file of a deleted topic could exhaust descriptors).
-//! - **Nothing is closed under an operation.** An operation holds its file's descriptor;
-//!   the sweep skips files in use and pinned ones, and prefers files with nothing to sync
-//!   (closing one with unsynced writes costs an `fdatasync` on the thread that opened).
-//!   When every open file is in use or pinned, the limit is exceeded rather than failing.
+//! [`CachingFs`]: a [`FileSystem`] that keeps at most a set number of files open.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -64,8 +34,37 @@ pub fn default_max_open_files() -> usize {
 }
 
 /// A [`FileSystem`] that keeps at most `max_open` of the files it opened open at once
-/// (see the [module docs](self) for the rules). Lock files are not counted: they are held
-/// open for as long as the lock.
+/// (DESIGN.md section 6: open file handles are bounded, so that 10k+ partitions work
+/// under an ordinary descriptor limit). Lock files are not counted: they are held open
+/// for as long as the lock.
+///
+/// A file it opens keeps its descriptor while it is used; when more than the limit are
+/// open, the least recently used are closed (a clock sweep) and reopened by path at their
+/// next use. What keeps this invisible to the log:
+///
+/// - **Unsynced writes are synced first.** A descriptor with writes not yet synced is
+///   `fdatasync`'d before it is closed: a descriptor opened later might not see a
+///   writeback error of the closed one. If that sync fails, the file is failed: every later
+///   operation on it returns the error, so the log owning it poisons itself at its next
+///   write or sync instead of acknowledging what the device lost. A file whose own sync
+///   failed is never closed or synced by the cache (no fsync is ever retried).
+/// - **The same file or an error.** A reopened file must have the identity (device and
+///   inode) it had when first opened; otherwise the operation fails rather than reading
+///   another file's bytes. A file system that cannot tell identities (`OsFs` off unix)
+///   gets no descriptor closed. Not covered: a file removed or replaced behind this file
+///   system's back (another process ignoring the store's lock) whose inode number is
+///   reused for the new file.
+/// - **Replaced files stay readable.** Before a path is replaced by a rename through this
+///   file system, the files under that path are opened and pinned: they keep their
+///   descriptor until dropped, as plain descriptors would (readers of a segment snapshot
+///   taken before a compaction swap keep reading it). A file renamed through this file
+///   system follows its new name. A removed file stays readable if it was open when
+///   removed (it is pinned); one the cache had closed then fails at its next use with
+///   `NotFound` (reopening every file of a deleted topic could exhaust descriptors).
+/// - **Nothing is closed under an operation.** An operation holds its file's descriptor;
+///   the sweep skips files in use and pinned ones, and prefers files with nothing to sync
+///   (closing one with unsynced writes costs an `fdatasync` on the thread that opened).
+///   When every open file is in use or pinned, the limit is exceeded rather than failing.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -215,10 +214,18 @@ impl CachingFs {
         pinned
     }
 
-    fn unpin(files: &[Arc<CachedFile>]) {
+    /// Undoes [`pin_path`](Self::pin_path): the files go back into the sweep.
+    fn unpin(&self, files: &[Arc<CachedFile>]) {
+        let mut dead = Vec::new();
+        let mut st = self.cache.state.lock();
         for f in files {
             f.pinned.store(false, Ordering::Release);
+            if f.is_open.load(Ordering::Acquire) {
+                st.push_clock(Arc::downgrade(f), &mut dead);
+            }
         }
+        drop(st);
+        drop(dead);
     }
 }
 
@@ -569,17 +576,20 @@ impl FileSystem for CachingFs {
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let pinned = self.pin_path(path, false);
         let names = self.cache.names.write();
+        // Under the names lock: no file under `path` opens or reopens meanwhile, and a
+        // file created there after the removal is not among them.
+        let files = self.files_at(path);
         if let Err(e) = self.inner.remove_file(path) {
             drop(names);
-            Self::unpin(&pinned);
+            self.unpin(&pinned);
             return Err(e);
         }
-        drop(names);
-        for f in self.files_at(path) {
+        for f in &files {
             if !f.is_open.load(Ordering::Acquire) {
                 f.gone.store(true, Ordering::Release);
             }
         }
+        drop(names);
         Ok(())
     }
     fn remove_dir(&self, path: &Path) -> io::Result<()> {
@@ -587,9 +597,10 @@ impl FileSystem for CachingFs {
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let pinned = self.pin_path(to, true);
-        let _names = self.cache.names.write();
+        let names = self.cache.names.write();
         if let Err(e) = self.inner.rename(from, to) {
-            Self::unpin(&pinned);
+            drop(names);
+            self.unpin(&pinned);
             return Err(e);
         }
         let mut st = self.cache.state.lock();
@@ -607,6 +618,7 @@ impl FileSystem for CachingFs {
                 .extend(moved);
         }
         drop(st);
+        drop(names);
         // Dropped after the cache's lock: a last reference's `Drop` takes it.
         drop(moved_files);
         Ok(())
@@ -873,6 +885,20 @@ mod tests {
             image.read_file(Path::new("d/clean")).as_deref(),
             Some(&b"synced"[..])
         );
+    }
+
+    /// A rename that fails undoes its pins: the files go back under the limit.
+    #[test]
+    fn a_failed_rename_puts_its_pinned_files_back_under_the_limit() {
+        let (_sim, fs) = setup(1);
+        let target = open(&fs, "x");
+        target.write_all_at(b"x", 0).unwrap();
+        let _p = pressure(&fs, 2);
+        // Pins (and reopens) `x`, then fails: there is no `missing`.
+        assert!(fs.rename(Path::new("d/missing"), Path::new("d/x")).is_err());
+        let _p = pressure(&fs, 2);
+        assert_eq!(fs.open_files(), 1, "the reopened `x` was closed again");
+        assert_eq!(&target.read_exact_at(0, 1).unwrap()[..], b"x");
     }
 
     #[test]

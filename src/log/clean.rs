@@ -476,6 +476,9 @@ impl Log {
                 .map_err(io_ctx(format!("fsync directory {}", self.dir.display())))
         };
         sync_dir()?;
+        // Readers of the current list keep reading the group until the new segment
+        // replaces it below, although its files go first: `clean_group` read every one
+        // of them, which mapped it whole (sealed), so no read needs the files again.
         for (i, seg) in group.iter().enumerate() {
             let paths = [
                 (i > 0).then(|| seg.log_path.clone()),

@@ -948,7 +948,9 @@ impl Log {
             }
             let h = match self.header_at(seg, pos, limit) {
                 Ok(h) => h,
-                Err(e) if index_claim.is_some() => {
+                // Only bytes that fail a check discredit the index; an I/O error is not
+                // the index's fault.
+                Err(e @ Error::Corruption { .. }) if index_claim.is_some() => {
                     self.distrust_index(seg, &e.to_string());
                     (pos, index_claim, expected) = (0, None, Some(seg.base));
                     continue;
@@ -1081,6 +1083,9 @@ impl Log {
     /// # Errors
     /// As [`read`](Self::read), plus `InvalidBatch`/`UnsupportedCodec` from decoding.
     pub fn read_records(&self, offset: i64, max_bytes: usize) -> Result<Vec<Record>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed { what: "log" });
+        }
         if offset < self.log_start_offset() || offset > self.log_end_offset() {
             return Err(self.out_of_range(offset));
         }

@@ -10,13 +10,14 @@ use streamlog::fs::{DirLock, File, FileSystem, SimFs};
 
 type OpenHook = Box<dyn Fn(&Path) -> io::Result<()> + Send + Sync>;
 type FileHook = Box<dyn Fn() + Send + Sync>;
+type SyncHook = Box<dyn Fn(&Path) + Send + Sync>;
 
 /// What runs before an operation: `before_open` (its error fails the open), and, in
-/// every file, `before_write` and `before_sync`.
+/// every file, `before_write` and `before_sync` (given the path the file was opened at).
 pub struct Hooks {
     pub before_open: OpenHook,
     pub before_write: FileHook,
-    pub before_sync: FileHook,
+    pub before_sync: SyncHook,
 }
 
 impl Default for Hooks {
@@ -24,7 +25,7 @@ impl Default for Hooks {
         Hooks {
             before_open: Box::new(|_| Ok(())),
             before_write: Box::new(|| {}),
-            before_sync: Box::new(|| {}),
+            before_sync: Box::new(|_| {}),
         }
     }
 }
@@ -55,6 +56,7 @@ impl std::fmt::Debug for InterceptFs {
 struct InterceptFile {
     inner: Arc<dyn File>,
     fs: InterceptFs,
+    path: std::path::PathBuf,
 }
 
 impl File for InterceptFile {
@@ -72,7 +74,7 @@ impl File for InterceptFile {
         self.inner.set_len(len)
     }
     fn sync_data(&self) -> io::Result<()> {
-        (self.fs.hooks.before_sync)();
+        (self.fs.hooks.before_sync)(&self.path);
         self.inner.sync_data()
     }
     fn map(&self, len: u64) -> io::Result<Bytes> {
@@ -89,6 +91,7 @@ impl FileSystem for InterceptFs {
         Ok(Arc::new(InterceptFile {
             inner: self.inner.open(path, create)?,
             fs: self.clone(),
+            path: path.to_path_buf(),
         }))
     }
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
