@@ -1640,3 +1640,46 @@ fn a_consumer_follows_a_deleted_and_recreated_topic() {
     assert_eq!(values(&mut c), ["new"]);
     assert_eq!(c.position(&TopicPartition::new("t", 0)).unwrap(), 1);
 }
+
+/// A waker that panics (the application's executor) when its send resolves: the panic
+/// reaches the thread that completed the batch, and the producer stays consistent (the
+/// future is ready, memory is freed, later sends and `flush` complete).
+#[test]
+fn a_panicking_waker_leaves_the_producer_consistent() {
+    struct PanickingWaker;
+    impl std::task::Wake for PanickingWaker {
+        fn wake(self: Arc<Self>) {
+            panic!("the application's waker panicked");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let p = store
+        .producer(ProducerConfig::default().linger_ms(60_000))
+        .unwrap();
+    let mut future = p.send(ProducerRecord::new("t").value("a")).unwrap();
+    let waker = std::task::Waker::from(Arc::new(PanickingWaker));
+    let mut cx = std::task::Context::from_waker(&waker);
+    assert!(std::pin::Pin::new(&mut future).poll(&mut cx).is_pending());
+    // `flush` appends the batch and resolves it here, on this thread.
+    let flushed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.flush()));
+    assert!(flushed.is_err(), "the waker's panic reaches the caller");
+    assert!(future.is_ready());
+    // Nothing is left waiting: a watchdog instead of a hang if it were.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p2 = p.clone();
+    std::thread::spawn(move || {
+        let r = p2.send(ProducerRecord::new("t").value("b")).and_then(|f| {
+            p2.flush()?;
+            f.wait()
+        });
+        tx.send(r.map(|m| m.offset)).unwrap();
+    });
+    let offset = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("flush completed")
+        .unwrap();
+    assert_eq!(offset, 1);
+    assert_eq!(future.wait().unwrap().offset, 0);
+}

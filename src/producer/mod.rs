@@ -274,17 +274,17 @@ impl BatchSlot {
         })
     }
 
-    /// `Ok((base_offset, max_timestamp))` or the batch's error.
-    fn resolve(&self, result: Result<(i64, i64)>) {
+    /// `Ok((base_offset, max_timestamp))` or the batch's error. Returns the wakers of
+    /// the tasks polling it, for the caller to wake once its own state is consistent (a
+    /// waker may poll inline, or panic).
+    fn resolve(&self, result: Result<(i64, i64)>) -> Vec<Waker> {
         let mut st = self.state.lock();
         let old = std::mem::replace(&mut *st, SlotState::Done(result));
         self.cond.notify_all();
         drop(st);
-        // Woken outside the lock: a waker may poll the future inline.
-        if let SlotState::Pending(wakers) = old {
-            for w in wakers {
-                w.wake();
-            }
+        match old {
+            SlotState::Pending(wakers) => wakers,
+            SlotState::Done(_) => Vec::new(),
         }
     }
 }
@@ -1413,6 +1413,7 @@ impl Shared {
         }
         let mut freed = 0;
         let mut ids = Vec::with_capacity(done.len());
+        let mut wakers = Vec::new();
         for ((b, _), result) in done.into_iter().zip(results) {
             if let Err(e) = &result {
                 log::warn!(
@@ -1421,7 +1422,7 @@ impl Shared {
                     b.part.partition
                 );
             }
-            b.slot.resolve(result);
+            wakers.extend(b.slot.resolve(result));
             freed += b.reserved;
             ids.push(b.id);
         }
@@ -1432,6 +1433,18 @@ impl Shared {
         }
         drop(st);
         self.cond.notify_all();
+        // Last: a waker is the application's code. One that panics does not keep the
+        // others from waking, nor leave memory or `flush` waiting; its panic goes on
+        // once all are woken.
+        let mut panicked = None;
+        for w in wakers {
+            if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake())) {
+                panicked.get_or_insert(p);
+            }
+        }
+        if let Some(p) = panicked {
+            std::panic::resume_unwind(p);
+        }
     }
 
     fn flush(&self) -> Result<()> {
