@@ -110,10 +110,9 @@ impl StoreConfig {
         /// them. Files that cannot be closed yet (in use, or removed or replaced while
         /// open and still read) count, and can take the store past it for a while. Off
         /// unix, where files have no identity to check on reopening, none is closed. A
-        /// partition being
-        /// written wants four (its active segment, two indexes and its durable-position
-        /// file): raise this, and the process's descriptor limit, for many partitions
-        /// written at once. Default =
+        /// partition being written wants four (its active segment, two indexes and its
+        /// durable-position file): raise this, and the process's descriptor limit, for
+        /// many partitions written at once. Default =
         /// [`default_max_open_files`](crate::fs::default_max_open_files): half the
         /// process's soft limit, for each store opened.
         max_open_files: usize

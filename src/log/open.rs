@@ -55,8 +55,8 @@ impl Log {
     /// # Errors
     /// `InvalidConfig`; `Locked` if another `Log` (in any process) has the directory
     /// open, or, for a partition directory of a store, if that store or a `Log` of
-    /// another of its partitions is open; `Corruption` if data that was flushed fails its checks (nothing is changed
-    /// then); `Io`.
+    /// another of its partitions is open; `Corruption` if data that was flushed fails
+    /// its checks (nothing is changed then); `Io`.
     pub fn open_with_fs(
         fs: Arc<dyn FileSystem>,
         dir: impl AsRef<Path>,
