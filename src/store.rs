@@ -114,7 +114,8 @@ impl StoreConfig {
         /// durable-position file): raise this, and the process's descriptor limit, for
         /// many partitions written at once. Default =
         /// [`default_max_open_files`](crate::fs::default_max_open_files): half the
-        /// process's soft limit, for each store opened.
+        /// process's soft limit, for each store opened. At least 1 (0 is `InvalidConfig` at
+        /// open).
         max_open_files: usize
     );
 
@@ -297,9 +298,16 @@ impl Store {
     ///
     /// # Errors
     /// `Locked` if another `Store` (in this or another process) has `dir` open;
-    /// `Corruption` for unreadable topic metadata or damaged flushed data; `Io`.
+    /// `InvalidConfig` for `max_open_files(0)`; `Corruption` for unreadable topic
+    /// metadata or damaged flushed data; `Io`.
     pub fn open_with(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store> {
         let dir = dir.as_ref().to_path_buf();
+        if config.max_open_files == 0 {
+            return Err(Error::InvalidConfig {
+                name: "max_open_files",
+                reason: "0: at least 1 file must stay open".into(),
+            });
+        }
         let mut config = config;
         // Every file of the store is opened through the cache: bounded descriptors.
         let files = crate::fs::CachingFs::new(config.fs.clone(), config.max_open_files);

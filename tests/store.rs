@@ -156,6 +156,37 @@ fn bad_names_duplicates_and_unknowns_are_typed_errors() {
 }
 
 #[test]
+fn a_descriptor_limit_of_zero_is_a_config_error() {
+    let fs = SimFs::new();
+    let err = Store::open_with(
+        "/store",
+        StoreConfig::default()
+            .file_system(Arc::new(fs.clone()) as Arc<dyn FileSystem>)
+            .max_open_files(0),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidConfig {
+                name: "max_open_files",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Nothing was created, and a valid limit opens.
+    assert!(fs.files(Path::new("/store")).is_empty());
+    Store::open_with(
+        "/store",
+        StoreConfig::default()
+            .file_system(Arc::new(fs) as Arc<dyn FileSystem>)
+            .max_open_files(1),
+    )
+    .unwrap();
+}
+
+#[test]
 fn a_second_open_is_locked_out() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(tmp.path()).unwrap();
