@@ -107,7 +107,8 @@ impl TopicConfig {
         index_interval_bytes: u64
     );
     setter!(
-        /// Delete segments whose newest record is older than this; −1 = keep forever.
+        /// Delete segments whose newest record is older than this (by the file's
+        /// modification time if no record carries a timestamp); −1 = keep forever.
         /// Default = 7 days. Applied by maintenance ([`Store::run_maintenance`](crate::Store::run_maintenance)
         /// or the background thread).
         retention_ms: i64

@@ -469,3 +469,48 @@ fn readers_racing_retention_under_a_tiny_descriptor_limit_see_no_io_error() {
         done.store(true, Ordering::Release);
     });
 }
+
+/// Retention by time for segments whose records carry no timestamp (-1): their age is
+/// the `.log` file's modification time, as Kafka's `lastModified`; a fresh one stays.
+#[test]
+fn segments_without_timestamps_expire_by_file_age() {
+    use streamlog::log::{Log, LogConfig, RetentionPolicy};
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path().join("t-0"), LogConfig::default()).unwrap();
+    let append = |n: u8| {
+        let mut b = streamlog::BatchBuilder::new();
+        b.push(-1, Some(&[n]), Some(b"no time"), &[]).unwrap();
+        log.append(&mut b.finish().unwrap()).unwrap();
+    };
+    append(0);
+    log.roll().unwrap();
+    append(1);
+    log.roll().unwrap();
+    append(2);
+    log.flush().unwrap();
+    let segments = log.segments();
+    assert_eq!(segments.len(), 3);
+    assert!(segments.iter().all(|s| s.max_timestamp == -1));
+    let now = std::time::SystemTime::now();
+    let day = Duration::from_secs(86_400);
+    // The first segment was last written two days ago; the others now.
+    std::fs::File::options()
+        .write(true)
+        .open(&segments[0].path)
+        .unwrap()
+        .set_modified(now - 2 * day)
+        .unwrap();
+    let now_ms = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let policy = RetentionPolicy {
+        retention_ms: day.as_millis() as i64,
+        ..RetentionPolicy::log_start_only(now_ms)
+    };
+    let out = log.enforce_retention(&policy).unwrap();
+    assert_eq!(out.segments_deleted, 1);
+    assert_eq!(log.log_start_offset(), 1);
+    assert_eq!(log.enforce_retention(&policy).unwrap().segments_deleted, 0);
+    log.close().unwrap();
+}

@@ -516,6 +516,9 @@ impl File for CachedFile {
     fn map_live(&self, len: u64) -> io::Result<Option<Bytes>> {
         self.read_op(|f| f.map_live(len))
     }
+    fn modified_ms(&self) -> io::Result<Option<i64>> {
+        self.read_op(|f| f.modified_ms())
+    }
     fn identity(&self) -> io::Result<Option<(u64, u64)>> {
         Ok(self.identity)
     }

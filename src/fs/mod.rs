@@ -51,6 +51,13 @@ pub trait File: Send + Sync + Debug {
         Ok(None)
     }
 
+    /// When the file's data last changed (ms since the Unix epoch), where the file system
+    /// keeps it: retention's age of a segment whose records carry no timestamps, as
+    /// Kafka's `lastModified`.
+    fn modified_ms(&self) -> io::Result<Option<i64>> {
+        Ok(None)
+    }
+
     /// What identifies the file itself (device and inode on unix), not its name: a file
     /// reopened by path is checked against it, so a name that now refers to another file
     /// is never read as this one. `None` where the file system cannot tell.

@@ -60,6 +60,13 @@ impl File for OsFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
     }
+    fn modified_ms(&self) -> io::Result<Option<i64>> {
+        let modified = self.0.metadata()?.modified()?;
+        Ok(modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+    }
     #[cfg(unix)]
     fn identity(&self) -> io::Result<Option<(u64, u64)>> {
         use std::os::unix::fs::MetadataExt;

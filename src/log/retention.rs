@@ -21,7 +21,8 @@ use crate::error::{Error, Result, io_ctx};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetentionPolicy {
     /// Delete a segment once its largest timestamp is more than this many milliseconds
-    /// before `now_ms`; -1 keeps segments forever.
+    /// before `now_ms` (for a segment whose records carry no timestamps, its file's
+    /// modification time, where the file system keeps one); -1 keeps segments forever.
     pub retention_ms: i64,
     /// Delete the oldest segments while the partition would still hold at least this many
     /// bytes without them; -1 for no limit.
@@ -88,7 +89,15 @@ impl Log {
             let upper = segs.get(i + 1).map_or(end, |s| s.base);
             let rest = remaining.saturating_sub(size);
             let beyond = |limit: i64| limit >= 0 && rest >= limit as u64;
-            let max_ts = seg.max_timestamp.load(std::sync::atomic::Ordering::Acquire);
+            let max_ts = match seg.max_timestamp.load(std::sync::atomic::Ordering::Acquire) {
+                // No record carries a timestamp: the file's age, as Kafka does.
+                -1 if policy.retention_ms >= 0 => seg.log.modified_ms().unwrap_or_else(|e| {
+                    log::warn!("{}: no modification time: {e}", seg.log_path.display());
+                    None
+                }),
+                ts => Some(ts),
+            }
+            .unwrap_or(-1);
             let expired = policy.retention_ms >= 0
                 && max_ts >= 0
                 && policy.now_ms.saturating_sub(max_ts) > policy.retention_ms;
