@@ -229,6 +229,10 @@ impl CachingFs {
     }
 }
 
+/// How many files past the first one with unsynced writes the sweep looks at for one
+/// with nothing to sync, before it closes (and syncs) that one.
+const CLEAN_LOOKAHEAD: usize = 64;
+
 impl Cache {
     /// Closes the least recently used files while more than the limit are open, except
     /// `keep`.
@@ -245,9 +249,18 @@ impl Cache {
                 }
                 let mut found = None;
                 let mut dirty = None;
+                let mut since_dirty = 0;
                 // Two rounds at most: the first may only clear `used` bits. A file with
-                // unsynced writes is taken only if no clean one turns up.
+                // unsynced writes is taken only if no clean one turns up within
+                // `CLEAN_LOOKAHEAD` files after it; it is the least recently used dirty
+                // one (the first met), not the last.
                 for _ in 0..2 * st.clock.len() {
+                    if dirty.is_some() {
+                        since_dirty += 1;
+                        if since_dirty > CLEAN_LOOKAHEAD {
+                            break;
+                        }
+                    }
                     let Some(w) = st.clock.pop_front() else {
                         break;
                     };
@@ -267,9 +280,11 @@ impl Cache {
                         continue;
                     }
                     if f.is_dirty() {
-                        if let Some(d) = dirty.replace(f) {
-                            st.clock.push_back(Arc::downgrade(&d));
-                            dead.push(d);
+                        if dirty.is_none() {
+                            dirty = Some(f);
+                        } else {
+                            st.clock.push_back(w);
+                            dead.push(f);
                         }
                         continue;
                     }
@@ -865,6 +880,30 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// When every candidate has unsynced writes, the least recently used one is closed
+    /// (and synced), not the most recent: a file in steady use is not thrown out.
+    #[test]
+    fn among_files_to_sync_the_least_recently_used_is_closed() {
+        let (sim, fs) = setup(2);
+        let older = open(&fs, "older");
+        let newer = open(&fs, "newer");
+        fs.sync_dir(Path::new("d")).unwrap();
+        older.write_all_at(b"older", 0).unwrap();
+        newer.write_all_at(b"newer", 0).unwrap();
+        let _third = open(&fs, "third");
+        assert_eq!(fs.open_files(), 2);
+        // Closing syncs: only `older` was closed.
+        let image = sim.crash_image(CrashImage::DropAll);
+        assert_eq!(
+            image.read_file(Path::new("d/older")).as_deref(),
+            Some(&b"older"[..])
+        );
+        assert_eq!(
+            image.read_file(Path::new("d/newer")).as_deref(),
+            Some(&b""[..])
+        );
     }
 
     #[test]
