@@ -1,0 +1,112 @@
+//! What the descriptor limit costs (DESIGN.md section 6, `StoreConfig::max_open_files`).
+//!
+//! Workload: a store with one topic of 512 partitions; `Partition::append` of one record
+//! (16-byte key, 100-byte value) to each partition in turn, 20 rounds (10,240 appends),
+//! then a flush of every partition. A partition being written wants four files open
+//! (its active segment, two indexes, its durable-position file), so about 2,000 here.
+//!
+//! - `unlimited`: `max_open_files(65536)`: nothing is ever closed (the baseline).
+//! - `limit_4096`, `limit_1024`, `limit_256`: files are closed and reopened by path; the
+//!   sweep prefers files with nothing to sync, and a segment with unsynced appends is
+//!   fdatasync'd before its descriptor closes.
+//!
+//! Store creation (the 512 partitions) is outside the timed part. After criterion's
+//! output, a table gives appends/s and the ratio to `unlimited` in the same run.
+//!
+//! Run with `cargo bench --bench files`.
+
+mod common;
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use common::{mean_ns, tmp};
+use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
+use streamlog::{Record, Store, StoreConfig, TopicConfig};
+
+const PARTITIONS: i32 = 512;
+const ROUNDS: usize = 20;
+const LIMITS: [(&str, usize); 4] = [
+    ("unlimited", 65_536),
+    ("limit_4096", 4096),
+    ("limit_1024", 1024),
+    ("limit_256", 256),
+];
+
+fn store(dir: &std::path::Path, max_open_files: usize) -> Store {
+    let store = Store::open_with(
+        dir,
+        StoreConfig::default()
+            .background_maintenance(false)
+            .max_open_files(max_open_files),
+    )
+    .expect("open store");
+    store
+        .create_topic("t", TopicConfig::default().partitions(PARTITIONS))
+        .expect("create topic");
+    store
+}
+
+fn workload(store: &Store) {
+    let topic = store.topic("t").expect("topic");
+    let parts: Vec<_> = (0..PARTITIONS)
+        .map(|p| topic.partition(p).expect("partition"))
+        .collect();
+    let value = vec![b'v'; 100];
+    for round in 0..ROUNDS {
+        for (p, part) in parts.iter().enumerate() {
+            let key = format!("key-{round:04}-{p:06}");
+            let record = Record::new(1_700_000_000_000, Some(key), Some(value.clone()));
+            black_box(part.append(&[record]).expect("append"));
+        }
+    }
+    for part in &parts {
+        part.flush().expect("flush");
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5))
+        .configure_from_args();
+    let appends = PARTITIONS as usize * ROUNDS;
+    let mut g = c.benchmark_group("files");
+    g.sampling_mode(SamplingMode::Flat);
+    g.throughput(Throughput::Elements(appends as u64));
+    for (name, limit) in LIMITS {
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    let d = tmp();
+                    let s = store(d.path(), limit);
+                    (d, s)
+                },
+                |(d, s)| {
+                    workload(&s);
+                    (s, d)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+    c.final_summary();
+
+    println!("\n{:<28} {:>12} {:>10}", "benchmark", "appends/s", "ratio");
+    let base = mean_ns("files", "unlimited");
+    for (name, limit) in LIMITS {
+        let Some(ns) = mean_ns("files", name) else {
+            println!("{name:<28} (no criterion estimates found)");
+            continue;
+        };
+        let ratio = base.map_or(String::from("-"), |b| format!("{:.2}x", b / ns));
+        println!(
+            "{:<28} {:>12.0} {:>10}",
+            format!("max_open_files {limit}"),
+            appends as f64 / (ns / 1e9),
+            ratio
+        );
+    }
+}
