@@ -21,8 +21,11 @@ use crate::error::{Error, Result, io_ctx};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetentionPolicy {
     /// Delete a segment once its largest timestamp is more than this many milliseconds
-    /// before `now_ms` (for a segment whose records carry no timestamps, its file's
-    /// modification time, where the file system keeps one); -1 keeps segments forever.
+    /// before `now_ms`; -1 keeps segments forever. For a segment whose records carry no
+    /// timestamps, its file's modification time instead, where the file system keeps
+    /// one: that is wall-clock time, so with a [`ManualClock`](super::ManualClock) far
+    /// from it such segments go at once or never; and a compaction pass rewrites the
+    /// file, which makes it young again (Kafka keeps the old time there).
     pub retention_ms: i64,
     /// Delete the oldest segments while the partition would still hold at least this many
     /// bytes without them; -1 for no limit.
@@ -91,10 +94,14 @@ impl Log {
             let beyond = |limit: i64| limit >= 0 && rest >= limit as u64;
             let max_ts = match seg.max_timestamp.load(std::sync::atomic::Ordering::Acquire) {
                 // No record carries a timestamp: the file's age, as Kafka does.
-                -1 if policy.retention_ms >= 0 => seg.log.modified_ms().unwrap_or_else(|e| {
-                    log::warn!("{}: no modification time: {e}", seg.log_path.display());
-                    None
-                }),
+                ts if ts < 0 && policy.retention_ms >= 0 => {
+                    seg.log.modified_ms().unwrap_or_else(|e| {
+                        if e.kind() != std::io::ErrorKind::Unsupported {
+                            log::warn!("{}: no modification time: {e}", seg.log_path.display());
+                        }
+                        None
+                    })
+                }
                 ts => Some(ts),
             }
             .unwrap_or(-1);

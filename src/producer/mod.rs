@@ -1433,17 +1433,14 @@ impl Shared {
         }
         drop(st);
         self.cond.notify_all();
-        // Last: a waker is the application's code. One that panics does not keep the
-        // others from waking, nor leave memory or `flush` waiting; its panic goes on
-        // once all are woken.
-        let mut panicked = None;
+        // Last: a waker is the application's code. One that panics (the panic hook has
+        // reported it) must not keep the others from waking, nor unwind through the
+        // appends of other batches and senders this thread is completing: it is logged
+        // and not passed on.
         for w in wakers {
-            if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake())) {
-                panicked.get_or_insert(p);
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake())).is_err() {
+                log::error!("producer: a task's waker panicked when its send completed");
             }
-        }
-        if let Some(p) = panicked {
-            std::panic::resume_unwind(p);
         }
     }
 
