@@ -342,7 +342,6 @@ pub struct CachedFile {
     gone: AtomicBool,
 }
 
-#[derive(Default)]
 struct Slot {
     file: Option<Arc<dyn File>>,
     /// Set when a sync before closing failed: every later operation returns this.
@@ -661,6 +660,13 @@ mod tests {
         (sim, fs)
     }
 
+    /// The bytes of `d/<name>` a power cut now would leave (None if the file would not
+    /// survive).
+    fn after_power_cut(sim: &SimFs, name: &str) -> Option<Vec<u8>> {
+        sim.crash_image(CrashImage::DropAll)
+            .read_file(&Path::new("d").join(name))
+    }
+
     fn open(fs: &CachingFs, name: &str) -> Arc<dyn File> {
         fs.open(&Path::new("d").join(name), true).unwrap()
     }
@@ -710,9 +716,8 @@ mod tests {
         f.write_all_at(b"acknowledged", 0).unwrap();
         let _others = pressure(&fs, 2);
         assert!(fs.open_files() <= 1);
-        let image = sim.crash_image(CrashImage::DropAll);
         assert_eq!(
-            image.read_file(Path::new("d/x")).as_deref(),
+            after_power_cut(&sim, "x").as_deref(),
             Some(&b"acknowledged"[..])
         );
     }
@@ -748,8 +753,7 @@ mod tests {
         // Still open (nothing retried that fsync), so over the limit.
         assert_eq!(fs.open_files(), 2);
         assert_eq!(&f.read_exact_at(0, 8).unwrap()[..], b"unsynced");
-        let image = sim.crash_image(CrashImage::DropAll);
-        assert_eq!(image.read_file(Path::new("d/x")).as_deref(), Some(&b""[..]));
+        assert_eq!(after_power_cut(&sim, "x").as_deref(), Some(&b""[..]));
     }
 
     #[test]
@@ -895,15 +899,11 @@ mod tests {
         let _third = open(&fs, "third");
         assert_eq!(fs.open_files(), 2);
         // Closing syncs: only `older` was closed.
-        let image = sim.crash_image(CrashImage::DropAll);
         assert_eq!(
-            image.read_file(Path::new("d/older")).as_deref(),
+            after_power_cut(&sim, "older").as_deref(),
             Some(&b"older"[..])
         );
-        assert_eq!(
-            image.read_file(Path::new("d/newer")).as_deref(),
-            Some(&b""[..])
-        );
+        assert_eq!(after_power_cut(&sim, "newer").as_deref(), Some(&b""[..]));
     }
 
     #[test]
@@ -918,13 +918,9 @@ mod tests {
         let _third = open(&fs, "third");
         assert_eq!(fs.open_files(), 2);
         // `dirty` kept its descriptor, so nothing synced it.
-        let image = sim.crash_image(CrashImage::DropAll);
+        assert_eq!(after_power_cut(&sim, "dirty").as_deref(), Some(&b""[..]));
         assert_eq!(
-            image.read_file(Path::new("d/dirty")).as_deref(),
-            Some(&b""[..])
-        );
-        assert_eq!(
-            image.read_file(Path::new("d/clean")).as_deref(),
+            after_power_cut(&sim, "clean").as_deref(),
             Some(&b"synced"[..])
         );
     }
