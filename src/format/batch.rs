@@ -906,15 +906,13 @@ impl BatchBuilder {
         }
         self.max_timestamp = self.max_timestamp.max(timestamp);
         let buf = &mut self.buf;
-        buf.reserve(body + 5);
-        // length, attributes, timestampDelta, offsetDelta, keyLength: at most 5+1+10+5+5.
-        let mut prefix = [0u8; 26];
-        let mut at = varint::write_varint(&mut prefix, 0, body as i32);
-        at += 1; // attributes = 0
-        at = varint::write_varlong(&mut prefix, at, timestamp.wrapping_sub(self.base_timestamp));
-        at = varint::write_varint(&mut prefix, at, offset_delta);
-        at = varint::write_varint(&mut prefix, at, key.map_or(-1, |k| k.len() as i32));
-        buf.extend_from_slice(&prefix[..at]);
+        // Room for the record, and for the whole word a varint is stored as.
+        buf.reserve(body + 5 + 8);
+        varint::put_varint(buf, body as i32);
+        buf.push(0); // attributes
+        varint::put_varlong(buf, timestamp.wrapping_sub(self.base_timestamp));
+        varint::put_varint(buf, offset_delta);
+        varint::put_varint(buf, key.map_or(-1, |k| k.len() as i32));
         if let Some(k) = key {
             buf.extend_from_slice(k);
         }

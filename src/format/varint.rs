@@ -52,9 +52,34 @@ pub fn write_varlong(out: &mut [u8], at: usize, n: i64) -> usize {
     write_uvarint(out, at, zigzag64(n))
 }
 
-fn put_uvarint(buf: &mut Vec<u8>, mut v: u64) {
+#[inline]
+fn put_uvarint(buf: &mut Vec<u8>, v: u64) {
+    // The one- and two-byte cases (lengths and deltas in a batch mostly are) inline.
     if v < 0x80 {
         buf.push(v as u8);
+    } else if v < 0x4000 {
+        buf.extend_from_slice(&[(v as u8) | 0x80, (v >> 7) as u8]);
+    } else {
+        put_long_uvarint(buf, v);
+    }
+}
+
+#[inline(never)]
+fn put_long_uvarint(buf: &mut Vec<u8>, mut v: u64) {
+    if v < 1 << 56 {
+        // At most 8 bytes: built in a register and stored as one word (then cut to
+        // length). Bytes written one by one into a scratch array and read back as a
+        // word would stall the store-to-load forwarding.
+        let (mut word, mut n) = (0u64, 0);
+        while v >= 0x80 {
+            word |= ((v & 0x7f) | 0x80) << (8 * n);
+            v >>= 7;
+            n += 1;
+        }
+        word |= v << (8 * n);
+        let end = buf.len() + n + 1;
+        buf.extend_from_slice(&word.to_le_bytes());
+        buf.truncate(end);
         return;
     }
     let mut tmp = [0u8; 10];
@@ -69,11 +94,13 @@ fn put_uvarint(buf: &mut Vec<u8>, mut v: u64) {
 }
 
 /// Appends the zigzag varint encoding of `n`.
+#[inline]
 pub fn put_varint(buf: &mut Vec<u8>, n: i32) {
     put_uvarint(buf, zigzag32(n) as u64);
 }
 
 /// Appends the zigzag varlong encoding of `n`.
+#[inline]
 pub fn put_varlong(buf: &mut Vec<u8>, n: i64) {
     put_uvarint(buf, zigzag64(n));
 }
@@ -213,6 +240,29 @@ mod tests {
             let mut pos = 0;
             prop_assert_eq!(read_varint(&buf, &mut pos), Ok(n));
             prop_assert_eq!(pos, buf.len());
+        }
+
+        /// Appending to a buffer that already holds bytes (as a batch's records do)
+        /// leaves them alone and adds exactly the reference encoding, for every length.
+        #[test]
+        fn put_appends_the_reference_encoding(
+            prefix in proptest::collection::vec(any::<u8>(), 0..20),
+            values in proptest::collection::vec(any::<i64>(), 1..8),
+        ) {
+            let mut buf = prefix.clone();
+            let mut expected = prefix;
+            for &n in &values {
+                put_varlong(&mut buf, n);
+                let mut scratch = [0u8; 10];
+                let end = write_varlong(&mut scratch, 0, n);
+                expected.extend_from_slice(&scratch[..end]);
+                // Small values too, which take the one- and two-byte paths.
+                let small = (n % 20_000) as i32;
+                put_varint(&mut buf, small);
+                let end = write_varint(&mut scratch, 0, small);
+                expected.extend_from_slice(&scratch[..end]);
+            }
+            prop_assert_eq!(buf, expected);
         }
 
         #[test]
