@@ -21,7 +21,13 @@ impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64)
+            // Not `as_millis`: its u128 division costs as much as reading the clock.
+            .map_or(0, |d| {
+                i64::try_from(d.as_secs())
+                    .unwrap_or(i64::MAX / 1000)
+                    .saturating_mul(1000)
+                    + i64::from(d.subsec_millis())
+            })
     }
 }
 
@@ -206,5 +212,30 @@ impl LogConfig {
             return Err(Error::config("flush_messages", "must be at least 1"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wall_ms() -> i64 {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970");
+        i64::try_from(d.as_millis()).expect("fits")
+    }
+
+    #[test]
+    fn system_clock_reads_wall_milliseconds() {
+        for _ in 0..1000 {
+            let before = wall_ms();
+            let now = SystemClock.now_ms();
+            let after = wall_ms();
+            assert!(
+                before <= now && now <= after,
+                "{before} <= {now} <= {after}"
+            );
+        }
     }
 }

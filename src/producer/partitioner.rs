@@ -124,14 +124,14 @@ impl Partitioner for DefaultPartitioner {
         num_partitions: i32,
     ) -> i32 {
         let n = num_partitions.max(1);
+        if n == 1 {
+            return 0;
+        }
         if let Some(key) = key {
             return partition_for_key(key, n);
         }
         let mut st = self.state.lock();
         let pick = |st: &mut StickyState, avoid: Option<i32>| -> i32 {
-            if n == 1 {
-                return 0;
-            }
             // Uniform among the other partitions, so consecutive batches differ.
             let r = (st.next_random() % (n as u64 - u64::from(avoid.is_some()))) as i32;
             match avoid {
@@ -145,10 +145,14 @@ impl Partitioner for DefaultPartitioner {
             Some((p, _)) if p < n => (pick(&mut st, Some(p)), 0),
             _ => (pick(&mut st, None), 0),
         };
-        st.current.insert(
-            topic.to_string(),
-            (partition, bytes.saturating_add(record_bytes)),
-        );
+        let entry = (partition, bytes.saturating_add(record_bytes));
+        // The topic's name is copied once, not at every send.
+        match st.current.get_mut(topic) {
+            Some(e) => *e = entry,
+            None => {
+                st.current.insert(topic.to_string(), entry);
+            }
+        }
         partition
     }
 }
