@@ -64,7 +64,8 @@ pub use error::{Error, Result};
 pub use format::{Batch, BatchBuilder, Compression, Header, Record};
 pub use maintenance::MaintenanceReport;
 pub use producer::{
-    Acks, BatchDelivery, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
+    Acks, BatchDelivery, DeliveryFuture, Payload, Producer, ProducerConfig, ProducerRecord,
+    RecordMetadata,
 };
 pub use store::{Partition, PartitionDescription, Store, StoreConfig, Topic, TopicDescription};
 pub use topic::{CleanupPolicy, TopicConfig, validate_topic_name};

@@ -756,6 +756,75 @@ fn send_is_a_std_future_and_a_full_buffer_appends_open_batches_to_make_room() {
     assert!(second.wait().is_ok());
 }
 
+/// Keys, values and topic names may borrow the caller's buffers: `send` and
+/// `send_batch` copy them into the open batch, so the buffers can be reused at once, even
+/// while the batch lingers. Every kind of `Payload` source stores the same bytes.
+#[test]
+fn borrowed_records_are_copied_at_send_and_stored_like_owned_ones() {
+    let fs = SimFs::new();
+    let store = sim_store(&fs).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let p = store
+        .producer(ProducerConfig::default().linger_ms(60_000))
+        .unwrap();
+    let topic = String::from("t");
+    let mut key = Vec::new();
+    let mut value = String::new();
+    let mut futures = Vec::new();
+    for i in 0..50 {
+        key.clear();
+        key.extend_from_slice(format!("k{i}").as_bytes());
+        value.clear();
+        value.push_str(&format!("v{i}"));
+        let record = ProducerRecord::new(topic.as_str()).key(&key).value(&value);
+        futures.push(p.send(record).unwrap());
+    }
+    let texts: Vec<(String, String)> = (50..60)
+        .map(|i| (format!("k{i}"), format!("v{i}")))
+        .collect();
+    let batch: Vec<ProducerRecord<'_>> = texts
+        .iter()
+        .map(|(k, v)| ProducerRecord::new(&topic).key(k.as_bytes()).value(v))
+        .collect();
+    let batch_future = p.send_batch(&batch).unwrap();
+    drop(batch);
+    // Owned and other borrowed sources of the same bytes.
+    let owned: ProducerRecord<'static> = ProducerRecord::new("t")
+        .key(b"k60".to_vec())
+        .value(bytes::Bytes::from_static(b"v60"));
+    futures.push(p.send(owned).unwrap());
+    let array = *b"k61";
+    let shared = bytes::Bytes::from_static(b"v61");
+    futures.push(
+        p.send(ProducerRecord::new("t").key(&array).value(&shared))
+            .unwrap(),
+    );
+    let short_lived = ProducerRecord::new("t")
+        .key(String::from("k62").as_str())
+        .value("v62")
+        .into_owned();
+    futures.push(p.send(short_lived).unwrap());
+    p.flush().unwrap();
+    let mut offsets: Vec<i64> = futures
+        .into_iter()
+        .map(|f| f.wait().unwrap().offset)
+        .collect();
+    offsets.extend(batch_future.wait().unwrap().iter().map(|m| m.offset));
+    offsets.sort_unstable();
+    assert_eq!(offsets, (0..63).collect::<Vec<i64>>());
+    let mut c = store.consumer(earliest("g")).unwrap();
+    c.assign(&[tp("t", 0)]).unwrap();
+    let got = poll_n(&mut c, 63);
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = got
+        .iter()
+        .map(|r| (r.key().unwrap().to_vec(), r.value().unwrap().to_vec()))
+        .collect();
+    let expected: Vec<(Vec<u8>, Vec<u8>)> = (0..63)
+        .map(|i| (format!("k{i}").into_bytes(), format!("v{i}").into_bytes()))
+        .collect();
+    assert_eq!(pairs, expected);
+}
+
 #[test]
 fn acks_none_resolves_at_once_and_close_flushes() {
     let dir = tempfile::tempdir().unwrap();

@@ -17,8 +17,8 @@
 //! ```
 
 mod partitioner;
+mod record;
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::future::Future;
@@ -29,14 +29,14 @@ use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 
 pub use partitioner::{DefaultPartitioner, Partitioner, murmur2, partition_for_key};
+pub use record::{Payload, ProducerRecord};
 
 use crate::error::{Error, Result};
 use crate::format::batch::EncodedBatch;
-use crate::format::{BatchBuilder, Compression, Header, TimestampType};
+use crate::format::{BatchBuilder, Compression, TimestampType};
 use crate::store::{PartitionState, Store};
 
 /// When `send(..).wait()` returns: the durability contract of DESIGN.md section 5.
@@ -175,62 +175,6 @@ impl ProducerConfig {
             }
         }
         Ok(())
-    }
-}
-
-/// A record to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProducerRecord {
-    topic: Cow<'static, str>,
-    partition: Option<i32>,
-    key: Option<Bytes>,
-    value: Option<Bytes>,
-    headers: Vec<Header>,
-    timestamp: Option<i64>,
-}
-
-impl ProducerRecord {
-    /// A record for `topic` with null key and value (set them with the builders). A
-    /// `&'static str` topic is not copied.
-    pub fn new(topic: impl Into<Cow<'static, str>>) -> Self {
-        ProducerRecord {
-            topic: topic.into(),
-            partition: None,
-            key: None,
-            value: None,
-            headers: Vec::new(),
-            timestamp: None,
-        }
-    }
-    /// Sends to this partition, bypassing the partitioner.
-    #[must_use]
-    pub fn partition(mut self, partition: i32) -> Self {
-        self.partition = Some(partition);
-        self
-    }
-    /// The key (chooses the partition by murmur2 with the default partitioner).
-    #[must_use]
-    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
-        self.key = Some(key.into());
-        self
-    }
-    /// The value (none = a tombstone).
-    #[must_use]
-    pub fn value(mut self, value: impl Into<Bytes>) -> Self {
-        self.value = Some(value.into());
-        self
-    }
-    /// Adds a header.
-    #[must_use]
-    pub fn header(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
-        self.headers.push(Header::new(key, value));
-        self
-    }
-    /// The CreateTime timestamp (ms since the epoch). Default = now.
-    #[must_use]
-    pub fn timestamp(mut self, timestamp: i64) -> Self {
-        self.timestamp = Some(timestamp);
-        self
     }
 }
 
@@ -752,7 +696,7 @@ impl Producer {
     /// `NotFound` for an unknown topic or partition; `RecordTooLarge` past
     /// `max_request_size`, the topic's `max_message_bytes` or `buffer_memory`; `Timeout`
     /// after `max_block_ms`; `Closed` after `close`.
-    pub fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
+    pub fn send(&self, record: ProducerRecord<'_>) -> Result<DeliveryFuture> {
         self.handle.shared.send(record)
     }
 
@@ -780,7 +724,7 @@ impl Producer {
     ///
     /// # Errors
     /// As [`send`](Self::send), for the first record refused.
-    pub fn send_batch(&self, records: &[ProducerRecord]) -> Result<BatchDelivery> {
+    pub fn send_batch(&self, records: &[ProducerRecord<'_>]) -> Result<BatchDelivery> {
         self.handle.shared.send_batch(records)
     }
 
@@ -824,13 +768,13 @@ impl Drop for Handle {
 }
 
 /// Approximate encoded size of a record in a batch (varint fields at their widest).
-fn record_estimate(r: &ProducerRecord) -> usize {
-    let field = |b: Option<&Bytes>| b.map_or(1, |b| b.len() + 5);
-    21 + field(r.key.as_ref())
-        + field(r.value.as_ref())
+fn record_estimate(r: &ProducerRecord<'_>) -> usize {
+    let field = |b: Option<&[u8]>| b.map_or(1, |b| b.len() + 5);
+    21 + field(r.key_bytes())
+        + field(r.value_bytes())
         + r.headers
             .iter()
-            .map(|h| h.key.len() + 5 + field(h.value.as_ref()))
+            .map(|h| h.key.len() + 5 + field(h.value.as_deref()))
             .sum::<usize>()
 }
 
@@ -848,7 +792,7 @@ impl Shared {
         Ok(())
     }
 
-    fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
+    fn send(&self, record: ProducerRecord<'_>) -> Result<DeliveryFuture> {
         self.check_open()?;
         let (size, custom) = self.prepare(&record)?;
         let timestamp = record
@@ -889,7 +833,7 @@ impl Shared {
         })
     }
 
-    fn send_batch(&self, records: &[ProducerRecord]) -> Result<BatchDelivery> {
+    fn send_batch(&self, records: &[ProducerRecord<'_>]) -> Result<BatchDelivery> {
         self.check_open()?;
         let now = self.store.inner.config.now_ms();
         let mut plan = Vec::with_capacity(records.len());
@@ -972,7 +916,7 @@ impl Shared {
     /// The checks a record passes before the accumulator's lock, its estimated size,
     /// and a custom partitioner's choice: that runs outside the lock (it is the
     /// application's code) and needs the partition count first.
-    fn prepare(&self, record: &ProducerRecord) -> Result<(usize, Option<i32>)> {
+    fn prepare(&self, record: &ProducerRecord<'_>) -> Result<(usize, Option<i32>)> {
         if record.topic.starts_with("__") {
             return Err(Error::InvalidArgument {
                 name: "topic",
@@ -994,7 +938,7 @@ impl Shared {
                 Some(Self::checked(
                     &record.topic,
                     n,
-                    p.partition(&record.topic, record.key.as_deref(), size, n),
+                    p.partition(&record.topic, record.key_bytes(), size, n),
                 )?)
             }
             _ => None,
@@ -1024,7 +968,7 @@ impl Shared {
     fn add(
         &self,
         st: &mut parking_lot::MutexGuard<'_, AccState>,
-        (record, size, timestamp, custom): (&ProducerRecord, usize, i64, Option<i32>),
+        (record, size, timestamp, custom): (&ProducerRecord<'_>, usize, i64, Option<i32>),
         to_ship: &mut Vec<Closed>,
         close_now: bool,
         mut located: Option<(usize, i32)>,
@@ -1060,7 +1004,7 @@ impl Shared {
     fn locate(
         &self,
         st: &mut AccState,
-        record: &ProducerRecord,
+        record: &ProducerRecord<'_>,
         size: usize,
         custom: Option<i32>,
         to_ship: &mut Vec<Closed>,
@@ -1110,7 +1054,7 @@ impl Shared {
                     num_partitions,
                     self.partitioner.partition(
                         &record.topic,
-                        record.key.as_deref(),
+                        record.key_bytes(),
                         size,
                         num_partitions,
                     ),
@@ -1124,7 +1068,7 @@ impl Shared {
     fn push(
         &self,
         st: &mut AccState,
-        (record, size, timestamp): (&ProducerRecord, usize, i64),
+        (record, size, timestamp): (&ProducerRecord<'_>, usize, i64),
         (topic, partition): (usize, i32),
         to_ship: &mut Vec<Closed>,
         close_now: bool,
@@ -1189,8 +1133,8 @@ impl Shared {
         });
         if let Err(e) = b.builder.push(
             timestamp,
-            record.key.as_deref(),
-            record.value.as_deref(),
+            record.key_bytes(),
+            record.value_bytes(),
             &record.headers,
         ) {
             if opened {
