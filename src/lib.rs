@@ -22,7 +22,7 @@
 //! ```
 //!
 //! Modules:
-//! - [`format`]: pure encoding and decoding of Kafka batches (no I/O).
+//! - [`format`](mod@format): pure encoding and decoding of Kafka batches (no I/O).
 //! - [`fs`]: the storage seam ([`fs::OsFs`], and [`fs::SimFs`] for crash and fault tests).
 //! - [`log`]: one partition directory: append, read, flush, roll, truncate, recovery.
 //!
