@@ -231,6 +231,33 @@ mod tests {
         assert_eq!(pos, 0, "failed reads do not advance");
     }
 
+    /// Values on each side of every length boundary (2^(7k) - 1 and 2^(7k) after
+    /// zigzag), and the extremes: each path of `put_uvarint` and each length.
+    #[test]
+    fn length_boundaries_round_trip() {
+        let mut unsigned = vec![0u64, u64::MAX];
+        for k in 1..=9 {
+            unsigned.push((1u64 << (7 * k)) - 1);
+            unsigned.push(1u64 << (7 * k));
+        }
+        let mut signed: Vec<i64> = vec![i64::MIN, i64::MAX, -1, 1];
+        for u in &unsigned {
+            // The i64 whose zigzag encoding is `u`.
+            signed.push(((u >> 1) as i64) ^ -((u & 1) as i64));
+        }
+        for n in signed {
+            let mut buf = vec![0xaa];
+            put_varlong(&mut buf, n);
+            let mut scratch = [0u8; 10];
+            let end = write_varlong(&mut scratch, 0, n);
+            assert_eq!(&buf[1..], &scratch[..end], "encoding of {n}");
+            assert_eq!(buf.len() - 1, varlong_len(n), "length of {n}");
+            let mut pos = 1;
+            assert_eq!(read_varlong(&buf, &mut pos), Ok(n));
+            assert_eq!(pos, buf.len());
+        }
+    }
+
     proptest! {
         #[test]
         fn varint_round_trip(n: i32) {
@@ -247,7 +274,11 @@ mod tests {
         #[test]
         fn put_appends_the_reference_encoding(
             prefix in proptest::collection::vec(any::<u8>(), 0..20),
-            values in proptest::collection::vec(any::<i64>(), 1..8),
+            // Shifted by a random width, so every encoded length is as likely.
+            values in proptest::collection::vec(
+                (any::<i64>(), 0..64u32).prop_map(|(n, shift)| n >> shift),
+                1..8,
+            ),
         ) {
             let mut buf = prefix.clone();
             let mut expected = prefix;
