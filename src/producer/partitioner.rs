@@ -124,14 +124,15 @@ impl Partitioner for DefaultPartitioner {
         num_partitions: i32,
     ) -> i32 {
         let n = num_partitions.max(1);
-        if n == 1 {
-            return 0;
-        }
         if let Some(key) = key {
-            return partition_for_key(key, n);
+            // One partition: nothing to hash for (the same answer, 0).
+            return if n == 1 { 0 } else { partition_for_key(key, n) };
         }
         let mut st = self.state.lock();
         let pick = |st: &mut StickyState, avoid: Option<i32>| -> i32 {
+            if n == 1 {
+                return 0;
+            }
             // Uniform among the other partitions, so consecutive batches differ.
             let r = (st.next_random() % (n as u64 - u64::from(avoid.is_some()))) as i32;
             match avoid {
@@ -198,6 +199,22 @@ mod tests {
                 "keyed records never move"
             );
         }
+    }
+
+    /// Null-key records sent while the topic had one partition count towards its sticky
+    /// batch: once the topic grows, they stay on partition 0 until `batch_size` bytes,
+    /// then move to another partition.
+    #[test]
+    fn the_sticky_batch_carries_over_when_partitions_are_added() {
+        let p = DefaultPartitioner::with_seed(1000, 42);
+        for _ in 0..9 {
+            assert_eq!(p.partition("t", None, 100, 1), 0);
+        }
+        // 900 bytes so far: one more record still fits the batch of partition 0.
+        assert_eq!(p.partition("t", None, 100, 4), 0);
+        let next = p.partition("t", None, 100, 4);
+        assert_ne!(next, 0, "a full sticky batch moves to another partition");
+        assert!((1..4).contains(&next));
     }
 
     #[test]
