@@ -10,11 +10,12 @@ use crate::format::Header;
 
 /// The bytes of a record's key or value, borrowed or owned.
 ///
-/// `send` copies them into the partition's open batch before it returns, so a borrowed
-/// slice (`&[u8]`, `&str`, `&Vec<u8>`, `&String`, `&[u8; N]`) costs no allocation and
-/// no reference count; owned bytes (`Vec<u8>`, `String`, [`Bytes`], `&'static str`
-/// through its borrow) are accepted as well. Build one with `.into()`, or let
-/// [`ProducerRecord::key`] and [`ProducerRecord::value`] convert.
+/// `send` copies them into the partition's open batch before it returns, so borrowed
+/// bytes (a reference to anything that is `AsRef<[u8]>`: `&[u8]`, `&str` and string
+/// literals, `&Vec<u8>`, `&String`, `&[u8; N]`, `&Bytes`) cost no allocation and no
+/// reference count; owned bytes (`Vec<u8>`, `String`, [`Bytes`], `BytesMut`,
+/// `Box<[u8]>`) are accepted as well. Equality and hashing are by content. Build one
+/// with `.into()`, or let [`ProducerRecord::key`] and [`ProducerRecord::value`] convert.
 ///
 /// ```
 /// use streamlog::producer::Payload;
@@ -65,45 +66,23 @@ impl PartialEq for Payload<'_> {
 
 impl Eq for Payload<'_> {}
 
+impl std::hash::Hash for Payload<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
 impl AsRef<[u8]> for Payload<'_> {
     fn as_ref(&self) -> &[u8] {
         self.as_bytes()
     }
 }
 
-impl<'a> From<&'a [u8]> for Payload<'a> {
-    fn from(b: &'a [u8]) -> Self {
-        Payload(Repr::Borrowed(b))
-    }
-}
-
-impl<'a, const N: usize> From<&'a [u8; N]> for Payload<'a> {
-    fn from(b: &'a [u8; N]) -> Self {
-        Payload(Repr::Borrowed(b))
-    }
-}
-
-impl<'a> From<&'a str> for Payload<'a> {
-    fn from(s: &'a str) -> Self {
-        Payload(Repr::Borrowed(s.as_bytes()))
-    }
-}
-
-impl<'a> From<&'a Vec<u8>> for Payload<'a> {
-    fn from(b: &'a Vec<u8>) -> Self {
-        Payload(Repr::Borrowed(b))
-    }
-}
-
-impl<'a> From<&'a String> for Payload<'a> {
-    fn from(s: &'a String) -> Self {
-        Payload(Repr::Borrowed(s.as_bytes()))
-    }
-}
-
-impl<'a> From<&'a Bytes> for Payload<'a> {
-    fn from(b: &'a Bytes) -> Self {
-        Payload(Repr::Borrowed(b))
+/// Any borrowed bytes: `&[u8]`, `&str`, `&[u8; N]`, `&Vec<u8>`, `&String`, `&Bytes`,
+/// `&&str`...
+impl<'a, T: AsRef<[u8]> + ?Sized> From<&'a T> for Payload<'a> {
+    fn from(b: &'a T) -> Self {
+        Payload(Repr::Borrowed(b.as_ref()))
     }
 }
 
@@ -122,6 +101,12 @@ impl From<Vec<u8>> for Payload<'_> {
 impl From<String> for Payload<'_> {
     fn from(s: String) -> Self {
         Payload(Repr::Owned(s.into()))
+    }
+}
+
+impl From<bytes::BytesMut> for Payload<'_> {
+    fn from(b: bytes::BytesMut) -> Self {
+        Payload(Repr::Owned(b.freeze()))
     }
 }
 
@@ -151,10 +136,11 @@ impl<'a> From<Cow<'a, str>> for Payload<'a> {
 
 /// A record to send.
 ///
-/// The key and value may borrow the application's buffers (`'a`): `send` copies them
-/// into the batch before it returns, so borrowing is the cheapest way to send bytes
-/// already in hand. Owned bytes (`Vec<u8>`, `String`, [`Bytes`]) work too, and give a
-/// `ProducerRecord<'static>` to keep or pass on.
+/// The topic, key and value may borrow the application's buffers (`'a`): `send` copies
+/// them into the batch before it returns, so borrowing is the cheapest way to send bytes
+/// already in hand. With owned (or `'static`) topic, key and value (`Vec<u8>`, `String`,
+/// [`Bytes`], literals) the record is a `ProducerRecord<'static>`, to keep or pass on;
+/// [`into_owned`](Self::into_owned) makes one from any record.
 ///
 /// ```
 /// use streamlog::ProducerRecord;
@@ -237,5 +223,79 @@ impl<'a> ProducerRecord<'a> {
 
     pub(super) fn value_bytes(&self) -> Option<&[u8]> {
         self.value.as_ref().map(Payload::as_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn borrowed(p: &Payload<'_>) -> bool {
+        matches!(p.0, Repr::Borrowed(_))
+    }
+
+    #[test]
+    fn every_source_gives_its_bytes_borrowed_or_owned() {
+        let vec = b"abc".to_vec();
+        let string = String::from("abc");
+        let bytes = Bytes::from_static(b"abc");
+        let boxed: Box<[u8]> = Box::from(&b"abc"[..]);
+        let literal = "abc";
+        let names = ["abc"];
+        let borrowed_ones: Vec<Payload<'_>> = vec![
+            (&b"abc"[..]).into(),
+            b"abc".into(),
+            "abc".into(),
+            (&vec).into(),
+            (&string).into(),
+            (&bytes).into(),
+            (&boxed).into(),
+            (&literal).into(),
+            names.first().expect("one").into(), // a `&&str`
+            Cow::Borrowed(&b"abc"[..]).into(),
+            Cow::Borrowed("abc").into(),
+        ];
+        for p in &borrowed_ones {
+            assert!(borrowed(p), "{p:?} should borrow");
+            assert_eq!(p.as_bytes(), b"abc");
+        }
+        let owned_ones: Vec<Payload<'static>> = vec![
+            vec.clone().into(),
+            string.clone().into(),
+            bytes.clone().into(),
+            bytes::BytesMut::from(&b"abc"[..]).into(),
+            boxed.clone().into(),
+            Cow::<[u8]>::Owned(vec.clone()).into(),
+            Cow::<str>::Owned(string.clone()).into(),
+            Payload::from("abc").into_owned(),
+        ];
+        for p in &owned_ones {
+            assert!(!borrowed(p), "{p:?} should own");
+            assert_eq!(p, &borrowed_ones[0], "equal by content");
+        }
+        let state = std::hash::RandomState::new();
+        let h = |p: &Payload<'_>| std::hash::BuildHasher::hash_one(&state, p);
+        assert_eq!(h(&borrowed_ones[0]), h(&owned_ones[0]), "hashed by content");
+        assert_eq!(format!("{:?}", Payload::from("a\"\n")), r#"b"a\"\n""#);
+    }
+
+    #[test]
+    fn into_owned_copies_what_was_borrowed() {
+        let key = String::from("k");
+        let topic = String::from("t");
+        let record = ProducerRecord::new(topic.as_str())
+            .key(&key)
+            .value("v")
+            .partition(2)
+            .timestamp(7)
+            .header("h", "x");
+        let owned: ProducerRecord<'static> = record.into_owned();
+        drop((key, topic));
+        assert_eq!(owned.topic, "t");
+        assert_eq!(owned.key_bytes(), Some(&b"k"[..]));
+        assert_eq!(owned.value_bytes(), Some(&b"v"[..]));
+        assert_eq!((owned.partition, owned.timestamp), (Some(2), Some(7)));
+        assert_eq!(owned.headers.len(), 1);
+        assert!(owned.key.as_ref().is_some_and(|k| !borrowed(k)));
     }
 }
