@@ -28,6 +28,22 @@ fn config(clock: &Arc<ManualClock>) -> LogConfig {
 type Entry = (u8, Option<String>);
 
 /// Appends `records` (key, value) as one batch; returns the base offset.
+/// Records `v0`..`v39` under keys 0..3 in turn at `T0`, rolled every 4 records: 10
+/// segments of 4 records, 4 keys.
+fn write_ten_segments_of_four_keys(log: &Log) {
+    for i in 0..40u32 {
+        write(
+            log,
+            &[((i % 4) as u8, Some(format!("v{i}")))],
+            T0,
+            Compression::None,
+        );
+        if i % 4 == 3 {
+            log.roll().unwrap();
+        }
+    }
+}
+
 fn write(log: &Log, records: &[Entry], ts: i64, codec: Compression) -> i64 {
     let mut b = BatchBuilder::new().compression(codec);
     for (k, v) in records {
@@ -274,17 +290,7 @@ fn dirty_ratio_merging_and_checkpoint() {
     let clock = Arc::new(ManualClock::new(T0));
     let fs = SimFs::new();
     let log = open_sim(&fs, config(&clock).segment_bytes(4096)).unwrap();
-    for i in 0..40u32 {
-        write(
-            &log,
-            &[((i % 4) as u8, Some(format!("v{i}")))],
-            T0,
-            Compression::None,
-        );
-        if i % 4 == 3 {
-            log.roll().unwrap();
-        }
-    }
+    write_ten_segments_of_four_keys(&log);
     write(
         &log,
         &[(9, Some("in the active segment".into()))],
@@ -939,17 +945,7 @@ fn a_read_during_a_compaction_swap_gets_the_old_segments_bytes() {
         )
         .unwrap(),
     );
-    for i in 0..40u32 {
-        write(
-            &log,
-            &[((i % 4) as u8, Some(format!("v{i}")))],
-            T0,
-            Compression::None,
-        );
-        if i % 4 == 3 {
-            log.roll().unwrap(); // 10 segments of 4 records, 4 keys
-        }
-    }
+    write_ten_segments_of_four_keys(&log);
     let second = log.segments()[1].base_offset;
     let seen = Arc::new(Mutex::new(None));
     {
