@@ -243,33 +243,6 @@ enum DirContents {
     Other,
 }
 
-/// A file that a partition directory may hold (segments, indexes, checkpoints, and the
-/// temporary files of their atomic writes).
-fn is_partition_file(name: &str) -> bool {
-    let name = name.strip_suffix(".tmp").unwrap_or(name);
-    [
-        ".log",
-        ".index",
-        ".timeindex",
-        ".txnindex",
-        ".snapshot",
-        ".cleaned",
-        ".swap",
-        ".deleted",
-    ]
-    .iter()
-    .any(|ext| name.ends_with(ext))
-        || [
-            crate::log::RECOVERY_POINT_FILE,
-            crate::log::CLEAN_SHUTDOWN_FILE,
-            crate::log::DURABLE_FILE,
-            crate::log::LEADER_EPOCH_FILE,
-            crate::log::LOCK_FILE,
-            crate::log::LOG_START_FILE,
-        ]
-        .contains(&name)
-}
-
 /// The partition directory `<topic>-<partitions - 1>` must fit a file name.
 fn check_dir_name_length(topic: &str, partitions: i32) -> Result<()> {
     let longest = partition_dir_name(topic, partitions.saturating_sub(1).max(0));
@@ -797,7 +770,9 @@ impl Inner {
             return Ok(DirContents::Missing);
         }
         Ok(match fs.list_dir(&path) {
-            Ok(files) if files.iter().all(|f| is_partition_file(f)) => DirContents::PartitionFiles,
+            Ok(files) if files.iter().all(|f| crate::log::is_partition_file(f)) => {
+                DirContents::PartitionFiles
+            }
             _ => DirContents::Other,
         })
     }

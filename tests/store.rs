@@ -358,6 +358,78 @@ fn open_does_not_delete_unrelated_user_directories() {
     );
 }
 
+/// A user's directory named like a partition (`<name>-<n>`) whose files merely end in a
+/// segment or index suffix (`server.log`, `notes.index`) is not a partition directory:
+/// neither open (orphan removal) nor `create_topic` deletes it.
+#[test]
+fn user_files_with_log_like_suffixes_are_not_partition_files() {
+    let fs = SimFs::new();
+    fs.create_dir_all(Path::new("/store/myapp-1")).unwrap();
+    fs.write_file(
+        Path::new("/store/myapp-1/server.log"),
+        b"user data".to_vec(),
+    );
+    let store = sim_store(&fs).unwrap();
+    assert_eq!(
+        fs.read_file(Path::new("/store/myapp-1/server.log"))
+            .as_deref(),
+        Some(&b"user data"[..]),
+        "Store::open deleted a user's server.log"
+    );
+    fs.create_dir_all(Path::new("/store/other-0")).unwrap();
+    fs.write_file(
+        Path::new("/store/other-0/notes.index"),
+        b"user data".to_vec(),
+    );
+    let r = store.create_topic("other", TopicConfig::default());
+    assert!(
+        matches!(r, Err(Error::AlreadyExists { .. })),
+        "create_topic over a user's directory: {r:?}"
+    );
+    assert_eq!(
+        fs.read_file(Path::new("/store/other-0/notes.index"))
+            .as_deref(),
+        Some(&b"user data"[..]),
+        "create_topic deleted a user's notes.index"
+    );
+    // The store is still usable.
+    store.create_topic("fine", TopicConfig::default()).unwrap();
+}
+
+/// The leftovers of an interrupted create or delete of a compacted topic (its cleaner
+/// checkpoint and tombstone horizon files included) are still recognized as ours: open
+/// removes them, and the name can be created again.
+#[test]
+fn orphaned_compacted_partition_directories_are_removed() {
+    let fs = SimFs::new();
+    fs.create_dir_all(Path::new("/store/gone-0")).unwrap();
+    for f in [
+        "00000000000000000000.log",
+        "00000000000000000000.index",
+        "00000000000000000000.timeindex",
+        "00000000000000000040.log.cleaned",
+        "00000000000000000040.index.swap",
+        "00000000000000000000.log.deleted",
+        "recovery-point-offset-checkpoint",
+        "log-start-offset-checkpoint.tmp",
+        "cleaner-offset-checkpoint",
+        "streamlog.tombstone-horizon",
+        "streamlog.durable",
+        "leader-epoch-checkpoint",
+        ".kafka_cleanshutdown",
+        ".lock",
+    ] {
+        fs.write_file(&Path::new("/store/gone-0").join(f), Vec::new());
+    }
+    let store = sim_store(&fs).unwrap();
+    assert!(
+        fs.files(Path::new("/store/gone-0")).is_empty(),
+        "orphan partition files left: {:?}",
+        fs.files(Path::new("/store/gone-0"))
+    );
+    store.create_topic("gone", TopicConfig::default()).unwrap();
+}
+
 /// store.rs:379-386: a failure after some new partitions were opened leaves them in the
 /// live partition list while the metadata still has the old count. Appends to them
 /// succeed and are even flushed, and the next open deletes them as orphans.

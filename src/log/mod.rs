@@ -37,17 +37,40 @@ use crate::error::{Error, Result, io_ctx};
 use crate::format::batch::{self, BatchHeader, RECORD_BATCH_OVERHEAD};
 use crate::format::{Batch, EncodedBatch, Record, TimestampType};
 use crate::fs::{DirLock, FileSystem};
-pub(crate) use checkpoint::{
-    CLEAN_SHUTDOWN_FILE, DURABLE_FILE, LEADER_EPOCH_FILE, LOCK_FILE, LOG_START_FILE,
-    RECOVERY_POINT_FILE, read_small as read_small_file,
-    write_atomic_via as write_file_atomically_via,
-};
 use checkpoint::{DurableFile, DurablePoint};
+pub(crate) use checkpoint::{
+    read_small as read_small_file, write_atomic_via as write_file_atomically_via,
+};
 pub use clean::{CleanOutcome, CleanPolicy};
 pub use config::{Clock, LogConfig, ManualClock, SystemClock};
 pub use index::{OffsetEntry, TimeEntry};
 pub use retention::{RetentionOutcome, RetentionPolicy};
 use segment::{Segment, file_name};
+
+/// Whether `name` is a file a partition directory holds: a segment file or index
+/// (`<20-digit base offset>.log` and so on, also while being cleaned, swapped in,
+/// deleted or written), or one of the partition's checkpoint files (or its temporary
+/// copy). Anything else in a directory means the directory is not (only) ours.
+pub(crate) fn is_partition_file(name: &str) -> bool {
+    let name = [".cleaned", ".swap", ".deleted", ".tmp"]
+        .iter()
+        .find_map(|suffix| name.strip_suffix(suffix))
+        .unwrap_or(name);
+    ["log", "index", "timeindex", "txnindex", "snapshot"]
+        .iter()
+        .any(|suffix| segment::parse_file_name(name, suffix).is_some())
+        || [
+            checkpoint::RECOVERY_POINT_FILE,
+            checkpoint::CLEAN_SHUTDOWN_FILE,
+            checkpoint::DURABLE_FILE,
+            checkpoint::LEADER_EPOCH_FILE,
+            checkpoint::LOCK_FILE,
+            checkpoint::LOG_START_FILE,
+            clean::CLEANER_OFFSET_FILE,
+            clean::HORIZON_FILE,
+        ]
+        .contains(&name)
+}
 
 /// Where an appended batch landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
