@@ -61,6 +61,11 @@ impl Default for StoreConfig {
 }
 
 impl StoreConfig {
+    /// The decode limit of compressed batches (see [`DecodeOptions`]).
+    pub(crate) fn max_decompressed_bytes(&self) -> usize {
+        self.decode.max_decompressed_bytes
+    }
+
     /// The file system to store on. Default = the real one ([`OsFs`]); tests use
     /// [`SimFs`](crate::fs::SimFs).
     #[must_use]
@@ -948,7 +953,9 @@ impl Partition {
     ///
     /// # Errors
     /// `InvalidArgument` for no records, or a record without a key on a compacted topic
-    /// (as Kafka: compaction keeps records by key); `RecordTooLarge`; `Closed` after the
+    /// (as Kafka: compaction keeps records by key); `RecordTooLarge` past the topic's
+    /// `max_message_bytes`, or for compressed records that decompress past the store's
+    /// `max_decompressed_bytes` (no reader could decompress them); `Closed` after the
     /// topic was deleted or the store closed; `Io`; `Poisoned`.
     pub fn append_with(&self, records: &[Record], codec: Compression) -> Result<AppendInfo> {
         if self.state.log.config().allow_offset_gaps && records.iter().any(|r| r.key.is_none()) {

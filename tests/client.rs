@@ -1764,3 +1764,126 @@ fn a_panicking_waker_leaves_the_producer_consistent() {
         assert_eq!((m.partition, m.offset), (i as i32, 0));
     }
 }
+
+/// Bytes that no codec makes smaller (xorshift64).
+fn incompressible(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// The codec of each batch in partition 0 of `topic`, in order.
+fn batch_codecs(store: &Store, topic: &str) -> Vec<Compression> {
+    let part = store.topic(topic).unwrap().partition(0).unwrap();
+    let mut codecs = Vec::new();
+    let mut next = 0;
+    while next < part.log_end_offset() {
+        for b in part.read_batches(next, 1 << 20).unwrap() {
+            codecs.push(b.header().compression().unwrap());
+            next = b.header().last_offset() + 1;
+        }
+    }
+    codecs
+}
+
+/// A batch that compression would make larger is written uncompressed. Without that, a
+/// random value just under the topic's `max_message_bytes`, which `send` accepts
+/// (checked uncompressed), grew past the limit under gzip or snappy and its future failed
+/// with `RecordTooLarge`. Compressible batches still use the codec.
+#[test]
+fn incompressible_batches_are_written_uncompressed() {
+    let fs = SimFs::new();
+    let store = sim_store(&fs).unwrap();
+    for codec in Compression::ALL
+        .into_iter()
+        .filter(|c| *c != Compression::None)
+    {
+        let topic = format!("t-{codec}");
+        store
+            .create_topic(&topic, TopicConfig::default().max_message_bytes(100_000))
+            .unwrap();
+        let p = store
+            .producer(ProducerConfig::default().compression(codec).linger_ms(0))
+            .unwrap();
+        let random = incompressible(99_800, 42);
+        let zeros = vec![0u8; 99_800];
+        for value in [&random, &zeros] {
+            let r = p
+                .send(ProducerRecord::new(&topic).value(value))
+                .unwrap()
+                .wait();
+            assert!(r.is_ok(), "{codec}: {r:?}");
+        }
+        assert_eq!(
+            batch_codecs(&store, &topic),
+            [Compression::None, codec],
+            "{codec}: random then zeros"
+        );
+        let part = store.topic(&topic).unwrap().partition(0).unwrap();
+        let got: Vec<_> = (0..2)
+            .map(|o| part.read(o, 1 << 20).unwrap()[0].value.clone().unwrap())
+            .collect();
+        assert_eq!(got[0], random, "{codec}");
+        assert_eq!(got[1], zeros, "{codec}");
+    }
+}
+
+/// With a codec, a batch holds at most the store's `max_decompressed_bytes`
+/// uncompressed, or no reader could decompress it: `send` refuses a larger record, and
+/// records that together pass the limit go into several batches, all read back.
+#[test]
+fn compressing_producer_keeps_batches_within_the_decode_limit() {
+    let fs = SimFs::new();
+    let store = Store::open_with(
+        "/store",
+        StoreConfig::default()
+            .file_system(Arc::new(fs.clone()) as Arc<dyn FileSystem>)
+            .decode_options(streamlog::format::DecodeOptions {
+                max_decompressed_bytes: 64 << 10,
+            }),
+    )
+    .unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let p = store
+        .producer(
+            ProducerConfig::default()
+                .compression(Compression::Gzip)
+                .batch_size(1 << 20)
+                .linger_ms(60_000),
+        )
+        .unwrap();
+    let r = p.send(ProducerRecord::new("t").value(vec![1u8; 100 << 10]));
+    assert!(
+        matches!(
+            r,
+            Err(Error::RecordTooLarge {
+                limit_name: "max_decompressed_bytes",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    let values: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 10 << 10]).collect();
+    let futures: Vec<_> = values
+        .iter()
+        .map(|v| p.send(ProducerRecord::new("t").value(v)).unwrap())
+        .collect();
+    p.flush().unwrap();
+    for (i, f) in futures.into_iter().enumerate() {
+        assert_eq!(f.wait().unwrap().offset, i as i64);
+    }
+    let codecs = batch_codecs(&store, "t");
+    assert!(codecs.len() >= 4, "200 KiB in 64 KiB batches: {codecs:?}");
+    assert!(codecs.iter().all(|c| *c == Compression::Gzip), "{codecs:?}");
+    let part = store.topic("t").unwrap().partition(0).unwrap();
+    for (i, v) in values.iter().enumerate() {
+        let got = part.read(i as i64, 1).unwrap();
+        assert_eq!(got[0].value.as_deref(), Some(&v[..]), "offset {i}");
+    }
+}

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use streamlog::format::DecodeOptions;
 use streamlog::fs::{CrashImage, Fault, FileSystem, SimFs};
-use streamlog::{CleanupPolicy, Error, Record, Store, StoreConfig, TopicConfig};
+use streamlog::{CleanupPolicy, Compression, Error, Record, Store, StoreConfig, TopicConfig};
 
 fn sim_store(fs: &SimFs) -> streamlog::Result<Store> {
     Store::open_with(
@@ -428,6 +429,48 @@ fn orphaned_compacted_partition_directories_are_removed() {
         fs.files(Path::new("/store/gone-0"))
     );
     store.create_topic("gone", TopicConfig::default()).unwrap();
+}
+
+/// A compressed append whose records would decompress past the store's
+/// `max_decompressed_bytes` is refused: written, it could never be read back (every
+/// read and poll of the partition would fail on it). The partition stays usable.
+#[test]
+fn compressed_append_past_the_decode_limit_is_refused() {
+    let fs = SimFs::new();
+    let store = Store::open_with(
+        "/store",
+        StoreConfig::default()
+            .file_system(Arc::new(fs.clone()) as Arc<dyn FileSystem>)
+            .decode_options(DecodeOptions {
+                max_decompressed_bytes: 64 << 10,
+            }),
+    )
+    .unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let p = store.topic("t").unwrap().partition(0).unwrap();
+    let big = Record::new(0, Some("k"), Some(vec![0u8; 100 << 10]));
+    for codec in Compression::ALL
+        .into_iter()
+        .filter(|c| *c != Compression::None)
+    {
+        let r = p.append_with(std::slice::from_ref(&big), codec);
+        assert!(
+            matches!(
+                r,
+                Err(Error::RecordTooLarge {
+                    limit_name: "max_decompressed_bytes",
+                    ..
+                })
+            ),
+            "{codec:?}: {r:?}"
+        );
+    }
+    let fits = Record::new(0, Some("k"), Some(vec![7u8; 60 << 10]));
+    p.append_with(&[fits], Compression::Gzip).unwrap();
+    let got = p.read(0, 1 << 20).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].offset, 0);
+    assert_eq!(got[0].value.as_deref(), Some(&[7u8; 60 << 10][..]));
 }
 
 /// store.rs:379-386: a failure after some new partitions were opened leaves them in the

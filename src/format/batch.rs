@@ -711,6 +711,8 @@ pub struct BatchBuilder {
     partition_leader_epoch: i32,
     /// `base_timestamp` was set before the first record (the cleaner's delete horizon).
     preset_base: bool,
+    /// See [`compress_only_if_smaller`](Self::compress_only_if_smaller).
+    only_if_smaller: bool,
 }
 
 impl Default for BatchBuilder {
@@ -744,7 +746,18 @@ impl BatchBuilder {
             control: false,
             partition_leader_epoch: 0,
             preset_base: false,
+            only_if_smaller: false,
         }
+    }
+
+    /// Writes the batch uncompressed when compressing it would not make it smaller
+    /// (incompressible data: random bytes, or already compressed ones), as the format
+    /// allows per batch; readers see the codec in each batch's attributes. Default =
+    /// false (always the codec set by [`compression`](Self::compression)).
+    #[must_use]
+    pub fn compress_only_if_smaller(mut self, yes: bool) -> Self {
+        self.only_if_smaller = yes;
+        self
     }
 
     /// The codec applied by [`finish`](Self::finish). Default = none.
@@ -945,8 +958,12 @@ impl BatchBuilder {
     /// # Errors
     /// `InvalidArgument` for an empty batch; `UnsupportedCodec` if the codec is compiled out.
     pub fn build(self) -> Result<EncodedBatch> {
+        let records_len = self.buf.len().saturating_sub(RECORDS_OFFSET);
+        let bytes = self.finish()?;
+        let compressed = BatchHeader::parse(&bytes)?.compression()? != Compression::None;
         Ok(EncodedBatch {
-            bytes: self.finish()?,
+            bytes,
+            decompressed_len: compressed.then_some(records_len),
         })
     }
 
@@ -975,7 +992,7 @@ impl BatchBuilder {
         max_timestamp: Option<i64>,
     ) -> Result<Vec<u8>> {
         // An empty batch (kept by the cleaner to hold an offset range) is never compressed.
-        let codec = if self.count == 0 {
+        let mut codec = if self.count == 0 {
             Compression::None
         } else {
             self.compression
@@ -986,7 +1003,12 @@ impl BatchBuilder {
             let mut out = Vec::with_capacity(RECORDS_OFFSET + self.buf.len() / 2);
             out.resize(RECORDS_OFFSET, 0);
             compression::compress(codec, self.level, &self.buf[RECORDS_OFFSET..], &mut out)?;
-            out
+            if self.only_if_smaller && out.len() >= self.buf.len() {
+                codec = Compression::None;
+                self.buf
+            } else {
+                out
+            }
         };
         let mut attributes = i16::from(codec.id()) | extra_attributes;
         if self.transactional {
@@ -1101,6 +1123,8 @@ pub(crate) fn rebuild_batch(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedBatch {
     bytes: Vec<u8>,
+    /// For a compressed batch, the size of its records once decompressed.
+    decompressed_len: Option<usize>,
 }
 
 impl EncodedBatch {
@@ -1122,6 +1146,13 @@ impl EncodedBatch {
     /// The bytes, for sending elsewhere.
     pub fn into_vec(self) -> Vec<u8> {
         self.bytes
+    }
+
+    /// For a compressed batch, the size of its records section once decompressed (what
+    /// a reader's [`DecodeOptions::max_decompressed_bytes`] is compared with); `None`
+    /// for an uncompressed batch.
+    pub fn decompressed_len(&self) -> Option<usize> {
+        self.decompressed_len
     }
 
     pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {

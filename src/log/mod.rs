@@ -338,8 +338,19 @@ impl Log {
     /// its records again.
     ///
     /// # Errors
-    /// As [`append`](Self::append).
+    /// As [`append`](Self::append); also `RecordTooLarge` for a compressed batch whose
+    /// records decompress to more than this log's
+    /// [`max_decompressed_bytes`](crate::format::DecodeOptions::max_decompressed_bytes)
+    /// (no reader of this log could decompress it).
     pub fn append_encoded(&self, batch: &mut EncodedBatch) -> Result<AppendInfo> {
+        let limit = self.config.decode.max_decompressed_bytes;
+        if let Some(size) = batch.decompressed_len().filter(|&n| n > limit) {
+            return Err(Error::RecordTooLarge {
+                size: size as u64,
+                limit: limit as u64,
+                limit_name: "max_decompressed_bytes",
+            });
+        }
         self.append_inner(batch.bytes_mut(), true)
     }
 

@@ -129,7 +129,11 @@ impl ProducerConfig {
         max_request_size: usize
     );
     setter!(
-        /// Codec for every batch. Default = none.
+        /// Codec for every batch. Default = none. A batch that the codec would not make
+        /// smaller (incompressible data) is written uncompressed instead; each batch
+        /// names its codec, so every reader (Kafka's too) reads it either way. With a
+        /// codec, a batch also holds at most the store's `max_decompressed_bytes`
+        /// uncompressed, so that it can be read back.
         compression: Compression
     );
     setter!(
@@ -624,6 +628,9 @@ pub(crate) struct Shared {
     /// Memory freed, a batch finished, a new lingering batch, or close.
     cond: Condvar,
     closed: AtomicBool,
+    /// The most a batch may hold uncompressed: for a compressing producer, the store's
+    /// `max_decompressed_bytes` (a batch past it could be written but never read back).
+    max_uncompressed: usize,
 }
 
 struct Handle {
@@ -658,8 +665,14 @@ impl Store {
             .partitioner
             .clone()
             .unwrap_or_else(|| Arc::new(DefaultPartitioner::new(config.batch_size)));
+        let max_uncompressed = if config.compression == Compression::None {
+            usize::MAX
+        } else {
+            self.inner.config.max_decompressed_bytes()
+        };
         let shared = Arc::new(Shared {
             store: self.clone(),
+            max_uncompressed,
             config,
             partitioner,
             state: Mutex::new(AccState::default()),
@@ -694,7 +707,8 @@ impl Producer {
     ///
     /// # Errors
     /// `NotFound` for an unknown topic or partition; `RecordTooLarge` past
-    /// `max_request_size`, the topic's `max_message_bytes` or `buffer_memory`; `Timeout`
+    /// `max_request_size`, the topic's `max_message_bytes` or `buffer_memory` (or, with
+    /// compression, the store's `max_decompressed_bytes`); `Timeout`
     /// after `max_block_ms`; `Closed` after `close`.
     pub fn send(&self, record: ProducerRecord<'_>) -> Result<DeliveryFuture> {
         self.handle.shared.send(record)
@@ -1022,6 +1036,7 @@ impl Shared {
                 (self.config.max_request_size, "max_request_size"),
                 (acc.max_message_bytes, "max_message_bytes"),
                 (self.config.buffer_memory, "buffer_memory"),
+                (self.max_uncompressed, "max_decompressed_bytes"),
             ] {
                 if size + BATCH_OVERHEAD > limit {
                     return Err(Error::RecordTooLarge {
@@ -1099,7 +1114,11 @@ impl Shared {
             }
         };
         let acc = &mut accs[topic];
-        let limit = self.config.max_request_size.min(acc.max_message_bytes);
+        let limit = self
+            .config
+            .max_request_size
+            .min(acc.max_message_bytes)
+            .min(self.max_uncompressed);
         // `located` may be stale in `send_batch` (another record's check refreshed the
         // topic): refuse rather than index out of bounds.
         let Some(pa) = acc.parts.get_mut(partition as usize) else {
@@ -1124,7 +1143,8 @@ impl Shared {
             id: *next_batch_id,
             builder: BatchBuilder::with_capacity(self.config.batch_size.min(limit) + 128)
                 .compression(self.config.compression)
-                .compression_level(self.config.compression_level),
+                .compression_level(self.config.compression_level)
+                .compress_only_if_smaller(true),
             slot: BatchSlot::new(acc.name.clone(), partition, acc.log_append_time),
             part: pa.part.clone(),
             queue: pa.queue.clone(),
