@@ -25,7 +25,7 @@ use crate::error::{Error, Result, io_ctx};
 use crate::format::{Batch, BatchBuilder, Compression, DecodeOptions, Record};
 use crate::fs::{DirLock, FileSystem, OsFs};
 use crate::log::{AppendInfo, Clock, Log, LogConfig, SystemClock};
-use crate::topic::{TopicConfig, validate_topic_name};
+use crate::topic::{TopicConfig, refuse_internal, validate_topic_name};
 
 pub(crate) const TOPICS_DIR: &str = ".topics";
 pub(crate) const LOCK_FILE: &str = ".lock";
@@ -616,15 +616,11 @@ impl Store {
     /// `auto_offset_reset`. Durable on return. Returns the new log start offset.
     ///
     /// # Errors
-    /// `NotFound`; `OffsetOutOfRange` past the log end; `Io`; `Closed`.
+    /// `InvalidArgument` for an internal topic; `NotFound`; `OffsetOutOfRange` past the
+    /// log end; `Io`; `Closed`.
     pub fn delete_records(&self, topic: &str, partition: i32, offset: i64) -> Result<i64> {
         self.check_open()?;
-        if topic.starts_with("__") {
-            return Err(Error::InvalidArgument {
-                name: "topic",
-                reason: format!("`{topic}` is an internal topic"),
-            });
-        }
+        refuse_internal(topic, "its records are not deleted by hand")?;
         Partition {
             state: self.partition_state(topic, partition)?,
         }
@@ -952,12 +948,14 @@ impl Partition {
     /// Appends records as one batch compressed with `codec`.
     ///
     /// # Errors
-    /// `InvalidArgument` for no records, or a record without a key on a compacted topic
-    /// (as Kafka: compaction keeps records by key); `RecordTooLarge` past the topic's
+    /// `InvalidArgument` for no records, a record without a key on a compacted topic
+    /// (as Kafka: compaction keeps records by key), or an internal topic (read-only
+    /// here: only the store writes to it); `RecordTooLarge` past the topic's
     /// `max_message_bytes`, or for compressed records that decompress past the store's
     /// `max_decompressed_bytes` (no reader could decompress them); `Closed` after the
     /// topic was deleted or the store closed; `Io`; `Poisoned`.
     pub fn append_with(&self, records: &[Record], codec: Compression) -> Result<AppendInfo> {
+        refuse_internal(&self.state.topic, "only the store writes to it")?;
         if self.state.log.config().allow_offset_gaps && records.iter().any(|r| r.key.is_none()) {
             return Err(keyless_on_compacted(&self.state.topic));
         }
@@ -1028,8 +1026,10 @@ impl Partition {
     /// [`Store::delete_records`]). Returns the new log start offset.
     ///
     /// # Errors
-    /// `OffsetOutOfRange` past the log end; `Io`; `Poisoned`; `Closed`.
+    /// `InvalidArgument` for an internal topic; `OffsetOutOfRange` past the log end;
+    /// `Io`; `Poisoned`; `Closed`.
     pub fn delete_records(&self, offset: i64) -> Result<i64> {
+        refuse_internal(&self.state.topic, "its records are not deleted by hand")?;
         let start = self.state.log.advance_log_start(offset)?;
         self.state.wake();
         Ok(start)

@@ -384,6 +384,18 @@ impl TopicConfig {
     }
 }
 
+/// Refuses a write by the application to an internal topic (`__consumer_offsets`):
+/// only the store writes those, in their own formats, and reads them back at open.
+pub(crate) fn refuse_internal(topic: &str, what: &str) -> Result<()> {
+    if topic.starts_with("__") {
+        return Err(Error::InvalidArgument {
+            name: "topic",
+            reason: format!("`{topic}` is an internal topic; {what}"),
+        });
+    }
+    Ok(())
+}
+
 /// Checks Kafka's topic-name rules: 1 to 249 characters from ASCII letters, digits, `.`,
 /// `_` and `-`; not `.` or `..`. Names starting with `__` are reserved for internal topics.
 ///

@@ -981,6 +981,25 @@ fn bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable() 
             |e| matches!(e, Error::InvalidConfig { .. }),
         ),
         (
+            // Stored as a Kafka string (int16 length): a longer id was cut on disk,
+            // and its commits were lost (or merged with another id's) at reopen.
+            "group id over 32767 bytes",
+            Box::new(|| {
+                store
+                    .consumer(ConsumerConfig::new("g".repeat(32_768)))
+                    .map(drop)
+            }),
+            |e| {
+                matches!(
+                    e,
+                    Error::InvalidConfig {
+                        name: "group_id",
+                        ..
+                    }
+                )
+            },
+        ),
+        (
             "subscribe without group",
             Box::new(|| store.consumer(ConsumerConfig::default())?.subscribe(["t"])),
             |e| matches!(e, Error::InvalidArgument { .. }),
@@ -1094,6 +1113,28 @@ fn bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable() 
         (
             "delete_records on internal topic",
             Box::new(|| store.delete_records("__consumer_offsets", 0, 0).map(drop)),
+            |e| matches!(e, Error::InvalidArgument { .. }),
+        ),
+        (
+            "append to internal topic through its partition",
+            Box::new(|| {
+                store
+                    .topic("__consumer_offsets")?
+                    .partition(0)?
+                    .append(&[streamlog::Record::new(0, Some("k"), Some("v"))])
+                    .map(drop)
+            }),
+            |e| matches!(e, Error::InvalidArgument { .. }),
+        ),
+        (
+            "delete_records on internal topic through its partition",
+            Box::new(|| {
+                store
+                    .topic("__consumer_offsets")?
+                    .partition(0)?
+                    .delete_records(0)
+                    .map(drop)
+            }),
             |e| matches!(e, Error::InvalidArgument { .. }),
         ),
         (
@@ -1886,4 +1927,85 @@ fn compressing_producer_keeps_batches_within_the_decode_limit() {
         let got = part.read(i as i64, 1).unwrap();
         assert_eq!(got[0].value.as_deref(), Some(&v[..]), "offset {i}");
     }
+}
+
+/// Group ids up to the 32767-byte limit (multi-byte characters included) keep their
+/// commits across a reopen, under their own name.
+#[test]
+fn the_longest_group_ids_keep_their_commits_across_a_reopen() {
+    let fs = SimFs::new();
+    let a = "é".repeat(16_383); // 32766 bytes
+    let b = format!("{a}x"); // 32767 bytes, sharing a's first 32766
+    {
+        let store = sim_store(&fs).unwrap();
+        store.create_topic("t", TopicConfig::default()).unwrap();
+        for (group, offset) in [(&a, 3), (&b, 5)] {
+            let mut c = store
+                .consumer(ConsumerConfig::new(group.as_str()).enable_auto_commit(false))
+                .unwrap();
+            c.commit_sync_offsets(&BTreeMap::from([(tp("t", 0), offset)]))
+                .unwrap();
+        }
+        store.close().unwrap();
+    }
+    let store = sim_store(&fs).unwrap();
+    for (group, offset) in [(&a, 3), (&b, 5)] {
+        let c = store.consumer(ConsumerConfig::new(group.as_str())).unwrap();
+        assert_eq!(
+            c.committed(&[tp("t", 0)]).unwrap()[&tp("t", 0)],
+            Some(offset),
+            "group of {} bytes",
+            group.len()
+        );
+    }
+    let mut groups = store.list_groups();
+    groups.sort();
+    let mut want = vec![a.clone(), b.clone()];
+    want.sort();
+    assert_eq!(groups, want);
+}
+
+/// A committed offset below 0 in `__consumer_offsets` (no commit writes one; the file
+/// was damaged or written by other software) is skipped at open, not loaded: describing
+/// the group computed its lag as `end - i64::MIN` and panicked on the overflow.
+#[test]
+fn a_negative_committed_offset_on_disk_is_skipped() {
+    let fs = SimFs::new();
+    {
+        let store = sim_store(&fs).unwrap();
+        store.create_topic("t", TopicConfig::default()).unwrap();
+        let mut c = store.consumer(earliest("g")).unwrap();
+        c.commit_sync_offsets(&BTreeMap::from([(tp("t", 0), 0)]))
+            .unwrap();
+        drop(c);
+        store.close().unwrap();
+    }
+    {
+        // OffsetCommitKey v1 (group "g", topic "t", partition 0) and a value v3 with
+        // offset i64::MIN, appended to the offsets topic's log directly.
+        let mut key = vec![0, 1, 0, 1, b'g', 0, 1, b't'];
+        key.extend(0i32.to_be_bytes());
+        let mut value = vec![0, 3];
+        value.extend(i64::MIN.to_be_bytes());
+        value.extend([0xff; 4]);
+        value.extend([0, 0]);
+        value.extend(0i64.to_be_bytes());
+        let log = streamlog::log::Log::open_with_fs(
+            Arc::new(fs.clone()),
+            "/store/__consumer_offsets-0",
+            streamlog::log::LogConfig::default(),
+        )
+        .unwrap();
+        let mut batch = streamlog::BatchBuilder::new();
+        batch
+            .push(0, Some(&key[..]), Some(&value[..]), &[])
+            .unwrap();
+        log.append_encoded(&mut batch.build().unwrap()).unwrap();
+        log.close().unwrap();
+    }
+    let store = sim_store(&fs).unwrap();
+    let d = store.describe_group("g").unwrap();
+    assert_eq!(d.offsets.len(), 1);
+    assert_eq!(d.offsets[0].offset, 0, "the valid commit before it stands");
+    assert_eq!(d.offsets[0].lag, 0);
 }

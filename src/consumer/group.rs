@@ -503,7 +503,7 @@ impl Coordinator {
                             partition: tp.clone(),
                             offset,
                             log_end_offset,
-                            lag: (log_end_offset - offset).max(0),
+                            lag: log_end_offset.saturating_sub(offset).max(0),
                         }
                     })
                     .collect()
@@ -661,9 +661,15 @@ pub fn assign(
 // Kafka's OffsetCommitKey v1 and OffsetCommitValue v3 schemas, so the records in the
 // offsets topic read the same as Kafka's.
 
+/// The longest string the schemas hold (an int16 length): the limit of a group id.
+pub(crate) const MAX_STRING_BYTES: usize = i16::MAX as usize;
+
+/// Callers pass group ids (validated against [`MAX_STRING_BYTES`]) and topic names
+/// (at most 249 bytes), so nothing is ever cut here.
 fn put_string(b: &mut BytesMut, s: &str) {
-    b.put_i16(s.len().min(i16::MAX as usize) as i16);
-    b.put_slice(&s.as_bytes()[..s.len().min(i16::MAX as usize)]);
+    let n = s.len().min(MAX_STRING_BYTES);
+    b.put_i16(n as i16);
+    b.put_slice(&s.as_bytes()[..n]);
 }
 
 fn get_string(b: &mut Bytes) -> Option<String> {
@@ -708,12 +714,14 @@ fn encode_value(offset: i64, now_ms: i64) -> Vec<u8> {
     b.to_vec()
 }
 
+/// The committed offset of an OffsetCommitValue; `None` if it is not one (too short,
+/// or an offset no commit makes: commits are at least 0).
 fn decode_value(mut b: Bytes) -> Option<i64> {
     if b.remaining() < 10 {
         return None;
     }
     let _version = b.get_i16();
-    Some(b.get_i64())
+    Some(b.get_i64()).filter(|&o| o >= 0)
 }
 
 #[cfg(test)]

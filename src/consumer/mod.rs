@@ -137,7 +137,8 @@ impl ConsumerConfig {
         }
     }
 
-    /// The group (needed for `subscribe` and for committing). Default = none.
+    /// The group (needed for `subscribe` and for committing). Default = none. Not empty
+    /// and at most 32767 bytes (stored as a Kafka string).
     #[must_use]
     pub fn group_id(mut self, group_id: impl Into<String>) -> Self {
         self.group_id = Some(group_id.into());
@@ -203,10 +204,20 @@ impl ConsumerConfig {
         if self.max_poll_interval_ms == 0 {
             return Err(Error::config("max_poll_interval_ms", "must be at least 1"));
         }
-        if let Some(g) = &self.group_id
-            && g.is_empty()
-        {
-            return Err(Error::config("group_id", "must not be empty"));
+        if let Some(g) = &self.group_id {
+            if g.is_empty() {
+                return Err(Error::config("group_id", "must not be empty"));
+            }
+            if g.len() > group::MAX_STRING_BYTES {
+                return Err(Error::config(
+                    "group_id",
+                    format!(
+                        "is {} bytes; at most {} (a Kafka string's int16 length)",
+                        g.len(),
+                        group::MAX_STRING_BYTES
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -990,8 +1001,12 @@ impl Consumer {
         self.assigned
             .iter()
             .filter_map(|(tp, a)| {
-                a.position
-                    .map(|p| (tp.clone(), (a.state.log.log_end_offset() - p).max(0)))
+                a.position.map(|p| {
+                    (
+                        tp.clone(),
+                        a.state.log.log_end_offset().saturating_sub(p).max(0),
+                    )
+                })
             })
             .collect()
     }

@@ -931,15 +931,7 @@ impl Shared {
     /// and a custom partitioner's choice: that runs outside the lock (it is the
     /// application's code) and needs the partition count first.
     fn prepare(&self, record: &ProducerRecord<'_>) -> Result<(usize, Option<i32>)> {
-        if record.topic.starts_with("__") {
-            return Err(Error::InvalidArgument {
-                name: "topic",
-                reason: format!(
-                    "`{}` is an internal topic; producers cannot write to it",
-                    record.topic
-                ),
-            });
-        }
+        crate::topic::refuse_internal(&record.topic, "producers cannot write to it")?;
         let size = record_estimate(record);
         let custom = match (&self.config.partitioner, record.partition) {
             (Some(p), None) => {
