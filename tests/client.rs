@@ -2009,3 +2009,55 @@ fn a_negative_committed_offset_on_disk_is_skipped() {
     assert_eq!(d.offsets[0].offset, 0, "the valid commit before it stands");
     assert_eq!(d.offsets[0].lag, 0);
 }
+
+/// A consumer assigned a partition whose topic is deleted and created again over and
+/// over keeps polling without errors: a partition whose log closes under a poll is
+/// skipped until the next one finds the new topic (the store itself is open).
+#[test]
+fn polls_race_topic_deletion_and_recreation_without_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let mut c = store.consumer(earliest("g")).unwrap();
+    c.assign(&[tp("t", 0)]).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let churn = {
+        let store = store.clone();
+        let done = done.clone();
+        std::thread::spawn(move || {
+            for i in 0..200 {
+                if let Ok(p) = store.topic("t").and_then(|t| t.partition(0)) {
+                    let _ = p.append(&[streamlog::Record::new(0, Some("k"), Some(format!("{i}")))]);
+                }
+                store.delete_topic("t").unwrap();
+                store.create_topic("t", TopicConfig::default()).unwrap();
+            }
+            done.store(true, Ordering::Release);
+        })
+    };
+    let mut polls = 0;
+    let mut errors = Vec::new();
+    while !done.load(Ordering::Acquire) {
+        polls += 1;
+        if let Err(e) = c.poll(Duration::from_millis(1)) {
+            errors.push(e);
+        }
+    }
+    churn.join().unwrap();
+    assert!(
+        errors.is_empty(),
+        "{} of {polls} polls failed, first: {:?}",
+        errors.len(),
+        errors.first()
+    );
+    // The last topic's records are read.
+    store
+        .topic("t")
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .append(&[streamlog::Record::new(0, Some("k"), Some("last"))])
+        .unwrap();
+    let got = poll_n(&mut c, 1);
+    assert_eq!(got.last().and_then(|r| r.value()), Some(&b"last"[..]));
+}

@@ -705,6 +705,11 @@ impl Consumer {
                         a.position = Some(p);
                         continue;
                     }
+                    // Its topic was deleted during this read: skipped like a deleted
+                    // topic's partition above (the next poll looks for a new topic).
+                    Err(Error::Closed { .. }) if self.assigned[tp].state.log.is_closed() => {
+                        continue;
+                    }
                     Err(e) => {
                         // Reported first at the next poll if deferred now (see below).
                         self.next_partition = (start + i) % n;
