@@ -525,7 +525,8 @@ impl Store {
             .map_err(io_ctx(format!("fsync {}", self.inner.dir.display())))
     }
 
-    /// Names of all topics, sorted, without internal ones (`__consumer_offsets`).
+    /// Names of all topics, sorted, without internal ones (`__consumer_offsets`). After
+    /// [`close`](Self::close), the topics the store had.
     pub fn list_topics(&self) -> Vec<String> {
         self.inner
             .topics
@@ -539,8 +540,9 @@ impl Store {
     /// A topic's configuration and per-partition offsets and sizes.
     ///
     /// # Errors
-    /// `NotFound`.
+    /// `NotFound`; `Closed`.
     pub fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
+        self.check_open()?;
         let t = self.inner.topic(name)?;
         let partitions = t
             .partitions
@@ -627,7 +629,8 @@ impl Store {
         .delete_records(offset)
     }
 
-    /// Consumer groups with live members or committed offsets, sorted.
+    /// Consumer groups with live members or committed offsets, sorted. After
+    /// [`close`](Self::close), the groups the store had.
     pub fn list_groups(&self) -> Vec<String> {
         self.inner.groups.list()
     }
@@ -635,8 +638,9 @@ impl Store {
     /// A group's members, their assignments, and its committed offsets with lag.
     ///
     /// # Errors
-    /// `NotFound` for a group with no members and no committed offsets.
+    /// `NotFound` for a group with no members and no committed offsets; `Closed`.
     pub fn describe_group(&self, group: &str) -> Result<crate::consumer::GroupDescription> {
+        self.check_open()?;
         let end = |tp: &crate::consumer::TopicPartition| {
             self.partition_state(tp.topic(), tp.partition())
                 .ok()
@@ -652,7 +656,8 @@ impl Store {
     }
 
     /// Flushes every partition and closes the store: the next open scans nothing. Later
-    /// calls on any clone return `Closed`.
+    /// calls on any clone that return a `Result` return `Closed` (`list_topics` and
+    /// `list_groups` list what the store had).
     ///
     /// # Errors
     /// The first error from closing a partition (the others are still closed).

@@ -1172,6 +1172,59 @@ fn bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable() 
         store.consumer(ConsumerConfig::default()),
         Err(Error::Closed { .. })
     ));
+    assert!(matches!(
+        store.describe_topic("t"),
+        Err(Error::Closed { .. })
+    ));
+    assert!(matches!(
+        store.describe_group("g"),
+        Err(Error::Closed { .. })
+    ));
+}
+
+/// Every `Result` method of a closed consumer says `Closed` (not, say, that its
+/// partition is not assigned), and so do they once its store is closed.
+#[test]
+fn a_closed_consumer_answers_closed() {
+    let fs = SimFs::new();
+    let store = sim_store(&fs).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let t0 = tp("t", 0);
+    let t0s = std::slice::from_ref(&t0);
+    let check = |c: &mut Consumer, when: &str| {
+        let results: Vec<(&str, streamlog::Result<()>)> = vec![
+            ("seek", c.seek(&t0, 0)),
+            ("seek_to_beginning", c.seek_to_beginning(&[])),
+            ("seek_to_end", c.seek_to_end(&[])),
+            ("position", c.position(&t0).map(drop)),
+            ("pause", c.pause(t0s)),
+            ("resume", c.resume(t0s)),
+            ("beginning_offsets", c.beginning_offsets(t0s).map(drop)),
+            ("end_offsets", c.end_offsets(t0s).map(drop)),
+            (
+                "offsets_for_times",
+                c.offsets_for_times(&BTreeMap::from([(t0.clone(), 0)]))
+                    .map(drop),
+            ),
+            ("committed", c.committed(t0s).map(drop)),
+            ("poll", c.poll(Duration::ZERO).map(drop)),
+            ("commit_sync", c.commit_sync()),
+        ];
+        for (name, r) in results {
+            assert!(
+                matches!(r, Err(Error::Closed { .. })),
+                "{when}: {name}: {r:?}"
+            );
+        }
+    };
+    let mut c = store.consumer(earliest("g")).unwrap();
+    c.assign(t0s).unwrap();
+    c.close().unwrap();
+    check(&mut c, "after close");
+    let mut c = store.consumer(earliest("g")).unwrap();
+    c.assign(t0s).unwrap();
+    store.close().unwrap();
+    check(&mut c, "after the store's close");
 }
 
 /// `send_batch`: records go where `send` would put them, in order, with their metadata;

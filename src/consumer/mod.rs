@@ -268,7 +268,9 @@ struct Membership {
 
 /// Reads records from partitions it is assigned (by [`assign`](Self::assign)) or that
 /// its group gives it (by [`subscribe`](Self::subscribe)). `Send`, not `Sync`: one
-/// thread polls it, as in Kafka; make one consumer per thread.
+/// thread polls it, as in Kafka; make one consumer per thread. After
+/// [`close`](Self::close), or once its store is closed, the methods that return a
+/// `Result` return `Closed`.
 pub struct Consumer {
     store: Store,
     config: ConsumerConfig,
@@ -778,8 +780,9 @@ impl Consumer {
     /// fetch: out of range follows `auto_offset_reset`).
     ///
     /// # Errors
-    /// `InvalidArgument` if `tp` is not assigned or `offset` is negative.
+    /// `InvalidArgument` if `tp` is not assigned or `offset` is negative; `Closed`.
     pub fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<()> {
+        self.check_open()?;
         if offset < 0 {
             return Err(Error::InvalidArgument {
                 name: "offset",
@@ -795,16 +798,18 @@ impl Consumer {
     /// Moves to the log start of each partition (all assigned if empty).
     ///
     /// # Errors
-    /// `InvalidArgument` for an unassigned partition.
+    /// `InvalidArgument` for an unassigned partition; `Closed`.
     pub fn seek_to_beginning(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        self.check_open()?;
         self.seek_each(partitions, |a| a.state.log.log_start_offset())
     }
 
     /// Moves to the log end of each partition (all assigned if empty).
     ///
     /// # Errors
-    /// `InvalidArgument` for an unassigned partition.
+    /// `InvalidArgument` for an unassigned partition; `Closed`.
     pub fn seek_to_end(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        self.check_open()?;
         self.seek_each(partitions, |a| a.state.log.log_end_offset())
     }
 
@@ -833,8 +838,9 @@ impl Consumer {
     /// offset or `auto_offset_reset` if needed).
     ///
     /// # Errors
-    /// `InvalidArgument` if not assigned; `OffsetOutOfRange` with reset `None`.
+    /// `InvalidArgument` if not assigned; `OffsetOutOfRange` with reset `None`; `Closed`.
     pub fn position(&mut self, tp: &TopicPartition) -> Result<i64> {
+        self.check_open()?;
         let a = self.assigned(tp)?;
         if let Some(p) = a.position {
             return Ok(p);
@@ -847,16 +853,18 @@ impl Consumer {
     /// Stops returning records from these partitions until [`resume`](Self::resume).
     ///
     /// # Errors
-    /// `InvalidArgument` for an unassigned partition.
+    /// `InvalidArgument` for an unassigned partition; `Closed`.
     pub fn pause(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        self.check_open()?;
         self.set_paused(partitions, true)
     }
 
     /// Undoes [`pause`](Self::pause).
     ///
     /// # Errors
-    /// `InvalidArgument` for an unassigned partition.
+    /// `InvalidArgument` for an unassigned partition; `Closed`.
     pub fn resume(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        self.check_open()?;
         self.set_paused(partitions, false)
     }
 
@@ -890,11 +898,12 @@ impl Consumer {
     /// The log start offset of each partition (assigned or not).
     ///
     /// # Errors
-    /// `NotFound`.
+    /// `NotFound`; `Closed`.
     pub fn beginning_offsets(
         &self,
         partitions: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, i64>> {
+        self.check_open()?;
         partitions
             .iter()
             .map(|tp| Ok((tp.clone(), self.lookup(tp)?.log.log_start_offset())))
@@ -904,11 +913,12 @@ impl Consumer {
     /// The log end offset of each partition (assigned or not).
     ///
     /// # Errors
-    /// `NotFound`.
+    /// `NotFound`; `Closed`.
     pub fn end_offsets(
         &self,
         partitions: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, i64>> {
+        self.check_open()?;
         partitions
             .iter()
             .map(|tp| Ok((tp.clone(), self.lookup(tp)?.log.log_end_offset())))
@@ -919,11 +929,12 @@ impl Consumer {
     /// (`None` if there is none).
     ///
     /// # Errors
-    /// `NotFound`; `Corruption`; `Io`.
+    /// `NotFound`; `Corruption`; `Io`; `Closed`.
     pub fn offsets_for_times(
         &self,
         query: &BTreeMap<TopicPartition, i64>,
     ) -> Result<BTreeMap<TopicPartition, Option<OffsetAndTimestamp>>> {
+        self.check_open()?;
         query
             .iter()
             .map(|(tp, &ts)| {
@@ -989,11 +1000,12 @@ impl Consumer {
     /// The group's committed offset of each partition (`None` where nothing is committed).
     ///
     /// # Errors
-    /// `InvalidArgument` without a group.
+    /// `InvalidArgument` without a group; `Closed`.
     pub fn committed(
         &self,
         partitions: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, Option<i64>>> {
+        self.check_open()?;
         let group = self.group()?;
         Ok(partitions
             .iter()
