@@ -2114,3 +2114,74 @@ fn polls_race_topic_deletion_and_recreation_without_errors() {
     let got = poll_n(&mut c, 1);
     assert_eq!(got.last().and_then(|r| r.value()), Some(&b"last"[..]));
 }
+
+/// A listener that tries to change the subscription, poll or close from inside the
+/// rebalance that called it, and records what each attempt returned.
+#[derive(Clone, Default)]
+struct Meddler {
+    results: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl Meddler {
+    fn meddle(&self, consumer: &mut Consumer, when: &str) {
+        let attempts: Vec<(&str, streamlog::Result<()>)> = vec![
+            ("assign", consumer.assign(&[tp("other", 0)])),
+            ("subscribe", consumer.subscribe(["other"])),
+            ("unsubscribe", consumer.unsubscribe()),
+            ("poll", consumer.poll(Duration::ZERO).map(drop)),
+            ("close", consumer.close()),
+            // Allowed: commits and lookups.
+            ("commit_sync", consumer.commit_sync()),
+        ];
+        for (name, r) in attempts {
+            self.results
+                .lock()
+                .push((format!("{when}: {name}"), format!("{r:?}")));
+        }
+    }
+}
+
+impl RebalanceListener for Meddler {
+    fn on_partitions_revoked(&mut self, consumer: &mut Consumer, _: &[TopicPartition]) {
+        self.meddle(consumer, "revoked");
+    }
+    fn on_partitions_assigned(&mut self, consumer: &mut Consumer, _: &[TopicPartition]) {
+        self.meddle(consumer, "assigned");
+    }
+}
+
+/// Inside a rebalance listener, `assign`, `subscribe`, `unsubscribe`, `poll` and
+/// `close` are refused: an `assign` there used to be undone silently by the revoke that
+/// called it, leaving the consumer with no partitions (and out of its group).
+#[test]
+fn a_rebalance_listener_cannot_change_the_subscription_under_the_rebalance() {
+    let fs = SimFs::new();
+    let store = sim_store(&fs).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    store.create_topic("other", TopicConfig::default()).unwrap();
+    let mut c = store.consumer(earliest("g")).unwrap();
+    let meddler = Meddler::default();
+    c.set_rebalance_listener(meddler.clone());
+    c.subscribe(["t"]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.assignment().len() < 2 && Instant::now() < deadline {
+        c.poll(Duration::from_millis(20)).unwrap();
+    }
+    assert_eq!(c.assignment(), [tp("t", 0), tp("t", 1)]);
+    assert_eq!(c.subscription(), ["t"]);
+    c.unsubscribe().unwrap();
+    let results = meddler.results.lock().clone();
+    assert_eq!(results.len(), 12, "{results:?}");
+    for (what, r) in &results {
+        if what.ends_with("commit_sync") {
+            assert_eq!(r, "Ok(())", "{what}");
+        } else {
+            assert!(r.starts_with("Err(InvalidArgument"), "{what}: {r}");
+        }
+    }
+    // Still a working consumer afterwards.
+    c.assign(&[tp("other", 0)]).unwrap();
+    c.close().unwrap();
+}

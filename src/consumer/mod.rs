@@ -224,7 +224,9 @@ impl ConsumerConfig {
 }
 
 /// Callbacks around a rebalance (Kafka's `ConsumerRebalanceListener`). They run inside
-/// [`Consumer::poll`] (and `unsubscribe`/`close`) with the consumer, so they can commit.
+/// [`Consumer::poll`] (and `unsubscribe`/`close`) with the consumer, so they can commit,
+/// seek and look up offsets; `poll`, `assign`, `subscribe`, `unsubscribe` and `close`
+/// return `InvalidArgument` there (the rebalance that called them is not done).
 pub trait RebalanceListener: Send {
     /// Called before the consumer gives up `partitions`; it still owns them, so a
     /// `commit_sync` here succeeds.
@@ -281,6 +283,8 @@ pub struct Consumer {
     last_auto_commit: Instant,
     next_partition: usize,
     closed: bool,
+    /// A rebalance listener is running (it may not change the subscription or poll).
+    in_callback: bool,
 }
 
 impl fmt::Debug for Consumer {
@@ -311,6 +315,7 @@ impl Store {
             last_auto_commit: Instant::now(),
             next_partition: 0,
             closed: false,
+            in_callback: false,
         })
     }
 }
@@ -320,6 +325,18 @@ fn counts_fn(store: &Store) -> impl Fn(&BTreeSet<String>) -> BTreeMap<String, i3
 }
 
 impl Consumer {
+    /// Refuses `what` (which changes the subscription or assignment, or polls) while a
+    /// rebalance listener runs: the rebalance that called it is still changing them.
+    fn check_not_in_callback(&self, what: &str) -> Result<()> {
+        if self.in_callback {
+            return Err(Error::InvalidArgument {
+                name: "consumer",
+                reason: format!("`{what}` cannot be called inside a rebalance listener"),
+            });
+        }
+        Ok(())
+    }
+
     fn check_open(&self) -> Result<()> {
         if self.closed {
             return Err(Error::Closed { what: "consumer" });
@@ -341,9 +358,11 @@ impl Consumer {
     /// Replaces an earlier assignment; ends a subscription.
     ///
     /// # Errors
-    /// `NotFound` for an unknown topic or partition; `Closed`.
+    /// `NotFound` for an unknown topic or partition; `InvalidArgument` inside a
+    /// [`RebalanceListener`]; `Closed`.
     pub fn assign(&mut self, partitions: &[TopicPartition]) -> Result<()> {
         self.check_open()?;
+        self.check_not_in_callback("assign")?;
         let mut states = Vec::new();
         for tp in partitions {
             states.push((
@@ -374,13 +393,15 @@ impl Consumer {
     /// partitions at the next `poll`. Replaces an earlier subscription or assignment.
     ///
     /// # Errors
-    /// `InvalidArgument` without a group or for an invalid topic name; `Closed`.
+    /// `InvalidArgument` without a group, for an invalid topic name, or inside a
+    /// [`RebalanceListener`]; `Closed`.
     pub fn subscribe<I, S>(&mut self, topics: I) -> Result<()>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
         self.check_open()?;
+        self.check_not_in_callback("subscribe")?;
         let group = self.group()?.to_string();
         let topics: BTreeSet<String> = topics.into_iter().map(|t| t.as_ref().to_string()).collect();
         for t in &topics {
@@ -427,8 +448,9 @@ impl Consumer {
     /// manual assignment.
     ///
     /// # Errors
-    /// A failed auto-commit.
+    /// A failed auto-commit; `InvalidArgument` inside a [`RebalanceListener`].
     pub fn unsubscribe(&mut self) -> Result<()> {
+        self.check_not_in_callback("unsubscribe")?;
         let mut result = Ok(());
         if self.membership.is_some() {
             let owned: Vec<TopicPartition> = self.assigned.keys().cloned().collect();
@@ -466,7 +488,9 @@ impl Consumer {
 
     fn with_listener(&mut self, f: impl FnOnce(&mut dyn RebalanceListener, &mut Consumer)) {
         if let Some(mut l) = self.listener.take() {
+            self.in_callback = true;
             f(l.as_mut(), self);
+            self.in_callback = false;
             if self.listener.is_none() {
                 self.listener = Some(l);
             }
@@ -590,9 +614,11 @@ impl Consumer {
     ///
     /// # Errors
     /// `OffsetOutOfRange` with `auto_offset_reset = None`; `Corruption`; `Io`;
-    /// `CommitFailed` from an auto-commit; `Closed`.
+    /// `CommitFailed` from an auto-commit; `InvalidArgument` inside a
+    /// [`RebalanceListener`]; `Closed`.
     pub fn poll(&mut self, timeout: Duration) -> Result<ConsumerRecords> {
         self.check_open()?;
+        self.check_not_in_callback("poll")?;
         let deadline = Instant::now().checked_add(timeout);
         loop {
             let seen = self.store.inner.notifier.seq();
@@ -1032,11 +1058,13 @@ impl Consumer {
     /// Also done on drop, with errors logged.
     ///
     /// # Errors
-    /// A failed final commit (the consumer is closed anyway).
+    /// A failed final commit (the consumer is closed anyway); `InvalidArgument` inside
+    /// a [`RebalanceListener`] (the consumer stays open).
     pub fn close(&mut self) -> Result<()> {
         if self.closed {
             return Ok(());
         }
+        self.check_not_in_callback("close")?;
         let result = if self.membership.is_some() {
             self.unsubscribe()
         } else if self.config.enable_auto_commit && self.config.group_id.is_some() {
@@ -1054,6 +1082,8 @@ impl Consumer {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
+        // Not inside a listener (it borrows the consumer), even after one panicked.
+        self.in_callback = false;
         if let Err(e) = self.close() {
             log::warn!("closing consumer on drop: {e}");
         }
