@@ -620,11 +620,15 @@ pub fn assign(
             let mut taken: BTreeSet<TopicPartition> = BTreeSet::new();
             // Keep up to `base` current partitions each, then one more while slots last.
             for (id, (_, current)) in members {
-                let keep: Vec<&TopicPartition> =
-                    current.iter().filter(|tp| valid(id, tp)).collect();
-                for tp in keep.iter().take(base) {
-                    taken.insert((*tp).clone());
-                    out.get_mut(id).expect("member").insert((*tp).clone());
+                let mine = out.get_mut(id).expect("member");
+                for tp in current.iter().filter(|tp| valid(id, tp)) {
+                    if mine.len() == base {
+                        break;
+                    }
+                    // (Current assignments never overlap; should they, one owner keeps it.)
+                    if taken.insert(tp.clone()) {
+                        mine.insert(tp.clone());
+                    }
                 }
             }
             for (id, (_, current)) in members {
@@ -653,9 +657,46 @@ pub fn assign(
                     .clone();
                 out.get_mut(&best).expect("member").insert(tp);
             }
+            balance(members, &mut out);
         }
     }
     out
+}
+
+/// Evens out a sticky assignment that mixed subscriptions left uneven (a member of
+/// topics only some members read may keep partitions that the others could take): while
+/// a member holds at least two more partitions than another member subscribed to one of
+/// them, one such partition moves to the lighter member, preferring partitions that the
+/// heavier member did not own before (so fewer owners change). Every move lowers the
+/// sum of squared loads, so this ends.
+fn balance(
+    members: &BTreeMap<String, (BTreeSet<String>, BTreeSet<TopicPartition>)>,
+    out: &mut BTreeMap<String, BTreeSet<TopicPartition>>,
+) {
+    loop {
+        let mut by_load: Vec<(usize, &String)> = members
+            .keys()
+            .map(|id| (out.get(id).map_or(0, BTreeSet::len), id))
+            .collect();
+        by_load.sort();
+        let found = by_load.iter().rev().find_map(|&(heavy_len, heavy)| {
+            by_load
+                .iter()
+                .take_while(|&&(light_len, _)| light_len + 2 <= heavy_len)
+                .find_map(|&(_, light)| {
+                    out[heavy]
+                        .iter()
+                        .filter(|tp| members[light].0.contains(tp.topic()))
+                        .min_by_key(|tp| members[heavy].1.contains(*tp))
+                        .map(|tp| (heavy.clone(), light.clone(), tp.clone()))
+                })
+        });
+        let Some((heavy, light, tp)) = found else {
+            return;
+        };
+        out.get_mut(&heavy).expect("member").remove(&tp);
+        out.get_mut(&light).expect("member").insert(tp);
+    }
 }
 
 // Kafka's OffsetCommitKey v1 and OffsetCommitValue v3 schemas, so the records in the
@@ -735,5 +776,64 @@ mod tests {
         assert_eq!((g.as_str(), t), ("analytics", tp));
         assert_eq!(decode_value(Bytes::from(encode_value(42, 7))), Some(42));
         assert_eq!(decode_key(Bytes::from_static(b"\x00\x01\x00")), None);
+    }
+
+    proptest::proptest! {
+        /// Cooperative-sticky with any subscriptions (mixed ones included) and any
+        /// current assignments: every subscribed partition has exactly one owner, who
+        /// subscribes to its topic, and no member holds two more partitions than another
+        /// member that could take one of them.
+        #[test]
+        fn sticky_assignments_are_complete_and_balanced(
+            subs in proptest::collection::vec(1u8..8, 1..7),
+            counts in proptest::collection::vec(0i32..9, 3),
+            owned in proptest::collection::vec(proptest::collection::vec((0usize..3, 0i32..9), 0..10), 7),
+        ) {
+            let topics = ["a", "b", "c"];
+            let counts: BTreeMap<String, i32> =
+                topics.iter().map(|t| t.to_string()).zip(counts).collect();
+            let members: BTreeMap<String, (BTreeSet<String>, BTreeSet<TopicPartition>)> = subs
+                .iter()
+                .enumerate()
+                .map(|(i, mask)| {
+                    let sub: BTreeSet<String> = (0..3)
+                        .filter(|b| mask & (1 << b) != 0)
+                        .map(|b| topics[b].to_string())
+                        .collect();
+                    let current = owned[i]
+                        .iter()
+                        .map(|&(t, p)| TopicPartition::new(topics[t], p))
+                        .collect();
+                    (format!("m{i}"), (sub, current))
+                })
+                .collect();
+            let out = assign(Assignor::CooperativeSticky, &members, &counts);
+            let mut seen = BTreeSet::new();
+            for (id, tps) in &out {
+                for tp in tps {
+                    proptest::prop_assert!(members[id].0.contains(tp.topic()), "{id} got {tp}");
+                    proptest::prop_assert!(seen.insert(tp.clone()), "{tp} twice");
+                }
+            }
+            for (t, &n) in &counts {
+                if members.values().any(|(s, _)| s.contains(t)) {
+                    for p in 0..n {
+                        proptest::prop_assert!(seen.contains(&TopicPartition::new(t.as_str(), p)));
+                    }
+                }
+            }
+            for (heavy, h) in &out {
+                for (light, l) in &out {
+                    if h.len() >= l.len() + 2 {
+                        proptest::prop_assert!(
+                            !h.iter().any(|tp| members[light].0.contains(tp.topic())),
+                            "{heavy} has {} and {light} {}, which could take one: {out:?}",
+                            h.len(),
+                            l.len()
+                        );
+                    }
+                }
+            }
+        }
     }
 }
