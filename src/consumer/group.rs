@@ -657,45 +657,74 @@ pub fn assign(
                     .clone();
                 out.get_mut(&best).expect("member").insert(tp);
             }
-            balance(members, &mut out);
+            balance(members, counts, &mut out);
         }
     }
     out
 }
 
 /// Evens out a sticky assignment that mixed subscriptions left uneven (a member of
-/// topics only some members read may keep partitions that the others could take): while
-/// a member holds at least two more partitions than another member subscribed to one of
-/// them, one such partition moves to the lighter member, preferring partitions that the
-/// heavier member did not own before (so fewer owners change). Every move lowers the
-/// sum of squared loads, so this ends.
+/// topics only some members read may keep partitions that the others could take). Per
+/// topic, while the most loaded member holding one of its partitions has at least two
+/// more partitions than the least loaded member subscribed to it, one of those
+/// partitions moves over, preferring partitions the holder did not own before (so fewer
+/// owners change). When no topic moves anything, no member holds a partition that a
+/// member with two fewer could take. Every move lowers the sum of squared loads, so this
+/// ends; a move costs one scan of the topic's subscribers.
 fn balance(
     members: &BTreeMap<String, (BTreeSet<String>, BTreeSet<TopicPartition>)>,
+    counts: &BTreeMap<String, i32>,
     out: &mut BTreeMap<String, BTreeSet<TopicPartition>>,
 ) {
-    loop {
-        let mut by_load: Vec<(usize, &String)> = members
-            .keys()
-            .map(|id| (out.get(id).map_or(0, BTreeSet::len), id))
-            .collect();
-        by_load.sort();
-        let found = by_load.iter().rev().find_map(|&(heavy_len, heavy)| {
-            by_load
+    let subscribers: Vec<(std::ops::RangeInclusive<TopicPartition>, Vec<&String>)> = counts
+        .keys()
+        .map(|t| {
+            let of_topic = TopicPartition::new(t.as_str(), i32::MIN)
+                ..=TopicPartition::new(t.as_str(), i32::MAX);
+            let ids = members
                 .iter()
-                .take_while(|&&(light_len, _)| light_len + 2 <= heavy_len)
-                .find_map(|&(_, light)| {
-                    out[heavy]
-                        .iter()
-                        .filter(|tp| members[light].0.contains(tp.topic()))
-                        .min_by_key(|tp| members[heavy].1.contains(*tp))
-                        .map(|tp| (heavy.clone(), light.clone(), tp.clone()))
-                })
-        });
-        let Some((heavy, light, tp)) = found else {
+                .filter(|(_, (subs, _))| subs.contains(t))
+                .map(|(id, _)| id)
+                .collect();
+            (of_topic, ids)
+        })
+        .filter(|(_, ids): &(_, Vec<&String>)| ids.len() > 1)
+        .collect();
+    let load = |out: &BTreeMap<String, BTreeSet<TopicPartition>>, id: &String| out[id].len();
+    loop {
+        let mut moved = false;
+        for (of_topic, ids) in &subscribers {
+            loop {
+                let light = *ids
+                    .iter()
+                    .min_by_key(|id| load(out, id))
+                    .expect("two or more subscribers");
+                let Some(heavy) = ids
+                    .iter()
+                    .filter(|id| out[**id].range(of_topic.clone()).next().is_some())
+                    .max_by_key(|id| load(out, id))
+                    .copied()
+                else {
+                    break;
+                };
+                if load(out, heavy) < load(out, light) + 2 {
+                    break;
+                }
+                let held = &out[heavy];
+                let tp = held
+                    .range(of_topic.clone())
+                    .find(|tp| !members[heavy].1.contains(*tp))
+                    .or_else(|| held.range(of_topic.clone()).next())
+                    .expect("holds one")
+                    .clone();
+                out.get_mut(heavy).expect("member").remove(&tp);
+                out.get_mut(light).expect("member").insert(tp);
+                moved = true;
+            }
+        }
+        if !moved {
             return;
-        };
-        out.get_mut(&heavy).expect("member").remove(&tp);
-        out.get_mut(&light).expect("member").insert(tp);
+        }
     }
 }
 
@@ -778,6 +807,80 @@ mod tests {
         assert_eq!(decode_key(Bytes::from_static(b"\x00\x01\x00")), None);
     }
 
+    type Members = BTreeMap<String, (BTreeSet<String>, BTreeSet<TopicPartition>)>;
+
+    /// Every subscribed partition has exactly one owner, who subscribes to its topic,
+    /// and no member holds two more partitions than a member that could take one.
+    fn check_complete_and_balanced(
+        members: &Members,
+        counts: &BTreeMap<String, i32>,
+        out: &BTreeMap<String, BTreeSet<TopicPartition>>,
+    ) -> Result<(), String> {
+        let mut seen = BTreeSet::new();
+        for (id, tps) in out {
+            for tp in tps {
+                if !members[id].0.contains(tp.topic()) {
+                    return Err(format!("{id} got {tp}"));
+                }
+                if !seen.insert(tp.clone()) {
+                    return Err(format!("{tp} twice"));
+                }
+            }
+        }
+        for (t, &n) in counts {
+            if members.values().any(|(s, _)| s.contains(t)) {
+                for p in 0..n {
+                    if !seen.contains(&TopicPartition::new(t.as_str(), p)) {
+                        return Err(format!("{t}-{p} unassigned"));
+                    }
+                }
+            }
+        }
+        for (heavy, h) in out {
+            for (light, l) in out {
+                if h.len() >= l.len() + 2
+                    && h.iter().any(|tp| members[light].0.contains(tp.topic()))
+                {
+                    return Err(format!(
+                        "{heavy} has {} and {light} {}, which could take one",
+                        h.len(),
+                        l.len()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A large group with mixed subscriptions, one member the only reader of a big
+    /// topic (it can give nothing away): complete and balanced.
+    #[test]
+    fn a_large_mixed_group_is_balanced() {
+        let counts: BTreeMap<String, i32> = [("z", 1000), ("a", 500), ("b", 500)]
+            .map(|(t, n)| (t.to_string(), n))
+            .into();
+        let subs = |ts: &[&str]| ts.iter().map(|t| t.to_string()).collect::<BTreeSet<_>>();
+        let mut members: Members = BTreeMap::new();
+        members.insert("m000".into(), (subs(&["z"]), BTreeSet::new()));
+        for i in 1..100 {
+            let s = if i <= 50 {
+                subs(&["a", "b"])
+            } else {
+                subs(&["a"])
+            };
+            members.insert(format!("m{i:03}"), (s, BTreeSet::new()));
+        }
+        let first = assign(Assignor::CooperativeSticky, &members, &counts);
+        check_complete_and_balanced(&members, &counts, &first).unwrap();
+        // A member leaves; the others keep what they had.
+        members.remove("m050");
+        for (id, (_, current)) in members.iter_mut() {
+            *current = first[id].clone();
+        }
+        let second = assign(Assignor::CooperativeSticky, &members, &counts);
+        check_complete_and_balanced(&members, &counts, &second).unwrap();
+    }
+
     proptest::proptest! {
         /// Cooperative-sticky with any subscriptions (mixed ones included) and any
         /// current assignments: every subscribed partition has exactly one owner, who
@@ -808,32 +911,8 @@ mod tests {
                 })
                 .collect();
             let out = assign(Assignor::CooperativeSticky, &members, &counts);
-            let mut seen = BTreeSet::new();
-            for (id, tps) in &out {
-                for tp in tps {
-                    proptest::prop_assert!(members[id].0.contains(tp.topic()), "{id} got {tp}");
-                    proptest::prop_assert!(seen.insert(tp.clone()), "{tp} twice");
-                }
-            }
-            for (t, &n) in &counts {
-                if members.values().any(|(s, _)| s.contains(t)) {
-                    for p in 0..n {
-                        proptest::prop_assert!(seen.contains(&TopicPartition::new(t.as_str(), p)));
-                    }
-                }
-            }
-            for (heavy, h) in &out {
-                for (light, l) in &out {
-                    if h.len() >= l.len() + 2 {
-                        proptest::prop_assert!(
-                            !h.iter().any(|tp| members[light].0.contains(tp.topic())),
-                            "{heavy} has {} and {light} {}, which could take one: {out:?}",
-                            h.len(),
-                            l.len()
-                        );
-                    }
-                }
-            }
+            let checked = check_complete_and_balanced(&members, &counts, &out);
+            proptest::prop_assert!(checked.is_ok(), "{}: {out:?}", checked.unwrap_err());
         }
     }
 }
