@@ -567,11 +567,12 @@ impl Store {
     /// Grows a topic to `total` partitions (Kafka never shrinks a topic). Durable on return.
     ///
     /// # Errors
-    /// `NotFound`; `InvalidArgument` if `total` is not more than the current count or
-    /// over 100,000; `Io`.
+    /// `NotFound`; `InvalidArgument` for an internal topic, or if `total` is not more
+    /// than the current count or over 100,000; `Io`; `Closed`.
     pub fn add_partitions(&self, name: &str, total: i32) -> Result<()> {
         let _ddl = self.inner.ddl.lock();
         self.check_open()?;
+        refuse_internal(name, "its partitions are the store's")?;
         let t = self.inner.topic(name)?;
         let mut config = t.config.write();
         if total <= config.partitions || total > 100_000 {
@@ -657,7 +658,7 @@ impl Store {
 
     /// Flushes every partition and closes the store: the next open scans nothing. Later
     /// calls on any clone that return a `Result` return `Closed` (`list_topics` and
-    /// `list_groups` list what the store had).
+    /// `list_groups` list what the store had; a second `close` does nothing).
     ///
     /// # Errors
     /// The first error from closing a partition (the others are still closed).

@@ -1138,6 +1138,11 @@ fn bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable() 
             |e| matches!(e, Error::InvalidArgument { .. }),
         ),
         (
+            "add partitions to internal topic",
+            Box::new(|| store.add_partitions("__consumer_offsets", 2)),
+            |e| matches!(e, Error::InvalidArgument { .. }),
+        ),
+        (
             "add too many partitions",
             Box::new(|| store.add_partitions("t", 1)),
             |e| matches!(e, Error::InvalidArgument { .. }),
@@ -1905,8 +1910,9 @@ fn incompressible_batches_are_written_uncompressed() {
         let p = store
             .producer(ProducerConfig::default().compression(codec).linger_ms(0))
             .unwrap();
-        let random = incompressible(99_800, 42);
-        let zeros = vec![0u8; 99_800];
+        // The largest value `send` accepts under this limit (checked uncompressed).
+        let random = incompressible(99_912, 42);
+        let zeros = vec![0u8; 99_912];
         for value in [&random, &zeros] {
             let r = p
                 .send(ProducerRecord::new(&topic).value(value))
@@ -2183,5 +2189,53 @@ fn a_rebalance_listener_cannot_change_the_subscription_under_the_rebalance() {
     }
     // Still a working consumer afterwards.
     c.assign(&[tp("other", 0)]).unwrap();
+    c.close().unwrap();
+}
+
+/// Panics in its first `on_partitions_assigned`.
+struct PanicsOnce {
+    panicked: Arc<AtomicBool>,
+}
+
+impl RebalanceListener for PanicsOnce {
+    fn on_partitions_revoked(&mut self, _: &mut Consumer, _: &[TopicPartition]) {}
+    fn on_partitions_assigned(&mut self, _: &mut Consumer, _: &[TopicPartition]) {
+        if !self.panicked.swap(true, Ordering::AcqRel) {
+            panic!("listener bug");
+        }
+    }
+}
+
+/// A listener's panic reaches the caller of `poll`; a caller that catches it can go on
+/// polling, and close the consumer (its listener is still called).
+#[test]
+fn a_consumer_outlives_a_panicking_listener() {
+    let fs = SimFs::new();
+    let store = sim_store(&fs).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    let mut c = store.consumer(earliest("g")).unwrap();
+    let panicked = Arc::new(AtomicBool::new(false));
+    c.set_rebalance_listener(PanicsOnce {
+        panicked: panicked.clone(),
+    });
+    c.subscribe(["t"]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !panicked.load(Ordering::Acquire) && Instant::now() < deadline {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            c.poll(Duration::from_millis(20)).map(drop)
+        }));
+        if let Ok(r) = r {
+            r.unwrap();
+        }
+    }
+    assert!(panicked.load(Ordering::Acquire));
+    for _ in 0..3 {
+        let r = c.poll(Duration::from_millis(20));
+        assert!(r.is_ok(), "poll after a listener panicked: {r:?}");
+    }
+    c.unsubscribe().unwrap();
+    c.subscribe(["t"]).unwrap();
     c.close().unwrap();
 }

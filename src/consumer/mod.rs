@@ -272,7 +272,8 @@ struct Membership {
 /// its group gives it (by [`subscribe`](Self::subscribe)). `Send`, not `Sync`: one
 /// thread polls it, as in Kafka; make one consumer per thread. After
 /// [`close`](Self::close), or once its store is closed, the methods that return a
-/// `Result` return `Closed`.
+/// `Result` return `Closed` (but `unsubscribe` and `close`, which then have nothing left
+/// to do, return `Ok`).
 pub struct Consumer {
     store: Store,
     config: ConsumerConfig,
@@ -488,11 +489,18 @@ impl Consumer {
 
     fn with_listener(&mut self, f: impl FnOnce(&mut dyn RebalanceListener, &mut Consumer)) {
         if let Some(mut l) = self.listener.take() {
-            self.in_callback = true;
-            f(l.as_mut(), self);
-            self.in_callback = false;
+            let outer = std::mem::replace(&mut self.in_callback, true);
+            // A panicking listener must not leave the consumer refusing every poll as
+            // "inside a listener": the flag (and the listener) are restored first.
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                f(l.as_mut(), self);
+            }));
+            self.in_callback = outer;
             if self.listener.is_none() {
                 self.listener = Some(l);
+            }
+            if let Err(panic) = run {
+                std::panic::resume_unwind(panic);
             }
         }
     }

@@ -1513,6 +1513,48 @@ mod tests {
         assert!(matches!(err, Error::InvalidBatch { .. }), "{err}");
     }
 
+    /// `compress_only_if_smaller`: compressible records keep the codec, incompressible
+    /// ones are written uncompressed (and read back the same); without the option every
+    /// batch keeps the codec. `decompressed_len` is the records section's size exactly
+    /// when the batch is compressed.
+    #[test]
+    fn only_if_smaller_falls_back_for_incompressible_records() {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let noise: Vec<u8> = (0..4000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let zeros = vec![0u8; 4000];
+        for codec in Compression::ALL {
+            for (value, fallback, want) in [
+                (&zeros, true, codec),
+                (&noise, true, Compression::None),
+                (&noise, false, codec),
+            ] {
+                let build = || {
+                    let mut b = BatchBuilder::new()
+                        .compression(codec)
+                        .compress_only_if_smaller(fallback);
+                    b.push(7, Some(&b"k"[..]), Some(&value[..]), &[]).unwrap();
+                    let records_len = b.uncompressed_size() - RECORDS_OFFSET;
+                    (b.build().unwrap(), records_len)
+                };
+                let (built, records_len) = build();
+                let batch = Batch::parse(built.as_bytes().to_vec().into()).unwrap();
+                let got = batch.header().compression().unwrap();
+                assert_eq!(got, want, "{codec}, fallback {fallback}");
+                let expected_len = (got != Compression::None).then_some(records_len);
+                assert_eq!(built.decompressed_len(), expected_len, "{codec}");
+                let recs: Vec<Record> = batch.records().unwrap().collect::<Result<_>>().unwrap();
+                assert_eq!(recs[0].value.as_deref(), Some(&value[..]), "{codec}");
+            }
+        }
+    }
+
     #[test]
     fn compressed_batches_decode_for_every_codec() {
         for codec in Compression::ALL {

@@ -343,6 +343,7 @@ impl Log {
     /// [`max_decompressed_bytes`](crate::format::DecodeOptions::max_decompressed_bytes)
     /// (no reader of this log could decompress it).
     pub fn append_encoded(&self, batch: &mut EncodedBatch) -> Result<AppendInfo> {
+        self.check_writable()?;
         let limit = self.config.decode.max_decompressed_bytes;
         if let Some(size) = batch.decompressed_len().filter(|&n| n > limit) {
             return Err(Error::RecordTooLarge {
@@ -1472,6 +1473,61 @@ impl Drop for Log {
     fn drop(&mut self) {
         if let Err(e) = self.close_inner() {
             log::warn!("closing {} on drop failed: {e}", self.dir.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod partition_file_tests {
+    use super::*;
+
+    /// Every name the log writes in a partition directory is recognized (so orphaned
+    /// partitions are removed whole), and names that only look alike are not (so a
+    /// user's directory is left alone).
+    #[test]
+    fn partition_files_are_recognized_by_their_exact_names() {
+        let mut ours = Vec::new();
+        for base in [0, 42, i64::MAX] {
+            for suffix in ["log", "index", "timeindex", "txnindex", "snapshot"] {
+                let name = file_name(base, suffix);
+                for extra in ["", ".cleaned", ".swap", ".deleted", ".tmp"] {
+                    ours.push(format!("{name}{extra}"));
+                }
+            }
+        }
+        for name in [
+            checkpoint::RECOVERY_POINT_FILE,
+            checkpoint::CLEAN_SHUTDOWN_FILE,
+            checkpoint::DURABLE_FILE,
+            checkpoint::LEADER_EPOCH_FILE,
+            checkpoint::LOCK_FILE,
+            checkpoint::LOG_START_FILE,
+            clean::CLEANER_OFFSET_FILE,
+            clean::HORIZON_FILE,
+        ] {
+            ours.push(name.to_string());
+            ours.push(format!("{name}.tmp"));
+        }
+        for name in &ours {
+            assert!(is_partition_file(name), "{name} not recognized");
+        }
+        for name in [
+            "server.log",
+            "notes.index",
+            "0000000000000000000.log",   // 19 digits
+            "000000000000000000000.log", // 21 digits
+            "0000000000000000000a.log",
+            "00000000000000000000.txt",
+            "00000000000000000000.log.bak",
+            "recovery-point-offset-checkpoint.bak",
+            ".lock.old",
+            "notes.tmp",
+            "",
+        ] {
+            assert!(
+                !is_partition_file(name),
+                "{name} taken for a partition file"
+            );
         }
     }
 }
