@@ -47,29 +47,35 @@ pub use index::{OffsetEntry, TimeEntry};
 pub use retention::{RetentionOutcome, RetentionPolicy};
 use segment::{Segment, file_name};
 
+/// Suffixes of segment files (`<20-digit base offset>.<suffix>`).
+const SEGMENT_SUFFIXES: [&str; 5] = ["log", "index", "timeindex", "txnindex", "snapshot"];
+/// What the cleaner, deletion and atomic writes append to a file's name meanwhile.
+const TRANSIENT_SUFFIXES: [&str; 4] = [".cleaned", ".swap", ".deleted", ".tmp"];
+/// The checkpoint files of a partition directory.
+const CHECKPOINT_FILES: [&str; 8] = [
+    checkpoint::RECOVERY_POINT_FILE,
+    checkpoint::CLEAN_SHUTDOWN_FILE,
+    checkpoint::DURABLE_FILE,
+    checkpoint::LEADER_EPOCH_FILE,
+    checkpoint::LOCK_FILE,
+    checkpoint::LOG_START_FILE,
+    clean::CLEANER_OFFSET_FILE,
+    clean::HORIZON_FILE,
+];
+
 /// Whether `name` is a file a partition directory holds: a segment file or index
 /// (`<20-digit base offset>.log` and so on, also while being cleaned, swapped in,
 /// deleted or written), or one of the partition's checkpoint files (or its temporary
 /// copy). Anything else in a directory means the directory is not (only) ours.
 pub(crate) fn is_partition_file(name: &str) -> bool {
-    let name = [".cleaned", ".swap", ".deleted", ".tmp"]
+    let name = TRANSIENT_SUFFIXES
         .iter()
         .find_map(|suffix| name.strip_suffix(suffix))
         .unwrap_or(name);
-    ["log", "index", "timeindex", "txnindex", "snapshot"]
+    SEGMENT_SUFFIXES
         .iter()
         .any(|suffix| segment::parse_file_name(name, suffix).is_some())
-        || [
-            checkpoint::RECOVERY_POINT_FILE,
-            checkpoint::CLEAN_SHUTDOWN_FILE,
-            checkpoint::DURABLE_FILE,
-            checkpoint::LEADER_EPOCH_FILE,
-            checkpoint::LOCK_FILE,
-            checkpoint::LOG_START_FILE,
-            clean::CLEANER_OFFSET_FILE,
-            clean::HORIZON_FILE,
-        ]
-        .contains(&name)
+        || CHECKPOINT_FILES.contains(&name)
 }
 
 /// Where an appended batch landed.
@@ -1481,30 +1487,21 @@ impl Drop for Log {
 mod partition_file_tests {
     use super::*;
 
-    /// Every name the log writes in a partition directory is recognized (so orphaned
-    /// partitions are removed whole), and names that only look alike are not (so a
-    /// user's directory is left alone).
+    /// Every segment name in every transient state, and every checkpoint and its
+    /// temporary copy, is recognized (so orphaned partitions are removed whole; the
+    /// literal names are also checked in tests/store.rs), and names that only look alike
+    /// are not (so a user's directory is left alone).
     #[test]
     fn partition_files_are_recognized_by_their_exact_names() {
         let mut ours = Vec::new();
         for base in [0, 42, i64::MAX] {
-            for suffix in ["log", "index", "timeindex", "txnindex", "snapshot"] {
+            for suffix in SEGMENT_SUFFIXES {
                 let name = file_name(base, suffix);
-                for extra in ["", ".cleaned", ".swap", ".deleted", ".tmp"] {
-                    ours.push(format!("{name}{extra}"));
-                }
+                ours.push(name.clone());
+                ours.extend(TRANSIENT_SUFFIXES.map(|extra| format!("{name}{extra}")));
             }
         }
-        for name in [
-            checkpoint::RECOVERY_POINT_FILE,
-            checkpoint::CLEAN_SHUTDOWN_FILE,
-            checkpoint::DURABLE_FILE,
-            checkpoint::LEADER_EPOCH_FILE,
-            checkpoint::LOCK_FILE,
-            checkpoint::LOG_START_FILE,
-            clean::CLEANER_OFFSET_FILE,
-            clean::HORIZON_FILE,
-        ] {
+        for name in CHECKPOINT_FILES {
             ours.push(name.to_string());
             ours.push(format!("{name}.tmp"));
         }
