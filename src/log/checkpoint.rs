@@ -9,8 +9,7 @@
 //!   position, next offset). Two 64-byte slots, each with its own CRC-32C, written
 //!   alternately and fdatasync'd, so a torn write leaves the other slot valid. Recovery
 //!   uses it to tell a torn tail (after it) from damage to synced data (before it).
-//! - `leader-epoch-checkpoint` is read (if Kafka wrote one) to learn the highest leader
-//!   epoch that batches may carry.
+//! - `leader-epoch-checkpoint` (Kafka's text): the partition epochs (see `epoch`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -84,14 +83,6 @@ pub fn parse_recovery_point(text: &str, partition: i32) -> Option<i64> {
         }
     }
     found
-}
-
-/// The highest epoch in a Kafka `leader-epoch-checkpoint` (`0\n<n>\n<epoch> <offset>\n…`).
-pub fn parse_max_leader_epoch(text: &str) -> Option<i32> {
-    let mut lines = text.lines().skip(2);
-    lines.try_fold(0i32, |acc, l| {
-        Some(acc.max(l.split_whitespace().next()?.parse().ok()?))
-    })
 }
 
 /// Reads a whole small file, `None` if it does not exist.
@@ -208,12 +199,6 @@ mod tests {
         assert_eq!(parse_recovery_point("0\n1\na b c d\n", 3), None);
         assert_eq!(parse_recovery_point("1\n1\nt 3 5\n", 3), None);
         assert_eq!(parse_recovery_point("0\n2\nt 3 5\n", 3), None, "short file");
-    }
-
-    #[test]
-    fn leader_epochs_parse() {
-        assert_eq!(parse_max_leader_epoch("0\n2\n0 0\n5 100\n"), Some(5));
-        assert_eq!(parse_max_leader_epoch("0\n1\nx 0\n"), None);
     }
 
     #[test]

@@ -522,7 +522,7 @@ impl Log {
             .map_err(io_ctx(format!("open {}", log_path.display())))?;
         let params = seg.scan_params(
             self.config.index_interval_bytes,
-            self.rules,
+            self.rules(),
             self.config.segment_index_bytes,
         );
         let scan = segment::scan(seg.log.as_ref(), seg.size(), params)

@@ -22,6 +22,7 @@
 mod checkpoint;
 mod clean;
 mod config;
+mod epoch;
 mod index;
 mod open;
 mod retention;
@@ -29,7 +30,7 @@ mod segment;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -202,8 +203,10 @@ pub struct Log {
     partition: i32,
     fs: Arc<dyn FileSystem>,
     config: LogConfig,
-    max_epoch: i32,
-    rules: segment::Rules,
+    /// The partition epoch (see [`epoch`](self::epoch)), stamped on every appended batch.
+    epoch: AtomicI32,
+    /// Where each epoch started (`leader-epoch-checkpoint`). Replaced under `writer`.
+    epochs: RwLock<Arc<epoch::EpochHistory>>,
     segments: RwLock<Arc<Vec<Arc<Segment>>>>,
     next_offset: AtomicI64,
     durable_offset: AtomicI64,
@@ -299,6 +302,54 @@ impl Log {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// The partition epoch: changed by every open after a crash and by every
+    /// [`truncate_to`](Self::truncate_to), that is whenever records may have been removed
+    /// from the end (Kafka's leader epoch, KIP-320). Batches appended now carry it.
+    pub fn epoch(&self) -> i32 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Where the records appended under `epoch` end (exclusive): where the next epoch
+    /// started, or the log end offset for the current epoch. A position `(offset,
+    /// epoch)` taken earlier (a committed offset) still points into the records it was
+    /// taken from iff `offset <= epoch_end_offset(epoch)`; otherwise the records between
+    /// were removed and this is where they were cut. A negative epoch (unknown) gets the
+    /// log end offset.
+    pub fn epoch_end_offset(&self, epoch: i32) -> i64 {
+        self.epochs.read().end_offset(epoch, self.log_end_offset())
+    }
+
+    /// Starts a new epoch at `start`, the log end once records may have been removed
+    /// (the caller holds the writer lock, so no append interleaves). Durable before any
+    /// batch carries it.
+    fn begin_epoch(&self, _writer: &Writer, start: i64) -> Result<i32> {
+        let mut next = epoch::EpochHistory::clone(&self.epochs.read());
+        let epoch = next.begin(start);
+        checkpoint::write_atomic(
+            self.fs.as_ref(),
+            &self.dir,
+            checkpoint::LEADER_EPOCH_FILE,
+            next.render().as_bytes(),
+        )
+        .map_err(io_ctx(format!(
+            "write {}/{}",
+            self.dir.display(),
+            checkpoint::LEADER_EPOCH_FILE
+        )))?;
+        *self.epochs.write() = Arc::new(next);
+        self.epoch.store(epoch, Ordering::Release);
+        Ok(epoch)
+    }
+
+    /// What a batch header is checked against: the epoch of its offset, and contiguous
+    /// offsets unless compaction may leave gaps.
+    fn rules(&self) -> segment::Rules {
+        segment::Rules {
+            epochs: Some(self.epochs.read().clone()),
+            allow_gaps: self.config.allow_offset_gaps,
+        }
+    }
+
     fn snapshot(&self) -> Arc<Vec<Arc<Segment>>> {
         self.segments.read().clone()
     }
@@ -391,7 +442,7 @@ impl Log {
         batch[batch::BASE_OFFSET_OFFSET..batch::BATCH_LENGTH_OFFSET]
             .copy_from_slice(&base_offset.to_be_bytes());
         batch[batch::PARTITION_LEADER_EPOCH_OFFSET..batch::MAGIC_OFFSET]
-            .copy_from_slice(&self.max_epoch.to_be_bytes());
+            .copy_from_slice(&self.epoch.load(Ordering::Acquire).to_be_bytes());
         if self.config.timestamp_type == TimestampType::LogAppendTime {
             max_timestamp = now;
             let attrs = header.attributes | 0x08;
@@ -924,7 +975,7 @@ impl Log {
         let mut next_base: Option<i64> = None;
         for seg in &segs[first..] {
             if let Some(n) = next_base
-                && (seg.base < n || (!self.rules.allow_gaps && seg.base != n))
+                && (seg.base < n || (!self.config.allow_offset_gaps && seg.base != n))
             {
                 return Err(Error::corruption(
                     &seg.log_path,
@@ -958,6 +1009,7 @@ impl Log {
         out: &mut Vec<Batch>,
     ) -> Result<SegmentRead> {
         let corrupt = |pos: u64, reason: String| Error::corruption(&seg.log_path, pos, reason);
+        let rules = self.rules();
         // Start from the index entry at or below `offset` (verified against the batch it
         // names), or from the segment start.
         let (mut pos, mut index_claim) = match self.index_floor(seg, offset) {
@@ -1009,7 +1061,7 @@ impl Log {
                 (pos, expected) = (0, Some(seg.base));
                 continue;
             }
-            if let Some(reason) = segment::check_header(&h, seg.base, expected, self.rules) {
+            if let Some(reason) = segment::check_header(&h, seg.base, expected, &rules) {
                 return Err(corrupt(pos, reason));
             }
             if h.last_offset() >= offset || !out.is_empty() {
@@ -1062,8 +1114,7 @@ impl Log {
             }
             let b = Batch::parse(chunk.slice(at..at + size))
                 .map_err(|e| corrupt(here, e.to_string()))?;
-            if let Some(reason) = segment::check_header(b.header(), seg.base, expected, self.rules)
-            {
+            if let Some(reason) = segment::check_header(b.header(), seg.base, expected, &rules) {
                 return Err(corrupt(here, reason));
             }
             expected = Some(b.last_offset() + 1);
@@ -1285,7 +1336,12 @@ impl Log {
             new_end = h.last_offset() + 1;
             pos += h.size().expect("checked") as u64;
         }
-        let result = self.truncate_locked(&mut fl, &mut w, &segs, idx, pos, new_end);
+        let result = self
+            .truncate_locked(&mut fl, &mut w, &segs, idx, pos, new_end)
+            // A new epoch from `new_end`: a position taken past it in the old epoch is
+            // then known to point at removed records. (A crash before it is written
+            // makes the next open start a new epoch anyway.)
+            .and_then(|()| self.begin_epoch(&w, new_end).map(drop));
         if let Err(e) = &result {
             self.poison_with(format!("truncation failed part-way: {e}"));
         }
@@ -1390,7 +1446,7 @@ impl Log {
         };
         let params = new_seg.scan_params(
             self.config.index_interval_bytes,
-            self.rules,
+            self.rules(),
             self.config.segment_index_bytes,
         );
         let scan = segment::scan(new_seg.log.as_ref(), pos, params)

@@ -15,7 +15,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -102,7 +102,7 @@ impl Log {
             max_offset_entries: usize::MAX,
             max_time_entries: usize::MAX,
             rules: segment::Rules {
-                max_epoch: i32::MAX,
+                epochs: None,
                 allow_gaps: config.allow_offset_gaps,
             },
         };
@@ -134,11 +134,15 @@ impl Log {
                 .and_then(|b| {
                     checkpoint::parse_recovery_point(&String::from_utf8_lossy(&b), partition)
                 });
-        let max_epoch =
-            checkpoint::read_small(fs.as_ref(), &dir.join(checkpoint::LEADER_EPOCH_FILE))
-                .map_err(io_ctx(format!("read the leader epoch checkpoint in {d}")))?
-                .and_then(|b| checkpoint::parse_max_leader_epoch(&String::from_utf8_lossy(&b)))
-                .unwrap_or(0);
+        // The partition epochs (Kafka's, if Kafka wrote the directory): batches may carry
+        // the highest. Unreadable text counts as none: batches of a later epoch are then
+        // refused as damage rather than trusted.
+        let epochs = checkpoint::read_small(fs.as_ref(), &dir.join(checkpoint::LEADER_EPOCH_FILE))
+            .map_err(io_ctx(format!("read the leader epoch checkpoint in {d}")))?
+            .and_then(|b| super::epoch::EpochHistory::parse(&String::from_utf8_lossy(&b)))
+            .map(Arc::new)
+            .unwrap_or_default();
+        let max_epoch = epochs.current();
         let (durable_file, durable) = DurableFile::open(fs.as_ref(), &dir)
             .map_err(io_ctx(format!("open the durable position in {d}")))?;
         // A recovery point is only trusted when it agrees with the durable record (a stale
@@ -163,7 +167,7 @@ impl Log {
             fs: fs.as_ref(),
             config: &config,
             rules: segment::Rules {
-                max_epoch,
+                epochs: Some(epochs.clone()),
                 allow_gaps: config.allow_offset_gaps,
             },
             names: names.iter().map(String::as_str).collect(),
@@ -245,11 +249,8 @@ impl Log {
             topic,
             partition,
             fs: fs.clone(),
-            max_epoch,
-            rules: segment::Rules {
-                max_epoch,
-                allow_gaps: config.allow_offset_gaps,
-            },
+            epoch: AtomicI32::new(max_epoch),
+            epochs: RwLock::new(epochs),
             segments: RwLock::new(Arc::new(segs.clone())),
             next_offset: AtomicI64::new(next_offset),
             durable_offset: AtomicI64::new(if report.clean_shutdown {
@@ -289,6 +290,11 @@ impl Log {
         if !log.report.clean_shutdown {
             // Make the recovered state durable, so a crash now recovers to the same log.
             log.flush()?;
+            // A crash may have dropped unsynced records without a trace: positions taken
+            // before it (committed offsets) are checked against a new epoch.
+            if !bases.is_empty() {
+                log.begin_epoch(&log.writer.lock(), next_offset)?;
+            }
         }
         // Checkpoints past a log end that recovery lowered are lowered on disk too:
         // offsets appended again there are new records (readable, and dirty).
@@ -321,7 +327,7 @@ impl Recovery<'_> {
     fn params(&self, seg: &Segment) -> segment::ScanParams {
         seg.scan_params(
             self.config.index_interval_bytes,
-            self.rules,
+            self.rules.clone(),
             self.config.segment_index_bytes,
         )
     }

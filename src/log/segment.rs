@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use bytes::Bytes;
 use parking_lot::Mutex;
 
+use super::epoch::EpochHistory;
 use super::index::{Index, OffsetEntry, TimeEntry};
 use crate::error::{Error, Result};
 use crate::format::batch::{self, BatchHeader, LOG_OVERHEAD, MAGIC_V2, RECORD_BATCH_OVERHEAD};
@@ -67,7 +68,7 @@ pub struct Scan {
 }
 
 /// Parameters of a scan.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ScanParams {
     pub base: i64,
     pub index_interval_bytes: u64,
@@ -77,11 +78,11 @@ pub struct ScanParams {
 }
 
 /// What a batch header must satisfy beyond its CRC.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Rules {
-    /// The highest partition leader epoch a batch may carry (0 unless Kafka wrote a
-    /// `leader-epoch-checkpoint` with higher epochs).
-    pub max_epoch: i32,
+    /// The partition epochs: a batch must carry the one current at its offset. `None`:
+    /// any epoch (a cleaner's swap file, checked again by recovery).
+    pub epochs: Option<Arc<EpochHistory>>,
     /// Whether offsets may skip values between batches (compacted logs). When false,
     /// each batch must start exactly after the previous one, which also detects damage
     /// to the base offset, a field the CRC does not cover.
@@ -93,16 +94,19 @@ pub fn check_header(
     h: &BatchHeader,
     base: i64,
     expected_base: Option<i64>,
-    rules: Rules,
+    rules: &Rules,
 ) -> Option<String> {
-    let max_epoch = rules.max_epoch;
     if h.magic != MAGIC_V2 {
         return Some(format!("magic {} is not 2", h.magic));
     }
-    if h.partition_leader_epoch < -1 || h.partition_leader_epoch > max_epoch {
+    if let Some(epochs) = &rules.epochs
+        && !epochs.allows(h.partition_leader_epoch, h.base_offset)
+    {
         return Some(format!(
-            "partitionLeaderEpoch {} is outside -1..={max_epoch}",
-            h.partition_leader_epoch
+            "partitionLeaderEpoch {} is not the partition epoch at offset {} ({})",
+            h.partition_leader_epoch,
+            h.base_offset,
+            super::checkpoint::LEADER_EPOCH_FILE
         ));
     }
     if h.last_offset_delta < 0 || h.records_count < 0 {
@@ -195,7 +199,7 @@ pub fn scan_from(file: &dyn File, len: u64, p: ScanParams, start: u64) -> std::i
                 break;
             }
         };
-        if let Some(reason) = check_header(&header, p.base, expected, p.rules) {
+        if let Some(reason) = check_header(&header, p.base, expected, &p.rules) {
             s.stopped = Some((pos, reason));
             break;
         }
