@@ -105,11 +105,15 @@ pub enum Error {
         reason: String,
     },
 
-    /// Another writer holds the directory's lock file.
-    #[error("{} is locked by another writer (this process or another one)", path.display())]
+    /// Another writer has the directory open: the operating system holds its lock for
+    /// as long as that writer runs (nothing to delete by hand).
+    #[error("{} is open by another writer ({})", path.display(), holder_text(*holder))]
     Locked {
-        /// The lock file.
+        /// The locked directory.
         path: PathBuf,
+        /// The process holding the lock, where the operating system tells
+        /// (`/proc/locks` on Linux).
+        holder: Option<u32>,
     },
 
     /// A topic, partition or other named thing does not exist.
@@ -205,7 +209,10 @@ impl Clone for Error {
                 path: path.clone(),
                 reason: reason.clone(),
             },
-            Error::Locked { path } => Error::Locked { path: path.clone() },
+            Error::Locked { path, holder } => Error::Locked {
+                path: path.clone(),
+                holder: *holder,
+            },
             Error::NotFound { kind, name } => Error::NotFound {
                 kind,
                 name: name.clone(),
@@ -271,5 +278,16 @@ impl Error {
     /// True for [`Error::Corruption`].
     pub fn is_corruption(&self) -> bool {
         matches!(self, Error::Corruption { .. })
+    }
+}
+
+/// Who holds a lock, for [`Error::Locked`]'s message.
+fn holder_text(holder: Option<u32>) -> String {
+    match holder {
+        Some(pid) if pid == std::process::id() => {
+            format!("another handle in this process, {pid}")
+        }
+        Some(pid) => format!("process {pid}"),
+        None => "a process the operating system does not name".into(),
     }
 }

@@ -67,7 +67,10 @@ pub use producer::{
     Acks, BatchDelivery, DeliveryFuture, Payload, Producer, ProducerConfig, ProducerRecord,
     RecordMetadata,
 };
-pub use store::{Partition, PartitionDescription, Store, StoreConfig, Topic, TopicDescription};
+pub use store::{
+    CommittedOffsetReset, Partition, PartitionDescription, PartitionRecovery, Store, StoreConfig,
+    StoreRecoveryReport, Topic, TopicDescription, TopicId,
+};
 pub use topic::{CleanupPolicy, TopicConfig, validate_topic_name};
 
 /// The README's code blocks, compiled and run as doctests.

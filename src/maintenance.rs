@@ -216,7 +216,10 @@ impl Store {
             policy.gate = tc
                 .retention_gate_groups
                 .iter()
-                .map(|g| self.inner.groups.committed(g, &tp).unwrap_or(floor))
+                .map(|g| {
+                    let c = self.inner.groups.committed(g, &tp);
+                    c.and_then(|c| p.apply_commit(&c)).unwrap_or(floor)
+                })
                 .min();
             policy.max_bytes = tc.retention_gate_max_bytes;
         }

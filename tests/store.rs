@@ -397,38 +397,58 @@ fn user_files_with_log_like_suffixes_are_not_partition_files() {
     store.create_topic("fine", TopicConfig::default()).unwrap();
 }
 
-/// The leftovers of an interrupted create or delete of a compacted topic (its cleaner
-/// checkpoint and tombstone horizon files included) are still recognized as ours: open
-/// removes them, and the name can be created again.
+/// The leftovers of an interrupted delete of a compacted topic (its cleaner
+/// checkpoint and tombstone horizon files, files mid-swap, included) are recognized as
+/// the store's by the recorded intent and the directory's `partition.metadata`: open
+/// removes them, and the name can be created again. The same leftovers with a file of
+/// the user's in the directory are left alone.
 #[test]
-fn orphaned_compacted_partition_directories_are_removed() {
-    let fs = SimFs::new();
-    fs.create_dir_all(Path::new("/store/gone-0")).unwrap();
-    for f in [
-        "00000000000000000000.log",
-        "00000000000000000000.index",
-        "00000000000000000000.timeindex",
-        "00000000000000000040.log.cleaned",
-        "00000000000000000040.index.swap",
-        "00000000000000000000.log.deleted",
-        "recovery-point-offset-checkpoint",
-        "log-start-offset-checkpoint.tmp",
-        "cleaner-offset-checkpoint",
-        "streamlog.tombstone-horizon",
-        "streamlog.durable",
-        "leader-epoch-checkpoint",
-        ".kafka_cleanshutdown",
-        ".lock",
-    ] {
-        fs.write_file(&Path::new("/store/gone-0").join(f), Vec::new());
+fn interrupted_deletes_of_compacted_topics_are_completed() {
+    for with_user_file in [false, true] {
+        let fs = SimFs::new();
+        {
+            let store = sim_store(&fs).unwrap();
+            let compact = TopicConfig::default().cleanup_policy(CleanupPolicy::Compact);
+            store.create_topic("gone", compact).unwrap();
+            store.close().unwrap();
+        }
+        let dir = Path::new("/store/gone-0");
+        let mut names = vec![
+            "00000000000000000040.log.cleaned",
+            "00000000000000000040.index.swap",
+            "00000000000000000000.log.deleted",
+            "log-start-offset-checkpoint.tmp",
+            "cleaner-offset-checkpoint",
+            "streamlog.tombstone-horizon",
+            ".lock",
+        ];
+        if with_user_file {
+            names.push("notes.txt");
+        }
+        for f in &names {
+            fs.write_file(&dir.join(f), b"x".to_vec());
+        }
+        let meta = Path::new("/store/.topics/gone");
+        let mut text = fs.read_file(meta).unwrap();
+        text.extend_from_slice(b"intent=delete\n");
+        fs.write_file(meta, text);
+        let store = sim_store(&fs).unwrap();
+        assert!(store.topic("gone").is_err(), "the deletion was completed");
+        let left = fs.files(dir);
+        if with_user_file {
+            assert!(
+                left.iter().any(|(p, _)| p.ends_with("notes.txt")),
+                "a directory holding a user's file is never emptied: {left:?}"
+            );
+            assert_eq!(
+                store.recovery_report().directories_left_alone,
+                vec![dir.to_path_buf()]
+            );
+        } else {
+            assert!(left.is_empty(), "partition files left: {left:?}");
+            store.create_topic("gone", TopicConfig::default()).unwrap();
+        }
     }
-    let store = sim_store(&fs).unwrap();
-    assert!(
-        fs.files(Path::new("/store/gone-0")).is_empty(),
-        "orphan partition files left: {:?}",
-        fs.files(Path::new("/store/gone-0"))
-    );
-    store.create_topic("gone", TopicConfig::default()).unwrap();
 }
 
 /// A compressed append whose records would decompress past the store's

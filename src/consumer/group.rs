@@ -20,8 +20,8 @@ use parking_lot::Mutex;
 
 use crate::consumer::TopicPartition;
 use crate::error::{Error, Result};
-use crate::format::BatchBuilder;
-use crate::store::PartitionState;
+use crate::format::{BatchBuilder, Header};
+use crate::store::{PartitionState, TopicId};
 use crate::topic::{CleanupPolicy, TopicConfig};
 
 /// The internal topic holding committed offsets.
@@ -81,8 +81,41 @@ struct Group {
 #[derive(Debug, Default)]
 struct State {
     groups: HashMap<String, Group>,
-    committed: HashMap<String, BTreeMap<TopicPartition, i64>>,
+    committed: HashMap<String, BTreeMap<TopicPartition, Commit>>,
     next_member: u64,
+}
+
+/// A committed offset and what it was taken from: the topic incarnation and the
+/// partition epoch (Kafka's leader epoch in `OffsetCommitValue`, KIP-320). Offsets are
+/// only ever applied to that incarnation, and checked against the epoch's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Commit {
+    /// The next offset the group reads.
+    pub(crate) offset: i64,
+    /// The partition epoch when it was committed (-1: unknown, written before epochs).
+    pub(crate) epoch: i32,
+    /// The topic incarnation (`None`: written before topic ids existed).
+    pub(crate) topic_id: Option<TopicId>,
+}
+
+/// The record header carrying a commit's topic id (Kafka's schema has no field for it;
+/// Kafka's readers ignore headers).
+const TOPIC_ID_HEADER: &str = "topic_id";
+
+/// A commit lowered at open: `(group, partition, from, to)`.
+pub(crate) type Lowered = (String, TopicPartition, i64, i64);
+/// A group's commit of one partition.
+pub(crate) type GroupCommit = (String, TopicPartition, Commit);
+/// Where a commit applies now and the partition's log end, `None` for a commit of a
+/// deleted topic.
+pub(crate) type CommitCheck<'a> = dyn Fn(&TopicPartition, &Commit) -> Option<(i64, i64)> + 'a;
+
+/// What the store says of a commit at load: keep it (with this offset), or drop it.
+pub(crate) enum Verdict {
+    /// Keep it; the offset may be lowered to where its epoch's records end.
+    Keep(i64),
+    /// It belongs to a topic incarnation that no longer exists.
+    Drop,
 }
 
 /// Members, assignments and committed offsets of every group in a store.
@@ -161,7 +194,7 @@ impl Coordinator {
 
     /// Loads committed offsets by replaying the offsets topic.
     pub(crate) fn load(&self, part: &PartitionState) -> Result<()> {
-        let mut committed: HashMap<String, BTreeMap<TopicPartition, i64>> = HashMap::new();
+        let mut committed: HashMap<String, BTreeMap<TopicPartition, Commit>> = HashMap::new();
         let mut offset = part.log.log_start_offset();
         let end = part.log.log_end_offset();
         while offset < end {
@@ -177,14 +210,24 @@ impl Coordinator {
                     continue;
                 };
                 let (group, tp) = key;
+                let topic_id = r
+                    .headers
+                    .iter()
+                    .find(|h| h.key == TOPIC_ID_HEADER)
+                    .and_then(|h| TopicId::from_bytes(h.value.as_deref()?));
                 match r.value.as_ref().map(|v| decode_value(v.clone())) {
                     None => {
                         if let Some(g) = committed.get_mut(&group) {
                             g.remove(&tp);
                         }
                     }
-                    Some(Some(o)) => {
-                        committed.entry(group).or_default().insert(tp, o);
+                    Some(Some((offset, epoch))) => {
+                        let c = Commit {
+                            offset,
+                            epoch,
+                            topic_id,
+                        };
+                        committed.entry(group).or_default().insert(tp, c);
                     }
                     Some(None) => log::warn!(
                         "{OFFSETS_TOPIC}: skipping a record at offset {} with an unknown value",
@@ -196,6 +239,45 @@ impl Coordinator {
         committed.retain(|_, g| !g.is_empty());
         self.state.lock().committed = committed;
         Ok(())
+    }
+
+    /// Checks every loaded commit with `verdict` (at open, after the partitions were
+    /// recovered): drops those of other topic incarnations and lowers those that point
+    /// past their epoch's records. Returns `(group, partition, from, to)` per lowered
+    /// commit, and the commits to write again as they are now (lowered, or lacking a
+    /// topic id: the caller gives them one), so the next open finds them settled.
+    pub(crate) fn check_loaded(
+        &self,
+        verdict: &dyn Fn(&TopicPartition, &Commit) -> Verdict,
+    ) -> (Vec<Lowered>, Vec<GroupCommit>) {
+        let mut st = self.state.lock();
+        let mut lowered = Vec::new();
+        let mut stale = Vec::new();
+        for (group, commits) in st.committed.iter_mut() {
+            commits.retain(|tp, c| match verdict(tp, c) {
+                Verdict::Drop => {
+                    log::warn!(
+                        "group `{group}`: dropping the committed offset {} of {tp}, which \
+                         belongs to an earlier topic of that name",
+                        c.offset
+                    );
+                    false
+                }
+                Verdict::Keep(offset) => {
+                    let low = offset < c.offset;
+                    if low {
+                        lowered.push((group.clone(), tp.clone(), c.offset, offset));
+                        c.offset = offset;
+                    }
+                    if low || c.topic_id.is_none() {
+                        stale.push((group.clone(), tp.clone(), *c));
+                    }
+                    true
+                }
+            });
+        }
+        st.committed.retain(|_, g| !g.is_empty());
+        (lowered, stale)
     }
 
     /// Adds a member; returns its id.
@@ -367,8 +449,9 @@ impl Coordinator {
         offsets_log: &PartitionState,
         group: &str,
         member: Option<&str>,
-        offsets: &BTreeMap<TopicPartition, i64>,
+        offsets: &BTreeMap<TopicPartition, Commit>,
         now_ms: i64,
+        live: &dyn Fn(&TopicPartition, Option<TopicId>) -> bool,
     ) -> Result<()> {
         if offsets.is_empty() {
             return Ok(());
@@ -391,21 +474,77 @@ impl Coordinator {
                 });
             }
         }
+        // Under the commit lock, which `forget_topic` takes after a topic is deleted: a
+        // commit either finds the topic gone here or is written before its tombstone.
+        if let Some((tp, _)) = offsets.iter().find(|(tp, c)| !live(tp, c.topic_id)) {
+            return Err(Error::NotFound {
+                kind: "topic",
+                name: format!("{} (committing for {tp}: it was deleted)", tp.topic()),
+            });
+        }
+        self.write_commits(
+            offsets_log,
+            offsets.iter().map(|(tp, c)| (group, tp, *c)),
+            now_ms,
+        )?;
+        let mut st = self.state.lock();
+        let g = st.committed.entry(group.to_string()).or_default();
+        for (tp, c) in offsets {
+            g.insert(tp.clone(), *c);
+        }
+        Ok(())
+    }
+
+    /// Appends commit records as one batch and fsyncs it (shared with concurrent
+    /// flushes). The caller holds `commit_lock` or has the store to itself (open).
+    fn write_commits<'a>(
+        &self,
+        offsets_log: &PartitionState,
+        commits: impl Iterator<Item = (&'a str, &'a TopicPartition, Commit)>,
+        now_ms: i64,
+    ) -> Result<()> {
         let mut b = BatchBuilder::new();
-        for (tp, &o) in offsets {
+        for (group, tp, c) in commits {
+            let headers: Vec<Header> = c
+                .topic_id
+                .map(|id| Header::new(TOPIC_ID_HEADER, id.as_bytes().to_vec()))
+                .into_iter()
+                .collect();
             b.push(
                 now_ms,
                 Some(&encode_key(group, tp)),
-                Some(&encode_value(o, now_ms)),
-                &[],
+                Some(&encode_value(c.offset, c.epoch, now_ms)),
+                &headers,
             )?;
         }
         let info = offsets_log.log.append_encoded(&mut b.build()?)?;
         offsets_log.log.flush_to(info.last_offset + 1)?;
+        Ok(())
+    }
+
+    /// Writes loaded commits again as they are now: at open, for commits that were
+    /// lowered or written before topic ids existed.
+    pub(crate) fn rewrite(
+        &self,
+        offsets_log: &PartitionState,
+        commits: &[GroupCommit],
+        now_ms: i64,
+    ) -> Result<()> {
+        if commits.is_empty() {
+            return Ok(());
+        }
+        let _order = self.commit_lock.lock();
+        self.write_commits(
+            offsets_log,
+            commits.iter().map(|(g, tp, c)| (g.as_str(), tp, *c)),
+            now_ms,
+        )?;
         let mut st = self.state.lock();
-        let g = st.committed.entry(group.to_string()).or_default();
-        for (tp, &o) in offsets {
-            g.insert(tp.clone(), o);
+        for (g, tp, c) in commits {
+            st.committed
+                .entry(g.clone())
+                .or_default()
+                .insert(tp.clone(), *c);
         }
         Ok(())
     }
@@ -445,8 +584,9 @@ impl Coordinator {
         Ok(())
     }
 
-    /// The committed offset of `tp` for `group`.
-    pub(crate) fn committed(&self, group: &str, tp: &TopicPartition) -> Option<i64> {
+    /// The commit of `tp` for `group`, as written (the store checks it against the
+    /// topic and its epochs).
+    pub(crate) fn committed(&self, group: &str, tp: &TopicPartition) -> Option<Commit> {
         self.state
             .lock()
             .committed
@@ -468,11 +608,12 @@ impl Coordinator {
     }
 
     /// Members, their assignments and the group's committed offsets (`None` for an
-    /// unknown group). `end` gives a partition's log end offset.
+    /// unknown group). `check` gives a commit's offset as the store applies it and the
+    /// partition's log end offset, or `None` for a commit of a deleted topic (left out).
     pub(crate) fn describe(
         &self,
         group: &str,
-        end: &dyn Fn(&TopicPartition) -> Option<i64>,
+        check: &CommitCheck<'_>,
     ) -> Option<GroupDescription> {
         let st = self.state.lock();
         let g = st.groups.get(group);
@@ -497,14 +638,14 @@ impl Coordinator {
         let offsets = committed
             .map(|c| {
                 c.iter()
-                    .map(|(tp, &offset)| {
-                        let log_end_offset = end(tp).unwrap_or(-1);
-                        CommittedOffset {
+                    .filter_map(|(tp, c)| {
+                        let (offset, log_end_offset) = check(tp, c)?;
+                        Some(CommittedOffset {
                             partition: tp.clone(),
                             offset,
                             log_end_offset,
                             lag: log_end_offset.saturating_sub(offset).max(0),
-                        }
+                        })
                     })
                     .collect()
             })
@@ -774,24 +915,31 @@ fn decode_key(mut b: Bytes) -> Option<(String, TopicPartition)> {
     Some((group, TopicPartition::new(topic, b.get_i32())))
 }
 
-fn encode_value(offset: i64, now_ms: i64) -> Vec<u8> {
+fn encode_value(offset: i64, epoch: i32, now_ms: i64) -> Vec<u8> {
     let mut b = BytesMut::with_capacity(26);
     b.put_i16(3);
     b.put_i64(offset);
-    b.put_i32(-1); // leader epoch
+    b.put_i32(epoch); // leader epoch
     put_string(&mut b, ""); // metadata
     b.put_i64(now_ms);
     b.to_vec()
 }
 
-/// The committed offset of an OffsetCommitValue; `None` if it is not one (too short,
-/// or an offset no commit makes: commits are at least 0).
-fn decode_value(mut b: Bytes) -> Option<i64> {
+/// The committed offset and leader epoch of an OffsetCommitValue (-1 where the version
+/// has no epoch); `None` if it is not one (too short, or an offset no commit makes:
+/// commits are at least 0).
+fn decode_value(mut b: Bytes) -> Option<(i64, i32)> {
     if b.remaining() < 10 {
         return None;
     }
-    let _version = b.get_i16();
-    Some(b.get_i64()).filter(|&o| o >= 0)
+    let version = b.get_i16();
+    let offset = Some(b.get_i64()).filter(|&o| o >= 0)?;
+    let epoch = if version >= 3 && b.remaining() >= 4 {
+        b.get_i32()
+    } else {
+        -1
+    };
+    Some((offset, epoch))
 }
 
 #[cfg(test)]
@@ -803,7 +951,10 @@ mod tests {
         let tp = TopicPartition::new("clicks", 3);
         let (g, t) = decode_key(Bytes::from(encode_key("analytics", &tp))).unwrap();
         assert_eq!((g.as_str(), t), ("analytics", tp));
-        assert_eq!(decode_value(Bytes::from(encode_value(42, 7))), Some(42));
+        assert_eq!(
+            decode_value(Bytes::from(encode_value(42, 3, 7))),
+            Some((42, 3))
+        );
         assert_eq!(decode_key(Bytes::from_static(b"\x00\x01\x00")), None);
     }
 

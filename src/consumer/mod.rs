@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::store::{PartitionState, Store};
+use group::Commit;
 
 pub use group::{Assignor, CommittedOffset, GroupDescription, MemberDescription, assign};
 use records::Pending;
@@ -595,7 +596,8 @@ impl Consumer {
             .config
             .group_id
             .as_deref()
-            .and_then(|g| self.store.inner.groups.committed(g, tp));
+            .and_then(|g| self.store.inner.groups.committed(g, tp))
+            .and_then(|c| a.state.apply_commit(&c));
         match committed {
             Some(o) if o >= log.log_start_offset() && o <= log.log_end_offset() => Ok(o),
             _ => self.reset_position(tp, a, committed.unwrap_or(-1)),
@@ -1010,23 +1012,53 @@ impl Consumer {
                     reason: format!("{o} for {tp} is negative"),
                 });
             }
-            self.lookup(tp)?;
+            self.commit_target(tp)?;
         }
         self.commit_offsets(offsets)
     }
 
+    /// The partition a commit of `tp` is for: the one this consumer was assigned, even
+    /// if its topic was deleted since (the commit is then refused, never moved to a new
+    /// topic of that name); otherwise the topic's current partition.
+    fn commit_target(&self, tp: &TopicPartition) -> Result<Arc<PartitionState>> {
+        match self.assigned.get(tp) {
+            Some(a) => Ok(a.state.clone()),
+            None => self.store.partition_state(tp.topic(), tp.partition()),
+        }
+    }
+
+    /// Commits offsets of the topics as they are now: each commit names its topic's id
+    /// and the partition's epoch, so it never applies to a later topic of the same name
+    /// nor past records a crash removed.
     fn commit_offsets(&self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
         if offsets.is_empty() {
             return Ok(());
         }
         let group = self.group()?;
         let member = self.membership.as_ref().map(|m| m.member_id.as_str());
+        let mut commits = BTreeMap::new();
+        for (tp, &offset) in offsets {
+            let state = self.commit_target(tp)?;
+            commits.insert(
+                tp.clone(),
+                Commit {
+                    offset,
+                    epoch: state.log.epoch(),
+                    topic_id: Some(state.topic_id),
+                },
+            );
+        }
         let part = self.store.offsets_partition()?;
         let now = part.log.config().clock.now_ms();
+        let live = |tp: &TopicPartition, id| {
+            self.store
+                .partition_state(tp.topic(), tp.partition())
+                .is_ok_and(|p| Some(p.topic_id) == id)
+        };
         self.store
             .inner
             .groups
-            .commit(&part, group, member, offsets, now)?;
+            .commit(&part, group, member, &commits, now, &live)?;
         part.wake();
         Ok(())
     }
@@ -1043,7 +1075,7 @@ impl Consumer {
         let group = self.group()?;
         Ok(partitions
             .iter()
-            .map(|tp| (tp.clone(), self.store.inner.groups.committed(group, tp)))
+            .map(|tp| (tp.clone(), self.store.committed_offset(group, tp)))
             .collect())
     }
 

@@ -646,6 +646,9 @@ impl FileSystem for CachingFs {
     fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
         self.inner.lock(path)
     }
+    fn lock_holder(&self, path: &Path) -> Option<u32> {
+        self.inner.lock_holder(path)
+    }
 }
 
 #[cfg(test)]

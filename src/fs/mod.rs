@@ -108,12 +108,15 @@ pub(crate) fn create_dir_durable(fs: &dyn FileSystem, path: &Path) -> io::Result
     Ok(())
 }
 
-/// Takes the lock file at `path`: `Error::Locked` if another writer holds it.
+/// Takes the exclusive lock on `path` (a directory: the lock is on the directory
+/// itself, which cannot be deleted while it is held open): `Error::Locked` naming the
+/// holder if another writer has it.
 pub(crate) fn take_lock(fs: &dyn FileSystem, path: &Path) -> crate::Result<Box<dyn DirLock>> {
     fs.lock(path).map_err(|e| {
         if e.kind() == io::ErrorKind::WouldBlock {
             crate::Error::Locked {
                 path: path.to_path_buf(),
+                holder: fs.lock_holder(path),
             }
         } else {
             crate::Error::io(format!("lock {}", path.display()), e)
@@ -142,7 +145,12 @@ pub trait FileSystem: Send + Sync + Debug {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Makes a directory's entries (creations, removals, renames) durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
-    /// Takes an exclusive lock on `path` (created if missing); fails with
-    /// `ErrorKind::WouldBlock` if another holder has it.
+    /// Takes an exclusive lock on `path`: a directory, or a file (created if missing);
+    /// fails with `ErrorKind::WouldBlock` if another holder has it.
     fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>>;
+    /// The process holding the lock on `path`, where the system tells.
+    fn lock_holder(&self, path: &Path) -> Option<u32> {
+        let _ = path;
+        None
+    }
 }

@@ -159,12 +159,18 @@ impl FileSystem for OsFs {
         }
     }
     fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
-        let f = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        // A directory is locked through a read-only descriptor of itself (`flock` works
+        // on any descriptor); a file is created if missing.
+        let f = if path.is_dir() {
+            fs::File::open(path)?
+        } else {
+            fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)?
+        };
         match f.try_lock() {
             Ok(()) => Ok(Box::new(OsLock(f))),
             Err(fs::TryLockError::WouldBlock) => {
@@ -172,5 +178,24 @@ impl FileSystem for OsFs {
             }
             Err(fs::TryLockError::Error(e)) => Err(e),
         }
+    }
+    #[cfg(target_os = "linux")]
+    fn lock_holder(&self, path: &Path) -> Option<u32> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::metadata(path).ok()?;
+        let dev = meta.dev();
+        // glibc's gnu_dev_major/minor.
+        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+        let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+        let id = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+        // Lines read `1: FLOCK  ADVISORY  WRITE 4242 fd:01:1234 0 EOF`: the pid, then
+        // major:minor:inode (hex, hex, decimal) of the locked file.
+        let locks = fs::read_to_string("/proc/locks").ok()?;
+        locks.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let at = fields.iter().position(|f| *f == "FLOCK")?;
+            let pid = fields.get(at + 3)?.parse().ok()?;
+            (*fields.get(at + 4)? == id).then_some(pid)
+        })
     }
 }

@@ -58,18 +58,17 @@ impl EpochHistory {
     }
 
     /// Where the records appended under `epoch` end (exclusive): the start of the first
-    /// later epoch, or `log_end` if there is none. A negative epoch (unknown, as in a
-    /// commit written before epochs existed) is checked against `log_end` only.
-    pub(crate) fn end_offset(&self, epoch: i32, log_end: i64) -> i64 {
+    /// later epoch. `None` if no later epoch started (the current epoch, whose records
+    /// go on), or for a negative epoch (unknown: written before epochs existed).
+    pub(crate) fn end_offset(&self, epoch: i32) -> Option<i64> {
         if epoch < 0 {
-            return log_end;
+            return None;
         }
         self.entries
             .iter()
             .filter(|&&(e, _)| e > epoch)
             .map(|&(_, start)| start)
             .min()
-            .map_or(log_end, |start| start.min(log_end))
     }
 
     /// Whether a batch starting at `base_offset` may carry `epoch` in its
@@ -123,18 +122,18 @@ mod tests {
     #[test]
     fn an_epoch_ends_where_a_later_one_starts() {
         let mut h = EpochHistory::default();
-        assert_eq!(h.end_offset(0, 42), 42);
+        assert_eq!(h.end_offset(0), None);
         assert_eq!(h.begin(10), 1); // records 10.. of epoch 0 were lost
-        assert_eq!(h.end_offset(0, 30), 10);
-        assert_eq!(h.end_offset(1, 30), 30);
+        assert_eq!(h.end_offset(0), Some(10));
+        assert_eq!(h.end_offset(1), None);
         assert_eq!(h.begin(20), 2);
         // Truncation to 5 drops epochs that started later; epoch 1's records are gone.
         assert_eq!(h.begin(5), 3);
-        assert_eq!(h.end_offset(0, 50), 5);
-        assert_eq!(h.end_offset(1, 50), 5);
-        assert_eq!(h.end_offset(2, 50), 5);
-        assert_eq!(h.end_offset(3, 50), 50);
-        assert_eq!(h.end_offset(-1, 50), 50);
+        assert_eq!(h.end_offset(0), Some(5));
+        assert_eq!(h.end_offset(1), Some(5));
+        assert_eq!(h.end_offset(2), Some(5));
+        assert_eq!(h.end_offset(3), None);
+        assert_eq!(h.end_offset(-1), None);
         assert_eq!(h.render(), "0\n2\n0 0\n3 5\n");
     }
 

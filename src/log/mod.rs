@@ -309,14 +309,15 @@ impl Log {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// Where the records appended under `epoch` end (exclusive): where the next epoch
-    /// started, or the log end offset for the current epoch. A position `(offset,
-    /// epoch)` taken earlier (a committed offset) still points into the records it was
-    /// taken from iff `offset <= epoch_end_offset(epoch)`; otherwise the records between
-    /// were removed and this is where they were cut. A negative epoch (unknown) gets the
-    /// log end offset.
-    pub fn epoch_end_offset(&self, epoch: i32) -> i64 {
-        self.epochs.read().end_offset(epoch, self.log_end_offset())
+    /// Where the records appended under `epoch` ended (exclusive): where the next epoch
+    /// started, capped at the log end. A position `(offset, epoch)` taken earlier (a
+    /// committed offset) still points into the records it was taken from iff `offset <=`
+    /// this; otherwise the records between were removed and this is where they were
+    /// cut. `None` for the current epoch (its records go on), a later one, or a
+    /// negative (unknown) one.
+    pub fn epoch_end_offset(&self, epoch: i32) -> Option<i64> {
+        let end = self.epochs.read().end_offset(epoch)?;
+        Some(end.min(self.log_end_offset()))
     }
 
     /// Starts a new epoch at `start`, the log end once records may have been removed

@@ -83,15 +83,12 @@ impl Log {
                     .exists(&store_dir)
                     .map_err(io_ctx(format!("stat {}", store_dir.display())))?
                 {
-                    locks.push(crate::fs::take_lock(
-                        fs.as_ref(),
-                        &root.join(crate::store::LOCK_FILE),
-                    )?);
+                    locks.push(crate::fs::take_lock(fs.as_ref(), &root)?);
                     break;
                 }
             }
-            let lock_path = dir.join(checkpoint::LOCK_FILE);
-            locks.push(crate::fs::take_lock(fs.as_ref(), &lock_path)?);
+            // The directory itself: a lock nobody can delete while the log is open.
+            locks.push(crate::fs::take_lock(fs.as_ref(), &dir)?);
         }
         let mut names = fs.list_dir(&dir).map_err(io_ctx(format!("list {d}")))?;
         // A swap file was written and fsync'd by our cleaner; any leader epoch passes here

@@ -219,3 +219,13 @@ pub fn check_invariants(log: &Log, obs: &Observed) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// A store at `/store` on SimFs, maintenance off (tests run passes by hand).
+pub fn sim_store(fs: &SimFs) -> streamlog::Result<streamlog::Store> {
+    streamlog::Store::open_with(
+        "/store",
+        streamlog::StoreConfig::default()
+            .file_system(Arc::new(fs.clone()) as Arc<dyn FileSystem>)
+            .background_maintenance(false),
+    )
+}

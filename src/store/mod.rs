@@ -3,12 +3,17 @@
 //! file name is the topic name, which keeps a 249-character name under the 255-byte
 //! limit of file names).
 //!
-//! Crash safety of topic changes: a topic's partition directories are created before its
-//! metadata file is written (tmp + fsync + rename + directory fsync), and the metadata
-//! is removed before its directories are; at open, partition directories that no
-//! metadata accounts for are leftovers of an interrupted create or delete and are removed
-//! (only when every file in them is a partition file, so a user's own `backup-2024`
-//! directory is never touched). Topic changes are serialized by one lock.
+//! Crash safety of topic changes: each change first records its intent in the topic's
+//! metadata file, durably, then creates or removes partition directories (each names
+//! the topic's id in Kafka's `partition.metadata`), then records the outcome. An open
+//! that finds an intent completes a deletion or rolls back a creation, removing only
+//! directories that name the topic's id (see [`recovery`]); it deletes nothing else.
+//! Topic changes are serialized by one lock. One writer per directory: the store holds
+//! an OS lock (`flock`) on the store directory itself, which cannot be deleted while the
+//! store is open.
+
+mod meta;
+mod recovery;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::consumer::group::{Coordinator, OFFSETS_TOPIC};
+use crate::consumer::group::{self, Coordinator, OFFSETS_TOPIC};
 use crate::notify::Notifier;
 
 use crate::error::{Error, Result, io_ctx};
@@ -27,7 +32,14 @@ use crate::fs::{DirLock, FileSystem, OsFs};
 use crate::log::{AppendInfo, Clock, Log, LogConfig, SystemClock};
 use crate::topic::{TopicConfig, refuse_internal, validate_topic_name};
 
+pub use meta::TopicId;
+pub use recovery::{CommittedOffsetReset, PartitionRecovery, StoreRecoveryReport};
+
+use meta::{Intent, TopicMeta};
+
 pub(crate) const TOPICS_DIR: &str = ".topics";
+/// The lock file of stores written before the store directory itself was locked
+/// (recognised, never created).
 pub(crate) const LOCK_FILE: &str = ".lock";
 /// Temporary metadata file; `~` cannot appear in a topic name.
 const METADATA_TMP: &str = "~metadata.tmp";
@@ -147,6 +159,8 @@ impl StoreConfig {
 #[derive(Debug)]
 pub(crate) struct PartitionState {
     pub(crate) topic: String,
+    /// The topic incarnation this partition belongs to.
+    pub(crate) topic_id: TopicId,
     pub(crate) partition: i32,
     pub(crate) log: Log,
     notifier: Arc<Notifier>,
@@ -156,11 +170,24 @@ impl PartitionState {
     pub(crate) fn wake(&self) {
         self.notifier.notify();
     }
+
+    /// Where a commit applies to this partition: `None` if it belongs to another topic
+    /// incarnation (the topic was deleted and created again); otherwise its offset,
+    /// lowered to where the records of its epoch end if records it pointed past were
+    /// removed (KIP-320).
+    pub(crate) fn apply_commit(&self, c: &group::Commit) -> Option<i64> {
+        (c.topic_id == Some(self.topic_id)).then(|| match self.log.epoch_end_offset(c.epoch) {
+            Some(end) => c.offset.min(end),
+            None => c.offset,
+        })
+    }
 }
 
 #[derive(Debug)]
 pub(crate) struct TopicState {
     pub(crate) name: String,
+    /// This incarnation's id (a topic deleted and created again has a new one).
+    pub(crate) id: TopicId,
     pub(crate) config: RwLock<TopicConfig>,
     pub(crate) partitions: RwLock<Vec<Arc<PartitionState>>>,
 }
@@ -188,6 +215,8 @@ pub(crate) struct Inner {
     pub(crate) producers: Mutex<Vec<std::sync::Weak<crate::producer::Shared>>>,
     /// The maintenance thread.
     pub(crate) maintenance: Arc<crate::maintenance::Maintenance>,
+    /// What open found and did.
+    recovery: Mutex<StoreRecoveryReport>,
 }
 
 /// A streamlog store: a directory of topics. Cheap to clone; `Send + Sync`.
@@ -241,11 +270,34 @@ fn partition_dir_name(topic: &str, partition: i32) -> String {
     format!("{topic}-{partition}")
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum DirContents {
-    Missing,
-    PartitionFiles,
-    Other,
+/// Refuses to open a store inside another one: its `.topics` directory, a partition
+/// directory, or any other directory of it.
+fn refuse_nested(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    let nested = |why: String| Error::InvalidArgument {
+        name: "dir",
+        reason: format!("{} is inside another store ({why})", dir.display()),
+    };
+    if dir.file_name().is_some_and(|n| n == TOPICS_DIR) {
+        return Err(nested(format!(
+            "`{TOPICS_DIR}` holds a store's topic metadata"
+        )));
+    }
+    // `dir/..` is the real parent even through a symbolic link; the lexical parent for
+    // file systems that do not resolve `..` (SimFs).
+    for parent in [Some(dir.join("..")), dir.parent().map(Path::to_path_buf)]
+        .into_iter()
+        .flatten()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        let topics = parent.join(TOPICS_DIR);
+        if fs
+            .exists(&topics)
+            .map_err(io_ctx(format!("stat {}", topics.display())))?
+        {
+            return Err(nested(format!("{} holds a store", parent.display())));
+        }
+    }
+    Ok(())
 }
 
 /// The partition directory `<topic>-<partitions - 1>` must fit a file name.
@@ -272,14 +324,29 @@ impl Store {
     }
 
     /// Opens (creating if needed) the store in `dir`, recovering every partition that
-    /// was not closed cleanly.
+    /// was not closed cleanly. What recovery found and did is in
+    /// [`recovery_report`](Self::recovery_report) (and logged).
+    ///
+    /// The store holds an OS lock on `dir` itself while it is open: a second writer, in
+    /// this process or another, gets `Locked` naming the holder. Topic changes a crash
+    /// interrupted are completed or rolled back; directories that are not the store's
+    /// are left alone and listed in the report.
     ///
     /// # Errors
-    /// `Locked` if another `Store` (in this or another process) has `dir` open;
-    /// `InvalidConfig` for `max_open_files(0)`; `Corruption` for unreadable topic
-    /// metadata or damaged flushed data; `Io`.
+    /// `InvalidArgument` for an empty path, or a directory inside another store (the
+    /// `.topics` directory or a partition directory); `Locked` if another `Store` has
+    /// `dir` open; `InvalidConfig` for `max_open_files(0)`; `Corruption` for unreadable
+    /// topic metadata, damaged flushed data, or metadata that disagrees with the
+    /// partition directories (a missing partition, or one beyond the partition count);
+    /// `Io`.
     pub fn open_with(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store> {
         let dir = dir.as_ref().to_path_buf();
+        if dir.as_os_str().is_empty() {
+            return Err(Error::InvalidArgument {
+                name: "dir",
+                reason: "the store directory path is empty".into(),
+            });
+        }
         if config.max_open_files == 0 {
             return Err(Error::InvalidConfig {
                 name: "max_open_files",
@@ -291,53 +358,41 @@ impl Store {
         let files = crate::fs::CachingFs::new(config.fs.clone(), config.max_open_files);
         config.fs = Arc::new(files.clone());
         let fs = config.fs.clone();
+        refuse_nested(fs.as_ref(), &dir)?;
         let meta_dir = dir.join(TOPICS_DIR);
         crate::fs::create_dir_durable(fs.as_ref(), &meta_dir)
             .map_err(io_ctx(format!("create {}", meta_dir.display())))?;
-        let lock_path = dir.join(LOCK_FILE);
-        let lock = crate::fs::take_lock(fs.as_ref(), &lock_path)?;
-        fs.sync_dir(&dir)
-            .map_err(io_ctx(format!("fsync {}", dir.display())))?;
+        let lock = crate::fs::take_lock(fs.as_ref(), &dir)?;
+        let mut report = StoreRecoveryReport::default();
+        let catalog = recovery::settle(fs.as_ref(), &dir, &mut report)?;
         let notifier = Arc::new(Notifier::default());
         let mut topics = BTreeMap::new();
-        for name in fs
-            .list_dir(&meta_dir)
-            .map_err(io_ctx(format!("list {}", meta_dir.display())))?
-        {
-            let path = meta_dir.join(&name);
-            if name.starts_with('~') {
-                fs.remove_file(&path)
-                    .map_err(io_ctx(format!("remove {}", path.display())))?;
-                continue;
-            }
-            let topic = name.as_str();
-            let bytes = crate::log::read_small_file(fs.as_ref(), &path)
-                .map_err(io_ctx(format!("read {}", path.display())))?
-                .unwrap_or_default();
-            let text =
-                String::from_utf8(bytes).map_err(|_| Error::corruption(&path, 0, "not UTF-8"))?;
-            let tc = TopicConfig::from_properties(&text)
-                .map_err(|reason| Error::corruption(&path, 0, reason))?;
-            validate_topic_name(topic).map_err(|e| Error::corruption(&path, 0, e.to_string()))?;
+        for (name, (meta, id)) in &catalog.topics {
             let mut parts = Vec::new();
-            for p in 0..tc.partitions {
+            for p in 0..meta.config.partitions {
                 let log = Log::open_with_fs(
                     fs.clone(),
-                    dir.join(partition_dir_name(topic, p)),
-                    config.log_config(&tc),
+                    dir.join(partition_dir_name(name, p)),
+                    config.log_config(&meta.config),
                 )?;
+                report.partitions.push(PartitionRecovery {
+                    partition: crate::consumer::TopicPartition::new(name.as_str(), p),
+                    report: log.recovery_report().clone(),
+                });
                 parts.push(Arc::new(PartitionState {
-                    topic: topic.to_string(),
+                    topic: name.clone(),
+                    topic_id: *id,
                     partition: p,
                     log,
                     notifier: notifier.clone(),
                 }));
             }
             topics.insert(
-                topic.to_string(),
+                name.clone(),
                 Arc::new(TopicState {
-                    name: topic.to_string(),
-                    config: RwLock::new(tc),
+                    name: name.clone(),
+                    id: *id,
+                    config: RwLock::new(meta.config.clone()),
                     partitions: RwLock::new(parts),
                 }),
             );
@@ -355,15 +410,19 @@ impl Store {
             groups: Coordinator::default(),
             producers: Mutex::new(Vec::new()),
             maintenance: Arc::default(),
+            recovery: Mutex::new(StoreRecoveryReport::default()),
         };
-        inner.remove_orphan_partitions()?;
         let store = Store {
             inner: Arc::new(inner),
         };
         if !store.inner.topics.read().contains_key(OFFSETS_TOPIC) {
             store.create_topic_inner(OFFSETS_TOPIC, Coordinator::offsets_topic_config())?;
         }
-        store.inner.groups.load(&*store.offsets_partition()?)?;
+        store.load_offsets(&catalog.adopted, &mut report)?;
+        if report.is_eventful() {
+            log::warn!("{}: recovery: {report:?}", store.dir().display());
+        }
+        *store.inner.recovery.lock() = report;
         let config = &store.inner.config;
         if config.background_maintenance {
             let interval = Duration::from_millis(config.maintenance_interval_ms.max(1));
@@ -374,6 +433,81 @@ impl Store {
                 .map_err(io_ctx("start the maintenance thread"))?;
         }
         Ok(store)
+    }
+
+    /// Loads committed offsets and checks each against its partition: offsets of
+    /// another topic incarnation are dropped, offsets past the records of their epoch
+    /// (lost in a crash) are lowered to where those records end. Commits written before
+    /// topic ids existed belong to the topics given an id at this open (`adopted`), and
+    /// are written again with it.
+    fn load_offsets(&self, adopted: &[String], report: &mut StoreRecoveryReport) -> Result<()> {
+        let offsets = self.offsets_partition()?;
+        let groups = &self.inner.groups;
+        groups.load(&offsets)?;
+        let dropped = std::cell::Cell::new(0usize);
+        let (lowered, stale) = groups.check_loaded(&|tp, c| {
+            let adopt = c.topic_id.is_none() && adopted.iter().any(|t| t == tp.topic());
+            let mut c = *c;
+            if adopt {
+                c.topic_id = self.inner.topic(tp.topic()).ok().map(|t| t.id);
+            }
+            match self.check_commit(tp, &c) {
+                Some(offset) => group::Verdict::Keep(offset),
+                None => {
+                    dropped.set(dropped.get() + 1);
+                    group::Verdict::Drop
+                }
+            }
+        });
+        report.offsets_dropped = dropped.get();
+        for (group, partition, from, to) in lowered {
+            report.offsets_reset.push(CommittedOffsetReset {
+                group,
+                partition,
+                from,
+                to,
+            });
+        }
+        let stale: Vec<_> = stale
+            .into_iter()
+            .filter_map(|(g, tp, mut c)| {
+                c.topic_id = Some(self.inner.topic(tp.topic()).ok()?.id);
+                Some((g, tp, c))
+            })
+            .collect();
+        groups.rewrite(&offsets, &stale, self.inner.config.now_ms())
+    }
+
+    /// Where a commit applies now: `None` if its topic incarnation is gone (deleted, or
+    /// deleted and created again); otherwise its offset, lowered to where the records of
+    /// its epoch end if a crash removed records it pointed past (KIP-320).
+    pub(crate) fn check_commit(
+        &self,
+        tp: &crate::consumer::TopicPartition,
+        c: &group::Commit,
+    ) -> Option<i64> {
+        self.partition_state(tp.topic(), tp.partition())
+            .ok()?
+            .apply_commit(c)
+    }
+
+    /// The offset `group` resumes `tp` from, if it committed one for the topic as it is
+    /// now (see [`check_commit`](Self::check_commit)).
+    pub(crate) fn committed_offset(
+        &self,
+        group: &str,
+        tp: &crate::consumer::TopicPartition,
+    ) -> Option<i64> {
+        let c = self.inner.groups.committed(group, tp)?;
+        self.check_commit(tp, &c)
+    }
+
+    /// What [`open`](Self::open) found and did: per partition its recovery (truncated
+    /// ranges and bytes, rebuilt indexes, finished compaction swaps), topic changes a
+    /// crash interrupted, directories left alone, and committed offsets lowered because
+    /// the records they pointed past were lost.
+    pub fn recovery_report(&self) -> StoreRecoveryReport {
+        self.inner.recovery.lock().clone()
     }
 
     /// The partition of the internal committed-offsets topic.
@@ -461,30 +595,60 @@ impl Store {
                 name: name.to_string(),
             });
         }
-        let parts = self
-            .inner
-            .open_new_partitions(name, 0..config.partitions, &config)?;
-        if let Err(e) = self.inner.write_metadata(name, &config) {
-            self.inner.discard_partitions(&parts);
-            return Err(e);
-        }
-        self.inner.topics.write().insert(
+        let inner = &self.inner;
+        inner.check_dirs_free(name, 0..config.partitions)?;
+        let id = TopicId::random();
+        let mut meta = TopicMeta {
+            config,
+            id: Some(id),
+            intent: Some(Intent::Create),
+        };
+        // The intent is durable before any directory exists: a crash from here on is
+        // rolled back at open, removing only directories that name this id.
+        inner.write_metadata(name, &meta)?;
+        let built = inner
+            .open_new_partitions(name, id, 0..meta.config.partitions, &meta.config)
+            .and_then(|parts| {
+                meta.intent = None;
+                match inner.write_metadata(name, &meta) {
+                    Ok(()) => Ok(parts),
+                    Err(e) => {
+                        inner.discard_partitions(&parts);
+                        Err(e)
+                    }
+                }
+            });
+        let parts = match built {
+            Ok(parts) => parts,
+            Err(e) => {
+                // Best effort: what stays behind is settled by the next open.
+                let _ = inner.remove_metadata(name);
+                return Err(e);
+            }
+        };
+        inner.topics.write().insert(
             name.to_string(),
             Arc::new(TopicState {
                 name: name.to_string(),
-                config: RwLock::new(config),
+                id,
+                config: RwLock::new(meta.config),
                 partitions: RwLock::new(parts),
             }),
         );
-        self.inner.bump_metadata_epoch();
+        inner.bump_metadata_epoch();
         Ok(())
     }
 
     /// Deletes a topic and all its data. Handles to it stop accepting appends
-    /// (`Closed`). Durable on return.
+    /// (`Closed`), and its committed offsets are forgotten: a topic created later under
+    /// the same name is a new topic (a new [`TopicId`]), read from its start. Durable on
+    /// return: after a crash, the deletion is completed at open.
     ///
     /// # Errors
-    /// `NotFound`; `Io`.
+    /// `NotFound`; `InvalidArgument` for an internal topic; `Io`. An `Io` error that
+    /// says the committed offsets could not be forgotten comes after the topic was
+    /// deleted: those offsets are never applied to another topic (they name this
+    /// topic's id) and are dropped at the next open.
     pub fn delete_topic(&self, name: &str) -> Result<()> {
         let _ddl = self.inner.ddl.lock();
         self.check_open()?;
@@ -494,35 +658,49 @@ impl Store {
                 reason: format!("`{name}` is an internal topic and cannot be deleted"),
             });
         }
-        let state = self.inner.topic(name)?;
-        let meta = self.inner.dir.join(TOPICS_DIR).join(name);
-        let fs = self.inner.config.fs.as_ref();
-        fs.remove_file(&meta)
-            .map_err(io_ctx(format!("remove {}", meta.display())))?;
-        self.inner.topics.write().remove(name);
-        self.inner.bump_metadata_epoch();
-        fs.sync_dir(&self.inner.dir.join(TOPICS_DIR))
-            .map_err(io_ctx("fsync the topics directory"))?;
-        if let Err(e) = self
-            .inner
-            .groups
-            .forget_topic(&*self.offsets_partition()?, name)
-        {
-            log::warn!("deleting the committed offsets of topic `{name}`: {e}");
-        }
-        self.inner.notifier.notify();
+        let inner = &self.inner;
+        let state = inner.topic(name)?;
+        let meta = TopicMeta {
+            config: state.config.read().clone(),
+            id: Some(state.id),
+            intent: Some(Intent::Delete),
+        };
+        // The decision: once this is durable, the topic is gone at any later open.
+        inner.write_metadata(name, &meta)?;
+        inner.topics.write().remove(name);
+        inner.bump_metadata_epoch();
+        let forgotten = inner.groups.forget_topic(&*self.offsets_partition()?, name);
+        inner.notifier.notify();
         let parts = state.partitions.read().clone();
         // Every partition stops taking appends before any directory goes.
         for p in &parts {
             let _ = p.log.shutdown();
             p.wake();
         }
+        let mut report = StoreRecoveryReport::default();
         for p in &parts {
-            self.inner
-                .remove_partition_dir(&partition_dir_name(name, p.partition))?;
+            recovery::remove_owned_dir(
+                inner.config.fs.as_ref(),
+                &inner.dir,
+                &partition_dir_name(name, p.partition),
+                Some(state.id),
+                &mut report,
+            )?;
         }
-        fs.sync_dir(&self.inner.dir)
-            .map_err(io_ctx(format!("fsync {}", self.inner.dir.display())))
+        inner
+            .config
+            .fs
+            .sync_dir(&inner.dir)
+            .map_err(io_ctx(format!("fsync {}", inner.dir.display())))?;
+        inner.remove_metadata(name)?;
+        forgotten.map_err(|e| Error::Io {
+            context: format!(
+                "forget the committed offsets of deleted topic `{name}` (the topic is \
+                 deleted; its offsets name its topic id, are never applied to another \
+                 topic, and are dropped at the next open)"
+            ),
+            source: std::io::Error::other(e.to_string()),
+        })
     }
 
     /// Names of all topics, sorted, without internal ones (`__consumer_offsets`). After
@@ -564,17 +742,23 @@ impl Store {
         })
     }
 
-    /// Grows a topic to `total` partitions (Kafka never shrinks a topic). Durable on return.
+    /// Grows a topic to `total` partitions (Kafka never shrinks a topic). Durable on
+    /// return; a crash part-way is rolled back at open. The new partitions are built
+    /// without holding the topic's config lock: sends and polls of this topic (and of
+    /// every other) go on meanwhile.
     ///
     /// # Errors
     /// `NotFound`; `InvalidArgument` for an internal topic, or if `total` is not more
-    /// than the current count or over 100,000; `Io`; `Closed`.
+    /// than the current count or over 100,000; `AlreadyExists` if a directory of one
+    /// of the new partitions exists already; `Io`; `Closed`.
     pub fn add_partitions(&self, name: &str, total: i32) -> Result<()> {
         let _ddl = self.inner.ddl.lock();
         self.check_open()?;
         refuse_internal(name, "its partitions are the store's")?;
-        let t = self.inner.topic(name)?;
-        let mut config = t.config.write();
+        let inner = &self.inner;
+        let t = inner.topic(name)?;
+        // Topic changes are serialized by `ddl`: the config cannot change under us.
+        let config = t.config.read().clone();
         if total <= config.partitions || total > 100_000 {
             return Err(Error::InvalidArgument {
                 name: "total",
@@ -585,20 +769,42 @@ impl Store {
             });
         }
         check_dir_name_length(name, total)?;
-        let mut new_config = config.clone();
-        new_config.partitions = total;
-        let new = self
-            .inner
-            .open_new_partitions(name, config.partitions..total, &new_config)?;
-        if let Err(e) = self.inner.write_metadata(name, &new_config) {
-            self.inner.discard_partitions(&new);
-            return Err(e);
-        }
+        inner.check_dirs_free(name, config.partitions..total)?;
+        let mut meta = TopicMeta {
+            config: config.clone(),
+            id: Some(t.id),
+            intent: Some(Intent::Grow(total)),
+        };
+        inner.write_metadata(name, &meta)?;
+        meta.config.partitions = total;
+        meta.intent = None;
+        let built = inner
+            .open_new_partitions(name, t.id, config.partitions..total, &meta.config)
+            .and_then(|parts| match inner.write_metadata(name, &meta) {
+                Ok(()) => Ok(parts),
+                Err(e) => {
+                    inner.discard_partitions(&parts);
+                    Err(e)
+                }
+            });
+        let new = match built {
+            Ok(new) => new,
+            Err(e) => {
+                // Best effort: back to the old metadata; otherwise the next open rolls
+                // the intent back.
+                let old = TopicMeta {
+                    config,
+                    id: Some(t.id),
+                    intent: None,
+                };
+                let _ = inner.write_metadata(name, &old);
+                return Err(e);
+            }
+        };
         t.partitions.write().extend(new);
-        *config = new_config;
-        drop(config);
-        self.inner.bump_metadata_epoch();
-        self.inner.notifier.notify();
+        *t.config.write() = meta.config;
+        inner.bump_metadata_epoch();
+        inner.notifier.notify();
         Ok(())
     }
 
@@ -642,14 +848,13 @@ impl Store {
     /// `NotFound` for a group with no members and no committed offsets; `Closed`.
     pub fn describe_group(&self, group: &str) -> Result<crate::consumer::GroupDescription> {
         self.check_open()?;
-        let end = |tp: &crate::consumer::TopicPartition| {
-            self.partition_state(tp.topic(), tp.partition())
-                .ok()
-                .map(|p| p.log.log_end_offset())
+        let check = |tp: &crate::consumer::TopicPartition, c: &group::Commit| {
+            let p = self.partition_state(tp.topic(), tp.partition()).ok()?;
+            Some((p.apply_commit(c)?, p.log.log_end_offset()))
         };
         self.inner
             .groups
-            .describe(group, &end)
+            .describe(group, &check)
             .ok_or_else(|| Error::NotFound {
                 kind: "consumer group",
                 name: group.to_string(),
@@ -692,6 +897,7 @@ impl Inner {
     fn open_partition(
         &self,
         topic: &str,
+        topic_id: TopicId,
         partition: i32,
         config: &TopicConfig,
     ) -> Result<Arc<PartitionState>> {
@@ -702,48 +908,64 @@ impl Inner {
         )?;
         Ok(Arc::new(PartitionState {
             topic: topic.to_string(),
+            topic_id,
             partition,
             log,
             notifier: self.notifier.clone(),
         }))
     }
 
-    fn write_metadata(&self, name: &str, config: &TopicConfig) -> Result<()> {
-        let dir = self.dir.join(TOPICS_DIR);
-        crate::log::write_file_atomically_via(
-            self.config.fs.as_ref(),
-            &dir,
-            name,
-            METADATA_TMP,
-            config.to_properties().as_bytes(),
-        )
-        .map_err(io_ctx(format!("write the metadata of topic `{name}`")))
+    fn write_metadata(&self, name: &str, meta: &TopicMeta) -> Result<()> {
+        recovery::write_meta(self.config.fs.as_ref(), &self.dir, name, meta)
     }
 
-    /// Opens fresh partitions `range` of a topic that the metadata does not list yet,
-    /// first removing leftovers of an earlier interrupted create or delete. On failure
-    /// nothing stays open.
+    fn remove_metadata(&self, name: &str) -> Result<()> {
+        let fs = self.config.fs.as_ref();
+        let dir = self.dir.join(TOPICS_DIR);
+        fs.remove_file(&dir.join(name))
+            .and_then(|()| fs.sync_dir(&dir))
+            .map_err(io_ctx(format!("remove the metadata of topic `{name}`")))
+    }
+
+    /// `AlreadyExists` if a directory of one of these partitions exists: whatever it
+    /// is, it is not this topic's (an interrupted change of ours was settled at open).
+    fn check_dirs_free(&self, topic: &str, range: std::ops::Range<i32>) -> Result<()> {
+        let fs = self.config.fs.as_ref();
+        for p in range {
+            let path = self.dir.join(partition_dir_name(topic, p));
+            if fs
+                .exists(&path)
+                .map_err(io_ctx(format!("stat {}", path.display())))?
+            {
+                return Err(Error::AlreadyExists {
+                    kind: "directory (not this topic's; the store leaves it alone)",
+                    name: path.display().to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates and opens partitions `range` of a topic whose intent is recorded: each
+    /// directory first gets `partition.metadata` naming the topic id, so that it is
+    /// recognisably the store's before it holds anything else. On failure nothing
+    /// stays open.
     fn open_new_partitions(
         &self,
         topic: &str,
+        id: TopicId,
         range: std::ops::Range<i32>,
         config: &TopicConfig,
     ) -> Result<Vec<Arc<PartitionState>>> {
+        let fs = self.config.fs.as_ref();
         let mut parts = Vec::new();
         let result = (|| {
             for p in range {
-                let dir = partition_dir_name(topic, p);
-                match self.partition_dir_contents(&dir)? {
-                    DirContents::Missing => {}
-                    DirContents::PartitionFiles => self.remove_partition_dir(&dir)?,
-                    DirContents::Other => {
-                        return Err(Error::AlreadyExists {
-                            kind: "directory (not made by streamlog)",
-                            name: self.dir.join(&dir).display().to_string(),
-                        });
-                    }
-                }
-                parts.push(self.open_partition(topic, p, config)?);
+                let path = self.dir.join(partition_dir_name(topic, p));
+                crate::fs::create_dir_durable(fs, &path)
+                    .map_err(io_ctx(format!("create {}", path.display())))?;
+                meta::write_partition_metadata(fs, &path, id)?;
+                parts.push(self.open_partition(topic, id, p, config)?);
             }
             Ok(())
         })();
@@ -757,84 +979,19 @@ impl Inner {
     }
 
     /// Best-effort undo of `open_new_partitions` after a later step failed (what stays
-    /// behind is an orphan that the next open removes).
+    /// behind is settled by the next open: the topic's intent is still recorded).
     fn discard_partitions(&self, parts: &[Arc<PartitionState>]) {
+        let mut report = StoreRecoveryReport::default();
         for p in parts {
             let _ = p.log.shutdown();
-            let _ = self.remove_partition_dir(&partition_dir_name(&p.topic, p.partition));
+            let _ = recovery::remove_owned_dir(
+                self.config.fs.as_ref(),
+                &self.dir,
+                &partition_dir_name(&p.topic, p.partition),
+                Some(p.topic_id),
+                &mut report,
+            );
         }
-    }
-
-    /// Whether `name` in the store directory is missing, holds only partition files (or
-    /// nothing), or holds something else (a user's directory, never removed).
-    fn partition_dir_contents(&self, name: &str) -> Result<DirContents> {
-        let fs = self.config.fs.as_ref();
-        let path = self.dir.join(name);
-        if !fs
-            .exists(&path)
-            .map_err(io_ctx(format!("stat {}", path.display())))?
-        {
-            return Ok(DirContents::Missing);
-        }
-        Ok(match fs.list_dir(&path) {
-            Ok(files) if files.iter().all(|f| crate::log::is_partition_file(f)) => {
-                DirContents::PartitionFiles
-            }
-            _ => DirContents::Other,
-        })
-    }
-
-    fn remove_partition_dir(&self, name: &str) -> Result<()> {
-        let fs = self.config.fs.as_ref();
-        let path = self.dir.join(name);
-        for f in fs
-            .list_dir(&path)
-            .map_err(io_ctx(format!("list {}", path.display())))?
-        {
-            fs.remove_file(&path.join(&f))
-                .map_err(io_ctx(format!("remove {}/{f}", path.display())))?;
-        }
-        fs.remove_dir(&path)
-            .map_err(io_ctx(format!("remove {}", path.display())))
-    }
-
-    /// Removes partition directories that no topic accounts for (an interrupted create
-    /// or delete).
-    fn remove_orphan_partitions(&self) -> Result<()> {
-        let fs = self.config.fs.as_ref();
-        let topics = self.topics.read();
-        let mut removed = false;
-        for name in fs
-            .list_dir(&self.dir)
-            .map_err(io_ctx(format!("list {}", self.dir.display())))?
-        {
-            let Some((topic, p)) = name.rsplit_once('-') else {
-                continue;
-            };
-            let Ok(p) = p.parse::<i32>() else { continue };
-            if validate_topic_name(topic).is_err()
-                || p < 0
-                || p.to_string() != name[topic.len() + 1..]
-            {
-                continue;
-            }
-            let known = topics
-                .get(topic)
-                .is_some_and(|t| p < t.config.read().partitions);
-            if !known && self.partition_dir_contents(&name)? == DirContents::PartitionFiles {
-                log::warn!(
-                    "{}: removing partition directory {name} that no topic owns",
-                    self.dir.display()
-                );
-                self.remove_partition_dir(&name)?;
-                removed = true;
-            }
-        }
-        if removed {
-            fs.sync_dir(&self.dir)
-                .map_err(io_ctx(format!("fsync {}", self.dir.display())))?;
-        }
-        Ok(())
     }
 
     fn close(&self) -> Result<()> {

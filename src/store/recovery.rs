@@ -1,0 +1,354 @@
+//! Opening a store directory: finishing or rolling back topic changes a crash
+//! interrupted, checking that the metadata and the partition directories agree, and
+//! the report of what was found and done ([`StoreRecoveryReport`]).
+//!
+//! The store removes only directories it can prove are its own: those whose
+//! `partition.metadata` names the topic id of an interrupted change (or that are still
+//! empty, as a crash right after `mkdir` leaves them). Every other directory is left
+//! alone and listed. A topic whose directory is missing, or whose directory names
+//! another topic id, or a directory of a topic beyond its partition count, is an error
+//! at open: never a deletion, and never a silently empty partition.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::meta::{
+    Intent, PARTITION_METADATA, TopicId, TopicMeta, read_partition_topic_id,
+    write_partition_metadata,
+};
+use super::{LOCK_FILE, METADATA_TMP, TOPICS_DIR, partition_dir_name};
+use crate::consumer::TopicPartition;
+use crate::error::{Error, Result, io_ctx};
+use crate::fs::FileSystem;
+use crate::log::RecoveryReport;
+use crate::topic::validate_topic_name;
+
+/// What [`Store::open`](crate::Store::open) found and did; see
+/// [`Store::recovery_report`](crate::Store::recovery_report).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreRecoveryReport {
+    /// Each partition's recovery (internal topics included), in topic and partition
+    /// order: truncated ranges and bytes, rebuilt indexes, finished compaction swaps.
+    pub partitions: Vec<PartitionRecovery>,
+    /// Topic changes a crash interrupted, and what open did about them.
+    pub interrupted_changes: Vec<String>,
+    /// Entries of the store directory that are not the store's, left untouched.
+    pub directories_left_alone: Vec<PathBuf>,
+    /// Committed offsets lowered because the records they pointed past were lost (a
+    /// crash dropped unsynced records): the group resumes at `to`, never past its data.
+    pub offsets_reset: Vec<CommittedOffsetReset>,
+    /// Committed offsets dropped because their topic was deleted (and perhaps created
+    /// again: a new topic of the same name is read from its start).
+    pub offsets_dropped: usize,
+}
+
+impl StoreRecoveryReport {
+    /// Whether a crash cost anything or anything needed attention: a truncated
+    /// partition, an interrupted change, a foreign directory, a lowered commit.
+    pub fn is_eventful(&self) -> bool {
+        self.partitions
+            .iter()
+            .any(|p| p.report.truncation.is_some())
+            || !self.interrupted_changes.is_empty()
+            || !self.directories_left_alone.is_empty()
+            || !self.offsets_reset.is_empty()
+            || self.offsets_dropped > 0
+    }
+}
+
+/// One partition's part of a [`StoreRecoveryReport`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionRecovery {
+    /// The partition.
+    pub partition: TopicPartition,
+    /// What its log's recovery found and did.
+    pub report: RecoveryReport,
+}
+
+/// A committed offset that pointed past records a crash removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffsetReset {
+    /// The consumer group.
+    pub group: String,
+    /// The partition.
+    pub partition: TopicPartition,
+    /// The offset that was committed.
+    pub from: i64,
+    /// Where the group resumes: where the records of the commit's epoch end now.
+    pub to: i64,
+}
+
+/// The topics the metadata describes, after interrupted changes were settled, with the
+/// ids they carry; and the names of topics written before ids existed (given one now).
+pub(super) struct Catalog {
+    pub(super) topics: BTreeMap<String, (TopicMeta, TopicId)>,
+    pub(super) adopted: Vec<String>,
+}
+
+/// Reads `.topics/`, settles interrupted changes, gives legacy topics an id, and checks
+/// every partition directory against the metadata.
+pub(super) fn settle(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    report: &mut StoreRecoveryReport,
+) -> Result<Catalog> {
+    let meta_dir = dir.join(TOPICS_DIR);
+    let mut catalog = Catalog {
+        topics: BTreeMap::new(),
+        adopted: Vec::new(),
+    };
+    let mut names = fs
+        .list_dir(&meta_dir)
+        .map_err(io_ctx(format!("list {}", meta_dir.display())))?;
+    // A metadata write a crash interrupted (settling below writes through the same
+    // temporary name).
+    if let Some(at) = names.iter().position(|n| n == METADATA_TMP) {
+        let path = meta_dir.join(names.remove(at));
+        fs.remove_file(&path)
+            .map_err(io_ctx(format!("remove {}", path.display())))?;
+    }
+    for name in names {
+        let path = meta_dir.join(&name);
+        validate_topic_name(&name).map_err(|e| {
+            Error::corruption(&path, 0, format!("not a topic's metadata file: {e}"))
+        })?;
+        let bytes = crate::log::read_small_file(fs, &path)
+            .map_err(io_ctx(format!("read {}", path.display())))?
+            .unwrap_or_default();
+        let text =
+            String::from_utf8(bytes).map_err(|_| Error::corruption(&path, 0, "not UTF-8"))?;
+        let mut meta =
+            TopicMeta::parse(&text).map_err(|reason| Error::corruption(&path, 0, reason))?;
+        let partitions = meta.config.partitions;
+        match (meta.intent, meta.id) {
+            (Some(Intent::Create | Intent::Delete), id) => {
+                let what = if meta.intent == Some(Intent::Create) {
+                    "creation"
+                } else {
+                    "deletion"
+                };
+                for p in 0..partitions {
+                    remove_owned_dir(fs, dir, &partition_dir_name(&name, p), id, report)?;
+                }
+                fs.sync_dir(dir)
+                    .map_err(io_ctx(format!("fsync {}", dir.display())))?;
+                fs.remove_file(&path)
+                    .map_err(io_ctx(format!("remove {}", path.display())))?;
+                fs.sync_dir(&meta_dir)
+                    .map_err(io_ctx(format!("fsync {}", meta_dir.display())))?;
+                let done = if what == "creation" {
+                    "rolled back"
+                } else {
+                    "completed"
+                };
+                report.interrupted_changes.push(format!(
+                    "the {what} of topic `{name}` was interrupted; {done}"
+                ));
+                continue;
+            }
+            (Some(Intent::Grow(total)), id) => {
+                for p in partitions..total {
+                    remove_owned_dir(fs, dir, &partition_dir_name(&name, p), id, report)?;
+                }
+                fs.sync_dir(dir)
+                    .map_err(io_ctx(format!("fsync {}", dir.display())))?;
+                meta.intent = None;
+                write_meta(fs, dir, &name, &meta)?;
+                report.interrupted_changes.push(format!(
+                    "adding partitions {partitions}..{total} to topic `{name}` was \
+                     interrupted; rolled back"
+                ));
+            }
+            (None, _) => {}
+        }
+        let id = match meta.id {
+            Some(id) => id,
+            None => {
+                // Written before topic ids existed: its directories are the ones its
+                // metadata names; give it an id and write that into each of them.
+                let id = TopicId::random();
+                for p in 0..partitions {
+                    let pdir = dir.join(partition_dir_name(&name, p));
+                    if fs
+                        .exists(&pdir)
+                        .map_err(io_ctx(format!("stat {}", pdir.display())))?
+                        && read_partition_topic_id(fs, &pdir)?.is_none()
+                    {
+                        write_partition_metadata(fs, &pdir, id)?;
+                    }
+                }
+                meta.id = Some(id);
+                write_meta(fs, dir, &name, &meta)?;
+                catalog.adopted.push(name.clone());
+                id
+            }
+        };
+        catalog.topics.insert(name, (meta, id));
+    }
+    check_directories(fs, dir, &catalog, report)?;
+    Ok(catalog)
+}
+
+/// Writes a topic's metadata file atomically (a temporary file, fsync, rename,
+/// directory fsync).
+pub(super) fn write_meta(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    name: &str,
+    meta: &TopicMeta,
+) -> Result<()> {
+    crate::log::write_file_atomically_via(
+        fs,
+        &dir.join(TOPICS_DIR),
+        name,
+        METADATA_TMP,
+        meta.render().as_bytes(),
+    )
+    .map_err(io_ctx(format!("write the metadata of topic `{name}`")))
+}
+
+/// Every partition the metadata names has its directory, naming the topic's id; every
+/// other entry is left alone (and listed), except a directory of a known topic beyond
+/// its partition count that names the topic's id: the metadata lost partitions, an
+/// error.
+fn check_directories(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    catalog: &Catalog,
+    report: &mut StoreRecoveryReport,
+) -> Result<()> {
+    let mut expected = std::collections::BTreeSet::new();
+    for (name, (meta, id)) in &catalog.topics {
+        for p in 0..meta.config.partitions {
+            let pdir_name = partition_dir_name(name, p);
+            let pdir = dir.join(&pdir_name);
+            if !fs
+                .exists(&pdir)
+                .map_err(io_ctx(format!("stat {}", pdir.display())))?
+            {
+                return Err(Error::corruption(
+                    &pdir,
+                    0,
+                    format!(
+                        "topic `{name}` has {} partitions but this directory is missing; \
+                         its committed offsets would point at reused offsets, so the store \
+                         will not create it empty (restore it, or delete the topic's \
+                         metadata file {}/{TOPICS_DIR}/{name} to drop the topic)",
+                        meta.config.partitions,
+                        dir.display()
+                    ),
+                ));
+            }
+            match read_partition_topic_id(fs, &pdir)? {
+                Some(found) if found != *id => {
+                    return Err(Error::corruption(
+                        pdir.join(PARTITION_METADATA),
+                        0,
+                        format!("names topic id {found}, but topic `{name}` has id {id}"),
+                    ));
+                }
+                _ => {}
+            }
+            expected.insert(pdir_name);
+        }
+    }
+    for entry in fs
+        .list_dir(dir)
+        .map_err(io_ctx(format!("list {}", dir.display())))?
+    {
+        let path = dir.join(&entry);
+        if entry == TOPICS_DIR
+            || entry == LOCK_FILE
+            || expected.contains(&entry)
+            || report.directories_left_alone.contains(&path)
+        {
+            continue;
+        }
+        if let Some((topic, p)) = entry.rsplit_once('-')
+            && let Some((meta, id)) = catalog.topics.get(topic)
+            && p.parse::<i32>().is_ok_and(|p| p >= meta.config.partitions)
+            && fs.list_dir(&path).is_ok()
+            && read_partition_topic_id(fs, &path).ok().flatten() == Some(*id)
+        {
+            return Err(Error::corruption(
+                &path,
+                0,
+                format!(
+                    "this partition of topic `{topic}` is beyond the {} partitions its \
+                     metadata lists; the store will neither delete it nor ignore it \
+                     (restore `partitions=` in {}/{TOPICS_DIR}/{topic})",
+                    meta.config.partitions,
+                    dir.display()
+                ),
+            ));
+        }
+        log::warn!(
+            "{}: leaving {entry} alone: it is not a partition directory of this store",
+            dir.display()
+        );
+        report.directories_left_alone.push(path);
+    }
+    Ok(())
+}
+
+/// Removes the partition directory `name` if it is provably the store's: its
+/// `partition.metadata` names `id`, or it is empty (as a crash right after creating it
+/// leaves it). Only the store's own files are removed. Anything else is left alone and
+/// listed in the report.
+pub(super) fn remove_owned_dir(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    name: &str,
+    id: Option<TopicId>,
+    report: &mut StoreRecoveryReport,
+) -> Result<()> {
+    let path = dir.join(name);
+    if !fs
+        .exists(&path)
+        .map_err(io_ctx(format!("stat {}", path.display())))?
+    {
+        return Ok(());
+    }
+    let files = fs
+        .list_dir(&path)
+        .map_err(io_ctx(format!("list {}", path.display())))?;
+    let ours = |f: &String| {
+        crate::log::is_partition_file(f)
+            || f == PARTITION_METADATA
+            || *f == format!("{PARTITION_METADATA}.tmp")
+    };
+    let owned = match read_partition_topic_id(fs, &path) {
+        Ok(Some(found)) => Some(found) == id,
+        Ok(None) => files
+            .iter()
+            .all(|f| *f == format!("{PARTITION_METADATA}.tmp")),
+        // Not Kafka's partition metadata: not provably ours.
+        Err(Error::Corruption { .. }) => false,
+        Err(e) => return Err(e),
+    };
+    if !owned || !files.iter().all(ours) {
+        log::warn!(
+            "{}: leaving {name} alone: it is not (only) this store's",
+            dir.display()
+        );
+        report.directories_left_alone.push(path);
+        return Ok(());
+    }
+    // partition.metadata goes last: until then the directory is still recognisably ours.
+    for f in files.iter().filter(|f| f.as_str() != PARTITION_METADATA) {
+        fs.remove_file(&path.join(f))
+            .map_err(io_ctx(format!("remove {}/{f}", path.display())))?;
+    }
+    if files.iter().any(|f| f == PARTITION_METADATA) {
+        fs.sync_dir(&path)
+            .map_err(io_ctx(format!("fsync {}", path.display())))?;
+        fs.remove_file(&path.join(PARTITION_METADATA))
+            .map_err(io_ctx(format!(
+                "remove {}/{PARTITION_METADATA}",
+                path.display()
+            )))?;
+    }
+    fs.remove_dir(&path)
+        .map_err(io_ctx(format!("remove {}", path.display())))
+}

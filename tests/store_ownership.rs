@@ -1,0 +1,178 @@
+//! The store deletes only what it created, refuses metadata that disagrees with its
+//! directories, and lets one writer in per directory, enforced by the OS.
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use streamlog::{Error, Record, Store, TopicConfig};
+
+fn rec(v: &str) -> Record {
+    Record::new(1_700_000_000_000, Some("k"), Some(v.to_string()))
+}
+
+/// Every file below `dir` with its bytes, sorted.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            out.extend(snapshot(&path));
+        } else {
+            out.push((path.display().to_string(), fs::read(&path).unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A Kafka partition directory (as Kafka's broker leaves it) and a user's
+/// `clicks-backup-0` in the store directory: open leaves both byte-for-byte alone and
+/// lists them; creating `clicks` refuses rather than reusing the Kafka directory.
+#[test]
+fn kafka_and_user_directories_are_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kafka = tmp.path().join("clicks-0");
+    let backup = tmp.path().join("clicks-backup-0");
+    for d in [&kafka, &backup] {
+        fs::create_dir_all(d).unwrap();
+        fs::write(d.join("00000000000000000000.log"), b"kafka bytes").unwrap();
+        fs::write(d.join("00000000000000000000.index"), b"").unwrap();
+        fs::write(d.join("00000000000000000000.timeindex"), b"").unwrap();
+    }
+    fs::write(kafka.join("leader-epoch-checkpoint"), b"0\n1\n0 0\n").unwrap();
+    let before = (snapshot(&kafka), snapshot(&backup));
+    let store = Store::open(tmp.path()).unwrap();
+    let mut left = store.recovery_report().directories_left_alone;
+    left.sort();
+    assert_eq!(left, vec![kafka.clone(), backup.clone()]);
+    let err = store
+        .create_topic("clicks", TopicConfig::default())
+        .unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
+    store
+        .create_topic("clicks-backup", TopicConfig::default())
+        .unwrap_err();
+    store.close().unwrap();
+    drop(store);
+    let store = Store::open(tmp.path()).unwrap();
+    store.close().unwrap();
+    assert_eq!((snapshot(&kafka), snapshot(&backup)), before);
+}
+
+fn store_with_four_partitions(dir: &Path) {
+    let store = Store::open(dir).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(4))
+        .unwrap();
+    for p in 0..4 {
+        let part = store.topic("t").unwrap().partition(p).unwrap();
+        for i in 0..10 {
+            part.append(&[rec(&format!("{p}-{i}"))]).unwrap();
+        }
+    }
+    store.close().unwrap();
+}
+
+/// A hand-edited `partitions=` line that hides partitions is an error at open that
+/// names the directory; nothing is deleted.
+#[test]
+fn partitions_beyond_the_metadata_count_are_an_error_not_a_deletion() {
+    let tmp = tempfile::tempdir().unwrap();
+    store_with_four_partitions(tmp.path());
+    let meta = tmp.path().join(".topics").join("t");
+    let text = fs::read_to_string(&meta).unwrap();
+    fs::write(&meta, text.replace("partitions=4", "partitions=2")).unwrap();
+    let before = snapshot(&tmp.path().join("t-3"));
+    let err = Store::open(tmp.path()).unwrap_err();
+    assert!(matches!(err, Error::Corruption { .. }), "{err}");
+    assert!(err.to_string().contains("t-"), "{err}");
+    assert_eq!(snapshot(&tmp.path().join("t-3")), before);
+    fs::write(&meta, text).unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let p3 = store.topic("t").unwrap().partition(3).unwrap();
+    assert_eq!(p3.log_end_offset(), 10, "every record is still there");
+}
+
+/// A partition directory missing at open is an error, not a silently empty partition
+/// (whose offsets the group's commits would then point into).
+#[test]
+fn a_missing_partition_directory_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    store_with_four_partitions(tmp.path());
+    fs::rename(tmp.path().join("t-1"), tmp.path().join("elsewhere")).unwrap();
+    let err = Store::open(tmp.path()).unwrap_err();
+    assert!(matches!(err, Error::Corruption { .. }), "{err}");
+    assert!(!tmp.path().join("t-1").exists(), "nothing was created");
+    fs::rename(tmp.path().join("elsewhere"), tmp.path().join("t-1")).unwrap();
+    Store::open(tmp.path()).unwrap().close().unwrap();
+}
+
+/// A partition directory that names another topic id is an error.
+#[test]
+fn a_partition_directory_of_another_topic_is_an_error() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    store_with_four_partitions(a.path());
+    store_with_four_partitions(b.path());
+    fs::remove_dir_all(a.path().join("t-2")).unwrap();
+    fs::rename(b.path().join("t-2"), a.path().join("t-2")).unwrap();
+    let err = Store::open(a.path()).unwrap_err();
+    assert!(err.to_string().contains("topic id"), "{err}");
+}
+
+/// The lock is on the store directory itself, held by the OS: a user deleting every
+/// file they can see does not let a second writer in, and the refusal names the
+/// process holding it.
+#[test]
+fn a_second_writer_is_refused_whatever_files_are_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let _ = fs::remove_file(tmp.path().join(".lock"));
+    let err = Store::open(tmp.path()).unwrap_err();
+    match &err {
+        Error::Locked { path, holder } => {
+            assert_eq!(path, tmp.path());
+            if cfg!(target_os = "linux") {
+                assert_eq!(*holder, Some(std::process::id()), "{err}");
+            }
+        }
+        other => panic!("expected Locked, got {other}"),
+    }
+    assert!(!err.to_string().contains("remove"), "{err}");
+    // A `Log` of one of its partitions is refused too.
+    let log = streamlog::log::Log::open(tmp.path().join("t-0"), Default::default());
+    assert!(log.is_err());
+    store.close().unwrap();
+    Store::open(tmp.path()).unwrap().close().unwrap();
+}
+
+/// A store is never opened inside another one (its `.topics` or a partition
+/// directory), and an empty path is refused without creating anything.
+#[test]
+fn nested_and_empty_paths_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    store.close().unwrap();
+    for inner in [tmp.path().join(".topics"), tmp.path().join("t-0")] {
+        let before = snapshot(tmp.path());
+        let err = Store::open(&inner).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+        assert_eq!(snapshot(tmp.path()), before, "{}", inner.display());
+    }
+    let cwd = std::env::current_dir().unwrap();
+    let listed = |d: &Path| {
+        let mut v: Vec<_> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listed(&cwd);
+    let err = Store::open("").unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+    assert_eq!(listed(&cwd), before);
+}
