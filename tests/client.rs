@@ -1147,6 +1147,118 @@ fn bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable() 
             Box::new(|| store.add_partitions("t", 1)),
             |e| matches!(e, Error::InvalidArgument { .. }),
         ),
+        (
+            "max_decompressed_bytes 0",
+            Box::new(|| {
+                let decode = streamlog::format::DecodeOptions {
+                    max_decompressed_bytes: 0,
+                };
+                other_store(&fs, StoreConfig::default().decode_options(decode))
+            }),
+            |e| {
+                matches!(
+                    e,
+                    Error::InvalidConfig {
+                        name: "max_decompressed_bytes",
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            // A pass would cover a batch or two: compaction would crawl.
+            "cleaner_key_map_bytes 0",
+            Box::new(|| other_store(&fs, StoreConfig::default().cleaner_key_map_bytes(0))),
+            |e| {
+                matches!(
+                    e,
+                    Error::InvalidConfig {
+                        name: "cleaner_key_map_bytes",
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            // Was silently clamped to 1.
+            "maintenance_interval_ms 0",
+            Box::new(|| other_store(&fs, StoreConfig::default().maintenance_interval_ms(0))),
+            |e| {
+                matches!(
+                    e,
+                    Error::InvalidConfig {
+                        name: "maintenance_interval_ms",
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "send with a timestamp below -1",
+            Box::new(|| {
+                p.send(ProducerRecord::new("t").value("v").timestamp(-2))
+                    .map(drop)
+            }),
+            |e| {
+                matches!(
+                    e,
+                    Error::InvalidArgument {
+                        name: "timestamp",
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "append with a timestamp below -1",
+            Box::new(|| {
+                store
+                    .topic("t")?
+                    .partition(0)?
+                    .append(&[streamlog::Record::new(-5, Some("k"), Some("v"))])
+                    .map(drop)
+            }),
+            |e| {
+                matches!(
+                    e,
+                    Error::InvalidArgument {
+                        name: "timestamp",
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "delete_records below -1",
+            Box::new(|| store.delete_records("t", 1, -2).map(drop)),
+            |e| matches!(e, Error::InvalidArgument { .. }),
+        ),
+        (
+            "open a store at an empty path",
+            Box::new(|| Store::open("").map(drop)),
+            |e| matches!(e, Error::InvalidArgument { .. }),
+        ),
+        (
+            "open a store inside another",
+            Box::new(|| other_store_at(&fs, "/store/t-0", StoreConfig::default())),
+            |e| matches!(e, Error::InvalidArgument { .. }),
+        ),
+        (
+            "open the same store twice",
+            Box::new(|| other_store_at(&fs, "/store", StoreConfig::default())),
+            |e| matches!(e, Error::Locked { .. }),
+        ),
+        (
+            "commit to a deleted topic",
+            Box::new(|| {
+                store.create_topic("doomed", TopicConfig::default())?;
+                let mut c = store.consumer(ConsumerConfig::new("g"))?;
+                c.assign(&[tp("doomed", 0)])?;
+                store.delete_topic("doomed")?;
+                c.commit_sync_offsets(&BTreeMap::from([(tp("doomed", 0), 0)]))
+            }),
+            |e| matches!(e, Error::NotFound { .. }),
+        ),
     ];
     for (name, case, expected) in &cases {
         match case() {
@@ -1185,6 +1297,59 @@ fn bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable() 
         store.describe_group("g"),
         Err(Error::Closed { .. })
     ));
+}
+
+/// A second store on `fs` at `/other`, opened and closed.
+fn other_store(fs: &SimFs, config: StoreConfig) -> streamlog::Result<()> {
+    other_store_at(fs, "/other", config)
+}
+
+fn other_store_at(fs: &SimFs, dir: &str, config: StoreConfig) -> streamlog::Result<()> {
+    let config = config.file_system(Arc::new(fs.clone()) as Arc<dyn FileSystem>);
+    Store::open_with(dir, config)?.close()
+}
+
+/// Kafka's meanings the bad-input battery found missing: `delete_records(.., -1)`
+/// deletes up to the end; tombstones and null header values can be written and read
+/// back; a commit of more partitions than one batch of `__consumer_offsets` holds is
+/// split, not refused, and survives a reopen.
+#[test]
+fn kafka_meanings_of_minus_one_tombstones_null_headers_and_wide_commits() {
+    let fs = SimFs::new();
+    let store = sim_store(&fs).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let part = store.topic("t").unwrap().partition(0).unwrap();
+    let record = streamlog::Record::tombstone(1_700_000_000_000, "user-7").null_header("trace");
+    part.append(&[record, streamlog::Record::new(-1, Some("k"), Some("v"))])
+        .unwrap();
+    let back = part.read(0, 1 << 20).unwrap();
+    assert_eq!(back[0].key.as_deref(), Some(&b"user-7"[..]));
+    assert_eq!(back[0].value, None);
+    assert_eq!(back[0].headers, vec![streamlog::Header::null("trace")]);
+    assert_eq!(back[1].timestamp, -1, "-1 is Kafka's no-timestamp");
+    assert_eq!(store.delete_records("t", 0, -1).unwrap(), 2);
+    assert_eq!(part.log_start_offset(), 2);
+
+    let partitions = 64;
+    store
+        .create_topic("wide", TopicConfig::default().partitions(partitions))
+        .unwrap();
+    let group = "g".repeat(32_767);
+    let offsets: BTreeMap<TopicPartition, i64> =
+        (0..partitions).map(|p| (tp("wide", p), 0)).collect();
+    // 64 records of over 32 KiB each: more than one batch of 1 MiB.
+    store
+        .consumer(ConsumerConfig::new(group.as_str()))
+        .unwrap()
+        .commit_sync_offsets(&offsets)
+        .unwrap();
+    store.close().unwrap();
+    let store = sim_store(&fs).unwrap();
+    let c = store.consumer(ConsumerConfig::new(group.as_str())).unwrap();
+    let committed = c
+        .committed(&offsets.keys().cloned().collect::<Vec<_>>())
+        .unwrap();
+    assert!(committed.values().all(|o| *o == Some(0)), "{committed:?}");
 }
 
 /// Every `Result` method of a closed consumer says `Closed` (not, say, that its

@@ -503,6 +503,13 @@ impl Coordinator {
         commits: impl Iterator<Item = (&'a str, &'a TopicPartition, Commit)>,
         now_ms: i64,
     ) -> Result<()> {
+        // One batch per `max_message_bytes` of the offsets topic: a commit of many
+        // partitions is split rather than refused. (Each record is far below the limit:
+        // group ids are at most 32767 bytes, topic names 249.)
+        let limit = usize::try_from(offsets_log.log.config().max_message_bytes)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(1024);
+        let mut last = None;
         let mut b = BatchBuilder::new();
         for (group, tp, c) in commits {
             let headers: Vec<Header> = c
@@ -510,15 +517,20 @@ impl Coordinator {
                 .map(|id| Header::new(TOPIC_ID_HEADER, id.as_bytes().to_vec()))
                 .into_iter()
                 .collect();
-            b.push(
-                now_ms,
-                Some(&encode_key(group, tp)),
-                Some(&encode_value(c.offset, c.epoch, now_ms)),
-                &headers,
-            )?;
+            let key = encode_key(group, tp);
+            let value = encode_value(c.offset, c.epoch, now_ms);
+            if !b.is_empty() && b.uncompressed_size() + key.len() + value.len() + 64 > limit {
+                let full = std::mem::take(&mut b);
+                last = Some(offsets_log.log.append_encoded(&mut full.build()?)?);
+            }
+            b.push(now_ms, Some(&key), Some(&value), &headers)?;
         }
-        let info = offsets_log.log.append_encoded(&mut b.build()?)?;
-        offsets_log.log.flush_to(info.last_offset + 1)?;
+        if !b.is_empty() {
+            last = Some(offsets_log.log.append_encoded(&mut b.build()?)?);
+        }
+        if let Some(info) = last {
+            offsets_log.log.flush_to(info.last_offset + 1)?;
+        }
         Ok(())
     }
 

@@ -251,6 +251,20 @@ pub fn validate(buf: &[u8]) -> Result<BatchHeader> {
     Ok(header)
 }
 
+/// Refuses a record timestamp below -1 (Kafka's `InvalidTimestampException`): -1 is
+/// "no timestamp", anything lower is meaningless and breaks time retention and lookups.
+pub(crate) fn check_timestamp(timestamp: i64) -> Result<()> {
+    if timestamp < -1 {
+        return Err(Error::InvalidArgument {
+            name: "timestamp",
+            reason: format!(
+                "{timestamp} is below -1 (-1 means none; otherwise ms since the epoch)"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Limits applied while decoding records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeOptions {

@@ -19,6 +19,14 @@ impl Header {
             value: Some(value.into()),
         }
     }
+
+    /// A header with Kafka's null value (not the same as an empty value).
+    pub fn null(key: impl Into<String>) -> Self {
+        Header {
+            key: key.into(),
+            value: None,
+        }
+    }
 }
 
 /// One record: what a producer sends and what a reader gets back.
@@ -55,6 +63,30 @@ impl Record {
             value: value.map(Into::into),
             headers: Vec::new(),
         }
+    }
+
+    /// A tombstone: a record with a key and a null value, which tells a compacted topic
+    /// to delete the key (see `TopicConfig::delete_retention_ms`).
+    ///
+    /// ```
+    /// let t = streamlog::Record::tombstone(1_700_000_000_000, "user-7");
+    /// assert!(t.value.is_none());
+    /// ```
+    pub fn tombstone(timestamp: i64, key: impl Into<Bytes>) -> Self {
+        Record {
+            offset: 0,
+            timestamp,
+            key: Some(key.into()),
+            value: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a header with Kafka's null value.
+    #[must_use]
+    pub fn null_header(mut self, key: impl Into<String>) -> Self {
+        self.headers.push(Header::null(key));
+        self
     }
 
     /// Adds a header.

@@ -175,6 +175,12 @@ impl LogConfig {
     /// # Errors
     /// `InvalidConfig` naming the first knob out of range.
     pub fn validate(&self) -> Result<()> {
+        if self.decode.max_decompressed_bytes == 0 {
+            return Err(Error::config(
+                "max_decompressed_bytes",
+                "0: no compressed batch could be read",
+            ));
+        }
         if !(1024..=i32::MAX as u64).contains(&self.segment_bytes) {
             return Err(Error::config(
                 "segment_bytes",

@@ -1019,6 +1019,9 @@ impl Shared {
             // Checked under the lock that `shutdown` sets it under: no batch opens after
             // the final flush.
             self.check_open()?;
+            if let Some(t) = record.timestamp {
+                crate::format::batch::check_timestamp(t)?;
+            }
             let topic = self.topic_acc(st, &record.topic, to_ship)?;
             let acc = &st.accs[topic];
             if acc.compacted && record.key.is_none() {

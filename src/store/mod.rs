@@ -43,6 +43,8 @@ pub(crate) const TOPICS_DIR: &str = ".topics";
 pub(crate) const LOCK_FILE: &str = ".lock";
 /// Temporary metadata file; `~` cannot appear in a topic name.
 const METADATA_TMP: &str = "~metadata.tmp";
+/// The smallest compaction key map a store accepts.
+const MIN_KEY_MAP_BYTES: usize = 4096;
 /// File systems limit a file name to 255 bytes.
 const MAX_FILE_NAME: usize = 255;
 
@@ -109,13 +111,15 @@ impl StoreConfig {
     setter!(
         /// How often the maintenance thread runs retention and compaction. Default =
         /// 30 000 ms (Kafka checks retention every 300 s and compaction every 15 s). Flushes
-        /// for `flush_ms` run as often as the shortest `flush_ms` needs.
+        /// for `flush_ms` run as often as the shortest `flush_ms` needs. At least 1
+        /// (0 is `InvalidConfig` at open).
         maintenance_interval_ms: u64
     );
     setter!(
         /// Memory budget of the compaction key map (key bytes plus about 64 bytes per
         /// key). When a pass fills it, it cleans what the map covers and the next pass
-        /// continues. Default = 32 MiB.
+        /// continues. Default = 32 MiB; at least 4096 (less is `InvalidConfig` at open:
+        /// a pass would cover a batch or two and compaction would crawl).
         cleaner_key_map_bytes: usize
     );
     setter!(
@@ -138,6 +142,42 @@ impl StoreConfig {
 
     pub(crate) fn now_ms(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// Checks every knob (done by [`Store::open_with`]).
+    ///
+    /// # Errors
+    /// `InvalidConfig` naming the first knob out of range.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_open_files == 0 {
+            return Err(Error::config(
+                "max_open_files",
+                "0: at least 1 file must stay open",
+            ));
+        }
+        if self.maintenance_interval_ms == 0 {
+            return Err(Error::config(
+                "maintenance_interval_ms",
+                "must be at least 1",
+            ));
+        }
+        if self.cleaner_key_map_bytes < MIN_KEY_MAP_BYTES {
+            return Err(Error::config(
+                "cleaner_key_map_bytes",
+                format!(
+                    "{} is below {MIN_KEY_MAP_BYTES}: a compaction pass would cover a batch \
+                     or two",
+                    self.cleaner_key_map_bytes
+                ),
+            ));
+        }
+        if self.decode.max_decompressed_bytes == 0 {
+            return Err(Error::config(
+                "max_decompressed_bytes",
+                "0: no compressed batch could be read",
+            ));
+        }
+        Ok(())
     }
 
     pub(crate) fn key_map_bytes(&self) -> usize {
@@ -347,12 +387,7 @@ impl Store {
                 reason: "the store directory path is empty".into(),
             });
         }
-        if config.max_open_files == 0 {
-            return Err(Error::InvalidConfig {
-                name: "max_open_files",
-                reason: "0: at least 1 file must stay open".into(),
-            });
-        }
+        config.validate()?;
         let mut config = config;
         // Every file of the store is opened through the cache: bounded descriptors.
         let files = crate::fs::CachingFs::new(config.fs.clone(), config.max_open_files);
@@ -425,7 +460,7 @@ impl Store {
         *store.inner.recovery.lock() = report;
         let config = &store.inner.config;
         if config.background_maintenance {
-            let interval = Duration::from_millis(config.maintenance_interval_ms.max(1));
+            let interval = Duration::from_millis(config.maintenance_interval_ms);
             store
                 .inner
                 .maintenance
@@ -824,9 +859,11 @@ impl Store {
     /// reclaimed by retention), and consumers positioned below it follow their
     /// `auto_offset_reset`. Durable on return. Returns the new log start offset.
     ///
+    /// `offset` -1 deletes up to the log end (Kafka's meaning: the high watermark).
+    ///
     /// # Errors
-    /// `InvalidArgument` for an internal topic; `NotFound`; `OffsetOutOfRange` past the
-    /// log end; `Io`; `Closed`.
+    /// `InvalidArgument` for an internal topic or an offset below -1; `NotFound`;
+    /// `OffsetOutOfRange` past the log end; `Io`; `Closed`.
     pub fn delete_records(&self, topic: &str, partition: i32, offset: i64) -> Result<i64> {
         self.check_open()?;
         refuse_internal(topic, "its records are not deleted by hand")?;
@@ -1111,7 +1148,7 @@ impl Partition {
     /// Appends records as one batch compressed with `codec`.
     ///
     /// # Errors
-    /// `InvalidArgument` for no records, a record without a key on a compacted topic
+    /// `InvalidArgument` for no records, a timestamp below -1 (as Kafka), a record without a key on a compacted topic
     /// (as Kafka: compaction keeps records by key), or an internal topic (read-only
     /// here: only the store writes to it); `RecordTooLarge` past the topic's
     /// `max_message_bytes`, or for compressed records that decompress past the store's
@@ -1124,6 +1161,7 @@ impl Partition {
         }
         let mut b = BatchBuilder::new().compression(codec);
         for r in records {
+            crate::format::batch::check_timestamp(r.timestamp)?;
             b.push_record(r)?;
         }
         let info = self.state.log.append_encoded(&mut b.build()?)?;
@@ -1193,6 +1231,17 @@ impl Partition {
     /// `Io`; `Poisoned`; `Closed`.
     pub fn delete_records(&self, offset: i64) -> Result<i64> {
         refuse_internal(&self.state.topic, "its records are not deleted by hand")?;
+        // Kafka's DeleteRecords: -1 means up to the high watermark (here the log end).
+        let offset = match offset {
+            -1 => self.log_end_offset(),
+            o if o < -1 => {
+                return Err(Error::InvalidArgument {
+                    name: "offset",
+                    reason: format!("{o}: delete_records takes an offset, or -1 for the log end"),
+                });
+            }
+            o => o,
+        };
         let start = self.state.log.advance_log_start(offset)?;
         self.state.wake();
         Ok(start)
