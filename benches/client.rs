@@ -24,6 +24,11 @@
 //!   writing each record (same bytes plus the 12-byte raw header) with one `write` and
 //!   then `fdatasync`.
 //!
+//! - `commits`: 2000 offset commits (`commit_sync_offsets` of one partition, each
+//!   fsync'd into `__consumer_offsets`) by 1, 4 and 8 threads, each thread a consumer of
+//!   its own group committing its share in turn: concurrent commits share fsyncs.
+//!   Baseline `raw_fdatasync` as for `acks_all`.
+//!
 //! After criterion's own output, a table gives records/s, MB/s (of key+value bytes), the
 //! ratio to the baseline, the targets from the design (producer 1 thread >= 0.6x raw
 //! append, consumer >= 0.8x raw read, Acks::All 16 threads >= 8x 1 thread) and whether
@@ -51,6 +56,7 @@ const TOPIC: &str = "bench";
 const RECORDS: usize = 100_000;
 const SYNC_RECORDS: usize = 2_000;
 const ACKS_ALL_THREADS: [usize; 3] = [1, 4, 16];
+const COMMIT_THREADS: [usize; 3] = [1, 4, 8];
 /// Records per `send_batch` call.
 const BATCH_CALL: usize = 1000;
 
@@ -141,6 +147,28 @@ fn send_and_wait(producer: &Producer, records: &[(Bytes, Bytes)], threads: usize
         std::thread::scope(|s| {
             for chunk in records.chunks(records.len().div_ceil(threads)) {
                 s.spawn(move || one(chunk));
+            }
+        });
+    }
+}
+
+/// `threads` consumers (one group each) committing `total` offsets between them, each
+/// commit fsync'd before the next.
+fn commit_all(consumers: &mut [streamlog::Consumer], total: usize) {
+    let tp = TopicPartition::new(TOPIC, 0);
+    let per = total / consumers.len();
+    let one = |c: &mut streamlog::Consumer| {
+        for i in 0..per {
+            let offsets = std::collections::BTreeMap::from([(tp.clone(), i as i64)]);
+            c.commit_sync_offsets(&offsets).expect("commit");
+        }
+    };
+    if consumers.len() == 1 {
+        one(&mut consumers[0]);
+    } else {
+        std::thread::scope(|s| {
+            for c in consumers.iter_mut() {
+                s.spawn(move || one(c));
             }
         });
     }
@@ -350,6 +378,40 @@ fn main() {
     }
     g.finish();
     producer.close().expect("close producer");
+
+    // Offset commits from 1, 4 and 8 threads against the same fdatasync baseline.
+    let mut g = c.benchmark_group("commits");
+    g.sampling_mode(SamplingMode::Flat);
+    g.throughput(Throughput::Elements(SYNC_RECORDS as u64));
+    g.bench_function("raw_fdatasync", |b| {
+        b.iter(|| raw_write_fdatasync(&mut raw_file, &raw_records))
+    });
+    for threads in COMMIT_THREADS {
+        let mut consumers: Vec<streamlog::Consumer> = (0..threads)
+            .map(|i| {
+                store
+                    .consumer(ConsumerConfig::new(format!("bench-{threads}-{i}")))
+                    .expect("consumer")
+            })
+            .collect();
+        let name = format!("{threads}_thread{}", if threads == 1 { "" } else { "s" });
+        g.bench_function(&name, |b| {
+            b.iter(|| commit_all(&mut consumers, SYNC_RECORDS))
+        });
+        rows.push(Row {
+            label: format!(
+                "offset commits {threads} thread{}",
+                if threads == 1 { "" } else { "s" }
+            ),
+            group: "commits",
+            function: name,
+            baseline: "raw_fdatasync",
+            records: SYNC_RECORDS,
+            bytes: 0,
+            target: None,
+        });
+    }
+    g.finish();
     store.close().expect("close store");
     drop(d);
 

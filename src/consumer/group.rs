@@ -96,6 +96,9 @@ pub(crate) struct Commit {
     pub(crate) epoch: i32,
     /// The topic incarnation (`None`: written before topic ids existed).
     pub(crate) topic_id: Option<TopicId>,
+    /// Where it stands in `__consumer_offsets` (-1 until written): of two commits of
+    /// one partition, the later written wins, whichever fsync returned first.
+    pub(crate) at: i64,
 }
 
 /// The record header carrying a commit's topic id (Kafka's schema has no field for it;
@@ -226,6 +229,7 @@ impl Coordinator {
                             offset,
                             epoch,
                             topic_id,
+                            at: r.offset,
                         };
                         committed.entry(group).or_default().insert(tp, c);
                     }
@@ -457,8 +461,9 @@ impl Coordinator {
             return Ok(());
         }
         // Held from the ownership check to the append, so a member removed in between
-        // cannot commit after the partition's new owner did.
-        let _order = self.commit_lock.lock();
+        // cannot commit after the partition's new owner did. Not across the fsync:
+        // concurrent commits share one (the log's group commit).
+        let order = self.commit_lock.lock();
         if let Some(member) = member {
             let st = self.state.lock();
             if let Some(tp) = offsets
@@ -482,27 +487,34 @@ impl Coordinator {
                 name: format!("{} (committing for {tp}: it was deleted)", tp.topic()),
             });
         }
-        self.write_commits(
+        let at = Self::append_commits(
             offsets_log,
             offsets.iter().map(|(tp, c)| (group, tp, *c)),
             now_ms,
         )?;
+        drop(order);
+        offsets_log.log.flush_to(at + 1)?;
         let mut st = self.state.lock();
         let g = st.committed.entry(group.to_string()).or_default();
         for (tp, c) in offsets {
-            g.insert(tp.clone(), *c);
+            let c = Commit { at, ..*c };
+            match g.get(tp) {
+                Some(old) if old.at > at => {}
+                _ => {
+                    g.insert(tp.clone(), c);
+                }
+            }
         }
         Ok(())
     }
 
-    /// Appends commit records as one batch and fsyncs it (shared with concurrent
-    /// flushes). The caller holds `commit_lock` or has the store to itself (open).
-    fn write_commits<'a>(
-        &self,
+    /// Appends commit records (not synced); returns the offset of the last one. The
+    /// caller holds `commit_lock`, so appends follow the order of the checks.
+    fn append_commits<'a>(
         offsets_log: &PartitionState,
         commits: impl Iterator<Item = (&'a str, &'a TopicPartition, Commit)>,
         now_ms: i64,
-    ) -> Result<()> {
+    ) -> Result<i64> {
         // One batch per `max_message_bytes` of the offsets topic: a commit of many
         // partitions is split rather than refused. (Each record is far below the limit:
         // group ids are at most 32767 bytes, topic names 249.)
@@ -528,10 +540,11 @@ impl Coordinator {
         if !b.is_empty() {
             last = Some(offsets_log.log.append_encoded(&mut b.build()?)?);
         }
-        if let Some(info) = last {
-            offsets_log.log.flush_to(info.last_offset + 1)?;
-        }
-        Ok(())
+        last.map(|info| info.last_offset)
+            .ok_or_else(|| Error::InvalidArgument {
+                name: "offsets",
+                reason: "no offsets to commit".into(),
+            })
     }
 
     /// Writes loaded commits again as they are now: at open, for commits that were
@@ -546,17 +559,19 @@ impl Coordinator {
             return Ok(());
         }
         let _order = self.commit_lock.lock();
-        self.write_commits(
+        let at = Self::append_commits(
             offsets_log,
             commits.iter().map(|(g, tp, c)| (g.as_str(), tp, *c)),
             now_ms,
         )?;
+        offsets_log.log.flush_to(at + 1)?;
         let mut st = self.state.lock();
         for (g, tp, c) in commits {
+            let c = Commit { at, ..*c };
             st.committed
                 .entry(g.clone())
                 .or_default()
-                .insert(tp.clone(), *c);
+                .insert(tp.clone(), c);
         }
         Ok(())
     }

@@ -1045,6 +1045,7 @@ impl Consumer {
                     offset,
                     epoch: state.log.epoch(),
                     topic_id: Some(state.topic_id),
+                    at: -1,
                 },
             );
         }
