@@ -160,6 +160,9 @@ fn a_commit_is_appended_while_another_waits_on_its_fsync() {
     for (group, p) in [("a", 0), ("b", 1)] {
         let tp = TopicPartition::new("t", p);
         let c = store.consumer(ConsumerConfig::new(group)).unwrap();
-        assert_eq!(c.committed(&[tp.clone()]).unwrap()[&tp], Some(7));
+        assert_eq!(
+            c.committed(std::slice::from_ref(&tp)).unwrap()[&tp],
+            Some(7)
+        );
     }
 }
