@@ -68,8 +68,8 @@ pub use producer::{
     RecordMetadata,
 };
 pub use store::{
-    CommittedOffsetReset, Partition, PartitionDescription, PartitionRecovery, Store, StoreConfig,
-    StoreRecoveryReport, Topic, TopicDescription, TopicId,
+    CommittedOffsetReset, ImportReport, Partition, PartitionDescription, PartitionRecovery, Store,
+    StoreConfig, StoreRecoveryReport, Topic, TopicDescription, TopicId,
 };
 pub use topic::{CleanupPolicy, TopicConfig, validate_topic_name};
 

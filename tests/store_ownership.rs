@@ -176,3 +176,101 @@ fn nested_and_empty_paths_are_refused() {
     assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
     assert_eq!(listed(&cwd), before);
 }
+
+/// Two partition directories as Kafka leaves them (`partition.metadata` naming Kafka's
+/// topic id; no streamlog files), copied into `dir`. Returns Kafka's topic id text.
+fn kafka_topic_dirs(dir: &Path, records: usize) -> String {
+    let kafka_id = "AAAAAAAAAAAAAAAAAAAAAQ";
+    for p in 0..2 {
+        let pdir = dir.join(format!("clicks-{p}"));
+        let log = streamlog::log::Log::open(&pdir, Default::default()).unwrap();
+        for i in 0..records {
+            let mut b = streamlog::BatchBuilder::new();
+            b.push(
+                1_700_000_000_000,
+                Some(b"k"),
+                Some(format!("{p}-{i}").as_bytes()),
+                &[],
+            )
+            .unwrap();
+            log.append(&mut b.finish().unwrap()).unwrap();
+        }
+        log.close().unwrap();
+        for f in fs::read_dir(&pdir).unwrap() {
+            let f = f.unwrap();
+            let name = f.file_name().into_string().unwrap();
+            let kafkas = name.ends_with(".log")
+                || name.ends_with(".index")
+                || name.ends_with(".timeindex")
+                || name == "leader-epoch-checkpoint";
+            if !kafkas {
+                fs::remove_file(f.path()).unwrap();
+            }
+        }
+        fs::write(
+            pdir.join("partition.metadata"),
+            format!("version: 0\ntopic_id: {kafka_id}\n"),
+        )
+        .unwrap();
+    }
+    kafka_id.to_string()
+}
+
+/// Kafka partition directories are adopted only by an explicit import, which checks
+/// every batch and index entry, keeps Kafka's topic id, and reports what it found; the
+/// imported topic is a topic like any other from then on.
+#[test]
+fn kafka_directories_are_imported_explicitly_and_verified() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kafka_id = kafka_topic_dirs(tmp.path(), 300);
+    let store = Store::open(tmp.path()).unwrap();
+    assert_eq!(store.recovery_report().directories_left_alone.len(), 2);
+    assert!(store.topic("clicks").is_err(), "never adopted by open");
+    let report = store
+        .import_kafka_topic("clicks", TopicConfig::default())
+        .unwrap();
+    assert_eq!(report.topic_id.to_string(), kafka_id);
+    assert_eq!(report.partitions.len(), 2);
+    for (_, check) in &report.partitions {
+        assert_eq!((check.log_start_offset, check.log_end_offset), (0, 300));
+        assert_eq!(check.batches, 300);
+        assert!(check.index_entries_checked > 0, "{check:?}");
+        assert!(check.index_problems.is_empty(), "{check:?}");
+    }
+    let part = store.topic("clicks").unwrap().partition(1).unwrap();
+    assert_eq!(
+        part.read(299, 1 << 10).unwrap()[0].value.as_deref(),
+        Some(&b"1-299"[..])
+    );
+    part.append(&[rec("after")]).unwrap();
+    store.close().unwrap();
+    drop(store);
+    let store = Store::open(tmp.path()).unwrap();
+    assert!(store.recovery_report().directories_left_alone.is_empty());
+    let part = store.topic("clicks").unwrap().partition(1).unwrap();
+    assert_eq!(part.log_end_offset(), 301);
+}
+
+/// A damaged batch in a directory to import is refused with its file and position;
+/// nothing is adopted or changed.
+#[test]
+fn a_damaged_kafka_directory_is_refused_and_left_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    kafka_topic_dirs(tmp.path(), 50);
+    let seg = tmp.path().join("clicks-1").join("00000000000000000000.log");
+    let mut bytes = fs::read(&seg).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x10;
+    fs::write(&seg, bytes).unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let before = snapshot(tmp.path());
+    let err = store
+        .import_kafka_topic("clicks", TopicConfig::default())
+        .unwrap_err();
+    match &err {
+        Error::Corruption { path, .. } => assert_eq!(path, &seg),
+        other => panic!("expected Corruption, got {other}"),
+    }
+    assert!(store.topic("clicks").is_err());
+    assert_eq!(snapshot(tmp.path()), before);
+}

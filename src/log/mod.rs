@@ -27,6 +27,7 @@ mod index;
 mod open;
 mod retention;
 mod segment;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,6 +48,7 @@ pub use config::{Clock, LogConfig, ManualClock, SystemClock};
 pub use index::{OffsetEntry, TimeEntry};
 pub use retention::{RetentionOutcome, RetentionPolicy};
 use segment::{Segment, file_name};
+pub use verify::{PartitionCheck, verify_partition_dir};
 
 /// Suffixes of segment files (`<20-digit base offset>.<suffix>`).
 const SEGMENT_SUFFIXES: [&str; 5] = ["log", "index", "timeindex", "txnindex", "snapshot"];

@@ -12,6 +12,7 @@
 //! an OS lock (`flock`) on the store directory itself, which cannot be deleted while the
 //! store is open.
 
+mod import;
 mod meta;
 mod recovery;
 
@@ -32,6 +33,7 @@ use crate::fs::{DirLock, FileSystem, OsFs};
 use crate::log::{AppendInfo, Clock, Log, LogConfig, SystemClock};
 use crate::topic::{TopicConfig, refuse_internal, validate_topic_name};
 
+pub use import::ImportReport;
 pub use meta::TopicId;
 pub use recovery::{CommittedOffsetReset, PartitionRecovery, StoreRecoveryReport};
 

@@ -1,0 +1,259 @@
+//! Checking a partition directory without changing it: every batch (size, CRC, offsets,
+//! epoch) and every index entry. Used before a directory written elsewhere (by Kafka)
+//! is adopted, where damage must be refused rather than truncated as a torn tail.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::checkpoint::{self, LEADER_EPOCH_FILE};
+use super::epoch::EpochHistory;
+use super::index::{OFFSET_ENTRY, TIME_ENTRY};
+use super::segment::{self, file_name, parse_file_name};
+use super::{SEGMENT_SUFFIXES, TRANSIENT_SUFFIXES};
+use crate::error::{Error, Result, io_ctx};
+use crate::format::batch;
+use crate::fs::FileSystem;
+
+/// What [`verify_partition_dir`] found in one partition directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PartitionCheck {
+    /// Segments (`.log` files).
+    pub segments: usize,
+    /// Batches checked (size, CRC-32C, offsets, leader epoch).
+    pub batches: u64,
+    /// Bytes of batches checked.
+    pub bytes: u64,
+    /// The first segment's base offset.
+    pub log_start_offset: i64,
+    /// The offset after the last record.
+    pub log_end_offset: i64,
+    /// Offset-index entries checked against the batches they name.
+    pub index_entries_checked: u64,
+    /// Index files that disagree with their segment (they are derived data: opening
+    /// the directory rebuilds them). Damage to batches is an error instead.
+    pub index_problems: Vec<String>,
+}
+
+/// Reads and checks a whole partition directory, changing nothing: each segment's
+/// batches must be whole, pass their CRC, carry the epoch of their offset (Kafka's
+/// `leader-epoch-checkpoint`, if any) and follow each other's offsets (contiguously
+/// unless `allow_gaps`, as in a compacted topic); each `.index` entry must name a batch
+/// boundary and that batch's last offset; each `.timeindex` must pass Kafka's sanity
+/// checks.
+///
+/// # Errors
+/// `Corruption` with the file and position of the first bad batch (or of segments that
+/// overlap); `InvalidArgument` if the directory holds an unfinished operation
+/// (`.cleaned`, `.swap`, `.deleted` files: let the program that wrote them finish it);
+/// `Io`.
+pub fn verify_partition_dir(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    allow_gaps: bool,
+) -> Result<PartitionCheck> {
+    let d = dir.display().to_string();
+    let names = fs.list_dir(dir).map_err(io_ctx(format!("list {d}")))?;
+    if let Some(n) = names.iter().find(|n| {
+        TRANSIENT_SUFFIXES[..3].iter().any(|s| {
+            n.strip_suffix(s).is_some_and(|stem| {
+                SEGMENT_SUFFIXES
+                    .iter()
+                    .any(|suf| parse_file_name(stem, suf).is_some())
+            })
+        })
+    }) {
+        return Err(Error::InvalidArgument {
+            name: "dir",
+            reason: format!("{d}/{n} is part of an unfinished cleaning or deletion"),
+        });
+    }
+    let mut bases: Vec<i64> = names
+        .iter()
+        .filter_map(|n| parse_file_name(n, "log"))
+        .collect();
+    bases.sort_unstable();
+    let epochs = checkpoint::read_small(fs, &dir.join(LEADER_EPOCH_FILE))
+        .map_err(io_ctx(format!("read {d}/{LEADER_EPOCH_FILE}")))?
+        .map(|b| {
+            EpochHistory::parse(&String::from_utf8_lossy(&b)).ok_or_else(|| {
+                Error::corruption(
+                    dir.join(LEADER_EPOCH_FILE),
+                    0,
+                    "not Kafka's epoch checkpoint",
+                )
+            })
+        })
+        .transpose()?
+        .unwrap_or_default();
+    let rules = segment::Rules {
+        epochs: Some(Arc::new(epochs)),
+        allow_gaps,
+    };
+    let mut check = PartitionCheck {
+        log_start_offset: bases.first().copied().unwrap_or(0),
+        ..PartitionCheck::default()
+    };
+    let mut end: Option<i64> = None;
+    for &base in &bases {
+        let path = dir.join(file_name(base, "log"));
+        if let Some(prev_end) = end
+            && (base < prev_end || (!allow_gaps && base != prev_end))
+        {
+            return Err(Error::corruption(
+                &path,
+                0,
+                format!("the segment starts at offset {base}, the one before ends at {prev_end}"),
+            ));
+        }
+        let file = fs
+            .open(&path, false)
+            .map_err(io_ctx(format!("open {}", path.display())))?;
+        let len = file
+            .len()
+            .map_err(io_ctx(format!("stat {}", path.display())))?;
+        let params = segment::ScanParams {
+            base,
+            index_interval_bytes: 4096,
+            max_offset_entries: usize::MAX,
+            max_time_entries: usize::MAX,
+            rules: rules.clone(),
+        };
+        let scan = segment::scan(file.as_ref(), len, params)
+            .map_err(io_ctx(format!("read {}", path.display())))?;
+        if let Some((pos, reason)) = scan.stopped {
+            return Err(Error::corruption(&path, pos, reason));
+        }
+        check.segments += 1;
+        check.batches += scan.batches;
+        check.bytes += len;
+        end = Some(scan.next_offset.unwrap_or(base));
+        check_offset_index(fs, dir, base, file.as_ref(), len, &mut check)?;
+        check_time_index(fs, dir, base, end.unwrap_or(base), &mut check)?;
+    }
+    check.log_end_offset = end.unwrap_or(check.log_start_offset);
+    Ok(check)
+}
+
+/// Each entry of `<base>.index` must name the start of a batch whose last offset is the
+/// entry's offset, in increasing order.
+fn check_offset_index(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    base: i64,
+    log: &dyn crate::fs::File,
+    log_len: u64,
+    check: &mut PartitionCheck,
+) -> Result<()> {
+    let name = file_name(base, "index");
+    let Some(bytes) = read_whole(fs, dir, &name)? else {
+        check.index_problems.push(format!("{name} is missing"));
+        return Ok(());
+    };
+    if !(bytes.len() as u64).is_multiple_of(OFFSET_ENTRY) {
+        check.index_problems.push(format!(
+            "{name}: {} bytes is not a whole number of entries",
+            bytes.len()
+        ));
+        return Ok(());
+    }
+    let mut prev: Option<(u32, u32)> = None;
+    for (i, e) in bytes.chunks_exact(OFFSET_ENTRY as usize).enumerate() {
+        let rel = u32::from_be_bytes([e[0], e[1], e[2], e[3]]);
+        let pos = u32::from_be_bytes([e[4], e[5], e[6], e[7]]);
+        let bad = |why: String| format!("{name}: entry {i} (offset +{rel} at {pos}): {why}");
+        if prev.is_some_and(|(r, p)| rel <= r || pos <= p) {
+            // Zeros past the last entry: a file never trimmed (a crash); rebuilt at open.
+            check
+                .index_problems
+                .push(bad("out of order (an untrimmed file?)".into()));
+            return Ok(());
+        }
+        prev = Some((rel, pos));
+        let header = (u64::from(pos) + batch::RECORD_BATCH_OVERHEAD as u64 <= log_len)
+            .then(|| log.read_exact_at(u64::from(pos), batch::RECORD_BATCH_OVERHEAD))
+            .transpose()
+            .map_err(io_ctx(format!(
+                "read {}/{}",
+                dir.display(),
+                file_name(base, "log")
+            )))?
+            .and_then(|h| batch::BatchHeader::parse(&h).ok());
+        match header {
+            Some(h) if h.last_offset() == base + i64::from(rel) => {
+                check.index_entries_checked += 1;
+            }
+            Some(h) => {
+                check.index_problems.push(bad(format!(
+                    "the batch there ends at offset {}",
+                    h.last_offset()
+                )));
+                return Ok(());
+            }
+            None => {
+                check
+                    .index_problems
+                    .push(bad("no batch starts there".into()));
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Kafka's sanity checks of `<base>.timeindex`: whole entries, timestamps and offsets
+/// not decreasing, offsets within the segment.
+fn check_time_index(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    base: i64,
+    end: i64,
+    check: &mut PartitionCheck,
+) -> Result<()> {
+    let name = file_name(base, "timeindex");
+    let Some(bytes) = read_whole(fs, dir, &name)? else {
+        return Ok(()); // Kafka recreates a missing time index empty.
+    };
+    if !(bytes.len() as u64).is_multiple_of(TIME_ENTRY) {
+        check.index_problems.push(format!(
+            "{name}: {} bytes is not a whole number of entries",
+            bytes.len()
+        ));
+        return Ok(());
+    }
+    let mut prev: Option<(i64, u32)> = None;
+    for (i, e) in bytes.chunks_exact(TIME_ENTRY as usize).enumerate() {
+        let ts = i64::from_be_bytes(e[..8].try_into().expect("8 bytes"));
+        let rel = u32::from_be_bytes([e[8], e[9], e[10], e[11]]);
+        let offset = base + i64::from(rel);
+        let sane = prev.is_none_or(|(t, r)| ts >= t && rel >= r) && (offset < end || end == base);
+        if !sane {
+            check.index_problems.push(format!(
+                "{name}: entry {i} ({ts} at offset {offset}) is out of order or past the segment"
+            ));
+            return Ok(());
+        }
+        prev = Some((ts, rel));
+    }
+    Ok(())
+}
+
+fn read_whole(fs: &dyn FileSystem, dir: &Path, name: &str) -> Result<Option<bytes::Bytes>> {
+    let path = dir.join(name);
+    if !fs
+        .exists(&path)
+        .map_err(io_ctx(format!("stat {}", path.display())))?
+    {
+        return Ok(None);
+    }
+    let f = fs
+        .open(&path, false)
+        .map_err(io_ctx(format!("open {}", path.display())))?;
+    let len = f
+        .len()
+        .map_err(io_ctx(format!("stat {}", path.display())))?;
+    let len = usize::try_from(len).map_err(|_| Error::corruption(&path, 0, "too large"))?;
+    f.read_exact_at(0, len)
+        .map(Some)
+        .map_err(io_ctx(format!("read {}", path.display())))
+}

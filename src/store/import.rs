@@ -1,0 +1,144 @@
+//! Adopting Kafka partition directories as a topic: the explicit way in for data the
+//! store did not write (open never takes or removes such directories by itself).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use super::meta::{TopicId, TopicMeta, read_partition_topic_id, write_partition_metadata};
+use super::{PartitionState, Store, TopicState, partition_dir_name};
+use crate::error::{Error, Result, io_ctx};
+use crate::log::{PartitionCheck, verify_partition_dir};
+use crate::topic::{CleanupPolicy, TopicConfig, validate_topic_name};
+
+/// What [`Store::import_kafka_topic`] found and adopted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ImportReport {
+    /// The topic.
+    pub topic: String,
+    /// Its id: Kafka's, from the directories' `partition.metadata`, or a new one.
+    pub topic_id: TopicId,
+    /// Each partition's directory and what checking it found, in partition order.
+    pub partitions: Vec<(PathBuf, PartitionCheck)>,
+}
+
+impl Store {
+    /// Adopts the partition directories `<name>-0`, `<name>-1`, ... that sit in the store
+    /// directory (copied there from a stopped Kafka broker's log directory, say) as topic
+    /// `name` with `config` (its partition count is the number of directories found).
+    /// Every batch and index entry is checked first ([`verify_partition_dir`]); damage
+    /// is refused, never truncated, and nothing is changed then. Kafka's topic id is
+    /// kept when every directory names the same one.
+    ///
+    /// ```
+    /// # use streamlog::{Record, Store, TopicConfig};
+    /// # let kafka = tempfile::tempdir()?;
+    /// # { // a directory as Kafka leaves it (here written by streamlog's own `Log`)
+    /// #   let log = streamlog::log::Log::open(kafka.path().join("clicks-0"), Default::default())?;
+    /// #   let mut b = streamlog::BatchBuilder::new();
+    /// #   b.push(1_700_000_000_000, Some(b"k"), Some(b"v"), &[])?;
+    /// #   log.append(&mut b.finish()?)?;
+    /// #   log.close()?;
+    /// # }
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// std::fs::rename(kafka.path().join("clicks-0"), dir.path().join("clicks-0"))?;
+    /// let report = store.import_kafka_topic("clicks", TopicConfig::default())?;
+    /// assert_eq!(report.partitions[0].1.log_end_offset, 1);
+    /// assert_eq!(store.topic("clicks")?.partition(0)?.read(0, 1 << 20)?.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a bad or internal name, or no `<name>-0` directory;
+    /// `AlreadyExists` if the topic exists; `InvalidConfig`; `Corruption` for a damaged
+    /// batch, segments that overlap, or directories naming different topic ids;
+    /// `Io`; `Closed`.
+    pub fn import_kafka_topic(&self, name: &str, config: TopicConfig) -> Result<ImportReport> {
+        validate_topic_name(name)?;
+        crate::topic::refuse_internal(name, "it cannot be imported")?;
+        let _ddl = self.inner.ddl.lock();
+        self.check_open()?;
+        if self.inner.topics.read().contains_key(name) {
+            return Err(Error::AlreadyExists {
+                kind: "topic",
+                name: name.to_string(),
+            });
+        }
+        let inner = &self.inner;
+        let fs = inner.config.fs.as_ref();
+        let mut dirs = Vec::new();
+        loop {
+            let dir = inner.dir.join(partition_dir_name(name, dirs.len() as i32));
+            if !fs
+                .exists(&dir)
+                .map_err(io_ctx(format!("stat {}", dir.display())))?
+            {
+                break;
+            }
+            dirs.push(dir);
+        }
+        if dirs.is_empty() {
+            return Err(Error::InvalidArgument {
+                name: "topic",
+                reason: format!("no directory {name}-0 in {}", inner.dir.display()),
+            });
+        }
+        let mut config = config.partitions(dirs.len() as i32);
+        config.validate()?;
+        let allow_gaps = config.cleanup_policy != CleanupPolicy::Delete;
+        let mut partitions = Vec::with_capacity(dirs.len());
+        let mut ids = Vec::new();
+        for dir in &dirs {
+            partitions.push((dir.clone(), verify_partition_dir(fs, dir, allow_gaps)?));
+            ids.push(read_partition_topic_id(fs, dir)?);
+        }
+        let topic_id = match ids.first().copied().flatten() {
+            Some(id) if ids.iter().all(|i| *i == Some(id)) => id,
+            Some(_) | None if ids.iter().flatten().count() > 0 => {
+                return Err(Error::corruption(
+                    &dirs[0],
+                    0,
+                    "the directories' partition.metadata name different topic ids",
+                ));
+            }
+            _ => TopicId::random(),
+        };
+        // Each directory names the id before the metadata adopts them: from then on,
+        // open checks them as the topic's own.
+        for (dir, id) in dirs.iter().zip(&ids) {
+            if id.is_none() {
+                write_partition_metadata(fs, dir, topic_id)?;
+            }
+        }
+        let meta = TopicMeta {
+            config: config.clone(),
+            id: Some(topic_id),
+            intent: None,
+        };
+        inner.write_metadata(name, &meta)?;
+        config = meta.config;
+        let mut parts: Vec<Arc<PartitionState>> = Vec::with_capacity(dirs.len());
+        for p in 0..dirs.len() as i32 {
+            parts.push(inner.open_partition(name, topic_id, p, &config)?);
+        }
+        inner.topics.write().insert(
+            name.to_string(),
+            Arc::new(TopicState {
+                name: name.to_string(),
+                id: topic_id,
+                config: RwLock::new(config),
+                partitions: RwLock::new(parts),
+            }),
+        );
+        inner.bump_metadata_epoch();
+        inner.notifier.notify();
+        Ok(ImportReport {
+            topic: name.to_string(),
+            topic_id,
+            partitions,
+        })
+    }
+}
