@@ -1163,7 +1163,7 @@ fn read_partition(
             if b.header().is_control() || b.last_offset() < position {
                 continue;
             }
-            a.buffer.push_back(Pending::new(tp, b, &options)?);
+            a.buffer.push_back(Pending::new(tp, b, &options));
         }
         if next <= position {
             break;

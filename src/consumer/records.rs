@@ -438,9 +438,12 @@ impl IntoIterator for ConsumerRecords {
 }
 
 /// Records of one fetched batch not yet returned by `poll`, decoded as they are taken.
+/// A compressed batch is decompressed when its first record is taken, not when it is
+/// fetched: a fetch of many batches holds one decompressed batch at a time per
+/// partition, beyond what `poll` returned.
 #[derive(Debug)]
 pub(super) struct Pending {
-    chunk: Arc<Chunk>,
+    records: Records,
     base_offset: i64,
     base_timestamp: i64,
     log_append_time: Option<i64>,
@@ -452,23 +455,60 @@ pub(super) struct Pending {
     failed: Option<Error>,
 }
 
-impl Pending {
-    pub(super) fn new(tp: &TopicPartition, b: &Batch, options: &DecodeOptions) -> Result<Self> {
-        let h = b.header();
-        let data = b.records_data(options)?;
-        if data.len() >= Field::NULL as usize {
-            return Err(Error::invalid_batch(
-                "records",
-                "the records section is 4 GiB or more",
-            ));
+/// A batch's records section: as fetched, or decompressed and shared with the
+/// records returned from it.
+#[derive(Debug)]
+enum Records {
+    Fetched {
+        batch: Batch,
+        topic: Arc<str>,
+        partition: i32,
+        options: DecodeOptions,
+    },
+    Ready(Arc<Chunk>),
+}
+
+impl Records {
+    /// The records section, decompressing it on first use.
+    fn chunk(&mut self) -> Result<&Arc<Chunk>> {
+        if let Records::Fetched {
+            batch,
+            topic,
+            partition,
+            options,
+        } = self
+        {
+            let data = batch.records_data(options)?;
+            if data.len() >= Field::NULL as usize {
+                return Err(Error::invalid_batch(
+                    "records",
+                    "the records section is 4 GiB or more",
+                ));
+            }
+            *self = Records::Ready(Arc::new(Chunk {
+                topic: topic.clone(),
+                partition: *partition,
+                timestamp_type: batch.header().timestamp_type(),
+                data,
+            }));
         }
-        Ok(Pending {
-            chunk: Arc::new(Chunk {
+        match self {
+            Records::Ready(chunk) => Ok(chunk),
+            Records::Fetched { .. } => unreachable!("decompressed above"),
+        }
+    }
+}
+
+impl Pending {
+    pub(super) fn new(tp: &TopicPartition, b: &Batch, options: &DecodeOptions) -> Self {
+        let h = b.header();
+        Pending {
+            records: Records::Fetched {
+                batch: b.clone(),
                 topic: tp.topic.clone(),
                 partition: tp.partition,
-                timestamp_type: h.timestamp_type(),
-                data,
-            }),
+                options: *options,
+            },
             base_offset: h.base_offset,
             base_timestamp: h.base_timestamp,
             log_append_time: (h.timestamp_type() == TimestampType::LogAppendTime)
@@ -477,7 +517,7 @@ impl Pending {
             pos: 0,
             remaining: h.records_count,
             failed: None,
-        })
+        }
     }
 
     /// Whether every record has been taken.
@@ -514,7 +554,8 @@ impl Pending {
         out: &mut ConsumerRecords,
         next: &mut Option<i64>,
     ) -> Result<()> {
-        let data = &self.chunk.data;
+        let chunk = self.records.chunk()?.clone();
+        let data = &chunk.data;
         let mut index = None;
         while self.remaining > 0 && out.entries.len() < limit {
             if self.pos >= data.len() {
@@ -543,7 +584,7 @@ impl Pending {
                 (out.headers.len() - 1) as u32
             };
             let chunk = *index.get_or_insert_with(|| {
-                out.chunks.push(self.chunk.clone());
+                out.chunks.push(chunk.clone());
                 (out.chunks.len() - 1) as u32
             });
             out.entries.push(Entry {
@@ -605,8 +646,7 @@ mod tests {
             &tp,
             &batch_with_a_bad_third_record(),
             &DecodeOptions::default(),
-        )
-        .unwrap();
+        );
         let mut out = ConsumerRecords::with_capacity(10);
         let (next, result) = p.take(i64::MIN, 10, &mut out);
         assert!(matches!(result, Err(Error::InvalidBatch { .. })));

@@ -24,6 +24,7 @@ mod clean;
 mod config;
 mod epoch;
 mod index;
+mod maps;
 mod open;
 mod retention;
 mod segment;
@@ -46,6 +47,7 @@ pub(crate) use checkpoint::{
 pub use clean::{CleanOutcome, CleanPolicy};
 pub use config::{Clock, LogConfig, ManualClock, SystemClock};
 pub use index::{OffsetEntry, TimeEntry};
+pub use maps::{DEFAULT_MAX_MAPPED_SEGMENTS, max_mapped_segments, set_max_mapped_segments};
 pub use retention::{RetentionOutcome, RetentionPolicy};
 use segment::{Segment, file_name};
 pub use verify::{PartitionCheck, verify_partition_dir};

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 
 use super::epoch::EpochHistory;
 use super::index::{Index, OffsetEntry, TimeEntry};
+use super::maps::MapSlot;
 use crate::error::{Error, Result};
 use crate::format::batch::{self, BatchHeader, LOG_OVERHEAD, MAGIC_V2, RECORD_BATCH_OVERHEAD};
 use crate::fs::{File, FileSystem};
@@ -46,7 +46,8 @@ pub struct Segment {
     pub sealed: AtomicBool,
     /// Set when an index lookup did not match the log: lookups then scan from the start.
     pub index_suspect: AtomicBool,
-    mapped: Mutex<Option<Bytes>>,
+    /// The segment's mapping, bounded process-wide (see `maps`).
+    mapped: Arc<MapSlot>,
 }
 
 /// The outcome of scanning a `.log` file from position 0.
@@ -282,7 +283,7 @@ impl Segment {
             offset_of_max_timestamp: AtomicI64::new(base),
             sealed: AtomicBool::new(false),
             index_suspect: AtomicBool::new(false),
-            mapped: Mutex::new(None),
+            mapped: Arc::default(),
         })
     }
 
@@ -296,32 +297,40 @@ impl Segment {
     /// fresh buffer. The caller keeps the range within `size()`.
     pub fn read(&self, pos: u64, len: usize) -> Result<Bytes> {
         let end = pos + len as u64;
+        let mut admit = false;
         {
-            let mut mapped = self.mapped.lock();
-            if mapped.as_ref().is_none_or(|v| (v.len() as u64) < end) {
-                if self.sealed.load(Ordering::Acquire) {
-                    let view = self
-                        .log
-                        .map(self.size())
-                        .map_err(|e| Error::io(format!("map {}", self.log_path.display()), e))?;
-                    *mapped = Some(view);
+            let mut mapped = self.mapped.view.lock();
+            if mapped.as_ref().is_none_or(|v| (v.len() as u64) < end) && MapSlot::may_map() {
+                // A mapping is an optimization: if the system refuses one (address space,
+                // map count), read with pread.
+                let view = if self.sealed.load(Ordering::Acquire) {
+                    self.log.map(self.size()).map(Some)
                 } else {
-                    // A live map is an optimization: if the system refuses one (address
-                    // space, map count), read with pread.
-                    match self.log.map_live(end.max(LIVE_MAP_MIN).next_power_of_two()) {
-                        Ok(Some(view)) => *mapped = Some(view),
-                        Ok(None) => {}
-                        Err(e) => log::debug!(
-                            "{}: no live map ({e}); reading with pread",
-                            self.log_path.display()
-                        ),
+                    self.log.map_live(end.max(LIVE_MAP_MIN).next_power_of_two())
+                };
+                match view {
+                    Ok(Some(view)) => {
+                        admit = mapped.is_none();
+                        *mapped = Some(view);
                     }
+                    Ok(None) => {}
+                    Err(e) => log::debug!(
+                        "{}: no mapping ({e}); reading with pread",
+                        self.log_path.display()
+                    ),
                 }
             }
             if let Some(view) = mapped.as_ref()
                 && end <= view.len() as u64
             {
-                return Ok(view.slice(pos as usize..end as usize));
+                let slice = view.slice(pos as usize..end as usize);
+                drop(mapped);
+                if admit {
+                    self.mapped.admit();
+                } else {
+                    self.mapped.touch();
+                }
+                return Ok(slice);
             }
         }
         self.log.read_exact_at(pos, len).map_err(|e| {

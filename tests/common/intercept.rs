@@ -11,13 +11,16 @@ use streamlog::fs::{DirLock, File, FileSystem, SimFs};
 type OpenHook = Box<dyn Fn(&Path) -> io::Result<()> + Send + Sync>;
 type FileHook = Box<dyn Fn() + Send + Sync>;
 type SyncHook = Box<dyn Fn(&Path) + Send + Sync>;
+type MapHook = Box<dyn Fn(&Path) -> io::Result<()> + Send + Sync>;
 
 /// What runs before an operation: `before_open` (its error fails the open), and, in
-/// every file, `before_write` and `before_sync` (given the path the file was opened at).
+/// every file, `before_write`, `before_sync` and `before_map` (given the path the file
+/// was opened at; its error fails the mapping).
 pub struct Hooks {
     pub before_open: OpenHook,
     pub before_write: FileHook,
     pub before_sync: SyncHook,
+    pub before_map: MapHook,
 }
 
 impl Default for Hooks {
@@ -26,6 +29,7 @@ impl Default for Hooks {
             before_open: Box::new(|_| Ok(())),
             before_write: Box::new(|| {}),
             before_sync: Box::new(|_| {}),
+            before_map: Box::new(|_| Ok(())),
         }
     }
 }
@@ -78,6 +82,7 @@ impl File for InterceptFile {
         self.inner.sync_data()
     }
     fn map(&self, len: u64) -> io::Result<Bytes> {
+        (self.fs.hooks.before_map)(&self.path)?;
         self.inner.map(len)
     }
     fn identity(&self) -> io::Result<Option<(u64, u64)>> {

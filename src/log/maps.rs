@@ -1,0 +1,97 @@
+//! A process-wide bound on memory-mapped segments.
+//!
+//! The operating system limits the mappings of a process (Linux: `vm.max_map_count`,
+//! 65,530 by default), and a reader of every segment of a large store would otherwise
+//! keep one mapping per segment forever. Segments register their mapping here; past
+//! [`max_mapped_segments`] the least recently read (a clock sweep: a segment read since
+//! the hand last passed it gets a second chance) drops its mapping, which the system
+//! unmaps once the last slice a reader holds is gone. A segment without a mapping reads
+//! with `pread`, as it does when the system refuses a mapping.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+/// The default bound: a sixteenth of Linux's default `vm.max_map_count`.
+pub const DEFAULT_MAX_MAPPED_SEGMENTS: usize = 4096;
+
+static MAX: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_MAPPED_SEGMENTS);
+static SLOTS: Mutex<Clock> = Mutex::new(Clock {
+    slots: Vec::new(),
+    hand: 0,
+});
+
+/// Sets how many segments this process keeps memory-mapped at most (all stores and
+/// logs together, since the operating system's limit is per process). Default =
+/// [`DEFAULT_MAX_MAPPED_SEGMENTS`]; 0 maps nothing (every read uses `pread`). Takes
+/// effect as segments are next mapped.
+pub fn set_max_mapped_segments(max: usize) {
+    MAX.store(max, Ordering::Release);
+}
+
+/// The current bound (see [`set_max_mapped_segments`]).
+pub fn max_mapped_segments() -> usize {
+    MAX.load(Ordering::Acquire)
+}
+
+struct Clock {
+    slots: Vec<Weak<MapSlot>>,
+    hand: usize,
+}
+
+/// One segment's mapping, if it has one.
+#[derive(Debug, Default)]
+pub(crate) struct MapSlot {
+    pub(crate) view: Mutex<Option<Bytes>>,
+    /// Read since the clock hand last passed.
+    referenced: AtomicBool,
+}
+
+impl MapSlot {
+    /// Marks the mapping as just used.
+    pub(crate) fn touch(&self) {
+        self.referenced.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether another mapping may be made now (false when the bound is 0).
+    pub(crate) fn may_map() -> bool {
+        max_mapped_segments() > 0
+    }
+
+    /// Registers a mapping the slot just got (the caller has released `view`), and
+    /// drops the least recently used mappings past the bound.
+    pub(crate) fn admit(self: &Arc<Self>) {
+        self.touch();
+        let max = max_mapped_segments();
+        let mut clock = SLOTS.lock();
+        // Forget segments that are gone or lost their mapping.
+        clock.slots.retain(|w| {
+            w.upgrade()
+                .is_some_and(|s| s.view.try_lock().is_none_or(|v| v.is_some()))
+        });
+        clock.slots.push(Arc::downgrade(self));
+        // Each slot is passed at most twice (once to clear its flag): bounded.
+        let mut budget = 2 * clock.slots.len();
+        while clock.slots.len() > max && budget > 0 {
+            budget -= 1;
+            let i = clock.hand % clock.slots.len();
+            let Some(slot) = clock.slots[i].upgrade() else {
+                clock.slots.swap_remove(i);
+                continue;
+            };
+            if slot.referenced.swap(false, Ordering::Relaxed) {
+                clock.hand = i + 1;
+                continue;
+            }
+            // A slot being read right now keeps its mapping this round.
+            if let Some(mut view) = slot.view.try_lock() {
+                *view = None;
+                clock.slots.swap_remove(i);
+            } else {
+                clock.hand = i + 1;
+            }
+        }
+    }
+}

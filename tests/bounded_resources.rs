@@ -1,0 +1,149 @@
+//! Bounded resources: memory-mapped segments are capped process-wide (this file is its
+//! own test binary, so the cap it sets touches no other test), and a refused mapping
+//! falls back to `pread` instead of failing the read.
+mod common;
+
+use std::sync::Arc;
+
+use common::intercept::{Hooks, InterceptFs};
+use common::{batch, read_values, value};
+use streamlog::format::Compression;
+use streamlog::fs::{FileSystem, SimFs};
+use streamlog::log::{Log, LogConfig};
+
+fn many_segments(log: &Log) -> Vec<String> {
+    let mut expected = Vec::new();
+    for tag in 0..300u64 {
+        log.append(&mut batch(tag, 2, Compression::None)).unwrap();
+        expected.extend((0..2).map(|i| value(tag, i)));
+    }
+    expected
+}
+
+fn config() -> LogConfig {
+    LogConfig::default().segment_bytes(1024)
+}
+
+/// Reading every one of 40+ segments leaves at most the cap mapped (counted in the
+/// process's own map list), and every record still reads back.
+#[cfg(target_os = "linux")]
+#[test]
+fn mapped_segments_stay_under_the_cap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("clicks-0");
+    let log = Log::open(&dir, config()).unwrap();
+    let expected = many_segments(&log);
+    assert!(
+        log.segments().len() > 40,
+        "{} segments",
+        log.segments().len()
+    );
+    streamlog::log::set_max_mapped_segments(8);
+    for _ in 0..2 {
+        assert_eq!(read_values(&log).unwrap(), expected);
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let ours = maps
+            .lines()
+            .filter(|l| l.contains(dir.to_str().unwrap()))
+            .count();
+        assert!(
+            ours <= 8,
+            "{ours} mappings of {} segments",
+            log.segments().len()
+        );
+        assert!(ours > 0, "reads still map segments");
+    }
+    streamlog::log::set_max_mapped_segments(streamlog::log::DEFAULT_MAX_MAPPED_SEGMENTS);
+}
+
+/// A file system that refuses every mapping (as at `vm.max_map_count`): reads of
+/// sealed segments succeed with `pread`.
+#[test]
+fn a_refused_mapping_falls_back_to_pread() {
+    let hooks = Hooks {
+        before_map: Box::new(|_| Err(std::io::Error::other("ENOMEM: no more mappings"))),
+        ..Hooks::default()
+    };
+    let fs = Arc::new(InterceptFs::new(SimFs::new(), hooks)) as Arc<dyn FileSystem>;
+    let log = Log::open_with_fs(fs, common::dir(), config()).unwrap();
+    let expected = many_segments(&log);
+    assert!(log.segments().len() > 40);
+    assert_eq!(read_values(&log).unwrap(), expected);
+}
+
+/// A gzip batch whose records section is damaged behind a valid batch CRC (the CRC is
+/// recomputed, so only decompression can tell).
+fn undecompressable_batch() -> Vec<u8> {
+    let mut b = streamlog::BatchBuilder::new().compression(Compression::Gzip);
+    b.push(1_700_000_000_000, Some(b"k"), Some(b"lost"), &[])
+        .unwrap();
+    let mut bytes = b.finish().unwrap();
+    let mid = 61 + (bytes.len() - 61) / 2;
+    bytes[mid] ^= 0xff;
+    let crc = crc32c::crc32c(&bytes[21..]);
+    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    bytes
+}
+
+/// The consumer decompresses one batch at a time as it returns records, not a whole
+/// fetch at once: a batch that cannot be decompressed is reached only after every
+/// record before it was returned (decompressing the fetch up front failed the first
+/// poll instead, and held every batch decompressed at once).
+#[test]
+fn the_consumer_decompresses_batch_by_batch() {
+    let fs = SimFs::new();
+    let sim = || Arc::new(fs.clone()) as Arc<dyn FileSystem>;
+    let open = || {
+        streamlog::Store::open_with(
+            "/store",
+            streamlog::StoreConfig::default()
+                .file_system(sim())
+                .background_maintenance(false),
+        )
+        .unwrap()
+    };
+    open()
+        .create_topic("t", streamlog::TopicConfig::default())
+        .unwrap();
+    {
+        let log = Log::open_with_fs(sim(), "/store/t-0", LogConfig::default()).unwrap();
+        for v in ["r0", "r1"] {
+            let mut b = streamlog::BatchBuilder::new().compression(Compression::Gzip);
+            b.push(1_700_000_000_000, Some(b"k"), Some(v.as_bytes()), &[])
+                .unwrap();
+            log.append(&mut b.finish().unwrap()).unwrap();
+        }
+        log.close().unwrap();
+    }
+    // Appended behind the log's back: `append` refuses a batch no reader can
+    // decompress. Recovery accepts it (its CRC is valid) at offset 2.
+    let seg = std::path::Path::new("/store/t-0/00000000000000000000.log");
+    let mut data = fs.read_file(seg).unwrap();
+    let mut bad = undecompressable_batch();
+    bad[..8].copy_from_slice(&2i64.to_be_bytes());
+    data.extend_from_slice(&bad);
+    fs.write_file(seg, data);
+    let store = open();
+    let mut c = store
+        .consumer(
+            streamlog::ConsumerConfig::new("g")
+                .max_poll_records(1)
+                .auto_offset_reset(streamlog::OffsetReset::Earliest),
+        )
+        .unwrap();
+    let tp = streamlog::TopicPartition::new("t", 0);
+    c.assign(std::slice::from_ref(&tp)).unwrap();
+    for expected in ["r0", "r1"] {
+        let records = c.poll(std::time::Duration::ZERO).unwrap();
+        let got: Vec<Vec<u8>> = records
+            .iter()
+            .filter_map(|r| r.value().map(<[u8]>::to_vec))
+            .collect();
+        assert_eq!(got, vec![expected.as_bytes().to_vec()]);
+    }
+    assert!(
+        c.poll(std::time::Duration::ZERO).is_err(),
+        "the damaged batch"
+    );
+    assert_eq!(c.position(&tp).unwrap(), 2, "the position stays at it");
+}
