@@ -16,12 +16,14 @@
 //! new is dirty. Without that file (a directory from before it existed) the first pass
 //! after opening recopies the clean section once to learn it.
 //!
-//! The swap of one group is crash-safe: (1) write `<base>.log.cleaned` and fsync it,
-//! (2) rename it to `<base>.log.swap` and sync the directory: from here the new data is
-//! committed, (3) unlink the group's old files and sync the directory, (4) rename the
-//! swap to `<base>.log`, write fresh index files, sync. Opening a directory finishes a
-//! swap it finds ([`complete_swaps`]) and deletes `.cleaned` files (rolling back an
-//! unfinished write). The last batch of a group is always kept, if need be with no
+//! The swap of one group is crash-safe, as Kafka's: (1) write `<base>.log.cleaned` and
+//! its indexes `<base>.index.cleaned` and `<base>.timeindex.cleaned`, and fsync them,
+//! (2) rename the indexes to `.swap`, then the log to `<base>.log.swap`, and sync the
+//! directory: from here the new data is committed, (3) unlink the group's old files and
+//! sync the directory, (4) rename the index swaps and then the log swap to their final
+//! names, sync. Opening a directory finishes a swap it finds ([`complete_swaps`]), with
+//! the indexes written before it (no rebuild), and deletes `.cleaned` files and index
+//! swaps without a log swap (rolling back an unfinished write). The last batch of a group is always kept, if need be with no
 //! records, so the swap file alone tells which offsets it replaces. Readers holding the
 //! old snapshot keep reading the old files through their open handles.
 
@@ -371,24 +373,51 @@ impl Log {
                 .map_err(io_ctx(format!("fsync {}", cleaned_path.display())))?;
             Ok(pos)
         })();
-        let written = match written {
-            Ok(n) => n,
-            Err(e) => {
-                if self.fs.remove_file(&cleaned_path).is_err() {
-                    log::warn!("{}: could not remove", cleaned_path.display());
+        let index_names = |stage: &str| {
+            ["index", "timeindex"].map(|suffix| {
+                self.dir
+                    .join(format!("{}.{stage}", file_name(base, suffix)))
+            })
+        };
+        let [index_cleaned, time_cleaned] = index_names("cleaned");
+        let [index_swap, time_swap] = index_names("swap");
+        let scan = written.and_then(|n| {
+            let scan =
+                self.write_cleaned_indexes(file.as_ref(), n, base, &index_cleaned, &time_cleaned)?;
+            for (from, to) in [(&index_cleaned, &index_swap), (&time_cleaned, &time_swap)] {
+                self.fs
+                    .rename(from, to)
+                    .map_err(io_ctx(format!("rename {}", from.display())))?;
+            }
+            Ok((n, scan))
+        });
+        let discard = || {
+            for p in [
+                &cleaned_path,
+                &index_cleaned,
+                &time_cleaned,
+                &index_swap,
+                &time_swap,
+            ] {
+                if self.fs.exists(p).unwrap_or(false) && self.fs.remove_file(p).is_err() {
+                    log::warn!("{}: could not remove", p.display());
                 }
+            }
+        };
+        let (written, scan) = match scan {
+            Ok(done) => done,
+            Err(e) => {
+                discard();
                 return Err(e);
             }
         };
         if let Err(e) = self.fs.rename(&cleaned_path, &swap_path) {
-            if self.fs.remove_file(&cleaned_path).is_err() {
-                log::warn!("{}: could not remove", cleaned_path.display());
-            }
+            discard();
             return Err(Error::io(format!("rename {}", cleaned_path.display()), e));
         }
         // From here the swap is committed (once the directory sync lands): any failure
         // leaves it for the next open to finish, and the log stops taking writes.
-        self.swap_in(group, &swap_path).inspect_err(|e| {
+        self.swap_in(group, &swap_path, &scan).inspect_err(|e| {
             self.poison_with(format!(
                 "compaction swap of {} failed part-way: {e}",
                 swap_path.display()
@@ -466,9 +495,60 @@ impl Log {
         Ok(())
     }
 
+    /// The cleaned segment's index files, written and fsync'd before the swap: finishing
+    /// the swap (here or at open) then needs no index rebuild. Returns the scan, which
+    /// also checks the batches just written.
+    fn write_cleaned_indexes(
+        &self,
+        file: &dyn crate::fs::File,
+        len: u64,
+        base: i64,
+        index: &Path,
+        time: &Path,
+    ) -> Result<segment::Scan> {
+        let params = segment::ScanParams {
+            base,
+            index_interval_bytes: self.config.index_interval_bytes,
+            max_offset_entries: (self.config.segment_index_bytes / super::index::OFFSET_ENTRY)
+                as usize,
+            max_time_entries: (self.config.segment_index_bytes / super::index::TIME_ENTRY) as usize,
+            rules: self.rules(),
+        };
+        let scan = segment::scan(file, len, params)
+            .map_err(io_ctx(format!("scan the cleaned segment {base}")))?;
+        if let Some((pos, reason)) = &scan.stopped {
+            return Err(Error::corruption(
+                index.with_extension(""),
+                *pos,
+                reason.clone(),
+            ));
+        }
+        let fs = self.fs.as_ref();
+        let bytes = self.config.segment_index_bytes;
+        super::index::Index::<super::index::OffsetEntry>::create(fs, index, bytes)
+            .and_then(|i| {
+                i.replace(scan.offset_entries.clone(), false)?;
+                i.sync()
+            })
+            .and_then(|()| super::index::Index::<super::index::TimeEntry>::create(fs, time, bytes))
+            .and_then(|i| {
+                i.replace(scan.time_entries.clone(), false)?;
+                i.sync()
+            })
+            .map_err(io_ctx(format!(
+                "write the indexes of the cleaned segment {base}"
+            )))?;
+        Ok(scan)
+    }
+
     /// Steps 2-4 of the swap (see the module docs), then the new segment replaces the
     /// group in the readers' snapshot.
-    fn swap_in(&self, group: &[Arc<Segment>], swap_path: &Path) -> Result<()> {
+    fn swap_in(
+        &self,
+        group: &[Arc<Segment>],
+        swap_path: &Path,
+        scan: &segment::Scan,
+    ) -> Result<()> {
         let base = group[0].base;
         let fs = self.fs.as_ref();
         let sync_dir = || {
@@ -479,9 +559,10 @@ impl Log {
         // Readers of the current list keep reading the group until the new segment
         // replaces it below, although its files go first: `clean_group` read every one
         // of them, which mapped it whole (sealed), so no read needs the files again.
-        for (i, seg) in group.iter().enumerate() {
+        // (The first segment's files are replaced by the renames below.)
+        for seg in &group[1..] {
             let paths = [
-                (i > 0).then(|| seg.log_path.clone()),
+                Some(seg.log_path.clone()),
                 Some(seg.offset_index.path().to_path_buf()),
                 Some(seg.time_index.path().to_path_buf()),
             ];
@@ -491,7 +572,7 @@ impl Log {
             }
         }
         sync_dir()?;
-        let new = self.install_swap(swap_path, base)?;
+        let new = self.install_swap(swap_path, base, scan)?;
         let mut segs = self.segments.write();
         let mut list: Vec<Arc<Segment>> = Vec::with_capacity(segs.len());
         for s in segs.iter() {
@@ -511,32 +592,27 @@ impl Log {
         Ok(())
     }
 
-    /// Renames the swap file to `<base>.log` and opens it as a sealed segment with fresh
-    /// index files.
-    fn install_swap(&self, swap_path: &Path, base: i64) -> Result<Arc<Segment>> {
+    /// Renames the swap files to their final names and opens the new segment, sealed,
+    /// with the indexes written before the swap (`scan` holds their entries).
+    fn install_swap(
+        &self,
+        swap_path: &Path,
+        base: i64,
+        scan: &segment::Scan,
+    ) -> Result<Arc<Segment>> {
         let fs = self.fs.as_ref();
         let log_path = self.dir.join(file_name(base, "log"));
+        for suffix in ["index", "timeindex"] {
+            let name = file_name(base, suffix);
+            let from = self.dir.join(format!("{name}.swap"));
+            fs.rename(&from, &self.dir.join(&name))
+                .map_err(io_ctx(format!("rename {}", from.display())))?;
+        }
         fs.rename(swap_path, &log_path)
             .map_err(io_ctx(format!("rename {}", swap_path.display())))?;
         let seg = Segment::open(fs, &self.dir, base, self.config.segment_index_bytes, false)
             .map_err(io_ctx(format!("open {}", log_path.display())))?;
-        let params = seg.scan_params(
-            self.config.index_interval_bytes,
-            self.rules(),
-            self.config.segment_index_bytes,
-        );
-        let scan = segment::scan(seg.log.as_ref(), seg.size(), params)
-            .map_err(io_ctx(format!("scan {}", log_path.display())))?;
-        if let Some((pos, reason)) = scan.stopped {
-            return Err(Error::corruption(&log_path, pos, reason));
-        }
-        seg.install_scan(&scan, false)
-            .and_then(|()| seg.offset_index.sync())
-            .and_then(|()| seg.time_index.sync())
-            .map_err(io_ctx(format!(
-                "write the indexes of {}",
-                log_path.display()
-            )))?;
+        seg.adopt_scan(scan);
         fs.sync_dir(&self.dir)
             .map_err(io_ctx(format!("fsync directory {}", self.dir.display())))?;
         seg.sealed.store(true, Ordering::Release);
@@ -577,15 +653,37 @@ struct Cleaning<'a> {
 
 /// Finishes compaction swaps a crash interrupted: for each `<base>.log.swap` (fsync'd
 /// before it got that name), removes the segments whose offsets it covers and renames it
-/// to `<base>.log` (their index files are rebuilt by recovery). Returns whether anything
-/// changed (the caller lists the directory again).
+/// and its index swaps (written before it) to their final names; index swaps without a
+/// log swap belong to a swap that never committed and are removed. Returns how many
+/// swaps were finished, and whether anything changed (the caller lists the directory
+/// again).
 pub(crate) fn complete_swaps(
     fs: &dyn FileSystem,
     dir: &Path,
     names: &[String],
     params: impl Fn(i64) -> segment::ScanParams,
-) -> Result<bool> {
+) -> Result<(usize, bool)> {
     let mut changed = false;
+    let mut finished = 0;
+    let log_swaps: std::collections::HashSet<i64> = names
+        .iter()
+        .filter_map(|n| {
+            n.strip_suffix(".swap")
+                .and_then(|n| parse_file_name(n, "log"))
+        })
+        .collect();
+    for name in names {
+        let stray = ["index", "timeindex"].iter().any(|suf| {
+            name.strip_suffix(".swap")
+                .and_then(|n| parse_file_name(n, suf))
+                .is_some_and(|b| !log_swaps.contains(&b))
+        });
+        if stray {
+            fs.remove_file(&dir.join(name))
+                .map_err(io_ctx(format!("remove {}/{name}", dir.display())))?;
+            changed = true;
+        }
+    }
     for name in names {
         let Some(base) = name
             .strip_suffix(".swap")
@@ -611,13 +709,26 @@ pub(crate) fn complete_swaps(
                 parse_file_name(n, suf)
                     .is_some_and(|b| b >= base && b < end.max(base.saturating_add(1)))
             });
-            if covered {
+            // The index swaps are renamed before the log swap: without its `.swap`, an
+            // index at `base` is already the new one.
+            let renamed_index = ["index", "timeindex"].iter().any(|suf| {
+                parse_file_name(n, suf) == Some(base) && !names.contains(&format!("{n}.swap"))
+            });
+            if covered && !renamed_index {
                 fs.remove_file(&dir.join(n))
                     .map_err(io_ctx(format!("remove {}/{n}", dir.display())))?;
             }
         }
         fs.sync_dir(dir)
             .map_err(io_ctx(format!("fsync directory {}", dir.display())))?;
+        for suffix in ["index", "timeindex"] {
+            let final_name = file_name(base, suffix);
+            let index_swap = format!("{final_name}.swap");
+            if names.contains(&index_swap) {
+                fs.rename(&dir.join(&index_swap), &dir.join(&final_name))
+                    .map_err(io_ctx(format!("rename {}/{index_swap}", dir.display())))?;
+            }
+        }
         fs.rename(&swap, &dir.join(file_name(base, "log")))
             .map_err(io_ctx(format!("rename {}", swap.display())))?;
         fs.sync_dir(dir)
@@ -627,6 +738,7 @@ pub(crate) fn complete_swaps(
             dir.display()
         );
         changed = true;
+        finished += 1;
     }
-    Ok(changed)
+    Ok((finished, changed))
 }

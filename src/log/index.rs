@@ -150,6 +150,11 @@ impl<E: Entry> Index<E> {
         Ok(())
     }
 
+    /// Sets the entries in memory only (the file already holds them).
+    pub fn set_entries(&self, entries: Vec<E>) {
+        *self.entries.write() = entries;
+    }
+
     /// Appends an entry (the caller checked order and capacity).
     pub fn append(&self, e: E) -> std::io::Result<()> {
         let mut entries = self.entries.write();

@@ -115,6 +115,9 @@ pub struct RecoveryReport {
     pub indexes_rebuilt: usize,
     /// The torn tail that was removed, if any.
     pub truncation: Option<Truncation>,
+    /// Compaction swaps a crash interrupted, finished at open (with the index files
+    /// written before the swap: no rebuild).
+    pub swaps_completed: usize,
 }
 
 /// A torn tail removed by recovery: data after the last flushed position that did not

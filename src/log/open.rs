@@ -103,7 +103,9 @@ impl Log {
                 allow_gaps: config.allow_offset_gaps,
             },
         };
-        if super::clean::complete_swaps(fs.as_ref(), &dir, &names, swap_params)? {
+        let (swaps_completed, swapped) =
+            super::clean::complete_swaps(fs.as_ref(), &dir, &names, swap_params)?;
+        if swapped {
             names = fs.list_dir(&dir).map_err(io_ctx(format!("list {d}")))?;
         }
         let bases: Vec<i64> = names
@@ -168,7 +170,10 @@ impl Log {
                 allow_gaps: config.allow_offset_gaps,
             },
             names: names.iter().map(String::as_str).collect(),
-            report: RecoveryReport::default(),
+            report: RecoveryReport {
+                swaps_completed,
+                ..RecoveryReport::default()
+            },
         };
         let outcome = rec.run(&mut segs, clean_marker, recovery_point, durable)?;
         let mut report = rec.report;

@@ -401,6 +401,17 @@ impl Segment {
 
     /// Installs the indexes and statistics computed by a scan and rewrites the index
     /// files (preallocated for the active segment, trimmed otherwise).
+    /// Takes a scan's index entries and timestamps in memory, for index files already
+    /// written from the same scan (a cleaned segment's).
+    pub fn adopt_scan(&self, scan: &Scan) {
+        self.offset_index.set_entries(scan.offset_entries.clone());
+        self.time_index.set_entries(scan.time_entries.clone());
+        self.max_timestamp
+            .store(scan.max_timestamp, Ordering::Release);
+        self.offset_of_max_timestamp
+            .store(scan.offset_of_max_timestamp, Ordering::Release);
+    }
+
     pub fn install_scan(&self, scan: &Scan, active: bool) -> std::io::Result<()> {
         self.offset_index
             .replace(scan.offset_entries.clone(), active)?;
