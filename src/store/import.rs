@@ -59,14 +59,7 @@ impl Store {
     pub fn import_kafka_topic(&self, name: &str, config: TopicConfig) -> Result<ImportReport> {
         validate_topic_name(name)?;
         crate::topic::refuse_internal(name, "it cannot be imported")?;
-        let _ddl = self.inner.ddl.lock();
-        self.check_open()?;
-        if self.inner.topics.read().contains_key(name) {
-            return Err(Error::AlreadyExists {
-                kind: "topic",
-                name: name.to_string(),
-            });
-        }
+        let _ddl = self.ddl_for_new_topic(name)?;
         let inner = &self.inner;
         let fs = inner.config.fs.as_ref();
         let mut dirs = Vec::new();

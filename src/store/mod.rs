@@ -621,10 +621,10 @@ impl Store {
         self.create_topic_inner(name, config)
     }
 
-    fn create_topic_inner(&self, name: &str, config: TopicConfig) -> Result<()> {
-        config.validate()?;
-        check_dir_name_length(name, config.partitions)?;
-        let _ddl = self.inner.ddl.lock();
+    /// The topic-change lock, for creating topic `name`: `Closed`, or `AlreadyExists`
+    /// if it exists.
+    fn ddl_for_new_topic(&self, name: &str) -> Result<parking_lot::MutexGuard<'_, ()>> {
+        let ddl = self.inner.ddl.lock();
         self.check_open()?;
         if self.inner.topics.read().contains_key(name) {
             return Err(Error::AlreadyExists {
@@ -632,6 +632,13 @@ impl Store {
                 name: name.to_string(),
             });
         }
+        Ok(ddl)
+    }
+
+    fn create_topic_inner(&self, name: &str, config: TopicConfig) -> Result<()> {
+        config.validate()?;
+        check_dir_name_length(name, config.partitions)?;
+        let _ddl = self.ddl_for_new_topic(name)?;
         let inner = &self.inner;
         inner.check_dirs_free(name, 0..config.partitions)?;
         let id = TopicId::random();
@@ -643,19 +650,8 @@ impl Store {
         // The intent is durable before any directory exists: a crash from here on is
         // rolled back at open, removing only directories that name this id.
         inner.write_metadata(name, &meta)?;
-        let built = inner
-            .open_new_partitions(name, id, 0..meta.config.partitions, &meta.config)
-            .and_then(|parts| {
-                meta.intent = None;
-                match inner.write_metadata(name, &meta) {
-                    Ok(()) => Ok(parts),
-                    Err(e) => {
-                        inner.discard_partitions(&parts);
-                        Err(e)
-                    }
-                }
-            });
-        let parts = match built {
+        meta.intent = None;
+        let parts = match inner.build_partitions(name, id, 0..meta.config.partitions, &meta) {
             Ok(parts) => parts,
             Err(e) => {
                 // Best effort: what stays behind is settled by the next open.
@@ -815,16 +811,7 @@ impl Store {
         inner.write_metadata(name, &meta)?;
         meta.config.partitions = total;
         meta.intent = None;
-        let built = inner
-            .open_new_partitions(name, t.id, config.partitions..total, &meta.config)
-            .and_then(|parts| match inner.write_metadata(name, &meta) {
-                Ok(()) => Ok(parts),
-                Err(e) => {
-                    inner.discard_partitions(&parts);
-                    Err(e)
-                }
-            });
-        let new = match built {
+        let new = match inner.build_partitions(name, t.id, config.partitions..total, &meta) {
             Ok(new) => new,
             Err(e) => {
                 // Best effort: back to the old metadata; otherwise the next open rolls
@@ -1009,6 +996,25 @@ impl Inner {
             Ok(())
         })();
         match result {
+            Ok(()) => Ok(parts),
+            Err(e) => {
+                self.discard_partitions(&parts);
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates partitions `range` of a topic whose intent is recorded, then writes
+    /// `done`, the metadata that records the outcome. On failure nothing stays open.
+    fn build_partitions(
+        &self,
+        topic: &str,
+        id: TopicId,
+        range: std::ops::Range<i32>,
+        done: &TopicMeta,
+    ) -> Result<Vec<Arc<PartitionState>>> {
+        let parts = self.open_new_partitions(topic, id, range, &done.config)?;
+        match self.write_metadata(topic, done) {
             Ok(()) => Ok(parts),
             Err(e) => {
                 self.discard_partitions(&parts);
