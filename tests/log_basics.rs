@@ -334,3 +334,49 @@ fn flush_to_shares_fsyncs_between_callers() {
     assert_eq!(log.durable_offset(), log.log_end_offset());
     assert_eq!(log.log_end_offset(), 4 + 200);
 }
+
+/// Partition epochs (Kafka's leader epochs): a clean reopen keeps the epoch, an open
+/// after a crash and every `truncate_to` start a new one where the log then ends;
+/// batches appended afterwards carry it, and it is in Kafka's `leader-epoch-checkpoint`.
+#[test]
+fn epochs_change_when_records_may_have_been_removed() {
+    let fs = SimFs::new();
+    let epoch_of_batch_at = |log: &Log, offset: i64| {
+        log.read(offset, 1).unwrap()[0]
+            .header()
+            .partition_leader_epoch
+    };
+    let log = open_sim(&fs, small_config()).unwrap();
+    assert_eq!(log.epoch(), 0);
+    log.append(&mut batch(0, 10, Compression::None)).unwrap();
+    log.close().unwrap();
+    let log = open_sim(&fs, small_config()).unwrap();
+    assert_eq!(log.epoch(), 0, "a clean reopen loses nothing: same epoch");
+    log.append(&mut batch(1, 10, Compression::None)).unwrap();
+    let img = fs.crash_image(streamlog::fs::CrashImage::DropAll);
+    drop(log);
+    let log = open_sim(&img, small_config()).unwrap();
+    let end = log.log_end_offset();
+    assert_eq!(end, 10, "the unsynced batch is gone");
+    assert_eq!(log.epoch(), 1, "a crash may have lost records: new epoch");
+    assert_eq!(log.epoch_end_offset(0), Some(10));
+    assert_eq!(log.epoch_end_offset(1), None, "the current epoch goes on");
+    log.append(&mut batch(2, 10, Compression::None)).unwrap();
+    assert_eq!(epoch_of_batch_at(&log, 0), 0);
+    assert_eq!(epoch_of_batch_at(&log, 10), 1);
+    assert_eq!(log.truncate_to(15).unwrap(), 10, "whole batches go");
+    assert_eq!(log.epoch(), 2);
+    assert_eq!(log.epoch_end_offset(1), Some(10));
+    log.append(&mut batch(3, 10, Compression::None)).unwrap();
+    assert_eq!(epoch_of_batch_at(&log, 10), 2);
+    log.close().unwrap();
+    let text = String::from_utf8(
+        img.read_file(&dir().join("leader-epoch-checkpoint"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(text, "0\n3\n0 0\n1 10\n2 10\n");
+    let log = open_sim(&img, small_config()).unwrap();
+    assert_eq!((log.epoch(), log.epoch_end_offset(0)), (2, Some(10)));
+    assert_eq!(read_values(&log).unwrap().len(), 20);
+}
