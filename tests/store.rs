@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::intercept::{Hooks, InterceptFs, Op};
+use common::recv;
 
 use streamlog::format::DecodeOptions;
 use streamlog::fs::{CrashImage, Fault, FileSystem, SimFs};
@@ -231,6 +232,12 @@ fn add_partitions_grows_and_persists() {
     );
 }
 
+/// `wait_for` returns false when nothing arrives within its timeout; one that sleeps
+/// with no deadline is woken by an append. The append is made once the waiter is seen
+/// asleep on the store's wake-ups (`internals::sleeping_readers`), not after a sleep of
+/// the appending thread; and with no deadline only that wake-up can return it (within
+/// the failure guard).
+#[cfg(feature = "internals")]
 #[test]
 fn wait_for_wakes_on_append_and_times_out_otherwise() {
     let fs = SimFs::new();
@@ -241,16 +248,21 @@ fn wait_for_wakes_on_append_and_times_out_otherwise() {
         !part.wait_for(0, Duration::from_millis(20)),
         "nothing there yet"
     );
-    let writer = part.clone();
-    let t = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(50));
-        writer.append(&[rec("x")]).unwrap();
+    let (woken_tx, woken) = channel();
+    let waiter = {
+        let part = part.clone();
+        std::thread::spawn(move || woken_tx.send(part.wait_for(0, Duration::MAX)).unwrap())
+    };
+    common::wait_until("wait_for goes to sleep", || {
+        streamlog::internals::sleeping_readers(&store) > 0 || waiter.is_finished()
     });
     assert!(
-        part.wait_for(0, Duration::from_secs(30)),
-        "woken by the append"
+        !waiter.is_finished(),
+        "wait_for returned with nothing there"
     );
-    t.join().unwrap();
+    part.append(&[rec("x")]).unwrap();
+    assert!(recv(&woken, "wait_for woken by the append"));
+    waiter.join().unwrap();
     assert!(part.wait_for(0, Duration::ZERO));
 }
 
@@ -539,13 +551,6 @@ fn failed_add_partitions_does_not_expose_partitions_that_are_deleted_at_reopen()
     }
 }
 
-/// Waits on a channel; the 60 s only turn a deadlock into a failure, they time nothing.
-fn recv<T>(rx: &Receiver<T>, what: &str) -> T {
-    rx.recv_timeout(DEADLOCK)
-        .unwrap_or_else(|e| panic!("{what}: nothing for 60 s ({e}); a deadlock?"))
-}
-
-const DEADLOCK: Duration = Duration::from_secs(60);
 const DELETER: &str = "delete-t";
 const CREATOR: &str = "create-t";
 const RACE_PARTITIONS: i32 = 3;
