@@ -1522,30 +1522,37 @@ fn send_batch_sends_like_send_and_checks_everything_first() {
 }
 
 /// With `linger_ms` set, a batch that fills is handed to the producer's linger thread,
-/// which appends it at once (not at the linger deadline, a minute away here), while the
-/// sender goes on; every future of a full batch resolves without a flush.
+/// which appends it at once (not at the linger deadline, an hour away here), also when
+/// the thread sleeps until that deadline, while the sender goes on; every future of a
+/// full batch resolves without a flush.
+#[cfg(feature = "internals")]
 #[test]
 fn full_batches_are_appended_by_the_linger_thread_without_waiting_for_linger() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     store.create_topic("t", TopicConfig::default()).unwrap();
     let p = store
-        .producer(ProducerConfig::default().linger_ms(60_000).batch_size(300))
+        .producer(
+            ProducerConfig::default()
+                .linger_ms(3_600_000)
+                .batch_size(300),
+        )
         .unwrap();
     let send = |i: i32| {
         p.send(ProducerRecord::new("t").value(format!("value-{i:04}")))
             .unwrap()
     };
-    // The first batch opens; let the linger thread settle into waiting for its deadline.
+    // The first batch opens; the linger thread goes to sleep until its deadline (seen
+    // through internals, not waited for with a sleep).
     let mut futures = vec![send(0)];
-    std::thread::sleep(Duration::from_millis(100));
+    common::wait_until("the linger thread sleeps until the deadline", || {
+        streamlog::internals::linger_thread_waits_for_a_deadline(&p)
+    });
     futures.extend((1..50).map(send));
     // The last batch is still open (under batch_size); the ones before it filled.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !futures[..40].iter().all(|f| f.is_ready()) {
-        assert!(Instant::now() < deadline, "full batches were not appended");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    common::wait_until("full batches are appended", || {
+        futures[..40].iter().all(|f| f.is_ready())
+    });
     assert!(
         !futures[49].is_ready(),
         "the open batch waits for linger_ms"
