@@ -241,16 +241,31 @@ fn eight_producer_threads_and_a_group_lose_and_duplicate_nothing() {
 /// poll that no partition has two owners (not even in the middle of a rebalance).
 fn settle(members: &mut [Consumer]) {
     for _ in 0..20 {
-        for i in 0..members.len() {
-            members[i].poll(Duration::ZERO).unwrap();
-            let mut seen = BTreeSet::new();
-            for m in members.iter() {
-                for tp in m.assignment() {
-                    assert!(seen.insert(tp.clone()), "{tp} has two owners mid-rebalance");
-                }
+        settle_round(members);
+    }
+}
+
+/// Polls every member once, checking after each poll that no partition has two owners.
+fn settle_round(members: &mut [Consumer]) {
+    for i in 0..members.len() {
+        members[i].poll(Duration::ZERO).unwrap();
+        let mut seen = BTreeSet::new();
+        for m in members.iter() {
+            for tp in m.assignment() {
+                assert!(seen.insert(tp.clone()), "{tp} has two owners mid-rebalance");
             }
         }
     }
+}
+
+/// Like [`settle`], until `done` holds after a round (the members' liveness is real
+/// time: a stall of the test may expire a member with a short `max_poll_interval_ms`,
+/// which then rejoins, so no fixed number of rounds is enough).
+fn settle_until(members: &mut [Consumer], what: &str, done: impl Fn(&[Consumer]) -> bool) {
+    common::wait_until(what, || {
+        settle_round(members);
+        done(members)
+    });
 }
 
 fn check_exactly_one_owner(store: &Store, members: &[Consumer], topics: &[&str]) {
@@ -640,6 +655,16 @@ fn seek_pause_offsets_for_times_and_delete_records() {
     ));
 }
 
+/// A member that stops polling for longer than its `max_poll_interval_ms` is removed
+/// at another member's poll, its partition moves, its commits fail, and it rejoins when
+/// it polls again.
+///
+/// The stall is real time (the group's liveness is measured on the monotonic clock, which
+/// a test cannot move), so only its lower bound matters: the sleep makes at least 300 ms
+/// pass, more under load. Nothing else may depend on how fast the test runs: the other
+/// member's interval is an hour, so no stall of the test expires it, and the slow
+/// member's 200 ms only matter while the two settle, which they are polled until they
+/// do (a slow member expired by a stall there rejoins and the group settles again).
 #[test]
 fn a_member_that_stops_polling_is_removed_and_its_commits_fail() {
     let fs = SimFs::new();
@@ -647,16 +672,19 @@ fn a_member_that_stops_polling_is_removed_and_its_commits_fail() {
     store
         .create_topic("t", TopicConfig::default().partitions(2))
         .unwrap();
-    let cfg = earliest("g").max_poll_interval_ms(200);
-    let mut slow = store.consumer(cfg.clone()).unwrap();
+    let mut slow = store
+        .consumer(earliest("g").max_poll_interval_ms(200))
+        .unwrap();
     slow.subscribe(["t"]).unwrap();
-    let mut fast = store.consumer(cfg).unwrap();
+    let mut fast = store
+        .consumer(earliest("g").max_poll_interval_ms(3_600_000))
+        .unwrap();
     fast.subscribe(["t"]).unwrap();
     let mut both = vec![slow, fast];
-    settle(&mut both);
+    let one_each = |m: &[Consumer]| m.iter().all(|c| c.assignment().len() == 1);
+    settle_until(&mut both, "one partition each", one_each);
     let mut fast = both.pop().unwrap();
     let mut slow = both.pop().unwrap();
-    assert_eq!(fast.assignment().len(), 1);
     std::thread::sleep(Duration::from_millis(300));
     fast.poll(Duration::ZERO).unwrap();
     fast.poll(Duration::ZERO).unwrap();
@@ -670,11 +698,8 @@ fn a_member_that_stops_polling_is_removed_and_its_commits_fail() {
         Err(Error::CommitFailed { .. })
     ));
     // Polling again rejoins.
-    for _ in 0..5 {
-        slow.poll(Duration::ZERO).unwrap();
-        fast.poll(Duration::ZERO).unwrap();
-    }
-    assert_eq!(slow.assignment().len() + fast.assignment().len(), 2);
+    let mut both = vec![slow, fast];
+    settle_until(&mut both, "the stalled member rejoined", one_each);
     assert_eq!(store.describe_group("g").unwrap().members.len(), 2);
 }
 
