@@ -646,10 +646,9 @@ pub struct Producer {
 }
 
 impl Producer {
-    /// Whether the linger thread sleeps until an open batch's deadline (see
-    /// [`internals::linger_thread_waits_for_a_deadline`](crate::internals::linger_thread_waits_for_a_deadline)).
-    /// It sets `linger_waiting` under the state lock and waits releasing it, so seen
-    /// under the lock the flag means it is in the wait.
+    /// Whether the linger thread sleeps until an open batch's deadline (a test hook,
+    /// exposed by `internals`). It sets `linger_waiting` under the state lock and waits
+    /// releasing it, so seen under the lock the flag means it is in the wait.
     #[cfg(feature = "internals")]
     pub(crate) fn linger_waits_for_a_deadline(&self) -> bool {
         let st = self.handle.shared.state.lock();
