@@ -37,6 +37,12 @@
 //! | [`KIND_TRUNCATE_LOG`] | base, u16 LE | cuts that many bytes off the end of `<base>.log` |
 //!
 //! [`ImageWriter`] builds such inputs (the seed corpus generator uses it).
+//!
+//! # Test hooks
+//!
+//! States of the library's own threads that a test must see before it acts, so that it
+//! orders two events without sleeping: [`sleeping_readers`] (a blocked `poll` or
+//! `wait_for`), [`linger_thread_waits_for_a_deadline`] (a producer's linger thread).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -54,6 +60,7 @@ use crate::format::{
 };
 use crate::fs::{CrashImage, FileSystem, SimFs};
 use crate::log::{Log, LogConfig, ManualClock};
+use crate::{Producer, Store};
 
 /// The decompression cap the fuzz targets decode with: 1 MiB.
 pub const FUZZ_MAX_DECOMPRESSED_BYTES: usize = 1 << 20;
@@ -1003,4 +1010,22 @@ fn exercise(fs: &SimFs, log: Log, salt: usize) {
     reopened
         .close()
         .unwrap_or_else(|e| panic!("close of the reopened log failed: {e}"));
+}
+
+// ------------------------------------------------------------------------------------
+// Test hooks
+// ------------------------------------------------------------------------------------
+
+/// How many readers of `store` ([`Consumer::poll`](crate::Consumer::poll),
+/// [`Partition::wait_for`](crate::Partition::wait_for)) found nothing to return and
+/// sleep until an append (or a group change) wakes them. Each is counted from just after
+/// its last look at the log: an append from then on must wake it.
+pub fn sleeping_readers(store: &Store) -> usize {
+    store.inner.notifier.sleepers()
+}
+
+/// Whether `producer`'s linger thread sleeps until the `linger_ms` deadline of an open
+/// batch (rather than idle with no open batch, or appending).
+pub fn linger_thread_waits_for_a_deadline(producer: &Producer) -> bool {
+    producer.linger_waits_for_a_deadline()
 }

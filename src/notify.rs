@@ -30,6 +30,13 @@ impl Notifier {
         }
     }
 
+    /// Threads in [`wait`](Self::wait), each counted from before it checks the sequence
+    /// (so a `notify` from then on wakes it).
+    #[cfg(feature = "internals")]
+    pub(crate) fn sleepers(&self) -> usize {
+        self.waiters.load(Ordering::SeqCst)
+    }
+
     /// Blocks until the sequence moves past `seen` or `deadline` (None = no deadline)
     /// passes. Returns false on timeout.
     pub(crate) fn wait(&self, seen: u64, deadline: Option<Instant>) -> bool {

@@ -29,10 +29,11 @@ fn earliest(group: &str) -> ConsumerConfig {
         .enable_auto_commit(false)
 }
 
-/// Polls until `n` records arrived or 10 s passed.
+/// Polls until `n` records arrived (they are in the store already, or on their way),
+/// or [`common::HANG`] passed: a failure guard, the callers check the count.
 fn poll_n(c: &mut Consumer, n: usize) -> Vec<streamlog::ConsumerRecord> {
     let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + common::HANG;
     while out.len() < n && Instant::now() < deadline {
         out.extend(c.poll(Duration::from_millis(50)).unwrap());
     }
@@ -223,7 +224,8 @@ fn eight_producer_threads_and_a_group_lose_and_duplicate_nothing() {
     for p in producers {
         assert_eq!(p.join().unwrap(), per_thread);
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // A failure guard: the producers are done, the consumers read on by themselves.
+    let deadline = Instant::now() + common::HANG;
     while seen.lock().len() < total && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -241,16 +243,31 @@ fn eight_producer_threads_and_a_group_lose_and_duplicate_nothing() {
 /// poll that no partition has two owners (not even in the middle of a rebalance).
 fn settle(members: &mut [Consumer]) {
     for _ in 0..20 {
-        for i in 0..members.len() {
-            members[i].poll(Duration::ZERO).unwrap();
-            let mut seen = BTreeSet::new();
-            for m in members.iter() {
-                for tp in m.assignment() {
-                    assert!(seen.insert(tp.clone()), "{tp} has two owners mid-rebalance");
-                }
+        settle_round(members);
+    }
+}
+
+/// Polls every member once, checking after each poll that no partition has two owners.
+fn settle_round(members: &mut [Consumer]) {
+    for i in 0..members.len() {
+        members[i].poll(Duration::ZERO).unwrap();
+        let mut seen = BTreeSet::new();
+        for m in members.iter() {
+            for tp in m.assignment() {
+                assert!(seen.insert(tp.clone()), "{tp} has two owners mid-rebalance");
             }
         }
     }
+}
+
+/// Like [`settle`], until `done` holds after a round (the members' liveness is real
+/// time: a stall of the test may expire a member with a short `max_poll_interval_ms`,
+/// which then rejoins, so no fixed number of rounds is enough).
+fn settle_until(members: &mut [Consumer], what: &str, done: impl Fn(&[Consumer]) -> bool) {
+    common::wait_until(what, || {
+        settle_round(members);
+        done(members)
+    });
 }
 
 fn check_exactly_one_owner(store: &Store, members: &[Consumer], topics: &[&str]) {
@@ -534,6 +551,11 @@ fn uncommitted_records_are_redelivered_after_a_crash_and_acked_sends_survive() {
     }
 }
 
+/// A poll whose timeout passes with nothing to read returns nothing; one with nothing to
+/// read sleeps on the store's wake-ups (seen asleep through
+/// `internals::sleeping_readers`, not timed) until an append wakes it, and returns the
+/// appended record: it neither returned empty-handed before the append nor missed it.
+#[cfg(feature = "internals")]
 #[test]
 fn poll_sleeps_until_an_append_wakes_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -541,22 +563,25 @@ fn poll_sleeps_until_an_append_wakes_it() {
     store.create_topic("t", TopicConfig::default()).unwrap();
     let mut c = store.consumer(ConsumerConfig::default()).unwrap();
     c.assign(&[tp("t", 0)]).unwrap();
-    let started = Instant::now();
-    assert!(c.poll(Duration::from_millis(100)).unwrap().is_empty());
-    assert!(started.elapsed() >= Duration::from_millis(100));
-    let s2 = store.clone();
-    let writer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(50));
-        let p = s2.producer(ProducerConfig::default().linger_ms(0)).unwrap();
-        p.send(ProducerRecord::new("t").value("hello"))
-            .unwrap()
-            .wait()
-            .unwrap();
+    assert!(c.poll(Duration::from_millis(10)).unwrap().is_empty());
+    let poller = std::thread::spawn(move || {
+        let got = c.poll(common::HANG).unwrap();
+        got.iter()
+            .map(|r| (r.offset(), r.value().map(<[u8]>::to_vec)))
+            .collect::<Vec<_>>()
     });
-    let got = c.poll(Duration::from_secs(30)).unwrap();
-    assert_eq!(got.len(), 1);
-    assert_eq!(got.get(0).unwrap().value(), Some(&b"hello"[..]));
-    writer.join().unwrap();
+    common::wait_until("the poll goes to sleep", || {
+        streamlog::internals::sleeping_readers(&store) > 0 || poller.is_finished()
+    });
+    assert!(!poller.is_finished(), "poll returned with nothing to read");
+    let p = store
+        .producer(ProducerConfig::default().linger_ms(0))
+        .unwrap();
+    p.send(ProducerRecord::new("t").value("hello"))
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(poller.join().unwrap(), [(0, Some(b"hello".to_vec()))]);
 }
 
 #[test]
@@ -632,6 +657,16 @@ fn seek_pause_offsets_for_times_and_delete_records() {
     ));
 }
 
+/// A member that stops polling for longer than its `max_poll_interval_ms` is removed
+/// at another member's poll, its partition moves, its commits fail, and it rejoins when
+/// it polls again.
+///
+/// The stall is real time (the group's liveness is measured on the monotonic clock, which
+/// a test cannot move), so only its lower bound matters: the sleep makes at least 300 ms
+/// pass, more under load. Nothing else may depend on how fast the test runs: the other
+/// member's interval is an hour, so no stall of the test expires it, and the slow
+/// member's 200 ms only matter while the two settle, which they are polled until they
+/// do (a slow member expired by a stall there rejoins and the group settles again).
 #[test]
 fn a_member_that_stops_polling_is_removed_and_its_commits_fail() {
     let fs = SimFs::new();
@@ -639,16 +674,19 @@ fn a_member_that_stops_polling_is_removed_and_its_commits_fail() {
     store
         .create_topic("t", TopicConfig::default().partitions(2))
         .unwrap();
-    let cfg = earliest("g").max_poll_interval_ms(200);
-    let mut slow = store.consumer(cfg.clone()).unwrap();
+    let mut slow = store
+        .consumer(earliest("g").max_poll_interval_ms(200))
+        .unwrap();
     slow.subscribe(["t"]).unwrap();
-    let mut fast = store.consumer(cfg).unwrap();
+    let mut fast = store
+        .consumer(earliest("g").max_poll_interval_ms(3_600_000))
+        .unwrap();
     fast.subscribe(["t"]).unwrap();
     let mut both = vec![slow, fast];
-    settle(&mut both);
+    let one_each = |m: &[Consumer]| m.iter().all(|c| c.assignment().len() == 1);
+    settle_until(&mut both, "one partition each", one_each);
     let mut fast = both.pop().unwrap();
     let mut slow = both.pop().unwrap();
-    assert_eq!(fast.assignment().len(), 1);
     std::thread::sleep(Duration::from_millis(300));
     fast.poll(Duration::ZERO).unwrap();
     fast.poll(Duration::ZERO).unwrap();
@@ -662,11 +700,8 @@ fn a_member_that_stops_polling_is_removed_and_its_commits_fail() {
         Err(Error::CommitFailed { .. })
     ));
     // Polling again rejoins.
-    for _ in 0..5 {
-        slow.poll(Duration::ZERO).unwrap();
-        fast.poll(Duration::ZERO).unwrap();
-    }
-    assert_eq!(slow.assignment().len() + fast.assignment().len(), 2);
+    let mut both = vec![slow, fast];
+    settle_until(&mut both, "the stalled member rejoined", one_each);
     assert_eq!(store.describe_group("g").unwrap().members.len(), 2);
 }
 
@@ -1514,30 +1549,37 @@ fn send_batch_sends_like_send_and_checks_everything_first() {
 }
 
 /// With `linger_ms` set, a batch that fills is handed to the producer's linger thread,
-/// which appends it at once (not at the linger deadline, a minute away here), while the
-/// sender goes on; every future of a full batch resolves without a flush.
+/// which appends it at once (not at the linger deadline, an hour away here), also when
+/// the thread sleeps until that deadline, while the sender goes on; every future of a
+/// full batch resolves without a flush.
+#[cfg(feature = "internals")]
 #[test]
 fn full_batches_are_appended_by_the_linger_thread_without_waiting_for_linger() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     store.create_topic("t", TopicConfig::default()).unwrap();
     let p = store
-        .producer(ProducerConfig::default().linger_ms(60_000).batch_size(300))
+        .producer(
+            ProducerConfig::default()
+                .linger_ms(3_600_000)
+                .batch_size(300),
+        )
         .unwrap();
     let send = |i: i32| {
         p.send(ProducerRecord::new("t").value(format!("value-{i:04}")))
             .unwrap()
     };
-    // The first batch opens; let the linger thread settle into waiting for its deadline.
+    // The first batch opens; the linger thread goes to sleep until its deadline (seen
+    // through internals, not waited for with a sleep).
     let mut futures = vec![send(0)];
-    std::thread::sleep(Duration::from_millis(100));
+    common::wait_until("the linger thread sleeps until the deadline", || {
+        streamlog::internals::linger_thread_waits_for_a_deadline(&p)
+    });
     futures.extend((1..50).map(send));
     // The last batch is still open (under batch_size); the ones before it filled.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !futures[..40].iter().all(|f| f.is_ready()) {
-        assert!(Instant::now() < deadline, "full batches were not appended");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    common::wait_until("full batches are appended", || {
+        futures[..40].iter().all(|f| f.is_ready())
+    });
     assert!(
         !futures[49].is_ready(),
         "the open batch waits for linger_ms"
@@ -1742,17 +1784,29 @@ fn concurrent_acks_all_sends_are_each_durable_at_their_offset() {
     }
 }
 
+/// A send that needs buffer memory held by a send stuck in its fsync waits
+/// `max_block_ms`, then fails with `Timeout`; once the fsync completes the memory is
+/// free again. The second send starts once the first is inside its fsync (a hook
+/// reports it), not after a sleep.
 #[test]
 fn send_times_out_when_buffer_memory_stays_full() {
-    // Data fsyncs block while the gate is closed.
+    // Data fsyncs block while the gate is closed; the first one of `t-0` reports it.
     let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let entered_tx = std::sync::Mutex::new(Some(entered_tx));
     let closed = gate.clone();
     let fs = InterceptFs::new(
         SimFs::new(),
         Hooks {
-            before_sync: Box::new(move |_| {
+            before_sync: Box::new(move |path| {
                 let (m, cv) = &*closed;
                 let mut closed = m.lock().unwrap();
+                if *closed
+                    && path.starts_with("/store/t-0")
+                    && let Some(tx) = entered_tx.lock().unwrap().take()
+                {
+                    tx.send(()).unwrap();
+                }
                 while *closed {
                     closed = cv.wait(closed).unwrap();
                 }
@@ -1762,7 +1816,9 @@ fn send_times_out_when_buffer_memory_stays_full() {
     );
     let store = Store::open_with(
         "/store",
-        StoreConfig::default().file_system(Arc::new(fs) as Arc<dyn FileSystem>),
+        StoreConfig::default()
+            .file_system(Arc::new(fs) as Arc<dyn FileSystem>)
+            .background_maintenance(false),
     )
     .unwrap();
     store.create_topic("t", TopicConfig::default()).unwrap();
@@ -1783,14 +1839,16 @@ fn send_times_out_when_buffer_memory_stays_full() {
         p1.send(ProducerRecord::new("t").value("y".repeat(600)))
             .map(|f| f.wait())
     });
-    std::thread::sleep(Duration::from_millis(100));
-    let started = Instant::now();
+    common::recv(&entered, "the first send reaches its fsync");
     let second = p.send(ProducerRecord::new("t").value("z".repeat(600)));
+    // It reports the whole max_block_ms waited: the library's own measure of its
+    // deadline wait (which only times out past the deadline), not a duration the test
+    // takes, so load cannot change it.
     assert!(
-        matches!(second, Err(Error::Timeout { .. })),
-        "expected Timeout, got {second:?}"
+        matches!(second, Err(Error::Timeout { what, waited_ms })
+            if what.contains("max_block_ms") && waited_ms >= 100),
+        "expected Timeout naming max_block_ms after waiting it, got {second:?}"
     );
-    assert!(started.elapsed() >= Duration::from_millis(100));
     *gate.0.lock().unwrap() = false;
     gate.1.notify_all();
     let meta = stuck.join().unwrap().unwrap().unwrap();
@@ -2017,10 +2075,7 @@ fn a_panicking_waker_leaves_the_producer_consistent() {
         });
         tx.send(r.map(|m| m.offset)).unwrap();
     });
-    let offset = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("flush completed")
-        .unwrap();
+    let offset = common::recv(&rx, "flush completed").unwrap();
     assert_eq!(offset, 1);
     for (i, f) in futures.into_iter().enumerate() {
         assert!(f.is_ready());
@@ -2336,7 +2391,7 @@ fn a_rebalance_listener_cannot_change_the_subscription_under_the_rebalance() {
     let meddler = Meddler::default();
     c.set_rebalance_listener(meddler.clone());
     c.subscribe(["t"]).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + common::HANG;
     while c.assignment().len() < 2 && Instant::now() < deadline {
         c.poll(Duration::from_millis(20)).unwrap();
     }
@@ -2386,7 +2441,7 @@ fn a_consumer_outlives_a_panicking_listener() {
         panicked: panicked.clone(),
     });
     c.subscribe(["t"]).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + common::HANG;
     while !panicked.load(Ordering::Acquire) && Instant::now() < deadline {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             c.poll(Duration::from_millis(20)).map(drop)

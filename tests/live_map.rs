@@ -34,11 +34,12 @@ fn a_reader_sees_every_append_across_map_growth() {
         let reader = s.spawn(|| {
             let mut next = 0i64;
             while next < N as i64 {
+                // `done` first: once it is seen, every append is visible, so a log end
+                // still at `next` means a lost append (read the other way round, the
+                // writer could finish between the two loads).
+                let finished = done.load(Ordering::Acquire);
                 if next >= log.log_end_offset() {
-                    assert!(
-                        !done.load(Ordering::Acquire),
-                        "offset {next} never appended"
-                    );
+                    assert!(!finished, "offset {next} never appended");
                     std::thread::yield_now();
                     continue;
                 }

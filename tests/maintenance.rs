@@ -4,7 +4,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::intercept::{Hooks, InterceptFs};
@@ -219,8 +219,12 @@ fn concurrent_readers_during_retention_and_compaction() {
     let cmp = store.topic("cmp").unwrap().partition(0).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let mut readers = Vec::new();
-    for part in [del.clone(), cmp.clone()] {
+    // Each reader's count of successful reads, so every round can wait for each of
+    // them to have read during it (instead of hoping they were scheduled at all).
+    let progress: Vec<Arc<AtomicU64>> = (0..2).map(|_| Arc::default()).collect();
+    for (part, progress) in [del.clone(), cmp.clone()].into_iter().zip(&progress) {
         let stop = stop.clone();
+        let progress = progress.clone();
         readers.push(std::thread::spawn(move || {
             let mut reads = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -233,6 +237,7 @@ fn concurrent_readers_during_retention_and_compaction() {
                                 assert_eq!(v, format!("{:050}", r.offset), "wrong bytes");
                             }
                             reads += 1;
+                            progress.store(reads, Ordering::Release);
                             offset = recs.last().map_or(offset, |r| r.offset + 1);
                         }
                         Err(Error::OffsetOutOfRange { .. }) => break,
@@ -244,6 +249,7 @@ fn concurrent_readers_during_retention_and_compaction() {
         }));
     }
     for round in 0..40i64 {
+        let before: Vec<u64> = progress.iter().map(|p| p.load(Ordering::Acquire)).collect();
         for i in 0..30i64 {
             let ts = T0 + round * 1000;
             let o = del.log_end_offset();
@@ -255,6 +261,12 @@ fn concurrent_readers_during_retention_and_compaction() {
         clock.set(T0 + round * 1000 + 500);
         let r = store.run_maintenance().unwrap();
         assert!(r.errors.is_empty(), "{:?}", r.errors);
+        common::wait_until("both readers read during the round", || {
+            progress
+                .iter()
+                .zip(&before)
+                .all(|(p, b)| p.load(Ordering::Acquire) > *b)
+        });
     }
     stop.store(true, Ordering::Relaxed);
     for r in readers {

@@ -2,8 +2,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use common::intercept::{Hooks, InterceptFs, Op};
+use common::recv;
 
 use streamlog::format::DecodeOptions;
 use streamlog::fs::{CrashImage, Fault, FileSystem, SimFs};
@@ -227,6 +232,12 @@ fn add_partitions_grows_and_persists() {
     );
 }
 
+/// `wait_for` returns false when nothing arrives within its timeout; one that sleeps
+/// with no deadline is woken by an append. The append is made once the waiter is seen
+/// asleep on the store's wake-ups (`internals::sleeping_readers`), not after a sleep of
+/// the appending thread; and with no deadline only that wake-up can return it (within
+/// the failure guard).
+#[cfg(feature = "internals")]
 #[test]
 fn wait_for_wakes_on_append_and_times_out_otherwise() {
     let fs = SimFs::new();
@@ -237,16 +248,21 @@ fn wait_for_wakes_on_append_and_times_out_otherwise() {
         !part.wait_for(0, Duration::from_millis(20)),
         "nothing there yet"
     );
-    let writer = part.clone();
-    let t = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(50));
-        writer.append(&[rec("x")]).unwrap();
+    let (woken_tx, woken) = channel();
+    let waiter = {
+        let part = part.clone();
+        std::thread::spawn(move || woken_tx.send(part.wait_for(0, Duration::MAX)).unwrap())
+    };
+    common::wait_until("wait_for goes to sleep", || {
+        streamlog::internals::sleeping_readers(&store) > 0 || waiter.is_finished()
     });
     assert!(
-        part.wait_for(0, Duration::from_secs(30)),
-        "woken by the append"
+        !waiter.is_finished(),
+        "wait_for returned with nothing there"
     );
-    t.join().unwrap();
+    part.append(&[rec("x")]).unwrap();
+    assert!(recv(&woken, "wait_for woken by the append"));
+    waiter.join().unwrap();
     assert!(part.wait_for(0, Duration::ZERO));
 }
 
@@ -535,63 +551,249 @@ fn failed_add_partitions_does_not_expose_partitions_that_are_deleted_at_reopen()
     }
 }
 
-/// store.rs:299-328: delete_topic drops the name from the map before it removes the
-/// metadata file and directories, so a concurrent create_topic of the same name can
-/// succeed, then have its metadata or its directories removed by the running delete
-/// (or recover the old topic's records into the new topic).
-#[test]
-fn delete_racing_create_of_the_same_name_keeps_the_new_topic_whole() {
-    for i in 0..40 {
-        let fs = SimFs::new();
-        let store = sim_store(&fs).unwrap();
-        let parts = 8;
-        store
-            .create_topic("t", TopicConfig::default().partitions(parts))
-            .unwrap();
-        for p in 0..parts {
-            let part = store.topic("t").unwrap().partition(p).unwrap();
-            part.append(&[rec("old")]).unwrap();
-        }
-        let s2 = store.clone();
-        let deleter = std::thread::spawn(move || s2.delete_topic("t"));
-        let mut created = false;
-        for _ in 0..100_000 {
-            if store
-                .create_topic("t", TopicConfig::default().partitions(parts))
-                .is_ok()
-            {
-                created = true;
-                break;
+const DELETER: &str = "delete-t";
+const CREATOR: &str = "create-t";
+const RACE_PARTITIONS: i32 = 3;
+
+enum Deleter {
+    /// Parked before this operation (the disk as it was then: `intent=delete` in the
+    /// topic's metadata file, and how many of its partition directories were left).
+    Parked(Op, PathBuf, bool, i32),
+    Done(streamlog::Result<()>),
+}
+
+/// The hook of one race: counts the deleting thread's file operations and parks it
+/// before number `park_at`; records every operation of both threads in order.
+struct Race {
+    fs: SimFs,
+    park_at: usize,
+    deleter_ops: AtomicUsize,
+    parked: AtomicBool,
+    /// `(thread, op, path)` of the deleting and the creating thread, in order.
+    ops: Mutex<Vec<(&'static str, Op, PathBuf)>>,
+    /// Operations of the creating thread while the delete was parked.
+    while_parked: Mutex<Vec<(Op, PathBuf)>>,
+    events: Mutex<Sender<Deleter>>,
+    release: Mutex<Receiver<()>>,
+}
+
+impl Race {
+    fn on_op(&self, op: Op, path: &Path) {
+        match std::thread::current().name() {
+            Some(DELETER) => {
+                self.ops.lock().unwrap().push((DELETER, op, path.into()));
+                if self.deleter_ops.fetch_add(1, Ordering::AcqRel) != self.park_at {
+                    return;
+                }
+                let meta = self.fs.read_file(Path::new("/store/.topics/t"));
+                let intent_delete = meta.is_some_and(|m| {
+                    String::from_utf8_lossy(&m)
+                        .lines()
+                        .any(|l| l == "intent=delete")
+                });
+                let dirs_left = (0..RACE_PARTITIONS)
+                    .filter(|p| self.fs.exists(Path::new(&format!("/store/t-{p}"))).unwrap())
+                    .count() as i32;
+                self.parked.store(true, Ordering::Release);
+                let parked = Deleter::Parked(op, path.into(), intent_delete, dirs_left);
+                self.events.lock().unwrap().send(parked).unwrap();
+                recv(
+                    &self.release.lock().unwrap(),
+                    "release of the parked delete",
+                );
+                self.parked.store(false, Ordering::Release);
             }
-        }
-        deleter.join().unwrap().unwrap();
-        assert!(created);
-        let t = store.topic("t").unwrap();
-        for p in 0..parts {
-            let part = t.partition(p).unwrap();
-            assert_eq!(
-                part.log_end_offset(),
-                0,
-                "iteration {i}: new topic t-{p} recovered the deleted topic's records"
-            );
-            part.append(&[rec("new")]).unwrap();
-            part.flush().unwrap();
-        }
-        store.close().unwrap();
-        drop((t, store));
-        let store = sim_store(&fs).unwrap();
-        let t = store
-            .topic("t")
-            .unwrap_or_else(|e| panic!("iteration {i}: created topic lost at reopen: {e}"));
-        for p in 0..parts {
-            let got = t.partition(p).unwrap().read(0, 1 << 20).unwrap_or_default();
-            assert_eq!(
-                got.len(),
-                1,
-                "iteration {i}: t-{p} lost its flushed record (dir removed by the racing delete)"
-            );
+            Some(CREATOR) => {
+                if self.parked.load(Ordering::Acquire) {
+                    self.while_parked.lock().unwrap().push((op, path.into()));
+                }
+                self.ops.lock().unwrap().push((CREATOR, op, path.into()));
+            }
+            _ => {}
         }
     }
+}
+
+/// Checks the topic `t` after the race, in a store reopened on `fs`: every partition
+/// holds exactly the one record written to the new topic.
+fn check_new_topic_survives(fs: &SimFs, what: &str) {
+    let store = sim_store(fs).unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
+    let report = store.recovery_report();
+    assert!(
+        report.interrupted_changes.is_empty() && report.directories_left_alone.is_empty(),
+        "{what}: {report:?}"
+    );
+    assert_eq!(store.list_topics(), ["t"], "{what}");
+    let t = store.topic("t").unwrap();
+    assert_eq!(t.partition_count(), RACE_PARTITIONS, "{what}");
+    for p in 0..RACE_PARTITIONS {
+        let got: Vec<_> = t
+            .partition(p)
+            .unwrap()
+            .read(0, 1 << 20)
+            .unwrap_or_else(|e| panic!("{what}: t-{p}: {e}"))
+            .into_iter()
+            .map(|r| (r.offset, r.value))
+            .collect();
+        assert_eq!(
+            got,
+            [(0, Some(bytes::Bytes::from_static(b"new")))],
+            "{what}: t-{p} lost its flushed record or got the deleted topic's back"
+        );
+    }
+    store.close().unwrap();
+}
+
+/// Runs one race: `delete_topic("t")` parked before its file operation number
+/// `park_at`, `create_topic("t")` started meanwhile, then the delete released. Returns
+/// where the delete was parked, or `None` if it finished with fewer operations.
+fn race_at(park_at: usize) -> Option<(Op, PathBuf, bool, i32)> {
+    let fs = SimFs::new();
+    let (events_tx, events) = channel();
+    let (release, release_rx) = channel();
+    let race = Arc::new(Race {
+        fs: fs.clone(),
+        park_at,
+        deleter_ops: AtomicUsize::new(0),
+        parked: AtomicBool::new(false),
+        ops: Mutex::default(),
+        while_parked: Mutex::default(),
+        events: Mutex::new(events_tx.clone()),
+        release: Mutex::new(release_rx),
+    });
+    let hook = race.clone();
+    let hooks = Hooks {
+        before_op: Box::new(move |op, path| hook.on_op(op, path)),
+        ..Hooks::default()
+    };
+    let store = Store::open_with(
+        "/store",
+        StoreConfig::default()
+            .file_system(Arc::new(InterceptFs::new(fs.clone(), hooks)) as Arc<dyn FileSystem>)
+            .background_maintenance(false),
+    )
+    .unwrap();
+    let config = TopicConfig::default().partitions(RACE_PARTITIONS);
+    store.create_topic("t", config.clone()).unwrap();
+    let old: Vec<_> = (0..RACE_PARTITIONS)
+        .map(|p| store.topic("t").unwrap().partition(p).unwrap())
+        .collect();
+    for p in &old {
+        p.append(&[rec("old")]).unwrap();
+        p.flush().unwrap();
+    }
+    let deleter = {
+        let store = store.clone();
+        std::thread::Builder::new()
+            .name(DELETER.into())
+            .spawn(move || {
+                events_tx
+                    .send(Deleter::Done(store.delete_topic("t")))
+                    .unwrap()
+            })
+            .unwrap()
+    };
+    let at = match recv(&events, "the delete") {
+        Deleter::Parked(op, path, intent_delete, dirs_left) => (op, path, intent_delete, dirs_left),
+        Deleter::Done(r) => {
+            r.unwrap();
+            deleter.join().unwrap();
+            return None;
+        }
+    };
+    let here = format!("delete parked before {:?} {}", at.0, at.1.display());
+    // The create starts while the delete is parked; it must wait for the whole delete.
+    let (created_tx, created) = channel();
+    let creator = {
+        let store = store.clone();
+        std::thread::Builder::new()
+            .name(CREATOR.into())
+            .spawn(move || {
+                created_tx.send(None).unwrap();
+                created_tx
+                    .send(Some(store.create_topic("t", config)))
+                    .unwrap();
+            })
+            .unwrap()
+    };
+    assert!(recv(&created, "the create's start").is_none());
+    release.send(()).unwrap();
+    match recv(&events, "the released delete") {
+        Deleter::Done(r) => r.unwrap_or_else(|e| panic!("{here}: delete_topic: {e}")),
+        Deleter::Parked(..) => unreachable!("parked once"),
+    }
+    recv(&created, "the create")
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{here}: create_topic: {e}"));
+    deleter.join().unwrap();
+    creator.join().unwrap();
+
+    let while_parked = race.while_parked.lock().unwrap().clone();
+    assert!(
+        while_parked.is_empty(),
+        "{here}: the create ran during the delete: {while_parked:?}"
+    );
+    let ops = race.ops.lock().unwrap().clone();
+    let last_delete = ops.iter().rposition(|(t, ..)| *t == DELETER).unwrap();
+    let first_create = ops.iter().position(|(t, ..)| *t == CREATOR);
+    assert!(
+        first_create.is_some_and(|c| c > last_delete),
+        "{here}: the create's file operations must all follow the delete's: {ops:?}"
+    );
+    // Handles to the deleted topic stay closed; the new topic is empty and writable.
+    assert!(
+        matches!(old[0].append(&[rec("late")]), Err(Error::Closed { .. })),
+        "{here}"
+    );
+    let t = store.topic("t").unwrap();
+    assert_eq!(t.partition_count(), RACE_PARTITIONS, "{here}");
+    for p in 0..RACE_PARTITIONS {
+        let part = t.partition(p).unwrap();
+        assert_eq!(
+            (part.log_start_offset(), part.log_end_offset()),
+            (0, 0),
+            "{here}: new topic t-{p} is not empty"
+        );
+        assert_eq!(part.append(&[rec("new")]).unwrap().base_offset, 0);
+        assert_eq!(part.flush().unwrap(), 1);
+    }
+    let crashed = fs.crash_image(CrashImage::DropAll);
+    store.close().unwrap();
+    drop((t, old, store));
+    check_new_topic_survives(&fs, &format!("{here}, closed and reopened"));
+    check_new_topic_survives(&crashed, &format!("{here}, crashed after the flush"));
+    Some(at)
+}
+
+/// A `create_topic` that starts while `delete_topic` of the same name runs waits for the
+/// whole delete (topic changes are serialized), and the new topic is whole: every
+/// partition empty and writable, its flushed records survive a reopen and a crash, and
+/// no file of it is touched by the delete. (delete_topic once dropped the name from the
+/// map before removing the directories and the metadata file, so such a create could
+/// succeed and then lose its metadata or directories to the running delete.)
+///
+/// The delete is parked before each of its file operations in turn (with a hook, not a
+/// race of two loops), the create started meanwhile, then the delete released.
+#[test]
+fn delete_racing_create_of_the_same_name_keeps_the_new_topic_whole() {
+    let mut points = Vec::new();
+    while let Some(at) = race_at(points.len()) {
+        points.push(at);
+    }
+    // Among them the points that matter: the deletion decided (its intent durable in
+    // the metadata file) and no directory removed yet; some directories removed and
+    // some not; every directory removed but the metadata file not yet.
+    let seen = |dirs: &dyn Fn(i32) -> bool| {
+        points
+            .iter()
+            .any(|(_, _, intent_delete, left)| *intent_delete && dirs(*left))
+    };
+    assert!(seen(&|left| left == RACE_PARTITIONS), "{points:?}");
+    assert!(
+        seen(&|left| left > 0 && left < RACE_PARTITIONS),
+        "{points:?}"
+    );
+    assert!(seen(&|left| left == 0), "{points:?}");
 }
 
 /// A 249-character name is legal (topic.rs:267), but `<name>.properties.tmp` is 264

@@ -645,6 +645,17 @@ pub struct Producer {
     handle: Arc<Handle>,
 }
 
+impl Producer {
+    /// Whether the linger thread sleeps until an open batch's deadline (a test hook,
+    /// exposed by `internals`). It sets `linger_waiting` under the state lock and waits
+    /// releasing it, so seen under the lock the flag means it is in the wait.
+    #[cfg(feature = "internals")]
+    pub(crate) fn linger_waits_for_a_deadline(&self) -> bool {
+        let st = self.handle.shared.state.lock();
+        st.linger_waiting && !st.linger_idle
+    }
+}
+
 impl fmt::Debug for Producer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Producer")

@@ -10,6 +10,29 @@ use streamlog::format::{BatchBuilder, Compression, Record};
 use streamlog::fs::{FileSystem, SimFs};
 use streamlog::log::{Log, LogConfig};
 
+/// How long a test waits for something that happens by itself (a thread starting, a
+/// background pass, a reader going to sleep) before it calls that a hang: a failure
+/// guard, never what makes a test pass.
+pub const HANG: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Waits until `done` holds, checking every millisecond; panics naming `what` after
+/// [`HANG`]. For conditions another thread makes true (the test then acts on them, so
+/// nothing depends on how long that took).
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(started.elapsed() < HANG, "{what}: not after {HANG:?}");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// Receives from a channel another thread sends to when it got somewhere; panics naming
+/// `what` after [`HANG`].
+pub fn recv<T>(rx: &std::sync::mpsc::Receiver<T>, what: &str) -> T {
+    rx.recv_timeout(HANG)
+        .unwrap_or_else(|e| panic!("{what}: nothing after {HANG:?} ({e}); a hang?"))
+}
+
 /// The partition directory used on SimFs.
 pub fn dir() -> PathBuf {
     PathBuf::from("/data/clicks-0")
