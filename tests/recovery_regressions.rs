@@ -333,3 +333,107 @@ fn empty_segments_after_a_crash_are_torn_tails_not_strays() {
         }
     }
 }
+
+/// Three segments, 0 (offsets 0..=5), 6 (6..=11) and 12 (12..=17), written by a real log
+/// that is still open.
+fn three_segments() -> (SimFs, streamlog::log::Log) {
+    let fs = SimFs::new();
+    let log = open_sim(&fs, small_config()).unwrap();
+    for tag in 0..9u64 {
+        log.append(&mut batch(tag, 2, Compression::None)).unwrap();
+        if tag == 2 || tag == 5 {
+            log.roll().unwrap();
+        }
+    }
+    let bases: Vec<i64> = log.segments().iter().map(|s| s.base_offset).collect();
+    assert_eq!(bases, [0, 6, 12]);
+    (fs, log)
+}
+
+/// Appends to `<base>.log` a CRC-valid batch of two records at offsets `at` and `at + 1`
+/// (the base offset is outside the CRC), as a segment that overlaps the next one holds.
+fn append_batch_at(fs: &SimFs, base: i64, at: i64) {
+    let path = dir().join(seg_name(base));
+    let mut data = fs.read_file(&path).unwrap();
+    let mut b = batch(100, 2, Compression::None);
+    b[..8].copy_from_slice(&at.to_be_bytes());
+    data.extend_from_slice(&b);
+    fs.write_file(&path, data);
+}
+
+fn assert_overlap_is_corruption(fs: &SimFs, later: i64, case: &str) {
+    match open_sim(fs, small_config()) {
+        Err(streamlog::Error::Corruption {
+            path,
+            position,
+            reason,
+        }) => {
+            assert!(
+                path.ends_with(seg_name(later)),
+                "{case}: {path:?}: {reason}"
+            );
+            assert_eq!(position, 0, "{case}: {reason}");
+            assert!(reason.contains("overlaps"), "{case}: {reason}");
+        }
+        Err(e) => panic!("{case}: not Corruption: {e}"),
+        Ok(log) => {
+            // One batch per read, as a consumer with a small budget reads.
+            let mut served = Vec::new();
+            let mut next = log.log_start_offset();
+            while next < log.log_end_offset() {
+                match log.read(next, 1) {
+                    Ok(bs) if !bs.is_empty() => {
+                        served.extend(bs.iter().map(|b| (b.base_offset(), b.last_offset())));
+                        next = bs[bs.len() - 1].last_offset() + 1;
+                    }
+                    other => {
+                        served.push((next, -1));
+                        eprintln!("{case}: read({next}): {other:?}");
+                        break;
+                    }
+                }
+            }
+            panic!("{case}: overlapping segments were accepted; batches served: {served:?}");
+        }
+    }
+}
+
+/// Fuzz finding `overlapping-segment-below-recovery-point.bin` (issue 19, item 10): with
+/// the recovery point in segment 12, segments 0 and 6 are trusted without a scan and the
+/// scan starts at segment 12, whose base was never checked against where segment 6
+/// ends. A segment 6 that runs on to offset 13 overlapped segment 12, the open
+/// succeeded, and offsets 12..=13 were served twice (I2, I3). The same overlap inside
+/// the trusted part (a clean reopen scans nothing) went unnoticed too. Both lie in
+/// flushed data, so both are Corruption naming the later segment at position 0.
+#[test]
+fn overlapping_segments_below_the_recovery_point_are_corruption() {
+    // After a crash: segments 0 and 6 lie below the recovery point (12), segment 12 is
+    // scanned; segment 6 now ends at offset 13.
+    let (fs, log) = three_segments();
+    log.flush().unwrap();
+    std::mem::forget(log);
+    let img = fs.crash_image(CrashImage::DropAll);
+    append_batch_at(&img, 6, 12);
+    assert_overlap_is_corruption(&img, 12, "crash, overlap where the scan starts");
+
+    // After a clean close every segment is trusted: segment 0 now ends at offset 7.
+    let (fs, log) = three_segments();
+    log.close().unwrap();
+    append_batch_at(&fs, 0, 6);
+    assert_overlap_is_corruption(&fs, 6, "clean close, overlap in the trusted part");
+
+    // Control: the untouched images open and read back every offset.
+    for clean in [false, true] {
+        let (fs, log) = three_segments();
+        let img = if clean {
+            log.close().unwrap();
+            fs
+        } else {
+            log.flush().unwrap();
+            std::mem::forget(log);
+            fs.crash_image(CrashImage::DropAll)
+        };
+        let log = open_sim(&img, small_config()).unwrap();
+        assert_eq!(read_all(&log).unwrap().len(), 18, "clean {clean}");
+    }
+}

@@ -7,10 +7,13 @@
 //!    seen as one.
 //! 3. Clean shutdown that matches the durable position: load indexes (sanity-checked,
 //!    rebuilt if damaged), read the tail of the active segment only. Nothing else is
-//!    scanned.
-//! 4. Otherwise scan every segment from the one holding the recovery point. The first
-//!    invalid batch is damage (an error, nothing changed) if it lies before the durable
-//!    position, and a torn tail (truncated, later segments removed, reported) if after.
+//!    scanned; the end of each sealed segment is read from the few batch headers after
+//!    its last index entry, so that segments that overlap (or leave a gap) are found.
+//! 4. Otherwise load the segments below the one holding the recovery point as in 3, and
+//!    scan every segment from it. The first invalid batch, or segment that does not
+//!    begin where the previous one ends, is damage (an error, nothing changed) if it
+//!    lies before the durable position, and a torn tail (truncated, later segments
+//!    removed, reported) if after.
 //! 5. Flush what recovery changed, so recovering again finds the same log.
 
 use std::path::Path;
@@ -341,7 +344,9 @@ impl Recovery<'_> {
 
     /// Loads a trusted segment's indexes; rebuilds them from the log if missing or
     /// insane (the log must then be entirely valid: it is below the durable point).
-    fn load_indexes(&mut self, seg: &Segment, active: bool) -> Result<()> {
+    /// Returns the offset after the segment's last batch if `need_end` (from the
+    /// headers after the last index entry, or from the rebuild's full scan).
+    fn load_indexes(&mut self, seg: &Segment, active: bool, need_end: bool) -> Result<Option<i64>> {
         let size = seg.size();
         let sane = self.has_file(seg, "index")
             && self.has_file(seg, "timeindex")
@@ -357,15 +362,25 @@ impl Recovery<'_> {
                 .load(|e: &TimeEntry| e.timestamp >= 0)
                 .map_err(io_ctx(format!("read {}", seg.time_index.path().display())))?;
         if sane && self.time_tail_matches(seg)? {
-            let ts = seg.time_index.last().map_or(-1, |e| e.timestamp);
-            seg.max_timestamp.store(ts, Ordering::Release);
-            if let Some(e) = seg.time_index.last() {
-                seg.offset_of_max_timestamp.store(
-                    seg.base.saturating_add(i64::from(e.relative_offset)),
-                    Ordering::Release,
-                );
+            // An index that names no batch boundary, or headers that do not chain up to
+            // the end of the file, discredit the index: the full scan below decides
+            // whether the log itself is damaged.
+            let end = if need_end {
+                self.header_end(seg)?
+            } else {
+                None
+            };
+            if end.is_some() || !need_end {
+                let ts = seg.time_index.last().map_or(-1, |e| e.timestamp);
+                seg.max_timestamp.store(ts, Ordering::Release);
+                if let Some(e) = seg.time_index.last() {
+                    seg.offset_of_max_timestamp.store(
+                        seg.base.saturating_add(i64::from(e.relative_offset)),
+                        Ordering::Release,
+                    );
+                }
+                return Ok(end);
             }
-            return Ok(());
         }
         self.report.indexes_rebuilt += 1;
         log::warn!(
@@ -384,7 +399,51 @@ impl Recovery<'_> {
             .map_err(io_ctx(format!(
                 "rewrite the indexes of {}",
                 seg.log_path.display()
-            )))
+            )))?;
+        Ok(Some(scan.next_offset.unwrap_or(seg.base)))
+    }
+
+    /// The offset after a trusted segment's last batch, read from the batch headers
+    /// between the offset index's last entry (which must name the batch there, as Kafka
+    /// writes it) and the end of the file: a few small reads, not a scan (CRCs are
+    /// checked when the batches are read). `None` if the index or the headers do not
+    /// add up.
+    fn header_end(&self, seg: &Segment) -> Result<Option<i64>> {
+        let size = seg.size();
+        let (mut pos, mut claimed, mut expected) = match seg.offset_index.last() {
+            Some(e) => (
+                u64::from(e.position),
+                Some(seg.base.saturating_add(i64::from(e.relative_offset))),
+                None,
+            ),
+            None => (0, None, Some(seg.base)),
+        };
+        let mut end = seg.base;
+        while pos < size {
+            if size - pos < RECORD_BATCH_OVERHEAD as u64 {
+                return Ok(None);
+            }
+            let bytes = seg.read(pos, RECORD_BATCH_OVERHEAD)?;
+            let Ok(h) = crate::format::BatchHeader::parse(&bytes) else {
+                return Ok(None);
+            };
+            let Some(n) = h
+                .size()
+                .filter(|&n| n >= RECORD_BATCH_OVERHEAD && n as u64 <= size - pos)
+            else {
+                return Ok(None);
+            };
+            if segment::check_header(&h, seg.base, expected, self.rules).is_some()
+                || claimed.take().is_some_and(|c| c != h.last_offset())
+            {
+                return Ok(None);
+            }
+            // check_header keeps the last offset below i64::MAX.
+            end = h.last_offset() + 1;
+            expected = Some(end);
+            pos += n as u64;
+        }
+        Ok(Some(end))
     }
 
     /// The last time-index entry sets the segment's max timestamp, so it is checked
@@ -498,8 +557,31 @@ impl Recovery<'_> {
             empty_middle.map_or(from_rp, |k| from_rp.min(k - 1))
         };
         outcome.scan_from = segs.get(scan_from).map_or(i64::MAX, |s| s.base);
+        // Each segment must begin where the previous one ends (or later, in a compacted
+        // log): overlapping segments would serve their common offsets twice (I2, I3),
+        // so this is checked between every two segments, trusted or scanned.
+        //
+        // Segments before `scan_from` are trusted without a scan; their ends come from
+        // their batch headers. An overlap or gap among them is never a torn tail that
+        // recovery may cut: without a clean shutdown each of them lies wholly below the
+        // recovery point (the segment holding it begins after them), and with one the
+        // durable position is the end of the last segment. Either way every byte of
+        // them was synced, so the damage is reported, never cut away or served.
+        //
+        // From `scan_from` on the scan loop checks it and applies the torn-tail rule: a
+        // segment that does not follow the previous one is cut away (with all later
+        // ones) only if the cut, at the end of the previous segment, lies at or past
+        // the durable position, i.e. the segment was created after the last completed
+        // flush. For the first scanned segment the previous one is the last trusted
+        // one, which lies below the durable position, so that too is Corruption.
+        let mut expected_base = None;
         for (i, seg) in segs.iter().enumerate().take(scan_from) {
-            self.load_indexes(seg, i == last)?;
+            if let Some(reason) = expected_base.and_then(|e| self.discontinuity(seg.base, e)) {
+                return Err(Error::corruption(&seg.log_path, 0, reason));
+            }
+            // The clean path below reads the active segment's end itself.
+            let need_end = !(clean && i == last);
+            expected_base = self.load_indexes(seg, i == last, need_end)?;
         }
         if clean {
             // Find the log end offset from the last index entry of the active segment.
@@ -536,11 +618,9 @@ impl Recovery<'_> {
             outcome.first_batch_timestamp = first_batch_timestamp(seg)?;
             return Ok(outcome);
         }
-        let mut expected_base = if scan_from > 0 {
-            None
-        } else {
-            Some(segs[0].base)
-        };
+        if scan_from == 0 {
+            expected_base = Some(segs[0].base);
+        }
         let mut i = scan_from;
         while i < segs.len() {
             // A stray: empty, not last, and starting inside the previous segment's offsets
@@ -560,23 +640,10 @@ impl Recovery<'_> {
             let seg = &segs[i];
             let mut scan = self.scan(seg)?;
             // A segment must begin where the previous one ended.
-            let allow_gaps = self.rules.allow_gaps;
-            let gap = expected_base.is_some_and(|e| {
-                if allow_gaps {
-                    seg.base < e
-                } else {
-                    seg.base != e
-                }
-            });
-            if gap {
-                scan.stopped = Some((
-                    0,
-                    format!(
-                        "segment {} does not follow offset {}",
-                        seg.base,
-                        expected_base.unwrap_or(0) - 1
-                    ),
-                ));
+            let discontinuity = expected_base.and_then(|e| self.discontinuity(seg.base, e));
+            let gap = discontinuity.is_some();
+            if let Some(reason) = discontinuity {
+                scan.stopped = Some((0, reason));
                 scan.valid_bytes = 0;
                 scan.next_offset = None;
             }
@@ -641,6 +708,25 @@ impl Recovery<'_> {
             i += 1;
         }
         check_durable_end(outcome, durable, &segs[segs.len() - 1])
+    }
+
+    /// Why a segment at `base` cannot follow one that ends before offset `expected`, if
+    /// it cannot: it starts inside it (never allowed), or after it while offsets must be
+    /// contiguous.
+    fn discontinuity(&self, base: i64, expected: i64) -> Option<String> {
+        if base < expected {
+            Some(format!(
+                "segment {base} overlaps the previous segment, which holds offsets up to {}",
+                expected - 1
+            ))
+        } else if base > expected && !self.rules.allow_gaps {
+            Some(format!(
+                "segment {base} does not follow offset {}",
+                expected - 1
+            ))
+        } else {
+            None
+        }
     }
 
     /// Cuts segment `idx` at `pos` and removes every later segment.
