@@ -437,3 +437,127 @@ fn overlapping_segments_below_the_recovery_point_are_corruption() {
         assert_eq!(read_all(&log).unwrap().len(), 18, "clean {clean}");
     }
 }
+
+/// Every file of the partition directory with its bytes.
+fn snapshot(fs: &SimFs) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    fs.files(&dir())
+        .into_iter()
+        .map(|(p, _)| {
+            let data = fs.read_file(&p).unwrap();
+            (p, data)
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Damage {
+    None,
+    /// A flipped bit in the records of segment 12's first batch.
+    Crc,
+    /// Segment 6 is gone: segment 12 does not follow segment 0.
+    Gap,
+}
+
+/// [`three_segments`] after a clean close or a crash right after a flush, with what a
+/// successful open changes: two empty stray segments inside segments 0 and 6, an orphan
+/// index, leftover `.deleted` and `.tmp` files, a compaction swap to finish (and, after a
+/// clean close, the clean-shutdown marker); and `damage` to flushed data.
+fn image_with_leftovers(clean: bool, damage: Damage) -> SimFs {
+    let (fs, log) = three_segments();
+    let img = if clean {
+        log.close().unwrap();
+        fs
+    } else {
+        log.flush().unwrap();
+        std::mem::forget(log);
+        fs.crash_image(CrashImage::DropAll)
+    };
+    let put = |name: &str, data: Vec<u8>| img.write_file(&dir().join(name), data);
+    put(&seg_name(2), Vec::new());
+    put(&seg_name(8), Vec::new());
+    put("00000000000000000009.index", vec![0; 8]);
+    put("00000000000000000003.log.deleted", b"deleted".to_vec());
+    put(
+        "recovery-point-offset-checkpoint.tmp",
+        b"0\n1\nclicks 0 3\n".to_vec(),
+    );
+    let seg0 = img.read_file(&dir().join(seg_name(0))).unwrap();
+    put("00000000000000000000.log.swap", seg0);
+    match damage {
+        Damage::None => {}
+        Damage::Crc => {
+            let path = dir().join(seg_name(12));
+            let mut data = img.read_file(&path).unwrap();
+            data[70] ^= 0x10;
+            img.write_file(&path, data);
+        }
+        Damage::Gap => img.delete_file(&dir().join(seg_name(6))),
+    }
+    img
+}
+
+/// Fuzz finding `failed-open-deletes-empty-segments.bin` (issue 19, item 10): an open
+/// that ended in `Corruption` had already deleted two empty stray segments and the
+/// clean-shutdown marker (and leftover files, an orphan index, rewritten indexes,
+/// finished a compaction swap), so the next open of the same image saw another
+/// directory, and even succeeded. I5: a failed open changes nothing. Open now checks
+/// everything before it changes anything.
+#[test]
+fn a_failed_open_leaves_the_directory_byte_for_byte_unchanged() {
+    for clean in [true, false] {
+        for damage in [Damage::Crc, Damage::Gap] {
+            let case = format!("clean {clean}, {damage:?}");
+            let img = image_with_leftovers(clean, damage);
+            let before = snapshot(&img);
+            let first = match open_sim(&img, small_config()) {
+                Err(e) if e.is_corruption() => e.to_string(),
+                Err(e) => panic!("{case}: not Corruption: {e}"),
+                Ok(_) => panic!("{case}: damaged flushed data opened"),
+            };
+            let after: Vec<_> = snapshot(&img);
+            let changed: Vec<_> = before
+                .iter()
+                .filter(|f| !after.contains(f))
+                .map(|(p, _)| p.display().to_string())
+                .chain(
+                    after
+                        .iter()
+                        .filter(|f| !before.contains(f))
+                        .map(|(p, _)| format!("+{}", p.display())),
+                )
+                .collect();
+            assert!(
+                changed.is_empty(),
+                "{case}: the open failed ({first}) but changed {changed:?}"
+            );
+            match open_sim(&img, small_config()) {
+                Err(e) => assert_eq!(e.to_string(), first, "{case}: second open"),
+                Ok(_) => panic!("{case}: failed with `{first}`, then opened"),
+            }
+        }
+    }
+    // Control: undamaged, the same image opens, and only then is it cleaned up.
+    for clean in [true, false] {
+        let img = image_with_leftovers(clean, Damage::None);
+        let log = open_sim(&img, small_config()).unwrap();
+        assert_eq!(read_all(&log).unwrap().len(), 18, "clean {clean}");
+        let bases: Vec<i64> = log.segments().iter().map(|s| s.base_offset).collect();
+        assert_eq!(bases, [0, 6, 12], "clean {clean}");
+        let names: Vec<String> = img
+            .files(&dir())
+            .iter()
+            .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        for gone in [
+            seg_name(2),
+            seg_name(8),
+            "00000000000000000009.index".into(),
+            "00000000000000000003.log.deleted".into(),
+            "recovery-point-offset-checkpoint.tmp".into(),
+            "00000000000000000000.log.swap".into(),
+            ".kafka_cleanshutdown".into(),
+        ] {
+            assert!(!names.contains(&gone), "clean {clean}: {gone} is left");
+        }
+    }
+}

@@ -20,7 +20,7 @@
 //! (2) rename it to `<base>.log.swap` and sync the directory: from here the new data is
 //! committed, (3) unlink the group's old files and sync the directory, (4) rename the
 //! swap to `<base>.log`, write fresh index files, sync. Opening a directory finishes a
-//! swap it finds ([`complete_swaps`]) and deletes `.cleaned` files (rolling back an
+//! swap it finds ([`plan_swaps`], [`finish_swaps`]) and deletes `.cleaned` files (rolling back an
 //! unfinished write). The last batch of a group is always kept, if need be with no
 //! records, so the swap file alone tells which offsets it replaces. Readers holding the
 //! old snapshot keep reading the old files through their open handles.
@@ -575,17 +575,31 @@ struct Cleaning<'a> {
     next_horizon: i64,
 }
 
-/// Finishes compaction swaps a crash interrupted: for each `<base>.log.swap` (fsync'd
-/// before it got that name), removes the segments whose offsets it covers and renames it
-/// to `<base>.log` (their index files are rebuilt by recovery). Returns whether anything
-/// changed (the caller lists the directory again).
-pub(crate) fn complete_swaps(
+/// A compaction swap a crash interrupted: `<base>.log.swap` (fsync'd before it got that
+/// name) holds offsets `base..end` and replaces the segment files in `covered`.
+#[derive(Debug)]
+pub(crate) struct PendingSwap {
+    /// The swap file's name.
+    pub name: String,
+    pub base: i64,
+    pub end: i64,
+    /// Names of the `.log`, `.index` and `.timeindex` files it replaces.
+    pub covered: Vec<String>,
+}
+
+/// Checks the compaction swaps a crash interrupted, without changing anything: each
+/// `<base>.log.swap` in `names` must scan clean; it will replace the segment files whose
+/// base offsets it covers and become `<base>.log` (whose index files recovery then
+/// rebuilds). Returns the swaps in the order [`finish_swaps`] applies them, and the
+/// names the directory holds once they are applied.
+pub(crate) fn plan_swaps(
     fs: &dyn FileSystem,
     dir: &Path,
     names: &[String],
     params: impl Fn(i64) -> segment::ScanParams,
-) -> Result<bool> {
-    let mut changed = false;
+) -> Result<(Vec<PendingSwap>, Vec<String>)> {
+    let mut after: std::collections::BTreeSet<String> = names.iter().cloned().collect();
+    let mut swaps = Vec::new();
     for name in names {
         let Some(base) = name
             .strip_suffix(".swap")
@@ -606,27 +620,52 @@ pub(crate) fn complete_swaps(
             return Err(Error::corruption(&swap, pos, reason));
         }
         let end = scan.next_offset.unwrap_or(base);
-        for n in names {
-            let covered = ["log", "index", "timeindex"].iter().any(|suf| {
-                parse_file_name(n, suf)
-                    .is_some_and(|b| b >= base && b < end.max(base.saturating_add(1)))
-            });
-            if covered {
-                fs.remove_file(&dir.join(n))
-                    .map_err(io_ctx(format!("remove {}/{n}", dir.display())))?;
-            }
+        let covered: Vec<String> = after
+            .iter()
+            .filter(|n| {
+                ["log", "index", "timeindex"].iter().any(|suf| {
+                    parse_file_name(n, suf)
+                        .is_some_and(|b| b >= base && b < end.max(base.saturating_add(1)))
+                })
+            })
+            .cloned()
+            .collect();
+        for n in &covered {
+            after.remove(n);
+        }
+        after.remove(name);
+        after.insert(file_name(base, "log"));
+        swaps.push(PendingSwap {
+            name: name.clone(),
+            base,
+            end,
+            covered,
+        });
+    }
+    Ok((swaps, after.into_iter().collect()))
+}
+
+/// Finishes the swaps [`plan_swaps`] found: removes the files each replaces, then renames
+/// it to `<base>.log`, syncing the directory after each step.
+pub(crate) fn finish_swaps(fs: &dyn FileSystem, dir: &Path, swaps: &[PendingSwap]) -> Result<()> {
+    for s in swaps {
+        for n in &s.covered {
+            fs.remove_file(&dir.join(n))
+                .map_err(io_ctx(format!("remove {}/{n}", dir.display())))?;
         }
         fs.sync_dir(dir)
             .map_err(io_ctx(format!("fsync directory {}", dir.display())))?;
-        fs.rename(&swap, &dir.join(file_name(base, "log")))
+        let swap = dir.join(&s.name);
+        fs.rename(&swap, &dir.join(file_name(s.base, "log")))
             .map_err(io_ctx(format!("rename {}", swap.display())))?;
         fs.sync_dir(dir)
             .map_err(io_ctx(format!("fsync directory {}", dir.display())))?;
         log::warn!(
-            "{}: finished a compaction swap interrupted by a crash (offsets {base}..{end})",
-            dir.display()
+            "{}: finished a compaction swap interrupted by a crash (offsets {}..{})",
+            dir.display(),
+            s.base,
+            s.end
         );
-        changed = true;
     }
-    Ok(changed)
+    Ok(())
 }

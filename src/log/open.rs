@@ -1,20 +1,28 @@
 //! Opening a partition directory: lock, clean-up, checkpoints, and recovery.
 //!
-//! 1. Take the lock file; finish an interrupted compaction swap (`*.log.swap`); delete
-//!    `*.tmp`, `*.deleted`, `*.cleaned` and orphan indexes.
-//! 2. Read the clean-shutdown marker, the recovery point and the durable position, then
-//!    delete the marker and sync the directory before any write, so a later crash is
-//!    seen as one.
+//! Opening reads and checks everything before it changes anything (steps 1-4 only
+//! read), so an open that fails with `Corruption` leaves the directory byte for byte as
+//! it was, and the next open fails the same way (I5).
+//!
+//! 1. Take the lock file; check an interrupted compaction swap (`*.log.swap`) and work
+//!    out what finishing it replaces; find `*.tmp`, `*.deleted`, `*.cleaned` files and
+//!    orphan indexes.
+//! 2. Read the clean-shutdown marker, the recovery point, the durable position and the
+//!    other checkpoints.
 //! 3. Clean shutdown that matches the durable position: load indexes (sanity-checked,
-//!    rebuilt if damaged), read the tail of the active segment only. Nothing else is
-//!    scanned; the end of each sealed segment is read from the few batch headers after
-//!    its last index entry, so that segments that overlap (or leave a gap) are found.
+//!    rebuilt in memory if damaged), read the tail of the active segment only. Nothing
+//!    else is scanned; the end of each sealed segment is read from the few batch headers
+//!    after its last index entry, so that segments that overlap (or leave a gap) are
+//!    found.
 //! 4. Otherwise load the segments below the one holding the recovery point as in 3, and
 //!    scan every segment from it. The first invalid batch, or segment that does not
 //!    begin where the previous one ends, is damage (an error, nothing changed) if it
-//!    lies before the durable position, and a torn tail (truncated, later segments
+//!    lies before the durable position, and a torn tail (to be truncated, later segments
 //!    removed, reported) if after.
-//! 5. Flush what recovery changed, so recovering again finds the same log.
+//! 5. Every check passed: finish the swaps, delete the leftovers, delete the marker and
+//!    sync the directory before any other write (so a later crash is seen as one), then
+//!    write what recovery decided: rebuilt indexes, removed stray segments, the cut.
+//! 6. Flush what recovery changed, so recovering again finds the same log.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -96,7 +104,10 @@ impl Log {
             let lock_path = dir.join(checkpoint::LOCK_FILE);
             locks.push(crate::fs::take_lock(fs.as_ref(), &lock_path)?);
         }
-        let mut names = fs.list_dir(&dir).map_err(io_ctx(format!("list {d}")))?;
+        // Phase 1: read and check everything; nothing in the directory changes, so a
+        // failed open (Corruption) leaves it exactly as it was and the next open fails
+        // the same way (I5). What recovery will change is only decided here.
+        let listed = fs.list_dir(&dir).map_err(io_ctx(format!("list {d}")))?;
         // A swap file was written and fsync'd by our cleaner; any leader epoch passes here
         // (the segment is checked again by recovery with the real bound).
         let swap_params = |base: i64| segment::ScanParams {
@@ -109,57 +120,71 @@ impl Log {
                 allow_gaps: config.allow_offset_gaps,
             },
         };
-        if super::clean::complete_swaps(fs.as_ref(), &dir, &names, swap_params)? {
-            names = fs.list_dir(&dir).map_err(io_ctx(format!("list {d}")))?;
-        }
+        // `names`: the directory as it will be once the swaps are finished.
+        let (swaps, names) = super::clean::plan_swaps(fs.as_ref(), &dir, &listed, swap_params)?;
         let bases: Vec<i64> = names
             .iter()
             .filter_map(|n| parse_file_name(n, "log"))
             .collect();
         let base_set: std::collections::HashSet<i64> = bases.iter().copied().collect();
-        for n in &names {
-            let orphan = ["index", "timeindex"]
-                .iter()
-                .any(|suf| parse_file_name(n, suf).is_some_and(|b| !base_set.contains(&b)));
-            if orphan || n.ends_with(".tmp") || n.ends_with(".deleted") || n.ends_with(".cleaned") {
-                fs.remove_file(&dir.join(n))
-                    .map_err(io_ctx(format!("remove {d}/{n}")))?;
-            }
-        }
+        let leftovers: Vec<&String> = names
+            .iter()
+            .filter(|n| {
+                let orphan = ["index", "timeindex"]
+                    .iter()
+                    .any(|suf| parse_file_name(n, suf).is_some_and(|b| !base_set.contains(&b)));
+                orphan || n.ends_with(".tmp") || n.ends_with(".deleted") || n.ends_with(".cleaned")
+            })
+            .collect();
         let clean_path = dir.join(checkpoint::CLEAN_SHUTDOWN_FILE);
         let clean_marker = fs
             .exists(&clean_path)
             .map_err(io_ctx(format!("stat {}", clean_path.display())))?;
         let (topic, partition) = topic_partition(&dir);
-        let recovery_point =
-            checkpoint::read_small(fs.as_ref(), &dir.join(checkpoint::RECOVERY_POINT_FILE))
-                .map_err(io_ctx(format!("read the recovery point in {d}")))?
+        let read_offset = |name: &str, what: &str| -> Result<Option<i64>> {
+            Ok(checkpoint::read_small(fs.as_ref(), &dir.join(name))
+                .map_err(io_ctx(format!("read {what} in {d}")))?
                 .and_then(|b| {
                     checkpoint::parse_recovery_point(&String::from_utf8_lossy(&b), partition)
-                });
+                }))
+        };
+        let recovery_point = read_offset(checkpoint::RECOVERY_POINT_FILE, "the recovery point")?;
         let max_epoch =
             checkpoint::read_small(fs.as_ref(), &dir.join(checkpoint::LEADER_EPOCH_FILE))
                 .map_err(io_ctx(format!("read the leader epoch checkpoint in {d}")))?
                 .and_then(|b| checkpoint::parse_max_leader_epoch(&String::from_utf8_lossy(&b)))
                 .unwrap_or(0);
-        let (durable_file, durable) = DurableFile::open(fs.as_ref(), &dir)
-            .map_err(io_ctx(format!("open the durable position in {d}")))?;
+        let (durable_seq, durable) = DurableFile::read(fs.as_ref(), &dir)
+            .map_err(io_ctx(format!("read the durable position in {d}")))?;
         // A recovery point is only trusted when it agrees with the durable record (a stale
         // or foreign checkpoint past it would make recovery trust unsynced segments).
         let recovery_point =
             recovery_point.filter(|&r| durable.is_some_and(|d| r <= d.next_offset));
-        if clean_marker {
-            fs.remove_file(&clean_path)
-                .map_err(io_ctx(format!("remove {}", clean_path.display())))?;
-        }
-        fs.sync_dir(&dir)
-            .map_err(io_ctx(format!("fsync directory {d}")))?;
+        let stored_start = read_offset(checkpoint::LOG_START_FILE, "the log start offset")?;
+        let stored_clean =
+            read_offset(super::clean::CLEANER_OFFSET_FILE, "the cleaner checkpoint")?;
+        let horizon =
+            read_offset(super::clean::HORIZON_FILE, "the tombstone horizon")?.unwrap_or(i64::MIN);
 
         let mut segs = Vec::with_capacity(bases.len());
         for &b in &bases {
+            // A segment a swap will become is read from the swap file until then.
+            let log_file = swaps.iter().rev().find(|s| s.base == b).map_or_else(
+                || dir.join(segment::file_name(b, "log")),
+                |s| dir.join(&s.name),
+            );
+            let has = |suffix: &str| names.contains(&segment::file_name(b, suffix));
             segs.push(
-                Segment::open(fs.as_ref(), &dir, b, config.segment_index_bytes, false)
-                    .map_err(io_ctx(format!("open segment {b} in {d}")))?,
+                Segment::open_existing(
+                    fs.as_ref(),
+                    &dir,
+                    b,
+                    config.segment_index_bytes,
+                    &log_file,
+                    has("index"),
+                    has("timeindex"),
+                )
+                .map_err(io_ctx(format!("open segment {b} in {d}")))?,
             );
         }
         let mut rec = Recovery {
@@ -171,8 +196,30 @@ impl Log {
             },
             names: names.iter().map(String::as_str).collect(),
             report: RecoveryReport::default(),
+            plan: Plan::default(),
         };
-        let outcome = rec.run(&mut segs, clean_marker, recovery_point, durable)?;
+        let outcome = rec
+            .run(&mut segs, clean_marker, recovery_point, durable)
+            .map_err(|e| name_swap_file(e, &swaps))?;
+
+        // Phase 2: every check passed; now change the directory. First whatever makes
+        // the directory a consistent one (swaps, leftovers), then the clean-shutdown
+        // marker goes, synced before any write, so a crash from here on is seen as one;
+        // then what recovery decided.
+        super::clean::finish_swaps(fs.as_ref(), &dir, &swaps)?;
+        for n in leftovers {
+            fs.remove_file(&dir.join(n))
+                .map_err(io_ctx(format!("remove {d}/{n}")))?;
+        }
+        let durable_file = DurableFile::create(fs.as_ref(), &dir, durable_seq)
+            .map_err(io_ctx(format!("open the durable position in {d}")))?;
+        if clean_marker {
+            fs.remove_file(&clean_path)
+                .map_err(io_ctx(format!("remove {}", clean_path.display())))?;
+        }
+        fs.sync_dir(&dir)
+            .map_err(io_ctx(format!("fsync directory {d}")))?;
+        rec.apply(&segs)?;
         let mut report = rec.report;
         if segs.is_empty() {
             let seg = Segment::open(fs.as_ref(), &dir, 0, config.segment_index_bytes, true)
@@ -222,27 +269,8 @@ impl Log {
             }
         }
         // A log start raised by delete_records; never below the first segment nor past the end.
-        let stored_start =
-            checkpoint::read_small(fs.as_ref(), &dir.join(checkpoint::LOG_START_FILE))
-                .map_err(io_ctx(format!(
-                    "read {}",
-                    dir.join(checkpoint::LOG_START_FILE).display()
-                )))?
-                .and_then(|b| {
-                    checkpoint::parse_recovery_point(&String::from_utf8_lossy(&b), partition)
-                });
         let log_start = stored_start.map_or(segs[0].base, |o| o.clamp(segs[0].base, next_offset));
-        let stored_clean =
-            checkpoint::read_small(fs.as_ref(), &dir.join(super::clean::CLEANER_OFFSET_FILE))
-                .map_err(io_ctx(format!("read the cleaner checkpoint in {d}")))?
-                .and_then(|b| {
-                    checkpoint::parse_recovery_point(&String::from_utf8_lossy(&b), partition)
-                });
         let cleaner_offset = stored_clean.map_or(0, |o| o.clamp(0, next_offset));
-        let horizon = checkpoint::read_small(fs.as_ref(), &dir.join(super::clean::HORIZON_FILE))
-            .map_err(io_ctx(format!("read the tombstone horizon in {d}")))?
-            .and_then(|b| checkpoint::parse_recovery_point(&String::from_utf8_lossy(&b), partition))
-            .unwrap_or(i64::MIN);
         let log = Log {
             dir: dir.clone(),
             topic,
@@ -318,6 +346,24 @@ struct Recovery<'a> {
     rules: segment::Rules,
     names: std::collections::HashSet<&'a str>,
     report: RecoveryReport,
+    plan: Plan,
+}
+
+/// What recovery decided to change on disk. [`Recovery::run`] only reads (the segments'
+/// state in memory already is the recovered one); [`Recovery::apply`] writes this once
+/// every check passed.
+#[derive(Default)]
+struct Plan {
+    /// Segments (indexes into the recovered list) whose index files are rewritten from
+    /// the entries in memory, and whether they are then synced (rebuilt below the
+    /// recovery point, they must be as durable as the log).
+    index_writes: std::collections::BTreeMap<usize, bool>,
+    /// Empty stray segments to remove (no longer in the list).
+    strays: Vec<Segment>,
+    /// A torn tail: the segment (index into the list) and the length it is cut to.
+    cut: Option<(usize, u64)>,
+    /// The segments after the torn tail, to remove (no longer in the list).
+    after_cut: Vec<Segment>,
 }
 
 impl Recovery<'_> {
@@ -342,11 +388,12 @@ impl Recovery<'_> {
             .contains(segment::file_name(seg.base, suffix).as_str())
     }
 
-    /// Loads a trusted segment's indexes; rebuilds them from the log if missing or
-    /// insane (the log must then be entirely valid: it is below the durable point).
-    /// Returns the offset after the segment's last batch if `need_end` (from the
-    /// headers after the last index entry, or from the rebuild's full scan).
-    fn load_indexes(&mut self, seg: &Segment, active: bool, need_end: bool) -> Result<Option<i64>> {
+    /// Loads the indexes of trusted segment `idx`; rebuilds them (in memory; written by
+    /// `apply`) from the log if missing or insane (the log must then be entirely valid:
+    /// it is below the durable point). Returns the offset after the segment's last batch
+    /// if `need_end` (from the headers after the last index entry, or from the
+    /// rebuild's full scan).
+    fn load_indexes(&mut self, seg: &Segment, idx: usize, need_end: bool) -> Result<Option<i64>> {
         let size = seg.size();
         let sane = self.has_file(seg, "index")
             && self.has_file(seg, "timeindex")
@@ -393,13 +440,8 @@ impl Recovery<'_> {
         }
         // The segment lies below the recovery point, so its rebuilt indexes must be
         // durable like the rest of it.
-        seg.install_scan(&scan, active)
-            .and_then(|()| seg.offset_index.sync())
-            .and_then(|()| seg.time_index.sync())
-            .map_err(io_ctx(format!(
-                "rewrite the indexes of {}",
-                seg.log_path.display()
-            )))?;
+        seg.adopt_scan(&scan);
+        self.plan.index_writes.insert(idx, true);
         Ok(Some(scan.next_offset.unwrap_or(seg.base)))
     }
 
@@ -581,7 +623,7 @@ impl Recovery<'_> {
             }
             // The clean path below reads the active segment's end itself.
             let need_end = !(clean && i == last);
-            expected_base = self.load_indexes(seg, i == last, need_end)?;
+            expected_base = self.load_indexes(seg, i, need_end)?;
         }
         if clean {
             // Find the log end offset from the last index entry of the active segment.
@@ -630,11 +672,7 @@ impl Recovery<'_> {
                 && i + 1 < segs.len()
                 && expected_base.is_some_and(|e| segs[i].base < e)
             {
-                log::warn!(
-                    "{}: removing an empty segment that overlaps the previous one",
-                    segs[i].log_path.display()
-                );
-                segs.remove(i).remove_files(self.fs)?;
+                self.plan.strays.push(segs.remove(i));
                 continue;
             }
             let seg = &segs[i];
@@ -696,11 +734,8 @@ impl Recovery<'_> {
                 )?;
                 return check_durable_end(outcome, durable, &segs[cut_seg]);
             }
-            let is_last = i + 1 == segs.len();
-            seg.install_scan(&scan, is_last).map_err(io_ctx(format!(
-                "rewrite the indexes of {}",
-                seg.log_path.display()
-            )))?;
+            seg.adopt_scan(&scan);
+            self.plan.index_writes.entry(i).or_insert(false);
             expected_base = Some(scan.next_offset.unwrap_or(seg.base));
             outcome.next_offset = Some(scan.next_offset.unwrap_or(seg.base));
             outcome.bytes_since_index = scan.bytes_since_index;
@@ -708,6 +743,54 @@ impl Recovery<'_> {
             i += 1;
         }
         check_durable_end(outcome, durable, &segs[segs.len() - 1])
+    }
+
+    /// Carries out the plan `run` made: index files, stray segments, the cut and the
+    /// segments after it. Only I/O can fail here. The clean-shutdown marker is gone by
+    /// now, so after a crash part-way the next open scans from the recovery point again
+    /// and reaches the same log.
+    fn apply(&mut self, segs: &[Segment]) -> Result<()> {
+        let plan = std::mem::take(&mut self.plan);
+        let fs = self.fs;
+        for seg in segs {
+            seg.create_index_files(fs).map_err(io_ctx(format!(
+                "create the indexes of {}",
+                seg.log_path.display()
+            )))?;
+        }
+        let last = segs.len().saturating_sub(1);
+        for (&idx, &sync) in &plan.index_writes {
+            let seg = &segs[idx];
+            seg.write_indexes(idx == last)
+                .and_then(|()| {
+                    if sync {
+                        seg.offset_index.sync()?;
+                        seg.time_index.sync()?;
+                    }
+                    Ok(())
+                })
+                .map_err(io_ctx(format!(
+                    "rewrite the indexes of {}",
+                    seg.log_path.display()
+                )))?;
+        }
+        for s in &plan.strays {
+            log::warn!(
+                "{}: removing an empty segment that overlaps the previous one",
+                s.log_path.display()
+            );
+            s.remove_files(fs)?;
+        }
+        if let Some((idx, pos)) = plan.cut {
+            let seg = &segs[idx];
+            seg.log
+                .set_len(pos)
+                .map_err(io_ctx(format!("truncate {}", seg.log_path.display())))?;
+        }
+        for s in &plan.after_cut {
+            s.remove_files(fs)?;
+        }
+        Ok(())
     }
 
     /// Why a segment at `base` cannot follow one that ends before offset `expected`, if
@@ -729,7 +812,8 @@ impl Recovery<'_> {
         }
     }
 
-    /// Cuts segment `idx` at `pos` and removes every later segment.
+    /// Cuts segment `idx` at `pos` and drops every later segment (in memory; `apply`
+    /// truncates and removes the files).
     fn truncate_tail(
         &mut self,
         segs: &mut Vec<Segment>,
@@ -742,16 +826,13 @@ impl Recovery<'_> {
         let seg = &segs[idx];
         let mut bytes_removed = seg.size() - pos;
         let mut highest = scan.and_then(|s| s.next_offset).unwrap_or(seg.base);
-        seg.log
-            .set_len(pos)
-            .map_err(io_ctx(format!("truncate {}", seg.log_path.display())))?;
-        seg.size.store(pos, Ordering::Release);
+        // What the segment holds once cut: its first `pos` bytes.
         let kept = segment::scan(seg.log.as_ref(), pos, self.params(seg))
             .map_err(io_ctx(format!("scan {}", seg.log_path.display())))?;
-        seg.install_scan(&kept, true).map_err(io_ctx(format!(
-            "rewrite the indexes of {}",
-            seg.log_path.display()
-        )))?;
+        seg.size.store(pos, Ordering::Release);
+        seg.adopt_scan(&kept);
+        self.plan.cut = Some((idx, pos));
+        self.plan.index_writes.entry(idx).or_insert(false);
         let new_end = kept.next_offset.unwrap_or(seg.base);
         let path = seg.log_path.clone();
         let later: Vec<Segment> = segs.drain(idx + 1..).collect();
@@ -764,7 +845,7 @@ impl Recovery<'_> {
             {
                 highest = highest.max(n);
             }
-            s.remove_files(self.fs)?;
+            self.plan.after_cut.push(s);
         }
         self.report.truncation = Some(Truncation {
             path,
@@ -778,6 +859,30 @@ impl Recovery<'_> {
         outcome.bytes_since_index = kept.bytes_since_index;
         outcome.first_batch_timestamp = kept.first_batch_max_timestamp;
         Ok(())
+    }
+}
+
+/// Damage found in a segment that an unfinished swap is to become lies in the swap
+/// file (nothing was renamed yet): the error names that file.
+fn name_swap_file(e: Error, swaps: &[super::clean::PendingSwap]) -> Error {
+    match e {
+        Error::Corruption {
+            path,
+            position,
+            reason,
+        } => {
+            let swap = swaps.iter().rev().find(|s| {
+                path.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n == segment::file_name(s.base, "log"))
+            });
+            let path = match (swap, path.parent()) {
+                (Some(s), Some(dir)) => dir.join(&s.name),
+                _ => path,
+            };
+            Error::corruption(path, position, reason)
+        }
+        e => e,
     }
 }
 
