@@ -837,11 +837,10 @@ fn open(fs: &SimFs) -> Result<Log> {
     Log::open_with_fs(Arc::new(fs.clone()), FUZZ_DIR, fuzz_config())
 }
 
-/// The `.log` files that hold data, with their contents.
-fn log_files(fs: &SimFs) -> Vec<(PathBuf, Vec<u8>)> {
+/// Every file of the partition directory, with its contents.
+fn dir_files(fs: &SimFs) -> Vec<(PathBuf, Vec<u8>)> {
     fs.files(Path::new(FUZZ_DIR))
         .into_iter()
-        .filter(|(p, len)| *len > 0 && p.extension().is_some_and(|e| e == "log"))
         .filter_map(|(p, _)| fs.read_file(&p).map(|data| (p, data)))
         .collect()
 }
@@ -850,8 +849,8 @@ fn log_files(fs: &SimFs) -> Vec<(PathBuf, Vec<u8>)> {
 /// into a directory image (see the module docs) and opens it on `SimFs`.
 ///
 /// If opening fails, the error must be `Corruption` (on a fault-free `SimFs` nothing
-/// else can go wrong), no `.log` file holding data may have changed or gone, and opening
-/// again must fail the same way (I5). If it succeeds: every batch from the log start to the log end is read
+/// else can go wrong), the directory must be byte-for-byte unchanged (no file changed,
+/// created or removed), and opening again must fail the same way (I5). If it succeeds: every batch from the log start to the log end is read
 /// (contiguous offsets), timestamp lookups must agree with a scan, one batch is appended
 /// and flushed and must read back; a power cut right then must recover the same log;
 /// after a clean close the log must reopen cleanly with the same end offset and contents.
@@ -860,7 +859,7 @@ fn log_files(fs: &SimFs) -> Vec<(PathBuf, Vec<u8>)> {
 /// Only if one of those invariants is violated.
 pub fn fuzz_recover_log(data: &[u8]) {
     let fs = decode_image(data);
-    let before = log_files(&fs);
+    let before = dir_files(&fs);
     let log = match open(&fs) {
         Ok(log) => log,
         Err(e) => {
@@ -869,8 +868,8 @@ pub fn fuzz_recover_log(data: &[u8]) {
                 "open of a directory image failed with {e:?}, not Corruption"
             );
             assert!(
-                log_files(&fs) == before,
-                "open failed with `{e}` but changed or removed segment data"
+                dir_files(&fs) == before,
+                "I5: open failed with `{e}` but changed, created or removed files"
             );
             match open(&fs) {
                 Ok(_) => panic!("I5: open failed with `{e}`, then succeeded on the same image"),
