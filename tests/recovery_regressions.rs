@@ -561,3 +561,31 @@ fn a_failed_open_leaves_the_directory_byte_for_byte_unchanged() {
         }
     }
 }
+
+/// A compaction swap is checked before it is finished, and a failed open leaves it
+/// unfinished: here the swap file scans clean with any leader epoch, but its batches
+/// carry epoch 5 where the log allows 0, which recovery finds. The error names the swap
+/// file (the damage is there; nothing was renamed), and the directory is unchanged.
+#[test]
+fn damage_in_an_unfinished_swap_is_reported_in_the_swap_file_and_nothing_is_changed() {
+    let (fs, log) = three_segments();
+    log.close().unwrap();
+    let mut swap = fs.read_file(&dir().join(seg_name(0))).unwrap();
+    swap[12..16].copy_from_slice(&5i32.to_be_bytes()); // partitionLeaderEpoch, outside the CRC
+    fs.write_file(&dir().join("00000000000000000000.log.swap"), swap);
+    let before = snapshot(&fs);
+    match open_sim(&fs, small_config()) {
+        Err(streamlog::Error::Corruption { path, reason, .. }) => {
+            assert!(
+                path.ends_with("00000000000000000000.log.swap"),
+                "{path:?}: {reason}"
+            );
+            assert!(reason.contains("partitionLeaderEpoch"), "{reason}");
+        }
+        other => panic!("{:?}", other.map(|l| l.log_end_offset())),
+    }
+    assert!(
+        snapshot(&fs) == before,
+        "the failed open changed the directory"
+    );
+}

@@ -20,10 +20,11 @@
 //! (2) rename it to `<base>.log.swap` and sync the directory: from here the new data is
 //! committed, (3) unlink the group's old files and sync the directory, (4) rename the
 //! swap to `<base>.log`, write fresh index files, sync. Opening a directory finishes a
-//! swap it finds ([`plan_swaps`], [`finish_swaps`]) and deletes `.cleaned` files (rolling back an
-//! unfinished write). The last batch of a group is always kept, if need be with no
-//! records, so the swap file alone tells which offsets it replaces. Readers holding the
-//! old snapshot keep reading the old files through their open handles.
+//! swap it finds ([`plan_swaps`] checks it, [`finish_swaps`] applies it once the whole
+//! directory passed its checks) and deletes `.cleaned` files (rolling back an unfinished
+//! write). The last batch of a group is always kept, if need be with no records, so the
+//! swap file alone tells which offsets it replaces. Readers holding the old snapshot
+//! keep reading the old files through their open handles.
 
 use std::collections::HashMap;
 use std::path::Path;
