@@ -844,11 +844,10 @@ fn open(fs: &SimFs) -> Result<Log> {
     Log::open_with_fs(Arc::new(fs.clone()), FUZZ_DIR, fuzz_config())
 }
 
-/// The `.log` files that hold data, with their contents.
-fn log_files(fs: &SimFs) -> Vec<(PathBuf, Vec<u8>)> {
+/// Every file of the partition directory, with its contents.
+fn dir_files(fs: &SimFs) -> Vec<(PathBuf, Vec<u8>)> {
     fs.files(Path::new(FUZZ_DIR))
         .into_iter()
-        .filter(|(p, len)| *len > 0 && p.extension().is_some_and(|e| e == "log"))
         .filter_map(|(p, _)| fs.read_file(&p).map(|data| (p, data)))
         .collect()
 }
@@ -857,17 +856,20 @@ fn log_files(fs: &SimFs) -> Vec<(PathBuf, Vec<u8>)> {
 /// into a directory image (see the module docs) and opens it on `SimFs`.
 ///
 /// If opening fails, the error must be `Corruption` (on a fault-free `SimFs` nothing
-/// else can go wrong), no `.log` file holding data may have changed or gone, and opening
-/// again must fail the same way (I5). If it succeeds: every batch from the log start to the log end is read
-/// (contiguous offsets), timestamp lookups must agree with a scan, one batch is appended
-/// and flushed and must read back; a power cut right then must recover the same log;
-/// after a clean close the log must reopen cleanly with the same end offset and contents.
+/// else can go wrong), the directory must be byte-for-byte unchanged (no file changed,
+/// created or removed), and opening again must fail the same way (I5). If it succeeds:
+/// every batch from the log start to the log end is read (contiguous offsets),
+/// timestamp lookups must agree with a scan, one batch is appended and flushed and must
+/// read back; a power cut right then must recover the same log; after a clean close the
+/// log must reopen cleanly with the same end offset and contents. Only if that first
+/// read found damage (flushed data an open need not check, DESIGN.md 5) may the later
+/// opens fail instead, with `Corruption` in the bytes of the image.
 ///
 /// # Panics
 /// Only if one of those invariants is violated.
 pub fn fuzz_recover_log(data: &[u8]) {
     let fs = decode_image(data);
-    let before = log_files(&fs);
+    let before = dir_files(&fs);
     let log = match open(&fs) {
         Ok(log) => log,
         Err(e) => {
@@ -876,8 +878,8 @@ pub fn fuzz_recover_log(data: &[u8]) {
                 "open of a directory image failed with {e:?}, not Corruption"
             );
             assert!(
-                log_files(&fs) == before,
-                "open failed with `{e}` but changed or removed segment data"
+                dir_files(&fs) == before,
+                "I5: open failed with `{e}` but changed, created or removed files"
             );
             match open(&fs) {
                 Ok(_) => panic!("I5: open failed with `{e}`, then succeeded on the same image"),
@@ -889,13 +891,52 @@ pub fn fuzz_recover_log(data: &[u8]) {
             return;
         }
     };
-    exercise(&fs, log, data.len());
+    exercise(&fs, log, data.len(), &before);
 }
 
-fn exercise(fs: &SimFs, log: Log, salt: usize) {
+/// Whether `e` reports damage to bytes the image held before the log was opened: a
+/// `Corruption` naming a file of `image` at a position inside its original contents.
+fn is_damage_in(e: &Error, image: &[(PathBuf, Vec<u8>)]) -> bool {
+    match e {
+        Error::Corruption { path, position, .. } => image
+            .iter()
+            .any(|(p, data)| p == path && *position < data.len() as u64),
+        _ => false,
+    }
+}
+
+/// The log recovered from a power cut right after a flush holds what the flushed log
+/// held (I1, I5).
+fn check_power_cut(crashed: Log, bounds: (i64, i64), flushed: &Result<Contents>) {
+    assert_eq!(
+        (crashed.log_start_offset(), crashed.log_end_offset()),
+        bounds,
+        "I1: a power cut after a flush lost or invented offsets"
+    );
+    if let Ok(c1) = flushed {
+        let c2 = read_contents(&crashed).unwrap_or_else(|e| {
+            panic!("I1: after a power cut the flushed log cannot be read: {e}")
+        });
+        assert_eq!(&c2, c1, "I1/I5: a power cut after a flush changed the log");
+    }
+    crashed
+        .close()
+        .unwrap_or_else(|e| panic!("close of the recovered image failed: {e}"));
+}
+
+fn exercise(fs: &SimFs, log: Log, salt: usize, image: &[(PathBuf, Vec<u8>)]) {
     let start = log.log_start_offset();
     let end = log.log_end_offset();
     let initial = read_contents(&log);
+    // Flushed data the open did not have to check can be damaged: a clean open scans
+    // nothing and trusts the segments below the recovery point (DESIGN.md 5), so the
+    // damage shows at the first read. Once a power cut makes recovery scan such a
+    // segment, or an index found damaged at a reopen makes it rebuild one, that open
+    // reports the same damage. That is loud corruption (I6), not a recovery that
+    // differs (I5): such an open may fail, with `Corruption` in the image's own bytes.
+    // A log whose every batch read back fine gets no such allowance.
+    let damaged = matches!(&initial, Err(e) if e.is_corruption());
+    let names_old_damage = |e: &Error| damaged && is_damage_in(e, image);
     if let Ok(c) = &initial {
         check_timestamps(&log, c);
     }
@@ -958,32 +999,20 @@ fn exercise(fs: &SimFs, log: Log, salt: usize) {
     let answers = after.as_ref().ok().map(|c| check_timestamps(&log, c));
 
     // I1/I5: a power cut now (everything flushed) recovers the same log.
-    {
-        let image = fs.crash_image(CrashImage::DropAll);
-        let crashed = open(&image).unwrap_or_else(|e| {
-            panic!("I5: the image of a power cut after a flush does not open: {e}")
-        });
-        assert_eq!(
-            (crashed.log_start_offset(), crashed.log_end_offset()),
-            (start, end + 3),
-            "I1: a power cut after a flush lost or invented offsets"
-        );
-        if let Ok(c1) = &after {
-            let c2 = read_contents(&crashed).unwrap_or_else(|e| {
-                panic!("I1: after a power cut the flushed log cannot be read: {e}")
-            });
-            assert_eq!(&c2, c1, "I1/I5: a power cut after a flush changed the log");
-        }
-        crashed
-            .close()
-            .unwrap_or_else(|e| panic!("close of the recovered image failed: {e}"));
+    match open(&fs.crash_image(CrashImage::DropAll)) {
+        Err(e) if names_old_damage(&e) => {}
+        Err(e) => panic!("I5: the image of a power cut after a flush does not open: {e}"),
+        Ok(crashed) => check_power_cut(crashed, (start, end + 3), &after),
     }
 
     // I5: a clean close reopens cleanly to the same log.
     log.close()
         .unwrap_or_else(|e| panic!("close on a fault-free SimFs failed: {e}"));
-    let reopened =
-        open(fs).unwrap_or_else(|e| panic!("I5: reopen after a clean close failed: {e}"));
+    let reopened = match open(fs) {
+        Err(e) if names_old_damage(&e) => return,
+        Err(e) => panic!("I5: reopen after a clean close failed: {e}"),
+        Ok(log) => log,
+    };
     assert!(
         reopened.recovery_report().clean_shutdown,
         "a clean close did not give a clean reopen: {:?}",

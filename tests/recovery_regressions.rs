@@ -333,3 +333,259 @@ fn empty_segments_after_a_crash_are_torn_tails_not_strays() {
         }
     }
 }
+
+/// Three segments, 0 (offsets 0..=5), 6 (6..=11) and 12 (12..=17), written by a real log
+/// that is still open.
+fn three_segments() -> (SimFs, streamlog::log::Log) {
+    let fs = SimFs::new();
+    let log = open_sim(&fs, small_config()).unwrap();
+    for tag in 0..9u64 {
+        log.append(&mut batch(tag, 2, Compression::None)).unwrap();
+        if tag == 2 || tag == 5 {
+            log.roll().unwrap();
+        }
+    }
+    let bases: Vec<i64> = log.segments().iter().map(|s| s.base_offset).collect();
+    assert_eq!(bases, [0, 6, 12]);
+    (fs, log)
+}
+
+/// Appends to `<base>.log` a CRC-valid batch of two records at offsets `at` and `at + 1`
+/// (the base offset is outside the CRC), as a segment that overlaps the next one holds.
+fn append_batch_at(fs: &SimFs, base: i64, at: i64) {
+    let path = dir().join(seg_name(base));
+    let mut data = fs.read_file(&path).unwrap();
+    let mut b = batch(100, 2, Compression::None);
+    b[..8].copy_from_slice(&at.to_be_bytes());
+    data.extend_from_slice(&b);
+    fs.write_file(&path, data);
+}
+
+fn assert_overlap_is_corruption(fs: &SimFs, later: i64, case: &str) {
+    match open_sim(fs, small_config()) {
+        Err(streamlog::Error::Corruption {
+            path,
+            position,
+            reason,
+        }) => {
+            assert!(
+                path.ends_with(seg_name(later)),
+                "{case}: {path:?}: {reason}"
+            );
+            assert_eq!(position, 0, "{case}: {reason}");
+            assert!(reason.contains("overlaps"), "{case}: {reason}");
+        }
+        Err(e) => panic!("{case}: not Corruption: {e}"),
+        Ok(log) => {
+            // One batch per read, as a consumer with a small budget reads.
+            let mut served = Vec::new();
+            let mut next = log.log_start_offset();
+            while next < log.log_end_offset() {
+                match log.read(next, 1) {
+                    Ok(bs) if !bs.is_empty() => {
+                        served.extend(bs.iter().map(|b| (b.base_offset(), b.last_offset())));
+                        next = bs[bs.len() - 1].last_offset() + 1;
+                    }
+                    other => {
+                        served.push((next, -1));
+                        eprintln!("{case}: read({next}): {other:?}");
+                        break;
+                    }
+                }
+            }
+            panic!("{case}: overlapping segments were accepted; batches served: {served:?}");
+        }
+    }
+}
+
+/// Fuzz finding `overlapping-segment-below-recovery-point.bin` (issue 19, item 10): with
+/// the recovery point in segment 12, segments 0 and 6 are trusted without a scan and the
+/// scan starts at segment 12, whose base was never checked against where segment 6
+/// ends. A segment 6 that runs on to offset 13 overlapped segment 12, the open
+/// succeeded, and offsets 12..=13 were served twice (I2, I3). The same overlap inside
+/// the trusted part (a clean reopen scans nothing) went unnoticed too. Both lie in
+/// flushed data, so both are Corruption naming the later segment at position 0.
+#[test]
+fn overlapping_segments_below_the_recovery_point_are_corruption() {
+    // After a crash: segments 0 and 6 lie below the recovery point (12), segment 12 is
+    // scanned; segment 6 now ends at offset 13.
+    let (fs, log) = three_segments();
+    log.flush().unwrap();
+    std::mem::forget(log);
+    let img = fs.crash_image(CrashImage::DropAll);
+    append_batch_at(&img, 6, 12);
+    assert_overlap_is_corruption(&img, 12, "crash, overlap where the scan starts");
+
+    // After a clean close every segment is trusted: segment 0 now ends at offset 7.
+    let (fs, log) = three_segments();
+    log.close().unwrap();
+    append_batch_at(&fs, 0, 6);
+    assert_overlap_is_corruption(&fs, 6, "clean close, overlap in the trusted part");
+
+    // Control: the untouched images open and read back every offset.
+    for clean in [false, true] {
+        let (fs, log) = three_segments();
+        let img = if clean {
+            log.close().unwrap();
+            fs
+        } else {
+            log.flush().unwrap();
+            std::mem::forget(log);
+            fs.crash_image(CrashImage::DropAll)
+        };
+        let log = open_sim(&img, small_config()).unwrap();
+        assert_eq!(read_all(&log).unwrap().len(), 18, "clean {clean}");
+    }
+}
+
+/// Every file of the partition directory with its bytes.
+fn snapshot(fs: &SimFs) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    fs.files(&dir())
+        .into_iter()
+        .map(|(p, _)| {
+            let data = fs.read_file(&p).unwrap();
+            (p, data)
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Damage {
+    None,
+    /// A flipped bit in the records of segment 12's first batch.
+    Crc,
+    /// Segment 6 is gone: segment 12 does not follow segment 0.
+    Gap,
+}
+
+/// [`three_segments`] after a clean close or a crash right after a flush, with what a
+/// successful open changes: two empty stray segments inside segments 0 and 6, an orphan
+/// index, leftover `.deleted` and `.tmp` files, a compaction swap to finish (and, after a
+/// clean close, the clean-shutdown marker); and `damage` to flushed data.
+fn image_with_leftovers(clean: bool, damage: Damage) -> SimFs {
+    let (fs, log) = three_segments();
+    let img = if clean {
+        log.close().unwrap();
+        fs
+    } else {
+        log.flush().unwrap();
+        std::mem::forget(log);
+        fs.crash_image(CrashImage::DropAll)
+    };
+    let put = |name: &str, data: Vec<u8>| img.write_file(&dir().join(name), data);
+    put(&seg_name(2), Vec::new());
+    put(&seg_name(8), Vec::new());
+    put("00000000000000000009.index", vec![0; 8]);
+    put("00000000000000000003.log.deleted", b"deleted".to_vec());
+    put(
+        "recovery-point-offset-checkpoint.tmp",
+        b"0\n1\nclicks 0 3\n".to_vec(),
+    );
+    let seg0 = img.read_file(&dir().join(seg_name(0))).unwrap();
+    put("00000000000000000000.log.swap", seg0);
+    match damage {
+        Damage::None => {}
+        Damage::Crc => {
+            let path = dir().join(seg_name(12));
+            let mut data = img.read_file(&path).unwrap();
+            data[70] ^= 0x10;
+            img.write_file(&path, data);
+        }
+        Damage::Gap => img.delete_file(&dir().join(seg_name(6))),
+    }
+    img
+}
+
+/// Fuzz finding `failed-open-deletes-empty-segments.bin` (issue 19, item 10): an open
+/// that ended in `Corruption` had already deleted two empty stray segments and the
+/// clean-shutdown marker (and leftover files, an orphan index, rewritten indexes,
+/// finished a compaction swap), so the next open of the same image saw another
+/// directory, and even succeeded. I5: a failed open changes nothing. Open now checks
+/// everything before it changes anything.
+#[test]
+fn a_failed_open_leaves_the_directory_byte_for_byte_unchanged() {
+    for clean in [true, false] {
+        for damage in [Damage::Crc, Damage::Gap] {
+            let case = format!("clean {clean}, {damage:?}");
+            let img = image_with_leftovers(clean, damage);
+            let before = snapshot(&img);
+            let first = match open_sim(&img, small_config()) {
+                Err(e) if e.is_corruption() => e.to_string(),
+                Err(e) => panic!("{case}: not Corruption: {e}"),
+                Ok(_) => panic!("{case}: damaged flushed data opened"),
+            };
+            let after: Vec<_> = snapshot(&img);
+            let changed: Vec<_> = before
+                .iter()
+                .filter(|f| !after.contains(f))
+                .map(|(p, _)| p.display().to_string())
+                .chain(
+                    after
+                        .iter()
+                        .filter(|f| !before.contains(f))
+                        .map(|(p, _)| format!("+{}", p.display())),
+                )
+                .collect();
+            assert!(
+                changed.is_empty(),
+                "{case}: the open failed ({first}) but changed {changed:?}"
+            );
+            match open_sim(&img, small_config()) {
+                Err(e) => assert_eq!(e.to_string(), first, "{case}: second open"),
+                Ok(_) => panic!("{case}: failed with `{first}`, then opened"),
+            }
+        }
+    }
+    // Control: undamaged, the same image opens, and only then is it cleaned up.
+    for clean in [true, false] {
+        let img = image_with_leftovers(clean, Damage::None);
+        let log = open_sim(&img, small_config()).unwrap();
+        assert_eq!(read_all(&log).unwrap().len(), 18, "clean {clean}");
+        let bases: Vec<i64> = log.segments().iter().map(|s| s.base_offset).collect();
+        assert_eq!(bases, [0, 6, 12], "clean {clean}");
+        let names: Vec<String> = img
+            .files(&dir())
+            .iter()
+            .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        for gone in [
+            seg_name(2),
+            seg_name(8),
+            "00000000000000000009.index".into(),
+            "00000000000000000003.log.deleted".into(),
+            "recovery-point-offset-checkpoint.tmp".into(),
+            "00000000000000000000.log.swap".into(),
+            ".kafka_cleanshutdown".into(),
+        ] {
+            assert!(!names.contains(&gone), "clean {clean}: {gone} is left");
+        }
+    }
+}
+
+/// A compaction swap is checked before it is finished, and a failed open leaves it
+/// unfinished: here the swap file scans clean with any leader epoch, but its batches
+/// carry epoch 5 where the log allows 0, which recovery finds. The error names the swap
+/// file (the damage is there; nothing was renamed), and the directory is unchanged.
+#[test]
+fn damage_in_an_unfinished_swap_is_reported_in_the_swap_file_and_nothing_is_changed() {
+    let (fs, log) = three_segments();
+    log.close().unwrap();
+    let mut swap = fs.read_file(&dir().join(seg_name(0))).unwrap();
+    swap[12..16].copy_from_slice(&5i32.to_be_bytes()); // partitionLeaderEpoch, outside the CRC
+    fs.write_file(&dir().join("00000000000000000000.log.swap"), swap);
+    let before = snapshot(&fs);
+    match open_sim(&fs, small_config()) {
+        Err(streamlog::Error::Corruption { path, reason, .. }) => {
+            assert!(
+                path.ends_with("00000000000000000000.log.swap"),
+                "{path:?}: {reason}"
+            );
+            assert!(reason.contains("partitionLeaderEpoch"), "{reason}");
+        }
+        other => panic!("{:?}", other.map(|l| l.log_end_offset())),
+    }
+    assert!(
+        snapshot(&fs) == before,
+        "the failed open changed the directory"
+    );
+}

@@ -158,9 +158,15 @@ pub struct DurableFile {
 }
 
 impl DurableFile {
-    /// Opens or creates the file and reads the newest valid slot.
-    pub fn open(fs: &dyn FileSystem, dir: &Path) -> std::io::Result<(Self, Option<DurablePoint>)> {
-        let file = fs.open(&dir.join(DURABLE_FILE), true)?;
+    /// Reads the newest valid slot without creating or changing anything: its sequence
+    /// number (0 if none) and the point (`None` if the file is missing or has no valid
+    /// slot).
+    pub fn read(fs: &dyn FileSystem, dir: &Path) -> std::io::Result<(u64, Option<DurablePoint>)> {
+        let path = dir.join(DURABLE_FILE);
+        if !fs.exists(&path)? {
+            return Ok((0, None));
+        }
+        let file = fs.open(&path, false)?;
         let len = file.len()?;
         let mut slots = Vec::new();
         for at in [0, SLOT_STRIDE] {
@@ -172,8 +178,14 @@ impl DurableFile {
             .iter()
             .filter_map(|b| decode_slot(b))
             .max_by_key(|(seq, _)| *seq);
-        let seq = best.map_or(0, |(s, _)| s);
-        Ok((DurableFile { file, seq }, best.map(|(_, p)| p)))
+        Ok((best.map_or(0, |(s, _)| s), best.map(|(_, p)| p)))
+    }
+
+    /// Opens (creating if missing) the file to write the slots after sequence `seq`, as
+    /// [`read`](Self::read) returned it.
+    pub fn create(fs: &dyn FileSystem, dir: &Path, seq: u64) -> std::io::Result<Self> {
+        let file = fs.open(&dir.join(DURABLE_FILE), true)?;
+        Ok(DurableFile { file, seq })
     }
 
     /// Writes the next slot and fdatasyncs it.
@@ -206,8 +218,13 @@ mod tests {
         let fs = crate::fs::SimFs::new();
         let dir = Path::new("/p");
         fs.create_dir_all(dir).unwrap();
-        let (mut f, none) = DurableFile::open(&fs, dir).unwrap();
-        assert_eq!(none, None);
+        let (seq, none) = DurableFile::read(&fs, dir).unwrap();
+        assert_eq!((seq, none), (0, None));
+        assert!(
+            !fs.exists(&dir.join(DURABLE_FILE)).unwrap(),
+            "read creates nothing"
+        );
+        let mut f = DurableFile::create(&fs, dir, seq).unwrap();
         let a = DurablePoint {
             segment_base: 0,
             position: 100,
@@ -222,12 +239,12 @@ mod tests {
         };
         f.write(a).unwrap();
         f.write(b).unwrap();
-        assert_eq!(DurableFile::open(&fs, dir).unwrap().1, Some(b));
+        assert_eq!(DurableFile::read(&fs, dir).unwrap().1, Some(b));
         // Damage the newer slot: the older one is used.
         let path = dir.join(DURABLE_FILE);
         let mut data = fs.read_file(&path).unwrap();
         data[16] ^= 0xff; // slot 0 (bytes 0..64) holds seq 2
         fs.write_file(&path, data);
-        assert_eq!(DurableFile::open(&fs, dir).unwrap().1, Some(a));
+        assert_eq!(DurableFile::read(&fs, dir).unwrap().1, Some(a));
     }
 }

@@ -111,6 +111,37 @@ impl<E: Entry> Index<E> {
         })
     }
 
+    /// Opens the index file at `path` if `exists`, without reading it; otherwise the
+    /// file is left uncreated until [`create_if_missing`](Self::create_if_missing)
+    /// (recovery opens a directory without changing it until every check passed).
+    pub fn open_existing(
+        fs: &dyn FileSystem,
+        path: &Path,
+        index_bytes: u64,
+        read_from: Option<&Path>,
+    ) -> std::io::Result<Self> {
+        // Read from another name (a swap file about to be renamed to `path`): the
+        // handle stays the file's after the rename.
+        let file = read_from.map(|from| fs.open(from, false)).transpose()?;
+        Ok(Index {
+            path: path.to_path_buf(),
+            file: parking_lot::RwLock::new(file),
+            entries: RwLock::new(Vec::new()),
+            max_entries: (index_bytes / E::SIZE) as usize,
+        })
+    }
+
+    /// Creates the file of an index opened by [`open_existing`](Self::open_existing)
+    /// without one (empty; the entries in memory are written by [`rewrite`](Self::rewrite)).
+    /// Not for a released index.
+    pub fn create_if_missing(&self, fs: &dyn FileSystem) -> std::io::Result<()> {
+        let mut file = self.file.write();
+        if file.is_none() {
+            *file = Some(fs.open(&self.path, true)?);
+        }
+        Ok(())
+    }
+
     /// Reads the entries from the file. `Ok(false)` if the file fails the sanity check
     /// (length not a multiple of the entry size, entries out of order, or `valid` rejects
     /// one), in which case the index must be rebuilt.
@@ -136,11 +167,19 @@ impl<E: Entry> Index<E> {
     /// Replaces all entries and rewrites the file (`preallocate`: extend it to the full
     /// size for an active segment; otherwise trimmed). Not synced.
     pub fn replace(&self, entries: Vec<E>, preallocate: bool) -> std::io::Result<()> {
-        let mut bytes = Vec::with_capacity(entries.len() * E::SIZE as usize);
-        for e in &entries {
-            bytes.extend_from_slice(&e.encode());
-        }
+        self.set_entries(entries);
+        self.rewrite(preallocate)
+    }
+
+    /// Replaces all entries in memory only; [`rewrite`](Self::rewrite) writes them.
+    pub fn set_entries(&self, entries: Vec<E>) {
         *self.entries.write() = entries;
+    }
+
+    /// Rewrites the file with the entries in memory (`preallocate`: extended to the full
+    /// size for an active segment; otherwise trimmed). Not synced.
+    pub fn rewrite(&self, preallocate: bool) -> std::io::Result<()> {
+        let bytes: Vec<u8> = self.entries.read().iter().flat_map(Entry::encode).collect();
         let file = self.file()?;
         file.set_len(0)?;
         file.write_all_at(&bytes, 0)?;
@@ -148,11 +187,6 @@ impl<E: Entry> Index<E> {
             self.preallocate()?;
         }
         Ok(())
-    }
-
-    /// Sets the entries in memory only (the file already holds them).
-    pub fn set_entries(&self, entries: Vec<E>) {
-        *self.entries.write() = entries;
     }
 
     /// Appends an entry (the caller checked order and capacity).

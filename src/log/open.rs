@@ -1,17 +1,28 @@
 //! Opening a partition directory: lock, clean-up, checkpoints, and recovery.
 //!
-//! 1. Take the lock file; finish an interrupted compaction swap (`*.log.swap`); delete
-//!    `*.tmp`, `*.deleted`, `*.cleaned` and orphan indexes.
-//! 2. Read the clean-shutdown marker, the recovery point and the durable position, then
-//!    delete the marker and sync the directory before any write, so a later crash is
-//!    seen as one.
+//! Opening reads and checks everything before it changes anything (steps 1-4 only
+//! read), so an open that fails with `Corruption` leaves the directory byte for byte as
+//! it was, and the next open fails the same way (I5).
+//!
+//! 1. Take the lock file; check an interrupted compaction swap (`*.log.swap`) and work
+//!    out what finishing it replaces; find `*.tmp`, `*.deleted`, `*.cleaned` files and
+//!    orphan indexes.
+//! 2. Read the clean-shutdown marker, the recovery point, the durable position and the
+//!    other checkpoints.
 //! 3. Clean shutdown that matches the durable position: load indexes (sanity-checked,
-//!    rebuilt if damaged), read the tail of the active segment only. Nothing else is
-//!    scanned.
-//! 4. Otherwise scan every segment from the one holding the recovery point. The first
-//!    invalid batch is damage (an error, nothing changed) if it lies before the durable
-//!    position, and a torn tail (truncated, later segments removed, reported) if after.
-//! 5. Flush what recovery changed, so recovering again finds the same log.
+//!    rebuilt in memory if damaged), read the tail of the active segment only. Nothing
+//!    else is scanned; the end of each sealed segment is read from the few batch headers
+//!    after its last index entry, so that segments that overlap (or leave a gap) are
+//!    found.
+//! 4. Otherwise load the segments below the one holding the recovery point as in 3, and
+//!    scan every segment from it. The first invalid batch, or segment that does not
+//!    begin where the previous one ends, is damage (an error, nothing changed) if it
+//!    lies before the durable position, and a torn tail (to be truncated, later segments
+//!    removed, reported) if after.
+//! 5. Every check passed: finish the swaps, delete the leftovers, delete the marker and
+//!    sync the directory before any other write (so a later crash is seen as one), then
+//!    write what recovery decided: rebuilt indexes, removed stray segments, the cut.
+//! 6. Flush what recovery changed, so recovering again finds the same log.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -90,7 +101,10 @@ impl Log {
             // The directory itself: a lock nobody can delete while the log is open.
             locks.push(crate::fs::take_lock(fs.as_ref(), &dir)?);
         }
-        let mut names = fs.list_dir(&dir).map_err(io_ctx(format!("list {d}")))?;
+        // Phase 1: read and check everything; nothing in the directory changes, so a
+        // failed open (Corruption) leaves it exactly as it was and the next open fails
+        // the same way (I5). What recovery will change is only decided here.
+        let listed = fs.list_dir(&dir).map_err(io_ctx(format!("list {d}")))?;
         // A swap file was written and fsync'd by our cleaner; any leader epoch passes here
         // (the segment is checked again by recovery with the real bound).
         let swap_params = |base: i64| segment::ScanParams {
@@ -103,63 +117,85 @@ impl Log {
                 allow_gaps: config.allow_offset_gaps,
             },
         };
-        let (swaps_completed, swapped) =
-            super::clean::complete_swaps(fs.as_ref(), &dir, &names, swap_params)?;
-        if swapped {
-            names = fs.list_dir(&dir).map_err(io_ctx(format!("list {d}")))?;
-        }
+        // `names`: the directory as it will be once the swaps are finished.
+        let (plan, names) = super::clean::plan_swaps(fs.as_ref(), &dir, &listed, swap_params)?;
         let bases: Vec<i64> = names
             .iter()
             .filter_map(|n| parse_file_name(n, "log"))
             .collect();
         let base_set: std::collections::HashSet<i64> = bases.iter().copied().collect();
-        for n in &names {
-            let orphan = ["index", "timeindex"]
-                .iter()
-                .any(|suf| parse_file_name(n, suf).is_some_and(|b| !base_set.contains(&b)));
-            if orphan || n.ends_with(".tmp") || n.ends_with(".deleted") || n.ends_with(".cleaned") {
-                fs.remove_file(&dir.join(n))
-                    .map_err(io_ctx(format!("remove {d}/{n}")))?;
-            }
-        }
+        let leftovers: Vec<&String> = names
+            .iter()
+            .filter(|n| {
+                let orphan = ["index", "timeindex"]
+                    .iter()
+                    .any(|suf| parse_file_name(n, suf).is_some_and(|b| !base_set.contains(&b)));
+                orphan || n.ends_with(".tmp") || n.ends_with(".deleted") || n.ends_with(".cleaned")
+            })
+            .collect();
         let clean_path = dir.join(checkpoint::CLEAN_SHUTDOWN_FILE);
         let clean_marker = fs
             .exists(&clean_path)
             .map_err(io_ctx(format!("stat {}", clean_path.display())))?;
         let (topic, partition) = topic_partition(&dir);
-        let recovery_point =
-            checkpoint::read_small(fs.as_ref(), &dir.join(checkpoint::RECOVERY_POINT_FILE))
-                .map_err(io_ctx(format!("read the recovery point in {d}")))?
+        let read_offset = |name: &str, what: &str| -> Result<Option<i64>> {
+            Ok(checkpoint::read_small(fs.as_ref(), &dir.join(name))
+                .map_err(io_ctx(format!("read {what} in {d}")))?
                 .and_then(|b| {
                     checkpoint::parse_recovery_point(&String::from_utf8_lossy(&b), partition)
-                });
-        // The partition epochs (Kafka's, if Kafka wrote the directory): batches may carry
-        // the highest. Unreadable text counts as none: batches of a later epoch are then
-        // refused as damage rather than trusted.
+                }))
+        };
+        let recovery_point = read_offset(checkpoint::RECOVERY_POINT_FILE, "the recovery point")?;
+        // The partition epochs (Kafka's, if Kafka wrote the directory): batches must carry
+        // the epoch of their offset. Unreadable text counts as none: batches of a later
+        // epoch are then refused as damage rather than trusted.
         let epochs = checkpoint::read_small(fs.as_ref(), &dir.join(checkpoint::LEADER_EPOCH_FILE))
             .map_err(io_ctx(format!("read the leader epoch checkpoint in {d}")))?
             .and_then(|b| super::epoch::EpochHistory::parse(&String::from_utf8_lossy(&b)))
             .map(Arc::new)
             .unwrap_or_default();
         let max_epoch = epochs.current();
-        let (durable_file, durable) = DurableFile::open(fs.as_ref(), &dir)
-            .map_err(io_ctx(format!("open the durable position in {d}")))?;
+        let (durable_seq, durable) = DurableFile::read(fs.as_ref(), &dir)
+            .map_err(io_ctx(format!("read the durable position in {d}")))?;
         // A recovery point is only trusted when it agrees with the durable record (a stale
         // or foreign checkpoint past it would make recovery trust unsynced segments).
         let recovery_point =
             recovery_point.filter(|&r| durable.is_some_and(|d| r <= d.next_offset));
-        if clean_marker {
-            fs.remove_file(&clean_path)
-                .map_err(io_ctx(format!("remove {}", clean_path.display())))?;
-        }
-        fs.sync_dir(&dir)
-            .map_err(io_ctx(format!("fsync directory {d}")))?;
+        let stored_start = read_offset(checkpoint::LOG_START_FILE, "the log start offset")?;
+        let stored_clean =
+            read_offset(super::clean::CLEANER_OFFSET_FILE, "the cleaner checkpoint")?;
+        let horizon =
+            read_offset(super::clean::HORIZON_FILE, "the tombstone horizon")?.unwrap_or(i64::MIN);
 
         let mut segs = Vec::with_capacity(bases.len());
         for &b in &bases {
+            // A segment a swap will become is read from the swap files until then: its
+            // log, and the index files written before it (those not yet renamed).
+            let swap = plan.swaps.iter().rev().find(|s| s.base == b);
+            let log_file = swap.map_or_else(
+                || dir.join(segment::file_name(b, "log")),
+                |s| dir.join(&s.name),
+            );
+            let source = |suffix: &str| {
+                let name = segment::file_name(b, suffix);
+                let pending = format!("{name}.swap");
+                if swap.is_some_and(|s| s.indexes.contains(&pending)) {
+                    Some(dir.join(pending))
+                } else {
+                    names.contains(&name).then(|| dir.join(name))
+                }
+            };
             segs.push(
-                Segment::open(fs.as_ref(), &dir, b, config.segment_index_bytes, false)
-                    .map_err(io_ctx(format!("open segment {b} in {d}")))?,
+                Segment::open_existing(
+                    fs.as_ref(),
+                    &dir,
+                    b,
+                    config.segment_index_bytes,
+                    &log_file,
+                    source("index").as_deref(),
+                    source("timeindex").as_deref(),
+                )
+                .map_err(io_ctx(format!("open segment {b} in {d}")))?,
             );
         }
         let mut rec = Recovery {
@@ -171,11 +207,33 @@ impl Log {
             },
             names: names.iter().map(String::as_str).collect(),
             report: RecoveryReport {
-                swaps_completed,
+                swaps_completed: plan.swaps.len(),
                 ..RecoveryReport::default()
             },
+            plan: Plan::default(),
         };
-        let outcome = rec.run(&mut segs, clean_marker, recovery_point, durable)?;
+        let outcome = rec
+            .run(&mut segs, clean_marker, recovery_point, durable)
+            .map_err(|e| name_swap_file(e, &plan.swaps))?;
+
+        // Phase 2: every check passed; now change the directory. First whatever makes
+        // the directory a consistent one (swaps, leftovers), then the clean-shutdown
+        // marker goes, synced before any write, so a crash from here on is seen as one;
+        // then what recovery decided.
+        super::clean::finish_swaps(fs.as_ref(), &dir, &plan)?;
+        for n in leftovers {
+            fs.remove_file(&dir.join(n))
+                .map_err(io_ctx(format!("remove {d}/{n}")))?;
+        }
+        let durable_file = DurableFile::create(fs.as_ref(), &dir, durable_seq)
+            .map_err(io_ctx(format!("open the durable position in {d}")))?;
+        if clean_marker {
+            fs.remove_file(&clean_path)
+                .map_err(io_ctx(format!("remove {}", clean_path.display())))?;
+        }
+        fs.sync_dir(&dir)
+            .map_err(io_ctx(format!("fsync directory {d}")))?;
+        rec.apply(&segs)?;
         let mut report = rec.report;
         if segs.is_empty() {
             let seg = Segment::open(fs.as_ref(), &dir, 0, config.segment_index_bytes, true)
@@ -225,27 +283,8 @@ impl Log {
             }
         }
         // A log start raised by delete_records; never below the first segment nor past the end.
-        let stored_start =
-            checkpoint::read_small(fs.as_ref(), &dir.join(checkpoint::LOG_START_FILE))
-                .map_err(io_ctx(format!(
-                    "read {}",
-                    dir.join(checkpoint::LOG_START_FILE).display()
-                )))?
-                .and_then(|b| {
-                    checkpoint::parse_recovery_point(&String::from_utf8_lossy(&b), partition)
-                });
         let log_start = stored_start.map_or(segs[0].base, |o| o.clamp(segs[0].base, next_offset));
-        let stored_clean =
-            checkpoint::read_small(fs.as_ref(), &dir.join(super::clean::CLEANER_OFFSET_FILE))
-                .map_err(io_ctx(format!("read the cleaner checkpoint in {d}")))?
-                .and_then(|b| {
-                    checkpoint::parse_recovery_point(&String::from_utf8_lossy(&b), partition)
-                });
         let cleaner_offset = stored_clean.map_or(0, |o| o.clamp(0, next_offset));
-        let horizon = checkpoint::read_small(fs.as_ref(), &dir.join(super::clean::HORIZON_FILE))
-            .map_err(io_ctx(format!("read the tombstone horizon in {d}")))?
-            .and_then(|b| checkpoint::parse_recovery_point(&String::from_utf8_lossy(&b), partition))
-            .unwrap_or(i64::MIN);
         let log = Log {
             dir: dir.clone(),
             topic,
@@ -323,6 +362,24 @@ struct Recovery<'a> {
     rules: segment::Rules,
     names: std::collections::HashSet<&'a str>,
     report: RecoveryReport,
+    plan: Plan,
+}
+
+/// What recovery decided to change on disk. [`Recovery::run`] only reads (the segments'
+/// state in memory already is the recovered one); [`Recovery::apply`] writes this once
+/// every check passed.
+#[derive(Default)]
+struct Plan {
+    /// Segments (indexes into the recovered list) whose index files are rewritten from
+    /// the entries in memory, and whether they are then synced (rebuilt below the
+    /// recovery point, they must be as durable as the log).
+    index_writes: std::collections::BTreeMap<usize, bool>,
+    /// Empty stray segments to remove (no longer in the list).
+    strays: Vec<Segment>,
+    /// A torn tail: the segment (index into the list) and the length it is cut to.
+    cut: Option<(usize, u64)>,
+    /// The segments after the torn tail, to remove (no longer in the list).
+    after_cut: Vec<Segment>,
 }
 
 impl Recovery<'_> {
@@ -347,9 +404,12 @@ impl Recovery<'_> {
             .contains(segment::file_name(seg.base, suffix).as_str())
     }
 
-    /// Loads a trusted segment's indexes; rebuilds them from the log if missing or
-    /// insane (the log must then be entirely valid: it is below the durable point).
-    fn load_indexes(&mut self, seg: &Segment, active: bool) -> Result<()> {
+    /// Loads the indexes of trusted segment `idx`; rebuilds them (in memory; written by
+    /// `apply`) from the log if missing or insane (the log must then be entirely valid:
+    /// it is below the durable point). Returns the offset after the segment's last batch
+    /// if `need_end` (from the headers after the last index entry, or from the
+    /// rebuild's full scan).
+    fn load_indexes(&mut self, seg: &Segment, idx: usize, need_end: bool) -> Result<Option<i64>> {
         let size = seg.size();
         let sane = self.has_file(seg, "index")
             && self.has_file(seg, "timeindex")
@@ -365,15 +425,25 @@ impl Recovery<'_> {
                 .load(|e: &TimeEntry| e.timestamp >= 0)
                 .map_err(io_ctx(format!("read {}", seg.time_index.path().display())))?;
         if sane && self.time_tail_matches(seg)? {
-            let ts = seg.time_index.last().map_or(-1, |e| e.timestamp);
-            seg.max_timestamp.store(ts, Ordering::Release);
-            if let Some(e) = seg.time_index.last() {
-                seg.offset_of_max_timestamp.store(
-                    seg.base.saturating_add(i64::from(e.relative_offset)),
-                    Ordering::Release,
-                );
+            // An index that names no batch boundary, or headers that do not chain up to
+            // the end of the file, discredit the index: the full scan below decides
+            // whether the log itself is damaged.
+            let end = if need_end {
+                self.header_end(seg)?
+            } else {
+                None
+            };
+            if end.is_some() || !need_end {
+                let ts = seg.time_index.last().map_or(-1, |e| e.timestamp);
+                seg.max_timestamp.store(ts, Ordering::Release);
+                if let Some(e) = seg.time_index.last() {
+                    seg.offset_of_max_timestamp.store(
+                        seg.base.saturating_add(i64::from(e.relative_offset)),
+                        Ordering::Release,
+                    );
+                }
+                return Ok(end);
             }
-            return Ok(());
         }
         self.report.indexes_rebuilt += 1;
         log::warn!(
@@ -386,13 +456,52 @@ impl Recovery<'_> {
         }
         // The segment lies below the recovery point, so its rebuilt indexes must be
         // durable like the rest of it.
-        seg.install_scan(&scan, active)
-            .and_then(|()| seg.offset_index.sync())
-            .and_then(|()| seg.time_index.sync())
-            .map_err(io_ctx(format!(
-                "rewrite the indexes of {}",
-                seg.log_path.display()
-            )))
+        seg.adopt_scan(&scan);
+        self.plan.index_writes.insert(idx, true);
+        Ok(Some(scan.next_offset.unwrap_or(seg.base)))
+    }
+
+    /// The offset after a trusted segment's last batch, read from the batch headers
+    /// between the offset index's last entry (which must name the batch there, as Kafka
+    /// writes it) and the end of the file: a few small reads, not a scan (CRCs are
+    /// checked when the batches are read). `None` if the index or the headers do not
+    /// add up.
+    fn header_end(&self, seg: &Segment) -> Result<Option<i64>> {
+        let size = seg.size();
+        let (mut pos, mut claimed, mut expected) = match seg.offset_index.last() {
+            Some(e) => (
+                u64::from(e.position),
+                Some(seg.base.saturating_add(i64::from(e.relative_offset))),
+                None,
+            ),
+            None => (0, None, Some(seg.base)),
+        };
+        let mut end = seg.base;
+        while pos < size {
+            if size - pos < RECORD_BATCH_OVERHEAD as u64 {
+                return Ok(None);
+            }
+            let bytes = seg.read(pos, RECORD_BATCH_OVERHEAD)?;
+            let Ok(h) = crate::format::BatchHeader::parse(&bytes) else {
+                return Ok(None);
+            };
+            let Some(n) = h
+                .size()
+                .filter(|&n| n >= RECORD_BATCH_OVERHEAD && n as u64 <= size - pos)
+            else {
+                return Ok(None);
+            };
+            if segment::check_header(&h, seg.base, expected, &self.rules).is_some()
+                || claimed.take().is_some_and(|c| c != h.last_offset())
+            {
+                return Ok(None);
+            }
+            // check_header keeps the last offset below i64::MAX.
+            end = h.last_offset() + 1;
+            expected = Some(end);
+            pos += n as u64;
+        }
+        Ok(Some(end))
     }
 
     /// The last time-index entry sets the segment's max timestamp, so it is checked
@@ -506,8 +615,31 @@ impl Recovery<'_> {
             empty_middle.map_or(from_rp, |k| from_rp.min(k - 1))
         };
         outcome.scan_from = segs.get(scan_from).map_or(i64::MAX, |s| s.base);
+        // Each segment must begin where the previous one ends (or later, in a compacted
+        // log): overlapping segments would serve their common offsets twice (I2, I3),
+        // so this is checked between every two segments, trusted or scanned.
+        //
+        // Segments before `scan_from` are trusted without a scan; their ends come from
+        // their batch headers. An overlap or gap among them is never a torn tail that
+        // recovery may cut: without a clean shutdown each of them lies wholly below the
+        // recovery point (the segment holding it begins after them), and with one the
+        // durable position is the end of the last segment. Either way every byte of
+        // them was synced, so the damage is reported, never cut away or served.
+        //
+        // From `scan_from` on the scan loop checks it and applies the torn-tail rule: a
+        // segment that does not follow the previous one is cut away (with all later
+        // ones) only if the cut, at the end of the previous segment, lies at or past
+        // the durable position, i.e. the segment was created after the last completed
+        // flush. For the first scanned segment the previous one is the last trusted
+        // one, which lies below the durable position, so that too is Corruption.
+        let mut expected_base = None;
         for (i, seg) in segs.iter().enumerate().take(scan_from) {
-            self.load_indexes(seg, i == last)?;
+            if let Some(reason) = expected_base.and_then(|e| self.discontinuity(seg.base, e)) {
+                return Err(Error::corruption(&seg.log_path, 0, reason));
+            }
+            // The clean path below reads the active segment's end itself.
+            let need_end = !(clean && i == last);
+            expected_base = self.load_indexes(seg, i, need_end)?;
         }
         if clean {
             // Find the log end offset from the last index entry of the active segment.
@@ -544,11 +676,9 @@ impl Recovery<'_> {
             outcome.first_batch_timestamp = first_batch_timestamp(seg)?;
             return Ok(outcome);
         }
-        let mut expected_base = if scan_from > 0 {
-            None
-        } else {
-            Some(segs[0].base)
-        };
+        if scan_from == 0 {
+            expected_base = Some(segs[0].base);
+        }
         let mut i = scan_from;
         while i < segs.len() {
             // A stray: empty, not last, and starting inside the previous segment's offsets
@@ -558,33 +688,16 @@ impl Recovery<'_> {
                 && i + 1 < segs.len()
                 && expected_base.is_some_and(|e| segs[i].base < e)
             {
-                log::warn!(
-                    "{}: removing an empty segment that overlaps the previous one",
-                    segs[i].log_path.display()
-                );
-                segs.remove(i).remove_files(self.fs)?;
+                self.plan.strays.push(segs.remove(i));
                 continue;
             }
             let seg = &segs[i];
             let mut scan = self.scan(seg)?;
             // A segment must begin where the previous one ended.
-            let allow_gaps = self.rules.allow_gaps;
-            let gap = expected_base.is_some_and(|e| {
-                if allow_gaps {
-                    seg.base < e
-                } else {
-                    seg.base != e
-                }
-            });
-            if gap {
-                scan.stopped = Some((
-                    0,
-                    format!(
-                        "segment {} does not follow offset {}",
-                        seg.base,
-                        expected_base.unwrap_or(0) - 1
-                    ),
-                ));
+            let discontinuity = expected_base.and_then(|e| self.discontinuity(seg.base, e));
+            let gap = discontinuity.is_some();
+            if let Some(reason) = discontinuity {
+                scan.stopped = Some((0, reason));
                 scan.valid_bytes = 0;
                 scan.next_offset = None;
             }
@@ -637,11 +750,8 @@ impl Recovery<'_> {
                 )?;
                 return check_durable_end(outcome, durable, &segs[cut_seg]);
             }
-            let is_last = i + 1 == segs.len();
-            seg.install_scan(&scan, is_last).map_err(io_ctx(format!(
-                "rewrite the indexes of {}",
-                seg.log_path.display()
-            )))?;
+            seg.adopt_scan(&scan);
+            self.plan.index_writes.entry(i).or_insert(false);
             expected_base = Some(scan.next_offset.unwrap_or(seg.base));
             outcome.next_offset = Some(scan.next_offset.unwrap_or(seg.base));
             outcome.bytes_since_index = scan.bytes_since_index;
@@ -651,7 +761,75 @@ impl Recovery<'_> {
         check_durable_end(outcome, durable, &segs[segs.len() - 1])
     }
 
-    /// Cuts segment `idx` at `pos` and removes every later segment.
+    /// Carries out the plan `run` made: index files, stray segments, the cut and the
+    /// segments after it. Only I/O can fail here. The clean-shutdown marker is gone by
+    /// now, so after a crash part-way the next open scans from the recovery point again
+    /// and reaches the same log.
+    fn apply(&mut self, segs: &[Segment]) -> Result<()> {
+        let plan = std::mem::take(&mut self.plan);
+        let fs = self.fs;
+        for seg in segs {
+            seg.create_index_files(fs).map_err(io_ctx(format!(
+                "create the indexes of {}",
+                seg.log_path.display()
+            )))?;
+        }
+        let last = segs.len().saturating_sub(1);
+        for (&idx, &sync) in &plan.index_writes {
+            let seg = &segs[idx];
+            seg.write_indexes(idx == last)
+                .and_then(|()| {
+                    if sync {
+                        seg.offset_index.sync()?;
+                        seg.time_index.sync()?;
+                    }
+                    Ok(())
+                })
+                .map_err(io_ctx(format!(
+                    "rewrite the indexes of {}",
+                    seg.log_path.display()
+                )))?;
+        }
+        for s in &plan.strays {
+            log::warn!(
+                "{}: removing an empty segment that overlaps the previous one",
+                s.log_path.display()
+            );
+            s.remove_files(fs)?;
+        }
+        if let Some((idx, pos)) = plan.cut {
+            let seg = &segs[idx];
+            seg.log
+                .set_len(pos)
+                .map_err(io_ctx(format!("truncate {}", seg.log_path.display())))?;
+        }
+        for s in &plan.after_cut {
+            s.remove_files(fs)?;
+        }
+        Ok(())
+    }
+
+    /// Why a segment at `base` cannot follow one that ends before offset `expected`, if
+    /// it cannot: it starts inside it (never allowed), or after it while offsets must be
+    /// contiguous.
+    fn discontinuity(&self, base: i64, expected: i64) -> Option<String> {
+        if base < expected {
+            Some(format!(
+                "segment {base} overlaps the previous segment, which holds offsets up to {}",
+                expected - 1
+            ))
+        } else if base > expected && !self.rules.allow_gaps {
+            Some(format!(
+                "segment {base} does not follow offset {}",
+                expected - 1
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// Cuts segment `idx` at `pos` and drops every later segment (in memory; `apply`
+    /// truncates and removes the files).
     fn truncate_tail(
         &mut self,
         segs: &mut Vec<Segment>,
@@ -664,16 +842,13 @@ impl Recovery<'_> {
         let seg = &segs[idx];
         let mut bytes_removed = seg.size() - pos;
         let mut highest = scan.and_then(|s| s.next_offset).unwrap_or(seg.base);
-        seg.log
-            .set_len(pos)
-            .map_err(io_ctx(format!("truncate {}", seg.log_path.display())))?;
-        seg.size.store(pos, Ordering::Release);
+        // What the segment holds once cut: its first `pos` bytes.
         let kept = segment::scan(seg.log.as_ref(), pos, self.params(seg))
             .map_err(io_ctx(format!("scan {}", seg.log_path.display())))?;
-        seg.install_scan(&kept, true).map_err(io_ctx(format!(
-            "rewrite the indexes of {}",
-            seg.log_path.display()
-        )))?;
+        seg.size.store(pos, Ordering::Release);
+        seg.adopt_scan(&kept);
+        self.plan.cut = Some((idx, pos));
+        self.plan.index_writes.entry(idx).or_insert(false);
         let new_end = kept.next_offset.unwrap_or(seg.base);
         let path = seg.log_path.clone();
         let later: Vec<Segment> = segs.drain(idx + 1..).collect();
@@ -686,7 +861,7 @@ impl Recovery<'_> {
             {
                 highest = highest.max(n);
             }
-            s.remove_files(self.fs)?;
+            self.plan.after_cut.push(s);
         }
         self.report.truncation = Some(Truncation {
             path,
@@ -700,6 +875,30 @@ impl Recovery<'_> {
         outcome.bytes_since_index = kept.bytes_since_index;
         outcome.first_batch_timestamp = kept.first_batch_max_timestamp;
         Ok(())
+    }
+}
+
+/// Damage found in a segment that an unfinished swap is to become lies in the swap
+/// file (nothing was renamed yet): the error names that file.
+fn name_swap_file(e: Error, swaps: &[super::clean::PendingSwap]) -> Error {
+    match e {
+        Error::Corruption {
+            path,
+            position,
+            reason,
+        } => {
+            let swap = swaps.iter().rev().find(|s| {
+                path.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n == segment::file_name(s.base, "log"))
+            });
+            let path = match (swap, path.parent()) {
+                (Some(s), Some(dir)) => dir.join(&s.name),
+                _ => path,
+            };
+            Error::corruption(path, position, reason)
+        }
+        e => e,
     }
 }
 

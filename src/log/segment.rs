@@ -287,6 +287,55 @@ impl Segment {
         })
     }
 
+    /// Opens an existing segment without creating or changing any file: the `.log` is
+    /// read from `log_file` (its own path, or the compaction swap file that is to be
+    /// renamed to it), an index file only if it exists. Recovery uses this while it
+    /// checks the directory; [`create_index_files`](Self::create_index_files) creates
+    /// the missing index files once the checks passed.
+    pub fn open_existing(
+        fs: &dyn FileSystem,
+        dir: &Path,
+        base: i64,
+        index_bytes: u64,
+        log_file: &Path,
+        index_file: Option<&Path>,
+        time_index_file: Option<&Path>,
+    ) -> std::io::Result<Self> {
+        let log = fs.open(log_file, false)?;
+        let size = log.len()?;
+        let offset_index = Index::open_existing(
+            fs,
+            &dir.join(file_name(base, "index")),
+            index_bytes,
+            index_file,
+        )?;
+        let time_index = Index::open_existing(
+            fs,
+            &dir.join(file_name(base, "timeindex")),
+            index_bytes,
+            time_index_file,
+        )?;
+        Ok(Segment {
+            base,
+            log_path: dir.join(file_name(base, "log")),
+            log,
+            size: AtomicU64::new(size),
+            offset_index,
+            time_index,
+            max_timestamp: AtomicI64::new(-1),
+            offset_of_max_timestamp: AtomicI64::new(base),
+            sealed: AtomicBool::new(false),
+            index_suspect: AtomicBool::new(false),
+            mapped: Arc::default(),
+        })
+    }
+
+    /// Creates the index files [`open_existing`](Self::open_existing) found missing.
+    pub fn create_index_files(&self, fs: &dyn FileSystem) -> std::io::Result<()> {
+        self.offset_index.create_if_missing(fs)?;
+        self.time_index.create_if_missing(fs)
+    }
+
     /// The published size.
     pub fn size(&self) -> u64 {
         self.size.load(Ordering::Acquire)
@@ -386,23 +435,32 @@ impl Segment {
         self.time_index.release();
     }
 
-    /// Removes the segment's three files (open handles and mappings stay valid).
+    /// Removes the segment's three files (open handles and mappings stay valid). An
+    /// index file that does not exist (recovery had not created it yet) is no error.
     pub fn remove_files(&self, fs: &dyn FileSystem) -> Result<()> {
-        for p in [
-            &self.log_path,
-            self.offset_index.path(),
-            self.time_index.path(),
-        ] {
-            fs.remove_file(p)
-                .map_err(|e| Error::io(format!("remove {}", p.display()), e))?;
+        fs.remove_file(&self.log_path)
+            .map_err(|e| Error::io(format!("remove {}", self.log_path.display()), e))?;
+        for p in [self.offset_index.path(), self.time_index.path()] {
+            match fs.remove_file(p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io(format!("remove {}", p.display()), e));
+                }
+                _ => {}
+            }
         }
         Ok(())
     }
 
     /// Installs the indexes and statistics computed by a scan and rewrites the index
     /// files (preallocated for the active segment, trimmed otherwise).
-    /// Takes a scan's index entries and timestamps in memory, for index files already
-    /// written from the same scan (a cleaned segment's).
+    pub fn install_scan(&self, scan: &Scan, active: bool) -> std::io::Result<()> {
+        self.adopt_scan(scan);
+        self.write_indexes(active)
+    }
+
+    /// [`install_scan`](Self::install_scan) in memory only: the index files are left as
+    /// they are until [`write_indexes`](Self::write_indexes) (or already hold these
+    /// entries: a cleaned segment's, written from the same scan).
     pub fn adopt_scan(&self, scan: &Scan) {
         self.offset_index.set_entries(scan.offset_entries.clone());
         self.time_index.set_entries(scan.time_entries.clone());
@@ -410,17 +468,13 @@ impl Segment {
             .store(scan.max_timestamp, Ordering::Release);
         self.offset_of_max_timestamp
             .store(scan.offset_of_max_timestamp, Ordering::Release);
+        self.index_suspect.store(false, Ordering::Release);
     }
 
-    pub fn install_scan(&self, scan: &Scan, active: bool) -> std::io::Result<()> {
-        self.offset_index
-            .replace(scan.offset_entries.clone(), active)?;
-        self.time_index.replace(scan.time_entries.clone(), active)?;
-        self.max_timestamp
-            .store(scan.max_timestamp, Ordering::Release);
-        self.offset_of_max_timestamp
-            .store(scan.offset_of_max_timestamp, Ordering::Release);
-        self.index_suspect.store(false, Ordering::Release);
-        Ok(())
+    /// Rewrites both index files from the entries in memory (preallocated for the
+    /// active segment, trimmed otherwise). Not synced.
+    pub fn write_indexes(&self, active: bool) -> std::io::Result<()> {
+        self.offset_index.rewrite(active)?;
+        self.time_index.rewrite(active)
     }
 }
