@@ -12,6 +12,7 @@
 //! an OS lock (`flock`) on the store directory itself, which cannot be deleted while the
 //! store is open.
 
+mod handles;
 mod import;
 mod meta;
 mod recovery;
@@ -20,7 +21,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
@@ -28,11 +29,13 @@ use crate::consumer::group::{self, Coordinator, OFFSETS_TOPIC};
 use crate::notify::Notifier;
 
 use crate::error::{Error, Result, io_ctx};
-use crate::format::{Batch, BatchBuilder, Compression, DecodeOptions, Record};
+use crate::format::DecodeOptions;
 use crate::fs::{DirLock, FileSystem, OsFs};
-use crate::log::{AppendInfo, Clock, Log, LogConfig, SystemClock};
+use crate::log::{Clock, Log, LogConfig, SystemClock};
 use crate::topic::{TopicConfig, refuse_internal, validate_topic_name};
 
+pub(crate) use handles::keyless_on_compacted;
+pub use handles::{Partition, Topic};
 pub use import::ImportReport;
 pub use meta::TopicId;
 pub use recovery::{CommittedOffsetReset, PartitionRecovery, StoreRecoveryReport};
@@ -1071,196 +1074,5 @@ impl Drop for Inner {
         if let Err(e) = self.close() {
             log::warn!("closing store {} on drop failed: {e}", self.dir.display());
         }
-    }
-}
-
-/// A handle to a topic. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct Topic {
-    state: Arc<TopicState>,
-}
-
-impl Topic {
-    /// The topic name.
-    pub fn name(&self) -> &str {
-        &self.state.name
-    }
-
-    /// Its configuration.
-    pub fn config(&self) -> TopicConfig {
-        self.state.config.read().clone()
-    }
-
-    /// Number of partitions.
-    pub fn partition_count(&self) -> i32 {
-        self.state.partitions.read().len() as i32
-    }
-
-    /// A handle to partition `n`.
-    ///
-    /// # Errors
-    /// `NotFound` if the topic has no partition `n`.
-    pub fn partition(&self, n: i32) -> Result<Partition> {
-        usize::try_from(n)
-            .ok()
-            .and_then(|i| self.state.partitions.read().get(i).cloned())
-            .map(|state| Partition { state })
-            .ok_or_else(|| Error::NotFound {
-                kind: "partition",
-                name: format!("{}-{n}", self.state.name),
-            })
-    }
-}
-
-/// Direct access to one partition's log: no groups, no producer. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct Partition {
-    state: Arc<PartitionState>,
-}
-
-impl Partition {
-    /// The topic name.
-    pub fn topic(&self) -> &str {
-        &self.state.topic
-    }
-
-    /// The partition number.
-    pub fn partition(&self) -> i32 {
-        self.state.partition
-    }
-
-    /// First offset in the partition.
-    pub fn log_start_offset(&self) -> i64 {
-        self.state.log.log_start_offset()
-    }
-
-    /// Next offset to be written.
-    pub fn log_end_offset(&self) -> i64 {
-        self.state.log.log_end_offset()
-    }
-
-    /// Offsets below this survive power loss.
-    pub fn durable_offset(&self) -> i64 {
-        self.state.log.durable_offset()
-    }
-
-    /// Appends records as one uncompressed batch. In the page cache on return (survives
-    /// a process crash); see [`flush`](Self::flush). Wakes [`wait_for`](Self::wait_for).
-    ///
-    /// # Errors
-    /// As [`append_with`](Self::append_with).
-    pub fn append(&self, records: &[Record]) -> Result<AppendInfo> {
-        self.append_with(records, Compression::None)
-    }
-
-    /// Appends records as one batch compressed with `codec`.
-    ///
-    /// # Errors
-    /// `InvalidArgument` for no records, a timestamp below -1 (as Kafka), a record without a key on a compacted topic
-    /// (as Kafka: compaction keeps records by key), or an internal topic (read-only
-    /// here: only the store writes to it); `RecordTooLarge` past the topic's
-    /// `max_message_bytes`, or for compressed records that decompress past the store's
-    /// `max_decompressed_bytes` (no reader could decompress them); `Closed` after the
-    /// topic was deleted or the store closed; `Io`; `Poisoned`.
-    pub fn append_with(&self, records: &[Record], codec: Compression) -> Result<AppendInfo> {
-        refuse_internal(&self.state.topic, "only the store writes to it")?;
-        if self.state.log.config().allow_offset_gaps && records.iter().any(|r| r.key.is_none()) {
-            return Err(keyless_on_compacted(&self.state.topic));
-        }
-        let mut b = BatchBuilder::new().compression(codec);
-        for r in records {
-            crate::format::batch::check_timestamp(r.timestamp)?;
-            b.push_record(r)?;
-        }
-        let info = self.state.log.append_encoded(&mut b.build()?)?;
-        self.state.wake();
-        Ok(info)
-    }
-
-    /// Records from `offset` (inclusive) up to about `max_bytes` of batches (at least
-    /// one batch). CRC-checked; zero-copy for uncompressed data.
-    ///
-    /// # Errors
-    /// `OffsetOutOfRange`; `Corruption`; `Io`; `Closed` after the store closed or the
-    /// topic was deleted.
-    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Vec<Record>> {
-        self.state.log.read_records(offset, max_bytes)
-    }
-
-    /// Whole batches from the one containing `offset`, up to `max_bytes` (at least one).
-    ///
-    /// # Errors
-    /// As [`read`](Self::read).
-    pub fn read_batches(&self, offset: i64, max_bytes: usize) -> Result<Vec<Batch>> {
-        self.state.log.read(offset, max_bytes)
-    }
-
-    /// The first record at or after `timestamp`: `(offset, timestamp)`.
-    ///
-    /// # Errors
-    /// `Corruption`; `Io`; `Closed` after the store closed or the topic was deleted.
-    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
-        self.state.log.offset_for_timestamp(timestamp)
-    }
-
-    /// fsyncs everything appended so far; returns the durable offset.
-    ///
-    /// # Errors
-    /// `Io` (the partition is then poisoned); `Poisoned`; `Closed`.
-    pub fn flush(&self) -> Result<i64> {
-        self.state.log.flush()
-    }
-
-    /// Blocks until a record at `offset` exists (the log end passes it) or `timeout`
-    /// passes, without polling. Returns whether the record exists.
-    ///
-    /// Returns `false` at once if the partition was closed (topic deleted, store closed).
-    pub fn wait_for(&self, offset: i64, timeout: Duration) -> bool {
-        let deadline = Instant::now().checked_add(timeout);
-        loop {
-            let seen = self.state.notifier.seq();
-            if self.log_end_offset() > offset {
-                return true;
-            }
-            if self.state.log.is_closed() {
-                return false;
-            }
-            if !self.state.notifier.wait(seen, deadline) {
-                return self.log_end_offset() > offset;
-            }
-        }
-    }
-
-    /// Raises the log start offset to `offset` (Kafka's `DeleteRecords`; see
-    /// [`Store::delete_records`]). Returns the new log start offset.
-    ///
-    /// # Errors
-    /// `InvalidArgument` for an internal topic; `OffsetOutOfRange` past the log end;
-    /// `Io`; `Poisoned`; `Closed`.
-    pub fn delete_records(&self, offset: i64) -> Result<i64> {
-        refuse_internal(&self.state.topic, "its records are not deleted by hand")?;
-        // Kafka's DeleteRecords: -1 means up to the high watermark (here the log end).
-        let offset = match offset {
-            -1 => self.log_end_offset(),
-            o if o < -1 => {
-                return Err(Error::InvalidArgument {
-                    name: "offset",
-                    reason: format!("{o}: delete_records takes an offset, or -1 for the log end"),
-                });
-            }
-            o => o,
-        };
-        let start = self.state.log.advance_log_start(offset)?;
-        self.state.wake();
-        Ok(start)
-    }
-}
-
-/// The error for a record without a key sent to a compacted topic (Kafka rejects these
-/// too: compaction keeps the latest record per key and would drop them).
-pub(crate) fn keyless_on_compacted(topic: &str) -> Error {
-    Error::InvalidArgument {
-        name: "key",
-        reason: format!("topic `{topic}` is compacted; its records need a key"),
     }
 }
