@@ -147,3 +147,72 @@ fn the_consumer_decompresses_batch_by_batch() {
     );
     assert_eq!(c.position(&tp).unwrap(), 2, "the position stays at it");
 }
+
+/// Opening a cleanly closed log reads no index file whole: of each sealed segment's
+/// `.index` and `.timeindex` only the last entry (Kafka's sanity check). The rest of a
+/// segment's index is read when a lookup first needs it, and lookups then agree with
+/// the log.
+#[test]
+fn a_clean_open_reads_only_the_last_index_entries() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let sim = SimFs::new();
+    {
+        let log = Log::open_with_fs(
+            Arc::new(sim.clone()) as Arc<dyn FileSystem>,
+            common::dir(),
+            common::small_config(),
+        )
+        .unwrap();
+        many_segments(&log);
+        log.close().unwrap();
+    }
+    let index_bytes = Arc::new(AtomicUsize::new(0));
+    let counted = index_bytes.clone();
+    let hooks = Hooks {
+        before_read: Box::new(move |path, len| {
+            let name = path.to_string_lossy();
+            if name.ends_with(".index") || name.ends_with(".timeindex") {
+                counted.fetch_add(len, Ordering::Relaxed);
+            }
+        }),
+        ..Hooks::default()
+    };
+    let files = sim.files(&common::dir());
+    let fs = Arc::new(InterceptFs::new(sim, hooks)) as Arc<dyn FileSystem>;
+    let log = Log::open_with_fs(fs, common::dir(), common::small_config()).unwrap();
+    let sealed = log.segments().len() - 1;
+    let at_open = index_bytes.load(Ordering::Relaxed);
+    assert!(log.recovery_report().clean_shutdown);
+    assert!(sealed > 40);
+    // The active segment's indexes are read whole (it is appended to).
+    let active = format!("{:020}.", log.segments()[sealed].base_offset);
+    let index_size = |active_only: bool| -> usize {
+        files
+            .iter()
+            .filter(|(p, _)| {
+                let n = p.file_name().unwrap().to_string_lossy();
+                (n.ends_with(".index") || n.ends_with(".timeindex"))
+                    && (!active_only || n.starts_with(&active))
+            })
+            .map(|(_, len)| *len)
+            .sum()
+    };
+    assert!(
+        at_open <= sealed * (8 + 12) + index_size(true),
+        "{at_open} index bytes read at open for {sealed} sealed segments"
+    );
+    assert!(
+        at_open * 2 < index_size(false),
+        "most of the index bytes are not read"
+    );
+    // A lookup in the middle of the log reads that segment's index, and reads agree.
+    let middle = log.segments()[sealed / 2].base_offset;
+    let before = index_bytes.load(Ordering::Relaxed);
+    let records = log.read_records(middle + 1, 1).unwrap();
+    assert_eq!(records[0].offset, middle + 1);
+    assert!(
+        index_bytes.load(Ordering::Relaxed) > before,
+        "loaded on first use"
+    );
+    assert_eq!(read_values(&log).unwrap().len(), 600);
+}

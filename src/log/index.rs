@@ -41,7 +41,7 @@ pub struct TimeEntry {
 }
 
 /// Encoding of one kind of entry.
-pub trait Entry: Copy + Send + Sync + std::fmt::Debug + 'static {
+pub trait Entry: Copy + PartialEq + Send + Sync + std::fmt::Debug + 'static {
     /// Bytes per entry.
     const SIZE: u64;
     /// Writes the entry's bytes.
@@ -97,6 +97,13 @@ pub struct Index<E: Entry> {
     file: parking_lot::RwLock<Option<Arc<dyn File>>>,
     entries: RwLock<Vec<E>>,
     max_entries: usize,
+    /// Only the file's last entry is in `entries` (a sealed segment opened after a
+    /// clean shutdown): the rest is read on first use ([`load_deferred`]).
+    ///
+    /// [`load_deferred`]: Self::load_deferred
+    deferred: std::sync::atomic::AtomicBool,
+    /// Serializes deferred loads.
+    loading: parking_lot::Mutex<()>,
 }
 
 impl<E: Entry> Index<E> {
@@ -108,6 +115,8 @@ impl<E: Entry> Index<E> {
             file: parking_lot::RwLock::new(Some(file)),
             entries: RwLock::new(Vec::new()),
             max_entries: (index_bytes / E::SIZE) as usize,
+            deferred: std::sync::atomic::AtomicBool::new(false),
+            loading: parking_lot::Mutex::new(()),
         })
     }
 
@@ -128,6 +137,8 @@ impl<E: Entry> Index<E> {
             file: parking_lot::RwLock::new(file),
             entries: RwLock::new(Vec::new()),
             max_entries: (index_bytes / E::SIZE) as usize,
+            deferred: std::sync::atomic::AtomicBool::new(false),
+            loading: parking_lot::Mutex::new(()),
         })
     }
 
@@ -146,7 +157,11 @@ impl<E: Entry> Index<E> {
     /// (length not a multiple of the entry size, entries out of order, or `valid` rejects
     /// one), in which case the index must be rebuilt.
     pub fn load(&self, valid: impl Fn(&E) -> bool) -> std::io::Result<bool> {
-        let file = self.file()?;
+        self.load_from(self.file()?.as_ref(), valid)
+    }
+
+    /// [`load`](Self::load) from `file` (this index's file, opened again).
+    fn load_from(&self, file: &dyn File, valid: impl Fn(&E) -> bool) -> std::io::Result<bool> {
         let len = file.len()?;
         if len % E::SIZE != 0 || len / E::SIZE > self.max_entries as u64 {
             return Ok(false);
@@ -164,6 +179,63 @@ impl<E: Entry> Index<E> {
         Ok(true)
     }
 
+    /// Reads only the last entry (Kafka's sanity check: whole entries, the last one
+    /// valid) and defers the rest to [`load_deferred`](Self::load_deferred): opening a
+    /// log reads no index file whole. `Ok(false)` if the check fails (rebuild it).
+    pub fn load_tail(&self, valid: impl Fn(&E) -> bool) -> std::io::Result<bool> {
+        let file = self.file()?;
+        let len = file.len()?;
+        if len % E::SIZE != 0 || len / E::SIZE > self.max_entries as u64 {
+            return Ok(false);
+        }
+        let last = if len == 0 {
+            None
+        } else {
+            let e = E::decode(&file.read_exact_at(len - E::SIZE, E::SIZE as usize)?);
+            if !valid(&e) {
+                return Ok(false);
+            }
+            Some(e)
+        };
+        *self.entries.write() = last.into_iter().collect();
+        self.deferred
+            .store(len > E::SIZE, std::sync::atomic::Ordering::Release);
+        Ok(true)
+    }
+
+    /// Whether entries before the last are still on disk only.
+    pub fn is_deferred(&self) -> bool {
+        self.deferred.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Reads the entries [`load_tail`](Self::load_tail) deferred, through the held
+    /// handle or, once it was released, one `reopen` gives for the path. `Ok(false)` if
+    /// they fail the checks (the index then keeps only its last entry: lookups below it
+    /// scan). Either way it is no longer deferred.
+    pub fn load_deferred(
+        &self,
+        reopen: impl FnOnce(&Path) -> std::io::Result<Arc<dyn File>>,
+        valid: impl Fn(&E) -> bool,
+    ) -> std::io::Result<bool> {
+        let _one = self.loading.lock();
+        if !self.is_deferred() {
+            return Ok(true);
+        }
+        let held = self.file.read().clone();
+        let file = match held {
+            Some(f) => f,
+            None => reopen(&self.path)?,
+        };
+        let last = self.last();
+        let ok = self.load_from(file.as_ref(), valid)? && self.last() == last;
+        if !ok {
+            *self.entries.write() = last.into_iter().collect();
+        }
+        self.deferred
+            .store(false, std::sync::atomic::Ordering::Release);
+        Ok(ok)
+    }
+
     /// Replaces all entries and rewrites the file (`preallocate`: extend it to the full
     /// size for an active segment; otherwise trimmed). Not synced.
     pub fn replace(&self, entries: Vec<E>, preallocate: bool) -> std::io::Result<()> {
@@ -174,11 +246,17 @@ impl<E: Entry> Index<E> {
     /// Replaces all entries in memory only; [`rewrite`](Self::rewrite) writes them.
     pub fn set_entries(&self, entries: Vec<E>) {
         *self.entries.write() = entries;
+        self.deferred
+            .store(false, std::sync::atomic::Ordering::Release);
     }
 
     /// Rewrites the file with the entries in memory (`preallocate`: extended to the full
     /// size for an active segment; otherwise trimmed). Not synced.
     pub fn rewrite(&self, preallocate: bool) -> std::io::Result<()> {
+        if self.is_deferred() {
+            // Only the last entry is in memory: writing would lose the rest.
+            return Err(std::io::Error::other("index not loaded; not rewritten"));
+        }
         let bytes: Vec<u8> = self.entries.read().iter().flat_map(Entry::encode).collect();
         let file = self.file()?;
         file.set_len(0)?;
@@ -218,6 +296,9 @@ impl<E: Entry> Index<E> {
 
     /// Truncates the file to its entries (at roll and close).
     pub fn trim(&self) -> std::io::Result<()> {
+        if self.is_deferred() {
+            return Ok(()); // a sealed segment's file, trimmed when it was sealed
+        }
         self.file()?
             .set_len(self.entries.read().len() as u64 * E::SIZE)
     }

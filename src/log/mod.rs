@@ -1142,6 +1142,21 @@ impl Log {
         if seg.index_suspect.load(Ordering::Acquire) {
             return None;
         }
+        if seg.offset_index.is_deferred() {
+            let size = seg.size();
+            match seg.offset_index.load_deferred(
+                |p| self.fs.open(p, false),
+                |e: &OffsetEntry| u64::from(e.position) < size,
+            ) {
+                Ok(true) => {}
+                Ok(false) => self.distrust_index(seg, "its entries fail the sanity check"),
+                // Read this time from the segment start; the load is tried again.
+                Err(e) => {
+                    log::warn!("{}: {e}", seg.offset_index.path().display());
+                    return None;
+                }
+            }
+        }
         let rel = offset - seg.base;
         seg.offset_index
             .floor(|e| i64::from(e.relative_offset) <= rel)
@@ -1230,6 +1245,19 @@ impl Log {
             let seg_end = segs.get(i + 1).map_or(end, |s| s.base);
             // Batches up to a time entry's offset carry timestamps <= the entry's. The
             // entry is verified: the batch it names must carry exactly its timestamp.
+            if seg.time_index.is_deferred() {
+                let loaded = seg
+                    .time_index
+                    .load_deferred(|p| self.fs.open(p, false), |e: &TimeEntry| e.timestamp >= 0);
+                if !matches!(loaded, Ok(true)) {
+                    // Only the last entry is known: the search starts lower (correct,
+                    // slower).
+                    log::warn!(
+                        "{}: time index unreadable past its last entry ({loaded:?})",
+                        seg.time_index.path().display()
+                    );
+                }
+            }
             let entry = seg.time_index.floor(|e| e.timestamp < timestamp);
             let verified = match entry {
                 Some(e) => self.time_entry_matches(seg, e),

@@ -409,21 +409,37 @@ impl Recovery<'_> {
     /// it is below the durable point). Returns the offset after the segment's last batch
     /// if `need_end` (from the headers after the last index entry, or from the
     /// rebuild's full scan).
-    fn load_indexes(&mut self, seg: &Segment, idx: usize, need_end: bool) -> Result<Option<i64>> {
+    ///
+    /// A sealed segment's (`deferred`) indexes are read only up to their last entries
+    /// (Kafka's sanity check); the rest is read on first use: opening a log reads no
+    /// index file whole.
+    fn load_indexes(
+        &mut self,
+        seg: &Segment,
+        idx: usize,
+        need_end: bool,
+        deferred: bool,
+    ) -> Result<Option<i64>> {
         let size = seg.size();
+        let offset_valid = |e: &OffsetEntry| u64::from(e.position) < size;
+        let time_valid = |e: &TimeEntry| e.timestamp >= 0;
         let sane = self.has_file(seg, "index")
             && self.has_file(seg, "timeindex")
-            && seg
-                .offset_index
-                .load(|e: &OffsetEntry| u64::from(e.position) < size)
-                .map_err(io_ctx(format!(
-                    "read {}",
-                    seg.offset_index.path().display()
-                )))?
-            && seg
-                .time_index
-                .load(|e: &TimeEntry| e.timestamp >= 0)
-                .map_err(io_ctx(format!("read {}", seg.time_index.path().display())))?;
+            && if deferred {
+                seg.offset_index.load_tail(offset_valid)
+            } else {
+                seg.offset_index.load(offset_valid)
+            }
+            .map_err(io_ctx(format!(
+                "read {}",
+                seg.offset_index.path().display()
+            )))?
+            && if deferred {
+                seg.time_index.load_tail(time_valid)
+            } else {
+                seg.time_index.load(time_valid)
+            }
+            .map_err(io_ctx(format!("read {}", seg.time_index.path().display())))?;
         if sane && self.time_tail_matches(seg)? {
             // An index that names no batch boundary, or headers that do not chain up to
             // the end of the file, discredit the index: the full scan below decides
@@ -514,6 +530,26 @@ impl Recovery<'_> {
         };
         let claimed = seg.base.saturating_add(i64::from(e.relative_offset));
         let size = seg.size();
+        // With only its last entry read, the offset index may not reach below it.
+        if seg
+            .offset_index
+            .last()
+            .is_some_and(|o| seg.base.saturating_add(i64::from(o.relative_offset)) > claimed)
+        {
+            let loaded = seg
+                .offset_index
+                .load_deferred(
+                    |_| Err(std::io::Error::other("the index file is held at open")),
+                    |o: &OffsetEntry| u64::from(o.position) < size,
+                )
+                .map_err(io_ctx(format!(
+                    "read {}",
+                    seg.offset_index.path().display()
+                )))?;
+            if !loaded {
+                return Ok(false);
+            }
+        }
         let mut pos = seg
             .offset_index
             .floor(|o| seg.base.saturating_add(i64::from(o.relative_offset)) <= claimed)
@@ -639,7 +675,7 @@ impl Recovery<'_> {
             }
             // The clean path below reads the active segment's end itself.
             let need_end = !(clean && i == last);
-            expected_base = self.load_indexes(seg, i, need_end)?;
+            expected_base = self.load_indexes(seg, i, need_end, i != last)?;
         }
         if clean {
             // Find the log end offset from the last index entry of the active segment.

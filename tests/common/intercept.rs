@@ -37,6 +37,7 @@ type OpenHook = Box<dyn Fn(&Path) -> io::Result<()> + Send + Sync>;
 type FileHook = Box<dyn Fn() + Send + Sync>;
 type SyncHook = Box<dyn Fn(&Path) + Send + Sync>;
 type MapHook = Box<dyn Fn(&Path) -> io::Result<()> + Send + Sync>;
+type ReadHook = Box<dyn Fn(&Path, usize) + Send + Sync>;
 
 /// What runs before an operation: `before_op` before every operation (on the thread
 /// doing it); then `before_open` (its error fails the open), and, in every file,
@@ -48,6 +49,8 @@ pub struct Hooks {
     pub before_write: FileHook,
     pub before_sync: SyncHook,
     pub before_map: MapHook,
+    /// Before a read of up to `len` bytes of the file at `path`.
+    pub before_read: ReadHook,
 }
 
 impl Default for Hooks {
@@ -58,6 +61,7 @@ impl Default for Hooks {
             before_write: Box::new(|| {}),
             before_sync: Box::new(|_| {}),
             before_map: Box::new(|_| Ok(())),
+            before_read: Box::new(|_, _| {}),
         }
     }
 }
@@ -102,6 +106,7 @@ impl File for InterceptFile {
     }
     fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
         self.fs.op(Op::Read, &self.path);
+        (self.fs.hooks.before_read)(&self.path, buf.len());
         self.inner.read_at(buf, pos)
     }
     fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
