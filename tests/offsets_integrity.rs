@@ -282,3 +282,78 @@ fn a_commit_within_synced_records_survives_a_power_cut_unchanged() {
     let c = store.consumer(ConsumerConfig::new("g")).unwrap();
     assert_eq!(c.committed(&[t0()]).unwrap()[&t0()], Some(10));
 }
+
+/// A store written before topic ids: its topic metadata has no `topic.id`, its
+/// partition directories no `partition.metadata`, its commits no id header.
+fn legacy_store(fs: &SimFs) {
+    setup(fs);
+    let store_dir = std::path::Path::new("/store");
+    let meta = store_dir.join(".topics/t");
+    let text = String::from_utf8(fs.read_file(&meta).unwrap()).unwrap();
+    let legacy: String = text
+        .lines()
+        .filter(|l| !l.starts_with("topic.id="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs.write_file(&meta, legacy.into_bytes());
+    streamlog::fs::FileSystem::remove_file(fs, &store_dir.join("t-0/partition.metadata")).unwrap();
+    // Kafka's OffsetCommitKey v1 / OffsetCommitValue v3, no headers: group `old`, 7.
+    let log = streamlog::log::Log::open_with_fs(
+        std::sync::Arc::new(fs.clone()) as std::sync::Arc<dyn streamlog::fs::FileSystem>,
+        store_dir.join("__consumer_offsets-0"),
+        Default::default(),
+    )
+    .unwrap();
+    let string = |s: &str| [&(s.len() as i16).to_be_bytes()[..], s.as_bytes()].concat();
+    let key = [
+        &1i16.to_be_bytes()[..],
+        &string("old"),
+        &string("t"),
+        &0i32.to_be_bytes(),
+    ]
+    .concat();
+    let value = [
+        &3i16.to_be_bytes()[..],
+        &7i64.to_be_bytes(),
+        &(-1i32).to_be_bytes(),
+        &string(""),
+        &0i64.to_be_bytes(),
+    ]
+    .concat();
+    let mut b = streamlog::BatchBuilder::new();
+    b.push(0, Some(&key), Some(&value), &[]).unwrap();
+    log.append(&mut b.finish().unwrap()).unwrap();
+    log.close().unwrap();
+}
+
+/// The first open of a store written before topic ids gives its topics ids and writes
+/// their old commits again with them; a crash at any point of that open loses no
+/// commit (the topic stays marked as adopting until its commits carry the id).
+#[test]
+fn commits_from_before_topic_ids_survive_a_crash_during_the_upgrade() {
+    let clean = SimFs::new();
+    legacy_store(&clean);
+    let first = clean.mutating_op_count();
+    sim_store(&clean).unwrap().close().unwrap();
+    let last = clean.mutating_op_count();
+    for k in first..=last {
+        let fs = SimFs::new();
+        legacy_store(&fs);
+        fs.crash_after(k);
+        let _ = sim_store(&fs).map(|s| s.close());
+        for mode in [
+            CrashImage::KeepAll,
+            CrashImage::DropAll,
+            CrashImage::Random(k),
+        ] {
+            let img = fs.crash_image(mode);
+            let store = sim_store(&img).unwrap_or_else(|e| panic!("crash after {k}: {e}"));
+            let c = store.consumer(ConsumerConfig::new("old")).unwrap();
+            assert_eq!(
+                c.committed(&[t0()]).unwrap()[&t0()],
+                Some(7),
+                "crash after {k}, {mode:?}"
+            );
+        }
+    }
+}

@@ -274,3 +274,29 @@ fn a_damaged_kafka_directory_is_refused_and_left_unchanged() {
     assert!(store.topic("clicks").is_err());
     assert_eq!(snapshot(tmp.path()), before);
 }
+
+/// An import takes all of a topic's partitions or none: `clicks-0` and `clicks-2`
+/// (a broker holding some partitions) are refused, changing nothing. A directory that
+/// names no topic id (an import that failed part-way, say) takes the id the others name.
+#[test]
+fn imports_need_every_partition_and_fill_in_missing_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kafka_id = kafka_topic_dirs(tmp.path(), 5);
+    fs::rename(tmp.path().join("clicks-1"), tmp.path().join("clicks-2")).unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let before = snapshot(tmp.path());
+    let err = store
+        .import_kafka_topic("clicks", TopicConfig::default())
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+    assert_eq!(snapshot(tmp.path()), before);
+    fs::rename(tmp.path().join("clicks-2"), tmp.path().join("clicks-1")).unwrap();
+    fs::remove_file(tmp.path().join("clicks-1").join("partition.metadata")).unwrap();
+    let report = store
+        .import_kafka_topic("clicks", TopicConfig::default())
+        .unwrap();
+    assert_eq!(report.topic_id.to_string(), kafka_id);
+    store.close().unwrap();
+    drop(store);
+    Store::open(tmp.path()).unwrap().close().unwrap();
+}

@@ -170,6 +170,7 @@ fn check_offset_index(
             return Ok(());
         }
         prev = Some((rel, pos));
+        let claimed = base.saturating_add(i64::from(rel));
         let header = (u64::from(pos) + batch::RECORD_BATCH_OVERHEAD as u64 <= log_len)
             .then(|| log.read_exact_at(u64::from(pos), batch::RECORD_BATCH_OVERHEAD))
             .transpose()
@@ -180,7 +181,7 @@ fn check_offset_index(
             )))?
             .and_then(|h| batch::BatchHeader::parse(&h).ok());
         match header {
-            Some(h) if h.last_offset() == base + i64::from(rel) => {
+            Some(h) if h.last_offset() == claimed => {
                 check.index_entries_checked += 1;
             }
             Some(h) => {
@@ -225,7 +226,7 @@ fn check_time_index(
     for (i, e) in bytes.chunks_exact(TIME_ENTRY as usize).enumerate() {
         let ts = i64::from_be_bytes(e[..8].try_into().expect("8 bytes"));
         let rel = u32::from_be_bytes([e[8], e[9], e[10], e[11]]);
-        let offset = base + i64::from(rel);
+        let offset = base.saturating_add(i64::from(rel));
         let sane = prev.is_none_or(|(t, r)| ts >= t && rel >= r) && (offset < end || end == base);
         if !sane {
             check.index_problems.push(format!(

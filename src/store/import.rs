@@ -62,23 +62,33 @@ impl Store {
         let _ddl = self.ddl_for_new_topic(name)?;
         let inner = &self.inner;
         let fs = inner.config.fs.as_ref();
-        let mut dirs = Vec::new();
-        loop {
-            let dir = inner.dir.join(partition_dir_name(name, dirs.len() as i32));
-            if !fs
-                .exists(&dir)
-                .map_err(io_ctx(format!("stat {}", dir.display())))?
-            {
-                break;
-            }
-            dirs.push(dir);
-        }
-        if dirs.is_empty() {
+        // Every `<name>-<n>` directory: they must be exactly 0..count (a broker's log
+        // directory may hold only some partitions of a topic; those cannot be adopted
+        // as the whole topic).
+        let mut numbers: Vec<i32> = fs
+            .list_dir(&inner.dir)
+            .map_err(io_ctx(format!("list {}", inner.dir.display())))?
+            .iter()
+            .filter_map(|entry| {
+                let n: i32 = entry.strip_prefix(name)?.strip_prefix('-')?.parse().ok()?;
+                (n >= 0 && *entry == partition_dir_name(name, n)).then_some(n)
+            })
+            .collect();
+        numbers.sort_unstable();
+        if numbers.is_empty() || numbers.iter().enumerate().any(|(i, &n)| n != i as i32) {
             return Err(Error::InvalidArgument {
                 name: "topic",
-                reason: format!("no directory {name}-0 in {}", inner.dir.display()),
+                reason: format!(
+                    "{} holds partitions {numbers:?} of `{name}`; an import needs all of \
+                     0..n",
+                    inner.dir.display()
+                ),
             });
         }
+        let dirs: Vec<PathBuf> = numbers
+            .iter()
+            .map(|&n| inner.dir.join(partition_dir_name(name, n)))
+            .collect();
         let mut config = config.partitions(dirs.len() as i32);
         config.validate()?;
         let allow_gaps = config.cleanup_policy != CleanupPolicy::Delete;
@@ -88,16 +98,19 @@ impl Store {
             partitions.push((dir.clone(), verify_partition_dir(fs, dir, allow_gaps)?));
             ids.push(read_partition_topic_id(fs, dir)?);
         }
-        let topic_id = match ids.first().copied().flatten() {
-            Some(id) if ids.iter().all(|i| *i == Some(id)) => id,
-            Some(_) | None if ids.iter().flatten().count() > 0 => {
+        // Kafka's id when the directories name one; those that name none get it (an
+        // import that failed part-way leaves some with it: the retry keeps it).
+        let mut named = ids.iter().flatten();
+        let topic_id = match named.next() {
+            Some(&id) if named.all(|&other| other == id) => id,
+            Some(_) => {
                 return Err(Error::corruption(
                     &dirs[0],
                     0,
                     "the directories' partition.metadata name different topic ids",
                 ));
             }
-            _ => TopicId::random(),
+            None => TopicId::random(),
         };
         // Each directory names the id before the metadata adopts them: from then on,
         // open checks them as the topic's own.
@@ -110,6 +123,7 @@ impl Store {
             config: config.clone(),
             id: Some(topic_id),
             intent: None,
+            adopting: false,
         };
         inner.write_metadata(name, &meta)?;
         config = meta.config;

@@ -119,6 +119,10 @@ pub(crate) struct TopicMeta {
     /// `None` only for a topic written before ids existed (given one at open).
     pub(crate) id: Option<TopicId>,
     pub(crate) intent: Option<Intent>,
+    /// The id was given at an open and committed offsets written before ids existed
+    /// may still lack it: they belong to this topic until they are written again with
+    /// it (then this is cleared).
+    pub(crate) adopting: bool,
 }
 
 impl TopicMeta {
@@ -127,6 +131,9 @@ impl TopicMeta {
         let mut s = self.config.to_properties();
         if let Some(id) = self.id {
             s.push_str(&format!("topic.id={id}\n"));
+        }
+        if self.adopting {
+            s.push_str("ids.adopting=true\n");
         }
         match self.intent {
             None => {}
@@ -141,6 +148,7 @@ impl TopicMeta {
     pub(crate) fn parse(text: &str) -> std::result::Result<TopicMeta, String> {
         let mut id = None;
         let mut intent = None;
+        let mut adopting = false;
         let mut rest = String::with_capacity(text.len());
         for line in text.lines() {
             if let Some(v) = line.strip_prefix("topic.id=") {
@@ -148,6 +156,8 @@ impl TopicMeta {
                     TopicId::parse(v)
                         .ok_or_else(|| format!("topic.id: `{v}` is not a topic id"))?,
                 );
+            } else if line == "ids.adopting=true" {
+                adopting = true;
             } else if let Some(v) = line.strip_prefix("intent=") {
                 intent = Some(match v {
                     "create" => Intent::Create,
@@ -172,7 +182,12 @@ impl TopicMeta {
                 config.partitions
             ));
         }
-        Ok(TopicMeta { config, id, intent })
+        Ok(TopicMeta {
+            config,
+            id,
+            intent,
+            adopting,
+        })
     }
 }
 
@@ -260,12 +275,15 @@ mod tests {
             Some(Intent::Delete),
             Some(Intent::Grow(9)),
         ] {
-            let meta = TopicMeta {
-                config: TopicConfig::default().partitions(3),
-                id: Some(TopicId::random()),
-                intent,
-            };
-            assert_eq!(TopicMeta::parse(&meta.render()), Ok(meta));
+            for adopting in [false, true] {
+                let meta = TopicMeta {
+                    config: TopicConfig::default().partitions(3),
+                    id: Some(TopicId::random()),
+                    intent,
+                    adopting,
+                };
+                assert_eq!(TopicMeta::parse(&meta.render()), Ok(meta));
+            }
         }
         let legacy = TopicConfig::default().to_properties();
         assert_eq!(TopicMeta::parse(&legacy).unwrap().id, None);

@@ -515,7 +515,19 @@ impl Store {
                 Some((g, tp, c))
             })
             .collect();
-        groups.rewrite(&offsets, &stale, self.inner.config.now_ms())
+        groups.rewrite(&offsets, &stale, self.inner.config.now_ms())?;
+        // Every commit of the adopted topics now names their id.
+        for name in adopted {
+            let t = self.inner.topic(name)?;
+            let meta = TopicMeta {
+                config: t.config.read().clone(),
+                id: Some(t.id),
+                intent: None,
+                adopting: false,
+            };
+            self.inner.write_metadata(name, &meta)?;
+        }
+        Ok(())
     }
 
     /// Where a commit applies now: `None` if its topic incarnation is gone (deleted, or
@@ -649,6 +661,7 @@ impl Store {
             config,
             id: Some(id),
             intent: Some(Intent::Create),
+            adopting: false,
         };
         // The intent is durable before any directory exists: a crash from here on is
         // rolled back at open, removing only directories that name this id.
@@ -700,6 +713,7 @@ impl Store {
             config: state.config.read().clone(),
             id: Some(state.id),
             intent: Some(Intent::Delete),
+            adopting: false,
         };
         // The decision: once this is durable, the topic is gone at any later open.
         inner.write_metadata(name, &meta)?;
@@ -810,6 +824,7 @@ impl Store {
             config: config.clone(),
             id: Some(t.id),
             intent: Some(Intent::Grow(total)),
+            adopting: false,
         };
         inner.write_metadata(name, &meta)?;
         meta.config.partitions = total;
@@ -823,6 +838,7 @@ impl Store {
                     config,
                     id: Some(t.id),
                     intent: None,
+                    adopting: false,
                 };
                 let _ = inner.write_metadata(name, &old);
                 return Err(e);

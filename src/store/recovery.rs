@@ -163,22 +163,39 @@ pub(super) fn settle(
             (None, _) => {}
         }
         let id = match meta.id {
-            Some(id) => id,
+            Some(id) => {
+                if meta.adopting {
+                    catalog.adopted.push(name.clone());
+                }
+                id
+            }
             None => {
                 // Written before topic ids existed: its directories are the ones its
-                // metadata names; give it an id and write that into each of them.
-                let id = TopicId::random();
+                // metadata names; give it an id and write that into each of them. An
+                // open that crashed part-way may have written some: that id is kept.
+                let mut found = Vec::new();
                 for p in 0..partitions {
                     let pdir = dir.join(partition_dir_name(&name, p));
                     if fs
                         .exists(&pdir)
                         .map_err(io_ctx(format!("stat {}", pdir.display())))?
-                        && read_partition_topic_id(fs, &pdir)?.is_none()
                     {
-                        write_partition_metadata(fs, &pdir, id)?;
+                        found.push((pdir.clone(), read_partition_topic_id(fs, &pdir)?));
+                    }
+                }
+                let id = found
+                    .iter()
+                    .find_map(|(_, id)| *id)
+                    .unwrap_or_else(TopicId::random);
+                for (pdir, existing) in &found {
+                    if existing.is_none() {
+                        write_partition_metadata(fs, pdir, id)?;
                     }
                 }
                 meta.id = Some(id);
+                // Until its old commits are written again with the id (`adopting`
+                // cleared after that), they are matched to it by name.
+                meta.adopting = true;
                 write_meta(fs, dir, &name, &meta)?;
                 catalog.adopted.push(name.clone());
                 id
