@@ -300,3 +300,88 @@ fn imports_need_every_partition_and_fill_in_missing_ids() {
     drop(store);
     Store::open(tmp.path()).unwrap().close().unwrap();
 }
+
+/// A writer of an earlier version locked `.lock` in the store directory; while one
+/// holds it, this version is refused too (and holds it itself while open, so such a
+/// writer is refused in turn).
+#[test]
+fn a_writer_holding_the_old_lock_file_is_respected() {
+    let tmp = tempfile::tempdir().unwrap();
+    Store::open(tmp.path()).unwrap().close().unwrap();
+    let lock_path = tmp.path().join(".lock");
+    let old_writer = fs::File::create(&lock_path).unwrap();
+    old_writer.try_lock().unwrap();
+    let err = Store::open(tmp.path()).unwrap_err();
+    assert!(matches!(err, Error::Locked { .. }), "{err}");
+    old_writer.unlock().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let another = fs::File::open(&lock_path).unwrap();
+    assert!(
+        another.try_lock().is_err(),
+        "the store holds the old lock file too"
+    );
+    store.close().unwrap();
+}
+
+/// An I/O error at any operation of `create_topic` or `add_partitions` (once, or from
+/// then on): the call fails or succeeds, and the store always reopens whole: no
+/// metadata naming a removed directory, no leftover directory blocking the name.
+#[test]
+fn a_failed_create_or_grow_never_breaks_the_store() {
+    use std::sync::Arc;
+    use streamlog::fs::{Fault, FileSystem, SimFs};
+    let open = |fs: &SimFs| {
+        Store::open_with(
+            "/store",
+            streamlog::StoreConfig::default()
+                .file_system(Arc::new(fs.clone()) as Arc<dyn FileSystem>)
+                .background_maintenance(false),
+        )
+    };
+    type Change = fn(&Store) -> streamlog::Result<()>;
+    let changes: [(&str, Change); 2] = [
+        ("create", |s| {
+            s.create_topic("t", TopicConfig::default().partitions(3))
+        }),
+        ("grow", |s| s.add_partitions("g", 3)),
+    ];
+    for (what, change) in changes {
+        let probe = SimFs::new();
+        let store = open(&probe).unwrap();
+        store.create_topic("g", TopicConfig::default()).unwrap();
+        let before = probe.op_count();
+        change(&store).unwrap();
+        let ops = probe.op_count() - before;
+        drop(store);
+        for k in 1..=ops {
+            for persistent in [false, true] {
+                let fs = SimFs::new();
+                let store = open(&fs).unwrap();
+                store.create_topic("g", TopicConfig::default()).unwrap();
+                fs.inject(Fault::Eio, fs.op_count() + k, persistent);
+                let _ = change(&store);
+                drop(store);
+                fs.clear_faults();
+                let store = open(&fs)
+                    .unwrap_or_else(|e| panic!("{what}, EIO at op {k} ({persistent}): {e}"));
+                for topic in store.list_topics() {
+                    let t = store.topic(&topic).unwrap();
+                    for p in 0..t.partition_count() {
+                        t.partition(p).unwrap().append(&[rec("x")]).unwrap();
+                    }
+                }
+                if store.topic("t").is_err() {
+                    store
+                        .create_topic("t", TopicConfig::default())
+                        .unwrap_or_else(|e| panic!("{what}, EIO at op {k}: name blocked: {e}"));
+                }
+                let g = store.topic("g").unwrap().partition_count();
+                if g < 3 {
+                    store.add_partitions("g", 3).unwrap_or_else(|e| {
+                        panic!("{what}, EIO at op {k} ({persistent}): grow blocked: {e}")
+                    });
+                }
+            }
+        }
+    }
+}

@@ -124,6 +124,25 @@ pub(crate) fn take_lock(fs: &dyn FileSystem, path: &Path) -> crate::Result<Box<d
     })
 }
 
+/// Takes the lock on directory `dir`, and also on `dir/<legacy_file>` if that exists:
+/// the lock file earlier versions took, so that one of them writing the same directory
+/// is refused too (and refuses us).
+pub(crate) fn take_dir_lock(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    legacy_file: &str,
+) -> crate::Result<Vec<Box<dyn DirLock>>> {
+    let mut locks = vec![take_lock(fs, dir)?];
+    let legacy = dir.join(legacy_file);
+    if fs
+        .exists(&legacy)
+        .map_err(|e| crate::Error::io(format!("stat {}", legacy.display()), e))?
+    {
+        locks.push(take_lock(fs, &legacy)?);
+    }
+    Ok(locks)
+}
+
 /// A held lock on a lock file; released on drop.
 pub trait DirLock: Send + Sync + Debug {}
 

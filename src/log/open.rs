@@ -99,7 +99,11 @@ impl Log {
                 }
             }
             // The directory itself: a lock nobody can delete while the log is open.
-            locks.push(crate::fs::take_lock(fs.as_ref(), &dir)?);
+            locks.extend(crate::fs::take_dir_lock(
+                fs.as_ref(),
+                &dir,
+                checkpoint::LOCK_FILE,
+            )?);
         }
         // Phase 1: read and check everything; nothing in the directory changes, so a
         // failed open (Corruption) leaves it exactly as it was and the next open fails

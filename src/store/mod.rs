@@ -251,7 +251,7 @@ pub(crate) struct Inner {
     pub(crate) metadata_epoch: std::sync::atomic::AtomicU64,
     pub(crate) closed: AtomicBool,
     /// The directory lock, released by `close` even while clones of the store live.
-    lock: Mutex<Option<Box<dyn DirLock>>>,
+    lock: Mutex<Vec<Box<dyn DirLock>>>,
     /// Woken by every append and group change.
     pub(crate) notifier: Arc<Notifier>,
     /// Consumer groups and committed offsets.
@@ -402,7 +402,7 @@ impl Store {
         let meta_dir = dir.join(TOPICS_DIR);
         crate::fs::create_dir_durable(fs.as_ref(), &meta_dir)
             .map_err(io_ctx(format!("create {}", meta_dir.display())))?;
-        let lock = crate::fs::take_lock(fs.as_ref(), &dir)?;
+        let lock = crate::fs::take_dir_lock(fs.as_ref(), &dir, LOCK_FILE)?;
         let mut report = StoreRecoveryReport::default();
         let catalog = recovery::settle(fs.as_ref(), &dir, &mut report)?;
         let notifier = Arc::new(Notifier::default());
@@ -445,7 +445,7 @@ impl Store {
             ddl: Mutex::new(()),
             metadata_epoch: std::sync::atomic::AtomicU64::new(0),
             closed: AtomicBool::new(false),
-            lock: Mutex::new(Some(lock)),
+            lock: Mutex::new(lock),
             notifier,
             groups: Coordinator::default(),
             producers: Mutex::new(Vec::new()),
@@ -666,12 +666,13 @@ impl Store {
         // The intent is durable before any directory exists: a crash from here on is
         // rolled back at open, removing only directories that name this id.
         inner.write_metadata(name, &meta)?;
+        let intent = meta.clone();
         meta.intent = None;
-        let parts = match inner.build_partitions(name, id, 0..meta.config.partitions, &meta) {
+        let range = 0..meta.config.partitions;
+        let parts = match inner.build_partitions(name, id, range.clone(), &meta) {
             Ok(parts) => parts,
             Err(e) => {
-                // Best effort: what stays behind is settled by the next open.
-                let _ = inner.remove_metadata(name);
+                inner.roll_back(name, &intent, range, None);
                 return Err(e);
             }
         };
@@ -827,20 +828,18 @@ impl Store {
             adopting: false,
         };
         inner.write_metadata(name, &meta)?;
+        let intent = meta.clone();
         meta.config.partitions = total;
         meta.intent = None;
-        let new = match inner.build_partitions(name, t.id, config.partitions..total, &meta) {
+        let range = config.partitions..total;
+        let new = match inner.build_partitions(name, t.id, range.clone(), &meta) {
             Ok(new) => new,
             Err(e) => {
-                // Best effort: back to the old metadata; otherwise the next open rolls
-                // the intent back.
                 let old = TopicMeta {
-                    config,
-                    id: Some(t.id),
                     intent: None,
-                    adopting: false,
+                    ..intent.clone()
                 };
-                let _ = inner.write_metadata(name, &old);
+                inner.roll_back(name, &intent, range, Some(&old));
                 return Err(e);
             }
         };
@@ -994,7 +993,7 @@ impl Inner {
     /// Creates and opens partitions `range` of a topic whose intent is recorded: each
     /// directory first gets `partition.metadata` naming the topic id, so that it is
     /// recognisably the store's before it holds anything else. On failure nothing
-    /// stays open.
+    /// stays open (the directories stay, for [`roll_back`](Self::roll_back)).
     fn open_new_partitions(
         &self,
         topic: &str,
@@ -1024,7 +1023,8 @@ impl Inner {
     }
 
     /// Creates partitions `range` of a topic whose intent is recorded, then writes
-    /// `done`, the metadata that records the outcome. On failure nothing stays open.
+    /// `done`, the metadata that records the outcome. On failure nothing stays open
+    /// (the directories stay, for [`roll_back`](Self::roll_back)).
     fn build_partitions(
         &self,
         topic: &str,
@@ -1042,20 +1042,45 @@ impl Inner {
         }
     }
 
-    /// Best-effort undo of `open_new_partitions` after a later step failed (what stays
-    /// behind is settled by the next open: the topic's intent is still recorded).
+    /// Closes partitions `build_partitions` opened before a later step failed.
     fn discard_partitions(&self, parts: &[Arc<PartitionState>]) {
-        let mut report = StoreRecoveryReport::default();
         for p in parts {
             let _ = p.log.shutdown();
-            let _ = recovery::remove_owned_dir(
-                self.config.fs.as_ref(),
-                &self.dir,
-                &partition_dir_name(&p.topic, p.partition),
-                Some(p.topic_id),
-                &mut report,
-            );
         }
+    }
+
+    /// Best-effort roll-back of a topic change that failed after its `intent` was
+    /// recorded, done as an open would do it: the intent is written again first (the
+    /// outcome may have reached the file before the failure), and only then are the
+    /// directories of `range` that name the topic's id removed, and the metadata
+    /// removed (a create) or set to `after` (a grow). Whatever fails stops it there:
+    /// the intent on disk tells the next open to finish, so the metadata never names
+    /// a partition whose directory is gone.
+    fn roll_back(
+        &self,
+        name: &str,
+        intent: &TopicMeta,
+        range: std::ops::Range<i32>,
+        after: Option<&TopicMeta>,
+    ) {
+        if self.write_metadata(name, intent).is_err() {
+            return;
+        }
+        let fs = self.config.fs.as_ref();
+        let mut report = StoreRecoveryReport::default();
+        for p in range {
+            let dir = partition_dir_name(name, p);
+            if recovery::remove_owned_dir(fs, &self.dir, &dir, intent.id, &mut report).is_err() {
+                return;
+            }
+        }
+        if fs.sync_dir(&self.dir).is_err() {
+            return;
+        }
+        let _ = match after {
+            None => self.remove_metadata(name),
+            Some(meta) => self.write_metadata(name, meta),
+        };
     }
 
     fn close(&self) -> Result<()> {
@@ -1080,7 +1105,7 @@ impl Inner {
         // Handles (topics, partitions, consumers) may outlive the close: their files need
         // no descriptor any more.
         self.files.close_idle();
-        self.lock.lock().take();
+        self.lock.lock().clear();
         first.map_or(Ok(()), Err)
     }
 }
