@@ -380,3 +380,20 @@ fn epochs_change_when_records_may_have_been_removed() {
     assert_eq!((log.epoch(), log.epoch_end_offset(0)), (2, Some(10)));
     assert_eq!(read_values(&log).unwrap().len(), 20);
 }
+
+/// A `leader-epoch-checkpoint` that does not parse is damage: open refuses it rather
+/// than reading it as "no epochs" (which would cut valid batches of later epochs as a
+/// torn tail).
+#[test]
+fn an_unreadable_epoch_checkpoint_is_corruption() {
+    let fs = SimFs::new();
+    let log = open_sim(&fs, small_config()).unwrap();
+    log.append(&mut batch(0, 3, Compression::None)).unwrap();
+    log.close().unwrap();
+    fs.write_file(
+        &dir().join("leader-epoch-checkpoint"),
+        b"0\n2\nfive 0\n".to_vec(),
+    );
+    let err = open_sim(&fs, small_config()).unwrap_err();
+    assert!(err.is_corruption(), "{err}");
+}

@@ -105,6 +105,16 @@ pub(crate) struct Commit {
 /// Kafka's readers ignore headers).
 const TOPIC_ID_HEADER: &str = "topic_id";
 
+/// What checking the loaded commits found (see `Coordinator::check_loaded`).
+pub(crate) struct Checked {
+    /// Commits lowered to where their epoch's records end.
+    pub(crate) lowered: Vec<Lowered>,
+    /// Commits to write again as they are now.
+    pub(crate) stale: Vec<GroupCommit>,
+    /// Commits of topics that no longer exist (to tombstone).
+    pub(crate) dropped: Vec<(String, TopicPartition)>,
+}
+
 /// A commit lowered at open: `(group, partition, from, to)`.
 pub(crate) type Lowered = (String, TopicPartition, i64, i64);
 /// A group's commit of one partition.
@@ -253,10 +263,11 @@ impl Coordinator {
     pub(crate) fn check_loaded(
         &self,
         verdict: &dyn Fn(&TopicPartition, &Commit) -> Verdict,
-    ) -> (Vec<Lowered>, Vec<GroupCommit>) {
+    ) -> Checked {
         let mut st = self.state.lock();
         let mut lowered = Vec::new();
         let mut stale = Vec::new();
+        let mut dropped = Vec::new();
         for (group, commits) in st.committed.iter_mut() {
             commits.retain(|tp, c| match verdict(tp, c) {
                 Verdict::Drop => {
@@ -265,6 +276,7 @@ impl Coordinator {
                          belongs to an earlier topic of that name",
                         c.offset
                     );
+                    dropped.push((group.clone(), tp.clone()));
                     false
                 }
                 Verdict::Keep(offset) => {
@@ -281,7 +293,11 @@ impl Coordinator {
             });
         }
         st.committed.retain(|_, g| !g.is_empty());
-        (lowered, stale)
+        Checked {
+            lowered,
+            stale,
+            dropped,
+        }
     }
 
     /// Adds a member; returns its id.
@@ -578,7 +594,7 @@ impl Coordinator {
 
     /// Writes tombstones for every committed offset of `topic` (the topic was deleted).
     pub(crate) fn forget_topic(&self, offsets_log: &PartitionState, topic: &str) -> Result<()> {
-        let _order = self.commit_lock.lock();
+        let order = self.commit_lock.lock();
         let doomed: Vec<(String, TopicPartition)> = {
             let st = self.state.lock();
             st.committed
@@ -590,21 +606,40 @@ impl Coordinator {
                 })
                 .collect()
         };
+        self.forget_locked(offsets_log, &doomed, order)
+    }
+
+    /// Writes tombstones for `doomed` commits (at open: those of deleted topics, so the
+    /// next open need not drop them again).
+    pub(crate) fn forget(
+        &self,
+        offsets_log: &PartitionState,
+        doomed: &[(String, TopicPartition)],
+    ) -> Result<()> {
+        self.forget_locked(offsets_log, doomed, self.commit_lock.lock())
+    }
+
+    fn forget_locked(
+        &self,
+        offsets_log: &PartitionState,
+        doomed: &[(String, TopicPartition)],
+        _order: parking_lot::MutexGuard<'_, ()>,
+    ) -> Result<()> {
         if doomed.is_empty() {
             return Ok(());
         }
         let mut b = BatchBuilder::new();
-        for (g, tp) in &doomed {
+        for (g, tp) in doomed {
             b.push(0, Some(&encode_key(g, tp)), None, &[])?;
         }
         let info = offsets_log.log.append_encoded(&mut b.build()?)?;
         offsets_log.log.flush_to(info.last_offset + 1)?;
         let mut st = self.state.lock();
         for (g, tp) in doomed {
-            if let Some(m) = st.committed.get_mut(&g) {
-                m.remove(&tp);
+            if let Some(m) = st.committed.get_mut(g) {
+                m.remove(tp);
                 if m.is_empty() {
-                    st.committed.remove(&g);
+                    st.committed.remove(g);
                 }
             }
         }

@@ -23,7 +23,8 @@ pub(crate) struct EpochHistory {
 
 impl EpochHistory {
     /// Parses Kafka's `leader-epoch-checkpoint` text (`0\n<n>\n<epoch> <start>\n…`).
-    /// `None` if it is malformed or its epochs do not increase.
+    /// `None` if it is malformed, its epochs do not increase or its start offsets
+    /// decrease.
     pub(crate) fn parse(text: &str) -> Option<Self> {
         let mut lines = text.lines();
         if lines.next()?.trim() != "0" {
@@ -35,7 +36,12 @@ impl EpochHistory {
             let mut parts = lines.next()?.split_whitespace();
             let epoch: i32 = parts.next()?.parse().ok()?;
             let start: i64 = parts.next()?.parse().ok()?;
-            if epoch < 0 || start < 0 || entries.last().is_some_and(|&(e, _)| e >= epoch) {
+            if epoch < 0
+                || start < 0
+                || entries
+                    .last()
+                    .is_some_and(|&(e, s)| e >= epoch || s > start)
+            {
                 return None;
             }
             entries.push((epoch, start));
@@ -115,6 +121,11 @@ mod tests {
         assert_eq!(EpochHistory::parse(&h.render()), Some(h));
         assert_eq!(EpochHistory::parse("0\n1\nx 0\n"), None);
         assert_eq!(EpochHistory::parse("0\n2\n3 0\n3 5\n"), None);
+        assert_eq!(
+            EpochHistory::parse("0\n2\n1 9\n2 5\n"),
+            None,
+            "starts decrease"
+        );
         assert_eq!(EpochHistory::parse("1\n0\n"), None);
         assert_eq!(EpochHistory::parse("0\n0\n").unwrap().current(), 0);
     }

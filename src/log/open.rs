@@ -151,11 +151,17 @@ impl Log {
         };
         let recovery_point = read_offset(checkpoint::RECOVERY_POINT_FILE, "the recovery point")?;
         // The partition epochs (Kafka's, if Kafka wrote the directory): batches must carry
-        // the epoch of their offset. Unreadable text counts as none: batches of a later
-        // epoch are then refused as damage rather than trusted.
-        let epochs = checkpoint::read_small(fs.as_ref(), &dir.join(checkpoint::LEADER_EPOCH_FILE))
+        // the epoch of their offset. A file that does not parse is damage, refused: as
+        // none, valid batches of later epochs would be cut as a torn tail.
+        let epoch_path = dir.join(checkpoint::LEADER_EPOCH_FILE);
+        let epochs = checkpoint::read_small(fs.as_ref(), &epoch_path)
             .map_err(io_ctx(format!("read the leader epoch checkpoint in {d}")))?
-            .and_then(|b| super::epoch::EpochHistory::parse(&String::from_utf8_lossy(&b)))
+            .map(|b| {
+                super::epoch::EpochHistory::parse(&String::from_utf8_lossy(&b)).ok_or_else(|| {
+                    Error::corruption(&epoch_path, 0, "not Kafka's leader epoch checkpoint")
+                })
+            })
+            .transpose()?
             .map(Arc::new)
             .unwrap_or_default();
         let max_epoch = epochs.current();

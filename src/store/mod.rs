@@ -485,7 +485,7 @@ impl Store {
         let groups = &self.inner.groups;
         groups.load(&offsets)?;
         let dropped = std::cell::Cell::new(0usize);
-        let (lowered, stale) = groups.check_loaded(&|tp, c| {
+        let checked = groups.check_loaded(&|tp, c| {
             let adopt = c.topic_id.is_none() && adopted.iter().any(|t| t == tp.topic());
             let mut c = *c;
             if adopt {
@@ -500,7 +500,7 @@ impl Store {
             }
         });
         report.offsets_dropped = dropped.get();
-        for (group, partition, from, to) in lowered {
+        for (group, partition, from, to) in checked.lowered {
             report.offsets_reset.push(CommittedOffsetReset {
                 group,
                 partition,
@@ -508,7 +508,8 @@ impl Store {
                 to,
             });
         }
-        let stale: Vec<_> = stale
+        let stale: Vec<_> = checked
+            .stale
             .into_iter()
             .filter_map(|(g, tp, mut c)| {
                 c.topic_id = Some(self.inner.topic(tp.topic()).ok()?.id);
@@ -516,6 +517,7 @@ impl Store {
             })
             .collect();
         groups.rewrite(&offsets, &stale, self.inner.config.now_ms())?;
+        groups.forget(&offsets, &checked.dropped)?;
         // Every commit of the adopted topics now names their id.
         for name in adopted {
             let t = self.inner.topic(name)?;
@@ -691,7 +693,7 @@ impl Store {
 
     /// Deletes a topic and all its data. Handles to it stop accepting appends
     /// (`Closed`), and its committed offsets are forgotten: a topic created later under
-    /// the same name is a new topic (a new [`TopicId`]), read from its start. Durable on
+    /// the same name is a new topic (a new [`TopicId`]) that no old offset applies to. Durable on
     /// return: after a crash, the deletion is completed at open.
     ///
     /// # Errors

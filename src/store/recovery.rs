@@ -39,7 +39,7 @@ pub struct StoreRecoveryReport {
     /// crash dropped unsynced records): the group resumes at `to`, never past its data.
     pub offsets_reset: Vec<CommittedOffsetReset>,
     /// Committed offsets dropped because their topic was deleted (and perhaps created
-    /// again: a new topic of the same name is read from its start).
+    /// again: no old offset applies to a new topic of the same name).
     pub offsets_dropped: usize,
 }
 
