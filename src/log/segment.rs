@@ -272,7 +272,26 @@ impl Segment {
         let size = log.len()?;
         let offset_index = Index::create(fs, &dir.join(file_name(base, "index")), index_bytes)?;
         let time_index = Index::create(fs, &dir.join(file_name(base, "timeindex")), index_bytes)?;
-        Ok(Segment {
+        Ok(Self::assemble(
+            base,
+            log_path,
+            log,
+            size,
+            offset_index,
+            time_index,
+        ))
+    }
+
+    /// A segment of these files, nothing known of its contents yet.
+    fn assemble(
+        base: i64,
+        log_path: PathBuf,
+        log: Arc<dyn File>,
+        size: u64,
+        offset_index: Index<OffsetEntry>,
+        time_index: Index<TimeEntry>,
+    ) -> Self {
+        Segment {
             base,
             log_path,
             log,
@@ -284,7 +303,7 @@ impl Segment {
             sealed: AtomicBool::new(false),
             index_suspect: AtomicBool::new(false),
             mapped: Arc::default(),
-        })
+        }
     }
 
     /// Opens an existing segment without creating or changing any file: the `.log` is
@@ -315,19 +334,15 @@ impl Segment {
             index_bytes,
             time_index_file,
         )?;
-        Ok(Segment {
+        let log_path = dir.join(file_name(base, "log"));
+        Ok(Self::assemble(
             base,
-            log_path: dir.join(file_name(base, "log")),
+            log_path,
             log,
-            size: AtomicU64::new(size),
+            size,
             offset_index,
             time_index,
-            max_timestamp: AtomicI64::new(-1),
-            offset_of_max_timestamp: AtomicI64::new(base),
-            sealed: AtomicBool::new(false),
-            index_suspect: AtomicBool::new(false),
-            mapped: Arc::default(),
-        })
+        ))
     }
 
     /// Creates the index files [`open_existing`](Self::open_existing) found missing.
