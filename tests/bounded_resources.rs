@@ -216,3 +216,46 @@ fn a_clean_open_reads_only_the_last_index_entries() {
     );
     assert_eq!(read_values(&log).unwrap().len(), 600);
 }
+
+/// Index damage a clean open does not look at (entries before the last) is found when
+/// the deferred entries are first read, and the index is rebuilt from the segment, in
+/// memory and on disk, as recovery would have rebuilt it.
+#[test]
+fn a_damaged_deferred_index_is_rebuilt_on_first_use() {
+    let sim = SimFs::new();
+    let open = || {
+        Log::open_with_fs(
+            Arc::new(sim.clone()) as Arc<dyn FileSystem>,
+            common::dir(),
+            common::small_config(),
+        )
+        .unwrap()
+    };
+    let log = open();
+    let expected = many_segments(&log);
+    log.close().unwrap();
+    // A sealed segment whose index has at least three entries: swap the first two.
+    let (path, original) = sim
+        .files(&common::dir())
+        .into_iter()
+        .filter(|(p, len)| p.to_string_lossy().ends_with(".index") && *len >= 24)
+        .map(|(p, _)| {
+            let bytes = sim.read_file(&p).unwrap();
+            (p, bytes)
+        })
+        .next()
+        .expect("a segment with three index entries");
+    let mut damaged = original.clone();
+    damaged[..16].rotate_left(8);
+    sim.write_file(&path, damaged.clone());
+    let log = open();
+    assert!(log.recovery_report().clean_shutdown);
+    assert_eq!(
+        log.recovery_report().indexes_rebuilt,
+        0,
+        "not looked at by the open"
+    );
+    assert_eq!(sim.read_file(&path).unwrap(), damaged);
+    assert_eq!(read_values(&log).unwrap(), expected);
+    assert_eq!(sim.read_file(&path).unwrap(), original, "rebuilt on disk");
+}

@@ -1149,7 +1149,7 @@ impl Log {
                 |e: &OffsetEntry| u64::from(e.position) < size,
             ) {
                 Ok(true) => {}
-                Ok(false) => self.distrust_index(seg, "its entries fail the sanity check"),
+                Ok(false) => self.rebuild_sealed_index(seg),
                 // Read this time from the segment start; the load is tried again.
                 Err(e) => {
                     log::warn!("{}: {e}", seg.offset_index.path().display());
@@ -1160,6 +1160,42 @@ impl Log {
         let rel = offset - seg.base;
         seg.offset_index
             .floor(|e| i64::from(e.relative_offset) <= rel)
+    }
+
+    /// A sealed segment's index whose deferred entries failed their checks: rebuilt
+    /// from the segment (scanned once) in memory and on disk, as recovery rebuilds a
+    /// damaged index at open. If the segment itself fails the scan, or the files cannot
+    /// be written, reads go on by scan (and report damage where they meet it).
+    fn rebuild_sealed_index(&self, seg: &Segment) {
+        let params = seg.scan_params(
+            self.config.index_interval_bytes,
+            self.rules(),
+            self.config.segment_index_bytes,
+        );
+        let rebuilt = segment::scan(seg.log.as_ref(), seg.size(), params)
+            .ok()
+            .filter(|scan| scan.stopped.is_none())
+            .map(|scan| {
+                seg.adopt_scan(&scan);
+                let write = |index: &std::path::Path, entries: &dyn Fn(&dyn crate::fs::File) -> std::io::Result<()>| {
+                    self.fs.open(index, false).and_then(|f| entries(f.as_ref()))
+                };
+                write(seg.offset_index.path(), &|f| seg.offset_index.write_synced_to(f))
+                    .and_then(|()| {
+                        write(seg.time_index.path(), &|f| seg.time_index.write_synced_to(f))
+                    })
+            });
+        match rebuilt {
+            Some(Ok(())) => log::warn!(
+                "{}: index entries failed their checks; rebuilt from the log",
+                seg.offset_index.path().display()
+            ),
+            Some(Err(e)) => log::warn!(
+                "{}: index rebuilt in memory only ({e})",
+                seg.offset_index.path().display()
+            ),
+            None => self.distrust_index(seg, "its entries fail the sanity check"),
+        }
     }
 
     fn distrust_index(&self, seg: &Segment, why: &str) {
