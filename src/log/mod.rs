@@ -1177,13 +1177,11 @@ impl Log {
             .filter(|scan| scan.stopped.is_none())
             .map(|scan| {
                 seg.adopt_scan(&scan);
-                let write = |index: &std::path::Path, entries: &dyn Fn(&dyn crate::fs::File) -> std::io::Result<()>| {
-                    self.fs.open(index, false).and_then(|f| entries(f.as_ref()))
-                };
-                write(seg.offset_index.path(), &|f| seg.offset_index.write_synced_to(f))
-                    .and_then(|()| {
-                        write(seg.time_index.path(), &|f| seg.time_index.write_synced_to(f))
-                    })
+                let reopen = |path: &Path| self.fs.open(path, false);
+                reopen(seg.offset_index.path())
+                    .and_then(|f| seg.offset_index.write_synced_to(f.as_ref()))
+                    .and_then(|()| reopen(seg.time_index.path()))
+                    .and_then(|f| seg.time_index.write_synced_to(f.as_ref()))
             });
         match rebuilt {
             Some(Ok(())) => log::warn!(
