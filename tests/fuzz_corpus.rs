@@ -137,16 +137,21 @@ fn decode_batch_seeds() -> Vec<(String, Vec<u8>)> {
     seeds
 }
 
-/// A small real log on SimFs: batches of every codec over several 1 KiB segments.
-/// Returns the file system and the log, still open, with its last batches unflushed.
-fn real_log() -> (SimFs, Log) {
-    let fs = SimFs::new();
-    let log = Log::open_with_fs(
+/// The fuzz target's partition directory on `fs`, opened with its config.
+fn open_fuzz_log(fs: &SimFs) -> Log {
+    Log::open_with_fs(
         Arc::new(fs.clone()) as Arc<dyn FileSystem>,
         FUZZ_DIR,
         internals::fuzz_config(),
     )
-    .expect("open on SimFs");
+    .expect("open on SimFs")
+}
+
+/// A small real log on SimFs: batches of every codec over several 1 KiB segments.
+/// Returns the file system and the log, still open, with its last batches unflushed.
+fn real_log() -> (SimFs, Log) {
+    let fs = SimFs::new();
+    let log = open_fuzz_log(&fs);
     for i in 0..14 {
         let codec = Compression::ALL[i % Compression::ALL.len()];
         // Timestamps rise, except one step back, so the time index has a plateau.
@@ -305,12 +310,7 @@ fn recover_log_reproducers() -> Vec<(String, Vec<u8>)> {
     // the target took for an I5 violation (the fuzzer's find reached it through a
     // damaged last index entry, which a later open discredits and rebuilds by a scan).
     let fs = SimFs::new();
-    let log = Log::open_with_fs(
-        Arc::new(fs.clone()) as Arc<dyn FileSystem>,
-        FUZZ_DIR,
-        internals::fuzz_config(),
-    )
-    .expect("open on SimFs");
+    let log = open_fuzz_log(&fs);
     for i in 0..6 {
         log.append(&mut batch(Compression::None, 1, FUZZ_CLOCK_MS + i))
             .expect("append");

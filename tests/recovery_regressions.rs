@@ -424,15 +424,7 @@ fn overlapping_segments_below_the_recovery_point_are_corruption() {
 
     // Control: the untouched images open and read back every offset.
     for clean in [false, true] {
-        let (fs, log) = three_segments();
-        let img = if clean {
-            log.close().unwrap();
-            fs
-        } else {
-            log.flush().unwrap();
-            std::mem::forget(log);
-            fs.crash_image(CrashImage::DropAll)
-        };
+        let img = three_segment_image(clean);
         let log = open_sim(&img, small_config()).unwrap();
         assert_eq!(read_all(&log).unwrap().len(), 18, "clean {clean}");
     }
@@ -461,17 +453,22 @@ enum Damage {
 /// [`three_segments`] after a clean close or a crash right after a flush, with what a
 /// successful open changes: two empty stray segments inside segments 0 and 6, an orphan
 /// index, leftover `.deleted` and `.tmp` files, a compaction swap to finish (and, after a
-/// clean close, the clean-shutdown marker); and `damage` to flushed data.
-fn image_with_leftovers(clean: bool, damage: Damage) -> SimFs {
+/// `three_segments()` closed cleanly, or flushed and then cut by a power cut.
+fn three_segment_image(clean: bool) -> SimFs {
     let (fs, log) = three_segments();
-    let img = if clean {
+    if clean {
         log.close().unwrap();
         fs
     } else {
         log.flush().unwrap();
         std::mem::forget(log);
         fs.crash_image(CrashImage::DropAll)
-    };
+    }
+}
+
+/// clean close, the clean-shutdown marker); and `damage` to flushed data.
+fn image_with_leftovers(clean: bool, damage: Damage) -> SimFs {
+    let img = three_segment_image(clean);
     let put = |name: &str, data: Vec<u8>| img.write_file(&dir().join(name), data);
     put(&seg_name(2), Vec::new());
     put(&seg_name(8), Vec::new());
