@@ -29,6 +29,10 @@ pub const DURABLE_FILE: &str = "streamlog.durable";
 pub const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
 /// The lock file.
 pub const LOCK_FILE: &str = ".lock";
+/// The entry that marks a directory as a container of partition directories (a
+/// store's topic metadata): a `Log` opened on its own inside such a directory also
+/// takes the container's lock, so that it never shares a partition with the container.
+pub const CONTAINER_MARKER: &str = ".topics";
 
 /// Writes `contents` to `dir/name` atomically: `name.tmp`, fsync, rename, fsync dir.
 pub fn write_atomic(

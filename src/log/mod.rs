@@ -42,6 +42,7 @@ use crate::format::{Batch, EncodedBatch, Record, TimestampType};
 use crate::fs::{DirLock, FileSystem};
 use checkpoint::{DurableFile, DurablePoint};
 pub(crate) use checkpoint::{
+    CONTAINER_MARKER,
     read_small as read_small_file, write_atomic_via as write_file_atomically_via,
 };
 pub use clean::{CleanOutcome, CleanPolicy};

@@ -89,7 +89,7 @@ impl Log {
                 .into_iter()
                 .flatten()
             {
-                let store_dir = root.join(crate::store::TOPICS_DIR);
+                let store_dir = root.join(checkpoint::CONTAINER_MARKER);
                 if fs
                     .exists(&store_dir)
                     .map_err(io_ctx(format!("stat {}", store_dir.display())))?

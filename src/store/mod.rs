@@ -42,7 +42,9 @@ pub use recovery::{CommittedOffsetReset, PartitionRecovery, StoreRecoveryReport}
 
 use meta::{Intent, TopicMeta};
 
-pub(crate) const TOPICS_DIR: &str = ".topics";
+/// The directory of topic metadata; its presence marks a store (the log takes the
+/// store's lock when a partition is opened on its own).
+pub(crate) const TOPICS_DIR: &str = crate::log::CONTAINER_MARKER;
 /// The lock file of stores written before the store directory itself was locked
 /// (recognised, never created).
 pub(crate) const LOCK_FILE: &str = ".lock";
