@@ -40,11 +40,10 @@ use crate::error::{Error, Result, io_ctx};
 use crate::format::batch::{self, BatchHeader, RECORD_BATCH_OVERHEAD};
 use crate::format::{Batch, EncodedBatch, Record, TimestampType};
 use crate::fs::{DirLock, FileSystem};
-use checkpoint::{DurableFile, DurablePoint};
 pub(crate) use checkpoint::{
-    CONTAINER_MARKER,
-    read_small as read_small_file, write_atomic_via as write_file_atomically_via,
+    CONTAINER_MARKER, read_small as read_small_file, write_atomic_via as write_file_atomically_via,
 };
+use checkpoint::{DurableFile, DurablePoint};
 pub use clean::{CleanOutcome, CleanPolicy};
 pub use config::{Clock, LogConfig, ManualClock, SystemClock};
 pub use index::{OffsetEntry, TimeEntry};
