@@ -1050,7 +1050,7 @@ fn exercise(fs: &SimFs, log: Log, salt: usize, image: &[(PathBuf, Vec<u8>)]) {
 /// sleep until an append (or a group change) wakes them. Each is counted from just after
 /// its last look at the log: an append from then on must wake it.
 pub fn sleeping_readers(store: &Store) -> usize {
-    store.inner.notifier.sleepers()
+    store.sleeping_readers()
 }
 
 /// Whether `producer`'s linger thread sleeps until the `linger_ms` deadline of an open

@@ -43,10 +43,12 @@ macro_rules! setter {
     };
 }
 
+mod catalog;
 pub mod consumer;
 mod error;
 pub mod format;
 pub mod fs;
+mod groups;
 #[cfg(feature = "internals")]
 pub mod internals;
 pub mod log;
@@ -56,9 +58,13 @@ pub mod producer;
 mod store;
 mod topic;
 
+pub use catalog::{
+    CommittedOffsetReset, ImportReport, Partition, PartitionDescription, PartitionRecovery,
+    StoreConfig, StoreRecoveryReport, Topic, TopicDescription, TopicId,
+};
 pub use consumer::{
     Assignor, Consumer, ConsumerConfig, ConsumerRecord, ConsumerRecords, IsolationLevel,
-    OffsetReset, RebalanceListener, RecordRef, TopicPartition,
+    OffsetReset, RebalanceListener, RecordRef,
 };
 pub use error::{Error, Result};
 pub use format::{Batch, BatchBuilder, Compression, Header, Record};
@@ -67,11 +73,8 @@ pub use producer::{
     Acks, BatchDelivery, DeliveryFuture, Payload, Producer, ProducerConfig, ProducerRecord,
     RecordMetadata,
 };
-pub use store::{
-    CommittedOffsetReset, ImportReport, Partition, PartitionDescription, PartitionRecovery, Store,
-    StoreConfig, StoreRecoveryReport, Topic, TopicDescription, TopicId,
-};
-pub use topic::{CleanupPolicy, TopicConfig, validate_topic_name};
+pub use store::Store;
+pub use topic::{CleanupPolicy, TopicConfig, TopicPartition, validate_topic_name};
 
 /// The README's code blocks, compiled and run as doctests.
 #[cfg(doctest)]

@@ -1,8 +1,45 @@
-//! Topic configuration, Kafka's topic-name rules, and the persisted form of a topic.
+//! What a topic is, for every layer above the log: its configuration, Kafka's
+//! topic-name rules, and [`TopicPartition`], the name of one of its partitions.
+
+use std::fmt;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::format::TimestampType;
 use crate::log::LogConfig;
+
+/// A topic name and partition number.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPartition {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+}
+
+impl TopicPartition {
+    /// `topic`-`partition`.
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        TopicPartition {
+            topic: Arc::from(topic.into()),
+            partition,
+        }
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The partition number.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
 
 /// How old data is cleaned up (Kafka's `cleanup.policy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

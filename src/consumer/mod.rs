@@ -20,7 +20,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub(crate) mod group;
 mod records;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -28,46 +27,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::catalog::{Catalog, PartitionState};
 use crate::error::{Error, Result};
-use crate::store::{PartitionState, Store};
-use group::Commit;
+use crate::groups::{self, Commit, Coordinator};
 
-pub use group::{Assignor, CommittedOffset, GroupDescription, MemberDescription, assign};
+pub use crate::groups::{Assignor, CommittedOffset, GroupDescription, MemberDescription, assign};
+pub use crate::topic::TopicPartition;
 use records::Pending;
 pub use records::{ConsumerRecord, ConsumerRecords, IntoIter, Iter, RecordRef};
-
-/// A topic name and partition number.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TopicPartition {
-    topic: Arc<str>,
-    partition: i32,
-}
-
-impl TopicPartition {
-    /// `topic`-`partition`.
-    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        TopicPartition {
-            topic: Arc::from(topic.into()),
-            partition,
-        }
-    }
-
-    /// The topic.
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-
-    /// The partition number.
-    pub fn partition(&self) -> i32 {
-        self.partition
-    }
-}
-
-impl fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.topic, self.partition)
-    }
-}
 
 /// Where a consumer starts when it has no valid position (no committed offset, or one
 /// outside the log): Kafka's `auto.offset.reset`.
@@ -209,13 +176,13 @@ impl ConsumerConfig {
             if g.is_empty() {
                 return Err(Error::config("group_id", "must not be empty"));
             }
-            if g.len() > group::MAX_STRING_BYTES {
+            if g.len() > groups::MAX_STRING_BYTES {
                 return Err(Error::config(
                     "group_id",
                     format!(
                         "is {} bytes; at most {} (a Kafka string's int16 length)",
                         g.len(),
-                        group::MAX_STRING_BYTES
+                        groups::MAX_STRING_BYTES
                     ),
                 ));
             }
@@ -276,7 +243,10 @@ struct Membership {
 /// `Result` return `Closed` (but `unsubscribe` and `close`, which then have nothing left
 /// to do, return `Ok`).
 pub struct Consumer {
-    store: Store,
+    catalog: Arc<Catalog>,
+    groups: Arc<Coordinator>,
+    /// Keeps the store open while the consumer lives (the store's own handle, opaque).
+    _owner: Arc<dyn std::any::Any + Send + Sync>,
     config: ConsumerConfig,
     assigned: BTreeMap<TopicPartition, Assigned>,
     subscription: Option<BTreeSet<String>>,
@@ -299,16 +269,20 @@ impl fmt::Debug for Consumer {
     }
 }
 
-impl Store {
-    /// A new consumer on this store.
-    ///
-    /// # Errors
-    /// `InvalidConfig`; `Closed`.
-    pub fn consumer(&self, config: ConsumerConfig) -> Result<Consumer> {
-        self.check_open()?;
+impl Consumer {
+    /// A new consumer of `catalog`'s topics in `groups`; `owner` keeps the store open
+    /// while it lives.
+    pub(crate) fn new(
+        catalog: Arc<Catalog>,
+        groups: Arc<Coordinator>,
+        owner: Arc<dyn std::any::Any + Send + Sync>,
+        config: ConsumerConfig,
+    ) -> Result<Consumer> {
         config.validate()?;
         Ok(Consumer {
-            store: self.clone(),
+            catalog,
+            groups,
+            _owner: owner,
             config,
             assigned: BTreeMap::new(),
             subscription: None,
@@ -322,8 +296,8 @@ impl Store {
     }
 }
 
-fn counts_fn(store: &Store) -> impl Fn(&BTreeSet<String>) -> BTreeMap<String, i32> + '_ {
-    move |names| store.partition_counts(names)
+fn counts_fn(catalog: &Catalog) -> impl Fn(&BTreeSet<String>) -> BTreeMap<String, i32> + '_ {
+    move |names| catalog.partition_counts(names)
 }
 
 impl Consumer {
@@ -343,7 +317,7 @@ impl Consumer {
         if self.closed {
             return Err(Error::Closed { what: "consumer" });
         }
-        self.store.check_open()
+        self.catalog.check_open()
     }
 
     fn group(&self) -> Result<&str> {
@@ -369,7 +343,7 @@ impl Consumer {
         for tp in partitions {
             states.push((
                 tp.clone(),
-                self.store.partition_state(tp.topic(), tp.partition())?,
+                self.catalog.partition(tp.topic(), tp.partition())?,
             ));
         }
         if self.subscription.is_some() {
@@ -412,16 +386,13 @@ impl Consumer {
         if self.subscription.is_none() {
             self.assigned.clear();
         }
-        let counts = counts_fn(&self.store);
+        let counts = counts_fn(&self.catalog);
         match &self.membership {
-            Some(m) => {
-                self.store
-                    .inner
-                    .groups
-                    .resubscribe(&m.group, &m.member_id, topics.clone(), &counts)
-            }
+            Some(m) => self
+                .groups
+                .resubscribe(&m.group, &m.member_id, topics.clone(), &counts),
             None => {
-                let member_id = self.store.inner.groups.join(
+                let member_id = self.groups.join(
                     &group,
                     &self.config.client_id,
                     topics.clone(),
@@ -437,7 +408,7 @@ impl Consumer {
             }
         }
         self.subscription = Some(topics);
-        self.store.inner.notifier.notify();
+        self.catalog.notifier().notify();
         Ok(())
     }
 
@@ -458,12 +429,9 @@ impl Consumer {
             let owned: Vec<TopicPartition> = self.assigned.keys().cloned().collect();
             result = self.revoke(&owned);
             let m = self.membership.take().expect("checked");
-            let counts = counts_fn(&self.store);
-            self.store
-                .inner
-                .groups
-                .leave(&m.group, &m.member_id, &counts);
-            self.store.inner.notifier.notify();
+            let counts = counts_fn(&self.catalog);
+            self.groups.leave(&m.group, &m.member_id, &counts);
+            self.catalog.notifier().notify();
         }
         self.subscription = None;
         self.assigned.clear();
@@ -521,11 +489,8 @@ impl Consumer {
             self.assigned.remove(tp);
         }
         if let Some(m) = &self.membership {
-            self.store
-                .inner
-                .groups
-                .release(&m.group, &m.member_id, partitions);
-            self.store.inner.notifier.notify();
+            self.groups.release(&m.group, &m.member_id, partitions);
+            self.catalog.notifier().notify();
         }
         result
     }
@@ -536,16 +501,12 @@ impl Consumer {
             return Ok(());
         };
         let (group, member_id, known) = (m.group.clone(), m.member_id.clone(), m.generation);
-        let counts = counts_fn(&self.store);
-        let sync = self
-            .store
-            .inner
-            .groups
-            .sync(&group, &member_id, known, &counts);
+        let counts = counts_fn(&self.catalog);
+        let sync = self.groups.sync(&group, &member_id, known, &counts);
         drop(counts);
         let result;
         match sync {
-            group::Sync::Expired => {
+            groups::Sync::Expired => {
                 let lost: Vec<TopicPartition> = self.assigned.keys().cloned().collect();
                 if !lost.is_empty() {
                     self.with_listener(|l, c| l.on_partitions_lost(c, &lost));
@@ -556,7 +517,7 @@ impl Consumer {
                 self.subscribe(topics)?;
                 return self.sync_group();
             }
-            group::Sync::Revoke {
+            groups::Sync::Revoke {
                 generation,
                 partitions,
             } => {
@@ -566,10 +527,10 @@ impl Consumer {
                 }
             }
         }
-        let got = self.store.inner.groups.acquire(&group, &member_id);
+        let got = self.groups.acquire(&group, &member_id);
         if !got.is_empty() {
             for tp in &got {
-                match self.store.partition_state(tp.topic(), tp.partition()) {
+                match self.catalog.partition(tp.topic(), tp.partition()) {
                     Ok(state) => {
                         self.assigned.insert(
                             tp.clone(),
@@ -591,13 +552,13 @@ impl Consumer {
 
     /// Resolves a partition's position: committed offset, else `auto_offset_reset`.
     fn resolve_position(&self, tp: &TopicPartition, a: &Assigned) -> Result<i64> {
-        let log = &a.state.log;
+        let log = &a.state;
         let committed = self
             .config
             .group_id
             .as_deref()
-            .and_then(|g| self.store.inner.groups.committed(g, tp))
-            .and_then(|c| a.state.apply_commit(&c));
+            .and_then(|g| self.groups.committed(g, tp))
+            .and_then(|c| c.applied_to(&a.state));
         match committed {
             Some(o) if o >= log.log_start_offset() && o <= log.log_end_offset() => Ok(o),
             _ => self.reset_position(tp, a, committed.unwrap_or(-1)),
@@ -605,7 +566,7 @@ impl Consumer {
     }
 
     fn reset_position(&self, _tp: &TopicPartition, a: &Assigned, requested: i64) -> Result<i64> {
-        let log = &a.state.log;
+        let log = &a.state;
         match self.config.auto_offset_reset {
             OffsetReset::Earliest => Ok(log.log_start_offset()),
             OffsetReset::Latest => Ok(log.log_end_offset()),
@@ -631,7 +592,7 @@ impl Consumer {
         self.check_not_in_callback("poll")?;
         let deadline = Instant::now().checked_add(timeout);
         loop {
-            let seen = self.store.inner.notifier.seq();
+            let seen = self.catalog.notifier().seq();
             self.sync_group()?;
             self.maybe_auto_commit()?;
             let records = self.fetch()?;
@@ -645,7 +606,7 @@ impl Consumer {
             // every second so a stalled member is noticed by the others.
             let nap = Instant::now() + Duration::from_secs(1);
             let until = deadline.map_or(nap, |d| d.min(nap));
-            self.store.inner.notifier.wait(seen, Some(until));
+            self.catalog.notifier().wait(seen, Some(until));
             self.check_open()?;
         }
     }
@@ -699,12 +660,12 @@ impl Consumer {
             if a.paused {
                 continue;
             }
-            if a.state.log.is_closed() {
+            if a.state.is_closed() {
                 // Its topic was deleted: nothing to read, unless it was created again,
                 // which is read from a fresh position (committed offsets of the old
                 // topic went with it).
-                match self.store.partition_state(tp.topic(), tp.partition()) {
-                    Ok(fresh) if !fresh.log.is_closed() => {
+                match self.catalog.partition(tp.topic(), tp.partition()) {
+                    Ok(fresh) if !fresh.is_closed() => {
                         log::info!("{tp}: its topic was created again; reading the new one");
                         let a = self.assigned.get_mut(tp).expect("present");
                         a.state = fresh;
@@ -728,7 +689,7 @@ impl Consumer {
             let max_bytes = self.config.max_partition_fetch_bytes.min(budget.max(1));
             let a = self.assigned.get_mut(tp).expect("present");
             if a.buffer.is_empty() {
-                let log = &a.state.log;
+                let log = &a.state;
                 // Caught up. (Past the end or below the start: the read reports
                 // OffsetOutOfRange and auto_offset_reset applies.)
                 if position == log.log_end_offset() && position >= log.log_start_offset() {
@@ -745,7 +706,7 @@ impl Consumer {
                     }
                     // Its topic was deleted during this read: skipped like a deleted
                     // topic's partition above (the next poll looks for a new topic).
-                    Err(Error::Closed { .. }) if self.assigned[tp].state.log.is_closed() => {
+                    Err(Error::Closed { .. }) if self.assigned[tp].state.is_closed() => {
                         continue;
                     }
                     Err(e) => {
@@ -789,7 +750,7 @@ impl Consumer {
             .filter_map(|tp| {
                 self.assigned
                     .get(tp)
-                    .filter(|a| !a.state.log.is_closed())
+                    .filter(|a| !a.state.is_closed())
                     .and_then(|a| a.position)
                     .map(|p| (tp.clone(), p))
             })
@@ -837,7 +798,7 @@ impl Consumer {
     /// `InvalidArgument` for an unassigned partition; `Closed`.
     pub fn seek_to_beginning(&mut self, partitions: &[TopicPartition]) -> Result<()> {
         self.check_open()?;
-        self.seek_each(partitions, |a| a.state.log.log_start_offset())
+        self.seek_each(partitions, |a| a.state.log_start_offset())
     }
 
     /// Moves to the log end of each partition (all assigned if empty).
@@ -846,7 +807,7 @@ impl Consumer {
     /// `InvalidArgument` for an unassigned partition; `Closed`.
     pub fn seek_to_end(&mut self, partitions: &[TopicPartition]) -> Result<()> {
         self.check_open()?;
-        self.seek_each(partitions, |a| a.state.log.log_end_offset())
+        self.seek_each(partitions, |a| a.state.log_end_offset())
     }
 
     fn seek_each(
@@ -925,9 +886,9 @@ impl Consumer {
 
     fn lookup(&self, tp: &TopicPartition) -> Result<Arc<PartitionState>> {
         match self.assigned.get(tp) {
-            Some(a) if !a.state.log.is_closed() => Ok(a.state.clone()),
+            Some(a) if !a.state.is_closed() => Ok(a.state.clone()),
             // Not assigned, or its topic was deleted since (and maybe created again).
-            _ => self.store.partition_state(tp.topic(), tp.partition()),
+            _ => self.catalog.partition(tp.topic(), tp.partition()),
         }
     }
 
@@ -942,7 +903,7 @@ impl Consumer {
         self.check_open()?;
         partitions
             .iter()
-            .map(|tp| Ok((tp.clone(), self.lookup(tp)?.log.log_start_offset())))
+            .map(|tp| Ok((tp.clone(), self.lookup(tp)?.log_start_offset())))
             .collect()
     }
 
@@ -957,7 +918,7 @@ impl Consumer {
         self.check_open()?;
         partitions
             .iter()
-            .map(|tp| Ok((tp.clone(), self.lookup(tp)?.log.log_end_offset())))
+            .map(|tp| Ok((tp.clone(), self.lookup(tp)?.log_end_offset())))
             .collect()
     }
 
@@ -974,7 +935,7 @@ impl Consumer {
         query
             .iter()
             .map(|(tp, &ts)| {
-                let found = self.lookup(tp)?.log.offset_for_timestamp(ts)?;
+                let found = self.lookup(tp)?.offset_for_timestamp(ts)?;
                 Ok((
                     tp.clone(),
                     found.map(|(offset, timestamp)| OffsetAndTimestamp { offset, timestamp }),
@@ -1023,7 +984,7 @@ impl Consumer {
     fn commit_target(&self, tp: &TopicPartition) -> Result<Arc<PartitionState>> {
         match self.assigned.get(tp) {
             Some(a) => Ok(a.state.clone()),
-            None => self.store.partition_state(tp.topic(), tp.partition()),
+            None => self.catalog.partition(tp.topic(), tp.partition()),
         }
     }
 
@@ -1043,22 +1004,20 @@ impl Consumer {
                 tp.clone(),
                 Commit {
                     offset,
-                    epoch: state.log.epoch(),
+                    epoch: state.epoch(),
                     topic_id: Some(state.topic_id),
                     at: -1,
                 },
             );
         }
-        let part = self.store.offsets_partition()?;
-        let now = part.log.config().clock.now_ms();
+        let part = self.groups.offsets_partition(&self.catalog)?;
+        let now = part.now_ms();
         let live = |tp: &TopicPartition, id| {
-            self.store
-                .partition_state(tp.topic(), tp.partition())
+            self.catalog
+                .partition(tp.topic(), tp.partition())
                 .is_ok_and(|p| Some(p.topic_id) == id)
         };
-        self.store
-            .inner
-            .groups
+        self.groups
             .commit(&part, group, member, &commits, now, &live)?;
         part.wake();
         Ok(())
@@ -1076,7 +1035,12 @@ impl Consumer {
         let group = self.group()?;
         Ok(partitions
             .iter()
-            .map(|tp| (tp.clone(), self.store.committed_offset(group, tp)))
+            .map(|tp| {
+                (
+                    tp.clone(),
+                    self.groups.resume_offset(&self.catalog, group, tp),
+                )
+            })
             .collect())
     }
 
@@ -1088,7 +1052,7 @@ impl Consumer {
                 a.position.map(|p| {
                     (
                         tp.clone(),
-                        a.state.log.log_end_offset().saturating_sub(p).max(0),
+                        a.state.log_end_offset().saturating_sub(p).max(0),
                     )
                 })
             })
@@ -1141,8 +1105,8 @@ fn read_partition(
     _isolation: IsolationLevel,
 ) -> Result<usize> {
     let state = a.state.clone();
-    let log = &state.log;
-    let options = log.config().decode;
+    let log = state;
+    let options = log.decode_options();
     let (start, end) = (log.log_start_offset(), log.log_end_offset());
     if position < start || position > end {
         return Err(Error::OffsetOutOfRange {

@@ -34,10 +34,10 @@ use parking_lot::{Condvar, Mutex};
 pub use partitioner::{DefaultPartitioner, Partitioner, murmur2, partition_for_key};
 pub use record::{Payload, ProducerRecord};
 
+use crate::catalog::{Catalog, PartitionState, TopicState};
 use crate::error::{Error, Result};
 use crate::format::batch::EncodedBatch;
 use crate::format::{BatchBuilder, Compression, TimestampType};
-use crate::store::{PartitionState, Store};
 
 /// When `send(..).wait()` returns: the durability contract of DESIGN.md section 5.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -515,7 +515,7 @@ struct AccState {
 /// A topic as the producer last saw it (refreshed when the store's metadata epoch
 /// moves), with the partitions' accumulators.
 struct TopicAcc {
-    state: Arc<crate::store::TopicState>,
+    state: Arc<TopicState>,
     epoch: u64,
     name: Arc<str>,
     max_message_bytes: usize,
@@ -527,10 +527,9 @@ struct TopicAcc {
 impl TopicAcc {
     /// Adds partitions the topic has gained since they were cached.
     fn add_new_partitions(&mut self) {
-        let partitions = self.state.partitions.read();
-        for part in partitions.iter().skip(self.parts.len()) {
+        for part in self.state.partitions_from(self.parts.len()) {
             self.parts.push(PartAcc {
-                part: part.clone(),
+                part,
                 queue: Arc::default(),
                 open: None,
             });
@@ -621,7 +620,9 @@ impl std::hash::Hasher for FastHasher {
 }
 
 pub(crate) struct Shared {
-    store: Store,
+    catalog: Arc<Catalog>,
+    /// Keeps the store open while the producer lives (the store's own handle, opaque).
+    _owner: Arc<dyn std::any::Any + Send + Sync>,
     config: ProducerConfig,
     partitioner: Arc<dyn Partitioner>,
     state: Mutex<AccState>,
@@ -664,13 +665,14 @@ impl fmt::Debug for Producer {
     }
 }
 
-impl Store {
-    /// A new producer on this store.
-    ///
-    /// # Errors
-    /// `InvalidConfig`; `Closed`; `Io` if its linger thread cannot start.
-    pub fn producer(&self, config: ProducerConfig) -> Result<Producer> {
-        self.check_open()?;
+impl Producer {
+    /// A new producer on `catalog`'s topics; `owner` keeps the store open while it
+    /// lives. Returns the handle the store flushes and stops at close.
+    pub(crate) fn new(
+        catalog: Arc<Catalog>,
+        owner: Arc<dyn std::any::Any + Send + Sync>,
+        config: ProducerConfig,
+    ) -> Result<(Producer, Weak<Shared>)> {
         config.validate()?;
         let partitioner = config
             .partitioner
@@ -679,10 +681,11 @@ impl Store {
         let max_uncompressed = if config.compression == Compression::None {
             usize::MAX
         } else {
-            self.inner.config.max_decompressed_bytes()
+            catalog.config().max_decompressed_bytes()
         };
         let shared = Arc::new(Shared {
-            store: self.clone(),
+            catalog,
+            _owner: owner,
             max_uncompressed,
             config,
             partitioner,
@@ -701,13 +704,14 @@ impl Store {
         } else {
             None
         };
-        self.register_producer(Arc::downgrade(&shared));
-        Ok(Producer {
+        let weak = Arc::downgrade(&shared);
+        let producer = Producer {
             handle: Arc::new(Handle {
                 shared,
                 linger: Mutex::new(linger),
             }),
-        })
+        };
+        Ok((producer, weak))
     }
 }
 
@@ -820,9 +824,7 @@ impl Shared {
     fn send(&self, record: ProducerRecord<'_>) -> Result<DeliveryFuture> {
         self.check_open()?;
         let (size, custom) = self.prepare(&record)?;
-        let timestamp = record
-            .timestamp
-            .unwrap_or_else(|| self.store.inner.config.now_ms());
+        let timestamp = record.timestamp.unwrap_or_else(|| self.catalog.now_ms());
 
         let mut to_ship = Vec::new();
         let mut st = self.state.lock();
@@ -860,7 +862,7 @@ impl Shared {
 
     fn send_batch(&self, records: &[ProducerRecord<'_>]) -> Result<BatchDelivery> {
         self.check_open()?;
-        let now = self.store.inner.config.now_ms();
+        let now = self.catalog.now_ms();
         let mut plan = Vec::with_capacity(records.len());
         for record in records {
             let (size, custom) = self.prepare(record)?;
@@ -946,12 +948,7 @@ impl Shared {
         let size = record_estimate(record);
         let custom = match (&self.config.partitioner, record.partition) {
             (Some(p), None) => {
-                let n = self
-                    .store
-                    .topic_state(&record.topic)?
-                    .partitions
-                    .read()
-                    .len() as i32;
+                let n = self.catalog.open_topic(&record.topic)?.partition_count() as i32;
                 Some(Self::checked(
                     &record.topic,
                     n,
@@ -1036,7 +1033,7 @@ impl Shared {
             let topic = self.topic_acc(st, &record.topic, to_ship)?;
             let acc = &st.accs[topic];
             if acc.compacted && record.key.is_none() {
-                return Err(crate::store::keyless_on_compacted(&record.topic));
+                return Err(crate::catalog::keyless_on_compacted(&record.topic));
             }
             for (limit, limit_name) in [
                 (self.config.max_request_size, "max_request_size"),
@@ -1191,7 +1188,7 @@ impl Shared {
     /// changed since it was cached. Batches of a deleted (or deleted and recreated)
     /// topic are closed into `to_ship` (their appends fail with `Closed`).
     fn topic_acc(&self, st: &mut AccState, name: &str, to_ship: &mut Vec<Closed>) -> Result<usize> {
-        let epoch = self.store.inner.metadata_epoch.load(Ordering::Acquire);
+        let epoch = self.catalog.metadata_epoch();
         // Consecutive sends mostly go to one topic: compare before hashing.
         let index = match st.last_topic {
             Some(i) if *st.accs[i].name == *name => Some(i),
@@ -1203,7 +1200,7 @@ impl Shared {
         {
             return Ok(i);
         }
-        let found = self.store.topic_state(name);
+        let found = self.catalog.open_topic(name);
         if let Some(i) = index {
             let same = found
                 .as_ref()
@@ -1220,7 +1217,7 @@ impl Shared {
         }
         st.refreshes += 1;
         let state = found?;
-        let config = state.config.read().clone();
+        let config = state.config();
         let i = match index {
             Some(i) => i,
             None => {
@@ -1330,7 +1327,7 @@ impl Shared {
             };
             claim.0.next_append += 1;
             let appended = parking_lot::MutexGuard::unlocked(&mut claim.0, || {
-                let r = encoded.and_then(|mut e| b.part.log.append_encoded(&mut e));
+                let r = encoded.and_then(|mut e| b.part.append_encoded(&mut e));
                 if r.is_ok() {
                     b.part.wake();
                 }
@@ -1350,7 +1347,7 @@ impl Shared {
 
     /// Completes appended batches of one partition queue: one fsync covering all of
     /// them for `Acks::All`, then their futures and their memory.
-    fn finish(&self, done: Vec<(Sealed, Result<crate::log::AppendInfo>)>) {
+    fn finish(&self, done: Vec<(Sealed, Result<crate::catalog::AppendInfo>)>) {
         // One queue is one partition's, but a batch records its own log: keep them
         // apart should they ever differ.
         let mut synced: Vec<(&Arc<PartitionState>, Result<()>)> = Vec::new();
@@ -1365,7 +1362,7 @@ impl Shared {
             }
             synced = ends
                 .into_iter()
-                .map(|(p, end)| (p, p.log.flush_to(end).map(|_| ())))
+                .map(|(p, end)| (p, p.flush_to(end).map(|_| ())))
                 .collect();
         }
         let sync_result = |part: &Arc<PartitionState>| {
@@ -1426,7 +1423,7 @@ impl Shared {
             self.cond.wait(&mut st);
         }
         drop(st);
-        self.store.check_open()
+        self.catalog.check_open()
     }
 
     fn shutdown(&self) -> Result<()> {
@@ -1490,14 +1487,6 @@ impl Shared {
             }
             st.linger_waiting = false;
         }
-    }
-}
-
-impl Store {
-    fn register_producer(&self, p: Weak<Shared>) {
-        let mut list = self.inner.producers.lock();
-        list.retain(|w| w.strong_count() > 0);
-        list.push(p);
     }
 }
 

@@ -17,10 +17,10 @@ use super::meta::{
     write_partition_metadata,
 };
 use super::{LOCK_FILE, METADATA_TMP, TOPICS_DIR, partition_dir_name};
-use crate::consumer::TopicPartition;
 use crate::error::{Error, Result, io_ctx};
 use crate::fs::FileSystem;
 use crate::log::RecoveryReport;
+use crate::topic::TopicPartition;
 use crate::topic::validate_topic_name;
 
 /// What [`Store::open`](crate::Store::open) found and did; see
@@ -81,7 +81,7 @@ pub struct CommittedOffsetReset {
 
 /// The topics the metadata describes, after interrupted changes were settled, with the
 /// ids they carry; and the names of topics written before ids existed (given one now).
-pub(super) struct Catalog {
+pub(super) struct Settled {
     pub(super) topics: BTreeMap<String, (TopicMeta, TopicId)>,
     pub(super) adopted: Vec<String>,
 }
@@ -92,9 +92,9 @@ pub(super) fn settle(
     fs: &dyn FileSystem,
     dir: &Path,
     report: &mut StoreRecoveryReport,
-) -> Result<Catalog> {
+) -> Result<Settled> {
     let meta_dir = dir.join(TOPICS_DIR);
-    let mut catalog = Catalog {
+    let mut settled = Settled {
         topics: BTreeMap::new(),
         adopted: Vec::new(),
     };
@@ -165,7 +165,7 @@ pub(super) fn settle(
         let id = match meta.id {
             Some(id) => {
                 if meta.adopting {
-                    catalog.adopted.push(name.clone());
+                    settled.adopted.push(name.clone());
                 }
                 id
             }
@@ -197,14 +197,14 @@ pub(super) fn settle(
                 // cleared after that), they are matched to it by name.
                 meta.adopting = true;
                 write_meta(fs, dir, &name, &meta)?;
-                catalog.adopted.push(name.clone());
+                settled.adopted.push(name.clone());
                 id
             }
         };
-        catalog.topics.insert(name, (meta, id));
+        settled.topics.insert(name, (meta, id));
     }
-    check_directories(fs, dir, &catalog, report)?;
-    Ok(catalog)
+    check_directories(fs, dir, &settled, report)?;
+    Ok(settled)
 }
 
 /// Writes a topic's metadata file atomically (a temporary file, fsync, rename,
@@ -232,11 +232,11 @@ pub(super) fn write_meta(
 fn check_directories(
     fs: &dyn FileSystem,
     dir: &Path,
-    catalog: &Catalog,
+    settled: &Settled,
     report: &mut StoreRecoveryReport,
 ) -> Result<()> {
     let mut expected = std::collections::BTreeSet::new();
-    for (name, (meta, id)) in &catalog.topics {
+    for (name, (meta, id)) in &settled.topics {
         for p in 0..meta.config.partitions {
             let pdir_name = partition_dir_name(name, p);
             let pdir = dir.join(&pdir_name);
@@ -283,7 +283,7 @@ fn check_directories(
             continue;
         }
         if let Some((topic, p)) = entry.rsplit_once('-')
-            && let Some((meta, id)) = catalog.topics.get(topic)
+            && let Some((meta, id)) = settled.topics.get(topic)
             && p.parse::<i32>().is_ok_and(|p| p >= meta.config.partitions)
             && fs.list_dir(&path).is_ok()
             && read_partition_topic_id(fs, &path).ok().flatten() == Some(*id)

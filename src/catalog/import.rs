@@ -4,15 +4,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use parking_lot::RwLock;
-
 use super::meta::{TopicId, TopicMeta, read_partition_topic_id, write_partition_metadata};
-use super::{PartitionState, Store, TopicState, partition_dir_name};
+use super::{Catalog, PartitionState, TopicState, partition_dir_name};
 use crate::error::{Error, Result, io_ctx};
 use crate::log::{PartitionCheck, verify_partition_dir};
 use crate::topic::{CleanupPolicy, TopicConfig, validate_topic_name};
 
-/// What [`Store::import_kafka_topic`] found and adopted.
+/// What [`Store::import_kafka_topic`](crate::Store::import_kafka_topic) found and adopted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ImportReport {
@@ -24,43 +22,18 @@ pub struct ImportReport {
     pub partitions: Vec<(PathBuf, PartitionCheck)>,
 }
 
-impl Store {
-    /// Adopts the partition directories `<name>-0`, `<name>-1`, ... that sit in the store
-    /// directory (copied there from a stopped Kafka broker's log directory, say) as topic
-    /// `name` with `config` (its partition count is the number of directories found).
-    /// Every batch and index entry is checked first ([`verify_partition_dir`]); damage
-    /// is refused, never truncated, and nothing is changed then. Kafka's topic id is
-    /// kept when every directory names the same one.
-    ///
-    /// ```
-    /// # use streamlog::{Record, Store, TopicConfig};
-    /// # let kafka = tempfile::tempdir()?;
-    /// # { // a directory as Kafka leaves it (here written by streamlog's own `Log`)
-    /// #   let log = streamlog::log::Log::open(kafka.path().join("clicks-0"), Default::default())?;
-    /// #   let mut b = streamlog::BatchBuilder::new();
-    /// #   b.push(1_700_000_000_000, Some(b"k"), Some(b"v"), &[])?;
-    /// #   log.append(&mut b.finish()?)?;
-    /// #   log.close()?;
-    /// # }
-    /// let dir = tempfile::tempdir()?;
-    /// let store = Store::open(dir.path())?;
-    /// std::fs::rename(kafka.path().join("clicks-0"), dir.path().join("clicks-0"))?;
-    /// let report = store.import_kafka_topic("clicks", TopicConfig::default())?;
-    /// assert_eq!(report.partitions[0].1.log_end_offset, 1);
-    /// assert_eq!(store.topic("clicks")?.partition(0)?.read(0, 1 << 20)?.len(), 1);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    ///
-    /// # Errors
-    /// `InvalidArgument` for a bad or internal name, or no `<name>-0` directory;
-    /// `AlreadyExists` if the topic exists; `InvalidConfig`; `Corruption` for a damaged
-    /// batch, segments that overlap, or directories naming different topic ids;
-    /// `Io`; `Closed`.
-    pub fn import_kafka_topic(&self, name: &str, config: TopicConfig) -> Result<ImportReport> {
+impl Catalog {
+    /// Adopts the Kafka partition directories `<name>-<n>` in the store directory as
+    /// topic `name` (see [`Store::import_kafka_topic`](crate::Store::import_kafka_topic)).
+    pub(crate) fn import_kafka_topic(
+        &self,
+        name: &str,
+        config: TopicConfig,
+    ) -> Result<ImportReport> {
         validate_topic_name(name)?;
         crate::topic::refuse_internal(name, "it cannot be imported")?;
         let _ddl = self.ddl_for_new_topic(name)?;
-        let inner = &self.inner;
+        let inner = self;
         let fs = inner.config.fs.as_ref();
         // Every `<name>-<n>` directory: they must be exactly 0..count (a broker's log
         // directory may hold only some partitions of a topic; those cannot be adopted
@@ -133,12 +106,7 @@ impl Store {
         }
         inner.topics.write().insert(
             name.to_string(),
-            Arc::new(TopicState {
-                name: name.to_string(),
-                id: topic_id,
-                config: RwLock::new(config),
-                partitions: RwLock::new(parts),
-            }),
+            Arc::new(TopicState::new(name, topic_id, config, parts)),
         );
         inner.bump_metadata_epoch();
         inner.notifier.notify();

@@ -13,16 +13,16 @@
 //! own are refused (`CommitFailed`), so a stale member cannot move offsets backwards.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
 
-use crate::consumer::TopicPartition;
+use crate::catalog::{Catalog, CommittedOffsetReset, PartitionState, StoreRecoveryReport, TopicId};
 use crate::error::{Error, Result};
 use crate::format::{BatchBuilder, Header};
-use crate::store::{PartitionState, TopicId};
-use crate::topic::{CleanupPolicy, TopicConfig};
+use crate::topic::{CleanupPolicy, TopicConfig, TopicPartition};
 
 /// The internal topic holding committed offsets.
 pub(crate) const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -208,10 +208,10 @@ impl Coordinator {
     /// Loads committed offsets by replaying the offsets topic.
     pub(crate) fn load(&self, part: &PartitionState) -> Result<()> {
         let mut committed: HashMap<String, BTreeMap<TopicPartition, Commit>> = HashMap::new();
-        let mut offset = part.log.log_start_offset();
-        let end = part.log.log_end_offset();
+        let mut offset = part.log_start_offset();
+        let end = part.log_end_offset();
         while offset < end {
-            let records = part.log.read_records(offset, 1 << 20)?;
+            let records = part.read_records(offset, 1 << 20)?;
             let Some(last) = records.last() else { break };
             offset = last.offset + 1;
             for r in records {
@@ -509,7 +509,7 @@ impl Coordinator {
             now_ms,
         )?;
         drop(order);
-        offsets_log.log.flush_to(at + 1)?;
+        offsets_log.flush_to(at + 1)?;
         let mut st = self.state.lock();
         let g = st.committed.entry(group.to_string()).or_default();
         for (tp, c) in offsets {
@@ -534,7 +534,7 @@ impl Coordinator {
         // One batch per `max_message_bytes` of the offsets topic: a commit of many
         // partitions is split rather than refused. (Each record is far below the limit:
         // group ids are at most 32767 bytes, topic names 249.)
-        let limit = usize::try_from(offsets_log.log.config().max_message_bytes)
+        let limit = usize::try_from(offsets_log.max_message_bytes())
             .unwrap_or(usize::MAX)
             .saturating_sub(1024);
         let mut last = None;
@@ -549,12 +549,12 @@ impl Coordinator {
             let value = encode_value(c.offset, c.epoch, now_ms);
             if !b.is_empty() && b.uncompressed_size() + key.len() + value.len() + 64 > limit {
                 let full = std::mem::take(&mut b);
-                last = Some(offsets_log.log.append_encoded(&mut full.build()?)?);
+                last = Some(offsets_log.append_encoded(&mut full.build()?)?);
             }
             b.push(now_ms, Some(&key), Some(&value), &headers)?;
         }
         if !b.is_empty() {
-            last = Some(offsets_log.log.append_encoded(&mut b.build()?)?);
+            last = Some(offsets_log.append_encoded(&mut b.build()?)?);
         }
         last.map(|info| info.last_offset)
             .ok_or_else(|| Error::InvalidArgument {
@@ -580,7 +580,7 @@ impl Coordinator {
             commits.iter().map(|(g, tp, c)| (g.as_str(), tp, *c)),
             now_ms,
         )?;
-        offsets_log.log.flush_to(at + 1)?;
+        offsets_log.flush_to(at + 1)?;
         let mut st = self.state.lock();
         for (g, tp, c) in commits {
             let c = Commit { at, ..*c };
@@ -593,7 +593,7 @@ impl Coordinator {
     }
 
     /// Writes tombstones for every committed offset of `topic` (the topic was deleted).
-    pub(crate) fn forget_topic(&self, offsets_log: &PartitionState, topic: &str) -> Result<()> {
+    fn forget_topic_in(&self, offsets_log: &PartitionState, topic: &str) -> Result<()> {
         let order = self.commit_lock.lock();
         let doomed: Vec<(String, TopicPartition)> = {
             let st = self.state.lock();
@@ -632,8 +632,8 @@ impl Coordinator {
         for (g, tp) in doomed {
             b.push(0, Some(&encode_key(g, tp)), None, &[])?;
         }
-        let info = offsets_log.log.append_encoded(&mut b.build()?)?;
-        offsets_log.log.flush_to(info.last_offset + 1)?;
+        let info = offsets_log.append_encoded(&mut b.build()?)?;
+        offsets_log.flush_to(info.last_offset + 1)?;
         let mut st = self.state.lock();
         for (g, tp) in doomed {
             if let Some(m) = st.committed.get_mut(g) {
@@ -725,6 +725,114 @@ impl Coordinator {
             assignor: g.map_or(Assignor::default(), |g| g.assignor),
             members,
             offsets,
+        })
+    }
+
+    /// The partition of the internal committed-offsets topic.
+    pub(crate) fn offsets_partition(&self, catalog: &Catalog) -> Result<Arc<PartitionState>> {
+        catalog.partition(OFFSETS_TOPIC, 0)
+    }
+
+    /// The offset `group` resumes `tp` from, if it committed one for the topic as it is
+    /// now (see [`Commit::applied_to`]).
+    pub(crate) fn resume_offset(
+        &self,
+        catalog: &Catalog,
+        group: &str,
+        tp: &TopicPartition,
+    ) -> Option<i64> {
+        let c = self.committed(group, tp)?;
+        c.applied_to(&*catalog.partition(tp.topic(), tp.partition()).ok()?)
+    }
+
+    /// Forgets the committed offsets of deleted topic `topic` (tombstones in the offsets
+    /// topic), under the commit lock.
+    pub(crate) fn forget_topic(&self, catalog: &Catalog, topic: &str) -> Result<()> {
+        self.forget_topic_in(&*self.offsets_partition(catalog)?, topic)
+    }
+
+    /// [`describe`](Self::describe) with each commit applied to its partition as it is
+    /// now, and the lag to its log end.
+    pub(crate) fn describe_with_lag(
+        &self,
+        catalog: &Catalog,
+        group: &str,
+    ) -> Option<GroupDescription> {
+        let check = |tp: &TopicPartition, c: &Commit| {
+            let p = catalog.partition(tp.topic(), tp.partition()).ok()?;
+            Some((c.applied_to(&p)?, p.log_end_offset()))
+        };
+        self.describe(group, &check)
+    }
+
+    /// Loads committed offsets at open and checks each against its partition: offsets
+    /// of another topic incarnation are dropped, offsets past the records of their epoch
+    /// (lost in a crash) are lowered to where those records end. Commits written before
+    /// topic ids existed belong to the topics given an id at this open (`adopted`), and
+    /// are written again with it. What it did goes to `report`.
+    pub(crate) fn load_checked(
+        &self,
+        catalog: &Catalog,
+        adopted: &[String],
+        report: &mut StoreRecoveryReport,
+    ) -> Result<()> {
+        let offsets = self.offsets_partition(catalog)?;
+        self.load(&offsets)?;
+        let dropped = std::cell::Cell::new(0usize);
+        let checked = self.check_loaded(&|tp, c| {
+            let adopt = c.topic_id.is_none() && adopted.iter().any(|t| t == tp.topic());
+            let mut c = *c;
+            if adopt {
+                c.topic_id = catalog.topic(tp.topic()).ok().map(|t| t.id);
+            }
+            let applied = catalog
+                .partition(tp.topic(), tp.partition())
+                .ok()
+                .and_then(|p| c.applied_to(&p));
+            match applied {
+                Some(offset) => Verdict::Keep(offset),
+                None => {
+                    dropped.set(dropped.get() + 1);
+                    Verdict::Drop
+                }
+            }
+        });
+        report.offsets_dropped = dropped.get();
+        for (group, partition, from, to) in checked.lowered {
+            report.offsets_reset.push(CommittedOffsetReset {
+                group,
+                partition,
+                from,
+                to,
+            });
+        }
+        let stale: Vec<_> = checked
+            .stale
+            .into_iter()
+            .filter_map(|(g, tp, mut c)| {
+                c.topic_id = Some(catalog.topic(tp.topic()).ok()?.id);
+                Some((g, tp, c))
+            })
+            .collect();
+        self.rewrite(&offsets, &stale, catalog.now_ms())?;
+        self.forget(&offsets, &checked.dropped)?;
+        // Every commit of the adopted topics now names their id.
+        for name in adopted {
+            catalog.finish_adoption(name)?;
+        }
+        Ok(())
+    }
+}
+
+impl Commit {
+    /// Where this commit applies to partition `p`: `None` if it belongs to another topic
+    /// incarnation (the topic was deleted and created again); otherwise its offset,
+    /// lowered to where the records of its epoch end if records it pointed past were
+    /// removed (KIP-320).
+    pub(crate) fn applied_to(&self, p: &PartitionState) -> Option<i64> {
+        (self.topic_id == Some(p.topic_id)).then(|| match p.epoch_end_offset(self.epoch) {
+            Some(end) => self.offset.min(end),
+            None => self.offset,
         })
     }
 }

@@ -13,7 +13,7 @@ use crate::topic::{TopicConfig, refuse_internal};
 /// A handle to a topic. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Topic {
-    pub(super) state: Arc<TopicState>,
+    pub(crate) state: Arc<TopicState>,
 }
 
 impl Topic {
@@ -24,12 +24,12 @@ impl Topic {
 
     /// Its configuration.
     pub fn config(&self) -> TopicConfig {
-        self.state.config.read().clone()
+        self.state.config()
     }
 
     /// Number of partitions.
     pub fn partition_count(&self) -> i32 {
-        self.state.partitions.read().len() as i32
+        self.state.partition_count() as i32
     }
 
     /// A handle to partition `n`.
@@ -37,9 +37,8 @@ impl Topic {
     /// # Errors
     /// `NotFound` if the topic has no partition `n`.
     pub fn partition(&self, n: i32) -> Result<Partition> {
-        usize::try_from(n)
-            .ok()
-            .and_then(|i| self.state.partitions.read().get(i).cloned())
+        self.state
+            .partition(n)
             .map(|state| Partition { state })
             .ok_or_else(|| Error::NotFound {
                 kind: "partition",
@@ -51,7 +50,7 @@ impl Topic {
 /// Direct access to one partition's log: no groups, no producer. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Partition {
-    pub(super) state: Arc<PartitionState>,
+    pub(crate) state: Arc<PartitionState>,
 }
 
 impl Partition {
@@ -67,17 +66,17 @@ impl Partition {
 
     /// First offset in the partition.
     pub fn log_start_offset(&self) -> i64 {
-        self.state.log.log_start_offset()
+        self.state.log().log_start_offset()
     }
 
     /// Next offset to be written.
     pub fn log_end_offset(&self) -> i64 {
-        self.state.log.log_end_offset()
+        self.state.log().log_end_offset()
     }
 
     /// Offsets below this survive power loss.
     pub fn durable_offset(&self) -> i64 {
-        self.state.log.durable_offset()
+        self.state.log().durable_offset()
     }
 
     /// Appends records as one uncompressed batch. In the page cache on return (survives
@@ -100,7 +99,7 @@ impl Partition {
     /// topic was deleted or the store closed; `Io`; `Poisoned`.
     pub fn append_with(&self, records: &[Record], codec: Compression) -> Result<AppendInfo> {
         refuse_internal(&self.state.topic, "only the store writes to it")?;
-        if self.state.log.config().allow_offset_gaps && records.iter().any(|r| r.key.is_none()) {
+        if self.state.log().config().allow_offset_gaps && records.iter().any(|r| r.key.is_none()) {
             return Err(keyless_on_compacted(&self.state.topic));
         }
         let mut b = BatchBuilder::new().compression(codec);
@@ -108,7 +107,7 @@ impl Partition {
             crate::format::batch::check_timestamp(r.timestamp)?;
             b.push_record(r)?;
         }
-        let info = self.state.log.append_encoded(&mut b.build()?)?;
+        let info = self.state.log().append_encoded(&mut b.build()?)?;
         self.state.wake();
         Ok(info)
     }
@@ -120,7 +119,7 @@ impl Partition {
     /// `OffsetOutOfRange`; `Corruption`; `Io`; `Closed` after the store closed or the
     /// topic was deleted.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Vec<Record>> {
-        self.state.log.read_records(offset, max_bytes)
+        self.state.log().read_records(offset, max_bytes)
     }
 
     /// Whole batches from the one containing `offset`, up to `max_bytes` (at least one).
@@ -128,7 +127,7 @@ impl Partition {
     /// # Errors
     /// As [`read`](Self::read).
     pub fn read_batches(&self, offset: i64, max_bytes: usize) -> Result<Vec<Batch>> {
-        self.state.log.read(offset, max_bytes)
+        self.state.log().read(offset, max_bytes)
     }
 
     /// The first record at or after `timestamp`: `(offset, timestamp)`.
@@ -136,7 +135,7 @@ impl Partition {
     /// # Errors
     /// `Corruption`; `Io`; `Closed` after the store closed or the topic was deleted.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
-        self.state.log.offset_for_timestamp(timestamp)
+        self.state.log().offset_for_timestamp(timestamp)
     }
 
     /// fsyncs everything appended so far; returns the durable offset.
@@ -144,7 +143,7 @@ impl Partition {
     /// # Errors
     /// `Io` (the partition is then poisoned); `Poisoned`; `Closed`.
     pub fn flush(&self) -> Result<i64> {
-        self.state.log.flush()
+        self.state.log().flush()
     }
 
     /// Blocks until a record at `offset` exists (the log end passes it) or `timeout`
@@ -158,7 +157,7 @@ impl Partition {
             if self.log_end_offset() > offset {
                 return true;
             }
-            if self.state.log.is_closed() {
+            if self.state.log().is_closed() {
                 return false;
             }
             if !self.state.notifier.wait(seen, deadline) {
@@ -186,7 +185,7 @@ impl Partition {
             }
             o => o,
         };
-        let start = self.state.log.advance_log_start(offset)?;
+        let start = self.state.log().advance_log_start(offset)?;
         self.state.wake();
         Ok(start)
     }

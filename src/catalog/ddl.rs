@@ -1,0 +1,336 @@
+//! Topic changes: create, delete and grow a topic, each crash-safe (intent first, then
+//! directories, then the outcome; see the [catalog](super) docs), and the roll-back of a
+//! change that failed part-way.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::meta::{self, Intent, TopicId, TopicMeta};
+use super::recovery::{self, StoreRecoveryReport};
+use super::{
+    Catalog, PartitionState, TOPICS_DIR, TopicState, check_dir_name_length, partition_dir_name,
+};
+use crate::error::{Error, Result, io_ctx};
+use crate::log::Log;
+use crate::topic::{TopicConfig, refuse_internal};
+
+impl Catalog {
+    /// The topic-change lock, for creating topic `name`: `Closed`, or `AlreadyExists`
+    /// if it exists.
+    pub(super) fn ddl_for_new_topic(&self, name: &str) -> Result<parking_lot::MutexGuard<'_, ()>> {
+        let ddl = self.ddl.lock();
+        self.check_open()?;
+        if self.topics.read().contains_key(name) {
+            return Err(Error::AlreadyExists {
+                kind: "topic",
+                name: name.to_string(),
+            });
+        }
+        Ok(ddl)
+    }
+
+    pub(crate) fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
+        config.validate()?;
+        check_dir_name_length(name, config.partitions)?;
+        let _ddl = self.ddl_for_new_topic(name)?;
+        self.check_dirs_free(name, 0..config.partitions)?;
+        let id = TopicId::random();
+        let mut meta = TopicMeta {
+            config,
+            id: Some(id),
+            intent: Some(Intent::Create),
+            adopting: false,
+        };
+        // The intent is durable before any directory exists: a crash from here on is
+        // rolled back at open, removing only directories that name this id.
+        self.write_metadata(name, &meta)?;
+        let intent = meta.clone();
+        meta.intent = None;
+        let range = 0..meta.config.partitions;
+        let parts = match self.build_partitions(name, id, range.clone(), &meta) {
+            Ok(parts) => parts,
+            Err(e) => {
+                self.roll_back(name, &intent, range, None);
+                return Err(e);
+            }
+        };
+        self.topics.write().insert(
+            name.to_string(),
+            Arc::new(TopicState::new(name, id, meta.config, parts)),
+        );
+        self.bump_metadata_epoch();
+        Ok(())
+    }
+
+    /// Deletes a topic and all its data. Handles to it stop accepting appends
+    /// (`Closed`), and its committed offsets are forgotten: a topic created later under
+    /// the same name is a new topic (a new [`TopicId`]) that no old offset applies to. Durable on
+    /// return: after a crash, the deletion is completed at open.
+    ///
+    /// # Errors
+    /// `NotFound`; `InvalidArgument` for an internal topic; `Io`. An `Io` error that
+    /// says the committed offsets could not be forgotten comes after the topic was
+    /// deleted: those offsets are never applied to another topic (they name this
+    /// topic's id) and are dropped at the next open.
+    pub(crate) fn delete_topic(
+        &self,
+        name: &str,
+        forget_offsets: &dyn Fn(&str) -> Result<()>,
+    ) -> Result<()> {
+        let _ddl = self.ddl.lock();
+        self.check_open()?;
+        if name.starts_with("__") {
+            return Err(Error::InvalidArgument {
+                name: "topic",
+                reason: format!("`{name}` is an internal topic and cannot be deleted"),
+            });
+        }
+        let state = self.topic(name)?;
+        let meta = TopicMeta {
+            config: state.config(),
+            id: Some(state.id),
+            intent: Some(Intent::Delete),
+            adopting: false,
+        };
+        // The decision: once this is durable, the topic is gone at any later open.
+        self.write_metadata(name, &meta)?;
+        self.topics.write().remove(name);
+        self.bump_metadata_epoch();
+        let forgotten = forget_offsets(name);
+        self.notifier.notify();
+        let parts = state.partitions();
+        // Every partition stops taking appends before any directory goes.
+        for p in &parts {
+            let _ = p.log().shutdown();
+            p.wake();
+        }
+        let mut report = StoreRecoveryReport::default();
+        for p in &parts {
+            recovery::remove_owned_dir(
+                self.config.fs.as_ref(),
+                &self.dir,
+                &partition_dir_name(name, p.partition),
+                Some(state.id),
+                &mut report,
+            )?;
+        }
+        self.config
+            .fs
+            .sync_dir(&self.dir)
+            .map_err(io_ctx(format!("fsync {}", self.dir.display())))?;
+        self.remove_metadata(name)?;
+        forgotten.map_err(|e| Error::Io {
+            context: format!(
+                "forget the committed offsets of deleted topic `{name}` (the topic is \
+                 deleted; its offsets name its topic id, are never applied to another \
+                 topic, and are dropped at the next open)"
+            ),
+            source: std::io::Error::other(e.to_string()),
+        })
+    }
+
+    /// Grows a topic to `total` partitions (Kafka never shrinks a topic). Durable on
+    /// return; a crash part-way is rolled back at open. The new partitions are built
+    /// without holding the topic's config lock: sends and polls of this topic (and of
+    /// every other) go on meanwhile.
+    ///
+    /// # Errors
+    /// `NotFound`; `InvalidArgument` for an internal topic, or if `total` is not more
+    /// than the current count or over 100,000; `AlreadyExists` if a directory of one
+    /// of the new partitions exists already; `Io`; `Closed`.
+    pub(crate) fn add_partitions(&self, name: &str, total: i32) -> Result<()> {
+        let _ddl = self.ddl.lock();
+        self.check_open()?;
+        refuse_internal(name, "its partitions are the store's")?;
+        let t = self.topic(name)?;
+        // Topic changes are serialized by `ddl`: the config cannot change under us.
+        let config = t.config();
+        if total <= config.partitions || total > 100_000 {
+            return Err(Error::InvalidArgument {
+                name: "total",
+                reason: format!(
+                    "topic `{name}` has {} partitions; the new total must be more (and at most 100000)",
+                    config.partitions
+                ),
+            });
+        }
+        check_dir_name_length(name, total)?;
+        self.check_dirs_free(name, config.partitions..total)?;
+        let mut meta = TopicMeta {
+            config: config.clone(),
+            id: Some(t.id),
+            intent: Some(Intent::Grow(total)),
+            adopting: false,
+        };
+        self.write_metadata(name, &meta)?;
+        let intent = meta.clone();
+        meta.config.partitions = total;
+        meta.intent = None;
+        let range = config.partitions..total;
+        let new = match self.build_partitions(name, t.id, range.clone(), &meta) {
+            Ok(new) => new,
+            Err(e) => {
+                let old = TopicMeta {
+                    intent: None,
+                    ..intent.clone()
+                };
+                self.roll_back(name, &intent, range, Some(&old));
+                return Err(e);
+            }
+        };
+        t.partitions.write().extend(new);
+        *t.config.write() = meta.config;
+        self.bump_metadata_epoch();
+        self.notifier.notify();
+        Ok(())
+    }
+
+    pub(super) fn bump_metadata_epoch(&self) {
+        self.metadata_epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(super) fn open_partition(
+        &self,
+        topic: &str,
+        topic_id: TopicId,
+        partition: i32,
+        config: &TopicConfig,
+    ) -> Result<Arc<PartitionState>> {
+        let log = Log::open_with_fs(
+            self.config.fs.clone(),
+            self.dir.join(partition_dir_name(topic, partition)),
+            self.config.log_config(config),
+        )?;
+        Ok(Arc::new(PartitionState::new(
+            topic,
+            topic_id,
+            partition,
+            log,
+            self.notifier.clone(),
+        )))
+    }
+
+    pub(super) fn write_metadata(&self, name: &str, meta: &TopicMeta) -> Result<()> {
+        recovery::write_meta(self.config.fs.as_ref(), &self.dir, name, meta)
+    }
+
+    fn remove_metadata(&self, name: &str) -> Result<()> {
+        let fs = self.config.fs.as_ref();
+        let dir = self.dir.join(TOPICS_DIR);
+        fs.remove_file(&dir.join(name))
+            .and_then(|()| fs.sync_dir(&dir))
+            .map_err(io_ctx(format!("remove the metadata of topic `{name}`")))
+    }
+
+    /// `AlreadyExists` if a directory of one of these partitions exists: whatever it
+    /// is, it is not this topic's (an interrupted change of ours was settled at open).
+    fn check_dirs_free(&self, topic: &str, range: std::ops::Range<i32>) -> Result<()> {
+        let fs = self.config.fs.as_ref();
+        for p in range {
+            let path = self.dir.join(partition_dir_name(topic, p));
+            if fs
+                .exists(&path)
+                .map_err(io_ctx(format!("stat {}", path.display())))?
+            {
+                return Err(Error::AlreadyExists {
+                    kind: "directory (not this topic's; the store leaves it alone)",
+                    name: path.display().to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates and opens partitions `range` of a topic whose intent is recorded: each
+    /// directory first gets `partition.metadata` naming the topic id, so that it is
+    /// recognisably the store's before it holds anything else. On failure nothing
+    /// stays open (the directories stay, for [`roll_back`](Self::roll_back)).
+    fn open_new_partitions(
+        &self,
+        topic: &str,
+        id: TopicId,
+        range: std::ops::Range<i32>,
+        config: &TopicConfig,
+    ) -> Result<Vec<Arc<PartitionState>>> {
+        let fs = self.config.fs.as_ref();
+        let mut parts = Vec::new();
+        let result = (|| {
+            for p in range {
+                let path = self.dir.join(partition_dir_name(topic, p));
+                crate::fs::create_dir_durable(fs, &path)
+                    .map_err(io_ctx(format!("create {}", path.display())))?;
+                meta::write_partition_metadata(fs, &path, id)?;
+                parts.push(self.open_partition(topic, id, p, config)?);
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => Ok(parts),
+            Err(e) => {
+                self.discard_partitions(&parts);
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates partitions `range` of a topic whose intent is recorded, then writes
+    /// `done`, the metadata that records the outcome. On failure nothing stays open
+    /// (the directories stay, for [`roll_back`](Self::roll_back)).
+    fn build_partitions(
+        &self,
+        topic: &str,
+        id: TopicId,
+        range: std::ops::Range<i32>,
+        done: &TopicMeta,
+    ) -> Result<Vec<Arc<PartitionState>>> {
+        let parts = self.open_new_partitions(topic, id, range, &done.config)?;
+        match self.write_metadata(topic, done) {
+            Ok(()) => Ok(parts),
+            Err(e) => {
+                self.discard_partitions(&parts);
+                Err(e)
+            }
+        }
+    }
+
+    /// Closes partitions `build_partitions` opened before a later step failed.
+    fn discard_partitions(&self, parts: &[Arc<PartitionState>]) {
+        for p in parts {
+            let _ = p.log().shutdown();
+        }
+    }
+
+    /// Best-effort roll-back of a topic change that failed after its `intent` was
+    /// recorded, done as an open would do it: the intent is written again first (the
+    /// outcome may have reached the file before the failure), and only then are the
+    /// directories of `range` that name the topic's id removed, and the metadata
+    /// removed (a create) or set to `after` (a grow). Whatever fails stops it there:
+    /// the intent on disk tells the next open to finish, so the metadata never names
+    /// a partition whose directory is gone.
+    fn roll_back(
+        &self,
+        name: &str,
+        intent: &TopicMeta,
+        range: std::ops::Range<i32>,
+        after: Option<&TopicMeta>,
+    ) {
+        if self.write_metadata(name, intent).is_err() {
+            return;
+        }
+        let fs = self.config.fs.as_ref();
+        let mut report = StoreRecoveryReport::default();
+        for p in range {
+            let dir = partition_dir_name(name, p);
+            if recovery::remove_owned_dir(fs, &self.dir, &dir, intent.id, &mut report).is_err() {
+                return;
+            }
+        }
+        if fs.sync_dir(&self.dir).is_err() {
+            return;
+        }
+        let _ = match after {
+            None => self.remove_metadata(name),
+            Some(meta) => self.write_metadata(name, meta),
+        };
+    }
+}

@@ -1,0 +1,395 @@
+//! The catalog: one store directory's topics and their partitions, each partition a
+//! Kafka partition directory (`<topic>-<n>`) opened as a [`Log`], with topic metadata in
+//! `.topics/<topic>` (Java properties text; the file name is the topic name, which keeps
+//! a 249-character name under the 255-byte limit of file names).
+//!
+//! This is the layer every service and client of a store stands on: the group
+//! coordinator, maintenance, the producer and the consumer reach partitions only
+//! through it ([`Catalog::topic`], [`Catalog::partition`] and the narrow
+//! [`PartitionState`] interface), and the public [`Store`](crate::Store) composes it with
+//! them. It knows nothing of groups, producers or consumers; what it must do for them
+//! (forget a deleted topic's committed offsets) is handed in as a callback.
+//!
+//! Crash safety of topic changes: each change first records its intent in the topic's
+//! metadata file, durably, then creates or removes partition directories (each names
+//! the topic's id in Kafka's `partition.metadata`), then records the outcome. An open
+//! that finds an intent completes a deletion or rolls back a creation, removing only
+//! directories that name the topic's id (see [`recovery`]); it deletes nothing else.
+//! Topic changes are serialized by one lock. One writer per directory: the store holds
+//! an OS lock (`flock`) on the store directory itself, which cannot be deleted while the
+//! store is open.
+
+mod config;
+mod ddl;
+mod handles;
+mod import;
+mod meta;
+mod partition;
+mod recovery;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::error::{Error, Result, io_ctx};
+use crate::fs::{CachingFs, DirLock, FileSystem};
+use crate::log::Log;
+use crate::notify::Notifier;
+use crate::topic::{TopicConfig, TopicPartition};
+
+pub(crate) use crate::log::AppendInfo;
+pub use config::StoreConfig;
+pub(crate) use handles::keyless_on_compacted;
+pub use handles::{Partition, Topic};
+pub use import::ImportReport;
+pub use meta::TopicId;
+pub(crate) use partition::{PartitionState, TopicState};
+pub use recovery::{CommittedOffsetReset, PartitionRecovery, StoreRecoveryReport};
+
+use meta::TopicMeta;
+
+/// The directory of topic metadata; its presence marks a store (the log takes the
+/// store's lock when a partition is opened on its own).
+pub(crate) const TOPICS_DIR: &str = crate::log::CONTAINER_MARKER;
+/// The lock file of stores written before the store directory itself was locked
+/// (recognised, never created).
+pub(crate) const LOCK_FILE: &str = ".lock";
+/// Temporary metadata file; `~` cannot appear in a topic name.
+const METADATA_TMP: &str = "~metadata.tmp";
+/// File systems limit a file name to 255 bytes.
+const MAX_FILE_NAME: usize = 255;
+
+/// The topics and partitions of one open store directory.
+#[derive(Debug)]
+pub(crate) struct Catalog {
+    dir: PathBuf,
+    config: StoreConfig,
+    /// The store's file system (`config.fs`), for closing its descriptors at close.
+    files: CachingFs,
+    topics: RwLock<BTreeMap<String, Arc<TopicState>>>,
+    /// Serializes topic changes (create, delete, add partitions) and close.
+    ddl: Mutex<()>,
+    /// Bumped after every topic change (create, delete, add partitions), so caches of
+    /// topic metadata (the producers') know when to look again.
+    metadata_epoch: AtomicU64,
+    closed: AtomicBool,
+    /// The directory lock, released by `close` even while handles of the store live.
+    lock: Mutex<Vec<Box<dyn DirLock>>>,
+    /// Woken by every append and group change.
+    notifier: Arc<Notifier>,
+}
+
+/// What [`Store::describe_topic`] reports for one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionDescription {
+    /// Partition number.
+    pub partition: i32,
+    /// First offset.
+    pub log_start_offset: i64,
+    /// Next offset to be written.
+    pub log_end_offset: i64,
+    /// Offsets below this survive power loss.
+    pub durable_offset: i64,
+    /// Bytes in segment files.
+    pub size_bytes: u64,
+    /// Number of segments.
+    pub segment_count: usize,
+}
+
+/// What [`Store::describe_topic`] reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicDescription {
+    /// The topic name.
+    pub name: String,
+    /// Its configuration.
+    pub config: TopicConfig,
+    /// Its partitions, in order.
+    pub partitions: Vec<PartitionDescription>,
+}
+
+pub(super) fn partition_dir_name(topic: &str, partition: i32) -> String {
+    format!("{topic}-{partition}")
+}
+
+/// Refuses to open a store inside another one: its `.topics` directory, a partition
+/// directory, or any other directory of it.
+fn refuse_nested(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    let nested = |why: String| Error::InvalidArgument {
+        name: "dir",
+        reason: format!("{} is inside another store ({why})", dir.display()),
+    };
+    if dir.file_name().is_some_and(|n| n == TOPICS_DIR) {
+        return Err(nested(format!(
+            "`{TOPICS_DIR}` holds a store's topic metadata"
+        )));
+    }
+    // `dir/..` is the real parent even through a symbolic link; the lexical parent for
+    // file systems that do not resolve `..` (SimFs).
+    for parent in [Some(dir.join("..")), dir.parent().map(Path::to_path_buf)]
+        .into_iter()
+        .flatten()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        let topics = parent.join(TOPICS_DIR);
+        if fs
+            .exists(&topics)
+            .map_err(io_ctx(format!("stat {}", topics.display())))?
+        {
+            return Err(nested(format!("{} holds a store", parent.display())));
+        }
+    }
+    Ok(())
+}
+
+/// The partition directory `<topic>-<partitions - 1>` must fit a file name.
+pub(super) fn check_dir_name_length(topic: &str, partitions: i32) -> Result<()> {
+    let longest = partition_dir_name(topic, partitions.saturating_sub(1).max(0));
+    if longest.len() > MAX_FILE_NAME {
+        return Err(Error::InvalidArgument {
+            name: "partitions",
+            reason: format!(
+                "the directory name `{longest}` would be longer than {MAX_FILE_NAME} bytes"
+            ),
+        });
+    }
+    Ok(())
+}
+
+impl Catalog {
+    /// Opens (creating if needed) the store directory `dir`: takes its lock, settles
+    /// topic changes a crash interrupted, and opens (recovering) every partition. What
+    /// it found goes to `report`. Returns the catalog and the topics given an id at this
+    /// open, whose commits written before ids existed are theirs.
+    ///
+    /// # Errors
+    /// As [`Store::open_with`](crate::Store::open_with).
+    pub(crate) fn open(
+        dir: &Path,
+        config: StoreConfig,
+        report: &mut StoreRecoveryReport,
+    ) -> Result<(Catalog, Vec<String>)> {
+        if dir.as_os_str().is_empty() {
+            return Err(Error::InvalidArgument {
+                name: "dir",
+                reason: "the store directory path is empty".into(),
+            });
+        }
+        config.validate()?;
+        let mut config = config;
+        // Every file of the store is opened through the cache: bounded descriptors.
+        let files = CachingFs::new(config.fs.clone(), config.max_open_files);
+        config.fs = Arc::new(files.clone());
+        let fs = config.fs.clone();
+        refuse_nested(fs.as_ref(), dir)?;
+        let meta_dir = dir.join(TOPICS_DIR);
+        crate::fs::create_dir_durable(fs.as_ref(), &meta_dir)
+            .map_err(io_ctx(format!("create {}", meta_dir.display())))?;
+        let lock = crate::fs::take_dir_lock(fs.as_ref(), dir, LOCK_FILE)?;
+        let settled = recovery::settle(fs.as_ref(), dir, report)?;
+        let notifier = Arc::new(Notifier::default());
+        let mut topics = BTreeMap::new();
+        for (name, (meta, id)) in &settled.topics {
+            let mut parts = Vec::new();
+            for p in 0..meta.config.partitions {
+                let log = Log::open_with_fs(
+                    fs.clone(),
+                    dir.join(partition_dir_name(name, p)),
+                    config.log_config(&meta.config),
+                )?;
+                report.partitions.push(PartitionRecovery {
+                    partition: TopicPartition::new(name.as_str(), p),
+                    report: log.recovery_report().clone(),
+                });
+                parts.push(Arc::new(PartitionState::new(
+                    name,
+                    *id,
+                    p,
+                    log,
+                    notifier.clone(),
+                )));
+            }
+            topics.insert(
+                name.clone(),
+                Arc::new(TopicState::new(name, *id, meta.config.clone(), parts)),
+            );
+        }
+        let catalog = Catalog {
+            dir: dir.to_path_buf(),
+            config,
+            files,
+            topics: RwLock::new(topics),
+            ddl: Mutex::new(()),
+            metadata_epoch: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            lock: Mutex::new(lock),
+            notifier,
+        };
+        Ok((catalog, settled.adopted))
+    }
+
+    /// The store directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The store's settings (its file system is the descriptor-bounding cache).
+    pub(crate) fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// The store clock's time in milliseconds.
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.config.now_ms()
+    }
+
+    /// Woken by every append, topic change and group change.
+    pub(crate) fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
+    /// Moves after every topic change, so caches of topics know when to look again.
+    pub(crate) fn metadata_epoch(&self) -> u64 {
+        self.metadata_epoch.load(Ordering::Acquire)
+    }
+
+    /// Whether [`close`](Self::close) ran.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// `Closed` once the store is closed.
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if self.is_closed() {
+            return Err(Error::Closed { what: "store" });
+        }
+        Ok(())
+    }
+
+    /// Every topic (internal ones too), by name.
+    pub(crate) fn topics(&self) -> Vec<Arc<TopicState>> {
+        self.topics.read().values().cloned().collect()
+    }
+
+    /// Names of every topic (internal ones too), sorted.
+    pub(crate) fn topic_names(&self) -> Vec<String> {
+        self.topics.read().keys().cloned().collect()
+    }
+
+    /// A topic, whether or not the store is open (`NotFound` if it does not exist).
+    pub(crate) fn topic(&self, name: &str) -> Result<Arc<TopicState>> {
+        self.topics
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                kind: "topic",
+                name: name.to_string(),
+            })
+    }
+
+    /// A topic of the open store (`Closed`, or `NotFound`).
+    pub(crate) fn open_topic(&self, name: &str) -> Result<Arc<TopicState>> {
+        self.check_open()?;
+        self.topic(name)
+    }
+
+    /// A partition (`NotFound` for an unknown topic or partition).
+    pub(crate) fn partition(&self, topic: &str, partition: i32) -> Result<Arc<PartitionState>> {
+        self.topic(topic)?
+            .partition(partition)
+            .ok_or_else(|| Error::NotFound {
+                kind: "partition",
+                name: format!("{topic}-{partition}"),
+            })
+    }
+
+    /// Partition counts of the named topics (missing topics are left out).
+    pub(crate) fn partition_counts<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a String>,
+    ) -> BTreeMap<String, i32> {
+        let topics = self.topics.read();
+        names
+            .into_iter()
+            .filter_map(|n| {
+                topics
+                    .get(n)
+                    .map(|t| (n.clone(), t.partition_count() as i32))
+            })
+            .collect()
+    }
+
+    /// A topic's configuration and per-partition offsets and sizes.
+    ///
+    /// # Errors
+    /// `NotFound`; `Closed`.
+    pub(crate) fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
+        let t = self.open_topic(name)?;
+        let partitions = t
+            .partitions()
+            .iter()
+            .map(|p| PartitionDescription {
+                partition: p.partition,
+                log_start_offset: p.log_start_offset(),
+                log_end_offset: p.log_end_offset(),
+                durable_offset: p.durable_offset(),
+                size_bytes: p.log().size_bytes(),
+                segment_count: p.log().segments().len(),
+            })
+            .collect();
+        Ok(TopicDescription {
+            name: t.name.clone(),
+            config: t.config(),
+            partitions,
+        })
+    }
+
+    /// Records that every commit of topic `name` (adopted at open) now names its id.
+    pub(crate) fn finish_adoption(&self, name: &str) -> Result<()> {
+        let t = self.topic(name)?;
+        let meta = TopicMeta {
+            config: t.config(),
+            id: Some(t.id),
+            intent: None,
+            adopting: false,
+        };
+        self.write_metadata(name, &meta)
+    }
+
+    /// Closes every partition (flushed: the next open scans nothing) and releases the
+    /// directory lock. Later calls return `Closed`; a second close does nothing.
+    ///
+    /// # Errors
+    /// The first error from closing a partition (the others are still closed).
+    pub(crate) fn close(&self) -> Result<()> {
+        let _ddl = self.ddl.lock();
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let mut first = None;
+        for t in self.topics.read().values() {
+            for p in t.partitions.read().iter() {
+                if let Err(e) = p.log().shutdown() {
+                    first.get_or_insert(e);
+                }
+                p.wake();
+            }
+        }
+        // Handles (topics, partitions, consumers) may outlive the close: their files need
+        // no descriptor any more.
+        self.files.close_idle();
+        self.lock.lock().clear();
+        first.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Catalog {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            log::warn!("closing store {} on drop failed: {e}", self.dir.display());
+        }
+    }
+}

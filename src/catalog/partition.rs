@@ -1,0 +1,187 @@
+//! The catalog's view of a topic and of one of its partitions: the narrow interface
+//! through which clients (producer, consumer) and services (groups, maintenance) reach
+//! a partition. They name it by topic and number, append encoded batches, read batches,
+//! ask for offsets and epochs, and wait for data; the `Log` behind it stays the
+//! catalog's (services that run retention and compaction borrow it through
+//! [`PartitionState::log`]).
+
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use super::TopicId;
+use crate::error::Result;
+use crate::format::{Batch, DecodeOptions, EncodedBatch, Record};
+use crate::log::{AppendInfo, Log};
+use crate::notify::Notifier;
+use crate::topic::{TopicConfig, TopicPartition};
+
+/// One partition of a topic incarnation, shared by every handle and client that uses it.
+#[derive(Debug)]
+pub(crate) struct PartitionState {
+    pub(crate) topic: String,
+    /// The topic incarnation this partition belongs to.
+    pub(crate) topic_id: TopicId,
+    pub(crate) partition: i32,
+    log: Log,
+    pub(super) notifier: Arc<Notifier>,
+}
+
+impl PartitionState {
+    pub(super) fn new(
+        topic: &str,
+        topic_id: TopicId,
+        partition: i32,
+        log: Log,
+        notifier: Arc<Notifier>,
+    ) -> PartitionState {
+        PartitionState {
+            topic: topic.to_string(),
+            topic_id,
+            partition,
+            log,
+            notifier,
+        }
+    }
+
+    /// `topic`-`partition`.
+    pub(crate) fn topic_partition(&self) -> TopicPartition {
+        TopicPartition::new(self.topic.as_str(), self.partition)
+    }
+
+    /// Wakes everyone waiting for data or group changes (after an append, a retention
+    /// that moved the log start, a close).
+    pub(crate) fn wake(&self) {
+        self.notifier.notify();
+    }
+
+    /// The partition's log, for the store's services that maintain it (retention,
+    /// compaction, background flush, describe) and for closing it. Clients use the
+    /// methods of this type instead.
+    pub(crate) fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// First offset.
+    pub(crate) fn log_start_offset(&self) -> i64 {
+        self.log.log_start_offset()
+    }
+
+    /// Next offset to be written.
+    pub(crate) fn log_end_offset(&self) -> i64 {
+        self.log.log_end_offset()
+    }
+
+    /// Offsets below this survive power loss.
+    pub(crate) fn durable_offset(&self) -> i64 {
+        self.log.durable_offset()
+    }
+
+    /// Whether the partition stopped (its topic was deleted or the store closed).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.log.is_closed()
+    }
+
+    /// The current leader epoch (committed offsets carry it).
+    pub(crate) fn epoch(&self) -> i32 {
+        self.log.epoch()
+    }
+
+    /// Where the records of `epoch` end, if the log knows the epoch (KIP-320).
+    pub(crate) fn epoch_end_offset(&self, epoch: i32) -> Option<i64> {
+        self.log.epoch_end_offset(epoch)
+    }
+
+    /// The decode limits of this partition's batches.
+    pub(crate) fn decode_options(&self) -> DecodeOptions {
+        self.log.config().decode
+    }
+
+    /// The largest batch this partition accepts (`max_message_bytes`).
+    pub(crate) fn max_message_bytes(&self) -> u64 {
+        self.log.config().max_message_bytes
+    }
+
+    /// The store clock's time in milliseconds.
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.log.config().clock.now_ms()
+    }
+
+    /// Appends an encoded batch (see [`Log::append_encoded`]); the caller wakes readers.
+    pub(crate) fn append_encoded(&self, batch: &mut EncodedBatch) -> Result<AppendInfo> {
+        self.log.append_encoded(batch)
+    }
+
+    /// Makes offsets below `offset` durable, sharing fsyncs (see [`Log::flush_to`]).
+    pub(crate) fn flush_to(&self, offset: i64) -> Result<i64> {
+        self.log.flush_to(offset)
+    }
+
+    /// Whole batches from `offset` (see [`Log::read`]).
+    pub(crate) fn read(&self, offset: i64, max_bytes: usize) -> Result<Vec<Batch>> {
+        self.log.read(offset, max_bytes)
+    }
+
+    /// Decoded records from `offset` (see [`Log::read_records`]).
+    pub(crate) fn read_records(&self, offset: i64, max_bytes: usize) -> Result<Vec<Record>> {
+        self.log.read_records(offset, max_bytes)
+    }
+
+    /// The first offset whose timestamp is at least `timestamp`, with that timestamp.
+    pub(crate) fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
+        self.log.offset_for_timestamp(timestamp)
+    }
+}
+
+/// A topic incarnation: its name, id, config and partitions.
+#[derive(Debug)]
+pub(crate) struct TopicState {
+    pub(crate) name: String,
+    /// This incarnation's id (a topic deleted and created again has a new one).
+    pub(crate) id: TopicId,
+    pub(super) config: RwLock<TopicConfig>,
+    pub(super) partitions: RwLock<Vec<Arc<PartitionState>>>,
+}
+
+impl TopicState {
+    pub(super) fn new(
+        name: &str,
+        id: TopicId,
+        config: TopicConfig,
+        partitions: Vec<Arc<PartitionState>>,
+    ) -> TopicState {
+        TopicState {
+            name: name.to_string(),
+            id,
+            config: RwLock::new(config),
+            partitions: RwLock::new(partitions),
+        }
+    }
+
+    /// The topic's configuration now.
+    pub(crate) fn config(&self) -> TopicConfig {
+        self.config.read().clone()
+    }
+
+    /// The partitions now (a topic only grows).
+    pub(crate) fn partitions(&self) -> Vec<Arc<PartitionState>> {
+        self.partitions.read().clone()
+    }
+
+    /// How many partitions the topic has.
+    pub(crate) fn partition_count(&self) -> usize {
+        self.partitions.read().len()
+    }
+
+    /// Partitions from number `from` on (those a cache of the topic has not seen yet).
+    pub(crate) fn partitions_from(&self, from: usize) -> Vec<Arc<PartitionState>> {
+        self.partitions.read().iter().skip(from).cloned().collect()
+    }
+
+    /// Partition `n`, if the topic has it.
+    pub(crate) fn partition(&self, n: i32) -> Option<Arc<PartitionState>> {
+        usize::try_from(n)
+            .ok()
+            .and_then(|i| self.partitions.read().get(i).cloned())
+    }
+}
