@@ -1,0 +1,253 @@
+//! Fetching: a consumer's positions resolved from commits or `auto_offset_reset`, and
+//! `poll`, which reads whole batches from the assigned partitions in turn and parks on
+//! the store's notifier when there is nothing to return.
+
+use std::time::{Duration, Instant};
+
+use super::records::Pending;
+use super::{Assigned, Consumer, ConsumerRecords, IsolationLevel, OffsetReset, TopicPartition};
+use crate::error::{Error, Result};
+
+/// Reads one chunk of `tp` from `position` into the partition's buffer; returns the
+/// batch bytes read.
+fn read_partition(
+    a: &mut Assigned,
+    tp: &TopicPartition,
+    mut position: i64,
+    max_bytes: usize,
+    _isolation: IsolationLevel,
+) -> Result<usize> {
+    let state = a.state.clone();
+    let log = state;
+    let options = log.decode_options();
+    let (start, end) = (log.log_start_offset(), log.log_end_offset());
+    if position < start || position > end {
+        return Err(Error::OffsetOutOfRange {
+            requested: position,
+            log_start: start,
+            log_end: end,
+        });
+    }
+    let mut bytes = 0;
+    // Loop only while a chunk held nothing to return (control batches, records below the
+    // position) and more data follows.
+    while a.buffer.is_empty() && position < log.log_end_offset() {
+        let batches = log.read(position, max_bytes)?;
+        let mut next = position;
+        for b in &batches {
+            bytes += b.size();
+            next = next.max(b.last_offset() + 1);
+            if b.header().is_control() || b.last_offset() < position {
+                continue;
+            }
+            a.buffer.push_back(Pending::new(tp, b, &options));
+        }
+        if next <= position {
+            break;
+        }
+        if a.buffer.is_empty() {
+            a.position = Some(next);
+        }
+        position = next;
+    }
+    Ok(bytes)
+}
+
+impl Consumer {
+    /// Resolves a partition's position: committed offset, else `auto_offset_reset`.
+    pub(super) fn resolve_position(&self, tp: &TopicPartition, a: &Assigned) -> Result<i64> {
+        let log = &a.state;
+        let committed = self
+            .config
+            .group_id
+            .as_deref()
+            .and_then(|g| self.groups.committed(g, tp))
+            .and_then(|c| c.applied_to(&a.state));
+        match committed {
+            Some(o) if o >= log.log_start_offset() && o <= log.log_end_offset() => Ok(o),
+            _ => self.reset_position(tp, a, committed.unwrap_or(-1)),
+        }
+    }
+
+    pub(super) fn reset_position(
+        &self,
+        _tp: &TopicPartition,
+        a: &Assigned,
+        requested: i64,
+    ) -> Result<i64> {
+        let log = &a.state;
+        match self.config.auto_offset_reset {
+            OffsetReset::Earliest => Ok(log.log_start_offset()),
+            OffsetReset::Latest => Ok(log.log_end_offset()),
+            OffsetReset::None => Err(Error::OffsetOutOfRange {
+                requested,
+                log_start: log.log_start_offset(),
+                log_end: log.log_end_offset(),
+            }),
+        }
+    }
+
+    /// Returns records from the assigned, unpaused partitions: in offset order within a
+    /// partition, at most `max_poll_records`. With nothing available it blocks until an
+    /// append (or a group change) wakes it or `timeout` passes, without busy-waiting.
+    /// Also runs the group protocol (rebalance callbacks) and auto-commit.
+    ///
+    /// # Errors
+    /// `OffsetOutOfRange` with `auto_offset_reset = None`; `Corruption`; `Io`;
+    /// `CommitFailed` from an auto-commit; `InvalidArgument` inside a
+    /// [`RebalanceListener`]; `Closed`.
+    pub fn poll(&mut self, timeout: Duration) -> Result<ConsumerRecords> {
+        self.check_open()?;
+        self.check_not_in_callback("poll")?;
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            let seen = self.catalog.notifier().seq();
+            self.sync_group()?;
+            self.maybe_auto_commit()?;
+            let records = self.fetch()?;
+            if !records.is_empty() {
+                return Ok(records);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(records);
+            }
+            // Wake for appends and group changes; re-check membership liveness at least
+            // every second so a stalled member is noticed by the others.
+            let nap = Instant::now() + Duration::from_secs(1);
+            let until = deadline.map_or(nap, |d| d.min(nap));
+            self.catalog.notifier().wait(seen, Some(until));
+            self.check_open()?;
+        }
+    }
+
+    pub(super) fn maybe_auto_commit(&mut self) -> Result<()> {
+        if self.config.enable_auto_commit
+            && self.config.group_id.is_some()
+            && self.last_auto_commit.elapsed()
+                >= Duration::from_millis(self.config.auto_commit_interval_ms)
+        {
+            self.last_auto_commit = Instant::now();
+            let all: Vec<TopicPartition> = self.assigned.keys().cloned().collect();
+            let offsets = self.positions_of(&all);
+            self.commit_offsets(&offsets)?;
+        }
+        Ok(())
+    }
+
+    /// Records from the assigned partitions. An error in one partition after others
+    /// returned records is reported at the next poll instead, so records whose positions
+    /// already moved are never dropped.
+    pub(super) fn fetch(&mut self) -> Result<ConsumerRecords> {
+        let mut out = ConsumerRecords::with_capacity(self.config.max_poll_records.min(4096));
+        match self.fetch_into(&mut out) {
+            Err(e) if !out.is_empty() => {
+                log::warn!(
+                    "poll: returning {} records; deferring an error: {e}",
+                    out.len()
+                );
+                Ok(out)
+            }
+            r => r.map(|()| out),
+        }
+    }
+
+    pub(super) fn fetch_into(&mut self, out: &mut ConsumerRecords) -> Result<()> {
+        let mut budget = self.config.fetch_max_bytes;
+        let keys: Vec<TopicPartition> = self.assigned.keys().cloned().collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let n = keys.len();
+        let start = self.next_partition % n;
+        self.next_partition = self.next_partition.wrapping_add(1);
+        for i in 0..n {
+            if out.len() >= self.config.max_poll_records {
+                break;
+            }
+            let tp = &keys[(start + i) % n];
+            let a = &self.assigned[tp];
+            if a.paused {
+                continue;
+            }
+            if a.state.is_closed() {
+                // Its topic was deleted: nothing to read, unless it was created again,
+                // which is read from a fresh position (committed offsets of the old
+                // topic went with it).
+                match self.catalog.partition(tp.topic(), tp.partition()) {
+                    Ok(fresh) if !fresh.is_closed() => {
+                        log::info!("{tp}: its topic was created again; reading the new one");
+                        let a = self.assigned.get_mut(tp).expect("present");
+                        a.state = fresh;
+                        a.position = None;
+                        a.buffer.clear();
+                    }
+                    _ => continue,
+                }
+            }
+            let a = &self.assigned[tp];
+            let position = match a.position {
+                Some(p) => p,
+                None => {
+                    let p = self.resolve_position(tp, a)?;
+                    self.assigned.get_mut(tp).expect("present").position = Some(p);
+                    p
+                }
+            };
+            let limit = self.config.max_poll_records - out.len();
+            let isolation = self.config.isolation_level;
+            let max_bytes = self.config.max_partition_fetch_bytes.min(budget.max(1));
+            let a = self.assigned.get_mut(tp).expect("present");
+            if a.buffer.is_empty() {
+                let log = &a.state;
+                // Caught up. (Past the end or below the start: the read reports
+                // OffsetOutOfRange and auto_offset_reset applies.)
+                if position == log.log_end_offset() && position >= log.log_start_offset() {
+                    continue;
+                }
+                match read_partition(a, tp, position, max_bytes, isolation) {
+                    Ok(bytes) => budget = budget.saturating_sub(bytes),
+                    Err(Error::OffsetOutOfRange { requested, .. }) => {
+                        let p = self.reset_position(tp, &self.assigned[tp], requested)?;
+                        log::info!("{tp}: offset {requested} is out of range; reset to {p}");
+                        let a = self.assigned.get_mut(tp).expect("present");
+                        a.position = Some(p);
+                        continue;
+                    }
+                    // Its topic was deleted during this read: skipped like a deleted
+                    // topic's partition above (the next poll looks for a new topic).
+                    Err(Error::Closed { .. }) if self.assigned[tp].state.is_closed() => {
+                        continue;
+                    }
+                    Err(e) => {
+                        // Reported first at the next poll if deferred now (see below).
+                        self.next_partition = (start + i) % n;
+                        return Err(e);
+                    }
+                }
+            }
+            let a = self.assigned.get_mut(tp).expect("present");
+            let limit = out.len() + limit;
+            while out.len() < limit
+                && let Some(p) = a.buffer.front_mut()
+            {
+                let from = a.position.unwrap_or(i64::MIN);
+                let (next, result) = p.take(from, limit, out);
+                if let Some(next) = next {
+                    a.position = Some(next.max(from));
+                }
+                // A malformed record: the records before it are returned, the position
+                // stays at it, and the batch stays first so every poll reports it again
+                // (until a seek); the next poll starts with this partition, so the error
+                // is not deferred behind other partitions' records again.
+                if let Err(e) = result {
+                    self.next_partition = (start + i) % n;
+                    return Err(e);
+                }
+                if p.is_done() {
+                    a.buffer.pop_front();
+                }
+            }
+        }
+        Ok(())
+    }
+}

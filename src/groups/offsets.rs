@@ -1,0 +1,545 @@
+//! Committed offsets: Kafka's `__consumer_offsets` records (OffsetCommitKey v1,
+//! OffsetCommitValue v3, with the topic id in a header), the coordinator's commit,
+//! load and forget paths, and how a commit applies to a partition as it is now (topic
+//! incarnation and epoch, KIP-320).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::{Coordinator, OFFSETS_TOPIC};
+use crate::catalog::{Catalog, CommittedOffsetReset, PartitionState, StoreRecoveryReport, TopicId};
+use crate::error::{Error, Result};
+use crate::format::{BatchBuilder, Header};
+use crate::topic::{CleanupPolicy, TopicConfig, TopicPartition};
+
+/// A committed offset and what it was taken from: the topic incarnation and the
+/// partition epoch (Kafka's leader epoch in `OffsetCommitValue`, KIP-320). Offsets are
+/// only ever applied to that incarnation, and checked against the epoch's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Commit {
+    /// The next offset the group reads.
+    pub(crate) offset: i64,
+    /// The partition epoch when it was committed (-1: unknown, written before epochs).
+    pub(crate) epoch: i32,
+    /// The topic incarnation (`None`: written before topic ids existed).
+    pub(crate) topic_id: Option<TopicId>,
+    /// Where it stands in `__consumer_offsets` (-1 until written): of two commits of
+    /// one partition, the later written wins, whichever fsync returned first.
+    pub(crate) at: i64,
+}
+
+/// The record header carrying a commit's topic id (Kafka's schema has no field for it;
+/// Kafka's readers ignore headers).
+const TOPIC_ID_HEADER: &str = "topic_id";
+
+/// What checking the loaded commits found (see `Coordinator::check_loaded`).
+pub(crate) struct Checked {
+    /// Commits lowered to where their epoch's records end.
+    pub(crate) lowered: Vec<Lowered>,
+    /// Commits to write again as they are now.
+    pub(crate) stale: Vec<GroupCommit>,
+    /// Commits of topics that no longer exist (to tombstone).
+    pub(crate) dropped: Vec<(String, TopicPartition)>,
+}
+
+/// A commit lowered at open: `(group, partition, from, to)`.
+pub(crate) type Lowered = (String, TopicPartition, i64, i64);
+/// A group's commit of one partition.
+pub(crate) type GroupCommit = (String, TopicPartition, Commit);
+/// Where a commit applies now and the partition's log end, `None` for a commit of a
+/// deleted topic.
+pub(crate) type CommitCheck<'a> = dyn Fn(&TopicPartition, &Commit) -> Option<(i64, i64)> + 'a;
+
+/// What the store says of a commit at load: keep it (with this offset), or drop it.
+pub(crate) enum Verdict {
+    /// Keep it; the offset may be lowered to where its epoch's records end.
+    Keep(i64),
+    /// It belongs to a topic incarnation that no longer exists.
+    Drop,
+}
+
+impl Coordinator {
+    pub(crate) fn offsets_topic_config() -> TopicConfig {
+        TopicConfig::default()
+            .partitions(1)
+            .cleanup_policy(CleanupPolicy::Compact)
+            .segment_bytes(8 * 1024 * 1024)
+            .retention_ms(-1)
+    }
+
+    /// Loads committed offsets by replaying the offsets topic.
+    pub(crate) fn load(&self, part: &PartitionState) -> Result<()> {
+        let mut committed: HashMap<String, BTreeMap<TopicPartition, Commit>> = HashMap::new();
+        let mut offset = part.log_start_offset();
+        let end = part.log_end_offset();
+        while offset < end {
+            let records = part.read_records(offset, 1 << 20)?;
+            let Some(last) = records.last() else { break };
+            offset = last.offset + 1;
+            for r in records {
+                let Some(key) = r.key.as_ref().and_then(|k| decode_key(k.clone())) else {
+                    log::warn!(
+                        "{OFFSETS_TOPIC}: skipping a record at offset {} with an unknown key",
+                        r.offset
+                    );
+                    continue;
+                };
+                let (group, tp) = key;
+                let topic_id = r
+                    .headers
+                    .iter()
+                    .find(|h| h.key == TOPIC_ID_HEADER)
+                    .and_then(|h| TopicId::from_bytes(h.value.as_deref()?));
+                match r.value.as_ref().map(|v| decode_value(v.clone())) {
+                    None => {
+                        if let Some(g) = committed.get_mut(&group) {
+                            g.remove(&tp);
+                        }
+                    }
+                    Some(Some((offset, epoch))) => {
+                        let c = Commit {
+                            offset,
+                            epoch,
+                            topic_id,
+                            at: r.offset,
+                        };
+                        committed.entry(group).or_default().insert(tp, c);
+                    }
+                    Some(None) => log::warn!(
+                        "{OFFSETS_TOPIC}: skipping a record at offset {} with an unknown value",
+                        r.offset
+                    ),
+                }
+            }
+        }
+        committed.retain(|_, g| !g.is_empty());
+        self.state.lock().committed = committed;
+        Ok(())
+    }
+
+    /// Checks every loaded commit with `verdict` (at open, after the partitions were
+    /// recovered): drops those of other topic incarnations and lowers those that point
+    /// past their epoch's records. Returns `(group, partition, from, to)` per lowered
+    /// commit, and the commits to write again as they are now (lowered, or lacking a
+    /// topic id: the caller gives them one), so the next open finds them settled.
+    pub(crate) fn check_loaded(
+        &self,
+        verdict: &dyn Fn(&TopicPartition, &Commit) -> Verdict,
+    ) -> Checked {
+        let mut st = self.state.lock();
+        let mut lowered = Vec::new();
+        let mut stale = Vec::new();
+        let mut dropped = Vec::new();
+        for (group, commits) in st.committed.iter_mut() {
+            commits.retain(|tp, c| match verdict(tp, c) {
+                Verdict::Drop => {
+                    log::warn!(
+                        "group `{group}`: dropping the committed offset {} of {tp}, which \
+                         belongs to an earlier topic of that name",
+                        c.offset
+                    );
+                    dropped.push((group.clone(), tp.clone()));
+                    false
+                }
+                Verdict::Keep(offset) => {
+                    let low = offset < c.offset;
+                    if low {
+                        lowered.push((group.clone(), tp.clone(), c.offset, offset));
+                        c.offset = offset;
+                    }
+                    if low || c.topic_id.is_none() {
+                        stale.push((group.clone(), tp.clone(), *c));
+                    }
+                    true
+                }
+            });
+        }
+        st.committed.retain(|_, g| !g.is_empty());
+        Checked {
+            lowered,
+            stale,
+            dropped,
+        }
+    }
+
+    /// Commits offsets durably: one batch appended to the offsets topic and fsync'd
+    /// (shared with concurrent commits), then visible to `committed`. With a `member`,
+    /// every partition must be owned by it.
+    pub(crate) fn commit(
+        &self,
+        offsets_log: &PartitionState,
+        group: &str,
+        member: Option<&str>,
+        offsets: &BTreeMap<TopicPartition, Commit>,
+        now_ms: i64,
+        live: &dyn Fn(&TopicPartition, Option<TopicId>) -> bool,
+    ) -> Result<()> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        // Held from the ownership check to the append, so a member removed in between
+        // cannot commit after the partition's new owner did. Not across the fsync:
+        // concurrent commits share one (the log's group commit).
+        let order = self.commit_lock.lock();
+        if let Some(member) = member {
+            let st = self.state.lock();
+            if let Some(tp) = offsets
+                .keys()
+                .find(|tp| !Self::owns(&st, group, member, tp))
+            {
+                return Err(Error::CommitFailed {
+                    group: group.to_string(),
+                    reason: format!(
+                        "member `{member}` does not own {tp} (it was reassigned in a rebalance, \
+                         or the member was removed for exceeding max_poll_interval_ms)"
+                    ),
+                });
+            }
+        }
+        // Under the commit lock, which `forget_topic` takes after a topic is deleted: a
+        // commit either finds the topic gone here or is written before its tombstone.
+        if let Some((tp, _)) = offsets.iter().find(|(tp, c)| !live(tp, c.topic_id)) {
+            return Err(Error::NotFound {
+                kind: "topic",
+                name: format!("{} (committing for {tp}: it was deleted)", tp.topic()),
+            });
+        }
+        let at = Self::append_commits(
+            offsets_log,
+            offsets.iter().map(|(tp, c)| (group, tp, *c)),
+            now_ms,
+        )?;
+        drop(order);
+        offsets_log.flush_to(at + 1)?;
+        let mut st = self.state.lock();
+        let g = st.committed.entry(group.to_string()).or_default();
+        for (tp, c) in offsets {
+            let c = Commit { at, ..*c };
+            match g.get(tp) {
+                Some(old) if old.at > at => {}
+                _ => {
+                    g.insert(tp.clone(), c);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends commit records (not synced); returns the offset of the last one. The
+    /// caller holds `commit_lock`, so appends follow the order of the checks.
+    fn append_commits<'a>(
+        offsets_log: &PartitionState,
+        commits: impl Iterator<Item = (&'a str, &'a TopicPartition, Commit)>,
+        now_ms: i64,
+    ) -> Result<i64> {
+        // One batch per `max_message_bytes` of the offsets topic: a commit of many
+        // partitions is split rather than refused. (Each record is far below the limit:
+        // group ids are at most 32767 bytes, topic names 249.)
+        let limit = usize::try_from(offsets_log.max_message_bytes())
+            .unwrap_or(usize::MAX)
+            .saturating_sub(1024);
+        let mut last = None;
+        let mut b = BatchBuilder::new();
+        for (group, tp, c) in commits {
+            let headers: Vec<Header> = c
+                .topic_id
+                .map(|id| Header::new(TOPIC_ID_HEADER, id.as_bytes().to_vec()))
+                .into_iter()
+                .collect();
+            let key = encode_key(group, tp);
+            let value = encode_value(c.offset, c.epoch, now_ms);
+            if !b.is_empty() && b.uncompressed_size() + key.len() + value.len() + 64 > limit {
+                let full = std::mem::take(&mut b);
+                last = Some(offsets_log.append_encoded(&mut full.build()?)?);
+            }
+            b.push(now_ms, Some(&key), Some(&value), &headers)?;
+        }
+        if !b.is_empty() {
+            last = Some(offsets_log.append_encoded(&mut b.build()?)?);
+        }
+        last.map(|info| info.last_offset)
+            .ok_or_else(|| Error::InvalidArgument {
+                name: "offsets",
+                reason: "no offsets to commit".into(),
+            })
+    }
+
+    /// Writes loaded commits again as they are now: at open, for commits that were
+    /// lowered or written before topic ids existed.
+    pub(crate) fn rewrite(
+        &self,
+        offsets_log: &PartitionState,
+        commits: &[GroupCommit],
+        now_ms: i64,
+    ) -> Result<()> {
+        if commits.is_empty() {
+            return Ok(());
+        }
+        let _order = self.commit_lock.lock();
+        let at = Self::append_commits(
+            offsets_log,
+            commits.iter().map(|(g, tp, c)| (g.as_str(), tp, *c)),
+            now_ms,
+        )?;
+        offsets_log.flush_to(at + 1)?;
+        let mut st = self.state.lock();
+        for (g, tp, c) in commits {
+            let c = Commit { at, ..*c };
+            st.committed
+                .entry(g.clone())
+                .or_default()
+                .insert(tp.clone(), c);
+        }
+        Ok(())
+    }
+
+    /// Writes tombstones for every committed offset of `topic` (the topic was deleted).
+    fn forget_topic_in(&self, offsets_log: &PartitionState, topic: &str) -> Result<()> {
+        let order = self.commit_lock.lock();
+        let doomed: Vec<(String, TopicPartition)> = {
+            let st = self.state.lock();
+            st.committed
+                .iter()
+                .flat_map(|(g, m)| {
+                    m.keys()
+                        .filter(|tp| tp.topic() == topic)
+                        .map(|tp| (g.clone(), tp.clone()))
+                })
+                .collect()
+        };
+        self.forget_locked(offsets_log, &doomed, order)
+    }
+
+    /// Writes tombstones for `doomed` commits (at open: those of deleted topics, so the
+    /// next open need not drop them again).
+    pub(crate) fn forget(
+        &self,
+        offsets_log: &PartitionState,
+        doomed: &[(String, TopicPartition)],
+    ) -> Result<()> {
+        self.forget_locked(offsets_log, doomed, self.commit_lock.lock())
+    }
+
+    fn forget_locked(
+        &self,
+        offsets_log: &PartitionState,
+        doomed: &[(String, TopicPartition)],
+        _order: parking_lot::MutexGuard<'_, ()>,
+    ) -> Result<()> {
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        let mut b = BatchBuilder::new();
+        for (g, tp) in doomed {
+            b.push(0, Some(&encode_key(g, tp)), None, &[])?;
+        }
+        let info = offsets_log.append_encoded(&mut b.build()?)?;
+        offsets_log.flush_to(info.last_offset + 1)?;
+        let mut st = self.state.lock();
+        for (g, tp) in doomed {
+            if let Some(m) = st.committed.get_mut(g) {
+                m.remove(tp);
+                if m.is_empty() {
+                    st.committed.remove(g);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The commit of `tp` for `group`, as written (the store checks it against the
+    /// topic and its epochs).
+    pub(crate) fn committed(&self, group: &str, tp: &TopicPartition) -> Option<Commit> {
+        self.state
+            .lock()
+            .committed
+            .get(group)
+            .and_then(|g| g.get(tp).copied())
+    }
+
+    /// The partition of the internal committed-offsets topic.
+    pub(crate) fn offsets_partition(&self, catalog: &Catalog) -> Result<Arc<PartitionState>> {
+        catalog.partition(OFFSETS_TOPIC, 0)
+    }
+
+    /// The offset `group` resumes `tp` from, if it committed one for the topic as it is
+    /// now (see [`Commit::applied_to`]).
+    pub(crate) fn resume_offset(
+        &self,
+        catalog: &Catalog,
+        group: &str,
+        tp: &TopicPartition,
+    ) -> Option<i64> {
+        let c = self.committed(group, tp)?;
+        c.applied_to(&*catalog.partition(tp.topic(), tp.partition()).ok()?)
+    }
+
+    /// Forgets the committed offsets of deleted topic `topic` (tombstones in the offsets
+    /// topic), under the commit lock.
+    pub(crate) fn forget_topic(&self, catalog: &Catalog, topic: &str) -> Result<()> {
+        self.forget_topic_in(&*self.offsets_partition(catalog)?, topic)
+    }
+
+    /// Loads committed offsets at open and checks each against its partition: offsets
+    /// of another topic incarnation are dropped, offsets past the records of their epoch
+    /// (lost in a crash) are lowered to where those records end. Commits written before
+    /// topic ids existed belong to the topics given an id at this open (`adopted`), and
+    /// are written again with it. What it did goes to `report`.
+    pub(crate) fn load_checked(
+        &self,
+        catalog: &Catalog,
+        adopted: &[String],
+        report: &mut StoreRecoveryReport,
+    ) -> Result<()> {
+        let offsets = self.offsets_partition(catalog)?;
+        self.load(&offsets)?;
+        let dropped = std::cell::Cell::new(0usize);
+        let checked = self.check_loaded(&|tp, c| {
+            let adopt = c.topic_id.is_none() && adopted.iter().any(|t| t == tp.topic());
+            let mut c = *c;
+            if adopt {
+                c.topic_id = catalog.topic(tp.topic()).ok().map(|t| t.id);
+            }
+            let applied = catalog
+                .partition(tp.topic(), tp.partition())
+                .ok()
+                .and_then(|p| c.applied_to(&p));
+            match applied {
+                Some(offset) => Verdict::Keep(offset),
+                None => {
+                    dropped.set(dropped.get() + 1);
+                    Verdict::Drop
+                }
+            }
+        });
+        report.offsets_dropped = dropped.get();
+        for (group, partition, from, to) in checked.lowered {
+            report.offsets_reset.push(CommittedOffsetReset {
+                group,
+                partition,
+                from,
+                to,
+            });
+        }
+        let stale: Vec<_> = checked
+            .stale
+            .into_iter()
+            .filter_map(|(g, tp, mut c)| {
+                c.topic_id = Some(catalog.topic(tp.topic()).ok()?.id);
+                Some((g, tp, c))
+            })
+            .collect();
+        self.rewrite(&offsets, &stale, catalog.now_ms())?;
+        self.forget(&offsets, &checked.dropped)?;
+        // Every commit of the adopted topics now names their id.
+        for name in adopted {
+            catalog.finish_adoption(name)?;
+        }
+        Ok(())
+    }
+}
+
+impl Commit {
+    /// Where this commit applies to partition `p`: `None` if it belongs to another topic
+    /// incarnation (the topic was deleted and created again); otherwise its offset,
+    /// lowered to where the records of its epoch end if records it pointed past were
+    /// removed (KIP-320).
+    pub(crate) fn applied_to(&self, p: &PartitionState) -> Option<i64> {
+        (self.topic_id == Some(p.topic_id)).then(|| match p.epoch_end_offset(self.epoch) {
+            Some(end) => self.offset.min(end),
+            None => self.offset,
+        })
+    }
+}
+
+// Kafka's OffsetCommitKey v1 and OffsetCommitValue v3 schemas, so the records in the
+// offsets topic read the same as Kafka's.
+
+/// The longest string the schemas hold (an int16 length): the limit of a group id.
+pub(crate) const MAX_STRING_BYTES: usize = i16::MAX as usize;
+
+/// Callers pass group ids (validated against [`MAX_STRING_BYTES`]) and topic names
+/// (at most 249 bytes), so nothing is ever cut here.
+fn put_string(b: &mut BytesMut, s: &str) {
+    let n = s.len().min(MAX_STRING_BYTES);
+    b.put_i16(n as i16);
+    b.put_slice(&s.as_bytes()[..n]);
+}
+
+fn get_string(b: &mut Bytes) -> Option<String> {
+    if b.remaining() < 2 {
+        return None;
+    }
+    let n = usize::try_from(b.get_i16()).ok()?;
+    if b.remaining() < n {
+        return None;
+    }
+    String::from_utf8(b.split_to(n).to_vec()).ok()
+}
+
+fn encode_key(group: &str, tp: &TopicPartition) -> Vec<u8> {
+    let mut b = BytesMut::with_capacity(8 + group.len() + tp.topic().len());
+    b.put_i16(1);
+    put_string(&mut b, group);
+    put_string(&mut b, tp.topic());
+    b.put_i32(tp.partition());
+    b.to_vec()
+}
+
+fn decode_key(mut b: Bytes) -> Option<(String, TopicPartition)> {
+    if b.remaining() < 2 || !matches!(b.get_i16(), 0 | 1) {
+        return None;
+    }
+    let group = get_string(&mut b)?;
+    let topic = get_string(&mut b)?;
+    if b.remaining() != 4 {
+        return None;
+    }
+    Some((group, TopicPartition::new(topic, b.get_i32())))
+}
+
+fn encode_value(offset: i64, epoch: i32, now_ms: i64) -> Vec<u8> {
+    let mut b = BytesMut::with_capacity(26);
+    b.put_i16(3);
+    b.put_i64(offset);
+    b.put_i32(epoch); // leader epoch
+    put_string(&mut b, ""); // metadata
+    b.put_i64(now_ms);
+    b.to_vec()
+}
+
+/// The committed offset and leader epoch of an OffsetCommitValue (-1 where the version
+/// has no epoch); `None` if it is not one (too short, or an offset no commit makes:
+/// commits are at least 0).
+fn decode_value(mut b: Bytes) -> Option<(i64, i32)> {
+    if b.remaining() < 10 {
+        return None;
+    }
+    let version = b.get_i16();
+    let offset = Some(b.get_i64()).filter(|&o| o >= 0)?;
+    let epoch = if version >= 3 && b.remaining() >= 4 {
+        b.get_i32()
+    } else {
+        -1
+    };
+    Some((offset, epoch))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offset_records_round_trip() {
+        let tp = TopicPartition::new("clicks", 3);
+        let (g, t) = decode_key(Bytes::from(encode_key("analytics", &tp))).unwrap();
+        assert_eq!((g.as_str(), t), ("analytics", tp));
+        assert_eq!(
+            decode_value(Bytes::from(encode_value(42, 3, 7))),
+            Some((42, 3))
+        );
+        assert_eq!(decode_key(Bytes::from_static(b"\x00\x01\x00")), None);
+    }
+}
