@@ -36,9 +36,10 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
+use super::Log;
 use super::checkpoint;
+use super::read::SegmentRead;
 use super::segment::{self, Segment, file_name, parse_file_name};
-use super::{Log, SegmentRead};
 use crate::error::{Error, Result, io_ctx};
 use crate::format::Batch;
 use crate::format::Record;
