@@ -30,6 +30,7 @@ mod index;
 mod maps;
 mod open;
 mod read;
+mod recovery;
 mod retention;
 mod segment;
 mod truncate;
