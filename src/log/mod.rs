@@ -33,6 +33,7 @@ mod read;
 mod recovery;
 mod retention;
 mod segment;
+mod swap;
 mod truncate;
 mod verify;
 

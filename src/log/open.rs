@@ -124,7 +124,7 @@ impl Log {
             },
         };
         // `names`: the directory as it will be once the swaps are finished.
-        let (plan, names) = super::clean::plan_swaps(fs.as_ref(), &dir, &listed, swap_params)?;
+        let (plan, names) = super::swap::plan_swaps(fs.as_ref(), &dir, &listed, swap_params)?;
         let bases: Vec<i64> = names
             .iter()
             .filter_map(|n| parse_file_name(n, "log"))
@@ -232,7 +232,7 @@ impl Log {
         // the directory a consistent one (swaps, leftovers), then the clean-shutdown
         // marker goes, synced before any write, so a crash from here on is seen as one;
         // then what recovery decided.
-        super::clean::finish_swaps(fs.as_ref(), &dir, &plan)?;
+        super::swap::finish_swaps(fs.as_ref(), &dir, &plan)?;
         for n in leftovers {
             fs.remove_file(&dir.join(n))
                 .map_err(io_ctx(format!("remove {d}/{n}")))?;
@@ -363,7 +363,7 @@ impl Log {
 
 /// Damage found in a segment that an unfinished swap is to become lies in the swap
 /// file (nothing was renamed yet): the error names that file.
-fn name_swap_file(e: Error, swaps: &[super::clean::PendingSwap]) -> Error {
+fn name_swap_file(e: Error, swaps: &[super::swap::PendingSwap]) -> Error {
     match e {
         Error::Corruption {
             path,
