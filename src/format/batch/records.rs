@@ -217,7 +217,7 @@ pub(crate) fn record_spans_fast(data: &[u8], start: usize) -> Option<Spans> {
 ///
 /// # Errors
 /// `InvalidBatch` naming the first bad field; `UnsupportedCodec`.
-/// `batch` is the whole batch and `h` its header, as returned by [`validate`].
+/// `batch` is the whole batch and `h` its header, as returned by [`validate`](super::validate).
 pub fn validate_records(batch: &[u8], h: &BatchHeader, options: &DecodeOptions) -> Result<usize> {
     let Some(records) = batch.get(RECORDS_OFFSET..) else {
         return Err(Error::invalid_batch(
