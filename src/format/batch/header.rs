@@ -1,0 +1,186 @@
+//! The 61-byte batch header: its parsed fields and attribute flags, the checks every
+//! whole batch must pass, and the CRC.
+
+use super::{
+    ATTRIBUTES_OFFSET, BASE_OFFSET_OFFSET, BASE_SEQUENCE_OFFSET, BASE_TIMESTAMP_OFFSET,
+    BATCH_LENGTH_OFFSET, COMPRESSION_MASK, CONTROL_BIT, CRC_OFFSET, DELETE_HORIZON_BIT,
+    LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD, MAGIC_OFFSET, MAGIC_V2, MAX_TIMESTAMP_OFFSET,
+    PARTITION_LEADER_EPOCH_OFFSET, PRODUCER_EPOCH_OFFSET, PRODUCER_ID_OFFSET,
+    RECORD_BATCH_OVERHEAD, RECORDS_COUNT_OFFSET, TIMESTAMP_TYPE_BIT, TRANSACTIONAL_BIT, be_i16,
+    be_i32, be_i64,
+};
+use crate::error::{Error, Result};
+use crate::format::compression::Compression;
+
+/// How a batch's timestamps are to be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimestampType {
+    /// Each record carries the producer's timestamp.
+    #[default]
+    CreateTime,
+    /// Every record reads as the batch's `maxTimestamp`, set by the log at append.
+    LogAppendTime,
+}
+
+/// The 61-byte header of a v2 batch, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)] // the fields are Kafka's, documented in the module table
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub batch_length: i32,
+    pub partition_leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub records_count: i32,
+}
+
+impl BatchHeader {
+    /// Parses the header fields from the first 61 bytes of `buf`; checks nothing else.
+    pub fn parse(buf: &[u8]) -> Result<Self> {
+        if buf.len() < RECORD_BATCH_OVERHEAD {
+            return Err(Error::invalid_batch(
+                "batchLength",
+                format!("{} bytes is less than the 61-byte batch header", buf.len()),
+            ));
+        }
+        Ok(BatchHeader {
+            base_offset: be_i64(buf, BASE_OFFSET_OFFSET),
+            batch_length: be_i32(buf, BATCH_LENGTH_OFFSET),
+            partition_leader_epoch: be_i32(buf, PARTITION_LEADER_EPOCH_OFFSET),
+            magic: buf[MAGIC_OFFSET] as i8,
+            crc: be_i32(buf, CRC_OFFSET) as u32,
+            attributes: be_i16(buf, ATTRIBUTES_OFFSET),
+            last_offset_delta: be_i32(buf, LAST_OFFSET_DELTA_OFFSET),
+            base_timestamp: be_i64(buf, BASE_TIMESTAMP_OFFSET),
+            max_timestamp: be_i64(buf, MAX_TIMESTAMP_OFFSET),
+            producer_id: be_i64(buf, PRODUCER_ID_OFFSET),
+            producer_epoch: be_i16(buf, PRODUCER_EPOCH_OFFSET),
+            base_sequence: be_i32(buf, BASE_SEQUENCE_OFFSET),
+            records_count: be_i32(buf, RECORDS_COUNT_OFFSET),
+        })
+    }
+
+    /// Bytes the whole batch occupies (`batchLength + 12`), if the length is sane.
+    pub fn size(&self) -> Option<usize> {
+        usize::try_from(self.batch_length)
+            .ok()?
+            .checked_add(LOG_OVERHEAD)
+    }
+
+    /// `baseOffset + lastOffsetDelta`.
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset
+            .wrapping_add(i64::from(self.last_offset_delta))
+    }
+
+    /// The codec, or `UnsupportedCodec` for ids 5-7.
+    pub fn compression(&self) -> Result<Compression> {
+        Compression::from_id((self.attributes & COMPRESSION_MASK) as u8)
+    }
+
+    /// CreateTime or LogAppendTime.
+    pub fn timestamp_type(&self) -> TimestampType {
+        if self.attributes & TIMESTAMP_TYPE_BIT != 0 {
+            TimestampType::LogAppendTime
+        } else {
+            TimestampType::CreateTime
+        }
+    }
+
+    /// Attributes bit 4.
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL_BIT != 0
+    }
+
+    /// Attributes bit 5: the batch holds one control record (a transaction marker).
+    pub fn is_control(&self) -> bool {
+        self.attributes & CONTROL_BIT != 0
+    }
+
+    /// Attributes bit 6: `baseTimestamp` is the cleaner's delete horizon.
+    pub fn has_delete_horizon(&self) -> bool {
+        self.attributes & DELETE_HORIZON_BIT != 0
+    }
+}
+
+/// Reads `baseOffset` and the total batch size from the first 12 bytes of `buf`, without
+/// validating anything else. `None` if fewer than 12 bytes are given.
+pub fn peek_size(buf: &[u8]) -> Option<(i64, i64)> {
+    if buf.len() < LOG_OVERHEAD {
+        return None;
+    }
+    Some((
+        be_i64(buf, BASE_OFFSET_OFFSET),
+        i64::from(be_i32(buf, BATCH_LENGTH_OFFSET)) + LOG_OVERHEAD as i64,
+    ))
+}
+
+/// CRC-32C of the bytes the batch CRC covers (`[21, end)`; empty if `batch` is shorter).
+pub fn compute_crc(batch: &[u8]) -> u32 {
+    crc32c::crc32c(batch.get(ATTRIBUTES_OFFSET..).unwrap_or_default())
+}
+
+/// Checks a whole batch (exactly one, `buf.len()` bytes): size, batchLength, magic and
+/// CRC, in that order, then the header fields every batch must satisfy. Returns the
+/// parsed header.
+pub fn validate(buf: &[u8]) -> Result<BatchHeader> {
+    let header = BatchHeader::parse(buf)?;
+    if header.size() != Some(buf.len()) {
+        return Err(Error::invalid_batch(
+            "batchLength",
+            format!(
+                "declares {} bytes after the length field, but {} are present",
+                header.batch_length,
+                buf.len() - LOG_OVERHEAD
+            ),
+        ));
+    }
+    if header.magic != MAGIC_V2 {
+        return Err(Error::invalid_batch(
+            "magic",
+            format!("{} is not supported; only magic 2 is", header.magic),
+        ));
+    }
+    let actual = compute_crc(buf);
+    if actual != header.crc {
+        return Err(Error::invalid_batch(
+            "crc",
+            format!("stored {:#010x}, computed {actual:#010x}", header.crc),
+        ));
+    }
+    if header.records_count < 0 {
+        return Err(Error::invalid_batch(
+            "recordsCount",
+            format!("{} is negative", header.records_count),
+        ));
+    }
+    if header.last_offset_delta < 0 {
+        return Err(Error::invalid_batch(
+            "lastOffsetDelta",
+            format!("{} is negative", header.last_offset_delta),
+        ));
+    }
+    if header.attributes as u16 & 0xff80 != 0 {
+        return Err(Error::invalid_batch(
+            "attributes",
+            format!("reserved bits set in {:#06x}", header.attributes),
+        ));
+    }
+    Ok(header)
+}
+
+/// Recomputes and stores the CRC of a whole batch (after patching covered fields).
+///
+/// # Panics
+/// Never for a `batch` of at least 61 bytes; callers check that first.
+pub(crate) fn write_crc(batch: &mut [u8]) {
+    let crc = compute_crc(batch);
+    batch[CRC_OFFSET..ATTRIBUTES_OFFSET].copy_from_slice(&crc.to_be_bytes());
+}

@@ -1,0 +1,74 @@
+//! Closing: the final flush, sealed indexes, recovery point and clean-shutdown marker.
+
+use std::sync::atomic::Ordering;
+
+use super::Log;
+use super::checkpoint;
+use crate::error::{Result, io_ctx};
+
+impl Log {
+    /// Flushes, seals the active segment's indexes, writes the recovery point and the
+    /// clean-shutdown marker so the next open scans nothing.
+    ///
+    /// # Errors
+    /// `Io`/`Poisoned` if the final flush fails; the marker is then not written and the
+    /// next open recovers.
+    pub fn close(self) -> Result<()> {
+        self.close_inner()
+    }
+
+    /// Closes through a shared reference (the store owns its logs behind `Arc`s).
+    pub(crate) fn shutdown(&self) -> Result<()> {
+        self.close_inner()
+    }
+
+    fn close_inner(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let result = self.close_files();
+        // Closed either way: release the directory so it can be opened again.
+        self.locks.lock().clear();
+        result
+    }
+
+    fn close_files(&self) -> Result<()> {
+        // A retention or compaction pass in progress finishes first (it may be writing
+        // files into the directory), and none starts after: they check `closed`.
+        let _m = self.maintenance.lock();
+        let mut fl = self.flush_state.lock();
+        // Closed under the writer lock first, so no append can land after the final fsync.
+        let w = self.writer.lock();
+        self.closed.store(true, Ordering::Release);
+        drop(w);
+        self.sync_locked(&mut fl)?;
+        let w = self.writer.lock();
+        let active = &w.active;
+        self.seal(active);
+        active.offset_index.sync().map_err(io_ctx(format!(
+            "fsync {}",
+            active.offset_index.path().display()
+        )))?;
+        active.time_index.sync().map_err(io_ctx(format!(
+            "fsync {}",
+            active.time_index.path().display()
+        )))?;
+        self.write_recovery_point(self.log_end_offset())?;
+        checkpoint::write_atomic(
+            self.fs.as_ref(),
+            &self.dir,
+            checkpoint::CLEAN_SHUTDOWN_FILE,
+            br#"{"version":0,"brokerEpoch":0}"#,
+        )
+        .map_err(io_ctx("write the clean shutdown marker"))
+    }
+}
+
+impl Drop for Log {
+    /// Closes cleanly if [`Log::close`] was not called; errors are logged.
+    fn drop(&mut self) {
+        if let Err(e) = self.close_inner() {
+            log::warn!("closing {} on drop failed: {e}", self.dir.display());
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Cutting the log: truncation at the end (`truncate_to`) and raising the log start
+//! (`advance_log_start`, Kafka's `DeleteRecords`).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::checkpoint::DurablePoint;
+use super::segment::{self, Segment, file_name};
+use super::{FlushState, Log, Writer};
+use crate::error::{Result, io_ctx};
+
+impl Log {
+    /// Raises the log start offset to `offset` (Kafka's `DeleteRecords`): reads below it
+    /// return `OffsetOutOfRange` from now on and after a reopen (the new start is written
+    /// atomically and fsync'd before this returns). Segments wholly below it are removed
+    /// by retention. Lowering is a no-op; returns the log start offset.
+    ///
+    /// # Errors
+    /// `OffsetOutOfRange` past the log end; `Io`; `Poisoned`; `Closed`.
+    pub fn advance_log_start(&self, offset: i64) -> Result<i64> {
+        let mut fl = self.flush_state.lock();
+        self.check_writable()?;
+        if offset > self.log_end_offset() {
+            return Err(self.out_of_range(offset));
+        }
+        let start = self.log_start_offset();
+        if offset <= start {
+            return Ok(start);
+        }
+        // What lies below the new start must be durable first: otherwise a crash could
+        // truncate below it, and records appended again there would be hidden.
+        if offset > self.durable_offset() {
+            self.sync_locked(&mut fl)?;
+        }
+        let _w = self.writer.lock();
+        self.write_log_start(offset)?;
+        self.log_start.store(offset, Ordering::Release);
+        Ok(offset)
+    }
+
+    /// Removes every batch from the one containing `offset` onwards, so the log end
+    /// offset becomes that batch's base offset (at most `offset`). Durable on return.
+    ///
+    /// # Errors
+    /// `OffsetOutOfRange` below the log start; `Io`; `Poisoned`; `Closed`.
+    pub fn truncate_to(&self, offset: i64) -> Result<i64> {
+        let _m = self.maintenance.lock();
+        let mut fl = self.flush_state.lock();
+        self.check_writable()?;
+        let mut w = self.writer.lock();
+        let end = self.log_end_offset();
+        if offset >= end {
+            return Ok(end);
+        }
+        if offset < self.log_start_offset() {
+            return Err(self.out_of_range(offset));
+        }
+        let segs = self.snapshot();
+        let idx = segs.partition_point(|s| s.base <= offset).saturating_sub(1);
+        let seg = segs[idx].clone();
+        // Find the batch containing `offset` (or the first after it).
+        let mut pos = 0u64;
+        let mut new_end = seg.base;
+        while pos < seg.size() {
+            let h = self.header_at(&seg, pos, seg.size())?;
+            if h.last_offset() >= offset {
+                break;
+            }
+            new_end = h.last_offset() + 1;
+            pos += h.size().expect("checked") as u64;
+        }
+        let result = self
+            .truncate_locked(&mut fl, &mut w, &segs, idx, pos, new_end)
+            // A new epoch from `new_end`: a position taken past it in the old epoch is
+            // then known to point at removed records. (A crash before it is written
+            // makes the next open start a new epoch anyway.)
+            .and_then(|()| self.begin_epoch(&w, new_end).map(drop));
+        if let Err(e) = &result {
+            self.poison_with(format!("truncation failed part-way: {e}"));
+        }
+        result?;
+        // Offsets from the new end on will be new records: readable, and dirty again.
+        if self.log_start_offset() > new_end {
+            self.write_log_start(new_end)?;
+            self.log_start.store(new_end, Ordering::Release);
+        }
+        if self.clean_offset() > new_end {
+            self.write_clean_offset(new_end)?;
+        }
+        Ok(new_end)
+    }
+
+    fn truncate_locked(
+        &self,
+        fl: &mut FlushState,
+        w: &mut Writer,
+        segs: &[Arc<Segment>],
+        idx: usize,
+        pos: u64,
+        new_end: i64,
+    ) -> Result<()> {
+        let seg = segs[idx].clone();
+        // 0. Everything written so far is synced first, so the durable position written
+        //    next never claims bytes that are not on disk.
+        for s in w.unflushed.drain(..) {
+            s.log
+                .sync_data()
+                .and_then(|()| s.offset_index.sync())
+                .and_then(|()| s.time_index.sync())
+                .map_err(io_ctx(format!(
+                    "fsync {} and its indexes",
+                    s.log_path.display()
+                )))?;
+            s.release_index_files();
+        }
+        w.active
+            .log
+            .sync_data()
+            .map_err(io_ctx(format!("fsync {}", w.active.log_path.display())))?;
+        if std::mem::take(&mut w.dir_dirty) {
+            self.fs
+                .sync_dir(&self.dir)
+                .map_err(io_ctx(format!("fsync directory {}", self.dir.display())))?;
+        }
+        // 1. Recovery must rescan the affected segment, and must treat everything after
+        //    the cut as not durable, before anything is changed.
+        if fl.recovery_point > seg.base {
+            self.write_recovery_point(seg.base)?;
+            fl.recovery_point = seg.base;
+        }
+        {
+            // Under the durable file's lock, a position a flush left to record (older
+            // than the cut) is dropped rather than written after it.
+            let mut file = self.durable_file.lock();
+            *self.durable_pending.lock() = None;
+            self.write_point(
+                &mut file,
+                DurablePoint {
+                    segment_base: seg.base,
+                    position: pos,
+                    next_offset: new_end,
+                    // A log start inside the removed range comes down to the new end (its
+                    // checkpoint is lowered once the cut is done; until then open clamps it).
+                    log_start: self.log_start_offset().min(new_end),
+                },
+            )
+            .map_err(io_ctx("write the durable position"))?;
+        }
+        // 2. Later segments go (unlinking keeps any live mapping valid).
+        for s in &segs[idx + 1..] {
+            s.remove_files(self.fs.as_ref())?;
+        }
+        // 3. Cut the segment. Readers may have it mapped (the active segment too), so
+        //    it is rewritten into a new file and renamed over the old one, never shrunk.
+        let new_seg = {
+            let data = seg.read(0, pos as usize)?;
+            let tmp = self.dir.join(format!("{}.tmp", file_name(seg.base, "log")));
+            let f = self
+                .fs
+                .open(&tmp, true)
+                .map_err(io_ctx(format!("create {}", tmp.display())))?;
+            f.set_len(0)
+                .and_then(|()| f.write_all_at(&data, 0))
+                .and_then(|()| f.sync_data())
+                .map_err(io_ctx(format!("write {}", tmp.display())))?;
+            self.fs
+                .rename(&tmp, &seg.log_path)
+                .map_err(io_ctx(format!("rename {}", tmp.display())))?;
+            Arc::new(
+                Segment::open(
+                    self.fs.as_ref(),
+                    &self.dir,
+                    seg.base,
+                    self.config.segment_index_bytes,
+                    false,
+                )
+                .map_err(io_ctx(format!("open {}", seg.log_path.display())))?,
+            )
+        };
+        let params = new_seg.scan_params(
+            self.config.index_interval_bytes,
+            self.rules(),
+            self.config.segment_index_bytes,
+        );
+        let scan = segment::scan(new_seg.log.as_ref(), pos, params)
+            .map_err(io_ctx(format!("scan {}", seg.log_path.display())))?;
+        new_seg
+            .install_scan(&scan, true)
+            .map_err(io_ctx("rebuild indexes"))?;
+        self.fs
+            .sync_dir(&self.dir)
+            .map_err(io_ctx(format!("fsync directory {}", self.dir.display())))?;
+        let mut list: Vec<Arc<Segment>> = segs[..idx].to_vec();
+        list.push(new_seg.clone());
+        *self.segments.write() = Arc::new(list);
+        w.active = new_seg;
+        w.bytes_since_index = scan.bytes_since_index;
+        w.first_batch_timestamp = scan.first_batch_max_timestamp;
+        self.next_offset.store(new_end, Ordering::Release);
+        self.durable_offset.store(new_end, Ordering::Release);
+        // Offsets waiters wanted beyond the cut no longer exist (they are covered now).
+        // Under the waiters' lock, which a waiter computes its wish under: no wish made
+        // against the old end lands after this.
+        let _waiters = self.flush_waiters.lock();
+        self.flush_wanted.store(-1, Ordering::Release);
+        Ok(())
+    }
+}
