@@ -1,0 +1,434 @@
+//! The accumulator: each partition's open batch, records encoded straight into it,
+//! the topic metadata cache, `buffer_memory` accounting, and closing batches on
+//! `batch_size`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::delivery::BatchSlot;
+use super::hash::FastHash;
+use super::queue::PartQueue;
+use super::{Acks, BATCH_OVERHEAD, ProducerRecord, Shared};
+use crate::catalog::{PartitionState, TopicState};
+use crate::error::{Error, Result};
+use crate::format::{BatchBuilder, TimestampType};
+
+pub(super) struct OpenBatch {
+    pub(super) id: u64,
+    pub(super) builder: BatchBuilder,
+    pub(super) slot: Arc<BatchSlot>,
+    pub(super) part: Arc<PartitionState>,
+    pub(super) queue: Arc<PartQueue>,
+    pub(super) reserved: usize,
+    pub(super) limit: usize,
+}
+
+pub(super) struct Closed {
+    pub(super) batch: OpenBatch,
+    pub(super) ticket: u64,
+}
+
+#[derive(Default)]
+pub(super) struct AccState {
+    /// Per topic (an index into `accs`, so one lookup per send): its metadata (cached)
+    /// and each partition's open batch.
+    pub(super) topics: HashMap<Arc<str>, usize, FastHash>,
+    pub(super) accs: Vec<TopicAcc>,
+    /// The topic of the last send (checked first).
+    pub(super) last_topic: Option<usize>,
+    /// How many times a topic's cached metadata was refreshed.
+    pub(super) refreshes: u64,
+    /// Open batches by id (ids grow with creation time, so the first is the oldest):
+    /// where they are (topic index, partition) and when they opened.
+    pub(super) open: BTreeMap<u64, (usize, i32, Instant)>,
+    pub(super) used_memory: usize,
+    /// The linger thread sleeps with no deadline (no open batch): a new batch must wake
+    /// it. While it sleeps until an earlier batch's deadline, a new batch need not.
+    pub(super) linger_idle: bool,
+    /// Full batches for the linger thread to append (when there is one), so the
+    /// sending thread goes on encoding while it does.
+    pub(super) ready: Vec<Closed>,
+    /// The linger thread is waiting (a ready batch must wake it).
+    pub(super) linger_waiting: bool,
+    pub(super) inflight: BTreeSet<u64>,
+    pub(super) next_batch_id: u64,
+}
+
+/// A topic as the producer last saw it (refreshed when the store's metadata epoch
+/// moves), with the partitions' accumulators.
+pub(super) struct TopicAcc {
+    pub(super) state: Arc<TopicState>,
+    pub(super) epoch: u64,
+    pub(super) name: Arc<str>,
+    pub(super) max_message_bytes: usize,
+    pub(super) log_append_time: bool,
+    pub(super) compacted: bool,
+    pub(super) parts: Vec<PartAcc>,
+}
+
+impl TopicAcc {
+    /// Adds partitions the topic has gained since they were cached.
+    pub(super) fn add_new_partitions(&mut self) {
+        for part in self.state.partitions_from(self.parts.len()) {
+            self.parts.push(PartAcc {
+                part,
+                queue: Arc::default(),
+                open: None,
+            });
+        }
+    }
+}
+
+pub(super) struct PartAcc {
+    pub(super) part: Arc<PartitionState>,
+    pub(super) queue: Arc<PartQueue>,
+    pub(super) open: Option<OpenBatch>,
+}
+
+impl AccState {
+    /// Takes the open batch `id` (at `topic`-`partition`) out of its partition.
+    pub(super) fn take_open(&mut self, id: u64) -> Option<OpenBatch> {
+        let (topic, partition, _) = self.open.remove(&id)?;
+        let slot = &mut self
+            .accs
+            .get_mut(topic)?
+            .parts
+            .get_mut(partition as usize)?
+            .open;
+        if slot.as_ref().is_some_and(|b| b.id == id) {
+            slot.take()
+        } else {
+            None
+        }
+    }
+
+    /// Closes every open batch (for `flush`, `buffer_memory` and close).
+    pub(super) fn close_all(&mut self) -> Vec<Closed> {
+        let ids: Vec<u64> = self.open.keys().copied().collect();
+        ids.into_iter()
+            .filter_map(|id| self.take_open(id))
+            .map(Shared::close_batch)
+            .collect()
+    }
+}
+
+impl Shared {
+    /// Adds a record (with its estimated size, timestamp and a custom partitioner's
+    /// choice) to its partition's open batch, under the accumulator's lock (released
+    /// only while `buffer_memory` is full); `added` gets the batch's id and slot and the
+    /// record's index in it. Batches to append go to `to_ship`; with `close_now` the
+    /// batch is closed after the record (`linger_ms` 0). `located`: the record's
+    /// [`locate`](Self::locate) under this same hold of the lock, if known. Returns
+    /// whether the lock was released (to wait for memory).
+    pub(super) fn add(
+        &self,
+        st: &mut parking_lot::MutexGuard<'_, AccState>,
+        (record, size, timestamp, custom): (&ProducerRecord<'_>, usize, i64, Option<i32>),
+        to_ship: &mut Vec<Closed>,
+        close_now: bool,
+        mut located: Option<(usize, i32)>,
+        added: impl FnOnce(u64, &Arc<BatchSlot>, i64),
+    ) -> Result<bool> {
+        let mut started = None;
+        loop {
+            let (topic, partition) = match located.take() {
+                Some(l) => l,
+                None => self.locate(st, record, size, custom, to_ship)?,
+            };
+            if st.used_memory + size > self.config.buffer_memory {
+                // Waits (the lock released) until memory may be free, then starts over:
+                // the topic may have changed meanwhile.
+                let started = *started.get_or_insert_with(Instant::now);
+                self.wait_for_memory(st, size, started, to_ship)?;
+                continue;
+            }
+            self.push(
+                st,
+                (record, size, timestamp),
+                (topic, partition),
+                to_ship,
+                close_now,
+                added,
+            )?;
+            return Ok(started.is_some());
+        }
+    }
+
+    /// The topic (accumulator index) and partition of a record, after every check
+    /// `send` makes.
+    pub(super) fn locate(
+        &self,
+        st: &mut AccState,
+        record: &ProducerRecord<'_>,
+        size: usize,
+        custom: Option<i32>,
+        to_ship: &mut Vec<Closed>,
+    ) -> Result<(usize, i32)> {
+        {
+            // Checked under the lock that `shutdown` sets it under: no batch opens after
+            // the final flush.
+            self.check_open()?;
+            if let Some(t) = record.timestamp {
+                crate::format::batch::check_timestamp(t)?;
+            }
+            let topic = self.topic_acc(st, &record.topic, to_ship)?;
+            let acc = &st.accs[topic];
+            if acc.compacted && record.key.is_none() {
+                return Err(crate::catalog::keyless_on_compacted(&record.topic));
+            }
+            for (limit, limit_name) in [
+                (self.config.max_request_size, "max_request_size"),
+                (acc.max_message_bytes, "max_message_bytes"),
+                (self.config.buffer_memory, "buffer_memory"),
+                (self.max_uncompressed, "max_decompressed_bytes"),
+            ] {
+                if size + BATCH_OVERHEAD > limit {
+                    return Err(Error::RecordTooLarge {
+                        size: (size + BATCH_OVERHEAD) as u64,
+                        limit: limit as u64,
+                        limit_name,
+                    });
+                }
+            }
+            let mut num_partitions = acc.parts.len() as i32;
+            let asked = record.partition.or(custom);
+            if asked.is_some_and(|p| p >= num_partitions) {
+                // add_partitions publishes new partitions just before it bumps the
+                // metadata epoch: look at the topic's own list before refusing.
+                st.accs[topic].add_new_partitions();
+                num_partitions = st.accs[topic].parts.len() as i32;
+            }
+            let partition = match (record.partition, custom) {
+                (Some(p), _) if (0..num_partitions).contains(&p) => p,
+                (Some(p), _) => {
+                    return Err(Error::NotFound {
+                        kind: "partition",
+                        name: format!("{}-{p}", record.topic),
+                    });
+                }
+                // Chosen outside the lock: the topic may have changed since.
+                (None, Some(p)) => Self::checked(&record.topic, num_partitions, p)?,
+                (None, None) => Self::checked(
+                    &record.topic,
+                    num_partitions,
+                    self.partitioner.partition(
+                        &record.topic,
+                        record.key_bytes(),
+                        size,
+                        num_partitions,
+                    ),
+                )?,
+            };
+            Ok((topic, partition))
+        }
+    }
+
+    /// `add` once the partition is known and memory is available.
+    pub(super) fn push(
+        &self,
+        st: &mut AccState,
+        (record, size, timestamp): (&ProducerRecord<'_>, usize, i64),
+        (topic, partition): (usize, i32),
+        to_ship: &mut Vec<Closed>,
+        close_now: bool,
+        added: impl FnOnce(u64, &Arc<BatchSlot>, i64),
+    ) -> Result<()> {
+        let AccState {
+            accs,
+            open,
+            used_memory,
+            linger_idle,
+            ready,
+            linger_waiting,
+            inflight,
+            next_batch_id,
+            ..
+        } = st;
+        // Not for Acks::All: one thread would then fsync every partition in turn, where
+        // each sender appending its own batch fsyncs partitions in parallel.
+        let background = self.config.linger_ms > 0 && self.config.acks != Acks::All;
+        let mut full = |b: OpenBatch, to_ship: &mut Vec<Closed>| {
+            if background {
+                ready.push(Self::close_batch(b));
+                if std::mem::take(linger_waiting) {
+                    self.cond.notify_all();
+                }
+            } else {
+                to_ship.push(Self::close_batch(b));
+            }
+        };
+        let acc = &mut accs[topic];
+        let limit = self
+            .config
+            .max_request_size
+            .min(acc.max_message_bytes)
+            .min(self.max_uncompressed);
+        // `located` may be stale in `send_batch` (another record's check refreshed the
+        // topic): refuse rather than index out of bounds.
+        let Some(pa) = acc.parts.get_mut(partition as usize) else {
+            return Err(Error::NotFound {
+                kind: "partition",
+                name: format!("{}-{partition}", record.topic),
+            });
+        };
+        // A full batch is closed first.
+        if let Some(b) = &pa.open
+            && !b.builder.is_empty()
+            && b.builder.uncompressed_size() + size
+                > b.limit
+                    .min(self.config.batch_size.max(size + BATCH_OVERHEAD))
+        {
+            let b = pa.open.take().expect("present");
+            open.remove(&b.id);
+            full(b, to_ship);
+        }
+        let opened = pa.open.is_none();
+        let b = pa.open.get_or_insert_with(|| OpenBatch {
+            id: *next_batch_id,
+            builder: BatchBuilder::with_capacity(self.config.batch_size.min(limit) + 128)
+                .compression(self.config.compression)
+                .compression_level(self.config.compression_level)
+                .compress_only_if_smaller(true),
+            slot: BatchSlot::new(acc.name.clone(), partition, acc.log_append_time),
+            part: pa.part.clone(),
+            queue: pa.queue.clone(),
+            reserved: 0,
+            limit: limit.saturating_sub(BATCH_OVERHEAD),
+        });
+        if let Err(e) = b.builder.push(
+            timestamp,
+            record.key_bytes(),
+            record.value_bytes(),
+            &record.headers,
+        ) {
+            if opened {
+                pa.open = None;
+            }
+            return Err(e);
+        }
+        *used_memory += size;
+        b.reserved += size;
+        added(b.id, &b.slot, i64::from(b.builder.len() as i32 - 1));
+        if opened {
+            *next_batch_id += 1;
+            inflight.insert(b.id);
+            open.insert(b.id, (topic, partition, Instant::now()));
+            if *linger_idle {
+                self.cond.notify_all();
+            }
+        }
+        if close_now || b.builder.uncompressed_size() >= self.config.batch_size {
+            let b = pa.open.take().expect("present");
+            open.remove(&b.id);
+            full(b, to_ship);
+        }
+        Ok(())
+    }
+
+    /// The index of `name`'s accumulator, its metadata refreshed if the store's topics
+    /// changed since it was cached. Batches of a deleted (or deleted and recreated)
+    /// topic are closed into `to_ship` (their appends fail with `Closed`).
+    pub(super) fn topic_acc(
+        &self,
+        st: &mut AccState,
+        name: &str,
+        to_ship: &mut Vec<Closed>,
+    ) -> Result<usize> {
+        let epoch = self.catalog.metadata_epoch();
+        // Consecutive sends mostly go to one topic: compare before hashing.
+        let index = match st.last_topic {
+            Some(i) if *st.accs[i].name == *name => Some(i),
+            _ => st.topics.get(name).copied(),
+        };
+        st.last_topic = index;
+        if let Some(i) = index
+            && st.accs[i].epoch == epoch
+        {
+            return Ok(i);
+        }
+        let found = self.catalog.open_topic(name);
+        if let Some(i) = index {
+            let same = found
+                .as_ref()
+                .is_ok_and(|s| Arc::ptr_eq(s, &st.accs[i].state));
+            if !same {
+                for pa in &mut st.accs[i].parts {
+                    if let Some(b) = pa.open.take() {
+                        st.open.remove(&b.id);
+                        to_ship.push(Self::close_batch(b));
+                    }
+                }
+                st.accs[i].parts.clear();
+            }
+        }
+        st.refreshes += 1;
+        let state = found?;
+        let config = state.config();
+        let i = match index {
+            Some(i) => i,
+            None => {
+                let name: Arc<str> = Arc::from(name);
+                st.accs.push(TopicAcc {
+                    state: state.clone(),
+                    epoch,
+                    name: name.clone(),
+                    max_message_bytes: 0,
+                    log_append_time: false,
+                    compacted: false,
+                    parts: Vec::new(),
+                });
+                st.topics.insert(name, st.accs.len() - 1);
+                st.accs.len() - 1
+            }
+        };
+        let acc = &mut st.accs[i];
+        acc.state = state;
+        acc.epoch = epoch;
+        acc.max_message_bytes = usize::try_from(config.max_message_bytes).unwrap_or(usize::MAX);
+        acc.log_append_time = config.message_timestamp_type == TimestampType::LogAppendTime;
+        acc.compacted = config.cleanup_policy != crate::topic::CleanupPolicy::Delete;
+        acc.add_new_partitions();
+        Ok(i)
+    }
+
+    /// Waits while `buffer_memory` cannot take `size` more bytes, appending open
+    /// batches to free it, up to `max_block_ms` from `started`.
+    pub(super) fn wait_for_memory(
+        &self,
+        st: &mut parking_lot::MutexGuard<'_, AccState>,
+        size: usize,
+        started: Instant,
+        to_ship: &mut Vec<Closed>,
+    ) -> Result<()> {
+        if !to_ship.is_empty() || !st.open.is_empty() || !st.ready.is_empty() {
+            // Free memory by appending what is open or ready (outside the lock).
+            let mut batches = std::mem::take(to_ship);
+            batches.append(&mut st.ready);
+            batches.extend(st.close_all());
+            parking_lot::MutexGuard::unlocked(st, || self.ship_all(batches));
+            return Ok(());
+        }
+        let deadline = started.checked_add(Duration::from_millis(self.config.max_block_ms));
+        let timed_out = match deadline {
+            Some(d) => self.cond.wait_until(st, d).timed_out(),
+            None => {
+                self.cond.wait(st);
+                false
+            }
+        };
+        if timed_out && st.used_memory + size > self.config.buffer_memory {
+            return Err(Error::Timeout {
+                what: "buffer_memory to free up (max_block_ms)",
+                waited_ms: started.elapsed().as_millis() as u64,
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) fn close_batch(b: OpenBatch) -> Closed {
+        let ticket = b.queue.next_ticket.fetch_add(1, Ordering::AcqRel);
+        Closed { batch: b, ticket }
+    }
+}

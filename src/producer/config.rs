@@ -1,0 +1,152 @@
+//! [`ProducerConfig`] and [`Acks`]: how a producer batches, compresses, waits and
+//! acknowledges.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::Partitioner;
+use crate::error::{Error, Result};
+use crate::format::Compression;
+
+/// When `send(..).wait()` returns: the durability contract of DESIGN.md section 5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Acks {
+    /// Queued in memory; lost if the process dies before its batch is appended. The
+    /// metadata's offset is -1 (as Kafka's `acks=0`).
+    None,
+    /// Written to the log file (OS page cache): survives a process crash, not power loss.
+    #[default]
+    Leader,
+    /// Covered by an fdatasync of its segment (and directory, for a new segment):
+    /// survives power loss. Concurrent sends share fsyncs (group commit).
+    All,
+}
+
+/// Producer settings; knob names follow Kafka's producer configs.
+#[derive(Clone)]
+pub struct ProducerConfig {
+    pub(super) acks: Acks,
+    pub(super) batch_size: usize,
+    pub(super) linger_ms: u64,
+    pub(super) buffer_memory: usize,
+    pub(super) max_block_ms: u64,
+    pub(super) max_request_size: usize,
+    pub(super) compression: Compression,
+    pub(super) compression_level: Option<i32>,
+    pub(super) partitioner: Option<Arc<dyn Partitioner>>,
+}
+
+impl fmt::Debug for ProducerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProducerConfig")
+            .field("acks", &self.acks)
+            .field("batch_size", &self.batch_size)
+            .field("linger_ms", &self.linger_ms)
+            .field("buffer_memory", &self.buffer_memory)
+            .field("max_block_ms", &self.max_block_ms)
+            .field("max_request_size", &self.max_request_size)
+            .field("compression", &self.compression)
+            .field("compression_level", &self.compression_level)
+            .field("partitioner", &self.partitioner)
+            .finish()
+    }
+}
+
+impl Default for ProducerConfig {
+    /// Kafka's defaults: acks Leader (see [`Acks`]), batch_size 16384, linger_ms 5,
+    /// buffer_memory 32 MiB, max_block_ms 60000, max_request_size 1 MiB, no compression.
+    fn default() -> Self {
+        ProducerConfig {
+            acks: Acks::Leader,
+            batch_size: 16384,
+            linger_ms: 5,
+            buffer_memory: 32 << 20,
+            max_block_ms: 60_000,
+            max_request_size: 1 << 20,
+            compression: Compression::None,
+            compression_level: None,
+            partitioner: None,
+        }
+    }
+}
+
+impl ProducerConfig {
+    setter!(
+        /// Durability of a resolved send. Default = `Leader`.
+        acks: Acks
+    );
+    setter!(
+        /// A partition's open batch is appended once it holds this many (uncompressed)
+        /// bytes. Default = 16384.
+        batch_size: usize
+    );
+    setter!(
+        /// How long an open batch waits for more records before it is appended; 0 =
+        /// append at every send. Default = 5.
+        linger_ms: u64
+    );
+    setter!(
+        /// Bytes of records sent but not yet appended; `send` blocks past it. Default = 32 MiB.
+        buffer_memory: usize
+    );
+    setter!(
+        /// How long `send` blocks for `buffer_memory` before `Error::Timeout`. Default = 60000.
+        max_block_ms: u64
+    );
+    setter!(
+        /// Largest record (and batch) accepted. Default = 1 MiB.
+        max_request_size: usize
+    );
+    setter!(
+        /// Codec for every batch. Default = none. A batch that the codec would not make
+        /// smaller (incompressible data) is written uncompressed instead; each batch
+        /// names its codec, so every reader (Kafka's too) reads it either way. With a
+        /// codec, a batch also holds at most the store's `max_decompressed_bytes`
+        /// uncompressed, so that it can be read back.
+        compression: Compression
+    );
+    setter!(
+        /// Codec level (gzip 0-9, zstd 1-22, lz4 ignored); `None` = the codec's default.
+        compression_level: Option<i32>
+    );
+
+    /// A custom partitioner for records without an explicit partition. Default =
+    /// [`DefaultPartitioner`] (murmur2 for keys, sticky for null keys).
+    #[must_use]
+    pub fn partitioner(mut self, partitioner: Arc<dyn Partitioner>) -> Self {
+        self.partitioner = Some(partitioner);
+        self
+    }
+
+    pub(super) fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(Error::config("batch_size", "must be at least 1"));
+        }
+        if self.max_request_size < 128 {
+            return Err(Error::config(
+                "max_request_size",
+                "must be at least 128 bytes",
+            ));
+        }
+        if self.buffer_memory < self.max_request_size.min(self.batch_size) {
+            return Err(Error::config(
+                "buffer_memory",
+                "must be at least min(batch_size, max_request_size)",
+            ));
+        }
+        if let Some(level) = self.compression_level {
+            let ok = match self.compression {
+                Compression::Gzip => (0..=9).contains(&level),
+                Compression::Zstd => (-7..=22).contains(&level),
+                _ => true,
+            };
+            if !ok {
+                return Err(Error::config(
+                    "compression_level",
+                    format!("{level} is out of range for {:?}", self.compression),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,182 @@
+//! Appending closed batches: each partition's ordered queue, so batches are appended
+//! in the order they closed although they are compressed in parallel, then the fsync
+//! for `Acks::All` and resolving the deliveries.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use parking_lot::Mutex;
+
+use super::accumulator::Closed;
+use super::delivery::BatchSlot;
+use super::{Acks, DRAIN_CHUNK, Shared};
+use crate::catalog::PartitionState;
+use crate::error::Result;
+use crate::format::batch::EncodedBatch;
+
+/// Closed batches of one partition are appended in the order they were closed (which
+/// keeps per-key order) even though they are encoded and compressed in parallel. A
+/// closed batch is handed to the queue; whichever shipper finds the queue idle appends
+/// every batch that is ready, in ticket order, for everyone (the others return at once
+/// and their futures resolve when it is done), so senders never wait for each other's
+/// turn.
+#[derive(Default)]
+pub(super) struct PartQueue {
+    /// Assigned under the accumulator's lock, so in closing order.
+    pub(super) next_ticket: AtomicU64,
+    pub(super) state: Mutex<QueueState>,
+}
+
+#[derive(Default)]
+pub(super) struct QueueState {
+    pub(super) ready: BTreeMap<u64, (Sealed, Result<EncodedBatch>)>,
+    pub(super) next_append: u64,
+    pub(super) draining: bool,
+}
+
+/// What is left of a batch once encoded: what its completion needs.
+pub(super) struct Sealed {
+    pub(super) id: u64,
+    pub(super) slot: Arc<BatchSlot>,
+    pub(super) part: Arc<PartitionState>,
+    pub(super) reserved: usize,
+}
+
+impl fmt::Debug for PartQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PartQueue")
+            .field("next_ticket", &self.next_ticket)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(super) fn ship_all(&self, batches: Vec<Closed>) {
+        for c in batches {
+            self.ship(c);
+        }
+    }
+
+    /// Encodes (compresses) a closed batch and hands it to its partition's queue; if no
+    /// one is appending there, appends every ready batch in ticket order, fsyncs for
+    /// `Acks::All`, resolves their futures and frees their memory.
+    pub(super) fn ship(&self, c: Closed) {
+        let Closed { batch: b, ticket } = c;
+        let encoded = b.builder.build();
+        let sealed = Sealed {
+            id: b.id,
+            slot: b.slot,
+            part: b.part,
+            reserved: b.reserved,
+        };
+        let queue = b.queue;
+        let mut q = queue.state.lock();
+        q.ready.insert(ticket, (sealed, encoded));
+        if q.draining {
+            return;
+        }
+        q.draining = true;
+        // Holds the queue's lock (re-taken after each unlocked step, also when one
+        // unwinds): should `finish` unwind (a waker panicked), the queue must not stay
+        // claimed, or its later batches would never be appended.
+        struct Claim<'a>(parking_lot::MutexGuard<'a, QueueState>);
+        impl Drop for Claim<'_> {
+            fn drop(&mut self) {
+                self.0.draining = false;
+            }
+        }
+        let mut claim = Claim(q);
+        let mut done = Vec::new();
+        loop {
+            let next = claim.0.next_append;
+            let Some((b, encoded)) = claim.0.ready.remove(&next) else {
+                break;
+            };
+            claim.0.next_append += 1;
+            let appended = parking_lot::MutexGuard::unlocked(&mut claim.0, || {
+                let r = encoded.and_then(|mut e| b.part.append_encoded(&mut e));
+                if r.is_ok() {
+                    b.part.wake();
+                }
+                r
+            });
+            done.push((b, appended));
+            if done.len() == DRAIN_CHUNK {
+                // Resolve what is appended before going on, so a long drain does not
+                // hold back futures and memory.
+                let chunk = std::mem::take(&mut done);
+                parking_lot::MutexGuard::unlocked(&mut claim.0, || self.finish(chunk));
+            }
+        }
+        drop(claim); // no longer draining
+        self.finish(done);
+    }
+
+    /// Completes appended batches of one partition queue: one fsync covering all of
+    /// them for `Acks::All`, then their futures and their memory.
+    pub(super) fn finish(&self, done: Vec<(Sealed, Result<crate::catalog::AppendInfo>)>) {
+        // One queue is one partition's, but a batch records its own log: keep them
+        // apart should they ever differ.
+        let mut synced: Vec<(&Arc<PartitionState>, Result<()>)> = Vec::new();
+        if self.config.acks == Acks::All {
+            let mut ends: Vec<(&Arc<PartitionState>, i64)> = Vec::new();
+            for (b, r) in &done {
+                let Ok(info) = r else { continue };
+                match ends.iter_mut().find(|(p, _)| Arc::ptr_eq(p, &b.part)) {
+                    Some((_, end)) => *end = (*end).max(info.last_offset + 1),
+                    None => ends.push((&b.part, info.last_offset + 1)),
+                }
+            }
+            synced = ends
+                .into_iter()
+                .map(|(p, end)| (p, p.flush_to(end).map(|_| ())))
+                .collect();
+        }
+        let sync_result = |part: &Arc<PartitionState>| {
+            synced
+                .iter()
+                .find(|(p, _)| Arc::ptr_eq(p, part))
+                .map_or(Ok(()), |(_, r)| r.clone())
+        };
+        let mut results = Vec::with_capacity(done.len());
+        for (b, appended) in &done {
+            results.push(appended.as_ref().map_err(Clone::clone).and_then(|info| {
+                sync_result(&b.part)?;
+                Ok((info.base_offset, info.max_timestamp))
+            }));
+        }
+        let mut freed = 0;
+        let mut ids = Vec::with_capacity(done.len());
+        let mut wakers = Vec::new();
+        for ((b, _), result) in done.into_iter().zip(results) {
+            if let Err(e) = &result {
+                log::warn!(
+                    "producer: appending a batch to {}-{} failed: {e}",
+                    b.part.topic,
+                    b.part.partition
+                );
+            }
+            wakers.extend(b.slot.resolve(result));
+            freed += b.reserved;
+            ids.push(b.id);
+        }
+        let mut st = self.state.lock();
+        st.used_memory -= freed;
+        for id in ids {
+            st.inflight.remove(&id);
+        }
+        drop(st);
+        self.cond.notify_all();
+        // Last: a waker is the application's code. One that panics (the panic hook has
+        // reported it) must not keep the others from waking, nor unwind through the
+        // appends of other batches and senders this thread is completing: it is logged
+        // and not passed on.
+        for w in wakers {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake())).is_err() {
+                log::error!("producer: a task's waker panicked when its send completed");
+            }
+        }
+    }
+}
