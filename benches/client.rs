@@ -1,7 +1,7 @@
 //! Producer and consumer throughput against raw-file baselines measured in the same run
-//! (TESTING.md, "Benchmarks").
+//! (ARCHITECTURE.md, "Benchmarks").
 //!
-//! Workload: TESTING.md's standard records (16-byte keys, 100-byte values, half random,
+//! Workload: the standard records (16-byte keys, 100-byte values, half random,
 //! half text), uncompressed, to a topic with one partition (so the producer side is
 //! comparable with one raw file, and `Acks::All` senders share one log's fsyncs).
 //!

@@ -1,4 +1,4 @@
-//! What the descriptor limit costs (DESIGN.md section 6, `StoreConfig::max_open_files`).
+//! What the descriptor limit costs (`StoreConfig::max_open_files`).
 //!
 //! Workload: a store with one topic of 512 partitions; `Partition::append` of one record
 //! (15-byte key, 100-byte value) to each partition in turn, 20 rounds (10,240 appends),

@@ -1,5 +1,5 @@
 //! Partition-log throughput against a raw-file baseline measured in the same run
-//! (TESTING.md, "Benchmarks").
+//! (ARCHITECTURE.md, "Benchmarks").
 //!
 //! - append: records encoded into ~16 KiB batches (Kafka's default `batch.size`) with
 //!   `BatchBuilder` and appended with `Log::append` (no fsync: the Acks::Leader path),

@@ -1,5 +1,5 @@
 //! Maintenance costs (compaction and retention) against file-system baselines measured in
-//! the same run (TESTING.md, "Benchmarks").
+//! the same run (ARCHITECTURE.md, "Benchmarks").
 //!
 //! - `compaction`: one `Log::clean` pass (`force`, so the dirty ratio does not matter) over
 //!   a partition log of about 64 MiB in 1 MiB segments, opened directly with

@@ -1,32 +1,68 @@
 //! streamlog: Kafka's log model inside your process.
 //!
-//! Partitions of offset-addressed records in Kafka's exact on-disk format (RecordBatch
-//! v2 with gzip, snappy, lz4 and zstd; `.log`/`.index`/`.timeindex` segments), over a
-//! durable, crash-safe segmented log on local disk. No broker, no network.
+//! Topics split into partitions of offset-addressed records, producers with Kafka's
+//! partitioners, batching and compression (gzip, snappy, lz4, zstd), consumers and
+//! consumer groups with committed offsets, retention and log compaction, over a
+//! durable, crash-safe segmented log on local disk in Kafka's own format. No broker, no
+//! network: open a directory, produce and consume.
 //!
 //! ```
-//! use streamlog::format::{BatchBuilder, Compression};
-//! use streamlog::log::{Log, LogConfig};
+//! use std::time::Duration;
+//! use streamlog::{Acks, ConsumerConfig, OffsetReset, ProducerConfig, ProducerRecord, Store, TopicConfig};
 //!
 //! let dir = tempfile::tempdir()?;
-//! let log = Log::open(dir.path().join("clicks-0"), LogConfig::default())?;
-//! let mut batch = BatchBuilder::new().compression(Compression::Lz4);
-//! batch.push(1_700_000_000_000, Some(b"user-7"), Some(br#"{"page":"home"}"#), &[])?;
-//! let info = log.append(&mut batch.finish()?)?;  // in the page cache: survives a process crash
-//! log.flush()?;                                   // fdatasync'd: survives power loss
-//! for record in log.read_records(info.base_offset, 1 << 20)? {
-//!     println!("{} {:?}", record.offset, record.value);
+//! let store = Store::open(dir.path())?;
+//! store.create_topic("clicks", TopicConfig::default().partitions(4))?;
+//!
+//! let producer = store.producer(ProducerConfig::default().acks(Acks::All))?;
+//! let meta = producer
+//!     .send(ProducerRecord::new("clicks").key("user-7").value(r#"{"page":"home"}"#))?
+//!     .wait()?;                       // fdatasync'd: survives power loss
+//! println!("partition {} offset {}", meta.partition, meta.offset);
+//!
+//! let mut consumer = store.consumer(
+//!     ConsumerConfig::new("analytics").auto_offset_reset(OffsetReset::Earliest),
+//! )?;
+//! consumer.subscribe(["clicks"])?;
+//! let records = consumer.poll(Duration::from_secs(1))?;
+//! for rec in &records {               // zero-copy views of the stored batches
+//!     println!("{:?} {:?} {}", rec.key(), rec.value(), rec.offset());
 //! }
-//! log.close()?;                                   // clean shutdown: the next open scans nothing
+//! consumer.commit_sync()?;            // fsync'd into __consumer_offsets
+//!
+//! // Direct access to a partition, without groups.
+//! let part = store.topic("clicks")?.partition(meta.partition)?;
+//! assert_eq!(part.read(meta.offset, 1 << 20)?[0].value.as_deref(), Some(&br#"{"page":"home"}"#[..]));
+//! store.close()?;                     // clean shutdown: the next open scans nothing
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Modules:
-//! - [`format`](mod@format): pure encoding and decoding of Kafka batches (no I/O).
-//! - [`fs`]: the storage seam ([`fs::OsFs`], and [`fs::SimFs`] for crash and fault tests).
-//! - [`log`]: one partition directory: append, read, flush, roll, truncate, recovery.
+//! Durability is per send ([`Acks`]): `None` (queued in memory), `Leader` (the default:
+//! in the file, survives a process crash) or `All` (fdatasync'd, survives power loss;
+//! concurrent sends share one fsync). After any crash, opening the store recovers a
+//! prefix of what was appended that holds every record acknowledged under `Acks::All`,
+//! and [`Store::recovery_report`] says what was truncated.
 //!
-//! Durability, in fsync terms, is documented on [`log`].
+//! # Layers
+//!
+//! Each layer uses only the ones below it.
+//!
+//! - **The store**: [`Store`], which opens a directory and hands out the clients.
+//! - **Clients**: [`producer`] ([`Producer`], [`ProducerConfig`], partitioners, delivery
+//!   futures) and [`consumer`] ([`Consumer`], [`ConsumerConfig`], records, rebalance
+//!   listeners).
+//! - **Services inside the store**: the group coordinator (assignors, committed offsets
+//!   in `__consumer_offsets`: [`Store::describe_group`]) and maintenance (retention,
+//!   compaction, background flush: [`Store::run_maintenance`]).
+//! - **The catalog**: topics and their partitions in one directory, [`Topic`] and
+//!   [`Partition`] handles, topic changes that survive a crash, [`TopicConfig`].
+//! - [`log`]: one partition directory on its own, usable without a store: append, read,
+//!   flush, roll, truncate, recovery, retention and compaction ([`log::Log`]).
+//! - [`fs`]: the storage seam ([`fs::OsFs`], and [`fs::SimFs`] for crash and fault
+//!   tests).
+//! - [`format`](mod@format): pure encoding and decoding of Kafka batches (no I/O).
+//!
+//! The repository's `ARCHITECTURE.md` maps the code and the invariants of each layer.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 

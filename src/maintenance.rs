@@ -1,4 +1,4 @@
-//! Background maintenance (DESIGN.md section 6): retention, compaction and background
+//! Background maintenance: retention, compaction and background
 //! flush (`flush_ms`), run by one store thread at `maintenance_interval_ms` or on demand
 //! with [`Store::run_maintenance`](crate::Store::run_maintenance).
 

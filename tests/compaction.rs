@@ -171,7 +171,7 @@ fn op() -> impl Strategy<Value = Op> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
-    /// TESTING.md model test for compaction: after any sequence of writes (with
+    /// Model test for compaction: after any sequence of writes (with
     /// tombstones), rolls, passes (partial when the key map budget is small) and reopens,
     /// reading the log agrees with the latest-per-key model and offsets are preserved.
     #[test]

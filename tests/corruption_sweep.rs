@@ -1,4 +1,4 @@
-//! TESTING.md kind 6: damage to flushed data is always detected, index damage never
+//! Test kind 6 (ARCHITECTURE.md): damage to flushed data is always detected, index damage never
 //! yields wrong data.
 mod common;
 

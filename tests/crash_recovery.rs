@@ -1,4 +1,4 @@
-//! TESTING.md kind 4: crash after every file operation of a workload, with several crash
+//! Test kind 4 (ARCHITECTURE.md): crash after every file operation of a workload, with several crash
 //! images per point, then reopen and check I1-I5.
 mod common;
 

@@ -3,7 +3,7 @@
 //! - a sealed, synced segment of a `Log` keeps one descriptor (its `.log`), not three; its
 //!   index entries live in memory;
 //! - a `Store` keeps at most `max_open_files` descriptors however many partitions and
-//!   segments it has (DESIGN.md section 6), and loses nothing by closing and reopening
+//!   segments it has, and loses nothing by closing and reopening
 //!   files.
 
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-//! TESTING.md kind 5: EIO and ENOSPC at every operation, once and persistently. Every
+//! Test kind 5 (ARCHITECTURE.md): EIO and ENOSPC at every operation, once and persistently. Every
 //! call returns Ok or a typed error (never a panic); the log stays readable; after the
 //! fault clears, reopening finds every flushed record (I1-I4).
 mod common;

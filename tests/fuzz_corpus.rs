@@ -304,7 +304,7 @@ fn recover_log_reproducers() -> Vec<(String, Vec<u8>)> {
     ));
 
     // A cleanly closed log with a flipped bit in a flushed batch of its only segment,
-    // before the last index entry. The clean open scans nothing (DESIGN.md 5) and
+    // before the last index entry. The clean open scans nothing and
     // succeeds; the first read reports the damage. After an append, a flush and a power
     // cut, recovery scans the segment from the start and reports the same damage, which
     // the target took for an I5 violation (the fuzzer's find reached it through a

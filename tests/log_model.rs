@@ -1,4 +1,4 @@
-//! TESTING.md kind 3: the log against a `Vec` model under random sequences of append,
+//! Test kind 3 (ARCHITECTURE.md): the log against a `Vec` model under random sequences of append,
 //! read, roll, flush, truncate, close+reopen and crash+reopen.
 mod common;
 

@@ -1,4 +1,4 @@
-//! Regressions from a review of the log against DESIGN.md: each test asserts what the
+//! Regressions from a review of the log against its design: each test asserts what the
 //! design promises for a case that once went wrong (failed roll, stale recovery point,
 //! offset overflow, lost final time-index entry, unsynced indexes, compacted gaps).
 mod common;
@@ -258,8 +258,8 @@ fn f5_truncate_then_flush_moves_recovery_point_past_unsynced_indexes() {
     );
 }
 
-/// F6: a Kafka-compacted segment (first batch above the file's base offset; KAFKA-FORMAT
-/// 2) opened without `streamlog.durable` (any directory Kafka wrote) fails the
+/// F6: a Kafka-compacted segment (first batch above the file's base offset; Kafka's
+/// segment rules) opened without `streamlog.durable` (any directory Kafka wrote) fails the
 /// `expected_base` check at position 0, which lies at the durable point (segs[0], 0), so
 /// recovery "truncates a torn tail": the whole valid log is deleted.
 #[test]

@@ -1,4 +1,4 @@
-//! Shared by the benches: TESTING.md's standard workload, the raw-file baselines, and
+//! Shared by the benches: the standard workload, the raw-file baselines, and
 //! criterion's results read back for the ratio tables.
 #![allow(dead_code, reason = "each bench uses a subset")]
 
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use streamlog::format::Compression;
 
-/// Records of TESTING.md's standard workload: 16-byte keys, values half random and half
+/// Records of the standard workload: 16-byte keys, values half random and half
 /// text.
 pub struct Workload {
     pub name: String,

@@ -1,8 +1,8 @@
 //! Kafka's record format, pure (no I/O): varints, records and headers, RecordBatch v2
 //! encoding and decoding, control records and the compression codecs.
 //!
-//! The byte layout is documented once, in [`batch`], and matches
-//! `shared/KAFKA-FORMAT.md` section 1.
+//! The byte layout is documented once, in [`batch`], and is Kafka's RecordBatch v2
+//! (`DefaultRecordBatch` in Kafka's clients).
 
 pub mod batch;
 pub mod compression;

@@ -34,7 +34,7 @@ pub fn default_max_open_files() -> usize {
 }
 
 /// A [`FileSystem`] that keeps at most `max_open` of the files it opened open at once
-/// (DESIGN.md section 6: open file handles are bounded, so that 10k+ partitions work
+/// (open file handles are bounded, so that 10k+ partitions work
 /// under an ordinary descriptor limit). Lock files are not counted: they are held open
 /// for as long as the lock.
 ///

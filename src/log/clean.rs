@@ -1,4 +1,4 @@
-//! Log compaction (KAFKA-FORMAT.md section 5): keep the last record per key, with its
+//! Log compaction (Kafka's `LogCleaner`): keep the last record per key, with its
 //! original offset, codec and headers; tombstones stay for `delete_retention_ms` (the
 //! delete-horizon bit) and are then removed.
 //!

@@ -1,5 +1,5 @@
 //! Retention: deleting the oldest segments by time, by size, by the log start offset and
-//! by an optional hard byte cap (KAFKA-FORMAT.md section 4).
+//! by an optional hard byte cap (Kafka's `UnifiedLog.deleteOldSegments`).
 //!
 //! Crash safety. The steps are: (1) roll if every segment is to go, (2) flush, so
 //! everything below the new log start is durable, (3) raise the log start offset
@@ -8,8 +8,8 @@
 //! snapshot, (6) unlink their files and sync the directory. A crash before (2)
 //! loses nothing; after it, the next open finds the segments below the log start and the
 //! next pass deletes them again. Readers holding the old snapshot keep reading the
-//! unlinked files through their open handles and mappings (the mmap rule of DESIGN.md
-//! section 6: files are unlinked, never shrunk).
+//! unlinked files through their open handles and mappings (the mmap rule in
+//! ARCHITECTURE.md: files are unlinked, never shrunk).
 
 use std::sync::Arc;
 

@@ -8,7 +8,7 @@ use super::Partitioner;
 use crate::error::{Error, Result};
 use crate::format::Compression;
 
-/// When `send(..).wait()` returns: the durability contract of DESIGN.md section 5.
+/// When `send(..).wait()` returns: the durability contract (README, "Guarantees").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Acks {
     /// Queued in memory; lost if the process dies before its batch is appended. The
