@@ -24,7 +24,7 @@
 //!
 //! Defaults: N = 10000, DIR = a fresh directory under the system temp dir, removed at the
 //! end when every check passed (pass `--dir` to keep the files and look at them with
-//! `cargo run --example dump_log -- DIR/profiles-0`).
+//! `cargo run -p streamlog-cli -- dump DIR/profiles-0`).
 //!
 //! Exit status: 0 when every check passed, 1 on an error or a failed check, 2 for bad
 //! arguments.

@@ -16,7 +16,7 @@
 //! Defaults: N = 100000, CODEC = lz4 (`none`, `gzip`, `snappy`, `lz4`, `zstd`), DIR = a
 //! fresh directory under the system temp dir, removed at the end when every check passed
 //! (pass `--dir` to keep the files and look at them with
-//! `cargo run --example dump_log -- DIR/clicks-0`).
+//! `cargo run -p streamlog-cli -- dump DIR/clicks-0`).
 //!
 //! Exit status: 0 when every check passed, 1 on an error or a failed check, 2 for bad
 //! arguments.

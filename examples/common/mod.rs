@@ -120,7 +120,7 @@ pub fn finish<E: Display>(
                 }
             } else if let Some(topic) = dump_topic {
                 println!(
-                    "inspect the files with: cargo run --example dump_log -- {}",
+                    "inspect the files with: cargo run -p streamlog-cli -- dump {}",
                     dir.join(format!("{topic}-0")).display()
                 );
             }
