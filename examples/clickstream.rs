@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use clap::Parser;
 use parking_lot::Mutex;
 use streamlog::{
     Consumer, ConsumerConfig, DeliveryFuture, OffsetReset, ProducerConfig, ProducerRecord,
@@ -40,8 +41,6 @@ use streamlog::{
 #[path = "common/mod.rs"]
 mod common;
 
-const USAGE: &str =
-    "usage: clickstream [--dir DIR] [--seconds S] [--rate EVENTS_PER_S] [--users U]";
 const TOPIC: &str = "clicks";
 const GROUP: &str = "clickstream";
 const PARTITIONS: i32 = 6;
@@ -66,50 +65,38 @@ const PAGES: [&str; 12] = [
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
-#[derive(Debug)]
+/// Click events keyed by user, consumed by a group of three threads computing metrics
+///
+/// Click events keyed by user: one producer thread, a consumer group of three worker
+/// threads computing per-user metrics, a summary every 2 seconds, then a check that the
+/// group consumed every event exactly once. Exit status: 0 if so, 1 otherwise or on an
+/// error, 2 for bad arguments.
+#[derive(Debug, Parser)]
+#[command(name = "clickstream")]
 struct Args {
+    /// The store's directory [default: a fresh directory under the system temp dir,
+    /// removed after a successful run]
+    #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// How long to produce, in seconds (more than 0, at most 86400)
+    #[arg(long, value_name = "S", default_value_t = 6.0, value_parser = parse_seconds)]
     seconds: f64,
+    /// Events per second
+    #[arg(long, value_name = "EVENTS_PER_S", default_value_t = 20_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     rate: u64,
+    /// How many users click
+    #[arg(long, value_name = "U", default_value_t = 500,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     users: u64,
 }
 
-type Parsed = common::Parsed<Args>;
-
-fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
-    let mut parsed = Args {
-        dir: None,
-        seconds: 6.0,
-        rate: 20_000,
-        users: 500,
-    };
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--dir" => parsed.dir = Some(PathBuf::from(common::next_value(&mut args, "--dir")?)),
-            "--seconds" => {
-                let v = common::next_value(&mut args, "--seconds")?;
-                parsed.seconds = v
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
-                    .ok_or(format!(
-                        "--seconds: `{v}` is not a duration between 0 and 86400"
-                    ))?;
-            }
-            "--rate" => {
-                let v = common::next_value(&mut args, "--rate")?;
-                parsed.rate = common::parse_in_range("--rate", &v, 1..=10_000_000)?;
-            }
-            "--users" => {
-                let v = common::next_value(&mut args, "--users")?;
-                parsed.users = common::parse_in_range("--users", &v, 1..=10_000_000)?;
-            }
-            "-h" | "--help" => return Ok(Parsed::Help),
-            other => return Err(format!("unknown argument `{other}`")),
-        }
-    }
-    Ok(Parsed::Run(parsed))
+fn parse_seconds(value: &str) -> Result<f64, String> {
+    value
+        .parse()
+        .ok()
+        .filter(|s: &f64| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
+        .ok_or(format!("`{value}` is not a duration between 0 and 86400"))
 }
 
 fn now_ms() -> i64 {
@@ -584,14 +571,15 @@ fn run(args: &Args, dir: &std::path::Path) -> Result<Vec<String>, BoxError> {
 }
 
 fn main() -> ExitCode {
-    common::main(USAGE, parse_args, |args| {
-        common::run_in_dir(args.dir.clone(), "clickstream", |dir| run(&args, dir))
-    })
+    let args = Args::parse();
+    common::run_in_dir(args.dir.clone(), "clickstream", |dir| run(&args, dir))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use clap::CommandFactory;
 
     #[test]
     fn fields_are_extracted_from_event_values() {
@@ -613,10 +601,9 @@ mod tests {
             &["--users", "many"],
             &["--verbose"],
         ] {
-            assert!(
-                parse_args(bad.iter().map(|s| s.to_string())).is_err(),
-                "{bad:?} was accepted"
-            );
+            let e = common::try_parse::<Args>(bad).expect_err(&format!("{bad:?} was accepted"));
+            assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
         }
+        Args::command().debug_assert();
     }
 }

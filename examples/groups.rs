@@ -30,6 +30,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use clap::Parser;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use streamlog::{
     Assignor, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig, ProducerRecord,
     RebalanceListener, Store, TopicConfig, TopicPartition,
@@ -38,7 +40,6 @@ use streamlog::{
 #[path = "common/mod.rs"]
 mod common;
 
-const USAGE: &str = "usage: groups [--dir DIR] [--assignor range|roundrobin|cooperative-sticky]";
 const PARTITIONS: i32 = 6;
 const RECORDS_PER_STEP: usize = 60;
 /// carol's `max_poll_interval_ms`: how long she may go without polling.
@@ -46,42 +47,50 @@ const CAROL_MAX_POLL_INTERVAL_MS: u64 = 500;
 /// A change that has not settled after this long is an error.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Debug)]
+/// The assignors there are, by their names.
+const ASSIGNORS: [Assignor; 3] = [
+    Assignor::Range,
+    Assignor::RoundRobin,
+    Assignor::CooperativeSticky,
+];
+
+/// Consumer-group membership changes, printed as they happen
+///
+/// Members join, leave and stall, and every assignment, revocation and loss is printed.
+/// Exit status: 0 if every record was consumed exactly once, 1 otherwise or on an
+/// error, 2 for bad arguments.
+#[derive(Debug, Parser)]
+#[command(name = "groups")]
 struct Args {
+    /// The store's directory [default: a fresh directory under the system temp dir,
+    /// removed after a successful run]
+    #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
-    assignors: Vec<Assignor>,
+    /// Run the scenario with this assignor only [default: range, then
+    /// cooperative-sticky, compared]
+    #[arg(long, value_name = "ASSIGNOR",
+          value_parser = PossibleValuesParser::new(ASSIGNORS.map(Assignor::name))
+              .try_map(|name| assignor_named(&name)))]
+    assignor: Option<Assignor>,
 }
 
-type Parsed = common::Parsed<Args>;
-
-fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
-    let mut parsed = Args {
-        dir: None,
-        assignors: vec![Assignor::Range, Assignor::CooperativeSticky],
-    };
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--dir" => parsed.dir = Some(PathBuf::from(common::next_value(&mut args, "--dir")?)),
-            "--assignor" => {
-                let v = common::next_value(&mut args, "--assignor")?;
-                let a = [
-                    Assignor::Range,
-                    Assignor::RoundRobin,
-                    Assignor::CooperativeSticky,
-                ]
-                .into_iter()
-                .find(|a| a.name() == v)
-                .ok_or(format!(
-                    "--assignor: `{v}` is not one of range, roundrobin, cooperative-sticky"
-                ))?;
-                parsed.assignors = vec![a];
-            }
-            "-h" | "--help" => return Ok(Parsed::Help),
-            other => return Err(format!("unknown argument `{other}`")),
+impl Args {
+    /// The assignors to run the scenario with, in order.
+    fn assignors(&self) -> Vec<Assignor> {
+        match self.assignor {
+            Some(a) => vec![a],
+            None => vec![Assignor::Range, Assignor::CooperativeSticky],
         }
     }
-    Ok(Parsed::Run(parsed))
+}
+
+fn assignor_named(name: &str) -> Result<Assignor, String> {
+    ASSIGNORS
+        .into_iter()
+        .find(|a| a.name() == name)
+        .ok_or(format!(
+            "`{name}` is not one of range, roundrobin, cooperative-sticky"
+        ))
 }
 
 fn partition_list(partitions: &[TopicPartition]) -> String {
@@ -394,7 +403,7 @@ fn run(args: &Args, dir: &Path) -> Result<Vec<String>, Box<dyn Error>> {
     let store = Store::open(dir)?;
     let mut failed = Vec::new();
     let mut revoked = Vec::new();
-    for &assignor in &args.assignors {
+    for assignor in args.assignors() {
         let (n, f) = scenario(&store, assignor)?;
         revoked.push((assignor, n));
         failed.extend(f);
@@ -411,19 +420,20 @@ fn run(args: &Args, dir: &Path) -> Result<Vec<String>, Box<dyn Error>> {
 }
 
 fn main() -> ExitCode {
-    common::main(USAGE, parse_args, |args| {
-        common::run_in_dir(args.dir.clone(), "groups", |dir| run(&args, dir))
-    })
+    let args = Args::parse();
+    common::run_in_dir(args.dir.clone(), "groups", |dir| run(&args, dir))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use clap::CommandFactory;
+
     /// The example itself, as `cargo run --example groups` runs it (in a temp dir).
     #[test]
     fn a_default_run_passes_every_check() {
-        let Ok(Parsed::Run(args)) = parse_args(Vec::new()) else {
+        let Ok(args) = common::try_parse::<Args>(&[]) else {
             panic!("no arguments were rejected");
         };
         let dir = tempfile::tempdir().unwrap();
@@ -433,17 +443,22 @@ mod tests {
 
     #[test]
     fn assignor_flag_picks_one_run() {
-        let parse = |a: &[&str]| parse_args(a.iter().map(|s| s.to_string()));
-        let Ok(Parsed::Run(a)) = parse(&["--assignor", "cooperative-sticky"]) else {
+        let parse = common::try_parse::<Args>;
+        let Ok(a) = parse(&["--assignor", "cooperative-sticky"]) else {
             panic!("a valid assignor was rejected");
         };
-        assert_eq!(a.assignors, [Assignor::CooperativeSticky]);
-        let Ok(Parsed::Run(a)) = parse(&[]) else {
+        assert_eq!(a.assignors(), [Assignor::CooperativeSticky]);
+        let Ok(a) = parse(&[]) else {
             panic!("no arguments were rejected");
         };
-        assert_eq!(a.assignors, [Assignor::Range, Assignor::CooperativeSticky]);
+        assert_eq!(
+            a.assignors(),
+            [Assignor::Range, Assignor::CooperativeSticky]
+        );
         for bad in [&["--assignor"][..], &["--assignor", "sticky"], &["-x"]] {
-            assert!(parse(bad).is_err(), "{bad:?} was accepted");
+            let e = parse(bad).expect_err(&format!("{bad:?} was accepted"));
+            assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
         }
+        Args::command().debug_assert();
     }
 }

@@ -24,7 +24,7 @@
 //!
 //! Defaults: N = 10000, DIR = a fresh directory under the system temp dir, removed at the
 //! end when every check passed (pass `--dir` to keep the files and look at them with
-//! `cargo run --example dump_log -- DIR/profiles-0`).
+//! `cargo run -p streamlog-cli -- dump DIR/profiles-0`).
 //!
 //! Exit status: 0 when every check passed, 1 on an error or a failed check, 2 for bad
 //! arguments.
@@ -35,6 +35,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use streamlog::{
     CleanupPolicy, Consumer, ConsumerConfig, DeliveryFuture, MaintenanceReport, Producer,
     ProducerConfig, ProducerRecord, Store, StoreConfig, TopicConfig, TopicPartition,
@@ -43,7 +44,6 @@ use streamlog::{
 #[path = "common/mod.rs"]
 mod common;
 
-const USAGE: &str = "usage: profiles [--dir DIR] [--users N]";
 const TOPIC: &str = "profiles";
 const PARTITIONS: i32 = 4;
 const SEGMENT_BYTES: u64 = 64 * 1024;
@@ -52,33 +52,22 @@ const MAX_VERSIONS: u32 = 8;
 /// The rebuild gives up when no record arrives for this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Debug)]
+/// A compacted topic used as a table, rebuilt from the topic and checked against a model
+///
+/// A compacted topic used as a table: N users' profiles, updated and sometimes deleted,
+/// compacted, then rebuilt by reading the topic from the start and checked against a
+/// model. Exit status: 0 when every check passed, 1 on an error or a failed check, 2 for
+/// bad arguments.
+#[derive(Debug, Parser)]
+#[command(name = "profiles")]
 struct Args {
-    /// `None`: a fresh directory under the temp dir, removed after a successful run.
+    /// The store's directory [default: a fresh directory under the system temp dir,
+    /// removed after a successful run]
+    #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// How many users' profiles to write
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = common::at_least_one)]
     users: usize,
-}
-
-type Parsed = common::Parsed<Args>;
-
-fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
-    let mut parsed = Args {
-        dir: None,
-        users: 10_000,
-    };
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--dir" => parsed.dir = Some(PathBuf::from(common::next_value(&mut args, "--dir")?)),
-            "--users" => {
-                let v = common::next_value(&mut args, "--users")?;
-                parsed.users = common::parse_positive("--users", &v)?;
-            }
-            "-h" | "--help" => return Ok(Parsed::Help),
-            other => return Err(format!("unknown argument `{other}`")),
-        }
-    }
-    Ok(Parsed::Run(parsed))
 }
 
 /// A fixed pseudo-random number for user `u` and purpose `salt` (splitmix64), so every
@@ -453,26 +442,27 @@ fn run(args: &Args) -> Result<Outcome, Box<dyn Error>> {
 }
 
 fn main() -> ExitCode {
-    common::main(USAGE, parse_args, |args| {
-        let result = run(&args).map(|outcome| {
-            if outcome.checks.is_empty() {
-                println!(
-                    "ok: the compacted topic rebuilds the table of {} users",
-                    outcome.users
-                );
-            }
-            (outcome.dir, outcome.checks)
-        });
-        common::finish(result, args.dir.is_none(), Some(TOPIC))
-    })
+    let args = Args::parse();
+    let result = run(&args).map(|outcome| {
+        if outcome.checks.is_empty() {
+            println!(
+                "ok: the compacted topic rebuilds the table of {} users",
+                outcome.users
+            );
+        }
+        (outcome.dir, outcome.checks)
+    });
+    common::finish(result, args.dir.is_none(), Some(TOPIC))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Parsed, String> {
-        parse_args(args.iter().map(|s| s.to_string()))
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        common::try_parse(args)
     }
 
     #[test]
@@ -485,9 +475,11 @@ mod tests {
             &["--dir"],
             &["--frobnicate"],
         ] {
-            assert!(parse(bad).is_err(), "{bad:?} was accepted");
+            let e = parse(bad).expect_err(&format!("{bad:?} was accepted"));
+            assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
         }
-        let Ok(Parsed::Run(a)) = parse(&["--users", "7", "--dir", "x"]) else {
+        Args::command().debug_assert();
+        let Ok(a) = parse(&["--users", "7", "--dir", "x"]) else {
             panic!("good arguments were rejected");
         };
         assert_eq!((a.users, a.dir), (7, Some(PathBuf::from("x"))));
@@ -521,7 +513,7 @@ mod tests {
     /// The example itself, as `cargo run --example profiles` runs it (in a temp dir).
     #[test]
     fn a_default_run_passes_every_check() {
-        let Ok(Parsed::Run(mut args)) = parse(&[]) else {
+        let Ok(mut args) = parse(&[]) else {
             panic!("no arguments were rejected");
         };
         assert_eq!((args.users, &args.dir), (10_000, &None));

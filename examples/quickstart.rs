@@ -16,7 +16,7 @@
 //! Defaults: N = 100000, CODEC = lz4 (`none`, `gzip`, `snappy`, `lz4`, `zstd`), DIR = a
 //! fresh directory under the system temp dir, removed at the end when every check passed
 //! (pass `--dir` to keep the files and look at them with
-//! `cargo run --example dump_log -- DIR/clicks-0`).
+//! `cargo run -p streamlog-cli -- dump DIR/clicks-0`).
 //!
 //! Exit status: 0 when every check passed, 1 on an error or a failed check, 2 for bad
 //! arguments.
@@ -27,6 +27,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use streamlog::producer::partition_for_key;
 use streamlog::{
     Acks, Compression, ConsumerConfig, DeliveryFuture, OffsetReset, ProducerConfig, ProducerRecord,
@@ -36,8 +38,6 @@ use streamlog::{
 #[path = "common/mod.rs"]
 mod common;
 
-const USAGE: &str =
-    "usage: quickstart [--dir DIR] [--records N] [--compression none|gzip|snappy|lz4|zstd]";
 const TOPIC: &str = "clicks";
 const GROUP: &str = "quickstart";
 const PARTITIONS: i32 = 4;
@@ -47,41 +47,27 @@ const MAX_PENDING: usize = 100_000;
 /// The consumer gives up when no record arrives for this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Debug)]
+/// Produces N records, consumes them with a consumer group and checks each arrived once
+///
+/// The README's main example: produces N records keyed by user to the topic `clicks`,
+/// consumes them with the consumer group `quickstart`, commits, and checks that every
+/// record arrived exactly once. Exit status: 0 when every check passed, 1 on an error or
+/// a failed check, 2 for bad arguments.
+#[derive(Debug, Parser)]
+#[command(name = "quickstart")]
 struct Args {
-    /// `None`: a fresh directory under the temp dir, removed after a successful run.
+    /// The store's directory [default: a fresh directory under the system temp dir,
+    /// removed after a successful run]
+    #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// How many records to produce
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = common::at_least_one)]
     records: usize,
+    /// The producer's compression codec
+    #[arg(long, value_name = "CODEC", default_value_t = Compression::Lz4,
+          value_parser = PossibleValuesParser::new(Compression::ALL.map(Compression::name))
+              .try_map(|name| name.parse::<Compression>()))]
     compression: Compression,
-}
-
-type Parsed = common::Parsed<Args>;
-
-fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
-    let mut parsed = Args {
-        dir: None,
-        records: 100_000,
-        compression: Compression::Lz4,
-    };
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--dir" => parsed.dir = Some(PathBuf::from(common::next_value(&mut args, "--dir")?)),
-            "--records" => {
-                let v = common::next_value(&mut args, "--records")?;
-                parsed.records = common::parse_positive("--records", &v)?;
-            }
-            "--compression" => {
-                let v = common::next_value(&mut args, "--compression")?;
-                parsed.compression = v.parse().map_err(|_| {
-                    format!("--compression: `{v}` is not one of none, gzip, snappy, lz4, zstd")
-                })?;
-            }
-            "-h" | "--help" => return Ok(Parsed::Help),
-            other => return Err(format!("unknown argument `{other}`")),
-        }
-    }
-    Ok(Parsed::Run(parsed))
 }
 
 fn key_for(i: usize) -> String {
@@ -324,26 +310,27 @@ fn run(args: &Args) -> Result<Outcome, Box<dyn Error>> {
 }
 
 fn main() -> ExitCode {
-    common::main(USAGE, parse_args, |args| {
-        let result = run(&args).map(|outcome| {
-            if outcome.checks.is_empty() {
-                println!(
-                    "ok: every one of the {} records arrived exactly once",
-                    args.records
-                );
-            }
-            (outcome.dir, outcome.checks)
-        });
-        common::finish(result, args.dir.is_none(), Some(TOPIC))
-    })
+    let args = Args::parse();
+    let result = run(&args).map(|outcome| {
+        if outcome.checks.is_empty() {
+            println!(
+                "ok: every one of the {} records arrived exactly once",
+                args.records
+            );
+        }
+        (outcome.dir, outcome.checks)
+    });
+    common::finish(result, args.dir.is_none(), Some(TOPIC))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Parsed, String> {
-        parse_args(args.iter().map(|s| s.to_string()))
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        common::try_parse(args)
     }
 
     #[test]
@@ -357,9 +344,11 @@ mod tests {
             &["--dir"],
             &["--frobnicate"],
         ] {
-            assert!(parse(bad).is_err(), "{bad:?} was accepted");
+            let e = parse(bad).expect_err(&format!("{bad:?} was accepted"));
+            assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
         }
-        let Ok(Parsed::Run(a)) = parse(&["--records", "7", "--compression", "zstd"]) else {
+        Args::command().debug_assert();
+        let Ok(a) = parse(&["--records", "7", "--compression", "zstd"]) else {
             panic!("good arguments were rejected");
         };
         assert_eq!((a.records, a.compression), (7, Compression::Zstd));
@@ -368,7 +357,7 @@ mod tests {
     /// The example itself, as `cargo run --example quickstart` runs it (in a temp dir).
     #[test]
     fn a_default_run_passes_every_check() {
-        let Ok(Parsed::Run(args)) = parse(&[]) else {
+        let Ok(args) = parse(&[]) else {
             panic!("no arguments were rejected");
         };
         let dir = tempfile::tempdir().unwrap();

@@ -1,60 +1,34 @@
-//! What the examples `quickstart`, `clickstream`, `groups` and `profiles` share: their
-//! argument parsing helpers, the fresh temp dir a run uses by default, and the way `main`
-//! turns parsed arguments and a run's outcome into output and an exit status.
+//! What the examples `quickstart`, `clickstream`, `groups` and `profiles` share: the fresh
+//! temp dir a run uses by default, the way a run's outcome becomes output and an exit
+//! status, and (for their tests) parsing a command line with their clap `Args`.
 //!
 //! Each example includes it with `#[path = "common/mod.rs"] mod common;` (cargo does not
-//! build `examples/common/mod.rs` as an example of its own).
+//! build `examples/common/mod.rs` as an example of its own). Their arguments are clap
+//! derives: `--help` prints the usage (exit 0), a usage error prints the error and the
+//! usage (exit 2).
 
 // Every example includes this module and uses only part of it.
 #![allow(dead_code)]
 
 use std::fmt::Display;
-use std::iter::Skip;
-use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// What the command line asks for: a run with arguments `A`, or the usage text.
-pub enum Parsed<A> {
-    Run(A),
-    Help,
+/// Parses `args` (without the program name) as the example's command line, as
+/// `A::parse()` would, but returning the usage error instead of exiting.
+#[cfg(test)]
+pub fn try_parse<A: clap::Parser>(args: &[&str]) -> Result<A, clap::Error> {
+    A::try_parse_from(std::iter::once("example").chain(args.iter().copied()))
 }
 
-/// The value after the flag `name`.
-pub fn next_value(args: &mut impl Iterator<Item = String>, name: &str) -> Result<String, String> {
-    args.next().ok_or(format!("{name} needs a value"))
-}
-
-/// `value` of the flag `name` as a whole number of at least 1.
-pub fn parse_positive<T>(name: &str, value: &str) -> Result<T, String>
-where
-    T: FromStr + PartialOrd + From<u8>,
-{
-    let n: T = value
-        .parse()
-        .map_err(|_| format!("{name}: `{value}` is not a whole number"))?;
-    if n < T::from(1) {
-        return Err(format!("{name} must be at least 1"));
+/// A whole number of at least 1: the `value_parser` of the examples' counts.
+pub fn at_least_one(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => Err("must be at least 1".into()),
+        Err(_) => Err(format!("`{value}` is not a whole number")),
     }
-    Ok(n)
-}
-
-/// `value` of the flag `name` as a whole number in `range`.
-pub fn parse_in_range<T>(name: &str, value: &str, range: RangeInclusive<T>) -> Result<T, String>
-where
-    T: FromStr + PartialOrd + Display,
-{
-    value
-        .parse()
-        .ok()
-        .filter(|n| range.contains(n))
-        .ok_or(format!(
-            "{name}: `{value}` is not a whole number from {} to {}",
-            range.start(),
-            range.end()
-        ))
 }
 
 /// A directory under the system temp dir that no other run uses:
@@ -67,27 +41,6 @@ pub fn fresh_temp_dir(example: &str) -> PathBuf {
         "streamlog-{example}-{}-{nanos}",
         std::process::id()
     ))
-}
-
-/// The `main` of an example: parses the command line with `parse_args` and runs `run`
-/// with the arguments, whose exit status it returns. `--help` prints `usage` (exit 0); a
-/// usage error prints the error and `usage` (exit 2).
-pub fn main<A>(
-    usage: &str,
-    parse_args: impl FnOnce(Skip<std::env::Args>) -> Result<Parsed<A>, String>,
-    run: impl FnOnce(A) -> ExitCode,
-) -> ExitCode {
-    match parse_args(std::env::args().skip(1)) {
-        Ok(Parsed::Run(args)) => run(args),
-        Ok(Parsed::Help) => {
-            println!("{usage}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}\n{usage}");
-            ExitCode::from(2)
-        }
-    }
 }
 
 /// Runs `run` on the store in `dir`, or in a fresh temp dir for `example` when `dir` is
@@ -120,7 +73,7 @@ pub fn finish<E: Display>(
                 }
             } else if let Some(topic) = dump_topic {
                 println!(
-                    "inspect the files with: cargo run --example dump_log -- {}",
+                    "inspect the files with: cargo run -p streamlog-cli -- dump {}",
                     dir.join(format!("{topic}-0")).display()
                 );
             }

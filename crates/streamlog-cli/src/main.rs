@@ -1,0 +1,105 @@
+//! `streamlog`: the command-line tool of the streamlog library. Its one subcommand so far,
+//! `streamlog dump`, is streamlog's `kafka-dump-log` (see the `dump` module).
+//!
+//! ```text
+//! cargo install --path crates/streamlog-cli      # or: cargo run -p streamlog-cli -- ...
+//! streamlog dump [--json] [--verify-index] PATH...
+//! ```
+//!
+//! Exit status: 0 if everything checked out, 1 if a problem was found, 2 for a usage
+//! error (clap's usage errors exit with 2; `--help` and `--version` with 0).
+
+use std::io::{self, BufWriter, Write};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod dump;
+
+/// Tools for streamlog's data directories, which hold Kafka's on-disk format.
+#[derive(Debug, Parser)]
+#[command(name = "streamlog", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Prints Kafka segment files (RecordBatch v2) without modifying them
+    ///
+    /// One line per batch, or with --json one JSON object per record; with
+    /// --verify-index it also checks the indexes. It takes no lock and repairs nothing,
+    /// so it can look at a directory a streamlog Log (or a Kafka broker) has open.
+    #[command(after_help = dump::EXIT_STATUS_HELP)]
+    Dump(dump::Options),
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Dump(options) => dump_to_stdout(&options),
+    }
+}
+
+/// Runs a dump on the process's stdout and stderr and returns its exit status.
+fn dump_to_stdout(options: &dump::Options) -> ExitCode {
+    let mut out = BufWriter::new(io::stdout().lock());
+    let result = dump::run(options, &mut out, &mut io::stderr()).and_then(|summary| {
+        out.flush()?;
+        Ok(summary)
+    });
+    match result {
+        Ok(summary) => ExitCode::from(summary.exit_status()),
+        // The reader went away (`streamlog dump DIR | head`): nothing left to tell it.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("streamlog dump: cannot write the output: {e}");
+            ExitCode::from(dump::EXIT_PROBLEMS)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use clap::CommandFactory;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(["streamlog"].iter().chain(args))
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn dump_arguments_are_checked() {
+        let kind = |args: &[&str]| parse(args).map(|_| ()).unwrap_err().kind();
+        assert_eq!(kind(&["dump", "--help"]), ErrorKind::DisplayHelp);
+        assert_eq!(kind(&["dump", "x.log", "-h"]), ErrorKind::DisplayHelp);
+        assert_eq!(kind(&["dump"]), ErrorKind::MissingRequiredArgument);
+        assert_eq!(
+            kind(&[]),
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        );
+        let e = parse(&["dump", "--jsn", "x"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::UnknownArgument);
+        assert!(e.to_string().contains("--jsn"), "{e}");
+        assert_eq!(e.exit_code(), 2);
+
+        let Command::Dump(options) = parse(&["dump", "--json", "--", "--verify-index"])
+            .unwrap()
+            .command;
+        assert_eq!(
+            options,
+            dump::Options {
+                json: true,
+                verify_index: false,
+                paths: vec!["--verify-index".into()],
+            }
+        );
+    }
+}
