@@ -1,7 +1,7 @@
 //! Open and recover an arbitrary partition-directory image on SimFs: see
-//! `streamlog::internals::fuzz_recover_log` for the image encoding and the invariants.
+//! `streamlog_testkit::fuzz_recover_log` for the image encoding and the invariants.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| streamlog::internals::fuzz_recover_log(data));
+fuzz_target!(|data: &[u8]| streamlog_testkit::fuzz_recover_log(data));
