@@ -264,13 +264,7 @@ impl Catalog {
             }
             Ok(())
         })();
-        match result {
-            Ok(()) => Ok(parts),
-            Err(e) => {
-                self.discard_partitions(&parts);
-                Err(e)
-            }
-        }
+        self.keep_or_discard(parts, result)
     }
 
     /// Creates partitions `range` of a topic whose intent is recorded, then writes
@@ -284,13 +278,22 @@ impl Catalog {
         done: &TopicMeta,
     ) -> Result<Vec<Arc<PartitionState>>> {
         let parts = self.open_new_partitions(topic, id, range, &done.config)?;
-        match self.write_metadata(topic, done) {
-            Ok(()) => Ok(parts),
-            Err(e) => {
-                self.discard_partitions(&parts);
-                Err(e)
-            }
+        let written = self.write_metadata(topic, done);
+        self.keep_or_discard(parts, written)
+    }
+
+    /// `parts` if the step that followed their opening succeeded; else they are closed
+    /// and the step's error returned.
+    fn keep_or_discard(
+        &self,
+        parts: Vec<Arc<PartitionState>>,
+        step: Result<()>,
+    ) -> Result<Vec<Arc<PartitionState>>> {
+        if let Err(e) = step {
+            self.discard_partitions(&parts);
+            return Err(e);
         }
+        Ok(parts)
     }
 
     /// Closes partitions `build_partitions` opened before a later step failed.

@@ -347,6 +347,19 @@ impl Consumer {
         }
     }
 
+    /// `offset` of each partition (assigned or not).
+    fn offsets_of(
+        &self,
+        partitions: &[TopicPartition],
+        offset: fn(&PartitionState) -> i64,
+    ) -> Result<BTreeMap<TopicPartition, i64>> {
+        self.check_open()?;
+        partitions
+            .iter()
+            .map(|tp| Ok((tp.clone(), offset(&*self.lookup(tp)?))))
+            .collect()
+    }
+
     /// The log start offset of each partition (assigned or not).
     ///
     /// # Errors
@@ -355,11 +368,7 @@ impl Consumer {
         &self,
         partitions: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, i64>> {
-        self.check_open()?;
-        partitions
-            .iter()
-            .map(|tp| Ok((tp.clone(), self.lookup(tp)?.log_start_offset())))
-            .collect()
+        self.offsets_of(partitions, PartitionState::log_start_offset)
     }
 
     /// The log end offset of each partition (assigned or not).
@@ -370,11 +379,7 @@ impl Consumer {
         &self,
         partitions: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, i64>> {
-        self.check_open()?;
-        partitions
-            .iter()
-            .map(|tp| Ok((tp.clone(), self.lookup(tp)?.log_end_offset())))
-            .collect()
+        self.offsets_of(partitions, PartitionState::log_end_offset)
     }
 
     /// For each partition, the first record with a timestamp at or after the given one

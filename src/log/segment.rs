@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::epoch::EpochHistory;
 use super::index::{Index, OffsetEntry, TimeEntry};
 use super::maps::MapSlot;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, io_ctx};
 use crate::format::batch::{self, BatchHeader, LOG_OVERHEAD, MAGIC_V2, RECORD_BATCH_OVERHEAD};
 use crate::fs::{File, FileSystem};
 
@@ -255,6 +255,17 @@ pub fn push_time_entry(entries: &mut Vec<TimeEntry>, max: usize, ts: i64, rel: i
     });
 }
 
+/// Opens an existing file read-only with its length, for a scan (errors name the path).
+pub(crate) fn open_sized(fs: &dyn FileSystem, path: &Path) -> Result<(Arc<dyn File>, u64)> {
+    let file = fs
+        .open(path, false)
+        .map_err(io_ctx(format!("open {}", path.display())))?;
+    let len = file
+        .len()
+        .map_err(io_ctx(format!("stat {}", path.display())))?;
+    Ok((file, len))
+}
+
 /// The smallest live mapping of an active segment (address space only).
 const LIVE_MAP_MIN: u64 = 1 << 20;
 
@@ -267,33 +278,23 @@ impl Segment {
         index_bytes: u64,
         create: bool,
     ) -> std::io::Result<Self> {
-        let log_path = dir.join(file_name(base, "log"));
-        let log = fs.open(&log_path, create)?;
-        let size = log.len()?;
+        let log = fs.open(&dir.join(file_name(base, "log")), create)?;
         let offset_index = Index::create(fs, &dir.join(file_name(base, "index")), index_bytes)?;
         let time_index = Index::create(fs, &dir.join(file_name(base, "timeindex")), index_bytes)?;
-        Ok(Self::assemble(
-            base,
-            log_path,
-            log,
-            size,
-            offset_index,
-            time_index,
-        ))
+        Self::assemble(dir, base, log, (offset_index, time_index))
     }
 
     /// A segment of these files, nothing known of its contents yet.
     fn assemble(
+        dir: &Path,
         base: i64,
-        log_path: PathBuf,
         log: Arc<dyn File>,
-        size: u64,
-        offset_index: Index<OffsetEntry>,
-        time_index: Index<TimeEntry>,
-    ) -> Self {
-        Segment {
+        (offset_index, time_index): (Index<OffsetEntry>, Index<TimeEntry>),
+    ) -> std::io::Result<Self> {
+        let size = log.len()?;
+        Ok(Segment {
             base,
-            log_path,
+            log_path: dir.join(file_name(base, "log")),
             log,
             size: AtomicU64::new(size),
             offset_index,
@@ -303,7 +304,7 @@ impl Segment {
             sealed: AtomicBool::new(false),
             index_suspect: AtomicBool::new(false),
             mapped: Arc::default(),
-        }
+        })
     }
 
     /// Opens an existing segment without creating or changing any file: the `.log` is
@@ -321,7 +322,6 @@ impl Segment {
         time_index_file: Option<&Path>,
     ) -> std::io::Result<Self> {
         let log = fs.open(log_file, false)?;
-        let size = log.len()?;
         let offset_index = Index::open_existing(
             fs,
             &dir.join(file_name(base, "index")),
@@ -334,15 +334,7 @@ impl Segment {
             index_bytes,
             time_index_file,
         )?;
-        let log_path = dir.join(file_name(base, "log"));
-        Ok(Self::assemble(
-            base,
-            log_path,
-            log,
-            size,
-            offset_index,
-            time_index,
-        ))
+        Self::assemble(dir, base, log, (offset_index, time_index))
     }
 
     /// Creates the index files [`open_existing`](Self::open_existing) found missing.

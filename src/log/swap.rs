@@ -73,12 +73,7 @@ pub(crate) fn plan_swaps(
             continue;
         };
         let swap = dir.join(name);
-        let file = fs
-            .open(&swap, false)
-            .map_err(io_ctx(format!("open {}", swap.display())))?;
-        let len = file
-            .len()
-            .map_err(io_ctx(format!("stat {}", swap.display())))?;
+        let (file, len) = segment::open_sized(fs, &swap)?;
         let scan = segment::scan(file.as_ref(), len, params(base))
             .map_err(io_ctx(format!("scan {}", swap.display())))?;
         if let Some((pos, reason)) = scan.stopped {

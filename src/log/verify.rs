@@ -106,12 +106,7 @@ pub fn verify_partition_dir(
                 format!("the segment starts at offset {base}, the one before ends at {prev_end}"),
             ));
         }
-        let file = fs
-            .open(&path, false)
-            .map_err(io_ctx(format!("open {}", path.display())))?;
-        let len = file
-            .len()
-            .map_err(io_ctx(format!("stat {}", path.display())))?;
+        let (file, len) = segment::open_sized(fs, &path)?;
         let params = segment::ScanParams {
             base,
             index_interval_bytes: 4096,
@@ -137,6 +132,19 @@ pub fn verify_partition_dir(
 
 /// Each entry of `<base>.index` must name the start of a batch whose last offset is the
 /// entry's offset, in increasing order.
+/// Whether `bytes` of index `name` hold whole entries of `size` bytes (a problem noted
+/// in `check` if not).
+fn whole_entries(name: &str, bytes: &[u8], size: u64, check: &mut PartitionCheck) -> bool {
+    let whole = (bytes.len() as u64).is_multiple_of(size);
+    if !whole {
+        check.index_problems.push(format!(
+            "{name}: {} bytes is not a whole number of entries",
+            bytes.len()
+        ));
+    }
+    whole
+}
+
 fn check_offset_index(
     fs: &dyn FileSystem,
     dir: &Path,
@@ -150,11 +158,7 @@ fn check_offset_index(
         check.index_problems.push(format!("{name} is missing"));
         return Ok(());
     };
-    if !(bytes.len() as u64).is_multiple_of(OFFSET_ENTRY) {
-        check.index_problems.push(format!(
-            "{name}: {} bytes is not a whole number of entries",
-            bytes.len()
-        ));
+    if !whole_entries(&name, &bytes, OFFSET_ENTRY, check) {
         return Ok(());
     }
     let mut prev: Option<(u32, u32)> = None;
@@ -215,11 +219,7 @@ fn check_time_index(
     let Some(bytes) = read_whole(fs, dir, &name)? else {
         return Ok(()); // Kafka recreates a missing time index empty.
     };
-    if !(bytes.len() as u64).is_multiple_of(TIME_ENTRY) {
-        check.index_problems.push(format!(
-            "{name}: {} bytes is not a whole number of entries",
-            bytes.len()
-        ));
+    if !whole_entries(&name, &bytes, TIME_ENTRY, check) {
         return Ok(());
     }
     let mut prev: Option<(i64, u32)> = None;
