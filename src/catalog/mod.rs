@@ -82,7 +82,7 @@ pub(crate) struct Catalog {
     notifier: Arc<Notifier>,
 }
 
-/// What [`Store::describe_topic`] reports for one partition.
+/// What [`Store::describe_topic`](crate::Store::describe_topic) reports for one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionDescription {
     /// Partition number.
@@ -99,7 +99,7 @@ pub struct PartitionDescription {
     pub segment_count: usize,
 }
 
-/// What [`Store::describe_topic`] reports.
+/// What [`Store::describe_topic`](crate::Store::describe_topic) reports.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicDescription {
     /// The topic name.

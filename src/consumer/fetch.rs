@@ -95,7 +95,7 @@ impl Consumer {
     /// # Errors
     /// `OffsetOutOfRange` with `auto_offset_reset = None`; `Corruption`; `Io`;
     /// `CommitFailed` from an auto-commit; `InvalidArgument` inside a
-    /// [`RebalanceListener`]; `Closed`.
+    /// [`RebalanceListener`](super::RebalanceListener); `Closed`.
     pub fn poll(&mut self, timeout: Duration) -> Result<ConsumerRecords> {
         self.check_open()?;
         self.check_not_in_callback("poll")?;

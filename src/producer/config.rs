@@ -111,7 +111,7 @@ impl ProducerConfig {
     );
 
     /// A custom partitioner for records without an explicit partition. Default =
-    /// [`DefaultPartitioner`] (murmur2 for keys, sticky for null keys).
+    /// [`DefaultPartitioner`](super::DefaultPartitioner) (murmur2 for keys, sticky for null keys).
     #[must_use]
     pub fn partitioner(mut self, partitioner: Arc<dyn Partitioner>) -> Self {
         self.partitioner = Some(partitioner);

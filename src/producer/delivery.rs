@@ -89,8 +89,8 @@ impl PendingDelivery {
     }
 }
 
-/// The result of a [`Producer::send`]: a `std::future::Future` (for async code) with a
-/// blocking [`wait`](Self::wait). Resolves when the record meets the producer's [`Acks`].
+/// The result of a [`Producer::send`](super::Producer::send): a `std::future::Future` (for async code) with a
+/// blocking [`wait`](Self::wait). Resolves when the record meets the producer's [`Acks`](super::Acks).
 #[derive(Debug)]
 #[must_use = "a send is confirmed only by waiting for (or awaiting) its future"]
 pub struct DeliveryFuture {
@@ -154,9 +154,9 @@ impl Future for DeliveryFuture {
     }
 }
 
-/// The result of a [`Producer::send_batch`]: one future for all of its records (a
+/// The result of a [`Producer::send_batch`](super::Producer::send_batch): one future for all of its records (a
 /// `std::future::Future` with a blocking [`wait`](Self::wait)). Resolves when every
-/// record meets the producer's [`Acks`], to their metadata in the order they were given,
+/// record meets the producer's [`Acks`](super::Acks), to their metadata in the order they were given,
 /// or to the first error of their batches.
 #[derive(Debug)]
 #[must_use = "a send is confirmed only by waiting for (or awaiting) its future"]

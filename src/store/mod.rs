@@ -159,8 +159,9 @@ impl Store {
 
     /// Deletes a topic and all its data. Handles to it stop accepting appends
     /// (`Closed`), and its committed offsets are forgotten: a topic created later under
-    /// the same name is a new topic (a new [`TopicId`]) that no old offset applies to. Durable on
-    /// return: after a crash, the deletion is completed at open.
+    /// the same name is a new topic (a new [`TopicId`](crate::TopicId)) that no old
+    /// offset applies to. Durable on return: after a crash, the deletion is completed at
+    /// open.
     ///
     /// # Errors
     /// `NotFound`; `InvalidArgument` for an internal topic; `Io`. An `Io` error that
@@ -235,7 +236,8 @@ impl Store {
     /// Adopts the partition directories `<name>-0`, `<name>-1`, ... that sit in the store
     /// directory (copied there from a stopped Kafka broker's log directory, say) as topic
     /// `name` with `config` (its partition count is the number of directories found).
-    /// Every batch and index entry is checked first ([`verify_partition_dir`](crate::log::verify_partition_dir)); damage
+    /// Every batch and index entry is checked first
+    /// ([`verify_partition_dir`](crate::log::verify_partition_dir)); damage
     /// is refused, never truncated, and nothing is changed then. Kafka's topic id is
     /// kept when every directory names the same one.
     ///
