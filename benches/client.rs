@@ -45,8 +45,11 @@ use std::io::Write;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Workload, mean_ns, raw_append, raw_read, raw_record, tmp};
-use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
+use common::{
+    Workload, bench_criterion, bench_raw_append, flat_group, mean_ns, raw_append, raw_read,
+    raw_record, tmp,
+};
+use criterion::{BatchSize, Throughput};
 use streamlog::{
     Acks, Compression, ConsumerConfig, Producer, ProducerConfig, ProducerRecord, Store,
     TopicConfig, TopicPartition,
@@ -107,31 +110,37 @@ fn send_batches(producer: &Producer, records: &[(Bytes, Bytes)]) {
     }
 }
 
+/// Runs `work` on `threads` equal shares of `records`: on this thread when `threads` is
+/// 1, else each share on a thread of its own.
+fn in_threads<T: Sync>(records: &[T], threads: usize, work: impl Fn(&[T]) + Sync) {
+    if threads == 1 {
+        work(records);
+    } else {
+        let work = &work;
+        std::thread::scope(|s| {
+            for chunk in records.chunks(records.len().div_ceil(threads)) {
+                s.spawn(move || work(chunk));
+            }
+        });
+    }
+}
+
 /// Sends `records` from `threads` threads sharing `producer` (per record, or with
 /// `send_batch`), then flushes.
 fn produce(producer: &Producer, records: &[(Bytes, Bytes)], threads: usize, batched: bool) {
-    let send = |chunk: &[(Bytes, Bytes)]| {
+    in_threads(records, threads, |chunk| {
         if batched {
             send_batches(producer, chunk);
         } else {
             send_all(producer, chunk);
         }
-    };
-    if threads == 1 {
-        send(records);
-    } else {
-        std::thread::scope(|s| {
-            for chunk in records.chunks(records.len().div_ceil(threads)) {
-                s.spawn(move || send(chunk));
-            }
-        });
-    }
+    });
     producer.flush().expect("flush");
 }
 
 /// `threads` threads each looping `send(..).wait()` over their share of `records`.
 fn send_and_wait(producer: &Producer, records: &[(Bytes, Bytes)], threads: usize) {
-    let one = |chunk: &[(Bytes, Bytes)]| {
+    in_threads(records, threads, |chunk| {
         for (k, v) in chunk {
             let record = ProducerRecord::new(TOPIC).key(k.clone()).value(v.clone());
             producer
@@ -140,16 +149,7 @@ fn send_and_wait(producer: &Producer, records: &[(Bytes, Bytes)], threads: usize
                 .wait()
                 .expect("durable");
         }
-    };
-    if threads == 1 {
-        one(records);
-    } else {
-        std::thread::scope(|s| {
-            for chunk in records.chunks(records.len().div_ceil(threads)) {
-                s.spawn(move || one(chunk));
-            }
-        });
-    }
+    });
 }
 
 /// `threads` consumers (one group each) committing `total` offsets between them, each
@@ -182,6 +182,11 @@ fn raw_write_fdatasync(file: &mut File, records: &[Vec<u8>]) {
     }
 }
 
+/// The plural ending of "thread" for `threads` threads.
+fn plural(threads: usize) -> &'static str {
+    if threads == 1 { "" } else { "s" }
+}
+
 /// One table row: `group/function` against `group/baseline`.
 struct Row {
     label: String,
@@ -195,11 +200,7 @@ struct Row {
 }
 
 fn main() {
-    let mut c = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .configure_from_args();
+    let mut c = bench_criterion(Duration::from_secs(3));
     let w = Workload::new(RECORDS, 100, Compression::None);
     let records = to_bytes(&w, RECORDS);
     let payload = w.payload_bytes();
@@ -211,22 +212,10 @@ fn main() {
     let mut rows = Vec::new();
 
     // Producer (Acks::Leader), 1 and 4 threads, against a buffered raw append.
-    let mut g = c.benchmark_group("producer");
-    g.sampling_mode(SamplingMode::Flat);
-    g.throughput(Throughput::Elements(RECORDS as u64));
-    g.bench_function("raw_append", |b| {
-        b.iter_batched(
-            || {
-                let d = tmp();
-                let p = d.path().join("raw.bin");
-                (d, p)
-            },
-            |(d, p)| (raw_append(&p, &w), d),
-            BatchSize::PerIteration,
-        )
-    });
+    let mut g = flat_group(&mut c, "producer", Throughput::Elements(RECORDS as u64));
+    bench_raw_append(&mut g, "raw_append", &w);
     for (threads, batched) in [(1, false), (4, false), (1, true), (4, true)] {
-        let plural = if threads == 1 { "" } else { "s" };
+        let plural = plural(threads);
         let name = format!(
             "{threads}_thread{plural}{}",
             if batched { "_send_batch" } else { "" }
@@ -277,9 +266,7 @@ fn main() {
     produce(&producer, &records, 1, false);
     producer.close().expect("close producer");
     let tp = TopicPartition::new(TOPIC, 0);
-    let mut g = c.benchmark_group("consumer");
-    g.sampling_mode(SamplingMode::Flat);
-    g.throughput(Throughput::Elements(RECORDS as u64));
+    let mut g = flat_group(&mut c, "consumer", Throughput::Elements(RECORDS as u64));
     g.bench_function("raw_read", |b| b.iter(|| black_box(raw_read(&raw_path))));
     // Borrowed iteration (`for r in &records`: zero-copy views, the fast path), then
     // owned (`for r in records`: each record holds a reference to its batch).
@@ -352,22 +339,21 @@ fn main() {
         .producer(ProducerConfig::default().acks(Acks::All).linger_ms(0))
         .expect("producer");
     let sync_records = &records[..SYNC_RECORDS];
-    let mut g = c.benchmark_group("acks_all");
-    g.sampling_mode(SamplingMode::Flat);
-    g.throughput(Throughput::Elements(SYNC_RECORDS as u64));
+    let mut g = flat_group(
+        &mut c,
+        "acks_all",
+        Throughput::Elements(SYNC_RECORDS as u64),
+    );
     g.bench_function("raw_fdatasync", |b| {
         b.iter(|| raw_write_fdatasync(&mut raw_file, &raw_records))
     });
     for threads in ACKS_ALL_THREADS {
-        let name = format!("{threads}_thread{}", if threads == 1 { "" } else { "s" });
+        let name = format!("{threads}_thread{}", plural(threads));
         g.bench_function(&name, |b| {
             b.iter(|| send_and_wait(&producer, sync_records, threads))
         });
         rows.push(Row {
-            label: format!(
-                "Acks::All {threads} thread{}",
-                if threads == 1 { "" } else { "s" }
-            ),
+            label: format!("Acks::All {threads} thread{}", plural(threads)),
             group: "acks_all",
             function: name,
             baseline: "raw_fdatasync",
@@ -380,9 +366,7 @@ fn main() {
     producer.close().expect("close producer");
 
     // Offset commits from 1, 4 and 8 threads against the same fdatasync baseline.
-    let mut g = c.benchmark_group("commits");
-    g.sampling_mode(SamplingMode::Flat);
-    g.throughput(Throughput::Elements(SYNC_RECORDS as u64));
+    let mut g = flat_group(&mut c, "commits", Throughput::Elements(SYNC_RECORDS as u64));
     g.bench_function("raw_fdatasync", |b| {
         b.iter(|| raw_write_fdatasync(&mut raw_file, &raw_records))
     });
@@ -394,15 +378,12 @@ fn main() {
                     .expect("consumer")
             })
             .collect();
-        let name = format!("{threads}_thread{}", if threads == 1 { "" } else { "s" });
+        let name = format!("{threads}_thread{}", plural(threads));
         g.bench_function(&name, |b| {
             b.iter(|| commit_all(&mut consumers, SYNC_RECORDS))
         });
         rows.push(Row {
-            label: format!(
-                "offset commits {threads} thread{}",
-                if threads == 1 { "" } else { "s" }
-            ),
+            label: format!("offset commits {threads} thread{}", plural(threads)),
             group: "commits",
             function: name,
             baseline: "raw_fdatasync",

@@ -22,8 +22,8 @@ mod common;
 use std::hint::black_box;
 use std::time::Duration;
 
-use common::{mean_ns, tmp};
-use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
+use common::{bench_criterion, flat_group, mean_ns, tmp};
+use criterion::{BatchSize, Throughput};
 use streamlog::{Record, Store, StoreConfig, TopicConfig};
 
 const PARTITIONS: i32 = 512;
@@ -68,15 +68,9 @@ fn workload(store: &Store) {
 }
 
 fn main() {
-    let mut c = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5))
-        .configure_from_args();
+    let mut c = bench_criterion(Duration::from_secs(5));
     let appends = PARTITIONS as usize * ROUNDS;
-    let mut g = c.benchmark_group("files");
-    g.sampling_mode(SamplingMode::Flat);
-    g.throughput(Throughput::Elements(appends as u64));
+    let mut g = flat_group(&mut c, "files", Throughput::Elements(appends as u64));
     // The process's soft limit, as read by the store's default (half of it).
     let available = streamlog::fs::default_max_open_files() * 2;
     let mut ran = Vec::new();

@@ -22,7 +22,7 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{Workload, mean_ns, raw_append, raw_read, tmp};
+use common::{Workload, bench_criterion, bench_raw_append, mean_ns, raw_append, raw_read, tmp};
 use criterion::{BatchSize, Criterion, Throughput};
 use streamlog::format::{BatchBuilder, Compression};
 use streamlog::log::{Log, LogConfig};
@@ -78,17 +78,7 @@ fn bench_workload(c: &mut Criterion, w: &Workload, groups: &mut Vec<(String, usi
     let group_name = format!("append_{}", w.name);
     let mut g = c.benchmark_group(&group_name);
     g.throughput(Throughput::Elements(n as u64));
-    g.bench_function("raw", |b| {
-        b.iter_batched(
-            || {
-                let d = tmp();
-                let p = d.path().join("raw.bin");
-                (d, p)
-            },
-            |(d, p)| (raw_append(&p, w), d),
-            BatchSize::PerIteration,
-        )
-    });
+    bench_raw_append(&mut g, "raw", w);
     g.bench_function("streamlog", |b| {
         b.iter_batched(
             || {
@@ -133,11 +123,7 @@ fn bench_workload(c: &mut Criterion, w: &Workload, groups: &mut Vec<(String, usi
 }
 
 fn main() {
-    let mut c = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .configure_from_args();
+    let mut c = bench_criterion(Duration::from_secs(3));
     let mut workloads = vec![
         Workload::new(100_000, 100, Compression::None),
         Workload::new(10_000, 1024, Compression::None),

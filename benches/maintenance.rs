@@ -40,8 +40,8 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{Rng, mean_ns, tmp};
-use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
+use common::{Rng, bench_criterion, flat_group, mean_ns, tmp};
+use criterion::{BatchSize, Throughput};
 use streamlog::format::BatchBuilder;
 use streamlog::log::{CleanOutcome, CleanPolicy, Log, LogConfig, RetentionPolicy};
 
@@ -327,20 +327,14 @@ fn unlink_all(dir: &Path, files: &[PathBuf]) {
 // ---------------------------------------------------------------------------------------
 
 fn main() {
-    let mut c = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .configure_from_args();
+    let mut c = bench_criterion(Duration::from_secs(3));
 
     // Compaction against a raw read of the same .log bytes.
     let keyed = build_keyed();
     let (outcome, size_after) = check_compaction(&keyed);
     let input_logs = files_with(&keyed.log_dir, &[".log"]);
     assert_eq!(read_all_logs(&input_logs), keyed.input_bytes);
-    let mut g = c.benchmark_group("compaction");
-    g.sampling_mode(SamplingMode::Flat);
-    g.throughput(Throughput::Bytes(keyed.input_bytes));
+    let mut g = flat_group(&mut c, "compaction", Throughput::Bytes(keyed.input_bytes));
     g.bench_function("raw_read", |b| {
         b.iter(|| black_box(read_all_logs(&input_logs)))
     });
@@ -384,9 +378,7 @@ fn main() {
              (ulimit -n 65536)"
         );
     } else {
-        let mut g = c.benchmark_group("retention");
-        g.sampling_mode(SamplingMode::Flat);
-        g.throughput(Throughput::Elements(segments as u64));
+        let mut g = flat_group(&mut c, "retention", Throughput::Elements(segments as u64));
         g.bench_function("unlink_files", |b| {
             b.iter_batched(
                 || {

@@ -245,27 +245,19 @@ fn produce(store: &Store, args: &Args, shared: &Shared) -> Result<(), BoxError> 
 /// Prints a worker's partitions as the group moves them.
 struct PrintRebalance(String);
 
-fn partition_list(partitions: &[TopicPartition]) -> String {
-    let p: Vec<String> = partitions
-        .iter()
-        .map(|tp| tp.partition().to_string())
-        .collect();
-    p.join(",")
-}
-
 impl RebalanceListener for PrintRebalance {
     fn on_partitions_revoked(&mut self, _: &mut Consumer, partitions: &[TopicPartition]) {
         println!(
             "  {}: revoked partitions [{}]",
             self.0,
-            partition_list(partitions)
+            common::partition_numbers(partitions)
         );
     }
     fn on_partitions_assigned(&mut self, _: &mut Consumer, partitions: &[TopicPartition]) {
         println!(
             "  {}: assigned partitions [{}]",
             self.0,
-            partition_list(partitions)
+            common::partition_numbers(partitions)
         );
     }
 }
@@ -409,13 +401,7 @@ fn run(args: &Args, dir: &std::path::Path) -> Result<Vec<String>, BoxError> {
         dir.display()
     );
     let store = Store::open(dir)?;
-    if store.list_topics().iter().any(|t| t == TOPIC) {
-        return Err(format!(
-            "{} already holds the topic `{TOPIC}` from an earlier run; pass a fresh --dir",
-            dir.display()
-        )
-        .into());
-    }
+    common::check_no_topic(&store, dir, TOPIC)?;
     store.create_topic(TOPIC, TopicConfig::default().partitions(PARTITIONS))?;
     let shared = Arc::new(Shared {
         stop_producer: AtomicBool::new(false),
@@ -547,11 +533,7 @@ fn run(args: &Args, dir: &std::path::Path) -> Result<Vec<String>, BoxError> {
         ));
     }
     for p in &topic.partitions {
-        let committed = group
-            .offsets
-            .iter()
-            .find(|c| c.partition.topic() == TOPIC && c.partition.partition() == p.partition)
-            .map(|c| c.offset);
+        let committed = common::committed_offset(&group, TOPIC, p.partition);
         if committed != Some(p.log_end_offset) {
             failed.push(format!(
                 "partition {}: committed {committed:?}, end offset {}",
@@ -572,14 +554,12 @@ fn run(args: &Args, dir: &std::path::Path) -> Result<Vec<String>, BoxError> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    common::run_in_dir(args.dir.clone(), "clickstream", |dir| run(&args, dir))
+    common::run_in_dir(args.dir.clone(), "clickstream", None, |dir| run(&args, dir))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    use clap::CommandFactory;
 
     #[test]
     fn fields_are_extracted_from_event_values() {
@@ -593,17 +573,13 @@ mod tests {
 
     #[test]
     fn bad_arguments_are_usage_errors() {
-        for bad in [
-            &["--seconds", "0"][..],
+        common::assert_usage_errors::<Args>(&[
+            &["--seconds", "0"],
             &["--seconds", "NaN"],
             &["--seconds"],
             &["--rate", "0"],
             &["--users", "many"],
             &["--verbose"],
-        ] {
-            let e = common::try_parse::<Args>(bad).expect_err(&format!("{bad:?} was accepted"));
-            assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
-        }
-        Args::command().debug_assert();
+        ]);
     }
 }

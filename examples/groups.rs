@@ -94,11 +94,7 @@ fn assignor_named(name: &str) -> Result<Assignor, String> {
 }
 
 fn partition_list(partitions: &[TopicPartition]) -> String {
-    let p: Vec<String> = partitions
-        .iter()
-        .map(|tp| tp.partition().to_string())
-        .collect();
-    format!("[{}]", p.join(","))
+    format!("[{}]", common::partition_numbers(partitions))
 }
 
 /// Prints every callback and counts the partitions revoked or lost.
@@ -421,44 +417,28 @@ fn run(args: &Args, dir: &Path) -> Result<Vec<String>, Box<dyn Error>> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    common::run_in_dir(args.dir.clone(), "groups", |dir| run(&args, dir))
+    common::run_in_dir(args.dir.clone(), "groups", None, |dir| run(&args, dir))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    use clap::CommandFactory;
-
     /// The example itself, as `cargo run --example groups` runs it (in a temp dir).
     #[test]
     fn a_default_run_passes_every_check() {
-        let Ok(args) = common::try_parse::<Args>(&[]) else {
-            panic!("no arguments were rejected");
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let failed = run(&args, &dir.path().join("store")).unwrap();
-        assert!(failed.is_empty(), "{failed:?}");
+        common::assert_run_passes(&common::parse_ok::<Args>(&[]), run);
     }
 
     #[test]
     fn assignor_flag_picks_one_run() {
-        let parse = common::try_parse::<Args>;
-        let Ok(a) = parse(&["--assignor", "cooperative-sticky"]) else {
-            panic!("a valid assignor was rejected");
-        };
+        let a: Args = common::parse_ok(&["--assignor", "cooperative-sticky"]);
         assert_eq!(a.assignors(), [Assignor::CooperativeSticky]);
-        let Ok(a) = parse(&[]) else {
-            panic!("no arguments were rejected");
-        };
+        let a: Args = common::parse_ok(&[]);
         assert_eq!(
             a.assignors(),
             [Assignor::Range, Assignor::CooperativeSticky]
         );
-        for bad in [&["--assignor"][..], &["--assignor", "sticky"], &["-x"]] {
-            let e = parse(bad).expect_err(&format!("{bad:?} was accepted"));
-            assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
-        }
-        Args::command().debug_assert();
+        common::assert_usage_errors::<Args>(&[&["--assignor"], &["--assignor", "sticky"], &["-x"]]);
     }
 }

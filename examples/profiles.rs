@@ -31,7 +31,7 @@
 
 use std::collections::HashMap;
 use std::error::Error;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -326,32 +326,16 @@ fn print_rebuild(when: &str, r: &Rebuilt) {
     );
 }
 
-/// What one run measured; `checks` lists every failed check (empty = success).
-struct Outcome {
-    dir: PathBuf,
-    users: usize,
-    checks: Vec<String>,
-}
-
-fn run(args: &Args) -> Result<Outcome, Box<dyn Error>> {
-    let dir = args
-        .dir
-        .clone()
-        .unwrap_or_else(|| common::fresh_temp_dir("profiles"));
+/// Runs the example on the store in `dir`; returns every failed check (none: success).
+fn run(args: &Args, dir: &Path) -> Result<Vec<String>, Box<dyn Error>> {
     println!(
         "streamlog profiles: {} users, store in {}",
         args.users,
         dir.display()
     );
     let config = || StoreConfig::default().background_maintenance(false);
-    let store = Store::open_with(&dir, config())?;
-    if store.list_topics().iter().any(|t| t == TOPIC) {
-        return Err(format!(
-            "{} already holds the topic `{TOPIC}` from an earlier run; pass a fresh --dir",
-            dir.display()
-        )
-        .into());
-    }
+    let store = Store::open_with(dir, config())?;
+    common::check_no_topic(&store, dir, TOPIC)?;
     store.create_topic(
         TOPIC,
         TopicConfig::default()
@@ -422,7 +406,7 @@ fn run(args: &Args) -> Result<Outcome, Box<dyn Error>> {
     store.close()?;
 
     // The compacted files alone, after a clean reopen.
-    let store = Store::open_with(&dir, config())?;
+    let store = Store::open_with(dir, config())?;
     let reopened = rebuild(&store)?;
     print_rebuild("after reopening the store", &reopened);
     let differences = compare("after reopening", &reopened.table, &produced.model);
@@ -434,54 +418,37 @@ fn run(args: &Args) -> Result<Outcome, Box<dyn Error>> {
     }
     checks.extend(differences);
     store.close()?;
-    Ok(Outcome {
-        dir,
-        users: produced.model.len(),
-        checks,
-    })
+    if checks.is_empty() {
+        println!(
+            "ok: the compacted topic rebuilds the table of {} users",
+            produced.model.len()
+        );
+    }
+    Ok(checks)
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let result = run(&args).map(|outcome| {
-        if outcome.checks.is_empty() {
-            println!(
-                "ok: the compacted topic rebuilds the table of {} users",
-                outcome.users
-            );
-        }
-        (outcome.dir, outcome.checks)
-    });
-    common::finish(result, args.dir.is_none(), Some(TOPIC))
+    common::run_in_dir(args.dir.clone(), "profiles", Some(TOPIC), |dir| {
+        run(&args, dir)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    use clap::CommandFactory;
-
-    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
-        common::try_parse(args)
-    }
-
     #[test]
     fn bad_arguments_are_usage_errors() {
-        for bad in [
-            &["--users"][..],
+        common::assert_usage_errors::<Args>(&[
+            &["--users"],
             &["--users", "0"],
             &["--users", "-5"],
             &["--users", "many"],
             &["--dir"],
             &["--frobnicate"],
-        ] {
-            let e = parse(bad).expect_err(&format!("{bad:?} was accepted"));
-            assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
-        }
-        Args::command().debug_assert();
-        let Ok(a) = parse(&["--users", "7", "--dir", "x"]) else {
-            panic!("good arguments were rejected");
-        };
+        ]);
+        let a: Args = common::parse_ok(&["--users", "7", "--dir", "x"]);
         assert_eq!((a.users, a.dir), (7, Some(PathBuf::from("x"))));
     }
 
@@ -513,13 +480,8 @@ mod tests {
     /// The example itself, as `cargo run --example profiles` runs it (in a temp dir).
     #[test]
     fn a_default_run_passes_every_check() {
-        let Ok(mut args) = parse(&[]) else {
-            panic!("no arguments were rejected");
-        };
+        let args: Args = common::parse_ok(&[]);
         assert_eq!((args.users, &args.dir), (10_000, &None));
-        let dir = tempfile::tempdir().unwrap();
-        args.dir = Some(dir.path().join("store"));
-        let outcome = run(&args).unwrap();
-        assert!(outcome.checks.is_empty(), "{:?}", outcome.checks);
+        common::assert_run_passes(&args, run);
     }
 }

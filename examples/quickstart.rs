@@ -23,7 +23,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::error::Error;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -105,31 +105,16 @@ fn confirm(
     Ok(())
 }
 
-/// What one run measured; `checks` lists every failed check (empty = success).
-struct Outcome {
-    dir: PathBuf,
-    checks: Vec<String>,
-}
-
-fn run(args: &Args) -> Result<Outcome, Box<dyn Error>> {
-    let dir = args
-        .dir
-        .clone()
-        .unwrap_or_else(|| common::fresh_temp_dir("quickstart"));
+/// Runs the example on the store in `dir`; returns every failed check (none: success).
+fn run(args: &Args, dir: &Path) -> Result<Vec<String>, Box<dyn Error>> {
     let n = args.records;
     println!(
         "streamlog quickstart: {n} records, {} compression, store in {}",
         args.compression,
         dir.display()
     );
-    let store = Store::open(&dir)?;
-    if store.list_topics().iter().any(|t| t == TOPIC) {
-        return Err(format!(
-            "{} already holds the topic `{TOPIC}` from an earlier run; pass a fresh --dir",
-            dir.display()
-        )
-        .into());
-    }
+    let store = Store::open(dir)?;
+    common::check_no_topic(&store, dir, TOPIC)?;
     store.create_topic(TOPIC, TopicConfig::default().partitions(PARTITIONS))?;
 
     // Produce.
@@ -294,11 +279,7 @@ fn run(args: &Args) -> Result<Outcome, Box<dyn Error>> {
                 "partition {p}: {ack} sends acknowledged but the log end offset is {end}"
             ));
         }
-        let committed = group
-            .offsets
-            .iter()
-            .find(|c| c.partition.topic() == TOPIC && c.partition.partition() == p)
-            .map(|c| c.offset);
+        let committed = common::committed_offset(&group, TOPIC, p);
         if committed != Some(end) {
             checks.push(format!(
                 "partition {p}: committed offset {committed:?}, expected the end offset {end}"
@@ -306,67 +287,42 @@ fn run(args: &Args) -> Result<Outcome, Box<dyn Error>> {
         }
     }
     store.close()?;
-    Ok(Outcome { dir, checks })
+    if checks.is_empty() {
+        println!("ok: every one of the {n} records arrived exactly once");
+    }
+    Ok(checks)
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let result = run(&args).map(|outcome| {
-        if outcome.checks.is_empty() {
-            println!(
-                "ok: every one of the {} records arrived exactly once",
-                args.records
-            );
-        }
-        (outcome.dir, outcome.checks)
-    });
-    common::finish(result, args.dir.is_none(), Some(TOPIC))
+    common::run_in_dir(args.dir.clone(), "quickstart", Some(TOPIC), |dir| {
+        run(&args, dir)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    use clap::CommandFactory;
-
-    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
-        common::try_parse(args)
-    }
-
     #[test]
     fn bad_arguments_are_usage_errors() {
-        for bad in [
-            &["--records"][..],
+        common::assert_usage_errors::<Args>(&[
+            &["--records"],
             &["--records", "0"],
             &["--records", "-5"],
             &["--records", "lots"],
             &["--compression", "brotli"],
             &["--dir"],
             &["--frobnicate"],
-        ] {
-            let e = parse(bad).expect_err(&format!("{bad:?} was accepted"));
-            assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
-        }
-        Args::command().debug_assert();
-        let Ok(a) = parse(&["--records", "7", "--compression", "zstd"]) else {
-            panic!("good arguments were rejected");
-        };
+        ]);
+        let a: Args = common::parse_ok(&["--records", "7", "--compression", "zstd"]);
         assert_eq!((a.records, a.compression), (7, Compression::Zstd));
     }
 
     /// The example itself, as `cargo run --example quickstart` runs it (in a temp dir).
     #[test]
     fn a_default_run_passes_every_check() {
-        let Ok(args) = parse(&[]) else {
-            panic!("no arguments were rejected");
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let args = Args {
-            dir: Some(dir.path().join("store")),
-            ..args
-        };
-        let outcome = run(&args).unwrap();
-        assert!(outcome.checks.is_empty(), "{:?}", outcome.checks);
+        common::assert_run_passes(&common::parse_ok::<Args>(&[]), run);
     }
 
     #[test]

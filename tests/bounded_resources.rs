@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::intercept::{Hooks, InterceptFs};
-use common::{batch, read_values, value};
+use common::{batch, read_values, reseal_crc, value};
 use streamlog::format::Compression;
 use streamlog::fs::{FileSystem, SimFs};
 use streamlog::log::{Log, LogConfig};
@@ -80,8 +80,7 @@ fn undecompressable_batch() -> Vec<u8> {
     let mut bytes = b.finish().unwrap();
     let mid = 61 + (bytes.len() - 61) / 2;
     bytes[mid] ^= 0xff;
-    let crc = crc32c::crc32c(&bytes[21..]);
-    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    reseal_crc(&mut bytes);
     bytes
 }
 

@@ -9,19 +9,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::intercept::{Hooks, InterceptFs};
+use common::{
+    crash_modes, log_end, reseal_crc, send_wait, sim_store_at, sim_store_maintained,
+    sim_store_with, sim_topic_t, temp_topic_t, with_topic_t,
+};
 use parking_lot::Mutex;
 use streamlog::fs::{CrashImage, FileSystem, SimFs};
 use streamlog::{
     Acks, Assignor, Compression, Consumer, ConsumerConfig, Error, OffsetReset, ProducerConfig,
     ProducerRecord, RebalanceListener, RecordRef, Store, StoreConfig, TopicConfig, TopicPartition,
 };
-
-fn sim_store(fs: &SimFs) -> streamlog::Result<Store> {
-    Store::open_with(
-        "/store",
-        StoreConfig::default().file_system(Arc::new(fs.clone()) as Arc<dyn FileSystem>),
-    )
-}
 
 fn earliest(group: &str) -> ConsumerConfig {
     ConsumerConfig::new(group)
@@ -58,11 +55,7 @@ fn tp(t: &str, p: i32) -> TopicPartition {
 
 #[test]
 fn keyed_records_keep_per_key_order_and_land_on_kafkas_partition() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    store
-        .create_topic("t", TopicConfig::default().partitions(5))
-        .unwrap();
+    let (_dir, store) = temp_topic_t(5);
     for codec in [Compression::None, Compression::Lz4] {
         let producer = store
             .producer(
@@ -108,11 +101,7 @@ fn keyed_records_keep_per_key_order_and_land_on_kafkas_partition() {
 
 #[test]
 fn per_key_order_holds_across_eight_sending_threads() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    store
-        .create_topic("t", TopicConfig::default().partitions(2))
-        .unwrap();
+    let (_dir, store) = temp_topic_t(2);
     let producer = store
         .producer(
             ProducerConfig::default()
@@ -159,11 +148,7 @@ fn per_key_order_holds_across_eight_sending_threads() {
 
 #[test]
 fn eight_producer_threads_and_a_group_lose_and_duplicate_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    store
-        .create_topic("t", TopicConfig::default().partitions(6))
-        .unwrap();
+    let (_dir, store) = temp_topic_t(6);
     let producer = store
         .producer(ProducerConfig::default().batch_size(4096))
         .unwrap();
@@ -337,7 +322,7 @@ mod assignment_model {
             assignor in assignor(),
         ) {
             let fs = SimFs::new();
-            let store = sim_store(&fs).unwrap();
+            let store = sim_store_maintained(&fs).unwrap();
             store.create_topic("a", TopicConfig::default().partitions(3)).unwrap();
             store.create_topic("b", TopicConfig::default().partitions(2)).unwrap();
             let mut members: Vec<Consumer> = Vec::new();
@@ -393,7 +378,7 @@ fn cooperative_sticky_revokes_only_moved_partitions_and_eager_revokes_all() {
         (Assignor::RoundRobin, true),
     ] {
         let fs = SimFs::new();
-        let store = sim_store(&fs).unwrap();
+        let store = sim_store_maintained(&fs).unwrap();
         store
             .create_topic("a", TopicConfig::default().partitions(6))
             .unwrap();
@@ -424,10 +409,7 @@ fn cooperative_sticky_revokes_only_moved_partitions_and_eager_revokes_all() {
 fn commit_close_reopen_resumes_from_the_committed_offset() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = Store::open(dir.path()).unwrap();
-        store
-            .create_topic("t", TopicConfig::default().partitions(2))
-            .unwrap();
+        let store = with_topic_t(Store::open(dir.path()).unwrap(), 2);
         let p = store.producer(ProducerConfig::default()).unwrap();
         for i in 0..100 {
             let _ = p
@@ -471,25 +453,18 @@ fn commit_close_reopen_resumes_from_the_committed_offset() {
 
 #[test]
 fn uncommitted_records_are_redelivered_after_a_crash_and_acked_sends_survive() {
-    let fs = SimFs::new();
-    let store = sim_store(&fs).unwrap();
-    store
-        .create_topic("t", TopicConfig::default().partitions(3))
-        .unwrap();
+    let (fs, store) = sim_topic_t(3);
     let p = store
         .producer(ProducerConfig::default().acks(Acks::All).linger_ms(0))
         .unwrap();
     let mut acked = Vec::new();
     for i in 0..60 {
-        let meta = p
-            .send(
-                ProducerRecord::new("t")
-                    .key(format!("k{i}"))
-                    .value(format!("v{i}")),
-            )
-            .unwrap()
-            .wait()
-            .unwrap();
+        let meta = send_wait(
+            &p,
+            ProducerRecord::new("t")
+                .key(format!("k{i}"))
+                .value(format!("v{i}")),
+        );
         acked.push((meta.partition, meta.offset, format!("v{i}")));
     }
     let mut c = store.consumer(earliest("g")).unwrap();
@@ -505,19 +480,11 @@ fn uncommitted_records_are_redelivered_after_a_crash_and_acked_sends_survive() {
         .producer(ProducerConfig::default().linger_ms(0))
         .unwrap();
     for i in 0..10 {
-        let _ = leader
-            .send(ProducerRecord::new("t").value(format!("extra{i}")))
-            .unwrap()
-            .wait()
-            .unwrap();
+        send_wait(&leader, ProducerRecord::new("t").value(format!("extra{i}")));
     }
-    for image in [
-        CrashImage::DropAll,
-        CrashImage::KeepAll,
-        CrashImage::Random(7),
-    ] {
+    for image in crash_modes(7) {
         let crashed = fs.crash_image(image);
-        let store = sim_store(&crashed).unwrap();
+        let store = sim_store_maintained(&crashed).unwrap();
         for (part, offset, value) in &acked {
             let recs = store
                 .topic("t")
@@ -558,9 +525,7 @@ fn uncommitted_records_are_redelivered_after_a_crash_and_acked_sends_survive() {
 #[cfg(feature = "internals")]
 #[test]
 fn poll_sleeps_until_an_append_wakes_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    store.create_topic("t", TopicConfig::default()).unwrap();
+    let (_dir, store) = temp_topic_t(1);
     let mut c = store.consumer(ConsumerConfig::default()).unwrap();
     c.assign(&[tp("t", 0)]).unwrap();
     assert!(c.poll(Duration::from_millis(10)).unwrap().is_empty());
@@ -577,18 +542,13 @@ fn poll_sleeps_until_an_append_wakes_it() {
     let p = store
         .producer(ProducerConfig::default().linger_ms(0))
         .unwrap();
-    p.send(ProducerRecord::new("t").value("hello"))
-        .unwrap()
-        .wait()
-        .unwrap();
+    send_wait(&p, ProducerRecord::new("t").value("hello"));
     assert_eq!(poller.join().unwrap(), [(0, Some(b"hello".to_vec()))]);
 }
 
 #[test]
 fn seek_pause_offsets_for_times_and_delete_records() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    store.create_topic("t", TopicConfig::default()).unwrap();
+    let (dir, store) = temp_topic_t(1);
     let p = store.producer(ProducerConfig::default()).unwrap();
     for i in 0..50 {
         let _ = p
@@ -669,11 +629,7 @@ fn seek_pause_offsets_for_times_and_delete_records() {
 /// do (a slow member expired by a stall there rejoins and the group settles again).
 #[test]
 fn a_member_that_stops_polling_is_removed_and_its_commits_fail() {
-    let fs = SimFs::new();
-    let store = sim_store(&fs).unwrap();
-    store
-        .create_topic("t", TopicConfig::default().partitions(2))
-        .unwrap();
+    let (_fs, store) = sim_topic_t(2);
     let mut slow = store
         .consumer(earliest("g").max_poll_interval_ms(200))
         .unwrap();
@@ -707,9 +663,7 @@ fn a_member_that_stops_polling_is_removed_and_its_commits_fail() {
 
 #[test]
 fn auto_commit_commits_on_close_and_on_interval() {
-    let fs = SimFs::new();
-    let store = sim_store(&fs).unwrap();
-    store.create_topic("t", TopicConfig::default()).unwrap();
+    let (_fs, store) = sim_topic_t(1);
     let p = store.producer(ProducerConfig::default()).unwrap();
     for i in 0..20 {
         let _ = p
@@ -717,28 +671,22 @@ fn auto_commit_commits_on_close_and_on_interval() {
             .unwrap();
     }
     p.flush().unwrap();
-    let mut c = store
-        .consumer(
-            ConsumerConfig::new("g")
-                .auto_offset_reset(OffsetReset::Earliest)
-                .auto_commit_interval_ms(0),
-        )
-        .unwrap();
-    c.subscribe(["t"]).unwrap();
-    assert_eq!(poll_n(&mut c, 20).len(), 20);
+    // A member of `group` (auto-commit every `interval_ms`) that read `n` records of `t`.
+    let read_with_auto_commit = |group: &str, interval_ms: u64, n: usize| {
+        let config = ConsumerConfig::new(group)
+            .auto_offset_reset(OffsetReset::Earliest)
+            .auto_commit_interval_ms(interval_ms);
+        let mut c = store.consumer(config).unwrap();
+        c.subscribe(["t"]).unwrap();
+        assert_eq!(poll_n(&mut c, n).len(), n);
+        c
+    };
+    let mut c = read_with_auto_commit("g", 0, 20);
     c.poll(Duration::ZERO).unwrap(); // the interval (0) passed: commits position 20
     assert_eq!(c.committed(&[tp("t", 0)]).unwrap()[&tp("t", 0)], Some(20));
     let _ = p.send(ProducerRecord::new("t").value("late")).unwrap();
     p.flush().unwrap();
-    let mut c2 = store
-        .consumer(
-            ConsumerConfig::new("h")
-                .auto_offset_reset(OffsetReset::Earliest)
-                .auto_commit_interval_ms(3_600_000),
-        )
-        .unwrap();
-    c2.subscribe(["t"]).unwrap();
-    assert_eq!(poll_n(&mut c2, 21).len(), 21);
+    let mut c2 = read_with_auto_commit("h", 3_600_000, 21);
     c2.close().unwrap();
     assert_eq!(
         store.describe_group("h").unwrap().offsets[0].offset,
@@ -750,9 +698,7 @@ fn auto_commit_commits_on_close_and_on_interval() {
 
 #[test]
 fn send_is_a_std_future_and_a_full_buffer_appends_open_batches_to_make_room() {
-    let fs = SimFs::new();
-    let store = sim_store(&fs).unwrap();
-    store.create_topic("t", TopicConfig::default()).unwrap();
+    let (_fs, store) = sim_topic_t(1);
     let p = store
         .producer(ProducerConfig::default().linger_ms(0))
         .unwrap();
@@ -796,9 +742,7 @@ fn send_is_a_std_future_and_a_full_buffer_appends_open_batches_to_make_room() {
 /// while the batch lingers. Every kind of `Payload` source stores the same bytes.
 #[test]
 fn borrowed_records_are_copied_at_send_and_stored_like_owned_ones() {
-    let fs = SimFs::new();
-    let store = sim_store(&fs).unwrap();
-    store.create_topic("t", TopicConfig::default()).unwrap();
+    let (_fs, store) = sim_topic_t(1);
     let p = store
         .producer(ProducerConfig::default().linger_ms(60_000))
         .unwrap();
@@ -862,37 +806,15 @@ fn borrowed_records_are_copied_at_send_and_stored_like_owned_ones() {
 
 #[test]
 fn acks_none_resolves_at_once_and_close_flushes() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    store.create_topic("t", TopicConfig::default()).unwrap();
+    let (_dir, store) = temp_topic_t(1);
     let p = store
         .producer(ProducerConfig::default().acks(Acks::None).linger_ms(60_000))
         .unwrap();
-    let meta = p
-        .send(ProducerRecord::new("t").value("a"))
-        .unwrap()
-        .wait()
-        .unwrap();
+    let meta = send_wait(&p, ProducerRecord::new("t").value("a"));
     assert_eq!(meta.offset, -1);
-    assert_eq!(
-        store
-            .topic("t")
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .log_end_offset(),
-        0
-    );
+    assert_eq!(log_end(&store, "t", 0), 0);
     p.close().unwrap();
-    assert_eq!(
-        store
-            .topic("t")
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .log_end_offset(),
-        1
-    );
+    assert_eq!(log_end(&store, "t", 0), 1);
     assert!(matches!(
         p.send(ProducerRecord::new("t").value("b")),
         Err(Error::Closed { .. })
@@ -901,11 +823,7 @@ fn acks_none_resolves_at_once_and_close_flushes() {
 
 #[test]
 fn bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable() {
-    let fs = SimFs::new();
-    let store = sim_store(&fs).unwrap();
-    store
-        .create_topic("t", TopicConfig::default().partitions(2))
-        .unwrap();
+    let (fs, store) = sim_topic_t(2);
     let p = store
         .producer(ProducerConfig::default().linger_ms(0))
         .unwrap();
@@ -915,29 +833,23 @@ fn bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable() 
         Box<dyn Fn() -> streamlog::Result<()> + 'a>,
         fn(&Error) -> bool,
     );
+    let consumer = || store.consumer(ConsumerConfig::new("g"));
+    let partition_0 = |topic: &str| store.topic(topic)?.partition(0);
     let cases: Vec<Case<'_>> = vec![
         (
             "unknown topic",
             Box::new(|| p.send(ProducerRecord::new("nope")).map(drop)),
-            |e| matches!(e, Error::NotFound { kind: "topic", .. }),
+            |e| not_found_kind(e, "topic"),
         ),
         (
             "partition too high",
             Box::new(|| p.send(ProducerRecord::new("t").partition(2)).map(drop)),
-            |e| {
-                matches!(
-                    e,
-                    Error::NotFound {
-                        kind: "partition",
-                        ..
-                    }
-                )
-            },
+            |e| not_found_kind(e, "partition"),
         ),
         (
             "negative partition",
             Box::new(|| p.send(ProducerRecord::new("t").partition(-1)).map(drop)),
-            |e| matches!(e, Error::NotFound { .. }),
+            not_found,
         ),
         (
             "record too large",
@@ -945,7 +857,7 @@ fn bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable() 
                 p.send(ProducerRecord::new("t").value(huge.clone()))
                     .map(drop)
             }),
-            |e| matches!(e, Error::RecordTooLarge { .. }),
+            too_large,
         ),
         (
             "send_batch: unknown topic",
@@ -953,7 +865,7 @@ fn bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable() 
                 p.send_batch(&[ProducerRecord::new("t"), ProducerRecord::new("nope")])
                     .map(drop)
             }),
-            |e| matches!(e, Error::NotFound { kind: "topic", .. }),
+            |e| not_found_kind(e, "topic"),
         ),
         (
             "send_batch: internal topic",
@@ -961,7 +873,7 @@ fn bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable() 
                 p.send_batch(&[ProducerRecord::new("__consumer_offsets").key("k")])
                     .map(drop)
             }),
-            |e| matches!(e, Error::InvalidArgument { .. }),
+            invalid_argument,
         ),
         (
             "send_batch: record too large",
@@ -969,7 +881,7 @@ fn bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable() 
                 p.send_batch(&[ProducerRecord::new("t").value(huge.clone())])
                     .map(drop)
             }),
-            |e| matches!(e, Error::RecordTooLarge { .. }),
+            too_large,
         ),
         (
             "batch_size 0",
@@ -978,15 +890,7 @@ fn bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable() 
                     .producer(ProducerConfig::default().batch_size(0))
                     .map(drop)
             }),
-            |e| {
-                matches!(
-                    e,
-                    Error::InvalidConfig {
-                        name: "batch_size",
-                        ..
-                    }
-                )
-            },
+            |e| config_named(e, "batch_size"),
         ),
         (
             "gzip level 99",
@@ -999,7 +903,7 @@ fn bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable() 
                     )
                     .map(drop)
             }),
-            |e| matches!(e, Error::InvalidConfig { .. }),
+            invalid_config,
         ),
         (
             "max_poll_records 0",
@@ -1008,12 +912,12 @@ fn bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable() 
                     .consumer(ConsumerConfig::new("g").max_poll_records(0))
                     .map(drop)
             }),
-            |e| matches!(e, Error::InvalidConfig { .. }),
+            invalid_config,
         ),
         (
             "empty group id",
             Box::new(|| store.consumer(ConsumerConfig::new("")).map(drop)),
-            |e| matches!(e, Error::InvalidConfig { .. }),
+            invalid_config,
         ),
         (
             // Stored as a Kafka string (int16 length): a longer id was cut on disk,
@@ -1024,98 +928,61 @@ fn bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable() 
                     .consumer(ConsumerConfig::new("g".repeat(32_768)))
                     .map(drop)
             }),
-            |e| {
-                matches!(
-                    e,
-                    Error::InvalidConfig {
-                        name: "group_id",
-                        ..
-                    }
-                )
-            },
+            |e| config_named(e, "group_id"),
         ),
         (
             "subscribe without group",
             Box::new(|| store.consumer(ConsumerConfig::default())?.subscribe(["t"])),
-            |e| matches!(e, Error::InvalidArgument { .. }),
+            invalid_argument,
         ),
         (
             "subscribe to a bad name",
-            Box::new(|| {
-                store
-                    .consumer(ConsumerConfig::new("g"))?
-                    .subscribe(["bad/name"])
-            }),
-            |e| matches!(e, Error::InvalidArgument { .. }),
+            Box::new(|| consumer()?.subscribe(["bad/name"])),
+            invalid_argument,
         ),
         (
             "assign unknown partition",
-            Box::new(|| {
-                store
-                    .consumer(ConsumerConfig::new("g"))?
-                    .assign(&[tp("t", 9)])
-            }),
-            |e| matches!(e, Error::NotFound { .. }),
+            Box::new(|| consumer()?.assign(&[tp("t", 9)])),
+            not_found,
         ),
         (
             "seek unassigned",
-            Box::new(|| {
-                store
-                    .consumer(ConsumerConfig::new("g"))?
-                    .seek(&tp("t", 0), 0)
-            }),
-            |e| matches!(e, Error::InvalidArgument { .. }),
+            Box::new(|| consumer()?.seek(&tp("t", 0), 0)),
+            invalid_argument,
         ),
         (
             "seek negative",
             Box::new(|| {
-                let mut c = store.consumer(ConsumerConfig::new("g"))?;
+                let mut c = consumer()?;
                 c.assign(&[tp("t", 0)])?;
                 c.seek(&tp("t", 0), -5)
             }),
-            |e| matches!(e, Error::InvalidArgument { .. }),
+            invalid_argument,
         ),
         (
             "pause unassigned",
-            Box::new(|| {
-                store
-                    .consumer(ConsumerConfig::new("g"))?
-                    .pause(&[tp("t", 1)])
-            }),
-            |e| matches!(e, Error::InvalidArgument { .. }),
+            Box::new(|| consumer()?.pause(&[tp("t", 1)])),
+            invalid_argument,
         ),
         (
             "commit without group",
             Box::new(|| store.consumer(ConsumerConfig::default())?.commit_sync()),
-            |e| matches!(e, Error::InvalidArgument { .. }),
+            invalid_argument,
         ),
         (
             "commit negative offset",
-            Box::new(|| {
-                store
-                    .consumer(ConsumerConfig::new("g"))?
-                    .commit_sync_offsets(&BTreeMap::from([(tp("t", 0), -1)]))
-            }),
-            |e| matches!(e, Error::InvalidArgument { .. }),
+            Box::new(|| consumer()?.commit_sync_offsets(&BTreeMap::from([(tp("t", 0), -1)]))),
+            invalid_argument,
         ),
         (
             "commit unknown partition",
-            Box::new(|| {
-                store
-                    .consumer(ConsumerConfig::new("g"))?
-                    .commit_sync_offsets(&BTreeMap::from([(tp("zz", 0), 1)]))
-            }),
-            |e| matches!(e, Error::NotFound { .. }),
+            Box::new(|| consumer()?.commit_sync_offsets(&BTreeMap::from([(tp("zz", 0), 1)]))),
+            not_found,
         ),
         (
             "end offsets unknown",
-            Box::new(|| {
-                store
-                    .consumer(ConsumerConfig::new("g"))?
-                    .end_offsets(&[tp("zz", 0)])
-                    .map(drop)
-            }),
-            |e| matches!(e, Error::NotFound { .. }),
+            Box::new(|| consumer()?.end_offsets(&[tp("zz", 0)]).map(drop)),
+            not_found,
         ),
         (
             "delete_records past end",
@@ -1125,17 +992,17 @@ fn bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable() 
         (
             "delete_records unknown",
             Box::new(|| store.delete_records("zz", 0, 0).map(drop)),
-            |e| matches!(e, Error::NotFound { .. }),
+            not_found,
         ),
         (
             "describe unknown group",
             Box::new(|| store.describe_group("nobody").map(drop)),
-            |e| matches!(e, Error::NotFound { .. }),
+            not_found,
         ),
         (
             "delete internal topic",
             Box::new(|| store.delete_topic("__consumer_offsets")),
-            |e| matches!(e, Error::InvalidArgument { .. }),
+            invalid_argument,
         ),
         (
             "produce to internal topic",
@@ -1143,44 +1010,40 @@ fn bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable() 
                 p.send(ProducerRecord::new("__consumer_offsets").value("x"))
                     .map(drop)
             }),
-            |e| matches!(e, Error::InvalidArgument { .. }),
+            invalid_argument,
         ),
         (
             "delete_records on internal topic",
             Box::new(|| store.delete_records("__consumer_offsets", 0, 0).map(drop)),
-            |e| matches!(e, Error::InvalidArgument { .. }),
+            invalid_argument,
         ),
         (
             "append to internal topic through its partition",
             Box::new(|| {
-                store
-                    .topic("__consumer_offsets")?
-                    .partition(0)?
+                partition_0("__consumer_offsets")?
                     .append(&[streamlog::Record::new(0, Some("k"), Some("v"))])
                     .map(drop)
             }),
-            |e| matches!(e, Error::InvalidArgument { .. }),
+            invalid_argument,
         ),
         (
             "delete_records on internal topic through its partition",
             Box::new(|| {
-                store
-                    .topic("__consumer_offsets")?
-                    .partition(0)?
+                partition_0("__consumer_offsets")?
                     .delete_records(0)
                     .map(drop)
             }),
-            |e| matches!(e, Error::InvalidArgument { .. }),
+            invalid_argument,
         ),
         (
             "add partitions to internal topic",
             Box::new(|| store.add_partitions("__consumer_offsets", 2)),
-            |e| matches!(e, Error::InvalidArgument { .. }),
+            invalid_argument,
         ),
         (
             "add too many partitions",
             Box::new(|| store.add_partitions("t", 1)),
-            |e| matches!(e, Error::InvalidArgument { .. }),
+            invalid_argument,
         ),
         (
             "max_decompressed_bytes 0",
@@ -1190,43 +1053,19 @@ fn bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable() 
                 };
                 other_store(&fs, StoreConfig::default().decode_options(decode))
             }),
-            |e| {
-                matches!(
-                    e,
-                    Error::InvalidConfig {
-                        name: "max_decompressed_bytes",
-                        ..
-                    }
-                )
-            },
+            |e| config_named(e, "max_decompressed_bytes"),
         ),
         (
             // A pass would cover a batch or two: compaction would crawl.
             "cleaner_key_map_bytes 0",
             Box::new(|| other_store(&fs, StoreConfig::default().cleaner_key_map_bytes(0))),
-            |e| {
-                matches!(
-                    e,
-                    Error::InvalidConfig {
-                        name: "cleaner_key_map_bytes",
-                        ..
-                    }
-                )
-            },
+            |e| config_named(e, "cleaner_key_map_bytes"),
         ),
         (
             // Was silently clamped to 1.
             "maintenance_interval_ms 0",
             Box::new(|| other_store(&fs, StoreConfig::default().maintenance_interval_ms(0))),
-            |e| {
-                matches!(
-                    e,
-                    Error::InvalidConfig {
-                        name: "maintenance_interval_ms",
-                        ..
-                    }
-                )
-            },
+            |e| config_named(e, "maintenance_interval_ms"),
         ),
         (
             "send with a timestamp below -1",
@@ -1234,49 +1073,31 @@ fn bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable() 
                 p.send(ProducerRecord::new("t").value("v").timestamp(-2))
                     .map(drop)
             }),
-            |e| {
-                matches!(
-                    e,
-                    Error::InvalidArgument {
-                        name: "timestamp",
-                        ..
-                    }
-                )
-            },
+            |e| argument_named(e, "timestamp"),
         ),
         (
             "append with a timestamp below -1",
             Box::new(|| {
-                store
-                    .topic("t")?
-                    .partition(0)?
+                partition_0("t")?
                     .append(&[streamlog::Record::new(-5, Some("k"), Some("v"))])
                     .map(drop)
             }),
-            |e| {
-                matches!(
-                    e,
-                    Error::InvalidArgument {
-                        name: "timestamp",
-                        ..
-                    }
-                )
-            },
+            |e| argument_named(e, "timestamp"),
         ),
         (
             "delete_records below -1",
             Box::new(|| store.delete_records("t", 1, -2).map(drop)),
-            |e| matches!(e, Error::InvalidArgument { .. }),
+            invalid_argument,
         ),
         (
             "open a store at an empty path",
             Box::new(|| Store::open("").map(drop)),
-            |e| matches!(e, Error::InvalidArgument { .. }),
+            invalid_argument,
         ),
         (
             "open a store inside another",
             Box::new(|| other_store_at(&fs, "/store/t-0", StoreConfig::default())),
-            |e| matches!(e, Error::InvalidArgument { .. }),
+            invalid_argument,
         ),
         (
             "open the same store twice",
@@ -1287,12 +1108,12 @@ fn bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable() 
             "commit to a deleted topic",
             Box::new(|| {
                 store.create_topic("doomed", TopicConfig::default())?;
-                let mut c = store.consumer(ConsumerConfig::new("g"))?;
+                let mut c = consumer()?;
                 c.assign(&[tp("doomed", 0)])?;
                 store.delete_topic("doomed")?;
                 c.commit_sync_offsets(&BTreeMap::from([(tp("doomed", 0), 0)]))
             }),
-            |e| matches!(e, Error::NotFound { .. }),
+            not_found,
         ),
     ];
     for (name, case, expected) in &cases {
@@ -1301,20 +1122,10 @@ fn bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable() 
             Ok(()) => panic!("{name}: accepted"),
         }
         // Still usable after each.
-        let meta = p
-            .send(ProducerRecord::new("t").partition(0).value(*name))
-            .unwrap()
-            .wait()
-            .unwrap();
+        let meta = send_wait(&p, ProducerRecord::new("t").partition(0).value(*name));
         assert_eq!(meta.partition, 0);
     }
-    let end = store
-        .topic("t")
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .log_end_offset();
-    assert_eq!(end, cases.len() as i64);
+    assert_eq!(log_end(&store, "t", 0), cases.len() as i64);
     store.close().unwrap();
     assert!(matches!(
         p.send(ProducerRecord::new("t").value("x")),
@@ -1340,8 +1151,38 @@ fn other_store(fs: &SimFs, config: StoreConfig) -> streamlog::Result<()> {
 }
 
 fn other_store_at(fs: &SimFs, dir: &str, config: StoreConfig) -> streamlog::Result<()> {
-    let config = config.file_system(Arc::new(fs.clone()) as Arc<dyn FileSystem>);
-    Store::open_with(dir, config)?.close()
+    sim_store_at(fs, dir, config)?.close()
+}
+
+// What `bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable`
+// expects a refusal to be.
+
+fn invalid_argument(e: &Error) -> bool {
+    matches!(e, Error::InvalidArgument { .. })
+}
+
+fn argument_named(e: &Error, argument: &str) -> bool {
+    matches!(e, Error::InvalidArgument { name, .. } if *name == argument)
+}
+
+fn invalid_config(e: &Error) -> bool {
+    matches!(e, Error::InvalidConfig { .. })
+}
+
+fn config_named(e: &Error, knob: &str) -> bool {
+    matches!(e, Error::InvalidConfig { name, .. } if *name == knob)
+}
+
+fn not_found(e: &Error) -> bool {
+    matches!(e, Error::NotFound { .. })
+}
+
+fn not_found_kind(e: &Error, what: &str) -> bool {
+    matches!(e, Error::NotFound { kind, .. } if *kind == what)
+}
+
+fn too_large(e: &Error) -> bool {
+    matches!(e, Error::RecordTooLarge { .. })
 }
 
 /// Kafka's meanings the bad-input battery found missing: `delete_records(.., -1)`
@@ -1350,9 +1191,7 @@ fn other_store_at(fs: &SimFs, dir: &str, config: StoreConfig) -> streamlog::Resu
 /// split, not refused, and survives a reopen.
 #[test]
 fn kafka_meanings_of_minus_one_tombstones_null_headers_and_wide_commits() {
-    let fs = SimFs::new();
-    let store = sim_store(&fs).unwrap();
-    store.create_topic("t", TopicConfig::default()).unwrap();
+    let (fs, store) = sim_topic_t(1);
     let part = store.topic("t").unwrap().partition(0).unwrap();
     let record = streamlog::Record::tombstone(1_700_000_000_000, "user-7").null_header("trace");
     part.append(&[record, streamlog::Record::new(-1, Some("k"), Some("v"))])
@@ -1379,7 +1218,7 @@ fn kafka_meanings_of_minus_one_tombstones_null_headers_and_wide_commits() {
         .commit_sync_offsets(&offsets)
         .unwrap();
     store.close().unwrap();
-    let store = sim_store(&fs).unwrap();
+    let store = sim_store_maintained(&fs).unwrap();
     let c = store.consumer(ConsumerConfig::new(group.as_str())).unwrap();
     let committed = c
         .committed(&offsets.keys().cloned().collect::<Vec<_>>())
@@ -1391,9 +1230,7 @@ fn kafka_meanings_of_minus_one_tombstones_null_headers_and_wide_commits() {
 /// partition is not assigned), and so do they once its store is closed.
 #[test]
 fn a_closed_consumer_answers_closed() {
-    let fs = SimFs::new();
-    let store = sim_store(&fs).unwrap();
-    store.create_topic("t", TopicConfig::default()).unwrap();
+    let (_fs, store) = sim_topic_t(1);
     let t0 = tp("t", 0);
     let t0s = std::slice::from_ref(&t0);
     let check = |c: &mut Consumer, when: &str| {
@@ -1437,11 +1274,7 @@ fn a_closed_consumer_answers_closed() {
 /// call returns; under `Acks::None` offsets are -1; the future also works when polled.
 #[test]
 fn send_batch_sends_like_send_and_checks_everything_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    store
-        .create_topic("t", TopicConfig::default().partitions(3))
-        .unwrap();
+    let (_dir, store) = temp_topic_t(3);
     store.create_topic("u", TopicConfig::default()).unwrap();
     let p = store
         .producer(ProducerConfig::default().batch_size(400))
@@ -1483,14 +1316,7 @@ fn send_batch_sends_like_send_and_checks_everything_first() {
         assert_eq!(got[0].value.as_deref(), Some(format!("v{i}").as_bytes()));
     }
     // One bad record: nothing of the call is sent.
-    let end = |t: &str, part: i32| {
-        store
-            .topic(t)
-            .unwrap()
-            .partition(part)
-            .unwrap()
-            .log_end_offset()
-    };
+    let end = |t: &str, part: i32| log_end(&store, t, part);
     let before: Vec<i64> = (0..3).map(|part| end("t", part)).collect();
     let mut bad = records[..5].to_vec();
     bad.push(ProducerRecord::new("t").partition(7).value("x"));
@@ -1555,9 +1381,7 @@ fn send_batch_sends_like_send_and_checks_everything_first() {
 #[cfg(feature = "internals")]
 #[test]
 fn full_batches_are_appended_by_the_linger_thread_without_waiting_for_linger() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    store.create_topic("t", TopicConfig::default()).unwrap();
+    let (_dir, store) = temp_topic_t(1);
     let p = store
         .producer(
             ProducerConfig::default()
@@ -1595,9 +1419,7 @@ fn full_batches_are_appended_by_the_linger_thread_without_waiting_for_linger() {
 /// cleanup policy), each between two sends of the same producer.
 #[test]
 fn producer_follows_topic_changes_between_sends() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    store.create_topic("t", TopicConfig::default()).unwrap();
+    let (_dir, store) = temp_topic_t(1);
     let p = store
         .producer(ProducerConfig::default().linger_ms(60_000))
         .unwrap();
@@ -1659,11 +1481,7 @@ fn producer_follows_topic_changes_between_sends() {
 /// compressed batch reads like an uncompressed one.
 #[test]
 fn consumer_records_borrowed_and_owned_agree() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    store
-        .create_topic("t", TopicConfig::default().partitions(2))
-        .unwrap();
+    let (_dir, store) = temp_topic_t(2);
     for codec in [Compression::None, Compression::Lz4] {
         let p = store
             .producer(ProducerConfig::default().compression(codec))
@@ -1743,9 +1561,7 @@ fn consumer_records_borrowed_and_owned_agree() {
 /// must be at its reported offset with its bytes, and survive a power cut.
 #[test]
 fn concurrent_acks_all_sends_are_each_durable_at_their_offset() {
-    let fs = SimFs::new();
-    let store = sim_store(&fs).unwrap();
-    store.create_topic("t", TopicConfig::default()).unwrap();
+    let (fs, store) = sim_topic_t(1);
     let p = store
         .producer(ProducerConfig::default().acks(Acks::All).linger_ms(0))
         .unwrap();
@@ -1756,15 +1572,12 @@ fn concurrent_acks_all_sends_are_each_durable_at_their_offset() {
             s.spawn(move || {
                 for i in 0..40 {
                     let value = format!("t{t}-{i}");
-                    let meta = p
-                        .send(
-                            ProducerRecord::new("t")
-                                .key(format!("k{t}"))
-                                .value(value.clone()),
-                        )
-                        .unwrap()
-                        .wait()
-                        .unwrap();
+                    let meta = send_wait(
+                        p,
+                        ProducerRecord::new("t")
+                            .key(format!("k{t}"))
+                            .value(value.clone()),
+                    );
                     acked.lock().push((meta.offset, value));
                 }
             });
@@ -1775,7 +1588,7 @@ fn concurrent_acks_all_sends_are_each_durable_at_their_offset() {
     assert_eq!(offsets.len(), 480, "every send got its own offset");
     // Taken while the store is open: only what was fsync'd is in the image.
     let crashed = fs.crash_image(CrashImage::DropAll);
-    let store = sim_store(&crashed).unwrap();
+    let store = sim_store_maintained(&crashed).unwrap();
     let part = store.topic("t").unwrap().partition(0).unwrap();
     for (offset, value) in &acked {
         let recs = part.read(*offset, 1).unwrap();
@@ -1821,7 +1634,7 @@ fn send_times_out_when_buffer_memory_stays_full() {
             .background_maintenance(false),
     )
     .unwrap();
-    store.create_topic("t", TopicConfig::default()).unwrap();
+    let store = with_topic_t(store, 1);
     let p = store
         .producer(
             ProducerConfig::default()
@@ -1854,10 +1667,7 @@ fn send_times_out_when_buffer_memory_stays_full() {
     let meta = stuck.join().unwrap().unwrap().unwrap();
     assert_eq!(meta.offset, 0);
     // Memory is free again.
-    p.send(ProducerRecord::new("t").value("z".repeat(600)))
-        .unwrap()
-        .wait()
-        .unwrap();
+    send_wait(&p, ProducerRecord::new("t").value("z".repeat(600)));
 }
 
 #[test]
@@ -1886,8 +1696,7 @@ fn batch_with_a_malformed_third_record() -> Vec<u8> {
         pos += 1 + usize::from(bytes[pos] / 2);
     }
     bytes[pos] = 0x7e; // length 63: past the end
-    let crc = crc32c::crc32c(&bytes[21..]);
-    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    reseal_crc(&mut bytes);
     bytes
 }
 
@@ -1896,11 +1705,7 @@ fn batch_with_a_malformed_third_record() -> Vec<u8> {
 /// of partitions appended to meanwhile), and at every poll after until a seek past it.
 #[test]
 fn a_deferred_partition_error_is_reported_first_at_the_next_poll() {
-    let fs = SimFs::new();
-    let store = sim_store(&fs).unwrap();
-    store
-        .create_topic("t", TopicConfig::default().partitions(3))
-        .unwrap();
+    let (fs, store) = sim_topic_t(3);
     let topic = store.topic("t").unwrap();
     let append = |p: i32, n: usize| {
         let recs: Vec<streamlog::Record> = (0..n)
@@ -1920,7 +1725,7 @@ fn a_deferred_partition_error_is_reported_first_at_the_next_poll() {
         batch_with_a_malformed_third_record(),
     );
     fs.delete_file(std::path::Path::new("/store/t-2/.kafka_cleanshutdown"));
-    let store = sim_store(&fs).unwrap();
+    let store = sim_store_maintained(&fs).unwrap();
     let topic = store.topic("t").unwrap();
     assert_eq!(topic.partition(2).unwrap().log_end_offset(), 5);
     let append = |p: i32, n: usize| {
@@ -2043,11 +1848,7 @@ fn a_panicking_waker_leaves_the_producer_consistent() {
             panic!("the application's waker panicked");
         }
     }
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    store
-        .create_topic("t", TopicConfig::default().partitions(3))
-        .unwrap();
+    let (_dir, store) = temp_topic_t(3);
     let p = store
         .producer(ProducerConfig::default().linger_ms(60_000))
         .unwrap();
@@ -2118,7 +1919,7 @@ fn batch_codecs(store: &Store, topic: &str) -> Vec<Compression> {
 #[test]
 fn incompressible_batches_are_written_uncompressed() {
     let fs = SimFs::new();
-    let store = sim_store(&fs).unwrap();
+    let store = sim_store_maintained(&fs).unwrap();
     for codec in Compression::ALL
         .into_iter()
         .filter(|c| *c != Compression::None)
@@ -2160,16 +1961,11 @@ fn incompressible_batches_are_written_uncompressed() {
 #[test]
 fn compressing_producer_keeps_batches_within_the_decode_limit() {
     let fs = SimFs::new();
-    let store = Store::open_with(
-        "/store",
-        StoreConfig::default()
-            .file_system(Arc::new(fs.clone()) as Arc<dyn FileSystem>)
-            .decode_options(streamlog::format::DecodeOptions {
-                max_decompressed_bytes: 64 << 10,
-            }),
-    )
-    .unwrap();
-    store.create_topic("t", TopicConfig::default()).unwrap();
+    let decode = streamlog::format::DecodeOptions {
+        max_decompressed_bytes: 64 << 10,
+    };
+    let config = StoreConfig::default().decode_options(decode);
+    let store = with_topic_t(sim_store_with(&fs, config).unwrap(), 1);
     let p = store
         .producer(
             ProducerConfig::default()
@@ -2216,7 +2012,7 @@ fn the_longest_group_ids_keep_their_commits_across_a_reopen() {
     let a = "é".repeat(16_383); // 32766 bytes
     let b = format!("{a}x"); // 32767 bytes, sharing a's first 32766
     {
-        let store = sim_store(&fs).unwrap();
+        let store = sim_store_maintained(&fs).unwrap();
         store.create_topic("t", TopicConfig::default()).unwrap();
         for (group, offset) in [(&a, 3), (&b, 5)] {
             let mut c = store
@@ -2227,7 +2023,7 @@ fn the_longest_group_ids_keep_their_commits_across_a_reopen() {
         }
         store.close().unwrap();
     }
-    let store = sim_store(&fs).unwrap();
+    let store = sim_store_maintained(&fs).unwrap();
     for (group, offset) in [(&a, 3), (&b, 5)] {
         let c = store.consumer(ConsumerConfig::new(group.as_str())).unwrap();
         assert_eq!(
@@ -2251,7 +2047,7 @@ fn the_longest_group_ids_keep_their_commits_across_a_reopen() {
 fn a_negative_committed_offset_on_disk_is_skipped() {
     let fs = SimFs::new();
     {
-        let store = sim_store(&fs).unwrap();
+        let store = sim_store_maintained(&fs).unwrap();
         store.create_topic("t", TopicConfig::default()).unwrap();
         let mut c = store.consumer(earliest("g")).unwrap();
         c.commit_sync_offsets(&BTreeMap::from([(tp("t", 0), 0)]))
@@ -2282,7 +2078,7 @@ fn a_negative_committed_offset_on_disk_is_skipped() {
         log.append_encoded(&mut batch.build().unwrap()).unwrap();
         log.close().unwrap();
     }
-    let store = sim_store(&fs).unwrap();
+    let store = sim_store_maintained(&fs).unwrap();
     let d = store.describe_group("g").unwrap();
     assert_eq!(d.offsets.len(), 1);
     assert_eq!(d.offsets[0].offset, 0, "the valid commit before it stands");
@@ -2294,9 +2090,7 @@ fn a_negative_committed_offset_on_disk_is_skipped() {
 /// skipped until the next one finds the new topic (the store itself is open).
 #[test]
 fn polls_race_topic_deletion_and_recreation_without_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    store.create_topic("t", TopicConfig::default()).unwrap();
+    let (_dir, store) = temp_topic_t(1);
     let mut c = store.consumer(earliest("g")).unwrap();
     c.assign(&[tp("t", 0)]).unwrap();
     let done = Arc::new(AtomicBool::new(false));
@@ -2381,11 +2175,7 @@ impl RebalanceListener for Meddler {
 /// called it, leaving the consumer with no partitions (and out of its group).
 #[test]
 fn a_rebalance_listener_cannot_change_the_subscription_under_the_rebalance() {
-    let fs = SimFs::new();
-    let store = sim_store(&fs).unwrap();
-    store
-        .create_topic("t", TopicConfig::default().partitions(2))
-        .unwrap();
+    let (_fs, store) = sim_topic_t(2);
     store.create_topic("other", TopicConfig::default()).unwrap();
     let mut c = store.consumer(earliest("g")).unwrap();
     let meddler = Meddler::default();
@@ -2430,11 +2220,7 @@ impl RebalanceListener for PanicsOnce {
 /// polling, and close the consumer (its listener is still called).
 #[test]
 fn a_consumer_outlives_a_panicking_listener() {
-    let fs = SimFs::new();
-    let store = sim_store(&fs).unwrap();
-    store
-        .create_topic("t", TopicConfig::default().partitions(2))
-        .unwrap();
+    let (_fs, store) = sim_topic_t(2);
     let mut c = store.consumer(earliest("g")).unwrap();
     let panicked = Arc::new(AtomicBool::new(false));
     c.set_rebalance_listener(PanicsOnce {

@@ -6,7 +6,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use common::{dir, open_sim};
+use common::{crash_modes, dir, open_sim};
 use proptest::prelude::*;
 use streamlog::format::{BatchBuilder, Compression, Record};
 use streamlog::fs::{CrashImage, FileSystem, SimFs};
@@ -27,23 +27,18 @@ fn config(clock: &Arc<ManualClock>) -> LogConfig {
 /// One record of the model: its key and value (`None` = tombstone).
 type Entry = (u8, Option<String>);
 
-/// Appends `records` (key, value) as one batch; returns the base offset.
 /// Records `v0`..`v39` under keys 0..3 in turn at `T0`, rolled every 4 records: 10
 /// segments of 4 records, 4 keys.
 fn write_ten_segments_of_four_keys(log: &Log) {
     for i in 0..40u32 {
-        write(
-            log,
-            &[((i % 4) as u8, Some(format!("v{i}")))],
-            T0,
-            Compression::None,
-        );
+        put(log, (i % 4) as u8, format!("v{i}"), T0);
         if i % 4 == 3 {
             log.roll().unwrap();
         }
     }
 }
 
+/// Appends `records` (key, value) as one batch; returns the base offset.
 fn write(log: &Log, records: &[Entry], ts: i64, codec: Compression) -> i64 {
     let mut b = BatchBuilder::new().compression(codec);
     for (k, v) in records {
@@ -57,6 +52,11 @@ fn write(log: &Log, records: &[Entry], ts: i64, codec: Compression) -> i64 {
         .unwrap();
     }
     log.append(&mut b.finish().unwrap()).unwrap().base_offset
+}
+
+/// Appends one uncompressed record of `key` with `value` at `ts`; returns its offset.
+fn put(log: &Log, key: u8, value: impl Into<String>, ts: i64) -> i64 {
+    write(log, &[(key, Some(value.into()))], ts, Compression::None)
 }
 
 /// Every record from the log start, in order (offsets may skip: compaction).
@@ -77,6 +77,19 @@ fn read_everything(log: &Log) -> Vec<Record> {
         }
     }
     out
+}
+
+/// The offset and value (UTF-8) of every record from the log start.
+fn offsets_and_values(log: &Log) -> Vec<(i64, String)> {
+    read_everything(log)
+        .iter()
+        .map(|r| {
+            (
+                r.offset,
+                String::from_utf8(r.value.as_deref().unwrap().to_vec()).unwrap(),
+            )
+        })
+        .collect()
 }
 
 fn key_of(r: &Record) -> u8 {
@@ -235,9 +248,7 @@ impl Now for ManualClock {
 /// delete-horizon bit), then go; the records they deleted go at once.
 #[test]
 fn tombstones_expire_after_delete_retention() {
-    let clock = Arc::new(ManualClock::new(T0));
-    let fs = SimFs::new();
-    let log = open_sim(&fs, config(&clock)).unwrap();
+    let (clock, fs, log) = at_t0(sim_log);
     write(
         &log,
         &[(1, Some("a".into())), (2, Some("b".into()))],
@@ -246,7 +257,7 @@ fn tombstones_expire_after_delete_retention() {
     );
     write(&log, &[(1, None)], T0, Compression::Lz4);
     log.roll().unwrap();
-    write(&log, &[(3, Some("active".into()))], T0, Compression::None);
+    put(&log, 3, "active", T0);
     let out = log.clean(&policy(T0, 1 << 20)).unwrap();
     assert!(out.cleaned);
     let keys = |log: &Log| {
@@ -287,16 +298,10 @@ fn tombstones_expire_after_delete_retention() {
 /// active segment is never cleaned; the cleaner checkpoint survives a reopen.
 #[test]
 fn dirty_ratio_merging_and_checkpoint() {
-    let clock = Arc::new(ManualClock::new(T0));
-    let fs = SimFs::new();
-    let log = open_sim(&fs, config(&clock).segment_bytes(4096)).unwrap();
+    let (clock, fs, log) =
+        at_t0(|fs, clock| open_sim(fs, config(clock).segment_bytes(4096)).unwrap());
     write_ten_segments_of_four_keys(&log);
-    write(
-        &log,
-        &[(9, Some("in the active segment".into()))],
-        T0,
-        Compression::None,
-    );
+    put(&log, 9, "in the active segment", T0);
     let before = log.segments().len();
     assert_eq!(before, 11);
     let out = log
@@ -310,17 +315,8 @@ fn dirty_ratio_merging_and_checkpoint() {
     assert_eq!(log.segments().len(), 2, "ten small segments merge into one");
     assert_eq!(out.records_removed, 36);
     assert_eq!(log.clean_offset(), 40);
-    let values: Vec<_> = read_everything(&log)
-        .iter()
-        .map(|r| {
-            (
-                r.offset,
-                String::from_utf8(r.value.as_deref().unwrap().to_vec()).unwrap(),
-            )
-        })
-        .collect();
     assert_eq!(
-        values,
+        offsets_and_values(&log),
         vec![
             (36, "v36".into()),
             (37, "v37".into()),
@@ -339,7 +335,7 @@ fn dirty_ratio_merging_and_checkpoint() {
         .cleaned
     );
     log.roll().unwrap();
-    write(&log, &[(1, Some("x".into()))], T0, Compression::None);
+    put(&log, 1, "x", T0);
     let lazy = CleanPolicy {
         now_ms: T0,
         min_cleanable_dirty_ratio: 0.9,
@@ -363,17 +359,10 @@ fn dirty_ratio_merging_and_checkpoint() {
 /// min_compaction_lag_ms keeps young segments out of a pass.
 #[test]
 fn min_compaction_lag_holds_young_segments() {
-    let clock = Arc::new(ManualClock::new(T0));
-    let fs = SimFs::new();
-    let log = open_sim(&fs, config(&clock)).unwrap();
-    write(&log, &[(1, Some("old".into()))], T0, Compression::None);
+    let (_clock, _fs, log) = at_t0(sim_log);
+    put(&log, 1, "old", T0);
     log.roll().unwrap();
-    write(
-        &log,
-        &[(1, Some("young".into()))],
-        T0 + 1000,
-        Compression::None,
-    );
+    put(&log, 1, "young", T0 + 1000);
     log.roll().unwrap();
     let p = CleanPolicy {
         now_ms: T0 + 1500,
@@ -393,19 +382,45 @@ fn min_compaction_lag_holds_young_segments() {
     log.close().unwrap();
 }
 
+/// A clock at `T0`, a fresh SimFs, and the log `open` opens on them.
+fn at_t0(open: impl Fn(&SimFs, &Arc<ManualClock>) -> Log) -> (Arc<ManualClock>, SimFs, Log) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let fs = SimFs::new();
+    let log = open(&fs, &clock);
+    (clock, fs, log)
+}
+
 fn sim_log(fs: &SimFs, clock: &Arc<ManualClock>) -> Log {
-    Log::open_with_fs(
-        Arc::new(fs.clone()) as Arc<dyn FileSystem>,
-        dir(),
-        config(clock),
-    )
-    .unwrap()
+    open_sim(fs, config(clock)).unwrap()
 }
 
 /// Segments large enough that a whole pass is one group (one swap).
 fn sim_log_one_group(fs: &SimFs, clock: &Arc<ManualClock>) -> Log {
-    let config = config(clock).segment_bytes(64 << 10);
-    Log::open_with_fs(Arc::new(fs.clone()) as Arc<dyn FileSystem>, dir(), config).unwrap()
+    open_sim(fs, config(clock).segment_bytes(64 << 10)).unwrap()
+}
+
+/// For each `k` in `0..=ops` and each of [`crash_modes`]: writes a fresh SimFs with
+/// `setup`, runs `pass` on the log `open` opens there with a crash after `k` more
+/// mutating operations, and calls `check(k, mode, log)` with the log `open` reopens from
+/// the crash image.
+fn crash_sweep(
+    ops: u64,
+    setup: impl Fn(&SimFs),
+    open: impl Fn(&SimFs) -> Log,
+    pass: impl Fn(&Log),
+    mut check: impl FnMut(u64, CrashImage, Log),
+) {
+    for k in 0..=ops {
+        for mode in crash_modes(k) {
+            let fs = SimFs::new();
+            setup(&fs);
+            let log = open(&fs);
+            fs.crash_after(fs.mutating_op_count() + k);
+            pass(&log);
+            drop(log);
+            check(k, mode, open(&fs.crash_image(mode)));
+        }
+    }
 }
 
 /// SimFs crash images at every operation of a compaction pass (one group, so one swap:
@@ -452,21 +467,14 @@ fn crash_at_every_step_of_a_compaction_swap() {
     let mut seen_old = 0;
     let mut seen_new = 0;
     let mut finished_swaps = 0;
-    for k in 0..=ops {
-        for mode in [
-            CrashImage::KeepAll,
-            CrashImage::DropAll,
-            CrashImage::Random(k),
-        ] {
-            let fs = SimFs::new();
-            let model2 = setup(&fs, &clock);
-            assert_eq!(model, model2);
-            let log = sim_log_one_group(&fs, &clock);
-            fs.crash_after(fs.mutating_op_count() + k);
+    crash_sweep(
+        ops,
+        |fs| assert_eq!(setup(fs, &clock), model),
+        |fs| sim_log_one_group(fs, &clock),
+        |log| {
             let _ = log.clean(&policy(T0, 1 << 20));
-            drop(log);
-            let img = fs.crash_image(mode);
-            let log = sim_log_one_group(&img, &clock);
+        },
+        |k, mode, log| {
             let report = log.recovery_report().clone();
             if report.swaps_completed > 0 {
                 finished_swaps += 1;
@@ -485,8 +493,8 @@ fn crash_at_every_step_of_a_compaction_swap() {
             log.clean(&policy(T0, 1 << 20)).unwrap();
             assert_eq!(read_everything(&log), new, "crash after op {k} ({mode:?})");
             log.close().unwrap();
-        }
-    }
+        },
+    );
     assert!(
         seen_old > 0 && seen_new > 0 && finished_swaps > 0,
         "old {seen_old}, new {seen_new}, swaps finished at open {finished_swaps}"
@@ -498,24 +506,12 @@ fn crash_at_every_step_of_a_compaction_swap() {
 /// survives a reopen.
 #[test]
 fn retention_by_time_rolls_and_deletes_everything_expired() {
-    let clock = Arc::new(ManualClock::new(T0));
-    let fs = SimFs::new();
-    let log = sim_log(&fs, &clock);
+    let (clock, fs, log) = at_t0(sim_log);
     for i in 0..6i64 {
-        write(
-            &log,
-            &[(1, Some(format!("r{i}")))],
-            T0 + i * 1000,
-            Compression::None,
-        );
+        put(&log, 1, format!("r{i}"), T0 + i * 1000);
         log.roll().unwrap();
     }
-    write(
-        &log,
-        &[(1, Some("active".into()))],
-        T0 + 10_000,
-        Compression::None,
-    );
+    put(&log, 1, "active", T0 + 10_000);
     let by_time = |now: i64| RetentionPolicy {
         retention_ms: 5000,
         now_ms: now,
@@ -535,12 +531,7 @@ fn retention_by_time_rolls_and_deletes_everything_expired() {
     assert_eq!(log.log_start_offset(), 7);
     assert_eq!(log.log_end_offset(), 7);
     assert_eq!(log.segments().len(), 1);
-    write(
-        &log,
-        &[(1, Some("after".into()))],
-        T0 + 100_000,
-        Compression::None,
-    );
+    put(&log, 1, "after", T0 + 100_000);
     log.close().unwrap();
     let log = sim_log(&fs, &clock);
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (7, 8));
@@ -552,16 +543,9 @@ fn retention_by_time_rolls_and_deletes_everything_expired() {
 /// consumer gate cannot hold back.
 #[test]
 fn retention_by_bytes_log_start_and_gate() {
-    let clock = Arc::new(ManualClock::new(T0));
-    let fs = SimFs::new();
-    let log = sim_log(&fs, &clock);
+    let (_clock, _fs, log) = at_t0(sim_log);
     for i in 0..10i64 {
-        write(
-            &log,
-            &[(1, Some(format!("{i:0>50}")))],
-            T0,
-            Compression::None,
-        );
+        put(&log, 1, format!("{i:0>50}"), T0);
         log.roll().unwrap();
     }
     let seg = log.segments()[0].size as i64;
@@ -609,12 +593,7 @@ fn crash_at_every_step_of_a_retention_delete() {
     let setup = |fs: &SimFs| {
         let log = sim_log(fs, &clock);
         for i in 0..5i64 {
-            write(
-                &log,
-                &[(1, Some(format!("r{i}")))],
-                T0 + i,
-                Compression::None,
-            );
+            put(&log, 1, format!("r{i}"), T0 + i);
             if i < 4 {
                 log.roll().unwrap();
             }
@@ -635,32 +614,16 @@ fn crash_at_every_step_of_a_retention_delete() {
     );
     let ops = fs.mutating_op_count() - from;
     log.close().unwrap();
-    let values = |log: &Log| -> Vec<(i64, String)> {
-        read_everything(log)
-            .iter()
-            .map(|r| {
-                (
-                    r.offset,
-                    String::from_utf8(r.value.as_deref().unwrap().to_vec()).unwrap(),
-                )
-            })
-            .collect()
-    };
     let old: Vec<(i64, String)> = (0..5).map(|i| (i, format!("r{i}"))).collect();
-    for k in 0..=ops {
-        for mode in [
-            CrashImage::KeepAll,
-            CrashImage::DropAll,
-            CrashImage::Random(k),
-        ] {
-            let fs = SimFs::new();
-            setup(&fs);
-            let log = sim_log(&fs, &clock);
-            fs.crash_after(fs.mutating_op_count() + k);
+    crash_sweep(
+        ops,
+        setup,
+        |fs| sim_log(fs, &clock),
+        |log| {
             let _ = log.enforce_retention(&everything);
-            drop(log);
-            let log = sim_log(&fs.crash_image(mode), &clock);
-            let got = values(&log);
+        },
+        |k, mode, log| {
+            let got = offsets_and_values(&log);
             assert!(
                 got.is_empty() || got == old,
                 "crash after op {k} ({mode:?}): {got:?}"
@@ -668,11 +631,11 @@ fn crash_at_every_step_of_a_retention_delete() {
             assert_eq!(log.log_end_offset(), 5);
             // Finishing the pass after recovery empties the log.
             log.enforce_retention(&everything).unwrap();
-            assert!(values(&log).is_empty());
+            assert!(offsets_and_values(&log).is_empty());
             assert_eq!(log.log_start_offset(), 5);
             log.close().unwrap();
-        }
-    }
+        },
+    );
 }
 
 /// Review regression: a pass that rewrites the segment the durable point names (data
@@ -681,32 +644,18 @@ fn crash_at_every_step_of_a_retention_delete() {
 #[test]
 fn crash_after_compacting_unflushed_segments_reopens() {
     let clock = Arc::new(ManualClock::new(T0));
-    for mode in [
-        CrashImage::KeepAll,
-        CrashImage::DropAll,
-        CrashImage::Random(7),
-    ] {
+    for mode in crash_modes(7) {
         let fs = SimFs::new();
         let log = sim_log_one_group(&fs, &clock);
         for i in 0..10 {
-            write(
-                &log,
-                &[(1, Some(format!("{i}{}", "x".repeat(500))))],
-                T0,
-                Compression::None,
-            );
+            put(&log, 1, format!("{i}{}", "x".repeat(500)), T0);
         }
         log.flush().unwrap();
         for i in 0..10 {
-            write(
-                &log,
-                &[(1, Some(format!("small {i}")))],
-                T0,
-                Compression::None,
-            );
+            put(&log, 1, format!("small {i}"), T0);
         }
         log.roll().unwrap();
-        write(&log, &[(2, Some("active".into()))], T0, Compression::None);
+        put(&log, 2, "active", T0);
         assert!(log.clean(&policy(T0, 1 << 20)).unwrap().cleaned);
         let expected = read_everything(&log);
         assert_eq!(expected.len(), 2);
@@ -731,15 +680,15 @@ fn review_regressions_log_start_checkpoints_and_policy() {
         let fs = SimFs::new();
         let log = sim_log_one_group(&fs, &clock);
         for i in 0..10 {
-            write(&log, &[(1, Some(format!("r{i}")))], T0, Compression::None);
+            put(&log, 1, format!("r{i}"), T0);
         }
         log.advance_log_start(5).unwrap();
         // Two flushes of new data: both durable slots carry log start 5.
         for i in 10..12 {
-            write(&log, &[(1, Some(format!("r{i}")))], T0, Compression::None);
+            put(&log, 1, format!("r{i}"), T0);
             log.flush().unwrap();
         }
-        write(&log, &[(1, Some("x".repeat(8000)))], T0, Compression::None);
+        put(&log, 1, "x".repeat(8000), T0);
         let img = fs.crash_image(CrashImage::Random(seed));
         drop(log);
         let log = sim_log_one_group(&img, &clock);
@@ -750,12 +699,7 @@ fn review_regressions_log_start_checkpoints_and_policy() {
     }
     // clean() on a log without offset gaps is refused, not half-done.
     let fs = SimFs::new();
-    let strict = Log::open_with_fs(
-        Arc::new(fs.clone()) as Arc<dyn FileSystem>,
-        dir(),
-        LogConfig::default().clock(clock.clone()),
-    )
-    .unwrap();
+    let strict = open_sim(&fs, LogConfig::default().clock(clock.clone())).unwrap();
     assert!(matches!(
         strict.clean(&policy(T0, 1 << 20)),
         Err(streamlog::Error::InvalidConfig { .. })
@@ -769,12 +713,7 @@ fn review_regressions_log_start_checkpoints_and_policy() {
     let fs = SimFs::new();
     let log = sim_log(&fs, &clock);
     for i in 0..20 {
-        write(
-            &log,
-            &[((i % 2) as u8, Some(format!("v{i}")))],
-            T0,
-            Compression::None,
-        );
+        put(&log, (i % 2) as u8, format!("v{i}"), T0);
         if i % 4 == 3 {
             log.roll().unwrap();
         }
@@ -791,7 +730,7 @@ fn review_regressions_log_start_checkpoints_and_policy() {
     // The default policy takes the log's clock for the tombstone horizon.
     write(&log, &[(1, None)], T0, Compression::None);
     log.roll().unwrap();
-    write(&log, &[(2, Some("active".into()))], T0, Compression::None);
+    put(&log, 2, "active", T0);
     clock.set(T0 + 5);
     log.clean(&CleanPolicy {
         force: true,
@@ -818,12 +757,7 @@ fn retention_racing_appends_keeps_everything_under_the_limit() {
         let log = log.clone();
         std::thread::spawn(move || {
             for i in 0..3000 {
-                write(
-                    &log,
-                    &[(1, Some(format!("{i:020}")))],
-                    T0,
-                    Compression::None,
-                );
+                put(&log, 1, format!("{i:020}"), T0);
             }
         })
     };
@@ -843,9 +777,7 @@ fn retention_racing_appends_keeps_everything_under_the_limit() {
 /// start to the new end (durably), so the log reopens and new appends are readable.
 #[test]
 fn truncate_below_a_raised_log_start() {
-    let clock = Arc::new(ManualClock::new(T0));
-    let fs = SimFs::new();
-    let log = sim_log(&fs, &clock);
+    let (clock, fs, log) = at_t0(sim_log);
     let recs: Vec<Entry> = (0..10).map(|i| (1u8, Some(format!("r{i}")))).collect();
     write(&log, &recs, T0, Compression::None);
     log.flush().unwrap();
@@ -857,7 +789,7 @@ fn truncate_below_a_raised_log_start() {
     );
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 0));
     let img = fs.crash_image(CrashImage::DropAll);
-    write(&log, &[(2, Some("new".into()))], T0, Compression::None);
+    put(&log, 2, "new", T0);
     assert_eq!(read_everything(&log).len(), 1, "the new record is readable");
     log.flush().unwrap();
     log.flush().unwrap();
@@ -876,17 +808,10 @@ fn truncate_below_a_raised_log_start() {
 /// (the checkpoint stops there) and the next pass continues, until all is clean.
 #[test]
 fn small_key_map_cleans_in_several_passes() {
-    let clock = Arc::new(ManualClock::new(T0));
-    let fs = SimFs::new();
-    let log = sim_log_one_group(&fs, &clock);
+    let (_clock, _fs, log) = at_t0(sim_log_one_group);
     for round in 0..3 {
         for k in 0..40u8 {
-            write(
-                &log,
-                &[(k, Some(format!("v{round}-{k}")))],
-                T0,
-                Compression::None,
-            );
+            put(&log, k, format!("v{round}-{k}"), T0);
         }
         log.roll().unwrap();
     }

@@ -10,8 +10,7 @@ use streamlog::fs::{CrashImage, SimFs};
 
 /// A flushed log of three segments: closed cleanly, or cut by a crash right after a flush.
 fn setup(clean: bool) -> (SimFs, Vec<String>) {
-    let fs = SimFs::new();
-    let log = open_sim(&fs, small_config()).unwrap();
+    let (fs, log) = small_sim_log();
     for tag in 0..20 {
         log.append(&mut batch(tag, 2, Compression::ALL[tag as usize % 5]))
             .unwrap();
@@ -49,48 +48,56 @@ fn copy(fs: &SimFs) -> SimFs {
     fs.crash_image(CrashImage::KeepAll)
 }
 
-#[test]
-fn every_bit_flip_in_flushed_segment_data_is_detected() {
+/// Writes each damaged version of every flushed `.log` file that `damage` returns (with
+/// what it did), for both kinds of [`setup`], into a copy of the image, and asserts that
+/// opening and reading that copy fails with a corruption error. Returns how many it
+/// checked.
+fn assert_log_damage_detected(damage: impl Fn(&[u8]) -> Vec<(String, Vec<u8>)>) -> usize {
     let mut checked = 0;
     for clean in [true, false] {
         let (fs, _) = setup(clean);
         for (path, data) in files(&fs, ".log") {
-            for i in 0..data.len() {
+            for (what, bad) in damage(&data) {
                 let img = copy(&fs);
-                let mut bad = data.clone();
-                bad[i] ^= 1 << (i % 8);
                 img.write_file(&path, bad);
-                match open_and_read(&img) {
-                    Err(e) if e.is_corruption() => checked += 1,
-                    other => panic!(
-                        "clean={clean}: flip at {}:{i} gave {other:?}",
-                        path.display()
-                    ),
-                }
+                let r = open_and_read(&img);
+                assert!(
+                    r.as_ref().is_err_and(|e| e.is_corruption()),
+                    "clean={clean}: {what} of {} gave {r:?}",
+                    path.display()
+                );
+                checked += 1;
             }
         }
     }
+    checked
+}
+
+#[test]
+fn every_bit_flip_in_flushed_segment_data_is_detected() {
+    let checked = assert_log_damage_detected(|data| {
+        (0..data.len())
+            .map(|i| {
+                let mut bad = data.to_vec();
+                bad[i] ^= 1 << (i % 8);
+                (format!("a flip at byte {i}"), bad)
+            })
+            .collect()
+    });
     println!("bit flips detected: {checked} of {checked}");
 }
 
 #[test]
 fn truncating_a_flushed_segment_at_every_byte_is_detected() {
-    let mut checked = 0;
+    let checked = assert_log_damage_detected(|data| {
+        (0..data.len())
+            .map(|len| (format!("a cut to {len} bytes"), data[..len].to_vec()))
+            .collect()
+    });
+    // A whole segment file lost.
     for clean in [true, false] {
         let (fs, _) = setup(clean);
-        for (path, data) in files(&fs, ".log") {
-            for len in 0..data.len() {
-                let img = copy(&fs);
-                img.write_file(&path, data[..len].to_vec());
-                match open_and_read(&img) {
-                    Err(e) if e.is_corruption() => checked += 1,
-                    other => panic!(
-                        "clean={clean}: {} cut to {len} bytes gave {other:?}",
-                        path.display()
-                    ),
-                }
-            }
-            // A whole segment file lost.
+        for (path, _) in files(&fs, ".log") {
             let img = copy(&fs);
             img.delete_file(&path);
             assert!(
@@ -105,24 +112,17 @@ fn truncating_a_flushed_segment_at_every_byte_is_detected() {
 
 #[test]
 fn zeroed_sectors_are_detected() {
-    for clean in [true, false] {
-        let (fs, _) = setup(clean);
-        for (path, data) in files(&fs, ".log") {
-            for start in (0..data.len()).step_by(512) {
-                let img = copy(&fs);
-                let mut bad = data.clone();
+    assert_log_damage_detected(|data| {
+        (0..data.len())
+            .step_by(512)
+            .map(|start| {
+                let mut bad = data.to_vec();
                 let end = (start + 4096).min(bad.len());
                 bad[start..end].fill(0);
-                img.write_file(&path, bad);
-                let r = open_and_read(&img);
-                assert!(
-                    r.as_ref().is_err_and(|e| e.is_corruption()),
-                    "clean={clean}: zeroing {}:{start}.. gave {r:?}",
-                    path.display()
-                );
-            }
-        }
-    }
+                (format!("zeroing {start}.."), bad)
+            })
+            .collect()
+    });
 }
 
 #[test]

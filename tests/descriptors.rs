@@ -5,10 +5,12 @@
 //! - a `Store` keeps at most `max_open_files` descriptors however many partitions and
 //!   segments it has, and loses nothing by closing and reopening
 //!   files.
+mod common;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use common::send_wait;
 use parking_lot::Mutex;
 use streamlog::format::BatchBuilder;
 use streamlog::log::{Log, LogConfig};
@@ -100,15 +102,10 @@ fn a_store_holds_at_most_max_open_files_descriptors() {
     let mut sent = HashMap::new();
     for i in 0..RECORDS {
         let value = format!("value-{i}-{}", "x".repeat(i % 50));
-        let meta = producer
-            .send(
-                ProducerRecord::new("t")
-                    .key(format!("key-{i}"))
-                    .value(value.clone()),
-            )
-            .unwrap()
-            .wait()
-            .unwrap();
+        let record = ProducerRecord::new("t")
+            .key(format!("key-{i}"))
+            .value(value.clone());
+        let meta = send_wait(&producer, record);
         sent.insert((meta.partition, meta.offset), value);
     }
     producer.flush().unwrap();

@@ -80,8 +80,7 @@ fn enospc_once_and_persistent_at_every_operation() {
 
 #[test]
 fn fsync_failure_poisons_until_reopen() {
-    let fs = SimFs::new();
-    let log = open_sim(&fs, small_config()).unwrap();
+    let (fs, log) = small_sim_log();
     log.append(&mut batch(1, 3, Compression::None)).unwrap();
     fs.inject(Fault::Eio, fs.op_count() + 1, false);
     assert!(matches!(log.flush(), Err(Error::Io { .. })));
@@ -101,8 +100,7 @@ fn fsync_failure_poisons_until_reopen() {
 
 #[test]
 fn appends_resume_after_enospc_clears() {
-    let fs = SimFs::new();
-    let log = open_sim(&fs, small_config()).unwrap();
+    let (fs, log) = small_sim_log();
     log.append(&mut batch(1, 3, Compression::None)).unwrap();
     fs.inject(Fault::Enospc, fs.op_count() + 1, true);
     let err = log.append(&mut batch(2, 3, Compression::None)).unwrap_err();

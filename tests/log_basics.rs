@@ -62,9 +62,7 @@ fn second_writer_is_locked_out() {
 fn reads_start_mid_log_via_the_index_and_respect_max_bytes() {
     let fs = SimFs::new();
     let log = open_sim(&fs, LogConfig::default().index_interval_bytes(100)).unwrap();
-    for tag in 0..200 {
-        log.append(&mut batch(tag, 3, Compression::None)).unwrap();
-    }
+    append_batches(&log, 0..200, 3);
     for offset in [0, 1, 2, 3, 299, 300, 301, 598, 599] {
         let batches = log.read(offset, 1).unwrap();
         assert_eq!(batches.len(), 1, "at least one batch even past max_bytes");
@@ -101,8 +99,7 @@ fn reads_start_mid_log_via_the_index_and_respect_max_bytes() {
 /// report corruption and refuse to open.
 #[test]
 fn truncate_after_an_unflushed_roll_survives_a_power_cut() {
-    let fs = SimFs::new();
-    let log = open_sim(&fs, small_config()).unwrap();
+    let (fs, log) = small_sim_log();
     log.append(&mut batch(1, 3, Compression::None)).unwrap();
     log.roll().unwrap();
     log.append(&mut batch(2, 3, Compression::None)).unwrap();
@@ -142,10 +139,6 @@ fn append_rejects_bad_batches_without_damage() {
     let log = open_sim(&fs, small_config().max_message_bytes(2000)).unwrap();
     log.append(&mut batch(1, 2, Compression::None)).unwrap();
     let good = batch(2, 2, Compression::None);
-    let fix_crc = |b: &mut Vec<u8>| {
-        let crc = crc32c::crc32c(&b[21..]);
-        b[17..21].copy_from_slice(&crc.to_be_bytes());
-    };
     let mut cases: Vec<(&str, Vec<u8>)> = vec![
         ("empty", vec![]),
         ("garbage", vec![0xab; 100]),
@@ -163,16 +156,16 @@ fn append_rejects_bad_batches_without_damage() {
     ));
     let mut count = good.clone();
     count[57..61].copy_from_slice(&3i32.to_be_bytes());
-    fix_crc(&mut count);
+    reseal_crc(&mut count);
     cases.push(("count != lastOffsetDelta + 1", count));
     let mut delta = good.clone();
     delta[23..27].copy_from_slice(&2i32.to_be_bytes());
     delta[57..61].copy_from_slice(&3i32.to_be_bytes());
-    fix_crc(&mut delta);
+    reseal_crc(&mut delta);
     cases.push(("declared count exceeds records", delta));
     let mut pid = good.clone();
     pid[43..51].copy_from_slice(&7i64.to_be_bytes());
-    fix_crc(&mut pid);
+    reseal_crc(&mut pid);
     cases.push(("producer id without sequence", pid));
     // Second record's offsetDelta (1) rewritten to 5: find it by re-encoding.
     let mut b = BatchBuilder::new();
@@ -182,14 +175,14 @@ fn append_rejects_bad_batches_without_damage() {
     let second = 61 + 1 + od[61] as usize / 2; // after the first record (len varint + body)
     assert_eq!(od[second + 3], 2, "offsetDelta 1 encoded as zigzag 2");
     od[second + 3] = 10;
-    fix_crc(&mut od);
+    reseal_crc(&mut od);
     cases.push(("offset deltas not 0..n", od));
     let mut big = BatchBuilder::new();
     big.push(0, None, Some(&[0u8; 3000]), &[]).unwrap();
     cases.push(("too large", big.finish().unwrap()));
     let mut codec = good.clone();
     codec[22] |= 0x07;
-    fix_crc(&mut codec);
+    reseal_crc(&mut codec);
     cases.push(("codec 7", codec));
 
     for (name, mut bytes) in cases {
@@ -293,8 +286,7 @@ fn flush_messages_makes_appends_durable() {
 /// and concurrent appenders each get their records durable.
 #[test]
 fn flush_to_shares_fsyncs_between_callers() {
-    let fs = SimFs::new();
-    let log = open_sim(&fs, small_config()).unwrap();
+    let (fs, log) = small_sim_log();
     let a = log.append(&mut batch(1, 2, Compression::None)).unwrap();
     let b = log.append(&mut batch(2, 2, Compression::None)).unwrap();
     assert_eq!(log.flush_to(b.last_offset + 1).unwrap(), 4);
@@ -386,8 +378,7 @@ fn epochs_change_when_records_may_have_been_removed() {
 /// torn tail).
 #[test]
 fn an_unreadable_epoch_checkpoint_is_corruption() {
-    let fs = SimFs::new();
-    let log = open_sim(&fs, small_config()).unwrap();
+    let (fs, log) = small_sim_log();
     log.append(&mut batch(0, 3, Compression::None)).unwrap();
     log.close().unwrap();
     fs.write_file(

@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::intercept::{Hooks, InterceptFs};
+use common::send_wait;
 use streamlog::log::ManualClock;
 use streamlog::{
-    CleanupPolicy, ConsumerConfig, Error, OffsetReset, Record, Store, StoreConfig, TopicConfig,
-    TopicPartition,
+    CleanupPolicy, ConsumerConfig, Error, OffsetReset, Partition, Record, Store, StoreConfig,
+    TopicConfig, TopicPartition,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -26,6 +27,20 @@ fn manual_store(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Store {
     .unwrap()
 }
 
+/// A store in a fresh temp dir, maintenance off, with a manual clock at `T0`.
+fn manual_fixture() -> (tempfile::TempDir, Arc<ManualClock>, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = manual_store(dir.path(), &clock);
+    (dir, clock, store)
+}
+
+/// Creates the topic `name` with `config` and returns its partition 0.
+fn partition_0(store: &Store, name: &str, config: TopicConfig) -> Partition {
+    store.create_topic(name, config).unwrap();
+    store.topic(name).unwrap().partition(0).unwrap()
+}
+
 fn rec(ts: i64, key: &str, value: &str) -> Record {
     Record::new(ts, Some(key.to_string()), Some(value.to_string()))
 }
@@ -35,18 +50,14 @@ fn rec(ts: i64, key: &str, value: &str) -> Record {
 /// auto_offset_reset (earliest: the new log start).
 #[test]
 fn retention_by_time_with_manual_clock_moves_consumers() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(T0));
-    let store = manual_store(dir.path(), &clock);
-    store
-        .create_topic(
-            "t",
-            TopicConfig::default()
-                .segment_bytes(1024)
-                .retention_ms(60_000),
-        )
-        .unwrap();
-    let p = store.topic("t").unwrap().partition(0).unwrap();
+    let (_dir, clock, store) = manual_fixture();
+    let p = partition_0(
+        &store,
+        "t",
+        TopicConfig::default()
+            .segment_bytes(1024)
+            .retention_ms(60_000),
+    );
     for i in 0..60i64 {
         p.append(&[rec(T0 + i * 1000, "k", &format!("{i:040}"))])
             .unwrap();
@@ -83,9 +94,7 @@ fn retention_by_time_with_manual_clock_moves_consumers() {
 /// and the hard byte cap overrides the gate.
 #[test]
 fn consumer_gated_retention_waits_for_the_group_up_to_the_cap() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(T0));
-    let store = manual_store(dir.path(), &clock);
+    let (dir, clock, store) = manual_fixture();
     let config = TopicConfig::default()
         .segment_bytes(1024)
         .retention_ms(0)
@@ -139,18 +148,14 @@ fn consumer_gated_retention_waits_for_the_group_up_to_the_cap() {
 /// offset; a consumer positioned on a removed offset moves to the next surviving one.
 #[test]
 fn compacted_topic_keeps_latest_and_consumers_skip_removed_offsets() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(T0));
-    let store = manual_store(dir.path(), &clock);
-    store
-        .create_topic(
-            "profiles",
-            TopicConfig::default()
-                .segment_bytes(1024)
-                .cleanup_policy(CleanupPolicy::Compact),
-        )
-        .unwrap();
-    let p = store.topic("profiles").unwrap().partition(0).unwrap();
+    let (_dir, _clock, store) = manual_fixture();
+    let p = partition_0(
+        &store,
+        "profiles",
+        TopicConfig::default()
+            .segment_bytes(1024)
+            .cleanup_policy(CleanupPolicy::Compact),
+    );
     for i in 0..100i64 {
         p.append(&[rec(T0, &format!("user-{}", i % 10), &format!("v{i:030}"))])
             .unwrap();
@@ -195,28 +200,22 @@ fn compacted_topic_keeps_latest_and_consumers_skip_removed_offsets() {
 /// error.
 #[test]
 fn concurrent_readers_during_retention_and_compaction() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(T0));
-    let store = manual_store(dir.path(), &clock);
-    store
-        .create_topic(
-            "del",
-            TopicConfig::default()
-                .segment_bytes(1024)
-                .retention_ms(1000),
-        )
-        .unwrap();
-    store
-        .create_topic(
-            "cmp",
-            TopicConfig::default()
-                .segment_bytes(1024)
-                .cleanup_policy(CleanupPolicy::Compact)
-                .min_cleanable_dirty_ratio(0.0),
-        )
-        .unwrap();
-    let del = store.topic("del").unwrap().partition(0).unwrap();
-    let cmp = store.topic("cmp").unwrap().partition(0).unwrap();
+    let (_dir, clock, store) = manual_fixture();
+    let del = partition_0(
+        &store,
+        "del",
+        TopicConfig::default()
+            .segment_bytes(1024)
+            .retention_ms(1000),
+    );
+    let cmp = partition_0(
+        &store,
+        "cmp",
+        TopicConfig::default()
+            .segment_bytes(1024)
+            .cleanup_policy(CleanupPolicy::Compact)
+            .min_cleanable_dirty_ratio(0.0),
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let mut readers = Vec::new();
     // Each reader's count of successful reads, so every round can wait for each of
@@ -280,9 +279,7 @@ fn concurrent_readers_during_retention_and_compaction() {
 /// back to a bounded size, and every committed offset survives a reopen.
 #[test]
 fn offsets_topic_stays_small_after_a_million_commits() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(T0));
-    let store = manual_store(dir.path(), &clock);
+    let (dir, clock, store) = manual_fixture();
     const PARTS: i32 = 100;
     store
         .create_topic("t", TopicConfig::default().partitions(PARTS))
@@ -331,17 +328,13 @@ fn offsets_topic_stays_small_after_a_million_commits() {
 /// producer and through Partition::append; a delete-policy topic takes them.
 #[test]
 fn compacted_topics_refuse_records_without_a_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(T0));
-    let store = manual_store(dir.path(), &clock);
-    store
-        .create_topic(
-            "table",
-            TopicConfig::default().cleanup_policy(CleanupPolicy::CompactDelete),
-        )
-        .unwrap();
-    store.create_topic("log", TopicConfig::default()).unwrap();
-    let p = store.topic("table").unwrap().partition(0).unwrap();
+    let (_dir, _clock, store) = manual_fixture();
+    let p = partition_0(
+        &store,
+        "table",
+        TopicConfig::default().cleanup_policy(CleanupPolicy::CompactDelete),
+    );
+    let other = partition_0(&store, "log", TopicConfig::default());
     let keyless = Record::new(T0, None::<&str>, Some("v"));
     assert!(matches!(
         p.append(std::slice::from_ref(&keyless)),
@@ -354,12 +347,10 @@ fn compacted_topics_refuse_records_without_a_key() {
         producer.send(streamlog::ProducerRecord::new("table").value("v")),
         Err(Error::InvalidArgument { name: "key", .. })
     ));
-    producer
-        .send(streamlog::ProducerRecord::new("table").key("k").value("v"))
-        .unwrap()
-        .wait()
-        .unwrap();
-    let other = store.topic("log").unwrap().partition(0).unwrap();
+    send_wait(
+        &producer,
+        streamlog::ProducerRecord::new("table").key("k").value("v"),
+    );
     other.append(&[keyless]).unwrap();
     producer.close().unwrap();
     assert_eq!(p.log_end_offset(), 1);

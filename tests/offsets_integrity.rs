@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::sim_store;
+use common::{crash_modes, log_end, sim_store};
 use streamlog::consumer::TopicPartition;
 use streamlog::fs::{CrashImage, Fault, SimFs};
 use streamlog::{ConsumerConfig, Error, OffsetReset, Record, Store, TopicConfig};
@@ -50,12 +50,7 @@ fn resume(store: &Store, group: &str) -> Vec<String> {
         )
         .unwrap();
     c.assign(&[t0()]).unwrap();
-    let end = store
-        .topic("t")
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .log_end_offset();
+    let end = log_end(store, "t", 0);
     let mut out = Vec::new();
     while c.position(&t0()).unwrap() < end {
         for r in &c.poll(Duration::from_millis(10)).unwrap() {
@@ -108,11 +103,7 @@ fn a_recreated_topic_is_read_from_its_start_after_a_crash_anywhere_in_delete_and
         setup(&fs);
         fs.crash_after(k);
         let _ = delete_and_create(&fs);
-        for mode in [
-            CrashImage::KeepAll,
-            CrashImage::DropAll,
-            CrashImage::Random(k),
-        ] {
+        for mode in crash_modes(k) {
             let img = fs.crash_image(mode);
             let mut store = sim_store(&img).unwrap_or_else(|e| panic!("crash after {k}: {e}"));
             if store.recovery_report().offsets_dropped > 0 {
@@ -357,11 +348,7 @@ fn commits_from_before_topic_ids_survive_a_crash_during_the_upgrade() {
         legacy_store(&fs);
         fs.crash_after(k);
         let _ = sim_store(&fs).map(|s| s.close());
-        for mode in [
-            CrashImage::KeepAll,
-            CrashImage::DropAll,
-            CrashImage::Random(k),
-        ] {
+        for mode in crash_modes(k) {
             let img = fs.crash_image(mode);
             let store = sim_store(&img).unwrap_or_else(|e| panic!("crash after {k}: {e}"));
             let c = store.consumer(ConsumerConfig::new("old")).unwrap();

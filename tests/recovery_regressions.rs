@@ -39,8 +39,7 @@ fn f1_failed_roll_leaves_a_stray_segment_that_breaks_the_log() {
     let mut failed_rolls = 0;
     let mut failures = Vec::new();
     for k in 1..=8u64 {
-        let fs = SimFs::new();
-        let log = open_sim(&fs, small_config()).unwrap();
+        let (fs, log) = small_sim_log();
         let mut values = Vec::new();
         let mut tag = 0;
         while log.segments()[0].size < 700 {
@@ -96,11 +95,8 @@ fn f1_failed_roll_leaves_a_stray_segment_that_breaks_the_log() {
 /// short in an older version, or by hand) holds nothing and is removed at open.
 #[test]
 fn f1_empty_segment_in_the_middle_is_removed_at_open() {
-    let fs = SimFs::new();
-    let log = open_sim(&fs, small_config()).unwrap();
-    for tag in 0..30 {
-        log.append(&mut batch(tag, 2, Compression::None)).unwrap();
-    }
+    let (fs, log) = small_sim_log();
+    append_batches(&log, 0..30, 2);
     let second = log.segments()[1].base_offset;
     log.close().unwrap();
     fs.write_file(&dir().join(seg_name(second - 1)), Vec::new());
@@ -192,8 +188,7 @@ fn f3_offset_overflow_at_i64_max_is_an_error_not_a_panic() {
 fn f4_lost_final_time_entry_gives_wrong_timestamp_lookups_after_reopen() {
     let mut failures = Vec::new();
     for k in 1..=12u64 {
-        let fs = SimFs::new();
-        let log = open_sim(&fs, small_config()).unwrap();
+        let (fs, log) = small_sim_log();
         let mut tag = 0;
         while log.segments()[0].size < 800 {
             log.append(&mut sized(tag, 40).0).unwrap();
@@ -238,11 +233,8 @@ fn f4_lost_final_time_entry_gives_wrong_timestamp_lookups_after_reopen() {
 /// full scan of segments below the recovery point.
 #[test]
 fn f5_truncate_then_flush_moves_recovery_point_past_unsynced_indexes() {
-    let fs = SimFs::new();
-    let log = open_sim(&fs, small_config()).unwrap();
-    for tag in 0..30u64 {
-        log.append(&mut batch(tag, 3, Compression::None)).unwrap();
-    }
+    let (fs, log) = small_sim_log();
+    append_batches(&log, 0..30, 3);
     let segs = log.segments();
     assert!(segs.len() >= 4);
     log.truncate_to(segs[2].base_offset + 1).unwrap();
@@ -313,8 +305,7 @@ fn read_all_from(log: &streamlog::log::Log, start: i64) -> usize {
 fn empty_segments_after_a_crash_are_torn_tails_not_strays() {
     for seed in 0..64u64 {
         for flush_first in [false, true] {
-            let fs = SimFs::new();
-            let log = open_sim(&fs, small_config()).unwrap();
+            let (fs, log) = small_sim_log();
             let mut obs = Observed::default();
             log.append(&mut batch(1, 1, Compression::None)).unwrap();
             obs.appended.push(value(1, 0));
@@ -337,8 +328,7 @@ fn empty_segments_after_a_crash_are_torn_tails_not_strays() {
 /// Three segments, 0 (offsets 0..=5), 6 (6..=11) and 12 (12..=17), written by a real log
 /// that is still open.
 fn three_segments() -> (SimFs, streamlog::log::Log) {
-    let fs = SimFs::new();
-    let log = open_sim(&fs, small_config()).unwrap();
+    let (fs, log) = small_sim_log();
     for tag in 0..9u64 {
         log.append(&mut batch(tag, 2, Compression::None)).unwrap();
         if tag == 2 || tag == 5 {

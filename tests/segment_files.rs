@@ -129,11 +129,8 @@ fn a_full_index_rolls_the_segment() {
 
 #[test]
 fn after_a_crash_only_segments_past_the_recovery_point_are_scanned() {
-    let fs = SimFs::new();
-    let log = open_sim(&fs, small_config()).unwrap();
-    for tag in 0..40 {
-        log.append(&mut batch(tag, 3, Compression::None)).unwrap();
-    }
+    let (fs, log) = small_sim_log();
+    append_batches(&log, 0..40, 3);
     log.flush().unwrap();
     let segments = log.segments().len();
     assert!(segments > 5);

@@ -8,18 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::intercept::{Hooks, InterceptFs, Op};
-use common::recv;
+use common::{crash_modes, recv, sim_store_maintained, sim_store_with, sim_topic_t, with_topic_t};
 
 use streamlog::format::DecodeOptions;
 use streamlog::fs::{CrashImage, Fault, FileSystem, SimFs};
 use streamlog::{CleanupPolicy, Compression, Error, Record, Store, StoreConfig, TopicConfig};
-
-fn sim_store(fs: &SimFs) -> streamlog::Result<Store> {
-    Store::open_with(
-        "/store",
-        StoreConfig::default().file_system(Arc::new(fs.clone()) as Arc<dyn FileSystem>),
-    )
-}
 
 fn rec(v: &str) -> Record {
     Record::new(1_700_000_000_000, Some("k"), Some(v.to_string()))
@@ -100,9 +93,7 @@ fn topics_are_created_described_persisted_and_deleted() {
 
 #[test]
 fn bad_names_duplicates_and_unknowns_are_typed_errors() {
-    let fs = SimFs::new();
-    let store = sim_store(&fs).unwrap();
-    store.create_topic("t", TopicConfig::default()).unwrap();
+    let (_fs, store) = sim_topic_t(1);
     let cases: Vec<(&str, streamlog::Result<()>)> = vec![
         ("empty name", store.create_topic("", TopicConfig::default())),
         (
@@ -164,13 +155,7 @@ fn bad_names_duplicates_and_unknowns_are_typed_errors() {
 #[test]
 fn a_descriptor_limit_of_zero_is_a_config_error() {
     let fs = SimFs::new();
-    let err = Store::open_with(
-        "/store",
-        StoreConfig::default()
-            .file_system(Arc::new(fs.clone()) as Arc<dyn FileSystem>)
-            .max_open_files(0),
-    )
-    .unwrap_err();
+    let err = sim_store_with(&fs, StoreConfig::default().max_open_files(0)).unwrap_err();
     assert!(
         matches!(
             err,
@@ -183,13 +168,7 @@ fn a_descriptor_limit_of_zero_is_a_config_error() {
     );
     // Nothing was created, and a valid limit opens.
     assert!(fs.files(Path::new("/store")).is_empty());
-    Store::open_with(
-        "/store",
-        StoreConfig::default()
-            .file_system(Arc::new(fs) as Arc<dyn FileSystem>)
-            .max_open_files(1),
-    )
-    .unwrap();
+    sim_store_with(&fs, StoreConfig::default().max_open_files(1)).unwrap();
 }
 
 #[test]
@@ -203,11 +182,7 @@ fn a_second_open_is_locked_out() {
 
 #[test]
 fn add_partitions_grows_and_persists() {
-    let fs = SimFs::new();
-    let store = sim_store(&fs).unwrap();
-    store
-        .create_topic("t", TopicConfig::default().partitions(2))
-        .unwrap();
+    let (fs, store) = sim_topic_t(2);
     store.add_partitions("t", 5).unwrap();
     assert_eq!(store.topic("t").unwrap().partition_count(), 5);
     store
@@ -219,7 +194,7 @@ fn add_partitions_grows_and_persists() {
         .unwrap();
     store.close().unwrap();
     drop(store);
-    let store = sim_store(&fs).unwrap();
+    let store = sim_store_maintained(&fs).unwrap();
     assert_eq!(store.describe_topic("t").unwrap().partitions.len(), 5);
     assert_eq!(
         store
@@ -240,9 +215,7 @@ fn add_partitions_grows_and_persists() {
 #[cfg(feature = "internals")]
 #[test]
 fn wait_for_wakes_on_append_and_times_out_otherwise() {
-    let fs = SimFs::new();
-    let store = sim_store(&fs).unwrap();
-    store.create_topic("t", TopicConfig::default()).unwrap();
+    let (_fs, store) = sim_topic_t(1);
     let part = store.topic("t").unwrap().partition(0).unwrap();
     assert!(
         !part.wait_for(0, Duration::from_millis(20)),
@@ -270,7 +243,7 @@ fn wait_for_wakes_on_append_and_times_out_otherwise() {
 fn crash_during_topic_changes_leaves_whole_topics_only() {
     let clean = SimFs::new();
     let workload = |fs: &SimFs| -> streamlog::Result<()> {
-        let store = sim_store(fs)?;
+        let store = sim_store_maintained(fs)?;
         store.create_topic("a", TopicConfig::default().partitions(2))?;
         store.create_topic("b", TopicConfig::default().partitions(3))?;
         store.topic("b")?.partition(2)?.append(&[rec("x")])?;
@@ -284,14 +257,10 @@ fn crash_during_topic_changes_leaves_whole_topics_only() {
         let fs = SimFs::new();
         fs.crash_after(k);
         let _ = workload(&fs);
-        for mode in [
-            CrashImage::KeepAll,
-            CrashImage::DropAll,
-            CrashImage::Random(k),
-        ] {
+        for mode in crash_modes(k) {
             let img = fs.crash_image(mode);
-            let store =
-                sim_store(&img).unwrap_or_else(|e| panic!("crash after {k}, {mode:?}: {e}"));
+            let store = sim_store_maintained(&img)
+                .unwrap_or_else(|e| panic!("crash after {k}, {mode:?}: {e}"));
             for t in store.list_topics() {
                 let d = store.describe_topic(&t).unwrap();
                 for p in 0..d.config.partition_count() {
@@ -327,7 +296,7 @@ fn crash_during_topic_changes_leaves_whole_topics_only() {
 #[test]
 fn long_non_ascii_topic_name_is_an_error_not_a_panic() {
     let fs = SimFs::new();
-    let store = sim_store(&fs).unwrap();
+    let store = sim_store_maintained(&fs).unwrap();
     let name = "€".repeat(100); // 300 bytes; byte 20 is inside the 7th '€'
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         store.create_topic(&name, TopicConfig::default())
@@ -341,9 +310,7 @@ fn long_non_ascii_topic_name_is_an_error_not_a_panic() {
 /// store.rs:662 `Instant::now() + timeout` overflows for a large timeout.
 #[test]
 fn wait_for_with_huge_timeout_does_not_panic() {
-    let fs = SimFs::new();
-    let store = sim_store(&fs).unwrap();
-    store.create_topic("t", TopicConfig::default()).unwrap();
+    let (_fs, store) = sim_topic_t(1);
     let part = store.topic("t").unwrap().partition(0).unwrap();
     part.append(&[rec("a")]).unwrap();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -355,23 +322,35 @@ fn wait_for_with_huge_timeout_does_not_panic() {
     );
 }
 
+/// Writes a user's file (not the store's) at `path` on `fs`, creating its directory.
+fn put_user_file(fs: &SimFs, path: &str, data: &[u8]) {
+    let path = Path::new(path);
+    fs.create_dir_all(path.parent().unwrap()).unwrap();
+    fs.write_file(path, data.to_vec());
+}
+
+/// Asserts that the user's file at `path` still holds `data`; `deleted` says what failed.
+fn assert_user_file_kept(fs: &SimFs, path: &str, data: &[u8], deleted: &str) {
+    assert_eq!(
+        fs.read_file(Path::new(path)).as_deref(),
+        Some(data),
+        "{deleted}"
+    );
+}
+
 /// store.rs:470-498: any `<valid-name>-<n>` directory in the store dir that no topic
 /// owns is deleted with its files at open, including a user's unrelated directory.
 #[test]
 fn open_does_not_delete_unrelated_user_directories() {
     let fs = SimFs::new();
-    fs.create_dir_all(Path::new("/store/backup-2024")).unwrap();
-    fs.write_file(
-        Path::new("/store/backup-2024/notes.txt"),
-        b"precious".to_vec(),
-    );
-    let store = sim_store(&fs).unwrap();
+    put_user_file(&fs, "/store/backup-2024/notes.txt", b"precious");
+    let store = sim_store_maintained(&fs).unwrap();
     store.close().unwrap();
-    assert_eq!(
-        fs.read_file(Path::new("/store/backup-2024/notes.txt"))
-            .as_deref(),
-        Some(&b"precious"[..]),
-        "Store::open deleted a user's directory"
+    assert_user_file_kept(
+        &fs,
+        "/store/backup-2024/notes.txt",
+        b"precious",
+        "Store::open deleted a user's directory",
     );
 }
 
@@ -381,33 +360,25 @@ fn open_does_not_delete_unrelated_user_directories() {
 #[test]
 fn user_files_with_log_like_suffixes_are_not_partition_files() {
     let fs = SimFs::new();
-    fs.create_dir_all(Path::new("/store/myapp-1")).unwrap();
-    fs.write_file(
-        Path::new("/store/myapp-1/server.log"),
-        b"user data".to_vec(),
+    put_user_file(&fs, "/store/myapp-1/server.log", b"user data");
+    let store = sim_store_maintained(&fs).unwrap();
+    assert_user_file_kept(
+        &fs,
+        "/store/myapp-1/server.log",
+        b"user data",
+        "Store::open deleted a user's server.log",
     );
-    let store = sim_store(&fs).unwrap();
-    assert_eq!(
-        fs.read_file(Path::new("/store/myapp-1/server.log"))
-            .as_deref(),
-        Some(&b"user data"[..]),
-        "Store::open deleted a user's server.log"
-    );
-    fs.create_dir_all(Path::new("/store/other-0")).unwrap();
-    fs.write_file(
-        Path::new("/store/other-0/notes.index"),
-        b"user data".to_vec(),
-    );
+    put_user_file(&fs, "/store/other-0/notes.index", b"user data");
     let r = store.create_topic("other", TopicConfig::default());
     assert!(
         matches!(r, Err(Error::AlreadyExists { .. })),
         "create_topic over a user's directory: {r:?}"
     );
-    assert_eq!(
-        fs.read_file(Path::new("/store/other-0/notes.index"))
-            .as_deref(),
-        Some(&b"user data"[..]),
-        "create_topic deleted a user's notes.index"
+    assert_user_file_kept(
+        &fs,
+        "/store/other-0/notes.index",
+        b"user data",
+        "create_topic deleted a user's notes.index",
     );
     // The store is still usable.
     store.create_topic("fine", TopicConfig::default()).unwrap();
@@ -423,7 +394,7 @@ fn interrupted_deletes_of_compacted_topics_are_completed() {
     for with_user_file in [false, true] {
         let fs = SimFs::new();
         {
-            let store = sim_store(&fs).unwrap();
+            let store = sim_store_maintained(&fs).unwrap();
             let compact = TopicConfig::default().cleanup_policy(CleanupPolicy::Compact);
             store.create_topic("gone", compact).unwrap();
             store.close().unwrap();
@@ -448,7 +419,7 @@ fn interrupted_deletes_of_compacted_topics_are_completed() {
         let mut text = fs.read_file(meta).unwrap();
         text.extend_from_slice(b"intent=delete\n");
         fs.write_file(meta, text);
-        let store = sim_store(&fs).unwrap();
+        let store = sim_store_maintained(&fs).unwrap();
         assert!(store.topic("gone").is_err(), "the deletion was completed");
         let left = fs.files(dir);
         if with_user_file {
@@ -473,16 +444,11 @@ fn interrupted_deletes_of_compacted_topics_are_completed() {
 #[test]
 fn compressed_append_past_the_decode_limit_is_refused() {
     let fs = SimFs::new();
-    let store = Store::open_with(
-        "/store",
-        StoreConfig::default()
-            .file_system(Arc::new(fs.clone()) as Arc<dyn FileSystem>)
-            .decode_options(DecodeOptions {
-                max_decompressed_bytes: 64 << 10,
-            }),
-    )
-    .unwrap();
-    store.create_topic("t", TopicConfig::default()).unwrap();
+    let decode = DecodeOptions {
+        max_decompressed_bytes: 64 << 10,
+    };
+    let config = StoreConfig::default().decode_options(decode);
+    let store = with_topic_t(sim_store_with(&fs, config).unwrap(), 1);
     let p = store.topic("t").unwrap().partition(0).unwrap();
     let big = Record::new(0, Some("k"), Some(vec![0u8; 100 << 10]));
     for codec in Compression::ALL
@@ -516,7 +482,7 @@ fn compressed_append_past_the_decode_limit_is_refused() {
 fn failed_add_partitions_does_not_expose_partitions_that_are_deleted_at_reopen() {
     for k in 1..200u64 {
         let fs = SimFs::new();
-        let store = sim_store(&fs).unwrap();
+        let store = sim_store_maintained(&fs).unwrap();
         store.create_topic("t", TopicConfig::default()).unwrap();
         fs.inject(Fault::Eio, fs.op_count() + k, false);
         let r = store.add_partitions("t", 3);
@@ -534,7 +500,7 @@ fn failed_add_partitions_does_not_expose_partitions_that_are_deleted_at_reopen()
         p1.flush().unwrap();
         store.close().unwrap();
         drop((p1, topic, store));
-        let store = sim_store(&fs).unwrap();
+        let store = sim_store_maintained(&fs).unwrap();
         let topic = store.topic("t").unwrap();
         let survived = topic
             .partition(1)
@@ -617,7 +583,7 @@ impl Race {
 /// Checks the topic `t` after the race, in a store reopened on `fs`: every partition
 /// holds exactly the one record written to the new topic.
 fn check_new_topic_survives(fs: &SimFs, what: &str) {
-    let store = sim_store(fs).unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
+    let store = sim_store_maintained(fs).unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
     let report = store.recovery_report();
     assert!(
         report.interrupted_changes.is_empty() && report.directories_left_alone.is_empty(),
@@ -814,10 +780,10 @@ fn longest_legal_topic_name_can_be_created_on_disk() {
 #[test]
 fn close_releases_the_directory_lock() {
     let fs = SimFs::new();
-    let store = sim_store(&fs).unwrap();
+    let store = sim_store_maintained(&fs).unwrap();
     let _clone = store.clone();
     store.close().unwrap();
-    sim_store(&fs).expect("reopen after close() while a clone is alive");
+    sim_store_maintained(&fs).expect("reopen after close() while a clone is alive");
 }
 
 /// A partition of an open store cannot be opened as a standalone `Log` (the store's
@@ -848,10 +814,9 @@ fn a_store_under_a_tiny_descriptor_limit_loses_nothing() {
     use std::collections::BTreeMap;
     use streamlog::{Acks, ProducerConfig, ProducerRecord};
     let open = |fs: &SimFs| {
-        Store::open_with(
-            "/store",
+        sim_store_with(
+            fs,
             StoreConfig::default()
-                .file_system(Arc::new(fs.clone()) as Arc<dyn FileSystem>)
                 .max_open_files(3)
                 .background_maintenance(false),
         )

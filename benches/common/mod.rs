@@ -5,7 +5,10 @@
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use criterion::measurement::WallTime;
+use criterion::{BatchSize, BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use streamlog::format::Compression;
 
 /// Records of the standard workload: 16-byte keys, values half random and half
@@ -113,6 +116,45 @@ pub fn raw_read(path: &Path) -> u64 {
         pos += 12 + kl + vl;
     }
     total
+}
+
+/// The benches' criterion: 10 samples after 1 s of warm-up, measured for `measurement`,
+/// then the command line's options.
+pub fn bench_criterion(measurement: Duration) -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(measurement)
+        .configure_from_args()
+}
+
+/// A group sampled flat (each sample the same iteration count: the iterations are long)
+/// with `throughput` per iteration.
+pub fn flat_group<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+    throughput: Throughput,
+) -> BenchmarkGroup<'a, WallTime> {
+    let mut g = c.benchmark_group(name);
+    g.sampling_mode(SamplingMode::Flat);
+    g.throughput(throughput);
+    g
+}
+
+/// `name` in `g`: [`raw_append`] of `w` into a fresh temp dir per iteration (the dir is
+/// made outside the timed part and removed after it).
+pub fn bench_raw_append(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, w: &Workload) {
+    g.bench_function(name, |b| {
+        b.iter_batched(
+            || {
+                let d = tmp();
+                let p = d.path().join("raw.bin");
+                (d, p)
+            },
+            |(d, p)| (raw_append(&p, w), d),
+            BatchSize::PerIteration,
+        )
+    });
 }
 
 pub fn tmp() -> tempfile::TempDir {

@@ -43,16 +43,81 @@ pub fn fresh_temp_dir(example: &str) -> PathBuf {
     ))
 }
 
+/// Parses `args` as [`try_parse`] does, panicking if they are rejected.
+#[cfg(test)]
+pub fn parse_ok<A: clap::Parser>(args: &[&str]) -> A {
+    try_parse(args).unwrap_or_else(|e| panic!("{args:?} was rejected: {e}"))
+}
+
+/// Asserts that each of `bad` is a usage error (exit status 2), and that the clap
+/// definition of `A` is consistent.
+#[cfg(test)]
+pub fn assert_usage_errors<A: clap::Parser + std::fmt::Debug>(bad: &[&[&str]]) {
+    for bad in bad {
+        let e = try_parse::<A>(bad).expect_err(&format!("{bad:?} was accepted"));
+        assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
+    }
+    A::command().debug_assert();
+}
+
+/// Runs `run` with `args` on a store in a fresh temp dir (removed afterwards) and asserts
+/// that it passed every check: the example itself, as `cargo run --example` runs it.
+#[cfg(test)]
+pub fn assert_run_passes<A, E: std::fmt::Debug>(
+    args: &A,
+    run: impl FnOnce(&A, &Path) -> Result<Vec<String>, E>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let failed = run(args, &dir.path().join("store")).unwrap();
+    assert!(failed.is_empty(), "{failed:?}");
+}
+
 /// Runs `run` on the store in `dir`, or in a fresh temp dir for `example` when `dir` is
-/// `None`, and returns [`finish`]'s exit status for the failed checks it returns.
+/// `None`, and returns [`finish`]'s exit status for the failed checks it returns (with
+/// `dump_topic` as there).
 pub fn run_in_dir<E: Display>(
     dir: Option<PathBuf>,
     example: &str,
+    dump_topic: Option<&str>,
     run: impl FnOnce(&Path) -> Result<Vec<String>, E>,
 ) -> ExitCode {
     let fresh = dir.is_none();
     let dir = dir.unwrap_or_else(|| fresh_temp_dir(example));
-    finish(run(&dir).map(|failed| (dir, failed)), fresh, None)
+    finish(run(&dir).map(|failed| (dir, failed)), fresh, dump_topic)
+}
+
+/// An error if the store already holds `topic` (left by an earlier run in `dir`): the
+/// examples check what they write themselves, so they want a fresh topic.
+pub fn check_no_topic(store: &streamlog::Store, dir: &Path, topic: &str) -> Result<(), String> {
+    if store.list_topics().iter().any(|t| t == topic) {
+        return Err(format!(
+            "{} already holds the topic `{topic}` from an earlier run; pass a fresh --dir",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The offset `group` committed for `topic`'s partition `partition`, if any.
+pub fn committed_offset(
+    group: &streamlog::consumer::GroupDescription,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    group
+        .offsets
+        .iter()
+        .find(|c| c.partition.topic() == topic && c.partition.partition() == partition)
+        .map(|c| c.offset)
+}
+
+/// The partition numbers of `partitions`, comma-separated.
+pub fn partition_numbers(partitions: &[streamlog::TopicPartition]) -> String {
+    let p: Vec<String> = partitions
+        .iter()
+        .map(|tp| tp.partition().to_string())
+        .collect();
+    p.join(",")
 }
 
 /// The exit status of a run that used the store in `dir` and ended with the failed

@@ -6,9 +6,11 @@ pub mod intercept;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use streamlog::format::batch::{ATTRIBUTES_OFFSET, CRC_OFFSET, compute_crc};
 use streamlog::format::{BatchBuilder, Compression, Record};
-use streamlog::fs::{FileSystem, SimFs};
+use streamlog::fs::{CrashImage, FileSystem, SimFs};
 use streamlog::log::{Log, LogConfig};
+use streamlog::{Producer, ProducerRecord, RecordMetadata, Store, StoreConfig, TopicConfig};
 
 /// How long a test waits for something that happens by itself (a thread starting, a
 /// background pass, a reader going to sleep) before it calls that a hang: a failure
@@ -62,12 +64,26 @@ pub fn batch(tag: u64, n: usize, codec: Compression) -> Vec<u8> {
     b.finish().unwrap()
 }
 
+/// Appends one uncompressed [`batch`] of `n` records for each tag of `tags`.
+pub fn append_batches(log: &Log, tags: std::ops::Range<u64>, n: usize) {
+    for tag in tags {
+        log.append(&mut batch(tag, n, Compression::None)).unwrap();
+    }
+}
+
 /// The value of record `i` of batch `tag`.
 pub fn value(tag: u64, i: usize) -> String {
     format!(
         "value-{tag}-{i}-{}",
         "x".repeat((tag as usize * 7 + i) % 40)
     )
+}
+
+/// A fresh SimFs and a log on it with [`small_config`].
+pub fn small_sim_log() -> (SimFs, Log) {
+    let fs = SimFs::new();
+    let log = open_sim(&fs, small_config()).unwrap();
+    (fs, log)
 }
 
 /// Opens a log on SimFs.
@@ -243,12 +259,82 @@ pub fn check_invariants(log: &Log, obs: &Observed) -> Result<(), String> {
     Ok(())
 }
 
+/// The crash images a crash test checks: every unsynced change kept, none kept, and a
+/// random mix (seeded with `seed`).
+pub fn crash_modes(seed: u64) -> [CrashImage; 3] {
+    [
+        CrashImage::KeepAll,
+        CrashImage::DropAll,
+        CrashImage::Random(seed),
+    ]
+}
+
 /// A store at `/store` on SimFs, maintenance off (tests run passes by hand).
-pub fn sim_store(fs: &SimFs) -> streamlog::Result<streamlog::Store> {
-    streamlog::Store::open_with(
-        "/store",
-        streamlog::StoreConfig::default()
-            .file_system(Arc::new(fs.clone()) as Arc<dyn FileSystem>)
-            .background_maintenance(false),
+pub fn sim_store(fs: &SimFs) -> streamlog::Result<Store> {
+    sim_store_with(fs, StoreConfig::default().background_maintenance(false))
+}
+
+/// A store at `/store` on SimFs with the default config (background maintenance on).
+pub fn sim_store_maintained(fs: &SimFs) -> streamlog::Result<Store> {
+    sim_store_with(fs, StoreConfig::default())
+}
+
+/// A store at `/store` on SimFs with `config` (its file system replaced by `fs`).
+pub fn sim_store_with(fs: &SimFs, config: StoreConfig) -> streamlog::Result<Store> {
+    sim_store_at(fs, "/store", config)
+}
+
+/// A store at `dir` on SimFs with `config` (its file system replaced by `fs`).
+pub fn sim_store_at(fs: &SimFs, dir: &str, config: StoreConfig) -> streamlog::Result<Store> {
+    Store::open_with(
+        dir,
+        config.file_system(Arc::new(fs.clone()) as Arc<dyn FileSystem>),
     )
+}
+
+/// A fresh SimFs, and a store on it (default config, see [`sim_store_maintained`]) with
+/// the topic `t` of `partitions` partitions.
+pub fn sim_topic_t(partitions: i32) -> (SimFs, Store) {
+    let fs = SimFs::new();
+    let store = with_topic_t(sim_store_maintained(&fs).unwrap(), partitions);
+    (fs, store)
+}
+
+/// A store in a fresh temp dir (default config) with the topic `t` of `partitions`
+/// partitions; the dir is removed when the returned guard drops.
+pub fn temp_topic_t(partitions: i32) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = with_topic_t(Store::open(dir.path()).unwrap(), partitions);
+    (dir, store)
+}
+
+/// `store` with the topic `t` of `partitions` partitions (default config) created.
+pub fn with_topic_t(store: Store, partitions: i32) -> Store {
+    store
+        .create_topic("t", TopicConfig::default().partitions(partitions))
+        .unwrap();
+    store
+}
+
+/// The log end offset of `topic`'s partition `partition`.
+pub fn log_end(store: &Store, topic: &str, partition: i32) -> i64 {
+    store
+        .topic(topic)
+        .unwrap()
+        .partition(partition)
+        .unwrap()
+        .log_end_offset()
+}
+
+/// Sends `record` and waits until it is delivered.
+pub fn send_wait(producer: &Producer, record: ProducerRecord<'_>) -> RecordMetadata {
+    producer.send(record).unwrap().wait().unwrap()
+}
+
+/// Recomputes the CRC-32C of an encoded batch (over the bytes from its attributes on,
+/// stored at [`CRC_OFFSET`]) after a test changed its bytes, so that the change gets
+/// past the CRC check.
+pub fn reseal_crc(batch: &mut [u8]) {
+    let crc = compute_crc(batch);
+    batch[CRC_OFFSET..ATTRIBUTES_OFFSET].copy_from_slice(&crc.to_be_bytes());
 }
