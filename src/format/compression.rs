@@ -315,12 +315,18 @@ mod tests {
             .collect()
     }
 
+    /// `data` compressed with `codec` at its default level.
+    fn compressed(codec: Compression, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        compress(codec, None, data, &mut out).unwrap();
+        out
+    }
+
     #[test]
     fn every_codec_round_trips() {
         let data = sample();
         for codec in Compression::ALL {
-            let mut out = Vec::new();
-            compress(codec, None, &data, &mut out).unwrap();
+            let out = compressed(codec, &data);
             assert_eq!(
                 decompress(codec, &out, data.len()).unwrap(),
                 data,
@@ -336,8 +342,7 @@ mod tests {
     fn decompression_is_capped() {
         let data = sample();
         for codec in Compression::ALL {
-            let mut out = Vec::new();
-            compress(codec, None, &data, &mut out).unwrap();
+            let out = compressed(codec, &data);
             let err = decompress(codec, &out, data.len() - 1).unwrap_err();
             assert!(
                 err.to_string().contains("exceeds the limit"),
