@@ -134,6 +134,41 @@ pub enum Error {
         name: String,
     },
 
+    /// A batch of an idempotent producer whose sequence does not follow the last one
+    /// the partition has from that producer (a batch was lost in between, or one is
+    /// re-sent that the partition no longer remembers). Kafka's
+    /// `OutOfOrderSequenceException`.
+    #[error(
+        "producer {producer_id} (epoch {epoch}): batch sequence {found} is out of order \
+         (expected {expected})"
+    )]
+    OutOfOrderSequence {
+        /// The producer id.
+        producer_id: i64,
+        /// The batch's producer epoch.
+        epoch: i16,
+        /// The sequence the partition expected.
+        expected: i32,
+        /// The batch's base sequence.
+        found: i32,
+    },
+
+    /// A batch of an idempotent producer with an older epoch than the partition has seen
+    /// from that producer id: a newer producer with the same id fenced it. Kafka's
+    /// `InvalidProducerEpochException`.
+    #[error(
+        "producer {producer_id}: epoch {epoch} is older than the current epoch {current} \
+         (a newer producer with this id fenced it)"
+    )]
+    InvalidProducerEpoch {
+        /// The producer id.
+        producer_id: i64,
+        /// The batch's producer epoch.
+        epoch: i16,
+        /// The epoch the partition has.
+        current: i16,
+    },
+
     /// The object was closed.
     #[error("{what} is closed")]
     Closed {
@@ -222,6 +257,26 @@ impl Clone for Error {
                 name: name.clone(),
             },
             Error::Closed { what } => Error::Closed { what },
+            Error::OutOfOrderSequence {
+                producer_id,
+                epoch,
+                expected,
+                found,
+            } => Error::OutOfOrderSequence {
+                producer_id: *producer_id,
+                epoch: *epoch,
+                expected: *expected,
+                found: *found,
+            },
+            Error::InvalidProducerEpoch {
+                producer_id,
+                epoch,
+                current,
+            } => Error::InvalidProducerEpoch {
+                producer_id: *producer_id,
+                epoch: *epoch,
+                current: *current,
+            },
             Error::Timeout { what, waited_ms } => Error::Timeout {
                 what,
                 waited_ms: *waited_ms,

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::producer_state::Verdict;
 use super::segment::{Segment, file_name};
 use super::{Log, OffsetEntry, Writer};
 use crate::error::{Error, Result};
@@ -83,6 +84,10 @@ impl Log {
         };
         let mut w = self.writer.lock();
         self.check_writable()?;
+        if let Verdict::Duplicate(original) = w.producers.check(&header)? {
+            // Sent before (a retry): appended once, answered with where it went.
+            return Ok(original.appended);
+        }
         let base_offset = self.next_offset.load(Ordering::Acquire);
         let delta = i64::from(header.last_offset_delta);
         let last_offset = base_offset
@@ -156,6 +161,15 @@ impl Log {
             .store(position + batch.len() as u64, Ordering::Release);
         self.next_offset.store(last_offset + 1, Ordering::Release);
         w.messages_since_flush += u64::from(header.records_count as u32);
+        let appended = AppendInfo {
+            base_offset,
+            last_offset,
+            max_timestamp,
+            record_count: header.records_count,
+            segment_base: seg.base,
+            position,
+        };
+        w.producers.record(&header, appended);
         let flush_now = w.messages_since_flush >= self.config.flush_messages;
         drop(w);
         if flush_now && let Err(e) = self.flush() {
@@ -166,14 +180,7 @@ impl Log {
                 self.dir.display()
             );
         }
-        Ok(AppendInfo {
-            base_offset,
-            last_offset,
-            max_timestamp,
-            record_count: header.records_count,
-            segment_base: seg.base,
-            position,
-        })
+        Ok(appended)
     }
 
     fn validate_client_batch(&self, batch: &[u8]) -> Result<BatchHeader> {

@@ -29,6 +29,7 @@ mod epoch;
 mod index;
 mod maps;
 mod open;
+mod producer_state;
 mod read;
 mod recovery;
 mod retention;
@@ -153,6 +154,8 @@ struct Writer {
     /// Files were created or removed since the directory was last synced.
     dir_dirty: bool,
     messages_since_flush: u64,
+    /// Idempotent producers' recent batches (in memory: empty after an open).
+    producers: producer_state::ProducerStates,
 }
 
 #[derive(Debug)]

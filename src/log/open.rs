@@ -320,6 +320,7 @@ impl Log {
                 unflushed,
                 dir_dirty: !report.clean_shutdown,
                 messages_since_flush: 0,
+                producers: Default::default(),
             }),
             flush_state: Mutex::new(FlushState {
                 recovery_point: recovery_point.unwrap_or(0),

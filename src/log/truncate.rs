@@ -75,6 +75,8 @@ impl Log {
             // then known to point at removed records. (A crash before it is written
             // makes the next open start a new epoch anyway.)
             .and_then(|()| self.begin_epoch(&w, new_end).map(drop));
+        // Batches past the new end are gone: a producer re-sending one appends it again.
+        w.producers.truncate_to(new_end);
         if let Err(e) = &result {
             self.poison_with(format!("truncation failed part-way: {e}"));
         }

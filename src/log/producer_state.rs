@@ -1,0 +1,276 @@
+//! Producer state: what the log remembers of each idempotent producer's recent batches,
+//! to append a batch re-sent after an error once, and to refuse sequences that skip or
+//! go back and epochs that were fenced (Kafka's `ProducerStateManager`).
+//!
+//! Per producer id the log keeps its epoch and its last five batches (first and last
+//! sequence, and where each was appended). A batch of a known producer:
+//! - with a lower epoch is refused (`InvalidProducerEpoch`);
+//! - with the same epoch and the sequence range of a remembered batch is a duplicate:
+//!   it is not appended again, and the offsets of the original are returned;
+//! - with the same epoch must start right after the last sequence (wrapping from
+//!   `i32::MAX` to 0), and with a higher epoch at sequence 0, else `OutOfOrderSequence`.
+//!
+//! A producer the log does not know is accepted at any sequence (it may be new, or its
+//! state may have been lost), as Kafka does. Batches without a producer id (-1) are
+//! never checked.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::AppendInfo;
+use crate::error::{Error, Result};
+use crate::format::batch::BatchHeader;
+
+/// How many batches per producer the log remembers (Kafka's
+/// `NUM_BATCHES_TO_RETAIN`, and the producer's `max_in_flight_requests` limit).
+pub const BATCHES_PER_PRODUCER: usize = 5;
+
+/// A batch of an idempotent producer, as remembered: its sequences and where it was
+/// appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProducerBatch {
+    pub(crate) first_seq: i32,
+    pub(crate) last_seq: i32,
+    pub(crate) appended: AppendInfo,
+}
+
+/// One producer id's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct ProducerEntry {
+    epoch: i16,
+    /// Oldest first; at most [`BATCHES_PER_PRODUCER`].
+    batches: VecDeque<ProducerBatch>,
+}
+
+/// What the check of a batch decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Append it (and then [`ProducerStates::record`] it).
+    Append,
+    /// It was appended before: this is where.
+    Duplicate(ProducerBatch),
+}
+
+/// The last sequence of a batch: `base + delta`, wrapping from `i32::MAX` to 0 as
+/// Kafka's sequences do.
+pub(crate) fn last_sequence(base: i32, delta: i32) -> i32 {
+    let sum = i64::from(base) + i64::from(delta);
+    (sum % (i64::from(i32::MAX) + 1)) as i32
+}
+
+/// The sequence after `last`.
+fn next_sequence(last: i32) -> i32 {
+    if last == i32::MAX { 0 } else { last + 1 }
+}
+
+/// The state of every producer that wrote to one partition.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ProducerStates {
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+impl ProducerStates {
+    /// Decides what to do with a batch about to be appended.
+    ///
+    /// # Errors
+    /// `InvalidProducerEpoch` for an epoch below the producer's; `OutOfOrderSequence`
+    /// for a sequence that does not follow the producer's last one.
+    pub(crate) fn check(&self, h: &BatchHeader) -> Result<Verdict> {
+        if h.producer_id < 0 || h.base_sequence < 0 {
+            return Ok(Verdict::Append);
+        }
+        let Some(entry) = self.producers.get(&h.producer_id) else {
+            return Ok(Verdict::Append);
+        };
+        if h.producer_epoch < entry.epoch {
+            return Err(Error::InvalidProducerEpoch {
+                producer_id: h.producer_id,
+                epoch: h.producer_epoch,
+                current: entry.epoch,
+            });
+        }
+        let last = last_sequence(h.base_sequence, h.last_offset_delta);
+        let expected = if h.producer_epoch > entry.epoch {
+            0
+        } else {
+            if let Some(b) = entry
+                .batches
+                .iter()
+                .find(|b| b.first_seq == h.base_sequence && b.last_seq == last)
+            {
+                return Ok(Verdict::Duplicate(*b));
+            }
+            entry
+                .batches
+                .back()
+                .map_or(0, |b| next_sequence(b.last_seq))
+        };
+        if h.base_sequence != expected {
+            return Err(Error::OutOfOrderSequence {
+                producer_id: h.producer_id,
+                epoch: h.producer_epoch,
+                expected,
+                found: h.base_sequence,
+            });
+        }
+        Ok(Verdict::Append)
+    }
+
+    /// Remembers a batch appended as `appended` says (call after [`check`](Self::check)
+    /// said `Append` and the write succeeded).
+    pub(crate) fn record(&mut self, h: &BatchHeader, appended: AppendInfo) {
+        if h.producer_id < 0 || h.base_sequence < 0 {
+            return;
+        }
+        let entry = self.producers.entry(h.producer_id).or_default();
+        if h.producer_epoch != entry.epoch {
+            entry.epoch = h.producer_epoch;
+            entry.batches.clear();
+        }
+        if entry.batches.len() == BATCHES_PER_PRODUCER {
+            entry.batches.pop_front();
+        }
+        entry.batches.push_back(ProducerBatch {
+            first_seq: h.base_sequence,
+            last_seq: last_sequence(h.base_sequence, h.last_offset_delta),
+            appended,
+        });
+    }
+
+    /// Forgets batches at or past `end` (the log was truncated there): a batch re-sent
+    /// after it is appended again, never answered with offsets that no longer exist.
+    pub(crate) fn truncate_to(&mut self, end: i64) {
+        for entry in self.producers.values_mut() {
+            entry.batches.retain(|b| b.appended.last_offset < end);
+        }
+        self.producers.retain(|_, e| !e.batches.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(pid: i64, epoch: i16, seq: i32, records: i32) -> BatchHeader {
+        let mut b = crate::format::BatchBuilder::new().producer(pid, epoch, seq);
+        for i in 0..records {
+            b.push(i64::from(i), None::<&[u8]>, Some(b"v"), &[])
+                .unwrap();
+        }
+        let encoded = b.finish().unwrap();
+        BatchHeader::parse(&encoded).unwrap()
+    }
+
+    /// Where a batch with header `h` lands at `base` (with max timestamp `ts`).
+    fn info(h: &BatchHeader, base: i64, ts: i64) -> AppendInfo {
+        AppendInfo {
+            base_offset: base,
+            last_offset: base + i64::from(h.last_offset_delta),
+            max_timestamp: ts,
+            record_count: h.records_count,
+            segment_base: 0,
+            position: 0,
+        }
+    }
+
+    #[test]
+    fn sequences_must_follow_and_duplicates_return_the_original() {
+        let mut s = ProducerStates::default();
+        let first = header(7, 0, 0, 3);
+        assert_eq!(s.check(&first).unwrap(), Verdict::Append);
+        s.record(&first, info(&first, 100, 5));
+        // The same batch again: the original's offsets.
+        let Verdict::Duplicate(b) = s.check(&first).unwrap() else {
+            panic!("not a duplicate");
+        };
+        assert_eq!(b.appended, info(&first, 100, 5));
+        // Skipping a sequence, or going back to one not remembered, is refused.
+        for seq in [4, 1] {
+            let e = s.check(&header(7, 0, seq, 1)).unwrap_err();
+            assert!(
+                matches!(e, Error::OutOfOrderSequence { expected: 3, found, .. } if found == seq),
+                "{e}"
+            );
+        }
+        let next = header(7, 0, 3, 2);
+        assert_eq!(s.check(&next).unwrap(), Verdict::Append);
+        s.record(&next, info(&next, 103, 6));
+        // Other producers and batches without a producer are independent.
+        assert_eq!(s.check(&header(8, 0, 42, 1)).unwrap(), Verdict::Append);
+        assert_eq!(s.check(&header(-1, -1, -1, 1)).unwrap(), Verdict::Append);
+    }
+
+    #[test]
+    fn a_new_epoch_starts_at_zero_and_fences_the_old_one() {
+        let mut s = ProducerStates::default();
+        let h = header(7, 0, 0, 1);
+        s.record(&h, info(&h, 0, 0));
+        let e = s.check(&header(7, 1, 1, 1)).unwrap_err();
+        assert!(
+            matches!(e, Error::OutOfOrderSequence { expected: 0, .. }),
+            "{e}"
+        );
+        let bumped = header(7, 1, 0, 1);
+        assert_eq!(s.check(&bumped).unwrap(), Verdict::Append);
+        s.record(&bumped, info(&bumped, 1, 0));
+        let e = s.check(&header(7, 0, 1, 1)).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::InvalidProducerEpoch {
+                    epoch: 0,
+                    current: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn only_the_last_five_batches_are_remembered() {
+        let mut s = ProducerStates::default();
+        for i in 0..6 {
+            let h = header(7, 0, i, 1);
+            assert_eq!(s.check(&h).unwrap(), Verdict::Append);
+            s.record(&h, info(&h, i64::from(i), 0));
+        }
+        // Batch 0 is forgotten: re-sent, it is out of order rather than a duplicate.
+        assert!(s.check(&header(7, 0, 0, 1)).is_err());
+        for i in 1..6 {
+            assert!(matches!(
+                s.check(&header(7, 0, i, 1)).unwrap(),
+                Verdict::Duplicate(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn sequences_wrap_from_max_to_zero() {
+        assert_eq!(last_sequence(i32::MAX, 0), i32::MAX);
+        assert_eq!(last_sequence(i32::MAX, 2), 1);
+        let mut s = ProducerStates::default();
+        let h = header(7, 0, i32::MAX - 1, 2);
+        s.record(&h, info(&h, 0, 0));
+        let e = s.check(&header(7, 0, 1, 1)).unwrap_err();
+        assert!(
+            matches!(e, Error::OutOfOrderSequence { expected: 0, .. }),
+            "{e}"
+        );
+        assert_eq!(s.check(&header(7, 0, 0, 1)).unwrap(), Verdict::Append);
+    }
+
+    #[test]
+    fn truncation_forgets_batches_past_the_new_end() {
+        let mut s = ProducerStates::default();
+        let a = header(7, 0, 0, 2);
+        s.record(&a, info(&a, 0, 0));
+        let b = header(7, 0, 2, 2);
+        s.record(&b, info(&b, 2, 0));
+        s.truncate_to(2);
+        // `b` is gone: sent again it is appended again (it follows `a`).
+        assert_eq!(s.check(&b).unwrap(), Verdict::Append);
+        s.truncate_to(0);
+        // Nothing left of the producer: any sequence is accepted.
+        assert_eq!(s.check(&header(7, 0, 9, 1)).unwrap(), Verdict::Append);
+    }
+}

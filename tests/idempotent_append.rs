@@ -1,0 +1,114 @@
+//! The log appends a batch of an idempotent producer once: a re-sent batch is answered
+//! with where the original went, a sequence that skips or goes back and an epoch that
+//! was fenced are refused with typed errors (Kafka's producer state checks).
+
+mod common;
+
+use common::{read_values, small_sim_log};
+use streamlog::Error;
+use streamlog::format::BatchBuilder;
+use streamlog::fs::Fault;
+
+/// A batch of producer `pid` (epoch `epoch`) starting at sequence `seq`, with values
+/// `tag-0`, `tag-1`, ...
+fn batch(pid: i64, epoch: i16, seq: i32, tag: &str, records: usize) -> Vec<u8> {
+    let mut b = BatchBuilder::new().producer(pid, epoch, seq);
+    for i in 0..records {
+        b.push(
+            1_700_000_000_000,
+            Some(b"k"),
+            Some(format!("{tag}-{i}").as_bytes()),
+            &[],
+        )
+        .unwrap();
+    }
+    b.finish().unwrap()
+}
+
+#[test]
+fn a_resent_batch_is_appended_once_and_answered_with_the_original_offsets() {
+    let (_fs, log) = small_sim_log();
+    let first = log.append(&mut batch(7, 0, 0, "a", 3)).unwrap();
+    let second = log.append(&mut batch(7, 0, 3, "b", 2)).unwrap();
+    // Both re-sent (a producer that did not see the answers): nothing is appended.
+    assert_eq!(log.append(&mut batch(7, 0, 0, "a", 3)).unwrap(), first);
+    assert_eq!(log.append(&mut batch(7, 0, 3, "b", 2)).unwrap(), second);
+    assert_eq!(log.log_end_offset(), 5);
+    assert_eq!(
+        read_values(&log).unwrap(),
+        ["a-0", "a-1", "a-2", "b-0", "b-1"]
+    );
+    // The same sequences from another producer, or without a producer, are new data.
+    log.append(&mut batch(8, 0, 0, "c", 1)).unwrap();
+    log.append(&mut batch(-1, -1, -1, "d", 1)).unwrap();
+    log.append(&mut batch(-1, -1, -1, "d", 1)).unwrap();
+    assert_eq!(log.log_end_offset(), 8);
+}
+
+#[test]
+fn sequences_that_skip_or_go_back_and_fenced_epochs_are_refused() {
+    let (_fs, log) = small_sim_log();
+    log.append(&mut batch(7, 1, 0, "a", 2)).unwrap();
+    let e = log.append(&mut batch(7, 1, 5, "x", 1)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::OutOfOrderSequence {
+                producer_id: 7,
+                expected: 2,
+                found: 5,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = log.append(&mut batch(7, 0, 2, "x", 1)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::InvalidProducerEpoch {
+                producer_id: 7,
+                epoch: 0,
+                current: 1
+            }
+        ),
+        "{e}"
+    );
+    // A new epoch starts at sequence 0; then the old epoch is fenced.
+    let e = log.append(&mut batch(7, 2, 2, "x", 1)).unwrap_err();
+    assert!(
+        matches!(e, Error::OutOfOrderSequence { expected: 0, .. }),
+        "{e}"
+    );
+    log.append(&mut batch(7, 2, 0, "b", 1)).unwrap();
+    assert!(matches!(
+        log.append(&mut batch(7, 1, 2, "x", 1)).unwrap_err(),
+        Error::InvalidProducerEpoch { current: 2, .. }
+    ));
+    // Nothing refused was written.
+    assert_eq!(read_values(&log).unwrap(), ["a-0", "a-1", "b-0"]);
+}
+
+#[test]
+fn a_batch_resent_after_a_failed_write_is_appended_once() {
+    let (fs, log) = small_sim_log();
+    log.append(&mut batch(7, 0, 0, "a", 1)).unwrap();
+    fs.inject(Fault::Eio, fs.op_count() + 1, false);
+    assert!(log.append(&mut batch(7, 0, 1, "b", 2)).is_err());
+    // The retry is the first copy that landed; the one after it is a duplicate.
+    let landed = log.append(&mut batch(7, 0, 1, "b", 2)).unwrap();
+    assert_eq!(log.append(&mut batch(7, 0, 1, "b", 2)).unwrap(), landed);
+    assert_eq!(read_values(&log).unwrap(), ["a-0", "b-0", "b-1"]);
+}
+
+#[test]
+fn after_a_truncation_a_resent_batch_is_appended_again() {
+    let (_fs, log) = small_sim_log();
+    log.append(&mut batch(7, 0, 0, "a", 2)).unwrap();
+    log.append(&mut batch(7, 0, 2, "b", 2)).unwrap();
+    assert_eq!(log.truncate_to(2).unwrap(), 2);
+    // `b` is gone: sent again it is written again, not answered with removed offsets.
+    let again = log.append(&mut batch(7, 0, 2, "b", 2)).unwrap();
+    assert_eq!((again.base_offset, again.last_offset), (2, 3));
+    assert_eq!(read_values(&log).unwrap(), ["a-0", "a-1", "b-0", "b-1"]);
+}
