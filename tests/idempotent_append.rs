@@ -7,7 +7,7 @@ mod common;
 use common::{read_values, small_sim_log};
 use streamlog::Error;
 use streamlog::format::BatchBuilder;
-use streamlog::fs::Fault;
+use streamlog::fs::{Fault, FileSystem};
 
 /// A batch of producer `pid` (epoch `epoch`) starting at sequence `seq`, with values
 /// `tag-0`, `tag-1`, ...
@@ -111,4 +111,48 @@ fn after_a_truncation_a_resent_batch_is_appended_again() {
     let again = log.append(&mut batch(7, 0, 2, "b", 2)).unwrap();
     assert_eq!((again.base_offset, again.last_offset), (2, 3));
     assert_eq!(read_values(&log).unwrap(), ["a-0", "a-1", "b-0", "b-1"]);
+}
+
+#[test]
+fn after_a_clean_reopen_the_last_batch_of_each_producer_is_still_recognized() {
+    let (fs, log) = small_sim_log();
+    log.append(&mut batch(7, 3, 0, "a", 2)).unwrap();
+    let last = log.append(&mut batch(7, 3, 2, "b", 2)).unwrap();
+    log.close().unwrap();
+    // Kafka's file name: the log end offset.
+    let names = fs.list_dir(&common::dir()).unwrap();
+    assert!(
+        names.contains(&"00000000000000000004.snapshot".to_string()),
+        "{names:?}"
+    );
+    let log = common::open_sim(&fs, common::small_config()).unwrap();
+    assert_eq!(log.append(&mut batch(7, 3, 2, "b", 2)).unwrap(), last);
+    assert!(matches!(
+        log.append(&mut batch(7, 2, 4, "x", 1)).unwrap_err(),
+        Error::InvalidProducerEpoch { current: 3, .. }
+    ));
+    log.append(&mut batch(7, 3, 4, "c", 1)).unwrap();
+    assert_eq!(
+        read_values(&log).unwrap(),
+        ["a-0", "a-1", "b-0", "b-1", "c-0"]
+    );
+    log.close().unwrap();
+    // One snapshot: the new close replaced the old one.
+    let names = fs.list_dir(&common::dir()).unwrap();
+    let snapshots: Vec<&String> = names.iter().filter(|n| n.ends_with(".snapshot")).collect();
+    assert_eq!(snapshots, ["00000000000000000005.snapshot"]);
+}
+
+#[test]
+fn after_a_crash_no_producer_is_refused() {
+    let (fs, log) = small_sim_log();
+    log.append(&mut batch(7, 0, 0, "a", 1)).unwrap();
+    log.flush().unwrap();
+    let image = fs.crash_image(streamlog::fs::CrashImage::KeepAll);
+    drop(log);
+    // The state died with the process: the producer's next batch is accepted at any
+    // sequence (never refused for a gap the log cannot see).
+    let log = common::open_sim(&image, common::small_config()).unwrap();
+    log.append(&mut batch(7, 0, 5, "b", 1)).unwrap();
+    assert_eq!(read_values(&log).unwrap(), ["a-0", "b-0"]);
 }

@@ -36,11 +36,20 @@ impl Log {
     /// Durability: in the OS page cache on return; call [`flush`](Self::flush) to make it
     /// survive power loss.
     ///
+    /// A batch of an idempotent producer (a producer id and a base sequence) that the log
+    /// remembers appending (one of that producer's last five batches, same epoch and
+    /// sequences) is not appended again: the call returns where the original went.
+    /// The log remembers producers in memory and, across a clean close and open, in
+    /// Kafka's `<log end offset>.snapshot` file; after a crash it starts knowing none, and
+    /// then accepts any sequence.
+    ///
     /// # Errors
     /// `InvalidBatch` if the batch is malformed (bad CRC, a control batch,
     /// `lastOffsetDelta + 1 != recordsCount`, offset deltas not 0..n, a producer id
-    /// without a sequence, undecodable records); `RecordTooLarge` past
-    /// `max_message_bytes`; `Io` if the write failed (the log stays usable);
+    /// without a sequence, undecodable records); `OutOfOrderSequence` if its base
+    /// sequence does not follow the producer's last batch (or is not 0 for a new epoch);
+    /// `InvalidProducerEpoch` for an epoch older than the producer's; `RecordTooLarge`
+    /// past `max_message_bytes`; `Io` if the write failed (the log stays usable);
     /// `Poisoned` after an earlier fsync failure; `Closed`.
     pub fn append(&self, batch: &mut [u8]) -> Result<AppendInfo> {
         self.append_inner(batch, false)
@@ -86,7 +95,14 @@ impl Log {
         self.check_writable()?;
         if let Verdict::Duplicate(original) = w.producers.check(&header)? {
             // Sent before (a retry): appended once, answered with where it went.
-            return Ok(original.appended);
+            let mut appended = original.appended;
+            if !original.located
+                && let Some((segment_base, position)) = self.locate_batch(appended.base_offset)
+            {
+                appended.segment_base = segment_base;
+                appended.position = position;
+            }
+            return Ok(appended);
         }
         let base_offset = self.next_offset.load(Ordering::Acquire);
         let delta = i64::from(header.last_offset_delta);

@@ -31,6 +31,9 @@ pub(crate) struct ProducerBatch {
     pub(crate) first_seq: i32,
     pub(crate) last_seq: i32,
     pub(crate) appended: AppendInfo,
+    /// Whether `appended.segment_base` and `position` are known (not for a batch loaded
+    /// from a snapshot, which records offsets only).
+    pub(crate) located: bool,
 }
 
 /// One producer id's state.
@@ -133,6 +136,7 @@ impl ProducerStates {
             first_seq: h.base_sequence,
             last_seq: last_sequence(h.base_sequence, h.last_offset_delta),
             appended,
+            located: true,
         });
     }
 
@@ -143,6 +147,106 @@ impl ProducerStates {
             entry.batches.retain(|b| b.appended.last_offset < end);
         }
         self.producers.retain(|_, e| !e.batches.is_empty());
+    }
+}
+
+/// Kafka's producer snapshot version.
+const SNAPSHOT_VERSION: i16 = 1;
+/// version (i16) + CRC (u32) + entry count (i32).
+const SNAPSHOT_HEADER: usize = 2 + 4 + 4;
+/// Where the CRC-32C starts (after the version and the CRC itself).
+const SNAPSHOT_CRC_FROM: usize = 2 + 4;
+/// pid i64, epoch i16, lastSeq i32, lastOffset i64, offsetDelta i32, timestamp i64,
+/// coordinatorEpoch i32, currentTxnFirstOffset i64.
+const SNAPSHOT_ENTRY: usize = 8 + 2 + 4 + 8 + 4 + 8 + 4 + 8;
+
+impl ProducerStates {
+    /// Kafka's `.snapshot` file (ProducerSnapshot v1): every producer with its epoch and
+    /// its last batch (Kafka keeps only the last one in a snapshot), in producer id order.
+    pub(crate) fn encode_snapshot(&self) -> Vec<u8> {
+        let mut entries: Vec<(&i64, &ProducerEntry)> = self
+            .producers
+            .iter()
+            .filter(|(_, e)| !e.batches.is_empty())
+            .collect();
+        entries.sort_by_key(|(pid, _)| **pid);
+        let mut out = Vec::with_capacity(SNAPSHOT_HEADER + entries.len() * SNAPSHOT_ENTRY);
+        out.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&(entries.len() as i32).to_be_bytes());
+        for (pid, e) in entries {
+            let b = e.batches.back().expect("filtered on non-empty");
+            let delta = (b.appended.last_offset - b.appended.base_offset) as i32;
+            out.extend_from_slice(&pid.to_be_bytes());
+            out.extend_from_slice(&e.epoch.to_be_bytes());
+            out.extend_from_slice(&b.last_seq.to_be_bytes());
+            out.extend_from_slice(&b.appended.last_offset.to_be_bytes());
+            out.extend_from_slice(&delta.to_be_bytes());
+            out.extend_from_slice(&b.appended.max_timestamp.to_be_bytes());
+            out.extend_from_slice(&(-1i32).to_be_bytes()); // no transaction coordinator
+            out.extend_from_slice(&(-1i64).to_be_bytes()); // no open transaction
+        }
+        let crc = crc32c::crc32c(&out[SNAPSHOT_CRC_FROM..]);
+        out[2..SNAPSHOT_CRC_FROM].copy_from_slice(&crc.to_be_bytes());
+        out
+    }
+
+    /// Reads a `.snapshot` file; `None` if it is not a whole, CRC-valid version 1 file
+    /// (the caller then starts from no state, which accepts any sequence).
+    pub(crate) fn decode_snapshot(bytes: &[u8]) -> Option<ProducerStates> {
+        let be = |at: usize, n: usize| bytes.get(at..at + n);
+        let version = i16::from_be_bytes(be(0, 2)?.try_into().ok()?);
+        let crc = u32::from_be_bytes(be(2, 4)?.try_into().ok()?);
+        let count = i32::from_be_bytes(be(6, 4)?.try_into().ok()?);
+        let count = usize::try_from(count).ok()?;
+        if version != SNAPSHOT_VERSION
+            || bytes.len() != SNAPSHOT_HEADER.checked_add(count.checked_mul(SNAPSHOT_ENTRY)?)?
+            || crc32c::crc32c(&bytes[SNAPSHOT_CRC_FROM..]) != crc
+        {
+            return None;
+        }
+        let mut states = ProducerStates::default();
+        for e in bytes[SNAPSHOT_HEADER..].chunks_exact(SNAPSHOT_ENTRY) {
+            let i64_at = |at: usize| i64::from_be_bytes(e[at..at + 8].try_into().expect("8"));
+            let i32_at = |at: usize| i32::from_be_bytes(e[at..at + 4].try_into().expect("4"));
+            let pid = i64_at(0);
+            let epoch = i16::from_be_bytes(e[8..10].try_into().expect("2"));
+            let last_seq = i32_at(10);
+            let last_offset = i64_at(14);
+            let delta = i32_at(22);
+            let timestamp = i64_at(26);
+            if pid < 0 || delta < 0 || last_seq < 0 {
+                return None;
+            }
+            let base_offset = last_offset - i64::from(delta);
+            let first_seq = if last_seq >= delta {
+                last_seq - delta
+            } else {
+                // Wrapped past i32::MAX.
+                (i64::from(i32::MAX) + 1 + i64::from(last_seq) - i64::from(delta)) as i32
+            };
+            let batch = ProducerBatch {
+                first_seq,
+                last_seq,
+                appended: AppendInfo {
+                    base_offset,
+                    last_offset,
+                    max_timestamp: timestamp,
+                    record_count: delta + 1,
+                    segment_base: -1,
+                    position: 0,
+                },
+                located: false,
+            };
+            states.producers.insert(
+                pid,
+                ProducerEntry {
+                    epoch,
+                    batches: VecDeque::from([batch]),
+                },
+            );
+        }
+        Some(states)
     }
 }
 
@@ -272,5 +376,56 @@ mod tests {
         s.truncate_to(0);
         // Nothing left of the producer: any sequence is accepted.
         assert_eq!(s.check(&header(7, 0, 9, 1)).unwrap(), Verdict::Append);
+    }
+
+    #[test]
+    fn snapshots_are_kafkas_layout_and_keep_the_last_batch_per_producer() {
+        let mut s = ProducerStates::default();
+        for (pid, epoch, seq, n, base) in [(7, 2, 0, 3, 10), (7, 2, 3, 2, 13), (5, 0, 9, 1, 20)] {
+            let h = header(pid, epoch, seq, n);
+            s.record(&h, info(&h, base, 1_000 + base));
+        }
+        let bytes = s.encode_snapshot();
+        assert_eq!(bytes.len(), 10 + 2 * 46);
+        assert_eq!(&bytes[..2], &[0, 1], "version 1");
+        assert_eq!(&bytes[6..10], &[0, 0, 0, 2], "two producers");
+        // The first entry is producer 5 (ids in order): pid, epoch, lastSeq, lastOffset,
+        // offsetDelta, timestamp, coordinatorEpoch -1, currentTxnFirstOffset -1.
+        let e = &bytes[10..56];
+        assert_eq!(&e[..8], &5i64.to_be_bytes());
+        assert_eq!(&e[8..10], &0i16.to_be_bytes());
+        assert_eq!(&e[10..14], &9i32.to_be_bytes());
+        assert_eq!(&e[14..22], &20i64.to_be_bytes());
+        assert_eq!(&e[22..26], &0i32.to_be_bytes());
+        assert_eq!(&e[26..34], &1_020i64.to_be_bytes());
+        assert_eq!(&e[34..38], &(-1i32).to_be_bytes());
+        assert_eq!(&e[38..46], &(-1i64).to_be_bytes());
+        assert_eq!(
+            u32::from_be_bytes(bytes[2..6].try_into().unwrap()),
+            crc32c::crc32c(&bytes[6..])
+        );
+        let back = ProducerStates::decode_snapshot(&bytes).unwrap();
+        // Producer 7's last batch (sequences 3..=4 at offsets 13..=14) is a duplicate;
+        // its earlier batch is not remembered, as in Kafka.
+        let Verdict::Duplicate(b) = back.check(&header(7, 2, 3, 2)).unwrap() else {
+            panic!("not a duplicate after a snapshot");
+        };
+        assert_eq!((b.appended.base_offset, b.appended.last_offset), (13, 14));
+        assert!(!b.located);
+        assert_eq!(back.check(&header(7, 2, 5, 1)).unwrap(), Verdict::Append);
+        assert!(
+            back.check(&header(7, 1, 5, 1)).is_err(),
+            "the epoch survives"
+        );
+        // Any damage: no state rather than wrong state.
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x10;
+            assert!(
+                ProducerStates::decode_snapshot(&bad).is_none(),
+                "flip at {i} accepted"
+            );
+        }
+        assert!(ProducerStates::decode_snapshot(&bytes[..bytes.len() - 1]).is_none());
     }
 }

@@ -239,6 +239,29 @@ impl Log {
         }
     }
 
+    /// The segment base and byte position of the batch whose base offset is `base`
+    /// (for answering a re-sent batch remembered by a producer snapshot), if the log
+    /// still holds it.
+    pub(super) fn locate_batch(&self, base: i64) -> Option<(i64, u64)> {
+        let segs = self.snapshot();
+        let seg = segs.get(segs.partition_point(|s| s.base <= base).checked_sub(1)?)?;
+        let size = seg.size();
+        let mut pos = self
+            .index_floor(seg, base)
+            .map_or(0, |e| u64::from(e.position));
+        while pos < size {
+            let h = self.header_at(seg, pos, size).ok()?;
+            if h.base_offset == base {
+                return Some((seg.base, pos));
+            }
+            if h.base_offset > base {
+                return None;
+            }
+            pos += h.size()? as u64;
+        }
+        None
+    }
+
     /// The index entry with the largest offset at or below `offset`: the batch it names
     /// ends at or before `offset`, so reading may start there.
     fn index_floor(&self, seg: &Segment, offset: i64) -> Option<OffsetEntry> {
