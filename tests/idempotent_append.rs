@@ -7,7 +7,7 @@ mod common;
 use common::{read_values, small_sim_log};
 use streamlog::Error;
 use streamlog::format::BatchBuilder;
-use streamlog::fs::{Fault, FileSystem};
+use streamlog::fs::{CrashImage, Fault, FileSystem};
 
 /// A batch of producer `pid` (epoch `epoch`) starting at sequence `seq`, with values
 /// `tag-0`, `tag-1`, ...
@@ -144,15 +144,54 @@ fn after_a_clean_reopen_the_last_batch_of_each_producer_is_still_recognized() {
 }
 
 #[test]
-fn after_a_crash_no_producer_is_refused() {
+fn after_a_crash_the_state_is_rebuilt_from_a_snapshot_and_the_batches_after_it() {
     let (fs, log) = small_sim_log();
-    log.append(&mut batch(7, 0, 0, "a", 1)).unwrap();
+    let mut last = None;
+    for seq in 0..40 {
+        last = Some(
+            log.append(&mut batch(7, 0, seq, &format!("a{seq}"), 1))
+                .unwrap(),
+        );
+    }
     log.flush().unwrap();
-    let image = fs.crash_image(streamlog::fs::CrashImage::KeepAll);
+    assert!(log.segments().len() > 2, "the test needs rolls (snapshots)");
+    let image = fs.crash_image(CrashImage::KeepAll);
     drop(log);
-    // The state died with the process: the producer's next batch is accepted at any
-    // sequence (never refused for a gap the log cannot see).
     let log = common::open_sim(&image, common::small_config()).unwrap();
-    log.append(&mut batch(7, 0, 5, "b", 1)).unwrap();
-    assert_eq!(read_values(&log).unwrap(), ["a-0", "b-0"]);
+    assert!(!log.recovery_report().clean_shutdown);
+    // The last batch is known again (it came after the last roll's snapshot)...
+    assert_eq!(
+        log.append(&mut batch(7, 0, 39, "a39", 1)).unwrap(),
+        last.unwrap()
+    );
+    // ...and so is the producer's next sequence.
+    let e = log.append(&mut batch(7, 0, 41, "x", 1)).unwrap_err();
+    assert!(
+        matches!(e, Error::OutOfOrderSequence { expected: 40, .. }),
+        "{e}"
+    );
+    log.append(&mut batch(7, 0, 40, "a40", 1)).unwrap();
+    assert_eq!(log.log_end_offset(), 41);
+}
+
+#[test]
+fn batches_a_crash_removed_are_appended_again_not_answered_as_duplicates() {
+    let (fs, log) = small_sim_log();
+    for seq in 0..30 {
+        log.append(&mut batch(7, 0, seq, &format!("a{seq}"), 1))
+            .unwrap();
+    }
+    log.flush().unwrap();
+    for seq in 30..32 {
+        log.append(&mut batch(7, 0, seq, &format!("a{seq}"), 1))
+            .unwrap();
+    }
+    // The unsynced batches 30 and 31 are lost.
+    let image = fs.crash_image(CrashImage::DropAll);
+    drop(log);
+    let log = common::open_sim(&image, common::small_config()).unwrap();
+    assert_eq!(log.log_end_offset(), 30);
+    let again = log.append(&mut batch(7, 0, 30, "a30", 1)).unwrap();
+    assert_eq!(again.base_offset, 30);
+    assert_eq!(log.log_end_offset(), 31);
 }

@@ -293,6 +293,12 @@ impl Log {
         w.unflushed.push(old);
         w.dir_dirty = true;
         w.active = new;
+        // What the producers had appended before `new_base`, for rebuilding their state
+        // after a crash from here rather than from the start. Optional: without it a
+        // rebuild starts from an earlier snapshot, or from no state.
+        if let Err(e) = self.write_producer_snapshot_unsynced(new_base, &w.producers) {
+            log::warn!("{}: {e}", self.dir.display());
+        }
         w.bytes_since_index = 0;
         w.first_batch_timestamp = None;
         w.created_ms = self.config.clock.now_ms();

@@ -4,8 +4,6 @@ use std::sync::atomic::Ordering;
 
 use super::Log;
 use super::checkpoint;
-use super::producer_state::ProducerStates;
-use super::segment::{file_name, parse_file_name};
 use crate::error::{Result, io_ctx};
 
 impl Log {
@@ -56,7 +54,9 @@ impl Log {
             active.time_index.path().display()
         )))?;
         self.write_recovery_point(self.log_end_offset())?;
-        self.write_producer_snapshot(&w.producers)?;
+        // The snapshot at the log end offset is all a clean open needs.
+        self.write_producer_snapshot(self.log_end_offset(), &w.producers)?;
+        self.remove_producer_snapshots(|o| o != self.log_end_offset())?;
         checkpoint::write_atomic(
             self.fs.as_ref(),
             &self.dir,
@@ -64,38 +64,6 @@ impl Log {
             br#"{"version":0,"brokerEpoch":0}"#,
         )
         .map_err(io_ctx("write the clean shutdown marker"))
-    }
-}
-
-impl Log {
-    /// Writes the producer state as Kafka's `<log end offset>.snapshot` (atomically,
-    /// synced), then removes the partition's other snapshots: a clean open loads the one
-    /// at its log end offset.
-    fn write_producer_snapshot(&self, producers: &ProducerStates) -> Result<()> {
-        let end = self.log_end_offset();
-        let name = file_name(end, "snapshot");
-        checkpoint::write_atomic(
-            self.fs.as_ref(),
-            &self.dir,
-            &name,
-            &producers.encode_snapshot(),
-        )
-        .map_err(io_ctx(format!("write the producer snapshot {name}")))?;
-        let names = self
-            .fs
-            .list_dir(&self.dir)
-            .map_err(io_ctx(format!("list {}", self.dir.display())))?;
-        for old in names
-            .iter()
-            .filter(|n| parse_file_name(n, "snapshot").is_some_and(|o| o != end))
-        {
-            let path = self.dir.join(old);
-            self.fs.remove_file(&path).map_err(io_ctx(format!(
-                "remove the old producer snapshot {}",
-                path.display()
-            )))?;
-        }
-        Ok(())
     }
 }
 

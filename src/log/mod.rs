@@ -34,6 +34,7 @@ mod read;
 mod recovery;
 mod retention;
 mod segment;
+mod snapshots;
 mod swap;
 mod truncate;
 mod verify;

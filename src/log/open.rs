@@ -320,12 +320,7 @@ impl Log {
                 unflushed,
                 dir_dirty: !report.clean_shutdown,
                 messages_since_flush: 0,
-                producers: load_producer_snapshot(
-                    fs.as_ref(),
-                    &dir,
-                    next_offset,
-                    report.clean_shutdown,
-                ),
+                producers: Default::default(),
             }),
             flush_state: Mutex::new(FlushState {
                 recovery_point: recovery_point.unwrap_or(0),
@@ -346,6 +341,9 @@ impl Log {
             config,
             locks: Mutex::new(locks),
         };
+        let producers =
+            log.rebuild_producer_state(log.report.clean_shutdown, recovery_point.unwrap_or(0));
+        log.writer.lock().producers = producers;
         if !log.report.clean_shutdown {
             // Make the recovered state durable, so a crash now recovers to the same log.
             log.flush()?;
@@ -395,31 +393,4 @@ fn name_swap_file(e: Error, swaps: &[super::swap::PendingSwap]) -> Error {
 fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<Log>();
-}
-
-/// The producer state a clean open starts from: the snapshot the close wrote at the log
-/// end offset. After a crash (or without a valid snapshot) none: every producer's next
-/// sequence is accepted, none is refused.
-fn load_producer_snapshot(
-    fs: &dyn FileSystem,
-    dir: &Path,
-    end: i64,
-    clean: bool,
-) -> super::producer_state::ProducerStates {
-    if !clean {
-        return Default::default();
-    }
-    let path = dir.join(segment::file_name(end, "snapshot"));
-    match checkpoint::read_small(fs, &path) {
-        Ok(Some(bytes)) => super::producer_state::ProducerStates::decode_snapshot(&bytes)
-            .unwrap_or_else(|| {
-                log::warn!("{}: not a valid producer snapshot; ignored", path.display());
-                Default::default()
-            }),
-        Ok(None) => Default::default(),
-        Err(e) => {
-            log::warn!("{}: {e}; the producer snapshot is ignored", path.display());
-            Default::default()
-        }
-    }
 }

@@ -140,6 +140,26 @@ impl ProducerStates {
         });
     }
 
+    /// Remembers a batch read from the log at open (no checks: it is what the log holds).
+    pub(crate) fn replay(&mut self, h: &BatchHeader) {
+        let appended = AppendInfo {
+            base_offset: h.base_offset,
+            last_offset: h.last_offset(),
+            max_timestamp: h.max_timestamp,
+            record_count: h.records_count,
+            segment_base: -1,
+            position: 0,
+        };
+        self.record(h, appended);
+        if let Some(b) = self
+            .producers
+            .get_mut(&h.producer_id)
+            .and_then(|e| e.batches.back_mut())
+        {
+            b.located = false;
+        }
+    }
+
     /// Forgets batches at or past `end` (the log was truncated there): a batch re-sent
     /// after it is appended again, never answered with offsets that no longer exist.
     pub(crate) fn truncate_to(&mut self, end: i64) {

@@ -187,6 +187,11 @@ impl Log {
             outcome.segments_deleted += 1;
             outcome.bytes_reclaimed += size;
         }
+        if !doomed.is_empty() {
+            // Snapshots before the first segment left can no longer be rebuilt from.
+            let first = self.snapshot().first().map_or(i64::MAX, |s| s.base);
+            self.remove_producer_snapshots(|o| o < first)?;
+        }
         self.fs
             .sync_dir(&self.dir)
             .map_err(io_ctx(format!("fsync directory {}", self.dir.display())))?;

@@ -69,6 +69,9 @@ impl Log {
             new_end = h.last_offset() + 1;
             pos += h.size().expect("checked") as u64;
         }
+        // Snapshots past the new end describe batches about to go: removed first, so no
+        // crash can leave one for a later open to trust.
+        self.remove_producer_snapshots(|o| o > new_end)?;
         let result = self
             .truncate_locked(&mut fl, &mut w, &segs, idx, pos, new_end)
             // A new epoch from `new_end`: a position taken past it in the old epoch is
