@@ -40,7 +40,8 @@ pub struct MaintenanceReport {
 }
 
 /// The maintenance thread's handle and stop signal, shared with the thread (which holds
-/// the store itself only weakly, so dropping the last store handle still closes it).
+/// the catalog only weakly and never the store, so dropping the last store handle
+/// stops it and closes the store).
 #[derive(Debug, Default)]
 pub(crate) struct Maintenance {
     stop: Mutex<bool>,
@@ -74,8 +75,9 @@ impl Maintenance {
         *self.stop.lock()
     }
 
-    /// Stops the thread and waits for a pass in progress to end (unless called on the
-    /// thread itself, when it dropped the store's last handle).
+    /// Stops the thread and waits for a pass in progress to end. (The thread never holds
+    /// the store, so this is not called on it; the check is a guard against a join of
+    /// itself.)
     pub(crate) fn stop(&self) {
         *self.stop.lock() = true;
         self.wake.notify_all();

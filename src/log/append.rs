@@ -39,9 +39,12 @@ impl Log {
     /// A batch of an idempotent producer (a producer id and a base sequence) that the log
     /// remembers appending (one of that producer's last five batches, same epoch and
     /// sequences) is not appended again: the call returns where the original went.
-    /// The log remembers producers in memory and, across a clean close and open, in
-    /// Kafka's `<log end offset>.snapshot` file; after a crash it starts knowing none, and
-    /// then accepts any sequence.
+    /// The log remembers producers in memory, and writes them as Kafka's `.snapshot`
+    /// files at each roll and at close. An open loads the newest usable snapshot (which,
+    /// as Kafka's, holds each producer's last batch only) and scans the batches after it;
+    /// a producer it does not know is accepted at any sequence. A duplicate's
+    /// `segment_base` and `position` are where it was appended (compaction may have moved
+    /// it since; -1 if it is no longer found).
     ///
     /// # Errors
     /// `InvalidBatch` if the batch is malformed (bad CRC, a control batch,
@@ -296,7 +299,9 @@ impl Log {
         // What the producers had appended before `new_base`, for rebuilding their state
         // after a crash from here rather than from the start. Optional: without it a
         // rebuild starts from an earlier snapshot, or from no state.
-        if let Err(e) = self.write_producer_snapshot_unsynced(new_base, &w.producers) {
+        if !w.producers.is_empty()
+            && let Err(e) = self.write_producer_snapshot_unsynced(new_base, &w.producers)
+        {
             log::warn!("{}: {e}", self.dir.display());
         }
         w.bytes_since_index = 0;

@@ -54,9 +54,11 @@ impl Log {
             active.time_index.path().display()
         )))?;
         self.write_recovery_point(self.log_end_offset())?;
-        // The snapshot at the log end offset is all a clean open needs.
-        self.write_producer_snapshot(self.log_end_offset(), &w.producers)?;
-        self.remove_producer_snapshots(|o| o != self.log_end_offset())?;
+        // The snapshot at the log end offset is all a clean open needs. Older ones go
+        // with their segments (retention) or past a truncation.
+        if !w.producers.is_empty() {
+            self.write_producer_snapshot(self.log_end_offset(), &w.producers)?;
+        }
         checkpoint::write_atomic(
             self.fs.as_ref(),
             &self.dir,

@@ -155,7 +155,7 @@ struct Writer {
     /// Files were created or removed since the directory was last synced.
     dir_dirty: bool,
     messages_since_flush: u64,
-    /// Idempotent producers' recent batches (in memory: empty after an open).
+    /// Idempotent producers' recent batches (rebuilt at open from `.snapshot` files).
     producers: producer_state::ProducerStates,
 }
 

@@ -102,10 +102,12 @@ impl ProducerStates {
             {
                 return Ok(Verdict::Duplicate(*b));
             }
-            entry
-                .batches
-                .back()
-                .map_or(0, |b| next_sequence(b.last_seq))
+            match entry.batches.back() {
+                Some(b) => next_sequence(b.last_seq),
+                // The epoch is known, its batches are not (truncated away, or a snapshot
+                // entry without one): any sequence continues it.
+                None => return Ok(Verdict::Append),
+            }
         };
         if h.base_sequence != expected {
             return Err(Error::OutOfOrderSequence {
@@ -140,6 +142,11 @@ impl ProducerStates {
         });
     }
 
+    /// Whether no producer is known.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+
     /// Remembers a batch read from the log at open (no checks: it is what the log holds).
     pub(crate) fn replay(&mut self, h: &BatchHeader) {
         let appended = AppendInfo {
@@ -162,11 +169,13 @@ impl ProducerStates {
 
     /// Forgets batches at or past `end` (the log was truncated there): a batch re-sent
     /// after it is appended again, never answered with offsets that no longer exist.
+    /// Epochs are kept.
     pub(crate) fn truncate_to(&mut self, end: i64) {
+        // Entries stay (with their epochs: a fenced producer stays fenced) even with no
+        // batch left.
         for entry in self.producers.values_mut() {
             entry.batches.retain(|b| b.appended.last_offset < end);
         }
-        self.producers.retain(|_, e| !e.batches.is_empty());
     }
 }
 
@@ -184,25 +193,30 @@ impl ProducerStates {
     /// Kafka's `.snapshot` file (ProducerSnapshot v1): every producer with its epoch and
     /// its last batch (Kafka keeps only the last one in a snapshot), in producer id order.
     pub(crate) fn encode_snapshot(&self) -> Vec<u8> {
-        let mut entries: Vec<(&i64, &ProducerEntry)> = self
-            .producers
-            .iter()
-            .filter(|(_, e)| !e.batches.is_empty())
-            .collect();
+        let mut entries: Vec<(&i64, &ProducerEntry)> = self.producers.iter().collect();
         entries.sort_by_key(|(pid, _)| **pid);
         let mut out = Vec::with_capacity(SNAPSHOT_HEADER + entries.len() * SNAPSHOT_ENTRY);
         out.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
         out.extend_from_slice(&[0; 4]);
         out.extend_from_slice(&(entries.len() as i32).to_be_bytes());
         for (pid, e) in entries {
-            let b = e.batches.back().expect("filtered on non-empty");
-            let delta = (b.appended.last_offset - b.appended.base_offset) as i32;
+            // A producer known by its epoch only: Kafka's "no sequence" (-1) entry.
+            let (last_seq, last_offset, delta, timestamp) =
+                e.batches.back().map_or((-1, -1, 0, -1), |b| {
+                    let delta = (b.appended.last_offset - b.appended.base_offset) as i32;
+                    (
+                        b.last_seq,
+                        b.appended.last_offset,
+                        delta,
+                        b.appended.max_timestamp,
+                    )
+                });
             out.extend_from_slice(&pid.to_be_bytes());
             out.extend_from_slice(&e.epoch.to_be_bytes());
-            out.extend_from_slice(&b.last_seq.to_be_bytes());
-            out.extend_from_slice(&b.appended.last_offset.to_be_bytes());
+            out.extend_from_slice(&last_seq.to_be_bytes());
+            out.extend_from_slice(&last_offset.to_be_bytes());
             out.extend_from_slice(&delta.to_be_bytes());
-            out.extend_from_slice(&b.appended.max_timestamp.to_be_bytes());
+            out.extend_from_slice(&timestamp.to_be_bytes());
             out.extend_from_slice(&(-1i32).to_be_bytes()); // no transaction coordinator
             out.extend_from_slice(&(-1i64).to_be_bytes()); // no open transaction
         }
@@ -212,8 +226,10 @@ impl ProducerStates {
     }
 
     /// Reads a `.snapshot` file; `None` if it is not a whole, CRC-valid version 1 file
-    /// (the caller then starts from no state, which accepts any sequence).
-    pub(crate) fn decode_snapshot(bytes: &[u8]) -> Option<ProducerStates> {
+    /// whose entries make sense (offsets in `0..end`, deltas not negative): the caller
+    /// then starts from no state, which accepts any sequence.
+    /// Offsets must lie below `end` (the log end the snapshot is loaded for).
+    pub(crate) fn decode_snapshot(bytes: &[u8], end: i64) -> Option<ProducerStates> {
         let be = |at: usize, n: usize| bytes.get(at..at + n);
         let version = i16::from_be_bytes(be(0, 2)?.try_into().ok()?);
         let crc = u32::from_be_bytes(be(2, 4)?.try_into().ok()?);
@@ -235,10 +251,23 @@ impl ProducerStates {
             let last_offset = i64_at(14);
             let delta = i32_at(22);
             let timestamp = i64_at(26);
-            if pid < 0 || delta < 0 || last_seq < 0 {
+            if pid < 0 {
                 return None;
             }
-            let base_offset = last_offset - i64::from(delta);
+            if last_seq < 0 {
+                states.producers.insert(
+                    pid,
+                    ProducerEntry {
+                        epoch,
+                        batches: VecDeque::new(),
+                    },
+                );
+                continue;
+            }
+            let base_offset = last_offset.checked_sub(i64::from(delta))?;
+            if delta < 0 || base_offset < 0 || last_offset >= end {
+                return None;
+            }
             let first_seq = if last_seq >= delta {
                 last_seq - delta
             } else {
@@ -424,7 +453,7 @@ mod tests {
             u32::from_be_bytes(bytes[2..6].try_into().unwrap()),
             crc32c::crc32c(&bytes[6..])
         );
-        let back = ProducerStates::decode_snapshot(&bytes).unwrap();
+        let back = ProducerStates::decode_snapshot(&bytes, 100).unwrap();
         // Producer 7's last batch (sequences 3..=4 at offsets 13..=14) is a duplicate;
         // its earlier batch is not remembered, as in Kafka.
         let Verdict::Duplicate(b) = back.check(&header(7, 2, 3, 2)).unwrap() else {
@@ -442,10 +471,32 @@ mod tests {
             let mut bad = bytes.clone();
             bad[i] ^= 0x10;
             assert!(
-                ProducerStates::decode_snapshot(&bad).is_none(),
+                ProducerStates::decode_snapshot(&bad, 100).is_none(),
                 "flip at {i} accepted"
             );
         }
-        assert!(ProducerStates::decode_snapshot(&bytes[..bytes.len() - 1]).is_none());
+        assert!(ProducerStates::decode_snapshot(&bytes[..bytes.len() - 1], 100).is_none());
+        // Offsets past the log it is loaded for: refused.
+        assert!(ProducerStates::decode_snapshot(&bytes, 14).is_none());
+    }
+
+    #[test]
+    fn a_producer_whose_batches_were_truncated_away_keeps_its_epoch() {
+        let mut s = ProducerStates::default();
+        let h = header(7, 4, 0, 1);
+        s.record(&h, info(&h, 10, 0));
+        s.truncate_to(5);
+        // Fenced stays fenced; the current epoch goes on at any sequence.
+        assert!(matches!(
+            s.check(&header(7, 3, 0, 1)).unwrap_err(),
+            Error::InvalidProducerEpoch { current: 4, .. }
+        ));
+        assert_eq!(s.check(&header(7, 4, 8, 1)).unwrap(), Verdict::Append);
+        // Kept across a snapshot as Kafka's epoch-only entry (lastSeq -1).
+        let bytes = s.encode_snapshot();
+        assert_eq!(&bytes[10 + 10..10 + 14], &(-1i32).to_be_bytes());
+        let back = ProducerStates::decode_snapshot(&bytes, 5).unwrap();
+        assert!(back.check(&header(7, 3, 0, 1)).is_err());
+        assert_eq!(back.check(&header(7, 4, 8, 1)).unwrap(), Verdict::Append);
     }
 }

@@ -18,6 +18,9 @@ use crate::error::{Result, io_ctx};
 use crate::fs::FileSystem;
 use std::path::Path;
 
+/// The largest snapshot read: about 1.4 million producers.
+const MAX_SNAPSHOT_BYTES: usize = 64 << 20;
+
 /// Offsets of the producer snapshots in `dir`, ascending.
 fn snapshot_offsets(fs: &dyn FileSystem, dir: &Path) -> std::io::Result<Vec<i64>> {
     let mut offsets: Vec<i64> = fs
@@ -32,9 +35,20 @@ fn snapshot_offsets(fs: &dyn FileSystem, dir: &Path) -> std::io::Result<Vec<i64>
 /// The snapshot at `offset`, if it is there and valid.
 fn read_snapshot(fs: &dyn FileSystem, dir: &Path, offset: i64) -> Option<ProducerStates> {
     let path = dir.join(file_name(offset, "snapshot"));
-    match checkpoint::read_small(fs, &path) {
+    let whole = |path: &Path| -> std::io::Result<Option<Vec<u8>>> {
+        if !fs.exists(path)? {
+            return Ok(None);
+        }
+        let f = fs.open(path, false)?;
+        let len = usize::try_from(f.len()?).unwrap_or(usize::MAX);
+        if len > MAX_SNAPSHOT_BYTES {
+            return Err(std::io::Error::other(format!("{len} bytes is too large")));
+        }
+        Ok(Some(f.read_exact_at(0, len)?.to_vec()))
+    };
+    match whole(&path) {
         Ok(Some(bytes)) => {
-            let states = ProducerStates::decode_snapshot(&bytes);
+            let states = ProducerStates::decode_snapshot(&bytes, offset);
             if states.is_none() {
                 log::warn!("{}: not a valid producer snapshot; ignored", path.display());
             }
