@@ -185,9 +185,25 @@ const SNAPSHOT_VERSION: i16 = 1;
 const SNAPSHOT_HEADER: usize = 2 + 4 + 4;
 /// Where the CRC-32C starts (after the version and the CRC itself).
 const SNAPSHOT_CRC_FROM: usize = 2 + 4;
-/// pid i64, epoch i16, lastSeq i32, lastOffset i64, offsetDelta i32, timestamp i64,
-/// coordinatorEpoch i32, currentTxnFirstOffset i64.
-const SNAPSHOT_ENTRY: usize = 8 + 2 + 4 + 8 + 4 + 8 + 4 + 8;
+// A snapshot entry's fields (big-endian), each after the one before.
+/// `ProducerId` (i64).
+const PID_AT: usize = 0;
+/// `ProducerEpoch` (i16).
+const EPOCH_AT: usize = PID_AT + 8;
+/// `LastSequence` (i32; -1: the producer is known by its epoch only).
+const LAST_SEQ_AT: usize = EPOCH_AT + 2;
+/// `LastOffset` (i64).
+const LAST_OFFSET_AT: usize = LAST_SEQ_AT + 4;
+/// `OffsetDelta` (i32): last offset minus base offset of the last batch.
+const DELTA_AT: usize = LAST_OFFSET_AT + 8;
+/// `Timestamp` (i64): the last batch's max timestamp.
+const TIMESTAMP_AT: usize = DELTA_AT + 4;
+/// `CoordinatorEpoch` (i32; -1 without transactions).
+const COORD_EPOCH_AT: usize = TIMESTAMP_AT + 8;
+/// `CurrentTxnFirstOffset` (i64; -1 without an open transaction).
+const TXN_FIRST_OFFSET_AT: usize = COORD_EPOCH_AT + 4;
+/// One entry: 46 bytes.
+const SNAPSHOT_ENTRY: usize = TXN_FIRST_OFFSET_AT + 8;
 
 impl ProducerStates {
     /// Kafka's `.snapshot` file (ProducerSnapshot v1): every producer with its epoch and
@@ -245,12 +261,12 @@ impl ProducerStates {
         for e in bytes[SNAPSHOT_HEADER..].chunks_exact(SNAPSHOT_ENTRY) {
             let i64_at = |at: usize| i64::from_be_bytes(e[at..at + 8].try_into().expect("8"));
             let i32_at = |at: usize| i32::from_be_bytes(e[at..at + 4].try_into().expect("4"));
-            let pid = i64_at(0);
-            let epoch = i16::from_be_bytes(e[8..10].try_into().expect("2"));
-            let last_seq = i32_at(10);
-            let last_offset = i64_at(14);
-            let delta = i32_at(22);
-            let timestamp = i64_at(26);
+            let pid = i64_at(PID_AT);
+            let epoch = i16::from_be_bytes(e[EPOCH_AT..LAST_SEQ_AT].try_into().expect("2"));
+            let last_seq = i32_at(LAST_SEQ_AT);
+            let last_offset = i64_at(LAST_OFFSET_AT);
+            let delta = i32_at(DELTA_AT);
+            let timestamp = i64_at(TIMESTAMP_AT);
             if pid < 0 {
                 return None;
             }
@@ -435,6 +451,7 @@ mod tests {
             s.record(&h, info(&h, base, 1_000 + base));
         }
         let bytes = s.encode_snapshot();
+        assert_eq!(SNAPSHOT_ENTRY, 46);
         assert_eq!(bytes.len(), 10 + 2 * 46);
         assert_eq!(&bytes[..2], &[0, 1], "version 1");
         assert_eq!(&bytes[6..10], &[0, 0, 0, 2], "two producers");
