@@ -25,6 +25,7 @@ mod handles;
 mod import;
 mod meta;
 mod partition;
+mod producer_ids;
 mod recovery;
 
 use std::collections::BTreeMap;
@@ -50,6 +51,8 @@ pub(crate) use partition::{PartitionState, TopicState};
 pub use recovery::{CommittedOffsetReset, PartitionRecovery, StoreRecoveryReport};
 
 use meta::TopicMeta;
+use producer_ids::ProducerIds;
+pub(crate) use producer_ids::{PRODUCER_IDS_FILE, PRODUCER_IDS_TMP};
 
 /// The directory of topic metadata; its presence marks a store (the log takes the
 /// store's lock when a partition is opened on its own).
@@ -80,6 +83,8 @@ pub(crate) struct Catalog {
     lock: Mutex<Vec<Box<dyn DirLock>>>,
     /// Woken by every append and group change.
     notifier: Arc<Notifier>,
+    /// Hands out producer ids (idempotence and transactions).
+    producer_ids: ProducerIds,
 }
 
 /// What [`Store::describe_topic`](crate::Store::describe_topic) reports for one partition.
@@ -189,6 +194,7 @@ impl Catalog {
             .map_err(io_ctx(format!("create {}", meta_dir.display())))?;
         let lock = crate::fs::take_dir_lock(fs.as_ref(), dir, LOCK_FILE)?;
         let settled = recovery::settle(fs.as_ref(), dir, report)?;
+        let producer_ids = ProducerIds::open(fs.clone(), dir)?;
         let notifier = Arc::new(Notifier::default());
         let mut topics = BTreeMap::new();
         for (name, (meta, id)) in &settled.topics {
@@ -226,8 +232,18 @@ impl Catalog {
             closed: AtomicBool::new(false),
             lock: Mutex::new(lock),
             notifier,
+            producer_ids,
         };
         Ok((catalog, settled.adopted))
+    }
+
+    /// A producer id no producer of this store had before (recorded durably in
+    /// blocks; see `producer_ids`).
+    ///
+    /// # Errors
+    /// `Io` if a new block cannot be recorded, then `Poisoned` until the store is reopened.
+    pub(crate) fn allocate_producer_id(&self) -> Result<i64> {
+        self.producer_ids.allocate()
     }
 
     /// The store directory.

@@ -16,7 +16,9 @@ use super::meta::{
     Intent, PARTITION_METADATA, TopicId, TopicMeta, read_partition_topic_id,
     write_partition_metadata,
 };
-use super::{LOCK_FILE, METADATA_TMP, TOPICS_DIR, partition_dir_name};
+use super::{
+    LOCK_FILE, METADATA_TMP, PRODUCER_IDS_FILE, PRODUCER_IDS_TMP, TOPICS_DIR, partition_dir_name,
+};
 use crate::error::{Error, Result, io_ctx};
 use crate::fs::FileSystem;
 use crate::log::RecoveryReport;
@@ -277,6 +279,8 @@ fn check_directories(
         let path = dir.join(&entry);
         if entry == TOPICS_DIR
             || entry == LOCK_FILE
+            || entry == PRODUCER_IDS_FILE
+            || entry == PRODUCER_IDS_TMP
             || expected.contains(&entry)
             || report.directories_left_alone.contains(&path)
         {

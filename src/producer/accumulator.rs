@@ -13,6 +13,7 @@ use super::queue::PartQueue;
 use super::{Acks, BATCH_OVERHEAD, ProducerRecord, Shared};
 use crate::catalog::{PartitionState, TopicState};
 use crate::error::{Error, Result};
+use crate::format::batch::add_sequence;
 use crate::format::{BatchBuilder, TimestampType};
 
 pub(super) struct OpenBatch {
@@ -23,6 +24,8 @@ pub(super) struct OpenBatch {
     pub(super) queue: Arc<PartQueue>,
     pub(super) reserved: usize,
     pub(super) limit: usize,
+    /// The producer id and epoch the batch is sent under (idempotence).
+    pub(super) producer: Option<(i64, i16)>,
 }
 
 pub(super) struct Closed {
@@ -54,6 +57,8 @@ pub(super) struct AccState {
     pub(super) linger_waiting: bool,
     pub(super) inflight: BTreeSet<u64>,
     pub(super) next_batch_id: u64,
+    /// The producer id and epoch of an idempotent producer.
+    pub(super) producer: Option<(i64, i16)>,
 }
 
 /// A topic as the producer last saw it (refreshed when the store's metadata epoch
@@ -244,6 +249,7 @@ impl Shared {
             linger_waiting,
             inflight,
             next_batch_id,
+            producer,
             ..
         } = st;
         // Not for Acks::All: one thread would then fsync every partition in turn, where
@@ -296,6 +302,7 @@ impl Shared {
             queue: pa.queue.clone(),
             reserved: 0,
             limit: limit.saturating_sub(BATCH_OVERHEAD),
+            producer: *producer,
         });
         if let Err(e) = b.builder.push(
             timestamp,
@@ -427,8 +434,21 @@ impl Shared {
         Ok(())
     }
 
-    pub(super) fn close_batch(b: OpenBatch) -> Closed {
+    /// Closes a batch: its ticket in its partition's queue and, for an idempotent
+    /// producer, its sequence numbers. Both are taken under the accumulator's lock,
+    /// so a partition's batches are numbered in the order they are appended.
+    pub(super) fn close_batch(mut b: OpenBatch) -> Closed {
         let ticket = b.queue.next_ticket.fetch_add(1, Ordering::AcqRel);
+        if let Some((id, epoch)) = b.producer {
+            let mut seq = b.queue.sequence.lock();
+            if seq.0 != epoch {
+                // A new epoch numbers from 0.
+                *seq = (epoch, 0);
+            }
+            let base = seq.1;
+            seq.1 = add_sequence(base, b.builder.len() as i64);
+            b.builder.set_producer(id, epoch, base);
+        }
         Closed { batch: b, ticket }
     }
 }

@@ -108,13 +108,17 @@ impl Producer {
         } else {
             catalog.config().max_decompressed_bytes()
         };
+        let mut state = AccState::default();
+        if config.enable_idempotence {
+            state.producer = Some((catalog.allocate_producer_id()?, 0));
+        }
         let shared = Arc::new(Shared {
             catalog,
             _owner: owner,
             max_uncompressed,
             config,
             partitioner,
-            state: Mutex::new(AccState::default()),
+            state: Mutex::new(state),
             cond: Condvar::new(),
             closed: AtomicBool::new(false),
         });

@@ -14,7 +14,7 @@ use super::delivery::BatchSlot;
 use super::{Acks, DRAIN_CHUNK, Shared};
 use crate::catalog::PartitionState;
 use crate::error::Result;
-use crate::format::batch::EncodedBatch;
+use crate::format::batch::{EncodedBatch, add_sequence, set_base_sequence};
 
 /// Closed batches of one partition are appended in the order they were closed (which
 /// keeps per-key order) even though they are encoded and compressed in parallel. A
@@ -26,6 +26,9 @@ use crate::format::batch::EncodedBatch;
 pub(super) struct PartQueue {
     /// Assigned under the accumulator's lock, so in closing order.
     pub(super) next_ticket: AtomicU64,
+    /// Idempotence: the epoch the partition's sequences count under, and the sequence
+    /// of the next batch closed. Taken under the accumulator's lock, as tickets are.
+    pub(super) sequence: Mutex<(i16, i32)>,
     pub(super) state: Mutex<QueueState>,
 }
 
@@ -34,6 +37,10 @@ pub(super) struct QueueState {
     pub(super) ready: BTreeMap<u64, (Sealed, Result<EncodedBatch>)>,
     pub(super) next_append: u64,
     pub(super) draining: bool,
+    /// Idempotence: records of batches that failed (never appended) under an epoch.
+    /// The log expects each batch to follow the last one it appended, so the
+    /// sequences of later batches are moved back by this many.
+    pub(super) skipped: (i16, i64),
 }
 
 /// What is left of a batch once encoded: what its completion needs.
@@ -42,6 +49,8 @@ pub(super) struct Sealed {
     pub(super) slot: Arc<BatchSlot>,
     pub(super) part: Arc<PartitionState>,
     pub(super) reserved: usize,
+    /// Idempotence: the epoch, first sequence and record count of the batch.
+    pub(super) sequence: Option<(i16, i32, i64)>,
 }
 
 impl fmt::Debug for PartQueue {
@@ -64,12 +73,16 @@ impl Shared {
     /// `Acks::All`, resolves their futures and frees their memory.
     pub(super) fn ship(&self, c: Closed) {
         let Closed { batch: b, ticket } = c;
+        let sequence = b
+            .producer
+            .map(|(_, epoch)| (epoch, b.builder.base_sequence(), b.builder.len() as i64));
         let encoded = b.builder.build();
         let sealed = Sealed {
             id: b.id,
             slot: b.slot,
             part: b.part,
             reserved: b.reserved,
+            sequence,
         };
         let queue = b.queue;
         let mut q = queue.state.lock();
@@ -95,13 +108,23 @@ impl Shared {
                 break;
             };
             claim.0.next_append += 1;
+            let skipped = Self::skipped_before(&mut claim.0.skipped, b.sequence);
             let appended = parking_lot::MutexGuard::unlocked(&mut claim.0, || {
-                let r = encoded.and_then(|mut e| b.part.append_encoded(&mut e));
+                let r = encoded.and_then(|mut e| {
+                    if let (Some((_, base, _)), true) = (b.sequence, skipped != 0) {
+                        set_base_sequence(e.bytes_mut(), add_sequence(base, -skipped));
+                    }
+                    b.part.append_encoded(&mut e)
+                });
                 if r.is_ok() {
                     b.part.wake();
                 }
                 r
             });
+            if let (Err(_), Some((_, _, count))) = (&appended, b.sequence) {
+                // Never appended: the batches after it take its sequences.
+                claim.0.skipped.1 += count;
+            }
             done.push((b, appended));
             if done.len() == DRAIN_CHUNK {
                 // Resolve what is appended before going on, so a long drain does not
@@ -112,6 +135,19 @@ impl Shared {
         }
         drop(claim); // no longer draining
         self.finish(done);
+    }
+
+    /// How far back to move the sequences of a batch sent under `sequence`'s epoch,
+    /// given the records `skipped` under the queue's current one (reset by a new epoch).
+    fn skipped_before(skipped: &mut (i16, i64), sequence: Option<(i16, i32, i64)>) -> i64 {
+        match sequence {
+            Some((epoch, _, _)) if epoch != skipped.0 => {
+                *skipped = (epoch, 0);
+                0
+            }
+            Some(_) => skipped.1,
+            None => 0,
+        }
     }
 
     /// Completes appended batches of one partition queue: one fsync covering all of

@@ -114,6 +114,24 @@ impl BatchBuilder {
         self
     }
 
+    /// As [`producer`](Self::producer), on a builder already holding records (the
+    /// producer learns a batch's first sequence when the batch closes).
+    pub(crate) fn set_producer(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+    ) {
+        self.producer_id = producer_id;
+        self.producer_epoch = producer_epoch;
+        self.base_sequence = base_sequence;
+    }
+
+    /// The sequence of the first record (-1: none).
+    pub(crate) fn base_sequence(&self) -> i32 {
+        self.base_sequence
+    }
+
     /// Marks the batch transactional (attributes bit 4). Default = false.
     #[must_use]
     pub fn transactional(mut self, transactional: bool) -> Self {

@@ -184,3 +184,21 @@ pub(crate) fn write_crc(batch: &mut [u8]) {
     let crc = compute_crc(batch);
     batch[CRC_OFFSET..ATTRIBUTES_OFFSET].copy_from_slice(&crc.to_be_bytes());
 }
+
+/// Rewrites the base sequence of a whole batch and its CRC (a producer renumbering a
+/// batch after an earlier batch of its partition failed). Does nothing to a slice
+/// shorter than a batch header.
+pub(crate) fn set_base_sequence(batch: &mut [u8], base_sequence: i32) {
+    if batch.len() < RECORD_BATCH_OVERHEAD {
+        return;
+    }
+    batch[BASE_SEQUENCE_OFFSET..RECORDS_COUNT_OFFSET].copy_from_slice(&base_sequence.to_be_bytes());
+    write_crc(batch);
+}
+
+/// `seq + n` in Kafka's sequence space, which wraps from `i32::MAX` to 0 (`n` may be
+/// negative, to step back).
+pub(crate) fn add_sequence(seq: i32, n: i64) -> i32 {
+    let space = i64::from(i32::MAX) + 1;
+    (i64::from(seq) + n).rem_euclid(space) as i32
+}

@@ -34,8 +34,8 @@ pub(crate) use builder::rebuild_batch;
 pub use builder::{BatchBuilder, EncodedBatch};
 pub use control::{ControlRecord, ControlRecordType, control_batch};
 pub use decode::{Batch, BatchIter, DEFAULT_MAX_DECOMPRESSED_BYTES, DecodeOptions, batches};
-pub(crate) use header::write_crc;
 pub use header::{BatchHeader, TimestampType, compute_crc, peek_size, validate};
+pub(crate) use header::{add_sequence, set_base_sequence, write_crc};
 pub use records::{RecordIter, validate_records};
 pub(crate) use records::{check_timestamp, decode_headers, record_spans, record_spans_fast};
 

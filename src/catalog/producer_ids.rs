@@ -1,0 +1,167 @@
+//! Producer ids, allocated durably: no two producers of a store ever get the same id,
+//! also across crashes and reopens (Kafka's `ProducerIdManager`, which hands out
+//! blocks of ids recorded in the cluster's metadata).
+//!
+//! The store records in `.producer-ids` the end of the block of ids it may hand out.
+//! Handing out the first id of a new block first writes the block's end (temporary
+//! file, fsync, rename, directory fsync); ids then come from memory until the block is
+//! used up. An open continues after the recorded end, so ids a crash left unused are
+//! skipped, never reused.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::fs::FileSystem;
+
+/// The file in the store directory holding the end of the current block.
+pub(crate) const PRODUCER_IDS_FILE: &str = ".producer-ids";
+/// Its temporary copy while it is rewritten.
+pub(crate) const PRODUCER_IDS_TMP: &str = ".producer-ids.tmp";
+/// Ids per block: one durable write per this many producers.
+const BLOCK: i64 = 1000;
+/// The file's first line: what it is and its version.
+const HEADER: &str = "streamlog producer ids v1";
+
+/// Hands out producer ids of one store.
+#[derive(Debug)]
+pub(crate) struct ProducerIds {
+    fs: Arc<dyn FileSystem>,
+    dir: PathBuf,
+    state: Mutex<Block>,
+}
+
+#[derive(Debug)]
+struct Block {
+    next: i64,
+    end: i64,
+    /// A write of the file failed: no more ids until the store is reopened (an fsync
+    /// that failed is never retried).
+    failed: Option<String>,
+}
+
+impl ProducerIds {
+    /// Reads where the last block ended (0 for a store that never allocated one).
+    ///
+    /// # Errors
+    /// `Io` if the file cannot be read; `Corruption` if it is not one this store wrote.
+    pub(crate) fn open(fs: Arc<dyn FileSystem>, dir: &Path) -> Result<ProducerIds> {
+        let path = dir.join(PRODUCER_IDS_FILE);
+        let end = match crate::log::read_small_file(fs.as_ref(), &path)
+            .map_err(crate::error::io_ctx(format!("read {}", path.display())))?
+        {
+            None => 0,
+            Some(bytes) => parse(&bytes).ok_or_else(|| {
+                Error::corruption(
+                    &path,
+                    0,
+                    format!("expected `{HEADER}` and a non-negative block end"),
+                )
+            })?,
+        };
+        Ok(ProducerIds {
+            fs,
+            dir: dir.to_path_buf(),
+            state: Mutex::new(Block {
+                next: end,
+                end,
+                failed: None,
+            }),
+        })
+    }
+
+    /// A producer id never handed out before by this store.
+    ///
+    /// # Errors
+    /// `Io` if the new block cannot be recorded (then `Poisoned` until the store is
+    /// reopened); `InvalidArgument` once every id up to `i64::MAX` is used.
+    pub(crate) fn allocate(&self) -> Result<i64> {
+        let mut b = self.state.lock();
+        if let Some(reason) = &b.failed {
+            return Err(Error::Poisoned {
+                path: self.dir.join(PRODUCER_IDS_FILE),
+                reason: reason.clone(),
+            });
+        }
+        if b.next == b.end {
+            let end = b
+                .end
+                .checked_add(BLOCK)
+                .ok_or_else(|| Error::InvalidArgument {
+                    name: "producer id",
+                    reason: "every producer id of this store is used".into(),
+                })?;
+            let text = format!("{HEADER}\n{end}\n");
+            if let Err(e) = crate::log::write_file_atomically_via(
+                self.fs.as_ref(),
+                &self.dir,
+                PRODUCER_IDS_FILE,
+                PRODUCER_IDS_TMP,
+                text.as_bytes(),
+            ) {
+                let reason = format!(
+                    "recording producer ids in {}: {e}",
+                    self.dir.join(PRODUCER_IDS_FILE).display()
+                );
+                b.failed = Some(reason.clone());
+                return Err(Error::io(reason, e));
+            }
+            b.end = end;
+        }
+        let id = b.next;
+        b.next += 1;
+        Ok(id)
+    }
+}
+
+fn parse(bytes: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut lines = text.lines();
+    if lines.next()? != HEADER {
+        return None;
+    }
+    lines.next()?.trim().parse().ok().filter(|&n: &i64| n >= 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::{CrashImage, SimFs};
+
+    #[test]
+    fn ids_are_unique_across_reopens_and_crashes() {
+        let sim = SimFs::new();
+        let fs: Arc<dyn FileSystem> = Arc::new(sim.clone());
+        let dir = Path::new("/store");
+        fs.create_dir_all(dir).unwrap();
+        let ids = ProducerIds::open(fs.clone(), dir).unwrap();
+        let first: Vec<i64> = (0..3).map(|_| ids.allocate().unwrap()).collect();
+        assert_eq!(first, [0, 1, 2]);
+        // A power cut now: the block was synced, so a reopen continues after it.
+        let image: Arc<dyn FileSystem> = Arc::new(sim.crash_image(CrashImage::DropAll));
+        let again = ProducerIds::open(image, dir).unwrap();
+        let next = again.allocate().unwrap();
+        assert_eq!(
+            next, BLOCK,
+            "ids of the crashed block are skipped, not reused"
+        );
+        for _ in 1..BLOCK {
+            again.allocate().unwrap();
+        }
+        assert_eq!(again.allocate().unwrap(), 2 * BLOCK);
+    }
+
+    #[test]
+    fn a_damaged_file_is_corruption_not_a_reset() {
+        let sim = SimFs::new();
+        let fs: Arc<dyn FileSystem> = Arc::new(sim);
+        let dir = Path::new("/store");
+        fs.create_dir_all(dir).unwrap();
+        let f = fs.open(&dir.join(PRODUCER_IDS_FILE), true).unwrap();
+        f.write_all_at(b"garbage\n", 0).unwrap();
+        let err = ProducerIds::open(fs, dir).unwrap_err();
+        assert!(matches!(err, Error::Corruption { .. }), "{err:?}");
+    }
+}
