@@ -169,6 +169,18 @@ pub enum Error {
         current: i16,
     },
 
+    /// A write that does not fit the producer's transaction state: a batch without the
+    /// transactional attribute from a producer whose transaction is open, or a
+    /// transaction marker from a coordinator whose epoch is older than the last marker's
+    /// (Kafka's `InvalidTxnStateException` and `TransactionCoordinatorFencedException`).
+    #[error("producer {producer_id}: {reason}")]
+    InvalidTxnState {
+        /// The producer id.
+        producer_id: i64,
+        /// What did not fit.
+        reason: String,
+    },
+
     /// The object was closed.
     #[error("{what} is closed")]
     Closed {
@@ -276,6 +288,13 @@ impl Clone for Error {
                 producer_id: *producer_id,
                 epoch: *epoch,
                 current: *current,
+            },
+            Error::InvalidTxnState {
+                producer_id,
+                reason,
+            } => Error::InvalidTxnState {
+                producer_id: *producer_id,
+                reason: reason.clone(),
             },
             Error::Timeout { what, waited_ms } => Error::Timeout {
                 what,

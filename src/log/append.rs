@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 
 use super::producer_state::Verdict;
 use super::segment::{Segment, file_name};
+use super::transactions::Marker;
 use super::{Log, OffsetEntry, Writer};
 use crate::error::{Error, Result};
 use crate::format::batch::{self, BatchHeader};
@@ -46,16 +47,21 @@ impl Log {
     /// `segment_base` and `position` are where it was appended (compaction may have moved
     /// it since; -1 if it is no longer found).
     ///
+    /// A transactional batch opens its producer's transaction (see
+    /// [`append_marker`](Self::append_marker)).
+    ///
     /// # Errors
     /// `InvalidBatch` if the batch is malformed (bad CRC, a control batch,
     /// `lastOffsetDelta + 1 != recordsCount`, offset deltas not 0..n, a producer id
     /// without a sequence, undecodable records); `OutOfOrderSequence` if its base
     /// sequence does not follow the producer's last batch (or is not 0 for a new epoch);
-    /// `InvalidProducerEpoch` for an epoch older than the producer's; `RecordTooLarge`
-    /// past `max_message_bytes`; `Io` if the write failed (the log stays usable);
-    /// `Poisoned` after an earlier fsync failure; `Closed`.
+    /// `InvalidProducerEpoch` for an epoch older than the producer's; `InvalidTxnState`
+    /// for a batch without the transactional attribute from a producer whose
+    /// transaction is open; `RecordTooLarge` past `max_message_bytes`; `Io` if the write
+    /// failed (the log stays usable); `Poisoned` after an earlier fsync failure;
+    /// `Closed`.
     pub fn append(&self, batch: &mut [u8]) -> Result<AppendInfo> {
-        self.append_inner(batch, false)
+        self.append_inner(batch, false, None)
     }
 
     /// Appends a batch made by [`BatchBuilder::build`](crate::format::BatchBuilder::build),
@@ -77,10 +83,16 @@ impl Log {
                 limit_name: "max_decompressed_bytes",
             });
         }
-        self.append_inner(batch.bytes_mut(), true)
+        self.append_inner(batch.bytes_mut(), true, None)
     }
 
-    fn append_inner(&self, batch: &mut [u8], built: bool) -> Result<AppendInfo> {
+    /// Appends a client batch, or with `marker` the control batch of that marker.
+    pub(super) fn append_inner(
+        &self,
+        batch: &mut [u8],
+        built: bool,
+        marker: Option<Marker>,
+    ) -> Result<AppendInfo> {
         self.check_writable()?;
         if batch.len() as u64 > self.config.max_message_bytes {
             return Err(Error::RecordTooLarge {
@@ -96,6 +108,10 @@ impl Log {
         };
         let mut w = self.writer.lock();
         self.check_writable()?;
+        if let Some(m) = &marker {
+            w.producers
+                .check_marker(m.producer_id, m.producer_epoch, m.coordinator_epoch)?;
+        }
         if let Verdict::Duplicate(original) = w.producers.check(&header)? {
             // Sent before (a retry): appended once, answered with where it went.
             let mut appended = original.appended;
@@ -178,8 +194,6 @@ impl Log {
         }
         seg.size
             .store(position + batch.len() as u64, Ordering::Release);
-        self.next_offset.store(last_offset + 1, Ordering::Release);
-        w.messages_since_flush += u64::from(header.records_count as u32);
         let appended = AppendInfo {
             base_offset,
             last_offset,
@@ -188,7 +202,15 @@ impl Log {
             segment_base: seg.base,
             position,
         };
-        w.producers.record(&header, appended);
+        match marker {
+            Some(m) => self.record_marker(&mut w, &seg, m, base_offset),
+            None => w.producers.record(&header, appended),
+        }
+        // A transaction this batch opened bounds the last stable offset before the end
+        // offset passes it (readers load the end offset first).
+        self.publish_first_unstable(&w);
+        self.next_offset.store(last_offset + 1, Ordering::Release);
+        w.messages_since_flush += u64::from(header.records_count as u32);
         let flush_now = w.messages_since_flush >= self.config.flush_messages;
         drop(w);
         if flush_now && let Err(e) = self.flush() {
@@ -297,12 +319,18 @@ impl Log {
         w.dir_dirty = true;
         w.active = new;
         // What the producers had appended before `new_base`, for rebuilding their state
-        // after a crash from here rather than from the start. Optional: without it a
-        // rebuild starts from an earlier snapshot, or from no state.
-        if !w.producers.is_empty()
-            && let Err(e) = self.write_producer_snapshot_unsynced(new_base, &w.producers)
-        {
-            log::warn!("{}: {e}", self.dir.display());
+        // after a crash from here rather than from the start. Written again and synced by
+        // the next flush, before the recovery point passes it: a rebuild that finds no
+        // snapshot at the base of a segment concludes no producer had written then.
+        if !w.producers.is_empty() {
+            let bytes = w.producers.encode_snapshot();
+            if let Err(e) = self.write_snapshot_bytes(new_base, &bytes, false) {
+                log::warn!(
+                    "{}: {e}; written again by the next flush",
+                    self.dir.display()
+                );
+            }
+            w.pending_snapshots.push((new_base, bytes));
         }
         w.bytes_since_index = 0;
         w.first_batch_timestamp = None;

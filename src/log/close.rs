@@ -53,6 +53,11 @@ impl Log {
             "fsync {}",
             active.time_index.path().display()
         )))?;
+        // The clean open trusts the `.txnindex` files as they are.
+        active.txn_index.sync().map_err(io_ctx(format!(
+            "fsync {}",
+            active.txn_index.path().display()
+        )))?;
         self.write_recovery_point(self.log_end_offset())?;
         // The snapshot at the log end offset is all a clean open needs. Older ones go
         // with their segments (retention) or past a truncation.

@@ -150,7 +150,7 @@ impl Log {
                 reason,
             });
         }
-        let (target, active, position, sealed, dir_dirty) = {
+        let (target, active, position, sealed, dir_dirty, snapshots) = {
             let mut w = self.writer.lock();
             w.messages_since_flush = 0;
             (
@@ -159,6 +159,7 @@ impl Log {
                 w.active.size(),
                 std::mem::take(&mut w.unflushed),
                 std::mem::take(&mut w.dir_dirty),
+                std::mem::take(&mut w.pending_snapshots),
             )
         };
         if target == self.durable_offset() && sealed.is_empty() && !dir_dirty {
@@ -174,7 +175,14 @@ impl Log {
                 s.time_index
                     .sync()
                     .map_err(io_ctx(format!("fsync {}", s.time_index.path().display())))?;
+                s.txn_index
+                    .sync()
+                    .map_err(io_ctx(format!("fsync {}", s.txn_index.path().display())))?;
                 s.release_index_files();
+            }
+            // The producer snapshots of the rolls, before the recovery point passes them.
+            for (offset, bytes) in &snapshots {
+                self.write_snapshot_bytes(*offset, bytes, true)?;
             }
             active
                 .log

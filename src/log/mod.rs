@@ -29,6 +29,7 @@ mod epoch;
 mod index;
 mod maps;
 mod open;
+mod producer_snapshot;
 mod producer_state;
 mod read;
 mod recovery;
@@ -36,7 +37,9 @@ mod retention;
 mod segment;
 mod snapshots;
 mod swap;
+mod transactions;
 mod truncate;
+mod txn_index;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -58,6 +61,8 @@ pub use index::{OffsetEntry, TimeEntry};
 pub use maps::{DEFAULT_MAX_MAPPED_SEGMENTS, max_mapped_segments, set_max_mapped_segments};
 pub use retention::{RetentionOutcome, RetentionPolicy};
 use segment::Segment;
+pub use transactions::TransactionResult;
+pub use txn_index::AbortedTxn;
 pub use verify::{PartitionCheck, verify_partition_dir};
 
 /// Suffixes of segment files (`<20-digit base offset>.<suffix>`).
@@ -155,8 +160,13 @@ struct Writer {
     /// Files were created or removed since the directory was last synced.
     dir_dirty: bool,
     messages_since_flush: u64,
-    /// Idempotent producers' recent batches (rebuilt at open from `.snapshot` files).
+    /// Idempotent producers' recent batches and open transactions (rebuilt at open from
+    /// `.snapshot` files and the batches after them).
     producers: producer_state::ProducerStates,
+    /// Producer snapshots written (unsynced) at rolls since the last flush, with their
+    /// bytes: the flush writes and syncs them again before the recovery point passes
+    /// them (a rebuild after a crash relies on them, see `snapshots`).
+    pending_snapshots: Vec<(i64, Vec<u8>)>,
 }
 
 #[derive(Debug)]
@@ -194,6 +204,10 @@ pub struct Log {
     epochs: RwLock<Arc<epoch::EpochHistory>>,
     segments: RwLock<Arc<Vec<Arc<Segment>>>>,
     next_offset: AtomicI64,
+    /// The first offset of the earliest open transaction (i64::MAX: none); the last
+    /// stable offset is the smaller of it and `next_offset`. Stored under `writer`
+    /// before `next_offset` whenever both change.
+    first_unstable: AtomicI64,
     durable_offset: AtomicI64,
     log_start: AtomicI64,
     writer: Mutex<Writer>,

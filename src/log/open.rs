@@ -133,7 +133,7 @@ impl Log {
         let leftovers: Vec<&String> = names
             .iter()
             .filter(|n| {
-                let orphan = ["index", "timeindex"]
+                let orphan = ["index", "timeindex", "txnindex"]
                     .iter()
                     .any(|suf| parse_file_name(n, suf).is_some_and(|b| !base_set.contains(&b)));
                 orphan || n.ends_with(".tmp") || n.ends_with(".deleted") || n.ends_with(".cleaned")
@@ -206,6 +206,7 @@ impl Log {
                     &log_file,
                     source("index").as_deref(),
                     source("timeindex").as_deref(),
+                    names.contains(&segment::file_name(b, "txnindex")),
                 )
                 .map_err(io_ctx(format!("open segment {b} in {d}")))?,
             );
@@ -306,6 +307,7 @@ impl Log {
             epochs: RwLock::new(epochs),
             segments: RwLock::new(Arc::new(segs.clone())),
             next_offset: AtomicI64::new(next_offset),
+            first_unstable: AtomicI64::new(i64::MAX),
             durable_offset: AtomicI64::new(if report.clean_shutdown {
                 next_offset
             } else {
@@ -321,6 +323,7 @@ impl Log {
                 dir_dirty: !report.clean_shutdown,
                 messages_since_flush: 0,
                 producers: Default::default(),
+                pending_snapshots: Vec::new(),
             }),
             flush_state: Mutex::new(FlushState {
                 recovery_point: recovery_point.unwrap_or(0),
@@ -341,9 +344,22 @@ impl Log {
             config,
             locks: Mutex::new(locks),
         };
-        let producers =
-            log.rebuild_producer_state(log.report.clean_shutdown, recovery_point.unwrap_or(0));
-        log.writer.lock().producers = producers;
+        let producers = log
+            .rebuild_producer_state(
+                log.report.clean_shutdown,
+                recovery_point.unwrap_or(0),
+                outcome.producer_batches,
+            )
+            .inspect_err(|e| {
+                // No clean-shutdown marker on the way out (the log is dropped): the next
+                // open rebuilds again.
+                log.poison_with(format!("rebuilding the producer state failed: {e}"));
+            })?;
+        {
+            let mut w = log.writer.lock();
+            w.producers = producers;
+            log.publish_first_unstable(&w);
+        }
         if !log.report.clean_shutdown {
             // Make the recovered state durable, so a crash now recovers to the same log.
             log.flush()?;

@@ -13,8 +13,17 @@
 //! A producer the log does not know is accepted at any sequence (it may be new, or its
 //! state may have been lost), as Kafka does. Batches without a producer id (-1) are
 //! never checked.
+//!
+//! Transactions (Kafka's `currentTxnFirstOffset`): a producer's first transactional
+//! batch opens its transaction at that batch's base offset; its COMMIT or ABORT marker
+//! closes it. While it is open, a batch of that producer without the transactional
+//! attribute is refused (`InvalidTxnState`). A marker with an epoch below the
+//! producer's is refused (`InvalidProducerEpoch`); one with a higher epoch raises it
+//! (fencing the older producer's later batches); one from a coordinator epoch below the
+//! last marker's is refused (`InvalidTxnState`). Open transactions are kept ordered by
+//! their first offset: the first one bounds the last stable offset.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use super::AppendInfo;
 use crate::error::{Error, Result};
@@ -37,11 +46,43 @@ pub(crate) struct ProducerBatch {
 }
 
 /// One producer id's state.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct ProducerEntry {
-    epoch: i16,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ProducerEntry {
+    pub(super) epoch: i16,
     /// Oldest first; at most [`BATCHES_PER_PRODUCER`].
-    batches: VecDeque<ProducerBatch>,
+    pub(super) batches: VecDeque<ProducerBatch>,
+    /// The coordinator epoch of the producer's last marker (-1: none yet).
+    pub(super) coordinator_epoch: i32,
+    /// The first offset of the producer's open transaction.
+    pub(super) txn_first_offset: Option<i64>,
+}
+
+impl ProducerEntry {
+    pub(super) fn new(epoch: i16) -> Self {
+        ProducerEntry {
+            epoch,
+            batches: VecDeque::new(),
+            coordinator_epoch: -1,
+            txn_first_offset: None,
+        }
+    }
+
+    /// A new epoch forgets the batches of the old one.
+    fn set_epoch(&mut self, epoch: i16) {
+        if epoch != self.epoch {
+            self.epoch = epoch;
+            self.batches.clear();
+        }
+    }
+}
+
+/// A transaction a marker closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CompletedTxn {
+    pub(crate) producer_id: i64,
+    pub(crate) first_offset: i64,
+    /// The marker's offset.
+    pub(crate) last_offset: i64,
 }
 
 /// What the check of a batch decided.
@@ -68,7 +109,10 @@ fn next_sequence(last: i32) -> i32 {
 /// The state of every producer that wrote to one partition.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ProducerStates {
-    producers: HashMap<i64, ProducerEntry>,
+    pub(super) producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions: first offset -> producer id (kept in step with the entries'
+    /// `txn_first_offset`).
+    pub(super) open_txns: BTreeMap<i64, i64>,
 }
 
 impl ProducerStates {
@@ -104,9 +148,9 @@ impl ProducerStates {
             }
             match entry.batches.back() {
                 Some(b) => next_sequence(b.last_seq),
-                // The epoch is known, its batches are not (truncated away, or a snapshot
-                // entry without one): any sequence continues it.
-                None => return Ok(Verdict::Append),
+                // The epoch is known, its batches are not (truncated away, a snapshot
+                // entry without one, or a marker raised it): any sequence continues it.
+                None => return Self::check_txn(h, entry).map(|()| Verdict::Append),
             }
         };
         if h.base_sequence != expected {
@@ -117,7 +161,22 @@ impl ProducerStates {
                 found: h.base_sequence,
             });
         }
+        Self::check_txn(h, entry)?;
         Ok(Verdict::Append)
+    }
+
+    /// A producer with an open transaction writes only transactional batches.
+    fn check_txn(h: &BatchHeader, entry: &ProducerEntry) -> Result<()> {
+        match entry.txn_first_offset {
+            Some(first) if !h.is_transactional() => Err(Error::InvalidTxnState {
+                producer_id: h.producer_id,
+                reason: format!(
+                    "a batch without the transactional attribute while the producer's \
+                     transaction from offset {first} is open (end it with a marker first)"
+                ),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Remembers a batch appended as `appended` says (call after [`check`](Self::check)
@@ -126,10 +185,14 @@ impl ProducerStates {
         if h.producer_id < 0 || h.base_sequence < 0 {
             return;
         }
-        let entry = self.producers.entry(h.producer_id).or_default();
-        if h.producer_epoch != entry.epoch {
-            entry.epoch = h.producer_epoch;
-            entry.batches.clear();
+        let entry = self
+            .producers
+            .entry(h.producer_id)
+            .or_insert_with(|| ProducerEntry::new(h.producer_epoch));
+        entry.set_epoch(h.producer_epoch);
+        if h.is_transactional() && entry.txn_first_offset.is_none() {
+            entry.txn_first_offset = Some(appended.base_offset);
+            self.open_txns.insert(appended.base_offset, h.producer_id);
         }
         if entry.batches.len() == BATCHES_PER_PRODUCER {
             entry.batches.pop_front();
@@ -169,149 +232,104 @@ impl ProducerStates {
 
     /// Forgets batches at or past `end` (the log was truncated there): a batch re-sent
     /// after it is appended again, never answered with offsets that no longer exist.
-    /// Epochs are kept.
-    pub(crate) fn truncate_to(&mut self, end: i64) {
+    /// Epochs are kept. The open transactions become those of `rebuilt` (the state
+    /// replayed from a snapshot up to `end`: markers past `end` are gone, so the
+    /// transactions they closed are open again); coordinator epochs keep their maximum.
+    pub(crate) fn truncate_to(&mut self, end: i64, rebuilt: &ProducerStates) {
         // Entries stay (with their epochs: a fenced producer stays fenced) even with no
         // batch left.
         for entry in self.producers.values_mut() {
             entry.batches.retain(|b| b.appended.last_offset < end);
+            entry.txn_first_offset = None;
         }
-    }
-}
-
-/// Kafka's producer snapshot version.
-const SNAPSHOT_VERSION: i16 = 1;
-/// version (i16) + CRC (u32) + entry count (i32).
-const SNAPSHOT_HEADER: usize = 2 + 4 + 4;
-/// Where the CRC-32C starts (after the version and the CRC itself).
-const SNAPSHOT_CRC_FROM: usize = 2 + 4;
-// A snapshot entry's fields (big-endian), each after the one before.
-/// `ProducerId` (i64).
-const PID_AT: usize = 0;
-/// `ProducerEpoch` (i16).
-const EPOCH_AT: usize = PID_AT + 8;
-/// `LastSequence` (i32; -1: the producer is known by its epoch only).
-const LAST_SEQ_AT: usize = EPOCH_AT + 2;
-/// `LastOffset` (i64).
-const LAST_OFFSET_AT: usize = LAST_SEQ_AT + 4;
-/// `OffsetDelta` (i32): last offset minus base offset of the last batch.
-const DELTA_AT: usize = LAST_OFFSET_AT + 8;
-/// `Timestamp` (i64): the last batch's max timestamp.
-const TIMESTAMP_AT: usize = DELTA_AT + 4;
-/// `CoordinatorEpoch` (i32; -1 without transactions).
-const COORD_EPOCH_AT: usize = TIMESTAMP_AT + 8;
-/// `CurrentTxnFirstOffset` (i64; -1 without an open transaction).
-const TXN_FIRST_OFFSET_AT: usize = COORD_EPOCH_AT + 4;
-/// One entry: 46 bytes.
-const SNAPSHOT_ENTRY: usize = TXN_FIRST_OFFSET_AT + 8;
-
-impl ProducerStates {
-    /// Kafka's `.snapshot` file (ProducerSnapshot v1): every producer with its epoch and
-    /// its last batch (Kafka keeps only the last one in a snapshot), in producer id order.
-    pub(crate) fn encode_snapshot(&self) -> Vec<u8> {
-        let mut entries: Vec<(&i64, &ProducerEntry)> = self.producers.iter().collect();
-        entries.sort_by_key(|(pid, _)| **pid);
-        let mut out = Vec::with_capacity(SNAPSHOT_HEADER + entries.len() * SNAPSHOT_ENTRY);
-        out.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
-        out.extend_from_slice(&[0; 4]);
-        out.extend_from_slice(&(entries.len() as i32).to_be_bytes());
-        for (pid, e) in entries {
-            // A producer known by its epoch only: Kafka's "no sequence" (-1) entry.
-            let (last_seq, last_offset, delta, timestamp) =
-                e.batches.back().map_or((-1, -1, 0, -1), |b| {
-                    let delta = (b.appended.last_offset - b.appended.base_offset) as i32;
-                    (
-                        b.last_seq,
-                        b.appended.last_offset,
-                        delta,
-                        b.appended.max_timestamp,
-                    )
-                });
-            out.extend_from_slice(&pid.to_be_bytes());
-            out.extend_from_slice(&e.epoch.to_be_bytes());
-            out.extend_from_slice(&last_seq.to_be_bytes());
-            out.extend_from_slice(&last_offset.to_be_bytes());
-            out.extend_from_slice(&delta.to_be_bytes());
-            out.extend_from_slice(&timestamp.to_be_bytes());
-            out.extend_from_slice(&(-1i32).to_be_bytes()); // no transaction coordinator
-            out.extend_from_slice(&(-1i64).to_be_bytes()); // no open transaction
+        for (pid, r) in &rebuilt.producers {
+            let entry = self
+                .producers
+                .entry(*pid)
+                .or_insert_with(|| ProducerEntry::new(r.epoch));
+            entry.txn_first_offset = r.txn_first_offset;
+            entry.coordinator_epoch = entry.coordinator_epoch.max(r.coordinator_epoch);
         }
-        let crc = crc32c::crc32c(&out[SNAPSHOT_CRC_FROM..]);
-        out[2..SNAPSHOT_CRC_FROM].copy_from_slice(&crc.to_be_bytes());
-        out
+        self.open_txns = rebuilt.open_txns.clone();
     }
 
-    /// Reads a `.snapshot` file; `None` if it is not a whole, CRC-valid version 1 file
-    /// whose entries make sense (offsets in `0..end`, deltas not negative): the caller
-    /// then starts from no state, which accepts any sequence.
-    /// Offsets must lie below `end` (the log end the snapshot is loaded for).
-    pub(crate) fn decode_snapshot(bytes: &[u8], end: i64) -> Option<ProducerStates> {
-        let be = |at: usize, n: usize| bytes.get(at..at + n);
-        let version = i16::from_be_bytes(be(0, 2)?.try_into().ok()?);
-        let crc = u32::from_be_bytes(be(2, 4)?.try_into().ok()?);
-        let count = i32::from_be_bytes(be(6, 4)?.try_into().ok()?);
-        let count = usize::try_from(count).ok()?;
-        if version != SNAPSHOT_VERSION
-            || bytes.len() != SNAPSHOT_HEADER.checked_add(count.checked_mul(SNAPSHOT_ENTRY)?)?
-            || crc32c::crc32c(&bytes[SNAPSHOT_CRC_FROM..]) != crc
-        {
-            return None;
+    /// Checks an end-transaction marker of `producer_id` before it is appended.
+    ///
+    /// # Errors
+    /// `InvalidProducerEpoch` for an epoch below the producer's; `InvalidTxnState` for a
+    /// coordinator epoch below that of the producer's last marker.
+    pub(crate) fn check_marker(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        coordinator_epoch: i32,
+    ) -> Result<()> {
+        let Some(entry) = self.producers.get(&producer_id) else {
+            return Ok(());
+        };
+        if epoch < entry.epoch {
+            return Err(Error::InvalidProducerEpoch {
+                producer_id,
+                epoch,
+                current: entry.epoch,
+            });
         }
-        let mut states = ProducerStates::default();
-        for e in bytes[SNAPSHOT_HEADER..].chunks_exact(SNAPSHOT_ENTRY) {
-            let i64_at = |at: usize| i64::from_be_bytes(e[at..at + 8].try_into().expect("8"));
-            let i32_at = |at: usize| i32::from_be_bytes(e[at..at + 4].try_into().expect("4"));
-            let pid = i64_at(PID_AT);
-            let epoch = i16::from_be_bytes(e[EPOCH_AT..LAST_SEQ_AT].try_into().expect("2"));
-            let last_seq = i32_at(LAST_SEQ_AT);
-            let last_offset = i64_at(LAST_OFFSET_AT);
-            let delta = i32_at(DELTA_AT);
-            let timestamp = i64_at(TIMESTAMP_AT);
-            if pid < 0 {
-                return None;
-            }
-            if last_seq < 0 {
-                states.producers.insert(
-                    pid,
-                    ProducerEntry {
-                        epoch,
-                        batches: VecDeque::new(),
-                    },
-                );
-                continue;
-            }
-            let base_offset = last_offset.checked_sub(i64::from(delta))?;
-            if delta < 0 || base_offset < 0 || last_offset >= end {
-                return None;
-            }
-            let first_seq = if last_seq >= delta {
-                last_seq - delta
-            } else {
-                // Wrapped past i32::MAX.
-                (i64::from(i32::MAX) + 1 + i64::from(last_seq) - i64::from(delta)) as i32
-            };
-            let batch = ProducerBatch {
-                first_seq,
-                last_seq,
-                appended: AppendInfo {
-                    base_offset,
-                    last_offset,
-                    max_timestamp: timestamp,
-                    record_count: delta + 1,
-                    segment_base: -1,
-                    position: 0,
-                },
-                located: false,
-            };
-            states.producers.insert(
-                pid,
-                ProducerEntry {
-                    epoch,
-                    batches: VecDeque::from([batch]),
-                },
-            );
+        if coordinator_epoch < entry.coordinator_epoch {
+            return Err(Error::InvalidTxnState {
+                producer_id,
+                reason: format!(
+                    "a marker from coordinator epoch {coordinator_epoch}, older than the \
+                     last marker's {} (the coordinator was fenced)",
+                    entry.coordinator_epoch
+                ),
+            });
         }
-        Some(states)
+        Ok(())
+    }
+
+    /// Records a marker appended at `offset` (checked by [`check_marker`](Self::check_marker),
+    /// or read from the log): the producer's epoch rises to the marker's, and its open
+    /// transaction, if any, is closed and returned.
+    pub(crate) fn record_marker(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        coordinator_epoch: i32,
+        offset: i64,
+    ) -> Option<CompletedTxn> {
+        let entry = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry::new(epoch));
+        if epoch > entry.epoch {
+            entry.set_epoch(epoch);
+        }
+        entry.coordinator_epoch = entry.coordinator_epoch.max(coordinator_epoch);
+        let first = entry.txn_first_offset.take()?;
+        self.open_txns.remove(&first);
+        Some(CompletedTxn {
+            producer_id,
+            first_offset: first,
+            last_offset: offset,
+        })
+    }
+
+    /// Forgets every remembered batch, keeping epochs and transactions (a compacted
+    /// log's rebuilt state: its batches may not be the producers' last ones).
+    pub(crate) fn forget_batches(&mut self) {
+        for entry in self.producers.values_mut() {
+            entry.batches.clear();
+        }
+    }
+
+    /// The first offset of the earliest open transaction.
+    pub(crate) fn first_open_offset(&self) -> Option<i64> {
+        self.open_txns.keys().next().copied()
+    }
+
+    /// The open transactions, by first offset: (first offset, producer id).
+    pub(crate) fn open_transactions(&self) -> Vec<(i64, i64)> {
+        self.open_txns.iter().map(|(&f, &p)| (f, p)).collect()
     }
 }
 
@@ -435,85 +453,102 @@ mod tests {
         s.record(&a, info(&a, 0, 0));
         let b = header(7, 0, 2, 2);
         s.record(&b, info(&b, 2, 0));
-        s.truncate_to(2);
+        s.truncate_to(2, &ProducerStates::default());
         // `b` is gone: sent again it is appended again (it follows `a`).
         assert_eq!(s.check(&b).unwrap(), Verdict::Append);
-        s.truncate_to(0);
+        s.truncate_to(0, &ProducerStates::default());
         // Nothing left of the producer: any sequence is accepted.
         assert_eq!(s.check(&header(7, 0, 9, 1)).unwrap(), Verdict::Append);
     }
 
-    #[test]
-    fn snapshots_are_kafkas_layout_and_keep_the_last_batch_per_producer() {
-        let mut s = ProducerStates::default();
-        for (pid, epoch, seq, n, base) in [(7, 2, 0, 3, 10), (7, 2, 3, 2, 13), (5, 0, 9, 1, 20)] {
-            let h = header(pid, epoch, seq, n);
-            s.record(&h, info(&h, base, 1_000 + base));
-        }
-        let bytes = s.encode_snapshot();
-        assert_eq!(SNAPSHOT_ENTRY, 46);
-        assert_eq!(bytes.len(), 10 + 2 * 46);
-        assert_eq!(&bytes[..2], &[0, 1], "version 1");
-        assert_eq!(&bytes[6..10], &[0, 0, 0, 2], "two producers");
-        // The first entry is producer 5 (ids in order): pid, epoch, lastSeq, lastOffset,
-        // offsetDelta, timestamp, coordinatorEpoch -1, currentTxnFirstOffset -1.
-        let e = &bytes[10..56];
-        assert_eq!(&e[..8], &5i64.to_be_bytes());
-        assert_eq!(&e[8..10], &0i16.to_be_bytes());
-        assert_eq!(&e[10..14], &9i32.to_be_bytes());
-        assert_eq!(&e[14..22], &20i64.to_be_bytes());
-        assert_eq!(&e[22..26], &0i32.to_be_bytes());
-        assert_eq!(&e[26..34], &1_020i64.to_be_bytes());
-        assert_eq!(&e[34..38], &(-1i32).to_be_bytes());
-        assert_eq!(&e[38..46], &(-1i64).to_be_bytes());
-        assert_eq!(
-            u32::from_be_bytes(bytes[2..6].try_into().unwrap()),
-            crc32c::crc32c(&bytes[6..])
-        );
-        let back = ProducerStates::decode_snapshot(&bytes, 100).unwrap();
-        // Producer 7's last batch (sequences 3..=4 at offsets 13..=14) is a duplicate;
-        // its earlier batch is not remembered, as in Kafka.
-        let Verdict::Duplicate(b) = back.check(&header(7, 2, 3, 2)).unwrap() else {
-            panic!("not a duplicate after a snapshot");
-        };
-        assert_eq!((b.appended.base_offset, b.appended.last_offset), (13, 14));
-        assert!(!b.located);
-        assert_eq!(back.check(&header(7, 2, 5, 1)).unwrap(), Verdict::Append);
-        assert!(
-            back.check(&header(7, 1, 5, 1)).is_err(),
-            "the epoch survives"
-        );
-        // Any damage: no state rather than wrong state.
-        for i in 0..bytes.len() {
-            let mut bad = bytes.clone();
-            bad[i] ^= 0x10;
-            assert!(
-                ProducerStates::decode_snapshot(&bad, 100).is_none(),
-                "flip at {i} accepted"
-            );
-        }
-        assert!(ProducerStates::decode_snapshot(&bytes[..bytes.len() - 1], 100).is_none());
-        // Offsets past the log it is loaded for: refused.
-        assert!(ProducerStates::decode_snapshot(&bytes, 14).is_none());
+    fn txn_header(pid: i64, epoch: i16, seq: i32, transactional: bool) -> BatchHeader {
+        let mut b = crate::format::BatchBuilder::new()
+            .producer(pid, epoch, seq)
+            .transactional(transactional);
+        b.push(0, None::<&[u8]>, Some(b"v"), &[]).unwrap();
+        BatchHeader::parse(&b.finish().unwrap()).unwrap()
     }
 
     #[test]
-    fn a_producer_whose_batches_were_truncated_away_keeps_its_epoch() {
+    fn a_transactional_batch_opens_a_transaction_and_a_marker_closes_it() {
         let mut s = ProducerStates::default();
-        let h = header(7, 4, 0, 1);
-        s.record(&h, info(&h, 10, 0));
-        s.truncate_to(5);
-        // Fenced stays fenced; the current epoch goes on at any sequence.
+        let a = txn_header(7, 0, 0, true);
+        s.record(&a, info(&a, 10, 0));
+        let b = txn_header(7, 0, 1, true);
+        s.record(&b, info(&b, 12, 0));
+        let c = txn_header(8, 0, 0, true);
+        s.record(&c, info(&c, 11, 0));
+        // Opened by each producer's first batch; ordered by first offset.
+        assert_eq!(s.open_transactions(), [(10, 7), (11, 8)]);
+        assert_eq!(s.first_open_offset(), Some(10));
+        // While open, the producer writes transactional batches only.
+        let plain = txn_header(7, 0, 2, false);
         assert!(matches!(
-            s.check(&header(7, 3, 0, 1)).unwrap_err(),
-            Error::InvalidProducerEpoch { current: 4, .. }
+            s.check(&plain).unwrap_err(),
+            Error::InvalidTxnState { producer_id: 7, .. }
         ));
-        assert_eq!(s.check(&header(7, 4, 8, 1)).unwrap(), Verdict::Append);
-        // Kept across a snapshot as Kafka's epoch-only entry (lastSeq -1).
-        let bytes = s.encode_snapshot();
-        assert_eq!(&bytes[10 + 10..10 + 14], &(-1i32).to_be_bytes());
-        let back = ProducerStates::decode_snapshot(&bytes, 5).unwrap();
-        assert!(back.check(&header(7, 3, 0, 1)).is_err());
-        assert_eq!(back.check(&header(7, 4, 8, 1)).unwrap(), Verdict::Append);
+        assert_eq!(
+            s.check(&txn_header(7, 0, 2, true)).unwrap(),
+            Verdict::Append
+        );
+        let done = s.record_marker(7, 0, 0, 13).unwrap();
+        assert_eq!(
+            done,
+            CompletedTxn {
+                producer_id: 7,
+                first_offset: 10,
+                last_offset: 13
+            }
+        );
+        assert_eq!(s.first_open_offset(), Some(11));
+        assert_eq!(s.check(&plain).unwrap(), Verdict::Append);
+        // A marker without an open transaction closes nothing.
+        assert_eq!(s.record_marker(7, 0, 0, 14), None);
+    }
+
+    #[test]
+    fn markers_fence_older_epochs_and_older_coordinators() {
+        let mut s = ProducerStates::default();
+        let a = txn_header(7, 1, 0, true);
+        s.record(&a, info(&a, 0, 0));
+        assert!(matches!(
+            s.check_marker(7, 0, 0).unwrap_err(),
+            Error::InvalidProducerEpoch {
+                epoch: 0,
+                current: 1,
+                ..
+            }
+        ));
+        // A higher epoch (a new producer with the same transactional id) raises it.
+        s.check_marker(7, 2, 5).unwrap();
+        assert!(s.record_marker(7, 2, 5, 1).is_some());
+        assert!(matches!(
+            s.check(&txn_header(7, 1, 1, true)).unwrap_err(),
+            Error::InvalidProducerEpoch { current: 2, .. }
+        ));
+        // The new epoch goes on at any sequence (its batches are not known yet).
+        assert_eq!(
+            s.check(&txn_header(7, 2, 0, true)).unwrap(),
+            Verdict::Append
+        );
+        assert!(matches!(
+            s.check_marker(7, 2, 4).unwrap_err(),
+            Error::InvalidTxnState { .. }
+        ));
+        s.check_marker(7, 2, 5).unwrap();
+    }
+
+    #[test]
+    fn truncation_takes_the_open_transactions_of_the_rebuilt_state() {
+        let mut s = ProducerStates::default();
+        let a = txn_header(7, 0, 0, true);
+        s.record(&a, info(&a, 0, 0));
+        s.record_marker(7, 0, 3, 1);
+        let mut rebuilt = ProducerStates::default();
+        rebuilt.record(&a, info(&a, 0, 0));
+        s.truncate_to(1, &rebuilt);
+        assert_eq!(s.open_transactions(), [(0, 7)]);
+        // The coordinator epoch seen stays (fencing is not undone).
+        assert!(s.check_marker(7, 0, 2).is_err());
     }
 }

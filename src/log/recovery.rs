@@ -17,6 +17,8 @@ pub(super) struct Outcome {
     pub(super) bytes_since_index: u64,
     pub(super) first_batch_timestamp: Option<i64>,
     pub(super) scan_from: i64,
+    /// The scanned segments hold batches with a producer id (or held them before a cut).
+    pub(super) producer_batches: bool,
 }
 
 pub(super) struct Recovery<'a> {
@@ -245,6 +247,7 @@ impl Recovery<'_> {
             bytes_since_index: 0,
             first_batch_timestamp: None,
             scan_from: 0,
+            producer_batches: false,
         };
         // The durable point: everything before (segment base, position) was synced.
         let from_checkpoint = recovery_point
@@ -392,6 +395,7 @@ impl Recovery<'_> {
             }
             let seg = &segs[i];
             let mut scan = self.scan(seg)?;
+            outcome.producer_batches |= scan.producer_batches > 0;
             // A segment must begin where the previous one ended.
             let discontinuity = expected_base.and_then(|e| self.discontinuity(seg.base, e));
             let gap = discontinuity.is_some();

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use super::epoch::EpochHistory;
 use super::index::{Index, OffsetEntry, TimeEntry};
 use super::maps::MapSlot;
+use super::txn_index::TxnIndex;
 use crate::error::{Error, Result, io_ctx};
 use crate::format::batch::{self, BatchHeader, LOG_OVERHEAD, MAGIC_V2, RECORD_BATCH_OVERHEAD};
 use crate::fs::{File, FileSystem};
@@ -39,6 +40,8 @@ pub struct Segment {
     pub size: AtomicU64,
     pub offset_index: Index<OffsetEntry>,
     pub time_index: Index<TimeEntry>,
+    /// The aborted transactions whose markers the segment holds (`.txnindex`).
+    pub txn_index: TxnIndex,
     /// Largest timestamp in the segment (-1 if none) and the offset of the batch that has it.
     pub max_timestamp: AtomicI64,
     pub offset_of_max_timestamp: AtomicI64,
@@ -64,6 +67,8 @@ pub struct Scan {
     pub bytes_since_index: u64,
     pub first_batch_max_timestamp: Option<i64>,
     pub batches: u64,
+    /// Batches with a producer id (idempotent or transactional, markers included).
+    pub producer_batches: u64,
     /// Where and why the scan stopped before the end of the file.
     pub stopped: Option<(u64, String)>,
 }
@@ -230,6 +235,7 @@ pub fn scan_from(file: &dyn File, len: u64, p: ScanParams, start: u64) -> std::i
         }
         s.bytes_since_index += size;
         s.batches += 1;
+        s.producer_batches += u64::from(header.producer_id >= 0);
         pos += size;
         s.valid_bytes = pos;
         s.next_offset = Some(last + 1);
@@ -281,7 +287,7 @@ impl Segment {
         let log = fs.open(&dir.join(file_name(base, "log")), create)?;
         let offset_index = Index::create(fs, &dir.join(file_name(base, "index")), index_bytes)?;
         let time_index = Index::create(fs, &dir.join(file_name(base, "timeindex")), index_bytes)?;
-        Self::assemble(dir, base, log, (offset_index, time_index))
+        Self::assemble(dir, base, log, (offset_index, time_index), false)
     }
 
     /// A segment of these files, nothing known of its contents yet.
@@ -290,6 +296,7 @@ impl Segment {
         base: i64,
         log: Arc<dyn File>,
         (offset_index, time_index): (Index<OffsetEntry>, Index<TimeEntry>),
+        txn_index_absent: bool,
     ) -> std::io::Result<Self> {
         let size = log.len()?;
         Ok(Segment {
@@ -299,6 +306,11 @@ impl Segment {
             size: AtomicU64::new(size),
             offset_index,
             time_index,
+            txn_index: TxnIndex::new(
+                dir.join(file_name(base, "txnindex")),
+                base,
+                txn_index_absent,
+            ),
             max_timestamp: AtomicI64::new(-1),
             offset_of_max_timestamp: AtomicI64::new(base),
             sealed: AtomicBool::new(false),
@@ -309,7 +321,8 @@ impl Segment {
 
     /// Opens an existing segment without creating or changing any file: the `.log` is
     /// read from `log_file` (its own path, or the compaction swap file that is to be
-    /// renamed to it), an index file only if it exists. Recovery uses this while it
+    /// renamed to it), an index file only if it exists (and the `.txnindex` is known to
+    /// be absent unless `txn_index_exists`). Recovery uses this while it
     /// checks the directory; [`create_index_files`](Self::create_index_files) creates
     /// the missing index files once the checks passed.
     pub fn open_existing(
@@ -320,6 +333,7 @@ impl Segment {
         log_file: &Path,
         index_file: Option<&Path>,
         time_index_file: Option<&Path>,
+        txn_index_exists: bool,
     ) -> std::io::Result<Self> {
         let log = fs.open(log_file, false)?;
         let offset_index = Index::open_existing(
@@ -334,7 +348,13 @@ impl Segment {
             index_bytes,
             time_index_file,
         )?;
-        Self::assemble(dir, base, log, (offset_index, time_index))
+        Self::assemble(
+            dir,
+            base,
+            log,
+            (offset_index, time_index),
+            !txn_index_exists,
+        )
     }
 
     /// Creates the index files [`open_existing`](Self::open_existing) found missing.
@@ -440,14 +460,20 @@ impl Segment {
     pub fn release_index_files(&self) {
         self.offset_index.release();
         self.time_index.release();
+        self.txn_index.release();
     }
 
-    /// Removes the segment's three files (open handles and mappings stay valid). An
-    /// index file that does not exist (recovery had not created it yet) is no error.
+    /// Removes the segment's files (open handles and mappings stay valid). An index file
+    /// that does not exist (recovery had not created it yet, or a `.txnindex` of a
+    /// segment without aborted transactions) is no error.
     pub fn remove_files(&self, fs: &dyn FileSystem) -> Result<()> {
         fs.remove_file(&self.log_path)
             .map_err(|e| Error::io(format!("remove {}", self.log_path.display()), e))?;
-        for p in [self.offset_index.path(), self.time_index.path()] {
+        for p in [
+            self.offset_index.path(),
+            self.time_index.path(),
+            self.txn_index.path(),
+        ] {
             match fs.remove_file(p) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(Error::io(format!("remove {}", p.display()), e));

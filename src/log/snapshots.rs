@@ -7,14 +7,21 @@
 //! only a snapshot at or below the recovery point (everything below it was synced, so
 //! the batches it describes are all still there) and at or above the first segment
 //! (the batches after it can be scanned), and scans from it to the log end: at most
-//! the data since the last roll before the recovery point. Compacted logs are not
-//! rebuilt (the cleaner may have removed a producer's last batch): they start from no
-//! state, which accepts any sequence and refuses none.
+//! the data since the last roll before the recovery point. A roll writes a snapshot
+//! whenever producers are known, and the next flush syncs it before the recovery point
+//! passes it: so without a snapshot at or below the recovery point no producer had
+//! written when the segment holding it was rolled, and the replay starts there with no
+//! state. The same replay rebuilds the open transactions after a truncation, and the
+//! `.txnindex` files of the segments it covers at open (Kafka regenerates those of the
+//! segments it recovers).
 
 use super::producer_state::ProducerStates;
+use super::read::SegmentRead;
 use super::segment::{file_name, parse_file_name};
+use super::txn_index::AbortedTxn;
 use super::{Log, checkpoint};
 use crate::error::{Result, io_ctx};
+use crate::format::ControlRecordType;
 use crate::fs::FileSystem;
 use std::path::Path;
 
@@ -79,21 +86,19 @@ impl Log {
         .map_err(io_ctx(format!("write the producer snapshot {name}")))
     }
 
-    /// Writes `producers` as the snapshot at `offset` in place, without syncing or
-    /// renaming (at a roll, under the append lock): a snapshot a crash lost or tore fails
-    /// its length or CRC check, and the rebuild then starts from an earlier one.
-    pub(super) fn write_producer_snapshot_unsynced(
-        &self,
-        offset: i64,
-        producers: &ProducerStates,
-    ) -> Result<()> {
+    /// Writes snapshot `bytes` as the snapshot at `offset` in place, without renaming:
+    /// synced if `sync`. Unsynced (at a roll, under the append lock), a snapshot a crash
+    /// lost or tore fails its length or CRC check, and the rebuild then starts from an
+    /// earlier one; the next flush writes it again, synced, before the recovery point
+    /// passes it.
+    pub(super) fn write_snapshot_bytes(&self, offset: i64, bytes: &[u8], sync: bool) -> Result<()> {
         let path = self.dir.join(file_name(offset, "snapshot"));
-        let bytes = producers.encode_snapshot();
         self.fs
             .open(&path, true)
             .and_then(|f| {
-                f.write_all_at(&bytes, 0)?;
-                f.set_len(bytes.len() as u64)
+                f.write_all_at(bytes, 0)?;
+                f.set_len(bytes.len() as u64)?;
+                if sync { f.sync_data() } else { Ok(()) }
             })
             .map_err(io_ctx(format!(
                 "write the producer snapshot {}",
@@ -116,61 +121,169 @@ impl Log {
     }
 
     /// The producer state an open starts from. Clean: the snapshot the close wrote at
-    /// the log end. After a crash: the newest usable snapshot (see the module docs) and
-    /// the batches after it. `None` of them (or a read error while scanning): no state.
+    /// the log end (none: no producers; a damaged one: rebuilt as after a crash). After a
+    /// crash: replayed (see [`replay_producers`](Self::replay_producers)) up to the log
+    /// end from the newest usable snapshot at a segment base at or below the recovery
+    /// point, or from the segment holding the recovery point with no state (no snapshot
+    /// there means no producer had written when that segment was rolled); and the
+    /// `.txnindex` of every segment replayed is rewritten whole from the markers it
+    /// holds (so nothing a crash tore in one is kept). `scanned_producers`:
+    /// recovery's scan met batches with a producer id (without them and without a
+    /// snapshot there is nothing to replay).
+    ///
+    /// Compacted logs keep epochs and transactions but no batches (the cleaner may have
+    /// removed a producer's last batch): any sequence is accepted from a known epoch.
+    ///
+    /// # Errors
+    /// `Io`/`Corruption` reading the batches or the `.txnindex` files below the replay
+    /// start; `Io` writing the `.txnindex` files.
     pub(super) fn rebuild_producer_state(
         &self,
         clean: bool,
         recovery_point: i64,
-    ) -> ProducerStates {
+        scanned_producers: bool,
+    ) -> Result<ProducerStates> {
         let end = self.log_end_offset();
         let fs = self.fs.as_ref();
         if clean {
-            return read_snapshot(fs, &self.dir, end).unwrap_or_default();
-        }
-        if self.config.allow_offset_gaps {
-            return ProducerStates::default();
-        }
-        let first = self.snapshot().first().map_or(end, |s| s.base);
-        let usable = match snapshot_offsets(fs, &self.dir) {
-            Ok(offsets) => offsets,
-            Err(e) => {
-                log::warn!("{}: {e}; producer snapshots ignored", self.dir.display());
-                return ProducerStates::default();
+            let path = self.dir.join(file_name(end, "snapshot"));
+            if !fs
+                .exists(&path)
+                .map_err(io_ctx(format!("stat {}", path.display())))?
+            {
+                return Ok(ProducerStates::default());
             }
-        };
-        let Some((from, mut states)) = usable
+            if let Some(states) = read_snapshot(fs, &self.dir, end) {
+                return Ok(states);
+            }
+        }
+        let limit = if clean { end } else { recovery_point.min(end) };
+        let replay = self.replay_producers(limit, end, !clean && !scanned_producers, true)?;
+        self.rewrite_txn_indexes(replay.from, &replay.aborted)?;
+        let mut states = replay.states;
+        if self.config.allow_offset_gaps {
+            states.forget_batches();
+        }
+        Ok(states)
+    }
+
+    /// The producer state at `to` (a batch boundary): the newest usable snapshot at or
+    /// below `limit` (and at or above the first segment), else no state at the base of
+    /// the segment holding `limit`, then every batch from there up to `to` replayed.
+    /// `skip_without_snapshot`: without a snapshot, replay nothing (no batch there has
+    /// a producer id); `at_segment_base`: use only snapshots at segment bases. Also
+    /// returns where the replay started and the aborted transactions whose ABORT
+    /// markers it met, as their `.txnindex` entries.
+    pub(super) fn replay_producers(
+        &self,
+        limit: i64,
+        to: i64,
+        skip_without_snapshot: bool,
+        at_segment_base: bool,
+    ) -> Result<Replay> {
+        let fs = self.fs.as_ref();
+        let segs = self.snapshot();
+        let first = segs.first().map_or(to, |s| s.base);
+        let offsets = snapshot_offsets(fs, &self.dir)
+            .map_err(io_ctx(format!("list {}", self.dir.display())))?;
+        let found = offsets
             .into_iter()
             .rev()
-            .filter(|&o| o >= first && o <= recovery_point.min(end))
-            .find_map(|o| Some((o, read_snapshot(fs, &self.dir, o)?)))
-        else {
-            return ProducerStates::default();
+            .filter(|&o| o >= first && o <= limit)
+            .filter(|&o| !at_segment_base || segs.binary_search_by_key(&o, |s| s.base).is_ok())
+            .find_map(|o| Some((o, read_snapshot(fs, &self.dir, o)?)));
+        let holding = segs
+            .iter()
+            .rev()
+            .find(|s| s.base <= limit)
+            .map_or(first, |s| s.base);
+        let (from, mut states, replay) = match found {
+            Some((o, states)) => (o, states, true),
+            None => (holding, ProducerStates::default(), !skip_without_snapshot),
         };
+        let mut aborted = Vec::new();
         let mut offset = from;
-        while offset < end {
-            match self.read(offset, 1 << 20) {
-                Ok(batches) if !batches.is_empty() => {
-                    for b in &batches {
-                        let h = b.header();
-                        if !h.is_control() && h.last_offset() >= offset {
-                            states.replay(h);
-                        }
+        let start = segs.partition_point(|s| s.base <= from).saturating_sub(1);
+        // Segment by segment: the log start offset may lie above `from`.
+        for seg in segs[start..].iter().filter(|_| replay) {
+            while offset < to {
+                let mut budget = 1 << 20;
+                let mut batches = Vec::new();
+                let read = self.read_segment(
+                    seg,
+                    seg.size(),
+                    offset.max(seg.base),
+                    &mut budget,
+                    &mut batches,
+                )?;
+                for b in batches.iter().filter(|b| b.base_offset() < to) {
+                    if b.last_offset() >= offset {
+                        self.replay_batch(b, &mut states, &mut aborted);
+                        offset = b.last_offset() + 1;
                     }
-                    let last = batches.last().expect("not empty").header().last_offset();
-                    offset = offset.max(last + 1);
                 }
-                Ok(_) => break,
-                Err(e) => {
-                    log::warn!(
-                        "{}: rebuilding the producer state at offset {offset}: {e}; starting \
-                         from no state",
-                        self.dir.display()
-                    );
-                    return ProducerStates::default();
+                if batches.is_empty() || matches!(read, SegmentRead::Exhausted(_)) {
+                    break;
                 }
             }
         }
-        states
+        Ok(Replay {
+            from,
+            states,
+            aborted,
+        })
     }
+
+    /// Replays one batch read from the log into `states`; an ABORT marker that closes a
+    /// transaction adds its `.txnindex` entry to `aborted`.
+    fn replay_batch(
+        &self,
+        b: &crate::format::Batch,
+        states: &mut ProducerStates,
+        aborted: &mut Vec<AbortedTxn>,
+    ) {
+        let h = b.header();
+        if !h.is_control() {
+            states.replay(h);
+            return;
+        }
+        let marker = match b.control_record() {
+            Ok(Some(c)) if h.producer_id >= 0 => c,
+            Ok(_) => return,
+            Err(e) => {
+                log::warn!(
+                    "{}: control batch at offset {}: {e}; not replayed",
+                    self.dir.display(),
+                    h.base_offset
+                );
+                return;
+            }
+        };
+        let (ControlRecordType::Abort | ControlRecordType::Commit) = marker.kind else {
+            return;
+        };
+        let done = states.record_marker(
+            h.producer_id,
+            h.producer_epoch,
+            marker.coordinator_epoch.unwrap_or(-1),
+            h.base_offset,
+        );
+        if let Some(t) = done.filter(|_| marker.kind == ControlRecordType::Abort) {
+            aborted.push(AbortedTxn {
+                producer_id: t.producer_id,
+                first_offset: t.first_offset,
+                last_offset: t.last_offset,
+                last_stable_offset: states.first_open_offset().unwrap_or(t.last_offset + 1),
+            });
+        }
+    }
+}
+
+/// What [`Log::replay_producers`] found.
+pub(super) struct Replay {
+    /// Where the replay started (a snapshot's offset or a segment base).
+    pub(super) from: i64,
+    pub(super) states: ProducerStates,
+    /// `.txnindex` entries of the ABORT markers from `from` on.
+    pub(super) aborted: Vec<AbortedTxn>,
 }

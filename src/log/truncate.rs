@@ -41,6 +41,12 @@ impl Log {
     /// Removes every batch from the one containing `offset` onwards, so the log end
     /// offset becomes that batch's base offset (at most `offset`). Durable on return.
     ///
+    /// Transactions: the `.txnindex` entries of removed markers go; the open
+    /// transactions become those open at the new end (a transaction whose marker was
+    /// removed is open again; one whose batches were all removed is gone), replayed from
+    /// the newest producer snapshot at or below it. Producer epochs and coordinator
+    /// epochs stay (fencing is not undone).
+    ///
     /// # Errors
     /// `OffsetOutOfRange` below the log start; `Io`; `Poisoned`; `Closed`.
     pub fn truncate_to(&self, offset: i64) -> Result<i64> {
@@ -69,9 +75,19 @@ impl Log {
             new_end = h.last_offset() + 1;
             pos += h.size().expect("checked") as u64;
         }
+        // The transactions open at the new end, from the batches below it (read before
+        // anything changes: a failure here changes nothing).
+        let rebuilt = self
+            .replay_producers(new_end, new_end, false, false)?
+            .states;
+        // While the end moves, the last stable offset must not pass a transaction the
+        // cut reopens: the smaller bound until the state is replaced below.
+        let reopened = rebuilt.first_open_offset().unwrap_or(i64::MAX);
+        self.first_unstable.fetch_min(reopened, Ordering::AcqRel);
         // Snapshots past the new end describe batches about to go: removed first, so no
         // crash can leave one for a later open to trust.
         self.remove_producer_snapshots(|o| o > new_end)?;
+        w.pending_snapshots.retain(|(o, _)| *o <= new_end);
         let result = self
             .truncate_locked(&mut fl, &mut w, &segs, idx, pos, new_end)
             // A new epoch from `new_end`: a position taken past it in the old epoch is
@@ -79,7 +95,8 @@ impl Log {
             // makes the next open start a new epoch anyway.)
             .and_then(|()| self.begin_epoch(&w, new_end).map(drop));
         // Batches past the new end are gone: a producer re-sending one appends it again.
-        w.producers.truncate_to(new_end);
+        w.producers.truncate_to(new_end, &rebuilt);
+        self.publish_first_unstable(&w);
         if let Err(e) = &result {
             self.poison_with(format!("truncation failed part-way: {e}"));
         }
@@ -192,6 +209,15 @@ impl Log {
         new_seg
             .install_scan(&scan, true)
             .map_err(io_ctx("rebuild indexes"))?;
+        // The aborted transactions whose markers remain (synced; the directory next).
+        let kept = seg
+            .txn_index
+            .entries(self.fs.as_ref())?
+            .iter()
+            .filter(|e| e.last_offset < new_end)
+            .copied()
+            .collect();
+        new_seg.txn_index.rewrite(self.fs.as_ref(), kept)?;
         self.fs
             .sync_dir(&self.dir)
             .map_err(io_ctx(format!("fsync directory {}", self.dir.display())))?;
