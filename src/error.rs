@@ -208,6 +208,28 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+
+    /// A transactional producer was fenced: a newer producer with the same
+    /// `transactional_id` called `init_transactions`, or the store aborted its
+    /// transaction after `transaction_timeout_ms`. The producer can do nothing more;
+    /// drop it (Kafka's `ProducerFencedException`).
+    #[error("transactional producer `{transactional_id}` is fenced: {reason}")]
+    Fenced {
+        /// The transactional id.
+        transactional_id: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// A transactional call out of order (`send` outside a transaction, `commit` without
+    /// `begin`, a transaction that must be aborted because a send failed), or a
+    /// transactional call on a producer without a `transactional_id` (Kafka's
+    /// `IllegalStateException` and `TransactionAbortedException`).
+    #[error("transaction: {reason}")]
+    TransactionState {
+        /// What was wrong.
+        reason: String,
+    },
 }
 
 impl Clone for Error {
@@ -302,6 +324,16 @@ impl Clone for Error {
             },
             Error::CommitFailed { group, reason } => Error::CommitFailed {
                 group: group.clone(),
+                reason: reason.clone(),
+            },
+            Error::Fenced {
+                transactional_id,
+                reason,
+            } => Error::Fenced {
+                transactional_id: transactional_id.clone(),
+                reason: reason.clone(),
+            },
+            Error::TransactionState { reason } => Error::TransactionState {
                 reason: reason.clone(),
             },
         }

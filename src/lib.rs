@@ -93,14 +93,15 @@ mod notify;
 pub mod producer;
 mod store;
 mod topic;
+mod txn;
 
 pub use catalog::{
     CommittedOffsetReset, ImportReport, Partition, PartitionDescription, PartitionRecovery,
-    StoreConfig, StoreRecoveryReport, Topic, TopicDescription, TopicId,
+    RecoveredTransaction, StoreConfig, StoreRecoveryReport, Topic, TopicDescription, TopicId,
 };
 pub use consumer::{
-    Assignor, Consumer, ConsumerConfig, ConsumerRecord, ConsumerRecords, IsolationLevel,
-    OffsetReset, RebalanceListener, RecordRef,
+    Assignor, Consumer, ConsumerConfig, ConsumerGroupMetadata, ConsumerRecord, ConsumerRecords,
+    IsolationLevel, OffsetReset, RebalanceListener, RecordRef,
 };
 pub use error::{Error, Result};
 pub use format::{Batch, BatchBuilder, Compression, Header, Record};

@@ -14,6 +14,7 @@ use crate::groups::Coordinator;
 use crate::log::{CleanPolicy, RetentionPolicy};
 use crate::topic::TopicPartition;
 use crate::topic::{CleanupPolicy, TopicConfig};
+use crate::txn::TxnCoordinator;
 
 /// What one maintenance pass did ([`Store::run_maintenance`](crate::Store::run_maintenance)).
 #[derive(Debug, Clone, Default)]
@@ -35,6 +36,9 @@ pub struct MaintenanceReport {
     pub records_removed: u64,
     /// Partitions flushed because `flush_ms` passed.
     pub partitions_flushed: usize,
+    /// Transactions aborted because they stayed open past their producer's
+    /// `transaction_timeout_ms` (their producers are fenced).
+    pub transactions_aborted: usize,
     /// Partitions whose maintenance failed, with the error; the others were still done.
     pub errors: Vec<(TopicPartition, Error)>,
 }
@@ -58,14 +62,16 @@ impl Maintenance {
         self: &Arc<Self>,
         catalog: &Arc<Catalog>,
         groups: &Arc<Coordinator>,
+        txn: &Arc<TxnCoordinator>,
         interval: Duration,
     ) -> std::io::Result<()> {
         let weak = Arc::downgrade(catalog);
         let groups = groups.clone();
+        let txn = txn.clone();
         let m = self.clone();
         let handle = std::thread::Builder::new()
             .name("streamlog-maintenance".into())
-            .spawn(move || run_thread(&weak, &groups, &m, interval))?;
+            .spawn(move || run_thread(&weak, (&groups, &txn), &m, interval))?;
         *self.thread.lock() = Some(handle);
         Ok(())
     }
@@ -91,7 +97,12 @@ impl Maintenance {
     }
 }
 
-fn run_thread(weak: &Weak<Catalog>, groups: &Coordinator, m: &Maintenance, interval: Duration) {
+fn run_thread(
+    weak: &Weak<Catalog>,
+    (groups, txn): (&Coordinator, &TxnCoordinator),
+    m: &Maintenance,
+    interval: Duration,
+) {
     let mut last_full = Instant::now();
     loop {
         let tick = {
@@ -105,7 +116,7 @@ fn run_thread(weak: &Weak<Catalog>, groups: &Coordinator, m: &Maintenance, inter
             if full {
                 last_full = Instant::now();
             }
-            match m.run_pass(&catalog, groups, full) {
+            match m.run_pass(&catalog, groups, txn, full) {
                 Ok(r) => {
                     for (tp, e) in &r.errors {
                         log::error!("maintenance of {}-{}: {e}", tp.topic(), tp.partition());
@@ -139,12 +150,17 @@ impl Maintenance {
         &self,
         catalog: &Catalog,
         groups: &Coordinator,
+        txn: &TxnCoordinator,
         full: bool,
     ) -> Result<MaintenanceReport> {
         catalog.check_open()?;
         let _pass = self.pass.lock();
         let now = catalog.now_ms();
         let mut report = MaintenanceReport::default();
+        if full {
+            // First: an aborted transaction no longer holds back the cleaner.
+            report.transactions_aborted = txn.abort_expired(catalog);
+        }
         for topic in catalog.topics() {
             let tc = topic.config();
             for p in topic.partitions() {

@@ -47,8 +47,10 @@ pub(crate) use handles::keyless_on_compacted;
 pub use handles::{Partition, Topic};
 pub use import::ImportReport;
 pub use meta::TopicId;
-pub(crate) use partition::{PartitionState, TopicState};
-pub use recovery::{CommittedOffsetReset, PartitionRecovery, StoreRecoveryReport};
+pub(crate) use partition::{PartitionState, TopicState, is_aborted};
+pub use recovery::{
+    CommittedOffsetReset, PartitionRecovery, RecoveredTransaction, StoreRecoveryReport,
+};
 
 use meta::TopicMeta;
 use producer_ids::ProducerIds;

@@ -12,7 +12,7 @@ use parking_lot::RwLock;
 use super::TopicId;
 use crate::error::Result;
 use crate::format::{Batch, DecodeOptions, EncodedBatch, Record};
-use crate::log::{AppendInfo, Log};
+use crate::log::{AbortedTxn, AppendInfo, Log, TransactionResult};
 use crate::notify::Notifier;
 use crate::topic::{TopicConfig, TopicPartition};
 
@@ -127,10 +127,57 @@ impl PartitionState {
         self.log.read_records(offset, max_bytes)
     }
 
+    /// Appends the COMMIT (`commit`) or ABORT marker of `producer_id`'s transaction
+    /// under `epoch` (see [`Log::append_marker`]; one coordinator, so its epoch is 0);
+    /// the caller wakes readers.
+    pub(crate) fn append_marker(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Result<AppendInfo> {
+        let result = if commit {
+            TransactionResult::Commit
+        } else {
+            TransactionResult::Abort
+        };
+        self.log.append_marker(producer_id, epoch, 0, result)
+    }
+
+    /// Where read_committed readers see the partition end (see
+    /// [`Log::last_stable_offset`]).
+    pub(crate) fn last_stable_offset(&self) -> i64 {
+        self.log.last_stable_offset()
+    }
+
+    /// The producer id and epoch of every open transaction.
+    pub(crate) fn open_transactions(&self) -> Vec<(i64, i16)> {
+        self.log.open_transaction_epochs()
+    }
+
+    /// The aborted transactions overlapping `[from, to)` (see
+    /// [`Log::aborted_transactions`]).
+    pub(crate) fn aborted_transactions(&self, from: i64, to: i64) -> Result<Vec<AbortedTxn>> {
+        self.log.aborted_transactions(from, to)
+    }
+
     /// The first offset whose timestamp is at least `timestamp`, with that timestamp.
     pub(crate) fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
         self.log.offset_for_timestamp(timestamp)
     }
+}
+
+/// Whether `b` belongs to one of the `aborted` transactions (a read_committed reader
+/// skips it): a transactional batch of an aborted transaction's producer between its
+/// first offset and its ABORT marker.
+pub(crate) fn is_aborted(b: &Batch, aborted: &[AbortedTxn]) -> bool {
+    let h = b.header();
+    h.is_transactional()
+        && !h.is_control()
+        && aborted.iter().any(|a| {
+            a.producer_id == h.producer_id
+                && (a.first_offset..=a.last_offset).contains(&b.base_offset())
+        })
 }
 
 /// A topic incarnation: its name, id, config and partitions.

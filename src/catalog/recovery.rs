@@ -43,6 +43,22 @@ pub struct StoreRecoveryReport {
     /// Committed offsets dropped because their topic was deleted (and perhaps created
     /// again: no old offset applies to a new topic of the same name).
     pub offsets_dropped: usize,
+    /// Transactions a crash left open in a partition, and how open closed them.
+    pub transactions: Vec<RecoveredTransaction>,
+}
+
+/// A transaction a crash left open in a partition, closed at open: committed if the
+/// store had recorded its commit decision, aborted otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveredTransaction {
+    /// The partition holding its records.
+    pub partition: TopicPartition,
+    /// Its producer id.
+    pub producer_id: i64,
+    /// The producer epoch its records carry.
+    pub producer_epoch: i16,
+    /// Whether it was committed (else aborted).
+    pub committed: bool,
 }
 
 impl StoreRecoveryReport {
@@ -56,6 +72,7 @@ impl StoreRecoveryReport {
             || !self.directories_left_alone.is_empty()
             || !self.offsets_reset.is_empty()
             || self.offsets_dropped > 0
+            || !self.transactions.is_empty()
     }
 }
 

@@ -1,6 +1,7 @@
 //! [`ConsumerConfig`] and the knobs it takes: where a consumer starts without a valid
 //! position ([`OffsetReset`]) and what it reads of transactions ([`IsolationLevel`]).
 
+use crate::catalog::PartitionState;
 use crate::error::{Error, Result};
 use crate::groups::{self, Assignor};
 
@@ -23,10 +24,23 @@ pub enum IsolationLevel {
     /// Every record (Kafka's default).
     #[default]
     ReadUncommitted,
-    /// Only committed records. streamlog has no transactions yet, so every record is
-    /// committed and this reads the same as `ReadUncommitted`; it becomes different when
-    /// transactions arrive.
+    /// Only committed records: records of transactions not yet decided are not returned
+    /// (a poll stops at the partition's last stable offset, the first offset of its
+    /// oldest open transaction, and waits there), records of aborted transactions are
+    /// skipped, and `end_offsets`, `seek_to_end` and lag use the last stable offset,
+    /// as Kafka's `read_committed`.
     ReadCommitted,
+}
+
+impl IsolationLevel {
+    /// Where a reader at this level sees a partition end: its log end offset, or under
+    /// `ReadCommitted` its last stable offset.
+    pub(super) fn end_offset(self, p: &PartitionState) -> i64 {
+        match self {
+            IsolationLevel::ReadUncommitted => p.log_end_offset(),
+            IsolationLevel::ReadCommitted => p.last_stable_offset(),
+        }
+    }
 }
 
 /// Consumer settings; knob names follow Kafka's consumer configs.

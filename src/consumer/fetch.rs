@@ -15,7 +15,7 @@ fn read_partition(
     tp: &TopicPartition,
     mut position: i64,
     max_bytes: usize,
-    _isolation: IsolationLevel,
+    isolation: IsolationLevel,
 ) -> Result<usize> {
     let state = a.state.clone();
     let log = state;
@@ -29,15 +29,30 @@ fn read_partition(
         });
     }
     let mut bytes = 0;
+    // Read committed: nothing at or past the last stable offset (a transaction not yet
+    // decided), and no batch of an aborted transaction.
+    let upper = isolation.end_offset(&log);
+    let committed_only = isolation == IsolationLevel::ReadCommitted;
     // Loop only while a chunk held nothing to return (control batches, records below the
-    // position) and more data follows.
-    while a.buffer.is_empty() && position < log.log_end_offset() {
+    // position, aborted records) and more data follows.
+    while a.buffer.is_empty() && position < upper {
         let batches = log.read(position, max_bytes)?;
+        let aborted = if committed_only && batches.iter().any(|b| b.header().is_transactional()) {
+            log.aborted_transactions(position, upper)?
+        } else {
+            Vec::new()
+        };
         let mut next = position;
         for b in &batches {
+            if b.base_offset() >= upper {
+                break;
+            }
             bytes += b.size();
             next = next.max(b.last_offset() + 1);
-            if b.header().is_control() || b.last_offset() < position {
+            if b.header().is_control()
+                || b.last_offset() < position
+                || (committed_only && crate::catalog::is_aborted(b, &aborted))
+            {
                 continue;
             }
             a.buffer.push_back(Pending::new(tp, b, &options));
@@ -78,7 +93,7 @@ impl Consumer {
         let log = &a.state;
         match self.config.auto_offset_reset {
             OffsetReset::Earliest => Ok(log.log_start_offset()),
-            OffsetReset::Latest => Ok(log.log_end_offset()),
+            OffsetReset::Latest => Ok(self.config.isolation_level.end_offset(log)),
             OffsetReset::None => Err(Error::OffsetOutOfRange {
                 requested,
                 log_start: log.log_start_offset(),
@@ -201,7 +216,11 @@ impl Consumer {
                 let log = &a.state;
                 // Caught up. (Past the end or below the start: the read reports
                 // OffsetOutOfRange and auto_offset_reset applies.)
-                if position == log.log_end_offset() && position >= log.log_start_offset() {
+                let end = isolation.end_offset(log);
+                if position >= end
+                    && position <= log.log_end_offset()
+                    && position >= log.log_start_offset()
+                {
                     continue;
                 }
                 match read_partition(a, tp, position, max_bytes, isolation) {

@@ -34,7 +34,9 @@ use crate::catalog::{Catalog, PartitionState};
 use crate::error::{Error, Result};
 use crate::groups::{Commit, Coordinator};
 
-pub use crate::groups::{Assignor, CommittedOffset, GroupDescription, MemberDescription, assign};
+pub use crate::groups::{
+    Assignor, CommittedOffset, ConsumerGroupMetadata, GroupDescription, MemberDescription, assign,
+};
 pub use crate::topic::TopicPartition;
 pub use config::{ConsumerConfig, IsolationLevel, OffsetReset};
 pub use membership::RebalanceListener;
@@ -262,7 +264,8 @@ impl Consumer {
     /// `InvalidArgument` for an unassigned partition; `Closed`.
     pub fn seek_to_end(&mut self, partitions: &[TopicPartition]) -> Result<()> {
         self.check_open()?;
-        self.seek_each(partitions, |a| a.state.log_end_offset())
+        let isolation = self.config.isolation_level;
+        self.seek_each(partitions, |a| isolation.end_offset(&a.state))
     }
 
     fn seek_each(
@@ -351,7 +354,7 @@ impl Consumer {
     fn offsets_of(
         &self,
         partitions: &[TopicPartition],
-        offset: fn(&PartitionState) -> i64,
+        offset: impl Fn(&PartitionState) -> i64,
     ) -> Result<BTreeMap<TopicPartition, i64>> {
         self.check_open()?;
         partitions
@@ -371,7 +374,8 @@ impl Consumer {
         self.offsets_of(partitions, PartitionState::log_start_offset)
     }
 
-    /// The log end offset of each partition (assigned or not).
+    /// The log end offset of each partition (assigned or not); under
+    /// [`IsolationLevel::ReadCommitted`], the last stable offset.
     ///
     /// # Errors
     /// `NotFound`; `Closed`.
@@ -379,7 +383,8 @@ impl Consumer {
         &self,
         partitions: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, i64>> {
-        self.offsets_of(partitions, PartitionState::log_end_offset)
+        let isolation = self.config.isolation_level;
+        self.offsets_of(partitions, |p| isolation.end_offset(p))
     }
 
     /// For each partition, the first record with a timestamp at or after the given one
@@ -395,7 +400,10 @@ impl Consumer {
         query
             .iter()
             .map(|(tp, &ts)| {
-                let found = self.lookup(tp)?.offset_for_timestamp(ts)?;
+                let p = self.lookup(tp)?;
+                // Nothing at or past where this consumer sees the partition end.
+                let end = self.config.isolation_level.end_offset(&p);
+                let found = p.offset_for_timestamp(ts)?.filter(|&(o, _)| o < end);
                 Ok((
                     tp.clone(),
                     found.map(|(offset, timestamp)| OffsetAndTimestamp { offset, timestamp }),
@@ -483,6 +491,20 @@ impl Consumer {
         Ok(())
     }
 
+    /// This consumer's group, generation and member id, for
+    /// [`Producer::send_offsets_to_transaction`](crate::Producer::send_offsets_to_transaction)
+    /// (exactly-once consume-transform-produce).
+    ///
+    /// # Errors
+    /// `InvalidArgument` without a group.
+    pub fn group_metadata(&self) -> Result<ConsumerGroupMetadata> {
+        let group = self.group()?.to_string();
+        Ok(match &self.membership {
+            Some(m) => ConsumerGroupMetadata::of_member(group, m.generation, m.member_id.clone()),
+            None => ConsumerGroupMetadata::new(group),
+        })
+    }
+
     /// The group's committed offset of each partition (`None` where nothing is committed).
     ///
     /// # Errors
@@ -504,15 +526,17 @@ impl Consumer {
             .collect())
     }
 
-    /// Records behind the log end for each assigned partition with a known position.
+    /// Records behind the log end (under `ReadCommitted`, the last stable offset) for
+    /// each assigned partition with a known position.
     pub fn lag(&self) -> BTreeMap<TopicPartition, i64> {
+        let isolation = self.config.isolation_level;
         self.assigned
             .iter()
             .filter_map(|(tp, a)| {
                 a.position.map(|p| {
                     (
                         tp.clone(),
-                        a.state.log_end_offset().saturating_sub(p).max(0),
+                        isolation.end_offset(&a.state).saturating_sub(p).max(0),
                     )
                 })
             })

@@ -7,6 +7,7 @@
 pub mod batch;
 pub mod compression;
 mod record;
+pub(crate) mod schema;
 pub mod varint;
 
 pub use batch::{

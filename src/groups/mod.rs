@@ -14,15 +14,17 @@
 
 mod assign;
 mod offsets;
+mod txn_offsets;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+pub(crate) use crate::format::schema::MAX_STRING_BYTES;
 pub use assign::assign;
+pub(crate) use offsets::Commit;
 use offsets::CommitCheck;
-pub(crate) use offsets::{Commit, MAX_STRING_BYTES};
 
 use crate::catalog::Catalog;
 use crate::topic::TopicPartition;
@@ -138,6 +140,48 @@ pub struct GroupDescription {
     pub members: Vec<MemberDescription>,
     /// Committed offsets with the partition's log end offset and the lag between them.
     pub offsets: Vec<CommittedOffset>,
+}
+
+/// A consumer's place in its group, for
+/// [`Producer::send_offsets_to_transaction`](crate::Producer::send_offsets_to_transaction)
+/// (Kafka's `ConsumerGroupMetadata`); from
+/// [`Consumer::group_metadata`](crate::Consumer::group_metadata).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupMetadata {
+    group_id: String,
+    generation_id: i32,
+    member_id: String,
+}
+
+impl ConsumerGroupMetadata {
+    /// The metadata of `group_id` for a consumer outside the group's membership
+    /// (generation -1, no member id), as Kafka's `new ConsumerGroupMetadata(groupId)`.
+    pub fn new(group_id: impl Into<String>) -> Self {
+        Self::of_member(group_id.into(), -1, String::new())
+    }
+
+    pub(crate) fn of_member(group_id: String, generation_id: i32, member_id: String) -> Self {
+        ConsumerGroupMetadata {
+            group_id,
+            generation_id,
+            member_id,
+        }
+    }
+
+    /// The group id.
+    pub fn group_id(&self) -> &str {
+        &self.group_id
+    }
+
+    /// The generation the consumer last joined (-1 outside the membership).
+    pub fn generation_id(&self) -> i32 {
+        self.generation_id
+    }
+
+    /// The member id (empty outside the membership).
+    pub fn member_id(&self) -> &str {
+        &self.member_id
+    }
 }
 
 /// A committed offset as [`GroupDescription`] reports it.

@@ -11,7 +11,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use super::{Coordinator, OFFSETS_TOPIC};
 use crate::catalog::{Catalog, CommittedOffsetReset, PartitionState, StoreRecoveryReport, TopicId};
 use crate::error::{Error, Result};
-use crate::format::{BatchBuilder, Header};
+use crate::format::schema::{get_string, put_string};
+use crate::format::{BatchBuilder, ControlRecordType, Header, Record};
 use crate::topic::{CleanupPolicy, TopicConfig, TopicPartition};
 
 /// A committed offset and what it was taken from: the topic incarnation and the
@@ -32,7 +33,7 @@ pub(crate) struct Commit {
 
 /// The record header carrying a commit's topic id (Kafka's schema has no field for it;
 /// Kafka's readers ignore headers).
-const TOPIC_ID_HEADER: &str = "topic_id";
+pub(super) const TOPIC_ID_HEADER: &str = "topic_id";
 
 /// What checking the loaded commits found (see `Coordinator::check_loaded`).
 pub(crate) struct Checked {
@@ -69,48 +70,52 @@ impl Coordinator {
             .retention_ms(-1)
     }
 
-    /// Loads committed offsets by replaying the offsets topic.
+    /// Loads committed offsets by replaying the offsets topic (after the transaction
+    /// coordinator closed every open transaction). Offsets a transaction wrote apply
+    /// where its COMMIT marker stands, as they did when it committed; those of aborted
+    /// transactions are dropped.
     pub(crate) fn load(&self, part: &PartitionState) -> Result<()> {
         let mut committed: HashMap<String, BTreeMap<TopicPartition, Commit>> = HashMap::new();
+        // Per producer id, the offsets of its open transaction.
+        let mut pending: HashMap<i64, Vec<(String, TopicPartition, Option<Commit>)>> =
+            HashMap::new();
         let mut offset = part.log_start_offset();
         let end = part.log_end_offset();
+        let options = part.decode_options();
         while offset < end {
-            let records = part.read_records(offset, 1 << 20)?;
-            let Some(last) = records.last() else { break };
-            offset = last.offset + 1;
-            for r in records {
-                let Some(key) = r.key.as_ref().and_then(|k| decode_key(k.clone())) else {
-                    log::warn!(
-                        "{OFFSETS_TOPIC}: skipping a record at offset {} with an unknown key",
-                        r.offset
-                    );
-                    continue;
-                };
-                let (group, tp) = key;
-                let topic_id = r
-                    .headers
-                    .iter()
-                    .find(|h| h.key == TOPIC_ID_HEADER)
-                    .and_then(|h| TopicId::from_bytes(h.value.as_deref()?));
-                match r.value.as_ref().map(|v| decode_value(v.clone())) {
-                    None => {
-                        if let Some(g) = committed.get_mut(&group) {
-                            g.remove(&tp);
+            let batches = part.read(offset, 1 << 20)?;
+            let Some(last) = batches.last() else { break };
+            offset = last.last_offset() + 1;
+            for b in &batches {
+                let h = b.header();
+                if h.is_control() {
+                    let decided = pending.remove(&h.producer_id).unwrap_or_default();
+                    if let Ok(Some(marker)) = b.control_record()
+                        && marker.kind == ControlRecordType::Commit
+                    {
+                        for (group, tp, c) in decided {
+                            let c = c.map(|c| Commit {
+                                at: b.base_offset(),
+                                ..c
+                            });
+                            apply(&mut committed, group, tp, c);
                         }
                     }
-                    Some(Some((offset, epoch))) => {
-                        let c = Commit {
-                            offset,
-                            epoch,
-                            topic_id,
-                            at: r.offset,
-                        };
-                        committed.entry(group).or_default().insert(tp, c);
+                    continue;
+                }
+                for r in b.records_with(&options)? {
+                    let r = r?;
+                    let Some((group, tp, c)) = decode_commit(&r) else {
+                        continue;
+                    };
+                    if h.is_transactional() {
+                        pending
+                            .entry(h.producer_id)
+                            .or_default()
+                            .push((group, tp, c));
+                    } else {
+                        apply(&mut committed, group, tp, c);
                     }
-                    Some(None) => log::warn!(
-                        "{OFFSETS_TOPIC}: skipping a record at offset {} with an unknown value",
-                        r.offset
-                    ),
                 }
             }
         }
@@ -457,29 +462,63 @@ impl Commit {
 // Kafka's OffsetCommitKey v1 and OffsetCommitValue v3 schemas, so the records in the
 // offsets topic read the same as Kafka's.
 
-/// The longest string the schemas hold (an int16 length): the limit of a group id.
-pub(crate) const MAX_STRING_BYTES: usize = i16::MAX as usize;
-
-/// Callers pass group ids (validated against [`MAX_STRING_BYTES`]) and topic names
-/// (at most 249 bytes), so nothing is ever cut here.
-fn put_string(b: &mut BytesMut, s: &str) {
-    let n = s.len().min(MAX_STRING_BYTES);
-    b.put_i16(n as i16);
-    b.put_slice(&s.as_bytes()[..n]);
+/// Applies one loaded record: a commit, or a tombstone (`None`).
+fn apply(
+    committed: &mut HashMap<String, BTreeMap<TopicPartition, Commit>>,
+    group: String,
+    tp: TopicPartition,
+    c: Option<Commit>,
+) {
+    match c {
+        Some(c) => {
+            committed.entry(group).or_default().insert(tp, c);
+        }
+        None => {
+            if let Some(g) = committed.get_mut(&group) {
+                g.remove(&tp);
+            }
+        }
+    }
 }
 
-fn get_string(b: &mut Bytes) -> Option<String> {
-    if b.remaining() < 2 {
+/// A record of the offsets topic: its group, partition and commit (`None`: a
+/// tombstone); `None` (logged) for a record this store cannot read.
+fn decode_commit(r: &Record) -> Option<(String, TopicPartition, Option<Commit>)> {
+    let Some((group, tp)) = r.key.as_ref().and_then(|k| decode_key(k.clone())) else {
+        log::warn!(
+            "{OFFSETS_TOPIC}: skipping a record at offset {} with an unknown key",
+            r.offset
+        );
         return None;
+    };
+    let topic_id = r
+        .headers
+        .iter()
+        .find(|h| h.key == TOPIC_ID_HEADER)
+        .and_then(|h| TopicId::from_bytes(h.value.as_deref()?));
+    match r.value.as_ref().map(|v| decode_value(v.clone())) {
+        None => Some((group, tp, None)),
+        Some(Some((offset, epoch))) => Some((
+            group,
+            tp,
+            Some(Commit {
+                offset,
+                epoch,
+                topic_id,
+                at: r.offset,
+            }),
+        )),
+        Some(None) => {
+            log::warn!(
+                "{OFFSETS_TOPIC}: skipping a record at offset {} with an unknown value",
+                r.offset
+            );
+            None
+        }
     }
-    let n = usize::try_from(b.get_i16()).ok()?;
-    if b.remaining() < n {
-        return None;
-    }
-    String::from_utf8(b.split_to(n).to_vec()).ok()
 }
 
-fn encode_key(group: &str, tp: &TopicPartition) -> Vec<u8> {
+pub(super) fn encode_key(group: &str, tp: &TopicPartition) -> Vec<u8> {
     let mut b = BytesMut::with_capacity(8 + group.len() + tp.topic().len());
     b.put_i16(1);
     put_string(&mut b, group);
@@ -500,7 +539,7 @@ fn decode_key(mut b: Bytes) -> Option<(String, TopicPartition)> {
     Some((group, TopicPartition::new(topic, b.get_i32())))
 }
 
-fn encode_value(offset: i64, epoch: i32, now_ms: i64) -> Vec<u8> {
+pub(super) fn encode_value(offset: i64, epoch: i32, now_ms: i64) -> Vec<u8> {
     let mut b = BytesMut::with_capacity(26);
     b.put_i16(3);
     b.put_i64(offset);

@@ -331,6 +331,11 @@ impl ProducerStates {
     pub(crate) fn open_transactions(&self) -> Vec<(i64, i64)> {
         self.open_txns.iter().map(|(&f, &p)| (f, p)).collect()
     }
+
+    /// The current epoch of `producer_id`, if known.
+    pub(crate) fn epoch_of(&self, producer_id: i64) -> Option<i16> {
+        self.producers.get(&producer_id).map(|e| e.epoch)
+    }
 }
 
 #[cfg(test)]

@@ -325,6 +325,7 @@ impl Segment {
     /// be absent unless `txn_index_exists`). Recovery uses this while it
     /// checks the directory; [`create_index_files`](Self::create_index_files) creates
     /// the missing index files once the checks passed.
+    #[allow(clippy::too_many_arguments)]
     pub fn open_existing(
         fs: &dyn FileSystem,
         dir: &Path,

@@ -155,6 +155,18 @@ impl Log {
             .collect()
     }
 
+    /// The open transactions, by first offset: (producer id, the producer's epoch, which
+    /// its transaction's batches carry). Takes the append lock (for the transaction
+    /// coordinator's recovery).
+    pub fn open_transaction_epochs(&self) -> Vec<(i64, i16)> {
+        let w = self.writer.lock();
+        w.producers
+            .open_transactions()
+            .into_iter()
+            .filter_map(|(_, pid)| Some((pid, w.producers.epoch_of(pid)?)))
+            .collect()
+    }
+
     /// Every aborted transaction that overlaps `[from, to)`: those whose ABORT marker
     /// lies at or after `from` and whose first offset lies below `to` (Kafka's
     /// `collectAbortedTxns`), in marker order. Read from the `.txnindex` files of the

@@ -279,6 +279,9 @@ impl Shared {
                 name: format!("{}-{partition}", record.topic),
             });
         };
+        if let Some(txn) = &self.txn {
+            txn.before_send(self, &pa.part)?;
+        }
         // A full batch is closed first.
         if let Some(b) = &pa.open
             && !b.builder.is_empty()
@@ -296,7 +299,8 @@ impl Shared {
             builder: BatchBuilder::with_capacity(self.config.batch_size.min(limit) + 128)
                 .compression(self.config.compression)
                 .compression_level(self.config.compression_level)
-                .compress_only_if_smaller(true),
+                .compress_only_if_smaller(true)
+                .transactional(self.txn.is_some()),
             slot: BatchSlot::new(acc.name.clone(), partition, acc.log_append_time),
             part: pa.part.clone(),
             queue: pa.queue.clone(),

@@ -35,6 +35,8 @@ pub struct ProducerConfig {
     pub(super) compression_level: Option<i32>,
     pub(super) partitioner: Option<Arc<dyn Partitioner>>,
     pub(super) enable_idempotence: bool,
+    pub(super) transactional_id: Option<String>,
+    pub(super) transaction_timeout_ms: u64,
 }
 
 impl fmt::Debug for ProducerConfig {
@@ -50,6 +52,8 @@ impl fmt::Debug for ProducerConfig {
             .field("compression_level", &self.compression_level)
             .field("partitioner", &self.partitioner)
             .field("enable_idempotence", &self.enable_idempotence)
+            .field("transactional_id", &self.transactional_id)
+            .field("transaction_timeout_ms", &self.transaction_timeout_ms)
             .finish()
     }
 }
@@ -70,6 +74,8 @@ impl Default for ProducerConfig {
             compression_level: None,
             partitioner: None,
             enable_idempotence: true,
+            transactional_id: None,
+            transaction_timeout_ms: 60_000,
         }
     }
 }
@@ -125,6 +131,25 @@ impl ProducerConfig {
         enable_idempotence: bool
     );
 
+    /// Makes the producer transactional (Kafka's `transactional.id`): call
+    /// [`init_transactions`](super::Producer::init_transactions) once, then send inside
+    /// `begin_transaction` .. `commit_transaction`/`abort_transaction`. The id keeps
+    /// the producer id across restarts: a producer started with it fences every older
+    /// one, and a transaction an older one left open is aborted. Needs idempotence.
+    /// Default = none.
+    #[must_use]
+    pub fn transactional_id(mut self, id: impl Into<String>) -> Self {
+        self.transactional_id = Some(id.into());
+        self
+    }
+
+    setter!(
+        /// How long a transaction may stay open before the store aborts it (and fences
+        /// the producer): at most 900000 (Kafka's `transaction.max.timeout.ms`).
+        /// Default = 60000.
+        transaction_timeout_ms: u64
+    );
+
     /// A custom partitioner for records without an explicit partition. Default =
     /// [`DefaultPartitioner`](super::DefaultPartitioner) (murmur2 for keys, sticky for null keys).
     #[must_use]
@@ -147,6 +172,26 @@ impl ProducerConfig {
             return Err(Error::config(
                 "buffer_memory",
                 "must be at least min(batch_size, max_request_size)",
+            ));
+        }
+        if let Some(id) = &self.transactional_id {
+            if id.is_empty() || id.len() > crate::groups::MAX_STRING_BYTES {
+                return Err(Error::config(
+                    "transactional_id",
+                    "must be 1 to 32767 bytes long",
+                ));
+            }
+            if !self.enable_idempotence {
+                return Err(Error::config(
+                    "enable_idempotence",
+                    "a transactional producer needs idempotence",
+                ));
+            }
+        }
+        if !(1..=900_000).contains(&self.transaction_timeout_ms) {
+            return Err(Error::config(
+                "transaction_timeout_ms",
+                "must be 1 to 900000 (15 minutes)",
             ));
         }
         if let Some(level) = self.compression_level {

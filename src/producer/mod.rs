@@ -24,6 +24,7 @@ mod linger;
 mod partitioner;
 mod queue;
 mod record;
+mod transaction;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,6 +44,7 @@ use delivery::PendingDelivery;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::format::Compression;
+use crate::txn::TxnCoordinator;
 
 pub(crate) struct Shared {
     catalog: Arc<Catalog>,
@@ -57,6 +59,8 @@ pub(crate) struct Shared {
     /// The most a batch may hold uncompressed: for a compressing producer, the store's
     /// `max_decompressed_bytes` (a batch past it could be written but never read back).
     max_uncompressed: usize,
+    /// A transactional producer's link to the transaction coordinator.
+    txn: Option<transaction::TxnClient>,
 }
 
 struct Handle {
@@ -97,6 +101,7 @@ impl Producer {
         catalog: Arc<Catalog>,
         owner: Arc<dyn std::any::Any + Send + Sync>,
         config: ProducerConfig,
+        coordinator: Arc<TxnCoordinator>,
     ) -> Result<(Producer, Weak<Shared>)> {
         config.validate()?;
         let partitioner = config
@@ -109,7 +114,13 @@ impl Producer {
             catalog.config().max_decompressed_bytes()
         };
         let mut state = AccState::default();
-        if config.enable_idempotence {
+        let txn = config.transactional_id.as_ref().map(|id| {
+            // Validated: at most 900000.
+            let timeout = i32::try_from(config.transaction_timeout_ms).unwrap_or(i32::MAX);
+            transaction::TxnClient::new(coordinator, id.clone(), timeout)
+        });
+        if config.enable_idempotence && txn.is_none() {
+            // A transactional producer gets its id from `init_transactions`.
             state.producer = Some((catalog.allocate_producer_id()?, 0));
         }
         let shared = Arc::new(Shared {
@@ -121,6 +132,7 @@ impl Producer {
             state: Mutex::new(state),
             cond: Condvar::new(),
             closed: AtomicBool::new(false),
+            txn,
         });
         let linger = if shared.config.linger_ms > 0 {
             let s = shared.clone();
@@ -417,6 +429,7 @@ impl Shared {
     }
 
     fn shutdown(&self) -> Result<()> {
+        transaction::abort_open_transaction(self);
         {
             // Under the state lock: the linger thread checks `closed` under it before it
             // waits, so this notification cannot fall between its check and its wait.

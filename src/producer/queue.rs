@@ -188,6 +188,9 @@ impl Shared {
         let mut wakers = Vec::new();
         for ((b, _), result) in done.into_iter().zip(results) {
             if let Err(e) = &result {
+                if let Some(txn) = &self.txn {
+                    txn.send_failed(e);
+                }
                 log::warn!(
                     "producer: appending a batch to {}-{} failed: {e}",
                     b.part.topic,

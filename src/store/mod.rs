@@ -24,6 +24,7 @@ use crate::groups::{Coordinator, OFFSETS_TOPIC};
 use crate::maintenance::{Maintenance, MaintenanceReport};
 use crate::producer::{Producer, ProducerConfig};
 use crate::topic::{TopicConfig, refuse_internal, validate_topic_name};
+use crate::txn::TxnCoordinator;
 
 /// What every handle of one store shares.
 #[derive(Debug)]
@@ -31,6 +32,8 @@ struct StoreInner {
     catalog: Arc<Catalog>,
     /// Consumer groups and committed offsets.
     groups: Arc<Coordinator>,
+    /// Transactional ids and their transactions.
+    txn: Arc<TxnCoordinator>,
     /// Live producers, flushed and stopped at close.
     producers: Mutex<Vec<Weak<crate::producer::Shared>>>,
     /// The maintenance thread.
@@ -91,6 +94,10 @@ impl Store {
             catalog.create_topic(OFFSETS_TOPIC, Coordinator::offsets_topic_config())?;
         }
         let groups = Arc::new(Coordinator::default());
+        // Transactions a crash left open are closed before the offsets are loaded: a
+        // transaction's offsets count once its COMMIT marker is written.
+        let (txn, resolved) = TxnCoordinator::recover(&catalog, groups.clone())?;
+        report.transactions = resolved;
         groups.load_checked(&catalog, &adopted, &mut report)?;
         if report.is_eventful() {
             log::warn!("{}: recovery: {report:?}", catalog.dir().display());
@@ -99,6 +106,7 @@ impl Store {
             inner: Arc::new(StoreInner {
                 catalog,
                 groups,
+                txn: Arc::new(txn),
                 producers: Mutex::new(Vec::new()),
                 maintenance: Arc::default(),
                 recovery: Mutex::new(report),
@@ -110,7 +118,12 @@ impl Store {
             store
                 .inner
                 .maintenance
-                .start(&store.inner.catalog, &store.inner.groups, interval)
+                .start(
+                    &store.inner.catalog,
+                    &store.inner.groups,
+                    &store.inner.txn,
+                    interval,
+                )
                 .map_err(io_ctx("start the maintenance thread"))?;
         }
         Ok(store)
@@ -275,7 +288,12 @@ impl Store {
     /// `InvalidConfig`; `Closed`; `Io` if its linger thread cannot start.
     pub fn producer(&self, config: ProducerConfig) -> Result<Producer> {
         self.check_open()?;
-        let (producer, shared) = Producer::new(self.inner.catalog.clone(), self.owner(), config)?;
+        let (producer, shared) = Producer::new(
+            self.inner.catalog.clone(),
+            self.owner(),
+            config,
+            self.inner.txn.clone(),
+        )?;
         let mut list = self.inner.producers.lock();
         list.retain(|w| w.strong_count() > 0);
         list.push(shared);
@@ -342,9 +360,12 @@ impl Store {
     /// # Errors
     /// `Closed` if the store is closed.
     pub fn run_maintenance(&self) -> Result<MaintenanceReport> {
-        self.inner
-            .maintenance
-            .run_pass(&self.inner.catalog, &self.inner.groups, true)
+        self.inner.maintenance.run_pass(
+            &self.inner.catalog,
+            &self.inner.groups,
+            &self.inner.txn,
+            true,
+        )
     }
 
     /// Flushes every partition and closes the store: the next open scans nothing. Later

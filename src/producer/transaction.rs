@@ -1,0 +1,333 @@
+//! The client side of transactions: [`Producer::init_transactions`],
+//! [`begin_transaction`](Producer::begin_transaction),
+//! [`send_offsets_to_transaction`](Producer::send_offsets_to_transaction),
+//! [`commit_transaction`](Producer::commit_transaction) and
+//! [`abort_transaction`](Producer::abort_transaction), over the store's transaction
+//! coordinator.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::{Producer, Shared};
+use crate::catalog::PartitionState;
+use crate::error::{Error, Result};
+use crate::groups::{Commit, ConsumerGroupMetadata};
+use crate::topic::TopicPartition;
+use crate::txn::{Session, TxnCoordinator};
+
+/// A transactional producer's link to the coordinator and where it stands.
+pub(super) struct TxnClient {
+    pub(super) coordinator: Arc<TxnCoordinator>,
+    pub(super) id: String,
+    pub(super) timeout_ms: i32,
+    state: Mutex<ClientState>,
+}
+
+#[derive(Default)]
+struct ClientState {
+    session: Option<Session>,
+    phase: Phase,
+    /// Partitions the open transaction has written to (known to the coordinator).
+    added: HashSet<TopicPartition>,
+    /// The first send of the open transaction that failed: it must be aborted.
+    failed: Option<Error>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Phase {
+    /// `init_transactions` not called yet.
+    #[default]
+    Uninitialized,
+    Ready,
+    InTransaction,
+    /// Committing or aborting: sends are refused meanwhile.
+    Ending,
+    Fenced,
+}
+
+fn state_error(reason: impl Into<String>) -> Error {
+    Error::TransactionState {
+        reason: reason.into(),
+    }
+}
+
+impl TxnClient {
+    pub(super) fn new(coordinator: Arc<TxnCoordinator>, id: String, timeout_ms: i32) -> TxnClient {
+        TxnClient {
+            coordinator,
+            id,
+            timeout_ms,
+            state: Mutex::default(),
+        }
+    }
+
+    /// Before a record is added for `part` (under the accumulator's lock): the producer
+    /// must be in a transaction, and the partition is added to it at its first record.
+    pub(super) fn before_send(&self, shared: &Shared, part: &Arc<PartitionState>) -> Result<()> {
+        let mut st = self.state.lock();
+        match st.phase {
+            Phase::InTransaction => {}
+            Phase::Fenced => return Err(self.fenced("an earlier call found it fenced")),
+            Phase::Uninitialized => {
+                return Err(state_error("call init_transactions before sending"));
+            }
+            Phase::Ready | Phase::Ending => {
+                return Err(state_error(
+                    "a transactional producer sends only inside a transaction \
+                     (call begin_transaction)",
+                ));
+            }
+        }
+        let tp = part.topic_partition();
+        if st.added.contains(&tp) {
+            return Ok(());
+        }
+        let session = st.session.expect("a session in a transaction");
+        let added = self
+            .coordinator
+            .add_partition(&shared.catalog, &self.id, session, part);
+        if let Err(e) = added {
+            if matches!(e, Error::Fenced { .. }) {
+                st.phase = Phase::Fenced;
+            }
+            return Err(e);
+        }
+        st.added.insert(tp);
+        Ok(())
+    }
+
+    /// A batch of the open transaction failed: the transaction can only be aborted.
+    pub(super) fn send_failed(&self, e: &Error) {
+        let mut st = self.state.lock();
+        if st.failed.is_none() {
+            st.failed = Some(e.clone());
+        }
+        if matches!(e, Error::InvalidProducerEpoch { .. }) {
+            st.phase = Phase::Fenced;
+        }
+    }
+
+    fn fenced(&self, reason: &str) -> Error {
+        Error::Fenced {
+            transactional_id: self.id.clone(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+impl Producer {
+    fn txn(&self) -> Result<&TxnClient> {
+        self.handle
+            .shared
+            .txn
+            .as_ref()
+            .ok_or_else(no_transactional_id)
+    }
+
+    /// Starts this producer's session for its `transactional_id` (Kafka's
+    /// `initTransactions`): fences every older producer with the same id (their next
+    /// call returns [`Error::Fenced`]) and aborts a transaction one of them left open.
+    /// Call once, before the first transaction.
+    ///
+    /// # Errors
+    /// `TransactionState` without a `transactional_id` or if called twice; `Io`;
+    /// `Closed`.
+    pub fn init_transactions(&self) -> Result<()> {
+        let shared = &self.handle.shared;
+        shared.check_open()?;
+        let txn = self.txn()?;
+        let mut st = txn.state.lock();
+        if st.phase != Phase::Uninitialized {
+            return Err(state_error("init_transactions was already called"));
+        }
+        let session = txn
+            .coordinator
+            .init(&shared.catalog, &txn.id, txn.timeout_ms)?;
+        shared.state.lock().producer = Some((session.producer_id, session.epoch));
+        st.session = Some(session);
+        st.phase = Phase::Ready;
+        Ok(())
+    }
+
+    /// Starts a transaction: every record sent until
+    /// [`commit_transaction`](Self::commit_transaction) or
+    /// [`abort_transaction`](Self::abort_transaction) is part of it.
+    ///
+    /// # Errors
+    /// `TransactionState` before `init_transactions` or inside a transaction; `Fenced`.
+    pub fn begin_transaction(&self) -> Result<()> {
+        self.handle.shared.check_open()?;
+        let txn = self.txn()?;
+        let mut st = txn.state.lock();
+        match st.phase {
+            Phase::Ready => {
+                st.phase = Phase::InTransaction;
+                st.added.clear();
+                st.failed = None;
+                Ok(())
+            }
+            Phase::Fenced => Err(txn.fenced("an earlier call found it fenced")),
+            Phase::Uninitialized => Err(state_error("call init_transactions first")),
+            Phase::InTransaction | Phase::Ending => {
+                Err(state_error("a transaction is already open"))
+            }
+        }
+    }
+
+    /// Adds a consumer group's offsets to the open transaction (Kafka's
+    /// `sendOffsetsToTransaction`): they are committed for the group if and only if the
+    /// transaction commits. `offsets` are the next offsets to read, as in
+    /// [`Consumer::commit_sync_offsets`](crate::Consumer::commit_sync_offsets).
+    ///
+    /// # Errors
+    /// `TransactionState` outside a transaction; `InvalidArgument` for a negative
+    /// offset; `NotFound` for an unknown partition; `Fenced`; `Io`.
+    pub fn send_offsets_to_transaction(
+        &self,
+        offsets: &BTreeMap<TopicPartition, i64>,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<()> {
+        let shared = &self.handle.shared;
+        shared.check_open()?;
+        let txn = self.txn()?;
+        let st = txn.state.lock();
+        match st.phase {
+            Phase::InTransaction => {}
+            Phase::Fenced => return Err(txn.fenced("an earlier call found it fenced")),
+            _ => {
+                return Err(state_error(
+                    "send_offsets_to_transaction needs an open transaction",
+                ));
+            }
+        }
+        let session = st.session.expect("a session in a transaction");
+        drop(st);
+        let mut commits = BTreeMap::new();
+        for (tp, &offset) in offsets {
+            if offset < 0 {
+                return Err(Error::InvalidArgument {
+                    name: "offset",
+                    reason: format!("{offset} for {tp} is negative"),
+                });
+            }
+            let p = shared.catalog.partition(tp.topic(), tp.partition())?;
+            commits.insert(
+                tp.clone(),
+                Commit {
+                    offset,
+                    epoch: p.epoch(),
+                    topic_id: Some(p.topic_id),
+                    at: -1,
+                },
+            );
+        }
+        if commits.is_empty() {
+            return Ok(());
+        }
+        let r = txn.coordinator.add_offsets(
+            &shared.catalog,
+            &txn.id,
+            session,
+            group.group_id(),
+            commits,
+        );
+        if matches!(r, Err(Error::Fenced { .. })) {
+            txn.state.lock().phase = Phase::Fenced;
+        }
+        r
+    }
+
+    /// Commits the open transaction: appends every record sent in it, makes them
+    /// durable, records the decision durably, and writes COMMIT markers to every
+    /// partition it wrote to (and to `__consumer_offsets` for offsets sent to it).
+    /// When it returns Ok, `read_committed` consumers see all of the transaction, also
+    /// after a crash or power loss.
+    ///
+    /// # Errors
+    /// `TransactionState` outside a transaction, or if a send of it failed (then
+    /// [`abort_transaction`](Self::abort_transaction)); `Fenced`; `Io` or `Poisoned`
+    /// (the transaction is then still open: abort it, or reopen the store, which
+    /// aborts it).
+    pub fn commit_transaction(&self) -> Result<()> {
+        end_transaction(&self.handle.shared, true)
+    }
+
+    /// Aborts the open transaction: its records are appended, then ABORT markers make
+    /// `read_committed` consumers skip them; offsets sent to it are dropped.
+    ///
+    /// # Errors
+    /// `TransactionState` outside a transaction; `Fenced`; `Io`.
+    pub fn abort_transaction(&self) -> Result<()> {
+        end_transaction(&self.handle.shared, false)
+    }
+}
+
+fn no_transactional_id() -> Error {
+    state_error("this producer has no transactional_id (ProducerConfig::transactional_id)")
+}
+
+fn end_transaction(shared: &Shared, commit: bool) -> Result<()> {
+    shared.check_open()?;
+    let txn = shared.txn.as_ref().ok_or_else(no_transactional_id)?;
+    {
+        let mut st = txn.state.lock();
+        match st.phase {
+            Phase::InTransaction => st.phase = Phase::Ending,
+            Phase::Fenced => return Err(txn.fenced("an earlier call found it fenced")),
+            _ => return Err(state_error("no transaction is open")),
+        }
+    }
+    let result = finish_transaction(shared, txn, commit);
+    let mut st = txn.state.lock();
+    match &result {
+        Ok(session) => {
+            shared.state.lock().producer = Some((session.producer_id, session.epoch));
+            st.session = Some(*session);
+            st.phase = Phase::Ready;
+            st.added.clear();
+            st.failed = None;
+        }
+        Err(Error::Fenced { .. }) => st.phase = Phase::Fenced,
+        Err(_) => st.phase = Phase::InTransaction,
+    }
+    result.map(|_| ())
+}
+
+fn finish_transaction(shared: &Shared, txn: &TxnClient, commit: bool) -> Result<Session> {
+    // Every batch of the transaction appended (or failed) first.
+    shared.flush()?;
+    let (session, failed) = {
+        let st = txn.state.lock();
+        (
+            st.session.expect("a session in a transaction"),
+            st.failed.clone(),
+        )
+    };
+    if let Some(e) = failed {
+        if matches!(e, Error::InvalidProducerEpoch { .. }) {
+            return Err(txn.fenced("a partition refused its epoch"));
+        }
+        if commit {
+            return Err(state_error(format!(
+                "a send of this transaction failed ({e}); abort it"
+            )));
+        }
+    }
+    txn.coordinator
+        .end(&shared.catalog, &txn.id, session, commit)
+}
+
+/// At close: a transaction left open is aborted.
+pub(super) fn abort_open_transaction(shared: &Shared) {
+    let Some(txn) = shared.txn.as_ref() else {
+        return;
+    };
+    if txn.state.lock().phase != Phase::InTransaction {
+        return;
+    }
+    if let Err(e) = end_transaction(shared, false) {
+        log::warn!("transaction `{}`: aborting at close: {e}", txn.id);
+    }
+}

@@ -1,0 +1,482 @@
+//! The transaction coordinator inside the store (Kafka's `TransactionCoordinator`):
+//! transactional ids mapped to producer ids and epochs, the partitions each open
+//! transaction wrote to, the commit and abort protocol with its markers, fencing, and
+//! the transaction log `__transaction_state`.
+//!
+//! # Protocol
+//!
+//! Every transaction of a producer id runs under its own epoch (as Kafka's transaction
+//! version 2, KIP-890): ending one bumps the epoch the producer uses next. Commit:
+//! 1. the data of every partition written is fsync'd;
+//! 2. `PrepareCommit` (with the partitions) is appended to `__transaction_state` and
+//!    fsync'd: the decision;
+//! 3. a COMMIT marker (a control batch) is appended to every partition, then
+//!    `CompleteCommit`. Neither is fsync'd: recovery completes them.
+//!
+//! Abort writes `PrepareAbort`, ABORT markers and `CompleteAbort` without fsyncs: with
+//! no durable commit decision, recovery aborts anyway.
+//!
+//! # Recovery
+//!
+//! At open, after every partition is recovered, each transaction still open in a
+//! partition (a producer id with transactional data and no marker after it) is closed:
+//! committed if `__transaction_state` holds a commit decision for that producer id and
+//! the epoch the data was written under, aborted otherwise. A transaction therefore ends
+//! committed everywhere or aborted everywhere, whatever the crash kept.
+//!
+//! # Fencing
+//!
+//! `init` for a transactional id bumps its epoch: calls of an older producer with that
+//! id fail with `Fenced`. A transaction it left open is aborted with markers under the
+//! new epoch, so the log refuses its later batches too. A transaction open longer than
+//! its timeout is aborted by maintenance the same way.
+
+mod record;
+mod recovery;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use record::{Status, TxnRecord};
+
+use crate::catalog::{Catalog, PartitionState};
+use crate::error::{Error, Result};
+use crate::format::{BatchBuilder, EncodedBatch};
+use crate::groups::{Commit, Coordinator as Groups};
+use crate::topic::{CleanupPolicy, TopicConfig, TopicPartition};
+
+/// The internal topic holding the transaction log.
+pub(crate) const TXN_TOPIC: &str = "__transaction_state";
+/// Epochs at or past this start a new producer id instead (the epoch is an i16, and a
+/// fencing abort needs one more).
+const MAX_EPOCH: i16 = i16::MAX - 2;
+
+/// A producer's identity in a transaction: its id and the epoch of its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Session {
+    pub(crate) producer_id: i64,
+    pub(crate) epoch: i16,
+}
+
+/// One transactional id's state.
+#[derive(Debug)]
+struct Txn {
+    session: Session,
+    timeout_ms: i32,
+    status: Status,
+    /// Partitions the open transaction wrote to (or will: added before the first send).
+    partitions: BTreeMap<TopicPartition, Arc<PartitionState>>,
+    /// Offsets sent to the open transaction, per group (applied when it commits).
+    offsets: Vec<(String, BTreeMap<TopicPartition, Commit>)>,
+    /// The next sequence of this transaction's batches of offsets.
+    offsets_sequence: i32,
+    start_ms: i64,
+    /// Why the session ended if the coordinator ended it (fenced or timed out).
+    fenced: Option<&'static str>,
+    /// A marker of a decided transaction could not be written or synced: the decision
+    /// is durable, and the next open of the store writes the marker; until then this
+    /// transactional id can start nothing.
+    broken: Option<String>,
+}
+
+/// The coordinator of one store.
+#[derive(Debug)]
+pub(crate) struct TxnCoordinator {
+    /// Where committed offsets of transactions go.
+    groups: Arc<Groups>,
+    txns: Mutex<HashMap<String, Arc<Mutex<Txn>>>>,
+    /// The `__transaction_state` partition, once the store has one.
+    log: Mutex<Option<Arc<PartitionState>>>,
+}
+
+impl TxnCoordinator {
+    /// The transaction log's config: compacted, one partition.
+    fn topic_config() -> TopicConfig {
+        TopicConfig::default()
+            .partitions(1)
+            .cleanup_policy(CleanupPolicy::Compact)
+            .segment_bytes(8 * 1024 * 1024)
+            .retention_ms(-1)
+    }
+
+    /// The transaction log partition, created the first time a transactional producer
+    /// starts.
+    fn log(&self, catalog: &Catalog) -> Result<Arc<PartitionState>> {
+        let mut log = self.log.lock();
+        if let Some(p) = log.as_ref().filter(|p| !p.is_closed()) {
+            return Ok(p.clone());
+        }
+        if !catalog.topic_names().iter().any(|n| n == TXN_TOPIC) {
+            catalog.create_topic(TXN_TOPIC, Self::topic_config())?;
+        }
+        let p = catalog.partition(TXN_TOPIC, 0)?;
+        *log = Some(p.clone());
+        Ok(p)
+    }
+
+    fn txn(&self, transactional_id: &str) -> Option<Arc<Mutex<Txn>>> {
+        self.txns.lock().get(transactional_id).cloned()
+    }
+
+    /// Starts a session for `transactional_id` (Kafka's `InitProducerId`): a new
+    /// producer id the first time, else the id's producer id with its epoch bumped, after
+    /// aborting a transaction the previous session left open. Durable on return.
+    ///
+    /// # Errors
+    /// `Io` (the transaction log could not be written or fsync'd); `Closed`.
+    pub(crate) fn init(
+        &self,
+        catalog: &Catalog,
+        transactional_id: &str,
+        timeout_ms: i32,
+    ) -> Result<Session> {
+        let log = self.log(catalog)?;
+        let entry = self
+            .txns
+            .lock()
+            .entry(transactional_id.to_string())
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(Txn {
+                    session: Session {
+                        producer_id: -1,
+                        epoch: -1,
+                    },
+                    timeout_ms,
+                    status: Status::Empty,
+                    partitions: BTreeMap::new(),
+                    offsets: Vec::new(),
+                    offsets_sequence: 0,
+                    start_ms: -1,
+                    fenced: None,
+                    broken: None,
+                }))
+            })
+            .clone();
+        let mut t = entry.lock();
+        Self::check_not_broken(transactional_id, &t)?;
+        if t.session.producer_id < 0 {
+            t.session = Session {
+                producer_id: catalog.allocate_producer_id()?,
+                epoch: 0,
+            };
+        } else {
+            if t.status == Status::Ongoing {
+                // Fence the previous session: abort under a newer epoch.
+                self.abort_fencing(
+                    catalog,
+                    &log,
+                    transactional_id,
+                    &mut t,
+                    "fenced by a newer producer",
+                )?;
+            }
+            self.next_session(catalog, &mut t)?;
+        }
+        t.fenced = None;
+        t.timeout_ms = timeout_ms;
+        t.status = Status::Empty;
+        let at = Self::write(&log, transactional_id, &t, catalog.now_ms())?;
+        log.flush_to(at + 1)?;
+        Ok(t.session)
+    }
+
+    fn check_not_broken(transactional_id: &str, t: &Txn) -> Result<()> {
+        match &t.broken {
+            None => Ok(()),
+            Some(reason) => Err(Error::Poisoned {
+                path: std::path::PathBuf::from(TXN_TOPIC),
+                reason: format!(
+                    "transaction `{transactional_id}`: {reason}; reopen the store to finish it"
+                ),
+            }),
+        }
+    }
+
+    /// The session after `t`'s: the next epoch, or a new producer id once epochs run out.
+    fn next_session(&self, catalog: &Catalog, t: &mut Txn) -> Result<()> {
+        t.session = if t.session.epoch >= MAX_EPOCH {
+            Session {
+                producer_id: catalog.allocate_producer_id()?,
+                epoch: 0,
+            }
+        } else {
+            Session {
+                producer_id: t.session.producer_id,
+                epoch: t.session.epoch + 1,
+            }
+        };
+        Ok(())
+    }
+
+    /// Checks that `session` is the current one of `transactional_id`.
+    fn check(transactional_id: &str, t: &Txn, session: Session) -> Result<()> {
+        Self::check_not_broken(transactional_id, t)?;
+        if t.session == session {
+            return Ok(());
+        }
+        Err(Error::Fenced {
+            transactional_id: transactional_id.to_string(),
+            reason: t
+                .fenced
+                .unwrap_or("a newer producer with this transactional id started")
+                .to_string(),
+        })
+    }
+
+    fn entry(&self, transactional_id: &str, session: Session) -> Result<Arc<Mutex<Txn>>> {
+        self.txn(transactional_id)
+            .ok_or_else(|| Error::Fenced {
+                transactional_id: transactional_id.to_string(),
+                reason: "the transactional id is unknown to this store".into(),
+            })
+            .and_then(|t| {
+                Self::check(transactional_id, &t.lock(), session)?;
+                Ok(t)
+            })
+    }
+
+    /// Adds `part` to the open transaction of `session` (opening one if needed), before
+    /// the producer's first batch to it.
+    ///
+    /// # Errors
+    /// `Fenced`; `Io` writing the transaction log; `Closed`.
+    pub(crate) fn add_partition(
+        &self,
+        catalog: &Catalog,
+        transactional_id: &str,
+        session: Session,
+        part: &Arc<PartitionState>,
+    ) -> Result<()> {
+        let entry = self.entry(transactional_id, session)?;
+        let mut t = entry.lock();
+        Self::check(transactional_id, &t, session)?;
+        let tp = part.topic_partition();
+        if t.partitions.contains_key(&tp) {
+            return Ok(());
+        }
+        self.begin(catalog, &mut t);
+        t.partitions.insert(tp, part.clone());
+        // Not fsync'd: recovery finds open transactions in the partitions themselves.
+        let log = self.log(catalog)?;
+        Self::write(&log, transactional_id, &t, catalog.now_ms())?;
+        Ok(())
+    }
+
+    fn begin(&self, catalog: &Catalog, t: &mut Txn) {
+        if t.status != Status::Ongoing {
+            t.status = Status::Ongoing;
+            t.start_ms = catalog.now_ms();
+            t.partitions.clear();
+            t.offsets.clear();
+            t.offsets_sequence = 0;
+        }
+    }
+
+    /// Writes `offsets` of `group` into the open transaction of `session` (Kafka's
+    /// `AddOffsetsToTxn` + `TxnOffsetCommit`): appended to `__consumer_offsets` as
+    /// transactional records, applied to the group when the transaction commits.
+    ///
+    /// # Errors
+    /// `Fenced`; `NotFound` for a deleted topic; `Io`; `Closed`.
+    pub(crate) fn add_offsets(
+        &self,
+        catalog: &Catalog,
+        transactional_id: &str,
+        session: Session,
+        group: &str,
+        offsets: BTreeMap<TopicPartition, Commit>,
+    ) -> Result<()> {
+        let offsets_log = self.groups.offsets_partition(catalog)?;
+        self.add_partition(catalog, transactional_id, session, &offsets_log)?;
+        let entry = self.entry(transactional_id, session)?;
+        let mut t = entry.lock();
+        Self::check(transactional_id, &t, session)?;
+        let sequence = t.offsets_sequence;
+        let info = self.groups.append_txn_commits(
+            &offsets_log,
+            group,
+            &offsets,
+            (session.producer_id, session.epoch, sequence),
+            catalog.now_ms(),
+        )?;
+        t.offsets_sequence =
+            crate::format::batch::add_sequence(sequence, info.last_offset - info.base_offset + 1);
+        t.offsets.push((group.to_string(), offsets));
+        Ok(())
+    }
+
+    /// Ends the open transaction of `session` (Kafka's `EndTxn`): commits or aborts it
+    /// on every partition it wrote to, and returns the session for the next transaction.
+    /// A commit returns once its decision is durable (see the module docs).
+    ///
+    /// # Errors
+    /// `Fenced`; `Io` or `Poisoned` before the commit decision is durable (the
+    /// transaction is then still open: abort it, or reopen the store, which aborts it).
+    pub(crate) fn end(
+        &self,
+        catalog: &Catalog,
+        transactional_id: &str,
+        session: Session,
+        commit: bool,
+    ) -> Result<Session> {
+        let entry = self.entry(transactional_id, session)?;
+        let mut t = entry.lock();
+        Self::check(transactional_id, &t, session)?;
+        if t.status != Status::Ongoing {
+            return Ok(t.session);
+        }
+        let log = self.log(catalog)?;
+        if commit {
+            for p in t.partitions.values() {
+                p.flush_to(p.log_end_offset())?;
+            }
+            t.status = Status::PrepareCommit;
+            let at = Self::write(&log, transactional_id, &t, catalog.now_ms())
+                .and_then(|at| log.flush_to(at + 1));
+            if let Err(e) = at {
+                t.status = Status::Ongoing;
+                return Err(e);
+            }
+        } else {
+            t.status = Status::PrepareAbort;
+            Self::write(&log, transactional_id, &t, catalog.now_ms())?;
+        }
+        self.complete(catalog, &log, transactional_id, &mut t, session.epoch)?;
+        self.next_session(catalog, &mut t)?;
+        Ok(t.session)
+    }
+
+    /// Writes the markers of a decided transaction (under `marker_epoch`), applies its
+    /// offsets if it committed, and records it complete. A commit's markers are fsync'd
+    /// before `CompleteCommit` is written, so the next transaction of this id never
+    /// starts while a marker of this one could still be lost (recovery decides an open
+    /// transaction by the latest record of its id only).
+    fn complete(
+        &self,
+        catalog: &Catalog,
+        log: &PartitionState,
+        transactional_id: &str,
+        t: &mut Txn,
+        marker_epoch: i16,
+    ) -> Result<()> {
+        let commit = t.status == Status::PrepareCommit;
+        let kind = if commit { "COMMIT" } else { "ABORT" };
+        let mut failed = Vec::new();
+        let mut written = Vec::new();
+        for p in t.partitions.values() {
+            match p.append_marker(t.session.producer_id, marker_epoch, commit) {
+                Ok(info) => {
+                    p.wake();
+                    written.push((p, info.last_offset));
+                }
+                Err(e) => failed.push(format!("{}-{}: {e}", p.topic, p.partition)),
+            }
+        }
+        if commit {
+            for (p, last) in &written {
+                if let Err(e) = p.flush_to(last + 1) {
+                    failed.push(format!("{}-{}: {e}", p.topic, p.partition));
+                }
+            }
+        }
+        if commit {
+            let offsets_marker = written
+                .iter()
+                .find(|(p, _)| p.topic == crate::groups::OFFSETS_TOPIC)
+                .map(|(_, at)| *at);
+            if let Some(at) = offsets_marker {
+                for (group, offsets) in &t.offsets {
+                    self.groups.apply_txn_commits(group, offsets, at);
+                }
+            }
+        }
+        t.offsets.clear();
+        if !failed.is_empty() {
+            let reason = format!("{kind} markers not written: {}", failed.join("; "));
+            log::error!("transaction `{transactional_id}`: {reason}");
+            t.broken = Some(reason);
+            return Ok(());
+        }
+        t.status = if commit {
+            Status::CompleteCommit
+        } else {
+            Status::CompleteAbort
+        };
+        Self::write(log, transactional_id, t, catalog.now_ms())?;
+        t.partitions.clear();
+        Ok(())
+    }
+
+    /// Aborts `t`'s open transaction under the next epoch, which fences the session
+    /// that opened it: its batches to those partitions are refused from now on.
+    fn abort_fencing(
+        &self,
+        catalog: &Catalog,
+        log: &PartitionState,
+        transactional_id: &str,
+        t: &mut Txn,
+        why: &'static str,
+    ) -> Result<()> {
+        let epoch = t.session.epoch + 1;
+        t.status = Status::PrepareAbort;
+        t.session.epoch = epoch;
+        t.fenced = Some(why);
+        Self::write(log, transactional_id, t, catalog.now_ms())?;
+        self.complete(catalog, log, transactional_id, t, epoch)
+    }
+
+    /// Aborts every transaction open for longer than its timeout (maintenance), fencing
+    /// its producer. Returns how many.
+    pub(crate) fn abort_expired(&self, catalog: &Catalog) -> usize {
+        let Some(log) = self.log.lock().clone() else {
+            return 0;
+        };
+        let now = catalog.now_ms();
+        let all: Vec<(String, Arc<Mutex<Txn>>)> = self
+            .txns
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut aborted = 0;
+        for (id, entry) in all {
+            let mut t = entry.lock();
+            if t.status == Status::Ongoing
+                && now.saturating_sub(t.start_ms) > i64::from(t.timeout_ms)
+            {
+                match self.abort_fencing(
+                    catalog,
+                    &log,
+                    &id,
+                    &mut t,
+                    "its transaction timed out and was aborted",
+                ) {
+                    Ok(()) => aborted += 1,
+                    Err(e) => log::error!("transaction `{id}`: aborting after its timeout: {e}"),
+                }
+            }
+        }
+        aborted
+    }
+
+    /// Appends `t`'s state to the transaction log (not synced); returns its offset.
+    fn write(log: &PartitionState, transactional_id: &str, t: &Txn, now: i64) -> Result<i64> {
+        let value = record::encode_value(&TxnRecord {
+            producer_id: t.session.producer_id,
+            producer_epoch: t.session.epoch,
+            timeout_ms: t.timeout_ms,
+            status: t.status,
+            partitions: t.partitions.keys().cloned().collect(),
+            last_update_ms: now,
+            start_ms: t.start_ms,
+        });
+        let key = record::encode_key(transactional_id);
+        let mut b = BatchBuilder::new();
+        b.push(now, Some(&key), Some(&value), &[])?;
+        let mut batch: EncodedBatch = b.build()?;
+        let info = log.append_encoded(&mut batch)?;
+        Ok(info.last_offset)
+    }
+}

@@ -1,0 +1,431 @@
+//! Transactions (issue 14, items 2, 3 and 5): a transactional producer's records and
+//! offsets are seen by read_committed consumers all at once or not at all, fencing,
+//! timeouts, and recovery after a crash at every file operation.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{sim_store_with, temp_topic_t};
+use streamlog::fs::{CrashImage, SimFs};
+use streamlog::log::ManualClock;
+use streamlog::{
+    Consumer, ConsumerConfig, ConsumerGroupMetadata, Error, IsolationLevel, OffsetReset, Producer,
+    ProducerConfig, ProducerRecord, Store, StoreConfig, TopicConfig, TopicPartition,
+};
+
+fn txn_producer(store: &Store, id: &str) -> Producer {
+    let p = store
+        .producer(ProducerConfig::default().transactional_id(id))
+        .unwrap();
+    p.init_transactions().unwrap();
+    p
+}
+
+fn reader(store: &Store, isolation: IsolationLevel, topic: &str) -> Consumer {
+    let mut c = store
+        .consumer(
+            ConsumerConfig::new(format!("reader-{isolation:?}-{topic}"))
+                .auto_offset_reset(OffsetReset::Earliest)
+                .isolation_level(isolation),
+        )
+        .unwrap();
+    c.subscribe([topic]).unwrap();
+    c
+}
+
+/// Values a consumer returns until a poll returns nothing.
+fn drain(c: &mut Consumer) -> Vec<String> {
+    let mut out = Vec::new();
+    loop {
+        let recs = c.poll(Duration::ZERO).unwrap();
+        if recs.is_empty() {
+            return out;
+        }
+        out.extend(
+            recs.iter()
+                .map(|r| String::from_utf8(r.value().unwrap().to_vec()).unwrap()),
+        );
+    }
+}
+
+fn send(p: &Producer, topic: &str, partition: i32, value: &str) {
+    let _delivery = p
+        .send(ProducerRecord::new(topic).partition(partition).value(value))
+        .unwrap();
+}
+
+#[test]
+fn read_committed_sees_a_transaction_only_once_it_commits() {
+    let (_dir, store) = temp_topic_t(2);
+    let p = txn_producer(&store, "app");
+    p.begin_transaction().unwrap();
+    send(&p, "t", 0, "a");
+    send(&p, "t", 1, "b");
+    p.flush().unwrap();
+    let mut committed = reader(&store, IsolationLevel::ReadCommitted, "t");
+    let mut uncommitted = reader(&store, IsolationLevel::ReadUncommitted, "t");
+    assert_eq!(drain(&mut committed), Vec::<String>::new());
+    let mut seen = drain(&mut uncommitted);
+    seen.sort();
+    assert_eq!(seen, ["a", "b"]);
+    // The last stable offset holds read_committed's end offsets back.
+    let tp0 = TopicPartition::new("t", 0);
+    assert_eq!(
+        committed.end_offsets(std::slice::from_ref(&tp0)).unwrap()[&tp0],
+        0
+    );
+    assert_eq!(
+        uncommitted.end_offsets(std::slice::from_ref(&tp0)).unwrap()[&tp0],
+        1
+    );
+
+    p.commit_transaction().unwrap();
+    let mut seen = drain(&mut committed);
+    seen.sort();
+    assert_eq!(seen, ["a", "b"]);
+    // Past the COMMIT marker: end offsets agree again, and no control record was returned.
+    assert_eq!(
+        committed.end_offsets(std::slice::from_ref(&tp0)).unwrap()[&tp0],
+        2
+    );
+    assert_eq!(drain(&mut uncommitted), Vec::<String>::new());
+}
+
+#[test]
+fn aborted_records_and_offsets_are_never_seen_by_read_committed() {
+    let (_dir, store) = temp_topic_t(1);
+    let p = txn_producer(&store, "app");
+    p.begin_transaction().unwrap();
+    send(&p, "t", 0, "aborted-1");
+    send(&p, "t", 0, "aborted-2");
+    let offsets = BTreeMap::from([(TopicPartition::new("t", 0), 7)]);
+    p.send_offsets_to_transaction(&offsets, &ConsumerGroupMetadata::new("g"))
+        .unwrap();
+    p.abort_transaction().unwrap();
+    p.begin_transaction().unwrap();
+    send(&p, "t", 0, "kept");
+    p.commit_transaction().unwrap();
+
+    let mut committed = reader(&store, IsolationLevel::ReadCommitted, "t");
+    assert_eq!(drain(&mut committed), ["kept"]);
+    let mut uncommitted = reader(&store, IsolationLevel::ReadUncommitted, "t");
+    assert_eq!(drain(&mut uncommitted), ["aborted-1", "aborted-2", "kept"]);
+    let g = store
+        .consumer(ConsumerConfig::new("g"))
+        .unwrap()
+        .committed(&[TopicPartition::new("t", 0)])
+        .unwrap();
+    assert_eq!(
+        g[&TopicPartition::new("t", 0)],
+        None,
+        "aborted offsets are dropped"
+    );
+}
+
+#[test]
+fn offsets_sent_to_a_transaction_commit_with_it_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let tp = TopicPartition::new("t", 0);
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.create_topic("t", TopicConfig::default()).unwrap();
+        let p = txn_producer(&store, "app");
+        p.begin_transaction().unwrap();
+        send(&p, "t", 0, "x");
+        p.send_offsets_to_transaction(
+            &BTreeMap::from([(tp.clone(), 5)]),
+            &ConsumerGroupMetadata::new("g"),
+        )
+        .unwrap();
+        let c = store.consumer(ConsumerConfig::new("g")).unwrap();
+        assert_eq!(
+            c.committed(std::slice::from_ref(&tp)).unwrap()[&tp],
+            None,
+            "not before the commit"
+        );
+        p.commit_transaction().unwrap();
+        assert_eq!(
+            c.committed(std::slice::from_ref(&tp)).unwrap()[&tp],
+            Some(5)
+        );
+        store.close().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let c = store.consumer(ConsumerConfig::new("g")).unwrap();
+    assert_eq!(
+        c.committed(std::slice::from_ref(&tp)).unwrap()[&tp],
+        Some(5)
+    );
+}
+
+#[test]
+fn a_second_producer_with_the_same_id_fences_the_first_and_aborts_its_transaction() {
+    let (_dir, store) = temp_topic_t(1);
+    let old = txn_producer(&store, "app");
+    old.begin_transaction().unwrap();
+    send(&old, "t", 0, "zombie");
+    old.flush().unwrap();
+    let new = txn_producer(&store, "app");
+    // The old one's transaction was aborted, and its next calls are refused.
+    assert!(matches!(
+        old.commit_transaction(),
+        Err(Error::Fenced { .. })
+    ));
+    assert!(matches!(old.begin_transaction(), Err(Error::Fenced { .. })));
+    new.begin_transaction().unwrap();
+    send(&new, "t", 0, "fresh");
+    new.commit_transaction().unwrap();
+    let mut committed = reader(&store, IsolationLevel::ReadCommitted, "t");
+    assert_eq!(drain(&mut committed), ["fresh"]);
+}
+
+#[test]
+fn a_fenced_producer_cannot_append_to_a_partition_of_its_aborted_transaction() {
+    let (_dir, store) = temp_topic_t(1);
+    let old = store
+        .producer(
+            ProducerConfig::default()
+                .transactional_id("app")
+                .linger_ms(0),
+        )
+        .unwrap();
+    old.init_transactions().unwrap();
+    old.begin_transaction().unwrap();
+    send(&old, "t", 0, "before");
+    let _new = txn_producer(&store, "app");
+    // Already added to its transaction, so the coordinator is not asked: the partition
+    // itself refuses the old epoch.
+    let late = old
+        .send(ProducerRecord::new("t").partition(0).value("after"))
+        .unwrap()
+        .wait();
+    assert!(late.is_err(), "{late:?}");
+    assert!(matches!(
+        old.commit_transaction(),
+        Err(Error::Fenced { .. })
+    ));
+    let mut uncommitted = reader(&store, IsolationLevel::ReadUncommitted, "t");
+    assert_eq!(drain(&mut uncommitted), ["before"]);
+}
+
+#[test]
+fn a_transaction_open_past_its_timeout_is_aborted_and_its_producer_fenced() {
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        StoreConfig::default()
+            .clock(clock.clone())
+            .background_maintenance(false),
+    )
+    .unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let p = store
+        .producer(
+            ProducerConfig::default()
+                .transactional_id("slow")
+                .transaction_timeout_ms(1000),
+        )
+        .unwrap();
+    p.init_transactions().unwrap();
+    p.begin_transaction().unwrap();
+    send(&p, "t", 0, "late");
+    p.flush().unwrap();
+    assert_eq!(store.run_maintenance().unwrap().transactions_aborted, 0);
+    clock.advance(1001);
+    assert_eq!(store.run_maintenance().unwrap().transactions_aborted, 1);
+    let err = p.commit_transaction().unwrap_err();
+    assert!(matches!(err, Error::Fenced { .. }), "{err}");
+    assert!(err.to_string().contains("timed out"), "{err}");
+    // The partition is stable again: read_committed reaches its end.
+    let mut committed = reader(&store, IsolationLevel::ReadCommitted, "t");
+    assert_eq!(drain(&mut committed), Vec::<String>::new());
+    let tp = TopicPartition::new("t", 0);
+    assert_eq!(
+        committed.end_offsets(std::slice::from_ref(&tp)).unwrap()[&tp],
+        2
+    );
+}
+
+#[test]
+fn transactional_calls_out_of_order_are_typed_errors() {
+    let (_dir, store) = temp_topic_t(1);
+    let plain = store.producer(ProducerConfig::default()).unwrap();
+    assert!(matches!(
+        plain.begin_transaction(),
+        Err(Error::TransactionState { .. })
+    ));
+    let p = store
+        .producer(ProducerConfig::default().transactional_id("app"))
+        .unwrap();
+    let send = |p: &Producer| p.send(ProducerRecord::new("t").value("x")).map(|_| ());
+    assert!(
+        matches!(send(&p), Err(Error::TransactionState { .. })),
+        "before init"
+    );
+    assert!(matches!(
+        p.begin_transaction(),
+        Err(Error::TransactionState { .. })
+    ));
+    p.init_transactions().unwrap();
+    assert!(matches!(
+        p.init_transactions(),
+        Err(Error::TransactionState { .. })
+    ));
+    assert!(
+        matches!(send(&p), Err(Error::TransactionState { .. })),
+        "outside a transaction"
+    );
+    assert!(matches!(
+        p.commit_transaction(),
+        Err(Error::TransactionState { .. })
+    ));
+    p.begin_transaction().unwrap();
+    assert!(matches!(
+        p.begin_transaction(),
+        Err(Error::TransactionState { .. })
+    ));
+    send(&p).unwrap();
+    p.commit_transaction().unwrap();
+    for bad in [
+        ProducerConfig::default().transactional_id(""),
+        ProducerConfig::default()
+            .transactional_id("x")
+            .enable_idempotence(false),
+        ProducerConfig::default().transaction_timeout_ms(0),
+    ] {
+        assert!(matches!(
+            store.producer(bad),
+            Err(Error::InvalidConfig { .. })
+        ));
+    }
+}
+
+#[test]
+fn a_read_committed_poll_wakes_when_the_transaction_commits() {
+    let (_dir, store) = temp_topic_t(1);
+    let p = txn_producer(&store, "app");
+    p.begin_transaction().unwrap();
+    send(&p, "t", 0, "v");
+    p.flush().unwrap();
+    let mut c = reader(&store, IsolationLevel::ReadCommitted, "t");
+    assert!(c.poll(Duration::from_millis(10)).unwrap().is_empty());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        tx.send(()).unwrap();
+        // Returns as soon as the COMMIT marker moves the last stable offset.
+        let recs = c.poll(Duration::from_secs(60)).unwrap();
+        recs.iter()
+            .map(|r| r.value().unwrap().to_vec())
+            .collect::<Vec<_>>()
+    });
+    rx.recv().unwrap();
+    p.commit_transaction().unwrap();
+    assert_eq!(t.join().unwrap(), [b"v".to_vec()]);
+}
+
+/// A transaction over three partitions and the offsets of a group, crashed after every
+/// file operation: after recovery a read_committed reader sees all of it or none, the
+/// group's offset is committed exactly when the data is, and a commit that returned is
+/// always all of it.
+#[test]
+fn a_crash_at_any_point_of_a_transaction_leaves_all_of_it_or_none() {
+    // Returns whether the commit returned Ok, and the file operations the setup took.
+    let run = |fs: &SimFs| -> (bool, u64) {
+        let store = sim_store_with(fs, StoreConfig::default().background_maintenance(false));
+        let Ok(store) = store else { return (false, 0) };
+        let mut setup = 0;
+        let committed = (|| -> streamlog::Result<()> {
+            if !store.list_topics().contains(&"t".to_string()) {
+                store.create_topic("t", TopicConfig::default().partitions(3))?;
+                // The input the offsets are of, durable before the transaction.
+                store.create_topic("in", TopicConfig::default())?;
+                let input = store.topic("in")?.partition(0)?;
+                input.append(&[streamlog::Record::new(0, None::<&[u8]>, Some("order"))])?;
+                input.flush()?;
+            }
+            setup = fs.mutating_op_count();
+            let p = store.producer(ProducerConfig::default().transactional_id("app"))?;
+            p.init_transactions()?;
+            p.begin_transaction()?;
+            for i in 0..3 {
+                let _delivery =
+                    p.send(ProducerRecord::new("t").partition(i).value(format!("v{i}")))?;
+            }
+            p.send_offsets_to_transaction(
+                &BTreeMap::from([(TopicPartition::new("in", 0), 1)]),
+                &ConsumerGroupMetadata::new("g"),
+            )?;
+            p.commit_transaction()
+        })()
+        .is_ok();
+        (committed, setup)
+    };
+    // The file operations of the transaction: from the producer's start to the end.
+    let (ops, total) = {
+        let fs = SimFs::new();
+        let (ok, setup) = run(&fs);
+        assert!(ok);
+        (setup, fs.mutating_op_count())
+    };
+    let mut outcomes = [0usize; 2];
+    for k in ops..total {
+        let fs = SimFs::new();
+        fs.crash_after(k);
+        let (returned_ok, _) = run(&fs);
+        for mode in [
+            CrashImage::KeepAll,
+            CrashImage::DropAll,
+            CrashImage::Random(k),
+        ] {
+            let image = fs.crash_image(mode);
+            let store =
+                sim_store_with(&image, StoreConfig::default().background_maintenance(false))
+                    .unwrap_or_else(|e| panic!("reopen after op {k} ({mode:?}): {e}"));
+            if !store.list_topics().contains(&"t".to_string()) {
+                assert!(!returned_ok);
+                continue;
+            }
+            let mut c = reader(&store, IsolationLevel::ReadCommitted, "t");
+            let mut seen = drain(&mut c);
+            seen.sort();
+            let tp = TopicPartition::new("in", 0);
+            let offset = store
+                .consumer(ConsumerConfig::new("g"))
+                .unwrap()
+                .committed(std::slice::from_ref(&tp))
+                .unwrap()[&tp];
+            match seen.len() {
+                0 => {
+                    assert!(
+                        !returned_ok,
+                        "op {k} {mode:?}: a commit that returned was lost"
+                    );
+                    assert_eq!(offset, None, "op {k} {mode:?}: offsets without data");
+                    outcomes[0] += 1;
+                }
+                3 => {
+                    assert_eq!(seen, ["v0", "v1", "v2"]);
+                    assert_eq!(offset, Some(1), "op {k} {mode:?}: data without offsets");
+                    outcomes[1] += 1;
+                }
+                _ => panic!("op {k} {mode:?}: part of a transaction is visible: {seen:?}"),
+            }
+            // Every transaction is closed: the partitions are stable to their end.
+            for i in 0..3 {
+                let tp = TopicPartition::new("t", i);
+                let end = c.end_offsets(std::slice::from_ref(&tp)).unwrap()[&tp];
+                let part = store.topic("t").unwrap().partition(i).unwrap();
+                assert_eq!(
+                    end,
+                    part.log_end_offset(),
+                    "op {k} {mode:?}: {tp} is not stable"
+                );
+            }
+        }
+    }
+    assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
+}
