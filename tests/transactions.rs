@@ -298,10 +298,10 @@ fn model(ops: &[Op], end: i64) -> (Vec<(i64, i64)>, i64, Vec<AbortedTxn>) {
     let mut aborted = Vec::new();
     for op in ops {
         match *op {
-            Op::Data { pid, offset, txn } if offset < end => {
-                if txn && !open.iter().any(|&(p, _)| p == pid) {
-                    open.push((pid, offset));
-                }
+            Op::Data { pid, offset, txn }
+                if offset < end && txn && !open.iter().any(|&(p, _)| p == pid) =>
+            {
+                open.push((pid, offset));
             }
             Op::Marker { pid, offset, abort } if offset < end => {
                 let Some(i) = open.iter().position(|&(p, _)| p == pid) else {
@@ -446,4 +446,98 @@ fn after_a_crash_at_every_file_operation_transactions_match_the_recovered_log() 
     }
     println!("{} crash points, {recoveries} recoveries checked", ops + 1);
     assert!(recoveries > 300);
+}
+
+/// A record of `pid`'s transaction (or of no producer, `pid` -1) with key `key`.
+fn keyed(pid: i64, seq: i32, key: &str, value: &str) -> Vec<u8> {
+    let mut b = BatchBuilder::new()
+        .producer(pid, 0, seq)
+        .transactional(pid >= 0);
+    b.push(
+        1_700_000_000_000,
+        Some(key.as_bytes()),
+        Some(value.as_bytes()),
+        &[],
+    )
+    .unwrap();
+    b.finish().unwrap()
+}
+
+/// Compaction drops aborted transactions' records (which never shadow a committed
+/// value of their key), keeps markers, and leaves everything from the last stable
+/// offset on as it is.
+#[test]
+fn compaction_drops_aborted_records_and_stops_at_the_last_stable_offset() {
+    let fs = SimFs::new();
+    let log = open_sim(&fs, config().allow_offset_gaps(true)).unwrap();
+    log.append(&mut keyed(7, 0, "a", "committed")).unwrap(); // 0
+    log.append_marker(7, 0, 0, Commit).unwrap(); // 1
+    log.append(&mut keyed(8, 0, "a", "aborted")).unwrap(); // 2
+    log.append_marker(8, 0, 0, Abort).unwrap(); // 3
+    log.append(&mut keyed(-1, -1, "b", "plain-1")).unwrap(); // 4
+    log.roll().unwrap();
+    let open = log
+        .append(&mut keyed(9, 0, "b", "open"))
+        .unwrap()
+        .base_offset; // 5
+    log.append(&mut keyed(-1, -1, "b", "plain-2")).unwrap(); // 6
+    log.roll().unwrap();
+    log.append(&mut keyed(-1, -1, "c", "active")).unwrap(); // 7
+    let out = log
+        .clean(&streamlog::log::CleanPolicy {
+            force: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(out.cleaned);
+    assert_eq!(
+        out.clean_offset, 5,
+        "cleaning stops at the last stable offset"
+    );
+    let records = data_records(&log);
+    let values: Vec<(i64, String)> = records
+        .iter()
+        .filter(|r| r.offset < open)
+        .map(|r| {
+            let v = String::from_utf8_lossy(r.value.as_deref().unwrap()).into_owned();
+            (r.offset, v)
+        })
+        .collect();
+    assert_eq!(
+        values,
+        [(0, "committed".to_string()), (4, "plain-1".to_string())]
+    );
+    // The markers stay, and so does the abort's entry.
+    let markers: Vec<i64> = log
+        .read(0, 1 << 20)
+        .unwrap()
+        .iter()
+        .filter(|b| b.header().is_control())
+        .map(|b| b.base_offset())
+        .collect();
+    assert_eq!(markers, [1, 3]);
+    assert_eq!(aborted(&log).len(), 1);
+    // Past the last stable offset nothing changed.
+    assert_eq!(log.last_stable_offset(), open);
+    assert_eq!(
+        records.iter().filter(|r| r.offset >= open).count(),
+        3,
+        "the open transaction and what follows it are kept"
+    );
+}
+
+/// The records of the log's data batches (not markers), offsets with gaps.
+fn data_records(log: &Log) -> Vec<streamlog::format::Record> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    while offset < log.log_end_offset() {
+        let batches = log.read(offset, 1 << 20).unwrap();
+        for b in &batches {
+            if !b.header().is_control() {
+                out.extend(b.records().unwrap().map(Result::unwrap));
+            }
+            offset = b.last_offset() + 1;
+        }
+    }
+    out
 }
