@@ -11,6 +11,11 @@
 //! its key (or lies past the map) and is not an expired tombstone. Keyless records are
 //! dropped, as Kafka does.
 //!
+//! Transactions: nothing at or past the last stable offset is cleaned; the batches of
+//! aborted transactions (found through the `.txnindex`) are dropped and kept out of the
+//! key map; markers are kept as they are (not yet removed after the delete horizon);
+//! a segment with a `.txnindex` is never merged into the segment before it.
+//!
 //! The earliest delete horizon of the tombstones a pass kept is remembered (in
 //! `streamlog.tombstone-horizon`), so a later pass runs to remove them even when nothing
 //! new is dirty. Without that file (a directory from before it existed) the first pass
@@ -41,6 +46,7 @@ use super::Log;
 use super::checkpoint;
 use super::read::SegmentRead;
 use super::segment::{self, Segment, file_name};
+use super::transactions::AbortedBatches;
 use crate::error::{Error, Result, io_ctx};
 use crate::format::Batch;
 use crate::format::Record;
@@ -159,6 +165,11 @@ impl Log {
                     && s.max_timestamp.load(Ordering::Acquire) > lag_limit
             })
             .unwrap_or(sealed.len());
+        // Nothing at or past the last stable offset: open transactions are not decided.
+        let lso = self.last_stable_offset();
+        let cleanable = (0..cleanable)
+            .find(|&i| segs[i + 1].base > lso)
+            .unwrap_or(cleanable);
         let cleanable_end = segs[cleanable].base;
         // A pass with nothing dirty still runs once a kept tombstone's horizon has passed
         // (KIP-534), to remove it.
@@ -184,8 +195,10 @@ impl Log {
         if !policy.force && ratio < policy.min_cleanable_dirty_ratio && !overdue && !horizon_due {
             return Ok(outcome);
         }
+        // Aborted transactions' batches are dropped and never shadow a key.
+        let aborted = self.aborted_batches(segs[0].base, cleanable_end)?;
         let (map, map_end) = if first_dirty < cleanable_end {
-            self.build_key_map(first_dirty, cleanable_end, policy.key_map_bytes)?
+            self.build_key_map(first_dirty, cleanable_end, policy.key_map_bytes, &aborted)?
         } else {
             (HashMap::new(), first_dirty)
         };
@@ -204,6 +217,7 @@ impl Log {
         }
         let mut ctx = Cleaning {
             map: &map,
+            aborted: &aborted,
             map_end,
             now_ms: policy.now_ms,
             horizon: policy
@@ -258,6 +272,7 @@ impl Log {
         from: i64,
         to: i64,
         budget: usize,
+        aborted: &AbortedBatches,
     ) -> Result<(HashMap<Bytes, i64>, i64)> {
         let mut map: HashMap<Bytes, i64> = HashMap::new();
         let mut used = 0usize;
@@ -271,7 +286,7 @@ impl Log {
                 if b.last_offset() < offset || b.base_offset() >= to {
                     continue;
                 }
-                if b.header().is_control() {
+                if b.header().is_control() || aborted.contains(b.header()) {
                     continue;
                 }
                 let records: Vec<Record> = b
@@ -303,14 +318,22 @@ impl Log {
     }
 
     /// Consecutive runs of `segs[..last]` whose sizes together fit `segment_bytes` and
-    /// whose offsets fit a segment (relative offsets are 32-bit).
+    /// whose offsets fit a segment (relative offsets are 32-bit). A segment with a
+    /// `.txnindex` only begins a group (its index stays valid: offsets and markers are
+    /// kept), so no index needs merging.
     fn group_segments(&self, segs: &[Arc<Segment>], last: usize) -> Vec<(usize, usize)> {
+        let has_txn_index = |s: &Segment| {
+            s.txn_index
+                .entries(self.fs.as_ref())
+                .map_or(true, |e| !e.is_empty())
+        };
         let mut groups = Vec::new();
         let mut i = 0;
         while i < last {
             let mut j = i + 1;
             let mut size = segs[i].size();
             while j < last
+                && !has_txn_index(&segs[j])
                 && size + segs[j].size() <= self.config.segment_bytes
                 && segs[j + 1].base - segs[i].base <= i64::from(i32::MAX)
             {
@@ -458,6 +481,13 @@ impl Log {
         let h = b.header();
         if h.is_control() {
             out.extend_from_slice(b.bytes());
+            return Ok(());
+        }
+        if ctx.aborted.contains(h) {
+            ctx.removed += u64::from(h.records_count.max(0) as u32);
+            if last_in_group {
+                out.extend_from_slice(&rebuild_batch(h, &[], None)?);
+            }
             return Ok(());
         }
         let records: Vec<Record> = b
@@ -646,6 +676,7 @@ impl Log {
 /// State of one pass.
 struct Cleaning<'a> {
     map: &'a HashMap<Bytes, i64>,
+    aborted: &'a AbortedBatches,
     map_end: i64,
     now_ms: i64,
     horizon: i64,

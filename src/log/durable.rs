@@ -16,8 +16,11 @@ const DURABLE_RECORD_MAX_LAG_MS: i64 = 20;
 
 impl Log {
     /// Makes everything appended so far durable: fdatasync of each segment written since
-    /// the last flush (and its indexes once sealed), the directory if files were created,
-    /// then the recovery-point checkpoint (when it moves) and the durable position.
+    /// the last flush (and its indexes, `.txnindex` included, once sealed), of the
+    /// producer snapshots written at rolls since, the directory if files were created,
+    /// then the recovery-point checkpoint (when it moves) and the durable position. The
+    /// active segment's `.txnindex` is not synced (recovery rewrites it from the
+    /// markers; `close` syncs it).
     /// Returns the new durable offset. Concurrent callers share the work that one fsync
     /// covers.
     ///

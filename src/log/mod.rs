@@ -18,6 +18,10 @@
 //!   rather than refused.
 //! - A failed fsync poisons the log: later writes fail with [`Error::Poisoned`] until it
 //!   is reopened. fsyncs are never retried.
+//! - Transactions ([`Log::append_marker`], [`Log::last_stable_offset`],
+//!   [`Log::aborted_transactions`]): the open transactions and the `.txnindex` entries
+//!   after any reopen are those of the markers and transactional batches the recovered
+//!   log holds (see `transactions.rs`).
 
 mod append;
 mod checkpoint;

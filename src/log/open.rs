@@ -206,10 +206,15 @@ impl Log {
                     &log_file,
                     source("index").as_deref(),
                     source("timeindex").as_deref(),
-                    names.contains(&segment::file_name(b, "txnindex")),
                 )
                 .map_err(io_ctx(format!("open segment {b} in {d}")))?,
             );
+            if let Some(seg) = segs.last()
+                && !names.contains(&segment::file_name(b, "txnindex"))
+            {
+                // Never looked for again (most segments have none).
+                seg.txn_index.set_absent();
+            }
         }
         let mut rec = Recovery {
             fs: fs.as_ref(),

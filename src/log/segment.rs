@@ -287,7 +287,7 @@ impl Segment {
         let log = fs.open(&dir.join(file_name(base, "log")), create)?;
         let offset_index = Index::create(fs, &dir.join(file_name(base, "index")), index_bytes)?;
         let time_index = Index::create(fs, &dir.join(file_name(base, "timeindex")), index_bytes)?;
-        Self::assemble(dir, base, log, (offset_index, time_index), false)
+        Self::assemble(dir, base, log, (offset_index, time_index))
     }
 
     /// A segment of these files, nothing known of its contents yet.
@@ -296,7 +296,6 @@ impl Segment {
         base: i64,
         log: Arc<dyn File>,
         (offset_index, time_index): (Index<OffsetEntry>, Index<TimeEntry>),
-        txn_index_absent: bool,
     ) -> std::io::Result<Self> {
         let size = log.len()?;
         Ok(Segment {
@@ -306,11 +305,7 @@ impl Segment {
             size: AtomicU64::new(size),
             offset_index,
             time_index,
-            txn_index: TxnIndex::new(
-                dir.join(file_name(base, "txnindex")),
-                base,
-                txn_index_absent,
-            ),
+            txn_index: TxnIndex::new(dir.join(file_name(base, "txnindex")), base, false),
             max_timestamp: AtomicI64::new(-1),
             offset_of_max_timestamp: AtomicI64::new(base),
             sealed: AtomicBool::new(false),
@@ -321,8 +316,7 @@ impl Segment {
 
     /// Opens an existing segment without creating or changing any file: the `.log` is
     /// read from `log_file` (its own path, or the compaction swap file that is to be
-    /// renamed to it), an index file only if it exists (and the `.txnindex` is known to
-    /// be absent unless `txn_index_exists`). Recovery uses this while it
+    /// renamed to it), an index file only if it exists. Recovery uses this while it
     /// checks the directory; [`create_index_files`](Self::create_index_files) creates
     /// the missing index files once the checks passed.
     #[allow(clippy::too_many_arguments)]
@@ -334,7 +328,6 @@ impl Segment {
         log_file: &Path,
         index_file: Option<&Path>,
         time_index_file: Option<&Path>,
-        txn_index_exists: bool,
     ) -> std::io::Result<Self> {
         let log = fs.open(log_file, false)?;
         let offset_index = Index::open_existing(
@@ -349,13 +342,7 @@ impl Segment {
             index_bytes,
             time_index_file,
         )?;
-        Self::assemble(
-            dir,
-            base,
-            log,
-            (offset_index, time_index),
-            !txn_index_exists,
-        )
+        Self::assemble(dir, base, log, (offset_index, time_index))
     }
 
     /// Creates the index files [`open_existing`](Self::open_existing) found missing.

@@ -158,8 +158,16 @@ impl Log {
             }
         }
         let limit = if clean { end } else { recovery_point.min(end) };
-        let replay = self.replay_producers(limit, end, !clean && !scanned_producers, true)?;
+        // The open's flush moves the recovery point to the active segment: the state
+        // at its base is written (synced) for a later rebuild to start from, since the
+        // roll's snapshot there may not have been synced before the crash.
+        let active = self.snapshot().last().map_or(end, |s| s.base);
+        let replay =
+            self.replay_producers(limit, end, !clean && !scanned_producers, true, Some(active))?;
         self.rewrite_txn_indexes(replay.from, &replay.aborted)?;
+        if let Some(at_active) = replay.captured.filter(|s| !s.is_empty()) {
+            self.write_snapshot_bytes(active, &at_active.encode_snapshot(), true)?;
+        }
         let mut states = replay.states;
         if self.config.allow_offset_gaps {
             states.forget_batches();
@@ -173,13 +181,15 @@ impl Log {
     /// `skip_without_snapshot`: without a snapshot, replay nothing (no batch there has
     /// a producer id); `at_segment_base`: use only snapshots at segment bases. Also
     /// returns where the replay started and the aborted transactions whose ABORT
-    /// markers it met, as their `.txnindex` entries.
+    /// markers it met, as their `.txnindex` entries, and with `capture_at` the state
+    /// before that offset (at or after where the replay starts).
     pub(super) fn replay_producers(
         &self,
         limit: i64,
         to: i64,
         skip_without_snapshot: bool,
         at_segment_base: bool,
+        capture_at: Option<i64>,
     ) -> Result<Replay> {
         let fs = self.fs.as_ref();
         let segs = self.snapshot();
@@ -202,6 +212,7 @@ impl Log {
             None => (holding, ProducerStates::default(), !skip_without_snapshot),
         };
         let mut aborted = Vec::new();
+        let mut captured = None;
         let mut offset = from;
         let start = segs.partition_point(|s| s.base <= from).saturating_sub(1);
         // Segment by segment: the log start offset may lie above `from`.
@@ -218,6 +229,10 @@ impl Log {
                 )?;
                 for b in batches.iter().filter(|b| b.base_offset() < to) {
                     if b.last_offset() >= offset {
+                        if captured.is_none() && capture_at.is_some_and(|at| b.base_offset() >= at)
+                        {
+                            captured = Some(states.clone());
+                        }
                         self.replay_batch(b, &mut states, &mut aborted);
                         offset = b.last_offset() + 1;
                     }
@@ -227,10 +242,14 @@ impl Log {
                 }
             }
         }
+        if capture_at.is_some() && captured.is_none() {
+            captured = Some(states.clone());
+        }
         Ok(Replay {
             from,
             states,
             aborted,
+            captured,
         })
     }
 
@@ -286,4 +305,6 @@ pub(super) struct Replay {
     pub(super) states: ProducerStates,
     /// `.txnindex` entries of the ABORT markers from `from` on.
     pub(super) aborted: Vec<AbortedTxn>,
+    /// The state before the `capture_at` offset asked for.
+    pub(super) captured: Option<ProducerStates>,
 }

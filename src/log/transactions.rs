@@ -19,6 +19,7 @@
 //! producer snapshot it starts from) from the markers they hold. So after any crash the
 //! entries match the markers the recovered log holds.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use super::producer_state::CompletedTxn;
@@ -26,6 +27,7 @@ use super::segment::Segment;
 use super::txn_index::AbortedTxn;
 use super::{AppendInfo, Log, Writer};
 use crate::error::{Error, Result, io_ctx};
+use crate::format::batch::BatchHeader;
 use crate::format::{ControlRecordType, control_batch};
 
 /// How a transaction ended: the type of its marker.
@@ -35,6 +37,22 @@ pub enum TransactionResult {
     Commit,
     /// An ABORT marker: read_committed readers skip the transaction's records.
     Abort,
+}
+
+/// The aborted transactions of a range, by producer: (first offset, marker offset).
+#[derive(Debug, Default)]
+pub(super) struct AbortedBatches(HashMap<i64, Vec<(i64, i64)>>);
+
+impl AbortedBatches {
+    /// Whether `h` is a data batch of an aborted transaction.
+    pub(super) fn contains(&self, h: &BatchHeader) -> bool {
+        h.is_transactional()
+            && !h.is_control()
+            && self.0.get(&h.producer_id).is_some_and(|txns| {
+                txns.iter()
+                    .any(|&(first, last)| first <= h.base_offset && h.base_offset < last)
+            })
+    }
 }
 
 /// A marker about to be appended.
@@ -193,6 +211,19 @@ impl Log {
             }
         }
         Ok(out)
+    }
+
+    /// Which batches in `[from, to)` belong to aborted transactions (for the cleaner,
+    /// which drops them and keeps them out of its key map, as Kafka's does).
+    pub(super) fn aborted_batches(&self, from: i64, to: i64) -> Result<AbortedBatches> {
+        let mut by_producer: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for t in self.aborted_transactions(from, to)? {
+            by_producer
+                .entry(t.producer_id)
+                .or_default()
+                .push((t.first_offset, t.last_offset));
+        }
+        Ok(AbortedBatches(by_producer))
     }
 
     /// Publishes the first unstable offset of the producer state (under the append

@@ -78,7 +78,7 @@ impl Log {
         // The transactions open at the new end, from the batches below it (read before
         // anything changes: a failure here changes nothing).
         let rebuilt = self
-            .replay_producers(new_end, new_end, false, false)?
+            .replay_producers(new_end, new_end, false, false, None)?
             .states;
         // While the end moves, the last stable offset must not pass a transaction the
         // cut reopens: the smaller bound until the state is replaced below.

@@ -151,6 +151,11 @@ impl TxnIndex {
         }
     }
 
+    /// The file is known not to exist (its segment has no aborted transactions).
+    pub(crate) fn set_absent(&self) {
+        self.state.lock().entries.get_or_insert_with(Arc::default);
+    }
+
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
