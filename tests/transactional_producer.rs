@@ -429,3 +429,63 @@ fn a_crash_at_any_point_of_a_transaction_leaves_all_of_it_or_none() {
     }
     assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
 }
+
+/// The producer id and epoch of the batches of `t`-0, in order (markers included).
+fn producers_of(store: &Store) -> Vec<(i64, i16)> {
+    let part = store.topic("t").unwrap().partition(0).unwrap();
+    part.read_batches(part.log_start_offset(), usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|b| (b.header().producer_id, b.header().producer_epoch))
+        .collect()
+}
+
+#[test]
+fn a_transactional_id_keeps_its_producer_id_across_restarts_and_resends_count_once() {
+    let fs = SimFs::new();
+    let config = || StoreConfig::default().background_maintenance(false);
+    let image = {
+        let store = sim_store_with(&fs, config()).unwrap();
+        store.create_topic("t", TopicConfig::default()).unwrap();
+        let p = txn_producer(&store, "orders-app");
+        p.begin_transaction().unwrap();
+        send(&p, "t", 0, "order-1");
+        p.commit_transaction().unwrap();
+        // The next transaction is cut short by a crash after its record reached the log.
+        p.begin_transaction().unwrap();
+        send(&p, "t", 0, "order-2");
+        p.flush().unwrap();
+        store
+            .topic("t")
+            .unwrap()
+            .partition(0)
+            .unwrap()
+            .flush()
+            .unwrap();
+        // The process dies here (kill -9): what the disk holds now is what the next
+        // process finds.
+        fs.crash_image(CrashImage::KeepAll)
+    };
+    let store = sim_store_with(&image, config()).unwrap();
+    let report = store.recovery_report();
+    assert_eq!(report.transactions.len(), 1, "{report:?}");
+    assert!(!report.transactions[0].committed);
+    let first = producers_of(&store);
+    // The restarted process sends the unfinished work again.
+    let p = txn_producer(&store, "orders-app");
+    p.begin_transaction().unwrap();
+    send(&p, "t", 0, "order-2");
+    p.commit_transaction().unwrap();
+    let all = producers_of(&store);
+    let pid = first[0].0;
+    assert!(
+        all.iter().all(|&(id, _)| id == pid),
+        "one producer id for the transactional id across the restart: {all:?}"
+    );
+    assert!(
+        all.last().unwrap().1 > first.last().unwrap().1,
+        "a newer epoch: {all:?}"
+    );
+    let mut committed = reader(&store, IsolationLevel::ReadCommitted, "t");
+    assert_eq!(drain(&mut committed), ["order-1", "order-2"]);
+}
