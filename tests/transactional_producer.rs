@@ -489,3 +489,23 @@ fn a_transactional_id_keeps_its_producer_id_across_restarts_and_resends_count_on
     let mut committed = reader(&store, IsolationLevel::ReadCommitted, "t");
     assert_eq!(drain(&mut committed), ["order-1", "order-2"]);
 }
+
+#[test]
+fn a_topic_deleted_during_a_transaction_does_not_block_its_commit() {
+    let (_dir, store) = temp_topic_t(1);
+    store.create_topic("gone", TopicConfig::default()).unwrap();
+    let p = txn_producer(&store, "app");
+    p.begin_transaction().unwrap();
+    send(&p, "t", 0, "kept");
+    send(&p, "gone", 0, "lost");
+    p.flush().unwrap();
+    store.delete_topic("gone").unwrap();
+    p.commit_transaction().unwrap();
+    let mut committed = reader(&store, IsolationLevel::ReadCommitted, "t");
+    assert_eq!(drain(&mut committed), ["kept"]);
+    // The transactional id goes on working.
+    p.begin_transaction().unwrap();
+    send(&p, "t", 0, "next");
+    p.commit_transaction().unwrap();
+    assert_eq!(drain(&mut committed), ["next"]);
+}

@@ -330,6 +330,9 @@ impl TxnCoordinator {
         let log = self.log(catalog)?;
         if commit {
             for p in t.partitions.values() {
+                if p.is_closed() && !catalog.is_closed() {
+                    continue; // its topic was deleted: nothing of it to commit
+                }
                 p.flush_to(p.log_end_offset())?;
             }
             t.status = Status::PrepareCommit;
@@ -371,6 +374,8 @@ impl TxnCoordinator {
                     p.wake();
                     written.push((p, info.last_offset));
                 }
+                // Its topic was deleted meanwhile: no record of it is left to decide.
+                Err(_) if p.is_closed() && !catalog.is_closed() => {}
                 Err(e) => failed.push(format!("{}-{}: {e}", p.topic, p.partition)),
             }
         }
