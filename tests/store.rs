@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::intercept::{Hooks, InterceptFs, Op};
-use common::{crash_modes, recv, sim_store_maintained, sim_store_with, sim_topic_t, with_topic_t};
+use common::{
+    crash_modes, recv, sim_store, sim_store_maintained, sim_store_with, sim_topic_t, with_topic_t,
+};
 
 use streamlog::format::DecodeOptions;
 use streamlog::fs::{CrashImage, Fault, FileSystem, SimFs};
@@ -284,6 +286,55 @@ fn crash_during_topic_changes_leaves_whole_topics_only() {
                         store.topic(t).is_ok(),
                         "crash after {k}, {mode:?}: orphan {dir}"
                     );
+                }
+            }
+        }
+    }
+}
+
+/// Topics of many partitions are created, opened and closed on several threads (the
+/// store fsyncs its directory once for all the new partitions): a crash at any point
+/// still leaves whole topics only, whatever order the threads' file operations took.
+#[test]
+fn crash_while_creating_a_topic_of_many_partitions_leaves_it_whole_or_absent() {
+    const PARTITIONS: i32 = 70;
+    let workload = |fs: &SimFs| -> streamlog::Result<()> {
+        let store = sim_store(fs)?;
+        store.create_topic("many", TopicConfig::default().partitions(PARTITIONS))?;
+        store.topic("many")?.partition(PARTITIONS - 1)?.append(&[rec("x")])?;
+        store.close()
+    };
+    let clean = SimFs::new();
+    workload(&clean).unwrap();
+    let ops = clean.mutating_op_count();
+    // About 10 crash points spread over the workload and the last ones (the shared
+    // directory fsync, the close), one crash image each (rotating the kinds): each
+    // point reopens 70 partitions, so every point would take minutes.
+    let stride = (ops / 10).max(1);
+    let points: Vec<u64> = (0..=ops).filter(|k| k % stride == 0 || ops - k < 3).collect();
+    for k in points {
+        let fs = SimFs::new();
+        fs.crash_after(k);
+        let _ = workload(&fs);
+        for mode in [crash_modes(k)[(k % 3) as usize]] {
+            let img = fs.crash_image(mode);
+            let store =
+                sim_store(&img).unwrap_or_else(|e| panic!("crash after {k}, {mode:?}: {e}"));
+            match store.topic("many") {
+                Ok(t) => {
+                    assert_eq!(t.partition_count(), PARTITIONS);
+                    for p in 0..PARTITIONS {
+                        t.partition(p)
+                            .unwrap_or_else(|e| panic!("crash after {k}: many-{p}: {e}"));
+                    }
+                }
+                Err(_) => {
+                    let orphans: Vec<_> = img
+                        .files(&PathBuf::from("/store"))
+                        .into_iter()
+                        .filter(|(p, _)| p.to_string_lossy().contains("/many-"))
+                        .collect();
+                    assert!(orphans.is_empty(), "crash after {k}, {mode:?}: {orphans:?}");
                 }
             }
         }

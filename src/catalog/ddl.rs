@@ -8,7 +8,8 @@ use std::sync::atomic::Ordering;
 use super::meta::{self, Intent, TopicId, TopicMeta};
 use super::recovery::{self, StoreRecoveryReport};
 use super::{
-    Catalog, PartitionState, TOPICS_DIR, TopicState, check_dir_name_length, partition_dir_name,
+    Catalog, PartitionState, TOPICS_DIR, TopicState, check_dir_name_length, parallel,
+    partition_dir_name,
 };
 use crate::error::{Error, Result, io_ctx};
 use crate::log::Log;
@@ -253,18 +254,20 @@ impl Catalog {
         config: &TopicConfig,
     ) -> Result<Vec<Arc<PartitionState>>> {
         let fs = self.config.fs.as_ref();
-        let mut parts = Vec::new();
-        let result = (|| {
-            for p in range {
-                let path = self.dir.join(partition_dir_name(topic, p));
-                crate::fs::create_dir_durable(fs, &path)
-                    .map_err(io_ctx(format!("create {}", path.display())))?;
-                meta::write_partition_metadata(fs, &path, id)?;
-                parts.push(self.open_partition(topic, id, p, config)?);
-            }
-            Ok(())
-        })();
-        self.keep_or_discard(parts, result)
+        let numbers: Vec<i32> = range.collect();
+        // Each directory is created, given its metadata and opened (many at once on a
+        // few threads), then the store directory is fsync'd once for all of them.
+        let parts = parallel::try_map(&numbers, |&p| {
+            let path = self.dir.join(partition_dir_name(topic, p));
+            fs.create_dir_all(&path)
+                .map_err(io_ctx(format!("create {}", path.display())))?;
+            meta::write_partition_metadata(fs, &path, id)?;
+            self.open_partition(topic, id, p, config)
+        })?;
+        let synced = fs
+            .sync_dir(&self.dir)
+            .map_err(io_ctx(format!("fsync {}", self.dir.display())));
+        self.keep_or_discard(parts, synced)
     }
 
     /// Creates partitions `range` of a topic whose intent is recorded, then writes

@@ -24,6 +24,7 @@ mod ddl;
 mod handles;
 mod import;
 mod meta;
+mod parallel;
 mod partition;
 mod producer_ids;
 mod recovery;
@@ -201,12 +202,15 @@ impl Catalog {
         let mut topics = BTreeMap::new();
         for (name, (meta, id)) in &settled.topics {
             let mut parts = Vec::new();
-            for p in 0..meta.config.partitions {
-                let log = Log::open_with_fs(
+            let numbers: Vec<i32> = (0..meta.config.partitions).collect();
+            let logs = parallel::try_map(&numbers, |&p| {
+                Log::open_with_fs(
                     fs.clone(),
                     dir.join(partition_dir_name(name, p)),
                     config.log_config(&meta.config),
-                )?;
+                )
+            })?;
+            for (p, log) in numbers.into_iter().zip(logs) {
                 report.partitions.push(PartitionRecovery {
                     partition: TopicPartition::new(name.as_str(), p),
                     report: log.recovery_report().clone(),
@@ -387,15 +391,18 @@ impl Catalog {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        let mut first = None;
-        for t in self.topics.read().values() {
-            for p in t.partitions.read().iter() {
-                if let Err(e) = p.log().shutdown() {
-                    first.get_or_insert(e);
-                }
-                p.wake();
-            }
-        }
+        let all: Vec<Arc<PartitionState>> = self
+            .topics
+            .read()
+            .values()
+            .flat_map(|t| t.partitions())
+            .collect();
+        let results = parallel::map(&all, |p| {
+            let r = p.log().shutdown();
+            p.wake();
+            r
+        });
+        let first = results.into_iter().find_map(Result::err);
         // Handles (topics, partitions, consumers) may outlive the close: their files need
         // no descriptor any more.
         self.files.close_idle();
