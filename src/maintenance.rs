@@ -36,6 +36,9 @@ pub struct MaintenanceReport {
     pub records_removed: u64,
     /// Partitions flushed because `flush_ms` passed.
     pub partitions_flushed: usize,
+    /// Producer ids forgotten because they were idle longer than the store's
+    /// `producer_id_expiration_ms`.
+    pub producers_expired: usize,
     /// Transactions aborted because they stayed open past their producer's
     /// `transaction_timeout_ms` (their producers are fenced).
     pub transactions_aborted: usize,
@@ -172,6 +175,12 @@ impl Maintenance {
                 }
                 report.partitions_checked += 1;
                 let key_map_bytes = catalog.config().key_map_bytes();
+                if full {
+                    let max_age = catalog.config().producer_id_expiration_ms;
+                    report.producers_expired += p
+                        .log()
+                        .expire_producers(i64::try_from(max_age).unwrap_or(i64::MAX));
+                }
                 let r = maintain_partition(&p, &tc, groups, now, full, key_map_bytes, &mut report);
                 if let Err(e) = r {
                     report.errors.push((p.topic_partition(), e));

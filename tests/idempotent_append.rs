@@ -208,3 +208,46 @@ fn batches_a_crash_removed_are_appended_again_not_answered_as_duplicates() {
     assert_eq!(again.base_offset, 30);
     assert_eq!(log.log_end_offset(), 31);
 }
+
+#[test]
+fn idle_producers_are_forgotten_after_the_expiration_but_open_transactions_are_not() {
+    use std::sync::Arc;
+    use streamlog::log::{ManualClock, TransactionResult};
+    const DAY: i64 = 86_400_000;
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let fs = streamlog::fs::SimFs::new();
+    let log = common::open_sim(&fs, common::small_config().clock(clock.clone())).unwrap();
+    let first = log.append(&mut batch(7, 0, 0, "a", 2)).unwrap();
+    // Producer 8 opens a transaction it never ends.
+    let mut txn = BatchBuilder::new().producer(8, 0, 0).transactional(true);
+    txn.push(1_700_000_000_000, Some(b"k"), Some(b"t"), &[])
+        .unwrap();
+    log.append(&mut txn.finish().unwrap()).unwrap();
+    assert_eq!(log.expire_producers(DAY), 0, "nothing is a day old yet");
+    clock.advance(DAY);
+    assert_eq!(
+        log.expire_producers(DAY),
+        1,
+        "producer 7 only: 8 has an open transaction"
+    );
+    // Forgotten: its old batch is a new producer's first batch now, appended again.
+    let again = log.append(&mut batch(7, 0, 0, "a", 2)).unwrap();
+    assert_ne!(again.base_offset, first.base_offset);
+    // Producer 8's transaction is still open (the last stable offset stays at it).
+    assert_eq!(log.last_stable_offset(), 2);
+    log.append_marker(8, 0, 0, TransactionResult::Abort)
+        .unwrap();
+    clock.advance(DAY);
+    // Its transaction ended, and its last batch is two days old: both go.
+    assert_eq!(log.expire_producers(DAY), 2);
+    // A producer known by a marker alone is given the expiry pass's time, then ages.
+    log.append_marker(9, 3, 0, TransactionResult::Abort)
+        .unwrap();
+    assert_eq!(log.expire_producers(DAY), 0);
+    clock.advance(DAY);
+    assert_eq!(
+        log.expire_producers(DAY),
+        1,
+        "producer 9, a day after it was first seen"
+    );
+}

@@ -125,3 +125,44 @@ fn a_failed_batch_does_not_break_the_sequences_of_the_next() {
     let seqs: Vec<i32> = batch_producers(&store, 0).iter().map(|b| b.2).collect();
     assert_eq!(seqs, [0, 1, 2]);
 }
+
+#[test]
+fn maintenance_forgets_producers_idle_past_the_expiration() {
+    use std::sync::Arc;
+    use streamlog::log::ManualClock;
+    use streamlog::{StoreConfig, TopicConfig};
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        StoreConfig::default()
+            .clock(clock.clone())
+            .background_maintenance(false)
+            .producer_id_expiration_ms(60_000),
+    )
+    .unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    let producer = store
+        .producer(ProducerConfig::default().linger_ms(0))
+        .unwrap();
+    send(&producer, 0, "a").unwrap();
+    send(&producer, 1, "b").unwrap();
+    assert_eq!(store.run_maintenance().unwrap().producers_expired, 0);
+    clock.advance(60_000);
+    assert_eq!(
+        store.run_maintenance().unwrap().producers_expired,
+        2,
+        "one per partition"
+    );
+    // The producer goes on: its next sequences are a new producer's to the partitions.
+    assert_eq!(send(&producer, 0, "c").unwrap(), 1);
+    assert!(matches!(
+        Store::open_with(
+            tempfile::tempdir().unwrap().path(),
+            StoreConfig::default().producer_id_expiration_ms(0)
+        ),
+        Err(streamlog::Error::InvalidConfig { .. })
+    ));
+}

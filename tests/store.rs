@@ -301,7 +301,10 @@ fn crash_while_creating_a_topic_of_many_partitions_leaves_it_whole_or_absent() {
     let workload = |fs: &SimFs| -> streamlog::Result<()> {
         let store = sim_store(fs)?;
         store.create_topic("many", TopicConfig::default().partitions(PARTITIONS))?;
-        store.topic("many")?.partition(PARTITIONS - 1)?.append(&[rec("x")])?;
+        store
+            .topic("many")?
+            .partition(PARTITIONS - 1)?
+            .append(&[rec("x")])?;
         store.close()
     };
     let clean = SimFs::new();
@@ -311,7 +314,9 @@ fn crash_while_creating_a_topic_of_many_partitions_leaves_it_whole_or_absent() {
     // directory fsync, the close), one crash image each (rotating the kinds): each
     // point reopens 70 partitions, so every point would take minutes.
     let stride = (ops / 10).max(1);
-    let points: Vec<u64> = (0..=ops).filter(|k| k % stride == 0 || ops - k < 3).collect();
+    let points: Vec<u64> = (0..=ops)
+        .filter(|k| k % stride == 0 || ops - k < 3)
+        .collect();
     for k in points {
         let fs = SimFs::new();
         fs.crash_after(k);

@@ -22,6 +22,7 @@ pub struct StoreConfig {
     pub(crate) maintenance_interval_ms: u64,
     pub(crate) cleaner_key_map_bytes: usize,
     pub(crate) max_open_files: usize,
+    pub(crate) producer_id_expiration_ms: u64,
 }
 
 impl Default for StoreConfig {
@@ -34,6 +35,7 @@ impl Default for StoreConfig {
             maintenance_interval_ms: 30_000,
             cleaner_key_map_bytes: 32 << 20,
             max_open_files: crate::fs::default_max_open_files(),
+            producer_id_expiration_ms: 86_400_000,
         }
     }
 }
@@ -104,6 +106,15 @@ impl StoreConfig {
         max_open_files: usize
     );
 
+    setter!(
+        /// How long a partition remembers an idle producer (Kafka's
+        /// `producer.id.expiration.ms`): maintenance forgets a producer id whose last
+        /// batch is older than this and that has no open transaction (after that, a retry
+        /// of one of its batches is no longer recognised as a duplicate). Default =
+        /// 86400000 (one day). At least 1.
+        producer_id_expiration_ms: u64
+    );
+
     pub(crate) fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
@@ -117,6 +128,12 @@ impl StoreConfig {
             return Err(Error::config(
                 "max_open_files",
                 "0: at least 1 file must stay open",
+            ));
+        }
+        if self.producer_id_expiration_ms == 0 {
+            return Err(Error::config(
+                "producer_id_expiration_ms",
+                "must be at least 1",
             ));
         }
         if self.maintenance_interval_ms == 0 {

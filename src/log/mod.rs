@@ -33,6 +33,7 @@ mod epoch;
 mod index;
 mod maps;
 mod open;
+mod producer_expiry;
 mod producer_snapshot;
 mod producer_state;
 mod read;

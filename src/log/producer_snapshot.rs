@@ -34,7 +34,8 @@ const LAST_SEQ_AT: usize = EPOCH_AT + 2;
 const LAST_OFFSET_AT: usize = LAST_SEQ_AT + 4;
 /// `OffsetDelta` (i32): last offset minus base offset of the last batch.
 const DELTA_AT: usize = LAST_OFFSET_AT + 8;
-/// `Timestamp` (i64): the last batch's max timestamp.
+/// `Timestamp` (i64): the last batch's max timestamp (for a producer known by its epoch
+/// only, when it was last seen).
 const TIMESTAMP_AT: usize = DELTA_AT + 4;
 /// `CoordinatorEpoch` (i32; -1 without transactions).
 const COORD_EPOCH_AT: usize = TIMESTAMP_AT + 8;
@@ -56,7 +57,7 @@ impl ProducerStates {
         for (pid, e) in entries {
             // A producer known by its epoch only: Kafka's "no sequence" (-1) entry.
             let (last_seq, last_offset, delta, timestamp) =
-                e.batches.back().map_or((-1, -1, 0, -1), |b| {
+                e.batches.back().map_or((-1, -1, 0, e.last_timestamp), |b| {
                     let delta = (b.appended.last_offset - b.appended.base_offset) as i32;
                     (
                         b.last_seq,
@@ -115,6 +116,7 @@ impl ProducerStates {
                 return None;
             }
             let mut entry = ProducerEntry::new(epoch);
+            entry.last_timestamp = timestamp;
             entry.coordinator_epoch = coordinator_epoch;
             entry.txn_first_offset = txn_first_offset;
             if let Some(first) = txn_first_offset

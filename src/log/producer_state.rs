@@ -55,6 +55,9 @@ pub(super) struct ProducerEntry {
     pub(super) coordinator_epoch: i32,
     /// The first offset of the producer's open transaction.
     pub(super) txn_first_offset: Option<i64>,
+    /// The max timestamp of its last batch (-1: not known yet), for expiry (Kafka's
+    /// `lastTimestamp`).
+    pub(super) last_timestamp: i64,
 }
 
 impl ProducerEntry {
@@ -64,6 +67,7 @@ impl ProducerEntry {
             batches: VecDeque::new(),
             coordinator_epoch: -1,
             txn_first_offset: None,
+            last_timestamp: -1,
         }
     }
 
@@ -194,6 +198,7 @@ impl ProducerStates {
             entry.txn_first_offset = Some(appended.base_offset);
             self.open_txns.insert(appended.base_offset, h.producer_id);
         }
+        entry.last_timestamp = appended.max_timestamp;
         if entry.batches.len() == BATCHES_PER_PRODUCER {
             entry.batches.pop_front();
         }
@@ -330,6 +335,21 @@ impl ProducerStates {
     /// The open transactions, by first offset: (first offset, producer id).
     pub(crate) fn open_transactions(&self) -> Vec<(i64, i64)> {
         self.open_txns.iter().map(|(&f, &p)| (f, p)).collect()
+    }
+
+    /// Forgets producers that have written nothing for `max_age_ms` (Kafka's
+    /// `producer.id.expiration.ms`): their last batch's max timestamp is that old, and
+    /// no transaction of theirs is open. A producer whose time is not known (known by a
+    /// marker only) is given `now_ms` as its time. Returns how many were forgotten.
+    pub(crate) fn expire(&mut self, now_ms: i64, max_age_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers.retain(|_, e| {
+            if e.last_timestamp < 0 {
+                e.last_timestamp = now_ms;
+            }
+            e.txn_first_offset.is_some() || now_ms.saturating_sub(e.last_timestamp) < max_age_ms
+        });
+        before - self.producers.len()
     }
 
     /// The current epoch of `producer_id`, if known.

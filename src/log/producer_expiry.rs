@@ -1,0 +1,16 @@
+//! Forgetting idle producers (Kafka's `producer.id.expiration.ms`): the state of a
+//! producer id that has not written for that long, and has no open transaction, is
+//! dropped, so a store whose producers come and go does not remember them forever.
+
+use super::Log;
+
+impl Log {
+    /// Forgets the producers whose last batch is older than `max_age_ms` by this log's
+    /// clock and that have no open transaction (see the module docs). A batch such a
+    /// producer sends later is accepted at any sequence, as a new producer's. Returns how
+    /// many were forgotten. Takes the append lock.
+    pub fn expire_producers(&self, max_age_ms: i64) -> usize {
+        let now = self.config.clock.now_ms();
+        self.writer.lock().producers.expire(now, max_age_ms)
+    }
+}
