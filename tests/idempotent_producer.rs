@@ -128,19 +128,12 @@ fn a_failed_batch_does_not_break_the_sequences_of_the_next() {
 
 #[test]
 fn maintenance_forgets_producers_idle_past_the_expiration() {
-    use std::sync::Arc;
-    use streamlog::log::ManualClock;
     use streamlog::{StoreConfig, TopicConfig};
-    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(
+    let (clock, store) = common::clocked_store(
         dir.path(),
-        StoreConfig::default()
-            .clock(clock.clone())
-            .background_maintenance(false)
-            .producer_id_expiration_ms(60_000),
-    )
-    .unwrap();
+        StoreConfig::default().producer_id_expiration_ms(60_000),
+    );
     store
         .create_topic("t", TopicConfig::default().partitions(2))
         .unwrap();

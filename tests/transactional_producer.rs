@@ -5,12 +5,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{sim_store_with, temp_topic_t};
 use streamlog::fs::{CrashImage, SimFs};
-use streamlog::log::ManualClock;
 use streamlog::{
     Consumer, ConsumerConfig, ConsumerGroupMetadata, Error, IsolationLevel, OffsetReset, Producer,
     ProducerConfig, ProducerRecord, Store, StoreConfig, TopicConfig, TopicPartition,
@@ -213,15 +211,8 @@ fn a_fenced_producer_cannot_append_to_a_partition_of_its_aborted_transaction() {
 
 #[test]
 fn a_transaction_open_past_its_timeout_is_aborted_and_its_producer_fenced() {
-    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(
-        dir.path(),
-        StoreConfig::default()
-            .clock(clock.clone())
-            .background_maintenance(false),
-    )
-    .unwrap();
+    let (clock, store) = common::clocked_store(dir.path(), StoreConfig::default());
     store.create_topic("t", TopicConfig::default()).unwrap();
     let p = store
         .producer(

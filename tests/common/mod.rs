@@ -338,3 +338,15 @@ pub fn reseal_crc(batch: &mut [u8]) {
     let crc = compute_crc(batch);
     batch[CRC_OFFSET..ATTRIBUTES_OFFSET].copy_from_slice(&crc.to_be_bytes());
 }
+
+/// A store in `dir` on a [`ManualClock`](streamlog::log::ManualClock) (returned, at
+/// 1_700_000_000_000 ms), maintenance run by hand only, other knobs from `config`.
+pub fn clocked_store(dir: &Path, config: StoreConfig) -> (Arc<streamlog::log::ManualClock>, Store) {
+    let clock = Arc::new(streamlog::log::ManualClock::new(1_700_000_000_000));
+    let store = Store::open_with(
+        dir,
+        config.clock(clock.clone()).background_maintenance(false),
+    )
+    .unwrap();
+    (clock, store)
+}

@@ -86,13 +86,7 @@ fn streamlog_send(dir: &Path, records: &Records, batched: bool) -> Duration {
     let producer = store.producer(ProducerConfig::default()).expect("producer");
     let start = Instant::now();
     if batched {
-        for chunk in records.chunks(SEND_BATCH) {
-            let batch: Vec<ProducerRecord> = chunk
-                .iter()
-                .map(|(k, v)| ProducerRecord::new(TOPIC).key(k).value(v))
-                .collect();
-            drop(producer.send_batch(&batch).expect("send_batch"));
-        }
+        send_batches(&producer, records);
     } else {
         for (k, v) in records {
             drop(
@@ -146,6 +140,12 @@ fn streamlog_prepare_read(dir: &Path, records: &Records) -> Store {
 
 fn streamlog_send_into(store: &Store, records: &Records) {
     let producer = store.producer(ProducerConfig::default()).expect("producer");
+    send_batches(&producer, records);
+    producer.close().expect("close");
+}
+
+/// `send_batch` of `SEND_BATCH` records per call (building the records included).
+fn send_batches(producer: &streamlog::Producer, records: &Records) {
     for chunk in records.chunks(SEND_BATCH) {
         let batch: Vec<ProducerRecord> = chunk
             .iter()
@@ -153,7 +153,6 @@ fn streamlog_send_into(store: &Store, records: &Records) {
             .collect();
         drop(producer.send_batch(&batch).expect("send_batch"));
     }
-    producer.close().expect("close");
 }
 
 fn streamlog_consume(store: &Store, n: usize) -> Duration {
