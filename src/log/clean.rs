@@ -6,34 +6,43 @@
 //! segment (and before the first segment younger than `min_compaction_lag_ms`). A key
 //! map (key -> last offset) is built over it within a memory budget; when the budget is
 //! used up the pass cleans up to where the map ends and the next pass continues. Every
-//! sealed segment below that point is then recopied, in groups whose total size fits
-//! `segment_bytes` (so small segments merge), keeping a record iff it is the latest for
-//! its key (or lies past the map) and is not an expired tombstone. Keyless records are
-//! dropped, as Kafka does.
+//! sealed segment below that point is then recopied, from the first segment on, in
+//! groups whose total size fits `segment_bytes` (so small segments merge), keeping a
+//! record iff it is the latest for its key (or lies past the map) and is not an expired
+//! tombstone. Keyless records are dropped, as Kafka does. A batch left with no record
+//! is dropped, unless it ends its group or is its producer's last data batch: it then
+//! stays empty (its offsets, producer id, epoch and sequences).
 //!
-//! Transactions: nothing at or past the last stable offset is cleaned; the batches of
-//! aborted transactions (found through the `.txnindex`) are dropped and kept out of the
-//! key map; markers are kept as they are (not yet removed after the delete horizon);
-//! a segment with a `.txnindex` is never merged into the segment before it.
+//! Transactions (the rules are in `clean_txn.rs`): nothing at or past the last stable
+//! offset is cleaned; the batches of aborted transactions (found through the
+//! `.txnindex`) are dropped and kept out of the key map; a marker gets a delete horizon
+//! in the first pass that keeps no batch of its transaction, and is removed by a pass
+//! past that horizon that finds no batch of its transaction left (never while one is
+//! in the log); a marker that is its producer's last batch stays. The rewritten
+//! segment's `.txnindex` keeps the aborted transactions that still had a batch when
+//! the pass began.
 //!
-//! The earliest delete horizon of the tombstones a pass kept is remembered (in
-//! `streamlog.tombstone-horizon`), so a later pass runs to remove them even when nothing
-//! new is dirty. Without that file (a directory from before it existed) the first pass
-//! after opening recopies the clean section once to learn it.
+//! The earliest delete horizon of the tombstones and markers a pass kept is remembered
+//! (in `streamlog.tombstone-horizon`), so a later pass runs to remove them even when
+//! nothing new is dirty. Without that file (a directory from before it existed) the
+//! first pass after opening recopies the clean section once to learn it.
 //!
 //! The swap of one group is crash-safe, as Kafka's: (1) write `<base>.log.cleaned` and
-//! its indexes `<base>.index.cleaned` and `<base>.timeindex.cleaned`, and fsync them,
-//! (2) rename the indexes to `.swap`, then the log to `<base>.log.swap`, and sync the
-//! directory: from here the new data is committed, (3) unlink the group's old files and
-//! sync the directory, (4) rename the index swaps and then the log swap to their final
-//! names, sync. Opening a directory finishes a swap it finds
-//! ([`plan_swaps`](super::swap::plan_swaps) checks it,
+//! its indexes `<base>.index.cleaned`, `<base>.timeindex.cleaned` and, if the group's
+//! first segment has a `.txnindex` or the new one lists anything,
+//! `<base>.txnindex.cleaned` (possibly empty), and fsync them, (2) rename the indexes to
+//! `.swap`, then the log to `<base>.log.swap`, and sync the directory: from here the new
+//! data is committed, (3) unlink the group's old files (a later segment's `.txnindex`
+//! too) and sync the directory, (4) rename the index swaps (removing an empty
+//! `.txnindex`) and then the log swap to their final names, sync. Opening a directory
+//! finishes a swap it finds ([`plan_swaps`](super::swap::plan_swaps) checks it,
 //! [`finish_swaps`](super::swap::finish_swaps) applies it once the whole directory
 //! passed its checks), with the indexes written before it (no rebuild), and deletes
 //! `.cleaned` files and index swaps without a log swap (rolling back an unfinished
 //! write). The last batch of a group is always kept, if need be with no records, so the
 //! swap file alone tells which offsets it replaces. Readers holding the old snapshot
-//! keep reading the old files through their open handles.
+//! keep reading the old files through their open handles, and the `.txnindex` entries
+//! the pass read into memory.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -44,9 +53,11 @@ use bytes::Bytes;
 
 use super::Log;
 use super::checkpoint;
+use super::clean_txn::TxnCleaning;
 use super::read::SegmentRead;
 use super::segment::{self, Segment, file_name};
 use super::transactions::AbortedBatches;
+use super::txn_index::AbortedTxn;
 use crate::error::{Error, Result, io_ctx};
 use crate::format::Batch;
 use crate::format::Record;
@@ -111,8 +122,11 @@ pub struct CleanOutcome {
     pub segments_before: usize,
     /// Segments after the pass (small ones are merged).
     pub segments_after: usize,
-    /// Records removed (superseded, keyless, or expired tombstones).
+    /// Records removed (superseded, keyless, expired tombstones, or aborted).
     pub records_removed: u64,
+    /// Transaction markers removed (their transaction had no data left and their delete
+    /// horizon had passed).
+    pub markers_removed: u64,
     /// The cleaner checkpoint after the pass: offsets below it are clean.
     pub clean_offset: i64,
 }
@@ -195,8 +209,11 @@ impl Log {
         if !policy.force && ratio < policy.min_cleanable_dirty_ratio && !overdue && !horizon_due {
             return Ok(outcome);
         }
-        // Aborted transactions' batches are dropped and never shadow a key.
-        let aborted = self.aborted_batches(segs[0].base, cleanable_end)?;
+        // Aborted transactions' batches are dropped and never shadow a key. (Reading
+        // the `.txnindex` files here also keeps their entries in memory for readers of
+        // the segments about to be replaced.)
+        let aborted_txns = self.aborted_transactions(segs[0].base, cleanable_end)?;
+        let aborted = AbortedBatches::new(&aborted_txns);
         let (map, map_end) = if first_dirty < cleanable_end {
             self.build_key_map(first_dirty, cleanable_end, policy.key_map_bytes, &aborted)?
         } else {
@@ -215,15 +232,17 @@ impl Log {
             let mut fl = self.flush_state.lock();
             self.sync_locked(&mut fl)?;
         }
+        let txn = TxnCleaning::new(&aborted_txns, self.producer_ends()?);
         let mut ctx = Cleaning {
             map: &map,
-            aborted: &aborted,
+            txn,
             map_end,
             now_ms: policy.now_ms,
             horizon: policy
                 .now_ms
                 .saturating_add(policy.delete_retention_ms.max(0)),
             removed: 0,
+            markers_removed: 0,
             next_horizon: i64::MAX,
         };
         let mut replaced = 0usize;
@@ -237,6 +256,7 @@ impl Log {
             replaced += group.len() - 1;
         }
         outcome.records_removed = ctx.removed;
+        outcome.markers_removed = ctx.markers_removed;
         outcome.segments_after = segs.len() - replaced;
         // The horizon first: a crash before the clean offset is written repeats the pass,
         // which writes it again. It is a hint: stale, it only makes a pass run early or
@@ -318,22 +338,14 @@ impl Log {
     }
 
     /// Consecutive runs of `segs[..last]` whose sizes together fit `segment_bytes` and
-    /// whose offsets fit a segment (relative offsets are 32-bit). A segment with a
-    /// `.txnindex` only begins a group (its index stays valid: offsets and markers are
-    /// kept), so no index needs merging.
+    /// whose offsets fit a segment (relative offsets are 32-bit).
     fn group_segments(&self, segs: &[Arc<Segment>], last: usize) -> Vec<(usize, usize)> {
-        let has_txn_index = |s: &Segment| {
-            s.txn_index
-                .entries(self.fs.as_ref())
-                .map_or(true, |e| !e.is_empty())
-        };
         let mut groups = Vec::new();
         let mut i = 0;
         while i < last {
             let mut j = i + 1;
             let mut size = segs[i].size();
             while j < last
-                && !has_txn_index(&segs[j])
                 && size + segs[j].size() <= self.config.segment_bytes
                 && segs[j + 1].base - segs[i].base <= i64::from(i32::MAX)
             {
@@ -400,37 +412,54 @@ impl Log {
             Ok(pos)
         })();
         let index_names = |stage: &str| {
-            ["index", "timeindex"].map(|suffix| {
+            ["index", "timeindex", "txnindex"].map(|suffix| {
                 self.dir
                     .join(format!("{}.{stage}", file_name(base, suffix)))
             })
         };
-        let [index_cleaned, time_cleaned] = index_names("cleaned");
-        let [index_swap, time_swap] = index_names("swap");
+        let [index_cleaned, time_cleaned, txn_cleaned] = index_names("cleaned");
+        let [index_swap, time_swap, txn_swap] = index_names("swap");
         let scan = written.and_then(|n| {
             let scan =
                 self.write_cleaned_indexes(file.as_ref(), n, base, &index_cleaned, &time_cleaned)?;
-            for (from, to) in [(&index_cleaned, &index_swap), (&time_cleaned, &time_swap)] {
+            // The group's aborted transactions that keep their entry. A `.txnindex` swap
+            // is written whenever the first segment has one, even empty, so that finishing
+            // the swap at open knows an index at `base` without a swap is the new one.
+            let entries = ctx.txn.take_entries();
+            let txn_path = group[0].txn_index.path();
+            let had_txn_index = self
+                .fs
+                .exists(txn_path)
+                .map_err(io_ctx(format!("stat {}", txn_path.display())))?;
+            let txn_entries = (had_txn_index || !entries.is_empty()).then_some(entries);
+            let mut renames = vec![(&index_cleaned, &index_swap), (&time_cleaned, &time_swap)];
+            if let Some(entries) = &txn_entries {
+                self.write_cleaned_txn_index(&txn_cleaned, entries)?;
+                renames.push((&txn_cleaned, &txn_swap));
+            }
+            for (from, to) in renames {
                 self.fs
                     .rename(from, to)
                     .map_err(io_ctx(format!("rename {}", from.display())))?;
             }
-            Ok((n, scan))
+            Ok((n, scan, txn_entries))
         });
         let discard = || {
             for p in [
                 &cleaned_path,
                 &index_cleaned,
                 &time_cleaned,
+                &txn_cleaned,
                 &index_swap,
                 &time_swap,
+                &txn_swap,
             ] {
                 if self.fs.exists(p).unwrap_or(false) && self.fs.remove_file(p).is_err() {
                     log::warn!("{}: could not remove", p.display());
                 }
             }
         };
-        let (written, scan) = match scan {
+        let (written, scan, txn_entries) = match scan {
             Ok(done) => done,
             Err(e) => {
                 discard();
@@ -443,12 +472,13 @@ impl Log {
         }
         // From here the swap is committed (once the directory sync lands): any failure
         // leaves it for the next open to finish, and the log stops taking writes.
-        self.swap_in(group, &swap_path, &scan).inspect_err(|e| {
-            self.poison_with(format!(
-                "compaction swap of {} failed part-way: {e}",
-                swap_path.display()
-            ));
-        })?;
+        self.swap_in(group, &swap_path, &scan, txn_entries.as_deref())
+            .inspect_err(|e| {
+                self.poison_with(format!(
+                    "compaction swap of {} failed part-way: {e}",
+                    swap_path.display()
+                ));
+            })?;
         Ok(written)
     }
 
@@ -480,13 +510,17 @@ impl Log {
     ) -> Result<()> {
         let h = b.header();
         if h.is_control() {
-            out.extend_from_slice(b.bytes());
-            return Ok(());
+            return self.emit_marker(b, last_in_group, ctx, out);
         }
-        if ctx.aborted.contains(h) {
+        let txn = ctx.txn.data_batch(h);
+        // The last batch of a group (so the swap file tells which offsets it replaces)
+        // and a producer's last batch (its sequence and epoch) stay, if need be empty.
+        let must_stay = last_in_group || txn.producer_last;
+        if txn.aborted {
             ctx.removed += u64::from(h.records_count.max(0) as u32);
-            if last_in_group {
+            if must_stay {
                 out.extend_from_slice(&rebuild_batch(h, &[], None)?);
+                ctx.txn.retained(&txn);
             }
             return Ok(());
         }
@@ -514,6 +548,10 @@ impl Log {
             }
         }
         ctx.removed += (total - kept.len()) as u64;
+        if kept.is_empty() && !must_stay {
+            return Ok(());
+        }
+        ctx.txn.retained(&txn);
         // The first pass that keeps a tombstone starts its delete horizon.
         let new_horizon = (tombstone_kept && !h.has_delete_horizon()).then_some(ctx.horizon);
         if tombstone_kept {
@@ -522,7 +560,7 @@ impl Log {
         }
         if kept.len() == total && new_horizon.is_none() {
             out.extend_from_slice(b.bytes());
-        } else if !kept.is_empty() || last_in_group {
+        } else {
             out.extend_from_slice(&rebuild_batch(h, &kept, new_horizon)?);
         }
         Ok(())
@@ -575,12 +613,14 @@ impl Log {
     }
 
     /// Steps 2-4 of the swap (see the module docs), then the new segment replaces the
-    /// group in the readers' snapshot.
+    /// group in the readers' snapshot. `txn_entries`: the `.txnindex` swap's entries, if
+    /// one was written.
     fn swap_in(
         &self,
         group: &[Arc<Segment>],
         swap_path: &Path,
         scan: &segment::Scan,
+        txn_entries: Option<&[AbortedTxn]>,
     ) -> Result<()> {
         let base = group[0].base;
         let fs = self.fs.as_ref();
@@ -591,21 +631,27 @@ impl Log {
         sync_dir()?;
         // Readers of the current list keep reading the group until the new segment
         // replaces it below, although its files go first: `clean_group` read every one
-        // of them, which mapped it whole (sealed), so no read needs the files again.
+        // of them, which mapped it whole (sealed), so no read needs the files again, and
+        // the pass read their `.txnindex` entries into memory.
         // (The first segment's files are replaced by the renames below.)
         for seg in &group[1..] {
+            let txn = seg.txn_index.path();
+            let txn_exists = fs
+                .exists(txn)
+                .map_err(io_ctx(format!("stat {}", txn.display())))?;
             let paths = [
-                Some(seg.log_path.clone()),
-                Some(seg.offset_index.path().to_path_buf()),
-                Some(seg.time_index.path().to_path_buf()),
+                Some(seg.log_path.as_path()),
+                Some(seg.offset_index.path()),
+                Some(seg.time_index.path()),
+                txn_exists.then_some(txn),
             ];
             for p in paths.into_iter().flatten() {
-                fs.remove_file(&p)
+                fs.remove_file(p)
                     .map_err(io_ctx(format!("remove {}", p.display())))?;
             }
         }
         sync_dir()?;
-        let new = self.install_swap(swap_path, base, scan)?;
+        let new = self.install_swap(swap_path, base, scan, txn_entries)?;
         let mut segs = self.segments.write();
         let mut list: Vec<Arc<Segment>> = Vec::with_capacity(segs.len());
         for s in segs.iter() {
@@ -626,26 +672,38 @@ impl Log {
     }
 
     /// Renames the swap files to their final names and opens the new segment, sealed,
-    /// with the indexes written before the swap (`scan` holds their entries).
+    /// with the indexes written before the swap (`scan` holds their entries). An empty
+    /// `.txnindex` swap is removed once in place (a crash may leave it: an empty index
+    /// lists nothing).
     fn install_swap(
         &self,
         swap_path: &Path,
         base: i64,
         scan: &segment::Scan,
+        txn_entries: Option<&[AbortedTxn]>,
     ) -> Result<Arc<Segment>> {
         let fs = self.fs.as_ref();
         let log_path = self.dir.join(file_name(base, "log"));
-        for suffix in ["index", "timeindex"] {
+        let txn_swapped = txn_entries.is_some().then_some("txnindex");
+        for suffix in ["index", "timeindex"].into_iter().chain(txn_swapped) {
             let name = file_name(base, suffix);
             let from = self.dir.join(format!("{name}.swap"));
             fs.rename(&from, &self.dir.join(&name))
                 .map_err(io_ctx(format!("rename {}", from.display())))?;
+        }
+        let txn_path = self.dir.join(file_name(base, "txnindex"));
+        if txn_entries.is_some_and(<[AbortedTxn]>::is_empty) {
+            fs.remove_file(&txn_path)
+                .map_err(io_ctx(format!("remove {}", txn_path.display())))?;
         }
         fs.rename(swap_path, &log_path)
             .map_err(io_ctx(format!("rename {}", swap_path.display())))?;
         let seg = Segment::open(fs, &self.dir, base, self.config.segment_index_bytes, false)
             .map_err(io_ctx(format!("open {}", log_path.display())))?;
         seg.adopt_scan(scan);
+        if txn_entries.is_none_or(<[AbortedTxn]>::is_empty) {
+            seg.txn_index.set_absent();
+        }
         fs.sync_dir(&self.dir)
             .map_err(io_ctx(format!("fsync directory {}", self.dir.display())))?;
         seg.sealed.store(true, Ordering::Release);
@@ -674,13 +732,17 @@ impl Log {
 }
 
 /// State of one pass.
-struct Cleaning<'a> {
+pub(super) struct Cleaning<'a> {
     map: &'a HashMap<Bytes, i64>,
-    aborted: &'a AbortedBatches,
+    /// The transaction rules' state (`clean_txn.rs`).
+    pub(super) txn: TxnCleaning,
     map_end: i64,
-    now_ms: i64,
-    horizon: i64,
+    pub(super) now_ms: i64,
+    /// The delete horizon this pass gives tombstones and markers.
+    pub(super) horizon: i64,
     removed: u64,
-    /// The earliest delete horizon of the tombstones kept (i64::MAX: none).
-    next_horizon: i64,
+    pub(super) markers_removed: u64,
+    /// The earliest delete horizon of the tombstones and markers kept that a later pass
+    /// must look at (i64::MAX: none).
+    pub(super) next_horizon: i64,
 }

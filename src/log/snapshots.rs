@@ -269,6 +269,8 @@ impl Log {
         let marker = match b.control_record() {
             Ok(Some(c)) if h.producer_id >= 0 => c,
             Ok(_) => return,
+            // A marker the cleaner removed, its batch kept empty to end a group.
+            Err(_) if h.records_count == 0 => return,
             Err(e) => {
                 log::warn!(
                     "{}: control batch at offset {}: {e}; not replayed",

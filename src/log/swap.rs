@@ -8,17 +8,21 @@ use super::segment::{self, file_name, parse_file_name};
 use crate::error::{Error, Result, io_ctx};
 use crate::fs::FileSystem;
 
+/// The index files a swap replaces along with its `.log`.
+const INDEXES: [&str; 3] = ["index", "timeindex", "txnindex"];
+
 /// A compaction swap a crash interrupted: `<base>.log.swap` (fsync'd before it got that
 /// name) holds offsets `base..end` and replaces the segment files in `covered`; its
-/// index files, written before it, wait in `indexes` (`<base>.index.swap` and
-/// `<base>.timeindex.swap`; absent once renamed into place).
+/// index files, written before it, wait in `indexes` (`<base>.index.swap`,
+/// `<base>.timeindex.swap` and, when the cleaner wrote one, `<base>.txnindex.swap`;
+/// absent once renamed into place).
 #[derive(Debug)]
 pub(crate) struct PendingSwap {
     /// The swap file's name.
     pub name: String,
     pub base: i64,
     pub end: i64,
-    /// Names of the `.log`, `.index` and `.timeindex` files it replaces.
+    /// Names of the `.log`, `.index`, `.timeindex` and `.txnindex` files it replaces.
     pub covered: Vec<String>,
     /// Names of its index swaps still to rename.
     pub indexes: Vec<String>,
@@ -36,7 +40,8 @@ pub(crate) struct SwapPlan {
 /// `<base>.log.swap` in `names` must scan clean; it will replace the segment files whose
 /// base offsets it covers and become `<base>.log`, with the index files written before
 /// it (an index at `base` whose `.swap` is gone was already renamed into place: it is
-/// the new one and stays). Returns the plan, in the order [`finish_swaps`] applies it,
+/// the new one and stays; the cleaner writes a `.txnindex` swap whenever a `.txnindex`
+/// is at `base`, so this holds for it too). Returns the plan, in the order [`finish_swaps`] applies it,
 /// and the names the directory holds once it is applied.
 pub(crate) fn plan_swaps(
     fs: &dyn FileSystem,
@@ -48,9 +53,7 @@ pub(crate) fn plan_swaps(
     let mut plan = SwapPlan::default();
     let index_swap_base = |n: &str| {
         let stem = n.strip_suffix(".swap")?;
-        ["index", "timeindex"]
-            .iter()
-            .find_map(|suf| parse_file_name(stem, suf))
+        INDEXES.iter().find_map(|suf| parse_file_name(stem, suf))
     };
     let log_swaps: std::collections::HashSet<i64> = names
         .iter()
@@ -80,7 +83,7 @@ pub(crate) fn plan_swaps(
             return Err(Error::corruption(&swap, pos, reason));
         }
         let end = scan.next_offset.unwrap_or(base);
-        let indexes: Vec<String> = ["index", "timeindex"]
+        let indexes: Vec<String> = INDEXES
             .iter()
             .map(|suf| format!("{}.swap", file_name(base, suf)))
             .filter(|n| after.contains(n))
@@ -88,11 +91,11 @@ pub(crate) fn plan_swaps(
         let covered: Vec<String> = after
             .iter()
             .filter(|n| {
-                let renamed_index = ["index", "timeindex"].iter().any(|suf| {
+                let renamed_index = INDEXES.iter().any(|suf| {
                     parse_file_name(n, suf) == Some(base) && !indexes.contains(&format!("{n}.swap"))
                 });
                 !renamed_index
-                    && ["log", "index", "timeindex"].iter().any(|suf| {
+                    && ["log"].iter().chain(&INDEXES).any(|suf| {
                         parse_file_name(n, suf)
                             .is_some_and(|b| b >= base && b < end.max(base.saturating_add(1)))
                     })
