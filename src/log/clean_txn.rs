@@ -31,12 +31,11 @@
 //! what they must skip.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use super::Log;
 use super::clean::Cleaning;
 use super::txn_index::AbortedTxn;
-use crate::error::{Result, io_ctx};
+use crate::error::Result;
 use crate::format::batch::{BatchHeader, rebuild_batch};
 use crate::format::{Batch, ControlRecordType, Record};
 
@@ -296,25 +295,6 @@ impl Log {
             }
         }
         Ok(())
-    }
-
-    /// Writes the cleaned `.txnindex` of a group (`entries`, possibly none) at `path`,
-    /// synced.
-    pub(super) fn write_cleaned_txn_index(
-        &self,
-        path: &Path,
-        entries: &[AbortedTxn],
-    ) -> Result<()> {
-        let bytes: Vec<u8> = entries.iter().flat_map(AbortedTxn::encode).collect();
-        let p = path.display();
-        let f = self
-            .fs
-            .open(path, true)
-            .map_err(io_ctx(format!("create {p}")))?;
-        f.set_len(0)
-            .and_then(|()| f.write_all_at(&bytes, 0))
-            .and_then(|()| f.sync_data())
-            .map_err(io_ctx(format!("write {p}")))
     }
 }
 
