@@ -52,9 +52,9 @@ use crate::format::batch::rebuild_batch;
 /// keeps one per data directory, we keep one per partition).
 pub(crate) const CLEANER_OFFSET_FILE: &str = "cleaner-offset-checkpoint";
 
-/// Our own file: the earliest delete horizon of the tombstones the last pass kept
-/// (offset-checkpoint text format; i64::MAX when none), so a reopened log knows when a
-/// pass is due to remove them without rereading its segments.
+/// Our own file: the earliest delete horizon of the tombstones and markers the last pass
+/// kept (offset-checkpoint text format; i64::MAX when none), so a reopened log knows
+/// when a pass is due to remove them without rereading its segments.
 pub(crate) const HORIZON_FILE: &str = "streamlog.tombstone-horizon";
 
 /// Estimated heap cost of one key-map entry beyond the key bytes.
@@ -65,7 +65,8 @@ const KEY_ENTRY_OVERHEAD: usize = 64;
 pub struct CleanPolicy {
     /// The current time; 0 (the default) = the log's clock.
     pub now_ms: i64,
-    /// How long a tombstone stays after the pass that first kept it.
+    /// How long a tombstone, or a marker whose transaction has no data left, stays after
+    /// the pass that first kept it.
     pub delete_retention_ms: i64,
     /// Segments whose newest record is younger than this are not cleaned yet.
     pub min_compaction_lag_ms: i64,
@@ -170,8 +171,8 @@ impl Log {
             .find(|&i| segs[i + 1].base > lso)
             .unwrap_or(cleanable);
         let cleanable_end = segs[cleanable].base;
-        // A pass with nothing dirty still runs once a kept tombstone's horizon has passed
-        // (KIP-534), to remove it.
+        // A pass with nothing dirty still runs once a kept tombstone's or marker's horizon
+        // has passed (KIP-534), to remove it.
         let horizon_due = policy.now_ms >= self.tombstone_horizon.load(Ordering::Acquire);
         if first_dirty >= cleanable_end && !horizon_due {
             return Ok(outcome);
@@ -245,7 +246,7 @@ impl Log {
         outcome.segments_after = segs.len() - replaced;
         // The horizon first: a crash before the clean offset is written repeats the pass,
         // which writes it again. It is a hint: stale, it only makes a pass run early or
-        // tombstones wait for the next dirty pass.
+        // tombstones and markers wait for the next dirty pass.
         if self.tombstone_horizon.load(Ordering::Acquire) != ctx.next_horizon {
             let text =
                 checkpoint::recovery_point_text(&self.topic, self.partition, ctx.next_horizon);
