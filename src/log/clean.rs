@@ -6,37 +6,32 @@
 //! segment (and before the first segment younger than `min_compaction_lag_ms`). A key
 //! map (key -> last offset) is built over it within a memory budget; when the budget is
 //! used up the pass cleans up to where the map ends and the next pass continues. Every
-//! sealed segment below that point is then recopied, in groups whose total size fits
-//! `segment_bytes` (so small segments merge), keeping a record iff it is the latest for
-//! its key (or lies past the map) and is not an expired tombstone. Keyless records are
-//! dropped, as Kafka does.
+//! sealed segment below that point is then recopied, from the first segment on, in
+//! groups whose total size fits `segment_bytes` (so small segments merge), keeping a
+//! record iff it is the latest for its key (or lies past the map) and is not an expired
+//! tombstone. Keyless records are dropped, as Kafka does. A batch left with no record
+//! is dropped, unless it ends its group or is its producer's last data batch: it then
+//! stays empty (its offsets, producer id, epoch and sequences).
 //!
-//! Transactions: nothing at or past the last stable offset is cleaned; the batches of
-//! aborted transactions (found through the `.txnindex`) are dropped and kept out of the
-//! key map; markers are kept as they are (not yet removed after the delete horizon);
-//! a segment with a `.txnindex` is never merged into the segment before it.
+//! Transactions (the rules are in `clean_txn.rs`): nothing at or past the last stable
+//! offset is cleaned; the batches of aborted transactions (found through the
+//! `.txnindex`) are dropped and kept out of the key map; a marker gets a delete horizon
+//! in the first pass that keeps no batch of its transaction, and is removed by a pass
+//! past that horizon that finds no batch of its transaction left (never while one is
+//! in the log); a marker that is its producer's last batch stays. The rewritten
+//! segment's `.txnindex` keeps the aborted transactions that still had a batch when
+//! the pass began.
 //!
-//! The earliest delete horizon of the tombstones a pass kept is remembered (in
-//! `streamlog.tombstone-horizon`), so a later pass runs to remove them even when nothing
-//! new is dirty. Without that file (a directory from before it existed) the first pass
-//! after opening recopies the clean section once to learn it.
+//! The earliest delete horizon of the tombstones and markers a pass kept is remembered
+//! (in `streamlog.tombstone-horizon`), so a later pass runs to remove them even when
+//! nothing new is dirty. Without that file (a directory from before it existed) the
+//! first pass after opening recopies the clean section once to learn it.
 //!
-//! The swap of one group is crash-safe, as Kafka's: (1) write `<base>.log.cleaned` and
-//! its indexes `<base>.index.cleaned` and `<base>.timeindex.cleaned`, and fsync them,
-//! (2) rename the indexes to `.swap`, then the log to `<base>.log.swap`, and sync the
-//! directory: from here the new data is committed, (3) unlink the group's old files and
-//! sync the directory, (4) rename the index swaps and then the log swap to their final
-//! names, sync. Opening a directory finishes a swap it finds
-//! ([`plan_swaps`](super::swap::plan_swaps) checks it,
-//! [`finish_swaps`](super::swap::finish_swaps) applies it once the whole directory
-//! passed its checks), with the indexes written before it (no rebuild), and deletes
-//! `.cleaned` files and index swaps without a log swap (rolling back an unfinished
-//! write). The last batch of a group is always kept, if need be with no records, so the
-//! swap file alone tells which offsets it replaces. Readers holding the old snapshot
-//! keep reading the old files through their open handles.
+//! Each group's rewritten segment replaces the group through a crash-safe swap (the
+//! protocol is described in `swap.rs`). The last batch of a group is always kept, if
+//! need be with no records, so the swap file alone tells which offsets it replaces.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -44,8 +39,9 @@ use bytes::Bytes;
 
 use super::Log;
 use super::checkpoint;
+use super::clean_txn::TxnCleaning;
 use super::read::SegmentRead;
-use super::segment::{self, Segment, file_name};
+use super::segment::{Segment, file_name};
 use super::transactions::AbortedBatches;
 use crate::error::{Error, Result, io_ctx};
 use crate::format::Batch;
@@ -56,9 +52,9 @@ use crate::format::batch::rebuild_batch;
 /// keeps one per data directory, we keep one per partition).
 pub(crate) const CLEANER_OFFSET_FILE: &str = "cleaner-offset-checkpoint";
 
-/// Our own file: the earliest delete horizon of the tombstones the last pass kept
-/// (offset-checkpoint text format; i64::MAX when none), so a reopened log knows when a
-/// pass is due to remove them without rereading its segments.
+/// Our own file: the earliest delete horizon of the tombstones and markers the last pass
+/// kept (offset-checkpoint text format; i64::MAX when none), so a reopened log knows
+/// when a pass is due to remove them without rereading its segments.
 pub(crate) const HORIZON_FILE: &str = "streamlog.tombstone-horizon";
 
 /// Estimated heap cost of one key-map entry beyond the key bytes.
@@ -69,7 +65,8 @@ const KEY_ENTRY_OVERHEAD: usize = 64;
 pub struct CleanPolicy {
     /// The current time; 0 (the default) = the log's clock.
     pub now_ms: i64,
-    /// How long a tombstone stays after the pass that first kept it.
+    /// How long a tombstone, or a marker whose transaction has no data left, stays after
+    /// the pass that first kept it.
     pub delete_retention_ms: i64,
     /// Segments whose newest record is younger than this are not cleaned yet.
     pub min_compaction_lag_ms: i64,
@@ -111,8 +108,11 @@ pub struct CleanOutcome {
     pub segments_before: usize,
     /// Segments after the pass (small ones are merged).
     pub segments_after: usize,
-    /// Records removed (superseded, keyless, or expired tombstones).
+    /// Records removed (superseded, keyless, expired tombstones, or aborted).
     pub records_removed: u64,
+    /// Transaction markers removed (their transaction had no data left and their delete
+    /// horizon had passed).
+    pub markers_removed: u64,
     /// The cleaner checkpoint after the pass: offsets below it are clean.
     pub clean_offset: i64,
 }
@@ -171,8 +171,8 @@ impl Log {
             .find(|&i| segs[i + 1].base > lso)
             .unwrap_or(cleanable);
         let cleanable_end = segs[cleanable].base;
-        // A pass with nothing dirty still runs once a kept tombstone's horizon has passed
-        // (KIP-534), to remove it.
+        // A pass with nothing dirty still runs once a kept tombstone's or marker's horizon
+        // has passed (KIP-534), to remove it.
         let horizon_due = policy.now_ms >= self.tombstone_horizon.load(Ordering::Acquire);
         if first_dirty >= cleanable_end && !horizon_due {
             return Ok(outcome);
@@ -195,8 +195,11 @@ impl Log {
         if !policy.force && ratio < policy.min_cleanable_dirty_ratio && !overdue && !horizon_due {
             return Ok(outcome);
         }
-        // Aborted transactions' batches are dropped and never shadow a key.
-        let aborted = self.aborted_batches(segs[0].base, cleanable_end)?;
+        // Aborted transactions' batches are dropped and never shadow a key. (Reading
+        // the `.txnindex` files here also keeps their entries in memory for readers of
+        // the segments about to be replaced.)
+        let aborted_txns = self.aborted_transactions(segs[0].base, cleanable_end)?;
+        let aborted = AbortedBatches::new(&aborted_txns);
         let (map, map_end) = if first_dirty < cleanable_end {
             self.build_key_map(first_dirty, cleanable_end, policy.key_map_bytes, &aborted)?
         } else {
@@ -215,15 +218,17 @@ impl Log {
             let mut fl = self.flush_state.lock();
             self.sync_locked(&mut fl)?;
         }
+        let txn = TxnCleaning::new(&aborted_txns, self.producer_ends()?);
         let mut ctx = Cleaning {
             map: &map,
-            aborted: &aborted,
+            txn,
             map_end,
             now_ms: policy.now_ms,
             horizon: policy
                 .now_ms
                 .saturating_add(policy.delete_retention_ms.max(0)),
             removed: 0,
+            markers_removed: 0,
             next_horizon: i64::MAX,
         };
         let mut replaced = 0usize;
@@ -237,10 +242,11 @@ impl Log {
             replaced += group.len() - 1;
         }
         outcome.records_removed = ctx.removed;
+        outcome.markers_removed = ctx.markers_removed;
         outcome.segments_after = segs.len() - replaced;
         // The horizon first: a crash before the clean offset is written repeats the pass,
         // which writes it again. It is a hint: stale, it only makes a pass run early or
-        // tombstones wait for the next dirty pass.
+        // tombstones and markers wait for the next dirty pass.
         if self.tombstone_horizon.load(Ordering::Acquire) != ctx.next_horizon {
             let text =
                 checkpoint::recovery_point_text(&self.topic, self.partition, ctx.next_horizon);
@@ -318,22 +324,14 @@ impl Log {
     }
 
     /// Consecutive runs of `segs[..last]` whose sizes together fit `segment_bytes` and
-    /// whose offsets fit a segment (relative offsets are 32-bit). A segment with a
-    /// `.txnindex` only begins a group (its index stays valid: offsets and markers are
-    /// kept), so no index needs merging.
+    /// whose offsets fit a segment (relative offsets are 32-bit).
     fn group_segments(&self, segs: &[Arc<Segment>], last: usize) -> Vec<(usize, usize)> {
-        let has_txn_index = |s: &Segment| {
-            s.txn_index
-                .entries(self.fs.as_ref())
-                .map_or(true, |e| !e.is_empty())
-        };
         let mut groups = Vec::new();
         let mut i = 0;
         while i < last {
             let mut j = i + 1;
             let mut size = segs[i].size();
             while j < last
-                && !has_txn_index(&segs[j])
                 && size + segs[j].size() <= self.config.segment_bytes
                 && segs[j + 1].base - segs[i].base <= i64::from(i32::MAX)
             {
@@ -346,7 +344,8 @@ impl Log {
         groups
     }
 
-    /// Cleans one group into `<base>.log.cleaned` and swaps it in. Returns bytes written.
+    /// Cleans one group into `<base>.log.cleaned` and swaps it in (`swap.rs`). Returns
+    /// bytes written.
     fn clean_group(
         &self,
         group: &[Arc<Segment>],
@@ -355,7 +354,6 @@ impl Log {
     ) -> Result<u64> {
         let base = group[0].base;
         let cleaned_path = self.dir.join(format!("{}.cleaned", file_name(base, "log")));
-        let swap_path = self.dir.join(format!("{}.swap", file_name(base, "log")));
         let file = self
             .fs
             .open(&cleaned_path, true)
@@ -399,57 +397,19 @@ impl Log {
                 .map_err(io_ctx(format!("fsync {}", cleaned_path.display())))?;
             Ok(pos)
         })();
-        let index_names = |stage: &str| {
-            ["index", "timeindex"].map(|suffix| {
-                self.dir
-                    .join(format!("{}.{stage}", file_name(base, suffix)))
-            })
-        };
-        let [index_cleaned, time_cleaned] = index_names("cleaned");
-        let [index_swap, time_swap] = index_names("swap");
-        let scan = written.and_then(|n| {
-            let scan =
-                self.write_cleaned_indexes(file.as_ref(), n, base, &index_cleaned, &time_cleaned)?;
-            for (from, to) in [(&index_cleaned, &index_swap), (&time_cleaned, &time_swap)] {
-                self.fs
-                    .rename(from, to)
-                    .map_err(io_ctx(format!("rename {}", from.display())))?;
-            }
-            Ok((n, scan))
+        // The group's aborted transactions that keep their entry. A `.txnindex` swap is
+        // written whenever the first segment has one, even empty, so that finishing the
+        // swap at open knows an index at `base` without a swap is the new one.
+        let written = written.and_then(|n| {
+            let entries = ctx.txn.take_entries();
+            let txn_path = group[0].txn_index.path();
+            let had_txn_index = self
+                .fs
+                .exists(txn_path)
+                .map_err(io_ctx(format!("stat {}", txn_path.display())))?;
+            Ok((n, (had_txn_index || !entries.is_empty()).then_some(entries)))
         });
-        let discard = || {
-            for p in [
-                &cleaned_path,
-                &index_cleaned,
-                &time_cleaned,
-                &index_swap,
-                &time_swap,
-            ] {
-                if self.fs.exists(p).unwrap_or(false) && self.fs.remove_file(p).is_err() {
-                    log::warn!("{}: could not remove", p.display());
-                }
-            }
-        };
-        let (written, scan) = match scan {
-            Ok(done) => done,
-            Err(e) => {
-                discard();
-                return Err(e);
-            }
-        };
-        if let Err(e) = self.fs.rename(&cleaned_path, &swap_path) {
-            discard();
-            return Err(Error::io(format!("rename {}", cleaned_path.display()), e));
-        }
-        // From here the swap is committed (once the directory sync lands): any failure
-        // leaves it for the next open to finish, and the log stops taking writes.
-        self.swap_in(group, &swap_path, &scan).inspect_err(|e| {
-            self.poison_with(format!(
-                "compaction swap of {} failed part-way: {e}",
-                swap_path.display()
-            ));
-        })?;
-        Ok(written)
+        self.swap_group(group, file.as_ref(), written)
     }
 
     /// Reads whole batches from `offset` within the group's own segments.
@@ -480,13 +440,17 @@ impl Log {
     ) -> Result<()> {
         let h = b.header();
         if h.is_control() {
-            out.extend_from_slice(b.bytes());
-            return Ok(());
+            return self.emit_marker(b, last_in_group, ctx, out);
         }
-        if ctx.aborted.contains(h) {
+        let txn = ctx.txn.data_batch(h);
+        // The last batch of a group (so the swap file tells which offsets it replaces)
+        // and a producer's last batch (its sequence and epoch) stay, if need be empty.
+        let must_stay = last_in_group || txn.producer_last;
+        if txn.aborted {
             ctx.removed += u64::from(h.records_count.max(0) as u32);
-            if last_in_group {
+            if must_stay {
                 out.extend_from_slice(&rebuild_batch(h, &[], None)?);
+                ctx.txn.retained(&txn);
             }
             return Ok(());
         }
@@ -514,6 +478,10 @@ impl Log {
             }
         }
         ctx.removed += (total - kept.len()) as u64;
+        if kept.is_empty() && !must_stay {
+            return Ok(());
+        }
+        ctx.txn.retained(&txn);
         // The first pass that keeps a tombstone starts its delete horizon.
         let new_horizon = (tombstone_kept && !h.has_delete_horizon()).then_some(ctx.horizon);
         if tombstone_kept {
@@ -522,135 +490,10 @@ impl Log {
         }
         if kept.len() == total && new_horizon.is_none() {
             out.extend_from_slice(b.bytes());
-        } else if !kept.is_empty() || last_in_group {
+        } else {
             out.extend_from_slice(&rebuild_batch(h, &kept, new_horizon)?);
         }
         Ok(())
-    }
-
-    /// The cleaned segment's index files, written and fsync'd before the swap: finishing
-    /// the swap (here or at open) then needs no index rebuild. Returns the scan, which
-    /// also checks the batches just written.
-    fn write_cleaned_indexes(
-        &self,
-        file: &dyn crate::fs::File,
-        len: u64,
-        base: i64,
-        index: &Path,
-        time: &Path,
-    ) -> Result<segment::Scan> {
-        let params = segment::ScanParams {
-            base,
-            index_interval_bytes: self.config.index_interval_bytes,
-            max_offset_entries: (self.config.segment_index_bytes / super::index::OFFSET_ENTRY)
-                as usize,
-            max_time_entries: (self.config.segment_index_bytes / super::index::TIME_ENTRY) as usize,
-            rules: self.rules(),
-        };
-        let scan = segment::scan(file, len, params)
-            .map_err(io_ctx(format!("scan the cleaned segment {base}")))?;
-        if let Some((pos, reason)) = &scan.stopped {
-            return Err(Error::corruption(
-                index.with_extension(""),
-                *pos,
-                reason.clone(),
-            ));
-        }
-        let fs = self.fs.as_ref();
-        let bytes = self.config.segment_index_bytes;
-        super::index::Index::<super::index::OffsetEntry>::create(fs, index, bytes)
-            .and_then(|i| {
-                i.replace(scan.offset_entries.clone(), false)?;
-                i.sync()
-            })
-            .and_then(|()| super::index::Index::<super::index::TimeEntry>::create(fs, time, bytes))
-            .and_then(|i| {
-                i.replace(scan.time_entries.clone(), false)?;
-                i.sync()
-            })
-            .map_err(io_ctx(format!(
-                "write the indexes of the cleaned segment {base}"
-            )))?;
-        Ok(scan)
-    }
-
-    /// Steps 2-4 of the swap (see the module docs), then the new segment replaces the
-    /// group in the readers' snapshot.
-    fn swap_in(
-        &self,
-        group: &[Arc<Segment>],
-        swap_path: &Path,
-        scan: &segment::Scan,
-    ) -> Result<()> {
-        let base = group[0].base;
-        let fs = self.fs.as_ref();
-        let sync_dir = || {
-            fs.sync_dir(&self.dir)
-                .map_err(io_ctx(format!("fsync directory {}", self.dir.display())))
-        };
-        sync_dir()?;
-        // Readers of the current list keep reading the group until the new segment
-        // replaces it below, although its files go first: `clean_group` read every one
-        // of them, which mapped it whole (sealed), so no read needs the files again.
-        // (The first segment's files are replaced by the renames below.)
-        for seg in &group[1..] {
-            let paths = [
-                Some(seg.log_path.clone()),
-                Some(seg.offset_index.path().to_path_buf()),
-                Some(seg.time_index.path().to_path_buf()),
-            ];
-            for p in paths.into_iter().flatten() {
-                fs.remove_file(&p)
-                    .map_err(io_ctx(format!("remove {}", p.display())))?;
-            }
-        }
-        sync_dir()?;
-        let new = self.install_swap(swap_path, base, scan)?;
-        let mut segs = self.segments.write();
-        let mut list: Vec<Arc<Segment>> = Vec::with_capacity(segs.len());
-        for s in segs.iter() {
-            if Arc::ptr_eq(s, &group[0]) {
-                list.push(new.clone());
-            } else if !group.iter().any(|g| Arc::ptr_eq(g, s)) {
-                list.push(s.clone());
-            }
-        }
-        *segs = Arc::new(list);
-        drop(segs);
-        // The replaced files are gone: the next flush must not fsync them.
-        self.writer
-            .lock()
-            .unflushed
-            .retain(|s| !group.iter().any(|g| Arc::ptr_eq(g, s)));
-        Ok(())
-    }
-
-    /// Renames the swap files to their final names and opens the new segment, sealed,
-    /// with the indexes written before the swap (`scan` holds their entries).
-    fn install_swap(
-        &self,
-        swap_path: &Path,
-        base: i64,
-        scan: &segment::Scan,
-    ) -> Result<Arc<Segment>> {
-        let fs = self.fs.as_ref();
-        let log_path = self.dir.join(file_name(base, "log"));
-        for suffix in ["index", "timeindex"] {
-            let name = file_name(base, suffix);
-            let from = self.dir.join(format!("{name}.swap"));
-            fs.rename(&from, &self.dir.join(&name))
-                .map_err(io_ctx(format!("rename {}", from.display())))?;
-        }
-        fs.rename(swap_path, &log_path)
-            .map_err(io_ctx(format!("rename {}", swap_path.display())))?;
-        let seg = Segment::open(fs, &self.dir, base, self.config.segment_index_bytes, false)
-            .map_err(io_ctx(format!("open {}", log_path.display())))?;
-        seg.adopt_scan(scan);
-        fs.sync_dir(&self.dir)
-            .map_err(io_ctx(format!("fsync directory {}", self.dir.display())))?;
-        seg.sealed.store(true, Ordering::Release);
-        seg.release_index_files();
-        Ok(Arc::new(seg))
     }
 
     /// Sets the cleaner checkpoint, in memory first (right in either direction). A
@@ -674,13 +517,17 @@ impl Log {
 }
 
 /// State of one pass.
-struct Cleaning<'a> {
+pub(super) struct Cleaning<'a> {
     map: &'a HashMap<Bytes, i64>,
-    aborted: &'a AbortedBatches,
+    /// The transaction rules' state (`clean_txn.rs`).
+    pub(super) txn: TxnCleaning,
     map_end: i64,
-    now_ms: i64,
-    horizon: i64,
+    pub(super) now_ms: i64,
+    /// The delete horizon this pass gives tombstones and markers.
+    pub(super) horizon: i64,
     removed: u64,
-    /// The earliest delete horizon of the tombstones kept (i64::MAX: none).
-    next_horizon: i64,
+    pub(super) markers_removed: u64,
+    /// The earliest delete horizon of the tombstones and markers kept that a later pass
+    /// must look at (i64::MAX: none).
+    pub(super) next_horizon: i64,
 }

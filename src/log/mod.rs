@@ -26,6 +26,7 @@
 mod append;
 mod checkpoint;
 mod clean;
+mod clean_txn;
 mod close;
 mod config;
 mod durable;

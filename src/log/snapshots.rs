@@ -131,8 +131,10 @@ impl Log {
     /// recovery's scan met batches with a producer id (without them and without a
     /// snapshot there is nothing to replay).
     ///
-    /// Compacted logs keep epochs and transactions but no batches (the cleaner may have
-    /// removed a producer's last batch): any sequence is accepted from a known epoch.
+    /// Compacted logs keep epochs and transactions but no batches (the cleaner keeps only
+    /// a producer's last batch of the five remembered, and a log compacted before it
+    /// did, or by Kafka for an expired producer, may lack even that): any sequence is
+    /// accepted from a known epoch.
     ///
     /// # Errors
     /// `Io`/`Corruption` reading the batches or the `.txnindex` files below the replay
@@ -269,6 +271,8 @@ impl Log {
         let marker = match b.control_record() {
             Ok(Some(c)) if h.producer_id >= 0 => c,
             Ok(_) => return,
+            // A marker the cleaner removed, its batch kept empty to end a group.
+            Err(_) if h.records_count == 0 => return,
             Err(e) => {
                 log::warn!(
                     "{}: control batch at offset {}: {e}; not replayed",

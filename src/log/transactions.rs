@@ -44,6 +44,19 @@ pub enum TransactionResult {
 pub(super) struct AbortedBatches(HashMap<i64, Vec<(i64, i64)>>);
 
 impl AbortedBatches {
+    /// The batches of the aborted transactions `txns` (for the cleaner, which drops them
+    /// and keeps them out of its key map, as Kafka's does).
+    pub(super) fn new(txns: &[AbortedTxn]) -> Self {
+        let mut by_producer: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for t in txns {
+            by_producer
+                .entry(t.producer_id)
+                .or_default()
+                .push((t.first_offset, t.last_offset));
+        }
+        AbortedBatches(by_producer)
+    }
+
     /// Whether `h` is a data batch of an aborted transaction.
     pub(super) fn contains(&self, h: &BatchHeader) -> bool {
         h.is_transactional()
@@ -211,19 +224,6 @@ impl Log {
             }
         }
         Ok(out)
-    }
-
-    /// Which batches in `[from, to)` belong to aborted transactions (for the cleaner,
-    /// which drops them and keeps them out of its key map, as Kafka's does).
-    pub(super) fn aborted_batches(&self, from: i64, to: i64) -> Result<AbortedBatches> {
-        let mut by_producer: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
-        for t in self.aborted_transactions(from, to)? {
-            by_producer
-                .entry(t.producer_id)
-                .or_default()
-                .push((t.first_offset, t.last_offset));
-        }
-        Ok(AbortedBatches(by_producer))
     }
 
     /// Publishes the first unstable offset of the producer state (under the append
