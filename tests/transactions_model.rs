@@ -657,3 +657,55 @@ proptest! {
         run(linger, &ops);
     }
 }
+
+/// Found by this model: transactions whose state records in `__transaction_state` were
+/// never fsync'd (an abort, and the open transaction after it), with their data made
+/// durable by a flush of the partition. After a crash that dropped those records, the
+/// coordinator handed the next producer an epoch the partition already held data of,
+/// with the same sequences: its first batch was taken for a duplicate and never
+/// appended, although its send and the commit returned Ok.
+#[test]
+fn after_a_crash_the_next_epoch_is_past_every_epoch_a_partition_holds() {
+    use Op::*;
+    // The third transaction is open at the crash.
+    run(
+        false,
+        &[
+            Begin,
+            Send(0),
+            Commit,
+            Begin,
+            Send(0),
+            Abort,
+            Begin,
+            Send(0),
+            FlushPartition(0),
+            Crash(CrashImage::DropAll),
+            Begin,
+            Send(0),
+            Commit,
+            Check,
+        ],
+    );
+    // The third transaction aborted, its marker durable with the data.
+    run(
+        false,
+        &[
+            Begin,
+            Send(1),
+            Commit,
+            Begin,
+            Send(1),
+            Abort,
+            Begin,
+            Send(1),
+            Abort,
+            FlushPartition(1),
+            Crash(CrashImage::DropAll),
+            Begin,
+            Send(1),
+            Commit,
+            Check,
+        ],
+    );
+}
