@@ -318,10 +318,10 @@ impl World {
     /// Drops every client (the current producer first, so that a clean close aborts its
     /// transaction through it) and opens the store again on `fs`.
     fn reopen_on(&mut self, fs: SimFs, clean: bool) {
-        if let Some(p) = self.txn.take() {
-            if clean {
-                p.close().unwrap();
-            }
+        if let Some(p) = self.txn.take()
+            && clean
+        {
+            p.close().unwrap();
         }
         self.zombies.clear();
         if clean {
