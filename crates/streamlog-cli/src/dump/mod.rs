@@ -117,6 +117,7 @@ pub struct Options {
 /// Counts of what a run read and found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
+    /// Files read, of every kind.
     pub files: usize,
     pub batches: u64,
     pub records: u64,
@@ -158,19 +159,16 @@ pub fn run(options: &Options, out: &mut impl Write, err: &mut impl Write) -> io:
     };
     for path in &options.paths {
         match dump_files(path, options.json) {
-            Ok(files) if files.iter().all(|(_, kind)| *kind != FileKind::Log) && path.is_dir() => {
-                dumper.out.flush()?;
-                writeln!(
-                    dumper.err,
-                    "warning: {}: no .log files (a partition directory, such as clicks-0, \
-                     holds <20-digit base offset>.log files)",
-                    path.display()
-                )?;
-                for (file, kind) in files {
-                    dumper.file(&file, kind)?;
-                }
-            }
             Ok(files) => {
+                if path.is_dir() && !files.iter().any(|(_, kind)| *kind == FileKind::Log) {
+                    dumper.out.flush()?;
+                    writeln!(
+                        dumper.err,
+                        "warning: {}: no .log files (a partition directory, such as clicks-0, \
+                         holds <20-digit base offset>.log files)",
+                        path.display()
+                    )?;
+                }
                 for (file, kind) in files {
                     dumper.file(&file, kind)?;
                 }
