@@ -1,5 +1,6 @@
 //! `streamlog`: the command-line tool of the streamlog library. Its one subcommand so far,
-//! `streamlog dump`, is streamlog's `kafka-dump-log` (see the `dump` module).
+//! `streamlog dump`, is streamlog's `kafka-dump-log` (see the `dump` module): segments,
+//! producer snapshots and transaction indexes.
 //!
 //! ```text
 //! cargo install --path crates/streamlog-cli      # or: cargo run -p streamlog-cli -- ...
@@ -26,11 +27,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Prints Kafka segment files (RecordBatch v2) without modifying them
+    /// Prints Kafka segment files (RecordBatch v2), .snapshot and .txnindex files without
+    /// modifying them
     ///
-    /// One line per batch, or with --json one JSON object per record; with
-    /// --verify-index it also checks the indexes. It takes no lock and repairs nothing,
-    /// so it can look at a directory a streamlog Log (or a Kafka broker) has open.
+    /// One line per batch (with its producer id, epoch, sequences, transactional flag and
+    /// transaction marker), producer snapshot entry or aborted transaction, or with
+    /// --json one JSON object per record; with --verify-index it also checks the
+    /// indexes. It takes no lock and repairs nothing, so it can look at a directory a
+    /// streamlog Log (or a Kafka broker) has open.
     #[command(after_help = dump::EXIT_STATUS_HELP)]
     Dump(dump::Options),
 }

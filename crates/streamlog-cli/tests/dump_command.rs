@@ -136,3 +136,251 @@ fn a_closed_stdout_ends_the_dump_quietly() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert_eq!(text(&o.stderr), "");
 }
+
+/// The value after `name: ` in a dump line.
+fn field_of<'a>(line: &'a str, name: &str) -> &'a str {
+    let at = line
+        .find(&format!(" {name}: "))
+        .map(|i| i + name.len() + 3)
+        .or_else(|| {
+            line.starts_with(&format!("{name}: "))
+                .then_some(name.len() + 2)
+        })
+        .unwrap_or_else(|| panic!("no {name} in {line}"));
+    line[at..].split(' ').next().unwrap()
+}
+
+/// A store written with transactions: `t-0` holds a committed transaction (offsets 0-1,
+/// COMMIT at 2), an aborted one (3, ABORT at 4) and a plain idempotent record (5).
+fn write_transactional_store(dir: &Path) {
+    use streamlog::{ProducerConfig, ProducerRecord, Store, TopicConfig};
+    let store = Store::open(dir).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let txn = store
+        .producer(
+            ProducerConfig::default()
+                .transactional_id("app")
+                .linger_ms(0),
+        )
+        .unwrap();
+    txn.init_transactions().unwrap();
+    txn.begin_transaction().unwrap();
+    let records = [
+        ProducerRecord::new("t").value("committed-1"),
+        ProducerRecord::new("t").value("committed-2"),
+    ];
+    txn.send_batch(&records).unwrap().wait().unwrap();
+    txn.commit_transaction().unwrap();
+    txn.begin_transaction().unwrap();
+    txn.send(ProducerRecord::new("t").value("aborted"))
+        .unwrap()
+        .wait()
+        .unwrap();
+    txn.abort_transaction().unwrap();
+    let plain = store
+        .producer(ProducerConfig::default().linger_ms(0))
+        .unwrap();
+    plain
+        .send(ProducerRecord::new("t").value("plain"))
+        .unwrap()
+        .wait()
+        .unwrap();
+    store.close().unwrap();
+}
+
+#[test]
+fn a_store_written_with_transactions_dumps_producers_markers_snapshots_and_aborts() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_transactional_store(tmp.path());
+    let dir = tmp.path().join("t-0");
+    let o = streamlog(&[OsStr::new("dump"), dir.as_os_str()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stderr), "");
+    let stdout = text(&o.stdout);
+    let batches: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("position: "))
+        .collect();
+    assert_eq!(batches.len(), 5, "{stdout}");
+    let [committed, commit, aborted, abort, plain] = batches[..] else {
+        unreachable!()
+    };
+    let pid = field_of(committed, "producerId");
+    let epoch = |l: &str| field_of(l, "producerEpoch").parse::<i16>().unwrap();
+    // The transactional data batches.
+    for (line, base, last_sequence) in [(committed, "0", "1"), (aborted, "3", "0")] {
+        assert_eq!(field_of(line, "baseOffset"), base, "{line}");
+        assert_eq!(field_of(line, "producerId"), pid, "{line}");
+        assert_eq!(field_of(line, "baseSequence"), "0", "{line}");
+        assert_eq!(field_of(line, "lastSequence"), last_sequence, "{line}");
+        assert_eq!(field_of(line, "isTransactional"), "true", "{line}");
+        assert_eq!(field_of(line, "isControl"), "false", "{line}");
+        assert!(!line.contains("endTxnMarker"), "{line}");
+    }
+    assert_eq!(field_of(committed, "lastOffset"), "1");
+    assert!(
+        epoch(aborted) > epoch(committed),
+        "one epoch per transaction"
+    );
+    // The markers, under the epoch of the data they close.
+    for (line, data, offset, kind) in [
+        (commit, committed, "2", "COMMIT"),
+        (abort, aborted, "4", "ABORT"),
+    ] {
+        assert_eq!(field_of(line, "baseOffset"), offset, "{line}");
+        assert_eq!(field_of(line, "producerId"), pid, "{line}");
+        assert_eq!(epoch(line), epoch(data), "{line}");
+        assert_eq!(field_of(line, "baseSequence"), "-1", "{line}");
+        assert_eq!(field_of(line, "isTransactional"), "true", "{line}");
+        assert_eq!(field_of(line, "isControl"), "true", "{line}");
+        assert!(
+            line.ends_with(&format!(" endTxnMarker: {kind} coordinatorEpoch: 0")),
+            "{line}"
+        );
+    }
+    // The plain idempotent producer: its own producer id, not transactional.
+    let plain_pid = field_of(plain, "producerId");
+    assert_ne!(plain_pid, pid);
+    assert!(plain_pid.parse::<i64>().unwrap() >= 0);
+    assert_eq!(field_of(plain, "isTransactional"), "false");
+    assert_eq!(field_of(plain, "baseSequence"), "0");
+
+    // The snapshot taken at close (offset 6), one line per producer, nothing open.
+    let snapshot = dir.join(format!("{:020}.snapshot", 6));
+    let header = format!(
+        "Dumping {} (producer snapshot at offset 6, {} bytes)",
+        snapshot.display(),
+        10 + 2 * 46
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    let at = lines.iter().position(|l| *l == header).expect(stdout);
+    let mut producers: Vec<&str> = lines[at + 1..at + 3].to_vec();
+    producers.sort_by_key(|l| field_of(l, "producerId").parse::<i64>().unwrap());
+    for line in &producers {
+        assert_eq!(field_of(line, "currentTxnFirstOffset"), "-1", "{line}");
+    }
+    let txn_entry = producers
+        .iter()
+        .find(|l| field_of(l, "producerId") == pid)
+        .unwrap();
+    assert_eq!(epoch(txn_entry), epoch(abort));
+    assert_eq!(field_of(txn_entry, "coordinatorEpoch"), "0");
+    assert_eq!(field_of(txn_entry, "lastOffset"), "3");
+    assert_eq!(field_of(txn_entry, "lastSequence"), "0");
+    let plain_entry = producers
+        .iter()
+        .find(|l| field_of(l, "producerId") == plain_pid)
+        .unwrap();
+    assert_eq!(field_of(plain_entry, "coordinatorEpoch"), "-1");
+    assert_eq!(field_of(plain_entry, "lastOffset"), "5");
+
+    // The aborted transaction in the segment's .txnindex.
+    let txn_index = dir.join(format!("{:020}.txnindex", 0));
+    let header = format!(
+        "Dumping {} (transaction index, base offset 0, 34 bytes)",
+        txn_index.display()
+    );
+    let at = lines.iter().position(|l| *l == header).expect(stdout);
+    assert_eq!(
+        lines[at + 1],
+        format!("version: 0 producerId: {pid} firstOffset: 3 lastOffset: 4 lastStableOffset: 5")
+    );
+    assert_eq!(
+        *lines.last().unwrap(),
+        "Summary: files: 3 batches: 5 records: 6 snapshotEntries: 2 abortedTxns: 1 problems: 0"
+    );
+
+    // Named on the command line with --json: one object per entry.
+    let o = streamlog(&[
+        OsStr::new("dump"),
+        OsStr::new("--json"),
+        txn_index.as_os_str(),
+        snapshot.as_os_str(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let objects: Vec<serde_json::Value> = text(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(objects.len(), 3, "{}", text(&o.stdout));
+    assert_eq!(
+        objects[0],
+        serde_json::json!({
+            "producerId": pid.parse::<i64>().unwrap(),
+            "firstOffset": 3, "lastOffset": 4, "lastStableOffset": 5
+        })
+    );
+    assert!(
+        objects[1..]
+            .iter()
+            .all(|o| o["currentTxnFirstOffset"] == -1 && o["lastOffset"].is_i64())
+    );
+    // A directory with --json stays records only: 6 records (markers marked).
+    let o = streamlog(&[OsStr::new("dump"), OsStr::new("--json"), dir.as_os_str()]);
+    assert_eq!(text(&o.stdout).lines().count(), 6);
+}
+
+#[test]
+fn damaged_snapshots_and_txnindexes_exit_1_with_the_position() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_transactional_store(tmp.path());
+    let dir = tmp.path().join("t-0");
+    let snapshot = dir.join(format!("{:020}.snapshot", 6));
+    let good = fs::read(&snapshot).unwrap();
+    // A flipped bit in an entry, which the CRC covers.
+    let mut bad = good.clone();
+    bad[20] ^= 0x01;
+    fs::write(&snapshot, &bad).unwrap();
+    let o = streamlog(&[OsStr::new("dump"), snapshot.as_os_str()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
+    let want = format!(
+        "error: {}: corruption at position 2: snapshot CRC-32C mismatch",
+        snapshot.display()
+    );
+    assert!(text(&o.stderr).starts_with(&want), "{}", text(&o.stderr));
+    // Cut inside the second entry: the count no longer matches, the first entry prints.
+    fs::write(&snapshot, &good[..10 + 46 + 20]).unwrap();
+    let o = streamlog(&[OsStr::new("dump"), snapshot.as_os_str()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("corruption at position 6: the snapshot declares 2 entries"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(
+        text(&o.stdout)
+            .lines()
+            .filter(|l| l.starts_with("producerId: "))
+            .count(),
+        1
+    );
+    // Another version.
+    let mut bad = good.clone();
+    bad[1] = 2;
+    fs::write(&snapshot, &bad).unwrap();
+    let o = streamlog(&[OsStr::new("dump"), snapshot.as_os_str()]);
+    assert!(text(&o.stderr).contains("corruption at position 0: snapshot version 2, expected 1"));
+    fs::write(&snapshot, &good).unwrap();
+
+    let txn_index = dir.join(format!("{:020}.txnindex", 0));
+    let good = fs::read(&txn_index).unwrap();
+    fs::write(&txn_index, &good[..20]).unwrap();
+    let o = streamlog(&[OsStr::new("dump"), dir.as_os_str()]);
+    assert_eq!(o.status.code(), Some(1));
+    let want = format!(
+        "error: {}: corruption at position 0: truncated entry: 20 bytes of 34",
+        txn_index.display()
+    );
+    assert!(text(&o.stderr).starts_with(&want), "{}", text(&o.stderr));
+    // Entries out of order: the same entry twice.
+    fs::write(&txn_index, [&good[..], &good[..]].concat()).unwrap();
+    let o = streamlog(&[OsStr::new("dump"), txn_index.as_os_str()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains(
+            "corruption at position 34: lastOffset 4 does not follow the previous entry's 4"
+        ),
+        "{}",
+        text(&o.stderr)
+    );
+}

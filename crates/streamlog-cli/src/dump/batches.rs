@@ -7,7 +7,7 @@ use std::path::Path;
 use bytes::Bytes;
 use streamlog::Error;
 use streamlog::format::batch::{self, MAGIC_V2, RECORD_BATCH_OVERHEAD};
-use streamlog::format::{Batch, BatchHeader, ControlRecord};
+use streamlog::format::{Batch, BatchHeader, ControlRecord, ControlRecordType};
 
 use super::{BatchInfo, Dumper, control_type_name, json};
 
@@ -131,11 +131,19 @@ impl<O: Write, E: Write> Dumper<'_, O, E> {
         };
         writeln!(
             self.out,
-            "position: {position} baseOffset: {} lastOffset: {} count: {} codec: {codec} \
-             crcValid: {crc_valid} size: {size} maxTimestamp: {}{suffix}",
+            "position: {position} baseOffset: {} lastOffset: {} count: {} baseSequence: {} \
+             lastSequence: {} producerId: {} producerEpoch: {} isTransactional: {} \
+             isControl: {} codec: {codec} crcValid: {crc_valid} size: {size} \
+             maxTimestamp: {}{suffix}",
             h.base_offset,
             h.last_offset(),
             h.records_count,
+            h.base_sequence,
+            last_sequence(h),
+            h.producer_id,
+            h.producer_epoch,
+            h.is_transactional(),
+            h.is_control(),
             h.max_timestamp,
         )
     }
@@ -184,13 +192,28 @@ impl<O: Write, E: Write> Dumper<'_, O, E> {
     }
 }
 
-/// ` control: COMMIT coordinatorEpoch: 7`, appended to a control batch's line.
-fn control_suffix(c: ControlRecord) -> String {
-    let mut s = format!(" control: {}", control_type_name(c.kind));
-    if let Some(epoch) = c.coordinator_epoch {
-        s.push_str(&format!(" coordinatorEpoch: {epoch}"));
+/// The sequence of a batch's last record, as Kafka computes it: -1 without a producer,
+/// else the base sequence plus the last offset delta, wrapping from `i32::MAX` to 0.
+fn last_sequence(h: &BatchHeader) -> i32 {
+    if h.base_sequence < 0 {
+        return -1;
     }
-    s
+    let space = i64::from(i32::MAX) + 1;
+    let last = (i64::from(h.base_sequence) + i64::from(h.last_offset_delta)).rem_euclid(space);
+    i32::try_from(last).expect("below 2^31 by the remainder")
+}
+
+/// Appended to a control batch's line as kafka-dump-log prints it: a transaction marker
+/// as ` endTxnMarker: COMMIT coordinatorEpoch: 7` (or ABORT), other control types (KRaft's)
+/// as ` control: LEADER_CHANGE`.
+fn control_suffix(c: ControlRecord) -> String {
+    match (c.kind, c.coordinator_epoch) {
+        (ControlRecordType::Commit | ControlRecordType::Abort, Some(epoch)) => format!(
+            " endTxnMarker: {} coordinatorEpoch: {epoch}",
+            control_type_name(c.kind)
+        ),
+        _ => format!(" control: {}", control_type_name(c.kind)),
+    }
 }
 
 #[cfg(test)]
@@ -216,8 +239,9 @@ mod tests {
 
     fn expected_line(a: &Appended) -> String {
         format!(
-            "position: {} baseOffset: {} lastOffset: {} count: {} codec: {} crcValid: true \
-             size: {} maxTimestamp: {}",
+            "position: {} baseOffset: {} lastOffset: {} count: {} baseSequence: -1 \
+             lastSequence: -1 producerId: -1 producerEpoch: -1 isTransactional: false \
+             isControl: false codec: {} crcValid: true size: {} maxTimestamp: {}",
             a.info.position,
             a.info.base_offset,
             a.info.last_offset,
@@ -293,13 +317,18 @@ mod tests {
         assert_eq!(o.summary.problems, 0, "{}", o.err);
         let lines: Vec<&str> = o.out.lines().collect();
         assert!(lines[1].starts_with("position: 0 baseOffset: 40 lastOffset: 41 count: 2 "));
-        assert!(!lines[1].contains("control"));
-        assert!(lines[2].contains(" baseOffset: 42 lastOffset: 42 count: 1 codec: none "));
+        assert!(lines[1].contains(" isTransactional: false isControl: false "));
+        assert!(!lines[1].contains("endTxnMarker") && !lines[1].contains(" control: "));
+        assert!(lines[2].contains(
+            " baseOffset: 42 lastOffset: 42 count: 1 baseSequence: -1 lastSequence: -1 \
+             producerId: 1000 producerEpoch: 3 isTransactional: true isControl: true codec: none "
+        ));
         assert!(
-            lines[2].ends_with(" maxTimestamp: 1700000000010 control: ABORT coordinatorEpoch: 7")
+            lines[2]
+                .ends_with(" maxTimestamp: 1700000000010 endTxnMarker: ABORT coordinatorEpoch: 7")
         );
         assert!(
-            lines[3].ends_with(" control: COMMIT coordinatorEpoch: 8"),
+            lines[3].ends_with(" endTxnMarker: COMMIT coordinatorEpoch: 8"),
             "{}",
             lines[3]
         );
@@ -558,7 +587,7 @@ mod tests {
         let marker = lines.last().unwrap();
         assert!(marker.contains(&format!("baseOffset: {next} lastOffset: {next} count: 1")));
         assert!(
-            marker.ends_with(" control: COMMIT coordinatorEpoch: 19"),
+            marker.ends_with(" endTxnMarker: COMMIT coordinatorEpoch: 19"),
             "{marker}"
         );
 
@@ -612,5 +641,28 @@ mod tests {
             path.display()
         );
         assert!(o.err.starts_with(&want), "{}", o.err);
+    }
+
+    /// Sequences wrap from `i32::MAX` to 0 (Kafka's `incrementSequence`), and the
+    /// snapshot's first sequence wraps back the other way.
+    #[test]
+    fn the_last_sequence_wraps_past_i32_max() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut b = BatchBuilder::new().producer(9, 4, i32::MAX - 1);
+        for i in 0..3 {
+            b.push(T + i, None, Some(b"v"), &[]).unwrap();
+        }
+        let path = write_segment(tmp.path(), 0, vec![b.finish().unwrap()]);
+        let o = dump(&[], &[&path]);
+        assert_eq!(o.summary.problems, 0, "{}", o.err);
+        let line = o.out.lines().nth(1).unwrap();
+        assert!(
+            line.contains(&format!(
+                " count: 3 baseSequence: {} lastSequence: 0 producerId: 9 producerEpoch: 4 \
+                 isTransactional: false isControl: false ",
+                i32::MAX - 1
+            )),
+            "{line}"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! The `--json` output: one JSON object per line for each record, or a marker for each
-//! control record.
+//! control record; for `.snapshot` and `.txnindex` files named on the command line, one
+//! per entry.
 
 use std::borrow::Cow;
 use std::io::{self, Write};
@@ -10,6 +11,7 @@ use serde_json::ser::{CharEscape, Formatter};
 use streamlog::format::{ControlRecord, Header, Record};
 
 use super::control_type_name;
+use super::txn_files::{AbortedTxn, SnapshotEntry};
 
 /// A record: `{"offset":..,"timestamp":..,"key":..,"value":..,"headers":{..}}`.
 #[derive(Serialize)]
@@ -108,6 +110,59 @@ pub fn write_control(out: &mut impl Write, r: &Record, c: ControlRecord) -> io::
             timestamp: r.timestamp,
             control: control_type_name(c.kind),
             coordinator_epoch: c.coordinator_epoch,
+        },
+    )
+}
+
+/// A `.snapshot` entry (with `--json`, for a snapshot file named on the command line):
+/// `{"producerId":..,"producerEpoch":..,"lastSequence":..,"lastOffset":..,
+/// "offsetDelta":..,"timestamp":..,"coordinatorEpoch":..,"currentTxnFirstOffset":..}`.
+pub fn write_snapshot_entry(out: &mut impl Write, e: &SnapshotEntry) -> io::Result<()> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Line {
+        producer_id: i64,
+        producer_epoch: i16,
+        last_sequence: i32,
+        last_offset: i64,
+        offset_delta: i32,
+        timestamp: i64,
+        coordinator_epoch: i32,
+        current_txn_first_offset: i64,
+    }
+    write_line(
+        out,
+        &Line {
+            producer_id: e.producer_id,
+            producer_epoch: e.producer_epoch,
+            last_sequence: e.last_sequence,
+            last_offset: e.last_offset,
+            offset_delta: e.offset_delta,
+            timestamp: e.timestamp,
+            coordinator_epoch: e.coordinator_epoch,
+            current_txn_first_offset: e.current_txn_first_offset,
+        },
+    )
+}
+
+/// A `.txnindex` entry (with `--json`, for a transaction index named on the command
+/// line): `{"producerId":..,"firstOffset":..,"lastOffset":..,"lastStableOffset":..}`.
+pub fn write_aborted_txn(out: &mut impl Write, e: &AbortedTxn) -> io::Result<()> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Line {
+        producer_id: i64,
+        first_offset: i64,
+        last_offset: i64,
+        last_stable_offset: i64,
+    }
+    write_line(
+        out,
+        &Line {
+            producer_id: e.producer_id,
+            first_offset: e.first_offset,
+            last_offset: e.last_offset,
+            last_stable_offset: e.last_stable_offset,
         },
     )
 }

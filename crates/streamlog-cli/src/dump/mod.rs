@@ -1,5 +1,6 @@
 //! `streamlog dump`: streamlog's `kafka-dump-log`. Prints the batches or the records of
-//! Kafka segment files and checks their indexes against them. It only reads: it does not
+//! Kafka segment files, the producer state of `.snapshot` files and the aborted
+//! transactions of `.txnindex` files, and checks segment indexes. It only reads: it does not
 //! go through `Log::open`, takes no lock and repairs nothing, so it is safe to point at a
 //! directory that a `Log` (or a broker) has open; it then sees a snapshot, and the active
 //! segment's preallocated indexes show up as "untrimmed".
@@ -8,17 +9,29 @@
 //! cargo run -p streamlog-cli -- dump [--json] [--verify-index] PATH...
 //! ```
 //!
-//! PATH is a `.log` segment file or a partition directory, meaning every `*.log` file in
-//! it, in name order (for Kafka's `<20-digit base offset>.log` names, offset order).
+//! PATH is a `.log` segment file, a `.snapshot` or `.txnindex` file, or a partition
+//! directory, meaning every `*.log`, `*.snapshot` and `*.txnindex` file in it (with
+//! `--json`, its `*.log` files only), in name order (for Kafka's 20-digit offset names,
+//! offset order).
 //!
 //! # Output
 //!
 //! - Default: a `Dumping <file> (...)` line per file, one line per batch, then a
-//!   `Summary: files: .. batches: .. records: .. problems: ..` line. A batch line is
-//!   `position: 0 baseOffset: 0 lastOffset: 4 count: 5 codec: lz4 crcValid: true size: 345
-//!   maxTimestamp: 1700000000000` (on one line). A control batch adds
-//!   ` control: COMMIT coordinatorEpoch: 7` (`ABORT`; the KRaft types `LEADER_CHANGE`,
-//!   `SNAPSHOT_HEADER`, ... carry no coordinator epoch).
+//!   `Summary: files: .. batches: .. records: .. problems: ..` line (with
+//!   `snapshotEntries: ..` and `abortedTxns: ..` before `problems` when such files were
+//!   read). A batch line is, on one line, `position: 0 baseOffset: 0 lastOffset: 4
+//!   count: 5 baseSequence: 0 lastSequence: 4 producerId: 7 producerEpoch: 2
+//!   isTransactional: true isControl: false codec: lz4 crcValid: true size: 345
+//!   maxTimestamp: 1700000000000` (-1 for the producer fields of a batch without a
+//!   producer, as Kafka writes them). A transaction marker adds
+//!   ` endTxnMarker: COMMIT coordinatorEpoch: 7` (or `ABORT`), as kafka-dump-log prints
+//!   it; the KRaft control types add ` control: LEADER_CHANGE` (`SNAPSHOT_HEADER`, ...).
+//! - A `.snapshot` file: a line per producer, `producerId: 7 producerEpoch: 2
+//!   coordinatorEpoch: 0 currentTxnFirstOffset: -1 lastTimestamp: 1700000000000
+//!   firstSequence: 0 lastSequence: 4 lastOffset: 12 offsetDelta: 4` (Kafka's fields;
+//!   the first sequence is derived from the last one and the offset delta). A
+//!   `.txnindex` file: a line per aborted transaction, `version: 0 producerId: 7
+//!   firstOffset: 3 lastOffset: 9 lastStableOffset: 10`.
 //! - `--json`: one JSON object per record per line and nothing else on stdout:
 //!   `{"offset":0,"timestamp":1700000000000,"key":"k","value":"v","headers":{"h":"1"}}`.
 //!   Keys, values and header values are strings (bytes that are not UTF-8 become U+FFFD)
@@ -26,6 +39,8 @@
 //!   object. Control records are **marked, not skipped**: they come out as
 //!   `{"offset":7,"timestamp":1700000000000,"control":"COMMIT","coordinatorEpoch":3}`,
 //!   with no `key`, `value` or `headers`, so `jq 'select(.control == null)'` drops them.
+//!   A `.snapshot` or `.txnindex` file named as a PATH prints one object per entry, with
+//!   the fields of the default mode in camelCase.
 //! - `--verify-index` (with either mode): checks each segment's `.index` (every entry's
 //!   base + relative offset is the last offset of the batch starting at its position;
 //!   entries strictly increasing) and `.timeindex` (timestamps strictly increasing, offsets
@@ -44,14 +59,18 @@
 //! batch, as Kafka's tool does); a truncated batch or an impossible batch length (the
 //! rest of that file cannot be located, so its dump stops there); batch offsets below the
 //! segment's base or going backwards; records that do not decode; an index entry that
-//! disagrees with the log; a file that cannot be read. Exit status: 0 if there was no
-//! problem, 1 if there was one or more, 2 for a usage error.
+//! disagrees with the log; a `.snapshot` with another version, a CRC-32C mismatch or a
+//! length that does not match its entry count (the entries that are whole still print);
+//! a `.txnindex` entry with another version, a last offset not above the previous
+//! entry's, a first offset past its last, or a partial entry at the end; a file that
+//! cannot be read. Exit status: 0 if there was no problem, 1 if there was one or more, 2
+//! for a usage error.
 //!
-//! The files: this one walks the paths and reports; `batches` reads a segment's batches
+//! The files: this one walks the paths and reports; `txn_files` reads `.snapshot` and
+//! `.txnindex` files; `batches` reads a segment's batches
 //! and records and prints the default output, `json` the `--json` output, `index_check`
 //! compares the indexes with the batches.
 
-use std::ffi::OsStr;
 use std::fmt::Display;
 use std::fs;
 use std::io::{self, Write};
@@ -66,6 +85,7 @@ mod index_check;
 mod json;
 #[cfg(test)]
 mod testing;
+mod txn_files;
 
 /// The end of `streamlog dump --help`.
 pub const EXIT_STATUS_HELP: &str = "\
@@ -87,7 +107,9 @@ pub struct Options {
     /// Check each segment's .index and .timeindex against its .log
     #[arg(long)]
     pub verify_index: bool,
-    /// A .log segment file or a partition directory (all its *.log files, in order)
+    /// A .log segment, .snapshot or .txnindex file, or a partition directory (all its
+    /// *.log, *.snapshot and *.txnindex files, in offset order; with --json its *.log
+    /// files only)
     #[arg(value_name = "PATH", required = true)]
     pub paths: Vec<PathBuf>,
 }
@@ -95,6 +117,7 @@ pub struct Options {
 /// Counts of what a run read and found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
+    /// Files read, of every kind.
     pub files: usize,
     pub batches: u64,
     pub records: u64,
@@ -102,6 +125,12 @@ pub struct Summary {
     pub index_entries: u64,
     /// `.timeindex` entries compared with the log.
     pub time_index_entries: u64,
+    /// `.snapshot` files read, and the producer entries printed from them.
+    pub snapshot_files: usize,
+    pub snapshot_entries: u64,
+    /// `.txnindex` files read, and the aborted transactions printed from them.
+    pub txn_index_files: usize,
+    pub aborted_txns: u64,
     /// Problems reported on the error stream.
     pub problems: u64,
 }
@@ -129,19 +158,19 @@ pub fn run(options: &Options, out: &mut impl Write, err: &mut impl Write) -> io:
         summary: Summary::default(),
     };
     for path in &options.paths {
-        match segment_files(path) {
-            Ok(files) if files.is_empty() => {
-                dumper.out.flush()?;
-                writeln!(
-                    dumper.err,
-                    "warning: {}: no .log files (a partition directory, such as clicks-0, \
-                     holds <20-digit base offset>.log files)",
-                    path.display()
-                )?;
-            }
+        match dump_files(path, options.json) {
             Ok(files) => {
-                for file in files {
-                    dumper.segment(&file)?;
+                if path.is_dir() && !files.iter().any(|(_, kind)| *kind == FileKind::Log) {
+                    dumper.out.flush()?;
+                    writeln!(
+                        dumper.err,
+                        "warning: {}: no .log files (a partition directory, such as clicks-0, \
+                         holds <20-digit base offset>.log files)",
+                        path.display()
+                    )?;
+                }
+                for (file, kind) in files {
+                    dumper.file(&file, kind)?;
                 }
             }
             Err(e) => dumper.problem(e)?,
@@ -161,13 +190,43 @@ pub fn run(options: &Options, out: &mut impl Write, err: &mut impl Write) -> io:
                 s.index_entries, s.time_index_entries
             )?;
         }
+        if s.snapshot_files > 0 {
+            write!(dumper.out, " snapshotEntries: {}", s.snapshot_entries)?;
+        }
+        if s.txn_index_files > 0 {
+            write!(dumper.out, " abortedTxns: {}", s.aborted_txns)?;
+        }
         writeln!(dumper.out, " problems: {}", s.problems)?;
     }
     Ok(dumper.summary)
 }
 
-/// The `.log` files `path` stands for: itself, or a directory's `*.log` files sorted.
-fn segment_files(path: &Path) -> Result<Vec<PathBuf>, Error> {
+/// What a file to dump holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileKind {
+    /// A segment: RecordBatch v2 batches.
+    Log,
+    /// Producer state (`<offset>.snapshot`).
+    Snapshot,
+    /// Aborted transactions (`<base offset>.txnindex`).
+    TxnIndex,
+}
+
+impl FileKind {
+    fn of(path: &Path) -> Option<FileKind> {
+        match path.extension()?.to_str()? {
+            "log" => Some(FileKind::Log),
+            "snapshot" => Some(FileKind::Snapshot),
+            "txnindex" => Some(FileKind::TxnIndex),
+            _ => None,
+        }
+    }
+}
+
+/// The files `path` stands for: itself, or a directory's `*.log`, `*.snapshot` and
+/// `*.txnindex` files sorted by name (so by offset); with `json_only_records`, a
+/// directory's `*.log` files only (the `--json` stream holds records).
+fn dump_files(path: &Path, json_only_records: bool) -> Result<Vec<(PathBuf, FileKind)>, Error> {
     let io_error = |what: &str, source| Error::Io {
         context: format!("{what} {}", path.display()),
         source,
@@ -177,19 +236,22 @@ fn segment_files(path: &Path) -> Result<Vec<PathBuf>, Error> {
         let mut files = Vec::new();
         for entry in fs::read_dir(path).map_err(|e| io_error("list", e))? {
             let file = entry.map_err(|e| io_error("list", e))?.path();
-            if file.extension() == Some(OsStr::new("log")) && file.is_file() {
-                files.push(file);
+            let Some(kind) = FileKind::of(&file) else {
+                continue;
+            };
+            if (kind == FileKind::Log || !json_only_records) && file.is_file() {
+                files.push((file, kind));
             }
         }
-        files.sort();
+        files.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(files)
-    } else if path.extension() == Some(OsStr::new("log")) {
-        Ok(vec![path.to_path_buf()])
+    } else if let Some(kind) = FileKind::of(path) {
+        Ok(vec![(path.to_path_buf(), kind)])
     } else {
         Err(Error::InvalidArgument {
             name: "PATH",
             reason: format!(
-                "{} is neither a .log segment file nor a partition directory",
+                "{} is neither a .log, .snapshot or .txnindex file nor a partition directory",
                 path.display()
             ),
         })
@@ -269,6 +331,15 @@ impl<O: Write, E: Write> Dumper<'_, O, E> {
         }
     }
 
+    /// Dumps one file of any kind.
+    fn file(&mut self, path: &Path, kind: FileKind) -> io::Result<()> {
+        match kind {
+            FileKind::Log => self.segment(path),
+            FileKind::Snapshot => self.snapshot(path),
+            FileKind::TxnIndex => self.txn_index(path),
+        }
+    }
+
     /// Dumps one `.log` file, then checks its indexes if asked to.
     fn segment(&mut self, path: &Path) -> io::Result<()> {
         self.summary.files += 1;
@@ -337,7 +408,7 @@ mod tests {
         );
         assert!(
             o.err
-                .contains("neither a .log segment file nor a partition directory")
+                .contains("neither a .log, .snapshot or .txnindex file nor a partition directory")
         );
         assert!(
             o.err
