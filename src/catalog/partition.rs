@@ -155,6 +155,12 @@ impl PartitionState {
         self.log.open_transaction_epochs()
     }
 
+    /// The epoch this partition holds for `producer_id` (its latest batch or marker), if
+    /// it remembers the producer.
+    pub(crate) fn producer_epoch(&self, producer_id: i64) -> Option<i16> {
+        self.log.producer_epoch(producer_id)
+    }
+
     /// The aborted transactions overlapping `[from, to)` (see
     /// [`Log::aborted_transactions`]).
     pub(crate) fn aborted_transactions(&self, from: i64, to: i64) -> Result<Vec<AbortedTxn>> {

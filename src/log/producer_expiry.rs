@@ -1,3 +1,6 @@
+//! What a log tells of its producers beyond appends: forgetting idle ones, and the
+//! epoch it holds for one.
+//!
 //! Forgetting idle producers (Kafka's `producer.id.expiration.ms`): the state of a
 //! producer id that has not written for that long, and has no open transaction, is
 //! dropped, so a store whose producers come and go does not remember them forever.
@@ -12,5 +15,13 @@ impl Log {
     pub fn expire_producers(&self, max_age_ms: i64) -> usize {
         let now = self.config.clock.now_ms();
         self.writer.lock().producers.expire(now, max_age_ms)
+    }
+}
+
+impl Log {
+    /// The epoch this log holds for `producer_id` (of its latest batch or marker), if it
+    /// remembers the producer. Takes the append lock.
+    pub fn producer_epoch(&self, producer_id: i64) -> Option<i16> {
+        self.writer.lock().producers.epoch_of(producer_id)
     }
 }

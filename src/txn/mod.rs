@@ -6,9 +6,7 @@
 //! # Protocol
 //!
 //! Every transaction of a producer id runs under its own epoch (as Kafka's transaction
-//! version 2, KIP-890): ending one bumps the epoch the producer uses next. Its first
-//! partition writes `Ongoing` to `__transaction_state` fsync'd, so that no partition
-//! holds data of an epoch the transaction log could lose. Commit:
+//! version 2, KIP-890): ending one bumps the epoch the producer uses next. Commit:
 //! 1. the data of every partition written is fsync'd;
 //! 2. `PrepareCommit` (with the partitions) is appended to `__transaction_state` and
 //!    fsync'd: the decision;
@@ -258,19 +256,13 @@ impl TxnCoordinator {
         if t.partitions.contains_key(&tp) {
             return Ok(());
         }
-        let starts = t.status != Status::Ongoing;
         self.begin(catalog, &mut t);
         t.partitions.insert(tp, part.clone());
+        // Not fsync'd: recovery finds open transactions in the partitions themselves,
+        // and starts the next session past every epoch a partition holds for the
+        // producer id, whatever of this log a crash lost.
         let log = self.log(catalog)?;
-        let at = Self::write(&log, transactional_id, &t, catalog.now_ms())?;
-        // The first partition makes the transaction's epoch durable before any data
-        // under it: recovery starts the next session past the latest epoch of the log,
-        // and a partition holding data of a later epoch would take the next session's
-        // first batches (the same epoch and sequences) for duplicates. Later partitions
-        // are not fsync'd: recovery finds open transactions in the partitions themselves.
-        if starts {
-            log.flush_to(at + 1)?;
-        }
+        Self::write(&log, transactional_id, &t, catalog.now_ms())?;
         Ok(())
     }
 

@@ -72,6 +72,18 @@ impl TxnCoordinator {
         for (p, end) in &touched {
             p.flush_to(*end)?;
         }
+        // The highest epoch each partition holds for the transactional producer ids.
+        let mut epochs: HashMap<i64, i16> = HashMap::new();
+        for topic in catalog.topics() {
+            for p in topic.partitions() {
+                for r in latest.values() {
+                    if let Some(e) = p.producer_epoch(r.producer_id) {
+                        let max = epochs.entry(r.producer_id).or_insert(e);
+                        *max = (*max).max(e);
+                    }
+                }
+            }
+        }
         let mut txns = HashMap::new();
         for (id, r) in latest {
             let status = match r.status {
@@ -96,6 +108,14 @@ impl TxnCoordinator {
             if let (Some(log), true) = (&log, status != r.status) {
                 // Recorded complete, so the next open need not look at it again.
                 TxnCoordinator::write(log, &id, &t, catalog.now_ms())?;
+            }
+            // The next session must be past every epoch a partition holds data or a
+            // marker of: records of this log a crash lost (an `Ongoing`, a `Complete*`)
+            // may have been followed by data that survived, and a new session under
+            // that epoch would have its first batches (the same sequences) taken for
+            // duplicates of it.
+            if let Some(seen) = epochs.get(&r.producer_id) {
+                t.session.epoch = t.session.epoch.max(*seen);
             }
             coordinator.next_session(catalog, &mut t)?;
             txns.insert(id, Arc::new(Mutex::new(t)));
