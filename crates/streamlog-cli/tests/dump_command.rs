@@ -384,3 +384,33 @@ fn damaged_snapshots_and_txnindexes_exit_1_with_the_position() {
         text(&o.stderr)
     );
 }
+
+/// Compaction keeps a control batch whose marker it removed (empty, to hold its offset):
+/// the dump shows it, and it is not damage.
+#[test]
+fn an_empty_control_batch_left_by_compaction_is_not_damage() {
+    use streamlog::format::batch::{
+        ATTRIBUTES_OFFSET, BATCH_LENGTH_OFFSET, CRC_OFFSET, LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD,
+        PARTITION_LEADER_EPOCH_OFFSET, RECORDS_COUNT_OFFSET, RECORDS_OFFSET, compute_crc,
+    };
+    use streamlog::format::{ControlRecordType, control_batch};
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("00000000000000000000.log");
+    // A COMMIT marker batch, its one record cut: recordsCount 0, the length and CRC fixed.
+    let mut b = control_batch(ControlRecordType::Commit, 7, 0, 0, T).unwrap();
+    b.truncate(RECORDS_OFFSET);
+    b[RECORDS_COUNT_OFFSET..RECORDS_OFFSET].copy_from_slice(&0i32.to_be_bytes());
+    b[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4].copy_from_slice(&0i32.to_be_bytes());
+    let len = (b.len() - LOG_OVERHEAD) as i32;
+    b[BATCH_LENGTH_OFFSET..PARTITION_LEADER_EPOCH_OFFSET].copy_from_slice(&len.to_be_bytes());
+    let crc = compute_crc(&b);
+    b[CRC_OFFSET..ATTRIBUTES_OFFSET].copy_from_slice(&crc.to_be_bytes());
+    fs::write(&file, &b).unwrap();
+    let out = streamlog(&[OsStr::new("dump"), file.as_os_str()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("endTxnMarker: none (removed by compaction)"),
+        "{}",
+        text(&out.stdout)
+    );
+}

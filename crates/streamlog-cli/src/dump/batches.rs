@@ -68,7 +68,7 @@ impl<O: Write, E: Write> Dumper<'_, O, E> {
             };
             let h = *batch.header();
             self.summary.batches += 1;
-            let control = if h.is_control() {
+            let control = if h.is_control() && h.records_count > 0 {
                 match batch.control_record() {
                     Ok(control) => control,
                     Err(e) => {
@@ -82,6 +82,10 @@ impl<O: Write, E: Write> Dumper<'_, O, E> {
             if !self.options.json {
                 let suffix = match control {
                     Some(c) => control_suffix(c),
+                    // Compaction removed its marker and kept the batch to hold its offset.
+                    None if h.is_control() && h.records_count == 0 => {
+                        " endTxnMarker: none (removed by compaction)".to_owned()
+                    }
                     None if h.is_control() => " control: INVALID".to_owned(),
                     None => String::new(),
                 };
