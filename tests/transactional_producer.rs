@@ -324,6 +324,17 @@ fn a_read_committed_poll_wakes_when_the_transaction_commits() {
 /// always all of it.
 #[test]
 fn a_crash_at_any_point_of_a_transaction_leaves_all_of_it_or_none() {
+    crash_sweep(3, true);
+}
+
+/// The same for a transaction of three batches to one partition, which commits with a
+/// single fsync of its records and COMMIT marker.
+#[test]
+fn a_crash_at_any_point_of_a_one_partition_transaction_leaves_all_of_it_or_none() {
+    crash_sweep(1, false);
+}
+
+fn crash_sweep(partitions: i32, offsets: bool) {
     // Returns whether the commit returned Ok, and the file operations the setup took.
     let run = |fs: &SimFs| -> (bool, u64) {
         let store = sim_store_with(fs, StoreConfig::default().background_maintenance(false));
@@ -331,7 +342,7 @@ fn a_crash_at_any_point_of_a_transaction_leaves_all_of_it_or_none() {
         let mut setup = 0;
         let committed = (|| -> streamlog::Result<()> {
             if !store.list_topics().contains(&"t".to_string()) {
-                store.create_topic("t", TopicConfig::default().partitions(3))?;
+                store.create_topic("t", TopicConfig::default().partitions(partitions))?;
                 // The input the offsets are of, durable before the transaction.
                 store.create_topic("in", TopicConfig::default())?;
                 let input = store.topic("in")?.partition(0)?;
@@ -339,17 +350,26 @@ fn a_crash_at_any_point_of_a_transaction_leaves_all_of_it_or_none() {
                 input.flush()?;
             }
             setup = fs.mutating_op_count();
-            let p = store.producer(ProducerConfig::default().transactional_id("app"))?;
+            let p = store.producer(
+                ProducerConfig::default()
+                    .transactional_id("app")
+                    .linger_ms(0),
+            )?;
             p.init_transactions()?;
             p.begin_transaction()?;
             for i in 0..3 {
-                let _delivery =
-                    p.send(ProducerRecord::new("t").partition(i).value(format!("v{i}")))?;
+                let _delivery = p.send(
+                    ProducerRecord::new("t")
+                        .partition(i % partitions)
+                        .value(format!("v{i}")),
+                )?;
             }
-            p.send_offsets_to_transaction(
-                &BTreeMap::from([(TopicPartition::new("in", 0), 1)]),
-                &ConsumerGroupMetadata::new("g"),
-            )?;
+            if offsets {
+                p.send_offsets_to_transaction(
+                    &BTreeMap::from([(TopicPartition::new("in", 0), 1)]),
+                    &ConsumerGroupMetadata::new("g"),
+                )?;
+            }
             p.commit_transaction()
         })()
         .is_ok();
@@ -400,13 +420,14 @@ fn a_crash_at_any_point_of_a_transaction_leaves_all_of_it_or_none() {
                 }
                 3 => {
                     assert_eq!(seen, ["v0", "v1", "v2"]);
-                    assert_eq!(offset, Some(1), "op {k} {mode:?}: data without offsets");
+                    let expected = offsets.then_some(1);
+                    assert_eq!(offset, expected, "op {k} {mode:?}: data without offsets");
                     outcomes[1] += 1;
                 }
                 _ => panic!("op {k} {mode:?}: part of a transaction is visible: {seen:?}"),
             }
             // Every transaction is closed: the partitions are stable to their end.
-            for i in 0..3 {
+            for i in 0..partitions {
                 let tp = TopicPartition::new("t", i);
                 let end = c.end_offsets(std::slice::from_ref(&tp)).unwrap()[&tp];
                 let part = store.topic("t").unwrap().partition(i).unwrap();
