@@ -55,6 +55,12 @@ pub(crate) const TXN_TOPIC: &str = "__transaction_state";
 /// fencing abort needs one more).
 const MAX_EPOCH: i16 = i16::MAX - 2;
 
+/// Whether `p` stopped because its topic was deleted (not because the store closed): a
+/// transaction has nothing left to decide there.
+fn topic_deleted(p: &PartitionState, catalog: &Catalog) -> bool {
+    p.is_closed() && !catalog.is_closed()
+}
+
 /// A producer's identity in a transaction: its id and the epoch of its session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Session {
@@ -337,8 +343,8 @@ impl TxnCoordinator {
         }
         if commit {
             for p in t.partitions.values() {
-                if p.is_closed() && !catalog.is_closed() {
-                    continue; // its topic was deleted: nothing of it to commit
+                if topic_deleted(p, catalog) {
+                    continue; // nothing of it to commit
                 }
                 p.flush_to(p.log_end_offset())?;
             }
@@ -372,7 +378,7 @@ impl TxnCoordinator {
     ) -> Result<Session> {
         let p = t.partitions.values().next().expect("one partition").clone();
         // A topic deleted meanwhile has nothing left to commit.
-        if !(p.is_closed() && !catalog.is_closed()) {
+        if !topic_deleted(&p, catalog) {
             // Fails before the marker is written: the transaction stays open.
             let info = p.append_marker(session.producer_id, session.epoch, true)?;
             p.wake();
@@ -424,7 +430,7 @@ impl TxnCoordinator {
                     written.push((p, info.last_offset));
                 }
                 // Its topic was deleted meanwhile: no record of it is left to decide.
-                Err(_) if p.is_closed() && !catalog.is_closed() => {}
+                Err(_) if topic_deleted(p, catalog) => {}
                 Err(e) => failed.push(format!("{}-{}: {e}", p.topic, p.partition)),
             }
         }
