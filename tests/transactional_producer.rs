@@ -521,3 +521,51 @@ fn a_topic_deleted_during_a_transaction_does_not_block_its_commit() {
     p.commit_transaction().unwrap();
     assert_eq!(drain(&mut committed), ["next"]);
 }
+
+/// Offsets a transaction commits rank where their records stand in `__consumer_offsets`
+/// (Kafka's rule, which compaction preserves): a plain commit written after them, but
+/// before the transaction's marker, still wins, before and after a reopen.
+#[test]
+fn a_plain_commit_written_after_a_transactions_offsets_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let tp = TopicPartition::new("in", 0);
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.create_topic("in", TopicConfig::default()).unwrap();
+        store.create_topic("t", TopicConfig::default()).unwrap();
+        let input = store.topic("in").unwrap().partition(0).unwrap();
+        for i in 0..10 {
+            input
+                .append(&[streamlog::Record::new(
+                    0,
+                    None::<&[u8]>,
+                    Some(i.to_string()),
+                )])
+                .unwrap();
+        }
+        let p = txn_producer(&store, "app");
+        p.begin_transaction().unwrap();
+        send(&p, "t", 0, "out");
+        p.send_offsets_to_transaction(
+            &BTreeMap::from([(tp.clone(), 5)]),
+            &ConsumerGroupMetadata::new("g"),
+        )
+        .unwrap();
+        let mut plain = store.consumer(ConsumerConfig::new("g")).unwrap();
+        plain
+            .commit_sync_offsets(&BTreeMap::from([(tp.clone(), 9)]))
+            .unwrap();
+        p.commit_transaction().unwrap();
+        assert_eq!(
+            plain.committed(std::slice::from_ref(&tp)).unwrap()[&tp],
+            Some(9)
+        );
+        store.close().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let c = store.consumer(ConsumerConfig::new("g")).unwrap();
+    assert_eq!(
+        c.committed(std::slice::from_ref(&tp)).unwrap()[&tp],
+        Some(9)
+    );
+}

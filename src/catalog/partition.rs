@@ -155,10 +155,10 @@ impl PartitionState {
         self.log.open_transaction_epochs()
     }
 
-    /// The epoch this partition holds for `producer_id` (its latest batch or marker), if
-    /// it remembers the producer.
-    pub(crate) fn producer_epoch(&self, producer_id: i64) -> Option<i16> {
-        self.log.producer_epoch(producer_id)
+    /// The epochs this partition holds for those of `producer_ids` it remembers (of
+    /// each one's latest batch or marker).
+    pub(crate) fn producer_epochs(&self, producer_ids: &[i64]) -> Vec<(i64, i16)> {
+        self.log.producer_epochs(producer_ids)
     }
 
     /// The aborted transactions overlapping `[from, to)` (see

@@ -72,8 +72,10 @@ impl Coordinator {
 
     /// Loads committed offsets by replaying the offsets topic (after the transaction
     /// coordinator closed every open transaction). Offsets a transaction wrote apply
-    /// where its COMMIT marker stands, as they did when it committed; those of aborted
-    /// transactions are dropped.
+    /// once its COMMIT marker is read, ranked by where their own records stand (as
+    /// Kafka's `completePendingTxnOffsetCommit`, and as compaction, which keeps the
+    /// latest record per key, preserves): a commit written after them still wins. Those
+    /// of aborted transactions are dropped.
     pub(crate) fn load(&self, part: &PartitionState) -> Result<()> {
         let mut committed: HashMap<String, BTreeMap<TopicPartition, Commit>> = HashMap::new();
         // Per producer id, the offsets of its open transaction.
@@ -94,10 +96,6 @@ impl Coordinator {
                         && marker.kind == ControlRecordType::Commit
                     {
                         for (group, tp, c) in decided {
-                            let c = c.map(|c| Commit {
-                                at: b.base_offset(),
-                                ..c
-                            });
                             apply(&mut committed, group, tp, c);
                         }
                     }
@@ -471,7 +469,11 @@ fn apply(
 ) {
     match c {
         Some(c) => {
-            committed.entry(group).or_default().insert(tp, c);
+            let g = committed.entry(group).or_default();
+            // A transaction's offsets arrive at its marker, after commits written later.
+            if g.get(&tp).is_none_or(|old| old.at < c.at) {
+                g.insert(tp, c);
+            }
         }
         None => {
             if let Some(g) = committed.get_mut(&group) {

@@ -51,8 +51,9 @@ impl Coordinator {
         Ok(info)
     }
 
-    /// Makes a committed transaction's offsets of `group` visible; `at` is where its
-    /// COMMIT marker stands (a later plain commit of a partition still wins).
+    /// Makes a committed transaction's offsets of `group` visible; `at` is where their
+    /// records stand in `__consumer_offsets` (a commit written after them still wins,
+    /// as it does when the topic is loaded or compacted).
     pub(crate) fn apply_txn_commits(
         &self,
         group: &str,

@@ -29,9 +29,9 @@
 //! Where this differs from Kafka: Kafka stamps a marker in the pass after the one that
 //! dropped its last batch (when it meets none); we stamp it in that pass already, and
 //! removal still waits for a pass that meets none. Kafka keeps the last batch only of
-//! producers not yet expired (`producer.id.expiration.ms`); streamlog does not expire
-//! producers, so every producer's last batch stays, and with it the marker of its last
-//! transaction. A marker removed at the end of a group leaves an empty control batch,
+//! producers not yet expired (`producer.id.expiration.ms`); the cleaner here keeps every
+//! producer's last batch in the log, expired or not (with it the marker of its last
+//! transaction), which costs at most one batch per producer id. A marker removed at the end of a group leaves an empty control batch,
 //! as Kafka's cleaner does (`RETAIN_EMPTY`). The header scan costs one 61-byte read per
 //! batch of the log and a map entry per producer id.
 

@@ -24,4 +24,14 @@ impl Log {
     pub fn producer_epoch(&self, producer_id: i64) -> Option<i16> {
         self.writer.lock().producers.epoch_of(producer_id)
     }
+
+    /// The epochs this log holds for each of `producer_ids` it remembers, under one
+    /// hold of the append lock.
+    pub fn producer_epochs(&self, producer_ids: &[i64]) -> Vec<(i64, i16)> {
+        let w = self.writer.lock();
+        producer_ids
+            .iter()
+            .filter_map(|&id| Some((id, w.producers.epoch_of(id)?)))
+            .collect()
+    }
 }

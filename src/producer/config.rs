@@ -145,8 +145,10 @@ impl ProducerConfig {
 
     setter!(
         /// How long a transaction may stay open before the store aborts it (and fences
-        /// the producer): at most 900000 (Kafka's `transaction.max.timeout.ms`).
-        /// Default = 60000.
+        /// the producer): at most 900000 (Kafka's `transaction.max.timeout.ms`). Checked
+        /// by the store's maintenance passes (every `maintenance_interval_ms` with
+        /// background maintenance on, else at `Store::run_maintenance`), so an abandoned
+        /// transaction is aborted up to one interval later. Default = 60000.
         transaction_timeout_ms: u64
     );
 

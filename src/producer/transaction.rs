@@ -138,17 +138,34 @@ impl Producer {
         let shared = &self.handle.shared;
         shared.check_open()?;
         let txn = self.txn()?;
-        let mut st = txn.state.lock();
-        if st.phase != Phase::Uninitialized {
-            return Err(state_error("init_transactions was already called"));
+        {
+            let mut st = txn.state.lock();
+            if st.phase != Phase::Uninitialized {
+                return Err(state_error("init_transactions was already called"));
+            }
+            // Busy meanwhile: sends and other calls are refused.
+            st.phase = Phase::Ending;
         }
-        let session = txn
+        // Lock order: the accumulator's lock is taken before `txn.state` (a send checks
+        // its transaction under it), never while holding `txn.state`.
+        let result = txn
             .coordinator
-            .init(&shared.catalog, &txn.id, txn.timeout_ms)?;
-        shared.state.lock().producer = Some((session.producer_id, session.epoch));
-        st.session = Some(session);
-        st.phase = Phase::Ready;
-        Ok(())
+            .init(&shared.catalog, &txn.id, txn.timeout_ms);
+        if let Ok(session) = &result {
+            shared.state.lock().producer = Some((session.producer_id, session.epoch));
+        }
+        let mut st = txn.state.lock();
+        match result {
+            Ok(session) => {
+                st.session = Some(session);
+                st.phase = Phase::Ready;
+                Ok(())
+            }
+            Err(e) => {
+                st.phase = Phase::Uninitialized;
+                Err(e)
+            }
+        }
     }
 
     /// Starts a transaction: every record sent until
@@ -247,9 +264,12 @@ impl Producer {
     ///
     /// # Errors
     /// `TransactionState` outside a transaction, or if a send of it failed (then
-    /// [`abort_transaction`](Self::abort_transaction)); `Fenced`; `Io` or `Poisoned`
-    /// (the transaction is then still open: abort it, or reopen the store, which
-    /// aborts it).
+    /// [`abort_transaction`](Self::abort_transaction)); `Fenced`; `Io` appending or
+    /// fsyncing its records before the decision (it is still open: abort it); `Io` or
+    /// `Poisoned` from the fsync of the decision itself: whether it committed is then
+    /// decided at the next open of the store (the transactional id refuses work until
+    /// then), as a Kafka client learns the outcome of a commit that timed out only
+    /// later.
     pub fn commit_transaction(&self) -> Result<()> {
         end_transaction(&self.handle.shared, true)
     }
@@ -280,10 +300,14 @@ fn end_transaction(shared: &Shared, commit: bool) -> Result<()> {
         }
     }
     let result = finish_transaction(shared, txn, commit);
+    if let Ok(session) = &result {
+        // Not under `txn.state` (see `init_transactions`): no send runs meanwhile, the
+        // phase is `Ending`.
+        shared.state.lock().producer = Some((session.producer_id, session.epoch));
+    }
     let mut st = txn.state.lock();
     match &result {
         Ok(session) => {
-            shared.state.lock().producer = Some((session.producer_id, session.epoch));
             st.session = Some(*session);
             st.phase = Phase::Ready;
             st.added.clear();

@@ -76,8 +76,9 @@ struct Txn {
     status: Status,
     /// Partitions the open transaction wrote to (or will: added before the first send).
     partitions: BTreeMap<TopicPartition, Arc<PartitionState>>,
-    /// Offsets sent to the open transaction, per group (applied when it commits).
-    offsets: Vec<(String, BTreeMap<TopicPartition, Commit>)>,
+    /// Offsets sent to the open transaction, per group, with where their records stand
+    /// in `__consumer_offsets` (applied when it commits, ranked there as Kafka does).
+    offsets: Vec<(String, BTreeMap<TopicPartition, Commit>, i64)>,
     /// The next sequence of this transaction's batches of offsets.
     offsets_sequence: i32,
     start_ms: i64,
@@ -313,7 +314,8 @@ impl TxnCoordinator {
         )?;
         t.offsets_sequence =
             crate::format::batch::add_sequence(sequence, info.last_offset - info.base_offset + 1);
-        t.offsets.push((group.to_string(), offsets));
+        t.offsets
+            .push((group.to_string(), offsets, info.last_offset));
         Ok(())
     }
 
@@ -352,15 +354,18 @@ impl TxnCoordinator {
             let at = Self::write(&log, transactional_id, &t, catalog.now_ms())
                 .and_then(|at| log.flush_to(at + 1));
             if let Err(e) = at {
+                // The decision may have reached the disk or not: the next open decides.
                 t.status = Status::Ongoing;
+                t.broken = Some(format!("its commit decision may not be on disk ({e})"));
                 return Err(e);
             }
         } else {
             t.status = Status::PrepareAbort;
             Self::write(&log, transactional_id, &t, catalog.now_ms())?;
         }
-        self.complete(catalog, &log, transactional_id, &mut t, session.epoch)?;
-        self.next_session(catalog, &mut t)?;
+        // Decided: from here on nothing is the caller's error.
+        self.complete(catalog, &mut t, session.epoch, transactional_id);
+        self.finish(catalog, &log, transactional_id, &mut t, true);
         Ok(t.session)
     }
 
@@ -368,6 +373,9 @@ impl TxnCoordinator {
     /// together with the records before it, is the decision (one fsync instead of
     /// three: with a single partition there is nothing to keep in step, and recovery
     /// cannot find the marker without the records, which precede it in the same log).
+    /// Readers see the transaction once the marker is appended, as they see any record
+    /// once it is appended (before it is fsync'd); it is durable when this returns. If
+    /// the fsync fails, whether it committed is decided at the next open.
     fn commit_one_partition(
         &self,
         catalog: &Catalog,
@@ -392,33 +400,56 @@ impl TxnCoordinator {
                 return Err(e);
             }
             if p.topic == crate::groups::OFFSETS_TOPIC {
-                for (group, offsets) in &t.offsets {
-                    self.groups
-                        .apply_txn_commits(group, offsets, info.last_offset);
-                }
+                self.apply_offsets(t);
             }
         }
         t.status = Status::CompleteCommit;
-        t.offsets.clear();
-        Self::write(log, transactional_id, t, catalog.now_ms())?;
-        t.partitions.clear();
-        self.next_session(catalog, t)?;
+        // Committed: whatever fails from here is not the caller's error.
+        self.finish(catalog, log, transactional_id, t, true);
         Ok(t.session)
     }
 
-    /// Writes the markers of a decided transaction (under `marker_epoch`), applies its
-    /// offsets if it committed, and records it complete. A commit's markers are fsync'd
-    /// before `CompleteCommit` is written, so the next transaction of this id never
-    /// starts while a marker of this one could still be lost (recovery decides an open
-    /// transaction by the latest record of its id only).
-    fn complete(
+    /// Applies a committed transaction's offsets to their groups.
+    fn apply_offsets(&self, t: &Txn) {
+        for (group, offsets, at) in &t.offsets {
+            self.groups.apply_txn_commits(group, offsets, *at);
+        }
+    }
+
+    /// After a decided transaction: records it complete (best effort: recovery decides
+    /// the same from the partitions without it) and moves to the next session. Nothing
+    /// here is reported to the caller, whose transaction is decided: a failure makes the
+    /// transactional id refuse work until the store is reopened.
+    fn finish(
         &self,
         catalog: &Catalog,
         log: &PartitionState,
         transactional_id: &str,
         t: &mut Txn,
-        marker_epoch: i16,
-    ) -> Result<()> {
+        next_session: bool,
+    ) {
+        if let Err(e) = Self::write(log, transactional_id, t, catalog.now_ms()) {
+            log::warn!("transaction `{transactional_id}`: its completion was not recorded: {e}");
+        }
+        t.partitions.clear();
+        t.offsets.clear();
+        if !next_session {
+            return;
+        }
+        if let Err(e) = self.next_session(catalog, t) {
+            let reason = format!("no producer id for its next session: {e}");
+            log::error!("transaction `{transactional_id}`: {reason}");
+            t.broken = Some(reason);
+        }
+    }
+
+    /// Writes the markers of a decided transaction (under `marker_epoch`) and applies its
+    /// offsets if it committed; [`finish`](Self::finish) then records it complete. A
+    /// commit's markers are fsync'd
+    /// before `CompleteCommit` is written, so the next transaction of this id never
+    /// starts while a marker of this one could still be lost (recovery decides an open
+    /// transaction by the latest record of its id only).
+    fn complete(&self, catalog: &Catalog, t: &mut Txn, marker_epoch: i16, transactional_id: &str) {
         let commit = t.status == Status::PrepareCommit;
         let kind = if commit { "COMMIT" } else { "ABORT" };
         let mut failed = Vec::new();
@@ -446,27 +477,25 @@ impl TxnCoordinator {
                 .iter()
                 .find(|(p, _)| p.topic == crate::groups::OFFSETS_TOPIC)
                 .map(|(_, at)| *at);
-            if let Some(at) = offsets_marker {
-                for (group, offsets) in &t.offsets {
-                    self.groups.apply_txn_commits(group, offsets, at);
-                }
+            if offsets_marker.is_some() {
+                self.apply_offsets(t);
             }
         }
         t.offsets.clear();
         if !failed.is_empty() {
+            // The decision stands (recovery writes the markers at the next open);
+            // nothing more starts under this transactional id until then.
             let reason = format!("{kind} markers not written: {}", failed.join("; "));
             log::error!("transaction `{transactional_id}`: {reason}");
             t.broken = Some(reason);
-            return Ok(());
+            return;
         }
         t.status = if commit {
             Status::CompleteCommit
         } else {
             Status::CompleteAbort
         };
-        Self::write(log, transactional_id, t, catalog.now_ms())?;
-        t.partitions.clear();
-        Ok(())
+        // Recorded complete by the caller (`finish`).
     }
 
     /// Aborts `t`'s open transaction under the next epoch, which fences the session
@@ -484,7 +513,10 @@ impl TxnCoordinator {
         t.session.epoch = epoch;
         t.fenced = Some(why);
         Self::write(log, transactional_id, t, catalog.now_ms())?;
-        self.complete(catalog, log, transactional_id, t, epoch)
+        self.complete(catalog, t, epoch, transactional_id);
+        // The session after it is the caller's (`init`), or none (a timeout).
+        self.finish(catalog, log, transactional_id, t, false);
+        Ok(())
     }
 
     /// Aborts every transaction open for longer than its timeout (maintenance), fencing

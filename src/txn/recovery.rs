@@ -74,11 +74,12 @@ impl TxnCoordinator {
         }
         // The highest epoch each partition holds for the transactional producer ids.
         let mut epochs: HashMap<i64, i16> = HashMap::new();
-        for topic in catalog.topics() {
-            for p in topic.partitions() {
-                for r in latest.values() {
-                    if let Some(e) = p.producer_epoch(r.producer_id) {
-                        let max = epochs.entry(r.producer_id).or_insert(e);
+        let ids: Vec<i64> = latest.values().map(|r| r.producer_id).collect();
+        if !ids.is_empty() {
+            for topic in catalog.topics() {
+                for p in topic.partitions() {
+                    for (id, e) in p.producer_epochs(&ids) {
+                        let max = epochs.entry(id).or_insert(e);
                         *max = (*max).max(e);
                     }
                 }
