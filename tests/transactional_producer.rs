@@ -569,3 +569,34 @@ fn a_plain_commit_written_after_a_transactions_offsets_wins() {
         Some(9)
     );
 }
+
+/// A consumer that lost its partitions (a zombie) cannot commit offsets for them through
+/// a transaction: the group checks ownership as for a plain commit (KIP-447).
+#[test]
+fn offsets_from_a_consumer_that_lost_its_partitions_are_refused() {
+    let (_dir, store) = temp_topic_t(1);
+    store.create_topic("in", TopicConfig::default()).unwrap();
+    let tp = TopicPartition::new("in", 0);
+    let member = |store: &Store| {
+        let mut c = store
+            .consumer(ConsumerConfig::new("g").enable_auto_commit(false))
+            .unwrap();
+        c.subscribe(["in"]).unwrap();
+        c.poll(Duration::ZERO).unwrap();
+        c
+    };
+    let mut zombie = member(&store);
+    assert_eq!(zombie.assignment(), [tp.clone()]);
+    let stale = zombie.group_metadata().unwrap();
+    zombie.close().unwrap();
+    let owner = member(&store);
+    assert_eq!(owner.assignment(), [tp.clone()]);
+    let p = txn_producer(&store, "app");
+    p.begin_transaction().unwrap();
+    let offsets = BTreeMap::from([(tp.clone(), 0)]);
+    let err = p.send_offsets_to_transaction(&offsets, &stale).unwrap_err();
+    assert!(matches!(err, Error::CommitFailed { .. }), "{err}");
+    p.send_offsets_to_transaction(&offsets, &owner.group_metadata().unwrap())
+        .unwrap();
+    p.commit_transaction().unwrap();
+}

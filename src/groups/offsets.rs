@@ -187,19 +187,7 @@ impl Coordinator {
         // concurrent commits share one (the log's group commit).
         let order = self.commit_lock.lock();
         if let Some(member) = member {
-            let st = self.state.lock();
-            if let Some(tp) = offsets
-                .keys()
-                .find(|tp| !Self::owns(&st, group, member, tp))
-            {
-                return Err(Error::CommitFailed {
-                    group: group.to_string(),
-                    reason: format!(
-                        "member `{member}` does not own {tp} (it was reassigned in a rebalance, \
-                         or the member was removed for exceeding max_poll_interval_ms)"
-                    ),
-                });
-            }
+            self.check_owned(group, member, offsets.keys())?;
         }
         // Under the commit lock, which `forget_topic` takes after a topic is deleted: a
         // commit either finds the topic gone here or is written before its tombstone.
@@ -228,6 +216,27 @@ impl Coordinator {
             }
         }
         Ok(())
+    }
+
+    /// `CommitFailed` unless `member` of `group` owns every partition of `tps` (a
+    /// member a rebalance took them from, or that was removed, is a zombie).
+    pub(super) fn check_owned<'a>(
+        &self,
+        group: &str,
+        member: &str,
+        mut tps: impl Iterator<Item = &'a TopicPartition>,
+    ) -> Result<()> {
+        let st = self.state.lock();
+        match tps.find(|tp| !Self::owns(&st, group, member, tp)) {
+            None => Ok(()),
+            Some(tp) => Err(Error::CommitFailed {
+                group: group.to_string(),
+                reason: format!(
+                    "member `{member}` does not own {tp} (it was reassigned in a rebalance, \
+                     or the member was removed for exceeding max_poll_interval_ms)"
+                ),
+            }),
+        }
     }
 
     /// Appends commit records (not synced); returns the offset of the last one. The

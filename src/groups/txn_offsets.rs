@@ -18,12 +18,16 @@ impl Coordinator {
     /// Nothing is visible through `committed` until
     /// [`apply_txn_commits`](Self::apply_txn_commits).
     ///
+    /// With a `member`, it must own every partition of `offsets` now.
+    ///
     /// # Errors
-    /// `RecordTooLarge` past the offsets topic's `max_message_bytes`; `Io`; `Closed`.
+    /// `CommitFailed` for a member that does not own them; `RecordTooLarge` past the
+    /// offsets topic's `max_message_bytes`; `Io`; `Closed`.
     pub(crate) fn append_txn_commits(
         &self,
         offsets_log: &PartitionState,
         group: &str,
+        member: Option<&str>,
         offsets: &BTreeMap<TopicPartition, Commit>,
         (producer_id, epoch, sequence): (i64, i16, i32),
         now_ms: i64,
@@ -44,8 +48,13 @@ impl Coordinator {
                 &headers,
             )?;
         }
-        // In the order of other commits (see `commit`).
+        // In the order of other commits (see `commit`), and checked as they are: a
+        // member that lost its partitions cannot commit for them (KIP-447's fencing
+        // of zombie consumers).
         let _order = self.commit_lock.lock();
+        if let Some(member) = member {
+            self.check_owned(group, member, offsets.keys())?;
+        }
         let info = offsets_log.append_encoded(&mut b.build()?)?;
         offsets_log.wake();
         Ok(info)

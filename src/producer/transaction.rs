@@ -198,9 +198,15 @@ impl Producer {
     /// transaction commits. `offsets` are the next offsets to read, as in
     /// [`Consumer::commit_sync_offsets`](crate::Consumer::commit_sync_offsets).
     ///
+    /// With the metadata of a consumer in the group's membership
+    /// ([`Consumer::group_metadata`](crate::Consumer::group_metadata)), that consumer
+    /// must still own every partition: one a rebalance took them from (a zombie) gets
+    /// `CommitFailed`, as Kafka fences it (KIP-447).
+    ///
     /// # Errors
     /// `TransactionState` outside a transaction; `InvalidArgument` for a negative
-    /// offset; `NotFound` for an unknown partition; `Fenced`; `Io`.
+    /// offset; `NotFound` for an unknown partition; `CommitFailed` for a consumer that
+    /// no longer owns a partition; `Fenced`; `Io`.
     pub fn send_offsets_to_transaction(
         &self,
         offsets: &BTreeMap<TopicPartition, i64>,
@@ -243,11 +249,14 @@ impl Producer {
         if commits.is_empty() {
             return Ok(());
         }
+        // A consumer in the group's membership must still own the partitions (a
+        // `ConsumerGroupMetadata::new` outside the membership is not checked, as Kafka).
+        let member = Some(group.member_id()).filter(|m| !m.is_empty());
         let r = txn.coordinator.add_offsets(
             &shared.catalog,
             &txn.id,
             session,
-            group.group_id(),
+            (group.group_id(), member),
             commits,
         );
         if matches!(r, Err(Error::Fenced { .. })) {

@@ -296,7 +296,7 @@ impl TxnCoordinator {
         catalog: &Catalog,
         transactional_id: &str,
         session: Session,
-        group: &str,
+        (group, member): (&str, Option<&str>),
         offsets: BTreeMap<TopicPartition, Commit>,
     ) -> Result<()> {
         let offsets_log = self.groups.offsets_partition(catalog)?;
@@ -308,6 +308,7 @@ impl TxnCoordinator {
         let info = self.groups.append_txn_commits(
             &offsets_log,
             group,
+            member,
             &offsets,
             (session.producer_id, session.epoch, sequence),
             catalog.now_ms(),
