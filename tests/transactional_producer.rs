@@ -586,11 +586,11 @@ fn offsets_from_a_consumer_that_lost_its_partitions_are_refused() {
         c
     };
     let mut zombie = member(&store);
-    assert_eq!(zombie.assignment(), [tp.clone()]);
+    assert_eq!(zombie.assignment(), std::slice::from_ref(&tp));
     let stale = zombie.group_metadata().unwrap();
     zombie.close().unwrap();
     let owner = member(&store);
-    assert_eq!(owner.assignment(), [tp.clone()]);
+    assert_eq!(owner.assignment(), std::slice::from_ref(&tp));
     let p = txn_producer(&store, "app");
     p.begin_transaction().unwrap();
     let offsets = BTreeMap::from([(tp.clone(), 0)]);
