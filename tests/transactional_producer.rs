@@ -600,3 +600,22 @@ fn offsets_from_a_consumer_that_lost_its_partitions_are_refused() {
         .unwrap();
     p.commit_transaction().unwrap();
 }
+
+#[test]
+fn closing_a_producer_aborts_its_open_transaction() {
+    let (_dir, store) = temp_topic_t(1);
+    let p = txn_producer(&store, "app");
+    p.begin_transaction().unwrap();
+    send(&p, "t", 0, "unfinished");
+    p.close().unwrap();
+    let mut committed = reader(&store, IsolationLevel::ReadCommitted, "t");
+    assert_eq!(drain(&mut committed), Vec::<String>::new());
+    // Aborted, not left open: the partition is stable to its end (record + marker).
+    let tp = TopicPartition::new("t", 0);
+    assert_eq!(
+        committed.end_offsets(std::slice::from_ref(&tp)).unwrap()[&tp],
+        2
+    );
+    let mut uncommitted = reader(&store, IsolationLevel::ReadUncommitted, "t");
+    assert_eq!(drain(&mut uncommitted), ["unfinished"]);
+}
