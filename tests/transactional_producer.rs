@@ -200,7 +200,7 @@ fn a_fenced_producer_cannot_append_to_a_partition_of_its_aborted_transaction() {
         .send(ProducerRecord::new("t").partition(0).value("after"))
         .unwrap()
         .wait();
-    assert!(late.is_err(), "{late:?}");
+    assert!(matches!(late, Err(Error::Fenced { .. })), "{late:?}");
     assert!(matches!(
         old.commit_transaction(),
         Err(Error::Fenced { .. })

@@ -186,11 +186,18 @@ impl Shared {
         let mut freed = 0;
         let mut ids = Vec::with_capacity(done.len());
         let mut wakers = Vec::new();
-        for ((b, _), result) in done.into_iter().zip(results) {
-            if let Err(e) = &result {
-                if let Some(txn) = &self.txn {
-                    txn.send_failed(e);
+        for ((b, _), mut result) in done.into_iter().zip(results) {
+            if let (Err(e), Some(txn)) = (&result, &self.txn) {
+                txn.send_failed(e);
+                // A partition refusing the epoch: a newer producer with this
+                // transactional id fenced this one (Kafka's ProducerFencedException).
+                if matches!(e, crate::error::Error::InvalidProducerEpoch { .. }) {
+                    let fenced =
+                        txn.fenced("a newer producer with this transactional id fenced it");
+                    result = Err(fenced);
                 }
+            }
+            if let Err(e) = &result {
                 log::warn!(
                     "producer: appending a batch to {}-{} failed: {e}",
                     b.part.topic,

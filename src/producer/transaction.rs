@@ -109,7 +109,7 @@ impl TxnClient {
         }
     }
 
-    fn fenced(&self, reason: &str) -> Error {
+    pub(super) fn fenced(&self, reason: &str) -> Error {
         Error::Fenced {
             transactional_id: self.id.clone(),
             reason: reason.to_string(),
