@@ -1,0 +1,86 @@
+//! Producer concurrency (issue 15, item 2): `Producer::send` from 1, 2 and 4 threads
+//! sharing one producer, each thread sending to its own partition (explicit
+//! partition), `Acks::Leader`, default batching; the same total of records each time.
+//! Target: 2 threads >= 1.7x one thread on a 2-core machine.
+//!
+//! Interleaved rounds (`ROUNDS`, default 5), medians. Run with
+//! `cargo bench --bench concurrency`.
+
+use std::time::{Duration, Instant};
+
+use streamlog::{ProducerConfig, ProducerRecord, Store, TopicConfig};
+
+const RECORDS: usize = 1_000_000;
+const THREADS: [usize; 3] = [1, 2, 4];
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Sends `RECORDS` records from `threads` threads, thread `t` to partition `t`.
+fn run(threads: usize, key: &[u8], value: &[u8]) -> Duration {
+    let d = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(d.path()).expect("open");
+    store
+        .create_topic("t", TopicConfig::default().partitions(threads as i32))
+        .expect("create");
+    let producer = store.producer(ProducerConfig::default()).expect("producer");
+    let per_thread = RECORDS / threads;
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let producer = producer.clone();
+            s.spawn(move || {
+                for _ in 0..per_thread {
+                    let r = ProducerRecord::new("t")
+                        .partition(t as i32)
+                        .key(key)
+                        .value(value);
+                    drop(producer.send(r).expect("send"));
+                }
+            });
+        }
+    });
+    producer.flush().expect("flush");
+    let took = start.elapsed();
+    producer.close().expect("close");
+    store.close().expect("close");
+    took
+}
+
+fn main() {
+    let rounds = env_or("ROUNDS", 5).max(1);
+    let key = b"user-0000012345";
+    let value = [b'x'; 100];
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); THREADS.len()];
+    for round in 0..rounds {
+        for i in 0..THREADS.len() {
+            let at = (i + round) % THREADS.len();
+            times[at].push(run(THREADS[at], key, &value));
+        }
+    }
+    let median = |i: usize| {
+        let mut t = times[i].clone();
+        t.sort();
+        t[t.len() / 2]
+    };
+    println!("{RECORDS} records, {rounds} interleaved rounds, medians");
+    for (i, threads) in THREADS.iter().enumerate() {
+        let rate = RECORDS as f64 / median(i).as_secs_f64();
+        let scale = median(0).as_secs_f64() / median(i).as_secs_f64();
+        let target = if *threads == 2 {
+            format!(
+                " (target >= 1.7x: {})",
+                if scale >= 1.7 { "met" } else { "NOT met" }
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "{threads} thread(s), own partitions: {rate:>12.0} records/s  {scale:.2}x{target}"
+        );
+    }
+}
