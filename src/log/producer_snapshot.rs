@@ -164,16 +164,7 @@ mod tests {
     use crate::error::Error;
     use crate::format::batch::BatchHeader;
     use crate::log::producer_state::Verdict;
-
-    fn header(pid: i64, epoch: i16, seq: i32, records: i32) -> BatchHeader {
-        let mut b = crate::format::BatchBuilder::new().producer(pid, epoch, seq);
-        for i in 0..records {
-            b.push(i64::from(i), None::<&[u8]>, Some(b"v"), &[])
-                .unwrap();
-        }
-        let encoded = b.finish().unwrap();
-        BatchHeader::parse(&encoded).unwrap()
-    }
+    use crate::log::producer_state::tests::header;
 
     fn txn_header(pid: i64, epoch: i16, seq: i32) -> BatchHeader {
         let mut b = crate::format::BatchBuilder::new()

@@ -359,10 +359,11 @@ impl ProducerStates {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn header(pid: i64, epoch: i16, seq: i32, records: i32) -> BatchHeader {
+    /// The header of a batch of `records` records of producer `pid`.
+    pub(in crate::log) fn header(pid: i64, epoch: i16, seq: i32, records: i32) -> BatchHeader {
         let mut b = crate::format::BatchBuilder::new().producer(pid, epoch, seq);
         for i in 0..records {
             b.push(i64::from(i), None::<&[u8]>, Some(b"v"), &[])
