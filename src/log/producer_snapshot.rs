@@ -164,7 +164,7 @@ mod tests {
     use crate::error::Error;
     use crate::format::batch::BatchHeader;
     use crate::log::producer_state::Verdict;
-    use crate::log::producer_state::tests::header;
+    use crate::log::producer_state::tests::{header, info};
 
     fn txn_header(pid: i64, epoch: i16, seq: i32) -> BatchHeader {
         let mut b = crate::format::BatchBuilder::new()
@@ -172,18 +172,6 @@ mod tests {
             .transactional(true);
         b.push(0, None::<&[u8]>, Some(b"v"), &[]).unwrap();
         BatchHeader::parse(&b.finish().unwrap()).unwrap()
-    }
-
-    /// Where a batch with header `h` lands at `base` (with max timestamp `ts`).
-    fn info(h: &BatchHeader, base: i64, ts: i64) -> AppendInfo {
-        AppendInfo {
-            base_offset: base,
-            last_offset: base + i64::from(h.last_offset_delta),
-            max_timestamp: ts,
-            record_count: h.records_count,
-            segment_base: 0,
-            position: 0,
-        }
     }
 
     #[test]

@@ -374,7 +374,7 @@ pub(super) mod tests {
     }
 
     /// Where a batch with header `h` lands at `base` (with max timestamp `ts`).
-    fn info(h: &BatchHeader, base: i64, ts: i64) -> AppendInfo {
+    pub(in crate::log) fn info(h: &BatchHeader, base: i64, ts: i64) -> AppendInfo {
         AppendInfo {
             base_offset: base,
             last_offset: base + i64::from(h.last_offset_delta),
