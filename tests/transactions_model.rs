@@ -619,6 +619,13 @@ fn check_live(store: &Store, model: &Model, when: &str) {
             uncommitted[p], values,
             "{when}: read_uncommitted of {TOPIC}-{p}"
         );
+    }
+    check_committed(store, model, &committed, when);
+}
+
+/// read_committed (`committed`, per partition) and the groups' offsets are the model's.
+fn check_committed(store: &Store, model: &Model, committed: &[Vec<String>], when: &str) {
+    for (p, part) in model.parts.iter().enumerate() {
         assert_eq!(
             committed[p],
             model.committed_view(&part.entries),
@@ -658,18 +665,7 @@ fn check_after_crash(store: &Store, model: &mut Model, when: &str) {
         part.entries.truncate(kept);
         part.durable = kept;
     }
-    for (p, part) in model.parts.iter().enumerate() {
-        assert_eq!(
-            committed[p],
-            model.committed_view(&part.entries),
-            "{when}: read_committed of {TOPIC}-{p}"
-        );
-    }
-    assert_eq!(
-        committed_offsets(store),
-        model.offsets,
-        "{when}: committed offsets"
-    );
+    check_committed(store, model, &committed, when);
 }
 
 fn run(linger: bool, ops: &[Op]) {
