@@ -1,6 +1,16 @@
 //! The accumulator: each partition's open batch, records encoded straight into it,
 //! the topic metadata cache, `buffer_memory` accounting, and closing batches on
 //! `batch_size`.
+//!
+//! Two levels of locks, as Kafka's RecordAccumulator keeps a lock per partition deque:
+//! the producer's lock (`Shared::state`: topics, the registry of open batches, memory,
+//! the linger thread's hand-off) and each partition's lock (`PartAcc::open`: its open
+//! batch). A record that fits the open batch of its partition and the memory that batch
+//! holds is encoded under the partition's lock alone ([`Shared::push_fast`]), so threads
+//! sending to different partitions encode in parallel. Order: the producer's lock is
+//! taken before a partition's, never while one is held; a partition's lock before the
+//! transaction state's. A batch is closed (its ticket and sequences taken) under its
+//! partition's lock, so a partition's batches are numbered in append order.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -22,7 +32,11 @@ pub(super) struct OpenBatch {
     pub(super) slot: Arc<BatchSlot>,
     pub(super) part: Arc<PartitionState>,
     pub(super) queue: Arc<PartQueue>,
+    /// `buffer_memory` the batch holds (freed once it is appended): at least `used`;
+    /// the rest lets records join it without the producer's lock.
     pub(super) reserved: usize,
+    /// Estimated bytes of the records in it.
+    pub(super) used: usize,
     pub(super) limit: usize,
     /// The producer id and epoch the batch is sent under (idempotence).
     pub(super) producer: Option<(i64, i16)>,
@@ -31,6 +45,15 @@ pub(super) struct OpenBatch {
 pub(super) struct Closed {
     pub(super) batch: OpenBatch,
     pub(super) ticket: u64,
+}
+
+/// Where [`Shared::push_fast`] put a record.
+pub(super) struct Placed {
+    pub(super) id: u64,
+    pub(super) slot: Arc<BatchSlot>,
+    pub(super) index: i64,
+    /// The batch, if the record closed it.
+    pub(super) closed: Option<Closed>,
 }
 
 #[derive(Default)]
@@ -70,18 +93,18 @@ pub(super) struct TopicAcc {
     pub(super) max_message_bytes: usize,
     pub(super) log_append_time: bool,
     pub(super) compacted: bool,
-    pub(super) parts: Vec<PartAcc>,
+    pub(super) parts: Vec<Arc<PartAcc>>,
 }
 
 impl TopicAcc {
     /// Adds partitions the topic has gained since they were cached.
     pub(super) fn add_new_partitions(&mut self) {
         for part in self.state.partitions_from(self.parts.len()) {
-            self.parts.push(PartAcc {
+            self.parts.push(Arc::new(PartAcc {
                 part,
                 queue: Arc::default(),
-                open: None,
-            });
+                open: parking_lot::Mutex::new(None),
+            }));
         }
     }
 }
@@ -89,24 +112,50 @@ impl TopicAcc {
 pub(super) struct PartAcc {
     pub(super) part: Arc<PartitionState>,
     pub(super) queue: Arc<PartQueue>,
-    pub(super) open: Option<OpenBatch>,
+    /// The partition's open batch, under the partition's lock.
+    pub(super) open: parking_lot::Mutex<Option<OpenBatch>>,
+}
+
+impl PartAcc {
+    /// Takes the open batch (only if it is batch `id`, when given) and closes it, under
+    /// the partition's lock.
+    pub(super) fn take_closed(&self, id: Option<u64>) -> Option<Closed> {
+        let mut open = self.open.lock();
+        if id.is_some_and(|id| open.as_ref().is_none_or(|b| b.id != id)) {
+            return None;
+        }
+        open.take().map(Shared::close_batch)
+    }
 }
 
 impl AccState {
-    /// Takes the open batch `id` (at `topic`-`partition`) out of its partition.
-    pub(super) fn take_open(&mut self, id: u64) -> Option<OpenBatch> {
+    /// Takes the open batch `id` (at `topic`-`partition`) out of its partition, closed.
+    pub(super) fn take_open(&mut self, id: u64) -> Option<Closed> {
         let (topic, partition, _) = self.open.remove(&id)?;
-        let slot = &mut self
-            .accs
-            .get_mut(topic)?
+        self.accs
+            .get(topic)?
             .parts
-            .get_mut(partition as usize)?
-            .open;
-        if slot.as_ref().is_some_and(|b| b.id == id) {
-            slot.take()
-        } else {
-            None
+            .get(partition as usize)?
+            .take_closed(Some(id))
+    }
+
+    /// Takes back the memory open batches hold beyond their records; returns how much.
+    pub(super) fn reclaim_credit(&mut self) -> usize {
+        let mut reclaimed = 0;
+        for (&id, &(topic, partition, _)) in &self.open {
+            let Some(pa) = self
+                .accs
+                .get(topic)
+                .and_then(|acc| acc.parts.get(partition as usize))
+            else {
+                continue;
+            };
+            if let Some(b) = pa.open.lock().as_mut().filter(|b| b.id == id) {
+                reclaimed += b.reserved - b.used;
+                b.reserved = b.used;
+            }
         }
+        reclaimed
     }
 
     /// Closes every open batch (for `flush`, `buffer_memory` and close).
@@ -114,7 +163,6 @@ impl AccState {
         let ids: Vec<u64> = self.open.keys().copied().collect();
         ids.into_iter()
             .filter_map(|id| self.take_open(id))
-            .map(Shared::close_batch)
             .collect()
     }
 }
@@ -142,6 +190,11 @@ impl Shared {
                 Some(l) => l,
                 None => self.locate(st, record, size, custom, to_ship)?,
             };
+            if st.used_memory + size > self.config.buffer_memory {
+                // First the memory open batches hold beyond their records.
+                let reclaimed = st.reclaim_credit();
+                st.used_memory -= reclaimed;
+            }
             if st.used_memory + size > self.config.buffer_memory {
                 // Waits (the lock released) until memory may be free, then starts over:
                 // the topic may have changed meanwhile.
@@ -230,7 +283,8 @@ impl Shared {
         }
     }
 
-    /// `add` once the partition is known and memory is available.
+    /// `add` once the partition is known and memory is available (under the producer's
+    /// lock, then the partition's).
     pub(super) fn push(
         &self,
         st: &mut AccState,
@@ -252,20 +306,18 @@ impl Shared {
             producer,
             ..
         } = st;
-        // Not for Acks::All: one thread would then fsync every partition in turn, where
-        // each sender appending its own batch fsyncs partitions in parallel.
-        let background = self.config.linger_ms > 0 && self.config.acks != Acks::All;
-        let mut full = |b: OpenBatch, to_ship: &mut Vec<Closed>| {
+        let background = self.hands_over_full_batches();
+        let mut full = |c: Closed, to_ship: &mut Vec<Closed>| {
             if background {
-                ready.push(Self::close_batch(b));
+                ready.push(c);
                 if std::mem::take(linger_waiting) {
                     self.cond.notify_all();
                 }
             } else {
-                to_ship.push(Self::close_batch(b));
+                to_ship.push(c);
             }
         };
-        let acc = &mut accs[topic];
+        let acc = &accs[topic];
         let limit = self
             .config
             .max_request_size
@@ -273,28 +325,26 @@ impl Shared {
             .min(self.max_uncompressed);
         // `located` may be stale in `send_batch` (another record's check refreshed the
         // topic): refuse rather than index out of bounds.
-        let Some(pa) = acc.parts.get_mut(partition as usize) else {
+        let Some(pa) = acc.parts.get(partition as usize) else {
             return Err(Error::NotFound {
                 kind: "partition",
                 name: format!("{}-{partition}", record.topic),
             });
         };
+        let mut slot = pa.open.lock();
         if let Some(txn) = &self.txn {
             txn.before_send(self, &pa.part)?;
         }
         // A full batch is closed first.
-        if let Some(b) = &pa.open
-            && !b.builder.is_empty()
-            && b.builder.uncompressed_size() + size
-                > b.limit
-                    .min(self.config.batch_size.max(size + BATCH_OVERHEAD))
+        if let Some(b) = &*slot
+            && !self.fits(b, size)
         {
-            let b = pa.open.take().expect("present");
-            open.remove(&b.id);
-            full(b, to_ship);
+            let c = slot.take().map(Self::close_batch).expect("present");
+            open.remove(&c.batch.id);
+            full(c, to_ship);
         }
-        let opened = pa.open.is_none();
-        let b = pa.open.get_or_insert_with(|| OpenBatch {
+        let opened = slot.is_none();
+        let b = slot.get_or_insert_with(|| OpenBatch {
             id: *next_batch_id,
             builder: BatchBuilder::with_capacity(self.config.batch_size.min(limit) + 128)
                 .compression(self.config.compression)
@@ -305,9 +355,19 @@ impl Shared {
             part: pa.part.clone(),
             queue: pa.queue.clone(),
             reserved: 0,
+            used: 0,
             limit: limit.saturating_sub(BATCH_OVERHEAD),
             producer: *producer,
         });
+        // Memory for the record; a lingering batch takes up to a batch's worth at once,
+        // so the records after it need not take the producer's lock.
+        let needed = (b.used + size).saturating_sub(b.reserved);
+        let taken = if needed == 0 || close_now {
+            needed
+        } else {
+            let available = self.config.buffer_memory.saturating_sub(*used_memory);
+            self.config.batch_size.min(available).max(needed)
+        };
         if let Err(e) = b.builder.push(
             timestamp,
             record.key_bytes(),
@@ -315,12 +375,13 @@ impl Shared {
             &record.headers,
         ) {
             if opened {
-                pa.open = None;
+                *slot = None;
             }
             return Err(e);
         }
-        *used_memory += size;
-        b.reserved += size;
+        *used_memory += taken;
+        b.reserved += taken;
+        b.used += size;
         added(b.id, &b.slot, i64::from(b.builder.len() as i32 - 1));
         if opened {
             *next_batch_id += 1;
@@ -331,11 +392,82 @@ impl Shared {
             }
         }
         if close_now || b.builder.uncompressed_size() >= self.config.batch_size {
-            let b = pa.open.take().expect("present");
-            open.remove(&b.id);
-            full(b, to_ship);
+            let c = slot.take().map(Self::close_batch).expect("present");
+            open.remove(&c.batch.id);
+            full(c, to_ship);
         }
         Ok(())
+    }
+
+    /// Whether `size` more bytes of records fit batch `b` (an empty batch takes any).
+    fn fits(&self, b: &OpenBatch, size: usize) -> bool {
+        b.builder.is_empty()
+            || b.builder.uncompressed_size() + size
+                <= b.limit
+                    .min(self.config.batch_size.max(size + BATCH_OVERHEAD))
+    }
+
+    /// Whether full batches go to the linger thread, so the sender goes on encoding.
+    /// Not for Acks::All: one thread would then fsync every partition in turn, where
+    /// each sender appending its own batch fsyncs partitions in parallel.
+    fn hands_over_full_batches(&self) -> bool {
+        self.config.linger_ms > 0 && self.config.acks != Acks::All
+    }
+
+    /// Adds a record to its partition's open batch under the partition's lock alone:
+    /// possible when the batch takes the record and already holds the memory for it.
+    /// Returns where the record went (its batch's id and slot, its index) and the batch
+    /// if the record closed it (see [`hand_over`](Self::hand_over)), or `None` for
+    /// [`add`](Self::add) to do it under the producer's lock.
+    pub(super) fn push_fast(
+        &self,
+        pa: &PartAcc,
+        (record, size, timestamp): (&ProducerRecord<'_>, usize, i64),
+        close_now: bool,
+    ) -> Result<Option<Placed>> {
+        let mut slot = pa.open.lock();
+        let Some(b) = slot.as_mut() else {
+            return Ok(None);
+        };
+        if b.used + size > b.reserved || !self.fits(b, size) {
+            return Ok(None);
+        }
+        if let Some(txn) = &self.txn {
+            txn.before_send(self, &pa.part)?;
+        }
+        b.builder.push(
+            timestamp,
+            record.key_bytes(),
+            record.value_bytes(),
+            &record.headers,
+        )?;
+        b.used += size;
+        let placed = Placed {
+            id: b.id,
+            slot: b.slot.clone(),
+            index: i64::from(b.builder.len() as i32 - 1),
+            closed: None,
+        };
+        let closed = (close_now || b.builder.uncompressed_size() >= self.config.batch_size)
+            .then(|| slot.take().map(Self::close_batch))
+            .flatten();
+        Ok(Some(Placed { closed, ..placed }))
+    }
+
+    /// A batch a record closed outside the producer's lock: out of the registry of open
+    /// batches, and to the linger thread or `to_ship`. Once the producer is closed the
+    /// linger thread may be gone: the sender appends it then.
+    pub(super) fn hand_over(&self, c: Closed, to_ship: &mut Vec<Closed>) {
+        let mut st = self.state.lock();
+        st.open.remove(&c.batch.id);
+        if self.hands_over_full_batches() && !self.closed.load(Ordering::Acquire) {
+            st.ready.push(c);
+            if std::mem::take(&mut st.linger_waiting) {
+                self.cond.notify_all();
+            }
+        } else {
+            to_ship.push(c);
+        }
     }
 
     /// The index of `name`'s accumulator, its metadata refreshed if the store's topics
@@ -365,13 +497,14 @@ impl Shared {
                 .as_ref()
                 .is_ok_and(|s| Arc::ptr_eq(s, &st.accs[i].state));
             if !same {
-                for pa in &mut st.accs[i].parts {
-                    if let Some(b) = pa.open.take() {
-                        st.open.remove(&b.id);
-                        to_ship.push(Self::close_batch(b));
-                    }
+                let closed: Vec<Closed> = std::mem::take(&mut st.accs[i].parts)
+                    .iter()
+                    .filter_map(|pa| pa.take_closed(None))
+                    .collect();
+                for c in closed {
+                    st.open.remove(&c.batch.id);
+                    to_ship.push(c);
                 }
-                st.accs[i].parts.clear();
             }
         }
         st.refreshes += 1;
@@ -439,8 +572,8 @@ impl Shared {
     }
 
     /// Closes a batch: its ticket in its partition's queue and, for an idempotent
-    /// producer, its sequence numbers. Both are taken under the accumulator's lock,
-    /// so a partition's batches are numbered in the order they are appended.
+    /// producer, its sequence numbers. Both are taken under the partition's lock, so a
+    /// partition's batches are numbered in the order they are appended.
     pub(super) fn close_batch(mut b: OpenBatch) -> Closed {
         let ticket = b.queue.next_ticket.fetch_add(1, Ordering::AcqRel);
         if let Some((id, epoch)) = b.producer {

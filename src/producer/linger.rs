@@ -33,7 +33,6 @@ impl Shared {
                 let batches: Vec<Closed> = expired
                     .into_iter()
                     .filter_map(|id| st.take_open(id))
-                    .map(Self::close_batch)
                     .collect();
                 parking_lot::MutexGuard::unlocked(&mut st, || self.ship_all(batches));
                 continue;

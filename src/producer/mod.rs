@@ -38,7 +38,7 @@ pub use delivery::{BatchDelivery, DeliveryFuture, RecordMetadata};
 pub use partitioner::{DefaultPartitioner, Partitioner, murmur2, partition_for_key};
 pub use record::{Payload, ProducerRecord};
 
-use accumulator::AccState;
+use accumulator::{AccState, Closed};
 use delivery::PendingDelivery;
 
 use crate::catalog::Catalog;
@@ -70,6 +70,11 @@ struct Handle {
 
 /// Sends records to topics. `Send + Sync + Clone`: share one across threads (clones
 /// share the accumulator). Closed by [`close`](Self::close) or when the last clone drops.
+///
+/// Order: the records one thread sends to one partition are appended in the order it
+/// sent them. Records that different threads send at the same time to one partition
+/// are appended in some order of their sends. Threads sending to different partitions
+/// encode their records in parallel: each partition's open batch has its own lock.
 #[derive(Clone)]
 pub struct Producer {
     handle: Arc<Handle>,
@@ -171,8 +176,9 @@ impl Producer {
     }
 
     /// Sends several records in one call: as [`send`](Self::send) would, one after
-    /// another, but taking the producer's lock once and the clock once (records without
-    /// a timestamp get the call's time), with one future for all of them. Every record
+    /// another, but checking them all under one hold of the producer's lock and taking
+    /// the clock once (records without a timestamp get the call's time), with one future
+    /// for all of them. Every record
     /// is checked before any is added, so an error means none was sent (unless a topic
     /// changes or the producer closes while the call waits for `buffer_memory`; records
     /// added by then are sent without being reported). With `linger_ms` 0 the call's
@@ -268,20 +274,13 @@ impl Shared {
         let timestamp = record.timestamp.unwrap_or_else(|| self.catalog.now_ms());
 
         let mut to_ship = Vec::new();
-        let mut st = self.state.lock();
-        let mut added = None;
-        let result = self.add(
-            &mut st,
+        let result = self.add_one(
             (&record, size, timestamp, custom),
-            &mut to_ship,
             self.config.linger_ms == 0,
-            None,
-            |_, slot, index| added = Some((slot.clone(), index)),
+            &mut to_ship,
         );
-        drop(st);
         self.ship_all(to_ship);
-        result?;
-        let (slot, index) = added.expect("added");
+        let (slot, index) = result?;
         if self.config.acks == Acks::None {
             return Ok(DeliveryFuture {
                 inner: Err(Some(RecordMetadata {
@@ -299,6 +298,39 @@ impl Shared {
                 timestamp,
             }),
         })
+    }
+
+    /// Adds one record: under its partition's lock alone when its open batch takes it
+    /// ([`push_fast`](Self::push_fast)), otherwise under the producer's lock too.
+    fn add_one(
+        &self,
+        (record, size, timestamp, custom): (&ProducerRecord<'_>, usize, i64, Option<i32>),
+        close_now: bool,
+        to_ship: &mut Vec<Closed>,
+    ) -> Result<(Arc<delivery::BatchSlot>, i64)> {
+        let mut st = self.state.lock();
+        let (topic, partition) = self.locate(&mut st, record, size, custom, to_ship)?;
+        let pa = st.accs[topic].parts.get(partition as usize).cloned();
+        drop(st);
+        if let Some(pa) = pa
+            && let Some(placed) = self.push_fast(&pa, (record, size, timestamp), close_now)?
+        {
+            if let Some(c) = placed.closed {
+                self.hand_over(c, to_ship);
+            }
+            return Ok((placed.slot, placed.index));
+        }
+        let mut st = self.state.lock();
+        let mut added = None;
+        self.add(
+            &mut st,
+            (record, size, timestamp, custom),
+            to_ship,
+            close_now,
+            None,
+            |_, slot, index| added = Some((slot.clone(), index)),
+        )?;
+        Ok(added.expect("added"))
     }
 
     fn send_batch(&self, records: &[ProducerRecord<'_>]) -> Result<BatchDelivery> {
@@ -325,7 +357,9 @@ impl Shared {
             let refreshes = st.refreshes;
             for (r, (size, custom, at)) in records.iter().zip(&mut plan) {
                 match self.locate(&mut st, r, *size, *custom, &mut to_ship) {
-                    Ok(l) => *at = Some(l),
+                    Ok((topic, partition)) => {
+                        *at = st.accs[topic].parts.get(partition as usize).cloned();
+                    }
                     Err(e) => {
                         result = Err(e);
                         break;
@@ -336,47 +370,52 @@ impl Shared {
                 break;
             }
         }
+        drop(st);
         if result.is_ok() {
-            // Until the lock is released (a full buffer_memory), where each record goes
-            // is known from the checks above.
-            let mut unlocked = false;
+            // Each record to the partition its checks above chose, under that
+            // partition's lock alone while its open batch takes it.
             result = records
                 .iter()
                 .zip(&plan)
-                .try_for_each(|(r, &(size, custom, at))| {
+                .try_for_each(|(r, (size, custom, at))| {
                     let timestamp = r.timestamp.unwrap_or(now);
-                    let waited = self.add(
+                    let mut record = |id, slot: &Arc<delivery::BatchSlot>, index: i64| {
+                        // Consecutive records mostly share a batch; otherwise look back.
+                        let s = match batch_ids.iter().rposition(|&b| b == id) {
+                            Some(s) => s,
+                            None => {
+                                batch_ids.push(id);
+                                out.slots.push(slot.clone());
+                                batch_ids.len() - 1
+                            }
+                        };
+                        out.records.push((s as u32, index as u32, timestamp));
+                    };
+                    if let Some(pa) = at
+                        && let Some(placed) = self.push_fast(pa, (r, *size, timestamp), false)?
+                    {
+                        record(placed.id, &placed.slot, placed.index);
+                        if let Some(c) = placed.closed {
+                            self.hand_over(c, &mut to_ship);
+                        }
+                        return Ok(());
+                    }
+                    let mut st = self.state.lock();
+                    self.add(
                         &mut st,
-                        (r, size, timestamp, custom),
+                        (r, *size, timestamp, *custom),
                         &mut to_ship,
                         false,
-                        if unlocked { None } else { at },
-                        |id, slot, index| {
-                            // Consecutive records mostly share a batch; otherwise look back.
-                            let s = match batch_ids.iter().rposition(|&b| b == id) {
-                                Some(s) => s,
-                                None => {
-                                    batch_ids.push(id);
-                                    out.slots.push(slot.clone());
-                                    batch_ids.len() - 1
-                                }
-                            };
-                            out.records.push((s as u32, index as u32, timestamp));
-                        },
+                        None,
+                        |id, slot, index| record(id, slot, index),
                     )?;
-                    unlocked |= waited;
                     Ok(())
                 });
         }
         if self.config.linger_ms == 0 {
-            to_ship.extend(
-                batch_ids
-                    .iter()
-                    .filter_map(|&id| st.take_open(id))
-                    .map(Self::close_batch),
-            );
+            let mut st = self.state.lock();
+            to_ship.extend(batch_ids.iter().filter_map(|&id| st.take_open(id)));
         }
-        drop(st);
         self.ship_all(to_ship);
         result.map(|()| out)
     }
