@@ -356,6 +356,48 @@ fn dirty_ratio_merging_and_checkpoint() {
     log.close().unwrap();
 }
 
+/// Segments as large as `segment_bytes` whose records mostly go merge into one
+/// rewritten segment (issue 15, item 6): groups are sized by what the key map says will
+/// be left of each segment, not by its input size (Kafka's rule, which here would
+/// rewrite ten segments into ten small files, each created, synced and swapped).
+#[test]
+fn full_segments_that_mostly_compact_away_merge_into_one() {
+    let (_clock, _fs, log) = at_t0(|fs, clock| open_sim(fs, config(clock)).unwrap());
+    // segment_bytes 1024: each segment holds about 14 records of 4 keys.
+    let mut i = 0;
+    while log.segments().len() < 11 {
+        put(&log, (i % 4) as u8, format!("v{i:03}"), T0);
+        i += 1;
+    }
+    let sealed = log.segments().len() - 1;
+    assert!(
+        log.segments()[..sealed].iter().all(|s| s.size > 900),
+        "the input segments are full: {:?}",
+        log.segments()
+    );
+    let out = log.clean(&policy(T0, 1 << 20)).unwrap();
+    assert!(out.cleaned);
+    assert_eq!(
+        log.segments().len(),
+        2,
+        "the last record of each of 4 keys fits one segment: {:?}",
+        log.segments()
+    );
+    let kept: Vec<String> = offsets_and_values(&log)
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    let written = i as usize;
+    let last_of_each: Vec<String> = (written - 5..written - 1)
+        .map(|n| format!("v{n:03}"))
+        .collect();
+    assert_eq!(
+        &kept[..4],
+        &last_of_each[..],
+        "the last record of each key survives"
+    );
+}
+
 /// min_compaction_lag_ms keeps young segments out of a pass.
 #[test]
 fn min_compaction_lag_holds_young_segments() {

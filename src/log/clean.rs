@@ -57,6 +57,17 @@ pub(crate) const CLEANER_OFFSET_FILE: &str = "cleaner-offset-checkpoint";
 /// when a pass is due to remove them without rereading its segments.
 pub(crate) const HORIZON_FILE: &str = "streamlog.tombstone-horizon";
 
+/// The most input bytes one group of segments is cleaned from (see `group_segments`).
+const MAX_GROUP_INPUT: u64 = 1 << 31;
+
+/// What the key map found in one segment: its keyed records, and how many of them a
+/// later record of their key replaces (so compaction removes them).
+#[derive(Debug, Default, Clone, Copy)]
+struct Survival {
+    seen: u64,
+    replaced: u64,
+}
+
 /// Estimated heap cost of one key-map entry beyond the key bytes.
 const KEY_ENTRY_OVERHEAD: usize = 64;
 
@@ -200,14 +211,21 @@ impl Log {
         // the segments about to be replaced.)
         let aborted_txns = self.aborted_transactions(segs[0].base, cleanable_end)?;
         let aborted = AbortedBatches::new(&aborted_txns);
+        let mut survival = vec![Survival::default(); segs.len()];
         let (map, map_end) = if first_dirty < cleanable_end {
-            self.build_key_map(first_dirty, cleanable_end, policy.key_map_bytes, &aborted)?
+            let range = (first_dirty, cleanable_end);
+            self.build_key_map(
+                range,
+                policy.key_map_bytes,
+                &aborted,
+                (&segs, &mut survival),
+            )?
         } else {
             (HashMap::new(), first_dirty)
         };
         // Recopy every sealed segment that starts below the map's end, in groups.
         let last = sealed[..cleanable].partition_point(|s| s.base < map_end);
-        let groups = self.group_segments(&segs, last);
+        let groups = self.group_segments(&segs, last, &survival);
         if groups.is_empty() {
             return Ok(outcome);
         }
@@ -272,14 +290,17 @@ impl Log {
     }
 
     /// Key -> offset of its last record in `[from, to)`, within `budget` bytes; returns
-    /// the map and the offset it covers up to (a batch boundary, or `to`).
+    /// the map and the offset it covers up to (a batch boundary, or `to`). Counts in
+    /// `survival` (one per segment of `segs`) the keyed records seen in each segment
+    /// and those a later record of their key replaces.
     fn build_key_map(
         &self,
-        from: i64,
-        to: i64,
+        (from, to): (i64, i64),
         budget: usize,
         aborted: &AbortedBatches,
+        (segs, survival): (&[Arc<Segment>], &mut [Survival]),
     ) -> Result<(HashMap<Bytes, i64>, i64)> {
+        let segment_of = |offset: i64| segs.partition_point(|s| s.base <= offset).max(1) - 1;
         let mut map: HashMap<Bytes, i64> = HashMap::new();
         let mut used = 0usize;
         let mut offset = from;
@@ -313,7 +334,14 @@ impl Log {
                     }
                     if let Some(k) = r.key {
                         // Copied: a slice would keep the whole (decompressed) batch alive.
-                        map.insert(Bytes::copy_from_slice(&k), r.offset);
+                        if let Some(old) = map.insert(Bytes::copy_from_slice(&k), r.offset)
+                            && let Some(s) = survival.get_mut(segment_of(old))
+                        {
+                            s.replaced += 1;
+                        }
+                        if let Some(s) = survival.get_mut(segment_of(r.offset)) {
+                            s.seen += 1;
+                        }
                     }
                 }
                 used += cost;
@@ -323,19 +351,47 @@ impl Log {
         Ok((map, to))
     }
 
-    /// Consecutive runs of `segs[..last]` whose sizes together fit `segment_bytes` and
-    /// whose offsets fit a segment (relative offsets are 32-bit).
-    fn group_segments(&self, segs: &[Arc<Segment>], last: usize) -> Vec<(usize, usize)> {
+    /// Consecutive runs of `segs[..last]` whose outputs together should fit
+    /// `segment_bytes` and whose offsets fit a segment (relative offsets are 32-bit).
+    ///
+    /// Kafka groups by input size, so that the output cannot exceed a segment; when a
+    /// pass removes most records that makes one small output segment per input segment
+    /// (a file created, synced and swapped in for each). The output of a segment is
+    /// estimated here from the key map instead: its size times the share of its keyed
+    /// records that no later record replaces (`survival`). An estimate can be off (a
+    /// recompressed batch, tombstones or markers that go): a rewritten segment may then
+    /// exceed `segment_bytes` by that error, which nothing relies on (rolls only look at
+    /// the active segment). A group never reads more than `MAX_GROUP_INPUT` bytes, so its
+    /// positions fit the indexes' 32 bits even if nothing is removed.
+    fn group_segments(
+        &self,
+        segs: &[Arc<Segment>],
+        last: usize,
+        survival: &[Survival],
+    ) -> Vec<(usize, usize)> {
+        let estimate = |i: usize| {
+            let size = segs[i].size();
+            match survival.get(i) {
+                Some(s) if s.seen > 0 => {
+                    let kept = s.seen.saturating_sub(s.replaced);
+                    (u128::from(size) * u128::from(kept)).div_ceil(u128::from(s.seen)) as u64
+                }
+                _ => size,
+            }
+        };
         let mut groups = Vec::new();
         let mut i = 0;
         while i < last {
             let mut j = i + 1;
-            let mut size = segs[i].size();
+            let mut output = estimate(i);
+            let mut input = segs[i].size();
             while j < last
-                && size + segs[j].size() <= self.config.segment_bytes
+                && output + estimate(j) <= self.config.segment_bytes
+                && input + segs[j].size() <= MAX_GROUP_INPUT
                 && segs[j + 1].base - segs[i].base <= i64::from(i32::MAX)
             {
-                size += segs[j].size();
+                output += estimate(j);
+                input += segs[j].size();
                 j += 1;
             }
             groups.push((i, j));
