@@ -164,3 +164,52 @@ fn a_store_holds_at_most_max_open_files_descriptors() {
     read_all(&store);
     bound("after reading again");
 }
+
+/// A reopened store whose partitions nobody uses holds no descriptor for them, under
+/// the default `max_open_files` (issue 15, item 4): an untouched partition's files are
+/// reopened at their first use. Using some partitions then opens only theirs.
+#[test]
+fn idle_partitions_of_a_reopened_store_hold_no_descriptor() {
+    let _one = ONE_AT_A_TIME.lock();
+    let Some(before) = open_fds() else {
+        return; // not Linux
+    };
+    const PARTITIONS: i32 = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(PARTITIONS))
+        .unwrap();
+    let topic = store.topic("t").unwrap();
+    for p in 0..PARTITIONS {
+        let record = streamlog::Record::new(0, Some("k"), Some(format!("v{p}")));
+        topic.partition(p).unwrap().append(&[record]).unwrap();
+    }
+    drop(topic);
+    store.close().unwrap();
+    drop(store);
+
+    let store = Store::open(dir.path()).unwrap();
+    let open = open_fds().unwrap() - before;
+    // The store's lock, its internal topics and the maintenance thread: not 4 per
+    // partition (800) as when every partition kept its active segment's files open.
+    assert!(
+        open < 40,
+        "{open} descriptors after reopening {PARTITIONS} partitions"
+    );
+    let topic = store.topic("t").unwrap();
+    for p in [3, 7] {
+        let part = topic.partition(p).unwrap();
+        assert_eq!(
+            part.read(0, 1 << 10).unwrap()[0].value.as_deref(),
+            Some(format!("v{p}").as_bytes())
+        );
+        part.append(&[streamlog::Record::new(0, Some("k"), Some("again"))])
+            .unwrap();
+        assert_eq!(part.log_end_offset(), 2);
+    }
+    let open = open_fds().unwrap() - before;
+    assert!(open < 50, "{open} descriptors after using two partitions");
+    drop(topic);
+    store.close().unwrap();
+}

@@ -420,6 +420,15 @@ impl CachedFile {
         Ok(())
     }
 
+    /// Closes the descriptor of a file with nothing to sync, unless it is in use, pinned
+    /// or cannot be reopened safely (no identity).
+    fn release_if_clean(&self) {
+        if self.identity.is_some() && !self.is_dirty() {
+            // A write racing this makes it dirty: `close_for_limit` syncs it then.
+            self.close_for_limit();
+        }
+    }
+
     /// Closes the descriptor for the limit, unless the file is in use, pinned or closed.
     fn close_for_limit(&self) -> bool {
         let Some(mut slot) = self.slot.try_write() else {
@@ -535,6 +544,10 @@ impl File for CachedFile {
     }
     fn identity(&self) -> io::Result<Option<(u64, u64)>> {
         Ok(self.identity)
+    }
+
+    fn release_descriptor(&self) {
+        self.release_if_clean();
     }
 }
 

@@ -65,6 +65,12 @@ pub trait File: Send + Sync + Debug {
         Ok(None)
     }
 
+    /// A hint that the file will not be used for a while: a file system that reopens
+    /// files by path at their next use (a [`CachingFs`]) closes the descriptor now, if
+    /// nothing written through it is unsynced and it can tell the file's identity. The
+    /// default does nothing.
+    fn release_descriptor(&self) {}
+
     /// Reads exactly `len` bytes at `pos` into a new buffer.
     fn read_exact_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
         let mut buf = vec![0u8; len];

@@ -106,6 +106,7 @@ impl Log {
         } else {
             self.validate_client_batch(batch)?
         };
+        self.touch()?;
         let mut w = self.writer.lock();
         self.check_writable()?;
         if let Some(m) = &marker {
@@ -371,6 +372,7 @@ impl Log {
         if w.active.size() == 0 {
             return Ok(());
         }
+        self.touch()?;
         let base = self.next_offset.load(Ordering::Acquire);
         self.roll_locked(&mut w, base)
     }

@@ -192,6 +192,12 @@ impl DurableFile {
         Ok(DurableFile { file, seq })
     }
 
+    /// The file will not be used for a while (see
+    /// [`File::release_descriptor`](crate::fs::File::release_descriptor)).
+    pub fn release_descriptor(&self) {
+        self.file.release_descriptor();
+    }
+
     /// Writes the next slot and fdatasyncs it.
     pub fn write(&mut self, p: DurablePoint) -> std::io::Result<()> {
         let seq = self.seq + 1;

@@ -232,6 +232,7 @@ impl Log {
         // The durable point names the segment active at the last flush, which may be one
         // about to be rewritten; after this flush it names the current active segment,
         // which is never cleaned, so recovery never looks for a replaced file.
+        self.touch()?;
         {
             let mut fl = self.flush_state.lock();
             self.sync_locked(&mut fl)?;

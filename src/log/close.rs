@@ -8,7 +8,8 @@ use crate::error::{Result, io_ctx};
 
 impl Log {
     /// Flushes, seals the active segment's indexes, writes the recovery point and the
-    /// clean-shutdown marker so the next open scans nothing.
+    /// clean-shutdown marker so the next open scans nothing. A log opened after a clean
+    /// shutdown and not changed since writes nothing: its marker is still on disk.
     ///
     /// # Errors
     /// `Io`/`Poisoned` if the final flush fails; the marker is then not written and the
@@ -41,6 +42,14 @@ impl Log {
         let w = self.writer.lock();
         self.closed.store(true, Ordering::Release);
         drop(w);
+        {
+            let _t = self.touch_lock.lock();
+            if self.is_untouched() {
+                // Nothing changed since the clean open: the marker, checkpoints and
+                // trimmed indexes on disk still describe the log.
+                return Ok(());
+            }
+        }
         self.sync_locked(&mut fl)?;
         let w = self.writer.lock();
         let active = &w.active;

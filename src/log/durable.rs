@@ -153,6 +153,10 @@ impl Log {
                 reason,
             });
         }
+        if self.is_untouched() {
+            // Nothing written since the clean open: all of it is durable.
+            return Ok((self.durable_offset(), None));
+        }
         let (target, active, position, sealed, dir_dirty, snapshots) = {
             let mut w = self.writer.lock();
             w.messages_since_flush = 0;

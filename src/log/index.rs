@@ -323,6 +323,14 @@ impl<E: Entry> Index<E> {
         self.file()?.sync_data()
     }
 
+    /// The file will not be used for a while (see [`File::release_descriptor`]); later
+    /// use reopens it.
+    pub fn release_descriptor(&self) {
+        if let Some(f) = &*self.file.read() {
+            f.release_descriptor();
+        }
+    }
+
     /// Closes the file handle; the entries stay readable. Later writes fail.
     pub fn release(&self) {
         self.file.write().take();

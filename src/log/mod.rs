@@ -46,6 +46,7 @@ mod swap;
 mod transactions;
 mod truncate;
 mod txn_index;
+mod untouched;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -243,6 +244,11 @@ pub struct Log {
     last_flush_ms: AtomicI64,
     poison: Mutex<Option<String>>,
     closed: AtomicBool,
+    /// Opened after a clean shutdown and not changed since: the clean-shutdown marker is
+    /// still on disk (see `untouched.rs`).
+    untouched: AtomicBool,
+    /// Serializes [`touch`](Self::touch).
+    touch_lock: Mutex<()>,
     report: RecoveryReport,
     /// Held until the log is closed (not merely dropped: handles may outlive a close).
     locks: Mutex<Vec<Box<dyn DirLock>>>,

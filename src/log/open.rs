@@ -78,8 +78,17 @@ impl Log {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
         let d = dir.display().to_string();
-        crate::fs::create_dir_durable(fs.as_ref(), &dir)
-            .map_err(io_ctx(format!("create directory {d}")))?;
+        // A clean-shutdown marker is only written by the close of a log whose open made
+        // the directory durable: a clean reopen needs no mkdir and no fsync of the parent.
+        // (Read again once the lock is held: only then does it describe the log.)
+        let clean_path = dir.join(checkpoint::CLEAN_SHUTDOWN_FILE);
+        let made_durable = fs
+            .exists(&clean_path)
+            .map_err(io_ctx(format!("stat {}", clean_path.display())))?;
+        if !made_durable {
+            crate::fs::create_dir_durable(fs.as_ref(), &dir)
+                .map_err(io_ctx(format!("create directory {d}")))?;
+        }
         let mut locks = Vec::new();
         if config.lock_dir {
             // A partition directory of a store: its lock too, so that a `Log` and a
@@ -139,7 +148,6 @@ impl Log {
                 orphan || n.ends_with(".tmp") || n.ends_with(".deleted") || n.ends_with(".cleaned")
             })
             .collect();
-        let clean_path = dir.join(checkpoint::CLEAN_SHUTDOWN_FILE);
         let clean_marker = fs
             .exists(&clean_path)
             .map_err(io_ctx(format!("stat {}", clean_path.display())))?;
@@ -238,6 +246,15 @@ impl Log {
         // the directory a consistent one (swaps, leftovers), then the clean-shutdown
         // marker goes, synced before any write, so a crash from here on is seen as one;
         // then what recovery decided.
+        // A clean shutdown with nothing to finish, remove or rewrite: the directory is
+        // left as it is, marker included, until the log first changes (`untouched.rs`).
+        let untouched = clean_marker
+            && rec.report.clean_shutdown
+            && plan.swaps.is_empty()
+            && leftovers.is_empty()
+            && rec.plan.is_empty()
+            && !segs.is_empty()
+            && names.iter().any(|n| n == checkpoint::DURABLE_FILE);
         super::swap::finish_swaps(fs.as_ref(), &dir, &plan)?;
         for n in leftovers {
             fs.remove_file(&dir.join(n))
@@ -245,12 +262,14 @@ impl Log {
         }
         let durable_file = DurableFile::create(fs.as_ref(), &dir, durable_seq)
             .map_err(io_ctx(format!("open the durable position in {d}")))?;
-        if clean_marker {
-            fs.remove_file(&clean_path)
-                .map_err(io_ctx(format!("remove {}", clean_path.display())))?;
+        if !untouched {
+            if clean_marker {
+                fs.remove_file(&clean_path)
+                    .map_err(io_ctx(format!("remove {}", clean_path.display())))?;
+            }
+            fs.sync_dir(&dir)
+                .map_err(io_ctx(format!("fsync directory {d}")))?;
         }
-        fs.sync_dir(&dir)
-            .map_err(io_ctx(format!("fsync directory {d}")))?;
         rec.apply(&segs)?;
         let mut report = rec.report;
         if segs.is_empty() {
@@ -264,14 +283,16 @@ impl Log {
             s.sealed.store(true, Ordering::Release);
         }
         let active = segs[n - 1].clone();
-        active
-            .offset_index
-            .preallocate()
-            .and_then(|()| active.time_index.preallocate())
-            .map_err(io_ctx(format!(
-                "preallocate the indexes of {}",
-                active.log_path.display()
-            )))?;
+        if !untouched {
+            active
+                .offset_index
+                .preallocate()
+                .and_then(|()| active.time_index.preallocate())
+                .map_err(io_ctx(format!(
+                    "preallocate the indexes of {}",
+                    active.log_path.display()
+                )))?;
+        }
         let next_offset = outcome.next_offset.unwrap_or(active.base);
         report.segments = n;
         if let Some(t) = &report.truncation {
@@ -345,6 +366,8 @@ impl Log {
             last_flush_ms: AtomicI64::new(config.clock.now_ms()),
             poison: Mutex::new(None),
             closed: AtomicBool::new(false),
+            untouched: AtomicBool::new(untouched),
+            touch_lock: Mutex::new(()),
             report,
             config,
             locks: Mutex::new(locks),
@@ -377,10 +400,16 @@ impl Log {
         // Checkpoints past a log end that recovery lowered are lowered on disk too:
         // offsets appended again there are new records (readable, and dirty).
         if stored_start.is_some_and(|s| s > log_start) {
+            log.touch()?;
             log.write_log_start(log_start)?;
         }
         if stored_clean.is_some_and(|c| c > cleaner_offset) {
+            log.touch()?;
             log.write_clean_offset(cleaner_offset)?;
+        }
+        if log.is_untouched() {
+            // Idle until first used: no descriptor held meanwhile.
+            log.release_descriptors();
         }
         Ok(log)
     }

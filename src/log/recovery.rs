@@ -47,6 +47,16 @@ pub(super) struct Plan {
     after_cut: Vec<Segment>,
 }
 
+impl Plan {
+    /// Whether recovery decided to write nothing.
+    pub(super) fn is_empty(&self) -> bool {
+        self.index_writes.is_empty()
+            && self.strays.is_empty()
+            && self.cut.is_none()
+            && self.after_cut.is_empty()
+    }
+}
+
 impl Recovery<'_> {
     fn params(&self, seg: &Segment) -> segment::ScanParams {
         seg.scan_params(

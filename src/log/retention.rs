@@ -125,6 +125,7 @@ impl Log {
         if doomed.is_empty() {
             return Ok(outcome);
         }
+        self.touch()?;
         let mut fl = self.flush_state.lock();
         {
             let mut w = self.writer.lock();

@@ -444,7 +444,16 @@ impl Segment {
         }
     }
 
-    /// Closes the index files' handles of a sealed segment whose indexes are synced.
+    /// The segment will not be used for a while: its files' descriptors may be closed
+    /// (see [`File::release_descriptor`](crate::fs::File::release_descriptor)).
+    pub fn release_descriptors(&self) {
+        self.log.release_descriptor();
+        self.offset_index.release_descriptor();
+        self.time_index.release_descriptor();
+    }
+
+    /// Drops the index files' handles of a sealed segment whose indexes are synced (its
+    /// entries stay in memory).
     pub fn release_index_files(&self) {
         self.offset_index.release();
         self.time_index.release();

@@ -33,6 +33,7 @@ impl Log {
             self.sync_locked(&mut fl)?;
         }
         let _w = self.writer.lock();
+        self.touch()?;
         self.write_log_start(offset)?;
         self.log_start.store(offset, Ordering::Release);
         Ok(offset)
@@ -58,6 +59,7 @@ impl Log {
         if offset >= end {
             return Ok(end);
         }
+        self.touch()?;
         if offset < self.log_start_offset() {
             return Err(self.out_of_range(offset));
         }

@@ -1,0 +1,173 @@
+//! A log reopened after a clean shutdown writes nothing until it changes (issue 15,
+//! item 4): the clean-shutdown marker stays, so reopening and closing an idle partition
+//! costs no write and no fsync. Every change first removes the marker durably, so a
+//! crash at any point is never mistaken for a clean shutdown: whenever a crash image
+//! still holds the marker, every other file is byte for byte what the clean close left.
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use common::{crash_modes, dir, open_sim, open_sim_limited};
+use streamlog::format::BatchBuilder;
+use streamlog::fs::SimFs;
+use streamlog::log::{CleanPolicy, Log, LogConfig, RetentionPolicy};
+
+const MARKER: &str = ".kafka_cleanshutdown";
+const T0: i64 = 1_700_000_000_000;
+
+fn config() -> LogConfig {
+    LogConfig::default()
+        .segment_bytes(1024)
+        .segment_index_bytes(240)
+        .index_interval_bytes(128)
+        .allow_offset_gaps(true)
+}
+
+fn put(log: &Log, key: &str, value: &str) {
+    let mut b = BatchBuilder::new();
+    b.push(T0, Some(key.as_bytes()), Some(value.as_bytes()), &[])
+        .unwrap();
+    log.append(&mut b.finish().unwrap()).unwrap();
+}
+
+/// Every file under the log's directory with its bytes.
+fn files(fs: &SimFs) -> BTreeMap<PathBuf, Vec<u8>> {
+    fs.files(&dir())
+        .into_iter()
+        .map(|(p, _)| {
+            let bytes = fs.read_file(&p).unwrap();
+            (p, bytes)
+        })
+        .collect()
+}
+
+fn has_marker(fs: &SimFs) -> bool {
+    fs.read_file(&dir().join(MARKER)).is_some()
+}
+
+/// A log of several segments (keys repeat, so compaction has work), closed cleanly.
+fn closed_log(fs: &SimFs) {
+    let log = open_sim(fs, config()).unwrap();
+    for i in 0..60 {
+        put(&log, &format!("k{}", i % 5), &format!("value-{i:03}"));
+    }
+    log.close().unwrap();
+    assert!(has_marker(fs));
+}
+
+#[test]
+fn a_clean_reopen_and_close_write_nothing() {
+    let fs = SimFs::new();
+    closed_log(&fs);
+    let before = files(&fs);
+    let writes = fs.mutating_op_count();
+    // Through a CachingFs, as a store opens its logs.
+    let log = open_sim_limited(&fs, config(), Some(64)).unwrap();
+    assert!(log.recovery_report().clean_shutdown);
+    assert_eq!(log.read_records(0, 1 << 20).unwrap()[0].offset, 0);
+    log.flush().unwrap();
+    log.close().unwrap();
+    assert_eq!(
+        fs.mutating_op_count(),
+        writes,
+        "a reopen, a read, a flush and a close of an unchanged log change nothing"
+    );
+    assert_eq!(files(&fs), before);
+    // Still clean: the next open scans nothing either.
+    let log = open_sim(&fs, config()).unwrap();
+    assert!(log.recovery_report().clean_shutdown);
+    assert_eq!(log.recovery_report().segments_scanned, 0);
+    assert_eq!(log.log_end_offset(), 60);
+    log.close().unwrap();
+}
+
+type Change = (&'static str, fn(&Log));
+
+/// Each operation that writes to a log's directory.
+fn changes() -> Vec<Change> {
+    vec![
+        ("append", |log| put(log, "k9", "new")),
+        ("append and flush", |log| {
+            put(log, "k9", "new");
+            log.flush().unwrap();
+        }),
+        ("roll", |log| log.roll().unwrap()),
+        ("truncate", |log| {
+            log.truncate_to(30).unwrap();
+        }),
+        ("advance the log start", |log| {
+            log.advance_log_start(20).unwrap();
+        }),
+        ("retention", |log| {
+            let policy = RetentionPolicy {
+                retention_ms: -1,
+                retention_bytes: 1,
+                now_ms: T0,
+                gate: None,
+                max_bytes: -1,
+            };
+            log.enforce_retention(&policy).unwrap();
+        }),
+        ("compaction", |log| {
+            let policy = CleanPolicy {
+                now_ms: T0,
+                force: true,
+                ..CleanPolicy::default()
+            };
+            log.clean(&policy).unwrap();
+        }),
+    ]
+}
+
+/// For each change, a crash after every one of its writes, in every crash image: if
+/// the image still holds the marker, nothing else differs from the clean close; the
+/// log reopens without error either way and keeps what was flushed before.
+#[test]
+fn every_change_after_a_clean_reopen_removes_the_marker_before_it_writes() {
+    for (name, change) in changes() {
+        // How many writes the change makes, to crash after each.
+        let writes = {
+            let fs = SimFs::new();
+            closed_log(&fs);
+            let log = open_sim(&fs, config()).unwrap();
+            let before = fs.mutating_op_count();
+            change(&log);
+            let n = fs.mutating_op_count() - before;
+            assert!(n > 0, "{name} writes something");
+            drop(log);
+            n
+        };
+        for k in 0..=writes {
+            for mode in crash_modes(k) {
+                let fs = SimFs::new();
+                closed_log(&fs);
+                let clean = files(&fs);
+                let log = open_sim(&fs, config()).unwrap();
+                fs.crash_after(fs.mutating_op_count() + k);
+                // A crash makes later writes fail: the change may fail, or panic in
+                // the closure's unwrap, which is the same to this test.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change(&log)));
+                drop(log);
+                let image = fs.crash_image(mode);
+                if has_marker(&image) {
+                    assert_eq!(
+                        files(&image),
+                        clean,
+                        "{name}, crash after {k} writes ({mode:?}): the marker survived \
+                         a change"
+                    );
+                }
+                let log = open_sim(&image, config())
+                    .unwrap_or_else(|e| panic!("{name}, crash after {k} ({mode:?}): {e}"));
+                let start = log.log_start_offset();
+                let records = log.read_records(start, 1 << 20).unwrap();
+                assert!(
+                    !records.is_empty() || log.log_end_offset() == start,
+                    "{name}, crash after {k} ({mode:?}): records unreadable"
+                );
+                log.close().unwrap();
+            }
+        }
+    }
+}
