@@ -209,6 +209,20 @@ pub enum Error {
         reason: String,
     },
 
+    /// A group administration call (resetting offsets, deleting the group) was refused
+    /// because the group has live members: stop its consumers first (Kafka's
+    /// `GroupNotEmptyException`).
+    #[error(
+        "consumer group `{group}` has {members} live member(s): stop its consumers before \
+         changing its offsets or deleting it"
+    )]
+    GroupNotEmpty {
+        /// The consumer group.
+        group: String,
+        /// How many members it has.
+        members: usize,
+    },
+
     /// A transactional producer was fenced: a newer producer with the same
     /// `transactional_id` called `init_transactions`, or the store aborted its
     /// transaction after `transaction_timeout_ms`. The producer can do nothing more;
@@ -325,6 +339,10 @@ impl Clone for Error {
             Error::CommitFailed { group, reason } => Error::CommitFailed {
                 group: group.clone(),
                 reason: reason.clone(),
+            },
+            Error::GroupNotEmpty { group, members } => Error::GroupNotEmpty {
+                group: group.clone(),
+                members: *members,
             },
             Error::Fenced {
                 transactional_id,

@@ -101,7 +101,7 @@ pub use catalog::{
 };
 pub use consumer::{
     Assignor, Consumer, ConsumerConfig, ConsumerGroupMetadata, ConsumerRecord, ConsumerRecords,
-    IsolationLevel, OffsetReset, RebalanceListener, RecordRef,
+    IsolationLevel, OffsetChange, OffsetReset, OffsetSpec, RebalanceListener, RecordRef,
 };
 pub use error::{Error, Result};
 pub use format::{Batch, BatchBuilder, Compression, Header, Record};

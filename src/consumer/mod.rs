@@ -35,7 +35,8 @@ use crate::error::{Error, Result};
 use crate::groups::{Commit, Coordinator};
 
 pub use crate::groups::{
-    Assignor, CommittedOffset, ConsumerGroupMetadata, GroupDescription, MemberDescription, assign,
+    Assignor, CommittedOffset, ConsumerGroupMetadata, GroupDescription, MemberDescription,
+    OffsetChange, OffsetSpec, assign,
 };
 pub use crate::topic::TopicPartition;
 pub use config::{ConsumerConfig, IsolationLevel, OffsetReset};

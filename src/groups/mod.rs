@@ -12,6 +12,7 @@
 //! member has polled, by exactly one. Commits from a member for partitions it does not
 //! own are refused (`CommitFailed`), so a stale member cannot move offsets backwards.
 
+mod admin;
 mod assign;
 mod offsets;
 mod txn_offsets;
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 pub(crate) use crate::format::schema::MAX_STRING_BYTES;
+pub use admin::{OffsetChange, OffsetSpec};
 pub use assign::assign;
 pub(crate) use offsets::Commit;
 use offsets::CommitCheck;

@@ -18,11 +18,12 @@ use parking_lot::Mutex;
 use crate::catalog::{
     Catalog, ImportReport, Partition, StoreConfig, StoreRecoveryReport, Topic, TopicDescription,
 };
-use crate::consumer::{Consumer, ConsumerConfig, GroupDescription};
+use crate::consumer::{Consumer, ConsumerConfig, GroupDescription, OffsetChange, OffsetSpec};
 use crate::error::{Error, Result, io_ctx};
 use crate::groups::{Coordinator, OFFSETS_TOPIC};
 use crate::maintenance::{Maintenance, MaintenanceReport};
 use crate::producer::{Producer, ProducerConfig};
+use crate::topic::TopicPartition;
 use crate::topic::{TopicConfig, refuse_internal, validate_topic_name};
 use crate::txn::TxnCoordinator;
 
@@ -333,6 +334,75 @@ impl Store {
                 kind: "consumer group",
                 name: group.to_string(),
             })
+    }
+
+    /// What [`alter_group_offsets`](Self::alter_group_offsets) would commit, without
+    /// committing it (the dry run of `kafka-consumer-groups --reset-offsets`).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown topic or partition; `InvalidArgument` for
+    /// [`OffsetSpec::ShiftBy`] of a partition the group has no offset for; `Closed`.
+    pub fn plan_group_offsets(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+        to: OffsetSpec,
+    ) -> Result<Vec<OffsetChange>> {
+        self.check_open()?;
+        self.inner
+            .groups
+            .plan_offsets(&self.inner.catalog, group, partitions, to)
+    }
+
+    /// Resets `group`'s committed offsets of `partitions` (Kafka's `kafka-consumer-groups
+    /// --reset-offsets --execute`), refused while the group has live members. Durable
+    /// on return (fsync'd into the committed-offsets topic); returns what changed. Each
+    /// offset is kept within its partition's records. The group need not exist yet.
+    ///
+    /// ```
+    /// use streamlog::{OffsetSpec, Store, TopicConfig, TopicPartition};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// store.create_topic("clicks", TopicConfig::default())?;
+    /// let p = store.topic("clicks")?.partition(0)?;
+    /// for i in 0..10 {
+    ///     p.append(&[streamlog::Record::new(i, Some("k"), Some("v"))])?;
+    /// }
+    /// let tp = TopicPartition::new("clicks", 0);
+    /// let changed = store.alter_group_offsets("analytics", &[tp.clone()], OffsetSpec::Offset(7))?;
+    /// assert_eq!(changed[0].new, 7);
+    /// let changed = store.alter_group_offsets("analytics", &[tp], OffsetSpec::ShiftBy(-2))?;
+    /// assert_eq!((changed[0].current, changed[0].new), (Some(7), 5));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `GroupNotEmpty` while the group has members; otherwise as
+    /// [`plan_group_offsets`](Self::plan_group_offsets), and `Io`.
+    pub fn alter_group_offsets(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+        to: OffsetSpec,
+    ) -> Result<Vec<OffsetChange>> {
+        let plan = self.plan_group_offsets(group, partitions, to)?;
+        self.inner
+            .groups
+            .apply_offsets(&self.inner.catalog, group, &plan)?;
+        Ok(plan)
+    }
+
+    /// Deletes a consumer group: forgets every offset it committed (durable on
+    /// return), refused while it has live members (Kafka's `kafka-consumer-groups
+    /// --delete`). A consumer of the group started later begins from
+    /// `auto_offset_reset`.
+    ///
+    /// # Errors
+    /// `GroupNotEmpty` while the group has members; `NotFound` for a group with no
+    /// committed offset; `Io`; `Closed`.
+    pub fn delete_group(&self, group: &str) -> Result<()> {
+        self.check_open()?;
+        self.inner.groups.delete(&self.inner.catalog, group)
     }
 
     /// Runs one maintenance pass now over every partition (including the internal

@@ -1,0 +1,155 @@
+//! Group administration, as Kafka's `kafka-consumer-groups` does it: resetting a
+//! group's committed offsets and deleting a group, both refused while the group has
+//! live members (Kafka's `GroupNotEmptyException`): a running member would go on from
+//! its own position and overwrite the change with its next commit.
+
+use std::collections::BTreeMap;
+
+use super::Coordinator;
+use super::offsets::Commit;
+use crate::catalog::{Catalog, PartitionState};
+use crate::error::{Error, Result};
+use crate::topic::TopicPartition;
+
+/// Where [`Store::alter_group_offsets`](crate::Store::alter_group_offsets) moves a
+/// group's committed offsets (the options of `kafka-consumer-groups --reset-offsets`).
+/// A target outside the partition's records is moved to its nearest end, as Kafka does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The partition's log start offset (`--to-earliest`).
+    Earliest,
+    /// The partition's log end offset (`--to-latest`).
+    Latest,
+    /// The first offset whose timestamp is at least this many milliseconds since the
+    /// Unix epoch, or the log end if none is (`--to-datetime`).
+    Timestamp(i64),
+    /// This offset (`--to-offset`).
+    Offset(i64),
+    /// The committed offset moved by this many records, backwards if negative
+    /// (`--shift-by`); a partition without a committed offset is an error.
+    ShiftBy(i64),
+}
+
+/// One partition of a reset: the offset the group had committed and the one it gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetChange {
+    /// The partition.
+    pub partition: TopicPartition,
+    /// The committed offset before (as it applies to the partition now), if any.
+    pub current: Option<i64>,
+    /// The offset committed by the reset.
+    pub new: i64,
+}
+
+impl Coordinator {
+    /// `GroupNotEmpty` if `group` has live members.
+    fn check_empty(&self, group: &str) -> Result<()> {
+        let members = self
+            .state
+            .lock()
+            .groups
+            .get(group)
+            .map_or(0, |g| g.members.len());
+        if members > 0 {
+            return Err(Error::GroupNotEmpty {
+                group: group.to_string(),
+                members,
+            });
+        }
+        Ok(())
+    }
+
+    /// The offsets `to` gives each of `partitions` for `group`, without changing
+    /// anything.
+    pub(crate) fn plan_offsets(
+        &self,
+        catalog: &Catalog,
+        group: &str,
+        partitions: &[TopicPartition],
+        to: OffsetSpec,
+    ) -> Result<Vec<OffsetChange>> {
+        let mut plan = Vec::with_capacity(partitions.len());
+        for tp in partitions {
+            let part = catalog.partition(tp.topic(), tp.partition())?;
+            let current = self.resume_offset(catalog, group, tp);
+            let (start, end) = (part.log_start_offset(), part.log_end_offset());
+            let target = match to {
+                OffsetSpec::Earliest => start,
+                OffsetSpec::Latest => end,
+                OffsetSpec::Timestamp(ts) => part.offset_for_timestamp(ts)?.map_or(end, |(o, _)| o),
+                OffsetSpec::Offset(o) => o,
+                OffsetSpec::ShiftBy(n) => current
+                    .ok_or_else(|| Error::InvalidArgument {
+                        name: "shift_by",
+                        reason: format!(
+                            "group `{group}` has no committed offset for {tp} to shift"
+                        ),
+                    })?
+                    .saturating_add(n),
+            };
+            plan.push(OffsetChange {
+                partition: tp.clone(),
+                current,
+                new: target.clamp(start, end),
+            });
+        }
+        Ok(plan)
+    }
+
+    /// Commits the offsets of `plan` for `group` (durable on return), unless the group
+    /// has live members.
+    pub(crate) fn apply_offsets(
+        &self,
+        catalog: &Catalog,
+        group: &str,
+        plan: &[OffsetChange],
+    ) -> Result<()> {
+        self.check_empty(group)?;
+        let mut commits = BTreeMap::new();
+        for change in plan {
+            let tp = &change.partition;
+            let part: std::sync::Arc<PartitionState> =
+                catalog.partition(tp.topic(), tp.partition())?;
+            let commit = Commit {
+                offset: change.new,
+                epoch: part.epoch(),
+                topic_id: Some(part.topic_id),
+                at: -1,
+            };
+            commits.insert(tp.clone(), commit);
+        }
+        let offsets = self.offsets_partition(catalog)?;
+        let live = |tp: &TopicPartition, id| {
+            catalog
+                .partition(tp.topic(), tp.partition())
+                .is_ok_and(|p| Some(p.topic_id) == id)
+        };
+        self.commit(&offsets, group, None, &commits, offsets.now_ms(), &live)?;
+        offsets.wake();
+        Ok(())
+    }
+
+    /// Forgets every committed offset of `group` (tombstones in the offsets topic,
+    /// durable on return), unless the group has live members. `NotFound` for a group
+    /// with neither.
+    pub(crate) fn delete(&self, catalog: &Catalog, group: &str) -> Result<()> {
+        self.check_empty(group)?;
+        let doomed: Vec<(String, TopicPartition)> = {
+            let st = self.state.lock();
+            let Some(committed) = st.committed.get(group) else {
+                return Err(Error::NotFound {
+                    kind: "consumer group",
+                    name: group.to_string(),
+                });
+            };
+            committed
+                .keys()
+                .map(|tp| (group.to_string(), tp.clone()))
+                .collect()
+        };
+        let offsets = self.offsets_partition(catalog)?;
+        self.forget(&offsets, &doomed)?;
+        offsets.wake();
+        Ok(())
+    }
+}

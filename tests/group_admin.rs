@@ -1,0 +1,192 @@
+//! Group administration (issue 18, item 6), as `kafka-consumer-groups` does it:
+//! `Store::alter_group_offsets` (earliest, latest, a timestamp, an offset, shift by N;
+//! a dry run with `plan_group_offsets`) and `Store::delete_group`, both refused with
+//! `GroupNotEmpty` while the group has live members, both durable.
+mod common;
+
+use std::time::Duration;
+
+use streamlog::{
+    ConsumerConfig, Error, OffsetReset, OffsetSpec, Record, Store, StoreConfig, TopicConfig,
+    TopicPartition,
+};
+
+const T0: i64 = 1_700_000_000_000;
+
+/// A store with topic `t` of 2 partitions holding offsets 0..10 each (record `i` at
+/// time `T0 + i`).
+fn store_with_records(dir: &std::path::Path) -> Store {
+    let store =
+        Store::open_with(dir, StoreConfig::default().background_maintenance(false)).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    let topic = store.topic("t").unwrap();
+    for p in 0..2 {
+        let part = topic.partition(p).unwrap();
+        for i in 0..10 {
+            part.append(&[Record::new(T0 + i, Some("k"), Some(format!("v{i}")))])
+                .unwrap();
+        }
+    }
+    store
+}
+
+fn tp(p: i32) -> TopicPartition {
+    TopicPartition::new("t", p)
+}
+
+/// Where a fresh consumer of `group` assigned `t-0` starts reading (with
+/// `auto_offset_reset` latest and no committed offset: the log end). It commits nothing.
+fn resumes_at(store: &Store, group: &str) -> i64 {
+    let mut c = store
+        .consumer(
+            ConsumerConfig::new(group)
+                .auto_offset_reset(OffsetReset::Latest)
+                .enable_auto_commit(false),
+        )
+        .unwrap();
+    c.assign(&[tp(0)]).unwrap();
+    let records = c.poll(Duration::from_millis(10)).unwrap();
+    records.iter().next().map_or(10, |r| r.offset())
+}
+
+fn committed(store: &Store, group: &str, p: i32) -> Option<i64> {
+    store
+        .describe_group(group)
+        .ok()?
+        .offsets
+        .iter()
+        .find(|o| o.partition == tp(p))
+        .map(|o| o.offset)
+}
+
+#[test]
+fn offsets_reset_to_each_target_and_a_dry_run_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_records(dir.path());
+    let both = [tp(0), tp(1)];
+    let new = |to| -> Vec<i64> {
+        store
+            .alter_group_offsets("g", &both, to)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.new)
+            .collect()
+    };
+    assert_eq!(new(OffsetSpec::Offset(4)), [4, 4]);
+    assert_eq!(committed(&store, "g", 1), Some(4));
+    assert_eq!(resumes_at(&store, "g"), 4);
+    assert_eq!(new(OffsetSpec::ShiftBy(3)), [7, 7]);
+    assert_eq!(
+        new(OffsetSpec::ShiftBy(-100)),
+        [0, 0],
+        "clamped at the log start"
+    );
+    assert_eq!(new(OffsetSpec::Latest), [10, 10]);
+    assert_eq!(new(OffsetSpec::Earliest), [0, 0]);
+    assert_eq!(new(OffsetSpec::Timestamp(T0 + 6)), [6, 6]);
+    assert_eq!(
+        new(OffsetSpec::Timestamp(T0 + 99)),
+        [10, 10],
+        "none that late: the end"
+    );
+    assert_eq!(
+        new(OffsetSpec::Offset(1_000)),
+        [10, 10],
+        "clamped at the log end"
+    );
+
+    // The dry run reports the change and commits nothing.
+    let plan = store
+        .plan_group_offsets("g", &[tp(0)], OffsetSpec::Offset(2))
+        .unwrap();
+    assert_eq!((plan[0].current, plan[0].new), (Some(10), 2));
+    assert_eq!(committed(&store, "g", 0), Some(10));
+
+    // Shifting a partition the group never committed is refused, naming it.
+    let err = store
+        .plan_group_offsets("other", &[tp(0)], OffsetSpec::ShiftBy(1))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidArgument { reason, .. } if reason.contains("t-0")),
+        "{err}"
+    );
+    // An unknown partition is not found.
+    assert!(matches!(
+        store.plan_group_offsets("g", &[tp(5)], OffsetSpec::Earliest),
+        Err(Error::NotFound { .. })
+    ));
+
+    // Durable: the last reset survives a reopen.
+    store
+        .alter_group_offsets("g", &[tp(0)], OffsetSpec::Offset(3))
+        .unwrap();
+    store.close().unwrap();
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(committed(&store, "g", 0), Some(3));
+    assert_eq!(resumes_at(&store, "g"), 3);
+}
+
+#[test]
+fn a_group_with_live_members_is_neither_reset_nor_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_records(dir.path());
+    store
+        .alter_group_offsets("g", &[tp(0)], OffsetSpec::Offset(5))
+        .unwrap();
+    let mut member = store
+        .consumer(ConsumerConfig::new("g").auto_offset_reset(OffsetReset::Earliest))
+        .unwrap();
+    member.subscribe(["t"]).unwrap();
+    member.poll(Duration::from_millis(10)).unwrap();
+    let refused = store.alter_group_offsets("g", &[tp(0)], OffsetSpec::Earliest);
+    assert!(
+        matches!(&refused, Err(Error::GroupNotEmpty { group, members: 1 }) if group == "g"),
+        "{refused:?}"
+    );
+    assert!(matches!(
+        store.delete_group("g"),
+        Err(Error::GroupNotEmpty { .. })
+    ));
+    assert_eq!(committed(&store, "g", 0), Some(5), "nothing changed");
+    // Once the member has left, both are allowed.
+    member.close().unwrap();
+    store
+        .alter_group_offsets("g", &[tp(0)], OffsetSpec::Earliest)
+        .unwrap();
+    assert_eq!(committed(&store, "g", 0), Some(0));
+    store.delete_group("g").unwrap();
+}
+
+#[test]
+fn a_deleted_group_forgets_its_offsets_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_records(dir.path());
+    store
+        .alter_group_offsets("g", &[tp(0), tp(1)], OffsetSpec::Offset(6))
+        .unwrap();
+    assert!(store.list_groups().contains(&"g".to_string()));
+    store.delete_group("g").unwrap();
+    assert!(matches!(
+        store.describe_group("g"),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(!store.list_groups().contains(&"g".to_string()));
+    // A consumer of the group now starts from auto_offset_reset (latest: the end).
+    assert_eq!(resumes_at(&store, "g"), 10);
+    assert!(matches!(
+        store.delete_group("g"),
+        Err(Error::NotFound { .. })
+    ));
+    // Durable: still gone after a reopen.
+    store.close().unwrap();
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert!(matches!(
+        store.describe_group("g"),
+        Err(Error::NotFound { .. })
+    ));
+    store.close().unwrap();
+}
