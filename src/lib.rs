@@ -111,7 +111,7 @@ pub use producer::{
     RecordMetadata,
 };
 pub use store::Store;
-pub use topic::{CleanupPolicy, TopicConfig, TopicPartition, validate_topic_name};
+pub use topic::{CleanupPolicy, TopicConfig, TopicPartition, TopicSettings, validate_topic_name};
 
 /// The README's code blocks, compiled and run as doctests.
 #[cfg(doctest)]

@@ -99,6 +99,33 @@ pub struct TopicConfig {
     pub(crate) max_compaction_lag_ms: i64,
     pub(crate) retention_gate_groups: Vec<String>,
     pub(crate) retention_gate_max_bytes: i64,
+    /// The topic was compacted at some point: its partitions may have offset gaps,
+    /// which stay allowed whatever its policy becomes.
+    pub(crate) offset_gaps: bool,
+}
+
+/// Every knob of a [`TopicConfig`], to read (see [`TopicConfig::settings`]); the
+/// setters of the same names document each.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(missing_docs)] // each field is documented by its setter on TopicConfig
+pub struct TopicSettings {
+    pub partitions: i32,
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub index_interval_bytes: u64,
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub cleanup_policy: CleanupPolicy,
+    pub max_message_bytes: u64,
+    pub flush_messages: u64,
+    pub flush_ms: u64,
+    pub message_timestamp_type: TimestampType,
+    pub delete_retention_ms: i64,
+    pub min_cleanable_dirty_ratio: f64,
+    pub min_compaction_lag_ms: i64,
+    pub max_compaction_lag_ms: i64,
+    pub retention_gate_groups: Vec<String>,
+    pub retention_gate_max_bytes: i64,
 }
 
 impl Default for TopicConfig {
@@ -122,6 +149,7 @@ impl Default for TopicConfig {
             max_compaction_lag_ms: i64::MAX,
             retention_gate_groups: Vec::new(),
             retention_gate_max_bytes: -1,
+            offset_gaps: false,
         }
     }
 }
@@ -249,6 +277,105 @@ impl TopicConfig {
         self.cleanup_policy
     }
 
+    /// Every knob's value.
+    ///
+    /// ```
+    /// use streamlog::TopicConfig;
+    /// let config = TopicConfig::default().retention_ms(3_600_000);
+    /// assert_eq!(config.settings().retention_ms, 3_600_000);
+    /// assert_eq!(config.settings().segment_bytes, 1 << 30);
+    /// ```
+    pub fn settings(&self) -> TopicSettings {
+        TopicSettings {
+            partitions: self.partitions,
+            segment_bytes: self.segment_bytes,
+            segment_ms: self.segment_ms,
+            index_interval_bytes: self.index_interval_bytes,
+            retention_ms: self.retention_ms,
+            retention_bytes: self.retention_bytes,
+            cleanup_policy: self.cleanup_policy,
+            max_message_bytes: self.max_message_bytes,
+            flush_messages: self.flush_messages,
+            flush_ms: self.flush_ms,
+            message_timestamp_type: self.message_timestamp_type,
+            delete_retention_ms: self.delete_retention_ms,
+            min_cleanable_dirty_ratio: self.min_cleanable_dirty_ratio,
+            min_compaction_lag_ms: self.min_compaction_lag_ms,
+            max_compaction_lag_ms: self.max_compaction_lag_ms,
+            retention_gate_groups: self.retention_gate_groups.clone(),
+            retention_gate_max_bytes: self.retention_gate_max_bytes,
+        }
+    }
+
+    /// Every knob as Kafka's property name and value (`kafka-configs --describe`), in
+    /// a fixed order; the gate groups (not Kafka's) as one comma-separated entry.
+    ///
+    /// ```
+    /// use streamlog::TopicConfig;
+    /// let entries = TopicConfig::default().retention_ms(60_000).entries();
+    /// assert!(entries.contains(&("retention.ms", "60000".to_string())));
+    /// ```
+    pub fn entries(&self) -> Vec<(&'static str, String)> {
+        let s = self.settings();
+        let ts = match s.message_timestamp_type {
+            TimestampType::CreateTime => "CreateTime",
+            TimestampType::LogAppendTime => "LogAppendTime",
+        };
+        vec![
+            ("partitions", s.partitions.to_string()),
+            ("cleanup.policy", s.cleanup_policy.name().to_string()),
+            ("retention.ms", s.retention_ms.to_string()),
+            ("retention.bytes", s.retention_bytes.to_string()),
+            ("segment.bytes", s.segment_bytes.to_string()),
+            ("segment.ms", s.segment_ms.to_string()),
+            ("index.interval.bytes", s.index_interval_bytes.to_string()),
+            ("max.message.bytes", s.max_message_bytes.to_string()),
+            ("flush.messages", s.flush_messages.to_string()),
+            ("flush.ms", s.flush_ms.to_string()),
+            ("message.timestamp.type", ts.to_string()),
+            ("delete.retention.ms", s.delete_retention_ms.to_string()),
+            (
+                "min.cleanable.dirty.ratio",
+                s.min_cleanable_dirty_ratio.to_string(),
+            ),
+            ("min.compaction.lag.ms", s.min_compaction_lag_ms.to_string()),
+            ("max.compaction.lag.ms", s.max_compaction_lag_ms.to_string()),
+            ("retention.gate.groups", s.retention_gate_groups.join(",")),
+            (
+                "retention.gate.max.bytes",
+                s.retention_gate_max_bytes.to_string(),
+            ),
+        ]
+    }
+
+    /// Refuses a change from `self` (the topic's config) to `new` that Kafka does not
+    /// allow on a live topic, or that streamlog cannot apply to it: the partition count
+    /// (see `Store::add_partitions`), the timestamp type and the index interval.
+    pub(crate) fn check_alterable(&self, new: &TopicConfig) -> Result<()> {
+        let fixed: [(&'static str, bool); 3] = [
+            ("partitions", self.partitions != new.partitions),
+            (
+                "message_timestamp_type",
+                self.message_timestamp_type != new.message_timestamp_type,
+            ),
+            (
+                "index_interval_bytes",
+                self.index_interval_bytes != new.index_interval_bytes,
+            ),
+        ];
+        match fixed.iter().find(|(_, changed)| *changed) {
+            Some((name, _)) => Err(Error::InvalidConfig {
+                name,
+                reason: if *name == "partitions" {
+                    "cannot be altered; use Store::add_partitions to add partitions".into()
+                } else {
+                    "cannot be altered on an existing topic".into()
+                },
+            }),
+            None => new.validate(),
+        }
+    }
+
     /// Checks every knob.
     ///
     /// # Errors
@@ -328,7 +455,7 @@ impl TopicConfig {
             .max_message_bytes(self.max_message_bytes)
             .flush_messages(self.flush_messages)
             .timestamp_type(self.message_timestamp_type)
-            .allow_offset_gaps(self.cleanup_policy != CleanupPolicy::Delete)
+            .allow_offset_gaps(self.cleanup_policy != CleanupPolicy::Delete || self.offset_gaps)
     }
 
     /// `key=value` lines, Kafka's property names.
@@ -361,6 +488,13 @@ impl TopicConfig {
             .iter()
             .map(|g| format!("retention.gate.group={g}\n"))
             .collect::<String>()
+            // Only where the policy no longer implies it (a compacted topic altered
+            // to `delete`).
+            + if self.offset_gaps && self.cleanup_policy == CleanupPolicy::Delete {
+                "offset.gaps=true\n"
+            } else {
+                ""
+            }
     }
 
     /// Parses [`to_properties`](Self::to_properties) output; `Err(reason)` if malformed.
@@ -410,6 +544,7 @@ impl TopicConfig {
                     c.retention_gate_max_bytes = v.parse().map_err(|e| bad(&e))?
                 }
                 "retention.gate.group" => c.retention_gate_groups.push(v.to_string()),
+                "offset.gaps" if v == "true" => c.offset_gaps = true,
                 _ => return Err(format!("unknown key `{k}` (or unsupported version `{v}`)")),
             }
         }

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::error::{Error, Result, io_ctx};
 use crate::log::Log;
-use crate::topic::{TopicConfig, refuse_internal};
+use crate::topic::{CleanupPolicy, TopicConfig, refuse_internal};
 
 impl Catalog {
     /// The topic-change lock, for creating topic `name`: `Closed`, or `AlreadyExists`
@@ -186,6 +186,43 @@ impl Catalog {
         Ok(())
     }
 
+    /// Changes a topic's alterable knobs (see [`TopicConfig::check_alterable`]):
+    /// persisted atomically with the topic's metadata, then applied to its partitions
+    /// (maintenance reads the rest at each pass). Returns the new config.
+    pub(crate) fn alter_topic_config(
+        &self,
+        name: &str,
+        change: impl FnOnce(TopicConfig) -> TopicConfig,
+    ) -> Result<TopicConfig> {
+        let _ddl = self.ddl.lock();
+        self.check_open()?;
+        refuse_internal(name, "its config is the store's")?;
+        let t = self.topic(name)?;
+        let old = t.config();
+        let mut new = change(old.clone());
+        old.check_alterable(&new)?;
+        // Offset gaps compaction may have left stay allowed under any later policy.
+        new.offset_gaps = old.offset_gaps || old.cleanup_policy != CleanupPolicy::Delete;
+        let log_config = self.config.log_config(&new);
+        log_config.validate()?;
+        self.write_metadata(
+            name,
+            &TopicMeta {
+                config: new.clone(),
+                id: Some(t.id),
+                intent: None,
+                adopting: false,
+            },
+        )?;
+        *t.config.write() = new.clone();
+        for p in t.partitions() {
+            p.alter(&new, &log_config)?;
+        }
+        // Producers re-read the topic (max_message_bytes, keys required).
+        self.bump_metadata_epoch();
+        Ok(new)
+    }
+
     pub(super) fn bump_metadata_epoch(&self) {
         self.metadata_epoch.fetch_add(1, Ordering::AcqRel);
     }
@@ -203,11 +240,10 @@ impl Catalog {
             self.config.log_config(config),
         )?;
         Ok(Arc::new(PartitionState::new(
-            topic,
-            topic_id,
-            partition,
+            (topic, topic_id, partition),
             log,
             self.notifier.clone(),
+            config,
         )))
     }
 

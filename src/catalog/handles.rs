@@ -99,7 +99,7 @@ impl Partition {
     /// topic was deleted or the store closed; `Io`; `Poisoned`.
     pub fn append_with(&self, records: &[Record], codec: Compression) -> Result<AppendInfo> {
         refuse_internal(&self.state.topic, "only the store writes to it")?;
-        if self.state.log().config().allow_offset_gaps && records.iter().any(|r| r.key.is_none()) {
+        if self.state.is_compacted() && records.iter().any(|r| r.key.is_none()) {
             return Err(keyless_on_compacted(&self.state.topic));
         }
         let mut b = BatchBuilder::new().compression(codec);

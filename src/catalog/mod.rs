@@ -216,11 +216,10 @@ impl Catalog {
                     report: log.recovery_report().clone(),
                 });
                 parts.push(Arc::new(PartitionState::new(
-                    name,
-                    *id,
-                    p,
+                    (name, *id, p),
                     log,
                     notifier.clone(),
+                    &meta.config,
                 )));
             }
             topics.insert(

@@ -25,15 +25,16 @@ pub(crate) struct PartitionState {
     pub(crate) partition: i32,
     log: Log,
     pub(super) notifier: Arc<Notifier>,
+    /// The topic's cleanup policy includes compaction: records need a key.
+    compacted: std::sync::atomic::AtomicBool,
 }
 
 impl PartitionState {
     pub(super) fn new(
-        topic: &str,
-        topic_id: TopicId,
-        partition: i32,
+        (topic, topic_id, partition): (&str, TopicId, i32),
         log: Log,
         notifier: Arc<Notifier>,
+        config: &TopicConfig,
     ) -> PartitionState {
         PartitionState {
             topic: topic.to_string(),
@@ -41,7 +42,27 @@ impl PartitionState {
             partition,
             log,
             notifier,
+            compacted: (config.cleanup_policy != crate::topic::CleanupPolicy::Delete).into(),
         }
+    }
+
+    /// Whether the topic is compacted now (its records need keys).
+    pub(crate) fn is_compacted(&self) -> bool {
+        self.compacted.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Applies an altered topic config (see `Catalog::alter_topic_config`).
+    pub(super) fn alter(
+        &self,
+        config: &TopicConfig,
+        log_config: &crate::log::LogConfig,
+    ) -> Result<()> {
+        self.log.alter_config(log_config)?;
+        self.compacted.store(
+            config.cleanup_policy != crate::topic::CleanupPolicy::Delete,
+            std::sync::atomic::Ordering::Release,
+        );
+        Ok(())
     }
 
     /// `topic`-`partition`.
@@ -99,7 +120,7 @@ impl PartitionState {
 
     /// The largest batch this partition accepts (`max_message_bytes`).
     pub(crate) fn max_message_bytes(&self) -> u64 {
-        self.log.config().max_message_bytes
+        self.log.max_message_bytes()
     }
 
     /// The store clock's time in milliseconds.

@@ -94,10 +94,11 @@ impl Log {
         marker: Option<Marker>,
     ) -> Result<AppendInfo> {
         self.check_writable()?;
-        if batch.len() as u64 > self.config.max_message_bytes {
+        let max_message_bytes = self.live.max_message_bytes();
+        if batch.len() as u64 > max_message_bytes {
             return Err(Error::RecordTooLarge {
                 size: batch.len() as u64,
-                limit: self.config.max_message_bytes,
+                limit: max_message_bytes,
                 limit_name: "max_message_bytes",
             });
         }
@@ -212,7 +213,7 @@ impl Log {
         self.publish_first_unstable(&w);
         self.next_offset.store(last_offset + 1, Ordering::Release);
         w.messages_since_flush += u64::from(header.records_count as u32);
-        let flush_now = w.messages_since_flush >= self.config.flush_messages;
+        let flush_now = w.messages_since_flush >= self.live.flush_messages();
         drop(w);
         if flush_now && let Err(e) = self.flush() {
             // The batch is appended and visible, so this call reports success; the failed
@@ -264,8 +265,8 @@ impl Log {
             Some(first) if first >= 0 && max_ts >= 0 => max_ts.saturating_sub(first),
             _ => now.saturating_sub(w.created_ms),
         };
-        size + len > self.config.segment_bytes
-            || waited > self.config.segment_ms
+        size + len > self.live.segment_bytes()
+            || waited > self.live.segment_ms()
             || seg.offset_index.is_full()
             || seg.time_index.is_full()
             || last_offset - seg.base > i64::from(i32::MAX)

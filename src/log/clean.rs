@@ -140,7 +140,7 @@ impl Log {
     /// `Io` or `Corruption` from reading and writing; an error after a swap began poisons
     /// the log (reopening finishes the swap). `Poisoned`; `Closed`.
     pub fn clean(&self, policy: &CleanPolicy) -> Result<CleanOutcome> {
-        if !self.config.allow_offset_gaps {
+        if !self.live.allow_offset_gaps() {
             return Err(Error::config(
                 "allow_offset_gaps",
                 "compaction removes records, so the log must allow offset gaps",
@@ -387,7 +387,7 @@ impl Log {
             let mut output = estimate(i);
             let mut input = segs[i].size();
             while j < last
-                && output + estimate(j) <= self.config.segment_bytes
+                && output + estimate(j) <= self.live.segment_bytes()
                 && input + segs[j].size() <= MAX_GROUP_INPUT
                 && segs[j + 1].base - segs[i].base <= i64::from(i32::MAX)
             {

@@ -244,3 +244,61 @@ mod tests {
         }
     }
 }
+
+/// The knobs of a [`LogConfig`] that may change while the log is open (its topic's
+/// config altered), read at each use: they apply to the next append, roll, flush count
+/// or compaction pass. Offset gaps, once allowed, stay allowed: a log compaction may
+/// have left gaps in keeps them.
+#[derive(Debug)]
+pub(crate) struct LiveConfig {
+    segment_bytes: std::sync::atomic::AtomicU64,
+    segment_ms: AtomicI64,
+    max_message_bytes: std::sync::atomic::AtomicU64,
+    flush_messages: std::sync::atomic::AtomicU64,
+    allow_offset_gaps: std::sync::atomic::AtomicBool,
+}
+
+impl LiveConfig {
+    pub(crate) fn new(c: &LogConfig) -> Self {
+        LiveConfig {
+            segment_bytes: c.segment_bytes.into(),
+            segment_ms: c.segment_ms.into(),
+            max_message_bytes: c.max_message_bytes.into(),
+            flush_messages: c.flush_messages.into(),
+            allow_offset_gaps: c.allow_offset_gaps.into(),
+        }
+    }
+
+    /// Takes the alterable knobs of `c` (validated by the caller).
+    pub(crate) fn set(&self, c: &LogConfig) {
+        self.segment_bytes.store(c.segment_bytes, Ordering::Release);
+        self.segment_ms.store(c.segment_ms, Ordering::Release);
+        self.max_message_bytes
+            .store(c.max_message_bytes, Ordering::Release);
+        self.flush_messages
+            .store(c.flush_messages, Ordering::Release);
+        if c.allow_offset_gaps {
+            self.allow_offset_gaps.store(true, Ordering::Release);
+        }
+    }
+
+    pub(crate) fn segment_bytes(&self) -> u64 {
+        self.segment_bytes.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn segment_ms(&self) -> i64 {
+        self.segment_ms.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn max_message_bytes(&self) -> u64 {
+        self.max_message_bytes.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn flush_messages(&self) -> u64 {
+        self.flush_messages.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn allow_offset_gaps(&self) -> bool {
+        self.allow_offset_gaps.load(Ordering::Acquire)
+    }
+}

@@ -244,6 +244,8 @@ pub struct Log {
     last_flush_ms: AtomicI64,
     poison: Mutex<Option<String>>,
     closed: AtomicBool,
+    /// The knobs that may change while open (see [`alter_config`](Self::alter_config)).
+    live: config::LiveConfig,
     /// Opened after a clean shutdown and not changed since: the clean-shutdown marker is
     /// still on disk (see `untouched.rs`).
     untouched: AtomicBool,
@@ -285,9 +287,29 @@ impl Log {
         self.last_flush_ms.load(Ordering::Acquire)
     }
 
-    /// The configuration.
+    /// The configuration the log was opened with (a store's topic whose config was
+    /// altered since applies the new `segment_bytes`, `segment_ms`, `max_message_bytes`
+    /// and `flush_messages`; see `Store::alter_topic_config`).
     pub fn config(&self) -> &LogConfig {
         &self.config
+    }
+
+    /// The largest batch accepted now.
+    pub fn max_message_bytes(&self) -> u64 {
+        self.live.max_message_bytes()
+    }
+
+    /// Applies `config`'s alterable knobs from the next use on: `segment_bytes`,
+    /// `segment_ms` (the next roll), `max_message_bytes` (the next append),
+    /// `flush_messages`, and offset gaps (once allowed, they stay allowed). The others
+    /// stay as opened.
+    ///
+    /// # Errors
+    /// `InvalidConfig` for a knob out of range (nothing is applied then).
+    pub(crate) fn alter_config(&self, config: &LogConfig) -> Result<()> {
+        config.validate()?;
+        self.live.set(config);
+        Ok(())
     }
 
     /// The segments, oldest first.
@@ -358,7 +380,7 @@ impl Log {
     fn rules(&self) -> segment::Rules {
         segment::Rules {
             epochs: Some(self.epochs.read().clone()),
-            allow_gaps: self.config.allow_offset_gaps,
+            allow_gaps: self.live.allow_offset_gaps(),
         }
     }
 

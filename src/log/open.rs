@@ -366,6 +366,7 @@ impl Log {
             last_flush_ms: AtomicI64::new(config.clock.now_ms()),
             poison: Mutex::new(None),
             closed: AtomicBool::new(false),
+            live: super::config::LiveConfig::new(&config),
             untouched: AtomicBool::new(untouched),
             touch_lock: Mutex::new(()),
             report,

@@ -86,7 +86,7 @@ impl Log {
         let mut next_base: Option<i64> = None;
         for seg in &segs[first..] {
             if let Some(n) = next_base
-                && (seg.base < n || (!self.config.allow_offset_gaps && seg.base != n))
+                && (seg.base < n || (!self.live.allow_offset_gaps() && seg.base != n))
             {
                 return Err(Error::corruption(
                     &seg.log_path,

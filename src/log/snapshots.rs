@@ -171,7 +171,7 @@ impl Log {
             self.write_snapshot_bytes(active, &at_active.encode_snapshot(), true)?;
         }
         let mut states = replay.states;
-        if self.config.allow_offset_gaps {
+        if self.live.allow_offset_gaps() {
             states.forget_batches();
         }
         Ok(states)

@@ -336,6 +336,45 @@ impl Store {
             })
     }
 
+    /// Changes a topic's config, as Kafka's `kafka-configs --alter` (or the admin
+    /// API's `incrementalAlterConfigs`): `change` gets the current config and returns
+    /// the new one. Alterable: retention (`retention_ms`, `retention_bytes`, the
+    /// retention gate), `cleanup_policy`, the compaction knobs (`delete_retention_ms`,
+    /// `min_cleanable_dirty_ratio`, `min_compaction_lag_ms`, `max_compaction_lag_ms`),
+    /// `segment_bytes` and `segment_ms` (from the next roll), `max_message_bytes` (from
+    /// the next append), `flush_messages` and `flush_ms`. The new config is validated,
+    /// then written atomically (temporary file, fsync, rename, directory fsync) before it
+    /// applies; retention and compaction use it from their next pass. A topic altered
+    /// from a compacted policy to `delete` keeps accepting the offset gaps compaction
+    /// left. Returns the new config.
+    ///
+    /// ```
+    /// use streamlog::{CleanupPolicy, Store, TopicConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// store.create_topic("clicks", TopicConfig::default())?;
+    /// let config = store.alter_topic_config("clicks", |c| {
+    ///     c.retention_ms(3_600_000).cleanup_policy(CleanupPolicy::CompactDelete)
+    /// })?;
+    /// assert_eq!(config.settings().retention_ms, 3_600_000);
+    /// assert_eq!(store.describe_topic("clicks")?.config, config);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidConfig` naming a knob that cannot change (`partitions`: see
+    /// [`add_partitions`](Self::add_partitions); `message_timestamp_type`,
+    /// `index_interval_bytes`) or is out of range (nothing changes then); `NotFound`;
+    /// `InvalidArgument` for an internal topic; `Io`; `Closed`.
+    pub fn alter_topic_config(
+        &self,
+        name: &str,
+        change: impl FnOnce(TopicConfig) -> TopicConfig,
+    ) -> Result<TopicConfig> {
+        self.check_open()?;
+        self.inner.catalog.alter_topic_config(name, change)
+    }
+
     /// What [`alter_group_offsets`](Self::alter_group_offsets) would commit, without
     /// committing it (the dry run of `kafka-consumer-groups --reset-offsets`).
     ///

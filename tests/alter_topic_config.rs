@@ -1,0 +1,195 @@
+//! Altering a live topic's config (issue 18, item 5): the new knobs apply from the next
+//! append, roll or maintenance pass, are persisted atomically (a reopen keeps them), and
+//! what cannot change is refused without changing anything.
+mod common;
+
+use streamlog::{
+    CleanupPolicy, Error, ProducerConfig, ProducerRecord, Record, Store, StoreConfig, TopicConfig,
+};
+
+fn open(dir: &std::path::Path) -> Store {
+    Store::open_with(dir, StoreConfig::default().background_maintenance(false)).unwrap()
+}
+
+fn append(store: &Store, key: &str, value: &str) {
+    let record = Record::new(
+        1_700_000_000_000,
+        Some(key.to_string()),
+        Some(value.to_string()),
+    );
+    store
+        .topic("t")
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .append(&[record])
+        .unwrap();
+}
+
+fn segments(store: &Store) -> usize {
+    store.describe_topic("t").unwrap().partitions[0].segment_count
+}
+
+#[test]
+fn new_knobs_apply_from_the_next_roll_append_and_pass_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    for i in 0..20 {
+        append(&store, "k", &format!("{i:0100}"));
+    }
+    assert_eq!(segments(&store), 1);
+    // Smaller segments from the next roll on; size retention at the next pass.
+    let config = store
+        .alter_topic_config("t", |c| c.segment_bytes(1024).retention_bytes(2048))
+        .unwrap();
+    assert_eq!(config.settings().segment_bytes, 1024);
+    assert_eq!(store.describe_topic("t").unwrap().config, config);
+    for i in 0..40 {
+        append(&store, "k", &format!("{i:0100}"));
+    }
+    assert!(
+        segments(&store) > 3,
+        "rolled at 1 KiB: {}",
+        segments(&store)
+    );
+    let report = store.run_maintenance().unwrap();
+    assert!(report.segments_deleted > 0, "{report:?}");
+    let start = store
+        .topic("t")
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .log_start_offset();
+    assert!(start > 0);
+
+    // A smaller max_message_bytes refuses larger batches now, from the producer too.
+    store
+        .alter_topic_config("t", |c| c.max_message_bytes(200))
+        .unwrap();
+    let big = Record::new(0, Some("k"), Some("x".repeat(500)));
+    let refused = store
+        .topic("t")
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .append(&[big]);
+    assert!(
+        matches!(refused, Err(Error::RecordTooLarge { limit: 200, .. })),
+        "{refused:?}"
+    );
+    let producer = store.producer(ProducerConfig::default()).unwrap();
+    let sent = producer.send(ProducerRecord::new("t").key("k").value("y".repeat(500)));
+    assert!(
+        matches!(sent, Err(Error::RecordTooLarge { .. })),
+        "{sent:?}"
+    );
+    drop(producer);
+
+    let altered = store.describe_topic("t").unwrap().config;
+    store.close().unwrap();
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.describe_topic("t").unwrap().config, altered);
+    assert_eq!(altered.settings().max_message_bytes, 200);
+    store.close().unwrap();
+}
+
+#[test]
+fn what_cannot_change_is_refused_and_nothing_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    let before = store.describe_topic("t").unwrap().config;
+    type Change = fn(TopicConfig) -> TopicConfig;
+    let cases: [(&str, Change); 4] = [
+        ("partitions", |c| c.partitions(4)),
+        ("index_interval_bytes", |c| c.index_interval_bytes(128)),
+        ("segment_bytes", |c| c.segment_bytes(10)),
+        ("min_cleanable_dirty_ratio", |c| {
+            c.retention_ms(1).min_cleanable_dirty_ratio(2.0)
+        }),
+    ];
+    for (knob, change) in cases {
+        let refused = store.alter_topic_config("t", change);
+        assert!(
+            matches!(&refused, Err(Error::InvalidConfig { name, .. }) if *name == knob),
+            "{knob}: {refused:?}"
+        );
+        assert_eq!(store.describe_topic("t").unwrap().config, before, "{knob}");
+    }
+    assert!(matches!(
+        store.alter_topic_config("nope", |c| c),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.alter_topic_config("__consumer_offsets", |c| c),
+        Err(Error::InvalidArgument { .. })
+    ));
+}
+
+/// delete -> compact: keys become required and compaction runs on the live log (its
+/// offset gaps allowed from then on). compact -> delete: the gaps compaction left stay
+/// readable, also after a reopen.
+#[test]
+fn a_policy_change_keeps_the_logs_offset_gaps_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .create_topic("t", TopicConfig::default().segment_bytes(1024))
+        .unwrap();
+    // Three keys updated over and over, and every tenth record a key of its own: the
+    // pass keeps those, with gaps between them.
+    for i in 0..60 {
+        let key = if i % 10 == 0 {
+            format!("u{i}")
+        } else {
+            format!("k{}", i % 3)
+        };
+        append(&store, &key, &format!("value-{i:03}"));
+    }
+    store
+        .alter_topic_config("t", |c| {
+            c.cleanup_policy(CleanupPolicy::Compact)
+                .min_cleanable_dirty_ratio(0.0)
+        })
+        .unwrap();
+    let keyless = store
+        .topic("t")
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .append(&[Record::new(0, None::<&str>, Some("v"))]);
+    assert!(
+        keyless.is_err(),
+        "a compacted topic refuses keyless records"
+    );
+    let report = store.run_maintenance().unwrap();
+    assert!(report.records_removed > 0, "{report:?}");
+    store
+        .alter_topic_config("t", |c| c.cleanup_policy(CleanupPolicy::Delete))
+        .unwrap();
+    let read = |store: &Store| {
+        let p = store.topic("t").unwrap().partition(0).unwrap();
+        let mut offsets = Vec::new();
+        let mut at = p.log_start_offset();
+        while at < p.log_end_offset() {
+            let records = p.read(at, 1 << 20).unwrap();
+            at = records.last().unwrap().offset + 1;
+            offsets.extend(records.iter().map(|r| r.offset));
+        }
+        offsets
+    };
+    let kept = read(&store);
+    assert!(
+        kept.len() < 60 && kept.windows(2).any(|w| w[1] > w[0] + 1),
+        "{kept:?}"
+    );
+    store.close().unwrap();
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(read(&store), kept);
+    store.close().unwrap();
+}
