@@ -3,6 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use streamlog::ProducerConfig;
+
 use crate::error::{Result, StreamsError};
 
 /// What a failure may do to results (Kafka's `processing.guarantee`).
@@ -84,6 +86,10 @@ pub struct StreamsConfig {
     pub deserialization_policy: DeserializationPolicy,
     /// Told about restore progress. Default = none.
     pub restore_listener: Option<RestoreListener>,
+    /// The base of each thread's producer (batching, linger, compression, acks); the
+    /// runtime sets its `transactional_id` under exactly-once. Default = Kafka's
+    /// producer defaults.
+    pub producer: ProducerConfig,
 }
 
 impl fmt::Debug for StreamsConfig {
@@ -98,6 +104,7 @@ impl fmt::Debug for StreamsConfig {
             .field("max_poll_records", &self.max_poll_records)
             .field("deserialization_policy", &self.deserialization_policy)
             .field("restore_listener", &self.restore_listener.is_some())
+            .field("producer", &self.producer)
             .finish()
     }
 }
@@ -114,6 +121,7 @@ impl Default for StreamsConfig {
             max_poll_records: 500,
             deserialization_policy: DeserializationPolicy::Fail,
             restore_listener: None,
+            producer: ProducerConfig::default(),
         }
     }
 }
@@ -173,6 +181,13 @@ impl StreamsConfig {
     #[must_use]
     pub fn deserialization_policy(mut self, p: DeserializationPolicy) -> Self {
         self.deserialization_policy = p;
+        self
+    }
+
+    /// Sets `producer`.
+    #[must_use]
+    pub fn producer(mut self, p: ProducerConfig) -> Self {
+        self.producer = p;
         self
     }
 

@@ -234,7 +234,8 @@ impl Streams {
     }
 
     /// Blocks until every input record has been processed and committed: every thread
-    /// of this instance is idle (polled nothing, nothing uncommitted) and the group's
+    /// of this instance is idle (polled nothing, nothing uncommitted), the group is
+    /// stable (no rebalance under way) and the group's
     /// committed offsets of every source topic (repartition topics included) reach their
     /// end (the last stable offset). The way tests and batch jobs wait for results.
     ///
@@ -278,6 +279,12 @@ impl Streams {
 
     fn all_committed(&self) -> Result<bool> {
         let app = &*self.env.app_id;
+        // A rebalance under way may still move partitions (and their uncommitted work).
+        match self.env.store.describe_group(app) {
+            Ok(g) if g.state == "Stable" => {}
+            Ok(_) | Err(streamlog::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(client("describe_group", app)(e)),
+        }
         let reader = self
             .env
             .store

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use streamlog::{
     Consumer, ConsumerConfig, ConsumerRecords, DeliveryFuture, IsolationLevel, OffsetReset,
-    Producer, ProducerConfig, ProducerRecord, RebalanceListener, Store, TopicPartition,
+    Producer, ProducerRecord, RebalanceListener, Store, TopicPartition,
 };
 
 use super::config::{DeserializationPolicy, ProcessingGuarantee, StreamsConfig};
@@ -367,7 +367,7 @@ fn run(env: &Arc<Env>, index: usize) -> Result<()> {
                 .max_poll_records(c.max_poll_records),
         )
         .map_err(client("consumer", &group))?;
-    let mut pc = ProducerConfig::default();
+    let mut pc = c.producer.clone();
     if env.exactly_once() {
         pc = pc.transactional_id(format!("{}-{}-{index}", env.app_id, c.client_id));
     }

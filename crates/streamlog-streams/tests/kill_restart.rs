@@ -1,0 +1,204 @@
+//! Exactly-once under process death (issue 17, item 4): the seeds' topology runs with
+//! `ProcessingGuarantee::ExactlyOnce` in a child process that dies abruptly
+//! (`std::process::abort`, like kill -9: no destructor, no flush, no commit) at seeded
+//! points (while processing a poll's records, possibly after earlier polls of the same
+//! transaction were sent, or while restoring its store), and is
+//! restarted until it has processed everything. The committed output then holds, for
+//! every key and window, exactly the updates 1, 2, .., n with n the model's count, and
+//! a fresh instance restores the same counts from the changelog.
+//!
+//! The child is this test binary again, running the ignored test `seeds_worker`.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::*;
+use streamlog::{IsolationLevel, ProducerConfig, Store};
+use streamlog_streams::{ProcessingGuarantee, Streams, StreamsConfig, TimeWindows};
+
+const DIR_VAR: &str = "STREAMLOG_STREAMS_KILL_DIR";
+const SEED_VAR: &str = "STREAMLOG_STREAMS_KILL_SEED";
+const PARTITIONS: i32 = 2;
+const EVENTS: usize = 500;
+
+fn windows() -> TimeWindows {
+    TimeWindows::of_size_with_no_grace(Duration::from_millis(WINDOW_MS as u64))
+}
+
+/// xorshift: each seed dies at the same points.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Mostly increasing timestamps over ~40 minutes, some out of order (late past a
+/// window's end: dropped), purchases and views for 6 users.
+fn events() -> Vec<Event> {
+    let mut rng = Rng(0x5eed_1234_abcd);
+    (0..EVENTS)
+        .map(|i| {
+            let back = if rng.below(8) == 0 {
+                rng.below(400_000) as i64
+            } else {
+                0
+            };
+            let ts = (i as i64) * 5_000 + 1_000 - back;
+            let kind = if rng.below(3) == 0 {
+                "view"
+            } else {
+                "purchase"
+            };
+            Event {
+                key: format!("user-{}", rng.below(6)),
+                ts: ts.max(0),
+                value: format!("{kind}:{i}"),
+            }
+        })
+        .collect()
+}
+
+fn config() -> StreamsConfig {
+    StreamsConfig::new("seeds")
+        .processing_guarantee(ProcessingGuarantee::ExactlyOnce)
+        .max_poll_records(13)
+        .commit_interval_ms(0)
+        .poll_ms(10)
+}
+
+#[test]
+#[ignore = "run as a child process by seeds_topology_survives_kill_9"]
+fn seeds_worker() {
+    let (Ok(dir), Ok(seed)) = (std::env::var(DIR_VAR), std::env::var(SEED_VAR)) else {
+        return;
+    };
+    let mut rng = Rng(seed.parse::<u64>().unwrap() * 2_654_435_761 + 1);
+    // Dies at the n-th purchase this run processes, or during a restore.
+    let die_at = 1 + rng.below(50);
+    let die_in_restore = rng.below(5) == 0;
+    let seen = AtomicU64::new(0);
+    let topology = seeds_topology(windows(), move |_, _| {
+        if seen.fetch_add(1, Ordering::Relaxed) + 1 == die_at {
+            std::process::abort();
+        }
+    });
+    let mut c = config();
+    if rng.below(2) == 0 {
+        // Commits only when idle: a death leaves the run's earlier polls' outputs and
+        // changelog records in the log, uncommitted (then aborted).
+        c = c
+            .commit_interval_ms(3_600_000)
+            .producer(ProducerConfig::default().linger_ms(0));
+    }
+    if die_in_restore {
+        c = c.restore_listener(|p| {
+            if p.restored > 0 || p.done {
+                std::process::abort();
+            }
+        });
+    }
+    let store = Store::open(&dir).unwrap();
+    let streams = Streams::new(topology, c, &store).unwrap();
+    streams.start().unwrap();
+    streams.wait_until_caught_up(CATCH_UP).unwrap();
+    streams.close().unwrap();
+    store.close().unwrap();
+}
+
+/// Runs a child: true if it finished, false if it died by a signal (its abort); any
+/// other failure (an error, a panic) fails the test with the child's output.
+fn run_worker(dir: &Path, seed: u64) -> bool {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "seeds_worker",
+            "--exact",
+            "--ignored",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env(DIR_VAR, dir)
+        .env(SEED_VAR, seed.to_string())
+        .output()
+        .unwrap();
+    if out.status.success() {
+        return true;
+    }
+    assert!(
+        out.status.code().is_none(),
+        "child {seed} failed ({}) instead of dying:\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
+}
+
+#[test]
+fn seeds_topology_survives_kill_9() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let input = events();
+    {
+        let store = Store::open(dir).unwrap();
+        create_topics(
+            &store,
+            &[("raw-events", PARTITIONS), ("purchase-counts", PARTITIONS)],
+        );
+        produce(&store, "raw-events", &input);
+        store.close().unwrap();
+    }
+    let mut deaths = 0;
+    let mut seed = 1;
+    while !run_worker(dir, seed) {
+        deaths += 1;
+        seed += 1;
+        assert!(deaths < 300, "the application never finished");
+    }
+    assert!(deaths >= 5, "the workload died only {deaths} times");
+    println!("finished after {deaths} deaths");
+
+    let (model, dropped) = window_model(&input, PARTITIONS, windows(), |e| {
+        e.value.starts_with("purchase")
+    });
+    assert!(dropped > 0, "the input should have late records");
+    let store = Store::open(dir).unwrap();
+    let committed = read_all(&store, "purchase-counts", IsolationLevel::ReadCommitted);
+    let everything = read_all(&store, "purchase-counts", IsolationLevel::ReadUncommitted);
+    assert!(
+        everything.len() > committed.len(),
+        "the deaths left aborted output behind ({} records in all, {} committed)",
+        everything.len(),
+        committed.len()
+    );
+    assert_exact_updates(&count_updates(&committed), &model);
+
+    // A fresh instance restores the counts from the changelog.
+    let streams = Streams::new(seeds_topology(windows(), |_, _| {}), config(), &store).unwrap();
+    streams.start().unwrap();
+    streams.wait_until_caught_up(CATCH_UP).unwrap();
+    let restored: std::collections::BTreeMap<(String, i64), i64> = streams
+        .window_store::<String, i64>("purchase-counts-store")
+        .unwrap()
+        .all()
+        .unwrap()
+        .into_iter()
+        .map(|(wk, n)| ((wk.key, wk.window.start), n))
+        .collect();
+    assert_eq!(restored, model);
+    assert_eq!(
+        streams.metrics().processed,
+        0,
+        "nothing was left to process"
+    );
+    streams.close().unwrap();
+    store.close().unwrap();
+}
