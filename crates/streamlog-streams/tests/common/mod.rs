@@ -144,7 +144,7 @@ pub fn window_model(
         {
             stream_time = stream_time.max(e.ts);
             for w in windows.windows_for(e.ts) {
-                if windows.is_closed(&w, stream_time) {
+                if stream_time >= w.end + windows.grace_ms() {
                     dropped += 1;
                 } else {
                     *counts.entry((e.key.clone(), w.start)).or_insert(0) += 1;
