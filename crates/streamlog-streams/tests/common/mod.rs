@@ -191,3 +191,33 @@ pub fn assert_exact_updates(
 pub fn start(w: &Window) -> i64 {
     w.start
 }
+
+/// Starts `topology` on `store` and waits until it has processed every input record.
+pub fn run_caught_up(
+    store: &Store,
+    topology: Topology,
+    config: streamlog_streams::StreamsConfig,
+) -> streamlog_streams::Streams {
+    let streams = streamlog_streams::Streams::new(topology, config, store).unwrap();
+    streams.start().unwrap();
+    streams.wait_until_caught_up(CATCH_UP).unwrap();
+    streams
+}
+
+/// `topic`'s records decoded as UTF-8 key and value, sorted.
+pub fn read_strings(store: &Store, topic: &str) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = read_all(store, topic, IsolationLevel::ReadCommitted)
+        .into_iter()
+        .map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap()))
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn ev(key: &str, ts: i64, value: &str) -> Event {
+    Event {
+        key: key.into(),
+        ts,
+        value: value.into(),
+    }
+}
