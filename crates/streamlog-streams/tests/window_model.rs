@@ -229,3 +229,56 @@ fn late_records_are_dropped_and_counted() {
     assert_eq!(model[&("user-0".to_string(), 10_000)], 2);
     run(&case);
 }
+
+/// Windows that ended more than the retention before the stream time leave the store,
+/// and a restore from the changelog does not bring them back.
+#[test]
+fn windows_past_retention_are_removed_and_stay_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    create_topics(&store, &[("events", 1)]);
+    let topology = || {
+        let b = StreamsBuilder::new();
+        b.stream("events", Consumed::with(serdes::string(), serdes::string()))
+            .group_by_key()
+            .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(10)))
+            .count(Materialized::named("c").with_retention(Duration::from_secs(20)));
+        b.build().unwrap()
+    };
+    produce(
+        &store,
+        "events",
+        &[
+            ev("user-0", 1_000, "a"),
+            ev("user-0", 15_000, "b"),
+            ev("user-0", 45_000, "c"),
+        ],
+    );
+    let starts = |s: &Streams| -> Vec<i64> {
+        let mut v: Vec<i64> = s
+            .window_store::<String, i64>("c")
+            .unwrap()
+            .all()
+            .unwrap()
+            .iter()
+            .map(|(wk, _)| wk.window.start)
+            .collect();
+        v.sort();
+        v
+    };
+    // Stream time 45 s, retention 20 s: windows ending by 25 s are gone.
+    let s = run_caught_up(&store, topology(), StreamsConfig::new("ret"));
+    assert_eq!(starts(&s), [40_000]);
+    s.close().unwrap();
+    drop(s);
+    let s = run_caught_up(&store, topology(), StreamsConfig::new("ret"));
+    assert_eq!(starts(&s), [40_000]);
+    s.close().unwrap();
+
+    let b = StreamsBuilder::new();
+    b.stream("events", Consumed::with(serdes::string(), serdes::string()))
+        .group_by_key()
+        .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(10)))
+        .count(Materialized::named("c").with_retention(Duration::from_secs(5)));
+    assert!(b.build().is_err(), "a retention shorter than the window");
+}

@@ -83,6 +83,7 @@ pub(crate) fn restore_task(
                 l(&progress);
             }
         }
+        handle.restored();
         progress.done = true;
         if let Some(l) = listener {
             l(&progress);

@@ -21,6 +21,8 @@ pub(crate) type Change = (Vec<u8>, Option<Vec<u8>>);
 pub(crate) trait StoreHandle: Send {
     /// Applies one changelog record.
     fn restore(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), String>;
+    /// Called once the changelog is read.
+    fn restored(&self) {}
     /// The changes since the last call, oldest first.
     fn take_changes(&self) -> Vec<Change>;
     /// The store itself, for typed lookups and queries.

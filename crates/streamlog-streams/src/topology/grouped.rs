@@ -16,6 +16,9 @@ use crate::metrics::Metrics;
 use crate::serdes::{self, Serde};
 use crate::windows::{TimeWindows, Windowed};
 
+/// Kafka's default window retention: one day.
+const DEFAULT_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+
 type First<K, V, VA> = Arc<dyn Fn(&K, &V) -> VA + Send + Sync>;
 type Combine<K, V, VA> = Arc<dyn Fn(&K, &V, &VA) -> VA + Send + Sync>;
 
@@ -190,8 +193,22 @@ impl<K: Clone + Send + Sync + 'static, V: 'static> TimeWindowedKStream<K, V> {
     ) -> KTable<Windowed<K>, VA> {
         let g = &self.grouped;
         let name = store_name(&g.b, g.sub, &m);
-        let serdes = g.serdes(what, m.value_serde);
         let windows = self.windows;
+        let floor = windows.size_ms().saturating_add(windows.grace_ms());
+        let retention_ms = match m.retention {
+            None => floor.max(DEFAULT_RETENTION_MS),
+            Some(r) => {
+                let r = i64::try_from(r.as_millis()).unwrap_or(i64::MAX);
+                if r < floor {
+                    g.b.borrow_mut().errors.push(format!(
+                        "store `{name}`: a retention of {r} ms is shorter than the window \
+                         size plus grace ({floor} ms)"
+                    ));
+                }
+                r
+            }
+        };
+        let serdes = g.serdes(what, m.value_serde);
         let table = KTable {
             b: Rc::clone(&g.b),
             children: Children::new(),
@@ -205,7 +222,8 @@ impl<K: Clone + Send + Sync + 'static, V: 'static> TimeWindowedKStream<K, V> {
         let Some((ks, vs)) = serdes else { return table };
         let down = table.children.clone();
         let f: Factory<K, V> = Arc::new(move |inst: &mut Instantiate| {
-            let st = inst.window_store::<K, VA>(&name, &ks, &vs, windows.size_ms())?;
+            let st =
+                inst.window_store::<K, VA>(&name, &ks, &vs, windows.size_ms(), retention_ms)?;
             let changelog = inst.changelog(&name);
             let mut next = down.instantiate(inst)?;
             let (ks, first, combine) = (ks.clone(), Arc::clone(&first), Arc::clone(&combine));
@@ -232,6 +250,7 @@ impl<K: Clone + Send + Sync + 'static, V: 'static> TimeWindowedKStream<K, V> {
                             .map_err(changelog_error(&changelog))?;
                         updates.push((w, new));
                     }
+                    s.expire();
                 }
                 for (window, new) in updates.drain(..) {
                     let wk = Windowed {

@@ -144,6 +144,7 @@ impl Instantiate {
         key_serde: &Serde<K>,
         value_serde: &Serde<V>,
         size_ms: i64,
+        retention_ms: i64,
     ) -> Result<Shared<WindowStore<K, V>>>
     where
         K: Send + Sync + 'static,
@@ -162,6 +163,7 @@ impl Instantiate {
             key_serde.clone(),
             value_serde.clone(),
             size_ms,
+            retention_ms,
         )));
         self.stores
             .insert(name.to_string(), Box::new(Arc::clone(&s)));

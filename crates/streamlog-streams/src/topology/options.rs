@@ -1,6 +1,8 @@
 //! The options operators take, named as in Kafka Streams: [`Consumed`], [`Produced`],
 //! [`Grouped`], [`Materialized`].
 
+use std::time::Duration;
+
 use crate::serdes::Serde;
 
 /// How a source topic's records decode.
@@ -94,6 +96,7 @@ impl<K, V> Grouped<K, V> {
 pub struct Materialized<V> {
     pub(crate) name: Option<String>,
     pub(crate) value_serde: Option<Serde<V>>,
+    pub(crate) retention: Option<Duration>,
 }
 
 impl<V> Default for Materialized<V> {
@@ -101,6 +104,7 @@ impl<V> Default for Materialized<V> {
         Materialized {
             name: None,
             value_serde: None,
+            retention: None,
         }
     }
 }
@@ -111,7 +115,18 @@ impl<V> Materialized<V> {
         Materialized {
             name: Some(name.into()),
             value_serde: None,
+            retention: None,
         }
+    }
+
+    /// For a window store: how long a window is kept after it ends (by stream time);
+    /// older windows are removed from the store and its changelog. At least the window
+    /// size plus grace (checked when the topology is built). Default = 1 day, or size
+    /// plus grace if longer (Kafka's default). Ignored by key-value stores.
+    #[must_use]
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = Some(retention);
+        self
     }
 
     /// The serde of the stored values.
