@@ -79,3 +79,20 @@ pub use topology::{
     StreamsBuilder, TimeWindowedKStream, Topology,
 };
 pub use windows::{TimeWindows, Window, Windowed};
+
+/// The README's code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
+#[cfg(test)]
+mod tests {
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        send_sync::<crate::Streams>();
+        send_sync::<crate::Topology>();
+        send_sync::<crate::query::ReadOnlyKeyValueStore<String, i64>>();
+    }
+}
