@@ -82,10 +82,14 @@ impl Task {
     }
 
     /// Moves the stores' changes since the last call into `out` as changelog records.
-    pub(crate) fn drain_changelogs(&self, out: &mut Vec<OutRecord>) {
+    pub(crate) fn drain_changelogs(&self, out: &mut Vec<OutRecord>) -> Result<()> {
         let now = now_ms();
         for (changelog, h) in self.stores.values() {
-            for (key, value) in h.take_changes() {
+            let changes = h.take_changes().map_err(|reason| StreamsError::Serialize {
+                topic: changelog.to_string(),
+                reason,
+            })?;
+            for (key, value) in changes {
                 out.push(OutRecord {
                     topic: Arc::clone(changelog),
                     partition: Some(self.id.partition),
@@ -95,5 +99,6 @@ impl Task {
                 });
             }
         }
+        Ok(())
     }
 }

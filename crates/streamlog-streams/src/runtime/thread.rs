@@ -196,11 +196,8 @@ impl Worker {
         result
     }
 
-    /// Sends what the processors produced and what the stores changed.
+    /// Sends what the processors produced.
     fn send(&mut self) -> Result<()> {
-        for task in self.tasks.values() {
-            task.drain_changelogs(&mut self.ctx.out);
-        }
         if self.ctx.out.is_empty() {
             return Ok(());
         }
@@ -234,6 +231,10 @@ impl Worker {
     fn commit(&mut self, consumer: &mut Consumer) -> Result<()> {
         if self.failed {
             return Ok(());
+        }
+        // The stores' changes since the last commit, the latest per key.
+        for task in self.tasks.values() {
+            task.drain_changelogs(&mut self.ctx.out)?;
         }
         self.send()?;
         let mut changed = BTreeMap::new();

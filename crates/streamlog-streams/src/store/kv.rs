@@ -7,14 +7,23 @@ use std::sync::Arc;
 use super::{Change, Shared, StoreHandle};
 use crate::serdes::Serde;
 
+/// A value and whether the changelog has it yet.
+#[derive(Debug)]
+struct Slot<V> {
+    value: V,
+    dirty: bool,
+}
+
 /// A key-value store: values by serialized key (so any key type with a serde works),
-/// ordered by those bytes. Every `put` and `delete` is also a changelog record.
+/// ordered by those bytes. Changes are collected for the changelog and sent at the next
+/// commit, the latest value per key only (as Kafka's record cache does for changelogs).
 #[derive(Debug)]
 pub struct KvStore<K, V> {
     pub(crate) key_serde: Serde<K>,
     value_serde: Serde<V>,
-    data: BTreeMap<Vec<u8>, V>,
-    changes: Vec<Change>,
+    data: BTreeMap<Vec<u8>, Slot<V>>,
+    /// Keys changed since the last drain (a key may appear more than once).
+    changed: Vec<Vec<u8>>,
 }
 
 impl<K, V> KvStore<K, V> {
@@ -23,37 +32,65 @@ impl<K, V> KvStore<K, V> {
             key_serde,
             value_serde,
             data: BTreeMap::new(),
-            changes: Vec::new(),
+            changed: Vec::new(),
         }
     }
 
     /// The value of a serialized key.
     pub(crate) fn get_bytes(&self, key: &[u8]) -> Option<&V> {
-        self.data.get(key)
+        self.data.get(key).map(|s| &s.value)
     }
 
     /// Sets a serialized key's value.
-    pub(crate) fn put_bytes(&mut self, key: Vec<u8>, value: V) -> Result<(), String> {
-        let bytes = self.value_serde.serialize(&value)?;
-        self.changes.push((key.clone(), Some(bytes)));
-        self.data.insert(key, value);
-        Ok(())
+    pub(crate) fn put_bytes(&mut self, key: &[u8], value: V) {
+        match self.data.get_mut(key) {
+            Some(slot) => {
+                slot.value = value;
+                if !slot.dirty {
+                    slot.dirty = true;
+                    self.changed.push(key.to_vec());
+                }
+            }
+            None => {
+                self.data.insert(key.to_vec(), Slot { value, dirty: true });
+                self.changed.push(key.to_vec());
+            }
+        }
     }
 
     /// Removes a serialized key.
     pub(crate) fn delete_bytes(&mut self, key: &[u8]) {
-        self.data.remove(key);
-        self.changes.push((key.to_vec(), None));
+        if self.data.remove(key).is_some() {
+            self.changed.push(key.to_vec());
+        }
     }
 
     /// Every entry, in key-byte order.
     pub(crate) fn entries(&self) -> impl Iterator<Item = (&Vec<u8>, &V)> {
-        self.data.iter()
+        self.data.iter().map(|(k, s)| (k, &s.value))
     }
 
     /// Number of keys.
     pub(crate) fn len(&self) -> usize {
         self.data.len()
+    }
+
+    /// The changelog records for the keys changed since the last call.
+    fn drain(&mut self) -> Result<Vec<Change>, String> {
+        let mut out = Vec::with_capacity(self.changed.len());
+        for key in std::mem::take(&mut self.changed) {
+            match self.data.get_mut(&key) {
+                Some(slot) if slot.dirty => {
+                    slot.dirty = false;
+                    let bytes = self.value_serde.serialize(&slot.value)?;
+                    out.push((key, Some(bytes)));
+                }
+                // Already sent by an earlier entry for the same key.
+                Some(_) => {}
+                None => out.push((key, None)),
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -66,8 +103,14 @@ where
         let mut s = self.write();
         match value {
             Some(b) => {
-                let v = s.value_serde.deserialize(b)?;
-                s.data.insert(key.to_vec(), v);
+                let value = s.value_serde.deserialize(b)?;
+                s.data.insert(
+                    key.to_vec(),
+                    Slot {
+                        value,
+                        dirty: false,
+                    },
+                );
             }
             None => {
                 s.data.remove(key);
@@ -76,11 +119,47 @@ where
         Ok(())
     }
 
-    fn take_changes(&self) -> Vec<Change> {
-        std::mem::take(&mut self.write().changes)
+    fn take_changes(&self) -> Result<Vec<Change>, String> {
+        self.write().drain()
     }
 
     fn shared(&self) -> Arc<dyn Any + Send + Sync> {
         Arc::clone(self) as Arc<dyn Any + Send + Sync>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serdes;
+
+    #[test]
+    fn changes_coalesce_to_the_latest_value_per_key() {
+        let s: Shared<KvStore<String, i64>> = Arc::new(parking_lot::RwLock::new(KvStore::new(
+            serdes::string(),
+            serdes::i64(),
+        )));
+        {
+            let mut w = s.write();
+            w.put_bytes(b"a", 1);
+            w.put_bytes(b"a", 2);
+            w.put_bytes(b"b", 1);
+            w.delete_bytes(b"b");
+            w.put_bytes(b"c", 1);
+            w.delete_bytes(b"c");
+            w.put_bytes(b"c", 3);
+        }
+        let changes = s.take_changes().unwrap();
+        let v = |n: i64| Some(n.to_be_bytes().to_vec());
+        assert_eq!(
+            changes,
+            vec![
+                (b"a".to_vec(), v(2)),
+                (b"b".to_vec(), None),
+                (b"b".to_vec(), None),
+                (b"c".to_vec(), v(3)),
+            ]
+        );
+        assert!(s.take_changes().unwrap().is_empty());
     }
 }

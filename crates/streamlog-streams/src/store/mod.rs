@@ -23,8 +23,11 @@ pub(crate) trait StoreHandle: Send {
     fn restore(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), String>;
     /// Called once the changelog is read.
     fn restored(&self) {}
-    /// The changes since the last call, oldest first.
-    fn take_changes(&self) -> Vec<Change>;
+    /// The changelog records since the last call (the latest value per key).
+    ///
+    /// # Errors
+    /// The value serde's message.
+    fn take_changes(&self) -> Result<Vec<Change>, String>;
     /// The store itself, for typed lookups and queries.
     fn shared(&self) -> Arc<dyn Any + Send + Sync>;
 }

@@ -237,7 +237,6 @@ impl StreamsBuilder {
             let st = inst.kv_store::<K, V>(&name, &ks, &vs)?;
             let mut next = down.instantiate(inst)?;
             let (ks, vs, skip) = (ks.clone(), vs.clone(), inst.skip_bad_records);
-            let changelog = inst.changelog(&name);
             Ok(Box::new(SourceFn(
                 move |ctx: &mut Ctx, k: Option<&[u8]>, v: Option<&[u8]>, ts| {
                     let Some(k) = k else {
@@ -254,12 +253,7 @@ impl StreamsBuilder {
                     let Some(value) = decode(ctx, &vs, v, "value", skip)? else {
                         return Ok(());
                     };
-                    st.write()
-                        .put_bytes(k.to_vec(), value.clone())
-                        .map_err(|reason| StreamsError::Serialize {
-                            topic: changelog.to_string(),
-                            reason,
-                        })?;
+                    st.write().put_bytes(k, value.clone());
                     next.process(ctx, &key, &value, ts)
                 },
             )) as Box<dyn SourceNode>)

@@ -11,7 +11,6 @@ use super::ktable::KTable;
 use super::node::{Children, Factory, Instantiate, Node, NodeFn};
 use super::options::Materialized;
 use crate::context::Ctx;
-use crate::error::StreamsError;
 use crate::metrics::Metrics;
 use crate::serdes::{self, Serde};
 use crate::windows::{TimeWindows, Windowed};
@@ -51,13 +50,6 @@ fn store_name<V>(b: &Rc<RefCell<Inner>>, sub: usize, m: &Materialized<V>) -> Str
     }
     b.add_store(&name, sub);
     name
-}
-
-fn changelog_error(topic: &str) -> impl FnOnce(String) -> StreamsError + '_ {
-    move |reason| StreamsError::Serialize {
-        topic: topic.to_string(),
-        reason,
-    }
 }
 
 impl<K: Send + Sync + 'static, V: 'static> KGroupedStream<K, V> {
@@ -106,8 +98,7 @@ impl<K: Send + Sync + 'static, V: 'static> KGroupedStream<K, V> {
                         Some(cur) => combine(k, v, cur),
                         None => first(k, v),
                     };
-                    s.put_bytes(kb, new.clone())
-                        .map_err(changelog_error(&changelog))?;
+                    s.put_bytes(&kb, new.clone());
                     new
                 };
                 next.process(ctx, k, &new, ts)
@@ -246,8 +237,7 @@ impl<K: Clone + Send + Sync + 'static, V: 'static> TimeWindowedKStream<K, V> {
                             Some(cur) => combine(k, v, cur),
                             None => first(k, v),
                         };
-                        s.put_bytes(kb.clone(), w.start, new.clone())
-                            .map_err(changelog_error(&changelog))?;
+                        s.put_bytes(&kb, w.start, new.clone());
                         updates.push((w, new));
                     }
                     s.expire();
