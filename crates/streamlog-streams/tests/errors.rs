@@ -144,3 +144,45 @@ fn undecodable_records_fail_the_thread_or_are_skipped_by_policy() {
     assert_eq!(s.metrics().skipped, 2, "the bad value and the null key");
     s.close().unwrap();
 }
+
+/// A processor that panics stops its thread with an error (no hang, no commit of the
+/// poll it was in): a later run processes those records again.
+#[test]
+fn a_panicking_processor_fails_the_thread_without_committing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    create_topics(&store, &[("in", 1)]);
+    produce(
+        &store,
+        "in",
+        &[
+            ev("user-0", 1, "ok"),
+            ev("user-0", 2, "boom"),
+            ev("user-0", 3, "ok"),
+        ],
+    );
+    let topology = |explode: bool| {
+        let b = StreamsBuilder::new();
+        b.stream("in", Consumed::with(serdes::string(), serdes::string()))
+            .filter(move |_, v| {
+                assert!(!(explode && v == "boom"), "a processor panicked");
+                true
+            })
+            .group_by_key()
+            .count(Materialized::named("n"));
+        b.build().unwrap()
+    };
+    let s = Streams::new(topology(true), StreamsConfig::new("panics"), &store).unwrap();
+    s.start().unwrap();
+    let e = s.wait_until_caught_up(CATCH_UP).err().unwrap();
+    assert!(e.to_string().contains("a processor panicked"), "{e}");
+    drop(s);
+    let s = run_caught_up(&store, topology(false), StreamsConfig::new("panics"));
+    let n = s.key_value_store::<String, i64>("n").unwrap();
+    assert_eq!(
+        n.get(&"user-0".to_string()).unwrap(),
+        Some(3),
+        "each record counted once"
+    );
+    s.close().unwrap();
+}

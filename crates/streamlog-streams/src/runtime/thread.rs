@@ -308,6 +308,32 @@ impl Worker {
     }
 }
 
+impl Worker {
+    /// Stops all commits and aborts the open transaction: part of a poll may have been
+    /// processed, and committing its positions would skip the rest.
+    fn fail(&mut self) {
+        self.failed = true;
+        if self.in_transaction {
+            if let Err(e) = self.producer.abort_transaction() {
+                log::warn!("{}: aborting after an error: {e}", self.env.app_id);
+            }
+            self.in_transaction = false;
+        }
+    }
+}
+
+/// Marks the worker failed if the thread unwinds from a panic (a processor's closure),
+/// before the consumer's drop leaves the group (whose revoke would commit).
+struct FailOnUnwind(Arc<Mutex<Worker>>);
+
+impl Drop for FailOnUnwind {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.lock().fail();
+        }
+    }
+}
+
 struct Listener(Arc<Mutex<Worker>>);
 
 impl RebalanceListener for Listener {
@@ -389,6 +415,7 @@ fn run(env: &Arc<Env>, index: usize) -> Result<()> {
         error: None,
         failed: false,
     }));
+    let _fail_on_unwind = FailOnUnwind(Arc::clone(&worker));
     consumer.set_rebalance_listener(Listener(Arc::clone(&worker)));
     let mut topics: Vec<&String> = env.sources.keys().collect();
     topics.sort();
@@ -424,14 +451,7 @@ fn run(env: &Arc<Env>, index: usize) -> Result<()> {
     })();
     if result.is_err() {
         // Whatever part of a poll was processed must not be committed by the revoke.
-        let mut w = worker.lock();
-        w.failed = true;
-        if w.in_transaction {
-            if let Err(e) = w.producer.abort_transaction() {
-                log::warn!("{}: aborting after an error: {e}", env.app_id);
-            }
-            w.in_transaction = false;
-        }
+        worker.lock().fail();
     }
     // Leaving the group revokes the partitions (the listener commits again, a no-op).
     let closed = consumer.close().map_err(client("close", &group));
