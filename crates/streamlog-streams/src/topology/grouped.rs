@@ -22,6 +22,35 @@ type First<K, V, VA> = Arc<dyn Fn(&K, &V) -> VA + Send + Sync>;
 type Combine<K, V, VA> = Arc<dyn Fn(&K, &V, &VA) -> VA + Send + Sync>;
 
 /// A stream grouped by key, ready to aggregate (Kafka Streams' `KGroupedStream`).
+///
+/// ```
+/// use std::time::Duration;
+/// use streamlog_streams::{serdes, Consumed, Materialized, StreamsBuilder, TimeWindows};
+/// let builder = StreamsBuilder::new();
+/// let amounts = builder
+///     .stream("payments", Consumed::with(serdes::string(), serdes::i64()))
+///     .group_by_key();
+/// amounts.reduce(|total, amount| total + amount, Materialized::named("totals"));
+/// amounts
+///     .windowed_by(
+///         TimeWindows::of_size_and_grace(Duration::from_secs(60), Duration::from_secs(10))
+///             .advance_by(Duration::from_secs(30)),
+///     )
+///     .aggregate(
+///         || (0i64, 0i64),
+///         |_, amount, (n, sum)| (n + 1, sum + amount),
+///         Materialized::named("minute-stats").with_value_serde(streamlog_streams::Serde::new(
+///             |(n, s): &(i64, i64)| Ok(format!("{n},{s}").into_bytes()),
+///             |b| {
+///                 let t = std::str::from_utf8(b).map_err(|e| e.to_string())?;
+///                 let (n, s) = t.split_once(',').ok_or("no comma")?;
+///                 Ok((n.parse().map_err(|_| "n")?, s.parse().map_err(|_| "s")?))
+///             },
+///         )),
+///     );
+/// builder.build()?;
+/// # Ok::<(), streamlog_streams::StreamsError>(())
+/// ```
 pub struct KGroupedStream<K, V> {
     pub(crate) b: Rc<RefCell<Inner>>,
     pub(crate) children: Children<K, V>,

@@ -20,6 +20,26 @@ pub type Predicate<K, V> = Box<dyn Fn(&K, &V) -> bool + Send + Sync>;
 /// A stream of key-value records with timestamps (Kafka Streams' `KStream`). Operators
 /// take closures over references and return new streams; nothing runs until the
 /// topology is built and started. Handles are cheap to clone and build-time only.
+///
+/// ```
+/// use streamlog_streams::{serdes, Consumed, Grouped, Materialized, Produced, StreamsBuilder};
+/// let builder = StreamsBuilder::new();
+/// let orders = builder.stream("orders", Consumed::with(serdes::string(), serdes::string()));
+/// let (big, small) = orders.split(|_customer, order| order.len() > 10);
+/// big.merge(&small.filter(|_, o| o.starts_with("rush")))
+///     .flat_map_values(|o| o.split(',').map(str::to_string).collect::<Vec<_>>())
+///     .to("items", Produced::with(serdes::string(), serdes::string()));
+/// // Re-keyed by item: counted through a repartition topic.
+/// orders
+///     .group_by(|_, o| o.clone(), Grouped::with(serdes::string(), serdes::string()))
+///     .count(Materialized::named("per-order-text"));
+/// let profiles = builder.table("profiles", Consumed::with(serdes::string(), serdes::string()));
+/// orders
+///     .left_join(&profiles, |o, p| format!("{o} for {}", p.map_or("?", String::as_str)))
+///     .to("enriched", Produced::with(serdes::string(), serdes::string()));
+/// assert!(builder.build()?.describe().contains("repartition"));
+/// # Ok::<(), streamlog_streams::StreamsError>(())
+/// ```
 pub struct KStream<K, V> {
     pub(crate) b: Rc<RefCell<Inner>>,
     pub(crate) children: Children<K, V>,
@@ -297,7 +317,8 @@ impl<K: 'static, V: 'static> KStream<K, V> {
         let vs = produced.value_serde.or_else(|| self.value_serde.clone());
         let (Some(ks), Some(vs)) = (ks, vs) else {
             self.b.borrow_mut().errors.push(format!(
-                "`to({topic})` needs serdes: the stream's were lost by a map; use Produced::with"
+                "`to({topic})` needs serdes: the stream carries none for its key or value (an \
+                 operator that can change a type drops it); use Produced::with"
             ));
             return;
         };
