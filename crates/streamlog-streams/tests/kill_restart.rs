@@ -91,7 +91,8 @@ fn seeds_worker() {
             std::process::abort();
         }
     });
-    let mut c = config();
+    // One thread, or two (each with its own transactional producer and partition).
+    let mut c = config().threads(1 + rng.below(2) as usize);
     if rng.below(2) == 0 {
         // Commits only when idle: a death leaves the run's earlier polls' outputs and
         // changelog records in the log, uncommitted (then aborted).
@@ -142,8 +143,20 @@ fn run_worker(dir: &Path, seed: u64) -> bool {
     false
 }
 
+/// `STREAMLOG_STREAMS_KILL_ROUNDS=N` repeats the test with N different seed ranges (a
+/// soak run; default 1).
 #[test]
 fn seeds_topology_survives_kill_9() {
+    let rounds: u64 = std::env::var("STREAMLOG_STREAMS_KILL_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1);
+    for round in 0..rounds {
+        one_round(round * 1_000 + 1);
+    }
+}
+
+fn one_round(first_seed: u64) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let input = events();
@@ -157,7 +170,7 @@ fn seeds_topology_survives_kill_9() {
         store.close().unwrap();
     }
     let mut deaths = 0;
-    let mut seed = 1;
+    let mut seed = first_seed;
     while !run_worker(dir, seed) {
         deaths += 1;
         seed += 1;
