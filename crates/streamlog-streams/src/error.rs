@@ -45,7 +45,7 @@ pub enum StreamsError {
         /// What is wrong and where.
         reason: String,
     },
-    /// A topic the topology reads does not exist.
+    /// A topic the topology reads or writes does not exist.
     #[error("topic `{topic}` does not exist: create it before starting the application")]
     MissingTopic {
         /// The topic.

@@ -5,7 +5,9 @@
 //! transaction were sent, or while restoring its store), and is
 //! restarted until it has processed everything. The committed output then holds, for
 //! every key and window, exactly the updates 1, 2, .., n with n the model's count, and
-//! a fresh instance restores the same counts from the changelog.
+//! a fresh instance restores the same counts from the changelog. A second
+//! sub-topology counts the events per kind after re-keying them through a repartition
+//! topic (written and read in the same transactions), with the same checks.
 //!
 //! The child is this test binary again, running the ignored test `seeds_worker`.
 
@@ -18,7 +20,10 @@ use std::time::Duration;
 
 use common::*;
 use streamlog::{IsolationLevel, ProducerConfig, Store};
-use streamlog_streams::{ProcessingGuarantee, Streams, StreamsConfig, TimeWindows};
+use streamlog_streams::{
+    Grouped, Materialized, ProcessingGuarantee, Produced, Streams, StreamsBuilder, StreamsConfig,
+    TimeWindows, Topology, serdes,
+};
 
 const DIR_VAR: &str = "STREAMLOG_STREAMS_KILL_DIR";
 const SEED_VAR: &str = "STREAMLOG_STREAMS_KILL_SEED";
@@ -67,6 +72,24 @@ fn events() -> Vec<Event> {
         .collect()
 }
 
+/// The seeds' topology, plus events counted per kind (`purchase`, `view`) through a
+/// repartition topic into `kind-counts`.
+fn topology(peek: impl Fn(&String, &String) + Send + Sync + 'static) -> Topology {
+    let builder = StreamsBuilder::new();
+    seeds_into(&builder, windows(), peek)
+        .group_by(
+            |_, v| v.split(':').next().unwrap_or("").to_string(),
+            Grouped::with(serdes::string(), serdes::string()).named("by-kind"),
+        )
+        .count(Materialized::named("kind-store"))
+        .to_stream()
+        .to(
+            "kind-counts",
+            Produced::with(serdes::string(), serdes::i64()),
+        );
+    builder.build().unwrap()
+}
+
 fn config() -> StreamsConfig {
     StreamsConfig::new("seeds")
         .processing_guarantee(ProcessingGuarantee::ExactlyOnce)
@@ -86,7 +109,7 @@ fn seeds_worker() {
     let die_at = 1 + rng.below(50);
     let die_in_restore = rng.below(5) == 0;
     let seen = AtomicU64::new(0);
-    let topology = seeds_topology(windows(), move |_, _| {
+    let topology = topology(move |_, _| {
         if seen.fetch_add(1, Ordering::Relaxed) + 1 == die_at {
             std::process::abort();
         }
@@ -164,7 +187,11 @@ fn one_round(first_seed: u64) {
         let store = Store::open(dir).unwrap();
         create_topics(
             &store,
-            &[("raw-events", PARTITIONS), ("purchase-counts", PARTITIONS)],
+            &[
+                ("raw-events", PARTITIONS),
+                ("purchase-counts", PARTITIONS),
+                ("kind-counts", 1),
+            ],
         );
         produce(&store, "raw-events", &input);
         store.close().unwrap();
@@ -195,7 +222,27 @@ fn one_round(first_seed: u64) {
     assert_exact_updates(&count_updates(&committed), &model);
 
     // A fresh instance restores the counts from the changelog.
-    let streams = Streams::new(seeds_topology(windows(), |_, _| {}), config(), &store).unwrap();
+    // Per kind: the committed updates are 1..=n.
+    let mut kinds: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for (k, v) in read_all(&store, "kind-counts", IsolationLevel::ReadCommitted) {
+        kinds
+            .entry(String::from_utf8(k).unwrap())
+            .or_default()
+            .push(serdes::i64().deserialize(&v).unwrap());
+    }
+    let mut kind_model: std::collections::BTreeMap<String, i64> = Default::default();
+    for e in &input {
+        *kind_model
+            .entry(e.value.split(':').next().unwrap().to_string())
+            .or_default() += 1;
+    }
+    for (kind, updates) in &kinds {
+        let expected: Vec<i64> = (1..=kind_model[kind]).collect();
+        assert_eq!(updates, &expected, "the updates of kind {kind}");
+    }
+    assert_eq!(kinds.len(), kind_model.len());
+
+    let streams = Streams::new(topology(|_, _| {}), config(), &store).unwrap();
     streams.start().unwrap();
     streams.wait_until_caught_up(CATCH_UP).unwrap();
     let restored: std::collections::BTreeMap<(String, i64), i64> = streams
@@ -207,6 +254,14 @@ fn one_round(first_seed: u64) {
         .map(|(wk, n)| ((wk.key, wk.window.start), n))
         .collect();
     assert_eq!(restored, model);
+    let per_kind: std::collections::BTreeMap<String, i64> = streams
+        .key_value_store::<String, i64>("kind-store")
+        .unwrap()
+        .all()
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(per_kind, kind_model);
     assert_eq!(
         streams.metrics().processed,
         0,

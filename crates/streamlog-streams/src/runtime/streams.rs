@@ -109,7 +109,7 @@ impl Streams {
     /// threads.
     ///
     /// # Errors
-    /// `MissingTopic` for a source topic that does not exist; `CoPartitioning` when one
+    /// `MissingTopic` for a source or output topic that does not exist; `CoPartitioning` when one
     /// task's topics differ in partition count; `Client` creating a topic; `State` if
     /// already started.
     pub fn start(&self) -> Result<()> {
@@ -179,6 +179,13 @@ impl Streams {
                     topic: s.topic.clone(),
                 })?;
             set(&mut subs, s.sub, n, &s.topic)?;
+        }
+        for topic in &t.outputs {
+            if self.partitions_of(topic)?.is_none() {
+                return Err(StreamsError::MissingTopic {
+                    topic: topic.clone(),
+                });
+            }
         }
         // Repartition topics take the partition count of the sub-topology writing them
         // (in order, since one may feed the next).

@@ -30,6 +30,8 @@ pub(crate) struct Inner {
     pub(crate) stores: Vec<(String, usize)>,
     /// Repartition topics: suffix, writing sub-topology, reading sub-topology.
     pub(crate) repartitions: Vec<(String, usize, usize)>,
+    /// Output topics (`to`).
+    pub(crate) outputs: Vec<String>,
     /// Union-find of sub-topologies (joins and merges connect them).
     parents: Vec<usize>,
     names: usize,
@@ -316,10 +318,14 @@ impl StreamsBuilder {
             .iter()
             .map(|(t, from, to)| (t.clone(), number(*from), number(*to)))
             .collect();
+        let mut outputs = b.outputs.clone();
+        outputs.sort();
+        outputs.dedup();
         Ok(Topology {
             sources,
             stores,
             repartitions,
+            outputs,
             subtopologies: roots.len(),
         })
     }
@@ -342,6 +348,8 @@ pub struct Topology {
     pub(crate) stores: Vec<(String, usize)>,
     /// Repartition topics: suffix, writing sub-topology, reading sub-topology.
     pub(crate) repartitions: Vec<(String, usize, usize)>,
+    /// Output topics, which must exist when the application starts.
+    pub(crate) outputs: Vec<String>,
     pub(crate) subtopologies: usize,
 }
 
@@ -361,6 +369,9 @@ impl Topology {
             for (t, _, to) in self.repartitions.iter().filter(|x| x.1 == sub) {
                 let _ = writeln!(s, "  repartition {t} -> sub-topology {to}");
             }
+        }
+        for t in &self.outputs {
+            let _ = writeln!(s, "output {t}");
         }
         s
     }

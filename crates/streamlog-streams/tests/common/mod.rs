@@ -102,11 +102,21 @@ pub fn seeds_topology(
     peek: impl Fn(&String, &String) + Send + Sync + 'static,
 ) -> Topology {
     let builder = StreamsBuilder::new();
-    builder
-        .stream(
-            "raw-events",
-            Consumed::with(serdes::string(), serdes::string()),
-        )
+    seeds_into(&builder, windows, peek);
+    builder.build().unwrap()
+}
+
+/// Adds the seeds' topology to `builder`; returns its source stream.
+pub fn seeds_into(
+    builder: &StreamsBuilder,
+    windows: TimeWindows,
+    peek: impl Fn(&String, &String) + Send + Sync + 'static,
+) -> streamlog_streams::KStream<String, String> {
+    let source = builder.stream(
+        "raw-events",
+        Consumed::with(serdes::string(), serdes::string()),
+    );
+    source
         .filter(|_, v| v.starts_with("purchase"))
         .map_values(|v| format!("enriched:{v}"))
         .peek(peek)
@@ -121,7 +131,7 @@ pub fn seeds_topology(
                 serdes::i64(),
             ),
         );
-    builder.build().unwrap()
+    source
 }
 
 /// Windowed counts of the records `pass` keeps, per key and window start, as the
