@@ -290,20 +290,17 @@ impl Worker {
         }
         self.pending.clear();
         self.ctx.out.clear();
-        // Under exactly-once every task's uncommitted state went with the transaction.
-        let all: Vec<TopicPartition> = if self.env.exactly_once() {
-            self.committed
-                .keys()
-                .cloned()
-                .chain(partitions.iter().cloned())
-                .collect()
-        } else {
-            partitions.to_vec()
-        };
-        self.drop_tasks(&all);
+        // Under exactly-once every task's uncommitted state went with the transaction:
+        // all of them restart from their changelogs.
         if self.env.exactly_once() {
-            self.tasks.clear();
+            for (id, task) in std::mem::take(&mut self.tasks) {
+                for name in task.stores.keys() {
+                    self.env.registry.remove(name, id.partition);
+                }
+            }
             self.committed.clear();
+        } else {
+            self.drop_tasks(partitions);
         }
     }
 }
