@@ -71,7 +71,7 @@ pub use error::{Result, StreamsError};
 pub use metrics::MetricsSnapshot;
 pub use runtime::{
     DeserializationPolicy, ProcessingGuarantee, RestoreListener, RestoreProgress, Streams,
-    StreamsConfig,
+    StreamsConfig, StreamsState,
 };
 pub use serdes::Serde;
 pub use topology::{

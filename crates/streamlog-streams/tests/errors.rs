@@ -8,7 +8,7 @@ use common::*;
 use streamlog::{Record, Store};
 use streamlog_streams::{
     Consumed, DeserializationPolicy, Materialized, Produced, Streams, StreamsBuilder,
-    StreamsConfig, StreamsError, TimeWindows, serdes,
+    StreamsConfig, StreamsError, StreamsState, TimeWindows, serdes,
 };
 
 #[test]
@@ -68,6 +68,7 @@ fn bad_config_and_missing_topics_are_refused() {
         assert!(matches!(e, StreamsError::InvalidConfig { .. }), "{e}");
     }
     let s = Streams::new(topology(), StreamsConfig::new("ok"), &store).unwrap();
+    assert_eq!(s.state(), StreamsState::Created);
     let e = s.start().err().unwrap();
     assert!(
         matches!(&e, StreamsError::MissingTopic { topic } if topic == "nowhere"),
@@ -128,6 +129,7 @@ fn undecodable_records_fail_the_thread_or_are_skipped_by_policy() {
 
     let s = counting(DeserializationPolicy::Fail, &store);
     let e = s.wait_until_caught_up(CATCH_UP).err().unwrap();
+    assert!(matches!(s.state(), StreamsState::Failed { reason } if reason.contains("nums-0")));
     let text = e.to_string();
     assert!(
         text.contains("nums-0 at offset 1") && text.contains("value"),
@@ -139,10 +141,12 @@ fn undecodable_records_fail_the_thread_or_are_skipped_by_policy() {
     // Nothing of the failed poll was committed: the next run starts from the beginning.
     let s = counting(DeserializationPolicy::SkipAndCount, &store);
     s.wait_until_caught_up(CATCH_UP).unwrap();
+    assert_eq!(s.state(), StreamsState::Running);
     let n = s.key_value_store::<String, i64>("n").unwrap();
     assert_eq!(n.get(&"k".to_string()).unwrap(), Some(2));
     assert_eq!(s.metrics().skipped, 2, "the bad value and the null key");
     s.close().unwrap();
+    assert_eq!(s.state(), StreamsState::Closed);
 }
 
 /// A processor that panics stops its thread with an error (no hang, no commit of the

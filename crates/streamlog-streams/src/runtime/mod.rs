@@ -9,4 +9,4 @@ mod thread;
 pub use config::{
     DeserializationPolicy, ProcessingGuarantee, RestoreListener, RestoreProgress, StreamsConfig,
 };
-pub use streams::Streams;
+pub use streams::{Streams, StreamsState};

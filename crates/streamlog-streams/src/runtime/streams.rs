@@ -19,6 +19,23 @@ use crate::query::{ReadOnlyKeyValueStore, ReadOnlyWindowStore};
 use crate::store::{KvStore, Registry, WindowStore, changelog_topic};
 use crate::topology::Topology;
 
+/// Where an application is in its life ([`Streams::state`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamsState {
+    /// Built, not started.
+    Created,
+    /// Its threads run.
+    Running,
+    /// A thread stopped on an error (the others keep running until `close`).
+    Failed {
+        /// What stopped it.
+        reason: String,
+    },
+    /// Closed.
+    Closed,
+}
+
 /// A stream-processing application over a [`Store`]: `config.threads` stream threads in
 /// the consumer group `application_id`, each running the tasks (one per sub-topology
 /// and input partition) of the partitions the group gives it. Instances with the same
@@ -317,6 +334,21 @@ impl Streams {
                 .unwrap_or(0);
             committed.get(tp).copied().flatten().unwrap_or(start) >= end
         }))
+    }
+
+    /// Where the application is now: created, running, failed (a thread stopped on an
+    /// error: see the reason; `close` returns it too) or closed.
+    pub fn state(&self) -> StreamsState {
+        if let Some(e) = &self.env.coord.state.lock().error {
+            return StreamsState::Failed { reason: e.clone() };
+        }
+        if self.env.stop.load(Ordering::Acquire) {
+            StreamsState::Closed
+        } else if *self.started.lock() {
+            StreamsState::Running
+        } else {
+            StreamsState::Created
+        }
     }
 
     /// The application's counters now.
