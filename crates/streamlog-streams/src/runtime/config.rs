@@ -1,0 +1,232 @@
+//! [`StreamsConfig`] and its knobs.
+
+use std::fmt;
+use std::sync::Arc;
+
+use streamlog::ProducerConfig;
+
+use crate::error::{Result, StreamsError};
+
+/// What a failure may do to results (Kafka's `processing.guarantee`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProcessingGuarantee {
+    /// Outputs and store changes are sent, then input offsets committed: after a crash
+    /// the records since the last commit are processed again (counts may then include
+    /// them twice). Kafka's default.
+    #[default]
+    AtLeastOnce,
+    /// Each commit interval is one transaction of the thread's producer covering the
+    /// output records, the changelog records and the input offsets; consumers (also of
+    /// repartition topics and changelogs) read committed data only. After any crash
+    /// every input record is reflected exactly once in outputs and stores.
+    ExactlyOnce,
+}
+
+/// What a thread does with a record its serdes cannot decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeserializationPolicy {
+    /// Stop the thread with [`StreamsError::Deserialize`] (Kafka's default,
+    /// `LogAndFailExceptionHandler`).
+    #[default]
+    Fail,
+    /// Skip the record and count it in [`MetricsSnapshot::skipped`](crate::MetricsSnapshot).
+    SkipAndCount,
+}
+
+/// Progress of restoring one store partition from its changelog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RestoreProgress {
+    /// The store.
+    pub store: String,
+    /// The partition (task) being restored.
+    pub partition: i32,
+    /// Changelog records applied so far.
+    pub restored: u64,
+    /// The changelog's end offset when the restore started.
+    pub end_offset: i64,
+    /// The restore is complete.
+    pub done: bool,
+}
+
+/// Called as stores are restored: once at the start, after each batch and at the end.
+pub type RestoreListener = Arc<dyn Fn(&RestoreProgress) + Send + Sync>;
+
+/// An application's settings. Fields are public for struct-literal use
+/// (`StreamsConfig { application_id: "app".into(), ..Default::default() }`); setters
+/// exist too.
+///
+/// ```
+/// use streamlog_streams::{ProcessingGuarantee, StreamsConfig};
+/// let c = StreamsConfig::new("purchases").threads(2).processing_guarantee(ProcessingGuarantee::ExactlyOnce);
+/// assert_eq!(c.threads, 2);
+/// ```
+#[derive(Clone)]
+pub struct StreamsConfig {
+    /// Names the consumer group, the internal topics (`<application_id>-..`) and the
+    /// transactional ids. Required.
+    pub application_id: String,
+    /// Names this instance's threads (`<client_id>-<n>`) and their transactional ids:
+    /// give each instance running the same application in one store its own.
+    /// Default = "streams".
+    pub client_id: String,
+    /// Stream threads. Default = 1; 1 to 64.
+    pub threads: usize,
+    /// Default = `AtLeastOnce`.
+    pub processing_guarantee: ProcessingGuarantee,
+    /// How often a thread commits while busy (it also commits whenever it finds no new
+    /// input). Default = 100 ms.
+    pub commit_interval_ms: u64,
+    /// How long a poll waits for records (and so how long `close` may take). Default =
+    /// 50 ms; 1 to 10,000.
+    pub poll_ms: u64,
+    /// Records per poll. Default = 500.
+    pub max_poll_records: usize,
+    /// Undecodable records. Default = `Fail`.
+    pub deserialization_policy: DeserializationPolicy,
+    /// Told about restore progress. Default = none.
+    pub restore_listener: Option<RestoreListener>,
+    /// The base of each thread's producer (batching, linger, compression, acks); the
+    /// runtime sets its `transactional_id` under exactly-once. Default = Kafka's
+    /// producer defaults.
+    pub producer: ProducerConfig,
+}
+
+impl fmt::Debug for StreamsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamsConfig")
+            .field("application_id", &self.application_id)
+            .field("client_id", &self.client_id)
+            .field("threads", &self.threads)
+            .field("processing_guarantee", &self.processing_guarantee)
+            .field("commit_interval_ms", &self.commit_interval_ms)
+            .field("poll_ms", &self.poll_ms)
+            .field("max_poll_records", &self.max_poll_records)
+            .field("deserialization_policy", &self.deserialization_policy)
+            .field("restore_listener", &self.restore_listener.is_some())
+            .field("producer", &self.producer)
+            .finish()
+    }
+}
+
+impl Default for StreamsConfig {
+    fn default() -> Self {
+        StreamsConfig {
+            application_id: String::new(),
+            client_id: "streams".into(),
+            threads: 1,
+            processing_guarantee: ProcessingGuarantee::AtLeastOnce,
+            commit_interval_ms: 100,
+            poll_ms: 50,
+            max_poll_records: 500,
+            deserialization_policy: DeserializationPolicy::Fail,
+            restore_listener: None,
+            producer: ProducerConfig::default(),
+        }
+    }
+}
+
+impl StreamsConfig {
+    /// The defaults for `application_id`.
+    pub fn new(application_id: impl Into<String>) -> Self {
+        StreamsConfig {
+            application_id: application_id.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Sets `client_id`.
+    #[must_use]
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.client_id = id.into();
+        self
+    }
+
+    /// Sets `threads`.
+    #[must_use]
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = n;
+        self
+    }
+
+    /// Sets `processing_guarantee`.
+    #[must_use]
+    pub fn processing_guarantee(mut self, g: ProcessingGuarantee) -> Self {
+        self.processing_guarantee = g;
+        self
+    }
+
+    /// Sets `commit_interval_ms`.
+    #[must_use]
+    pub fn commit_interval_ms(mut self, ms: u64) -> Self {
+        self.commit_interval_ms = ms;
+        self
+    }
+
+    /// Sets `poll_ms`.
+    #[must_use]
+    pub fn poll_ms(mut self, ms: u64) -> Self {
+        self.poll_ms = ms;
+        self
+    }
+
+    /// Sets `max_poll_records`.
+    #[must_use]
+    pub fn max_poll_records(mut self, n: usize) -> Self {
+        self.max_poll_records = n;
+        self
+    }
+
+    /// Sets `deserialization_policy`.
+    #[must_use]
+    pub fn deserialization_policy(mut self, p: DeserializationPolicy) -> Self {
+        self.deserialization_policy = p;
+        self
+    }
+
+    /// Sets `producer`.
+    #[must_use]
+    pub fn producer(mut self, p: ProducerConfig) -> Self {
+        self.producer = p;
+        self
+    }
+
+    /// Sets `restore_listener`.
+    #[must_use]
+    pub fn restore_listener(
+        mut self,
+        l: impl Fn(&RestoreProgress) + Send + Sync + 'static,
+    ) -> Self {
+        self.restore_listener = Some(Arc::new(l));
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        let bad = |name, reason: String| Err(StreamsError::InvalidConfig { name, reason });
+        if let Err(e) = streamlog::validate_topic_name(&format!("{}-x", self.application_id)) {
+            return bad("application_id", e.to_string());
+        }
+        if self.application_id.is_empty() {
+            return bad("application_id", "must not be empty".into());
+        }
+        if self.client_id.is_empty() {
+            return bad("client_id", "must not be empty".into());
+        }
+        if !(1..=64).contains(&self.threads) {
+            return bad(
+                "threads",
+                format!("must be 1 to 64, found {}", self.threads),
+            );
+        }
+        if !(1..=10_000).contains(&self.poll_ms) {
+            return bad(
+                "poll_ms",
+                format!("must be 1 to 10000, found {}", self.poll_ms),
+            );
+        }
+        if self.max_poll_records == 0 {
+            return bad("max_poll_records", "must be at least 1".into());
+        }
+        Ok(())
+    }
+}

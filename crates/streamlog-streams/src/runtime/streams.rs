@@ -1,0 +1,459 @@
+//! [`Streams`]: a running application (Kafka's `KafkaStreams`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use streamlog::{
+    CleanupPolicy, ConsumerConfig, IsolationLevel, Store, TopicConfig, TopicPartition,
+};
+
+use super::config::StreamsConfig;
+use super::thread::{Coord, CoordState, Env, run_thread};
+use crate::error::{Result, StreamsError, client};
+use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::query::{ReadOnlyKeyValueStore, ReadOnlyWindowStore};
+use crate::store::{KvStore, Registry, WindowStore, changelog_topic};
+use crate::topology::Topology;
+
+/// Where an application is in its life ([`Streams::state`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamsState {
+    /// Built, not started.
+    Created,
+    /// Its threads run.
+    Running,
+    /// A thread stopped on an error (the others keep running until `close`).
+    Failed {
+        /// What stopped it.
+        reason: String,
+    },
+    /// Closed.
+    Closed,
+}
+
+/// A stream-processing application over a [`Store`]: `config.threads` stream threads in
+/// the consumer group `application_id`, each running the tasks (one per sub-topology
+/// and input partition) of the partitions the group gives it. Instances with the same
+/// `application_id` (and their own `client_id`s) share the work; when partitions move,
+/// their tasks' state moves with them (restored from the changelogs).
+///
+/// ```
+/// use std::time::Duration;
+/// use streamlog::{Record, Store, TopicConfig};
+/// use streamlog_streams::{serdes, Consumed, Materialized, Streams, StreamsBuilder, StreamsConfig};
+///
+/// let dir = tempfile::tempdir()?;
+/// let store = Store::open(dir.path())?;
+/// store.create_topic("words", TopicConfig::default())?;
+/// store.topic("words")?.partition(0)?.append(&[
+///     Record::new(1, Some("a"), Some("x")),
+///     Record::new(2, Some("a"), Some("y")),
+/// ])?;
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream("words", Consumed::with(serdes::string(), serdes::string()))
+///     .group_by_key()
+///     .count(Materialized::named("counts"));
+/// let streams = Streams::new(builder.build()?, StreamsConfig::new("word-count"), &store)?;
+/// streams.start()?;
+/// streams.wait_until_caught_up(Duration::from_secs(60))?;
+/// let counts = streams.key_value_store::<String, i64>("counts")?;
+/// assert_eq!(counts.get(&"a".to_string())?, Some(2));
+/// streams.close()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Streams {
+    env: Arc<Env>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    started: Mutex<bool>,
+}
+
+impl std::fmt::Debug for Streams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streams")
+            .field("application_id", &self.env.app_id)
+            .field("config", &self.env.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Streams {
+    /// An application running `topology` on `store` (not started).
+    ///
+    /// # Errors
+    /// `InvalidConfig`.
+    pub fn new(topology: Topology, config: StreamsConfig, store: &Store) -> Result<Streams> {
+        config.validate()?;
+        let app_id: Arc<str> = Arc::from(config.application_id.as_str());
+        let sources: HashMap<String, usize> = topology
+            .sources
+            .iter()
+            .map(|s| (topology.source_topic_name(&app_id, s), s.sub))
+            .collect();
+        let coord = Coord {
+            state: Mutex::new(CoordState {
+                idle: vec![false; config.threads],
+                finished: vec![false; config.threads],
+                error: None,
+                epoch: 0,
+            }),
+            changed: Default::default(),
+        };
+        Ok(Streams {
+            env: Arc::new(Env {
+                store: store.clone(),
+                topology: Arc::new(topology),
+                config,
+                app_id,
+                metrics: Arc::new(Metrics::default()),
+                registry: Arc::new(Registry::default()),
+                sources,
+                stop: Default::default(),
+                coord,
+            }),
+            threads: Mutex::new(Vec::new()),
+            started: Mutex::new(false),
+        })
+    }
+
+    /// Creates the internal topics that are missing (repartition topics, compacted
+    /// changelogs, with the partition counts of their sub-topologies) and starts the
+    /// threads.
+    ///
+    /// # Errors
+    /// `MissingTopic` for a source or output topic that does not exist; `CoPartitioning` when one
+    /// task's topics differ in partition count; `Client` creating a topic; `State` if
+    /// already started.
+    pub fn start(&self) -> Result<()> {
+        let mut started = self.started.lock();
+        if *started {
+            return Err(StreamsError::State {
+                what: "this application was already started (a Streams runs once)".into(),
+            });
+        }
+        self.create_internal_topics()?;
+        *started = true;
+        let mut threads = self.threads.lock();
+        for i in 0..self.env.config.threads {
+            let env = Arc::clone(&self.env);
+            let h = std::thread::Builder::new()
+                .name(format!(
+                    "{}-{}-{i}",
+                    self.env.app_id, self.env.config.client_id
+                ))
+                .spawn(move || run_thread(env, i))
+                .map_err(|e| StreamsError::Thread {
+                    thread: i,
+                    reason: format!("cannot spawn: {e}"),
+                })?;
+            threads.push(h);
+        }
+        Ok(())
+    }
+
+    fn partitions_of(&self, topic: &str) -> Result<Option<i32>> {
+        match self.env.store.topic(topic) {
+            Ok(t) => Ok(Some(t.partition_count())),
+            Err(streamlog::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(client("describe", topic)(e)),
+        }
+    }
+
+    fn create_internal_topics(&self) -> Result<()> {
+        let t = &self.env.topology;
+        let app = &*self.env.app_id;
+        // Each sub-topology's partition count, and the topic that set it.
+        let mut subs: Vec<Option<(i32, String)>> = vec![None; t.subtopologies];
+        let set =
+            |subs: &mut Vec<Option<(i32, String)>>, sub: usize, n: i32, topic: &str| match subs
+                .get(sub)
+                .cloned()
+                .flatten()
+            {
+                Some((m, first)) if m != n => Err(StreamsError::CoPartitioning {
+                    first,
+                    first_partitions: m,
+                    second: topic.to_string(),
+                    second_partitions: n,
+                }),
+                Some(_) => Ok(()),
+                None => {
+                    if let Some(s) = subs.get_mut(sub) {
+                        *s = Some((n, topic.to_string()));
+                    }
+                    Ok(())
+                }
+            };
+        for s in t.sources.iter().filter(|s| !s.internal) {
+            let n = self
+                .partitions_of(&s.topic)?
+                .ok_or_else(|| StreamsError::MissingTopic {
+                    topic: s.topic.clone(),
+                })?;
+            set(&mut subs, s.sub, n, &s.topic)?;
+        }
+        for topic in &t.outputs {
+            if self.partitions_of(topic)?.is_none() {
+                return Err(StreamsError::MissingTopic {
+                    topic: topic.clone(),
+                });
+            }
+        }
+        // Repartition topics take the partition count of the sub-topology writing them
+        // (in order, since one may feed the next).
+        let mut done = vec![false; t.repartitions.len()];
+        while done.iter().any(|d| !d) {
+            let mut progressed = false;
+            for (i, (suffix, from, to)) in t.repartitions.iter().enumerate() {
+                let Some(Some((n, _))) = subs.get(*from).cloned() else {
+                    continue;
+                };
+                if done[i] {
+                    continue;
+                }
+                let topic = format!("{app}-{suffix}");
+                let n = self.ensure_topic(&topic, n, CleanupPolicy::Delete)?;
+                set(&mut subs, *to, n, &topic)?;
+                done[i] = true;
+                progressed = true;
+            }
+            if !progressed {
+                return Err(StreamsError::Topology {
+                    reason: "a repartition topic is fed by a sub-topology with no input".into(),
+                });
+            }
+        }
+        for (name, sub) in &t.stores {
+            let Some(Some((n, _))) = subs.get(*sub).cloned() else {
+                return Err(StreamsError::Topology {
+                    reason: format!("store `{name}` belongs to a sub-topology with no input"),
+                });
+            };
+            self.ensure_topic(&changelog_topic(app, name), n, CleanupPolicy::Compact)?;
+        }
+        Ok(())
+    }
+
+    /// Creates `topic` with `partitions` unless it exists; returns its partition count.
+    fn ensure_topic(&self, topic: &str, partitions: i32, policy: CleanupPolicy) -> Result<i32> {
+        if let Some(n) = self.partitions_of(topic)? {
+            return Ok(n);
+        }
+        let config = TopicConfig::default()
+            .partitions(partitions)
+            .cleanup_policy(policy);
+        match self.env.store.create_topic(topic, config) {
+            Ok(()) => Ok(partitions),
+            // Another instance created it first.
+            Err(e) => match self.partitions_of(topic)? {
+                Some(n) => Ok(n),
+                None => Err(client("create_topic", topic)(e)),
+            },
+        }
+    }
+
+    /// Blocks until every input record has been processed and committed: every thread
+    /// of this instance is idle (polled nothing, nothing uncommitted), the group is
+    /// stable (no rebalance under way) and the group's
+    /// committed offsets of every source topic (repartition topics included) reach their
+    /// end (the last stable offset). The way tests and batch jobs wait for results.
+    ///
+    /// # Errors
+    /// `Thread` if a thread failed; `Timeout` after `timeout`; `State` if not started.
+    pub fn wait_until_caught_up(&self, timeout: Duration) -> Result<()> {
+        if !*self.started.lock() {
+            return Err(StreamsError::State {
+                what: "start the application before waiting for it".into(),
+            });
+        }
+        let deadline = Instant::now() + timeout;
+        let coord = &self.env.coord;
+        let mut s = coord.state.lock();
+        loop {
+            if let Some(e) = &s.error {
+                return Err(StreamsError::Thread {
+                    thread: s.finished.iter().position(|&f| f).unwrap_or(0),
+                    reason: e.clone(),
+                });
+            }
+            if s.idle.iter().all(|&i| i) {
+                let epoch = s.epoch;
+                drop(s);
+                let done = self.all_committed()?;
+                s = coord.state.lock();
+                if done && s.epoch == epoch && s.idle.iter().all(|&i| i) {
+                    return Ok(());
+                }
+            }
+            // Threads report after every poll (at most `poll_ms` apart), so this wakes
+            // often; the deadline only bounds a run that never catches up.
+            if coord.changed.wait_until(&mut s, deadline).timed_out() {
+                return Err(StreamsError::Timeout {
+                    what: "the application to catch up",
+                    ms: timeout.as_millis(),
+                });
+            }
+        }
+    }
+
+    fn all_committed(&self) -> Result<bool> {
+        let app = &*self.env.app_id;
+        // A rebalance under way may still move partitions (and their uncommitted work).
+        match self.env.store.describe_group(app) {
+            Ok(g) if g.state == "Stable" => {}
+            Ok(_) | Err(streamlog::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(client("describe_group", app)(e)),
+        }
+        let reader = self
+            .env
+            .store
+            .consumer(ConsumerConfig::new(app).isolation_level(IsolationLevel::ReadCommitted))
+            .map_err(client("consumer", app))?;
+        let mut tps = Vec::new();
+        for topic in self.env.sources.keys() {
+            let n = self.partitions_of(topic)?.unwrap_or(0);
+            tps.extend((0..n).map(|p| TopicPartition::new(topic.as_str(), p)));
+        }
+        let ends = reader
+            .end_offsets(&tps)
+            .map_err(client("end_offsets", app))?;
+        let committed = reader.committed(&tps).map_err(client("committed", app))?;
+        Ok(tps.iter().all(|tp| {
+            let end = ends.get(tp).copied().unwrap_or(0);
+            let start = self
+                .env
+                .store
+                .topic(tp.topic())
+                .and_then(|t| t.partition(tp.partition()))
+                .map(|p| p.log_start_offset())
+                .unwrap_or(0);
+            committed.get(tp).copied().flatten().unwrap_or(start) >= end
+        }))
+    }
+
+    /// Where the application is now: created, running, failed (a thread stopped on an
+    /// error: see the reason; `close` returns it too) or closed.
+    pub fn state(&self) -> StreamsState {
+        if let Some(e) = &self.env.coord.state.lock().error {
+            return StreamsState::Failed { reason: e.clone() };
+        }
+        if self.env.stop.load(Ordering::Acquire) {
+            StreamsState::Closed
+        } else if *self.started.lock() {
+            StreamsState::Running
+        } else {
+            StreamsState::Created
+        }
+    }
+
+    /// The application's counters now.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.env.metrics.snapshot()
+    }
+
+    /// The local partitions of key-value store `name` (an aggregation's or a table's),
+    /// for interactive queries. Only partitions whose tasks run in this instance now.
+    ///
+    /// # Errors
+    /// `StoreNotFound` if the topology has no such store; `StoreType` if it is a window
+    /// store or holds other types.
+    pub fn key_value_store<K, V>(&self, name: &str) -> Result<ReadOnlyKeyValueStore<K, V>>
+    where
+        K: Send + Sync + 'static,
+        V: Send + Sync + 'static,
+    {
+        self.check_store(name)?;
+        let parts = self
+            .env
+            .registry
+            .get(name)
+            .into_iter()
+            .map(|a| {
+                a.downcast::<RwLock<KvStore<K, V>>>()
+                    .map_err(|_| StreamsError::StoreType {
+                        name: name.into(),
+                        expected: "key-value store",
+                    })
+            })
+            .collect::<Result<_>>()?;
+        Ok(ReadOnlyKeyValueStore {
+            name: name.into(),
+            parts,
+        })
+    }
+
+    /// The local partitions of window store `name` (a windowed aggregation's).
+    ///
+    /// # Errors
+    /// As [`key_value_store`](Self::key_value_store).
+    pub fn window_store<K, V>(&self, name: &str) -> Result<ReadOnlyWindowStore<K, V>>
+    where
+        K: Send + Sync + 'static,
+        V: Send + Sync + 'static,
+    {
+        self.check_store(name)?;
+        let parts = self
+            .env
+            .registry
+            .get(name)
+            .into_iter()
+            .map(|a| {
+                a.downcast::<RwLock<WindowStore<K, V>>>()
+                    .map_err(|_| StreamsError::StoreType {
+                        name: name.into(),
+                        expected: "window store",
+                    })
+            })
+            .collect::<Result<_>>()?;
+        Ok(ReadOnlyWindowStore {
+            name: name.into(),
+            parts,
+        })
+    }
+
+    fn check_store(&self, name: &str) -> Result<()> {
+        if self.env.topology.stores.iter().any(|(n, _)| n == name) {
+            Ok(())
+        } else {
+            Err(StreamsError::StoreNotFound { name: name.into() })
+        }
+    }
+
+    /// Stops the threads gracefully: each commits its work (its open transaction under
+    /// exactly-once), leaves the group and closes its clients. Returns the first error a
+    /// thread stopped with. Idempotent; also done (ignoring errors) on drop.
+    ///
+    /// # Errors
+    /// `Thread`: a thread failed (before or while closing).
+    pub fn close(&self) -> Result<()> {
+        self.env.stop.store(true, Ordering::Release);
+        let handles: Vec<JoinHandle<()>> = self.threads.lock().drain(..).collect();
+        let mut panicked = None;
+        for (i, h) in handles.into_iter().enumerate() {
+            if h.join().is_err() {
+                panicked.get_or_insert(i);
+            }
+        }
+        let s = self.env.coord.state.lock();
+        if let Some(e) = &s.error {
+            return Err(StreamsError::Thread {
+                thread: panicked.unwrap_or(0),
+                reason: e.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Streams {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            log::warn!("{}: closing: {e}", self.env.app_id);
+        }
+    }
+}

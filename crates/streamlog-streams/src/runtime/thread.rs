@@ -1,0 +1,461 @@
+//! A stream thread: one consumer in the application's group and one producer (a
+//! transactional one under exactly-once); it runs the tasks of the partitions the group
+//! gives it, and commits outputs, changelogs and input positions together.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use streamlog::{
+    Consumer, ConsumerConfig, ConsumerRecords, DeliveryFuture, IsolationLevel, OffsetReset,
+    Producer, ProducerRecord, RebalanceListener, Store, TopicPartition,
+};
+
+use super::config::{DeserializationPolicy, ProcessingGuarantee, StreamsConfig};
+use super::restore::restore_task;
+use super::task::{Task, TaskId};
+use crate::context::Ctx;
+use crate::error::{Result, StreamsError, client};
+use crate::metrics::Metrics;
+use crate::store::Registry;
+use crate::topology::Topology;
+
+/// What every thread of one application shares.
+pub(crate) struct Env {
+    pub(crate) store: Store,
+    pub(crate) topology: Arc<Topology>,
+    pub(crate) config: StreamsConfig,
+    pub(crate) app_id: Arc<str>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) registry: Arc<Registry>,
+    /// Every source topic (full names) and its sub-topology.
+    pub(crate) sources: HashMap<String, usize>,
+    pub(crate) stop: AtomicBool,
+    pub(crate) coord: Coord,
+}
+
+impl Env {
+    pub(crate) fn isolation(&self) -> IsolationLevel {
+        match self.config.processing_guarantee {
+            ProcessingGuarantee::ExactlyOnce => IsolationLevel::ReadCommitted,
+            ProcessingGuarantee::AtLeastOnce => IsolationLevel::ReadUncommitted,
+        }
+    }
+
+    fn exactly_once(&self) -> bool {
+        self.config.processing_guarantee == ProcessingGuarantee::ExactlyOnce
+    }
+}
+
+/// What the threads report to waiters: idle (no uncommitted work, nothing polled),
+/// finished, failed; `epoch` counts the moments a thread got work.
+#[derive(Default)]
+pub(crate) struct CoordState {
+    pub(crate) idle: Vec<bool>,
+    pub(crate) finished: Vec<bool>,
+    pub(crate) error: Option<String>,
+    pub(crate) epoch: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Coord {
+    pub(crate) state: Mutex<CoordState>,
+    pub(crate) changed: Condvar,
+}
+
+impl Coord {
+    fn set_idle(&self, thread: usize, idle: bool) {
+        let mut s = self.state.lock();
+        if !idle {
+            s.epoch += 1;
+        }
+        if let Some(x) = s.idle.get_mut(thread) {
+            *x = idle;
+        }
+        drop(s);
+        self.changed.notify_all();
+    }
+
+    fn finish(&self, thread: usize, error: Option<String>) {
+        let mut s = self.state.lock();
+        if let Some(x) = s.finished.get_mut(thread) {
+            *x = true;
+        }
+        if let Some(x) = s.idle.get_mut(thread) {
+            *x = false;
+        }
+        if s.error.is_none() {
+            s.error = error;
+        }
+        drop(s);
+        self.changed.notify_all();
+    }
+}
+
+/// The thread's state, shared with its rebalance listener (which runs inside `poll`, on
+/// the same thread, while the loop does not hold the lock).
+struct Worker {
+    env: Arc<Env>,
+    producer: Producer,
+    tasks: BTreeMap<TaskId, Task>,
+    in_transaction: bool,
+    /// Positions last committed, by partition.
+    committed: BTreeMap<TopicPartition, i64>,
+    /// Sends not yet known to be in the log (at-least-once).
+    pending: Vec<DeliveryFuture>,
+    ctx: Ctx,
+    /// An error from the listener, reported by the loop.
+    error: Option<StreamsError>,
+    /// Processing failed part-way through a poll: nothing may be committed any more.
+    failed: bool,
+}
+
+impl Worker {
+    fn group(&self) -> String {
+        format!("group {}", self.env.app_id)
+    }
+
+    fn begin(&mut self) -> Result<()> {
+        if self.env.exactly_once() && !self.in_transaction {
+            self.producer
+                .begin_transaction()
+                .map_err(client("begin_transaction", self.group()))?;
+            self.in_transaction = true;
+        }
+        Ok(())
+    }
+
+    fn task_for(&mut self, topic: &str, partition: i32) -> Result<&mut Task> {
+        let Some(&sub) = self.env.sources.get(topic) else {
+            return Err(StreamsError::Topology {
+                reason: format!("records of `{topic}`, which the topology does not read"),
+            });
+        };
+        let id = TaskId { sub, partition };
+        if !self.tasks.contains_key(&id) {
+            self.create_task(id)?;
+        }
+        self.tasks.get_mut(&id).ok_or_else(|| StreamsError::State {
+            what: format!("task {id:?} vanished"),
+        })
+    }
+
+    /// Builds a task, restores its stores and makes them queryable.
+    fn create_task(&mut self, id: TaskId) -> Result<()> {
+        let env = &self.env;
+        let skip = env.config.deserialization_policy == DeserializationPolicy::SkipAndCount;
+        let task = Task::new(&env.topology, &env.app_id, id, skip)?;
+        restore_task(
+            &env.store,
+            &task,
+            env.isolation(),
+            &env.metrics,
+            env.config.restore_listener.as_ref(),
+        )?;
+        for (name, (_, h)) in &task.stores {
+            env.registry.insert(name, id.partition, h.shared());
+        }
+        log::debug!("{}: task {id:?} started", env.app_id);
+        self.tasks.insert(id, task);
+        Ok(())
+    }
+
+    fn drop_tasks(&mut self, partitions: &[TopicPartition]) {
+        for tp in partitions {
+            self.committed.remove(tp);
+            let Some(&sub) = self.env.sources.get(tp.topic()) else {
+                continue;
+            };
+            let id = TaskId {
+                sub,
+                partition: tp.partition(),
+            };
+            if let Some(task) = self.tasks.remove(&id) {
+                for name in task.stores.keys() {
+                    self.env.registry.remove(name, id.partition);
+                }
+            }
+        }
+    }
+
+    fn process(&mut self, records: &ConsumerRecords) -> Result<()> {
+        let mut ctx = std::mem::replace(&mut self.ctx, Ctx::new(Arc::clone(&self.env.metrics)));
+        let result = (|| {
+            for r in records.iter() {
+                ctx.partition = r.partition();
+                ctx.offset = r.offset();
+                let task = self.task_for(r.topic(), r.partition())?;
+                task.process(&mut ctx, r.topic(), r.key(), r.value(), r.timestamp())?;
+            }
+            Ok(())
+        })();
+        self.ctx = ctx;
+        Metrics::add(&self.env.metrics.processed, records.len() as u64);
+        result
+    }
+
+    /// Sends what the processors produced.
+    fn send(&mut self) -> Result<()> {
+        if self.ctx.out.is_empty() {
+            return Ok(());
+        }
+        self.begin()?;
+        let exactly_once = self.env.exactly_once();
+        for out in self.ctx.out.drain(..) {
+            let mut rec = ProducerRecord::new(&*out.topic).timestamp(out.timestamp);
+            if let Some(p) = out.partition {
+                rec = rec.partition(p);
+            }
+            if let Some(k) = out.key {
+                rec = rec.key(k);
+            }
+            if let Some(v) = out.value {
+                rec = rec.value(v);
+            }
+            let f = self
+                .producer
+                .send(rec)
+                .map_err(client("send", &*out.topic))?;
+            if !exactly_once {
+                self.pending.push(f);
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits: outputs, changelogs and positions of every assigned partition, in one
+    /// transaction under exactly-once; under at-least-once, positions only once every
+    /// send is in the log.
+    fn commit(&mut self, consumer: &mut Consumer) -> Result<()> {
+        if self.failed {
+            return Ok(());
+        }
+        // The stores' changes since the last commit, the latest per key.
+        for task in self.tasks.values() {
+            task.drain_changelogs(&mut self.ctx.out)?;
+        }
+        self.send()?;
+        let mut changed = BTreeMap::new();
+        for tp in consumer.assignment() {
+            let p = consumer.position(&tp).map_err(client("position", &tp))?;
+            if self.committed.get(&tp) != Some(&p) {
+                changed.insert(tp, p);
+            }
+        }
+        if changed.is_empty() && !self.in_transaction && self.pending.is_empty() {
+            return Ok(());
+        }
+        if self.env.exactly_once() {
+            self.begin()?;
+            if !changed.is_empty() {
+                let meta = consumer
+                    .group_metadata()
+                    .map_err(client("group_metadata", self.group()))?;
+                self.producer
+                    .send_offsets_to_transaction(&changed, &meta)
+                    .map_err(client("send_offsets_to_transaction", self.group()))?;
+            }
+            self.producer
+                .commit_transaction()
+                .map_err(client("commit_transaction", self.group()))?;
+            self.in_transaction = false;
+        } else {
+            self.producer
+                .flush()
+                .map_err(client("flush", self.group()))?;
+            for f in self.pending.drain(..) {
+                f.wait()
+                    .map_err(client("send", "an output or changelog topic"))?;
+            }
+            if !changed.is_empty() {
+                consumer
+                    .commit_sync_offsets(&changed)
+                    .map_err(client("commit", self.group()))?;
+            }
+        }
+        self.committed.extend(changed);
+        Metrics::add(&self.env.metrics.commits, 1);
+        Ok(())
+    }
+
+    /// Partitions lost without a chance to commit: their uncommitted work is dropped.
+    fn abandon(&mut self, partitions: &[TopicPartition]) {
+        if self.in_transaction {
+            if let Err(e) = self.producer.abort_transaction() {
+                log::warn!("{}: aborting after losing partitions: {e}", self.env.app_id);
+            }
+            self.in_transaction = false;
+        }
+        self.pending.clear();
+        self.ctx.out.clear();
+        // Under exactly-once every task's uncommitted state went with the transaction:
+        // all of them restart from their changelogs.
+        if self.env.exactly_once() {
+            for (id, task) in std::mem::take(&mut self.tasks) {
+                for name in task.stores.keys() {
+                    self.env.registry.remove(name, id.partition);
+                }
+            }
+            self.committed.clear();
+        } else {
+            self.drop_tasks(partitions);
+        }
+    }
+}
+
+impl Worker {
+    /// Stops all commits and aborts the open transaction: part of a poll may have been
+    /// processed, and committing its positions would skip the rest.
+    fn fail(&mut self) {
+        self.failed = true;
+        if self.in_transaction {
+            if let Err(e) = self.producer.abort_transaction() {
+                log::warn!("{}: aborting after an error: {e}", self.env.app_id);
+            }
+            self.in_transaction = false;
+        }
+    }
+}
+
+/// Marks the worker failed if the thread unwinds from a panic (a processor's closure),
+/// before the consumer's drop leaves the group (whose revoke would commit).
+struct FailOnUnwind(Arc<Mutex<Worker>>);
+
+impl Drop for FailOnUnwind {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.lock().fail();
+        }
+    }
+}
+
+struct Listener(Arc<Mutex<Worker>>);
+
+impl RebalanceListener for Listener {
+    fn on_partitions_revoked(&mut self, consumer: &mut Consumer, partitions: &[TopicPartition]) {
+        let mut w = self.0.lock();
+        if let Err(e) = w.commit(consumer) {
+            w.error.get_or_insert(e);
+        }
+        w.drop_tasks(partitions);
+    }
+
+    fn on_partitions_assigned(&mut self, _consumer: &mut Consumer, partitions: &[TopicPartition]) {
+        let mut w = self.0.lock();
+        for tp in partitions {
+            if let Err(e) = w.task_for(tp.topic(), tp.partition()) {
+                w.error.get_or_insert(e);
+                return;
+            }
+        }
+    }
+
+    fn on_partitions_lost(&mut self, _consumer: &mut Consumer, partitions: &[TopicPartition]) {
+        self.0.lock().abandon(partitions);
+    }
+}
+
+/// Runs thread `index` until `env.stop`, reporting its end to the coordinator.
+pub(crate) fn run_thread(env: Arc<Env>, index: usize) {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&env, index)));
+    let error = match result {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(panic) => Some(
+            panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a processor panicked".into()),
+        ),
+    };
+    if let Some(e) = &error {
+        log::error!("{} stream thread {index} stopped: {e}", env.app_id);
+    }
+    env.coord.finish(index, error);
+}
+
+fn run(env: &Arc<Env>, index: usize) -> Result<()> {
+    let c = &env.config;
+    let group = format!("group {}", env.app_id);
+    let mut consumer = env
+        .store
+        .consumer(
+            ConsumerConfig::new(&*env.app_id)
+                .client_id(format!("{}-{index}", c.client_id))
+                .auto_offset_reset(OffsetReset::Earliest)
+                .enable_auto_commit(false)
+                .isolation_level(env.isolation())
+                .max_poll_records(c.max_poll_records),
+        )
+        .map_err(client("consumer", &group))?;
+    let mut pc = c.producer.clone();
+    if env.exactly_once() {
+        pc = pc.transactional_id(format!("{}-{}-{index}", env.app_id, c.client_id));
+    }
+    let producer = env.store.producer(pc).map_err(client("producer", &group))?;
+    if env.exactly_once() {
+        producer
+            .init_transactions()
+            .map_err(client("init_transactions", &group))?;
+    }
+    let worker = Arc::new(Mutex::new(Worker {
+        env: Arc::clone(env),
+        producer,
+        tasks: BTreeMap::new(),
+        in_transaction: false,
+        committed: BTreeMap::new(),
+        pending: Vec::new(),
+        ctx: Ctx::new(Arc::clone(&env.metrics)),
+        error: None,
+        failed: false,
+    }));
+    let _fail_on_unwind = FailOnUnwind(Arc::clone(&worker));
+    consumer.set_rebalance_listener(Listener(Arc::clone(&worker)));
+    let mut topics: Vec<&String> = env.sources.keys().collect();
+    topics.sort();
+    consumer
+        .subscribe(topics)
+        .map_err(client("subscribe", &group))?;
+    let interval = Duration::from_millis(c.commit_interval_ms);
+    let poll = Duration::from_millis(c.poll_ms);
+    let mut last_commit = Instant::now();
+    let result = (|| {
+        while !env.stop.load(Ordering::Acquire) {
+            let records = consumer.poll(poll);
+            let mut w = worker.lock();
+            if let Some(e) = w.error.take() {
+                return Err(e);
+            }
+            let records = records.map_err(client("poll", &group))?;
+            if records.is_empty() {
+                w.commit(&mut consumer)?;
+                last_commit = Instant::now();
+                env.coord.set_idle(index, true);
+                continue;
+            }
+            env.coord.set_idle(index, false);
+            w.process(&records)?;
+            w.send()?;
+            if last_commit.elapsed() >= interval {
+                w.commit(&mut consumer)?;
+                last_commit = Instant::now();
+            }
+        }
+        worker.lock().commit(&mut consumer)
+    })();
+    if result.is_err() {
+        // Whatever part of a poll was processed must not be committed by the revoke.
+        worker.lock().fail();
+    }
+    // Leaving the group revokes the partitions (the listener commits again, a no-op).
+    let closed = consumer.close().map_err(client("close", &group));
+    let w = worker.lock();
+    if let Some(e) = &w.error {
+        log::warn!("{}: while closing: {e}", env.app_id);
+    }
+    let producer_closed = w.producer.close().map_err(client("producer close", &group));
+    result.and(closed).and(producer_closed)
+}

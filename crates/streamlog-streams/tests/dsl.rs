@@ -1,0 +1,163 @@
+//! The DSL's operators end to end (issue 17, item 1): stateless operators, branch,
+//! split and merge, grouping after a key change through a repartition topic, group_by,
+//! reduce and aggregate, serdes.
+
+mod common;
+
+use common::*;
+use streamlog::Store;
+use streamlog_streams::{
+    Consumed, Grouped, Materialized, Produced, StreamsBuilder, StreamsConfig, serdes,
+};
+
+fn input(store: &Store) {
+    create_topics(
+        store,
+        &[("in", 2), ("out", 2), ("a", 2), ("b", 2), ("rest", 2)],
+    );
+    produce(
+        store,
+        "in",
+        &[
+            ev("user-0", 1, "red apple"),
+            ev("user-1", 2, "green pear"),
+            ev("user-2", 3, "red cherry"),
+            ev("user-3", 4, "blue"),
+            ev("user-0", 5, "green apple"),
+        ],
+    );
+}
+
+fn strings() -> Consumed<String, String> {
+    Consumed::with(serdes::string(), serdes::string())
+}
+
+#[test]
+fn stateless_operators_transform_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    input(&store);
+    let b = StreamsBuilder::new();
+    b.stream("in", strings())
+        .filter(|_, v| v.contains(' '))
+        .filter_not(|k, _| k == "user-2")
+        .flat_map_values(|v| v.split(' ').map(str::to_string).collect::<Vec<_>>())
+        .map_values(|w| w.to_uppercase())
+        .to("out", Produced::with(serdes::string(), serdes::string()));
+    let s = run_caught_up(&store, b.build().unwrap(), StreamsConfig::new("stateless"));
+    s.close().unwrap();
+    let got = read_strings(&store, "out");
+    let want: Vec<(String, String)> = [
+        ("user-0", "APPLE"),
+        ("user-0", "APPLE"),
+        ("user-0", "GREEN"),
+        ("user-0", "RED"),
+        ("user-1", "GREEN"),
+        ("user-1", "PEAR"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(got, want);
+    assert_eq!(s.metrics().processed, 5);
+}
+
+#[test]
+fn branch_split_and_merge_route_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    input(&store);
+    let b = StreamsBuilder::new();
+    let s = b.stream("in", strings());
+    let branches = s.branch(vec![
+        Box::new(|_, v: &String| v.starts_with("red")),
+        Box::new(|_, v: &String| v.starts_with("green")),
+    ]);
+    branches[0].to("a", Produced::default());
+    branches[1].to("b", Produced::default());
+    let (blue, _not_blue) = s.split(|_, v| v == "blue");
+    blue.merge(&branches[0]).to("rest", Produced::default());
+    let streams = run_caught_up(&store, b.build().unwrap(), StreamsConfig::new("branches"));
+    streams.close().unwrap();
+    let values = |t| -> Vec<String> { read_strings(&store, t).into_iter().map(|x| x.1).collect() };
+    assert_eq!(values("a"), ["red apple", "red cherry"]);
+    assert_eq!(values("b"), ["green apple", "green pear"]);
+    let mut rest = values("rest");
+    rest.sort();
+    assert_eq!(rest, ["blue", "red apple", "red cherry"]);
+}
+
+/// Counting by color re-keys the records: they go through
+/// `<app>-by-color-repartition`, so each color is counted in one task even though its
+/// records came from both input partitions.
+#[test]
+fn grouping_after_a_key_change_repartitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    input(&store);
+    let b = StreamsBuilder::new();
+    let colors = b
+        .stream("in", strings())
+        .map(|_, v| (v.split(' ').next().unwrap_or("").to_string(), v.clone()))
+        .group_by_key_with(Grouped::with(serdes::string(), serdes::string()).named("by-color"));
+    colors
+        .count(Materialized::named("color-counts"))
+        .to_stream()
+        .to("out", Produced::with(serdes::string(), serdes::i64()));
+    b.stream("a", strings())
+        .group_by(
+            |_, v| v.len() as i64,
+            Grouped::with(serdes::i64(), serdes::string()),
+        )
+        .aggregate(
+            String::new,
+            |_, v, acc| format!("{acc}{v};"),
+            Materialized::named("by-length").with_value_serde(serdes::string()),
+        );
+    let topology = b.build().unwrap();
+    assert!(
+        topology
+            .describe()
+            .contains("repartition by-color-repartition")
+    );
+    let s = run_caught_up(&store, topology, StreamsConfig::new("recount").threads(2));
+    assert!(store.topic("recount-by-color-repartition").is_ok());
+    let counts = s.key_value_store::<String, i64>("color-counts").unwrap();
+    let mut all = counts.all().unwrap();
+    all.sort();
+    assert_eq!(
+        all,
+        [("blue".into(), 1), ("green".into(), 2), ("red".into(), 2)]
+    );
+    assert_eq!(counts.get(&"red".to_string()).unwrap(), Some(2));
+    assert_eq!(counts.get(&"purple".to_string()).unwrap(), None);
+    s.close().unwrap();
+    // The output holds each update once: red 1, red 2, ...
+    let out = read_all(&store, "out", streamlog::IsolationLevel::ReadCommitted);
+    let mut reds: Vec<i64> = out
+        .iter()
+        .filter(|(k, _)| k == b"red")
+        .map(|(_, v)| serdes::i64().deserialize(v).unwrap())
+        .collect();
+    reds.sort();
+    assert_eq!(reds, [1, 2]);
+}
+
+#[test]
+fn reduce_keeps_the_combined_value_per_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    input(&store);
+    let b = StreamsBuilder::new();
+    b.stream("in", strings())
+        .group_by_key()
+        .reduce(|a, v| format!("{a}+{v}"), Materialized::named("joined"));
+    let s = run_caught_up(&store, b.build().unwrap(), StreamsConfig::new("reduce"));
+    let joined = s.key_value_store::<String, String>("joined").unwrap();
+    assert_eq!(
+        joined.get(&"user-0".to_string()).unwrap().as_deref(),
+        Some("red apple+green apple")
+    );
+    assert_eq!(joined.approximate_num_entries(), 4);
+    s.close().unwrap();
+}

@@ -1,0 +1,192 @@
+//! Bad input and misuse give typed errors naming what and where (never a panic).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use streamlog::{Record, Store};
+use streamlog_streams::{
+    Consumed, DeserializationPolicy, Materialized, Produced, Streams, StreamsBuilder,
+    StreamsConfig, StreamsError, StreamsState, TimeWindows, serdes,
+};
+
+#[test]
+fn topologies_missing_serdes_or_with_bad_windows_do_not_build() {
+    let b = StreamsBuilder::new();
+    b.stream("in", Consumed::with(serdes::string(), serdes::string()))
+        .map_values(|v| v.len())
+        .to("out", Produced::default());
+    let e = b.build().err().unwrap();
+    assert!(matches!(e, StreamsError::Topology { .. }), "{e}");
+    assert!(e.to_string().contains("to(out)"), "{e}");
+
+    let b = StreamsBuilder::new();
+    b.stream("in", Consumed::with(serdes::string(), serdes::string()))
+        .map(|k, v| (v.clone(), k.clone()))
+        .group_by_key()
+        .count(Materialized::default());
+    let e = b.build().err().unwrap();
+    assert!(e.to_string().contains("repartition"), "{e}");
+
+    let b = StreamsBuilder::new();
+    b.stream("in", Consumed::with(serdes::string(), serdes::string()))
+        .group_by_key()
+        .windowed_by(TimeWindows::of_size_with_no_grace(Duration::ZERO))
+        .count(Materialized::default());
+    assert!(b.build().is_err());
+
+    let b = StreamsBuilder::new();
+    let s = b.stream("in", Consumed::with(serdes::string(), serdes::string()));
+    s.group_by_key().count(Materialized::named("same"));
+    s.group_by_key().count(Materialized::named("same"));
+    assert!(b.build().err().unwrap().to_string().contains("same"));
+
+    assert!(StreamsBuilder::new().build().is_err());
+}
+
+#[test]
+fn bad_config_and_missing_topics_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let topology = || {
+        let b = StreamsBuilder::new();
+        b.stream(
+            "nowhere",
+            Consumed::with(serdes::string(), serdes::string()),
+        )
+        .to("out", Produced::default());
+        b.build().unwrap()
+    };
+    for bad in [
+        StreamsConfig::new(""),
+        StreamsConfig::new("a/b"),
+        StreamsConfig::new("ok").threads(0),
+        StreamsConfig::new("ok").poll_ms(0),
+    ] {
+        let e = Streams::new(topology(), bad, &store).err().unwrap();
+        assert!(matches!(e, StreamsError::InvalidConfig { .. }), "{e}");
+    }
+    let s = Streams::new(topology(), StreamsConfig::new("ok"), &store).unwrap();
+    assert_eq!(s.state(), StreamsState::Created);
+    let e = s.start().err().unwrap();
+    assert!(
+        matches!(&e, StreamsError::MissingTopic { topic } if topic == "nowhere"),
+        "{e}"
+    );
+    assert!(matches!(
+        s.wait_until_caught_up(Duration::from_secs(1)),
+        Err(StreamsError::State { .. })
+    ));
+    assert!(matches!(
+        s.key_value_store::<String, i64>("none"),
+        Err(StreamsError::StoreNotFound { .. })
+    ));
+}
+
+#[test]
+fn co_partitioning_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    create_topics(&store, &[("left", 2), ("right", 3)]);
+    let b = StreamsBuilder::new();
+    let l = b.stream("left", Consumed::with(serdes::string(), serdes::string()));
+    let r = b.stream("right", Consumed::with(serdes::string(), serdes::string()));
+    l.merge(&r).group_by_key().count(Materialized::default());
+    let s = Streams::new(b.build().unwrap(), StreamsConfig::new("cop"), &store).unwrap();
+    let e = s.start().err().unwrap();
+    assert!(matches!(e, StreamsError::CoPartitioning { .. }), "{e}");
+}
+
+fn counting(policy: DeserializationPolicy, store: &Store) -> Streams {
+    let b = StreamsBuilder::new();
+    b.stream("nums", Consumed::with(serdes::string(), serdes::i64()))
+        .group_by_key()
+        .count(Materialized::named("n"));
+    let s = Streams::new(
+        b.build().unwrap(),
+        StreamsConfig::new("nums").deserialization_policy(policy),
+        store,
+    )
+    .unwrap();
+    s.start().unwrap();
+    s
+}
+
+#[test]
+fn undecodable_records_fail_the_thread_or_are_skipped_by_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    create_topics(&store, &[("nums", 1)]);
+    let p = store.topic("nums").unwrap().partition(0).unwrap();
+    p.append(&[
+        Record::new(1, Some("k"), Some(7i64.to_be_bytes().to_vec())),
+        Record::new(2, Some("k"), Some("not a number")),
+        Record::new(3, None::<&str>, Some(7i64.to_be_bytes().to_vec())),
+        Record::new(4, Some("k"), Some(8i64.to_be_bytes().to_vec())),
+    ])
+    .unwrap();
+
+    let s = counting(DeserializationPolicy::Fail, &store);
+    let e = s.wait_until_caught_up(CATCH_UP).err().unwrap();
+    assert!(matches!(s.state(), StreamsState::Failed { reason } if reason.contains("nums-0")));
+    let text = e.to_string();
+    assert!(
+        text.contains("nums-0 at offset 1") && text.contains("value"),
+        "{text}"
+    );
+    assert!(s.close().is_err());
+    drop(s);
+
+    // Nothing of the failed poll was committed: the next run starts from the beginning.
+    let s = counting(DeserializationPolicy::SkipAndCount, &store);
+    s.wait_until_caught_up(CATCH_UP).unwrap();
+    assert_eq!(s.state(), StreamsState::Running);
+    let n = s.key_value_store::<String, i64>("n").unwrap();
+    assert_eq!(n.get(&"k".to_string()).unwrap(), Some(2));
+    assert_eq!(s.metrics().skipped, 2, "the bad value and the null key");
+    s.close().unwrap();
+    assert_eq!(s.state(), StreamsState::Closed);
+}
+
+/// A processor that panics stops its thread with an error (no hang, no commit of the
+/// poll it was in): a later run processes those records again.
+#[test]
+fn a_panicking_processor_fails_the_thread_without_committing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    create_topics(&store, &[("in", 1)]);
+    produce(
+        &store,
+        "in",
+        &[
+            ev("user-0", 1, "ok"),
+            ev("user-0", 2, "boom"),
+            ev("user-0", 3, "ok"),
+        ],
+    );
+    let topology = |explode: bool| {
+        let b = StreamsBuilder::new();
+        b.stream("in", Consumed::with(serdes::string(), serdes::string()))
+            .filter(move |_, v| {
+                assert!(!(explode && v == "boom"), "a processor panicked");
+                true
+            })
+            .group_by_key()
+            .count(Materialized::named("n"));
+        b.build().unwrap()
+    };
+    let s = Streams::new(topology(true), StreamsConfig::new("panics"), &store).unwrap();
+    s.start().unwrap();
+    let e = s.wait_until_caught_up(CATCH_UP).err().unwrap();
+    assert!(e.to_string().contains("a processor panicked"), "{e}");
+    drop(s);
+    let s = run_caught_up(&store, topology(false), StreamsConfig::new("panics"));
+    let n = s.key_value_store::<String, i64>("n").unwrap();
+    assert_eq!(
+        n.get(&"user-0".to_string()).unwrap(),
+        Some(3),
+        "each record counted once"
+    );
+    s.close().unwrap();
+}

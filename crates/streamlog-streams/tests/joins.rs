@@ -1,0 +1,137 @@
+//! Stream-table joins against a model (issue 17, item 5): a table of a topic (updates
+//! and deletes) and a stream joined to it, inner and left, in rounds; each round is
+//! processed before the next, so each stream record meets the table as the model has
+//! it then.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use proptest::prelude::*;
+use streamlog::{Record, Store};
+use streamlog_streams::{Consumed, Produced, StreamsBuilder, StreamsConfig, serdes};
+
+const PARTITIONS: i32 = 2;
+
+#[derive(Debug, Clone)]
+enum Round {
+    /// Table updates: key, value or delete.
+    Table(Vec<(u8, Option<u8>)>),
+    /// Stream records: key, value.
+    Stream(Vec<(u8, u8)>),
+}
+
+fn round() -> impl Strategy<Value = Round> {
+    prop_oneof![
+        prop::collection::vec((0..5u8, prop::option::weighted(0.8, 0..9u8)), 1..6)
+            .prop_map(Round::Table),
+        prop::collection::vec((0..5u8, 0..9u8), 1..8).prop_map(Round::Stream),
+    ]
+}
+
+fn run(rounds: &[Round]) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    create_topics(
+        &store,
+        &[
+            ("profiles", PARTITIONS),
+            ("clicks", PARTITIONS),
+            ("inner", PARTITIONS),
+            ("left", PARTITIONS),
+        ],
+    );
+    let b = StreamsBuilder::new();
+    let strings = || Consumed::with(serdes::string(), serdes::string());
+    let profiles = b.table("profiles", strings());
+    assert_eq!(profiles.store_name(), Some("profiles-table"));
+    let clicks = b.stream("clicks", strings());
+    clicks
+        .join(&profiles, |c, p| format!("{c}@{p}"))
+        .to("inner", Produced::with(serdes::string(), serdes::string()));
+    clicks
+        .left_join(&profiles, |c, p| {
+            format!("{c}@{}", p.map_or("-", String::as_str))
+        })
+        .to("left", Produced::with(serdes::string(), serdes::string()));
+    let streams = streamlog_streams::Streams::new(
+        b.build().unwrap(),
+        StreamsConfig::new("joins").poll_ms(5),
+        &store,
+    )
+    .unwrap();
+    streams.start().unwrap();
+
+    let mut table: BTreeMap<String, String> = BTreeMap::new();
+    let (mut inner, mut left) = (Vec::new(), Vec::new());
+    for (i, r) in rounds.iter().enumerate() {
+        match r {
+            Round::Table(updates) => {
+                let t = store.topic("profiles").unwrap();
+                for (k, v) in updates {
+                    let key = format!("user-{k}");
+                    let value = v.map(|v| format!("region-{v}"));
+                    t.partition(partition_of(&key, PARTITIONS))
+                        .unwrap()
+                        .append(&[Record::new(i as i64, Some(key.clone()), value.clone())])
+                        .unwrap();
+                    match value {
+                        Some(v) => table.insert(key, v),
+                        None => table.remove(&key),
+                    };
+                }
+            }
+            Round::Stream(clicks) => {
+                let events: Vec<Event> = clicks
+                    .iter()
+                    .map(|(k, v)| ev(&format!("user-{k}"), i as i64, &format!("click-{v}")))
+                    .collect();
+                produce(&store, "clicks", &events);
+                for e in &events {
+                    let found = table.get(&e.key);
+                    if let Some(p) = found {
+                        inner.push((e.key.clone(), format!("{}@{p}", e.value)));
+                    }
+                    left.push((
+                        e.key.clone(),
+                        format!("{}@{}", e.value, found.map_or("-", String::as_str)),
+                    ));
+                }
+            }
+        }
+        streams.wait_until_caught_up(CATCH_UP).unwrap();
+    }
+    let got: BTreeMap<String, String> = streams
+        .key_value_store::<String, String>("profiles-table")
+        .unwrap()
+        .all()
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(got, table, "the table's store");
+    streams.close().unwrap();
+    inner.sort();
+    left.sort();
+    assert_eq!(read_strings(&store, "inner"), inner, "inner join");
+    assert_eq!(read_strings(&store, "left"), left, "left join");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, .. ProptestConfig::default() })]
+
+    #[test]
+    fn joins_match_the_model(rounds in prop::collection::vec(round(), 1..6)) {
+        run(&rounds);
+    }
+}
+
+#[test]
+fn a_deleted_key_no_longer_joins() {
+    run(&[
+        Round::Table(vec![(1, Some(1)), (2, Some(2))]),
+        Round::Stream(vec![(1, 0), (2, 0), (3, 0)]),
+        Round::Table(vec![(1, None)]),
+        Round::Stream(vec![(1, 1), (2, 1)]),
+    ]);
+}
