@@ -1,7 +1,9 @@
 //! One store-wide wake-up signal: appends, topic changes and group changes bump it;
-//! blocked readers (`poll`, `wait_for`) park on it instead of polling.
+//! blocked readers (`poll`, `wait_for`) park on it instead of polling, and async readers
+//! (`Consumer::recv`) register their task's waker.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::Waker;
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
@@ -12,6 +14,9 @@ pub(crate) struct Notifier {
     waiters: AtomicUsize,
     lock: Mutex<()>,
     cond: Condvar,
+    /// Tasks to wake at the next notification (each once), and how many.
+    wakers: Mutex<Vec<Waker>>,
+    registered: AtomicUsize,
 }
 
 impl Notifier {
@@ -28,6 +33,36 @@ impl Notifier {
             let _g = self.lock.lock();
             self.cond.notify_all();
         }
+        if self.registered.load(Ordering::SeqCst) > 0 {
+            let wakers = {
+                let mut w = self.wakers.lock();
+                self.registered.store(0, Ordering::SeqCst);
+                std::mem::take(&mut *w)
+            };
+            // Outside the lock: a waker may poll its task inline.
+            for w in wakers {
+                w.wake();
+            }
+        }
+    }
+
+    /// Registers `waker` to be woken by the next [`notify`](Self::notify), unless the
+    /// sequence already moved past `seen` (returns false: check the state again).
+    pub(crate) fn register(&self, waker: &Waker, seen: u64) -> bool {
+        let mut w = self.wakers.lock();
+        // Counted before the sequence is checked (SeqCst, as `notify` does the reverse):
+        // either this sees the new sequence, or that `notify` sees the waker.
+        self.registered.fetch_add(1, Ordering::SeqCst);
+        if self.seq.load(Ordering::SeqCst) != seen {
+            self.registered.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        if w.iter().any(|old| old.will_wake(waker)) {
+            self.registered.fetch_sub(1, Ordering::SeqCst);
+        } else {
+            w.push(waker.clone());
+        }
+        true
     }
 
     /// Threads in [`wait`](Self::wait), each counted from before it checks the sequence

@@ -24,6 +24,7 @@ mod config;
 mod fetch;
 mod membership;
 mod records;
+mod recv;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -43,6 +44,7 @@ pub use config::{ConsumerConfig, IsolationLevel, OffsetReset};
 pub use membership::RebalanceListener;
 use records::Pending;
 pub use records::{ConsumerRecord, ConsumerRecords, IntoIter, Iter, RecordRef};
+pub use recv::{RecordStream, Recv};
 
 /// An offset and the timestamp of the record there ([`Consumer::offsets_for_times`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

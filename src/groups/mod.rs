@@ -74,6 +74,9 @@ struct Member {
     target: BTreeSet<TopicPartition>,
     last_poll: Instant,
     max_poll_interval: Duration,
+    /// Waiting in `Consumer::recv` for records: alive however long that takes (as a
+    /// Kafka consumer blocked in `poll` keeps its membership).
+    waiting: bool,
 }
 
 #[derive(Debug, Default)]
@@ -226,6 +229,7 @@ impl Coordinator {
                 target: BTreeSet::new(),
                 last_poll: Instant::now(),
                 max_poll_interval,
+                waiting: false,
             },
         );
         rebalance(g, counts);
@@ -285,7 +289,7 @@ impl Coordinator {
         m.last_poll = now;
         let before = g.members.len();
         g.members
-            .retain(|_, m| now.duration_since(m.last_poll) <= m.max_poll_interval);
+            .retain(|_, m| m.waiting || now.duration_since(m.last_poll) <= m.max_poll_interval);
         let subscribed: BTreeSet<String> = g
             .members
             .values()
@@ -359,6 +363,20 @@ impl Coordinator {
             .get(group)
             .and_then(|g| g.members.get(member))
             .is_some_and(|m| m.owned.contains(tp))
+    }
+
+    /// Marks `member` of `group` as waiting for records in an async receive (or no
+    /// longer); either way it counts as a poll now.
+    pub(crate) fn set_waiting(&self, group: &str, member: &str, waiting: bool) {
+        let mut st = self.state.lock();
+        if let Some(m) = st
+            .groups
+            .get_mut(group)
+            .and_then(|g| g.members.get_mut(member))
+        {
+            m.waiting = waiting;
+            m.last_poll = Instant::now();
+        }
     }
 
     /// Groups with live members or committed offsets, sorted.

@@ -1,0 +1,180 @@
+//! Receiving without blocking a thread: [`Consumer::recv`], a future of the next
+//! records, and [`Consumer::stream`], a [`futures_core::Stream`] of records. Both work
+//! on any executor: a task waiting for records registers its waker with the store's
+//! notifier, which every append (and every group change) wakes; no thread per consumer,
+//! no timer, no busy polling.
+//!
+//! Cancellation-safe: records are taken from the partitions (positions moved) only in
+//! the same poll that returns them, so dropping a pending future or stream loses no
+//! record and moves no position.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use super::{Consumer, ConsumerRecord, ConsumerRecords};
+use crate::error::Result;
+
+impl Consumer {
+    /// The next records, as a future: what [`poll`](Self::poll) returns, but waiting for
+    /// them without blocking the thread (and without a timeout: wrap it in your
+    /// runtime's timeout if you need one). Runs the group protocol and auto-commit as
+    /// `poll` does; while it waits, its group membership stays alive (as a Kafka
+    /// consumer blocked in `poll`).
+    ///
+    /// ```
+    /// use streamlog::{ConsumerConfig, OffsetReset, Record, Store, TopicConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// store.create_topic("clicks", TopicConfig::default())?;
+    /// store.topic("clicks")?.partition(0)?.append(&[Record::new(0, Some("k"), Some("v"))])?;
+    /// let mut consumer = store.consumer(
+    ///     ConsumerConfig::new("analytics").auto_offset_reset(OffsetReset::Earliest),
+    /// )?;
+    /// consumer.subscribe(["clicks"])?;
+    /// // Any executor; here the smallest one.
+    /// let records = block_on(consumer.recv())?;
+    /// assert_eq!(records.len(), 1);
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; }
+    /// #     }
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`poll`](Self::poll).
+    pub fn recv(&mut self) -> Recv<'_> {
+        Recv {
+            consumer: self,
+            waiting: false,
+        }
+    }
+
+    /// The records of the assigned partitions one by one, as a
+    /// [`futures_core::Stream`] that never ends (until an error: it then yields the
+    /// error, and goes on if polled again). Records of one [`recv`](Self::recv) are
+    /// yielded before the next is awaited; dropping the stream drops those not yet
+    /// yielded, whose positions have moved (commit only what you processed).
+    pub fn stream(&mut self) -> RecordStream<'_> {
+        RecordStream {
+            consumer: self,
+            buffered: None,
+            waiting: false,
+        }
+    }
+
+    /// One attempt of [`recv`](Self::recv): records, or the waker registered.
+    fn poll_records(
+        &mut self,
+        cx: &mut Context<'_>,
+        waiting: &mut bool,
+    ) -> Poll<Result<ConsumerRecords>> {
+        loop {
+            let attempt = (|| {
+                self.check_open()?;
+                self.check_not_in_callback("recv")?;
+                let seen = self.catalog.notifier().seq();
+                self.sync_group()?;
+                self.maybe_auto_commit()?;
+                let records = self.fetch()?;
+                Ok((seen, records))
+            })();
+            let (seen, records) = match attempt {
+                Ok(r) => r,
+                Err(e) => {
+                    self.set_waiting(waiting, false);
+                    return Poll::Ready(Err(e));
+                }
+            };
+            if !records.is_empty() {
+                self.set_waiting(waiting, false);
+                return Poll::Ready(Ok(records));
+            }
+            if self.catalog.notifier().register(cx.waker(), seen) {
+                self.set_waiting(waiting, true);
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Tells the group coordinator whether this member waits in `recv`.
+    fn set_waiting(&self, waiting: &mut bool, now: bool) {
+        if *waiting == now {
+            return;
+        }
+        *waiting = now;
+        if let Some(m) = &self.membership {
+            self.groups.set_waiting(&m.group, &m.member_id, now);
+        }
+    }
+}
+
+/// The future of [`Consumer::recv`].
+#[must_use = "a future does nothing unless polled"]
+#[derive(Debug)]
+pub struct Recv<'a> {
+    consumer: &'a mut Consumer,
+    waiting: bool,
+}
+
+impl Future for Recv<'_> {
+    type Output = Result<ConsumerRecords>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        this.consumer.poll_records(cx, &mut this.waiting)
+    }
+}
+
+impl Drop for Recv<'_> {
+    fn drop(&mut self) {
+        let mut waiting = self.waiting;
+        self.consumer.set_waiting(&mut waiting, false);
+    }
+}
+
+/// The stream of [`Consumer::stream`].
+#[must_use = "a stream does nothing unless polled"]
+pub struct RecordStream<'a> {
+    consumer: &'a mut Consumer,
+    buffered: Option<super::IntoIter>,
+    waiting: bool,
+}
+
+impl std::fmt::Debug for RecordStream<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordStream")
+            .field("consumer", &self.consumer)
+            .field("waiting", &self.waiting)
+            .finish_non_exhaustive()
+    }
+}
+
+impl futures_core::Stream for RecordStream<'_> {
+    type Item = Result<ConsumerRecord>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(r) = this.buffered.as_mut().and_then(Iterator::next) {
+                return Poll::Ready(Some(Ok(r)));
+            }
+            match this.consumer.poll_records(cx, &mut this.waiting) {
+                Poll::Ready(Ok(records)) => this.buffered = Some(records.into_iter()),
+                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl Drop for RecordStream<'_> {
+    fn drop(&mut self) {
+        let mut waiting = self.waiting;
+        self.consumer.set_waiting(&mut waiting, false);
+    }
+}

@@ -1,0 +1,133 @@
+//! The async consumer (issue 18, item 3): `Consumer::recv` and `Consumer::stream` wait
+//! for records without a thread, woken by appends through the store's notifier; they
+//! are cancellation-safe; a member waiting in them keeps its group membership.
+mod common;
+
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use streamlog::{ConsumerConfig, OffsetReset, Record, Store, StoreConfig, TopicConfig};
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        StoreConfig::default().background_maintenance(false),
+    )
+    .unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    (dir, store)
+}
+
+fn append(store: &Store, n: usize) {
+    let p = store.topic("t").unwrap().partition(0).unwrap();
+    for i in 0..n {
+        p.append(&[Record::new(0, Some("k"), Some(format!("v{i}")))])
+            .unwrap();
+    }
+}
+
+fn consumer(store: &Store, group: &str) -> streamlog::Consumer {
+    store
+        .consumer(ConsumerConfig::new(group).auto_offset_reset(OffsetReset::Earliest))
+        .unwrap()
+}
+
+/// A task awaiting `recv` stays pending (its thread free: the runtime has one) until an
+/// append wakes it.
+#[tokio::test(flavor = "current_thread")]
+async fn recv_waits_without_a_thread_until_an_append_wakes_it() {
+    let (_dir, store) = store();
+    let mut c = consumer(&store, "g");
+    c.subscribe(["t"]).unwrap();
+    let task = tokio::spawn(async move {
+        let records = c.recv().await.unwrap();
+        records.iter().map(|r| r.offset()).collect::<Vec<_>>()
+    });
+    // The task runs (and finds nothing) each time this one yields.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!task.is_finished(), "recv returned with nothing to read");
+    append(&store, 3);
+    assert_eq!(task.await.unwrap(), [0, 1, 2]);
+}
+
+/// A pending `recv` dropped (a timeout, a `select!` that took another branch) loses no
+/// record and moves no position.
+#[test]
+fn a_dropped_recv_loses_nothing() {
+    let (_dir, store) = store();
+    let mut c = consumer(&store, "g");
+    c.assign(&[streamlog::TopicPartition::new("t", 0)]).unwrap();
+    let mut cx = Context::from_waker(Waker::noop());
+    {
+        let mut pending = pin!(c.recv());
+        assert!(pending.as_mut().poll(&mut cx).is_pending());
+    }
+    append(&store, 2);
+    {
+        // Appended, not yet polled: dropped without a poll.
+        let _never_polled = c.recv();
+    }
+    let mut ready = pin!(c.recv());
+    let Poll::Ready(records) = ready.as_mut().poll(&mut cx) else {
+        panic!("records were appended");
+    };
+    let offsets: Vec<i64> = records.unwrap().iter().map(|r| r.offset()).collect();
+    assert_eq!(offsets, [0, 1]);
+}
+
+/// The stream yields every record in order, across appends made while it waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_yields_every_record_in_order() {
+    let (_dir, store) = store();
+    let mut c = consumer(&store, "g");
+    c.subscribe(["t"]).unwrap();
+    let writer = store.clone();
+    let appends = tokio::task::spawn_blocking(move || {
+        for _ in 0..5 {
+            append(&writer, 20);
+        }
+    });
+    let mut stream = c.stream();
+    let mut values = Vec::new();
+    while values.len() < 100 {
+        let next =
+            std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut stream), cx));
+        let record = next.await.expect("endless").unwrap();
+        values.push(record.offset());
+    }
+    appends.await.unwrap();
+    assert_eq!(values, (0..100).collect::<Vec<i64>>());
+}
+
+/// A member waiting in `recv` longer than `max_poll_interval_ms` is still a member when
+/// another one polls (it is inside its receive, as a Kafka consumer inside `poll`).
+#[tokio::test(flavor = "current_thread")]
+async fn a_member_waiting_in_recv_keeps_its_membership() {
+    let (_dir, store) = store();
+    let config = ConsumerConfig::new("g")
+        .auto_offset_reset(OffsetReset::Earliest)
+        .max_poll_interval_ms(5);
+    let mut waiting = store.consumer(config.clone()).unwrap();
+    waiting.subscribe(["t"]).unwrap();
+    let task = tokio::spawn(async move { waiting.recv().await.map(|r| r.len()) });
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!task.is_finished());
+    // Longer than max_poll_interval_ms (a lower bound: more time only makes the
+    // waiting member staler).
+    std::thread::sleep(Duration::from_millis(20));
+    let mut other = store.consumer(config).unwrap();
+    other.subscribe(["t"]).unwrap();
+    other.poll(Duration::ZERO).unwrap();
+    let members = store.describe_group("g").unwrap().members.len();
+    assert_eq!(members, 2, "the waiting member was expired");
+    drop(other);
+    append(&store, 1);
+    assert_eq!(task.await.unwrap().unwrap(), 1);
+}
