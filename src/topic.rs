@@ -348,6 +348,49 @@ impl TopicConfig {
         ]
     }
 
+    /// Sets one knob by Kafka's property name (as [`entries`](Self::entries) names them;
+    /// `retention.gate.groups` takes a comma-separated list): what
+    /// `kafka-topics --config retention.ms=60000` does.
+    ///
+    /// ```
+    /// use streamlog::TopicConfig;
+    /// let config = TopicConfig::default().set("retention.ms", "60000")?;
+    /// assert_eq!(config.settings().retention_ms, 60_000);
+    /// assert!(TopicConfig::default().set("retention.mss", "1").is_err());
+    /// # Ok::<(), streamlog::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidArgument` for an unknown name, or a value that does not parse or is out
+    /// of range (the message names the knob and the rule).
+    pub fn set(self, name: &str, value: &str) -> Result<Self> {
+        let invalid = |reason: String| Error::InvalidArgument {
+            name: "config",
+            reason,
+        };
+        if name == "partitions" || name.contains(['\n', '=']) || value.contains('\n') {
+            return Err(invalid(format!("`{name}` cannot be set by name")));
+        }
+        let mut text = self.to_properties();
+        if name == "retention.gate.groups" {
+            text = text
+                .lines()
+                .filter(|l| !l.starts_with("retention.gate.group="))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            for g in value.split(',').filter(|g| !g.is_empty()) {
+                text.push_str(&format!("retention.gate.group={g}\n"));
+            }
+        } else if self.entries().iter().any(|(n, _)| *n == name) {
+            text.push_str(&format!("{name}={value}\n"));
+        } else {
+            return Err(invalid(format!("unknown topic config `{name}`")));
+        }
+        let mut parsed = TopicConfig::from_properties(&text).map_err(invalid)?;
+        parsed.offset_gaps = self.offset_gaps;
+        Ok(parsed)
+    }
+
     /// Refuses a change from `self` (the topic's config) to `new` that Kafka does not
     /// allow on a live topic, or that streamlog cannot apply to it: the partition count
     /// (see `Store::add_partitions`), the timestamp type and the index interval.

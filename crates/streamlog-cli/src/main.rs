@@ -1,21 +1,32 @@
-//! `streamlog`: the command-line tool of the streamlog library. Its one subcommand so far,
-//! `streamlog dump`, is streamlog's `kafka-dump-log` (see the `dump` module): segments,
-//! producer snapshots and transaction indexes.
+//! `streamlog`: the command-line tool of the streamlog library, its `kafka-topics`,
+//! `kafka-configs`, `kafka-console-producer`, `kafka-console-consumer`,
+//! `kafka-consumer-groups` and `kafka-dump-log`.
 //!
 //! ```text
 //! cargo install --path crates/streamlog-cli      # or: cargo run -p streamlog-cli -- ...
+//! streamlog topics list|describe|create|delete|alter --dir DIR ...
+//! streamlog produce --dir DIR TOPIC [--key-separator SEP] < lines
+//! streamlog consume --dir DIR TOPIC [--from-beginning] [--group G] [--follow] ...
+//! streamlog groups list|describe|reset-offsets|delete --dir DIR ...
 //! streamlog dump [--json] [--verify-index] PATH...
 //! ```
 //!
-//! Exit status: 0 if everything checked out, 1 if a problem was found, 2 for a usage
-//! error (clap's usage errors exit with 2; `--help` and `--version` with 0).
+//! The store commands open the store as its writer: the store must not be open in
+//! another process (its lock refuses). `dump` takes no lock. Exit status: 0 if
+//! everything worked (for `dump`: checked out), 1 on an error (a problem found), 2 for a
+//! usage error (clap's usage errors exit with 2; `--help` and `--version` with 0).
 
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod consume;
 mod dump;
+mod groups;
+mod produce;
+mod store_arg;
+mod topics;
 
 /// Tools for streamlog's data directories, which hold Kafka's on-disk format.
 #[derive(Debug, Parser)]
@@ -37,11 +48,36 @@ enum Command {
     /// streamlog Log (or a Kafka broker) has open.
     #[command(after_help = dump::EXIT_STATUS_HELP)]
     Dump(dump::Options),
+    /// Lists, describes, creates, deletes and alters topics (kafka-topics, kafka-configs)
+    #[command(subcommand)]
+    Topics(topics::Topics),
+    /// Sends each line of standard input as a record (kafka-console-producer)
+    Produce(produce::Produce),
+    /// Prints a topic's records (kafka-console-consumer)
+    Consume(consume::Consume),
+    /// Lists, describes, resets and deletes consumer groups (kafka-consumer-groups)
+    #[command(subcommand)]
+    Groups(groups::Groups),
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
-        Command::Dump(options) => dump_to_stdout(&options),
+    let command = Cli::parse().command;
+    let mut out = BufWriter::new(io::stdout().lock());
+    let result = match &command {
+        Command::Dump(options) => return dump_to_stdout(options),
+        Command::Topics(t) => topics::run(t, &mut out),
+        Command::Groups(g) => groups::run(g, &mut out),
+        Command::Produce(p) => produce::run(p, &mut io::stdin().lock()).map(|_| ()),
+        Command::Consume(c) => consume::run(c, &mut out).map(|_| ()),
+    }
+    .and_then(|()| out.flush().map_err(|e| e.to_string()));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.contains("Broken pipe") => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("streamlog: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -96,7 +132,10 @@ mod tests {
 
         let Command::Dump(options) = parse(&["dump", "--json", "--", "--verify-index"])
             .unwrap()
-            .command;
+            .command
+        else {
+            panic!("not a dump");
+        };
         assert_eq!(
             options,
             dump::Options {

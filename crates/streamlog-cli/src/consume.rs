@@ -1,0 +1,160 @@
+//! `streamlog consume`: prints a topic's records (Kafka's `kafka-console-consumer`).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use streamlog::{ConsumerConfig, OffsetReset, TopicPartition};
+
+use crate::store_arg::StoreDir;
+use crate::topics::close;
+
+/// How records are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// The value per line (with --print-key: key, a tab, the value)
+    Text,
+    /// One JSON object per line: topic, partition, offset, timestamp, key, value,
+    /// headers (bytes as UTF-8, invalid sequences replaced)
+    Json,
+}
+
+/// `consume`.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct Consume {
+    #[command(flatten)]
+    store: StoreDir,
+    /// The topic
+    topic: String,
+    /// Start at the earliest record (without a committed offset) instead of the end
+    #[arg(long)]
+    from_beginning: bool,
+    /// Read as this consumer group: resume from its committed offsets, commit on exit
+    #[arg(long)]
+    group: Option<String>,
+    /// Only this partition
+    #[arg(long, conflicts_with = "group")]
+    partition: Option<i32>,
+    /// Keep waiting for new records (until --max-messages or the process is stopped)
+    /// instead of stopping at the end of the topic as it was at the start
+    #[arg(long)]
+    follow: bool,
+    /// Stop after this many records
+    #[arg(long, value_name = "N")]
+    max_messages: Option<usize>,
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// In text format, print the key before the value
+    #[arg(long)]
+    print_key: bool,
+}
+
+/// Prints records to `out`; returns how many.
+pub fn run(c: &Consume, out: &mut dyn Write) -> Result<usize, String> {
+    let store = c.store.open()?;
+    let err = |e: streamlog::Error| e.to_string();
+    let partitions: Vec<TopicPartition> = {
+        let d = store.describe_topic(&c.topic).map_err(err)?;
+        d.partitions
+            .iter()
+            .map(|p| TopicPartition::new(c.topic.as_str(), p.partition))
+            .filter(|tp| c.partition.is_none_or(|p| p == tp.partition()))
+            .collect()
+    };
+    if partitions.is_empty() {
+        return Err(format!(
+            "topic {} has no partition {:?}",
+            c.topic, c.partition
+        ));
+    }
+    let reset = if c.from_beginning {
+        OffsetReset::Earliest
+    } else {
+        OffsetReset::Latest
+    };
+    let config = match &c.group {
+        Some(g) => ConsumerConfig::new(g.as_str()),
+        None => ConsumerConfig::default(),
+    }
+    .auto_offset_reset(reset)
+    .client_id("streamlog-consume");
+    let mut consumer = store.consumer(config).map_err(err)?;
+    match &c.group {
+        Some(_) => consumer.subscribe([c.topic.as_str()]).map_err(err)?,
+        None => consumer.assign(&partitions).map_err(err)?,
+    }
+    // Where the topic ends now: without --follow, the run stops there.
+    let ends: BTreeMap<TopicPartition, i64> = consumer.end_offsets(&partitions).map_err(err)?;
+    let limit = c.max_messages.unwrap_or(usize::MAX);
+    let mut printed = 0;
+    let mut last_progress = Instant::now();
+    while printed < limit {
+        let records = consumer.poll(Duration::from_millis(100)).map_err(err)?;
+        for r in records.iter() {
+            if printed == limit {
+                break;
+            }
+            print(c, r, out).map_err(|e| e.to_string())?;
+            printed += 1;
+            last_progress = Instant::now();
+        }
+        if !c.follow {
+            let mut caught_up = true;
+            for tp in consumer.assignment() {
+                if consumer.position(&tp).map_err(err)? < ends.get(&tp).copied().unwrap_or(0) {
+                    caught_up = false;
+                }
+            }
+            // A group member that got no partition yet is not caught up: it waits for
+            // its assignment (a group of one gets every partition at its first poll).
+            let assigned = !consumer.assignment().is_empty();
+            if caught_up && assigned {
+                break;
+            }
+            if !assigned && last_progress.elapsed() > Duration::from_secs(10) {
+                return Err("no partition was assigned to this group member".into());
+            }
+        }
+    }
+    out.flush().map_err(|e| e.to_string())?;
+    if c.group.is_some() {
+        consumer.commit_sync().map_err(err)?;
+    }
+    consumer.close().map_err(err)?;
+    close(store)?;
+    Ok(printed)
+}
+
+fn print(c: &Consume, r: streamlog::RecordRef<'_>, out: &mut dyn Write) -> std::io::Result<()> {
+    let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+    match c.format {
+        Format::Text => {
+            let value = text(r.value()).unwrap_or_else(|| "null".into());
+            if c.print_key {
+                let key = text(r.key()).unwrap_or_else(|| "null".into());
+                writeln!(out, "{key}\t{value}")
+            } else {
+                writeln!(out, "{value}")
+            }
+        }
+        Format::Json => {
+            let headers: Vec<serde_json::Value> = r
+                .headers()
+                .iter()
+                .map(|h| serde_json::json!({"key": h.key, "value": text(h.value.as_deref())}))
+                .collect();
+            let line = serde_json::json!({
+                "topic": r.topic(),
+                "partition": r.partition(),
+                "offset": r.offset(),
+                "timestamp": r.timestamp(),
+                "key": text(r.key()),
+                "value": text(r.value()),
+                "headers": headers,
+            });
+            writeln!(out, "{line}")
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! `streamlog produce`: records from lines of standard input (Kafka's
+//! `kafka-console-producer`).
+
+use std::io::BufRead;
+
+use clap::Args;
+use streamlog::{Acks, ProducerConfig, ProducerRecord};
+
+use crate::store_arg::StoreDir;
+use crate::topics::close;
+
+/// `produce`.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct Produce {
+    #[command(flatten)]
+    store: StoreDir,
+    /// The topic
+    topic: String,
+    /// Each line is KEY<SEPARATOR>VALUE, split at the first separator (without it, a
+    /// line is a value with a null key)
+    #[arg(long, value_name = "SEPARATOR")]
+    key_separator: Option<String>,
+    /// Send every record to this partition [default: by key, as Kafka's partitioner]
+    #[arg(long)]
+    partition: Option<i32>,
+    /// Wait until the records are fsync'd (Acks::All) instead of written (Acks::Leader)
+    #[arg(long)]
+    sync: bool,
+}
+
+/// Sends every line of `input`; returns how many records were sent.
+pub fn run(p: &Produce, input: &mut dyn BufRead) -> Result<usize, String> {
+    let store = p.store.open()?;
+    let acks = if p.sync { Acks::All } else { Acks::Leader };
+    let producer = store
+        .producer(ProducerConfig::default().acks(acks))
+        .map_err(|e| e.to_string())?;
+    let mut pending = Vec::new();
+    let mut sent = 0;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = input
+            .read_line(&mut line)
+            .map_err(|e| format!("read standard input: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        let text = line.strip_suffix('\n').unwrap_or(&line);
+        let text = text.strip_suffix('\r').unwrap_or(text);
+        let mut record = match p.key_separator.as_deref().and_then(|s| text.split_once(s)) {
+            Some((key, value)) => ProducerRecord::new(p.topic.as_str())
+                .key(key.to_string())
+                .value(value.to_string()),
+            None => ProducerRecord::new(p.topic.as_str()).value(text.to_string()),
+        };
+        if let Some(partition) = p.partition {
+            record = record.partition(partition);
+        }
+        pending.push(producer.send(record).map_err(|e| e.to_string())?);
+        sent += 1;
+        if pending.len() >= 10_000 {
+            for f in pending.drain(..) {
+                f.wait().map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    producer.flush().map_err(|e| e.to_string())?;
+    for f in pending {
+        f.wait().map_err(|e| e.to_string())?;
+    }
+    producer.close().map_err(|e| e.to_string())?;
+    close(store)?;
+    Ok(sent)
+}

@@ -1,0 +1,163 @@
+//! `streamlog topics`: list, describe, create, delete and alter topics (Kafka's
+//! `kafka-topics` and `kafka-configs --entity-type topics`).
+
+use std::io::Write;
+
+use clap::{Args, Subcommand};
+use streamlog::{Store, TopicConfig};
+
+use crate::store_arg::{StoreDir, key_value};
+
+/// A `topics` command.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Topics {
+    /// Lists the topics, one per line (kafka-topics --list)
+    List(StoreDir),
+    /// Partitions (offsets, sizes, segments) and config of one or every topic
+    /// (kafka-topics --describe)
+    Describe {
+        #[command(flatten)]
+        store: StoreDir,
+        /// The topic [default: every topic]
+        topic: Option<String>,
+    },
+    /// Creates a topic (kafka-topics --create)
+    Create(Create),
+    /// Deletes a topic and its data (kafka-topics --delete)
+    Delete {
+        #[command(flatten)]
+        store: StoreDir,
+        /// The topic
+        topic: String,
+    },
+    /// Changes a topic's config: retention, cleanup policy, compaction and segment
+    /// settings, max.message.bytes (kafka-configs --alter)
+    Alter {
+        #[command(flatten)]
+        store: StoreDir,
+        /// The topic
+        topic: String,
+        /// A config to set, by Kafka's name (repeat for several)
+        #[arg(long = "config", value_name = "NAME=VALUE", value_parser = key_value, required = true)]
+        configs: Vec<(String, String)>,
+    },
+}
+
+/// `topics create`.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct Create {
+    #[command(flatten)]
+    store: StoreDir,
+    /// The topic
+    topic: String,
+    /// Partitions
+    #[arg(long, default_value = "1")]
+    partitions: i32,
+    /// A config to set, by Kafka's name, e.g. retention.ms=60000 (repeat for several)
+    #[arg(long = "config", value_name = "NAME=VALUE", value_parser = key_value)]
+    configs: Vec<(String, String)>,
+}
+
+fn with_configs(
+    mut config: TopicConfig,
+    configs: &[(String, String)],
+) -> Result<TopicConfig, String> {
+    for (k, v) in configs {
+        config = config.set(k, v).map_err(|e| e.to_string())?;
+    }
+    Ok(config)
+}
+
+/// Runs a `topics` command; `Err` is the message for stderr.
+pub fn run(command: &Topics, out: &mut dyn Write) -> Result<(), String> {
+    let io = |e: std::io::Error| e.to_string();
+    match command {
+        Topics::List(dir) => {
+            let store = dir.open()?;
+            for t in store.list_topics() {
+                writeln!(out, "{t}").map_err(io)?;
+            }
+            close(store)
+        }
+        Topics::Describe { store: dir, topic } => {
+            let store = dir.open()?;
+            let topics = match topic {
+                Some(t) => vec![t.clone()],
+                None => store.list_topics(),
+            };
+            for t in topics {
+                describe(&store, &t, out)?;
+            }
+            close(store)
+        }
+        Topics::Create(c) => {
+            let config = with_configs(TopicConfig::default().partitions(c.partitions), &c.configs)?;
+            let store = c.store.open()?;
+            store
+                .create_topic(&c.topic, config)
+                .map_err(|e| e.to_string())?;
+            writeln!(out, "Created topic {}.", c.topic).map_err(io)?;
+            close(store)
+        }
+        Topics::Delete { store: dir, topic } => {
+            let store = dir.open()?;
+            store.delete_topic(topic).map_err(|e| e.to_string())?;
+            writeln!(out, "Deleted topic {topic}.").map_err(io)?;
+            close(store)
+        }
+        Topics::Alter {
+            store: dir,
+            topic,
+            configs,
+        } => {
+            let store = dir.open()?;
+            // Checked before anything is written: an unknown name changes nothing.
+            let current = store
+                .describe_topic(topic)
+                .map_err(|e| e.to_string())?
+                .config;
+            let wanted = with_configs(current, configs)?;
+            store
+                .alter_topic_config(topic, |_| wanted)
+                .map_err(|e| e.to_string())?;
+            writeln!(out, "Altered the config of topic {topic}.").map_err(io)?;
+            close(store)
+        }
+    }
+}
+
+fn describe(store: &Store, topic: &str, out: &mut dyn Write) -> Result<(), String> {
+    let d = store.describe_topic(topic).map_err(|e| e.to_string())?;
+    let io = |e: std::io::Error| e.to_string();
+    let configs: Vec<String> = d
+        .config
+        .entries()
+        .into_iter()
+        .filter(|(n, v)| {
+            *n != "partitions" && !(n.starts_with("retention.gate") && (v.is_empty() || v == "-1"))
+        })
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect();
+    writeln!(
+        out,
+        "Topic: {}\tPartitionCount: {}\tConfigs: {}",
+        d.name,
+        d.partitions.len(),
+        configs.join(",")
+    )
+    .map_err(io)?;
+    for p in &d.partitions {
+        writeln!(
+            out,
+            "\tTopic: {}\tPartition: {}\tLogStartOffset: {}\tLogEndOffset: {}\tSize: {}\tSegments: {}",
+            d.name, p.partition, p.log_start_offset, p.log_end_offset, p.size_bytes, p.segment_count
+        )
+        .map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Closes the store, reporting a failure.
+pub fn close(store: Store) -> Result<(), String> {
+    store.close().map_err(|e| format!("close the store: {e}"))
+}

@@ -1,0 +1,214 @@
+//! The store commands as a user runs them (the built binary): `topics`, `produce`,
+//! `consume` and `groups` against a store, their output and exit statuses.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn streamlog(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_streamlog"))
+        .args(args)
+        .output()
+        .expect("run the streamlog binary")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = streamlog(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn produce(dir: &str, topic: &str, extra: &[&str], input: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_streamlog"))
+        .args(["produce", "--dir", dir, topic])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn store_dir(tmp: &Path) -> String {
+    let dir = tmp.join("store");
+    std::fs::create_dir(&dir).unwrap();
+    dir.to_str().unwrap().to_string()
+}
+
+#[test]
+fn produce_then_consume_as_text_and_json_with_and_without_a_group() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = &store_dir(tmp.path());
+    assert_eq!(
+        ok(&["topics", "create", "--dir", d, "orders"]),
+        "Created topic orders.\n"
+    );
+    assert_eq!(ok(&["topics", "list", "--dir", d]), "orders\n");
+    produce(
+        d,
+        "orders",
+        &["--key-separator", ":"],
+        "alice:book\nbob:pen\nno key here\n",
+    );
+    // Without --from-beginning a consumer starts at the end: nothing to print.
+    assert_eq!(ok(&["consume", "--dir", d, "orders"]), "");
+    let all = ["consume", "--dir", d, "orders", "--from-beginning"];
+    assert_eq!(ok(&all), "book\npen\nno key here\n");
+    let keyed = ok(&[&all[..], &["--print-key"]].concat());
+    assert_eq!(keyed, "alice\tbook\nbob\tpen\nnull\tno key here\n");
+    let json = ok(&[&all[..], &["--format", "json", "--max-messages", "2"]].concat());
+    let lines: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["key"], "alice");
+    assert_eq!(lines[1]["value"], "pen");
+    assert_eq!(lines[1]["offset"], 1);
+    // A group commits what it read: the next run of the group prints only new records.
+    let group = [&all[..], &["--group", "billing"]].concat();
+    assert_eq!(ok(&group).lines().count(), 3);
+    produce(d, "orders", &[], "later\n");
+    assert_eq!(ok(&group), "later\n");
+    let described = ok(&["groups", "describe", "--dir", d, "billing"]);
+    assert!(
+        described.contains("billing\torders\t0\t4\t4\t0\t-"),
+        "{described}"
+    );
+}
+
+#[test]
+fn topics_describe_alter_and_delete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = &store_dir(tmp.path());
+    ok(&[
+        "topics",
+        "create",
+        "--dir",
+        d,
+        "t",
+        "--partitions",
+        "3",
+        "--config",
+        "retention.ms=60000",
+    ]);
+    let described = ok(&["topics", "describe", "--dir", d, "t"]);
+    assert!(described.contains("PartitionCount: 3"), "{described}");
+    assert!(described.contains("retention.ms=60000"), "{described}");
+    assert_eq!(described.lines().count(), 4, "{described}");
+    ok(&[
+        "topics",
+        "alter",
+        "--dir",
+        d,
+        "t",
+        "--config",
+        "retention.ms=1000",
+        "--config",
+        "cleanup.policy=compact",
+    ]);
+    let described = ok(&["topics", "describe", "--dir", d, "t"]);
+    assert!(
+        described.contains("retention.ms=1000") && described.contains("cleanup.policy=compact")
+    );
+    // Refused, naming what is wrong, and nothing changes.
+    for bad in [
+        ["--config", "partitions=5"],
+        ["--config", "retention.mss=1"],
+        ["--config", "segment.bytes=1"],
+    ] {
+        let out = streamlog(&[&["topics", "alter", "--dir", d, "t"][..], &bad[..]].concat());
+        assert_eq!(out.status.code(), Some(1), "{bad:?}");
+        assert!(!out.stderr.is_empty());
+    }
+    assert!(ok(&["topics", "describe", "--dir", d, "t"]).contains("retention.ms=1000"));
+    ok(&["topics", "delete", "--dir", d, "t"]);
+    assert_eq!(ok(&["topics", "list", "--dir", d]), "");
+    let out = streamlog(&["topics", "describe", "--dir", d, "t"]);
+    assert_eq!(out.status.code(), Some(1));
+    // A missing store is an error, not a new store.
+    let out = streamlog(&["topics", "list", "--dir", "/nonexistent/streamlog-store"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn groups_reset_offsets_dry_run_execute_and_delete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = &store_dir(tmp.path());
+    ok(&["topics", "create", "--dir", d, "t", "--partitions", "2"]);
+    produce(d, "t", &["--partition", "0"], "a\nb\nc\nd\n");
+    ok(&[
+        "consume",
+        "--dir",
+        d,
+        "t",
+        "--from-beginning",
+        "--group",
+        "g",
+    ]);
+    let plan = ok(&[
+        "groups",
+        "reset-offsets",
+        "--dir",
+        d,
+        "g",
+        "--topic",
+        "t:0",
+        "--shift-by",
+        "-3",
+    ]);
+    assert!(plan.contains("g\tt\t0\t4\t1"), "{plan}");
+    assert!(plan.contains("Dry run"), "{plan}");
+    assert!(
+        ok(&["groups", "describe", "--dir", d, "g"]).contains("g\tt\t0\t4\t"),
+        "dry run changed nothing"
+    );
+    ok(&[
+        "groups",
+        "reset-offsets",
+        "--dir",
+        d,
+        "g",
+        "--topic",
+        "t",
+        "--to-offset",
+        "2",
+        "--execute",
+    ]);
+    assert!(ok(&["groups", "describe", "--dir", d, "g"]).contains("g\tt\t0\t2\t4\t2"));
+    assert_eq!(ok(&["consume", "--dir", d, "t", "--group", "g"]), "c\nd\n");
+    // A target is required, and only one.
+    let out = streamlog(&["groups", "reset-offsets", "--dir", d, "g", "--topic", "t"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = streamlog(&[
+        "groups",
+        "reset-offsets",
+        "--dir",
+        d,
+        "g",
+        "--topic",
+        "t",
+        "--to-earliest",
+        "--to-latest",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(ok(&["groups", "list", "--dir", d]), "g\n");
+    ok(&["groups", "delete", "--dir", d, "g"]);
+    assert_eq!(ok(&["groups", "list", "--dir", d]), "");
+}
