@@ -193,3 +193,45 @@ fn a_policy_change_keeps_the_logs_offset_gaps_readable() {
     assert_eq!(read(&store), kept);
     store.close().unwrap();
 }
+
+/// A producer's open batch stops growing past a lowered `max_message_bytes`: records
+/// sent after the change go to a new batch the topic accepts.
+#[test]
+fn records_sent_after_max_message_bytes_is_lowered_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let producer = store
+        .producer(
+            ProducerConfig::default()
+                .linger_ms(60_000)
+                .batch_size(1 << 20),
+        )
+        .unwrap();
+    let value = "x".repeat(1000);
+    let before: Vec<_> = (0..8)
+        .map(|_| {
+            producer
+                .send(ProducerRecord::new("t").key("k").value(value.clone()))
+                .unwrap()
+        })
+        .collect();
+    store
+        .alter_topic_config("t", |c| c.max_message_bytes(4096))
+        .unwrap();
+    let after: Vec<_> = (0..3)
+        .map(|_| {
+            producer
+                .send(ProducerRecord::new("t").key("k").value(value.clone()))
+                .unwrap()
+        })
+        .collect();
+    producer.flush().unwrap();
+    // The batch opened before the change is now too large for the topic.
+    for f in before {
+        assert!(matches!(f.wait(), Err(Error::RecordTooLarge { .. })));
+    }
+    for f in after {
+        f.wait().unwrap();
+    }
+}

@@ -190,3 +190,38 @@ fn a_deleted_group_forgets_its_offsets_for_good() {
     ));
     store.close().unwrap();
 }
+
+/// A group id that could not be stored whole is refused (cut short, it would change
+/// another group's offsets), and a member that stopped polling longer than its
+/// `max_poll_interval_ms` ago does not hold the group.
+#[test]
+fn bad_group_ids_are_refused_and_stale_members_do_not_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_records(dir.path());
+    let long = "g".repeat(40_000);
+    for group in ["", long.as_str()] {
+        assert!(matches!(
+            store.alter_group_offsets(group, &[tp(0)], OffsetSpec::Earliest),
+            Err(Error::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            store.delete_group(group),
+            Err(Error::InvalidArgument { .. })
+        ));
+    }
+    let mut stale = store
+        .consumer(
+            ConsumerConfig::new("g")
+                .auto_offset_reset(OffsetReset::Earliest)
+                .max_poll_interval_ms(5),
+        )
+        .unwrap();
+    stale.subscribe(["t"]).unwrap();
+    stale.poll(Duration::ZERO).unwrap();
+    // Longer than its max_poll_interval_ms (a lower bound: more only makes it staler).
+    std::thread::sleep(Duration::from_millis(20));
+    store
+        .alter_group_offsets("g", &[tp(0)], OffsetSpec::Offset(3))
+        .unwrap();
+    assert_eq!(committed(&store, "g", 0), Some(3));
+}

@@ -171,3 +171,53 @@ fn every_change_after_a_clean_reopen_removes_the_marker_before_it_writes() {
         }
     }
 }
+
+/// A read that finds a sealed segment's index damaged rebuilds it on disk: that is a
+/// change, so the marker goes first (a crash while the index is rewritten must not be
+/// taken for a clean shutdown).
+#[test]
+fn an_index_rebuilt_by_a_read_removes_the_marker_first() {
+    let fs = SimFs::new();
+    {
+        // Increasing timestamps: each sealed segment's last time entry names its last
+        // batch, so the open reads no offset entry before the last one.
+        let log = open_sim(&fs, config()).unwrap();
+        for i in 0..60 {
+            let mut b = BatchBuilder::new();
+            b.push(
+                T0 + i,
+                Some(b"k"),
+                Some(format!("value-{i:03}").as_bytes()),
+                &[],
+            )
+            .unwrap();
+            log.append(&mut b.finish().unwrap()).unwrap();
+        }
+        log.close().unwrap();
+    }
+    let index = dir().join("00000000000000000000.index");
+    let mut bytes = fs.read_file(&index).unwrap();
+    assert!(
+        bytes.len() >= 32,
+        "the first segment has several index entries"
+    );
+    // A middle entry's position, far past the segment's end (the open checks only the
+    // last entry; the others are read at first use).
+    bytes[20..24].copy_from_slice(&u32::MAX.to_be_bytes());
+    fs.write_file(&index, bytes.clone());
+    let log = open_sim(&fs, config()).unwrap();
+    assert!(log.recovery_report().clean_shutdown);
+    assert!(has_marker(&fs));
+    let records = log.read_records(5, 1 << 10).unwrap();
+    assert_eq!(records[0].offset, 5);
+    assert_ne!(
+        fs.read_file(&index).unwrap(),
+        bytes,
+        "the index was rebuilt on disk"
+    );
+    assert!(
+        !has_marker(&fs),
+        "the index changed under a clean-shutdown marker"
+    );
+    log.close().unwrap();
+}

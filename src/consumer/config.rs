@@ -154,20 +154,8 @@ impl ConsumerConfig {
         if self.max_poll_interval_ms == 0 {
             return Err(Error::config("max_poll_interval_ms", "must be at least 1"));
         }
-        if let Some(g) = &self.group_id {
-            if g.is_empty() {
-                return Err(Error::config("group_id", "must not be empty"));
-            }
-            if g.len() > groups::MAX_STRING_BYTES {
-                return Err(Error::config(
-                    "group_id",
-                    format!(
-                        "is {} bytes; at most {} (a Kafka string's int16 length)",
-                        g.len(),
-                        groups::MAX_STRING_BYTES
-                    ),
-                ));
-            }
+        if let Some(reason) = self.group_id.as_deref().and_then(groups::invalid_group_id) {
+            return Err(Error::config("group_id", reason));
         }
         Ok(())
     }

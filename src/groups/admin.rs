@@ -41,15 +41,30 @@ pub struct OffsetChange {
     pub new: i64,
 }
 
+/// `InvalidArgument` for a name that cannot be a group's (it would be stored cut
+/// short, as another group's).
+fn check_group(group: &str) -> Result<()> {
+    match super::invalid_group_id(group) {
+        Some(reason) => Err(Error::InvalidArgument {
+            name: "group",
+            reason: format!("group id {reason}"),
+        }),
+        None => Ok(()),
+    }
+}
+
 impl Coordinator {
-    /// `GroupNotEmpty` if `group` has live members.
+    /// `GroupNotEmpty` if `group` has live members: those that polled within their
+    /// `max_poll_interval_ms` or wait in `recv` (a member past it is removed at the
+    /// next poll of any member; here it no longer counts).
     fn check_empty(&self, group: &str) -> Result<()> {
-        let members = self
-            .state
-            .lock()
-            .groups
-            .get(group)
-            .map_or(0, |g| g.members.len());
+        let now = std::time::Instant::now();
+        let members = self.state.lock().groups.get(group).map_or(0, |g| {
+            g.members
+                .values()
+                .filter(|m| m.waiting || now.duration_since(m.last_poll) <= m.max_poll_interval)
+                .count()
+        });
         if members > 0 {
             return Err(Error::GroupNotEmpty {
                 group: group.to_string(),
@@ -68,6 +83,7 @@ impl Coordinator {
         partitions: &[TopicPartition],
         to: OffsetSpec,
     ) -> Result<Vec<OffsetChange>> {
+        check_group(group)?;
         let mut plan = Vec::with_capacity(partitions.len());
         for tp in partitions {
             let part = catalog.partition(tp.topic(), tp.partition())?;
@@ -104,6 +120,9 @@ impl Coordinator {
         group: &str,
         plan: &[OffsetChange],
     ) -> Result<()> {
+        check_group(group)?;
+        // No member joins from the check to the durable commit.
+        let _admin = self.admin.lock();
         self.check_empty(group)?;
         let mut commits = BTreeMap::new();
         for change in plan {
@@ -133,6 +152,8 @@ impl Coordinator {
     /// durable on return), unless the group has live members. `NotFound` for a group
     /// with neither.
     pub(crate) fn delete(&self, catalog: &Catalog, group: &str) -> Result<()> {
+        check_group(group)?;
+        let _admin = self.admin.lock();
         self.check_empty(group)?;
         let doomed: Vec<(String, TopicPartition)> = {
             let st = self.state.lock();

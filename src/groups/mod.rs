@@ -101,6 +101,23 @@ pub(crate) struct Coordinator {
     state: Mutex<State>,
     /// Serializes commits so the in-memory map follows the log's order.
     commit_lock: Mutex<()>,
+    /// Held by a group administration call from its check that the group has no member
+    /// to its durable change, and by every join: no member joins in between.
+    admin: Mutex<()>,
+}
+
+/// Why `group` cannot be a group id, if it cannot: empty, or longer than a Kafka
+/// string (it is stored as one in `__consumer_offsets`).
+pub(crate) fn invalid_group_id(group: &str) -> Option<String> {
+    if group.is_empty() {
+        return Some("must not be empty".into());
+    }
+    (group.len() > MAX_STRING_BYTES).then(|| {
+        format!(
+            "is {} bytes; at most {MAX_STRING_BYTES} (a Kafka string's int16 length)",
+            group.len()
+        )
+    })
 }
 
 /// What a member must do at this poll.
@@ -213,6 +230,7 @@ impl Coordinator {
         max_poll_interval: Duration,
         counts: &dyn Fn(&BTreeSet<String>) -> BTreeMap<String, i32>,
     ) -> String {
+        let _admin = self.admin.lock();
         let mut st = self.state.lock();
         st.next_member += 1;
         let id = format!("{client_id}-{}", st.next_member);

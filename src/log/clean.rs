@@ -7,7 +7,8 @@
 //! map (key -> last offset) is built over it within a memory budget; when the budget is
 //! used up the pass cleans up to where the map ends and the next pass continues. Every
 //! sealed segment below that point is then recopied, from the first segment on, in
-//! groups whose total size fits `segment_bytes` (so small segments merge), keeping a
+//! groups whose estimated output fits `segment_bytes` (so small segments, and segments
+//! that mostly go, merge; see `group_segments`), keeping a
 //! record iff it is the latest for its key (or lies past the map) and is not an expired
 //! tombstone. Keyless records are dropped, as Kafka does. A batch left with no record
 //! is dropped, unless it ends its group or is its producer's last data batch: it then
@@ -58,7 +59,7 @@ pub(crate) const CLEANER_OFFSET_FILE: &str = "cleaner-offset-checkpoint";
 pub(crate) const HORIZON_FILE: &str = "streamlog.tombstone-horizon";
 
 /// The most input bytes one group of segments is cleaned from (see `group_segments`).
-const MAX_GROUP_INPUT: u64 = 1 << 31;
+const MAX_GROUP_INPUT: u64 = i32::MAX as u64;
 
 /// What the key map found in one segment: its keyed records, and how many of them a
 /// later record of their key replaces (so compaction removes them).

@@ -303,6 +303,8 @@ impl Log {
             .filter(|scan| scan.stopped.is_none())
             .map(|scan| {
                 seg.adopt_scan(&scan);
+                // Index files are rewritten: a log opened clean stops being so first.
+                self.touch().map_err(std::io::Error::other)?;
                 let reopen = |path: &Path| self.fs.open(path, false);
                 reopen(seg.offset_index.path())
                     .and_then(|f| seg.offset_index.write_synced_to(f.as_ref()))

@@ -166,6 +166,8 @@ impl Log {
         let active = self.snapshot().last().map_or(end, |s| s.base);
         let replay =
             self.replay_producers(limit, end, !clean && !scanned_producers, true, Some(active))?;
+        // What follows writes to the directory: a log opened clean stops being so first.
+        self.touch()?;
         self.rewrite_txn_indexes(replay.from, &replay.aborted)?;
         if let Some(at_active) = replay.captured.filter(|s| !s.is_empty()) {
             self.write_snapshot_bytes(active, &at_active.encode_snapshot(), true)?;

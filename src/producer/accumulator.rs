@@ -169,7 +169,7 @@ impl AccState {
 
 impl Shared {
     /// Adds a record (with its estimated size, timestamp and a custom partitioner's
-    /// choice) to its partition's open batch, under the accumulator's lock (released
+    /// choice) to its partition's open batch, under the producer's lock (released
     /// only while `buffer_memory` is full); `added` gets the batch's id and slot and the
     /// record's index in it. Batches to append go to `to_ship`; with `close_now` the
     /// batch is closed after the record (`linger_ms` 0). `located`: the record's
@@ -531,6 +531,19 @@ impl Shared {
         acc.state = state;
         acc.epoch = epoch;
         acc.max_message_bytes = usize::try_from(config.max_message_bytes).unwrap_or(usize::MAX);
+        // A lowered max_message_bytes (the topic's config altered) also stops open
+        // batches from growing past it.
+        let limit = self
+            .config
+            .max_request_size
+            .min(acc.max_message_bytes)
+            .min(self.max_uncompressed)
+            .saturating_sub(BATCH_OVERHEAD);
+        for pa in &acc.parts {
+            if let Some(b) = pa.open.lock().as_mut() {
+                b.limit = b.limit.min(limit);
+            }
+        }
         acc.log_append_time = config.message_timestamp_type == TimestampType::LogAppendTime;
         acc.compacted = config.cleanup_policy != crate::topic::CleanupPolicy::Delete;
         acc.add_new_partitions();

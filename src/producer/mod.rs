@@ -178,10 +178,10 @@ impl Producer {
     /// Sends several records in one call: as [`send`](Self::send) would, one after
     /// another, but checking them all under one hold of the producer's lock and taking
     /// the clock once (records without a timestamp get the call's time), with one future
-    /// for all of them. Every record
-    /// is checked before any is added, so an error means none was sent (unless a topic
-    /// changes or the producer closes while the call waits for `buffer_memory`; records
-    /// added by then are sent without being reported). With `linger_ms` 0 the call's
+    /// for all of them. Every record is checked before any is added, so an error in
+    /// those checks means none was sent. An error while adding them (the producer
+    /// closed, a topic deleted, a transaction ending, `buffer_memory` timing out) comes
+    /// after the records before it were added: those are sent without being reported. With `linger_ms` 0 the call's
     /// batches are appended when it returns.
     ///
     /// ```
@@ -309,8 +309,8 @@ impl Shared {
         to_ship: &mut Vec<Closed>,
     ) -> Result<(Arc<delivery::BatchSlot>, i64)> {
         let mut st = self.state.lock();
-        let (topic, partition) = self.locate(&mut st, record, size, custom, to_ship)?;
-        let pa = st.accs[topic].parts.get(partition as usize).cloned();
+        let located = self.locate(&mut st, record, size, custom, to_ship)?;
+        let pa = st.accs[located.0].parts.get(located.1 as usize).cloned();
         drop(st);
         if let Some(pa) = pa
             && let Some(placed) = self.push_fast(&pa, (record, size, timestamp), close_now)?
@@ -321,13 +321,17 @@ impl Shared {
             return Ok((placed.slot, placed.index));
         }
         let mut st = self.state.lock();
+        // To the partition chosen above (a partitioner is asked once per record), but
+        // checked again under the lock `shutdown` sets it under: no batch opens after
+        // the final flush.
+        self.check_open()?;
         let mut added = None;
         self.add(
             &mut st,
             (record, size, timestamp, custom),
             to_ship,
             close_now,
-            None,
+            Some(located),
             |_, slot, index| added = Some((slot.clone(), index)),
         )?;
         Ok(added.expect("added"))
@@ -358,7 +362,10 @@ impl Shared {
             for (r, (size, custom, at)) in records.iter().zip(&mut plan) {
                 match self.locate(&mut st, r, *size, *custom, &mut to_ship) {
                     Ok((topic, partition)) => {
-                        *at = st.accs[topic].parts.get(partition as usize).cloned();
+                        *at = st.accs[topic]
+                            .parts
+                            .get(partition as usize)
+                            .map(|pa| ((topic, partition), pa.clone()));
                     }
                     Err(e) => {
                         result = Err(e);
@@ -391,7 +398,7 @@ impl Shared {
                         };
                         out.records.push((s as u32, index as u32, timestamp));
                     };
-                    if let Some(pa) = at
+                    if let Some((_, pa)) = at
                         && let Some(placed) = self.push_fast(pa, (r, *size, timestamp), false)?
                     {
                         record(placed.id, &placed.slot, placed.index);
@@ -401,12 +408,15 @@ impl Shared {
                         return Ok(());
                     }
                     let mut st = self.state.lock();
+                    // As `add_one`: to the partition its checks chose, the producer
+                    // checked again under this lock.
+                    self.check_open()?;
                     self.add(
                         &mut st,
                         (r, *size, timestamp, *custom),
                         &mut to_ship,
                         false,
-                        None,
+                        at.as_ref().map(|(located, _)| *located),
                         |id, slot, index| record(id, slot, index),
                     )?;
                     Ok(())
@@ -420,7 +430,7 @@ impl Shared {
         result.map(|()| out)
     }
 
-    /// The checks a record passes before the accumulator's lock, its estimated size,
+    /// The checks a record passes before the producer's lock, its estimated size,
     /// and a custom partitioner's choice: that runs outside the lock (it is the
     /// application's code) and needs the partition count first.
     fn prepare(&self, record: &ProducerRecord<'_>) -> Result<(usize, Option<i32>)> {

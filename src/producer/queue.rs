@@ -24,10 +24,10 @@ use crate::format::batch::{EncodedBatch, add_sequence, set_base_sequence};
 /// turn.
 #[derive(Default)]
 pub(super) struct PartQueue {
-    /// Assigned under the accumulator's lock, so in closing order.
+    /// Assigned under the partition's lock, so in closing order.
     pub(super) next_ticket: AtomicU64,
     /// Idempotence: the epoch the partition's sequences count under, and the sequence
-    /// of the next batch closed. Taken under the accumulator's lock, as tickets are.
+    /// of the next batch closed. Taken under the partition's lock, as tickets are.
     pub(super) sequence: Mutex<(i16, i32)>,
     pub(super) state: Mutex<QueueState>,
 }

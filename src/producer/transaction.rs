@@ -63,7 +63,7 @@ impl TxnClient {
         }
     }
 
-    /// Before a record is added for `part` (under the accumulator's lock): the producer
+    /// Before a record is added for `part` (under its partition's lock): the producer
     /// must be in a transaction, and the partition is added to it at its first record.
     pub(super) fn before_send(&self, shared: &Shared, part: &Arc<PartitionState>) -> Result<()> {
         let mut st = self.state.lock();
@@ -146,7 +146,7 @@ impl Producer {
             // Busy meanwhile: sends and other calls are refused.
             st.phase = Phase::Ending;
         }
-        // Lock order: the accumulator's lock is taken before `txn.state` (a send checks
+        // Lock order: the producer's and partitions' locks are taken before `txn.state` (a send checks
         // its transaction under it), never while holding `txn.state`.
         let result = txn
             .coordinator
