@@ -97,7 +97,8 @@ mod txn;
 
 pub use catalog::{
     CommittedOffsetReset, ImportReport, Partition, PartitionDescription, PartitionRecovery,
-    RecoveredTransaction, StoreConfig, StoreRecoveryReport, Topic, TopicDescription, TopicId,
+    RecoveredTransaction, StoreCheck, StoreConfig, StoreRecoveryReport, Topic, TopicDescription,
+    TopicId, verify_store,
 };
 pub use consumer::{
     Assignor, Consumer, ConsumerConfig, ConsumerGroupMetadata, ConsumerRecord, ConsumerRecords,

@@ -28,6 +28,7 @@ mod parallel;
 mod partition;
 mod producer_ids;
 mod recovery;
+mod verify;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -52,6 +53,7 @@ pub(crate) use partition::{PartitionState, TopicState, is_aborted};
 pub use recovery::{
     CommittedOffsetReset, PartitionRecovery, RecoveredTransaction, StoreRecoveryReport,
 };
+pub use verify::{StoreCheck, verify_store};
 
 use meta::TopicMeta;
 use producer_ids::ProducerIds;

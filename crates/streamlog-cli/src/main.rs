@@ -8,6 +8,7 @@
 //! streamlog produce --dir DIR TOPIC [--key-separator SEP] < lines
 //! streamlog consume --dir DIR TOPIC [--from-beginning] [--group G] [--follow] ...
 //! streamlog groups list|describe|reset-offsets|delete --dir DIR ...
+//! streamlog verify DIR
 //! streamlog dump [--json] [--verify-index] PATH...
 //! ```
 //!
@@ -27,6 +28,7 @@ mod groups;
 mod produce;
 mod store_arg;
 mod topics;
+mod verify;
 
 /// Tools for streamlog's data directories, which hold Kafka's on-disk format.
 #[derive(Debug, Parser)]
@@ -58,6 +60,10 @@ enum Command {
     /// Lists, describes, resets and deletes consumer groups (kafka-consumer-groups)
     #[command(subcommand)]
     Groups(groups::Groups),
+    /// Checks a whole store without changing it: metadata, partition directories,
+    /// every batch's CRC and offsets, every index entry (SQLite's integrity_check).
+    /// Exit status 1 if anything is wrong
+    Verify(verify::Verify),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +75,14 @@ fn main() -> ExitCode {
         Command::Groups(g) => groups::run(g, &mut out),
         Command::Produce(p) => produce::run(p, &mut io::stdin().lock()).map(|_| ()),
         Command::Consume(c) => consume::run(c, &mut out).map(|_| ()),
+        Command::Verify(v) => match verify::run(v, &mut out) {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                let _ = out.flush();
+                return ExitCode::FAILURE;
+            }
+            Err(e) => Err(e),
+        },
     }
     .and_then(|()| out.flush().map_err(|e| e.to_string()));
     match result {

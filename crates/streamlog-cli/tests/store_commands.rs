@@ -212,3 +212,31 @@ fn groups_reset_offsets_dry_run_execute_and_delete() {
     ok(&["groups", "delete", "--dir", d, "g"]);
     assert_eq!(ok(&["groups", "list", "--dir", d]), "");
 }
+
+#[test]
+fn verify_passes_a_sound_store_and_names_the_damage_in_a_broken_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = &store_dir(tmp.path());
+    ok(&["topics", "create", "--dir", d, "t", "--partitions", "2"]);
+    produce(d, "t", &["--partition", "1"], "one\ntwo\nthree\n");
+    let report = ok(&["verify", d, "-v"]);
+    assert!(report.contains("ok: 3 partitions"), "{report}"); // with __consumer_offsets
+    assert!(report.contains("t-1: 1 segments, 1 batches"), "{report}");
+    // A flipped byte inside the batch: its CRC fails.
+    let segment = Path::new(d).join("t-1").join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let last = bytes.len() - 2;
+    bytes[last] ^= 0x40;
+    std::fs::write(&segment, bytes).unwrap();
+    let out = streamlog(&["verify", d]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        report.contains("problem:") && report.contains("00000000000000000000.log"),
+        "{report}"
+    );
+    assert!(report.contains("PROBLEMS FOUND"), "{report}");
+    // A directory that is not a store is an error too.
+    let out = streamlog(&["verify", tmp.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+}
