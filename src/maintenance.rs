@@ -95,7 +95,7 @@ impl Maintenance {
             && h.thread().id() != std::thread::current().id()
             && h.join().is_err()
         {
-            log::error!("the maintenance thread panicked");
+            tracing::error!("the maintenance thread panicked");
         }
     }
 }
@@ -122,11 +122,11 @@ fn run_thread(
             match m.run_pass(&catalog, groups, txn, full) {
                 Ok(r) => {
                     for (tp, e) in &r.errors {
-                        log::error!("maintenance of {}-{}: {e}", tp.topic(), tp.partition());
+                        tracing::error!("maintenance of {}-{}: {e}", tp.topic(), tp.partition());
                     }
                 }
                 Err(Error::Closed { .. }) => return,
-                Err(e) => log::error!("maintenance pass failed: {e}"),
+                Err(e) => tracing::error!("maintenance pass failed: {e}"),
             }
             let until_full = interval.saturating_sub(last_full.elapsed());
             let flush = min_flush_ms(&catalog).map(Duration::from_millis);

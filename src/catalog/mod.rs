@@ -415,7 +415,7 @@ impl Catalog {
 impl Drop for Catalog {
     fn drop(&mut self) {
         if let Err(e) = self.close() {
-            log::warn!("closing store {} on drop failed: {e}", self.dir.display());
+            tracing::warn!("closing store {} on drop failed: {e}", self.dir.display());
         }
     }
 }

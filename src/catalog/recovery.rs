@@ -321,7 +321,7 @@ fn check_directories(
                 ),
             ));
         }
-        log::warn!(
+        tracing::warn!(
             "{}: leaving {entry} alone: it is not a partition directory of this store",
             dir.display()
         );
@@ -366,7 +366,7 @@ pub(super) fn remove_owned_dir(
         Err(e) => return Err(e),
     };
     if !owned || !files.iter().all(ours) {
-        log::warn!(
+        tracing::warn!(
             "{}: leaving {name} alone: it is not (only) this store's",
             dir.display()
         );

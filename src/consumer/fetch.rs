@@ -156,7 +156,7 @@ impl Consumer {
         let mut out = ConsumerRecords::with_capacity(self.config.max_poll_records.min(4096));
         match self.fetch_into(&mut out) {
             Err(e) if !out.is_empty() => {
-                log::warn!(
+                tracing::warn!(
                     "poll: returning {} records; deferring an error: {e}",
                     out.len()
                 );
@@ -190,7 +190,7 @@ impl Consumer {
                 // topic went with it).
                 match self.catalog.partition(tp.topic(), tp.partition()) {
                     Ok(fresh) if !fresh.is_closed() => {
-                        log::info!("{tp}: its topic was created again; reading the new one");
+                        tracing::info!("{tp}: its topic was created again; reading the new one");
                         let a = self.assigned.get_mut(tp).expect("present");
                         a.state = fresh;
                         a.position = None;
@@ -227,7 +227,7 @@ impl Consumer {
                     Ok(bytes) => budget = budget.saturating_sub(bytes),
                     Err(Error::OffsetOutOfRange { requested, .. }) => {
                         let p = self.reset_position(tp, &self.assigned[tp], requested)?;
-                        log::info!("{tp}: offset {requested} is out of range; reset to {p}");
+                        tracing::info!("{tp}: offset {requested} is out of range; reset to {p}");
                         let a = self.assigned.get_mut(tp).expect("present");
                         a.position = Some(p);
                         continue;

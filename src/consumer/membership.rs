@@ -209,7 +209,7 @@ impl Consumer {
                             },
                         );
                     }
-                    Err(e) => log::warn!("assigned {tp}, which no longer exists: {e}"),
+                    Err(e) => tracing::warn!("assigned {tp}, which no longer exists: {e}"),
                 }
             }
             self.with_listener(|l, c| l.on_partitions_assigned(c, &got));

@@ -577,7 +577,7 @@ impl Drop for Consumer {
         // Not inside a listener (it borrows the consumer), even after one panicked.
         self.in_callback = false;
         if let Err(e) = self.close() {
-            log::warn!("closing consumer on drop: {e}");
+            tracing::warn!("closing consumer on drop: {e}");
         }
     }
 }

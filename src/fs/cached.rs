@@ -203,7 +203,7 @@ impl CachingFs {
                 // If that fails, later operations fail (ENOENT or a changed identity);
                 // they never read another file.
                 if let Err(e) = f.reopen() {
-                    log::warn!(
+                    tracing::warn!(
                         "{}: could not keep the file open before it is replaced: {e}",
                         path.display()
                     );
@@ -449,7 +449,7 @@ impl CachedFile {
                 }
                 Err(e) => {
                     let path = self.path.lock().clone();
-                    log::error!(
+                    tracing::error!(
                         "{}: fdatasync before closing its descriptor failed: {e}",
                         path.display()
                     );

@@ -486,6 +486,12 @@ impl Coordinator {
 
 /// Recomputes every member's target and bumps the generation.
 fn rebalance(g: &mut Group, counts: &dyn Fn(&BTreeSet<String>) -> BTreeMap<String, i32>) {
+    let _span = tracing::debug_span!(
+        "rebalance",
+        generation = g.generation.wrapping_add(1),
+        members = g.members.len()
+    )
+    .entered();
     let subscribed: BTreeSet<String> = g
         .members
         .values()
@@ -502,4 +508,5 @@ fn rebalance(g: &mut Group, counts: &dyn Fn(&BTreeSet<String>) -> BTreeMap<Strin
         m.target = targets.remove(id).unwrap_or_default();
     }
     g.generation = g.generation.wrapping_add(1);
+    tracing::debug!(generation = g.generation, "consumer group rebalanced");
 }

@@ -138,7 +138,7 @@ impl Coordinator {
         for (group, commits) in st.committed.iter_mut() {
             commits.retain(|tp, c| match verdict(tp, c) {
                 Verdict::Drop => {
-                    log::warn!(
+                    tracing::warn!(
                         "group `{group}`: dropping the committed offset {} of {tp}, which \
                          belongs to an earlier topic of that name",
                         c.offset
@@ -496,7 +496,7 @@ fn apply(
 /// tombstone); `None` (logged) for a record this store cannot read.
 fn decode_commit(r: &Record) -> Option<(String, TopicPartition, Option<Commit>)> {
     let Some((group, tp)) = r.key.as_ref().and_then(|k| decode_key(k.clone())) else {
-        log::warn!(
+        tracing::warn!(
             "{OFFSETS_TOPIC}: skipping a record at offset {} with an unknown key",
             r.offset
         );
@@ -520,7 +520,7 @@ fn decode_commit(r: &Record) -> Option<(String, TopicPartition, Option<Commit>)>
             }),
         )),
         Some(None) => {
-            log::warn!(
+            tracing::warn!(
                 "{OFFSETS_TOPIC}: skipping a record at offset {} with an unknown value",
                 r.offset
             );

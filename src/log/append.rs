@@ -182,7 +182,7 @@ impl Log {
                     position: position as u32,
                 })
             {
-                log::warn!(
+                tracing::warn!(
                     "{}: index entry not written: {e}",
                     seg.offset_index.path().display()
                 );
@@ -218,7 +218,7 @@ impl Log {
         if flush_now && let Err(e) = self.flush() {
             // The batch is appended and visible, so this call reports success; the failed
             // fsync has poisoned the log and every later write reports it.
-            log::error!(
+            tracing::error!(
                 "{}: flush after flush_messages records failed: {e}",
                 self.dir.display()
             );
@@ -295,7 +295,7 @@ impl Log {
                 for suffix in ["log", "index", "timeindex"] {
                     let p = self.dir.join(file_name(new_base, suffix));
                     if self.fs.exists(&p).unwrap_or(true) && self.fs.remove_file(&p).is_err() {
-                        log::warn!("{}: could not remove after a failed roll", p.display());
+                        tracing::warn!("{}: could not remove after a failed roll", p.display());
                     }
                 }
                 return Err(Error::io(
@@ -327,7 +327,7 @@ impl Log {
         if !w.producers.is_empty() {
             let bytes = w.producers.encode_snapshot();
             if let Err(e) = self.write_snapshot_bytes(new_base, &bytes, false) {
-                log::warn!(
+                tracing::warn!(
                     "{}: {e}; written again by the next flush",
                     self.dir.display()
                 );
@@ -349,7 +349,7 @@ impl Log {
             // The final entry did not reach the file: empty the time index so the next
             // open rebuilds it instead of trusting a stale maximum.
             if let Err(e) = seg.time_index.replace(Vec::new(), false) {
-                log::warn!(
+                tracing::warn!(
                     "{}: could not reset after a failed write: {e}",
                     seg.time_index.path().display()
                 );
@@ -357,7 +357,7 @@ impl Log {
         }
         for r in [seg.offset_index.trim(), seg.time_index.trim()] {
             if let Err(e) = r {
-                log::warn!("segment {}: index not trimmed: {e}", seg.log_path.display());
+                tracing::warn!("segment {}: index not trimmed: {e}", seg.log_path.display());
             }
         }
         seg.sealed.store(true, Ordering::Release);

@@ -157,6 +157,9 @@ impl Log {
             ..policy.clone()
         };
         let _m = self.maintenance.lock();
+        let _span =
+            tracing::debug_span!("compaction", topic = %self.topic, partition = self.partition)
+                .entered();
         self.check_writable()?;
         let segs = self.snapshot();
         let mut outcome = CleanOutcome {
@@ -281,7 +284,7 @@ impl Log {
         self.write_clean_offset(map_end)?;
         outcome.clean_offset = map_end;
         outcome.cleaned = true;
-        log::info!(
+        tracing::info!(
             "{}: compacted {} bytes into {} ({} records removed); clean up to offset {map_end}",
             self.dir.display(),
             outcome.bytes_read,

@@ -87,7 +87,7 @@ impl Drop for Log {
     /// Closes cleanly if [`Log::close`] was not called; errors are logged.
     fn drop(&mut self) {
         if let Err(e) = self.close_inner() {
-            log::warn!("closing {} on drop failed: {e}", self.dir.display());
+            tracing::warn!("closing {} on drop failed: {e}", self.dir.display());
         }
     }
 }

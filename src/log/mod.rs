@@ -402,7 +402,7 @@ impl Log {
     }
 
     fn poison_with(&self, reason: String) {
-        log::error!("log {} poisoned: {reason}", self.dir.display());
+        tracing::error!("log {} poisoned: {reason}", self.dir.display());
         self.poison.lock().get_or_insert(reason);
     }
 }

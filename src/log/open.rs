@@ -78,6 +78,7 @@ impl Log {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
         let d = dir.display().to_string();
+        let _span = tracing::debug_span!("recovery", dir = %d).entered();
         // A clean-shutdown marker is only written by the close of a log whose open made
         // the directory durable: a clean reopen needs no mkdir and no fsync of the parent.
         // (Read again once the lock is held: only then does it describe the log.)
@@ -296,7 +297,7 @@ impl Log {
         let next_offset = outcome.next_offset.unwrap_or(active.base);
         report.segments = n;
         if let Some(t) = &report.truncation {
-            log::warn!(
+            tracing::warn!(
                 "{d}: recovery truncated {} at position {} ({}); offsets {:?} and {} bytes were lost; {} later segments removed",
                 t.path.display(),
                 t.position,

@@ -278,7 +278,7 @@ impl Log {
                 Ok(false) => self.rebuild_sealed_index(seg),
                 // Read this time from the segment start; the load is tried again.
                 Err(e) => {
-                    log::warn!("{}: {e}", seg.offset_index.path().display());
+                    tracing::warn!("{}: {e}", seg.offset_index.path().display());
                     return None;
                 }
             }
@@ -312,11 +312,11 @@ impl Log {
                     .and_then(|f| seg.time_index.write_synced_to(f.as_ref()))
             });
         match rebuilt {
-            Some(Ok(())) => log::warn!(
+            Some(Ok(())) => tracing::warn!(
                 "{}: index entries failed their checks; rebuilt from the log",
                 seg.offset_index.path().display()
             ),
-            Some(Err(e)) => log::warn!(
+            Some(Err(e)) => tracing::warn!(
                 "{}: index rebuilt in memory only ({e})",
                 seg.offset_index.path().display()
             ),
@@ -326,7 +326,7 @@ impl Log {
 
     fn distrust_index(&self, seg: &Segment, why: &str) {
         if !seg.index_suspect.swap(true, Ordering::AcqRel) {
-            log::warn!(
+            tracing::warn!(
                 "{}: index does not match the log ({why}); reading by scan until it is rebuilt",
                 seg.offset_index.path().display()
             );
@@ -414,7 +414,7 @@ impl Log {
                 if !matches!(loaded, Ok(true)) {
                     // Only the last entry is known: the search starts lower (correct,
                     // slower).
-                    log::warn!(
+                    tracing::warn!(
                         "{}: time index unreadable past its last entry ({loaded:?})",
                         seg.time_index.path().display()
                     );
@@ -426,7 +426,7 @@ impl Log {
                 None => true,
             };
             if !verified {
-                log::warn!(
+                tracing::warn!(
                     "{}: time index entry does not match the log; searching the segment from its start",
                     seg.time_index.path().display()
                 );

@@ -137,7 +137,7 @@ impl Recovery<'_> {
             }
         }
         self.report.indexes_rebuilt += 1;
-        log::warn!(
+        tracing::warn!(
             "{}: index missing or damaged; rebuilding from the log",
             seg.log_path.display()
         );
@@ -504,7 +504,7 @@ impl Recovery<'_> {
                 )))?;
         }
         for s in &plan.strays {
-            log::warn!(
+            tracing::warn!(
                 "{}: removing an empty segment that overlaps the previous one",
                 s.log_path.display()
             );

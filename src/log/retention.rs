@@ -74,6 +74,9 @@ impl Log {
     /// `Io` (a failed flush also poisons the log); `Poisoned`; `Closed`.
     pub fn enforce_retention(&self, policy: &RetentionPolicy) -> Result<RetentionOutcome> {
         let _m = self.maintenance.lock();
+        let _span =
+            tracing::debug_span!("retention", topic = %self.topic, partition = self.partition)
+                .entered();
         self.check_writable()?;
         let segs = self.snapshot();
         // Sizes first, then the end offset: a segment that grows after this is caught by
@@ -97,7 +100,7 @@ impl Log {
                 ts if ts < 0 && policy.retention_ms >= 0 => {
                     seg.log.modified_ms().unwrap_or_else(|e| {
                         if e.kind() != std::io::ErrorKind::Unsupported {
-                            log::warn!("{}: no modification time: {e}", seg.log_path.display());
+                            tracing::warn!("{}: no modification time: {e}", seg.log_path.display());
                         }
                         None
                     })
@@ -198,7 +201,7 @@ impl Log {
             .map_err(io_ctx(format!("fsync directory {}", self.dir.display())))?;
         outcome.log_start_offset = new_start;
         if outcome.segments_deleted > 0 {
-            log::info!(
+            tracing::info!(
                 "{}: retention deleted {} segments ({} bytes); log start offset {new_start}",
                 self.dir.display(),
                 outcome.segments_deleted,

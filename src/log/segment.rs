@@ -378,7 +378,7 @@ impl Segment {
                         *mapped = Some(view);
                     }
                     Ok(None) => {}
-                    Err(e) => log::debug!(
+                    Err(e) => tracing::debug!(
                         "{}: no mapping ({e}); reading with pread",
                         self.log_path.display()
                     ),
@@ -437,7 +437,7 @@ impl Segment {
             timestamp: ts,
             relative_offset: rel as u32,
         }) {
-            log::warn!(
+            tracing::warn!(
                 "{}: time index entry not written: {e}",
                 self.time_index.path().display()
             );

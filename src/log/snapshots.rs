@@ -57,13 +57,13 @@ fn read_snapshot(fs: &dyn FileSystem, dir: &Path, offset: i64) -> Option<Produce
         Ok(Some(bytes)) => {
             let states = ProducerStates::decode_snapshot(&bytes, offset);
             if states.is_none() {
-                log::warn!("{}: not a valid producer snapshot; ignored", path.display());
+                tracing::warn!("{}: not a valid producer snapshot; ignored", path.display());
             }
             states
         }
         Ok(None) => None,
         Err(e) => {
-            log::warn!("{}: {e}; the producer snapshot is ignored", path.display());
+            tracing::warn!("{}: {e}; the producer snapshot is ignored", path.display());
             None
         }
     }
@@ -276,7 +276,7 @@ impl Log {
             // A marker the cleaner removed, its batch kept empty to end a group.
             Err(_) if h.records_count == 0 => return,
             Err(e) => {
-                log::warn!(
+                tracing::warn!(
                     "{}: control batch at offset {}: {e}; not replayed",
                     self.dir.display(),
                     h.base_offset

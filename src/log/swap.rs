@@ -106,7 +106,7 @@ impl Log {
                 &txn_swap,
             ] {
                 if self.fs.exists(p).unwrap_or(false) && self.fs.remove_file(p).is_err() {
-                    log::warn!("{}: could not remove", p.display());
+                    tracing::warn!("{}: could not remove", p.display());
                 }
             }
         };
@@ -406,7 +406,7 @@ pub(crate) fn finish_swaps(fs: &dyn FileSystem, dir: &Path, plan: &SwapPlan) -> 
         fs.rename(&swap, &dir.join(file_name(s.base, "log")))
             .map_err(io_ctx(format!("rename {}", swap.display())))?;
         sync_dir()?;
-        log::warn!(
+        tracing::warn!(
             "{}: finished a compaction swap interrupted by a crash (offsets {}..{})",
             dir.display(),
             s.base,

@@ -229,7 +229,7 @@ impl Handle {
         if let Some(t) = self.linger.lock().take()
             && t.join().is_err()
         {
-            log::error!("the producer's linger thread panicked");
+            tracing::error!("the producer's linger thread panicked");
         }
         result
     }
@@ -238,7 +238,7 @@ impl Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         if let Err(e) = self.close() {
-            log::warn!("closing producer on drop: {e}");
+            tracing::warn!("closing producer on drop: {e}");
         }
     }
 }
@@ -496,7 +496,7 @@ impl Shared {
 pub(crate) fn shutdown_all(list: &[Weak<Shared>]) {
     for p in list.iter().filter_map(Weak::upgrade) {
         if let Err(e) = p.shutdown() {
-            log::warn!("closing a producer with the store: {e}");
+            tracing::warn!("closing a producer with the store: {e}");
         }
     }
 }

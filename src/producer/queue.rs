@@ -198,7 +198,7 @@ impl Shared {
                 }
             }
             if let Err(e) = &result {
-                log::warn!(
+                tracing::warn!(
                     "producer: appending a batch to {}-{} failed: {e}",
                     b.part.topic,
                     b.part.partition
@@ -221,7 +221,7 @@ impl Shared {
         // and not passed on.
         for w in wakers {
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake())).is_err() {
-                log::error!("producer: a task's waker panicked when its send completed");
+                tracing::error!("producer: a task's waker panicked when its send completed");
             }
         }
     }

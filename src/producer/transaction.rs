@@ -361,6 +361,6 @@ pub(super) fn abort_open_transaction(shared: &Shared) {
         return;
     }
     if let Err(e) = end_transaction(shared, false) {
-        log::warn!("transaction `{}`: aborting at close: {e}", txn.id);
+        tracing::warn!("transaction `{}`: aborting at close: {e}", txn.id);
     }
 }

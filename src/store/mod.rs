@@ -101,7 +101,7 @@ impl Store {
         report.transactions = resolved;
         groups.load_checked(&catalog, &adopted, &mut report)?;
         if report.is_eventful() {
-            log::warn!("{}: recovery: {report:?}", catalog.dir().display());
+            tracing::warn!("{}: recovery: {report:?}", catalog.dir().display());
         }
         let store = Store {
             inner: Arc::new(StoreInner {
@@ -511,7 +511,7 @@ impl StoreInner {
 impl Drop for StoreInner {
     fn drop(&mut self) {
         if let Err(e) = self.close() {
-            log::warn!(
+            tracing::warn!(
                 "closing store {} on drop failed: {e}",
                 self.catalog.dir().display()
             );

@@ -430,7 +430,9 @@ impl TxnCoordinator {
         next_session: bool,
     ) {
         if let Err(e) = Self::write(log, transactional_id, t, catalog.now_ms()) {
-            log::warn!("transaction `{transactional_id}`: its completion was not recorded: {e}");
+            tracing::warn!(
+                "transaction `{transactional_id}`: its completion was not recorded: {e}"
+            );
         }
         t.partitions.clear();
         t.offsets.clear();
@@ -439,7 +441,7 @@ impl TxnCoordinator {
         }
         if let Err(e) = self.next_session(catalog, t) {
             let reason = format!("no producer id for its next session: {e}");
-            log::error!("transaction `{transactional_id}`: {reason}");
+            tracing::error!("transaction `{transactional_id}`: {reason}");
             t.broken = Some(reason);
         }
     }
@@ -487,7 +489,7 @@ impl TxnCoordinator {
             // The decision stands (recovery writes the markers at the next open);
             // nothing more starts under this transactional id until then.
             let reason = format!("{kind} markers not written: {}", failed.join("; "));
-            log::error!("transaction `{transactional_id}`: {reason}");
+            tracing::error!("transaction `{transactional_id}`: {reason}");
             t.broken = Some(reason);
             return;
         }
@@ -547,7 +549,9 @@ impl TxnCoordinator {
                     "its transaction timed out and was aborted",
                 ) {
                     Ok(()) => aborted += 1,
-                    Err(e) => log::error!("transaction `{id}`: aborting after its timeout: {e}"),
+                    Err(e) => {
+                        tracing::error!("transaction `{id}`: aborting after its timeout: {e}")
+                    }
                 }
             }
         }

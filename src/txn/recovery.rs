@@ -52,7 +52,7 @@ impl TxnCoordinator {
                 for (pid, epoch) in p.open_transactions() {
                     let commit = decided.get(&pid) == Some(&epoch);
                     let info = p.append_marker(pid, epoch, commit)?;
-                    log::warn!(
+                    tracing::warn!(
                         "{}-{}: recovery {} the transaction of producer {pid} (epoch {epoch}) \
                          a crash left open",
                         p.topic,
@@ -141,7 +141,7 @@ fn replay(log: &PartitionState) -> Result<HashMap<String, TxnRecord>> {
         offset = last.offset + 1;
         for r in records {
             let Some(id) = r.key.clone().and_then(record::decode_key) else {
-                log::warn!(
+                tracing::warn!(
                     "{TXN_TOPIC}: skipping a record at offset {} with an unknown key",
                     r.offset
                 );
@@ -155,7 +155,7 @@ fn replay(log: &PartitionState) -> Result<HashMap<String, TxnRecord>> {
                     Some(rec) => {
                         latest.insert(id, rec);
                     }
-                    None => log::warn!(
+                    None => tracing::warn!(
                         "{TXN_TOPIC}: skipping a record at offset {} with an unknown value",
                         r.offset
                     ),
