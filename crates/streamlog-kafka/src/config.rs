@@ -19,7 +19,9 @@ pub enum StartFrom {
 #[cfg(feature = "internals")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KillSwitch {
-    /// Kill once this many records were handed to the destination in this run.
+    /// Kill once this many records reached the destination in this run (Kafka
+    /// acknowledged them, or the store appended them). The sink dies with the records
+    /// after them still queued or in flight; the source appends exactly this many.
     pub after_records: u64,
     /// How to die.
     pub action: KillAction,

@@ -104,7 +104,7 @@ pub enum Error {
     /// The kill switch of a test stopped the mirror abruptly (`internals` only).
     #[error("killed by the test kill switch after {records} records")]
     Killed {
-        /// Records handed to the destination before the kill.
+        /// Records the destination had received in this run at the kill.
         records: u64,
     },
 }

@@ -155,7 +155,9 @@ fn read_last(
         match consumer.poll(left.min(Duration::from_millis(100))) {
             None => {}
             Some(Err(KafkaError::PartitionEOF(_))) => break,
-            Some(Err(e)) => return Err(kafka(ctx(), e)),
+            Some(Err(e)) if is_fatal(&e) => return Err(kafka(ctx(), e)),
+            // The client retries on its own (a broker error, a moved leader).
+            Some(Err(e)) => log::warn!("{}: {e} (retrying)", ctx()),
             Some(Ok(m)) => {
                 if m.topic() != topic || m.partition() != partition {
                     continue;
@@ -175,4 +177,10 @@ fn read_last(
         .assign(&TopicPartitionList::new())
         .map_err(|e| kafka(ctx(), e))?;
     Ok(last)
+}
+
+/// Whether a consumer error ends the consumer. Others (a broker error on a fetch, a
+/// moved leader) are reported by librdkafka while it retries on its own.
+pub(crate) fn is_fatal(e: &KafkaError) -> bool {
+    matches!(e, KafkaError::MessageConsumptionFatal(_))
 }

@@ -224,7 +224,6 @@ impl Sink {
         let poll = Duration::from_millis(self.config.poll_ms);
         let commit_every = Duration::from_millis(self.config.commit_interval_ms);
         let mut last_commit = Instant::now();
-        let mut handed = 0u64;
         let index: BTreeMap<TopicPartition, usize> = self
             .partitions
             .iter()
@@ -238,10 +237,21 @@ impl Sink {
             if self.shared.stopping() {
                 break;
             }
-            let records = self.consumer.poll(poll)?;
-            if records.is_empty() && self.config.stop_at_end && self.drained()? {
-                // Nothing in flight and nothing new: everything is in Kafka.
-                if self.consumer.poll(Duration::ZERO)?.is_empty() {
+            #[cfg(feature = "internals")]
+            if let Some(stats) = self.kill_now() {
+                return stats;
+            }
+            // While Kafka has records to acknowledge, look for new records without
+            // blocking and wait on the delivery reports instead.
+            let in_flight = self.shared.state.lock().in_flight;
+            let records = self
+                .consumer
+                .poll(if in_flight > 0 { Duration::ZERO } else { poll })?;
+            if records.is_empty() {
+                if in_flight > 0 {
+                    self.wait_for_delivery();
+                } else if self.config.stop_at_end {
+                    // Nothing in flight and nothing new: everything is in Kafka.
                     break;
                 }
             }
@@ -278,12 +288,9 @@ impl Sink {
                 record.payload = rec.value();
                 self.shared.state.lock().in_flight += 1;
                 self.send(record)?;
-                handed += 1;
                 #[cfg(feature = "internals")]
-                if let Some(k) = self.config.kill
-                    && handed >= k.after_records
-                {
-                    return self.kill(k.action, handed);
+                if let Some(stats) = self.kill_now() {
+                    return stats;
                 }
             }
             if last_commit.elapsed() >= commit_every {
@@ -333,19 +340,10 @@ impl Sink {
         }
     }
 
-    /// Waits until Kafka acknowledged everything handed to it; false if stopping.
-    fn drained(&self) -> Result<bool> {
+    /// Waits for the next delivery report, at most `poll_ms`.
+    fn wait_for_delivery(&self) {
         let mut s = self.shared.state.lock();
-        loop {
-            if let Some(e) = s.failure.take() {
-                return Err(e);
-            }
-            if s.in_flight == 0 {
-                return Ok(true);
-            }
-            if self.shared.stopping() {
-                return Ok(false);
-            }
+        if s.in_flight > 0 && s.failure.is_none() {
             self.shared
                 .changed
                 .wait_for(&mut s, Duration::from_millis(self.config.poll_ms));
@@ -372,16 +370,24 @@ impl Sink {
         Ok(())
     }
 
+    /// The kill switch: once Kafka acknowledged `after_records` records in this run,
+    /// die with whatever follows them still queued or in flight.
     #[cfg(feature = "internals")]
-    fn kill(self, action: crate::config::KillAction, records: u64) -> Result<MirrorStats> {
-        if action == crate::config::KillAction::Abort {
+    fn kill_now(&self) -> Option<Result<MirrorStats>> {
+        let k = self.config.kill?;
+        let acknowledged = self.shared.state.lock().acknowledged;
+        if acknowledged < k.after_records {
+            return None;
+        }
+        if k.action == crate::config::KillAction::Abort {
             std::process::abort();
         }
         // A crash: whatever Kafka has not acknowledged is gone from this process.
         self.producer
             .purge(PurgeConfig::default().queue().inflight());
-        drop(self.producer);
-        Err(Error::Killed { records })
+        Some(Err(Error::Killed {
+            records: acknowledged,
+        }))
     }
 }
 

@@ -13,7 +13,7 @@ use streamlog::{Header, Partition, Record, Store, TopicConfig, TopicPartition};
 use crate::config::{KafkaSourceConfig, StartFrom, check_common};
 use crate::error::{Error, Result, kafka};
 use crate::headers::{KAFKA_OFFSET_HEADER, encode_offset, find_offset};
-use crate::kafka::{client_config, partition_count};
+use crate::kafka::{client_config, is_fatal, partition_count};
 use crate::mirror::{MirrorStats, Shared};
 
 /// A source ready to run: store topics checked, start positions found.
@@ -162,7 +162,15 @@ impl Source {
                     break;
                 };
                 wait = Duration::ZERO;
-                let msg = msg.map_err(|e| kafka("consuming", e))?;
+                let msg = match msg {
+                    Ok(m) => m,
+                    Err(e) if is_fatal(&e) => return Err(kafka("consuming", e)),
+                    Err(e) => {
+                        // The client retries on its own (a broker error, a moved leader).
+                        log::warn!("consuming: {e} (retrying)");
+                        continue;
+                    }
+                };
                 if let Some((tp, rec)) = self.accept(&msg, &batch)? {
                     batch.entry(tp).or_default().push(rec);
                     n += 1;
