@@ -1,10 +1,13 @@
-//! `streamlog`: the command-line tool of the streamlog library. Its one subcommand so far,
-//! `streamlog dump`, is streamlog's `kafka-dump-log` (see the `dump` module): segments,
-//! producer snapshots and transaction indexes.
+//! `streamlog`: the command-line tool of the streamlog library. `streamlog dump` is
+//! streamlog's `kafka-dump-log` (see the `dump` module): segments, producer snapshots and
+//! transaction indexes. `streamlog mirror` copies topics to and from a Kafka cluster (the
+//! `mirror` module, behind the default `kafka` feature).
 //!
 //! ```text
 //! cargo install --path crates/streamlog-cli      # or: cargo run -p streamlog-cli -- ...
 //! streamlog dump [--json] [--verify-index] PATH...
+//! streamlog mirror to-kafka --store DIR -b HOST:PORT -t TOPIC [-X key=value]...
+//! streamlog mirror from-kafka --store DIR -b HOST:PORT -t TOPIC [-X key=value]...
 //! ```
 //!
 //! Exit status: 0 if everything checked out, 1 if a problem was found, 2 for a usage
@@ -16,6 +19,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod dump;
+#[cfg(feature = "kafka")]
+mod mirror;
 
 /// Tools for streamlog's data directories, which hold Kafka's on-disk format.
 #[derive(Debug, Parser)]
@@ -37,11 +42,23 @@ enum Command {
     /// streamlog Log (or a Kafka broker) has open.
     #[command(after_help = dump::EXIT_STATUS_HELP)]
     Dump(dump::Options),
+    /// Mirrors topics between a store and a Kafka cluster, resuming exactly where it
+    /// stopped
+    ///
+    /// Built with the CLI's default `kafka` feature (it compiles librdkafka);
+    /// `cargo install streamlog-cli --no-default-features --features gzip,snappy,lz4,zstd`
+    /// leaves it out. Kafka client settings pass through as -X key=value, as with kcat.
+    /// Exit status: 0 when the mirror ended without error (--exit-at-end), 1 otherwise.
+    #[cfg(feature = "kafka")]
+    #[command(subcommand)]
+    Mirror(mirror::Direction),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Dump(options) => dump_to_stdout(&options),
+        #[cfg(feature = "kafka")]
+        Command::Mirror(direction) => mirror::run(&direction),
     }
 }
 
@@ -94,9 +111,13 @@ mod tests {
         assert!(e.to_string().contains("--jsn"), "{e}");
         assert_eq!(e.exit_code(), 2);
 
+        #[allow(irrefutable_let_patterns, reason = "one variant without `kafka`")]
         let Command::Dump(options) = parse(&["dump", "--json", "--", "--verify-index"])
             .unwrap()
-            .command;
+            .command
+        else {
+            panic!("not a dump");
+        };
         assert_eq!(
             options,
             dump::Options {

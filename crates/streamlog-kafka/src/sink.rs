@@ -10,9 +10,9 @@ use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
-use rdkafka::producer::{
-    BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
-};
+#[cfg(feature = "internals")]
+use rdkafka::producer::PurgeConfig;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use streamlog::{Consumer, ConsumerConfig, IsolationLevel, OffsetReset, Store, TopicPartition};
 

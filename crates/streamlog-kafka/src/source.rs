@@ -148,7 +148,6 @@ impl Source {
         let poll = Duration::from_millis(self.config.poll_ms);
         let commit_every = Duration::from_millis(self.config.commit_interval_ms);
         let mut last_commit = Instant::now();
-        let mut appended = 0u64;
         let mut dirty = BTreeSet::new();
         loop {
             if self.shared.stopping() {
@@ -185,6 +184,7 @@ impl Source {
                 };
                 #[cfg(feature = "internals")]
                 if let Some(k) = self.config.kill
+                    && let appended = self.shared.state.lock().acknowledged
                     && appended + recs.len() as u64 >= k.after_records
                 {
                     let keep = usize::try_from(k.after_records - appended).unwrap_or(0);
@@ -199,7 +199,6 @@ impl Source {
                     });
                 }
                 part.append_with(&recs, self.config.compression)?;
-                appended += recs.len() as u64;
                 let Some(last) = recs
                     .last()
                     .and_then(|r| find_offset(header_pairs(&r.headers), KAFKA_OFFSET_HEADER))
