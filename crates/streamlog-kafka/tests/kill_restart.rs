@@ -56,16 +56,19 @@ fn a_sink_killed_at_random_points_ends_with_the_exact_sequence_in_kafka() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     store
-        .create_topic("orders", TopicConfig::default().partitions(PARTITIONS))
+        .create_topic(
+            "orders-killed",
+            TopicConfig::default().partitions(PARTITIONS),
+        )
         .unwrap();
     fill_store(
         &store,
-        "orders",
+        "orders-killed",
         PARTITIONS,
         0..RECORDS,
         Compression::Snappy,
     );
-    kafka.prepare_topic("orders", PARTITIONS);
+    kafka.prepare_topic("orders-killed", PARTITIONS);
     if let Some(mock) = &kafka.mock {
         // Requests spend a while on the wire, so that a kill finds records in flight.
         for broker in 1..=3 {
@@ -74,7 +77,7 @@ fn a_sink_killed_at_random_points_ends_with_the_exact_sequence_in_kafka() {
         }
     }
     let kills = until_done(0x5eed_0001, 90, |kill| {
-        let mut config = kafka.sink(&["orders"]);
+        let mut config = kafka.sink(&["orders-killed"]);
         // Small produce requests, so that a kill finds some acknowledged and some in
         // flight.
         config
@@ -86,8 +89,8 @@ fn a_sink_killed_at_random_points_ends_with_the_exact_sequence_in_kafka() {
     assert!(kills >= 5, "only {kills} kills");
     println!("the sink finished after {kills} kills");
     assert_sink_copy(
-        &read_store(&store, "orders"),
-        &read_kafka(&kafka.bootstrap, "orders", PARTITIONS),
+        &read_store(&store, "orders-killed"),
+        &read_kafka(&kafka.bootstrap, "orders-killed", PARTITIONS),
     );
 }
 

@@ -20,6 +20,7 @@ const DIR_VAR: &str = "STREAMLOG_KAFKA_TEST_DIR";
 const BOOTSTRAP_VAR: &str = "STREAMLOG_KAFKA_TEST_BOOTSTRAP";
 const MODE_VAR: &str = "STREAMLOG_KAFKA_TEST_MODE";
 const KILL_VAR: &str = "STREAMLOG_KAFKA_TEST_KILL_AFTER";
+const TOPIC_VAR: &str = "STREAMLOG_KAFKA_TEST_TOPIC";
 const PARTITIONS: i32 = 2;
 const RECORDS: usize = 400;
 
@@ -31,11 +32,12 @@ fn open(dir: &Path) -> Store {
 #[test]
 #[ignore = "run as a child process by the tests below"]
 fn mirror_worker() {
-    let (Ok(dir), Ok(bootstrap), Ok(mode), Ok(kill)) = (
+    let (Ok(dir), Ok(bootstrap), Ok(mode), Ok(kill), Ok(topic)) = (
         std::env::var(DIR_VAR),
         std::env::var(BOOTSTRAP_VAR),
         std::env::var(MODE_VAR),
         std::env::var(KILL_VAR),
+        std::env::var(TOPIC_VAR),
     ) else {
         return;
     };
@@ -49,7 +51,7 @@ fn mirror_worker() {
             &store,
             KafkaSinkConfig {
                 bootstrap,
-                topics: vec!["orders".into()],
+                topics: vec![topic],
                 stop_at_end: true,
                 poll_ms: 20,
                 kafka: vec![("batch.num.messages".into(), "16".into())],
@@ -64,7 +66,7 @@ fn mirror_worker() {
                 bootstrap,
                 partitions: Some(
                     (0..PARTITIONS)
-                        .map(|p| TopicPartition::new("orders", p))
+                        .map(|p| TopicPartition::new(topic.clone(), p))
                         .collect(),
                 ),
                 max_batch_records: 23,
@@ -80,7 +82,13 @@ fn mirror_worker() {
 }
 
 /// Runs children until one finishes; returns how many died.
-fn run_until_done(dir: &Path, bootstrap: &str, mode: &str, seed: u64, most: u64) -> u32 {
+fn run_until_done(
+    dir: &Path,
+    bootstrap: &str,
+    (mode, topic): (&str, &str),
+    seed: u64,
+    most: u64,
+) -> u32 {
     let mut rng = Rng(seed);
     let mut deaths = 0;
     loop {
@@ -89,6 +97,7 @@ fn run_until_done(dir: &Path, bootstrap: &str, mode: &str, seed: u64, most: u64)
             .env(DIR_VAR, dir)
             .env(BOOTSTRAP_VAR, bootstrap)
             .env(MODE_VAR, mode)
+            .env(TOPIC_VAR, topic)
             .env(KILL_VAR, (1 + rng.below(most)).to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -109,12 +118,21 @@ fn a_sink_process_killed_at_random_points_ends_with_the_exact_sequence() {
     {
         let store = open(dir.path());
         store
-            .create_topic("orders", TopicConfig::default().partitions(PARTITIONS))
+            .create_topic(
+                "orders-sink-process",
+                TopicConfig::default().partitions(PARTITIONS),
+            )
             .unwrap();
-        fill_store(&store, "orders", PARTITIONS, 0..RECORDS, Compression::Zstd);
+        fill_store(
+            &store,
+            "orders-sink-process",
+            PARTITIONS,
+            0..RECORDS,
+            Compression::Zstd,
+        );
         store.close().unwrap();
     }
-    kafka.prepare_topic("orders", PARTITIONS);
+    kafka.prepare_topic("orders-sink-process", PARTITIONS);
     if let Some(mock) = &kafka.mock {
         // Requests spend a while on the wire, so that a death finds records in flight.
         for broker in 1..=3 {
@@ -122,31 +140,43 @@ fn a_sink_process_killed_at_random_points_ends_with_the_exact_sequence() {
                 .unwrap();
         }
     }
-    let deaths = run_until_done(dir.path(), &kafka.bootstrap, "sink", 0x0dea_d001, 90);
+    let deaths = run_until_done(
+        dir.path(),
+        &kafka.bootstrap,
+        ("sink", "orders-sink-process"),
+        0x0dea_d001,
+        90,
+    );
     assert!(deaths >= 3, "the sink died only {deaths} times");
     println!("the sink finished after {deaths} deaths");
     let store = open(dir.path());
     assert_sink_copy(
-        &read_store(&store, "orders"),
-        &read_kafka(&kafka.bootstrap, "orders", PARTITIONS),
+        &read_store(&store, "orders-sink-process"),
+        &read_kafka(&kafka.bootstrap, "orders-sink-process", PARTITIONS),
     );
 }
 
 #[test]
 fn a_source_process_killed_at_random_points_ends_with_the_exact_sequence() {
     let kafka = Kafka::start();
-    kafka.create_topic("orders", PARTITIONS);
+    kafka.create_topic("orders-source-process", PARTITIONS);
     let records: Vec<_> = (0..RECORDS)
         .map(|i| (i as i32 % PARTITIONS, common::record(i)))
         .collect();
-    kafka.produce("orders", &records);
+    kafka.produce("orders-source-process", &records);
     let dir = tempfile::tempdir().unwrap();
-    let deaths = run_until_done(dir.path(), &kafka.bootstrap, "source", 0x0dea_d002, 60);
+    let deaths = run_until_done(
+        dir.path(),
+        &kafka.bootstrap,
+        ("source", "orders-source-process"),
+        0x0dea_d002,
+        60,
+    );
     assert!(deaths >= 3, "the source died only {deaths} times");
     println!("the source finished after {deaths} deaths");
     let store = open(dir.path());
     assert_source_copy(
-        &read_kafka(&kafka.bootstrap, "orders", PARTITIONS),
-        &read_store(&store, "orders"),
+        &read_kafka(&kafka.bootstrap, "orders-source-process", PARTITIONS),
+        &read_store(&store, "orders-source-process"),
     );
 }

@@ -133,18 +133,18 @@ fn a_partition_count_mismatch_is_an_error_naming_the_topic() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     store
-        .create_topic("orders", TopicConfig::default().partitions(3))
+        .create_topic("mismatch", TopicConfig::default().partitions(3))
         .unwrap();
-    kafka.create_topic("orders", 2);
-    let err = Mirror::to_kafka(&store, kafka.sink(&["orders"])).unwrap_err();
+    kafka.create_topic("mismatch", 2);
+    let err = Mirror::to_kafka(&store, kafka.sink(&["mismatch"])).unwrap_err();
     assert!(
-        matches!(&err, Error::PartitionMismatch { topic, store: 3, kafka: 2 } if topic == "orders"),
+        matches!(&err, Error::PartitionMismatch { topic, store: 3, kafka: 2 } if topic == "mismatch"),
         "{err}"
     );
-    assert!(err.to_string().contains("orders"));
+    assert!(err.to_string().contains("mismatch"));
 
     // The source checks the same against an existing store topic.
-    let err = Mirror::from_kafka(&store, kafka.source(&["orders"])).unwrap_err();
+    let err = Mirror::from_kafka(&store, kafka.source(&["mismatch"])).unwrap_err();
     assert!(
         matches!(
             &err,
