@@ -5,6 +5,13 @@ use streamlog::{Compression, TopicPartition};
 /// Where a mirror starts in a partition when the destination gives no position: the
 /// destination partition holds no record of the mirror, and no offset is committed for
 /// the mirror's group.
+///
+/// ```
+/// use streamlog_kafka::{KafkaSinkConfig, StartFrom};
+/// // Mirror only what the application appends from now on.
+/// let config = KafkaSinkConfig { start: StartFrom::Latest, ..KafkaSinkConfig::default() };
+/// assert_ne!(config.start, StartFrom::default());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StartFrom {
     /// The first record the source still holds. Default.
@@ -16,6 +23,15 @@ pub enum StartFrom {
 
 /// A test hook that stops a mirror as a crash would (feature `internals`, not a stable
 /// API).
+///
+/// ```
+/// use streamlog_kafka::{KafkaSinkConfig, KillAction, KillSwitch};
+/// let config = KafkaSinkConfig {
+///     kill: Some(KillSwitch { after_records: 100, action: KillAction::Stop }),
+///     ..KafkaSinkConfig::default()
+/// };
+/// assert!(config.kill.is_some());
+/// ```
 #[cfg(feature = "internals")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KillSwitch {
@@ -219,15 +235,15 @@ pub(crate) fn check_common(bootstrap: &str, poll_ms: u64, timeout_ms: u64) -> cr
             reason: "no Kafka bootstrap servers given".into(),
         });
     }
-    if poll_ms == 0 || timeout_ms == 0 {
-        return Err(crate::Error::InvalidConfig {
-            name: if poll_ms == 0 {
-                "poll_ms"
-            } else {
-                "timeout_ms"
-            },
-            reason: "must be at least 1".into(),
-        });
+    // librdkafka takes timeouts as a C int of milliseconds.
+    let most = i32::MAX as u64;
+    for (name, ms) in [("poll_ms", poll_ms), ("timeout_ms", timeout_ms)] {
+        if ms == 0 || ms > most {
+            return Err(crate::Error::InvalidConfig {
+                name,
+                reason: format!("{ms} is not in 1..={most}"),
+            });
+        }
     }
     Ok(())
 }

@@ -6,10 +6,23 @@
 
 /// Added by [`Mirror::to_kafka`](crate::Mirror::to_kafka) to every record it writes to
 /// Kafka: the record's offset in the store partition it came from.
+///
+/// ```
+/// // A Kafka consumer finds where a record came from:
+/// let headers = [("trace", &b"t1"[..]), (streamlog_kafka::SOURCE_OFFSET_HEADER, &b"42"[..])];
+/// let (_, v) = headers.iter().find(|(k, _)| *k == "streamlog.source.offset").unwrap();
+/// assert_eq!(streamlog_kafka::decode_offset(v), Some(42));
+/// ```
 pub const SOURCE_OFFSET_HEADER: &str = "streamlog.source.offset";
 
 /// Added by [`Mirror::from_kafka`](crate::Mirror::from_kafka) to every record it writes to
 /// the store: the record's offset in the Kafka partition it came from.
+///
+/// ```
+/// let r = streamlog::Record::new(0, Some("k"), Some("v"))
+///     .header(streamlog_kafka::KAFKA_OFFSET_HEADER, "7");
+/// assert_eq!(r.headers[0].key, "streamlog.kafka.offset");
+/// ```
 pub const KAFKA_OFFSET_HEADER: &str = "streamlog.kafka.offset";
 
 /// The header value for `offset`.

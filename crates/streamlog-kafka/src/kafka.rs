@@ -139,7 +139,7 @@ fn read_last(
     tpl.add_partition_offset(topic, partition, Offset::Offset(from))
         .map_err(|e| kafka(ctx(), e))?;
     consumer.assign(&tpl).map_err(|e| kafka(ctx(), e))?;
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::mirror::deadline_after(timeout);
     let mut last = None;
     // The Kafka client delivers fetched records only through poll: we poll until the
     // partition's end (a PartitionEOF event, `enable.partition.eof` is set) or the

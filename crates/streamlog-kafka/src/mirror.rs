@@ -13,6 +13,14 @@ use crate::config::{KafkaSinkConfig, KafkaSourceConfig};
 use crate::error::{Error, Result};
 
 /// What one run of a mirror did.
+///
+/// ```no_run
+/// # let store = streamlog::Store::open("data")?;
+/// # let config = streamlog_kafka::KafkaSinkConfig::default();
+/// let stats = streamlog_kafka::Mirror::to_kafka(&store, config)?.stop()?;
+/// println!("{} records copied", stats.records);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct MirrorStats {
@@ -119,8 +127,9 @@ impl Mirror {
     /// start is found: right after the source offset in the header of the last record of
     /// the Kafka partition; for a Kafka partition without records, the offset committed
     /// to `group_id`, else `config.start`. Then a thread copies the records, partition to
-    /// the same partition, with their key, value, headers and timestamp, through an
-    /// idempotent producer that retries without a time limit.
+    /// the same partition, with their key, value, headers and timestamp (a record without
+    /// one, timestamp -1, gets the Kafka producer's clock), through an idempotent producer
+    /// that retries without a time limit.
     ///
     /// # Errors
     /// `InvalidConfig`; `UnknownTopic` for a topic the store lacks (or Kafka lacks when
@@ -173,6 +182,15 @@ impl Mirror {
 
     /// Per source partition, the offset after the last record the destination has
     /// acknowledged (the next offset to copy).
+    ///
+    /// ```no_run
+    /// # let store = streamlog::Store::open("data")?;
+    /// # let mirror = streamlog_kafka::Mirror::to_kafka(&store, Default::default())?;
+    /// for (tp, next) in mirror.positions() {
+    ///     println!("{tp}: copied up to {next}");
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn positions(&self) -> BTreeMap<TopicPartition, i64> {
         self.shared.state.lock().positions.clone()
     }
@@ -180,12 +198,24 @@ impl Mirror {
     /// Blocks until every partition in `targets` reached at least its offset in
     /// [`positions`](Self::positions), the mirror ended, or `timeout` passed. Returns
     /// whether the targets were reached.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use streamlog::TopicPartition;
+    /// # let store = streamlog::Store::open("data")?;
+    /// # let mirror = streamlog_kafka::Mirror::to_kafka(&store, Default::default())?;
+    /// // Wait until Kafka holds everything partition 0 holds now.
+    /// let end = store.topic("clicks")?.partition(0)?.log_end_offset();
+    /// let target = [(TopicPartition::new("clicks", 0), end)].into_iter().collect();
+    /// assert!(mirror.wait_for_positions(&target, Duration::from_secs(60)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait_for_positions(
         &self,
         targets: &BTreeMap<TopicPartition, i64>,
         timeout: Duration,
     ) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let mut s = self.shared.state.lock();
         loop {
             let reached = targets
@@ -202,7 +232,17 @@ impl Mirror {
         }
     }
 
-    /// Whether the mirror's thread has ended (an error, or `stop_at_end`).
+    /// Whether the mirror's thread has ended (an error, or `stop_at_end`); then
+    /// [`join`](Self::join) returns at once.
+    ///
+    /// ```no_run
+    /// # let store = streamlog::Store::open("data")?;
+    /// # let mirror = streamlog_kafka::Mirror::to_kafka(&store, Default::default())?;
+    /// if mirror.is_finished() {
+    ///     mirror.join()?;
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_finished(&self) -> bool {
         self.shared.state.lock().finished
     }
@@ -222,6 +262,19 @@ impl Mirror {
     }
 
     /// Waits for the mirror to end on its own (`stop_at_end`, or an error).
+    ///
+    /// ```no_run
+    /// use streamlog_kafka::{KafkaSourceConfig, Mirror};
+    /// # let store = streamlog::Store::open("data")?;
+    /// let config = KafkaSourceConfig {
+    ///     bootstrap: "kafka-1:9092".into(),
+    ///     topics: vec!["orders".into()],
+    ///     stop_at_end: true,
+    ///     ..KafkaSourceConfig::default()
+    /// };
+    /// Mirror::from_kafka(&store, config)?.join()?; // everything Kafka held at the end
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// The error that ended the mirror, if one did.
@@ -256,4 +309,12 @@ impl Drop for Mirror {
             }
         }
     }
+}
+
+/// `timeout` from now, or a year from now if that cannot be represented.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(now)
 }

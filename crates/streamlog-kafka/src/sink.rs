@@ -415,7 +415,7 @@ fn wait_for_topic(
     topic: &str,
     timeout: Duration,
 ) -> Result<i32> {
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::mirror::deadline_after(timeout);
     loop {
         if let Some(n) = partition_count(admin.inner(), topic, timeout)? {
             return Ok(n);
