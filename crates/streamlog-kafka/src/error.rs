@@ -78,6 +78,27 @@ pub enum Error {
         /// The header that was expected.
         header: &'static str,
     },
+    /// The destination says the mirror copied records the source does not have: the
+    /// source partition was replaced or truncated since (a new store, a recreated
+    /// topic). Resuming would skip the source's records up to that offset, so the mirror
+    /// refuses; mirror into a fresh destination topic instead.
+    #[error(
+        "the last record of {topic}-{partition} in {side} says the mirror copied the source \
+         up to offset {resume}, but the source partition ends at {source_end}: the source \
+         was replaced or truncated; mirror into a fresh destination topic"
+    )]
+    DestinationAhead {
+        /// Where the destination is: "Kafka" or "the store".
+        side: &'static str,
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The source offset the mirror would resume from.
+        resume: i64,
+        /// The source partition's end offset.
+        source_end: i64,
+    },
     /// A topic named in the configuration exists on neither side, or not on the side it
     /// is copied from.
     #[error("topic {topic} does not exist in {side}")]

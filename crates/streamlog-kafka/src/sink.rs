@@ -189,6 +189,15 @@ impl Sink {
                     StartFrom::Latest => part.log_end_offset(),
                 },
             };
+            if last.is_some() && start > part.log_end_offset() {
+                return Err(Error::DestinationAhead {
+                    side: "Kafka",
+                    topic: tp.topic().to_string(),
+                    partition: tp.partition(),
+                    resume: start,
+                    source_end: part.log_end_offset(),
+                });
+            }
             if start < part.log_start_offset() {
                 log::warn!(
                     "{tp}: records {start}..{} were removed from the store (retention) \

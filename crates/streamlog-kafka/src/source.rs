@@ -101,6 +101,18 @@ impl Source {
                 let tp = TopicPartition::new(topic.clone(), p);
                 let part = t.partition(p)?;
                 if let Some(o) = last_kafka_offset(&part)? {
+                    let (_, high) = consumer
+                        .fetch_watermarks(topic, p, timeout)
+                        .map_err(|e| kafka(format!("reading the watermarks of {tp}"), e))?;
+                    if o + 1 > high {
+                        return Err(Error::DestinationAhead {
+                            side: "the store",
+                            topic: topic.clone(),
+                            partition: p,
+                            resume: o + 1,
+                            source_end: high,
+                        });
+                    }
                     next.insert(tp.clone(), o + 1);
                 }
                 parts.insert(tp, part);

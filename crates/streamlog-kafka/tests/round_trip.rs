@@ -234,6 +234,71 @@ fn the_source_as_a_group_member_copies_and_resumes() {
 }
 
 #[test]
+fn a_destination_ahead_of_a_replaced_source_is_refused() {
+    let kafka = Kafka::start();
+    // Kafka holds 10 mirrored records; then the store is replaced by one with 4.
+    let old = tempfile::tempdir().unwrap();
+    let store = open(old.path());
+    store
+        .create_topic("replaced", TopicConfig::default())
+        .unwrap();
+    fill_store(&store, "replaced", 1, 0..10, Compression::None);
+    kafka.prepare_topic("replaced", 1);
+    Mirror::to_kafka(&store, kafka.sink(&["replaced"]))
+        .unwrap()
+        .join()
+        .unwrap();
+    let new = tempfile::tempdir().unwrap();
+    let store = open(new.path());
+    store
+        .create_topic("replaced", TopicConfig::default())
+        .unwrap();
+    fill_store(&store, "replaced", 1, 0..4, Compression::None);
+    let err = Mirror::to_kafka(&store, kafka.sink(&["replaced"])).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::DestinationAhead {
+                side: "Kafka",
+                resume: 10,
+                source_end: 4,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // The store copied Kafka up to offset 10 of a topic that now holds 4 records.
+    kafka.create_topic("recreated", 1);
+    let records: Vec<_> = (0..4).map(|i| (0, common::record(i))).collect();
+    kafka.produce("recreated", &records);
+    let dest = tempfile::tempdir().unwrap();
+    let dest = open(dest.path());
+    dest.create_topic("recreated", TopicConfig::default())
+        .unwrap();
+    let r = common::record(0).header(streamlog_kafka::KAFKA_OFFSET_HEADER, "9");
+    dest.topic("recreated")
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .append(&[r])
+        .unwrap();
+    let err = Mirror::from_kafka(&dest, kafka.source(&["recreated"])).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::DestinationAhead {
+                side: "the store",
+                resume: 10,
+                source_end: 4,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_settings_are_refused_before_anything_starts() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
@@ -249,6 +314,26 @@ fn bad_settings_are_refused_before_anything_starts() {
     let err = Mirror::to_kafka(&store, config).unwrap_err();
     assert!(
         matches!(err, Error::InvalidConfig { name: "kafka", .. }),
+        "{err}"
+    );
+    let err = Mirror::to_kafka(
+        &store,
+        streamlog_kafka::KafkaSinkConfig {
+            bootstrap: "127.0.0.1:1".into(),
+            topics: vec!["t".into()],
+            timeout_ms: u64::MAX,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidConfig {
+                name: "timeout_ms",
+                ..
+            }
+        ),
         "{err}"
     );
     let err = Mirror::to_kafka(&store, Default::default()).unwrap_err();
