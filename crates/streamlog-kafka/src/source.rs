@@ -251,6 +251,8 @@ impl Source {
                 && msg.offset() != n
                 && !batch.contains_key(&tp)
             {
+                // librdkafka drops what it fetched before the seek (its op version
+                // barrier), so the next record of `tp` is the first at or after `n`.
                 self.consumer
                     .seek(
                         tp.topic(),
