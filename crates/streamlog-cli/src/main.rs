@@ -1,6 +1,7 @@
 //! `streamlog`: the command-line tool of the streamlog library, its `kafka-topics`,
 //! `kafka-configs`, `kafka-console-producer`, `kafka-console-consumer`,
-//! `kafka-consumer-groups` and `kafka-dump-log`.
+//! `kafka-consumer-groups` and `kafka-dump-log`; `streamlog mirror` copies topics to and
+//! from a Kafka cluster (the `mirror` module, behind the default `kafka` feature).
 //!
 //! ```text
 //! cargo install --path crates/streamlog-cli      # or: cargo run -p streamlog-cli -- ...
@@ -10,6 +11,8 @@
 //! streamlog groups list|describe|reset-offsets|delete --dir DIR ...
 //! streamlog verify DIR
 //! streamlog dump [--json] [--verify-index] PATH...
+//! streamlog mirror to-kafka --store DIR -b HOST:PORT -t TOPIC [-X key=value]...
+//! streamlog mirror from-kafka --store DIR -b HOST:PORT -t TOPIC [-X key=value]...
 //! ```
 //!
 //! The store commands open the store as its writer: the store must not be open in
@@ -25,6 +28,8 @@ use clap::{Parser, Subcommand};
 mod consume;
 mod dump;
 mod groups;
+#[cfg(feature = "kafka")]
+mod mirror;
 mod produce;
 mod store_arg;
 mod topics;
@@ -64,6 +69,16 @@ enum Command {
     /// every batch's CRC and offsets, every index entry (SQLite's integrity_check).
     /// Exit status 1 if anything is wrong
     Verify(verify::Verify),
+    /// Mirrors topics between a store and a Kafka cluster, resuming exactly where it
+    /// stopped
+    ///
+    /// Built with the CLI's default `kafka` feature (it compiles librdkafka);
+    /// `cargo install streamlog-cli --no-default-features --features gzip,snappy,lz4,zstd`
+    /// leaves it out. Kafka client settings pass through as -X key=value, as with kcat.
+    /// Exit status: 0 when the mirror ended without error (--exit-at-end), 1 otherwise.
+    #[cfg(feature = "kafka")]
+    #[command(subcommand)]
+    Mirror(mirror::Direction),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +90,8 @@ fn main() -> ExitCode {
         Command::Groups(g) => groups::run(g, &mut out),
         Command::Produce(p) => produce::run(p, &mut io::stdin().lock()).map(|_| ()),
         Command::Consume(c) => consume::run(c, &mut out).map(|_| ()),
+        #[cfg(feature = "kafka")]
+        Command::Mirror(direction) => return mirror::run(direction),
         Command::Verify(v) => match verify::run(v, &mut out) {
             Ok(true) => Ok(()),
             Ok(false) => {
@@ -144,6 +161,7 @@ mod tests {
         assert!(e.to_string().contains("--jsn"), "{e}");
         assert_eq!(e.exit_code(), 2);
 
+        #[allow(irrefutable_let_patterns, reason = "one variant without `kafka`")]
         let Command::Dump(options) = parse(&["dump", "--json", "--", "--verify-index"])
             .unwrap()
             .command

@@ -1,0 +1,148 @@
+//! `streamlog mirror` against librdkafka's mock cluster (in this process, on 127.0.0.1):
+//! a store topic goes to Kafka with `to-kafka` and comes back into another store with
+//! `from-kafka`, with a Kafka client setting passed through `-X`.
+#![cfg(feature = "kafka")]
+
+use std::process::Command;
+
+use streamlog::{Record, Store, TopicConfig};
+use streamlog_kafka::rdkafka::mocking::MockCluster;
+
+fn streamlog(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_streamlog"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn to_kafka_and_back_copies_every_record_with_its_offset_header() {
+    let mock = MockCluster::new(1).unwrap();
+    let bootstrap = mock.bootstrap_servers();
+    // The mock does not implement CreateTopics; a real cluster gets it from the mirror.
+    mock.create_topic("clicks", 2, 1).unwrap();
+    let from = tempfile::tempdir().unwrap();
+    let to = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(from.path()).unwrap();
+        store
+            .create_topic("clicks", TopicConfig::default().partitions(2))
+            .unwrap();
+        let t = store.topic("clicks").unwrap();
+        for i in 0..50i64 {
+            let r = Record::new(
+                1_700_000_000_000 + i,
+                Some(format!("k{i}")),
+                Some(format!("v{i}")),
+            )
+            .header("h", format!("{i}"));
+            t.partition((i % 2) as i32).unwrap().append(&[r]).unwrap();
+        }
+        store.close().unwrap();
+    }
+    let store_arg = from.path().to_str().unwrap();
+    let (ok, err) = streamlog(&[
+        "mirror",
+        "to-kafka",
+        "--store",
+        store_arg,
+        "-b",
+        &bootstrap,
+        "-t",
+        "clicks",
+        "--exit-at-end",
+        "-X",
+        "compression.type=lz4",
+        "--group",
+        "cli-sink",
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.contains("50 records copied"), "{err}");
+
+    let (ok, err) = streamlog(&[
+        "mirror",
+        "from-kafka",
+        "--store",
+        to.path().to_str().unwrap(),
+        "-b",
+        &bootstrap,
+        "-p",
+        "clicks:0",
+        "-p",
+        "clicks:1",
+        "--exit-at-end",
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.contains("50 records copied"), "{err}");
+
+    let source = Store::open(from.path()).unwrap();
+    // The sink's progress is a streamlog consumer group with no lag left.
+    let group = source.describe_group("cli-sink").unwrap();
+    assert!(
+        group.offsets.iter().all(|o| o.lag == 0 && o.offset == 25),
+        "{group:?}"
+    );
+    let copy = Store::open(to.path()).unwrap();
+    for p in 0..2 {
+        let a = source
+            .topic("clicks")
+            .unwrap()
+            .partition(p)
+            .unwrap()
+            .read(0, 1 << 20)
+            .unwrap();
+        let b = copy
+            .topic("clicks")
+            .unwrap()
+            .partition(p)
+            .unwrap()
+            .read(0, 1 << 20)
+            .unwrap();
+        assert_eq!(a.len(), 25);
+        assert_eq!(b.len(), 25);
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(
+                (x.offset, x.timestamp, &x.key, &x.value),
+                (y.offset, y.timestamp, &y.key, &y.value)
+            );
+            let keys: Vec<&str> = y.headers.iter().map(|h| h.key.as_str()).collect();
+            assert_eq!(
+                keys,
+                ["h", "streamlog.source.offset", "streamlog.kafka.offset"]
+            );
+            assert_eq!(
+                y.headers[1].value.as_deref(),
+                Some(x.offset.to_string().as_bytes())
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_mirror_arguments_fail_with_a_message_naming_them() {
+    let (ok, err) = streamlog(&["mirror", "to-kafka", "--store", "x", "-b", "h:1"]);
+    assert!(!ok);
+    assert!(err.contains("--topic"), "{err}");
+    let (ok, err) = streamlog(&[
+        "mirror", "to-kafka", "--store", "x", "-b", "h:1", "-t", "t", "-X", "novalue",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("key=value"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, err) = streamlog(&[
+        "mirror",
+        "to-kafka",
+        "--store",
+        dir.path().to_str().unwrap(),
+        "-b",
+        "127.0.0.1:1",
+        "-t",
+        "missing",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("missing"), "{err}");
+}

@@ -1,0 +1,440 @@
+//! Store -> Kafka.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::AdminClient;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
+#[cfg(feature = "internals")]
+use rdkafka::producer::PurgeConfig;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use streamlog::{Consumer, ConsumerConfig, IsolationLevel, OffsetReset, Store, TopicPartition};
+
+use crate::config::{KafkaSinkConfig, StartFrom, check_common};
+use crate::error::{Error, Result, kafka};
+use crate::headers::{SOURCE_OFFSET_HEADER, encode_offset};
+use crate::kafka::{client_config, create_topic, last_header_offset, partition_count};
+use crate::mirror::{MirrorStats, Shared};
+
+/// What a delivery report refers to: the index of the partition in `Sink::partitions`
+/// and the record's source offset.
+struct Sent {
+    partition: usize,
+    offset: i64,
+}
+
+/// Receives Kafka's delivery reports (on the producer's polling thread).
+struct DeliveryContext {
+    shared: Arc<Shared>,
+    partitions: Arc<Vec<TopicPartition>>,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = Box<Sent>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent: Box<Sent>) {
+        let Some(tp) = self.partitions.get(sent.partition) else {
+            return;
+        };
+        match result {
+            // The idempotent producer keeps each partition's order, so the reports of a
+            // partition come in offset order and the position only moves forward.
+            Ok(_) => {
+                self.shared.advance(tp, sent.offset + 1, 1);
+                let mut s = self.shared.state.lock();
+                s.in_flight = s.in_flight.saturating_sub(1);
+            }
+            Err((e, _)) => {
+                let mut s = self.shared.state.lock();
+                s.in_flight = s.in_flight.saturating_sub(1);
+                if s.failure.is_none() {
+                    s.failure = Some(Error::Delivery {
+                        topic: tp.topic().to_string(),
+                        partition: tp.partition(),
+                        offset: sent.offset,
+                        source: e.clone(),
+                    });
+                }
+            }
+        }
+        self.shared.changed.notify_all();
+    }
+}
+
+/// A sink ready to run: Kafka topics checked, start positions found.
+pub(crate) struct Sink {
+    config: KafkaSinkConfig,
+    shared: Arc<Shared>,
+    partitions: Arc<Vec<TopicPartition>>,
+    producer: ThreadedProducer<DeliveryContext>,
+    consumer: Consumer,
+}
+
+/// The producer settings the mirror's guarantee rests on; a user setting may not
+/// change them.
+const PRODUCER_SETTINGS: &[(&str, &str)] = &[
+    ("enable.idempotence", "true"),
+    ("acks", "all"),
+    // Never give up on a record: a broker error is retried until it succeeds or the
+    // producer fails fatally (then the mirror stops and a restart resumes).
+    ("message.timeout.ms", "0"),
+    // A batch that fails in a way that could leave a gap stops the producer.
+    ("enable.gapless.guarantee", "true"),
+];
+
+impl Sink {
+    pub(crate) fn start(
+        store: &Store,
+        config: KafkaSinkConfig,
+        shared: Arc<Shared>,
+    ) -> Result<Sink> {
+        check_common(&config.bootstrap, config.poll_ms, config.timeout_ms)?;
+        if config.topics.is_empty() {
+            return Err(Error::InvalidConfig {
+                name: "topics",
+                reason: "no topic to mirror".into(),
+            });
+        }
+        for (k, v) in &config.kafka {
+            if let Some((_, ours)) = PRODUCER_SETTINGS.iter().find(|(n, _)| n == k)
+                && v != ours
+                && k != "message.timeout.ms"
+            {
+                return Err(Error::InvalidConfig {
+                    name: "kafka",
+                    reason: format!("{k}={v}: the mirror needs {k}={ours} (no loss, no gap)"),
+                });
+            }
+        }
+        let timeout = Duration::from_millis(config.timeout_ms);
+        let admin: AdminClient<DefaultClientContext> =
+            // A metadata request must not create the topic (with the broker's default
+            // partition count) before the mirror creates it with the right one.
+            client_config(&config.bootstrap, &[("allow.auto.create.topics", "false")], &[])
+                .create()
+                .map_err(|e| kafka("creating the admin client", e))?;
+        let mut partitions = Vec::new();
+        for topic in &config.topics {
+            let Ok(t) = store.topic(topic) else {
+                return Err(Error::UnknownTopic {
+                    side: "the store",
+                    topic: topic.clone(),
+                });
+            };
+            let count = t.partition_count();
+            match partition_count(admin.inner(), topic, timeout)? {
+                Some(n) if n == count => {}
+                Some(n) => {
+                    return Err(Error::PartitionMismatch {
+                        topic: topic.clone(),
+                        store: count,
+                        kafka: n,
+                    });
+                }
+                None if config.create_topics => {
+                    create_topic(&admin, topic, count, config.replication_factor, timeout)?;
+                    let n = wait_for_topic(&admin, topic, timeout)?;
+                    if n != count {
+                        return Err(Error::PartitionMismatch {
+                            topic: topic.clone(),
+                            store: count,
+                            kafka: n,
+                        });
+                    }
+                }
+                None => {
+                    return Err(Error::UnknownTopic {
+                        side: "Kafka",
+                        topic: topic.clone(),
+                    });
+                }
+            }
+            partitions.extend((0..count).map(|p| TopicPartition::new(topic.clone(), p)));
+        }
+        drop(admin);
+
+        let mut consumer = store.consumer(
+            ConsumerConfig::new(config.group_id.clone())
+                .enable_auto_commit(false)
+                .isolation_level(IsolationLevel::ReadCommitted)
+                .auto_offset_reset(OffsetReset::Earliest),
+        )?;
+        consumer.assign(&partitions)?;
+        let committed = consumer.committed(&partitions)?;
+        let probe: BaseConsumer = probe_config(&config.bootstrap, &config.kafka)
+            .create()
+            .map_err(|e| kafka("creating the consumer that reads the last records", e))?;
+        for tp in &partitions {
+            let last = last_header_offset(
+                &probe,
+                tp.topic(),
+                tp.partition(),
+                SOURCE_OFFSET_HEADER,
+                timeout,
+            )?;
+            let part = store.topic(tp.topic())?.partition(tp.partition())?;
+            let start = match (last, committed.get(tp).copied().flatten()) {
+                (Some(o), _) => o + 1,
+                (None, Some(c)) => c,
+                (None, None) => match config.start {
+                    StartFrom::Earliest => part.log_start_offset(),
+                    StartFrom::Latest => part.log_end_offset(),
+                },
+            };
+            if last.is_some() && start > part.log_end_offset() {
+                return Err(Error::DestinationAhead {
+                    side: "Kafka",
+                    topic: tp.topic().to_string(),
+                    partition: tp.partition(),
+                    resume: start,
+                    source_end: part.log_end_offset(),
+                });
+            }
+            if start < part.log_start_offset() {
+                log::warn!(
+                    "{tp}: records {start}..{} were removed from the store (retention) \
+                     before the mirror copied them",
+                    part.log_start_offset()
+                );
+            }
+            consumer.seek(tp, start.max(part.log_start_offset()))?;
+            shared.state.lock().positions.insert(tp.clone(), start);
+        }
+        drop(probe);
+
+        let partitions = Arc::new(partitions);
+        let context = DeliveryContext {
+            shared: shared.clone(),
+            partitions: partitions.clone(),
+        };
+        let producer: ThreadedProducer<DeliveryContext> =
+            client_config(&config.bootstrap, PRODUCER_SETTINGS, &config.kafka)
+                .create_with_context(context)
+                .map_err(|e| kafka("creating the idempotent producer", e))?;
+        Ok(Sink {
+            config,
+            shared,
+            partitions,
+            producer,
+            consumer,
+        })
+    }
+
+    /// Copies until stopped, `stop_at_end` or an error.
+    pub(crate) fn run(mut self) -> Result<MirrorStats> {
+        let poll = Duration::from_millis(self.config.poll_ms);
+        let commit_every = Duration::from_millis(self.config.commit_interval_ms);
+        let mut last_commit = Instant::now();
+        let index: BTreeMap<TopicPartition, usize> = self
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(i, tp)| (tp.clone(), i))
+            .collect();
+        loop {
+            if let Some(e) = self.shared.state.lock().failure.take() {
+                return Err(e);
+            }
+            if self.shared.stopping() {
+                break;
+            }
+            #[cfg(feature = "internals")]
+            if let Some(stats) = self.kill_now() {
+                return stats;
+            }
+            // While Kafka has records to acknowledge, look for new records without
+            // blocking and wait on the delivery reports instead.
+            let in_flight = self.shared.state.lock().in_flight;
+            let records = self
+                .consumer
+                .poll(if in_flight > 0 { Duration::ZERO } else { poll })?;
+            if records.is_empty() {
+                if in_flight > 0 {
+                    self.wait_for_delivery();
+                } else if self.config.stop_at_end {
+                    // Nothing in flight and nothing new: everything is in Kafka.
+                    break;
+                }
+            }
+            for rec in &records {
+                let tp = TopicPartition::new(rec.topic(), rec.partition());
+                let Some(&i) = index.get(&tp) else {
+                    continue;
+                };
+                let mut headers = OwnedHeaders::new_with_capacity(rec.headers().len() + 1);
+                for h in rec.headers() {
+                    headers = headers.insert(KafkaHeader {
+                        key: &h.key,
+                        value: h.value.as_deref(),
+                    });
+                }
+                let offset_text = encode_offset(rec.offset());
+                headers = headers.insert(KafkaHeader {
+                    key: SOURCE_OFFSET_HEADER,
+                    value: Some(&offset_text),
+                });
+                let mut record: BaseRecord<'_, [u8], [u8], Box<Sent>> = BaseRecord::with_opaque_to(
+                    tp.topic(),
+                    Box::new(Sent {
+                        partition: i,
+                        offset: rec.offset(),
+                    }),
+                )
+                .partition(tp.partition())
+                .headers(headers);
+                if rec.timestamp() >= 0 {
+                    record = record.timestamp(rec.timestamp());
+                }
+                record.key = rec.key();
+                record.payload = rec.value();
+                self.shared.state.lock().in_flight += 1;
+                self.send(record)?;
+                #[cfg(feature = "internals")]
+                if let Some(stats) = self.kill_now() {
+                    return stats;
+                }
+            }
+            if last_commit.elapsed() >= commit_every {
+                self.commit()?;
+                last_commit = Instant::now();
+            }
+        }
+        let flushed = self
+            .producer
+            .flush(Duration::from_millis(self.config.timeout_ms));
+        if let Some(e) = self.shared.state.lock().failure.take() {
+            return Err(e);
+        }
+        flushed.map_err(|e| kafka("flushing the records in flight at stop", e))?;
+        self.commit()?;
+        Ok(MirrorStats {
+            records: self.shared.state.lock().acknowledged,
+        })
+    }
+
+    /// Hands one record to the producer, waiting for room in its queue.
+    fn send(&self, mut record: BaseRecord<'_, [u8], [u8], Box<Sent>>) -> Result<()> {
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    // The queue drains as Kafka acknowledges; reports wake us.
+                    let mut s = self.shared.state.lock();
+                    if let Some(e) = s.failure.take() {
+                        return Err(e);
+                    }
+                    self.shared
+                        .changed
+                        .wait_for(&mut s, Duration::from_millis(self.config.poll_ms));
+                }
+                Err((e, back)) => {
+                    self.shared.state.lock().in_flight -= 1;
+                    return Err(Error::Delivery {
+                        topic: back.topic.to_string(),
+                        partition: back.partition.unwrap_or(-1),
+                        offset: back.delivery_opaque.offset,
+                        source: e,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Waits for the next delivery report, at most `poll_ms`.
+    fn wait_for_delivery(&self) {
+        let mut s = self.shared.state.lock();
+        if s.in_flight > 0 && s.failure.is_none() {
+            self.shared
+                .changed
+                .wait_for(&mut s, Duration::from_millis(self.config.poll_ms));
+        }
+    }
+
+    /// Commits what Kafka acknowledged to the streamlog group (progress and lag for
+    /// `describe_group`; the restart position comes from Kafka itself).
+    fn commit(&mut self) -> Result<()> {
+        let positions = self.shared.state.lock().positions.clone();
+        let in_flight = self.shared.state.lock().in_flight;
+        let mut offsets = BTreeMap::new();
+        for (tp, acked) in positions {
+            // With nothing in flight, the consumer's position is exact and also steps
+            // over transaction markers and aborted records at the end.
+            let at = if in_flight == 0 {
+                self.consumer.position(&tp).unwrap_or(acked).max(acked)
+            } else {
+                acked
+            };
+            offsets.insert(tp, at);
+        }
+        self.consumer.commit_sync_offsets(&offsets)?;
+        Ok(())
+    }
+
+    /// The kill switch: once Kafka acknowledged `after_records` records in this run,
+    /// die with whatever follows them still queued or in flight.
+    #[cfg(feature = "internals")]
+    fn kill_now(&self) -> Option<Result<MirrorStats>> {
+        let k = self.config.kill?;
+        let acknowledged = self.shared.state.lock().acknowledged;
+        if acknowledged < k.after_records {
+            return None;
+        }
+        if k.action == crate::config::KillAction::Abort {
+            std::process::abort();
+        }
+        // A crash: whatever Kafka has not acknowledged is gone from this process.
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
+        Some(Err(Error::Killed {
+            records: acknowledged,
+        }))
+    }
+}
+
+/// A consumer that reads single records by offset: no group commits. The user's
+/// settings go along (connection and security); producer-only ones are ignored by
+/// librdkafka with a warning.
+pub(crate) fn probe_config(bootstrap: &str, user: &[(String, String)]) -> ClientConfig {
+    client_config(
+        bootstrap,
+        &[
+            ("group.id", "streamlog-kafka-probe"),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("enable.partition.eof", "true"),
+            ("isolation.level", "read_uncommitted"),
+        ],
+        user,
+    )
+}
+
+/// After a CreateTopics, waits until the topic's metadata shows its partitions (Kafka
+/// creates topics asynchronously; only polling its metadata tells when it is done).
+fn wait_for_topic(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<i32> {
+    let deadline = crate::mirror::deadline_after(timeout);
+    loop {
+        if let Some(n) = partition_count(admin.inner(), topic, timeout)? {
+            return Ok(n);
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::UnknownTopic {
+                side: "Kafka",
+                topic: topic.to_string(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,387 @@
+//! Kafka -> store.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message, Timestamp};
+use rdkafka::{Offset, TopicPartitionList};
+use streamlog::{Header, Partition, Record, Store, TopicConfig, TopicPartition};
+
+use crate::config::{KafkaSourceConfig, StartFrom, check_common};
+use crate::error::{Error, Result, kafka};
+use crate::headers::{KAFKA_OFFSET_HEADER, encode_offset, find_offset};
+use crate::kafka::{client_config, is_fatal, partition_count};
+use crate::mirror::{MirrorStats, Shared};
+
+/// A source ready to run: store topics checked, start positions found.
+pub(crate) struct Source {
+    config: KafkaSourceConfig,
+    shared: Arc<Shared>,
+    consumer: BaseConsumer,
+    /// The store partitions written, by Kafka partition (same names and numbers).
+    parts: BTreeMap<TopicPartition, Partition>,
+    /// The Kafka offset after the last record each store partition holds.
+    next: BTreeMap<TopicPartition, i64>,
+    /// Group mode: partitions whose first record since assignment was checked.
+    positioned: std::cell::RefCell<BTreeSet<TopicPartition>>,
+}
+
+impl Source {
+    pub(crate) fn start(
+        store: &Store,
+        config: KafkaSourceConfig,
+        shared: Arc<Shared>,
+    ) -> Result<Source> {
+        check_common(&config.bootstrap, config.poll_ms, config.timeout_ms)?;
+        if config.max_batch_records == 0 {
+            return Err(Error::InvalidConfig {
+                name: "max_batch_records",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let topics: Vec<String> = match &config.partitions {
+            Some(ps) => ps
+                .iter()
+                .map(|tp| tp.topic().to_string())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            None => config.topics.clone(),
+        };
+        if topics.is_empty() {
+            return Err(Error::InvalidConfig {
+                name: "topics",
+                reason: "no topic or partition to mirror".into(),
+            });
+        }
+        let reset = match config.start {
+            StartFrom::Earliest => "earliest",
+            StartFrom::Latest => "latest",
+        };
+        let consumer: BaseConsumer = client_config(
+            &config.bootstrap,
+            &[
+                ("group.id", &config.group_id),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("auto.offset.reset", reset),
+            ],
+            &config.kafka,
+        )
+        .create()
+        .map_err(|e| kafka("creating the consumer", e))?;
+        let timeout = Duration::from_millis(config.timeout_ms);
+        let mut parts = BTreeMap::new();
+        let mut next = BTreeMap::new();
+        for topic in &topics {
+            let Some(count) = partition_count(consumer.client(), topic, timeout)? else {
+                return Err(Error::UnknownTopic {
+                    side: "Kafka",
+                    topic: topic.clone(),
+                });
+            };
+            let t = match store.topic(topic) {
+                Ok(t) => t,
+                Err(_) => {
+                    store.create_topic(topic, TopicConfig::default().partitions(count))?;
+                    store.topic(topic)?
+                }
+            };
+            if t.partition_count() != count {
+                return Err(Error::PartitionMismatch {
+                    topic: topic.clone(),
+                    store: t.partition_count(),
+                    kafka: count,
+                });
+            }
+            for p in 0..count {
+                let tp = TopicPartition::new(topic.clone(), p);
+                let part = t.partition(p)?;
+                if let Some(o) = last_kafka_offset(&part)? {
+                    let (_, high) = consumer
+                        .fetch_watermarks(topic, p, timeout)
+                        .map_err(|e| kafka(format!("reading the watermarks of {tp}"), e))?;
+                    if o + 1 > high {
+                        return Err(Error::DestinationAhead {
+                            side: "the store",
+                            topic: topic.clone(),
+                            partition: p,
+                            resume: o + 1,
+                            source_end: high,
+                        });
+                    }
+                    next.insert(tp.clone(), o + 1);
+                }
+                parts.insert(tp, part);
+            }
+        }
+        match &config.partitions {
+            Some(ps) => {
+                let mut tpl = TopicPartitionList::new();
+                for tp in ps {
+                    if !parts.contains_key(tp) {
+                        return Err(Error::UnknownTopic {
+                            side: "Kafka",
+                            topic: tp.to_string(),
+                        });
+                    }
+                    // Without a mirrored record, Kafka's committed offset, else the reset.
+                    let at = next.get(tp).map_or(Offset::Stored, |o| Offset::Offset(*o));
+                    tpl.add_partition_offset(tp.topic(), tp.partition(), at)
+                        .map_err(|e| kafka(format!("assigning {tp}"), e))?;
+                }
+                consumer
+                    .assign(&tpl)
+                    .map_err(|e| kafka("assigning the partitions", e))?;
+            }
+            None => {
+                let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+                consumer
+                    .subscribe(&names)
+                    .map_err(|e| kafka(format!("subscribing to {}", topics.join(",")), e))?;
+            }
+        }
+        shared.state.lock().positions = next.clone();
+        Ok(Source {
+            config,
+            shared,
+            consumer,
+            parts,
+            next,
+            positioned: std::cell::RefCell::new(BTreeSet::new()),
+        })
+    }
+
+    /// Copies until stopped, `stop_at_end` or an error.
+    pub(crate) fn run(mut self) -> Result<MirrorStats> {
+        let poll = Duration::from_millis(self.config.poll_ms);
+        let commit_every = Duration::from_millis(self.config.commit_interval_ms);
+        let mut last_commit = Instant::now();
+        let mut dirty = BTreeSet::new();
+        loop {
+            if self.shared.stopping() {
+                break;
+            }
+            let mut batch: BTreeMap<TopicPartition, Vec<Record>> = BTreeMap::new();
+            let mut n = 0;
+            let mut wait = poll;
+            while n < self.config.max_batch_records {
+                let Some(msg) = self.consumer.poll(wait) else {
+                    break;
+                };
+                wait = Duration::ZERO;
+                let msg = match msg {
+                    Ok(m) => m,
+                    Err(e) if is_fatal(&e) => return Err(kafka("consuming", e)),
+                    Err(e) => {
+                        // The client retries on its own (a broker error, a moved leader).
+                        log::warn!("consuming: {e} (retrying)");
+                        continue;
+                    }
+                };
+                if let Some((tp, rec)) = self.accept(&msg, &batch)? {
+                    batch.entry(tp).or_default().push(rec);
+                    n += 1;
+                }
+            }
+            if batch.is_empty() && self.config.stop_at_end && self.caught_up()? {
+                break;
+            }
+            for (tp, recs) in batch {
+                let Some(part) = self.parts.get(&tp) else {
+                    continue;
+                };
+                #[cfg(feature = "internals")]
+                if let Some(k) = self.config.kill
+                    && let appended = self.shared.state.lock().acknowledged
+                    && appended + recs.len() as u64 >= k.after_records
+                {
+                    let keep = usize::try_from(k.after_records - appended).unwrap_or(0);
+                    if keep > 0 {
+                        part.append_with(&recs[..keep], self.config.compression)?;
+                    }
+                    if k.action == crate::config::KillAction::Abort {
+                        std::process::abort();
+                    }
+                    return Err(Error::Killed {
+                        records: k.after_records,
+                    });
+                }
+                part.append_with(&recs, self.config.compression)?;
+                let Some(last) = recs
+                    .last()
+                    .and_then(|r| find_offset(header_pairs(&r.headers), KAFKA_OFFSET_HEADER))
+                else {
+                    continue;
+                };
+                self.next.insert(tp.clone(), last + 1);
+                self.shared.advance(&tp, last + 1, recs.len() as u64);
+                dirty.insert(tp);
+            }
+            if last_commit.elapsed() >= commit_every {
+                self.commit(&mut dirty)?;
+                last_commit = Instant::now();
+            }
+        }
+        self.commit(&mut dirty)?;
+        Ok(MirrorStats {
+            records: self.shared.state.lock().acknowledged,
+        })
+    }
+
+    /// The store record for a Kafka message, or `None` if it is already in the store
+    /// (or, in group mode, the partition was just repositioned).
+    fn accept(
+        &self,
+        msg: &BorrowedMessage<'_>,
+        batch: &BTreeMap<TopicPartition, Vec<Record>>,
+    ) -> Result<Option<(TopicPartition, Record)>> {
+        let tp = TopicPartition::new(msg.topic(), msg.partition());
+        if !self.parts.contains_key(&tp) {
+            return Ok(None);
+        }
+        let next = self.next.get(&tp).copied();
+        if self.config.partitions.is_none() && self.positioned.borrow_mut().insert(tp.clone()) {
+            // A group member starts at the group's committed offset; the store is the
+            // truth, so the first record of each partition is checked against it.
+            if let Some(n) = next
+                && msg.offset() != n
+                && !batch.contains_key(&tp)
+            {
+                // librdkafka drops what it fetched before the seek (its op version
+                // barrier), so the next record of `tp` is the first at or after `n`.
+                self.consumer
+                    .seek(
+                        tp.topic(),
+                        tp.partition(),
+                        Offset::Offset(n),
+                        Duration::from_millis(self.config.timeout_ms),
+                    )
+                    .map_err(|e| kafka(format!("seeking {tp} to offset {n}"), e))?;
+                return Ok(None);
+            }
+        }
+        if next.is_some_and(|n| msg.offset() < n) {
+            return Ok(None);
+        }
+        let timestamp = match msg.timestamp() {
+            Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => t.max(-1),
+            Timestamp::NotAvailable => -1,
+        };
+        let mut headers = Vec::new();
+        if let Some(hs) = msg.headers() {
+            for h in hs.iter() {
+                headers.push(match h.value {
+                    Some(v) => Header::new(h.key, Bytes::copy_from_slice(v)),
+                    None => Header::null(h.key),
+                });
+            }
+        }
+        headers.push(Header::new(
+            KAFKA_OFFSET_HEADER,
+            encode_offset(msg.offset()),
+        ));
+        let record = Record {
+            offset: 0,
+            timestamp,
+            key: msg.key().map(Bytes::copy_from_slice),
+            value: msg.payload().map(Bytes::copy_from_slice),
+            headers,
+        };
+        Ok(Some((tp, record)))
+    }
+
+    /// Every assigned partition copied up to Kafka's high watermark.
+    fn caught_up(&self) -> Result<bool> {
+        let assigned = self
+            .consumer
+            .assignment()
+            .map_err(|e| kafka("reading the assignment", e))?;
+        if assigned.count() == 0 {
+            return Ok(false);
+        }
+        let positions = self
+            .consumer
+            .position()
+            .map_err(|e| kafka("reading the positions", e))?;
+        let timeout = Duration::from_millis(self.config.timeout_ms);
+        for el in assigned.elements() {
+            let tp = TopicPartition::new(el.topic(), el.partition());
+            let (low, high) = self
+                .consumer
+                .fetch_watermarks(el.topic(), el.partition(), timeout)
+                .map_err(|e| kafka(format!("reading the watermarks of {tp}"), e))?;
+            let position = positions
+                .find_partition(el.topic(), el.partition())
+                .and_then(|p| p.offset().to_raw())
+                .filter(|o| *o >= 0);
+            let done = high <= low
+                || self.next.get(&tp).is_some_and(|n| *n >= high)
+                || position.is_some_and(|p| p >= high);
+            if !done {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Commits the store's progress to the Kafka group (informational: a restart
+    /// resumes from the store). fsyncs the store partitions first if `flush` is set.
+    fn commit(&mut self, dirty: &mut BTreeSet<TopicPartition>) -> Result<()> {
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for tp in std::mem::take(dirty) {
+            if self.config.flush
+                && let Some(part) = self.parts.get(&tp)
+            {
+                part.flush()?;
+            }
+            if let Some(n) = self.next.get(&tp) {
+                tpl.add_partition_offset(tp.topic(), tp.partition(), Offset::Offset(*n))
+                    .map_err(|e| kafka(format!("committing {tp}"), e))?;
+            }
+        }
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+            // Not needed to resume; the next commit carries the same offsets.
+            log::warn!("committing the mirror's progress to Kafka: {e}");
+        }
+        Ok(())
+    }
+}
+
+fn header_pairs(headers: &[Header]) -> impl DoubleEndedIterator<Item = (&str, Option<&[u8]>)> {
+    headers.iter().map(|h| (h.key.as_str(), h.value.as_deref()))
+}
+
+/// The Kafka offset in the header of the last record of a store partition; `None` if the
+/// partition holds no record.
+fn last_kafka_offset(part: &Partition) -> Result<Option<i64>> {
+    let (start, end) = (part.log_start_offset(), part.log_end_offset());
+    if end <= start {
+        return Ok(None);
+    }
+    let mut back = 1;
+    while end - back + 1 > start {
+        let from = (end - back).max(start);
+        let records = part.read(from, 1 << 20)?;
+        if let Some(r) = records.iter().rev().find(|r| r.offset < end) {
+            return match find_offset(header_pairs(&r.headers), KAFKA_OFFSET_HEADER) {
+                Some(o) => Ok(Some(o)),
+                None => Err(Error::ForeignRecord {
+                    side: "the store",
+                    topic: part.topic().to_string(),
+                    partition: part.partition(),
+                    offset: r.offset,
+                    header: KAFKA_OFFSET_HEADER,
+                }),
+            };
+        }
+        back = back.saturating_mul(2);
+    }
+    Ok(None)
+}
