@@ -285,14 +285,7 @@ impl Log {
         }
         let active = segs[n - 1].clone();
         if !untouched {
-            active
-                .offset_index
-                .preallocate()
-                .and_then(|()| active.time_index.preallocate())
-                .map_err(io_ctx(format!(
-                    "preallocate the indexes of {}",
-                    active.log_path.display()
-                )))?;
+            active.preallocate_indexes()?;
         }
         let next_offset = outcome.next_offset.unwrap_or(active.base);
         report.segments = n;

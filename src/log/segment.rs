@@ -444,6 +444,20 @@ impl Segment {
         }
     }
 
+    /// Extends the active segment's index files to their full size (they are trimmed
+    /// when it is sealed or closed).
+    pub fn preallocate_indexes(&self) -> Result<()> {
+        self.offset_index
+            .preallocate()
+            .and_then(|()| self.time_index.preallocate())
+            .map_err(|e| {
+                Error::io(
+                    format!("preallocate the indexes of {}", self.log_path.display()),
+                    e,
+                )
+            })
+    }
+
     /// The segment will not be used for a while: its files' descriptors may be closed
     /// (see [`File::release_descriptor`](crate::fs::File::release_descriptor)).
     pub fn release_descriptors(&self) {

@@ -52,14 +52,7 @@ impl Log {
         }
         // Untouched, the active segment is the last one (a roll touches first).
         if let Some(active) = self.snapshot().last() {
-            active
-                .offset_index
-                .preallocate()
-                .and_then(|()| active.time_index.preallocate())
-                .map_err(io_ctx(format!(
-                    "preallocate the indexes of {}",
-                    active.log_path.display()
-                )))?;
+            active.preallocate_indexes()?;
         }
         self.untouched.store(false, Ordering::Release);
         Ok(())
