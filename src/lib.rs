@@ -106,12 +106,16 @@ pub use consumer::{
 };
 pub use error::{Error, Result};
 pub use format::{Batch, BatchBuilder, Compression, Header, Record};
+pub use fs::LatencyHistogram;
 pub use maintenance::MaintenanceReport;
 pub use producer::{
     Acks, BatchDelivery, DeliveryFuture, Payload, Producer, ProducerConfig, ProducerRecord,
     RecordMetadata,
 };
-pub use store::Store;
+pub use store::{
+    ConsumerMetrics, FlushMetrics, GroupLag, MaintenanceMetrics, MetricEntry, PartitionMetrics,
+    ProducerMetrics, Store, StoreMetrics,
+};
 pub use topic::{CleanupPolicy, TopicConfig, TopicPartition, TopicSettings, validate_topic_name};
 
 /// The README's code blocks, compiled and run as doctests.

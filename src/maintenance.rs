@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::catalog::{Catalog, PartitionState};
+use crate::catalog::{Catalog, Counter, PartitionState};
 use crate::error::{Error, Result};
 use crate::groups::Coordinator;
 use crate::log::{CleanPolicy, RetentionPolicy};
@@ -46,6 +46,10 @@ pub struct MaintenanceReport {
     pub errors: Vec<(TopicPartition, Error)>,
 }
 
+/// What the maintenance thread runs after each full pass, with the store's catalog (the
+/// store publishes its metrics there).
+pub(crate) type AfterPass = Box<dyn Fn(&Catalog) + Send + Sync>;
+
 /// The maintenance thread's handle and stop signal, shared with the thread (which holds
 /// the catalog only weakly and never the store, so dropping the last store handle
 /// stops it and closes the store).
@@ -67,6 +71,7 @@ impl Maintenance {
         groups: &Arc<Coordinator>,
         txn: &Arc<TxnCoordinator>,
         interval: Duration,
+        after_pass: Option<AfterPass>,
     ) -> std::io::Result<()> {
         let weak = Arc::downgrade(catalog);
         let groups = groups.clone();
@@ -74,7 +79,7 @@ impl Maintenance {
         let m = self.clone();
         let handle = std::thread::Builder::new()
             .name("streamlog-maintenance".into())
-            .spawn(move || run_thread(&weak, (&groups, &txn), &m, interval))?;
+            .spawn(move || run_thread(&weak, (&groups, &txn), &m, interval, after_pass))?;
         *self.thread.lock() = Some(handle);
         Ok(())
     }
@@ -105,6 +110,7 @@ fn run_thread(
     (groups, txn): (&Coordinator, &TxnCoordinator),
     m: &Maintenance,
     interval: Duration,
+    after_pass: Option<AfterPass>,
 ) {
     let mut last_full = Instant::now();
     loop {
@@ -127,6 +133,9 @@ fn run_thread(
                 }
                 Err(Error::Closed { .. }) => return,
                 Err(e) => tracing::error!("maintenance pass failed: {e}"),
+            }
+            if let (true, Some(after)) = (full, &after_pass) {
+                after(&catalog);
             }
             let until_full = interval.saturating_sub(last_full.elapsed());
             let flush = min_flush_ms(&catalog).map(Duration::from_millis);
@@ -187,8 +196,26 @@ impl Maintenance {
                 }
             }
         }
+        count_pass(catalog, &report, full);
         Ok(report)
     }
+}
+
+/// Adds a pass's work to the store's totals (metrics).
+fn count_pass(catalog: &Catalog, report: &MaintenanceReport, full: bool) {
+    let stats = catalog.stats();
+    if full {
+        stats.add(Counter::MaintenancePasses, 1);
+    }
+    stats.add(Counter::CleanerRuns, report.partitions_compacted as u64);
+    stats.add(Counter::CleanerBytesRead, report.bytes_compacted);
+    stats.add(Counter::CleanerBytesSaved, report.bytes_saved_by_compaction);
+    stats.add(Counter::CleanerRecordsRemoved, report.records_removed);
+    stats.add(
+        Counter::RetentionSegmentsDeleted,
+        report.segments_deleted as u64,
+    );
+    stats.add(Counter::RetentionBytesDeleted, report.bytes_reclaimed);
 }
 
 /// Flush, retention and compaction of one partition, as its topic's config says.

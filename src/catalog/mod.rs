@@ -28,6 +28,7 @@ mod parallel;
 mod partition;
 mod producer_ids;
 mod recovery;
+mod stats;
 mod verify;
 
 use std::collections::BTreeMap;
@@ -53,6 +54,7 @@ pub(crate) use partition::{PartitionState, TopicState, is_aborted};
 pub use recovery::{
     CommittedOffsetReset, PartitionRecovery, RecoveredTransaction, StoreRecoveryReport,
 };
+pub(crate) use stats::{ClientStats, Counter};
 pub use verify::{StoreCheck, verify_store};
 
 use meta::TopicMeta;
@@ -90,6 +92,8 @@ pub(crate) struct Catalog {
     notifier: Arc<Notifier>,
     /// Hands out producer ids (idempotence and transactions).
     producer_ids: ProducerIds,
+    /// What clients and maintenance did, for metrics.
+    stats: ClientStats,
 }
 
 /// What [`Store::describe_topic`](crate::Store::describe_topic) reports for one partition.
@@ -240,6 +244,7 @@ impl Catalog {
             lock: Mutex::new(lock),
             notifier,
             producer_ids,
+            stats: ClientStats::default(),
         };
         Ok((catalog, settled.adopted))
     }
@@ -271,6 +276,16 @@ impl Catalog {
     /// Woken by every append, topic change and group change.
     pub(crate) fn notifier(&self) -> &Notifier {
         &self.notifier
+    }
+
+    /// The running totals behind the store's metrics.
+    pub(crate) fn stats(&self) -> &ClientStats {
+        &self.stats
+    }
+
+    /// How long the store's syncs took.
+    pub(crate) fn sync_latency(&self) -> crate::fs::LatencyHistogram {
+        self.files.sync_latency()
     }
 
     /// Moves after every topic change, so caches of topics know when to look again.

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::records::Pending;
 use super::{Assigned, Consumer, ConsumerRecords, IsolationLevel, OffsetReset, TopicPartition};
+use crate::catalog::Counter;
 use crate::error::{Error, Result};
 
 /// Reads one chunk of `tp` from `position` into the partition's buffer; returns the
@@ -154,7 +155,10 @@ impl Consumer {
     /// already moved are never dropped.
     pub(super) fn fetch(&mut self) -> Result<ConsumerRecords> {
         let mut out = ConsumerRecords::with_capacity(self.config.max_poll_records.min(4096));
-        match self.fetch_into(&mut out) {
+        let fetched = self.fetch_into(&mut out);
+        let stats = self.catalog.stats();
+        stats.add(Counter::RecordsConsumed, out.len() as u64);
+        match fetched {
             Err(e) if !out.is_empty() => {
                 tracing::warn!(
                     "poll: returning {} records; deferring an error: {e}",
@@ -224,7 +228,12 @@ impl Consumer {
                     continue;
                 }
                 match read_partition(a, tp, position, max_bytes, isolation) {
-                    Ok(bytes) => budget = budget.saturating_sub(bytes),
+                    Ok(bytes) => {
+                        budget = budget.saturating_sub(bytes);
+                        self.catalog
+                            .stats()
+                            .add(Counter::BytesConsumed, bytes as u64);
+                    }
                     Err(Error::OffsetOutOfRange { requested, .. }) => {
                         let p = self.reset_position(tp, &self.assigned[tp], requested)?;
                         tracing::info!("{tp}: offset {requested} is out of range; reset to {p}");

@@ -31,7 +31,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::catalog::{Catalog, PartitionState};
+use crate::catalog::{Catalog, Counter, PartitionState};
 use crate::error::{Error, Result};
 use crate::groups::{Commit, Coordinator};
 
@@ -491,6 +491,7 @@ impl Consumer {
         self.groups
             .commit(&part, group, member, &commits, now, &live)?;
         part.wake();
+        self.catalog.stats().add(Counter::Commits, 1);
         Ok(())
     }
 

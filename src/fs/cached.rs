@@ -10,6 +10,7 @@ use std::sync::{Arc, Weak};
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
+use super::stats::{LatencyHistogram, SyncStats};
 use super::{DirLock, File, FileSystem};
 
 /// The default limit of [`CachingFs`] (and of
@@ -95,6 +96,8 @@ struct Cache {
     /// Held (shared) while a path is resolved and opened, and exclusively while names
     /// change (rename, remove), so a reopen never sees a name half-moved.
     names: RwLock<()>,
+    /// How long each sync took.
+    syncs: SyncStats,
 }
 
 #[derive(Debug, Default)]
@@ -139,8 +142,15 @@ impl CachingFs {
                 max_open: max_open.max(1),
                 state: Mutex::new(CacheState::default()),
                 names: RwLock::new(()),
+                syncs: SyncStats::default(),
             }),
         }
+    }
+
+    /// How long the syncs through it took: every `fdatasync` of one of its files and
+    /// every directory fsync.
+    pub fn sync_latency(&self) -> LatencyHistogram {
+        self.cache.syncs.snapshot()
     }
 
     /// The limit.
@@ -443,7 +453,7 @@ impl CachedFile {
         // No operation is in flight (the slot's write lock): every started write finished.
         if self.is_dirty() {
             let started = self.started.load(Ordering::Acquire);
-            match file.sync_data() {
+            match self.cache.syncs.time(|| file.sync_data()) {
                 Ok(()) => {
                     self.synced.fetch_max(started, Ordering::AcqRel);
                 }
@@ -520,7 +530,8 @@ impl File for CachedFile {
         let slot = self.guard()?;
         // Covers the writes finished before it starts; one still running may land after.
         let finished = self.finished.load(Ordering::Acquire);
-        match slot.file.as_deref().expect("guarded").sync_data() {
+        let file = slot.file.as_deref().expect("guarded");
+        match self.cache.syncs.time(|| file.sync_data()) {
             Ok(()) => {
                 self.synced.fetch_max(finished, Ordering::AcqRel);
                 Ok(())
@@ -654,7 +665,7 @@ impl FileSystem for CachingFs {
         Ok(())
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.inner.sync_dir(path)
+        self.cache.syncs.time(|| self.inner.sync_dir(path))
     }
     fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
         self.inner.lock(path)

@@ -10,6 +10,7 @@
 mod cached;
 mod os;
 mod sim;
+mod stats;
 
 use std::fmt::Debug;
 use std::io;
@@ -21,6 +22,7 @@ use bytes::Bytes;
 pub use cached::{CachingFs, default_max_open_files};
 pub use os::OsFs;
 pub use sim::{CrashImage, Fault, SimFs};
+pub use stats::LatencyHistogram;
 
 /// An open file. Positions are absolute; there is no cursor, so a handle is shared
 /// between threads.

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use super::accumulator::Closed;
 use super::delivery::BatchSlot;
 use super::{Acks, DRAIN_CHUNK, Shared};
-use crate::catalog::PartitionState;
+use crate::catalog::{AppendInfo, Counter, PartitionState};
 use crate::error::Result;
 use crate::format::batch::{EncodedBatch, add_sequence, set_base_sequence};
 
@@ -51,6 +51,9 @@ pub(super) struct Sealed {
     pub(super) reserved: usize,
     /// Idempotence: the epoch, first sequence and record count of the batch.
     pub(super) sequence: Option<(i16, i32, i64)>,
+    /// Its records, and its bytes as written (0 if it failed to encode): metrics.
+    pub(super) records: u64,
+    pub(super) encoded_len: u64,
 }
 
 impl fmt::Debug for PartQueue {
@@ -76,13 +79,17 @@ impl Shared {
         let sequence = b
             .producer
             .map(|(_, epoch)| (epoch, b.builder.base_sequence(), b.builder.len() as i64));
+        let records = b.builder.len() as u64;
         let encoded = b.builder.build();
+        let encoded_len = encoded.as_ref().map_or(0, |e| e.len() as u64);
         let sealed = Sealed {
             id: b.id,
             slot: b.slot,
             part: b.part,
             reserved: b.reserved,
             sequence,
+            records,
+            encoded_len,
         };
         let queue = b.queue;
         let mut q = queue.state.lock();
@@ -137,6 +144,25 @@ impl Shared {
         self.finish(done);
     }
 
+    /// Adds the batches of one `finish` to the store's producer totals.
+    fn count_sent(&self, done: &[(Sealed, Result<AppendInfo>)], results: &[Result<(i64, i64)>]) {
+        let (mut records, mut bytes, mut batches, mut errors) = (0u64, 0u64, 0u64, 0u64);
+        for ((b, _), result) in done.iter().zip(results) {
+            if result.is_ok() {
+                records += b.records;
+                bytes += b.encoded_len;
+                batches += 1;
+            } else {
+                errors += b.records;
+            }
+        }
+        let stats = self.catalog.stats();
+        stats.add(Counter::RecordsSent, records);
+        stats.add(Counter::BytesSent, bytes);
+        stats.add(Counter::BatchesSent, batches);
+        stats.add(Counter::RecordErrors, errors);
+    }
+
     /// How far back to move the sequences of a batch sent under `sequence`'s epoch,
     /// given the records `skipped` under the queue's current one (reset by a new epoch).
     fn skipped_before(skipped: &mut (i16, i64), sequence: Option<(i16, i32, i64)>) -> i64 {
@@ -183,6 +209,7 @@ impl Shared {
                 Ok((info.base_offset, info.max_timestamp))
             }));
         }
+        self.count_sent(&done, &results);
         let mut freed = 0;
         let mut ids = Vec::with_capacity(done.len());
         let mut wakers = Vec::new();

@@ -27,6 +27,13 @@ use crate::topic::TopicPartition;
 use crate::topic::{TopicConfig, refuse_internal, validate_topic_name};
 use crate::txn::TxnCoordinator;
 
+mod metrics;
+
+pub use metrics::{
+    ConsumerMetrics, FlushMetrics, GroupLag, MaintenanceMetrics, MetricEntry, PartitionMetrics,
+    ProducerMetrics, StoreMetrics,
+};
+
 /// What every handle of one store shares.
 #[derive(Debug)]
 struct StoreInner {
@@ -41,6 +48,8 @@ struct StoreInner {
     maintenance: Arc<Maintenance>,
     /// What open found and did.
     recovery: Mutex<StoreRecoveryReport>,
+    /// Samples of the totals, for the rates of `metrics`.
+    rates: Arc<metrics::RateWindow>,
 }
 
 /// A streamlog store: a directory of topics. Cheap to clone; `Send + Sync`.
@@ -111,6 +120,7 @@ impl Store {
                 producers: Mutex::new(Vec::new()),
                 maintenance: Arc::default(),
                 recovery: Mutex::new(report),
+                rates: Arc::default(),
             }),
         };
         let config = store.inner.catalog.config();
@@ -124,6 +134,7 @@ impl Store {
                     &store.inner.groups,
                     &store.inner.txn,
                     interval,
+                    store.metrics_publisher(),
                 )
                 .map_err(io_ctx("start the maintenance thread"))?;
         }
@@ -145,6 +156,22 @@ impl Store {
 
     fn check_open(&self) -> Result<()> {
         self.inner.catalog.check_open()
+    }
+
+    /// With the `metrics` feature, what the maintenance thread runs after each pass:
+    /// publish the metrics. It holds the parts it reads, never the store (whose last
+    /// handle must not be dropped on the maintenance thread, which its drop joins).
+    fn metrics_publisher(&self) -> Option<crate::maintenance::AfterPass> {
+        #[cfg(feature = "metrics")]
+        {
+            let groups = self.inner.groups.clone();
+            let rates = self.inner.rates.clone();
+            Some(Box::new(move |catalog: &Catalog| {
+                metrics::publish(&metrics::snapshot(catalog, &groups, &rates));
+            }))
+        }
+        #[cfg(not(feature = "metrics"))]
+        None
     }
 
     /// What keeps this store open while a client it made lives.
