@@ -5,7 +5,9 @@
 //! cargo run --example async_service -- [--dir DIR] [--records N] [--consumers N]
 //! ```
 //!
-//! A producer task sends N orders (awaiting each `DeliveryFuture`, a std future) to a
+//! A producer task sends N orders with `Producer::send_async` (which waits for
+//! `buffer_memory` by yielding, and leaves appends and fsyncs to the producer's own
+//! thread, so it never blocks the executor), awaiting each `DeliveryFuture`, to a
 //! 3-partition topic while a consumer group of tasks reads them with `Consumer::recv`
 //! (a future woken by the store's appends: no thread per consumer, no polling loop).
 //! Each consumer `select!`s between its next records and the shutdown signal; `recv` is
@@ -117,7 +119,7 @@ async fn service(args: &Args, dir: &Path) -> Result<Vec<String>, Box<dyn Error>>
             let record = ProducerRecord::new(TOPIC)
                 .key(format!("customer-{}", i % 17))
                 .value(format!("order-{i}"));
-            producer.send(record)?.await?;
+            producer.send_async(record).await?.await?;
         }
         producer.close()
     });

@@ -110,7 +110,7 @@ pub use fs::LatencyHistogram;
 pub use maintenance::MaintenanceReport;
 pub use producer::{
     Acks, BatchDelivery, DeliveryFuture, Payload, Producer, ProducerConfig, ProducerRecord,
-    RecordMetadata,
+    RecordMetadata, SendFuture,
 };
 pub use store::{
     ConsumerMetrics, FlushMetrics, GroupLag, MaintenanceMetrics, MetricEntry, PartitionMetrics,

@@ -78,6 +78,9 @@ pub(super) struct AccState {
     pub(super) ready: Vec<Closed>,
     /// The linger thread is waiting (a ready batch must wake it).
     pub(super) linger_waiting: bool,
+    /// Async sends waiting for `buffer_memory`: woken when memory is freed or the
+    /// producer closes.
+    pub(super) memory_wakers: Vec<std::task::Waker>,
     pub(super) inflight: BTreeSet<u64>,
     pub(super) next_batch_id: u64,
     /// The producer id and epoch of an idempotent producer.
@@ -190,12 +193,7 @@ impl Shared {
                 Some(l) => l,
                 None => self.locate(st, record, size, custom, to_ship)?,
             };
-            if st.used_memory + size > self.config.buffer_memory {
-                // First the memory open batches hold beyond their records.
-                let reclaimed = st.reclaim_credit();
-                st.used_memory -= reclaimed;
-            }
-            if st.used_memory + size > self.config.buffer_memory {
+            if !self.memory_for(st, size) {
                 // Waits (the lock released) until memory may be free, then starts over:
                 // the topic may have changed meanwhile.
                 let started = *started.get_or_insert_with(Instant::now);
@@ -548,6 +546,34 @@ impl Shared {
         acc.compacted = config.cleanup_policy != crate::topic::CleanupPolicy::Delete;
         acc.add_new_partitions();
         Ok(i)
+    }
+
+    /// Whether `buffer_memory` takes `size` more bytes, once open batches gave back the
+    /// memory they hold beyond their records.
+    pub(super) fn memory_for(&self, st: &mut AccState, size: usize) -> bool {
+        if st.used_memory + size > self.config.buffer_memory {
+            let reclaimed = st.reclaim_credit();
+            st.used_memory -= reclaimed;
+        }
+        st.used_memory + size <= self.config.buffer_memory
+    }
+
+    /// Hands closed batches to the linger thread to append (an async send's, which
+    /// must not block); once the producer is closed, appends them here, as the thread
+    /// is gone.
+    pub(super) fn hand_to_linger(&self, mut batches: Vec<Closed>) {
+        if batches.is_empty() {
+            return;
+        }
+        let mut st = self.state.lock();
+        if self.closed.load(Ordering::Acquire) {
+            drop(st);
+            self.ship_all(batches);
+            return;
+        }
+        st.ready.append(&mut batches);
+        drop(st);
+        self.cond.notify_all();
     }
 
     /// Waits while `buffer_memory` cannot take `size` more bytes, appending open

@@ -1,13 +1,24 @@
 //! The linger thread: appends batches whose `linger_ms` passed, and full batches the
 //! sending threads handed over.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::Shared;
 use super::accumulator::Closed;
+use crate::error::Result;
 
 impl Shared {
+    /// Starts the linger thread.
+    pub(super) fn spawn_linger(self: Arc<Self>) -> Result<JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("streamlog-linger".into())
+            .spawn(move || self.linger_loop())
+            .map_err(crate::error::io_ctx("start the producer's linger thread"))
+    }
+
     /// Appends full batches handed over by senders, and batches whose `linger_ms` has
     /// passed.
     pub(super) fn linger_loop(&self) {

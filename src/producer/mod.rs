@@ -24,6 +24,7 @@ mod linger;
 mod partitioner;
 mod queue;
 mod record;
+mod send_async;
 mod transaction;
 
 use std::fmt;
@@ -37,6 +38,7 @@ pub use config::{Acks, ProducerConfig};
 pub use delivery::{BatchDelivery, DeliveryFuture, RecordMetadata};
 pub use partitioner::{DefaultPartitioner, Partitioner, murmur2, partition_for_key};
 pub use record::{Payload, ProducerRecord};
+pub use send_async::SendFuture;
 
 use accumulator::{AccState, Closed};
 use delivery::PendingDelivery;
@@ -140,13 +142,7 @@ impl Producer {
             txn,
         });
         let linger = if shared.config.linger_ms > 0 {
-            let s = shared.clone();
-            Some(
-                std::thread::Builder::new()
-                    .name("streamlog-linger".into())
-                    .spawn(move || s.linger_loop())
-                    .map_err(crate::error::io_ctx("start the producer's linger thread"))?,
-            )
+            Some(shared.clone().spawn_linger()?)
         } else {
             None
         };
@@ -278,36 +274,51 @@ impl Shared {
             (&record, size, timestamp, custom),
             self.config.linger_ms == 0,
             &mut to_ship,
+            None,
         );
         self.ship_all(to_ship);
-        let (slot, index) = result?;
+        let (slot, index) = result?.expect("a blocking add always adds");
+        Ok(self.delivery(slot, index, timestamp))
+    }
+
+    /// The future of a record added to `slot` at `index`.
+    fn delivery(
+        &self,
+        slot: Arc<delivery::BatchSlot>,
+        index: i64,
+        timestamp: i64,
+    ) -> DeliveryFuture {
         if self.config.acks == Acks::None {
-            return Ok(DeliveryFuture {
+            return DeliveryFuture {
                 inner: Err(Some(RecordMetadata {
                     topic: slot.topic.clone(),
                     partition: slot.partition,
                     offset: -1,
                     timestamp,
                 })),
-            });
+            };
         }
-        Ok(DeliveryFuture {
+        DeliveryFuture {
             inner: Ok(PendingDelivery {
                 slot,
                 index,
                 timestamp,
             }),
-        })
+        }
     }
 
     /// Adds one record: under its partition's lock alone when its open batch takes it
-    /// ([`push_fast`](Self::push_fast)), otherwise under the producer's lock too.
+    /// ([`push_fast`](Self::push_fast)), otherwise under the producer's lock too. With
+    /// `park` (an async send), a full `buffer_memory` registers the waker and returns
+    /// `None` (nothing added; what is open or ready goes to the linger thread to free
+    /// memory) instead of waiting.
     fn add_one(
         &self,
         (record, size, timestamp, custom): (&ProducerRecord<'_>, usize, i64, Option<i32>),
         close_now: bool,
         to_ship: &mut Vec<Closed>,
-    ) -> Result<(Arc<delivery::BatchSlot>, i64)> {
+        park: Option<&std::task::Waker>,
+    ) -> Result<Option<(Arc<delivery::BatchSlot>, i64)>> {
         let mut st = self.state.lock();
         let located = self.locate(&mut st, record, size, custom, to_ship)?;
         let pa = st.accs[located.0].parts.get(located.1 as usize).cloned();
@@ -318,13 +329,22 @@ impl Shared {
             if let Some(c) = placed.closed {
                 self.hand_over(c, to_ship);
             }
-            return Ok((placed.slot, placed.index));
+            return Ok(Some((placed.slot, placed.index)));
         }
         let mut st = self.state.lock();
         // To the partition chosen above (a partitioner is asked once per record), but
         // checked again under the lock `shutdown` sets it under: no batch opens after
         // the final flush.
         self.check_open()?;
+        if let Some(waker) = park
+            && !self.memory_for(&mut st, size)
+        {
+            if !st.memory_wakers.iter().any(|w| w.will_wake(waker)) {
+                st.memory_wakers.push(waker.clone());
+            }
+            to_ship.extend(st.close_all());
+            return Ok(None);
+        }
         let mut added = None;
         self.add(
             &mut st,
@@ -334,7 +354,7 @@ impl Shared {
             Some(located),
             |_, slot, index| added = Some((slot.clone(), index)),
         )?;
-        Ok(added.expect("added"))
+        Ok(Some(added.expect("added")))
     }
 
     fn send_batch(&self, records: &[ProducerRecord<'_>]) -> Result<BatchDelivery> {
@@ -479,13 +499,20 @@ impl Shared {
 
     fn shutdown(&self) -> Result<()> {
         transaction::abort_open_transaction(self);
+        let parked;
         {
             // Under the state lock: the linger thread checks `closed` under it before it
             // waits, so this notification cannot fall between its check and its wait.
-            let _st = self.state.lock();
+            let mut st = self.state.lock();
             if self.closed.swap(true, Ordering::AcqRel) {
                 return Ok(());
             }
+            // Parked async sends see `Closed` when they poll again (woken below,
+            // outside the lock).
+            parked = std::mem::take(&mut st.memory_wakers);
+        }
+        for w in parked {
+            w.wake();
         }
         self.cond.notify_all();
         self.flush()

@@ -240,6 +240,7 @@ impl Shared {
         for id in ids {
             st.inflight.remove(&id);
         }
+        wakers.append(&mut st.memory_wakers);
         drop(st);
         self.cond.notify_all();
         // Last: a waker is the application's code. One that panics (the panic hook has

@@ -1,0 +1,296 @@
+//! `Producer::send_async` (issue 18, item 3): it never blocks the task polling it. A
+//! full `buffer_memory` makes it wait on its waker (woken when a batch frees memory),
+//! its batches are appended and synced by the producer's linger thread, and a future
+//! dropped before it resolved sent nothing. Driven by hand-polled futures and a file
+//! system whose writes wait at a gate, so no step depends on timing.
+
+mod common;
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+
+use common::intercept::{Hooks, InterceptFs, Op};
+use streamlog::fs::{FileSystem, SimFs};
+use streamlog::{
+    Acks, DeliveryFuture, Error, ProducerConfig, ProducerRecord, SendFuture, Store, StoreConfig,
+    TopicConfig,
+};
+
+/// A waker that reports each wake on a channel.
+struct Signal(Mutex<mpsc::Sender<()>>);
+
+impl Wake for Signal {
+    fn wake(self: Arc<Self>) {
+        let _ = self.0.lock().unwrap().send(());
+    }
+}
+
+fn signal() -> (Waker, mpsc::Receiver<()>) {
+    let (tx, rx) = mpsc::channel();
+    (Waker::from(Arc::new(Signal(Mutex::new(tx)))), rx)
+}
+
+fn poll_once(fut: &mut SendFuture<'_>, waker: &Waker) -> Poll<streamlog::Result<DeliveryFuture>> {
+    Pin::new(fut).poll(&mut Context::from_waker(waker))
+}
+
+/// Writes to the partition's files wait while the gate is closed; who wrote and synced
+/// them is recorded.
+#[derive(Default)]
+struct Gate {
+    closed: Mutex<bool>,
+    opened: std::sync::Condvar,
+    writers: Mutex<Vec<String>>,
+}
+
+fn gated_store(gate: &Arc<Gate>) -> Store {
+    let g = gate.clone();
+    let hooks = Hooks {
+        before_op: Box::new(move |op, path: &Path| {
+            if !path.to_string_lossy().contains("clicks-0") || !matches!(op, Op::Write | Op::Sync) {
+                return;
+            }
+            let name = std::thread::current().name().unwrap_or("?").to_string();
+            g.writers.lock().unwrap().push(name);
+            let mut closed = g.closed.lock().unwrap();
+            while *closed {
+                closed = g.opened.wait(closed).unwrap();
+            }
+        }),
+        ..Hooks::default()
+    };
+    let fs = InterceptFs::new(SimFs::new(), hooks);
+    let store = Store::open_with(
+        "/store",
+        StoreConfig::default()
+            .background_maintenance(false)
+            .file_system(Arc::new(fs) as Arc<dyn FileSystem>),
+    )
+    .unwrap();
+    store
+        .create_topic("clicks", TopicConfig::default())
+        .unwrap();
+    store
+}
+
+fn set_gate(gate: &Gate, closed: bool) {
+    *gate.closed.lock().unwrap() = closed;
+    gate.opened.notify_all();
+}
+
+/// Opens the gate when dropped, so a failing assertion does not leave the producer's
+/// thread waiting at it (and the test hanging instead of failing).
+struct OpenOnDrop(Arc<Gate>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        set_gate(&self.0, false);
+    }
+}
+
+fn record(i: usize) -> ProducerRecord<'static> {
+    ProducerRecord::new("clicks")
+        .partition(0)
+        .value(format!("{i:0200}"))
+}
+
+/// Appends and syncs of async sends run on the linger thread, never on the task's
+/// thread; a blocking `send` of the same producer writes on its caller's thread.
+#[test]
+fn async_sends_leave_appends_and_fsyncs_to_the_linger_thread() {
+    let gate = Arc::new(Gate::default());
+    let store = gated_store(&gate);
+    let producer = store
+        .producer(ProducerConfig::default().acks(Acks::All).linger_ms(0))
+        .unwrap();
+    gate.writers.lock().unwrap().clear(); // the topic's creation
+    let (waker, _woken) = signal();
+    std::thread::Builder::new()
+        .name("the-task".into())
+        .spawn({
+            let producer = producer.clone();
+            move || {
+                for i in 0..20 {
+                    let mut fut = producer.send_async(record(i));
+                    let Poll::Ready(delivery) = poll_once(&mut fut, &waker) else {
+                        panic!("memory is plentiful: the send resolves at once");
+                    };
+                    let meta = delivery.unwrap().wait().unwrap();
+                    assert_eq!(meta.offset, i as i64);
+                }
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    let writers = std::mem::take(&mut *gate.writers.lock().unwrap());
+    assert!(!writers.is_empty());
+    assert!(
+        writers.iter().all(|w| w == "streamlog-linger"),
+        "async sends wrote on: {writers:?}"
+    );
+    std::thread::Builder::new()
+        .name("a-blocking-sender".into())
+        .spawn(move || producer.send(record(20)).unwrap().wait().unwrap())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(
+        gate.writers
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|w| w == "a-blocking-sender"),
+        "the control: a blocking send appends on its own thread"
+    );
+}
+
+/// With `buffer_memory` full, the future is pending (where `send` would block), its
+/// waker is woken once an append frees memory, and it then resolves; a future dropped
+/// while pending sends nothing; every resolved record is appended, in order.
+#[test]
+fn a_full_buffer_parks_the_future_until_an_append_frees_memory() {
+    let gate = Arc::new(Gate::default());
+    let store = gated_store(&gate);
+    let producer = store
+        .producer(
+            ProducerConfig::default()
+                .linger_ms(0)
+                .batch_size(1024)
+                .buffer_memory(4096),
+        )
+        .unwrap();
+    let _open = OpenOnDrop(gate.clone());
+    set_gate(&gate, true); // nothing is appended, so no memory frees
+    let (waker, woken) = signal();
+    let mut deliveries = Vec::new();
+    let mut i = 0;
+    let mut parked = loop {
+        assert!(i < 1000, "4 KiB of buffer_memory never filled");
+        let mut fut = producer.send_async(record(i));
+        match poll_once(&mut fut, &waker) {
+            Poll::Ready(d) => deliveries.push(d.unwrap()),
+            Poll::Pending => break fut,
+        }
+        i += 1;
+    };
+    assert!(!deliveries.is_empty());
+    // Still full (nothing can be appended): polling again parks again.
+    assert!(poll_once(&mut parked, &waker).is_pending());
+    assert!(
+        woken.try_recv().is_err(),
+        "woken while memory is still full"
+    );
+
+    // A second future that will be dropped while parked.
+    let mut dropped = producer.send_async(record(usize::MAX));
+    assert!(poll_once(&mut dropped, &waker).is_pending());
+    drop(dropped);
+
+    set_gate(&gate, false);
+    common::recv(&woken, "the wake after an append freed memory");
+    let resolved = loop {
+        match poll_once(&mut parked, &waker) {
+            Poll::Ready(d) => break d.unwrap(),
+            Poll::Pending => common::recv(&woken, "another wake"),
+        }
+    };
+    deliveries.push(resolved);
+    producer.flush().unwrap();
+    let offsets: Vec<i64> = deliveries
+        .into_iter()
+        .map(|d| d.wait().unwrap().offset)
+        .collect();
+    assert_eq!(offsets, (0..=i as i64).collect::<Vec<_>>());
+    let part = store.topic("clicks").unwrap().partition(0).unwrap();
+    assert_eq!(
+        part.log_end_offset(),
+        i as i64 + 1,
+        "the dropped future's record was never sent"
+    );
+}
+
+/// Closing the producer wakes a parked future, which then fails with `Closed`.
+#[test]
+fn close_wakes_a_parked_send_with_closed() {
+    let gate = Arc::new(Gate::default());
+    let store = gated_store(&gate);
+    let producer = store
+        .producer(
+            ProducerConfig::default()
+                .linger_ms(0)
+                .batch_size(1024)
+                .buffer_memory(2048),
+        )
+        .unwrap();
+    let _open = OpenOnDrop(gate.clone());
+    set_gate(&gate, true);
+    let (waker, woken) = signal();
+    let mut i = 0;
+    let mut parked = loop {
+        assert!(i < 1000);
+        let mut fut = producer.send_async(record(i));
+        if poll_once(&mut fut, &waker).is_pending() {
+            break fut;
+        }
+        i += 1;
+    };
+    std::thread::scope(|s| {
+        let closer = s.spawn(|| producer.close());
+        common::recv(&woken, "the wake from close");
+        set_gate(&gate, false); // let close's flush finish
+        closer.join().unwrap().unwrap();
+    });
+    match poll_once(&mut parked, &waker) {
+        Poll::Ready(Err(Error::Closed { .. })) => {}
+        other => panic!("after close: {other:?}"),
+    }
+}
+
+/// Under tokio: tasks sending concurrently with `send_async` and awaiting their
+/// deliveries get every record appended, each task's in its order.
+#[test]
+fn tokio_tasks_send_concurrently() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .create_topic("orders", TopicConfig::default().partitions(4))
+        .unwrap();
+    let producer = store
+        .producer(ProducerConfig::default().acks(Acks::All))
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let per_partition = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for p in 0..4 {
+            let producer = producer.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut offsets = Vec::new();
+                for i in 0..250 {
+                    let rec = ProducerRecord::new("orders")
+                        .partition(p)
+                        .value(format!("{p}-{i}"));
+                    let delivery = producer.send_async(rec).await.unwrap();
+                    offsets.push(delivery.await.unwrap().offset);
+                }
+                offsets
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    });
+    for offsets in per_partition {
+        assert_eq!(offsets, (0..250).collect::<Vec<i64>>());
+    }
+    producer.close().unwrap();
+}
