@@ -24,8 +24,8 @@
 //!
 //! Defaults: N = 2000, K = 3, DIR = a fresh directory under the system temp dir, removed
 //! when every check passed. Exit status: 0 when every check passed, 1 on an error or a
-//! failed check, 2 for bad arguments. `tests/exactly_once_kill.rs` runs the same kind
-//! of pipeline in a child process killed with `abort()` (as `kill -9`).
+//! failed check, 2 for bad arguments. `crates/streamlog-tests/tests/exactly_once_kill.rs`
+//! runs the same kind of pipeline in a child process killed with `abort()` (as `kill -9`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::error::Error;

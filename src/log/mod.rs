@@ -414,8 +414,8 @@ mod partition_file_tests {
 
     /// Every segment name in every transient state, and every checkpoint and its
     /// temporary copy, is recognized (so orphaned partitions are removed whole; the
-    /// literal names are also checked in tests/store.rs), and names that only look alike
-    /// are not (so a user's directory is left alone).
+    /// literal names are also checked in crates/streamlog-tests/tests/store.rs), and
+    /// names that only look alike are not (so a user's directory is left alone).
     #[test]
     fn partition_files_are_recognized_by_their_exact_names() {
         let mut ours = Vec::new();

@@ -19,7 +19,8 @@
 //!   timed; p50, p99 and max printed.
 //!
 //! After criterion's output, a table gives records/s and the ratios. Run with
-//! `cargo bench --bench transactions` (about a minute on 2 cores, plus the build).
+//! `cargo bench -p streamlog-bench --bench transactions` (about a minute on 2 cores, plus the
+//! build).
 
 mod common;
 

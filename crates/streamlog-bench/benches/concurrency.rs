@@ -4,7 +4,7 @@
 //! Target: 2 threads >= 1.7x one thread on a 2-core machine.
 //!
 //! Interleaved rounds (`ROUNDS`, default 5), medians. Run with
-//! `cargo bench --bench concurrency`.
+//! `cargo bench -p streamlog-bench --bench concurrency`.
 
 use std::time::{Duration, Instant};
 

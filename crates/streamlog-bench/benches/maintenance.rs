@@ -31,8 +31,8 @@
 //! `/proc/self/limits`) it uses the largest multiple of 1,000 segments that fits, and
 //! says so in the table.
 //!
-//! Run with `cargo bench --bench maintenance` (about two minutes on 2 cores, plus the
-//! build).
+//! Run with `cargo bench -p streamlog-bench --bench maintenance` (about two minutes on
+//! 2 cores, plus the build).
 
 mod common;
 

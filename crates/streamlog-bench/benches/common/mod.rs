@@ -164,10 +164,13 @@ pub fn tmp() -> tempfile::TempDir {
         .expect("tempdir")
 }
 
-/// Criterion's mean time per iteration (ns) for `group/function`, from its output files.
+/// Criterion's mean time per iteration (ns) for `group/function`, from its output files
+/// (under `$CARGO_TARGET_DIR`, else the workspace's `target/`, as criterion writes them).
 pub fn mean_ns(group: &str, function: &str) -> Option<f64> {
-    let root =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    let root = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"),
+        PathBuf::from,
+    );
     let path = root
         .join("criterion")
         .join(group)

@@ -5,9 +5,9 @@
 //! Targets: 10,000 partitions reopen in < 1 s holding < 256 descriptors; creating and
 //! closing them take < 2 s each.
 //!
-//! Run with `cargo bench --bench partitions` (`PARTITIONS` and `ROUNDS` can be set in the
-//! environment; defaults 10000 and 3). Each round uses a fresh directory; the table gives
-//! the median of the rounds.
+//! Run with `cargo bench -p streamlog-bench --bench partitions` (`PARTITIONS` and `ROUNDS`
+//! can be set in the environment; defaults 10000 and 3). Each round uses a fresh directory;
+//! the table gives the median of the rounds.
 
 use std::time::{Duration, Instant};
 

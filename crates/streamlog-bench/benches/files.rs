@@ -15,7 +15,7 @@
 //! Store creation (the 512 partitions) is outside the timed part. After criterion's
 //! output, a table gives appends/s and the ratio to `unlimited` in the same run.
 //!
-//! Run with `cargo bench --bench files`.
+//! Run with `cargo bench -p streamlog-bench --bench files`.
 
 mod common;
 

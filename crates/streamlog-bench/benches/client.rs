@@ -34,8 +34,8 @@
 //! append, consumer >= 0.8x raw read, Acks::All 16 threads >= 8x 1 thread) and whether
 //! this run met them.
 //!
-//! Run with `cargo bench --bench client` (about a minute and a half on 2 cores, plus the
-//! build).
+//! Run with `cargo bench -p streamlog-bench --bench client` (about a minute and a half on
+//! 2 cores, plus the build).
 
 mod common;
 

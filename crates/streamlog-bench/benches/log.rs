@@ -14,7 +14,7 @@
 //! 1 KiB values; 100-byte values with each codec. After criterion's own output, a table
 //! gives records/s, MB/s (of key+value bytes) and the ratio to the baseline.
 //!
-//! Run with `cargo bench --bench log` (a few minutes on 2 cores).
+//! Run with `cargo bench -p streamlog-bench --bench log` (a few minutes on 2 cores).
 
 mod common;
 

@@ -10,7 +10,7 @@
 //! each sample is one hand-off, not a queue. `SAMPLES` (default 100000) per path; the
 //! percentiles are exact (every sample is kept and sorted).
 //!
-//! Run with `cargo bench --bench latency`.
+//! Run with `cargo bench -p streamlog-bench --bench latency`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
