@@ -28,6 +28,7 @@ use clap::{Parser, Subcommand};
 mod consume;
 mod dump;
 mod groups;
+mod import;
 #[cfg(feature = "kafka")]
 mod mirror;
 mod produce;
@@ -69,6 +70,13 @@ enum Command {
     /// every batch's CRC and offsets, every index entry (SQLite's integrity_check).
     /// Exit status 1 if anything is wrong
     Verify(verify::Verify),
+    /// Adopts a Kafka topic's partition directories as a store topic, every batch and
+    /// index entry checked first (damage is refused, never truncated)
+    ///
+    /// With --from, the topic's `<TOPIC>-<n>` directories are copied in from a stopped
+    /// Kafka broker's log directory, which is only read (a progress bar on a terminal);
+    /// without it they must already be in the store directory.
+    ImportKafka(import::ImportKafka),
     /// Mirrors topics between a store and a Kafka cluster, resuming exactly where it
     /// stopped
     ///
@@ -90,6 +98,7 @@ fn main() -> ExitCode {
         Command::Groups(g) => groups::run(g, &mut out),
         Command::Produce(p) => produce::run(p, &mut io::stdin().lock()).map(|_| ()),
         Command::Consume(c) => consume::run(c, &mut out).map(|_| ()),
+        Command::ImportKafka(i) => import::run(i, &mut out),
         #[cfg(feature = "kafka")]
         Command::Mirror(direction) => return mirror::run(direction),
         Command::Verify(v) => match verify::run(v, &mut out) {

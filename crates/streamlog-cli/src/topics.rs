@@ -58,7 +58,7 @@ pub struct Create {
     configs: Vec<(String, String)>,
 }
 
-fn with_configs(
+pub(crate) fn with_configs(
     mut config: TopicConfig,
     configs: &[(String, String)],
 ) -> Result<TopicConfig, String> {

@@ -1,0 +1,165 @@
+//! `streamlog import-kafka` as a user runs it: a topic's partition directories copied
+//! from a Kafka log directory (only read) and adopted; damage refused with the copies
+//! removed again.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use streamlog::BatchBuilder;
+use streamlog::log::{Log, LogConfig};
+
+fn streamlog(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_streamlog"))
+        .args(args)
+        .output()
+        .expect("run the streamlog binary")
+}
+
+/// A Kafka log directory's `<topic>-<n>` directories, written by streamlog's `Log`
+/// (the same files a broker writes): `records` records per partition.
+fn kafka_topic(log_dir: &Path, topic: &str, partitions: usize, records: usize) {
+    for p in 0..partitions {
+        let log = Log::open(log_dir.join(format!("{topic}-{p}")), LogConfig::default()).unwrap();
+        for i in 0..records {
+            let mut b = BatchBuilder::new();
+            let value = format!("{topic}-{p}-{i}");
+            b.push(1_700_000_000_000, Some(b"k"), Some(value.as_bytes()), &[])
+                .unwrap();
+            log.append(&mut b.finish().unwrap()).unwrap();
+        }
+        log.close().unwrap();
+    }
+}
+
+/// Every file under `dir` with its bytes.
+fn contents(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            for (k, v) in contents(&path) {
+                out.insert(
+                    format!("{}/{k}", path.file_name().unwrap().to_string_lossy()),
+                    v,
+                );
+            }
+        } else {
+            out.insert(
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&path).unwrap(),
+            );
+        }
+    }
+    out
+}
+
+#[test]
+fn imports_a_topic_from_a_kafka_log_dir_and_leaves_the_kafka_dir_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kafka = tmp.path().join("kafka");
+    std::fs::create_dir(&kafka).unwrap();
+    kafka_topic(&kafka, "clicks", 2, 3);
+    let before = contents(&kafka);
+    let store = tmp.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    let (s, k) = (store.to_str().unwrap(), kafka.to_str().unwrap());
+
+    let out = streamlog(&[
+        "import-kafka",
+        "--dir",
+        s,
+        "--from",
+        k,
+        "clicks",
+        "--config",
+        "retention.ms=60000",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("clicks-0: offsets 0..3"), "{stdout}");
+    assert!(
+        stdout.contains("Imported topic clicks (2 partitions, 6 offsets"),
+        "{stdout}"
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "no progress bar in a pipe: {:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(contents(&kafka), before, "the Kafka directory is only read");
+
+    let consumed = streamlog(&[
+        "consume",
+        "--dir",
+        s,
+        "clicks",
+        "--from-beginning",
+        "--max-messages",
+        "6",
+    ]);
+    assert!(
+        consumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&consumed.stderr)
+    );
+    let mut values: Vec<String> = String::from_utf8(consumed.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    values.sort();
+    let mut expected: Vec<String> = (0..2)
+        .flat_map(|p| (0..3).map(move |i| format!("clicks-{p}-{i}")))
+        .collect();
+    expected.sort();
+    assert_eq!(values, expected);
+    let described = streamlog(&["topics", "describe", "--dir", s, "clicks"]);
+    assert!(
+        String::from_utf8_lossy(&described.stdout).contains("retention.ms=60000"),
+        "{}",
+        String::from_utf8_lossy(&described.stdout)
+    );
+
+    // Importing it again is refused: the directories exist in the store.
+    let again = streamlog(&["import-kafka", "--dir", s, "--from", k, "clicks"]);
+    assert!(!again.status.success());
+}
+
+#[test]
+fn damage_is_refused_and_the_copies_are_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kafka = tmp.path().join("kafka");
+    std::fs::create_dir(&kafka).unwrap();
+    kafka_topic(&kafka, "bad", 1, 3);
+    let segment = kafka.join("bad-0").join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff; // the last record's value: its batch's CRC no longer matches
+    std::fs::write(&segment, &bytes).unwrap();
+    let before = contents(&kafka);
+    let store = tmp.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    let (s, k) = (store.to_str().unwrap(), kafka.to_str().unwrap());
+
+    let out = streamlog(&["import-kafka", "--dir", s, "--from", k, "bad"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("import `bad`"), "{stderr}");
+    assert!(
+        !store.join("bad-0").exists(),
+        "the command's copy was removed"
+    );
+    assert_eq!(contents(&kafka), before);
+    let listed = streamlog(&["topics", "list", "--dir", s]);
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains("bad"));
+
+    // A topic the Kafka directory does not hold.
+    let missing = streamlog(&["import-kafka", "--dir", s, "--from", k, "nothing"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no `nothing-0` directory"));
+}
