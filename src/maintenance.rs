@@ -177,6 +177,8 @@ impl Maintenance {
             let tc = topic.config();
             for p in topic.partitions() {
                 if catalog.is_closed() || self.stopping() {
+                    // What the pass did so far still counts.
+                    count_pass(catalog, &report, false);
                     return Err(Error::Closed { what: "store" });
                 }
                 if p.is_closed() {

@@ -74,6 +74,7 @@ impl SyncStats {
 /// `LogFlushRateAndTimeMs` for the store's syncs). Percentiles are the upper bound of
 /// the bucket they fall in: at most twice the true value, never below it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct LatencyHistogram {
     /// `buckets[0]`: under 1 µs; `buckets[i]`: from `2^(i-1)` µs up to `2^i` µs.
     pub buckets: Vec<u64>,
@@ -107,14 +108,14 @@ impl LatencyHistogram {
         let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
         let mut seen = 0;
         for (i, n) in self.buckets.iter().enumerate() {
-            seen += n;
+            seen = n.saturating_add(seen);
             if seen >= rank {
-                let upper = if i == 0 {
-                    Duration::from_micros(1)
+                let us = if i == 0 {
+                    1
                 } else {
-                    Duration::from_micros(1u64 << i)
+                    1u64.checked_shl(i as u32).unwrap_or(u64::MAX)
                 };
-                return upper.min(self.max);
+                return Duration::from_micros(us).min(self.max);
             }
         }
         self.max

@@ -178,7 +178,8 @@ impl Producer {
     /// those checks means none was sent. An error while adding them (the producer
     /// closed, a topic deleted, a transaction ending, `buffer_memory` timing out) comes
     /// after the records before it were added: those are sent without being reported. With `linger_ms` 0 the call's
-    /// batches are appended when it returns.
+    /// batches are appended when it returns, unless a [`send_async`](Self::send_async)
+    /// started the linger thread, which then appends them right away.
     ///
     /// ```
     /// use streamlog::{ProducerConfig, ProducerRecord, Store, TopicConfig};

@@ -2,7 +2,8 @@
 //! thread (waiting for `buffer_memory`, appending a batch, and for `Acks::All` its
 //! fsync), this future never blocks the task polling it: it waits for memory by
 //! registering its waker, and the batches it closes are appended (and synced) by the
-//! producer's linger thread, started at the first async send if `linger_ms` is 0.
+//! producer's linger thread, started at the first async send if `linger_ms` is 0
+//! (exceptions: see [`Producer::send_async`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,6 +24,8 @@ pub struct SendFuture<'a> {
     /// Checked once, at the first poll: its estimated size, a custom partitioner's
     /// choice, and its timestamp.
     prepared: Option<(usize, Option<i32>, i64)>,
+    /// It resolved: polling again must not send the record again.
+    done: bool,
 }
 
 impl std::fmt::Debug for SendFuture<'_> {
@@ -40,7 +43,12 @@ impl Producer {
     /// is appended and frees memory), and it appends no batch itself: the producer's
     /// linger thread does, so neither an append nor an `Acks::All` fsync runs on the
     /// executor. Resolves to the record's [`DeliveryFuture`], itself a future of its
-    /// [`RecordMetadata`](super::RecordMetadata). Works on any executor.
+    /// [`RecordMetadata`](super::RecordMetadata). Works on any executor. Two
+    /// exceptions run on the polling thread: a transactional producer's first send to a
+    /// partition in a transaction records the partition in `__transaction_state` (an
+    /// append, as Kafka's `AddPartitionsToTxn`), and a poll racing
+    /// [`close`](Self::close) appends its batches itself (the linger thread is gone).
+    /// Polled again after it resolved, it returns `InvalidArgument` and sends nothing.
     ///
     /// `max_block_ms` does not apply: bound the wait with your runtime's timeout (the
     /// future is cancellation-safe: dropped before it resolves, it sent nothing).
@@ -69,6 +77,7 @@ impl Producer {
             producer: self,
             record,
             prepared: None,
+            done: false,
         }
     }
 }
@@ -95,6 +104,12 @@ impl Future for SendFuture<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(Err(crate::error::Error::InvalidArgument {
+                name: "SendFuture",
+                reason: "polled after it resolved (its record was sent once)".into(),
+            }));
+        }
         let handle = &this.producer.handle;
         let shared = &handle.shared;
         let prepared = match this.prepared {
@@ -126,6 +141,7 @@ impl Future for SendFuture<'_> {
             Some(cx.waker()),
         );
         shared.hand_to_linger(to_ship);
+        this.done = !matches!(added, Ok(None));
         match added {
             // A new open batch wakes an idle linger thread (`push`).
             Ok(Some((slot, index))) => Poll::Ready(Ok(shared.delivery(slot, index, timestamp))),

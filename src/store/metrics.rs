@@ -42,7 +42,12 @@ pub(super) struct RateWindow {
 
 impl Default for RateWindow {
     fn default() -> Self {
-        let opened = Instant::now();
+        Self::opened_at(Instant::now())
+    }
+}
+
+impl RateWindow {
+    fn opened_at(opened: Instant) -> Self {
         RateWindow {
             opened,
             samples: Mutex::new(VecDeque::from([(opened, [0; RATED.len() + 1])])),
@@ -58,18 +63,19 @@ impl RateWindow {
         now_totals: &Totals,
     ) -> (Totals, Duration, [f64; RATED.len() + 1]) {
         let mut samples = self.samples.lock();
-        while samples.len() > 1 && now.duration_since(samples[0].0) > WINDOW {
+        // The base: the newest sample at least a window old (or the oldest there is).
+        while samples.len() > 1 && now.saturating_duration_since(samples[1].0) >= WINDOW {
             samples.pop_front();
         }
         let (since, base) = samples[0];
         if samples
             .back()
-            .is_none_or(|(t, _)| now.duration_since(*t) >= MIN_SAMPLE_GAP)
+            .is_none_or(|(t, _)| now.saturating_duration_since(*t) >= MIN_SAMPLE_GAP)
         {
             samples.push_back((now, *now_totals));
         }
         drop(samples);
-        let span = now.duration_since(since);
+        let span = now.saturating_duration_since(since);
         let secs = span.as_secs_f64();
         let rates = std::array::from_fn(|i| {
             if secs > 0.0 {
@@ -375,8 +381,9 @@ impl Store {
 
     /// Publishes [`metrics`](Self::metrics) through the `metrics` crate's facade, to
     /// whatever recorder the application installed (Prometheus, StatsD, ..): totals as
-    /// counters, the rest as gauges, each named `streamlog.<entry name>` with its
-    /// labels. The maintenance thread publishes after each of its passes (every
+    /// counters (their totals since this store's open), the rest as gauges, each named
+    /// `streamlog.<entry name>` with its labels and a `store` label (the directory), so
+    /// two stores of one process stay apart. The maintenance thread publishes after each of its passes (every
     /// `maintenance_interval_ms`); call this for fresher figures. Sync latencies go to
     /// the histogram `streamlog.log-flush-time-seconds` as they happen. Needs the
     /// `metrics` feature.
@@ -385,7 +392,7 @@ impl Store {
     /// `Closed`.
     #[cfg(feature = "metrics")]
     pub fn publish_metrics(&self) -> Result<()> {
-        publish(&self.metrics()?);
+        publish(self.inner.catalog.dir(), &self.metrics()?);
         Ok(())
     }
 }
@@ -480,12 +487,12 @@ pub(super) fn snapshot(
 
 /// Hands a snapshot to the `metrics` facade.
 #[cfg(feature = "metrics")]
-pub(super) fn publish(snapshot: &StoreMetrics) {
+pub(super) fn publish(store: &std::path::Path, snapshot: &StoreMetrics) {
+    let store = store.display().to_string();
     for e in snapshot.entries() {
         let name = format!("streamlog.{}", e.name);
-        let labels: Vec<metrics::Label> = e
-            .labels
-            .into_iter()
+        let labels: Vec<metrics::Label> = std::iter::once(("store", store.clone()))
+            .chain(e.labels)
             .map(|(k, v)| metrics::Label::new(k, v))
             .collect();
         if e.counter {
@@ -493,5 +500,40 @@ pub(super) fn publish(snapshot: &StoreMetrics) {
         } else {
             metrics::gauge!(name, labels).set(e.value);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn totals_of(records: u64) -> Totals {
+        let mut t = [0; RATED.len() + 1];
+        t[0] = records;
+        t
+    }
+
+    /// Snapshots every 30 s (the maintenance thread's default): each rate covers at
+    /// least the last minute, from the newest sample at least 60 s old.
+    #[test]
+    fn rates_cover_at_least_a_minute_once_the_store_is_that_old() {
+        let t0 = Instant::now();
+        let w = RateWindow::opened_at(t0);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // 100 records/s for the first minute, then 10/s.
+        let (_, span, r) = w.rates(at(30), &totals_of(3000));
+        assert_eq!((span, r[0]), (Duration::from_secs(30), 100.0));
+        let (_, span, r) = w.rates(at(60), &totals_of(6000));
+        assert_eq!((span, r[0]), (Duration::from_secs(60), 100.0));
+        let (_, span, r) = w.rates(at(90), &totals_of(6300));
+        assert_eq!(span, Duration::from_secs(60), "from the sample at 30 s");
+        assert_eq!(r[0], 55.0);
+        let (_, span, r) = w.rates(at(120), &totals_of(6600));
+        assert_eq!((span, r[0]), (Duration::from_secs(60), 10.0));
+        // Snapshots closer than a second share a sample; a long gap keeps the last one.
+        let (_, span, _) = w.rates(at(120) + Duration::from_millis(10), &totals_of(6600));
+        assert_eq!(span, Duration::from_millis(60_010));
+        let (_, span, r) = w.rates(at(600), &totals_of(6600));
+        assert_eq!((span, r[0]), (Duration::from_secs(480), 0.0));
     }
 }

@@ -167,7 +167,7 @@ impl Store {
             let groups = self.inner.groups.clone();
             let rates = self.inner.rates.clone();
             Some(Box::new(move |catalog: &Catalog| {
-                metrics::publish(&metrics::snapshot(catalog, &groups, &rates));
+                metrics::publish(catalog.dir(), &metrics::snapshot(catalog, &groups, &rates));
             }))
         }
         #[cfg(not(feature = "metrics"))]

@@ -294,3 +294,24 @@ fn tokio_tasks_send_concurrently() {
     }
     producer.close().unwrap();
 }
+
+/// A future polled again after it resolved sends nothing more: it reports the misuse.
+#[test]
+fn a_resolved_send_polled_again_sends_nothing() {
+    let gate = Arc::new(Gate::default());
+    let store = gated_store(&gate);
+    let producer = store.producer(ProducerConfig::default()).unwrap();
+    let (waker, _woken) = signal();
+    let mut fut = producer.send_async(record(0));
+    let Poll::Ready(delivery) = poll_once(&mut fut, &waker) else {
+        panic!("memory is plentiful");
+    };
+    match poll_once(&mut fut, &waker) {
+        Poll::Ready(Err(Error::InvalidArgument { .. })) => {}
+        other => panic!("polled after Ready: {other:?}"),
+    }
+    assert_eq!(delivery.unwrap().wait().unwrap().offset, 0);
+    producer.flush().unwrap();
+    let part = store.topic("clicks").unwrap().partition(0).unwrap();
+    assert_eq!(part.log_end_offset(), 1, "the record was sent once");
+}

@@ -77,7 +77,8 @@ fn client_totals_match_what_was_sent_read_and_committed() {
         sent.log_flush.total > before.log_flush.total,
         "Acks::All syncs: {sent:?}"
     );
-    assert_eq!(sent.log_flush.latency.count, sent.log_flush.total);
+    assert!(sent.log_flush.latency.max > std::time::Duration::ZERO);
+    assert!(sent.log_flush.latency.quantile(0.99) >= sent.log_flush.latency.quantile(0.5));
     let tp = TopicPartition::new("clicks", 0);
     let part = sent.partitions.iter().find(|p| p.partition == tp).unwrap();
     assert_eq!((part.log_end_offset, part.size_bytes), (50, size));
@@ -282,7 +283,10 @@ fn publish_reaches_the_metrics_recorder() {
             .map(|(.., value)| value)
     };
     assert_eq!(
-        find("streamlog.record-send-total", None),
+        find(
+            "streamlog.record-send-total",
+            Some(("store", dir.path().to_str().unwrap()))
+        ),
         Some(&DebugValue::Counter(3))
     );
     let size = store.describe_topic("clicks").unwrap().partitions[0].size_bytes;
