@@ -251,7 +251,7 @@ impl Catalog {
         recovery::write_meta(self.config.fs.as_ref(), &self.dir, name, meta)
     }
 
-    fn remove_metadata(&self, name: &str) -> Result<()> {
+    pub(super) fn remove_metadata(&self, name: &str) -> Result<()> {
         let fs = self.config.fs.as_ref();
         let dir = self.dir.join(TOPICS_DIR);
         fs.remove_file(&dir.join(name))

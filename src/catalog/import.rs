@@ -102,7 +102,22 @@ impl Catalog {
         config = meta.config;
         let mut parts: Vec<Arc<PartitionState>> = Vec::with_capacity(dirs.len());
         for p in 0..dirs.len() as i32 {
-            parts.push(inner.open_partition(name, topic_id, p, &config)?);
+            match inner.open_partition(name, topic_id, p, &config) {
+                Ok(part) => parts.push(part),
+                Err(e) => {
+                    // Not adopted after all: without its metadata the directories are
+                    // strangers again (left alone, importable later), and the next open
+                    // does not look for a topic this store never had.
+                    drop(parts);
+                    if let Err(undo) = inner.remove_metadata(name) {
+                        tracing::error!(
+                            "import of `{name}` failed ({e}) and its metadata could not be \
+                             removed ({undo}): the next open adopts the topic"
+                        );
+                    }
+                    return Err(e);
+                }
+            }
         }
         inner.topics.write().insert(
             name.to_string(),

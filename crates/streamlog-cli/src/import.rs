@@ -34,24 +34,7 @@ pub struct ImportKafka {
 /// The topic's partition directories in `dir`, by partition number: `<topic>-<n>` for
 /// n = 0, 1, ... without a gap (Kafka numbers them so).
 fn partition_dirs(dir: &Path, topic: &str) -> Result<Vec<PathBuf>, String> {
-    let mut found = Vec::new();
-    let entries = fs::read_dir(dir).map_err(|e| format!("read {}: {e}", dir.display()))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| format!("read {}: {e}", dir.display()))?;
-        let name = entry.file_name();
-        let Some(n) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(topic))
-            .and_then(|n| n.strip_prefix('-'))
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if entry.path().is_dir() {
-            found.push((n, entry.path()));
-        }
-    }
-    found.sort();
+    let found = numbered_dirs(dir, topic)?;
     for (expected, (n, path)) in found.iter().enumerate() {
         if *n as usize != expected {
             return Err(format!(
@@ -66,6 +49,31 @@ fn partition_dirs(dir: &Path, topic: &str) -> Result<Vec<PathBuf>, String> {
     Ok(found.into_iter().map(|(_, p)| p).collect())
 }
 
+/// Every `<topic>-<n>` directory in `dir`, sorted by `n`.
+fn numbered_dirs(dir: &Path, topic: &str) -> Result<Vec<(u32, PathBuf)>, String> {
+    let mut found = Vec::new();
+    let entries = fs::read_dir(dir).map_err(|e| format!("read {}: {e}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("read {}: {e}", dir.display()))?;
+        let name = entry.file_name();
+        // Exactly `<topic>-<n>`, as the store reads them (no `-01`, no `-+1`).
+        let Some(n) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(topic))
+            .and_then(|n| n.strip_prefix('-'))
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|n| name.to_str() == Some(&format!("{topic}-{n}")))
+        else {
+            continue;
+        };
+        if entry.path().is_dir() {
+            found.push((n, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
 /// A progress bar on a terminal (indicatif draws nothing when stderr is not one).
 fn progress(total: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(total);
@@ -78,41 +86,49 @@ fn progress(total: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// Copies the regular files of each directory in `from` into a new directory of the
-/// same name in `into`, synced. Returns the directories it created (all of them, also
-/// on error, so they can be removed).
+/// The name a partition directory is copied under before it is complete: the store
+/// ignores it, so a copy cut short is never imported.
+fn staging_name(name: &std::ffi::OsStr) -> PathBuf {
+    let mut staged = std::ffi::OsString::from(".import-");
+    staged.push(name);
+    PathBuf::from(staged)
+}
+
+/// Copies the files of each directory in `from` into a new directory of the same name
+/// in `into`: first under a staging name, synced, then renamed into place (and the
+/// store directory synced). `created` gets every directory it made (also on error, so
+/// they can be removed). Only regular files are copied; anything else is refused.
 fn copy_dirs(from: &[PathBuf], into: &Path, created: &mut Vec<PathBuf>) -> Result<(), String> {
     let err = |what: &str, p: &Path, e: io::Error| format!("{what} {}: {e}", p.display());
     let mut files = Vec::new();
     for dir in from {
         let name = dir.file_name().expect("a partition directory has a name");
-        let target = into.join(name);
-        if target.exists() {
+        let staged = into.join(staging_name(name));
+        if staged.exists() {
             return Err(format!(
-                "{} exists already: the store holds a directory of that name",
-                target.display()
+                "{} exists: an earlier import was cut short; remove it and retry",
+                staged.display()
             ));
         }
         for entry in fs::read_dir(dir).map_err(|e| err("read", dir, e))? {
             let entry = entry.map_err(|e| err("read", dir, e))?;
-            if entry
-                .file_type()
-                .map_err(|e| err("stat", &entry.path(), e))?
-                .is_file()
-            {
-                let len = entry
-                    .metadata()
-                    .map_err(|e| err("stat", &entry.path(), e))?
-                    .len();
-                files.push((entry.path(), target.join(entry.file_name()), len));
+            let path = entry.path();
+            let kind = entry.file_type().map_err(|e| err("stat", &path, e))?;
+            if !kind.is_file() {
+                return Err(format!(
+                    "{}: not a regular file (a Kafka partition directory holds only files)",
+                    path.display()
+                ));
             }
+            let len = entry.metadata().map_err(|e| err("stat", &path, e))?.len();
+            files.push((path, staged.join(entry.file_name()), len));
         }
     }
     let bar = progress(files.iter().map(|f| f.2).sum(), "copying");
     for dir in from {
-        let target = into.join(dir.file_name().expect("named"));
-        fs::create_dir(&target).map_err(|e| err("create", &target, e))?;
-        created.push(target);
+        let staged = into.join(staging_name(dir.file_name().expect("named")));
+        fs::create_dir(&staged).map_err(|e| err("create", &staged, e))?;
+        created.push(staged);
     }
     for (src, dst, _) in &files {
         let mut input = fs::File::open(src).map_err(|e| err("open", src, e))?;
@@ -121,12 +137,19 @@ fn copy_dirs(from: &[PathBuf], into: &Path, created: &mut Vec<PathBuf>) -> Resul
         output.sync_all().map_err(|e| err("sync", dst, e))?;
     }
     bar.finish_and_clear();
-    for dir in created.iter().chain(std::iter::once(&into.to_path_buf())) {
+    let sync_dir = |dir: &Path| {
         fs::File::open(dir)
             .and_then(|d| d.sync_all())
-            .map_err(|e| err("sync", dir, e))?;
+            .map_err(|e| err("sync", dir, e))
+    };
+    for staged in created.iter_mut() {
+        sync_dir(staged)?;
+        let name = staged.file_name().expect("named").to_string_lossy();
+        let target = into.join(name.trim_start_matches(".import-"));
+        fs::rename(&*staged, &target).map_err(|e| err("rename", staged, e))?;
+        *staged = target;
     }
-    Ok(())
+    sync_dir(into)
 }
 
 /// Imports; prints one line per partition and a summary.
@@ -134,22 +157,45 @@ pub fn run(i: &ImportKafka, out: &mut dyn Write) -> Result<(), String> {
     let config = with_configs(streamlog::TopicConfig::default(), &i.configs)?;
     let store = i.store.open()?;
     let mut created = Vec::new();
+    // Whether what was copied may be removed on failure: not after an I/O error of the
+    // import itself, which may have come after the store adopted the copies.
+    let mut refused = true;
     let result = (|| {
         if let Some(from) = &i.from {
             let dirs = partition_dirs(from, &i.topic)?;
+            // The store adopts every `<topic>-<n>` it holds: with some there already,
+            // it would adopt a mix of those and the copies.
+            if let Some((_, present)) = numbered_dirs(&i.store.dir, &i.topic)?.first() {
+                return Err(format!(
+                    "{} exists already: import the directories there without --from, or \
+                     remove them",
+                    present.display()
+                ));
+            }
             copy_dirs(&dirs, &i.store.dir, &mut created)?;
         }
-        store
-            .import_kafka_topic(&i.topic, config)
-            .map_err(|e| format!("import `{}`: {e}", i.topic))
+        store.import_kafka_topic(&i.topic, config).map_err(|e| {
+            refused = !matches!(
+                e,
+                streamlog::Error::Io { .. } | streamlog::Error::Poisoned { .. }
+            );
+            format!("import `{}`: {e}", i.topic)
+        })
     })();
     let report = match result {
         Ok(report) => report,
         Err(e) => {
-            // Only the copies this command made: the store refused them, so it never
-            // adopted them.
-            for dir in &created {
-                let _ = fs::remove_dir_all(dir);
+            // Only the copies this command made, and only when the store refused them
+            // before adopting anything (damage, a bad name or config).
+            if refused {
+                for dir in &created {
+                    let _ = fs::remove_dir_all(dir);
+                }
+            } else if !created.is_empty() {
+                eprintln!(
+                    "streamlog: the copies are left in {} (the store may have adopted them)",
+                    i.store.dir.display()
+                );
             }
             return Err(e);
         }

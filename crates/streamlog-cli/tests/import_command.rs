@@ -125,9 +125,73 @@ fn imports_a_topic_from_a_kafka_log_dir_and_leaves_the_kafka_dir_alone() {
         String::from_utf8_lossy(&described.stdout)
     );
 
-    // Importing it again is refused: the directories exist in the store.
+    // Importing it again is refused: the directories exist in the store, which is left
+    // as it was.
+    let store_before = contents(&store);
     let again = streamlog(&["import-kafka", "--dir", s, "--from", k, "clicks"]);
     assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("exists already"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(contents(&store), store_before);
+}
+
+/// A directory of the topic already in the store (even one the copy would not make,
+/// which the store would adopt with the copies), a staging directory an interrupted
+/// copy left, and a partition directory holding something other than files: each is
+/// refused before anything is copied, and nothing is removed.
+#[test]
+fn what_the_command_did_not_make_is_refused_and_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kafka = tmp.path().join("kafka");
+    std::fs::create_dir(&kafka).unwrap();
+    kafka_topic(&kafka, "clicks", 2, 1);
+    let store = tmp.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    let (s, k) = (store.to_str().unwrap(), kafka.to_str().unwrap());
+    assert!(streamlog(&["topics", "list", "--dir", s]).status.success());
+
+    let stray = store.join("clicks-2");
+    std::fs::create_dir(&stray).unwrap();
+    std::fs::write(stray.join("notes.txt"), b"mine").unwrap();
+    let before = contents(&store);
+    let out = streamlog(&["import-kafka", "--dir", s, "--from", k, "clicks"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("clicks-2 exists already"));
+    assert_eq!(contents(&store), before);
+    std::fs::remove_dir_all(&stray).unwrap();
+
+    let staged = store.join(".import-clicks-1");
+    std::fs::create_dir(&staged).unwrap();
+    let before = contents(&store);
+    let out = streamlog(&["import-kafka", "--dir", s, "--from", k, "clicks"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cut short"));
+    assert_eq!(contents(&store), before);
+    assert!(!store.join("clicks-0").exists() && !store.join(".import-clicks-0").exists());
+    std::fs::remove_dir_all(&staged).unwrap();
+
+    std::fs::create_dir(kafka.join("clicks-1").join("subdir")).unwrap();
+    let out = streamlog(&["import-kafka", "--dir", s, "--from", k, "clicks"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"));
+    assert!(!store.join("clicks-0").exists() && !store.join(".import-clicks-0").exists());
+    std::fs::remove_dir(kafka.join("clicks-1").join("subdir")).unwrap();
+
+    let out = streamlog(&["import-kafka", "--dir", s, "--from", k, "clicks"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names: Vec<String> = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("clicks"))
+        .collect();
+    assert_eq!(names.len(), 2, "no staging directory left: {names:?}");
 }
 
 #[test]

@@ -385,3 +385,89 @@ fn a_failed_create_or_grow_never_breaks_the_store() {
         }
     }
 }
+
+/// An import whose partitions fail to open after its metadata was written (an I/O
+/// error) is undone: the metadata goes again, so the store reopens without the topic
+/// and with the directories left alone, and a later import adopts them.
+#[test]
+fn an_import_that_fails_to_open_its_partitions_leaves_no_metadata_behind() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use common::intercept::{Hooks, InterceptFs, Op};
+    use streamlog::StoreConfig;
+    use streamlog::fs::{FileSystem, SimFs};
+    use streamlog::log::{Log, LogConfig};
+
+    let sim = SimFs::new();
+    for p in 0..2 {
+        let log = Log::open_with_fs(
+            Arc::new(sim.clone()),
+            format!("/store/clicks-{p}"),
+            LogConfig::default(),
+        )
+        .unwrap();
+        let mut b = streamlog::BatchBuilder::new();
+        b.push(1_700_000_000_000, Some(b"k"), Some(b"v"), &[])
+            .unwrap();
+        log.append(&mut b.finish().unwrap()).unwrap();
+        log.close().unwrap();
+    }
+    let adopted = Arc::new(AtomicBool::new(false));
+    let fail_opens = Arc::new(AtomicBool::new(true));
+    let hooks = {
+        let (adopted, seen) = (adopted.clone(), adopted.clone());
+        let fail_opens = fail_opens.clone();
+        Hooks {
+            before_op: Box::new(move |op, path| {
+                if op == Op::Rename && path.ends_with(".topics/clicks") {
+                    seen.store(true, Ordering::SeqCst);
+                }
+            }),
+            before_open: Box::new(move |path| {
+                let in_topic = path.to_string_lossy().contains("/clicks-");
+                if in_topic && adopted.load(Ordering::SeqCst) && fail_opens.load(Ordering::SeqCst) {
+                    return Err(std::io::Error::other("injected: open after adoption"));
+                }
+                Ok(())
+            }),
+            ..Hooks::default()
+        }
+    };
+    let fs: Arc<dyn FileSystem> = Arc::new(InterceptFs::new(sim.clone(), hooks));
+    let config = || {
+        StoreConfig::default()
+            .background_maintenance(false)
+            .file_system(fs.clone())
+    };
+    let store = Store::open_with("/store", config()).unwrap();
+    let err = store
+        .import_kafka_topic("clicks", TopicConfig::default())
+        .unwrap_err();
+    assert!(
+        adopted.load(Ordering::SeqCst),
+        "the failure came after the metadata"
+    );
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    assert!(store.topic("clicks").is_err());
+    store.close().unwrap();
+    drop(store);
+    fail_opens.store(false, Ordering::SeqCst);
+
+    let store = Store::open_with("/store", config()).unwrap();
+    assert!(store.topic("clicks").is_err(), "not adopted");
+    assert_eq!(store.recovery_report().directories_left_alone.len(), 2);
+    let report = store
+        .import_kafka_topic("clicks", TopicConfig::default())
+        .unwrap();
+    assert_eq!(report.partitions.len(), 2);
+    assert_eq!(
+        store
+            .topic("clicks")
+            .unwrap()
+            .partition(1)
+            .unwrap()
+            .log_end_offset(),
+        1
+    );
+}
