@@ -27,6 +27,7 @@ mod meta;
 mod parallel;
 mod partition;
 mod producer_ids;
+mod read_only;
 mod recovery;
 mod stats;
 mod verify;
@@ -51,6 +52,7 @@ pub use handles::{Partition, Topic};
 pub use import::ImportReport;
 pub use meta::TopicId;
 pub(crate) use partition::{PartitionState, TopicState, is_aborted};
+pub(crate) use read_only::{is_store, partition_dir, read_topics};
 pub use recovery::{
     CommittedOffsetReset, PartitionRecovery, RecoveredTransaction, StoreRecoveryReport,
 };

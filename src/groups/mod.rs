@@ -25,8 +25,8 @@ use parking_lot::Mutex;
 pub(crate) use crate::format::schema::MAX_STRING_BYTES;
 pub use admin::{OffsetChange, OffsetSpec};
 pub use assign::assign;
-pub(crate) use offsets::Commit;
 use offsets::CommitCheck;
+pub(crate) use offsets::{Commit, OffsetsReplay};
 
 use crate::catalog::Catalog;
 use crate::topic::TopicPartition;

@@ -12,7 +12,7 @@ use super::{Coordinator, OFFSETS_TOPIC};
 use crate::catalog::{Catalog, CommittedOffsetReset, PartitionState, StoreRecoveryReport, TopicId};
 use crate::error::{Error, Result};
 use crate::format::schema::{get_string, put_string};
-use crate::format::{BatchBuilder, ControlRecordType, Header, Record};
+use crate::format::{Batch, BatchBuilder, ControlRecordType, DecodeOptions, Header, Record};
 use crate::topic::{CleanupPolicy, TopicConfig, TopicPartition};
 
 /// A committed offset and what it was taken from: the topic incarnation and the
@@ -77,10 +77,7 @@ impl Coordinator {
     /// latest record per key, preserves): a commit written after them still wins. Those
     /// of aborted transactions are dropped.
     pub(crate) fn load(&self, part: &PartitionState) -> Result<()> {
-        let mut committed: HashMap<String, BTreeMap<TopicPartition, Commit>> = HashMap::new();
-        // Per producer id, the offsets of its open transaction.
-        let mut pending: HashMap<i64, Vec<(String, TopicPartition, Option<Commit>)>> =
-            HashMap::new();
+        let mut replay = OffsetsReplay::default();
         let mut offset = part.log_start_offset();
         let end = part.log_end_offset();
         let options = part.decode_options();
@@ -89,36 +86,10 @@ impl Coordinator {
             let Some(last) = batches.last() else { break };
             offset = last.last_offset() + 1;
             for b in &batches {
-                let h = b.header();
-                if h.is_control() {
-                    let decided = pending.remove(&h.producer_id).unwrap_or_default();
-                    if let Ok(Some(marker)) = b.control_record()
-                        && marker.kind == ControlRecordType::Commit
-                    {
-                        for (group, tp, c) in decided {
-                            apply(&mut committed, group, tp, c);
-                        }
-                    }
-                    continue;
-                }
-                for r in b.records_with(&options)? {
-                    let r = r?;
-                    let Some((group, tp, c)) = decode_commit(&r) else {
-                        continue;
-                    };
-                    if h.is_transactional() {
-                        pending
-                            .entry(h.producer_id)
-                            .or_default()
-                            .push((group, tp, c));
-                    } else {
-                        apply(&mut committed, group, tp, c);
-                    }
-                }
+                replay.apply_batch(b, &options)?;
             }
         }
-        committed.retain(|_, g| !g.is_empty());
-        self.state.lock().committed = committed;
+        self.state.lock().committed = replay.into_committed();
         Ok(())
     }
 
@@ -468,6 +439,61 @@ impl Commit {
 
 // Kafka's OffsetCommitKey v1 and OffsetCommitValue v3 schemas, so the records in the
 // offsets topic read the same as Kafka's.
+
+/// The committed offsets of `__consumer_offsets` as its batches are read in order:
+/// plain commits apply at once, a transaction's at its COMMIT marker (dropped at ABORT).
+/// Used at open, and by read-only stores following a live one.
+#[derive(Debug, Default)]
+pub(crate) struct OffsetsReplay {
+    committed: HashMap<String, BTreeMap<TopicPartition, Commit>>,
+    /// Per producer id, the offsets of its open transaction.
+    pending: HashMap<i64, Vec<(String, TopicPartition, Option<Commit>)>>,
+}
+
+impl OffsetsReplay {
+    /// Applies the next batch of the offsets topic.
+    pub(crate) fn apply_batch(&mut self, b: &Batch, options: &DecodeOptions) -> Result<()> {
+        let h = b.header();
+        if h.is_control() {
+            let decided = self.pending.remove(&h.producer_id).unwrap_or_default();
+            if let Ok(Some(marker)) = b.control_record()
+                && marker.kind == ControlRecordType::Commit
+            {
+                for (group, tp, c) in decided {
+                    apply(&mut self.committed, group, tp, c);
+                }
+            }
+            return Ok(());
+        }
+        for r in b.records_with(options)? {
+            let r = r?;
+            let Some((group, tp, c)) = decode_commit(&r) else {
+                continue;
+            };
+            if h.is_transactional() {
+                self.pending
+                    .entry(h.producer_id)
+                    .or_default()
+                    .push((group, tp, c));
+            } else {
+                apply(&mut self.committed, group, tp, c);
+            }
+        }
+        Ok(())
+    }
+
+    /// The committed offsets so far, by group (groups left with none are dropped).
+    pub(crate) fn committed(
+        &self,
+    ) -> impl Iterator<Item = (&String, &BTreeMap<TopicPartition, Commit>)> {
+        self.committed.iter().filter(|(_, g)| !g.is_empty())
+    }
+
+    pub(crate) fn into_committed(mut self) -> HashMap<String, BTreeMap<TopicPartition, Commit>> {
+        self.committed.retain(|_, g| !g.is_empty());
+        self.committed
+    }
+}
 
 /// Applies one loaded record: a commit, or a tombstone (`None`).
 fn apply(

@@ -28,11 +28,13 @@ use crate::topic::{TopicConfig, refuse_internal, validate_topic_name};
 use crate::txn::TxnCoordinator;
 
 mod metrics;
+mod read_only;
 
 pub use metrics::{
     ConsumerMetrics, FlushMetrics, GroupLag, MaintenanceMetrics, MetricEntry, PartitionMetrics,
     ProducerMetrics, StoreMetrics,
 };
+pub use read_only::{ReadOnlyPartition, ReadOnlyStore};
 
 /// What every handle of one store shares.
 #[derive(Debug)]

@@ -15,6 +15,7 @@ const ARROWS: &[(&str, &[&str])] = &[
         &[
             "catalog",
             "consumer",
+            "format",
             "fs",
             "groups",
             "log",

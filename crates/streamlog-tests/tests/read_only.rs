@@ -1,0 +1,319 @@
+//! `Store::open_read_only` (issue 18, item 1): a reader process follows a writer
+//! process that holds the store open: every record in order, across segment rolls,
+//! retention and a compaction swap, committed offsets included, and no byte written.
+//! The two processes step each other through phases over the child's stdin and
+//! stdout, so nothing depends on timing.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use streamlog::{
+    CleanupPolicy, ConsumerConfig, Error, Record, Store, StoreConfig, TopicConfig, TopicPartition,
+};
+
+const WRITER_DIR: &str = "STREAMLOG_READ_ONLY_WRITER_DIR";
+const HANG: Duration = Duration::from_secs(60);
+const T0: i64 = 1_700_000_000_000;
+
+fn event(i: usize) -> String {
+    format!("event-{i:05}-{}", "x".repeat(60))
+}
+
+/// The writer of `a_reader_process_follows_a_writer_process`, run by it as a child
+/// process (it does nothing when run as a test of its own).
+#[test]
+fn writer_process() {
+    let Ok(dir) = std::env::var(WRITER_DIR) else {
+        return;
+    };
+    let mut go = std::io::stdin().lock().lines();
+    let mut wait_for_go = || assert_eq!(go.next().unwrap().unwrap(), "go");
+    let store =
+        Store::open_with(&dir, StoreConfig::default().background_maintenance(false)).unwrap();
+    store
+        .create_topic(
+            "events",
+            TopicConfig::default()
+                .segment_bytes(1024)
+                .retention_bytes(2048),
+        )
+        .unwrap();
+    store
+        .create_topic(
+            "profiles",
+            TopicConfig::default()
+                .segment_bytes(1024)
+                .cleanup_policy(CleanupPolicy::Compact),
+        )
+        .unwrap();
+    let events = store.topic("events").unwrap().partition(0).unwrap();
+    let profiles = store.topic("profiles").unwrap().partition(0).unwrap();
+    let append = |from: usize, to: usize, profiles_from: usize, profiles_to: usize| {
+        for i in from..to {
+            events
+                .append(&[Record::new(T0, Some("k"), Some(event(i)))])
+                .unwrap();
+        }
+        for i in profiles_from..profiles_to {
+            profiles
+                .append(&[Record::new(
+                    T0,
+                    Some(format!("user-{}", i % 10)),
+                    Some(format!("profile-{i:05}")),
+                )])
+                .unwrap();
+        }
+    };
+    let mut consumer = store.consumer(ConsumerConfig::new("g")).unwrap();
+    let tp = TopicPartition::new("events", 0);
+    consumer.assign(std::slice::from_ref(&tp)).unwrap();
+    let commit = |consumer: &mut streamlog::Consumer, offset| {
+        consumer
+            .commit_sync_offsets(&BTreeMap::from([(tp.clone(), offset)]))
+            .unwrap();
+    };
+
+    append(0, 300, 0, 200);
+    commit(&mut consumer, 123);
+    println!("phase 1");
+    wait_for_go();
+
+    let report = store.run_maintenance().unwrap();
+    assert!(report.segments_deleted > 0, "{report:?}");
+    assert!(report.records_removed > 0, "{report:?}");
+    append(300, 400, 200, 210);
+    commit(&mut consumer, 456);
+    println!("phase 2");
+    wait_for_go();
+    drop(consumer);
+    store.close().unwrap();
+    println!("closed");
+}
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            out.extend(snapshot(&path));
+        } else {
+            out.insert(path.display().to_string(), std::fs::read(&path).unwrap());
+        }
+    }
+    out
+}
+
+/// Reads `part` from `from` until `to` (exclusive), waiting for the writer as needed;
+/// checks every offset comes once, in order. Returns the values.
+fn read_range(part: &streamlog::ReadOnlyPartition, from: i64, to: i64) -> Vec<String> {
+    let mut values = Vec::new();
+    let mut next = from;
+    while next < to {
+        let records = part.poll(next, 4096, HANG).unwrap();
+        assert!(!records.is_empty(), "nothing at {next} after {HANG:?}");
+        for r in records {
+            assert_eq!(r.offset, next, "in order, each once");
+            next += 1;
+            values.push(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
+        }
+    }
+    values
+}
+
+#[test]
+fn a_reader_process_follows_a_writer_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let mut writer = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "writer_process",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(WRITER_DIR, &dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut to_writer = writer.stdin.take().unwrap();
+    let mut from_writer = BufReader::new(writer.stdout.take().unwrap()).lines();
+    let mut wait_for = |phase: &str| loop {
+        let line = from_writer
+            .next()
+            .unwrap_or_else(|| panic!("the writer ended before `{phase}`"))
+            .unwrap();
+        // The test harness may print `test writer_process ... ` before it on the line.
+        if line.ends_with(phase) {
+            return;
+        }
+    };
+
+    wait_for("phase 1");
+    assert!(
+        matches!(Store::open(&dir), Err(Error::Locked { .. })),
+        "the writer holds the store"
+    );
+    let reader = Store::open_read_only(&dir).unwrap();
+    assert_eq!(reader.list_topics().unwrap(), ["events", "profiles"]);
+    let events = reader.partition("events", 0).unwrap();
+    let profiles = reader.partition("profiles", 0).unwrap();
+    assert!(matches!(
+        reader.partition("events", 1),
+        Err(Error::NotFound { .. })
+    ));
+    assert_eq!(
+        read_range(&events, 0, 300),
+        (0..300).map(event).collect::<Vec<_>>(),
+        "across the segment rolls"
+    );
+    assert_eq!(events.log_end_offset().unwrap(), 300);
+    assert_eq!(read_range(&profiles, 0, 200).len(), 200);
+    let tp = TopicPartition::new("events", 0);
+    assert_eq!(reader.list_groups().unwrap(), ["g"]);
+    assert_eq!(
+        reader.committed("g").unwrap(),
+        BTreeMap::from([(tp.clone(), 123)])
+    );
+    assert!(
+        !events.wait_for(300, Duration::ZERO).unwrap(),
+        "nothing new yet"
+    );
+
+    // Phase 2: retention and a compaction, then more records.
+    writeln!(to_writer, "go").unwrap();
+    let more = read_range(&events, 300, 400);
+    assert_eq!(more, (300..400).map(event).collect::<Vec<_>>());
+    wait_for("phase 2");
+    let start = events.log_start_offset().unwrap();
+    assert!(start > 0, "retention deleted the first segments");
+    let from_start = events.read(0, 1 << 20).unwrap();
+    assert_eq!(
+        from_start[0].offset, start,
+        "a deleted offset reads on from the start"
+    );
+    assert_eq!(read_range(&profiles, 200, 210).len(), 10);
+    // Read from the beginning again: the compacted files, each offset once, in order,
+    // the latest value of every key there.
+    let mut latest = BTreeMap::new();
+    let mut next = 0;
+    let mut count = 0;
+    loop {
+        let records = profiles.read(next, 4096).unwrap();
+        let Some(last) = records.last() else { break };
+        next = last.offset + 1;
+        for r in records {
+            count += 1;
+            latest.insert(r.key.unwrap(), r.value.unwrap());
+        }
+    }
+    assert_eq!(next, 210);
+    assert!(count < 210, "compaction removed records: {count}");
+    for k in 0..10 {
+        let key = bytes::Bytes::from(format!("user-{k}"));
+        assert_eq!(
+            latest[&key],
+            bytes::Bytes::from(format!("profile-{:05}", 200 + k))
+        );
+    }
+    assert_eq!(reader.committed("g").unwrap(), BTreeMap::from([(tp, 456)]));
+
+    writeln!(to_writer, "go").unwrap();
+    wait_for("closed");
+    assert!(writer.wait().unwrap().success());
+
+    // Reading changes nothing.
+    let before = snapshot(&dir);
+    let reader = Store::open_read_only(&dir).unwrap();
+    let events = reader.partition("events", 0).unwrap();
+    assert_eq!(events.read(0, 1 << 20).unwrap()[0].offset, start);
+    assert_eq!(events.log_end_offset().unwrap(), 400);
+    reader.committed("g").unwrap();
+    assert_eq!(snapshot(&dir), before, "a read-only store writes nothing");
+}
+
+/// A batch being written (its bytes not all in the file yet) is not visible; once
+/// whole it is, and a directory that is no store is refused.
+#[test]
+fn a_batch_is_visible_only_once_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let part = store.topic("t").unwrap().partition(0).unwrap();
+    for v in ["a", "b"] {
+        part.append(&[Record::new(T0, Some("k"), Some(v))]).unwrap();
+    }
+    store.close().unwrap();
+    drop(store);
+    // The third batch as the writer would append it, base offset 2.
+    let mut b = streamlog::BatchBuilder::new();
+    b.push(T0, Some(b"k"), Some(b"c"), &[]).unwrap();
+    let mut bytes = b.finish().unwrap();
+    bytes[..8].copy_from_slice(&2i64.to_be_bytes());
+    let segment = tmp.path().join("t-0").join("00000000000000000000.log");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&segment)
+        .unwrap();
+    let half = bytes.len() / 2;
+    file.write_all(&bytes[..half]).unwrap();
+
+    let reader = Store::open_read_only(tmp.path()).unwrap();
+    let t = reader.partition("t", 0).unwrap();
+    assert_eq!(t.log_end_offset().unwrap(), 2);
+    let values: Vec<_> = t
+        .read(0, 1 << 20)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.value.unwrap())
+        .collect();
+    assert_eq!(values, ["a", "b"]);
+    assert!(t.read(2, 1 << 20).unwrap().is_empty());
+    file.write_all(&bytes[half..]).unwrap();
+    assert!(t.wait_for(2, HANG).unwrap());
+    assert_eq!(
+        t.read(2, 1 << 20).unwrap()[0].value.as_deref(),
+        Some(&b"c"[..])
+    );
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        Store::open_read_only(elsewhere.path()),
+        Err(Error::NotFound { .. })
+    ));
+}
+
+/// Damage in a segment the writer has moved past is `Corruption` naming the file, not
+/// a silent end of the log.
+#[test]
+fn damage_before_the_last_segment_is_corruption() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().segment_bytes(1024))
+        .unwrap();
+    let part = store.topic("t").unwrap().partition(0).unwrap();
+    for i in 0..30 {
+        part.append(&[Record::new(T0, Some("k"), Some(event(i)))])
+            .unwrap();
+    }
+    assert!(store.describe_topic("t").unwrap().partitions[0].segment_count > 1);
+    store.close().unwrap();
+    drop(store);
+    let first = tmp.path().join("t-0").join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&first).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&first, bytes).unwrap();
+    let reader = Store::open_read_only(tmp.path()).unwrap();
+    match reader.partition("t", 0).unwrap().read(0, 1 << 20) {
+        Err(Error::Corruption { path, .. }) => assert_eq!(path, first),
+        other => panic!("expected Corruption, got {other:?}"),
+    }
+}

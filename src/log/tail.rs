@@ -1,0 +1,322 @@
+//! [`TailReader`]: reads one partition directory that another process may be writing,
+//! without its lock and without writing a byte: files are opened read-only and read
+//! with `pread` (never mapped: a writer recovering could shrink them under a mapping).
+//!
+//! What it sees: whole batches whose CRC checks, in offset order. A batch still being
+//! written (its bytes not all in the file yet, or failing its CRC at the end of the
+//! last segment) is not visible yet. It follows the writer: a new segment is read once
+//! the one before is done; segments deleted by retention are skipped (reading goes on
+//! at the new log start); a segment replaced by compaction is read on from the open
+//! file (the records it already had) and then from the current files by offset, so
+//! each offset is returned at most once, in order.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use super::segment::{file_name, parse_file_name};
+use crate::error::{Error, Result, io_ctx};
+use crate::format::batch::BATCH_LENGTH_OFFSET;
+use crate::format::{Batch, DecodeOptions, Record};
+
+/// Bytes before a batch's own length field counts: base offset and length.
+const LOG_OVERHEAD: u64 = (BATCH_LENGTH_OFFSET + 4) as u64;
+/// The smallest batch length (the v2 header after the length field).
+const MIN_BATCH_LENGTH: u64 = 49;
+
+/// Where reading stands in one segment file.
+#[derive(Debug)]
+struct Cursor {
+    base: i64,
+    file: File,
+    pos: u64,
+    /// The next offset to return.
+    next: i64,
+}
+
+/// What [`TailReader::next_batch`] found at a position.
+enum Found {
+    Batch(Batch),
+    /// Nothing (yet) at this position: the end of what is written.
+    End,
+}
+
+/// A follower of one partition directory written by someone else.
+#[derive(Debug)]
+pub struct TailReader {
+    dir: PathBuf,
+    decode: DecodeOptions,
+    /// Where the last [`read`](Self::read) stopped.
+    read: Option<Cursor>,
+    /// How far whole batches were seen ([`log_end_offset`](Self::log_end_offset)).
+    end: Option<Cursor>,
+}
+
+impl TailReader {
+    /// A reader of the partition directory `dir`; nothing is opened until it reads.
+    pub fn new(dir: impl AsRef<Path>, decode: DecodeOptions) -> Self {
+        TailReader {
+            dir: dir.as_ref().to_path_buf(),
+            decode,
+            read: None,
+            end: None,
+        }
+    }
+
+    /// The segments' base offsets now, sorted.
+    fn bases(&self) -> Result<Vec<i64>> {
+        let entries =
+            std::fs::read_dir(&self.dir).map_err(io_ctx(format!("list {}", self.dir.display())))?;
+        let mut bases = Vec::new();
+        for e in entries {
+            let e = e.map_err(io_ctx(format!("list {}", self.dir.display())))?;
+            if let Some(base) = e
+                .file_name()
+                .to_str()
+                .and_then(|n| parse_file_name(n, "log"))
+            {
+                bases.push(base);
+            }
+        }
+        bases.sort_unstable();
+        Ok(bases)
+    }
+
+    /// The first offset there is: the first segment's base (0 before any segment).
+    ///
+    /// # Errors
+    /// `Io` if the directory cannot be listed.
+    pub fn log_start_offset(&self) -> Result<i64> {
+        Ok(self.bases()?.first().copied().unwrap_or(0))
+    }
+
+    /// A cursor at `offset` (or the first offset after it there is): in the last
+    /// segment starting at or before it. `None` without segments.
+    fn seek(&self, offset: i64) -> Result<Option<Cursor>> {
+        // A segment listed and deleted before it is opened: list again.
+        for _ in 0..16 {
+            let bases = self.bases()?;
+            let Some(&first) = bases.first() else {
+                return Ok(None);
+            };
+            let offset = offset.max(first);
+            let base = bases
+                .iter()
+                .rev()
+                .find(|&&b| b <= offset)
+                .copied()
+                .unwrap_or(first);
+            let path = self.dir.join(file_name(base, "log"));
+            match File::open(&path) {
+                Ok(file) => {
+                    return Ok(Some(Cursor {
+                        base,
+                        file,
+                        pos: 0,
+                        next: offset,
+                    }));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_ctx(format!("open {}", path.display()))(e)),
+            }
+        }
+        Err(io_ctx(format!("{}: open a segment", self.dir.display()))(
+            io::Error::other("its segments kept changing while being opened"),
+        ))
+    }
+
+    /// The batch at the cursor's position, if it is whole and sound. A bad batch in the
+    /// last segment may be a write in progress or a torn tail the writer will truncate
+    /// (not visible yet); in a segment the writer has moved past, it is corruption.
+    fn next_batch(&self, c: &Cursor) -> Result<Found> {
+        let path = || self.dir.join(file_name(c.base, "log"));
+        let len = c
+            .file
+            .metadata()
+            .map_err(io_ctx(format!("stat {}", path().display())))?
+            .len();
+        if len < c.pos + LOG_OVERHEAD {
+            return Ok(Found::End);
+        }
+        let mut prefix = [0u8; LOG_OVERHEAD as usize];
+        c.file
+            .read_exact_at(&mut prefix, c.pos)
+            .map_err(io_ctx(format!("read {}", path().display())))?;
+        let length = i32::from_be_bytes(prefix[8..12].try_into().expect("4 bytes"));
+        let bad = |reason: &str| -> Result<Found> {
+            if self.bases()?.iter().any(|&b| b > c.base) {
+                Err(Error::corruption(path(), c.pos, reason.to_string()))
+            } else {
+                Ok(Found::End)
+            }
+        };
+        if length < 0 || (length as u64) < MIN_BATCH_LENGTH {
+            return bad("a batch length too small for a batch");
+        }
+        let size = LOG_OVERHEAD + length as u64;
+        if len < c.pos + size {
+            return Ok(Found::End);
+        }
+        let mut bytes = vec![0u8; size as usize];
+        c.file
+            .read_exact_at(&mut bytes, c.pos)
+            .map_err(io_ctx(format!("read {}", path().display())))?;
+        match Batch::parse(Bytes::from(bytes)) {
+            Ok(b) => Ok(Found::Batch(b)),
+            Err(e) => bad(&e.to_string()),
+        }
+    }
+
+    /// Moves `c` on once it has read all of its segment and the writer has started a
+    /// later one: to the current file holding its next offset (a segment compaction
+    /// rewrote under the same name is read again from there), or past its segment when
+    /// that is the file it read. Returns whether it moved.
+    fn roll(&self, c: &mut Option<Cursor>) -> Result<bool> {
+        let Some(cur) = c.as_ref() else {
+            return Ok(false);
+        };
+        let bases = self.bases()?;
+        let Some(later) = bases.iter().copied().find(|&b| b > cur.base) else {
+            return Ok(false);
+        };
+        // Listed after the segment was done: read it to its end once more first.
+        if matches!(self.next_batch(cur)?, Found::Batch(_)) {
+            return Ok(false);
+        }
+        let next = cur.next;
+        let mut moved = self.seek(next)?;
+        if let Some(m) = &moved
+            && m.base == cur.base
+            && same_file(&m.file, &cur.file)?
+        {
+            moved = self.seek(later.max(next))?;
+        }
+        *c = moved;
+        Ok(true)
+    }
+
+    /// Whole batches from the one holding `from` (or from the log start, if retention
+    /// deleted `from`), up to about `max_bytes` (at least one, if there is one ending at
+    /// or after `from`), control batches included. Empty when nothing at or after
+    /// `from` is written yet.
+    ///
+    /// # Errors
+    /// `Corruption` for a bad batch followed by a later segment; `Io`.
+    pub fn read_batches(&mut self, from: i64, max_bytes: usize) -> Result<Vec<Batch>> {
+        if self.read.as_ref().is_none_or(|c| c.next != from) {
+            self.read = self.seek(from)?;
+        }
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let mut c = self.read.take();
+        let result = (|| {
+            while let Some(cur) = c.as_mut() {
+                match self.next_batch(cur)? {
+                    Found::Batch(b) => {
+                        cur.pos += b.size() as u64;
+                        if b.last_offset() < cur.next {
+                            continue;
+                        }
+                        cur.next = b.last_offset() + 1;
+                        bytes += b.size();
+                        out.push(b);
+                        if bytes >= max_bytes {
+                            break;
+                        }
+                    }
+                    Found::End => {
+                        if !self.roll(&mut c)? {
+                            break;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })();
+        self.read = c;
+        result.map(|()| out)
+    }
+
+    /// The records of [`read_batches`](Self::read_batches) at or after `from` (or the
+    /// log start), control records (transaction markers) left out; records of
+    /// transactions are returned as written (read_uncommitted). Reads on past batches
+    /// holding no such record (compaction leaves empty ones) until one turns up or the
+    /// written end.
+    ///
+    /// # Errors
+    /// As [`read_batches`](Self::read_batches), and decoding errors.
+    pub fn read(&mut self, from: i64, max_bytes: usize) -> Result<Vec<Record>> {
+        let mut out = Vec::new();
+        let mut at = from;
+        loop {
+            let batches = self.read_batches(at, max_bytes)?;
+            let Some(next) = batches.last().map(|b| b.last_offset() + 1) else {
+                return Ok(out);
+            };
+            for b in batches.iter().filter(|b| !b.header().is_control()) {
+                for r in b.records_with(&self.decode)? {
+                    let r = r?;
+                    if r.offset >= at {
+                        out.push(r);
+                    }
+                }
+            }
+            if !out.is_empty() {
+                return Ok(out);
+            }
+            at = next;
+        }
+    }
+
+    /// The offset after the last whole, sound batch now (the first segment's base
+    /// without any).
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    pub fn log_end_offset(&mut self) -> Result<i64> {
+        if self.end.is_none() {
+            let bases = self.bases()?;
+            self.end = match bases.last() {
+                Some(&last) => self.seek(last)?,
+                None => return Ok(0),
+            };
+        }
+        let mut c = self.end.take();
+        let result = (|| {
+            while let Some(cur) = c.as_mut() {
+                match self.next_batch(cur)? {
+                    Found::Batch(b) => {
+                        cur.pos += b.size() as u64;
+                        cur.next = cur.next.max(b.last_offset() + 1);
+                    }
+                    Found::End => {
+                        if !self.roll(&mut c)? {
+                            break;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })();
+        let end = c.as_ref().map(|c| c.next);
+        self.end = c;
+        result?;
+        match end {
+            Some(end) => Ok(end),
+            None => self.log_start_offset(),
+        }
+    }
+}
+
+/// Whether two handles are of one file (device and inode).
+fn same_file(a: &File, b: &File) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let (a, b) = (a.metadata(), b.metadata());
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok(a.dev() == b.dev() && a.ino() == b.ino()),
+        (Err(e), _) | (_, Err(e)) => Err(io_ctx("stat a segment being followed")(e)),
+    }
+}

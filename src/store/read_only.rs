@@ -1,0 +1,274 @@
+//! [`Store::open_read_only`]: a store another process has open, read without its lock
+//! and without writing a byte, following its appends.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::Store;
+use crate::catalog::{is_store, partition_dir, read_topics};
+use crate::error::{Error, Result};
+use crate::format::{DecodeOptions, Record};
+use crate::groups::{OFFSETS_TOPIC, OffsetsReplay};
+use crate::log::TailReader;
+use crate::topic::{TopicConfig, TopicPartition};
+
+/// The first and the longest pause of a wait for new data (it doubles in between).
+const FIRST_PAUSE: Duration = Duration::from_micros(100);
+const LONGEST_PAUSE: Duration = Duration::from_millis(2);
+
+/// A store opened read-only ([`Store::open_read_only`]): topics, partitions and committed
+/// offsets as the writer leaves them, read with no lock and no write. `Send + Sync`.
+#[derive(Debug)]
+pub struct ReadOnlyStore {
+    dir: PathBuf,
+    /// The offsets topic's partitions as read so far, and what they say.
+    offsets: Mutex<OffsetsFollower>,
+}
+
+#[derive(Debug, Default)]
+struct OffsetsFollower {
+    readers: Vec<(TailReader, i64)>,
+    replay: OffsetsReplay,
+}
+
+/// One partition of a [`ReadOnlyStore`]: reads and waits on what the writer appended.
+#[derive(Debug)]
+pub struct ReadOnlyPartition {
+    partition: TopicPartition,
+    reader: Mutex<TailReader>,
+}
+
+impl Store {
+    /// Opens the store in `dir` read-only, while its writer (another process, or this
+    /// one) may have it open: no lock is taken and no byte is written, so any number of
+    /// readers can follow one writer. Reads see whole batches whose CRC checks; a batch
+    /// being written is not visible until it is whole. Segments the writer rolls,
+    /// deletes (retention) or rewrites (compaction) are followed, not errors.
+    ///
+    /// Waiting ([`ReadOnlyPartition::wait_for`], [`ReadOnlyPartition::poll`]) polls the
+    /// files with a backoff from 0.1 ms to 2 ms (no file-system notifications yet), so
+    /// new data is seen within about 2 ms.
+    ///
+    /// Not (yet) followed: the topics' log start offsets raised by `delete_records`
+    /// (records below it stay readable until retention deletes their segment),
+    /// transaction filtering (records are read as read_uncommitted), and a topic deleted
+    /// and created again under the same name while a partition handle is held.
+    ///
+    /// ```
+    /// use streamlog::{Record, Store, TopicConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let writer = Store::open(dir.path())?;
+    /// writer.create_topic("clicks", TopicConfig::default())?;
+    /// let part = writer.topic("clicks")?.partition(0)?;
+    /// part.append(&[Record::new(1_700_000_000_000, Some("user-7"), Some("home"))])?;
+    ///
+    /// let reader = Store::open_read_only(dir.path())?; // the writer is still open
+    /// assert_eq!(reader.list_topics()?, ["clicks"]);
+    /// let clicks = reader.partition("clicks", 0)?;
+    /// assert_eq!(clicks.read(0, 1 << 20)?[0].value.as_deref(), Some(&b"home"[..]));
+    /// part.append(&[Record::new(1_700_000_000_001, Some("user-7"), Some("cart"))])?;
+    /// assert!(clicks.wait_for(1, std::time::Duration::from_secs(5))?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `NotFound` if `dir` holds no store; `Io`.
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<ReadOnlyStore> {
+        let dir = dir.as_ref();
+        if !is_store(dir) {
+            return Err(Error::NotFound {
+                kind: "store",
+                name: dir.display().to_string(),
+            });
+        }
+        Ok(ReadOnlyStore {
+            dir: dir.to_path_buf(),
+            offsets: Mutex::new(OffsetsFollower::default()),
+        })
+    }
+}
+
+impl ReadOnlyStore {
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The topics now (internal ones left out), sorted.
+    ///
+    /// # Errors
+    /// `Io`; `Corruption` for unreadable topic metadata.
+    pub fn list_topics(&self) -> Result<Vec<String>> {
+        Ok(read_topics(&self.dir)?
+            .into_keys()
+            .filter(|n| !n.starts_with("__"))
+            .collect())
+    }
+
+    /// A topic's configuration now (its partition count included).
+    ///
+    /// # Errors
+    /// `NotFound`; as [`list_topics`](Self::list_topics).
+    pub fn topic_config(&self, topic: &str) -> Result<TopicConfig> {
+        read_topics(&self.dir)?
+            .remove(topic)
+            .ok_or_else(|| Error::NotFound {
+                kind: "topic",
+                name: topic.to_string(),
+            })
+    }
+
+    /// A handle to read `topic`-`partition`.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown topic or partition; as [`list_topics`](Self::list_topics).
+    pub fn partition(&self, topic: &str, partition: i32) -> Result<ReadOnlyPartition> {
+        let count = self.topic_config(topic)?.partition_count();
+        if !(0..count).contains(&partition) {
+            return Err(Error::NotFound {
+                kind: "partition",
+                name: format!("{topic}-{partition}"),
+            });
+        }
+        Ok(ReadOnlyPartition {
+            partition: TopicPartition::new(topic, partition),
+            reader: Mutex::new(TailReader::new(
+                partition_dir(&self.dir, topic, partition),
+                DecodeOptions::default(),
+            )),
+        })
+    }
+
+    /// Reads what the writer appended to the offsets topic since the last call.
+    fn follow_offsets(&self) -> Result<parking_lot::MutexGuard<'_, OffsetsFollower>> {
+        let mut f = self.offsets.lock();
+        let partitions = match read_topics(&self.dir)?.get(OFFSETS_TOPIC) {
+            Some(config) => config.partition_count(),
+            None => 0,
+        };
+        while (f.readers.len() as i32) < partitions {
+            let p = f.readers.len() as i32;
+            let reader = TailReader::new(
+                partition_dir(&self.dir, OFFSETS_TOPIC, p),
+                DecodeOptions::default(),
+            );
+            f.readers.push((reader, 0));
+        }
+        let OffsetsFollower { readers, replay } = &mut *f;
+        for (reader, next) in readers.iter_mut() {
+            loop {
+                let batches = reader.read_batches(*next, 1 << 20)?;
+                let Some(last) = batches.last() else { break };
+                *next = last.last_offset() + 1;
+                for b in &batches {
+                    replay.apply_batch(b, &DecodeOptions::default())?;
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    /// The consumer groups with committed offsets now, sorted.
+    ///
+    /// # Errors
+    /// `Io`; `Corruption`.
+    pub fn list_groups(&self) -> Result<Vec<String>> {
+        let f = self.follow_offsets()?;
+        let mut groups: Vec<String> = f.replay.committed().map(|(g, _)| g.clone()).collect();
+        groups.sort();
+        Ok(groups)
+    }
+
+    /// A group's committed offsets now (the next offset it reads, per partition).
+    ///
+    /// # Errors
+    /// `Io`; `Corruption`.
+    pub fn committed(&self, group: &str) -> Result<BTreeMap<TopicPartition, i64>> {
+        let f = self.follow_offsets()?;
+        Ok(f.replay
+            .committed()
+            .find(|(g, _)| g.as_str() == group)
+            .map(|(_, offsets)| {
+                offsets
+                    .iter()
+                    .map(|(tp, c)| (tp.clone(), c.offset))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+impl ReadOnlyPartition {
+    /// Which partition.
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.partition
+    }
+
+    /// The first offset there is (the first segment's base).
+    ///
+    /// # Errors
+    /// `Io`.
+    pub fn log_start_offset(&self) -> Result<i64> {
+        self.reader.lock().log_start_offset()
+    }
+
+    /// The offset after the last whole batch written.
+    ///
+    /// # Errors
+    /// `Io`; `Corruption`.
+    pub fn log_end_offset(&self) -> Result<i64> {
+        self.reader.lock().log_end_offset()
+    }
+
+    /// Records from `offset` on (from the log start if retention deleted `offset`), whole
+    /// batches up to about `max_bytes`; empty when nothing at or after `offset` is
+    /// written yet. Reading on from the offset after the last record returned is
+    /// sequential (no search).
+    ///
+    /// # Errors
+    /// `Corruption` for a damaged batch the writer has written past; `Io`; decoding
+    /// errors.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Vec<Record>> {
+        self.reader.lock().read(offset, max_bytes)
+    }
+
+    /// Waits until a record at `offset` or later may be read (the log end is past it),
+    /// up to `timeout`; returns whether it is.
+    ///
+    /// # Errors
+    /// As [`log_end_offset`](Self::log_end_offset).
+    pub fn wait_for(&self, offset: i64, timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut pause = FIRST_PAUSE;
+        loop {
+            if self.log_end_offset()? > offset {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            let Some(left) = deadline.map_or(Some(pause), |d| d.checked_duration_since(now)) else {
+                return Ok(false);
+            };
+            if left.is_zero() {
+                return Ok(false);
+            }
+            std::thread::sleep(pause.min(left));
+            pause = (pause * 2).min(LONGEST_PAUSE);
+        }
+    }
+
+    /// [`read`](Self::read), waiting up to `timeout` for a record at or after `offset`
+    /// when there is none yet.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    pub fn poll(&self, offset: i64, max_bytes: usize, timeout: Duration) -> Result<Vec<Record>> {
+        let records = self.read(offset, max_bytes)?;
+        if !records.is_empty() || !self.wait_for(offset, timeout)? {
+            return Ok(records);
+        }
+        self.read(offset, max_bytes)
+    }
+}
