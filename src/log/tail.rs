@@ -85,6 +85,22 @@ impl TailReader {
         Ok(bases)
     }
 
+    /// The segments now: how many, and their bytes.
+    ///
+    /// # Errors
+    /// `Io` if the directory cannot be listed.
+    pub fn segment_files(&self) -> Result<(usize, u64)> {
+        let mut bytes = 0;
+        let bases = self.bases()?;
+        for &base in &bases {
+            // Deleted since it was listed: not counted.
+            if let Ok(m) = std::fs::metadata(self.dir.join(file_name(base, "log"))) {
+                bytes += m.len();
+            }
+        }
+        Ok((bases.len(), bytes))
+    }
+
     /// The first offset there is: the first segment's base (0 before any segment).
     ///
     /// # Errors

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::Store;
-use crate::catalog::{is_store, partition_dir, read_topics};
+use crate::catalog::{
+    PartitionDescription, TopicDescription, is_store, partition_dir, read_topics,
+};
+use crate::consumer::CommittedOffset;
 use crate::error::{Error, Result};
 use crate::format::{DecodeOptions, Record};
 use crate::groups::{OFFSETS_TOPIC, OffsetsReplay};
@@ -119,6 +122,66 @@ impl ReadOnlyStore {
                 kind: "topic",
                 name: topic.to_string(),
             })
+    }
+
+    /// A topic's config and each partition's offsets, size and segment count now, as
+    /// [`Store::describe_topic`]; `durable_offset` is -1 (what the writer has synced
+    /// is not visible from outside it).
+    ///
+    /// # Errors
+    /// `NotFound`; as [`list_topics`](Self::list_topics).
+    pub fn describe_topic(&self, topic: &str) -> Result<TopicDescription> {
+        let config = self.topic_config(topic)?;
+        let mut partitions = Vec::new();
+        for p in 0..config.partition_count() {
+            let part = self.partition(topic, p)?;
+            let mut reader = part.reader.lock();
+            let (segment_count, size_bytes) = reader.segment_files()?;
+            partitions.push(PartitionDescription {
+                partition: p,
+                log_start_offset: reader.log_start_offset()?,
+                log_end_offset: reader.log_end_offset()?,
+                durable_offset: -1,
+                size_bytes,
+                segment_count,
+            });
+        }
+        Ok(TopicDescription {
+            name: topic.to_string(),
+            config,
+            partitions,
+        })
+    }
+
+    /// A group's committed offsets with each partition's log end offset and the lag
+    /// between them, as in [`Store::describe_group`] (whose live members only the
+    /// writer's process knows).
+    ///
+    /// # Errors
+    /// `NotFound` for a group without committed offsets; `Io`; `Corruption`.
+    pub fn describe_group_offsets(&self, group: &str) -> Result<Vec<CommittedOffset>> {
+        let committed = self.committed(group)?;
+        if committed.is_empty() {
+            return Err(Error::NotFound {
+                kind: "consumer group",
+                name: group.to_string(),
+            });
+        }
+        let mut out = Vec::with_capacity(committed.len());
+        for (tp, offset) in committed {
+            let end = match self.partition(tp.topic(), tp.partition()) {
+                Ok(p) => p.log_end_offset()?,
+                Err(Error::NotFound { .. }) => -1,
+                Err(e) => return Err(e),
+            };
+            out.push(CommittedOffset {
+                lag: if end < 0 { 0 } else { (end - offset).max(0) },
+                partition: tp,
+                offset,
+                log_end_offset: end,
+            });
+        }
+        Ok(out)
     }
 
     /// A handle to read `topic`-`partition`.

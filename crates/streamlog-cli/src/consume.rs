@@ -53,6 +53,9 @@ pub struct Consume {
 
 /// Prints records to `out`; returns how many.
 pub fn run(c: &Consume, out: &mut dyn Write) -> Result<usize, String> {
+    if c.group.is_none() {
+        return run_read_only(c, out);
+    }
     let store = c.store.open()?;
     let err = |e: streamlog::Error| e.to_string();
     let partitions: Vec<TopicPartition> = {
@@ -96,9 +99,22 @@ pub fn run(c: &Consume, out: &mut dyn Write) -> Result<usize, String> {
             if printed == limit {
                 break;
             }
-            print(c, r, out).map_err(|e| e.to_string())?;
+            let printed_record = Printed {
+                topic: r.topic(),
+                partition: r.partition(),
+                offset: r.offset(),
+                timestamp: r.timestamp(),
+                key: r.key(),
+                value: r.value(),
+                headers: r.headers(),
+            };
+            print(c, &printed_record, out).map_err(|e| e.to_string())?;
             printed += 1;
             last_progress = Instant::now();
+        }
+        if c.follow && !records.is_empty() {
+            // Following: what was printed reaches a pipe now, not at exit.
+            out.flush().map_err(|e| e.to_string())?;
         }
         if !c.follow {
             let mut caught_up = true;
@@ -127,13 +143,93 @@ pub fn run(c: &Consume, out: &mut dyn Write) -> Result<usize, String> {
     Ok(printed)
 }
 
-fn print(c: &Consume, r: streamlog::RecordRef<'_>, out: &mut dyn Write) -> std::io::Result<()> {
+/// Without a group: the store opened read-only (no lock, no write), so this works while
+/// its writer runs; each partition read from its start (`--from-beginning`) or its end.
+fn run_read_only(c: &Consume, out: &mut dyn Write) -> Result<usize, String> {
+    let store = c.store.open_read_only()?;
+    let err = |e: streamlog::Error| e.to_string();
+    let count = store.topic_config(&c.topic).map_err(err)?.partition_count();
+    let mut parts = Vec::new();
+    for p in (0..count).filter(|p| c.partition.is_none_or(|want| want == *p)) {
+        let part = store.partition(&c.topic, p).map_err(err)?;
+        let end = part.log_end_offset().map_err(err)?;
+        let position = if c.from_beginning { 0 } else { end };
+        parts.push((part, position, end));
+    }
+    if parts.is_empty() {
+        return Err(format!(
+            "topic {} has no partition {:?}",
+            c.topic, c.partition
+        ));
+    }
+    let limit = c.max_messages.unwrap_or(usize::MAX);
+    let mut printed = 0;
+    // With several partitions, each waits briefly in turn.
+    let wait = Duration::from_millis(100) / parts.len().min(100) as u32;
+    'reading: while printed < limit {
+        let mut caught_up = true;
+        for (part, position, end) in &mut parts {
+            let records = if c.follow {
+                part.poll(*position, 1 << 20, wait).map_err(err)?
+            } else if *position < *end {
+                part.read(*position, 1 << 20).map_err(err)?
+            } else {
+                Vec::new()
+            };
+            for r in records {
+                if printed == limit {
+                    break 'reading;
+                }
+                if !c.follow && r.offset >= *end {
+                    break;
+                }
+                *position = r.offset + 1;
+                let printed_record = Printed {
+                    topic: &c.topic,
+                    partition: part.topic_partition().partition(),
+                    offset: r.offset,
+                    timestamp: r.timestamp,
+                    key: r.key.as_deref(),
+                    value: r.value.as_deref(),
+                    headers: &r.headers,
+                };
+                print(c, &printed_record, out).map_err(|e| e.to_string())?;
+                printed += 1;
+            }
+            if *position < *end {
+                caught_up = false;
+            }
+        }
+        if c.follow {
+            // Following: what was printed reaches a pipe now, not at exit.
+            out.flush().map_err(|e| e.to_string())?;
+        }
+        if !c.follow && caught_up {
+            break;
+        }
+    }
+    out.flush().map_err(|e| e.to_string())?;
+    Ok(printed)
+}
+
+/// One record to print, from a consumer or a read-only partition.
+struct Printed<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    timestamp: i64,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    headers: &'a [streamlog::Header],
+}
+
+fn print(c: &Consume, r: &Printed<'_>, out: &mut dyn Write) -> std::io::Result<()> {
     let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
     match c.format {
         Format::Text => {
-            let value = text(r.value()).unwrap_or_else(|| "null".into());
+            let value = text(r.value).unwrap_or_else(|| "null".into());
             if c.print_key {
-                let key = text(r.key()).unwrap_or_else(|| "null".into());
+                let key = text(r.key).unwrap_or_else(|| "null".into());
                 writeln!(out, "{key}\t{value}")
             } else {
                 writeln!(out, "{value}")
@@ -141,17 +237,17 @@ fn print(c: &Consume, r: streamlog::RecordRef<'_>, out: &mut dyn Write) -> std::
         }
         Format::Json => {
             let headers: Vec<serde_json::Value> = r
-                .headers()
+                .headers
                 .iter()
                 .map(|h| serde_json::json!({"key": h.key, "value": text(h.value.as_deref())}))
                 .collect();
             let line = serde_json::json!({
-                "topic": r.topic(),
-                "partition": r.partition(),
-                "offset": r.offset(),
-                "timestamp": r.timestamp(),
-                "key": text(r.key()),
-                "value": text(r.value()),
+                "topic": r.topic,
+                "partition": r.partition,
+                "offset": r.offset,
+                "timestamp": r.timestamp,
+                "key": text(r.key),
+                "value": text(r.value),
                 "headers": headers,
             });
             writeln!(out, "{line}")

@@ -107,30 +107,29 @@ impl Reset {
 pub fn run(command: &Groups, out: &mut dyn Write) -> Result<(), String> {
     let io = |e: std::io::Error| e.to_string();
     match command {
+        // Reads open the store read-only: they work while its writer runs. The group's
+        // members live in the writer's process: the owner column shows `-`.
         Groups::List(dir) => {
-            let store = dir.open()?;
-            for g in store.list_groups() {
+            let store = dir.open_read_only()?;
+            for g in store.list_groups().map_err(|e| e.to_string())? {
                 writeln!(out, "{g}").map_err(io)?;
             }
-            close(store)
+            Ok(())
         }
         Groups::Describe { store: dir, group } => {
-            let store = dir.open()?;
-            let d = store.describe_group(group).map_err(|e| e.to_string())?;
+            let store = dir.open_read_only()?;
+            let offsets = store
+                .describe_group_offsets(group)
+                .map_err(|e| e.to_string())?;
             writeln!(
                 out,
                 "GROUP\tTOPIC\tPARTITION\tCURRENT-OFFSET\tLOG-END-OFFSET\tLAG\tOWNER"
             )
             .map_err(io)?;
-            for o in &d.offsets {
-                let owner = d
-                    .members
-                    .iter()
-                    .find(|m| m.assignment.contains(&o.partition))
-                    .map_or("-", |m| m.member_id.as_str());
+            for o in &offsets {
                 writeln!(
                     out,
-                    "{group}\t{}\t{}\t{}\t{}\t{}\t{owner}",
+                    "{group}\t{}\t{}\t{}\t{}\t{}\t-",
                     o.partition.topic(),
                     o.partition.partition(),
                     o.offset,
@@ -139,8 +138,7 @@ pub fn run(command: &Groups, out: &mut dyn Write) -> Result<(), String> {
                 )
                 .map_err(io)?;
             }
-            writeln!(out, "State: {}\tMembers: {}", d.state, d.members.len()).map_err(io)?;
-            close(store)
+            Ok(())
         }
         Groups::ResetOffsets(r) => {
             let store = r.store.open()?;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use streamlog::{Store, StoreConfig};
+use streamlog::{ReadOnlyStore, Store, StoreConfig};
 
 /// The store a command works on.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
@@ -25,6 +25,19 @@ impl StoreDir {
             StoreConfig::default().background_maintenance(false),
         )
         .map_err(|e| format!("open {}: {e}", self.dir.display()))
+    }
+}
+
+impl StoreDir {
+    /// Opens the store read-only: no lock, no write, so it works while the store's
+    /// writer (another process) has it open.
+    pub fn open_read_only(&self) -> Result<ReadOnlyStore, String> {
+        Store::open_read_only(&self.dir).map_err(|e| match e {
+            streamlog::Error::NotFound { .. } => {
+                format!("{}: no store in this directory", self.dir.display())
+            }
+            e => format!("open {} read-only: {e}", self.dir.display()),
+        })
     }
 }
 

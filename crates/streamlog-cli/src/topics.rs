@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use clap::{Args, Subcommand};
-use streamlog::{Store, TopicConfig};
+use streamlog::{Store, TopicConfig, TopicDescription};
 
 use crate::store_arg::{StoreDir, key_value};
 
@@ -72,23 +72,25 @@ pub(crate) fn with_configs(
 pub fn run(command: &Topics, out: &mut dyn Write) -> Result<(), String> {
     let io = |e: std::io::Error| e.to_string();
     match command {
+        // Reads open the store read-only: they work while its writer runs.
         Topics::List(dir) => {
-            let store = dir.open()?;
-            for t in store.list_topics() {
+            let store = dir.open_read_only()?;
+            for t in store.list_topics().map_err(|e| e.to_string())? {
                 writeln!(out, "{t}").map_err(io)?;
             }
-            close(store)
+            Ok(())
         }
         Topics::Describe { store: dir, topic } => {
-            let store = dir.open()?;
+            let store = dir.open_read_only()?;
             let topics = match topic {
                 Some(t) => vec![t.clone()],
-                None => store.list_topics(),
+                None => store.list_topics().map_err(|e| e.to_string())?,
             };
             for t in topics {
-                describe(&store, &t, out)?;
+                let d = store.describe_topic(&t).map_err(|e| e.to_string())?;
+                describe(&d, out)?;
             }
-            close(store)
+            Ok(())
         }
         Topics::Create(c) => {
             let config = with_configs(TopicConfig::default().partitions(c.partitions), &c.configs)?;
@@ -126,8 +128,7 @@ pub fn run(command: &Topics, out: &mut dyn Write) -> Result<(), String> {
     }
 }
 
-fn describe(store: &Store, topic: &str, out: &mut dyn Write) -> Result<(), String> {
-    let d = store.describe_topic(topic).map_err(|e| e.to_string())?;
+fn describe(d: &TopicDescription, out: &mut dyn Write) -> Result<(), String> {
     let io = |e: std::io::Error| e.to_string();
     let configs: Vec<String> = d
         .config

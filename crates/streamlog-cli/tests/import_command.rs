@@ -151,7 +151,11 @@ fn what_the_command_did_not_make_is_refused_and_left_alone() {
     let store = tmp.path().join("store");
     std::fs::create_dir(&store).unwrap();
     let (s, k) = (store.to_str().unwrap(), kafka.to_str().unwrap());
-    assert!(streamlog(&["topics", "list", "--dir", s]).status.success());
+    assert!(
+        streamlog(&["topics", "create", "--dir", s, "seed"])
+            .status
+            .success()
+    );
 
     let stray = store.join("clicks-2");
     std::fs::create_dir(&stray).unwrap();

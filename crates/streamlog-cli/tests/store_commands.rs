@@ -240,3 +240,75 @@ fn verify_passes_a_sound_store_and_names_the_damage_in_a_broken_one() {
     let out = streamlog(&["verify", tmp.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// The read commands open the store read-only: they work while another process (here
+/// a group consumer following the topic) holds it open as its writer, whose lock
+/// refuses a second writer.
+#[test]
+fn read_commands_work_while_a_writer_holds_the_store() {
+    use std::io::{BufRead, BufReader};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let d = &store_dir(tmp.path());
+    ok(&[
+        "topics",
+        "create",
+        "--dir",
+        d,
+        "orders",
+        "--partitions",
+        "2",
+    ]);
+    produce(d, "orders", &["--key-separator", ":"], "a:1\nb:2\nc:3\n");
+    ok(&[
+        "consume",
+        "--dir",
+        d,
+        "orders",
+        "--from-beginning",
+        "--group",
+        "billing",
+    ]);
+
+    /// Stops the writer however the test ends.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut writer = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_streamlog"))
+            .args(["consume", "--dir", d, "orders", "--group", "live"])
+            .args(["--follow", "--from-beginning"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Its first record printed (it flushes each poll when following): it has the store
+    // open.
+    let mut lines = BufReader::new(writer.0.stdout.take().unwrap()).lines();
+    lines.next().unwrap().unwrap();
+
+    let refused = streamlog(&["produce", "--dir", d, "orders"]);
+    assert!(
+        !refused.status.success(),
+        "the writer's lock refuses a second writer"
+    );
+    assert_eq!(ok(&["topics", "list", "--dir", d]), "orders\n");
+    let described = ok(&["topics", "describe", "--dir", d, "orders"]);
+    assert!(described.contains("PartitionCount: 2"), "{described}");
+    let mut values: Vec<String> = ok(&["consume", "--dir", d, "orders", "--from-beginning"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    values.sort();
+    assert_eq!(values, ["1", "2", "3"]);
+    assert!(ok(&["groups", "list", "--dir", d]).contains("billing"));
+    let lag = ok(&["groups", "describe", "--dir", d, "billing"]);
+    assert!(lag.contains("billing\torders\t"), "{lag}");
+
+    drop(writer);
+}
