@@ -185,6 +185,14 @@ fn a_reader_process_follows_a_writer_process() {
         !events.wait_for(300, Duration::ZERO).unwrap(),
         "nothing new yet"
     );
+    // A second reader of profiles stopped inside a segment the compaction will rewrite:
+    // it reads on across the swap.
+    let midway = reader.partition("profiles", 0).unwrap();
+    let mut midway_next = 0;
+    while midway_next < 50 {
+        let records = midway.read(midway_next, 1).unwrap();
+        midway_next = records.last().unwrap().offset + 1;
+    }
 
     // Phase 2: retention and a compaction, then more records.
     writeln!(to_writer, "go").unwrap();
@@ -223,6 +231,24 @@ fn a_reader_process_follows_a_writer_process() {
         );
     }
     assert_eq!(reader.committed("g").unwrap(), BTreeMap::from([(tp, 456)]));
+    let mut latest_midway = BTreeMap::new();
+    loop {
+        let records = midway.read(midway_next, 4096).unwrap();
+        let Some(last) = records.last().map(|r| r.offset) else {
+            break;
+        };
+        for r in records {
+            assert!(r.offset >= midway_next, "each offset once, in order");
+            midway_next = r.offset + 1;
+            latest_midway.insert(r.key.unwrap(), r.value.unwrap());
+        }
+        assert_eq!(last + 1, midway_next);
+    }
+    assert_eq!(midway_next, 210, "read on to the end across the swap");
+    assert_eq!(latest_midway.len(), 10);
+    for (k, v) in &latest_midway {
+        assert_eq!(latest[k], *v, "the latest value of every key");
+    }
 
     writeln!(to_writer, "go").unwrap();
     wait_for("closed");
