@@ -98,7 +98,7 @@ mod txn;
 pub use catalog::{
     CommittedOffsetReset, ImportReport, Partition, PartitionDescription, PartitionRecovery,
     RecoveredTransaction, StoreCheck, StoreConfig, StoreRecoveryReport, Topic, TopicDescription,
-    TopicId, verify_store,
+    TopicId, verify_store, verify_store_with_progress,
 };
 pub use consumer::{
     Assignor, Consumer, ConsumerConfig, ConsumerGroupMetadata, ConsumerRecord, ConsumerRecords,

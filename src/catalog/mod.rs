@@ -57,7 +57,7 @@ pub use recovery::{
     CommittedOffsetReset, PartitionRecovery, RecoveredTransaction, StoreRecoveryReport,
 };
 pub(crate) use stats::{ClientStats, Counter};
-pub use verify::{StoreCheck, verify_store};
+pub use verify::{StoreCheck, verify_store, verify_store_with_progress};
 
 use meta::TopicMeta;
 use producer_ids::ProducerIds;

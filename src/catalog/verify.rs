@@ -57,10 +57,26 @@ impl StoreCheck {
 /// `NotFound` if `dir` is not a store; `Io` if it cannot be read. Damage is reported
 /// in [`StoreCheck::problems`], not as an error.
 pub fn verify_store(dir: impl AsRef<Path>) -> Result<StoreCheck> {
-    verify_store_on(&OsFs, dir.as_ref())
+    verify_store_on(&OsFs, dir.as_ref(), &mut |_, _| {})
 }
 
-pub(crate) fn verify_store_on(fs: &dyn FileSystem, dir: &Path) -> Result<StoreCheck> {
+/// [`verify_store`], calling `progress` after each partition it checked with what it
+/// found (a long check on a terminal shows progress with it: `streamlog verify`).
+///
+/// # Errors
+/// As [`verify_store`].
+pub fn verify_store_with_progress(
+    dir: impl AsRef<Path>,
+    progress: &mut dyn FnMut(&TopicPartition, &PartitionCheck),
+) -> Result<StoreCheck> {
+    verify_store_on(&OsFs, dir.as_ref(), progress)
+}
+
+pub(crate) fn verify_store_on(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    progress: &mut dyn FnMut(&TopicPartition, &PartitionCheck),
+) -> Result<StoreCheck> {
     let meta_dir = dir.join(TOPICS_DIR);
     if !fs
         .exists(&meta_dir)
@@ -104,7 +120,10 @@ pub(crate) fn verify_store_on(fs: &dyn FileSystem, dir: &Path) -> Result<StoreCh
             let pdir = dir.join(partition_dir_name(&name, p));
             let tp = TopicPartition::new(name.as_str(), p);
             match check_partition(fs, &pdir, meta.id, allow_gaps) {
-                Ok(c) => check.partitions.push((tp, c)),
+                Ok(c) => {
+                    progress(&tp, &c);
+                    check.partitions.push((tp, c));
+                }
                 Err(problem) => check.problems.push(problem),
             }
         }

@@ -19,7 +19,19 @@ pub struct Verify {
 
 /// Prints what the check found; `Ok(true)` if the store is sound.
 pub fn run(v: &Verify, out: &mut dyn Write) -> Result<bool, String> {
-    let check = streamlog::verify_store(&v.dir).map_err(|e| e.to_string())?;
+    // A bar of the segment bytes checked, on a terminal (nothing in a pipe).
+    let bar = indicatif::ProgressBar::new(segment_bytes(&v.dir));
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "verifying [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let check = streamlog::verify_store_with_progress(&v.dir, &mut |tp, c| {
+        bar.set_message(tp.to_string());
+        bar.inc(c.bytes);
+    });
+    bar.finish_and_clear();
+    let check = check.map_err(|e| e.to_string())?;
     let io = |e: std::io::Error| e.to_string();
     let (mut batches, mut bytes) = (0u64, 0u64);
     for (tp, c) in &check.partitions {
@@ -57,4 +69,19 @@ pub fn run(v: &Verify, out: &mut dyn Write) -> Result<bool, String> {
     )
     .map_err(io)?;
     Ok(check.is_ok())
+}
+
+/// The bytes of the store's segment files (`*.log` one level down): the bar's total.
+fn segment_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| std::fs::read_dir(e.path()).ok())
+        .flat_map(|files| files.flatten())
+        .filter(|f| f.path().extension().is_some_and(|x| x == "log"))
+        .filter_map(|f| f.metadata().ok())
+        .map(|m| m.len())
+        .sum()
 }

@@ -219,6 +219,8 @@ fn verify_passes_a_sound_store_and_names_the_damage_in_a_broken_one() {
     let d = &store_dir(tmp.path());
     ok(&["topics", "create", "--dir", d, "t", "--partitions", "2"]);
     produce(d, "t", &["--partition", "1"], "one\ntwo\nthree\n");
+    let verified = streamlog(&["verify", d, "-v"]);
+    assert!(verified.stderr.is_empty(), "no progress bar in a pipe");
     let report = ok(&["verify", d, "-v"]);
     assert!(report.contains("ok: 3 partitions"), "{report}"); // with __consumer_offsets
     assert!(report.contains("t-1: 1 segments, 1 batches"), "{report}");

@@ -88,3 +88,24 @@ fn damage_and_missing_partitions_are_named() {
         Err(streamlog::Error::NotFound { .. })
     ));
 }
+
+/// `verify_store_with_progress` reports each partition as it is checked, with what its
+/// check found: the same as the final report.
+#[test]
+fn progress_reports_each_partition_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    store_with_data(tmp.path());
+    let mut seen = Vec::new();
+    let check = streamlog::verify_store_with_progress(tmp.path(), &mut |tp, c| {
+        seen.push((tp.clone(), c.bytes));
+    })
+    .unwrap();
+    assert!(check.is_ok(), "{:?}", check.problems);
+    let expected: Vec<_> = check
+        .partitions
+        .iter()
+        .map(|(tp, c)| (tp.clone(), c.bytes))
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(seen, expected);
+}
