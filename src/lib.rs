@@ -114,7 +114,7 @@ pub use producer::{
 };
 pub use store::{
     ConsumerMetrics, FlushMetrics, GroupLag, MaintenanceMetrics, MetricEntry, PartitionMetrics,
-    ProducerMetrics, ReadOnlyPartition, ReadOnlyStore, Store, StoreMetrics,
+    ProducerMetrics, ReadOnlyPartition, ReadOnlyStore, Store, StoreMetrics, WaitMechanism,
 };
 pub use topic::{CleanupPolicy, TopicConfig, TopicPartition, TopicSettings, validate_topic_name};
 

@@ -34,7 +34,7 @@ pub use metrics::{
     ConsumerMetrics, FlushMetrics, GroupLag, MaintenanceMetrics, MetricEntry, PartitionMetrics,
     ProducerMetrics, StoreMetrics,
 };
-pub use read_only::{ReadOnlyPartition, ReadOnlyStore};
+pub use read_only::{ReadOnlyPartition, ReadOnlyStore, WaitMechanism};
 
 /// What every handle of one store shares.
 #[derive(Debug)]

@@ -41,7 +41,88 @@ struct OffsetsFollower {
 #[derive(Debug)]
 pub struct ReadOnlyPartition {
     partition: TopicPartition,
+    dir: PathBuf,
     reader: Mutex<TailReader>,
+    /// Set up at the first wait.
+    watch: Mutex<Option<DirWatch>>,
+}
+
+/// How [`ReadOnlyPartition::wait_for`] learns of new data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WaitMechanism {
+    /// File-system events on the partition's directory (the `notify` feature: inotify
+    /// on Linux, FSEvents on macOS, ..), with a check every 100 ms besides.
+    Events,
+    /// Polling the files with a backoff from 0.1 ms to 2 ms (without the `notify`
+    /// feature, or where watching the directory failed).
+    Polling,
+}
+
+/// A watch on a partition directory: every event moves a counter and wakes waiters.
+struct DirWatch {
+    #[cfg(feature = "notify")]
+    _watcher: notify::RecommendedWatcher,
+    #[cfg(feature = "notify")]
+    changes: std::sync::Arc<(Mutex<u64>, parking_lot::Condvar)>,
+}
+
+impl std::fmt::Debug for DirWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirWatch").finish_non_exhaustive()
+    }
+}
+
+/// The longest wait between checks while watching (events may be dropped: an inotify
+/// queue overflow, say).
+#[cfg(feature = "notify")]
+const WATCHED_PAUSE: Duration = Duration::from_millis(100);
+
+impl DirWatch {
+    /// Watches `dir`, or `None` where that cannot be done.
+    #[cfg(feature = "notify")]
+    fn start(dir: &Path) -> Option<DirWatch> {
+        use notify::Watcher;
+        let changes = std::sync::Arc::new((Mutex::new(0u64), parking_lot::Condvar::new()));
+        let seen = changes.clone();
+        let mut watcher =
+            notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
+                // Any event, an error included: look again.
+                *seen.0.lock() += 1;
+                seen.1.notify_all();
+            })
+            .map_err(|e| tracing::debug!("{}: no file-system events ({e}); polling", dir.display()))
+            .ok()?;
+        watcher
+            .watch(dir, notify::RecursiveMode::NonRecursive)
+            .map_err(|e| tracing::debug!("{}: cannot watch ({e}); polling", dir.display()))
+            .ok()?;
+        Some(DirWatch {
+            _watcher: watcher,
+            changes,
+        })
+    }
+
+    #[cfg(not(feature = "notify"))]
+    fn start(_dir: &Path) -> Option<DirWatch> {
+        None
+    }
+
+    #[cfg(feature = "notify")]
+    fn seq(&self) -> u64 {
+        *self.changes.0.lock()
+    }
+
+    /// Waits until an event after `seen`, or until `until`.
+    #[cfg(feature = "notify")]
+    fn wait(&self, seen: u64, until: Instant) {
+        let mut seq = self.changes.0.lock();
+        while *seq == seen {
+            if self.changes.1.wait_until(&mut seq, until).timed_out() {
+                return;
+            }
+        }
+    }
 }
 
 impl Store {
@@ -51,9 +132,11 @@ impl Store {
     /// being written is not visible until it is whole. Segments the writer rolls,
     /// deletes (retention) or rewrites (compaction) are followed, not errors.
     ///
-    /// Waiting ([`ReadOnlyPartition::wait_for`], [`ReadOnlyPartition::poll`]) polls the
-    /// files with a backoff from 0.1 ms to 2 ms (no file-system notifications yet), so
-    /// new data is seen within about 2 ms.
+    /// Waiting ([`ReadOnlyPartition::wait_for`], [`ReadOnlyPartition::poll`]) wakes on
+    /// file-system events on the partition's directory with the `notify` feature
+    /// (inotify on Linux; [`ReadOnlyPartition::wait_mechanism`] says which is in use);
+    /// without it, or where the directory cannot be watched, it polls the files with a
+    /// backoff from 0.1 ms to 2 ms, so new data is seen within about 2 ms.
     ///
     /// Not (yet) followed: the topics' log start offsets raised by `delete_records`
     /// (records below it stay readable until retention deletes their segment),
@@ -196,12 +279,12 @@ impl ReadOnlyStore {
                 name: format!("{topic}-{partition}"),
             });
         }
+        let dir = partition_dir(&self.dir, topic, partition);
         Ok(ReadOnlyPartition {
             partition: TopicPartition::new(topic, partition),
-            reader: Mutex::new(TailReader::new(
-                partition_dir(&self.dir, topic, partition),
-                DecodeOptions::default(),
-            )),
+            reader: Mutex::new(TailReader::new(&dir, DecodeOptions::default())),
+            dir,
+            watch: Mutex::new(None),
         })
     }
 
@@ -305,6 +388,27 @@ impl ReadOnlyPartition {
     /// As [`log_end_offset`](Self::log_end_offset).
     pub fn wait_for(&self, offset: i64, timeout: Duration) -> Result<bool> {
         let deadline = Instant::now().checked_add(timeout);
+        let mut watch = self.watch.lock();
+        if watch.is_none() && !timeout.is_zero() {
+            *watch = DirWatch::start(&self.dir);
+        }
+        #[cfg(feature = "notify")]
+        if let Some(w) = watch.as_ref() {
+            loop {
+                // The counter before the check: an event after it ends the wait.
+                let seen = w.seq();
+                if self.log_end_offset()? > offset {
+                    return Ok(true);
+                }
+                let now = Instant::now();
+                if deadline.is_some_and(|d| now >= d) {
+                    return Ok(false);
+                }
+                let until = now + WATCHED_PAUSE;
+                w.wait(seen, deadline.map_or(until, |d| d.min(until)));
+            }
+        }
+        drop(watch);
         let mut pause = FIRST_PAUSE;
         loop {
             if self.log_end_offset()? > offset {
@@ -319,6 +423,16 @@ impl ReadOnlyPartition {
             }
             std::thread::sleep(pause.min(left));
             pause = (pause * 2).min(LONGEST_PAUSE);
+        }
+    }
+
+    /// How waits learn of new data: [`WaitMechanism::Events`] once a wait has set up a
+    /// watch on the partition's directory, else [`WaitMechanism::Polling`].
+    pub fn wait_mechanism(&self) -> WaitMechanism {
+        if self.watch.lock().is_some() {
+            WaitMechanism::Events
+        } else {
+            WaitMechanism::Polling
         }
     }
 

@@ -343,3 +343,32 @@ fn damage_before_the_last_segment_is_corruption() {
         other => panic!("expected Corruption, got {other:?}"),
     }
 }
+
+/// A wait on a read-only partition ends once the writer appends past it; with the
+/// `notify` feature it waits on file-system events on the partition's directory.
+#[test]
+fn a_wait_ends_when_the_writer_appends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let part = store.topic("t").unwrap().partition(0).unwrap();
+    part.append(&[Record::new(T0, Some("k"), Some("first"))])
+        .unwrap();
+    let reader = Store::open_read_only(tmp.path()).unwrap();
+    let t = reader.partition("t", 0).unwrap();
+    assert_eq!(t.wait_mechanism(), streamlog::WaitMechanism::Polling);
+    assert!(!t.wait_for(1, Duration::from_millis(1)).unwrap());
+    let expected = if cfg!(feature = "notify") {
+        streamlog::WaitMechanism::Events
+    } else {
+        streamlog::WaitMechanism::Polling
+    };
+    assert_eq!(t.wait_mechanism(), expected);
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| t.poll(1, 1 << 20, HANG).unwrap());
+        part.append(&[Record::new(T0, Some("k"), Some("second"))])
+            .unwrap();
+        let got = waiter.join().unwrap();
+        assert_eq!(got[0].value.as_deref(), Some(&b"second"[..]));
+    });
+}
