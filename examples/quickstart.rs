@@ -55,7 +55,8 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// a failed check, 2 for bad arguments.
 #[derive(Debug, Parser)]
 #[command(name = "quickstart")]
-struct Args {
+// `pub(crate)`, as `run`: the CLI's tests include this file to write a store with it.
+pub(crate) struct Args {
     /// The store's directory [default: a fresh directory under the system temp dir,
     /// removed after a successful run]
     #[arg(long, value_name = "DIR")]
@@ -106,7 +107,7 @@ fn confirm(
 }
 
 /// Runs the example on the store in `dir`; returns every failed check (none: success).
-fn run(args: &Args, dir: &Path) -> Result<Vec<String>, Box<dyn Error>> {
+pub(crate) fn run(args: &Args, dir: &Path) -> Result<Vec<String>, Box<dyn Error>> {
     let n = args.records;
     println!(
         "streamlog quickstart: {n} records, {} compression, store in {}",
