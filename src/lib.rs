@@ -114,8 +114,10 @@ pub use producer::{
 };
 pub use store::{
     ConsumerMetrics, FlushMetrics, GroupLag, MaintenanceMetrics, MetricEntry, PartitionMetrics,
-    ProducerMetrics, ReadOnlyPartition, ReadOnlyStore, Store, StoreMetrics, WaitMechanism,
+    ProducerMetrics, Store, StoreMetrics,
 };
+#[cfg(unix)]
+pub use store::{ReadOnlyPartition, ReadOnlyStore, WaitMechanism};
 pub use topic::{CleanupPolicy, TopicConfig, TopicPartition, TopicSettings, validate_topic_name};
 
 /// The README's code blocks, compiled and run as doctests.

@@ -43,6 +43,8 @@ mod retention;
 mod segment;
 mod snapshots;
 mod swap;
+// Read-only following of another process's files: pread and inodes (unix).
+#[cfg(unix)]
 mod tail;
 mod transactions;
 mod truncate;
@@ -69,6 +71,7 @@ pub use index::{OffsetEntry, TimeEntry};
 pub use maps::{DEFAULT_MAX_MAPPED_SEGMENTS, max_mapped_segments, set_max_mapped_segments};
 pub use retention::{RetentionOutcome, RetentionPolicy};
 use segment::Segment;
+#[cfg(unix)]
 pub use tail::TailReader;
 pub use transactions::TransactionResult;
 pub use txn_index::AbortedTxn;

@@ -35,6 +35,9 @@ struct Cursor {
     pos: u64,
     /// The next offset to return.
     next: i64,
+    /// The offset after the last batch read in this file: the next one starts at or
+    /// after it (and at or after `base`).
+    after: i64,
 }
 
 /// What [`TailReader::next_batch`] found at a position.
@@ -49,6 +52,9 @@ enum Found {
 pub struct TailReader {
     dir: PathBuf,
     decode: DecodeOptions,
+    /// The largest batch a sound segment holds (a larger length is damage, refused
+    /// before anything is allocated for it).
+    max_batch_bytes: u64,
     /// Where the last [`read`](Self::read) stopped.
     read: Option<Cursor>,
     /// How far whole batches were seen ([`log_end_offset`](Self::log_end_offset)).
@@ -56,11 +62,14 @@ pub struct TailReader {
 }
 
 impl TailReader {
-    /// A reader of the partition directory `dir`; nothing is opened until it reads.
-    pub fn new(dir: impl AsRef<Path>, decode: DecodeOptions) -> Self {
+    /// A reader of the partition directory `dir`, whose batches are at most
+    /// `max_batch_bytes` (the topic's `max_message_bytes`); nothing is opened until it
+    /// reads.
+    pub fn new(dir: impl AsRef<Path>, decode: DecodeOptions, max_batch_bytes: u64) -> Self {
         TailReader {
             dir: dir.as_ref().to_path_buf(),
             decode,
+            max_batch_bytes: max_batch_bytes.max(MIN_BATCH_LENGTH + LOG_OVERHEAD),
             read: None,
             end: None,
         }
@@ -133,6 +142,7 @@ impl TailReader {
                         file,
                         pos: 0,
                         next: offset,
+                        after: base,
                     }));
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -144,58 +154,80 @@ impl TailReader {
         ))
     }
 
-    /// The batch at the cursor's position, if it is whole and sound. A bad batch in the
-    /// last segment may be a write in progress or a torn tail the writer will truncate
-    /// (not visible yet); in a segment the writer has moved past, it is corruption.
+    /// The batch at the cursor's position, if it is whole and sound. In the last
+    /// segment, a short, unfinished or failing batch is a write in progress (or a torn
+    /// tail the writer's recovery will cut): not visible yet. In a segment the writer
+    /// has moved past, it is corruption.
     fn next_batch(&self, c: &Cursor) -> Result<Found> {
         let path = || self.dir.join(file_name(c.base, "log"));
+        let bad = |reason: String| -> Result<Found> {
+            if self.bases()?.iter().any(|&b| b > c.base) {
+                Err(Error::corruption(path(), c.pos, reason))
+            } else {
+                Ok(Found::End)
+            }
+        };
         let len = c
             .file
             .metadata()
             .map_err(io_ctx(format!("stat {}", path().display())))?
             .len();
-        if len < c.pos + LOG_OVERHEAD {
+        if len == c.pos {
             return Ok(Found::End);
+        }
+        if len < c.pos + LOG_OVERHEAD {
+            return bad("a batch cut short in its header".into());
         }
         let mut prefix = [0u8; LOG_OVERHEAD as usize];
-        c.file
-            .read_exact_at(&mut prefix, c.pos)
+        read_exact_at(&c.file, &mut prefix, c.pos)
             .map_err(io_ctx(format!("read {}", path().display())))?;
         let length = i32::from_be_bytes(prefix[8..12].try_into().expect("4 bytes"));
-        let bad = |reason: &str| -> Result<Found> {
-            if self.bases()?.iter().any(|&b| b > c.base) {
-                Err(Error::corruption(path(), c.pos, reason.to_string()))
-            } else {
-                Ok(Found::End)
-            }
-        };
-        if length < 0 || (length as u64) < MIN_BATCH_LENGTH {
-            return bad("a batch length too small for a batch");
+        let size = LOG_OVERHEAD + u64::try_from(length).unwrap_or(0);
+        if size < LOG_OVERHEAD + MIN_BATCH_LENGTH || size > self.max_batch_bytes + LOG_OVERHEAD {
+            return bad(format!("a batch length of {length} bytes"));
         }
-        let size = LOG_OVERHEAD + length as u64;
         if len < c.pos + size {
-            return Ok(Found::End);
+            return bad(format!("a batch of {size} bytes cut short"));
         }
         let mut bytes = vec![0u8; size as usize];
-        c.file
-            .read_exact_at(&mut bytes, c.pos)
+        read_exact_at(&c.file, &mut bytes, c.pos)
             .map_err(io_ctx(format!("read {}", path().display())))?;
-        match Batch::parse(Bytes::from(bytes)) {
-            Ok(b) => Ok(Found::Batch(b)),
-            Err(e) => bad(&e.to_string()),
+        let b = match Batch::parse(Bytes::from(bytes)) {
+            Ok(b) => b,
+            Err(e) => return bad(e.to_string()),
+        };
+        // Outside the CRC: the base offset. It must follow the batch before it (gaps
+        // are compaction's) and leave room for its last offset.
+        if b.base_offset() < c.after
+            || b.last_offset() < b.base_offset()
+            || b.last_offset() == i64::MAX
+        {
+            return bad(format!(
+                "a batch at offset {} where offsets from {} were expected",
+                b.base_offset(),
+                c.after
+            ));
         }
+        Ok(Found::Batch(b))
     }
 
     /// Moves `c` on once it has read all of its segment and the writer has started a
     /// later one: to the current file holding its next offset (a segment compaction
     /// rewrote under the same name is read again from there), or past its segment when
-    /// that is the file it read. Returns whether it moved.
+    /// that is still the file it read. A file the writer replaced or removed with no
+    /// later segment (a truncation) is looked up again by offset. Returns whether it
+    /// moved.
     fn roll(&self, c: &mut Option<Cursor>) -> Result<bool> {
         let Some(cur) = c.as_ref() else {
             return Ok(false);
         };
         let bases = self.bases()?;
         let Some(later) = bases.iter().copied().find(|&b| b > cur.base) else {
+            if is_unlinked(&cur.file)? {
+                let next = cur.next;
+                *c = self.seek(next)?;
+                return Ok(false);
+            }
             return Ok(false);
         };
         // Listed after the segment was done: read it to its end once more first.
@@ -205,6 +237,27 @@ impl TailReader {
         let next = cur.next;
         let mut moved = self.seek(next)?;
         if let Some(m) = &moved
+            && m.base == cur.base
+            && same_file(&m.file, &cur.file)?
+            && next < later
+        {
+            // Its offsets from `next` may be in a compaction's swap file about to be
+            // renamed over this one (after the merged segments were unlinked): not
+            // visible yet. Skipped only once the name still holds the file read.
+            let swap = self
+                .dir
+                .join(format!("{}.swap", file_name(cur.base, "log")));
+            if swap.exists() {
+                return Ok(false);
+            }
+            match File::open(self.dir.join(file_name(cur.base, "log"))) {
+                Ok(again) if same_file(&again, &cur.file)? => moved = self.seek(later)?,
+                // Replaced meanwhile: read the new file from `next`.
+                Ok(_) => moved = self.seek(next)?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => moved = self.seek(next)?,
+                Err(e) => return Err(io_ctx("reopen a segment being followed")(e)),
+            }
+        } else if let Some(m) = &moved
             && m.base == cur.base
             && same_file(&m.file, &cur.file)?
         {
@@ -233,6 +286,7 @@ impl TailReader {
                 match self.next_batch(cur)? {
                     Found::Batch(b) => {
                         cur.pos += b.size() as u64;
+                        cur.after = b.last_offset() + 1;
                         if b.last_offset() < cur.next {
                             continue;
                         }
@@ -265,12 +319,22 @@ impl TailReader {
     /// # Errors
     /// As [`read_batches`](Self::read_batches), and decoding errors.
     pub fn read(&mut self, from: i64, max_bytes: usize) -> Result<Vec<Record>> {
+        self.read_on(from, max_bytes).map(|(records, _)| records)
+    }
+
+    /// [`read`](Self::read), with the offset to read on from: after the last batch read
+    /// (past the records returned when batches after them held none: markers,
+    /// compaction's empty batches), or `from` when nothing was read.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    pub fn read_on(&mut self, from: i64, max_bytes: usize) -> Result<(Vec<Record>, i64)> {
         let mut out = Vec::new();
         let mut at = from;
         loop {
             let batches = self.read_batches(at, max_bytes)?;
             let Some(next) = batches.last().map(|b| b.last_offset() + 1) else {
-                return Ok(out);
+                return Ok((out, at));
             };
             for b in batches.iter().filter(|b| !b.header().is_control()) {
                 for r in b.records_with(&self.decode)? {
@@ -280,10 +344,10 @@ impl TailReader {
                     }
                 }
             }
-            if !out.is_empty() {
-                return Ok(out);
-            }
             at = next;
+            if !out.is_empty() {
+                return Ok((out, at));
+            }
         }
     }
 
@@ -306,6 +370,7 @@ impl TailReader {
                 match self.next_batch(cur)? {
                     Found::Batch(b) => {
                         cur.pos += b.size() as u64;
+                        cur.after = b.last_offset() + 1;
                         cur.next = cur.next.max(b.last_offset() + 1);
                     }
                     Found::End => {
@@ -325,6 +390,19 @@ impl TailReader {
             None => self.log_start_offset(),
         }
     }
+}
+
+fn read_exact_at(file: &File, buf: &mut [u8], pos: u64) -> io::Result<()> {
+    file.read_exact_at(buf, pos)
+}
+
+/// Whether the file no longer has a name (the writer removed or replaced it).
+fn is_unlinked(file: &File) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let m = file
+        .metadata()
+        .map_err(io_ctx("stat a segment being followed"))?;
+    Ok(m.nlink() == 0)
 }
 
 /// Whether two handles are of one file (device and inode).

@@ -28,12 +28,15 @@ use crate::topic::{TopicConfig, refuse_internal, validate_topic_name};
 use crate::txn::TxnCoordinator;
 
 mod metrics;
+// Following another process's files (unix: pread, inodes).
+#[cfg(unix)]
 mod read_only;
 
 pub use metrics::{
     ConsumerMetrics, FlushMetrics, GroupLag, MaintenanceMetrics, MetricEntry, PartitionMetrics,
     ProducerMetrics, StoreMetrics,
 };
+#[cfg(unix)]
 pub use read_only::{ReadOnlyPartition, ReadOnlyStore, WaitMechanism};
 
 /// What every handle of one store shares.

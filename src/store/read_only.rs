@@ -44,7 +44,16 @@ pub struct ReadOnlyPartition {
     dir: PathBuf,
     reader: Mutex<TailReader>,
     /// Set up at the first wait.
-    watch: Mutex<Option<DirWatch>>,
+    watch: Mutex<Watch>,
+}
+
+/// The watch of a partition's directory.
+#[derive(Debug)]
+enum Watch {
+    NotYet,
+    On(std::sync::Arc<DirWatch>),
+    /// It could not be set up: waits poll.
+    Failed,
 }
 
 /// How [`ReadOnlyPartition::wait_for`] learns of new data.
@@ -86,8 +95,14 @@ impl DirWatch {
         let changes = std::sync::Arc::new((Mutex::new(0u64), parking_lot::Condvar::new()));
         let seen = changes.clone();
         let mut watcher =
-            notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
-                // Any event, an error included: look again.
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                // Opening or reading a file (this reader's own listing and reads among
+                // them) changes nothing; anything else, an error included: look again.
+                if let Ok(e) = &event
+                    && matches!(e.kind, notify::EventKind::Access(_))
+                {
+                    return;
+                }
                 *seen.0.lock() += 1;
                 seen.1.notify_all();
             })
@@ -142,6 +157,12 @@ impl Store {
     /// (records below it stay readable until retention deletes their segment),
     /// transaction filtering (records are read as read_uncommitted), and a topic deleted
     /// and created again under the same name while a partition handle is held.
+    /// Committed offsets are read as written, without the checks the writer applies at
+    /// its open (an earlier topic of the same name, records a crash removed). After a
+    /// writer crash, whole batches it had not synced may be read before its recovery
+    /// cuts them; a reader whose file the writer replaced or removed looks its offset
+    /// up again. Damage at the end of the segment being written reads as data not
+    /// written yet (the writer's own open reports it). Unix only (pread, inodes).
     ///
     /// ```
     /// use streamlog::{Record, Store, TopicConfig};
@@ -272,7 +293,8 @@ impl ReadOnlyStore {
     /// # Errors
     /// `NotFound` for an unknown topic or partition; as [`list_topics`](Self::list_topics).
     pub fn partition(&self, topic: &str, partition: i32) -> Result<ReadOnlyPartition> {
-        let count = self.topic_config(topic)?.partition_count();
+        let config = self.topic_config(topic)?;
+        let count = config.partition_count();
         if !(0..count).contains(&partition) {
             return Err(Error::NotFound {
                 kind: "partition",
@@ -282,24 +304,32 @@ impl ReadOnlyStore {
         let dir = partition_dir(&self.dir, topic, partition);
         Ok(ReadOnlyPartition {
             partition: TopicPartition::new(topic, partition),
-            reader: Mutex::new(TailReader::new(&dir, DecodeOptions::default())),
+            reader: Mutex::new(TailReader::new(
+                &dir,
+                DecodeOptions::default(),
+                config.settings().max_message_bytes,
+            )),
             dir,
-            watch: Mutex::new(None),
+            watch: Mutex::new(Watch::NotYet),
         })
     }
 
     /// Reads what the writer appended to the offsets topic since the last call.
     fn follow_offsets(&self) -> Result<parking_lot::MutexGuard<'_, OffsetsFollower>> {
         let mut f = self.offsets.lock();
-        let partitions = match read_topics(&self.dir)?.get(OFFSETS_TOPIC) {
-            Some(config) => config.partition_count(),
-            None => 0,
+        let (partitions, max_batch) = match read_topics(&self.dir)?.get(OFFSETS_TOPIC) {
+            Some(config) => (
+                config.partition_count(),
+                config.settings().max_message_bytes,
+            ),
+            None => (0, 0),
         };
         while (f.readers.len() as i32) < partitions {
             let p = f.readers.len() as i32;
             let reader = TailReader::new(
                 partition_dir(&self.dir, OFFSETS_TOPIC, p),
                 DecodeOptions::default(),
+                max_batch,
             );
             f.readers.push((reader, 0));
         }
@@ -381,6 +411,17 @@ impl ReadOnlyPartition {
         self.reader.lock().read(offset, max_bytes)
     }
 
+    /// [`read`](Self::read), with the offset to read on from: after the last batch
+    /// read, which is past the last record returned when the batches after it held
+    /// none (transaction markers, batches compaction emptied); `offset` when nothing
+    /// was read. Reading on from it never reads a batch twice.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    pub fn read_on(&self, offset: i64, max_bytes: usize) -> Result<(Vec<Record>, i64)> {
+        self.reader.lock().read_on(offset, max_bytes)
+    }
+
     /// Waits until a record at `offset` or later may be read (the log end is past it),
     /// up to `timeout`; returns whether it is.
     ///
@@ -388,10 +429,19 @@ impl ReadOnlyPartition {
     /// As [`log_end_offset`](Self::log_end_offset).
     pub fn wait_for(&self, offset: i64, timeout: Duration) -> Result<bool> {
         let deadline = Instant::now().checked_add(timeout);
-        let mut watch = self.watch.lock();
-        if watch.is_none() && !timeout.is_zero() {
-            *watch = DirWatch::start(&self.dir);
-        }
+        let watch = {
+            let mut watch = self.watch.lock();
+            if matches!(*watch, Watch::NotYet) && !timeout.is_zero() {
+                *watch = match DirWatch::start(&self.dir) {
+                    Some(w) => Watch::On(std::sync::Arc::new(w)),
+                    None => Watch::Failed,
+                };
+            }
+            match &*watch {
+                Watch::On(w) => Some(w.clone()),
+                _ => None,
+            }
+        };
         #[cfg(feature = "notify")]
         if let Some(w) = watch.as_ref() {
             loop {
@@ -408,6 +458,7 @@ impl ReadOnlyPartition {
                 w.wait(seen, deadline.map_or(until, |d| d.min(until)));
             }
         }
+        #[cfg(not(feature = "notify"))]
         drop(watch);
         let mut pause = FIRST_PAUSE;
         loop {
@@ -429,7 +480,7 @@ impl ReadOnlyPartition {
     /// How waits learn of new data: [`WaitMechanism::Events`] once a wait has set up a
     /// watch on the partition's directory, else [`WaitMechanism::Polling`].
     pub fn wait_mechanism(&self) -> WaitMechanism {
-        if self.watch.lock().is_some() {
+        if matches!(*self.watch.lock(), Watch::On(_)) {
             WaitMechanism::Events
         } else {
             WaitMechanism::Polling
@@ -442,10 +493,26 @@ impl ReadOnlyPartition {
     /// # Errors
     /// As [`read`](Self::read).
     pub fn poll(&self, offset: i64, max_bytes: usize, timeout: Duration) -> Result<Vec<Record>> {
-        let records = self.read(offset, max_bytes)?;
-        if !records.is_empty() || !self.wait_for(offset, timeout)? {
-            return Ok(records);
+        self.poll_on(offset, max_bytes, timeout)
+            .map(|(records, _)| records)
+    }
+
+    /// [`poll`](Self::poll), with the offset to read on from, as
+    /// [`read_on`](Self::read_on).
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    pub fn poll_on(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        timeout: Duration,
+    ) -> Result<(Vec<Record>, i64)> {
+        let (records, next) = self.read_on(offset, max_bytes)?;
+        // Waits past what was read: batches without records (markers) end no wait.
+        if !records.is_empty() || !self.wait_for(next, timeout)? {
+            return Ok((records, next));
         }
-        self.read(offset, max_bytes)
+        self.read_on(next, max_bytes)
     }
 }

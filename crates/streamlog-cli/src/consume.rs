@@ -169,12 +169,12 @@ fn run_read_only(c: &Consume, out: &mut dyn Write) -> Result<usize, String> {
     'reading: while printed < limit {
         let mut caught_up = true;
         for (part, position, end) in &mut parts {
-            let records = if c.follow {
-                part.poll(*position, 1 << 20, wait).map_err(err)?
+            let (records, next) = if c.follow {
+                part.poll_on(*position, 1 << 20, wait).map_err(err)?
             } else if *position < *end {
-                part.read(*position, 1 << 20).map_err(err)?
+                part.read_on(*position, 1 << 20).map_err(err)?
             } else {
-                Vec::new()
+                (Vec::new(), *position)
             };
             for r in records {
                 if printed == limit {
@@ -183,7 +183,6 @@ fn run_read_only(c: &Consume, out: &mut dyn Write) -> Result<usize, String> {
                 if !c.follow && r.offset >= *end {
                     break;
                 }
-                *position = r.offset + 1;
                 let printed_record = Printed {
                     topic: &c.topic,
                     partition: part.topic_partition().partition(),
@@ -196,13 +195,16 @@ fn run_read_only(c: &Consume, out: &mut dyn Write) -> Result<usize, String> {
                 print(c, &printed_record, out).map_err(|e| e.to_string())?;
                 printed += 1;
             }
+            // On past what was read, records or not (markers, emptied batches); when
+            // nothing was read below the end, there is nothing more below it.
+            if next > *position {
+                *position = next;
+            } else if !c.follow {
+                *position = *end;
+            }
             if *position < *end {
                 caught_up = false;
             }
-        }
-        if c.follow {
-            // Following: what was printed reaches a pipe now, not at exit.
-            out.flush().map_err(|e| e.to_string())?;
         }
         if !c.follow && caught_up {
             break;

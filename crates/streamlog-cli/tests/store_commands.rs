@@ -314,3 +314,44 @@ fn read_commands_work_while_a_writer_holds_the_store() {
 
     drop(writer);
 }
+
+/// A topic whose last batch holds no record (a transaction's COMMIT marker): `consume`
+/// without `--follow` reads past it and ends, rather than waiting for a record that
+/// never comes.
+#[test]
+fn consume_ends_at_a_transaction_marker() {
+    use streamlog::{ProducerConfig, ProducerRecord, Store, StoreConfig, TopicConfig};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let d = &store_dir(tmp.path());
+    {
+        let store =
+            Store::open_with(d, StoreConfig::default().background_maintenance(false)).unwrap();
+        store.create_topic("t", TopicConfig::default()).unwrap();
+        let producer = store
+            .producer(ProducerConfig::default().transactional_id("tx"))
+            .unwrap();
+        producer.init_transactions().unwrap();
+        producer.begin_transaction().unwrap();
+        let sent: Vec<_> = ["x", "y"]
+            .into_iter()
+            .map(|v| producer.send(ProducerRecord::new("t").value(v)).unwrap())
+            .collect();
+        producer.commit_transaction().unwrap();
+        for delivery in sent {
+            delivery.wait().unwrap();
+        }
+        producer.close().unwrap();
+        store.close().unwrap();
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_streamlog"))
+        .args(["consume", "--dir", d, "t", "--from-beginning"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "x\ny\n");
+}

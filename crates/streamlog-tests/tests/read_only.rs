@@ -372,3 +372,37 @@ fn a_wait_ends_when_the_writer_appends() {
         assert_eq!(got[0].value.as_deref(), Some(&b"second"[..]));
     });
 }
+
+/// A batch whose base offset (outside the CRC) goes back below the batch before it, in
+/// a segment the writer has moved past, is `Corruption`, not records skipped in
+/// silence.
+#[test]
+fn a_base_offset_going_back_is_corruption() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().segment_bytes(1024))
+        .unwrap();
+    let part = store.topic("t").unwrap().partition(0).unwrap();
+    for i in 0..30 {
+        part.append(&[Record::new(T0, Some("k"), Some(event(i)))])
+            .unwrap();
+    }
+    assert!(store.describe_topic("t").unwrap().partitions[0].segment_count > 1);
+    store.close().unwrap();
+    drop(store);
+    let first = tmp.path().join("t-0").join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&first).unwrap();
+    // The second batch's base offset, after the first batch (12 + its length bytes).
+    let first_len = i32::from_be_bytes(bytes[8..12].try_into().unwrap()) as usize;
+    let second = 12 + first_len;
+    bytes[second..second + 8].copy_from_slice(&0i64.to_be_bytes());
+    std::fs::write(&first, bytes).unwrap();
+    let reader = Store::open_read_only(tmp.path()).unwrap();
+    match reader.partition("t", 0).unwrap().read(0, 1 << 20) {
+        Err(Error::Corruption { path, position, .. }) => {
+            assert_eq!((path, position), (first, second as u64));
+        }
+        other => panic!("expected Corruption, got {other:?}"),
+    }
+}
