@@ -2,30 +2,15 @@
 //! (`examples/quickstart.rs`, included here and run as `cargo run --example quickstart
 //! -- --dir DIR` would): what they print agrees with what the example did.
 
-use std::process::{Command, Output};
+mod common;
+
+use common::ok;
 
 use clap::Parser;
 
 #[path = "../../../examples/quickstart.rs"]
 #[allow(dead_code)] // its `main`
 mod quickstart;
-
-fn streamlog(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_streamlog"))
-        .args(args)
-        .output()
-        .expect("run the streamlog binary")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = streamlog(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 #[test]
 fn the_commands_read_the_quickstart_store() {

@@ -2,19 +2,15 @@
 //! from a Kafka log directory (only read) and adopted; damage refused with the copies
 //! removed again.
 
+mod common;
+
+use common::streamlog;
+
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use streamlog::BatchBuilder;
 use streamlog::log::{Log, LogConfig};
-
-fn streamlog(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_streamlog"))
-        .args(args)
-        .output()
-        .expect("run the streamlog binary")
-}
 
 /// A Kafka log directory's `<topic>-<n>` directories, written by streamlog's `Log`
 /// (the same files a broker writes): `records` records per partition.

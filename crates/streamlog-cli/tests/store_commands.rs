@@ -1,26 +1,13 @@
 //! The store commands as a user runs them (the built binary): `topics`, `produce`,
 //! `consume` and `groups` against a store, their output and exit statuses.
 
+mod common;
+
+use common::{ok, streamlog};
+
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-
-fn streamlog(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_streamlog"))
-        .args(args)
-        .output()
-        .expect("run the streamlog binary")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = streamlog(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use std::process::{Command, Stdio};
 
 fn produce(dir: &str, topic: &str, extra: &[&str], input: &str) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_streamlog"))

@@ -315,10 +315,9 @@ fn a_batch_is_visible_only_once_whole() {
     ));
 }
 
-/// Damage in a segment the writer has moved past is `Corruption` naming the file, not
-/// a silent end of the log.
-#[test]
-fn damage_before_the_last_segment_is_corruption() {
+/// A closed store whose topic `t` holds 30 records over several segments, and the
+/// path of its first segment.
+fn closed_store_of_several_segments() -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(tmp.path()).unwrap();
     store
@@ -331,8 +330,15 @@ fn damage_before_the_last_segment_is_corruption() {
     }
     assert!(store.describe_topic("t").unwrap().partitions[0].segment_count > 1);
     store.close().unwrap();
-    drop(store);
     let first = tmp.path().join("t-0").join("00000000000000000000.log");
+    (tmp, first)
+}
+
+/// Damage in a segment the writer has moved past is `Corruption` naming the file, not
+/// a silent end of the log.
+#[test]
+fn damage_before_the_last_segment_is_corruption() {
+    let (tmp, first) = closed_store_of_several_segments();
     let mut bytes = std::fs::read(&first).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0x01;
@@ -378,20 +384,7 @@ fn a_wait_ends_when_the_writer_appends() {
 /// silence.
 #[test]
 fn a_base_offset_going_back_is_corruption() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path()).unwrap();
-    store
-        .create_topic("t", TopicConfig::default().segment_bytes(1024))
-        .unwrap();
-    let part = store.topic("t").unwrap().partition(0).unwrap();
-    for i in 0..30 {
-        part.append(&[Record::new(T0, Some("k"), Some(event(i)))])
-            .unwrap();
-    }
-    assert!(store.describe_topic("t").unwrap().partitions[0].segment_count > 1);
-    store.close().unwrap();
-    drop(store);
-    let first = tmp.path().join("t-0").join("00000000000000000000.log");
+    let (tmp, first) = closed_store_of_several_segments();
     let mut bytes = std::fs::read(&first).unwrap();
     // The second batch's base offset, after the first batch (12 + its length bytes).
     let first_len = i32::from_be_bytes(bytes[8..12].try_into().unwrap()) as usize;
