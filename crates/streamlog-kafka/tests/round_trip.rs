@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::admin_shim::{AdminShim, Created};
 use common::{Kafka, assert_sink_copy, assert_source_copy, fill_store, read_kafka, read_store};
 use streamlog::{Compression, Store, StoreConfig, TopicConfig};
 use streamlog_kafka::{Error, Mirror};
@@ -362,32 +363,98 @@ fn bad_settings_are_refused_before_anything_starts() {
 }
 
 #[test]
-fn a_missing_kafka_topic_is_created_or_reported() {
+fn a_missing_kafka_topic_is_reported_when_creation_is_off() {
     let kafka = Kafka::start();
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     store
-        .create_topic("fresh", TopicConfig::default().partitions(2))
+        .create_topic("absent", TopicConfig::default().partitions(2))
         .unwrap();
-    fill_store(&store, "fresh", 2, 0..10, Compression::None);
-    let mut config = kafka.sink(&["fresh"]);
+    fill_store(&store, "absent", 2, 0..10, Compression::None);
+    let mut config = kafka.sink(&["absent"]);
     config.create_topics = false;
     let err = Mirror::to_kafka(&store, config).unwrap_err();
     assert!(
-        matches!(&err, Error::UnknownTopic { side: "Kafka", topic } if topic == "fresh"),
+        matches!(&err, Error::UnknownTopic { side: "Kafka", topic } if topic == "absent"),
         "{err}"
     );
-    if kafka.mock.is_some() {
-        // librdkafka's mock cluster does not implement CreateTopics; the admin path runs
-        // against a real broker (STREAMLOG_KAFKA_BOOTSTRAP).
-        return;
+}
+
+/// The Kafka peer for the admin tests: a real broker if one is named, else the mock
+/// behind [`AdminShim`], which adds the CreateTopics request the mock lacks.
+fn admin_peer() -> (Kafka, Option<AdminShim>) {
+    if std::env::var("STREAMLOG_KAFKA_BOOTSTRAP").is_ok() {
+        return (Kafka::start(), None);
     }
+    let shim = AdminShim::start();
+    let kafka = Kafka {
+        mock: None,
+        bootstrap: shim.bootstrap.clone(),
+    };
+    (kafka, Some(shim))
+}
+
+#[test]
+fn a_missing_kafka_topic_is_created_through_the_admin_api() {
+    let (kafka, shim) = admin_peer();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .create_topic("fresh", TopicConfig::default().partitions(PARTITIONS))
+        .unwrap();
+    fill_store(&store, "fresh", PARTITIONS, 0..30, Compression::Lz4);
     Mirror::to_kafka(&store, kafka.sink(&["fresh"]))
         .unwrap()
         .join()
         .unwrap();
+    let asked = Created {
+        name: "fresh".into(),
+        partitions: PARTITIONS,
+        replication_factor: 1,
+    };
+    if let Some(shim) = &shim {
+        assert_eq!(shim.created(), vec![asked.clone()]);
+    }
     assert_sink_copy(
         &read_store(&store, "fresh"),
-        &read_kafka(&kafka.bootstrap, "fresh", 2),
+        &read_kafka(&kafka.bootstrap, "fresh", PARTITIONS),
     );
+
+    // The topic exists now: a second run resumes into it and creates nothing.
+    fill_store(&store, "fresh", PARTITIONS, 30..40, Compression::None);
+    Mirror::to_kafka(&store, kafka.sink(&["fresh"]))
+        .unwrap()
+        .join()
+        .unwrap();
+    if let Some(shim) = &shim {
+        assert_eq!(shim.created(), vec![asked]);
+    }
+    assert_sink_copy(
+        &read_store(&store, "fresh"),
+        &read_kafka(&kafka.bootstrap, "fresh", PARTITIONS),
+    );
+}
+
+#[test]
+fn a_refused_topic_creation_is_an_error() {
+    let (kafka, Some(shim)) = admin_peer() else {
+        // A real broker cannot be told to refuse.
+        return;
+    };
+    // POLICY_VIOLATION, as a broker's create.topic.policy would answer.
+    shim.refuse_with(44);
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .create_topic("denied", TopicConfig::default())
+        .unwrap();
+    fill_store(&store, "denied", 1, 0..5, Compression::None);
+    let err = Mirror::to_kafka(&store, kafka.sink(&["denied"])).unwrap_err();
+    match &err {
+        Error::Kafka { context, .. } => {
+            assert!(context.contains("creating topic denied"), "{err}")
+        }
+        other => panic!("expected a Kafka error, got {other}"),
+    }
+    assert!(shim.created().is_empty());
 }

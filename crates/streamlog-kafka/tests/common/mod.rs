@@ -7,6 +7,8 @@
 //! one machine"); the tests that inject broker errors need the mock and are skipped then.
 #![allow(dead_code)]
 
+pub mod admin_shim;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
