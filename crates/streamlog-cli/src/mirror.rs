@@ -226,15 +226,21 @@ fn unreachable_targets(mirror: &Mirror) -> std::collections::BTreeMap<TopicParti
 }
 
 /// One line per partition: the position copied up to, and for the sink the lag of its
-/// streamlog group as `describe_group` reports it.
+/// streamlog group as `describe_group` reports it, `-` before its first commit (as
+/// Kafka's kafka-consumer-groups shows a partition with no committed offset).
 fn print_progress(store: &Store, mirror: &Mirror, group: Option<&str>) {
-    let lag = group.and_then(|g| store.describe_group(g).ok());
+    let described = group.map(|g| store.describe_group(g).ok());
     for (tp, position) in mirror.positions() {
-        let lag = lag
-            .as_ref()
-            .and_then(|d| d.offsets.iter().find(|o| o.partition == tp))
-            .map(|o| format!(" lag {}", o.lag))
-            .unwrap_or_default();
+        let lag = match &described {
+            None => String::new(),
+            Some(d) => match d
+                .as_ref()
+                .and_then(|d| d.offsets.iter().find(|o| o.partition == tp))
+            {
+                Some(o) => format!(" lag {}", o.lag),
+                None => " lag -".to_string(),
+            },
+        };
         eprintln!("{tp} position {position}{lag}");
     }
 }

@@ -146,3 +146,84 @@ fn bad_mirror_arguments_fail_with_a_message_naming_them() {
     assert!(!ok);
     assert!(err.contains("missing"), "{err}");
 }
+
+#[test]
+fn following_prints_each_partitions_position_and_group_lag() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::mpsc::channel;
+    use std::time::Duration;
+
+    let mock = MockCluster::new(1).unwrap();
+    let bootstrap = mock.bootstrap_servers();
+    mock.create_topic("views", 2, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .create_topic("views", TopicConfig::default().partitions(2))
+            .unwrap();
+        let t = store.topic("views").unwrap();
+        for i in 0..20i64 {
+            let r = Record::new(1_700_000_000_000 + i, Some(format!("k{i}")), Some("v"));
+            t.partition((i % 2) as i32).unwrap().append(&[r]).unwrap();
+        }
+        store.close().unwrap();
+    }
+    // No --exit-at-end: the mirror follows the store and reports every second.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_streamlog"))
+        .args([
+            "mirror",
+            "to-kafka",
+            "--store",
+            dir.path().to_str().unwrap(),
+            "-b",
+            &bootstrap,
+            "-t",
+            "views",
+            "--group",
+            "follow-sink",
+            "--progress-secs",
+            "1",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Reports go on until both partitions are copied and committed: each line names a
+    // partition, the next offset copied and the group's lag ("-" before its first
+    // commit).
+    let mut caught_up = std::collections::BTreeSet::new();
+    let mut seen = Vec::new();
+    while caught_up.len() < 2 {
+        let Ok(line) = lines.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            panic!("no progress report in 60 s; so far: {seen:#?}");
+        };
+        let words: Vec<&str> = line.split(' ').collect();
+        assert!(
+            matches!(words.as_slice(), [tp, "position", pos, "lag", lag]
+                if tp.starts_with("views-") && pos.parse::<i64>().is_ok()
+                    && (*lag == "-" || lag.parse::<i64>().is_ok())),
+            "unexpected progress line {line:?}"
+        );
+        if words[2] == "10" && words[4] == "0" {
+            caught_up.insert(words[0].to_string());
+        }
+        seen.push(line);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        caught_up.into_iter().collect::<Vec<_>>(),
+        ["views-0", "views-1"]
+    );
+}
