@@ -21,7 +21,11 @@ static MAX: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_MAPPED_SEGMENTS);
 static SLOTS: Mutex<Clock> = Mutex::new(Clock {
     slots: Vec::new(),
     hand: 0,
+    swept: 0,
 });
+
+/// Below this many registered slots, gone ones are not swept out.
+const MIN_SWEEP: usize = 64;
 
 /// Sets how many segments this process keeps memory-mapped at most (all stores and
 /// logs together, since the operating system's limit is per process). Default =
@@ -39,6 +43,8 @@ pub fn max_mapped_segments() -> usize {
 struct Clock {
     slots: Vec<Weak<MapSlot>>,
     hand: usize,
+    /// Slots left after the last sweep of gone ones.
+    swept: usize,
 }
 
 /// One segment's mapping, if it has one.
@@ -66,11 +72,16 @@ impl MapSlot {
         self.touch();
         let max = max_mapped_segments();
         let mut clock = SLOTS.lock();
-        // Forget segments that are gone or lost their mapping.
-        clock.slots.retain(|w| {
-            w.upgrade()
-                .is_some_and(|s| s.view.try_lock().is_none_or(|v| v.is_some()))
-        });
+        // Forget segments that are gone or lost their mapping, once the list has doubled
+        // since the last sweep: each admit costs O(1) amortized, not a pass over every
+        // mapped segment (opening thousands of partitions would be quadratic).
+        if clock.slots.len() >= (2 * clock.swept).max(MIN_SWEEP) {
+            clock.slots.retain(|w| {
+                w.upgrade()
+                    .is_some_and(|s| s.view.try_lock().is_none_or(|v| v.is_some()))
+            });
+            clock.swept = clock.slots.len();
+        }
         clock.slots.push(Arc::downgrade(self));
         // Each slot is passed at most twice (once to clear its flag): bounded.
         let mut budget = 2 * clock.slots.len();

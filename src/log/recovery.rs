@@ -172,7 +172,7 @@ impl Recovery<'_> {
             if size - pos < RECORD_BATCH_OVERHEAD as u64 {
                 return Ok(None);
             }
-            let bytes = seg.read(pos, RECORD_BATCH_OVERHEAD)?;
+            let bytes = seg.read_unmapped(pos, RECORD_BATCH_OVERHEAD)?;
             let Ok(h) = crate::format::BatchHeader::parse(&bytes) else {
                 return Ok(None);
             };
@@ -230,7 +230,7 @@ impl Recovery<'_> {
             .floor(|o| seg.base.saturating_add(i64::from(o.relative_offset)) <= claimed)
             .map_or(0, |o| u64::from(o.position));
         while pos + RECORD_BATCH_OVERHEAD as u64 <= size {
-            let bytes = seg.read(pos, RECORD_BATCH_OVERHEAD)?;
+            let bytes = seg.read_unmapped(pos, RECORD_BATCH_OVERHEAD)?;
             let Ok(h) = crate::format::BatchHeader::parse(&bytes) else {
                 return Ok(false);
             };
@@ -615,7 +615,7 @@ fn first_batch_timestamp(seg: &Segment) -> Result<Option<i64>> {
     if seg.size() < RECORD_BATCH_OVERHEAD as u64 {
         return Ok(None);
     }
-    let h = seg.read(0, RECORD_BATCH_OVERHEAD)?;
+    let h = seg.read_unmapped(0, RECORD_BATCH_OVERHEAD)?;
     Ok(crate::format::BatchHeader::parse(&h)
         .ok()
         .map(|h| h.max_timestamp))

@@ -397,6 +397,13 @@ impl Segment {
                 return Ok(slice);
             }
         }
+        self.read_unmapped(pos, len)
+    }
+
+    /// Reads with `pread`, never mapping the file: for one-off reads (the checks at
+    /// open), so that opening a store maps nothing and leaves the process-wide
+    /// mapping budget to the segments that are read.
+    pub fn read_unmapped(&self, pos: u64, len: usize) -> Result<Bytes> {
         self.log.read_exact_at(pos, len).map_err(|e| {
             Error::io(
                 format!("read {} at position {pos}", self.log_path.display()),

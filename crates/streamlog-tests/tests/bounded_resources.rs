@@ -56,6 +56,42 @@ fn mapped_segments_stay_under_the_cap() {
     streamlog::log::set_max_mapped_segments(streamlog::log::DEFAULT_MAX_MAPPED_SEGMENTS);
 }
 
+/// Opening a log maps none of its segments: the checks at open read batch headers with
+/// `pread`, so that a store of thousands of idle partitions holds no mapping (and
+/// opening does not churn the process-wide mapping budget). The first read maps.
+#[cfg(target_os = "linux")]
+#[test]
+fn opening_a_log_maps_no_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("views-0");
+    let expected = {
+        let log = Log::open(&dir, config()).unwrap();
+        let expected = many_segments(&log);
+        log.close().unwrap();
+        expected
+    };
+    let mapped = || {
+        std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(dir.to_str().unwrap()) && l.ends_with(".log"))
+            .count()
+    };
+    for clean in [true, false] {
+        if !clean {
+            // Without the clean marker, open checks every segment's tail.
+            std::fs::remove_file(dir.join(".kafka_cleanshutdown")).unwrap();
+        }
+        let log = Log::open(&dir, config()).unwrap();
+        assert_eq!(log.recovery_report().clean_shutdown, clean);
+        assert!(log.segments().len() > 40);
+        assert_eq!(mapped(), 0, "segments mapped by open (clean: {clean})");
+        assert_eq!(read_values(&log).unwrap(), expected);
+        assert!(mapped() > 0, "reads map segments");
+        log.close().unwrap();
+    }
+}
+
 /// A file system that refuses every mapping (as at `vm.max_map_count`): reads of
 /// sealed segments succeed with `pread`.
 #[test]
