@@ -173,6 +173,9 @@ impl StoreConfig {
         );
         // The store's directory lock covers its partitions: one descriptor less each.
         config.lock_dir = false;
+        // The store makes each partition directory's entry durable when it creates it
+        // (one fsync of the store directory for all of them).
+        config.entry_synced_by_caller = true;
         config
     }
 }

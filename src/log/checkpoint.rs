@@ -61,6 +61,27 @@ pub fn write_atomic_via(
     fs.sync_dir(dir)
 }
 
+/// Writes several files of `dir` as [`write_atomic`] does, sharing one directory fsync:
+/// each `name.tmp` is written and fsync'd, then all are renamed in order, then the
+/// directory is synced once. A crash before that fsync may keep any subset of the
+/// renames, so no file may depend on another being there.
+pub fn write_atomic_all(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    files: &[(&str, &[u8])],
+) -> std::io::Result<()> {
+    for (name, contents) in files {
+        let f = fs.open(&dir.join(format!("{name}.tmp")), true)?;
+        f.set_len(0)?;
+        f.write_all_at(contents, 0)?;
+        f.sync_data()?;
+    }
+    for (name, _) in files {
+        fs.rename(&dir.join(format!("{name}.tmp")), &dir.join(name))?;
+    }
+    fs.sync_dir(dir)
+}
+
 /// Kafka's offset checkpoint text for one partition.
 pub fn recovery_point_text(topic: &str, partition: i32, offset: i64) -> String {
     format!("0\n1\n{topic} {partition} {offset}\n")

@@ -67,19 +67,32 @@ impl Log {
             "fsync {}",
             active.txn_index.path().display()
         )))?;
-        self.write_recovery_point(self.log_end_offset())?;
+        let end = self.log_end_offset();
         // The snapshot at the log end offset is all a clean open needs. Older ones go
         // with their segments (retention) or past a truncation.
         if !w.producers.is_empty() {
-            self.write_producer_snapshot(self.log_end_offset(), &w.producers)?;
+            self.write_producer_snapshot(end, &w.producers)?;
         }
-        checkpoint::write_atomic(
+        // The recovery point and the marker share one directory fsync. Neither needs the
+        // other: a marker kept without the new recovery point only makes a later crash
+        // recovery scan from the older point (the clean open itself checks the durable
+        // position against the last segment, not the recovery point).
+        let point = checkpoint::recovery_point_text(&self.topic, self.partition, end);
+        checkpoint::write_atomic_all(
             self.fs.as_ref(),
             &self.dir,
-            checkpoint::CLEAN_SHUTDOWN_FILE,
-            br#"{"version":0,"brokerEpoch":0}"#,
+            &[
+                (checkpoint::RECOVERY_POINT_FILE, point.as_bytes()),
+                (
+                    checkpoint::CLEAN_SHUTDOWN_FILE,
+                    br#"{"version":0,"brokerEpoch":0}"#,
+                ),
+            ],
         )
-        .map_err(io_ctx("write the clean shutdown marker"))
+        .map_err(io_ctx(format!(
+            "write the recovery point and clean shutdown marker of {}",
+            self.dir.display()
+        )))
     }
 }
 

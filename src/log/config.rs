@@ -71,6 +71,10 @@ pub struct LogConfig {
     /// Take the directory's lock file. Off for a store's partitions, which its own lock
     /// covers.
     pub(crate) lock_dir: bool,
+    /// The directory's entry in its parent is made durable by the caller: a store
+    /// fsyncs its own directory once for all the partitions it creates, so opening one
+    /// does not fsync the parent again.
+    pub(crate) entry_synced_by_caller: bool,
 }
 
 impl Default for LogConfig {
@@ -87,6 +91,7 @@ impl Default for LogConfig {
             decode: DecodeOptions::default(),
             clock: Arc::new(SystemClock),
             lock_dir: true,
+            entry_synced_by_caller: false,
         }
     }
 }

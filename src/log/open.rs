@@ -87,8 +87,12 @@ impl Log {
             .exists(&clean_path)
             .map_err(io_ctx(format!("stat {}", clean_path.display())))?;
         if !made_durable {
-            crate::fs::create_dir_durable(fs.as_ref(), &dir)
-                .map_err(io_ctx(format!("create directory {d}")))?;
+            if config.entry_synced_by_caller {
+                fs.create_dir_all(&dir)
+            } else {
+                crate::fs::create_dir_durable(fs.as_ref(), &dir)
+            }
+            .map_err(io_ctx(format!("create directory {d}")))?;
         }
         let mut locks = Vec::new();
         if config.lock_dir {
@@ -256,6 +260,10 @@ impl Log {
             && rec.plan.is_empty()
             && !segs.is_empty()
             && names.iter().any(|n| n == checkpoint::DURABLE_FILE);
+        // Removals (the marker, leftovers, swapped-out segments) are made durable before
+        // any write. With none, the directory is synced once by the flush that makes
+        // the recovered state durable (its `dir_dirty`), with the files it created.
+        let removes = clean_marker || !plan.swaps.is_empty() || !leftovers.is_empty();
         super::swap::finish_swaps(fs.as_ref(), &dir, &plan)?;
         for n in leftovers {
             fs.remove_file(&dir.join(n))
@@ -268,8 +276,10 @@ impl Log {
                 fs.remove_file(&clean_path)
                     .map_err(io_ctx(format!("remove {}", clean_path.display())))?;
             }
-            fs.sync_dir(&dir)
-                .map_err(io_ctx(format!("fsync directory {d}")))?;
+            if removes {
+                fs.sync_dir(&dir)
+                    .map_err(io_ctx(format!("fsync directory {d}")))?;
+            }
         }
         rec.apply(&segs)?;
         let mut report = rec.report;

@@ -1,0 +1,76 @@
+//! Creating and closing many partitions shares fsyncs (issue 15, item 4): the store
+//! directory is synced a fixed number of times however many partitions a topic gets,
+//! and each partition directory is synced twice at creation (its metadata, then its
+//! first files) and once at close (its recovery point and clean-shutdown marker
+//! together). Counted on the simulated file system.
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use common::intercept::{Hooks, InterceptFs, Op};
+use parking_lot::Mutex;
+use streamlog::fs::{FileSystem, SimFs};
+use streamlog::{Record, Store, StoreConfig, TopicConfig};
+
+const PARTITIONS: i32 = 100;
+
+type Counts = Arc<Mutex<HashMap<PathBuf, usize>>>;
+
+fn dir_syncs(counts: &Counts, dir: &Path) -> usize {
+    counts.lock().get(dir).copied().unwrap_or(0)
+}
+
+#[test]
+fn many_partitions_share_directory_fsyncs() {
+    let counts: Counts = Arc::default();
+    let seen = counts.clone();
+    let hooks = Hooks {
+        before_op: Box::new(move |op, path| {
+            if op == Op::SyncDir {
+                *seen.lock().entry(path.to_path_buf()).or_default() += 1;
+            }
+        }),
+        ..Hooks::default()
+    };
+    let fs: Arc<dyn FileSystem> = Arc::new(InterceptFs::new(SimFs::new(), hooks));
+    let root = Path::new("/store");
+    let store = Store::open_with(
+        root,
+        StoreConfig::default()
+            .background_maintenance(false)
+            .file_system(fs),
+    )
+    .unwrap();
+
+    counts.lock().clear();
+    store
+        .create_topic("t", TopicConfig::default().partitions(PARTITIONS))
+        .unwrap();
+    let root_syncs = dir_syncs(&counts, root);
+    assert!(
+        root_syncs <= 3,
+        "the store directory was synced {root_syncs} times for {PARTITIONS} partitions"
+    );
+    for p in 0..PARTITIONS {
+        let n = dir_syncs(&counts, &root.join(format!("t-{p}")));
+        assert!(n <= 2, "t-{p} was synced {n} times at creation");
+    }
+
+    let topic = store.topic("t").unwrap();
+    for p in 0..PARTITIONS {
+        topic
+            .partition(p)
+            .unwrap()
+            .append(&[Record::new(0, Some("k"), Some("v"))])
+            .unwrap();
+    }
+    drop(topic);
+    counts.lock().clear();
+    store.close().unwrap();
+    for p in 0..PARTITIONS {
+        let n = dir_syncs(&counts, &root.join(format!("t-{p}")));
+        assert_eq!(n, 1, "t-{p} was synced {n} times at close");
+    }
+}
