@@ -105,7 +105,9 @@ impl Consumer {
 
     /// Returns records from the assigned, unpaused partitions: in offset order within a
     /// partition, at most `max_poll_records`. With nothing available it blocks until an
-    /// append (or a group change) wakes it or `timeout` passes, without busy-waiting.
+    /// append (or a group change) wakes it or `timeout` passes, without busy-waiting
+    /// (it spins for at most 40 µs before it parks, as
+    /// [`Partition::wait_for`](crate::Partition::wait_for) does).
     /// Also runs the group protocol (rebalance callbacks) and auto-commit.
     ///
     /// # Errors
@@ -116,6 +118,7 @@ impl Consumer {
         self.check_open()?;
         self.check_not_in_callback("poll")?;
         let deadline = Instant::now().checked_add(timeout);
+        let mut first = true;
         loop {
             let seen = self.catalog.notifier().seq();
             self.sync_group()?;
@@ -131,7 +134,12 @@ impl Consumer {
             // every second so a stalled member is noticed by the others.
             let nap = Instant::now() + Duration::from_secs(1);
             let until = deadline.map_or(nap, |d| d.min(nap));
-            self.catalog.notifier().wait(seen, Some(until));
+            // Spins briefly the first time only: later wake-ups were for other appends.
+            if std::mem::take(&mut first) {
+                self.catalog.notifier().wait(seen, Some(until));
+            } else {
+                self.catalog.notifier().wait_parked(seen, Some(until));
+            }
             self.check_open()?;
         }
     }
