@@ -92,6 +92,11 @@ impl Catalog {
                 write_partition_metadata(fs, dir, topic_id)?;
             }
         }
+        // The directories were put into the store by the user (a rename, a copy): their
+        // entries are made durable before the metadata that adopts them, since a
+        // partition of the store never syncs the store directory itself.
+        fs.sync_dir(&inner.dir)
+            .map_err(io_ctx(format!("fsync {}", inner.dir.display())))?;
         let meta = TopicMeta {
             config: config.clone(),
             id: Some(topic_id),

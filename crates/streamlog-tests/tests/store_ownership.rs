@@ -471,3 +471,81 @@ fn an_import_that_fails_to_open_its_partitions_leaves_no_metadata_behind() {
         1
     );
 }
+
+/// Directories moved into the store by the user (a rename or copy, which need not sync
+/// the store directory) are made durable by the import before the metadata that adopts
+/// them: otherwise a power loss right after the import could keep the metadata and lose
+/// the directories, and the store would refuse to open (a partition of a store never
+/// syncs the store directory itself). Checked as the order of the import's operations.
+#[test]
+fn an_import_syncs_the_store_directory_before_adopting_the_directories() {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use common::intercept::{Hooks, InterceptFs, Op};
+    use parking_lot::Mutex;
+    use streamlog::StoreConfig;
+    use streamlog::fs::{FileSystem, SimFs};
+    use streamlog::log::{Log, LogConfig};
+
+    let sim = SimFs::new();
+    for p in 0..2 {
+        let log = Log::open_with_fs(
+            Arc::new(sim.clone()),
+            format!("/store/clicks-{p}"),
+            LogConfig::default(),
+        )
+        .unwrap();
+        let mut b = streamlog::BatchBuilder::new();
+        b.push(1_700_000_000_000, Some(b"k"), Some(b"v"), &[])
+            .unwrap();
+        log.append(&mut b.finish().unwrap()).unwrap();
+        log.close().unwrap();
+    }
+    let recording = Arc::new(AtomicBool::new(false));
+    let ops: Arc<Mutex<Vec<(Op, PathBuf)>>> = Arc::default();
+    let hooks = {
+        let (recording, ops) = (recording.clone(), ops.clone());
+        Hooks {
+            before_op: Box::new(move |op, path| {
+                if recording.load(Ordering::SeqCst) {
+                    ops.lock().push((op, path.to_path_buf()));
+                }
+            }),
+            ..Hooks::default()
+        }
+    };
+    let fs: Arc<dyn FileSystem> = Arc::new(InterceptFs::new(sim, hooks));
+    let store = Store::open_with(
+        "/store",
+        StoreConfig::default()
+            .background_maintenance(false)
+            .file_system(fs),
+    )
+    .unwrap();
+    recording.store(true, Ordering::SeqCst);
+    store
+        .import_kafka_topic("clicks", TopicConfig::default())
+        .unwrap();
+    recording.store(false, Ordering::SeqCst);
+    let ops = ops.lock();
+    let at = |wanted: &dyn Fn(&(Op, PathBuf)) -> bool| ops.iter().position(wanted);
+    let adopted = at(&|(op, p)| *op == Op::Rename && p.ends_with(".topics/clicks"))
+        .expect("the metadata was written");
+    let synced = at(&|(op, p)| *op == Op::SyncDir && p == Path::new("/store"))
+        .expect("the store directory was synced");
+    assert!(
+        synced < adopted,
+        "the store directory is synced (op {synced}) before the metadata adopts (op {adopted})"
+    );
+    assert_eq!(
+        store
+            .topic("clicks")
+            .unwrap()
+            .partition(1)
+            .unwrap()
+            .log_end_offset(),
+        1
+    );
+}
