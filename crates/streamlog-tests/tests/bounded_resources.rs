@@ -1,5 +1,6 @@
 //! Bounded resources: memory-mapped segments are capped process-wide (this file is its
-//! own test binary, so the cap it sets touches no other test), and a refused mapping
+//! own test binary, so the cap it sets touches no other test binary; its tests that
+//! count mappings take turns), and a refused mapping
 //! falls back to `pread` instead of failing the read.
 mod common;
 
@@ -10,6 +11,10 @@ use common::{batch, read_values, reseal_crc, value};
 use streamlog::format::Compression;
 use streamlog::fs::{FileSystem, SimFs};
 use streamlog::log::{Log, LogConfig};
+
+/// Held by the tests that count mappings: the cap is process-wide, so one test's reads
+/// (or its cap of 8) could evict the other's mappings while it counts them.
+static MAPPINGS: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 
 fn many_segments(log: &Log) -> Vec<String> {
     let mut expected = Vec::new();
@@ -29,6 +34,7 @@ fn config() -> LogConfig {
 #[cfg(target_os = "linux")]
 #[test]
 fn mapped_segments_stay_under_the_cap() {
+    let _one = MAPPINGS.lock();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("clicks-0");
     let log = Log::open(&dir, config()).unwrap();
@@ -62,6 +68,7 @@ fn mapped_segments_stay_under_the_cap() {
 #[cfg(target_os = "linux")]
 #[test]
 fn opening_a_log_maps_no_segment() {
+    let _one = MAPPINGS.lock();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("views-0");
     let expected = {
