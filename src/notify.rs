@@ -2,6 +2,7 @@
 //! blocked readers (`poll`, `wait_for`) park on it instead of polling, and async readers
 //! (`Consumer::recv`) register their task's waker.
 
+use std::cell::Cell;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::Waker;
@@ -110,26 +111,45 @@ impl Notifier {
     }
 
     /// Whether the sequence moved past `seen` within [`SPIN`] (or before `deadline`).
+    ///
+    /// Bounded three ways: at most one spinner per CPU but one (the writer it waits for
+    /// keeps a CPU), none on a single CPU, and a thread whose last [`MAX_MISSES`] spins
+    /// all ran out spins again only every [`RETRY_EVERY`]th wait (an idle reader stops
+    /// spinning; a reader of a busy hand-off keeps it).
     fn spin(&self, seen: u64, deadline: Option<Instant>) -> bool {
         static CPUS: OnceLock<usize> = OnceLock::new();
+        static SPINNERS: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static MISSES: Cell<u32> = const { Cell::new(0) };
+        }
         let cpus =
             *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        if cpus < 2 {
+        let misses = MISSES.get();
+        if cpus < 2 || (misses >= MAX_MISSES && misses % RETRY_EVERY != 0) {
+            // Wrapping: past u32::MAX the count starts again below MAX_MISSES.
+            MISSES.set(misses.wrapping_add(1));
+            return false;
+        }
+        if SPINNERS.fetch_add(1, Ordering::AcqRel) >= cpus - 1 {
+            SPINNERS.fetch_sub(1, Ordering::AcqRel);
             return false;
         }
         let start = Instant::now();
         let until = deadline.map_or(start + SPIN, |d| d.min(start + SPIN));
-        loop {
+        let hit = 'spin: loop {
             for _ in 0..SPIN_CHECKS {
                 if self.seq.load(Ordering::Acquire) != seen {
-                    return true;
+                    break 'spin true;
                 }
                 std::hint::spin_loop();
             }
             if Instant::now() >= until {
-                return false;
+                break false;
             }
-        }
+        };
+        SPINNERS.fetch_sub(1, Ordering::AcqRel);
+        MISSES.set(if hit { 0 } else { misses.wrapping_add(1) });
+        hit
     }
 }
 
@@ -137,6 +157,10 @@ impl Notifier {
 const SPIN: Duration = Duration::from_micros(40);
 /// Checks of the sequence between two readings of the clock while spinning.
 const SPIN_CHECKS: u32 = 32;
+/// Spins in a row that ran out after which a thread stops spinning...
+const MAX_MISSES: u32 = 8;
+/// ...except on every this-many-th wait, to notice that hand-offs came back.
+const RETRY_EVERY: u32 = 64;
 
 #[cfg(test)]
 mod tests {
