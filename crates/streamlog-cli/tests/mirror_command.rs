@@ -171,6 +171,14 @@ fn following_prints_each_partitions_position_and_group_lag() {
         store.close().unwrap();
     }
     // No --exit-at-end: the mirror follows the store and reports every second.
+    /// Killed however the test ends (a failed assertion included).
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let mut child = Command::new(env!("CARGO_BIN_EXE_streamlog"))
         .args([
             "mirror",
@@ -189,8 +197,9 @@ fn following_prints_each_partitions_position_and_group_lag() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, lines) = channel();
     let stderr = child.stderr.take().unwrap();
+    let child = KillOnDrop(child);
+    let (tx, lines) = channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if tx.send(line).is_err() {
@@ -205,7 +214,6 @@ fn following_prints_each_partitions_position_and_group_lag() {
     let mut seen = Vec::new();
     while caught_up.len() < 2 {
         let Ok(line) = lines.recv_timeout(Duration::from_secs(60)) else {
-            let _ = child.kill();
             panic!("no progress report in 60 s; so far: {seen:#?}");
         };
         let words: Vec<&str> = line.split(' ').collect();
@@ -220,8 +228,7 @@ fn following_prints_each_partitions_position_and_group_lag() {
         }
         seen.push(line);
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     assert_eq!(
         caught_up.into_iter().collect::<Vec<_>>(),
         ["views-0", "views-1"]

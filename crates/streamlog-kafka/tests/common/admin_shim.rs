@@ -12,6 +12,10 @@
 //!
 //! The mock cluster is not `Send`; it lives on its own thread and the connection threads
 //! ask it to create topics over a channel.
+//!
+//! A CreateTopics answer is written as soon as it is ready, so it can overtake the
+//! responses to earlier requests on its connection: librdkafka matches responses by
+//! correlation id, which is all these tests need (Kafka's brokers answer in order).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -171,11 +175,20 @@ impl Proxy {
     fn run(self, client: TcpStream, server: TcpStream) {
         let requests = self.clone();
         let to_server = server.try_clone().unwrap();
+        // When either side ends, both sockets are shut so that the other thread ends too.
+        let both = Arc::new((client.try_clone().unwrap(), server.try_clone().unwrap()));
+        let shut = {
+            let both = both.clone();
+            move || shut_both(&both)
+        };
+        let shut_too = move || shut_both(&both);
         std::thread::spawn(move || {
             let _ = requests.requests(client, to_server);
+            shut();
         });
         std::thread::spawn(move || {
             let _ = self.responses(server);
+            shut_too();
         });
     }
 
@@ -239,11 +252,19 @@ impl Proxy {
 
     /// Names the proxy as the (only) broker, and that broker as the controller: the
     /// mock answers controller id 0, a broker it does not have, and the admin client
-    /// waits for a controller before it sends CreateTopics.
+    /// waits for a controller before it sends CreateTopics. A response it cannot decode
+    /// is forwarded as it is, loudly: clients would then bypass the proxy.
     fn metadata(&self, mut frame: Bytes, version: i16) -> Option<Bytes> {
         let hv = MetadataResponse::header_version(version);
-        let header = ResponseHeader::decode(&mut frame, hv).ok()?;
-        let mut body = MetadataResponse::decode(&mut frame, version).ok()?;
+        let decoded = ResponseHeader::decode(&mut frame, hv)
+            .and_then(|h| Ok((h, MetadataResponse::decode(&mut frame, version)?)));
+        let (header, mut body) = match decoded {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("admin_shim: cannot decode a Metadata v{version} response: {e}");
+                return None;
+            }
+        };
         for b in &mut body.brokers {
             b.host = StrBytes::from_static_str("127.0.0.1");
             b.port = self.port;
@@ -306,6 +327,11 @@ impl Proxy {
         .map(|body| sized(&body))
         .ok_or_else(|| invalid("encoding a CreateTopics response"))
     }
+}
+
+fn shut_both((a, b): &(TcpStream, TcpStream)) {
+    let _ = a.shutdown(std::net::Shutdown::Both);
+    let _ = b.shutdown(std::net::Shutdown::Both);
 }
 
 fn invalid(e: impl std::fmt::Display) -> io::Error {
