@@ -125,7 +125,7 @@ impl Notifier {
         let cpus =
             *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let misses = MISSES.get();
-        if cpus < 2 || (misses >= MAX_MISSES && misses % RETRY_EVERY != 0) {
+        if cpus < 2 || (misses >= MAX_MISSES && !misses.is_multiple_of(RETRY_EVERY)) {
             // Wrapping: past u32::MAX the count starts again below MAX_MISSES.
             MISSES.set(misses.wrapping_add(1));
             return false;
