@@ -47,6 +47,12 @@ pub(super) struct Closed {
     pub(super) ticket: u64,
 }
 
+/// Full batches waiting for the linger thread beyond which a sender appends its own:
+/// one thread appending for every sender would otherwise cap the throughput of many
+/// senders at what it alone can write. Batches of a partition are still appended in
+/// the order they closed (its queue's tickets), whoever appends them.
+const LINGER_BACKLOG: usize = 1;
+
 /// Where [`Shared::push_fast`] put a record.
 pub(super) struct Placed {
     pub(super) id: u64,
@@ -306,7 +312,7 @@ impl Shared {
         } = st;
         let background = self.hands_over_full_batches();
         let mut full = |c: Closed, to_ship: &mut Vec<Closed>| {
-            if background {
+            if background && ready.len() < LINGER_BACKLOG {
                 ready.push(c);
                 if std::mem::take(linger_waiting) {
                     self.cond.notify_all();
@@ -405,7 +411,8 @@ impl Shared {
                     .min(self.config.batch_size.max(size + BATCH_OVERHEAD))
     }
 
-    /// Whether full batches go to the linger thread, so the sender goes on encoding.
+    /// Whether full batches go to the linger thread, so the sender goes on encoding
+    /// (while the linger thread keeps up: see [`LINGER_BACKLOG`]).
     /// Not for Acks::All: one thread would then fsync every partition in turn, where
     /// each sender appending its own batch fsyncs partitions in parallel.
     fn hands_over_full_batches(&self) -> bool {
@@ -458,7 +465,10 @@ impl Shared {
     pub(super) fn hand_over(&self, c: Closed, to_ship: &mut Vec<Closed>) {
         let mut st = self.state.lock();
         st.open.remove(&c.batch.id);
-        if self.hands_over_full_batches() && !self.closed.load(Ordering::Acquire) {
+        if self.hands_over_full_batches()
+            && !self.closed.load(Ordering::Acquire)
+            && st.ready.len() < LINGER_BACKLOG
+        {
             st.ready.push(c);
             if std::mem::take(&mut st.linger_waiting) {
                 self.cond.notify_all();
