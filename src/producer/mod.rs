@@ -19,6 +19,7 @@
 mod accumulator;
 mod config;
 mod delivery;
+mod fast_path;
 mod hash;
 mod linger;
 mod partitioner;
@@ -49,6 +50,8 @@ use crate::format::Compression;
 use crate::txn::TxnCoordinator;
 
 pub(crate) struct Shared {
+    /// Names this producer in its threads' partition caches (`fast_path`).
+    id: u64,
     catalog: Arc<Catalog>,
     /// Keeps the store open while the producer lives (the store's own handle, opaque).
     _owner: Arc<dyn std::any::Any + Send + Sync>,
@@ -131,6 +134,7 @@ impl Producer {
             state.producer = Some((catalog.allocate_producer_id()?, 0));
         }
         let shared = Arc::new(Shared {
+            id: fast_path::producer_id(),
             catalog,
             _owner: owner,
             max_uncompressed,
@@ -320,8 +324,20 @@ impl Shared {
         to_ship: &mut Vec<Closed>,
         park: Option<&std::task::Waker>,
     ) -> Result<Option<(Arc<delivery::BatchSlot>, i64)>> {
+        let mut custom = custom;
+        if let Some((pa, partition)) = self.cached_partition(record, size, custom) {
+            if let Some(placed) = self.push_fast(&pa, (record, size, timestamp), close_now)? {
+                if let Some(c) = placed.closed {
+                    self.hand_over(c, to_ship);
+                }
+                return Ok(Some((placed.slot, placed.index)));
+            }
+            // A partitioner is asked once per record.
+            custom = Some(partition);
+        }
         let mut st = self.state.lock();
         let located = self.locate(&mut st, record, size, custom, to_ship)?;
+        self.remember(&st, located.0);
         let pa = st.accs[located.0].parts.get(located.1 as usize).cloned();
         drop(st);
         if let Some(pa) = pa

@@ -142,3 +142,74 @@ fn memory_held_in_advance_is_taken_back_before_batches_are_cut_short() {
         assert_eq!(batches[0].last_offset() - batches[0].base_offset() + 1, 5);
     }
 }
+
+/// Each thread remembers the partitions of the topic it last sent to, so that a send
+/// takes no producer-wide lock (`producer/fast_path.rs`). What it remembers follows the
+/// store: a topic deleted and created again with fewer partitions refuses a partition it
+/// no longer has, partitions added later take records, and a second producer used from
+/// the same thread sends through its own batches, not the first one's.
+#[test]
+fn a_threads_remembered_partitions_follow_topic_changes_and_producers() {
+    use streamlog::{Error, ProducerConfig, TopicConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(3))
+        .unwrap();
+    let eager = store
+        .producer(ProducerConfig::default().linger_ms(0))
+        .unwrap();
+    let send = |p: i32, v: &str| eager.send(ProducerRecord::new("t").partition(p).value(v));
+    // A batch left open (lingering) in partition 2 of the topic about to be deleted.
+    let lazy = store
+        .producer(ProducerConfig::default().linger_ms(60_000))
+        .unwrap();
+    let lost = lazy
+        .send(ProducerRecord::new("t").partition(2).value("old"))
+        .unwrap();
+
+    store.delete_topic("t").unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(1))
+        .unwrap();
+    // Not into the deleted topic's open batch: the partition is gone.
+    let err = lazy
+        .send(ProducerRecord::new("t").partition(2).value("gone"))
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    lazy.flush().unwrap();
+    assert!(
+        lost.wait().is_err(),
+        "the deleted topic's batch is not delivered"
+    );
+    assert_eq!(send(0, "new").unwrap().wait().unwrap().offset, 0);
+
+    store.add_partitions("t", 3).unwrap();
+    send(0, "new").unwrap().wait().unwrap();
+    assert_eq!(send(2, "added").unwrap().wait().unwrap().offset, 0);
+
+    // The lingering producer, used from this thread after the eager one: its record
+    // must wait in its own batch, and the eager producer's next record must not join
+    // that batch.
+    let pending = lazy
+        .send(ProducerRecord::new("t").partition(1).value("lazy"))
+        .unwrap();
+    // Flushing the eager producer shows where its record went (waiting on it would
+    // wait for the other producer's linger if it had joined that batch).
+    let eager_sent = send(1, "eager").unwrap();
+    eager.flush().unwrap();
+    let part = store.topic("t").unwrap().partition(1).unwrap();
+    let values = |part: &streamlog::Partition| -> Vec<String> {
+        part.read(0, usize::MAX)
+            .unwrap()
+            .iter()
+            .map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap())
+            .collect()
+    };
+    assert_eq!(values(&part), ["eager"]);
+    assert_eq!(eager_sent.wait().unwrap().offset, 0);
+    lazy.flush().unwrap();
+    assert_eq!(pending.wait().unwrap().offset, 1);
+    assert_eq!(values(&part), ["eager", "lazy"]);
+}
