@@ -1,6 +1,6 @@
 //! [`Store::metrics`]: a snapshot of what the store's clients, its syncs and its
 //! maintenance did, under Kafka's metric names where Kafka has one; with the `metrics`
-//! feature, [`Store::publish_metrics`] hands it to the `metrics` crate's facade.
+//! feature, `Store::publish_metrics` hands it to the `metrics` crate's facade.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -251,7 +251,7 @@ fn partition_labels(tp: &TopicPartition) -> Vec<(&'static str, String)> {
 
 impl StoreMetrics {
     /// Every figure as a flat list of named, labelled values (what
-    /// [`Store::publish_metrics`] publishes).
+    /// `Store::publish_metrics` publishes with the `metrics` feature).
     pub fn entries(&self) -> Vec<MetricEntry> {
         let p = &self.producer;
         let c = &self.consumer;
