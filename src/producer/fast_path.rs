@@ -11,8 +11,8 @@
 //! record that breaks a limit) takes the locked path, which also reports the errors.
 
 use std::cell::RefCell;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 use super::accumulator::{AccState, PartAcc};
 use super::{BATCH_OVERHEAD, ProducerRecord, Shared};
@@ -34,7 +34,9 @@ struct Remembered {
     compacted: bool,
     /// The largest record (its size plus a batch's overhead) every limit takes.
     max_size: usize,
-    parts: Vec<Arc<PartAcc>>,
+    /// Weak: a thread's cache must not keep a closed producer's partitions (their logs,
+    /// mappings, a deleted topic's files) alive until that thread sends again.
+    parts: Vec<Weak<PartAcc>>,
 }
 
 thread_local! {
@@ -77,7 +79,7 @@ impl Shared {
                     .partitioner
                     .partition(&record.topic, record.key_bytes(), size, n),
             };
-            Some((r.parts.get(usize::try_from(p).ok()?)?.clone(), p))
+            Some((r.parts.get(usize::try_from(p).ok()?)?.upgrade()?, p))
         })
     }
 
@@ -113,7 +115,7 @@ impl Shared {
                 epoch,
                 compacted: acc.compacted,
                 max_size,
-                parts: acc.parts.clone(),
+                parts: acc.parts.iter().map(Arc::downgrade).collect(),
             });
         });
     }
