@@ -130,11 +130,14 @@ impl Notifier {
             MISSES.set(misses.wrapping_add(1));
             return false;
         }
+        let start = Instant::now();
+        if deadline.is_some_and(|d| d <= start) {
+            return false;
+        }
         if SPINNERS.fetch_add(1, Ordering::AcqRel) >= cpus - 1 {
             SPINNERS.fetch_sub(1, Ordering::AcqRel);
             return false;
         }
-        let start = Instant::now();
         let until = deadline.map_or(start + SPIN, |d| d.min(start + SPIN));
         let hit = 'spin: loop {
             for _ in 0..SPIN_CHECKS {

@@ -13,8 +13,8 @@
 //! partition's lock, so a partition's batches are numbered in append order.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use super::delivery::BatchSlot;
@@ -103,17 +103,26 @@ pub(super) struct TopicAcc {
     pub(super) log_append_time: bool,
     pub(super) compacted: bool,
     pub(super) parts: Vec<Arc<PartAcc>>,
+    /// `parts`, weakly, rebuilt whenever `parts` changes: what a sending thread's
+    /// cache takes (`fast_path`) for the cost of one reference count.
+    pub(super) weak_parts: Arc<[Weak<PartAcc>]>,
 }
 
 impl TopicAcc {
     /// Adds partitions the topic has gained since they were cached.
     pub(super) fn add_new_partitions(&mut self) {
+        let before = self.parts.len();
         for part in self.state.partitions_from(self.parts.len()) {
             self.parts.push(Arc::new(PartAcc {
                 part,
                 queue: Arc::default(),
                 open: parking_lot::Mutex::new(None),
             }));
+        }
+        // `parts` only grows here; emptied (a replaced topic), it grows back here too,
+        // possibly to the same length with new accumulators.
+        if self.parts.len() != before || self.weak_parts.len() != self.parts.len() {
+            self.weak_parts = self.parts.iter().map(Arc::downgrade).collect();
         }
     }
 }
@@ -530,6 +539,7 @@ impl Shared {
                     log_append_time: false,
                     compacted: false,
                     parts: Vec::new(),
+                    weak_parts: Arc::from([]),
                 });
                 st.topics.insert(name, st.accs.len() - 1);
                 st.accs.len() - 1

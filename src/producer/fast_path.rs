@@ -35,8 +35,9 @@ struct Remembered {
     /// The largest record (its size plus a batch's overhead) every limit takes.
     max_size: usize,
     /// Weak: a thread's cache must not keep a closed producer's partitions (their logs,
-    /// mappings, a deleted topic's files) alive until that thread sends again.
-    parts: Vec<Weak<PartAcc>>,
+    /// mappings, a deleted topic's files) alive until that thread sends again. Shared
+    /// with the topic's accumulator, so remembering costs one reference count.
+    parts: Arc<[Weak<PartAcc>]>,
 }
 
 thread_local! {
@@ -45,15 +46,17 @@ thread_local! {
 
 impl Shared {
     /// The partition of `record` and its accumulator if this thread's cache knows them
-    /// and the record needs none of the locked path's checks; `None` otherwise. A
-    /// partition the partitioner chose is returned so that the locked path, if the
-    /// batch cannot take the record, uses it rather than asking again.
+    /// and the record needs none of the locked path's checks; `None` otherwise. With
+    /// the accumulator comes the partition a keyless record was given by the
+    /// partitioner (sticky: it must be asked once per record), for the locked path to
+    /// use if the batch cannot take the record; a keyed record is hashed again there,
+    /// with the topic's current partition count.
     pub(super) fn cached_partition(
         &self,
         record: &ProducerRecord<'_>,
         size: usize,
         custom: Option<i32>,
-    ) -> Option<(Arc<PartAcc>, i32)> {
+    ) -> Option<(Arc<PartAcc>, Option<i32>)> {
         if record
             .timestamp
             .is_some_and(|t| crate::format::batch::check_timestamp(t).is_err())
@@ -73,13 +76,16 @@ impl Shared {
                 return None;
             }
             let n = i32::try_from(r.parts.len()).ok()?;
-            let p = match record.partition.or(custom) {
-                Some(p) => p,
-                None => self
-                    .partitioner
-                    .partition(&record.topic, record.key_bytes(), size, n),
+            let (p, sticky) = match record.partition.or(custom) {
+                Some(p) => (p, None),
+                None => {
+                    let p = self
+                        .partitioner
+                        .partition(&record.topic, record.key_bytes(), size, n);
+                    (p, record.key.is_none().then_some(p))
+                }
             };
-            Some((r.parts.get(usize::try_from(p).ok()?)?.upgrade()?, p))
+            Some((r.parts.get(usize::try_from(p).ok()?)?.upgrade()?, sticky))
         })
     }
 
@@ -96,7 +102,7 @@ impl Shared {
                 && r.producer == self.id
                 && r.epoch == epoch
                 && Arc::ptr_eq(&r.topic, &acc.name)
-                && r.parts.len() == acc.parts.len()
+                && Arc::ptr_eq(&r.parts, &acc.weak_parts)
             {
                 return;
             }
@@ -115,7 +121,7 @@ impl Shared {
                 epoch,
                 compacted: acc.compacted,
                 max_size,
-                parts: acc.parts.iter().map(Arc::downgrade).collect(),
+                parts: acc.weak_parts.clone(),
             });
         });
     }

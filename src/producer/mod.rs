@@ -325,15 +325,15 @@ impl Shared {
         park: Option<&std::task::Waker>,
     ) -> Result<Option<(Arc<delivery::BatchSlot>, i64)>> {
         let mut custom = custom;
-        if let Some((pa, partition)) = self.cached_partition(record, size, custom) {
+        if let Some((pa, sticky)) = self.cached_partition(record, size, custom) {
             if let Some(placed) = self.push_fast(&pa, (record, size, timestamp), close_now)? {
                 if let Some(c) = placed.closed {
                     self.hand_over(c, to_ship);
                 }
                 return Ok(Some((placed.slot, placed.index)));
             }
-            // A partitioner is asked once per record.
-            custom = Some(partition);
+            // The sticky partitioner is asked once per record.
+            custom = custom.or(sticky);
         }
         let mut st = self.state.lock();
         let located = self.locate(&mut st, record, size, custom, to_ship)?;
