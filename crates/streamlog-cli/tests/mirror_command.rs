@@ -19,6 +19,36 @@ fn streamlog(args: &[&str]) -> (bool, String) {
     )
 }
 
+/// A store at `dir` with `topic` of 2 partitions holding `n` records in turn: key
+/// `k<i>`, value `v<i>`, header `h` = `<i>`.
+fn fill_store(dir: &std::path::Path, topic: &str, n: i64) {
+    let store = Store::open(dir).unwrap();
+    store
+        .create_topic(topic, TopicConfig::default().partitions(2))
+        .unwrap();
+    let t = store.topic(topic).unwrap();
+    for i in 0..n {
+        let r = Record::new(
+            1_700_000_000_000 + i,
+            Some(format!("k{i}")),
+            Some(format!("v{i}")),
+        )
+        .header("h", format!("{i}"));
+        t.partition((i % 2) as i32).unwrap().append(&[r]).unwrap();
+    }
+    store.close().unwrap();
+}
+
+/// A child process killed however the test ends (a failed assertion included).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn to_kafka_and_back_copies_every_record_with_its_offset_header() {
     let mock = MockCluster::new(1).unwrap();
@@ -27,23 +57,7 @@ fn to_kafka_and_back_copies_every_record_with_its_offset_header() {
     mock.create_topic("clicks", 2, 1).unwrap();
     let from = tempfile::tempdir().unwrap();
     let to = tempfile::tempdir().unwrap();
-    {
-        let store = Store::open(from.path()).unwrap();
-        store
-            .create_topic("clicks", TopicConfig::default().partitions(2))
-            .unwrap();
-        let t = store.topic("clicks").unwrap();
-        for i in 0..50i64 {
-            let r = Record::new(
-                1_700_000_000_000 + i,
-                Some(format!("k{i}")),
-                Some(format!("v{i}")),
-            )
-            .header("h", format!("{i}"));
-            t.partition((i % 2) as i32).unwrap().append(&[r]).unwrap();
-        }
-        store.close().unwrap();
-    }
+    fill_store(from.path(), "clicks", 50);
     let store_arg = from.path().to_str().unwrap();
     let (ok, err) = streamlog(&[
         "mirror",
@@ -158,27 +172,8 @@ fn following_prints_each_partitions_position_and_group_lag() {
     let bootstrap = mock.bootstrap_servers();
     mock.create_topic("views", 2, 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    {
-        let store = Store::open(dir.path()).unwrap();
-        store
-            .create_topic("views", TopicConfig::default().partitions(2))
-            .unwrap();
-        let t = store.topic("views").unwrap();
-        for i in 0..20i64 {
-            let r = Record::new(1_700_000_000_000 + i, Some(format!("k{i}")), Some("v"));
-            t.partition((i % 2) as i32).unwrap().append(&[r]).unwrap();
-        }
-        store.close().unwrap();
-    }
+    fill_store(dir.path(), "views", 20);
     // No --exit-at-end: the mirror follows the store and reports every second.
-    /// Killed however the test ends (a failed assertion included).
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let mut child = Command::new(env!("CARGO_BIN_EXE_streamlog"))
         .args([
             "mirror",

@@ -386,17 +386,12 @@ fn a_failed_create_or_grow_never_breaks_the_store() {
     }
 }
 
-/// An import whose partitions fail to open after its metadata was written (an I/O
-/// error) is undone: the metadata goes again, so the store reopens without the topic
-/// and with the directories left alone, and a later import adopts them.
-#[test]
-fn an_import_that_fails_to_open_its_partitions_leaves_no_metadata_behind() {
+/// A simulated disk holding `/store/clicks-0` and `/store/clicks-1`, one record each,
+/// written by standalone logs: directories an import can adopt.
+fn sim_with_two_clicks_partitions() -> streamlog::fs::SimFs {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
 
-    use common::intercept::{Hooks, InterceptFs, Op};
-    use streamlog::StoreConfig;
-    use streamlog::fs::{FileSystem, SimFs};
+    use streamlog::fs::SimFs;
     use streamlog::log::{Log, LogConfig};
 
     let sim = SimFs::new();
@@ -413,6 +408,22 @@ fn an_import_that_fails_to_open_its_partitions_leaves_no_metadata_behind() {
         log.append(&mut b.finish().unwrap()).unwrap();
         log.close().unwrap();
     }
+    sim
+}
+
+/// An import whose partitions fail to open after its metadata was written (an I/O
+/// error) is undone: the metadata goes again, so the store reopens without the topic
+/// and with the directories left alone, and a later import adopts them.
+#[test]
+fn an_import_that_fails_to_open_its_partitions_leaves_no_metadata_behind() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use common::intercept::{Hooks, InterceptFs, Op};
+    use streamlog::StoreConfig;
+    use streamlog::fs::FileSystem;
+
+    let sim = sim_with_two_clicks_partitions();
     let adopted = Arc::new(AtomicBool::new(false));
     let fail_opens = Arc::new(AtomicBool::new(true));
     let hooks = {
@@ -486,23 +497,9 @@ fn an_import_syncs_the_store_directory_before_adopting_the_directories() {
     use common::intercept::{Hooks, InterceptFs, Op};
     use parking_lot::Mutex;
     use streamlog::StoreConfig;
-    use streamlog::fs::{FileSystem, SimFs};
-    use streamlog::log::{Log, LogConfig};
+    use streamlog::fs::FileSystem;
 
-    let sim = SimFs::new();
-    for p in 0..2 {
-        let log = Log::open_with_fs(
-            Arc::new(sim.clone()),
-            format!("/store/clicks-{p}"),
-            LogConfig::default(),
-        )
-        .unwrap();
-        let mut b = streamlog::BatchBuilder::new();
-        b.push(1_700_000_000_000, Some(b"k"), Some(b"v"), &[])
-            .unwrap();
-        log.append(&mut b.finish().unwrap()).unwrap();
-        log.close().unwrap();
-    }
+    let sim = sim_with_two_clicks_partitions();
     let recording = Arc::new(AtomicBool::new(false));
     let ops: Arc<Mutex<Vec<(Op, PathBuf)>>> = Arc::default();
     let hooks = {
