@@ -53,12 +53,17 @@ pub fn write_atomic_via(
     contents: &[u8],
 ) -> std::io::Result<()> {
     let tmp = dir.join(tmp_name);
-    let f = fs.open(&tmp, true)?;
-    f.set_len(0)?;
-    f.write_all_at(contents, 0)?;
-    f.sync_data()?;
+    write_synced(fs, &tmp, contents)?;
     fs.rename(&tmp, &dir.join(name))?;
     fs.sync_dir(dir)
+}
+
+/// Replaces the contents of `path` (created if needed) and fdatasyncs it.
+fn write_synced(fs: &dyn FileSystem, path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let f = fs.open(path, true)?;
+    f.set_len(0)?;
+    f.write_all_at(contents, 0)?;
+    f.sync_data()
 }
 
 /// Writes several files of `dir` as [`write_atomic`] does, sharing one directory fsync:
@@ -71,10 +76,7 @@ pub fn write_atomic_all(
     files: &[(&str, &[u8])],
 ) -> std::io::Result<()> {
     for (name, contents) in files {
-        let f = fs.open(&dir.join(format!("{name}.tmp")), true)?;
-        f.set_len(0)?;
-        f.write_all_at(contents, 0)?;
-        f.sync_data()?;
+        write_synced(fs, &dir.join(format!("{name}.tmp")), contents)?;
     }
     for (name, _) in files {
         fs.rename(&dir.join(format!("{name}.tmp")), &dir.join(name))?;
