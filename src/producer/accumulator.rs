@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::delivery::BatchSlot;
 use super::hash::FastHash;
+use super::linger::Handoff;
 use super::queue::PartQueue;
 use super::{Acks, BATCH_OVERHEAD, ProducerRecord, Shared};
 use crate::catalog::{PartitionState, TopicState};
@@ -47,12 +48,6 @@ pub(super) struct Closed {
     pub(super) ticket: u64,
 }
 
-/// Full batches waiting for the linger thread beyond which a sender appends its own:
-/// one thread appending for every sender would otherwise cap the throughput of many
-/// senders at what it alone can write. Batches of a partition are still appended in
-/// the order they closed (its queue's tickets), whoever appends them.
-const LINGER_BACKLOG: usize = 1;
-
 /// Where [`Shared::push_fast`] put a record.
 pub(super) struct Placed {
     pub(super) id: u64,
@@ -76,14 +71,8 @@ pub(super) struct AccState {
     /// where they are (topic index, partition) and when they opened.
     pub(super) open: BTreeMap<u64, (usize, i32, Instant)>,
     pub(super) used_memory: usize,
-    /// The linger thread sleeps with no deadline (no open batch): a new batch must wake
-    /// it. While it sleeps until an earlier batch's deadline, a new batch need not.
-    pub(super) linger_idle: bool,
-    /// Full batches for the linger thread to append (when there is one), so the
-    /// sending thread goes on encoding while it does.
-    pub(super) ready: Vec<Closed>,
-    /// The linger thread is waiting (a ready batch must wake it).
-    pub(super) linger_waiting: bool,
+    /// Full batches for the linger thread to append, and how it waits.
+    pub(super) linger: Handoff,
     /// Async sends waiting for `buffer_memory`: woken when memory is freed or the
     /// producer closes.
     pub(super) memory_wakers: Vec<std::task::Waker>,
@@ -311,23 +300,19 @@ impl Shared {
             accs,
             open,
             used_memory,
-            linger_idle,
-            ready,
-            linger_waiting,
+            linger,
             inflight,
             next_batch_id,
             producer,
             ..
         } = st;
         let background = self.hands_over_full_batches();
+        let linger_idle = linger.idle;
         let mut full = |c: Closed, to_ship: &mut Vec<Closed>| {
-            if background && ready.len() < LINGER_BACKLOG {
-                ready.push(c);
-                if std::mem::take(linger_waiting) {
-                    self.cond.notify_all();
-                }
-            } else {
+            if !background {
                 to_ship.push(c);
+            } else if linger.offer(c, to_ship) {
+                self.cond.notify_all();
             }
         };
         let acc = &accs[topic];
@@ -400,7 +385,7 @@ impl Shared {
             *next_batch_id += 1;
             inflight.insert(b.id);
             open.insert(b.id, (topic, partition, Instant::now()));
-            if *linger_idle {
+            if linger_idle {
                 self.cond.notify_all();
             }
         }
@@ -421,7 +406,7 @@ impl Shared {
     }
 
     /// Whether full batches go to the linger thread, so the sender goes on encoding
-    /// (while the linger thread keeps up: see [`LINGER_BACKLOG`]).
+    /// (while the linger thread keeps up: see [`Handoff::offer`]).
     /// Not for Acks::All: one thread would then fsync every partition in turn, where
     /// each sender appending its own batch fsyncs partitions in parallel.
     fn hands_over_full_batches(&self) -> bool {
@@ -474,16 +459,12 @@ impl Shared {
     pub(super) fn hand_over(&self, c: Closed, to_ship: &mut Vec<Closed>) {
         let mut st = self.state.lock();
         st.open.remove(&c.batch.id);
-        if self.hands_over_full_batches()
-            && !self.closed.load(Ordering::Acquire)
-            && st.ready.len() < LINGER_BACKLOG
-        {
-            st.ready.push(c);
-            if std::mem::take(&mut st.linger_waiting) {
-                self.cond.notify_all();
-            }
-        } else {
+        if !self.hands_over_full_batches() || self.closed.load(Ordering::Acquire) {
             to_ship.push(c);
+            return;
+        }
+        if st.linger.offer(c, to_ship) {
+            self.cond.notify_all();
         }
     }
 
@@ -591,7 +572,7 @@ impl Shared {
             self.ship_all(batches);
             return;
         }
-        st.ready.append(&mut batches);
+        st.linger.ready.append(&mut batches);
         drop(st);
         self.cond.notify_all();
     }
@@ -605,10 +586,10 @@ impl Shared {
         started: Instant,
         to_ship: &mut Vec<Closed>,
     ) -> Result<()> {
-        if !to_ship.is_empty() || !st.open.is_empty() || !st.ready.is_empty() {
+        if !to_ship.is_empty() || !st.open.is_empty() || !st.linger.ready.is_empty() {
             // Free memory by appending what is open or ready (outside the lock).
             let mut batches = std::mem::take(to_ship);
-            batches.append(&mut st.ready);
+            batches.append(&mut st.linger.ready);
             batches.extend(st.close_all());
             parking_lot::MutexGuard::unlocked(st, || self.ship_all(batches));
             return Ok(());

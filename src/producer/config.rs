@@ -87,7 +87,9 @@ impl ProducerConfig {
     );
     setter!(
         /// A partition's open batch is appended once it holds this many (uncompressed)
-        /// bytes. Default = 16384.
+        /// bytes, whatever `linger_ms` says. With `linger_ms` > 0 the linger thread
+        /// appends full batches: while senders keep filling them it takes several at a
+        /// time, so a full batch may wait for it up to about 0.2 ms. Default = 16384.
         batch_size: usize
     );
     setter!(

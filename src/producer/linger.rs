@@ -10,6 +10,54 @@ use super::Shared;
 use super::accumulator::Closed;
 use crate::error::Result;
 
+/// Full batches waiting for the linger thread beyond which a sender appends its own:
+/// one thread appending for every sender would otherwise cap the throughput of many
+/// senders at what it alone can write. Batches of a partition are still appended in
+/// the order they closed (its queue's tickets), whoever appends them.
+const BACKLOG: usize = 8;
+
+/// Ready batches at which a sender wakes the linger thread while it naps.
+const WAKE_AT: usize = 4;
+
+/// How long the linger thread naps after appending batches before it looks again
+/// (unless `WAKE_AT` batches wake it first): while senders stream, a full batch then
+/// costs no futex wake-up, and it still waits at most this long.
+const NAP: Duration = Duration::from_micros(200);
+
+/// What the senders and the linger thread share under the producer's lock: the full
+/// batches handed over, and how the linger thread waits.
+#[derive(Default)]
+pub(super) struct Handoff {
+    /// Full batches for the linger thread to append, so the sending thread goes on
+    /// encoding while it does.
+    pub(super) ready: Vec<Closed>,
+    /// It is waiting (a ready batch may have to wake it).
+    pub(super) waiting: bool,
+    /// It waits with no deadline (no open batch): a new batch must wake it. While it
+    /// waits until an earlier batch's deadline, a new batch need not.
+    pub(super) idle: bool,
+    /// It is napping after appending batches: it looks again within [`NAP`].
+    pub(super) napping: bool,
+}
+
+impl Handoff {
+    /// Takes a full batch for the linger thread, or puts it in `to_ship` for the
+    /// sender to append when [`BACKLOG`] batches already wait. `true`: the caller must
+    /// wake the linger thread (`notify_all`; it no longer counts as waiting).
+    pub(super) fn offer(&mut self, c: Closed, to_ship: &mut Vec<Closed>) -> bool {
+        if self.ready.len() >= BACKLOG {
+            to_ship.push(c);
+            return false;
+        }
+        self.ready.push(c);
+        let wake = self.waiting && (!self.napping || self.ready.len() >= WAKE_AT);
+        if wake {
+            self.waiting = false;
+        }
+        wake
+    }
+}
+
 impl Shared {
     /// Starts the linger thread.
     pub(super) fn spawn_linger(self: Arc<Self>) -> Result<JoinHandle<()>> {
@@ -24,13 +72,16 @@ impl Shared {
     pub(super) fn linger_loop(&self) {
         let linger = Duration::from_millis(self.config.linger_ms);
         let mut st = self.state.lock();
+        // Appended something since it last waited: it naps rather than sleeps.
+        let mut busy = false;
         loop {
             if self.closed.load(Ordering::Acquire) {
                 return;
             }
-            if !st.ready.is_empty() {
-                let batches = std::mem::take(&mut st.ready);
+            if !st.linger.ready.is_empty() {
+                let batches = std::mem::take(&mut st.linger.ready);
                 parking_lot::MutexGuard::unlocked(&mut st, || self.ship_all(batches));
+                busy = true;
                 continue;
             }
             let now = Instant::now();
@@ -46,25 +97,32 @@ impl Shared {
                     .filter_map(|id| st.take_open(id))
                     .collect();
                 parking_lot::MutexGuard::unlocked(&mut st, || self.ship_all(batches));
+                busy = true;
                 continue;
             }
-            st.linger_waiting = true;
-            match st
+            st.linger.waiting = true;
+            let deadline = st
                 .open
                 .values()
                 .next()
-                .and_then(|(_, _, c)| c.checked_add(linger))
-            {
-                Some(d) => {
+                .and_then(|(_, _, c)| c.checked_add(linger));
+            let nap = std::mem::take(&mut busy).then(|| now + NAP);
+            match (deadline, nap) {
+                (d, Some(n)) => {
+                    st.linger.napping = true;
+                    self.cond.wait_until(&mut st, d.map_or(n, |d| d.min(n)));
+                    st.linger.napping = false;
+                }
+                (Some(d), None) => {
                     self.cond.wait_until(&mut st, d);
                 }
-                None => {
-                    st.linger_idle = true;
+                (None, None) => {
+                    st.linger.idle = true;
                     self.cond.wait(&mut st);
-                    st.linger_idle = false;
+                    st.linger.idle = false;
                 }
             }
-            st.linger_waiting = false;
+            st.linger.waiting = false;
         }
     }
 }

@@ -87,12 +87,12 @@ pub struct Producer {
 
 impl Producer {
     /// Whether the linger thread sleeps until an open batch's deadline (a test hook,
-    /// exposed by `internals`). It sets `linger_waiting` under the state lock and waits
+    /// exposed by `internals`). It sets `linger.waiting` under the state lock and waits
     /// releasing it, so seen under the lock the flag means it is in the wait.
     #[cfg(feature = "internals")]
     pub(crate) fn linger_waits_for_a_deadline(&self) -> bool {
         let st = self.handle.shared.state.lock();
-        st.linger_waiting && !st.linger_idle
+        st.linger.waiting && !st.linger.idle && !st.linger.napping
     }
 }
 
@@ -502,7 +502,7 @@ impl Shared {
     fn flush(&self) -> Result<()> {
         let mut st = self.state.lock();
         let target = st.next_batch_id;
-        let mut batches = std::mem::take(&mut st.ready);
+        let mut batches = std::mem::take(&mut st.linger.ready);
         batches.extend(st.close_all());
         drop(st);
         self.ship_all(batches);
