@@ -208,7 +208,13 @@ impl Consumer {
                         a.position = None;
                         a.buffer.clear();
                     }
-                    _ => continue,
+                    _ => {
+                        // Its fetched batches are never returned: let go of them (and of
+                        // the deleted files' mapping they hold).
+                        let a = self.assigned.get_mut(tp).expect("present");
+                        a.buffer.clear();
+                        continue;
+                    }
                 }
             }
             let a = &self.assigned[tp];

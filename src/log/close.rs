@@ -30,6 +30,15 @@ impl Log {
         let result = self.close_files();
         // Closed either way: release the directory so it can be opened again.
         self.locks.lock().clear();
+        // Nothing reads or writes its files again: their descriptors and mappings go
+        // now, not when the last handle to the log drops. A deleted topic's files would
+        // otherwise keep their disk space for as long as a producer, a consumer or the
+        // application holds one of its partitions. (A file with unsynced writes, after
+        // a failed close, keeps its descriptor: closing it would need an fsync.)
+        for seg in self.snapshot().iter() {
+            seg.release_mapping();
+        }
+        self.release_descriptors();
         result
     }
 

@@ -473,6 +473,12 @@ impl Segment {
         self.time_index.release_descriptor();
     }
 
+    /// Drops the segment's mapping (views already handed out keep it alive until they
+    /// drop).
+    pub fn release_mapping(&self) {
+        *self.mapped.view.lock() = None;
+    }
+
     /// Drops the index files' handles of a sealed segment whose indexes are synced (its
     /// entries stay in memory).
     pub fn release_index_files(&self) {

@@ -58,8 +58,9 @@ impl Log {
         Ok(())
     }
 
-    /// Closes the descriptors of an untouched log's files; they are reopened by path at
-    /// their next use (with a [`CachingFs`](crate::fs::CachingFs), as the store uses).
+    /// Closes the descriptors of the files of an untouched or closed log; they are
+    /// reopened by path at their next use (with a [`CachingFs`](crate::fs::CachingFs),
+    /// as the store uses).
     pub(super) fn release_descriptors(&self) {
         for seg in self.snapshot().iter() {
             seg.release_descriptors();

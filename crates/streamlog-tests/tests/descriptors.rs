@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use streamlog::format::BatchBuilder;
 use streamlog::log::{Log, LogConfig};
 use streamlog::{
-    Acks, ConsumerConfig, OffsetReset, ProducerConfig, ProducerRecord, Store, StoreConfig,
+    Acks, ConsumerConfig, OffsetReset, ProducerConfig, ProducerRecord, Record, Store, StoreConfig,
     TopicConfig, TopicPartition,
 };
 
@@ -211,5 +211,91 @@ fn idle_partitions_of_a_reopened_store_hold_no_descriptor() {
     let open = open_fds().unwrap() - before;
     assert!(open < 50, "{open} descriptors after using two partitions");
     drop(topic);
+    store.close().unwrap();
+}
+
+/// What the process holds open (descriptors and mappings) under `dir`.
+fn held_under(dir: &std::path::Path) -> Vec<String> {
+    let dir = dir.to_string_lossy().into_owned();
+    let mut held: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| p.starts_with(&dir))
+        .collect();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    held.extend(
+        maps.lines()
+            .filter(|l| l.contains(&dir))
+            .map(|l| format!("mapped: {l}")),
+    );
+    held
+}
+
+/// Deleting a topic lets go of its files (descriptors and mappings, which would keep
+/// the deleted files' disk space) although a producer that sent to it, a consumer that
+/// read it and a partition handle still live. The consumer lets go of the batches it
+/// fetched ahead at its next poll.
+#[test]
+fn a_deleted_topics_files_are_let_go_while_handles_to_it_live() {
+    let _one = ONE_AT_A_TIME.lock();
+    if open_fds().is_none() {
+        return; // not Linux
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .create_topic("gone", TopicConfig::default().partitions(3))
+        .unwrap();
+    store.create_topic("kept", TopicConfig::default()).unwrap();
+    let producer = store.producer(ProducerConfig::default()).unwrap();
+    for i in 0..3000 {
+        drop(
+            producer
+                .send(
+                    ProducerRecord::new("gone")
+                        .key(format!("k{i}"))
+                        .value(vec![7u8; 100]),
+                )
+                .unwrap(),
+        );
+    }
+    producer.flush().unwrap();
+    let mut consumer = store
+        .consumer(ConsumerConfig::default().auto_offset_reset(OffsetReset::Earliest))
+        .unwrap();
+    consumer.assign(&[TopicPartition::new("gone", 0)]).unwrap();
+    let records = consumer.poll(Duration::from_secs(5)).unwrap();
+    assert!(!records.is_empty());
+    drop(records);
+    let partition = store.topic("gone").unwrap().partition(1).unwrap();
+    let topic_dir = dir.path().join("gone-1");
+    assert!(
+        !held_under(dir.path()).is_empty(),
+        "the test should see the topic's files held before the deletion"
+    );
+
+    store.delete_topic("gone").unwrap();
+    assert!(!topic_dir.exists());
+    assert!(consumer.poll(Duration::ZERO).unwrap().is_empty());
+    let held: Vec<String> = held_under(dir.path())
+        .into_iter()
+        .filter(|p| p.contains("/gone-"))
+        .collect();
+    assert!(held.is_empty(), "still held after the deletion: {held:?}");
+    // The handles still answer, as closed.
+    assert!(
+        partition
+            .append(&[Record::new(0, None::<&str>, Some("v"))])
+            .is_err()
+    );
+    drop(
+        producer
+            .send(ProducerRecord::new("kept").value("v"))
+            .unwrap(),
+    );
+    producer.flush().unwrap();
+    drop((consumer, producer, partition));
     store.close().unwrap();
 }
