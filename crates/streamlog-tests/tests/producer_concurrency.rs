@@ -152,19 +152,28 @@ fn memory_held_in_advance_is_taken_back_before_batches_are_cut_short() {
 fn a_threads_remembered_partitions_follow_topic_changes_and_producers() {
     use streamlog::{Error, ProducerConfig, TopicConfig};
 
+    // Not dropped should an assertion fail: a record wrongly put in the other
+    // producer's batch leaves that producer (and the store, which closes its
+    // producers) waiting at close for a batch it no longer has, so the failure would
+    // show as a hang instead of the assertion.
+    use std::mem::ManuallyDrop;
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = ManuallyDrop::new(Store::open(dir.path()).unwrap());
     store
         .create_topic("t", TopicConfig::default().partitions(3))
         .unwrap();
-    let eager = store
-        .producer(ProducerConfig::default().linger_ms(0))
-        .unwrap();
+    let eager = ManuallyDrop::new(
+        store
+            .producer(ProducerConfig::default().linger_ms(0))
+            .unwrap(),
+    );
     let send = |p: i32, v: &str| eager.send(ProducerRecord::new("t").partition(p).value(v));
     // A batch left open (lingering) in partition 2 of the topic about to be deleted.
-    let lazy = store
-        .producer(ProducerConfig::default().linger_ms(60_000))
-        .unwrap();
+    let lazy = ManuallyDrop::new(
+        store
+            .producer(ProducerConfig::default().linger_ms(60_000))
+            .unwrap(),
+    );
     let lost = lazy
         .send(ProducerRecord::new("t").partition(2).value("old"))
         .unwrap();
@@ -212,4 +221,8 @@ fn a_threads_remembered_partitions_follow_topic_changes_and_producers() {
     lazy.flush().unwrap();
     assert_eq!(pending.wait().unwrap().offset, 1);
     assert_eq!(values(&part), ["eager", "lazy"]);
+    drop(part);
+    drop(ManuallyDrop::into_inner(lazy));
+    drop(ManuallyDrop::into_inner(eager));
+    ManuallyDrop::into_inner(store).close().unwrap();
 }
