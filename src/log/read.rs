@@ -20,6 +20,16 @@ pub(super) enum SegmentRead {
 }
 
 impl Log {
+    /// `r`, or `Closed` if it failed because the log was shut down meanwhile: a closed
+    /// log lets go of its files, so a failure to read them then says nothing about them
+    /// (a deleted topic's were removed).
+    fn closed_under<T>(&self, r: Result<T>) -> Result<T> {
+        match r {
+            Err(_) if self.closed.load(Ordering::Acquire) => Err(Error::Closed { what: "log" }),
+            r => r,
+        }
+    }
+
     pub(super) fn out_of_range(&self, requested: i64) -> Error {
         Error::OffsetOutOfRange {
             requested,
@@ -36,7 +46,8 @@ impl Log {
     /// # Errors
     /// `OffsetOutOfRange` if `offset` is below the log start or above the log end;
     /// `Corruption` (path, position) if stored bytes fail a check; `Io`; `Closed` once the
-    /// log was shut down (its directory may then belong to another process).
+    /// log was shut down (its directory may then belong to another process), also when
+    /// it is shut down during the read.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Vec<Batch>> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed { what: "log" });
@@ -55,7 +66,7 @@ impl Log {
                         return Err(self.out_of_range(offset));
                     }
                 }
-                r => return r,
+                r => return self.closed_under(r),
             }
         }
     }
@@ -392,11 +403,17 @@ impl Log {
     /// `offsetsForTimes`): its offset and timestamp, or `None` if every record is older.
     ///
     /// # Errors
-    /// `Corruption`/`Io` from reading; `Closed` once the log was shut down.
+    /// `Corruption`/`Io` from reading; `Closed` once the log was shut down (also during
+    /// the lookup).
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed { what: "log" });
         }
+        let found = self.find_timestamp(timestamp);
+        self.closed_under(found)
+    }
+
+    fn find_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
         let start = self.log_start_offset();
         let end = self.log_end_offset();
         let segs = self.snapshot();
