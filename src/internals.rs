@@ -22,3 +22,9 @@ pub fn sleeping_readers(store: &Store) -> usize {
 pub fn linger_thread_waits_for_a_deadline(producer: &Producer) -> bool {
     producer.linger_waits_for_a_deadline()
 }
+
+/// How many partitions `producer` holds accumulators (and so the partitions' state)
+/// for: those of the topics it has sent to that still exist.
+pub fn producer_partitions_held(producer: &Producer) -> usize {
+    producer.partitions_held()
+}

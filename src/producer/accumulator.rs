@@ -67,6 +67,8 @@ pub(super) struct AccState {
     pub(super) last_topic: Option<usize>,
     /// How many times a topic's cached metadata was refreshed.
     pub(super) refreshes: u64,
+    /// The metadata epoch at which accumulators of deleted topics were last let go.
+    pub(super) swept_epoch: u64,
     /// Open batches by id (ids grow with creation time, so the first is the oldest):
     /// where they are (topic index, partition) and when they opened.
     pub(super) open: BTreeMap<u64, (usize, i32, Instant)>,
@@ -85,7 +87,8 @@ pub(super) struct AccState {
 /// A topic as the producer last saw it (refreshed when the store's metadata epoch
 /// moves), with the partitions' accumulators.
 pub(super) struct TopicAcc {
-    pub(super) state: Arc<TopicState>,
+    /// Weak: a deleted topic's partitions must not stay alive through it.
+    pub(super) state: Weak<TopicState>,
     pub(super) epoch: u64,
     pub(super) name: Arc<str>,
     pub(super) max_message_bytes: usize,
@@ -98,10 +101,11 @@ pub(super) struct TopicAcc {
 }
 
 impl TopicAcc {
-    /// Adds partitions the topic has gained since they were cached.
-    pub(super) fn add_new_partitions(&mut self) {
+    /// Adds partitions the topic (`state`, what `self.state` names) has gained since they
+    /// were cached.
+    pub(super) fn add_new_partitions(&mut self, state: &TopicState) {
         let before = self.parts.len();
-        for part in self.state.partitions_from(self.parts.len()) {
+        for part in state.partitions_from(self.parts.len()) {
             self.parts.push(Arc::new(PartAcc {
                 part,
                 queue: Arc::default(),
@@ -136,6 +140,22 @@ impl PartAcc {
 }
 
 impl AccState {
+    /// Drops topic `i`'s partition accumulators (it was deleted or replaced); their
+    /// open batches go to `to_ship`, where their appends fail (the partitions are
+    /// closed).
+    fn let_go_of(&mut self, i: usize, to_ship: &mut Vec<Closed>) {
+        let acc = &mut self.accs[i];
+        let closed: Vec<Closed> = std::mem::take(&mut acc.parts)
+            .iter()
+            .filter_map(|pa| pa.take_closed(None))
+            .collect();
+        acc.weak_parts = Arc::from([]);
+        for c in closed {
+            self.open.remove(&c.batch.id);
+            to_ship.push(c);
+        }
+    }
+
     /// Takes the open batch `id` (at `topic`-`partition`) out of its partition, closed.
     pub(super) fn take_open(&mut self, id: u64) -> Option<Closed> {
         let (topic, partition, _) = self.open.remove(&id)?;
@@ -257,7 +277,10 @@ impl Shared {
             if asked.is_some_and(|p| p >= num_partitions) {
                 // add_partitions publishes new partitions just before it bumps the
                 // metadata epoch: look at the topic's own list before refusing.
-                st.accs[topic].add_new_partitions();
+                let acc = &mut st.accs[topic];
+                if let Some(state) = acc.state.upgrade() {
+                    acc.add_new_partitions(&state);
+                }
                 num_partitions = st.accs[topic].parts.len() as i32;
             }
             let partition = match (record.partition, custom) {
@@ -468,6 +491,27 @@ impl Shared {
         }
     }
 
+    /// Once per metadata epoch, lets go of the accumulators of every topic deleted or
+    /// replaced since they were cached, not only of the topic sent to: a producer that
+    /// once sent to a topic must not keep its partitions (their logs' state) alive after
+    /// its deletion.
+    fn let_go_of_deleted_topics(&self, st: &mut AccState, epoch: u64, to_ship: &mut Vec<Closed>) {
+        if st.swept_epoch == epoch {
+            return;
+        }
+        st.swept_epoch = epoch;
+        for i in 0..st.accs.len() {
+            let acc = &st.accs[i];
+            if acc.parts.is_empty() {
+                continue;
+            }
+            let current = self.catalog.open_topic(&acc.name);
+            if !current.is_ok_and(|s| std::ptr::eq(Arc::as_ptr(&s), acc.state.as_ptr())) {
+                st.let_go_of(i, to_ship);
+            }
+        }
+    }
+
     /// The index of `name`'s accumulator, its metadata refreshed if the store's topics
     /// changed since it was cached. Batches of a deleted (or deleted and recreated)
     /// topic are closed into `to_ship` (their appends fail with `Closed`).
@@ -489,20 +533,14 @@ impl Shared {
         {
             return Ok(i);
         }
+        self.let_go_of_deleted_topics(st, epoch, to_ship);
         let found = self.catalog.open_topic(name);
         if let Some(i) = index {
             let same = found
                 .as_ref()
-                .is_ok_and(|s| Arc::ptr_eq(s, &st.accs[i].state));
+                .is_ok_and(|s| std::ptr::eq(Arc::as_ptr(s), st.accs[i].state.as_ptr()));
             if !same {
-                let closed: Vec<Closed> = std::mem::take(&mut st.accs[i].parts)
-                    .iter()
-                    .filter_map(|pa| pa.take_closed(None))
-                    .collect();
-                for c in closed {
-                    st.open.remove(&c.batch.id);
-                    to_ship.push(c);
-                }
+                st.let_go_of(i, to_ship);
             }
         }
         st.refreshes += 1;
@@ -513,7 +551,7 @@ impl Shared {
             None => {
                 let name: Arc<str> = Arc::from(name);
                 st.accs.push(TopicAcc {
-                    state: state.clone(),
+                    state: Arc::downgrade(&state),
                     epoch,
                     name: name.clone(),
                     max_message_bytes: 0,
@@ -527,7 +565,7 @@ impl Shared {
             }
         };
         let acc = &mut st.accs[i];
-        acc.state = state;
+        acc.state = Arc::downgrade(&state);
         acc.epoch = epoch;
         acc.max_message_bytes = usize::try_from(config.max_message_bytes).unwrap_or(usize::MAX);
         // A lowered max_message_bytes (the topic's config altered) also stops open
@@ -545,7 +583,7 @@ impl Shared {
         }
         acc.log_append_time = config.message_timestamp_type == TimestampType::LogAppendTime;
         acc.compacted = config.cleanup_policy != crate::topic::CleanupPolicy::Delete;
-        acc.add_new_partitions();
+        acc.add_new_partitions(&state);
         Ok(i)
     }
 

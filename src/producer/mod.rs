@@ -94,6 +94,14 @@ impl Producer {
         let st = self.handle.shared.state.lock();
         st.linger.waiting && !st.linger.idle && !st.linger.napping
     }
+
+    /// How many partitions' accumulators the producer holds (a test hook, exposed by
+    /// `internals`).
+    #[cfg(feature = "internals")]
+    pub(crate) fn partitions_held(&self) -> usize {
+        let st = self.handle.shared.state.lock();
+        st.accs.iter().map(|a| a.parts.len()).sum()
+    }
 }
 
 impl fmt::Debug for Producer {

@@ -284,6 +284,17 @@ fn a_deleted_topics_files_are_let_go_while_handles_to_it_live() {
         .filter(|p| p.contains("/gone-"))
         .collect();
     assert!(held.is_empty(), "still held after the deletion: {held:?}");
+    // The producer lets go of the deleted topic's partitions at its next send, to
+    // whichever topic.
+    #[cfg(feature = "internals")]
+    assert_eq!(streamlog::internals::producer_partitions_held(&producer), 3);
+    drop(
+        producer
+            .send(ProducerRecord::new("kept").value("v"))
+            .unwrap(),
+    );
+    #[cfg(feature = "internals")]
+    assert_eq!(streamlog::internals::producer_partitions_held(&producer), 1);
     // The handles still answer, as closed.
     assert!(
         partition
