@@ -119,6 +119,11 @@ impl StoreConfig {
         self.clock.now_ms()
     }
 
+    /// The clock's [`recent_ms`](crate::log::Clock::recent_ms): record timestamps.
+    pub(crate) fn recent_ms(&self) -> i64 {
+        self.clock.recent_ms()
+    }
+
     /// Checks every knob (done by [`Store::open_with`](crate::Store::open_with)).
     ///
     /// # Errors

@@ -275,6 +275,12 @@ impl Catalog {
         self.config.now_ms()
     }
 
+    /// The store clock's time as read at most a millisecond ago on this thread: what a
+    /// producer stamps records with.
+    pub(crate) fn recent_ms(&self) -> i64 {
+        self.config.recent_ms()
+    }
+
     /// Woken by every append, topic change and group change.
     pub(crate) fn notifier(&self) -> &Notifier {
         &self.notifier

@@ -11,6 +11,13 @@ use crate::format::{DecodeOptions, TimestampType};
 pub trait Clock: Send + Sync + Debug {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> i64;
+
+    /// [`now_ms`](Self::now_ms) as read at most a millisecond ago on this thread: what a
+    /// producer stamps each record with (Kafka timestamps are milliseconds). The default
+    /// reads [`now_ms`](Self::now_ms).
+    fn recent_ms(&self) -> i64 {
+        self.now_ms()
+    }
 }
 
 /// The system clock.
@@ -22,6 +29,10 @@ impl Clock for SystemClock {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64)
+    }
+
+    fn recent_ms(&self) -> i64 {
+        super::recent_clock::recent_ms(|| self.now_ms())
     }
 }
 

@@ -38,6 +38,7 @@ mod producer_expiry;
 mod producer_snapshot;
 mod producer_state;
 mod read;
+mod recent_clock;
 mod recovery;
 mod retention;
 mod segment;

@@ -280,7 +280,7 @@ impl Shared {
     fn send(&self, record: ProducerRecord<'_>) -> Result<DeliveryFuture> {
         self.check_open()?;
         let (size, custom) = self.prepare(&record)?;
-        let timestamp = record.timestamp.unwrap_or_else(|| self.catalog.now_ms());
+        let timestamp = record.timestamp.unwrap_or_else(|| self.catalog.recent_ms());
 
         let mut to_ship = Vec::new();
         let result = self.add_one(
@@ -384,7 +384,7 @@ impl Shared {
 
     fn send_batch(&self, records: &[ProducerRecord<'_>]) -> Result<BatchDelivery> {
         self.check_open()?;
-        let now = self.catalog.now_ms();
+        let now = self.catalog.recent_ms();
         let mut plan = Vec::with_capacity(records.len());
         for record in records {
             let (size, custom) = self.prepare(record)?;

@@ -197,7 +197,9 @@ impl<'a> ProducerRecord<'a> {
         self.headers.push(Header::new(key, value));
         self
     }
-    /// The CreateTime timestamp (ms since the epoch). Default = now.
+    /// The CreateTime timestamp (ms since the epoch). Default = the store clock's time
+    /// at the send, as its thread read it at most a millisecond earlier
+    /// ([`Clock::recent_ms`](crate::log::Clock::recent_ms)).
     #[must_use]
     pub fn timestamp(mut self, timestamp: i64) -> Self {
         self.timestamp = Some(timestamp);

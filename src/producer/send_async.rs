@@ -121,7 +121,7 @@ impl Future for SendFuture<'_> {
                     let timestamp = this
                         .record
                         .timestamp
-                        .unwrap_or_else(|| shared.catalog.now_ms());
+                        .unwrap_or_else(|| shared.catalog.recent_ms());
                     Ok((size, custom, timestamp))
                 });
                 match first {

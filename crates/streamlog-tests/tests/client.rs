@@ -2245,3 +2245,39 @@ fn a_consumer_outlives_a_panicking_listener() {
     c.subscribe(["t"]).unwrap();
     c.close().unwrap();
 }
+
+/// Record timestamps come from the wall clock read at most once a millisecond per
+/// thread: each is at most 1 ms behind the wall clock at its send, never ahead, and
+/// they never go back from one send to the next on a thread (unless the wall clock
+/// itself is set back, which this test does not do).
+#[test]
+fn record_timestamps_are_the_wall_clock_at_most_a_millisecond_behind() {
+    let wall_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let (_dir, store) = temp_topic_t(1);
+    let producer = store
+        .producer(ProducerConfig::default().linger_ms(0))
+        .unwrap();
+    let mut last = i64::MIN;
+    for i in 0..2000 {
+        let before = wall_ms();
+        let meta = producer
+            .send(ProducerRecord::new("t").value(format!("{i}")))
+            .unwrap()
+            .wait()
+            .unwrap();
+        let after = wall_ms();
+        assert!(
+            meta.timestamp >= before - 1 && meta.timestamp <= after,
+            "record {i}: timestamp {} outside [{}, {after}]",
+            meta.timestamp,
+            before - 1
+        );
+        assert!(meta.timestamp >= last, "record {i} went back in time");
+        last = meta.timestamp;
+    }
+}
