@@ -193,9 +193,8 @@ impl Consumer {
             }
             let tp = &keys[(start + i) % n];
             let a = &self.assigned[tp];
-            if a.paused {
-                continue;
-            }
+            // Checked before pausing: a deleted topic's partition lets go of its
+            // fetched batches even while paused.
             if a.state.is_closed() {
                 // Its topic was deleted: nothing to read, unless it was created again,
                 // which is read from a fresh position (committed offsets of the old
@@ -216,6 +215,9 @@ impl Consumer {
                         continue;
                     }
                 }
+            }
+            if self.assigned[tp].paused {
+                continue;
             }
             let a = &self.assigned[tp];
             let position = match a.position {

@@ -30,16 +30,24 @@ impl Log {
         let result = self.close_files();
         // Closed either way: release the directory so it can be opened again.
         self.locks.lock().clear();
-        // Nothing reads or writes its files again: their descriptors and mappings go
-        // now, not when the last handle to the log drops. A deleted topic's files would
-        // otherwise keep their disk space for as long as a producer, a consumer or the
-        // application holds one of its partitions. (A file with unsynced writes, after
-        // a failed close, keeps its descriptor: closing it would need an fsync.)
+        self.release_files();
+        result
+    }
+
+    /// Lets go of a closed log's files: nothing reads or writes them again, so their
+    /// mappings and (with a [`CachingFs`](crate::fs::CachingFs), as the store uses)
+    /// descriptors go now, not when the last handle to the log drops. A deleted topic's
+    /// files would otherwise keep their disk space for as long as a producer, a consumer
+    /// or the application holds one of its partitions. A file with unsynced writes,
+    /// after a failed close, keeps its descriptor: closing it would need an fsync.
+    /// Also called by a read that finds the log closed when it ends, in case it mapped
+    /// or reopened a file after the close let go of it.
+    pub(super) fn release_files(&self) {
         for seg in self.snapshot().iter() {
             seg.release_mapping();
+            seg.txn_index.release();
         }
         self.release_descriptors();
-        result
     }
 
     fn close_files(&self) -> Result<()> {

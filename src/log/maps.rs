@@ -92,6 +92,12 @@ impl MapSlot {
                 clock.slots.swap_remove(i);
                 continue;
             };
+            // A mapping already let go of (its log closed) is not counted against the
+            // bound: forgotten here, no live mapping goes in its place.
+            if slot.view.try_lock().is_some_and(|v| v.is_none()) {
+                clock.slots.swap_remove(i);
+                continue;
+            }
             if slot.referenced.swap(false, Ordering::Relaxed) {
                 clock.hand = i + 1;
                 continue;

@@ -20,12 +20,18 @@ pub(super) enum SegmentRead {
 }
 
 impl Log {
-    /// `r`, or `Closed` if it failed because the log was shut down meanwhile: a closed
-    /// log lets go of its files, so a failure to read them then says nothing about them
-    /// (a deleted topic's were removed).
-    fn closed_under<T>(&self, r: Result<T>) -> Result<T> {
+    /// `r` of a read that may have raced the log's close: `Closed` for an I/O error once
+    /// the log is closed (a closed log lets go of its files, and a deleted topic's are
+    /// removed, so the error says nothing about them; damage found is still reported).
+    /// A closed log's files are let go of again: the read may have mapped or reopened
+    /// one after the close did.
+    pub(super) fn closed_under<T>(&self, r: Result<T>) -> Result<T> {
+        if !self.closed.load(Ordering::Acquire) {
+            return r;
+        }
+        self.release_files();
         match r {
-            Err(_) if self.closed.load(Ordering::Acquire) => Err(Error::Closed { what: "log" }),
+            Err(Error::Io { .. }) => Err(Error::Closed { what: "log" }),
             r => r,
         }
     }

@@ -210,6 +210,11 @@ impl Log {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed { what: "log" });
         }
+        let found = self.aborted_between(from, to);
+        self.closed_under(found)
+    }
+
+    fn aborted_between(&self, from: i64, to: i64) -> Result<Vec<AbortedTxn>> {
         let segs = self.snapshot();
         let first = segs.partition_point(|s| s.base <= from).saturating_sub(1);
         let mut out = Vec::new();

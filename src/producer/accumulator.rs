@@ -141,8 +141,8 @@ impl PartAcc {
 
 impl AccState {
     /// Drops topic `i`'s partition accumulators (it was deleted or replaced); their
-    /// open batches go to `to_ship`, where their appends fail (the partitions are
-    /// closed).
+    /// open batches go to `to_ship`, where their appends fail: the partitions they were
+    /// opened for are closed (deleted, or replaced by a new topic's).
     fn let_go_of(&mut self, i: usize, to_ship: &mut Vec<Closed>) {
         let acc = &mut self.accs[i];
         let closed: Vec<Closed> = std::mem::take(&mut acc.parts)

@@ -21,7 +21,8 @@ const WAKE_AT: usize = 4;
 
 /// How long the linger thread naps after appending batches before it looks again
 /// (unless `WAKE_AT` batches wake it first): while senders stream, a full batch then
-/// costs no futex wake-up, and it still waits at most this long.
+/// costs no futex wake-up. A batch handed over during a nap waits at most this long for
+/// the thread to look (plus the appends it may be doing by then).
 const NAP: Duration = Duration::from_micros(200);
 
 /// What the senders and the linger thread share under the producer's lock: the full
@@ -106,7 +107,9 @@ impl Shared {
                 .values()
                 .next()
                 .and_then(|(_, _, c)| c.checked_add(linger));
-            let nap = std::mem::take(&mut busy).then(|| now + NAP);
+            // Not with linger_ms 0 (async sends): a batch opening during a nap would
+            // wait for it instead of being appended at once.
+            let nap = (std::mem::take(&mut busy) && !linger.is_zero()).then(|| now + NAP);
             match (deadline, nap) {
                 (d, Some(n)) => {
                     st.linger.napping = true;

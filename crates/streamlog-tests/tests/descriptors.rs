@@ -234,9 +234,9 @@ fn held_under(dir: &std::path::Path) -> Vec<String> {
 }
 
 /// Deleting a topic lets go of its files (descriptors and mappings, which would keep
-/// the deleted files' disk space) although a producer that sent to it, a consumer that
-/// read it and a partition handle still live. The consumer lets go of the batches it
-/// fetched ahead at its next poll.
+/// the deleted files' disk space; a transaction index too) although producers that sent
+/// to it, a consumer that read it and a partition handle still live. The consumer lets
+/// go of the batches it fetched ahead at its next poll, even with the partition paused.
 #[test]
 fn a_deleted_topics_files_are_let_go_while_handles_to_it_live() {
     let _one = ONE_AT_A_TIME.lock();
@@ -262,6 +262,23 @@ fn a_deleted_topics_files_are_let_go_while_handles_to_it_live() {
         );
     }
     producer.flush().unwrap();
+    // An aborted transaction: its marker opens the active segment's `.txnindex`.
+    let txn = store
+        .producer(ProducerConfig::default().transactional_id("tx"))
+        .unwrap();
+    txn.init_transactions().unwrap();
+    txn.begin_transaction().unwrap();
+    drop(
+        txn.send(ProducerRecord::new("gone").partition(0).value("aborted"))
+            .unwrap(),
+    );
+    txn.abort_transaction().unwrap();
+    assert!(
+        dir.path()
+            .join("gone-0/00000000000000000000.txnindex")
+            .exists(),
+        "the test should have a transaction index"
+    );
     let mut consumer = store
         .consumer(ConsumerConfig::default().auto_offset_reset(OffsetReset::Earliest))
         .unwrap();
@@ -269,6 +286,8 @@ fn a_deleted_topics_files_are_let_go_while_handles_to_it_live() {
     let records = consumer.poll(Duration::from_secs(5)).unwrap();
     assert!(!records.is_empty());
     drop(records);
+    // Paused, it still lets go of what it fetched ahead once the topic is deleted.
+    consumer.pause(&[TopicPartition::new("gone", 0)]).unwrap();
     let partition = store.topic("gone").unwrap().partition(1).unwrap();
     let topic_dir = dir.path().join("gone-1");
     assert!(
@@ -307,6 +326,6 @@ fn a_deleted_topics_files_are_let_go_while_handles_to_it_live() {
             .unwrap(),
     );
     producer.flush().unwrap();
-    drop((consumer, producer, partition));
+    drop((consumer, producer, txn, partition));
     store.close().unwrap();
 }
