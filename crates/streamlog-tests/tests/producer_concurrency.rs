@@ -226,3 +226,48 @@ fn a_threads_remembered_partitions_follow_topic_changes_and_producers() {
     drop(ManuallyDrop::into_inner(eager));
     ManuallyDrop::into_inner(store).close().unwrap();
 }
+
+/// One sender fills batches much faster than the linger thread appends them: up to 8
+/// wait for it, and past that the sender appends its own. Whoever appends a batch, each
+/// partition's records keep their send order and every future names its record's
+/// offset.
+#[test]
+fn batches_past_the_linger_threads_backlog_keep_their_order() {
+    const RECORDS: usize = 3000;
+    const PARTITIONS: i32 = 2;
+    let (_fs, store) = sim_topic_t(PARTITIONS);
+    // Each record fills a batch by itself: thousands of full batches.
+    let producer = store
+        .producer(ProducerConfig::default().batch_size(1).linger_ms(60_000))
+        .unwrap();
+    let mut futures = Vec::new();
+    for i in 0..RECORDS {
+        let p = (i % PARTITIONS as usize) as i32;
+        let f = producer
+            .send(
+                ProducerRecord::new("t")
+                    .partition(p)
+                    .value(format!("t0-{i}")),
+            )
+            .unwrap();
+        futures.push((p, i, f));
+    }
+    producer.flush().unwrap();
+    let order = sent_order(&store, PARTITIONS);
+    for (p, i, f) in futures {
+        let meta = f.wait().unwrap();
+        assert_eq!(meta.partition, p);
+        assert_eq!(
+            order[p as usize][meta.offset as usize],
+            (0, i),
+            "record {i}"
+        );
+    }
+    for (p, records) in order.iter().enumerate() {
+        assert_eq!(records.len(), RECORDS / PARTITIONS as usize);
+        assert!(
+            records.windows(2).all(|w| w[0].1 < w[1].1),
+            "partition {p} out of send order"
+        );
+    }
+}
