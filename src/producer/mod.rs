@@ -398,19 +398,25 @@ impl Shared {
         };
         let mut batch_ids: Vec<u64> = Vec::new();
         let mut to_ship = Vec::new();
+        // The partitions the records go to, each once per run of records to it (a
+        // reference count per record was a few percent of a batch's cost).
+        let mut parts: Vec<Arc<accumulator::PartAcc>> = Vec::new();
         let mut st = self.state.lock();
         let mut result = Ok(());
         // Until no topic was refreshed during a pass: a refresh (the topic changed in the
         // store) may have changed what records checked earlier in the pass go to.
         for _ in 0..4 {
             let refreshes = st.refreshes;
+            parts.clear();
             for (r, (size, custom, at)) in records.iter().zip(&mut plan) {
                 match self.locate(&mut st, r, *size, *custom, &mut to_ship) {
                     Ok((topic, partition)) => {
-                        *at = st.accs[topic]
-                            .parts
-                            .get(partition as usize)
-                            .map(|pa| ((topic, partition), pa.clone()));
+                        *at = st.accs[topic].parts.get(partition as usize).map(|pa| {
+                            if !parts.last().is_some_and(|last| Arc::ptr_eq(last, pa)) {
+                                parts.push(pa.clone());
+                            }
+                            ((topic, partition), parts.len() - 1)
+                        });
                     }
                     Err(e) => {
                         result = Err(e);
@@ -444,7 +450,8 @@ impl Shared {
                         out.records.push((s as u32, index as u32, timestamp));
                     };
                     if let Some((_, pa)) = at
-                        && let Some(placed) = self.push_fast(pa, (r, *size, timestamp), false)?
+                        && let Some(placed) =
+                            self.push_fast(&parts[*pa], (r, *size, timestamp), false)?
                     {
                         record(placed.id, &placed.slot, placed.index);
                         if let Some(c) = placed.closed {
