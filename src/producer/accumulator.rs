@@ -48,13 +48,12 @@ pub(super) struct Closed {
     pub(super) ticket: u64,
 }
 
-/// Where [`Shared::push_fast`] put a record.
-pub(super) struct Placed {
-    pub(super) id: u64,
-    pub(super) slot: Arc<BatchSlot>,
-    pub(super) index: i64,
-    /// The batch, if the record closed it.
-    pub(super) closed: Option<Closed>,
+/// What [`Shared::push_fast`] did with a record.
+pub(super) enum Pushed {
+    /// The open batch could not take it (or there is none): the locked path adds it.
+    Refused,
+    /// Added; with the batch if the record closed it.
+    Added(Option<Closed>),
 }
 
 #[derive(Default)]
@@ -438,21 +437,23 @@ impl Shared {
 
     /// Adds a record to its partition's open batch under the partition's lock alone:
     /// possible when the batch takes the record and already holds the memory for it.
-    /// Returns where the record went (its batch's id and slot, its index) and the batch
-    /// if the record closed it (see [`hand_over`](Self::hand_over)), or `None` for
+    /// Tells `added` where the record went (its batch's id and slot, its index; the
+    /// caller takes a reference to the slot only if it needs one) and returns the batch
+    /// if the record closed it (see [`hand_over`](Self::hand_over)), or `Refused` for
     /// [`add`](Self::add) to do it under the producer's lock.
     pub(super) fn push_fast(
         &self,
         pa: &PartAcc,
         (record, size, timestamp): (&ProducerRecord<'_>, usize, i64),
         close_now: bool,
-    ) -> Result<Option<Placed>> {
+        added: impl FnOnce(u64, &Arc<BatchSlot>, i64),
+    ) -> Result<Pushed> {
         let mut slot = pa.open.lock();
         let Some(b) = slot.as_mut() else {
-            return Ok(None);
+            return Ok(Pushed::Refused);
         };
         if b.used + size > b.reserved || !self.fits(b, size) {
-            return Ok(None);
+            return Ok(Pushed::Refused);
         }
         if let Some(txn) = &self.txn {
             txn.before_send(self, &pa.part)?;
@@ -464,16 +465,11 @@ impl Shared {
             &record.headers,
         )?;
         b.used += size;
-        let placed = Placed {
-            id: b.id,
-            slot: b.slot.clone(),
-            index: i64::from(b.builder.len() as i32 - 1),
-            closed: None,
-        };
+        added(b.id, &b.slot, i64::from(b.builder.len() as i32 - 1));
         let closed = (close_now || b.builder.uncompressed_size() >= self.config.batch_size)
             .then(|| slot.take().map(Self::close_batch))
             .flatten();
-        Ok(Some(Placed { closed, ..placed }))
+        Ok(Pushed::Added(closed))
     }
 
     /// A batch a record closed outside the producer's lock: out of the registry of open

@@ -41,7 +41,7 @@ pub use partitioner::{DefaultPartitioner, Partitioner, murmur2, partition_for_ke
 pub use record::{Payload, ProducerRecord};
 pub use send_async::SendFuture;
 
-use accumulator::{AccState, Closed};
+use accumulator::{AccState, Closed, Pushed};
 use delivery::PendingDelivery;
 
 use crate::catalog::Catalog;
@@ -333,12 +333,17 @@ impl Shared {
         park: Option<&std::task::Waker>,
     ) -> Result<Option<(Arc<delivery::BatchSlot>, i64)>> {
         let mut custom = custom;
+        let mut placed = None;
+        let mut place = |_, slot: &Arc<delivery::BatchSlot>, index| {
+            placed = Some((slot.clone(), index));
+        };
         if let Some((pa, sticky)) = self.cached_partition(record, size, custom) {
-            if let Some(placed) = self.push_fast(&pa, (record, size, timestamp), close_now)? {
-                if let Some(c) = placed.closed {
+            let pushed = self.push_fast(&pa, (record, size, timestamp), close_now, &mut place)?;
+            if let Pushed::Added(closed) = pushed {
+                if let Some(c) = closed {
                     self.hand_over(c, to_ship);
                 }
-                return Ok(Some((placed.slot, placed.index)));
+                return Ok(placed);
             }
             // The sticky partitioner is asked once per record.
             custom = custom.or(sticky);
@@ -349,12 +354,13 @@ impl Shared {
         let pa = st.accs[located.0].parts.get(located.1 as usize).cloned();
         drop(st);
         if let Some(pa) = pa
-            && let Some(placed) = self.push_fast(&pa, (record, size, timestamp), close_now)?
+            && let Pushed::Added(closed) =
+                self.push_fast(&pa, (record, size, timestamp), close_now, &mut place)?
         {
-            if let Some(c) = placed.closed {
+            if let Some(c) = closed {
                 self.hand_over(c, to_ship);
             }
-            return Ok(Some((placed.slot, placed.index)));
+            return Ok(placed);
         }
         let mut st = self.state.lock();
         // To the partition chosen above (a partitioner is asked once per record), but
@@ -450,11 +456,10 @@ impl Shared {
                         out.records.push((s as u32, index as u32, timestamp));
                     };
                     if let Some((_, pa)) = at
-                        && let Some(placed) =
-                            self.push_fast(&parts[*pa], (r, *size, timestamp), false)?
+                        && let Pushed::Added(closed) =
+                            self.push_fast(&parts[*pa], (r, *size, timestamp), false, &mut record)?
                     {
-                        record(placed.id, &placed.slot, placed.index);
-                        if let Some(c) = placed.closed {
+                        if let Some(c) = closed {
                             self.hand_over(c, &mut to_ship);
                         }
                         return Ok(());
