@@ -444,7 +444,7 @@ impl Shared {
     pub(super) fn push_fast(
         &self,
         pa: &PartAcc,
-        (record, size, timestamp): (&ProducerRecord<'_>, usize, i64),
+        record: (&ProducerRecord<'_>, usize, i64),
         close_now: bool,
         added: impl FnOnce(u64, &Arc<BatchSlot>, i64),
     ) -> Result<Pushed> {
@@ -452,11 +452,66 @@ impl Shared {
         let Some(b) = slot.as_mut() else {
             return Ok(Pushed::Refused);
         };
-        if b.used + size > b.reserved || !self.fits(b, size) {
+        if !self.push_into(b, &pa.part, record)? {
             return Ok(Pushed::Refused);
         }
+        added(b.id, &b.slot, i64::from(b.builder.len() as i32 - 1));
+        let closed = self
+            .closes(b, close_now)
+            .then(|| slot.take().map(Self::close_batch))
+            .flatten();
+        Ok(Pushed::Added(closed))
+    }
+
+    /// [`push_fast`](Self::push_fast) for consecutive records to one partition, under
+    /// one acquisition of its lock: adds `records` in order until the batch refuses one
+    /// or one closes it (then the batch is returned). `added` is told each record's
+    /// place and its timestamp. Returns how many records were added; an error stops it
+    /// at the record that failed (those before it are added).
+    pub(super) fn push_run<'a, 'b: 'a>(
+        &self,
+        pa: &PartAcc,
+        records: impl Iterator<Item = (&'a ProducerRecord<'b>, usize, i64)>,
+        close_now: bool,
+        mut added: impl FnMut(u64, &Arc<BatchSlot>, i64, i64),
+    ) -> Result<(usize, Option<Closed>)> {
+        let mut slot = pa.open.lock();
+        let mut n = 0;
+        for record in records {
+            let Some(b) = slot.as_mut() else {
+                break;
+            };
+            if !self.push_into(b, &pa.part, record)? {
+                break;
+            }
+            n += 1;
+            added(
+                b.id,
+                &b.slot,
+                i64::from(b.builder.len() as i32 - 1),
+                record.2,
+            );
+            if self.closes(b, close_now) {
+                return Ok((n, slot.take().map(Self::close_batch)));
+            }
+        }
+        Ok((n, None))
+    }
+
+    /// Adds a record to open batch `b` of partition `part` if the batch takes it (it
+    /// fits, and the batch holds the memory for it); `false` if not.
+    #[inline]
+    fn push_into(
+        &self,
+        b: &mut OpenBatch,
+        part: &Arc<PartitionState>,
+        (record, size, timestamp): (&ProducerRecord<'_>, usize, i64),
+    ) -> Result<bool> {
+        if b.used + size > b.reserved || !self.fits(b, size) {
+            return Ok(false);
+        }
         if let Some(txn) = &self.txn {
-            txn.before_send(self, &pa.part)?;
+            txn.before_send(self, part)?;
         }
         b.builder.push(
             timestamp,
@@ -465,11 +520,12 @@ impl Shared {
             &record.headers,
         )?;
         b.used += size;
-        added(b.id, &b.slot, i64::from(b.builder.len() as i32 - 1));
-        let closed = (close_now || b.builder.uncompressed_size() >= self.config.batch_size)
-            .then(|| slot.take().map(Self::close_batch))
-            .flatten();
-        Ok(Pushed::Added(closed))
+        Ok(true)
+    }
+
+    /// Whether batch `b` closes now (`close_now`, or it reached `batch_size`).
+    fn closes(&self, b: &OpenBatch, close_now: bool) -> bool {
+        close_now || b.builder.uncompressed_size() >= self.config.batch_size
     }
 
     /// A batch a record closed outside the producer's lock: out of the registry of open

@@ -436,34 +436,45 @@ impl Shared {
         }
         drop(st);
         if result.is_ok() {
-            // Each record to the partition its checks above chose, under that
-            // partition's lock alone while its open batch takes it.
-            result = records
-                .iter()
-                .zip(&plan)
-                .try_for_each(|(r, (size, custom, at))| {
-                    let timestamp = r.timestamp.unwrap_or(now);
-                    let mut record = |id, slot: &Arc<delivery::BatchSlot>, index: i64| {
-                        // Consecutive records mostly share a batch; otherwise look back.
-                        let s = match batch_ids.iter().rposition(|&b| b == id) {
-                            Some(s) => s,
-                            None => {
-                                batch_ids.push(id);
-                                out.slots.push(slot.clone());
-                                batch_ids.len() - 1
-                            }
-                        };
-                        out.records.push((s as u32, index as u32, timestamp));
-                    };
-                    if let Some((_, pa)) = at
-                        && let Pushed::Added(closed) =
-                            self.push_fast(&parts[*pa], (r, *size, timestamp), false, &mut record)?
-                    {
+            // Each record to the partition its checks above chose: runs of records to
+            // one partition under that partition's lock alone while its open batch
+            // takes them, any other record under the producer's lock.
+            let mut record = |id, slot: &Arc<delivery::BatchSlot>, index: i64, timestamp| {
+                // Consecutive records mostly share a batch; otherwise look back.
+                let s = match batch_ids.iter().rposition(|&b| b == id) {
+                    Some(s) => s,
+                    None => {
+                        batch_ids.push(id);
+                        out.slots.push(slot.clone());
+                        batch_ids.len() - 1
+                    }
+                };
+                out.records.push((s as u32, index as u32, timestamp));
+            };
+            result = (|| {
+                let mut i = 0;
+                while i < records.len() {
+                    let (size, custom, at) = &plan[i];
+                    if let Some((_, pa)) = at {
+                        let end = i + plan[i..]
+                            .iter()
+                            .take_while(|(_, _, a)| a.as_ref().is_some_and(|(_, q)| q == pa))
+                            .count();
+                        let run = records[i..end]
+                            .iter()
+                            .zip(&plan[i..end])
+                            .map(|(r, (size, _, _))| (r, *size, r.timestamp.unwrap_or(now)));
+                        let (n, closed) = self.push_run(&parts[*pa], run, false, &mut record)?;
                         if let Some(c) = closed {
                             self.hand_over(c, &mut to_ship);
                         }
-                        return Ok(());
+                        if n > 0 {
+                            i += n;
+                            continue;
+                        }
                     }
+                    let r = &records[i];
+                    let timestamp = r.timestamp.unwrap_or(now);
                     let mut st = self.state.lock();
                     // As `add_one`: to the partition its checks chose, the producer
                     // checked again under this lock.
@@ -474,10 +485,12 @@ impl Shared {
                         &mut to_ship,
                         false,
                         at.as_ref().map(|(located, _)| *located),
-                        |id, slot, index| record(id, slot, index),
+                        |id, slot, index| record(id, slot, index, timestamp),
                     )?;
-                    Ok(())
-                });
+                    i += 1;
+                }
+                Ok(())
+            })();
         }
         if self.config.linger_ms == 0 {
             let mut st = self.state.lock();
