@@ -144,6 +144,8 @@ pub fn compress(
     if !codec.is_available() {
         return Err(codec.unavailable());
     }
+    // Only gzip and zstd have levels (unused when neither is built in).
+    let _ = level;
     match codec {
         Compression::None => out.extend_from_slice(input),
         #[cfg(feature = "gzip")]
@@ -209,6 +211,7 @@ fn too_large(limit: usize) -> Error {
     )
 }
 
+#[cfg(any(feature = "gzip", feature = "snappy", feature = "lz4", feature = "zstd"))]
 fn corrupt(codec: Compression, e: impl std::fmt::Display) -> Error {
     Error::invalid_batch("records", format!("{codec} data does not decompress: {e}"))
 }
