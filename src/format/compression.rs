@@ -211,7 +211,12 @@ fn too_large(limit: usize) -> Error {
     )
 }
 
-#[cfg(any(feature = "gzip", feature = "snappy", feature = "lz4", feature = "zstd"))]
+#[cfg(any(
+    feature = "gzip",
+    feature = "snappy",
+    feature = "lz4",
+    feature = "zstd"
+))]
 fn corrupt(codec: Compression, e: impl std::fmt::Display) -> Error {
     Error::invalid_batch("records", format!("{codec} data does not decompress: {e}"))
 }

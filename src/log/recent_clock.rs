@@ -3,14 +3,21 @@
 //! Reading the wall clock costs about 35 ns here (a virtual machine's clock source),
 //! a fifth of what a `send` costs. Kafka timestamps are milliseconds, so each thread
 //! keeps the last reading and reuses it while less than a millisecond has passed, which
-//! it tells from the CPU's time-stamp counter (`quanta`, about 10 ns; where the counter
-//! is not usable, `quanta` reads the monotonic clock instead and nothing is gained).
+//! it tells from the CPU's time-stamp counter (`quanta`, about 10 ns). A timestamp is
+//! then at most 1 behind the wall clock's millisecond at the send (in real time, the
+//! reading rounded down and reused for under 1 ms: up to just under 2 ms old). That
+//! bound relies on the cores' counters being in step, as the kernel requires to use
+//! them as its own clock source; a counter seen going back is not trusted. Where the
+//! counter is not usable, `quanta` reads the monotonic clock instead, and a send reads
+//! two clocks where it read one.
+//!
+//! `quanta` calibrates the counter at the first reading in the process, spinning for at
+//! least half a millisecond: creating a producer takes that reading, not a send.
 
 use std::cell::Cell;
 use std::sync::OnceLock;
 
-/// How long a reading is reused: a record's timestamp is never more than this behind
-/// the wall clock at its send.
+/// How long a reading is reused (see the module's note on what that bounds).
 const FRESH_NS: u64 = 1_000_000;
 
 static COUNTER: OnceLock<quanta::Clock> = OnceLock::new();

@@ -467,7 +467,8 @@ impl Shared {
     /// one acquisition of its lock: adds `records` in order until the batch refuses one
     /// or one closes it (then the batch is returned). `added` is told each record's
     /// place and its timestamp. Returns how many records were added; an error stops it
-    /// at the record that failed (those before it are added).
+    /// at the record that failed (those before it are added). The lock is held for at
+    /// most a batch's worth of encoding (`batch_size`).
     pub(super) fn push_run<'a, 'b: 'a>(
         &self,
         pa: &PartAcc,

@@ -122,6 +122,10 @@ impl Producer {
         coordinator: Arc<TxnCoordinator>,
     ) -> Result<(Producer, Weak<Shared>)> {
         config.validate()?;
+        // The first reading of the record clock calibrates it (once per process,
+        // spinning for half a millisecond or more): here rather than in a send, which
+        // may run inside an async task.
+        let _ = catalog.recent_ms();
         let partitioner = config
             .partitioner
             .clone()
@@ -453,26 +457,33 @@ impl Shared {
             };
             result = (|| {
                 let mut i = 0;
+                // The end of the run of records to one partition that `i` is in (found
+                // once per run: a run spans many batches).
+                let mut run_end = 0;
                 while i < records.len() {
-                    let (size, custom, at) = &plan[i];
-                    if let Some((_, pa)) = at {
-                        let end = i + plan[i..]
+                    if let Some((_, pa)) = &plan[i].2 {
+                        if i >= run_end {
+                            run_end = i + plan[i..]
+                                .iter()
+                                .take_while(|(_, _, a)| a.as_ref().is_some_and(|(_, q)| q == pa))
+                                .count();
+                        }
+                        let run = records[i..run_end]
                             .iter()
-                            .take_while(|(_, _, a)| a.as_ref().is_some_and(|(_, q)| q == pa))
-                            .count();
-                        let run = records[i..end]
-                            .iter()
-                            .zip(&plan[i..end])
+                            .zip(&plan[i..run_end])
                             .map(|(r, (size, _, _))| (r, *size, r.timestamp.unwrap_or(now)));
                         let (n, closed) = self.push_run(&parts[*pa], run, false, &mut record)?;
                         if let Some(c) = closed {
                             self.hand_over(c, &mut to_ship);
                         }
-                        if n > 0 {
-                            i += n;
+                        i += n;
+                        if i >= run_end {
                             continue;
                         }
+                        // Record `i` was refused, or the batch closed just before it: it
+                        // goes to the locked path, which opens the next batch.
                     }
+                    let (size, custom, at) = &plan[i];
                     let r = &records[i];
                     let timestamp = r.timestamp.unwrap_or(now);
                     let mut st = self.state.lock();

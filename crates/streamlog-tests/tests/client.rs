@@ -2247,9 +2247,9 @@ fn a_consumer_outlives_a_panicking_listener() {
 }
 
 /// Record timestamps come from the wall clock read at most once a millisecond per
-/// thread: each is at most 1 ms behind the wall clock at its send, never ahead, and
-/// they never go back from one send to the next on a thread (unless the wall clock
-/// itself is set back, which this test does not do).
+/// thread: each is at most 1 behind the wall clock's millisecond at its send, never
+/// ahead, and they never go back from one send to the next on a thread (unless the
+/// wall clock itself is set back, which this test does not do).
 #[test]
 fn record_timestamps_are_the_wall_clock_at_most_a_millisecond_behind() {
     let wall_ms = || {
