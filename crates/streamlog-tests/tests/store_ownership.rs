@@ -472,15 +472,7 @@ fn an_import_that_fails_to_open_its_partitions_leaves_no_metadata_behind() {
         .import_kafka_topic("clicks", TopicConfig::default())
         .unwrap();
     assert_eq!(report.partitions.len(), 2);
-    assert_eq!(
-        store
-            .topic("clicks")
-            .unwrap()
-            .partition(1)
-            .unwrap()
-            .log_end_offset(),
-        1
-    );
+    assert_eq!(clicks_end(&store), 1);
 }
 
 /// Directories moved into the store by the user (a rename or copy, which need not sync
@@ -536,13 +528,15 @@ fn an_import_syncs_the_store_directory_before_adopting_the_directories() {
         synced < adopted,
         "the store directory is synced (op {synced}) before the metadata adopts (op {adopted})"
     );
-    assert_eq!(
-        store
-            .topic("clicks")
-            .unwrap()
-            .partition(1)
-            .unwrap()
-            .log_end_offset(),
-        1
-    );
+    assert_eq!(clicks_end(&store), 1);
+}
+
+/// The end offset of partition 1 of the imported topic `clicks`.
+fn clicks_end(store: &Store) -> i64 {
+    store
+        .topic("clicks")
+        .unwrap()
+        .partition(1)
+        .unwrap()
+        .log_end_offset()
 }
