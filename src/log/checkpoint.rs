@@ -3,8 +3,10 @@
 //! - `recovery-point-offset-checkpoint` (Kafka's text format `0\n1\n<topic> <partition>
 //!   <offset>\n`): every segment below the recovery point, with its indexes, is synced.
 //!   Written via `.tmp` + fsync + rename + directory fsync.
-//! - `.kafka_cleanshutdown` (Kafka's JSON): present only after a clean close. Same write
-//!   protocol; deleted (and the directory synced) before the first write after open.
+//! - `.kafka_cleanshutdown` (Kafka's JSON): present only after a clean close. Created
+//!   after everything it vouches for is synced, then the directory is fsync'd; its bytes
+//!   are not (only its presence is read). Deleted (and the directory synced) before the
+//!   first write after open.
 //! - `streamlog.durable`: where the last completed flush ended (segment base, byte
 //!   position, next offset). Two 64-byte slots, each with its own CRC-32C, written
 //!   alternately and fdatasync'd, so a torn write leaves the other slot valid. Recovery
@@ -66,21 +68,32 @@ fn write_synced(fs: &dyn FileSystem, path: &Path, contents: &[u8]) -> std::io::R
     f.sync_data()
 }
 
-/// Writes several files of `dir` as [`write_atomic`] does, sharing one directory fsync:
-/// each `name.tmp` is written and fsync'd, then all are renamed in order, then the
-/// directory is synced once. A crash before that fsync may keep any subset of the
-/// renames, so no file may depend on another being there.
-pub fn write_atomic_all(
+/// Kafka's clean-shutdown marker contents.
+pub const CLEAN_SHUTDOWN_CONTENTS: &[u8] = br#"{"version":0,"brokerEpoch":0}"#;
+
+/// Writes what a close leaves in `dir`, sharing one directory fsync: the recovery point
+/// `point` (if given) as [`write_atomic`] does, then the clean-shutdown marker.
+///
+/// The marker's bytes are written but not fsync'd: an open reads only whether the marker
+/// exists, never what it holds, and it is created only after everything it vouches for
+/// is synced. A crash that keeps its name but loses its bytes still leaves a log closed
+/// cleanly, and a crash that loses its name leaves one that an open recovers. The two
+/// names need not survive together: a marker without the new recovery point only makes
+/// a later crash recovery scan from the older point.
+pub fn write_close_files(
     fs: &dyn FileSystem,
     dir: &Path,
-    files: &[(&str, &[u8])],
+    point: Option<&[u8]>,
 ) -> std::io::Result<()> {
-    for (name, contents) in files {
-        write_synced(fs, &dir.join(format!("{name}.tmp")), contents)?;
+    if let Some(text) = point {
+        let tmp = dir.join(format!("{RECOVERY_POINT_FILE}.tmp"));
+        write_synced(fs, &tmp, text)?;
+        fs.rename(&tmp, &dir.join(RECOVERY_POINT_FILE))?;
     }
-    for (name, _) in files {
-        fs.rename(&dir.join(format!("{name}.tmp")), &dir.join(name))?;
-    }
+    let marker = fs.open(&dir.join(CLEAN_SHUTDOWN_FILE), true)?;
+    marker.set_len(0)?;
+    marker.write_all_at(CLEAN_SHUTDOWN_CONTENTS, 0)?;
+    drop(marker);
     fs.sync_dir(dir)
 }
 

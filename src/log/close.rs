@@ -90,21 +90,17 @@ impl Log {
         if !w.producers.is_empty() {
             self.write_producer_snapshot(end, &w.producers)?;
         }
-        // The recovery point and the marker share one directory fsync. Neither needs the
-        // other: a marker kept without the new recovery point only makes a later crash
-        // recovery scan from the older point (the clean open itself checks the durable
-        // position against the last segment, not the recovery point).
-        let point = checkpoint::recovery_point_text(&self.topic, self.partition, end);
-        checkpoint::write_atomic_all(
+        // A crash recovery scans from the segment holding the recovery point. If the
+        // point on disk already lies in the active segment (as the flushes leave it while
+        // the log runs), a new one would change nothing a later recovery does: it is
+        // not written, saving its fsync.
+        let unchanged = fl.point_on_disk && (active.base..=end).contains(&fl.recovery_point);
+        let point =
+            (!unchanged).then(|| checkpoint::recovery_point_text(&self.topic, self.partition, end));
+        checkpoint::write_close_files(
             self.fs.as_ref(),
             &self.dir,
-            &[
-                (checkpoint::RECOVERY_POINT_FILE, point.as_bytes()),
-                (
-                    checkpoint::CLEAN_SHUTDOWN_FILE,
-                    br#"{"version":0,"brokerEpoch":0}"#,
-                ),
-            ],
+            point.as_deref().map(str::as_bytes),
         )
         .map_err(io_ctx(format!(
             "write the recovery point and clean shutdown marker of {}",

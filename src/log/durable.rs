@@ -203,6 +203,7 @@ impl Log {
             if fl.recovery_point < active.base {
                 self.write_recovery_point(active.base)?;
                 fl.recovery_point = active.base;
+                fl.point_on_disk = true;
             }
             Ok(())
         })();

@@ -185,6 +185,9 @@ struct Writer {
 #[derive(Debug)]
 struct FlushState {
     recovery_point: i64,
+    /// The recovery-point file holds `recovery_point` (or is absent and it is 0): false
+    /// while a point the open did not trust is still there.
+    point_on_disk: bool,
 }
 
 /// One partition log. `Send + Sync`: appends are serialized by an internal lock;

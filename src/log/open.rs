@@ -184,6 +184,7 @@ impl Log {
             .map_err(io_ctx(format!("read the durable position in {d}")))?;
         // A recovery point is only trusted when it agrees with the durable record (a stale
         // or foreign checkpoint past it would make recovery trust unsynced segments).
+        let stored_point = recovery_point;
         let recovery_point =
             recovery_point.filter(|&r| durable.is_some_and(|d| r <= d.next_offset));
         let stored_start = read_offset(checkpoint::LOG_START_FILE, "the log start offset")?;
@@ -357,6 +358,8 @@ impl Log {
             }),
             flush_state: Mutex::new(FlushState {
                 recovery_point: recovery_point.unwrap_or(0),
+                // An untrusted point stays on disk until the next one is written.
+                point_on_disk: stored_point == recovery_point,
             }),
             durable_file: Mutex::new(durable_file),
             durable_pending: Mutex::new(None),

@@ -151,6 +151,7 @@ impl Log {
         if fl.recovery_point > seg.base {
             self.write_recovery_point(seg.base)?;
             fl.recovery_point = seg.base;
+            fl.point_on_disk = true;
         }
         {
             // Under the durable file's lock, a position a flush left to record (older

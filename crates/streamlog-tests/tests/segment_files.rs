@@ -100,9 +100,12 @@ fn index_files_follow_kafkas_rules_and_are_trimmed_on_close() {
             "missing time entry {t}: {got:?}"
         );
     }
-    let recovery_point =
-        std::fs::read_to_string(dir.join("recovery-point-offset-checkpoint")).unwrap();
-    assert_eq!(recovery_point, "0\n1\nt 0 120\n");
+    // One segment: a crash recovery after the next open scans it whole wherever the
+    // point lies in it, so the close writes none (the flushes never needed one either).
+    assert!(
+        !dir.join("recovery-point-offset-checkpoint").exists(),
+        "no recovery point inside the only segment"
+    );
     assert_eq!(
         std::fs::read_to_string(dir.join(".kafka_cleanshutdown")).unwrap(),
         r#"{"version":0,"brokerEpoch":0}"#
