@@ -1,5 +1,5 @@
 //! `.index` and `.timeindex`: Kafka's sparse indexes, kept in memory and mirrored to
-//! preallocated files.
+//! files preallocated (from the first entry) while their segment is active.
 //!
 //! - `.index`: 8-byte entries (u32 offset relative to the segment base = the last offset
 //!   of a batch, u32 file position of that batch), strictly increasing.
@@ -104,6 +104,9 @@ pub struct Index<E: Entry> {
     deferred: std::sync::atomic::AtomicBool,
     /// Serializes deferred loads.
     loading: parking_lot::Mutex<()>,
+    /// [`preallocate`](Self::preallocate) was asked for while there were no entries: the
+    /// file is extended at the first one.
+    extend_at_first: std::sync::atomic::AtomicBool,
 }
 
 impl<E: Entry> Index<E> {
@@ -117,6 +120,7 @@ impl<E: Entry> Index<E> {
             max_entries: (index_bytes / E::SIZE) as usize,
             deferred: std::sync::atomic::AtomicBool::new(false),
             loading: parking_lot::Mutex::new(()),
+            extend_at_first: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -139,6 +143,7 @@ impl<E: Entry> Index<E> {
             max_entries: (index_bytes / E::SIZE) as usize,
             deferred: std::sync::atomic::AtomicBool::new(false),
             loading: parking_lot::Mutex::new(()),
+            extend_at_first: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -279,9 +284,14 @@ impl<E: Entry> Index<E> {
 
     /// Appends an entry (the caller checked order and capacity).
     pub fn append(&self, e: E) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering;
         let mut entries = self.entries.write();
-        self.file()?
-            .write_all_at(&e.encode(), entries.len() as u64 * E::SIZE)?;
+        let file = self.file()?;
+        if self.extend_at_first.load(Ordering::Acquire) {
+            file.set_len(self.full_len())?;
+            self.extend_at_first.store(false, Ordering::Release);
+        }
+        file.write_all_at(&e.encode(), entries.len() as u64 * E::SIZE)?;
         entries.push(e);
         Ok(())
     }
@@ -306,6 +316,8 @@ impl<E: Entry> Index<E> {
 
     /// Truncates the file to its entries (at roll and close).
     pub fn trim(&self) -> std::io::Result<()> {
+        self.extend_at_first
+            .store(false, std::sync::atomic::Ordering::Release);
         if self.is_deferred() {
             return Ok(()); // a sealed segment's file, trimmed when it was sealed
         }
@@ -313,9 +325,22 @@ impl<E: Entry> Index<E> {
             .set_len(self.entries.read().len() as u64 * E::SIZE)
     }
 
-    /// Extends the file to its preallocated size (for the active segment).
+    /// Extends the file to its preallocated size (for the active segment). Without
+    /// entries, the file is extended at the first one instead: a segment that is never
+    /// indexed (a partition that gets a few records) leaves its file untouched, and a
+    /// file without unsynced changes can lose its descriptor to the limit without an
+    /// fsync (see [`CachingFs`](crate::fs::CachingFs)).
     pub fn preallocate(&self) -> std::io::Result<()> {
-        self.file()?.set_len(self.max_entries as u64 * E::SIZE)
+        if self.entries.read().is_empty() {
+            self.extend_at_first
+                .store(true, std::sync::atomic::Ordering::Release);
+            return Ok(());
+        }
+        self.file()?.set_len(self.full_len())
+    }
+
+    fn full_len(&self) -> u64 {
+        self.max_entries as u64 * E::SIZE
     }
 
     /// fdatasync of the index file.

@@ -86,3 +86,49 @@ fn many_partitions_share_directory_fsyncs() {
         assert_eq!(files, 4, "t-{p} fsynced {files} files at close");
     }
 }
+
+/// More partitions than descriptors: the cache closes files as the topic is created, and
+/// a file with unsynced changes is fsync'd before its descriptor goes. A new partition's
+/// index files are untouched until their first entry, so none of them is synced.
+#[test]
+fn partitions_created_past_the_descriptor_limit_sync_no_index_file() {
+    let synced: Arc<Mutex<Vec<PathBuf>>> = Arc::default();
+    let seen = synced.clone();
+    let hooks = Hooks {
+        before_op: Box::new(move |op, path| {
+            if op == Op::Sync {
+                seen.lock().push(path.to_path_buf());
+            }
+        }),
+        ..Hooks::default()
+    };
+    let fs: Arc<dyn FileSystem> = Arc::new(InterceptFs::new(SimFs::new(), hooks));
+    let store = Store::open_with(
+        Path::new("/store"),
+        StoreConfig::default()
+            .background_maintenance(false)
+            .max_open_files(64)
+            .file_system(fs),
+    )
+    .unwrap();
+    synced.lock().clear();
+    store
+        .create_topic("t", TopicConfig::default().partitions(PARTITIONS))
+        .unwrap();
+    let synced = synced.lock();
+    let indexes: Vec<&PathBuf> = synced
+        .iter()
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e == "index" || e == "timeindex")
+        })
+        .collect();
+    assert!(indexes.is_empty(), "index files synced: {indexes:?}");
+    // Each partition syncs its metadata, its segment and its durable position.
+    let in_partitions = synced.iter().filter(|p| {
+        p.parent()
+            .and_then(Path::file_name)
+            .is_some_and(|d| d.to_string_lossy().starts_with("t-"))
+    });
+    assert_eq!(in_partitions.count(), 3 * PARTITIONS as usize, "{synced:?}");
+}
