@@ -343,6 +343,7 @@ impl Log {
     /// Final time-index entry and trimmed index files. Failures only cost a rebuild at
     /// the next recovery, so they are logged, not returned.
     pub(super) fn seal(&self, seg: &Segment) {
+        seg.time_index.cancel_preallocation();
         seg.maybe_append_time_entry();
         let max_ts = seg.max_timestamp.load(Ordering::Acquire);
         if max_ts >= 0 && seg.time_index.last().is_none_or(|e| e.timestamp != max_ts) {

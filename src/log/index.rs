@@ -314,10 +314,16 @@ impl<E: Entry> Index<E> {
         n.checked_sub(1).map(|i| entries[i])
     }
 
-    /// Truncates the file to its entries (at roll and close).
-    pub fn trim(&self) -> std::io::Result<()> {
+    /// The segment is being sealed: an entry from now on (its final time-index entry)
+    /// does not extend the file, which is trimmed right after.
+    pub fn cancel_preallocation(&self) {
         self.extend_at_first
             .store(false, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Truncates the file to its entries (at roll and close).
+    pub fn trim(&self) -> std::io::Result<()> {
+        self.cancel_preallocation();
         if self.is_deferred() {
             return Ok(()); // a sealed segment's file, trimmed when it was sealed
         }

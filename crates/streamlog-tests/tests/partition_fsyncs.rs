@@ -21,7 +21,7 @@ const PARTITIONS: i32 = 100;
 
 type Counts = Arc<Mutex<HashMap<PathBuf, usize>>>;
 
-fn dir_syncs(counts: &Counts, dir: &Path) -> usize {
+fn count_at(counts: &Counts, dir: &Path) -> usize {
     counts.lock().get(dir).copied().unwrap_or(0)
 }
 
@@ -29,8 +29,10 @@ fn dir_syncs(counts: &Counts, dir: &Path) -> usize {
 fn many_partitions_share_directory_fsyncs() {
     let counts: Counts = Arc::default();
     let file_syncs: Counts = Arc::default();
+    let set_lens: Counts = Arc::default();
     let seen = counts.clone();
     let seen_files = file_syncs.clone();
+    let seen_lens = set_lens.clone();
     let hooks = Hooks {
         before_op: Box::new(move |op, path| match op {
             Op::SyncDir => *seen.lock().entry(path.to_path_buf()).or_default() += 1,
@@ -38,6 +40,7 @@ fn many_partitions_share_directory_fsyncs() {
                 let dir = path.parent().unwrap_or(path).to_path_buf();
                 *seen_files.lock().entry(dir).or_default() += 1;
             }
+            Op::SetLen => *seen_lens.lock().entry(path.to_path_buf()).or_default() += 1,
             _ => {}
         }),
         ..Hooks::default()
@@ -56,13 +59,13 @@ fn many_partitions_share_directory_fsyncs() {
     store
         .create_topic("t", TopicConfig::default().partitions(PARTITIONS))
         .unwrap();
-    let root_syncs = dir_syncs(&counts, root);
+    let root_syncs = count_at(&counts, root);
     assert!(
         root_syncs <= 3,
         "the store directory was synced {root_syncs} times for {PARTITIONS} partitions"
     );
     for p in 0..PARTITIONS {
-        let n = dir_syncs(&counts, &root.join(format!("t-{p}")));
+        let n = count_at(&counts, &root.join(format!("t-{p}")));
         assert!(n <= 2, "t-{p} was synced {n} times at creation");
     }
 
@@ -77,13 +80,22 @@ fn many_partitions_share_directory_fsyncs() {
     drop(topic);
     counts.lock().clear();
     file_syncs.lock().clear();
+    set_lens.lock().clear();
     store.close().unwrap();
     for p in 0..PARTITIONS {
         let dir = root.join(format!("t-{p}"));
-        let n = dir_syncs(&counts, &dir);
+        let n = count_at(&counts, &dir);
         assert_eq!(n, 1, "t-{p} was synced {n} times at close");
-        let files = dir_syncs(&file_syncs, &dir);
+        let files = count_at(&file_syncs, &dir);
         assert_eq!(files, 4, "t-{p} fsynced {files} files at close");
+        // The final time-index entry of a never-indexed segment does not extend the
+        // file only for the trim to cut it back: one length change, the trim.
+        let time_index = dir.join("00000000000000000000.timeindex");
+        let lens = count_at(&set_lens, &time_index);
+        assert_eq!(
+            lens, 1,
+            "t-{p}'s time index changed length {lens} times at close"
+        );
     }
 }
 
