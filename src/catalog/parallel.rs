@@ -1,6 +1,7 @@
 //! Work on many partitions at once: opening, creating and closing partitions is bound
 //! by file-system latency (fsyncs, directory lookups), not by the CPU, so a store with
-//! thousands of partitions does it on a few threads.
+//! thousands of partitions does it on many threads (up to [`MAX_THREADS`]), whose fsyncs
+//! the device serves together.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -22,20 +23,22 @@ pub(super) fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> 
     }
     let threads = items.len().div_ceil(MIN_ITEMS).min(MAX_THREADS);
     let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = items.get(i) else { break };
+            done.push((i, f(item)));
+        }
+        done
+    };
     let mut out: Vec<(usize, R)> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(item) = items.get(i) else { break };
-                        done.push((i, f(item)));
-                    }
-                    done
-                })
-            })
+        // A thread that cannot be created (a process limit) is no error: the threads
+        // already running, and the calling thread, share the items between them.
+        let workers: Vec<_> = (1..threads)
+            .map_while(|_| std::thread::Builder::new().spawn_scoped(s, work).ok())
             .collect();
+        let mine = work();
         workers
             .into_iter()
             .flat_map(|w| match w.join() {
@@ -43,6 +46,7 @@ pub(super) fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> 
                 // A panic in `f` is a bug; pass it on as the sequential code would.
                 Err(panic) => std::panic::resume_unwind(panic),
             })
+            .chain(mine)
             .collect()
     });
     out.sort_unstable_by_key(|(i, _)| *i);

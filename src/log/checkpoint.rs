@@ -90,9 +90,15 @@ pub fn write_close_files(
         write_synced(fs, &tmp, text)?;
         fs.rename(&tmp, &dir.join(RECOVERY_POINT_FILE))?;
     }
-    let marker = fs.open(&dir.join(CLEAN_SHUTDOWN_FILE), true)?;
-    marker.set_len(0)?;
-    marker.write_all_at(CLEAN_SHUTDOWN_CONTENTS, 0)?;
+    let path = dir.join(CLEAN_SHUTDOWN_FILE);
+    let marker = fs.open(&path, true)?;
+    // Its bytes are Kafka's, for Kafka's tools; the close does not depend on them.
+    if let Err(e) = marker
+        .set_len(0)
+        .and_then(|()| marker.write_all_at(CLEAN_SHUTDOWN_CONTENTS, 0))
+    {
+        tracing::warn!("{}: contents not written: {e}", path.display());
+    }
     drop(marker);
     fs.sync_dir(dir)
 }

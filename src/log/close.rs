@@ -7,9 +7,10 @@ use super::checkpoint;
 use crate::error::{Result, io_ctx};
 
 impl Log {
-    /// Flushes, seals the active segment's indexes, writes the recovery point and the
-    /// clean-shutdown marker so the next open scans nothing. A log opened after a clean
-    /// shutdown and not changed since writes nothing: its marker is still on disk.
+    /// Flushes, seals the active segment's indexes and writes the clean-shutdown marker,
+    /// so the next open scans nothing (and the recovery point, if the one on disk lies
+    /// in an older segment). A log opened after a clean shutdown and not changed since
+    /// writes nothing: its marker is still on disk.
     ///
     /// # Errors
     /// `Io`/`Poisoned` if the final flush fails; the marker is then not written and the
@@ -92,8 +93,10 @@ impl Log {
         }
         // A crash recovery scans from the segment holding the recovery point. If the
         // point on disk already lies in the active segment (as the flushes leave it while
-        // the log runs), a new one would change nothing a later recovery does: it is
-        // not written, saving its fsync.
+        // the log runs), it is not rewritten, saving an fsync: a later crash recovery
+        // scans at most this one segment more (if the log rolls after the next open
+        // before any flush moves the point), and replays producers from the snapshot at
+        // its base rather than at its end.
         let unchanged = fl.point_on_disk && (active.base..=end).contains(&fl.recovery_point);
         let point =
             (!unchanged).then(|| checkpoint::recovery_point_text(&self.topic, self.partition, end));

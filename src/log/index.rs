@@ -241,7 +241,7 @@ impl<E: Entry> Index<E> {
         Ok(ok)
     }
 
-    /// Replaces all entries and rewrites the file (`preallocate`: extend it to the full
+    /// Replaces all entries and rewrites the file (`preallocate`: extend it, from the first entry, to the full
     /// size for an active segment; otherwise trimmed). Not synced.
     pub fn replace(&self, entries: Vec<E>, preallocate: bool) -> std::io::Result<()> {
         self.set_entries(entries);
@@ -265,7 +265,7 @@ impl<E: Entry> Index<E> {
         file.sync_data()
     }
 
-    /// Rewrites the file with the entries in memory (`preallocate`: extended to the full
+    /// Rewrites the file with the entries in memory (`preallocate`: extended, from the first entry, to the full
     /// size for an active segment; otherwise trimmed). Not synced.
     pub fn rewrite(&self, preallocate: bool) -> std::io::Result<()> {
         if self.is_deferred() {
@@ -342,7 +342,9 @@ impl<E: Entry> Index<E> {
                 .store(true, std::sync::atomic::Ordering::Release);
             return Ok(());
         }
-        self.file()?.set_len(self.full_len())
+        self.file()?.set_len(self.full_len())?;
+        self.cancel_preallocation();
+        Ok(())
     }
 
     fn full_len(&self) -> u64 {

@@ -186,7 +186,7 @@ struct Writer {
 struct FlushState {
     recovery_point: i64,
     /// The recovery-point file holds `recovery_point` (or is absent and it is 0): false
-    /// while a point the open did not trust is still there.
+    /// while a point the open did not trust, or could not read, is still there.
     point_on_disk: bool,
 }
 

@@ -157,14 +157,19 @@ impl Log {
             .exists(&clean_path)
             .map_err(io_ctx(format!("stat {}", clean_path.display())))?;
         let (topic, partition) = topic_partition(&dir);
-        let read_offset = |name: &str, what: &str| -> Result<Option<i64>> {
-            Ok(checkpoint::read_small(fs.as_ref(), &dir.join(name))
-                .map_err(io_ctx(format!("read {what} in {d}")))?
-                .and_then(|b| {
-                    checkpoint::parse_recovery_point(&String::from_utf8_lossy(&b), partition)
-                }))
+        // The file's text, and the offset it gives (`None` for text that does not parse).
+        let read_checkpoint = |name: &str, what: &str| -> Result<(bool, Option<i64>)> {
+            let text = checkpoint::read_small(fs.as_ref(), &dir.join(name))
+                .map_err(io_ctx(format!("read {what} in {d}")))?;
+            let offset = text.as_ref().and_then(|b| {
+                checkpoint::parse_recovery_point(&String::from_utf8_lossy(b), partition)
+            });
+            Ok((text.is_some(), offset))
         };
-        let recovery_point = read_offset(checkpoint::RECOVERY_POINT_FILE, "the recovery point")?;
+        let read_offset =
+            |name: &str, what: &str| -> Result<Option<i64>> { Ok(read_checkpoint(name, what)?.1) };
+        let (point_file, recovery_point) =
+            read_checkpoint(checkpoint::RECOVERY_POINT_FILE, "the recovery point")?;
         // The partition epochs (Kafka's, if Kafka wrote the directory): batches must carry
         // the epoch of their offset. A file that does not parse is damage, refused: as
         // none, valid batches of later epochs would be cut as a torn tail.
@@ -358,8 +363,10 @@ impl Log {
             }),
             flush_state: Mutex::new(FlushState {
                 recovery_point: recovery_point.unwrap_or(0),
-                // An untrusted point stays on disk until the next one is written.
-                point_on_disk: stored_point == recovery_point,
+                // An untrusted or unreadable point stays on disk until the next one is
+                // written.
+                point_on_disk: stored_point == recovery_point
+                    && (stored_point.is_some() || !point_file),
             }),
             durable_file: Mutex::new(durable_file),
             durable_pending: Mutex::new(None),

@@ -451,8 +451,8 @@ impl Segment {
         }
     }
 
-    /// Extends the active segment's index files to their full size (they are trimmed
-    /// when it is sealed or closed).
+    /// Extends the active segment's index files to their full size, from their first
+    /// entry (they are trimmed when it is sealed or closed).
     pub fn preallocate_indexes(&self) -> Result<()> {
         self.offset_index
             .preallocate()

@@ -249,22 +249,55 @@ fn a_marker_whose_bytes_were_lost_still_marks_a_clean_close() {
 
 #[test]
 fn a_recovery_point_the_open_did_not_trust_is_replaced_at_close() {
+    // A point past the durable end (a stale or foreign checkpoint: not trusted, and it
+    // would be once the log grew past it), and text that does not parse.
+    let bad: [&[u8]; 2] = [b"0\n1\nclicks 0 500\n", b"not a checkpoint"];
+    for text in bad {
+        let fs = SimFs::new();
+        let config = LogConfig::default();
+        let log = open_sim(&fs, config.clone()).unwrap();
+        for i in 0..3 {
+            put(&log, "k", &format!("v{i}"));
+        }
+        log.close().unwrap();
+        let point = dir().join("recovery-point-offset-checkpoint");
+        fs.write_file(&point, text.to_vec());
+        let log = open_sim(&fs, config).unwrap();
+        put(&log, "k", "v3");
+        log.close().unwrap();
+        assert_eq!(
+            fs.read_file(&point).map(|b| String::from_utf8(b).unwrap()),
+            Some("0\n1\nclicks 0 4\n".to_string())
+        );
+    }
+}
+
+#[test]
+fn a_crash_after_a_clean_reopen_scans_only_the_active_segment() {
     let fs = SimFs::new();
-    let config = LogConfig::default();
-    let log = open_sim(&fs, config.clone()).unwrap();
-    for i in 0..3 {
-        put(&log, "k", &format!("v{i}"));
+    // Closed just after a roll: the active segment has room for more.
+    let log = open_sim(&fs, config()).unwrap();
+    let mut i = 0;
+    while log.segments().len() < 3 {
+        put(&log, &format!("k{}", i % 5), &format!("value-{i:03}"));
+        i += 1;
     }
     log.close().unwrap();
-    // A point past the durable end (a stale or foreign checkpoint): not trusted, and it
-    // would be once the log grew past it.
-    let point = dir().join("recovery-point-offset-checkpoint");
-    fs.write_file(&point, b"0\n1\nclicks 0 500\n".to_vec());
-    let log = open_sim(&fs, config).unwrap();
-    put(&log, "k", "v3");
-    log.close().unwrap();
-    assert_eq!(
-        fs.read_file(&point).map(|b| String::from_utf8(b).unwrap()),
-        Some("0\n1\nclicks 0 4\n".to_string())
-    );
+    let log = open_sim(&fs, config()).unwrap();
+    let segments = log.segments().len();
+    put(&log, "k9", "after-reopen");
+    log.flush().unwrap();
+    let end = log.log_end_offset();
+    // The close left the recovery point where the flushes had put it (the active
+    // segment's base); no roll since, so a crash recovery scans that segment alone.
+    assert_eq!(log.segments().len(), segments);
+    let image = fs.crash_image(streamlog::fs::CrashImage::DropAll);
+    drop(log);
+    let log = open_sim(&image, config()).unwrap();
+    let report = log.recovery_report();
+    assert!(!report.clean_shutdown);
+    assert_eq!(report.segments_scanned, 1, "{report:?}");
+    assert_eq!(log.log_end_offset(), end);
+    let records = log.read_records(log.log_start_offset(), 1 << 20).unwrap();
+    assert_eq!(records.len() as i64, end - log.log_start_offset());
 }
