@@ -241,8 +241,9 @@ impl<E: Entry> Index<E> {
         Ok(ok)
     }
 
-    /// Replaces all entries and rewrites the file (`preallocate`: extend it, from the first entry, to the full
-    /// size for an active segment; otherwise trimmed). Not synced.
+    /// Replaces all entries and rewrites the file (`preallocate`: extend it, from the
+    /// first entry, to the full size for an active segment; otherwise trimmed). Not
+    /// synced.
     pub fn replace(&self, entries: Vec<E>, preallocate: bool) -> std::io::Result<()> {
         self.set_entries(entries);
         self.rewrite(preallocate)
@@ -265,8 +266,9 @@ impl<E: Entry> Index<E> {
         file.sync_data()
     }
 
-    /// Rewrites the file with the entries in memory (`preallocate`: extended, from the first entry, to the full
-    /// size for an active segment; otherwise trimmed). Not synced.
+    /// Rewrites the file with the entries in memory (`preallocate`: extended, from the
+    /// first entry, to the full size for an active segment; otherwise trimmed). Not
+    /// synced.
     pub fn rewrite(&self, preallocate: bool) -> std::io::Result<()> {
         if self.is_deferred() {
             // Only the last entry is in memory: writing would lose the rest.

@@ -24,8 +24,8 @@ impl Log {
 
     /// Before the first change to a log opened after a clean shutdown: removes the
     /// clean-shutdown marker, syncs the directory, and preallocates the active
-    /// segment's indexes (from their first entry). May be called with any of the log's locks held (it takes only
-    /// its own and reads the segment list).
+    /// segment's indexes (from their first entry). May be called with any of the log's
+    /// locks held (it takes only its own and reads the segment list).
     ///
     /// # Errors
     /// `Io` (a failed directory fsync also poisons the log: it is never retried);

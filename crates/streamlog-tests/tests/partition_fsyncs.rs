@@ -25,6 +25,20 @@ fn count_at(counts: &Counts, dir: &Path) -> usize {
     counts.lock().get(dir).copied().unwrap_or(0)
 }
 
+/// A store at `/store` on the simulated file system, every operation seen by `hook`.
+fn store_with(hook: impl Fn(Op, &Path) + Send + Sync + 'static, config: StoreConfig) -> Store {
+    let hooks = Hooks {
+        before_op: Box::new(hook),
+        ..Hooks::default()
+    };
+    let fs: Arc<dyn FileSystem> = Arc::new(InterceptFs::new(SimFs::new(), hooks));
+    Store::open_with(
+        Path::new("/store"),
+        config.background_maintenance(false).file_system(fs),
+    )
+    .unwrap()
+}
+
 #[test]
 fn many_partitions_share_directory_fsyncs() {
     let counts: Counts = Arc::default();
@@ -33,24 +47,16 @@ fn many_partitions_share_directory_fsyncs() {
     let seen = counts.clone();
     let seen_files = file_syncs.clone();
     let seen_lens = set_lens.clone();
-    let hooks = Hooks {
-        before_op: Box::new(move |op, path| match op {
+    let store = store_with(
+        move |op, path| match op {
             Op::SyncDir => *seen.lock().entry(path.to_path_buf()).or_default() += 1,
             Op::Sync => seen_files.lock().push(path.to_path_buf()),
             Op::SetLen => *seen_lens.lock().entry(path.to_path_buf()).or_default() += 1,
             _ => {}
-        }),
-        ..Hooks::default()
-    };
-    let fs: Arc<dyn FileSystem> = Arc::new(InterceptFs::new(SimFs::new(), hooks));
+        },
+        StoreConfig::default(),
+    );
     let root = Path::new("/store");
-    let store = Store::open_with(
-        root,
-        StoreConfig::default()
-            .background_maintenance(false)
-            .file_system(fs),
-    )
-    .unwrap();
 
     counts.lock().clear();
     store
@@ -118,23 +124,14 @@ fn many_partitions_share_directory_fsyncs() {
 fn partitions_created_past_the_descriptor_limit_sync_no_index_file() {
     let synced: Arc<Mutex<Vec<PathBuf>>> = Arc::default();
     let seen = synced.clone();
-    let hooks = Hooks {
-        before_op: Box::new(move |op, path| {
+    let store = store_with(
+        move |op, path| {
             if op == Op::Sync {
                 seen.lock().push(path.to_path_buf());
             }
-        }),
-        ..Hooks::default()
-    };
-    let fs: Arc<dyn FileSystem> = Arc::new(InterceptFs::new(SimFs::new(), hooks));
-    let store = Store::open_with(
-        Path::new("/store"),
-        StoreConfig::default()
-            .background_maintenance(false)
-            .max_open_files(64)
-            .file_system(fs),
-    )
-    .unwrap();
+        },
+        StoreConfig::default().max_open_files(64),
+    );
     synced.lock().clear();
     store
         .create_topic("t", TopicConfig::default().partitions(PARTITIONS))
