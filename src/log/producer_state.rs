@@ -252,6 +252,13 @@ impl ProducerStates {
                 .producers
                 .entry(*pid)
                 .or_insert_with(|| ProducerEntry::new(r.epoch));
+            // Every batch remembered was past the cut, but the log below it holds
+            // earlier ones (a state loaded from a snapshot remembers only each
+            // producer's last batch): those from the replay, so that a re-sent one is
+            // still a duplicate and a sequence gap still refused.
+            if entry.batches.is_empty() && entry.epoch == r.epoch {
+                entry.batches = r.batches.clone();
+            }
             entry.txn_first_offset = r.txn_first_offset;
             entry.coordinator_epoch = entry.coordinator_epoch.max(r.coordinator_epoch);
         }
@@ -485,6 +492,26 @@ pub(super) mod tests {
         s.truncate_to(0, &ProducerStates::default());
         // Nothing left of the producer: any sequence is accepted.
         assert_eq!(s.check(&header(7, 0, 9, 1)).unwrap(), Verdict::Append);
+    }
+
+    #[test]
+    fn truncation_past_every_remembered_batch_takes_the_batches_below_the_cut() {
+        // Loaded from a snapshot: only the producer's last batch (2..=3) is known.
+        let mut s = ProducerStates::default();
+        let b = header(7, 0, 2, 2);
+        s.record(&b, info(&b, 2, 0));
+        // The replay of the log up to the cut found the batch before it.
+        let mut rebuilt = ProducerStates::default();
+        let a = header(7, 0, 0, 2);
+        rebuilt.replay(&a);
+        s.truncate_to(2, &rebuilt);
+        // `a` re-sent is a duplicate, and a sequence past `a`'s end is a gap.
+        assert!(matches!(s.check(&a).unwrap(), Verdict::Duplicate(_)));
+        assert!(matches!(
+            s.check(&header(7, 0, 5, 1)),
+            Err(Error::OutOfOrderSequence { expected: 2, .. })
+        ));
+        assert_eq!(s.check(&b).unwrap(), Verdict::Append);
     }
 
     fn txn_header(pid: i64, epoch: i16, seq: i32, transactional: bool) -> BatchHeader {

@@ -114,6 +114,36 @@ fn after_a_truncation_a_resent_batch_is_appended_again() {
 }
 
 #[test]
+fn a_truncation_after_a_crash_keeps_the_batches_below_the_cut() {
+    // Found by the log_ops fuzz target. After a crash the state comes from the roll's
+    // snapshot, which holds each producer's last batch only (`b`); cutting `b` off
+    // left the producer with no batch, so any sequence was accepted: `a` re-sent was
+    // appended twice, and a gap was taken.
+    let (fs, log) = small_sim_log();
+    let a = log.append(&mut batch(7, 0, 0, "a", 2)).unwrap();
+    log.append(&mut batch(7, 0, 2, "b", 3)).unwrap();
+    log.roll().unwrap();
+    log.flush().unwrap();
+    let image = fs.crash_image(CrashImage::DropAll);
+    drop(log);
+    let log = common::open_sim(&image, common::small_config()).unwrap();
+    assert_eq!(log.truncate_to(3).unwrap(), 2);
+    assert_eq!(
+        log.append(&mut batch(7, 0, 0, "a", 2)).unwrap().base_offset,
+        a.base_offset
+    );
+    assert!(matches!(
+        log.append(&mut batch(7, 0, 5, "x", 1)).unwrap_err(),
+        Error::OutOfOrderSequence {
+            expected: 2,
+            found: 5,
+            ..
+        }
+    ));
+    assert_eq!(read_values(&log).unwrap(), ["a-0", "a-1"]);
+}
+
+#[test]
 fn after_a_clean_reopen_the_last_batch_of_each_producer_is_still_recognized() {
     // Kafka keeps one batch per producer in a snapshot: the last.
     let (fs, log) = small_sim_log();
