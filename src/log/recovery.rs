@@ -346,7 +346,8 @@ impl Recovery<'_> {
         // one, which lies below the durable position, so that too is Corruption.
         let mut expected_base = None;
         for (i, seg) in segs.iter().enumerate().take(scan_from) {
-            if let Some(reason) = expected_base.and_then(|e| self.discontinuity(seg.base, e)) {
+            if let Some(reason) = expected_base.and_then(|e| self.discontinuity(seg.base, e, None))
+            {
                 return Err(Error::corruption(&seg.log_path, 0, reason));
             }
             // The clean path below reads the active segment's end itself.
@@ -407,7 +408,9 @@ impl Recovery<'_> {
             let mut scan = self.scan(seg)?;
             outcome.producer_batches |= scan.producer_batches > 0;
             // A segment must begin where the previous one ended.
-            let discontinuity = expected_base.and_then(|e| self.discontinuity(seg.base, e));
+            let flushed = durable.map(|d| d.next_offset);
+            let discontinuity =
+                expected_base.and_then(|e| self.discontinuity(seg.base, e, flushed));
             let gap = discontinuity.is_some();
             if let Some(reason) = discontinuity {
                 scan.stopped = Some((0, reason));
@@ -524,8 +527,12 @@ impl Recovery<'_> {
 
     /// Why a segment at `base` cannot follow one that ends before offset `expected`, if
     /// it cannot: it starts inside it (never allowed), or after it while offsets must be
-    /// contiguous.
-    fn discontinuity(&self, base: i64, expected: i64) -> Option<String> {
+    /// contiguous. In a log that allows gaps, a gap from at or past `flushed` (the
+    /// durable record's next offset, for a scanned segment) is not allowed either:
+    /// compaction flushes before it cleans, so its gaps all lie below the flushed
+    /// offset, and one past it is data a crash lost before a later segment; serving
+    /// that later segment would make the log no prefix of what was appended (I2).
+    fn discontinuity(&self, base: i64, expected: i64, flushed: Option<i64>) -> Option<String> {
         if base < expected {
             Some(format!(
                 "segment {base} overlaps the previous segment, which holds offsets up to {}",
@@ -535,6 +542,13 @@ impl Recovery<'_> {
             Some(format!(
                 "segment {base} does not follow offset {}",
                 expected - 1
+            ))
+        } else if base > expected && flushed.is_some_and(|f| expected >= f) {
+            Some(format!(
+                "segment {base} does not follow offset {}, and offsets from {} on were \
+                 never flushed: not a gap compaction left",
+                expected - 1,
+                flushed.unwrap_or_default()
             ))
         } else {
             None

@@ -333,6 +333,45 @@ fn empty_segments_after_a_crash_are_torn_tails_not_strays() {
     }
 }
 
+/// Regression (found by the log_ops fuzz target): in a log that allows offset gaps (a
+/// compacted topic's), a crash that lost a segment's unflushed tail but kept the next
+/// segment, rolled after the last flush, left a gap recovery took for compaction's. The
+/// log then served the later segment's records past the lost ones: no prefix of what
+/// was appended (I2). Compaction flushes before it cleans, so a gap from the flushed
+/// offset on is lost data, and recovery cuts there.
+#[test]
+fn a_gap_past_the_flushed_offset_is_a_torn_tail_even_where_gaps_are_allowed() {
+    let config = || small_config().allow_offset_gaps(true);
+    let fs = SimFs::new();
+    let log = open_sim(&fs, config()).unwrap();
+    append_batches(&log, 0..1, 2);
+    assert_eq!(log.flush().unwrap(), 2);
+    let flushed_size = log.segments()[0].size;
+    append_batches(&log, 1..2, 3);
+    log.roll().unwrap();
+    append_batches(&log, 2..3, 2);
+    // The power cut kept everything but the first segment's unflushed tail.
+    let image = fs.crash_image(CrashImage::KeepAll);
+    drop(log);
+    let first = dir().join(seg_name(0));
+    let mut data = image.read_file(&first).unwrap();
+    data.truncate(flushed_size as usize);
+    image.write_file(&first, data);
+    let log = open_sim(&image, config()).unwrap();
+    assert_eq!(
+        log.log_end_offset(),
+        2,
+        "the log is cut where the data was lost"
+    );
+    assert_eq!(
+        read_values(&log).unwrap(),
+        [value(0, 0), value(0, 1)],
+        "nothing past the lost records is served"
+    );
+    assert!(log.recovery_report().truncation.is_some());
+    assert_eq!(log.segments().len(), 1);
+}
+
 /// Three segments, 0 (offsets 0..=5), 6 (6..=11) and 12 (12..=17), written by a real log
 /// that is still open.
 fn three_segments() -> (SimFs, streamlog::log::Log) {
