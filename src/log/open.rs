@@ -387,6 +387,14 @@ impl Log {
             config,
             locks: Mutex::new(locks),
         };
+        if !log.report.clean_shutdown {
+            // Snapshots past the recovered end describe batches the crash took. Left in
+            // place, one would later lie at or below a new log end, and a replay from
+            // it would remember batches the log does not hold (a re-sent batch answered
+            // as a duplicate, never appended). The open's flush below syncs the
+            // directory.
+            log.remove_producer_snapshots(|o| o > next_offset)?;
+        }
         let producers = log
             .rebuild_producer_state(
                 log.report.clean_shutdown,

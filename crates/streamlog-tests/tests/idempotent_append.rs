@@ -144,6 +144,38 @@ fn a_truncation_after_a_crash_keeps_the_batches_below_the_cut() {
 }
 
 #[test]
+fn a_snapshot_past_the_end_a_crash_left_is_never_read() {
+    // Found by the log_ops fuzz target. The roll after `a` writes a snapshot at offset
+    // 1 naming `a`; the power cut loses `a` but not the snapshot. The log then grows
+    // again, and offset 1 becomes a segment base: a later crash rebuilt the producer
+    // state from that stale snapshot, and `a`, sent now, was answered as a duplicate at
+    // offset 0, which holds another record: acknowledged, never appended.
+    let (fs, log) = small_sim_log();
+    log.append(&mut batch(7, 0, 0, "a", 1)).unwrap();
+    log.roll().unwrap();
+    let image = fs.crash_image(CrashImage::KeepAll);
+    drop(log);
+    let first = common::dir().join("00000000000000000000.log");
+    image.write_file(&first, Vec::new()); // `a` never reached the disk
+    let log = common::open_sim(&image, common::small_config()).unwrap();
+    assert_eq!(log.log_end_offset(), 0);
+    log.append(&mut common::batch(
+        1,
+        1,
+        streamlog::format::Compression::None,
+    ))
+    .unwrap();
+    log.roll().unwrap();
+    log.flush().unwrap();
+    let image = image.crash_image(CrashImage::DropAll);
+    drop(log);
+    let log = common::open_sim(&image, common::small_config()).unwrap();
+    let sent = log.append(&mut batch(7, 0, 0, "a", 1)).unwrap();
+    assert_eq!(sent.base_offset, 1, "appended, not answered as a duplicate");
+    assert_eq!(read_values(&log).unwrap()[1], "a-0");
+}
+
+#[test]
 fn after_a_clean_reopen_the_last_batch_of_each_producer_is_still_recognized() {
     // Kafka keeps one batch per producer in a snapshot: the last.
     let (fs, log) = small_sim_log();
