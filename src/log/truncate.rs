@@ -86,9 +86,6 @@ impl Log {
         // cut reopens: the smaller bound until the state is replaced below.
         let reopened = rebuilt.first_open_offset().unwrap_or(i64::MAX);
         self.first_unstable.fetch_min(reopened, Ordering::AcqRel);
-        // Snapshots past the new end describe batches about to go: removed first, so no
-        // crash can leave one for a later open to trust.
-        self.remove_producer_snapshots(|o| o > new_end)?;
         w.pending_snapshots.retain(|(o, _)| *o <= new_end);
         let result = self
             .truncate_locked(&mut fl, &mut w, &segs, idx, pos, new_end)
@@ -99,6 +96,11 @@ impl Log {
         // Batches past the new end are gone: a producer re-sending one appends it again.
         w.producers.truncate_to(new_end, &rebuilt);
         self.publish_first_unstable(&w);
+        // Snapshots past the new end describe batches that are gone, and go once the cut
+        // is durable: removed before it, a crash that kept the batches would rebuild the
+        // state without them (a re-sent batch appended twice). A crash before they are
+        // removed leaves them past the recovered end, where an open removes them.
+        let result = result.and_then(|()| self.remove_producer_snapshots(|o| o > new_end));
         if let Err(e) = &result {
             self.poison_with(format!("truncation failed part-way: {e}"));
         }

@@ -176,6 +176,46 @@ fn a_snapshot_past_the_end_a_crash_left_is_never_read() {
 }
 
 #[test]
+fn a_truncation_that_fails_before_its_cut_keeps_the_producer_state() {
+    // Found by the log_ops fuzz target: the truncation removed the snapshots past the
+    // new end before cutting. When it failed before the cut and the machine crashed,
+    // the batches were all there but the rebuild had lost the snapshot naming them: a
+    // re-sent batch was appended twice.
+    for k in 1.. {
+        let (fs, log) = small_sim_log();
+        log.append(&mut common::batch(
+            1,
+            7,
+            streamlog::format::Compression::None,
+        ))
+        .unwrap();
+        let sent = log.append(&mut batch(7, 0, 0, "a", 2)).unwrap();
+        log.close().unwrap(); // the snapshot at 9 names `a`
+        let log = common::open_sim(&fs, common::small_config()).unwrap();
+        log.roll().unwrap();
+        log.flush().unwrap();
+        fs.inject(Fault::Eio, fs.op_count() + k, true);
+        if log.truncate_to(3).is_ok() {
+            assert!(k > 3, "the truncation never failed");
+            break;
+        }
+        fs.clear_faults();
+        for mode in [CrashImage::KeepAll, CrashImage::DropAll] {
+            let log = common::open_sim(&fs.crash_image(mode), common::small_config()).unwrap();
+            if log.log_end_offset() == 9 {
+                let again = log.append(&mut batch(7, 0, 0, "a", 2)).unwrap();
+                assert_eq!(
+                    again.base_offset, sent.base_offset,
+                    "fault at op {k}, {mode:?}"
+                );
+            } else {
+                assert_eq!(log.log_end_offset(), 0, "fault at op {k}, {mode:?}");
+            }
+        }
+    }
+}
+
+#[test]
 fn after_a_clean_reopen_the_last_batch_of_each_producer_is_still_recognized() {
     // Kafka keeps one batch per producer in a snapshot: the last.
     let (fs, log) = small_sim_log();
