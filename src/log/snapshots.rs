@@ -107,17 +107,18 @@ impl Log {
     }
 
     /// Removes the partition's producer snapshots whose offset `doomed` says.
-    pub(super) fn remove_producer_snapshots(&self, doomed: impl Fn(i64) -> bool) -> Result<()> {
+    pub(super) fn remove_producer_snapshots(&self, doomed: impl Fn(i64) -> bool) -> Result<usize> {
         let offsets = snapshot_offsets(self.fs.as_ref(), &self.dir)
             .map_err(io_ctx(format!("list {}", self.dir.display())))?;
-        for offset in offsets.into_iter().filter(|&o| doomed(o)) {
+        let doomed: Vec<i64> = offsets.into_iter().filter(|&o| doomed(o)).collect();
+        for &offset in &doomed {
             let path = self.dir.join(file_name(offset, "snapshot"));
             self.fs.remove_file(&path).map_err(io_ctx(format!(
                 "remove the producer snapshot {}",
                 path.display()
             )))?;
         }
-        Ok(())
+        Ok(doomed.len())
     }
 
     /// The producer state an open starts from. Clean: the snapshot the close wrote at

@@ -100,7 +100,16 @@ impl Log {
         // is durable: removed before it, a crash that kept the batches would rebuild the
         // state without them (a re-sent batch appended twice). A crash before they are
         // removed leaves them past the recovered end, where an open removes them.
-        let result = result.and_then(|()| self.remove_producer_snapshots(|o| o > new_end));
+        let result = result.and_then(|()| {
+            if self.remove_producer_snapshots(|o| o > new_end)? > 0 {
+                // Durable too: a crash that brought one back could leave it at or below
+                // a later log end.
+                self.fs
+                    .sync_dir(&self.dir)
+                    .map_err(io_ctx(format!("fsync directory {}", self.dir.display())))?;
+            }
+            Ok(())
+        });
         if let Err(e) = &result {
             self.poison_with(format!("truncation failed part-way: {e}"));
         }
