@@ -143,9 +143,13 @@ impl ProducerStates {
         let expected = if h.producer_epoch > entry.epoch {
             0
         } else {
+            // The newest match: an older one with the same sequences (remembered from
+            // a snapshot after the log had forgotten the producer and took them again)
+            // may lie below the log start.
             if let Some(b) = entry
                 .batches
                 .iter()
+                .rev()
                 .find(|b| b.first_seq == h.base_sequence && b.last_seq == last)
             {
                 return Ok(Verdict::Duplicate(*b));
@@ -512,6 +516,20 @@ pub(super) mod tests {
             Err(Error::OutOfOrderSequence { expected: 2, .. })
         ));
         assert_eq!(s.check(&b).unwrap(), Verdict::Append);
+    }
+
+    #[test]
+    fn a_duplicate_is_answered_with_the_newest_batch_of_its_sequences() {
+        // The same sequences twice: remembered from a snapshot at 0, taken again at 20
+        // after the log had forgotten the producer (found by the log_ops fuzz target).
+        let mut s = ProducerStates::default();
+        let b = header(7, 0, 9, 3);
+        s.record(&b, info(&b, 0, 0));
+        s.record(&b, info(&b, 20, 0));
+        let Verdict::Duplicate(d) = s.check(&b).unwrap() else {
+            panic!("not a duplicate")
+        };
+        assert_eq!(d.appended.base_offset, 20);
     }
 
     fn txn_header(pid: i64, epoch: i16, seq: i32, transactional: bool) -> BatchHeader {
