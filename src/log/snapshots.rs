@@ -182,7 +182,8 @@ impl Log {
 
     /// The producer state at `to` (a batch boundary): the newest usable snapshot at or
     /// below `limit` (and at or above the first segment), else no state at the base of
-    /// the segment holding `limit`, then every batch from there up to `to` replayed.
+    /// the segment holding `limit` (at the first segment if there were snapshots, none
+    /// readable), then every batch from there up to `to` replayed.
     /// `skip_without_snapshot`: without a snapshot, replay nothing (no batch there has
     /// a producer id); `at_segment_base`: use only snapshots at segment bases. Also
     /// returns where the replay started and the aborted transactions whose ABORT
@@ -201,17 +202,28 @@ impl Log {
         let first = segs.first().map_or(to, |s| s.base);
         let offsets = snapshot_offsets(fs, &self.dir)
             .map_err(io_ctx(format!("list {}", self.dir.display())))?;
-        let found = offsets
+        let candidates: Vec<i64> = offsets
             .into_iter()
             .rev()
             .filter(|&o| o >= first && o <= limit)
             .filter(|&o| !at_segment_base || segs.binary_search_by_key(&o, |s| s.base).is_ok())
-            .find_map(|o| Some((o, read_snapshot(fs, &self.dir, o)?)));
-        let holding = segs
+            .collect();
+        let found = candidates
             .iter()
-            .rev()
-            .find(|s| s.base <= limit)
-            .map_or(first, |s| s.base);
+            .find_map(|&o| Some((o, read_snapshot(fs, &self.dir, o)?)));
+        // No snapshot at all: no producer had written at the rolls, and the state starts
+        // empty at the segment holding `limit`. Only unreadable ones (damaged, or a
+        // crash kept a name whose bytes were never synced): producers had written, and
+        // nothing says what, so the replay starts at the first segment.
+        let holding = if candidates.is_empty() {
+            segs.iter()
+                .rev()
+                .find(|s| s.base <= limit)
+                .map_or(first, |s| s.base)
+        } else {
+            first
+        };
+        let skip_without_snapshot = skip_without_snapshot && candidates.is_empty();
         let (from, mut states, replay) = match found {
             Some((o, states)) => (o, states, true),
             None => (holding, ProducerStates::default(), !skip_without_snapshot),

@@ -152,6 +152,11 @@ impl Log {
             .log
             .sync_data()
             .map_err(io_ctx(format!("fsync {}", w.active.log_path.display())))?;
+        // The rolls' producer snapshots too, before the directory fsync makes their names
+        // durable: a crash must not leave one that exists but holds nothing.
+        for (offset, bytes) in std::mem::take(&mut w.pending_snapshots) {
+            self.write_snapshot_bytes(offset, &bytes, true)?;
+        }
         if std::mem::take(&mut w.dir_dirty) {
             self.fs
                 .sync_dir(&self.dir)

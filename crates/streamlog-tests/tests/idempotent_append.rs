@@ -232,6 +232,66 @@ fn the_snapshots_a_truncation_removes_stay_removed_after_a_crash() {
     assert!(!names(&fs.crash_image(CrashImage::DropAll)).contains(&snapshot));
 }
 
+/// `a` at 0..=1, rolls with producer snapshots pending at 2 and 5, more records, and a
+/// truncation into the last segment; returns the file system and where `a` went.
+fn rolled_then_truncated() -> (streamlog::fs::SimFs, i64) {
+    let (fs, log) = small_sim_log();
+    let a = log.append(&mut batch(7, 0, 0, "a", 2)).unwrap();
+    log.roll().unwrap();
+    log.append(&mut common::batch(
+        1,
+        3,
+        streamlog::format::Compression::None,
+    ))
+    .unwrap();
+    log.roll().unwrap();
+    log.append(&mut common::batch(
+        2,
+        3,
+        streamlog::format::Compression::None,
+    ))
+    .unwrap();
+    assert_eq!(log.truncate_to(6).unwrap(), 5);
+    (fs, a.base_offset)
+}
+
+#[test]
+fn a_truncation_syncs_the_snapshots_of_the_rolls_before_their_names() {
+    // Found by the log_ops fuzz target: the truncation's directory fsync made the rolls'
+    // snapshot names durable, not their bytes. After a power cut they were empty, the
+    // rebuild took that as "no producer had written" and started at the last segment:
+    // `a`, re-sent, was appended twice.
+    let (fs, a) = rolled_then_truncated();
+    let image = fs.crash_image(CrashImage::DropAll);
+    for base in [2, 5] {
+        let path = common::dir().join(format!("{base:020}.snapshot"));
+        let bytes = image.read_file(&path).unwrap_or_default();
+        assert!(!bytes.is_empty(), "{path:?} lost its bytes");
+    }
+    let log = common::open_sim(&image, common::small_config()).unwrap();
+    assert_eq!(log.log_end_offset(), 5);
+    assert_eq!(
+        log.append(&mut batch(7, 0, 0, "a", 2)).unwrap().base_offset,
+        a
+    );
+}
+
+#[test]
+fn unreadable_snapshots_make_the_rebuild_start_at_the_first_segment() {
+    let (fs, a) = rolled_then_truncated();
+    let image = fs.crash_image(CrashImage::DropAll);
+    for base in [2, 5] {
+        let path = common::dir().join(format!("{base:020}.snapshot"));
+        assert!(image.read_file(&path).is_some(), "the roll wrote {path:?}");
+        image.write_file(&path, b"damaged".to_vec());
+    }
+    let log = common::open_sim(&image, common::small_config()).unwrap();
+    assert_eq!(
+        log.append(&mut batch(7, 0, 0, "a", 2)).unwrap().base_offset,
+        a
+    );
+}
+
 #[test]
 fn after_a_clean_reopen_the_last_batch_of_each_producer_is_still_recognized() {
     // Kafka keeps one batch per producer in a snapshot: the last.
