@@ -8,8 +8,12 @@
 //! - [`fuzz_recover_log`]: arbitrary bytes decoded into a partition directory on a fresh
 //!   [`SimFs`], opened with [`Log::open_with_fs`], read, appended to, crashed, closed and
 //!   reopened, checking invariants I1-I5 of ARCHITECTURE.md along the way.
+//! - [`fuzz_log_ops`]: arbitrary bytes decoded into a sequence of operations on a log on
+//!   [`SimFs`] (appends, idempotent re-sends, reads, lookups, rolls, flushes,
+//!   truncations, retention, compaction, reopens, power cuts, injected faults and
+//!   crashes in the middle of an operation), checked against a model after each one.
 //!
-//! Both panic only when an invariant is violated; every other outcome is an `Ok` or a
+//! All three panic only when an invariant is violated; every other outcome is an `Ok` or a
 //! typed [`Error`].
 //!
 //! # Directory image encoding
@@ -41,6 +45,7 @@
 
 mod decode_batch;
 mod image;
+mod log_ops;
 mod recover_log;
 
 use std::sync::Arc;
@@ -50,6 +55,7 @@ use streamlog::log::{LogConfig, ManualClock};
 
 pub use decode_batch::fuzz_decode_batch;
 pub use image::*;
+pub use log_ops::{MAX_OPS, fuzz_log_ops};
 pub use recover_log::fuzz_recover_log;
 
 /// The decompression cap the fuzz targets decode with: 1 MiB.
