@@ -118,15 +118,20 @@ impl Recovery<'_> {
         if sane && self.time_tail_matches(seg)? {
             // An index that names no batch boundary, or headers that do not chain up to
             // the end of the file, discredit the index: the full scan below decides
-            // whether the log itself is damaged.
-            let end = if need_end {
+            // whether the log itself is damaged. So does a batch after the last offset
+            // entry newer than the last time entry, which is the segment's largest
+            // timestamp: the time index lost entries (cut short with the offset index),
+            // and lookups would skip the segment.
+            let walked = if need_end {
                 self.header_end(seg)?
             } else {
                 None
             };
-            if end.is_some() || !need_end {
-                let ts = seg.time_index.last().map_or(-1, |e| e.timestamp);
-                seg.max_timestamp.store(ts, Ordering::Release);
+            let last_ts = seg.time_index.last().map_or(-1, |e| e.timestamp);
+            let stale = walked.is_some_and(|(_, newest)| newest > last_ts);
+            let end = walked.map(|(end, _)| end);
+            if (end.is_some() || !need_end) && !stale {
+                seg.max_timestamp.store(last_ts, Ordering::Release);
                 if let Some(e) = seg.time_index.last() {
                     seg.offset_of_max_timestamp.store(
                         seg.base.saturating_add(i64::from(e.relative_offset)),
@@ -155,9 +160,9 @@ impl Recovery<'_> {
     /// The offset after a trusted segment's last batch, read from the batch headers
     /// between the offset index's last entry (which must name the batch there, as Kafka
     /// writes it) and the end of the file: a few small reads, not a scan (CRCs are
-    /// checked when the batches are read). `None` if the index or the headers do not
-    /// add up.
-    fn header_end(&self, seg: &Segment) -> Result<Option<i64>> {
+    /// checked when the batches are read); with the largest max timestamp of those
+    /// batches. `None` if the index or the headers do not add up.
+    fn header_end(&self, seg: &Segment) -> Result<Option<(i64, i64)>> {
         let size = seg.size();
         let (mut pos, mut claimed, mut expected) = match seg.offset_index.last() {
             Some(e) => (
@@ -168,6 +173,7 @@ impl Recovery<'_> {
             None => (0, None, Some(seg.base)),
         };
         let mut end = seg.base;
+        let mut newest = -1;
         while pos < size {
             if size - pos < RECORD_BATCH_OVERHEAD as u64 {
                 return Ok(None);
@@ -189,10 +195,11 @@ impl Recovery<'_> {
             }
             // check_header keeps the last offset below i64::MAX.
             end = h.last_offset() + 1;
+            newest = newest.max(h.max_timestamp);
             expected = Some(end);
             pos += n as u64;
         }
-        Ok(Some(end))
+        Ok(Some((end, newest)))
     }
 
     /// The last time-index entry sets the segment's max timestamp, so it is checked

@@ -372,6 +372,37 @@ fn a_gap_past_the_flushed_offset_is_a_torn_tail_even_where_gaps_are_allowed() {
     assert_eq!(log.segments().len(), 1);
 }
 
+/// Regression (found by the recover_log fuzz target): a sealed segment's index files cut
+/// short, keeping only sane entries, passed the open's checks after a clean close. The
+/// last time entry left set the segment's largest timestamp too low, and timestamp
+/// lookups skipped the segment. The headers the open reads after the last offset entry
+/// now show the time index is stale, and it is rebuilt.
+#[test]
+fn index_files_cut_short_are_rebuilt_not_trusted_for_timestamps() {
+    let (fs, log) = small_sim_log();
+    append_batches(&log, 0..12, 3);
+    assert!(log.segments().len() >= 2, "the test needs a sealed segment");
+    let first_end = log.segments()[1].base_offset;
+    log.close().unwrap();
+    for (suffix, entry) in [("index", 8), ("timeindex", 12)] {
+        let path = dir().join(format!("{:020}.{suffix}", 0));
+        let mut data = fs.read_file(&path).unwrap();
+        assert!(data.len() > entry, "{suffix} holds more than one entry");
+        data.truncate(entry);
+        fs.write_file(&path, data);
+    }
+    let log = open_sim(&fs, small_config()).unwrap();
+    let records = read_all(&log).unwrap();
+    for r in records.iter().filter(|r| r.offset < first_end) {
+        let want = records
+            .iter()
+            .find(|x| x.timestamp >= r.timestamp)
+            .map(|x| (x.offset, x.timestamp));
+        assert_eq!(log.offset_for_timestamp(r.timestamp).unwrap(), want);
+    }
+    assert_eq!(log.recovery_report().indexes_rebuilt, 1);
+}
+
 /// Three segments, 0 (offsets 0..=5), 6 (6..=11) and 12 (12..=17), written by a real log
 /// that is still open.
 fn three_segments() -> (SimFs, streamlog::log::Log) {
