@@ -39,34 +39,35 @@ fn snapshot_offsets(fs: &dyn FileSystem, dir: &Path) -> std::io::Result<Vec<i64>
     Ok(offsets)
 }
 
-/// The snapshot at `offset`, if it is there and valid.
-fn read_snapshot(fs: &dyn FileSystem, dir: &Path, offset: i64) -> Option<ProducerStates> {
+/// The snapshot at `offset`, if it is there and valid (`None`: missing, too large or
+/// not a valid snapshot, which the caller passes over).
+///
+/// # Errors
+/// `Io` if it cannot be read: passed over, a snapshot that is fine would make the
+/// rebuild start from an older one or none, and lose what only it holds (a
+/// transaction open since before the first segment).
+fn read_snapshot(fs: &dyn FileSystem, dir: &Path, offset: i64) -> Result<Option<ProducerStates>> {
     let path = dir.join(file_name(offset, "snapshot"));
-    let whole = |path: &Path| -> std::io::Result<Option<Vec<u8>>> {
-        if !fs.exists(path)? {
+    let whole = || -> std::io::Result<Option<Vec<u8>>> {
+        if !fs.exists(&path)? {
             return Ok(None);
         }
-        let f = fs.open(path, false)?;
+        let f = fs.open(&path, false)?;
         let len = usize::try_from(f.len()?).unwrap_or(usize::MAX);
         if len > MAX_SNAPSHOT_BYTES {
-            return Err(std::io::Error::other(format!("{len} bytes is too large")));
+            tracing::warn!("{}: {len} bytes is too large; ignored", path.display());
+            return Ok(None);
         }
         Ok(Some(f.read_exact_at(0, len)?.to_vec()))
     };
-    match whole(&path) {
-        Ok(Some(bytes)) => {
-            let states = ProducerStates::decode_snapshot(&bytes, offset);
-            if states.is_none() {
-                tracing::warn!("{}: not a valid producer snapshot; ignored", path.display());
-            }
-            states
-        }
-        Ok(None) => None,
-        Err(e) => {
-            tracing::warn!("{}: {e}; the producer snapshot is ignored", path.display());
-            None
-        }
+    let Some(bytes) = whole().map_err(io_ctx(format!("read {}", path.display())))? else {
+        return Ok(None);
+    };
+    let states = ProducerStates::decode_snapshot(&bytes, offset);
+    if states.is_none() {
+        tracing::warn!("{}: not a valid producer snapshot; ignored", path.display());
     }
+    Ok(states)
 }
 
 impl Log {
@@ -138,8 +139,8 @@ impl Log {
     /// accepted from a known epoch.
     ///
     /// # Errors
-    /// `Io`/`Corruption` reading the batches or the `.txnindex` files below the replay
-    /// start; `Io` writing the `.txnindex` files.
+    /// `Io`/`Corruption` reading a snapshot, the batches or the `.txnindex` files below
+    /// the replay start; `Io` writing the `.txnindex` files.
     pub(super) fn rebuild_producer_state(
         &self,
         clean: bool,
@@ -156,7 +157,7 @@ impl Log {
             {
                 return Ok(ProducerStates::default());
             }
-            if let Some(states) = read_snapshot(fs, &self.dir, end) {
+            if let Some(states) = read_snapshot(fs, &self.dir, end)? {
                 return Ok(states);
             }
         }
@@ -208,9 +209,13 @@ impl Log {
             .filter(|&o| o >= first && o <= limit)
             .filter(|&o| !at_segment_base || segs.binary_search_by_key(&o, |s| s.base).is_ok())
             .collect();
-        let found = candidates
-            .iter()
-            .find_map(|&o| Some((o, read_snapshot(fs, &self.dir, o)?)));
+        let mut found = None;
+        for &o in &candidates {
+            if let Some(states) = read_snapshot(fs, &self.dir, o)? {
+                found = Some((o, states));
+                break;
+            }
+        }
         // No snapshot at all: no producer had written at the rolls, and the state starts
         // empty at the segment holding `limit`. Only unreadable ones (damaged, or a
         // crash kept a name whose bytes were never synced): producers had written, and

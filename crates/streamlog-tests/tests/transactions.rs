@@ -541,3 +541,48 @@ fn data_records(log: &Log) -> Vec<streamlog::format::Record> {
     }
     out
 }
+
+/// Regression (found by the log_ops fuzz target): an I/O error reading a producer
+/// snapshot was taken for "no usable snapshot". A truncation whose replay then started
+/// at the first segment with no state moved the start of a transaction open since
+/// before it (its first batch gone with retention) to a later batch: the last stable
+/// offset jumped past records of an open transaction. The error is now returned.
+#[test]
+fn a_snapshot_that_cannot_be_read_fails_the_rebuild_instead_of_being_passed_over() {
+    let mut faults_hit = 0;
+    for k in 1.. {
+        let (fs, log) = small_sim_log();
+        log.append(&mut batch(7, 0, 0, 1, true)).unwrap(); // opens at 0
+        log.append(&mut batch(-1, -1, -1, 3, false)).unwrap();
+        log.roll().unwrap(); // snapshot at 4: the transaction open since 0
+        log.append(&mut batch(7, 0, 1, 1, true)).unwrap();
+        log.append(&mut batch(-1, -1, -1, 2, false)).unwrap();
+        log.flush().unwrap();
+        log.advance_log_start(4).unwrap();
+        log.enforce_retention(&RetentionPolicy::log_start_only(1_700_000_000_000))
+            .unwrap();
+        assert_eq!(log.segments()[0].base_offset, 4, "segment 0 is gone");
+        assert_eq!(log.last_stable_offset(), 0);
+        fs.inject(streamlog::fs::Fault::Eio, fs.op_count() + k, false);
+        let result = log.truncate_to(6);
+        fs.clear_faults();
+        match result {
+            Ok(end) => {
+                assert_eq!(end, 5, "cut at the batch holding offset 6");
+                assert_eq!(log.last_stable_offset(), 0, "fault at operation {k}");
+                if fs.op_count() < k {
+                    break;
+                }
+            }
+            Err(e) => {
+                faults_hit += 1;
+                assert!(
+                    matches!(e, Error::Io { .. } | Error::Poisoned { .. }),
+                    "{e:?}"
+                );
+            }
+        }
+        assert!(k < 200, "the truncation never ran without a fault");
+    }
+    assert!(faults_hit > 0);
+}
