@@ -387,20 +387,23 @@ impl Log {
             config,
             locks: Mutex::new(locks),
         };
-        if !log.report.clean_shutdown {
-            // Snapshots past the recovered end describe batches the crash took. Left in
-            // place, one would later lie at or below a new log end, and a replay from
-            // it would remember batches the log does not hold (a re-sent batch answered
-            // as a duplicate, never appended). The open's flush below syncs the
-            // directory.
-            log.remove_producer_snapshots(|o| o > next_offset)?;
-        }
-        let producers = log
-            .rebuild_producer_state(
-                log.report.clean_shutdown,
-                recovery_point.unwrap_or(0),
-                outcome.producer_batches,
-            )
+        // Snapshots past the recovered end describe batches the crash took. Left in
+        // place, one would later lie at or below a new log end, and a replay from it
+        // would remember batches the log does not hold (a re-sent batch answered as a
+        // duplicate, never appended). The open's flush below syncs the directory.
+        let stale_removed = if log.report.clean_shutdown {
+            Ok(0)
+        } else {
+            log.remove_producer_snapshots(|o| o > next_offset)
+        };
+        let producers = stale_removed
+            .and_then(|_| {
+                log.rebuild_producer_state(
+                    log.report.clean_shutdown,
+                    recovery_point.unwrap_or(0),
+                    outcome.producer_batches,
+                )
+            })
             .inspect_err(|e| {
                 // No clean-shutdown marker on the way out (the log is dropped): the next
                 // open rebuilds again.

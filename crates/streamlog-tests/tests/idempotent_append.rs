@@ -293,6 +293,42 @@ fn unreadable_snapshots_make_the_rebuild_start_at_the_first_segment() {
 }
 
 #[test]
+fn an_open_that_fails_removing_a_stale_snapshot_leaves_no_clean_marker() {
+    // From a review: the removal's error returned without poisoning, so the dropped
+    // log's close wrote the clean-shutdown marker; the next open trusted the directory
+    // and kept the stale snapshot (and an empty producer state).
+    let mut failed = 0;
+    for k in 1.. {
+        let (fs, log) = small_sim_log();
+        log.append(&mut batch(7, 0, 0, "a", 1)).unwrap();
+        log.roll().unwrap(); // the snapshot at 1
+        let image = fs.crash_image(CrashImage::KeepAll);
+        drop(log);
+        let first = common::dir().join("00000000000000000000.log");
+        image.write_file(&first, Vec::new()); // `a` never reached the disk
+        image.inject(Fault::Eio, image.op_count() + k, false);
+        let opened = common::open_sim(&image, common::small_config());
+        image.clear_faults();
+        let done = opened.is_ok();
+        drop(opened);
+        if !done {
+            failed += 1;
+        }
+        let log = common::open_sim(&image, common::small_config()).unwrap();
+        let names = image.list_dir(&common::dir()).unwrap();
+        assert!(
+            !names.contains(&"00000000000000000001.snapshot".to_string()),
+            "fault at operation {k}: the stale snapshot is still there: {names:?}"
+        );
+        drop(log);
+        if done {
+            break;
+        }
+    }
+    assert!(failed > 0);
+}
+
+#[test]
 fn after_a_clean_reopen_the_last_batch_of_each_producer_is_still_recognized() {
     // Kafka keeps one batch per producer in a snapshot: the last.
     let (fs, log) = small_sim_log();
