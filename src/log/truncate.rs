@@ -79,9 +79,13 @@ impl Log {
         }
         // The transactions open at the new end, from the batches below it (read before
         // anything changes: a failure here changes nothing).
-        let rebuilt = self
+        let mut rebuilt = self
             .replay_producers(new_end, new_end, false, false, None)?
             .states;
+        if self.live.allow_offset_gaps() {
+            // As a compacted log's open: its batches may not be the producers' last.
+            rebuilt.forget_batches();
+        }
         // While the end moves, the last stable offset must not pass a transaction the
         // cut reopens: the smaller bound until the state is replaced below.
         let reopened = rebuilt.first_open_offset().unwrap_or(i64::MAX);

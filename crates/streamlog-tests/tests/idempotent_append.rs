@@ -329,6 +329,38 @@ fn an_open_that_fails_removing_a_stale_snapshot_leaves_no_clean_marker() {
 }
 
 #[test]
+fn a_truncation_of_a_compacted_log_takes_no_batches_from_the_replay() {
+    // From a review: compaction had removed the producer's batch at 1, so the replay's
+    // last batch (seq 0) was not the producer's last, and seq 2 sent again after the
+    // cut was refused as out of order.
+    let config = || common::small_config().allow_offset_gaps(true);
+    let fs = streamlog::fs::SimFs::new();
+    let log = common::open_sim(&fs, config()).unwrap();
+    let keyed = |seq: i32, key: &[u8]| {
+        let mut b = BatchBuilder::new().producer(7, 0, seq);
+        b.push(1_700_000_000_000, Some(key), Some(b"v"), &[])
+            .unwrap();
+        b.finish().unwrap()
+    };
+    log.append(&mut keyed(0, b"x")).unwrap();
+    log.append(&mut keyed(1, b"y")).unwrap();
+    log.append(&mut keyed(2, b"y")).unwrap();
+    log.roll().unwrap();
+    log.append(&mut keyed(3, b"z")).unwrap();
+    log.close().unwrap(); // the snapshot remembers seq 3 only
+    let log = common::open_sim(&fs, config()).unwrap();
+    let policy = streamlog::log::CleanPolicy {
+        force: true,
+        ..Default::default()
+    };
+    assert!(log.clean(&policy).unwrap().records_removed > 0);
+    // Offset 1 is gone: the cut lands right after the batch at 0.
+    assert_eq!(log.truncate_to(2).unwrap(), 1);
+    let again = log.append(&mut keyed(2, b"y")).unwrap();
+    assert_eq!(again.base_offset, 1);
+}
+
+#[test]
 fn after_a_clean_reopen_the_last_batch_of_each_producer_is_still_recognized() {
     // Kafka keeps one batch per producer in a snapshot: the last.
     let (fs, log) = small_sim_log();
