@@ -90,8 +90,9 @@ impl Log {
     /// Writes snapshot `bytes` as the snapshot at `offset` in place, without renaming:
     /// synced if `sync`. Unsynced (at a roll, under the append lock), a snapshot a crash
     /// lost or tore fails its length or CRC check, and the rebuild then starts from an
-    /// earlier one; the next flush writes it again, synced, before the recovery point
-    /// passes it.
+    /// earlier one, or with none readable from the first segment; the next flush (or a
+    /// truncation) writes it again, synced, before the recovery point passes it or a
+    /// directory fsync makes its name durable.
     pub(super) fn write_snapshot_bytes(&self, offset: i64, bytes: &[u8], sync: bool) -> Result<()> {
         let path = self.dir.join(file_name(offset, "snapshot"));
         self.fs

@@ -90,7 +90,6 @@ impl Log {
         // cut reopens: the smaller bound until the state is replaced below.
         let reopened = rebuilt.first_open_offset().unwrap_or(i64::MAX);
         self.first_unstable.fetch_min(reopened, Ordering::AcqRel);
-        w.pending_snapshots.retain(|(o, _)| *o <= new_end);
         let result = self
             .truncate_locked(&mut fl, &mut w, &segs, idx, pos, new_end)
             // A new epoch from `new_end`: a position taken past it in the old epoch is

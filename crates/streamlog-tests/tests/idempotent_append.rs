@@ -232,9 +232,10 @@ fn the_snapshots_a_truncation_removes_stay_removed_after_a_crash() {
     assert!(!names(&fs.crash_image(CrashImage::DropAll)).contains(&snapshot));
 }
 
-/// `a` at 0..=1, rolls with producer snapshots pending at 2 and 5, more records, and a
-/// truncation into the last segment; returns the file system and where `a` went.
-fn rolled_then_truncated() -> (streamlog::fs::SimFs, i64) {
+/// `a` at 0..=1, rolls with producer snapshots at 2 and 5 (pending, or with `flush`
+/// synced and the recovery point at 5), more records, and a truncation into the last
+/// segment; returns the file system and where `a` went.
+fn rolled_then_truncated(flush: bool) -> (streamlog::fs::SimFs, i64) {
     let (fs, log) = small_sim_log();
     let a = log.append(&mut batch(7, 0, 0, "a", 2)).unwrap();
     log.roll().unwrap();
@@ -251,6 +252,9 @@ fn rolled_then_truncated() -> (streamlog::fs::SimFs, i64) {
         streamlog::format::Compression::None,
     ))
     .unwrap();
+    if flush {
+        log.flush().unwrap();
+    }
     assert_eq!(log.truncate_to(6).unwrap(), 5);
     (fs, a.base_offset)
 }
@@ -261,7 +265,7 @@ fn a_truncation_syncs_the_snapshots_of_the_rolls_before_their_names() {
     // snapshot names durable, not their bytes. After a power cut they were empty, the
     // rebuild took that as "no producer had written" and started at the last segment:
     // `a`, re-sent, was appended twice.
-    let (fs, a) = rolled_then_truncated();
+    let (fs, a) = rolled_then_truncated(false);
     let image = fs.crash_image(CrashImage::DropAll);
     for base in [2, 5] {
         let path = common::dir().join(format!("{base:020}.snapshot"));
@@ -277,8 +281,42 @@ fn a_truncation_syncs_the_snapshots_of_the_rolls_before_their_names() {
 }
 
 #[test]
+fn a_truncation_that_fails_leaves_no_empty_snapshot_behind() {
+    // From a review: the snapshots past the new end were dropped from the pending
+    // writes before the truncation's directory fsync made their names durable. A failure
+    // before the cut left empty ones inside the log, and every later rebuild replayed
+    // the log from its first segment.
+    for k in 1.. {
+        let (fs, log) = small_sim_log();
+        log.append(&mut batch(7, 0, 0, "a", 2)).unwrap();
+        log.roll().unwrap();
+        log.append(&mut common::batch(
+            1,
+            3,
+            streamlog::format::Compression::None,
+        ))
+        .unwrap();
+        log.roll().unwrap();
+        fs.inject(Fault::Eio, fs.op_count() + k, true);
+        let result = log.truncate_to(3);
+        fs.clear_faults();
+        let image = fs.crash_image(CrashImage::DropAll);
+        for name in image.list_dir(&common::dir()).unwrap() {
+            if name.ends_with(".snapshot") {
+                let bytes = image.read_file(&common::dir().join(&name)).unwrap();
+                assert!(!bytes.is_empty(), "fault at operation {k}: {name} is empty");
+            }
+        }
+        if result.is_ok() {
+            break;
+        }
+    }
+}
+
+#[test]
 fn unreadable_snapshots_make_the_rebuild_start_at_the_first_segment() {
-    let (fs, a) = rolled_then_truncated();
+    // The flush moved the recovery point to 5, making both snapshots candidates.
+    let (fs, a) = rolled_then_truncated(true);
     let image = fs.crash_image(CrashImage::DropAll);
     for base in [2, 5] {
         let path = common::dir().join(format!("{base:020}.snapshot"));
