@@ -196,9 +196,12 @@ impl Log {
             let first = self.snapshot().first().map_or(i64::MAX, |s| s.base);
             self.remove_producer_snapshots(|o| o < first)?;
         }
-        self.fs
-            .sync_dir(&self.dir)
-            .map_err(io_ctx(format!("fsync directory {}", self.dir.display())))?;
+        if let Err(e) = self.fs.sync_dir(&self.dir) {
+            // Never retried: the next pass must not fsync again as if this one counted.
+            let e = Error::io(format!("fsync directory {}", self.dir.display()), e);
+            self.poison_with(e.to_string());
+            return Err(e);
+        }
         outcome.log_start_offset = new_start;
         if outcome.segments_deleted > 0 {
             tracing::info!(

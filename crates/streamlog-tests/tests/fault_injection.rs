@@ -123,3 +123,37 @@ fn appends_resume_after_enospc_clears() {
         "the half-written batch left no trace"
     );
 }
+
+/// From a review: a failed directory fsync at the end of a retention pass returned
+/// without poisoning the log, so the next pass fsynced again as if the first had
+/// counted ("never retry an fsync").
+#[test]
+fn a_failed_directory_fsync_in_retention_poisons_the_log() {
+    let mut poisoned = 0;
+    for k in 1.. {
+        let (fs, log) = small_sim_log();
+        append_batches(&log, 0..30, 2);
+        assert!(log.segments().len() > 2);
+        let start = log.segments()[2].base_offset;
+        log.advance_log_start(start).unwrap();
+        fs.inject(Fault::Eio, fs.op_count() + k, false);
+        let policy = streamlog::log::RetentionPolicy::log_start_only(1_700_000_000_000);
+        let result = log.enforce_retention(&policy);
+        fs.clear_faults();
+        match result {
+            Ok(_) if fs.op_count() < k => break,
+            Ok(_) => {}
+            Err(e) if e.to_string().contains("fsync directory") => {
+                poisoned += 1;
+                let again = log.append(&mut batch(99, 1, Compression::None));
+                assert!(
+                    matches!(again, Err(Error::Poisoned { .. })),
+                    "fault at operation {k}: {again:?}"
+                );
+            }
+            Err(_) => {}
+        }
+        assert!(k < 500);
+    }
+    assert!(poisoned > 0, "no fault hit the directory fsync");
+}
