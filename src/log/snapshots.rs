@@ -202,6 +202,11 @@ impl Log {
         let fs = self.fs.as_ref();
         let segs = self.snapshot();
         let first = segs.first().map_or(to, |s| s.base);
+        // A recovery point below the first segment (retention removed the segments it
+        // named, or it was not trusted) still lets the replay start from the snapshot
+        // at the first segment's base: it holds the state of everything before it (a
+        // transaction open since a removed segment), which no replay can recover.
+        let limit = limit.max(first);
         let offsets = snapshot_offsets(fs, &self.dir)
             .map_err(io_ctx(format!("list {}", self.dir.display())))?;
         let candidates: Vec<i64> = offsets

@@ -586,3 +586,29 @@ fn a_snapshot_that_cannot_be_read_fails_the_rebuild_instead_of_being_passed_over
     }
     assert!(faults_hit > 0);
 }
+
+/// Regression (found by the log_ops fuzz target): with the recovery point below the
+/// first segment (here: its file lost), the rebuild after a crash ignored the snapshot
+/// at the first segment's base and replayed from there with no state, forgetting a
+/// transaction open since a segment retention had removed.
+#[test]
+fn a_transaction_open_since_a_removed_segment_survives_a_crash_without_recovery_point() {
+    let (fs, log) = small_sim_log();
+    log.append(&mut batch(7, 0, 0, 1, true)).unwrap(); // opens at 0
+    log.append(&mut batch(-1, -1, -1, 3, false)).unwrap();
+    log.roll().unwrap(); // the snapshot at 4: the transaction open since 0
+    log.append(&mut batch(-1, -1, -1, 3, false)).unwrap();
+    log.flush().unwrap();
+    log.advance_log_start(4).unwrap();
+    log.enforce_retention(&RetentionPolicy::log_start_only(1_700_000_000_000))
+        .unwrap();
+    assert_eq!(log.segments()[0].base_offset, 4);
+    assert_eq!(log.last_stable_offset(), 0);
+    let image = fs.crash_image(CrashImage::KeepAll);
+    drop(log);
+    image.delete_file(&dir().join("recovery-point-offset-checkpoint"));
+    let log = open_sim(&image, config()).unwrap();
+    assert!(!log.recovery_report().clean_shutdown);
+    assert_eq!(log.last_stable_offset(), 0);
+    assert_eq!(log.open_transactions(), [(7, 0)]);
+}
