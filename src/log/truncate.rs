@@ -141,10 +141,13 @@ impl Log {
         // 0. Everything written so far is synced first, so the durable position written
         //    next never claims bytes that are not on disk.
         for s in w.unflushed.drain(..) {
+            // All its files, as a flush syncs them: once it is taken off the list no
+            // flush will, and the recovery point passes it later.
             s.log
                 .sync_data()
                 .and_then(|()| s.offset_index.sync())
                 .and_then(|()| s.time_index.sync())
+                .and_then(|()| s.txn_index.sync())
                 .map_err(io_ctx(format!(
                     "fsync {} and its indexes",
                     s.log_path.display()

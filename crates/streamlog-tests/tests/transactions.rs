@@ -612,3 +612,28 @@ fn a_transaction_open_since_a_removed_segment_survives_a_crash_without_recovery_
     assert_eq!(log.last_stable_offset(), 0);
     assert_eq!(log.open_transactions(), [(7, 0)]);
 }
+
+/// Regression (found by the log_ops fuzz target): a truncation synced the sealed
+/// segments waiting for a flush (and took them off the list) but not their
+/// `.txnindex`; once a later flush moved the recovery point past them, a power cut
+/// lost the ABORT entry of a segment recovery trusts.
+#[test]
+fn a_truncation_syncs_the_transaction_index_of_the_segments_it_flushes() {
+    let (fs, log) = small_sim_log();
+    log.append(&mut batch(7, 0, 0, 2, true)).unwrap();
+    let marker = log.append_marker(7, 0, 0, Abort).unwrap();
+    log.roll().unwrap();
+    log.append(&mut batch(-1, -1, -1, 3, false)).unwrap();
+    log.append(&mut batch(-1, -1, -1, 3, false)).unwrap();
+    assert_eq!(log.truncate_to(6).unwrap(), 6);
+    log.roll().unwrap();
+    log.append(&mut batch(-1, -1, -1, 3, false)).unwrap();
+    log.flush().unwrap(); // the recovery point passes segment 0
+    let want = aborted(&log);
+    assert_eq!(want.len(), 1);
+    assert_eq!(want[0].last_offset, marker.base_offset);
+    let image = fs.crash_image(CrashImage::DropAll);
+    drop(log);
+    let log = open_sim(&image, config()).unwrap();
+    assert_eq!(aborted(&log), want);
+}
