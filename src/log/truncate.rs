@@ -158,6 +158,13 @@ impl Log {
             .log
             .sync_data()
             .map_err(io_ctx(format!("fsync {}", w.active.log_path.display())))?;
+        // And its `.txnindex`: the cut segment's file is rewritten below only if its
+        // kept entries differ, and the segment that replaces it knows nothing of what
+        // this one left unsynced.
+        w.active.txn_index.sync().map_err(io_ctx(format!(
+            "fsync {}",
+            w.active.txn_index.path().display()
+        )))?;
         // The rolls' producer snapshots too, before the directory fsync makes their names
         // durable: a crash must not leave one that exists but holds nothing.
         for (offset, bytes) in std::mem::take(&mut w.pending_snapshots) {

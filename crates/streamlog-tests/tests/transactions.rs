@@ -637,3 +637,23 @@ fn a_truncation_syncs_the_transaction_index_of_the_segments_it_flushes() {
     let log = open_sim(&image, config()).unwrap();
     assert_eq!(aborted(&log), want);
 }
+
+/// Regression (found by the log_ops fuzz target): the ABORT entry appended to the
+/// active segment's `.txnindex` was left unsynced by a truncation that cut that
+/// segment after it: the kept entries matched the file, so it was not rewritten, and
+/// the segment object that replaced the cut one did not know the file was dirty. A
+/// clean close did not sync it either, and a power cut lost it.
+#[test]
+fn a_truncation_of_the_active_segment_keeps_its_abort_entries_durable() {
+    let (fs, log) = small_sim_log();
+    log.append(&mut batch(7, 0, 0, 1, true)).unwrap();
+    log.append_marker(7, 0, 0, Abort).unwrap();
+    log.append(&mut batch(7, 0, 1, 3, true)).unwrap();
+    assert_eq!(log.truncate_to(3).unwrap(), 2);
+    let want = aborted(&log);
+    assert_eq!(want.len(), 1);
+    log.close().unwrap();
+    let image = fs.crash_image(CrashImage::DropAll);
+    let log = open_sim(&image, config()).unwrap();
+    assert_eq!(aborted(&log), want);
+}
