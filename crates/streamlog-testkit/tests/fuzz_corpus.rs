@@ -361,22 +361,26 @@ fn recover_log_reproducers() -> Vec<(String, Vec<u8>)> {
     repros
 }
 
-/// Writes `<name>.seed` files, replacing the old ones (other files are kept).
-/// Random op sequences of several lengths, in a plain log (first byte even) and a
-/// compacted one (odd).
+/// Random op sequences of several lengths, in each mode the first byte selects: plain
+/// or compacted log (bit 0), transactional run or not (bits 1 and 5).
 fn log_ops_seeds() -> Vec<(String, Vec<u8>)> {
     let mut seeds = Vec::new();
     for (i, len) in [64usize, 256, 1024, 4096].into_iter().enumerate() {
-        for gaps in [0u8, 1] {
+        for (mode, bits) in [
+            ("plain", 0u8),
+            ("compacted", 1),
+            ("transactional", 0x22),
+            ("transactional-compacted", 0x23),
+        ] {
             let mut data = random_bytes(100 + i as u64, len);
-            data[0] = (data[0] & !1) | gaps;
-            let kind = if gaps == 1 { "compacted" } else { "plain" };
-            seeds.push((format!("random-{kind}-{len}"), data));
+            data[0] = (data[0] & !0x23) | bits;
+            seeds.push((format!("random-{mode}-{len}"), data));
         }
     }
     seeds
 }
 
+/// Writes `<name>.seed` files, replacing the old ones (other files are kept).
 fn write_seeds(target: &str, seeds: Vec<(String, Vec<u8>)>) {
     let dir = fuzz_dir().join("corpus").join(target);
     std::fs::create_dir_all(&dir).expect("create the corpus directory");

@@ -2,13 +2,17 @@
 //! the input (append, idempotent append and re-send, read, timestamp lookup, roll,
 //! flush, truncate, delete records, retention, compaction, close and reopen, power cut,
 //! injected faults, a crash in the middle of the next operation), checked against a
-//! model after every step (invariants I1-I5 and I7 of ARCHITECTURE.md).
+//! model after every step (invariants I1-I5 and I7 of ARCHITECTURE.md and TESTING.md).
 //!
 //! # Input encoding
 //!
-//! A sequence of operations until the input ends (missing bytes read as zero), at most
-//! [`MAX_OPS`]. Each starts with a kind byte taken modulo the number of kinds; the bytes
-//! each kind reads next are listed in [`Run::step`].
+//! A first byte, then a sequence of operations until the input ends (missing bytes read
+//! as zero), at most [`MAX_OPS`]. Bit 0 of the first byte makes the log a compacted
+//! topic's (offset gaps allowed; compaction steps are skipped otherwise); bits 1 and 5
+//! together make the run transactional (producer 1 writes transactions, markers are a
+//! sixteenth kind of step, and in a plain log the last stable offset is checked after
+//! each step). Each operation starts with a kind byte taken modulo the number of
+//! kinds; the bytes each kind reads next are listed in [`Run::step`].
 
 mod model;
 
@@ -17,9 +21,9 @@ use std::sync::Arc;
 use streamlog::Error;
 use streamlog::format::{BatchBuilder, Compression};
 use streamlog::fs::{CrashImage, Fault, SimFs};
-use streamlog::log::{CleanPolicy, Log, RetentionPolicy};
+use streamlog::log::{CleanPolicy, Log, RetentionPolicy, TransactionResult};
 
-use self::model::{Expect, InDoubt, Model, Rec, SentBatch, read_all};
+use self::model::{Expect, InDoubt, Kind, Model, Rec, SentBatch, read_all};
 use crate::{FUZZ_CLOCK_MS, FUZZ_DIR, fuzz_config};
 
 /// Operations per input at most.
@@ -65,7 +69,9 @@ fn scale(b: u8, lo: i64, hi: i64) -> i64 {
 fn encode(recs: &[Rec], codec: Compression, producer: Option<(i64, i32)>) -> Vec<u8> {
     let mut b = BatchBuilder::new().compression(codec);
     if let Some((id, seq)) = producer {
-        b = b.producer(id, 0, seq);
+        b = b
+            .producer(id, 0, seq)
+            .transactional(recs.iter().any(|r| matches!(r.kind, Kind::Txn(_))));
     }
     for r in recs {
         b.push(r.timestamp, r.key.as_deref(), r.value.as_deref(), &[])
@@ -89,6 +95,8 @@ struct Run {
     armed: bool,
     /// The log allows offset gaps and is compacted (else the compaction step is skipped).
     gaps: bool,
+    /// Producer 1 writes transactions, and markers are a step kind.
+    txns: bool,
     /// Print each step (`LOG_OPS_TRACE` set): to follow a failing input.
     trace: bool,
     /// Distinguishes the values of each batch.
@@ -105,11 +113,16 @@ impl Run {
 
     /// Runs one operation; the bytes it reads are listed with each kind.
     fn step(&mut self, input: &mut Input) {
-        let kind = input.byte() % 15;
+        let kind = input.byte() % if self.txns { 16 } else { 15 };
         if self.trace {
             eprintln!(
-                "log_ops: step {kind} at byte {}; model {}..{} durable {}",
-                input.pos, self.model.start, self.model.end, self.model.durable
+                "log_ops: step {kind} at byte {}; model {}..{} durable {} lso {}/{:?}",
+                input.pos,
+                self.model.start,
+                self.model.end,
+                self.model.durable,
+                self.model.last_stable_offset(),
+                self.log.as_ref().map(Log::last_stable_offset)
             );
         }
         match kind {
@@ -145,7 +158,18 @@ impl Run {
             }
             // what: bits 0-1 (0 = crash in the middle, 1 = EIO, 2 = ENOSPC, 3 = ENOSPC
             // persistent), then after how many operations.
-            _ => self.arm(input),
+            14 => self.arm(input),
+            // (transactional runs) commit (bit 0) or abort.
+            _ => self.marker(input),
+        }
+        if self.log.is_some() && self.txns && !self.gaps {
+            // (Compaction removes markers and aborted data: not checked there.)
+            assert_eq!(
+                self.log().last_stable_offset(),
+                self.model.last_stable_offset(),
+                "the last stable offset; the log's open transactions: {:?}",
+                self.log().open_transactions()
+            );
         }
         if self.log.is_some() {
             let log = self.log();
@@ -173,6 +197,7 @@ impl Run {
                     key,
                     value: (!tombstone).then(|| format!("v{}-{i}", self.tag).into_bytes()),
                     timestamp: FUZZ_CLOCK_MS + i64::from(b >> 4) * 1000,
+                    kind: Kind::Plain,
                 }
             })
             .collect();
@@ -197,11 +222,19 @@ impl Run {
         let n = 1 + i32::from(input.byte() % 4);
         let seq = self.model.producers[p].next_seq();
         self.tag += 1;
+        // In a transactional run producer 1 writes transactions.
+        let id = self.producer_ids[p];
+        let kind = if self.txns && p == 1 {
+            Kind::Txn(id)
+        } else {
+            Kind::Plain
+        };
         let records: Vec<Rec> = (seq..seq + n)
             .map(|s| Rec {
-                key: Some(format!("p{}-{s}", self.producer_ids[p]).into_bytes()),
+                key: Some(format!("p{id}-{s}").into_bytes()),
                 value: Some(format!("i{}-{s}", self.tag).into_bytes()),
                 timestamp: FUZZ_CLOCK_MS,
+                kind,
             })
             .collect();
         let bytes = encode(
@@ -257,10 +290,22 @@ impl Run {
                 assert_eq!(info.base_offset, orig, "a re-sent batch answered elsewhere");
             }
             (Expect::Any, Ok(info)) => {
+                // A duplicate: the answer must name this batch where it was appended.
                 assert!(
                     info.base_offset < end,
                     "answered past the log end: {info:?}"
                 );
+                assert_eq!(
+                    info.last_offset - info.base_offset + 1,
+                    batch.records.len() as i64
+                );
+                if let Some(r) = self.model.recs.get(&info.base_offset) {
+                    assert_eq!(
+                        r.key, batch.records[0].key,
+                        "a duplicate answered at {}, which holds another record",
+                        info.base_offset
+                    );
+                }
             }
             (Expect::OutOfOrder | Expect::Any, Err(Error::OutOfOrderSequence { .. })) => {
                 // The log wants other sequences: the producer starts afresh.
@@ -284,6 +329,33 @@ impl Run {
             (expect, got) => panic!("idempotent batch {batch:?}: expected {expect:?}, got {got:?}"),
         }
         assert_eq!(self.log().log_end_offset(), self.model.end);
+    }
+
+    /// A marker of producer 1 (written also with no transaction open, as Kafka does).
+    fn marker(&mut self, input: &mut Input) {
+        let commit = input.byte() & 1 == 1;
+        let id = self.producer_ids[1];
+        let (result, kind) = if commit {
+            (TransactionResult::Commit, 1)
+        } else {
+            (TransactionResult::Abort, 0)
+        };
+        let rec = Rec {
+            key: Some(vec![0, 0, 0, kind]),
+            value: Some(vec![0; 6]),
+            timestamp: FUZZ_CLOCK_MS,
+            kind: Kind::Marker(id, commit),
+        };
+        match self.log().append_marker(id, 0, 0, result) {
+            Ok(info) => self.model.push(info.base_offset, &[rec]),
+            Err(e) => self.failed(
+                e,
+                InDoubt {
+                    appended: vec![rec],
+                    ..InDoubt::default()
+                },
+            ),
+        }
     }
 
     fn read(&mut self, input: &mut Input) {
@@ -354,7 +426,12 @@ impl Run {
             },
             Err(e) => return self.failed(e, InDoubt::default()),
         };
-        match self.log().truncate_to(at) {
+        self.trace_files("before the truncation");
+        let truncated = self.log().truncate_to(at);
+        if self.trace {
+            eprintln!("log_ops: truncate_to({at}) = {truncated:?}");
+        }
+        match truncated {
             Ok(end) => {
                 // The cut can lie below the log start: the start comes down to the new
                 // end then (nothing below it becomes readable: the log is empty there).
@@ -373,6 +450,9 @@ impl Run {
                 // The cut is durable on return; what stays is as durable as before.
                 self.model.durable = self.model.durable.min(end);
                 self.model.forget_producer_batches(self.model.start, end);
+                if self.gaps {
+                    self.forget_compacted_producers();
+                }
             }
             Err(e) => {
                 let cut = if exact { cut } else { segment };
@@ -405,7 +485,6 @@ impl Run {
 
     fn set_start(&mut self, start: i64) {
         self.model.start = start;
-        self.model.recs.retain(|&o, _| o >= start);
         self.model.forget_producer_batches(start, self.model.end);
     }
 
@@ -546,15 +625,7 @@ impl Run {
         drop(self.log.take());
         self.fs = image;
         self.armed = false;
-        if self.trace {
-            let files: Vec<String> = self
-                .fs
-                .files(std::path::Path::new(FUZZ_DIR))
-                .into_iter()
-                .map(|(p, n)| format!("{}:{n}", p.file_name().unwrap_or_default().display()))
-                .collect();
-            eprintln!("log_ops: image {files:?}");
-        }
+        self.trace_files("the disk after the crash");
         let log = open(&self.fs, self.gaps)
             .unwrap_or_else(|e| panic!("I5: the log does not open after {after}: {e}"));
         if self.trace {
@@ -597,15 +668,33 @@ impl Run {
         self.model.durable = end;
         self.model.forget_producer_batches(start, end);
         if self.gaps {
-            // A compacted log rebuilt after a crash keeps epochs, not batches: any
-            // sequence is accepted (`rebuild_producer_state`).
-            for p in &mut self.model.producers {
-                p.uncertain = true;
-            }
+            self.forget_compacted_producers();
         }
         self.log = Some(log);
         for ts in [i64::MIN, FUZZ_CLOCK_MS, FUZZ_CLOCK_MS + 7_000] {
             self.lookup(ts);
+        }
+    }
+
+    /// With tracing on, prints the partition directory's files and their sizes.
+    fn trace_files(&self, when: &str) {
+        if !self.trace {
+            return;
+        }
+        let files: Vec<String> = self
+            .fs
+            .files(std::path::Path::new(FUZZ_DIR))
+            .into_iter()
+            .map(|(p, n)| format!("{}:{n}", p.file_name().unwrap_or_default().display()))
+            .collect();
+        eprintln!("log_ops: {when}: {files:?}");
+    }
+
+    /// A compacted log's producer state rebuilt (after a crash or a truncation) keeps
+    /// epochs, not batches: any sequence is accepted (`rebuild_producer_state`).
+    fn forget_compacted_producers(&mut self) {
+        for p in &mut self.model.producers {
+            p.uncertain = true;
         }
     }
 
@@ -616,7 +705,12 @@ impl Run {
             Err(e) => return self.failed(e, InDoubt::default()),
         };
         let offsets: Vec<i64> = got.iter().map(|r| r.offset).collect();
-        let want: Vec<i64> = self.model.recs.keys().copied().collect();
+        let want: Vec<i64> = self
+            .model
+            .recs
+            .range(self.model.start..)
+            .map(|(&o, _)| o)
+            .collect();
         assert_eq!(offsets, want, "the log holds other offsets than the model");
         self.model
             .check_records(&got, &[], self.model.start, self.model.end);
@@ -658,11 +752,14 @@ impl Run {
 /// Only if an invariant is violated.
 pub fn fuzz_log_ops(data: &[u8]) {
     let mut input = Input { data, pos: 0 };
-    let gaps = input.byte() & 1 == 1;
+    let first = input.byte();
+    let gaps = first & 1 == 1;
+    let txns = first & 0x22 == 0x22;
     let fs = SimFs::new();
     let log = open(&fs, gaps).expect("a log opens on an empty SimFs");
     let mut run = Run {
         gaps,
+        txns,
         trace: std::env::var_os("LOG_OPS_TRACE").is_some(),
         fs,
         log: Some(log),

@@ -6,12 +6,23 @@ use std::collections::{BTreeMap, HashMap};
 use streamlog::format::Record;
 use streamlog::log::Log;
 
+/// What a record belongs to, for the transactions the log must see open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Plain,
+    /// Data of a transaction of this producer id.
+    Txn(i64),
+    /// A COMMIT (true) or ABORT marker of this producer id.
+    Marker(i64, bool),
+}
+
 /// One record as it was appended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Rec {
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub timestamp: i64,
+    pub kind: Kind,
 }
 
 impl Rec {
@@ -108,6 +119,8 @@ pub(super) struct InDoubt {
 
 #[derive(Debug)]
 pub(super) struct Model {
+    /// The records the log holds from its start; below the start, those it held (their
+    /// transactions can still be open).
     pub recs: BTreeMap<i64, Rec>,
     pub start: i64,
     pub end: i64,
@@ -142,8 +155,9 @@ impl Model {
     }
 
     /// The records of `[from, to)` the log must still hold: all of them, except below
-    /// `compacted_below`, where a keyless record, a tombstone or a record whose key has a
-    /// later one (below `to`) may be gone.
+    /// `compacted_below`, where a keyless record, a tombstone, a record whose key has a
+    /// later one (below `to`), a transaction's record (aborted data goes) or a marker
+    /// may be gone.
     fn must_hold(&self, from: i64, to: i64) -> Vec<i64> {
         let mut latest: HashMap<&[u8], i64> = HashMap::new();
         for (&o, r) in self.recs.range(from..to) {
@@ -155,7 +169,9 @@ impl Model {
             .range(from..to)
             .filter(|&(&o, r)| {
                 o >= self.compacted_below
-                    || (r.value.is_some() && r.key.as_deref().is_some_and(|k| latest[k] == o))
+                    || (r.kind == Kind::Plain
+                        && r.value.is_some()
+                        && r.key.as_deref().is_some_and(|k| latest[k] == o))
             })
             .map(|(&o, _)| o)
             .collect()
@@ -216,7 +232,11 @@ impl Model {
 
     /// The model becomes what the log holds: `got` from `start` to `end`.
     pub fn adopt(&mut self, got: &[Record], extra: &[Rec], start: i64, end: i64) {
-        let mut recs = BTreeMap::new();
+        let mut recs: BTreeMap<i64, Rec> = self
+            .recs
+            .range(..start.min(end))
+            .map(|(&o, r)| (o, r.clone()))
+            .collect();
         for r in got {
             let rec = if r.offset < self.end {
                 self.recs[&r.offset].clone()
@@ -229,6 +249,24 @@ impl Model {
         self.start = start;
         self.end = end;
         self.compacted_below = self.compacted_below.min(end);
+    }
+
+    /// The last stable offset: the first offset of the earliest transaction left open
+    /// (its data with no marker of its producer after it), else the end.
+    pub fn last_stable_offset(&self) -> i64 {
+        let mut open: HashMap<i64, i64> = HashMap::new();
+        for (&o, r) in &self.recs {
+            match r.kind {
+                Kind::Txn(pid) => {
+                    open.entry(pid).or_insert(o);
+                }
+                Kind::Marker(pid, _) => {
+                    open.remove(&pid);
+                }
+                Kind::Plain => {}
+            }
+        }
+        open.into_values().min().unwrap_or(self.end).min(self.end)
     }
 
     /// Kafka's `offsetsForTimes` by a scan: the first record at or after `ts`.
