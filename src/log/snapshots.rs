@@ -5,15 +5,18 @@
 //!
 //! A snapshot at offset `S` describes every batch below `S`. An open after a crash uses
 //! only a snapshot at or below the recovery point (everything below it was synced, so
-//! the batches it describes are all still there) and at or above the first segment
+//! the batches it describes are all still there), or the one at the first segment's
+//! base (nothing below it can be lost any more), and at or above the first segment
 //! (the batches after it can be scanned), and scans from it to the log end: at most
 //! the data since the last roll before the recovery point. A roll writes a snapshot
-//! whenever producers are known, and the next flush syncs it before the recovery point
-//! passes it: so without a snapshot at or below the recovery point no producer had
-//! written when the segment holding it was rolled, and the replay starts there with no
-//! state. The same replay rebuilds the open transactions after a truncation, and the
-//! `.txnindex` files of the segments it covers at open (Kafka regenerates those of the
-//! segments it recovers).
+//! whenever producers are known, and the next flush (or truncation) syncs it before the
+//! recovery point passes it: so without a snapshot at or below the recovery point no
+//! producer had written when the segment holding it was rolled, and the replay starts
+//! there with no state; with only unreadable ones, it starts at the first segment. The
+//! open then writes, synced, the state at every segment base it replayed past. The
+//! same replay rebuilds the open transactions after a truncation, and the `.txnindex`
+//! files of the segments it covers at open (Kafka regenerates those of the segments it
+//! recovers).
 
 use super::producer_state::ProducerStates;
 use super::read::SegmentRead;
@@ -127,10 +130,11 @@ impl Log {
     /// the log end (none: no producers; a damaged one: rebuilt as after a crash). After a
     /// crash: replayed (see [`replay_producers`](Self::replay_producers)) up to the log
     /// end from the newest usable snapshot at a segment base at or below the recovery
-    /// point, or from the segment holding the recovery point with no state (no snapshot
-    /// there means no producer had written when that segment was rolled); and the
-    /// `.txnindex` of every segment replayed is rewritten whole from the markers it
-    /// holds (so nothing a crash tore in one is kept). `scanned_producers`:
+    /// point (or the first segment's), or from the segment holding the recovery point
+    /// with no state (no snapshot there means no producer had written when that segment
+    /// was rolled); the state at each segment base passed is written as its snapshot,
+    /// synced; and the `.txnindex` of every segment replayed is rewritten whole from the
+    /// markers it holds (so nothing a crash tore in one is kept). `scanned_producers`:
     /// recovery's scan met batches with a producer id (without them and without a
     /// snapshot there is nothing to replay).
     ///
@@ -164,16 +168,21 @@ impl Log {
         }
         let limit = if clean { end } else { recovery_point.min(end) };
         // The open's flush moves the recovery point to the active segment: the state
-        // at its base is written (synced) for a later rebuild to start from, since the
-        // roll's snapshot there may not have been synced before the crash.
-        let active = self.snapshot().last().map_or(end, |s| s.base);
+        // at every segment base the replay passes is written (synced) for a later
+        // rebuild to start from. The rolls' snapshots there may have been torn or lost
+        // by the crash, or be whole only in the page cache (a process crash): once
+        // retention removes the segments before such a base, nothing else holds the
+        // state there (a transaction open since then).
+        let bases: Vec<i64> = self.snapshot().iter().map(|s| s.base).collect();
         let replay =
-            self.replay_producers(limit, end, !clean && !scanned_producers, true, Some(active))?;
+            self.replay_producers(limit, end, !clean && !scanned_producers, true, &bases)?;
         // What follows writes to the directory: a log opened clean stops being so first.
         self.touch()?;
         self.rewrite_txn_indexes(replay.from, &replay.aborted)?;
-        if let Some(at_active) = replay.captured.filter(|s| !s.is_empty()) {
-            self.write_snapshot_bytes(active, &at_active.encode_snapshot(), true)?;
+        for (base, state) in &replay.captured {
+            if !state.is_empty() && *base > replay.from {
+                self.write_snapshot_bytes(*base, &state.encode_snapshot(), true)?;
+            }
         }
         let mut states = replay.states;
         if self.live.allow_offset_gaps() {
@@ -189,15 +198,16 @@ impl Log {
     /// `skip_without_snapshot`: without a snapshot, replay nothing (no batch there has
     /// a producer id); `at_segment_base`: use only snapshots at segment bases. Also
     /// returns where the replay started and the aborted transactions whose ABORT
-    /// markers it met, as their `.txnindex` entries, and with `capture_at` the state
-    /// before that offset (at or after where the replay starts).
+    /// markers it met, as their `.txnindex` entries, and for each offset of
+    /// `capture_at` (ascending) at or after where the replay starts, the state before
+    /// it.
     pub(super) fn replay_producers(
         &self,
         limit: i64,
         to: i64,
         skip_without_snapshot: bool,
         at_segment_base: bool,
-        capture_at: Option<i64>,
+        capture_at: &[i64],
     ) -> Result<Replay> {
         let fs = self.fs.as_ref();
         let segs = self.snapshot();
@@ -240,7 +250,12 @@ impl Log {
             None => (holding, ProducerStates::default(), !skip_without_snapshot),
         };
         let mut aborted = Vec::new();
-        let mut captured = None;
+        let mut captured = Vec::new();
+        let mut points = capture_at
+            .iter()
+            .copied()
+            .filter(|&at| at >= from)
+            .peekable();
         let mut offset = from;
         let start = segs.partition_point(|s| s.base <= from).saturating_sub(1);
         // Segment by segment: the log start offset may lie above `from`.
@@ -257,9 +272,8 @@ impl Log {
                 )?;
                 for b in batches.iter().filter(|b| b.base_offset() < to) {
                     if b.last_offset() >= offset {
-                        if captured.is_none() && capture_at.is_some_and(|at| b.base_offset() >= at)
-                        {
-                            captured = Some(states.clone());
+                        while let Some(at) = points.next_if(|&at| at <= b.base_offset()) {
+                            captured.push((at, states.clone()));
                         }
                         self.replay_batch(b, &mut states, &mut aborted);
                         offset = b.last_offset() + 1;
@@ -270,9 +284,7 @@ impl Log {
                 }
             }
         }
-        if capture_at.is_some() && captured.is_none() {
-            captured = Some(states.clone());
-        }
+        captured.extend(points.filter(|&at| at <= to).map(|at| (at, states.clone())));
         Ok(Replay {
             from,
             states,
@@ -335,6 +347,6 @@ pub(super) struct Replay {
     pub(super) states: ProducerStates,
     /// `.txnindex` entries of the ABORT markers from `from` on.
     pub(super) aborted: Vec<AbortedTxn>,
-    /// The state before the `capture_at` offset asked for.
-    pub(super) captured: Option<ProducerStates>,
+    /// The state before each `capture_at` offset asked for, with the offset.
+    pub(super) captured: Vec<(i64, ProducerStates)>,
 }

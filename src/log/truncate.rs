@@ -80,7 +80,7 @@ impl Log {
         // The transactions open at the new end, from the batches below it (read before
         // anything changes: a failure here changes nothing).
         let mut rebuilt = self
-            .replay_producers(new_end, new_end, false, false, None)?
+            .replay_producers(new_end, new_end, false, false, &[])?
             .states;
         if self.live.allow_offset_gaps() {
             // As a compacted log's open: its batches may not be the producers' last.

@@ -657,3 +657,36 @@ fn a_truncation_of_the_active_segment_keeps_its_abort_entries_durable() {
     let log = open_sim(&image, config()).unwrap();
     assert_eq!(aborted(&log), want);
 }
+
+/// Regression (found by the log_ops fuzz target): a roll's snapshot a crash tore stayed
+/// torn; the open rewrote only the active segment's. Once retention removed the
+/// segments before it, no rebuild could recover a transaction open since then. The
+/// open now writes the state at every segment base its replay passes.
+#[test]
+fn an_open_after_a_crash_rewrites_the_snapshots_the_crash_tore() {
+    let (fs, log) = small_sim_log();
+    log.append(&mut batch(7, 0, 0, 1, true)).unwrap(); // opens at 0
+    log.append(&mut batch(-1, -1, -1, 3, false)).unwrap();
+    log.roll().unwrap(); // the snapshot at 4, not synced yet
+    log.append(&mut batch(-1, -1, -1, 3, false)).unwrap();
+    log.roll().unwrap();
+    let image = fs.crash_image(CrashImage::KeepAll);
+    std::mem::forget(log);
+    let snapshot = dir().join("00000000000000000004.snapshot");
+    assert!(image.read_file(&snapshot).is_some());
+    image.write_file(&snapshot, b"torn".to_vec());
+    let log = open_sim(&image, config()).unwrap();
+    assert_eq!(log.last_stable_offset(), 0);
+    log.advance_log_start(4).unwrap();
+    log.enforce_retention(&RetentionPolicy::log_start_only(1_700_000_000_000))
+        .unwrap();
+    assert_eq!(log.segments()[0].base_offset, 4);
+    // Removes the segment at 7 and its snapshot: the one at 4 is all that is left.
+    assert_eq!(log.truncate_to(6).unwrap(), 4);
+    assert_eq!(log.last_stable_offset(), 0);
+    let image = image.crash_image(CrashImage::DropAll);
+    std::mem::forget(log);
+    let log = open_sim(&image, config()).unwrap();
+    assert_eq!(log.last_stable_offset(), 0);
+    assert_eq!(log.open_transactions(), [(7, 0)]);
+}
