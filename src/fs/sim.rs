@@ -230,6 +230,14 @@ impl SimFs {
         self.state.lock().crash_after = Some(k);
     }
 
+    /// The process died (kill -9) but the machine did not: its directory locks go,
+    /// and what it wrote stays as it is (unsynced changes still read back, and a later
+    /// [`crash_image`](Self::crash_image) can still lose them). Forget the process's
+    /// handles (`std::mem::forget`) before reopening, as nothing of it runs any more.
+    pub fn process_crash(&self) {
+        self.state.lock().locks.clear();
+    }
+
     /// Whether `crash_after` has taken effect.
     pub fn has_crashed(&self) -> bool {
         self.state.lock().crashed

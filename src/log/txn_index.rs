@@ -244,9 +244,10 @@ impl TxnIndex {
         Ok(created)
     }
 
-    /// Replaces the entries with `entries` unless they are the same: rewrites the file
-    /// (or removes it when `entries` is empty) and syncs it. Returns whether the file
-    /// was created or removed (the directory then needs a sync).
+    /// Replaces the entries with `entries` unless they are the same (then only syncs
+    /// the file): rewrites the file (or removes it when `entries` is empty) and syncs
+    /// it. Returns whether the file was created or removed (the directory then needs a
+    /// sync).
     ///
     /// # Errors
     /// `Io`.
@@ -268,6 +269,14 @@ impl TxnIndex {
                 exists && self.file_len(fs)? == (entries.len() * TXN_ENTRY) as u64
             };
             if whole {
+                // Still synced: after a process crash the file reads back whole from
+                // the page cache though its bytes may never have reached the disk, and
+                // nothing marks it dirty any more.
+                if !entries.is_empty() {
+                    fs.open(&self.path, false)
+                        .and_then(|f| f.sync_data())
+                        .map_err(io_ctx(format!("fsync {}", self.path.display())))?;
+                }
                 return Ok(false);
             }
         }

@@ -690,3 +690,27 @@ fn an_open_after_a_crash_rewrites_the_snapshots_the_crash_tore() {
     assert_eq!(log.last_stable_offset(), 0);
     assert_eq!(log.open_transactions(), [(7, 0)]);
 }
+
+/// From a review: after a process crash the `.txnindex` reads back whole from the page
+/// cache, so the open's rewrite found nothing to change and did not sync it; nothing
+/// marked it dirty, not even the clean close, and a later power cut lost the ABORT
+/// entry of a segment a clean open trusts.
+#[test]
+fn a_txnindex_left_unsynced_by_a_process_crash_is_synced_by_the_next_open() {
+    let (fs, log) = small_sim_log();
+    log.append(&mut batch(7, 0, 0, 2, true)).unwrap();
+    log.append_marker(7, 0, 0, Abort).unwrap();
+    log.append(&mut batch(-1, -1, -1, 1, false)).unwrap();
+    log.flush().unwrap();
+    let want = aborted(&log);
+    assert_eq!(want.len(), 1);
+    std::mem::forget(log); // kill -9: the page cache survives
+    fs.process_crash();
+    let log = open_sim(&fs, config()).unwrap();
+    assert!(!log.recovery_report().clean_shutdown);
+    log.close().unwrap();
+    let image = fs.crash_image(CrashImage::DropAll);
+    let log = open_sim(&image, config()).unwrap();
+    assert!(log.recovery_report().clean_shutdown);
+    assert_eq!(aborted(&log), want);
+}
