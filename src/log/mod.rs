@@ -378,7 +378,10 @@ impl Log {
             "write {}/{}",
             self.dir.display(),
             checkpoint::LEADER_EPOCH_FILE
-        )))?;
+        )))
+        // Its fsyncs are never retried, and the open that begins an epoch after a
+        // crash must not be followed by a clean-shutdown marker without it.
+        .inspect_err(|e| self.poison_with(e.to_string()))?;
         *self.epochs.write() = Arc::new(next);
         self.epoch.store(epoch, Ordering::Release);
         Ok(epoch)

@@ -654,3 +654,36 @@ fn damage_in_an_unfinished_swap_is_reported_in_the_swap_file_and_nothing_is_chan
         "the failed open changed the directory"
     );
 }
+
+/// From a review: an open after a crash that failed part-way (here: writing the new
+/// leader epoch) returned without poisoning the log, so dropping it wrote the
+/// clean-shutdown marker, and the next open trusted the directory without the recovery
+/// (and without the new epoch that checks positions taken before the crash).
+#[test]
+fn an_open_after_a_crash_that_fails_leaves_the_next_open_a_recovery() {
+    let mut failures = 0;
+    for k in 1.. {
+        let (fs, log) = small_sim_log();
+        append_batches(&log, 0..20, 2);
+        log.flush().unwrap();
+        append_batches(&log, 20..22, 2);
+        let image = fs.crash_image(CrashImage::KeepAll);
+        std::mem::forget(log);
+        image.inject(Fault::Eio, image.op_count() + k, false);
+        let opened = open_sim(&image, small_config());
+        image.clear_faults();
+        let failed = opened.is_err();
+        drop(opened);
+        let log = open_sim(&image, small_config()).unwrap();
+        if !failed {
+            break;
+        }
+        failures += 1;
+        assert!(
+            !log.recovery_report().clean_shutdown,
+            "fault at operation {k}: the failed open left a clean-shutdown marker"
+        );
+        assert!(k < 1000);
+    }
+    assert!(failures > 0);
+}
