@@ -53,7 +53,12 @@ impl Input<'_> {
     }
 
     fn crash_mode(&mut self) -> CrashImage {
-        match self.byte() % 4 {
+        let b = self.byte();
+        self.crash_mode_from(b)
+    }
+
+    fn crash_mode_from(&mut self, b: u8) -> CrashImage {
+        match b % 4 {
             0 => CrashImage::KeepAll,
             1 => CrashImage::DropAll,
             _ => CrashImage::Random(u64::from(self.byte()) * 0x9E37_79B9 + 1),
@@ -97,6 +102,8 @@ struct Run {
     gaps: bool,
     /// Producer 1 writes transactions, and markers are a step kind.
     txns: bool,
+    /// The logs of processes that died (kill -9): kept, not closed, until the run ends.
+    zombies: Vec<Log>,
     /// Print each step (`LOG_OPS_TRACE` set): to follow a failing input.
     trace: bool,
     /// Distinguishes the values of each batch.
@@ -152,9 +159,16 @@ impl Run {
             11 => self.clean(input),
             12 => self.reopen(input),
             // crash mode.
+            // crash mode; with bits 0, 1 and 7 all set, the process dies (kill -9) and
+            // the machine does not.
             13 => {
-                let mode = input.crash_mode();
-                self.crash(mode, InDoubt::default(), "a power cut");
+                let b = input.byte();
+                if b & 0x83 == 0x83 && !self.armed {
+                    self.process_crash();
+                } else {
+                    let mode = input.crash_mode_from(b);
+                    self.crash(mode, InDoubt::default(), "a power cut");
+                }
             }
             // what: bits 0-1 (0 = crash in the middle, 1 = EIO, 2 = ENOSPC, 3 = ENOSPC
             // persistent), then after how many operations.
@@ -614,6 +628,31 @@ impl Run {
         self.crash(mode, InDoubt::default(), "a failed close or open");
     }
 
+    /// kill -9: the log is opened again on the same disk, whose unsynced changes are
+    /// all still there (a later power cut can lose what the open did not sync). Nothing
+    /// is lost; the open's recovery makes everything durable.
+    fn process_crash(&mut self) {
+        if self.trace {
+            eprintln!("log_ops: process crash");
+        }
+        // Nothing of the dead process runs any more: not even its close.
+        self.zombies.extend(self.log.take());
+        self.fs.process_crash();
+        let log = open(&self.fs, self.gaps)
+            .unwrap_or_else(|e| panic!("I5: the log does not open after a process crash: {e}"));
+        assert_eq!(
+            (log.log_start_offset(), log.log_end_offset()),
+            (self.model.start, self.model.end),
+            "a process crash lost or invented offsets"
+        );
+        self.log = Some(log);
+        self.model.durable = self.model.end;
+        if self.gaps {
+            self.forget_compacted_producers();
+        }
+        self.check_exact();
+    }
+
     /// A power cut: the log is opened on what the disk holds, and must hold every record
     /// durable before it (I1), a prefix of what was appended (I2, I3), and the same after
     /// a clean reopen (I5).
@@ -760,6 +799,7 @@ pub fn fuzz_log_ops(data: &[u8]) {
     let mut run = Run {
         gaps,
         txns,
+        zombies: Vec::new(),
         trace: std::env::var_os("LOG_OPS_TRACE").is_some(),
         fs,
         log: Some(log),
