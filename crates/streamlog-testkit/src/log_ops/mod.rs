@@ -184,6 +184,22 @@ impl Run {
                 "the last stable offset; the log's open transactions: {:?}",
                 self.log().open_transactions()
             );
+            // What read_committed readers skip, from the `.txnindex` files (a fault
+            // armed may fail the reads: checked once it is gone).
+            if !self.armed {
+                let log = self.log();
+                let got: Vec<(i64, i64, i64)> = log
+                    .aborted_transactions(log.log_start_offset(), i64::MAX)
+                    .unwrap_or_else(|e| panic!("the aborted transactions cannot be read: {e}"))
+                    .iter()
+                    .map(|t| (t.producer_id, t.first_offset, t.last_offset))
+                    .collect();
+                assert_eq!(
+                    got,
+                    self.model.aborted_transactions(),
+                    "aborted transactions"
+                );
+            }
         }
         if self.log.is_some() {
             let log = self.log();

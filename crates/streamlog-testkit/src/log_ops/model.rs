@@ -269,6 +269,30 @@ impl Model {
         open.into_values().min().unwrap_or(self.end).min(self.end)
     }
 
+    /// The aborted transactions whose ABORT marker lies at or after the log start, in
+    /// marker order: (producer id, first offset, marker offset).
+    pub fn aborted_transactions(&self) -> Vec<(i64, i64, i64)> {
+        let mut open: HashMap<i64, i64> = HashMap::new();
+        let mut aborted = Vec::new();
+        for (&o, r) in &self.recs {
+            match r.kind {
+                Kind::Txn(pid) => {
+                    open.entry(pid).or_insert(o);
+                }
+                Kind::Marker(pid, commit) => {
+                    if let Some(first) = open.remove(&pid)
+                        && !commit
+                        && o >= self.start
+                    {
+                        aborted.push((pid, first, o));
+                    }
+                }
+                Kind::Plain => {}
+            }
+        }
+        aborted
+    }
+
     /// Kafka's `offsetsForTimes` by a scan: the first record at or after `ts`.
     pub fn first_at_or_after(&self, ts: i64) -> Option<(i64, i64)> {
         self.recs
