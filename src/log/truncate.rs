@@ -77,8 +77,18 @@ impl Log {
             new_end = h.last_offset() + 1;
             pos += h.size().expect("checked") as u64;
         }
+        // The rolls' producer snapshots still waiting for a flush, synced first: the
+        // replay below reads them (one a roll failed to write is missing until then),
+        // and the directory fsync of the cut must not make a name durable whose bytes
+        // are not. A failed fsync poisons: it is never retried.
+        for (offset, bytes) in std::mem::take(&mut w.pending_snapshots) {
+            if let Err(e) = self.write_snapshot_bytes(offset, &bytes, true) {
+                self.poison_with(format!("truncation failed part-way: {e}"));
+                return Err(e);
+            }
+        }
         // The transactions open at the new end, from the batches below it (read before
-        // anything changes: a failure here changes nothing).
+        // the cut changes anything).
         let mut rebuilt = self
             .replay_producers(new_end, new_end, false, false, &[])?
             .states;
@@ -165,11 +175,6 @@ impl Log {
             "fsync {}",
             w.active.txn_index.path().display()
         )))?;
-        // The rolls' producer snapshots too, before the directory fsync makes their names
-        // durable: a crash must not leave one that exists but holds nothing.
-        for (offset, bytes) in std::mem::take(&mut w.pending_snapshots) {
-            self.write_snapshot_bytes(offset, &bytes, true)?;
-        }
         if std::mem::take(&mut w.dir_dirty) {
             self.fs
                 .sync_dir(&self.dir)

@@ -714,3 +714,33 @@ fn a_txnindex_left_unsynced_by_a_process_crash_is_synced_by_the_next_open() {
     assert!(log.recovery_report().clean_shutdown);
     assert_eq!(aborted(&log), want);
 }
+
+/// Regression (found by the log_ops fuzz target): a roll whose snapshot write failed
+/// (it is retried by the next flush) left no snapshot file, and a truncation before
+/// that flush replayed from the new segment with no state: the transaction open since
+/// before the roll was forgotten. The truncation now writes the pending snapshots
+/// before its replay.
+#[test]
+fn a_truncation_sees_the_snapshot_a_roll_failed_to_write() {
+    let mut checked = 0;
+    for k in 1.. {
+        let (fs, log) = small_sim_log();
+        log.append(&mut batch(7, 0, 0, 3, true)).unwrap(); // opens at 0
+        fs.inject(streamlog::fs::Fault::Eio, fs.op_count() + k, false);
+        let rolled = log.roll();
+        fs.clear_faults();
+        let beyond = fs.op_count() < k;
+        if rolled.is_ok() {
+            log.append(&mut batch(-1, -1, -1, 8, false)).unwrap();
+            if log.truncate_to(4).is_ok() {
+                checked += 1;
+                assert_eq!(log.last_stable_offset(), 0, "fault at operation {k}");
+            }
+        }
+        if beyond {
+            break;
+        }
+        assert!(k < 100);
+    }
+    assert!(checked > 1);
+}
