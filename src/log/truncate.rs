@@ -168,13 +168,6 @@ impl Log {
             .log
             .sync_data()
             .map_err(io_ctx(format!("fsync {}", w.active.log_path.display())))?;
-        // And its `.txnindex`: the cut segment's file is rewritten below only if its
-        // kept entries differ, and the segment that replaces it knows nothing of what
-        // this one left unsynced.
-        w.active.txn_index.sync().map_err(io_ctx(format!(
-            "fsync {}",
-            w.active.txn_index.path().display()
-        )))?;
         if std::mem::take(&mut w.dir_dirty) {
             self.fs
                 .sync_dir(&self.dir)
