@@ -89,6 +89,8 @@ struct State {
     faults: Vec<FaultRule>,
     crash_after: Option<u64>,
     crashed: bool,
+    /// fsyncs (of files and directories) an injected fault failed.
+    failed_syncs: u64,
 }
 
 fn eio(msg: &str) -> io::Error {
@@ -165,6 +167,16 @@ impl State {
         }
     }
 
+    /// `begin` for an fsync: counts the ones an injected fault fails.
+    fn begin_sync(&mut self) -> io::Result<()> {
+        let crashed = self.crashed;
+        self.begin(true).inspect_err(|_| {
+            if !crashed && !self.crashed {
+                self.failed_syncs += 1;
+            }
+        })
+    }
+
     fn inode(&mut self, ino: u64) -> &mut Inode {
         self.inodes.entry(ino).or_default()
     }
@@ -217,6 +229,13 @@ impl SimFs {
             kind,
             persistent,
         });
+    }
+
+    /// fsyncs (of files and directories) that an injected fault failed so far. A caller
+    /// must never trust a file's unsynced writes after one of its fsyncs failed, so a
+    /// log whose fsync failed must be poisoned: tests check that with this count.
+    pub fn failed_sync_count(&self) -> u64 {
+        self.state.lock().failed_syncs
     }
 
     /// Removes all injected faults (space "returns").
@@ -453,7 +472,7 @@ impl File for SimFile {
     }
     fn sync_data(&self) -> io::Result<()> {
         let mut st = self.fs.state.lock();
-        st.begin(true)?;
+        st.begin_sync()?;
         let node = st.inode(self.ino);
         node.durable = node.live.clone();
         node.pending.clear();
@@ -607,7 +626,7 @@ impl FileSystem for SimFs {
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
-        st.begin(true)?;
+        st.begin_sync()?;
         st.check_dir(path)?;
         let ops = st.dir_ops.remove(path).unwrap_or_default();
         for op in ops {
