@@ -138,8 +138,9 @@ impl Log {
     /// Runs one compaction pass if the log is dirty enough (see [`CleanPolicy`]).
     ///
     /// # Errors
-    /// `Io` or `Corruption` from reading and writing; an error after a swap began poisons
-    /// the log (reopening finishes the swap). `Poisoned`; `Closed`.
+    /// `Io` or `Corruption` from reading and writing; a failed fsync, or any error after
+    /// a swap began, poisons the log (reopening finishes the swap). `Poisoned`;
+    /// `Closed`.
     pub fn clean(&self, policy: &CleanPolicy) -> Result<CleanOutcome> {
         if !self.live.allow_offset_gaps() {
             return Err(Error::config(
@@ -269,7 +270,8 @@ impl Log {
         outcome.segments_after = segs.len() - replaced;
         // The horizon first: a crash before the clean offset is written repeats the pass,
         // which writes it again. It is a hint: stale, it only makes a pass run early or
-        // tombstones and markers wait for the next dirty pass.
+        // tombstones and markers wait for the next dirty pass. A failure poisons all the
+        // same, as the clean offset's does: it may be a failed fsync.
         if self.tombstone_horizon.load(Ordering::Acquire) != ctx.next_horizon {
             let text =
                 checkpoint::recovery_point_text(&self.topic, self.partition, ctx.next_horizon);
@@ -277,7 +279,8 @@ impl Log {
                 .map_err(io_ctx(format!(
                     "write {}",
                     self.dir.join(HORIZON_FILE).display()
-                )))?;
+                )))
+                .inspect_err(|e| self.poison_with(e.to_string()))?;
             self.tombstone_horizon
                 .store(ctx.next_horizon, Ordering::Release);
         }
@@ -454,8 +457,9 @@ impl Log {
             file.write_all_at(&out, pos)
                 .map_err(io_ctx(format!("write {}", cleaned_path.display())))?;
             pos += out.len() as u64;
-            file.sync_data()
-                .map_err(io_ctx(format!("fsync {}", cleaned_path.display())))?;
+            self.fsync_or_poison(format!("fsync {}", cleaned_path.display()), || {
+                file.sync_data()
+            })?;
             Ok(pos)
         })();
         // The group's aborted transactions that keep their entry. A `.txnindex` swap is

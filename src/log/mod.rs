@@ -53,6 +53,7 @@ mod txn_index;
 mod untouched;
 mod verify;
 
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
@@ -400,6 +401,13 @@ impl Log {
         self.segments.read().clone()
     }
 
+    /// Why the log stopped taking writes, if it did: a failed fsync or a write that
+    /// failed part-way poisons it (see the module docs), and every later write fails
+    /// with [`Error::Poisoned`] until the log is reopened.
+    pub fn poison_reason(&self) -> Option<String> {
+        self.poison.lock().clone()
+    }
+
     fn check_writable(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed { what: "log" });
@@ -411,6 +419,15 @@ impl Log {
             });
         }
         Ok(())
+    }
+
+    /// Runs an fsync (`what` names it in the error); a failure poisons the log. Never
+    /// retry an fsync: the kernel may have dropped the pages it could not write, and a
+    /// second fsync would report success without them.
+    fn fsync_or_poison(&self, what: String, sync: impl FnOnce() -> io::Result<()>) -> Result<()> {
+        sync()
+            .map_err(io_ctx(what))
+            .inspect_err(|e| self.poison_with(e.to_string()))
     }
 
     fn poison_with(&self, reason: String) {

@@ -59,8 +59,8 @@ impl Log {
     /// Steps 1-4 of the swap for a group whose rewrite `file` (`<base>.log.cleaned`)
     /// `written` says how far was written and synced, and which `.txnindex` entries it
     /// gets (`None`: it gets no `.txnindex`). Returns the bytes written. A failure
-    /// before the commit point removes what was written; after it, it poisons the log
-    /// (reopening finishes the swap).
+    /// before the commit point removes what was written (a failed fsync also poisons the
+    /// log); after it, any failure poisons the log (reopening finishes the swap).
     ///
     /// # Errors
     /// `written`'s error; `Io`; `Corruption` if the rewrite does not scan clean.
@@ -163,19 +163,15 @@ impl Log {
         }
         let fs = self.fs.as_ref();
         let bytes = self.config.segment_index_bytes;
-        super::index::Index::<super::index::OffsetEntry>::create(fs, index, bytes)
-            .and_then(|i| {
-                i.replace(scan.offset_entries.clone(), false)?;
-                i.sync()
-            })
-            .and_then(|()| super::index::Index::<super::index::TimeEntry>::create(fs, time, bytes))
-            .and_then(|i| {
-                i.replace(scan.time_entries.clone(), false)?;
-                i.sync()
-            })
-            .map_err(io_ctx(format!(
-                "write the indexes of the cleaned segment {base}"
-            )))?;
+        let what = || format!("write the indexes of the cleaned segment {base}");
+        let offsets = super::index::Index::<super::index::OffsetEntry>::create(fs, index, bytes)
+            .and_then(|i| i.replace(scan.offset_entries.clone(), false).map(|()| i))
+            .map_err(io_ctx(what()))?;
+        self.fsync_or_poison(format!("fsync {}", index.display()), || offsets.sync())?;
+        let times = super::index::Index::<super::index::TimeEntry>::create(fs, time, bytes)
+            .and_then(|i| i.replace(scan.time_entries.clone(), false).map(|()| i))
+            .map_err(io_ctx(what()))?;
+        self.fsync_or_poison(format!("fsync {}", time.display()), || times.sync())?;
         Ok(scan)
     }
 
@@ -289,8 +285,8 @@ impl Log {
             .map_err(io_ctx(format!("create {p}")))?;
         f.set_len(0)
             .and_then(|()| f.write_all_at(&bytes, 0))
-            .and_then(|()| f.sync_data())
-            .map_err(io_ctx(format!("write {p}")))
+            .map_err(io_ctx(format!("write {p}")))?;
+        self.fsync_or_poison(format!("fsync {p}"), || f.sync_data())
     }
 }
 

@@ -157,3 +157,66 @@ fn a_failed_directory_fsync_in_retention_poisons_the_log() {
     }
     assert!(poisoned > 0, "no fault hit the directory fsync");
 }
+
+/// "Never retry an fsync": a one-shot EIO at every operation of a workload that
+/// appends, flushes, compacts, rolls, applies retention and truncates. Whenever the
+/// fault hit an fsync (`SimFs::failed_sync_count`), the log must be poisoned. The
+/// log_ops fuzz target found that compaction's fsyncs before its swap (the cleaned
+/// segment and its indexes) and of its horizon file did not poison: the next pass
+/// wrote and fsynced the same names again.
+#[test]
+fn every_failed_fsync_poisons_the_log() {
+    let config = || small_config().allow_offset_gaps(true);
+    let workload = |log: &streamlog::log::Log| -> streamlog::Result<()> {
+        for tag in 0..20 {
+            log.append(&mut batch(tag, 3, Compression::None))?;
+        }
+        log.flush()?;
+        let policy = streamlog::log::CleanPolicy {
+            force: true,
+            now_ms: 1_700_000_100_000,
+            ..streamlog::log::CleanPolicy::default()
+        };
+        log.clean(&policy)?;
+        log.roll()?;
+        let start = log.segments()[1].base_offset;
+        log.advance_log_start(start)?;
+        log.enforce_retention(&streamlog::log::RetentionPolicy::log_start_only(
+            1_700_000_100_000,
+        ))?;
+        log.truncate_to(log.log_end_offset() - 2)?;
+        log.flush()?;
+        Ok(())
+    };
+    let (mut sync_faults, mut compaction_sync_faults) = (0, 0);
+    for k in 1.. {
+        let fs = SimFs::new();
+        let log = open_sim(&fs, config()).unwrap();
+        let at = fs.op_count() + k;
+        fs.inject(Fault::Eio, at, false);
+        let result = workload(&log);
+        fs.clear_faults();
+        if fs.op_count() < at {
+            assert!(result.is_ok(), "no fault was hit, yet: {result:?}");
+            break;
+        }
+        if fs.failed_sync_count() > 0 {
+            sync_faults += 1;
+            let err = result.expect_err("an fsync failed and the workload went on");
+            if err.to_string().contains(".cleaned") || err.to_string().contains("cleaned segment") {
+                compaction_sync_faults += 1;
+            }
+            let again = log.append(&mut batch(99, 1, Compression::None));
+            assert!(
+                matches!(again, Err(Error::Poisoned { .. })),
+                "an fsync failed at operation {k} ({err}), and the log took a write: {again:?}"
+            );
+        }
+        assert!(k < 5_000);
+    }
+    assert!(sync_faults > 5, "the sweep hit {sync_faults} fsyncs");
+    assert!(
+        compaction_sync_faults >= 2,
+        "the sweep hit {compaction_sync_faults} of compaction's fsyncs"
+    );
+}
