@@ -2,7 +2,8 @@
 //! the input (append, idempotent append and re-send, read, timestamp lookup, roll,
 //! flush, truncate, delete records, retention, compaction, close and reopen, power cut,
 //! injected faults, a crash in the middle of the next operation), checked against a
-//! model after every step (invariants I1-I5 and I7 of ARCHITECTURE.md and TESTING.md).
+//! model after every step (invariants I1-I5 and I7 of ARCHITECTURE.md and TESTING.md),
+//! and once an injected fault failed an fsync, the log must be poisoned.
 //!
 //! # Input encoding
 //!
@@ -111,6 +112,8 @@ struct Run {
     /// Producer ids handed out so far (a producer the log refused starts afresh).
     ids: i64,
     producer_ids: Vec<i64>,
+    /// The file system's failed fsyncs when the step began (see `check_sync_poisons`).
+    failed_syncs: u64,
 }
 
 impl Run {
@@ -121,6 +124,7 @@ impl Run {
     /// Runs one operation; the bytes it reads are listed with each kind.
     fn step(&mut self, input: &mut Input) {
         let kind = input.byte() % if self.txns { 16 } else { 15 };
+        self.failed_syncs = self.fs.failed_sync_count();
         if self.trace {
             eprintln!(
                 "log_ops: step {kind} at byte {}; model {}..{} durable {} lso {}/{:?}",
@@ -176,6 +180,7 @@ impl Run {
             // (transactional runs) commit (bit 0) or abort.
             _ => self.marker(input),
         }
+        self.check_sync_poisons();
         if self.log.is_some() && self.txns && !self.gaps {
             // (Compaction removes markers and aborted data: not checked there.)
             assert_eq!(
@@ -627,6 +632,7 @@ impl Run {
             self.armed,
             "an operation failed with no fault injected: {e:?}"
         );
+        self.check_sync_poisons();
         self.fs.clear_faults();
         if let Ok(got) = read_all(self.log(), STEP) {
             self.model.check_returned(&got, &doubt.appended);
@@ -679,6 +685,7 @@ impl Run {
         let image = self.fs.crash_image(mode);
         drop(self.log.take());
         self.fs = image;
+        self.failed_syncs = 0;
         self.armed = false;
         self.trace_files("the disk after the crash");
         let log = open(&self.fs, self.gaps)
@@ -728,6 +735,20 @@ impl Run {
         self.log = Some(log);
         for ts in [i64::MIN, FUZZ_CLOCK_MS, FUZZ_CLOCK_MS + 7_000] {
             self.lookup(ts);
+        }
+    }
+
+    /// Never retry an fsync: once one failed in this step, the open log must take no
+    /// more writes (its unsynced data may be gone from the page cache while a retried
+    /// fsync would report success).
+    fn check_sync_poisons(&self) {
+        if let Some(log) = &self.log
+            && self.fs.failed_sync_count() > self.failed_syncs
+        {
+            assert!(
+                log.poison_reason().is_some(),
+                "an fsync failed and the log still takes writes"
+            );
         }
     }
 
@@ -824,6 +845,7 @@ pub fn fuzz_log_ops(data: &[u8]) {
         tag: 0,
         ids: PRODUCERS as i64,
         producer_ids: (1..=PRODUCERS as i64).collect(),
+        failed_syncs: 0,
     };
     for _ in 0..MAX_OPS {
         if input.done() {
