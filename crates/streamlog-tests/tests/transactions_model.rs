@@ -18,6 +18,13 @@
 //! (the recovered log is a prefix of the appended one), and every transaction that was
 //! open at the crash ends aborted.
 //!
+//! With faults (the second property): an EIO or ENOSPC at a random file-system
+//! operation. The operation that fails, or the one it strikes if that returns Ok, is
+//! followed by a power cut, and the checks above apply, with what the failed operation
+//! wrote in doubt (each partition's last records). A commit that failed ends whole,
+//! either way: committed with all its records and offsets, or aborted. A commit that
+//! returned Ok is committed, whatever the fault struck.
+//!
 //! The transactional producers either append at every send (`linger_ms` 0) or hold their
 //! records until a flush, commit or abort (a linger far longer than any test); plain
 //! producers wait for each send. So the order of appends, and with it the model, never
@@ -30,10 +37,11 @@ use std::time::Duration;
 
 use common::sim_store;
 use proptest::prelude::*;
-use streamlog::fs::{CrashImage, SimFs};
+use streamlog::fs::{CrashImage, Fault, SimFs};
 use streamlog::{
-    Acks, Consumer, ConsumerConfig, ConsumerGroupMetadata, Error, IsolationLevel, OffsetReset,
-    Producer, ProducerConfig, ProducerRecord, Record, Store, TopicConfig, TopicPartition,
+    Acks, Consumer, ConsumerConfig, ConsumerGroupMetadata, DeliveryFuture, Error, IsolationLevel,
+    OffsetReset, Producer, ProducerConfig, ProducerRecord, Record, Store, TopicConfig,
+    TopicPartition,
 };
 
 /// The topic the producers write to.
@@ -84,9 +92,25 @@ enum Op {
     Reopen,
     /// Power cut: reopens the store from a crash image of its file system.
     Crash(CrashImage),
+    /// An EIO (or ENOSPC) at the `after`-th file-system operation from here, once. The
+    /// operation that fails is followed by a power cut.
+    Fault {
+        after: u64,
+        enospc: bool,
+    },
 }
 
-fn op() -> impl Strategy<Value = Op> {
+fn op(faults: bool) -> BoxedStrategy<Op> {
+    let fault = (0..40u64, any::<bool>()).prop_map(|(after, enospc)| Op::Fault { after, enospc });
+    let base = base_op();
+    if faults {
+        prop_oneof![1 => fault, 10 => base].boxed()
+    } else {
+        base.boxed()
+    }
+}
+
+fn base_op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => Just(Op::Begin),
         8 => (0..PARTITIONS).prop_map(Op::Send),
@@ -142,11 +166,12 @@ fn transaction() -> impl Strategy<Value = Vec<Op>> {
         })
 }
 
-/// Single calls (including ones out of order) and whole transactions.
-fn ops() -> impl Strategy<Value = Vec<Op>> {
+/// Single calls (including ones out of order) and whole transactions; with `faults`,
+/// injected faults among them.
+fn ops(faults: bool) -> impl Strategy<Value = Vec<Op>> {
     proptest::collection::vec(
         prop_oneof![
-            3 => op().prop_map(|op| vec![op]),
+            3 => op(faults).prop_map(|op| vec![op]),
             1 => transaction(),
         ],
         1..30,
@@ -159,6 +184,8 @@ enum Fate {
     Open,
     Committed,
     Aborted,
+    /// Its commit failed and a crash followed: the open decides (`Model::in_doubt`).
+    InDoubt,
 }
 
 /// One data record appended to a partition, in append order.
@@ -197,6 +224,8 @@ struct Model {
     open: Option<OpenTxn>,
     /// Committed offsets: (group, input partition) -> offset.
     offsets: BTreeMap<(usize, i32), i64>,
+    /// The transaction whose commit failed, until the crash after it is checked.
+    in_doubt: Option<OpenTxn>,
 }
 
 impl Model {
@@ -260,7 +289,7 @@ impl Model {
         let mut out = Vec::new();
         for e in entries {
             match e.txn.map(|t| self.txns[t]) {
-                Some(Fate::Open) => break,
+                Some(Fate::Open | Fate::InDoubt) => break,
                 Some(Fate::Aborted) => {}
                 None | Some(Fate::Committed) => out.push(e.value.clone()),
             }
@@ -280,36 +309,67 @@ struct World {
     plain_leader: Producer,
     plain_all: Producer,
     next_value: u64,
+    /// A fault is injected: the next operations may fail.
+    armed: bool,
+    /// The file-system operation the fault fails.
+    fault_at: u64,
+    /// The deliveries of the records the transactional producer holds (linger).
+    held: Vec<DeliveryFuture>,
 }
 
-fn plain_producer(store: &Store, acks: Acks) -> Producer {
-    store
-        .producer(ProducerConfig::default().linger_ms(0).acks(acks))
-        .unwrap()
+/// An operation failed with a fault armed.
+#[derive(Debug)]
+struct Failure {
+    error: Error,
+    /// A commit failed: it is decided at the next open, either way.
+    commit_in_doubt: bool,
 }
 
-fn txn_producer(store: &Store, linger: bool) -> Producer {
+impl From<Error> for Failure {
+    fn from(error: Error) -> Failure {
+        Failure {
+            error,
+            commit_in_doubt: false,
+        }
+    }
+}
+
+type Step = Result<(), Failure>;
+
+fn plain_producer(store: &Store, acks: Acks) -> streamlog::Result<Producer> {
+    store.producer(ProducerConfig::default().linger_ms(0).acks(acks))
+}
+
+fn txn_producer(store: &Store, linger: bool) -> streamlog::Result<Producer> {
     let config = ProducerConfig::default()
         .transactional_id(TXN_ID)
         .batch_size(1 << 20)
         .linger_ms(if linger { LINGER_FOREVER_MS } else { 0 });
-    let p = store.producer(config).unwrap();
-    p.init_transactions().unwrap();
-    p
+    let p = store.producer(config)?;
+    p.init_transactions()?;
+    Ok(p)
 }
 
-fn assert_state_error<T: std::fmt::Debug>(r: streamlog::Result<T>, what: &str) {
-    assert!(
-        matches!(r, Err(Error::TransactionState { .. })),
-        "{what}: expected a TransactionState error, got {r:?}"
-    );
+/// `r` must be a `TransactionState` error (with a fault armed, any error will do).
+fn expect_state_error<T: std::fmt::Debug>(
+    r: streamlog::Result<T>,
+    armed: bool,
+    what: &str,
+) -> Step {
+    match r {
+        Err(Error::TransactionState { .. }) => Ok(()),
+        Err(e) if armed => Err(e.into()),
+        r => panic!("{what}: expected a TransactionState error, got {r:?}"),
+    }
 }
 
-fn assert_fenced<T: std::fmt::Debug>(r: streamlog::Result<T>, what: &str) {
-    assert!(
-        matches!(r, Err(Error::Fenced { .. })),
-        "{what}: expected Fenced, got {r:?}"
-    );
+/// `r` must be `Fenced` (with a fault armed, any error will do).
+fn expect_fenced<T: std::fmt::Debug>(r: streamlog::Result<T>, armed: bool, what: &str) -> Step {
+    match r {
+        Err(Error::Fenced { .. }) => Ok(()),
+        Err(e) if armed => Err(e.into()),
+        r => panic!("{what}: expected Fenced, got {r:?}"),
+    }
 }
 
 impl World {
@@ -331,14 +391,17 @@ impl World {
             part.flush().unwrap();
         }
         World {
-            plain_leader: plain_producer(&store, Acks::Leader),
-            plain_all: plain_producer(&store, Acks::All),
+            plain_leader: plain_producer(&store, Acks::Leader).unwrap(),
+            plain_all: plain_producer(&store, Acks::All).unwrap(),
             fs,
             store,
             linger,
             txn: None,
             zombies: Vec::new(),
             next_value: 0,
+            armed: false,
+            fault_at: 0,
+            held: Vec::new(),
         }
     }
 
@@ -348,40 +411,46 @@ impl World {
     }
 
     /// The current transactional producer, started (and initialized) if there is none.
-    fn txn_producer(&mut self) -> &Producer {
+    fn txn_producer(&mut self) -> streamlog::Result<&Producer> {
         if self.txn.is_none() {
-            self.txn = Some(txn_producer(&self.store, self.linger));
+            self.txn = Some(txn_producer(&self.store, self.linger)?);
         }
-        self.txn.as_ref().unwrap()
+        Ok(self.txn.as_ref().unwrap())
     }
 
     /// Drops every client (the current producer first, so that a clean close aborts its
     /// transaction through it) and opens the store again on `fs`.
-    fn reopen_on(&mut self, fs: SimFs, clean: bool) {
+    fn reopen_on(&mut self, fs: SimFs, clean: bool) -> Step {
         if let Some(p) = self.txn.take()
             && clean
         {
-            p.close().unwrap();
+            p.close()?;
+            self.wait_held(false)?;
         }
         self.zombies.clear();
+        self.held.clear();
         if clean {
-            self.store.close().unwrap();
+            self.store.close()?;
         }
         self.fs = fs;
-        self.store = sim_store(&self.fs).unwrap();
-        self.plain_leader = plain_producer(&self.store, Acks::Leader);
-        self.plain_all = plain_producer(&self.store, Acks::All);
+        self.store = sim_store(&self.fs)?;
+        self.plain_leader = plain_producer(&self.store, Acks::Leader)?;
+        self.plain_all = plain_producer(&self.store, Acks::All)?;
+        Ok(())
     }
 
-    fn apply(&mut self, model: &mut Model, op: &Op) {
+    /// Runs `op`. An error is a failure only with a fault armed (`Err`); otherwise the
+    /// model says which calls must fail, and how.
+    fn apply(&mut self, model: &mut Model, op: &Op) -> Step {
+        let armed = self.armed;
         match *op {
             Op::Begin => {
                 let in_txn = model.open.is_some();
-                let r = self.txn_producer().begin_transaction();
+                let r = self.txn_producer()?.begin_transaction();
                 if in_txn {
-                    assert_state_error(r, "begin inside a transaction");
+                    expect_state_error(r, armed, "begin inside a transaction")?;
                 } else {
-                    r.unwrap();
+                    r?;
                     model.txns.push(Fate::Open);
                     model.open = Some(OpenTxn {
                         id: model.txns.len() - 1,
@@ -394,24 +463,25 @@ impl World {
             Op::Send(partition) => {
                 let value = self.value();
                 let linger = self.linger;
-                let r = self.txn_producer().send(
+                let r = self.txn_producer()?.send(
                     ProducerRecord::new(TOPIC)
                         .partition(partition)
                         .value(&value),
                 );
                 let Some(open) = model.open.as_mut() else {
-                    assert_state_error(r.map(|_| ()), "send outside a transaction");
-                    return;
+                    return expect_state_error(r.map(|_| ()), armed, "send outside a transaction");
                 };
-                let delivery = r.unwrap();
                 open.partitions.insert(partition);
                 if linger {
+                    self.held.push(r?);
                     open.held.push((partition, value));
                 } else {
-                    let meta = delivery.wait().unwrap();
-                    assert_eq!(meta.partition, partition);
+                    // Appended or not, it is the partition's last record in the model:
+                    // a failure is followed by a crash, which keeps a prefix.
                     let id = open.id;
                     model.append(partition, value, Some(id));
+                    let meta = r?.wait()?;
+                    assert_eq!(meta.partition, partition);
                 }
             }
             Op::SendOffsets {
@@ -420,46 +490,62 @@ impl World {
                 offset,
             } => {
                 let offsets = BTreeMap::from([(TopicPartition::new(INPUT, partition), offset)]);
-                let r = self.txn_producer().send_offsets_to_transaction(
+                let r = self.txn_producer()?.send_offsets_to_transaction(
                     &offsets,
                     &ConsumerGroupMetadata::new(GROUPS[group]),
                 );
                 match model.open.as_mut() {
-                    None => assert_state_error(r, "send_offsets outside a transaction"),
+                    None => expect_state_error(r, armed, "send_offsets outside a transaction")?,
                     Some(open) => {
-                        r.unwrap();
+                        r?;
                         open.offsets.push((group, partition, offset));
                     }
                 }
             }
             Op::Commit | Op::Abort => {
                 let commit = matches!(op, Op::Commit);
-                let p = self.txn_producer();
+                let p = self.txn_producer()?;
                 let r = if commit {
                     p.commit_transaction()
                 } else {
                     p.abort_transaction()
                 };
                 if model.open.is_none() {
-                    assert_state_error(r, "commit or abort outside a transaction");
+                    expect_state_error(r, armed, "commit or abort outside a transaction")?;
+                } else if let Err(error) = r {
+                    // What the producer held may have been appended (in part).
+                    model.append_held();
+                    self.held.clear();
+                    return Err(Failure {
+                        error,
+                        commit_in_doubt: commit,
+                    });
                 } else {
-                    r.unwrap();
                     model.end(commit);
+                    // A commit returns Ok only once every record is appended; an abort
+                    // also after a failed append (the records are aborted anyway): the
+                    // record may then be missing, a crash follows.
+                    self.wait_held(commit)?;
                 }
             }
             Op::FlushTxnProducer => {
                 if let Some(p) = &self.txn {
-                    p.flush().unwrap();
+                    // Appended or not, in part, held records are each partition's last.
+                    let r = p.flush();
                     model.append_held();
+                    r?;
+                    self.wait_held(false)?;
                 }
             }
             Op::Fence => {
-                let new = txn_producer(&self.store, self.linger);
+                // What the old producer held is never appended: its epoch is fenced (or
+                // the fault made the fencing fail and a crash follows, which aborts it).
+                model.drop_open();
+                self.held.clear();
+                let new = txn_producer(&self.store, self.linger)?;
                 if let Some(old) = self.txn.replace(new) {
                     self.zombies.push(old);
                 }
-                // What the old producer held is never appended: its epoch is fenced.
-                model.drop_open();
             }
             Op::Zombie {
                 which,
@@ -467,22 +553,29 @@ impl World {
                 commit,
             } => {
                 if self.zombies.is_empty() {
-                    return;
+                    return Ok(());
                 }
                 let value = format!("zombie-{}", self.value());
                 let z = &self.zombies[which % self.zombies.len()];
                 // Local (no coordinator): Ok, or refused for what the zombie knows.
                 match z.begin_transaction() {
                     Ok(()) | Err(Error::Fenced { .. } | Error::TransactionState { .. }) => {}
+                    Err(e) if armed => return Err(e.into()),
                     Err(e) => panic!("a fenced producer's begin: {e:?}"),
                 }
                 match z.send(ProducerRecord::new(TOPIC).partition(partition).value(value)) {
                     Err(Error::Fenced { .. }) => {}
+                    Err(e) if armed => return Err(e.into()),
                     Err(e) => panic!("a fenced producer's send: {e:?}"),
                     Ok(delivery) => {
-                        z.flush().unwrap();
+                        let flushed = z.flush();
                         let r = delivery.wait();
                         assert!(r.is_err(), "a fenced producer's record was appended: {r:?}");
+                        if armed {
+                            flushed?;
+                        } else {
+                            flushed.unwrap();
+                        }
                     }
                 }
                 let r = if commit {
@@ -490,7 +583,7 @@ impl World {
                 } else {
                     z.abort_transaction()
                 };
-                assert_fenced(r, "a fenced producer ending its transaction");
+                expect_fenced(r, armed, "a fenced producer ending its transaction")?;
             }
             Op::PlainSend {
                 partition,
@@ -502,17 +595,15 @@ impl World {
                 } else {
                     &self.plain_leader
                 };
-                let meta = p
-                    .send(
-                        ProducerRecord::new(TOPIC)
-                            .partition(partition)
-                            .value(&value),
-                    )
-                    .unwrap()
-                    .wait()
-                    .unwrap();
-                assert_eq!(meta.partition, partition);
+                let sent = p.send(
+                    ProducerRecord::new(TOPIC)
+                        .partition(partition)
+                        .value(&value),
+                );
+                // Appended or not, it is the partition's last record in the model.
                 model.append(partition, value, None);
+                let meta = sent?.wait()?;
+                assert_eq!(meta.partition, partition);
                 if acks_all {
                     model.sync(partition);
                 }
@@ -521,62 +612,119 @@ impl World {
                 let part = self
                     .store
                     .topic(TOPIC)
-                    .unwrap()
-                    .partition(partition)
-                    .unwrap();
-                part.flush().unwrap();
+                    .and_then(|t| t.partition(partition))?;
+                part.flush()?;
                 model.sync(partition);
             }
-            Op::Check => check_live(&self.store, model, "check"),
+            Op::Check => check_live(&self.store, model, "check")?,
             Op::Reopen => {
                 // The producer's close appends what it held and aborts its transaction.
                 if model.open.is_some() {
                     model.end(false);
                 }
                 let fs = self.fs.clone();
-                self.reopen_on(fs, true);
+                self.reopen_on(fs, true)?;
                 for p in 0..PARTITIONS {
                     model.sync(p);
                 }
-                check_live(&self.store, model, "after a clean reopen");
+                check_live(&self.store, model, "after a clean reopen")?;
             }
-            Op::Crash(mode) => {
-                let image = self.fs.crash_image(mode);
-                self.reopen_on(image, false);
-                model.drop_open();
-                check_after_crash(&self.store, model, &format!("after a crash ({mode:?})"));
+            Op::Crash(mode) => self.crash(model, mode, false),
+            Op::Fault { after, enospc } => {
+                let kind = if enospc { Fault::Enospc } else { Fault::Eio };
+                self.fault_at = self.fs.op_count() + 1 + after;
+                self.fs.inject(kind, self.fault_at, false);
+                self.armed = true;
             }
         }
+        Ok(())
+    }
+
+    /// Waits for the held records' deliveries once the producer appended them: each must
+    /// succeed (`must`), or with a fault armed may fail.
+    fn wait_held(&mut self, must: bool) -> Step {
+        let mut first_error = None;
+        for d in self.held.drain(..) {
+            match d.wait() {
+                Ok(_) => {}
+                Err(e) if self.armed && !must => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => panic!("the delivery of a record the producer held: {e:?}"),
+            }
+        }
+        first_error.map_or(Ok(()), |e| Err(e.into()))
+    }
+
+    /// Power cut: the store reopens from a crash image of its file system. The open
+    /// transaction ends aborted, or either way if its commit failed (`commit_in_doubt`).
+    fn crash(&mut self, model: &mut Model, mode: CrashImage, commit_in_doubt: bool) {
+        let image = self.fs.crash_image(mode);
+        self.armed = false;
+        self.reopen_on(image, false)
+            .unwrap_or_else(|e| panic!("the store does not open after a crash ({mode:?}): {e:?}"));
+        if commit_in_doubt {
+            let open = model.open.take().expect("a transaction was committing");
+            model.txns[open.id] = Fate::InDoubt;
+            model.in_doubt = Some(open);
+        } else {
+            model.drop_open();
+        }
+        check_after_crash(&self.store, model, &format!("after a crash ({mode:?})"));
+    }
+
+    /// An operation failed: a fault must be armed. Then the machine loses power.
+    fn failed(&mut self, model: &mut Model, op: &Op, failure: Failure) {
+        assert!(
+            self.armed,
+            "{op:?} failed with no fault injected: {:?}",
+            failure.error
+        );
+        self.power_cut_after_fault(model, failure.commit_in_doubt);
+    }
+
+    /// An operation returned Ok although the fault struck during it: the model is
+    /// exact, but the live store may lag it (a COMMIT marker that failed after the
+    /// decision was durable is written by the next open; the partition stopped taking
+    /// writes). A power cut then checks that what was acknowledged is durable.
+    fn after_ok(&mut self, model: &mut Model) {
+        if self.armed && self.fs.op_count() >= self.fault_at {
+            self.power_cut_after_fault(model, false);
+        }
+    }
+
+    fn power_cut_after_fault(&mut self, model: &mut Model, commit_in_doubt: bool) {
+        self.fs.clear_faults();
+        let seed = self.next_value.wrapping_mul(0x9E37_79B9) + 1;
+        self.crash(model, CrashImage::Random(seed), commit_in_doubt);
     }
 }
 
 /// Every data record of each partition of the topic as a consumer with `isolation` reads
 /// it from the start, up to its end offset (the last stable offset for read_committed).
-fn read(store: &Store, isolation: IsolationLevel) -> Vec<Vec<String>> {
-    let mut c: Consumer = store
-        .consumer(
-            ConsumerConfig::new("model-reader")
-                .isolation_level(isolation)
-                .auto_offset_reset(OffsetReset::Earliest)
-                .enable_auto_commit(false),
-        )
-        .unwrap();
+fn read(store: &Store, isolation: IsolationLevel) -> streamlog::Result<Vec<Vec<String>>> {
+    let mut c: Consumer = store.consumer(
+        ConsumerConfig::new("model-reader")
+            .isolation_level(isolation)
+            .auto_offset_reset(OffsetReset::Earliest)
+            .enable_auto_commit(false),
+    )?;
     let tps: Vec<TopicPartition> = (0..PARTITIONS)
         .map(|p| TopicPartition::new(TOPIC, p))
         .collect();
-    c.assign(&tps).unwrap();
-    let ends = c.end_offsets(&tps).unwrap();
+    c.assign(&tps)?;
+    let ends = c.end_offsets(&tps)?;
     let mut out = vec![Vec::new(); PARTITIONS as usize];
     let mut idle = 0;
     loop {
         let mut done = true;
         for tp in &tps {
-            done &= c.position(tp).unwrap() >= ends[tp];
+            done &= c.position(tp)? >= ends[tp];
         }
         if done {
             break;
         }
-        let recs = c.poll(Duration::ZERO).unwrap();
+        let recs = c.poll(Duration::ZERO)?;
         idle = if recs.is_empty() { idle + 1 } else { 0 };
         assert!(
             idle < 100,
@@ -588,31 +736,31 @@ fn read(store: &Store, isolation: IsolationLevel) -> Vec<Vec<String>> {
             out[r.partition() as usize].push(String::from_utf8(value.to_vec()).unwrap());
         }
     }
-    out
+    Ok(out)
 }
 
 /// The groups' committed offsets of the input partitions.
-fn committed_offsets(store: &Store) -> BTreeMap<(usize, i32), i64> {
+fn committed_offsets(store: &Store) -> streamlog::Result<BTreeMap<(usize, i32), i64>> {
     let tps: Vec<TopicPartition> = (0..INPUT_PARTITIONS)
         .map(|p| TopicPartition::new(INPUT, p))
         .collect();
     let mut out = BTreeMap::new();
     for (g, group) in GROUPS.iter().enumerate() {
-        let c = store.consumer(ConsumerConfig::new(*group)).unwrap();
-        for (tp, offset) in c.committed(&tps).unwrap() {
+        let c = store.consumer(ConsumerConfig::new(*group))?;
+        for (tp, offset) in c.committed(&tps)? {
             if let Some(offset) = offset {
                 out.insert((g, tp.partition()), offset);
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// On a store that has not crashed since the model was exact: everything is as the
-/// model says.
-fn check_live(store: &Store, model: &Model, when: &str) {
-    let committed = read(store, IsolationLevel::ReadCommitted);
-    let uncommitted = read(store, IsolationLevel::ReadUncommitted);
+/// model says. `Err` only if a read fails.
+fn check_live(store: &Store, model: &Model, when: &str) -> streamlog::Result<()> {
+    let committed = read(store, IsolationLevel::ReadCommitted)?;
+    let uncommitted = read(store, IsolationLevel::ReadUncommitted)?;
     for (p, part) in model.parts.iter().enumerate() {
         let values: Vec<String> = part.entries.iter().map(|e| e.value.clone()).collect();
         assert_eq!(
@@ -620,11 +768,18 @@ fn check_live(store: &Store, model: &Model, when: &str) {
             "{when}: read_uncommitted of {TOPIC}-{p}"
         );
     }
-    check_committed(store, model, &committed, when);
+    let offsets = committed_offsets(store)?;
+    check_committed(model, &committed, &offsets, when);
+    Ok(())
 }
 
 /// read_committed (`committed`, per partition) and the groups' offsets are the model's.
-fn check_committed(store: &Store, model: &Model, committed: &[Vec<String>], when: &str) {
+fn check_committed(
+    model: &Model,
+    committed: &[Vec<String>],
+    offsets: &BTreeMap<(usize, i32), i64>,
+    when: &str,
+) {
     for (p, part) in model.parts.iter().enumerate() {
         assert_eq!(
             committed[p],
@@ -632,20 +787,23 @@ fn check_committed(store: &Store, model: &Model, committed: &[Vec<String>], when
             "{when}: read_committed of {TOPIC}-{p}"
         );
     }
-    assert_eq!(
-        committed_offsets(store),
-        model.offsets,
-        "{when}: committed offsets"
-    );
+    assert_eq!(*offsets, model.offsets, "{when}: committed offsets");
 }
 
 /// After a crash: each partition holds a prefix of what was appended, at least its
 /// durable part, and read_committed sees exactly the committed records of that prefix
-/// (the transactions open at the crash were aborted). The model then becomes what
-/// survived.
+/// (the transactions open at the crash were aborted). A transaction whose commit failed
+/// before the crash ended committed, all its records there and its offsets committed,
+/// or aborted. The model then becomes what survived.
 fn check_after_crash(store: &Store, model: &mut Model, when: &str) {
-    let committed = read(store, IsolationLevel::ReadCommitted);
-    let uncommitted = read(store, IsolationLevel::ReadUncommitted);
+    let readable = |e: Error| format!("{when}: the recovered store cannot be read: {e}");
+    let committed =
+        read(store, IsolationLevel::ReadCommitted).unwrap_or_else(|e| panic!("{}", readable(e)));
+    let uncommitted =
+        read(store, IsolationLevel::ReadUncommitted).unwrap_or_else(|e| panic!("{}", readable(e)));
+    let offsets = committed_offsets(store).unwrap_or_else(|e| panic!("{}", readable(e)));
+    let in_doubt = model.in_doubt.take();
+    let mut in_doubt_lost = false;
     for (p, part) in model.parts.iter_mut().enumerate() {
         let kept = uncommitted[p].len();
         assert!(
@@ -662,20 +820,50 @@ fn check_after_crash(store: &Store, model: &mut Model, when: &str) {
             uncommitted[p], values,
             "{when}: {TOPIC}-{p} is not a prefix"
         );
+        in_doubt_lost |= in_doubt
+            .as_ref()
+            .is_some_and(|t| part.entries[kept..].iter().any(|e| e.txn == Some(t.id)));
         part.entries.truncate(kept);
         part.durable = kept;
     }
-    check_committed(store, model, &committed, when);
+    if let Some(t) = in_doubt {
+        // Committed if that is what the store shows and none of its records is missing
+        // (they are fsync'd before the decision); else it must show aborted (checked
+        // below).
+        let mut as_committed = model.offsets.clone();
+        as_committed.extend(t.offsets.iter().map(|&(g, p, o)| ((g, p), o)));
+        model.txns[t.id] = Fate::Committed;
+        let shows_committed = !in_doubt_lost
+            && offsets == as_committed
+            && model
+                .parts
+                .iter()
+                .enumerate()
+                .all(|(p, part)| committed[p] == model.committed_view(&part.entries));
+        if shows_committed {
+            model.offsets = as_committed;
+        } else {
+            model.txns[t.id] = Fate::Aborted;
+        }
+    }
+    check_committed(model, &committed, &offsets, when);
 }
 
 fn run(linger: bool, ops: &[Op]) {
     let mut world = World::new(linger);
     let mut model = Model::new();
     for op in ops {
-        world.apply(&mut model, op);
+        match world.apply(&mut model, op) {
+            Ok(()) => world.after_ok(&mut model),
+            Err(failure) => world.failed(&mut model, op, failure),
+        }
     }
-    check_live(&world.store, &model, "at the end");
-    world.apply(&mut model, &Op::Reopen);
+    if world.armed {
+        world.fs.clear_faults();
+        world.crash(&mut model, CrashImage::DropAll, false);
+    }
+    check_live(&world.store, &model, "at the end").unwrap();
+    world.apply(&mut model, &Op::Reopen).unwrap();
 }
 
 proptest! {
@@ -688,7 +876,18 @@ proptest! {
     #[test]
     fn read_committed_matches_the_model(
         linger in any::<bool>(),
-        ops in ops(),
+        ops in ops(false),
+    ) {
+        run(linger, &ops);
+    }
+
+    /// The same with faults: an operation that fails is followed by a power cut, after
+    /// which the store must hold what was durable, and a commit that failed must have
+    /// ended whole, committed or aborted.
+    #[test]
+    fn read_committed_matches_the_model_with_faults(
+        linger in any::<bool>(),
+        ops in ops(true),
     ) {
         run(linger, &ops);
     }
