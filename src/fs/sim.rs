@@ -12,6 +12,9 @@
 //!   granularity (each sector new, old or garbage).
 //! - Faults: the k-th operation (1-based, every call counts) can fail with EIO or
 //!   ENOSPC, once or from then on. A failing write may first write part of its data.
+//!   A failing fsync loses what it was to make durable, as Linux does (the pages are
+//!   marked clean): the file's unsynced writes, or the directory's entry changes, never
+//!   reach the disk, and a later fsync succeeds without them.
 //!   `crash_after(k)` stops the machine after the k-th mutating operation: every later
 //!   call fails and changes nothing.
 
@@ -59,6 +62,10 @@ struct Inode {
     live: Vec<u8>,
     durable: Vec<u8>,
     pending: Vec<Pending>,
+    /// An fsync of it failed: writes it did not make durable never will be (`live` may
+    /// hold data the disk never gets), so a later fsync applies only its own pending
+    /// changes to `durable`.
+    diverged: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -342,6 +349,7 @@ impl SimFs {
                     live: data.clone(),
                     durable: data,
                     pending: Vec::new(),
+                    diverged: false,
                 },
             );
         }
@@ -392,6 +400,7 @@ impl SimFs {
             live: data.clone(),
             durable: data,
             pending: Vec::new(),
+            diverged: false,
         };
     }
 
@@ -472,10 +481,29 @@ impl File for SimFile {
     }
     fn sync_data(&self) -> io::Result<()> {
         let mut st = self.fs.state.lock();
-        st.begin_sync()?;
+        if let Err(e) = st.begin_sync() {
+            if !st.crashed {
+                // As Linux does after a failed writeback: the pages are marked clean, so
+                // the disk never gets these writes, and a retried fsync succeeds
+                // without them.
+                let node = st.inode(self.ino);
+                node.pending.clear();
+                node.diverged = true;
+            }
+            return Err(e);
+        }
         let node = st.inode(self.ino);
-        node.durable = node.live.clone();
-        node.pending.clear();
+        if node.diverged {
+            for p in std::mem::take(&mut node.pending) {
+                match p {
+                    Pending::SetLen(len) => node.durable.resize(len as usize, 0),
+                    Pending::Write { pos, data } => apply_write(&mut node.durable, pos, &data),
+                }
+            }
+        } else {
+            node.durable = node.live.clone();
+            node.pending.clear();
+        }
         Ok(())
     }
     fn map(&self, len: u64) -> io::Result<Bytes> {
@@ -626,7 +654,14 @@ impl FileSystem for SimFs {
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
-        st.begin_sync()?;
+        if let Err(e) = st.begin_sync() {
+            if !st.crashed {
+                // The directory's changes so far never reach the disk (the pessimistic
+                // case of a failed directory fsync); a retried fsync succeeds without them.
+                st.dir_ops.remove(path);
+            }
+            return Err(e);
+        }
         st.check_dir(path)?;
         let ops = st.dir_ops.remove(path).unwrap_or_default();
         for op in ops {
@@ -728,6 +763,46 @@ mod tests {
             });
         }
         assert_eq!(kinds.len(), 3, "expected dropped, kept and torn images");
+    }
+
+    /// Linux after a failed writeback: the pages are marked clean, so a retried fsync
+    /// succeeds and the disk still lacks what the failed one was to write.
+    #[test]
+    fn a_failed_fsync_loses_its_writes_and_a_retry_does_not_bring_them_back() {
+        let fs = SimFs::new();
+        fs.create_dir_all(&p("/d")).unwrap();
+        let f = fs.open(&p("/d/a"), true).unwrap();
+        f.write_all_at(b"old!", 0).unwrap();
+        f.sync_data().unwrap();
+        fs.sync_dir(&p("/d")).unwrap();
+        f.write_all_at(b"lost", 0).unwrap();
+        fs.inject(Fault::Eio, fs.op_count() + 1, false);
+        assert!(f.sync_data().is_err());
+        assert_eq!(fs.failed_sync_count(), 1);
+        f.write_all_at(b"new", 4).unwrap();
+        f.sync_data().unwrap();
+        assert_eq!(
+            fs.read_file(&p("/d/a")).unwrap(),
+            b"lostnew",
+            "the live bytes"
+        );
+        for mode in [
+            CrashImage::KeepAll,
+            CrashImage::DropAll,
+            CrashImage::Random(3),
+        ] {
+            let img = fs.crash_image(mode);
+            assert_eq!(img.read_file(&p("/d/a")).unwrap(), b"old!new", "{mode:?}");
+        }
+        // A failed directory fsync: the new name never reaches the disk.
+        fs.open(&p("/d/b"), true).unwrap();
+        fs.inject(Fault::Eio, fs.op_count() + 1, false);
+        assert!(fs.sync_dir(&p("/d")).is_err());
+        fs.sync_dir(&p("/d")).unwrap();
+        assert!(fs.exists(&p("/d/b")).unwrap());
+        let img = fs.crash_image(CrashImage::KeepAll);
+        assert!(!img.exists(&p("/d/b")).unwrap());
+        assert_eq!(fs.failed_sync_count(), 2);
     }
 
     #[test]
