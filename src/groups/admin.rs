@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use super::Coordinator;
 use super::offsets::Commit;
+use super::{Coordinator, check_group};
 use crate::catalog::{Catalog, PartitionState};
 use crate::error::{Error, Result};
 use crate::topic::TopicPartition;
@@ -39,18 +39,6 @@ pub struct OffsetChange {
     pub current: Option<i64>,
     /// The offset committed by the reset.
     pub new: i64,
-}
-
-/// `InvalidArgument` for a name that cannot be a group's (it would be stored cut
-/// short, as another group's).
-fn check_group(group: &str) -> Result<()> {
-    match super::invalid_group_id(group) {
-        Some(reason) => Err(Error::InvalidArgument {
-            name: "group",
-            reason: format!("group id {reason}"),
-        }),
-        None => Ok(()),
-    }
 }
 
 impl Coordinator {

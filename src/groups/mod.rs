@@ -120,6 +120,18 @@ pub(crate) fn invalid_group_id(group: &str) -> Option<String> {
     })
 }
 
+/// `InvalidArgument` for a name that cannot be a group's (it would be stored cut
+/// short, as another group's).
+pub(crate) fn check_group(group: &str) -> crate::Result<()> {
+    match invalid_group_id(group) {
+        Some(reason) => Err(crate::Error::InvalidArgument {
+            name: "group",
+            reason: format!("group id {reason}"),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// What a member must do at this poll.
 #[derive(Debug)]
 pub(crate) enum Sync {

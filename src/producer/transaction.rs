@@ -205,7 +205,8 @@ impl Producer {
     ///
     /// # Errors
     /// `TransactionState` outside a transaction; `InvalidArgument` for a negative
-    /// offset; `NotFound` for an unknown partition; `CommitFailed` for a consumer that
+    /// offset or a group id that is empty or longer than 32767 bytes; `NotFound` for an
+    /// unknown partition; `CommitFailed` for a consumer that
     /// no longer owns a partition; `Fenced`; `Io`.
     pub fn send_offsets_to_transaction(
         &self,
@@ -214,6 +215,8 @@ impl Producer {
     ) -> Result<()> {
         let shared = &self.handle.shared;
         shared.check_open()?;
+        // A longer id would be stored cut short, as another group's.
+        crate::groups::check_group(group.group_id())?;
         let txn = self.txn()?;
         let st = txn.state.lock();
         match st.phase {

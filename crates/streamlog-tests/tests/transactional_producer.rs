@@ -159,6 +159,47 @@ fn offsets_sent_to_a_transaction_commit_with_it_and_survive_reopen() {
     );
 }
 
+/// From an API attack: a group id longer than a Kafka string's 32767 bytes was stored
+/// cut short, so after a reopen its offsets were another group's (and an id cut inside
+/// a UTF-8 character was lost). Such ids, and the empty one, are refused as
+/// everywhere else, and the group whose id is the cut one keeps its offset.
+#[test]
+fn send_offsets_to_transaction_refuses_group_ids_a_kafka_string_cannot_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let tp = TopicPartition::new("t", 0);
+    let longest = "g".repeat(32_767);
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.create_topic("t", TopicConfig::default()).unwrap();
+        let mut c = store.consumer(ConsumerConfig::new(&longest)).unwrap();
+        c.commit_sync_offsets(&BTreeMap::from([(tp.clone(), 1)]))
+            .unwrap();
+        let p = txn_producer(&store, "app");
+        p.begin_transaction().unwrap();
+        send(&p, "t", 0, "x");
+        for group in ["g".repeat(40_000), "é".repeat(20_000), String::new()] {
+            let r = p.send_offsets_to_transaction(
+                &BTreeMap::from([(tp.clone(), 4)]),
+                &ConsumerGroupMetadata::new(&group),
+            );
+            assert!(
+                matches!(r, Err(Error::InvalidArgument { name: "group", .. })),
+                "a group id of {} bytes: {r:?}",
+                group.len()
+            );
+        }
+        p.commit_transaction().unwrap();
+        store.close().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let c = store.consumer(ConsumerConfig::new(&longest)).unwrap();
+    assert_eq!(
+        c.committed(std::slice::from_ref(&tp)).unwrap()[&tp],
+        Some(1)
+    );
+    assert_eq!(store.list_groups(), vec![longest]);
+}
+
 #[test]
 fn a_second_producer_with_the_same_id_fences_the_first_and_aborts_its_transaction() {
     let (_dir, store) = temp_topic_t(1);
