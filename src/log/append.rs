@@ -32,7 +32,9 @@ impl Log {
     /// Appends one client batch: validates it, assigns offsets from the log end offset
     /// (patching baseOffset and the partition leader epoch, and under LogAppendTime the
     /// timestamp and CRC), writes it to the active segment (rolling first if needed) and
-    /// publishes the new end offset. The batch buffer is modified in place.
+    /// publishes the new end offset. The batch buffer is modified in place. As Kafka's
+    /// broker does, a header maxTimestamp other than the records' highest timestamp is
+    /// set to it (and the CRC written again): time lookups and retention trust it.
     ///
     /// Durability: in the OS page cache on return; call [`flush`](Self::flush) to make it
     /// survive power loss.
@@ -51,9 +53,11 @@ impl Log {
     /// [`append_marker`](Self::append_marker)).
     ///
     /// # Errors
-    /// `InvalidBatch` if the batch is malformed (bad CRC, a control batch,
-    /// `lastOffsetDelta + 1 != recordsCount`, offset deltas not 0..n, a producer id
-    /// without a sequence, undecodable records); `OutOfOrderSequence` if its base
+    /// `InvalidBatch` if the batch is malformed (bad CRC, a control batch, a
+    /// LogAppendTime batch, `lastOffsetDelta + 1 != recordsCount`, offset deltas not
+    /// 0..n, a producer id without a sequence, a transactional batch without a producer
+    /// id, undecodable records); `InvalidArgument` for a record timestamp below -1;
+    /// `OutOfOrderSequence` if its base
     /// sequence does not follow the producer's last batch (or is not 0 for a new epoch);
     /// `InvalidProducerEpoch` for an epoch older than the producer's; `InvalidTxnState`
     /// for a batch without the transactional attribute from a producer whose
@@ -75,6 +79,7 @@ impl Log {
     /// (no reader of this log could decompress it).
     pub fn append_encoded(&self, batch: &mut EncodedBatch) -> Result<AppendInfo> {
         self.check_writable()?;
+        batch::check_timestamp(batch.min_timestamp())?;
         let limit = self.config.decode.max_decompressed_bytes;
         if let Some(size) = batch.decompressed_len().filter(|&n| n > limit) {
             return Err(Error::RecordTooLarge {
@@ -107,6 +112,9 @@ impl Log {
         } else {
             self.validate_client_batch(batch)?
         };
+        if marker.is_none() {
+            check_producer_fields(&header)?;
+        }
         self.touch()?;
         let mut w = self.writer.lock();
         self.check_writable()?;
@@ -226,8 +234,11 @@ impl Log {
         Ok(appended)
     }
 
-    fn validate_client_batch(&self, batch: &[u8]) -> Result<BatchHeader> {
-        let h = batch::validate(batch)?;
+    /// Checks a client's batch as Kafka's broker does, records included, and sets its
+    /// maxTimestamp to that of its records if it says otherwise (rewriting the CRC), as
+    /// Kafka's `LogValidator` does: time lookups and retention trust the header.
+    fn validate_client_batch(&self, batch: &mut [u8]) -> Result<BatchHeader> {
+        let mut h = batch::validate(batch)?;
         if h.is_control() {
             return Err(Error::invalid_batch(
                 "attributes",
@@ -244,14 +255,27 @@ impl Log {
                 ),
             ));
         }
-        if h.producer_id >= 0 && h.base_sequence < 0 {
+        if h.timestamp_type() == TimestampType::LogAppendTime {
             return Err(Error::invalid_batch(
-                "baseSequence",
-                "a producer id needs a base sequence >= 0",
+                "attributes",
+                "a client batch has CreateTime timestamps (the log sets LogAppendTime)",
             ));
         }
         // Every record must be well formed, with offset deltas 0..n.
-        batch::validate_records(batch, &h, &self.config.decode)?;
+        let scan = batch::scan_records(batch, &h, &self.config.decode)?;
+        let timestamp = |delta: i64| {
+            h.base_timestamp.checked_add(delta).ok_or_else(|| {
+                Error::invalid_batch("timestampDelta", "a record's timestamp overflows i64")
+            })
+        };
+        batch::check_timestamp(timestamp(scan.min_timestamp_delta)?)?;
+        let max_timestamp = timestamp(scan.max_timestamp_delta)?;
+        if h.max_timestamp != max_timestamp {
+            batch[batch::MAX_TIMESTAMP_OFFSET..batch::PRODUCER_ID_OFFSET]
+                .copy_from_slice(&max_timestamp.to_be_bytes());
+            batch::write_crc(batch);
+            h.max_timestamp = max_timestamp;
+        }
         Ok(h)
     }
 
@@ -378,4 +402,23 @@ impl Log {
         let base = self.next_offset.load(Ordering::Acquire);
         self.roll_locked(&mut w, base)
     }
+}
+
+/// The producer fields of a data batch, as Kafka's broker checks them: a producer id
+/// needs a sequence, and a transactional batch a producer id (no marker could end its
+/// transaction otherwise).
+fn check_producer_fields(h: &BatchHeader) -> Result<()> {
+    if h.producer_id >= 0 && h.base_sequence < 0 {
+        return Err(Error::invalid_batch(
+            "baseSequence",
+            "a producer id needs a base sequence >= 0",
+        ));
+    }
+    if h.is_transactional() && h.producer_id < 0 {
+        return Err(Error::invalid_batch(
+            "producerId",
+            "a transactional batch needs a producer id >= 0",
+        ));
+    }
+    Ok(())
 }

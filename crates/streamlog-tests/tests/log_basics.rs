@@ -203,6 +203,83 @@ fn append_rejects_bad_batches_without_damage() {
     assert_eq!(read_all(&log).unwrap().len(), 3);
 }
 
+/// From an API attack: `Log::append` and `append_encoded` took batches that Kafka's
+/// broker refuses or fixes, and that broke lookups, retention or transactions:
+/// a record timestamp below -1, a transactional batch without a producer id (no marker
+/// can end it), and in `append_encoded` a producer id without a sequence (its
+/// transaction went unrecorded, so its ABORT listed nothing).
+#[test]
+fn append_refuses_what_kafkas_broker_refuses() {
+    use streamlog::format::BatchBuilder;
+    let (_fs, log) = small_sim_log();
+    let build = |b: BatchBuilder| b.build().unwrap();
+    let mut below = BatchBuilder::new();
+    below.push(i64::MIN, None, Some(b"a"), &[]).unwrap();
+    let mut below_in_second = BatchBuilder::new();
+    below_in_second.push(5, None, Some(b"a"), &[]).unwrap();
+    below_in_second.push(-2, None, Some(b"b"), &[]).unwrap();
+    let mut txn_no_pid = BatchBuilder::new().transactional(true);
+    txn_no_pid.push(5, None, Some(b"a"), &[]).unwrap();
+    let mut pid_no_seq = BatchBuilder::new().producer(5, 0, -1).transactional(true);
+    pid_no_seq.push(5, None, Some(b"a"), &[]).unwrap();
+    for (name, b) in [
+        ("a timestamp of i64::MIN", below),
+        ("a timestamp of -2 in the second record", below_in_second),
+        ("transactional without a producer id", txn_no_pid),
+        ("a producer id without a sequence", pid_no_seq),
+    ] {
+        let encoded = build(b);
+        let mut raw = encoded.as_bytes().to_vec();
+        let by_bytes = log.append(&mut raw);
+        let by_encoded = log.append_encoded(&mut encoded.clone());
+        for (how, r) in [("append", by_bytes), ("append_encoded", by_encoded)] {
+            assert!(
+                matches!(
+                    r,
+                    Err(Error::InvalidBatch { .. } | Error::InvalidArgument { .. })
+                ),
+                "{how} of a batch with {name}: {r:?}"
+            );
+        }
+        assert_eq!(log.log_end_offset(), 0, "{name} changed the log");
+    }
+}
+
+/// From an API attack: a batch whose header maxTimestamp (0) was below its records'
+/// (1.7e12) was taken as is. Time lookups then skipped its records, and a time
+/// retention pass deleted records stamped "now". The log sets the header to the
+/// records' maximum, as Kafka's broker does.
+#[test]
+fn append_sets_a_wrong_max_timestamp_to_the_records() {
+    use streamlog::format::BatchBuilder;
+    let (_fs, log) = small_sim_log();
+    let ts = 1_700_000_000_000;
+    let mut b = BatchBuilder::new();
+    b.push(ts, Some(b"k"), Some(b"v"), &[]).unwrap();
+    b.push(ts + 5, Some(b"k"), Some(b"w"), &[]).unwrap();
+    let mut bytes = b.finish().unwrap();
+    bytes[35..43].copy_from_slice(&0i64.to_be_bytes());
+    reseal_crc(&mut bytes);
+    let info = log.append(&mut bytes).unwrap();
+    assert_eq!(info.max_timestamp, ts + 5);
+    assert_eq!(
+        log.offset_for_timestamp(ts - 1_000).unwrap(),
+        Some((0, ts)),
+        "a lookup before the records finds the first"
+    );
+    let batches = log.read(0, 1 << 20).unwrap();
+    assert_eq!(batches[0].header().max_timestamp, ts + 5);
+    // The fixed header still has a valid CRC.
+    streamlog::format::batch::validate(batches[0].bytes()).unwrap();
+    let policy = streamlog::log::RetentionPolicy {
+        retention_ms: 7 * 24 * 3_600_000,
+        ..streamlog::log::RetentionPolicy::log_start_only(ts)
+    };
+    log.roll().unwrap();
+    let outcome = log.enforce_retention(&policy).unwrap();
+    assert_eq!(outcome.log_start_offset, 0, "fresh records were deleted");
+}
+
 #[test]
 fn config_knobs_out_of_range_are_typed_errors() {
     let cases = [

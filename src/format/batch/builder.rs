@@ -30,6 +30,8 @@ pub struct BatchBuilder {
     count: i32,
     base_timestamp: i64,
     max_timestamp: i64,
+    /// The lowest record timestamp (meaningful once a record is pushed).
+    min_timestamp: i64,
     compression: Compression,
     level: Option<i32>,
     producer_id: i64,
@@ -66,6 +68,7 @@ impl BatchBuilder {
             count: 0,
             base_timestamp: -1,
             max_timestamp: -1,
+            min_timestamp: -1,
             compression: Compression::None,
             level: None,
             producer_id: -1,
@@ -263,8 +266,10 @@ impl BatchBuilder {
                 self.base_timestamp = timestamp;
             }
             self.max_timestamp = timestamp;
+            self.min_timestamp = timestamp;
         }
         self.max_timestamp = self.max_timestamp.max(timestamp);
+        self.min_timestamp = self.min_timestamp.min(timestamp);
         let buf = &mut self.buf;
         // Room for the record, and for the whole word a varint is stored as.
         buf.reserve(body + 5 + 8);
@@ -306,11 +311,13 @@ impl BatchBuilder {
     /// `InvalidArgument` for an empty batch; `UnsupportedCodec` if the codec is compiled out.
     pub fn build(self) -> Result<EncodedBatch> {
         let records_len = self.buf.len().saturating_sub(RECORDS_OFFSET);
+        let min_timestamp = self.min_timestamp;
         let bytes = self.finish()?;
         let compressed = BatchHeader::parse(&bytes)?.compression()? != Compression::None;
         Ok(EncodedBatch {
             bytes,
             decompressed_len: compressed.then_some(records_len),
+            min_timestamp,
         })
     }
 
@@ -472,6 +479,8 @@ pub struct EncodedBatch {
     bytes: Vec<u8>,
     /// For a compressed batch, the size of its records once decompressed.
     decompressed_len: Option<usize>,
+    /// Its lowest record timestamp.
+    min_timestamp: i64,
 }
 
 impl EncodedBatch {
@@ -502,6 +511,11 @@ impl EncodedBatch {
     /// [`DecodeOptions::max_decompressed_bytes`]: super::DecodeOptions::max_decompressed_bytes
     pub fn decompressed_len(&self) -> Option<usize> {
         self.decompressed_len
+    }
+
+    /// Its lowest record timestamp.
+    pub fn min_timestamp(&self) -> i64 {
+        self.min_timestamp
     }
 
     pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {

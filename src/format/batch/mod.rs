@@ -37,7 +37,9 @@ pub use decode::{Batch, BatchIter, DEFAULT_MAX_DECOMPRESSED_BYTES, DecodeOptions
 pub use header::{BatchHeader, TimestampType, compute_crc, peek_size, validate};
 pub(crate) use header::{add_sequence, set_base_sequence, write_crc};
 pub use records::{RecordIter, validate_records};
-pub(crate) use records::{check_timestamp, decode_headers, record_spans, record_spans_fast};
+pub(crate) use records::{
+    check_timestamp, decode_headers, record_spans, record_spans_fast, scan_records,
+};
 
 /// Offset of `baseOffset`.
 pub const BASE_OFFSET_OFFSET: usize = 0;

@@ -219,6 +219,24 @@ pub(crate) fn record_spans_fast(data: &[u8], start: usize) -> Option<Spans> {
 /// `InvalidBatch` naming the first bad field; `UnsupportedCodec`.
 /// `batch` is the whole batch and `h` its header, as returned by [`validate`](super::validate).
 pub fn validate_records(batch: &[u8], h: &BatchHeader, options: &DecodeOptions) -> Result<usize> {
+    scan_records(batch, h, options).map(|s| s.count)
+}
+
+/// What [`scan_records`] found in a batch's records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecordsScan {
+    pub(crate) count: usize,
+    /// The lowest and highest timestamp delta (0 and 0 for no record).
+    pub(crate) min_timestamp_delta: i64,
+    pub(crate) max_timestamp_delta: i64,
+}
+
+/// [`validate_records`], also returning the records' timestamp delta range.
+pub(crate) fn scan_records(
+    batch: &[u8],
+    h: &BatchHeader,
+    options: &DecodeOptions,
+) -> Result<RecordsScan> {
     let Some(records) = batch.get(RECORDS_OFFSET..) else {
         return Err(Error::invalid_batch(
             "batchLength",
@@ -234,6 +252,7 @@ pub fn validate_records(batch: &[u8], h: &BatchHeader, options: &DecodeOptions) 
         }
     };
     let mut pos = 0;
+    let (mut min_delta, mut max_delta) = (i64::MAX, i64::MIN);
     for i in 0..h.records_count {
         if pos >= data.len() {
             return Err(Error::invalid_batch(
@@ -251,6 +270,8 @@ pub fn validate_records(batch: &[u8], h: &BatchHeader, options: &DecodeOptions) 
                 format!("record {i} has offset delta {}", s.offset_delta),
             ));
         }
+        min_delta = min_delta.min(s.timestamp_delta);
+        max_delta = max_delta.max(s.timestamp_delta);
         pos = s.end;
     }
     if pos != data.len() {
@@ -262,7 +283,11 @@ pub fn validate_records(batch: &[u8], h: &BatchHeader, options: &DecodeOptions) 
             ),
         ));
     }
-    Ok(h.records_count as usize)
+    Ok(RecordsScan {
+        count: h.records_count as usize,
+        min_timestamp_delta: if min_delta == i64::MAX { 0 } else { min_delta },
+        max_timestamp_delta: if max_delta == i64::MIN { 0 } else { max_delta },
+    })
 }
 
 /// The headers of a record located by [`record_spans`] in `data`.
