@@ -30,25 +30,27 @@ const fn uvarint_len(mut v: u64) -> usize {
     n
 }
 
-/// Writes the LEB128 encoding of `v` at `out[at..]` (which must have room for 10 bytes)
-/// and returns the position after it.
-fn write_uvarint(out: &mut [u8], mut at: usize, mut v: u64) -> usize {
-    while v >= 0x80 {
-        out[at] = (v as u8) | 0x80;
+/// Writes the LEB128 encoding of `v` at `out[at..]` and returns the position after it;
+/// `None` (nothing written) if it does not fit.
+fn write_uvarint(out: &mut [u8], at: usize, mut v: u64) -> Option<usize> {
+    let end = at.checked_add(uvarint_len(v))?;
+    let dst = out.get_mut(at..end)?;
+    for b in dst {
+        *b = if v >= 0x80 { (v as u8) | 0x80 } else { v as u8 };
         v >>= 7;
-        at += 1;
     }
-    out[at] = v as u8;
-    at + 1
+    Some(end)
 }
 
-/// Writes the zigzag varint of `n` at `out[at..]` (room for 5 bytes); returns the end.
-pub fn write_varint(out: &mut [u8], at: usize, n: i32) -> usize {
+/// Writes the zigzag varint of `n` at `out[at..]` (at most 5 bytes, [`varint_len`]);
+/// returns the end, or `None` (nothing written) if `out` has no room for it.
+pub fn write_varint(out: &mut [u8], at: usize, n: i32) -> Option<usize> {
     write_uvarint(out, at, zigzag32(n) as u64)
 }
 
-/// Writes the zigzag varlong of `n` at `out[at..]` (room for 10 bytes); returns the end.
-pub fn write_varlong(out: &mut [u8], at: usize, n: i64) -> usize {
+/// Writes the zigzag varlong of `n` at `out[at..]` (at most 10 bytes, [`varlong_len`]);
+/// returns the end, or `None` (nothing written) if `out` has no room for it.
+pub fn write_varlong(out: &mut [u8], at: usize, n: i64) -> Option<usize> {
     write_uvarint(out, at, zigzag64(n))
 }
 
@@ -249,13 +251,28 @@ mod tests {
             let mut buf = vec![0xaa];
             put_varlong(&mut buf, n);
             let mut scratch = [0u8; 10];
-            let end = write_varlong(&mut scratch, 0, n);
+            let end = write_varlong(&mut scratch, 0, n).unwrap();
             assert_eq!(&buf[1..], &scratch[..end], "encoding of {n}");
             assert_eq!(buf.len() - 1, varlong_len(n), "length of {n}");
             let mut pos = 1;
             assert_eq!(read_varlong(&buf, &mut pos), Ok(n));
             assert_eq!(pos, buf.len());
         }
+    }
+
+    /// From an API attack: a buffer without room panicked (index out of bounds).
+    #[test]
+    fn write_without_room_is_none_and_writes_nothing() {
+        let mut one = [7u8; 1];
+        assert_eq!(write_varint(&mut one, 0, 1_000_000), None);
+        assert_eq!(write_varlong(&mut one, 0, i64::MIN), None);
+        assert_eq!(write_varint(&mut one, 1, 0), None);
+        assert_eq!(write_varint(&mut one, usize::MAX, 0), None);
+        assert_eq!(one, [7]);
+        assert_eq!(write_varint(&mut one, 0, -1), Some(1));
+        assert_eq!(one, [1]);
+        let mut three = [0u8; 3];
+        assert_eq!(write_varint(&mut three, 0, 1_000_000), Some(3));
     }
 
     proptest! {
@@ -285,12 +302,12 @@ mod tests {
             for &n in &values {
                 put_varlong(&mut buf, n);
                 let mut scratch = [0u8; 10];
-                let end = write_varlong(&mut scratch, 0, n);
+                let end = write_varlong(&mut scratch, 0, n).unwrap();
                 expected.extend_from_slice(&scratch[..end]);
                 // Small values too, which take the one- and two-byte paths.
                 let small = (n % 20_000) as i32;
                 put_varint(&mut buf, small);
-                let end = write_varint(&mut scratch, 0, small);
+                let end = write_varint(&mut scratch, 0, small).unwrap();
                 expected.extend_from_slice(&scratch[..end]);
             }
             prop_assert_eq!(buf, expected);
