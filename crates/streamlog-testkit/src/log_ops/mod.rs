@@ -114,6 +114,8 @@ struct Run {
     producer_ids: Vec<i64>,
     /// The file system's failed fsyncs when the step began (see `check_sync_poisons`).
     failed_syncs: u64,
+    /// Recoveries after a crash so far (which ones are interrupted depends on it).
+    recoveries: u64,
 }
 
 impl Run {
@@ -688,6 +690,7 @@ impl Run {
         self.failed_syncs = 0;
         self.armed = false;
         self.trace_files("the disk after the crash");
+        self.interrupt_recovery();
         let log = open(&self.fs, self.gaps)
             .unwrap_or_else(|e| panic!("I5: the log does not open after {after}: {e}"));
         if self.trace {
@@ -750,6 +753,52 @@ impl Run {
                 "an fsync failed and the log still takes writes"
             );
         }
+    }
+
+    /// One recovery in two is interrupted first (I5: recovering twice is recovering
+    /// once, also after a crash or an I/O error during recovery itself): a power cut
+    /// after a few of its file operations, or an EIO in it, after which the process
+    /// dies and the next open runs on what the disk holds.
+    fn interrupt_recovery(&mut self) {
+        self.recoveries += 1;
+        // splitmix64 of the run's state: the same input interrupts the same recoveries.
+        let mut r = self.tag ^ (self.recoveries << 32) ^ 0x9E37_79B9_7F4A_7C15;
+        r = (r ^ (r >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        r = (r ^ (r >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        r ^= r >> 31;
+        let at = (r >> 8) % 48;
+        let power_cut = match r % 4 {
+            0 => {
+                self.fs.crash_after(self.fs.mutating_op_count() + at);
+                true
+            }
+            1 => {
+                self.fs
+                    .inject(Fault::Eio, self.fs.op_count() + 1 + at, false);
+                false
+            }
+            _ => return,
+        };
+        if self.trace {
+            eprintln!("log_ops: the recovery is interrupted (power cut {power_cut}) at {at}");
+        }
+        // An open that got through (the fault struck past it, or nothing failed) is left
+        // as a dead process leaves it; if an fsync of it failed, it must be poisoned.
+        let failed_syncs = self.fs.failed_sync_count();
+        if let Ok(log) = open(&self.fs, self.gaps) {
+            assert!(
+                self.fs.failed_sync_count() == failed_syncs || log.poison_reason().is_some(),
+                "an fsync failed in an open that returned a log taking writes"
+            );
+            self.zombies.push(log);
+        }
+        self.fs.clear_faults();
+        self.fs.process_crash();
+        if power_cut {
+            self.fs = self.fs.crash_image(CrashImage::Random(r >> 16));
+        }
+        self.failed_syncs = self.fs.failed_sync_count();
+        self.trace_files("the disk after the interrupted recovery");
     }
 
     /// With tracing on, prints the partition directory's files and their sizes.
@@ -846,6 +895,7 @@ pub fn fuzz_log_ops(data: &[u8]) {
         ids: PRODUCERS as i64,
         producer_ids: (1..=PRODUCERS as i64).collect(),
         failed_syncs: 0,
+        recoveries: 0,
     };
     for _ in 0..MAX_OPS {
         if input.done() {
