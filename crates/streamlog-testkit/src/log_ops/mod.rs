@@ -3,7 +3,8 @@
 //! flush, truncate, delete records, retention, compaction, close and reopen, power cut,
 //! injected faults, a crash in the middle of the next operation), checked against a
 //! model after every step (invariants I1-I5 and I7 of ARCHITECTURE.md and TESTING.md),
-//! and once an injected fault failed an fsync, the log must be poisoned.
+//! and once an injected fault failed an fsync, the log must be poisoned. Half the
+//! recoveries after a power cut are first interrupted by another power cut or an EIO.
 //!
 //! # Input encoding
 //!
