@@ -25,6 +25,10 @@
 //! either way: committed with all its records and offsets, or aborted. A commit that
 //! returned Ok is committed, whatever the fault struck.
 //!
+//! Half the opens after a crash are first interrupted by another power cut or an EIO
+//! (the process then dies): recovery, which completes or aborts the transactions it
+//! finds, must reach the same state when it runs again.
+//!
 //! The transactional producers either append at every send (`linger_ms` 0) or hold their
 //! records until a flush, commit or abort (a linger far longer than any test); plain
 //! producers wait for each send. So the order of appends, and with it the model, never
@@ -315,6 +319,8 @@ struct World {
     fault_at: u64,
     /// The deliveries of the records the transactional producer holds (linger).
     held: Vec<DeliveryFuture>,
+    /// Opens after a crash so far (which ones are interrupted depends on it).
+    recoveries: u64,
 }
 
 /// An operation failed with a fault armed.
@@ -402,6 +408,7 @@ impl World {
             armed: false,
             fault_at: 0,
             held: Vec::new(),
+            recoveries: 0,
         }
     }
 
@@ -661,6 +668,7 @@ impl World {
     fn crash(&mut self, model: &mut Model, mode: CrashImage, commit_in_doubt: bool) {
         let image = self.fs.crash_image(mode);
         self.armed = false;
+        let image = self.interrupt_recovery(image);
         self.reopen_on(image, false)
             .unwrap_or_else(|e| panic!("the store does not open after a crash ({mode:?}): {e:?}"));
         if commit_in_doubt {
@@ -671,6 +679,41 @@ impl World {
             model.drop_open();
         }
         check_after_crash(&self.store, model, &format!("after a crash ({mode:?})"));
+    }
+
+    /// One recovery in two is interrupted first (I5: recovering twice is recovering
+    /// once): a power cut after some of its file operations, or an EIO in it, after
+    /// which the process dies. Returns what the next open runs on.
+    fn interrupt_recovery(&mut self, fs: SimFs) -> SimFs {
+        self.recoveries += 1;
+        // splitmix64 of the run's state: the same sequence interrupts the same opens.
+        let mut r = self.next_value ^ (self.recoveries << 32) ^ 0x9E37_79B9_7F4A_7C15;
+        r = (r ^ (r >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        r = (r ^ (r >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        r ^= r >> 31;
+        let at = (r >> 8) % 160;
+        let power_cut = match r % 4 {
+            0 => {
+                fs.crash_after(fs.mutating_op_count() + at);
+                true
+            }
+            1 => {
+                fs.inject(Fault::Eio, fs.op_count() + 1 + at, false);
+                false
+            }
+            _ => return fs,
+        };
+        if let Ok(store) = sim_store(&fs) {
+            // A dead process runs nothing more, not even its close.
+            std::mem::forget(store);
+        }
+        fs.clear_faults();
+        fs.process_crash();
+        if power_cut {
+            fs.crash_image(CrashImage::Random(r >> 16))
+        } else {
+            fs
+        }
     }
 
     /// An operation failed: a fault must be armed. Then the machine loses power.
