@@ -12,9 +12,11 @@
 //!   granularity (each sector new, old or garbage).
 //! - Faults: the k-th operation (1-based, every call counts) can fail with EIO or
 //!   ENOSPC, once or from then on. A failing write may first write part of its data.
-//!   A failing fsync loses what it was to make durable, as Linux does (the pages are
-//!   marked clean): the file's unsynced writes, or the directory's entry changes, never
-//!   reach the disk, and a later fsync succeeds without them.
+//!   A failing fsync of a file loses the data it was to make durable, as Linux does (the
+//!   pages are marked clean): the file's unsynced writes never reach the disk, and a
+//!   later fsync succeeds without them. Its size changes (`set_len`) and directories'
+//!   entry changes are metadata, which a journaling file system commits with a later
+//!   fsync: they stay pending.
 //!   `crash_after(k)` stops the machine after the k-th mutating operation: every later
 //!   call fails and changes nothing.
 
@@ -63,8 +65,8 @@ struct Inode {
     durable: Vec<u8>,
     pending: Vec<Pending>,
     /// An fsync of it failed: writes it did not make durable never will be (`live` may
-    /// hold data the disk never gets), so a later fsync applies only its own pending
-    /// changes to `durable`.
+    /// hold data the disk never gets), so a later fsync applies only the pending changes
+    /// to `durable`.
     diverged: bool,
 }
 
@@ -485,9 +487,9 @@ impl File for SimFile {
             if !st.crashed {
                 // As Linux does after a failed writeback: the pages are marked clean, so
                 // the disk never gets these writes, and a retried fsync succeeds
-                // without them.
+                // without them. Size changes are metadata: they stay pending.
                 let node = st.inode(self.ino);
-                node.pending.clear();
+                node.pending.retain(|p| matches!(p, Pending::SetLen(_)));
                 node.diverged = true;
             }
             return Err(e);
@@ -654,14 +656,8 @@ impl FileSystem for SimFs {
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
-        if let Err(e) = st.begin_sync() {
-            if !st.crashed {
-                // The directory's changes so far never reach the disk (the pessimistic
-                // case of a failed directory fsync); a retried fsync succeeds without them.
-                st.dir_ops.remove(path);
-            }
-            return Err(e);
-        }
+        // Entry changes are metadata: a failed fsync leaves them pending.
+        st.begin_sync()?;
         st.check_dir(path)?;
         let ops = st.dir_ops.remove(path).unwrap_or_default();
         for op in ops {
@@ -794,14 +790,15 @@ mod tests {
             let img = fs.crash_image(mode);
             assert_eq!(img.read_file(&p("/d/a")).unwrap(), b"old!new", "{mode:?}");
         }
-        // A failed directory fsync: the new name never reaches the disk.
-        fs.open(&p("/d/b"), true).unwrap();
+        // A size change is metadata: a later fsync commits it.
+        f.set_len(2).unwrap();
+        f.write_all_at(b"xy", 0).unwrap();
         fs.inject(Fault::Eio, fs.op_count() + 1, false);
-        assert!(fs.sync_dir(&p("/d")).is_err());
-        fs.sync_dir(&p("/d")).unwrap();
-        assert!(fs.exists(&p("/d/b")).unwrap());
+        assert!(f.sync_data().is_err());
+        f.sync_data().unwrap();
+        assert_eq!(fs.read_file(&p("/d/a")).unwrap(), b"xy");
         let img = fs.crash_image(CrashImage::KeepAll);
-        assert!(!img.exists(&p("/d/b")).unwrap());
+        assert_eq!(img.read_file(&p("/d/a")).unwrap(), b"ol", "cut, without the lost write");
         assert_eq!(fs.failed_sync_count(), 2);
     }
 
