@@ -32,9 +32,10 @@ impl Log {
     /// Appends one client batch: validates it, assigns offsets from the log end offset
     /// (patching baseOffset and the partition leader epoch, and under LogAppendTime the
     /// timestamp and CRC), writes it to the active segment (rolling first if needed) and
-    /// publishes the new end offset. The batch buffer is modified in place. As Kafka's
-    /// broker does, a header maxTimestamp other than the records' highest timestamp is
-    /// set to it (and the CRC written again): time lookups and retention trust it.
+    /// publishes the new end offset. The batch buffer is modified in place. On a
+    /// CreateTime log, as Kafka's broker does, a header maxTimestamp other than the
+    /// records' highest timestamp is set to it (and the CRC written again): time lookups
+    /// and retention trust it.
     ///
     /// Durability: in the OS page cache on return; call [`flush`](Self::flush) to make it
     /// survive power loss.
@@ -53,10 +54,10 @@ impl Log {
     /// [`append_marker`](Self::append_marker)).
     ///
     /// # Errors
-    /// `InvalidBatch` if the batch is malformed (bad CRC, a control batch, a
-    /// LogAppendTime batch, `lastOffsetDelta + 1 != recordsCount`, offset deltas not
-    /// 0..n, a producer id without a sequence, a transactional batch without a producer
-    /// id, undecodable records); `InvalidArgument` for a record timestamp below -1;
+    /// `InvalidBatch` if the batch is malformed (bad CRC, a control batch,
+    /// `lastOffsetDelta + 1 != recordsCount`, offset deltas not 0..n, a producer id
+    /// without a sequence, a transactional batch without a producer id, undecodable
+    /// records); `InvalidArgument` for a record timestamp below -1;
     /// `OutOfOrderSequence` if its base
     /// sequence does not follow the producer's last batch (or is not 0 for a new epoch);
     /// `InvalidProducerEpoch` for an epoch older than the producer's; `InvalidTxnState`
@@ -234,9 +235,10 @@ impl Log {
         Ok(appended)
     }
 
-    /// Checks a client's batch as Kafka's broker does, records included, and sets its
-    /// maxTimestamp to that of its records if it says otherwise (rewriting the CRC), as
-    /// Kafka's `LogValidator` does: time lookups and retention trust the header.
+    /// Checks a client's batch, records included. On a CreateTime log its header then
+    /// says CreateTime with the records' highest timestamp (rewriting the CRC if that
+    /// changes anything), as Kafka's `LogValidator` sets them: time lookups and
+    /// retention trust the header. (Under LogAppendTime the append sets both.)
     fn validate_client_batch(&self, batch: &mut [u8]) -> Result<BatchHeader> {
         let mut h = batch::validate(batch)?;
         if h.is_control() {
@@ -255,26 +257,22 @@ impl Log {
                 ),
             ));
         }
-        if h.timestamp_type() == TimestampType::LogAppendTime {
-            return Err(Error::invalid_batch(
-                "attributes",
-                "a client batch has CreateTime timestamps (the log sets LogAppendTime)",
-            ));
-        }
         // Every record must be well formed, with offset deltas 0..n.
         let scan = batch::scan_records(batch, &h, &self.config.decode)?;
-        let timestamp = |delta: i64| {
-            h.base_timestamp.checked_add(delta).ok_or_else(|| {
-                Error::invalid_batch("timestampDelta", "a record's timestamp overflows i64")
-            })
-        };
-        batch::check_timestamp(timestamp(scan.min_timestamp_delta)?)?;
-        let max_timestamp = timestamp(scan.max_timestamp_delta)?;
-        if h.max_timestamp != max_timestamp {
+        batch::check_timestamp(scan.min_timestamp)?;
+        // (A buffer appended before to a LogAppendTime log, and retried, says
+        // LogAppendTime.)
+        let create_time = h.attributes & !0x08;
+        if self.config.timestamp_type == TimestampType::CreateTime
+            && (h.max_timestamp != scan.max_timestamp || h.attributes != create_time)
+        {
+            batch[batch::ATTRIBUTES_OFFSET..batch::LAST_OFFSET_DELTA_OFFSET]
+                .copy_from_slice(&create_time.to_be_bytes());
             batch[batch::MAX_TIMESTAMP_OFFSET..batch::PRODUCER_ID_OFFSET]
-                .copy_from_slice(&max_timestamp.to_be_bytes());
+                .copy_from_slice(&scan.max_timestamp.to_be_bytes());
             batch::write_crc(batch);
-            h.max_timestamp = max_timestamp;
+            h.attributes = create_time;
+            h.max_timestamp = scan.max_timestamp;
         }
         Ok(h)
     }
@@ -404,8 +402,8 @@ impl Log {
     }
 }
 
-/// The producer fields of a data batch, as Kafka's broker checks them: a producer id
-/// needs a sequence, and a transactional batch a producer id (no marker could end its
+/// The producer fields of a data batch: a producer id needs a sequence (as Kafka's
+/// broker checks), and a transactional batch a producer id (no marker could end its
 /// transaction otherwise).
 fn check_producer_fields(h: &BatchHeader) -> Result<()> {
     if h.producer_id >= 0 && h.base_sequence < 0 {

@@ -203,16 +203,15 @@ fn append_rejects_bad_batches_without_damage() {
     assert_eq!(read_all(&log).unwrap().len(), 3);
 }
 
-/// From an API attack: `Log::append` and `append_encoded` took batches that Kafka's
-/// broker refuses or fixes, and that broke lookups, retention or transactions:
-/// a record timestamp below -1, a transactional batch without a producer id (no marker
-/// can end it), and in `append_encoded` a producer id without a sequence (its
-/// transaction went unrecorded, so its ABORT listed nothing).
+/// From an API attack: `Log::append` and `append_encoded` took batches that broke
+/// lookups, retention or transactions: a record timestamp below -1, a transactional
+/// batch without a producer id (no marker can end it), and in `append_encoded` a
+/// producer id without a sequence (a transactional one went unrecorded, so its ABORT
+/// listed nothing). Each gets its own error, from both calls.
 #[test]
-fn append_refuses_what_kafkas_broker_refuses() {
+fn append_refuses_batches_that_break_lookups_or_transactions() {
     use streamlog::format::BatchBuilder;
     let (_fs, log) = small_sim_log();
-    let build = |b: BatchBuilder| b.build().unwrap();
     let mut below = BatchBuilder::new();
     below.push(i64::MIN, None, Some(b"a"), &[]).unwrap();
     let mut below_in_second = BatchBuilder::new();
@@ -220,29 +219,87 @@ fn append_refuses_what_kafkas_broker_refuses() {
     below_in_second.push(-2, None, Some(b"b"), &[]).unwrap();
     let mut txn_no_pid = BatchBuilder::new().transactional(true);
     txn_no_pid.push(5, None, Some(b"a"), &[]).unwrap();
-    let mut pid_no_seq = BatchBuilder::new().producer(5, 0, -1).transactional(true);
+    let mut pid_no_seq = BatchBuilder::new().producer(5, 0, -1);
     pid_no_seq.push(5, None, Some(b"a"), &[]).unwrap();
-    for (name, b) in [
-        ("a timestamp of i64::MIN", below),
-        ("a timestamp of -2 in the second record", below_in_second),
-        ("transactional without a producer id", txn_no_pid),
-        ("a producer id without a sequence", pid_no_seq),
+    for (name, b, want) in [
+        ("a timestamp of i64::MIN", below, "timestamp"),
+        (
+            "a timestamp of -2 in the second record",
+            below_in_second,
+            "timestamp",
+        ),
+        (
+            "transactional without a producer id",
+            txn_no_pid,
+            "producerId",
+        ),
+        (
+            "a producer id without a sequence",
+            pid_no_seq,
+            "baseSequence",
+        ),
     ] {
-        let encoded = build(b);
+        let encoded = b.build().unwrap();
         let mut raw = encoded.as_bytes().to_vec();
         let by_bytes = log.append(&mut raw);
         let by_encoded = log.append_encoded(&mut encoded.clone());
         for (how, r) in [("append", by_bytes), ("append_encoded", by_encoded)] {
-            assert!(
-                matches!(
-                    r,
-                    Err(Error::InvalidBatch { .. } | Error::InvalidArgument { .. })
-                ),
-                "{how} of a batch with {name}: {r:?}"
-            );
+            let field = match &r {
+                Err(Error::InvalidArgument { name, .. }) => *name,
+                Err(Error::InvalidBatch { field, .. }) => *field,
+                _ => panic!("{how} of a batch with {name}: {r:?}"),
+            };
+            assert_eq!(field, want, "{how} of a batch with {name}: {r:?}");
         }
         assert_eq!(log.log_end_offset(), 0, "{name} changed the log");
     }
+    // The extremes readers decode are taken by both calls alike (the builder stores
+    // the difference to the base timestamp wrapping).
+    let mut extremes = BatchBuilder::new();
+    extremes.push(-1, None, Some(b"a"), &[]).unwrap();
+    extremes.push(i64::MAX, None, Some(b"b"), &[]).unwrap();
+    let encoded = extremes.build().unwrap();
+    log.append(&mut encoded.as_bytes().to_vec()).unwrap();
+    log.append_encoded(&mut encoded.clone()).unwrap();
+    let stamps: Vec<i64> = read_all(&log)
+        .unwrap()
+        .iter()
+        .map(|r| r.timestamp)
+        .collect();
+    assert_eq!(stamps, [-1, i64::MAX, -1, i64::MAX]);
+}
+
+/// From a review: a buffer appended to a LogAppendTime log says LogAppendTime after
+/// the append, and a retry of it (an idempotent re-send) was refused as a client batch
+/// claiming LogAppendTime. It is a duplicate again; and on a CreateTime log such a
+/// batch is taken as CreateTime with its records' timestamps, as Kafka's broker does.
+#[test]
+fn a_batch_stamped_by_a_log_append_time_log_can_be_sent_again() {
+    use std::sync::Arc;
+    use streamlog::format::{BatchBuilder, TimestampType};
+    use streamlog::log::ManualClock;
+    let fs = SimFs::new();
+    let config = LogConfig::default()
+        .timestamp_type(TimestampType::LogAppendTime)
+        .clock(Arc::new(ManualClock::new(5_000)));
+    let log = open_sim(&fs, config).unwrap();
+    let mut b = BatchBuilder::new().producer(7, 0, 0);
+    b.push(1_000, Some(b"k"), Some(b"v"), &[]).unwrap();
+    let mut bytes = b.finish().unwrap();
+    let first = log.append(&mut bytes).unwrap();
+    let again = log.append(&mut bytes).unwrap();
+    assert_eq!(again.base_offset, first.base_offset, "a duplicate");
+    assert_eq!(log.log_end_offset(), 1);
+    let other = SimFs::new();
+    let create_time = open_sim(&other, LogConfig::default()).unwrap();
+    let info = create_time.append(&mut bytes).unwrap();
+    assert_eq!(info.max_timestamp, 1_000);
+    let batches = create_time.read(0, 1 << 20).unwrap();
+    assert_eq!(
+        batches[0].header().timestamp_type(),
+        TimestampType::CreateTime
+    );
+    assert_eq!(read_all(&create_time).unwrap()[0].timestamp, 1_000);
 }
 
 /// From an API attack: a batch whose header maxTimestamp (0) was below its records'

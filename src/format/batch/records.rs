@@ -226,12 +226,13 @@ pub fn validate_records(batch: &[u8], h: &BatchHeader, options: &DecodeOptions) 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RecordsScan {
     pub(crate) count: usize,
-    /// The lowest and highest timestamp delta (0 and 0 for no record).
-    pub(crate) min_timestamp_delta: i64,
-    pub(crate) max_timestamp_delta: i64,
+    /// The lowest and highest record timestamp, as readers decode them (the base
+    /// timestamp for no record).
+    pub(crate) min_timestamp: i64,
+    pub(crate) max_timestamp: i64,
 }
 
-/// [`validate_records`], also returning the records' timestamp delta range.
+/// [`validate_records`], also returning the records' timestamp range.
 pub(crate) fn scan_records(
     batch: &[u8],
     h: &BatchHeader,
@@ -252,7 +253,7 @@ pub(crate) fn scan_records(
         }
     };
     let mut pos = 0;
-    let (mut min_delta, mut max_delta) = (i64::MAX, i64::MIN);
+    let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
     for i in 0..h.records_count {
         if pos >= data.len() {
             return Err(Error::invalid_batch(
@@ -270,8 +271,10 @@ pub(crate) fn scan_records(
                 format!("record {i} has offset delta {}", s.offset_delta),
             ));
         }
-        min_delta = min_delta.min(s.timestamp_delta);
-        max_delta = max_delta.max(s.timestamp_delta);
+        // Decoded as the record iterator does (the builder stores a wrapping difference).
+        let ts = h.base_timestamp.wrapping_add(s.timestamp_delta);
+        min_ts = min_ts.min(ts);
+        max_ts = max_ts.max(ts);
         pos = s.end;
     }
     if pos != data.len() {
@@ -285,8 +288,16 @@ pub(crate) fn scan_records(
     }
     Ok(RecordsScan {
         count: h.records_count as usize,
-        min_timestamp_delta: if min_delta == i64::MAX { 0 } else { min_delta },
-        max_timestamp_delta: if max_delta == i64::MIN { 0 } else { max_delta },
+        min_timestamp: if h.records_count > 0 {
+            min_ts
+        } else {
+            h.base_timestamp
+        },
+        max_timestamp: if h.records_count > 0 {
+            max_ts
+        } else {
+            h.base_timestamp
+        },
     })
 }
 
