@@ -798,7 +798,11 @@ mod tests {
         f.sync_data().unwrap();
         assert_eq!(fs.read_file(&p("/d/a")).unwrap(), b"xy");
         let img = fs.crash_image(CrashImage::KeepAll);
-        assert_eq!(img.read_file(&p("/d/a")).unwrap(), b"ol", "cut, without the lost write");
+        assert_eq!(
+            img.read_file(&p("/d/a")).unwrap(),
+            b"ol",
+            "cut, without the lost write"
+        );
         assert_eq!(fs.failed_sync_count(), 2);
     }
 

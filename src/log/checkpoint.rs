@@ -29,6 +29,11 @@ pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
 pub const DURABLE_FILE: &str = "streamlog.durable";
 /// Kafka's leader epoch checkpoint.
 pub const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
+/// Left (empty) by a log that stopped taking writes after a failed write or fsync: its
+/// unflushed data may be readable from the page cache yet never reach the disk (Linux
+/// marks pages clean after a failed writeback), so the next open writes it again. Never
+/// synced: it only has to outlive the process, as that cache does, not the machine.
+pub const UNSYNCED_FILE: &str = "streamlog.unsynced";
 /// The lock file.
 pub const LOCK_FILE: &str = ".lock";
 /// The entry that marks a directory as a container of partition directories (a

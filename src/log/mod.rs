@@ -84,8 +84,9 @@ const SEGMENT_SUFFIXES: [&str; 5] = ["log", "index", "timeindex", "txnindex", "s
 /// What the cleaner, deletion and atomic writes append to a file's name meanwhile.
 const TRANSIENT_SUFFIXES: [&str; 4] = [".cleaned", ".swap", ".deleted", ".tmp"];
 /// The checkpoint files of a partition directory.
-const CHECKPOINT_FILES: [&str; 8] = [
+const CHECKPOINT_FILES: [&str; 9] = [
     checkpoint::RECOVERY_POINT_FILE,
+    checkpoint::UNSYNCED_FILE,
     checkpoint::CLEAN_SHUTDOWN_FILE,
     checkpoint::DURABLE_FILE,
     checkpoint::LEADER_EPOCH_FILE,
@@ -432,7 +433,20 @@ impl Log {
 
     fn poison_with(&self, reason: String) {
         tracing::error!("log {} poisoned: {reason}", self.dir.display());
-        self.poison.lock().get_or_insert(reason);
+        let first = {
+            let mut poison = self.poison.lock();
+            let first = poison.is_none();
+            poison.get_or_insert(reason);
+            first
+        };
+        if first {
+            // For the next open on this machine (see `UNSYNCED_FILE`). If even this
+            // fails, the disk is gone for this process as well.
+            let path = self.dir.join(checkpoint::UNSYNCED_FILE);
+            if let Err(e) = self.fs.open(&path, true) {
+                tracing::warn!("{}: not created: {e}", path.display());
+            }
+        }
     }
 }
 

@@ -22,7 +22,10 @@
 //! 5. Every check passed: finish the swaps, delete the leftovers, delete the marker and
 //!    sync the directory before any other write (so a later crash is seen as one), then
 //!    write what recovery decided: rebuilt indexes, removed stray segments, the cut.
-//! 6. Flush what recovery changed, so recovering again finds the same log.
+//!    After a poisoned log (`streamlog.unsynced`), also write again every byte past the
+//!    durable position (its failed fsync may have left them readable but never to be
+//!    written to the disk).
+//! 6. Flush what recovery changed and wrote, so recovering again finds the same log.
 //!
 //! Steps 3 and 4, and the writes of step 5 that carry out what they decided, are in
 //! `recovery.rs`.
@@ -288,6 +291,10 @@ impl Log {
             }
         }
         rec.apply(&segs)?;
+        let unsynced = names.iter().any(|n| n == checkpoint::UNSYNCED_FILE);
+        if unsynced && !rec.report.clean_shutdown {
+            super::recovery::rewrite_unflushed(&segs, durable, outcome.scan_from)?;
+        }
         let mut report = rec.report;
         if segs.is_empty() {
             let seg = Segment::open(fs.as_ref(), &dir, 0, config.segment_index_bytes, true)
@@ -417,6 +424,12 @@ impl Log {
         if !log.report.clean_shutdown {
             // Make the recovered state durable, so a crash now recovers to the same log.
             log.flush()?;
+            if unsynced {
+                // Unsynced: a crash that brings it back costs one more rewrite.
+                let path = dir.join(checkpoint::UNSYNCED_FILE);
+                fs.remove_file(&path)
+                    .map_err(io_ctx(format!("remove {}", path.display())))?;
+            }
             // A crash may have dropped unsynced records without a trace: positions taken
             // before it (committed offsets) are checked against a new epoch.
             if !bases.is_empty() {

@@ -612,6 +612,43 @@ impl Recovery<'_> {
     }
 }
 
+/// After a log was poisoned (`UNSYNCED_FILE`), writes again (the same bytes in the same
+/// place) every byte of `segs` that no completed flush covered: past the durable
+/// position, or from the first scanned segment (`scan_from`) without one. The failed
+/// fsync may have left them in the page cache only, marked clean (Linux does after a
+/// failed writeback): read back here, never written to the disk, and skipped by every
+/// later fsync. Written again, they are dirty, and the open's flush makes them durable.
+/// Costs one write of what recovery read anyway: the unflushed tail.
+pub(super) fn rewrite_unflushed(
+    segs: &[Segment],
+    durable: Option<DurablePoint>,
+    scan_from: i64,
+) -> Result<()> {
+    const CHUNK: u64 = 1 << 20;
+    for seg in segs {
+        let from = match durable {
+            Some(d) if seg.base < d.segment_base => continue,
+            Some(d) if seg.base == d.segment_base => d.position,
+            Some(_) => 0,
+            None if seg.base < scan_from => continue,
+            None => 0,
+        };
+        let (mut pos, size) = (from, seg.size());
+        while pos < size {
+            let n = (size - pos).min(CHUNK);
+            seg.log
+                .read_exact_at(pos, n as usize)
+                .and_then(|bytes| seg.log.write_all_at(&bytes, pos))
+                .map_err(io_ctx(format!(
+                    "write again the unflushed bytes of {} at {pos}",
+                    seg.log_path.display()
+                )))?;
+            pos += n;
+        }
+    }
+    Ok(())
+}
+
 /// Recovery must end at or past the last flushed offset.
 fn check_durable_end(
     outcome: Outcome,

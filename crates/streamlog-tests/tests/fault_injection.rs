@@ -98,6 +98,68 @@ fn fsync_failure_poisons_until_reopen() {
     assert_eq!(log.flush().unwrap(), 4);
 }
 
+/// From a review ("fsyncgate"): after a failed fsync, Linux marks the pages clean, so
+/// the disk may never get them while reads still return them. A reopen on the same
+/// machine (the same process, or after kill -9) recovered from those live bytes, and
+/// its flushes synced only newer writes: the records were acknowledged by the next
+/// flush and then lost with the power, and the log did not even open. A poisoned log
+/// now leaves `streamlog.unsynced`, and the next open writes again every byte no
+/// completed flush covered, so its own flush makes them durable. Swept over every
+/// fsync of a flush spanning rolls.
+#[test]
+fn a_reopen_after_a_failed_fsync_makes_what_it_recovered_durable() {
+    let mut struck = 0;
+    for k in 1.. {
+        let (fs, log) = small_sim_log();
+        append_batches(&log, 0..2, 2);
+        log.flush().unwrap();
+        append_batches(&log, 2..12, 2);
+        fs.inject(Fault::Eio, fs.op_count() + k, false);
+        let flushed = log.flush();
+        fs.clear_faults();
+        if fs.failed_sync_count() == 0 {
+            if flushed.is_ok() {
+                break; // past the flush's last operation
+            }
+            continue;
+        }
+        struck += 1;
+        assert!(flushed.is_err());
+        drop(log);
+        let marker = dir().join("streamlog.unsynced");
+        assert!(
+            fs.read_file(&marker).is_some(),
+            "fault at {k}: the poison's marker"
+        );
+        // kill -9 and a new process on the same machine: the page cache stays.
+        fs.process_crash();
+        let log = open_sim(&fs, small_config()).unwrap();
+        assert!(
+            fs.read_file(&marker).is_none(),
+            "fault at {k}: the marker stays"
+        );
+        let all = read_all(&log).unwrap();
+        assert_eq!(
+            all.len(),
+            24,
+            "fault at {k}: the live bytes hold every record"
+        );
+        log.append(&mut batch(12, 1, Compression::None)).unwrap();
+        assert_eq!(log.flush().unwrap(), 25);
+        std::mem::forget(log);
+        for mode in crash_modes(k) {
+            let img = fs.crash_image(mode);
+            let log = open_sim(&img, small_config())
+                .unwrap_or_else(|e| panic!("fault at {k}, {mode:?}: reopen failed: {e}"));
+            let got = read_all(&log).unwrap();
+            assert_eq!(got.len(), 25, "fault at {k}, {mode:?}: I1, records lost");
+            assert_eq!(got[..24], all[..], "fault at {k}, {mode:?}: other records");
+        }
+        assert!(k < 500);
+    }
+    assert!(struck >= 2, "the sweep struck {struck} fsyncs");
+}
+
 #[test]
 fn appends_resume_after_enospc_clears() {
     let (fs, log) = small_sim_log();

@@ -463,6 +463,7 @@ fn interrupted_deletes_of_compacted_topics_are_completed() {
             "log-start-offset-checkpoint.tmp",
             "cleaner-offset-checkpoint",
             "streamlog.tombstone-horizon",
+            "streamlog.unsynced",
             ".lock",
         ];
         if with_user_file {
