@@ -101,8 +101,14 @@ fn staging_name(name: &std::ffi::OsStr) -> PathBuf {
 fn copy_dirs(from: &[PathBuf], into: &Path, created: &mut Vec<PathBuf>) -> Result<(), String> {
     let err = |what: &str, p: &Path, e: io::Error| format!("{what} {}: {e}", p.display());
     let mut files = Vec::new();
+    // Never onto anything of the user's: a rename replaces an empty directory.
+    let taken = |p: &Path| fs::symlink_metadata(p).is_ok();
     for dir in from {
         let name = dir.file_name().expect("a partition directory has a name");
+        let target = into.join(name);
+        if taken(&target) {
+            return Err(format!("{} exists already", target.display()));
+        }
         let staged = into.join(staging_name(name));
         if staged.exists() {
             return Err(format!(
@@ -125,10 +131,13 @@ fn copy_dirs(from: &[PathBuf], into: &Path, created: &mut Vec<PathBuf>) -> Resul
         }
     }
     let bar = progress(files.iter().map(|f| f.2).sum(), "copying");
+    let mut targets = Vec::new();
     for dir in from {
-        let staged = into.join(staging_name(dir.file_name().expect("named")));
+        let name = dir.file_name().expect("named");
+        let staged = into.join(staging_name(name));
         fs::create_dir(&staged).map_err(|e| err("create", &staged, e))?;
         created.push(staged);
+        targets.push(into.join(name));
     }
     for (src, dst, _) in &files {
         let mut input = fs::File::open(src).map_err(|e| err("open", src, e))?;
@@ -142,10 +151,11 @@ fn copy_dirs(from: &[PathBuf], into: &Path, created: &mut Vec<PathBuf>) -> Resul
             .and_then(|d| d.sync_all())
             .map_err(|e| err("sync", dir, e))
     };
-    for staged in created.iter_mut() {
+    for (staged, target) in created.iter_mut().zip(targets) {
         sync_dir(staged)?;
-        let name = staged.file_name().expect("named").to_string_lossy();
-        let target = into.join(name.trim_start_matches(".import-"));
+        if taken(&target) {
+            return Err(format!("{} appeared meanwhile", target.display()));
+        }
         fs::rename(&*staged, &target).map_err(|e| err("rename", staged, e))?;
         *staged = target;
     }

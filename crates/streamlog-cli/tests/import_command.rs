@@ -194,6 +194,37 @@ fn what_the_command_did_not_make_is_refused_and_left_alone() {
     assert_eq!(names.len(), 2, "no staging directory left: {names:?}");
 }
 
+/// From an API attack: the copies were renamed to their staging name with every
+/// leading `.import-` cut, so a topic named `.import-x` went to `x-0`, and the rename
+/// replaced a user's empty `x-0` directory, which the failed import then removed. The
+/// copies keep their own names, and nothing is renamed onto anything that exists.
+#[test]
+fn a_topic_named_like_a_staging_directory_never_replaces_a_users_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kafka = tmp.path().join("kafka");
+    std::fs::create_dir(&kafka).unwrap();
+    kafka_topic(&kafka, ".import-x", 1, 2);
+    let store = tmp.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    let (s, k) = (store.to_str().unwrap(), kafka.to_str().unwrap());
+    let mine = store.join("x-0");
+    std::fs::create_dir(&mine).unwrap();
+    let out = streamlog(&["import-kafka", "--dir", s, "--from", k, ".import-x"]);
+    assert!(mine.is_dir(), "the user's directory is gone");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = streamlog(&["consume", "--dir", s, ".import-x", "--from-beginning"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        2,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn damage_is_refused_and_the_copies_are_removed() {
     let tmp = tempfile::tempdir().unwrap();
