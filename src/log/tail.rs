@@ -324,7 +324,8 @@ impl TailReader {
 
     /// [`read`](Self::read), with the offset to read on from: after the last batch read
     /// (past the records returned when batches after them held none: markers,
-    /// compaction's empty batches), or `from` when nothing was read.
+    /// compaction's empty batches), or when nothing was read `from`, or the log start
+    /// if retention deleted `from` (waiting for `from` would end at once).
     ///
     /// # Errors
     /// As [`read`](Self::read).
@@ -334,6 +335,9 @@ impl TailReader {
         loop {
             let batches = self.read_batches(at, max_bytes)?;
             let Some(next) = batches.last().map(|b| b.last_offset() + 1) else {
+                if at == from {
+                    at = at.max(self.log_start_offset()?);
+                }
                 return Ok((out, at));
             };
             for b in batches.iter().filter(|b| !b.header().is_control()) {

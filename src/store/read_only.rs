@@ -413,8 +413,9 @@ impl ReadOnlyPartition {
 
     /// [`read`](Self::read), with the offset to read on from: after the last batch
     /// read, which is past the last record returned when the batches after it held
-    /// none (transaction markers, batches compaction emptied); `offset` when nothing
-    /// was read. Reading on from it never reads a batch twice.
+    /// none (transaction markers, batches compaction emptied); when nothing was read,
+    /// `offset`, or the log start if retention deleted `offset`. Reading on from it
+    /// never reads a batch twice.
     ///
     /// # Errors
     /// As [`read`](Self::read).

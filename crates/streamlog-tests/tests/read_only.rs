@@ -379,6 +379,47 @@ fn a_wait_ends_when_the_writer_appends() {
     });
 }
 
+/// From an API attack: with every record deleted by retention (log start = end = 10),
+/// `read_on(0)` answered "read on from 0", so `poll_on(0)`'s wait for offset 0 ended
+/// at once (the end is past it) and a follower spun on the CPU. The offset to read on
+/// from is now the log start, and a wait from there waits for a new record.
+#[test]
+fn reading_on_below_the_log_start_goes_on_from_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let config = TopicConfig::default()
+        .retention_ms(60_000)
+        .segment_bytes(1024);
+    store.create_topic("t", config).unwrap();
+    let part = store.topic("t").unwrap().partition(0).unwrap();
+    for i in 0..10 {
+        part.append(&[Record::new(1_000, Some("k"), Some(event(i)))])
+            .unwrap();
+    }
+    part.flush().unwrap();
+    store.run_maintenance().unwrap();
+    assert_eq!(
+        (part.log_start_offset(), part.log_end_offset()),
+        (10, 10),
+        "retention deleted every record"
+    );
+    let reader = Store::open_read_only(tmp.path()).unwrap();
+    let t = reader.partition("t", 0).unwrap();
+    assert_eq!(t.read_on(0, 1 << 20).unwrap(), (Vec::new(), 10));
+    assert!(
+        !t.wait_for(10, Duration::ZERO).unwrap(),
+        "nothing at 10 yet"
+    );
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| t.poll_on(0, 1 << 20, HANG).unwrap());
+        part.append(&[Record::new(T0, Some("k"), Some("new"))])
+            .unwrap();
+        let (got, next) = waiter.join().unwrap();
+        assert_eq!(next, 11);
+        assert_eq!(got[0].value.as_deref(), Some(&b"new"[..]));
+    });
+}
+
 /// A batch whose base offset (outside the CRC) goes back below the batch before it, in
 /// a segment the writer has moved past, is `Corruption`, not records skipped in
 /// silence.
