@@ -82,6 +82,10 @@ pub fn run(c: &Consume, out: &mut dyn Write) -> Result<usize, String> {
         None => ConsumerConfig::default(),
     }
     .auto_offset_reset(reset)
+    // An auto-commit (at a poll, or the close) commits all a poll returned: with
+    // --max-messages some of it may not be printed, so that run commits itself, once,
+    // at the end. (Without, a --follow that is stopped has committed at its polls.)
+    .enable_auto_commit(c.max_messages.is_none())
     .client_id("streamlog-consume");
     let mut consumer = store.consumer(config).map_err(err)?;
     match &c.group {
@@ -93,10 +97,15 @@ pub fn run(c: &Consume, out: &mut dyn Write) -> Result<usize, String> {
     let limit = c.max_messages.unwrap_or(usize::MAX);
     let mut printed = 0;
     let mut last_progress = Instant::now();
+    // The offset after the last record printed, per partition: with --max-messages a
+    // poll may return more than is printed, and the group must read those again.
+    let mut done: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+    let mut cut_short = false;
     while printed < limit {
         let records = consumer.poll(Duration::from_millis(100)).map_err(err)?;
         for r in records.iter() {
             if printed == limit {
+                cut_short = true;
                 break;
             }
             let printed_record = Printed {
@@ -110,6 +119,10 @@ pub fn run(c: &Consume, out: &mut dyn Write) -> Result<usize, String> {
             };
             print(c, &printed_record, out).map_err(|e| e.to_string())?;
             printed += 1;
+            done.insert(
+                TopicPartition::new(r.topic(), r.partition()),
+                r.offset() + 1,
+            );
             last_progress = Instant::now();
         }
         if c.follow && !records.is_empty() {
@@ -136,7 +149,12 @@ pub fn run(c: &Consume, out: &mut dyn Write) -> Result<usize, String> {
     }
     out.flush().map_err(|e| e.to_string())?;
     if c.group.is_some() {
-        consumer.commit_sync().map_err(err)?;
+        if cut_short {
+            consumer.commit_sync_offsets(&done).map_err(err)?;
+        } else {
+            // Everything returned was printed: the positions, past markers too.
+            consumer.commit_sync().map_err(err)?;
+        }
     }
     consumer.close().map_err(err)?;
     close(store)?;
@@ -176,6 +194,7 @@ fn run_read_only(c: &Consume, out: &mut dyn Write) -> Result<usize, String> {
             } else {
                 (Vec::new(), *position)
             };
+            let printed_before = printed;
             for r in records {
                 if printed == limit {
                     break 'reading;
@@ -194,6 +213,10 @@ fn run_read_only(c: &Consume, out: &mut dyn Write) -> Result<usize, String> {
                 };
                 print(c, &printed_record, out).map_err(|e| e.to_string())?;
                 printed += 1;
+            }
+            if c.follow && printed > printed_before {
+                // Following: what was printed reaches a pipe now, not at exit.
+                out.flush().map_err(|e| e.to_string())?;
             }
             // On past what was read, records or not (markers, emptied batches); when
             // nothing was read below the end, there is nothing more below it.

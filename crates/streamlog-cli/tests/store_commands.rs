@@ -342,3 +342,65 @@ fn consume_ends_at_a_transaction_marker() {
     );
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "x\ny\n");
 }
+
+/// From an API attack: `consume --group G --max-messages 2` committed the positions of
+/// the whole poll, not the records it printed, so the group skipped the other three
+/// for good. It commits after the last record printed.
+#[test]
+fn a_group_with_max_messages_commits_only_what_it_printed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = &store_dir(tmp.path());
+    ok(&["topics", "create", "--dir", d, "t"]);
+    produce(d, "t", &[], "r0\nr1\nr2\nr3\nr4\n");
+    let group = [
+        "consume",
+        "--dir",
+        d,
+        "t",
+        "--group",
+        "g",
+        "--from-beginning",
+    ];
+    let first = ok(&[&group[..], &["--max-messages", "2"]].concat());
+    assert_eq!(first, "r0\nr1\n");
+    let described = ok(&["groups", "describe", "--dir", d, "g"]);
+    assert!(described.contains("g\tt\t0\t2\t5\t3\t-"), "{described}");
+    assert_eq!(ok(&group), "r2\nr3\nr4\n");
+}
+
+/// From an API attack: `consume --follow` without a group (the read-only path) wrote
+/// through a buffer it flushed only at exit, so nothing appeared until 8 KiB piled up,
+/// and stopping it (the way to end --follow) lost what it had read.
+#[test]
+fn a_read_only_follow_prints_records_as_it_reads_them() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = &store_dir(tmp.path());
+    ok(&["topics", "create", "--dir", d, "t"]);
+    produce(d, "t", &[], "x\ny\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_streamlog"))
+        .args(["consume", "--dir", d, "t", "--follow", "--from-beginning"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    // With the output held to the exit, nothing comes: a bound, not a timing.
+    let hang = std::time::Duration::from_secs(60);
+    let got: Vec<Result<String, _>> = (0..2).map(|_| rx.recv_timeout(hang)).collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    let got: Vec<String> = got
+        .into_iter()
+        .map(|r| r.expect("a record printed while following"))
+        .collect();
+    assert_eq!(got, ["x", "y"]);
+}
