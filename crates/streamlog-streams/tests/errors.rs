@@ -190,3 +190,20 @@ fn a_panicking_processor_fails_the_thread_without_committing() {
     );
     s.close().unwrap();
 }
+
+/// From an API attack: a timeout too long for an `Instant` (`Duration::MAX`, "no
+/// limit") panicked with an overflow; it waits without a deadline.
+#[test]
+fn waiting_without_a_limit_is_no_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    create_topics(&store, &[("nums", 1)]);
+    let p = store.topic("nums").unwrap().partition(0).unwrap();
+    p.append(&[Record::new(1, Some("k"), Some(7i64.to_be_bytes().to_vec()))])
+        .unwrap();
+    let s = counting(DeserializationPolicy::Fail, &store);
+    s.wait_until_caught_up(Duration::MAX).unwrap();
+    let n = s.key_value_store::<String, i64>("n").unwrap();
+    assert_eq!(n.get(&"k".to_string()).unwrap(), Some(1));
+    s.close().unwrap();
+}

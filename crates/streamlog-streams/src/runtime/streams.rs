@@ -271,7 +271,8 @@ impl Streams {
                 what: "start the application before waiting for it".into(),
             });
         }
-        let deadline = Instant::now() + timeout;
+        // `None`: a timeout past what an `Instant` can hold waits without end.
+        let deadline = Instant::now().checked_add(timeout);
         let coord = &self.env.coord;
         let mut s = coord.state.lock();
         loop {
@@ -292,7 +293,14 @@ impl Streams {
             }
             // Threads report after every poll (at most `poll_ms` apart), so this wakes
             // often; the deadline only bounds a run that never catches up.
-            if coord.changed.wait_until(&mut s, deadline).timed_out() {
+            let timed_out = match deadline {
+                Some(d) => coord.changed.wait_until(&mut s, d).timed_out(),
+                None => {
+                    coord.changed.wait(&mut s);
+                    false
+                }
+            };
+            if timed_out {
                 return Err(StreamsError::Timeout {
                     what: "the application to catch up",
                     ms: timeout.as_millis(),
