@@ -257,13 +257,12 @@ impl<E: Entry> Index<E> {
     }
 
     /// Writes the entries in memory, trimmed, through `file` (this index's file opened
-    /// again, its handle having been released) and fsyncs it: a sealed segment's index
+    /// again, its handle having been released), not synced: a sealed segment's index
     /// rebuilt after open.
-    pub fn write_synced_to(&self, file: &dyn File) -> std::io::Result<()> {
+    pub fn write_to(&self, file: &dyn File) -> std::io::Result<()> {
         let bytes: Vec<u8> = self.entries.read().iter().flat_map(Entry::encode).collect();
         file.set_len(0)?;
-        file.write_all_at(&bytes, 0)?;
-        file.sync_data()
+        file.write_all_at(&bytes, 0)
     }
 
     /// Rewrites the file with the entries in memory (`preallocate`: extended, from the

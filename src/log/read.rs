@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use super::segment::{self, Segment};
 use super::{Log, OffsetEntry, TimeEntry};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, io_ctx};
 use crate::format::batch::{self, BatchHeader, RECORD_BATCH_OVERHEAD};
 use crate::format::{Batch, Record};
 
@@ -308,7 +308,8 @@ impl Log {
     /// A sealed segment's index whose deferred entries failed their checks: rebuilt
     /// from the segment (scanned once) in memory and on disk, as recovery rebuilds a
     /// damaged index at open. If the segment itself fails the scan, or the files cannot
-    /// be written, reads go on by scan (and report damage where they meet it).
+    /// be written, reads go on by scan (and report damage where they meet it). A failed
+    /// fsync of them poisons the log.
     fn rebuild_sealed_index(&self, seg: &Segment) {
         let params = seg.scan_params(
             self.config.index_interval_bytes,
@@ -318,15 +319,31 @@ impl Log {
         let rebuilt = segment::scan(seg.log.as_ref(), seg.size(), params)
             .ok()
             .filter(|scan| scan.stopped.is_none())
-            .map(|scan| {
+            .map(|scan| -> Result<()> {
                 seg.adopt_scan(&scan);
                 // Index files are rewritten: a log opened clean stops being so first.
-                self.touch().map_err(std::io::Error::other)?;
-                let reopen = |path: &Path| self.fs.open(path, false);
-                reopen(seg.offset_index.path())
-                    .and_then(|f| seg.offset_index.write_synced_to(f.as_ref()))
-                    .and_then(|()| reopen(seg.time_index.path()))
-                    .and_then(|f| seg.time_index.write_synced_to(f.as_ref()))
+                self.touch()?;
+                let reopen = |path: &Path| {
+                    self.fs
+                        .open(path, false)
+                        .map_err(io_ctx(format!("open {}", path.display())))
+                };
+                let offsets = reopen(seg.offset_index.path())?;
+                let times = reopen(seg.time_index.path())?;
+                seg.offset_index
+                    .write_to(offsets.as_ref())
+                    .and_then(|()| seg.time_index.write_to(times.as_ref()))
+                    .map_err(io_ctx(format!(
+                        "write {}",
+                        seg.offset_index.path().display()
+                    )))?;
+                for (f, path) in [
+                    (&offsets, seg.offset_index.path()),
+                    (&times, seg.time_index.path()),
+                ] {
+                    self.fsync_or_poison(format!("fsync {}", path.display()), || f.sync_data())?;
+                }
+                Ok(())
             });
         match rebuilt {
             Some(Ok(())) => tracing::warn!(

@@ -166,3 +166,40 @@ fn index_damage_never_returns_wrong_data() {
         "index damage: {total} cases, all reads correct, {rebuilt_at_open} indexes rebuilt at open"
     );
 }
+
+/// From a review: a read that finds a sealed segment's index damaged rebuilds it and
+/// writes it anew; a failed fsync of it only logged "rebuilt in memory only" and the
+/// log took writes on ("a failed fsync poisons"). Every index entry flipped in turn,
+/// with an EIO at each operation of the read that meets it.
+#[test]
+fn a_failed_fsync_of_an_index_a_read_rebuilt_poisons_the_log() {
+    let (fs, values) = setup(true);
+    let mut struck = 0;
+    for (path, data) in files(&fs, ".index") {
+        for i in (0..data.len()).step_by(8) {
+            for k in 1..40 {
+                let img = copy(&fs);
+                let mut bad = data.clone();
+                bad[i] ^= 0x10;
+                img.write_file(&path, bad);
+                let log = open_sim(&img, small_config()).unwrap();
+                img.inject(streamlog::fs::Fault::Eio, img.op_count() + k, false);
+                let read = read_values(&log);
+                img.clear_faults();
+                if img.failed_sync_count() == 0 {
+                    if let Ok(got) = read {
+                        assert_eq!(got, values, "{}: entry byte {i}", path.display());
+                    }
+                    continue;
+                }
+                struck += 1;
+                assert!(
+                    log.poison_reason().is_some(),
+                    "{}: entry byte {i}, EIO at {k}: an fsync failed and the log takes writes",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(struck > 0, "no fault struck an index's fsync");
+}
