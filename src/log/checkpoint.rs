@@ -206,6 +206,8 @@ fn decode_slot(b: &[u8]) -> Option<(u64, DurablePoint)> {
 pub struct DurableFile {
     file: Arc<dyn File>,
     seq: u64,
+    /// A write or fsync of it failed: it is never tried again (the log is poisoned).
+    failed: bool,
 }
 
 impl DurableFile {
@@ -236,7 +238,11 @@ impl DurableFile {
     /// [`read`](Self::read) returned it.
     pub fn create(fs: &dyn FileSystem, dir: &Path, seq: u64) -> std::io::Result<Self> {
         let file = fs.open(&dir.join(DURABLE_FILE), true)?;
-        Ok(DurableFile { file, seq })
+        Ok(DurableFile {
+            file,
+            seq,
+            failed: false,
+        })
     }
 
     /// The file will not be used for a while (see
@@ -247,10 +253,18 @@ impl DurableFile {
 
     /// Writes the next slot and fdatasyncs it.
     pub fn write(&mut self, p: DurablePoint) -> std::io::Result<()> {
+        if self.failed {
+            // Never retry an fsync: a waiter that synced its data before the failure
+            // must not record through this file again.
+            return Err(std::io::Error::other(
+                "an earlier write or fsync of the durable position failed",
+            ));
+        }
         let seq = self.seq + 1;
         self.file
-            .write_all_at(&encode_slot(seq, p), (seq % 2) * SLOT_STRIDE)?;
-        self.file.sync_data()?;
+            .write_all_at(&encode_slot(seq, p), (seq % 2) * SLOT_STRIDE)
+            .and_then(|()| self.file.sync_data())
+            .inspect_err(|_| self.failed = true)?;
         self.seq = seq;
         Ok(())
     }
@@ -268,6 +282,29 @@ mod tests {
         assert_eq!(parse_recovery_point("0\n1\na b c d\n", 3), None);
         assert_eq!(parse_recovery_point("1\n1\nt 3 5\n", 3), None);
         assert_eq!(parse_recovery_point("0\n2\nt 3 5\n", 3), None, "short file");
+    }
+
+    /// From a review: after its fsync failed, a second flush (one that had synced its
+    /// data before the failure) wrote and fsynced the file again.
+    #[test]
+    fn a_durable_file_whose_fsync_failed_is_never_written_again() {
+        let fs = crate::fs::SimFs::new();
+        let dir = Path::new("/p");
+        fs.create_dir_all(dir).unwrap();
+        let mut f = DurableFile::create(&fs, dir, 0).unwrap();
+        let p = DurablePoint {
+            segment_base: 0,
+            position: 10,
+            next_offset: 1,
+            log_start: 0,
+        };
+        // The slot's write, then its fsync.
+        fs.inject(crate::fs::Fault::Eio, fs.op_count() + 2, false);
+        assert!(f.write(p).is_err());
+        assert_eq!(fs.failed_sync_count(), 1);
+        let ops = fs.op_count();
+        assert!(f.write(p).is_err(), "written again");
+        assert_eq!(fs.op_count(), ops, "the file was touched again");
     }
 
     #[test]
