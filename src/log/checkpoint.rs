@@ -59,10 +59,26 @@ pub fn write_atomic_via(
     tmp_name: &str,
     contents: &[u8],
 ) -> std::io::Result<()> {
+    write_atomic_steps(fs, dir, name, tmp_name, contents).map_err(|(_, e)| e)
+}
+
+/// [`write_atomic_via`], telling whether a failure was one of its fsyncs (`true`),
+/// which poisons a log, or a write, create or rename (ENOSPC, say), which need not.
+pub fn write_atomic_steps(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    name: &str,
+    tmp_name: &str,
+    contents: &[u8],
+) -> Result<(), (bool, std::io::Error)> {
     let tmp = dir.join(tmp_name);
-    write_synced(fs, &tmp, contents)?;
-    fs.rename(&tmp, &dir.join(name))?;
-    fs.sync_dir(dir)
+    let f = fs.open(&tmp, true).map_err(|e| (false, e))?;
+    f.set_len(0)
+        .and_then(|()| f.write_all_at(contents, 0))
+        .map_err(|e| (false, e))?;
+    f.sync_data().map_err(|e| (true, e))?;
+    fs.rename(&tmp, &dir.join(name)).map_err(|e| (false, e))?;
+    fs.sync_dir(dir).map_err(|e| (true, e))
 }
 
 /// Replaces the contents of `path` (created if needed) and fdatasyncs it.

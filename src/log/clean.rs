@@ -270,17 +270,22 @@ impl Log {
         outcome.segments_after = segs.len() - replaced;
         // The horizon first: a crash before the clean offset is written repeats the pass,
         // which writes it again. It is a hint: stale, it only makes a pass run early or
-        // tombstones and markers wait for the next dirty pass. A failure poisons all the
-        // same, as the clean offset's does: it may be a failed fsync.
+        // tombstones and markers wait for the next dirty pass. A failed fsync of it
+        // poisons; a failed write (ENOSPC) only fails the pass.
         if self.tombstone_horizon.load(Ordering::Acquire) != ctx.next_horizon {
             let text =
                 checkpoint::recovery_point_text(&self.topic, self.partition, ctx.next_horizon);
-            checkpoint::write_atomic(self.fs.as_ref(), &self.dir, HORIZON_FILE, text.as_bytes())
-                .map_err(io_ctx(format!(
-                    "write {}",
-                    self.dir.join(HORIZON_FILE).display()
-                )))
-                .inspect_err(|e| self.poison_with(e.to_string()))?;
+            let tmp = format!("{HORIZON_FILE}.tmp");
+            let fs = self.fs.as_ref();
+            checkpoint::write_atomic_steps(fs, &self.dir, HORIZON_FILE, &tmp, text.as_bytes())
+                .map_err(|(fsync, e)| {
+                    let path = self.dir.join(HORIZON_FILE);
+                    let e = io_ctx(format!("write {}", path.display()))(e);
+                    if fsync {
+                        self.poison_with(e.to_string());
+                    }
+                    e
+                })?;
             self.tombstone_horizon
                 .store(ctx.next_horizon, Ordering::Release);
         }

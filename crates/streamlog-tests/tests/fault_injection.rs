@@ -282,3 +282,41 @@ fn every_failed_fsync_poisons_the_log() {
         "the sweep hit {compaction_sync_faults} of compaction's fsyncs"
     );
 }
+
+/// From a review: an ENOSPC writing compaction's tombstone-horizon file (a hint)
+/// poisoned the log, though "after ENOSPC appends resume when space returns" (only a
+/// failed fsync poisons). ENOSPC at every operation of a pass: a failure that struck
+/// no fsync, in writing the horizon, leaves the log taking writes.
+#[test]
+fn enospc_writing_the_compaction_horizon_does_not_poison() {
+    let config = || small_config().allow_offset_gaps(true);
+    let policy = streamlog::log::CleanPolicy {
+        force: true,
+        now_ms: 1_700_000_100_000,
+        ..streamlog::log::CleanPolicy::default()
+    };
+    let mut horizon_failures = 0;
+    for k in 1.. {
+        let fs = SimFs::new();
+        let log = open_sim(&fs, config()).unwrap();
+        append_batches(&log, 0..20, 3);
+        let at = fs.op_count() + k;
+        fs.inject(Fault::Enospc, at, false);
+        let result = log.clean(&policy);
+        fs.clear_faults();
+        if fs.op_count() < at {
+            assert!(result.is_ok(), "{result:?}");
+            break;
+        }
+        if let Err(e) = &result
+            && e.to_string().contains("tombstone-horizon")
+            && fs.failed_sync_count() == 0
+        {
+            horizon_failures += 1;
+            assert_eq!(log.poison_reason(), None, "ENOSPC at {k}: {e}");
+            log.append(&mut batch(99, 1, Compression::None)).unwrap();
+        }
+        assert!(k < 5_000);
+    }
+    assert!(horizon_failures > 0, "no ENOSPC struck the horizon's write");
+}
