@@ -44,12 +44,14 @@ fn write_uvarint(out: &mut [u8], at: usize, mut v: u64) -> Option<usize> {
 
 /// Writes the zigzag varint of `n` at `out[at..]` (at most 5 bytes, [`varint_len`]);
 /// returns the end, or `None` (nothing written) if `out` has no room for it.
+#[must_use]
 pub fn write_varint(out: &mut [u8], at: usize, n: i32) -> Option<usize> {
     write_uvarint(out, at, zigzag32(n) as u64)
 }
 
 /// Writes the zigzag varlong of `n` at `out[at..]` (at most 10 bytes, [`varlong_len`]);
 /// returns the end, or `None` (nothing written) if `out` has no room for it.
+#[must_use]
 pub fn write_varlong(out: &mut [u8], at: usize, n: i64) -> Option<usize> {
     write_uvarint(out, at, zigzag64(n))
 }

@@ -215,8 +215,6 @@ impl Producer {
     ) -> Result<()> {
         let shared = &self.handle.shared;
         shared.check_open()?;
-        // A longer id would be stored cut short, as another group's.
-        crate::groups::check_group(group.group_id())?;
         let txn = self.txn()?;
         let st = txn.state.lock();
         match st.phase {
@@ -228,6 +226,8 @@ impl Producer {
                 ));
             }
         }
+        // A longer id would be stored cut short, as another group's.
+        crate::groups::check_group(group.group_id())?;
         let session = st.session.expect("a session in a transaction");
         drop(st);
         let mut commits = BTreeMap::new();

@@ -637,6 +637,8 @@ impl World {
                 check_live(&self.store, model, "after a clean reopen")?;
             }
             Op::Crash(mode) => self.crash(model, mode, false),
+            // One fault at a time: a second would lose track of where the first strikes.
+            Op::Fault { .. } if self.armed => {}
             Op::Fault { after, enospc } => {
                 let kind = if enospc { Fault::Enospc } else { Fault::Eio };
                 self.fault_at = self.fs.op_count() + 1 + after;
