@@ -12,11 +12,11 @@
 //!   granularity (each sector new, old or garbage).
 //! - Faults: the k-th operation (1-based, every call counts) can fail with EIO or
 //!   ENOSPC, once or from then on. A failing write may first write part of its data.
-//!   A failing fsync of a file loses the data it was to make durable, as Linux does (the
-//!   pages are marked clean): the file's unsynced writes never reach the disk, and a
-//!   later fsync succeeds without them. Its size changes (`set_len`) and directories'
-//!   entry changes are metadata, which a journaling file system commits with a later
-//!   fsync: they stay pending.
+//!   A failing fsync of a file leaves its unsynced writes where the device left them
+//!   (each written, not written or torn, chosen then) and never writes them later, as
+//!   Linux marks the pages clean: a later fsync succeeds without them. Its size changes
+//!   (`set_len`) and directories' entry changes are metadata, which a journaling file
+//!   system commits with a later fsync: they stay pending.
 //!   `crash_after(k)` stops the machine after the k-th mutating operation: every later
 //!   call fails and changes nothing.
 
@@ -199,6 +199,30 @@ impl State {
     }
 }
 
+/// A write torn by a crash: each sector it touches is new, old or garbage.
+fn apply_torn(data: &mut Vec<u8>, pos: u64, w: &[u8], rng: &mut Rng) {
+    let end = pos + w.len() as u64;
+    let mut s = pos;
+    while s < end {
+        let next = ((s / SECTOR) + 1) * SECTOR;
+        let e = next.min(end);
+        let piece = &w[(s - pos) as usize..(e - pos) as usize];
+        match rng.below(3) {
+            0 => apply_write(data, s, piece),
+            1 => {
+                if data.len() < e as usize {
+                    data.resize(e as usize, 0);
+                }
+            }
+            _ => {
+                let garbage: Vec<u8> = piece.iter().map(|_| rng.next() as u8).collect();
+                apply_write(data, s, &garbage);
+            }
+        }
+        s = e;
+    }
+}
+
 fn apply_write(buf: &mut Vec<u8>, pos: u64, data: &[u8]) {
     let pos = pos as usize;
     if buf.len() < pos + data.len() {
@@ -320,28 +344,7 @@ impl SimFs {
                     (Pending::SetLen(len), _) => data.resize(*len as usize, 0),
                     (Pending::Write { pos, data: w }, 0) => apply_write(&mut data, *pos, w),
                     (Pending::Write { pos, data: w }, _) => {
-                        // Torn: each sector the write touches is new, old or garbage.
-                        let end = pos + w.len() as u64;
-                        let mut s = *pos;
-                        while s < end {
-                            let next = ((s / SECTOR) + 1) * SECTOR;
-                            let e = next.min(end);
-                            let piece = &w[(s - pos) as usize..(e - pos) as usize];
-                            match rng.below(3) {
-                                0 => apply_write(&mut data, s, piece),
-                                1 => {
-                                    if data.len() < e as usize {
-                                        data.resize(e as usize, 0);
-                                    }
-                                }
-                                _ => {
-                                    let garbage: Vec<u8> =
-                                        piece.iter().map(|_| rng.next() as u8).collect();
-                                    apply_write(&mut data, s, &garbage);
-                                }
-                            }
-                            s = e;
-                        }
+                        apply_torn(&mut data, *pos, w, &mut rng)
                     }
                 }
             }
@@ -486,10 +489,22 @@ impl File for SimFile {
         if let Err(e) = st.begin_sync() {
             if !st.crashed {
                 // As Linux does after a failed writeback: the pages are marked clean, so
-                // the disk never gets these writes, and a retried fsync succeeds
-                // without them. Size changes are metadata: they stay pending.
+                // a retried fsync succeeds without them. Each write reached the disk
+                // before the error, or did not, or in part (chosen now, from a
+                // generator seeded by the operation count); none will later. Size
+                // changes are metadata: they stay pending.
+                let mut rng = Rng(st.ops.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ self.ino);
                 let node = st.inode(self.ino);
-                node.pending.retain(|p| matches!(p, Pending::SetLen(_)));
+                for p in std::mem::take(&mut node.pending) {
+                    match p {
+                        Pending::SetLen(_) => node.pending.push(p),
+                        Pending::Write { pos, data } => match rng.below(3) {
+                            0 => apply_write(&mut node.durable, pos, &data),
+                            1 => {}
+                            _ => apply_torn(&mut node.durable, pos, &data, &mut rng),
+                        },
+                    }
+                }
                 node.diverged = true;
             }
             return Err(e);
@@ -762,48 +777,51 @@ mod tests {
     }
 
     /// Linux after a failed writeback: the pages are marked clean, so a retried fsync
-    /// succeeds and the disk still lacks what the failed one was to write.
+    /// succeeds, and what the failed one was to write is on the disk as far as the
+    /// device got before the error (all, nothing or torn), never more later.
     #[test]
-    fn a_failed_fsync_loses_its_writes_and_a_retry_does_not_bring_them_back() {
-        let fs = SimFs::new();
-        fs.create_dir_all(&p("/d")).unwrap();
-        let f = fs.open(&p("/d/a"), true).unwrap();
-        f.write_all_at(b"old!", 0).unwrap();
-        f.sync_data().unwrap();
-        fs.sync_dir(&p("/d")).unwrap();
-        f.write_all_at(b"lost", 0).unwrap();
-        fs.inject(Fault::Eio, fs.op_count() + 1, false);
-        assert!(f.sync_data().is_err());
-        assert_eq!(fs.failed_sync_count(), 1);
-        f.write_all_at(b"new", 4).unwrap();
-        f.sync_data().unwrap();
-        assert_eq!(
-            fs.read_file(&p("/d/a")).unwrap(),
-            b"lostnew",
-            "the live bytes"
-        );
-        for mode in [
-            CrashImage::KeepAll,
-            CrashImage::DropAll,
-            CrashImage::Random(3),
-        ] {
-            let img = fs.crash_image(mode);
-            assert_eq!(img.read_file(&p("/d/a")).unwrap(), b"old!new", "{mode:?}");
+    fn a_failed_fsync_fixes_its_writes_fate_and_a_retry_does_not_change_it() {
+        let mut fates = HashSet::new();
+        for extra_ops in 0..40 {
+            let fs = SimFs::new();
+            fs.create_dir_all(&p("/d")).unwrap();
+            let f = fs.open(&p("/d/a"), true).unwrap();
+            for _ in 0..extra_ops {
+                f.len().unwrap(); // moves the operation count, which seeds the fate
+            }
+            f.write_all_at(b"old!", 0).unwrap();
+            f.sync_data().unwrap();
+            fs.sync_dir(&p("/d")).unwrap();
+            f.write_all_at(b"lost", 0).unwrap();
+            fs.inject(Fault::Eio, fs.op_count() + 1, false);
+            assert!(f.sync_data().is_err());
+            assert_eq!(fs.failed_sync_count(), 1);
+            f.write_all_at(b"new", 4).unwrap();
+            f.sync_data().unwrap();
+            assert_eq!(
+                fs.read_file(&p("/d/a")).unwrap(),
+                b"lostnew",
+                "the live bytes"
+            );
+            let images: Vec<Vec<u8>> = [CrashImage::KeepAll, CrashImage::DropAll]
+                .map(|mode| fs.crash_image(mode).read_file(&p("/d/a")).unwrap())
+                .into();
+            assert_eq!(images[0], images[1], "nothing of it is pending any more");
+            assert_eq!(&images[0][4..], b"new");
+            fates.insert(match &images[0][..4] {
+                b"old!" => "not written",
+                b"lost" => "written",
+                _ => "torn",
+            });
+            // A size change is metadata: a later fsync commits it.
+            f.set_len(2).unwrap();
+            fs.inject(Fault::Eio, fs.op_count() + 1, false);
+            assert!(f.sync_data().is_err());
+            f.sync_data().unwrap();
+            let img = fs.crash_image(CrashImage::DropAll);
+            assert_eq!(img.read_file(&p("/d/a")).unwrap().len(), 2, "cut");
         }
-        // A size change is metadata: a later fsync commits it.
-        f.set_len(2).unwrap();
-        f.write_all_at(b"xy", 0).unwrap();
-        fs.inject(Fault::Eio, fs.op_count() + 1, false);
-        assert!(f.sync_data().is_err());
-        f.sync_data().unwrap();
-        assert_eq!(fs.read_file(&p("/d/a")).unwrap(), b"xy");
-        let img = fs.crash_image(CrashImage::KeepAll);
-        assert_eq!(
-            img.read_file(&p("/d/a")).unwrap(),
-            b"ol",
-            "cut, without the lost write"
-        );
-        assert_eq!(fs.failed_sync_count(), 2);
+        assert_eq!(fates.len(), 3, "every fate seen: {fates:?}");
     }
 
     #[test]
