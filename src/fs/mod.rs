@@ -67,6 +67,16 @@ pub trait File: Send + Sync + Debug {
         Ok(None)
     }
 
+    /// What the disk itself holds at `[pos, pos + len)` (less at the end of the file),
+    /// the file's dirty pages written back first: read past the page cache (`O_DIRECT` on
+    /// Linux). After a failed fsync, Linux marks the pages it could not write clean, so
+    /// reads return data the disk lacks and no later fsync writes it; recovery compares
+    /// the two to find it. `None` where the file system cannot tell.
+    fn read_durable_at(&self, pos: u64, len: usize) -> io::Result<Option<Bytes>> {
+        let _ = (pos, len);
+        Ok(None)
+    }
+
     /// A hint that the file will not be used for a while: a file system that reopens
     /// files by path at their next use (a [`CachingFs`]) closes the descriptor now, if
     /// nothing written through it is unsynced and it can tell the file's identity. The

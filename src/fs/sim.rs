@@ -484,6 +484,22 @@ impl File for SimFile {
     fn identity(&self) -> io::Result<Option<(u64, u64)>> {
         Ok(Some((0, self.ino)))
     }
+    fn read_durable_at(&self, pos: u64, len: usize) -> io::Result<Option<Bytes>> {
+        let mut st = self.fs.state.lock();
+        st.begin(false)?;
+        // What an fsync now would leave on the disk: dirty writes go, lost ones don't.
+        let node = st.inode(self.ino);
+        let mut disk = node.durable.clone();
+        for p in &node.pending {
+            match p {
+                Pending::SetLen(n) => disk.resize(*n as usize, 0),
+                Pending::Write { pos, data } => apply_write(&mut disk, *pos, data),
+            }
+        }
+        let from = usize::try_from(pos).unwrap_or(usize::MAX).min(disk.len());
+        let to = from.saturating_add(len).min(disk.len());
+        Ok(Some(Bytes::copy_from_slice(&disk[from..to])))
+    }
     fn sync_data(&self) -> io::Result<()> {
         let mut st = self.fs.state.lock();
         if let Err(e) = st.begin_sync() {

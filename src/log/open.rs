@@ -22,9 +22,8 @@
 //! 5. Every check passed: finish the swaps, delete the leftovers, delete the marker and
 //!    sync the directory before any other write (so a later crash is seen as one), then
 //!    write what recovery decided: rebuilt indexes, removed stray segments, the cut.
-//!    After a poisoned log (`streamlog.unsynced`), also write again every byte past the
-//!    durable position (its failed fsync may have left them readable but never to be
-//!    written to the disk).
+//!    After an unclean shutdown, also write again what past the durable position the
+//!    disk lacks though reads return it (a failed fsync leaves that on Linux).
 //! 6. Flush what recovery changed and wrote, so recovering again finds the same log.
 //!
 //! Steps 3 and 4, and the writes of step 5 that carry out what they decided, are in
@@ -292,8 +291,8 @@ impl Log {
         }
         rec.apply(&segs)?;
         let unsynced = names.iter().any(|n| n == checkpoint::UNSYNCED_FILE);
-        if unsynced && !rec.report.clean_shutdown {
-            super::recovery::rewrite_unflushed(&segs, durable, outcome.scan_from)?;
+        if !rec.report.clean_shutdown {
+            super::recovery::rewrite_unflushed(&segs, durable, outcome.scan_from, unsynced)?;
         }
         let mut report = rec.report;
         if segs.is_empty() {

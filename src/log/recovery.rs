@@ -612,19 +612,24 @@ impl Recovery<'_> {
     }
 }
 
-/// After a log was poisoned (`UNSYNCED_FILE`), writes again (the same bytes in the same
-/// place) every byte of `segs` that no completed flush covered: past the durable
-/// position, or from the first scanned segment (`scan_from`) without one. The failed
-/// fsync may have left them in the page cache only, marked clean (Linux does after a
-/// failed writeback): read back here, never written to the disk, and skipped by every
-/// later fsync. Written again, they are dirty, and the open's flush makes them durable.
-/// Costs one write of what recovery read anyway: the unflushed tail.
+/// After an unclean shutdown, writes again (the same bytes in the same place) what of
+/// `segs` no completed flush covered (past the durable position, or from the first
+/// scanned segment, `scan_from`, without one) and the disk lacks. An fsync that failed
+/// in an earlier process may have left it in the page cache only, marked clean (Linux
+/// does after a failed writeback): read back here, never written to the disk, and
+/// skipped by every later fsync. Written again, it is dirty, and the open's flush makes
+/// it durable. Where the file system shows what the disk holds
+/// ([`File::read_durable_at`](crate::fs::File::read_durable_at)), only the 4 KiB pages
+/// that differ are written; elsewhere all of it, and only after a poisoned log
+/// (`poisoned`: its `UNSYNCED_FILE`).
 pub(super) fn rewrite_unflushed(
     segs: &[Segment],
     durable: Option<DurablePoint>,
     scan_from: i64,
+    poisoned: bool,
 ) -> Result<()> {
     const CHUNK: u64 = 1 << 20;
+    const PAGE: usize = 4096;
     for seg in segs {
         let from = match durable {
             Some(d) if seg.base < d.segment_base => continue,
@@ -635,15 +640,29 @@ pub(super) fn rewrite_unflushed(
         };
         let (mut pos, size) = (from, seg.size());
         while pos < size {
-            let n = (size - pos).min(CHUNK);
-            seg.log
-                .read_exact_at(pos, n as usize)
-                .and_then(|bytes| seg.log.write_all_at(&bytes, pos))
-                .map_err(io_ctx(format!(
-                    "write again the unflushed bytes of {} at {pos}",
+            let n = (size - pos).min(CHUNK) as usize;
+            let ctx = || {
+                format!(
+                    "write again the unflushed bytes of {}",
                     seg.log_path.display()
-                )))?;
-            pos += n;
+                )
+            };
+            let live = seg.log.read_exact_at(pos, n).map_err(io_ctx(ctx()))?;
+            match seg.log.read_durable_at(pos, n).map_err(io_ctx(ctx()))? {
+                Some(disk) => {
+                    for (i, page) in live.chunks(PAGE).enumerate() {
+                        let at = i * PAGE;
+                        if disk.get(at..at + page.len()) != Some(page) {
+                            seg.log
+                                .write_all_at(page, pos + at as u64)
+                                .map_err(io_ctx(ctx()))?;
+                        }
+                    }
+                }
+                None if poisoned => seg.log.write_all_at(&live, pos).map_err(io_ctx(ctx()))?,
+                None => return Ok(()),
+            }
+            pos += n as u64;
         }
     }
     Ok(())

@@ -132,6 +132,10 @@ impl File for InterceptFile {
         self.fs.op(Op::Identity, &self.path);
         self.inner.identity()
     }
+    fn read_durable_at(&self, pos: u64, len: usize) -> io::Result<Option<Bytes>> {
+        self.fs.op(Op::Read, &self.path);
+        self.inner.read_durable_at(pos, len)
+    }
 }
 
 impl FileSystem for InterceptFs {
