@@ -420,31 +420,38 @@ impl Log {
             w.producers = producers;
             log.publish_first_unstable(&w);
         }
-        if !log.report.clean_shutdown {
-            // Make the recovered state durable, so a crash now recovers to the same log.
-            log.flush()?;
-            if unsynced {
-                // Unsynced: a crash that brings it back costs one more rewrite.
-                let path = dir.join(checkpoint::UNSYNCED_FILE);
-                fs.remove_file(&path)
-                    .map_err(io_ctx(format!("remove {}", path.display())))?;
+        // A failure from here drops the log: poisoned first, so that its close writes no
+        // clean-shutdown marker over a recovery it did not finish.
+        let finish = || -> Result<()> {
+            if !log.report.clean_shutdown {
+                // Make the recovered state durable, so a crash now recovers to the same log.
+                log.flush()?;
+                if unsynced {
+                    // Best effort and unsynced: a marker left costs one more comparison.
+                    let path = dir.join(checkpoint::UNSYNCED_FILE);
+                    if let Err(e) = fs.remove_file(&path) {
+                        tracing::warn!("{}: not removed: {e}", path.display());
+                    }
+                }
+                // A crash may have dropped unsynced records without a trace: positions
+                // taken before it (committed offsets) are checked against a new epoch.
+                if !bases.is_empty() {
+                    log.begin_epoch(&log.writer.lock(), next_offset)?;
+                }
             }
-            // A crash may have dropped unsynced records without a trace: positions taken
-            // before it (committed offsets) are checked against a new epoch.
-            if !bases.is_empty() {
-                log.begin_epoch(&log.writer.lock(), next_offset)?;
+            // Checkpoints past a log end that recovery lowered are lowered on disk too:
+            // offsets appended again there are new records (readable, and dirty).
+            if stored_start.is_some_and(|s| s > log_start) {
+                log.touch()?;
+                log.write_log_start(log_start)?;
             }
-        }
-        // Checkpoints past a log end that recovery lowered are lowered on disk too:
-        // offsets appended again there are new records (readable, and dirty).
-        if stored_start.is_some_and(|s| s > log_start) {
-            log.touch()?;
-            log.write_log_start(log_start)?;
-        }
-        if stored_clean.is_some_and(|c| c > cleaner_offset) {
-            log.touch()?;
-            log.write_clean_offset(cleaner_offset)?;
-        }
+            if stored_clean.is_some_and(|c| c > cleaner_offset) {
+                log.touch()?;
+                log.write_clean_offset(cleaner_offset)?;
+            }
+            Ok(())
+        };
+        finish().inspect_err(|e| log.poison_with(format!("the open failed part-way: {e}")))?;
         if log.is_untouched() {
             // Idle until first used: no descriptor held meanwhile.
             log.release_descriptors();

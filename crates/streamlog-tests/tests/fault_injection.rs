@@ -341,3 +341,60 @@ fn enospc_writing_the_compaction_horizon_does_not_poison() {
     }
     assert!(horizon_failures > 0, "no ENOSPC struck the horizon's write");
 }
+
+/// Found by log_ops (a process dying after a failed operation): the open of a poisoned
+/// log failed part-way (removing its `streamlog.unsynced` marker), after it had built
+/// the log; dropping that log closed it cleanly, so the next open trusted a recovery
+/// that had not finished (its new partition epoch was never written) and refused
+/// appends as corrupt. An EIO at each operation of such an open in turn: a failed open
+/// leaves no clean-shutdown marker, and the open after it recovers every record durably.
+#[test]
+fn an_open_that_fails_part_way_leaves_no_clean_shutdown_marker() {
+    let marker = dir().join(".kafka_cleanshutdown");
+    let mut failed_opens = 0;
+    for k in 1.. {
+        let (fs, log) = small_sim_log();
+        append_batches(&log, 0..2, 2);
+        log.flush().unwrap();
+        append_batches(&log, 2..6, 2);
+        fs.inject(Fault::Eio, fs.op_count() + 1, false);
+        assert!(log.flush().is_err());
+        assert!(
+            fs.failed_sync_count() > 0,
+            "the flush's first operation is an fsync"
+        );
+        fs.clear_faults();
+        drop(log);
+        fs.process_crash();
+        let at = fs.op_count() + k;
+        fs.inject(Fault::Eio, at, false);
+        let opened = open_sim(&fs, small_config());
+        fs.clear_faults();
+        if fs.op_count() < at {
+            assert!(opened.is_ok(), "{opened:?}");
+            break;
+        }
+        match opened {
+            Ok(log) => std::mem::forget(log),
+            Err(e) => {
+                failed_opens += 1;
+                assert!(
+                    fs.read_file(&marker).is_none(),
+                    "EIO at {k} ({e}): a failed open left a clean-shutdown marker"
+                );
+            }
+        }
+        fs.process_crash();
+        let log = open_sim(&fs, small_config()).unwrap();
+        assert_eq!(read_all(&log).unwrap().len(), 12, "EIO at {k}");
+        log.append(&mut batch(6, 1, Compression::None)).unwrap();
+        assert_eq!(log.flush().unwrap(), 13);
+        std::mem::forget(log);
+        let img = fs.crash_image(CrashImage::DropAll);
+        let log = open_sim(&img, small_config())
+            .unwrap_or_else(|e| panic!("EIO at {k}: after a power cut: {e}"));
+        assert_eq!(read_all(&log).unwrap().len(), 13, "EIO at {k}: I1");
+        assert!(k < 500);
+    }
+    assert!(failed_opens > 10, "{failed_opens} opens failed");
+}
