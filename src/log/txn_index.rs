@@ -271,10 +271,19 @@ impl TxnIndex {
             if whole {
                 // Still synced: after a process crash the file reads back whole from
                 // the page cache though its bytes may never have reached the disk, and
-                // nothing marks it dirty any more.
+                // nothing marks it dirty any more. After a failed fsync the cache's
+                // pages are even marked clean: what the disk lacks is written again.
                 if !entries.is_empty() {
+                    let bytes: Vec<u8> = entries.iter().flat_map(|e| e.encode()).collect();
                     fs.open(&self.path, false)
-                        .and_then(|f| f.sync_data())
+                        .and_then(|f| {
+                            if f.read_durable_at(0, bytes.len())?
+                                .is_some_and(|disk| disk[..] != bytes[..])
+                            {
+                                f.write_all_at(&bytes, 0)?;
+                            }
+                            f.sync_data()
+                        })
                         .map_err(io_ctx(format!("fsync {}", self.path.display())))?;
                 }
                 return Ok(false);
