@@ -282,6 +282,12 @@ impl SimFs {
         self.state.lock().crash_after = Some(k);
     }
 
+    /// Forgets a [`crash_after`](Self::crash_after) that has not struck yet (a machine
+    /// that crashed stays crashed).
+    pub fn cancel_crash(&self) {
+        self.state.lock().crash_after = None;
+    }
+
     /// The process died (kill -9) but the machine did not: its directory locks go,
     /// and what it wrote stays as it is (unsynced changes still read back, and a later
     /// [`crash_image`](Self::crash_image) can still lose them). Forget the process's

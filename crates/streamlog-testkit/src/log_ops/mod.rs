@@ -174,7 +174,7 @@ impl Run {
                     self.process_crash();
                 } else {
                     let mode = input.crash_mode_from(b);
-                    self.crash(mode, InDoubt::default(), "a power cut");
+                    self.crash(Some(mode), InDoubt::default(), "a power cut");
                 }
             }
             // what: bits 0-1 (0 = crash in the middle, 1 = EIO, 2 = ENOSPC, 3 = ENOSPC
@@ -628,8 +628,10 @@ impl Run {
     }
 
     /// An operation failed: a fault was injected (anything else is a bug). The log, as
-    /// it is, must return no wrong data; then the machine loses power and the log
-    /// recovered from the disk must hold what was durable.
+    /// it is, must return no wrong data; then the machine loses power, or (one time in
+    /// two) only the process dies, and the log recovered must hold what was durable.
+    /// (After a failed fsync the process that survives the machine sees data the disk
+    /// may lack: what its open recovers must become durable.)
     fn failed(&mut self, e: Error, doubt: InDoubt) {
         assert!(
             self.armed,
@@ -640,7 +642,10 @@ impl Run {
         if let Ok(got) = read_all(self.log(), STEP) {
             self.model.check_returned(&got, &doubt.appended);
         }
-        self.crash(CrashImage::Random(self.tag), doubt, "a failed operation");
+        // (A machine that crashed cannot go on.)
+        let live = self.tag % 2 == 0 && !self.fs.has_crashed();
+        let mode = (!live).then_some(CrashImage::Random(self.tag));
+        self.crash(mode, doubt, "a failed operation");
     }
 
     /// As [`failed`](Self::failed) for a close or open that failed (no log is open).
@@ -650,7 +655,7 @@ impl Run {
             "close or open failed with no fault injected: {e:?}"
         );
         let mode = input.crash_mode();
-        self.crash(mode, InDoubt::default(), "a failed close or open");
+        self.crash(Some(mode), InDoubt::default(), "a failed close or open");
     }
 
     /// kill -9: the log is opened again on the same disk, whose unsynced changes are
@@ -678,17 +683,29 @@ impl Run {
         self.check_exact();
     }
 
-    /// A power cut: the log is opened on what the disk holds, and must hold every record
+    /// A power cut (`mode`; `None`: only the process dies, the file system stays as
+    /// it is): the log is opened on what the disk holds, and must hold every record
     /// durable before it (I1), a prefix of what was appended (I2, I3), and the same after
     /// a clean reopen (I5).
-    fn crash(&mut self, mode: CrashImage, doubt: InDoubt, after: &str) {
+    fn crash(&mut self, mode: Option<CrashImage>, doubt: InDoubt, after: &str) {
         if self.trace {
             eprintln!("log_ops: crash {mode:?} after {after}");
         }
-        let image = self.fs.crash_image(mode);
-        drop(self.log.take());
-        self.fs = image;
-        self.failed_syncs = 0;
+        match mode {
+            Some(mode) => {
+                let image = self.fs.crash_image(mode);
+                drop(self.log.take());
+                self.fs = image;
+            }
+            None => {
+                // Nothing of the dead process runs any more: not even its close. (Nor
+                // does a power cut that was to come.)
+                self.zombies.extend(self.log.take());
+                self.fs.process_crash();
+                self.fs.cancel_crash();
+            }
+        }
+        self.failed_syncs = self.fs.failed_sync_count();
         self.armed = false;
         self.trace_files("the disk after the crash");
         self.interrupt_recovery();
@@ -847,7 +864,7 @@ impl Run {
         if self.armed {
             self.fs.clear_faults();
             self.crash(
-                CrashImage::DropAll,
+                Some(CrashImage::DropAll),
                 InDoubt::default(),
                 "the last operation",
             );
