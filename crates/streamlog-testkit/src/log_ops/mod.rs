@@ -643,7 +643,7 @@ impl Run {
             self.model.check_returned(&got, &doubt.appended);
         }
         // (A machine that crashed cannot go on.)
-        let live = self.tag % 2 == 0 && !self.fs.has_crashed();
+        let live = self.tag.is_multiple_of(2) && !self.fs.has_crashed();
         let mode = (!live).then_some(CrashImage::Random(self.tag));
         self.crash(mode, doubt, "a failed operation");
     }
