@@ -75,12 +75,19 @@ impl File for OsFile {
         // size; 4 KiB covers every device.
         const ALIGN: u64 = 4096;
         let path = format!("/proc/self/fd/{}", self.0.as_raw_fd());
-        let Ok(direct) = fs::OpenOptions::new()
+        let direct = match fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECT)
             .open(path)
-        else {
-            return Ok(None); // no O_DIRECT on this file system (tmpfs, ..)
+        {
+            Ok(f) => f,
+            // No O_DIRECT on this file system (tmpfs, ..), or no /proc.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) => {
+                tracing::debug!("no O_DIRECT read: {e}");
+                return Ok(None);
+            }
+            // Anything else (EMFILE, ..) is no answer either way: the caller fails.
+            Err(e) => return Err(e),
         };
         let start = pos / ALIGN * ALIGN;
         let end = (pos + len as u64).div_ceil(ALIGN) * ALIGN;

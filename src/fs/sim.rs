@@ -100,6 +100,8 @@ struct State {
     crashed: bool,
     /// fsyncs (of files and directories) an injected fault failed.
     failed_syncs: u64,
+    /// `read_durable_at` answers `None`, as a file system without `O_DIRECT` does.
+    no_direct_reads: bool,
 }
 
 fn eio(msg: &str) -> io::Error {
@@ -280,6 +282,12 @@ impl SimFs {
     /// start): the (k+1)-th and every later call fails with EIO and changes nothing.
     pub fn crash_after(&self, k: u64) {
         self.state.lock().crash_after = Some(k);
+    }
+
+    /// Whether [`File::read_durable_at`] shows what the disk holds (the default) or
+    /// answers `None`, as a file system without `O_DIRECT` does.
+    pub fn set_direct_reads(&self, on: bool) {
+        self.state.lock().no_direct_reads = !on;
     }
 
     /// Forgets a [`crash_after`](Self::crash_after) that has not struck yet (a machine
@@ -493,6 +501,9 @@ impl File for SimFile {
     fn read_durable_at(&self, pos: u64, len: usize) -> io::Result<Option<Bytes>> {
         let mut st = self.fs.state.lock();
         st.begin(false)?;
+        if st.no_direct_reads {
+            return Ok(None);
+        }
         // What an fsync now would leave on the disk: dirty writes go, lost ones don't.
         let node = st.inode(self.ino);
         let mut disk = node.durable.clone();

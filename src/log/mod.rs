@@ -260,6 +260,9 @@ pub struct Log {
     /// Opened after a clean shutdown and not changed since: the clean-shutdown marker is
     /// still on disk (see `untouched.rs`).
     untouched: AtomicBool,
+    /// Opened after the log was poisoned (`checkpoint::UNSYNCED_FILE`): the open writes
+    /// again what it keeps where it cannot compare it with the disk.
+    opened_unsynced: bool,
     /// Serializes [`touch`](Self::touch).
     touch_lock: Mutex<()>,
     report: RecoveryReport,

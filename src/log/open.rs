@@ -388,6 +388,7 @@ impl Log {
             closed: AtomicBool::new(false),
             live: super::config::LiveConfig::new(&config),
             untouched: AtomicBool::new(untouched),
+            opened_unsynced: unsynced,
             touch_lock: Mutex::new(()),
             report,
             config,

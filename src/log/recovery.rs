@@ -618,10 +618,10 @@ impl Recovery<'_> {
 /// in an earlier process may have left it in the page cache only, marked clean (Linux
 /// does after a failed writeback): read back here, never written to the disk, and
 /// skipped by every later fsync. Written again, it is dirty, and the open's flush makes
-/// it durable. Where the file system shows what the disk holds
-/// ([`File::read_durable_at`](crate::fs::File::read_durable_at)), only the 4 KiB pages
-/// that differ are written; elsewhere all of it, and only after a poisoned log
-/// (`poisoned`: its `UNSYNCED_FILE`).
+/// it durable. After a poisoned log (`poisoned`: its `UNSYNCED_FILE`) all of it is
+/// written again; otherwise, where the file system shows what the disk holds
+/// ([`File::read_durable_at`](crate::fs::File::read_durable_at)), the 4 KiB pages of
+/// the file that differ. Costs a read of the unflushed tail from the disk.
 pub(super) fn rewrite_unflushed(
     segs: &[Segment],
     durable: Option<DurablePoint>,
@@ -629,7 +629,7 @@ pub(super) fn rewrite_unflushed(
     poisoned: bool,
 ) -> Result<()> {
     const CHUNK: u64 = 1 << 20;
-    const PAGE: usize = 4096;
+    const PAGE: u64 = 4096;
     for seg in segs {
         let from = match durable {
             Some(d) if seg.base < d.segment_base => continue,
@@ -640,7 +640,9 @@ pub(super) fn rewrite_unflushed(
         };
         let (mut pos, size) = (from, seg.size());
         while pos < size {
-            let n = (size - pos).min(CHUNK) as usize;
+            // Chunks end on page boundaries of the file, so its pages are compared whole.
+            let end = ((pos + CHUNK) / PAGE * PAGE).min(size);
+            let n = (end - pos) as usize;
             let ctx = || {
                 format!(
                     "write again the unflushed bytes of {}",
@@ -648,21 +650,29 @@ pub(super) fn rewrite_unflushed(
                 )
             };
             let live = seg.log.read_exact_at(pos, n).map_err(io_ctx(ctx()))?;
-            match seg.log.read_durable_at(pos, n).map_err(io_ctx(ctx()))? {
-                Some(disk) => {
-                    for (i, page) in live.chunks(PAGE).enumerate() {
-                        let at = i * PAGE;
-                        if disk.get(at..at + page.len()) != Some(page) {
-                            seg.log
-                                .write_all_at(page, pos + at as u64)
-                                .map_err(io_ctx(ctx()))?;
-                        }
-                    }
+            let disk = if poisoned {
+                None
+            } else {
+                match seg.log.read_durable_at(pos, n).map_err(io_ctx(ctx()))? {
+                    Some(disk) => Some(disk),
+                    None => return Ok(()), // nothing to compare with, no reason to write
                 }
-                None if poisoned => seg.log.write_all_at(&live, pos).map_err(io_ctx(ctx()))?,
-                None => return Ok(()),
+            };
+            let mut at = 0usize;
+            while at < n {
+                let page_end = (((pos + at as u64) / PAGE + 1) * PAGE - pos).min(n as u64) as usize;
+                let page = &live[at..page_end];
+                if disk
+                    .as_ref()
+                    .is_none_or(|d| d.get(at..page_end) != Some(page))
+                {
+                    seg.log
+                        .write_all_at(page, pos + at as u64)
+                        .map_err(io_ctx(ctx()))?;
+                }
+                at = page_end;
             }
-            pos += n as u64;
+            pos = end;
         }
     }
     Ok(())

@@ -253,7 +253,7 @@ impl Log {
                 .filter(|e| e.last_offset >= seg.base && e.last_offset < upper)
                 .copied()
                 .collect();
-            dir_changed |= seg.txn_index.rewrite(fs, entries)?;
+            dir_changed |= seg.txn_index.rewrite(fs, entries, self.opened_unsynced)?;
         }
         if dir_changed {
             fs.sync_dir(&self.dir)

@@ -247,7 +247,7 @@ impl Log {
             .filter(|e| e.last_offset < new_end)
             .copied()
             .collect();
-        new_seg.txn_index.rewrite(self.fs.as_ref(), kept)?;
+        new_seg.txn_index.rewrite(self.fs.as_ref(), kept, false)?;
         self.fs
             .sync_dir(&self.dir)
             .map_err(io_ctx(format!("fsync directory {}", self.dir.display())))?;

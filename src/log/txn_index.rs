@@ -245,13 +245,19 @@ impl TxnIndex {
     }
 
     /// Replaces the entries with `entries` unless they are the same (then only syncs
-    /// the file): rewrites the file (or removes it when `entries` is empty) and syncs
-    /// it. Returns whether the file was created or removed (the directory then needs a
-    /// sync).
+    /// the file, after writing again what the disk lacks of it, or all of it with
+    /// `poisoned` where the disk cannot be read past the cache): rewrites the file (or
+    /// removes it when `entries` is empty) and syncs it. Returns whether the file was
+    /// created or removed (the directory then needs a sync).
     ///
     /// # Errors
     /// `Io`.
-    pub(crate) fn rewrite(&self, fs: &dyn FileSystem, entries: Vec<AbortedTxn>) -> Result<bool> {
+    pub(crate) fn rewrite(
+        &self,
+        fs: &dyn FileSystem,
+        entries: Vec<AbortedTxn>,
+        poisoned: bool,
+    ) -> Result<bool> {
         let mut st = self.state.lock();
         // A file that does not read back (torn, damaged) is rewritten too.
         if let Ok(current) = self.load(fs, &mut st)
@@ -277,9 +283,11 @@ impl TxnIndex {
                     let bytes: Vec<u8> = entries.iter().flat_map(|e| e.encode()).collect();
                     fs.open(&self.path, false)
                         .and_then(|f| {
-                            if f.read_durable_at(0, bytes.len())?
-                                .is_some_and(|disk| disk[..] != bytes[..])
-                            {
+                            let differs = match f.read_durable_at(0, bytes.len())? {
+                                Some(disk) => disk[..] != bytes[..],
+                                None => poisoned,
+                            };
+                            if differs {
                                 f.write_all_at(&bytes, 0)?;
                             }
                             f.sync_data()
@@ -423,12 +431,12 @@ mod tests {
         // remove it.
         assert!(
             !third
-                .rewrite(&fs, third.entries(&fs).unwrap().to_vec())
+                .rewrite(&fs, third.entries(&fs).unwrap().to_vec(), false)
                 .unwrap()
         );
-        assert!(!third.rewrite(&fs, vec![entry(1, 10, 12)]).unwrap());
+        assert!(!third.rewrite(&fs, vec![entry(1, 10, 12)], false).unwrap());
         assert_eq!(f.len().unwrap(), 34);
-        assert!(third.rewrite(&fs, Vec::new()).unwrap(), "removed");
+        assert!(third.rewrite(&fs, Vec::new(), false).unwrap(), "removed");
         assert!(!fs.exists(&path).unwrap());
         assert!(third.entries(&fs).unwrap().is_empty());
     }

@@ -129,9 +129,17 @@ fn fsync_failure_poisons_until_reopen() {
 /// fsync of a flush spanning rolls.
 #[test]
 fn a_reopen_after_a_failed_fsync_makes_what_it_recovered_durable() {
+    // With O_DIRECT (the open compares with the disk) and without (the marker decides).
+    for direct in [true, false] {
+        a_reopen_after_a_failed_fsync(direct);
+    }
+}
+
+fn a_reopen_after_a_failed_fsync(direct: bool) {
     let mut struck = 0;
     for k in 1.. {
         let (fs, log) = small_sim_log();
+        fs.set_direct_reads(direct);
         append_batches(&log, 0..2, 2);
         log.flush().unwrap();
         append_batches(&log, 2..12, 2);
@@ -350,10 +358,17 @@ fn enospc_writing_the_compaction_horizon_does_not_poison() {
 /// leaves no clean-shutdown marker, and the open after it recovers every record durably.
 #[test]
 fn an_open_that_fails_part_way_leaves_no_clean_shutdown_marker() {
+    for direct in [true, false] {
+        an_open_that_fails_part_way(direct);
+    }
+}
+
+fn an_open_that_fails_part_way(direct: bool) {
     let marker = dir().join(".kafka_cleanshutdown");
     let mut failed_opens = 0;
     for k in 1.. {
         let (fs, log) = small_sim_log();
+        fs.set_direct_reads(direct);
         append_batches(&log, 0..2, 2);
         log.flush().unwrap();
         append_batches(&log, 2..6, 2);
