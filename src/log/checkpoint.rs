@@ -73,21 +73,27 @@ pub fn write_atomic_steps(
     contents: &[u8],
 ) -> Result<(), (bool, std::io::Error)> {
     let tmp = dir.join(tmp_name);
-    let f = fs.open(&tmp, true).map_err(|e| (false, e))?;
-    f.set_len(0)
-        .and_then(|()| f.write_all_at(contents, 0))
-        .map_err(|e| (false, e))?;
-    f.sync_data().map_err(|e| (true, e))?;
+    write_synced_steps(fs, &tmp, contents)?;
     fs.rename(&tmp, &dir.join(name)).map_err(|e| (false, e))?;
     fs.sync_dir(dir).map_err(|e| (true, e))
 }
 
 /// Replaces the contents of `path` (created if needed) and fdatasyncs it.
 fn write_synced(fs: &dyn FileSystem, path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let f = fs.open(path, true)?;
-    f.set_len(0)?;
-    f.write_all_at(contents, 0)?;
-    f.sync_data()
+    write_synced_steps(fs, path, contents).map_err(|(_, e)| e)
+}
+
+/// [`write_synced`], telling whether a failure was the fsync (`true`).
+fn write_synced_steps(
+    fs: &dyn FileSystem,
+    path: &Path,
+    contents: &[u8],
+) -> Result<(), (bool, std::io::Error)> {
+    let f = fs.open(path, true).map_err(|e| (false, e))?;
+    f.set_len(0)
+        .and_then(|()| f.write_all_at(contents, 0))
+        .map_err(|e| (false, e))?;
+    f.sync_data().map_err(|e| (true, e))
 }
 
 /// Kafka's clean-shutdown marker contents.
