@@ -553,8 +553,8 @@ impl File for CachedFile {
     fn modified_ms(&self) -> io::Result<Option<i64>> {
         self.read_op(|f| f.modified_ms())
     }
-    fn read_durable_at(&self, pos: u64, len: usize) -> io::Result<Option<Bytes>> {
-        self.read_op(|f| f.read_durable_at(pos, len))
+    fn read_durable_at(&self, buf: &mut [u8], pos: u64) -> io::Result<Option<usize>> {
+        self.read_op(|f| f.read_durable_at(buf, pos))
     }
     fn identity(&self) -> io::Result<Option<(u64, u64)>> {
         Ok(self.identity)

@@ -42,6 +42,34 @@ fn pwrite_all(f: &fs::File, mut buf: &[u8], mut pos: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// `O_DIRECT` wants the buffer, position and length aligned to the device's logical
+/// block size; 4 KiB covers every device.
+#[cfg(target_os = "linux")]
+const DIRECT_ALIGN: usize = 4096;
+
+/// Fills the aligned `buf` from the `O_DIRECT` descriptor `direct` at the aligned `pos`;
+/// how many bytes it read (fewer at the end of the file), or `None` if the file system
+/// refused the read (EINVAL: no O_DIRECT after all).
+#[cfg(target_os = "linux")]
+fn direct_read(direct: &fs::File, buf: &mut [u8], pos: u64) -> io::Result<Option<usize>> {
+    let mut done = 0;
+    while done < buf.len() {
+        match pread(direct, &mut buf[done..], pos + done as u64) {
+            Ok(0) => break,
+            // A short read is the end of the file (the rest would be unaligned).
+            Ok(n) if n % DIRECT_ALIGN != 0 => {
+                done += n;
+                break;
+            }
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(done))
+}
+
 impl File for OsFile {
     fn len(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
@@ -68,12 +96,9 @@ impl File for OsFile {
             .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
     }
     #[cfg(target_os = "linux")]
-    fn read_durable_at(&self, pos: u64, len: usize) -> io::Result<Option<Bytes>> {
+    fn read_durable_at(&self, buf: &mut [u8], pos: u64) -> io::Result<Option<usize>> {
         use std::os::fd::AsRawFd;
         use std::os::unix::fs::OpenOptionsExt;
-        // O_DIRECT wants the buffer, position and length aligned to the logical block
-        // size; 4 KiB covers every device.
-        const ALIGN: u64 = 4096;
         let path = format!("/proc/self/fd/{}", self.0.as_raw_fd());
         let direct = match fs::OpenOptions::new()
             .read(true)
@@ -89,30 +114,25 @@ impl File for OsFile {
             // Anything else (EMFILE, ..) is no answer either way: the caller fails.
             Err(e) => return Err(e),
         };
-        let start = pos / ALIGN * ALIGN;
-        let end = (pos + len as u64).div_ceil(ALIGN) * ALIGN;
-        let span = usize::try_from(end - start).map_err(io::Error::other)?;
-        let mut raw = vec![0u8; span + ALIGN as usize];
-        let skip = raw.as_ptr().align_offset(ALIGN as usize);
-        let buf = &mut raw[skip..skip + span];
-        let mut done = 0;
-        while done < span {
-            match pread(&direct, &mut buf[done..], start + done as u64) {
-                Ok(0) => break,
-                // A short read is the end of the file (the rest would be unaligned).
-                Ok(n) if n % ALIGN as usize != 0 => {
-                    done += n;
-                    break;
-                }
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(None),
-                Err(e) => return Err(e),
-            }
+        let aligned = |at: usize| at % DIRECT_ALIGN == 0;
+        if aligned(buf.as_ptr() as usize) && aligned(buf.len()) && aligned(pos as usize) {
+            return direct_read(&direct, buf, pos);
         }
-        let from = (pos - start) as usize;
-        let to = (from + len).min(done).max(from.min(done));
-        Ok(Some(Bytes::copy_from_slice(&buf[from.min(to)..to])))
+        // Through an aligned bounce buffer covering the pages around the range.
+        let align = DIRECT_ALIGN as u64;
+        let start = pos / align * align;
+        let end = (pos + buf.len() as u64).div_ceil(align) * align;
+        let span = usize::try_from(end - start).map_err(io::Error::other)?;
+        let mut raw = vec![0u8; span + DIRECT_ALIGN];
+        let skip = raw.as_ptr().align_offset(DIRECT_ALIGN);
+        let bounce = &mut raw[skip..skip + span];
+        let Some(done) = direct_read(&direct, bounce, start)? else {
+            return Ok(None);
+        };
+        let from = ((pos - start) as usize).min(done);
+        let to = (from + buf.len()).min(done);
+        buf[..to - from].copy_from_slice(&bounce[from..to]);
+        Ok(Some(to - from))
     }
     #[cfg(unix)]
     fn identity(&self) -> io::Result<Option<(u64, u64)>> {
@@ -261,13 +281,25 @@ mod tests {
         let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
         f.write_all_at(&data, 0).unwrap();
         f.sync_data().unwrap();
+        // An aligned buffer, for the reads that need no bounce buffer.
+        let mut raw = vec![0u8; 20_480];
+        let skip = raw.as_ptr().align_offset(4096);
+        let aligned = &mut raw[skip..skip + 16_384];
         for (pos, len) in [(0, 10_000), (1, 3), (4095, 2), (4096, 4096), (9_000, 5_000)] {
-            let Some(got) = f.read_durable_at(pos as u64, len).unwrap() else {
+            let mut buf = vec![0u8; len];
+            let Some(n) = f.read_durable_at(&mut buf, pos as u64).unwrap() else {
                 return; // no O_DIRECT here
             };
             let end = (pos + len).min(data.len());
-            assert_eq!(&got[..], &data[pos..end], "at {pos}, {len} bytes");
+            assert_eq!(&buf[..n], &data[pos..end], "at {pos}, {len} bytes");
+            if pos % 4096 == 0 && len % 4096 == 0 {
+                let got = &mut aligned[..len];
+                let n = f.read_durable_at(got, pos as u64).unwrap().unwrap();
+                assert_eq!(&got[..n], &data[pos..end], "aligned, at {pos}, {len} bytes");
+            }
         }
-        assert_eq!(f.read_durable_at(20_000, 10).unwrap().unwrap().len(), 0);
+        let n = f.read_durable_at(&mut aligned[..8192], 8192).unwrap().unwrap();
+        assert_eq!(&aligned[..n], &data[8192..], "aligned, to the end of the file");
+        assert_eq!(f.read_durable_at(&mut [0; 10], 20_000).unwrap().unwrap(), 0);
     }
 }

@@ -498,7 +498,7 @@ impl File for SimFile {
     fn identity(&self) -> io::Result<Option<(u64, u64)>> {
         Ok(Some((0, self.ino)))
     }
-    fn read_durable_at(&self, pos: u64, len: usize) -> io::Result<Option<Bytes>> {
+    fn read_durable_at(&self, buf: &mut [u8], pos: u64) -> io::Result<Option<usize>> {
         let mut st = self.fs.state.lock();
         st.begin(false)?;
         if st.no_direct_reads {
@@ -514,8 +514,9 @@ impl File for SimFile {
             }
         }
         let from = usize::try_from(pos).unwrap_or(usize::MAX).min(disk.len());
-        let to = from.saturating_add(len).min(disk.len());
-        Ok(Some(Bytes::copy_from_slice(&disk[from..to])))
+        let to = from.saturating_add(buf.len()).min(disk.len());
+        buf[..to - from].copy_from_slice(&disk[from..to]);
+        Ok(Some(to - from))
     }
     fn sync_data(&self) -> io::Result<()> {
         let mut st = self.fs.state.lock();

@@ -129,6 +129,14 @@ pub struct RecoveryReport {
     /// Compaction swaps a crash interrupted, finished at open (with the index files
     /// written before the swap: no rebuild).
     pub swaps_completed: usize,
+    /// After an unclean shutdown, bytes past the last flush read from the disk itself
+    /// (`O_DIRECT`) to compare with what the page cache holds: a failed fsync in an
+    /// earlier process may have left bytes there that the disk lacks. The read costs
+    /// about as much as reading the same bytes from the device.
+    pub bytes_compared: u64,
+    /// Bytes written again, and made durable by the open: the pages the disk lacked
+    /// (after a failed fsync), or, after a poisoned log, all past the last flush.
+    pub bytes_rewritten: u64,
 }
 
 /// A torn tail removed by recovery: data after the last flushed position that did not

@@ -292,7 +292,8 @@ impl Log {
         rec.apply(&segs)?;
         let unsynced = names.iter().any(|n| n == checkpoint::UNSYNCED_FILE);
         if !rec.report.clean_shutdown {
-            super::recovery::rewrite_unflushed(&segs, durable, outcome.scan_from, unsynced)?;
+            (rec.report.bytes_compared, rec.report.bytes_rewritten) =
+                super::recovery::rewrite_unflushed(&segs, durable, outcome.scan_from, unsynced)?;
         }
         let mut report = rec.report;
         if segs.is_empty() {

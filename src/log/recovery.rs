@@ -621,15 +621,26 @@ impl Recovery<'_> {
 /// it durable. After a poisoned log (`poisoned`: its `UNSYNCED_FILE`) all of it is
 /// written again; otherwise, where the file system shows what the disk holds
 /// ([`File::read_durable_at`](crate::fs::File::read_durable_at)), the 4 KiB pages of
-/// the file that differ. Costs a read of the unflushed tail from the disk.
+/// the file that differ. Costs a read of the unflushed tail from the disk. Returns the
+/// bytes compared and the bytes written.
 pub(super) fn rewrite_unflushed(
     segs: &[Segment],
     durable: Option<DurablePoint>,
     scan_from: i64,
     poisoned: bool,
-) -> Result<()> {
-    const CHUNK: u64 = 1 << 20;
+) -> Result<(u64, u64)> {
+    let (mut compared, mut rewritten) = (0u64, 0u64);
+    const CHUNK: usize = 1 << 20;
     const PAGE: u64 = 4096;
+    // One buffer for each side, reused for every chunk; the disk's is 4 KiB-aligned, as
+    // `O_DIRECT` wants it, so that it is read into directly.
+    let mut live = vec![0u8; CHUNK];
+    let mut disk_raw = vec![0u8; if poisoned { 0 } else { CHUNK + PAGE as usize }];
+    let skip = if poisoned {
+        0
+    } else {
+        disk_raw.as_ptr().align_offset(PAGE as usize)
+    };
     for seg in segs {
         let from = match durable {
             Some(d) if seg.base < d.segment_base => continue,
@@ -638,44 +649,45 @@ pub(super) fn rewrite_unflushed(
             None if seg.base < scan_from => continue,
             None => 0,
         };
-        let (mut pos, size) = (from, seg.size());
+        let ctx = || {
+            format!(
+                "write again the unflushed bytes of {}",
+                seg.log_path.display()
+            )
+        };
+        // Whole pages of the file, from the one holding `from`: the bytes before it
+        // were synced, so the disk and the cache agree on them.
+        let (mut pos, size) = (from / PAGE * PAGE, seg.size());
         while pos < size {
-            // Chunks end on page boundaries of the file, so its pages are compared whole.
-            let end = ((pos + CHUNK) / PAGE * PAGE).min(size);
-            let n = (end - pos) as usize;
-            let ctx = || {
-                format!(
-                    "write again the unflushed bytes of {}",
-                    seg.log_path.display()
-                )
-            };
-            let live = seg.log.read_exact_at(pos, n).map_err(io_ctx(ctx()))?;
+            let n = usize::try_from(size - pos).map_or(CHUNK, |left| left.min(CHUNK));
+            let live = &mut live[..n];
+            seg.log.read_exact_into(live, pos).map_err(io_ctx(ctx()))?;
             let disk = if poisoned {
                 None
             } else {
-                match seg.log.read_durable_at(pos, n).map_err(io_ctx(ctx()))? {
-                    Some(disk) => Some(disk),
-                    None => return Ok(()), // nothing to compare with, no reason to write
+                let disk = &mut disk_raw[skip..skip + CHUNK];
+                match seg.log.read_durable_at(disk, pos).map_err(io_ctx(ctx()))? {
+                    Some(got) => Some(&disk[..got.min(n)]),
+                    // Nothing to compare with, no reason to write.
+                    None => return Ok((compared, rewritten)),
                 }
             };
-            let mut at = 0usize;
-            while at < n {
-                let page_end = (((pos + at as u64) / PAGE + 1) * PAGE - pos).min(n as u64) as usize;
-                let page = &live[at..page_end];
-                if disk
-                    .as_ref()
-                    .is_none_or(|d| d.get(at..page_end) != Some(page))
-                {
+            if disk.is_some() {
+                compared += n as u64;
+            }
+            for (i, page) in live.chunks(PAGE as usize).enumerate() {
+                let at = i * PAGE as usize;
+                if disk.is_none_or(|d| d.get(at..at + page.len()) != Some(page)) {
                     seg.log
                         .write_all_at(page, pos + at as u64)
                         .map_err(io_ctx(ctx()))?;
+                    rewritten += page.len() as u64;
                 }
-                at = page_end;
             }
-            pos = end;
+            pos += n as u64;
         }
     }
-    Ok(())
+    Ok((compared, rewritten))
 }
 
 /// Recovery must end at or past the last flushed offset.

@@ -283,8 +283,9 @@ impl TxnIndex {
                     let bytes: Vec<u8> = entries.iter().flat_map(|e| e.encode()).collect();
                     fs.open(&self.path, false)
                         .and_then(|f| {
-                            let differs = match f.read_durable_at(0, bytes.len())? {
-                                Some(disk) => disk[..] != bytes[..],
+                            let mut disk = vec![0; bytes.len()];
+                            let differs = match f.read_durable_at(&mut disk, 0)? {
+                                Some(n) => disk[..n] != bytes[..],
                                 None => poisoned,
                             };
                             if differs {

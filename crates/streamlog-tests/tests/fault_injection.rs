@@ -413,3 +413,79 @@ fn an_open_that_fails_part_way(direct: bool) {
     }
     assert!(failed_opens > 10, "{failed_opens} opens failed");
 }
+
+/// The open after a crash reports what it compared with the disk and what it wrote
+/// again: after a plain kill -9 it compares the unflushed tail and writes nothing; after
+/// a failed fsync whose marker is gone, it writes the pages the disk lacks; after a
+/// poisoned log (the marker), all of the tail, without comparing; after a clean close,
+/// nothing.
+#[test]
+fn the_open_after_a_crash_reports_what_it_compared_and_rewrote() {
+    use streamlog::fs::FileSystem;
+    let unflushed_tail = |fs: &SimFs, log: &streamlog::log::Log| {
+        append_batches(log, 0..2, 2);
+        log.flush().unwrap();
+        let before = fs.op_count();
+        append_batches(log, 2..8, 2);
+        assert!(fs.op_count() > before);
+    };
+    // kill -9.
+    let (fs, log) = small_sim_log();
+    unflushed_tail(&fs, &log);
+    std::mem::forget(log);
+    fs.process_crash();
+    let log = open_sim(&fs, small_config()).unwrap();
+    let r = log.recovery_report().clone();
+    assert!(!r.clean_shutdown);
+    assert!(r.bytes_compared > 0, "{r:?}");
+    assert_eq!(r.bytes_rewritten, 0, "{r:?}");
+    // A clean close and reopen: nothing to compare.
+    log.close().unwrap();
+    let log = open_sim(&fs, small_config()).unwrap();
+    let r = log.recovery_report();
+    assert!(r.clean_shutdown);
+    assert_eq!((r.bytes_compared, r.bytes_rewritten), (0, 0), "{r:?}");
+    drop(log);
+
+    // A failed fsync, then kill -9: with the marker, and with it lost.
+    let marker = dir().join("streamlog.unsynced");
+    let (mut lost_pages, mut struck) = (0, 0);
+    for k in 1..40 {
+        for keep_marker in [true, false] {
+            let (fs, log) = small_sim_log();
+            unflushed_tail(&fs, &log);
+            fs.inject(Fault::Eio, fs.op_count() + k, false);
+            let flushed = log.flush();
+            fs.clear_faults();
+            if fs.failed_sync_count() == 0 {
+                continue;
+            }
+            struck += 1;
+            assert!(flushed.is_err());
+            drop(log);
+            if !keep_marker {
+                fs.remove_file(&marker).unwrap();
+            }
+            fs.process_crash();
+            let log = open_sim(&fs, small_config()).unwrap();
+            let r = log.recovery_report().clone();
+            if keep_marker {
+                assert_eq!(r.bytes_compared, 0, "EIO at {k}: {r:?}");
+                assert!(r.bytes_rewritten > 0, "EIO at {k}: {r:?}");
+            } else {
+                assert!(r.bytes_compared > 0, "EIO at {k}: {r:?}");
+                assert!(r.bytes_rewritten <= r.bytes_compared, "EIO at {k}: {r:?}");
+                lost_pages += usize::from(r.bytes_rewritten > 0);
+            }
+            let all = read_all(&log).unwrap();
+            assert_eq!(all.len(), 16, "EIO at {k}");
+            log.flush().unwrap();
+            std::mem::forget(log);
+            let img = fs.crash_image(CrashImage::DropAll);
+            let log = open_sim(&img, small_config()).unwrap();
+            assert_eq!(read_all(&log).unwrap(), all, "EIO at {k}: after a power cut");
+        }
+    }
+    assert!(struck >= 4, "{struck} fsyncs struck");
+    assert!(lost_pages > 0, "no failed fsync lost a page");
+}

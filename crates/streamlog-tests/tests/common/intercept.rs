@@ -132,9 +132,9 @@ impl File for InterceptFile {
         self.fs.op(Op::Identity, &self.path);
         self.inner.identity()
     }
-    fn read_durable_at(&self, pos: u64, len: usize) -> io::Result<Option<Bytes>> {
+    fn read_durable_at(&self, buf: &mut [u8], pos: u64) -> io::Result<Option<usize>> {
         self.fs.op(Op::Read, &self.path);
-        self.inner.read_durable_at(pos, len)
+        self.inner.read_durable_at(buf, pos)
     }
 }
 
