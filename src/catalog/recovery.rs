@@ -63,11 +63,12 @@ pub struct RecoveredTransaction {
 
 impl StoreRecoveryReport {
     /// Whether a crash cost anything or anything needed attention: a truncated
-    /// partition, an interrupted change, a foreign directory, a lowered commit.
+    /// partition, bytes a failed fsync had kept from the disk written again, an
+    /// interrupted change, a foreign directory, a lowered commit.
     pub fn is_eventful(&self) -> bool {
         self.partitions
             .iter()
-            .any(|p| p.report.truncation.is_some())
+            .any(|p| p.report.truncation.is_some() || p.report.bytes_rewritten > 0)
             || !self.interrupted_changes.is_empty()
             || !self.directories_left_alone.is_empty()
             || !self.offsets_reset.is_empty()
@@ -389,4 +390,32 @@ pub(super) fn remove_owned_dir(
     }
     fs.remove_dir(&path)
         .map_err(io_ctx(format!("remove {}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_makes_a_recovery_eventful() {
+        let mut report = StoreRecoveryReport::default();
+        let partition = |r: RecoveryReport| PartitionRecovery {
+            partition: TopicPartition::new("t", 0),
+            report: r,
+        };
+        report.partitions.push(partition(RecoveryReport {
+            bytes_compared: 4096,
+            ..RecoveryReport::default()
+        }));
+        assert!(!report.is_eventful(), "a compare that found the disk whole");
+        report.partitions.push(partition(RecoveryReport {
+            bytes_compared: 4096,
+            bytes_rewritten: 4096,
+            ..RecoveryReport::default()
+        }));
+        assert!(report.is_eventful(), "pages the disk lacked");
+        let mut report = StoreRecoveryReport::default();
+        report.offsets_dropped = 1;
+        assert!(report.is_eventful());
+    }
 }
