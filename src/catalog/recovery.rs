@@ -414,8 +414,10 @@ mod tests {
             ..RecoveryReport::default()
         }));
         assert!(report.is_eventful(), "pages the disk lacked");
-        let mut report = StoreRecoveryReport::default();
-        report.offsets_dropped = 1;
+        let report = StoreRecoveryReport {
+            offsets_dropped: 1,
+            ..StoreRecoveryReport::default()
+        };
         assert!(report.is_eventful());
     }
 }

@@ -114,7 +114,7 @@ impl File for OsFile {
             // Anything else (EMFILE, ..) is no answer either way: the caller fails.
             Err(e) => return Err(e),
         };
-        let aligned = |at: usize| at % DIRECT_ALIGN == 0;
+        let aligned = |at: usize| at.is_multiple_of(DIRECT_ALIGN);
         if aligned(buf.as_ptr() as usize) && aligned(buf.len()) && aligned(pos as usize) {
             return direct_read(&direct, buf, pos);
         }
