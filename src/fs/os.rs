@@ -298,8 +298,15 @@ mod tests {
                 assert_eq!(&got[..n], &data[pos..end], "aligned, at {pos}, {len} bytes");
             }
         }
-        let n = f.read_durable_at(&mut aligned[..8192], 8192).unwrap().unwrap();
-        assert_eq!(&aligned[..n], &data[8192..], "aligned, to the end of the file");
+        let n = f
+            .read_durable_at(&mut aligned[..8192], 8192)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            &aligned[..n],
+            &data[8192..],
+            "aligned, to the end of the file"
+        );
         assert_eq!(f.read_durable_at(&mut [0; 10], 20_000).unwrap().unwrap(), 0);
     }
 }

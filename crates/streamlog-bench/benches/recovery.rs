@@ -53,8 +53,13 @@ fn child(dir: &Path, mib: usize) -> ! {
                     rng as u8
                 })
                 .collect();
-            b.push(1_700_000_000_000 + i, Some(key.as_bytes()), Some(&value), &[])
-                .expect("push");
+            b.push(
+                1_700_000_000_000 + i,
+                Some(key.as_bytes()),
+                Some(&value),
+                &[],
+            )
+            .expect("push");
             i += 1;
         }
         let mut batch = b.build().expect("build");

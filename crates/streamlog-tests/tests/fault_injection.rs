@@ -483,7 +483,11 @@ fn the_open_after_a_crash_reports_what_it_compared_and_rewrote() {
             std::mem::forget(log);
             let img = fs.crash_image(CrashImage::DropAll);
             let log = open_sim(&img, small_config()).unwrap();
-            assert_eq!(read_all(&log).unwrap(), all, "EIO at {k}: after a power cut");
+            assert_eq!(
+                read_all(&log).unwrap(),
+                all,
+                "EIO at {k}: after a power cut"
+            );
         }
     }
     assert!(struck >= 4, "{struck} fsyncs struck");
