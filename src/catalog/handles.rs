@@ -79,6 +79,12 @@ impl Partition {
         self.state.log().durable_offset()
     }
 
+    /// Why appends to this partition fail until the store is reopened, if they do: a
+    /// failed fsync or write poisoned it ([`Error::Poisoned`]). Reads go on.
+    pub fn poison_reason(&self) -> Option<String> {
+        self.state.log().poison_reason()
+    }
+
     /// Appends records as one uncompressed batch. In the page cache on return (survives
     /// a process crash); see [`flush`](Self::flush). Wakes [`wait_for`](Self::wait_for).
     ///

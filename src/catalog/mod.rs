@@ -113,6 +113,10 @@ pub struct PartitionDescription {
     pub size_bytes: u64,
     /// Number of segments.
     pub segment_count: usize,
+    /// Why writes to the partition fail until the store is reopened, if they do: a
+    /// failed fsync or write poisoned it (see [`Error::Poisoned`]). `None` in a
+    /// read-only store's description.
+    pub poisoned: Option<String>,
 }
 
 /// What [`Store::describe_topic`](crate::Store::describe_topic) reports.
@@ -384,6 +388,7 @@ impl Catalog {
                 durable_offset: p.durable_offset(),
                 size_bytes: p.log().size_bytes(),
                 segment_count: p.log().segments().len(),
+                poisoned: p.log().poison_reason(),
             })
             .collect();
         Ok(TopicDescription {

@@ -177,6 +177,9 @@ pub struct PartitionMetrics {
     pub log_start_offset: i64,
     /// `LogEndOffset`.
     pub log_end_offset: i64,
+    /// Whether a failed fsync or write poisoned it: appends fail until the store is
+    /// reopened. Counted in the store's `OfflinePartitionsCount` entry.
+    pub poisoned: bool,
 }
 
 /// One group's lag ([`StoreMetrics::lag`]): as `kafka-consumer-groups --describe`,
@@ -313,6 +316,8 @@ impl StoreMetrics {
             e.labels.push(("quantile", q.to_string()));
             out.push(e);
         }
+        let offline = self.partitions.iter().filter(|p| p.poisoned).count();
+        out.push(entry("OfflinePartitionsCount", false, offline as f64));
         for part in &self.partitions {
             let labels = partition_labels(&part.partition);
             for (name, value) in [
@@ -422,6 +427,7 @@ pub(super) fn snapshot(
             segment_count: p.segment_count,
             log_start_offset: p.log_start_offset,
             log_end_offset: p.log_end_offset,
+            poisoned: p.poisoned.is_some(),
         }));
     }
     let lag: Vec<GroupLag> = groups

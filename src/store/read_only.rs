@@ -248,6 +248,7 @@ impl ReadOnlyStore {
                 durable_offset: -1,
                 size_bytes,
                 segment_count,
+                poisoned: None,
             });
         }
         Ok(TopicDescription {

@@ -172,6 +172,51 @@ fn failed_appends_count_as_record_errors() {
     assert_eq!(m.producer.record_error_total, 1);
 }
 
+/// A partition a failed fsync poisoned says so: through its handle, the topic's
+/// description and the metrics (`OfflinePartitionsCount`); its neighbour does not, and
+/// a reopen clears it.
+#[test]
+fn a_poisoned_partition_shows_in_describe_and_metrics() {
+    let fs = SimFs::new();
+    let store = common::sim_store(&fs).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    let topic = store.topic("t").unwrap();
+    let (p0, p1) = (topic.partition(0).unwrap(), topic.partition(1).unwrap());
+    p0.append(&[Record::new(T0, Some("k"), Some("v"))]).unwrap();
+    p1.append(&[Record::new(T0, Some("k"), Some("v"))]).unwrap();
+    assert_eq!(entry(&store.metrics().unwrap(), "OfflinePartitionsCount", &[]), 0.0);
+    fs.inject(Fault::Eio, fs.op_count() + 1, false);
+    assert!(p0.flush().is_err());
+    fs.clear_faults();
+    assert!(fs.failed_sync_count() > 0, "the fault struck the flush's fsync");
+    let reason = p0.poison_reason().expect("poisoned");
+    assert!(p1.poison_reason().is_none());
+    let err = p0
+        .append(&[Record::new(T0, Some("k"), Some("v"))])
+        .unwrap_err();
+    assert!(matches!(err, Error::Poisoned { .. }), "{err}");
+    let d = store.describe_topic("t").unwrap();
+    assert_eq!(d.partitions[0].poisoned.as_deref(), Some(reason.as_str()));
+    assert_eq!(d.partitions[1].poisoned, None);
+    let m = store.metrics().unwrap();
+    let poisoned: Vec<bool> = m
+        .partitions
+        .iter()
+        .filter(|p| p.partition.topic() == "t")
+        .map(|p| p.poisoned)
+        .collect();
+    assert_eq!(poisoned, [true, false]);
+    assert_eq!(entry(&m, "OfflinePartitionsCount", &[]), 1.0);
+    drop((p0, p1, topic));
+    drop(store);
+    let store = common::sim_store(&fs).unwrap();
+    let d = store.describe_topic("t").unwrap();
+    assert!(d.partitions.iter().all(|p| p.poisoned.is_none()), "{d:?}");
+    assert_eq!(entry(&store.metrics().unwrap(), "OfflinePartitionsCount", &[]), 0.0);
+}
+
 /// Retention and compaction totals are the sums of the passes' reports.
 #[test]
 fn maintenance_totals_add_up_the_passes() {
