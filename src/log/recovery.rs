@@ -655,8 +655,10 @@ pub(super) fn rewrite_unflushed(
                 seg.log_path.display()
             )
         };
-        // Whole pages of the file, from the one holding `from`: the bytes before it
-        // were synced, so the disk and the cache agree on them.
+        // Read in whole pages of the file (aligned, as `O_DIRECT` reads best), from the
+        // one holding `from`; but compared and written only from `from` on. The bytes
+        // before it were synced: writing them again would expose them to a write torn
+        // by a power cut.
         let (mut pos, size) = (from / PAGE * PAGE, seg.size());
         while pos < size {
             let n = usize::try_from(size - pos).map_or(CHUNK, |left| left.min(CHUNK));
@@ -672,16 +674,22 @@ pub(super) fn rewrite_unflushed(
                     None => return Ok((compared, rewritten)),
                 }
             };
-            if disk.is_some() {
-                compared += n as u64;
-            }
             for (i, page) in live.chunks(PAGE as usize).enumerate() {
-                let at = i * PAGE as usize;
-                if disk.is_none_or(|d| d.get(at..at + page.len()) != Some(page)) {
+                // Where in the chunk this page's unflushed part starts, and ends.
+                let at = i * PAGE as usize + from.saturating_sub(pos + (i as u64) * PAGE) as usize;
+                let end = i * PAGE as usize + page.len();
+                if at >= end {
+                    continue;
+                }
+                let unflushed = &live[at..end];
+                if disk.is_some() {
+                    compared += unflushed.len() as u64;
+                }
+                if disk.is_none_or(|d| d.get(at..end) != Some(unflushed)) {
                     seg.log
-                        .write_all_at(page, pos + at as u64)
+                        .write_all_at(unflushed, pos + at as u64)
                         .map_err(io_ctx(ctx()))?;
-                    rewritten += page.len() as u64;
+                    rewritten += unflushed.len() as u64;
                 }
             }
             pos += n as u64;

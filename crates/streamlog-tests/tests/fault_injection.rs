@@ -449,7 +449,7 @@ fn the_open_after_a_crash_reports_what_it_compared_and_rewrote() {
 
     // A failed fsync, then kill -9: with the marker, and with it lost.
     let marker = dir().join("streamlog.unsynced");
-    let (mut lost_pages, mut struck) = (0, 0);
+    let (mut lost_pages, mut marker_rewrites, mut struck) = (0, 0, 0);
     for k in 1..40 {
         for keep_marker in [true, false] {
             let (fs, log) = small_sim_log();
@@ -469,11 +469,11 @@ fn the_open_after_a_crash_reports_what_it_compared_and_rewrote() {
             fs.process_crash();
             let log = open_sim(&fs, small_config()).unwrap();
             let r = log.recovery_report().clone();
+            // (A failure after the data's own fsync leaves nothing past the flush.)
             if keep_marker {
                 assert_eq!(r.bytes_compared, 0, "EIO at {k}: {r:?}");
-                assert!(r.bytes_rewritten > 0, "EIO at {k}: {r:?}");
+                marker_rewrites += usize::from(r.bytes_rewritten > 0);
             } else {
-                assert!(r.bytes_compared > 0, "EIO at {k}: {r:?}");
                 assert!(r.bytes_rewritten <= r.bytes_compared, "EIO at {k}: {r:?}");
                 lost_pages += usize::from(r.bytes_rewritten > 0);
             }
@@ -492,4 +492,76 @@ fn the_open_after_a_crash_reports_what_it_compared_and_rewrote() {
     }
     assert!(struck >= 4, "{struck} fsyncs struck");
     assert!(lost_pages > 0, "no failed fsync lost a page");
+    assert!(
+        marker_rewrites > 0,
+        "no marker made the open write the tail again"
+    );
+}
+
+/// The open that writes again what a failed fsync kept from the disk writes only past
+/// the last flush, though it reads whole pages: a power cut tearing those writes never
+/// reaches the flushed bytes sharing their first page. With the poison's marker (the
+/// whole tail is written) and without it (the pages that differ).
+#[test]
+fn a_power_cut_while_rewriting_the_unflushed_tail_leaves_flushed_bytes_whole() {
+    use streamlog::fs::FileSystem;
+    let marker = dir().join("streamlog.unsynced");
+    let setup = |k: u64, keep_marker: bool| -> Option<SimFs> {
+        let (fs, log) = small_sim_log();
+        // Flushed: three small batches, ending inside the segment's first page.
+        append_batches(&log, 0..3, 1);
+        log.flush().unwrap();
+        append_batches(&log, 3..9, 1);
+        fs.inject(Fault::Eio, fs.op_count() + k, false);
+        let flushed = log.flush();
+        fs.clear_faults();
+        if fs.failed_sync_count() == 0 {
+            return None;
+        }
+        assert!(flushed.is_err());
+        drop(log);
+        if !keep_marker {
+            fs.remove_file(&marker).unwrap();
+        }
+        fs.process_crash();
+        Some(fs)
+    };
+    let mut cut_rewrites = 0;
+    for keep_marker in [true, false] {
+        for k in 1..40 {
+            let Some(probe) = setup(k, keep_marker) else {
+                continue;
+            };
+            let before = probe.mutating_op_count();
+            let log = open_sim(&probe, small_config()).unwrap();
+            let (rewritten, writes) = (
+                log.recovery_report().bytes_rewritten,
+                probe.mutating_op_count() - before,
+            );
+            let flushed = read_all(&log).unwrap()[..3].to_vec();
+            std::mem::forget(log);
+            if rewritten == 0 {
+                continue;
+            }
+            for j in 0..writes {
+                let fs = setup(k, keep_marker).unwrap();
+                fs.crash_after(fs.mutating_op_count() + j);
+                if let Ok(log) = open_sim(&fs, small_config()) {
+                    std::mem::forget(log);
+                }
+                for seed in 0..4 {
+                    let img = fs.crash_image(CrashImage::Random(seed * 7919 + j * 31 + k));
+                    let what = format!("EIO at {k}, marker {keep_marker}, cut after {j}");
+                    let log = open_sim(&img, small_config())
+                        .unwrap_or_else(|e| panic!("{what}, seed {seed}: reopen failed: {e}"));
+                    let got = read_all(&log).unwrap();
+                    assert!(got.len() >= 3, "{what}: I1, flushed records lost");
+                    assert_eq!(got[..3], flushed[..], "{what}: flushed records");
+                    std::mem::forget(log);
+                }
+                cut_rewrites += 1;
+            }
+        }
+    }
+    assert!(cut_rewrites > 20, "{cut_rewrites} rewriting opens cut");
 }

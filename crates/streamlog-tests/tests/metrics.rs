@@ -186,11 +186,17 @@ fn a_poisoned_partition_shows_in_describe_and_metrics() {
     let (p0, p1) = (topic.partition(0).unwrap(), topic.partition(1).unwrap());
     p0.append(&[Record::new(T0, Some("k"), Some("v"))]).unwrap();
     p1.append(&[Record::new(T0, Some("k"), Some("v"))]).unwrap();
-    assert_eq!(entry(&store.metrics().unwrap(), "OfflinePartitionsCount", &[]), 0.0);
+    assert_eq!(
+        entry(&store.metrics().unwrap(), "OfflinePartitionsCount", &[]),
+        0.0
+    );
     fs.inject(Fault::Eio, fs.op_count() + 1, false);
     assert!(p0.flush().is_err());
     fs.clear_faults();
-    assert!(fs.failed_sync_count() > 0, "the fault struck the flush's fsync");
+    assert!(
+        fs.failed_sync_count() > 0,
+        "the fault struck the flush's fsync"
+    );
     let reason = p0.poison_reason().expect("poisoned");
     assert!(p1.poison_reason().is_none());
     let err = p0
@@ -214,7 +220,10 @@ fn a_poisoned_partition_shows_in_describe_and_metrics() {
     let store = common::sim_store(&fs).unwrap();
     let d = store.describe_topic("t").unwrap();
     assert!(d.partitions.iter().all(|p| p.poisoned.is_none()), "{d:?}");
-    assert_eq!(entry(&store.metrics().unwrap(), "OfflinePartitionsCount", &[]), 0.0);
+    assert_eq!(
+        entry(&store.metrics().unwrap(), "OfflinePartitionsCount", &[]),
+        0.0
+    );
 }
 
 /// Retention and compaction totals are the sums of the passes' reports.

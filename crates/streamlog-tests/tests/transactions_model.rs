@@ -705,7 +705,15 @@ impl World {
             }
             _ => return fs,
         };
+        let failed_syncs = fs.failed_sync_count();
         if let Ok(store) = sim_store(&fs) {
+            if fs.failed_sync_count() > failed_syncs {
+                assert!(
+                    any_poisoned(&store),
+                    "an open returned a store although one of its fsyncs failed, and no \
+                     partition is poisoned"
+                );
+            }
             // A dead process runs nothing more, not even its close.
             std::mem::forget(store);
         }
@@ -743,6 +751,22 @@ impl World {
         let seed = self.next_value.wrapping_mul(0x9E37_79B9) + 1;
         self.crash(model, CrashImage::Random(seed), commit_in_doubt);
     }
+}
+
+/// Whether a failed fsync poisoned any partition of the store, internal topics included.
+fn any_poisoned(store: &Store) -> bool {
+    let mut topics = store.list_topics();
+    topics.extend(["__consumer_offsets", "__transaction_state"].map(String::from));
+    topics.iter().any(|name| {
+        let Ok(topic) = store.topic(name) else {
+            return false;
+        };
+        (0..topic.partition_count()).any(|p| {
+            topic
+                .partition(p)
+                .is_ok_and(|part| part.poison_reason().is_some())
+        })
+    })
 }
 
 /// Every data record of each partition of the topic as a consumer with `isolation` reads
