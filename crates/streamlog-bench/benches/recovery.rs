@@ -1,17 +1,20 @@
-//! The open after a crash: a child process (this binary again) appends `TAIL_MIB` MiB of
-//! the standard workload to a `Log` in 16 KiB batches without flushing, and dies with
-//! `std::process::abort` (no destructor, no flush: like `kill -9`). The parent then
-//! times `Log::open` of that directory, which scans the unflushed tail and compares it
-//! with what the disk holds (`O_DIRECT`), writing again the pages that differ.
+//! The open after a crash: a child process (this binary again) appends `TAIL_MIB` MiB
+//! of the standard workload (16-byte keys, 100-byte values) to a `Log` in 16 KiB batches
+//! without flushing, and dies with `std::process::abort` (no destructor, no flush: like
+//! `kill -9`). The parent then times `Log::open` of that directory, which scans the
+//! unflushed tail and compares it with what the disk holds (`O_DIRECT`), writing again
+//! the pages that differ.
 //!
-//! Each open is printed beside the raw baseline measured on the same files in the same
-//! round: `pread` of the tail plus a CRC over it, with the page cache as the crash left it.
-//! Rows: the tail left by the crash (warm: its pages still in the page cache, as after a
-//! process crash) and, where the cache can be dropped (root on Linux), after dropping it
-//! (as after a reboot that kept the data).
+//! Each open is printed beside a raw baseline on the same files in the same round:
+//! `read` of every `.log` file plus a CRC over it. Rows: warm (the page cache as the
+//! crash left it, dirty pages included, as after a process crash) and, where the cache
+//! can be dropped (root on Linux), cold (synced and dropped, as after a reboot that
+//! kept the data); the baseline runs under the same condition.
 //!
 //! Run with `cargo bench -p streamlog-bench --bench recovery` (`TAIL_MIB` and `ROUNDS` can
 //! be set in the environment; defaults 256 and 3).
+
+mod common;
 
 use std::io::Read;
 use std::path::Path;
@@ -38,21 +41,14 @@ fn config() -> LogConfig {
 /// The child: appends `mib` MiB without a flush, then dies.
 fn child(dir: &Path, mib: usize) -> ! {
     let log = Log::open(dir, config()).expect("open");
-    let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+    let mut rng = common::Rng(0x2545_f491_4f6c_dd1d);
     let mut written = 0usize;
     let mut i = 0i64;
     while written < mib << 20 {
         let mut b = BatchBuilder::with_capacity(BATCH_BYTES + 1024);
         while b.uncompressed_size() < BATCH_BYTES {
             let key = format!("user-{:011}", i % 10_000);
-            let value: Vec<u8> = (0..100)
-                .map(|_| {
-                    rng ^= rng << 13;
-                    rng ^= rng >> 7;
-                    rng ^= rng << 17;
-                    rng as u8
-                })
-                .collect();
+            let value = rng.value(100);
             b.push(
                 1_700_000_000_000 + i,
                 Some(key.as_bytes()),
