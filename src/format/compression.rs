@@ -225,7 +225,9 @@ fn corrupt(codec: Compression, e: impl std::fmt::Display) -> Error {
 fn read_capped(codec: Compression, reader: impl Read, limit: usize) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     reader
-        .take(limit as u64 + 1)
+        // One byte past the limit shows that the data exceeds it; `usize::MAX` is no
+        // limit at all (the sum must not wrap to `take(0)`).
+        .take((limit as u64).saturating_add(1))
         .read_to_end(&mut out)
         .map_err(|e| corrupt(codec, e))?;
     if out.len() > limit {
@@ -343,6 +345,17 @@ mod tests {
             if codec != Compression::None {
                 assert!(out.len() < data.len(), "{codec} did not compress");
             }
+        }
+    }
+
+    /// `usize::MAX` (a valid `max_decompressed_bytes`) means no limit: it overflowed
+    /// (a panic in debug builds, an empty result in release builds).
+    #[test]
+    fn the_largest_limit_is_no_limit() {
+        let data = sample();
+        for codec in Compression::ALL {
+            let out = compressed(codec, &data);
+            assert_eq!(decompress(codec, &out, usize::MAX).unwrap(), data, "{codec}");
         }
     }
 
