@@ -548,7 +548,9 @@ impl Consumer {
     }
 
     /// Commits (with auto-commit), runs the revoke callback, and leaves the group.
-    /// Also done on drop, with errors logged.
+    /// Also done on drop, with errors logged; but a drop during a panic's unwinding
+    /// only leaves the group: it commits nothing (the last poll's records may not have
+    /// been processed) and runs no callback (a second panic would abort the process).
     ///
     /// # Errors
     /// A failed final commit (the consumer is closed anyway); `InvalidArgument` inside
@@ -577,6 +579,14 @@ impl Drop for Consumer {
     fn drop(&mut self) {
         // Not inside a listener (it borrows the consumer), even after one panicked.
         self.in_callback = false;
+        if std::thread::panicking() {
+            // Dropped by a panic (the application's or a listener's): no listener runs,
+            // as a second panic would abort the process; and nothing is auto-committed,
+            // as the records of the last poll may not have been processed. The consumer
+            // still leaves its group, so that the others take over its partitions.
+            self.listener = None;
+            self.config.enable_auto_commit = false;
+        }
         if let Err(e) = self.close() {
             tracing::warn!("closing consumer on drop: {e}");
         }

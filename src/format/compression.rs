@@ -355,7 +355,11 @@ mod tests {
         let data = sample();
         for codec in Compression::ALL {
             let out = compressed(codec, &data);
-            assert_eq!(decompress(codec, &out, usize::MAX).unwrap(), data, "{codec}");
+            assert_eq!(
+                decompress(codec, &out, usize::MAX).unwrap(),
+                data,
+                "{codec}"
+            );
         }
     }
 

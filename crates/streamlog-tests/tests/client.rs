@@ -2246,6 +2246,62 @@ fn a_consumer_outlives_a_panicking_listener() {
     c.close().unwrap();
 }
 
+/// Panics in every callback.
+struct AlwaysPanics;
+
+impl RebalanceListener for AlwaysPanics {
+    fn on_partitions_revoked(&mut self, _: &mut Consumer, _: &[TopicPartition]) {
+        panic!("revoke");
+    }
+    fn on_partitions_assigned(&mut self, _: &mut Consumer, _: &[TopicPartition]) {
+        panic!("assign");
+    }
+}
+
+/// A consumer dropped while a listener's panic unwinds (the panic left `poll` and the
+/// consumer's scope): its drop runs no listener, which would panic again and abort
+/// the process; commits nothing, as the polled records were never processed; and
+/// leaves the group.
+#[test]
+fn a_consumer_dropped_by_a_listeners_panic_leaves_without_committing() {
+    let (_dir, store) = temp_topic_t(2);
+    let producer = store
+        .producer(ProducerConfig::default().linger_ms(0))
+        .unwrap();
+    for i in 0..8 {
+        let record = ProducerRecord::new("t").partition(i % 2).value("v");
+        producer.send(record).unwrap().wait().unwrap();
+    }
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut c = store.consumer(earliest("g")).unwrap();
+        c.subscribe(["t"]).unwrap();
+        let mut polled = 0;
+        while polled < 8 {
+            polled += c.poll(Duration::from_millis(20)).unwrap().len();
+        }
+        c.commit_sync().unwrap();
+        for i in 0..4 {
+            let record = ProducerRecord::new("t").partition(i % 2).value("v");
+            producer.send(record).unwrap().wait().unwrap();
+        }
+        assert_eq!(c.poll(Duration::from_millis(20)).unwrap().len(), 4);
+        c.set_rebalance_listener(AlwaysPanics);
+        store.add_partitions("t", 3).unwrap();
+        // The rebalance revokes: the listener panics, and `c` is dropped unwinding.
+        let _ = c.poll(Duration::from_millis(20));
+    }));
+    assert!(unwound.is_err(), "the listener's panic reaches the caller");
+    let group = store.describe_group("g").unwrap();
+    assert!(group.members.is_empty(), "{:?}", group.members);
+    let committed: Vec<i64> = (0..2)
+        .map(|p| {
+            let o = group.offsets.iter().find(|o| o.partition == tp("t", p));
+            o.map(|o| o.offset).unwrap()
+        })
+        .collect();
+    assert_eq!(committed, [4, 4], "only the explicit commit counts");
+}
+
 /// Record timestamps come from the wall clock read at most once a millisecond per
 /// thread: each is at most 1 behind the wall clock's millisecond at its send, never
 /// ahead, and they never go back from one send to the next on a thread (unless the
