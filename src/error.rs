@@ -200,7 +200,9 @@ pub enum Error {
 
     /// An offset commit was rejected because the consumer no longer owns the partition
     /// (a rebalance gave it to another member, or this member was removed from its group
-    /// for not polling within `max_poll_interval_ms`). Poll again to rejoin.
+    /// for not polling within `max_poll_interval_ms`; poll again to rejoin), or because
+    /// a consumer that assigns its own partitions committed for a group that has live
+    /// members.
     #[error("commit failed for group `{group}`: {reason}")]
     CommitFailed {
         /// The consumer group.

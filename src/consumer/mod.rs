@@ -420,7 +420,8 @@ impl Consumer {
     ///
     /// # Errors
     /// `InvalidArgument` without a group; `CommitFailed` if a rebalance took a partition
-    /// away; `Io`; `Closed`.
+    /// away, or if this consumer assigns its own partitions and the group has live
+    /// members (whose offsets the commit would move); `Io`; `Closed`.
     pub fn commit_sync(&mut self) -> Result<()> {
         self.check_open()?;
         let all: Vec<TopicPartition> = self.assigned.keys().cloned().collect();

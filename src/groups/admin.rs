@@ -45,7 +45,7 @@ impl Coordinator {
     /// `GroupNotEmpty` if `group` has live members: those that polled within their
     /// `max_poll_interval_ms` or wait in `recv` (a member past it is removed at the
     /// next poll of any member; here it no longer counts).
-    fn check_empty(&self, group: &str) -> Result<()> {
+    pub(super) fn check_empty(&self, group: &str) -> Result<()> {
         let now = std::time::Instant::now();
         let members = self.state.lock().groups.get(group).map_or(0, |g| {
             g.members

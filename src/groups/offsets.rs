@@ -140,7 +140,9 @@ impl Coordinator {
 
     /// Commits offsets durably: one batch appended to the offsets topic and fsync'd
     /// (shared with concurrent commits), then visible to `committed`. With a `member`,
-    /// every partition must be owned by it.
+    /// every partition must be owned by it; without one (a consumer that assigns its
+    /// partitions), the group must have no live members, whose offsets it would move
+    /// (Kafka answers such a commit `UNKNOWN_MEMBER_ID`).
     pub(crate) fn commit(
         &self,
         offsets_log: &PartitionState,
@@ -157,8 +159,19 @@ impl Coordinator {
         // cannot commit after the partition's new owner did. Not across the fsync:
         // concurrent commits share one (the log's group commit).
         let order = self.commit_lock.lock();
-        if let Some(member) = member {
-            self.check_owned(group, member, offsets.keys())?;
+        match member {
+            Some(member) => self.check_owned(group, member, offsets.keys())?,
+            None => self.check_empty(group).map_err(|e| match e {
+                Error::GroupNotEmpty { group, members } => Error::CommitFailed {
+                    group,
+                    reason: format!(
+                        "the group has {members} live member(s) and this consumer, which \
+                         assigns its own partitions, is not one of them: its commit would \
+                         move their offsets (use another group id, or stop them first)"
+                    ),
+                },
+                e => e,
+            })?,
         }
         // Under the commit lock, which `forget_topic` takes after a topic is deleted: a
         // commit either finds the topic gone here or is written before its tombstone.

@@ -225,3 +225,65 @@ fn bad_group_ids_are_refused_and_stale_members_do_not_count() {
         .unwrap();
     assert_eq!(committed(&store, "g", 0), Some(3));
 }
+
+/// A consumer that assigns its own partitions is no member of its group: while the
+/// group has live members, its commits are refused (Kafka answers `UNKNOWN_MEMBER_ID`),
+/// explicit or automatic, and the members' offsets stay; once they have left, it
+/// commits as before.
+#[test]
+fn a_consumer_outside_a_live_group_cannot_move_its_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_records(dir.path());
+    let mut member = store
+        .consumer(
+            ConsumerConfig::new("g")
+                .auto_offset_reset(OffsetReset::Earliest)
+                .enable_auto_commit(false),
+        )
+        .unwrap();
+    member.subscribe(["t"]).unwrap();
+    let mut polled = 0;
+    while polled < 20 {
+        polled += member.poll(Duration::from_millis(10)).unwrap().len();
+    }
+    member.commit_sync().unwrap();
+    let outsider = |auto_commit: bool| {
+        let mut c = store
+            .consumer(
+                ConsumerConfig::new("g")
+                    .auto_offset_reset(OffsetReset::Earliest)
+                    .enable_auto_commit(auto_commit),
+            )
+            .unwrap();
+        c.assign(&[tp(0)]).unwrap();
+        c.seek(&tp(0), 2).unwrap();
+        c
+    };
+    let mut c = outsider(false);
+    let refused = c.commit_sync();
+    assert!(
+        matches!(&refused, Err(Error::CommitFailed { group, .. }) if group == "g"),
+        "{refused:?}"
+    );
+    let explicit = c.commit_sync_offsets(&[(tp(0), 3)].into());
+    assert!(
+        matches!(explicit, Err(Error::CommitFailed { .. })),
+        "{explicit:?}"
+    );
+    // Auto-commit on close: refused too.
+    let closed = outsider(true).close();
+    assert!(
+        matches!(closed, Err(Error::CommitFailed { .. })),
+        "{closed:?}"
+    );
+    drop(outsider(true));
+    assert_eq!(
+        committed(&store, "g", 0),
+        Some(10),
+        "the members' offset stays"
+    );
+    // The group empty, a standalone consumer commits for it.
+    member.close().unwrap();
+    c.commit_sync().unwrap();
+    assert_eq!(committed(&store, "g", 0), Some(2));
+}
