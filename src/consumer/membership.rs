@@ -36,6 +36,8 @@ fn counts_fn(catalog: &Catalog) -> impl Fn(&BTreeSet<String>) -> BTreeMap<String
 impl Consumer {
     /// Joins the group (needs `group_id`) for these topics; the group assigns
     /// partitions at the next `poll`. Replaces an earlier subscription or assignment.
+    /// No topics at all is [`unsubscribe`](Self::unsubscribe), as in Kafka: the
+    /// consumer leaves its group.
     ///
     /// # Errors
     /// `InvalidArgument` without a group, for an invalid topic name, or inside a
@@ -51,6 +53,9 @@ impl Consumer {
         let topics: BTreeSet<String> = topics.into_iter().map(|t| t.as_ref().to_string()).collect();
         for t in &topics {
             crate::topic::validate_topic_name(t)?;
+        }
+        if topics.is_empty() {
+            return self.unsubscribe();
         }
         if self.subscription.is_none() {
             self.assigned.clear();

@@ -287,3 +287,27 @@ fn a_consumer_outside_a_live_group_cannot_move_its_offsets() {
     c.commit_sync().unwrap();
     assert_eq!(committed(&store, "g", 0), Some(2));
 }
+
+/// Subscribing to no topics is unsubscribing, as in Kafka: the consumer leaves its
+/// group, which an administrator can then reset or delete. It used to stay a member
+/// with an empty subscription, keeping the group "not empty" for as long as it lived.
+#[test]
+fn subscribing_to_no_topics_leaves_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_records(dir.path());
+    let mut c = store
+        .consumer(ConsumerConfig::new("g").auto_offset_reset(OffsetReset::Earliest))
+        .unwrap();
+    c.subscribe(["t"]).unwrap();
+    c.poll(Duration::from_millis(10)).unwrap();
+    assert_eq!(store.describe_group("g").unwrap().members.len(), 1);
+    c.subscribe(Vec::<String>::new()).unwrap();
+    assert!(c.subscription().is_empty());
+    assert_eq!(c.member_id(), None);
+    c.poll(Duration::from_millis(10)).unwrap();
+    assert!(store.describe_group("g").unwrap().members.is_empty());
+    store
+        .alter_group_offsets("g", &[tp(0)], OffsetSpec::Earliest)
+        .unwrap();
+    store.delete_group("g").unwrap();
+}
