@@ -394,12 +394,19 @@ impl Consumer {
     /// (`None` if there is none).
     ///
     /// # Errors
+    /// `InvalidArgument` for a negative timestamp (as Kafka's `offsetsForTimes`);
     /// `NotFound`; `Corruption`; `Io`; `Closed`.
     pub fn offsets_for_times(
         &self,
         query: &BTreeMap<TopicPartition, i64>,
     ) -> Result<BTreeMap<TopicPartition, Option<OffsetAndTimestamp>>> {
         self.check_open()?;
+        if let Some((tp, ts)) = query.iter().find(|(_, ts)| **ts < 0) {
+            return Err(Error::InvalidArgument {
+                name: "timestamp",
+                reason: format!("{ts} for {tp} is negative: a target time cannot be"),
+            });
+        }
         query
             .iter()
             .map(|(tp, &ts)| {

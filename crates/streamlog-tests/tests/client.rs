@@ -960,6 +960,24 @@ fn bad_input_at_every_entry_point_is_a_typed_error_and_the_store_stays_usable() 
             invalid_argument,
         ),
         (
+            "offsets_for_times negative",
+            Box::new(|| {
+                let c = consumer()?;
+                c.offsets_for_times(&BTreeMap::from([(tp("t", 0), -1), (tp("t", 1), 5)]))
+                    .map(drop)
+            }),
+            invalid_argument,
+        ),
+        (
+            "offsets_for_times i64::MIN",
+            Box::new(|| {
+                let c = consumer()?;
+                c.offsets_for_times(&BTreeMap::from([(tp("t", 0), i64::MIN)]))
+                    .map(drop)
+            }),
+            invalid_argument,
+        ),
+        (
             "pause unassigned",
             Box::new(|| consumer()?.pause(&[tp("t", 1)])),
             invalid_argument,
