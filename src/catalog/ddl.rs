@@ -16,17 +16,30 @@ use crate::log::Log;
 use crate::topic::{CleanupPolicy, TopicConfig, refuse_internal};
 
 impl Catalog {
-    /// The topic-change lock, for creating topic `name`: `Closed`, or `AlreadyExists`
-    /// if it exists.
+    /// The topic-change lock, for creating topic `name`: `Closed`; `AlreadyExists` if
+    /// it exists; `InvalidArgument` if it differs from a topic's name only in `.` and
+    /// `_` (Kafka refuses those: they are one name in its metrics).
     pub(super) fn ddl_for_new_topic(&self, name: &str) -> Result<parking_lot::MutexGuard<'_, ()>> {
         let ddl = self.ddl.lock();
         self.check_open()?;
-        if self.topics.read().contains_key(name) {
+        let topics = self.topics.read();
+        if topics.contains_key(name) {
             return Err(Error::AlreadyExists {
                 kind: "topic",
                 name: name.to_string(),
             });
         }
+        let folded = |n: &str| n.replace('.', "_");
+        if let Some(other) = topics.keys().find(|t| folded(t) == folded(name)) {
+            return Err(Error::InvalidArgument {
+                name: "topic",
+                reason: format!(
+                    "`{name}` collides with topic `{other}`: names that differ only in '.' \
+                     and '_' are one name in Kafka's metrics"
+                ),
+            });
+        }
+        drop(topics);
         Ok(ddl)
     }
 

@@ -187,8 +187,10 @@ impl Store {
     /// Creates a topic with `config.partition_count()` empty partitions. Durable on return.
     ///
     /// # Errors
-    /// `InvalidArgument` for a name breaking Kafka's rules or starting with `__`
-    /// (reserved for internal topics); `InvalidConfig`; `AlreadyExists`; `Io`.
+    /// `InvalidArgument` for a name breaking Kafka's rules, starting with `__`
+    /// (reserved for internal topics), or differing from a topic's name only in `.`
+    /// and `_` (as Kafka: `a.b` and `a_b` collide); `InvalidConfig`; `AlreadyExists`;
+    /// `Io`.
     pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
         self.check_open()?;
         validate_topic_name(name)?;

@@ -144,6 +144,28 @@ fn bad_names_duplicates_and_unknowns_are_typed_errors() {
         Err(Error::NotFound { .. })
     ));
     assert_eq!(store.list_topics(), vec!["t"], "nothing half-created");
+    // Names differing only in '.' and '_' collide, as in Kafka, either way round.
+    store.create_topic("a.b", TopicConfig::default()).unwrap();
+    for (name, config) in [
+        ("a_b", TopicConfig::default()),
+        ("a.b", TopicConfig::default()),
+    ] {
+        let e = store.create_topic(name, config).expect_err(name);
+        assert!(
+            matches!(
+                e,
+                Error::InvalidArgument { .. } | Error::AlreadyExists { .. }
+            ),
+            "{name}: {e}"
+        );
+    }
+    store.create_topic("x_y", TopicConfig::default()).unwrap();
+    let e = store
+        .create_topic("x.y", TopicConfig::default())
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
+    assert!(e.to_string().contains("collides with topic `x_y`"), "{e}");
+    assert_eq!(store.list_topics(), vec!["a.b", "t", "x_y"]);
     // Still usable.
     store
         .topic("t")
