@@ -134,8 +134,11 @@ pub(super) fn partition_dir_name(topic: &str, partition: i32) -> String {
     format!("{topic}-{partition}")
 }
 
-/// Refuses to open a store inside another one: its `.topics` directory, a partition
-/// directory, or any other directory of it.
+/// How many levels up `refuse_nested` looks through `..` for another store.
+const NESTED_LEVELS: usize = 64;
+
+/// Refuses to open a store inside another one, at any depth: in its `.topics`
+/// directory, a partition directory, or any other directory of it or below.
 fn refuse_nested(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
     let nested = |why: String| Error::InvalidArgument {
         name: "dir",
@@ -146,18 +149,31 @@ fn refuse_nested(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
             "`{TOPICS_DIR}` holds a store's topic metadata"
         )));
     }
-    // `dir/..` is the real parent even through a symbolic link; the lexical parent for
-    // file systems that do not resolve `..` (SimFs).
-    for parent in [Some(dir.join("..")), dir.parent().map(Path::to_path_buf)]
-        .into_iter()
-        .flatten()
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        let topics = parent.join(TOPICS_DIR);
-        if fs
-            .exists(&topics)
-            .map_err(io_ctx(format!("stat {}", topics.display())))?
-        {
+    let stat = |p: &Path| {
+        fs.exists(p)
+            .map_err(io_ctx(format!("stat {}", p.display())))
+    };
+    // `dir`'s ancestors: the lexical ones (for file systems that do not resolve `..`,
+    // SimFs), and the real ones through `..` (past a symbolic link, and past the working
+    // directory of a relative path) from the deepest of `dir` and its ancestors that
+    // exists (`..` of a missing directory resolves to nothing), up to `NESTED_LEVELS`.
+    let named = |p: &Path| match p.as_os_str().is_empty() {
+        true => PathBuf::from("."),
+        false => p.to_path_buf(),
+    };
+    let lexical: Vec<PathBuf> = dir.ancestors().skip(1).map(named).collect();
+    let mut existing = named(dir);
+    for ancestor in &lexical {
+        if stat(&existing)? {
+            break;
+        }
+        existing.clone_from(ancestor);
+    }
+    let real = std::iter::successors(Some(existing), |p| Some(p.join("..")))
+        .skip(1)
+        .take(NESTED_LEVELS);
+    for parent in real.chain(lexical) {
+        if stat(&parent.join(TOPICS_DIR))? {
             return Err(nested(format!("{} holds a store", parent.display())));
         }
     }

@@ -148,15 +148,30 @@ fn a_second_writer_is_refused_whatever_files_are_removed() {
     Store::open(tmp.path()).unwrap().close().unwrap();
 }
 
-/// A store is never opened inside another one (its `.topics` or a partition
-/// directory), and an empty path is refused without creating anything.
+/// A store is never opened inside another one (its `.topics`, a partition directory,
+/// or deeper, also through a symbolic link), and an empty path is refused without
+/// creating anything.
 #[test]
 fn nested_and_empty_paths_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(tmp.path()).unwrap();
     store.create_topic("t", TopicConfig::default()).unwrap();
     store.close().unwrap();
-    for inner in [tmp.path().join(".topics"), tmp.path().join("t-0")] {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let link = elsewhere.path().join("link");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(tmp.path().join("t-0"), &link).unwrap();
+    let mut nested = vec![
+        tmp.path().join(".topics"),
+        tmp.path().join("t-0"),
+        tmp.path().join("t-0").join("x"),
+        tmp.path().join("t-0").join("x").join("y"),
+        tmp.path().join("user-dir").join("x"),
+    ];
+    if cfg!(unix) {
+        nested.push(link.join("x"));
+    }
+    for inner in nested {
         let before = snapshot(tmp.path());
         let err = Store::open(&inner).unwrap_err();
         assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
