@@ -35,15 +35,17 @@ impl Topic {
     /// A handle to partition `n`.
     ///
     /// # Errors
-    /// `NotFound` if the topic has no partition `n`.
+    /// `NotFound` if the topic has no partition `n`; `Closed` after the store closed or
+    /// the topic was deleted.
     pub fn partition(&self, n: i32) -> Result<Partition> {
-        self.state
-            .partition(n)
-            .map(|state| Partition { state })
-            .ok_or_else(|| Error::NotFound {
-                kind: "partition",
-                name: format!("{}-{n}", self.state.name),
-            })
+        let state = self.state.partition(n).ok_or_else(|| Error::NotFound {
+            kind: "partition",
+            name: format!("{}-{n}", self.state.name),
+        })?;
+        if state.is_closed() {
+            return Err(Error::Closed { what: "topic" });
+        }
+        Ok(Partition { state })
     }
 }
 

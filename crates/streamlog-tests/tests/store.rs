@@ -865,6 +865,25 @@ fn close_releases_the_directory_lock() {
     sim_store_maintained(&fs).expect("reopen after close() while a clone is alive");
 }
 
+/// A topic handle taken before the store closed, or before its topic was deleted,
+/// hands out no partition: `Closed` (it returned a handle that then failed every call).
+#[test]
+fn a_topic_handle_of_a_closed_store_or_deleted_topic_answers_closed() {
+    let (_fs, store) = sim_topic_t(2);
+    store.create_topic("gone", TopicConfig::default()).unwrap();
+    let (t, gone) = (store.topic("t").unwrap(), store.topic("gone").unwrap());
+    t.partition(1).unwrap();
+    store.delete_topic("gone").unwrap();
+    assert!(matches!(gone.partition(0), Err(Error::Closed { .. })));
+    t.partition(1).unwrap();
+    store.close().unwrap();
+    for p in [0, 1] {
+        let r = t.partition(p);
+        assert!(matches!(r, Err(Error::Closed { .. })), "{p}: {r:?}");
+    }
+    assert!(matches!(t.partition(2), Err(Error::NotFound { .. })));
+}
+
 /// A partition of an open store cannot be opened as a standalone `Log` (the store's
 /// partitions take no lock of their own; the store's lock covers them), and a store
 /// cannot open while one of its partitions is open as a `Log`.
