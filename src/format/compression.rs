@@ -272,6 +272,15 @@ fn snappy_raw_into(block: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<()> 
     if n > limit.saturating_sub(out.len()) {
         return Err(too_large(limit));
     }
+    // No snappy element writes more than 64 bytes per 3 it takes: a block claiming more
+    // is damaged, and is refused before its claim is allocated (with no limit set,
+    // up to 4 GiB).
+    if n as u64 * 3 > block.len() as u64 * 64 {
+        return Err(corrupt(
+            Compression::Snappy,
+            format!("a block of {} bytes claims {n} bytes", block.len()),
+        ));
+    }
     let start = out.len();
     out.resize(start + n, 0);
     let written = snap::raw::Decoder::new()
@@ -414,6 +423,31 @@ mod tests {
             }
         }
         assert!(decompress(Compression::Gzip, b"not gzip", 100).is_err());
+        // A raw snappy block claiming 4 GiB - 1, with no limit: refused, not allocated.
+        let claim = b"\xff\xff\xff\xff\x0f\x00";
+        let err = decompress(Compression::Snappy, claim, usize::MAX).unwrap_err();
+        assert!(err.to_string().contains("claims 4294967295 bytes"), "{err}");
+    }
+
+    /// The densest snappy data (long runs of one byte) still decompresses: the bound
+    /// on what a block may claim leaves room for it.
+    #[test]
+    fn the_densest_snappy_blocks_decompress() {
+        let zeros = vec![0u8; 1 << 20];
+        let out = compressed(Compression::Snappy, &zeros);
+        assert!(out.len() * 20 < zeros.len(), "{} bytes", out.len());
+        assert_eq!(
+            decompress(Compression::Snappy, &out, usize::MAX).unwrap(),
+            zeros
+        );
+        let mut raw = vec![0u8; snap::raw::max_compress_len(zeros.len())];
+        let n = snap::raw::Encoder::new()
+            .compress(&zeros, &mut raw)
+            .unwrap();
+        assert_eq!(
+            decompress(Compression::Snappy, &raw[..n], usize::MAX).unwrap(),
+            zeros
+        );
     }
 
     #[test]
