@@ -360,6 +360,9 @@ impl TopicConfig {
     /// # Ok::<(), streamlog::Error>(())
     /// ```
     ///
+    /// Leading and trailing white space around the value (and each group) is ignored,
+    /// as Kafka ignores it.
+    ///
     /// # Errors
     /// `InvalidArgument` for an unknown name, or a value that does not parse or is out
     /// of range (the message names the knob and the rule).
@@ -368,6 +371,7 @@ impl TopicConfig {
             name: "config",
             reason,
         };
+        let value = value.trim();
         if name == "partitions" || name.contains(['\n', '=']) || value.contains('\n') {
             return Err(invalid(format!("`{name}` cannot be set by name")));
         }
@@ -378,7 +382,7 @@ impl TopicConfig {
                 .filter(|l| !l.starts_with("retention.gate.group="))
                 .map(|l| format!("{l}\n"))
                 .collect();
-            for g in value.split(',').filter(|g| !g.is_empty()) {
+            for g in value.split(',').map(str::trim).filter(|g| !g.is_empty()) {
                 text.push_str(&format!("retention.gate.group={g}\n"));
             }
         } else if self.entries().iter().any(|(n, _)| *n == name) {
@@ -648,6 +652,31 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// White space around a value is Kafka's to ignore: `" 5"` was refused while
+    /// `"5\r"` was taken (the properties parser dropped the carriage return).
+    #[test]
+    fn set_ignores_white_space_around_values() {
+        for value in [" 5", "5 ", "\t5\r", "5\r"] {
+            let c = TopicConfig::default().set("retention.ms", value).unwrap();
+            assert_eq!(c.settings().retention_ms, 5, "{value:?}");
+        }
+        let c = TopicConfig::default()
+            .set("retention.gate.max.bytes", " 1000")
+            .and_then(|c| c.set("retention.gate.groups", " a , b,,c "))
+            .unwrap();
+        assert_eq!(c.settings().retention_gate_groups, ["a", "b", "c"]);
+        let c = TopicConfig::default()
+            .set("cleanup.policy", " compact ")
+            .unwrap();
+        assert_eq!(c.settings().cleanup_policy, CleanupPolicy::Compact);
+        for bad in ["5 5", "5\r5", "", " "] {
+            assert!(
+                TopicConfig::default().set("retention.ms", bad).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
 
     #[test]
     fn names_follow_kafkas_rules() {
