@@ -112,7 +112,8 @@ impl Consumer {
     ///
     /// # Errors
     /// `OffsetOutOfRange` with `auto_offset_reset = None`; `Corruption`; `Io`;
-    /// `CommitFailed` from an auto-commit; `InvalidArgument` inside a
+    /// `CommitFailed` from an auto-commit of a group member (a consumer that assigns
+    /// its own partitions only logs one); `InvalidArgument` inside a
     /// [`RebalanceListener`](super::RebalanceListener); `Closed`.
     pub fn poll(&mut self, timeout: Duration) -> Result<ConsumerRecords> {
         self.check_open()?;
@@ -153,7 +154,15 @@ impl Consumer {
             self.last_auto_commit = Instant::now();
             let all: Vec<TopicPartition> = self.assigned.keys().cloned().collect();
             let offsets = self.positions_of(&all);
-            self.commit_offsets(&offsets)?;
+            match self.commit_offsets(&offsets) {
+                // A consumer that assigns its own partitions, in a group whose members
+                // are live: its commits are refused, and its polls go on (Kafka logs a
+                // failed auto-commit and does not raise it from poll).
+                Err(e @ Error::CommitFailed { .. }) if self.membership.is_none() => {
+                    tracing::warn!("auto-commit refused: {e}");
+                }
+                r => r?,
+            }
         }
         Ok(())
     }

@@ -2276,20 +2276,36 @@ impl RebalanceListener for AlwaysPanics {
     }
 }
 
+/// Sends `n` records to topic `t`, alternating between its partitions 0 and 1.
+fn send_to_both(producer: &streamlog::Producer, n: i32) {
+    for i in 0..n {
+        let record = ProducerRecord::new("t").partition(i % 2).value("v");
+        producer.send(record).unwrap().wait().unwrap();
+    }
+}
+
+/// Group `g`'s committed offsets of `t-0` and `t-1`, once it has no members.
+fn committed_by_a_gone_member(store: &Store) -> Vec<i64> {
+    let group = store.describe_group("g").unwrap();
+    assert!(group.members.is_empty(), "{:?}", group.members);
+    (0..2)
+        .map(|p| {
+            let o = group.offsets.iter().find(|o| o.partition == tp("t", p));
+            o.map(|o| o.offset).unwrap()
+        })
+        .collect()
+}
+
 /// A consumer dropped while a listener's panic unwinds (the panic left `poll` and the
 /// consumer's scope): its drop runs no listener, which would panic again and abort
-/// the process; commits nothing, as the polled records were never processed; and
-/// leaves the group.
+/// the process, and it leaves the group.
 #[test]
-fn a_consumer_dropped_by_a_listeners_panic_leaves_without_committing() {
+fn a_consumer_dropped_by_a_listeners_panic_leaves_its_group() {
     let (_dir, store) = temp_topic_t(2);
     let producer = store
         .producer(ProducerConfig::default().linger_ms(0))
         .unwrap();
-    for i in 0..8 {
-        let record = ProducerRecord::new("t").partition(i % 2).value("v");
-        producer.send(record).unwrap().wait().unwrap();
-    }
+    send_to_both(&producer, 8);
     let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut c = store.consumer(earliest("g")).unwrap();
         c.subscribe(["t"]).unwrap();
@@ -2298,26 +2314,46 @@ fn a_consumer_dropped_by_a_listeners_panic_leaves_without_committing() {
             polled += c.poll(Duration::from_millis(20)).unwrap().len();
         }
         c.commit_sync().unwrap();
-        for i in 0..4 {
-            let record = ProducerRecord::new("t").partition(i % 2).value("v");
-            producer.send(record).unwrap().wait().unwrap();
-        }
-        assert_eq!(c.poll(Duration::from_millis(20)).unwrap().len(), 4);
         c.set_rebalance_listener(AlwaysPanics);
         store.add_partitions("t", 3).unwrap();
         // The rebalance revokes: the listener panics, and `c` is dropped unwinding.
         let _ = c.poll(Duration::from_millis(20));
     }));
     assert!(unwound.is_err(), "the listener's panic reaches the caller");
-    let group = store.describe_group("g").unwrap();
-    assert!(group.members.is_empty(), "{:?}", group.members);
-    let committed: Vec<i64> = (0..2)
-        .map(|p| {
-            let o = group.offsets.iter().find(|o| o.partition == tp("t", p));
-            o.map(|o| o.offset).unwrap()
-        })
-        .collect();
-    assert_eq!(committed, [4, 4], "only the explicit commit counts");
+    assert_eq!(committed_by_a_gone_member(&store), [4, 4]);
+}
+
+/// A consumer with auto-commit dropped while the application's panic unwinds (its
+/// processing of the polled records failed): its drop commits nothing, so the group
+/// reads those records again; it leaves the group.
+#[test]
+fn a_consumer_dropped_by_a_panic_does_not_auto_commit() {
+    let (_dir, store) = temp_topic_t(2);
+    let producer = store
+        .producer(ProducerConfig::default().linger_ms(0))
+        .unwrap();
+    send_to_both(&producer, 8);
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // Auto-commit on, its interval never reached by a poll: only close commits.
+        let config = ConsumerConfig::new("g")
+            .auto_offset_reset(OffsetReset::Earliest)
+            .auto_commit_interval_ms(u64::MAX);
+        let mut c = store.consumer(config).unwrap();
+        c.subscribe(["t"]).unwrap();
+        let mut polled = 0;
+        while polled < 8 {
+            polled += c.poll(Duration::from_millis(20)).unwrap().len();
+        }
+        c.commit_sync().unwrap();
+        send_to_both(&producer, 4);
+        let mut polled = 0;
+        while polled < 4 {
+            polled += c.poll(Duration::from_millis(20)).unwrap().len();
+        }
+        panic!("processing the polled records failed");
+    }));
+    assert!(unwound.is_err());
+    assert_eq!(committed_by_a_gone_member(&store), [4, 4], "auto-committed");
 }
 
 /// Record timestamps come from the wall clock read at most once a millisecond per

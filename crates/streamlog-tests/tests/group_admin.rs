@@ -270,7 +270,22 @@ fn a_consumer_outside_a_live_group_cannot_move_its_offsets() {
         matches!(explicit, Err(Error::CommitFailed { .. })),
         "{explicit:?}"
     );
-    // Auto-commit on close: refused too.
+    // Auto-commit from poll: refused and logged, the poll goes on; on close: refused.
+    let mut reader = store
+        .consumer(
+            ConsumerConfig::new("g")
+                .auto_offset_reset(OffsetReset::Earliest)
+                .auto_commit_interval_ms(0),
+        )
+        .unwrap();
+    reader.assign(&[tp(0)]).unwrap();
+    reader.seek(&tp(0), 0).unwrap();
+    let mut read = 0;
+    for _ in 0..3 {
+        read += reader.poll(Duration::from_millis(10)).unwrap().len();
+    }
+    assert_eq!(read, 10);
+    assert!(matches!(reader.close(), Err(Error::CommitFailed { .. })));
     let closed = outsider(true).close();
     assert!(
         matches!(closed, Err(Error::CommitFailed { .. })),
