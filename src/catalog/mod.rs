@@ -134,9 +134,6 @@ pub(super) fn partition_dir_name(topic: &str, partition: i32) -> String {
     format!("{topic}-{partition}")
 }
 
-/// How many levels up `refuse_nested` looks through `..` for another store.
-const NESTED_LEVELS: usize = 64;
-
 /// Refuses to open a store inside another one, at any depth: in its `.topics`
 /// directory, a partition directory, or any other directory of it or below.
 fn refuse_nested(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
@@ -149,33 +146,32 @@ fn refuse_nested(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
             "`{TOPICS_DIR}` holds a store's topic metadata"
         )));
     }
-    let stat = |p: &Path| {
-        fs.exists(p)
-            .map_err(io_ctx(format!("stat {}", p.display())))
-    };
-    // `dir`'s ancestors: the lexical ones (for file systems that do not resolve `..`,
-    // SimFs), and the real ones through `..` (past a symbolic link, and past the working
-    // directory of a relative path) from the deepest of `dir` and its ancestors that
-    // exists (`..` of a missing directory resolves to nothing), up to `NESTED_LEVELS`.
+    // A directory that cannot be stat'ed is no store (a sandbox may hide an ancestor).
+    let holds_store = |p: &Path| fs.exists(&p.join(TOPICS_DIR)).unwrap_or(false);
     let named = |p: &Path| match p.as_os_str().is_empty() {
         true => PathBuf::from("."),
         false => p.to_path_buf(),
     };
+    // The lexical ancestors, and the real ones (past symbolic links, and past the
+    // working directory of a relative path) of the deepest of `dir` and its ancestors
+    // that exists, where the file system resolves paths.
     let lexical: Vec<PathBuf> = dir.ancestors().skip(1).map(named).collect();
     let mut existing = named(dir);
     for ancestor in &lexical {
-        if stat(&existing)? {
+        if fs.exists(&existing).unwrap_or(false) {
             break;
         }
         existing.clone_from(ancestor);
     }
-    let real = std::iter::successors(Some(existing), |p| Some(p.join("..")))
-        .skip(1)
-        .take(NESTED_LEVELS);
-    for parent in real.chain(lexical) {
-        if stat(&parent.join(TOPICS_DIR))? {
-            return Err(nested(format!("{} holds a store", parent.display())));
+    let real: Vec<PathBuf> = match fs.canonicalize(&existing) {
+        Ok(Some(path)) => {
+            let skip = usize::from(existing == named(dir));
+            path.ancestors().skip(skip).map(Path::to_path_buf).collect()
         }
+        _ => Vec::new(),
+    };
+    if let Some(parent) = lexical.iter().chain(&real).find(|p| holds_store(p)) {
+        return Err(nested(format!("{} holds a store", parent.display())));
     }
     Ok(())
 }

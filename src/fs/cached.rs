@@ -676,6 +676,9 @@ impl FileSystem for CachingFs {
     fn lock_holder(&self, path: &Path) -> Option<u32> {
         self.inner.lock_holder(path)
     }
+    fn canonicalize(&self, path: &Path) -> io::Result<Option<PathBuf>> {
+        self.inner.canonicalize(path)
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ mod stats;
 
 use std::fmt::Debug;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -197,5 +197,11 @@ pub trait FileSystem: Send + Sync + Debug {
     fn lock_holder(&self, path: &Path) -> Option<u32> {
         let _ = path;
         None
+    }
+    /// The absolute path of an existing `path`, every symbolic link and `..` resolved,
+    /// where the file system tells (`None` otherwise).
+    fn canonicalize(&self, path: &Path) -> io::Result<Option<PathBuf>> {
+        let _ = path;
+        Ok(None)
     }
 }

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -204,6 +204,9 @@ impl FileSystem for OsFs {
     }
     fn exists(&self, path: &Path) -> io::Result<bool> {
         path.try_exists()
+    }
+    fn canonicalize(&self, path: &Path) -> io::Result<Option<PathBuf>> {
+        fs::canonicalize(path).map(Some)
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         fs::remove_file(path)
