@@ -52,9 +52,6 @@ enum Found {
 pub struct TailReader {
     dir: PathBuf,
     decode: DecodeOptions,
-    /// The largest batch a sound segment holds (a larger length is damage, refused
-    /// before anything is allocated for it).
-    max_batch_bytes: u64,
     /// Where the last [`read`](Self::read) stopped.
     read: Option<Cursor>,
     /// How far whole batches were seen ([`log_end_offset`](Self::log_end_offset)).
@@ -62,14 +59,13 @@ pub struct TailReader {
 }
 
 impl TailReader {
-    /// A reader of the partition directory `dir`, whose batches are at most
-    /// `max_batch_bytes` (the topic's `max_message_bytes`); nothing is opened until it
-    /// reads.
-    pub fn new(dir: impl AsRef<Path>, decode: DecodeOptions, max_batch_bytes: u64) -> Self {
+    /// A reader of the partition directory `dir`; nothing is opened until it reads.
+    /// A batch may be of any size the format allows: the topic's `max.message.bytes`
+    /// bounded it when it was written, and may have been lowered since.
+    pub fn new(dir: impl AsRef<Path>, decode: DecodeOptions) -> Self {
         TailReader {
             dir: dir.as_ref().to_path_buf(),
             decode,
-            max_batch_bytes: max_batch_bytes.max(MIN_BATCH_LENGTH + LOG_OVERHEAD),
             read: None,
             end: None,
         }
@@ -183,7 +179,8 @@ impl TailReader {
             .map_err(io_ctx(format!("read {}", path().display())))?;
         let length = i32::from_be_bytes(prefix[8..12].try_into().expect("4 bytes"));
         let size = LOG_OVERHEAD + u64::try_from(length).unwrap_or(0);
-        if size < LOG_OVERHEAD + MIN_BATCH_LENGTH || size > self.max_batch_bytes + LOG_OVERHEAD {
+        // Read (and allocated) only once the file holds all of it, below.
+        if size < LOG_OVERHEAD + MIN_BATCH_LENGTH {
             return bad(format!("a batch length of {length} bytes"));
         }
         if len < c.pos + size {

@@ -305,11 +305,7 @@ impl ReadOnlyStore {
         let dir = partition_dir(&self.dir, topic, partition);
         Ok(ReadOnlyPartition {
             partition: TopicPartition::new(topic, partition),
-            reader: Mutex::new(TailReader::new(
-                &dir,
-                DecodeOptions::default(),
-                config.settings().max_message_bytes,
-            )),
+            reader: Mutex::new(TailReader::new(&dir, DecodeOptions::default())),
             dir,
             watch: Mutex::new(Watch::NotYet),
         })
@@ -318,19 +314,14 @@ impl ReadOnlyStore {
     /// Reads what the writer appended to the offsets topic since the last call.
     fn follow_offsets(&self) -> Result<parking_lot::MutexGuard<'_, OffsetsFollower>> {
         let mut f = self.offsets.lock();
-        let (partitions, max_batch) = match read_topics(&self.dir)?.get(OFFSETS_TOPIC) {
-            Some(config) => (
-                config.partition_count(),
-                config.settings().max_message_bytes,
-            ),
-            None => (0, 0),
-        };
+        let partitions = read_topics(&self.dir)?
+            .get(OFFSETS_TOPIC)
+            .map_or(0, |config| config.partition_count());
         while (f.readers.len() as i32) < partitions {
             let p = f.readers.len() as i32;
             let reader = TailReader::new(
                 partition_dir(&self.dir, OFFSETS_TOPIC, p),
                 DecodeOptions::default(),
-                max_batch,
             );
             f.readers.push((reader, 0));
         }

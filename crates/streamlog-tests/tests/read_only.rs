@@ -440,3 +440,41 @@ fn a_base_offset_going_back_is_corruption() {
         other => panic!("expected Corruption, got {other:?}"),
     }
 }
+
+/// Batches written under a larger `max.message.bytes` than the topic has now are
+/// read: the reader took the current limit as a bound on a sound batch, so it saw the
+/// log end at the first larger batch and hid every record from there on (or called
+/// later segments corrupt).
+#[test]
+fn batches_larger_than_a_lowered_max_message_bytes_are_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().segment_bytes(4096))
+        .unwrap();
+    let part = store.topic("t").unwrap().partition(0).unwrap();
+    let value = "v".repeat(300);
+    for _ in 0..30 {
+        part.append(&[Record::new(T0, Some("k"), Some(value.clone()))])
+            .unwrap();
+    }
+    assert!(store.describe_topic("t").unwrap().partitions[0].segment_count > 1);
+    store
+        .alter_topic_config("t", |c| c.max_message_bytes(100))
+        .unwrap();
+    store.close().unwrap();
+    drop(store);
+    let reader = Store::open_read_only(tmp.path()).unwrap();
+    let t = reader.partition("t", 0).unwrap();
+    assert_eq!(t.log_end_offset().unwrap(), 30);
+    let mut read = Vec::new();
+    while (read.len() as i64) < 30 {
+        let got = t.read(read.len() as i64, 1 << 20).unwrap();
+        assert!(!got.is_empty(), "stopped at {}", read.len());
+        read.extend(got);
+    }
+    assert!(
+        read.iter()
+            .all(|r| r.value.as_deref() == Some(value.as_bytes()))
+    );
+}
