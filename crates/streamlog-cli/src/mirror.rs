@@ -135,7 +135,16 @@ pub fn run(direction: &Direction) -> ExitCode {
         Direction::ToKafka(a) => (&a.common, "to-kafka"),
         Direction::FromKafka(a) => (&a.common, "from-kafka"),
     };
-    let store = match Store::open(&common.store) {
+    // As every store command: the directory must exist (a mistyped path is refused,
+    // not made a store).
+    let opened = match common.store.is_dir() {
+        true => Store::open(&common.store).map_err(|e| e.to_string()),
+        false => Err(format!(
+            "{}: no such store directory",
+            common.store.display()
+        )),
+    };
+    let store = match opened {
         Ok(s) => s,
         Err(e) => {
             eprintln!("streamlog mirror {name}: {e}");

@@ -159,6 +159,23 @@ fn bad_mirror_arguments_fail_with_a_message_naming_them() {
     ]);
     assert!(!ok);
     assert!(err.contains("missing"), "{err}");
+    // A directory that does not exist is refused, not created as a store.
+    let typo = dir.path().join("typo").join("nested");
+    for direction in ["to-kafka", "from-kafka"] {
+        let (ok, err) = streamlog(&[
+            "mirror",
+            direction,
+            "--store",
+            typo.to_str().unwrap(),
+            "-b",
+            "127.0.0.1:1",
+            "-t",
+            "t",
+        ]);
+        assert!(!ok);
+        assert!(err.contains("no such store directory"), "{err}");
+        assert!(!dir.path().join("typo").exists(), "{direction} created it");
+    }
 }
 
 #[test]
