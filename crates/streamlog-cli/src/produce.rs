@@ -28,7 +28,9 @@ pub struct Produce {
     sync: bool,
 }
 
-/// Sends every line of `input`; returns how many records were sent.
+/// Sends every line of `input` (bytes, as Kafka's console producer: not necessarily
+/// UTF-8); returns how many records were sent. A failure names the line, and how many
+/// records before it were sent (each line is sent as it is read).
 pub fn run(p: &Produce, input: &mut dyn BufRead) -> Result<usize, String> {
     let store = p.store.open()?;
     let acks = if p.sync { Acks::All } else { Acks::Leader };
@@ -37,27 +39,34 @@ pub fn run(p: &Produce, input: &mut dyn BufRead) -> Result<usize, String> {
         .map_err(|e| e.to_string())?;
     let mut pending = Vec::new();
     let mut sent = 0;
-    let mut line = String::new();
+    let mut line = Vec::new();
+    let separator = p.key_separator.as_deref().map(str::as_bytes);
     loop {
         line.clear();
+        let at = |e: &dyn std::fmt::Display| {
+            format!(
+                "line {}: {e} (the {sent} records before it were sent)",
+                sent + 1
+            )
+        };
         let n = input
-            .read_line(&mut line)
-            .map_err(|e| format!("read standard input: {e}"))?;
+            .read_until(b'\n', &mut line)
+            .map_err(|e| at(&format!("read standard input: {e}")))?;
         if n == 0 {
             break;
         }
-        let text = line.strip_suffix('\n').unwrap_or(&line);
-        let text = text.strip_suffix('\r').unwrap_or(text);
-        let mut record = match p.key_separator.as_deref().and_then(|s| text.split_once(s)) {
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        let mut record = match separator.and_then(|s| split_once(text, s)) {
             Some((key, value)) => ProducerRecord::new(p.topic.as_str())
-                .key(key.to_string())
-                .value(value.to_string()),
-            None => ProducerRecord::new(p.topic.as_str()).value(text.to_string()),
+                .key(key.to_vec())
+                .value(value.to_vec()),
+            None => ProducerRecord::new(p.topic.as_str()).value(text.to_vec()),
         };
         if let Some(partition) = p.partition {
             record = record.partition(partition);
         }
-        pending.push(producer.send(record).map_err(|e| e.to_string())?);
+        pending.push(producer.send(record).map_err(|e| at(&e))?);
         sent += 1;
         if pending.len() >= 10_000 {
             for f in pending.drain(..) {
@@ -72,4 +81,14 @@ pub fn run(p: &Produce, input: &mut dyn BufRead) -> Result<usize, String> {
     producer.close().map_err(|e| e.to_string())?;
     close(store)?;
     Ok(sent)
+}
+
+/// `text` split at the first `separator` (an empty one is found at the start, as
+/// Kafka's console producer finds it: an empty key).
+fn split_once<'a>(text: &'a [u8], separator: &[u8]) -> Option<(&'a [u8], &'a [u8])> {
+    if separator.is_empty() {
+        return Some((&[], text));
+    }
+    let at = text.windows(separator.len()).position(|w| w == separator)?;
+    Some((&text[..at], &text[at + separator.len()..]))
 }

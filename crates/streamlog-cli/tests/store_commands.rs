@@ -404,3 +404,46 @@ fn a_read_only_follow_prints_records_as_it_reads_them() {
         .collect();
     assert_eq!(got, ["x", "y"]);
 }
+
+/// `produce` takes lines of bytes, as Kafka's console producer does: a line that is
+/// not UTF-8 is sent as it is (it failed the command after the lines before it were
+/// sent), and its key is split at the separator's bytes.
+#[test]
+fn produce_sends_lines_that_are_not_utf8_as_they_are() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = store_dir(tmp.path());
+    ok(&["topics", "create", "--dir", &d, "t"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_streamlog"))
+        .args(["produce", "--dir", &d, "t", "--key-separator", ":"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = b"ok1\nk\xff:v\xfe\r\n\xff\xfe\nok3\n";
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = streamlog::Store::open(&d).unwrap();
+    let records = store
+        .topic("t")
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .read(0, 1 << 20)
+        .unwrap();
+    let got: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = records
+        .into_iter()
+        .map(|r| (r.key.map(|k| k.to_vec()), r.value.map(|v| v.to_vec())))
+        .collect();
+    let want: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = vec![
+        (None, Some(b"ok1".to_vec())),
+        (Some(b"k\xff".to_vec()), Some(b"v\xfe".to_vec())),
+        (None, Some(b"\xff\xfe".to_vec())),
+        (None, Some(b"ok3".to_vec())),
+    ];
+    assert_eq!(got, want);
+}
