@@ -368,7 +368,8 @@ pub(super) fn remove_owned_dir(
     };
     if !owned || !files.iter().all(ours) {
         tracing::warn!(
-            "{}: leaving {name} alone: it is not (only) this store's",
+            "{}: leaving {name} alone, the store's files in it too: it holds entries \
+             that are not the store's (remove them, then the directory, to free the name)",
             dir.display()
         );
         report.directories_left_alone.push(path);

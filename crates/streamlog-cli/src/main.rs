@@ -29,6 +29,7 @@ mod consume;
 mod dump;
 mod groups;
 mod import;
+mod logger;
 #[cfg(feature = "kafka")]
 mod mirror;
 mod produce;
@@ -91,6 +92,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let command = Cli::parse().command;
+    logger::install();
     let mut out = BufWriter::new(io::stdout().lock());
     let result = match &command {
         Command::Dump(options) => return dump_to_stdout(options),

@@ -447,3 +447,23 @@ fn produce_sends_lines_that_are_not_utf8_as_they_are() {
     ];
     assert_eq!(got, want);
 }
+
+/// The library's warnings reach the user on stderr: deleting a topic whose partition
+/// directory holds a file that is not the store's says that the directory (data
+/// included) was left alone. It said only "Deleted topic t.".
+#[test]
+fn a_topic_deletion_that_leaves_a_directory_alone_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = store_dir(tmp.path());
+    ok(&["topics", "create", "--dir", &d, "t"]);
+    produce(&d, "t", &[], "a\n");
+    std::fs::write(Path::new(&d).join("t-0").join("notes.txt"), "mine").unwrap();
+    let out = streamlog(&["topics", "delete", "--dir", &d, "t"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning") && err.contains("leaving t-0 alone"),
+        "{err}"
+    );
+    assert!(Path::new(&d).join("t-0").join("notes.txt").exists());
+}
