@@ -435,11 +435,12 @@ fn produce_sends_lines_that_are_not_utf8_as_they_are() {
         .unwrap()
         .read(0, 1 << 20)
         .unwrap();
-    let got: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = records
+    type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+    let got: Vec<KeyValue> = records
         .into_iter()
         .map(|r| (r.key.map(|k| k.to_vec()), r.value.map(|v| v.to_vec())))
         .collect();
-    let want: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = vec![
+    let want: Vec<KeyValue> = vec![
         (None, Some(b"ok1".to_vec())),
         (Some(b"k\xff".to_vec()), Some(b"v\xfe".to_vec())),
         (None, Some(b"\xff\xfe".to_vec())),
