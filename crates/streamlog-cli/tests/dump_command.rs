@@ -414,3 +414,32 @@ fn an_empty_control_batch_left_by_compaction_is_not_damage() {
         text(&out.stdout)
     );
 }
+
+/// `dump` of a FIFO (or another file that is not a regular file) refuses it: reading
+/// it waited for a writer forever.
+#[cfg(unix)]
+#[test]
+fn a_path_that_is_not_a_regular_file_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("00000000000000000000.log");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        return; // no mkfifo here
+    }
+    let path = fifo.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(streamlog(&[std::ffi::OsStr::new("dump"), path.as_os_str()]));
+    });
+    let Ok(out) = rx.recv_timeout(std::time::Duration::from_secs(60)) else {
+        // Unblock the reader so the test process ends, then fail.
+        let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+        panic!("dump of a FIFO hung");
+    };
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not a regular file"),
+        "{}",
+        text(&out.stderr)
+    );
+}

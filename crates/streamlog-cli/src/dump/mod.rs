@@ -245,6 +245,12 @@ fn dump_files(path: &Path, json_only_records: bool) -> Result<Vec<(PathBuf, File
         }
         files.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(files)
+    } else if !meta.is_file() {
+        // A FIFO, a socket or a device: reading it could wait forever.
+        Err(Error::InvalidArgument {
+            name: "PATH",
+            reason: format!("{} is not a regular file", path.display()),
+        })
     } else if let Some(kind) = FileKind::of(path) {
         Ok(vec![(path.to_path_buf(), kind)])
     } else {
