@@ -536,3 +536,42 @@ fn idle_producers_are_forgotten_after_the_expiration_but_open_transactions_are_n
         "producer 9, a day after it was first seen"
     );
 }
+
+/// Each close writes the producer snapshot at its log end; those earlier closes wrote
+/// (inside a segment now, read by no open) are removed, so reopening and appending
+/// does not leave one more snapshot per close.
+#[test]
+fn the_snapshots_earlier_closes_wrote_do_not_pile_up() {
+    let (fs, log) = small_sim_log();
+    let snapshots = |fs: &streamlog::fs::SimFs| -> Vec<String> {
+        let names = fs.list_dir(&common::dir()).unwrap();
+        names
+            .into_iter()
+            .filter(|n| n.ends_with(".snapshot"))
+            .collect()
+    };
+    let mut seq = 0;
+    log.append(&mut batch(7, 0, seq, "a", 1)).unwrap();
+    seq += 1;
+    log.close().unwrap();
+    for round in 0..20 {
+        let log = common::open_sim(&fs, common::small_config()).unwrap();
+        log.append(&mut batch(7, 0, seq, &format!("r{round}"), 1))
+            .unwrap();
+        seq += 1;
+        let end = log.log_end_offset();
+        let bases: Vec<i64> = log.segments().iter().map(|s| s.base_offset).collect();
+        log.close().unwrap();
+        for name in snapshots(&fs) {
+            let offset: i64 = name.trim_end_matches(".snapshot").parse().unwrap();
+            assert!(
+                offset == end || bases.contains(&offset),
+                "round {round}: {name} is neither the end {end} nor a base of {bases:?}"
+            );
+        }
+    }
+    let log = common::open_sim(&fs, common::small_config()).unwrap();
+    // The producer is still known: its next sequence is taken, an old one refused.
+    log.append(&mut batch(7, 0, seq, "last", 1)).unwrap();
+    assert!(log.append(&mut batch(7, 0, seq + 5, "gap", 1)).is_err());
+}
