@@ -90,6 +90,27 @@ const PRODUCER_SETTINGS: &[(&str, &str)] = &[
     ("enable.gapless.guarantee", "true"),
 ];
 
+/// `InvalidConfig` for a user setting that would change one of `PRODUCER_SETTINGS`
+/// (`message.timeout.ms` may be set: a bound on retries is the user's choice; `acks`
+/// may also be given as `-1`, librdkafka's other name for `all`).
+fn check_producer_settings<'a>(
+    kafka: impl IntoIterator<Item = &'a (String, String)>,
+) -> Result<()> {
+    for (k, v) in kafka {
+        let same = |ours: &str| v == ours || (k == "acks" && v == "-1");
+        if let Some((_, ours)) = PRODUCER_SETTINGS.iter().find(|(n, _)| n == k)
+            && !same(ours)
+            && k != "message.timeout.ms"
+        {
+            return Err(Error::InvalidConfig {
+                name: "kafka",
+                reason: format!("{k}={v}: the mirror needs {k}={ours} (no loss, no gap)"),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Sink {
     pub(crate) fn start(
         store: &Store,
@@ -103,17 +124,7 @@ impl Sink {
                 reason: "no topic to mirror".into(),
             });
         }
-        for (k, v) in &config.kafka {
-            if let Some((_, ours)) = PRODUCER_SETTINGS.iter().find(|(n, _)| n == k)
-                && v != ours
-                && k != "message.timeout.ms"
-            {
-                return Err(Error::InvalidConfig {
-                    name: "kafka",
-                    reason: format!("{k}={v}: the mirror needs {k}={ours} (no loss, no gap)"),
-                });
-            }
-        }
+        check_producer_settings(&config.kafka)?;
         let timeout = Duration::from_millis(config.timeout_ms);
         let admin: AdminClient<DefaultClientContext> =
             // A metadata request must not create the topic (with the broker's default
@@ -436,5 +447,34 @@ fn wait_for_topic(
             });
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_that_would_weaken_the_mirror_are_refused_and_synonyms_taken() {
+        let set = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        for (k, v) in [
+            ("acks", "all"),
+            ("acks", "-1"),
+            ("message.timeout.ms", "5000"),
+        ] {
+            check_producer_settings(&set(k, v)).unwrap_or_else(|e| panic!("{k}={v}: {e}"));
+        }
+        for (k, v) in [
+            ("acks", "1"),
+            ("acks", "0"),
+            ("enable.idempotence", "false"),
+            ("enable.gapless.guarantee", "false"),
+        ] {
+            let refused = check_producer_settings(&set(k, v));
+            assert!(
+                matches!(refused, Err(Error::InvalidConfig { name: "kafka", .. })),
+                "{k}={v}: {refused:?}"
+            );
+        }
     }
 }
