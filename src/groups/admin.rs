@@ -72,8 +72,12 @@ impl Coordinator {
         to: OffsetSpec,
     ) -> Result<Vec<OffsetChange>> {
         check_group(group)?;
-        let mut plan = Vec::with_capacity(partitions.len());
+        let mut plan: Vec<OffsetChange> = Vec::with_capacity(partitions.len());
         for tp in partitions {
+            // A partition named twice is planned once.
+            if plan.iter().any(|c| c.partition == *tp) {
+                continue;
+            }
             let part = catalog.partition(tp.topic(), tp.partition())?;
             let current = self.resume_offset(catalog, group, tp);
             let (start, end) = (part.log_start_offset(), part.log_end_offset());

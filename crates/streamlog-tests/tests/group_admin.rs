@@ -103,6 +103,12 @@ fn offsets_reset_to_each_target_and_a_dry_run_changes_nothing() {
         .unwrap();
     assert_eq!((plan[0].current, plan[0].new), (Some(10), 2));
     assert_eq!(committed(&store, "g", 0), Some(10));
+    // A partition named twice is planned once.
+    let plan = store
+        .plan_group_offsets("g", &[tp(0), tp(1), tp(0)], OffsetSpec::Offset(2))
+        .unwrap();
+    let planned: Vec<TopicPartition> = plan.into_iter().map(|c| c.partition).collect();
+    assert_eq!(planned, [tp(0), tp(1)]);
 
     // Shifting a partition the group never committed is refused, naming it.
     let err = store
