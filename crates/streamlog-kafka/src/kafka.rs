@@ -8,7 +8,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{Client, ClientContext, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -162,10 +162,8 @@ fn read_last(
                 if m.topic() != topic || m.partition() != partition {
                     continue;
                 }
-                let value = m.headers().and_then(|h| {
-                    let all: Vec<_> = h.iter().map(|h| (h.key, h.value)).collect();
-                    find_offset(all.into_iter(), header)
-                });
+                let all = crate::raw_headers::headers_of(&m);
+                let value = find_offset(all.iter().map(|(k, v)| (k.as_str(), *v)), header);
                 last = Some((m.offset(), value));
                 if m.offset() + 1 >= high {
                     break;

@@ -59,6 +59,7 @@ mod error;
 mod headers;
 mod kafka;
 mod mirror;
+mod raw_headers;
 mod sink;
 mod source;
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::{BorrowedMessage, Headers, Message, Timestamp};
+use rdkafka::message::{BorrowedMessage, Message, Timestamp};
 use rdkafka::{Offset, TopicPartitionList};
 use streamlog::{Header, Partition, Record, Store, TopicConfig, TopicPartition};
 
@@ -271,15 +271,13 @@ impl Source {
             Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => t.max(-1),
             Timestamp::NotAvailable => -1,
         };
-        let mut headers = Vec::new();
-        if let Some(hs) = msg.headers() {
-            for h in hs.iter() {
-                headers.push(match h.value {
-                    Some(v) => Header::new(h.key, Bytes::copy_from_slice(v)),
-                    None => Header::null(h.key),
-                });
-            }
-        }
+        let mut headers: Vec<Header> = crate::raw_headers::headers_of(msg)
+            .into_iter()
+            .map(|(key, value)| match value {
+                Some(v) => Header::new(key, Bytes::copy_from_slice(v)),
+                None => Header::null(key),
+            })
+            .collect();
         headers.push(Header::new(
             KAFKA_OFFSET_HEADER,
             encode_offset(msg.offset()),
