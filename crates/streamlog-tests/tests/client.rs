@@ -2284,6 +2284,14 @@ fn send_to_both(producer: &streamlog::Producer, n: i32) {
     }
 }
 
+/// Polls until `n` records came.
+fn poll_count(c: &mut Consumer, n: usize) {
+    let mut polled = 0;
+    while polled < n {
+        polled += c.poll(Duration::from_millis(20)).unwrap().len();
+    }
+}
+
 /// Group `g`'s committed offsets of `t-0` and `t-1`, once it has no members.
 fn committed_by_a_gone_member(store: &Store) -> Vec<i64> {
     let group = store.describe_group("g").unwrap();
@@ -2309,10 +2317,7 @@ fn a_consumer_dropped_by_a_listeners_panic_leaves_its_group() {
     let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut c = store.consumer(earliest("g")).unwrap();
         c.subscribe(["t"]).unwrap();
-        let mut polled = 0;
-        while polled < 8 {
-            polled += c.poll(Duration::from_millis(20)).unwrap().len();
-        }
+        poll_count(&mut c, 8);
         c.commit_sync().unwrap();
         c.set_rebalance_listener(AlwaysPanics);
         store.add_partitions("t", 3).unwrap();
@@ -2340,16 +2345,10 @@ fn a_consumer_dropped_by_a_panic_does_not_auto_commit() {
             .auto_commit_interval_ms(u64::MAX);
         let mut c = store.consumer(config).unwrap();
         c.subscribe(["t"]).unwrap();
-        let mut polled = 0;
-        while polled < 8 {
-            polled += c.poll(Duration::from_millis(20)).unwrap().len();
-        }
+        poll_count(&mut c, 8);
         c.commit_sync().unwrap();
         send_to_both(&producer, 4);
-        let mut polled = 0;
-        while polled < 4 {
-            polled += c.poll(Duration::from_millis(20)).unwrap().len();
-        }
+        poll_count(&mut c, 4);
         panic!("processing the polled records failed");
     }));
     assert!(unwound.is_err());
