@@ -552,7 +552,7 @@ impl TopicConfig {
             let (k, v) = line
                 .split_once('=')
                 .ok_or_else(|| format!("line `{line}` has no `=`"))?;
-            let bad = |e: &dyn std::fmt::Display| format!("{k}: {e}");
+            let bad = |e: &dyn std::fmt::Display| format!("{k}: `{v}`: {e}");
             match k {
                 "version" if v == "1" => seen_version = true,
                 "partitions" => c.partitions = v.parse().map_err(|e| bad(&e))?,
@@ -676,6 +676,11 @@ mod tests {
                 "{bad:?}"
             );
         }
+        // The refusal names the knob and the value.
+        let e = TopicConfig::default()
+            .set("max.message.bytes", "-1")
+            .unwrap_err();
+        assert!(e.to_string().contains("max.message.bytes: `-1`"), "{e}");
     }
 
     #[test]
