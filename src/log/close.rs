@@ -90,15 +90,16 @@ impl Log {
         // with their segments (retention) or past a truncation.
         if !w.producers.is_empty() {
             self.write_producer_snapshot(end, &w.producers)?;
+            // Those earlier closes wrote at their log ends, now inside a segment, no
+            // open reads (a clean one reads the end's; one after a crash, those at
+            // segment bases): one more per close that writes one, each as large as the
+            // producer state, until retention took their segment. Kafka removes them
+            // at load (`removeStraySnapshots`). A close without producers writes none
+            // and lists nothing (closing many partitions pays no directory listing).
+            let bases: std::collections::BTreeSet<i64> =
+                self.snapshot().iter().map(|s| s.base).collect();
+            self.remove_producer_snapshots(|o| o < end && !bases.contains(&o))?;
         }
-        // Those earlier closes wrote at their log ends, now inside a segment, no open
-        // reads (a clean one reads the end's; one after a crash, those at segment
-        // bases): one more per close, each as large as the producer state, until
-        // retention took their segment. Kafka removes them at load
-        // (`removeStraySnapshots`).
-        let bases: std::collections::BTreeSet<i64> =
-            self.snapshot().iter().map(|s| s.base).collect();
-        self.remove_producer_snapshots(|o| o < end && !bases.contains(&o))?;
         // A crash recovery scans from the segment holding the recovery point. If the
         // point on disk already lies in the active segment (as the flushes leave it while
         // the log runs), it is not rewritten, saving an fsync: a later crash recovery
