@@ -629,45 +629,60 @@ pub(super) fn rewrite_unflushed(
     scan_from: i64,
     poisoned: bool,
 ) -> Result<(u64, u64)> {
-    let (mut compared, mut rewritten) = (0u64, 0u64);
-    const CHUNK: usize = 1 << 20;
+    const CHUNK: u64 = 1 << 20;
     const PAGE: u64 = 4096;
-    // One buffer for each side, reused for every chunk; the disk's is 4 KiB-aligned, as
-    // `O_DIRECT` wants it, so that it is read into directly.
-    let mut live = vec![0u8; CHUNK];
-    let mut disk_raw = vec![0u8; if poisoned { 0 } else { CHUNK + PAGE as usize }];
+    // Each segment's unflushed bytes start at `from`; they are read in whole pages of
+    // the file (aligned, as `O_DIRECT` reads best), from the one holding `from`, but
+    // compared and written only from `from` on. The bytes before it were synced:
+    // writing them again would expose them to a write torn by a power cut.
+    let tails: Vec<(&Segment, u64)> = segs
+        .iter()
+        .filter_map(|seg| {
+            let from = match durable {
+                Some(d) if seg.base < d.segment_base => return None,
+                Some(d) if seg.base == d.segment_base => d.position,
+                Some(_) => 0,
+                None if seg.base < scan_from => return None,
+                None => 0,
+            };
+            (from < seg.size()).then_some((seg, from))
+        })
+        .collect();
+    // One buffer for each side, reused for every chunk and no larger than the longest
+    // tail needs (an open with nothing unflushed allocates nothing); the disk's is
+    // 4 KiB-aligned, as `O_DIRECT` wants it, so that it is read into directly.
+    let Some(chunk) = tails
+        .iter()
+        .map(|(seg, from)| (seg.size() - from / PAGE * PAGE).div_ceil(PAGE) * PAGE)
+        .max()
+        .map(|longest| longest.min(CHUNK) as usize)
+    else {
+        return Ok((0, 0));
+    };
+    let (mut compared, mut rewritten) = (0u64, 0u64);
+    let mut live = vec![0u8; chunk];
+    let mut disk_raw = vec![0u8; if poisoned { 0 } else { chunk + PAGE as usize }];
     let skip = if poisoned {
         0
     } else {
         disk_raw.as_ptr().align_offset(PAGE as usize)
     };
-    for seg in segs {
-        let from = match durable {
-            Some(d) if seg.base < d.segment_base => continue,
-            Some(d) if seg.base == d.segment_base => d.position,
-            Some(_) => 0,
-            None if seg.base < scan_from => continue,
-            None => 0,
-        };
+    for (seg, from) in tails {
         let ctx = || {
             format!(
                 "write again the unflushed bytes of {}",
                 seg.log_path.display()
             )
         };
-        // Read in whole pages of the file (aligned, as `O_DIRECT` reads best), from the
-        // one holding `from`; but compared and written only from `from` on. The bytes
-        // before it were synced: writing them again would expose them to a write torn
-        // by a power cut.
         let (mut pos, size) = (from / PAGE * PAGE, seg.size());
         while pos < size {
-            let n = usize::try_from(size - pos).map_or(CHUNK, |left| left.min(CHUNK));
+            let n = usize::try_from(size - pos).map_or(chunk, |left| left.min(chunk));
             let live = &mut live[..n];
             seg.log.read_exact_into(live, pos).map_err(io_ctx(ctx()))?;
             let disk = if poisoned {
                 None
             } else {
-                let disk = &mut disk_raw[skip..skip + CHUNK];
+                let disk = &mut disk_raw[skip..skip + chunk];
                 match seg.log.read_durable_at(disk, pos).map_err(io_ctx(ctx()))? {
                     Some(got) => Some(&disk[..got.min(n)]),
                     // Nothing to compare with, no reason to write.
