@@ -72,10 +72,11 @@ impl Coordinator {
         to: OffsetSpec,
     ) -> Result<Vec<OffsetChange>> {
         check_group(group)?;
-        let mut plan: Vec<OffsetChange> = Vec::with_capacity(partitions.len());
+        let mut plan = Vec::with_capacity(partitions.len());
+        let mut planned = std::collections::BTreeSet::new();
         for tp in partitions {
             // A partition named twice is planned once.
-            if plan.iter().any(|c| c.partition == *tp) {
+            if !planned.insert(tp) {
                 continue;
             }
             let part = catalog.partition(tp.topic(), tp.partition())?;
