@@ -170,7 +170,10 @@ fn refuse_nested(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
         }
         _ => Vec::new(),
     };
-    if let Some(parent) = lexical.iter().chain(&real).find(|p| holds_store(p)) {
+    // Each ancestor once (the real and lexical ones mostly agree).
+    let mut seen = std::collections::BTreeSet::new();
+    let mut ancestors = lexical.iter().chain(&real).filter(|p| seen.insert(*p));
+    if let Some(parent) = ancestors.find(|p| holds_store(p)) {
         return Err(nested(format!("{} holds a store", parent.display())));
     }
     Ok(())
