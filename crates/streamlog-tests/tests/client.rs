@@ -2284,6 +2284,17 @@ fn send_to_both(producer: &streamlog::Producer, n: i32) {
     }
 }
 
+/// Topic `t` of 2 partitions in a temporary store, 4 records in each, and the
+/// producer that sent them.
+fn topic_t_with_8_records() -> (tempfile::TempDir, Store, streamlog::Producer) {
+    let (dir, store) = temp_topic_t(2);
+    let producer = store
+        .producer(ProducerConfig::default().linger_ms(0))
+        .unwrap();
+    send_to_both(&producer, 8);
+    (dir, store, producer)
+}
+
 /// Polls until `n` records came.
 fn poll_count(c: &mut Consumer, n: usize) {
     let mut polled = 0;
@@ -2309,11 +2320,7 @@ fn committed_by_a_gone_member(store: &Store) -> Vec<i64> {
 /// the process, and it leaves the group.
 #[test]
 fn a_consumer_dropped_by_a_listeners_panic_leaves_its_group() {
-    let (_dir, store) = temp_topic_t(2);
-    let producer = store
-        .producer(ProducerConfig::default().linger_ms(0))
-        .unwrap();
-    send_to_both(&producer, 8);
+    let (_dir, store, _producer) = topic_t_with_8_records();
     let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut c = store.consumer(earliest("g")).unwrap();
         c.subscribe(["t"]).unwrap();
@@ -2333,11 +2340,7 @@ fn a_consumer_dropped_by_a_listeners_panic_leaves_its_group() {
 /// reads those records again; it leaves the group.
 #[test]
 fn a_consumer_dropped_by_a_panic_does_not_auto_commit() {
-    let (_dir, store) = temp_topic_t(2);
-    let producer = store
-        .producer(ProducerConfig::default().linger_ms(0))
-        .unwrap();
-    send_to_both(&producer, 8);
+    let (_dir, store, producer) = topic_t_with_8_records();
     let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // Auto-commit on, its interval never reached by a poll: only close commits.
         let config = ConsumerConfig::new("g")
