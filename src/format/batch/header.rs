@@ -132,48 +132,82 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
 /// parsed header.
 pub fn validate(buf: &[u8]) -> Result<BatchHeader> {
     let header = BatchHeader::parse(buf)?;
-    if header.size() != Some(buf.len()) {
-        return Err(Error::invalid_batch(
-            "batchLength",
-            format!(
-                "declares {} bytes after the length field, but {} are present",
-                header.batch_length,
-                buf.len() - LOG_OVERHEAD
-            ),
-        ));
-    }
-    if header.magic != MAGIC_V2 {
-        return Err(Error::invalid_batch(
-            "magic",
-            format!("{} is not supported; only magic 2 is", header.magic),
-        ));
-    }
-    let actual = compute_crc(buf);
-    if actual != header.crc {
-        return Err(Error::invalid_batch(
-            "crc",
-            format!("stored {:#010x}, computed {actual:#010x}", header.crc),
-        ));
-    }
-    if header.records_count < 0 {
-        return Err(Error::invalid_batch(
-            "recordsCount",
-            format!("{} is negative", header.records_count),
-        ));
-    }
-    if header.last_offset_delta < 0 {
-        return Err(Error::invalid_batch(
-            "lastOffsetDelta",
-            format!("{} is negative", header.last_offset_delta),
-        ));
-    }
-    if header.attributes as u16 & 0xff80 != 0 {
-        return Err(Error::invalid_batch(
-            "attributes",
-            format!("reserved bits set in {:#06x}", header.attributes),
-        ));
-    }
+    header.check_frame(buf.len())?;
+    header.check_crc(compute_crc(buf))?;
+    header.check_fields()?;
     Ok(header)
+}
+
+/// The checks of [`validate`], one step each, for a reader that does not hold the
+/// whole batch (such as a dump streaming a batch too large to buffer): first
+/// [`check_frame`](Self::check_frame), then [`check_crc`](Self::check_crc) with the
+/// CRC-32C of the bytes from `attributes` on, then [`check_fields`](Self::check_fields).
+impl BatchHeader {
+    /// Checks that the batch is `len` bytes, as `batchLength` declares, and is magic 2.
+    ///
+    /// # Errors
+    /// `InvalidBatch` naming `batchLength` or `magic`.
+    pub fn check_frame(&self, len: usize) -> Result<()> {
+        if self.size() != Some(len) {
+            return Err(Error::invalid_batch(
+                "batchLength",
+                format!(
+                    "declares {} bytes after the length field, but {} are present",
+                    self.batch_length,
+                    len.saturating_sub(LOG_OVERHEAD)
+                ),
+            ));
+        }
+        if self.magic != MAGIC_V2 {
+            return Err(Error::invalid_batch(
+                "magic",
+                format!("{} is not supported; only magic 2 is", self.magic),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the stored CRC against `computed`, the CRC-32C of the batch's bytes from
+    /// `attributes` to its end (what [`compute_crc`] returns for the whole batch).
+    ///
+    /// # Errors
+    /// `InvalidBatch` naming `crc`.
+    pub fn check_crc(&self, computed: u32) -> Result<()> {
+        if computed != self.crc {
+            return Err(Error::invalid_batch(
+                "crc",
+                format!("stored {:#010x}, computed {computed:#010x}", self.crc),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the header fields every batch must satisfy: counts not negative, no
+    /// reserved attribute bits.
+    ///
+    /// # Errors
+    /// `InvalidBatch` naming `recordsCount`, `lastOffsetDelta` or `attributes`.
+    pub fn check_fields(&self) -> Result<()> {
+        if self.records_count < 0 {
+            return Err(Error::invalid_batch(
+                "recordsCount",
+                format!("{} is negative", self.records_count),
+            ));
+        }
+        if self.last_offset_delta < 0 {
+            return Err(Error::invalid_batch(
+                "lastOffsetDelta",
+                format!("{} is negative", self.last_offset_delta),
+            ));
+        }
+        if self.attributes as u16 & 0xff80 != 0 {
+            return Err(Error::invalid_batch(
+                "attributes",
+                format!("reserved bits set in {:#06x}", self.attributes),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Recomputes and stores the CRC of a whole batch (after patching covered fields).
