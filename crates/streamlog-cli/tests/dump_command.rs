@@ -443,3 +443,71 @@ fn a_path_that_is_not_a_regular_file_is_refused() {
         text(&out.stderr)
     );
 }
+
+/// `dump` holds one batch in memory, not the file. A segment of 272 MiB (sparse on
+/// disk) whose fourth batch claims 256 MiB of damaged bytes dumps, reports the damage
+/// and steps over it, under a 128 MiB address-space limit (the tool starts in under
+/// 32). It used to read each file whole first, so this run died failing to allocate.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_segment_larger_than_the_memory_limit_dumps_one_batch_at_a_time() {
+    use std::io::Write as _;
+
+    use streamlog::format::batch::{BATCH_LENGTH_OFFSET, CRC_OFFSET, MAGIC_OFFSET};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("big-0");
+    write_log(&dir, 3);
+    let path = dir.join("00000000000000000000.log");
+    let damaged_at = fs::metadata(&path).unwrap().len();
+    let claimed: i32 = 1 << 28;
+    let mut header = [0u8; 61];
+    header[..8].copy_from_slice(&6i64.to_be_bytes());
+    header[BATCH_LENGTH_OFFSET..BATCH_LENGTH_OFFSET + 4]
+        .copy_from_slice(&(claimed - 12).to_be_bytes());
+    header[MAGIC_OFFSET] = 2;
+    header[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&0xdead_beef_u32.to_be_bytes());
+    let mut file = fs::OpenOptions::new().append(true).open(&path).unwrap();
+    file.write_all(&header).unwrap();
+    // The claimed bytes and 16 MiB past them: zeros, unallocated on disk.
+    file.set_len(damaged_at + u64::try_from(claimed).unwrap() + (16 << 20))
+        .unwrap();
+    drop(file);
+
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -v 131072 && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_streamlog"))
+        .arg("dump")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 6, "{stdout}");
+    assert!(lines[3].contains(" crcValid: true "), "{}", lines[3]);
+    assert!(
+        lines[4].starts_with(&format!("position: {damaged_at} baseOffset: 6 ")),
+        "{}",
+        lines[4]
+    );
+    assert!(lines[4].contains(" crcValid: false "), "{}", lines[4]);
+    assert!(
+        lines[5].contains("batches: 3 records: 6 problems: 2"),
+        "{}",
+        lines[5]
+    );
+    assert!(
+        stderr.contains(&format!("position {damaged_at}: malformed record batch"))
+            && stderr.contains("stored 0xdeadbeef"),
+        "{stderr}"
+    );
+    let after = damaged_at + u64::try_from(claimed).unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "position {after}: batchLength declares 12 bytes, below the 61-byte minimum"
+        )),
+        "{stderr}"
+    );
+}

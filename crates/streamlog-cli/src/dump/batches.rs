@@ -1,35 +1,43 @@
-//! Reading a segment's batches and records: the checks of each batch, the default mode's
+//! Walking a segment's batches and records: the checks of each batch, the default mode's
 //! batch lines, and the records handed to the `--json` output.
 
 use std::io::{self, Write};
 use std::path::Path;
 
-use bytes::Bytes;
 use streamlog::Error;
-use streamlog::format::batch::{self, MAGIC_V2, RECORD_BATCH_OVERHEAD};
+use streamlog::format::batch::{self, RECORD_BATCH_OVERHEAD};
 use streamlog::format::{Batch, BatchHeader, ControlRecord, ControlRecordType};
 
+use super::segment_file::{Checked, SegmentFile};
 use super::{BatchInfo, Dumper, control_type_name, json};
 
 impl<O: Write, E: Write> Dumper<'_, O, E> {
-    /// Walks the batches of `data` (the contents of `path`), printing each, and returns
-    /// those that passed their checks.
+    /// Walks the batches of `file` (opened from `path`), printing each, and with
+    /// `--verify-index` returns those that passed their checks.
     pub(super) fn batches(
         &mut self,
         path: &Path,
         base: Option<i64>,
-        data: &Bytes,
+        file: &mut SegmentFile,
     ) -> io::Result<Vec<BatchInfo>> {
         let mut valid = Vec::new();
         let mut previous_last_offset: Option<i64> = None;
-        let mut pos = 0usize;
-        while let Some(rest) = data.get(pos..).filter(|rest| !rest.is_empty()) {
-            let position = pos as u64;
-            let size = match batch::peek_size(rest) {
+        let mut pos = 0u64;
+        while pos < file.len() {
+            let position = pos;
+            let left = file.len() - pos;
+            let read_failed = |source| Error::Io {
+                context: format!("read {} at position {position}", path.display()),
+                source,
+            };
+            let prefix = match file.prefix(position) {
+                Ok(prefix) => prefix,
+                Err(e) => return self.problem(read_failed(e)).map(|()| valid),
+            };
+            let size = match batch::peek_size(&prefix) {
                 None => {
                     let reason = format!(
-                        "truncated batch: the last {} bytes are too few for a batch header",
-                        rest.len()
+                        "truncated batch: the last {left} bytes are too few for a batch header"
                     );
                     return self.corruption(path, position, reason).map(|()| valid);
                 }
@@ -39,32 +47,33 @@ impl<O: Write, E: Write> Dumper<'_, O, E> {
                     return self.corruption(path, position, reason).map(|()| valid);
                 }
                 Some((_, size)) => match usize::try_from(size) {
-                    Ok(size) if size <= rest.len() => size,
+                    Ok(size) if size as u64 <= left => size,
                     _ => {
                         let reason = format!(
-                            "truncated batch: it declares {size} bytes, {} are left in the file",
-                            rest.len()
+                            "truncated batch: it declares {size} bytes, {left} are left in the file"
                         );
                         return self.corruption(path, position, reason).map(|()| valid);
                     }
                 },
             };
-            let bytes = data.slice(pos..pos + size);
-            pos += size;
-            let batch = match Batch::parse(bytes.clone()) {
-                Ok(batch) => batch,
-                Err(e) => {
+            pos += size as u64;
+            let batch = match file.batch(position, size) {
+                Ok(Checked::Valid(batch)) => batch,
+                Ok(Checked::Damaged {
+                    header,
+                    crc_valid,
+                    error,
+                }) => {
                     // Print what the header claims when it is a v2 header at all.
-                    if let Ok(h) = BatchHeader::parse(&bytes)
-                        && h.magic == MAGIC_V2
+                    if let Some(h) = header
                         && !self.options.json
                     {
-                        let crc_valid = batch::compute_crc(&bytes) == h.crc;
                         self.batch_line(position, &h, size, crc_valid, "")?;
                     }
-                    self.corruption(path, position, e.to_string())?;
+                    self.corruption(path, position, error.to_string())?;
                     continue;
                 }
+                Err(e) => return self.problem(read_failed(e)).map(|()| valid),
             };
             let h = *batch.header();
             self.summary.batches += 1;
@@ -110,11 +119,13 @@ impl<O: Write, E: Write> Dumper<'_, O, E> {
                 self.corruption(path, position, reason)?;
             }
             previous_last_offset = Some(h.last_offset());
-            valid.push(BatchInfo {
-                position,
-                last_offset: h.last_offset(),
-                max_timestamp: h.max_timestamp,
-            });
+            if self.options.verify_index {
+                valid.push(BatchInfo {
+                    position,
+                    last_offset: h.last_offset(),
+                    max_timestamp: h.max_timestamp,
+                });
+            }
             self.records(path, position, &batch, h.is_control(), control)?;
         }
         Ok(valid)

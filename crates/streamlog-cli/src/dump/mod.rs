@@ -67,22 +67,25 @@
 //! for a usage error.
 //!
 //! The files: this one walks the paths and reports; `txn_files` reads `.snapshot` and
-//! `.txnindex` files; `batches` reads a segment's batches
-//! and records and prints the default output, `json` the `--json` output, `index_check`
-//! compares the indexes with the batches.
+//! `.txnindex` files; `segment_file` reads a segment one batch at a time (memory holds
+//! a batch, not the file); `batches` walks its batches and records and prints the
+//! default output, `json` the `--json` output; `index_check` compares the indexes with
+//! the batches.
 
 use std::fmt::Display;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
 use streamlog::Error;
 use streamlog::format::ControlRecordType;
+
+use segment_file::SegmentFile;
 
 mod batches;
 mod index_check;
 mod json;
+mod segment_file;
 #[cfg(test)]
 mod testing;
 mod txn_files;
@@ -349,8 +352,8 @@ impl<O: Write, E: Write> Dumper<'_, O, E> {
     /// Dumps one `.log` file, then checks its indexes if asked to.
     fn segment(&mut self, path: &Path) -> io::Result<()> {
         self.summary.files += 1;
-        let data = match fs::read(path) {
-            Ok(data) => Bytes::from(data),
+        let mut file = match fs::File::open(path).and_then(SegmentFile::open) {
+            Ok(file) => file,
             Err(source) => {
                 return self.problem(Error::Io {
                     context: format!("read {}", path.display()),
@@ -365,10 +368,10 @@ impl<O: Write, E: Write> Dumper<'_, O, E> {
                 self.out,
                 "Dumping {} (base offset {base_text}, {} bytes)",
                 path.display(),
-                data.len()
+                file.len()
             )?;
         }
-        let batches = self.batches(path, base, &data)?;
+        let batches = self.batches(path, base, &mut file)?;
         if self.options.verify_index {
             match base {
                 Some(base) => {

@@ -1,0 +1,215 @@
+//! Reading a segment one batch at a time, so that a dump holds one batch in memory, not
+//! the file. A batch of up to [`WHOLE_READ`] bytes is read whole and then checked. A
+//! larger one has its frame and CRC checked in [`CHUNK`]-sized reads first and is read
+//! whole only if they pass, so a damaged length that claims gigabytes costs a read of
+//! them, not an allocation.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+
+use bytes::Bytes;
+use streamlog::Error;
+use streamlog::format::batch::{self, ATTRIBUTES_OFFSET, LOG_OVERHEAD, MAGIC_V2};
+use streamlog::format::{Batch, BatchHeader};
+
+/// Batches up to this size are read whole before any check.
+pub(super) const WHOLE_READ: usize = 8 << 20;
+/// The read size of a larger batch's CRC check.
+const CHUNK: usize = 1 << 20;
+
+/// One batch as read and checked.
+pub(super) enum Checked {
+    /// It passed every check of [`Batch::parse`].
+    Valid(Batch),
+    /// It failed one.
+    Damaged {
+        /// Its header, when it is a v2 header at all (to print what it claims).
+        header: Option<BatchHeader>,
+        /// Whether the stored CRC matched (meaningful only with a v2 header).
+        crc_valid: bool,
+        error: Error,
+    },
+}
+
+/// A segment file open for reading, and its length when the dump started (a writer
+/// appending meanwhile is not followed).
+pub(super) struct SegmentFile {
+    file: File,
+    len: u64,
+    chunk: Vec<u8>,
+}
+
+impl SegmentFile {
+    pub(super) fn open(file: File) -> io::Result<SegmentFile> {
+        let len = file.metadata()?.len();
+        Ok(SegmentFile {
+            file,
+            len,
+            chunk: Vec::new(),
+        })
+    }
+
+    pub(super) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Reads up to [`LOG_OVERHEAD`] bytes at `position`: the batch prefix holding its
+    /// base offset and length, or what is left of the file.
+    pub(super) fn prefix(&mut self, position: u64) -> io::Result<Vec<u8>> {
+        let left = self.len.saturating_sub(position);
+        let mut prefix =
+            vec![0; usize::try_from(left).map_or(LOG_OVERHEAD, |l| l.min(LOG_OVERHEAD))];
+        self.read_at(position, &mut prefix)?;
+        Ok(prefix)
+    }
+
+    /// Reads and checks the batch of `size` bytes at `position` (the file holds that
+    /// many bytes there; the caller checked).
+    pub(super) fn batch(&mut self, position: u64, size: usize) -> io::Result<Checked> {
+        if size > WHOLE_READ
+            && let Some(damaged) = self.check_streaming(position, size)?
+        {
+            return Ok(damaged);
+        }
+        let mut buf = Vec::new();
+        if let Err(e) = buf.try_reserve_exact(size) {
+            let reason = format!("a batch of {size} bytes does not fit in memory: {e}");
+            return Err(io::Error::new(io::ErrorKind::OutOfMemory, reason));
+        }
+        buf.resize(size, 0);
+        self.read_at(position, &mut buf)?;
+        let bytes = Bytes::from(buf);
+        Ok(match Batch::parse(bytes.clone()) {
+            Ok(batch) => Checked::Valid(batch),
+            Err(error) => {
+                let header = BatchHeader::parse(&bytes)
+                    .ok()
+                    .filter(|h| h.magic == MAGIC_V2);
+                let crc_valid = header.is_some_and(|h| batch::compute_crc(&bytes) == h.crc);
+                Checked::Damaged {
+                    header,
+                    crc_valid,
+                    error,
+                }
+            }
+        })
+    }
+
+    /// The frame and CRC checks of a batch too large to read before checking; `None`
+    /// if both pass.
+    fn check_streaming(&mut self, position: u64, size: usize) -> io::Result<Option<Checked>> {
+        let mut head = [0; batch::RECORD_BATCH_OVERHEAD];
+        self.read_at(position, &mut head)?;
+        let damaged = |header: Option<BatchHeader>, error| Checked::Damaged {
+            header,
+            crc_valid: false,
+            error,
+        };
+        let header = match BatchHeader::parse(&head) {
+            Ok(header) => header,
+            Err(error) => return Ok(Some(damaged(None, error))),
+        };
+        if let Err(error) = header.check_frame(size) {
+            return Ok(Some(damaged(None, error)));
+        }
+        self.chunk.resize(CHUNK, 0);
+        let mut crc = 0;
+        let mut at = ATTRIBUTES_OFFSET;
+        while at < size {
+            let n = (size - at).min(CHUNK);
+            self.file.seek(SeekFrom::Start(position + at as u64))?;
+            self.file.read_exact(&mut self.chunk[..n])?;
+            crc = crc32c::crc32c_append(crc, &self.chunk[..n]);
+            at += n;
+        }
+        Ok(header
+            .check_crc(crc)
+            .err()
+            .map(|error| damaged(Some(header), error)))
+    }
+
+    fn read_at(&mut self, position: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.file.seek(SeekFrom::Start(position))?;
+        self.file.read_exact(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use streamlog::format::BatchBuilder;
+    use streamlog::format::batch::BATCH_LENGTH_OFFSET;
+
+    use super::{CHUNK, WHOLE_READ};
+    use crate::dump::testing::{T, dump, write_segment};
+
+    /// A batch with one record whose value is `len` bytes that do not compress.
+    fn batch_of(len: usize, key: &[u8]) -> Vec<u8> {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let value: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let mut b = BatchBuilder::new();
+        b.push(T, Some(key), Some(&value), &[]).unwrap();
+        b.finish().unwrap()
+    }
+
+    /// Batches larger than a whole read are checked chunk by chunk before they are read:
+    /// a good one dumps as any other, and damage in its last chunk is found, printed
+    /// with `crcValid: false`, and stepped over to the next batch.
+    #[test]
+    fn a_batch_larger_than_a_whole_read_is_checked_in_chunks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let big = batch_of(WHOLE_READ + CHUNK / 2, b"big");
+        assert!(big.len() > WHOLE_READ && !big.len().is_multiple_of(CHUNK));
+        let small = batch_of(10, b"small");
+        let path = write_segment(tmp.path(), 0, vec![small.clone(), big, small]);
+
+        let o = dump(&["--verify-index"], &[&path]);
+        assert_eq!(o.summary.batches, 3, "{}\n{}", o.out, o.err);
+        assert_eq!(o.summary.records, 3);
+        let json = dump(&["--json"], &[&path]);
+        assert_eq!(json.summary.problems, 0, "{}", json.err);
+        assert!(json.out.lines().nth(1).unwrap().contains(r#""key":"big""#));
+
+        // One flipped bit in the last (partial) chunk of the large batch.
+        let mut data = fs::read(&path).unwrap();
+        let third = data.len() - batch_of(10, b"small").len();
+        data[third - 3] ^= 0x10;
+        fs::write(&path, &data).unwrap();
+        let o = dump(&[], &[&path]);
+        assert_eq!(o.summary.problems, 1, "{}", o.err);
+        assert_eq!(o.summary.batches, 2, "the dump goes on after it");
+        let lines: Vec<&str> = o.out.lines().collect();
+        assert!(lines[2].contains(" crcValid: false "), "{}", lines[2]);
+        assert!(lines[3].contains(" crcValid: true "), "{}", lines[3]);
+        let position = batch_of(10, b"small").len();
+        assert!(
+            o.err.contains(&format!(
+                "corruption at position {position}: malformed record batch"
+            )) && o.err.contains("`crc`: stored"),
+            "{}",
+            o.err
+        );
+
+        // A length claiming more than is left is truncation, found without reading it.
+        data[position + BATCH_LENGTH_OFFSET..position + BATCH_LENGTH_OFFSET + 4]
+            .copy_from_slice(&i32::MAX.to_be_bytes());
+        fs::write(&path, &data).unwrap();
+        let o = dump(&[], &[&path]);
+        assert!(
+            o.err.contains(&format!(
+                "position {position}: truncated batch: it declares {} bytes",
+                i64::from(i32::MAX) + 12
+            )),
+            "{}",
+            o.err
+        );
+    }
+}
