@@ -2,7 +2,8 @@
 //! the file. A batch of up to [`WHOLE_READ`] bytes is read whole and then checked. A
 //! larger one has its frame and CRC checked in [`CHUNK`]-sized reads first and is read
 //! whole only if they pass, so a damaged length that claims gigabytes costs a read of
-//! them, not an allocation.
+//! them, not an allocation. Reads go through a window of [`CHUNK`] bytes, so a file of
+//! small batches costs a read per window, not two per batch.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -14,7 +15,7 @@ use streamlog::format::{Batch, BatchHeader};
 
 /// Batches up to this size are read whole before any check.
 pub(super) const WHOLE_READ: usize = 8 << 20;
-/// The read size of a larger batch's CRC check.
+/// The size of the read-ahead window, and of the reads of a larger batch's CRC check.
 const CHUNK: usize = 1 << 20;
 
 /// One batch as read and checked.
@@ -36,7 +37,9 @@ pub(super) enum Checked {
 pub(super) struct SegmentFile {
     file: File,
     len: u64,
-    chunk: Vec<u8>,
+    /// The file's bytes from `window_start` on, as last read.
+    window: Vec<u8>,
+    window_start: u64,
 }
 
 impl SegmentFile {
@@ -45,7 +48,8 @@ impl SegmentFile {
         Ok(SegmentFile {
             file,
             len,
-            chunk: Vec::new(),
+            window: Vec::new(),
+            window_start: 0,
         })
     }
 
@@ -112,14 +116,11 @@ impl SegmentFile {
         if let Err(error) = header.check_frame(size) {
             return Ok(Some(damaged(None, error)));
         }
-        self.chunk.resize(CHUNK, 0);
         let mut crc = 0;
         let mut at = ATTRIBUTES_OFFSET;
         while at < size {
             let n = (size - at).min(CHUNK);
-            self.file.seek(SeekFrom::Start(position + at as u64))?;
-            self.file.read_exact(&mut self.chunk[..n])?;
-            crc = crc32c::crc32c_append(crc, &self.chunk[..n]);
+            crc = crc32c::crc32c_append(crc, self.window_at(position + at as u64, n)?);
             at += n;
         }
         Ok(header
@@ -128,9 +129,39 @@ impl SegmentFile {
             .map(|error| damaged(Some(header), error)))
     }
 
+    /// Fills `buf` with the file's bytes at `position`.
     fn read_at(&mut self, position: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.file.seek(SeekFrom::Start(position))?;
-        self.file.read_exact(buf)
+        if buf.len() > CHUNK {
+            self.file.seek(SeekFrom::Start(position))?;
+            return self.file.read_exact(buf);
+        }
+        buf.copy_from_slice(self.window_at(position, buf.len())?);
+        Ok(())
+    }
+
+    /// The `n` (at most [`CHUNK`]) bytes at `position`, from the window, which moves to
+    /// `position` first if it does not hold them.
+    fn window_at(&mut self, position: u64, n: usize) -> io::Result<&[u8]> {
+        let held = position
+            .checked_sub(self.window_start)
+            .and_then(|from| usize::try_from(from).ok())
+            .filter(|&from| from + n <= self.window.len());
+        let from = match held {
+            Some(from) => from,
+            None => {
+                let left = self.len.saturating_sub(position);
+                let want = usize::try_from(left).map_or(CHUNK, |l| l.min(CHUNK)).max(n);
+                self.window.resize(want, 0);
+                self.window_start = position;
+                self.file.seek(SeekFrom::Start(position))?;
+                if let Err(e) = self.file.read_exact(&mut self.window) {
+                    self.window.clear();
+                    return Err(e);
+                }
+                0
+            }
+        };
+        Ok(&self.window[from..from + n])
     }
 }
 
@@ -211,5 +242,29 @@ mod tests {
             "{}",
             o.err
         );
+    }
+
+    /// Small batches are served from the read-ahead window, including those that
+    /// straddle its end.
+    #[test]
+    fn small_batches_across_many_windows_all_dump() {
+        let tmp = tempfile::tempdir().unwrap();
+        let batches: Vec<Vec<u8>> = (0..3000)
+            .map(|i| batch_of(1100 + i % 97, format!("k{i}").as_bytes()))
+            .collect();
+        let total: usize = batches.iter().map(Vec::len).sum();
+        assert!(total > 3 * CHUNK, "{total}");
+        let path = write_segment(tmp.path(), 0, batches);
+        let o = dump(&[], &[&path]);
+        assert_eq!(o.summary.problems, 0, "{}", o.err);
+        assert_eq!(o.summary.batches, 3000);
+        let json = dump(&["--json"], &[&path]);
+        let keys: Vec<String> = json
+            .out
+            .lines()
+            .map(|l| crate::dump::testing::parse_json(l)["key"].to_string())
+            .collect();
+        let want: Vec<String> = (0..3000).map(|i| format!("\"k{i}\"")).collect();
+        assert_eq!(keys, want);
     }
 }
