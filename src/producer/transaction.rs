@@ -5,13 +5,13 @@
 //! [`abort_transaction`](Producer::abort_transaction), over the store's transaction
 //! coordinator.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
 use super::{Producer, Shared};
-use crate::catalog::PartitionState;
+use crate::catalog::{PartitionState, TopicId};
 use crate::error::{Error, Result};
 use crate::groups::{Commit, ConsumerGroupMetadata};
 use crate::topic::TopicPartition;
@@ -29,8 +29,10 @@ pub(super) struct TxnClient {
 struct ClientState {
     session: Option<Session>,
     phase: Phase,
-    /// Partitions the open transaction has written to (known to the coordinator).
-    added: HashSet<TopicPartition>,
+    /// Partitions the open transaction has written to (known to the coordinator), with
+    /// the incarnation of their topic: a topic deleted and created again under the same
+    /// name is a partition the transaction has not written to yet.
+    added: HashMap<TopicPartition, TopicId>,
     /// The first send of the open transaction that failed: it must be aborted.
     failed: Option<Error>,
 }
@@ -81,7 +83,7 @@ impl TxnClient {
             }
         }
         let tp = part.topic_partition();
-        if st.added.contains(&tp) {
+        if st.added.get(&tp) == Some(&part.topic_id) {
             return Ok(());
         }
         let session = st.session.expect("a session in a transaction");
@@ -94,7 +96,7 @@ impl TxnClient {
             }
             return Err(e);
         }
-        st.added.insert(tp);
+        st.added.insert(tp, part.topic_id);
         Ok(())
     }
 

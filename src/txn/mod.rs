@@ -262,7 +262,13 @@ impl TxnCoordinator {
         let mut t = entry.lock();
         Self::check(transactional_id, &t, session)?;
         let tp = part.topic_partition();
-        if t.partitions.contains_key(&tp) {
+        // A partition of a topic deleted and created again under its name is replaced:
+        // the old one is gone, and the new one needs the marker.
+        if t
+            .partitions
+            .get(&tp)
+            .is_some_and(|p| p.topic_id == part.topic_id)
+        {
             return Ok(());
         }
         self.begin(catalog, &mut t);

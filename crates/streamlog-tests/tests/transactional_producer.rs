@@ -563,6 +563,38 @@ fn a_topic_deleted_during_a_transaction_does_not_block_its_commit() {
     assert_eq!(drain(&mut committed), ["next"]);
 }
 
+/// A topic deleted and created again during a transaction is a new partition to it:
+/// the transaction's records in the new topic get its COMMIT marker, so read_committed
+/// consumers see them and records after them. The transaction counted the new `t-0` as
+/// the old one, already added: its marker went nowhere and the new partition's last
+/// stable offset stayed at 0 until a reopen.
+#[test]
+fn a_topic_recreated_during_a_transaction_gets_its_marker() {
+    let (_dir, store) = temp_topic_t(1);
+    let p = txn_producer(&store, "app");
+    p.begin_transaction().unwrap();
+    send(&p, "t", 0, "old");
+    p.flush().unwrap();
+    store.delete_topic("t").unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    send(&p, "t", 0, "new");
+    p.commit_transaction().unwrap();
+    let plain = store.producer(ProducerConfig::default()).unwrap();
+    plain
+        .send(ProducerRecord::new("t").partition(0).value("plain"))
+        .unwrap()
+        .wait()
+        .unwrap();
+    let mut committed = reader(&store, IsolationLevel::ReadCommitted, "t");
+    assert_eq!(drain(&mut committed), ["new", "plain"]);
+    // The marker is in the new partition: record, marker, plain record.
+    let tp = TopicPartition::new("t", 0);
+    assert_eq!(
+        committed.end_offsets(std::slice::from_ref(&tp)).unwrap()[&tp],
+        3
+    );
+}
+
 /// Offsets a transaction commits rank where their records stand in `__consumer_offsets`
 /// (Kafka's rule, which compaction preserves): a plain commit written after them, but
 /// before the transaction's marker, still wins, before and after a reopen.
