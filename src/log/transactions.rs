@@ -166,12 +166,19 @@ impl Log {
 
     /// The last stable offset: the first offset of the earliest open transaction, else
     /// the log end offset. Records below it belong to no open transaction (a
-    /// read_committed reader reads up to it). Takes no lock.
+    /// read_committed reader reads up to it). Never below the log start offset: when
+    /// retention or `delete_records` moved the start past an open transaction's first
+    /// offset, the stable part begins at the start (Kafka's
+    /// `updateFirstUnstableOffset`). Takes no lock.
     pub fn last_stable_offset(&self) -> i64 {
         // The end offset first: the writer stores the first unstable offset before it
         // publishes an end offset past it.
         let end = self.next_offset.load(Ordering::Acquire);
-        self.first_unstable.load(Ordering::Acquire).min(end)
+        let start = self.log_start.load(Ordering::Acquire);
+        self.first_unstable
+            .load(Ordering::Acquire)
+            .max(start)
+            .min(end)
     }
 
     /// The open transactions, by first offset: (producer id, first offset). Takes the

@@ -595,6 +595,43 @@ fn a_topic_recreated_during_a_transaction_gets_its_marker() {
     );
 }
 
+/// When `delete_records` (or retention) moves the log start past the first offset of an
+/// open transaction, the last stable offset is the log start, as in Kafka, not below
+/// it: a read_committed consumer that starts at the end reads on from there once the
+/// transaction commits. It was the open transaction's first offset, below the start:
+/// the consumer reset to it, got `OffsetOutOfRange` at every poll, and after the commit
+/// skipped to the end past two committed records.
+#[test]
+fn the_last_stable_offset_is_never_below_the_log_start() {
+    let (_dir, store) = temp_topic_t(1);
+    let tp = TopicPartition::new("t", 0);
+    let p = txn_producer(&store, "app");
+    let plain = store.producer(ProducerConfig::default()).unwrap();
+    p.begin_transaction().unwrap();
+    send(&p, "t", 0, "a");
+    p.flush().unwrap();
+    send(&plain, "t", 0, "b");
+    send(&plain, "t", 0, "c");
+    plain.flush().unwrap();
+    assert_eq!(store.delete_records("t", 0, 2).unwrap(), 2);
+
+    let mut c = store
+        .consumer(
+            ConsumerConfig::new("late")
+                .auto_offset_reset(OffsetReset::Latest)
+                .isolation_level(IsolationLevel::ReadCommitted),
+        )
+        .unwrap();
+    c.subscribe(["t"]).unwrap();
+    assert_eq!(drain(&mut c), Vec::<String>::new());
+    let ends = c.end_offsets(std::slice::from_ref(&tp)).unwrap();
+    assert_eq!(ends[&tp], 2, "the log start, not the open transaction's offset 0");
+    assert_eq!(c.position(&tp).unwrap(), 2);
+    send(&p, "t", 0, "d");
+    p.commit_transaction().unwrap();
+    assert_eq!(drain(&mut c), ["c", "d"]);
+}
+
 /// Offsets a transaction commits rank where their records stand in `__consumer_offsets`
 /// (Kafka's rule, which compaction preserves): a plain commit written after them, but
 /// before the transaction's marker, still wins, before and after a reopen.

@@ -277,8 +277,10 @@ fn retention_deletes_the_txnindex_and_keeps_open_transactions() {
     let names = fs.list_dir(&dir()).unwrap();
     assert!(!names.iter().any(|n| n.ends_with(".txnindex")), "{names:?}");
     assert!(aborted(&log).is_empty());
-    // Producer 8's transaction began in a deleted segment and is still open.
-    assert_eq!(log.last_stable_offset(), open);
+    // Producer 8's transaction began in a deleted segment and is still open; the last
+    // stable offset does not go below the log start (Kafka's rule).
+    assert_eq!(log.open_transactions(), [(8, open)]);
+    assert_eq!(log.last_stable_offset(), start);
     log.close().unwrap();
     let log = open_sim(&fs, config()).unwrap();
     assert_eq!(log.open_transactions(), [(8, open)]);
@@ -562,14 +564,15 @@ fn a_snapshot_that_cannot_be_read_fails_the_rebuild_instead_of_being_passed_over
         log.enforce_retention(&RetentionPolicy::log_start_only(1_700_000_000_000))
             .unwrap();
         assert_eq!(log.segments()[0].base_offset, 4, "segment 0 is gone");
-        assert_eq!(log.last_stable_offset(), 0);
+        assert_eq!(log.open_transactions(), [(7, 0)]);
+        assert_eq!(log.last_stable_offset(), 4, "the log start");
         fs.inject(streamlog::fs::Fault::Eio, fs.op_count() + k, false);
         let result = log.truncate_to(6);
         fs.clear_faults();
         match result {
             Ok(end) => {
                 assert_eq!(end, 5, "cut at the batch holding offset 6");
-                assert_eq!(log.last_stable_offset(), 0, "fault at operation {k}");
+                assert_eq!(log.open_transactions(), [(7, 0)], "fault at operation {k}");
                 if fs.op_count() < k {
                     break;
                 }
@@ -603,13 +606,13 @@ fn a_transaction_open_since_a_removed_segment_survives_a_crash_without_recovery_
     log.enforce_retention(&RetentionPolicy::log_start_only(1_700_000_000_000))
         .unwrap();
     assert_eq!(log.segments()[0].base_offset, 4);
-    assert_eq!(log.last_stable_offset(), 0);
+    assert_eq!(log.open_transactions(), [(7, 0)]);
     let image = fs.crash_image(CrashImage::KeepAll);
     drop(log);
     image.delete_file(&dir().join("recovery-point-offset-checkpoint"));
     let log = open_sim(&image, config()).unwrap();
     assert!(!log.recovery_report().clean_shutdown);
-    assert_eq!(log.last_stable_offset(), 0);
+    assert_eq!(log.last_stable_offset(), 4, "the log start");
     assert_eq!(log.open_transactions(), [(7, 0)]);
 }
 
@@ -683,11 +686,10 @@ fn an_open_after_a_crash_rewrites_the_snapshots_the_crash_tore() {
     assert_eq!(log.segments()[0].base_offset, 4);
     // Removes the segment at 7 and its snapshot: the one at 4 is all that is left.
     assert_eq!(log.truncate_to(6).unwrap(), 4);
-    assert_eq!(log.last_stable_offset(), 0);
+    assert_eq!(log.open_transactions(), [(7, 0)]);
     let image = image.crash_image(CrashImage::DropAll);
     std::mem::forget(log);
     let log = open_sim(&image, config()).unwrap();
-    assert_eq!(log.last_stable_offset(), 0);
     assert_eq!(log.open_transactions(), [(7, 0)]);
 }
 

@@ -252,7 +252,8 @@ impl Model {
     }
 
     /// The last stable offset: the first offset of the earliest transaction left open
-    /// (its data with no marker of its producer after it), else the end.
+    /// (its data with no marker of its producer after it), else the end; never below
+    /// the log start (Kafka's rule).
     pub fn last_stable_offset(&self) -> i64 {
         let mut open: HashMap<i64, i64> = HashMap::new();
         for (&o, r) in &self.recs {
@@ -266,7 +267,11 @@ impl Model {
                 Kind::Plain => {}
             }
         }
-        open.into_values().min().unwrap_or(self.end).min(self.end)
+        open.into_values()
+            .min()
+            .unwrap_or(self.end)
+            .max(self.start)
+            .min(self.end)
     }
 
     /// The aborted transactions whose ABORT marker lies at or after the log start, in
