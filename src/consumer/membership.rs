@@ -199,7 +199,8 @@ impl Consumer {
                 }
             }
         }
-        let got = self.groups.acquire(&group, &member_id);
+        let generation = self.membership.as_ref().map_or(-1, |m| m.generation);
+        let got = self.groups.acquire(&group, &member_id, generation);
         if !got.is_empty() {
             for tp in &got {
                 match self.catalog.partition(tp.topic(), tp.partition()) {

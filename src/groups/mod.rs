@@ -70,7 +70,8 @@ impl Assignor {
 struct Member {
     client_id: String,
     subscription: BTreeSet<String>,
-    owned: BTreeSet<TopicPartition>,
+    /// What it owns, each with the generation in which it acquired it.
+    owned: BTreeMap<TopicPartition, i32>,
     target: BTreeSet<TopicPartition>,
     last_poll: Instant,
     max_poll_interval: Duration,
@@ -255,7 +256,7 @@ impl Coordinator {
             Member {
                 client_id: client_id.to_string(),
                 subscription,
-                owned: BTreeSet::new(),
+                owned: BTreeMap::new(),
                 target: BTreeSet::new(),
                 last_poll: Instant::now(),
                 max_poll_interval,
@@ -334,10 +335,14 @@ impl Coordinator {
             if known_generation == generation {
                 Vec::new()
             } else {
-                m.owned.iter().cloned().collect()
+                m.owned.keys().cloned().collect()
             }
         } else {
-            m.owned.difference(&m.target).cloned().collect()
+            m.owned
+                .keys()
+                .filter(|tp| !m.target.contains(*tp))
+                .cloned()
+                .collect()
         };
         Sync::Revoke {
             generation,
@@ -359,8 +364,14 @@ impl Coordinator {
         }
     }
 
-    /// Takes the member's target partitions that nobody else owns; returns them.
-    pub(crate) fn acquire(&self, group: &str, member: &str) -> Vec<TopicPartition> {
+    /// Takes the member's target partitions that nobody else owns, in `generation` (the
+    /// member's now); returns them.
+    pub(crate) fn acquire(
+        &self,
+        group: &str,
+        member: &str,
+        generation: i32,
+    ) -> Vec<TopicPartition> {
         let mut st = self.state.lock();
         let Some(g) = st.groups.get_mut(group) else {
             return Vec::new();
@@ -368,7 +379,12 @@ impl Coordinator {
         let Some(m) = g.members.get(member) else {
             return Vec::new();
         };
-        let wanted: Vec<TopicPartition> = m.target.difference(&m.owned).cloned().collect();
+        let wanted: Vec<TopicPartition> = m
+            .target
+            .iter()
+            .filter(|tp| !m.owned.contains_key(*tp))
+            .cloned()
+            .collect();
         if wanted.is_empty() {
             return wanted;
         }
@@ -376,23 +392,25 @@ impl Coordinator {
             .members
             .iter()
             .filter(|(id, _)| id.as_str() != member)
-            .flat_map(|(_, m)| m.owned.iter())
+            .flat_map(|(_, m)| m.owned.keys())
             .collect();
         let got: Vec<TopicPartition> = wanted
             .into_iter()
             .filter(|tp| !taken.contains(tp))
             .collect();
         let m = g.members.get_mut(member).expect("checked above");
-        m.owned.extend(got.iter().cloned());
+        m.owned
+            .extend(got.iter().map(|tp| (tp.clone(), generation)));
         got
     }
 
-    /// Whether `member` owns `tp` now (commits of other partitions are refused).
-    fn owns(st: &State, group: &str, member: &str, tp: &TopicPartition) -> bool {
+    /// The generation in which `member` acquired `tp`, if it owns it now (commits of
+    /// other partitions are refused).
+    fn owned_since(st: &State, group: &str, member: &str, tp: &TopicPartition) -> Option<i32> {
         st.groups
             .get(group)
             .and_then(|g| g.members.get(member))
-            .is_some_and(|m| m.owned.contains(tp))
+            .and_then(|m| m.owned.get(tp).copied())
     }
 
     /// Marks `member` of `group` as waiting for records in an async receive (or no
@@ -444,12 +462,12 @@ impl Coordinator {
                         member_id: id.clone(),
                         client_id: m.client_id.clone(),
                         subscription: m.subscription.iter().cloned().collect(),
-                        assignment: m.owned.iter().cloned().collect(),
+                        assignment: m.owned.keys().cloned().collect(),
                     })
                     .collect()
             })
             .unwrap_or_default();
-        let stable = g.is_none_or(|g| g.members.values().all(|m| m.owned == m.target));
+        let stable = g.is_none_or(|g| g.members.values().all(|m| m.owned.keys().eq(&m.target)));
         let offsets = committed
             .map(|c| {
                 c.iter()

@@ -160,7 +160,7 @@ impl Coordinator {
         // concurrent commits share one (the log's group commit).
         let order = self.commit_lock.lock();
         match member {
-            Some(member) => self.check_owned(group, member, offsets.keys())?,
+            Some(member) => self.check_owned(group, member, None, offsets.keys())?,
             None => self.check_empty(group).map_err(|e| match e {
                 Error::GroupNotEmpty { group, members } => Error::CommitFailed {
                     group,
@@ -203,24 +203,39 @@ impl Coordinator {
     }
 
     /// `CommitFailed` unless `member` of `group` owns every partition of `tps` (a
-    /// member a rebalance took them from, or that was removed, is a zombie).
+    /// member a rebalance took them from, or that was removed, is a zombie). With the
+    /// `generation` of the metadata the offsets came with, the member must also have
+    /// owned each since then: one it lost and got back after that generation was
+    /// meanwhile another member's, whose commits these would move back (Kafka refuses
+    /// a stale generation, KIP-447).
     pub(super) fn check_owned<'a>(
         &self,
         group: &str,
         member: &str,
-        mut tps: impl Iterator<Item = &'a TopicPartition>,
+        generation: Option<i32>,
+        tps: impl Iterator<Item = &'a TopicPartition>,
     ) -> Result<()> {
         let st = self.state.lock();
-        match tps.find(|tp| !Self::owns(&st, group, member, tp)) {
-            None => Ok(()),
-            Some(tp) => Err(Error::CommitFailed {
-                group: group.to_string(),
-                reason: format!(
+        for tp in tps {
+            let reason = match Self::owned_since(&st, group, member, tp) {
+                None => format!(
                     "member `{member}` does not own {tp} (it was reassigned in a rebalance, \
                      or the member was removed for exceeding max_poll_interval_ms)"
                 ),
-            }),
+                Some(since) if generation.is_some_and(|g| g < since) => format!(
+                    "member `{member}` got {tp} back in generation {since}, after generation \
+                     {} of these offsets' metadata: they are from before it lost the \
+                     partition",
+                    generation.unwrap_or_default()
+                ),
+                Some(_) => continue,
+            };
+            return Err(Error::CommitFailed {
+                group: group.to_string(),
+                reason,
+            });
         }
+        Ok(())
     }
 
     /// Appends commit records (not synced); returns the offset of the last one. The

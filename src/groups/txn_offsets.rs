@@ -18,7 +18,9 @@ impl Coordinator {
     /// Nothing is visible through `committed` until
     /// [`apply_txn_commits`](Self::apply_txn_commits).
     ///
-    /// With a `member`, it must own every partition of `offsets` now.
+    /// With a `member` (its id and the generation of the metadata the offsets came
+    /// with; -1 for none), it must own every partition of `offsets` now, and have owned
+    /// each since that generation.
     ///
     /// # Errors
     /// `CommitFailed` for a member that does not own them; `RecordTooLarge` past the
@@ -27,7 +29,7 @@ impl Coordinator {
         &self,
         offsets_log: &PartitionState,
         group: &str,
-        member: Option<&str>,
+        member: Option<(&str, i32)>,
         offsets: &BTreeMap<TopicPartition, Commit>,
         (producer_id, epoch, sequence): (i64, i16, i32),
         now_ms: i64,
@@ -52,8 +54,9 @@ impl Coordinator {
         // member that lost its partitions cannot commit for them (KIP-447's fencing
         // of zombie consumers).
         let _order = self.commit_lock.lock();
-        if let Some(member) = member {
-            self.check_owned(group, member, offsets.keys())?;
+        if let Some((member, generation)) = member {
+            let generation = Some(generation).filter(|&g| g >= 0);
+            self.check_owned(group, member, generation, offsets.keys())?;
         }
         let info = offsets_log.append_encoded(&mut b.build()?)?;
         offsets_log.wake();

@@ -202,8 +202,10 @@ impl Producer {
     ///
     /// With the metadata of a consumer in the group's membership
     /// ([`Consumer::group_metadata`](crate::Consumer::group_metadata)), that consumer
-    /// must still own every partition: one a rebalance took them from (a zombie) gets
-    /// `CommitFailed`, as Kafka fences it (KIP-447).
+    /// must still own every partition, and have owned it since the metadata's
+    /// generation: one a rebalance took them from (a zombie), or metadata from before
+    /// a partition was lost and given back, gets `CommitFailed`, as Kafka fences it
+    /// (KIP-447).
     ///
     /// # Errors
     /// `TransactionState` outside a transaction; `InvalidArgument` for a negative
@@ -256,7 +258,9 @@ impl Producer {
         }
         // A consumer in the group's membership must still own the partitions (a
         // `ConsumerGroupMetadata::new` outside the membership is not checked, as Kafka).
-        let member = Some(group.member_id()).filter(|m| !m.is_empty());
+        let member = Some(group.member_id())
+            .filter(|m| !m.is_empty())
+            .map(|m| (m, group.generation_id()));
         let r = txn.coordinator.add_offsets(
             &shared.catalog,
             &txn.id,

@@ -302,7 +302,7 @@ impl TxnCoordinator {
         catalog: &Catalog,
         transactional_id: &str,
         session: Session,
-        (group, member): (&str, Option<&str>),
+        (group, member): (&str, Option<(&str, i32)>),
         offsets: BTreeMap<TopicPartition, Commit>,
     ) -> Result<()> {
         let offsets_log = self.groups.offsets_partition(catalog)?;
