@@ -220,7 +220,10 @@ impl Producer {
         let shared = &self.handle.shared;
         shared.check_open()?;
         let txn = self.txn()?;
-        let st = txn.state.lock();
+        // Held to the end: a commit or abort on a clone of this producer waits, instead
+        // of ending the transaction (and replacing the session) under the offsets,
+        // which the coordinator would then refuse as from a fenced producer.
+        let mut st = txn.state.lock();
         match st.phase {
             Phase::InTransaction => {}
             Phase::Fenced => return Err(txn.fenced("an earlier call found it fenced")),
@@ -233,7 +236,6 @@ impl Producer {
         // A longer id would be stored cut short, as another group's.
         crate::groups::check_group(group.group_id())?;
         let session = st.session.expect("a session in a transaction");
-        drop(st);
         let mut commits = BTreeMap::new();
         for (tp, &offset) in offsets {
             if offset < 0 {
@@ -269,7 +271,7 @@ impl Producer {
             commits,
         );
         if matches!(r, Err(Error::Fenced { .. })) {
-            txn.state.lock().phase = Phase::Fenced;
+            st.phase = Phase::Fenced;
         }
         r
     }

@@ -264,8 +264,7 @@ impl TxnCoordinator {
         let tp = part.topic_partition();
         // A partition of a topic deleted and created again under its name is replaced:
         // the old one is gone, and the new one needs the marker.
-        if t
-            .partitions
+        if t.partitions
             .get(&tp)
             .is_some_and(|p| p.topic_id == part.topic_id)
         {

@@ -579,7 +579,9 @@ impl Model {
     fn check(&mut self, log: &Log, now: i64) -> Result<(), TestCaseError> {
         let lso = self.open.values().map(|&t| self.txns[t].batches[0]).min();
         let lso = lso
-            .map_or(log.log_end_offset(), |first| first.max(log.log_start_offset()))
+            .map_or(log.log_end_offset(), |first| {
+                first.max(log.log_start_offset())
+            })
             .min(log.log_end_offset());
         prop_assert_eq!(log.last_stable_offset(), lso);
         let committed = self.committed(lso);

@@ -625,7 +625,10 @@ fn the_last_stable_offset_is_never_below_the_log_start() {
     c.subscribe(["t"]).unwrap();
     assert_eq!(drain(&mut c), Vec::<String>::new());
     let ends = c.end_offsets(std::slice::from_ref(&tp)).unwrap();
-    assert_eq!(ends[&tp], 2, "the log start, not the open transaction's offset 0");
+    assert_eq!(
+        ends[&tp], 2,
+        "the log start, not the open transaction's offset 0"
+    );
     assert_eq!(c.position(&tp).unwrap(), 2);
     send(&p, "t", 0, "d");
     p.commit_transaction().unwrap();
@@ -790,4 +793,50 @@ fn closing_a_producer_aborts_its_open_transaction() {
     );
     let mut uncommitted = reader(&store, IsolationLevel::ReadUncommitted, "t");
     assert_eq!(drain(&mut uncommitted), ["unfinished"]);
+}
+
+/// `send_offsets_to_transaction` and `commit_transaction` on two clones of one
+/// producer, started together: either the offsets come first and commit with the
+/// transaction, or the commit comes first and the offsets find no open transaction.
+/// The offsets call checked for an open transaction, let go of the producer's state
+/// while it looked up each partition, and went on with a session the commit had
+/// replaced meanwhile: the coordinator refused it as from a newer producer, and
+/// `Fenced` ended the producer for good.
+///
+/// Correct code passes every round whatever the interleaving. The thousand partitions
+/// make the old window long enough that the bug showed within a few rounds.
+#[test]
+fn offsets_sent_while_a_clone_commits_are_not_taken_for_a_fenced_producer() {
+    use std::sync::{Arc, Barrier};
+
+    let fs = SimFs::new();
+    let store = sim_store_with(&fs, StoreConfig::default().background_maintenance(false)).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    store
+        .create_topic("in", TopicConfig::default().partitions(1000))
+        .unwrap();
+    let offsets: BTreeMap<TopicPartition, i64> = (0..1000)
+        .map(|i| (TopicPartition::new("in", i), 1))
+        .collect();
+    let p = txn_producer(&store, "app");
+    let meta = ConsumerGroupMetadata::new("g");
+    for round in 0..30 {
+        p.begin_transaction().unwrap();
+        send(&p, "t", 0, "out");
+        let barrier = Arc::new(Barrier::new(2));
+        let (p2, b2, offsets2, meta2) = (p.clone(), barrier.clone(), offsets.clone(), meta.clone());
+        let sender = std::thread::spawn(move || {
+            b2.wait();
+            p2.send_offsets_to_transaction(&offsets2, &meta2)
+        });
+        barrier.wait();
+        let committed = p.commit_transaction();
+        let sent = sender.join().unwrap();
+        committed.unwrap_or_else(|e| panic!("round {round}: commit {e}, offsets {sent:?}"));
+        match sent {
+            Ok(()) => {}
+            Err(Error::TransactionState { .. }) => {} // the commit came first
+            Err(e) => panic!("round {round}: offsets racing the commit: {e}"),
+        }
+    }
 }
