@@ -32,7 +32,9 @@ pub const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
 /// Left (empty) by a log that stopped taking writes after a failed write or fsync: its
 /// unflushed data may be readable from the page cache yet never reach the disk (Linux
 /// marks pages clean after a failed writeback), so the next open writes it again where
-/// the file system cannot show what the disk holds (no `O_DIRECT`). Never synced: it
+/// the file system cannot show what the disk holds (no `O_DIRECT`). Not left when only
+/// the durable position's record failed, after its data was synced: writing synced
+/// bytes again would expose them to a write torn by a power cut. Never synced: it
 /// only has to outlive the process, as that cache does, not the machine.
 pub const UNSYNCED_FILE: &str = "streamlog.unsynced";
 /// The lock file.

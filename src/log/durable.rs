@@ -242,7 +242,7 @@ impl Log {
     }
 
     /// Writes (and fsyncs) the newest durable position a flush left to record, if any.
-    /// Poisons on failure.
+    /// Poisons on failure: the flush synced its data, so that alone is not at risk.
     fn record_pending(&self) -> Result<()> {
         let mut file = self.durable_file.lock();
         let Some(point) = self.durable_pending.lock().take() else {
@@ -253,7 +253,7 @@ impl Log {
                 "write and fsync {}",
                 self.dir.join(checkpoint::DURABLE_FILE).display()
             ))(e);
-            self.poison_with(e.to_string());
+            self.poison_data_synced(e.to_string());
             return Err(e);
         }
         Ok(())

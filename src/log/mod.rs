@@ -262,6 +262,8 @@ pub struct Log {
     /// When the last flush completed (the log's clock), for `flush_ms`.
     last_flush_ms: AtomicI64,
     poison: Mutex<Option<String>>,
+    /// `UNSYNCED_FILE` was created (by the first poison that left data at risk).
+    unsynced_marked: AtomicBool,
     closed: AtomicBool,
     /// The knobs that may change while open (see [`alter_config`](Self::alter_config)).
     live: config::LiveConfig,
@@ -443,14 +445,9 @@ impl Log {
     }
 
     fn poison_with(&self, reason: String) {
-        tracing::error!("log {} poisoned: {reason}", self.dir.display());
-        let first = {
-            let mut poison = self.poison.lock();
-            let first = poison.is_none();
-            poison.get_or_insert(reason);
-            first
-        };
-        if first {
+        self.poison_only(reason);
+        // Also after a poison that did not need it: a failure that did may follow it.
+        if !self.unsynced_marked.swap(true, Ordering::AcqRel) {
             // For the next open on this machine (see `UNSYNCED_FILE`). If even this
             // fails, the disk is gone for this process as well.
             let path = self.dir.join(checkpoint::UNSYNCED_FILE);
@@ -458,6 +455,20 @@ impl Log {
                 tracing::warn!("{}: not created: {e}", path.display());
             }
         }
+    }
+
+    /// Poisons after a failure that left no segment byte unsynced: every write before
+    /// it was fsync'd (only the durable-position record failed). No `UNSYNCED_FILE`,
+    /// whose next open would write all of the tail again: bytes a flush synced would
+    /// then be exposed to a write torn by a power cut during that open.
+    fn poison_data_synced(&self, reason: String) {
+        self.poison_only(reason);
+    }
+
+    /// Sets the poison (the first reason stays).
+    fn poison_only(&self, reason: String) {
+        tracing::error!("log {} poisoned: {reason}", self.dir.display());
+        self.poison.lock().get_or_insert(reason);
     }
 }
 

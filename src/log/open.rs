@@ -386,6 +386,7 @@ impl Log {
             tombstone_horizon: AtomicI64::new(horizon),
             last_flush_ms: AtomicI64::new(config.clock.now_ms()),
             poison: Mutex::new(None),
+            unsynced_marked: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             live: super::config::LiveConfig::new(&config),
             untouched: AtomicBool::new(untouched),

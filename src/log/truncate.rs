@@ -123,7 +123,11 @@ impl Log {
             }
             Ok(())
         });
-        if let Err(e) = &result {
+        // (Unless a step poisoned it already, as it saw fit: the durable position's
+        // write leaves no data at risk.)
+        if let Err(e) = &result
+            && self.poison.lock().is_none()
+        {
             self.poison_with(format!("truncation failed part-way: {e}"));
         }
         result?;
@@ -196,7 +200,11 @@ impl Log {
                     log_start: self.log_start_offset().min(new_end),
                 },
             )
-            .map_err(io_ctx("write the durable position"))?;
+            .map_err(io_ctx("write the durable position"))
+            .inspect_err(|e| {
+                // Everything was synced in step 0, and nothing is cut yet.
+                self.poison_data_synced(format!("truncation failed part-way: {e}"));
+            })?;
         }
         // 2. Later segments go (unlinking keeps any live mapping valid).
         for s in &segs[idx + 1..] {
