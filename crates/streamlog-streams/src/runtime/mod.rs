@@ -1,6 +1,7 @@
 //! The runtime: [`Streams`] and its threads, tasks, commits and restores.
 
 mod config;
+mod partition_group;
 mod restore;
 mod streams;
 mod task;

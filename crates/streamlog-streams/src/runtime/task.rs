@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use streamlog::TopicPartition;
+
 use crate::context::{Ctx, OutRecord};
 use crate::error::{Result, StreamsError};
 use crate::store::StoreHandle;
@@ -61,6 +63,14 @@ impl Task {
             sources,
             stores,
         })
+    }
+
+    /// The partitions the task reads: its partition of each of its source topics.
+    pub(crate) fn inputs(&self) -> Vec<TopicPartition> {
+        self.sources
+            .iter()
+            .map(|(topic, _)| TopicPartition::new(&**topic, self.id.partition))
+            .collect()
     }
 
     /// Pushes one record of `topic` through the task's processors.

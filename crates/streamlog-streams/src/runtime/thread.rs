@@ -14,6 +14,7 @@ use streamlog::{
 };
 
 use super::config::{DeserializationPolicy, ProcessingGuarantee, StreamsConfig};
+use super::partition_group::PartitionGroup;
 use super::restore::restore_task;
 use super::task::{Task, TaskId};
 use crate::context::Ctx;
@@ -100,6 +101,8 @@ struct Worker {
     env: Arc<Env>,
     producer: Producer,
     tasks: BTreeMap<TaskId, Task>,
+    /// Records polled and not yet processed.
+    buffered: PartitionGroup,
     in_transaction: bool,
     /// Positions last committed, by partition.
     committed: BTreeMap<TopicPartition, i64>,
@@ -163,6 +166,7 @@ impl Worker {
     }
 
     fn drop_tasks(&mut self, partitions: &[TopicPartition]) {
+        self.buffered.remove(partitions);
         for tp in partitions {
             self.committed.remove(tp);
             let Some(&sub) = self.env.sources.get(tp.topic()) else {
@@ -180,20 +184,51 @@ impl Worker {
         }
     }
 
-    fn process(&mut self, records: &ConsumerRecords) -> Result<()> {
+    /// Buffers what a poll returned, then processes every task's records in timestamp
+    /// order for as long as none of its inputs waits to be fetched (see
+    /// [`PartitionGroup`]); pauses partitions whose records pile up meanwhile.
+    fn process(&mut self, consumer: &mut Consumer, records: &ConsumerRecords) -> Result<()> {
+        for tp in records.partitions() {
+            self.task_for(tp.topic(), tp.partition())?;
+        }
+        self.buffered.add(records);
         let mut ctx = std::mem::replace(&mut self.ctx, Ctx::new(Arc::clone(&self.env.metrics)));
+        let mut processed = 0u64;
+        // Whether an input with nothing buffered has more in its log (asked once per
+        // call: nothing is fetched meanwhile).
+        let mut lag: HashMap<TopicPartition, bool> = HashMap::new();
+        let mut lagging = |tp: &TopicPartition| {
+            *lag.entry(tp.clone()).or_insert_with(|| {
+                let end = consumer.end_offsets(std::slice::from_ref(tp));
+                let position = consumer.position(tp);
+                // Not assigned here (or gone): nothing to wait for.
+                matches!((position, end), (Ok(p), Ok(end)) if end.get(tp).is_some_and(|&e| p < e))
+            })
+        };
         let result = (|| {
-            for r in records.iter() {
-                ctx.partition = r.partition();
-                ctx.offset = r.offset();
-                let task = self.task_for(r.topic(), r.partition())?;
-                task.process(&mut ctx, r.topic(), r.key(), r.value(), r.timestamp())?;
+            let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+            for id in ids {
+                let Some(inputs) = self.tasks.get(&id).map(Task::inputs) else {
+                    continue;
+                };
+                while let Some(r) = self.buffered.next(&inputs, &mut lagging) {
+                    ctx.partition = r.partition();
+                    ctx.offset = r.offset();
+                    let task = self.task_for(r.topic(), r.partition())?;
+                    task.process(&mut ctx, r.topic(), r.key(), r.value(), r.timestamp())?;
+                    processed += 1;
+                }
             }
             Ok(())
         })();
         self.ctx = ctx;
-        Metrics::add(&self.env.metrics.processed, records.len() as u64);
-        result
+        Metrics::add(&self.env.metrics.processed, processed);
+        result?;
+        let (pause, resume) = self.buffered.flow(&consumer.paused());
+        consumer
+            .pause(&pause)
+            .and_then(|()| consumer.resume(&resume))
+            .map_err(client("pause", self.group()))
     }
 
     /// Sends what the processors produced.
@@ -239,7 +274,11 @@ impl Worker {
         self.send()?;
         let mut changed = BTreeMap::new();
         for tp in consumer.assignment() {
-            let p = consumer.position(&tp).map_err(client("position", &tp))?;
+            // Past what was processed, not past what was polled.
+            let p = match self.buffered.first_unprocessed(&tp) {
+                Some(offset) => offset,
+                None => consumer.position(&tp).map_err(client("position", &tp))?,
+            };
             if self.committed.get(&tp) != Some(&p) {
                 changed.insert(tp, p);
             }
@@ -290,9 +329,11 @@ impl Worker {
         }
         self.pending.clear();
         self.ctx.out.clear();
+        self.buffered.remove(partitions);
         // Under exactly-once every task's uncommitted state went with the transaction:
         // all of them restart from their changelogs.
         if self.env.exactly_once() {
+            self.buffered.clear();
             for (id, task) in std::mem::take(&mut self.tasks) {
                 for name in task.stores.keys() {
                     self.env.registry.remove(name, id.partition);
@@ -405,6 +446,7 @@ fn run(env: &Arc<Env>, index: usize) -> Result<()> {
         env: Arc::clone(env),
         producer,
         tasks: BTreeMap::new(),
+        buffered: PartitionGroup::default(),
         in_transaction: false,
         committed: BTreeMap::new(),
         pending: Vec::new(),
@@ -430,15 +472,17 @@ fn run(env: &Arc<Env>, index: usize) -> Result<()> {
                 return Err(e);
             }
             let records = records.map_err(client("poll", &group))?;
-            if records.is_empty() {
+            if !records.is_empty() {
+                env.coord.set_idle(index, false);
+            }
+            w.process(&mut consumer, &records)?;
+            w.send()?;
+            if records.is_empty() && w.buffered.is_empty() {
                 w.commit(&mut consumer)?;
                 last_commit = Instant::now();
                 env.coord.set_idle(index, true);
                 continue;
             }
-            env.coord.set_idle(index, false);
-            w.process(&records)?;
-            w.send()?;
             if last_commit.elapsed() >= interval {
                 w.commit(&mut consumer)?;
                 last_commit = Instant::now();
