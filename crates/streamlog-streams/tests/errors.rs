@@ -207,3 +207,51 @@ fn waiting_without_a_limit_is_no_overflow() {
     assert_eq!(n.get(&"k".to_string()).unwrap(), Some(1));
     s.close().unwrap();
 }
+
+/// From an API attack: after `close`, `start` returned Ok and ran nothing, and
+/// `wait_until_caught_up` never returned with `Duration::MAX` (with a limit, it waited
+/// all of it and said `Timeout`). Both are `State` errors now, as Kafka's `start`
+/// outside `CREATED` is.
+#[test]
+fn start_and_waiting_after_close_are_state_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    create_topics(&store, &[("nums", 1)]);
+    let s = std::sync::Arc::new(counting(DeserializationPolicy::Fail, &store));
+    s.wait_until_caught_up(CATCH_UP).unwrap();
+    s.close().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::sync::Arc::clone(&s);
+    std::thread::spawn(move || {
+        let _ = tx.send(waiter.wait_until_caught_up(Duration::MAX));
+    });
+    // A bound only against a hang; the answer comes at once.
+    let waited = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("wait_until_caught_up after close never returned");
+    assert!(
+        matches!(waited, Err(StreamsError::State { .. })),
+        "{waited:?}"
+    );
+    let started = s.start();
+    assert!(
+        matches!(started, Err(StreamsError::State { .. })),
+        "{started:?}"
+    );
+    assert_eq!(s.state(), StreamsState::Closed);
+
+    // Closed before it was ever started: the same.
+    let built = Streams::new(
+        {
+            let b = StreamsBuilder::new();
+            b.stream("nums", Consumed::with(serdes::string(), serdes::i64()))
+                .to("nums-out", Produced::with(serdes::string(), serdes::i64()));
+            b.build().unwrap()
+        },
+        StreamsConfig::new("never"),
+        &store,
+    )
+    .unwrap();
+    built.close().unwrap();
+    assert!(matches!(built.start(), Err(StreamsError::State { .. })));
+}

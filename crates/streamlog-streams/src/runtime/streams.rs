@@ -128,12 +128,12 @@ impl Streams {
     /// # Errors
     /// `MissingTopic` for a source or output topic that does not exist; `CoPartitioning` when one
     /// task's topics differ in partition count; `Client` creating a topic; `State` if
-    /// already started.
+    /// already started, or closed (as Kafka's `start` outside `CREATED`).
     pub fn start(&self) -> Result<()> {
         let mut started = self.started.lock();
-        if *started {
+        if *started || self.env.stop.load(Ordering::Acquire) {
             return Err(StreamsError::State {
-                what: "this application was already started (a Streams runs once)".into(),
+                what: "this application was already started or closed (a Streams runs once)".into(),
             });
         }
         self.create_internal_topics()?;
@@ -264,7 +264,8 @@ impl Streams {
     /// end (the last stable offset). The way tests and batch jobs wait for results.
     ///
     /// # Errors
-    /// `Thread` if a thread failed; `Timeout` after `timeout`; `State` if not started.
+    /// `Thread` if a thread failed; `Timeout` after `timeout`; `State` if not started,
+    /// or closed (before or while waiting).
     pub fn wait_until_caught_up(&self, timeout: Duration) -> Result<()> {
         if !*self.started.lock() {
             return Err(StreamsError::State {
@@ -280,6 +281,12 @@ impl Streams {
                 return Err(StreamsError::Thread {
                     thread: s.finished.iter().position(|&f| f).unwrap_or(0),
                     reason: e.clone(),
+                });
+            }
+            // Checked under the lock that `close` takes to wake waiters after setting it.
+            if self.env.stop.load(Ordering::Acquire) {
+                return Err(StreamsError::State {
+                    what: "the application was closed: it will not catch up".into(),
                 });
             }
             if s.idle.iter().all(|&i| i) {
@@ -440,6 +447,9 @@ impl Streams {
     /// `Thread`: a thread failed (before or while closing).
     pub fn close(&self) -> Result<()> {
         self.env.stop.store(true, Ordering::Release);
+        // Wakes `wait_until_caught_up` callers (they see `stop` under this lock).
+        drop(self.env.coord.state.lock());
+        self.env.coord.changed.notify_all();
         let handles: Vec<JoinHandle<()>> = self.threads.lock().drain(..).collect();
         let mut panicked = None;
         for (i, h) in handles.into_iter().enumerate() {
