@@ -7,7 +7,7 @@ use std::time::Duration;
 use common::*;
 use streamlog::{Record, Store};
 use streamlog_streams::{
-    Consumed, DeserializationPolicy, Materialized, Produced, Streams, StreamsBuilder,
+    Consumed, DeserializationPolicy, Grouped, Materialized, Produced, Streams, StreamsBuilder,
     StreamsConfig, StreamsError, StreamsState, TimeWindows, serdes,
 };
 
@@ -82,6 +82,50 @@ fn bad_config_and_missing_topics_are_refused() {
         s.key_value_store::<String, i64>("none"),
         Err(StreamsError::StoreNotFound { .. })
     ));
+}
+
+/// From an API attack: internal topic names that can never be valid were found only
+/// when `start` created them, as a bare client error, after creating the topics before
+/// them. A repartition name with a bad character and a table whose changelog name is
+/// too long are refused by `build`; an application id too long for its internal
+/// topics is refused by `start`, naming the topic, before any is created.
+#[test]
+fn internal_topic_names_are_checked_before_any_is_created() {
+    let strings = || Consumed::with(serdes::string(), serdes::string());
+    let b = StreamsBuilder::new();
+    b.stream("in", strings())
+        .map(|k, v| (v.clone(), k.clone()))
+        .group_by_key_with(Grouped::with(serdes::string(), serdes::string()).named("by/kind"))
+        .count(Materialized::default());
+    let e = b.build().err().unwrap();
+    assert!(e.to_string().contains("by/kind"), "{e}");
+
+    let long = "t".repeat(249);
+    let b = StreamsBuilder::new();
+    b.table(&long, strings());
+    let e = b.build().err().unwrap();
+    assert!(e.to_string().contains("changelog"), "{e}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    create_topics(&store, &[("in", 1)]);
+    let b = StreamsBuilder::new();
+    let s = b.stream("in", strings());
+    s.map(|k, v| (v.clone(), k.clone()))
+        .group_by_key_with(Grouped::with(serdes::string(), serdes::string()).named("g"))
+        .count(Materialized::named("c"));
+    s.group_by_key().count(Materialized::named("kv"));
+    let app = "a".repeat(240);
+    let streams = Streams::new(b.build().unwrap(), StreamsConfig::new(&*app), &store).unwrap();
+    let topics_before = store.list_topics();
+    let e = streams.start().err().unwrap();
+    assert!(matches!(e, StreamsError::Topology { .. }), "{e}");
+    assert!(e.to_string().contains("-repartition`"), "{e}");
+    assert_eq!(
+        store.list_topics(),
+        topics_before,
+        "no internal topic was created"
+    );
 }
 
 #[test]

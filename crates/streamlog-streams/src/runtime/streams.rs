@@ -167,6 +167,21 @@ impl Streams {
     fn create_internal_topics(&self) -> Result<()> {
         let t = &self.env.topology;
         let app = &*self.env.app_id;
+        // Every internal topic's name, with the application id, is checked before any
+        // topic is created (`build` checked the names alone).
+        let internal = (t.repartitions.iter())
+            .map(|(suffix, _, _)| format!("{app}-{suffix}"))
+            .chain(t.stores.iter().map(|(name, _)| changelog_topic(app, name)));
+        for topic in internal {
+            if let Err(e) = streamlog::validate_topic_name(&topic) {
+                return Err(StreamsError::Topology {
+                    reason: format!(
+                        "internal topic `{topic}`: {e} (a shorter application id or name \
+                         fixes it)"
+                    ),
+                });
+            }
+        }
         // Each sub-topology's partition count, and the topic that set it.
         let mut subs: Vec<Option<(i32, String)>> = vec![None; t.subtopologies];
         let set =

@@ -231,6 +231,11 @@ impl StreamsBuilder {
     {
         let sub = self.inner.borrow_mut().new_sub();
         let store = format!("{topic}-table");
+        if let Err(e) = streamlog::validate_topic_name(&format!("x-{store}-changelog")) {
+            self.inner.borrow_mut().errors.push(format!(
+                "table of `{topic}`: its store's changelog topic name is invalid: {e}"
+            ));
+        }
         self.inner.borrow_mut().add_store(&store, sub);
         let children: Children<K, V> = Children::new();
         let (ks, vs) = (consumed.key_serde.clone(), consumed.value_serde.clone());

@@ -391,6 +391,12 @@ impl<K: 'static, V: 'static> KStream<K, V> {
             b.errors
                 .push(format!("two repartition topics are named `{suffix}`"));
         }
+        // (Its length with the application id is checked at start.)
+        if let Err(e) = streamlog::validate_topic_name(&format!("x-{suffix}")) {
+            b.errors.push(format!(
+                "grouping `{name}`: its repartition topic name is invalid: {e}"
+            ));
+        }
         b.sources.push(super::builder::SourceDef {
             topic: suffix.clone(),
             internal: true,

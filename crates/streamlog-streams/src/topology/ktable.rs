@@ -24,8 +24,13 @@ pub struct KTable<K, V> {
 }
 
 impl<K: 'static, V: 'static> KTable<K, V> {
-    /// The updates of the table as a stream: one record per change (no caching, so
-    /// each input record that changes it emits its new value).
+    /// The updates of the table as a stream: one record per new value (no caching, so
+    /// each input record that sets a value emits it).
+    ///
+    /// A delete (a table topic's record with a null value) removes the key from the
+    /// store, and joins see it gone, but it emits no record here: a stream's values are
+    /// `V`, which cannot carry Kafka's null, so downstream of `to_stream` (where Kafka
+    /// Streams forwards a tombstone) the key simply gets no update.
     pub fn to_stream(&self) -> KStream<K, V> {
         KStream {
             b: Rc::clone(&self.b),
