@@ -299,3 +299,28 @@ fn start_and_waiting_after_close_are_state_errors() {
     built.close().unwrap();
     assert!(matches!(built.start(), Err(StreamsError::State { .. })));
 }
+
+/// From an API attack: a store queried with the wrong kind or types was refused only
+/// once one of its partitions ran here; before start (or with none local) an empty
+/// store of the asked types came back. The topology knows what each store holds.
+#[test]
+fn a_store_queried_with_the_wrong_types_is_refused_with_no_partition_local() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    create_topics(&store, &[("in", 1)]);
+    let b = StreamsBuilder::new();
+    let s = b.stream("in", Consumed::with(serdes::string(), serdes::string()));
+    s.group_by_key()
+        .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(1)))
+        .count(Materialized::named("win"));
+    s.group_by_key().count(Materialized::named("kv"));
+    let streams = Streams::new(b.build().unwrap(), StreamsConfig::new("types"), &store).unwrap();
+    let kv_of_win = streams.key_value_store::<String, i64>("win");
+    assert!(matches!(kv_of_win, Err(StreamsError::StoreType { .. })));
+    let wrong_types = streams.key_value_store::<u64, bool>("kv");
+    assert!(matches!(wrong_types, Err(StreamsError::StoreType { .. })));
+    let win_of_kv = streams.window_store::<String, i64>("kv");
+    assert!(matches!(win_of_kv, Err(StreamsError::StoreType { .. })));
+    assert!(streams.key_value_store::<String, i64>("kv").is_ok());
+    assert!(streams.window_store::<String, i64>("win").is_ok());
+}

@@ -171,7 +171,11 @@ impl Streams {
         // topic is created (`build` checked the names alone).
         let internal = (t.repartitions.iter())
             .map(|(suffix, _, _)| format!("{app}-{suffix}"))
-            .chain(t.stores.iter().map(|(name, _)| changelog_topic(app, name)));
+            .chain(
+                t.stores
+                    .iter()
+                    .map(|(name, _, _)| changelog_topic(app, name)),
+            );
         for topic in internal {
             if let Err(e) = streamlog::validate_topic_name(&topic) {
                 return Err(StreamsError::Topology {
@@ -243,7 +247,7 @@ impl Streams {
                 });
             }
         }
-        for (name, sub) in &t.stores {
+        for (name, sub, _) in &t.stores {
             let Some(Some((n, _))) = subs.get(*sub).cloned() else {
                 return Err(StreamsError::Topology {
                     reason: format!("store `{name}` belongs to a sub-topology with no input"),
@@ -397,7 +401,7 @@ impl Streams {
         K: Send + Sync + 'static,
         V: Send + Sync + 'static,
     {
-        self.check_store(name)?;
+        self.check_store::<KvStore<K, V>>(name, "key-value store")?;
         let parts = self
             .env
             .registry
@@ -426,7 +430,7 @@ impl Streams {
         K: Send + Sync + 'static,
         V: Send + Sync + 'static,
     {
-        self.check_store(name)?;
+        self.check_store::<WindowStore<K, V>>(name, "window store")?;
         let parts = self
             .env
             .registry
@@ -446,11 +450,18 @@ impl Streams {
         })
     }
 
-    fn check_store(&self, name: &str) -> Result<()> {
-        if self.env.topology.stores.iter().any(|(n, _)| n == name) {
-            Ok(())
-        } else {
-            Err(StreamsError::StoreNotFound { name: name.into() })
+    /// `StoreNotFound` unless the topology has store `name`; `StoreType` unless it
+    /// holds `S` (checked against the topology, so also with no partition local).
+    fn check_store<S: 'static>(&self, name: &str, expected: &'static str) -> Result<()> {
+        match self.env.topology.stores.iter().find(|(n, _, _)| n == name) {
+            None => Err(StreamsError::StoreNotFound { name: name.into() }),
+            Some((_, _, contents)) if *contents != std::any::TypeId::of::<S>() => {
+                Err(StreamsError::StoreType {
+                    name: name.into(),
+                    expected,
+                })
+            }
+            Some(_) => Ok(()),
         }
     }
 

@@ -2,6 +2,7 @@
 //! topics and the sub-topologies (groups of operators connected without a
 //! repartition topic, which run together in one task per partition).
 
+use std::any::TypeId;
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::rc::Rc;
@@ -14,6 +15,7 @@ use super::options::Consumed;
 use crate::context::Ctx;
 use crate::error::{Result, StreamsError};
 use crate::serdes::Serde;
+use crate::store::KvStore;
 
 pub(crate) struct SourceDef {
     pub(crate) topic: String,
@@ -26,8 +28,9 @@ pub(crate) struct SourceDef {
 #[derive(Default)]
 pub(crate) struct Inner {
     pub(crate) sources: Vec<SourceDef>,
-    /// Stores: name and sub-topology.
-    pub(crate) stores: Vec<(String, usize)>,
+    /// Stores: name, sub-topology, and what it holds (`KvStore<K, V>` or
+    /// `WindowStore<K, V>`).
+    pub(crate) stores: Vec<(String, usize, TypeId)>,
     /// Repartition topics: suffix, writing sub-topology, reading sub-topology.
     pub(crate) repartitions: Vec<(String, usize, usize)>,
     /// Output topics (`to`).
@@ -67,11 +70,11 @@ impl Inner {
         format!("{prefix}-{:010}", self.names)
     }
 
-    pub(crate) fn add_store(&mut self, name: &str, sub: usize) {
-        if self.stores.iter().any(|(n, _)| n == name) {
+    pub(crate) fn add_store(&mut self, name: &str, sub: usize, contents: TypeId) {
+        if self.stores.iter().any(|(n, _, _)| n == name) {
             self.errors.push(format!("two stores are named `{name}`"));
         }
-        self.stores.push((name.to_string(), sub));
+        self.stores.push((name.to_string(), sub, contents));
     }
 }
 
@@ -236,7 +239,9 @@ impl StreamsBuilder {
                 "table of `{topic}`: its store's changelog topic name is invalid: {e}"
             ));
         }
-        self.inner.borrow_mut().add_store(&store, sub);
+        self.inner
+            .borrow_mut()
+            .add_store(&store, sub, TypeId::of::<KvStore<K, V>>());
         let children: Children<K, V> = Children::new();
         let (ks, vs) = (consumed.key_serde.clone(), consumed.value_serde.clone());
         let (down, name) = (children.clone(), store.clone());
@@ -316,7 +321,7 @@ impl StreamsBuilder {
         let stores = b
             .stores
             .iter()
-            .map(|(n, s)| (n.clone(), number(*s)))
+            .map(|(n, s, t)| (n.clone(), number(*s), *t))
             .collect();
         let repartitions = b
             .repartitions
@@ -349,8 +354,8 @@ pub(crate) struct SourceSpec {
 /// groups of operators that run together, one task per partition of their inputs.
 pub struct Topology {
     pub(crate) sources: Vec<SourceSpec>,
-    /// Stores: name and sub-topology.
-    pub(crate) stores: Vec<(String, usize)>,
+    /// Stores: name, sub-topology, and what it holds.
+    pub(crate) stores: Vec<(String, usize, TypeId)>,
     /// Repartition topics: suffix, writing sub-topology, reading sub-topology.
     pub(crate) repartitions: Vec<(String, usize, usize)>,
     /// Output topics, which must exist when the application starts.
@@ -368,7 +373,7 @@ impl Topology {
                 let kind = if src.internal { " (internal)" } else { "" };
                 let _ = writeln!(s, "  source {}{kind}", src.topic);
             }
-            for (name, _) in self.stores.iter().filter(|x| x.1 == sub) {
+            for (name, _, _) in self.stores.iter().filter(|x| x.1 == sub) {
                 let _ = writeln!(s, "  store {name}");
             }
             for (t, _, to) in self.repartitions.iter().filter(|x| x.1 == sub) {

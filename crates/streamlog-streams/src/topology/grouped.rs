@@ -1,6 +1,7 @@
 //! [`KGroupedStream`] and [`TimeWindowedKStream`]: aggregations into tables, kept in
 //! key-value or window stores with changelogs.
 
+use std::any::TypeId;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use super::options::Materialized;
 use crate::context::Ctx;
 use crate::metrics::Metrics;
 use crate::serdes::{self, Serde};
+use crate::store::{KvStore, WindowStore};
 use crate::windows::{TimeWindows, Windowed};
 
 /// Kafka's default window retention: one day.
@@ -66,7 +68,13 @@ pub struct TimeWindowedKStream<K, V> {
     windows: TimeWindows,
 }
 
-fn store_name<V>(b: &Rc<RefCell<Inner>>, sub: usize, m: &Materialized<V>) -> String {
+/// The store's name (given or generated), registered with what it holds.
+fn store_name<V>(
+    b: &Rc<RefCell<Inner>>,
+    sub: usize,
+    m: &Materialized<V>,
+    contents: TypeId,
+) -> String {
     let mut b = b.borrow_mut();
     let name = m
         .name
@@ -77,7 +85,7 @@ fn store_name<V>(b: &Rc<RefCell<Inner>>, sub: usize, m: &Materialized<V>) -> Str
             "store `{name}`: its changelog topic name is invalid: {e}"
         ));
     }
-    b.add_store(&name, sub);
+    b.add_store(&name, sub, contents);
     name
 }
 
@@ -102,7 +110,7 @@ impl<K: Send + Sync + 'static, V: 'static> KGroupedStream<K, V> {
         first: First<K, V, VA>,
         combine: Combine<K, V, VA>,
     ) -> KTable<K, VA> {
-        let name = store_name(&self.b, self.sub, &m);
+        let name = store_name(&self.b, self.sub, &m, TypeId::of::<KvStore<K, VA>>());
         let serdes = self.serdes(what, m.value_serde);
         let table = KTable {
             b: Rc::clone(&self.b),
@@ -212,7 +220,7 @@ impl<K: Clone + Send + Sync + 'static, V: 'static> TimeWindowedKStream<K, V> {
         combine: Combine<K, V, VA>,
     ) -> KTable<Windowed<K>, VA> {
         let g = &self.grouped;
-        let name = store_name(&g.b, g.sub, &m);
+        let name = store_name(&g.b, g.sub, &m, TypeId::of::<WindowStore<K, VA>>());
         let windows = self.windows;
         let floor = windows.size_ms().saturating_add(windows.grace_ms());
         let retention_ms = match m.retention {
