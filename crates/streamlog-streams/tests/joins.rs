@@ -135,3 +135,78 @@ fn a_deleted_key_no_longer_joins() {
         Round::Stream(vec![(1, 1), (2, 1)]),
     ]);
 }
+
+/// A stream joined with the count of a re-keyed stream read from a topic with another
+/// partition count: the repartition topic takes the join's partition count (the
+/// stream's, 4), as Kafka Streams sizes it. It took the count of the topic feeding it
+/// (2), and start refused the join as not co-partitioned.
+#[test]
+fn a_repartition_topic_takes_the_partition_count_of_the_join_it_feeds() {
+    use streamlog::{ProducerConfig, ProducerRecord};
+    use streamlog_streams::{Grouped, Materialized};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    create_topics(&store, &[("orders", 2), ("lookups", 4), ("looked-up", 4)]);
+    let strings = || Consumed::with(serdes::string(), serdes::string());
+    let b = StreamsBuilder::new();
+    let counts = b
+        .stream("orders", strings())
+        .group_by(
+            |_, item| item.clone(),
+            Grouped::with(serdes::string(), serdes::string()),
+        )
+        .count(Materialized::named("per-item"));
+    b.stream("lookups", strings())
+        .join(&counts, |who, n| format!("{who}:{n}"))
+        .to(
+            "looked-up",
+            Produced::with(serdes::string(), serdes::string()),
+        );
+    let items = ["apple", "pear", "fig", "plum", "kiwi"];
+    // Orders: item i ordered i + 1 times.
+    let orders = store.topic("orders").unwrap();
+    let mut ts = 0;
+    for (i, item) in items.iter().enumerate() {
+        for _ in 0..=i {
+            ts += 1;
+            let p = orders.partition((ts % 2) as i32).unwrap();
+            p.append(&[Record::new(ts, Some(format!("user-{ts}")), Some(*item))])
+                .unwrap();
+        }
+    }
+    let s = run_caught_up(&store, b.build().unwrap(), StreamsConfig::new("cp"));
+    assert_eq!(
+        store
+            .topic("cp-KSTREAM-GROUP-0000000001-repartition")
+            .map(|t| t.partition_count())
+            .ok(),
+        Some(4),
+        "{:?}",
+        store.list_topics()
+    );
+    // Lookups keyed by item, placed by the key's hash as the repartition topic is.
+    let producer = store.producer(ProducerConfig::default()).unwrap();
+    for item in items {
+        producer
+            .send(
+                ProducerRecord::new("lookups")
+                    .key(item)
+                    .value("me")
+                    .timestamp(1_000),
+            )
+            .unwrap()
+            .wait()
+            .unwrap();
+    }
+    s.wait_until_caught_up(CATCH_UP).unwrap();
+    s.close().unwrap();
+    let got = read_strings(&store, "looked-up");
+    let mut want: Vec<(String, String)> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| (item.to_string(), format!("me:{}", i + 1)))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+}

@@ -223,18 +223,22 @@ impl Streams {
                 });
             }
         }
-        // Repartition topics take the partition count of the sub-topology writing them
-        // (in order, since one may feed the next).
+        // A repartition topic takes the partition count of the sub-topology reading it
+        // when that one has it already (from its other inputs: a join with the
+        // aggregation of a re-keyed stream), as Kafka Streams sizes a co-partitioned
+        // group's repartition topics; else that of the sub-topology writing it (in
+        // order, since one may feed the next).
         let mut done = vec![false; t.repartitions.len()];
         while done.iter().any(|d| !d) {
             let mut progressed = false;
             for (i, (suffix, from, to)) in t.repartitions.iter().enumerate() {
-                let Some(Some((n, _))) = subs.get(*from).cloned() else {
+                let Some(Some((written, _))) = subs.get(*from).cloned() else {
                     continue;
                 };
                 if done[i] {
                     continue;
                 }
+                let n = subs.get(*to).cloned().flatten().map_or(written, |(n, _)| n);
                 let topic = format!("{app}-{suffix}");
                 let n = self.ensure_topic(&topic, n, CleanupPolicy::Delete)?;
                 set(&mut subs, *to, n, &topic)?;
