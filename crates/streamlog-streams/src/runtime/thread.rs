@@ -192,6 +192,8 @@ impl Worker {
             self.task_for(tp.topic(), tp.partition())?;
         }
         self.buffered.add(records);
+        self.buffered
+            .drop_stale(&mut |tp| consumer.position(tp).ok());
         let mut ctx = std::mem::replace(&mut self.ctx, Ctx::new(Arc::clone(&self.env.metrics)));
         let mut processed = 0u64;
         // Whether an input with nothing buffered has more in its log (asked once per
