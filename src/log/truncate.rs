@@ -100,15 +100,21 @@ impl Log {
         // cut reopens: the smaller bound until the state is replaced below.
         let reopened = rebuilt.first_open_offset().unwrap_or(i64::MAX);
         self.first_unstable.fetch_min(reopened, Ordering::AcqRel);
-        let result = self
-            .truncate_locked(&mut fl, &mut w, &segs, idx, pos, new_end)
-            // A new epoch from `new_end`: a position taken past it in the old epoch is
-            // then known to point at removed records. (A crash before it is written
-            // makes the next open start a new epoch anyway.)
-            .and_then(|()| self.begin_epoch(&w, new_end).map(drop));
-        // Batches past the new end are gone: a producer re-sending one appends it again.
-        w.producers.truncate_to(new_end, &rebuilt);
-        self.publish_first_unstable(&w);
+        let record_only = std::cell::Cell::new(false);
+        let cut = self.truncate_locked(&mut fl, &mut w, (&segs, idx, pos, new_end), &record_only);
+        if cut.is_ok() {
+            // Batches past the new end are gone: a producer re-sending one appends it
+            // again.
+            w.producers.truncate_to(new_end, &rebuilt);
+            self.publish_first_unstable(&w);
+        }
+        // Else the log in memory is still the one before the cut (its segment list and
+        // end are replaced last), and so is its producer state: the log is poisoned, and
+        // the last stable offset keeps the lower bound taken above until a reopen.
+        // A new epoch from `new_end`: a position taken past it in the old epoch is then
+        // known to point at removed records. (A crash before it is written makes the next
+        // open start a new epoch anyway.)
+        let result = cut.and_then(|()| self.begin_epoch(&w, new_end).map(drop));
         // Snapshots past the new end describe batches that are gone, and go once the cut
         // is durable: removed before it, a crash that kept the batches would rebuild the
         // state without them (a re-sent batch appended twice). A crash before they are
@@ -123,10 +129,10 @@ impl Log {
             }
             Ok(())
         });
-        // (Unless a step poisoned it already, as it saw fit: the durable position's
-        // write leaves no data at risk.)
+        // (Unless only the durable position's record failed, which poisoned without
+        // the marker: every byte was synced before it, and nothing was cut.)
         if let Err(e) = &result
-            && self.poison.lock().is_none()
+            && !record_only.get()
         {
             self.poison_with(format!("truncation failed part-way: {e}"));
         }
@@ -142,14 +148,15 @@ impl Log {
         Ok(new_end)
     }
 
+    /// The cut itself, at `pos` of `segs[idx]`, ending the log at `new_end`. Sets
+    /// `record_only` when it failed at the durable position's record alone (after every
+    /// fsync of data succeeded, before anything was cut).
     fn truncate_locked(
         &self,
         fl: &mut FlushState,
         w: &mut Writer,
-        segs: &[Arc<Segment>],
-        idx: usize,
-        pos: u64,
-        new_end: i64,
+        (segs, idx, pos, new_end): (&[Arc<Segment>], usize, u64, i64),
+        record_only: &std::cell::Cell<bool>,
     ) -> Result<()> {
         let seg = segs[idx].clone();
         // 0. Everything written so far is synced first, so the durable position written
@@ -204,6 +211,7 @@ impl Log {
             .inspect_err(|e| {
                 // Everything was synced in step 0, and nothing is cut yet.
                 self.poison_data_synced(format!("truncation failed part-way: {e}"));
+                record_only.set(true);
             })?;
         }
         // 2. Later segments go (unlinking keeps any live mapping valid).

@@ -815,3 +815,40 @@ fn a_txnindex_whose_fsync_failed_is_written_again_by_the_next_open() {
         "faults struck the .txnindex's fsync {struck} times"
     );
 }
+
+/// From a review: a truncation that failed before it cut anything still dropped the
+/// producer state past the new end, so the poisoned log (still readable) forgot a
+/// transaction open there and its last stable offset passed that transaction's
+/// records. A failed cut now leaves the state as it was, with the lower bound.
+#[test]
+fn a_truncation_that_fails_before_the_cut_keeps_the_open_transactions() {
+    let mut struck = 0;
+    for k in 1..40 {
+        let (fs, log) = small_sim_log();
+        log.append(&mut batch(-1, -1, -1, 3, false)).unwrap();
+        let open = log
+            .append(&mut batch(7, 0, 0, 2, true))
+            .unwrap()
+            .base_offset;
+        log.append(&mut batch(-1, -1, -1, 3, false)).unwrap();
+        assert_eq!(log.last_stable_offset(), open);
+        let at = fs.op_count() + k;
+        fs.inject(streamlog::fs::Fault::Eio, at, false);
+        let result = log.truncate_to(open);
+        fs.clear_faults();
+        if fs.op_count() < at {
+            break;
+        }
+        if result.is_ok() {
+            continue;
+        }
+        struck += 1;
+        // Whatever step failed, the transaction at `open` is not taken as decided.
+        assert!(
+            log.last_stable_offset() <= open,
+            "EIO at {k}: last stable offset {} past the open transaction at {open}",
+            log.last_stable_offset()
+        );
+    }
+    assert!(struck > 0);
+}
