@@ -57,8 +57,9 @@ impl Consumer {
     /// The records of the assigned partitions one by one, as a
     /// [`futures_core::Stream`] that never ends (until an error: it then yields the
     /// error, and goes on if polled again). Records of one [`recv`](Self::recv) are
-    /// yielded before the next is awaited; dropping the stream drops those not yet
-    /// yielded, whose positions have moved (commit only what you processed).
+    /// yielded before the next is awaited; dropping the stream gives back those not
+    /// yet yielded: each of their partitions' position returns to the first of them, so
+    /// a later poll (or the next owner, after a commit) reads them.
     pub fn stream(&mut self) -> RecordStream<'_> {
         RecordStream {
             consumer: self,
@@ -176,5 +177,23 @@ impl Drop for RecordStream<'_> {
     fn drop(&mut self) {
         let mut waiting = self.waiting;
         self.consumer.set_waiting(&mut waiting, false);
+        // Records fetched and not yielded: positions go back to the first of each
+        // partition's, or an auto-commit (at close, say) would skip them.
+        let mut first: Vec<(crate::topic::TopicPartition, i64)> = Vec::new();
+        for r in self.buffered.take().into_iter().flatten() {
+            if !first
+                .iter()
+                .any(|(tp, _)| tp.topic() == r.topic() && tp.partition() == r.partition())
+            {
+                first.push((
+                    crate::topic::TopicPartition::new(r.topic(), r.partition()),
+                    r.offset(),
+                ));
+            }
+        }
+        for (tp, offset) in first {
+            // Not assigned any more (or closed): nothing of it will be committed here.
+            let _ = self.consumer.seek(&tp, offset);
+        }
     }
 }

@@ -131,3 +131,32 @@ async fn a_member_waiting_in_recv_keeps_its_membership() {
     append(&store, 1);
     assert_eq!(task.await.unwrap().unwrap(), 1);
 }
+
+/// From an API attack: a stream dropped after yielding one record of a fetched batch
+/// dropped the rest with their positions moved, and the default auto-commit at close
+/// committed past records the application never saw. The positions go back to the
+/// first record not yielded.
+#[test]
+fn a_dropped_stream_gives_back_the_records_it_did_not_yield() {
+    use futures_core::Stream;
+    let (_dir, store) = store();
+    append(&store, 10);
+    {
+        let mut c = consumer(&store, "g");
+        c.subscribe(["t"]).unwrap();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut s = c.stream();
+        let Poll::Ready(Some(Ok(first))) = Pin::new(&mut s).poll_next(&mut cx) else {
+            panic!("records were appended");
+        };
+        assert_eq!(first.offset(), 0);
+        drop(s);
+        let tp = streamlog::TopicPartition::new("t", 0);
+        assert_eq!(c.position(&tp).unwrap(), 1);
+        c.close().unwrap(); // auto-commit
+    }
+    let mut next = consumer(&store, "g");
+    next.subscribe(["t"]).unwrap();
+    let got = next.poll(Duration::from_secs(5)).unwrap();
+    assert_eq!(got.iter().next().map(|r| r.offset()), Some(1));
+}
