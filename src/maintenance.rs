@@ -60,6 +60,8 @@ pub(crate) struct Maintenance {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Serializes passes (thread and `run_maintenance`).
     pass: Mutex<()>,
+    /// Set by [`nudge`](Self::nudge): the thread recomputes when to wake.
+    nudged: std::sync::atomic::AtomicBool,
 }
 
 impl Maintenance {
@@ -82,6 +84,15 @@ impl Maintenance {
             .spawn(move || run_thread(&weak, (&groups, &txn), &m, interval, after_pass))?;
         *self.thread.lock() = Some(handle);
         Ok(())
+    }
+
+    /// Wakes the thread to recompute its next wake-up (a consumer started waiting in
+    /// `recv`: its group's other members must be expired on time).
+    pub(crate) fn nudge(&self) {
+        self.nudged
+            .store(true, std::sync::atomic::Ordering::Release);
+        let _stop = self.stop.lock();
+        self.wake.notify_all();
     }
 
     /// Whether `stop` was called (a pass in progress ends at the next partition).
@@ -137,10 +148,19 @@ fn run_thread(
             if let (true, Some(after)) = (full, &after_pass) {
                 after(&catalog);
             }
+            // Members gone stale in a group where a member waits in `recv`.
+            if groups.expire_for_waiters(&|names| catalog.partition_counts(names)) {
+                catalog.notifier().notify();
+            }
             let until_full = interval.saturating_sub(last_full.elapsed());
             let flush = min_flush_ms(&catalog).map(Duration::from_millis);
-            flush
-                .map_or(until_full, |f| f.min(until_full))
+            let expiry = groups
+                .next_expiry()
+                .map(|at| at.saturating_duration_since(Instant::now()));
+            [flush, expiry]
+                .into_iter()
+                .flatten()
+                .fold(until_full, Duration::min)
                 .max(Duration::from_millis(1))
         };
         // No strong reference is held while sleeping. `stop` sets the flag under this
@@ -148,6 +168,10 @@ fn run_thread(
         let mut stop = m.stop.lock();
         if *stop {
             return;
+        }
+        // A nudge since the tick was computed: compute it again.
+        if m.nudged.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            continue;
         }
         m.wake.wait_for(&mut stop, tick);
         if *stop {

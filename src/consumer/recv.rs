@@ -20,7 +20,10 @@ impl Consumer {
     /// them without blocking the thread (and without a timeout: wrap it in your
     /// runtime's timeout if you need one). Runs the group protocol and auto-commit as
     /// `poll` does; while it waits, its group membership stays alive (as a Kafka
-    /// consumer blocked in `poll`).
+    /// consumer blocked in `poll`), and a member of its group that stops polling is
+    /// expired on time by the store's maintenance thread, which wakes it to take over
+    /// the partitions (with `background_maintenance(false)`, at the next append or
+    /// group change instead).
     ///
     /// ```
     /// use streamlog::{ConsumerConfig, OffsetReset, Record, Store, TopicConfig};

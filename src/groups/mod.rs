@@ -14,6 +14,7 @@
 
 mod admin;
 mod assign;
+mod expiry;
 mod offsets;
 mod txn_offsets;
 
@@ -25,6 +26,7 @@ use parking_lot::Mutex;
 pub(crate) use crate::format::schema::MAX_STRING_BYTES;
 pub use admin::{OffsetChange, OffsetSpec};
 pub use assign::assign;
+use expiry::expire;
 use offsets::CommitCheck;
 pub(crate) use offsets::{Commit, OffsetsReplay};
 
@@ -97,14 +99,25 @@ struct State {
 }
 
 /// Members, assignments and committed offsets of every group in a store.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Coordinator {
     state: Mutex<State>,
+    /// Called when a member starts waiting in `recv`: the store's timer (see
+    /// `expiry.rs`) must then watch its group's other members.
+    on_wait: Mutex<Option<Box<dyn Fn() + Send + std::marker::Sync>>>,
     /// Serializes commits so the in-memory map follows the log's order.
     commit_lock: Mutex<()>,
     /// Held by a group administration call from its check that the group has no member
     /// to its durable change, and by every join: no member joins in between.
     admin: Mutex<()>,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why `group` cannot be a group id, if it cannot: empty, or longer than a Kafka
@@ -318,15 +331,13 @@ impl Coordinator {
             return Sync::Expired;
         };
         m.last_poll = now;
-        let before = g.members.len();
-        g.members
-            .retain(|_, m| m.waiting || now.duration_since(m.last_poll) <= m.max_poll_interval);
+        let expired = expire(g, now);
         let subscribed: BTreeSet<String> = g
             .members
             .values()
             .flat_map(|m| m.subscription.iter().cloned())
             .collect();
-        if g.members.len() != before || counts(&subscribed) != g.topology {
+        if expired || counts(&subscribed) != g.topology {
             rebalance(g, counts);
         }
         let generation = g.generation;
@@ -416,14 +427,19 @@ impl Coordinator {
     /// Marks `member` of `group` as waiting for records in an async receive (or no
     /// longer); either way it counts as a poll now.
     pub(crate) fn set_waiting(&self, group: &str, member: &str, waiting: bool) {
-        let mut st = self.state.lock();
-        if let Some(m) = st
-            .groups
-            .get_mut(group)
-            .and_then(|g| g.members.get_mut(member))
         {
-            m.waiting = waiting;
-            m.last_poll = Instant::now();
+            let mut st = self.state.lock();
+            if let Some(m) = st
+                .groups
+                .get_mut(group)
+                .and_then(|g| g.members.get_mut(member))
+            {
+                m.waiting = waiting;
+                m.last_poll = Instant::now();
+            }
+        }
+        if waiting && let Some(on_wait) = &*self.on_wait.lock() {
+            on_wait();
         }
     }
 

@@ -142,6 +142,14 @@ impl Store {
                     store.metrics_publisher(),
                 )
                 .map_err(io_ctx("start the maintenance thread"))?;
+            // A consumer waiting in `recv`: its group's stale members are expired on
+            // the thread's timer.
+            let m = Arc::downgrade(&store.inner.maintenance);
+            store.inner.groups.set_on_wait(move || {
+                if let Some(m) = m.upgrade() {
+                    m.nudge();
+                }
+            });
         }
         Ok(store)
     }

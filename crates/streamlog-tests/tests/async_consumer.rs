@@ -160,3 +160,59 @@ fn a_dropped_stream_gives_back_the_records_it_did_not_yield() {
     let got = next.poll(Duration::from_secs(5)).unwrap();
     assert_eq!(got.iter().next().map(|r| r.offset()), Some(1));
 }
+
+/// From an API attack: a member waiting in `recv` while another member of its group
+/// stopped polling waited for ever: expiring a stale member happened only at some
+/// member's poll, and a waiting member does not poll until woken. The store's
+/// maintenance thread now expires stale members on a timer in groups where a member
+/// waits, and wakes it; it takes the stale member's partition. (The timeout only
+/// bounds a failure.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_recv_takes_over_from_a_member_that_went_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap(); // with the maintenance thread
+    store
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    for p in 0..2 {
+        let part = store.topic("t").unwrap().partition(p).unwrap();
+        for i in 0..3 {
+            part.append(&[Record::new(0, Some("k"), Some(format!("{p}-{i}")))])
+                .unwrap();
+        }
+    }
+    let member = || {
+        let mut c = store
+            .consumer(
+                ConsumerConfig::new("g")
+                    .auto_offset_reset(OffsetReset::Earliest)
+                    .enable_auto_commit(false)
+                    .max_poll_interval_ms(200),
+            )
+            .unwrap();
+        c.subscribe(["t"]).unwrap();
+        c
+    };
+    let (mut a, mut b) = (member(), member());
+    let mut seen = 0;
+    while a.assignment().len() + b.assignment().len() < 2 || a.assignment().len() > 1 {
+        seen += a.poll(Duration::ZERO).unwrap().len();
+        b.poll(Duration::ZERO).unwrap();
+    }
+    // `a` reads its partition; `b` stops polling from here on.
+    while seen < 3 {
+        seen += a.poll(Duration::ZERO).unwrap().len();
+    }
+    // In a task, which only its waker polls (a timeout around the recv itself would
+    // poll it once more when it fires, and that poll would find the stale member).
+    let task = tokio::spawn(async move {
+        while seen < 6 {
+            seen += a.recv().await.unwrap().len();
+        }
+        a
+    });
+    let waited = tokio::time::timeout(Duration::from_secs(10), task).await;
+    let a = waited.expect("recv never took over the stale member's partition");
+    assert_eq!(a.unwrap().assignment().len(), 2);
+    drop(b);
+}
