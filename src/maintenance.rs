@@ -282,7 +282,12 @@ fn maintain_partition(
                 c.and_then(|c| c.applied_to(p)).unwrap_or(floor)
             })
             .min();
-        policy.max_bytes = tc.retention_gate_max_bytes;
+        // The cap bounds what the gate holds back from time and size retention: a
+        // topic that keeps everything (compact only, or no limit) has nothing held back,
+        // and loses nothing to it.
+        if deletes && (tc.retention_ms >= 0 || tc.retention_bytes >= 0) {
+            policy.max_bytes = tc.retention_gate_max_bytes;
+        }
     }
     let r = log.enforce_retention(&policy)?;
     report.segments_deleted += r.segments_deleted;

@@ -144,6 +144,42 @@ fn consumer_gated_retention_waits_for_the_group_up_to_the_cap() {
     store.close().unwrap();
 }
 
+/// From an API attack: the gate's cap deleted the oldest segments of topics whose own
+/// policy keeps everything (compact only; delete with no time or size limit), though
+/// the gate held nothing back there: the latest value of unique keys, never read by the
+/// gating group, went. The cap bounds only what the gate holds back from retention.
+#[test]
+fn the_gate_cap_deletes_nothing_retention_would_keep() {
+    let (_dir, _clock, store) = manual_fixture();
+    let gated = |c: TopicConfig| {
+        c.segment_bytes(1024)
+            .retention_gate_groups(["g"])
+            .retention_gate_max_bytes(2048)
+    };
+    let topics = [
+        (
+            "compacted",
+            gated(TopicConfig::default().cleanup_policy(CleanupPolicy::Compact)),
+        ),
+        (
+            "forever",
+            gated(TopicConfig::default().retention_ms(-1).retention_bytes(-1)),
+        ),
+    ];
+    for (name, config) in topics {
+        let p = partition_0(&store, name, config);
+        for i in 0..100i64 {
+            p.append(&[rec(T0, &format!("key-{i}"), &format!("{i:040}"))])
+                .unwrap();
+        }
+    }
+    store.run_maintenance().unwrap();
+    for name in ["compacted", "forever"] {
+        let p = store.topic(name).unwrap().partition(0).unwrap();
+        assert_eq!(p.log_start_offset(), 0, "{name}");
+    }
+}
+
 /// A compacted topic through the store: the latest value per key survives with its
 /// offset; a consumer positioned on a removed offset moves to the next surviving one.
 #[test]
