@@ -114,10 +114,12 @@ impl Consumer {
     /// `OffsetOutOfRange` with `auto_offset_reset = None`; `Corruption`; `Io`;
     /// `CommitFailed` from an auto-commit of a group member (a consumer that assigns
     /// its own partitions only logs one); `InvalidArgument` inside a
-    /// [`RebalanceListener`](super::RebalanceListener); `Closed`.
+    /// [`RebalanceListener`](super::RebalanceListener), or with neither a subscription
+    /// nor assigned partitions; `Closed`.
     pub fn poll(&mut self, timeout: Duration) -> Result<ConsumerRecords> {
         self.check_open()?;
         self.check_not_in_callback("poll")?;
+        self.check_reading("poll")?;
         let deadline = Instant::now().checked_add(timeout);
         let mut first = true;
         loop {

@@ -145,6 +145,21 @@ impl Consumer {
         Ok(())
     }
 
+    /// Polling needs a subscription or an assignment, as in Kafka (whose `poll` throws
+    /// `IllegalStateException`): otherwise nothing could ever arrive, and `recv` would
+    /// wait for ever.
+    fn check_reading(&self, what: &str) -> Result<()> {
+        if self.subscription.is_none() && self.membership.is_none() && self.assigned.is_empty() {
+            return Err(Error::InvalidArgument {
+                name: "consumer",
+                reason: format!(
+                    "`{what}` needs a subscription or assigned partitions (subscribe or assign first)"
+                ),
+            });
+        }
+        Ok(())
+    }
+
     fn check_open(&self) -> Result<()> {
         if self.closed {
             return Err(Error::Closed { what: "consumer" });

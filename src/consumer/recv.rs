@@ -81,6 +81,7 @@ impl Consumer {
             let attempt = (|| {
                 self.check_open()?;
                 self.check_not_in_callback("recv")?;
+                self.check_reading("recv")?;
                 let seen = self.catalog.notifier().seq();
                 self.sync_group()?;
                 self.maybe_auto_commit()?;

@@ -216,3 +216,27 @@ async fn a_waiting_recv_takes_over_from_a_member_that_went_stale() {
     assert_eq!(a.unwrap().assignment().len(), 2);
     drop(b);
 }
+
+/// From an API attack: `recv` on a consumer with neither a subscription nor assigned
+/// partitions waited for ever (and `poll` returned nothing, every time). Both are
+/// refused, as Kafka's `poll` throws `IllegalStateException`.
+#[test]
+fn reading_with_nothing_subscribed_or_assigned_is_refused() {
+    let (_dir, store) = store();
+    append(&store, 1);
+    let mut c = consumer(&store, "g");
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut pending = pin!(c.recv());
+    let Poll::Ready(Err(e)) = pending.as_mut().poll(&mut cx) else {
+        panic!("recv with nothing to read did not refuse");
+    };
+    assert!(matches!(e, streamlog::Error::InvalidArgument { .. }), "{e}");
+    let mut c = consumer(&store, "g");
+    let polled = c.poll(Duration::ZERO);
+    assert!(matches!(
+        polled,
+        Err(streamlog::Error::InvalidArgument { .. })
+    ));
+    c.assign(&[streamlog::TopicPartition::new("t", 0)]).unwrap();
+    assert_eq!(c.poll(Duration::ZERO).unwrap().len(), 1);
+}
