@@ -124,6 +124,9 @@ fn run_thread(
     after_pass: Option<AfterPass>,
 ) {
     let mut last_full = Instant::now();
+    // When the next pass (a flush check, or a full one) is due; wake-ups in between
+    // (a member's expiry, a nudge) only expire members.
+    let mut next_pass = Instant::now();
     loop {
         let tick = {
             let Some(catalog) = weak.upgrade() else {
@@ -132,35 +135,45 @@ fn run_thread(
             if catalog.is_closed() {
                 return;
             }
-            let full = last_full.elapsed() >= interval;
-            if full {
-                last_full = Instant::now();
-            }
-            match m.run_pass(&catalog, groups, txn, full) {
-                Ok(r) => {
-                    for (tp, e) in &r.errors {
-                        tracing::error!("maintenance of {}-{}: {e}", tp.topic(), tp.partition());
-                    }
+            if Instant::now() >= next_pass {
+                let full = last_full.elapsed() >= interval;
+                if full {
+                    last_full = Instant::now();
                 }
-                Err(Error::Closed { .. }) => return,
-                Err(e) => tracing::error!("maintenance pass failed: {e}"),
-            }
-            if let (true, Some(after)) = (full, &after_pass) {
-                after(&catalog);
+                match m.run_pass(&catalog, groups, txn, full) {
+                    Ok(r) => {
+                        for (tp, e) in &r.errors {
+                            tracing::error!(
+                                "maintenance of {}-{}: {e}",
+                                tp.topic(),
+                                tp.partition()
+                            );
+                        }
+                    }
+                    Err(Error::Closed { .. }) => return,
+                    Err(e) => tracing::error!("maintenance pass failed: {e}"),
+                }
+                if let (true, Some(after)) = (full, &after_pass) {
+                    after(&catalog);
+                }
+                let until_full = interval.saturating_sub(last_full.elapsed());
+                let flush = min_flush_ms(&catalog).map(Duration::from_millis);
+                let until_pass = flush
+                    .map_or(until_full, |f| f.min(until_full))
+                    .max(Duration::from_millis(1));
+                next_pass = Instant::now() + until_pass;
             }
             // Members gone stale in a group where a member waits in `recv`.
             if groups.expire_for_waiters(&|names| catalog.partition_counts(names)) {
                 catalog.notifier().notify();
             }
-            let until_full = interval.saturating_sub(last_full.elapsed());
-            let flush = min_flush_ms(&catalog).map(Duration::from_millis);
-            let expiry = groups
+            let now = Instant::now();
+            let until_expiry = groups
                 .next_expiry()
-                .map(|at| at.saturating_duration_since(Instant::now()));
-            [flush, expiry]
-                .into_iter()
-                .flatten()
-                .fold(until_full, Duration::min)
+                .map(|at| at.saturating_duration_since(now));
+            let until_pass = next_pass.saturating_duration_since(now);
+            until_expiry
+                .map_or(until_pass, |e| e.min(until_pass))
                 .max(Duration::from_millis(1))
         };
         // No strong reference is held while sleeping. `stop` sets the flag under this
