@@ -62,6 +62,9 @@ pub(crate) struct Maintenance {
     pass: Mutex<()>,
     /// Set by [`nudge`](Self::nudge): the thread recomputes when to wake.
     nudged: std::sync::atomic::AtomicBool,
+    /// The thread wakes at least every [`WATCH`] because a member waits in `recv`: a
+    /// member starting to wait then needs no nudge.
+    watching: std::sync::atomic::AtomicBool,
 }
 
 impl Maintenance {
@@ -89,6 +92,9 @@ impl Maintenance {
     /// Wakes the thread to recompute its next wake-up (a consumer started waiting in
     /// `recv`: its group's other members must be expired on time).
     pub(crate) fn nudge(&self) {
+        if self.watching.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         self.nudged
             .store(true, std::sync::atomic::Ordering::Release);
         let _stop = self.stop.lock();
@@ -116,6 +122,9 @@ impl Maintenance {
     }
 }
 
+/// The longest the thread sleeps while a member waits in `recv`.
+const WATCH: Duration = Duration::from_secs(1);
+
 fn run_thread(
     weak: &Weak<Catalog>,
     (groups, txn): (&Coordinator, &TxnCoordinator),
@@ -134,6 +143,11 @@ fn run_thread(
             };
             if catalog.is_closed() {
                 return;
+            }
+            // Members gone stale in a group where a member waits in `recv` (before a
+            // pass, which may take long, and after it).
+            if groups.expire_for_waiters(&|names| catalog.partition_counts(names)) {
+                catalog.notifier().notify();
             }
             if Instant::now() >= next_pass {
                 let full = last_full.elapsed() >= interval;
@@ -168,9 +182,17 @@ fn run_thread(
                 catalog.notifier().notify();
             }
             let now = Instant::now();
+            // While a member waits in `recv`, at least every `WATCH`: members that join
+            // or stop polling later set deadlines this did not see (as a blocking poll
+            // re-checks every second).
+            let watch = groups.has_waiters();
+            m.watching
+                .store(watch, std::sync::atomic::Ordering::Release);
             let until_expiry = groups
                 .next_expiry()
-                .map(|at| at.saturating_duration_since(now));
+                .map(|at| at.saturating_duration_since(now))
+                .or(watch.then_some(WATCH))
+                .map(|e| if watch { e.min(WATCH) } else { e });
             let until_pass = next_pass.saturating_duration_since(now);
             until_expiry
                 .map_or(until_pass, |e| e.min(until_pass))
@@ -295,9 +317,9 @@ fn maintain_partition(
                 c.and_then(|c| c.applied_to(p)).unwrap_or(floor)
             })
             .min();
-        // The cap bounds what the gate holds back from time and size retention: a
-        // topic that keeps everything (compact only, or no limit) has nothing held back,
-        // and loses nothing to it.
+        // A hard cap on the partition, for topics whose policy deletes by time or
+        // size (where a stalled group would hold data back for ever); a topic that
+        // keeps everything (compact only, or no limit) loses nothing to it.
         if deletes && (tc.retention_ms >= 0 || tc.retention_bytes >= 0) {
             policy.max_bytes = tc.retention_gate_max_bytes;
         }

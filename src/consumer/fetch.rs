@@ -138,11 +138,16 @@ impl Consumer {
             let nap = Instant::now() + Duration::from_secs(1);
             let until = deadline.map_or(nap, |d| d.min(nap));
             // Spins briefly the first time only: later wake-ups were for other appends.
+            // Blocked here, the member is alive (as a Kafka consumer blocked in `poll`),
+            // however long `max_poll_interval_ms` is against the wait.
+            let mut waiting = false;
+            self.set_waiting(&mut waiting, true);
             if std::mem::take(&mut first) {
                 self.catalog.notifier().wait(seen, Some(until));
             } else {
                 self.catalog.notifier().wait_parked(seen, Some(until));
             }
+            self.set_waiting(&mut waiting, false);
             self.check_open()?;
         }
     }

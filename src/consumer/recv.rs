@@ -106,8 +106,8 @@ impl Consumer {
         }
     }
 
-    /// Tells the group coordinator whether this member waits in `recv`.
-    fn set_waiting(&self, waiting: &mut bool, now: bool) {
+    /// Tells the group coordinator whether this member waits in `recv` (or `poll`).
+    pub(super) fn set_waiting(&self, waiting: &mut bool, now: bool) {
         if *waiting == now {
             return;
         }

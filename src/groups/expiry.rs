@@ -4,7 +4,9 @@
 //! poll until the store's notifier wakes it, and nothing woke it for a member that went
 //! stale: it waited for ever on partitions no one read. So the store's maintenance
 //! thread also expires members on a timer, in the groups where a member waits (Kafka's
-//! coordinator expires members by itself).
+//! coordinator expires members by itself): at their deadlines, and at least every
+//! second while a member waits. A member blocked in `poll` counts as waiting too, as a
+//! Kafka consumer blocked in `poll` is alive.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -43,6 +45,14 @@ impl Coordinator {
             }
         }
         any
+    }
+
+    /// Whether a member of some group waits in `recv`.
+    pub(crate) fn has_waiters(&self) -> bool {
+        let st = self.state.lock();
+        st.groups
+            .values()
+            .any(|g| g.members.values().any(|m| m.waiting))
     }
 
     /// When the next member of a group where a member waits in `recv` goes stale.

@@ -251,9 +251,10 @@ impl TopicConfig {
     ///
     /// Trade-off: the gate protects slow consumers from losing data to retention, at the
     /// cost of disk up to the cap; past the cap, retention deletes unconsumed records
-    /// and those groups' consumers follow `auto_offset_reset`. The cap applies only
-    /// where time or size retention deletes: a compact-only topic, or one whose
-    /// `retention_ms` and `retention_bytes` are both -1, loses nothing to it.
+    /// and those groups' consumers follow `auto_offset_reset`. The cap is a hard one
+    /// (it deletes the oldest segments past it, expired or not) on topics whose policy
+    /// deletes by time or size; a compact-only topic, or one whose `retention_ms` and
+    /// `retention_bytes` are both -1, loses nothing to it.
     ///
     /// ```
     /// use streamlog::TopicConfig;

@@ -240,3 +240,115 @@ fn reading_with_nothing_subscribed_or_assigned_is_refused() {
     c.assign(&[streamlog::TopicPartition::new("t", 0)]).unwrap();
     assert_eq!(c.poll(Duration::ZERO).unwrap().len(), 1);
 }
+
+/// A member that joins while another waits in `recv`, takes a partition and stalls is
+/// expired, and the waiter takes its partition over. A review found that the timer
+/// read deadlines only when a waiter began to wait, so a member joining later could be
+/// missed until the next full pass; the thread now re-checks at least every second
+/// while a member waits. (In this order the waiter is nudged again, so this test also
+/// passes without that; it guards the takeover. The timeout only bounds a failure.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_recv_takes_over_from_a_member_that_joined_after_it_began_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    let config = || {
+        ConsumerConfig::new("g")
+            .auto_offset_reset(OffsetReset::Earliest)
+            .enable_auto_commit(false)
+            .max_poll_interval_ms(200)
+    };
+    let mut a = store.consumer(config()).unwrap();
+    a.subscribe(["t"]).unwrap();
+    a.poll(Duration::ZERO).unwrap();
+    assert_eq!(a.assignment().len(), 2);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        loop {
+            let records = a.recv().await.unwrap();
+            let offsets: Vec<(i32, i64)> = records
+                .iter()
+                .map(|r| (r.partition(), r.offset()))
+                .collect();
+            if tx.send(offsets).is_err() {
+                return;
+            }
+        }
+    });
+    // `b` joins while `a` waits, takes a partition, then stops polling.
+    let mut b = store.consumer(config()).unwrap();
+    b.subscribe(["t"]).unwrap();
+    while b.assignment().is_empty() {
+        b.poll(Duration::from_millis(10)).unwrap();
+    }
+    let taken = b.assignment()[0].partition();
+    let part = store.topic("t").unwrap().partition(taken).unwrap();
+    part.append(&[Record::new(0, Some("k"), Some("for b"))])
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let batch = rx.recv().await.unwrap();
+            if batch.contains(&(taken, 0)) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        got.is_ok(),
+        "the stalled member's partition was not taken over"
+    );
+    task.abort();
+    drop(b);
+}
+
+/// From a review: a member blocked in a blocking `poll` re-checks its membership only
+/// every second, and was not counted as alive meanwhile: with a short
+/// `max_poll_interval_ms` and another member waiting in `recv` (so the timer runs), the
+/// timer expired it in the middle of its poll. A member blocked in `poll` is alive, as
+/// in Kafka.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_blocked_in_poll_is_not_expired_by_the_timer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    let config = || {
+        ConsumerConfig::new("g")
+            .auto_offset_reset(OffsetReset::Earliest)
+            .enable_auto_commit(false)
+            .max_poll_interval_ms(50)
+    };
+    let mut poller = store.consumer(config()).unwrap();
+    poller.subscribe(["t"]).unwrap();
+    poller.poll(Duration::ZERO).unwrap();
+    let mut waiter = store.consumer(config()).unwrap();
+    waiter.subscribe(["t"]).unwrap();
+    let task = tokio::spawn(async move {
+        let _ = waiter.recv().await;
+    });
+    let id = poller.member_id().unwrap().to_string();
+    let poller = tokio::task::spawn_blocking(move || {
+        // Nothing to read: blocked for the whole timeout, well past 50 ms.
+        poller.poll(Duration::from_millis(600)).unwrap();
+        poller
+    })
+    .await
+    .unwrap();
+    let members: Vec<String> = store
+        .describe_group("g")
+        .unwrap()
+        .members
+        .into_iter()
+        .map(|m| m.member_id)
+        .collect();
+    assert!(
+        members.contains(&id),
+        "{id} was expired while in poll: {members:?}"
+    );
+    task.abort();
+    drop(poller);
+}
