@@ -35,6 +35,25 @@ fn consumer(store: &Store, group: &str) -> streamlog::Consumer {
         .unwrap()
 }
 
+/// A store with its maintenance thread (which expires stale group members) and the
+/// topic `t` of two partitions.
+fn group_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    (dir, store)
+}
+
+/// A member of group `g` that commits nothing and counts as stale after `ms`.
+fn member_config(ms: u64) -> ConsumerConfig {
+    ConsumerConfig::new("g")
+        .auto_offset_reset(OffsetReset::Earliest)
+        .enable_auto_commit(false)
+        .max_poll_interval_ms(ms)
+}
+
 /// A task awaiting `recv` stays pending (its thread free: the runtime has one) until an
 /// append wakes it.
 #[tokio::test(flavor = "current_thread")]
@@ -169,11 +188,7 @@ fn a_dropped_stream_gives_back_the_records_it_did_not_yield() {
 /// bounds a failure.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_recv_takes_over_from_a_member_that_went_stale() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap(); // with the maintenance thread
-    store
-        .create_topic("t", TopicConfig::default().partitions(2))
-        .unwrap();
+    let (_dir, store) = group_store();
     for p in 0..2 {
         let part = store.topic("t").unwrap().partition(p).unwrap();
         for i in 0..3 {
@@ -182,14 +197,7 @@ async fn a_waiting_recv_takes_over_from_a_member_that_went_stale() {
         }
     }
     let member = || {
-        let mut c = store
-            .consumer(
-                ConsumerConfig::new("g")
-                    .auto_offset_reset(OffsetReset::Earliest)
-                    .enable_auto_commit(false)
-                    .max_poll_interval_ms(200),
-            )
-            .unwrap();
+        let mut c = store.consumer(member_config(200)).unwrap();
         c.subscribe(["t"]).unwrap();
         c
     };
@@ -249,17 +257,8 @@ fn reading_with_nothing_subscribed_or_assigned_is_refused() {
 /// passes without that; it guards the takeover. The timeout only bounds a failure.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_recv_takes_over_from_a_member_that_joined_after_it_began_waiting() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    store
-        .create_topic("t", TopicConfig::default().partitions(2))
-        .unwrap();
-    let config = || {
-        ConsumerConfig::new("g")
-            .auto_offset_reset(OffsetReset::Earliest)
-            .enable_auto_commit(false)
-            .max_poll_interval_ms(200)
-    };
+    let (_dir, store) = group_store();
+    let config = || member_config(200);
     let mut a = store.consumer(config()).unwrap();
     a.subscribe(["t"]).unwrap();
     a.poll(Duration::ZERO).unwrap();
@@ -311,17 +310,8 @@ async fn a_waiting_recv_takes_over_from_a_member_that_joined_after_it_began_wait
 /// in Kafka.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_blocked_in_poll_is_not_expired_by_the_timer() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    store
-        .create_topic("t", TopicConfig::default().partitions(2))
-        .unwrap();
-    let config = || {
-        ConsumerConfig::new("g")
-            .auto_offset_reset(OffsetReset::Earliest)
-            .enable_auto_commit(false)
-            .max_poll_interval_ms(50)
-    };
+    let (_dir, store) = group_store();
+    let config = || member_config(50);
     let mut poller = store.consumer(config()).unwrap();
     poller.subscribe(["t"]).unwrap();
     poller.poll(Duration::ZERO).unwrap();
