@@ -30,11 +30,11 @@ impl<O: Write, E: Write> Dumper<'_, O, E> {
                 context: format!("read {} at position {position}", path.display()),
                 source,
             };
-            let prefix = match file.prefix(position) {
-                Ok(prefix) => prefix,
+            let (prefix, got) = match file.prefix(position) {
+                Ok(read) => read,
                 Err(e) => return self.problem(read_failed(e)).map(|()| valid),
             };
-            let size = match batch::peek_size(&prefix) {
+            let size = match batch::peek_size(&prefix[..got]) {
                 None => {
                     let reason = format!(
                         "truncated batch: the last {left} bytes are too few for a batch header"

@@ -58,13 +58,14 @@ impl SegmentFile {
     }
 
     /// Reads up to [`LOG_OVERHEAD`] bytes at `position`: the batch prefix holding its
-    /// base offset and length, or what is left of the file.
-    pub(super) fn prefix(&mut self, position: u64) -> io::Result<Vec<u8>> {
+    /// base offset and length, or what is left of the file (the bytes read, and how
+    /// many).
+    pub(super) fn prefix(&mut self, position: u64) -> io::Result<([u8; LOG_OVERHEAD], usize)> {
         let left = self.len.saturating_sub(position);
-        let mut prefix =
-            vec![0; usize::try_from(left).map_or(LOG_OVERHEAD, |l| l.min(LOG_OVERHEAD))];
-        self.read_at(position, &mut prefix)?;
-        Ok(prefix)
+        let n = usize::try_from(left).map_or(LOG_OVERHEAD, |l| l.min(LOG_OVERHEAD));
+        let mut prefix = [0; LOG_OVERHEAD];
+        self.read_at(position, &mut prefix[..n])?;
+        Ok((prefix, n))
     }
 
     /// Reads and checks the batch of `size` bytes at `position` (the file holds that
