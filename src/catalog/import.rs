@@ -85,6 +85,16 @@ impl Catalog {
             }
             None => TopicId::random(),
         };
+        // Kafka numbers its producers from 0 too: the store's take ids past every one
+        // the directories remember before they are adopted, or a producer of the store
+        // would be taken for Kafka's (its batches answered as duplicates of Kafka's).
+        if let Some(max) = partitions
+            .iter()
+            .filter_map(|(_, c)| c.max_producer_id)
+            .max()
+        {
+            inner.producer_ids.reserve_past(max)?;
+        }
         // Each directory names the id before the metadata adopts them: from then on,
         // open checks them as the topic's own.
         for (dir, id) in dirs.iter().zip(&ids) {

@@ -79,40 +79,72 @@ impl ProducerIds {
     /// reopened); `InvalidArgument` once every id up to `i64::MAX` is used.
     pub(crate) fn allocate(&self) -> Result<i64> {
         let mut b = self.state.lock();
-        if let Some(reason) = &b.failed {
-            return Err(Error::Poisoned {
-                path: self.dir.join(PRODUCER_IDS_FILE),
-                reason: reason.clone(),
-            });
-        }
         if b.next == b.end {
-            let end = b
-                .end
-                .checked_add(BLOCK)
-                .ok_or_else(|| Error::InvalidArgument {
-                    name: "producer id",
-                    reason: "every producer id of this store is used".into(),
-                })?;
-            let text = format!("{HEADER}\n{end}\n");
-            if let Err(e) = crate::log::write_file_atomically_via(
-                self.fs.as_ref(),
-                &self.dir,
-                PRODUCER_IDS_FILE,
-                PRODUCER_IDS_TMP,
-                text.as_bytes(),
-            ) {
-                let reason = format!(
-                    "recording producer ids in {}: {e}",
-                    self.dir.join(PRODUCER_IDS_FILE).display()
-                );
-                b.failed = Some(reason.clone());
-                return Err(Error::io(reason, e));
-            }
-            b.end = end;
+            let from = b.end;
+            self.record_block(&mut b, from)?;
+        } else {
+            self.check_usable(&b)?;
         }
         let id = b.next;
         b.next += 1;
         Ok(id)
+    }
+
+    /// Makes every id handed out from now on larger than `id` (one that data the store
+    /// did not write already uses: an imported Kafka producer's), durably.
+    ///
+    /// # Errors
+    /// As [`allocate`](Self::allocate).
+    pub(crate) fn reserve_past(&self, id: i64) -> Result<()> {
+        let mut b = self.state.lock();
+        self.check_usable(&b)?;
+        if id < b.next {
+            return Ok(());
+        }
+        let from = id.checked_add(1).ok_or_else(used_up)?;
+        self.record_block(&mut b, from)
+    }
+
+    fn check_usable(&self, b: &Block) -> Result<()> {
+        match &b.failed {
+            Some(reason) => Err(Error::Poisoned {
+                path: self.dir.join(PRODUCER_IDS_FILE),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records the block `from..from + BLOCK` as the one ids come from (its end first,
+    /// synced).
+    fn record_block(&self, b: &mut Block, from: i64) -> Result<()> {
+        self.check_usable(b)?;
+        let end = from.checked_add(BLOCK).ok_or_else(used_up)?;
+        let text = format!("{HEADER}\n{end}\n");
+        if let Err(e) = crate::log::write_file_atomically_via(
+            self.fs.as_ref(),
+            &self.dir,
+            PRODUCER_IDS_FILE,
+            PRODUCER_IDS_TMP,
+            text.as_bytes(),
+        ) {
+            let reason = format!(
+                "recording producer ids in {}: {e}",
+                self.dir.join(PRODUCER_IDS_FILE).display()
+            );
+            b.failed = Some(reason.clone());
+            return Err(Error::io(reason, e));
+        }
+        b.next = from;
+        b.end = end;
+        Ok(())
+    }
+}
+
+fn used_up() -> Error {
+    Error::InvalidArgument {
+        name: "producer id",
+        reason: "every producer id of this store is used".into(),
     }
 }
 
@@ -151,6 +183,29 @@ mod tests {
             again.allocate().unwrap();
         }
         assert_eq!(again.allocate().unwrap(), 2 * BLOCK);
+    }
+
+    #[test]
+    fn reserved_ids_are_skipped_also_after_a_crash() {
+        let sim = SimFs::new();
+        let fs: Arc<dyn FileSystem> = Arc::new(sim.clone());
+        let dir = Path::new("/store");
+        fs.create_dir_all(dir).unwrap();
+        let ids = ProducerIds::open(fs.clone(), dir).unwrap();
+        assert_eq!(ids.allocate().unwrap(), 0);
+        ids.reserve_past(0).unwrap();
+        assert_eq!(ids.allocate().unwrap(), 1, "ids past it are kept");
+        ids.reserve_past(5_000).unwrap();
+        assert_eq!(ids.allocate().unwrap(), 5_001);
+        ids.reserve_past(10).unwrap();
+        assert_eq!(ids.allocate().unwrap(), 5_002, "a lower id changes nothing");
+        let image: Arc<dyn FileSystem> = Arc::new(sim.crash_image(CrashImage::DropAll));
+        let again = ProducerIds::open(image, dir).unwrap();
+        assert!(again.allocate().unwrap() > 5_002);
+        assert!(matches!(
+            again.reserve_past(i64::MAX),
+            Err(Error::InvalidArgument { .. })
+        ));
     }
 
     #[test]

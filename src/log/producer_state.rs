@@ -363,6 +363,11 @@ impl ProducerStates {
         before - self.producers.len()
     }
 
+    /// The largest producer id known, if any.
+    pub(crate) fn max_producer_id(&self) -> Option<i64> {
+        self.producers.keys().max().copied()
+    }
+
     /// The current epoch of `producer_id`, if known.
     pub(crate) fn epoch_of(&self, producer_id: i64) -> Option<i16> {
         self.producers.get(&producer_id).map(|e| e.epoch)

@@ -69,6 +69,8 @@ pub struct Scan {
     pub batches: u64,
     /// Batches with a producer id (idempotent or transactional, markers included).
     pub producer_batches: u64,
+    /// The largest producer id of any batch (-1: none).
+    pub max_producer_id: i64,
     /// Where and why the scan stopped before the end of the file.
     pub stopped: Option<(u64, String)>,
 }
@@ -151,6 +153,7 @@ pub fn scan_from(file: &dyn File, len: u64, p: ScanParams, start: u64) -> std::i
     const CHUNK: u64 = 1 << 20;
     let mut s = Scan {
         max_timestamp: -1,
+        max_producer_id: -1,
         offset_of_max_timestamp: p.base,
         ..Scan::default()
     };
@@ -236,6 +239,7 @@ pub fn scan_from(file: &dyn File, len: u64, p: ScanParams, start: u64) -> std::i
         s.bytes_since_index += size;
         s.batches += 1;
         s.producer_batches += u64::from(header.producer_id >= 0);
+        s.max_producer_id = s.max_producer_id.max(header.producer_id);
         pos += size;
         s.valid_bytes = pos;
         s.next_offset = Some(last + 1);

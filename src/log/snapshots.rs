@@ -73,6 +73,21 @@ fn read_snapshot(fs: &dyn FileSystem, dir: &Path, offset: i64) -> Result<Option<
     Ok(states)
 }
 
+/// The largest producer id any valid snapshot in `dir` names (`None`: none).
+///
+/// # Errors
+/// `Io` if a snapshot or the directory cannot be read.
+pub(crate) fn max_snapshot_producer_id(fs: &dyn FileSystem, dir: &Path) -> Result<Option<i64>> {
+    let offsets = snapshot_offsets(fs, dir).map_err(io_ctx(format!("list {}", dir.display())))?;
+    let mut max = None;
+    for offset in offsets {
+        if let Some(states) = read_snapshot(fs, dir, offset)? {
+            max = max.max(states.max_producer_id());
+        }
+    }
+    Ok(max)
+}
+
 impl Log {
     /// Writes `producers` as the snapshot at `offset` (atomically, synced).
     pub(super) fn write_producer_snapshot(

@@ -33,6 +33,10 @@ pub struct PartitionCheck {
     /// Index files that disagree with their segment (they are derived data: opening
     /// the directory rebuilds them). Damage to batches is an error instead.
     pub index_problems: Vec<String>,
+    /// The largest producer id of any batch or producer snapshot (`None`: no producer
+    /// wrote here). A store importing the directory hands out only larger ids, so its
+    /// producers are never taken for the ones that wrote it.
+    pub max_producer_id: Option<i64>,
 }
 
 /// Reads and checks a whole partition directory, changing nothing: each segment's
@@ -121,12 +125,18 @@ pub fn verify_partition_dir(
         }
         check.segments += 1;
         check.batches += scan.batches;
+        if scan.max_producer_id >= 0 {
+            check.max_producer_id = check.max_producer_id.max(Some(scan.max_producer_id));
+        }
         check.bytes += len;
         end = Some(scan.next_offset.unwrap_or(base));
         check_offset_index(fs, dir, base, file.as_ref(), len, &mut check)?;
         check_time_index(fs, dir, base, end.unwrap_or(base), &mut check)?;
     }
     check.log_end_offset = end.unwrap_or(check.log_start_offset);
+    check.max_producer_id = check
+        .max_producer_id
+        .max(super::snapshots::max_snapshot_producer_id(fs, dir)?);
     Ok(check)
 }
 

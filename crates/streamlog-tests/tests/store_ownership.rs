@@ -195,12 +195,21 @@ fn nested_and_empty_paths_are_refused() {
 /// Two partition directories as Kafka leaves them (`partition.metadata` naming Kafka's
 /// topic id; no streamlog files), copied into `dir`. Returns Kafka's topic id text.
 fn kafka_topic_dirs(dir: &Path, records: usize) -> String {
+    kafka_topic_dirs_of(dir, records, None)
+}
+
+/// [`kafka_topic_dirs`], each batch from Kafka producer `producer` (epoch 0, its
+/// sequences from 0 in each partition) if given.
+fn kafka_topic_dirs_of(dir: &Path, records: usize, producer: Option<i64>) -> String {
     let kafka_id = "AAAAAAAAAAAAAAAAAAAAAQ";
     for p in 0..2 {
         let pdir = dir.join(format!("clicks-{p}"));
         let log = streamlog::log::Log::open(&pdir, Default::default()).unwrap();
         for i in 0..records {
             let mut b = streamlog::BatchBuilder::new();
+            if let Some(id) = producer {
+                b = b.producer(id, 0, i as i32);
+            }
             b.push(
                 1_700_000_000_000,
                 Some(b"k"),
@@ -264,6 +273,79 @@ fn kafka_directories_are_imported_explicitly_and_verified() {
     assert!(store.recovery_report().directories_left_alone.is_empty());
     let part = store.topic("clicks").unwrap().partition(1).unwrap();
     assert_eq!(part.log_end_offset(), 301);
+}
+
+/// Kafka hands out producer ids from 0, as this store does: imported partitions
+/// remember Kafka's producer 0, and the store's first producer must not be taken for
+/// it (its record answered as a duplicate of Kafka's and dropped, or refused as out of
+/// order). The import moves the store's producer ids past every imported one, durably.
+#[test]
+fn imported_producer_ids_are_never_handed_out_again() {
+    use streamlog::{ProducerConfig, ProducerRecord};
+    let tmp = tempfile::tempdir().unwrap();
+    kafka_topic_dirs_of(tmp.path(), 1, Some(0));
+    let mut store = Store::open(tmp.path()).unwrap();
+    let report = store
+        .import_kafka_topic("clicks", TopicConfig::default())
+        .unwrap();
+    assert_eq!(report.partitions[0].1.max_producer_id, Some(0));
+    for round in 0..2 {
+        let producer = store
+            .producer(ProducerConfig::default().linger_ms(0))
+            .unwrap();
+        let value = format!("store-{round}");
+        let meta = producer
+            .send(
+                ProducerRecord::new("clicks")
+                    .partition(0)
+                    .value(value.clone()),
+            )
+            .unwrap()
+            .wait()
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(meta.offset, 1 + round, "appended after Kafka's record");
+        let part = store.topic("clicks").unwrap().partition(0).unwrap();
+        let got = part.read(meta.offset, 1 << 10).unwrap();
+        assert_eq!(got[0].value.as_deref(), Some(value.as_bytes()));
+        drop(producer);
+        store.close().unwrap();
+        drop(store);
+        store = Store::open(tmp.path()).unwrap();
+    }
+}
+
+/// A producer whose batches retention already removed is still remembered by the
+/// producer snapshot Kafka keeps: its id is reported, and skipped, too.
+#[test]
+fn a_producer_only_a_snapshot_remembers_is_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    kafka_topic_dirs(tmp.path(), 2);
+    let pdir = tmp.path().join("clicks-0");
+    let log = streamlog::log::Log::open(&pdir, Default::default()).unwrap();
+    let mut b = streamlog::BatchBuilder::new().producer(7_000, 0, 0);
+    b.push(1_700_000_000_000, None, Some(b"gone"), &[]).unwrap();
+    log.append(&mut b.finish().unwrap()).unwrap();
+    log.roll().unwrap();
+    let mut b = streamlog::BatchBuilder::new();
+    b.push(1_700_000_000_000, None, Some(b"kept"), &[]).unwrap();
+    log.append(&mut b.finish().unwrap()).unwrap();
+    log.advance_log_start(3).unwrap();
+    let policy = streamlog::log::RetentionPolicy::log_start_only(1_700_000_000_000);
+    assert_eq!(log.enforce_retention(&policy).unwrap().segments_deleted, 1);
+    log.close().unwrap();
+    for f in fs::read_dir(&pdir).unwrap() {
+        let name = f.unwrap().file_name().into_string().unwrap();
+        assert!(
+            !name.ends_with(".log") || name == "00000000000000000003.log",
+            "{name}: the segment with producer 7000 is gone"
+        );
+    }
+    let store = Store::open(tmp.path()).unwrap();
+    let report = store
+        .import_kafka_topic("clicks", TopicConfig::default())
+        .unwrap();
+    assert_eq!(report.partitions[0].1.max_producer_id, Some(7_000));
+    assert_eq!(report.partitions[1].1.max_producer_id, None);
 }
 
 /// A damaged batch in a directory to import is refused with its file and position;
