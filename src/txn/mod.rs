@@ -180,6 +180,9 @@ impl TxnCoordinator {
                     &mut t,
                     "fenced by a newer producer",
                 )?;
+                // Decided, but markers failed: the old session's partitions do not know
+                // it is fenced until a reopen writes them, so no new session starts.
+                Self::check_not_broken(transactional_id, &t)?;
             }
             self.next_session(catalog, &mut t)?;
         }
@@ -367,7 +370,14 @@ impl TxnCoordinator {
             }
         } else {
             t.status = Status::PrepareAbort;
-            Self::write(&log, transactional_id, &t, catalog.now_ms())?;
+            if let Err(e) = Self::write(&log, transactional_id, &t, catalog.now_ms()) {
+                // Nothing decided or written: still open, to abort again (or at the next
+                // open). Left `PrepareAbort`, a retry would have been answered as done
+                // without a marker, and the next transaction, under the same epoch,
+                // would have committed these records with its own.
+                t.status = Status::Ongoing;
+                return Err(e);
+            }
         }
         // Decided: from here on nothing is the caller's error.
         self.complete(catalog, &mut t, session.epoch, transactional_id);
@@ -517,10 +527,20 @@ impl TxnCoordinator {
         why: &'static str,
     ) -> Result<()> {
         let epoch = t.session.epoch + 1;
+        let (session, fenced) = (t.session, t.fenced);
         t.status = Status::PrepareAbort;
         t.session.epoch = epoch;
         t.fenced = Some(why);
-        Self::write(log, transactional_id, t, catalog.now_ms())?;
+        if let Err(e) = Self::write(log, transactional_id, t, catalog.now_ms()) {
+            // Not fenced after all: the transaction stays open under its session, for
+            // the next try (`init` again, the next maintenance pass, or the next open)
+            // to abort. Left half-fenced, the next `init` would skip the abort and let
+            // the new session's first batch join the old one's open transaction.
+            t.status = Status::Ongoing;
+            t.session = session;
+            t.fenced = fenced;
+            return Err(e);
+        }
         self.complete(catalog, t, epoch, transactional_id);
         // The session after it is the caller's (`init`), or none (a timeout).
         self.finish(catalog, log, transactional_id, t, false);

@@ -1,0 +1,184 @@
+//! The transaction protocol under I/O errors: an abort, a fencing or a commit that
+//! fails part-way must leave the transaction open (to retry) or decided, never in
+//! between, and never let a later transaction carry records the user aborted or sent
+//! after a failed commit. Each test sweeps an injected error over every file operation
+//! of the step.
+
+mod common;
+
+use std::time::Duration;
+
+use common::sim_store_with;
+use streamlog::fs::{Fault, SimFs};
+use streamlog::{
+    Consumer, ConsumerConfig, Error, IsolationLevel, OffsetReset, Producer, ProducerConfig,
+    ProducerRecord, Store, StoreConfig, TopicConfig,
+};
+
+fn store(fs: &SimFs) -> Store {
+    let store = sim_store_with(fs, StoreConfig::default().background_maintenance(false)).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    store
+}
+
+fn txn_producer(store: &Store) -> Producer {
+    let p = store
+        .producer(
+            ProducerConfig::default()
+                .transactional_id("app")
+                .linger_ms(0),
+        )
+        .unwrap();
+    p.init_transactions().unwrap();
+    p
+}
+
+fn send(p: &Producer, partition: i32, value: &str) -> streamlog::Result<()> {
+    p.send(ProducerRecord::new("t").partition(partition).value(value))?
+        .wait()
+        .map(|_| ())
+}
+
+/// Every value a read_committed consumer of `t` gets.
+fn committed_values(store: &Store) -> Vec<String> {
+    let mut c: Consumer = store
+        .consumer(
+            ConsumerConfig::new("reader")
+                .auto_offset_reset(OffsetReset::Earliest)
+                .isolation_level(IsolationLevel::ReadCommitted)
+                .enable_auto_commit(false),
+        )
+        .unwrap();
+    c.subscribe(["t"]).unwrap();
+    let mut out = Vec::new();
+    loop {
+        let recs = c.poll(Duration::ZERO).unwrap();
+        if recs.is_empty() {
+            break;
+        }
+        out.extend(
+            recs.iter()
+                .map(|r| String::from_utf8_lossy(r.value().unwrap()).into()),
+        );
+    }
+    out.sort();
+    out
+}
+
+/// Injects an ENOSPC at the `k`-th file operation from now; returns that operation's
+/// number, to tell afterwards whether the step reached it.
+fn arm(fs: &SimFs, k: u64) -> u64 {
+    let at = fs.op_count() + k;
+    fs.inject(Fault::Enospc, at, false);
+    at
+}
+
+/// An abort whose write to the transaction log fails left the coordinator believing
+/// the abort was under way: the retried abort answered Ok without writing a marker or
+/// moving to the next epoch, and the next transaction (same epoch, same partition)
+/// then committed the aborted records with its own.
+#[test]
+fn a_failed_abort_leaves_the_transaction_open_to_abort_again() {
+    let mut struck = 0;
+    for k in 1.. {
+        let fs = SimFs::new();
+        let store = store(&fs);
+        let p = txn_producer(&store);
+        p.begin_transaction().unwrap();
+        send(&p, 0, "aborted-0").unwrap();
+        send(&p, 1, "aborted-1").unwrap();
+        let at = arm(&fs, k);
+        let aborted = p.abort_transaction();
+        fs.clear_faults();
+        if fs.op_count() < at {
+            assert!(aborted.is_ok());
+            break;
+        }
+        if aborted.is_err() {
+            struck += 1;
+            // The user retries, as the error invites (or must reopen the store).
+            if p.abort_transaction().is_err() {
+                continue;
+            }
+        }
+        // A decided abort whose markers failed refuses work until a reopen.
+        let next = p
+            .begin_transaction()
+            .and_then(|()| send(&p, 0, "committed"))
+            .and_then(|()| p.commit_transaction());
+        match next {
+            Ok(()) => assert_eq!(committed_values(&store), ["committed"], "ENOSPC at {k}"),
+            Err(e) => assert!(matches!(e, Error::Poisoned { .. }), "ENOSPC at {k}: {e}"),
+        }
+        drop(p);
+        drop(store);
+        let store = sim_store_with(&fs, StoreConfig::default()).unwrap();
+        let seen = committed_values(&store);
+        assert!(
+            seen.iter().all(|v| v == "committed"),
+            "ENOSPC at {k}: after a reopen {seen:?}"
+        );
+        assert!(k < 2_000);
+    }
+    assert!(struck > 0);
+}
+
+/// A fencing abort (a second producer's `init_transactions`) whose write to the
+/// transaction log failed left the old session fenced at the coordinator only: the
+/// retried `init` skipped the abort, the old producer's later batches were still
+/// accepted by its partitions, and the new producer's first batch there joined that
+/// open transaction, so its commit committed the fenced producer's records.
+#[test]
+fn a_failed_fencing_leaves_the_old_transaction_to_be_aborted_by_the_next_try() {
+    let mut struck = 0;
+    for k in 1.. {
+        let fs = SimFs::new();
+        let store = store(&fs);
+        let old = txn_producer(&store);
+        old.begin_transaction().unwrap();
+        send(&old, 0, "old-0").unwrap();
+        send(&old, 1, "old-1").unwrap();
+        let new = store
+            .producer(
+                ProducerConfig::default()
+                    .transactional_id("app")
+                    .linger_ms(0),
+            )
+            .unwrap();
+        let at = arm(&fs, k);
+        let fenced = new.init_transactions();
+        fs.clear_faults();
+        if fs.op_count() < at {
+            assert!(fenced.is_ok());
+            break;
+        }
+        if fenced.is_err() {
+            struck += 1;
+            if new.init_transactions().is_err() {
+                continue; // refused until a reopen
+            }
+        }
+        // The old producer, fenced, goes on writing to a partition it had added.
+        assert!(send(&old, 0, "zombie").is_err(), "ENOSPC at {k}");
+        let next = new
+            .begin_transaction()
+            .and_then(|()| send(&new, 0, "new"))
+            .and_then(|()| new.commit_transaction());
+        match next {
+            Ok(()) => assert_eq!(committed_values(&store), ["new"], "ENOSPC at {k}"),
+            Err(e) => assert!(matches!(e, Error::Poisoned { .. }), "ENOSPC at {k}: {e}"),
+        }
+        drop((old, new));
+        drop(store);
+        let store = sim_store_with(&fs, StoreConfig::default()).unwrap();
+        let seen = committed_values(&store);
+        assert!(
+            seen.iter().all(|v| v == "new"),
+            "ENOSPC at {k}: after a reopen {seen:?}"
+        );
+        assert!(k < 2_000);
+    }
+    assert!(struck > 0);
+}
