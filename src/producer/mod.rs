@@ -182,7 +182,9 @@ impl Producer {
     /// `NotFound` for an unknown topic or partition; `RecordTooLarge` past
     /// `max_request_size`, the topic's `max_message_bytes` or `buffer_memory` (or, with
     /// compression, the store's `max_decompressed_bytes`); `Timeout`
-    /// after `max_block_ms`; `Closed` after `close`.
+    /// after `max_block_ms`; `Closed` after `close`. Inside a transaction, any of
+    /// these makes it abort-only (its commit is refused), as in Kafka; a transaction
+    /// that already is refuses the send with `TransactionState`.
     pub fn send(&self, record: ProducerRecord<'_>) -> Result<DeliveryFuture> {
         self.handle.shared.send(record)
     }
@@ -281,7 +283,19 @@ impl Shared {
         Ok(())
     }
 
+    /// `e`, which a send call returns, after it made an open transaction abort-only.
+    fn send_error(&self, e: Error) -> Error {
+        if let Some(txn) = &self.txn {
+            txn.call_failed(&e);
+        }
+        e
+    }
+
     fn send(&self, record: ProducerRecord<'_>) -> Result<DeliveryFuture> {
+        self.send_one(record).map_err(|e| self.send_error(e))
+    }
+
+    fn send_one(&self, record: ProducerRecord<'_>) -> Result<DeliveryFuture> {
         self.check_open()?;
         let (size, custom) = self.prepare(&record)?;
         let timestamp = record.timestamp.unwrap_or_else(|| self.catalog.recent_ms());
@@ -393,6 +407,10 @@ impl Shared {
     }
 
     fn send_batch(&self, records: &[ProducerRecord<'_>]) -> Result<BatchDelivery> {
+        self.send_many(records).map_err(|e| self.send_error(e))
+    }
+
+    fn send_many(&self, records: &[ProducerRecord<'_>]) -> Result<BatchDelivery> {
         self.check_open()?;
         let now = self.catalog.recent_ms();
         let mut plan = Vec::with_capacity(records.len());

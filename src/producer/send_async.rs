@@ -126,7 +126,7 @@ impl Future for SendFuture<'_> {
                 });
                 match first {
                     Ok(p) => *this.prepared.insert(p),
-                    Err(e) => return Poll::Ready(Err(e)),
+                    Err(e) => return Poll::Ready(Err(shared.send_error(e))),
                 }
             }
         };
@@ -146,7 +146,7 @@ impl Future for SendFuture<'_> {
             // A new open batch wakes an idle linger thread (`push`).
             Ok(Some((slot, index))) => Poll::Ready(Ok(shared.delivery(slot, index, timestamp))),
             Ok(None) => Poll::Pending,
-            Err(e) => Poll::Ready(Err(e)),
+            Err(e) => Poll::Ready(Err(shared.send_error(e))),
         }
     }
 }

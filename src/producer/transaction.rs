@@ -82,6 +82,14 @@ impl TxnClient {
                 ));
             }
         }
+        if let Some(e) = &st.failed {
+            // Kafka's abortable-error state: after a failed send or commit nothing more
+            // joins the transaction (a commit decision may be on disk already, and the
+            // next open would commit what came after it).
+            return Err(state_error(format!(
+                "an earlier send or commit of this transaction failed ({e}); abort it"
+            )));
+        }
         let tp = part.topic_partition();
         if st.added.get(&tp) == Some(&part.topic_id) {
             return Ok(());
@@ -108,6 +116,23 @@ impl TxnClient {
         }
         if matches!(e, Error::InvalidProducerEpoch { .. }) {
             st.phase = Phase::Fenced;
+        }
+    }
+
+    /// A send call returned `e` inside the transaction (Kafka's abortable error: any
+    /// failure of `send`): records of the call may have been added before it failed,
+    /// so the transaction can only be aborted. Errors of the producer's state (outside
+    /// a transaction, fenced, closed) leave it as it is.
+    pub(super) fn call_failed(&self, e: &Error) {
+        if matches!(
+            e,
+            Error::TransactionState { .. } | Error::Fenced { .. } | Error::Closed { .. }
+        ) {
+            return;
+        }
+        let mut st = self.state.lock();
+        if matches!(st.phase, Phase::InTransaction | Phase::Ending) && st.failed.is_none() {
+            st.failed = Some(e.clone());
         }
     }
 
@@ -282,14 +307,18 @@ impl Producer {
     /// When it returns Ok, `read_committed` consumers see all of the transaction, also
     /// after a crash or power loss.
     ///
+    /// After any error but `Fenced` the transaction can only be aborted, as after a
+    /// failed send (Kafka's abortable-error state): sends and commits are refused
+    /// until [`abort_transaction`](Self::abort_transaction).
+    ///
     /// # Errors
-    /// `TransactionState` outside a transaction, or if a send of it failed (then
-    /// [`abort_transaction`](Self::abort_transaction)); `Fenced`; `Io` appending or
-    /// fsyncing its records before the decision (it is still open: abort it); `Io` or
-    /// `Poisoned` from the fsync of the decision itself: whether it committed is then
-    /// decided at the next open of the store (the transactional id refuses work until
-    /// then), as a Kafka client learns the outcome of a commit that timed out only
-    /// later.
+    /// `TransactionState` outside a transaction, or if a send of it failed (a call of
+    /// `send`, `send_batch` or `send_async` that returned an error, or a delivery that
+    /// resolved to one); `Fenced`; `Io` appending or fsyncing its records before the
+    /// decision (it is still open: abort it); `Io` or `Poisoned` from the fsync of the
+    /// decision itself: whether it committed is then decided at the next open of the
+    /// store (the transactional id refuses work until then), as a Kafka client learns
+    /// the outcome of a commit that timed out only later.
     pub fn commit_transaction(&self) -> Result<()> {
         end_transaction(&self.handle.shared, true)
     }
@@ -334,7 +363,14 @@ fn end_transaction(shared: &Shared, commit: bool) -> Result<()> {
             st.failed = None;
         }
         Err(Error::Fenced { .. }) => st.phase = Phase::Fenced,
-        Err(_) => st.phase = Phase::InTransaction,
+        Err(e) => {
+            st.phase = Phase::InTransaction;
+            if commit && st.failed.is_none() {
+                // Whatever failed, the commit's decision may be on disk: only an abort
+                // (refused until a reopen if it is) may follow.
+                st.failed = Some(e.clone());
+            }
+        }
     }
     result.map(|_| ())
 }

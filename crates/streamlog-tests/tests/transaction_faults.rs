@@ -182,3 +182,87 @@ fn a_failed_fencing_leaves_the_old_transaction_to_be_aborted_by_the_next_try() {
     }
     assert!(struck > 0);
 }
+
+/// A commit that failed once its decision may have reached the disk (the fsync of
+/// `PrepareCommit`) left the producer in its transaction, and sends to partitions it
+/// had written to went on without asking the coordinator: the next open, finding the
+/// decision, committed them too, though they were sent after the commit failed. Every
+/// failed commit now leaves the transaction only to be aborted, and sends are refused
+/// until then (Kafka's abortable-error state).
+#[test]
+fn nothing_sent_after_a_failed_commit_is_committed() {
+    let mut struck = 0;
+    for k in 1.. {
+        let fs = SimFs::new();
+        let store = store(&fs);
+        let p = txn_producer(&store);
+        p.begin_transaction().unwrap();
+        send(&p, 0, "txn-0").unwrap();
+        send(&p, 1, "txn-1").unwrap();
+        let at = arm(&fs, k);
+        let committed = p.commit_transaction();
+        fs.clear_faults();
+        if fs.op_count() < at {
+            assert!(committed.is_ok());
+            break;
+        }
+        if committed.is_ok() {
+            continue;
+        }
+        struck += 1;
+        assert!(send(&p, 0, "after").is_err(), "ENOSPC at {k}");
+        assert!(p.commit_transaction().is_err(), "ENOSPC at {k}");
+        drop(p);
+        drop(store);
+        let store = sim_store_with(&fs, StoreConfig::default()).unwrap();
+        let seen = committed_values(&store);
+        assert!(
+            seen.is_empty() || seen == ["txn-0", "txn-1"],
+            "ENOSPC at {k}: after a reopen {seen:?}"
+        );
+        assert!(k < 2_000);
+    }
+    assert!(struck > 0);
+}
+
+/// A send call that failed inside a transaction (here `send_batch`, whose first record
+/// was added before the second's partition could be added to the transaction) makes
+/// the transaction abort-only, as any failed send does in Kafka: its commit is refused,
+/// so it never commits part of a call that returned an error.
+#[test]
+fn a_failed_send_call_makes_the_transaction_abort_only() {
+    let mut struck = 0;
+    for k in 1.. {
+        let fs = SimFs::new();
+        let store = store(&fs);
+        let p = txn_producer(&store);
+        p.begin_transaction().unwrap();
+        let records = [
+            ProducerRecord::new("t").partition(0).value("a"),
+            ProducerRecord::new("t").partition(1).value("b"),
+        ];
+        let at = arm(&fs, k);
+        let sent = p.send_batch(&records);
+        fs.clear_faults();
+        if fs.op_count() < at {
+            assert!(sent.is_ok());
+            break;
+        }
+        let Err(e) = sent else { continue };
+        struck += 1;
+        let commit = p.commit_transaction();
+        assert!(
+            commit.is_err(),
+            "ENOSPC at {k} ({e}): the commit went through"
+        );
+        if p.abort_transaction().is_ok() {
+            assert_eq!(
+                committed_values(&store),
+                Vec::<String>::new(),
+                "ENOSPC at {k}"
+            );
+        }
+        assert!(k < 2_000);
+    }
+    assert!(struck > 0);
+}
