@@ -176,10 +176,7 @@ impl Log {
         let lag_limit = policy.now_ms.saturating_sub(policy.min_compaction_lag_ms);
         let cleanable = sealed
             .iter()
-            .position(|s| {
-                policy.min_compaction_lag_ms > 0
-                    && s.max_timestamp.load(Ordering::Acquire) > lag_limit
-            })
+            .position(|s| policy.min_compaction_lag_ms > 0 && s.largest_timestamp() > lag_limit)
             .unwrap_or(sealed.len());
         // Nothing at or past the last stable offset: open transactions are not decided.
         let lso = self.last_stable_offset();

@@ -95,19 +95,13 @@ impl Log {
             let upper = segs.get(i + 1).map_or(end, |s| s.base);
             let rest = remaining.saturating_sub(size);
             let beyond = |limit: i64| limit >= 0 && rest >= limit as u64;
-            let max_ts = match seg.max_timestamp.load(std::sync::atomic::Ordering::Acquire) {
-                // No record carries a timestamp: the file's age, as Kafka does.
-                ts if ts < 0 && policy.retention_ms >= 0 => {
-                    seg.log.modified_ms().unwrap_or_else(|e| {
-                        if e.kind() != std::io::ErrorKind::Unsupported {
-                            tracing::warn!("{}: no modification time: {e}", seg.log_path.display());
-                        }
-                        None
-                    })
-                }
-                ts => Some(ts),
-            }
-            .unwrap_or(-1);
+            // Read only where time retention looks (a file's modification time is a
+            // system call).
+            let max_ts = if policy.retention_ms >= 0 {
+                seg.largest_timestamp()
+            } else {
+                -1
+            };
             let expired = policy.retention_ms >= 0
                 && max_ts >= 0
                 && policy.now_ms.saturating_sub(max_ts) > policy.retention_ms;

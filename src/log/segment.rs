@@ -360,6 +360,25 @@ impl Segment {
         self.size.load(Ordering::Acquire)
     }
 
+    /// Kafka's `LogSegment.largestTimestamp`, which time retention and the minimum
+    /// compaction lag go by: the largest record timestamp, or where no record carries
+    /// one, the file's modification time (-1 if that is unknown too).
+    pub fn largest_timestamp(&self) -> i64 {
+        match self.max_timestamp.load(Ordering::Acquire) {
+            ts if ts >= 0 => ts,
+            _ => self
+                .log
+                .modified_ms()
+                .unwrap_or_else(|e| {
+                    if e.kind() != std::io::ErrorKind::Unsupported {
+                        tracing::warn!("{}: no modification time: {e}", self.log_path.display());
+                    }
+                    None
+                })
+                .unwrap_or(-1),
+        }
+    }
+
     /// Reads `[pos, pos+len)` of the log: a slice of a mapping where the file system
     /// maps files (the active segment's mapping is live and grows by doubling), else a
     /// fresh buffer. The caller keeps the range within `size()`.

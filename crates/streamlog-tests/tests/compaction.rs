@@ -424,6 +424,59 @@ fn min_compaction_lag_holds_young_segments() {
     log.close().unwrap();
 }
 
+/// min_compaction_lag_ms for segments whose records carry no timestamp (-1): their age
+/// is the `.log` file's modification time (Kafka's `largestTimestamp` falls back to
+/// `lastModified`), as for time retention. They were compacted at once before.
+#[test]
+fn min_compaction_lag_holds_young_segments_without_timestamps() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig::default().allow_offset_gaps(true);
+    let log = Log::open(dir.path().join("t-0"), config).unwrap();
+    for (key, value) in [(1u8, "old"), (1, "new"), (2, "active")] {
+        let mut b = BatchBuilder::new();
+        b.push(-1, Some(&[key]), Some(value.as_bytes()), &[])
+            .unwrap();
+        log.append(&mut b.finish().unwrap()).unwrap();
+        if value != "active" {
+            log.roll().unwrap();
+        }
+    }
+    log.flush().unwrap();
+    let now = std::time::SystemTime::now();
+    let now_ms = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let p = CleanPolicy {
+        now_ms,
+        min_compaction_lag_ms: DAY,
+        force: true,
+        ..CleanPolicy::default()
+    };
+    log.clean(&p).unwrap();
+    assert_eq!(
+        read_everything(&log).len(),
+        3,
+        "written just now: too young"
+    );
+    let segments = log.segments();
+    for s in &segments[..2] {
+        std::fs::File::options()
+            .write(true)
+            .open(&s.path)
+            .unwrap()
+            .set_modified(now - std::time::Duration::from_secs(2 * 86_400))
+            .unwrap();
+    }
+    log.clean(&p).unwrap();
+    assert_eq!(
+        read_everything(&log).len(),
+        2,
+        "old enough: key 1's first value goes"
+    );
+    log.close().unwrap();
+}
+
 /// A clock at `T0`, a fresh SimFs, and the log `open` opens on them.
 fn at_t0(open: impl Fn(&SimFs, &Arc<ManualClock>) -> Log) -> (Arc<ManualClock>, SimFs, Log) {
     let clock = Arc::new(ManualClock::new(T0));
