@@ -566,6 +566,12 @@ impl File for CachedFile {
 }
 
 impl FileSystem for CachingFs {
+    /// Not cached: a read-only file is read once and dropped (a check, a checkpoint),
+    /// and has nothing to write back.
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn File>> {
+        let _names = self.cache.names.read();
+        self.inner.open_read(path)
+    }
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn File>> {
         let file = {
             let _names = self.cache.names.read();

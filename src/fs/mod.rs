@@ -176,6 +176,12 @@ pub trait DirLock: Send + Sync + Debug {}
 pub trait FileSystem: Send + Sync + Debug {
     /// Opens a file for reading and writing, creating it (empty) if `create` is set.
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn File>>;
+    /// Opens an existing file for reading only: what a check of files it must not
+    /// change uses, so that it works on a read-only mount or another user's files.
+    /// Writes through it fail. By default [`open`](Self::open) without creating.
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn File>> {
+        self.open(path, false)
+    }
     /// Creates a directory and its parents.
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
     /// Names of the entries of a directory, sorted.

@@ -189,6 +189,9 @@ impl FileSystem for OsFs {
             .open(path)?;
         Ok(Arc::new(OsFile(f)))
     }
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn File>> {
+        Ok(Arc::new(OsFile(fs::File::open(path)?)))
+    }
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         fs::create_dir_all(path)
     }

@@ -102,8 +102,13 @@ struct State {
     failed_syncs: u64,
     /// `read_durable_at` answers `None`, as a file system without `O_DIRECT` does.
     no_direct_reads: bool,
+    /// A read-only mount: opening for writing and every change fail.
+    read_only: bool,
 }
 
+fn read_only_fs() -> io::Error {
+    io::Error::new(io::ErrorKind::ReadOnlyFilesystem, "simulated EROFS")
+}
 fn eio(msg: &str) -> io::Error {
     io::Error::other(format!("simulated EIO: {msg}"))
 }
@@ -153,6 +158,9 @@ impl State {
             return Err(eio("the simulated machine has crashed"));
         }
         self.ops += 1;
+        if mutating && self.read_only {
+            return Err(read_only_fs());
+        }
         if mutating {
             self.mutating_ops += 1;
             if self.crash_after.is_some_and(|c| self.mutating_ops > c) {
@@ -288,6 +296,12 @@ impl SimFs {
     /// answers `None`, as a file system without `O_DIRECT` does.
     pub fn set_direct_reads(&self, on: bool) {
         self.state.lock().no_direct_reads = !on;
+    }
+
+    /// Makes the file system a read-only mount (or writable again): opening a file for
+    /// writing, and every change, fail with `EROFS`; [`FileSystem::open_read`] works.
+    pub fn set_read_only(&self, on: bool) {
+        self.state.lock().read_only = on;
     }
 
     /// Forgets a [`crash_after`](Self::crash_after) that has not struck yet (a machine
@@ -584,8 +598,9 @@ impl Drop for SimLock {
     }
 }
 
-impl FileSystem for SimFs {
-    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn File>> {
+impl SimFs {
+    /// [`FileSystem::open`] without the read-only mount's refusal.
+    fn open_read_or_create(&self, path: &Path, create: bool) -> io::Result<Arc<dyn File>> {
         let mut st = self.state.lock();
         let exists = st.live.contains_key(path);
         st.begin(create && !exists)?;
@@ -610,6 +625,18 @@ impl FileSystem for SimFs {
             fs: self.clone(),
             ino,
         }))
+    }
+}
+
+impl FileSystem for SimFs {
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn File>> {
+        if self.state.lock().read_only {
+            return Err(read_only_fs());
+        }
+        self.open_read_or_create(path, create)
+    }
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn File>> {
+        self.open_read_or_create(path, false)
     }
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         let mut st = self.state.lock();

@@ -166,7 +166,7 @@ pub fn read_small(fs: &dyn FileSystem, path: &Path) -> std::io::Result<Option<Ve
     if !fs.exists(path)? {
         return Ok(None);
     }
-    let f = fs.open(path, false)?;
+    let f = fs.open_read(path)?;
     let len = f.len()?.min(1 << 20) as usize;
     Ok(Some(f.read_exact_at(0, len)?.to_vec()))
 }
@@ -244,7 +244,7 @@ impl DurableFile {
         if !fs.exists(&path)? {
             return Ok((0, None));
         }
-        let file = fs.open(&path, false)?;
+        let file = fs.open_read(&path)?;
         let len = file.len()?;
         let mut slots = Vec::new();
         for at in [0, SLOT_STRIDE] {

@@ -268,7 +268,7 @@ pub fn push_time_entry(entries: &mut Vec<TimeEntry>, max: usize, ts: i64, rel: i
 /// Opens an existing file read-only with its length, for a scan (errors name the path).
 pub(crate) fn open_sized(fs: &dyn FileSystem, path: &Path) -> Result<(Arc<dyn File>, u64)> {
     let file = fs
-        .open(path, false)
+        .open_read(path)
         .map_err(io_ctx(format!("open {}", path.display())))?;
     let len = file
         .len()

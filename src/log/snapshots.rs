@@ -55,7 +55,7 @@ fn read_snapshot(fs: &dyn FileSystem, dir: &Path, offset: i64) -> Result<Option<
         if !fs.exists(&path)? {
             return Ok(None);
         }
-        let f = fs.open(&path, false)?;
+        let f = fs.open_read(&path)?;
         let len = usize::try_from(f.len()?).unwrap_or(usize::MAX);
         if len > MAX_SNAPSHOT_BYTES {
             tracing::warn!("{}: {len} bytes is too large; ignored", path.display());

@@ -258,7 +258,7 @@ fn read_whole(fs: &dyn FileSystem, dir: &Path, name: &str) -> Result<Option<byte
         return Ok(None);
     }
     let f = fs
-        .open(&path, false)
+        .open_read(&path)
         .map_err(io_ctx(format!("open {}", path.display())))?;
     let len = f
         .len()
