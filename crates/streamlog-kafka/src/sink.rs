@@ -373,13 +373,17 @@ impl Sink {
     /// Commits what Kafka acknowledged to the streamlog group (progress and lag for
     /// `describe_group`; the restart position comes from Kafka itself).
     fn commit(&mut self) -> Result<()> {
-        let positions = self.shared.state.lock().positions.clone();
-        let in_flight = self.shared.state.lock().in_flight;
+        let (positions, exact) = {
+            let s = self.shared.state.lock();
+            // After a failed delivery nothing is in flight either, but the consumer's
+            // position is past the record Kafka refused: only acknowledged positions.
+            (s.positions.clone(), s.in_flight == 0 && s.failure.is_none())
+        };
         let mut offsets = BTreeMap::new();
         for (tp, acked) in positions {
             // With nothing in flight, the consumer's position is exact and also steps
             // over transaction markers and aborted records at the end.
-            let at = if in_flight == 0 {
+            let at = if exact {
                 self.consumer.position(&tp).unwrap_or(acked).max(acked)
             } else {
                 acked

@@ -101,19 +101,10 @@ impl Source {
                 let tp = TopicPartition::new(topic.clone(), p);
                 let part = t.partition(p)?;
                 if let Some(o) = last_kafka_offset(&part)? {
-                    let (_, high) = consumer
+                    let watermarks = consumer
                         .fetch_watermarks(topic, p, timeout)
                         .map_err(|e| kafka(format!("reading the watermarks of {tp}"), e))?;
-                    if o + 1 > high {
-                        return Err(Error::DestinationAhead {
-                            side: "the store",
-                            topic: topic.clone(),
-                            partition: p,
-                            resume: o + 1,
-                            source_end: high,
-                        });
-                    }
-                    next.insert(tp.clone(), o + 1);
+                    next.insert(tp.clone(), resume_offset(&tp, o, watermarks)?);
                 }
                 parts.insert(tp, part);
             }
@@ -352,6 +343,31 @@ impl Source {
     }
 }
 
+/// Where a partition whose records up to Kafka offset `copied` the store holds resumes:
+/// right after it, or at Kafka's earliest offset `low` if Kafka deleted records after it
+/// (retention, DeleteRecords) before they were copied. Those are gone; a position below
+/// `low` would instead be reset by `auto.offset.reset`, with [`StartFrom::Latest`] to
+/// Kafka's end, skipping every record Kafka still holds.
+fn resume_offset(tp: &TopicPartition, copied: i64, (low, high): (i64, i64)) -> Result<i64> {
+    let next = copied + 1;
+    if next > high {
+        return Err(Error::DestinationAhead {
+            side: "the store",
+            topic: tp.topic().to_string(),
+            partition: tp.partition(),
+            resume: next,
+            source_end: high,
+        });
+    }
+    if next < low {
+        log::warn!(
+            "{tp}: Kafka removed offsets {next}..{low} (retention) before the mirror copied \
+             them; resuming at {low}"
+        );
+    }
+    Ok(next.max(low))
+}
+
 fn header_pairs(headers: &[Header]) -> impl DoubleEndedIterator<Item = (&str, Option<&[u8]>)> {
     headers.iter().map(|h| (h.key.as_str(), h.value.as_deref()))
 }
@@ -382,4 +398,22 @@ fn last_kafka_offset(part: &Partition) -> Result<Option<i64>> {
         back = back.saturating_mul(2);
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_resume_point_is_never_below_kafkas_earliest_offset() {
+        let tp = TopicPartition::new("t", 0);
+        assert_eq!(resume_offset(&tp, 4, (0, 20)).unwrap(), 5);
+        assert_eq!(resume_offset(&tp, 19, (0, 20)).unwrap(), 20, "caught up");
+        // Kafka deleted 5..10 meanwhile: the mirror goes on at 10, not at the reset.
+        assert_eq!(resume_offset(&tp, 4, (10, 20)).unwrap(), 10);
+        assert!(matches!(
+            resume_offset(&tp, 20, (0, 20)),
+            Err(Error::DestinationAhead { resume: 21, .. })
+        ));
+    }
 }
