@@ -42,7 +42,7 @@ use super::{FlushState, Log, LogConfig, RecoveryReport, Writer};
 use crate::error::{Error, Result, io_ctx};
 use crate::fs::{FileSystem, OsFs};
 
-fn topic_partition(dir: &Path) -> (String, i32) {
+pub(super) fn topic_partition(dir: &Path) -> (String, i32) {
     let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("log");
     match name.rsplit_once('-') {
         Some((t, p)) if !t.is_empty() => match p.parse::<i32>() {

@@ -106,12 +106,30 @@ impl TailReader {
         Ok((bases.len(), bytes))
     }
 
-    /// The first offset there is: the first segment's base (0 before any segment).
+    /// The first offset there is: the first segment's base (0 before any segment), or
+    /// where the writer moved the log start past it (`delete_records`), as its
+    /// `log-start-offset-checkpoint` says.
     ///
     /// # Errors
-    /// `Io` if the directory cannot be listed.
+    /// `Io` if the directory or the checkpoint cannot be read.
     pub fn log_start_offset(&self) -> Result<i64> {
-        Ok(self.bases()?.first().copied().unwrap_or(0))
+        let first = self.bases()?.first().copied().unwrap_or(0);
+        Ok(first.max(self.recorded_start()?))
+    }
+
+    /// The log start the writer recorded (`i64::MIN` without one).
+    fn recorded_start(&self) -> Result<i64> {
+        let path = self.dir.join(super::checkpoint::LOG_START_FILE);
+        let text = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(i64::MIN),
+            Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
+        };
+        let (_, partition) = super::open::topic_partition(&self.dir);
+        Ok(
+            super::checkpoint::parse_recovery_point(&String::from_utf8_lossy(&text), partition)
+                .unwrap_or(i64::MIN),
+        )
     }
 
     /// A cursor at `offset` (or the first offset after it there is): in the last
@@ -123,7 +141,8 @@ impl TailReader {
             let Some(&first) = bases.first() else {
                 return Ok(None);
             };
-            let offset = offset.max(first);
+            // Nothing below the log start, also inside its segment (`delete_records`).
+            let offset = offset.max(first).max(self.recorded_start()?);
             let base = bases
                 .iter()
                 .rev()
@@ -329,10 +348,16 @@ impl TailReader {
     pub fn read_on(&mut self, from: i64, max_bytes: usize) -> Result<(Vec<Record>, i64)> {
         let mut out = Vec::new();
         let mut at = from;
+        // A read that seeks starts no lower than the log start the writer recorded, also
+        // inside the batch that holds it (a sequential read is past it already).
+        if self.read.as_ref().is_none_or(|c| c.next != from) {
+            at = at.max(self.recorded_start()?);
+        }
+        let start = at;
         loop {
             let batches = self.read_batches(at, max_bytes)?;
             let Some(next) = batches.last().map(|b| b.last_offset() + 1) else {
-                if at == from {
+                if at == start {
                     at = at.max(self.log_start_offset()?);
                 }
                 return Ok((out, at));

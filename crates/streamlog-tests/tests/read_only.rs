@@ -420,6 +420,39 @@ fn reading_on_below_the_log_start_goes_on_from_it() {
     });
 }
 
+/// Records below a log start `delete_records` moved inside a segment (which stays until
+/// retention removes it whole) are gone for a reader too, as for the writer's
+/// consumers: its log start is the writer's, and reads from below it begin there, also
+/// inside the batch that holds it. They were read before (`streamlog consume
+/// --from-beginning` printed deleted records).
+#[test]
+fn records_below_a_deleted_log_start_are_not_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let part = store.topic("t").unwrap().partition(0).unwrap();
+    // One batch of 0..3, then one record per batch.
+    let first: Vec<Record> = (0..3)
+        .map(|i| Record::new(T0, Some("k"), Some(event(i))))
+        .collect();
+    part.append(&first).unwrap();
+    for i in 3..6 {
+        part.append(&[Record::new(T0, Some("k"), Some(event(i)))])
+            .unwrap();
+    }
+    for (deleted_to, next) in [(2, 2), (4, 4)] {
+        store.delete_records("t", 0, deleted_to).unwrap();
+        let reader = Store::open_read_only(tmp.path()).unwrap();
+        let t = reader.partition("t", 0).unwrap();
+        assert_eq!(t.log_start_offset().unwrap(), deleted_to);
+        let (got, _) = t.read_on(0, 1 << 20).unwrap();
+        let offsets: Vec<i64> = got.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets.first(), Some(&next), "{offsets:?}");
+        assert_eq!(t.poll(1, 1 << 20, HANG).unwrap()[0].offset, next);
+        assert_eq!(read_range(&t, next, 6).len(), 6 - deleted_to as usize);
+    }
+}
+
 /// A batch whose base offset (outside the CRC) goes back below the batch before it, in
 /// a segment the writer has moved past, is `Corruption`, not records skipped in
 /// silence.
