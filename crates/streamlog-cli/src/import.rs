@@ -1,8 +1,13 @@
 //! `streamlog import-kafka`: adopts a Kafka topic's partition directories as a store
 //! topic (`Store::import_kafka_topic`), copying them first from a Kafka log directory
 //! when `--from` names one. The Kafka directory is only read; the copies are the
-//! command's own, removed again if the import refuses them.
+//! command's own, removed again if the import refuses them. Kafka's log start offsets
+//! (its log directory's `log-start-offset-checkpoint`) go into the copies, so records
+//! Kafka deleted stay deleted. A copy cut short while moving the directories into place
+//! leaves a `.import-<topic>-<n>` that stops every later import of the topic until the
+//! user renames or removes it.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -74,6 +79,15 @@ fn numbered_dirs(dir: &Path, topic: &str) -> Result<Vec<(u32, PathBuf)>, String>
     Ok(found)
 }
 
+/// A `.import-<topic>-<n>` directory in `dir`, if any.
+fn leftover_staging_dir(dir: &Path, topic: &str) -> Result<Option<PathBuf>, String> {
+    let staged = format!(".import-{topic}");
+    Ok(numbered_dirs(dir, &staged)?
+        .into_iter()
+        .next()
+        .map(|(_, p)| p))
+}
+
 /// A progress bar on a terminal (indicatif draws nothing when stderr is not one).
 fn progress(total: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(total);
@@ -94,11 +108,59 @@ fn staging_name(name: &std::ffi::OsStr) -> PathBuf {
     PathBuf::from(staged)
 }
 
+/// Kafka's `log-start-offset-checkpoint` of a log directory: each partition's log start
+/// offset where DeleteRecords (or a Streams purge of a repartition topic) moved it past
+/// the first segment's base. Lines `<topic> <partition> <offset>` after a version (0)
+/// and a count.
+const LOG_START_FILE: &str = "log-start-offset-checkpoint";
+
+/// The log start offsets `<log_dir>/log-start-offset-checkpoint` gives `topic`'s
+/// partitions (none without the file).
+fn log_start_offsets(log_dir: &Path, topic: &str) -> Result<BTreeMap<u32, i64>, String> {
+    let path = log_dir.join(LOG_START_FILE);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(format!("read {}: {e}", path.display())),
+    };
+    let bad = |why: &str| format!("{}: not Kafka's checkpoint file ({why})", path.display());
+    let mut lines = text.lines();
+    if lines.next().map(str::trim) != Some("0") {
+        return Err(bad("its first line is not version 0"));
+    }
+    let count: usize = lines
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .ok_or_else(|| bad("its second line is not a count"))?;
+    let mut out = BTreeMap::new();
+    for _ in 0..count {
+        let line = lines
+            .next()
+            .ok_or_else(|| bad("fewer entries than its count"))?;
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [t, p, o] = fields[..] else {
+            return Err(bad(&format!("line `{line}`")));
+        };
+        let (Ok(p), Ok(o)) = (p.parse::<u32>(), o.parse::<i64>()) else {
+            return Err(bad(&format!("line `{line}`")));
+        };
+        if t == topic && o >= 0 {
+            out.insert(p, o);
+        }
+    }
+    Ok(out)
+}
+
 /// Copies the files of each directory in `from` into a new directory of the same name
 /// in `into`: first under a staging name, synced, then renamed into place (and the
 /// store directory synced). `created` gets every directory it made (also on error, so
 /// they can be removed). Only regular files are copied; anything else is refused.
-fn copy_dirs(from: &[PathBuf], into: &Path, created: &mut Vec<PathBuf>) -> Result<(), String> {
+fn copy_dirs(
+    from: &[PathBuf],
+    into: &Path,
+    log_starts: &BTreeMap<u32, i64>,
+    created: &mut Vec<PathBuf>,
+) -> Result<(), String> {
     let err = |what: &str, p: &Path, e: io::Error| format!("{what} {}: {e}", p.display());
     let mut files = Vec::new();
     // Never onto anything of the user's: a rename replaces an empty directory.
@@ -146,6 +208,20 @@ fn copy_dirs(from: &[PathBuf], into: &Path, created: &mut Vec<PathBuf>) -> Resul
         output.sync_all().map_err(|e| err("sync", dst, e))?;
     }
     bar.finish_and_clear();
+    // Each copy's log start offset, in the partition's own checkpoint (what the store
+    // reads): without it, records Kafka had deleted would be readable again.
+    for (p, staged) in created.iter().enumerate() {
+        let Some(&offset) = log_starts.get(&(p as u32)) else {
+            continue;
+        };
+        let name = from[p].file_name().expect("named").to_string_lossy();
+        let (topic, partition) = name.rsplit_once('-').expect("`<topic>-<n>`");
+        let path = staged.join(LOG_START_FILE);
+        let mut file = fs::File::create_new(&path).map_err(|e| err("create", &path, e))?;
+        file.write_all(format!("0\n1\n{topic} {partition} {offset}\n").as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| err("write", &path, e))?;
+    }
     let sync_dir = |dir: &Path| {
         fs::File::open(dir)
             .and_then(|d| d.sync_all())
@@ -165,6 +241,21 @@ fn copy_dirs(from: &[PathBuf], into: &Path, created: &mut Vec<PathBuf>) -> Resul
 /// Imports; prints one line per partition and a summary.
 pub fn run(i: &ImportKafka, out: &mut dyn Write) -> Result<(), String> {
     let config = with_configs(streamlog::TopicConfig::default(), &i.configs)?;
+    // An earlier `--from` cut short while it moved its copies into place: the store
+    // would adopt the ones already moved as the whole topic.
+    if let Some(staged) = leftover_staging_dir(&i.store.dir, &i.topic)? {
+        return Err(format!(
+            "{} is left from an import that was cut short while moving its copies into \
+             place: rename it to `{}` to import what was copied, or remove it and the \
+             topic's directories to start again",
+            staged.display(),
+            staged
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix(".import-"))
+                .unwrap_or_default()
+        ));
+    }
     let store = i.store.open()?;
     let mut created = Vec::new();
     // Whether what was copied may be removed on failure: not after an I/O error of the
@@ -173,6 +264,7 @@ pub fn run(i: &ImportKafka, out: &mut dyn Write) -> Result<(), String> {
     let result = (|| {
         if let Some(from) = &i.from {
             let dirs = partition_dirs(from, &i.topic)?;
+            let log_starts = log_start_offsets(from, &i.topic)?;
             // The store adopts every `<topic>-<n>` it holds: with some there already,
             // it would adopt a mix of those and the copies.
             if let Some((_, present)) = numbered_dirs(&i.store.dir, &i.topic)?.first() {
@@ -182,7 +274,7 @@ pub fn run(i: &ImportKafka, out: &mut dyn Write) -> Result<(), String> {
                     present.display()
                 ));
             }
-            copy_dirs(&dirs, &i.store.dir, &mut created)?;
+            copy_dirs(&dirs, &i.store.dir, &log_starts, &mut created)?;
         }
         store.import_kafka_topic(&i.topic, config).map_err(|e| {
             refused = !matches!(
@@ -212,13 +304,18 @@ pub fn run(i: &ImportKafka, out: &mut dyn Write) -> Result<(), String> {
     };
     let io = |e: io::Error| e.to_string();
     let mut records = 0;
+    let topic = store.topic(&report.topic).map_err(|e| e.to_string())?;
     for (n, (dir, check)) in report.partitions.iter().enumerate() {
-        records += check.log_end_offset - check.log_start_offset;
+        // Past the first segment where Kafka's checkpoint said so.
+        let start = topic
+            .partition(n as i32)
+            .map_err(|e| e.to_string())?
+            .log_start_offset();
+        records += check.log_end_offset - start;
         writeln!(
             out,
-            "{}-{n}: offsets {}..{}, {} segments, {} batches, {} bytes (from {})",
+            "{}-{n}: offsets {start}..{}, {} segments, {} batches, {} bytes (from {})",
             report.topic,
-            check.log_start_offset,
             check.log_end_offset,
             check.segments,
             check.batches,

@@ -258,3 +258,111 @@ fn damage_is_refused_and_the_copies_are_removed() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no `nothing-0` directory"));
 }
+
+/// An import with `--from` cut short while it renamed its copies into place leaves
+/// `clicks-0`, `clicks-1` and the staging `.import-clicks-2`. Importing what is in the
+/// store (as the `--from` retry's message advises) adopted a two-partition topic and
+/// ignored the third; both are now refused, naming the leftover, and change nothing.
+#[test]
+fn an_import_cut_short_while_renaming_is_not_adopted_in_part() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kafka = tmp.path().join("kafka");
+    let store = tmp.path().join("store");
+    std::fs::create_dir(&kafka).unwrap();
+    std::fs::create_dir(&store).unwrap();
+    kafka_topic(&kafka, "clicks", 3, 2);
+    // What the cut-short import left: two partitions moved in, one still staged.
+    for p in 0..3 {
+        let name = if p < 2 {
+            format!("clicks-{p}")
+        } else {
+            format!(".import-clicks-{p}")
+        };
+        let to = store.join(name);
+        std::fs::create_dir(&to).unwrap();
+        for f in std::fs::read_dir(kafka.join(format!("clicks-{p}"))).unwrap() {
+            let f = f.unwrap();
+            std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
+        }
+    }
+    let before = contents(&store);
+    let (s, k) = (store.to_str().unwrap(), kafka.to_str().unwrap());
+    for args in [
+        &["import-kafka", "--dir", s, "clicks"][..],
+        &["import-kafka", "--dir", s, "--from", k, "clicks"][..],
+    ] {
+        let out = streamlog(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(stderr.contains(".import-clicks-2"), "{args:?}: {stderr}");
+        assert!(contents(&store) == before, "{args:?}: the store changed");
+    }
+}
+
+/// Kafka keeps each partition's log start offset (moved by DeleteRecords, or a Streams
+/// purge) in the log directory's `log-start-offset-checkpoint`, not in the partition
+/// directory: an import from the log directory carries it over, so records Kafka had
+/// deleted are not readable again.
+#[test]
+fn an_import_keeps_kafkas_log_start_offsets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kafka = tmp.path().join("kafka");
+    let store = tmp.path().join("store");
+    std::fs::create_dir(&kafka).unwrap();
+    std::fs::create_dir(&store).unwrap();
+    kafka_topic(&kafka, "clicks", 2, 5);
+    kafka_topic(&kafka, "other", 1, 5);
+    std::fs::write(
+        kafka.join("log-start-offset-checkpoint"),
+        "0\n2\nclicks 0 3\nother 1 4\n",
+    )
+    .unwrap();
+    let (s, k) = (store.to_str().unwrap(), kafka.to_str().unwrap());
+    let out = streamlog(&["import-kafka", "--dir", s, "--from", k, "clicks"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("clicks-0: offsets 3..5"), "{stdout}");
+    assert!(stdout.contains("clicks-1: offsets 0..5"), "{stdout}");
+    assert!(stdout.contains("7 offsets"), "{stdout}");
+    let consumed = streamlog(&[
+        "consume",
+        "--dir",
+        s,
+        "clicks",
+        "--from-beginning",
+        "--max-messages",
+        "7",
+    ]);
+    let mut values: Vec<String> = String::from_utf8(consumed.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    values.sort();
+    let mut expected: Vec<String> = (3..5)
+        .map(|i| format!("clicks-0-{i}"))
+        .chain((0..5).map(|i| format!("clicks-1-{i}")))
+        .collect();
+    expected.sort();
+    assert_eq!(values, expected);
+
+    // A damaged checkpoint is refused before anything is copied.
+    std::fs::write(
+        kafka.join("log-start-offset-checkpoint"),
+        "0\n2\nother 0 1\n",
+    )
+    .unwrap();
+    let out = streamlog(&["import-kafka", "--dir", s, "--from", k, "other"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("log-start-offset-checkpoint"), "{stderr}");
+    assert!(!store.join("other-0").exists() && !store.join(".import-other-0").exists());
+}
