@@ -174,9 +174,14 @@ impl Log {
         // Sealed segments old enough to clean; the active one never is.
         let sealed = &segs[..segs.len() - 1];
         let lag_limit = policy.now_ms.saturating_sub(policy.min_compaction_lag_ms);
-        let cleanable = sealed
-            .iter()
-            .position(|s| policy.min_compaction_lag_ms > 0 && s.largest_timestamp() > lag_limit)
+        // The lag holds back dirty segments only (Kafka looks from the first dirty
+        // offset): a clean one was rewritten by an earlier pass, which made its file new.
+        let cleanable = (0..sealed.len())
+            .position(|i| {
+                policy.min_compaction_lag_ms > 0
+                    && segs[i + 1].base > first_dirty
+                    && sealed[i].largest_timestamp() > lag_limit
+            })
             .unwrap_or(sealed.len());
         // Nothing at or past the last stable offset: open transactions are not decided.
         let lso = self.last_stable_offset();

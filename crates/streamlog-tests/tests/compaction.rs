@@ -474,6 +474,28 @@ fn min_compaction_lag_holds_young_segments_without_timestamps() {
         2,
         "old enough: key 1's first value goes"
     );
+    // The pass rewrote the clean segment (a new file, so young): it must not hold back
+    // dirty segments that are old enough in the next pass.
+    let mut b = BatchBuilder::new();
+    b.push(-1, Some(&[2]), Some(b"newer"), &[]).unwrap();
+    log.append(&mut b.finish().unwrap()).unwrap();
+    log.roll().unwrap();
+    log.flush().unwrap();
+    let segments = log.segments();
+    for s in &segments[1..segments.len() - 1] {
+        std::fs::File::options()
+            .write(true)
+            .open(&s.path)
+            .unwrap()
+            .set_modified(now - std::time::Duration::from_secs(2 * 86_400))
+            .unwrap();
+    }
+    log.clean(&p).unwrap();
+    assert_eq!(
+        read_everything(&log).len(),
+        2,
+        "key 2's first value goes too"
+    );
     log.close().unwrap();
 }
 
