@@ -241,20 +241,27 @@ fn copy_dirs(
 /// Imports; prints one line per partition and a summary.
 pub fn run(i: &ImportKafka, out: &mut dyn Write) -> Result<(), String> {
     let config = with_configs(streamlog::TopicConfig::default(), &i.configs)?;
-    // An earlier `--from` cut short while it moved its copies into place: the store
-    // would adopt the ones already moved as the whole topic.
+    // An earlier `--from` cut short: while copying (only staging directories, some
+    // incomplete), or while moving the copies into place (the store would adopt those
+    // already moved as the whole topic).
     if let Some(staged) = leftover_staging_dir(&i.store.dir, &i.topic)? {
-        return Err(format!(
-            "{} is left from an import that was cut short while moving its copies into \
-             place: rename it to `{}` to import what was copied, or remove it and the \
-             topic's directories to start again",
-            staged.display(),
-            staged
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_prefix(".import-"))
-                .unwrap_or_default()
-        ));
+        let moved = numbered_dirs(&i.store.dir, &i.topic)?;
+        return Err(match moved.first() {
+            None => format!(
+                "{} is left from an import that was cut short while copying (its files \
+                 may be incomplete): remove it and import again",
+                staged.display()
+            ),
+            Some((_, first)) => format!(
+                "{} is left from an import that was cut short while moving its complete \
+                 copies into place ({} is moved already): rename each `.import-{}-<n>` \
+                 to `{}-<n>` to import what was copied, or remove them all to start again",
+                staged.display(),
+                first.display(),
+                i.topic,
+                i.topic
+            ),
+        });
     }
     let store = i.store.open()?;
     let mut created = Vec::new();

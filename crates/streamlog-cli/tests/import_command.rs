@@ -299,8 +299,20 @@ fn an_import_cut_short_while_renaming_is_not_adopted_in_part() {
             String::from_utf8_lossy(&out.stdout)
         );
         assert!(stderr.contains(".import-clicks-2"), "{args:?}: {stderr}");
+        assert!(stderr.contains("rename"), "{args:?}: {stderr}");
         assert!(contents(&store) == before, "{args:?}: the store changed");
     }
+    // Cut short while copying: nothing moved yet, and the copies may be incomplete.
+    for p in 0..2 {
+        std::fs::remove_dir_all(store.join(format!("clicks-{p}"))).unwrap();
+    }
+    let out = streamlog(&["import-kafka", "--dir", s, "clicks"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("while copying") && stderr.contains("remove it"),
+        "{stderr}"
+    );
 }
 
 /// Kafka keeps each partition's log start offset (moved by DeleteRecords, or a Streams
