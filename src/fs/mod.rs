@@ -178,7 +178,8 @@ pub trait FileSystem: Send + Sync + Debug {
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn File>>;
     /// Opens an existing file for reading only: what a check of files it must not
     /// change uses, so that it works on a read-only mount or another user's files.
-    /// Writes through it fail. By default [`open`](Self::open) without creating.
+    /// Callers must not write through it (on [`OsFs`] writes fail). By default
+    /// [`open`](Self::open) without creating.
     fn open_read(&self, path: &Path) -> io::Result<Arc<dyn File>> {
         self.open(path, false)
     }

@@ -195,7 +195,10 @@ impl Producer {
     /// for all of them. Every record is checked before any is added, so an error in
     /// those checks means none was sent. An error while adding them (the producer
     /// closed, a topic deleted, a transaction ending, `buffer_memory` timing out) comes
-    /// after the records before it were added: those are sent without being reported. With `linger_ms` 0 the call's
+    /// after the records before it were added: those are sent without being reported.
+    /// Inside a transaction such an error makes it abort-only, except when a clone's
+    /// `commit_transaction` started meanwhile: the records added before it are part of
+    /// the commit, as each `send` before a commit is in Kafka. With `linger_ms` 0 the call's
     /// batches are appended when it returns, unless a [`send_async`](Self::send_async)
     /// started the linger thread, which then appends them right away.
     ///

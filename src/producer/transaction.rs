@@ -131,7 +131,9 @@ impl TxnClient {
             return;
         }
         let mut st = self.state.lock();
-        if matches!(st.phase, Phase::InTransaction | Phase::Ending) && st.failed.is_none() {
+        // Not while a clone commits (`Ending`): a send failing then never joined the
+        // transaction being committed.
+        if st.phase == Phase::InTransaction && st.failed.is_none() {
             st.failed = Some(e.clone());
         }
     }
@@ -159,8 +161,10 @@ impl Producer {
     /// Call once, before the first transaction.
     ///
     /// # Errors
-    /// `TransactionState` without a `transactional_id` or if called twice; `Io`;
-    /// `Closed`.
+    /// `TransactionState` without a `transactional_id` or if called twice; `Io` (the
+    /// older producer's transaction is then still open: call again); `Poisoned` if
+    /// the abort fencing it was decided but its markers could not be written (until the
+    /// store is reopened); `Closed`.
     pub fn init_transactions(&self) -> Result<()> {
         let shared = &self.handle.shared;
         shared.check_open()?;
@@ -236,7 +240,9 @@ impl Producer {
     /// `TransactionState` outside a transaction; `InvalidArgument` for a negative
     /// offset or a group id that is empty or longer than 32767 bytes; `NotFound` for an
     /// unknown partition; `CommitFailed` for a consumer that
-    /// no longer owns a partition; `Fenced`; `Io`.
+    /// no longer owns a partition; `Fenced`; `Io`. `CommitFailed` and `Io` make the
+    /// transaction abort-only, as in Kafka: its output must not commit without these
+    /// offsets.
     pub fn send_offsets_to_transaction(
         &self,
         offsets: &BTreeMap<TopicPartition, i64>,
@@ -257,6 +263,11 @@ impl Producer {
                     "send_offsets_to_transaction needs an open transaction",
                 ));
             }
+        }
+        if let Some(e) = &st.failed {
+            return Err(state_error(format!(
+                "an earlier send or commit of this transaction failed ({e}); abort it"
+            )));
         }
         // A longer id would be stored cut short, as another group's.
         crate::groups::check_group(group.group_id())?;
@@ -295,8 +306,12 @@ impl Producer {
             (group.group_id(), member),
             commits,
         );
-        if matches!(r, Err(Error::Fenced { .. })) {
-            st.phase = Phase::Fenced;
+        match &r {
+            Err(Error::Fenced { .. }) => st.phase = Phase::Fenced,
+            // Committing the output without these offsets would process the input
+            // again after a restart: only an abort may follow (Kafka's abortable error).
+            Err(e) if st.failed.is_none() => st.failed = Some(e.clone()),
+            _ => {}
         }
         r
     }

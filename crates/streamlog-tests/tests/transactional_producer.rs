@@ -709,6 +709,10 @@ fn offsets_from_a_consumer_that_lost_its_partitions_are_refused() {
     let offsets = BTreeMap::from([(tp.clone(), 0)]);
     let err = p.send_offsets_to_transaction(&offsets, &stale).unwrap_err();
     assert!(matches!(err, Error::CommitFailed { .. }), "{err}");
+    // As in Kafka, the refusal makes the transaction abort-only.
+    assert!(p.commit_transaction().is_err());
+    p.abort_transaction().unwrap();
+    p.begin_transaction().unwrap();
     p.send_offsets_to_transaction(&offsets, &owner.group_metadata().unwrap())
         .unwrap();
     p.commit_transaction().unwrap();
@@ -767,6 +771,14 @@ fn offsets_with_metadata_from_before_a_partition_was_lost_and_regained_are_refus
     assert!(matches!(err, Error::CommitFailed { .. }), "{err}");
     let current = first.group_metadata().unwrap();
     assert!(current.generation_id() > stale.generation_id());
+    // The refused offsets made the transaction abort-only (Kafka's abortable error).
+    let refused = p.send_offsets_to_transaction(&BTreeMap::from([(in0.clone(), 9)]), &current);
+    assert!(
+        matches!(refused, Err(Error::TransactionState { .. })),
+        "{refused:?}"
+    );
+    p.abort_transaction().unwrap();
+    p.begin_transaction().unwrap();
     p.send_offsets_to_transaction(&BTreeMap::from([(in0.clone(), 9)]), &current)
         .unwrap();
     p.commit_transaction().unwrap();
