@@ -9,7 +9,7 @@ use crate::topic::TopicPartition;
 /// Assigns every partition of `counts` to exactly one member subscribed to its topic
 /// (partitions of topics nobody subscribes to are left out). `members` maps a member id
 /// to (subscription, current assignment); the current assignment matters only to the
-/// sticky assignor.
+/// sticky assignor. A negative partition count counts as none.
 pub fn assign(
     assignor: Assignor,
     members: &BTreeMap<String, (BTreeSet<String>, BTreeSet<TopicPartition>)>,
@@ -33,7 +33,9 @@ pub fn assign(
                 if ms.is_empty() {
                     continue;
                 }
-                let (per, extra) = (n as usize / ms.len(), n as usize % ms.len());
+                // A negative count (from a caller of this public function) is none.
+                let n = usize::try_from(n).unwrap_or(0);
+                let (per, extra) = (n / ms.len(), n % ms.len());
                 let mut p = 0;
                 for (i, id) in ms.iter().enumerate() {
                     let len = per + usize::from(i < extra);
@@ -193,6 +195,25 @@ mod tests {
     use super::*;
 
     type Members = BTreeMap<String, (BTreeSet<String>, BTreeSet<TopicPartition>)>;
+
+    /// A negative partition count (the function is public) assigns nothing; the range
+    /// assignor took it as 2^64 - 1 partitions and ran for ever.
+    #[test]
+    fn a_negative_partition_count_assigns_nothing() {
+        let members: Members = BTreeMap::from([(
+            "m".to_string(),
+            (BTreeSet::from(["t".to_string()]), BTreeSet::new()),
+        )]);
+        let counts = BTreeMap::from([("t".to_string(), -3)]);
+        for assignor in [
+            Assignor::Range,
+            Assignor::RoundRobin,
+            Assignor::CooperativeSticky,
+        ] {
+            let out = assign(assignor, &members, &counts);
+            assert!(out["m"].is_empty(), "{assignor:?}: {out:?}");
+        }
+    }
 
     /// Every subscribed partition has exactly one owner, who subscribes to its topic,
     /// and no member holds two more partitions than a member that could take one.
