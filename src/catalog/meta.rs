@@ -22,7 +22,7 @@ use crate::fs::FileSystem;
 use crate::topic::TopicConfig;
 
 /// Kafka's per-partition file naming the topic id.
-pub(crate) const PARTITION_METADATA: &str = "partition.metadata";
+pub(crate) const PARTITION_METADATA: &str = crate::log::PARTITION_METADATA_FILE;
 
 /// A topic incarnation's id: Kafka's topic id (a version 4 UUID).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -39,6 +39,8 @@ pub const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
 pub const UNSYNCED_FILE: &str = "streamlog.unsynced";
 /// The lock file.
 pub const LOCK_FILE: &str = ".lock";
+/// Kafka's per-partition file naming the topic id (the store's catalog writes it).
+pub const PARTITION_METADATA_FILE: &str = "partition.metadata";
 /// The entry that marks a directory as a container of partition directories (a
 /// store's topic metadata): a `Log` opened on its own inside such a directory also
 /// takes the container's lock, so that it never shares a partition with the container.

@@ -64,7 +64,8 @@ use crate::error::{Error, Result, io_ctx};
 use crate::fs::{DirLock, FileSystem};
 pub use append::AppendInfo;
 pub(crate) use checkpoint::{
-    CONTAINER_MARKER, read_small as read_small_file, write_atomic_via as write_file_atomically_via,
+    CONTAINER_MARKER, PARTITION_METADATA_FILE, read_small as read_small_file,
+    write_atomic_via as write_file_atomically_via,
 };
 use checkpoint::{DurableFile, DurablePoint};
 pub use clean::{CleanOutcome, CleanPolicy};
@@ -84,7 +85,8 @@ const SEGMENT_SUFFIXES: [&str; 5] = ["log", "index", "timeindex", "txnindex", "s
 /// What the cleaner, deletion and atomic writes append to a file's name meanwhile.
 const TRANSIENT_SUFFIXES: [&str; 4] = [".cleaned", ".swap", ".deleted", ".tmp"];
 /// The checkpoint files of a partition directory.
-const CHECKPOINT_FILES: [&str; 9] = [
+const CHECKPOINT_FILES: [&str; 10] = [
+    checkpoint::PARTITION_METADATA_FILE,
     checkpoint::RECOVERY_POINT_FILE,
     checkpoint::UNSYNCED_FILE,
     checkpoint::CLEAN_SHUTDOWN_FILE,

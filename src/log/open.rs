@@ -146,7 +146,7 @@ impl Log {
             .filter_map(|n| parse_file_name(n, "log"))
             .collect();
         let base_set: std::collections::HashSet<i64> = bases.iter().copied().collect();
-        let leftovers: Vec<&String> = names
+        let (leftovers, foreign): (Vec<&String>, Vec<&String>) = names
             .iter()
             .filter(|n| {
                 let orphan = ["index", "timeindex", "txnindex"]
@@ -154,7 +154,12 @@ impl Log {
                     .any(|suf| parse_file_name(n, suf).is_some_and(|b| !base_set.contains(&b)));
                 orphan || n.ends_with(".tmp") || n.ends_with(".deleted") || n.ends_with(".cleaned")
             })
-            .collect();
+            // Only names the store (or Kafka) writes in a partition directory: a user's
+            // `notes.tmp` is not a leftover of ours, and is left alone.
+            .partition(|n| super::is_partition_file(n));
+        for n in foreign {
+            tracing::warn!("{d}/{n}: not a file of the log; left alone");
+        }
         let clean_marker = fs
             .exists(&clean_path)
             .map_err(io_ctx(format!("stat {}", clean_path.display())))?;

@@ -348,6 +348,45 @@ fn a_producer_only_a_snapshot_remembers_is_counted() {
     assert_eq!(report.partitions[1].1.max_producer_id, None);
 }
 
+/// Opening a partition removes what a crash left of the log's own work (temporary,
+/// cleaned and deleted segment files, orphan indexes), and nothing else: a user's
+/// `notes.tmp` or `old.deleted` in the directory (or in a Kafka directory being
+/// imported) stays, byte for byte.
+#[test]
+fn open_removes_only_its_own_leftovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let log = streamlog::log::Log::open(&dir, Default::default()).unwrap();
+    let mut b = streamlog::BatchBuilder::new();
+    b.push(1, None, Some(b"v"), &[]).unwrap();
+    log.append(&mut b.finish().unwrap()).unwrap();
+    log.close().unwrap();
+    let users = ["notes.tmp", "old.deleted", "draft.cleaned"];
+    for name in users {
+        fs::write(dir.join(name), name).unwrap();
+    }
+    let ours = [
+        "00000000000000000000.log.cleaned",
+        "00000000000000000007.index",
+        "recovery-point-offset-checkpoint.tmp",
+        "partition.metadata.tmp",
+    ];
+    for name in ours {
+        fs::write(dir.join(name), b"left by a crash").unwrap();
+    }
+    let log = streamlog::log::Log::open(&dir, Default::default()).unwrap();
+    log.close().unwrap();
+    for name in users {
+        assert_eq!(fs::read(dir.join(name)).unwrap(), name.as_bytes(), "{name}");
+    }
+    for name in ours {
+        assert!(
+            !dir.join(name).exists(),
+            "{name} is a leftover of the log's"
+        );
+    }
+}
+
 /// A damaged batch in a directory to import is refused with its file and position;
 /// nothing is adopted or changed.
 #[test]
