@@ -200,26 +200,37 @@ impl Log {
                     .sync_dir(&self.dir)
                     .map_err(io_ctx(format!("fsync directory {}", self.dir.display())))?;
             }
-            if fl.recovery_point < active.base {
-                self.write_recovery_point(active.base)?;
-                fl.recovery_point = active.base;
-                fl.point_on_disk = true;
-            }
             Ok(())
         })();
         if let Err(e) = result {
             self.poison_with(e.to_string());
             return Err(e);
         }
-        self.durable_offset.fetch_max(target, Ordering::AcqRel);
-        self.last_flush_ms
-            .store(self.config.clock.now_ms(), Ordering::Release);
         let point = DurablePoint {
             segment_base: active.base,
             position,
             next_offset: target,
             log_start: self.log_start_offset(),
         };
+        if fl.recovery_point < active.base {
+            // A roll since the last flush: the durable position is recorded before the
+            // recovery point moves to the new segment, and before any waiter is woken.
+            // Recorded after (as a group commit may), a crash between the two left the
+            // recovery point past the recorded position: the next open distrusted it
+            // and scanned the whole log, and took acknowledged bytes of two segments
+            // for a tail it may cut. (A failed record poisons on its own.)
+            *self.durable_pending.lock() = Some(point);
+            self.record_pending()?;
+            if let Err(e) = self.write_recovery_point(active.base) {
+                self.poison_with(e.to_string());
+                return Err(e);
+            }
+            fl.recovery_point = active.base;
+            fl.point_on_disk = true;
+        }
+        self.durable_offset.fetch_max(target, Ordering::AcqRel);
+        self.last_flush_ms
+            .store(self.config.clock.now_ms(), Ordering::Release);
         Ok((target, Some(point)))
     }
 

@@ -155,3 +155,68 @@ fn a_recovery_interrupted_at_every_operation_reaches_the_same_log() {
     );
     assert!(cuts > 100 && errors > 100, "cuts {cuts}, errors {errors}");
 }
+
+/// A power cut at any operation of the first flush after a roll: the next open trusts
+/// its recovery point, so it scans the segments written since the flush before only,
+/// never the whole log. The
+/// flush moved the recovery point to the new segment before it recorded the durable
+/// position; a cut between the two left the recovery point past the recorded position,
+/// and the open, distrusting it, scanned every segment (and took acknowledged bytes of
+/// two segments for a tail it may cut).
+#[test]
+fn a_crash_in_the_flush_after_a_roll_leaves_a_trusted_recovery_point() {
+    let run = |fs: &SimFs| -> streamlog::Result<()> {
+        let log = open_sim(fs, small_config())?;
+        for tag in 0..40 {
+            log.append(&mut batch(tag, 3, streamlog::Compression::None))?;
+        }
+        log.flush()?;
+        // More in the segment, unflushed, then the roll: the new segment starts past
+        // the recorded durable position.
+        log.append(&mut batch(40, 3, streamlog::Compression::None))?;
+        log.roll()?;
+        log.append(&mut batch(41, 3, streamlog::Compression::None))?;
+        log.flush()?;
+        std::mem::forget(log);
+        Ok(())
+    };
+    let clean = SimFs::new();
+    run(&clean).unwrap();
+    let segments = open_sim(&clean.crash_image(CrashImage::KeepAll), small_config())
+        .unwrap()
+        .segments()
+        .len();
+    assert!(segments > 6, "{segments} segments");
+    let total = clean.mutating_op_count();
+    // The operations of the last flush: from its start to the end.
+    let start = {
+        let fs = SimFs::new();
+        let log = open_sim(&fs, small_config()).unwrap();
+        for tag in 0..40 {
+            log.append(&mut batch(tag, 3, streamlog::Compression::None))
+                .unwrap();
+        }
+        log.flush().unwrap();
+        log.append(&mut batch(40, 3, streamlog::Compression::None))
+            .unwrap();
+        log.roll().unwrap();
+        log.append(&mut batch(41, 3, streamlog::Compression::None))
+            .unwrap();
+        fs.mutating_op_count()
+    };
+    for k in start..=total {
+        let fs = SimFs::new();
+        fs.crash_after(k);
+        let _ = run(&fs);
+        for mode in [CrashImage::KeepAll, CrashImage::DropAll] {
+            let log = open_sim(&fs.crash_image(mode), small_config()).unwrap();
+            let report = log.recovery_report();
+            // From the segment before the roll on (it rolled on its own meanwhile).
+            assert!(
+                report.segments_scanned < segments,
+                "crash after op {k}, {mode:?}: scanned {} of {segments} segments",
+                report.segments_scanned
+            );
+        }
+    }
+}
