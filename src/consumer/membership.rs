@@ -92,16 +92,25 @@ impl Consumer {
     }
 
     /// Leaves the group (revoking and, with auto-commit, committing first) or drops a
-    /// manual assignment.
+    /// manual assignment. A member already out of the group for not polling within
+    /// `max_poll_interval_ms` has lost its partitions instead: the listener's
+    /// `on_partitions_lost` runs, and nothing is committed.
     ///
     /// # Errors
     /// A failed auto-commit; `InvalidArgument` inside a [`RebalanceListener`].
     pub fn unsubscribe(&mut self) -> Result<()> {
         self.check_not_in_callback("unsubscribe")?;
         let mut result = Ok(());
-        if self.membership.is_some() {
+        if let Some(m) = &self.membership {
             let owned: Vec<TopicPartition> = self.assigned.keys().cloned().collect();
-            result = self.revoke(&owned);
+            if self.groups.is_live_member(&m.group, &m.member_id) {
+                result = self.revoke(&owned);
+            } else if !owned.is_empty() {
+                // Out of the group already (it stopped polling for too long, and
+                // another member may own its partitions now): lost, not revoked, and
+                // nothing committed (Kafka's `onPartitionsLost` at leave).
+                self.with_listener(|l, c| l.on_partitions_lost(c, &owned));
+            }
             let m = self.membership.take().expect("checked");
             let counts = counts_fn(&self.catalog);
             self.groups.leave(&m.group, &m.member_id, &counts);

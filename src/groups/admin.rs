@@ -50,7 +50,7 @@ impl Coordinator {
         let members = self.state.lock().groups.get(group).map_or(0, |g| {
             g.members
                 .values()
-                .filter(|m| m.waiting || now.duration_since(m.last_poll) <= m.max_poll_interval)
+                .filter(|m| super::expiry::is_live(m, now))
                 .count()
         });
         if members > 0 {

@@ -11,14 +11,21 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use super::{Coordinator, Group, rebalance};
+use super::{Coordinator, Group, Member, rebalance};
+
+/// Whether `m` is alive: it polled within its `max_poll_interval_ms`, or waits in
+/// `recv` or a blocking `poll`. A member that is not is gone for every purpose (its
+/// commits, an admin's emptiness check, its own next poll), whether or not anything has
+/// removed it yet.
+pub(super) fn is_live(m: &Member, now: Instant) -> bool {
+    m.waiting || now.duration_since(m.last_poll) <= m.max_poll_interval
+}
 
 /// Removes the group's members that stopped polling (a member waiting in `recv` is
 /// alive); whether any was.
 pub(super) fn expire(g: &mut Group, now: Instant) -> bool {
     let before = g.members.len();
-    g.members
-        .retain(|_, m| m.waiting || now.duration_since(m.last_poll) <= m.max_poll_interval);
+    g.members.retain(|_, m| is_live(m, now));
     g.members.len() != before
 }
 

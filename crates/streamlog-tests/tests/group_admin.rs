@@ -230,6 +230,55 @@ fn bad_group_ids_are_refused_and_stale_members_do_not_count() {
         .alter_group_offsets("g", &[tp(0)], OffsetSpec::Offset(3))
         .unwrap();
     assert_eq!(committed(&store, "g", 0), Some(3));
+    // The stale member is out of the group for its own next poll and commits too: it
+    // rejoins and reads t-0 from the reset offset. Before, its poll took it back as if
+    // nothing happened, and its commit put its old position over the reset.
+    let mut from = std::collections::BTreeMap::new();
+    for _ in 0..5 {
+        for r in stale.poll(Duration::ZERO).unwrap().iter() {
+            from.entry(r.partition()).or_insert(r.offset());
+        }
+    }
+    assert_eq!(from.get(&0), Some(&3), "{from:?}");
+}
+
+/// A member out of its group for not polling within `max_poll_interval_ms` that closes
+/// has lost its partitions: its listener hears `on_partitions_lost` (not "revoked,
+/// you still own them"), and close commits nothing and succeeds. Before, close ran
+/// `on_partitions_revoked` and failed with the refused auto-commit.
+#[test]
+fn closing_a_stale_member_loses_its_partitions_and_commits_nothing() {
+    use std::sync::{Arc, Mutex};
+    struct Heard(Arc<Mutex<Vec<&'static str>>>);
+    impl streamlog::RebalanceListener for Heard {
+        fn on_partitions_revoked(&mut self, _: &mut streamlog::Consumer, _: &[TopicPartition]) {
+            self.0.lock().unwrap().push("revoked");
+        }
+        fn on_partitions_assigned(&mut self, _: &mut streamlog::Consumer, _: &[TopicPartition]) {
+            self.0.lock().unwrap().push("assigned");
+        }
+        fn on_partitions_lost(&mut self, _: &mut streamlog::Consumer, _: &[TopicPartition]) {
+            self.0.lock().unwrap().push("lost");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_records(dir.path());
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let mut stale = store
+        .consumer(
+            ConsumerConfig::new("g")
+                .auto_offset_reset(OffsetReset::Earliest)
+                .max_poll_interval_ms(5),
+        )
+        .unwrap();
+    stale.set_rebalance_listener(Heard(heard.clone()));
+    stale.subscribe(["t"]).unwrap();
+    assert!(!stale.poll(Duration::ZERO).unwrap().is_empty());
+    // Longer than its max_poll_interval_ms (a lower bound: more only makes it staler).
+    std::thread::sleep(Duration::from_millis(20));
+    stale.close().unwrap();
+    assert_eq!(*heard.lock().unwrap(), ["assigned", "lost"]);
+    assert_eq!(committed(&store, "g", 0), None, "nothing committed");
 }
 
 /// A consumer that assigns its own partitions is no member of its group: while the
