@@ -92,8 +92,8 @@ impl Consumer {
     }
 
     /// Leaves the group (revoking and, with auto-commit, committing first) or drops a
-    /// manual assignment. A member already out of the group for not polling within
-    /// `max_poll_interval_ms` has lost its partitions instead: the listener's
+    /// manual assignment. A member already removed from the group for not polling
+    /// within `max_poll_interval_ms` has lost its partitions instead: the listener's
     /// `on_partitions_lost` runs, and nothing is committed.
     ///
     /// # Errors
@@ -103,10 +103,10 @@ impl Consumer {
         let mut result = Ok(());
         if let Some(m) = &self.membership {
             let owned: Vec<TopicPartition> = self.assigned.keys().cloned().collect();
-            if self.groups.is_live_member(&m.group, &m.member_id) {
+            if self.groups.is_member(&m.group, &m.member_id) {
                 result = self.revoke(&owned);
             } else if !owned.is_empty() {
-                // Out of the group already (it stopped polling for too long, and
+                // Removed from the group already (it stopped polling for too long, and
                 // another member may own its partitions now): lost, not revoked, and
                 // nothing committed (Kafka's `onPartitionsLost` at leave).
                 self.with_listener(|l, c| l.on_partitions_lost(c, &owned));

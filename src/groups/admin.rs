@@ -47,17 +47,29 @@ impl Coordinator {
     /// next poll of any member; here it no longer counts).
     pub(super) fn check_empty(&self, group: &str) -> Result<()> {
         let now = std::time::Instant::now();
-        let members = self.state.lock().groups.get(group).map_or(0, |g| {
-            g.members
-                .values()
-                .filter(|m| super::expiry::is_live(m, now))
-                .count()
-        });
+        let mut st = self.state.lock();
+        let Some(g) = st.groups.get_mut(group) else {
+            return Ok(());
+        };
+        let members = g
+            .members
+            .values()
+            .filter(|m| super::expiry::is_live(m, now))
+            .count();
         if members > 0 {
             return Err(Error::GroupNotEmpty {
                 group: group.to_string(),
                 members,
             });
+        }
+        // Every member is stale: removed now, so that what the caller is about to do
+        // (reset or delete the offsets, a commit from outside the group) is not undone
+        // by one of them. Its commits are refused from here on, and its next poll
+        // rejoins with its partitions lost, reading from the new offsets; nobody is
+        // left to rebalance.
+        if !g.members.is_empty() {
+            g.members.clear();
+            g.generation += 1;
         }
         Ok(())
     }

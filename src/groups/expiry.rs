@@ -14,9 +14,8 @@ use std::time::Instant;
 use super::{Coordinator, Group, Member, rebalance};
 
 /// Whether `m` is alive: it polled within its `max_poll_interval_ms`, or waits in
-/// `recv` or a blocking `poll`. A member that is not is gone for every purpose (its
-/// commits, an admin's emptiness check, its own next poll), whether or not anything has
-/// removed it yet.
+/// `recv` or a blocking `poll`. One that is not is removed by the next expiry (another
+/// member's poll, the waiter timer) or admin operation on its group.
 pub(super) fn is_live(m: &Member, now: Instant) -> bool {
     m.waiting || now.duration_since(m.last_poll) <= m.max_poll_interval
 }

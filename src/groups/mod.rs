@@ -330,15 +330,6 @@ impl Coordinator {
         let Some(m) = g.members.get_mut(member) else {
             return Sync::Expired;
         };
-        if !expiry::is_live(m, now) {
-            // It stopped polling for longer than its interval: out of the group (as a
-            // Kafka consumer's heartbeat thread leaves it), though no one removed it
-            // yet; its poll rejoins, its partitions lost. An admin may have reset or
-            // deleted the group's offsets meanwhile, taking it for empty.
-            g.members.remove(member);
-            rebalance(g, counts);
-            return Sync::Expired;
-        }
         m.last_poll = now;
         let expired = expire(g, now);
         let subscribed: BTreeSet<String> = g
@@ -424,26 +415,23 @@ impl Coordinator {
         got
     }
 
-    /// The generation in which `member` acquired `tp`, if it owns it now and is alive
-    /// (commits of other partitions are refused).
+    /// The generation in which `member` acquired `tp`, if it owns it now (commits of
+    /// other partitions are refused).
     fn owned_since(st: &State, group: &str, member: &str, tp: &TopicPartition) -> Option<i32> {
-        let now = Instant::now();
         st.groups
             .get(group)
             .and_then(|g| g.members.get(member))
-            .filter(|m| expiry::is_live(m, now))
             .and_then(|m| m.owned.get(tp).copied())
     }
 
-    /// Whether `member` of `group` is in it and alive.
-    pub(crate) fn is_live_member(&self, group: &str, member: &str) -> bool {
-        let now = Instant::now();
+    /// Whether `member` is (still) a member of `group`: not removed for exceeding its
+    /// `max_poll_interval_ms`, nor by an admin operation that found it stale.
+    pub(crate) fn is_member(&self, group: &str, member: &str) -> bool {
         self.state
             .lock()
             .groups
             .get(group)
-            .and_then(|g| g.members.get(member))
-            .is_some_and(|m| expiry::is_live(m, now))
+            .is_some_and(|g| g.members.contains_key(member))
     }
 
     /// Marks `member` of `group` as waiting for records in an async receive (or no

@@ -242,10 +242,11 @@ fn bad_group_ids_are_refused_and_stale_members_do_not_count() {
     assert_eq!(from.get(&0), Some(&3), "{from:?}");
 }
 
-/// A member out of its group for not polling within `max_poll_interval_ms` that closes
-/// has lost its partitions: its listener hears `on_partitions_lost` (not "revoked,
-/// you still own them"), and close commits nothing and succeeds. Before, close ran
-/// `on_partitions_revoked` and failed with the refused auto-commit.
+/// A member removed from its group for not polling within `max_poll_interval_ms` (here
+/// by another member's poll, which took its partitions) that closes has lost them: its
+/// listener hears `on_partitions_lost` (not "revoked, you still own them"), and close
+/// commits nothing and succeeds. Before, close ran `on_partitions_revoked` and failed
+/// with the refused auto-commit.
 #[test]
 fn closing_a_stale_member_loses_its_partitions_and_commits_nothing() {
     use std::sync::{Arc, Mutex};
@@ -276,6 +277,16 @@ fn closing_a_stale_member_loses_its_partitions_and_commits_nothing() {
     assert!(!stale.poll(Duration::ZERO).unwrap().is_empty());
     // Longer than its max_poll_interval_ms (a lower bound: more only makes it staler).
     std::thread::sleep(Duration::from_millis(20));
+    let mut other = store
+        .consumer(ConsumerConfig::new("g").auto_offset_reset(OffsetReset::Earliest))
+        .unwrap();
+    other.subscribe(["t"]).unwrap();
+    other.poll(Duration::ZERO).unwrap();
+    assert_eq!(
+        other.assignment().len(),
+        2,
+        "it took the stale member's partitions"
+    );
     stale.close().unwrap();
     assert_eq!(*heard.lock().unwrap(), ["assigned", "lost"]);
     assert_eq!(committed(&store, "g", 0), None, "nothing committed");
