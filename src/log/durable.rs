@@ -18,7 +18,8 @@ impl Log {
     /// Makes everything appended so far durable: fdatasync of each segment written since
     /// the last flush (and its indexes, `.txnindex` included, once sealed), of the
     /// producer snapshots written at rolls since, the directory if files were created,
-    /// then the recovery-point checkpoint (when it moves) and the durable position. The
+    /// then the durable position and the recovery-point checkpoint (when it moves,
+    /// in that order). The
     /// active segment's `.txnindex` is not synced (recovery rewrites it from the
     /// markers; `close` syncs it).
     /// Returns the new durable offset. Concurrent callers share the work that one fsync
@@ -143,9 +144,11 @@ impl Log {
     }
 
     /// The data half of a flush: fdatasync of every segment written since the last one
-    /// (sealed segments' indexes too), the directory if files were created, the recovery
-    /// point when it moves; then publishes the durable offset. Returns it and the
-    /// durable position to record (`None` if nothing was synced). Poisons on failure.
+    /// (sealed segments' indexes too), the directory if files were created; when the
+    /// recovery point moves (a roll), the durable position is recorded and then the
+    /// recovery point written; then publishes the durable offset. Returns it and the
+    /// durable position to record (`None` if nothing was synced; after a roll, the one
+    /// just recorded, which the caller records again). Poisons on failure.
     fn sync_data_locked(&self, fl: &mut FlushState) -> Result<(i64, Option<DurablePoint>)> {
         if let Some(reason) = self.poison.lock().clone() {
             return Err(Error::Poisoned {
