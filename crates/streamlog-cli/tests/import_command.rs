@@ -28,6 +28,16 @@ fn kafka_topic(log_dir: &Path, topic: &str, partitions: usize, records: usize) {
     }
 }
 
+/// A temporary directory holding an empty Kafka log directory and an empty store
+/// directory.
+fn kafka_and_store_dirs() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (kafka, store) = (tmp.path().join("kafka"), tmp.path().join("store"));
+    std::fs::create_dir(&kafka).unwrap();
+    std::fs::create_dir(&store).unwrap();
+    (tmp, kafka, store)
+}
+
 /// Every file under `dir` with its bytes.
 fn contents(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
@@ -265,11 +275,7 @@ fn damage_is_refused_and_the_copies_are_removed() {
 /// ignored the third; both are now refused, naming the leftover, and change nothing.
 #[test]
 fn an_import_cut_short_while_renaming_is_not_adopted_in_part() {
-    let tmp = tempfile::tempdir().unwrap();
-    let kafka = tmp.path().join("kafka");
-    let store = tmp.path().join("store");
-    std::fs::create_dir(&kafka).unwrap();
-    std::fs::create_dir(&store).unwrap();
+    let (_tmp, kafka, store) = kafka_and_store_dirs();
     kafka_topic(&kafka, "clicks", 3, 2);
     // What the cut-short import left: two partitions moved in, one still staged.
     for p in 0..3 {
@@ -321,11 +327,7 @@ fn an_import_cut_short_while_renaming_is_not_adopted_in_part() {
 /// deleted are not readable again.
 #[test]
 fn an_import_keeps_kafkas_log_start_offsets() {
-    let tmp = tempfile::tempdir().unwrap();
-    let kafka = tmp.path().join("kafka");
-    let store = tmp.path().join("store");
-    std::fs::create_dir(&kafka).unwrap();
-    std::fs::create_dir(&store).unwrap();
+    let (_tmp, kafka, store) = kafka_and_store_dirs();
     kafka_topic(&kafka, "clicks", 2, 5);
     kafka_topic(&kafka, "other", 1, 5);
     std::fs::write(

@@ -459,14 +459,18 @@ fn min_compaction_lag_holds_young_segments_without_timestamps() {
         3,
         "written just now: too young"
     );
-    let segments = log.segments();
-    for s in &segments[..2] {
+    // A segment's file last written two days ago.
+    let age = |path: &std::path::Path| {
         std::fs::File::options()
             .write(true)
-            .open(&s.path)
+            .open(path)
             .unwrap()
             .set_modified(now - std::time::Duration::from_secs(2 * 86_400))
             .unwrap();
+    };
+    let segments = log.segments();
+    for s in &segments[..2] {
+        age(&s.path);
     }
     log.clean(&p).unwrap();
     assert_eq!(
@@ -483,12 +487,7 @@ fn min_compaction_lag_holds_young_segments_without_timestamps() {
     log.flush().unwrap();
     let segments = log.segments();
     for s in &segments[1..segments.len() - 1] {
-        std::fs::File::options()
-            .write(true)
-            .open(&s.path)
-            .unwrap()
-            .set_modified(now - std::time::Duration::from_secs(2 * 86_400))
-            .unwrap();
+        age(&s.path);
     }
     log.clean(&p).unwrap();
     assert_eq!(
