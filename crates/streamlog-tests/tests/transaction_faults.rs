@@ -67,12 +67,22 @@ fn committed_values(store: &Store) -> Vec<String> {
     out
 }
 
-/// Injects an ENOSPC at the `k`-th file operation from now; returns that operation's
-/// number, to tell afterwards whether the step reached it.
-fn arm(fs: &SimFs, k: u64) -> u64 {
+/// Runs `step` with an ENOSPC at its `k`-th file operation: its result, or `None` if it
+/// took fewer (the sweep over `k` is done).
+fn with_enospc_at<T>(fs: &SimFs, k: u64, step: impl FnOnce() -> T) -> Option<T> {
     let at = fs.op_count() + k;
     fs.inject(Fault::Enospc, at, false);
-    at
+    let out = step();
+    fs.clear_faults();
+    (fs.op_count() >= at).then_some(out)
+}
+
+/// A store on `fs` with the topic `t` and a transactional producer in a transaction.
+fn in_transaction(fs: &SimFs) -> (Store, Producer) {
+    let store = store(fs);
+    let p = txn_producer(&store);
+    p.begin_transaction().unwrap();
+    (store, p)
 }
 
 /// `p`'s next transaction writes `value` and commits: read_committed then sees only
@@ -112,18 +122,12 @@ fn a_failed_abort_leaves_the_transaction_open_to_abort_again() {
     let mut struck = 0;
     for k in 1.. {
         let fs = SimFs::new();
-        let store = store(&fs);
-        let p = txn_producer(&store);
-        p.begin_transaction().unwrap();
+        let (store, p) = in_transaction(&fs);
         send(&p, 0, "aborted-0").unwrap();
         send(&p, 1, "aborted-1").unwrap();
-        let at = arm(&fs, k);
-        let aborted = p.abort_transaction();
-        fs.clear_faults();
-        if fs.op_count() < at {
-            assert!(aborted.is_ok());
+        let Some(aborted) = with_enospc_at(&fs, k, || p.abort_transaction()) else {
             break;
-        }
+        };
         if aborted.is_err() {
             struck += 1;
             // The user retries, as the error invites (or must reopen the store).
@@ -159,13 +163,9 @@ fn a_failed_fencing_leaves_the_old_transaction_to_be_aborted_by_the_next_try() {
                     .linger_ms(0),
             )
             .unwrap();
-        let at = arm(&fs, k);
-        let fenced = new.init_transactions();
-        fs.clear_faults();
-        if fs.op_count() < at {
-            assert!(fenced.is_ok());
+        let Some(fenced) = with_enospc_at(&fs, k, || new.init_transactions()) else {
             break;
-        }
+        };
         if fenced.is_err() {
             struck += 1;
             if new.init_transactions().is_err() {
@@ -192,18 +192,12 @@ fn nothing_sent_after_a_failed_commit_is_committed() {
     let mut struck = 0;
     for k in 1.. {
         let fs = SimFs::new();
-        let store = store(&fs);
-        let p = txn_producer(&store);
-        p.begin_transaction().unwrap();
+        let (store, p) = in_transaction(&fs);
         send(&p, 0, "txn-0").unwrap();
         send(&p, 1, "txn-1").unwrap();
-        let at = arm(&fs, k);
-        let committed = p.commit_transaction();
-        fs.clear_faults();
-        if fs.op_count() < at {
-            assert!(committed.is_ok());
+        let Some(committed) = with_enospc_at(&fs, k, || p.commit_transaction()) else {
             break;
-        }
+        };
         if committed.is_ok() {
             continue;
         }
@@ -232,20 +226,14 @@ fn a_failed_send_call_makes_the_transaction_abort_only() {
     let mut struck = 0;
     for k in 1.. {
         let fs = SimFs::new();
-        let store = store(&fs);
-        let p = txn_producer(&store);
-        p.begin_transaction().unwrap();
+        let (store, p) = in_transaction(&fs);
         let records = [
             ProducerRecord::new("t").partition(0).value("a"),
             ProducerRecord::new("t").partition(1).value("b"),
         ];
-        let at = arm(&fs, k);
-        let sent = p.send_batch(&records);
-        fs.clear_faults();
-        if fs.op_count() < at {
-            assert!(sent.is_ok());
+        let Some(sent) = with_enospc_at(&fs, k, || p.send_batch(&records)) else {
             break;
-        }
+        };
         let Err(e) = sent else { continue };
         struck += 1;
         let commit = p.commit_transaction();
