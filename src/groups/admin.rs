@@ -43,8 +43,8 @@ pub struct OffsetChange {
 
 impl Coordinator {
     /// `GroupNotEmpty` if `group` has live members: those that polled within their
-    /// `max_poll_interval_ms` or wait in `recv` (a member past it is removed at the
-    /// next poll of any member; here it no longer counts).
+    /// `max_poll_interval_ms` or wait in `recv`. Otherwise the stale members left (the
+    /// next poll of any member would have removed them) are removed here.
     pub(super) fn check_empty(&self, group: &str) -> Result<()> {
         let now = std::time::Instant::now();
         let mut st = self.state.lock();
