@@ -70,6 +70,18 @@ fn read_partition(
 }
 
 impl Consumer {
+    /// Whether a read_committed consumer must not resolve `tp`'s position yet: an open
+    /// transaction wrote offsets of it for this group (KIP-447's `requireStable`), and
+    /// the committed offset is about to move.
+    pub(super) fn offsets_unstable(&self, tp: &TopicPartition) -> bool {
+        self.config.isolation_level == IsolationLevel::ReadCommitted
+            && self
+                .config
+                .group_id
+                .as_deref()
+                .is_some_and(|g| self.groups.has_pending_txn_commit(g, tp))
+    }
+
     /// Resolves a partition's position: committed offset, else `auto_offset_reset`.
     pub(super) fn resolve_position(&self, tp: &TopicPartition, a: &Assigned) -> Result<i64> {
         let log = &a.state;
@@ -239,6 +251,9 @@ impl Consumer {
             let position = match a.position {
                 Some(p) => p,
                 None => {
+                    if self.offsets_unstable(tp) {
+                        continue; // until the transaction is decided (KIP-447)
+                    }
                     let p = self.resolve_position(tp, a)?;
                     self.assigned.get_mut(tp).expect("present").position = Some(p);
                     p

@@ -311,12 +311,21 @@ impl Consumer {
     /// offset or `auto_offset_reset` if needed).
     ///
     /// # Errors
-    /// `InvalidArgument` if not assigned; `OffsetOutOfRange` with reset `None`; `Closed`.
+    /// `InvalidArgument` if not assigned; `OffsetOutOfRange` with reset `None`;
+    /// `Timeout` for a read_committed consumer while a transaction not yet decided
+    /// wrote offsets of `tp` for its group (as Kafka's `position` times out waiting
+    /// for stable offsets; `poll` waits for them); `Closed`.
     pub fn position(&mut self, tp: &TopicPartition) -> Result<i64> {
         self.check_open()?;
         let a = self.assigned(tp)?;
         if let Some(p) = a.position {
             return Ok(p);
+        }
+        if self.offsets_unstable(tp) {
+            return Err(Error::Timeout {
+                what: "the offsets an open transaction wrote for the partition (KIP-447)",
+                waited_ms: 0,
+            });
         }
         let p = self.resolve_position(tp, a)?;
         self.assigned_mut(tp)?.position = Some(p);

@@ -95,6 +95,9 @@ struct Group {
 struct State {
     groups: HashMap<String, Group>,
     committed: HashMap<String, BTreeMap<TopicPartition, Commit>>,
+    /// Offsets written by transactions not yet decided, counted by group and partition
+    /// (see `txn_offsets`).
+    pending_txn: HashMap<String, BTreeMap<TopicPartition, u32>>,
     next_member: u64,
 }
 

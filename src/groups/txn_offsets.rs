@@ -1,6 +1,13 @@
 //! Offsets committed by a transaction (Kafka's `TxnOffsetCommit`): written to
 //! `__consumer_offsets` as transactional records of the producer, and applied to the
 //! group only when the transaction's COMMIT marker is written.
+//!
+//! Until the transaction is decided its offsets are pending (KIP-447's unstable
+//! offsets): a read_committed consumer that gets such a partition does not start it
+//! from the committed offset, which the transaction is about to move, but waits. Else
+//! a partition that moved from one exactly-once worker to another while the first
+//! one's transaction was open was processed again from the older offset, and both
+//! outputs committed.
 
 use std::collections::BTreeMap;
 
@@ -59,8 +66,47 @@ impl Coordinator {
             self.check_owned(group, member, generation, offsets.keys())?;
         }
         let info = offsets_log.append_encoded(&mut b.build()?)?;
+        let mut st = self.state.lock();
+        let pending = st.pending_txn.entry(group.to_string()).or_default();
+        for tp in offsets.keys() {
+            *pending.entry(tp.clone()).or_default() += 1;
+        }
+        drop(st);
         offsets_log.wake();
         Ok(info)
+    }
+
+    /// The transaction that appended `offsets` of `group` is decided (and, committed,
+    /// applied): they are no longer pending.
+    pub(crate) fn settle_txn_commits(
+        &self,
+        group: &str,
+        offsets: &BTreeMap<TopicPartition, Commit>,
+    ) {
+        let mut st = self.state.lock();
+        let Some(pending) = st.pending_txn.get_mut(group) else {
+            return;
+        };
+        for tp in offsets.keys() {
+            if let Some(n) = pending.get_mut(tp) {
+                *n -= 1;
+                if *n == 0 {
+                    pending.remove(tp);
+                }
+            }
+        }
+        if pending.is_empty() {
+            st.pending_txn.remove(group);
+        }
+    }
+
+    /// Whether a transaction not yet decided wrote offsets of `tp` for `group`.
+    pub(crate) fn has_pending_txn_commit(&self, group: &str, tp: &TopicPartition) -> bool {
+        self.state
+            .lock()
+            .pending_txn
+            .get(group)
+            .is_some_and(|p| p.contains_key(tp))
     }
 
     /// Makes a committed transaction's offsets of `group` visible; `at` is where their

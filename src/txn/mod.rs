@@ -417,6 +417,7 @@ impl TxnCoordinator {
             }
             if p.topic == crate::groups::OFFSETS_TOPIC {
                 self.apply_offsets(t);
+                self.settle_offsets(catalog, t);
             }
         }
         t.status = Status::CompleteCommit;
@@ -430,6 +431,15 @@ impl TxnCoordinator {
         for (group, offsets, at) in &t.offsets {
             self.groups.apply_txn_commits(group, offsets, *at);
         }
+    }
+
+    /// The transaction's offsets are decided (their marker is written): no longer
+    /// pending, and read_committed consumers waiting on them go on.
+    fn settle_offsets(&self, catalog: &Catalog, t: &mut Txn) {
+        for (group, offsets, _) in t.offsets.drain(..) {
+            self.groups.settle_txn_commits(&group, &offsets);
+        }
+        catalog.notifier().notify();
     }
 
     /// After a decided transaction: records it complete (best effort: recovery decides
@@ -490,15 +500,16 @@ impl TxnCoordinator {
                 }
             }
         }
-        if commit {
-            let offsets_marker = written
-                .iter()
-                .find(|(p, _)| p.topic == crate::groups::OFFSETS_TOPIC)
-                .map(|(_, at)| *at);
-            if offsets_marker.is_some() {
+        let offsets_marker = written
+            .iter()
+            .any(|(p, _)| p.topic == crate::groups::OFFSETS_TOPIC);
+        if offsets_marker {
+            if commit {
                 self.apply_offsets(t);
             }
+            self.settle_offsets(catalog, t);
         }
+        // Without their marker they stay pending until the next open decides them.
         t.offsets.clear();
         if !failed.is_empty() {
             // The decision stands (recovery writes the markers at the next open);

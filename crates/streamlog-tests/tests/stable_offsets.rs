@@ -1,0 +1,87 @@
+//! KIP-447's stable offsets: a read_committed consumer does not start a partition from
+//! its group's committed offset while a transaction not yet decided wrote offsets of it
+//! for the group; it waits until that transaction commits or aborts.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use streamlog::{
+    ConsumerConfig, ConsumerGroupMetadata, Error, IsolationLevel, OffsetReset, ProducerConfig,
+    Record, Store, StoreConfig, TopicConfig, TopicPartition,
+};
+
+fn store_with_input(dir: &std::path::Path) -> Store {
+    let store =
+        Store::open_with(dir, StoreConfig::default().background_maintenance(false)).unwrap();
+    store.create_topic("in", TopicConfig::default()).unwrap();
+    let part = store.topic("in").unwrap().partition(0).unwrap();
+    for i in 0..10 {
+        part.append(&[Record::new(1, None::<&[u8]>, Some(format!("v{i}")))])
+            .unwrap();
+    }
+    store
+}
+
+/// The offsets of the records a consumer of group `g` (isolation `isolation`) polls
+/// from `in-0` in a few polls.
+fn first_polls(store: &Store, isolation: IsolationLevel) -> (Vec<i64>, Option<i64>) {
+    let mut c = store
+        .consumer(
+            ConsumerConfig::new("g")
+                .auto_offset_reset(OffsetReset::Earliest)
+                .isolation_level(isolation)
+                .enable_auto_commit(false),
+        )
+        .unwrap();
+    c.subscribe(["in"]).unwrap();
+    let mut offsets = Vec::new();
+    for _ in 0..3 {
+        offsets.extend(c.poll(Duration::ZERO).unwrap().iter().map(|r| r.offset()));
+    }
+    let tp = TopicPartition::new("in", 0);
+    let position = match c.position(&tp) {
+        Ok(p) => Some(p),
+        Err(Error::Timeout { .. }) => None,
+        Err(e) => panic!("{e}"),
+    };
+    c.close().unwrap();
+    (offsets, position)
+}
+
+/// An exactly-once worker's transaction sent offset 5 of `in-0` and is still open
+/// when another consumer of the group gets the partition: read_committed, it must not
+/// start from the committed offset (none: the earliest) and process 0..5 again; it
+/// waits, and starts at 5 once the transaction commits (at 0 again once one aborts).
+/// Before, it started at 0, and both workers' outputs of 0..5 committed.
+#[test]
+fn a_partition_with_open_transactional_offsets_waits_for_them() {
+    for commit in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_input(dir.path());
+        let p = store
+            .producer(ProducerConfig::default().transactional_id("worker"))
+            .unwrap();
+        p.init_transactions().unwrap();
+        p.begin_transaction().unwrap();
+        let offsets = BTreeMap::from([(TopicPartition::new("in", 0), 5)]);
+        p.send_offsets_to_transaction(&offsets, &ConsumerGroupMetadata::new("g"))
+            .unwrap();
+
+        let (polled, position) = first_polls(&store, IsolationLevel::ReadCommitted);
+        assert_eq!(polled, Vec::<i64>::new(), "nothing before the decision");
+        assert_eq!(position, None, "position times out meanwhile");
+        // read_uncommitted does not wait (Kafka asks for stable offsets only then).
+        let (polled, _) = first_polls(&store, IsolationLevel::ReadUncommitted);
+        assert_eq!(polled.first(), Some(&0));
+
+        if commit {
+            p.commit_transaction().unwrap();
+        } else {
+            p.abort_transaction().unwrap();
+        }
+        let (polled, position) = first_polls(&store, IsolationLevel::ReadCommitted);
+        let from = if commit { 5 } else { 0 };
+        assert_eq!(polled.first(), Some(&from), "commit {commit}: {polled:?}");
+        assert!(position.is_some());
+    }
+}
