@@ -313,8 +313,9 @@ impl Consumer {
     /// # Errors
     /// `InvalidArgument` if not assigned; `OffsetOutOfRange` with reset `None`;
     /// `Timeout` for a read_committed consumer while a transaction not yet decided
-    /// wrote offsets of `tp` for its group (as Kafka's `position` times out waiting
-    /// for stable offsets; `poll` waits for them); `Closed`.
+    /// wrote offsets of `tp` for its group (at once; Kafka's `position` waits up to
+    /// `default.api.timeout.ms` for stable offsets first; `poll` waits for them and
+    /// then starts there); `Closed`.
     pub fn position(&mut self, tp: &TopicPartition) -> Result<i64> {
         self.check_open()?;
         let a = self.assigned(tp)?;

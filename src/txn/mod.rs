@@ -503,13 +503,14 @@ impl TxnCoordinator {
         let offsets_marker = written
             .iter()
             .any(|(p, _)| p.topic == crate::groups::OFFSETS_TOPIC);
-        if offsets_marker {
-            if commit {
-                self.apply_offsets(t);
-            }
+        if commit && offsets_marker {
+            self.apply_offsets(t);
+        }
+        // An abort's offsets are never applied, marker or not. A commit's without their
+        // marker stay pending until the next open applies them.
+        if offsets_marker || !commit {
             self.settle_offsets(catalog, t);
         }
-        // Without their marker they stay pending until the next open decides them.
         t.offsets.clear();
         if !failed.is_empty() {
             // The decision stands (recovery writes the markers at the next open);

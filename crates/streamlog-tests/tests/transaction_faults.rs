@@ -252,3 +252,35 @@ fn a_failed_send_call_makes_the_transaction_abort_only() {
     }
     assert!(struck > 0);
 }
+
+/// An abort decides its offsets away, marker or not: if the ABORT marker on
+/// `__consumer_offsets` fails (the transactional id is then broken until a reopen), a
+/// read_committed consumer of the group still starts from the committed offset. Left
+/// pending (KIP-447), the offsets held its partitions until the reopen.
+#[test]
+fn an_aborted_transactions_offsets_never_hold_a_consumer() {
+    use streamlog::{ConsumerConfig, ConsumerGroupMetadata, IsolationLevel, TopicPartition};
+    let mut decided = 0;
+    for k in 1.. {
+        let fs = SimFs::new();
+        let (store, p) = in_transaction(&fs);
+        let tp = TopicPartition::new("t", 0);
+        let offsets = std::collections::BTreeMap::from([(tp.clone(), 1)]);
+        p.send_offsets_to_transaction(&offsets, &ConsumerGroupMetadata::new("g"))
+            .unwrap();
+        let Some(aborted) = with_enospc_at(&fs, k, || p.abort_transaction()) else {
+            break;
+        };
+        if aborted.is_err() {
+            continue; // still open: its offsets are rightly pending
+        }
+        decided += 1;
+        let mut c = store
+            .consumer(ConsumerConfig::new("g").isolation_level(IsolationLevel::ReadCommitted))
+            .unwrap();
+        c.assign(std::slice::from_ref(&tp)).unwrap();
+        assert!(c.position(&tp).is_ok(), "ENOSPC at {k}: the consumer waits");
+        assert!(k < 2_000);
+    }
+    assert!(decided > 1);
+}

@@ -202,9 +202,15 @@ impl Worker {
         let mut lagging = |tp: &TopicPartition| {
             *lag.entry(tp.clone()).or_insert_with(|| {
                 let end = consumer.end_offsets(std::slice::from_ref(tp));
-                let position = consumer.position(tp);
-                // Not assigned here (or gone): nothing to wait for.
-                matches!((position, end), (Ok(p), Ok(end)) if end.get(tp).is_some_and(|&e| p < e))
+                match consumer.position(tp) {
+                    // Its start waits for a transaction's offsets (KIP-447): so do we.
+                    Err(streamlog::Error::Timeout { .. }) => true,
+                    // Not assigned here (or gone): nothing to wait for.
+                    position => matches!(
+                        (position, end),
+                        (Ok(p), Ok(end)) if end.get(tp).is_some_and(|&e| p < e)
+                    ),
+                }
             })
         };
         let result = (|| {
@@ -279,7 +285,13 @@ impl Worker {
             // Past what was processed, not past what was polled.
             let p = match self.buffered.first_unprocessed(&tp) {
                 Some(offset) => offset,
-                None => consumer.position(&tp).map_err(client("position", &tp))?,
+                None => match consumer.position(&tp) {
+                    Ok(p) => p,
+                    // Not started yet: another transaction's offsets for it are
+                    // pending (KIP-447), so nothing of it was processed here.
+                    Err(streamlog::Error::Timeout { .. }) => continue,
+                    Err(e) => return Err(client("position", &tp)(e)),
+                },
             };
             if self.committed.get(&tp) != Some(&p) {
                 changed.insert(tp, p);
