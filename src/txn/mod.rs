@@ -436,6 +436,9 @@ impl TxnCoordinator {
     /// The transaction's offsets are decided (their marker is written): no longer
     /// pending, and read_committed consumers waiting on them go on.
     fn settle_offsets(&self, catalog: &Catalog, t: &mut Txn) {
+        if t.offsets.is_empty() {
+            return; // no waiter to wake (each transaction ends here)
+        }
         for (group, offsets, _) in t.offsets.drain(..) {
             self.groups.settle_txn_commits(&group, &offsets);
         }
