@@ -235,6 +235,8 @@ pub struct DurableFile {
     seq: u64,
     /// A write or fsync of it failed: it is never tried again (the log is poisoned).
     failed: bool,
+    /// The point written (and synced) last by this handle.
+    last: Option<DurablePoint>,
 }
 
 impl DurableFile {
@@ -269,6 +271,7 @@ impl DurableFile {
             file,
             seq,
             failed: false,
+            last: None,
         })
     }
 
@@ -278,7 +281,8 @@ impl DurableFile {
         self.file.release_descriptor();
     }
 
-    /// Writes the next slot and fdatasyncs it.
+    /// Writes the next slot and fdatasyncs it; nothing if `p` is the point it wrote
+    /// last (a flush across a roll records its point before its callers do).
     pub fn write(&mut self, p: DurablePoint) -> std::io::Result<()> {
         if self.failed {
             // Never retry an fsync: a waiter that synced its data before the failure
@@ -287,12 +291,16 @@ impl DurableFile {
                 "an earlier write or fsync of the durable position failed",
             ));
         }
+        if self.last == Some(p) {
+            return Ok(());
+        }
         let seq = self.seq + 1;
         self.file
             .write_all_at(&encode_slot(seq, p), (seq % 2) * SLOT_STRIDE)
             .and_then(|()| self.file.sync_data())
             .inspect_err(|_| self.failed = true)?;
         self.seq = seq;
+        self.last = Some(p);
         Ok(())
     }
 }

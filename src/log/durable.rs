@@ -148,7 +148,7 @@ impl Log {
     /// recovery point moves (a roll), the durable position is recorded and then the
     /// recovery point written; then publishes the durable offset. Returns it and the
     /// durable position to record (`None` if nothing was synced; after a roll, the one
-    /// just recorded, which the caller records again). Poisons on failure.
+    /// just recorded, which recording again does not write). Poisons on failure.
     fn sync_data_locked(&self, fl: &mut FlushState) -> Result<(i64, Option<DurablePoint>)> {
         if let Some(reason) = self.poison.lock().clone() {
             return Err(Error::Poisoned {

@@ -153,3 +153,35 @@ fn partitions_created_past_the_descriptor_limit_sync_no_index_file() {
     });
     assert_eq!(in_partitions.count(), 3 * PARTITIONS as usize, "{synced:?}");
 }
+
+/// A flush whose segment rolled records the durable position before it moves the
+/// recovery point (see `durable.rs`): once, not a second time for its callers, which
+/// recorded the same point again with a write and an fsync of their own.
+#[test]
+fn a_flush_across_a_roll_records_the_durable_position_once() {
+    let durable_syncs = Arc::new(Mutex::new(0usize));
+    let seen = durable_syncs.clone();
+    let store = store_with(
+        move |op, path| {
+            if op == Op::Sync && path.ends_with("streamlog.durable") {
+                *seen.lock() += 1;
+            }
+        },
+        StoreConfig::default(),
+    );
+    store
+        .create_topic("t", TopicConfig::default().segment_bytes(4096))
+        .unwrap();
+    let part = store.topic("t").unwrap().partition(0).unwrap();
+    part.append(&[Record::new(1, None::<&[u8]>, Some("first"))])
+        .unwrap();
+    part.flush().unwrap();
+    // Past a segment's worth: the active segment rolls before the next flush.
+    for _ in 0..4 {
+        part.append(&[Record::new(1, None::<&[u8]>, Some("x".repeat(2_000)))])
+            .unwrap();
+    }
+    let before = *durable_syncs.lock();
+    part.flush().unwrap();
+    assert_eq!(*durable_syncs.lock() - before, 1);
+}
