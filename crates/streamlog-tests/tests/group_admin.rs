@@ -197,6 +197,17 @@ fn a_deleted_group_forgets_its_offsets_for_good() {
     store.close().unwrap();
 }
 
+/// A consumer of group `g` (from the earliest offset) whose `max_poll_interval_ms` is 5.
+fn member_of_g_polling_within_5ms(store: &Store) -> streamlog::Consumer {
+    store
+        .consumer(
+            ConsumerConfig::new("g")
+                .auto_offset_reset(OffsetReset::Earliest)
+                .max_poll_interval_ms(5),
+        )
+        .unwrap()
+}
+
 /// A group id that could not be stored whole is refused (cut short, it would change
 /// another group's offsets), and a member that stopped polling longer than its
 /// `max_poll_interval_ms` ago does not hold the group.
@@ -215,13 +226,7 @@ fn bad_group_ids_are_refused_and_stale_members_do_not_count() {
             Err(Error::InvalidArgument { .. })
         ));
     }
-    let mut stale = store
-        .consumer(
-            ConsumerConfig::new("g")
-                .auto_offset_reset(OffsetReset::Earliest)
-                .max_poll_interval_ms(5),
-        )
-        .unwrap();
+    let mut stale = member_of_g_polling_within_5ms(&store);
     stale.subscribe(["t"]).unwrap();
     stale.poll(Duration::ZERO).unwrap();
     // Longer than its max_poll_interval_ms (a lower bound: more only makes it staler).
@@ -265,13 +270,7 @@ fn closing_a_stale_member_loses_its_partitions_and_commits_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_with_records(dir.path());
     let heard = Arc::new(Mutex::new(Vec::new()));
-    let mut stale = store
-        .consumer(
-            ConsumerConfig::new("g")
-                .auto_offset_reset(OffsetReset::Earliest)
-                .max_poll_interval_ms(5),
-        )
-        .unwrap();
+    let mut stale = member_of_g_polling_within_5ms(&store);
     stale.set_rebalance_listener(Heard(heard.clone()));
     stale.subscribe(["t"]).unwrap();
     assert!(!stale.poll(Duration::ZERO).unwrap().is_empty());
