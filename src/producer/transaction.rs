@@ -406,7 +406,7 @@ fn finish_transaction(shared: &Shared, txn: &TxnClient, commit: bool) -> Result<
         }
         if commit {
             return Err(state_error(format!(
-                "a send of this transaction failed ({e}); abort it"
+                "an earlier call of this transaction failed ({e}); abort it"
             )));
         }
     }

@@ -578,7 +578,11 @@ impl TxnCoordinator {
         let mut aborted = 0;
         for (id, entry) in all {
             let mut t = entry.lock();
+            // A broken transaction's outcome is the next open's to decide (its commit
+            // decision or marker may be on disk): aborting it here would write an abort
+            // for what may have committed, and report it aborted.
             if t.status == Status::Ongoing
+                && t.broken.is_none()
                 && now.saturating_sub(t.start_ms) > i64::from(t.timeout_ms)
             {
                 match self.abort_fencing(

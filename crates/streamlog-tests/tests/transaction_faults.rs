@@ -284,3 +284,59 @@ fn an_aborted_transactions_offsets_never_hold_a_consumer() {
     }
     assert!(decided > 1);
 }
+
+/// A commit that failed once its decision may have reached the disk (here the fsync
+/// of a one-partition transaction's COMMIT marker) leaves the outcome to the next open.
+/// The timeout's abort used to write an abort for it anyway and count it aborted,
+/// though the marker was in the log and the next open showed the records committed.
+#[test]
+fn a_commit_of_unknown_outcome_is_not_aborted_by_its_timeout() {
+    let mut struck = 0;
+    for k in 1.. {
+        let fs = SimFs::new();
+        let clock = std::sync::Arc::new(streamlog::log::ManualClock::new(1_700_000_000_000));
+        let store = sim_store_with(
+            &fs,
+            StoreConfig::default()
+                .background_maintenance(false)
+                .clock(clock.clone()),
+        )
+        .unwrap();
+        store
+            .create_topic("t", TopicConfig::default().partitions(2))
+            .unwrap();
+        let p = store
+            .producer(
+                ProducerConfig::default()
+                    .transactional_id("app")
+                    .transaction_timeout_ms(1000)
+                    .linger_ms(0),
+            )
+            .unwrap();
+        p.init_transactions().unwrap();
+        p.begin_transaction().unwrap();
+        send(&p, 0, "txn-0").unwrap();
+        let Some(committed) = with_enospc_at(&fs, k, || p.commit_transaction()) else {
+            break;
+        };
+        let Err(e) = committed else { continue };
+        // Its outcome is the next open's: even an abort is refused until then.
+        if !matches!(p.abort_transaction(), Err(Error::Poisoned { .. })) {
+            continue; // refused before its decision: aborted now, not this case
+        }
+        struck += 1;
+        clock.advance(1001);
+        let report = store.run_maintenance().unwrap();
+        assert_eq!(report.transactions_aborted, 0, "ENOSPC at {k}: {e}");
+        drop(p);
+        drop(store);
+        let store = sim_store_with(&fs, StoreConfig::default()).unwrap();
+        let seen = committed_values(&store);
+        assert!(
+            seen.is_empty() || seen == ["txn-0"],
+            "ENOSPC at {k}: after a reopen {seen:?}"
+        );
+        assert!(k < 2_000);
+    }
+    assert!(struck > 0);
+}
