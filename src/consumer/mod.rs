@@ -323,10 +323,7 @@ impl Consumer {
             return Ok(p);
         }
         if self.offsets_unstable(tp) {
-            return Err(Error::Timeout {
-                what: "the offsets an open transaction wrote for the partition (KIP-447)",
-                waited_ms: 0,
-            });
+            return Err(unstable_offsets());
         }
         let p = self.resolve_position(tp, a)?;
         self.assigned_mut(tp)?.position = Some(p);
@@ -545,13 +542,20 @@ impl Consumer {
     /// The group's committed offset of each partition (`None` where nothing is committed).
     ///
     /// # Errors
-    /// `InvalidArgument` without a group; `Closed`.
+    /// `InvalidArgument` without a group; `Closed`; `Timeout` for a read_committed
+    /// consumer while a transaction not yet decided wrote offsets of one of
+    /// `partitions` for its group: the committed offset is about to move (KIP-447's
+    /// stable offsets; at once, where Kafka's `committed` waits up to
+    /// `default.api.timeout.ms` first). Call again once the transaction is decided.
     pub fn committed(
         &self,
         partitions: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, Option<i64>>> {
         self.check_open()?;
         let group = self.group()?;
+        if partitions.iter().any(|tp| self.offsets_unstable(tp)) {
+            return Err(unstable_offsets());
+        }
         Ok(partitions
             .iter()
             .map(|tp| {
@@ -623,5 +627,14 @@ impl Drop for Consumer {
         if let Err(e) = self.close() {
             tracing::warn!("closing consumer on drop: {e}");
         }
+    }
+}
+
+/// What `position` and `committed` of a read_committed consumer return while an open
+/// transaction holds offsets of the partition for its group.
+fn unstable_offsets() -> Error {
+    Error::Timeout {
+        what: "the offsets an open transaction wrote for the partition (KIP-447)",
+        waited_ms: 0,
     }
 }

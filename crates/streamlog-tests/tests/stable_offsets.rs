@@ -22,9 +22,13 @@ fn store_with_input(dir: &std::path::Path) -> Store {
     store
 }
 
-/// The offsets of the records a consumer of group `g` (isolation `isolation`) polls
-/// from `in-0` in a few polls.
-fn first_polls(store: &Store, isolation: IsolationLevel) -> (Vec<i64>, Option<i64>) {
+/// What a consumer of group `g` (isolation `isolation`) sees of `in-0`: the offsets of
+/// the records it polls in a few polls, then its position and the group's committed
+/// offset (`None` for a `Timeout`).
+fn first_polls(
+    store: &Store,
+    isolation: IsolationLevel,
+) -> (Vec<i64>, Option<i64>, Option<Option<i64>>) {
     let mut c = store
         .consumer(
             ConsumerConfig::new("g")
@@ -44,8 +48,13 @@ fn first_polls(store: &Store, isolation: IsolationLevel) -> (Vec<i64>, Option<i6
         Err(Error::Timeout { .. }) => None,
         Err(e) => panic!("{e}"),
     };
+    let committed = match c.committed(std::slice::from_ref(&tp)) {
+        Ok(map) => Some(map[&tp]),
+        Err(Error::Timeout { .. }) => None,
+        Err(e) => panic!("{e}"),
+    };
     c.close().unwrap();
-    (offsets, position)
+    (offsets, position, committed)
 }
 
 /// An exactly-once worker's transaction sent offset 5 of `in-0` and is still open
@@ -67,21 +76,24 @@ fn a_partition_with_open_transactional_offsets_waits_for_them() {
         p.send_offsets_to_transaction(&offsets, &ConsumerGroupMetadata::new("g"))
             .unwrap();
 
-        let (polled, position) = first_polls(&store, IsolationLevel::ReadCommitted);
+        let (polled, position, committed) = first_polls(&store, IsolationLevel::ReadCommitted);
         assert_eq!(polled, Vec::<i64>::new(), "nothing before the decision");
         assert_eq!(position, None, "position times out meanwhile");
+        assert_eq!(committed, None, "so does committed");
         // read_uncommitted does not wait (Kafka asks for stable offsets only then).
-        let (polled, _) = first_polls(&store, IsolationLevel::ReadUncommitted);
+        let (polled, _, committed) = first_polls(&store, IsolationLevel::ReadUncommitted);
         assert_eq!(polled.first(), Some(&0));
+        assert_eq!(committed, Some(None));
 
         if commit {
             p.commit_transaction().unwrap();
         } else {
             p.abort_transaction().unwrap();
         }
-        let (polled, position) = first_polls(&store, IsolationLevel::ReadCommitted);
+        let (polled, position, committed) = first_polls(&store, IsolationLevel::ReadCommitted);
         let from = if commit { 5 } else { 0 };
         assert_eq!(polled.first(), Some(&from), "commit {commit}: {polled:?}");
         assert!(position.is_some());
+        assert_eq!(committed, Some(commit.then_some(5)));
     }
 }
