@@ -448,6 +448,9 @@ pub(super) struct Pending {
     base_timestamp: i64,
     log_append_time: Option<i64>,
     last_offset: i64,
+    last_offset_delta: i32,
+    /// The previous record's offset delta (-1 before the first).
+    prev_delta: i32,
     /// Byte position of the next record in `chunk.data`, and records left.
     pos: usize,
     remaining: i32,
@@ -514,6 +517,8 @@ impl Pending {
             log_append_time: (h.timestamp_type() == TimestampType::LogAppendTime)
                 .then_some(h.max_timestamp),
             last_offset: b.last_offset(),
+            last_offset_delta: h.last_offset_delta,
+            prev_delta: -1,
             pos: 0,
             remaining: h.records_count,
             failed: None,
@@ -571,6 +576,8 @@ impl Pending {
                 Some(s) => s,
                 None => batch::record_spans(data, self.pos)?,
             };
+            batch::check_offset_delta(s.offset_delta, self.prev_delta, self.last_offset_delta)?;
+            self.prev_delta = s.offset_delta;
             self.pos = s.end;
             self.remaining -= 1;
             let offset = self.base_offset.wrapping_add(i64::from(s.offset_delta));
@@ -637,6 +644,58 @@ mod tests {
         bytes[RECORDS_OFFSET + third] = 0x7e; // length 63: past the end
         write_crc(&mut bytes);
         Batch::parse(Bytes::from(bytes)).unwrap()
+    }
+
+    /// The same five records (zigzag varint offset deltas, one byte each), the third
+    /// claiming offset delta `delta`.
+    fn batch_with_third_delta(delta: u8) -> Batch {
+        let mut b = BatchBuilder::new();
+        for i in 0..5u8 {
+            b.push(1_700_000_000_000, Some(&[i]), Some(&[i; 3]), &[])
+                .unwrap();
+        }
+        let mut bytes = b.finish().unwrap();
+        bytes[..8].copy_from_slice(&100i64.to_be_bytes());
+        let records = &bytes[RECORDS_OFFSET..];
+        let second = record_spans(records, 0).unwrap().end;
+        let third = record_spans(records, second).unwrap().end;
+        // length, attributes, timestampDelta (0), then offsetDelta
+        assert_eq!(bytes[RECORDS_OFFSET + third + 3], 2 * 2);
+        bytes[RECORDS_OFFSET + third + 3] = 2 * delta;
+        write_crc(&mut bytes);
+        Batch::parse(Bytes::from(bytes)).unwrap()
+    }
+
+    /// A CRC-valid batch whose record offsets jump ahead (past the batch) or repeat is
+    /// refused at that record: a consumer took 150 for the third record's offset and
+    /// moved its position past the records between.
+    #[test]
+    fn a_record_offset_outside_its_batch_or_out_of_order_is_refused() {
+        let tp = TopicPartition::new("t", 0);
+        for delta in [50, 1, 0] {
+            let mut p = Pending::new(
+                &tp,
+                &batch_with_third_delta(delta),
+                &DecodeOptions::default(),
+            );
+            let mut out = ConsumerRecords::with_capacity(10);
+            let (next, result) = p.take(i64::MIN, 10, &mut out);
+            assert!(
+                matches!(result, Err(Error::InvalidBatch { .. })),
+                "delta {delta}"
+            );
+            assert_eq!(next, Some(102), "delta {delta}");
+            assert_eq!(out.len(), 2, "delta {delta}");
+            let mut records = batch_with_third_delta(delta).records().unwrap();
+            assert_eq!(records.next().unwrap().unwrap().offset, 100);
+            assert_eq!(records.next().unwrap().unwrap().offset, 101);
+            assert!(records.next().unwrap().is_err(), "delta {delta}");
+        }
+        // A gap (compaction's) is fine.
+        let mut p = Pending::new(&tp, &batch_with_third_delta(3), &DecodeOptions::default());
+        let mut out = ConsumerRecords::with_capacity(10);
+        let (_, result) = p.take(i64::MIN, 2, &mut out);
+        assert!(result.is_ok());
     }
 
     #[test]

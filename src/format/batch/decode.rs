@@ -99,6 +99,8 @@ impl Batch {
             base_timestamp: self.header.base_timestamp,
             log_append_time,
             failed: false,
+            last_offset_delta: self.header.last_offset_delta,
+            prev_delta: -1,
         })
     }
 

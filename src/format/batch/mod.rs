@@ -38,7 +38,8 @@ pub use header::{BatchHeader, TimestampType, compute_crc, peek_size, validate};
 pub(crate) use header::{add_sequence, set_base_sequence, write_crc};
 pub use records::{RecordIter, validate_records};
 pub(crate) use records::{
-    check_timestamp, decode_headers, record_spans, record_spans_fast, scan_records,
+    check_offset_delta, check_timestamp, decode_headers, record_spans, record_spans_fast,
+    scan_records,
 };
 
 /// Offset of `baseOffset`.

@@ -37,6 +37,26 @@ pub struct RecordIter {
     pub(super) base_timestamp: i64,
     pub(super) log_append_time: Option<i64>,
     pub(super) failed: bool,
+    pub(super) last_offset_delta: i32,
+    /// The previous record's offset delta (-1 before the first).
+    pub(super) prev_delta: i32,
+}
+
+/// Checks a decoded record's offset delta: after the previous record's (`prev`, -1
+/// before the first) and within the batch's `lastOffsetDelta`. Compaction leaves gaps
+/// between records, never a repeat, a step back or an offset past the batch, each of
+/// which would give readers a wrong offset (and move a consumer past records).
+pub(crate) fn check_offset_delta(delta: i32, prev: i32, last_offset_delta: i32) -> Result<()> {
+    if delta <= prev || delta > last_offset_delta {
+        return Err(Error::invalid_batch(
+            "offsetDelta",
+            format!(
+                "{delta} follows {prev}: it must rise, up to the batch's lastOffsetDelta \
+                 {last_offset_delta}"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn varint_err(field: &'static str) -> impl Fn(VarintError) -> Error {
@@ -321,8 +341,10 @@ pub(crate) fn decode_headers(data: &Bytes, s: &Spans) -> Result<Vec<Header>> {
 impl RecordIter {
     fn decode_one(&mut self) -> Result<Record> {
         let s = record_spans(&self.data, self.pos)?;
+        check_offset_delta(s.offset_delta, self.prev_delta, self.last_offset_delta)?;
         let headers = decode_headers(&self.data, &s)?;
         self.pos = s.end;
+        self.prev_delta = s.offset_delta;
         Ok(Record {
             offset: self.base_offset.wrapping_add(i64::from(s.offset_delta)),
             timestamp: self
