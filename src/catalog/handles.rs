@@ -120,14 +120,17 @@ impl Partition {
         Ok(info)
     }
 
-    /// Records from `offset` (inclusive) up to about `max_bytes` of batches (at least
-    /// one batch). CRC-checked; zero-copy for uncompressed data.
+    /// Records from `offset` (inclusive) up to about `max_bytes` of batches, and of
+    /// decompressed data beyond the first batch (at least one record unless none
+    /// follows). CRC-checked; zero-copy for uncompressed data. Transaction markers are
+    /// left out (as a consumer never sees them); records of transactions are returned
+    /// as written, committed or not (read_uncommitted).
     ///
     /// # Errors
     /// `OffsetOutOfRange`; `Corruption`; `Io`; `Closed` after the store closed or the
     /// topic was deleted.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Vec<Record>> {
-        self.state.log().read_records(offset, max_bytes)
+        self.state.log().read_decoded(offset, max_bytes, false)
     }
 
     /// Whole batches from the one containing `offset`, up to `max_bytes` (at least one).

@@ -9,7 +9,7 @@ use super::segment::{self, Segment};
 use super::{Log, OffsetEntry, TimeEntry};
 use crate::error::{Error, Result, io_ctx};
 use crate::format::batch::{self, BatchHeader, RECORD_BATCH_OVERHEAD};
-use crate::format::{Batch, Record};
+use crate::format::{Batch, Compression, DecodeOptions, Record};
 
 /// How a read of one segment ended.
 pub(super) enum SegmentRead {
@@ -388,12 +388,25 @@ impl Log {
     }
 
     /// Reads and decodes records from `offset` (records before it in the first batch are
-    /// skipped), up to about `max_bytes` of batches. Returns at least one record unless
-    /// no record follows `offset` (offsets removed by compaction are skipped).
+    /// skipped), up to about `max_bytes` of batches, and of decompressed data beyond the
+    /// first batch. Returns at least one record unless no record follows `offset`
+    /// (offsets removed by compaction are skipped). This is the log's content:
+    /// transaction markers (control records) are returned too, as stored.
     ///
     /// # Errors
     /// As [`read`](Self::read), plus `InvalidBatch`/`UnsupportedCodec` from decoding.
     pub fn read_records(&self, offset: i64, max_bytes: usize) -> Result<Vec<Record>> {
+        self.read_decoded(offset, max_bytes, true)
+    }
+
+    /// [`read_records`](Self::read_records), control records left out unless
+    /// `controls` (an application never sees transaction markers).
+    pub(crate) fn read_decoded(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        controls: bool,
+    ) -> Result<Vec<Record>> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed { what: "log" });
         }
@@ -406,18 +419,11 @@ impl Log {
         // and gaps): read on until a record turns up or the log ends.
         while out.is_empty() && from < self.log_end_offset() {
             let batches = self.read(from, max_bytes)?;
-            let Some(next) = batches.last().map(|b| b.last_offset() + 1) else {
+            if batches.is_empty() {
                 break;
-            };
-            for b in batches {
-                for r in b.records_with(&self.config.decode)? {
-                    let r = r?;
-                    if r.offset >= from {
-                        out.push(r);
-                    }
-                }
             }
-            from = next;
+            let decode = &self.config.decode;
+            from = decode_records(&batches, from, decode, controls, max_bytes, &mut out)?;
         }
         Ok(out)
     }
@@ -514,4 +520,45 @@ impl Log {
             Err(_) => false,
         }
     }
+}
+
+/// Decodes the records of `batches` (in offset order) at or after `from` into `out`,
+/// control batches left out unless `controls`. Stops before a batch once `out` holds
+/// a record and the compressed batches decoded so far inflated to `budget` bytes or
+/// more: the records returned hold their decompressed batches, which `max_bytes` of a
+/// read (compressed bytes) does not bound. Returns the offset after the last batch
+/// decoded (or skipped).
+///
+/// # Errors
+/// `InvalidBatch`/`UnsupportedCodec` from decoding.
+pub(crate) fn decode_records(
+    batches: &[Batch],
+    from: i64,
+    decode: &DecodeOptions,
+    controls: bool,
+    budget: usize,
+    out: &mut Vec<Record>,
+) -> Result<i64> {
+    let mut next = from;
+    let mut inflated = 0usize;
+    for b in batches {
+        if !out.is_empty() && inflated >= budget {
+            break;
+        }
+        next = b.last_offset() + 1;
+        if b.header().is_control() && !controls {
+            continue;
+        }
+        let records = b.records_with(decode)?;
+        if b.header().compression()? != Compression::None {
+            inflated = inflated.saturating_add(records.data_len());
+        }
+        for r in records {
+            let r = r?;
+            if r.offset >= from {
+                out.push(r);
+            }
+        }
+    }
+    Ok(next)
 }

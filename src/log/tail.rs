@@ -356,21 +356,22 @@ impl TailReader {
         let start = at;
         loop {
             let batches = self.read_batches(at, max_bytes)?;
-            let Some(next) = batches.last().map(|b| b.last_offset() + 1) else {
+            if batches.is_empty() {
                 if at == start {
                     at = at.max(self.log_start_offset()?);
                 }
                 return Ok((out, at));
-            };
-            for b in batches.iter().filter(|b| !b.header().is_control()) {
-                for r in b.records_with(&self.decode)? {
-                    let r = r?;
-                    if r.offset >= at {
-                        out.push(r);
-                    }
-                }
             }
-            at = next;
+            // Stops early (a later read seeks back) once the decompressed batches are
+            // past `max_bytes`.
+            at = super::read::decode_records(
+                &batches,
+                at,
+                &self.decode,
+                false,
+                max_bytes,
+                &mut out,
+            )?;
             if !out.is_empty() {
                 return Ok((out, at));
             }

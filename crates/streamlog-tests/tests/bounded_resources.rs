@@ -301,3 +301,48 @@ fn a_damaged_deferred_index_is_rebuilt_on_first_use() {
     assert_eq!(read_values(&log).unwrap(), expected);
     assert_eq!(sim.read_file(&path).unwrap(), original, "rebuilt on disk");
 }
+
+/// Reads that decode records (`Partition::read`, `ReadOnlyPartition::read`) return
+/// records that hold their decompressed batches. `max_bytes` bounds the compressed
+/// bytes read, and batches of zeros that inflate a thousand-fold fitted by the hundred:
+/// all of them were held decompressed at once. Past the first batch, a read now stops
+/// once the decompressed data reaches `max_bytes` too; reading on returns the rest,
+/// each record once.
+#[test]
+fn reads_of_records_bound_the_decompressed_bytes_they_hold() {
+    let (dir, store) = common::temp_topic_t(1);
+    let part = store.topic("t").unwrap().partition(0).unwrap();
+    let zeros = vec![0u8; 256 << 10];
+    for _ in 0..20 {
+        let r = streamlog::Record::new(1_700_000_000_000, Some(&b"k"[..]), Some(zeros.clone()));
+        part.append_with(&[r], Compression::Zstd).unwrap();
+    }
+    let reader = streamlog::Store::open_read_only(dir.path()).unwrap();
+    let ro = reader.partition("t", 0).unwrap();
+    let (mut writer_offsets, mut reader_offsets) = (Vec::new(), Vec::new());
+    let mut at = 0;
+    while at < 20 {
+        let got = part.read(at, 64 << 10).unwrap();
+        assert_eq!(got.len(), 1, "at {at}: one batch's worth");
+        writer_offsets.push(got[0].offset);
+        at = got[0].offset + 1;
+    }
+    let mut at = 0;
+    while at < 20 {
+        let got = ro.read(at, 64 << 10).unwrap();
+        assert_eq!(got.len(), 1, "read-only at {at}: one batch's worth");
+        reader_offsets.push(got[0].offset);
+        at = got[0].offset + 1;
+    }
+    let all: Vec<i64> = (0..20).collect();
+    assert_eq!(writer_offsets, all);
+    assert_eq!(reader_offsets, all);
+    assert_eq!(
+        part.read(0, 64 << 10).unwrap()[0]
+            .value
+            .as_ref()
+            .unwrap()
+            .len(),
+        256 << 10
+    );
+}

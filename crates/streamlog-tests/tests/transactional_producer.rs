@@ -852,3 +852,28 @@ fn offsets_sent_while_a_clone_commits_are_not_taken_for_a_fenced_producer() {
         }
     }
 }
+
+/// `Partition::read` returned the COMMIT marker as an ordinary record (key
+/// `00 00 00 01`), which no Kafka reader shows an application; the read-only reader
+/// left it out. Both now return the data only.
+#[test]
+fn partition_reads_leave_out_transaction_markers() {
+    let (dir, store) = temp_topic_t(1);
+    let p = txn_producer(&store, "app");
+    p.begin_transaction().unwrap();
+    send(&p, "t", 0, "v");
+    p.commit_transaction().unwrap();
+    let part = store.topic("t").unwrap().partition(0).unwrap();
+    assert_eq!(part.log_end_offset(), 2, "the record and its marker");
+    let values = |records: Vec<streamlog::Record>| -> Vec<(i64, Vec<u8>)> {
+        records
+            .into_iter()
+            .map(|r| (r.offset, r.value.unwrap_or_default().to_vec()))
+            .collect()
+    };
+    assert_eq!(values(part.read(0, 1 << 20).unwrap()), [(0, b"v".to_vec())]);
+    assert_eq!(values(part.read(1, 1 << 20).unwrap()), []);
+    let reader = Store::open_read_only(dir.path()).unwrap();
+    let ro = reader.partition("t", 0).unwrap();
+    assert_eq!(values(ro.read(0, 1 << 20).unwrap()), [(0, b"v".to_vec())]);
+}

@@ -339,6 +339,12 @@ pub(crate) fn decode_headers(data: &Bytes, s: &Spans) -> Result<Vec<Header>> {
 }
 
 impl RecordIter {
+    /// The bytes of the records section it decodes (decompressed for a compressed
+    /// batch), which the records it returns share.
+    pub(crate) fn data_len(&self) -> usize {
+        self.data.len()
+    }
+
     fn decode_one(&mut self) -> Result<Record> {
         let s = record_spans(&self.data, self.pos)?;
         check_offset_delta(s.offset_delta, self.prev_delta, self.last_offset_delta)?;
