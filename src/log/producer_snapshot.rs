@@ -145,7 +145,7 @@ impl ProducerStates {
                     base_offset,
                     last_offset,
                     max_timestamp: timestamp,
-                    record_count: delta + 1,
+                    record_count: delta.checked_add(1)?,
                     segment_base: -1,
                     position: 0,
                 },
@@ -226,6 +226,23 @@ mod tests {
         assert!(ProducerStates::decode_snapshot(&bytes[..bytes.len() - 1], 100).is_none());
         // Offsets past the log it is loaded for: refused.
         assert!(ProducerStates::decode_snapshot(&bytes, 14).is_none());
+    }
+
+    /// A CRC-valid entry whose offset delta is `i32::MAX` (no batch holds that many
+    /// records) overflowed the record count: a panic at open in a debug build.
+    #[test]
+    fn an_entry_with_the_largest_offset_delta_is_refused() {
+        let mut s = ProducerStates::default();
+        let h = header(7, 0, 0, 1);
+        s.record(&h, info(&h, 10, 1_000));
+        let mut bytes = s.encode_snapshot();
+        let e = SNAPSHOT_HEADER;
+        bytes[e + LAST_OFFSET_AT..e + LAST_OFFSET_AT + 8]
+            .copy_from_slice(&(1i64 << 31).to_be_bytes());
+        bytes[e + DELTA_AT..e + DELTA_AT + 4].copy_from_slice(&i32::MAX.to_be_bytes());
+        let crc = crc32c::crc32c(&bytes[SNAPSHOT_CRC_FROM..]);
+        bytes[2..SNAPSHOT_CRC_FROM].copy_from_slice(&crc.to_be_bytes());
+        assert!(ProducerStates::decode_snapshot(&bytes, 1 << 32).is_none());
     }
 
     #[test]
