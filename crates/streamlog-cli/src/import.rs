@@ -263,7 +263,7 @@ pub fn run(i: &ImportKafka, out: &mut dyn Write) -> Result<(), String> {
             ),
         });
     }
-    let store = i.store.open()?;
+    let store = i.store.open_or_create()?;
     let mut created = Vec::new();
     // Whether what was copied may be removed on failure: not after an I/O error of the
     // import itself, which may have come after the store adopted the copies.

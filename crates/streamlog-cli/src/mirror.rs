@@ -135,15 +135,12 @@ pub fn run(direction: &Direction) -> ExitCode {
         Direction::ToKafka(a) => (&a.common, "to-kafka"),
         Direction::FromKafka(a) => (&a.common, "from-kafka"),
     };
-    // As every store command: the directory must exist (a mistyped path is refused,
-    // not made a store).
-    let opened = match common.store.is_dir() {
-        true => Store::open(&common.store).map_err(|e| e.to_string()),
-        false => Err(format!(
-            "{}: no such store directory",
-            common.store.display()
-        )),
-    };
+    // As every store command: the directory must hold a store (a mistyped path, or
+    // any other directory, is refused, not made a store), or be empty for a mirror
+    // from Kafka, which may start a new one.
+    let create = matches!(direction, Direction::FromKafka(_));
+    let opened = crate::store_arg::check_store_dir(&common.store, create)
+        .and_then(|()| Store::open(&common.store).map_err(|e| e.to_string()));
     let store = match opened {
         Ok(s) => s,
         Err(e) => {

@@ -1,6 +1,6 @@
 //! What the store commands share: the `--dir` option and opening the store.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use streamlog::{ReadOnlyStore, Store, StoreConfig};
@@ -15,17 +15,57 @@ pub struct StoreDir {
 
 impl StoreDir {
     /// Opens the store, without its background maintenance (a command is short-lived).
-    /// The store must exist; it must not be open in another process (its lock refuses).
+    /// The store must exist: a directory that holds none is refused, not made a store
+    /// (a mistyped path, a Kafka log directory); it must not be open in another process
+    /// (its lock refuses).
     pub fn open(&self) -> Result<Store, String> {
-        if !self.dir.is_dir() {
-            return Err(format!("{}: no such store directory", self.dir.display()));
-        }
-        Store::open_with(
-            &self.dir,
-            StoreConfig::default().background_maintenance(false),
-        )
-        .map_err(|e| format!("open {}: {e}", self.dir.display()))
+        open_store(&self.dir, false)
     }
+
+    /// [`open`](Self::open), or a new store in an empty directory (`topics create`,
+    /// `import-kafka`).
+    pub fn open_or_create(&self) -> Result<Store, String> {
+        open_store(&self.dir, true)
+    }
+}
+
+/// Opens the store in `dir` as its writer, without background maintenance, once
+/// [`check_store_dir`] lets it.
+fn open_store(dir: &Path, create: bool) -> Result<Store, String> {
+    check_store_dir(dir, create)?;
+    Store::open_with(dir, StoreConfig::default().background_maintenance(false))
+        .map_err(|e| format!("open {}: {e}", dir.display()))
+}
+
+/// Whether a command may open `dir` as a store's writer: it must hold a store, or be
+/// empty if the command may make one (`create`). Nothing is written where no store is
+/// (`Store::open` makes one anywhere: a mistyped path, a Kafka log directory).
+pub fn check_store_dir(dir: &Path, create: bool) -> Result<(), String> {
+    if !dir.is_dir() {
+        return Err(format!("{}: no such store directory", dir.display()));
+    }
+    if Store::open_read_only(dir).is_ok() {
+        return Ok(());
+    }
+    if !create {
+        return Err(format!(
+            "{}: no store in this directory (`streamlog topics create` makes one in an \
+             empty directory)",
+            dir.display()
+        ));
+    }
+    let empty = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .next()
+        .is_none();
+    if !empty {
+        return Err(format!(
+            "{}: no store in this directory, which is not empty: a new store is made only \
+             in an empty directory",
+            dir.display()
+        ));
+    }
+    Ok(())
 }
 
 impl StoreDir {

@@ -94,7 +94,7 @@ pub fn run(command: &Topics, out: &mut dyn Write) -> Result<(), String> {
         }
         Topics::Create(c) => {
             let config = with_configs(TopicConfig::default().partitions(c.partitions), &c.configs)?;
-            let store = c.store.open()?;
+            let store = c.store.open_or_create()?;
             store
                 .create_topic(&c.topic, config)
                 .map_err(|e| e.to_string())?;

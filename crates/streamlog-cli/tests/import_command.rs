@@ -215,7 +215,7 @@ fn a_topic_named_like_a_staging_directory_never_replaces_a_users_directory() {
     std::fs::create_dir(&kafka).unwrap();
     kafka_topic(&kafka, ".import-x", 1, 2);
     let store = tmp.path().join("store");
-    std::fs::create_dir(&store).unwrap();
+    streamlog::Store::open(&store).unwrap().close().unwrap();
     let (s, k) = (store.to_str().unwrap(), kafka.to_str().unwrap());
     let mine = store.join("x-0");
     std::fs::create_dir(&mine).unwrap();

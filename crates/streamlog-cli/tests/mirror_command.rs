@@ -147,16 +147,26 @@ fn bad_mirror_arguments_fail_with_a_message_naming_them() {
     assert!(!ok);
     assert!(err.contains("key=value"), "{err}");
     let dir = tempfile::tempdir().unwrap();
-    let (ok, err) = streamlog(&[
-        "mirror",
-        "to-kafka",
-        "--store",
-        dir.path().to_str().unwrap(),
-        "-b",
-        "127.0.0.1:1",
-        "-t",
-        "missing",
-    ]);
+    let to_kafka = || {
+        streamlog(&[
+            "mirror",
+            "to-kafka",
+            "--store",
+            dir.path().to_str().unwrap(),
+            "-b",
+            "127.0.0.1:1",
+            "-t",
+            "missing",
+        ])
+    };
+    // A directory without a store is refused for a mirror to Kafka (nothing to send),
+    // and left empty.
+    let (ok, err) = to_kafka();
+    assert!(!ok);
+    assert!(err.contains("no store in this directory"), "{err}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    Store::open(dir.path()).unwrap().close().unwrap();
+    let (ok, err) = to_kafka();
     assert!(!ok);
     assert!(err.contains("missing"), "{err}");
     // A directory that does not exist is refused, not created as a store.

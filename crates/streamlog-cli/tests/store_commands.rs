@@ -468,3 +468,81 @@ fn a_topic_deletion_that_leaves_a_directory_alone_says_so() {
     );
     assert!(Path::new(&d).join("t-0").join("notes.txt").exists());
 }
+
+/// Every name in `dir`, sorted (subdirectories as `name/`).
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.file_type().unwrap().is_dir() {
+                format!("{name}/")
+            } else {
+                name
+            }
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// The commands that change a store opened any existing directory as one, and
+/// `Store::open` made a store there (`.topics/`, `__consumer_offsets-0/`) before the
+/// command failed: a mistyped `--dir`, or a Kafka log directory, got the store's files.
+/// They now refuse a directory without a store and write nothing; `topics create` (and
+/// `import-kafka`) make a new store only in an empty directory.
+#[test]
+fn commands_that_change_a_store_write_nothing_where_no_store_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("notes");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+    let d = dir.to_str().unwrap();
+    for args in [
+        &["topics", "create", "--dir", d, "t"][..],
+        &["topics", "delete", "--dir", d, "t"],
+        &[
+            "topics",
+            "alter",
+            "--dir",
+            d,
+            "t",
+            "--config",
+            "retention.ms=1",
+        ],
+        &["produce", "--dir", d, "t"],
+        &["consume", "--dir", d, "t", "--group", "g"],
+        &["groups", "delete", "--dir", d, "g"],
+        &[
+            "groups",
+            "reset-offsets",
+            "--dir",
+            d,
+            "g",
+            "--topic",
+            "t",
+            "--to-earliest",
+        ],
+        &["import-kafka", "--dir", d, "t"],
+    ] {
+        let out = streamlog(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("no store in this directory"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(entries(&dir), ["notes.txt"], "{args:?} wrote into it");
+    }
+    // An empty directory takes a new store from `topics create`, and then is one.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let e = empty.to_str().unwrap();
+    let out = streamlog(&["groups", "delete", "--dir", e, "g"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(entries(&empty), Vec::<String>::new());
+    ok(&["topics", "create", "--dir", e, "t"]);
+    produce(e, "t", &[], "a\n");
+    assert_eq!(ok(&["consume", "--dir", e, "t", "--from-beginning"]), "a\n");
+}
