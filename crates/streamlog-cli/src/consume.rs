@@ -10,10 +10,15 @@ use streamlog::{ConsumerConfig, OffsetReset, TopicPartition};
 use crate::store_arg::StoreDir;
 use crate::topics::close;
 
+/// How often a `consume --group` commits what it printed (Kafka's default
+/// `auto.commit.interval.ms`).
+const COMMIT_EVERY: Duration = Duration::from_secs(5);
+
 /// How records are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// The value per line (with --print-key: key, a tab, the value)
+    /// The value per line (with --print-key: key, a tab, the value), its bytes as
+    /// stored; `null` for a null key or value
     Text,
     /// One JSON object per line: topic, partition, offset, timestamp, key, value,
     /// headers (bytes as UTF-8, invalid sequences replaced)
@@ -30,7 +35,8 @@ pub struct Consume {
     /// Start at the earliest record (without a committed offset) instead of the end
     #[arg(long)]
     from_beginning: bool,
-    /// Read as this consumer group: resume from its committed offsets, commit on exit
+    /// Read as this consumer group: resume from its committed offsets; commit what was
+    /// printed (and flushed), every 5 s and at the end
     #[arg(long)]
     group: Option<String>,
     /// Only this partition
@@ -53,9 +59,9 @@ pub struct Consume {
 
 /// Prints records to `out`; returns how many.
 pub fn run(c: &Consume, out: &mut dyn Write) -> Result<usize, String> {
-    if c.group.is_none() {
+    let Some(group) = c.group.as_deref() else {
         return run_read_only(c, out);
-    }
+    };
     let store = c.store.open()?;
     let err = |e: streamlog::Error| e.to_string();
     let partitions: Vec<TopicPartition> = {
@@ -77,21 +83,16 @@ pub fn run(c: &Consume, out: &mut dyn Write) -> Result<usize, String> {
     } else {
         OffsetReset::Latest
     };
-    let config = match &c.group {
-        Some(g) => ConsumerConfig::new(g.as_str()),
-        None => ConsumerConfig::default(),
-    }
-    .auto_offset_reset(reset)
-    // An auto-commit (at a poll, or the close) commits all a poll returned: with
-    // --max-messages some of it may not be printed, so that run commits itself, once,
-    // at the end. (Without, a --follow that is stopped has committed at its polls.)
-    .enable_auto_commit(c.max_messages.is_none())
-    .client_id("streamlog-consume");
+    // No auto-commit: it commits all a poll returned (at the next poll, or at the
+    // close, also after a failed write), which may not be printed yet (still in the
+    // output buffer, or after --max-messages) or never (stdout full or closed). The run
+    // commits what it printed and flushed: every COMMIT_EVERY, and at the end.
+    let config = ConsumerConfig::new(group)
+        .auto_offset_reset(reset)
+        .enable_auto_commit(false)
+        .client_id("streamlog-consume");
     let mut consumer = store.consumer(config).map_err(err)?;
-    match &c.group {
-        Some(_) => consumer.subscribe([c.topic.as_str()]).map_err(err)?,
-        None => consumer.assign(&partitions).map_err(err)?,
-    }
+    consumer.subscribe([c.topic.as_str()]).map_err(err)?;
     // Where the topic ends now: without --follow, the run stops there.
     let ends: BTreeMap<TopicPartition, i64> = consumer.end_offsets(&partitions).map_err(err)?;
     let limit = c.max_messages.unwrap_or(usize::MAX);
@@ -101,6 +102,7 @@ pub fn run(c: &Consume, out: &mut dyn Write) -> Result<usize, String> {
     // poll may return more than is printed, and the group must read those again.
     let mut done: BTreeMap<TopicPartition, i64> = BTreeMap::new();
     let mut cut_short = false;
+    let mut last_commit = Instant::now();
     while printed < limit {
         let records = consumer.poll(Duration::from_millis(100)).map_err(err)?;
         for r in records.iter() {
@@ -129,6 +131,12 @@ pub fn run(c: &Consume, out: &mut dyn Write) -> Result<usize, String> {
             // Following: what was printed reaches a pipe now, not at exit.
             out.flush().map_err(|e| e.to_string())?;
         }
+        if last_commit.elapsed() >= COMMIT_EVERY && !done.is_empty() {
+            // What was printed, once it left this process.
+            out.flush().map_err(|e| e.to_string())?;
+            consumer.commit_sync_offsets(&done).map_err(err)?;
+            last_commit = Instant::now();
+        }
         if !c.follow {
             let mut caught_up = true;
             for tp in consumer.assignment() {
@@ -148,13 +156,11 @@ pub fn run(c: &Consume, out: &mut dyn Write) -> Result<usize, String> {
         }
     }
     out.flush().map_err(|e| e.to_string())?;
-    if c.group.is_some() {
-        if cut_short {
-            consumer.commit_sync_offsets(&done).map_err(err)?;
-        } else {
-            // Everything returned was printed: the positions, past markers too.
-            consumer.commit_sync().map_err(err)?;
-        }
+    if cut_short {
+        consumer.commit_sync_offsets(&done).map_err(err)?;
+    } else {
+        // Everything returned was printed: the positions, past markers too.
+        consumer.commit_sync().map_err(err)?;
     }
     consumer.close().map_err(err)?;
     close(store)?;
@@ -251,14 +257,17 @@ struct Printed<'a> {
 fn print(c: &Consume, r: &Printed<'_>, out: &mut dyn Write) -> std::io::Result<()> {
     let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
     match c.format {
+        // The bytes as stored, as Kafka's console consumer prints them (not made UTF-8:
+        // `produce` sends lines that are not UTF-8 as they are).
         Format::Text => {
-            let value = text(r.value).unwrap_or_else(|| "null".into());
+            let mut line = Vec::new();
             if c.print_key {
-                let key = text(r.key).unwrap_or_else(|| "null".into());
-                writeln!(out, "{key}\t{value}")
-            } else {
-                writeln!(out, "{value}")
+                line.extend_from_slice(r.key.unwrap_or(b"null"));
+                line.push(b'\t');
             }
+            line.extend_from_slice(r.value.unwrap_or(b"null"));
+            line.push(b'\n');
+            out.write_all(&line)
         }
         Format::Json => {
             let headers: Vec<serde_json::Value> = r

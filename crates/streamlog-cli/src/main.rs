@@ -15,8 +15,9 @@
 //! streamlog mirror from-kafka --store DIR -b HOST:PORT -t TOPIC [-X key=value]...
 //! ```
 //!
-//! The store commands open the store as its writer: the store must not be open in
-//! another process (its lock refuses). `dump` takes no lock. Exit status: 0 if
+//! The commands that change a store open it as its writer: the store must not be open
+//! in another process (its lock refuses); the read commands open it read-only, and
+//! `dump` takes no lock. Exit status: 0 if
 //! everything worked (for `dump`: checked out), 1 on an error (a problem found), 2 for a
 //! usage error (clap's usage errors exit with 2; `--help` and `--version` with 0).
 
@@ -93,7 +94,10 @@ enum Command {
 fn main() -> ExitCode {
     let command = Cli::parse().command;
     logger::install();
-    let mut out = BufWriter::new(io::stdout().lock());
+    let mut out = Stdout {
+        inner: BufWriter::new(io::stdout().lock()),
+        reader_gone: false,
+    };
     let result = match &command {
         Command::Dump(options) => return dump_to_stdout(options),
         Command::Topics(t) => topics::run(t, &mut out),
@@ -115,11 +119,43 @@ fn main() -> ExitCode {
     .and_then(|()| out.flush().map_err(|e| e.to_string()));
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.contains("Broken pipe") => ExitCode::SUCCESS,
+        // The reader went away (`streamlog consume ... | head`): nothing left to tell
+        // it. Known from the write that failed, not from an error's text (a command's
+        // own EPIPE, from a file it wrote, is a failure).
+        Err(_) if out.reader_gone => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("streamlog: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Standard output (buffered), remembering whether a write found its reader gone.
+struct Stdout {
+    inner: BufWriter<io::StdoutLock<'static>>,
+    reader_gone: bool,
+}
+
+impl Stdout {
+    fn note<T>(&mut self, r: io::Result<T>) -> io::Result<T> {
+        if r.as_ref()
+            .is_err_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+        {
+            self.reader_gone = true;
+        }
+        r
+    }
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let r = self.inner.write(buf);
+        self.note(r)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let r = self.inner.flush();
+        self.note(r)
     }
 }
 

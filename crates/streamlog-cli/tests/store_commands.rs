@@ -447,6 +447,55 @@ fn produce_sends_lines_that_are_not_utf8_as_they_are() {
         (None, Some(b"ok3".to_vec())),
     ];
     assert_eq!(got, want);
+    drop(store);
+    // And `consume` prints them as they are (it printed U+FFFD for each bad byte).
+    let out = streamlog(&[
+        "consume",
+        "--dir",
+        &d,
+        "t",
+        "--from-beginning",
+        "--print-key",
+    ]);
+    assert!(out.status.success());
+    assert_eq!(
+        out.stdout,
+        b"null\tok1\nk\xff\tv\xfe\nnull\t\xff\xfe\nnull\tok3\n".to_vec()
+    );
+}
+
+/// `consume --group` auto-committed: when stdout failed (full, or closed), the
+/// consumer's close committed every record the last poll returned, none of which had
+/// left the output buffer, so the group skipped them. It now commits only what it
+/// printed and flushed.
+#[test]
+fn consume_with_a_group_commits_nothing_it_could_not_print() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = store_dir(tmp.path());
+    ok(&["topics", "create", "--dir", &d, "t"]);
+    produce(&d, "t", &[], "a\nb\nc\n");
+    let consume = [
+        "consume",
+        "--dir",
+        &d,
+        "t",
+        "--group",
+        "g",
+        "--from-beginning",
+    ];
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_streamlog"))
+        .args(consume)
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No space left"));
+    assert_eq!(ok(&consume), "a\nb\nc\n", "the group reads them again");
+    assert_eq!(ok(&consume), "", "once printed, they are committed");
 }
 
 /// The library's warnings reach the user on stderr: deleting a topic whose partition
