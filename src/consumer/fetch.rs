@@ -70,6 +70,29 @@ fn read_partition(
 }
 
 impl Consumer {
+    /// Moves `tp` (assigned) to its new partition if its topic was deleted and created
+    /// again: from a fresh position (the old topic's offsets, positions and committed
+    /// offsets alike, say nothing of the new one), its buffer dropped. Returns whether
+    /// `tp` reads a live partition now.
+    pub(super) fn follow_recreated(&mut self, tp: &TopicPartition) -> bool {
+        let Some(a) = self.assigned.get_mut(tp) else {
+            return false;
+        };
+        if !a.state.is_closed() {
+            return true;
+        }
+        match self.catalog.partition(tp.topic(), tp.partition()) {
+            Ok(fresh) if !fresh.is_closed() => {
+                tracing::info!("{tp}: its topic was created again; reading the new one");
+                a.state = fresh;
+                a.position = None;
+                a.buffer.clear();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Whether a read_committed consumer must not resolve `tp`'s position yet: an open
     /// transaction wrote offsets of it for this group (KIP-447's `requireStable`), and
     /// the committed offset is about to move.
@@ -223,26 +246,13 @@ impl Consumer {
             let a = &self.assigned[tp];
             // Checked before pausing: a deleted topic's partition lets go of its
             // fetched batches even while paused.
-            if a.state.is_closed() {
-                // Its topic was deleted: nothing to read, unless it was created again,
-                // which is read from a fresh position (committed offsets of the old
-                // topic went with it).
-                match self.catalog.partition(tp.topic(), tp.partition()) {
-                    Ok(fresh) if !fresh.is_closed() => {
-                        tracing::info!("{tp}: its topic was created again; reading the new one");
-                        let a = self.assigned.get_mut(tp).expect("present");
-                        a.state = fresh;
-                        a.position = None;
-                        a.buffer.clear();
-                    }
-                    _ => {
-                        // Its fetched batches are never returned: let go of them (and of
-                        // the deleted files' mapping they hold).
-                        let a = self.assigned.get_mut(tp).expect("present");
-                        a.buffer.clear();
-                        continue;
-                    }
-                }
+            // Its topic was deleted: nothing to read, unless it was created again.
+            if a.state.is_closed() && !self.follow_recreated(tp) {
+                // Its fetched batches are never returned: let go of them (and of the
+                // deleted files' mapping they hold).
+                let a = self.assigned.get_mut(tp).expect("present");
+                a.buffer.clear();
+                continue;
             }
             if self.assigned[tp].paused {
                 continue;

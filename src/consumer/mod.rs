@@ -198,7 +198,12 @@ impl Consumer {
         }
         let old = std::mem::take(&mut self.assigned);
         for (tp, state) in states {
-            let kept = old.get(&tp).map(|a| (a.position, a.paused));
+            // Kept only for the same partition: not for a topic deleted and created
+            // again meanwhile, whose offsets the old position says nothing of.
+            let kept = old
+                .get(&tp)
+                .filter(|a| Arc::ptr_eq(&a.state, &state))
+                .map(|a| (a.position, a.paused));
             self.assigned.insert(
                 tp,
                 Assigned {
@@ -261,6 +266,9 @@ impl Consumer {
                 reason: format!("{offset} is negative"),
             });
         }
+        self.assigned(tp)?;
+        // A seek on a topic created again is a seek in the new one.
+        self.follow_recreated(tp);
         let a = self.assigned_mut(tp)?;
         a.position = Some(offset);
         a.buffer.clear();
@@ -300,6 +308,7 @@ impl Consumer {
             self.assigned(tp)?;
         }
         for tp in &list {
+            self.follow_recreated(tp);
             let a = self.assigned.get_mut(tp).expect("checked");
             a.position = Some(to(a));
             a.buffer.clear();
@@ -318,6 +327,8 @@ impl Consumer {
     /// then starts there); `Closed`.
     pub fn position(&mut self, tp: &TopicPartition) -> Result<i64> {
         self.check_open()?;
+        self.assigned(tp)?;
+        self.follow_recreated(tp);
         let a = self.assigned(tp)?;
         if let Some(p) = a.position {
             return Ok(p);

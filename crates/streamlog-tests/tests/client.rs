@@ -1855,6 +1855,73 @@ fn a_consumer_follows_a_deleted_and_recreated_topic() {
     assert_eq!(c.position(&TopicPartition::new("t", 0)).unwrap(), 1);
 }
 
+/// A topic deleted and created again between polls, then `assign` (adding a
+/// partition) or a seek: `assign` kept the old topic's position 5 for the new one, and
+/// a seek went to the old (deleted) partition and was dropped when the next poll moved
+/// to the new one. Records 0..5 of the new topic were skipped (or, after a seek to 0
+/// with reset `Latest`, every record).
+#[test]
+fn assign_and_seek_after_a_topic_was_created_again_apply_to_the_new_one() {
+    let tp = TopicPartition::new("t", 0);
+    for how in ["assign", "seek", "seek_to_beginning", "position"] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for t in ["t", "u"] {
+            store.create_topic(t, TopicConfig::default()).unwrap();
+        }
+        let append = |n: i64| {
+            let part = store.topic("t").unwrap().partition(0).unwrap();
+            for i in 0..n {
+                part.append(&[streamlog::Record::new(1, Some("k"), Some(format!("v{i}")))])
+                    .unwrap();
+            }
+        };
+        append(5);
+        let reset = if how == "assign" || how == "position" {
+            OffsetReset::Earliest
+        } else {
+            OffsetReset::Latest
+        };
+        let mut c = store
+            .consumer(ConsumerConfig::default().auto_offset_reset(reset))
+            .unwrap();
+        c.assign(std::slice::from_ref(&tp)).unwrap();
+        c.seek(&tp, 0).unwrap();
+        let first: Vec<i64> = c
+            .poll(Duration::ZERO)
+            .unwrap()
+            .iter()
+            .map(|r| r.offset())
+            .collect();
+        assert_eq!(first, [0, 1, 2, 3, 4]);
+        store.delete_topic("t").unwrap();
+        store.create_topic("t", TopicConfig::default()).unwrap();
+        append(8);
+        match how {
+            "assign" => c
+                .assign(&[tp.clone(), TopicPartition::new("u", 0)])
+                .unwrap(),
+            "seek" => c.seek(&tp, 0).unwrap(),
+            "seek_to_beginning" => c.seek_to_beginning(&[]).unwrap(),
+            _ => assert_eq!(c.position(&tp).unwrap(), 0, "the new topic's start"),
+        }
+        let mut got = Vec::new();
+        loop {
+            let records = c.poll(Duration::ZERO).unwrap();
+            if records.is_empty() {
+                break;
+            }
+            got.extend(
+                records
+                    .iter()
+                    .filter(|r| r.topic() == "t")
+                    .map(|r| r.offset()),
+            );
+        }
+        assert_eq!(got, (0..8).collect::<Vec<_>>(), "{how}");
+    }
+}
+
 /// Wakers that panic (the application's executor) when their sends complete: the panic
 /// is contained (logged), every batch completed with them is appended and resolved, and
 /// the producer goes on (memory freed, later sends and `flush` complete).
