@@ -587,7 +587,8 @@ impl Shared {
             // waits, so this notification cannot fall between its check and its wait.
             let mut st = self.state.lock();
             if self.closed.swap(true, Ordering::AcqRel) {
-                return Ok(());
+                drop(st);
+                return self.wait_closed();
             }
             // Parked async sends see `Closed` when they poll again (woken below,
             // outside the lock).
@@ -598,6 +599,20 @@ impl Shared {
         }
         self.cond.notify_all();
         self.flush()
+    }
+}
+
+impl Shared {
+    /// A close after the first (another clone's, the store's, a drop's): returns once
+    /// the records sent before it are done, as the first close does, which may still
+    /// be shipping them (an early Ok let a process exit before they were appended, and
+    /// the store's close close the logs under them). `Closed` is no error here: the
+    /// store closed after the first close finished.
+    fn wait_closed(&self) -> Result<()> {
+        match self.flush() {
+            Err(Error::Closed { .. }) => Ok(()),
+            r => r,
+        }
     }
 }
 

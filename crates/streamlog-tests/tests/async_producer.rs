@@ -45,6 +45,8 @@ struct Gate {
     closed: Mutex<bool>,
     opened: std::sync::Condvar,
     writers: Mutex<Vec<String>>,
+    /// Notified when a writer is recorded.
+    arrived: std::sync::Condvar,
 }
 
 fn gated_store(gate: &Arc<Gate>) -> Store {
@@ -56,6 +58,7 @@ fn gated_store(gate: &Arc<Gate>) -> Store {
             }
             let name = std::thread::current().name().unwrap_or("?").to_string();
             g.writers.lock().unwrap().push(name);
+            g.arrived.notify_all();
             let mut closed = g.closed.lock().unwrap();
             while *closed {
                 closed = g.opened.wait(closed).unwrap();
@@ -314,4 +317,56 @@ fn a_resolved_send_polled_again_sends_nothing() {
     producer.flush().unwrap();
     let part = store.topic("clicks").unwrap().partition(0).unwrap();
     assert_eq!(part.log_end_offset(), 1, "the record was sent once");
+}
+
+/// Two threads close clones of one producer: the second returned Ok at once while the
+/// first was still appending the records sent before (a process exiting on that Ok
+/// lost them), and a store's close racing a producer's went on to close the logs under
+/// it. Every close now returns once those records are done.
+#[test]
+fn every_close_waits_for_the_records_sent_before_it() {
+    let gate = Arc::new(Gate::default());
+    let store = gated_store(&gate);
+    let producer = store
+        .producer(ProducerConfig::default().acks(Acks::All).linger_ms(60_000))
+        .unwrap();
+    let delivery = producer.send(record(0)).unwrap();
+    gate.writers.lock().unwrap().clear(); // the topic's creation
+    set_gate(&gate, true);
+    let _open = OpenOnDrop(gate.clone());
+    let first = std::thread::spawn({
+        let p = producer.clone();
+        move || p.close()
+    });
+    // The first close is at the gate, appending the record.
+    let mut writers = gate.writers.lock().unwrap();
+    while writers.is_empty() {
+        writers = gate.arrived.wait(writers).unwrap();
+    }
+    drop(writers);
+    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let second = std::thread::spawn({
+        let p = producer.clone();
+        let released = released.clone();
+        move || {
+            let r = p.close();
+            (r, released.load(std::sync::atomic::Ordering::SeqCst))
+        }
+    });
+    // A lower bound only: the second close returning before the gate opens is the
+    // failure; a slow thread that gets there later passes either way.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    released.store(true, std::sync::atomic::Ordering::SeqCst);
+    set_gate(&gate, false);
+    let (result, after_release) = second.join().unwrap();
+    assert!(result.is_ok(), "{result:?}");
+    assert!(
+        after_release,
+        "the second close returned before the record was appended"
+    );
+    first.join().unwrap().unwrap();
+    assert!(delivery.wait().is_ok());
+    // Closing again later (the store closed too) is still Ok.
+    store.close().unwrap();
+    assert!(producer.close().is_ok());
 }
