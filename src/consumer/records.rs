@@ -626,7 +626,7 @@ impl Pending {
 mod tests {
     use super::*;
     use crate::format::BatchBuilder;
-    use crate::format::batch::{RECORDS_OFFSET, record_spans, write_crc};
+    use crate::format::batch::{LAST_OFFSET_DELTA_OFFSET, RECORDS_OFFSET, record_spans, write_crc};
 
     /// A CRC-valid batch of five records at offset 100 whose third record claims more
     /// bytes than the batch holds.
@@ -649,8 +649,14 @@ mod tests {
     /// The same five records (zigzag varint offset deltas, one byte each), the third
     /// claiming offset delta `delta`.
     fn batch_with_third_delta(delta: u8) -> Batch {
+        batch_of(5, delta, 4)
+    }
+
+    /// `n` records at offset 100, the third claiming offset delta `delta`, the batch's
+    /// `lastOffsetDelta` being `last_delta`.
+    fn batch_of(n: u8, delta: u8, last_delta: i32) -> Batch {
         let mut b = BatchBuilder::new();
-        for i in 0..5u8 {
+        for i in 0..n {
             b.push(1_700_000_000_000, Some(&[i]), Some(&[i; 3]), &[])
                 .unwrap();
         }
@@ -662,6 +668,8 @@ mod tests {
         // length, attributes, timestampDelta (0), then offsetDelta
         assert_eq!(bytes[RECORDS_OFFSET + third + 3], 2 * 2);
         bytes[RECORDS_OFFSET + third + 3] = 2 * delta;
+        bytes[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4]
+            .copy_from_slice(&last_delta.to_be_bytes());
         write_crc(&mut bytes);
         Batch::parse(Bytes::from(bytes)).unwrap()
     }
@@ -691,11 +699,28 @@ mod tests {
             assert_eq!(records.next().unwrap().unwrap().offset, 101);
             assert!(records.next().unwrap().is_err(), "delta {delta}");
         }
-        // A gap (compaction's) is fine.
-        let mut p = Pending::new(&tp, &batch_with_third_delta(3), &DecodeOptions::default());
+        // A gap (compaction's: offsets 100, 101, 104 of 100..=104) is fine.
+        let gap = batch_of(3, 4, 4);
+        let mut p = Pending::new(&tp, &gap, &DecodeOptions::default());
         let mut out = ConsumerRecords::with_capacity(10);
-        let (_, result) = p.take(i64::MIN, 2, &mut out);
-        assert!(result.is_ok());
+        let (next, result) = p.take(i64::MIN, 10, &mut out);
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(
+            out.iter().map(|r| r.offset()).collect::<Vec<_>>(),
+            [100, 101, 104]
+        );
+        assert_eq!(next, Some(105));
+        let offsets: Vec<i64> = gap.records().unwrap().map(|r| r.unwrap().offset).collect();
+        assert_eq!(offsets, [100, 101, 104]);
+        // The append path's check agrees with the readers': deltas 0, 1, 2 with a
+        // lastOffsetDelta of 1 are refused by both.
+        let short = batch_of(3, 2, 1);
+        let h = short.header();
+        assert!(
+            crate::format::batch::validate_records(short.bytes(), h, &DecodeOptions::default())
+                .is_err()
+        );
+        assert!(short.records().unwrap().any(|r| r.is_err()));
     }
 
     #[test]

@@ -338,9 +338,10 @@ impl TailReader {
         self.read_on(from, max_bytes).map(|(records, _)| records)
     }
 
-    /// [`read`](Self::read), with the offset to read on from: after the last batch read
-    /// (past the records returned when batches after them held none: markers,
-    /// compaction's empty batches), or when nothing was read `from`, or the log start
+    /// [`read`](Self::read), with the offset to read on from: after the last batch
+    /// decoded (past the records returned when batches after them held none: markers,
+    /// compaction's empty batches; batches read but left for the decompression budget
+    /// are read again from there), or when nothing was read `from`, or the log start
     /// if retention deleted `from` (waiting for `from` would end at once).
     ///
     /// # Errors

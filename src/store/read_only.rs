@@ -404,10 +404,11 @@ impl ReadOnlyPartition {
     }
 
     /// [`read`](Self::read), with the offset to read on from: after the last batch
-    /// read, which is past the last record returned when the batches after it held
+    /// decoded, which is past the last record returned when the batches after it held
     /// none (transaction markers, batches compaction emptied); when nothing was read,
     /// `offset`, or the log start if retention deleted `offset`. Reading on from it
-    /// never reads a batch twice.
+    /// never returns a record twice or skips one (batches a read left undecoded, past
+    /// `max_bytes` of decompressed data, are read again).
     ///
     /// # Errors
     /// As [`read`](Self::read).

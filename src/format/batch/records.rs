@@ -46,17 +46,23 @@ pub struct RecordIter {
 /// before the first) and within the batch's `lastOffsetDelta`. Compaction leaves gaps
 /// between records, never a repeat, a step back or an offset past the batch, each of
 /// which would give readers a wrong offset (and move a consumer past records).
+#[inline]
 pub(crate) fn check_offset_delta(delta: i32, prev: i32, last_offset_delta: i32) -> Result<()> {
     if delta <= prev || delta > last_offset_delta {
-        return Err(Error::invalid_batch(
-            "offsetDelta",
-            format!(
-                "{delta} follows {prev}: it must rise, up to the batch's lastOffsetDelta \
-                 {last_offset_delta}"
-            ),
-        ));
+        return Err(offset_delta_error(delta, prev, last_offset_delta));
     }
     Ok(())
+}
+
+#[cold]
+fn offset_delta_error(delta: i32, prev: i32, last_offset_delta: i32) -> Error {
+    Error::invalid_batch(
+        "offsetDelta",
+        format!(
+            "{delta} follows {prev}: it must rise, up to the batch's lastOffsetDelta \
+             {last_offset_delta}"
+        ),
+    )
 }
 
 fn varint_err(field: &'static str) -> impl Fn(VarintError) -> Error {
@@ -233,7 +239,8 @@ pub(crate) fn record_spans_fast(data: &[u8], start: usize) -> Option<Spans> {
 
 /// Validates every record of a batch (decompressing once if needed) without building
 /// them: fields well formed, UTF-8 header keys, the declared count consuming the records
-/// exactly, and offset deltas 0, 1, 2, ... Returns the record count.
+/// exactly, and offset deltas 0, 1, 2, ... up to the batch's `lastOffsetDelta`. Returns
+/// the record count.
 ///
 /// # Errors
 /// `InvalidBatch` naming the first bad field; `UnsupportedCodec`.
@@ -291,6 +298,8 @@ pub(crate) fn scan_records(
                 format!("record {i} has offset delta {}", s.offset_delta),
             ));
         }
+        // As every reader checks it (`check_offset_delta`).
+        check_offset_delta(s.offset_delta, i - 1, h.last_offset_delta)?;
         // Decoded as the record iterator does (the builder stores a wrapping difference).
         let ts = h.base_timestamp.wrapping_add(s.timestamp_delta);
         min_ts = min_ts.min(ts);
