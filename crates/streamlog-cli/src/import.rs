@@ -54,20 +54,25 @@ fn partition_dirs(dir: &Path, topic: &str) -> Result<Vec<PathBuf>, String> {
     Ok(found.into_iter().map(|(_, p)| p).collect())
 }
 
+/// `n` of a name that is exactly `<topic>-<n>`, as the store reads them (no `-01`, no
+/// `-+1`).
+fn partition_number(name: &str, topic: &str) -> Option<u32> {
+    name.strip_prefix(topic)
+        .and_then(|n| n.strip_prefix('-'))
+        .and_then(|n| n.parse::<u32>().ok())
+        .filter(|n| name == format!("{topic}-{n}"))
+}
+
 /// Every `<topic>-<n>` directory in `dir`, sorted by `n`.
 fn numbered_dirs(dir: &Path, topic: &str) -> Result<Vec<(u32, PathBuf)>, String> {
     let mut found = Vec::new();
     let entries = fs::read_dir(dir).map_err(|e| format!("read {}: {e}", dir.display()))?;
     for entry in entries {
         let entry = entry.map_err(|e| format!("read {}: {e}", dir.display()))?;
-        let name = entry.file_name();
-        // Exactly `<topic>-<n>`, as the store reads them (no `-01`, no `-+1`).
-        let Some(n) = name
+        let Some(n) = entry
+            .file_name()
             .to_str()
-            .and_then(|n| n.strip_prefix(topic))
-            .and_then(|n| n.strip_prefix('-'))
-            .and_then(|n| n.parse::<u32>().ok())
-            .filter(|n| name.to_str() == Some(&format!("{topic}-{n}")))
+            .and_then(|name| partition_number(name, topic))
         else {
             continue;
         };
@@ -263,7 +268,14 @@ pub fn run(i: &ImportKafka, out: &mut dyn Write) -> Result<(), String> {
             ),
         });
     }
-    let store = i.store.open_or_create()?;
+    // A new store: in an empty directory, or (without --from) one that holds only the
+    // topic's partition directories, put there to be adopted.
+    let store = match &i.from {
+        Some(_) => i.store.open_or_create()?,
+        None => i
+            .store
+            .open_or_create_beside(&|name| partition_number(name, &i.topic).is_some())?,
+    };
     let mut created = Vec::new();
     // Whether what was copied may be removed on failure: not after an I/O error of the
     // import itself, which may have come after the store adopted the copies.

@@ -138,7 +138,8 @@ pub fn run(direction: &Direction) -> ExitCode {
     // As every store command: the directory must hold a store (a mistyped path, or
     // any other directory, is refused, not made a store), or be empty for a mirror
     // from Kafka, which may start a new one.
-    let create = matches!(direction, Direction::FromKafka(_));
+    let nothing: &dyn Fn(&str) -> bool = &|_| false;
+    let create = matches!(direction, Direction::FromKafka(_)).then_some(nothing);
     let opened = crate::store_arg::check_store_dir(&common.store, create)
         .and_then(|()| Store::open(&common.store).map_err(|e| e.to_string()));
     let store = match opened {

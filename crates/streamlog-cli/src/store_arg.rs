@@ -19,46 +19,55 @@ impl StoreDir {
     /// (a mistyped path, a Kafka log directory); it must not be open in another process
     /// (its lock refuses).
     pub fn open(&self) -> Result<Store, String> {
-        open_store(&self.dir, false)
+        open_store(&self.dir, None)
     }
 
     /// [`open`](Self::open), or a new store in an empty directory (`topics create`,
     /// `import-kafka`).
     pub fn open_or_create(&self) -> Result<Store, String> {
-        open_store(&self.dir, true)
+        self.open_or_create_beside(&|_| false)
+    }
+
+    /// [`open_or_create`](Self::open_or_create), where a new store's directory may
+    /// already hold entries `may_hold` accepts (by name): `import-kafka` without
+    /// `--from` adopts the topic's partition directories put there first.
+    pub fn open_or_create_beside(&self, may_hold: &dyn Fn(&str) -> bool) -> Result<Store, String> {
+        open_store(&self.dir, Some(may_hold))
     }
 }
 
 /// Opens the store in `dir` as its writer, without background maintenance, once
 /// [`check_store_dir`] lets it.
-fn open_store(dir: &Path, create: bool) -> Result<Store, String> {
+fn open_store(dir: &Path, create: Option<&dyn Fn(&str) -> bool>) -> Result<Store, String> {
     check_store_dir(dir, create)?;
     Store::open_with(dir, StoreConfig::default().background_maintenance(false))
         .map_err(|e| format!("open {}: {e}", dir.display()))
 }
 
-/// Whether a command may open `dir` as a store's writer: it must hold a store, or be
-/// empty if the command may make one (`create`). Nothing is written where no store is
-/// (`Store::open` makes one anywhere: a mistyped path, a Kafka log directory).
-pub fn check_store_dir(dir: &Path, create: bool) -> Result<(), String> {
+/// Whether a command may open `dir` as a store's writer: it must hold a store, or, if
+/// the command may make one (`create`), hold nothing but entries `create` accepts.
+/// Nothing is written where no store is (`Store::open` makes one anywhere: a mistyped
+/// path, a Kafka log directory).
+pub fn check_store_dir(dir: &Path, create: Option<&dyn Fn(&str) -> bool>) -> Result<(), String> {
     if !dir.is_dir() {
         return Err(format!("{}: no such store directory", dir.display()));
     }
     if Store::open_read_only(dir).is_ok() {
         return Ok(());
     }
-    if !create {
+    let Some(may_hold) = create else {
         return Err(format!(
             "{}: no store in this directory (`streamlog topics create` makes one in an \
              empty directory)",
             dir.display()
         ));
+    };
+    let mut other = false;
+    for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
+        other |= !entry.file_name().to_str().is_some_and(may_hold);
     }
-    let empty = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .next()
-        .is_none();
-    if !empty {
+    if other {
         return Err(format!(
             "{}: no store in this directory, which is not empty: a new store is made only \
              in an empty directory",

@@ -380,3 +380,27 @@ fn an_import_keeps_kafkas_log_start_offsets() {
     assert!(stderr.contains("log-start-offset-checkpoint"), "{stderr}");
     assert!(!store.join("other-0").exists() && !store.join(".import-other-0").exists());
 }
+
+/// Without --from, the partition directories are put into the store directory first:
+/// a new store's directory holding only them is adopted (a directory that was not a
+/// store was refused unless empty), one holding anything else is still refused.
+#[test]
+fn an_import_without_from_makes_a_store_around_the_topics_directories() {
+    let (_tmp, kafka, store) = kafka_and_store_dirs();
+    kafka_topic(&store, "clicks", 2, 3);
+    std::fs::write(kafka.join("notes.txt"), "mine").unwrap();
+    kafka_topic(&kafka, "clicks", 1, 1);
+    let k = kafka.to_str().unwrap();
+    let out = streamlog(&["import-kafka", "--dir", k, "clicks"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!kafka.join(".topics").exists(), "a store was made beside notes.txt");
+    let s = store.to_str().unwrap();
+    let out = streamlog(&["import-kafka", "--dir", s, "clicks"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = streamlog(&["consume", "--dir", s, "clicks", "--from-beginning"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 6);
+}
