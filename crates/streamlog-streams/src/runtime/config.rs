@@ -82,6 +82,11 @@ pub struct StreamsConfig {
     pub poll_ms: u64,
     /// Records per poll. Default = 500.
     pub max_poll_records: usize,
+    /// A thread that does not poll for this long (a processor stalled) is removed from
+    /// the group and its tasks move to other threads; when it comes back, its work
+    /// since the last commit is dropped (Kafka Streams' task migration) and it rejoins.
+    /// Default = 300000 (5 minutes), as the consumer's.
+    pub max_poll_interval_ms: u64,
     /// Undecodable records. Default = `Fail`.
     pub deserialization_policy: DeserializationPolicy,
     /// Told about restore progress. Default = none.
@@ -102,6 +107,7 @@ impl fmt::Debug for StreamsConfig {
             .field("commit_interval_ms", &self.commit_interval_ms)
             .field("poll_ms", &self.poll_ms)
             .field("max_poll_records", &self.max_poll_records)
+            .field("max_poll_interval_ms", &self.max_poll_interval_ms)
             .field("deserialization_policy", &self.deserialization_policy)
             .field("restore_listener", &self.restore_listener.is_some())
             .field("producer", &self.producer)
@@ -119,6 +125,7 @@ impl Default for StreamsConfig {
             commit_interval_ms: 100,
             poll_ms: 50,
             max_poll_records: 500,
+            max_poll_interval_ms: 300_000,
             deserialization_policy: DeserializationPolicy::Fail,
             restore_listener: None,
             producer: ProducerConfig::default(),
@@ -177,6 +184,13 @@ impl StreamsConfig {
         self
     }
 
+    /// Sets `max_poll_interval_ms`.
+    #[must_use]
+    pub fn max_poll_interval_ms(mut self, ms: u64) -> Self {
+        self.max_poll_interval_ms = ms;
+        self
+    }
+
     /// Sets `deserialization_policy`.
     #[must_use]
     pub fn deserialization_policy(mut self, p: DeserializationPolicy) -> Self {
@@ -212,6 +226,10 @@ impl StreamsConfig {
         if self.client_id.is_empty() {
             return bad("client_id", "must not be empty".into());
         }
+        // It names the threads, whose names cannot hold a NUL (spawning one panics).
+        if self.client_id.contains('\0') {
+            return bad("client_id", "must not contain a NUL character".into());
+        }
         if !(1..=64).contains(&self.threads) {
             return bad(
                 "threads",
@@ -226,6 +244,9 @@ impl StreamsConfig {
         }
         if self.max_poll_records == 0 {
             return bad("max_poll_records", "must be at least 1".into());
+        }
+        if self.max_poll_interval_ms == 0 {
+            return bad("max_poll_interval_ms", "must be at least 1".into());
         }
         Ok(())
     }

@@ -177,8 +177,8 @@ impl Worker {
                 partition: tp.partition(),
             };
             if let Some(task) = self.tasks.remove(&id) {
-                for name in task.stores.keys() {
-                    self.env.registry.remove(name, id.partition);
+                for (name, (_, h)) in &task.stores {
+                    self.env.registry.remove(name, id.partition, &h.shared());
                 }
             }
         }
@@ -333,6 +333,28 @@ impl Worker {
         Ok(())
     }
 
+    /// [`commit`](Self::commit); a commit refused because this thread no longer owns
+    /// its partitions (the group removed it: it polled later than
+    /// `max_poll_interval_ms`, and other threads took its tasks over) is Kafka Streams'
+    /// task migration, not a failure. The work since the last commit is dropped (its
+    /// transaction aborted), as for lost partitions, and the next poll rejoins.
+    fn commit_or_migrate(&mut self, consumer: &mut Consumer) -> Result<()> {
+        match self.commit(consumer) {
+            Err(StreamsError::Client {
+                source: streamlog::Error::CommitFailed { reason, .. },
+                ..
+            }) => {
+                log::warn!(
+                    "{}: its tasks moved to another thread ({reason}); rejoining the group",
+                    self.env.app_id
+                );
+                self.abandon(&consumer.assignment());
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
     /// Partitions lost without a chance to commit: their uncommitted work is dropped.
     fn abandon(&mut self, partitions: &[TopicPartition]) {
         if self.in_transaction {
@@ -349,8 +371,8 @@ impl Worker {
         if self.env.exactly_once() {
             self.buffered.clear();
             for (id, task) in std::mem::take(&mut self.tasks) {
-                for name in task.stores.keys() {
-                    self.env.registry.remove(name, id.partition);
+                for (name, (_, h)) in &task.stores {
+                    self.env.registry.remove(name, id.partition, &h.shared());
                 }
             }
             self.committed.clear();
@@ -443,7 +465,8 @@ fn run(env: &Arc<Env>, index: usize) -> Result<()> {
                 .auto_offset_reset(OffsetReset::Earliest)
                 .enable_auto_commit(false)
                 .isolation_level(env.isolation())
-                .max_poll_records(c.max_poll_records),
+                .max_poll_records(c.max_poll_records)
+                .max_poll_interval_ms(c.max_poll_interval_ms),
         )
         .map_err(client("consumer", &group))?;
     let mut pc = c.producer.clone();
@@ -492,17 +515,17 @@ fn run(env: &Arc<Env>, index: usize) -> Result<()> {
             w.process(&mut consumer, &records)?;
             w.send()?;
             if records.is_empty() && w.buffered.is_empty() {
-                w.commit(&mut consumer)?;
+                w.commit_or_migrate(&mut consumer)?;
                 last_commit = Instant::now();
                 env.coord.set_idle(index, true);
                 continue;
             }
             if last_commit.elapsed() >= interval {
-                w.commit(&mut consumer)?;
+                w.commit_or_migrate(&mut consumer)?;
                 last_commit = Instant::now();
             }
         }
-        worker.lock().commit(&mut consumer)
+        worker.lock().commit_or_migrate(&mut consumer)
     })();
     if result.is_err() {
         // Whatever part of a poll was processed must not be committed by the revoke.

@@ -25,8 +25,13 @@ impl Registry {
             .insert(partition, store);
     }
 
-    pub(crate) fn remove(&self, name: &str, partition: i32) {
-        if let Some(m) = self.stores.write().get_mut(name) {
+    /// Removes `store` as `name`'s partition `partition`, if it still is: another
+    /// thread that took the partition over (after this one was expired from the group)
+    /// has put its own there, which stays.
+    pub(crate) fn remove(&self, name: &str, partition: i32, store: &Arc<dyn Any + Send + Sync>) {
+        if let Some(m) = self.stores.write().get_mut(name)
+            && m.get(&partition).is_some_and(|s| Arc::ptr_eq(s, store))
+        {
             m.remove(&partition);
         }
     }
@@ -38,5 +43,28 @@ impl Registry {
             .get(name)
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A thread expired from the group (it stalled past `max_poll_interval_ms`) while
+    /// another took its partition over and registered its store: the first thread's
+    /// clean-up removed the other's store, and queries found no key of the partition.
+    #[test]
+    fn removing_a_store_leaves_the_one_that_replaced_it() {
+        let registry = Registry::default();
+        let old: Arc<dyn Any + Send + Sync> = Arc::new(1u32);
+        let new: Arc<dyn Any + Send + Sync> = Arc::new(2u32);
+        registry.insert("counts", 0, old.clone());
+        registry.insert("counts", 0, new.clone());
+        registry.remove("counts", 0, &old);
+        let left = registry.get("counts");
+        assert_eq!(left.len(), 1);
+        assert!(Arc::ptr_eq(&left[0], &new));
+        registry.remove("counts", 0, &new);
+        assert!(registry.get("counts").is_empty());
     }
 }

@@ -1,0 +1,124 @@
+//! A stream thread whose processor stalls past `max_poll_interval_ms` is removed from
+//! the group, and another instance takes its tasks over. When the stalled thread comes
+//! back, its commit is refused: Kafka Streams' task migration. It used to stop the
+//! thread (the application failed); it now drops the work since its last commit and
+//! rejoins, and the results stay exact under exactly-once.
+
+mod common;
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use common::*;
+use streamlog::{IsolationLevel, Store};
+use streamlog_streams::{ProcessingGuarantee, Streams, StreamsConfig, TimeWindows};
+
+/// Holds a processor at a record until released; says when one is held.
+#[derive(Default)]
+struct Stall {
+    state: Mutex<(bool, bool)>, // (held, released)
+    changed: Condvar,
+}
+
+impl Stall {
+    fn hold(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.0 = true;
+        self.changed.notify_all();
+        while !s.1 {
+            s = self.changed.wait(s).unwrap();
+        }
+    }
+
+    fn wait_held(&self) {
+        let mut s = self.state.lock().unwrap();
+        while !s.0 {
+            s = self.changed.wait(s).unwrap();
+        }
+    }
+
+    fn release(&self) {
+        self.state.lock().unwrap().1 = true;
+        self.changed.notify_all();
+    }
+}
+
+/// Releases the stall when dropped: a failing assertion must not leave the held thread
+/// waiting (and the test hanging at the instance's close).
+struct ReleaseOnDrop(Arc<Stall>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+fn run(guarantee: ProcessingGuarantee) {
+    let windows = TimeWindows::of_size_and_grace(
+        Duration::from_millis(WINDOW_MS as u64),
+        Duration::from_secs(3600),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    create_topics(&store, &[("raw-events", 1), ("purchase-counts", 1)]);
+    let config = |client: &str| {
+        StreamsConfig::new("migrating")
+            .client_id(client)
+            .processing_guarantee(guarantee)
+            .commit_interval_ms(0)
+            .poll_ms(5)
+            .max_poll_interval_ms(200)
+    };
+    let stall = Arc::new(Stall::default());
+    let _release = ReleaseOnDrop(stall.clone());
+    let held = stall.clone();
+    let a = Streams::new(
+        seeds_topology(windows, move |_, v| {
+            if v.contains("stall") {
+                held.hold();
+            }
+        }),
+        config("a"),
+        &store,
+    )
+    .unwrap();
+    a.start().unwrap();
+    let mut input: Vec<Event> = (0..10)
+        .map(|i| ev(&format!("user-{}", i % 3), i * 1000, "purchase"))
+        .collect();
+    input.push(ev("user-0", 10_000, "purchase-stall"));
+    input.extend((11..20).map(|i| ev(&format!("user-{}", i % 3), i * 1000, "purchase")));
+    produce(&store, "raw-events", &input);
+    stall.wait_held();
+    // `b` takes the partition over once `a` is past its poll interval (at one of b's
+    // polls), restores the state `a` committed and processes everything.
+    let b = Streams::new(seeds_topology(windows, |_, _| {}), config("b"), &store).unwrap();
+    b.start().unwrap();
+    b.wait_until_caught_up(CATCH_UP).unwrap();
+    stall.release();
+    // `a` finishes its poll, finds its commit refused, and rejoins instead of failing.
+    let more: Vec<Event> = (20..30)
+        .map(|i| ev(&format!("user-{}", i % 3), i * 1000, "purchase"))
+        .collect();
+    produce(&store, "raw-events", &more);
+    input.extend(more);
+    a.wait_until_caught_up(CATCH_UP).unwrap();
+    b.wait_until_caught_up(CATCH_UP).unwrap();
+    a.close().unwrap();
+    b.close().unwrap();
+    if guarantee == ProcessingGuarantee::ExactlyOnce {
+        let (model, _) = window_model(&input, 1, windows, |e| e.value.starts_with("purchase"));
+        let out = read_all(&store, "purchase-counts", IsolationLevel::ReadCommitted);
+        assert_exact_updates(&count_updates(&out), &model);
+    }
+}
+
+#[test]
+fn a_stalled_exactly_once_thread_rejoins_and_the_results_stay_exact() {
+    run(ProcessingGuarantee::ExactlyOnce);
+}
+
+#[test]
+fn a_stalled_at_least_once_thread_rejoins() {
+    run(ProcessingGuarantee::AtLeastOnce);
+}
