@@ -63,6 +63,9 @@ fn bad_config_and_missing_topics_are_refused() {
         StreamsConfig::new("a/b"),
         StreamsConfig::new("ok").threads(0),
         StreamsConfig::new("ok").poll_ms(0),
+        StreamsConfig::new("ok").max_poll_interval_ms(0),
+        // It names the threads: spawning one whose name holds a NUL panicked.
+        StreamsConfig::new("ok").client_id("a\0b"),
     ] {
         let e = Streams::new(topology(), bad, &store).err().unwrap();
         assert!(matches!(e, StreamsError::InvalidConfig { .. }), "{e}");
@@ -82,6 +85,18 @@ fn bad_config_and_missing_topics_are_refused() {
         s.key_value_store::<String, i64>("none"),
         Err(StreamsError::StoreNotFound { .. })
     ));
+    // A missing output topic is found at start too: `to` never listed its topic, so
+    // the application started and its thread failed at the first record.
+    store
+        .create_topic("nowhere", streamlog::TopicConfig::default())
+        .unwrap();
+    assert!(topology().describe().contains("output out"));
+    let s = Streams::new(topology(), StreamsConfig::new("ok2"), &store).unwrap();
+    let e = s.start().err().unwrap();
+    assert!(
+        matches!(&e, StreamsError::MissingTopic { topic } if topic == "out"),
+        "{e}"
+    );
 }
 
 /// From an API attack: internal topic names that can never be valid were found only

@@ -328,6 +328,9 @@ impl<K: 'static, V: 'static> KStream<K, V> {
                 .errors
                 .push(format!("output topic: {e}"));
         }
+        // Checked at `start` (a missing one is `MissingTopic`, not a failed thread at
+        // the first record) and listed by `describe`.
+        self.b.borrow_mut().outputs.push(topic.to_string());
         let topic: Arc<str> = Arc::from(topic);
         let f: Factory<K, V> = Arc::new(move |_inst: &mut Instantiate| {
             Ok(Box::new(sink(Arc::clone(&topic), ks.clone(), vs.clone())) as Box<dyn Node<K, V>>)
