@@ -393,7 +393,10 @@ fn an_import_without_from_makes_a_store_around_the_topics_directories() {
     let k = kafka.to_str().unwrap();
     let out = streamlog(&["import-kafka", "--dir", k, "clicks"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(!kafka.join(".topics").exists(), "a store was made beside notes.txt");
+    assert!(
+        !kafka.join(".topics").exists(),
+        "a store was made beside notes.txt"
+    );
     let s = store.to_str().unwrap();
     let out = streamlog(&["import-kafka", "--dir", s, "clicks"]);
     assert!(
