@@ -157,6 +157,26 @@ fn co_partitioning_is_checked() {
     assert!(matches!(e, StreamsError::CoPartitioning { .. }), "{e}");
 }
 
+/// A store's changelog with another partition count than its input (the input grew
+/// after the changelog was made): tasks of the higher partitions failed at restore or
+/// at their first changelog write. It is refused at start, naming the topic.
+#[test]
+fn a_changelog_with_another_partition_count_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    create_topics(&store, &[("nums", 3), ("grown-n-changelog", 2)]);
+    let b = StreamsBuilder::new();
+    b.stream("nums", Consumed::with(serdes::string(), serdes::i64()))
+        .group_by_key()
+        .count(Materialized::named("n"));
+    let s = Streams::new(b.build().unwrap(), StreamsConfig::new("grown"), &store).unwrap();
+    let e = s.start().err().unwrap();
+    assert!(
+        matches!(&e, StreamsError::Topology { reason } if reason.contains("grown-n-changelog")),
+        "{e}"
+    );
+}
+
 fn counting(policy: DeserializationPolicy, store: &Store) -> Streams {
     let b = StreamsBuilder::new();
     b.stream("nums", Consumed::with(serdes::string(), serdes::i64()))

@@ -257,7 +257,19 @@ impl Streams {
                     reason: format!("store `{name}` belongs to a sub-topology with no input"),
                 });
             };
-            self.ensure_topic(&changelog_topic(app, name), n, CleanupPolicy::Compact)?;
+            let changelog = changelog_topic(app, name);
+            let m = self.ensure_topic(&changelog, n, CleanupPolicy::Compact)?;
+            // Task p restores partition p of its stores from changelog partition p.
+            if m != n {
+                return Err(StreamsError::Topology {
+                    reason: format!(
+                        "changelog topic `{changelog}` has {m} partitions, but store \
+                         `{name}` has {n} (its input's partition count changed since the \
+                         changelog was created): delete the changelog to rebuild the \
+                         store from its input, or give the input its old count"
+                    ),
+                });
+            }
         }
         Ok(())
     }
