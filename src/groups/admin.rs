@@ -41,6 +41,36 @@ pub struct OffsetChange {
     pub new: i64,
 }
 
+/// Where `to` moves `group`'s offset of `tp`, whose records are `log` now (its current
+/// committed offset `current`; `at_time` finds the first record at or after a
+/// timestamp): kept within `log.start..=log.end`.
+pub(crate) fn planned_change(
+    group: &str,
+    tp: &TopicPartition,
+    to: OffsetSpec,
+    current: Option<i64>,
+    log: std::ops::Range<i64>,
+    at_time: impl FnOnce(i64) -> Result<Option<i64>>,
+) -> Result<OffsetChange> {
+    let target = match to {
+        OffsetSpec::Earliest => log.start,
+        OffsetSpec::Latest => log.end,
+        OffsetSpec::Timestamp(ts) => at_time(ts)?.unwrap_or(log.end),
+        OffsetSpec::Offset(o) => o,
+        OffsetSpec::ShiftBy(n) => current
+            .ok_or_else(|| Error::InvalidArgument {
+                name: "shift_by",
+                reason: format!("group `{group}` has no committed offset for {tp} to shift"),
+            })?
+            .saturating_add(n),
+    };
+    Ok(OffsetChange {
+        partition: tp.clone(),
+        current,
+        new: target.clamp(log.start, log.end),
+    })
+}
+
 impl Coordinator {
     /// `GroupNotEmpty` if `group` has live members: those that polled within their
     /// `max_poll_interval_ms` or wait in `recv`. Otherwise the stale members left (the
@@ -94,25 +124,8 @@ impl Coordinator {
             let part = catalog.partition(tp.topic(), tp.partition())?;
             let current = self.resume_offset(catalog, group, tp);
             let (start, end) = (part.log_start_offset(), part.log_end_offset());
-            let target = match to {
-                OffsetSpec::Earliest => start,
-                OffsetSpec::Latest => end,
-                OffsetSpec::Timestamp(ts) => part.offset_for_timestamp(ts)?.map_or(end, |(o, _)| o),
-                OffsetSpec::Offset(o) => o,
-                OffsetSpec::ShiftBy(n) => current
-                    .ok_or_else(|| Error::InvalidArgument {
-                        name: "shift_by",
-                        reason: format!(
-                            "group `{group}` has no committed offset for {tp} to shift"
-                        ),
-                    })?
-                    .saturating_add(n),
-            };
-            plan.push(OffsetChange {
-                partition: tp.clone(),
-                current,
-                new: target.clamp(start, end),
-            });
+            let at_time = |ts| Ok(part.offset_for_timestamp(ts)?.map(|(o, _)| o));
+            plan.push(planned_change(group, tp, to, current, start..end, at_time)?);
         }
         Ok(plan)
     }

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 pub(crate) use crate::format::schema::MAX_STRING_BYTES;
+pub(crate) use admin::planned_change;
 pub use admin::{OffsetChange, OffsetSpec};
 pub use assign::assign;
 use expiry::expire;

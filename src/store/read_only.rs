@@ -14,7 +14,9 @@ use crate::catalog::{
 use crate::consumer::CommittedOffset;
 use crate::error::{Error, Result};
 use crate::format::{DecodeOptions, Record};
-use crate::groups::{OFFSETS_TOPIC, OffsetsReplay};
+use crate::groups::{
+    OFFSETS_TOPIC, OffsetChange, OffsetSpec, OffsetsReplay, check_group, planned_change,
+};
 use crate::log::TailReader;
 use crate::topic::{TopicConfig, TopicPartition};
 
@@ -350,6 +352,35 @@ impl ReadOnlyStore {
         Ok(groups)
     }
 
+    /// What [`Store::alter_group_offsets`] would commit, computed from what the writer
+    /// has written (Kafka's `--reset-offsets` dry run, which works while the group
+    /// runs): as [`Store::plan_group_offsets`], except that `Timestamp` scans the
+    /// partition's batches from its start (no time index is read).
+    ///
+    /// # Errors
+    /// As [`Store::plan_group_offsets`] (`NotFound` for an unknown partition,
+    /// `InvalidArgument` for `ShiftBy` without a committed offset or a bad group id);
+    /// `Io`; `Corruption`.
+    pub fn plan_group_offsets(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+        to: OffsetSpec,
+    ) -> Result<Vec<OffsetChange>> {
+        check_group(group)?;
+        let committed = self.committed(group)?;
+        let mut plan = Vec::with_capacity(partitions.len());
+        let mut planned = std::collections::BTreeSet::new();
+        for tp in partitions.iter().filter(|tp| planned.insert(*tp)) {
+            let part = self.partition(tp.topic(), tp.partition())?;
+            let log = part.log_start_offset()?..part.log_end_offset()?;
+            let at_time = |ts| Ok(part.offset_for_timestamp(ts)?.map(|(o, _)| o));
+            let current = committed.get(tp).copied();
+            plan.push(planned_change(group, tp, to, current, log, at_time)?);
+        }
+        Ok(plan)
+    }
+
     /// A group's committed offsets now (the next offset it reads, per partition).
     ///
     /// # Errors
@@ -389,6 +420,37 @@ impl ReadOnlyPartition {
     /// `Io`; `Corruption`.
     pub fn log_end_offset(&self) -> Result<i64> {
         self.reader.lock().log_end_offset()
+    }
+
+    /// The first record with a timestamp at or after `timestamp` (Kafka's
+    /// `offsetsForTimes`): its offset and timestamp, or `None` if every record is older.
+    /// Scans the batches from the log start, skipping those whose largest timestamp is
+    /// older, without the writer's time index.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
+        let mut reader = self.reader.lock();
+        let mut at = reader.log_start_offset()?;
+        loop {
+            let batches = reader.read_batches(at, 1 << 20)?;
+            let Some(last) = batches.last() else {
+                return Ok(None);
+            };
+            let next = last.last_offset() + 1;
+            for b in &batches {
+                if b.header().is_control() || b.header().max_timestamp < timestamp {
+                    continue;
+                }
+                for r in b.records()? {
+                    let r = r?;
+                    if r.offset >= at && r.timestamp >= timestamp {
+                        return Ok(Some((r.offset, r.timestamp)));
+                    }
+                }
+            }
+            at = next;
+        }
     }
 
     /// Records from `offset` on (from the log start if retention deleted `offset`), whole

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use clap::{ArgGroup, Args, Subcommand};
-use streamlog::{OffsetSpec, Store, TopicPartition};
+use streamlog::{OffsetSpec, TopicDescription, TopicPartition};
 
 use crate::store_arg::StoreDir;
 use crate::topics::close;
@@ -77,7 +77,12 @@ impl Reset {
         }
     }
 
-    fn partitions(&self, store: &Store) -> Result<Vec<TopicPartition>, String> {
+    /// The partitions of `--topic`; `describe` gives a topic's (the writer's or a
+    /// read-only store's).
+    fn partitions(
+        &self,
+        describe: impl Fn(&str) -> streamlog::Result<TopicDescription>,
+    ) -> Result<Vec<TopicPartition>, String> {
         let mut out = Vec::new();
         for t in &self.topics {
             match t.split_once(':') {
@@ -90,7 +95,7 @@ impl Reset {
                     }
                 }
                 None => {
-                    let d = store.describe_topic(t).map_err(|e| e.to_string())?;
+                    let d = describe(t).map_err(|e| e.to_string())?;
                     out.extend(
                         d.partitions
                             .iter()
@@ -141,11 +146,16 @@ pub fn run(command: &Groups, out: &mut dyn Write) -> Result<(), String> {
             Ok(())
         }
         Groups::ResetOffsets(r) => {
-            let store = r.store.open()?;
-            let partitions = r.partitions(&store)?;
+            // A dry run only reads (as `describe`): it works while the group's
+            // application runs, and recovers or changes nothing.
+            let mut writer = None;
             let plan = if r.execute {
+                let store = writer.insert(r.store.open()?);
+                let partitions = r.partitions(|t| store.describe_topic(t))?;
                 store.alter_group_offsets(&r.group, &partitions, r.spec())
             } else {
+                let store = r.store.open_read_only()?;
+                let partitions = r.partitions(|t| store.describe_topic(t))?;
                 store.plan_group_offsets(&r.group, &partitions, r.spec())
             }
             .map_err(|e| e.to_string())?;
@@ -169,7 +179,7 @@ pub fn run(command: &Groups, out: &mut dyn Write) -> Result<(), String> {
                 )
                 .map_err(io)?;
             }
-            close(store)
+            writer.map_or(Ok(()), close)
         }
         Groups::Delete { store: dir, group } => {
             let store = dir.open()?;

@@ -298,6 +298,35 @@ fn read_commands_work_while_a_writer_holds_the_store() {
     assert!(ok(&["groups", "list", "--dir", d]).contains("billing"));
     let lag = ok(&["groups", "describe", "--dir", d, "billing"]);
     assert!(lag.contains("billing\torders\t"), "{lag}");
+    // A reset's dry run only reads too (it opened the store as its writer: refused
+    // while the application ran, and it recovered the store); --execute needs the lock.
+    let reset = [
+        "groups",
+        "reset-offsets",
+        "--dir",
+        d,
+        "billing",
+        "--topic",
+        "orders",
+    ];
+    let plan = ok(&[&reset[..], &["--to-earliest"]].concat());
+    assert!(plan.contains("Dry run"), "{plan}");
+    assert_eq!(
+        plan.lines()
+            .filter(|l| l.starts_with("billing\torders\t"))
+            .count(),
+        2
+    );
+    assert!(
+        plan.lines()
+            .filter(|l| l.starts_with("billing"))
+            .all(|l| l.ends_with("\t0")),
+        "{plan}"
+    );
+    let late = ok(&[&reset[..], &["--to-datetime", "9000000000000"]].concat());
+    assert!(late.contains("Dry run"), "{late}");
+    let refused = streamlog(&[&reset[..], &["--to-earliest", "--execute"]].concat());
+    assert!(!refused.status.success());
 
     drop(writer);
 }

@@ -511,3 +511,52 @@ fn batches_larger_than_a_lowered_max_message_bytes_are_read() {
             .all(|r| r.value.as_deref() == Some(value.as_bytes()))
     );
 }
+
+/// A reset's dry run from a read-only store (the CLI's, which opened the store as its
+/// writer before) plans what the writer plans, for every kind of target: timestamps
+/// out of order across batches, a log start moved by `delete_records`, a partition
+/// without a committed offset, one named twice.
+#[test]
+fn a_read_only_reset_plan_matches_the_writers() {
+    use streamlog::OffsetSpec;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    let part = store.topic("t").unwrap().partition(0).unwrap();
+    for ts in [100, 300, 200, 500, 400, 600] {
+        part.append(&[streamlog::Record::new(ts, Some("k"), Some("v"))])
+            .unwrap();
+    }
+    store.delete_records("t", 0, 1).unwrap();
+    let mut c = store
+        .consumer(ConsumerConfig::new("g").enable_auto_commit(false))
+        .unwrap();
+    let tp0 = TopicPartition::new("t", 0);
+    let tp1 = TopicPartition::new("t", 1);
+    c.assign(std::slice::from_ref(&tp0)).unwrap();
+    c.commit_sync_offsets(&BTreeMap::from([(tp0.clone(), 3)]))
+        .unwrap();
+    let reader = Store::open_read_only(dir.path()).unwrap();
+    let partitions = [tp0.clone(), tp1, tp0];
+    for to in [
+        OffsetSpec::Earliest,
+        OffsetSpec::Latest,
+        OffsetSpec::Offset(-5),
+        OffsetSpec::Offset(4),
+        OffsetSpec::Timestamp(0),
+        OffsetSpec::Timestamp(250),
+        OffsetSpec::Timestamp(450),
+        OffsetSpec::Timestamp(601),
+        OffsetSpec::ShiftBy(-10),
+    ] {
+        let want = store.plan_group_offsets("g", &partitions, to);
+        let got = reader.plan_group_offsets("g", &partitions, to);
+        assert_eq!(format!("{got:?}"), format!("{want:?}"), "{to:?}");
+    }
+    assert!(matches!(
+        reader.plan_group_offsets("g", &[TopicPartition::new("t", 1)], OffsetSpec::ShiftBy(1)),
+        Err(streamlog::Error::InvalidArgument { .. })
+    ));
+}
