@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use parking_lot::MutexGuard;
+
 use super::meta::{self, Intent, TopicId, TopicMeta};
 use super::recovery::{self, StoreRecoveryReport};
 use super::{
@@ -12,16 +14,79 @@ use super::{
     partition_dir_name,
 };
 use crate::error::{Error, Result, io_ctx};
-use crate::log::Log;
+use crate::log::{Log, WriteStep};
 use crate::topic::{CleanupPolicy, TopicConfig, refuse_internal};
 
+/// What the topic-change lock guards: why the topic metadata on disk may not be what
+/// the catalog holds, or `None`. A change that failed once its intent or outcome may
+/// have reached the disk (a directory fsync after the rename failed; a roll-back that
+/// could not finish) leaves the disk's word to the next open, which settles it; until
+/// then, later changes are refused: one could overwrite a pending intent (the next
+/// open would then find directories no metadata explains, or keep a deleted topic's).
+pub(super) type Unsettled = Option<String>;
+
+/// Marks the disk unsettled (the first reason stays).
+pub(super) fn unsettle(ddl: &mut Unsettled, reason: String) {
+    tracing::error!("{reason}: topic changes are refused until the store is reopened");
+    ddl.get_or_insert(reason);
+}
+
 impl Catalog {
-    /// The topic-change lock, for creating topic `name`: `Closed`; `AlreadyExists` if
-    /// it exists; `InvalidArgument` if it differs from a topic's name only in `.` and
-    /// `_` (Kafka refuses those: they are one name in its metrics).
-    pub(super) fn ddl_for_new_topic(&self, name: &str) -> Result<parking_lot::MutexGuard<'_, ()>> {
+    /// The topic-change lock: `Closed`; `Poisoned` once a failed change left the disk
+    /// unsettled (see [`Unsettled`]).
+    pub(super) fn ddl(&self) -> Result<MutexGuard<'_, Unsettled>> {
         let ddl = self.ddl.lock();
         self.check_open()?;
+        if let Some(reason) = &*ddl {
+            return Err(Error::Poisoned {
+                path: self.dir.join(TOPICS_DIR),
+                reason: format!("{reason}; reopen the store to settle it"),
+            });
+        }
+        Ok(ddl)
+    }
+
+    /// Writes topic `name`'s metadata under the topic-change lock `ddl`: a failure once
+    /// the new file is in place (its directory's fsync) marks the disk unsettled.
+    pub(super) fn write_metadata_in(
+        &self,
+        ddl: &mut Unsettled,
+        name: &str,
+        meta: &TopicMeta,
+    ) -> Result<()> {
+        recovery::write_meta_steps(self.config.fs.as_ref(), &self.dir, name, meta).map_err(
+            |(step, e)| {
+                if step == WriteStep::SyncDir {
+                    unsettle(
+                        ddl,
+                        format!("the metadata of topic `{name}` may not be durable ({e})"),
+                    );
+                }
+                e
+            },
+        )
+    }
+
+    /// [`roll_back`](Self::roll_back), marking the disk unsettled if it could not finish.
+    fn roll_back_in(
+        &self,
+        ddl: &mut Unsettled,
+        name: &str,
+        intent: &TopicMeta,
+        range: std::ops::Range<i32>,
+        after: Option<&TopicMeta>,
+    ) {
+        if let Err(e) = self.roll_back(name, intent, range, after) {
+            let reason = format!("a failed change of topic `{name}` was not rolled back ({e})");
+            unsettle(ddl, reason);
+        }
+    }
+
+    /// The topic-change lock, for creating topic `name`: as [`ddl`](Self::ddl);
+    /// `AlreadyExists` if it exists; `InvalidArgument` if it differs from a topic's name
+    /// only in `.` and `_` (Kafka refuses those: they are one name in its metrics).
+    pub(super) fn ddl_for_new_topic(&self, name: &str) -> Result<MutexGuard<'_, Unsettled>> {
+        let ddl = self.ddl()?;
         let topics = self.topics.read();
         if topics.contains_key(name) {
             return Err(Error::AlreadyExists {
@@ -46,7 +111,7 @@ impl Catalog {
     pub(crate) fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
         config.validate()?;
         check_dir_name_length(name, config.partitions)?;
-        let _ddl = self.ddl_for_new_topic(name)?;
+        let mut ddl = self.ddl_for_new_topic(name)?;
         self.check_dirs_free(name, 0..config.partitions)?;
         let id = TopicId::random();
         let mut meta = TopicMeta {
@@ -57,14 +122,14 @@ impl Catalog {
         };
         // The intent is durable before any directory exists: a crash from here on is
         // rolled back at open, removing only directories that name this id.
-        self.write_metadata(name, &meta)?;
+        self.write_metadata_in(&mut ddl, name, &meta)?;
         let intent = meta.clone();
         meta.intent = None;
         let range = 0..meta.config.partitions;
         let parts = match self.build_partitions(name, id, range.clone(), &meta) {
             Ok(parts) => parts,
             Err(e) => {
-                self.roll_back(name, &intent, range, None);
+                self.roll_back_in(&mut ddl, name, &intent, range, None);
                 return Err(e);
             }
         };
@@ -85,14 +150,15 @@ impl Catalog {
     /// `NotFound`; `InvalidArgument` for an internal topic; `Io`. An `Io` error that
     /// says the committed offsets could not be forgotten comes after the topic was
     /// deleted: those offsets are never applied to another topic (they name this
-    /// topic's id) and are dropped at the next open.
+    /// topic's id) and are dropped at the next open. An `Io` error whose deletion may
+    /// have reached the disk stops the topic as a deletion does; the next open
+    /// finishes the deletion or brings the topic back, as the disk says.
     pub(crate) fn delete_topic(
         &self,
         name: &str,
         forget_offsets: &dyn Fn(&str) -> Result<()>,
     ) -> Result<()> {
-        let _ddl = self.ddl.lock();
-        self.check_open()?;
+        let mut ddl = self.ddl()?;
         if name.starts_with("__") {
             return Err(Error::InvalidArgument {
                 name: "topic",
@@ -106,33 +172,42 @@ impl Catalog {
             intent: Some(Intent::Delete),
             adopting: false,
         };
-        // The decision: once this is durable, the topic is gone at any later open.
-        self.write_metadata(name, &meta)?;
-        self.topics.write().remove(name);
-        self.bump_metadata_epoch();
+        // The decision: once this is durable, the topic is gone at any later open. In
+        // place but maybe not durable, it is the next open's: the topic stops all the
+        // same (nothing is acknowledged that the deletion may take), its files stay.
+        if let Err(e) = self.write_metadata_in(&mut ddl, name, &meta) {
+            if ddl.is_some() {
+                self.stop_topic(name, &state);
+            }
+            return Err(e);
+        }
+        let parts = self.stop_topic(name, &state);
         let forgotten = forget_offsets(name);
-        self.notifier.notify();
-        let parts = state.partitions();
-        // Every partition stops taking appends before any directory goes.
-        for p in &parts {
-            let _ = p.log().shutdown();
-            p.wake();
+        let removed = (|| {
+            let mut report = StoreRecoveryReport::default();
+            for p in &parts {
+                recovery::remove_owned_dir(
+                    self.config.fs.as_ref(),
+                    &self.dir,
+                    &partition_dir_name(name, p.partition),
+                    Some(state.id),
+                    &mut report,
+                )?;
+            }
+            self.config
+                .fs
+                .sync_dir(&self.dir)
+                .map_err(io_ctx(format!("fsync {}", self.dir.display())))?;
+            self.remove_metadata(name)
+        })();
+        if let Err(e) = removed {
+            // Its intent stays on disk for the next open to finish.
+            unsettle(
+                &mut ddl,
+                format!("the deletion of topic `{name}` was cut short ({e})"),
+            );
+            return Err(e);
         }
-        let mut report = StoreRecoveryReport::default();
-        for p in &parts {
-            recovery::remove_owned_dir(
-                self.config.fs.as_ref(),
-                &self.dir,
-                &partition_dir_name(name, p.partition),
-                Some(state.id),
-                &mut report,
-            )?;
-        }
-        self.config
-            .fs
-            .sync_dir(&self.dir)
-            .map_err(io_ctx(format!("fsync {}", self.dir.display())))?;
-        self.remove_metadata(name)?;
         forgotten.map_err(|e| Error::Io {
             context: format!(
                 "forget the committed offsets of deleted topic `{name}` (the topic is \
@@ -141,6 +216,21 @@ impl Catalog {
             ),
             source: std::io::Error::other(e.to_string()),
         })
+    }
+
+    /// Takes topic `name` (`state`) out of the catalog and stops its partitions (their
+    /// appends and reads return `Closed`); returns them.
+    fn stop_topic(&self, name: &str, state: &TopicState) -> Vec<Arc<PartitionState>> {
+        self.topics.write().remove(name);
+        self.bump_metadata_epoch();
+        self.notifier.notify();
+        let parts = state.partitions();
+        // Every partition stops taking appends before any directory goes.
+        for p in &parts {
+            let _ = p.log().shutdown();
+            p.wake();
+        }
+        parts
     }
 
     /// Grows a topic to `total` partitions (Kafka never shrinks a topic). Durable on
@@ -153,8 +243,7 @@ impl Catalog {
     /// than the current count or over 100,000; `AlreadyExists` if a directory of one
     /// of the new partitions exists already; `Io`; `Closed`.
     pub(crate) fn add_partitions(&self, name: &str, total: i32) -> Result<()> {
-        let _ddl = self.ddl.lock();
-        self.check_open()?;
+        let mut ddl = self.ddl()?;
         refuse_internal(name, "its partitions are the store's")?;
         let t = self.topic(name)?;
         // Topic changes are serialized by `ddl`: the config cannot change under us.
@@ -176,7 +265,7 @@ impl Catalog {
             intent: Some(Intent::Grow(total)),
             adopting: false,
         };
-        self.write_metadata(name, &meta)?;
+        self.write_metadata_in(&mut ddl, name, &meta)?;
         let intent = meta.clone();
         meta.config.partitions = total;
         meta.intent = None;
@@ -188,7 +277,7 @@ impl Catalog {
                     intent: None,
                     ..intent.clone()
                 };
-                self.roll_back(name, &intent, range, Some(&old));
+                self.roll_back_in(&mut ddl, name, &intent, range, Some(&old));
                 return Err(e);
             }
         };
@@ -207,8 +296,7 @@ impl Catalog {
         name: &str,
         change: impl FnOnce(TopicConfig) -> TopicConfig,
     ) -> Result<TopicConfig> {
-        let _ddl = self.ddl.lock();
-        self.check_open()?;
+        let mut ddl = self.ddl()?;
         refuse_internal(name, "its config is the store's")?;
         let t = self.topic(name)?;
         let old = t.config();
@@ -218,7 +306,10 @@ impl Catalog {
         new.offset_gaps = old.offset_gaps || old.cleanup_policy != CleanupPolicy::Delete;
         let log_config = self.config.log_config(&new);
         log_config.validate()?;
-        self.write_metadata(
+        // In place but maybe not durable: the next open takes the config the disk
+        // holds, old or new; this one keeps the old until then.
+        self.write_metadata_in(
+            &mut ddl,
             name,
             &TopicMeta {
                 config: new.clone(),
@@ -361,31 +452,26 @@ impl Catalog {
     /// directories of `range` that name the topic's id removed, and the metadata
     /// removed (a create) or set to `after` (a grow). Whatever fails stops it there:
     /// the intent on disk tells the next open to finish, so the metadata never names
-    /// a partition whose directory is gone.
+    /// a partition whose directory is gone. Returns that first error.
     fn roll_back(
         &self,
         name: &str,
         intent: &TopicMeta,
         range: std::ops::Range<i32>,
         after: Option<&TopicMeta>,
-    ) {
-        if self.write_metadata(name, intent).is_err() {
-            return;
-        }
+    ) -> Result<()> {
+        self.write_metadata(name, intent)?;
         let fs = self.config.fs.as_ref();
         let mut report = StoreRecoveryReport::default();
         for p in range {
             let dir = partition_dir_name(name, p);
-            if recovery::remove_owned_dir(fs, &self.dir, &dir, intent.id, &mut report).is_err() {
-                return;
-            }
+            recovery::remove_owned_dir(fs, &self.dir, &dir, intent.id, &mut report)?;
         }
-        if fs.sync_dir(&self.dir).is_err() {
-            return;
-        }
-        let _ = match after {
+        fs.sync_dir(&self.dir)
+            .map_err(io_ctx(format!("fsync {}", self.dir.display())))?;
+        match after {
             None => self.remove_metadata(name),
             Some(meta) => self.write_metadata(name, meta),
-        };
+        }
     }
 }

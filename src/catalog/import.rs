@@ -32,7 +32,7 @@ impl Catalog {
     ) -> Result<ImportReport> {
         validate_topic_name(name)?;
         crate::topic::refuse_internal(name, "it cannot be imported")?;
-        let _ddl = self.ddl_for_new_topic(name)?;
+        let mut ddl = self.ddl_for_new_topic(name)?;
         let inner = self;
         let fs = inner.config.fs.as_ref();
         // Every `<name>-<n>` directory: they must be exactly 0..count (a broker's log
@@ -113,7 +113,7 @@ impl Catalog {
             intent: None,
             adopting: false,
         };
-        inner.write_metadata(name, &meta)?;
+        inner.write_metadata_in(&mut ddl, name, &meta)?;
         config = meta.config;
         let mut parts: Vec<Arc<PartitionState>> = Vec::with_capacity(dirs.len());
         for p in 0..dirs.len() as i32 {
@@ -125,10 +125,11 @@ impl Catalog {
                     // does not look for a topic this store never had.
                     drop(parts);
                     if let Err(undo) = inner.remove_metadata(name) {
-                        tracing::error!(
+                        let reason = format!(
                             "import of `{name}` failed ({e}) and its metadata could not be \
                              removed ({undo}): the next open adopts the topic"
                         );
+                        super::ddl::unsettle(&mut ddl, reason);
                     }
                     return Err(e);
                 }

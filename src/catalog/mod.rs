@@ -82,8 +82,9 @@ pub(crate) struct Catalog {
     /// The store's file system (`config.fs`), for closing its descriptors at close.
     files: CachingFs,
     topics: RwLock<BTreeMap<String, Arc<TopicState>>>,
-    /// Serializes topic changes (create, delete, add partitions) and close.
-    ddl: Mutex<()>,
+    /// Serializes topic changes (create, delete, add partitions, alter, import) and
+    /// close; holds why a failed change left the disk unsettled, if one did.
+    ddl: Mutex<ddl::Unsettled>,
     /// Bumped after every topic change (create, delete, add partitions), so caches of
     /// topic metadata (the producers') know when to look again.
     metadata_epoch: AtomicU64,
@@ -259,7 +260,7 @@ impl Catalog {
             config,
             files,
             topics: RwLock::new(topics),
-            ddl: Mutex::new(()),
+            ddl: Mutex::new(None),
             metadata_epoch: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             lock: Mutex::new(lock),

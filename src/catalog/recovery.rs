@@ -21,7 +21,7 @@ use super::{
 };
 use crate::error::{Error, Result, io_ctx};
 use crate::fs::FileSystem;
-use crate::log::RecoveryReport;
+use crate::log::{RecoveryReport, WriteStep};
 use crate::topic::TopicPartition;
 use crate::topic::validate_topic_name;
 
@@ -235,14 +235,28 @@ pub(super) fn write_meta(
     name: &str,
     meta: &TopicMeta,
 ) -> Result<()> {
-    crate::log::write_file_atomically_via(
+    write_meta_steps(fs, dir, name, meta).map_err(|(_, e)| e)
+}
+
+/// [`write_meta`], telling which step failed (after the rename, the new metadata is in
+/// place but may not survive a crash).
+pub(super) fn write_meta_steps(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    name: &str,
+    meta: &TopicMeta,
+) -> std::result::Result<(), (WriteStep, Error)> {
+    crate::log::write_file_atomically_steps(
         fs,
         &dir.join(TOPICS_DIR),
         name,
         METADATA_TMP,
         meta.render().as_bytes(),
     )
-    .map_err(io_ctx(format!("write the metadata of topic `{name}`")))
+    .map_err(|(step, e)| {
+        let context = format!("write the metadata of topic `{name}`");
+        (step, io_ctx(context)(e))
+    })
 }
 
 /// Every partition the metadata names has its directory, naming the topic's id; every

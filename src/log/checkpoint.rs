@@ -67,19 +67,44 @@ pub fn write_atomic_via(
     write_atomic_steps(fs, dir, name, tmp_name, contents).map_err(|(_, e)| e)
 }
 
-/// [`write_atomic_via`], telling whether a failure was one of its fsyncs (`true`),
-/// which poisons a log, or a write, create or rename (ENOSPC, say), which need not.
+/// The step of [`write_atomic_steps`] that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteStep {
+    /// Creating or writing the temporary file (ENOSPC, say): nothing changed.
+    Write,
+    /// Its fsync: nothing changed, but the failed fsync poisons a log.
+    Sync,
+    /// The rename: nothing changed.
+    Rename,
+    /// The directory's fsync, after the rename: the new file is in place, and whether
+    /// it survives a crash is unknown.
+    SyncDir,
+}
+
+impl WriteStep {
+    /// Whether it was an fsync (which poisons a log; a write, create or rename need
+    /// not).
+    pub fn is_fsync(self) -> bool {
+        matches!(self, WriteStep::Sync | WriteStep::SyncDir)
+    }
+}
+
+/// [`write_atomic_via`], telling which step failed.
 pub fn write_atomic_steps(
     fs: &dyn FileSystem,
     dir: &Path,
     name: &str,
     tmp_name: &str,
     contents: &[u8],
-) -> Result<(), (bool, std::io::Error)> {
+) -> Result<(), (WriteStep, std::io::Error)> {
     let tmp = dir.join(tmp_name);
-    write_synced_steps(fs, &tmp, contents)?;
-    fs.rename(&tmp, &dir.join(name)).map_err(|e| (false, e))?;
-    fs.sync_dir(dir).map_err(|e| (true, e))
+    write_synced_steps(fs, &tmp, contents).map_err(|(fsync, e)| match fsync {
+        true => (WriteStep::Sync, e),
+        false => (WriteStep::Write, e),
+    })?;
+    fs.rename(&tmp, &dir.join(name))
+        .map_err(|e| (WriteStep::Rename, e))?;
+    fs.sync_dir(dir).map_err(|e| (WriteStep::SyncDir, e))
 }
 
 /// Replaces the contents of `path` (created if needed) and fdatasyncs it.

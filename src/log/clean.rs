@@ -280,10 +280,10 @@ impl Log {
             let tmp = format!("{HORIZON_FILE}.tmp");
             let fs = self.fs.as_ref();
             checkpoint::write_atomic_steps(fs, &self.dir, HORIZON_FILE, &tmp, text.as_bytes())
-                .map_err(|(fsync, e)| {
+                .map_err(|(step, e)| {
                     let path = self.dir.join(HORIZON_FILE);
                     let e = io_ctx(format!("write {}", path.display()))(e);
-                    if fsync {
+                    if step.is_fsync() {
                         self.poison_with(e.to_string());
                     }
                     e

@@ -199,6 +199,9 @@ impl Store {
     /// (reserved for internal topics), or differing from a topic's name only in `.`
     /// and `_` (as Kafka: `a.b` and `a_b` collide); `InvalidConfig`; `AlreadyExists`;
     /// `Io`.
+    /// `Poisoned` once a topic change failed where the disk may not match the store (a
+    /// directory fsync after its metadata was replaced; a roll-back cut short): topic
+    /// changes wait for the next open, which settles it.
     pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
         self.check_open()?;
         validate_topic_name(name)?;
@@ -223,7 +226,12 @@ impl Store {
     /// `NotFound`; `InvalidArgument` for an internal topic; `Io`. An `Io` error that
     /// says the committed offsets could not be forgotten comes after the topic was
     /// deleted: those offsets are never applied to another topic (they name this
-    /// topic's id) and are dropped at the next open.
+    /// topic's id) and are dropped at the next open. An `Io` error after the deletion
+    /// may have reached the disk stops the topic all the same (`Closed`): the next open
+    /// finishes the deletion or brings the topic back, as the disk says.
+    /// `Poisoned` once a topic change failed where the disk may not match the store (a
+    /// directory fsync after its metadata was replaced; a roll-back cut short): topic
+    /// changes wait for the next open, which settles it.
     pub fn delete_topic(&self, name: &str) -> Result<()> {
         let inner = &self.inner;
         inner.catalog.delete_topic(name, &|topic| {
@@ -256,6 +264,9 @@ impl Store {
     /// `NotFound`; `InvalidArgument` for an internal topic, or if `total` is not more
     /// than the current count or over 100,000; `AlreadyExists` if a directory of one
     /// of the new partitions exists already; `Io`; `Closed`.
+    /// `Poisoned` once a topic change failed where the disk may not match the store (a
+    /// directory fsync after its metadata was replaced; a roll-back cut short): topic
+    /// changes wait for the next open, which settles it.
     pub fn add_partitions(&self, name: &str, total: i32) -> Result<()> {
         self.inner.catalog.add_partitions(name, total)
     }
@@ -321,6 +332,9 @@ impl Store {
     /// `AlreadyExists` if the topic exists; `InvalidConfig`; `Corruption` for a damaged
     /// batch, segments that overlap, or directories naming different topic ids;
     /// `Io`; `Closed`.
+    /// `Poisoned` once a topic change failed where the disk may not match the store (a
+    /// directory fsync after its metadata was replaced; a roll-back cut short): topic
+    /// changes wait for the next open, which settles it.
     pub fn import_kafka_topic(&self, name: &str, config: TopicConfig) -> Result<ImportReport> {
         self.inner.catalog.import_kafka_topic(name, config)
     }
@@ -408,6 +422,9 @@ impl Store {
     /// [`add_partitions`](Self::add_partitions); `message_timestamp_type`,
     /// `index_interval_bytes`) or is out of range (nothing changes then); `NotFound`;
     /// `InvalidArgument` for an internal topic; `Io`; `Closed`.
+    /// `Poisoned` once a topic change failed where the disk may not match the store (a
+    /// directory fsync after its metadata was replaced; a roll-back cut short): topic
+    /// changes wait for the next open, which settles it.
     pub fn alter_topic_config(
         &self,
         name: &str,

@@ -1,0 +1,123 @@
+//! Topic changes (create, delete, grow, alter) under an I/O error at any of their file
+//! operations, followed by more work in the same session (appends, more changes of the
+//! same names) and a reopen. A failed change may leave its intent or its new metadata
+//! on disk (a directory fsync that failed after the rename, a roll-back that failed):
+//! the next open decides from the disk. Nothing acknowledged after the failure may be
+//! lost by that decision, and no later change may overwrite the intent (the store
+//! would not open, or would keep a deleted topic's directories).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use streamlog::fs::{Fault, FileSystem, SimFs};
+use streamlog::{Record, Store, StoreConfig, TopicConfig};
+
+fn open(fs: &SimFs) -> streamlog::Result<Store> {
+    Store::open_with(
+        "/store",
+        StoreConfig::default()
+            .file_system(Arc::new(fs.clone()) as Arc<dyn FileSystem>)
+            .background_maintenance(false),
+    )
+}
+
+/// A store with the topics `d` (to delete), `g` (to grow) and `a` (to alter).
+fn store(fs: &SimFs) -> Store {
+    let store = open(fs).unwrap();
+    for t in ["d", "g", "a"] {
+        store
+            .create_topic(t, TopicConfig::default().partitions(2))
+            .unwrap();
+    }
+    store
+}
+
+type Change = fn(&Store) -> streamlog::Result<()>;
+
+const CHANGES: [(&str, Change); 4] = [
+    ("create", |s| {
+        s.create_topic("t", TopicConfig::default().partitions(2))
+    }),
+    ("delete", |s| s.delete_topic("d")),
+    ("grow", |s| s.add_partitions("g", 4)),
+    ("alter", |s| {
+        s.alter_topic_config("a", |c| c.retention_ms(60_000))
+            .map(|_| ())
+    }),
+];
+
+/// Appends one record to every partition of every topic, each flushed (durable):
+/// what was acknowledged, by (topic, partition) -> (offset, value).
+fn append_everywhere(store: &Store, value: &str) -> BTreeMap<(String, i32), (i64, String)> {
+    let mut acked = BTreeMap::new();
+    for topic in store.list_topics() {
+        let Ok(t) = store.topic(&topic) else { continue };
+        for p in 0..t.partition_count() {
+            let part = t.partition(p).unwrap();
+            let r = Record::new(1, Some("k"), Some(value.to_string()));
+            let Ok(info) = part.append(&[r]) else {
+                continue;
+            };
+            if part.flush().is_ok() {
+                acked.insert((topic.clone(), p), (info.base_offset, value.to_string()));
+            }
+        }
+    }
+    acked
+}
+
+/// More changes of the same names, as a user retrying would make: each may fail.
+fn more_changes(store: &Store) {
+    let _ = store.create_topic("t", TopicConfig::default().partitions(1));
+    let _ = store.create_topic("d", TopicConfig::default().partitions(1));
+    let _ = store.add_partitions("g", 5);
+    let _ = store.alter_topic_config("g", |c| c.retention_ms(120_000));
+    let _ = store.alter_topic_config("a", |c| c.retention_ms(180_000));
+}
+
+#[test]
+fn nothing_acknowledged_after_a_failed_topic_change_is_lost_at_the_next_open() {
+    for (what, change) in CHANGES {
+        let probe = SimFs::new();
+        let s = store(&probe);
+        let before = probe.op_count();
+        change(&s).unwrap();
+        let ops = probe.op_count() - before;
+        drop(s);
+        for k in 1..=ops {
+            for persistent in [false, true] {
+                let fs = SimFs::new();
+                let s = store(&fs);
+                fs.inject(Fault::Eio, fs.op_count() + k, persistent);
+                let failed = change(&s).is_err();
+                fs.clear_faults();
+                let at = format!("{what}, EIO at op {k} (persistent {persistent})");
+                let acked = append_everywhere(&s, "after");
+                more_changes(&s);
+                drop(s);
+                let s = open(&fs).unwrap_or_else(|e| panic!("{at}: the store does not open: {e}"));
+                for ((topic, p), (offset, value)) in &acked {
+                    let got = s
+                        .topic(topic)
+                        .and_then(|t| t.partition(*p))
+                        .and_then(|part| part.read(*offset, 1 << 20))
+                        .unwrap_or_else(|e| {
+                            panic!("{at} (failed: {failed}): acknowledged {topic}-{p}@{offset} is gone: {e}")
+                        });
+                    assert_eq!(
+                        got.first().map(|r| r.value.clone().unwrap()),
+                        Some(value.as_bytes().to_vec().into()),
+                        "{at}: {topic}-{p}@{offset}"
+                    );
+                }
+                // The names are usable again after the reopen.
+                more_changes(&s);
+                for t in ["t", "d"] {
+                    assert!(s.topic(t).is_ok(), "{at}: `{t}` cannot be created again");
+                }
+            }
+        }
+    }
+}
