@@ -208,19 +208,26 @@ impl Log {
         Ok(outcome)
     }
 
-    /// Writes the log start offset checkpoint atomically; a failure poisons the log.
+    /// Writes the log start offset checkpoint atomically. A failed fsync poisons the
+    /// log; a failed write, create or rename (ENOSPC) changed nothing on disk and does
+    /// not: the caller has not moved the start yet, and a full disk must not stop the
+    /// appends (and the retention that frees space) once space returns.
     pub(super) fn write_log_start(&self, offset: i64) -> Result<()> {
         let text = super::checkpoint::recovery_point_text(&self.topic, self.partition, offset);
-        super::checkpoint::write_atomic(
+        let file = super::checkpoint::LOG_START_FILE;
+        super::checkpoint::write_atomic_steps(
             self.fs.as_ref(),
             &self.dir,
-            super::checkpoint::LOG_START_FILE,
+            file,
+            &format!("{file}.tmp"),
             text.as_bytes(),
         )
-        .map_err(io_ctx(format!(
-            "write {}",
-            self.dir.join(super::checkpoint::LOG_START_FILE).display()
-        )))
-        .inspect_err(|e: &Error| self.poison_with(e.to_string()))
+        .map_err(|(step, e)| {
+            let e = io_ctx(format!("write {}", self.dir.join(file).display()))(e);
+            if step.is_fsync() {
+                self.poison_with(e.to_string());
+            }
+            e
+        })
     }
 }

@@ -139,7 +139,10 @@ impl Log {
         result?;
         // Offsets from the new end on will be new records: readable, and dirty again.
         if self.log_start_offset() > new_end {
-            self.write_log_start(new_end)?;
+            // Left above the new end, the start would hide the records appended next:
+            // any failure poisons here.
+            self.write_log_start(new_end)
+                .inspect_err(|e| self.poison_with(format!("truncation: {e}")))?;
             self.log_start.store(new_end, Ordering::Release);
         }
         if self.clean_offset() > new_end {

@@ -362,6 +362,57 @@ fn enospc_writing_the_compaction_horizon_does_not_poison() {
     assert!(horizon_failures > 0, "no ENOSPC struck the horizon's write");
 }
 
+/// A full disk during retention or `advance_log_start` (delete_records): writing the
+/// log start checkpoint's temporary file failed with ENOSPC, which poisoned the log,
+/// so appends never resumed when space returned and retention (which frees space)
+/// failed at every later pass. ENOSPC at every operation of either: a failure in
+/// writing the checkpoint that struck no fsync leaves the log taking writes, and the
+/// step done again succeeds. (A failed write of the durable position record still
+/// poisons; that is the flush's rule.)
+#[test]
+fn enospc_moving_the_log_start_does_not_poison() {
+    type Step = fn(&streamlog::log::Log) -> streamlog::Result<()>;
+    let steps: [(&str, Step); 2] = [
+        ("retention", |log| {
+            let policy = streamlog::log::RetentionPolicy {
+                retention_bytes: 0,
+                ..streamlog::log::RetentionPolicy::log_start_only(0)
+            };
+            log.enforce_retention(&policy).map(|_| ())
+        }),
+        ("advance_log_start", |log| {
+            log.advance_log_start(30).map(|_| ())
+        }),
+    ];
+    for (what, step) in steps {
+        let mut struck = 0;
+        for k in 1.. {
+            let fs = SimFs::new();
+            let log = open_sim(&fs, small_config()).unwrap();
+            append_batches(&log, 0..20, 3);
+            let at = fs.op_count() + k;
+            fs.inject(Fault::Enospc, at, false);
+            let result = step(&log);
+            fs.clear_faults();
+            if fs.op_count() < at {
+                assert!(result.is_ok(), "{what}: {result:?}");
+                break;
+            }
+            if let Err(e) = &result
+                && e.to_string().contains("log-start-offset-checkpoint")
+                && fs.failed_sync_count() == 0
+            {
+                struck += 1;
+                assert_eq!(log.poison_reason(), None, "{what}, ENOSPC at {k}: {e}");
+                log.append(&mut batch(99, 1, Compression::None)).unwrap();
+                step(&log).unwrap_or_else(|e| panic!("{what}, ENOSPC at {k}, again: {e}"));
+            }
+            assert!(k < 5_000);
+        }
+        assert!(struck > 0, "{what}: no ENOSPC struck without an fsync");
+    }
+}
+
 /// Found by log_ops (a process dying after a failed operation): the open of a poisoned
 /// log failed part-way (removing its `streamlog.unsynced` marker), after it had built
 /// the log; dropping that log closed it cleanly, so the next open trusted a recovery
