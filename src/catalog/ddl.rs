@@ -15,7 +15,7 @@ use super::{
 };
 use crate::error::{Error, Result, io_ctx};
 use crate::log::{Log, WriteStep};
-use crate::topic::{CleanupPolicy, TopicConfig, refuse_internal};
+use crate::topic::{CleanupPolicy, MAX_PARTITIONS, TopicConfig, refuse_internal};
 
 /// What the topic-change lock guards: why the topic metadata on disk may not be what
 /// the catalog holds, or `None`. A change that failed once its intent or outcome may
@@ -248,7 +248,7 @@ impl Catalog {
         let t = self.topic(name)?;
         // Topic changes are serialized by `ddl`: the config cannot change under us.
         let config = t.config();
-        if total <= config.partitions || total > 100_000 {
+        if total <= config.partitions || total > MAX_PARTITIONS {
             return Err(Error::InvalidArgument {
                 name: "total",
                 reason: format!(

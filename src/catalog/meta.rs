@@ -175,11 +175,13 @@ impl TopicMeta {
         }
         let config = TopicConfig::from_properties(&rest)?;
         if let Some(Intent::Grow(total)) = intent
-            && total <= config.partitions
+            && (total <= config.partitions || total > crate::topic::MAX_PARTITIONS)
         {
             return Err(format!(
-                "intent: growing to {total} partitions, but the topic has {}",
-                config.partitions
+                "intent: growing to {total} partitions, but the topic has {} (and may \
+                 have at most {})",
+                config.partitions,
+                crate::topic::MAX_PARTITIONS
             ));
         }
         Ok(TopicMeta {
@@ -288,6 +290,9 @@ mod tests {
         let legacy = TopicConfig::default().to_properties();
         assert_eq!(TopicMeta::parse(&legacy).unwrap().id, None);
         assert!(TopicMeta::parse(&format!("{legacy}intent=grow:1\n")).is_err());
+        // A damaged count is refused, not walked (open looks for each new directory).
+        assert!(TopicMeta::parse(&format!("{legacy}intent=grow:2147483647\n")).is_err());
+        assert!(TopicMeta::parse(&format!("{legacy}intent=grow:100000\n")).is_ok());
         assert!(TopicMeta::parse(&format!("{legacy}intent=explode\n")).is_err());
         assert!(TopicMeta::parse(&format!("{legacy}topic.id=nope\n")).is_err());
     }

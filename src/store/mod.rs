@@ -402,7 +402,9 @@ impl Store {
     /// then written atomically (temporary file, fsync, rename, directory fsync) before it
     /// applies; retention and compaction use it from their next pass. A topic altered
     /// from a compacted policy to `delete` keeps accepting the offset gaps compaction
-    /// left. Returns the new config.
+    /// left. Returns the new config. `change` runs while topic changes are serialized:
+    /// it must not create, delete, grow or alter topics of this store itself (that
+    /// waits for it: a deadlock).
     ///
     /// ```
     /// use streamlog::{CleanupPolicy, Store, TopicConfig};

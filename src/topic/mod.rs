@@ -83,6 +83,9 @@ impl CleanupPolicy {
     }
 }
 
+/// The most partitions a topic may have.
+pub(crate) const MAX_PARTITIONS: i32 = 100_000;
+
 /// Settings of a topic. Defaults are Kafka's.
 ///
 /// ```
@@ -441,7 +444,7 @@ impl TopicConfig {
     /// # Errors
     /// `InvalidConfig` naming the first knob out of range.
     pub fn validate(&self) -> Result<()> {
-        if !(1..=100_000).contains(&self.partitions) {
+        if !(1..=MAX_PARTITIONS).contains(&self.partitions) {
             return Err(Error::config(
                 "partitions",
                 format!("{} is outside 1..=100000", self.partitions),
