@@ -47,8 +47,9 @@ struct StoreInner {
     groups: Arc<Coordinator>,
     /// Transactional ids and their transactions.
     txn: Arc<TxnCoordinator>,
-    /// Live producers, flushed and stopped at close.
-    producers: Mutex<Vec<Weak<crate::producer::Shared>>>,
+    /// Live producers, flushed and stopped at close; `None` once the close took them
+    /// (a producer made after that is stopped at once).
+    producers: Mutex<Option<Vec<Weak<crate::producer::Shared>>>>,
     /// The maintenance thread.
     maintenance: Arc<Maintenance>,
     /// What open found and did.
@@ -122,7 +123,7 @@ impl Store {
                 catalog,
                 groups,
                 txn: Arc::new(txn),
-                producers: Mutex::new(Vec::new()),
+                producers: Mutex::new(Some(Vec::new())),
                 maintenance: Arc::default(),
                 recovery: Mutex::new(report),
                 rates: Arc::default(),
@@ -352,6 +353,12 @@ impl Store {
             self.inner.txn.clone(),
         )?;
         let mut list = self.inner.producers.lock();
+        let Some(list) = list.as_mut() else {
+            // The store closed after the check: the close did not see this producer.
+            drop(list);
+            let _ = producer.close();
+            return Err(Error::Closed { what: "store" });
+        };
         list.retain(|w| w.strong_count() > 0);
         list.push(shared);
         Ok(producer)
@@ -561,8 +568,7 @@ impl StoreInner {
     /// then closes the partitions.
     fn close(&self) -> Result<()> {
         self.maintenance.stop();
-        if !self.catalog.is_closed() {
-            let producers = std::mem::take(&mut *self.producers.lock());
+        if let Some(producers) = self.producers.lock().take() {
             crate::producer::shutdown_all(&producers);
         }
         self.catalog.close()
