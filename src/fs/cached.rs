@@ -229,6 +229,10 @@ impl CachingFs {
         let mut dead = Vec::new();
         let mut st = self.cache.state.lock();
         for f in files {
+            // A file whose sync failed meanwhile stays pinned for good.
+            if f.sync_failed.load(Ordering::Acquire) {
+                continue;
+            }
             f.pinned.store(false, Ordering::Release);
             if f.is_open.load(Ordering::Acquire) {
                 st.push_clock(Arc::downgrade(f), &mut dead);
@@ -342,6 +346,8 @@ pub struct CachedFile {
     used: AtomicBool,
     /// Never closed by the cache again.
     pinned: AtomicBool,
+    /// Its sync failed: pinned for good (no unpin undoes it).
+    sync_failed: AtomicBool,
     /// Writes started; writes finished; and how many of them the last successful sync
     /// covered (those finished before it began). Unsynced writes: `started > synced`.
     started: AtomicU64,
@@ -539,6 +545,7 @@ impl File for CachedFile {
             Err(e) => {
                 // The owner decides what a failed sync means; the cache never syncs or
                 // closes this file again (that would retry the fsync).
+                self.sync_failed.store(true, Ordering::Release);
                 self.pinned.store(true, Ordering::Release);
                 Err(e)
             }
@@ -573,10 +580,10 @@ impl FileSystem for CachingFs {
         self.inner.open_read(path)
     }
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn File>> {
-        let file = {
-            let _names = self.cache.names.read();
-            self.inner.open(path, create)?
-        };
+        // Held until the file is listed under `path`: a removal or rename of `path`
+        // (which takes it to write) either comes before the open, or finds the file.
+        let names = self.cache.names.read();
+        let file = self.inner.open(path, create)?;
         let identity = file.identity()?;
         let mut dead = Vec::new();
         let f = {
@@ -597,6 +604,7 @@ impl FileSystem for CachingFs {
                 is_open: AtomicBool::new(true),
                 used: AtomicBool::new(true),
                 pinned: AtomicBool::new(false),
+                sync_failed: AtomicBool::new(false),
                 started: AtomicU64::new(0),
                 finished: AtomicU64::new(0),
                 synced: AtomicU64::new(0),
@@ -610,6 +618,7 @@ impl FileSystem for CachingFs {
                 .push((id, Arc::downgrade(&f)));
             f
         };
+        drop(names);
         drop(dead);
         self.cache.enforce_limit(f.id);
         Ok(f)

@@ -92,6 +92,27 @@ fn a_failed_sync_before_closing_fails_every_later_operation() {
     assert!(e.to_string().contains("fdatasync"), "{e}");
 }
 
+/// A rename or removal pins the files at its path and unpins them if it fails: a file
+/// whose own sync failed meanwhile was unpinned with them, and the sweep then closed
+/// it, syncing it again (a retried fsync that may report success without the lost
+/// pages).
+#[test]
+fn a_failed_rename_does_not_unpin_a_file_whose_sync_failed_meanwhile() {
+    let (sim, fs) = setup(1);
+    let f = open(&fs, "x");
+    fs.sync_dir(Path::new("d")).unwrap();
+    f.write_all_at(b"unsynced", 0).unwrap();
+    let pinned = fs.pin_path(Path::new("d/x"), false);
+    assert_eq!(pinned.len(), 1);
+    sim.inject(Fault::Eio, sim.op_count() + 1, false);
+    assert!(f.sync_data().is_err());
+    fs.unpin(&pinned); // as a failed rename does
+    let on_disk = after_power_cut(&sim, "x");
+    let _others = pressure(&fs, 3);
+    assert_eq!(fs.open_files(), 2, "closed (and synced again) by the sweep");
+    assert_eq!(after_power_cut(&sim, "x"), on_disk);
+}
+
 #[test]
 fn a_file_whose_own_sync_failed_is_never_synced_or_closed_by_the_cache() {
     let (sim, fs) = setup(1);
