@@ -461,7 +461,9 @@ impl Consumer {
     /// # Errors
     /// `InvalidArgument` without a group; `CommitFailed` if a rebalance took a partition
     /// away, or if this consumer assigns its own partitions and the group has live
-    /// members (whose offsets the commit would move); `Io`; `Closed`.
+    /// members (whose offsets the commit would move); `NotFound` for a partition whose
+    /// topic was deleted; `Io`; `Poisoned` once the offsets topic's fsync failed (until
+    /// the store is reopened); `Closed`.
     pub fn commit_sync(&mut self) -> Result<()> {
         self.check_open()?;
         let all: Vec<TopicPartition> = self.assigned.keys().cloned().collect();

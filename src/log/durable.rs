@@ -27,7 +27,8 @@ impl Log {
     ///
     /// # Errors
     /// `Io` with the failed operation; the log is then poisoned and every later write
-    /// returns `Poisoned` (the fsync is never retried).
+    /// or flush returns `Poisoned` (the fsync is never retried); `Closed` after
+    /// `close`.
     pub fn flush(&self) -> Result<i64> {
         let mut fl = self.flush_state.lock();
         let result = self.flush_locked(&mut fl);

@@ -59,9 +59,11 @@ impl fmt::Debug for ProducerConfig {
 }
 
 impl Default for ProducerConfig {
-    /// Kafka's defaults: acks Leader (see [`Acks`]), batch_size 16384, linger_ms 5,
+    /// Kafka's defaults (Kafka 4.0's, for linger_ms 5): batch_size 16384, linger_ms 5,
     /// buffer_memory 32 MiB, max_block_ms 60000, max_request_size 1 MiB, no compression,
-    /// idempotence on.
+    /// idempotence on; except acks: `Leader` (appended, not fsync'd: see [`Acks`]), where
+    /// Kafka's default `all` waits for replicas, which here would be an fsync
+    /// (`Acks::All`) per send.
     fn default() -> Self {
         ProducerConfig {
             acks: Acks::Leader,
@@ -87,9 +89,11 @@ impl ProducerConfig {
     );
     setter!(
         /// A partition's open batch is appended once it holds this many (uncompressed)
-        /// bytes, whatever `linger_ms` says. With `linger_ms` > 0 the linger thread
-        /// appends full batches: while senders keep filling them it takes several at a
-        /// time, so a full batch may wait for it up to about 0.2 ms. Default = 16384.
+        /// bytes, whatever `linger_ms` says. With `linger_ms` > 0 (and acks other than
+        /// `All`) the linger thread appends full batches: while senders keep filling
+        /// them it takes several at a time, so a full batch may wait for it up to about
+        /// 0.2 ms. Under `Acks::All` the sender that filled a batch appends and syncs
+        /// it. Default = 16384.
         batch_size: usize
     );
     setter!(
@@ -118,7 +122,8 @@ impl ProducerConfig {
         compression: Compression
     );
     setter!(
-        /// Codec level (gzip 0-9, zstd 1-22, lz4 ignored); `None` = the codec's default.
+        /// Codec level (gzip 0-9, zstd -7 to 22, lz4 ignored); `None` = the codec's
+        /// default.
         compression_level: Option<i32>
     );
 

@@ -182,9 +182,12 @@ impl Producer {
     /// `NotFound` for an unknown topic or partition; `RecordTooLarge` past
     /// `max_request_size`, the topic's `max_message_bytes` or `buffer_memory` (or, with
     /// compression, the store's `max_decompressed_bytes`); `Timeout`
-    /// after `max_block_ms`; `Closed` after `close`. Inside a transaction, any of
-    /// these makes it abort-only (its commit is refused), as in Kafka; a transaction
-    /// that already is refuses the send with `TransactionState`.
+    /// after `max_block_ms`; `Closed` after `close`; `InvalidArgument` for an internal
+    /// topic, or a partition a custom partitioner picked outside the topic. Inside a
+    /// transaction, any of these makes it abort-only (its commit is refused), as in
+    /// Kafka. A transactional producer also gets `TransactionState` before
+    /// `init_transactions`, outside `begin_transaction`, or once its transaction is
+    /// abort-only, and `Fenced` once another producer initialized its id.
     pub fn send(&self, record: ProducerRecord<'_>) -> Result<DeliveryFuture> {
         self.handle.shared.send(record)
     }

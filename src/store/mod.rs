@@ -291,7 +291,8 @@ impl Store {
     ///
     /// # Errors
     /// `InvalidArgument` for an internal topic or an offset below -1; `NotFound`;
-    /// `OffsetOutOfRange` past the log end; `Io`; `Closed`.
+    /// `OffsetOutOfRange` past the log end; `Io`; `Poisoned` once the partition's
+    /// fsync failed; `Closed`.
     pub fn delete_records(&self, topic: &str, partition: i32, offset: i64) -> Result<i64> {
         self.check_open()?;
         refuse_internal(topic, "its records are not deleted by hand")?;

@@ -155,9 +155,9 @@ impl Store {
     /// without it, or where the directory cannot be watched, it polls the files with a
     /// backoff from 0.1 ms to 2 ms, so new data is seen within about 2 ms.
     ///
-    /// Not (yet) followed: the topics' log start offsets raised by `delete_records`
-    /// (records below it stay readable until retention deletes their segment),
-    /// transaction filtering (records are read as read_uncommitted), and a topic deleted
+    /// A log start raised by `delete_records` is followed (as the writer records it).
+    /// Not (yet) followed: transaction filtering (records are read as read_uncommitted;
+    /// transaction markers are left out), and a topic deleted
     /// and created again under the same name while a partition handle is held.
     /// Committed offsets are read as written, without the checks the writer applies at
     /// its open (an earlier topic of the same name, records a crash removed). After a

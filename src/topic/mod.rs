@@ -204,7 +204,10 @@ impl TopicConfig {
         max_message_bytes: u64
     );
     setter!(
-        /// fsync after this many records; `u64::MAX` = never by count (default).
+        /// fsync after this many records; `u64::MAX` = never by count (default). The
+        /// append that triggers it returns once the fsync is done; a failed fsync is
+        /// logged and poisons the partition (that append still returns `Ok`: its batch
+        /// is written and visible), so later writes fail with `Poisoned`.
         flush_messages: u64
     );
     setter!(

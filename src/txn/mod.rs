@@ -12,8 +12,10 @@
 //! 1. the data of every partition written is fsync'd;
 //! 2. `PrepareCommit` (with the partitions) is appended to `__transaction_state` and
 //!    fsync'd: the decision;
-//! 3. a COMMIT marker (a control batch) is appended to every partition, then
-//!    `CompleteCommit`. Neither is fsync'd: recovery completes them.
+//! 3. a COMMIT marker (a control batch) is appended to every partition and fsync'd
+//!    (so the next transaction of the id never starts while one could be lost: recovery
+//!    decides by the id's latest record), then `CompleteCommit`, not fsync'd (recovery
+//!    decides the same without it).
 //!
 //! Abort writes `PrepareAbort`, ABORT markers and `CompleteAbort` without fsyncs: with
 //! no durable commit decision, recovery aborts anyway.

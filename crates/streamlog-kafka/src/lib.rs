@@ -13,16 +13,18 @@
 //!
 //! # Exactly once, without transactions
 //!
-//! Each direction keeps no state of its own: the destination is its progress. At start,
-//! each partition resumes right after the offset carried by the last record of the
-//! destination partition. Records of a partition are written in order (the sink through
+//! The destination is each direction's progress. At start, each partition resumes
+//! right after the offset carried by the last record of the destination partition.
+//! The group's committed offset is only the fallback below. Records of a partition are written in order (the sink through
 //! an idempotent producer that retries without a time limit, the source by appending in
 //! Kafka's offset order), so after any crash the destination holds a prefix of what was
 //! sent, and resuming after its last record neither loses nor repeats one.
 //!
 //! Where the destination partition holds no record of the mirror (new, or emptied by
 //! retention), the mirror starts from its group's committed offset, else from
-//! [`StartFrom`] (the earliest record by default).
+//! [`StartFrom`] (the earliest record by default). The sink commits that offset about
+//! every second: if Kafka's retention empties a partition after a sink crash, the
+//! restart resumes from that commit and may send again what it sent after it.
 //!
 //! ```no_run
 //! use streamlog::{Store, TopicConfig};
@@ -49,7 +51,7 @@
 //! ```
 //!
 //! The crate builds librdkafka from source (through `rdkafka-sys`; needs a C compiler,
-//! make and perl; zlib is built in). Tests run against librdkafka's mock cluster; see
+//! make and perl; zlib and zstd are built in, snappy and lz4 are librdkafka's own). Tests run against librdkafka's mock cluster; see
 //! the README section "Outgrowing one machine" for running them against a real broker.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
