@@ -2,19 +2,20 @@
 //! directory-image encoding of the recovery target, and the corpus replay test
 //! (`tests/fuzz_corpus.rs`). Test scaffolding, kept out of the library; not published.
 //!
-//! - [`fuzz_decode_batch`]: arbitrary bytes through [`Batch::parse`], the record iterator,
+//! - [`fuzz_decode_batch`]: arbitrary bytes through [`Batch::parse`](streamlog::format::Batch::parse), the record iterator,
 //!   [`validate_records`](streamlog::format::batch::validate_records), the control-record
-//!   decoder and [`batches`].
+//!   decoder and [`batches`](streamlog::format::batch::batches).
 //! - [`fuzz_recover_log`]: arbitrary bytes decoded into a partition directory on a fresh
-//!   [`SimFs`], opened with [`Log::open_with_fs`], read, appended to, crashed, closed and
+//!   [`SimFs`](streamlog::fs::SimFs), opened with
+//!   [`Log::open_with_fs`](streamlog::log::Log::open_with_fs), read, appended to, crashed, closed and
 //!   reopened, checking invariants I1-I5 of ARCHITECTURE.md along the way.
 //! - [`fuzz_log_ops`]: arbitrary bytes decoded into a sequence of operations on a log on
-//!   [`SimFs`] (appends, idempotent re-sends, reads, lookups, rolls, flushes,
+//!   [`SimFs`](streamlog::fs::SimFs) (appends, idempotent re-sends, reads, lookups, rolls, flushes,
 //!   truncations, retention, compaction, reopens, power cuts, injected faults and
 //!   crashes in the middle of an operation), checked against a model after each one.
 //!
 //! All three panic only when an invariant is violated; every other outcome is an `Ok` or a
-//! typed [`Error`].
+//! typed [`Error`](streamlog::Error).
 //!
 //! # Directory image encoding
 //!
@@ -35,7 +36,7 @@
 //! | [`KIND_CLEAN_MARKER`] | chunk | replaces `.kafka_cleanshutdown` |
 //! | [`KIND_LEADER_EPOCH`] | chunk | replaces `leader-epoch-checkpoint` |
 //! | [`KIND_STRAY`] | selector, base, chunk | a leftover file: `.deleted`, `.cleaned`, `.tmp`, `.swap`, ... |
-//! | [`KIND_BATCH`] | base, flags, timestamp, chunk | appends a valid batch built by [`BatchBuilder`] to `<base>.log`, at the offset where that file's valid batches end; flags: bits 0-2 codec, bits 3-5 records - 1, bit 6 decreasing timestamps, bit 7 idempotent producer; timestamp 0 = none (-1), else `1.7e12 + 1000 * t`; the chunk is split into the values |
+//! | [`KIND_BATCH`] | base, flags, timestamp, chunk | appends a valid batch built by [`BatchBuilder`](streamlog::BatchBuilder) to `<base>.log`, at the offset where that file's valid batches end; flags: bits 0-2 codec, bits 3-5 records - 1, bit 6 decreasing timestamps, bit 7 idempotent producer; timestamp 0 = none (-1), else `1.7e12 + 1000 * t`; the chunk is split into the values |
 //! | [`KIND_FORGED_BATCH`] | base, chunk | appends the chunk (zero-padded to 61 bytes) as a batch with baseOffset, batchLength, magic, leader epoch 0 and CRC made valid |
 //! | [`KIND_DURABLE_AT`] | base, adjust, skew | writes a valid `streamlog.durable` slot (the next of two, with a CRC) naming `<base>.log` at its size minus `adjust` (`adjust` < 128) or plus `adjust - 128`, the offset where its valid batches before that position end plus `skew` (an `i8`), and the first segment as the log start |
 //! | [`KIND_RECOVERY_POINT_AT`] | base | writes a well-formed recovery point checkpoint at offset `base` |
