@@ -96,10 +96,13 @@ pub enum Error {
 
     /// An earlier fsync (or an unrecoverable write) failed, so the durable state of this
     /// log is unknown. Every later write fails until the log is reopened, which runs
-    /// recovery. fsyncs are never retried.
-    #[error("log {} is poisoned by an earlier failure ({reason}); reopen it to recover", path.display())]
+    /// recovery. fsyncs are never retried. Also what a store refuses after a failure left
+    /// something else unknown on disk: a topic's metadata (`.topics/<name>`: changes of
+    /// that topic), a transactional id's outcome (`__transaction_state`).
+    #[error("{} is poisoned by an earlier failure ({reason}); reopen it to recover", path.display())]
     Poisoned {
-        /// The partition directory.
+        /// The partition directory, or the topic metadata file or internal topic the
+        /// failure concerns.
         path: PathBuf,
         /// The failure that poisoned it.
         reason: String,

@@ -2,6 +2,7 @@
 //! directories, then the outcome; see the [catalog](super) docs), and the roll-back of a
 //! change that failed part-way.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -17,30 +18,31 @@ use crate::error::{Error, Result, io_ctx};
 use crate::log::{Log, WriteStep};
 use crate::topic::{CleanupPolicy, MAX_PARTITIONS, TopicConfig, refuse_internal};
 
-/// What the topic-change lock guards: why the topic metadata on disk may not be what
-/// the catalog holds, or `None`. A change that failed once its intent or outcome may
-/// have reached the disk (a directory fsync after the rename failed; a roll-back that
-/// could not finish) leaves the disk's word to the next open, which settles it; until
-/// then, later changes are refused: one could overwrite a pending intent (the next
-/// open would then find directories no metadata explains, or keep a deleted topic's).
-pub(super) type Unsettled = Option<String>;
+/// What the topic-change lock guards: the topics whose metadata on disk may not be
+/// what the catalog holds, with why. A change that failed once its intent or outcome
+/// may have reached the disk (a directory fsync after the rename failed; a roll-back
+/// that could not finish) leaves the disk's word to the next open, which settles it;
+/// until then, later changes of that topic are refused: one could overwrite a pending
+/// intent (the next open would then find directories no metadata explains, or keep a
+/// deleted topic's).
+pub(super) type Unsettled = BTreeMap<String, String>;
 
-/// Marks the disk unsettled (the first reason stays).
-pub(super) fn unsettle(ddl: &mut Unsettled, reason: String) {
-    tracing::error!("{reason}: topic changes are refused until the store is reopened");
-    ddl.get_or_insert(reason);
+/// Marks topic `name` unsettled (its first reason stays).
+pub(super) fn unsettle(ddl: &mut Unsettled, name: &str, reason: String) {
+    tracing::error!("{reason}: changes of topic `{name}` are refused until the store is reopened");
+    ddl.entry(name.to_string()).or_insert(reason);
 }
 
 impl Catalog {
-    /// The topic-change lock: `Closed`; `Poisoned` once a failed change left the disk
-    /// unsettled (see [`Unsettled`]).
-    pub(super) fn ddl(&self) -> Result<MutexGuard<'_, Unsettled>> {
+    /// The topic-change lock, for a change of topic `name`: `Closed`; `Poisoned` once a
+    /// failed change left that topic unsettled (see [`Unsettled`]).
+    pub(super) fn ddl(&self, name: &str) -> Result<MutexGuard<'_, Unsettled>> {
         let ddl = self.ddl.lock();
         self.check_open()?;
-        if let Some(reason) = &*ddl {
+        if let Some(reason) = ddl.get(name) {
             return Err(Error::Poisoned {
-                path: self.dir.join(TOPICS_DIR),
-                reason: format!("{reason}; reopen the store to settle it"),
+                path: self.dir.join(TOPICS_DIR).join(name),
+                reason: format!("{reason}; the next open settles it from the disk"),
             });
         }
         Ok(ddl)
@@ -57,17 +59,16 @@ impl Catalog {
         recovery::write_meta_steps(self.config.fs.as_ref(), &self.dir, name, meta).map_err(
             |(step, e)| {
                 if step == WriteStep::SyncDir {
-                    unsettle(
-                        ddl,
-                        format!("the metadata of topic `{name}` may not be durable ({e})"),
-                    );
+                    let reason = format!("the metadata of topic `{name}` may not be durable ({e})");
+                    unsettle(ddl, name, reason);
                 }
                 e
             },
         )
     }
 
-    /// [`roll_back`](Self::roll_back), marking the disk unsettled if it could not finish.
+    /// [`roll_back`](Self::roll_back) of a change whose `build_partitions` failed with
+    /// `failed`, marking the topic unsettled if it could not finish.
     fn roll_back_in(
         &self,
         ddl: &mut Unsettled,
@@ -75,10 +76,12 @@ impl Catalog {
         intent: &TopicMeta,
         range: std::ops::Range<i32>,
         after: Option<&TopicMeta>,
+        failed: &BuildFailed,
     ) {
-        if let Err(e) = self.roll_back(name, intent, range, after) {
+        let rewrite = failed.outcome_in_place;
+        if let Err(e) = self.roll_back(name, intent, range, after, rewrite) {
             let reason = format!("a failed change of topic `{name}` was not rolled back ({e})");
-            unsettle(ddl, reason);
+            unsettle(ddl, name, reason);
         }
     }
 
@@ -86,7 +89,7 @@ impl Catalog {
     /// `AlreadyExists` if it exists; `InvalidArgument` if it differs from a topic's name
     /// only in `.` and `_` (Kafka refuses those: they are one name in its metrics).
     pub(super) fn ddl_for_new_topic(&self, name: &str) -> Result<MutexGuard<'_, Unsettled>> {
-        let ddl = self.ddl()?;
+        let ddl = self.ddl(name)?;
         let topics = self.topics.read();
         if topics.contains_key(name) {
             return Err(Error::AlreadyExists {
@@ -128,9 +131,9 @@ impl Catalog {
         let range = 0..meta.config.partitions;
         let parts = match self.build_partitions(name, id, range.clone(), &meta) {
             Ok(parts) => parts,
-            Err(e) => {
-                self.roll_back_in(&mut ddl, name, &intent, range, None);
-                return Err(e);
+            Err(failed) => {
+                self.roll_back_in(&mut ddl, name, &intent, range, None, &failed);
+                return Err(failed.error);
             }
         };
         self.topics.write().insert(
@@ -158,7 +161,7 @@ impl Catalog {
         name: &str,
         forget_offsets: &dyn Fn(&str) -> Result<()>,
     ) -> Result<()> {
-        let mut ddl = self.ddl()?;
+        let mut ddl = self.ddl(name)?;
         if name.starts_with("__") {
             return Err(Error::InvalidArgument {
                 name: "topic",
@@ -176,7 +179,7 @@ impl Catalog {
         // place but maybe not durable, it is the next open's: the topic stops all the
         // same (nothing is acknowledged that the deletion may take), its files stay.
         if let Err(e) = self.write_metadata_in(&mut ddl, name, &meta) {
-            if ddl.is_some() {
+            if ddl.contains_key(name) {
                 self.stop_topic(name, &state);
             }
             return Err(e);
@@ -202,10 +205,8 @@ impl Catalog {
         })();
         if let Err(e) = removed {
             // Its intent stays on disk for the next open to finish.
-            unsettle(
-                &mut ddl,
-                format!("the deletion of topic `{name}` was cut short ({e})"),
-            );
+            let reason = format!("the deletion of topic `{name}` was cut short ({e})");
+            unsettle(&mut ddl, name, reason);
             return Err(e);
         }
         forgotten.map_err(|e| Error::Io {
@@ -243,7 +244,7 @@ impl Catalog {
     /// than the current count or over 100,000; `AlreadyExists` if a directory of one
     /// of the new partitions exists already; `Io`; `Closed`.
     pub(crate) fn add_partitions(&self, name: &str, total: i32) -> Result<()> {
-        let mut ddl = self.ddl()?;
+        let mut ddl = self.ddl(name)?;
         refuse_internal(name, "its partitions are the store's")?;
         let t = self.topic(name)?;
         // Topic changes are serialized by `ddl`: the config cannot change under us.
@@ -272,13 +273,13 @@ impl Catalog {
         let range = config.partitions..total;
         let new = match self.build_partitions(name, t.id, range.clone(), &meta) {
             Ok(new) => new,
-            Err(e) => {
+            Err(failed) => {
                 let old = TopicMeta {
                     intent: None,
                     ..intent.clone()
                 };
-                self.roll_back_in(&mut ddl, name, &intent, range, Some(&old));
-                return Err(e);
+                self.roll_back_in(&mut ddl, name, &intent, range, Some(&old), &failed);
+                return Err(failed.error);
             }
         };
         t.partitions.write().extend(new);
@@ -296,7 +297,7 @@ impl Catalog {
         name: &str,
         change: impl FnOnce(TopicConfig) -> TopicConfig,
     ) -> Result<TopicConfig> {
-        let mut ddl = self.ddl()?;
+        let mut ddl = self.ddl(name)?;
         refuse_internal(name, "its config is the store's")?;
         let t = self.topic(name)?;
         let old = t.config();
@@ -419,10 +420,19 @@ impl Catalog {
         id: TopicId,
         range: std::ops::Range<i32>,
         done: &TopicMeta,
-    ) -> Result<Vec<Arc<PartitionState>>> {
-        let parts = self.open_new_partitions(topic, id, range, &done.config)?;
-        let written = self.write_metadata(topic, done);
-        self.keep_or_discard(parts, written)
+    ) -> std::result::Result<Vec<Arc<PartitionState>>, BuildFailed> {
+        let failed = |error, outcome_in_place| BuildFailed {
+            error,
+            outcome_in_place,
+        };
+        let parts = self
+            .open_new_partitions(topic, id, range, &done.config)
+            .map_err(|e| failed(e, false))?;
+        let fs = self.config.fs.as_ref();
+        let written = recovery::write_meta_steps(fs, &self.dir, topic, done);
+        let in_place = matches!(written, Err((WriteStep::SyncDir, _)));
+        self.keep_or_discard(parts, written.map_err(|(_, e)| e))
+            .map_err(|e| failed(e, in_place))
     }
 
     /// `parts` if the step that followed their opening succeeded; else they are closed
@@ -447,20 +457,24 @@ impl Catalog {
     }
 
     /// Best-effort roll-back of a topic change that failed after its `intent` was
-    /// recorded, done as an open would do it: the intent is written again first (the
-    /// outcome may have reached the file before the failure), and only then are the
-    /// directories of `range` that name the topic's id removed, and the metadata
-    /// removed (a create) or set to `after` (a grow). Whatever fails stops it there:
-    /// the intent on disk tells the next open to finish, so the metadata never names
-    /// a partition whose directory is gone. Returns that first error.
+    /// recorded, done as an open would do it: if the outcome may have reached the file
+    /// (`rewrite_intent`), the intent is written again first; then the directories of
+    /// `range` that name the topic's id are removed (which frees the space a full disk
+    /// needs for the rest), and the metadata removed (a create) or set to `after` (a
+    /// grow). Whatever fails stops it there: the intent on disk tells the next open to
+    /// finish, so the metadata never names a partition whose directory is gone.
+    /// Returns that first error.
     fn roll_back(
         &self,
         name: &str,
         intent: &TopicMeta,
         range: std::ops::Range<i32>,
         after: Option<&TopicMeta>,
+        rewrite_intent: bool,
     ) -> Result<()> {
-        self.write_metadata(name, intent)?;
+        if rewrite_intent {
+            self.write_metadata(name, intent)?;
+        }
         let fs = self.config.fs.as_ref();
         let mut report = StoreRecoveryReport::default();
         for p in range {
@@ -474,4 +488,12 @@ impl Catalog {
             Some(meta) => self.write_metadata(name, meta),
         }
     }
+}
+
+/// How [`Catalog::build_partitions`] failed: the error, and whether the outcome's
+/// metadata may be in place (its directory fsync failed after the rename), so that a
+/// roll-back must put the intent back first.
+struct BuildFailed {
+    error: Error,
+    outcome_in_place: bool,
 }

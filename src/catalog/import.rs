@@ -129,7 +129,7 @@ impl Catalog {
                             "import of `{name}` failed ({e}) and its metadata could not be \
                              removed ({undo}): the next open adopts the topic"
                         );
-                        super::ddl::unsettle(&mut ddl, reason);
+                        super::ddl::unsettle(&mut ddl, name, reason);
                     }
                     return Err(e);
                 }

@@ -83,7 +83,7 @@ pub(crate) struct Catalog {
     files: CachingFs,
     topics: RwLock<BTreeMap<String, Arc<TopicState>>>,
     /// Serializes topic changes (create, delete, add partitions, alter, import) and
-    /// close; holds why a failed change left the disk unsettled, if one did.
+    /// close; holds the topics a failed change left unsettled on disk.
     ddl: Mutex<ddl::Unsettled>,
     /// Bumped after every topic change (create, delete, add partitions), so caches of
     /// topic metadata (the producers') know when to look again.
@@ -260,7 +260,7 @@ impl Catalog {
             config,
             files,
             topics: RwLock::new(topics),
-            ddl: Mutex::new(None),
+            ddl: Mutex::new(ddl::Unsettled::new()),
             metadata_epoch: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             lock: Mutex::new(lock),
