@@ -133,13 +133,16 @@ fn one_failed_change(
     // A failure that struck no fsync (ENOSPC writing a file) leaves nothing to settle:
     // the same change goes through once space is back (a deletion is decided once its
     // intent is durable: what is left of it is the next open's to finish).
-    if failed && fault == Fault::Enospc && !synced_failed && !at.starts_with("delete") {
-        if let Err(e) = change(&s) {
-            assert!(
-                !matches!(e, streamlog::Error::Poisoned { .. }),
-                "{at}: refused after a failure that struck no fsync: {e}"
-            );
-        }
+    if failed
+        && fault == Fault::Enospc
+        && !synced_failed
+        && !at.starts_with("delete")
+        && let Err(e) = change(&s)
+    {
+        assert!(
+            !matches!(e, streamlog::Error::Poisoned { .. }),
+            "{at}: refused after a failure that struck no fsync: {e}"
+        );
     }
     let acked = append_everywhere(&s, "after");
     more_changes(&s);
