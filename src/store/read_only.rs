@@ -439,7 +439,8 @@ impl ReadOnlyPartition {
             };
             let next = last.last_offset() + 1;
             for b in &batches {
-                if b.header().is_control() || b.header().max_timestamp < timestamp {
+                // Transaction markers count, as in the writer's lookup (and Kafka's).
+                if b.header().max_timestamp < timestamp {
                     continue;
                 }
                 for r in b.records()? {

@@ -530,6 +530,20 @@ fn a_read_only_reset_plan_matches_the_writers() {
             .unwrap();
     }
     store.delete_records("t", 0, 1).unwrap();
+    // A committed transaction: its marker carries the store clock's time (now).
+    let p = store
+        .producer(streamlog::ProducerConfig::default().transactional_id("tx"))
+        .unwrap();
+    p.init_transactions().unwrap();
+    p.begin_transaction().unwrap();
+    p.send(
+        streamlog::ProducerRecord::new("t")
+            .partition(0)
+            .timestamp(700)
+            .value("x"),
+    )
+    .unwrap();
+    p.commit_transaction().unwrap();
     let mut c = store
         .consumer(ConsumerConfig::new("g").enable_auto_commit(false))
         .unwrap();
@@ -549,6 +563,8 @@ fn a_read_only_reset_plan_matches_the_writers() {
         OffsetSpec::Timestamp(250),
         OffsetSpec::Timestamp(450),
         OffsetSpec::Timestamp(601),
+        OffsetSpec::Timestamp(701),
+        OffsetSpec::Timestamp(i64::MAX),
         OffsetSpec::ShiftBy(-10),
     ] {
         let want = store.plan_group_offsets("g", &partitions, to);
