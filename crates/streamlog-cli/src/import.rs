@@ -268,6 +268,9 @@ pub fn run(i: &ImportKafka, out: &mut dyn Write) -> Result<(), String> {
             ),
         });
     }
+    // The partition directories are checked before a store is opened or made: an
+    // import refused for them writes nothing.
+    partition_dirs(i.from.as_deref().unwrap_or(&i.store.dir), &i.topic)?;
     // A new store: in an empty directory, or (without --from) one that holds only the
     // topic's partition directories, put there to be adopted.
     let store = match &i.from {

@@ -386,7 +386,17 @@ fn an_import_keeps_kafkas_log_start_offsets() {
 /// store was refused unless empty), one holding anything else is still refused.
 #[test]
 fn an_import_without_from_makes_a_store_around_the_topics_directories() {
-    let (_tmp, kafka, store) = kafka_and_store_dirs();
+    let (tmp, kafka, store) = kafka_and_store_dirs();
+    // A gap in the numbers is refused before anything is written.
+    let gap = tmp.path().join("gap");
+    kafka_topic(&gap, "clicks", 3, 1);
+    std::fs::remove_dir_all(gap.join("clicks-1")).unwrap();
+    let out = streamlog(&["import-kafka", "--dir", gap.to_str().unwrap(), "clicks"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        !gap.join(".topics").exists(),
+        "a store was made around a refused import"
+    );
     kafka_topic(&store, "clicks", 2, 3);
     std::fs::write(kafka.join("notes.txt"), "mine").unwrap();
     kafka_topic(&kafka, "clicks", 1, 1);
