@@ -96,6 +96,11 @@ struct Group {
 struct State {
     groups: HashMap<String, Group>,
     committed: HashMap<String, BTreeMap<TopicPartition, Commit>>,
+    /// Where this session wrote a tombstone for a group's partition (`delete_group`, a
+    /// deleted topic): a commit written before it but applied after it (a commit
+    /// applies once its fsync returns, outside the commit lock) must stay forgotten,
+    /// as it is when the offsets topic is read again.
+    forgotten: HashMap<(String, TopicPartition), i64>,
     /// Offsets written by transactions not yet decided, counted by group and partition
     /// (see `txn_offsets`).
     pending_txn: HashMap<String, BTreeMap<TopicPartition, u32>>,

@@ -111,22 +111,18 @@ impl Coordinator {
 
     /// Makes a committed transaction's offsets of `group` visible; `at` is where their
     /// records stand in `__consumer_offsets` (a commit written after them still wins,
-    /// as it does when the topic is loaded or compacted).
+    /// as it does when the topic is loaded or compacted), `marker_at` where the COMMIT
+    /// marker that applies them does (a tombstone before it does not forget them).
     pub(crate) fn apply_txn_commits(
         &self,
         group: &str,
         offsets: &BTreeMap<TopicPartition, Commit>,
         at: i64,
+        marker_at: i64,
     ) {
         let mut st = self.state.lock();
-        let g = st.committed.entry(group.to_string()).or_default();
         for (tp, c) in offsets {
-            match g.get(tp) {
-                Some(old) if old.at > at => {}
-                _ => {
-                    g.insert(tp.clone(), Commit { at, ..*c });
-                }
-            }
+            st.apply_commit(group, tp, Commit { at, ..*c }, marker_at);
         }
     }
 }
