@@ -542,6 +542,8 @@ fn a_read_only_reset_plan_matches_the_writers() {
             .timestamp(700)
             .value("x"),
     )
+    .unwrap()
+    .wait()
     .unwrap();
     p.commit_transaction().unwrap();
     let mut c = store
