@@ -628,33 +628,9 @@ mod tests {
     use crate::format::BatchBuilder;
     use crate::format::batch::{LAST_OFFSET_DELTA_OFFSET, RECORDS_OFFSET, record_spans, write_crc};
 
-    /// A CRC-valid batch of five records at offset 100 whose third record claims more
-    /// bytes than the batch holds.
-    fn batch_with_a_bad_third_record() -> Batch {
-        let mut b = BatchBuilder::new();
-        for i in 0..5u8 {
-            b.push(1_700_000_000_000, Some(&[i]), Some(&[i; 3]), &[])
-                .unwrap();
-        }
-        let mut bytes = b.finish().unwrap();
-        bytes[..8].copy_from_slice(&100i64.to_be_bytes());
-        let records = &bytes[RECORDS_OFFSET..];
-        let second = record_spans(records, 0).unwrap().end;
-        let third = record_spans(records, second).unwrap().end;
-        bytes[RECORDS_OFFSET + third] = 0x7e; // length 63: past the end
-        write_crc(&mut bytes);
-        Batch::parse(Bytes::from(bytes)).unwrap()
-    }
-
-    /// The same five records (zigzag varint offset deltas, one byte each), the third
-    /// claiming offset delta `delta`.
-    fn batch_with_third_delta(delta: u8) -> Batch {
-        batch_of(5, delta, 4)
-    }
-
-    /// `n` records at offset 100, the third claiming offset delta `delta`, the batch's
-    /// `lastOffsetDelta` being `last_delta`.
-    fn batch_of(n: u8, delta: u8, last_delta: i32) -> Batch {
+    /// `n` CRC-valid records at offset 100, changed by `edit` (given the batch's bytes
+    /// and where its third record starts) before the CRC is made valid again.
+    fn edited_batch(n: u8, edit: impl FnOnce(&mut [u8], usize)) -> Batch {
         let mut b = BatchBuilder::new();
         for i in 0..n {
             b.push(1_700_000_000_000, Some(&[i]), Some(&[i; 3]), &[])
@@ -665,13 +641,32 @@ mod tests {
         let records = &bytes[RECORDS_OFFSET..];
         let second = record_spans(records, 0).unwrap().end;
         let third = record_spans(records, second).unwrap().end;
-        // length, attributes, timestampDelta (0), then offsetDelta
-        assert_eq!(bytes[RECORDS_OFFSET + third + 3], 2 * 2);
-        bytes[RECORDS_OFFSET + third + 3] = 2 * delta;
-        bytes[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4]
-            .copy_from_slice(&last_delta.to_be_bytes());
+        edit(&mut bytes, RECORDS_OFFSET + third);
         write_crc(&mut bytes);
         Batch::parse(Bytes::from(bytes)).unwrap()
+    }
+
+    /// Five records, the third claiming more bytes than the batch holds.
+    fn batch_with_a_bad_third_record() -> Batch {
+        edited_batch(5, |bytes, third| bytes[third] = 0x7e) // length 63: past the end
+    }
+
+    /// The same five records (zigzag varint offset deltas, one byte each), the third
+    /// claiming offset delta `delta`.
+    fn batch_with_third_delta(delta: u8) -> Batch {
+        batch_of(5, delta, 4)
+    }
+
+    /// `n` records, the third claiming offset delta `delta`, the batch's
+    /// `lastOffsetDelta` being `last_delta`.
+    fn batch_of(n: u8, delta: u8, last_delta: i32) -> Batch {
+        edited_batch(n, |bytes, third| {
+            // length, attributes, timestampDelta (0), then offsetDelta
+            assert_eq!(bytes[third + 3], 2 * 2);
+            bytes[third + 3] = 2 * delta;
+            bytes[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4]
+                .copy_from_slice(&last_delta.to_be_bytes());
+        })
     }
 
     /// A CRC-valid batch whose record offsets jump ahead (past the batch) or repeat is
