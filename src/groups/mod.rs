@@ -15,6 +15,7 @@
 mod admin;
 mod assign;
 mod expiry;
+mod memory;
 mod offsets;
 mod txn_offsets;
 
@@ -99,8 +100,14 @@ struct State {
     /// Where this session wrote a tombstone for a group's partition (`delete_group`, a
     /// deleted topic): a commit written before it but applied after it (a commit
     /// applies once its fsync returns, outside the commit lock) must stay forgotten,
-    /// as it is when the offsets topic is read again.
+    /// as it is when the offsets topic is read again. Kept while such a commit may
+    /// still apply (see `memory.rs`).
     forgotten: HashMap<(String, TopicPartition), i64>,
+    /// Where the transaction commits in `committed` took effect (their COMMIT marker),
+    /// which a tombstone written before it does not undo.
+    effective: HashMap<(String, TopicPartition), i64>,
+    /// Positions of plain commits appended and not applied yet (their fsync runs).
+    inflight: BTreeMap<i64, u32>,
     /// Offsets written by transactions not yet decided, counted by group and partition
     /// (see `txn_offsets`).
     pending_txn: HashMap<String, BTreeMap<TopicPartition, u32>>,

@@ -186,13 +186,19 @@ impl Coordinator {
             offsets.iter().map(|(tp, c)| (group, tp, *c)),
             now_ms,
         )?;
+        // Noted before the lock goes: a tombstone written after it is remembered until
+        // this commit applies.
+        self.state.lock().commit_appended(at);
         drop(order);
-        offsets_log.flush_to(at + 1)?;
+        let flushed = offsets_log.flush_to(at + 1);
         let mut st = self.state.lock();
-        for (tp, c) in offsets {
-            st.apply_commit(group, tp, Commit { at, ..*c }, at);
+        if flushed.is_ok() {
+            for (tp, c) in offsets {
+                st.apply_commit(group, tp, Commit { at, ..*c }, at);
+            }
         }
-        Ok(())
+        st.commit_settled(at);
+        flushed.map(|_| ())
     }
 
     /// `CommitFailed` unless `member` of `group` owns every partition of `tps` (a
@@ -504,48 +510,6 @@ impl OffsetsReplay {
     }
 }
 
-impl super::State {
-    /// Applies a commit of `group`'s `tp` that took effect at position `seen` of the
-    /// offsets topic (its record's; a transaction's: its COMMIT marker's), as reading
-    /// the topic in order would: not over a commit written after it (by `at`), nor
-    /// when this session wrote a tombstone for the partition after `seen`.
-    pub(super) fn apply_commit(&mut self, group: &str, tp: &TopicPartition, c: Commit, seen: i64) {
-        let key = (group.to_string(), tp.clone());
-        match self.forgotten.get(&key) {
-            Some(&tombstone) if tombstone > seen => return,
-            // Written after the tombstone: from now on, nothing before it applies.
-            Some(_) => {
-                self.forgotten.remove(&key);
-            }
-            None => {}
-        }
-        let g = self.committed.entry(key.0).or_default();
-        match g.get(tp) {
-            Some(old) if old.at > c.at => {}
-            _ => {
-                g.insert(key.1, c);
-            }
-        }
-    }
-
-    /// Applies the tombstones of `doomed` written at `first_at`, `first_at + 1`, ...:
-    /// each removes the commit written before it, and is remembered for a commit
-    /// written before it that applies later (see [`apply_commit`](Self::apply_commit)).
-    pub(super) fn apply_tombstones(&mut self, doomed: &[(String, TopicPartition)], first_at: i64) {
-        for (at, (g, tp)) in (first_at..).zip(doomed) {
-            if let Some(m) = self.committed.get_mut(g) {
-                if m.get(tp).is_some_and(|c| c.at < at) {
-                    m.remove(tp);
-                }
-                if m.is_empty() {
-                    self.committed.remove(g);
-                }
-            }
-            self.forgotten.insert((g.clone(), tp.clone()), at);
-        }
-    }
-}
-
 /// Applies one loaded record: a commit, or a tombstone (`None`).
 fn apply(
     committed: &mut HashMap<String, BTreeMap<TopicPartition, Commit>>,
@@ -657,53 +621,6 @@ fn decode_value(mut b: Bytes) -> Option<(i64, i32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn commit(offset: i64, at: i64) -> Commit {
-        Commit {
-            offset,
-            epoch: 0,
-            topic_id: None,
-            at,
-        }
-    }
-
-    /// A commit and a group deletion race: the commit's record is written first (at 7),
-    /// the deletion's tombstone after it (at 10), but the commit applies in memory last
-    /// (after its fsync, outside the commit lock). Memory kept the commit, while reading
-    /// the offsets topic again (the next open) found it deleted: a consumer started
-    /// from it in this session and from `auto_offset_reset` after a reopen. Memory now
-    /// agrees with the topic read in order.
-    #[test]
-    fn memory_applies_commits_and_tombstones_in_the_topics_order() {
-        let tp = TopicPartition::new("t", 0);
-        let key = |st: &super::super::State| {
-            st.committed
-                .get("g")
-                .and_then(|m| m.get(&tp))
-                .map(|c| c.offset)
-        };
-        let mut st = super::super::State::default();
-        st.apply_commit("g", &tp, commit(1, 5), 5);
-        st.apply_tombstones(&[("g".into(), tp.clone())], 10);
-        assert_eq!(key(&st), None);
-        st.apply_commit("g", &tp, commit(2, 7), 7);
-        assert_eq!(key(&st), None, "written before the tombstone");
-        st.apply_commit("g", &tp, commit(3, 12), 12);
-        assert_eq!(key(&st), Some(3), "written after it");
-        st.apply_commit("g", &tp, commit(4, 8), 8);
-        assert_eq!(key(&st), Some(3), "an older commit applied late");
-        // A transaction's records before a tombstone, its COMMIT marker after it: read
-        // in order, the tombstone comes first and the marker applies them.
-        let mut st = super::super::State::default();
-        st.apply_tombstones(&[("g".into(), tp.clone())], 10);
-        st.apply_commit("g", &tp, commit(5, 3), 15);
-        assert_eq!(key(&st), Some(5));
-        // A tombstone removes only what was written before it.
-        let mut st = super::super::State::default();
-        st.apply_commit("g", &tp, commit(6, 20), 20);
-        st.apply_tombstones(&[("g".into(), tp.clone())], 10);
-        assert_eq!(key(&st), Some(6));
-    }
 
     #[test]
     fn offset_records_round_trip() {
