@@ -97,12 +97,17 @@ impl Consumer {
     /// transaction wrote offsets of it for this group (KIP-447's `requireStable`), and
     /// the committed offset is about to move.
     pub(super) fn offsets_unstable(&self, tp: &TopicPartition) -> bool {
-        self.config.isolation_level == IsolationLevel::ReadCommitted
-            && self
-                .config
-                .group_id
-                .as_deref()
-                .is_some_and(|g| self.groups.has_pending_txn_commit(g, tp))
+        if self.config.isolation_level != IsolationLevel::ReadCommitted {
+            return false;
+        }
+        let Some(group) = self.config.group_id.as_deref() else {
+            return false;
+        };
+        // Offsets of the topic as it is now (not of one deleted since).
+        let Ok(part) = self.catalog.partition(tp.topic(), tp.partition()) else {
+            return false;
+        };
+        self.groups.has_pending_txn_commit(group, tp, part.topic_id)
     }
 
     /// Resolves a partition's position: committed offset, else `auto_offset_reset`.

@@ -32,7 +32,7 @@ use expiry::expire;
 use offsets::CommitCheck;
 pub(crate) use offsets::{Commit, OffsetsReplay};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, TopicId};
 use crate::topic::TopicPartition;
 
 /// The internal topic holding committed offsets.
@@ -108,9 +108,9 @@ struct State {
     effective: HashMap<(String, TopicPartition), i64>,
     /// Positions of plain commits appended and not applied yet (their fsync runs).
     inflight: BTreeMap<i64, u32>,
-    /// Offsets written by transactions not yet decided, counted by group and partition
-    /// (see `txn_offsets`).
-    pending_txn: HashMap<String, BTreeMap<TopicPartition, u32>>,
+    /// Offsets written by transactions not yet decided, by group and partition: the
+    /// topic incarnation of each (see `txn_offsets`).
+    pending_txn: HashMap<String, BTreeMap<TopicPartition, Vec<Option<TopicId>>>>,
     next_member: u64,
 }
 

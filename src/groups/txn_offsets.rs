@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use super::Coordinator;
 use super::offsets::{TOPIC_ID_HEADER, encode_key, encode_value};
-use crate::catalog::{AppendInfo, PartitionState};
+use crate::catalog::{AppendInfo, PartitionState, TopicId};
 use crate::error::Result;
 use crate::format::{BatchBuilder, Header};
 use crate::groups::Commit;
@@ -68,8 +68,8 @@ impl Coordinator {
         let info = offsets_log.append_encoded(&mut b.build()?)?;
         let mut st = self.state.lock();
         let pending = st.pending_txn.entry(group.to_string()).or_default();
-        for tp in offsets.keys() {
-            *pending.entry(tp.clone()).or_default() += 1;
+        for (tp, c) in offsets {
+            pending.entry(tp.clone()).or_default().push(c.topic_id);
         }
         drop(st);
         offsets_log.wake();
@@ -87,10 +87,12 @@ impl Coordinator {
         let Some(pending) = st.pending_txn.get_mut(group) else {
             return;
         };
-        for tp in offsets.keys() {
-            if let Some(n) = pending.get_mut(tp) {
-                *n -= 1;
-                if *n == 0 {
+        for (tp, c) in offsets {
+            if let Some(ids) = pending.get_mut(tp) {
+                if let Some(i) = ids.iter().position(|id| *id == c.topic_id) {
+                    ids.swap_remove(i);
+                }
+                if ids.is_empty() {
                     pending.remove(tp);
                 }
             }
@@ -100,13 +102,21 @@ impl Coordinator {
         }
     }
 
-    /// Whether a transaction not yet decided wrote offsets of `tp` for `group`.
-    pub(crate) fn has_pending_txn_commit(&self, group: &str, tp: &TopicPartition) -> bool {
+    /// Whether a transaction not yet decided wrote offsets of `tp` (the topic
+    /// incarnation `topic_id`) for `group`: offsets of a topic deleted since, which its
+    /// commit never applies to the new one, do not count.
+    pub(crate) fn has_pending_txn_commit(
+        &self,
+        group: &str,
+        tp: &TopicPartition,
+        topic_id: TopicId,
+    ) -> bool {
         self.state
             .lock()
             .pending_txn
             .get(group)
-            .is_some_and(|p| p.contains_key(tp))
+            .and_then(|p| p.get(tp))
+            .is_some_and(|ids| ids.iter().any(|id| id.is_none_or(|id| id == topic_id)))
     }
 
     /// Makes a committed transaction's offsets of `group` visible; `at` is where their

@@ -97,3 +97,31 @@ fn a_partition_with_open_transactional_offsets_waits_for_them() {
         assert_eq!(committed, Some(commit.then_some(5)));
     }
 }
+
+/// From an API attack: an open transaction's offsets of a topic deleted since held a
+/// read_committed consumer of the topic created again under its name (`committed` and
+/// `position` timed out) until that transaction ended, though its commit never applies
+/// them to the new topic. Pending offsets now count for their own topic only.
+#[test]
+fn open_offsets_of_a_deleted_topic_do_not_hold_the_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_input(dir.path());
+    let p = store
+        .producer(ProducerConfig::default().transactional_id("worker"))
+        .unwrap();
+    p.init_transactions().unwrap();
+    p.begin_transaction().unwrap();
+    let tp = TopicPartition::new("in", 0);
+    let offsets = BTreeMap::from([(tp.clone(), 8)]);
+    p.send_offsets_to_transaction(&offsets, &ConsumerGroupMetadata::new("g"))
+        .unwrap();
+    store.delete_topic("in").unwrap();
+    store.create_topic("in", TopicConfig::default()).unwrap();
+    let (polled, position, committed) = first_polls(&store, IsolationLevel::ReadCommitted);
+    assert_eq!(polled, Vec::<i64>::new(), "the new topic is empty");
+    assert_eq!(position, Some(0));
+    assert_eq!(committed, Some(None));
+    p.commit_transaction().unwrap();
+    let (_, position, committed) = first_polls(&store, IsolationLevel::ReadCommitted);
+    assert_eq!((position, committed), (Some(0), Some(None)));
+}
