@@ -163,9 +163,13 @@ impl Consumer {
         let deadline = Instant::now().checked_add(timeout);
         let mut first = true;
         loop {
-            let seen = self.catalog.notifier().seq();
+            let mut seen = self.catalog.notifier().seq();
             self.sync_group()?;
-            self.maybe_auto_commit()?;
+            if self.maybe_auto_commit()? {
+                // Its own wake-up is no news (see `poll_records`).
+                seen = self.catalog.notifier().seq();
+                self.sync_group()?;
+            }
             let records = self.fetch()?;
             if !records.is_empty() {
                 return Ok(records);
@@ -192,7 +196,8 @@ impl Consumer {
         }
     }
 
-    pub(super) fn maybe_auto_commit(&mut self) -> Result<()> {
+    /// Commits the positions if auto-commit is due; returns whether it wrote one.
+    pub(super) fn maybe_auto_commit(&mut self) -> Result<bool> {
         if self.config.enable_auto_commit
             && self.config.group_id.is_some()
             && self.last_auto_commit.elapsed()
@@ -210,8 +215,9 @@ impl Consumer {
                 }
                 r => r?,
             }
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Records from the assigned partitions. An error in one partition after others

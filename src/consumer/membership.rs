@@ -201,7 +201,13 @@ impl Consumer {
             groups::Sync::Revoke {
                 generation,
                 partitions,
+                rebalanced,
             } => {
+                if rebalanced {
+                    // Members asleep in `recv` (which only the timer re-syncs) may
+                    // have got partitions: wake them to take them.
+                    self.catalog.notifier().notify();
+                }
                 result = self.revoke(&partitions);
                 if let Some(m) = &mut self.membership {
                     m.generation = generation;

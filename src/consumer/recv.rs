@@ -82,9 +82,14 @@ impl Consumer {
                 self.check_open()?;
                 self.check_not_in_callback("recv")?;
                 self.check_reading("recv")?;
-                let seen = self.catalog.notifier().seq();
+                let mut seen = self.catalog.notifier().seq();
                 self.sync_group()?;
-                self.maybe_auto_commit()?;
+                if self.maybe_auto_commit()? {
+                    // The commit's own wake-up is no news: looked at from after it,
+                    // the group again (a change during the commit is not missed).
+                    seen = self.catalog.notifier().seq();
+                    self.sync_group()?;
+                }
                 let records = self.fetch()?;
                 Ok((seen, records))
             })();
@@ -108,7 +113,9 @@ impl Consumer {
 
     /// Tells the group coordinator whether this member waits in `recv` (or `poll`).
     pub(super) fn set_waiting(&self, waiting: &mut bool, now: bool) {
-        if *waiting == now {
+        // Waiting is told every time (cheap): the member may have rejoined under a new
+        // id since this was last set, and its flag starts clear.
+        if *waiting == now && !now {
             return;
         }
         *waiting = now;

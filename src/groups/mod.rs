@@ -172,6 +172,9 @@ pub(crate) enum Sync {
     Revoke {
         generation: i32,
         partitions: Vec<TopicPartition>,
+        /// This poll rebalanced the group (it expired members, or partition counts
+        /// changed): the other members, maybe asleep in `recv`, must be woken.
+        rebalanced: bool,
     },
 }
 
@@ -353,7 +356,8 @@ impl Coordinator {
             .values()
             .flat_map(|m| m.subscription.iter().cloned())
             .collect();
-        if expired || counts(&subscribed) != g.topology {
+        let rebalanced = expired || counts(&subscribed) != g.topology;
+        if rebalanced {
             rebalance(g, counts);
         }
         let generation = g.generation;
@@ -374,6 +378,7 @@ impl Coordinator {
         Sync::Revoke {
             generation,
             partitions,
+            rebalanced,
         }
     }
 

@@ -342,3 +342,91 @@ async fn a_member_blocked_in_poll_is_not_expired_by_the_timer() {
     task.abort();
     drop(poller);
 }
+
+/// A waker that counts its wakes.
+struct Counting(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for Counting {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// With a short auto-commit interval, a consumer's own commit woke its `poll` (and
+/// `recv`) again: each pass committed (an fsync), found that wake-up, and went round,
+/// until the deadline (`recv` never returned Pending). A caught-up poll now commits at
+/// most once per wake-up.
+#[test]
+fn an_auto_commit_does_not_wake_its_own_poll() {
+    let (_dir, store) = store();
+    append(&store, 1);
+    let mut c = store
+        .consumer(
+            ConsumerConfig::new("g")
+                .auto_offset_reset(OffsetReset::Earliest)
+                .auto_commit_interval_ms(0),
+        )
+        .unwrap();
+    c.subscribe(["t"]).unwrap();
+    assert_eq!(c.poll(Duration::ZERO).unwrap().len(), 1);
+    let offsets = store
+        .topic("__consumer_offsets")
+        .unwrap()
+        .partition(0)
+        .unwrap();
+    let before = offsets.log_end_offset();
+    assert!(c.poll(Duration::from_millis(200)).unwrap().is_empty());
+    let commits = offsets.log_end_offset() - before;
+    assert!(commits <= 2, "{commits} commits in one caught-up poll");
+    // And `recv` parks (Pending) instead of spinning.
+    let waker = std::sync::Arc::new(Counting(Default::default()));
+    let waker = Waker::from(waker);
+    let mut cx = Context::from_waker(&waker);
+    let mut pending = pin!(c.recv());
+    assert!(pending.as_mut().poll(&mut cx).is_pending());
+}
+
+/// Cooperative-sticky group: A waits in `recv`, B polls, C stopped polling. B's poll
+/// expired C and gave some of C's partitions to A, but woke nobody: A slept with
+/// partitions to read until something unrelated happened in the store.
+#[test]
+fn a_rebalance_at_another_members_poll_wakes_a_member_waiting_in_recv() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        StoreConfig::default().background_maintenance(false),
+    )
+    .unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(6))
+        .unwrap();
+    let config = || member_config(50).assignor(streamlog::Assignor::CooperativeSticky);
+    let (mut a, mut b, mut c) = (
+        store.consumer(config()).unwrap(),
+        store.consumer(config()).unwrap(),
+        store.consumer(config()).unwrap(),
+    );
+    for m in [&mut a, &mut b, &mut c] {
+        m.subscribe(["t"]).unwrap();
+    }
+    // Until every member holds its share.
+    for _ in 0..10 {
+        for m in [&mut a, &mut b, &mut c] {
+            m.poll(Duration::ZERO).unwrap();
+        }
+    }
+    assert_eq!(c.assignment().len(), 2);
+    let woken = std::sync::Arc::new(Counting(Default::default()));
+    let waker = Waker::from(woken.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut waiting = pin!(a.recv());
+    assert!(waiting.as_mut().poll(&mut cx).is_pending());
+    // A lower bound only: C is stale once this passed (A, waiting, is not).
+    std::thread::sleep(Duration::from_millis(100));
+    b.poll(Duration::ZERO).unwrap();
+    assert!(
+        woken.0.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "A was not woken for its new partitions"
+    );
+    drop(c);
+}
