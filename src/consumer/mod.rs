@@ -275,6 +275,19 @@ impl Consumer {
         Ok(())
     }
 
+    /// Puts `tp`'s position back to `offset`, the first record a dropped stream fetched
+    /// and did not yield. Not for a partition no longer assigned (nothing of it is
+    /// committed here), nor one whose topic was deleted since (maybe created again:
+    /// the offset says nothing of the new topic, which the next poll reads afresh).
+    pub(super) fn give_back(&mut self, tp: &TopicPartition, offset: i64) {
+        if let Some(a) = self.assigned.get_mut(tp)
+            && !a.state.is_closed()
+        {
+            a.position = Some(offset);
+            a.buffer.clear();
+        }
+    }
+
     /// Moves to the log start of each partition (all assigned if empty).
     ///
     /// # Errors

@@ -203,8 +203,7 @@ impl Drop for RecordStream<'_> {
             }
         }
         for (tp, offset) in first {
-            // Not assigned any more (or closed): nothing of it will be committed here.
-            let _ = self.consumer.seek(&tp, offset);
+            self.consumer.give_back(&tp, offset);
         }
     }
 }

@@ -430,3 +430,37 @@ fn a_rebalance_at_another_members_poll_wakes_a_member_waiting_in_recv() {
     );
     drop(c);
 }
+
+/// A stream dropped with records it fetched and did not yield gives them back by
+/// position. When their topic had been deleted and created again meanwhile, that
+/// position was applied to the new topic (its records below it skipped); the new topic
+/// is now read from its start (`auto_offset_reset`).
+#[test]
+fn a_dropped_stream_gives_back_nothing_to_a_topic_created_again() {
+    let (_dir, store) = store();
+    append(&store, 3);
+    let mut c = consumer(&store, "g");
+    c.assign(&[streamlog::TopicPartition::new("t", 0)]).unwrap();
+    let mut cx = Context::from_waker(Waker::noop());
+    {
+        let mut stream = c.stream();
+        let Poll::Ready(Some(first)) =
+            futures_core::Stream::poll_next(Pin::new(&mut stream), &mut cx)
+        else {
+            panic!("records were appended");
+        };
+        assert_eq!(first.unwrap().offset(), 0);
+        store.delete_topic("t").unwrap();
+        store.create_topic("t", TopicConfig::default()).unwrap();
+        append(&store, 5);
+    }
+    let mut offsets = Vec::new();
+    loop {
+        let records = c.poll(Duration::ZERO).unwrap();
+        if records.is_empty() {
+            break;
+        }
+        offsets.extend(records.iter().map(|r| r.offset()));
+    }
+    assert_eq!(offsets, [0, 1, 2, 3, 4]);
+}
