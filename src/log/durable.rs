@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::checkpoint::{self, DurableFile, DurablePoint};
+use super::checkpoint::{self, DurableFile, DurablePoint, WriteStep};
 use super::{FlushState, Log};
 use crate::error::{Error, Result, io_ctx};
 
@@ -225,12 +225,23 @@ impl Log {
             // for a tail it may cut. (A failed record poisons on its own.)
             *self.durable_pending.lock() = Some(point);
             self.record_pending()?;
-            if let Err(e) = self.write_recovery_point(active.base) {
-                self.poison_with(e.to_string());
-                return Err(e);
+            match self.write_recovery_point_steps(active.base) {
+                Ok(()) => {
+                    fl.recovery_point = active.base;
+                    fl.point_on_disk = true;
+                }
+                // Nothing changed on disk (ENOSPC writing its temporary file): the
+                // recovery point stays behind (the next open scans from it: slower,
+                // never wrong), the data is durable, and the next flush tries again.
+                Err((step, e)) if !step.is_fsync() => {
+                    tracing::warn!("{e}: the recovery point stays where it was");
+                }
+                // Its fsync failed: the segments were synced before it.
+                Err((_, e)) => {
+                    self.poison_data_synced(e.to_string());
+                    return Err(e);
+                }
             }
-            fl.recovery_point = active.base;
-            fl.point_on_disk = true;
         }
         self.durable_offset.fetch_max(target, Ordering::AcqRel);
         self.last_flush_ms
@@ -288,17 +299,27 @@ impl Log {
     }
 
     pub(super) fn write_recovery_point(&self, offset: i64) -> Result<()> {
+        self.write_recovery_point_steps(offset).map_err(|(_, e)| e)
+    }
+
+    /// [`write_recovery_point`](Self::write_recovery_point), telling which step failed.
+    fn write_recovery_point_steps(
+        &self,
+        offset: i64,
+    ) -> std::result::Result<(), (WriteStep, Error)> {
         let text = checkpoint::recovery_point_text(&self.topic, self.partition, offset);
-        checkpoint::write_atomic(
+        let file = checkpoint::RECOVERY_POINT_FILE;
+        checkpoint::write_atomic_steps(
             self.fs.as_ref(),
             &self.dir,
-            checkpoint::RECOVERY_POINT_FILE,
+            file,
+            &format!("{file}.tmp"),
             text.as_bytes(),
         )
-        .map_err(io_ctx(format!(
-            "write {}",
-            self.dir.join(checkpoint::RECOVERY_POINT_FILE).display()
-        )))
+        .map_err(|(step, e)| {
+            let context = format!("write {}", self.dir.join(file).display());
+            (step, io_ctx(context)(e))
+        })
     }
 }
 

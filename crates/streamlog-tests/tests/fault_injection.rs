@@ -9,10 +9,11 @@ use streamlog::format::Compression;
 use streamlog::fs::{CrashImage, Fault, SimFs};
 
 /// Whether a flush failed at a segment's fsync, not at the durable position's record
-/// (which is written once the segments are synced: it leaves no data at risk, so no
-/// poison marker and nothing written again at the next open).
+/// or the recovery point (which are written once the segments are synced: they leave
+/// no data at risk, so no poison marker and nothing written again at the next open).
 fn data_fsync_failed(e: &Error) -> bool {
-    !e.to_string().contains("streamlog.durable")
+    let e = e.to_string();
+    !e.contains("streamlog.durable") && !e.contains("recovery-point-offset-checkpoint")
 }
 
 fn run(kind: Fault, persistent: bool) -> (u64, u64) {
@@ -411,6 +412,57 @@ fn enospc_moving_the_log_start_does_not_poison() {
         }
         assert!(struck > 0, "{what}: no ENOSPC struck without an fsync");
     }
+}
+
+/// A flush across a roll moves the recovery point to the new segment through a
+/// temporary file. On a full disk, writing it failed with ENOSPC, which poisoned the
+/// log although the data and the durable position were synced. ENOSPC at every
+/// operation of such a flush: a failure in writing the recovery point that struck no
+/// fsync leaves the flush done and the log taking writes; the point moves at the next
+/// flush; a reopen finds every flushed record.
+#[test]
+fn enospc_moving_the_recovery_point_does_not_poison() {
+    let mut done_anyway = 0;
+    for k in 1.. {
+        let fs = SimFs::new();
+        let log = open_sim(&fs, small_config()).unwrap();
+        append_batches(&log, 0..3, 3);
+        log.flush().unwrap();
+        let segments = log.segments().len();
+        append_batches(&log, 3..20, 3);
+        assert!(log.segments().len() > segments, "the appends rolled");
+        let at = fs.op_count() + k;
+        fs.inject(Fault::Enospc, at, false);
+        let result = log.flush();
+        fs.clear_faults();
+        if fs.op_count() < at {
+            assert!(result.is_ok(), "{result:?}");
+            break;
+        }
+        if fs.failed_sync_count() > 0 {
+            continue; // a failed fsync poisons, as it must
+        }
+        if let Some(reason) = log.poison_reason() {
+            assert!(
+                !reason.contains("recovery-point-offset-checkpoint"),
+                "ENOSPC at {k} poisoned: {reason}"
+            );
+            continue;
+        }
+        if result.is_ok() {
+            done_anyway += 1;
+            assert_eq!(log.durable_offset(), log.log_end_offset(), "ENOSPC at {k}");
+        }
+        log.append(&mut batch(99, 1, Compression::None)).unwrap();
+        log.flush()
+            .unwrap_or_else(|e| panic!("ENOSPC at {k}, flushing again: {e}"));
+        let flushed = log.log_end_offset();
+        drop(log);
+        let log = open_sim(&fs.crash_image(CrashImage::DropAll), small_config()).unwrap();
+        assert_eq!(log.log_end_offset(), flushed, "ENOSPC at {k}");
+        assert!(k < 5_000);
+    }
+    assert!(done_anyway > 0);
 }
 
 /// Found by log_ops (a process dying after a failed operation): the open of a poisoned
