@@ -22,6 +22,20 @@ fn store_with_input(dir: &std::path::Path) -> Store {
     store
 }
 
+/// An exactly-once worker ("worker") whose open transaction sent offset `offset` of
+/// `in-0` for group `g`.
+fn worker_with_open_offsets(store: &Store, offset: i64) -> streamlog::Producer {
+    let p = store
+        .producer(ProducerConfig::default().transactional_id("worker"))
+        .unwrap();
+    p.init_transactions().unwrap();
+    p.begin_transaction().unwrap();
+    let offsets = BTreeMap::from([(TopicPartition::new("in", 0), offset)]);
+    p.send_offsets_to_transaction(&offsets, &ConsumerGroupMetadata::new("g"))
+        .unwrap();
+    p
+}
+
 /// What a consumer of group `g` (isolation `isolation`) sees of `in-0`: the offsets of
 /// the records it polls in a few polls, then its position and the group's committed
 /// offset (`None` for a `Timeout`).
@@ -67,14 +81,7 @@ fn a_partition_with_open_transactional_offsets_waits_for_them() {
     for commit in [true, false] {
         let dir = tempfile::tempdir().unwrap();
         let store = store_with_input(dir.path());
-        let p = store
-            .producer(ProducerConfig::default().transactional_id("worker"))
-            .unwrap();
-        p.init_transactions().unwrap();
-        p.begin_transaction().unwrap();
-        let offsets = BTreeMap::from([(TopicPartition::new("in", 0), 5)]);
-        p.send_offsets_to_transaction(&offsets, &ConsumerGroupMetadata::new("g"))
-            .unwrap();
+        let p = worker_with_open_offsets(&store, 5);
 
         let (polled, position, committed) = first_polls(&store, IsolationLevel::ReadCommitted);
         assert_eq!(polled, Vec::<i64>::new(), "nothing before the decision");
@@ -106,15 +113,7 @@ fn a_partition_with_open_transactional_offsets_waits_for_them() {
 fn open_offsets_of_a_deleted_topic_do_not_hold_the_new_one() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_with_input(dir.path());
-    let p = store
-        .producer(ProducerConfig::default().transactional_id("worker"))
-        .unwrap();
-    p.init_transactions().unwrap();
-    p.begin_transaction().unwrap();
-    let tp = TopicPartition::new("in", 0);
-    let offsets = BTreeMap::from([(tp.clone(), 8)]);
-    p.send_offsets_to_transaction(&offsets, &ConsumerGroupMetadata::new("g"))
-        .unwrap();
+    let p = worker_with_open_offsets(&store, 8);
     store.delete_topic("in").unwrap();
     store.create_topic("in", TopicConfig::default()).unwrap();
     let (polled, position, committed) = first_polls(&store, IsolationLevel::ReadCommitted);
