@@ -163,13 +163,7 @@ impl Consumer {
         let deadline = Instant::now().checked_add(timeout);
         let mut first = true;
         loop {
-            let mut seen = self.catalog.notifier().seq();
-            self.sync_group()?;
-            if self.maybe_auto_commit()? {
-                // Its own wake-up is no news (see `poll_records`).
-                seen = self.catalog.notifier().seq();
-                self.sync_group()?;
-            }
+            let seen = self.sync_and_commit()?;
             let records = self.fetch()?;
             if !records.is_empty() {
                 return Ok(records);
@@ -196,8 +190,23 @@ impl Consumer {
         }
     }
 
+    /// What a poll (or `recv`) does before it fetches: syncs with the group and
+    /// auto-commits if due. Returns the notifier's sequence to wait from: read before
+    /// the sync (a group change during it is not missed), and again after an
+    /// auto-commit, whose own wake-up is no news (taken for one, a caught-up poll
+    /// committed, woke, and committed again until its deadline).
+    pub(super) fn sync_and_commit(&mut self) -> Result<u64> {
+        let mut seen = self.catalog.notifier().seq();
+        self.sync_group()?;
+        if self.maybe_auto_commit()? {
+            seen = self.catalog.notifier().seq();
+            self.sync_group()?;
+        }
+        Ok(seen)
+    }
+
     /// Commits the positions if auto-commit is due; returns whether it wrote one.
-    pub(super) fn maybe_auto_commit(&mut self) -> Result<bool> {
+    fn maybe_auto_commit(&mut self) -> Result<bool> {
         if self.config.enable_auto_commit
             && self.config.group_id.is_some()
             && self.last_auto_commit.elapsed()

@@ -82,14 +82,7 @@ impl Consumer {
                 self.check_open()?;
                 self.check_not_in_callback("recv")?;
                 self.check_reading("recv")?;
-                let mut seen = self.catalog.notifier().seq();
-                self.sync_group()?;
-                if self.maybe_auto_commit()? {
-                    // The commit's own wake-up is no news: looked at from after it,
-                    // the group again (a change during the commit is not missed).
-                    seen = self.catalog.notifier().seq();
-                    self.sync_group()?;
-                }
+                let seen = self.sync_and_commit()?;
                 let records = self.fetch()?;
                 Ok((seen, records))
             })();
