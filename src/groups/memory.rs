@@ -12,27 +12,35 @@ impl super::State {
     /// the topic in order would: not over a commit written after it (by `at`), nor
     /// when this session wrote a tombstone for the partition after `seen`.
     pub(super) fn apply_commit(&mut self, group: &str, tp: &TopicPartition, c: Commit, seen: i64) {
-        let key = (group.to_string(), tp.clone());
-        if let Some(&tombstone) = self.forgotten.get(&key) {
+        // (The key is built only when a tombstone or a transaction's commit is about:
+        // this runs for every partition of every commit.)
+        let key = || (group.to_string(), tp.clone());
+        if !self.forgotten.is_empty()
+            && let Some(&tombstone) = self.forgotten.get(&key())
+        {
             if tombstone > seen {
                 return;
             }
             // Its record follows the tombstone: every commit before it is older.
             if c.at > tombstone {
-                self.forgotten.remove(&key);
+                self.forgotten.remove(&key());
             }
         }
-        let g = self.committed.entry(key.0.clone()).or_default();
-        match g.get(tp) {
-            Some(old) if old.at > c.at => {}
-            _ => {
-                g.insert(key.1.clone(), c);
-                if seen > c.at {
-                    self.effective.insert(key, seen);
-                } else {
-                    self.effective.remove(&key);
-                }
+        let g = match self.committed.get_mut(group) {
+            Some(g) => g,
+            None => self.committed.entry(group.to_string()).or_default(),
+        };
+        match g.get_mut(tp) {
+            Some(old) if old.at > c.at => return,
+            Some(old) => *old = c,
+            None => {
+                g.insert(tp.clone(), c);
             }
+        }
+        if seen > c.at {
+            self.effective.insert(key(), seen);
+        } else if !self.effective.is_empty() {
+            self.effective.remove(&key());
         }
     }
 
