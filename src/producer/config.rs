@@ -159,6 +159,13 @@ impl ProducerConfig {
         transaction_timeout_ms: u64
     );
 
+    /// The `transaction_timeout_ms` this config holds (for code that layers its own
+    /// timing on a caller's config, as a streams runtime checks its commit interval
+    /// against it).
+    pub fn get_transaction_timeout_ms(&self) -> u64 {
+        self.transaction_timeout_ms
+    }
+
     /// A custom partitioner for records without an explicit partition. Default =
     /// [`DefaultPartitioner`](super::DefaultPartitioner) (murmur2 for keys, sticky for null keys).
     #[must_use]

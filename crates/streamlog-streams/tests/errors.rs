@@ -5,10 +5,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use streamlog::{Record, Store};
+use streamlog::{ProducerConfig, Record, Store};
 use streamlog_streams::{
-    Consumed, DeserializationPolicy, Grouped, Materialized, Produced, Streams, StreamsBuilder,
-    StreamsConfig, StreamsError, StreamsState, TimeWindows, serdes,
+    Consumed, DeserializationPolicy, Grouped, Materialized, ProcessingGuarantee, Produced, Streams,
+    StreamsBuilder, StreamsConfig, StreamsError, StreamsState, TimeWindows, serdes,
 };
 
 #[test]
@@ -66,10 +66,20 @@ fn bad_config_and_missing_topics_are_refused() {
         StreamsConfig::new("ok").max_poll_interval_ms(0),
         // It names the threads: spawning one whose name holds a NUL panicked.
         StreamsConfig::new("ok").client_id("a\0b"),
+        // Under exactly-once the store would abort each transaction before its commit.
+        StreamsConfig::new("ok")
+            .processing_guarantee(ProcessingGuarantee::ExactlyOnce)
+            .producer(ProducerConfig::default().transaction_timeout_ms(1_000))
+            .commit_interval_ms(1_000),
     ] {
         let e = Streams::new(topology(), bad, &store).err().unwrap();
         assert!(matches!(e, StreamsError::InvalidConfig { .. }), "{e}");
     }
+    let eos = StreamsConfig::new("eos")
+        .processing_guarantee(ProcessingGuarantee::ExactlyOnce)
+        .producer(ProducerConfig::default().transaction_timeout_ms(1_000))
+        .commit_interval_ms(999);
+    assert!(Streams::new(topology(), eos, &store).is_ok());
     let s = Streams::new(topology(), StreamsConfig::new("ok"), &store).unwrap();
     assert_eq!(s.state(), StreamsState::Created);
     let e = s.start().err().unwrap();

@@ -119,9 +119,13 @@ fn seeds_worker() {
     if rng.below(2) == 0 {
         // Commits only when idle: a death leaves the run's earlier polls' outputs and
         // changelog records in the log, uncommitted (then aborted).
-        c = c
-            .commit_interval_ms(3_600_000)
-            .producer(ProducerConfig::default().linger_ms(0));
+        // (The interval must stay below the transaction timeout: 10 minutes is never
+        // reached in a run.)
+        c = c.commit_interval_ms(600_000).producer(
+            ProducerConfig::default()
+                .linger_ms(0)
+                .transaction_timeout_ms(900_000),
+        );
     }
     if die_in_restore {
         c = c.restore_listener(|p| {

@@ -75,7 +75,8 @@ pub struct StreamsConfig {
     /// Default = `AtLeastOnce`.
     pub processing_guarantee: ProcessingGuarantee,
     /// How often a thread commits while busy (it also commits whenever it finds no new
-    /// input). Default = 100 ms.
+    /// input). Default = 100 ms. Under exactly-once it must be below the producer's
+    /// `transaction_timeout_ms`.
     pub commit_interval_ms: u64,
     /// How long a poll waits for records (and so how long `close` may take). Default =
     /// 50 ms; 1 to 10,000.
@@ -247,6 +248,23 @@ impl StreamsConfig {
         }
         if self.max_poll_interval_ms == 0 {
             return bad("max_poll_interval_ms", "must be at least 1".into());
+        }
+        // Kafka Streams' check: a transaction open longer than the producer's timeout is
+        // aborted by the store and the thread fenced, so under exactly-once a busy
+        // thread's commits must come sooner.
+        let txn_timeout = self.producer.get_transaction_timeout_ms();
+        if self.processing_guarantee == ProcessingGuarantee::ExactlyOnce
+            && self.commit_interval_ms >= txn_timeout
+        {
+            return bad(
+                "commit_interval_ms",
+                format!(
+                    "under exactly-once must be below the producer's transaction_timeout_ms \
+                     ({txn_timeout}), found {}: a transaction left open that long is aborted \
+                     and the thread fenced",
+                    self.commit_interval_ms
+                ),
+            );
         }
         Ok(())
     }
