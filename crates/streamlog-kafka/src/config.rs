@@ -78,8 +78,11 @@ pub struct KafkaSinkConfig {
     /// `Store::describe_group` shows its lag. Default = `streamlog-kafka-sink`.
     pub group_id: String,
     /// Settings passed to the Kafka producer as they are (librdkafka names, as kcat's
-    /// `-X key=value`), applied after the mirror's own. `enable.idempotence` must stay
-    /// `true`. Default = none.
+    /// `-X key=value`), applied after the mirror's own. The settings the no-loss
+    /// guarantee rests on may not change (under any of librdkafka's names):
+    /// `enable.idempotence=true`, `acks=all`, `enable.gapless.guarantee=true` and
+    /// `message.timeout.ms=0` (a record that timed out would leave a gap that the
+    /// records after it pass over). Default = none.
     pub kafka: Vec<(String, String)>,
     /// Create missing Kafka topics (with the store topic's partition count) through
     /// Kafka's admin API. Default = `true`.

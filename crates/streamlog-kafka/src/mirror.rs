@@ -195,6 +195,14 @@ impl Mirror {
         self.shared.state.lock().positions.clone()
     }
 
+    /// Records the sink handed to Kafka that Kafka has not acknowledged yet (0 for a
+    /// source, which appends to the store synchronously). A number that stays high
+    /// while [`positions`](Self::positions) stand still means Kafka is not taking
+    /// records (the sink retries them without limit).
+    pub fn in_flight(&self) -> u64 {
+        self.shared.state.lock().in_flight
+    }
+
     /// Blocks until every partition in `targets` reached at least its offset in
     /// [`positions`](Self::positions), the mirror ended, or `timeout` passed. Returns
     /// whether the targets were reached.

@@ -84,23 +84,35 @@ const PRODUCER_SETTINGS: &[(&str, &str)] = &[
     ("enable.idempotence", "true"),
     ("acks", "all"),
     // Never give up on a record: a broker error is retried until it succeeds or the
-    // producer fails fatally (then the mirror stops and a restart resumes).
+    // producer fails fatally (then the mirror stops and a restart resumes). A record
+    // that timed out is not covered by the gapless guarantee: the records after it could
+    // still reach Kafka, and a restart resumes after the last of them.
     ("message.timeout.ms", "0"),
     // A batch that fails in a way that could leave a gap stops the producer.
     ("enable.gapless.guarantee", "true"),
 ];
 
-/// `InvalidConfig` for a user setting that would change one of `PRODUCER_SETTINGS`
-/// (`message.timeout.ms` may be set: a bound on retries is the user's choice; `acks`
-/// may also be given as `-1`, librdkafka's other name for `all`).
+/// librdkafka's other names for settings in `PRODUCER_SETTINGS`: both names set one
+/// property, and which of two conflicting values wins is not defined.
+const SETTING_ALIASES: &[(&str, &str)] = &[
+    ("request.required.acks", "acks"),
+    ("delivery.timeout.ms", "message.timeout.ms"),
+];
+
+/// `InvalidConfig` for a user setting that would change one of `PRODUCER_SETTINGS`,
+/// under its own name or an alias (`acks` may also be given as `-1`, librdkafka's
+/// other name for `all`).
 fn check_producer_settings<'a>(
     kafka: impl IntoIterator<Item = &'a (String, String)>,
 ) -> Result<()> {
     for (k, v) in kafka {
-        let same = |ours: &str| v == ours || (k == "acks" && v == "-1");
-        if let Some((_, ours)) = PRODUCER_SETTINGS.iter().find(|(n, _)| n == k)
+        let name = SETTING_ALIASES
+            .iter()
+            .find(|(alias, _)| alias == k)
+            .map_or(k.as_str(), |(_, name)| *name);
+        let same = |ours: &str| v == ours || (name == "acks" && v == "-1");
+        if let Some((_, ours)) = PRODUCER_SETTINGS.iter().find(|(n, _)| *n == name)
             && !same(ours)
-            && k != "message.timeout.ms"
         {
             return Err(Error::InvalidConfig {
                 name: "kafka",
@@ -307,7 +319,9 @@ impl Sink {
                 record.key = rec.key();
                 record.payload = rec.value();
                 self.shared.state.lock().in_flight += 1;
-                self.send(record)?;
+                if !self.send(record)? {
+                    break;
+                }
                 #[cfg(feature = "internals")]
                 if let Some(stats) = self.kill_now() {
                     return stats;
@@ -331,17 +345,23 @@ impl Sink {
         })
     }
 
-    /// Hands one record to the producer, waiting for room in its queue.
-    fn send(&self, mut record: BaseRecord<'_, [u8], [u8], Box<Sent>>) -> Result<()> {
+    /// Hands one record to the producer, waiting for room in its queue; `false` if the
+    /// mirror was stopped while it waited (the record is not sent: the next run copies
+    /// it). Kafka may be unreachable for good, and the queue then never drains.
+    fn send(&self, mut record: BaseRecord<'_, [u8], [u8], Box<Sent>>) -> Result<bool> {
         loop {
             match self.producer.send(record) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(true),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
                     // The queue drains as Kafka acknowledges; reports wake us.
                     let mut s = self.shared.state.lock();
                     if let Some(e) = s.failure.take() {
                         return Err(e);
+                    }
+                    if self.shared.stopping() {
+                        s.in_flight -= 1;
+                        return Ok(false);
                     }
                     self.shared
                         .changed
@@ -464,7 +484,9 @@ mod tests {
         for (k, v) in [
             ("acks", "all"),
             ("acks", "-1"),
-            ("message.timeout.ms", "5000"),
+            ("request.required.acks", "all"),
+            ("message.timeout.ms", "0"),
+            ("delivery.timeout.ms", "0"),
         ] {
             check_producer_settings(&set(k, v)).unwrap_or_else(|e| panic!("{k}={v}: {e}"));
         }
@@ -473,6 +495,10 @@ mod tests {
             ("acks", "0"),
             ("enable.idempotence", "false"),
             ("enable.gapless.guarantee", "false"),
+            // A record that times out leaves a gap the records after it pass over.
+            ("message.timeout.ms", "5000"),
+            ("delivery.timeout.ms", "5000"),
+            ("request.required.acks", "1"),
         ] {
             let refused = check_producer_settings(&set(k, v));
             assert!(

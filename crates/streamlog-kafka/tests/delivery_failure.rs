@@ -3,6 +3,9 @@
 
 mod common;
 
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
 use common::{Kafka, fill_store};
 use streamlog::{Compression, Store, StoreConfig, TopicConfig};
 use streamlog_kafka::rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
@@ -44,5 +47,57 @@ fn a_refused_record_is_never_committed_as_copied() {
     let group = store.describe_group("streamlog-kafka-sink").unwrap();
     for o in &group.offsets {
         assert_eq!(o.offset, 0, "{o:?}: committed past the refused record");
+    }
+}
+
+/// With Kafka taking nothing (every Produce refused with a retriable error), the
+/// producer's queue stays full: the sink waited for room without looking at `stop`, so
+/// `stop` (and dropping the mirror) never returned.
+#[test]
+fn stop_returns_while_kafka_takes_nothing() {
+    let kafka = Kafka::start();
+    let Some(mock) = &kafka.mock else {
+        println!("skipped: refusing every request needs the mock cluster");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        StoreConfig::default().background_maintenance(false),
+    )
+    .unwrap();
+    store.create_topic("stuck", TopicConfig::default()).unwrap();
+    fill_store(&store, "stuck", 1, 0..20, Compression::None);
+    kafka.prepare_topic("stuck", 1);
+    let mut config = kafka.sink(&["stuck"]);
+    config.stop_at_end = false;
+    config.timeout_ms = 1_000;
+    config
+        .kafka
+        .push(("queue.buffering.max.messages".into(), "1".into()));
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 100_000],
+    );
+    let mirror = Mirror::to_kafka(&store, config).unwrap();
+    // The second record is handed over once the first fills the queue: the sink is
+    // waiting for room.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while mirror.in_flight() < 2 {
+        assert!(Instant::now() < deadline, "the sink never filled the queue");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || tx.send(mirror.stop()).unwrap());
+    let stopped = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("stop never returned");
+    // The record in the queue was not acknowledged within timeout_ms.
+    assert!(matches!(stopped, Err(Error::Kafka { .. })), "{stopped:?}");
+    // Nothing was acknowledged, so nothing may be committed (the group may not exist).
+    if let Ok(group) = store.describe_group("streamlog-kafka-sink") {
+        for o in &group.offsets {
+            assert_eq!(o.offset, 0, "{o:?}: committed what Kafka never took");
+        }
     }
 }
