@@ -176,6 +176,20 @@ impl Consumer {
         result
     }
 
+    /// The group removed this member: its partitions are lost (they may be another
+    /// member's already), then it joins again and syncs.
+    fn rejoin_expired(&mut self) -> Result<()> {
+        let lost: Vec<TopicPartition> = self.assigned.keys().cloned().collect();
+        if !lost.is_empty() {
+            self.with_listener(|l, c| l.on_partitions_lost(c, &lost));
+        }
+        self.assigned.clear();
+        self.membership = None;
+        let topics = self.subscription.take().unwrap_or_default();
+        self.subscribe(topics)?;
+        self.sync_group()
+    }
+
     /// Brings the group assignment up to date (revoke, acquire, rejoin if expired).
     pub(super) fn sync_group(&mut self) -> Result<()> {
         let Some(m) = &self.membership else {
@@ -187,17 +201,7 @@ impl Consumer {
         drop(counts);
         let result;
         match sync {
-            groups::Sync::Expired => {
-                let lost: Vec<TopicPartition> = self.assigned.keys().cloned().collect();
-                if !lost.is_empty() {
-                    self.with_listener(|l, c| l.on_partitions_lost(c, &lost));
-                }
-                self.assigned.clear();
-                self.membership = None;
-                let topics = self.subscription.take().unwrap_or_default();
-                self.subscribe(topics)?;
-                return self.sync_group();
-            }
+            groups::Sync::Expired => return self.rejoin_expired(),
             groups::Sync::Revoke {
                 generation,
                 partitions,
@@ -215,24 +219,39 @@ impl Consumer {
             }
         }
         let generation = self.membership.as_ref().map_or(-1, |m| m.generation);
-        let got = self.groups.acquire(&group, &member_id, generation);
-        if !got.is_empty() {
-            for tp in &got {
-                match self.catalog.partition(tp.topic(), tp.partition()) {
-                    Ok(state) => {
-                        self.assigned.insert(
-                            tp.clone(),
-                            Assigned {
-                                state,
-                                position: None,
-                                paused: false,
-                                buffer: VecDeque::new(),
-                            },
-                        );
-                    }
-                    Err(e) => tracing::warn!("assigned {tp}, which no longer exists: {e}"),
+        let Some(got) = self.groups.acquire(&group, &member_id, generation) else {
+            // Expired while its revoke callback ran: the partitions it kept may have
+            // gone to another member already.
+            let rejoined = self.rejoin_expired();
+            return result.and(rejoined);
+        };
+        let mut gone = Vec::new();
+        for tp in &got {
+            match self.catalog.partition(tp.topic(), tp.partition()) {
+                Ok(state) => {
+                    self.assigned.insert(
+                        tp.clone(),
+                        Assigned {
+                            state,
+                            position: None,
+                            paused: false,
+                            buffer: VecDeque::new(),
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!("assigned {tp}, which no longer exists: {e}");
+                    gone.push(tp.clone());
                 }
             }
+        }
+        if !gone.is_empty() {
+            // Owned by nobody again: a topic created again under the name (with the
+            // same count, so no rebalance) is taken at the next sync.
+            self.groups.release(&group, &member_id, &gone);
+        }
+        let got: Vec<TopicPartition> = got.into_iter().filter(|tp| !gone.contains(tp)).collect();
+        if !got.is_empty() {
             self.with_listener(|l, c| l.on_partitions_assigned(c, &got));
         }
         result

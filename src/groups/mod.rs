@@ -397,20 +397,18 @@ impl Coordinator {
     }
 
     /// Takes the member's target partitions that nobody else owns, in `generation` (the
-    /// member's now); returns them.
+    /// member's now); returns them. `None` if the member is no longer in the group (it
+    /// was expired since its `sync`, during its revoke callback): what it still holds
+    /// may be another member's now.
     pub(crate) fn acquire(
         &self,
         group: &str,
         member: &str,
         generation: i32,
-    ) -> Vec<TopicPartition> {
+    ) -> Option<Vec<TopicPartition>> {
         let mut st = self.state.lock();
-        let Some(g) = st.groups.get_mut(group) else {
-            return Vec::new();
-        };
-        let Some(m) = g.members.get(member) else {
-            return Vec::new();
-        };
+        let g = st.groups.get_mut(group)?;
+        let m = g.members.get(member)?;
         let wanted: Vec<TopicPartition> = m
             .target
             .iter()
@@ -418,7 +416,7 @@ impl Coordinator {
             .cloned()
             .collect();
         if wanted.is_empty() {
-            return wanted;
+            return Some(wanted);
         }
         let taken: BTreeSet<&TopicPartition> = g
             .members
@@ -433,7 +431,7 @@ impl Coordinator {
         let m = g.members.get_mut(member).expect("checked above");
         m.owned
             .extend(got.iter().map(|tp| (tp.clone(), generation)));
-        got
+        Some(got)
     }
 
     /// The generation in which `member` acquired `tp`, if it owns it now (commits of

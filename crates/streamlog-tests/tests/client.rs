@@ -661,6 +661,91 @@ fn a_member_that_stops_polling_is_removed_and_its_commits_fail() {
     assert_eq!(store.describe_group("g").unwrap().members.len(), 2);
 }
 
+/// Polls the other member from inside a revoke callback once the callback outlasted
+/// its own consumer's `max_poll_interval_ms`: the other member's poll removes it.
+struct StallsThenPollsOther {
+    other: Arc<Mutex<Consumer>>,
+}
+
+impl RebalanceListener for StallsThenPollsOther {
+    fn on_partitions_revoked(&mut self, _: &mut Consumer, _: &[TopicPartition]) {
+        // A lower bound only (see the test above): at least 300 ms pass.
+        std::thread::sleep(Duration::from_millis(300));
+        self.other.lock().poll(Duration::ZERO).unwrap();
+    }
+    fn on_partitions_assigned(&mut self, _: &mut Consumer, _: &[TopicPartition]) {}
+}
+
+/// A member removed from the group while its own revoke callback ran (the callback
+/// outlasted `max_poll_interval_ms`, and another member's poll took all partitions)
+/// kept the partitions it was not revoking and went on fetching them: two members
+/// owned one partition. It now takes the removal as an expiry: lost, then rejoined.
+#[test]
+fn a_member_removed_during_its_revoke_callback_keeps_nothing() {
+    let (_fs, store) = sim_topic_t(2);
+    let config = |ms| {
+        earliest("g")
+            .assignor(Assignor::CooperativeSticky)
+            .max_poll_interval_ms(ms)
+    };
+    let mut slow = store.consumer(config(200)).unwrap();
+    slow.subscribe(["t"]).unwrap();
+    settle(std::slice::from_mut(&mut slow));
+    assert_eq!(slow.assignment().len(), 2);
+    let mut fast = store.consumer(config(3_600_000)).unwrap();
+    fast.subscribe(["t"]).unwrap();
+    let fast = Arc::new(Mutex::new(fast));
+    slow.set_rebalance_listener(StallsThenPollsOther {
+        other: fast.clone(),
+    });
+    // Revokes one partition (the callback stalls and `fast` takes both), keeps one.
+    slow.poll(Duration::ZERO).unwrap();
+    let theirs: BTreeSet<TopicPartition> = fast.lock().assignment().into_iter().collect();
+    for tp in slow.assignment() {
+        assert!(!theirs.contains(&tp), "{tp} owned by both members");
+    }
+}
+
+/// Deletes topic `t` from inside the revoke callback, between the rebalance that
+/// counted its partitions and the acquire that takes them.
+struct DeletesT {
+    store: Store,
+}
+
+impl RebalanceListener for DeletesT {
+    fn on_partitions_revoked(&mut self, _: &mut Consumer, _: &[TopicPartition]) {
+        let _ = self.store.delete_topic("t");
+    }
+    fn on_partitions_assigned(&mut self, _: &mut Consumer, _: &[TopicPartition]) {}
+}
+
+/// A partition acquired after its topic was deleted stayed owned in the group by a
+/// member that did not read it; with the topic created again at the same count (so no
+/// rebalance), nobody ever read the new topic's partition.
+#[test]
+fn a_partition_acquired_after_its_topic_went_is_taken_when_it_returns() {
+    let (_fs, store) = sim_topic_t(1);
+    store.create_topic("u", TopicConfig::default()).unwrap();
+    let mut c = store.consumer(earliest("g")).unwrap();
+    c.subscribe(["t", "u"]).unwrap();
+    settle(std::slice::from_mut(&mut c));
+    assert_eq!(c.assignment().len(), 2);
+    c.set_rebalance_listener(DeletesT {
+        store: store.clone(),
+    });
+    // A rebalance (u grows): the eager revoke deletes t, the acquire finds it gone.
+    store.add_partitions("u", 2).unwrap();
+    c.poll(Duration::ZERO).unwrap();
+    assert!(!c.assignment().contains(&tp("t", 0)));
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    settle(std::slice::from_mut(&mut c));
+    assert!(
+        c.assignment().contains(&tp("t", 0)),
+        "{:?}: the re-created topic's partition is read by nobody",
+        c.assignment()
+    );
+}
+
 #[test]
 fn auto_commit_commits_on_close_and_on_interval() {
     let (_fs, store) = sim_topic_t(1);
