@@ -293,6 +293,7 @@ impl Log {
             MarkerFate::Remove => {
                 if h.records_count > 0 {
                     ctx.markers_removed += 1;
+                    ctx.last_marker_removed = ctx.last_marker_removed.max(h.base_offset);
                 }
                 if last_in_group {
                     out.extend_from_slice(&rebuild_batch(h, &[], None)?);

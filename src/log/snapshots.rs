@@ -251,7 +251,11 @@ impl Log {
         // empty at the segment holding `limit`. Only unreadable ones (damaged, or a
         // crash kept a name whose bytes were never synced): producers had written, and
         // nothing says what, so the replay starts at the first segment.
-        let holding = if candidates.is_empty() {
+        // A compacted log may have lost its snapshots to the cleaner (see
+        // `drop_snapshots_before_removed_marker`) while producers had written: without
+        // one, it is replayed from the first segment.
+        let compacted = self.live.allow_offset_gaps();
+        let holding = if candidates.is_empty() && !compacted {
             segs.iter()
                 .rev()
                 .find(|s| s.base <= limit)
@@ -259,7 +263,7 @@ impl Log {
         } else {
             first
         };
-        let skip_without_snapshot = skip_without_snapshot && candidates.is_empty();
+        let skip_without_snapshot = skip_without_snapshot && candidates.is_empty() && !compacted;
         let (from, mut states, replay) = match found {
             Some((o, states)) => (o, states, true),
             None => (holding, ProducerStates::default(), !skip_without_snapshot),

@@ -724,3 +724,44 @@ proptest! {
         m.check(&log, clock.now_ms())?;
     }
 }
+
+/// A snapshot written at a roll while a transaction was open describes a log that
+/// compaction later rewrote: once the transaction's COMMIT marker was removed (its data
+/// gone, its horizon passed), a replay from that snapshot (a truncation, or an open)
+/// never met the marker and reopened the transaction for good: the last stable offset
+/// stuck below it, read_committed readers saw nothing past it.
+#[test]
+fn a_transaction_whose_marker_compaction_removed_stays_closed_after_a_truncation() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let fs = SimFs::new();
+    let log = open_sim(&fs, config(&clock)).unwrap();
+    let mut w = Writer::default();
+    w.put(&log, 10, true, "k1", "v0"); // 0
+    w.put(&log, 20, false, "k9", "q"); // 1
+    log.roll().unwrap(); // a snapshot at 2: producer 10's transaction open
+    end(&log, 10, Commit); // 2
+    w.put(&log, 20, false, "k2", "q"); // 3
+    w.put(&log, 10, false, "k1", "v1"); // 4: supersedes 0
+    log.roll().unwrap();
+    w.put(&log, -1, false, "z", "z"); // 5
+    log.clean(&policy(T0)).unwrap();
+    clock.set(T0 + DAY);
+    let out = log.clean(&policy(T0 + DAY)).unwrap();
+    assert_eq!(out.markers_removed, 1, "{out:?}");
+    assert_eq!(markers(&log), (vec![], vec![]));
+    assert!(log.open_transactions().is_empty());
+
+    log.truncate_to(4).unwrap();
+    assert!(
+        log.open_transactions().is_empty(),
+        "{:?} reopened",
+        log.open_transactions()
+    );
+    assert_eq!(log.last_stable_offset(), log.log_end_offset());
+    let expected = view(&log);
+    drop(log);
+    let log = open_sim(&fs.crash_image(CrashImage::DropAll), config(&clock)).unwrap();
+    assert_eq!(view(&log), expected);
+    assert!(log.open_transactions().is_empty());
+    assert_eq!(log.last_stable_offset(), log.log_end_offset());
+}
