@@ -257,6 +257,16 @@ impl Log {
                 ),
             ));
         }
+        // Only the cleaner sets a delete horizon: one a client sent (a batch copied from
+        // a cleaned Kafka segment, or forged) would let the first pass drop its
+        // tombstones at once. Cleared; the records' timestamps do not change (they are
+        // deltas from `baseTimestamp` either way).
+        if h.has_delete_horizon() {
+            h.attributes &= !batch::DELETE_HORIZON_BIT;
+            batch[batch::ATTRIBUTES_OFFSET..batch::LAST_OFFSET_DELTA_OFFSET]
+                .copy_from_slice(&h.attributes.to_be_bytes());
+            batch::write_crc(batch);
+        }
         // Every record must be well formed, with offset deltas 0..n.
         let scan = batch::scan_records(batch, &h, &self.config.decode)?;
         batch::check_timestamp(scan.min_timestamp)?;

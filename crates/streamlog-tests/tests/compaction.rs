@@ -294,6 +294,44 @@ fn tombstones_expire_after_delete_retention() {
     assert_eq!(log.log_end_offset(), 4);
 }
 
+/// A client batch that says its `baseTimestamp` is a delete horizon (bit 6: copied
+/// from a cleaned Kafka segment, or forged) had its tombstone dropped by the first pass,
+/// before delete_retention_ms: a consumer that had not read it yet kept the deleted
+/// value. The append clears the bit; the store's own horizon applies.
+#[test]
+fn a_delete_horizon_sent_by_a_client_is_not_trusted() {
+    let (_clock, _fs, log) = at_t0(sim_log);
+    put(&log, 1, "a", T0);
+    let mut b = BatchBuilder::new();
+    b.push(T0, Some(b"key-1"), None, &[]).unwrap();
+    let mut bytes = b.finish().unwrap();
+    let attributes = streamlog::format::batch::ATTRIBUTES_OFFSET;
+    bytes[attributes + 1] |= 0x40;
+    common::reseal_crc(&mut bytes);
+    log.append(&mut bytes).unwrap();
+    log.roll().unwrap();
+    put(&log, 3, "active", T0);
+    let read = log.read(1, 1000).unwrap();
+    assert!(!read[0].header().has_delete_horizon(), "kept as sent");
+    assert_eq!(
+        read[0]
+            .records()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .timestamp,
+        T0
+    );
+    log.clean(&policy(T0, 1 << 20)).unwrap();
+    let tombstones: Vec<i64> = read_everything(&log)
+        .iter()
+        .filter(|r| r.value.is_none())
+        .map(|r| r.offset)
+        .collect();
+    assert_eq!(tombstones, [1], "the tombstone went before its horizon");
+}
+
 /// The dirty ratio gates a pass; small segments are merged up to segment_bytes; the
 /// active segment is never cleaned; the cleaner checkpoint survives a reopen.
 #[test]
