@@ -41,7 +41,8 @@ impl Consumer {
     ///
     /// # Errors
     /// `InvalidArgument` without a group, for an invalid topic name, or inside a
-    /// [`RebalanceListener`]; `Closed`.
+    /// [`RebalanceListener`]; `InvalidConfig` if the group's members use another
+    /// [`Assignor`](crate::Assignor) (Kafka's `INCONSISTENT_GROUP_PROTOCOL`); `Closed`.
     pub fn subscribe<I, S>(&mut self, topics: I) -> Result<()>
     where
         I: IntoIterator<Item = S>,
@@ -73,7 +74,7 @@ impl Consumer {
                     self.config.assignor,
                     Duration::from_millis(self.config.max_poll_interval_ms),
                     &counts,
-                );
+                )?;
                 self.membership = Some(Membership {
                     group,
                     member_id,

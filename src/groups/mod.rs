@@ -33,6 +33,7 @@ use offsets::CommitCheck;
 pub(crate) use offsets::{Commit, OffsetsReplay};
 
 use crate::catalog::{Catalog, TopicId};
+use crate::error::{Error, Result};
 use crate::topic::TopicPartition;
 
 /// The internal topic holding committed offsets.
@@ -266,6 +267,10 @@ pub struct CommittedOffset {
 
 impl Coordinator {
     /// Adds a member; returns its id.
+    ///
+    /// # Errors
+    /// `InvalidConfig` if the group's members use another assignor (Kafka's
+    /// `INCONSISTENT_GROUP_PROTOCOL`: the group's protocol must suit every member).
     pub(crate) fn join(
         &self,
         group: &str,
@@ -274,9 +279,22 @@ impl Coordinator {
         assignor: Assignor,
         max_poll_interval: Duration,
         counts: &dyn Fn(&BTreeSet<String>) -> BTreeMap<String, i32>,
-    ) -> String {
+    ) -> Result<String> {
         let _admin = self.admin.lock();
         let mut st = self.state.lock();
+        if let Some(g) = st.groups.get(group)
+            && !g.members.is_empty()
+            && g.assignor != assignor
+        {
+            return Err(Error::config(
+                "assignor",
+                format!(
+                    "group {group}'s members use {:?}, this consumer {assignor:?}: a group's \
+                     members must share one (Kafka's INCONSISTENT_GROUP_PROTOCOL)",
+                    g.assignor
+                ),
+            ));
+        }
         st.next_member += 1;
         let id = format!("{client_id}-{}", st.next_member);
         let g = st.groups.entry(group.to_string()).or_default();
@@ -296,7 +314,7 @@ impl Coordinator {
             },
         );
         rebalance(g, counts);
-        id
+        Ok(id)
     }
 
     /// Changes a member's subscription.

@@ -746,6 +746,37 @@ fn a_partition_acquired_after_its_topic_went_is_taken_when_it_returns() {
     );
 }
 
+/// A member configured with another assignor than the group's was silently run with
+/// the group's (an eager revoke-all where it expected cooperative, or the reverse);
+/// Kafka refuses its join (INCONSISTENT_GROUP_PROTOCOL).
+#[test]
+fn a_member_with_another_assignor_is_refused() {
+    let (_fs, store) = sim_topic_t(2);
+    let mut range = store.consumer(earliest("g")).unwrap();
+    range.subscribe(["t"]).unwrap();
+    let mut sticky = store
+        .consumer(earliest("g").assignor(Assignor::CooperativeSticky))
+        .unwrap();
+    let e = sticky.subscribe(["t"]).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::InvalidConfig {
+                name: "assignor",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(sticky.assignment().is_empty());
+    assert_eq!(store.describe_group("g").unwrap().members.len(), 1);
+    // Once the group is empty, it takes the next member's.
+    range.close().unwrap();
+    sticky.subscribe(["t"]).unwrap();
+    settle(std::slice::from_mut(&mut sticky));
+    assert_eq!(sticky.assignment().len(), 2);
+}
+
 #[test]
 fn auto_commit_commits_on_close_and_on_interval() {
     let (_fs, store) = sim_topic_t(1);
