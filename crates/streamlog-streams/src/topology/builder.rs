@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::kstream::KStream;
+use super::kstream::{KStream, encode};
 use super::ktable::KTable;
 use super::node::{Children, Instantiate, SourceFactory, SourceNode};
 use super::options::Consumed;
@@ -245,27 +245,33 @@ impl StreamsBuilder {
         let children: Children<K, V> = Children::new();
         let (ks, vs) = (consumed.key_serde.clone(), consumed.value_serde.clone());
         let (down, name) = (children.clone(), store.clone());
+        let store_topic: Arc<str> = Arc::from(topic);
         let factory: SourceFactory = Arc::new(move |inst: &mut Instantiate| {
             let st = inst.kv_store::<K, V>(&name, &ks, &vs)?;
             let mut next = down.instantiate(inst)?;
             let (ks, vs, skip) = (ks.clone(), vs.clone(), inst.skip_bad_records);
+            let store_topic = Arc::clone(&store_topic);
             Ok(Box::new(SourceFn(
                 move |ctx: &mut Ctx, k: Option<&[u8]>, v: Option<&[u8]>, ts| {
                     let Some(k) = k else {
                         ctx.skip();
                         return Ok(());
                     };
-                    let Some(v) = v else {
-                        st.write().delete_bytes(k);
+                    let Some(key) = decode(ctx, &ks, k, "key", skip)? else {
                         return Ok(());
                     };
-                    let Some(key) = decode(ctx, &ks, k, "key", skip)? else {
+                    // Stored under the key as its serde writes it, as Kafka's store
+                    // serializes the typed key: joins and queries look keys up that way,
+                    // and a serde need not write back the bytes it read (JSON objects).
+                    let kb = encode(&ks, &key, &store_topic)?;
+                    let Some(v) = v else {
+                        st.write().delete_bytes(&kb);
                         return Ok(());
                     };
                     let Some(value) = decode(ctx, &vs, v, "value", skip)? else {
                         return Ok(());
                     };
-                    st.write().put_bytes(k, value.clone());
+                    st.write().put_bytes(&kb, value.clone());
                     next.process(ctx, &key, &value, ts)
                 },
             )) as Box<dyn SourceNode>)
