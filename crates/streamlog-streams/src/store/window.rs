@@ -18,9 +18,10 @@ struct Slot<V> {
 /// A window store: values by serialized key and window start. Its changelog keys are
 /// the key bytes followed by the window start (8 bytes big-endian); one record with an
 /// empty key holds the stream time the aggregation has observed, so that windows that
-/// were closed before a restart stay closed after it. Windows that ended more than the
+/// were closed before a restart stay closed after it. Windows that started at least the
 /// retention period before the stream time are removed (with a tombstone for the
-/// changelog). Changes are sent at the next commit, the latest value per window only.
+/// changelog), as Kafka's window stores keep only starts after `stream time -
+/// retention`. Changes are sent at the next commit, the latest value per window only.
 #[derive(Debug)]
 pub struct WindowStore<K, V> {
     pub(crate) key_serde: Serde<K>,
@@ -113,12 +114,13 @@ impl<K, V> WindowStore<K, V> {
         removed
     }
 
-    /// Removes the windows that ended at least `retention_ms` before the stream time,
-    /// recording a tombstone for each.
+    /// Removes the windows that started at least `retention_ms` before the stream time
+    /// (closed: the retention is at least size plus grace), recording a tombstone for
+    /// each.
     pub(crate) fn expire(&mut self) {
         let cutoff = self.stream_time.saturating_sub(self.retention_ms);
         while let Some((start, _)) = self.by_start.first() {
-            if start.saturating_add(self.size_ms) > cutoff {
+            if *start > cutoff {
                 break;
             }
             let Some((start, key)) = self.by_start.pop_first() else {
@@ -235,14 +237,14 @@ mod tests {
                 w.put_bytes(b"k", start, start);
             }
             w.observe(45);
-            w.expire(); // cutoff 25: [0, 10) and [10, 20) end by then
-            assert_eq!(w.entries().map(|e| e.1).collect::<Vec<_>>(), [20, 30]);
+            w.expire(); // cutoff 25: [0, 10), [10, 20) and [20, 30) start by then
+            assert_eq!(w.entries().map(|e| e.1).collect::<Vec<_>>(), [30]);
         }
         let changes = s.take_changes().unwrap();
         // The expired windows' puts were never sent: their tombstones are, then the
         // live windows and the stream time.
         let tombstones: Vec<_> = changes.iter().filter(|c| c.1.is_none()).collect();
-        assert_eq!(tombstones.len(), 2);
+        assert_eq!(tombstones.len(), 3);
         assert_eq!(changes.len(), 5);
         // A restore replays the puts, the tombstones and the stream time.
         let r: Shared<WindowStore<String, i64>> = Arc::new(parking_lot::RwLock::new(
@@ -252,9 +254,6 @@ mod tests {
             r.restore(k, v.as_deref()).unwrap();
         }
         r.restored();
-        assert_eq!(
-            r.read().entries().map(|e| e.1).collect::<Vec<_>>(),
-            [20, 30]
-        );
+        assert_eq!(r.read().entries().map(|e| e.1).collect::<Vec<_>>(), [30]);
     }
 }

@@ -119,8 +119,9 @@ impl<V> Materialized<V> {
         }
     }
 
-    /// For a window store: how long a window is kept after it ends (by stream time);
-    /// older windows are removed from the store and its changelog. At least the window
+    /// For a window store: how long a window is kept after it starts (by stream time,
+    /// as Kafka's window stores); older windows are removed from the store and its
+    /// changelog. At least the window
     /// size plus grace (checked when the topology is built). Default = 1 day, or size
     /// plus grace if longer (Kafka's default). Ignored by key-value stores.
     #[must_use]
