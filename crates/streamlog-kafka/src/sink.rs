@@ -76,6 +76,8 @@ pub(crate) struct Sink {
     partitions: Arc<Vec<TopicPartition>>,
     producer: ThreadedProducer<DeliveryContext>,
     consumer: Consumer,
+    /// A stop gave up records the consumer had returned (see `send`).
+    unsent: bool,
 }
 
 /// The producer settings the mirror's guarantee rests on; a user setting may not
@@ -248,6 +250,7 @@ impl Sink {
             partitions,
             producer,
             consumer,
+            unsent: false,
         })
     }
 
@@ -320,6 +323,8 @@ impl Sink {
                 record.payload = rec.value();
                 self.shared.state.lock().in_flight += 1;
                 if !self.send(record)? {
+                    // The consumer's position is past records never handed over.
+                    self.unsent = true;
                     break;
                 }
                 #[cfg(feature = "internals")]
@@ -397,7 +402,9 @@ impl Sink {
             let s = self.shared.state.lock();
             // After a failed delivery nothing is in flight either, but the consumer's
             // position is past the record Kafka refused: only acknowledged positions.
-            (s.positions.clone(), s.in_flight == 0 && s.failure.is_none())
+            // So after a stop gave up records polled but not handed over.
+            let exact = s.in_flight == 0 && s.failure.is_none() && !self.unsent;
+            (s.positions.clone(), exact)
         };
         let mut offsets = BTreeMap::new();
         for (tp, acked) in positions {
