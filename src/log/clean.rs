@@ -255,7 +255,7 @@ impl Log {
                 .saturating_add(policy.delete_retention_ms.max(0)),
             removed: 0,
             markers_removed: 0,
-            last_marker_removed: -1,
+            removed_markers: Vec::new(),
             next_horizon: i64::MAX,
         };
         let mut replaced = 0usize;
@@ -482,27 +482,13 @@ impl Log {
                 .map_err(io_ctx(format!("stat {}", txn_path.display())))?;
             Ok((n, (had_txn_index || !entries.is_empty()).then_some(entries)))
         });
+        // The snapshots must not keep the removed markers' transactions open.
+        let removed = std::mem::take(&mut ctx.removed_markers);
         let written = written.and_then(|w| {
-            self.drop_snapshots_before_removed_marker(ctx.last_marker_removed)?;
+            self.apply_removed_markers(&removed)?;
             Ok(w)
         });
         self.swap_group(group, file.as_ref(), written)
-    }
-
-    /// A producer snapshot at or below a marker the pass removes holds the marker's
-    /// transaction open: a replay from it (a truncation, an open after a crash) over the
-    /// cleaned log never meets the marker and would reopen the transaction for good.
-    /// Such snapshots go before the swap makes the marker's removal durable (a crash in
-    /// between only costs a longer replay); a replay without one starts at the first
-    /// segment (`replay_producers`), where the compacted log holds every producer's last
-    /// batch and every marker still needed.
-    fn drop_snapshots_before_removed_marker(&self, marker: i64) -> Result<()> {
-        if marker < 0 || self.remove_producer_snapshots(|o| o <= marker)? == 0 {
-            return Ok(());
-        }
-        self.fsync_or_poison(format!("fsync directory {}", self.dir.display()), || {
-            self.fs.sync_dir(&self.dir)
-        })
     }
 
     /// Reads whole batches from `offset` within the group's own segments.
@@ -620,8 +606,8 @@ pub(super) struct Cleaning<'a> {
     pub(super) horizon: i64,
     removed: u64,
     pub(super) markers_removed: u64,
-    /// The offset of the last marker this pass removed (-1: none yet).
-    pub(super) last_marker_removed: i64,
+    /// The markers the group being cleaned removes, in offset order.
+    pub(super) removed_markers: Vec<Batch>,
     /// The earliest delete horizon of the tombstones and markers kept that a later pass
     /// must look at (i64::MAX: none).
     pub(super) next_horizon: i64,

@@ -293,7 +293,7 @@ impl Log {
             MarkerFate::Remove => {
                 if h.records_count > 0 {
                     ctx.markers_removed += 1;
-                    ctx.last_marker_removed = ctx.last_marker_removed.max(h.base_offset);
+                    ctx.removed_markers.push(b.clone());
                 }
                 if last_in_group {
                     out.extend_from_slice(&rebuild_batch(h, &[], None)?);

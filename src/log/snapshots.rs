@@ -24,7 +24,7 @@ use super::segment::{file_name, parse_file_name};
 use super::txn_index::AbortedTxn;
 use super::{Log, checkpoint};
 use crate::error::{Result, io_ctx};
-use crate::format::ControlRecordType;
+use crate::format::{Batch, ControlRecordType};
 use crate::fs::FileSystem;
 use std::path::Path;
 
@@ -124,6 +124,49 @@ impl Log {
                 "write the producer snapshot {}",
                 path.display()
             )))
+    }
+
+    /// Applies `markers` (ascending), which the cleaner is about to remove, to every
+    /// snapshot below them. A snapshot written while a marker's transaction was open
+    /// holds it open; a replay from it (a truncation, an open after a crash) over the
+    /// cleaned log would never meet the marker and reopen the transaction for good.
+    /// The marker's transaction has no batch left in the cleaned log, so applying it
+    /// to the snapshot is what a replay meeting it would have done. Done before the
+    /// swap: until the swap the log still holds the markers, and meeting one whose
+    /// transaction is closed already changes nothing. A snapshot that cannot be read is
+    /// left (a replay does not use it); a write that fails part-way leaves it
+    /// unreadable; a failed fsync poisons the log.
+    pub(super) fn apply_removed_markers(&self, markers: &[Batch]) -> Result<()> {
+        let Some(last) = markers.last().map(Batch::base_offset) else {
+            return Ok(());
+        };
+        let fs = self.fs.as_ref();
+        let offsets = snapshot_offsets(fs, &self.dir)
+            .map_err(io_ctx(format!("list {}", self.dir.display())))?;
+        for offset in offsets.into_iter().filter(|&o| o <= last) {
+            let Some(mut states) = read_snapshot(fs, &self.dir, offset)? else {
+                continue;
+            };
+            let mut aborted = Vec::new();
+            for m in markers.iter().filter(|m| m.base_offset() >= offset) {
+                self.replay_batch(m, &mut states, &mut aborted);
+            }
+            let path = self.dir.join(file_name(offset, "snapshot"));
+            let bytes = states.encode_snapshot();
+            let file = fs
+                .open(&path, true)
+                .and_then(|f| {
+                    f.write_all_at(&bytes, 0)?;
+                    f.set_len(bytes.len() as u64)?;
+                    Ok(f)
+                })
+                .map_err(io_ctx(format!(
+                    "rewrite the producer snapshot {}",
+                    path.display()
+                )))?;
+            self.fsync_or_poison(format!("fsync {}", path.display()), || file.sync_data())?;
+        }
+        Ok(())
     }
 
     /// Removes the partition's producer snapshots whose offset `doomed` says.
@@ -251,11 +294,7 @@ impl Log {
         // empty at the segment holding `limit`. Only unreadable ones (damaged, or a
         // crash kept a name whose bytes were never synced): producers had written, and
         // nothing says what, so the replay starts at the first segment.
-        // A compacted log may have lost its snapshots to the cleaner (see
-        // `drop_snapshots_before_removed_marker`) while producers had written: without
-        // one, it is replayed from the first segment.
-        let compacted = self.live.allow_offset_gaps();
-        let holding = if candidates.is_empty() && !compacted {
+        let holding = if candidates.is_empty() {
             segs.iter()
                 .rev()
                 .find(|s| s.base <= limit)
@@ -263,7 +302,7 @@ impl Log {
         } else {
             first
         };
-        let skip_without_snapshot = skip_without_snapshot && candidates.is_empty() && !compacted;
+        let skip_without_snapshot = skip_without_snapshot && candidates.is_empty();
         let (from, mut states, replay) = match found {
             Some((o, states)) => (o, states, true),
             None => (holding, ProducerStates::default(), !skip_without_snapshot),
