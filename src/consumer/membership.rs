@@ -186,7 +186,9 @@ impl Consumer {
         }
         self.assigned.clear();
         self.membership = None;
-        let topics = self.subscription.take().unwrap_or_default();
+        // The subscription stays if the join is refused (the group took another
+        // assignor meanwhile): each poll tries again, and reports the refusal.
+        let topics = self.subscription.clone().unwrap_or_default();
         self.subscribe(topics)?;
         self.sync_group()
     }
@@ -194,6 +196,10 @@ impl Consumer {
     /// Brings the group assignment up to date (revoke, acquire, rejoin if expired).
     pub(super) fn sync_group(&mut self) -> Result<()> {
         let Some(m) = &self.membership else {
+            if self.subscription.is_some() {
+                // Subscribed, out of the group: an earlier rejoin was refused.
+                return self.rejoin_expired();
+            }
             return Ok(());
         };
         let (group, member_id, known) = (m.group.clone(), m.member_id.clone(), m.generation);

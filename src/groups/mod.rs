@@ -282,6 +282,11 @@ impl Coordinator {
     ) -> Result<String> {
         let _admin = self.admin.lock();
         let mut st = self.state.lock();
+        // Members that stopped polling are gone first: one would otherwise keep a
+        // member with another assignor out (the rebalance below follows anyway).
+        if let Some(g) = st.groups.get_mut(group) {
+            expire(g, Instant::now());
+        }
         if let Some(g) = st.groups.get(group)
             && !g.members.is_empty()
             && g.assignor != assignor

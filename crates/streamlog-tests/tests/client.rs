@@ -777,6 +777,43 @@ fn a_member_with_another_assignor_is_refused() {
     assert_eq!(sticky.assignment().len(), 2);
 }
 
+/// A member expired while the group took another assignor (its members had all gone)
+/// had its rejoin refused once, and then lost its subscription: its polls returned
+/// nothing for ever. It now reports the refusal at each poll and rejoins once the
+/// group takes its assignor again. (A member that stopped polling no longer keeps a
+/// member with another assignor out, either.)
+#[test]
+fn a_refused_rejoin_keeps_the_subscription() {
+    let (_fs, store) = sim_topic_t(2);
+    let mut range = store
+        .consumer(earliest("g").max_poll_interval_ms(200))
+        .unwrap();
+    range.subscribe(["t"]).unwrap();
+    settle(std::slice::from_mut(&mut range));
+    // A lower bound only: at least 300 ms without a poll expire it.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut sticky = store
+        .consumer(earliest("g").assignor(Assignor::CooperativeSticky))
+        .unwrap();
+    sticky.subscribe(["t"]).unwrap();
+    for _ in 0..2 {
+        let e = range.poll(Duration::ZERO).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::InvalidConfig {
+                    name: "assignor",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+    sticky.close().unwrap();
+    settle(std::slice::from_mut(&mut range));
+    assert_eq!(range.assignment().len(), 2);
+}
+
 #[test]
 fn auto_commit_commits_on_close_and_on_interval() {
     let (_fs, store) = sim_topic_t(1);
