@@ -249,7 +249,8 @@ impl StreamsConfig {
         if self.max_poll_interval_ms == 0 {
             return bad("max_poll_interval_ms", "must be at least 1".into());
         }
-        // Kafka Streams' check: a transaction open longer than the producer's timeout is
+        // As Kafka Streams checks (it allows an equal one; so close, a slow commit would
+        // lose the race): a transaction open longer than the producer's timeout is
         // aborted by the store and the thread fenced, so under exactly-once a busy
         // thread's commits must come sooner.
         let txn_timeout = self.producer.get_transaction_timeout_ms();
