@@ -161,3 +161,59 @@ fn reduce_keeps_the_combined_value_per_key() {
     assert_eq!(joined.approximate_num_entries(), 4);
     s.close().unwrap();
 }
+
+/// `(value, timestamp)` of every record of partition 0 of `topic`.
+fn values_and_times(store: &Store, topic: &str) -> Vec<(i64, i64)> {
+    let p = store.topic(topic).unwrap().partition(0).unwrap();
+    p.read(0, 1 << 20)
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let v = r.value.as_deref().unwrap();
+            (i64::from_be_bytes(v.try_into().unwrap()), r.timestamp)
+        })
+        .collect()
+}
+
+/// An aggregate's time is the latest of the records it was made from (Kafka Streams'
+/// timestamped stores): a late record's update does not go back in time, and the time
+/// survives a restart (it is the changelog record's). It took the input record's time.
+#[test]
+fn an_aggregate_takes_the_latest_time_of_its_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    create_topics(&store, &[("in", 1), ("counts", 1), ("wcounts", 1)]);
+    let size = std::time::Duration::from_secs(1000);
+    let topology = || {
+        let b = StreamsBuilder::new();
+        let s = b.stream("in", strings());
+        s.group_by_key()
+            .count(Materialized::named("c"))
+            .to_stream()
+            .to("counts", Produced::with(serdes::string(), serdes::i64()));
+        let windows = streamlog_streams::TimeWindows::of_size_with_no_grace(size);
+        s.group_by_key()
+            .windowed_by(windows)
+            .count(Materialized::named("w"))
+            .to_stream()
+            .to(
+                "wcounts",
+                Produced::with(
+                    serdes::windowed(serdes::string(), windows.size_ms()),
+                    serdes::i64(),
+                ),
+            );
+        b.build().unwrap()
+    };
+    let config = || StreamsConfig::new("times");
+    produce(&store, "in", &[ev("k", 100, "a"), ev("k", 50, "b")]);
+    let s = run_caught_up(&store, topology(), config());
+    s.close().unwrap();
+    drop(s);
+    produce(&store, "in", &[ev("k", 60, "c")]);
+    let s = run_caught_up(&store, topology(), config());
+    s.close().unwrap();
+    let expected = [(1, 100), (2, 100), (3, 100)];
+    assert_eq!(values_and_times(&store, "counts"), expected);
+    assert_eq!(values_and_times(&store, "wcounts"), expected);
+}

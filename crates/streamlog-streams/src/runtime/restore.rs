@@ -74,7 +74,7 @@ pub(crate) fn restore_task(
             for r in records.iter() {
                 let Some(key) = r.key() else { continue };
                 handle
-                    .restore(key, r.value())
+                    .restore(key, r.value(), r.timestamp())
                     .map_err(|e| fail(format!("offset {}: {e}", r.offset())))?;
             }
             progress.restored += records.len() as u64;

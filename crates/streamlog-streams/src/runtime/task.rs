@@ -99,13 +99,14 @@ impl Task {
                 topic: changelog.to_string(),
                 reason,
             })?;
-            for (key, value) in changes {
+            for (key, value, timestamp) in changes {
                 out.push(OutRecord {
                     topic: Arc::clone(changelog),
                     partition: Some(self.id.partition),
                     key: Some(key),
                     value,
-                    timestamp: now,
+                    // A record without a time of its own (-1) gets the commit's.
+                    timestamp: if timestamp >= 0 { timestamp } else { now },
                 });
             }
         }

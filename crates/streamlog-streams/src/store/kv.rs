@@ -7,10 +7,11 @@ use std::sync::Arc;
 use super::{Change, Shared, StoreHandle};
 use crate::serdes::Serde;
 
-/// A value and whether the changelog has it yet.
+/// A value, its timestamp and whether the changelog has it yet.
 #[derive(Debug)]
 struct Slot<V> {
     value: V,
+    timestamp: i64,
     dirty: bool,
 }
 
@@ -22,8 +23,9 @@ pub struct KvStore<K, V> {
     pub(crate) key_serde: Serde<K>,
     value_serde: Serde<V>,
     data: BTreeMap<Vec<u8>, Slot<V>>,
-    /// Keys changed since the last drain (a key may appear more than once).
-    changed: Vec<Vec<u8>>,
+    /// Keys changed since the last drain (a key may appear more than once), with the
+    /// timestamp of a deletion.
+    changed: Vec<(Vec<u8>, i64)>,
 }
 
 impl<K, V> KvStore<K, V> {
@@ -41,27 +43,38 @@ impl<K, V> KvStore<K, V> {
         self.data.get(key).map(|s| &s.value)
     }
 
-    /// Sets a serialized key's value.
-    pub(crate) fn put_bytes(&mut self, key: &[u8], value: V) {
+    /// The value of a serialized key and its timestamp.
+    pub(crate) fn get_timestamped(&self, key: &[u8]) -> Option<(&V, i64)> {
+        self.data.get(key).map(|s| (&s.value, s.timestamp))
+    }
+
+    /// Sets a serialized key's value and its timestamp.
+    pub(crate) fn put_bytes(&mut self, key: &[u8], value: V, timestamp: i64) {
         match self.data.get_mut(key) {
             Some(slot) => {
                 slot.value = value;
+                slot.timestamp = timestamp;
                 if !slot.dirty {
                     slot.dirty = true;
-                    self.changed.push(key.to_vec());
+                    self.changed.push((key.to_vec(), timestamp));
                 }
             }
             None => {
-                self.data.insert(key.to_vec(), Slot { value, dirty: true });
-                self.changed.push(key.to_vec());
+                let slot = Slot {
+                    value,
+                    timestamp,
+                    dirty: true,
+                };
+                self.data.insert(key.to_vec(), slot);
+                self.changed.push((key.to_vec(), timestamp));
             }
         }
     }
 
-    /// Removes a serialized key.
-    pub(crate) fn delete_bytes(&mut self, key: &[u8]) {
+    /// Removes a serialized key (by a record of `timestamp`).
+    pub(crate) fn delete_bytes(&mut self, key: &[u8], timestamp: i64) {
         if self.data.remove(key).is_some() {
-            self.changed.push(key.to_vec());
+            self.changed.push((key.to_vec(), timestamp));
         }
     }
 
@@ -78,16 +91,16 @@ impl<K, V> KvStore<K, V> {
     /// The changelog records for the keys changed since the last call.
     fn drain(&mut self) -> Result<Vec<Change>, String> {
         let mut out = Vec::with_capacity(self.changed.len());
-        for key in std::mem::take(&mut self.changed) {
+        for (key, deleted_at) in std::mem::take(&mut self.changed) {
             match self.data.get_mut(&key) {
                 Some(slot) if slot.dirty => {
                     slot.dirty = false;
                     let bytes = self.value_serde.serialize(&slot.value)?;
-                    out.push((key, Some(bytes)));
+                    out.push((key, Some(bytes), slot.timestamp));
                 }
                 // Already sent by an earlier entry for the same key.
                 Some(_) => {}
-                None => out.push((key, None)),
+                None => out.push((key, None, deleted_at)),
             }
         }
         Ok(out)
@@ -99,7 +112,7 @@ where
     K: 'static,
     V: Send + Sync + 'static,
 {
-    fn restore(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
+    fn restore(&self, key: &[u8], value: Option<&[u8]>, timestamp: i64) -> Result<(), String> {
         let mut s = self.write();
         match value {
             Some(b) => {
@@ -108,6 +121,7 @@ where
                     key.to_vec(),
                     Slot {
                         value,
+                        timestamp,
                         dirty: false,
                     },
                 );
@@ -141,23 +155,23 @@ mod tests {
         )));
         {
             let mut w = s.write();
-            w.put_bytes(b"a", 1);
-            w.put_bytes(b"a", 2);
-            w.put_bytes(b"b", 1);
-            w.delete_bytes(b"b");
-            w.put_bytes(b"c", 1);
-            w.delete_bytes(b"c");
-            w.put_bytes(b"c", 3);
+            w.put_bytes(b"a", 1, 10);
+            w.put_bytes(b"a", 2, 20);
+            w.put_bytes(b"b", 1, 10);
+            w.delete_bytes(b"b", 30);
+            w.put_bytes(b"c", 1, 10);
+            w.delete_bytes(b"c", 40);
+            w.put_bytes(b"c", 3, 50);
         }
         let changes = s.take_changes().unwrap();
         let v = |n: i64| Some(n.to_be_bytes().to_vec());
         assert_eq!(
             changes,
             vec![
-                (b"a".to_vec(), v(2)),
-                (b"b".to_vec(), None),
-                (b"b".to_vec(), None),
-                (b"c".to_vec(), v(3)),
+                (b"a".to_vec(), v(2), 20),
+                (b"b".to_vec(), None, 10),
+                (b"b".to_vec(), None, 30),
+                (b"c".to_vec(), v(3), 50),
             ]
         );
         assert!(s.take_changes().unwrap().is_empty());

@@ -14,13 +14,14 @@ pub use kv::KvStore;
 pub(crate) use registry::Registry;
 pub use window::WindowStore;
 
-/// A change to a store: key bytes, value bytes (`None` = deleted).
-pub(crate) type Change = (Vec<u8>, Option<Vec<u8>>);
+/// A change to a store: key bytes, value bytes (`None` = deleted), and the changelog
+/// record's timestamp (a value's own: the latest of the records it was made from).
+pub(crate) type Change = (Vec<u8>, Option<Vec<u8>>, i64);
 
 /// A task's view of one of its stores, whatever its types.
 pub(crate) trait StoreHandle: Send {
-    /// Applies one changelog record.
-    fn restore(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), String>;
+    /// Applies one changelog record (its timestamp is the value's).
+    fn restore(&self, key: &[u8], value: Option<&[u8]>, timestamp: i64) -> Result<(), String>;
     /// Called once the changelog is read.
     fn restored(&self) {}
     /// The changelog records since the last call (the latest value per key).

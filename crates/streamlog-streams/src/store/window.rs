@@ -8,10 +8,11 @@ use std::sync::Arc;
 use super::{Change, Shared, StoreHandle};
 use crate::serdes::{Serde, split_windowed};
 
-/// A value and whether the changelog has it yet.
+/// A value, its timestamp and whether the changelog has it yet.
 #[derive(Debug)]
 struct Slot<V> {
     value: V,
+    timestamp: i64,
     dirty: bool,
 }
 
@@ -76,13 +77,16 @@ impl<K, V> WindowStore<K, V> {
         self.stream_time
     }
 
-    /// The value of a serialized key in the window starting at `start`.
-    pub(crate) fn get_bytes(&self, key: &[u8], start: i64) -> Option<&V> {
-        self.data.get(key)?.get(&start).map(|s| &s.value)
+    /// The value of a serialized key in the window starting at `start`, and its
+    /// timestamp.
+    pub(crate) fn get_timestamped(&self, key: &[u8], start: i64) -> Option<(&V, i64)> {
+        let slot = self.data.get(key)?.get(&start)?;
+        Some((&slot.value, slot.timestamp))
     }
 
-    /// Sets a serialized key's value in the window starting at `start`.
-    pub(crate) fn put_bytes(&mut self, key: &[u8], start: i64, value: V) {
+    /// Sets a serialized key's value and its timestamp in the window starting at
+    /// `start`.
+    pub(crate) fn put_bytes(&mut self, key: &[u8], start: i64, value: V, timestamp: i64) {
         let windows = match self.data.get_mut(key) {
             Some(w) => w,
             None => self.data.entry(key.to_vec()).or_default(),
@@ -90,13 +94,19 @@ impl<K, V> WindowStore<K, V> {
         match windows.get_mut(&start) {
             Some(slot) => {
                 slot.value = value;
+                slot.timestamp = timestamp;
                 if !slot.dirty {
                     slot.dirty = true;
                     self.changed.push((key.to_vec(), start));
                 }
             }
             None => {
-                windows.insert(start, Slot { value, dirty: true });
+                let slot = Slot {
+                    value,
+                    timestamp,
+                    dirty: true,
+                };
+                windows.insert(start, slot);
                 self.changed.push((key.to_vec(), start));
                 self.by_start.insert((start, key.to_vec()));
             }
@@ -152,7 +162,7 @@ impl<K, V> WindowStore<K, V> {
     fn drain(&mut self) -> Result<Vec<Change>, String> {
         let mut out = Vec::with_capacity(self.changed.len() + self.expired.len() + 1);
         for (key, start) in std::mem::take(&mut self.expired) {
-            out.push((changelog_key(&key, start), None));
+            out.push((changelog_key(&key, start), None, self.stream_time));
         }
         for (key, start) in std::mem::take(&mut self.changed) {
             // An expired window has its tombstone already.
@@ -162,11 +172,12 @@ impl<K, V> WindowStore<K, V> {
             if slot.dirty {
                 slot.dirty = false;
                 let bytes = self.value_serde.serialize(&slot.value)?;
-                out.push((changelog_key(&key, start), Some(bytes)));
+                out.push((changelog_key(&key, start), Some(bytes), slot.timestamp));
             }
         }
         if std::mem::take(&mut self.stream_time_changed) {
-            out.push((Vec::new(), Some(self.stream_time.to_be_bytes().to_vec())));
+            let time = self.stream_time.to_be_bytes().to_vec();
+            out.push((Vec::new(), Some(time), self.stream_time));
         }
         Ok(out)
     }
@@ -177,7 +188,7 @@ where
     K: 'static,
     V: Send + Sync + 'static,
 {
-    fn restore(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
+    fn restore(&self, key: &[u8], value: Option<&[u8]>, timestamp: i64) -> Result<(), String> {
         let mut s = self.write();
         if key.is_empty() {
             let Some(b) = value else { return Ok(()) };
@@ -196,6 +207,7 @@ where
                     start,
                     Slot {
                         value,
+                        timestamp,
                         dirty: false,
                     },
                 );
@@ -234,7 +246,7 @@ mod tests {
         {
             let mut w = s.write();
             for start in [0, 10, 20, 30] {
-                w.put_bytes(b"k", start, start);
+                w.put_bytes(b"k", start, start, start);
             }
             w.observe(45);
             w.expire(); // cutoff 25: [0, 10), [10, 20) and [20, 30) start by then
@@ -250,8 +262,8 @@ mod tests {
         let r: Shared<WindowStore<String, i64>> = Arc::new(parking_lot::RwLock::new(
             WindowStore::new(serdes::string(), serdes::i64(), 10, 20),
         ));
-        for (k, v) in &changes {
-            r.restore(k, v.as_deref()).unwrap();
+        for (k, v, ts) in &changes {
+            r.restore(k, v.as_deref(), *ts).unwrap();
         }
         r.restored();
         assert_eq!(r.read().entries().map(|e| e.1).collect::<Vec<_>>(), [30]);

@@ -265,13 +265,13 @@ impl StreamsBuilder {
                     // and a serde need not write back the bytes it read (JSON objects).
                     let kb = encode(&ks, &key, &store_topic)?;
                     let Some(v) = v else {
-                        st.write().delete_bytes(&kb);
+                        st.write().delete_bytes(&kb, ts);
                         return Ok(());
                     };
                     let Some(value) = decode(ctx, &vs, v, "value", skip)? else {
                         return Ok(());
                     };
-                    st.write().put_bytes(&kb, value.clone());
+                    st.write().put_bytes(&kb, value.clone(), ts);
                     next.process(ctx, &key, &value, ts)
                 },
             )) as Box<dyn SourceNode>)

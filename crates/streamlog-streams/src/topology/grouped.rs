@@ -127,19 +127,24 @@ impl<K: Send + Sync + 'static, V: 'static> KGroupedStream<K, V> {
             let changelog = inst.changelog(&name);
             let mut next = down.instantiate(inst)?;
             let (ks, first, combine) = (ks.clone(), Arc::clone(&first), Arc::clone(&combine));
-            Ok(Box::new(NodeFn(move |ctx: &mut Ctx, k: &K, v: &V, ts| {
-                let kb = encode(&ks, k, &changelog)?;
-                let new = {
-                    let mut s = st.write();
-                    let new = match s.get_bytes(&kb) {
-                        Some(cur) => combine(k, v, cur),
-                        None => first(k, v),
+            Ok(
+                Box::new(NodeFn(move |ctx: &mut Ctx, k: &K, v: &V, ts: i64| {
+                    let kb = encode(&ks, k, &changelog)?;
+                    // The result's time is the latest of the records it was made from
+                    // (Kafka Streams' timestamped stores): never earlier than an earlier
+                    // result's for the key.
+                    let (new, new_ts) = {
+                        let mut s = st.write();
+                        let (new, new_ts) = match s.get_timestamped(&kb) {
+                            Some((cur, cur_ts)) => (combine(k, v, cur), ts.max(cur_ts)),
+                            None => (first(k, v), ts),
+                        };
+                        s.put_bytes(&kb, new.clone(), new_ts);
+                        (new, new_ts)
                     };
-                    s.put_bytes(&kb, new.clone());
-                    new
-                };
-                next.process(ctx, k, &new, ts)
-            })) as Box<dyn Node<K, V>>)
+                    next.process(ctx, k, &new, new_ts)
+                })) as Box<dyn Node<K, V>>,
+            )
         });
         self.children.push(f);
         table
@@ -270,21 +275,21 @@ impl<K: Clone + Send + Sync + 'static, V: 'static> TimeWindowedKStream<K, V> {
                             Metrics::add(&ctx.metrics.dropped_late, 1);
                             continue;
                         }
-                        let new = match s.get_bytes(&kb, w.start) {
-                            Some(cur) => combine(k, v, cur),
-                            None => first(k, v),
+                        let (new, new_ts) = match s.get_timestamped(&kb, w.start) {
+                            Some((cur, cur_ts)) => (combine(k, v, cur), ts.max(cur_ts)),
+                            None => (first(k, v), ts),
                         };
-                        s.put_bytes(&kb, w.start, new.clone());
-                        updates.push((w, new));
+                        s.put_bytes(&kb, w.start, new.clone(), new_ts);
+                        updates.push((w, new, new_ts));
                     }
                     s.expire();
                 }
-                for (window, new) in updates.drain(..) {
+                for (window, new, new_ts) in updates.drain(..) {
                     let wk = Windowed {
                         key: k.clone(),
                         window,
                     };
-                    next.process(ctx, &wk, &new, ts)?;
+                    next.process(ctx, &wk, &new, new_ts)?;
                 }
                 Ok(())
             })) as Box<dyn Node<K, V>>)
