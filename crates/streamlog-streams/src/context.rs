@@ -10,6 +10,9 @@ use crate::metrics::Metrics;
 pub(crate) struct OutRecord {
     pub(crate) topic: Arc<str>,
     pub(crate) partition: Option<i32>,
+    /// Without `partition`: the leading bytes of `key` that choose it (murmur2, as
+    /// Kafka's partitioner), `None` for the whole key (the producer's partitioner).
+    pub(crate) partition_prefix: Option<usize>,
     pub(crate) key: Option<Vec<u8>>,
     pub(crate) value: Option<Vec<u8>>,
     pub(crate) timestamp: i64,

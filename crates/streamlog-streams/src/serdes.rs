@@ -24,6 +24,10 @@ type DeFn<T> = dyn Fn(&[u8]) -> Result<T, String> + Send + Sync;
 pub struct Serde<T> {
     ser: Arc<SerFn<T>>,
     de: Arc<DeFn<T>>,
+    /// For keys written to an output topic: how many leading bytes of an encoded key
+    /// choose its partition (`None`: all). A windowed key is partitioned by its inner
+    /// key alone, as Kafka Streams' `WindowedStreamPartitioner` does.
+    partition_prefix: Option<fn(&[u8]) -> usize>,
 }
 
 impl<T> Clone for Serde<T> {
@@ -31,6 +35,7 @@ impl<T> Clone for Serde<T> {
         Serde {
             ser: Arc::clone(&self.ser),
             de: Arc::clone(&self.de),
+            partition_prefix: self.partition_prefix,
         }
     }
 }
@@ -51,7 +56,14 @@ impl<T> Serde<T> {
         Serde {
             ser: Arc::new(ser),
             de: Arc::new(de),
+            partition_prefix: None,
         }
+    }
+
+    /// How many leading bytes of `encoded` (a key this serde wrote) choose its
+    /// partition in an output topic; `None`: the whole key, by the producer.
+    pub(crate) fn partition_prefix(&self, encoded: &[u8]) -> Option<usize> {
+        self.partition_prefix.map(|f| f(encoded))
     }
 
     /// Encodes `value`.
@@ -135,9 +147,12 @@ where
 
 /// Windowed keys of windows of `size_ms`: the inner key's bytes then the window start
 /// as 8 bytes big-endian (Kafka's `TimeWindowedSerializer`); the end is start + size.
+///
+/// In an output topic a windowed key goes to the partition of its inner key (Kafka
+/// Streams' `WindowedStreamPartitioner`): every window of a key in one partition.
 pub fn windowed<K: 'static>(inner: Serde<K>, size_ms: i64) -> Serde<Windowed<K>> {
     let de_inner = inner.clone();
-    Serde::new(
+    let mut serde = Serde::new(
         move |w: &Windowed<K>| {
             let mut b = inner.serialize(&w.key)?;
             b.extend_from_slice(&w.window.start.to_be_bytes());
@@ -153,7 +168,9 @@ pub fn windowed<K: 'static>(inner: Serde<K>, size_ms: i64) -> Serde<Windowed<K>>
                 },
             })
         },
-    )
+    );
+    serde.partition_prefix = Some(|b| b.len().saturating_sub(8));
+    serde
 }
 
 /// Splits a windowed key into the inner key's bytes and the window start.

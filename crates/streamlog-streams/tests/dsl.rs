@@ -217,3 +217,50 @@ fn an_aggregate_takes_the_latest_time_of_its_records() {
     assert_eq!(values_and_times(&store, "counts"), expected);
     assert_eq!(values_and_times(&store, "wcounts"), expected);
 }
+
+/// Windowed results written to a topic go to their inner key's partition (Kafka
+/// Streams' `WindowedStreamPartitioner`), every window of a key in one partition. They
+/// were spread by the whole windowed key (key and window start).
+#[test]
+fn windowed_results_are_partitioned_by_their_inner_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    create_topics(&store, &[("in", 1), ("wcounts", 4)]);
+    let windows =
+        streamlog_streams::TimeWindows::of_size_with_no_grace(std::time::Duration::from_secs(1));
+    let b = StreamsBuilder::new();
+    b.stream("in", strings())
+        .group_by_key()
+        .windowed_by(windows)
+        .count(Materialized::named("w"))
+        .to_stream()
+        .to(
+            "wcounts",
+            Produced::with(
+                serdes::windowed(serdes::string(), windows.size_ms()),
+                serdes::i64(),
+            ),
+        );
+    let events: Vec<Event> = (0..40)
+        .map(|i| ev(&format!("key-{}", i % 5), i64::from(i) * 1000, "x"))
+        .collect();
+    produce(&store, "in", &events);
+    let s = run_caught_up(&store, b.build().unwrap(), StreamsConfig::new("wpart"));
+    s.close().unwrap();
+    let topic = store.topic("wcounts").unwrap();
+    let mut seen = 0;
+    for p in 0..4 {
+        for r in topic.partition(p).unwrap().read(0, 1 << 20).unwrap() {
+            let key = r.key.as_deref().unwrap();
+            let inner = &key[..key.len() - 8];
+            assert_eq!(
+                streamlog::producer::partition_for_key(inner, 4),
+                p,
+                "{} in partition {p}",
+                String::from_utf8_lossy(inner)
+            );
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 40);
+}

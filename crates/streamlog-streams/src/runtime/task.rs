@@ -103,6 +103,7 @@ impl Task {
                 out.push(OutRecord {
                     topic: Arc::clone(changelog),
                     partition: Some(self.id.partition),
+                    partition_prefix: None,
                     key: Some(key),
                     value,
                     // A record without a time of its own (-1) gets the commit's.

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
+use streamlog::producer::partition_for_key;
 use streamlog::{
     Consumer, ConsumerConfig, ConsumerRecords, DeliveryFuture, IsolationLevel, OffsetReset,
     Producer, ProducerRecord, RebalanceListener, Store, TopicPartition,
@@ -246,9 +247,26 @@ impl Worker {
         }
         self.begin()?;
         let exactly_once = self.env.exactly_once();
+        let mut counts: HashMap<Arc<str>, i32> = HashMap::new();
         for out in self.ctx.out.drain(..) {
             let mut rec = ProducerRecord::new(&*out.topic).timestamp(out.timestamp);
-            if let Some(p) = out.partition {
+            let partition = match (out.partition, out.partition_prefix, &out.key) {
+                (Some(p), _, _) => Some(p),
+                (None, Some(n), Some(k)) => {
+                    let count = match counts.get(&out.topic) {
+                        Some(c) => *c,
+                        None => {
+                            let t = self.env.store.topic(&out.topic);
+                            let c = t.map_err(client("send", &*out.topic))?.partition_count();
+                            counts.insert(Arc::clone(&out.topic), c);
+                            c
+                        }
+                    };
+                    Some(partition_for_key(&k[..n.min(k.len())], count))
+                }
+                _ => None,
+            };
+            if let Some(p) = partition {
                 rec = rec.partition(p);
             }
             if let Some(k) = out.key {

@@ -521,6 +521,7 @@ fn sink<K, V>(
         ctx.out.push(OutRecord {
             topic: Arc::clone(&topic),
             partition: None,
+            partition_prefix: ks.partition_prefix(&key),
             key: Some(key),
             value: Some(value),
             timestamp: ts,
