@@ -297,6 +297,7 @@ impl Source {
             .position()
             .map_err(|e| kafka("reading the positions", e))?;
         let timeout = Duration::from_millis(self.config.timeout_ms);
+        let mut committed = None;
         for el in assigned.elements() {
             let tp = TopicPartition::new(el.topic(), el.partition());
             let (low, high) = self
@@ -307,9 +308,30 @@ impl Source {
                 .find_partition(el.topic(), el.partition())
                 .and_then(|p| p.offset().to_raw())
                 .filter(|o| *o >= 0);
-            let done = high <= low
+            let mut done = high <= low
                 || self.next.get(&tp).is_some_and(|n| *n >= high)
                 || position.is_some_and(|p| p >= high);
+            if !done && position.is_none() && !self.next.contains_key(&tp) {
+                // Nothing received since it started: the consumer reports no position
+                // until a record arrives, and none does if it started at the end (the
+                // group's committed offset, or `latest` without one).
+                let c = match &committed {
+                    Some(c) => c,
+                    None => committed.insert(
+                        self.consumer
+                            .committed_offsets(assigned.clone(), timeout)
+                            .map_err(|e| kafka("reading the group's committed offsets", e))?,
+                    ),
+                };
+                let start = c
+                    .find_partition(el.topic(), el.partition())
+                    .and_then(|p| p.offset().to_raw())
+                    .filter(|o| *o >= 0);
+                done = match start {
+                    Some(o) => o >= high,
+                    None => self.config.start == StartFrom::Latest,
+                };
+            }
             if !done {
                 return Ok(false);
             }

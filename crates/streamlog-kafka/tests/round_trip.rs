@@ -458,3 +458,37 @@ fn a_refused_topic_creation_is_an_error() {
     }
     assert!(shim.created().is_empty());
 }
+
+/// A group member whose partitions start at the group's committed offset, already
+/// Kafka's end (the store holds none of their records), receives nothing, so its
+/// consumer never reports a position: `stop_at_end` never saw the end and the mirror
+/// ran for ever.
+#[test]
+fn a_source_starting_at_the_end_stops_at_the_end() {
+    let kafka = Kafka::start();
+    kafka.create_topic("done", 2);
+    let records: Vec<_> = (0..10).map(|i| (i as i32 % 2, common::record(i))).collect();
+    kafka.produce("done", &records);
+    let config = || {
+        let mut c = kafka.source(&["done"]);
+        c.kafka.push(("session.timeout.ms".into(), "6000".into()));
+        c
+    };
+    let first = tempfile::tempdir().unwrap();
+    let stats = Mirror::from_kafka(&open(first.path()), config())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(stats.records, 10);
+    // Another store, the same group: it resumes from the group's commits, at the end.
+    let second = tempfile::tempdir().unwrap();
+    let store = open(second.path());
+    let mirror = Mirror::from_kafka(&store, config()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(mirror.join()).unwrap());
+    let stats = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the mirror never stopped at the end")
+        .unwrap();
+    assert_eq!(stats.records, 0);
+}
