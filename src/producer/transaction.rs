@@ -91,10 +91,18 @@ impl TxnClient {
             )));
         }
         let tp = part.topic_partition();
-        if st.added.get(&tp) == Some(&part.topic_id) {
-            return Ok(());
-        }
         let session = st.session.expect("a session in a transaction");
+        if st.added.get(&tp) == Some(&part.topic_id) {
+            // Added already, but the session may have been fenced since.
+            return self
+                .coordinator
+                .check_session(&self.id, session)
+                .inspect_err(|e| {
+                    if matches!(e, Error::Fenced { .. }) {
+                        st.phase = Phase::Fenced;
+                    }
+                });
+        }
         let added = self
             .coordinator
             .add_partition(&shared.catalog, &self.id, session, part);

@@ -251,6 +251,17 @@ impl TxnCoordinator {
             })
     }
 
+    /// Whether `session` is still the transactional id's (not fenced by a newer one,
+    /// nor broken). Each send asks: a partition that forgot the producer id (expired)
+    /// no longer knows the fenced epoch, and would append a zombie's record, opening a
+    /// transaction no coordinator knows of (Kafka's hanging transaction, KIP-890).
+    ///
+    /// # Errors
+    /// `Fenced`; `InvalidTxnState` if the transaction is broken.
+    pub(crate) fn check_session(&self, transactional_id: &str, session: Session) -> Result<()> {
+        self.entry(transactional_id, session).map(drop)
+    }
+
     /// Adds `part` to the open transaction of `session` (opening one if needed), before
     /// the producer's first batch to it.
     ///

@@ -235,12 +235,11 @@ fn a_fenced_producer_cannot_append_to_a_partition_of_its_aborted_transaction() {
     old.begin_transaction().unwrap();
     send(&old, "t", 0, "before");
     let _new = txn_producer(&store, "app");
-    // Already added to its transaction, so the coordinator is not asked: the partition
-    // itself refuses the old epoch.
+    // Already added to its transaction: the send checks the session (and the
+    // partition would refuse the old epoch).
     let late = old
         .send(ProducerRecord::new("t").partition(0).value("after"))
-        .unwrap()
-        .wait();
+        .and_then(|d| d.wait());
     assert!(matches!(late, Err(Error::Fenced { .. })), "{late:?}");
     assert!(matches!(
         old.commit_transaction(),
@@ -248,6 +247,46 @@ fn a_fenced_producer_cannot_append_to_a_partition_of_its_aborted_transaction() {
     ));
     let mut uncommitted = reader(&store, IsolationLevel::ReadUncommitted, "t");
     assert_eq!(drain(&mut uncommitted), ["before"]);
+}
+
+/// The same once the partition forgot the producer id (its last batch older than
+/// `producer_id_expiration_ms`): the partition no longer knew the fenced epoch, so the
+/// old producer's record was appended and opened a transaction no coordinator knew
+/// of, which the new producer's next commit would have committed (Kafka's hanging
+/// transaction, KIP-890). Each send now checks the producer's session.
+#[test]
+fn a_fenced_producer_cannot_append_after_the_partition_forgot_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, store) = common::clocked_store(
+        dir.path(),
+        StoreConfig::default().producer_id_expiration_ms(1_000),
+    );
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let old = store
+        .producer(
+            ProducerConfig::default()
+                .transactional_id("app")
+                .linger_ms(0),
+        )
+        .unwrap();
+    old.init_transactions().unwrap();
+    old.begin_transaction().unwrap();
+    send(&old, "t", 0, "before");
+    old.flush().unwrap();
+    let _new = txn_producer(&store, "app");
+    clock.advance(60_000);
+    store.run_maintenance().unwrap();
+    let late = old
+        .send(ProducerRecord::new("t").partition(0).value("after"))
+        .and_then(|d| d.wait());
+    assert!(matches!(late, Err(Error::Fenced { .. })), "{late:?}");
+    let mut uncommitted = reader(&store, IsolationLevel::ReadUncommitted, "t");
+    assert_eq!(drain(&mut uncommitted), ["before"]);
+    let mut committed = reader(&store, IsolationLevel::ReadCommitted, "t");
+    assert_eq!(drain(&mut committed), Vec::<String>::new());
+    let tp = TopicPartition::new("t", 0);
+    let end = committed.end_offsets(std::slice::from_ref(&tp)).unwrap()[&tp];
+    assert_eq!(end, 2, "stable up to the end (the record and its abort)");
 }
 
 #[test]
