@@ -55,7 +55,10 @@ pub(crate) fn planned_change(
     let target = match to {
         OffsetSpec::Earliest => log.start,
         OffsetSpec::Latest => log.end,
-        OffsetSpec::Timestamp(ts) => at_time(ts)?.unwrap_or(log.end),
+        OffsetSpec::Timestamp(ts) => {
+            crate::log::check_target_time(ts)?;
+            at_time(ts)?.unwrap_or(log.end)
+        }
         OffsetSpec::Offset(o) => o,
         OffsetSpec::ShiftBy(n) => current
             .ok_or_else(|| Error::InvalidArgument {

@@ -96,6 +96,24 @@ fn offsets_reset_to_each_target_and_a_dry_run_changes_nothing() {
         [10, 10],
         "clamped at the log end"
     );
+    // A negative time is not one (Kafka's -1 means latest): it reset the group to the
+    // log start. Refused, as by the partition's own lookup and the read-only planner.
+    let refused = store.alter_group_offsets("g", &both, OffsetSpec::Timestamp(-1));
+    assert!(
+        matches!(refused, Err(Error::InvalidArgument { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(committed(&store, "g", 1), Some(10));
+    let part = store.topic("t").unwrap().partition(0).unwrap();
+    assert!(matches!(
+        part.offset_for_timestamp(-1),
+        Err(Error::InvalidArgument { .. })
+    ));
+    let read_only = Store::open_read_only(dir.path()).unwrap();
+    assert!(matches!(
+        read_only.plan_group_offsets("g", &both, OffsetSpec::Timestamp(-1)),
+        Err(Error::InvalidArgument { .. })
+    ));
 
     // The dry run reports the change and commits nothing.
     let plan = store
