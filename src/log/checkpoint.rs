@@ -306,6 +306,17 @@ impl DurableFile {
         self.file.release_descriptor();
     }
 
+    /// Writes `p` into both slots, one after the other, each fdatasynced: no slot keeps
+    /// an older point. A truncation records its cut so: the other slot's point lies past
+    /// the cut, and should a later write tear the newest slot (a crash, a full disk),
+    /// that older point would claim bytes the cut removed, and the log would not open.
+    pub fn write_both(&mut self, p: DurablePoint) -> std::io::Result<()> {
+        self.last = None;
+        self.write(p)?;
+        self.last = None;
+        self.write(p)
+    }
+
     /// Writes the next slot and fdatasyncs it; nothing if `p` is the point it wrote
     /// last (a flush across a roll records its point before its callers do).
     pub fn write(&mut self, p: DurablePoint) -> std::io::Result<()> {

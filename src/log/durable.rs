@@ -290,7 +290,22 @@ impl Log {
         file: &mut DurableFile,
         point: DurablePoint,
     ) -> std::io::Result<()> {
-        file.write(point)?;
+        self.write_point_with(file, point, false)
+    }
+
+    /// [`write_point`](Self::write_point); `both`: into both slots
+    /// ([`DurableFile::write_both`], for a truncation).
+    pub(super) fn write_point_with(
+        &self,
+        file: &mut DurableFile,
+        point: DurablePoint,
+        both: bool,
+    ) -> std::io::Result<()> {
+        if both {
+            file.write_both(point)?;
+        } else {
+            file.write(point)?;
+        }
         self.recorded_base
             .store(point.segment_base, Ordering::Release);
         self.recorded_ms

@@ -199,7 +199,7 @@ impl Log {
             // than the cut) is dropped rather than written after it.
             let mut file = self.durable_file.lock();
             *self.durable_pending.lock() = None;
-            self.write_point(
+            self.write_point_with(
                 &mut file,
                 DurablePoint {
                     segment_base: seg.base,
@@ -209,6 +209,7 @@ impl Log {
                     // checkpoint is lowered once the cut is done; until then open clamps it).
                     log_start: self.log_start_offset().min(new_end),
                 },
+                true,
             )
             .map_err(io_ctx("write the durable position"))
             .inspect_err(|e| {
