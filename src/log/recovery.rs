@@ -123,7 +123,7 @@ impl Recovery<'_> {
             // timestamp: the time index lost entries (cut short with the offset index),
             // and lookups would skip the segment.
             let walked = if need_end {
-                self.header_end(seg)?
+                self.header_end(seg, false)?
             } else {
                 None
             };
@@ -161,10 +161,12 @@ impl Recovery<'_> {
     /// between the offset index's last entry (which must name the batch there, as Kafka
     /// writes it) and the end of the file: a few small reads, not a scan (CRCs are
     /// checked when the batches are read); with the largest max timestamp of those
-    /// batches. `None` if the index or the headers do not add up.
-    fn header_end(&self, seg: &Segment) -> Result<Option<(i64, i64)>> {
+    /// batches. `None` if the index or the headers do not add up. `whole`: every header
+    /// from the start of the file instead.
+    fn header_end(&self, seg: &Segment, whole: bool) -> Result<Option<(i64, i64)>> {
         let size = seg.size();
-        let (mut pos, mut claimed, mut expected) = match seg.offset_index.last() {
+        let last_entry = seg.offset_index.last().filter(|_| !whole);
+        let (mut pos, mut claimed, mut expected) = match last_entry {
             Some(e) => (
                 u64::from(e.position),
                 Some(seg.base.saturating_add(i64::from(e.relative_offset))),
@@ -206,9 +208,14 @@ impl Recovery<'_> {
     /// against the batch it names (found through the offset index). Reads a few headers.
     fn time_tail_matches(&self, seg: &Segment) -> Result<bool> {
         // A segment with data always gets a final time entry unless every timestamp is
-        // negative; an empty time index is rebuilt rather than trusted.
+        // negative (no record has one, as Kafka's time index then stays empty too): an
+        // empty time index is trusted only once every header shows that.
         let Some(e) = seg.time_index.last() else {
-            return Ok(seg.size() == 0);
+            if seg.size() == 0 {
+                return Ok(true);
+            }
+            let walked = self.header_end(seg, true)?;
+            return Ok(walked.is_some_and(|(_, newest)| newest < 0));
         };
         let claimed = seg.base.saturating_add(i64::from(e.relative_offset));
         let size = seg.size();
