@@ -677,15 +677,25 @@ impl Shared {
         started: Instant,
         to_ship: &mut Vec<Closed>,
     ) -> Result<()> {
+        let deadline = started.checked_add(Duration::from_millis(self.config.max_block_ms));
         if !to_ship.is_empty() || !st.open.is_empty() || !st.linger.ready.is_empty() {
             // Free memory by appending what is open or ready (outside the lock).
             let mut batches = std::mem::take(to_ship);
             batches.append(&mut st.linger.ready);
             batches.extend(st.close_all());
             parking_lot::MutexGuard::unlocked(st, || self.ship_all(batches));
+            // Other senders may take what this freed, each time: the wait is bounded
+            // here too, not only while nothing is open.
+            if deadline.is_some_and(|d| Instant::now() >= d)
+                && st.used_memory + size > self.config.buffer_memory
+            {
+                return Err(Error::Timeout {
+                    what: "buffer_memory to free up (max_block_ms)",
+                    waited_ms: started.elapsed().as_millis() as u64,
+                });
+            }
             return Ok(());
         }
-        let deadline = started.checked_add(Duration::from_millis(self.config.max_block_ms));
         let timed_out = match deadline {
             Some(d) => self.cond.wait_until(st, d).timed_out(),
             None => {
