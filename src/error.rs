@@ -420,3 +420,16 @@ fn holder_text(holder: Option<u32>) -> String {
         None => "a process the operating system does not name".into(),
     }
 }
+
+/// A lookup by time needs a time: Kafka's negative targets are special offsets (-1
+/// latest, -2 earliest, -3 the largest timestamp), and every record is at or after a
+/// negative one, so a lookup would quietly answer with the log start.
+pub(crate) fn check_target_time(timestamp: i64) -> Result<()> {
+    if timestamp < 0 {
+        return Err(Error::InvalidArgument {
+            name: "timestamp",
+            reason: format!("{timestamp} is negative: a target time cannot be"),
+        });
+    }
+    Ok(())
+}

@@ -56,7 +56,7 @@ pub(crate) fn planned_change(
         OffsetSpec::Earliest => log.start,
         OffsetSpec::Latest => log.end,
         OffsetSpec::Timestamp(ts) => {
-            crate::log::check_target_time(ts)?;
+            crate::error::check_target_time(ts)?;
             at_time(ts)?.unwrap_or(log.end)
         }
         OffsetSpec::Offset(o) => o,

@@ -73,7 +73,6 @@ pub use clean::{CleanOutcome, CleanPolicy};
 pub use config::{Clock, LogConfig, ManualClock, SystemClock};
 pub use index::{OffsetEntry, TimeEntry};
 pub use maps::{DEFAULT_MAX_MAPPED_SEGMENTS, max_mapped_segments, set_max_mapped_segments};
-pub(crate) use read::check_target_time;
 pub use retention::{RetentionOutcome, RetentionPolicy};
 use segment::Segment;
 #[cfg(unix)]

@@ -435,7 +435,7 @@ impl Log {
     /// `InvalidArgument` for a negative `timestamp`; `Corruption`/`Io` from reading;
     /// `Closed` once the log was shut down (also during the lookup).
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
-        check_target_time(timestamp)?;
+        crate::error::check_target_time(timestamp)?;
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed { what: "log" });
         }
@@ -562,17 +562,4 @@ pub(crate) fn decode_records(
         }
     }
     Ok(next)
-}
-
-/// A lookup by time needs a time: Kafka's negative targets are special offsets (-1
-/// latest, -2 earliest, -3 the largest timestamp), and every record is at or after a
-/// negative one, so a lookup would quietly answer with the log start.
-pub(crate) fn check_target_time(timestamp: i64) -> Result<()> {
-    if timestamp < 0 {
-        return Err(Error::InvalidArgument {
-            name: "timestamp",
-            reason: format!("{timestamp} is negative: a target time cannot be"),
-        });
-    }
-    Ok(())
 }

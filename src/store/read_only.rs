@@ -430,7 +430,7 @@ impl ReadOnlyPartition {
     /// # Errors
     /// As [`read`](Self::read).
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
-        crate::log::check_target_time(timestamp)?;
+        crate::error::check_target_time(timestamp)?;
         let mut reader = self.reader.lock();
         let mut at = reader.log_start_offset()?;
         loop {
