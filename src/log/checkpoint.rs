@@ -317,6 +317,15 @@ impl DurableFile {
         self.write(p)
     }
 
+    /// The point written last into both slots ([`write_both`](Self::write_both)), if
+    /// one was written by this file.
+    pub fn rewrite_last_in_both(&mut self) -> std::io::Result<()> {
+        match self.last {
+            Some(p) => self.write_both(p),
+            None => Ok(()),
+        }
+    }
+
     /// Writes the next slot and fdatasyncs it; nothing if `p` is the point it wrote
     /// last (a flush across a roll records its point before its callers do).
     pub fn write(&mut self, p: DurablePoint) -> std::io::Result<()> {

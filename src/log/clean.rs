@@ -243,6 +243,7 @@ impl Log {
         {
             let mut fl = self.flush_state.lock();
             self.sync_locked(&mut fl)?;
+            self.record_in_both_slots()?;
         }
         let txn = TxnCleaning::new(&aborted_txns, self.producer_ends()?);
         let mut ctx = Cleaning {

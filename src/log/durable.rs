@@ -313,6 +313,17 @@ impl Log {
         Ok(())
     }
 
+    /// The durable point recorded last, written into both slots: before files the
+    /// older slot's point may name are removed (retention) or rewritten (compaction).
+    /// Should a later write tear the newest slot, an open would otherwise fall back to
+    /// a point naming files that are gone, and refuse the log. A failure poisons.
+    pub(super) fn record_in_both_slots(&self) -> Result<()> {
+        let mut file = self.durable_file.lock();
+        file.rewrite_last_in_both()
+            .map_err(io_ctx("write the durable position"))
+            .inspect_err(|e| self.poison_with(e.to_string()))
+    }
+
     pub(super) fn write_recovery_point(&self, offset: i64) -> Result<()> {
         self.write_recovery_point_steps(offset).map_err(|(_, e)| e)
     }

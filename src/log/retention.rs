@@ -164,6 +164,7 @@ impl Log {
         // recovery would see flushed segments missing.
         self.writer.lock().dir_dirty = true;
         self.sync_locked(&mut fl)?;
+        self.record_in_both_slots()?;
         drop(fl);
         // `doomed` is a prefix of the list (checked by base, so this is linear).
         let last_doomed = doomed.last().map_or(i64::MIN, |(s, _)| s.base);

@@ -725,3 +725,82 @@ fn segments_without_timestamps_reopen_without_a_rescan() {
         Some((first.offset, first.timestamp))
     );
 }
+
+/// Every record offset from the log start (gaps allowed).
+fn offsets(log: &streamlog::log::Log) -> Vec<i64> {
+    let mut out = Vec::new();
+    let mut at = log.log_start_offset();
+    while at < log.log_end_offset() {
+        let recs = log.read_records(at, 1 << 20).unwrap();
+        let Some(last) = recs.last() else { break };
+        at = last.offset + 1;
+        out.extend(recs.iter().map(|r| r.offset));
+    }
+    out
+}
+
+/// Makes the newest slot of `streamlog.durable` unreadable (as a torn write of it
+/// would), so that an open falls back to the other slot.
+fn tear_newest_durable_slot(fs: &SimFs) {
+    let path = dir().join("streamlog.durable");
+    let mut data = fs.read_file(&path).unwrap();
+    let seq = |at: usize| {
+        (data.len() >= at + 12 && &data[at..at + 4] == b"SLDP")
+            .then(|| u64::from_be_bytes(data[at + 4..at + 12].try_into().unwrap()))
+    };
+    let newest = [0usize, 4096]
+        .into_iter()
+        .filter_map(|at| seq(at).map(|s| (s, at)))
+        .max()
+        .unwrap()
+        .1;
+    data[newest..newest + 4].copy_from_slice(b"XXXX");
+    fs.write_file(&path, data);
+}
+
+/// The durable-position file keeps two slots, the older one from an earlier write.
+/// After a truncation, a retention pass or a compaction pass, that older point named
+/// bytes or segments no longer there: should the newest slot be torn later (a failed
+/// write, then a crash), the open fell back to it and refused the log as corrupt. Each
+/// of them now leaves its point in both slots.
+#[test]
+fn the_older_durable_slot_never_names_what_a_cut_removed() {
+    use streamlog::log::{CleanPolicy, RetentionPolicy};
+    let ops: [(&str, fn(&streamlog::log::Log)); 3] = [
+        ("truncate", |log| {
+            let second = log.segments()[1].base_offset;
+            log.truncate_to(second + 1).unwrap();
+        }),
+        ("retention", |log| {
+            let policy = RetentionPolicy {
+                retention_bytes: 1,
+                ..RetentionPolicy::log_start_only(1_700_000_000_000)
+            };
+            assert!(log.enforce_retention(&policy).unwrap().segments_deleted > 0);
+        }),
+        ("compaction", |log| {
+            let policy = CleanPolicy {
+                now_ms: 1_700_000_000_000,
+                force: true,
+                ..CleanPolicy::default()
+            };
+            assert!(log.clean(&policy).unwrap().cleaned);
+        }),
+    ];
+    for (what, op) in ops {
+        let fs = SimFs::new();
+        let config = small_config().allow_offset_gaps(true);
+        let log = open_sim(&fs, config.clone()).unwrap();
+        append_batches(&log, 0..30, 3);
+        log.flush().unwrap();
+        assert!(log.segments().len() >= 4, "{what}");
+        op(&log);
+        let expected = offsets(&log);
+        std::mem::forget(log);
+        let img = fs.crash_image(CrashImage::KeepAll);
+        tear_newest_durable_slot(&img);
+        let log =
+            open_sim(&img, config).unwrap_or_else(|e| panic!("{what}: the log does not open: {e}"));
+        assert_eq!(offsets(&log), expected, "{what}");
+    }
+}
