@@ -144,7 +144,8 @@ impl Partition {
     /// The first record at or after `timestamp`: `(offset, timestamp)`.
     ///
     /// # Errors
-    /// `Corruption`; `Io`; `Closed` after the store closed or the topic was deleted.
+    /// `InvalidArgument` for a negative `timestamp` (not a time); `Corruption`; `Io`;
+    /// `Closed` after the store closed or the topic was deleted.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
         self.state.log().offset_for_timestamp(timestamp)
     }

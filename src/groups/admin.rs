@@ -21,7 +21,8 @@ pub enum OffsetSpec {
     /// The partition's log end offset (`--to-latest`).
     Latest,
     /// The first offset whose timestamp is at least this many milliseconds since the
-    /// Unix epoch, or the log end if none is (`--to-datetime`).
+    /// Unix epoch, or the log end if none is (`--to-datetime`). Not negative (Kafka's
+    /// negative times are special offsets): refused with `InvalidArgument`.
     Timestamp(i64),
     /// This offset (`--to-offset`).
     Offset(i64),

@@ -449,7 +449,8 @@ impl Store {
     ///
     /// # Errors
     /// `NotFound` for an unknown topic or partition; `InvalidArgument` for
-    /// [`OffsetSpec::ShiftBy`] of a partition the group has no offset for; `Closed`.
+    /// [`OffsetSpec::ShiftBy`] of a partition the group has no offset for, or a negative
+    /// [`OffsetSpec::Timestamp`]; `Closed`.
     pub fn plan_group_offsets(
         &self,
         group: &str,

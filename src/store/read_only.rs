@@ -428,7 +428,7 @@ impl ReadOnlyPartition {
     /// older, without the writer's time index.
     ///
     /// # Errors
-    /// As [`read`](Self::read).
+    /// `InvalidArgument` for a negative `timestamp`; else as [`read`](Self::read).
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
         crate::error::check_target_time(timestamp)?;
         let mut reader = self.reader.lock();

@@ -257,7 +257,7 @@ impl TxnCoordinator {
     /// transaction no coordinator knows of (Kafka's hanging transaction, KIP-890).
     ///
     /// # Errors
-    /// `Fenced`; `InvalidTxnState` if the transaction is broken.
+    /// `Fenced`; `Poisoned` if the transaction is broken (a reopen finishes it).
     pub(crate) fn check_session(&self, transactional_id: &str, session: Session) -> Result<()> {
         self.entry(transactional_id, session).map(drop)
     }

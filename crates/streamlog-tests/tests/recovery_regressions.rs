@@ -766,7 +766,8 @@ fn tear_newest_durable_slot(fs: &SimFs) {
 #[test]
 fn the_older_durable_slot_never_names_what_a_cut_removed() {
     use streamlog::log::{CleanPolicy, RetentionPolicy};
-    let ops: [(&str, fn(&streamlog::log::Log)); 3] = [
+    type Op = fn(&streamlog::log::Log);
+    let ops: [(&str, Op); 3] = [
         ("truncate", |log| {
             let second = log.segments()[1].base_offset;
             log.truncate_to(second + 1).unwrap();
