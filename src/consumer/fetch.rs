@@ -54,6 +54,9 @@ fn read_partition(
                 || b.last_offset() < position
                 || (committed_only && crate::catalog::is_aborted(b, &aborted))
             {
+                if let Some(last) = a.buffer.back_mut() {
+                    last.skip_through(b.last_offset());
+                }
                 continue;
             }
             a.buffer.push_back(Pending::new(tp, b, &options));

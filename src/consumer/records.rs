@@ -447,6 +447,8 @@ pub(super) struct Pending {
     base_offset: i64,
     base_timestamp: i64,
     log_append_time: Option<i64>,
+    /// The batch's last offset, or that of later batches read with it that hold
+    /// nothing to return (see [`skip_through`](Self::skip_through)).
     last_offset: i64,
     last_offset_delta: i32,
     /// The previous record's offset delta (-1 before the first).
@@ -550,6 +552,14 @@ impl Pending {
             self.failed = Some(e.clone());
         }
         (next, result)
+    }
+
+    /// The batches read after this one up to `last` hold nothing to return (markers,
+    /// aborted records): once this one is done, the position moves past them too, as
+    /// Kafka's fetch does (else the position would rest on a transaction's marker after
+    /// the poll that returned its last records, until another poll).
+    pub(super) fn skip_through(&mut self, last: i64) {
+        self.last_offset = self.last_offset.max(last);
     }
 
     fn decode_into(

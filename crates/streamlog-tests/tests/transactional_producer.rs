@@ -55,6 +55,29 @@ fn send(p: &Producer, topic: &str, partition: i32, value: &str) {
         .unwrap();
 }
 
+/// After the poll that returned a transaction's last records, a read_committed
+/// consumer's position rested on the COMMIT marker (its lag 1, a commit short of the
+/// end) until another poll; Kafka's moves past the marker in that same poll.
+#[test]
+fn the_poll_that_returns_a_transactions_last_records_passes_its_marker() {
+    let (_dir, store) = temp_topic_t(1);
+    let p = txn_producer(&store, "app");
+    p.begin_transaction().unwrap();
+    for i in 0..10 {
+        send(&p, "t", 0, &i.to_string());
+    }
+    p.commit_transaction().unwrap();
+    let mut c = reader(&store, IsolationLevel::ReadCommitted, "t");
+    let mut got = 0;
+    while got < 10 {
+        got += c.poll(Duration::from_secs(5)).unwrap().len();
+    }
+    let tp = TopicPartition::new("t", 0);
+    let end = c.end_offsets(std::slice::from_ref(&tp)).unwrap()[&tp];
+    assert_eq!(end, 11, "ten records and the marker");
+    assert_eq!(c.position(&tp).unwrap(), end);
+}
+
 #[test]
 fn read_committed_sees_a_transaction_only_once_it_commits() {
     let (_dir, store) = temp_topic_t(2);
