@@ -50,43 +50,54 @@ fn a_refused_record_is_never_committed_as_copied() {
     }
 }
 
-/// With Kafka taking nothing (every Produce refused with a retriable error), the
-/// producer's queue stays full: the sink waited for room without looking at `stop`, so
-/// `stop` (and dropping the mirror) never returned.
-#[test]
-fn stop_returns_while_kafka_takes_nothing() {
-    let kafka = Kafka::start();
-    let Some(mock) = &kafka.mock else {
-        println!("skipped: refusing every request needs the mock cluster");
-        return;
-    };
+/// A sink of 20 records of topic `topic` whose producer queue holds one record, with
+/// Kafka refusing the first `refusals` Produce requests (a retriable error, retried
+/// with librdkafka's backoff), once it waits for room in the queue (its second record
+/// handed over while the first is unacknowledged); `timeout_ms` bounds its flush at
+/// stop. `None` without the mock cluster.
+fn sink_waiting_for_room(
+    kafka: &Kafka,
+    topic: &str,
+    refusals: usize,
+    timeout_ms: u64,
+) -> Option<(tempfile::TempDir, Store, Mirror)> {
+    let mock = kafka.mock.as_ref()?;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_with(
         dir.path(),
         StoreConfig::default().background_maintenance(false),
     )
     .unwrap();
-    store.create_topic("stuck", TopicConfig::default()).unwrap();
-    fill_store(&store, "stuck", 1, 0..20, Compression::None);
-    kafka.prepare_topic("stuck", 1);
-    let mut config = kafka.sink(&["stuck"]);
+    store.create_topic(topic, TopicConfig::default()).unwrap();
+    fill_store(&store, topic, 1, 0..20, Compression::None);
+    kafka.prepare_topic(topic, 1);
+    let mut config = kafka.sink(&[topic]);
     config.stop_at_end = false;
-    config.timeout_ms = 1_000;
+    config.timeout_ms = timeout_ms;
     config
         .kafka
         .push(("queue.buffering.max.messages".into(), "1".into()));
-    mock.request_errors(
-        RDKafkaApiKey::Produce,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 100_000],
-    );
+    let errors = vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; refusals];
+    mock.request_errors(RDKafkaApiKey::Produce, &errors);
     let mirror = Mirror::to_kafka(&store, config).unwrap();
-    // The second record is handed over once the first fills the queue: the sink is
-    // waiting for room.
     let deadline = Instant::now() + Duration::from_secs(60);
     while mirror.in_flight() < 2 {
         assert!(Instant::now() < deadline, "the sink never filled the queue");
         std::thread::sleep(Duration::from_millis(10));
     }
+    Some((dir, store, mirror))
+}
+
+/// With Kafka taking nothing (every Produce refused with a retriable error), the
+/// producer's queue stays full: the sink waited for room without looking at `stop`, so
+/// `stop` (and dropping the mirror) never returned.
+#[test]
+fn stop_returns_while_kafka_takes_nothing() {
+    let kafka = Kafka::start();
+    let Some((_dir, store, mirror)) = sink_waiting_for_room(&kafka, "stuck", 100_000, 1_000) else {
+        println!("skipped: refusing every request needs the mock cluster");
+        return;
+    };
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || tx.send(mirror.stop()).unwrap());
     let stopped = rx
@@ -109,36 +120,11 @@ fn stop_returns_while_kafka_takes_nothing() {
 #[test]
 fn a_stop_that_gives_up_records_commits_only_what_kafka_took() {
     let kafka = Kafka::start();
-    let Some(mock) = &kafka.mock else {
+    // Refused for a few seconds, then taken: the flush at stop succeeds.
+    let Some((_dir, store, mirror)) = sink_waiting_for_room(&kafka, "slow", 8, 60_000) else {
         println!("skipped: delaying Kafka's acknowledgements needs the mock cluster");
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(
-        dir.path(),
-        StoreConfig::default().background_maintenance(false),
-    )
-    .unwrap();
-    store.create_topic("slow", TopicConfig::default()).unwrap();
-    fill_store(&store, "slow", 1, 0..20, Compression::None);
-    kafka.prepare_topic("slow", 1);
-    let mut config = kafka.sink(&["slow"]);
-    config.stop_at_end = false;
-    config.timeout_ms = 60_000;
-    config
-        .kafka
-        .push(("queue.buffering.max.messages".into(), "1".into()));
-    // Retried for a few seconds (librdkafka's backoff), then taken.
-    mock.request_errors(
-        RDKafkaApiKey::Produce,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 8],
-    );
-    let mirror = Mirror::to_kafka(&store, config).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while mirror.in_flight() < 2 {
-        assert!(Instant::now() < deadline, "the sink never filled the queue");
-        std::thread::sleep(Duration::from_millis(10));
-    }
     let stats = mirror.stop().unwrap();
     assert_eq!(stats.records, 1, "only the queued record reached Kafka");
     let group = store.describe_group("streamlog-kafka-sink").unwrap();

@@ -162,6 +162,26 @@ fn reduce_keeps_the_combined_value_per_key() {
     s.close().unwrap();
 }
 
+/// Counts of `s` per key in tumbling windows of `size` (store `w`), written to `topic`.
+fn windowed_counts_to(
+    s: &streamlog_streams::KStream<String, String>,
+    size: std::time::Duration,
+    topic: &str,
+) {
+    let windows = streamlog_streams::TimeWindows::of_size_with_no_grace(size);
+    s.group_by_key()
+        .windowed_by(windows)
+        .count(Materialized::named("w"))
+        .to_stream()
+        .to(
+            topic,
+            Produced::with(
+                serdes::windowed(serdes::string(), windows.size_ms()),
+                serdes::i64(),
+            ),
+        );
+}
+
 /// `(value, timestamp)` of every record of partition 0 of `topic`.
 fn values_and_times(store: &Store, topic: &str) -> Vec<(i64, i64)> {
     let p = store.topic(topic).unwrap().partition(0).unwrap();
@@ -191,18 +211,7 @@ fn an_aggregate_takes_the_latest_time_of_its_records() {
             .count(Materialized::named("c"))
             .to_stream()
             .to("counts", Produced::with(serdes::string(), serdes::i64()));
-        let windows = streamlog_streams::TimeWindows::of_size_with_no_grace(size);
-        s.group_by_key()
-            .windowed_by(windows)
-            .count(Materialized::named("w"))
-            .to_stream()
-            .to(
-                "wcounts",
-                Produced::with(
-                    serdes::windowed(serdes::string(), windows.size_ms()),
-                    serdes::i64(),
-                ),
-            );
+        windowed_counts_to(&s, size, "wcounts");
         b.build().unwrap()
     };
     let config = || StreamsConfig::new("times");
@@ -226,21 +235,9 @@ fn windowed_results_are_partitioned_by_their_inner_key() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     create_topics(&store, &[("in", 1), ("wcounts", 4)]);
-    let windows =
-        streamlog_streams::TimeWindows::of_size_with_no_grace(std::time::Duration::from_secs(1));
     let b = StreamsBuilder::new();
-    b.stream("in", strings())
-        .group_by_key()
-        .windowed_by(windows)
-        .count(Materialized::named("w"))
-        .to_stream()
-        .to(
-            "wcounts",
-            Produced::with(
-                serdes::windowed(serdes::string(), windows.size_ms()),
-                serdes::i64(),
-            ),
-        );
+    let size = std::time::Duration::from_secs(1);
+    windowed_counts_to(&b.stream("in", strings()), size, "wcounts");
     let events: Vec<Event> = (0..40)
         .map(|i| ev(&format!("key-{}", i % 5), i64::from(i) * 1000, "x"))
         .collect();
