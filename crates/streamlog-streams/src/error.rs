@@ -80,6 +80,16 @@ pub enum StreamsError {
         /// The name asked for.
         name: String,
     },
+    /// A local partition of the store is being restored from its changelog (a task
+    /// starting, or moving here): its contents are not the application's yet, as Kafka
+    /// Streams' `InvalidStateStoreException` says. Ask again once it is done.
+    #[error("state store `{name}` is being restored (partition {partition}); not queryable yet")]
+    StoreUnavailable {
+        /// The store.
+        name: String,
+        /// A partition being restored.
+        partition: i32,
+    },
     /// The store exists but holds other key/value types (or is of another kind).
     #[error("state store `{name}` is not a {expected} of the requested types")]
     StoreType {

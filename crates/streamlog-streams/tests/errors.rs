@@ -369,3 +369,55 @@ fn a_store_queried_with_the_wrong_types_is_refused_with_no_partition_local() {
     assert!(streams.key_value_store::<String, i64>("kv").is_ok());
     assert!(streams.window_store::<String, i64>("win").is_ok());
 }
+
+/// While a task restores its stores from their changelogs, queries of them answered as
+/// if the store were empty (`get` found nothing); Kafka Streams refuses them
+/// (`InvalidStateStoreException`) until the restore is done.
+#[test]
+fn a_store_being_restored_is_not_queryable() {
+    use std::sync::{Mutex, mpsc};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    create_topics(&store, &[("in", 1)]);
+    let topology = || {
+        let b = StreamsBuilder::new();
+        b.stream("in", Consumed::with(serdes::string(), serdes::string()))
+            .group_by_key()
+            .count(Materialized::named("c"));
+        b.build().unwrap()
+    };
+    produce(&store, "in", &[ev("k", 1, "a"), ev("k", 2, "b")]);
+    let s = run_caught_up(&store, topology(), StreamsConfig::new("restoring"));
+    s.close().unwrap();
+    drop(s);
+
+    // Restarted: the restore waits in its listener until the test has queried.
+    let (entered_tx, entered) = mpsc::channel();
+    let (go, go_rx) = mpsc::channel::<()>();
+    let hold = Mutex::new(Some((entered_tx, go_rx)));
+    let config = StreamsConfig::new("restoring").restore_listener(move |p| {
+        if !p.done
+            && let Some((entered_tx, go_rx)) = hold.lock().unwrap().take()
+        {
+            entered_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+        }
+    });
+    let s = Streams::new(topology(), config, &store).unwrap();
+    s.start().unwrap();
+    entered
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the restore started");
+    let during = s
+        .key_value_store::<String, i64>("c")
+        .map(|v| v.get(&"k".to_string()));
+    go.send(()).unwrap();
+    assert!(
+        matches!(&during, Err(StreamsError::StoreUnavailable { name, partition: 0 }) if name == "c"),
+        "{during:?}"
+    );
+    s.wait_until_caught_up(Duration::from_secs(60)).unwrap();
+    let view = s.key_value_store::<String, i64>("c").unwrap();
+    assert_eq!(view.get(&"k".to_string()).unwrap(), Some(2));
+    s.close().unwrap();
+}

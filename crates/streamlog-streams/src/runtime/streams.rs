@@ -416,13 +416,15 @@ impl Streams {
     ///
     /// # Errors
     /// `StoreNotFound` if the topology has no such store; `StoreType` if it is a window
-    /// store or holds other types.
+    /// store or holds other types; `StoreUnavailable` while a local partition of it is
+    /// being restored.
     pub fn key_value_store<K, V>(&self, name: &str) -> Result<ReadOnlyKeyValueStore<K, V>>
     where
         K: Send + Sync + 'static,
         V: Send + Sync + 'static,
     {
         self.check_store::<KvStore<K, V>>(name, "key-value store")?;
+        self.check_queryable(name)?;
         let parts = self
             .env
             .registry
@@ -452,6 +454,7 @@ impl Streams {
         V: Send + Sync + 'static,
     {
         self.check_store::<WindowStore<K, V>>(name, "window store")?;
+        self.check_queryable(name)?;
         let parts = self
             .env
             .registry
@@ -473,6 +476,17 @@ impl Streams {
 
     /// `StoreNotFound` unless the topology has store `name`; `StoreType` unless it
     /// holds `S` (checked against the topology, so also with no partition local).
+    /// `StoreUnavailable` while a local partition of `name` is being restored.
+    fn check_queryable(&self, name: &str) -> Result<()> {
+        match self.env.registry.restoring(name) {
+            Some(partition) => Err(StreamsError::StoreUnavailable {
+                name: name.into(),
+                partition,
+            }),
+            None => Ok(()),
+        }
+    }
+
     fn check_store<S: 'static>(&self, name: &str, expected: &'static str) -> Result<()> {
         match self.env.topology.stores.iter().find(|(n, _, _)| n == name) {
             None => Err(StreamsError::StoreNotFound { name: name.into() }),

@@ -151,13 +151,22 @@ impl Worker {
         let env = &self.env;
         let skip = env.config.deserialization_policy == DeserializationPolicy::SkipAndCount;
         let task = Task::new(&env.topology, &env.app_id, id, skip)?;
-        restore_task(
+        for name in task.stores.keys() {
+            env.registry.begin_restore(name, id.partition);
+        }
+        let restored = restore_task(
             &env.store,
             &task,
             env.isolation(),
             &env.metrics,
             env.config.restore_listener.as_ref(),
-        )?;
+        );
+        if let Err(e) = restored {
+            for name in task.stores.keys() {
+                env.registry.end_restore(name, id.partition);
+            }
+            return Err(e);
+        }
         for (name, (_, h)) in &task.stores {
             env.registry.insert(name, id.partition, h.shared());
         }

@@ -2,7 +2,7 @@
 //! interactive queries.
 
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -14,15 +14,43 @@ type ByPartition = BTreeMap<i32, Arc<dyn Any + Send + Sync>>;
 #[derive(Default)]
 pub(crate) struct Registry {
     stores: RwLock<BTreeMap<String, ByPartition>>,
+    /// Partitions of each store being restored (a task starting here).
+    restoring: RwLock<BTreeMap<String, BTreeSet<i32>>>,
 }
 
 impl Registry {
+    /// `name`'s partition `partition` is being restored: queries of the store are
+    /// refused until it is inserted (or the restore given up).
+    pub(crate) fn begin_restore(&self, name: &str, partition: i32) {
+        self.restoring
+            .write()
+            .entry(name.to_string())
+            .or_default()
+            .insert(partition);
+    }
+
+    /// The restore of `name`'s partition `partition` ended (restored or failed).
+    pub(crate) fn end_restore(&self, name: &str, partition: i32) {
+        if let Some(s) = self.restoring.write().get_mut(name) {
+            s.remove(&partition);
+        }
+    }
+
+    /// A partition of `name` being restored, if any.
+    pub(crate) fn restoring(&self, name: &str) -> Option<i32> {
+        self.restoring
+            .read()
+            .get(name)
+            .and_then(|s| s.first().copied())
+    }
+
     pub(crate) fn insert(&self, name: &str, partition: i32, store: Arc<dyn Any + Send + Sync>) {
         self.stores
             .write()
             .entry(name.to_string())
             .or_default()
             .insert(partition, store);
+        self.end_restore(name, partition);
     }
 
     /// Removes `store` as `name`'s partition `partition`, if it still is: another
