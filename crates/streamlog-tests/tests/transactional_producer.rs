@@ -272,6 +272,29 @@ fn a_fenced_producer_cannot_append_to_a_partition_of_its_aborted_transaction() {
     assert_eq!(drain(&mut uncommitted), ["before"]);
 }
 
+/// A store on a manual clock with topic `t`, and a transactional producer of `config`
+/// whose open transaction holds `value` in `t`-0 (appended).
+fn clocked_open_transaction(
+    store_config: StoreConfig,
+    config: ProducerConfig,
+    value: &str,
+) -> (
+    tempfile::TempDir,
+    std::sync::Arc<streamlog::log::ManualClock>,
+    Store,
+    Producer,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, store) = common::clocked_store(dir.path(), store_config);
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let p = store.producer(config).unwrap();
+    p.init_transactions().unwrap();
+    p.begin_transaction().unwrap();
+    send(&p, "t", 0, value);
+    p.flush().unwrap();
+    (dir, clock, store, p)
+}
+
 /// The same once the partition forgot the producer id (its last batch older than
 /// `producer_id_expiration_ms`): the partition no longer knew the fenced epoch, so the
 /// old producer's record was appended and opened a transaction no coordinator knew
@@ -279,23 +302,13 @@ fn a_fenced_producer_cannot_append_to_a_partition_of_its_aborted_transaction() {
 /// transaction, KIP-890). Each send now checks the producer's session.
 #[test]
 fn a_fenced_producer_cannot_append_after_the_partition_forgot_its_id() {
-    let dir = tempfile::tempdir().unwrap();
-    let (clock, store) = common::clocked_store(
-        dir.path(),
+    let (_dir, clock, store, old) = clocked_open_transaction(
         StoreConfig::default().producer_id_expiration_ms(1_000),
+        ProducerConfig::default()
+            .transactional_id("app")
+            .linger_ms(0),
+        "before",
     );
-    store.create_topic("t", TopicConfig::default()).unwrap();
-    let old = store
-        .producer(
-            ProducerConfig::default()
-                .transactional_id("app")
-                .linger_ms(0),
-        )
-        .unwrap();
-    old.init_transactions().unwrap();
-    old.begin_transaction().unwrap();
-    send(&old, "t", 0, "before");
-    old.flush().unwrap();
     let _new = txn_producer(&store, "app");
     clock.advance(60_000);
     store.run_maintenance().unwrap();
@@ -314,20 +327,13 @@ fn a_fenced_producer_cannot_append_after_the_partition_forgot_its_id() {
 
 #[test]
 fn a_transaction_open_past_its_timeout_is_aborted_and_its_producer_fenced() {
-    let dir = tempfile::tempdir().unwrap();
-    let (clock, store) = common::clocked_store(dir.path(), StoreConfig::default());
-    store.create_topic("t", TopicConfig::default()).unwrap();
-    let p = store
-        .producer(
-            ProducerConfig::default()
-                .transactional_id("slow")
-                .transaction_timeout_ms(1000),
-        )
-        .unwrap();
-    p.init_transactions().unwrap();
-    p.begin_transaction().unwrap();
-    send(&p, "t", 0, "late");
-    p.flush().unwrap();
+    let (_dir, clock, store, p) = clocked_open_transaction(
+        StoreConfig::default(),
+        ProducerConfig::default()
+            .transactional_id("slow")
+            .transaction_timeout_ms(1000),
+        "late",
+    );
     assert_eq!(store.run_maintenance().unwrap().transactions_aborted, 0);
     clock.advance(1001);
     assert_eq!(store.run_maintenance().unwrap().transactions_aborted, 1);
