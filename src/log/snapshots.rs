@@ -147,12 +147,17 @@ impl Log {
             let Some(mut states) = read_snapshot(fs, &self.dir, offset)? else {
                 continue;
             };
+            let before = states.encode_snapshot();
             let mut aborted = Vec::new();
             for m in markers.iter().filter(|m| m.base_offset() >= offset) {
                 self.replay_batch(m, &mut states, &mut aborted);
             }
-            let path = self.dir.join(file_name(offset, "snapshot"));
             let bytes = states.encode_snapshot();
+            if bytes == before {
+                // None of the markers' transactions was open here: nothing to rewrite.
+                continue;
+            }
+            let path = self.dir.join(file_name(offset, "snapshot"));
             let file = fs
                 .open(&path, true)
                 .and_then(|f| {
