@@ -316,46 +316,62 @@ impl Log {
             self.rules(),
             self.config.segment_index_bytes,
         );
-        let rebuilt = segment::scan(seg.log.as_ref(), seg.size(), params)
+        let scan = segment::scan(seg.log.as_ref(), seg.size(), params)
             .ok()
-            .filter(|scan| scan.stopped.is_none())
-            .map(|scan| -> Result<()> {
-                seg.adopt_scan(&scan);
-                // Index files are rewritten: a log opened clean stops being so first.
-                self.touch()?;
-                let reopen = |path: &Path| {
-                    self.fs
-                        .open(path, false)
-                        .map_err(io_ctx(format!("open {}", path.display())))
-                };
-                let offsets = reopen(seg.offset_index.path())?;
-                let times = reopen(seg.time_index.path())?;
-                seg.offset_index
-                    .write_to(offsets.as_ref())
-                    .and_then(|()| seg.time_index.write_to(times.as_ref()))
-                    .map_err(io_ctx(format!(
-                        "write {}",
-                        seg.offset_index.path().display()
-                    )))?;
-                for (f, path) in [
-                    (&offsets, seg.offset_index.path()),
-                    (&times, seg.time_index.path()),
-                ] {
-                    self.fsync_or_poison(format!("fsync {}", path.display()), || f.sync_data())?;
-                }
-                Ok(())
-            });
-        match rebuilt {
-            Some(Ok(())) => tracing::warn!(
-                "{}: index entries failed their checks; rebuilt from the log",
-                seg.offset_index.path().display()
-            ),
-            Some(Err(e)) => tracing::warn!(
-                "{}: index rebuilt in memory only ({e})",
-                seg.offset_index.path().display()
-            ),
-            None => self.distrust_index(seg, "its entries fail the sanity check"),
+            .filter(|scan| scan.stopped.is_none());
+        let Some(scan) = scan else {
+            self.distrust_index(seg, "its entries fail the sanity check");
+            return;
+        };
+        seg.adopt_scan(&scan);
+        let path = seg.offset_index.path().display();
+        match self.write_rebuilt_index(seg) {
+            Ok(None) => {
+                tracing::warn!("{path}: index entries failed their checks; rebuilt from the log")
+            }
+            Ok(Some(why)) => tracing::warn!("{path}: index rebuilt in memory only ({why})"),
+            Err(e) => tracing::warn!("{path}: index rebuilt in memory only ({e})"),
         }
+    }
+
+    /// Writes a rebuilt index to its files, unless a truncation, retention, compaction
+    /// or close runs (each holds the maintenance lock and may replace or remove the
+    /// files at these paths, or be done with them) or `seg` is no longer the log's: a
+    /// read holding a segment list from before a swap must not write its segment's
+    /// entries into the files of the one replacing it, nor a read outlasting `close`
+    /// write after it. `Ok(Some(why))` when it did not write; the next open checks the
+    /// files again.
+    fn write_rebuilt_index(&self, seg: &Segment) -> Result<Option<&'static str>> {
+        let Some(_m) = self.maintenance.try_lock() else {
+            return Ok(Some("the log is being maintained or closed"));
+        };
+        self.check_writable()?;
+        if !self.snapshot().iter().any(|s| std::ptr::eq(&**s, seg)) {
+            return Ok(Some("the segment was replaced or removed"));
+        }
+        // Index files are rewritten: a log opened clean stops being so first.
+        self.touch()?;
+        let reopen = |path: &Path| {
+            self.fs
+                .open(path, false)
+                .map_err(io_ctx(format!("open {}", path.display())))
+        };
+        let offsets = reopen(seg.offset_index.path())?;
+        let times = reopen(seg.time_index.path())?;
+        seg.offset_index
+            .write_to(offsets.as_ref())
+            .and_then(|()| seg.time_index.write_to(times.as_ref()))
+            .map_err(io_ctx(format!(
+                "write {}",
+                seg.offset_index.path().display()
+            )))?;
+        for (f, path) in [
+            (&offsets, seg.offset_index.path()),
+            (&times, seg.time_index.path()),
+        ] {
+            self.fsync_or_poison(format!("fsync {}", path.display()), || f.sync_data())?;
+        }
+        Ok(None)
     }
 
     fn distrust_index(&self, seg: &Segment, why: &str) {

@@ -1014,3 +1014,96 @@ fn a_store_under_a_tiny_descriptor_limit_loses_nothing() {
     check(&open(&fs));
     check(&open(&image));
 }
+
+/// A read that finds a sealed segment's deferred index damaged rebuilds it, in memory
+/// and in its files. A read that outlasts `close` must not write them after it: the
+/// store's files are then another opener's. The read is parked just before it reads the
+/// index while the store closes.
+#[test]
+fn a_read_outlasting_close_does_not_rewrite_an_index_after_it() {
+    const READER: &str = "reader";
+    let fs = SimFs::new();
+    let config = TopicConfig::default()
+        .segment_bytes(1024)
+        .index_interval_bytes(64);
+    let store = sim_store(&fs).unwrap();
+    store.create_topic("t", config).unwrap();
+    let p = store.topic("t").unwrap().partition(0).unwrap();
+    // Rising timestamps: the time index's last entry names the segment's last batch, so
+    // the open reads no offset-index entry below it.
+    for i in 0..40 {
+        let r = Record::new(1_700_000_000_000 + i, Some("k"), Some(format!("v{i}")));
+        p.append(&[r]).unwrap();
+    }
+    store.close().unwrap();
+    // Two entries of the first index swapped: its last entry (checked at open) holds,
+    // the whole file (checked at the first read below it) does not.
+    let (path, mut index) = fs
+        .files(Path::new("/"))
+        .into_iter()
+        .map(|(p, _)| p)
+        .find(|p| {
+            p.to_string_lossy()
+                .ends_with("t-0/00000000000000000000.index")
+        })
+        .map(|p| (p.clone(), fs.read_file(&p).unwrap()))
+        .unwrap();
+    assert!(index.len() >= 24, "three entries at least");
+    index[..16].rotate_left(8);
+    fs.write_file(&path, index);
+
+    let closed = Arc::new(AtomicBool::new(false));
+    let after_close = Arc::new(Mutex::new(Vec::<(Op, PathBuf)>::new()));
+    let (parked_tx, parked) = channel();
+    let (release, release_rx) = channel::<()>();
+    let (parked_tx, release_rx) = (Mutex::new(parked_tx), Mutex::new(release_rx));
+    let hooks = {
+        let (closed, after_close, index_path) = (closed.clone(), after_close.clone(), path.clone());
+        Hooks {
+            before_op: Box::new(move |op, path| {
+                if closed.load(Ordering::Acquire) {
+                    after_close.lock().unwrap().push((op, path.to_path_buf()));
+                }
+                if op == Op::Read
+                    && path == index_path
+                    && std::thread::current().name() == Some(READER)
+                {
+                    parked_tx.lock().unwrap().send(()).unwrap();
+                    release_rx.lock().unwrap().recv().unwrap();
+                }
+            }),
+            ..Hooks::default()
+        }
+    };
+    let store = Store::open_with(
+        "/store",
+        StoreConfig::default()
+            .file_system(Arc::new(InterceptFs::new(fs.clone(), hooks)) as Arc<dyn FileSystem>)
+            .background_maintenance(false),
+    )
+    .unwrap();
+    let p = store.topic("t").unwrap().partition(0).unwrap();
+    // A write after the clean open: the log is no longer untouched.
+    p.append(&[rec("after")]).unwrap();
+    let reader = std::thread::Builder::new()
+        .name(READER.into())
+        .spawn(move || p.read(3, 1 << 10).map(|r| r.len()))
+        .unwrap();
+    recv(&parked, "the reader parked");
+    let closing = store.close();
+    closed.store(true, Ordering::Release);
+    release.send(()).unwrap();
+    let read = reader.join().unwrap();
+    closing.unwrap();
+    assert!(
+        matches!(read, Ok(_) | Err(Error::Closed { .. })),
+        "the read: {read:?}"
+    );
+    let after = after_close.lock().unwrap().clone();
+    assert!(
+        after
+            .iter()
+            .all(|(op, _)| !matches!(op, Op::Write | Op::Sync | Op::SetLen | Op::RemoveFile)),
+        "file operations after close: {after:?}"
+    );
+}
