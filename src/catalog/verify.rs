@@ -94,6 +94,7 @@ pub(crate) fn verify_store_on(
     let mut check = StoreCheck::default();
     // A metadata write a crash interrupted: the next open removes it.
     names.retain(|n| n != METADATA_TMP);
+    let mut counts = Vec::new();
     for name in names {
         let path = meta_dir.join(&name);
         let meta = crate::log::read_small_file(fs, &path)
@@ -116,6 +117,7 @@ pub(crate) fn verify_store_on(
             ));
             continue;
         }
+        counts.push((name.clone(), meta.config.partitions, meta.id));
         let allow_gaps =
             meta.config.cleanup_policy != CleanupPolicy::Delete || meta.config.offset_gaps;
         for p in 0..meta.config.partitions {
@@ -130,7 +132,42 @@ pub(crate) fn verify_store_on(
             }
         }
     }
+    check
+        .problems
+        .extend(beyond_partition_count(fs, dir, &counts)?);
     Ok(check)
+}
+
+/// Directories of a topic's partitions past the count its metadata lists (their
+/// `partition.metadata` names the topic's id): an open refuses the store, as it will
+/// neither delete nor ignore them.
+fn beyond_partition_count(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    topics: &[(String, i32, Option<super::TopicId>)],
+) -> Result<Vec<String>> {
+    let mut entries = fs
+        .list_dir(dir)
+        .map_err(io_ctx(format!("list {}", dir.display())))?;
+    entries.sort();
+    Ok(entries
+        .into_iter()
+        .filter_map(|entry| {
+            let (topic, p) = entry.rsplit_once('-')?;
+            let &(_, count, id) = topics.iter().find(|t| t.0 == topic)?;
+            let path = dir.join(&entry);
+            let beyond = p.parse::<i32>().is_ok_and(|p| p >= count)
+                && id.is_some()
+                && read_partition_topic_id(fs, &path).ok().flatten() == id;
+            beyond.then(|| {
+                format!(
+                    "{}: a partition of topic `{topic}` beyond the {count} partitions its \
+                     metadata lists (opening the store refuses it)",
+                    path.display()
+                )
+            })
+        })
+        .collect())
 }
 
 /// One partition directory: it exists, names the topic's id, and its segments pass.

@@ -211,6 +211,93 @@ pub struct DurablePoint {
     pub log_start: i64,
 }
 
+impl DurablePoint {
+    /// What contradicts this point in a directory whose segments are `segs` (base
+    /// offset, size in bytes, path; in offset order): the segment it names missing or
+    /// shorter than its synced position, segments from its log start gone, or every
+    /// segment gone while data was flushed. Each is `Corruption`: the bytes were
+    /// acknowledged as synced. A `recovery_point` (Kafka's checkpoint, trusted only up
+    /// to the point's next offset) naming a later segment moves the synced position to
+    /// that segment's start. Used by recovery and by the read-only verify, so a
+    /// directory the one passes the other opens.
+    pub(super) fn check_segments(
+        d: Option<Self>,
+        recovery_point: Option<i64>,
+        segs: &[(i64, u64, &Path)],
+    ) -> crate::Result<()> {
+        use crate::Error;
+        let (base, pos) = Self::synced_position(d, recovery_point, segs).unwrap_or((0, 0));
+        if pos > 0 {
+            match segs.iter().find(|s| s.0 == base) {
+                None => {
+                    return Err(Error::corruption(
+                        super::segment::file_name(base, "log"),
+                        0,
+                        format!("the segment holding flushed data up to position {pos} is missing"),
+                    ));
+                }
+                Some(&(_, size, path)) if size < pos => {
+                    return Err(Error::corruption(
+                        path,
+                        size,
+                        format!("the file has {size} bytes but {pos} were flushed"),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        match (d, segs.first()) {
+            (Some(d), Some(&(first, _, path))) if first > d.log_start => Err(Error::corruption(
+                path,
+                0,
+                format!(
+                    "the log starts at offset {first} but segments from offset {} were flushed",
+                    d.log_start
+                ),
+            )),
+            (Some(d), None) if d.next_offset > 0 => Err(Error::corruption(
+                "segments",
+                0,
+                "every segment is missing but data was flushed",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Everything before (segment base, position) was synced: the point's, or the start
+    /// of a later segment `recovery_point` names (see [`check_segments`](Self::check_segments)).
+    pub(super) fn synced_position(
+        d: Option<Self>,
+        recovery_point: Option<i64>,
+        segs: &[(i64, u64, &Path)],
+    ) -> Option<(i64, u64)> {
+        let from_checkpoint = recovery_point
+            .and_then(|r| segs.iter().rev().find(|s| s.0 <= r))
+            .map(|s| (s.0, 0u64));
+        d.map(|d| (d.segment_base, d.position)).max(from_checkpoint)
+    }
+
+    /// `Corruption` if a log ending at `end` (its last segment at `path`, `size` bytes)
+    /// lacks offsets this point says were flushed.
+    pub(super) fn check_end(
+        d: Option<Self>,
+        end: i64,
+        (path, size): (&Path, u64),
+    ) -> crate::Result<()> {
+        match d {
+            Some(d) if end < d.next_offset => Err(crate::Error::corruption(
+                path,
+                size,
+                format!(
+                    "the log ends at offset {end} but offsets up to {} were flushed",
+                    d.next_offset
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 const SLOT: u64 = 64;
 /// The two slots live in different 4 KiB blocks, so one torn sector or page write cannot
 /// damage both.

@@ -274,53 +274,13 @@ impl Recovery<'_> {
             producer_batches: false,
         };
         // The durable point: everything before (segment base, position) was synced.
-        let from_checkpoint = recovery_point
-            .and_then(|r| segs.iter().rev().find(|s| s.base <= r))
-            .map(|s| (s.base, 0u64));
-        let durable_pos = durable
-            .map(|d| (d.segment_base, d.position))
-            .max(from_checkpoint);
-        if let Some((base, pos)) = durable_pos
-            && pos > 0
-        {
-            match segs.iter().find(|s| s.base == base) {
-                None => {
-                    return Err(Error::corruption(
-                        segment::file_name(base, "log"),
-                        0,
-                        format!("the segment holding flushed data up to position {pos} is missing"),
-                    ));
-                }
-                Some(s) if s.size() < pos => {
-                    return Err(Error::corruption(
-                        &s.log_path,
-                        s.size(),
-                        format!("the file has {} bytes but {pos} were flushed", s.size()),
-                    ));
-                }
-                _ => {}
-            }
-        }
-        if let (Some(d), Some(first)) = (durable, segs.first())
-            && first.base > d.log_start
-        {
-            return Err(Error::corruption(
-                &first.log_path,
-                0,
-                format!(
-                    "the log starts at offset {} but segments from offset {} were flushed",
-                    first.base, d.log_start
-                ),
-            ));
-        }
+        let views: Vec<_> = segs
+            .iter()
+            .map(|s| (s.base, s.size(), s.log_path.as_path()))
+            .collect();
+        DurablePoint::check_segments(durable, recovery_point, &views)?;
+        let durable_pos = DurablePoint::synced_position(durable, recovery_point, &views);
         if segs.is_empty() {
-            if durable.is_some_and(|d| d.next_offset > 0) {
-                return Err(Error::corruption(
-                    "segments",
-                    0,
-                    "every segment is missing but data was flushed",
-                ));
-            }
             return Ok(outcome);
         }
         let last = segs.len() - 1;
@@ -727,17 +687,8 @@ fn check_durable_end(
     last: &Segment,
 ) -> Result<Outcome> {
     let end = outcome.next_offset.unwrap_or(last.base);
-    match durable {
-        Some(d) if end < d.next_offset => Err(Error::corruption(
-            &last.log_path,
-            last.size(),
-            format!(
-                "the log ends at offset {end} but offsets up to {} were flushed",
-                d.next_offset
-            ),
-        )),
-        _ => Ok(outcome),
-    }
+    DurablePoint::check_end(durable, end, (&last.log_path, last.size()))?;
+    Ok(outcome)
 }
 
 fn first_batch_timestamp(seg: &Segment) -> Result<Option<i64>> {

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::checkpoint::{self, LEADER_EPOCH_FILE};
+use super::checkpoint::{self, DurablePoint, LEADER_EPOCH_FILE};
 use super::epoch::EpochHistory;
 use super::index::{OFFSET_ENTRY, TIME_ENTRY};
 use super::segment::{self, file_name, parse_file_name};
@@ -48,7 +48,8 @@ pub struct PartitionCheck {
 ///
 /// # Errors
 /// `Corruption` with the file and position of the first bad batch (or of segments that
-/// overlap); `InvalidArgument` if the directory holds an unfinished operation
+/// overlap), or naming data the store recorded as synced (`streamlog.durable`) that
+/// the segments no longer hold, which an open refuses too; `InvalidArgument` if the directory holds an unfinished operation
 /// (`.cleaned`, `.swap`, `.deleted` files: let the program that wrote them finish it);
 /// `Io`.
 pub fn verify_partition_dir(
@@ -57,6 +58,17 @@ pub fn verify_partition_dir(
     allow_gaps: bool,
 ) -> Result<PartitionCheck> {
     let d = dir.display().to_string();
+    // What the store recorded as synced (absent in a directory Kafka wrote), read
+    // before the segments: a store writing meanwhile only moves it past them.
+    let (_, durable) = checkpoint::DurableFile::read(fs, dir)
+        .map_err(io_ctx(format!("read the durable position in {d}")))?;
+    let recovery_point = checkpoint::read_small(fs, &dir.join(checkpoint::RECOVERY_POINT_FILE))
+        .map_err(io_ctx(format!("read the recovery point in {d}")))?
+        .and_then(|b| {
+            let partition = super::open::topic_partition(dir).1;
+            checkpoint::parse_recovery_point(&String::from_utf8_lossy(&b), partition)
+        })
+        .filter(|&r| durable.is_some_and(|d| r <= d.next_offset));
     let names = fs.list_dir(dir).map_err(io_ctx(format!("list {d}")))?;
     if let Some(n) = names.iter().find(|n| {
         TRANSIENT_SUFFIXES[..3].iter().any(|s| {
@@ -99,6 +111,7 @@ pub fn verify_partition_dir(
         ..PartitionCheck::default()
     };
     let mut end: Option<i64> = None;
+    let mut sizes = Vec::with_capacity(bases.len());
     for &base in &bases {
         let path = dir.join(file_name(base, "log"));
         if let Some(prev_end) = end
@@ -129,11 +142,21 @@ pub fn verify_partition_dir(
             check.max_producer_id = check.max_producer_id.max(Some(scan.max_producer_id));
         }
         check.bytes += len;
+        sizes.push((base, len, path.clone()));
         end = Some(scan.next_offset.unwrap_or(base));
         check_offset_index(fs, dir, base, file.as_ref(), len, &mut check)?;
         check_time_index(fs, dir, base, end.unwrap_or(base), &mut check)?;
     }
     check.log_end_offset = end.unwrap_or(check.log_start_offset);
+    // What an open would refuse: data the store synced gone from the segments.
+    let views: Vec<_> = sizes
+        .iter()
+        .map(|(b, l, p)| (*b, *l, p.as_path()))
+        .collect();
+    DurablePoint::check_segments(durable, recovery_point, &views)?;
+    if let Some(&(_, len, path)) = views.last() {
+        DurablePoint::check_end(durable, check.log_end_offset, (path, len))?;
+    }
     check.max_producer_id = check
         .max_producer_id
         .max(super::snapshots::max_snapshot_producer_id(fs, dir)?);

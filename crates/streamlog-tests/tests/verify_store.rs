@@ -109,3 +109,90 @@ fn progress_reports_each_partition_once() {
     assert!(!expected.is_empty());
     assert_eq!(seen, expected);
 }
+
+/// Segments of `t-0` (sorted `.log` paths) of a store with three segments in `t-0` and
+/// one partition `t-1`, closed.
+fn store_with_segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let store = Store::open(dir).unwrap();
+    store
+        .create_topic(
+            "t",
+            TopicConfig::default().partitions(2).segment_bytes(1024),
+        )
+        .unwrap();
+    let p = store.topic("t").unwrap().partition(0).unwrap();
+    for i in 0..30 {
+        p.append(&[Record::new(i, Some("k"), Some(format!("v{i:02}")))])
+            .unwrap();
+    }
+    drop(p);
+    store.close().unwrap();
+    let mut logs: Vec<_> = walk(&dir.join("t-0"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    assert!(logs.len() >= 3, "{logs:?}");
+    logs
+}
+
+/// The segment files of the `.log` at `log`.
+fn remove_segment(log: &std::path::Path) {
+    for ext in ["log", "index", "timeindex"] {
+        std::fs::remove_file(log.with_extension(ext)).unwrap();
+    }
+}
+
+/// From a review: `verify` read every batch but not what the store recorded as synced,
+/// so a store whose open refuses it (segments holding flushed data gone, or a
+/// partition directory past the topic's count) passed. Each damage: the open refuses the
+/// store and `verify` names the problem.
+#[test]
+fn what_the_open_refuses_verify_reports() {
+    type Damage = fn(&std::path::Path, &[std::path::PathBuf]);
+    let damages: [(&str, Damage); 4] = [
+        ("the oldest segment removed", |_, logs| {
+            remove_segment(&logs[0])
+        }),
+        ("the newest segment removed", |_, logs| {
+            remove_segment(logs.last().unwrap())
+        }),
+        ("the last batch cut off at a batch boundary", |_, logs| {
+            let last = logs.last().unwrap();
+            let bytes = std::fs::read(last).unwrap();
+            let (mut pos, mut boundary) = (0, 0);
+            while pos + 12 <= bytes.len() {
+                boundary = pos;
+                let len = i32::from_be_bytes(bytes[pos + 8..pos + 12].try_into().unwrap());
+                pos += 12 + len as usize;
+            }
+            assert!(boundary > 0);
+            std::fs::write(last, &bytes[..boundary]).unwrap();
+        }),
+        ("a copy of partition 0 as partition 5", |dir, _| {
+            let to = dir.join("t-5");
+            std::fs::create_dir(&to).unwrap();
+            for f in walk(&dir.join("t-0")) {
+                std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
+            }
+        }),
+    ];
+    for (what, damage) in damages {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = store_with_segments(dir.path());
+        let check = streamlog::verify_store(dir.path()).unwrap();
+        assert!(check.is_ok(), "{what}: before: {:?}", check.problems);
+        damage(dir.path(), &logs);
+        let check = streamlog::verify_store(dir.path()).unwrap();
+        assert!(
+            !check.problems.is_empty(),
+            "{what}: verify found nothing wrong"
+        );
+        let refused = Store::open(dir.path()).err();
+        assert!(
+            refused.is_some(),
+            "{what}: the open took the store (verify: {:?})",
+            check.problems
+        );
+    }
+}
