@@ -162,18 +162,20 @@ impl Write for Stdout {
 /// Runs a dump on the process's stdout and stderr and returns its exit status.
 fn dump_to_stdout(options: &dump::Options) -> ExitCode {
     let mut out = BufWriter::new(io::stdout().lock());
-    let result = dump::run(options, &mut out, &mut io::stderr()).and_then(|summary| {
-        out.flush()?;
-        Ok(summary)
-    });
-    match result {
-        Ok(summary) => ExitCode::from(summary.exit_status()),
-        // The reader went away (`streamlog dump DIR | head`): nothing left to tell it.
+    let cannot_write = |e: io::Error| {
+        eprintln!("streamlog dump: cannot write the output: {e}");
+        ExitCode::from(dump::EXIT_PROBLEMS)
+    };
+    match dump::run(options, &mut out, &mut io::stderr()) {
+        // The reader went away (`streamlog dump DIR | head`): the problems found are
+        // still the exit status.
+        Ok(summary) => match out.flush() {
+            Err(e) if e.kind() != io::ErrorKind::BrokenPipe => cannot_write(e),
+            _ => ExitCode::from(summary.exit_status()),
+        },
+        // The reader went away before any problem: nothing left to tell it.
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("streamlog dump: cannot write the output: {e}");
-            ExitCode::from(dump::EXIT_PROBLEMS)
-        }
+        Err(e) => cannot_write(e),
     }
 }
 

@@ -32,12 +32,25 @@ pub fn run(v: &Verify, out: &mut dyn Write) -> Result<bool, String> {
     });
     bar.finish_and_clear();
     let check = check.map_err(|e| e.to_string())?;
-    let io = |e: std::io::Error| e.to_string();
+    let report = report(&check, v.verbose).map_err(|e| e.to_string())?;
+    match out.write_all(report.as_bytes()) {
+        // The reader went away (`streamlog verify DIR | head`): the verdict is still
+        // the exit status.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.to_string()),
+        _ => Ok(check.is_ok()),
+    }
+}
+
+/// What `verify` prints: each problem (and with `verbose` each partition's counts),
+/// then the verdict.
+fn report(check: &streamlog::StoreCheck, verbose: bool) -> Result<String, std::fmt::Error> {
+    use std::fmt::Write;
+    let mut out = String::new();
     let (mut batches, mut bytes) = (0u64, 0u64);
     for (tp, c) in &check.partitions {
         batches += c.batches;
         bytes += c.bytes;
-        if v.verbose {
+        if verbose {
             writeln!(
                 out,
                 "{tp}: {} segments, {} batches, {} bytes, offsets {}..{}, {} index entries",
@@ -47,15 +60,14 @@ pub fn run(v: &Verify, out: &mut dyn Write) -> Result<bool, String> {
                 c.log_start_offset,
                 c.log_end_offset,
                 c.index_entries_checked
-            )
-            .map_err(io)?;
+            )?;
         }
         for p in &c.index_problems {
-            writeln!(out, "problem: {tp}: {p}").map_err(io)?;
+            writeln!(out, "problem: {tp}: {p}")?;
         }
     }
     for p in &check.problems {
-        writeln!(out, "problem: {p}").map_err(io)?;
+        writeln!(out, "problem: {p}")?;
     }
     let verdict = if check.is_ok() {
         "ok"
@@ -66,9 +78,8 @@ pub fn run(v: &Verify, out: &mut dyn Write) -> Result<bool, String> {
         out,
         "{verdict}: {} partitions, {batches} batches, {bytes} bytes checked",
         check.partitions.len()
-    )
-    .map_err(io)?;
-    Ok(check.is_ok())
+    )?;
+    Ok(out)
 }
 
 /// The bytes of the store's segment files (`*.log` one level down): the bar's total.

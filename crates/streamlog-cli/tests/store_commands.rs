@@ -211,6 +211,16 @@ fn verify_passes_a_sound_store_and_names_the_damage_in_a_broken_one() {
     let report = ok(&["verify", d, "-v"]);
     assert!(report.contains("ok: 3 partitions"), "{report}"); // with __consumer_offsets
     assert!(report.contains("t-1: 1 segments, 1 batches"), "{report}");
+    // Enough partitions for `verify -v` to print more than an output buffer holds.
+    ok(&[
+        "topics",
+        "create",
+        "--dir",
+        d,
+        "many",
+        "--partitions",
+        "200",
+    ]);
     // A flipped byte inside the batch: its CRC fails.
     let segment = Path::new(d).join("t-1").join("00000000000000000000.log");
     let mut bytes = std::fs::read(&segment).unwrap();
@@ -225,9 +235,36 @@ fn verify_passes_a_sound_store_and_names_the_damage_in_a_broken_one() {
         "{report}"
     );
     assert!(report.contains("PROBLEMS FOUND"), "{report}");
+    // With its reader gone (`verify DIR | head`) the verdict is still the exit status,
+    // also when the report outgrows the output buffer (a line per partition); and
+    // so is a dump's, once it found a problem.
+    for args in [
+        &["verify", d, "-v"][..],
+        &["dump", segment.to_str().unwrap()],
+    ] {
+        assert_eq!(
+            status_with_stdout_closed(args),
+            Some(1),
+            "{args:?} with its reader gone"
+        );
+    }
     // A directory that is not a store is an error too.
     let out = streamlog(&["verify", tmp.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// The exit status of `streamlog ARGS...` whose stdout is a pipe with no reader: every
+/// write to it fails (EPIPE).
+fn status_with_stdout_closed(args: &[&str]) -> Option<i32> {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    std::process::Command::new(env!("CARGO_BIN_EXE_streamlog"))
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .code()
 }
 
 /// The read commands open the store read-only: they work while another process (here

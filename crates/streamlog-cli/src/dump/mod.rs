@@ -152,7 +152,9 @@ impl Summary {
 /// problems to `err`. Problems in the data are counted in the summary, not returned.
 ///
 /// # Errors
-/// Only a failure to write to `out` or `err`.
+/// Only a failure to write to `out` or `err`; once a problem was found, a reader gone
+/// (`BrokenPipe`) ends the dump with the summary so far instead, whose exit status
+/// still says so.
 pub fn run(options: &Options, out: &mut impl Write, err: &mut impl Write) -> io::Result<Summary> {
     let mut dumper = Dumper {
         options,
@@ -160,48 +162,15 @@ pub fn run(options: &Options, out: &mut impl Write, err: &mut impl Write) -> io:
         err,
         summary: Summary::default(),
     };
-    for path in &options.paths {
-        match dump_files(path, options.json) {
-            Ok(files) => {
-                if path.is_dir() && !files.iter().any(|(_, kind)| *kind == FileKind::Log) {
-                    dumper.out.flush()?;
-                    writeln!(
-                        dumper.err,
-                        "warning: {}: no .log files (a partition directory, such as clicks-0, \
-                         holds <20-digit base offset>.log files)",
-                        path.display()
-                    )?;
-                }
-                for (file, kind) in files {
-                    dumper.file(&file, kind)?;
-                }
-            }
-            Err(e) => dumper.problem(e)?,
+    match dumper.dump_all() {
+        Ok(()) => Ok(dumper.summary),
+        // The reader went away (`streamlog dump DIR | head`): the problems seen so far
+        // are still the verdict (the exit status), reported on the error stream.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe && dumper.summary.problems > 0 => {
+            Ok(dumper.summary)
         }
+        Err(e) => Err(e),
     }
-    if !options.json {
-        let s = &dumper.summary;
-        write!(
-            dumper.out,
-            "Summary: files: {} batches: {} records: {}",
-            s.files, s.batches, s.records
-        )?;
-        if options.verify_index {
-            write!(
-                dumper.out,
-                " indexEntries: {} timeIndexEntries: {}",
-                s.index_entries, s.time_index_entries
-            )?;
-        }
-        if s.snapshot_files > 0 {
-            write!(dumper.out, " snapshotEntries: {}", s.snapshot_entries)?;
-        }
-        if s.txn_index_files > 0 {
-            write!(dumper.out, " abortedTxns: {}", s.aborted_txns)?;
-        }
-        writeln!(dumper.out, " problems: {}", s.problems)?;
-    }
-    Ok(dumper.summary)
 }
 
 /// What a file to dump holds.
@@ -308,6 +277,52 @@ struct Dumper<'a, O, E> {
 }
 
 impl<O: Write, E: Write> Dumper<'_, O, E> {
+    /// Dumps every path of the options, then the summary line.
+    fn dump_all(&mut self) -> io::Result<()> {
+        for path in &self.options.paths {
+            match dump_files(path, self.options.json) {
+                Ok(files) => {
+                    if path.is_dir() && !files.iter().any(|(_, kind)| *kind == FileKind::Log) {
+                        self.out.flush()?;
+                        writeln!(
+                            self.err,
+                            "warning: {}: no .log files (a partition directory, such as clicks-0, \
+                             holds <20-digit base offset>.log files)",
+                            path.display()
+                        )?;
+                    }
+                    for (file, kind) in files {
+                        self.file(&file, kind)?;
+                    }
+                }
+                Err(e) => self.problem(e)?,
+            }
+        }
+        if !self.options.json {
+            let s = &self.summary;
+            write!(
+                self.out,
+                "Summary: files: {} batches: {} records: {}",
+                s.files, s.batches, s.records
+            )?;
+            if self.options.verify_index {
+                write!(
+                    self.out,
+                    " indexEntries: {} timeIndexEntries: {}",
+                    s.index_entries, s.time_index_entries
+                )?;
+            }
+            if s.snapshot_files > 0 {
+                write!(self.out, " snapshotEntries: {}", s.snapshot_entries)?;
+            }
+            if s.txn_index_files > 0 {
+                write!(self.out, " abortedTxns: {}", s.aborted_txns)?;
+            }
+            writeln!(self.out, " problems: {}", s.problems)?;
+        }
+        Ok(())
+    }
+
     /// Reports a problem on the error stream (after what was dumped before it).
     fn problem(&mut self, message: impl Display) -> io::Result<()> {
         self.summary.problems += 1;
