@@ -109,6 +109,20 @@ impl<O: Write, E: Write> Dumper<'_, O, E> {
                 );
                 self.corruption(path, position, reason)?;
             }
+            // What the log's own check refuses too: offsets past the segment's 32-bit
+            // relative range, or past i64 (the base offset is outside the CRC).
+            let last = h.base_offset.checked_add(i64::from(h.last_offset_delta));
+            let fits =
+                |base: i64| last.is_some_and(|l| l < i64::MAX && l - base <= i64::from(i32::MAX));
+            if h.last_offset_delta < 0
+                || base.is_some_and(|base| h.base_offset >= base && !fits(base))
+            {
+                let reason = format!(
+                    "offsets from {} (+{}) do not fit the segment",
+                    h.base_offset, h.last_offset_delta
+                );
+                self.corruption(path, position, reason)?;
+            }
             if let Some(previous) = previous_last_offset
                 && h.base_offset <= previous
             {
@@ -364,6 +378,30 @@ mod tests {
             lines[3],
             r#"{"offset":43,"timestamp":1700000000020,"control":"COMMIT","coordinatorEpoch":8}"#
         );
+    }
+
+    /// From a review: the base offset is outside the CRC, and a flipped high bit of
+    /// the last batch's passed the dump (only a following batch would have shown it).
+    #[test]
+    fn offsets_that_do_not_fit_the_segment_are_a_problem() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("far-0");
+        let log = Log::open(&dir, LogConfig::default()).unwrap();
+        let mut last = None;
+        for i in 0..3 {
+            let mut b = BatchBuilder::new();
+            b.push(T + i, Some(b"key"), Some(b"value"), &[]).unwrap();
+            last = Some(log.append(&mut b.finish().unwrap()).unwrap());
+        }
+        log.close().unwrap();
+        let path = segment_path(&dir, 0, "log");
+        let mut bytes = fs::read(&path).unwrap();
+        let at = last.unwrap().position as usize;
+        bytes[at + 2] ^= 0x01; // + 2^40
+        fs::write(&path, &bytes).unwrap();
+        let o = dump(&[], &[&dir]);
+        assert_eq!(o.summary.problems, 1, "{}", o.err);
+        assert!(o.err.contains("do not fit the segment"), "{}", o.err);
     }
 
     #[test]
