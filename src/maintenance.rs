@@ -95,6 +95,13 @@ impl Maintenance {
         if self.watching.load(std::sync::atomic::Ordering::Acquire) {
             return;
         }
+        self.reschedule();
+    }
+
+    /// Wakes the thread to recompute when its next pass is due: a topic was created or
+    /// its `flush_ms` changed, and a background flush may be due sooner than the pass
+    /// it planned (up to `maintenance_interval_ms` away).
+    pub(crate) fn reschedule(&self) {
         self.nudged
             .store(true, std::sync::atomic::Ordering::Release);
         let _stop = self.stop.lock();
@@ -136,6 +143,9 @@ fn run_thread(
     // When the next pass (a flush check, or a full one) is due; wake-ups in between
     // (a member's expiry, a nudge) only expire members.
     let mut next_pass = Instant::now();
+    // When the last pass ended: a flush check is due `flush_ms` after it, also for a
+    // topic created or changed since that pass (its `reschedule` wakes the thread).
+    let mut last_pass = Instant::now();
     loop {
         let tick = {
             let Some(catalog) = weak.upgrade() else {
@@ -148,6 +158,9 @@ fn run_thread(
             // pass, which may take long, and after it).
             if groups.expire_for_waiters(&|names| catalog.partition_counts(names)) {
                 catalog.notifier().notify();
+            }
+            if let Some(f) = min_flush_ms(&catalog) {
+                next_pass = next_pass.min(last_pass + Duration::from_millis(f));
             }
             if Instant::now() >= next_pass {
                 let full = last_full.elapsed() >= interval;
@@ -175,7 +188,8 @@ fn run_thread(
                 let until_pass = flush
                     .map_or(until_full, |f| f.min(until_full))
                     .max(Duration::from_millis(1));
-                next_pass = Instant::now() + until_pass;
+                last_pass = Instant::now();
+                next_pass = last_pass + until_pass;
             }
             // Members gone stale in a group where a member waits in `recv`.
             if groups.expire_for_waiters(&|names| catalog.partition_counts(names)) {

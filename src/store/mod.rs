@@ -214,7 +214,10 @@ impl Store {
                 ),
             });
         }
-        self.inner.catalog.create_topic(name, config)
+        self.inner.catalog.create_topic(name, config)?;
+        // Its `flush_ms` may be due before the thread's next pass.
+        self.inner.maintenance.reschedule();
+        Ok(())
     }
 
     /// Deletes a topic and all its data. Handles to it stop accepting appends
@@ -338,7 +341,9 @@ impl Store {
     /// directory fsync after its metadata was replaced; a roll-back cut short): topic
     /// changes wait for the next open, which settles it.
     pub fn import_kafka_topic(&self, name: &str, config: TopicConfig) -> Result<ImportReport> {
-        self.inner.catalog.import_kafka_topic(name, config)
+        let report = self.inner.catalog.import_kafka_topic(name, config)?;
+        self.inner.maintenance.reschedule();
+        Ok(report)
     }
 
     /// A new producer on this store.
@@ -441,7 +446,9 @@ impl Store {
         change: impl FnOnce(TopicConfig) -> TopicConfig,
     ) -> Result<TopicConfig> {
         self.check_open()?;
-        self.inner.catalog.alter_topic_config(name, change)
+        let config = self.inner.catalog.alter_topic_config(name, change)?;
+        self.inner.maintenance.reschedule();
+        Ok(config)
     }
 
     /// What [`alter_group_offsets`](Self::alter_group_offsets) would commit, without

@@ -553,3 +553,34 @@ fn segments_without_timestamps_expire_by_file_age() {
     assert_eq!(log.enforce_retention(&policy).unwrap().segments_deleted, 0);
     log.close().unwrap();
 }
+
+/// From a review: the background thread planned its next pass from the topics' shortest
+/// `flush_ms` when a pass ended, so a topic created (or given a `flush_ms`) after that
+/// waited for the next full pass (`maintenance_interval_ms`, here an hour) to have its
+/// records synced. Creating a topic and changing its config reschedule the thread. (60 s
+/// failure guard; the flushes come within milliseconds.)
+#[test]
+fn a_flush_ms_newer_than_the_threads_plan_is_kept() {
+    type Setup = fn(&Store) -> Partition;
+    let setups: [(&str, Setup); 2] = [
+        ("a topic created with flush_ms", |store| {
+            let config = TopicConfig::default().flush_ms(5);
+            store.create_topic("t", config).unwrap();
+            store.topic("t").unwrap().partition(0).unwrap()
+        }),
+        ("flush_ms set on a topic", |store| {
+            store.create_topic("t", TopicConfig::default()).unwrap();
+            store.alter_topic_config("t", |c| c.flush_ms(5)).unwrap();
+            store.topic("t").unwrap().partition(0).unwrap()
+        }),
+    ];
+    for (what, setup) in setups {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig::default().maintenance_interval_ms(3_600_000);
+        let store = Store::open_with(dir.path(), config).unwrap();
+        let p = setup(&store);
+        p.append(&[Record::new(T0, Some("k"), Some("v"))]).unwrap();
+        common::wait_until(what, || p.durable_offset() == p.log_end_offset());
+        store.close().unwrap();
+    }
+}
