@@ -71,37 +71,40 @@ impl Consumer {
         }
     }
 
-    /// One attempt of [`recv`](Self::recv): records, or the waker registered.
+    /// One attempt of [`recv`](Self::recv): records, or the waker registered (or, if
+    /// the store changed during the attempt, woken at once: the task is polled again
+    /// instead of this poll checking again, so a busy store, whose appends to other
+    /// partitions move the store-wide signal during every attempt, cannot hold the
+    /// executor's thread in one poll).
     fn poll_records(
         &mut self,
         cx: &mut Context<'_>,
         waiting: &mut bool,
     ) -> Poll<Result<ConsumerRecords>> {
-        loop {
-            let attempt = (|| {
-                self.check_open()?;
-                self.check_not_in_callback("recv")?;
-                self.check_reading("recv")?;
-                let seen = self.sync_and_commit()?;
-                let records = self.fetch()?;
-                Ok((seen, records))
-            })();
-            let (seen, records) = match attempt {
-                Ok(r) => r,
-                Err(e) => {
-                    self.set_waiting(waiting, false);
-                    return Poll::Ready(Err(e));
-                }
-            };
-            if !records.is_empty() {
+        let attempt = (|| {
+            self.check_open()?;
+            self.check_not_in_callback("recv")?;
+            self.check_reading("recv")?;
+            let seen = self.sync_and_commit()?;
+            let records = self.fetch()?;
+            Ok((seen, records))
+        })();
+        let (seen, records) = match attempt {
+            Ok(r) => r,
+            Err(e) => {
                 self.set_waiting(waiting, false);
-                return Poll::Ready(Ok(records));
+                return Poll::Ready(Err(e));
             }
-            if self.catalog.notifier().register(cx.waker(), seen) {
-                self.set_waiting(waiting, true);
-                return Poll::Pending;
-            }
+        };
+        if !records.is_empty() {
+            self.set_waiting(waiting, false);
+            return Poll::Ready(Ok(records));
         }
+        if !self.catalog.notifier().register(cx.waker(), seen) {
+            cx.waker().wake_by_ref();
+        }
+        self.set_waiting(waiting, true);
+        Poll::Pending
     }
 
     /// Tells the group coordinator whether this member waits in `recv` (or `poll`).
