@@ -41,9 +41,14 @@ impl Notifier {
                 self.registered.store(0, Ordering::SeqCst);
                 std::mem::take(&mut *w)
             };
-            // Outside the lock: a waker may poll its task inline.
+            // Outside the lock: a waker may poll its task inline. A waker is the
+            // application's code: one that panics (the panic hook has reported it) must
+            // not keep the others from waking (they were taken off the list), nor
+            // unwind through the append, flush or maintenance pass that notified.
             for w in wakers {
-                w.wake();
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake())).is_err() {
+                    tracing::error!("a task's waker panicked when the store woke it");
+                }
             }
         }
     }

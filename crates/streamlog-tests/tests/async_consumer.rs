@@ -464,3 +464,51 @@ fn a_dropped_stream_gives_back_nothing_to_a_topic_created_again() {
     }
     assert_eq!(offsets, [0, 1, 2, 3, 4]);
 }
+
+/// A waker that panics when woken.
+struct Panicking;
+
+impl std::task::Wake for Panicking {
+    fn wake(self: std::sync::Arc<Self>) {
+        panic!("this waker panics");
+    }
+}
+
+/// From a review: the store's notification took every registered waker off its list
+/// and woke them in turn; one that panicked unwound through the append that notified
+/// (failing it after the record was written) and dropped the wakers after it, whose
+/// tasks then slept until some later change. The panic is contained.
+#[test]
+fn a_panicking_waker_neither_fails_the_append_nor_keeps_others_asleep() {
+    let (_dir, store) = store();
+    let (mut first, mut second) = (consumer(&store, "g1"), consumer(&store, "g2"));
+    first.subscribe(["t"]).unwrap();
+    second.subscribe(["t"]).unwrap();
+    let panicking = Waker::from(std::sync::Arc::new(Panicking));
+    let counting = std::sync::Arc::new(Counting(Default::default()));
+    let waker = Waker::from(counting.clone());
+    let mut first_recv = pin!(first.recv());
+    assert!(
+        first_recv
+            .as_mut()
+            .poll(&mut Context::from_waker(&panicking))
+            .is_pending()
+    );
+    let mut second_recv = pin!(second.recv());
+    assert!(
+        second_recv
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending()
+    );
+    let p = store.topic("t").unwrap().partition(0).unwrap();
+    let appended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        p.append(&[Record::new(0, Some("k"), Some("v"))])
+    }));
+    assert!(matches!(appended, Ok(Ok(_))), "the append: {appended:?}");
+    assert_eq!(
+        counting.0.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the other task was woken"
+    );
+}
