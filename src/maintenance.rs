@@ -116,11 +116,14 @@ impl Maintenance {
     /// Stops the thread and waits for a pass in progress to end. (The thread never holds
     /// the store, so this is not called on it; the check is a guard against a join of
     /// itself.)
+    ///
+    /// The handle's lock is held through the join: a second caller (two `close`s at
+    /// once) returns once the thread has ended too, not while its pass still runs.
     pub(crate) fn stop(&self) {
         *self.stop.lock() = true;
         self.wake.notify_all();
-        let handle = self.thread.lock().take();
-        if let Some(h) = handle
+        let mut handle = self.thread.lock();
+        if let Some(h) = handle.take()
             && h.thread().id() != std::thread::current().id()
             && h.join().is_err()
         {
