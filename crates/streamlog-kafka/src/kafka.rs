@@ -154,7 +154,10 @@ fn read_last(
         }
         match consumer.poll(left.min(Duration::from_millis(100))) {
             None => {}
-            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            // Only this partition's end: an event left from an earlier read of another
+            // partition (or topic) with this consumer must not end this one early.
+            Some(Err(KafkaError::PartitionEOF(p))) if p == partition => break,
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) if is_fatal(&e) => return Err(kafka(ctx(), e)),
             // The client retries on its own (a broker error, a moved leader).
             Some(Err(e)) => log::warn!("{}: {e} (retrying)", ctx()),
