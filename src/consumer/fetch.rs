@@ -50,7 +50,11 @@ fn read_partition(
             }
             bytes += b.size();
             next = next.max(b.last_offset() + 1);
+            // A batch left without records (compaction keeps some to hold their
+            // offsets) returns nothing either: buffered, it would end this read with
+            // nothing to return, and a `recv` would wait for the next append.
             if b.header().is_control()
+                || b.header().records_count == 0
                 || b.last_offset() < position
                 || (committed_only && crate::catalog::is_aborted(b, &aborted))
             {
@@ -261,7 +265,7 @@ impl Consumer {
         let n = keys.len();
         let start = self.next_partition % n;
         self.next_partition = self.next_partition.wrapping_add(1);
-        for i in 0..n {
+        'partitions: for i in 0..n {
             if out.len() >= self.config.max_poll_records {
                 break;
             }
@@ -295,8 +299,13 @@ impl Consumer {
             let limit = self.config.max_poll_records - out.len();
             let isolation = self.config.isolation_level;
             let max_bytes = self.config.max_partition_fetch_bytes.min(budget.max(1));
-            let a = self.assigned.get_mut(tp).expect("present");
-            if a.buffer.is_empty() {
+            let mut position = position;
+            // A position out of range is reset once and read from there in this poll:
+            // left for the next poll, a `recv` would wait for an append that may never
+            // come (nothing notifies for the reset).
+            let mut reset = false;
+            while self.assigned[tp].buffer.is_empty() {
+                let a = self.assigned.get_mut(tp).expect("present");
                 let log = &a.state;
                 // Caught up. (Past the end or below the start: the read reports
                 // OffsetOutOfRange and auto_offset_reset applies.)
@@ -305,7 +314,7 @@ impl Consumer {
                     && position <= log.log_end_offset()
                     && position >= log.log_start_offset()
                 {
-                    continue;
+                    break;
                 }
                 match read_partition(a, tp, position, max_bytes, isolation) {
                     Ok(bytes) => {
@@ -313,18 +322,21 @@ impl Consumer {
                         self.catalog
                             .stats()
                             .add(Counter::BytesConsumed, bytes as u64);
+                        break;
                     }
-                    Err(Error::OffsetOutOfRange { requested, .. }) => {
+                    Err(Error::OffsetOutOfRange { requested, .. }) if !reset => {
                         let p = self.reset_position(tp, &self.assigned[tp], requested)?;
                         tracing::info!("{tp}: offset {requested} is out of range; reset to {p}");
                         let a = self.assigned.get_mut(tp).expect("present");
                         a.position = Some(p);
-                        continue;
+                        (position, reset) = (p, true);
                     }
+                    // Out of range again (the log moved meanwhile): the next poll resets.
+                    Err(Error::OffsetOutOfRange { .. }) => break,
                     // Its topic was deleted during this read: skipped like a deleted
                     // topic's partition above (the next poll looks for a new topic).
                     Err(Error::Closed { .. }) if self.assigned[tp].state.is_closed() => {
-                        continue;
+                        continue 'partitions;
                     }
                     Err(e) => {
                         // Reported first at the next poll if deferred now (see below).

@@ -584,3 +584,80 @@ fn a_flush_ms_newer_than_the_threads_plan_is_kept() {
         store.close().unwrap();
     }
 }
+
+/// One poll of `recv` with a waker that does nothing: its records, or `None` if it
+/// would wait.
+fn recv_now(c: &mut streamlog::Consumer) -> Option<Vec<i64>> {
+    use std::future::Future;
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(c.recv()).as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(r) => Some(r.unwrap().iter().map(|r| r.offset()).collect()),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// From a review: a position out of range (below a start `delete_records` raised, past
+/// the end after a seek) was reset by the poll, which then returned nothing; `recv`
+/// registered and waited, and nothing notifies for a reset: it slept until some
+/// unrelated append. The poll now reads from the reset position.
+#[test]
+fn a_position_reset_is_read_in_the_same_poll() {
+    let (_dir, _clock, store) = manual_fixture();
+    let p = partition_0(&store, "t", TopicConfig::default());
+    for i in 0..30 {
+        p.append(&[rec(T0, "k", &format!("v{i}"))]).unwrap();
+    }
+    let tp = TopicPartition::new("t", 0);
+    let config = ConsumerConfig::default().auto_offset_reset(OffsetReset::Earliest);
+    let mut c = store.consumer(config).unwrap();
+    c.assign(std::slice::from_ref(&tp)).unwrap();
+    assert_eq!(recv_now(&mut c).map(|o| o.len()), Some(30));
+    c.seek(&tp, 5).unwrap();
+    store.delete_records("t", 0, 20).unwrap();
+    assert_eq!(
+        recv_now(&mut c),
+        Some((20..30).collect()),
+        "below the start"
+    );
+    c.seek(&tp, 1_000).unwrap();
+    assert_eq!(recv_now(&mut c), Some((20..30).collect()), "past the end");
+}
+
+/// From a review: compaction keeps a producer's last batch even once its records are
+/// gone (the batch holds its sequence). A fetch that took only such a batch ended with
+/// nothing to return, so with a small `max_partition_fetch_bytes` the poll was empty
+/// and `recv` waited for an append. Batches without records are skipped.
+#[test]
+fn a_batch_compaction_emptied_does_not_end_a_fetch() {
+    let (_dir, _clock, store) = manual_fixture();
+    let p = partition_0(
+        &store,
+        "c",
+        TopicConfig::default()
+            .segment_bytes(1024)
+            .cleanup_policy(CleanupPolicy::Compact)
+            .min_cleanable_dirty_ratio(0.0),
+    );
+    let producer = store
+        .producer(streamlog::ProducerConfig::default())
+        .unwrap();
+    send_wait(
+        &producer,
+        streamlog::ProducerRecord::new("c").key("k").value("old"),
+    );
+    producer.close().unwrap();
+    // Newer values of `k` in later segments; the last in the active one.
+    for i in 0..40 {
+        p.append(&[rec(T0, "k", &format!("{i:080}"))]).unwrap();
+    }
+    let r = store.run_maintenance().unwrap();
+    assert_eq!(r.partitions_compacted, 1, "{r:?}");
+    let tp = TopicPartition::new("c", 0);
+    let config = ConsumerConfig::default()
+        .auto_offset_reset(OffsetReset::Earliest)
+        .max_partition_fetch_bytes(1);
+    let mut c = store.consumer(config).unwrap();
+    c.assign(std::slice::from_ref(&tp)).unwrap();
+    let got = recv_now(&mut c).expect("a record is there to return");
+    assert!(!got.is_empty() && got[0] > 0, "{got:?}");
+}
