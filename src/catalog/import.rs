@@ -32,6 +32,7 @@ impl Catalog {
     ) -> Result<ImportReport> {
         validate_topic_name(name)?;
         crate::topic::refuse_internal(name, "it cannot be imported")?;
+        crate::topic::refuse_reserved_name(name)?;
         let mut ddl = self.ddl_for_new_topic(name)?;
         let inner = self;
         let fs = inner.config.fs.as_ref();

@@ -206,14 +206,7 @@ impl Store {
     pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
         self.check_open()?;
         validate_topic_name(name)?;
-        if name.starts_with("__") {
-            return Err(Error::InvalidArgument {
-                name: "topic",
-                reason: format!(
-                    "`{name}`: names starting with `__` are reserved for internal topics"
-                ),
-            });
-        }
+        crate::topic::refuse_reserved_name(name)?;
         self.inner.catalog.create_topic(name, config)?;
         // Its `flush_ms` may be due before the thread's next pass.
         self.inner.maintenance.reschedule();

@@ -622,6 +622,23 @@ impl TopicConfig {
     }
 }
 
+/// Refuses a topic the application would create (or import) under a name reserved for
+/// internal topics: one starting with `__`, or one that is such a name up to `.` and `_`
+/// (`_.transaction_state`): Kafka takes those for one name, and the internal topic,
+/// created when first needed, would then be refused for good.
+pub(crate) fn refuse_reserved_name(name: &str) -> Result<()> {
+    if name.replace('.', "_").starts_with("__") {
+        return Err(Error::InvalidArgument {
+            name: "topic",
+            reason: format!(
+                "`{name}`: names starting with `__` (up to '.' and '_', one name in Kafka) \
+                 are reserved for internal topics"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Refuses a write by the application to an internal topic (`__consumer_offsets`):
 /// only the store writes those, in their own formats, and reads them back at open.
 pub(crate) fn refuse_internal(topic: &str, what: &str) -> Result<()> {

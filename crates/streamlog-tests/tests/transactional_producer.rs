@@ -945,3 +945,27 @@ fn partition_reads_leave_out_transaction_markers() {
     let ro = reader.partition("t", 0).unwrap();
     assert_eq!(values(ro.read(0, 1 << 20).unwrap()), [(0, b"v".to_vec())]);
 }
+
+/// From a review: `_.transaction_state` passed as a user topic (it does not start with
+/// `__`), and Kafka takes it for one name with `__transaction_state` (up to '.' and
+/// '_'): the internal topic, created at the first transactional producer, was then
+/// refused, and so was every transactional producer of the store. Such names are
+/// reserved too.
+#[test]
+fn a_topic_named_like_an_internal_one_up_to_dots_is_refused() {
+    let (_dir, store) = temp_topic_t(1);
+    for name in ["_.transaction_state", "._consumer_offsets", "..other"] {
+        assert!(
+            matches!(
+                store.create_topic(name, TopicConfig::default()),
+                Err(Error::InvalidArgument { name: "topic", .. })
+            ),
+            "{name}"
+        );
+    }
+    let p = txn_producer(&store, "app");
+    p.begin_transaction().unwrap();
+    let sent = p.send(ProducerRecord::new("t").value("v")).unwrap();
+    p.commit_transaction().unwrap();
+    assert_eq!(sent.wait().unwrap().offset, 0);
+}
