@@ -58,9 +58,6 @@ impl Consumer {
         if topics.is_empty() {
             return self.unsubscribe();
         }
-        if self.subscription.is_none() {
-            self.assigned.clear();
-        }
         let counts = counts_fn(&self.catalog);
         match &self.membership {
             Some(m) => self
@@ -81,6 +78,11 @@ impl Consumer {
                     generation: -1,
                 });
             }
+        }
+        // A manual assignment is replaced only once the join succeeded: a refused one
+        // leaves the consumer reading what it read.
+        if self.subscription.is_none() {
+            self.assigned.clear();
         }
         self.subscription = Some(topics);
         self.catalog.notifier().notify();

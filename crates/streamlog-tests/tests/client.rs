@@ -777,6 +777,36 @@ fn a_member_with_another_assignor_is_refused() {
     assert_eq!(sticky.assignment().len(), 2);
 }
 
+/// From a review: `subscribe` after `assign` dropped the manual assignment before the
+/// join, so a refused join (another assignor) left the consumer with neither: it read
+/// nothing and its positions were gone. The assignment is replaced only by a join that
+/// succeeds.
+#[test]
+fn a_refused_subscribe_keeps_the_manual_assignment() {
+    let (_fs, store) = sim_topic_t(2);
+    let p = store.topic("t").unwrap().partition(0).unwrap();
+    for i in 0..3 {
+        p.append(&[streamlog::Record::new(0, Some("k"), Some(format!("v{i}")))])
+            .unwrap();
+    }
+    let mut range = store.consumer(earliest("g")).unwrap();
+    range.subscribe(["t"]).unwrap();
+    let mut manual = store
+        .consumer(earliest("g").assignor(Assignor::CooperativeSticky))
+        .unwrap();
+    manual.assign(&[tp("t", 0)]).unwrap();
+    assert_eq!(manual.poll(Duration::ZERO).unwrap().len(), 3);
+    assert!(matches!(
+        manual.subscribe(["t"]),
+        Err(Error::InvalidConfig {
+            name: "assignor",
+            ..
+        })
+    ));
+    assert_eq!(manual.assignment(), [tp("t", 0)]);
+    assert_eq!(manual.position(&tp("t", 0)).unwrap(), 3);
+}
+
 /// A member expired while the group took another assignor (its members had all gone)
 /// had its rejoin refused once, and then lost its subscription: its polls returned
 /// nothing for ever. It now reports the refusal at each poll and rejoins once the
