@@ -348,12 +348,10 @@ impl TailReader {
     /// As [`read`](Self::read).
     pub fn read_on(&mut self, from: i64, max_bytes: usize) -> Result<(Vec<Record>, i64)> {
         let mut out = Vec::new();
-        let mut at = from;
-        // A read that seeks starts no lower than the log start the writer recorded, also
-        // inside the batch that holds it (a sequential read is past it already).
-        if self.read.as_ref().is_none_or(|c| c.next != from) {
-            at = at.max(self.recorded_start()?);
-        }
+        // No lower than the log start the writer recorded, also inside the batch that
+        // holds it; also for a sequential read (`delete_records` may have raised it past
+        // where the last read ended: the read then seeks).
+        let mut at = from.max(self.recorded_start()?);
         let start = at;
         loop {
             let batches = self.read_batches(at, max_bytes)?;

@@ -453,6 +453,33 @@ fn records_below_a_deleted_log_start_are_not_read() {
     }
 }
 
+/// From a review: a reader reading on from where its last read ended (`read_on`'s next
+/// offset) did not look at the log start again, so records `delete_records` removed
+/// since were returned; a fresh read there starts at the new log start.
+#[test]
+fn a_sequential_read_skips_what_delete_records_removed_since() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let part = store.topic("t").unwrap().partition(0).unwrap();
+    for i in 0..10 {
+        part.append(&[Record::new(T0, Some("k"), Some(event(i)))])
+            .unwrap();
+    }
+    let reader = Store::open_read_only(tmp.path()).unwrap();
+    let t = reader.partition("t", 0).unwrap();
+    // A small budget: one batch per read.
+    let (got, next) = t.read_on(0, 1).unwrap();
+    assert_eq!((got.len(), next), (1, 1));
+    store.delete_records("t", 0, 6).unwrap();
+    let (got, _) = t.read_on(next, 1).unwrap();
+    assert_eq!(
+        got.first().map(|r| r.offset),
+        Some(6),
+        "read on from {next}"
+    );
+}
+
 /// A batch whose base offset (outside the CRC) goes back below the batch before it, in
 /// a segment the writer has moved past, is `Corruption`, not records skipped in
 /// silence.
