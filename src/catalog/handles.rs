@@ -192,10 +192,21 @@ impl Partition {
     /// [`Store::delete_records`](crate::Store::delete_records)). Returns the new log start offset.
     ///
     /// # Errors
-    /// `InvalidArgument` for an internal topic; `OffsetOutOfRange` past the log end;
-    /// `Io`; `Poisoned`; `Closed`.
+    /// `InvalidArgument` for an internal topic or one whose cleanup policy is compaction
+    /// alone (Kafka's POLICY_VIOLATION: its records go only by compaction);
+    /// `OffsetOutOfRange` past the log end; `Io`; `Poisoned`; `Closed`.
     pub fn delete_records(&self, offset: i64) -> Result<i64> {
         refuse_internal(&self.state.topic, "its records are not deleted by hand")?;
+        if !self.state.deletes() {
+            return Err(Error::InvalidArgument {
+                name: "topic",
+                reason: format!(
+                    "`{}` has cleanup.policy=compact: its records go only by compaction, \
+                     not by delete_records (Kafka's POLICY_VIOLATION)",
+                    self.state.topic
+                ),
+            });
+        }
         // Kafka's DeleteRecords: -1 means up to the high watermark (here the log end).
         let offset = match offset {
             -1 => self.log_end_offset(),

@@ -27,6 +27,9 @@ pub(crate) struct PartitionState {
     pub(super) notifier: Arc<Notifier>,
     /// The topic's cleanup policy includes compaction: records need a key.
     compacted: std::sync::atomic::AtomicBool,
+    /// The topic's cleanup policy includes deletion: `delete_records` may raise the log
+    /// start (Kafka refuses it for a compact-only topic, POLICY_VIOLATION).
+    deletes: std::sync::atomic::AtomicBool,
 }
 
 impl PartitionState {
@@ -43,7 +46,13 @@ impl PartitionState {
             log,
             notifier,
             compacted: (config.cleanup_policy != crate::topic::CleanupPolicy::Delete).into(),
+            deletes: (config.cleanup_policy != crate::topic::CleanupPolicy::Compact).into(),
         }
+    }
+
+    /// Whether the topic's cleanup policy includes deletion now.
+    pub(crate) fn deletes(&self) -> bool {
+        self.deletes.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Whether the topic is compacted now (its records need keys).
@@ -60,6 +69,10 @@ impl PartitionState {
         self.log.alter_config(log_config)?;
         self.compacted.store(
             config.cleanup_policy != crate::topic::CleanupPolicy::Delete,
+            std::sync::atomic::Ordering::Release,
+        );
+        self.deletes.store(
+            config.cleanup_policy != crate::topic::CleanupPolicy::Compact,
             std::sync::atomic::Ordering::Release,
         );
         Ok(())

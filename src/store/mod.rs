@@ -286,7 +286,8 @@ impl Store {
     /// `offset` -1 deletes up to the log end (Kafka's meaning: the high watermark).
     ///
     /// # Errors
-    /// `InvalidArgument` for an internal topic or an offset below -1; `NotFound`;
+    /// `InvalidArgument` for an internal topic, a topic whose cleanup policy is
+    /// compaction alone (Kafka's POLICY_VIOLATION), or an offset below -1; `NotFound`;
     /// `OffsetOutOfRange` past the log end; `Io`; `Poisoned` once the partition's
     /// fsync failed; `Closed`.
     pub fn delete_records(&self, topic: &str, partition: i32, offset: i64) -> Result<i64> {

@@ -661,3 +661,28 @@ fn a_batch_compaction_emptied_does_not_end_a_fetch() {
     let got = recv_now(&mut c).expect("a record is there to return");
     assert!(!got.is_empty() && got[0] > 0, "{got:?}");
 }
+
+/// From a review: `delete_records` raised the log start of a compact-only topic (the
+/// next retention pass then deleted its segments); Kafka refuses it there
+/// (POLICY_VIOLATION): such a topic's records go only by compaction. With `delete` in
+/// the policy it is allowed, also after the policy changed.
+#[test]
+fn delete_records_is_refused_on_a_compact_only_topic() {
+    let (_dir, _clock, store) = manual_fixture();
+    let compact = TopicConfig::default().cleanup_policy(CleanupPolicy::Compact);
+    let p = partition_0(&store, "table", compact);
+    p.append(&[rec(T0, "k", "v")]).unwrap();
+    assert!(matches!(
+        store.delete_records("table", 0, -1),
+        Err(Error::InvalidArgument { name: "topic", .. })
+    ));
+    assert!(matches!(
+        p.delete_records(1),
+        Err(Error::InvalidArgument { name: "topic", .. })
+    ));
+    assert_eq!(p.log_start_offset(), 0);
+    store
+        .alter_topic_config("table", |c| c.cleanup_policy(CleanupPolicy::CompactDelete))
+        .unwrap();
+    assert_eq!(store.delete_records("table", 0, -1).unwrap(), 1);
+}
