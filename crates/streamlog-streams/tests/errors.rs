@@ -421,3 +421,46 @@ fn a_store_being_restored_is_not_queryable() {
     assert_eq!(view.get(&"k".to_string()).unwrap(), Some(2));
     s.close().unwrap();
 }
+
+/// From a review: a thread that died of a panic left its tasks' stores queryable (the
+/// consumer's drop, unwinding, runs no listener to remove them), with the updates of
+/// the poll the panic cut short, which no commit covers; and a panic during a restore
+/// (a serde's, the restore listener's) left the store refused (`StoreUnavailable`)
+/// for good. Both leave the store with no local partition instead.
+#[test]
+fn a_thread_dead_of_a_panic_leaves_no_store_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    create_topics(&store, &[("in", 1)]);
+    produce(&store, "in", &[ev("k", 1, "ok"), ev("k", 2, "boom")]);
+    let topology = |explode: bool| {
+        let b = StreamsBuilder::new();
+        b.stream("in", Consumed::with(serdes::string(), serdes::string()))
+            .filter(move |_, v| {
+                assert!(!(explode && v == "boom"), "a processor panicked");
+                true
+            })
+            .group_by_key()
+            .count(Materialized::named("n"));
+        b.build().unwrap()
+    };
+    let config =
+        || StreamsConfig::new("dead").processing_guarantee(ProcessingGuarantee::ExactlyOnce);
+    let s = Streams::new(topology(true), config(), &store).unwrap();
+    s.start().unwrap();
+    assert!(s.wait_until_caught_up(CATCH_UP).is_err());
+    let n = s.key_value_store::<String, i64>("n").unwrap();
+    assert_eq!(n.get(&"k".to_string()).unwrap(), None, "an aborted count");
+    drop(s);
+    // Run once without the panic (the changelog then holds the count), then restart
+    // with a restore listener that panics.
+    let s = run_caught_up(&store, topology(false), config());
+    s.close().unwrap();
+    drop(s);
+    let config = config().restore_listener(|p| assert!(p.done, "a restore listener panicked"));
+    let s = Streams::new(topology(false), config, &store).unwrap();
+    s.start().unwrap();
+    assert!(s.wait_until_caught_up(CATCH_UP).is_err());
+    let n = s.key_value_store::<String, i64>("n").unwrap();
+    assert_eq!(n.get(&"k".to_string()).unwrap(), None, "refused for good");
+}

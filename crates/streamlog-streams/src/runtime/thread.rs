@@ -151,22 +151,25 @@ impl Worker {
         let env = &self.env;
         let skip = env.config.deserialization_policy == DeserializationPolicy::SkipAndCount;
         let task = Task::new(&env.topology, &env.app_id, id, skip)?;
-        for name in task.stores.keys() {
+        // Queries are refused while the stores restore; the restore ends with them
+        // queryable, or, failed or unwinding from a panic (a serde's, the restore
+        // listener's), with them refused no longer.
+        let restoring = Restoring {
+            registry: &env.registry,
+            names: task.stores.keys().cloned().collect(),
+            partition: id.partition,
+        };
+        for name in &restoring.names {
             env.registry.begin_restore(name, id.partition);
         }
-        let restored = restore_task(
+        restore_task(
             &env.store,
             &task,
             env.isolation(),
             &env.metrics,
             env.config.restore_listener.as_ref(),
-        );
-        if let Err(e) = restored {
-            for name in task.stores.keys() {
-                env.registry.end_restore(name, id.partition);
-            }
-            return Err(e);
-        }
+        )?;
+        std::mem::forget(restoring);
         for (name, (_, h)) in &task.stores {
             env.registry.insert(name, id.partition, h.shared());
         }
@@ -397,11 +400,8 @@ impl Worker {
         // all of them restart from their changelogs.
         if self.env.exactly_once() {
             self.buffered.clear();
-            for (id, task) in std::mem::take(&mut self.tasks) {
-                for (name, (_, h)) in &task.stores {
-                    self.env.registry.remove(name, id.partition, &h.shared());
-                }
-            }
+            self.unregister_all();
+            self.tasks.clear();
             self.committed.clear();
         } else {
             self.drop_tasks(partitions);
@@ -409,7 +409,31 @@ impl Worker {
     }
 }
 
+/// Ends the restore of a task's stores unless forgotten (once they are queryable).
+struct Restoring<'a> {
+    registry: &'a Registry,
+    names: Vec<String>,
+    partition: i32,
+}
+
+impl Drop for Restoring<'_> {
+    fn drop(&mut self) {
+        for name in &self.names {
+            self.registry.end_restore(name, self.partition);
+        }
+    }
+}
+
 impl Worker {
+    /// Takes every task's stores out of the queries (their tasks stop running here).
+    fn unregister_all(&mut self) {
+        for (id, task) in &self.tasks {
+            for (name, (_, h)) in &task.stores {
+                self.env.registry.remove(name, id.partition, &h.shared());
+            }
+        }
+    }
+
     /// Stops all commits and aborts the open transaction: part of a poll may have been
     /// processed, and committing its positions would skip the rest.
     fn fail(&mut self) {
@@ -430,7 +454,12 @@ struct FailOnUnwind(Arc<Mutex<Worker>>);
 impl Drop for FailOnUnwind {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.0.lock().fail();
+            let mut w = self.0.lock();
+            w.fail();
+            // The consumer's drop, unwinding, calls no listener: the tasks' stores, with
+            // updates of the poll the panic cut short (under exactly-once, of the
+            // transaction just aborted), would otherwise stay queryable.
+            w.unregister_all();
         }
     }
 }
