@@ -408,7 +408,19 @@ impl Error {
     pub fn is_corruption(&self) -> bool {
         matches!(self, Error::Corruption { .. })
     }
+
+    /// True for [`Error::Fenced`] because the store aborted the producer's transaction
+    /// after its `transaction_timeout_ms`, not because a newer producer took its
+    /// `transactional_id`: nobody else uses the id, so a new producer with it may
+    /// start over (`init_transactions`), as Kafka Streams does on such a fence. Its
+    /// work since the last commit was aborted.
+    pub fn is_transaction_timeout(&self) -> bool {
+        matches!(self, Error::Fenced { reason, .. } if reason == TRANSACTION_TIMED_OUT)
+    }
 }
+
+/// [`Error::Fenced`]'s reason when the store aborted a transaction after its timeout.
+pub(crate) const TRANSACTION_TIMED_OUT: &str = "its transaction timed out and was aborted";
 
 /// Who holds a lock, for [`Error::Locked`]'s message.
 fn holder_text(holder: Option<u32>) -> String {

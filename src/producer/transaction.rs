@@ -35,6 +35,19 @@ struct ClientState {
     added: HashMap<TopicPartition, TopicId>,
     /// The first send of the open transaction that failed: it must be aborted.
     failed: Option<Error>,
+    /// What fenced the producer (`Phase::Fenced`): every later call returns it, so its
+    /// reason (a newer producer, or the transaction's timeout) is not lost.
+    fence: Option<Error>,
+}
+
+impl ClientState {
+    /// Fenced by `e` (an `Error::Fenced`, or another error that fences).
+    fn fence(&mut self, e: &Error) {
+        self.phase = Phase::Fenced;
+        if self.fence.is_none() && matches!(e, Error::Fenced { .. }) {
+            self.fence = Some(e.clone());
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -71,7 +84,7 @@ impl TxnClient {
         let mut st = self.state.lock();
         match st.phase {
             Phase::InTransaction => {}
-            Phase::Fenced => return Err(self.fenced("an earlier call found it fenced")),
+            Phase::Fenced => return Err(self.fenced_again(&st)),
             Phase::Uninitialized => {
                 return Err(state_error("call init_transactions before sending"));
             }
@@ -99,7 +112,7 @@ impl TxnClient {
                 .check_session(&self.id, session)
                 .inspect_err(|e| {
                     if matches!(e, Error::Fenced { .. }) {
-                        st.phase = Phase::Fenced;
+                        st.fence(e);
                     }
                 });
         }
@@ -108,7 +121,7 @@ impl TxnClient {
             .add_partition(&shared.catalog, &self.id, session, part);
         if let Err(e) = added {
             if matches!(e, Error::Fenced { .. }) {
-                st.phase = Phase::Fenced;
+                st.fence(&e);
             }
             return Err(e);
         }
@@ -144,6 +157,13 @@ impl TxnClient {
         if st.phase == Phase::InTransaction && st.failed.is_none() {
             st.failed = Some(e.clone());
         }
+    }
+
+    /// The error of a call on a fenced producer: what fenced it.
+    fn fenced_again(&self, st: &ClientState) -> Error {
+        st.fence
+            .clone()
+            .unwrap_or_else(|| self.fenced("an earlier call found it fenced"))
     }
 
     pub(super) fn fenced(&self, reason: &str) -> Error {
@@ -224,7 +244,7 @@ impl Producer {
                 st.failed = None;
                 Ok(())
             }
-            Phase::Fenced => Err(txn.fenced("an earlier call found it fenced")),
+            Phase::Fenced => Err(txn.fenced_again(&st)),
             Phase::Uninitialized => Err(state_error("call init_transactions first")),
             Phase::InTransaction | Phase::Ending => {
                 Err(state_error("a transaction is already open"))
@@ -265,7 +285,7 @@ impl Producer {
         let mut st = txn.state.lock();
         match st.phase {
             Phase::InTransaction => {}
-            Phase::Fenced => return Err(txn.fenced("an earlier call found it fenced")),
+            Phase::Fenced => return Err(txn.fenced_again(&st)),
             _ => {
                 return Err(state_error(
                     "send_offsets_to_transaction needs an open transaction",
@@ -315,7 +335,7 @@ impl Producer {
             commits,
         );
         match &r {
-            Err(Error::Fenced { .. }) => st.phase = Phase::Fenced,
+            Err(e @ Error::Fenced { .. }) => st.fence(e),
             // Committing the output without these offsets would process the input
             // again after a restart: only an abort may follow (Kafka's abortable error).
             Err(e) if st.failed.is_none() => st.failed = Some(e.clone()),
@@ -367,7 +387,7 @@ fn end_transaction(shared: &Shared, commit: bool) -> Result<()> {
         let mut st = txn.state.lock();
         match st.phase {
             Phase::InTransaction => st.phase = Phase::Ending,
-            Phase::Fenced => return Err(txn.fenced("an earlier call found it fenced")),
+            Phase::Fenced => return Err(txn.fenced_again(&st)),
             _ => return Err(state_error("no transaction is open")),
         }
     }
@@ -385,7 +405,7 @@ fn end_transaction(shared: &Shared, commit: bool) -> Result<()> {
             st.added.clear();
             st.failed = None;
         }
-        Err(Error::Fenced { .. }) => st.phase = Phase::Fenced,
+        Err(e @ Error::Fenced { .. }) => st.fence(e),
         Err(e) => {
             st.phase = Phase::InTransaction;
             if commit && st.failed.is_none() {

@@ -607,7 +607,7 @@ impl TxnCoordinator {
                     &log,
                     &id,
                     &mut t,
-                    "its transaction timed out and was aborted",
+                    crate::error::TRANSACTION_TIMED_OUT,
                 ) {
                     Ok(()) => aborted += 1,
                     Err(e) => {

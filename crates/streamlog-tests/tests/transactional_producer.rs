@@ -264,6 +264,10 @@ fn a_fenced_producer_cannot_append_to_a_partition_of_its_aborted_transaction() {
         .send(ProducerRecord::new("t").partition(0).value("after"))
         .and_then(|d| d.wait());
     assert!(matches!(late, Err(Error::Fenced { .. })), "{late:?}");
+    assert!(
+        !late.unwrap_err().is_transaction_timeout(),
+        "a newer producer's fence"
+    );
     assert!(matches!(
         old.commit_transaction(),
         Err(Error::Fenced { .. })
@@ -316,6 +320,10 @@ fn a_fenced_producer_cannot_append_after_the_partition_forgot_its_id() {
         .send(ProducerRecord::new("t").partition(0).value("after"))
         .and_then(|d| d.wait());
     assert!(matches!(late, Err(Error::Fenced { .. })), "{late:?}");
+    assert!(
+        !late.unwrap_err().is_transaction_timeout(),
+        "a newer producer's fence"
+    );
     let mut uncommitted = reader(&store, IsolationLevel::ReadUncommitted, "t");
     assert_eq!(drain(&mut uncommitted), ["before"]);
     let mut committed = reader(&store, IsolationLevel::ReadCommitted, "t");
@@ -340,6 +348,12 @@ fn a_transaction_open_past_its_timeout_is_aborted_and_its_producer_fenced() {
     let err = p.commit_transaction().unwrap_err();
     assert!(matches!(err, Error::Fenced { .. }), "{err}");
     assert!(err.to_string().contains("timed out"), "{err}");
+    // Told apart from a newer producer's fence (a new producer may take the id and
+    // start over), also by every later call (it used to say only "an earlier call
+    // found it fenced").
+    assert!(err.is_transaction_timeout(), "{err}");
+    let again = p.begin_transaction().unwrap_err();
+    assert!(again.is_transaction_timeout(), "{again}");
     // The partition is stable again: read_committed reaches its end.
     let mut committed = reader(&store, IsolationLevel::ReadCommitted, "t");
     assert_eq!(drain(&mut committed), Vec::<String>::new());
