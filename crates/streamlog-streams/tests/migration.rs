@@ -122,3 +122,65 @@ fn a_stalled_exactly_once_thread_rejoins_and_the_results_stay_exact() {
 fn a_stalled_at_least_once_thread_rejoins() {
     run(ProcessingGuarantee::AtLeastOnce);
 }
+
+/// From a review: under exactly-once, a processor stalled past the producer's
+/// `transaction_timeout_ms` (still within `max_poll_interval_ms`) had its transaction
+/// aborted by the store, which fences the producer; the next send failed with `Fenced`
+/// and the thread died (the application failed). It now does what Kafka Streams does on
+/// such a fence: drops the aborted work, goes back to the last commit with a new
+/// producer, and processes again; the results stay exact.
+#[test]
+fn a_transaction_aborted_after_its_timeout_is_processed_again() {
+    let windows = TimeWindows::of_size_and_grace(
+        Duration::from_millis(WINDOW_MS as u64),
+        Duration::from_secs(3600),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // The store's clock times transactions; the events are stamped 0..20 s.
+    let clock = Arc::new(streamlog::log::ManualClock::new(30_000));
+    let store = Store::open_with(
+        dir.path(),
+        streamlog::StoreConfig::default()
+            .background_maintenance(false)
+            .clock(clock.clone()),
+    )
+    .unwrap();
+    create_topics(&store, &[("raw-events", 1), ("purchase-counts", 1)]);
+    let mut input: Vec<Event> = (0..10)
+        .map(|i| ev(&format!("user-{}", i % 3), i * 1000, "purchase"))
+        .collect();
+    input.push(ev("user-0", 10_000, "purchase-stall"));
+    input.extend((11..20).map(|i| ev(&format!("user-{}", i % 3), i * 1000, "purchase")));
+    produce(&store, "raw-events", &input);
+    let stall = Arc::new(Stall::default());
+    let _release = ReleaseOnDrop(stall.clone());
+    let held = stall.clone();
+    // One record a poll and no commit by interval: the transaction holding the first
+    // ten records' results is open when the processor stalls.
+    let config = StreamsConfig::new("timing-out")
+        .processing_guarantee(ProcessingGuarantee::ExactlyOnce)
+        .commit_interval_ms(600_000)
+        .max_poll_records(1)
+        .producer(streamlog::ProducerConfig::default().transaction_timeout_ms(900_000));
+    let s = Streams::new(
+        seeds_topology(windows, move |_, v| {
+            if v.contains("stall") {
+                held.hold();
+            }
+        }),
+        config,
+        &store,
+    )
+    .unwrap();
+    s.start().unwrap();
+    stall.wait_held();
+    clock.advance(3_600_000);
+    let report = store.run_maintenance().unwrap();
+    assert_eq!(report.transactions_aborted, 1, "{report:?}");
+    stall.release();
+    s.wait_until_caught_up(CATCH_UP).unwrap();
+    s.close().unwrap();
+    let (model, _) = window_model(&input, 1, windows, |e| e.value.starts_with("purchase"));
+    let out = read_all(&store, "purchase-counts", IsolationLevel::ReadCommitted);
+    assert_exact_updates(&count_updates(&out), &model);
+}

@@ -11,7 +11,7 @@ use parking_lot::{Condvar, Mutex};
 use streamlog::producer::partition_for_key;
 use streamlog::{
     Consumer, ConsumerConfig, ConsumerRecords, DeliveryFuture, IsolationLevel, OffsetReset,
-    Producer, ProducerRecord, RebalanceListener, Store, TopicPartition,
+    Producer, ProducerConfig, ProducerRecord, RebalanceListener, Store, TopicPartition,
 };
 
 use super::config::{DeserializationPolicy, ProcessingGuarantee, StreamsConfig};
@@ -114,6 +114,9 @@ struct Worker {
     error: Option<StreamsError>,
     /// Processing failed part-way through a poll: nothing may be committed any more.
     failed: bool,
+    /// The producer's config (with its transactional id under exactly-once), for a new
+    /// producer once the store aborted a transaction after its timeout.
+    producer_config: ProducerConfig,
 }
 
 impl Worker {
@@ -363,13 +366,61 @@ impl Worker {
         Ok(())
     }
 
+    /// Passes `r` on, unless it failed because the store aborted the open transaction
+    /// after its `transaction_timeout_ms` (a processor stalled): Kafka Streams' task
+    /// migration after a fence. The transaction's work is gone: every task restarts
+    /// from its changelog, the positions go back to the last commit, and a new
+    /// producer takes the transactional id.
+    fn recover_from_timeout(&mut self, consumer: &mut Consumer, r: Result<()>) -> Result<()> {
+        match r {
+            Err(StreamsError::Client { source, .. })
+                if self.env.exactly_once() && source.is_transaction_timeout() =>
+            {
+                log::warn!(
+                    "{}: its transaction timed out and was aborted ({source}); processing again \
+                     from the last commit",
+                    self.env.app_id
+                );
+                // Aborted already: nothing to abort.
+                self.in_transaction = false;
+                let assigned = consumer.assignment();
+                self.abandon(&assigned);
+                let committed = consumer
+                    .committed(&assigned)
+                    .map_err(client("committed", self.group()))?;
+                for tp in &assigned {
+                    match committed.get(tp).copied().flatten() {
+                        Some(offset) => consumer.seek(tp, offset),
+                        None => consumer.seek_to_beginning(std::slice::from_ref(tp)),
+                    }
+                    .map_err(client("seek", tp))?;
+                }
+                let producer = self
+                    .env
+                    .store
+                    .producer(self.producer_config.clone())
+                    .map_err(client("producer", self.group()))?;
+                producer
+                    .init_transactions()
+                    .map_err(client("init_transactions", self.group()))?;
+                let fenced = std::mem::replace(&mut self.producer, producer);
+                if let Err(e) = fenced.close() {
+                    log::debug!("{}: closing the fenced producer: {e}", self.env.app_id);
+                }
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
     /// [`commit`](Self::commit); a commit refused because this thread no longer owns
     /// its partitions (the group removed it: it polled later than
     /// `max_poll_interval_ms`, and other threads took its tasks over) is Kafka Streams'
     /// task migration, not a failure. The work since the last commit is dropped (its
     /// transaction aborted), as for lost partitions, and the next poll rejoins.
     fn commit_or_migrate(&mut self, consumer: &mut Consumer) -> Result<()> {
-        match self.commit(consumer) {
+        let committed = self.commit(consumer);
+        match self.recover_from_timeout(consumer, committed) {
             Err(StreamsError::Client {
                 source: streamlog::Error::CommitFailed { reason, .. },
                 ..
@@ -529,7 +580,10 @@ fn run(env: &Arc<Env>, index: usize) -> Result<()> {
     if env.exactly_once() {
         pc = pc.transactional_id(format!("{}-{}-{index}", env.app_id, c.client_id));
     }
-    let producer = env.store.producer(pc).map_err(client("producer", &group))?;
+    let producer = env
+        .store
+        .producer(pc.clone())
+        .map_err(client("producer", &group))?;
     if env.exactly_once() {
         producer
             .init_transactions()
@@ -546,6 +600,7 @@ fn run(env: &Arc<Env>, index: usize) -> Result<()> {
         ctx: Ctx::new(Arc::clone(&env.metrics)),
         error: None,
         failed: false,
+        producer_config: pc,
     }));
     let _fail_on_unwind = FailOnUnwind(Arc::clone(&worker));
     consumer.set_rebalance_listener(Listener(Arc::clone(&worker)));
@@ -562,14 +617,17 @@ fn run(env: &Arc<Env>, index: usize) -> Result<()> {
             let records = consumer.poll(poll);
             let mut w = worker.lock();
             if let Some(e) = w.error.take() {
-                return Err(e);
+                // A commit in the revoke listener may have found the transaction aborted.
+                w.recover_from_timeout(&mut consumer, Err(e))?;
+                continue;
             }
             let records = records.map_err(client("poll", &group))?;
             if !records.is_empty() {
                 env.coord.set_idle(index, false);
             }
             w.process(&mut consumer, &records)?;
-            w.send()?;
+            let sent = w.send();
+            w.recover_from_timeout(&mut consumer, sent)?;
             if records.is_empty() && w.buffered.is_empty() {
                 w.commit_or_migrate(&mut consumer)?;
                 last_commit = Instant::now();
