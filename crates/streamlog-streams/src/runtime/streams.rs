@@ -511,13 +511,16 @@ impl Streams {
         // Wakes `wait_until_caught_up` callers (they see `stop` under this lock).
         drop(self.env.coord.state.lock());
         self.env.coord.changed.notify_all();
-        let handles: Vec<JoinHandle<()>> = self.threads.lock().drain(..).collect();
+        // Held through the joins: a second `close` (or the drop after one on another
+        // thread) returns once the threads have stopped, not while they still commit.
+        let mut threads = self.threads.lock();
         let mut panicked = None;
-        for (i, h) in handles.into_iter().enumerate() {
+        for (i, h) in threads.drain(..).enumerate() {
             if h.join().is_err() {
                 panicked.get_or_insert(i);
             }
         }
+        drop(threads);
         let s = self.env.coord.state.lock();
         if let Some(e) = &s.error {
             return Err(StreamsError::Thread {
