@@ -136,7 +136,13 @@ impl TxnClient {
             st.failed = Some(e.clone());
         }
         if matches!(e, Error::InvalidProducerEpoch { .. }) {
-            st.phase = Phase::Fenced;
+            // A partition refused the epoch: the coordinator knows why (a newer
+            // producer, or the transaction aborted after its timeout), which every
+            // later call reports.
+            let why = st
+                .session
+                .and_then(|s| self.coordinator.check_session(&self.id, s).err());
+            st.fence(why.as_ref().unwrap_or(e));
         }
     }
 
@@ -430,7 +436,11 @@ fn finish_transaction(shared: &Shared, txn: &TxnClient, commit: bool) -> Result<
     };
     if let Some(e) = failed {
         if matches!(e, Error::InvalidProducerEpoch { .. }) {
-            return Err(txn.fenced("a partition refused its epoch"));
+            let st = txn.state.lock();
+            return Err(st
+                .fence
+                .clone()
+                .unwrap_or_else(|| txn.fenced("a partition refused its epoch")));
         }
         if commit {
             return Err(state_error(format!(

@@ -333,6 +333,37 @@ fn a_fenced_producer_cannot_append_after_the_partition_forgot_its_id() {
     assert_eq!(end, 2, "stable up to the end (the record and its abort)");
 }
 
+/// From a review: a batch still lingering when the store aborted the transaction after
+/// its timeout is refused its epoch at append; the producer then reported only "a
+/// partition refused its epoch", not that its transaction timed out (which a caller
+/// alone using the id may start over from).
+#[test]
+fn a_batch_refused_after_a_timeout_abort_reports_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, store) = common::clocked_store(dir.path(), StoreConfig::default());
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let p = store
+        .producer(
+            ProducerConfig::default()
+                .transactional_id("lingering")
+                .transaction_timeout_ms(1000)
+                .linger_ms(600_000),
+        )
+        .unwrap();
+    p.init_transactions().unwrap();
+    p.begin_transaction().unwrap();
+    let sent = p
+        .send(ProducerRecord::new("t").partition(0).value("lingers"))
+        .unwrap();
+    clock.advance(1001);
+    assert_eq!(store.run_maintenance().unwrap().transactions_aborted, 1);
+    let err = p.commit_transaction().unwrap_err();
+    assert!(err.is_transaction_timeout(), "{err}");
+    assert!(sent.wait().is_err());
+    let again = p.begin_transaction().unwrap_err();
+    assert!(again.is_transaction_timeout(), "{again}");
+}
+
 #[test]
 fn a_transaction_open_past_its_timeout_is_aborted_and_its_producer_fenced() {
     let (_dir, clock, store, p) = clocked_open_transaction(
