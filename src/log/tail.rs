@@ -291,6 +291,15 @@ impl TailReader {
     /// # Errors
     /// `Corruption` for a bad batch followed by a later segment; `Io`.
     pub fn read_batches(&mut self, from: i64, max_bytes: usize) -> Result<Vec<Batch>> {
+        // Also on a sequential read: `delete_records` may have raised the start past
+        // where the last read ended.
+        let from = from.max(self.recorded_start()?);
+        self.read_batches_at(from, max_bytes)
+    }
+
+    /// [`read_batches`](Self::read_batches) from `from`, checked against the recorded
+    /// log start by the caller.
+    fn read_batches_at(&mut self, from: i64, max_bytes: usize) -> Result<Vec<Batch>> {
         if self.read.as_ref().is_none_or(|c| c.next != from) {
             self.read = self.seek(from)?;
         }
@@ -354,7 +363,7 @@ impl TailReader {
         let mut at = from.max(self.recorded_start()?);
         let start = at;
         loop {
-            let batches = self.read_batches(at, max_bytes)?;
+            let batches = self.read_batches_at(at, max_bytes)?;
             if batches.is_empty() {
                 if at == start {
                     at = at.max(self.log_start_offset()?);

@@ -471,6 +471,13 @@ fn a_sequential_read_skips_what_delete_records_removed_since() {
     // A small budget: one batch per read.
     let (got, next) = t.read_on(0, 1).unwrap();
     assert_eq!((got.len(), next), (1, 1));
+    // The same through the public TailReader's batches.
+    let mut tail = streamlog::log::TailReader::new(
+        tmp.path().join("t-0"),
+        streamlog::format::DecodeOptions::default(),
+    );
+    let first = tail.read_batches(0, 1).unwrap();
+    assert_eq!(first[0].last_offset(), 0);
     store.delete_records("t", 0, 6).unwrap();
     let (got, _) = t.read_on(next, 1).unwrap();
     assert_eq!(
@@ -478,6 +485,8 @@ fn a_sequential_read_skips_what_delete_records_removed_since() {
         Some(6),
         "read on from {next}"
     );
+    let batches = tail.read_batches(1, 1).unwrap();
+    assert_eq!(batches[0].base_offset(), 6, "batches read on from 1");
 }
 
 /// A batch whose base offset (outside the CRC) goes back below the batch before it, in
