@@ -58,10 +58,15 @@ pub fn verify_partition_dir(
     allow_gaps: bool,
 ) -> Result<PartitionCheck> {
     let d = dir.display().to_string();
-    // What the store recorded as synced (absent in a directory Kafka wrote), read
-    // before the segments: a store writing meanwhile only moves it past them.
-    let (_, durable) = checkpoint::DurableFile::read(fs, dir)
-        .map_err(io_ctx(format!("read the durable position in {d}")))?;
+    // What the store recorded as synced (absent in a directory Kafka wrote). Read
+    // before the segments and again after them: if a store writing the directory
+    // moved it meanwhile (a flush, a retention pass about to delete segments), the two
+    // cannot be judged against each other, and the check is left out.
+    let read_durable = || {
+        checkpoint::DurableFile::read(fs, dir)
+            .map_err(io_ctx(format!("read the durable position in {d}")))
+    };
+    let (seq, durable) = read_durable()?;
     let recovery_point = checkpoint::read_small(fs, &dir.join(checkpoint::RECOVERY_POINT_FILE))
         .map_err(io_ctx(format!("read the recovery point in {d}")))?
         .and_then(|b| {
@@ -149,13 +154,15 @@ pub fn verify_partition_dir(
     }
     check.log_end_offset = end.unwrap_or(check.log_start_offset);
     // What an open would refuse: data the store synced gone from the segments.
-    let views: Vec<_> = sizes
-        .iter()
-        .map(|(b, l, p)| (*b, *l, p.as_path()))
-        .collect();
-    DurablePoint::check_segments(durable, recovery_point, &views)?;
-    if let Some(&(_, len, path)) = views.last() {
-        DurablePoint::check_end(durable, check.log_end_offset, (path, len))?;
+    if read_durable()?.0 == seq {
+        let views: Vec<_> = sizes
+            .iter()
+            .map(|(b, l, p)| (*b, *l, p.as_path()))
+            .collect();
+        DurablePoint::check_segments(durable, recovery_point, &views)?;
+        if let Some(&(_, len, path)) = views.last() {
+            DurablePoint::check_end(durable, check.log_end_offset, (path, len))?;
+        }
     }
     check.max_producer_id = check
         .max_producer_id
