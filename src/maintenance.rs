@@ -58,6 +58,10 @@ pub(crate) struct Maintenance {
     stop: Mutex<bool>,
     wake: Condvar,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The thread's id: a `stop` on the thread itself (a waker its pass woke polled a
+    /// task inline, which closed the store) neither joins nor waits for another stop's
+    /// join of it.
+    thread_id: std::sync::OnceLock<std::thread::ThreadId>,
     /// Serializes passes (thread and `run_maintenance`).
     pass: Mutex<()>,
     /// Set by [`nudge`](Self::nudge): the thread recomputes when to wake.
@@ -85,6 +89,7 @@ impl Maintenance {
         let handle = std::thread::Builder::new()
             .name("streamlog-maintenance".into())
             .spawn(move || run_thread(&weak, (&groups, &txn), &m, interval, after_pass))?;
+        let _ = self.thread_id.set(handle.thread().id());
         *self.thread.lock() = Some(handle);
         Ok(())
     }
@@ -122,9 +127,11 @@ impl Maintenance {
     pub(crate) fn stop(&self) {
         *self.stop.lock() = true;
         self.wake.notify_all();
+        if self.thread_id.get() == Some(&std::thread::current().id()) {
+            return;
+        }
         let mut handle = self.thread.lock();
         if let Some(h) = handle.take()
-            && h.thread().id() != std::thread::current().id()
             && h.join().is_err()
         {
             tracing::error!("the maintenance thread panicked");
