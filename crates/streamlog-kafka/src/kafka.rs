@@ -155,7 +155,9 @@ fn read_last(
         match consumer.poll(left.min(Duration::from_millis(100))) {
             None => {}
             // Only this partition's end: an event left from an earlier read of another
-            // partition (or topic) with this consumer must not end this one early.
+            // partition with this consumer must not end this one early. (The event
+            // names no topic: one of the same partition number of another topic still
+            // would; the widening loop's smaller windows then retry.)
             Some(Err(KafkaError::PartitionEOF(p))) if p == partition => break,
             Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) if is_fatal(&e) => return Err(kafka(ctx(), e)),

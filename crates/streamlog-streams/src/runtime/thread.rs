@@ -157,7 +157,7 @@ impl Worker {
         // Queries are refused while the stores restore; the restore ends with them
         // queryable, or, failed or unwinding from a panic (a serde's, the restore
         // listener's), with them refused no longer.
-        let restoring = Restoring {
+        let mut restoring = Restoring {
             registry: &env.registry,
             names: task.stores.keys().cloned().collect(),
             partition: id.partition,
@@ -172,7 +172,7 @@ impl Worker {
             &env.metrics,
             env.config.restore_listener.as_ref(),
         )?;
-        std::mem::forget(restoring);
+        restoring.names.clear();
         for (name, (_, h)) in &task.stores {
             env.registry.insert(name, id.partition, h.shared());
         }
@@ -460,7 +460,7 @@ impl Worker {
     }
 }
 
-/// Ends the restore of a task's stores unless forgotten (once they are queryable).
+/// Ends the restore of a task's stores still named (none once they are queryable).
 struct Restoring<'a> {
     registry: &'a Registry,
     names: Vec<String>,
