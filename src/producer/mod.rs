@@ -226,7 +226,10 @@ impl Producer {
     }
 
     /// Appends every open batch now and waits until everything sent before this call
-    /// is resolved (per `acks`; with `Acks::All`, fsync'd).
+    /// is resolved: acknowledged per `acks` (with `Acks::All`, fsync'd) or failed. As
+    /// Kafka's `flush`, it does not report a failed send: each send's
+    /// [`DeliveryFuture`] says whether it was written (and fsync'd), so keep the
+    /// futures of records that must not be lost and check them.
     ///
     /// # Errors
     /// `Closed` if the store closed.

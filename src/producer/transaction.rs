@@ -353,8 +353,11 @@ impl Producer {
     /// Commits the open transaction: appends every record sent in it, makes them
     /// durable, records the decision durably, and writes COMMIT markers to every
     /// partition it wrote to (and to `__consumer_offsets` for offsets sent to it).
-    /// When it returns Ok, `read_committed` consumers see all of the transaction, also
-    /// after a crash or power loss.
+    /// When it returns Ok the commit is decided durably: after a crash or power loss,
+    /// `read_committed` consumers see all of the transaction. A COMMIT marker that could
+    /// not be appended or fsync'd (its partition poisoned) is written by the next open
+    /// of the store; until then that partition's `read_committed` consumers wait at the
+    /// transaction.
     ///
     /// After any error but `Fenced` the transaction can only be aborted, as after a
     /// failed send (Kafka's abortable-error state): sends and commits are refused
