@@ -304,7 +304,12 @@ impl Consumer {
             // left for the next poll, a `recv` would wait for an append that may never
             // come (nothing notifies for the reset).
             let mut reset = false;
-            while self.assigned[tp].buffer.is_empty() {
+            // Once the poll's byte budget is spent (by an earlier partition: the first
+            // read takes at least one batch) and records are there to return, later
+            // partitions return only what they hold buffered, as Kafka's fetch stops
+            // adding partitions when it is full. (Spent on batches with nothing to
+            // return, the reads go on: an empty poll would leave a `recv` waiting.)
+            while self.assigned[tp].buffer.is_empty() && (budget > 0 || out.is_empty()) {
                 let a = self.assigned.get_mut(tp).expect("present");
                 let log = &a.state;
                 // Caught up. (Past the end or below the start: the read reports

@@ -2643,3 +2643,29 @@ fn record_timestamps_are_the_wall_clock_at_most_a_millisecond_behind() {
         last = meta.timestamp;
     }
 }
+
+/// From a review: once a poll's `fetch_max_bytes` was spent, every later partition
+/// still read a whole batch (the budget was floored at one byte per partition), so a
+/// poll over many partitions read up to one batch from each, past the limit the config
+/// documents. Kafka's fetch stops adding partitions once it is full.
+#[test]
+fn fetch_max_bytes_bounds_a_poll_over_several_partitions() {
+    let (_fs, store) = sim_topic_t(3);
+    for p in 0..3 {
+        let part = store.topic("t").unwrap().partition(p).unwrap();
+        part.append(&[streamlog::Record::new(0, Some("k"), Some("v"))])
+            .unwrap();
+    }
+    let mut c = store
+        .consumer(ConsumerConfig::default().fetch_max_bytes(1))
+        .unwrap();
+    c.assign(&[tp("t", 0), tp("t", 1), tp("t", 2)]).unwrap();
+    for p in 0..3 {
+        c.seek(&tp("t", p), 0).unwrap();
+    }
+    let mut polls = Vec::new();
+    for _ in 0..3 {
+        polls.push(c.poll(Duration::ZERO).unwrap().len());
+    }
+    assert_eq!(polls, [1, 1, 1], "one batch a poll");
+}
