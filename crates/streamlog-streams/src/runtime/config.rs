@@ -76,7 +76,11 @@ pub struct StreamsConfig {
     pub processing_guarantee: ProcessingGuarantee,
     /// How often a thread commits while busy (it also commits whenever it finds no new
     /// input). Default = 100 ms. Under exactly-once it must be below the producer's
-    /// `transaction_timeout_ms`.
+    /// `transaction_timeout_ms`; and a poll whose processing outlasts that timeout (a
+    /// processor stalled) has its transaction aborted by the store and its records
+    /// processed again from the last commit (logged as a warning): one that always
+    /// does makes no progress, so keep `max_poll_records` times the slowest record's
+    /// processing well below it.
     pub commit_interval_ms: u64,
     /// How long a poll waits for records (and so how long `close` may take). Default =
     /// 50 ms; 1 to 10,000.
