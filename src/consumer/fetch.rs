@@ -291,7 +291,11 @@ impl Consumer {
                     if self.offsets_unstable(tp) {
                         continue; // until the transaction is decided (KIP-447)
                     }
-                    let p = self.resolve_position(tp, a)?;
+                    // An error (no committed offset with reset `None`) is reported
+                    // first at the next poll if deferred now, as below.
+                    let p = self
+                        .resolve_position(tp, a)
+                        .inspect_err(|_| self.next_partition = (start + i) % n)?;
                     self.assigned.get_mut(tp).expect("present").position = Some(p);
                     p
                 }
@@ -330,7 +334,9 @@ impl Consumer {
                         break;
                     }
                     Err(Error::OffsetOutOfRange { requested, .. }) if !reset => {
-                        let p = self.reset_position(tp, &self.assigned[tp], requested)?;
+                        let p = self
+                            .reset_position(tp, &self.assigned[tp], requested)
+                            .inspect_err(|_| self.next_partition = (start + i) % n)?;
                         tracing::info!("{tp}: offset {requested} is out of range; reset to {p}");
                         let a = self.assigned.get_mut(tp).expect("present");
                         a.position = Some(p);

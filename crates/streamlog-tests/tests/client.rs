@@ -2669,3 +2669,39 @@ fn fetch_max_bytes_bounds_a_poll_over_several_partitions() {
     }
     assert_eq!(polls, [1, 1, 1], "one batch a poll");
 }
+
+/// From a review: with reset `None`, a partition without a committed offset failed its
+/// poll after other partitions had returned records (the error deferred), but unlike
+/// the other deferred errors the next poll did not start with it: as long as the other
+/// partitions had new records, the error waited for the rotation to reach it.
+#[test]
+fn a_deferred_no_offset_error_is_reported_at_the_next_poll() {
+    let (_fs, store) = sim_topic_t(3);
+    let append = |p: i32| {
+        let part = store.topic("t").unwrap().partition(p).unwrap();
+        part.append(&[streamlog::Record::new(0, Some("k"), Some("v"))])
+            .unwrap();
+    };
+    // Offsets committed for partitions 0 and 1 only.
+    let mut setup = store.consumer(earliest("g")).unwrap();
+    setup.assign(&[tp("t", 0), tp("t", 1)]).unwrap();
+    let offsets = [(tp("t", 0), 0), (tp("t", 1), 0)].into_iter().collect();
+    setup.commit_sync_offsets(&offsets).unwrap();
+    drop(setup);
+    let mut c = store
+        .consumer(ConsumerConfig::new("g").auto_offset_reset(OffsetReset::None))
+        .unwrap();
+    c.assign(&[tp("t", 0), tp("t", 1), tp("t", 2)]).unwrap();
+    append(0);
+    append(1);
+    // Partitions 0 and 1 return records; 2's error is deferred.
+    assert_eq!(c.poll(Duration::ZERO).unwrap().len(), 2);
+    append(0);
+    append(1);
+    let next = c.poll(Duration::ZERO);
+    assert!(
+        matches!(next, Err(Error::OffsetOutOfRange { .. })),
+        "{:?}",
+        next.map(|r| r.len())
+    );
+}
