@@ -238,6 +238,20 @@ fn undecodable_records_fail_the_thread_or_are_skipped_by_policy() {
     assert_eq!(s.state(), StreamsState::Closed);
 }
 
+/// Counts the records of `in` by key into store `n`; with `explode`, a processor
+/// panics at a value "boom".
+fn counting_unless_boom(explode: bool) -> streamlog_streams::Topology {
+    let b = StreamsBuilder::new();
+    b.stream("in", Consumed::with(serdes::string(), serdes::string()))
+        .filter(move |_, v| {
+            assert!(!(explode && v == "boom"), "a processor panicked");
+            true
+        })
+        .group_by_key()
+        .count(Materialized::named("n"));
+    b.build().unwrap()
+}
+
 /// A processor that panics stops its thread with an error (no hang, no commit of the
 /// poll it was in): a later run processes those records again.
 #[test]
@@ -254,17 +268,7 @@ fn a_panicking_processor_fails_the_thread_without_committing() {
             ev("user-0", 3, "ok"),
         ],
     );
-    let topology = |explode: bool| {
-        let b = StreamsBuilder::new();
-        b.stream("in", Consumed::with(serdes::string(), serdes::string()))
-            .filter(move |_, v| {
-                assert!(!(explode && v == "boom"), "a processor panicked");
-                true
-            })
-            .group_by_key()
-            .count(Materialized::named("n"));
-        b.build().unwrap()
-    };
+    let topology = counting_unless_boom;
     let s = Streams::new(topology(true), StreamsConfig::new("panics"), &store).unwrap();
     s.start().unwrap();
     let e = s.wait_until_caught_up(CATCH_UP).err().unwrap();
@@ -433,17 +437,7 @@ fn a_thread_dead_of_a_panic_leaves_no_store_behind() {
     let store = Store::open(dir.path()).unwrap();
     create_topics(&store, &[("in", 1)]);
     produce(&store, "in", &[ev("k", 1, "ok"), ev("k", 2, "boom")]);
-    let topology = |explode: bool| {
-        let b = StreamsBuilder::new();
-        b.stream("in", Consumed::with(serdes::string(), serdes::string()))
-            .filter(move |_, v| {
-                assert!(!(explode && v == "boom"), "a processor panicked");
-                true
-            })
-            .group_by_key()
-            .count(Materialized::named("n"));
-        b.build().unwrap()
-    };
+    let topology = counting_unless_boom;
     let config =
         || StreamsConfig::new("dead").processing_guarantee(ProcessingGuarantee::ExactlyOnce);
     let s = Streams::new(topology(true), config(), &store).unwrap();

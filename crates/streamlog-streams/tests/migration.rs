@@ -53,6 +53,16 @@ impl Drop for ReleaseOnDrop {
     }
 }
 
+/// Twenty purchases of three users, a second apart; the eleventh stalls its processor.
+fn purchases_with_a_stall() -> Vec<Event> {
+    let mut input: Vec<Event> = (0..10)
+        .map(|i| ev(&format!("user-{}", i % 3), i * 1000, "purchase"))
+        .collect();
+    input.push(ev("user-0", 10_000, "purchase-stall"));
+    input.extend((11..20).map(|i| ev(&format!("user-{}", i % 3), i * 1000, "purchase")));
+    input
+}
+
 fn run(guarantee: ProcessingGuarantee) {
     let windows = TimeWindows::of_size_and_grace(
         Duration::from_millis(WINDOW_MS as u64),
@@ -83,11 +93,7 @@ fn run(guarantee: ProcessingGuarantee) {
     )
     .unwrap();
     a.start().unwrap();
-    let mut input: Vec<Event> = (0..10)
-        .map(|i| ev(&format!("user-{}", i % 3), i * 1000, "purchase"))
-        .collect();
-    input.push(ev("user-0", 10_000, "purchase-stall"));
-    input.extend((11..20).map(|i| ev(&format!("user-{}", i % 3), i * 1000, "purchase")));
+    let mut input = purchases_with_a_stall();
     produce(&store, "raw-events", &input);
     stall.wait_held();
     // `b` takes the partition over once `a` is past its poll interval (at one of b's
@@ -146,11 +152,7 @@ fn a_transaction_aborted_after_its_timeout_is_processed_again() {
     )
     .unwrap();
     create_topics(&store, &[("raw-events", 1), ("purchase-counts", 1)]);
-    let mut input: Vec<Event> = (0..10)
-        .map(|i| ev(&format!("user-{}", i % 3), i * 1000, "purchase"))
-        .collect();
-    input.push(ev("user-0", 10_000, "purchase-stall"));
-    input.extend((11..20).map(|i| ev(&format!("user-{}", i % 3), i * 1000, "purchase")));
+    let input = purchases_with_a_stall();
     produce(&store, "raw-events", &input);
     let stall = Arc::new(Stall::default());
     let _release = ReleaseOnDrop(stall.clone());

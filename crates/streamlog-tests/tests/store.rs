@@ -16,6 +16,17 @@ use streamlog::format::DecodeOptions;
 use streamlog::fs::{CrashImage, Fault, FileSystem, SimFs};
 use streamlog::{CleanupPolicy, Compression, Error, Record, Store, StoreConfig, TopicConfig};
 
+/// A store at `/store` on `fs` through [`InterceptFs`] with `hooks`, maintenance off.
+fn intercepted_store(fs: &SimFs, hooks: Hooks) -> Store {
+    Store::open_with(
+        "/store",
+        StoreConfig::default()
+            .file_system(Arc::new(InterceptFs::new(fs.clone(), hooks)) as Arc<dyn FileSystem>)
+            .background_maintenance(false),
+    )
+    .unwrap()
+}
+
 fn rec(v: &str) -> Record {
     Record::new(1_700_000_000_000, Some("k"), Some(v.to_string()))
 }
@@ -711,13 +722,7 @@ fn race_at(park_at: usize) -> Option<(Op, PathBuf, bool, i32)> {
         before_op: Box::new(move |op, path| hook.on_op(op, path)),
         ..Hooks::default()
     };
-    let store = Store::open_with(
-        "/store",
-        StoreConfig::default()
-            .file_system(Arc::new(InterceptFs::new(fs.clone(), hooks)) as Arc<dyn FileSystem>)
-            .background_maintenance(false),
-    )
-    .unwrap();
+    let store = intercepted_store(&fs, hooks);
     let config = TopicConfig::default().partitions(RACE_PARTITIONS);
     store.create_topic("t", config.clone()).unwrap();
     let old: Vec<_> = (0..RACE_PARTITIONS)
@@ -1075,13 +1080,7 @@ fn a_read_outlasting_close_does_not_rewrite_an_index_after_it() {
             ..Hooks::default()
         }
     };
-    let store = Store::open_with(
-        "/store",
-        StoreConfig::default()
-            .file_system(Arc::new(InterceptFs::new(fs.clone(), hooks)) as Arc<dyn FileSystem>)
-            .background_maintenance(false),
-    )
-    .unwrap();
+    let store = intercepted_store(&fs, hooks);
     let p = store.topic("t").unwrap().partition(0).unwrap();
     // A write after the clean open: the log is no longer untouched.
     p.append(&[rec("after")]).unwrap();
