@@ -215,12 +215,9 @@ impl Shared {
         let mut wakers = Vec::new();
         for ((b, _), mut result) in done.into_iter().zip(results) {
             if let (Err(e), Some(txn)) = (&result, &self.txn) {
-                txn.send_failed(e);
-                // A partition refusing the epoch: a newer producer with this
-                // transactional id fenced this one (Kafka's ProducerFencedException).
-                if matches!(e, crate::error::Error::InvalidProducerEpoch { .. }) {
-                    let fenced =
-                        txn.fenced("a newer producer with this transactional id fenced it");
+                // A partition refusing the epoch: the producer is fenced (Kafka's
+                // ProducerFencedException), by what `send_failed` learnt.
+                if let Some(fenced) = txn.send_failed(e) {
                     result = Err(fenced);
                 }
             }

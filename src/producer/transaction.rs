@@ -129,21 +129,31 @@ impl TxnClient {
         Ok(())
     }
 
-    /// A batch of the open transaction failed: the transaction can only be aborted.
-    pub(super) fn send_failed(&self, e: &Error) {
+    /// A batch of the open transaction failed: the transaction can only be aborted. A
+    /// partition refusing the epoch fences the producer: returns the `Fenced` error
+    /// its batches and every later call report.
+    pub(super) fn send_failed(&self, e: &Error) -> Option<Error> {
+        let session = {
+            let mut st = self.state.lock();
+            if st.failed.is_none() {
+                st.failed = Some(e.clone());
+            }
+            if !matches!(e, Error::InvalidProducerEpoch { .. }) {
+                return None;
+            }
+            st.session
+        };
+        // The coordinator knows why (a newer producer, or the transaction aborted after
+        // its timeout). Asked without the state's lock: a coordinator path holding a
+        // transaction's entry may wait for it.
+        let why = session.and_then(|s| self.coordinator.check_session(&self.id, s).err());
+        let fenced = match why {
+            Some(f @ Error::Fenced { .. }) => f,
+            _ => self.fenced("a newer producer with this transactional id fenced it"),
+        };
         let mut st = self.state.lock();
-        if st.failed.is_none() {
-            st.failed = Some(e.clone());
-        }
-        if matches!(e, Error::InvalidProducerEpoch { .. }) {
-            // A partition refused the epoch: the coordinator knows why (a newer
-            // producer, or the transaction aborted after its timeout), which every
-            // later call reports.
-            let why = st
-                .session
-                .and_then(|s| self.coordinator.check_session(&self.id, s).err());
-            st.fence(why.as_ref().unwrap_or(e));
-        }
+        st.fence(&fenced);
+        st.fence.clone()
     }
 
     /// A send call returned `e` inside the transaction (Kafka's abortable error: any
@@ -355,9 +365,10 @@ impl Producer {
     /// partition it wrote to (and to `__consumer_offsets` for offsets sent to it).
     /// When it returns Ok the commit is decided durably: after a crash or power loss,
     /// `read_committed` consumers see all of the transaction. A COMMIT marker that could
-    /// not be appended or fsync'd (its partition poisoned) is written by the next open
-    /// of the store; until then that partition's `read_committed` consumers wait at the
-    /// transaction.
+    /// not be appended (its partition poisoned) is written by the next open of the
+    /// store, and until then that partition's `read_committed` consumers wait at the
+    /// transaction; one appended whose fsync failed is read already, and the next open
+    /// makes it durable from the decision.
     ///
     /// After any error but `Fenced` the transaction can only be aborted, as after a
     /// failed send (Kafka's abortable-error state): sends and commits are refused
