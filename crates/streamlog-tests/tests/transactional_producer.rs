@@ -260,6 +260,18 @@ fn a_fenced_producer_cannot_append_to_a_partition_of_its_aborted_transaction() {
     let _new = txn_producer(&store, "app");
     // Already added to its transaction: the send checks the session (and the
     // partition would refuse the old epoch).
+    assert_fenced_by_a_newer_producer(&old);
+    assert!(matches!(
+        old.commit_transaction(),
+        Err(Error::Fenced { .. })
+    ));
+    let mut uncommitted = reader(&store, IsolationLevel::ReadUncommitted, "t");
+    assert_eq!(drain(&mut uncommitted), ["before"]);
+}
+
+/// `old`'s send of "after" to `t`-0 fails: a newer producer with its id fenced it
+/// (not the store's timeout abort).
+fn assert_fenced_by_a_newer_producer(old: &Producer) {
     let late = old
         .send(ProducerRecord::new("t").partition(0).value("after"))
         .and_then(|d| d.wait());
@@ -268,12 +280,6 @@ fn a_fenced_producer_cannot_append_to_a_partition_of_its_aborted_transaction() {
         !late.unwrap_err().is_transaction_timeout(),
         "a newer producer's fence"
     );
-    assert!(matches!(
-        old.commit_transaction(),
-        Err(Error::Fenced { .. })
-    ));
-    let mut uncommitted = reader(&store, IsolationLevel::ReadUncommitted, "t");
-    assert_eq!(drain(&mut uncommitted), ["before"]);
 }
 
 /// A store on a manual clock with topic `t`, and a transactional producer of `config`
@@ -316,14 +322,7 @@ fn a_fenced_producer_cannot_append_after_the_partition_forgot_its_id() {
     let _new = txn_producer(&store, "app");
     clock.advance(60_000);
     store.run_maintenance().unwrap();
-    let late = old
-        .send(ProducerRecord::new("t").partition(0).value("after"))
-        .and_then(|d| d.wait());
-    assert!(matches!(late, Err(Error::Fenced { .. })), "{late:?}");
-    assert!(
-        !late.unwrap_err().is_transaction_timeout(),
-        "a newer producer's fence"
-    );
+    assert_fenced_by_a_newer_producer(&old);
     let mut uncommitted = reader(&store, IsolationLevel::ReadUncommitted, "t");
     assert_eq!(drain(&mut uncommitted), ["before"]);
     let mut committed = reader(&store, IsolationLevel::ReadCommitted, "t");
