@@ -560,6 +560,10 @@ impl File for CachedFile {
     fn modified_ms(&self) -> io::Result<Option<i64>> {
         self.read_op(|f| f.modified_ms())
     }
+    fn set_modified_ms(&self, ms: i64) -> io::Result<()> {
+        // Not data: nothing for the sync bookkeeping of `write_op`.
+        self.read_op(|f| f.set_modified_ms(ms))
+    }
     fn read_durable_at(&self, buf: &mut [u8], pos: u64) -> io::Result<Option<usize>> {
         self.read_op(|f| f.read_durable_at(buf, pos))
     }

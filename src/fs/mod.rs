@@ -60,6 +60,15 @@ pub trait File: Send + Sync + Debug {
         Ok(None)
     }
 
+    /// Sets the modification time [`modified_ms`](Self::modified_ms) reads: a segment
+    /// rewritten by compaction keeps the age of the segments it replaces (Kafka's
+    /// cleaner does the same), else retention would count it as written now. A no-op
+    /// where the file system keeps no times. Not made durable by itself.
+    fn set_modified_ms(&self, ms: i64) -> io::Result<()> {
+        let _ = ms;
+        Ok(())
+    }
+
     /// What identifies the file itself (device and inode on unix), not its name: a file
     /// reopened by path is checked against it, so a name that now refers to another file
     /// is never read as this one. `None` where the file system cannot tell.

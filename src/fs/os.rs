@@ -95,6 +95,13 @@ impl File for OsFile {
             .ok()
             .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
     }
+    fn set_modified_ms(&self, ms: i64) -> io::Result<()> {
+        let Ok(ms) = u64::try_from(ms) else {
+            return Ok(()); // before the epoch: not a time this file ever had
+        };
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+        self.0.set_modified(at)
+    }
     #[cfg(target_os = "linux")]
     fn read_durable_at(&self, buf: &mut [u8], pos: u64) -> io::Result<Option<usize>> {
         use std::os::fd::AsRawFd;

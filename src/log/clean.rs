@@ -466,6 +466,15 @@ impl Log {
             file.write_all_at(&out, pos)
                 .map_err(io_ctx(format!("write {}", cleaned_path.display())))?;
             pos += out.len() as u64;
+            // The rewrite keeps the age of the newest segment it replaces, as Kafka's
+            // cleaner does: retention and the compaction lag age segments whose records
+            // carry no timestamps by it, and a new file would restart their clock.
+            // Failing to is logged, not fatal: the pass's work stays good.
+            if let Some(ms) = group.last().and_then(|s| s.modified_ms())
+                && let Err(e) = file.set_modified_ms(ms)
+            {
+                tracing::warn!("{}: could not keep the age: {e}", cleaned_path.display());
+            }
             self.fsync_or_poison(format!("fsync {}", cleaned_path.display()), || {
                 file.sync_data()
             })?;

@@ -366,17 +366,19 @@ impl Segment {
     pub fn largest_timestamp(&self) -> i64 {
         match self.max_timestamp.load(Ordering::Acquire) {
             ts if ts >= 0 => ts,
-            _ => self
-                .log
-                .modified_ms()
-                .unwrap_or_else(|e| {
-                    if e.kind() != std::io::ErrorKind::Unsupported {
-                        tracing::warn!("{}: no modification time: {e}", self.log_path.display());
-                    }
-                    None
-                })
-                .unwrap_or(-1),
+            _ => self.modified_ms().unwrap_or(-1),
         }
+    }
+
+    /// The `.log` file's modification time, where the file system keeps one (a failure
+    /// to read it is logged, not returned: it only ages the segment).
+    pub fn modified_ms(&self) -> Option<i64> {
+        self.log.modified_ms().unwrap_or_else(|e| {
+            if e.kind() != std::io::ErrorKind::Unsupported {
+                tracing::warn!("{}: no modification time: {e}", self.log_path.display());
+            }
+            None
+        })
     }
 
     /// Reads `[pos, pos+len)` of the log: a slice of a mapping where the file system

@@ -498,14 +498,7 @@ fn min_compaction_lag_holds_young_segments_without_timestamps() {
         "written just now: too young"
     );
     // A segment's file last written two days ago.
-    let age = |path: &std::path::Path| {
-        std::fs::File::options()
-            .write(true)
-            .open(path)
-            .unwrap()
-            .set_modified(now - std::time::Duration::from_secs(2 * 86_400))
-            .unwrap();
-    };
+    let age = |path: &std::path::Path| set_mtime(path, now - 2 * DAY_DURATION);
     let segments = log.segments();
     for s in &segments[..2] {
         age(&s.path);
@@ -516,8 +509,9 @@ fn min_compaction_lag_holds_young_segments_without_timestamps() {
         2,
         "old enough: key 1's first value goes"
     );
-    // The pass rewrote the clean segment (a new file, so young): it must not hold back
-    // dirty segments that are old enough in the next pass.
+    // The pass rewrote the clean segment (a new file, with the age of the newest it
+    // replaced): it must not hold back dirty segments that are old enough in the next
+    // pass.
     let mut b = BatchBuilder::new();
     b.push(-1, Some(&[2]), Some(b"newer"), &[]).unwrap();
     log.append(&mut b.finish().unwrap()).unwrap();
@@ -533,6 +527,75 @@ fn min_compaction_lag_holds_young_segments_without_timestamps() {
         2,
         "key 2's first value goes too"
     );
+    log.close().unwrap();
+}
+
+const DAY_DURATION: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// Sets a file's modification time, as if it was last written `at`.
+fn set_mtime(path: &std::path::Path, at: std::time::SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(at)
+        .unwrap();
+}
+
+/// From the retention review: the segment compaction wrote was a new file, so segments
+/// whose records carry no timestamps (aged by their file's modification time, Kafka's
+/// `lastModified`) were young again after every pass, and time retention kept them a
+/// whole `retention_ms` longer each time. The rewrite keeps the newest replaced
+/// segment's time, as Kafka's cleaner does.
+#[test]
+fn a_compacted_segment_keeps_the_age_of_what_it_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig::default().allow_offset_gaps(true);
+    let log = Log::open(dir.path().join("t-0"), config).unwrap();
+    for (key, value) in [(1u8, "old"), (1, "new"), (2, "active")] {
+        let mut b = BatchBuilder::new();
+        b.push(-1, Some(&[key]), Some(value.as_bytes()), &[])
+            .unwrap();
+        log.append(&mut b.finish().unwrap()).unwrap();
+        if value != "active" {
+            log.roll().unwrap();
+        }
+    }
+    log.flush().unwrap();
+    let now = std::time::SystemTime::now();
+    let now_ms = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let segments = log.segments();
+    set_mtime(&segments[0].path, now - 3 * DAY_DURATION);
+    let newest = now - 2 * DAY_DURATION;
+    set_mtime(&segments[1].path, newest);
+    let p = CleanPolicy {
+        now_ms,
+        min_compaction_lag_ms: DAY,
+        force: true,
+        ..CleanPolicy::default()
+    };
+    assert!(log.clean(&p).unwrap().cleaned);
+    let segments = log.segments();
+    assert_eq!(segments.len(), 2, "the two sealed segments are one now");
+    let kept = std::fs::metadata(&segments[0].path)
+        .unwrap()
+        .modified()
+        .unwrap();
+    let off = kept.duration_since(newest).unwrap_or_else(|e| e.duration());
+    assert!(
+        off < std::time::Duration::from_millis(1),
+        "the rewrite keeps the newest replaced segment's time (off by {off:?})"
+    );
+    // So retention of a day deletes it now, not a day after the pass.
+    let policy = RetentionPolicy {
+        retention_ms: DAY,
+        ..RetentionPolicy::log_start_only(now_ms)
+    };
+    assert_eq!(log.enforce_retention(&policy).unwrap().segments_deleted, 1);
+    assert_eq!(read_everything(&log).len(), 1, "the active segment stays");
     log.close().unwrap();
 }
 
