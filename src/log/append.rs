@@ -57,7 +57,8 @@ impl Log {
     /// `InvalidBatch` if the batch is malformed (bad CRC, a control batch,
     /// `lastOffsetDelta + 1 != recordsCount`, offset deltas not 0..n, a producer id
     /// without a sequence, a transactional batch without a producer id, undecodable
-    /// records); `InvalidArgument` for a record timestamp below -1;
+    /// records); `InvalidArgument` for a record timestamp below -1, or on a CreateTime
+    /// log one outside `timestamp_before_max_ms` / `timestamp_after_max_ms` of its clock;
     /// `OutOfOrderSequence` if its base
     /// sequence does not follow the producer's last batch (or is not 0 for a new epoch);
     /// `InvalidProducerEpoch` for an epoch older than the producer's; `InvalidTxnState`
@@ -81,6 +82,7 @@ impl Log {
     pub fn append_encoded(&self, batch: &mut EncodedBatch) -> Result<AppendInfo> {
         self.check_writable()?;
         batch::check_timestamp(batch.min_timestamp())?;
+        self.check_timestamp_bounds(batch.oldest_timestamp(), batch.max_timestamp())?;
         let limit = self.config.decode.max_decompressed_bytes;
         if let Some(size) = batch.decompressed_len().filter(|&n| n > limit) {
             return Err(Error::RecordTooLarge {
@@ -270,6 +272,7 @@ impl Log {
         // Every record must be well formed, with offset deltas 0..n.
         let scan = batch::scan_records(batch, &h, &self.config.decode)?;
         batch::check_timestamp(scan.min_timestamp)?;
+        self.check_timestamp_bounds(scan.oldest_timestamp, scan.max_timestamp)?;
         // (A buffer appended before to a LogAppendTime log, and retried, says
         // LogAppendTime.)
         let create_time = h.attributes & !0x08;
@@ -285,6 +288,17 @@ impl Log {
             h.max_timestamp = scan.max_timestamp;
         }
         Ok(h)
+    }
+
+    /// On a CreateTime log, refuses records timestamped further from the log's clock
+    /// than `message.timestamp.before/after.max.ms` allow (see
+    /// [`LogConfig::timestamp_after_max_ms`](super::LogConfig::timestamp_after_max_ms)).
+    fn check_timestamp_bounds(&self, oldest: i64, newest: i64) -> Result<()> {
+        if self.config.timestamp_type != TimestampType::CreateTime {
+            return Ok(());
+        }
+        self.live
+            .check_timestamps(oldest, newest, self.config.clock.now_ms())
     }
 
     fn should_roll(&self, w: &Writer, len: u64, max_ts: i64, last_offset: i64, now: i64) -> bool {

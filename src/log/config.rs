@@ -61,6 +61,9 @@ impl Clock for ManualClock {
     }
 }
 
+/// Kafka 4.0's `message.timestamp.after.max.ms`: one hour.
+pub(crate) const DEFAULT_TIMESTAMP_AFTER_MAX_MS: i64 = 3_600_000;
+
 /// Settings of one partition log. Defaults are Kafka's topic defaults.
 ///
 /// ```
@@ -77,6 +80,8 @@ pub struct LogConfig {
     pub(crate) flush_messages: u64,
     pub(crate) allow_offset_gaps: bool,
     pub(crate) timestamp_type: TimestampType,
+    pub(crate) timestamp_before_max_ms: i64,
+    pub(crate) timestamp_after_max_ms: i64,
     pub(crate) decode: DecodeOptions,
     pub(crate) clock: Arc<dyn Clock>,
     /// Take the directory's lock file. Off for a store's partitions, which its own lock
@@ -99,6 +104,8 @@ impl Default for LogConfig {
             flush_messages: u64::MAX,
             allow_offset_gaps: false,
             timestamp_type: TimestampType::CreateTime,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: DEFAULT_TIMESTAMP_AFTER_MAX_MS,
             decode: DecodeOptions::default(),
             clock: Arc::new(SystemClock),
             lock_dir: true,
@@ -172,6 +179,27 @@ impl LogConfig {
         self
     }
 
+    /// Under CreateTime, refuse a batch holding a record timestamped more than this many
+    /// milliseconds before the log's clock (Kafka's `message.timestamp.before.max.ms`;
+    /// records without a timestamp, -1, pass). Default = `i64::MAX` (no limit); at
+    /// least 0.
+    #[must_use]
+    pub fn timestamp_before_max_ms(mut self, ms: i64) -> Self {
+        self.timestamp_before_max_ms = ms;
+        self
+    }
+
+    /// Under CreateTime, refuse a batch holding a record timestamped more than this many
+    /// milliseconds after the log's clock (Kafka's `message.timestamp.after.max.ms`).
+    /// A record from the far future would otherwise hold time retention back for its
+    /// segment and every later one. Default = 1 hour (Kafka 4.0's); at least 0;
+    /// `i64::MAX` for no limit.
+    #[must_use]
+    pub fn timestamp_after_max_ms(mut self, ms: i64) -> Self {
+        self.timestamp_after_max_ms = ms;
+        self
+    }
+
     /// Limits for decoding records (decompression cap). Default = 64 MiB.
     #[must_use]
     pub fn decode_options(mut self, options: DecodeOptions) -> Self {
@@ -227,6 +255,14 @@ impl LogConfig {
         if self.flush_messages == 0 {
             return Err(Error::config("flush_messages", "must be at least 1"));
         }
+        for (name, ms) in [
+            ("timestamp_before_max_ms", self.timestamp_before_max_ms),
+            ("timestamp_after_max_ms", self.timestamp_after_max_ms),
+        ] {
+            if ms < 0 {
+                return Err(Error::config(name, format!("{ms} must be at least 0")));
+            }
+        }
         Ok(())
     }
 }
@@ -271,6 +307,8 @@ pub(crate) struct LiveConfig {
     segment_ms: AtomicI64,
     max_message_bytes: std::sync::atomic::AtomicU64,
     flush_messages: std::sync::atomic::AtomicU64,
+    timestamp_before_max_ms: AtomicI64,
+    timestamp_after_max_ms: AtomicI64,
     allow_offset_gaps: std::sync::atomic::AtomicBool,
 }
 
@@ -281,6 +319,8 @@ impl LiveConfig {
             segment_ms: c.segment_ms.into(),
             max_message_bytes: c.max_message_bytes.into(),
             flush_messages: c.flush_messages.into(),
+            timestamp_before_max_ms: c.timestamp_before_max_ms.into(),
+            timestamp_after_max_ms: c.timestamp_after_max_ms.into(),
             allow_offset_gaps: c.allow_offset_gaps.into(),
         }
     }
@@ -293,6 +333,10 @@ impl LiveConfig {
             .store(c.max_message_bytes, Ordering::Release);
         self.flush_messages
             .store(c.flush_messages, Ordering::Release);
+        self.timestamp_before_max_ms
+            .store(c.timestamp_before_max_ms, Ordering::Release);
+        self.timestamp_after_max_ms
+            .store(c.timestamp_after_max_ms, Ordering::Release);
         if c.allow_offset_gaps {
             self.allow_offset_gaps.store(true, Ordering::Release);
         }
@@ -312,6 +356,33 @@ impl LiveConfig {
 
     pub(crate) fn flush_messages(&self) -> u64 {
         self.flush_messages.load(Ordering::Acquire)
+    }
+
+    /// Whether CreateTime records from `oldest` to `newest` (the batch's lowest
+    /// timestamp other than -1, `i64::MAX` if none, and its highest) are within the
+    /// bounds around `now`, as Kafka's `LogValidator` checks each record.
+    ///
+    /// # Errors
+    /// `InvalidArgument` naming the bound and the timestamp.
+    pub(crate) fn check_timestamps(&self, oldest: i64, newest: i64, now: i64) -> Result<()> {
+        let before = self.timestamp_before_max_ms.load(Ordering::Acquire);
+        let after = self.timestamp_after_max_ms.load(Ordering::Acquire);
+        let refuse = |ts: i64, how: &str, bound: &str, ms: i64| {
+            Err(Error::InvalidArgument {
+                name: "timestamp",
+                reason: format!(
+                    "{ts} is more than {ms} ms {how} the log's clock ({now}); the topic's \
+                     {bound} bounds it"
+                ),
+            })
+        };
+        if oldest != i64::MAX && oldest < now.saturating_sub(before) {
+            return refuse(oldest, "before", "message.timestamp.before.max.ms", before);
+        }
+        if newest >= 0 && newest > now.saturating_add(after) {
+            return refuse(newest, "after", "message.timestamp.after.max.ms", after);
+        }
+        Ok(())
     }
 
     pub(crate) fn allow_offset_gaps(&self) -> bool {

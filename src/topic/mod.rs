@@ -106,6 +106,8 @@ pub struct TopicConfig {
     pub(crate) flush_messages: u64,
     pub(crate) flush_ms: u64,
     pub(crate) message_timestamp_type: TimestampType,
+    pub(crate) message_timestamp_before_max_ms: i64,
+    pub(crate) message_timestamp_after_max_ms: i64,
     pub(crate) delete_retention_ms: i64,
     pub(crate) min_cleanable_dirty_ratio: f64,
     pub(crate) min_compaction_lag_ms: i64,
@@ -133,6 +135,8 @@ pub struct TopicSettings {
     pub flush_messages: u64,
     pub flush_ms: u64,
     pub message_timestamp_type: TimestampType,
+    pub message_timestamp_before_max_ms: i64,
+    pub message_timestamp_after_max_ms: i64,
     pub delete_retention_ms: i64,
     pub min_cleanable_dirty_ratio: f64,
     pub min_compaction_lag_ms: i64,
@@ -156,6 +160,8 @@ impl Default for TopicConfig {
             flush_messages: u64::MAX,
             flush_ms: u64::MAX,
             message_timestamp_type: TimestampType::CreateTime,
+            message_timestamp_before_max_ms: log.timestamp_before_max_ms,
+            message_timestamp_after_max_ms: log.timestamp_after_max_ms,
             delete_retention_ms: 24 * 3600 * 1000,
             min_cleanable_dirty_ratio: 0.5,
             min_compaction_lag_ms: 0,
@@ -218,6 +224,19 @@ impl TopicConfig {
     setter!(
         /// CreateTime (default) or LogAppendTime.
         message_timestamp_type: TimestampType
+    );
+    setter!(
+        /// Under CreateTime, a batch holding a record timestamped more than this many ms
+        /// before the store's clock is refused (`InvalidArgument`; records without a
+        /// timestamp pass). Default = `i64::MAX` (no limit); at least 0.
+        message_timestamp_before_max_ms: i64
+    );
+    setter!(
+        /// Under CreateTime, a batch holding a record timestamped more than this many ms
+        /// after the store's clock is refused (`InvalidArgument`): a record from the far
+        /// future would hold time retention back for its segment and every later one.
+        /// Default = 1 hour (Kafka 4.0's); at least 0; `i64::MAX` for no limit.
+        message_timestamp_after_max_ms: i64
     );
 
     setter!(
@@ -317,6 +336,8 @@ impl TopicConfig {
             flush_messages: self.flush_messages,
             flush_ms: self.flush_ms,
             message_timestamp_type: self.message_timestamp_type,
+            message_timestamp_before_max_ms: self.message_timestamp_before_max_ms,
+            message_timestamp_after_max_ms: self.message_timestamp_after_max_ms,
             delete_retention_ms: self.delete_retention_ms,
             min_cleanable_dirty_ratio: self.min_cleanable_dirty_ratio,
             min_compaction_lag_ms: self.min_compaction_lag_ms,
@@ -352,6 +373,14 @@ impl TopicConfig {
             ("flush.messages", s.flush_messages.to_string()),
             ("flush.ms", s.flush_ms.to_string()),
             ("message.timestamp.type", ts.to_string()),
+            (
+                "message.timestamp.before.max.ms",
+                s.message_timestamp_before_max_ms.to_string(),
+            ),
+            (
+                "message.timestamp.after.max.ms",
+                s.message_timestamp_after_max_ms.to_string(),
+            ),
             ("delete.retention.ms", s.delete_retention_ms.to_string()),
             (
                 "min.cleanable.dirty.ratio",
@@ -521,6 +550,8 @@ impl TopicConfig {
             .max_message_bytes(self.max_message_bytes)
             .flush_messages(self.flush_messages)
             .timestamp_type(self.message_timestamp_type)
+            .timestamp_before_max_ms(self.message_timestamp_before_max_ms)
+            .timestamp_after_max_ms(self.message_timestamp_after_max_ms)
             .allow_offset_gaps(self.cleanup_policy != CleanupPolicy::Delete || self.offset_gaps)
     }
 
@@ -554,6 +585,7 @@ impl TopicConfig {
             .iter()
             .map(|g| format!("retention.gate.group={g}\n"))
             .collect::<String>()
+            + &self.timestamp_bounds_properties()
             // Only where the policy no longer implies it (a compacted topic altered
             // to `delete`).
             + if self.offset_gaps && self.cleanup_policy == CleanupPolicy::Delete {
@@ -561,6 +593,23 @@ impl TopicConfig {
             } else {
                 ""
             }
+    }
+
+    /// The timestamp bounds' lines, only where they are not the defaults: a store a
+    /// version without them wrote reads the same, and one with the defaults opens in
+    /// such a version.
+    fn timestamp_bounds_properties(&self) -> String {
+        let d = TopicConfig::default();
+        let mut out = String::new();
+        if self.message_timestamp_before_max_ms != d.message_timestamp_before_max_ms {
+            let ms = self.message_timestamp_before_max_ms;
+            out.push_str(&format!("message.timestamp.before.max.ms={ms}\n"));
+        }
+        if self.message_timestamp_after_max_ms != d.message_timestamp_after_max_ms {
+            let ms = self.message_timestamp_after_max_ms;
+            out.push_str(&format!("message.timestamp.after.max.ms={ms}\n"));
+        }
+        out
     }
 
     /// Parses [`to_properties`](Self::to_properties) output; `Err(reason)` if malformed.
@@ -608,6 +657,12 @@ impl TopicConfig {
                 }
                 "retention.gate.max.bytes" => {
                     c.retention_gate_max_bytes = v.parse().map_err(|e| bad(&e))?
+                }
+                "message.timestamp.before.max.ms" => {
+                    c.message_timestamp_before_max_ms = v.parse().map_err(|e| bad(&e))?
+                }
+                "message.timestamp.after.max.ms" => {
+                    c.message_timestamp_after_max_ms = v.parse().map_err(|e| bad(&e))?
                 }
                 "retention.gate.group" => c.retention_gate_groups.push(v.to_string()),
                 "offset.gaps" if v == "true" => c.offset_gaps = true,

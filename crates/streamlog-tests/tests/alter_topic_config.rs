@@ -235,3 +235,68 @@ fn records_sent_after_max_message_bytes_is_lowered_are_accepted() {
         f.wait().unwrap();
     }
 }
+
+/// `message.timestamp.after.max.ms` (default an hour, Kafka 4.0's) refuses a send from a
+/// clock gone far ahead of the store's, by both the producer and the partition handle;
+/// it can be altered by Kafka's name and the new bound survives a reopen.
+#[test]
+fn timestamps_too_far_ahead_are_refused_until_the_bound_is_raised() {
+    const HOUR: i64 = 3_600_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, store) = common::clocked_store(dir.path(), StoreConfig::default());
+    let now = streamlog::log::Clock::now_ms(&*clock);
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let producer = store
+        .producer(ProducerConfig::default().linger_ms(0))
+        .unwrap();
+    let send = |ts: i64| {
+        producer
+            .send(ProducerRecord::new("t").value("v").timestamp(ts))
+            .unwrap()
+            .wait()
+    };
+    fn refused<T>(r: streamlog::Result<T>) -> bool {
+        matches!(
+            r,
+            Err(Error::InvalidArgument {
+                name: "timestamp",
+                ..
+            })
+        )
+    }
+    let partition = store.topic("t").unwrap().partition(0).unwrap();
+    let later = Record::new(now + 2 * HOUR, None::<String>, Some("v".to_string()));
+    assert!(refused(send(now + 2 * HOUR)));
+    assert!(refused(partition.append(std::slice::from_ref(&later))));
+    send(now + HOUR).unwrap();
+    let config = store
+        .alter_topic_config("t", |c| {
+            c.set("message.timestamp.after.max.ms", "86400000").unwrap()
+        })
+        .unwrap();
+    assert_eq!(config.settings().message_timestamp_after_max_ms, 86_400_000);
+    send(now + 2 * HOUR).unwrap();
+    partition.append(std::slice::from_ref(&later)).unwrap();
+    drop((partition, producer));
+    store.close().unwrap();
+    let (_clock, store) = common::clocked_store(dir.path(), StoreConfig::default());
+    let config = store.describe_topic("t").unwrap().config;
+    assert_eq!(config.settings().message_timestamp_after_max_ms, 86_400_000);
+    assert!(
+        config
+            .entries()
+            .contains(&("message.timestamp.after.max.ms", "86400000".to_string()))
+    );
+    assert!(refused(
+        store
+            .topic("t")
+            .unwrap()
+            .partition(0)
+            .unwrap()
+            .append(&[Record::new(
+                now + 2 * 86_400_000,
+                None::<String>,
+                Some("v".to_string())
+            )])
+    ));
+}

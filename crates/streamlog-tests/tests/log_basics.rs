@@ -2,10 +2,11 @@
 mod common;
 
 use common::*;
+use std::sync::Arc;
 use streamlog::Error;
 use streamlog::format::Compression;
 use streamlog::fs::SimFs;
-use streamlog::log::{Log, LogConfig};
+use streamlog::log::{Log, LogConfig, ManualClock};
 
 #[test]
 fn append_read_reopen_with_every_codec() {
@@ -254,7 +255,13 @@ fn append_refuses_batches_that_break_lookups_or_transactions() {
         assert_eq!(log.log_end_offset(), 0, "{name} changed the log");
     }
     // The extremes readers decode are taken by both calls alike (the builder stores
-    // the difference to the base timestamp wrapping).
+    // the difference to the base timestamp wrapping), on a log that bounds no
+    // timestamp.
+    let log = open_sim(
+        &SimFs::new(),
+        small_config().timestamp_after_max_ms(i64::MAX),
+    )
+    .unwrap();
     let mut extremes = BatchBuilder::new();
     extremes.push(-1, None, Some(b"a"), &[]).unwrap();
     extremes.push(i64::MAX, None, Some(b"b"), &[]).unwrap();
@@ -267,6 +274,86 @@ fn append_refuses_batches_that_break_lookups_or_transactions() {
         .map(|r| r.timestamp)
         .collect();
     assert_eq!(stamps, [-1, i64::MAX, -1, i64::MAX]);
+}
+
+/// From the retention review: a record from the far future (a producer's clock gone
+/// wrong) held time retention back for its segment and every later one. Under
+/// CreateTime the log refuses records outside `timestamp_before_max_ms` /
+/// `timestamp_after_max_ms` of its clock (Kafka's `message.timestamp.*.max.ms`; after
+/// defaults to Kafka 4.0's hour), by both append calls; records without a timestamp
+/// pass, and LogAppendTime checks nothing.
+#[test]
+fn create_time_records_far_from_the_clock_are_refused() {
+    use streamlog::format::{BatchBuilder, TimestampType};
+    const NOW: i64 = 1_700_000_000_000;
+    const HOUR: i64 = 3_600_000;
+    let open = |config: LogConfig| {
+        let clock = Arc::new(ManualClock::new(NOW));
+        open_sim(&SimFs::new(), config.clock(clock)).unwrap()
+    };
+    let batch = |stamps: &[i64]| {
+        let mut b = BatchBuilder::new();
+        for &ts in stamps {
+            b.push(ts, None, Some(b"v"), &[]).unwrap();
+        }
+        b.build().unwrap()
+    };
+    // Both calls, each on its own copy; `Ok` or the refused field.
+    let append_both = |log: &Log, stamps: &[i64]| -> [Result<(), &'static str>; 2] {
+        let encoded = batch(stamps);
+        let mut raw = encoded.as_bytes().to_vec();
+        [
+            log.append(&mut raw),
+            log.append_encoded(&mut encoded.clone()),
+        ]
+        .map(|r| match r {
+            Ok(_) => Ok(()),
+            Err(Error::InvalidArgument { name, .. }) => Err(name),
+            Err(e) => panic!("{e:?}"),
+        })
+    };
+    let refused = [Err("timestamp"), Err("timestamp")];
+    let taken = [Ok(()), Ok(())];
+    let log = open(small_config());
+    assert_eq!(append_both(&log, &[NOW, NOW + HOUR + 1]), refused);
+    assert_eq!(append_both(&log, &[NOW + HOUR + 1, -1]), refused);
+    assert_eq!(log.log_end_offset(), 0, "a refused batch is not written");
+    assert_eq!(
+        append_both(&log, &[NOW + HOUR, 0, -1]),
+        taken,
+        "no before bound"
+    );
+    let bounded = open(
+        small_config()
+            .timestamp_before_max_ms(1000)
+            .timestamp_after_max_ms(0),
+    );
+    assert_eq!(append_both(&bounded, &[NOW, NOW - 1001]), refused);
+    assert_eq!(
+        append_both(&bounded, &[-1, NOW - 1001]),
+        refused,
+        "-1 aside"
+    );
+    assert_eq!(append_both(&bounded, &[NOW + 1]), refused);
+    assert_eq!(append_both(&bounded, &[-1, NOW - 1000, NOW]), taken);
+    let append_time = open(
+        small_config()
+            .timestamp_type(TimestampType::LogAppendTime)
+            .timestamp_after_max_ms(0),
+    );
+    assert_eq!(append_both(&append_time, &[NOW + 10 * HOUR]), taken);
+    assert!(
+        small_config()
+            .timestamp_after_max_ms(-1)
+            .validate()
+            .is_err()
+    );
+    assert!(
+        small_config()
+            .timestamp_before_max_ms(-1)
+            .validate()
+            .is_err()
+    );
 }
 
 /// From a review: a buffer appended to a LogAppendTime log says LogAppendTime after

@@ -32,6 +32,8 @@ pub struct BatchBuilder {
     max_timestamp: i64,
     /// The lowest record timestamp (meaningful once a record is pushed).
     min_timestamp: i64,
+    /// The lowest timestamp a record carries (not -1); `i64::MAX` while none does.
+    oldest_timestamp: i64,
     compression: Compression,
     level: Option<i32>,
     producer_id: i64,
@@ -69,6 +71,7 @@ impl BatchBuilder {
             base_timestamp: -1,
             max_timestamp: -1,
             min_timestamp: -1,
+            oldest_timestamp: i64::MAX,
             compression: Compression::None,
             level: None,
             producer_id: -1,
@@ -270,6 +273,9 @@ impl BatchBuilder {
         }
         self.max_timestamp = self.max_timestamp.max(timestamp);
         self.min_timestamp = self.min_timestamp.min(timestamp);
+        if timestamp >= 0 {
+            self.oldest_timestamp = self.oldest_timestamp.min(timestamp);
+        }
         let buf = &mut self.buf;
         // Room for the record, and for the whole word a varint is stored as.
         buf.reserve(body + 5 + 8);
@@ -311,13 +317,16 @@ impl BatchBuilder {
     /// `InvalidArgument` for an empty batch; `UnsupportedCodec` if the codec is compiled out.
     pub fn build(self) -> Result<EncodedBatch> {
         let records_len = self.buf.len().saturating_sub(RECORDS_OFFSET);
-        let min_timestamp = self.min_timestamp;
+        let (min_timestamp, oldest_timestamp) = (self.min_timestamp, self.oldest_timestamp);
+        let max_timestamp = self.max_timestamp;
         let bytes = self.finish()?;
         let compressed = BatchHeader::parse(&bytes)?.compression()? != Compression::None;
         Ok(EncodedBatch {
             bytes,
             decompressed_len: compressed.then_some(records_len),
             min_timestamp,
+            oldest_timestamp,
+            max_timestamp,
         })
     }
 
@@ -481,6 +490,10 @@ pub struct EncodedBatch {
     decompressed_len: Option<usize>,
     /// Its lowest record timestamp.
     min_timestamp: i64,
+    /// Its lowest record timestamp other than -1 (`i64::MAX` if every record has -1).
+    oldest_timestamp: i64,
+    /// Its highest record timestamp.
+    max_timestamp: i64,
 }
 
 impl EncodedBatch {
@@ -516,6 +529,17 @@ impl EncodedBatch {
     /// Its lowest record timestamp.
     pub fn min_timestamp(&self) -> i64 {
         self.min_timestamp
+    }
+
+    /// Its lowest record timestamp other than -1 ("none"), as the log's
+    /// `timestamp_before_max_ms` check reads it; `i64::MAX` if no record carries one.
+    pub(crate) fn oldest_timestamp(&self) -> i64 {
+        self.oldest_timestamp
+    }
+
+    /// Its highest record timestamp.
+    pub(crate) fn max_timestamp(&self) -> i64 {
+        self.max_timestamp
     }
 
     pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {

@@ -257,6 +257,8 @@ pub(crate) struct RecordsScan {
     /// timestamp for no record).
     pub(crate) min_timestamp: i64,
     pub(crate) max_timestamp: i64,
+    /// The lowest timestamp other than -1 ("none"); `i64::MAX` if no record has one.
+    pub(crate) oldest_timestamp: i64,
 }
 
 /// [`validate_records`], also returning the records' timestamp range.
@@ -280,7 +282,7 @@ pub(crate) fn scan_records(
         }
     };
     let mut pos = 0;
-    let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
+    let (mut min_ts, mut max_ts, mut oldest) = (i64::MAX, i64::MIN, i64::MAX);
     for i in 0..h.records_count {
         if pos >= data.len() {
             return Err(Error::invalid_batch(
@@ -304,6 +306,9 @@ pub(crate) fn scan_records(
         let ts = h.base_timestamp.wrapping_add(s.timestamp_delta);
         min_ts = min_ts.min(ts);
         max_ts = max_ts.max(ts);
+        if ts >= 0 {
+            oldest = oldest.min(ts);
+        }
         pos = s.end;
     }
     if pos != data.len() {
@@ -327,6 +332,7 @@ pub(crate) fn scan_records(
         } else {
             h.base_timestamp
         },
+        oldest_timestamp: oldest,
     })
 }
 
