@@ -244,36 +244,58 @@ impl Coordinator {
         commits: impl Iterator<Item = (&'a str, &'a TopicPartition, Commit)>,
         now_ms: i64,
     ) -> Result<i64> {
-        // One batch per `max_message_bytes` of the offsets topic: a commit of many
-        // partitions is split rather than refused. (Each record is far below the limit:
-        // group ids are at most 32767 bytes, topic names 249.)
-        let limit = usize::try_from(offsets_log.max_message_bytes())
-            .unwrap_or(usize::MAX)
-            .saturating_sub(1024);
-        let mut last = None;
-        let mut b = BatchBuilder::new();
-        for (group, tp, c) in commits {
+        let records = commits.map(|(group, tp, c)| {
             let headers: Vec<Header> = c
                 .topic_id
                 .map(|id| Header::new(TOPIC_ID_HEADER, id.as_bytes().to_vec()))
                 .into_iter()
                 .collect();
-            let key = encode_key(group, tp);
             let value = encode_value(c.offset, c.epoch, now_ms);
-            if !b.is_empty() && b.uncompressed_size() + key.len() + value.len() + 64 > limit {
-                let full = std::mem::take(&mut b);
-                last = Some(offsets_log.append_encoded(&mut full.build()?)?);
-            }
-            b.push(now_ms, Some(&key), Some(&value), &headers)?;
-        }
-        if !b.is_empty() {
-            last = Some(offsets_log.append_encoded(&mut b.build()?)?);
-        }
-        last.map(|info| info.last_offset)
+            (encode_key(group, tp), Some(value), headers)
+        });
+        let batches = Self::append_split(offsets_log, records, now_ms)?;
+        batches
+            .last()
+            .map(|&(_, last, _)| last)
             .ok_or_else(|| Error::InvalidArgument {
                 name: "offsets",
                 reason: "no offsets to commit".into(),
             })
+    }
+
+    /// Appends `(key, value, headers)` records (not synced) in as many batches as the
+    /// offsets topic's `max_message_bytes` needs: a commit of many partitions, or the
+    /// tombstones of a topic many groups committed, is split rather than refused. (Each
+    /// record is far below the limit: group ids are at most 32767 bytes, topic names
+    /// 249.) Returns each batch's base and last offset and how many records it holds,
+    /// in order.
+    fn append_split(
+        offsets_log: &PartitionState,
+        records: impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>, Vec<Header>)>,
+        now_ms: i64,
+    ) -> Result<Vec<(i64, i64, usize)>> {
+        let limit = usize::try_from(offsets_log.max_message_bytes())
+            .unwrap_or(usize::MAX)
+            .saturating_sub(1024);
+        let mut appended = Vec::new();
+        let mut append = |b: BatchBuilder| -> Result<()> {
+            let n = b.len();
+            let info = offsets_log.append_encoded(&mut b.build()?)?;
+            appended.push((info.base_offset, info.last_offset, n));
+            Ok(())
+        };
+        let mut b = BatchBuilder::new();
+        for (key, value, headers) in records {
+            let size = key.len() + value.as_ref().map_or(0, Vec::len);
+            if !b.is_empty() && b.uncompressed_size() + size + 64 > limit {
+                append(std::mem::take(&mut b))?;
+            }
+            b.push(now_ms, Some(&key), value.as_deref(), &headers)?;
+        }
+        if !b.is_empty() {
+            append(b)?;
+        }
+        Ok(appended)
     }
 
     /// Writes loaded commits again as they are now: at open, for commits that were
@@ -337,13 +359,20 @@ impl Coordinator {
         if doomed.is_empty() {
             return Ok(());
         }
-        let mut b = BatchBuilder::new();
-        for (g, tp) in doomed {
-            b.push(0, Some(&encode_key(g, tp)), None, &[])?;
+        let records = doomed
+            .iter()
+            .map(|(g, tp)| (encode_key(g, tp), None, Vec::new()));
+        let batches = Self::append_split(offsets_log, records, 0)?;
+        if let Some(&(_, last, _)) = batches.last() {
+            offsets_log.flush_to(last + 1)?;
         }
-        let info = offsets_log.append_encoded(&mut b.build()?)?;
-        offsets_log.flush_to(info.last_offset + 1)?;
-        self.state.lock().apply_tombstones(doomed, info.base_offset);
+        let mut st = self.state.lock();
+        let mut rest = doomed;
+        for (base, _, n) in batches {
+            let (these, later) = rest.split_at(n.min(rest.len()));
+            st.apply_tombstones(these, base);
+            rest = later;
+        }
         Ok(())
     }
 

@@ -414,3 +414,50 @@ fn subscribing_to_no_topics_leaves_the_group() {
         .unwrap();
     store.delete_group("g").unwrap();
 }
+
+/// From the groups review: forgetting offsets (a deleted group, a deleted topic, and at
+/// open the commits of topics deleted before) wrote every tombstone in one batch, so
+/// past the offsets topic's `max_message_bytes` (1 MiB) the deletion failed with
+/// `RecordTooLarge`, and at open the same batch failed `Store::open` for good. The
+/// tombstones are split as commits are.
+#[test]
+fn forgetting_more_offsets_than_one_batch_holds_is_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        Store::open_with(
+            dir.path(),
+            StoreConfig::default().background_maintenance(false),
+        )
+        .unwrap()
+    };
+    let store = open();
+    // 1,000 commits of a 1,000-byte group id each: over a megabyte of tombstones.
+    let topic = "t".repeat(249);
+    store
+        .create_topic(&topic, TopicConfig::default().partitions(1000))
+        .unwrap();
+    let partitions: Vec<_> = (0..1000).map(|p| TopicPartition::new(&topic, p)).collect();
+    let groups = ["a", "b"].map(|g| g.repeat(1000));
+    for g in &groups {
+        store
+            .alter_group_offsets(g, &partitions, OffsetSpec::Offset(0))
+            .unwrap();
+        assert_eq!(store.describe_group(g).unwrap().offsets.len(), 1000);
+    }
+    store.delete_group(&groups[0]).unwrap();
+    store.delete_topic(&topic).unwrap();
+    for g in &groups {
+        assert!(matches!(
+            store.describe_group(g),
+            Err(Error::NotFound { .. })
+        ));
+    }
+    store.close().unwrap();
+    let store = open();
+    for g in &groups {
+        assert!(matches!(
+            store.describe_group(g),
+            Err(Error::NotFound { .. })
+        ));
+    }
+}
