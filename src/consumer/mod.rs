@@ -559,9 +559,19 @@ impl Consumer {
     /// `InvalidArgument` without a group.
     pub fn group_metadata(&self) -> Result<ConsumerGroupMetadata> {
         let group = self.group()?.to_string();
+        let topic_ids = self
+            .assigned
+            .iter()
+            .map(|(tp, a)| (tp.topic().to_string(), a.state.topic_id))
+            .collect();
         Ok(match &self.membership {
-            Some(m) => ConsumerGroupMetadata::of_member(group, m.generation, m.member_id.clone()),
-            None => ConsumerGroupMetadata::new(group),
+            Some(m) => ConsumerGroupMetadata::of_member(
+                group,
+                m.generation,
+                m.member_id.clone(),
+                topic_ids,
+            ),
+            None => ConsumerGroupMetadata::of_member(group, -1, String::new(), topic_ids),
         })
     }
 

@@ -214,26 +214,52 @@ pub struct GroupDescription {
 /// [`Producer::send_offsets_to_transaction`](crate::Producer::send_offsets_to_transaction)
 /// (Kafka's `ConsumerGroupMetadata`); from
 /// [`Consumer::group_metadata`](crate::Consumer::group_metadata).
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Equal when the group, generation and member id are (as Kafka's).
+#[derive(Debug, Clone)]
 pub struct ConsumerGroupMetadata {
     group_id: String,
     generation_id: i32,
     member_id: String,
+    /// The topic incarnation of each topic the consumer was assigned when the metadata
+    /// was taken (none from [`new`](Self::new)): offsets sent with it are for the
+    /// records that consumer read, never for a topic of the same name created since.
+    topic_ids: BTreeMap<String, TopicId>,
 }
+
+impl PartialEq for ConsumerGroupMetadata {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.group_id, self.generation_id, &self.member_id)
+            == (&other.group_id, other.generation_id, &other.member_id)
+    }
+}
+
+impl Eq for ConsumerGroupMetadata {}
 
 impl ConsumerGroupMetadata {
     /// The metadata of `group_id` for a consumer outside the group's membership
     /// (generation -1, no member id), as Kafka's `new ConsumerGroupMetadata(groupId)`.
     pub fn new(group_id: impl Into<String>) -> Self {
-        Self::of_member(group_id.into(), -1, String::new())
+        Self::of_member(group_id.into(), -1, String::new(), BTreeMap::new())
     }
 
-    pub(crate) fn of_member(group_id: String, generation_id: i32, member_id: String) -> Self {
+    pub(crate) fn of_member(
+        group_id: String,
+        generation_id: i32,
+        member_id: String,
+        topic_ids: BTreeMap<String, TopicId>,
+    ) -> Self {
         ConsumerGroupMetadata {
             group_id,
             generation_id,
             member_id,
+            topic_ids,
         }
+    }
+
+    /// The incarnation of `topic` the consumer was assigned, if it was.
+    pub(crate) fn assigned_topic_id(&self, topic: &str) -> Option<TopicId> {
+        self.topic_ids.get(topic).copied()
     }
 
     /// The group id.

@@ -283,7 +283,8 @@ impl Producer {
     /// # Errors
     /// `TransactionState` outside a transaction; `InvalidArgument` for a negative
     /// offset or a group id that is empty or longer than 32767 bytes; `NotFound` for an
-    /// unknown partition; `CommitFailed` for a consumer that
+    /// unknown partition, or one of a topic deleted (and perhaps created again) since
+    /// the consumer whose metadata this is was assigned it; `CommitFailed` for a consumer that
     /// no longer owns a partition; `Fenced`; `Io`. `CommitFailed` and `Io` make the
     /// transaction abort-only, as in Kafka: its output must not commit without these
     /// offsets.
@@ -325,6 +326,22 @@ impl Producer {
                 });
             }
             let p = shared.catalog.partition(tp.topic(), tp.partition())?;
+            // Metadata from a consumer names the topic it read: a topic of that name
+            // created since (deleted and created again, no rebalance between) is
+            // another one, whose records these offsets never counted.
+            if group
+                .assigned_topic_id(tp.topic())
+                .is_some_and(|id| id != p.topic_id)
+            {
+                return Err(Error::NotFound {
+                    kind: "topic",
+                    name: format!(
+                        "{} (committing for {tp}: the consumer read a topic of that name \
+                         deleted since)",
+                        tp.topic()
+                    ),
+                });
+            }
             commits.insert(
                 tp.clone(),
                 Commit {

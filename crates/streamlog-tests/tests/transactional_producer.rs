@@ -1015,3 +1015,43 @@ fn a_topic_named_like_an_internal_one_up_to_dots_is_refused() {
     p.commit_transaction().unwrap();
     assert_eq!(sent.wait().unwrap().offset, 0);
 }
+
+/// From the groups review: offsets sent with a consumer's metadata were tagged with the
+/// topic as it is now, so a consumer that read `t` before `t` was deleted and created
+/// again (no rebalance between) committed its old positions into the new topic: a
+/// restart then skipped the new topic's first records. A plain commit refuses this
+/// (`NotFound`); so does the transactional one now, from the topic ids the metadata
+/// carries (Kafka's `new ConsumerGroupMetadata(group)` carries none and is not checked).
+#[test]
+fn offsets_a_consumer_read_from_a_deleted_topic_never_commit_into_its_successor() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for t in ["t", "out"] {
+        store.create_topic(t, TopicConfig::default()).unwrap();
+    }
+    let p = txn_producer(&store, "app");
+    p.begin_transaction().unwrap();
+    for v in ["a", "b", "c"] {
+        send(&p, "t", 0, v);
+    }
+    p.commit_transaction().unwrap();
+    let mut c = store
+        .consumer(ConsumerConfig::new("g").auto_offset_reset(OffsetReset::Earliest))
+        .unwrap();
+    let tp = TopicPartition::new("t", 0);
+    c.assign(std::slice::from_ref(&tp)).unwrap();
+    assert_eq!(drain(&mut c), ["a", "b", "c"]);
+    store.delete_topic("t").unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let read = BTreeMap::from([(tp.clone(), 3)]);
+    let not_found = |r: streamlog::Result<()>| matches!(r, Err(Error::NotFound { .. }));
+    assert!(not_found(c.commit_sync_offsets(&read)), "the plain commit");
+    p.begin_transaction().unwrap();
+    send(&p, "out", 0, "x");
+    assert!(not_found(p.send_offsets_to_transaction(
+        &read,
+        &c.group_metadata().unwrap()
+    )));
+    p.commit_transaction().unwrap();
+    assert_eq!(c.committed(std::slice::from_ref(&tp)).unwrap()[&tp], None);
+}
