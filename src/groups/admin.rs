@@ -170,23 +170,27 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Forgets every committed offset of `group` (tombstones in the offsets topic,
-    /// durable on return), unless the group has live members. `NotFound` for a group
-    /// with neither.
+    /// Forgets every committed offset of `group`, and those open transactions wrote
+    /// for it (tombstones in the offsets topic, durable on return; a tombstone cancels
+    /// a transaction's offsets written before it, as Kafka's group deletion does),
+    /// unless the group has live members. `NotFound` for a group with neither.
     pub(crate) fn delete(&self, catalog: &Catalog, group: &str) -> Result<()> {
         check_group(group)?;
         let _admin = self.admin.lock();
         self.check_empty(group)?;
         let doomed: Vec<(String, TopicPartition)> = {
             let st = self.state.lock();
-            let Some(committed) = st.committed.get(group) else {
+            let committed = st.committed.get(group).into_iter().flat_map(|m| m.keys());
+            let pending = st.pending_txn.get(group).into_iter().flat_map(|m| m.keys());
+            let partitions: std::collections::BTreeSet<_> = committed.chain(pending).collect();
+            if partitions.is_empty() {
                 return Err(Error::NotFound {
                     kind: "consumer group",
                     name: group.to_string(),
                 });
-            };
-            committed
-                .keys()
+            }
+            partitions
+                .into_iter()
                 .map(|tp| (group.to_string(), tp.clone()))
                 .collect()
         };

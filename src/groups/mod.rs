@@ -104,9 +104,6 @@ struct State {
     /// as it is when the offsets topic is read again. Kept while such a commit may
     /// still apply (see `memory.rs`).
     forgotten: HashMap<(String, TopicPartition), i64>,
-    /// Where the transaction commits in `committed` took effect (their COMMIT marker),
-    /// which a tombstone written before it does not undo.
-    effective: HashMap<(String, TopicPartition), i64>,
     /// Positions of plain commits appended and not applied yet (their fsync runs).
     inflight: BTreeMap<i64, u32>,
     /// Offsets written by transactions not yet decided, by group and partition: the

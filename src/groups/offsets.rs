@@ -194,7 +194,7 @@ impl Coordinator {
         let mut st = self.state.lock();
         if flushed.is_ok() {
             for (tp, c) in offsets {
-                st.apply_commit(group, tp, Commit { at, ..*c }, at);
+                st.apply_commit(group, tp, Commit { at, ..*c });
             }
         }
         st.commit_settled(at);
@@ -318,7 +318,7 @@ impl Coordinator {
         offsets_log.flush_to(at + 1)?;
         let mut st = self.state.lock();
         for (g, tp, c) in commits {
-            st.apply_commit(g, tp, Commit { at, ..*c }, at);
+            st.apply_commit(g, tp, Commit { at, ..*c });
         }
         Ok(())
     }
@@ -520,6 +520,14 @@ impl OffsetsReplay {
                     .or_default()
                     .push((group, tp, c));
             } else {
+                if c.is_none() {
+                    // A tombstone cancels the partition's offsets of every open
+                    // transaction (Kafka's coordinator drops them; compaction, which
+                    // keeps the key's newest record, drops their records).
+                    for offsets in self.pending.values_mut() {
+                        offsets.retain(|(g, t, _)| (g, t) != (&group, &tp));
+                    }
+                }
                 apply(&mut self.committed, group, tp, c);
             }
         }

@@ -120,19 +120,18 @@ impl Coordinator {
     }
 
     /// Makes a committed transaction's offsets of `group` visible; `at` is where their
-    /// records stand in `__consumer_offsets` (a commit written after them still wins,
-    /// as it does when the topic is loaded or compacted), `marker_at` where the COMMIT
-    /// marker that applies them does (a tombstone before it does not forget them).
+    /// records stand in `__consumer_offsets`: a commit or a tombstone written after
+    /// them still wins (a tombstone cancels a transaction's pending offsets, as in
+    /// Kafka), as it does when the topic is loaded or compacted.
     pub(crate) fn apply_txn_commits(
         &self,
         group: &str,
         offsets: &BTreeMap<TopicPartition, Commit>,
         at: i64,
-        marker_at: i64,
     ) {
         let mut st = self.state.lock();
         for (tp, c) in offsets {
-            st.apply_commit(group, tp, Commit { at, ..*c }, marker_at);
+            st.apply_commit(group, tp, Commit { at, ..*c });
         }
     }
 }

@@ -502,14 +502,14 @@ impl Store {
         Ok(plan)
     }
 
-    /// Deletes a consumer group: forgets every offset it committed (durable on
-    /// return), refused while it has live members (Kafka's `kafka-consumer-groups
-    /// --delete`). A consumer of the group started later begins from
-    /// `auto_offset_reset`.
+    /// Deletes a consumer group: forgets every offset it committed, and cancels those
+    /// open transactions sent for it (durable on return), refused while it has live
+    /// members (Kafka's `kafka-consumer-groups --delete`). A consumer of the group
+    /// started later begins from `auto_offset_reset`.
     ///
     /// # Errors
     /// `GroupNotEmpty` while the group has members; `NotFound` for a group with no
-    /// committed offset; `Io`; `Closed`.
+    /// committed offset and none in an open transaction; `Io`; `Closed`.
     pub fn delete_group(&self, group: &str) -> Result<()> {
         self.check_open()?;
         self.inner.groups.delete(&self.inner.catalog, group)

@@ -429,7 +429,7 @@ impl TxnCoordinator {
                 return Err(e);
             }
             if p.topic == crate::groups::OFFSETS_TOPIC {
-                self.apply_offsets(t, info.last_offset);
+                self.apply_offsets(t);
                 self.settle_offsets(catalog, t);
             }
         }
@@ -440,11 +440,10 @@ impl TxnCoordinator {
     }
 
     /// Applies a committed transaction's offsets to their groups (its COMMIT marker on
-    /// the offsets topic is at `marker_at`).
-    fn apply_offsets(&self, t: &Txn, marker_at: i64) {
+    /// the offsets topic is written).
+    fn apply_offsets(&self, t: &Txn) {
         for (group, offsets, at) in &t.offsets {
-            self.groups
-                .apply_txn_commits(group, offsets, *at, marker_at);
+            self.groups.apply_txn_commits(group, offsets, *at);
         }
     }
 
@@ -520,12 +519,10 @@ impl TxnCoordinator {
         }
         let offsets_marker = written
             .iter()
-            .find(|(p, _)| p.topic == crate::groups::OFFSETS_TOPIC)
-            .map(|(_, marker_at)| *marker_at);
-        if commit && let Some(marker_at) = offsets_marker {
-            self.apply_offsets(t, marker_at);
+            .any(|(p, _)| p.topic == crate::groups::OFFSETS_TOPIC);
+        if commit && offsets_marker {
+            self.apply_offsets(t);
         }
-        let offsets_marker = offsets_marker.is_some();
         // An abort's offsets are never applied, marker or not. A commit's without their
         // marker stay pending until the next open applies them.
         if offsets_marker || !commit {

@@ -10,8 +10,9 @@ use std::time::Duration;
 use common::{sim_store_with, temp_topic_t};
 use streamlog::fs::{CrashImage, SimFs};
 use streamlog::{
-    Consumer, ConsumerConfig, ConsumerGroupMetadata, Error, IsolationLevel, OffsetReset, Producer,
-    ProducerConfig, ProducerRecord, Store, StoreConfig, TopicConfig, TopicPartition,
+    Consumer, ConsumerConfig, ConsumerGroupMetadata, Error, IsolationLevel, OffsetReset,
+    OffsetSpec, Producer, ProducerConfig, ProducerRecord, Store, StoreConfig, TopicConfig,
+    TopicPartition,
 };
 
 fn txn_producer(store: &Store, id: &str) -> Producer {
@@ -1054,4 +1055,49 @@ fn offsets_a_consumer_read_from_a_deleted_topic_never_commit_into_its_successor(
     )));
     p.commit_transaction().unwrap();
     assert_eq!(c.committed(std::slice::from_ref(&tp)).unwrap()[&tp], None);
+}
+
+/// From the groups review: a group deleted while an open transaction held offsets for
+/// it came back when the transaction committed, and kept them after a reopen until
+/// compaction (which keeps each key's newest record, the tombstone) dropped them: the
+/// group's position depended on whether the offsets topic had been compacted. As in
+/// Kafka, the deletion's tombstones cancel the transaction's pending offsets, including
+/// those of a group with nothing committed yet (which `delete_group` refused before).
+#[test]
+fn a_group_deleted_during_a_transaction_stays_deleted_when_it_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let tp = TopicPartition::new("t", 0);
+    let committed = |store: &Store, group: &str| {
+        let c = store.consumer(ConsumerConfig::new(group)).unwrap();
+        c.committed(std::slice::from_ref(&tp)).unwrap()[&tp]
+    };
+    {
+        let store = Store::open(dir.path()).unwrap();
+        for t in ["t", "out"] {
+            store.create_topic(t, TopicConfig::default()).unwrap();
+        }
+        store
+            .alter_group_offsets("g", std::slice::from_ref(&tp), OffsetSpec::Offset(0))
+            .unwrap();
+        let p = txn_producer(&store, "app");
+        p.begin_transaction().unwrap();
+        send(&p, "out", 0, "x");
+        for group in ["g", "only-pending"] {
+            p.send_offsets_to_transaction(
+                &BTreeMap::from([(tp.clone(), 5)]),
+                &ConsumerGroupMetadata::new(group),
+            )
+            .unwrap();
+            store.delete_group(group).unwrap();
+        }
+        p.commit_transaction().unwrap();
+        for group in ["g", "only-pending"] {
+            assert_eq!(committed(&store, group), None, "{group}");
+        }
+        store.close().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    for group in ["g", "only-pending"] {
+        assert_eq!(committed(&store, group), None, "{group} after a reopen");
+    }
 }
