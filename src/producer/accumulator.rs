@@ -379,14 +379,16 @@ impl Shared {
             limit: limit.saturating_sub(BATCH_OVERHEAD),
             producer: *producer,
         });
-        // Memory for the record; a lingering batch takes up to a batch's worth at once,
-        // so the records after it need not take the producer's lock.
+        // Memory for the record; a lingering batch takes up to a batch's worth at once
+        // (never more than a batch can hold), so the records after it need not take
+        // the producer's lock.
         let needed = (b.used + size).saturating_sub(b.reserved);
         let taken = if needed == 0 || close_now {
             needed
         } else {
             let available = self.config.buffer_memory.saturating_sub(*used_memory);
-            self.config.batch_size.min(available).max(needed)
+            let batch = self.config.batch_size.min(limit);
+            batch.saturating_sub(b.reserved).min(available).max(needed)
         };
         if let Err(e) = b.builder.push(
             timestamp,
@@ -643,11 +645,12 @@ impl Shared {
     /// Whether `buffer_memory` takes `size` more bytes, once open batches gave back the
     /// memory they hold beyond their records.
     pub(super) fn memory_for(&self, st: &mut AccState, size: usize) -> bool {
-        if st.used_memory + size > self.config.buffer_memory {
+        // (Saturating: `buffer_memory` and `batch_size` may both be near `usize::MAX`.)
+        if st.used_memory.saturating_add(size) > self.config.buffer_memory {
             let reclaimed = st.reclaim_credit();
             st.used_memory -= reclaimed;
         }
-        st.used_memory + size <= self.config.buffer_memory
+        st.used_memory.saturating_add(size) <= self.config.buffer_memory
     }
 
     /// Hands closed batches to the linger thread to append (an async send's, which

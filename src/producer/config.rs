@@ -210,6 +210,16 @@ impl ProducerConfig {
                 "must be 1 to 900000 (15 minutes)",
             ));
         }
+        // Else every batch would fail at encoding, after `send` returned.
+        if !self.compression.is_available() {
+            return Err(Error::config(
+                "compression",
+                format!(
+                    "{:?} is not compiled in (enable streamlog's cargo feature for it)",
+                    self.compression
+                ),
+            ));
+        }
         if let Some(level) = self.compression_level {
             let ok = match self.compression {
                 Compression::Gzip => (0..=9).contains(&level),

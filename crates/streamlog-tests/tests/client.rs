@@ -2705,3 +2705,30 @@ fn a_deferred_no_offset_error_is_reported_at_the_next_poll() {
         next.map(|r| r.len())
     );
 }
+
+/// From the producer review: with `buffer_memory` and `batch_size` both `usize::MAX`
+/// (a config `validate` takes), a lingering batch reserved all of it and the next
+/// partition's send added to that: an overflow (a panic in a debug build, wrapped
+/// memory accounting in release).
+#[test]
+fn unbounded_buffer_memory_and_batch_size_do_not_overflow() {
+    let (_fs, store) = sim_topic_t(2);
+    let p = store
+        .producer(
+            ProducerConfig::default()
+                .buffer_memory(usize::MAX)
+                .batch_size(usize::MAX)
+                .linger_ms(60_000),
+        )
+        .unwrap();
+    let sends: Vec<_> = (0..2)
+        .map(|partition| {
+            p.send(ProducerRecord::new("t").partition(partition).value("v"))
+                .unwrap()
+        })
+        .collect();
+    p.flush().unwrap();
+    for (partition, f) in sends.into_iter().enumerate() {
+        assert_eq!(f.wait().unwrap().partition, partition as i32);
+    }
+}
