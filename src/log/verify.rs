@@ -37,6 +37,11 @@ pub struct PartitionCheck {
     /// wrote here). A store importing the directory hands out only larger ids, so its
     /// producers are never taken for the ones that wrote it.
     pub max_producer_id: Option<i64>,
+    /// Whether the segments were checked against the position the store recorded as
+    /// synced (`streamlog.durable`, as an open checks them): false when a running store
+    /// moved that position during the check (a flush, a retention pass), which would
+    /// have made live changes look like damage. Check again, or on a closed store.
+    pub durable_position_checked: bool,
 }
 
 /// Reads and checks a whole partition directory, changing nothing: each segment's
@@ -154,7 +159,8 @@ pub fn verify_partition_dir(
     }
     check.log_end_offset = end.unwrap_or(check.log_start_offset);
     // What an open would refuse: data the store synced gone from the segments.
-    if read_durable()?.0 == seq {
+    check.durable_position_checked = read_durable()?.0 == seq;
+    if check.durable_position_checked {
         let views: Vec<_> = sizes
             .iter()
             .map(|(b, l, p)| (*b, *l, p.as_path()))

@@ -65,6 +65,13 @@ fn report(check: &streamlog::StoreCheck, verbose: bool) -> Result<String, std::f
         for p in &c.index_problems {
             writeln!(out, "problem: {tp}: {p}")?;
         }
+        if !c.durable_position_checked {
+            writeln!(
+                out,
+                "note: {tp}: not checked against its synced position: the running store \
+                 moved it during the check (run verify again, or on the closed store)"
+            )?;
+        }
     }
     for p in &check.problems {
         writeln!(out, "problem: {p}")?;

@@ -609,3 +609,48 @@ fn an_unreadable_epoch_checkpoint_is_corruption() {
     let err = open_sim(&fs, small_config()).unwrap_err();
     assert!(err.is_corruption(), "{err}");
 }
+
+/// From a review: verify leaves its check against the synced position out when a
+/// running store moves that position while verify reads the segments (else live
+/// changes would look like damage), and said nothing of it. `PartitionCheck` now
+/// says whether the check ran. The position moves here between verify's two reads of
+/// it (a hook at its first segment read installs a later `streamlog.durable`).
+#[test]
+fn verify_says_when_the_synced_position_moved_under_it() {
+    use common::intercept::{Hooks, InterceptFs};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let sim = SimFs::new();
+    let dir = &dir();
+    let durable = dir.join("streamlog.durable");
+    let log = open_sim(&sim, small_config()).unwrap();
+    append_batches(&log, 0..3, 2);
+    log.flush().unwrap();
+    let earlier = sim.read_file(&durable).unwrap();
+    append_batches(&log, 3..6, 2);
+    log.flush().unwrap();
+    let later = sim.read_file(&durable).unwrap();
+    assert_ne!(earlier, later);
+    log.close().unwrap();
+    let check = streamlog::log::verify_partition_dir(&sim, dir, false).unwrap();
+    assert!(check.durable_position_checked, "{check:?}");
+    sim.write_file(&durable, earlier);
+    let moved = AtomicBool::new(false);
+    let (inner, at) = (sim.clone(), durable.clone());
+    let fs = InterceptFs::new(
+        sim.clone(),
+        Hooks {
+            before_read: Box::new(move |path, _| {
+                if path.extension().is_some_and(|e| e == "log")
+                    && !moved.swap(true, Ordering::SeqCst)
+                {
+                    inner.write_file(&at, later.clone());
+                }
+            }),
+            ..Hooks::default()
+        },
+    );
+    let check = streamlog::log::verify_partition_dir(&fs, dir, false).unwrap();
+    assert!(!check.durable_position_checked, "{check:?}");
+    assert_eq!(check.log_end_offset, 12, "the rest is checked");
+    assert!(check.batches > 0);
+}
