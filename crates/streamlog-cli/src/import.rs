@@ -3,7 +3,8 @@
 //! when `--from` names one. The Kafka directory is only read; the copies are the
 //! command's own, removed again if the import refuses them. Kafka's log start offsets
 //! (its log directory's `log-start-offset-checkpoint`) go into the copies, so records
-//! Kafka deleted stay deleted. A copy cut short while moving the directories into place
+//! Kafka deleted stay deleted; without `--from`, `--log-start-offsets` names that file
+//! and they go into the partition directories already in place. A copy cut short while moving the directories into place
 //! leaves a `.import-<topic>-<n>` that stops every later import of the topic until the
 //! user renames or removes it.
 
@@ -30,6 +31,12 @@ pub struct ImportKafka {
     /// directory
     #[arg(long, value_name = "KAFKA_LOG_DIR")]
     from: Option<PathBuf>,
+    /// Without --from: Kafka's `log-start-offset-checkpoint` (in the broker's log
+    /// directory, not a partition's) whose log start offsets the imported partitions
+    /// take, so records Kafka's DeleteRecords removed stay removed (with --from it is
+    /// read from KAFKA_LOG_DIR)
+    #[arg(long, value_name = "FILE", conflicts_with = "from")]
+    log_start_offsets: Option<PathBuf>,
     /// A config for the new topic, by Kafka's name, e.g. retention.ms=60000 (repeat for
     /// several)
     #[arg(long = "config", value_name = "NAME=VALUE", value_parser = key_value)]
@@ -119,11 +126,11 @@ fn staging_name(name: &std::ffi::OsStr) -> PathBuf {
 /// and a count.
 const LOG_START_FILE: &str = "log-start-offset-checkpoint";
 
-/// The log start offsets `<log_dir>/log-start-offset-checkpoint` gives `topic`'s
-/// partitions (none without the file).
-fn log_start_offsets(log_dir: &Path, topic: &str) -> Result<BTreeMap<u32, i64>, String> {
-    let path = log_dir.join(LOG_START_FILE);
-    let text = match fs::read_to_string(&path) {
+/// The log start offsets the checkpoint file `path` (Kafka's
+/// `<log_dir>/log-start-offset-checkpoint`) gives `topic`'s partitions (none without
+/// the file).
+fn log_start_offsets(path: &Path, topic: &str) -> Result<BTreeMap<u32, i64>, String> {
+    let text = match fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
         Err(e) => return Err(format!("read {}: {e}", path.display())),
@@ -154,6 +161,48 @@ fn log_start_offsets(log_dir: &Path, topic: &str) -> Result<BTreeMap<u32, i64>, 
         }
     }
     Ok(out)
+}
+
+/// Writes each partition's log start offset from Kafka's checkpoint into its directory
+/// (the partition's own `log-start-offset-checkpoint`, what the store reads), for the
+/// partitions it names. A directory holding such a file already keeps it, if it says
+/// the same; otherwise the import is refused. `written` gets each file made.
+fn write_log_starts(
+    dirs: &[PathBuf],
+    log_starts: &BTreeMap<u32, i64>,
+    written: &mut Vec<PathBuf>,
+) -> Result<(), String> {
+    let err = |what: &str, p: &Path, e: io::Error| format!("{what} {}: {e}", p.display());
+    for (p, dir) in dirs.iter().enumerate() {
+        let Some(&offset) = log_starts.get(&(p as u32)) else {
+            continue;
+        };
+        let name = dir.file_name().expect("named").to_string_lossy();
+        let (topic, partition) = name.rsplit_once('-').expect("`<topic>-<n>`");
+        let text = format!("0\n1\n{topic} {partition} {offset}\n");
+        let path = dir.join(LOG_START_FILE);
+        match fs::read_to_string(&path) {
+            Ok(held) if held == text => continue,
+            Ok(_) => {
+                return Err(format!(
+                    "{} holds another log start offset than the checkpoint's ({offset}): \
+                     remove one of them",
+                    path.display()
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err("read", &path, e)),
+        }
+        let mut file = fs::File::create_new(&path).map_err(|e| err("create", &path, e))?;
+        written.push(path.clone());
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| err("write", &path, e))?;
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| err("sync", dir, e))?;
+    }
+    Ok(())
 }
 
 /// Copies the files of each directory in `from` into a new directory of the same name
@@ -280,13 +329,15 @@ pub fn run(i: &ImportKafka, out: &mut dyn Write) -> Result<(), String> {
             .open_or_create_beside(&|name| partition_number(name, &i.topic).is_some())?,
     };
     let mut created = Vec::new();
+    // The log start checkpoints written into the user's partition directories.
+    let mut written = Vec::new();
     // Whether what was copied may be removed on failure: not after an I/O error of the
     // import itself, which may have come after the store adopted the copies.
     let mut refused = true;
     let result = (|| {
         if let Some(from) = &i.from {
             let dirs = partition_dirs(from, &i.topic)?;
-            let log_starts = log_start_offsets(from, &i.topic)?;
+            let log_starts = log_start_offsets(&from.join(LOG_START_FILE), &i.topic)?;
             // The store adopts every `<topic>-<n>` it holds: with some there already,
             // it would adopt a mix of those and the copies.
             if let Some((_, present)) = numbered_dirs(&i.store.dir, &i.topic)?.first() {
@@ -297,6 +348,19 @@ pub fn run(i: &ImportKafka, out: &mut dyn Write) -> Result<(), String> {
                 ));
             }
             copy_dirs(&dirs, &i.store.dir, &log_starts, &mut created)?;
+        } else if let Some(file) = &i.log_start_offsets {
+            if !file.is_file() {
+                return Err(format!("{}: no such file", file.display()));
+            }
+            let log_starts = log_start_offsets(file, &i.topic)?;
+            let dirs = partition_dirs(&i.store.dir, &i.topic)?;
+            write_log_starts(&dirs, &log_starts, &mut written)?;
+        } else {
+            eprintln!(
+                "streamlog: note: without --from or --log-start-offsets, Kafka's log start \
+                 offsets are not read: records its DeleteRecords removed are imported unless \
+                 a partition directory holds its own log-start-offset-checkpoint"
+            );
         }
         store.import_kafka_topic(&i.topic, config).map_err(|e| {
             refused = !matches!(
@@ -314,6 +378,9 @@ pub fn run(i: &ImportKafka, out: &mut dyn Write) -> Result<(), String> {
             if refused {
                 for dir in &created {
                     let _ = fs::remove_dir_all(dir);
+                }
+                for file in &written {
+                    let _ = fs::remove_file(file);
                 }
             } else if !created.is_empty() {
                 eprintln!(

@@ -417,3 +417,47 @@ fn an_import_without_from_makes_a_store_around_the_topics_directories() {
     let out = streamlog(&["consume", "--dir", s, "clicks", "--from-beginning"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 6);
 }
+
+/// From a review: without --from, Kafka's log start offsets (in the broker's log
+/// directory, which the command was not given) were never applied: records Kafka's
+/// DeleteRecords removed were imported again. `--log-start-offsets FILE` names the
+/// checkpoint; a partition directory holding another start is refused, and the
+/// checkpoints written are removed with the refusal.
+#[test]
+fn an_import_without_from_takes_a_named_log_start_checkpoint() {
+    let (tmp, _kafka, store) = kafka_and_store_dirs();
+    kafka_topic(&store, "clicks", 2, 5);
+    let checkpoint = tmp.path().join("log-start-offset-checkpoint");
+    std::fs::write(&checkpoint, "0\n2\nclicks 0 3\nclicks 1 1\n").unwrap();
+    // Partition 1 says otherwise already: refused, and partition 0 is as it was.
+    std::fs::write(
+        store.join("clicks-1/log-start-offset-checkpoint"),
+        "0\n1\nclicks 1 2\n",
+    )
+    .unwrap();
+    let before = contents(&store.join("clicks-0"));
+    let (s, c) = (store.to_str().unwrap(), checkpoint.to_str().unwrap());
+    let args = [
+        "import-kafka",
+        "--dir",
+        s,
+        "--log-start-offsets",
+        c,
+        "clicks",
+    ];
+    let out = streamlog(&args);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("another log start offset"), "{stderr}");
+    assert_eq!(contents(&store.join("clicks-0")), before);
+    std::fs::remove_file(store.join("clicks-1/log-start-offset-checkpoint")).unwrap();
+    let out = streamlog(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("clicks-0: offsets 3..5"), "{stdout}");
+    assert!(stdout.contains("clicks-1: offsets 1..5"), "{stdout}");
+}
