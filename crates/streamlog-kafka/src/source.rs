@@ -8,7 +8,7 @@ use bytes::Bytes;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Message, Timestamp};
 use rdkafka::{Offset, TopicPartitionList};
-use streamlog::{Header, Partition, Record, Store, TopicConfig, TopicPartition};
+use streamlog::{Compression, Header, Partition, Record, Store, TopicConfig, TopicPartition};
 
 use crate::config::{KafkaSourceConfig, StartFrom, check_common};
 use crate::error::{Error, Result, kafka};
@@ -86,7 +86,13 @@ impl Source {
             let t = match store.topic(topic) {
                 Ok(t) => t,
                 Err(_) => {
-                    store.create_topic(topic, TopicConfig::default().partitions(count))?;
+                    // Kafka accepted these records' timestamps already (before 4.0 it
+                    // bounds none): a copy does not judge them again, or one record
+                    // dated ahead of this clock would stop the mirror for good.
+                    let config = TopicConfig::default()
+                        .partitions(count)
+                        .message_timestamp_after_max_ms(i64::MAX);
+                    store.create_topic(topic, config)?;
                     store.topic(topic)?
                 }
             };
@@ -201,7 +207,7 @@ impl Source {
                         records: k.after_records,
                     });
                 }
-                part.append_with(&recs, self.config.compression)?;
+                append_fitting(part, &recs, self.config.compression)?;
                 let Some(last) = recs
                     .last()
                     .and_then(|r| find_offset(header_pairs(&r.headers), KAFKA_OFFSET_HEADER))
@@ -420,6 +426,21 @@ fn last_kafka_offset(part: &Partition) -> Result<Option<i64>> {
         back = back.saturating_mul(2);
     }
     Ok(None)
+}
+
+/// Appends `recs` in order, in as few batches as the partition takes: a batch over its
+/// `max_message_bytes` (records of a few KiB fill one long before `max_batch_records`,
+/// and a compressed Kafka batch may hold more) is halved until each part fits, so only
+/// a single record too large for the topic is refused. A refused batch writes nothing.
+fn append_fitting(part: &Partition, recs: &[Record], codec: Compression) -> Result<()> {
+    match part.append_with(recs, codec) {
+        Err(streamlog::Error::RecordTooLarge { .. }) if recs.len() > 1 => {
+            let (first, rest) = recs.split_at(recs.len() / 2);
+            append_fitting(part, first, codec)?;
+            append_fitting(part, rest, codec)
+        }
+        r => r.map(|_| ()).map_err(Into::into),
+    }
 }
 
 #[cfg(test)]

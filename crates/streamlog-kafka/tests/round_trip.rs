@@ -492,3 +492,41 @@ fn a_source_starting_at_the_end_stops_at_the_end() {
         .unwrap();
     assert_eq!(stats.records, 0);
 }
+
+/// From the bridge review: the source appended up to `max_batch_records` (500) Kafka
+/// records as one store batch, refused past the topic's `max_message_bytes` (1 MiB:
+/// records of about 2 KiB were enough), so the mirror failed on the same records at
+/// every restart; and a record Kafka accepted dated more than an hour ahead of the
+/// store's clock (the topic's `message.timestamp.after.max.ms`) stopped it the same
+/// way. Batches are halved until they fit, and a topic the source creates takes the
+/// timestamps Kafka took.
+#[test]
+fn large_and_future_dated_kafka_records_are_copied() {
+    let kafka = Kafka::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    kafka.create_topic("big", 1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // 100 KB values: a few fill a megabyte.
+    let value = |i: usize| format!("{i}{}", "v".repeat(100_000));
+    let records: Vec<(i32, streamlog::Record)> = (0..30)
+        .map(|i| {
+            let timestamp = if i == 7 { now + 2 * 86_400_000 } else { now };
+            let r = streamlog::Record::new(timestamp, Some(format!("k{i}")), Some(value(i)));
+            (0, r)
+        })
+        .collect();
+    kafka.produce("big", &records);
+    let stats = Mirror::from_kafka(&store, kafka.source(&["big"]))
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(stats.records, 30);
+    let copied = read_store(&store, "big");
+    assert_eq!(copied.len(), 30);
+    assert_eq!(copied[7].timestamp, now + 2 * 86_400_000);
+    assert_eq!(copied[29].value.as_deref(), Some(value(29).as_bytes()));
+}
