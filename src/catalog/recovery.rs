@@ -363,6 +363,21 @@ pub(super) fn remove_owned_dir(
     {
         return Ok(());
     }
+    // A link is the user's arrangement (partitions spread over disks): neither it nor
+    // what it points to is emptied by the store (`remove_dir` would refuse the link
+    // after its files were gone, and every later open would fail the same way).
+    if fs
+        .is_symlink(&path)
+        .map_err(io_ctx(format!("stat {}", path.display())))?
+    {
+        tracing::warn!(
+            "{}: leaving {name} alone, the store's files in it too: it is a symbolic link \
+             (remove the link and what it points to, to free the name)",
+            dir.display()
+        );
+        report.directories_left_alone.push(path);
+        return Ok(());
+    }
     let files = fs
         .list_dir(&path)
         .map_err(io_ctx(format!("list {}", path.display())))?;

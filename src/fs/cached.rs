@@ -636,6 +636,9 @@ impl FileSystem for CachingFs {
     fn exists(&self, path: &Path) -> io::Result<bool> {
         self.inner.exists(path)
     }
+    fn is_symlink(&self, path: &Path) -> io::Result<bool> {
+        self.inner.is_symlink(path)
+    }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let pinned = self.pin_path(path, false);
         let names = self.cache.names.write();

@@ -196,6 +196,12 @@ pub trait FileSystem: Send + Sync + Debug {
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
     /// Names of the entries of a directory, sorted.
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// Whether `path` itself is a symbolic link (not followed). False where the file
+    /// system has none.
+    fn is_symlink(&self, path: &Path) -> io::Result<bool> {
+        let _ = path;
+        Ok(false)
+    }
     /// Whether a file or directory exists.
     fn exists(&self, path: &Path) -> io::Result<bool>;
     /// Removes a file.

@@ -205,15 +205,19 @@ impl FileSystem for OsFs {
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
         let mut names = Vec::new();
         for entry in fs::read_dir(path)? {
-            if let Ok(name) = entry?.file_name().into_string() {
-                names.push(name);
-            }
+            // A name that is not UTF-8 is never one of the store's, but it must be
+            // seen: a directory holding it is not the store's alone (and is not
+            // removed as if it were). Its lossy form names no file of the store.
+            names.push(entry?.file_name().to_string_lossy().into_owned());
         }
         names.sort();
         Ok(names)
     }
     fn exists(&self, path: &Path) -> io::Result<bool> {
         path.try_exists()
+    }
+    fn is_symlink(&self, path: &Path) -> io::Result<bool> {
+        Ok(fs::symlink_metadata(path)?.file_type().is_symlink())
     }
     fn canonicalize(&self, path: &Path) -> io::Result<Option<PathBuf>> {
         fs::canonicalize(path).map(Some)

@@ -676,3 +676,60 @@ fn clicks_end(store: &Store) -> i64 {
         .unwrap()
         .log_end_offset()
 }
+
+/// From the DDL review: a partition directory holding a file whose name is not UTF-8
+/// (the listing dropped it) looked like the store's alone, so `delete_topic` removed
+/// the segments and then failed to remove the directory, and every later open failed
+/// the same way; a partition directory that is a symbolic link (partitions spread
+/// over disks) was emptied through the link and then the link could not be removed
+/// as a directory. Both are left alone now, with everything in them, and the store
+/// opens.
+#[cfg(unix)]
+#[test]
+fn delete_topic_leaves_foreign_names_and_linked_directories_alone() {
+    use std::os::unix::ffi::OsStrExt;
+    for linked in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        let partition = dir.join("t-0");
+        {
+            let store = Store::open(&dir).unwrap();
+            store.create_topic("t", TopicConfig::default()).unwrap();
+            let p = store.topic("t").unwrap().partition(0).unwrap();
+            p.append(&[rec("a"), rec("b")]).unwrap();
+            store.close().unwrap();
+        }
+        let holder = if linked {
+            let elsewhere = tmp.path().join("other-disk-t-0");
+            fs::rename(&partition, &elsewhere).unwrap();
+            std::os::unix::fs::symlink(&elsewhere, &partition).unwrap();
+            elsewhere
+        } else {
+            let name = std::ffi::OsStr::from_bytes(b"notes-\xff.txt");
+            fs::write(partition.join(name), b"mine").unwrap();
+            partition.clone()
+        };
+        let before = snapshot(&holder);
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(
+            store
+                .topic("t")
+                .unwrap()
+                .partition(0)
+                .unwrap()
+                .log_end_offset(),
+            2
+        );
+        store.delete_topic("t").unwrap();
+        assert!(store.topic("t").is_err());
+        store.close().unwrap();
+        assert_eq!(snapshot(&holder), before, "linked: {linked}");
+        let store = Store::open(&dir).unwrap();
+        assert!(store.topic("t").is_err(), "linked: {linked}");
+        assert_eq!(
+            store.recovery_report().directories_left_alone,
+            vec![partition.clone()],
+            "linked: {linked}"
+        );
+    }
+}
