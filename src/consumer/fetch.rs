@@ -39,7 +39,27 @@ fn read_partition(
     while a.buffer.is_empty() && position < upper {
         let batches = log.read(position, max_bytes)?;
         let aborted = if committed_only && batches.iter().any(|b| b.header().is_transactional()) {
-            log.aborted_transactions(position, upper)?
+            // Only the transactions these batches can belong to (Kafka bounds its
+            // lookup by the fetched data too): up to the LSO, a poll far behind would
+            // collect every aborted transaction of its backlog, for each chunk.
+            let read_end = batches
+                .last()
+                .map_or(position, |b| b.last_offset().saturating_add(1))
+                .min(upper);
+            let aborted = log.aborted_transactions(position, read_end)?;
+            // Retention that dropped the segments just read before the lookup listed
+            // their `.txnindex` took their aborted transactions with it: their
+            // records would pass as committed. It raised the log start first, so a
+            // start now past the position says so: those records are gone anyway.
+            let start = log.log_start_offset();
+            if start > position {
+                return Err(Error::OffsetOutOfRange {
+                    requested: position,
+                    log_start: start,
+                    log_end: log.log_end_offset(),
+                });
+            }
+            aborted
         } else {
             Vec::new()
         };

@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{sim_store_with, temp_topic_t};
@@ -1100,4 +1101,107 @@ fn a_group_deleted_during_a_transaction_stays_deleted_when_it_commits() {
     for group in ["g", "only-pending"] {
         assert_eq!(committed(&store, group), None, "{group} after a reopen");
     }
+}
+
+/// From the read_committed review: a poll read a segment's batches, then retention
+/// dropped that segment (and its `.txnindex`) before the poll looked up the aborted
+/// transactions among them: the lookup found none, and the aborted records were
+/// returned as committed. The poll now sees the log start retention raised first and
+/// resets (the records are gone anyway). The read is held at the first segment
+/// retention keeps, with the intercepting file system (the ones before it read
+/// already), while retention removes those.
+#[test]
+fn retention_during_a_read_committed_poll_never_passes_aborted_records() {
+    use common::intercept::{Hooks, InterceptFs};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+    use streamlog::fs::FileSystem;
+    use streamlog::log::ManualClock;
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let armed = Arc::new(AtomicBool::new(false));
+    // The segment to hold the read at: the active one when the clock moves.
+    let kept: Arc<std::sync::Mutex<Option<std::path::PathBuf>>> = Arc::default();
+    let (entered_tx, entered) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let (entered_tx, released) = (
+        std::sync::Mutex::new(entered_tx),
+        std::sync::Mutex::new(released),
+    );
+    let (hold, at) = (armed.clone(), kept.clone());
+    let sim = SimFs::new();
+    let fs = InterceptFs::new(
+        sim.clone(),
+        Hooks {
+            // Every read of a segment goes through `read_at`, where the hook is.
+            before_map: Box::new(|_| Err(std::io::Error::other("no mappings here"))),
+            before_read: Box::new(move |path, _| {
+                let kept = at.lock().unwrap().as_deref() == Some(path);
+                if kept && hold.swap(false, Ordering::SeqCst) {
+                    entered_tx.lock().unwrap().send(()).unwrap();
+                    common::recv(&released.lock().unwrap(), "the retention pass");
+                }
+            }),
+            ..Hooks::default()
+        },
+    );
+    let store = Store::open_with(
+        "/store",
+        StoreConfig::default()
+            .file_system(Arc::new(fs) as Arc<dyn FileSystem>)
+            .clock(clock.clone())
+            .background_maintenance(false),
+    )
+    .unwrap();
+    let config = TopicConfig::default()
+        .segment_bytes(1024)
+        .retention_ms(3_600_000);
+    store.create_topic("t", config).unwrap();
+    let p = txn_producer(&store, "app");
+    // A day old: an aborted transaction, and committed records that fill the segment.
+    let write = |what: &str, n: usize, commit: bool| {
+        p.begin_transaction().unwrap();
+        for i in 0..n {
+            send(&p, "t", 0, &format!("{what}-{i:0100}"));
+        }
+        if commit {
+            p.commit_transaction().unwrap();
+        } else {
+            p.abort_transaction().unwrap();
+        }
+    };
+    write("aborted", 3, false);
+    write("committed-old", 12, true);
+    let segments = || store.describe_topic("t").unwrap().partitions[0].segment_count;
+    assert!(segments() > 1, "the first segment is sealed");
+    let active = sim
+        .files(std::path::Path::new("/store/t-0"))
+        .into_iter()
+        .map(|(path, _)| path)
+        .filter(|path| path.extension().is_some_and(|e| e == "log"))
+        .max()
+        .unwrap();
+    *kept.lock().unwrap() = Some(active);
+    clock.advance(86_400_000);
+    // Now: the next segments, which retention keeps.
+    let before = segments();
+    write("committed-new", 3, true);
+    assert!(segments() >= before);
+    let mut c = reader(&store, IsolationLevel::ReadCommitted, "t");
+    armed.store(true, Ordering::SeqCst);
+    let polled = std::thread::spawn(move || {
+        let records = c.poll(Duration::ZERO).unwrap();
+        records
+            .iter()
+            .map(|r| String::from_utf8(r.value().unwrap().to_vec()).unwrap())
+            .collect::<Vec<_>>()
+    });
+    common::recv(&entered, "the poll reads the segment retention keeps");
+    let report = store.run_maintenance().unwrap();
+    assert!(report.segments_deleted > 0, "{report:?}");
+    release.send(()).unwrap();
+    let values = polled.join().unwrap();
+    assert!(
+        values.iter().all(|v| v.starts_with("committed")),
+        "{values:?}"
+    );
 }
