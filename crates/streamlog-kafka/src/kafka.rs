@@ -103,9 +103,7 @@ pub(crate) fn last_header_offset(
     let (low, high) = consumer
         .fetch_watermarks(topic, partition, timeout)
         .map_err(|e| kafka(format!("reading the watermarks of {topic}-{partition}"), e))?;
-    let mut back = 1;
-    while high - back + 1 > low {
-        let from = (high - back).max(low);
+    for from in tail_windows(low, high) {
         if let Some((offset, value)) =
             read_last(consumer, (topic, partition), header, from, high, timeout)?
         {
@@ -120,9 +118,25 @@ pub(crate) fn last_header_offset(
                 }),
             };
         }
-        back = back.saturating_mul(2);
     }
     Ok(None)
+}
+
+/// Where the reads for the last record of `[low, high)` start, each twice as far back
+/// as the one before: `high - 1`, `high - 2`, `high - 4`, ..., and `low` last (none for
+/// an empty range), so every offset is read by some window.
+pub(crate) fn tail_windows(low: i64, high: i64) -> impl Iterator<Item = i64> {
+    let mut back: i64 = 1;
+    let mut done = high <= low;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let from = high.saturating_sub(back).max(low);
+        done = from <= low;
+        back = back.saturating_mul(2);
+        Some(from)
+    })
 }
 
 /// The last record in `[from, high)`: its offset and its source-offset header.

@@ -407,9 +407,7 @@ fn last_kafka_offset(part: &Partition) -> Result<Option<i64>> {
     if end <= start {
         return Ok(None);
     }
-    let mut back = 1;
-    while end - back + 1 > start {
-        let from = (end - back).max(start);
+    for from in crate::kafka::tail_windows(start, end) {
         let records = part.read(from, 1 << 20)?;
         if let Some(r) = records.iter().rev().find(|r| r.offset < end) {
             return match find_offset(header_pairs(&r.headers), KAFKA_OFFSET_HEADER) {
@@ -423,7 +421,6 @@ fn last_kafka_offset(part: &Partition) -> Result<Option<i64>> {
                 }),
             };
         }
-        back = back.saturating_mul(2);
     }
     Ok(None)
 }
@@ -458,5 +455,19 @@ mod tests {
             resume_offset(&tp, 20, (0, 20)),
             Err(Error::DestinationAhead { resume: 21, .. })
         ));
+    }
+
+    /// From the bridge review: the windows stopped once the next one would pass the
+    /// low watermark, so for low 0 and high 10 they started at 9, 8, 6 and 2 and
+    /// offsets 0..1 were never read: a partition whose only records were there (its
+    /// tail transaction markers) looked empty, and the mirror copied everything again.
+    #[test]
+    fn the_tail_windows_reach_the_low_watermark() {
+        let windows = |low, high| crate::kafka::tail_windows(low, high).collect::<Vec<_>>();
+        assert_eq!(windows(0, 10), [9, 8, 6, 2, 0]);
+        assert_eq!(windows(3, 4), [3]);
+        assert_eq!(windows(5, 7), [6, 5]);
+        assert_eq!(windows(5, 5), Vec::<i64>::new());
+        assert_eq!(windows(0, i64::MAX).last(), Some(&0));
     }
 }
