@@ -18,7 +18,11 @@
 //! The group's committed offset is only the fallback below. Records of a partition are written in order (the sink through
 //! an idempotent producer that retries without a time limit, the source by appending in
 //! Kafka's offset order), so after any crash the destination holds a prefix of what was
-//! sent, and resuming after its last record neither loses nor repeats one.
+//! sent, and resuming after its last record neither loses nor repeats one. The sink
+//! fsyncs the store partitions up to the records it sends (one fsync per poll that
+//! has records, for each partition not yet durable that far): a power cut of the store
+//! never takes back a record Kafka holds, which would otherwise give its offset to a
+//! new record that the next run skipped.
 //!
 //! Where the destination partition holds no record of the mirror (new, or emptied by
 //! retention), the mirror starts from its group's committed offset, else from

@@ -71,6 +71,7 @@ impl ProducerContext for DeliveryContext {
 
 /// A sink ready to run: Kafka topics checked, start positions found.
 pub(crate) struct Sink {
+    store: Store,
     config: KafkaSinkConfig,
     shared: Arc<Shared>,
     partitions: Arc<Vec<TopicPartition>>,
@@ -245,6 +246,7 @@ impl Sink {
                 .create_with_context(context)
                 .map_err(|e| kafka("creating the idempotent producer", e))?;
         Ok(Sink {
+            store: store.clone(),
             config,
             shared,
             partitions,
@@ -290,6 +292,7 @@ impl Sink {
                     break;
                 }
             }
+            self.make_durable(&records)?;
             for rec in &records {
                 let tp = TopicPartition::new(rec.topic(), rec.partition());
                 let Some(&i) = index.get(&tp) else {
@@ -383,6 +386,34 @@ impl Sink {
                 }
             }
         }
+    }
+
+    /// fsyncs the store partitions up to the records about to go to Kafka. A record
+    /// Kafka holds must survive a power cut of the store: else the store, recovered
+    /// shorter, would give its offsets to new records, and the next run would resume
+    /// past them (Kafka's copy says they were sent) and never copy them.
+    fn make_durable(&self, records: &streamlog::ConsumerRecords) -> Result<()> {
+        // (A poll's records come from a few partitions.)
+        let mut ends: Vec<(TopicPartition, i64)> = Vec::new();
+        for rec in records {
+            let same = |(tp, _): &&mut (TopicPartition, i64)| {
+                tp.partition() == rec.partition() && tp.topic() == rec.topic()
+            };
+            match ends.iter_mut().find(same) {
+                Some((_, end)) => *end = (*end).max(rec.offset() + 1),
+                None => ends.push((
+                    TopicPartition::new(rec.topic(), rec.partition()),
+                    rec.offset() + 1,
+                )),
+            }
+        }
+        for (tp, end) in ends {
+            let part = self.store.topic(tp.topic())?.partition(tp.partition())?;
+            if part.durable_offset() < end {
+                part.flush()?;
+            }
+        }
+        Ok(())
     }
 
     /// Waits for the next delivery report, at most `poll_ms`.
