@@ -194,6 +194,7 @@ impl Catalog {
                     &self.dir,
                     &partition_dir_name(name, p.partition),
                     Some(state.id),
+                    false,
                     &mut report,
                 )?;
             }
@@ -479,7 +480,9 @@ impl Catalog {
         let mut report = StoreRecoveryReport::default();
         for p in range {
             let dir = partition_dir_name(name, p);
-            recovery::remove_owned_dir(fs, &self.dir, &dir, intent.id, &mut report)?;
+            // A grow's new partitions, beyond the count the topic keeps.
+            let unclaim = after.is_some();
+            recovery::remove_owned_dir(fs, &self.dir, &dir, intent.id, unclaim, &mut report)?;
         }
         fs.sync_dir(&self.dir)
             .map_err(io_ctx(format!("fsync {}", self.dir.display())))?;

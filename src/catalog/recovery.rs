@@ -149,7 +149,8 @@ pub(super) fn settle(
                     "deletion"
                 };
                 for p in 0..partitions {
-                    remove_owned_dir(fs, dir, &partition_dir_name(&name, p), id, report)?;
+                    let pdir = partition_dir_name(&name, p);
+                    remove_owned_dir(fs, dir, &pdir, id, false, report)?;
                 }
                 fs.sync_dir(dir)
                     .map_err(io_ctx(format!("fsync {}", dir.display())))?;
@@ -169,7 +170,8 @@ pub(super) fn settle(
             }
             (Some(Intent::Grow(total)), id) => {
                 for p in partitions..total {
-                    remove_owned_dir(fs, dir, &partition_dir_name(&name, p), id, report)?;
+                    let pdir = partition_dir_name(&name, p);
+                    remove_owned_dir(fs, dir, &pdir, id, true, report)?;
                 }
                 fs.sync_dir(dir)
                     .map_err(io_ctx(format!("fsync {}", dir.display())))?;
@@ -349,11 +351,17 @@ fn check_directories(
 /// `partition.metadata` names `id`, or it is empty (as a crash right after creating it
 /// leaves it). Only the store's own files are removed. Anything else is left alone and
 /// listed in the report.
+///
+/// `unclaim` (partitions a rolled-back grow was adding, beyond the count the topic keeps):
+/// a directory of ours left alone loses its `partition.metadata`, so it no longer names
+/// the topic; else every later open would find a partition of the topic beyond its
+/// count and refuse the store. (Such a partition never held records.)
 pub(super) fn remove_owned_dir(
     fs: &dyn FileSystem,
     dir: &Path,
     name: &str,
     id: Option<TopicId>,
+    unclaim: bool,
     report: &mut StoreRecoveryReport,
 ) -> Result<()> {
     let path = dir.join(name);
@@ -401,6 +409,15 @@ pub(super) fn remove_owned_dir(
              that are not the store's (remove them, then the directory, to free the name)",
             dir.display()
         );
+        if unclaim && owned && files.iter().any(|f| f == PARTITION_METADATA) {
+            fs.remove_file(&path.join(PARTITION_METADATA))
+                .map_err(io_ctx(format!(
+                    "remove {}/{PARTITION_METADATA}",
+                    path.display()
+                )))?;
+            fs.sync_dir(&path)
+                .map_err(io_ctx(format!("fsync {}", path.display())))?;
+        }
         report.directories_left_alone.push(path);
         return Ok(());
     }

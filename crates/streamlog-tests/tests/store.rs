@@ -1106,3 +1106,45 @@ fn a_read_outlasting_close_does_not_rewrite_an_index_after_it() {
         "file operations after close: {after:?}"
     );
 }
+
+/// From the DDL review: an interrupted `add_partitions` is rolled back at the next open,
+/// but a new partition directory holding a file not the store's (a `.DS_Store`, a
+/// user's copy) is left alone, still naming the topic in its `partition.metadata`: that
+/// open succeeded, and every later one refused the store (a partition beyond the
+/// topic's count). The directory left alone no longer names the topic.
+#[test]
+fn a_rolled_back_grow_leaves_no_claim_behind() {
+    let fs = SimFs::new();
+    {
+        let store = sim_store(&fs).unwrap();
+        store.create_topic("t", TopicConfig::default()).unwrap();
+        store.close().unwrap();
+    }
+    // A crash while adding partition 1: the intent and the new directory are there.
+    let meta = Path::new("/store/.topics/t");
+    let mut text = fs.read_file(meta).unwrap();
+    text.extend_from_slice(b"intent=grow:2\n");
+    fs.write_file(meta, text);
+    let claim = fs
+        .read_file(Path::new("/store/t-0/partition.metadata"))
+        .unwrap();
+    fs.write_file(Path::new("/store/t-1/partition.metadata"), claim);
+    put_user_file(&fs, "/store/t-1/.DS_Store", b"finder");
+    for round in 0..2 {
+        let store = sim_store(&fs).unwrap();
+        let t = store.topic("t").unwrap();
+        assert_eq!(t.partition_count(), 1, "round {round}");
+        assert!(
+            store
+                .recovery_report()
+                .directories_left_alone
+                .contains(&Path::new("/store/t-1").to_path_buf()),
+            "round {round}"
+        );
+        store.close().unwrap();
+    }
+    assert_eq!(
+        fs.read_file(Path::new("/store/t-1/.DS_Store")).unwrap(),
+        b"finder"
+    );
+}
