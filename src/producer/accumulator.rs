@@ -380,15 +380,14 @@ impl Shared {
             producer: *producer,
         });
         // Memory for the record; a lingering batch takes up to a batch's worth at once
-        // (never more than a batch can hold), so the records after it need not take
-        // the producer's lock.
+        // (never more than the largest batch it may become: `batch_size` may be
+        // `usize::MAX`), so the records after it need not take the producer's lock.
         let needed = (b.used + size).saturating_sub(b.reserved);
         let taken = if needed == 0 || close_now {
             needed
         } else {
             let available = self.config.buffer_memory.saturating_sub(*used_memory);
-            let batch = self.config.batch_size.min(limit);
-            batch.saturating_sub(b.reserved).min(available).max(needed)
+            self.config.batch_size.min(limit).min(available).max(needed)
         };
         if let Err(e) = b.builder.push(
             timestamp,
