@@ -253,7 +253,8 @@ impl Coordinator {
             let value = encode_value(c.offset, c.epoch, now_ms);
             (encode_key(group, tp), Some(value), headers)
         });
-        let batches = Self::append_split(offsets_log, records, now_ms)?;
+        let (batches, appended) = Self::append_split(offsets_log, records, now_ms);
+        appended?;
         batches
             .last()
             .map(|&(_, last, _)| last)
@@ -267,13 +268,14 @@ impl Coordinator {
     /// offsets topic's `max_message_bytes` needs: a commit of many partitions, or the
     /// tombstones of a topic many groups committed, is split rather than refused. (Each
     /// record is far below the limit: group ids are at most 32767 bytes, topic names
-    /// 249.) Returns each batch's base and last offset and how many records it holds,
-    /// in order.
+    /// 249.) Returns each appended batch's base and last offset and how many records it
+    /// holds, in order, and whether every batch was appended (if not, the records
+    /// after those batches were not).
     fn append_split(
         offsets_log: &PartitionState,
         records: impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>, Vec<Header>)>,
         now_ms: i64,
-    ) -> Result<Vec<(i64, i64, usize)>> {
+    ) -> (Vec<(i64, i64, usize)>, Result<()>) {
         let limit = usize::try_from(offsets_log.max_message_bytes())
             .unwrap_or(usize::MAX)
             .saturating_sub(1024);
@@ -285,17 +287,20 @@ impl Coordinator {
             Ok(())
         };
         let mut b = BatchBuilder::new();
-        for (key, value, headers) in records {
-            let size = key.len() + value.as_ref().map_or(0, Vec::len);
-            if !b.is_empty() && b.uncompressed_size() + size + 64 > limit {
+        let all = (|| {
+            for (key, value, headers) in records {
+                let size = key.len() + value.as_ref().map_or(0, Vec::len);
+                if !b.is_empty() && b.uncompressed_size() + size + 64 > limit {
+                    append(std::mem::take(&mut b))?;
+                }
+                b.push(now_ms, Some(&key), value.as_deref(), &headers)?;
+            }
+            if !b.is_empty() {
                 append(std::mem::take(&mut b))?;
             }
-            b.push(now_ms, Some(&key), value.as_deref(), &headers)?;
-        }
-        if !b.is_empty() {
-            append(b)?;
-        }
-        Ok(appended)
+            Ok(())
+        })();
+        (appended, all)
     }
 
     /// Writes loaded commits again as they are now: at open, for commits that were
@@ -362,7 +367,9 @@ impl Coordinator {
         let records = doomed
             .iter()
             .map(|(g, tp)| (encode_key(g, tp), None, Vec::new()));
-        let batches = Self::append_split(offsets_log, records, 0)?;
+        // Batches appended before one failed are in the topic (the next open applies
+        // them): they are made durable and applied here too, so memory agrees.
+        let (batches, appended) = Self::append_split(offsets_log, records, 0);
         if let Some(&(_, last, _)) = batches.last() {
             offsets_log.flush_to(last + 1)?;
         }
@@ -373,7 +380,7 @@ impl Coordinator {
             st.apply_tombstones(these, base);
             rest = later;
         }
-        Ok(())
+        appended
     }
 
     /// The commit of `tp` for `group`, as written (the store checks it against the
