@@ -99,13 +99,35 @@ impl Partition {
     /// Appends records as one batch compressed with `codec`.
     ///
     /// # Errors
-    /// `InvalidArgument` for no records, a timestamp below -1 (as Kafka), a record without a key on a compacted topic
+    /// `InvalidArgument` for no records, a timestamp below -1 (as Kafka) or, under
+    /// CreateTime, outside the topic's `message_timestamp_before_max_ms` /
+    /// `message_timestamp_after_max_ms` of the store's clock, a record without a key on a compacted topic
     /// (as Kafka: compaction keeps records by key), or an internal topic (read-only
     /// here: only the store writes to it); `RecordTooLarge` past the topic's
     /// `max_message_bytes`, or for compressed records that decompress past the store's
     /// `max_decompressed_bytes` (no reader could decompress them); `Closed` after the
     /// topic was deleted or the store closed; `Io`; `Poisoned`.
     pub fn append_with(&self, records: &[Record], codec: Compression) -> Result<AppendInfo> {
+        self.append_records(records, codec, true)
+    }
+
+    /// As [`append_with`](Self::append_with), for records copied from a log that
+    /// accepted them already (a mirror of a Kafka topic): the topic's timestamp bounds
+    /// are not applied again, as Kafka's replicas do not apply them, so a record the
+    /// source took is never refused for its time.
+    ///
+    /// # Errors
+    /// As [`append_with`](Self::append_with), but for the timestamp bounds.
+    pub fn append_copied(&self, records: &[Record], codec: Compression) -> Result<AppendInfo> {
+        self.append_records(records, codec, false)
+    }
+
+    fn append_records(
+        &self,
+        records: &[Record],
+        codec: Compression,
+        bounded: bool,
+    ) -> Result<AppendInfo> {
         refuse_internal(&self.state.topic, "only the store writes to it")?;
         if self.state.is_compacted() && records.iter().any(|r| r.key.is_none()) {
             return Err(keyless_on_compacted(&self.state.topic));
@@ -115,7 +137,12 @@ impl Partition {
             crate::format::batch::check_timestamp(r.timestamp)?;
             b.push_record(r)?;
         }
-        let info = self.state.log().append_encoded(&mut b.build()?)?;
+        let log = self.state.log();
+        let info = if bounded {
+            log.append_encoded(&mut b.build()?)?
+        } else {
+            log.append_encoded_copied(&mut b.build()?)?
+        };
         self.state.wake();
         Ok(info)
     }

@@ -80,9 +80,22 @@ impl Log {
     /// [`max_decompressed_bytes`](crate::format::DecodeOptions::max_decompressed_bytes)
     /// (no reader of this log could decompress it).
     pub fn append_encoded(&self, batch: &mut EncodedBatch) -> Result<AppendInfo> {
+        self.append_built(batch, true)
+    }
+
+    /// [`append_encoded`](Self::append_encoded) of records copied from a log that
+    /// accepted them already (a mirror of a Kafka topic): the timestamp bounds are not
+    /// applied again, as Kafka's replicas do not apply them.
+    pub(crate) fn append_encoded_copied(&self, batch: &mut EncodedBatch) -> Result<AppendInfo> {
+        self.append_built(batch, false)
+    }
+
+    fn append_built(&self, batch: &mut EncodedBatch, bounded: bool) -> Result<AppendInfo> {
         self.check_writable()?;
         batch::check_timestamp(batch.min_timestamp())?;
-        self.check_timestamp_bounds(batch.oldest_timestamp(), batch.max_timestamp())?;
+        if bounded {
+            self.check_timestamp_bounds(batch.oldest_timestamp(), batch.max_timestamp())?;
+        }
         let limit = self.config.decode.max_decompressed_bytes;
         if let Some(size) = batch.decompressed_len().filter(|&n| n > limit) {
             return Err(Error::RecordTooLarge {

@@ -408,9 +408,23 @@ impl Sink {
             }
         }
         for (tp, end) in ends {
-            let part = self.store.topic(tp.topic())?.partition(tp.partition())?;
+            // A topic deleted since the poll has nothing left to make durable (its
+            // records go on as a deleted topic's always did); `Closed`: deleted during
+            // the flush.
+            let part = match self
+                .store
+                .topic(tp.topic())
+                .and_then(|t| t.partition(tp.partition()))
+            {
+                Ok(part) => part,
+                Err(streamlog::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
             if part.durable_offset() < end {
-                part.flush()?;
+                match part.flush() {
+                    Ok(_) | Err(streamlog::Error::Closed { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         Ok(())

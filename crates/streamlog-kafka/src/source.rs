@@ -86,13 +86,7 @@ impl Source {
             let t = match store.topic(topic) {
                 Ok(t) => t,
                 Err(_) => {
-                    // Kafka accepted these records' timestamps already (before 4.0 it
-                    // bounds none): a copy does not judge them again, or one record
-                    // dated ahead of this clock would stop the mirror for good.
-                    let config = TopicConfig::default()
-                        .partitions(count)
-                        .message_timestamp_after_max_ms(i64::MAX);
-                    store.create_topic(topic, config)?;
+                    store.create_topic(topic, TopicConfig::default().partitions(count))?;
                     store.topic(topic)?
                 }
             };
@@ -198,7 +192,7 @@ impl Source {
                 {
                     let keep = usize::try_from(k.after_records - appended).unwrap_or(0);
                     if keep > 0 {
-                        part.append_with(&recs[..keep], self.config.compression)?;
+                        part.append_copied(&recs[..keep], self.config.compression)?;
                     }
                     if k.action == crate::config::KillAction::Abort {
                         std::process::abort();
@@ -425,12 +419,15 @@ fn last_kafka_offset(part: &Partition) -> Result<Option<i64>> {
     Ok(None)
 }
 
-/// Appends `recs` in order, in as few batches as the partition takes: a batch over its
+/// Appends `recs` in order, in as few batches as the partition takes, as copies: Kafka
+/// accepted their timestamps already (before 4.0 it bounds none), so the topic's bounds
+/// do not refuse them (`append_copied`), else one record dated ahead of the store's
+/// clock would stop the mirror at every restart. A batch over its
 /// `max_message_bytes` (records of a few KiB fill one long before `max_batch_records`,
 /// and a compressed Kafka batch may hold more) is halved until each part fits, so only
 /// a single record too large for the topic is refused. A refused batch writes nothing.
 fn append_fitting(part: &Partition, recs: &[Record], codec: Compression) -> Result<()> {
-    match part.append_with(recs, codec) {
+    match part.append_copied(recs, codec) {
         Err(streamlog::Error::RecordTooLarge { .. }) if recs.len() > 1 => {
             let (first, rest) = recs.split_at(recs.len() / 2);
             append_fitting(part, first, codec)?;

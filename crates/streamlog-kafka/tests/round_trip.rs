@@ -498,14 +498,16 @@ fn a_source_starting_at_the_end_stops_at_the_end() {
 /// records of about 2 KiB were enough), so the mirror failed on the same records at
 /// every restart; and a record Kafka accepted dated more than an hour ahead of the
 /// store's clock (the topic's `message.timestamp.after.max.ms`) stopped it the same
-/// way. Batches are halved until they fit, and a topic the source creates takes the
-/// timestamps Kafka took.
+/// way (a topic the user made, or one an earlier version of the source made). Batches
+/// are halved until they fit, and the source appends them as copies, which the topic's
+/// timestamp bounds do not judge again.
 #[test]
 fn large_and_future_dated_kafka_records_are_copied() {
     let kafka = Kafka::start();
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     kafka.create_topic("big", 1);
+    store.create_topic("big", TopicConfig::default()).unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
