@@ -597,7 +597,12 @@ impl Shared {
                 st.let_go_of(i, to_ship);
             }
         }
-        st.refreshes += 1;
+        // Only a topic cached before can send records checked earlier elsewhere now (a
+        // first use cannot: none went to it); `send_batch` checks its records again
+        // after a refresh, which asks a partitioner twice for each.
+        if index.is_some() {
+            st.refreshes += 1;
+        }
         let state = found?;
         let config = state.config();
         let i = match index {

@@ -2732,3 +2732,20 @@ fn unbounded_buffer_memory_and_batch_size_do_not_overflow() {
         assert_eq!(f.wait().unwrap().partition, partition as i32);
     }
 }
+
+/// From the producer review: the first `send_batch` to a topic counted loading the
+/// topic as a refresh (the topic changed) and checked every record again, asking the
+/// default partitioner twice for each: it counted each keyless record's bytes twice and
+/// left its sticky partition after half a batch.
+#[test]
+fn send_batch_counts_each_keyless_record_once_for_stickiness() {
+    let (_fs, store) = sim_topic_t(8);
+    let p = store.producer(ProducerConfig::default()).unwrap();
+    // About 12 KB: less than one 16 KiB batch, more than half of one.
+    let records: Vec<_> = (0..100)
+        .map(|i| ProducerRecord::new("t").value(format!("{i:0100}")))
+        .collect();
+    let sent = p.send_batch(&records).unwrap().wait().unwrap();
+    let partitions: BTreeSet<i32> = sent.iter().map(|m| m.partition).collect();
+    assert_eq!(partitions.len(), 1, "{partitions:?}");
+}
