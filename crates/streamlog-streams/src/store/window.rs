@@ -20,9 +20,11 @@ struct Slot<V> {
 /// the key bytes followed by the window start (8 bytes big-endian); one record with an
 /// empty key holds the stream time the aggregation has observed, so that windows that
 /// were closed before a restart stay closed after it. Windows that started at least the
-/// retention period before the stream time are removed (with a tombstone for the
-/// changelog), as Kafka's window stores keep only starts after `stream time -
-/// retention`. Changes are sent at the next commit, the latest value per window only.
+/// retention period before the stream time (the latest record time seen) are removed
+/// (with a tombstone for the changelog). Kafka's window stores measure from the latest
+/// window start written instead, so they keep a closed window queryable up to a window
+/// size longer; what is aggregated is the same (retention is at least size plus grace).
+/// Changes are sent at the next commit, the latest value per window only.
 #[derive(Debug)]
 pub struct WindowStore<K, V> {
     pub(crate) key_serde: Serde<K>,
