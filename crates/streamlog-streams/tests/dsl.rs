@@ -227,6 +227,36 @@ fn an_aggregate_takes_the_latest_time_of_its_records() {
     assert_eq!(values_and_times(&store, "wcounts"), expected);
 }
 
+/// From the streams review: an aggregate made from a record without a timestamp (-1)
+/// was written to its changelog with the commit's wall-clock time, so after a restart
+/// the restored aggregate's time was the commit's and every later update carried it:
+/// the output's times depended on whether the application had restarted. The
+/// changelog keeps -1.
+#[test]
+fn an_aggregate_of_a_record_without_time_restores_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    create_topics(&store, &[("in", 1), ("counts", 1)]);
+    let topology = || {
+        let b = StreamsBuilder::new();
+        b.stream("in", strings())
+            .group_by_key()
+            .count(Materialized::named("c"))
+            .to_stream()
+            .to("counts", Produced::with(serdes::string(), serdes::i64()));
+        b.build().unwrap()
+    };
+    let config = || StreamsConfig::new("untimed");
+    produce(&store, "in", &[ev("k", -1, "a")]);
+    let s = run_caught_up(&store, topology(), config());
+    s.close().unwrap();
+    drop(s);
+    produce(&store, "in", &[ev("k", 60, "b")]);
+    let s = run_caught_up(&store, topology(), config());
+    s.close().unwrap();
+    assert_eq!(values_and_times(&store, "counts"), [(1, -1), (2, 60)]);
+}
+
 /// Windowed results written to a topic go to their inner key's partition (Kafka
 /// Streams' `WindowedStreamPartitioner`), every window of a key in one partition. They
 /// were spread by the whole windowed key (key and window start).

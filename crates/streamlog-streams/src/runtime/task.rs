@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use streamlog::TopicPartition;
 
@@ -24,12 +23,6 @@ pub(crate) struct Task {
     sources: Vec<(Arc<str>, Box<dyn SourceNode>)>,
     /// Stores by name, with their changelog topics.
     pub(crate) stores: BTreeMap<String, (Arc<str>, Box<dyn StoreHandle>)>,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl Task {
@@ -93,7 +86,6 @@ impl Task {
 
     /// Moves the stores' changes since the last call into `out` as changelog records.
     pub(crate) fn drain_changelogs(&self, out: &mut Vec<OutRecord>) -> Result<()> {
-        let now = now_ms();
         for (changelog, h) in self.stores.values() {
             let changes = h.take_changes().map_err(|reason| StreamsError::Serialize {
                 topic: changelog.to_string(),
@@ -106,8 +98,9 @@ impl Task {
                     partition_prefix: None,
                     key: Some(key),
                     value,
-                    // A record without a time of its own (-1) gets the commit's.
-                    timestamp: if timestamp >= 0 { timestamp } else { now },
+                    // As the store holds it: a value made from records without a time
+                    // (-1) restores without one, as it was before the restart.
+                    timestamp,
                 });
             }
         }
