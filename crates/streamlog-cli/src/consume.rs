@@ -36,15 +36,18 @@ pub struct Consume {
     #[arg(long)]
     from_beginning: bool,
     /// Read as this consumer group: resume from its committed offsets; commit what was
-    /// printed (and flushed), every 5 s and at the end
+    /// printed (and flushed), every 5 s and at the end (a process killed before the end
+    /// prints again, next time, what it printed since the last commit). The store is
+    /// opened as its writer for the commits, so nothing else writes to it meanwhile
     #[arg(long)]
     group: Option<String>,
     /// Only this partition
     #[arg(long, conflicts_with = "group")]
     partition: Option<i32>,
     /// Keep waiting for new records (until --max-messages or the process is stopped)
-    /// instead of stopping at the end of the topic as it was at the start
-    #[arg(long)]
+    /// instead of stopping at the end of the topic as it was at the start. Not with
+    /// --group, which holds the store as its writer: no record could arrive
+    #[arg(long, conflicts_with = "group")]
     follow: bool,
     /// Stop after this many records
     #[arg(long, value_name = "N")]

@@ -268,7 +268,7 @@ fn status_with_stdout_closed(args: &[&str]) -> Option<i32> {
 }
 
 /// The read commands open the store read-only: they work while another process (here
-/// a group consumer following the topic) holds it open as its writer, whose lock
+/// a `produce` still reading its input) holds it open as its writer, whose lock
 /// refuses a second writer.
 #[test]
 fn read_commands_work_while_a_writer_holds_the_store() {
@@ -306,17 +306,43 @@ fn read_commands_work_while_a_writer_holds_the_store() {
     }
     let mut writer = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_streamlog"))
-            .args(["consume", "--dir", d, "orders", "--group", "live"])
-            .args(["--follow", "--from-beginning"])
+            .args(["produce", "--dir", d, "orders", "--key-separator", ":"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Its first line sent (a read-only follower prints it): it has the store open.
+    let mut input = writer.0.stdin.take().unwrap();
+    input.write_all(b"d:4\n").unwrap();
+    input.flush().unwrap();
+    let mut follower = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_streamlog"))
+            .args([
+                "consume",
+                "--dir",
+                d,
+                "orders",
+                "--follow",
+                "--from-beginning",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
-    // Its first record printed (it flushes each poll when following): it has the store
-    // open.
-    let mut lines = BufReader::new(writer.0.stdout.take().unwrap()).lines();
-    lines.next().unwrap().unwrap();
+    let lines = BufReader::new(follower.0.stdout.take().unwrap()).lines();
+    let (arrived, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if lines.map_while(Result::ok).any(|v| v == "4") {
+            let _ = arrived.send(());
+        }
+    });
+    // (A failure guard: the line comes within milliseconds.)
+    seen.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the writer's line arrives");
+    drop(follower);
 
     let refused = streamlog(&["produce", "--dir", d, "orders"]);
     assert!(
@@ -331,7 +357,7 @@ fn read_commands_work_while_a_writer_holds_the_store() {
         .map(str::to_string)
         .collect();
     values.sort();
-    assert_eq!(values, ["1", "2", "3"]);
+    assert_eq!(values, ["1", "2", "3", "4"]);
     assert!(ok(&["groups", "list", "--dir", d]).contains("billing"));
     let lag = ok(&["groups", "describe", "--dir", d, "billing"]);
     assert!(lag.contains("billing\torders\t"), "{lag}");
@@ -661,4 +687,41 @@ fn commands_that_change_a_store_write_nothing_where_no_store_is() {
     ok(&["topics", "create", "--dir", e, "t"]);
     produce(e, "t", &[], "a\n");
     assert_eq!(ok(&["consume", "--dir", e, "t", "--from-beginning"]), "a\n");
+}
+
+/// From the CLI review: `consume --group --follow` opened the store as its writer for
+/// the commits and then waited for records no one could write (every writer was
+/// refused meanwhile, the application's own open too). The combination is refused.
+#[test]
+fn a_group_consumer_cannot_follow() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = &store_dir(tmp.path());
+    ok(&["topics", "create", "--dir", d, "t"]);
+    let out = streamlog(&["consume", "--dir", d, "t", "--group", "g", "--follow"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--follow"), "{stderr}");
+}
+
+/// From the CLI review: `produce` kept the producer's 1 MiB `max_request_size`, so a
+/// line larger than that was refused even on a topic whose `max.message.bytes` takes
+/// it. The topic's limit decides.
+#[test]
+fn produce_sends_records_as_large_as_the_topic_takes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = &store_dir(tmp.path());
+    ok(&["topics", "create", "--dir", d, "big"]);
+    ok(&[
+        "topics",
+        "alter",
+        "--dir",
+        d,
+        "big",
+        "--config",
+        "max.message.bytes=4000000",
+    ]);
+    let line = "x".repeat(2_000_000);
+    produce(d, "big", &[], &format!("{line}\n"));
+    let printed = ok(&["consume", "--dir", d, "big", "--from-beginning"]);
+    assert_eq!(printed, format!("{line}\n"));
 }
