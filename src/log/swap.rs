@@ -377,7 +377,9 @@ pub(crate) fn plan_swaps(
 
 /// Applies a [`plan_swaps`] plan: removes stray index swaps, then for each swap the
 /// files it replaces, renames its index swaps and then itself into place, syncing the
-/// directory after each step.
+/// directory after each step. The segment at the swap's own base is not removed but
+/// replaced by the rename, as the live swap does: a read-only reader following the
+/// directory never finds the offsets it held missing (it would skip them).
 pub(crate) fn finish_swaps(fs: &dyn FileSystem, dir: &Path, plan: &SwapPlan) -> Result<()> {
     let sync_dir = || {
         fs.sync_dir(dir)
@@ -388,7 +390,8 @@ pub(crate) fn finish_swaps(fs: &dyn FileSystem, dir: &Path, plan: &SwapPlan) -> 
             .map_err(io_ctx(format!("remove {}/{n}", dir.display())))?;
     }
     for s in &plan.swaps {
-        for n in &s.covered {
+        let own = file_name(s.base, "log");
+        for n in s.covered.iter().filter(|n| **n != own) {
             fs.remove_file(&dir.join(n))
                 .map_err(io_ctx(format!("remove {}/{n}", dir.display())))?;
         }
