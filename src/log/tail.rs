@@ -231,24 +231,26 @@ impl TailReader {
     /// later one: to the current file holding its next offset (a segment compaction
     /// rewrote under the same name is read again from there), or past its segment when
     /// that is still the file it read. A file the writer replaced or removed with no
-    /// later segment (a truncation) is looked up again by offset. Returns whether it
-    /// moved.
-    fn roll(&self, c: &mut Option<Cursor>) -> Result<bool> {
+    /// later segment (a truncation) is looked up again by offset. Says whether to read
+    /// on, that nothing follows yet, or that the offsets after the cursor are in a
+    /// compaction's swap file not renamed into place yet.
+    fn roll(&self, c: &mut Option<Cursor>) -> Result<Rolled> {
         let Some(cur) = c.as_ref() else {
-            return Ok(false);
+            return Ok(Rolled::End);
         };
         let bases = self.bases()?;
         let Some(later) = bases.iter().copied().find(|&b| b > cur.base) else {
             if is_unlinked(&cur.file)? {
+                // Read on in the file that holds the offset now.
                 let next = cur.next;
                 *c = self.seek(next)?;
-                return Ok(false);
+                return Ok(if c.is_some() { Rolled::On } else { Rolled::End });
             }
-            return Ok(false);
+            return Ok(Rolled::End);
         };
         // Listed after the segment was done: read it to its end once more first.
         if matches!(self.next_batch(cur)?, Found::Batch(_)) {
-            return Ok(false);
+            return Ok(Rolled::On);
         }
         let next = cur.next;
         let mut moved = self.seek(next)?;
@@ -264,7 +266,7 @@ impl TailReader {
                 .dir
                 .join(format!("{}.swap", file_name(cur.base, "log")));
             if swap.exists() {
-                return Ok(false);
+                return Ok(Rolled::Swapping(swap));
             }
             match File::open(self.dir.join(file_name(cur.base, "log"))) {
                 Ok(again) if same_file(&again, &cur.file)? => moved = self.seek(later)?,
@@ -280,7 +282,38 @@ impl TailReader {
             moved = self.seek(later.max(next))?;
         }
         *c = moved;
-        Ok(true)
+        Ok(Rolled::On)
+    }
+
+    /// What [`roll`](Self::roll) found when `out` holds what was read so far: `true`
+    /// to read on. A swap file not renamed into place yet is waited for (the writer
+    /// renames it within milliseconds; one a crash left is finished by the writer's
+    /// next open) unless records were read already: a read must not end empty with
+    /// records after it, which a caller takes for the end.
+    ///
+    /// # Errors
+    /// `Timeout` after [`SWAP_WAIT`] with the swap file still there.
+    fn go_on(rolled: Rolled, read_something: bool) -> Result<bool> {
+        match rolled {
+            Rolled::On => Ok(true),
+            Rolled::End => Ok(false),
+            Rolled::Swapping(_) if read_something => Ok(false),
+            Rolled::Swapping(swap) => {
+                let started = std::time::Instant::now();
+                while swap.exists() {
+                    if started.elapsed() >= SWAP_WAIT {
+                        return Err(Error::Timeout {
+                            what: "a compaction swap file to be renamed into place (the \
+                                   writer stopped in a swap? its next open finishes it)",
+                            waited_ms: u64::try_from(started.elapsed().as_millis())
+                                .unwrap_or(u64::MAX),
+                        });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                Ok(true)
+            }
+        }
     }
 
     /// Whole batches from the one holding `from` (or from the log start, if retention
@@ -289,7 +322,9 @@ impl TailReader {
     /// `from` is written yet.
     ///
     /// # Errors
-    /// `Corruption` for a bad batch followed by a later segment; `Io`.
+    /// `Corruption` for a bad batch followed by a later segment; `Timeout` when the
+    /// records from `from` are in a compaction's swap file that stays un-renamed for
+    /// 5 s (a writer stopped mid-swap: its next open finishes it); `Io`.
     pub fn read_batches(&mut self, from: i64, max_bytes: usize) -> Result<Vec<Batch>> {
         // Also on a sequential read: `delete_records` may have raised the start past
         // where the last read ended.
@@ -323,7 +358,7 @@ impl TailReader {
                         }
                     }
                     Found::End => {
-                        if !self.roll(&mut c)? {
+                        if !Self::go_on(self.roll(&mut c)?, !out.is_empty())? {
                             break;
                         }
                     }
@@ -409,7 +444,7 @@ impl TailReader {
                         cur.next = cur.next.max(b.last_offset() + 1);
                     }
                     Found::End => {
-                        if !self.roll(&mut c)? {
+                        if !Self::go_on(self.roll(&mut c)?, false)? {
                             break;
                         }
                     }
@@ -425,6 +460,19 @@ impl TailReader {
             None => self.log_start_offset(),
         }
     }
+}
+
+/// How long a read waits for a compaction's swap file to be renamed into place.
+const SWAP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What [`TailReader::roll`] found at the end of a cursor's segment.
+enum Rolled {
+    /// Read on (the cursor moved, or its segment grew).
+    On,
+    /// Nothing follows yet.
+    End,
+    /// The offsets after the cursor are in this swap file, not renamed yet.
+    Swapping(PathBuf),
 }
 
 fn read_exact_at(file: &File, buf: &mut [u8], pos: u64) -> io::Result<()> {

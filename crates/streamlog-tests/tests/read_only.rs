@@ -614,3 +614,54 @@ fn a_read_only_reset_plan_matches_the_writers() {
         Err(streamlog::Error::InvalidArgument { .. })
     ));
 }
+
+/// From the read-only review: while a compaction's swap file waited to be renamed over
+/// the segment a reader had read to its end (the merged segments after it already
+/// gone), a read from the offsets in it came back empty, as at the log end, and
+/// `consume` took that for the end and moved past records that were there. Such a
+/// read waits for the rename, returns what it read before, and fails with `Timeout`
+/// when the swap stays (a writer stopped mid-swap): never empty with records after.
+#[test]
+fn a_read_into_a_pending_swap_never_ends_empty() {
+    use streamlog::format::BatchBuilder;
+    use streamlog::log::{Log, LogConfig};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    {
+        let log = Log::open(&dir, LogConfig::default().allow_offset_gaps(true)).unwrap();
+        for i in 0..15u8 {
+            let mut b = BatchBuilder::new();
+            b.push(T0, Some(&[i]), Some(b"v"), &[]).unwrap();
+            log.append(&mut b.finish().unwrap()).unwrap();
+            if i == 4 || i == 9 {
+                log.roll().unwrap();
+            }
+        }
+        log.close().unwrap();
+    }
+    // Mid-swap: the merged 0..9 in the swap file, the old segment 0 still in place,
+    // segment 5 gone.
+    let seg = |base: u64, ext: &str| dir.join(format!("{base:020}.{ext}"));
+    let mut merged = std::fs::read(seg(0, "log")).unwrap();
+    merged.extend(std::fs::read(seg(5, "log")).unwrap());
+    std::fs::write(dir.join("00000000000000000000.log.swap"), merged).unwrap();
+    for ext in ["log", "index", "timeindex"] {
+        std::fs::remove_file(seg(5, ext)).unwrap();
+    }
+    let mut tail =
+        streamlog::log::TailReader::new(&dir, streamlog::format::DecodeOptions::default());
+    let first = tail.read_batches(0, 1 << 20).unwrap();
+    assert_eq!(
+        first.last().map(|b| b.last_offset()),
+        Some(4),
+        "what was there"
+    );
+    match tail.read_batches(5, 1 << 20) {
+        Err(Error::Timeout { .. }) => {}
+        other => panic!("a read into the pending swap: {other:?}"),
+    }
+    // Renamed into place: read on.
+    std::fs::rename(dir.join("00000000000000000000.log.swap"), seg(0, "log")).unwrap();
+    let rest = tail.read_batches(5, 1 << 20).unwrap();
+    assert_eq!(rest.first().map(|b| b.base_offset()), Some(5));
+}
