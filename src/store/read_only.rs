@@ -331,10 +331,14 @@ impl ReadOnlyStore {
         for (reader, next) in readers.iter_mut() {
             loop {
                 let batches = reader.read_batches(*next, 1 << 20)?;
-                let Some(last) = batches.last() else { break };
-                *next = last.last_offset() + 1;
+                if batches.is_empty() {
+                    break;
+                }
+                // On past each batch once applied: one that fails stays next, for
+                // the next call to fail on again, not skipped with those after it.
                 for b in &batches {
                     replay.apply_batch(b, &DecodeOptions::default())?;
+                    *next = b.last_offset() + 1;
                 }
             }
         }
