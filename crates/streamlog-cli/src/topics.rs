@@ -31,15 +31,21 @@ pub enum Topics {
         topic: String,
     },
     /// Changes a topic's config: retention, cleanup policy, compaction and segment
-    /// settings, max.message.bytes (kafka-configs --alter)
+    /// settings, max.message.bytes (kafka-configs --alter); or adds partitions
+    /// (kafka-topics --alter --partitions)
     Alter {
         #[command(flatten)]
         store: StoreDir,
         /// The topic
         topic: String,
         /// A config to set, by Kafka's name (repeat for several)
-        #[arg(long = "config", value_name = "NAME=VALUE", value_parser = key_value, required = true)]
+        #[arg(long = "config", value_name = "NAME=VALUE", value_parser = key_value,
+              required_unless_present = "partitions")]
         configs: Vec<(String, String)>,
+        /// The new partition count: more than it has (keyed records of the existing
+        /// partitions do not move, so a key may land elsewhere from now on)
+        #[arg(long, value_name = "N")]
+        partitions: Option<i32>,
     },
 }
 
@@ -111,6 +117,7 @@ pub fn run(command: &Topics, out: &mut dyn Write) -> Result<(), String> {
             store: dir,
             topic,
             configs,
+            partitions,
         } => {
             let store = dir.open()?;
             // Checked before anything is written: an unknown name changes nothing.
@@ -119,10 +126,18 @@ pub fn run(command: &Topics, out: &mut dyn Write) -> Result<(), String> {
                 .map_err(|e| e.to_string())?
                 .config;
             let wanted = with_configs(current, configs)?;
-            store
-                .alter_topic_config(topic, |_| wanted)
-                .map_err(|e| e.to_string())?;
-            writeln!(out, "Altered the config of topic {topic}.").map_err(io)?;
+            if !configs.is_empty() {
+                store
+                    .alter_topic_config(topic, |_| wanted)
+                    .map_err(|e| e.to_string())?;
+                writeln!(out, "Altered the config of topic {topic}.").map_err(io)?;
+            }
+            if let Some(total) = *partitions {
+                store
+                    .add_partitions(topic, total)
+                    .map_err(|e| e.to_string())?;
+                writeln!(out, "Topic {topic} has {total} partitions.").map_err(io)?;
+            }
             close(store)
         }
     }

@@ -125,6 +125,19 @@ fn topics_describe_alter_and_delete() {
         assert!(!out.stderr.is_empty());
     }
     assert!(ok(&["topics", "describe", "--dir", d, "t"]).contains("retention.ms=1000"));
+    // Partitions are added as kafka-topics --alter --partitions adds them (review:
+    // the CLI had no way to); fewer are refused.
+    ok(&["topics", "alter", "--dir", d, "t", "--partitions", "5"]);
+    let described = ok(&["topics", "describe", "--dir", d, "t"]);
+    assert!(described.contains("PartitionCount: 5"), "{described}");
+    let fewer = streamlog(&["topics", "alter", "--dir", d, "t", "--partitions", "2"]);
+    assert_eq!(fewer.status.code(), Some(1));
+    let nothing = streamlog(&["topics", "alter", "--dir", d, "t"]);
+    assert_eq!(
+        nothing.status.code(),
+        Some(2),
+        "a config or partitions is needed"
+    );
     ok(&["topics", "delete", "--dir", d, "t"]);
     assert_eq!(ok(&["topics", "list", "--dir", d]), "");
     let out = streamlog(&["topics", "describe", "--dir", d, "t"]);
