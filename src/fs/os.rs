@@ -255,12 +255,24 @@ impl FileSystem for OsFs {
                 .truncate(false)
                 .open(path)?
         };
-        match f.try_lock() {
-            Ok(()) => Ok(Box::new(OsLock(f))),
-            Err(fs::TryLockError::WouldBlock) => {
-                Err(io::Error::new(io::ErrorKind::WouldBlock, "lock is held"))
+        // A lock released just now may still be held a moment: a process that forked
+        // while the holder had it open keeps a copy of the descriptor until it execs
+        // (descriptors close on exec), so a store closed by one process and opened by
+        // another right after could be refused. Held for 100 ms, it is someone's.
+        let started = std::time::Instant::now();
+        loop {
+            match f.try_lock() {
+                Ok(()) => return Ok(Box::new(OsLock(f))),
+                Err(fs::TryLockError::WouldBlock)
+                    if started.elapsed() < std::time::Duration::from_millis(100) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(io::Error::new(io::ErrorKind::WouldBlock, "lock is held"));
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(e),
             }
-            Err(fs::TryLockError::Error(e)) => Err(e),
         }
     }
     #[cfg(target_os = "linux")]
