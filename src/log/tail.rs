@@ -231,9 +231,10 @@ impl TailReader {
     /// later one: to the current file holding its next offset (a segment compaction
     /// rewrote under the same name is read again from there), or past its segment when
     /// that is still the file it read. A file the writer replaced or removed with no
-    /// later segment (a truncation) is looked up again by offset. Says whether to read
-    /// on, that nothing follows yet, or that the offsets after the cursor are in a
-    /// compaction's swap file not renamed into place yet.
+    /// later segment (a truncation) is looked up again by offset. Offsets after the
+    /// cursor that are in a compaction's swap file not renamed into place yet (the
+    /// segments it merged already unlinked) are read from the swap file itself: it is
+    /// whole and fsync'd before it gets that name. Says whether to read on.
     fn roll(&self, c: &mut Option<Cursor>) -> Result<Rolled> {
         let Some(cur) = c.as_ref() else {
             return Ok(Rolled::End);
@@ -260,13 +261,24 @@ impl TailReader {
             && next < later
         {
             // Its offsets from `next` may be in a compaction's swap file about to be
-            // renamed over this one (after the merged segments were unlinked): not
-            // visible yet. Skipped only once the name still holds the file read.
+            // renamed over this one (after the merged segments were unlinked): read
+            // there. Skipped only once the name still holds the file read.
             let swap = self
                 .dir
                 .join(format!("{}.swap", file_name(cur.base, "log")));
-            if swap.exists() {
-                return Ok(Rolled::Swapping(swap));
+            match File::open(&swap) {
+                Ok(file) => {
+                    *c = Some(Cursor {
+                        base: cur.base,
+                        file,
+                        pos: 0,
+                        next,
+                        after: cur.base,
+                    });
+                    return Ok(Rolled::On);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_ctx("open a compaction's swap file")(e)),
             }
             match File::open(self.dir.join(file_name(cur.base, "log"))) {
                 Ok(again) if same_file(&again, &cur.file)? => moved = self.seek(later)?,
@@ -285,46 +297,13 @@ impl TailReader {
         Ok(Rolled::On)
     }
 
-    /// What [`roll`](Self::roll) found when `out` holds what was read so far: `true`
-    /// to read on. A swap file not renamed into place yet is waited for (the writer
-    /// renames it within milliseconds; one a crash left is finished by the writer's
-    /// next open) unless records were read already: a read must not end empty with
-    /// records after it, which a caller takes for the end.
-    ///
-    /// # Errors
-    /// `Timeout` after [`SWAP_WAIT`] with the swap file still there.
-    fn go_on(rolled: Rolled, read_something: bool) -> Result<bool> {
-        match rolled {
-            Rolled::On => Ok(true),
-            Rolled::End => Ok(false),
-            Rolled::Swapping(_) if read_something => Ok(false),
-            Rolled::Swapping(swap) => {
-                let started = std::time::Instant::now();
-                while swap.exists() {
-                    if started.elapsed() >= SWAP_WAIT {
-                        return Err(Error::Timeout {
-                            what: "a compaction swap file to be renamed into place (the \
-                                   writer stopped in a swap? its next open finishes it)",
-                            waited_ms: u64::try_from(started.elapsed().as_millis())
-                                .unwrap_or(u64::MAX),
-                        });
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
-                Ok(true)
-            }
-        }
-    }
-
     /// Whole batches from the one holding `from` (or from the log start, if retention
     /// deleted `from`), up to about `max_bytes` (at least one, if there is one ending at
     /// or after `from`), control batches included. Empty when nothing at or after
     /// `from` is written yet.
     ///
     /// # Errors
-    /// `Corruption` for a bad batch followed by a later segment; `Timeout` when the
-    /// records from `from` are in a compaction's swap file that stays un-renamed for
-    /// 5 s (a writer stopped mid-swap: its next open finishes it); `Io`.
+    /// `Corruption` for a bad batch followed by a later segment; `Io`.
     pub fn read_batches(&mut self, from: i64, max_bytes: usize) -> Result<Vec<Batch>> {
         // Also on a sequential read: `delete_records` may have raised the start past
         // where the last read ended.
@@ -358,7 +337,7 @@ impl TailReader {
                         }
                     }
                     Found::End => {
-                        if !Self::go_on(self.roll(&mut c)?, !out.is_empty())? {
+                        if self.roll(&mut c)? == Rolled::End {
                             break;
                         }
                     }
@@ -444,7 +423,7 @@ impl TailReader {
                         cur.next = cur.next.max(b.last_offset() + 1);
                     }
                     Found::End => {
-                        if !Self::go_on(self.roll(&mut c)?, false)? {
+                        if self.roll(&mut c)? == Rolled::End {
                             break;
                         }
                     }
@@ -462,17 +441,13 @@ impl TailReader {
     }
 }
 
-/// How long a read waits for a compaction's swap file to be renamed into place.
-const SWAP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// What [`TailReader::roll`] found at the end of a cursor's segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Rolled {
-    /// Read on (the cursor moved, or its segment grew).
+    /// Read on (the cursor moved, to another file or a swap file, or its segment grew).
     On,
     /// Nothing follows yet.
     End,
-    /// The offsets after the cursor are in this swap file, not renamed yet.
-    Swapping(PathBuf),
 }
 
 fn read_exact_at(file: &File, buf: &mut [u8], pos: u64) -> io::Result<()> {
