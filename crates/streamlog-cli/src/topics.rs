@@ -125,6 +125,15 @@ pub fn run(command: &Topics, out: &mut dyn Write) -> Result<(), String> {
                 .describe_topic(topic)
                 .map_err(|e| e.to_string())?
                 .config;
+            if let Some(total) = *partitions
+                && total <= current.partition_count()
+            {
+                return Err(format!(
+                    "topic {topic} has {} partitions: --partitions must be more (nothing \
+                     was changed)",
+                    current.partition_count()
+                ));
+            }
             let wanted = with_configs(current, configs)?;
             if !configs.is_empty() {
                 store

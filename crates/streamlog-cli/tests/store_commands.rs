@@ -130,8 +130,22 @@ fn topics_describe_alter_and_delete() {
     ok(&["topics", "alter", "--dir", d, "t", "--partitions", "5"]);
     let described = ok(&["topics", "describe", "--dir", d, "t"]);
     assert!(described.contains("PartitionCount: 5"), "{described}");
-    let fewer = streamlog(&["topics", "alter", "--dir", d, "t", "--partitions", "2"]);
+    let fewer = streamlog(&[
+        "topics",
+        "alter",
+        "--dir",
+        d,
+        "t",
+        "--config",
+        "retention.ms=5",
+        "--partitions",
+        "2",
+    ]);
     assert_eq!(fewer.status.code(), Some(1));
+    assert!(
+        ok(&["topics", "describe", "--dir", d, "t"]).contains("retention.ms=1000"),
+        "a refused alter changes nothing (review)"
+    );
     let nothing = streamlog(&["topics", "alter", "--dir", d, "t"]);
     assert_eq!(
         nothing.status.code(),
