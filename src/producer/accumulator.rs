@@ -549,11 +549,18 @@ impl Shared {
     /// replaced since they were cached, not only of the topic sent to: a producer that
     /// once sent to a topic must not keep its partitions (their logs' state) alive after
     /// its deletion.
-    fn let_go_of_deleted_topics(&self, st: &mut AccState, epoch: u64, to_ship: &mut Vec<Closed>) {
+    /// Returns whether it let go of any.
+    fn let_go_of_deleted_topics(
+        &self,
+        st: &mut AccState,
+        epoch: u64,
+        to_ship: &mut Vec<Closed>,
+    ) -> bool {
         if st.swept_epoch == epoch {
-            return;
+            return false;
         }
         st.swept_epoch = epoch;
+        let mut any = false;
         for i in 0..st.accs.len() {
             let acc = &st.accs[i];
             if acc.parts.is_empty() {
@@ -562,8 +569,10 @@ impl Shared {
             let current = self.catalog.open_topic(&acc.name);
             if !current.is_ok_and(|s| std::ptr::eq(Arc::as_ptr(&s), acc.state.as_ptr())) {
                 st.let_go_of(i, to_ship);
+                any = true;
             }
         }
+        any
     }
 
     /// The index of `name`'s accumulator, its metadata refreshed if the store's topics
@@ -587,7 +596,7 @@ impl Shared {
         {
             return Ok(i);
         }
-        self.let_go_of_deleted_topics(st, epoch, to_ship);
+        let let_go = self.let_go_of_deleted_topics(st, epoch, to_ship);
         let found = self.catalog.open_topic(name);
         if let Some(i) = index {
             let same = found
@@ -598,9 +607,10 @@ impl Shared {
             }
         }
         // Only a topic cached before can send records checked earlier elsewhere now (a
-        // first use cannot: none went to it); `send_batch` checks its records again
-        // after a refresh, which asks a partitioner twice for each.
-        if index.is_some() {
+        // first use cannot: none went to it), or another topic let go of above;
+        // `send_batch` checks its records again after a refresh, which asks a
+        // partitioner twice for each.
+        if index.is_some() || let_go {
             st.refreshes += 1;
         }
         let state = found?;
