@@ -516,8 +516,11 @@ impl OffsetsReplay {
             }
             return Ok(());
         }
-        for r in b.records_with(options)? {
-            let r = r?;
+        // Decoded whole before anything applies: a batch failing part-way changes
+        // nothing, and a follower that reads it again does not apply its first
+        // records twice.
+        let records: Vec<Record> = b.records_with(options)?.collect::<Result<_>>()?;
+        for r in records {
             let Some((group, tp, c)) = decode_commit(&r) else {
                 continue;
             };
