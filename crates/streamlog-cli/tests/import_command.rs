@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::streamlog;
+use common::{ok, streamlog};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -336,13 +336,7 @@ fn an_import_keeps_kafkas_log_start_offsets() {
     )
     .unwrap();
     let (s, k) = (store.to_str().unwrap(), kafka.to_str().unwrap());
-    let out = streamlog(&["import-kafka", "--dir", s, "--from", k, "clicks"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = ok(&["import-kafka", "--dir", s, "--from", k, "clicks"]);
     assert!(stdout.contains("clicks-0: offsets 3..5"), "{stdout}");
     assert!(stdout.contains("clicks-1: offsets 0..5"), "{stdout}");
     assert!(stdout.contains("7 offsets"), "{stdout}");
@@ -451,13 +445,7 @@ fn an_import_without_from_takes_a_named_log_start_checkpoint() {
     assert!(stderr.contains("another log start offset"), "{stderr}");
     assert_eq!(contents(&store.join("clicks-0")), before);
     std::fs::remove_file(store.join("clicks-1/log-start-offset-checkpoint")).unwrap();
-    let out = streamlog(&args);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = ok(&args);
     assert!(stdout.contains("clicks-0: offsets 3..5"), "{stdout}");
     assert!(stdout.contains("clicks-1: offsets 1..5"), "{stdout}");
 }

@@ -462,11 +462,9 @@ fn min_compaction_lag_holds_young_segments() {
     log.close().unwrap();
 }
 
-/// min_compaction_lag_ms for segments whose records carry no timestamp (-1): their age
-/// is the `.log` file's modification time (Kafka's `largestTimestamp` falls back to
-/// `lastModified`), as for time retention. They were compacted at once before.
-#[test]
-fn min_compaction_lag_holds_young_segments_without_timestamps() {
+/// A log on disk whose records carry no timestamp (-1): key 1's "old" and "new" in two
+/// sealed segments, key 2's "active" in the active one.
+fn untimed_log_of_three_segments() -> (tempfile::TempDir, Log) {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig::default().allow_offset_gaps(true);
     let log = Log::open(dir.path().join("t-0"), config).unwrap();
@@ -480,11 +478,26 @@ fn min_compaction_lag_holds_young_segments_without_timestamps() {
         }
     }
     log.flush().unwrap();
+    (dir, log)
+}
+
+/// The wall clock now, and in ms since the epoch.
+fn wall_now() -> (std::time::SystemTime, i64) {
     let now = std::time::SystemTime::now();
-    let now_ms = now
+    let ms = now
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
+    (now, ms)
+}
+
+/// min_compaction_lag_ms for segments whose records carry no timestamp (-1): their age
+/// is the `.log` file's modification time (Kafka's `largestTimestamp` falls back to
+/// `lastModified`), as for time retention. They were compacted at once before.
+#[test]
+fn min_compaction_lag_holds_young_segments_without_timestamps() {
+    let (_dir, log) = untimed_log_of_three_segments();
+    let (now, now_ms) = wall_now();
     let p = CleanPolicy {
         now_ms,
         min_compaction_lag_ms: DAY,
@@ -549,24 +562,8 @@ fn set_mtime(path: &std::path::Path, at: std::time::SystemTime) {
 /// segment's time, as Kafka's cleaner does.
 #[test]
 fn a_compacted_segment_keeps_the_age_of_what_it_replaced() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig::default().allow_offset_gaps(true);
-    let log = Log::open(dir.path().join("t-0"), config).unwrap();
-    for (key, value) in [(1u8, "old"), (1, "new"), (2, "active")] {
-        let mut b = BatchBuilder::new();
-        b.push(-1, Some(&[key]), Some(value.as_bytes()), &[])
-            .unwrap();
-        log.append(&mut b.finish().unwrap()).unwrap();
-        if value != "active" {
-            log.roll().unwrap();
-        }
-    }
-    log.flush().unwrap();
-    let now = std::time::SystemTime::now();
-    let now_ms = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let (_dir, log) = untimed_log_of_three_segments();
+    let (now, now_ms) = wall_now();
     let segments = log.segments();
     set_mtime(&segments[0].path, now - 3 * DAY_DURATION);
     let newest = now - 2 * DAY_DURATION;
