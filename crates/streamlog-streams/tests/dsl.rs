@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use streamlog::Store;
+use streamlog::{Store, TopicConfig};
 use streamlog_streams::{
     Consumed, Grouped, Materialized, Produced, StreamsBuilder, StreamsConfig, serdes,
 };
@@ -255,6 +255,35 @@ fn an_aggregate_of_a_record_without_time_restores_without_one() {
     let s = run_caught_up(&store, topology(), config());
     s.close().unwrap();
     assert_eq!(values_and_times(&store, "counts"), [(1, -1), (2, 60)]);
+}
+
+/// With the store's bound on future record times (an hour by default), an input topic
+/// that allows later times fed records whose aggregates its changelog (created by the
+/// application, with the default bound) refused: the thread stopped. Internal topics
+/// take the times their inputs took.
+#[test]
+fn internal_topics_take_the_times_their_inputs_took() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let unbounded = TopicConfig::default().message_timestamp_after_max_ms(i64::MAX);
+    for t in ["in", "counts"] {
+        store.create_topic(t, unbounded.clone()).unwrap();
+    }
+    let later = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 2 * 86_400_000;
+    let b = StreamsBuilder::new();
+    b.stream("in", strings())
+        .group_by_key()
+        .count(Materialized::named("c"))
+        .to_stream()
+        .to("counts", Produced::with(serdes::string(), serdes::i64()));
+    produce(&store, "in", &[ev("k", later, "a")]);
+    let s = run_caught_up(&store, b.build().unwrap(), StreamsConfig::new("future"));
+    s.close().unwrap();
+    assert_eq!(values_and_times(&store, "counts"), [(1, later)]);
 }
 
 /// Windowed results written to a topic go to their inner key's partition (Kafka

@@ -279,9 +279,14 @@ impl Streams {
         if let Some(n) = self.partitions_of(topic)? {
             return Ok(n);
         }
+        // Internal topics (changelogs, repartitions) carry the times of records the
+        // application's inputs took already: the store's bound on future times would
+        // refuse them here, and the thread would stop with no way for the application
+        // to change it.
         let config = TopicConfig::default()
             .partitions(partitions)
-            .cleanup_policy(policy);
+            .cleanup_policy(policy)
+            .message_timestamp_after_max_ms(i64::MAX);
         match self.env.store.create_topic(topic, config) {
             Ok(()) => Ok(partitions),
             // Another instance created it first.
