@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use streamlog::{Store, TopicConfig};
 use streamlog_streams::{
-    Consumed, Grouped, Materialized, Produced, StreamsBuilder, StreamsConfig, serdes,
+    Consumed, Grouped, Materialized, Produced, StreamsBuilder, StreamsConfig, Topology, serdes,
 };
 
 fn input(store: &Store) {
@@ -227,6 +227,17 @@ fn an_aggregate_takes_the_latest_time_of_its_records() {
     assert_eq!(values_and_times(&store, "wcounts"), expected);
 }
 
+/// Counts of `in` per key (store `c`, with a changelog), written to `counts`.
+fn counts_of_in() -> Topology {
+    let b = StreamsBuilder::new();
+    b.stream("in", strings())
+        .group_by_key()
+        .count(Materialized::named("c"))
+        .to_stream()
+        .to("counts", Produced::with(serdes::string(), serdes::i64()));
+    b.build().unwrap()
+}
+
 /// From the streams review: an aggregate made from a record without a timestamp (-1)
 /// was written to its changelog with the commit's wall-clock time, so after a restart
 /// the restored aggregate's time was the commit's and every later update carried it:
@@ -237,15 +248,7 @@ fn an_aggregate_of_a_record_without_time_restores_without_one() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     create_topics(&store, &[("in", 1), ("counts", 1)]);
-    let topology = || {
-        let b = StreamsBuilder::new();
-        b.stream("in", strings())
-            .group_by_key()
-            .count(Materialized::named("c"))
-            .to_stream()
-            .to("counts", Produced::with(serdes::string(), serdes::i64()));
-        b.build().unwrap()
-    };
+    let topology = counts_of_in;
     let config = || StreamsConfig::new("untimed");
     produce(&store, "in", &[ev("k", -1, "a")]);
     let s = run_caught_up(&store, topology(), config());
@@ -274,14 +277,8 @@ fn internal_topics_take_the_times_their_inputs_took() {
         .unwrap()
         .as_millis() as i64
         + 2 * 86_400_000;
-    let b = StreamsBuilder::new();
-    b.stream("in", strings())
-        .group_by_key()
-        .count(Materialized::named("c"))
-        .to_stream()
-        .to("counts", Produced::with(serdes::string(), serdes::i64()));
     produce(&store, "in", &[ev("k", later, "a")]);
-    let s = run_caught_up(&store, b.build().unwrap(), StreamsConfig::new("future"));
+    let s = run_caught_up(&store, counts_of_in(), StreamsConfig::new("future"));
     s.close().unwrap();
     assert_eq!(values_and_times(&store, "counts"), [(1, later)]);
 }
