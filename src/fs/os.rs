@@ -184,8 +184,41 @@ impl File for OsFile {
 }
 
 #[derive(Debug)]
-struct OsLock(#[allow(dead_code)] fs::File);
+struct OsLock {
+    _file: fs::File,
+    /// Device and inode of the locked file, while this process holds it.
+    id: Option<(u64, u64)>,
+}
 impl DirLock for OsLock {}
+
+impl Drop for OsLock {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            let mut held = HELD.lock();
+            if let Some(at) = held.iter().position(|h| *h == id) {
+                held.swap_remove(at);
+            }
+        }
+    }
+}
+
+/// The files this process holds locked, by device and inode: a second open within
+/// the process is refused naming this process without asking the system, whose list
+/// of locks is not read atomically (see `lock_holder`).
+static HELD: parking_lot::Mutex<Vec<(u64, u64)>> = parking_lot::Mutex::new(Vec::new());
+
+fn file_id(meta: &fs::Metadata) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        None
+    }
+}
 
 impl FileSystem for OsFs {
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn File>> {
@@ -262,7 +295,13 @@ impl FileSystem for OsFs {
         let started = std::time::Instant::now();
         loop {
             match f.try_lock() {
-                Ok(()) => return Ok(Box::new(OsLock(f))),
+                Ok(()) => {
+                    let id = f.metadata().ok().as_ref().and_then(file_id);
+                    if let Some(id) = id {
+                        HELD.lock().push(id);
+                    }
+                    return Ok(Box::new(OsLock { _file: f, id }));
+                }
                 Err(fs::TryLockError::WouldBlock)
                     if started.elapsed() < std::time::Duration::from_millis(100) =>
                 {
@@ -275,30 +314,62 @@ impl FileSystem for OsFs {
             }
         }
     }
-    #[cfg(target_os = "linux")]
     fn lock_holder(&self, path: &Path) -> Option<u32> {
-        use std::os::unix::fs::MetadataExt;
         let meta = fs::metadata(path).ok()?;
-        let dev = meta.dev();
-        // glibc's gnu_dev_major/minor.
-        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
-        let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
-        let id = format!("{major:02x}:{minor:02x}:{}", meta.ino());
-        // Lines read `1: FLOCK  ADVISORY  WRITE 4242 fd:01:1234 0 EOF`: the pid, then
-        // major:minor:inode (hex, hex, decimal) of the locked file.
-        let locks = fs::read_to_string("/proc/locks").ok()?;
+        if file_id(&meta).is_some_and(|id| HELD.lock().contains(&id)) {
+            return Some(std::process::id());
+        }
+        other_lock_holder(&meta)
+    }
+}
+
+/// The process holding a lock on the file `meta` describes, from `/proc/locks`.
+#[cfg(target_os = "linux")]
+fn other_lock_holder(meta: &fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = meta.dev();
+    // glibc's gnu_dev_major/minor.
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let id = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    // Lines read `1: FLOCK  ADVISORY  WRITE 4242 fd:01:1234 0 EOF`: the pid, then
+    // major:minor:inode (hex, hex, decimal) of the locked file.
+    let find = |locks: &str| {
         locks.lines().find_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let at = fields.iter().position(|f| *f == "FLOCK")?;
             let pid = fields.get(at + 3)?.parse().ok()?;
             (*fields.get(at + 4)? == id).then_some(pid)
         })
-    }
+    };
+    // The kernel lists the locks a page at a time, each page from the list as it is
+    // then: a lock taken or released by someone else between two pages shifts the
+    // list, and one line can be missed. Read it again before naming no one.
+    (0..3).find_map(|_| find(&fs::read_to_string("/proc/locks").ok()?))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn other_lock_holder(_: &fs::Metadata) -> Option<u32> {
+    None
 }
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+
+    /// The system's list of locks names the process holding one (here this one,
+    /// which `lock_holder` answers without asking the system).
+    #[test]
+    fn the_system_names_a_lock_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = fs::metadata(dir.path()).unwrap();
+        assert_eq!(other_lock_holder(&meta), None);
+        let lock = OsFs.lock(dir.path()).unwrap();
+        assert_eq!(other_lock_holder(&meta), Some(std::process::id()));
+        assert_eq!(OsFs.lock_holder(dir.path()), Some(std::process::id()));
+        drop(lock);
+        assert_eq!(OsFs.lock_holder(dir.path()), None);
+    }
 
     /// What O_DIRECT reads of a synced file is what was written, at any position and
     /// length (aligned or not, past the end cut short); `None` only where the file

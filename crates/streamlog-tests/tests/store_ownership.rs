@@ -134,7 +134,7 @@ fn a_second_writer_is_refused_whatever_files_are_removed() {
     match &err {
         Error::Locked { path, holder } => {
             assert_eq!(path, tmp.path());
-            if cfg!(target_os = "linux") {
+            if cfg!(unix) {
                 assert_eq!(*holder, Some(std::process::id()), "{err}");
             }
         }
