@@ -54,8 +54,17 @@ const LSO_AT: usize = LAST_AT + 8;
 /// One entry: 34 bytes.
 pub(crate) const TXN_ENTRY: usize = LSO_AT + 8;
 
-/// The largest `.txnindex` read (about two million aborted transactions in one segment).
+/// A `.txnindex` up to this size is read as it is (about two million aborted
+/// transactions); a larger one only up to what its segment can back.
 const MAX_TXN_INDEX_BYTES: u64 = 64 << 20;
+
+/// The most bytes a `.txnindex` of a segment of `log_len` bytes holds: every entry
+/// stands for a batch of its segment (its ABORT marker or, once cleaned, a batch the
+/// cleaner kept), and batches are at least `RECORD_BATCH_OVERHEAD` bytes.
+fn txn_index_bound(log_len: u64) -> u64 {
+    let entries = log_len / crate::format::batch::RECORD_BATCH_OVERHEAD as u64 + 1;
+    (entries * TXN_ENTRY as u64).max(MAX_TXN_INDEX_BYTES)
+}
 
 impl AbortedTxn {
     /// The entry's 34 bytes.
@@ -181,11 +190,24 @@ impl TxnIndex {
                 .map_err(io_ctx(format!("open {p}")))?;
             let len = f.len().map_err(io_ctx(format!("stat {p}")))?;
             if len > MAX_TXN_INDEX_BYTES {
-                return Err(Error::corruption(
-                    &self.path,
-                    0,
-                    format!("{len} bytes is more than a transaction index holds"),
-                ));
+                // Bounded by the segment, not a fixed size, so that no index written
+                // for a segment of many aborted transactions is refused.
+                let log = self.path.with_extension("log");
+                let log_len = match fs.open(&log, false) {
+                    Ok(f) => f.len().map_err(io_ctx(format!("stat {}", log.display())))?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+                    Err(e) => return Err(Error::io(format!("open {}", log.display()), e)),
+                };
+                if len > txn_index_bound(log_len) {
+                    return Err(Error::corruption(
+                        &self.path,
+                        0,
+                        format!(
+                            "{len} bytes is more than the transaction index of a \
+                             {log_len}-byte segment holds"
+                        ),
+                    ));
+                }
             }
             let bytes = f
                 .read_exact_at(0, len as usize)
@@ -407,6 +429,33 @@ mod tests {
         let mut v1 = bytes[..whole].to_vec();
         v1[1] = 1;
         assert!(decode_entries(&v1, 0).unwrap_err().1.contains("version"));
+    }
+
+    /// An index past the fixed size is read if its segment is large enough to hold
+    /// that many aborted transactions, and refused otherwise.
+    #[test]
+    fn a_large_index_is_bounded_by_its_segment() {
+        let fs = SimFs::new();
+        fs.create_dir_all(Path::new("/d")).unwrap();
+        let path = PathBuf::from("/d/00000000000000000000.txnindex");
+        let n = MAX_TXN_INDEX_BYTES as usize / TXN_ENTRY + 1;
+        let mut bytes = Vec::with_capacity(n * TXN_ENTRY);
+        for i in 0..n as i64 {
+            bytes.extend_from_slice(&entry(1, 2 * i, 2 * i + 1).encode());
+        }
+        fs.open(&path, true)
+            .unwrap()
+            .write_all_at(&bytes, 0)
+            .unwrap();
+        let small = TxnIndex::new(path.clone(), 0, false).entries(&fs);
+        assert!(matches!(small, Err(Error::Corruption { .. })), "no segment");
+        // A segment of `n` marker-sized batches backs every entry.
+        let log = fs.open(&path.with_extension("log"), true).unwrap();
+        let marker = crate::format::batch::RECORD_BATCH_OVERHEAD as u64;
+        log.set_len(n as u64 * marker).unwrap();
+        let read = TxnIndex::new(path.clone(), 0, false).entries(&fs).unwrap();
+        assert_eq!(read.len(), n);
+        assert_eq!(read[n - 1], entry(1, 2 * n as i64 - 2, 2 * n as i64 - 1));
     }
 
     #[test]
