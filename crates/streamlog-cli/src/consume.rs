@@ -45,8 +45,9 @@ pub struct Consume {
     #[arg(long, conflicts_with = "group")]
     partition: Option<i32>,
     /// Keep waiting for new records (until --max-messages or the process is stopped)
-    /// instead of stopping at the end of the topic as it was at the start. Not with
-    /// --group, which holds the store as its writer: no record could arrive
+    /// instead of stopping at the end of the topic as it was at the start; partitions
+    /// added meanwhile are read from their start. Not with --group, which holds the
+    /// store as its writer: no record could arrive
     #[arg(long, conflicts_with = "group")]
     follow: bool,
     /// Stop after this many records
@@ -191,9 +192,17 @@ fn run_read_only(c: &Consume, out: &mut dyn Write) -> Result<usize, String> {
     }
     let limit = c.max_messages.unwrap_or(usize::MAX);
     let mut printed = 0;
-    // With several partitions, each waits briefly in turn.
-    let wait = Duration::from_millis(100) / parts.len().min(100) as u32;
+    // Following the whole topic, partitions added meanwhile are followed too, each
+    // from its start: every record in them came after this run began.
+    let mut known = count;
+    let mut looked = Instant::now();
     'reading: while printed < limit {
+        if c.follow && c.partition.is_none() && looked.elapsed() >= ADDED_PARTITIONS_EVERY {
+            looked = Instant::now();
+            follow_added(&store, &c.topic, &mut known, &mut parts);
+        }
+        // With several partitions, each waits briefly in turn.
+        let wait = Duration::from_millis(100) / parts.len().min(100) as u32;
         let mut caught_up = true;
         for (part, position, end) in &mut parts {
             let (records, next) = if c.follow {
@@ -244,6 +253,33 @@ fn run_read_only(c: &Consume, out: &mut dyn Write) -> Result<usize, String> {
     }
     out.flush().map_err(|e| e.to_string())?;
     Ok(printed)
+}
+
+/// How often a read-only `--follow` looks for partitions added to its topic.
+const ADDED_PARTITIONS_EVERY: Duration = Duration::from_secs(1);
+
+/// Adds to `parts` the partitions of `topic` past the `known` count, each from its log
+/// start. One not readable yet (its directory still being made) is looked for again
+/// next time; a topic no longer there adds nothing (the partitions read report that).
+fn follow_added(
+    store: &streamlog::ReadOnlyStore,
+    topic: &str,
+    known: &mut i32,
+    parts: &mut Vec<(streamlog::ReadOnlyPartition, i64, i64)>,
+) {
+    let Ok(count) = store.topic_config(topic).map(|t| t.partition_count()) else {
+        return;
+    };
+    while *known < count {
+        let Ok(part) = store.partition(topic, *known) else {
+            return;
+        };
+        let Ok(start) = part.log_start_offset() else {
+            return;
+        };
+        parts.push((part, start, start));
+        *known += 1;
+    }
 }
 
 /// One record to print, from a consumer or a read-only partition.

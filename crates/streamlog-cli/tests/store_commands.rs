@@ -524,6 +524,42 @@ fn a_read_only_follow_prints_records_as_it_reads_them() {
     assert_eq!(got, ["x", "y"]);
 }
 
+/// A read-only `consume --follow` of a topic follows partitions added while it runs,
+/// from their start (it read only the partitions there when it began).
+#[test]
+fn a_read_only_follow_reads_partitions_added_meanwhile() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = &store_dir(tmp.path());
+    ok(&["topics", "create", "--dir", d, "t"]);
+    produce(d, "t", &[], "x\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_streamlog"))
+        .args(["consume", "--dir", d, "t", "--follow", "--from-beginning"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    // A failure guard, not a timing: each line comes within about a second.
+    let hang = std::time::Duration::from_secs(60);
+    let first = rx.recv_timeout(hang);
+    ok(&["topics", "alter", "--dir", d, "t", "--partitions", "2"]);
+    produce(d, "t", &["--partition", "1"], "y\n");
+    let second = rx.recv_timeout(hang);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(first.as_deref(), Ok("x"));
+    assert_eq!(second.as_deref(), Ok("y"), "the added partition's record");
+}
+
 /// `produce` takes lines of bytes, as Kafka's console producer does: a line that is
 /// not UTF-8 is sent as it is (it failed the command after the lines before it were
 /// sent), and its key is split at the separator's bytes.
