@@ -141,6 +141,12 @@ impl Catalog {
             Arc::new(TopicState::new(name, id, meta.config, parts)),
         );
         self.bump_metadata_epoch();
+        // Consumers waiting for a topic by this name (subscribed, or following one
+        // deleted) find it now, not at the first append: one that then resolved its
+        // position to the end would skip the records up to it. Outside `ddl`: a waker
+        // may poll its task inline, and that task may change topics too.
+        drop(ddl);
+        self.notifier.notify();
         Ok(())
     }
 
@@ -286,6 +292,7 @@ impl Catalog {
         t.partitions.write().extend(new);
         *t.config.write() = meta.config;
         self.bump_metadata_epoch();
+        drop(ddl);
         self.notifier.notify();
         Ok(())
     }

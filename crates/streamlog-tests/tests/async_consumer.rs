@@ -512,3 +512,41 @@ fn a_panicking_waker_neither_fails_the_append_nor_keeps_others_asleep() {
         "the other task was woken"
     );
 }
+
+/// A consumer waiting in `recv` for a topic not yet created was not woken by its
+/// creation, only by the first append; it then took its position at the end (the
+/// default `latest` reset) and skipped every record up to that append.
+#[test]
+fn creating_a_topic_wakes_a_consumer_waiting_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        StoreConfig::default().background_maintenance(false),
+    )
+    .unwrap();
+    let mut c = store.consumer(ConsumerConfig::new("g")).unwrap();
+    c.subscribe(["orders"]).unwrap();
+    let woken = std::sync::Arc::new(Counting(Default::default()));
+    let waker = Waker::from(woken.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut waiting = pin!(c.recv());
+    assert!(waiting.as_mut().poll(&mut cx).is_pending());
+    store
+        .create_topic("orders", TopicConfig::default())
+        .unwrap();
+    assert!(
+        woken.0.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the new topic woke no one"
+    );
+    // Woken, the consumer takes the new topic's partition (empty: its end is 0)...
+    assert!(waiting.as_mut().poll(&mut cx).is_pending());
+    // ...so the first record is not skipped.
+    let p = store.topic("orders").unwrap().partition(0).unwrap();
+    p.append(&[Record::new(0, Some("k"), Some("first"))])
+        .unwrap();
+    let Poll::Ready(records) = waiting.as_mut().poll(&mut cx) else {
+        panic!("an appended record is returned");
+    };
+    let offsets: Vec<i64> = records.unwrap().iter().map(|r| r.offset()).collect();
+    assert_eq!(offsets, [0]);
+}
