@@ -86,6 +86,10 @@ impl Consumer {
             self.check_not_in_callback("recv")?;
             self.check_reading("recv")?;
             let seen = self.sync_and_commit()?;
+            // Checked again after the sequence was read: a close that came between the
+            // check above and that read woke no one later (its wake-ups were counted
+            // in `seen`), and this task would wait for ever.
+            self.check_open()?;
             let records = self.fetch()?;
             Ok((seen, records))
         })();
