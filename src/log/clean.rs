@@ -495,7 +495,9 @@ impl Log {
         // The snapshots must not keep the removed markers' transactions open.
         let removed = std::mem::take(&mut ctx.removed_markers);
         let written = written.and_then(|w| {
-            self.apply_removed_markers(&removed)?;
+            self.apply_removed_markers(&removed, |pid, from, to| {
+                ctx.txn.kept_marker_between(pid, from, to)
+            })?;
             Ok(w)
         });
         self.swap_group(group, file.as_ref(), written)

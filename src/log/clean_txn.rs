@@ -81,6 +81,9 @@ pub(super) struct TxnCleaning {
     ends: HashMap<i64, ProducerEnd>,
     /// The entries of the ABORT markers of the group being written that keep theirs.
     entries: Vec<AbortedTxn>,
+    /// Per producer, the offsets of the COMMIT and ABORT markers the pass kept, in
+    /// order (see [`kept_marker_between`](Self::kept_marker_between)).
+    kept_markers: HashMap<i64, Vec<i64>>,
 }
 
 /// Which transaction a data batch belongs to, for [`TxnCleaning::retained`].
@@ -223,7 +226,7 @@ impl TxnCleaning {
                 }
             }
         }
-        if met.retained || producer_last {
+        let fate = if met.retained || producer_last {
             MarkerFate::Keep
         } else if !h.has_delete_horizon() {
             MarkerFate::Stamp
@@ -231,7 +234,26 @@ impl TxnCleaning {
             MarkerFate::Remove
         } else {
             MarkerFate::Wait(h.base_timestamp)
+        };
+        if fate != MarkerFate::Remove {
+            self.kept_markers
+                .entry(pid)
+                .or_default()
+                .push(h.base_offset);
         }
+        fate
+    }
+
+    /// Whether the pass kept a COMMIT or ABORT marker of `pid` at an offset in
+    /// `from..to`. A removed marker at `to` closes the transaction a snapshot at
+    /// `from` holds open only if none did: a replay from that snapshot meets such a
+    /// marker, which closes the snapshot's transaction, and the removed marker's
+    /// transaction began after it (it has no batch left, so a replay never opens it).
+    pub(super) fn kept_marker_between(&self, pid: i64, from: i64, to: i64) -> bool {
+        self.kept_markers.get(&pid).is_some_and(|kept| {
+            let i = kept.partition_point(|&o| o < from);
+            kept.get(i).is_some_and(|&o| o < to)
+        })
     }
 
     /// The `.txnindex` entries of the group just written (its ABORT markers that keep

@@ -131,12 +131,19 @@ impl Log {
     /// holds it open; a replay from it (a truncation, an open after a crash) over the
     /// cleaned log would never meet the marker and reopen the transaction for good.
     /// The marker's transaction has no batch left in the cleaned log, so applying it
-    /// to the snapshot is what a replay meeting it would have done. Done before the
-    /// swap: until the swap the log still holds the markers, and meeting one whose
-    /// transaction is closed already changes nothing. A snapshot that cannot be read is
-    /// left (a replay does not use it); a write that fails part-way leaves it
-    /// unreadable; a failed fsync poisons the log.
-    pub(super) fn apply_removed_markers(&self, markers: &[Batch]) -> Result<()> {
+    /// to the snapshot is what a replay meeting it would have done. A marker is not
+    /// applied to a snapshot when `kept(producer, snapshot, marker)` says a marker of
+    /// its producer that the log keeps lies between them: that one closes what the
+    /// snapshot holds open (the removed marker's transaction began after it). Done
+    /// before the swap: until the swap the log still holds the markers, and meeting
+    /// one whose transaction is closed already changes nothing. A snapshot that cannot
+    /// be read is left (a replay does not use it); a write that fails part-way leaves
+    /// it unreadable; a failed fsync poisons the log.
+    pub(super) fn apply_removed_markers(
+        &self,
+        markers: &[Batch],
+        kept: impl Fn(i64, i64, i64) -> bool,
+    ) -> Result<()> {
         let Some(last) = markers.last().map(Batch::base_offset) else {
             return Ok(());
         };
@@ -149,7 +156,9 @@ impl Log {
             };
             let before = states.encode_snapshot();
             let mut aborted = Vec::new();
-            for m in markers.iter().filter(|m| m.base_offset() >= offset) {
+            for m in markers.iter().filter(|m| {
+                m.base_offset() >= offset && !kept(m.header().producer_id, offset, m.base_offset())
+            }) {
                 self.replay_batch(m, &mut states, &mut aborted);
             }
             let bytes = states.encode_snapshot();

@@ -765,3 +765,36 @@ fn a_transaction_whose_marker_compaction_removed_stays_closed_after_a_truncation
     assert!(log.open_transactions().is_empty());
     assert_eq!(log.last_stable_offset(), log.log_end_offset());
 }
+
+/// A removed marker was applied to every snapshot below it, closing whatever
+/// transaction its producer had open there, also one that a kept marker between them
+/// closed: that transaction (open again after a truncation below its marker) was taken
+/// for closed, and its record for stable.
+#[test]
+fn a_removed_marker_leaves_alone_a_snapshot_whose_transaction_a_kept_marker_ends() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let fs = SimFs::new();
+    let log = open_sim(&fs, config(&clock)).unwrap();
+    let mut w = Writer::default();
+    w.put(&log, 10, true, "k1", "a"); // 0
+    log.roll().unwrap(); // a snapshot at 1: producer 10's transaction open since 0
+    w.put(&log, 10, true, "k2", "b"); // 1
+    end(&log, 10, Commit); // 2: kept (k1 and k2 stay)
+    w.put(&log, 10, true, "k3", "x"); // 3
+    end(&log, 10, Commit); // 4: removed (k3 is replaced at 5)
+    w.put(&log, 10, false, "k3", "y"); // 5
+    log.roll().unwrap();
+    w.put(&log, -1, false, "z", "z"); // 6
+    log.clean(&policy(T0)).unwrap();
+    clock.set(T0 + DAY);
+    let out = log.clean(&policy(T0 + DAY)).unwrap();
+    assert_eq!(out.markers_removed, 1, "{out:?}");
+
+    // Below the kept marker, the first transaction is open again.
+    log.truncate_to(1).unwrap();
+    assert_eq!(log.open_transactions(), [(10, 0)], "the first transaction");
+    assert_eq!(log.last_stable_offset(), 0);
+    drop(log);
+    let log = open_sim(&fs.crash_image(CrashImage::DropAll), config(&clock)).unwrap();
+    assert_eq!(log.open_transactions(), [(10, 0)]);
+}
