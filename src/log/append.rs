@@ -229,7 +229,7 @@ impl Log {
             position,
         };
         match marker {
-            Some(m) => self.record_marker(&mut w, &seg, m, base_offset),
+            Some(m) => self.record_marker(&mut w, &seg, m, base_offset, max_timestamp),
             None => w.producers.record(&header, appended),
         }
         // A transaction this batch opened bounds the last stable offset before the end

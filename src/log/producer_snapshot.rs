@@ -270,7 +270,7 @@ mod tests {
         let mut s = ProducerStates::default();
         let h = txn_header(7, 2, 0);
         s.record(&h, info(&h, 10, 0));
-        s.record_marker(9, 0, 4, 11);
+        s.record_marker(9, 0, 4, 11, -1);
         let h = txn_header(9, 0, 0);
         s.record(&h, info(&h, 12, 0));
         let bytes = s.encode_snapshot();

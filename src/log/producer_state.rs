@@ -303,15 +303,19 @@ impl ProducerStates {
         Ok(())
     }
 
-    /// Records a marker appended at `offset` (checked by [`check_marker`](Self::check_marker),
-    /// or read from the log): the producer's epoch rises to the marker's, and its open
-    /// transaction, if any, is closed and returned.
+    /// Records a marker appended at `offset` with time `timestamp` (checked by
+    /// [`check_marker`](Self::check_marker), or read from the log): the producer's epoch
+    /// rises to the marker's, its time to the marker's (as Kafka's producer state does:
+    /// a producer is remembered for the expiration after its last marker too, also the
+    /// epoch a fencing marker gave it), and its open transaction, if any, is closed and
+    /// returned.
     pub(crate) fn record_marker(
         &mut self,
         producer_id: i64,
         epoch: i16,
         coordinator_epoch: i32,
         offset: i64,
+        timestamp: i64,
     ) -> Option<CompletedTxn> {
         let entry = self
             .producers
@@ -320,6 +324,7 @@ impl ProducerStates {
         if epoch > entry.epoch {
             entry.set_epoch(epoch);
         }
+        entry.last_timestamp = entry.last_timestamp.max(timestamp);
         entry.coordinator_epoch = entry.coordinator_epoch.max(coordinator_epoch);
         let first = entry.txn_first_offset.take()?;
         self.open_txns.remove(&first);
@@ -349,9 +354,10 @@ impl ProducerStates {
     }
 
     /// Forgets producers that have written nothing for `max_age_ms` (Kafka's
-    /// `producer.id.expiration.ms`): their last batch's max timestamp is that old, and
-    /// no transaction of theirs is open. A producer whose time is not known (known by a
-    /// marker only) is given `now_ms` as its time. Returns how many were forgotten.
+    /// `producer.id.expiration.ms`): their last batch's max timestamp (or marker's
+    /// time) is that old, and no transaction of theirs is open. A producer whose time
+    /// is not known (a marker without one) is given `now_ms` as its time. Returns how
+    /// many were forgotten.
     pub(crate) fn expire(&mut self, now_ms: i64, max_age_ms: i64) -> usize {
         let before = self.producers.len();
         self.producers.retain(|_, e| {
@@ -567,7 +573,7 @@ pub(super) mod tests {
             s.check(&txn_header(7, 0, 2, true)).unwrap(),
             Verdict::Append
         );
-        let done = s.record_marker(7, 0, 0, 13).unwrap();
+        let done = s.record_marker(7, 0, 0, 13, -1).unwrap();
         assert_eq!(
             done,
             CompletedTxn {
@@ -579,7 +585,7 @@ pub(super) mod tests {
         assert_eq!(s.first_open_offset(), Some(11));
         assert_eq!(s.check(&plain).unwrap(), Verdict::Append);
         // A marker without an open transaction closes nothing.
-        assert_eq!(s.record_marker(7, 0, 0, 14), None);
+        assert_eq!(s.record_marker(7, 0, 0, 14, -1), None);
     }
 
     #[test]
@@ -597,7 +603,7 @@ pub(super) mod tests {
         ));
         // A higher epoch (a new producer with the same transactional id) raises it.
         s.check_marker(7, 2, 5).unwrap();
-        assert!(s.record_marker(7, 2, 5, 1).is_some());
+        assert!(s.record_marker(7, 2, 5, 1, -1).is_some());
         assert!(matches!(
             s.check(&txn_header(7, 1, 1, true)).unwrap_err(),
             Error::InvalidProducerEpoch { current: 2, .. }
@@ -619,7 +625,7 @@ pub(super) mod tests {
         let mut s = ProducerStates::default();
         let a = txn_header(7, 0, 0, true);
         s.record(&a, info(&a, 0, 0));
-        s.record_marker(7, 0, 3, 1);
+        s.record_marker(7, 0, 3, 1, -1);
         let mut rebuilt = ProducerStates::default();
         rebuilt.record(&a, info(&a, 0, 0));
         s.truncate_to(1, &rebuilt);

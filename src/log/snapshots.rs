@@ -400,6 +400,7 @@ impl Log {
             h.producer_epoch,
             marker.coordinator_epoch.unwrap_or(-1),
             h.base_offset,
+            h.max_timestamp,
         );
         if let Some(t) = done.filter(|_| marker.kind == ControlRecordType::Abort) {
             aborted.push(AbortedTxn {

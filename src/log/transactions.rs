@@ -137,10 +137,21 @@ impl Log {
     /// end offset is published): the producer state, and for an ABORT that closed a
     /// transaction its `.txnindex` entry (in memory even if the write fails, which
     /// poisons the log).
-    pub(super) fn record_marker(&self, w: &mut Writer, seg: &Segment, m: Marker, offset: i64) {
-        let done =
-            w.producers
-                .record_marker(m.producer_id, m.producer_epoch, m.coordinator_epoch, offset);
+    pub(super) fn record_marker(
+        &self,
+        w: &mut Writer,
+        seg: &Segment,
+        m: Marker,
+        offset: i64,
+        timestamp: i64,
+    ) {
+        let done = w.producers.record_marker(
+            m.producer_id,
+            m.producer_epoch,
+            m.coordinator_epoch,
+            offset,
+            timestamp,
+        );
         let Some(CompletedTxn {
             producer_id,
             first_offset,

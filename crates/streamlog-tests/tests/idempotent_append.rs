@@ -537,6 +537,39 @@ fn idle_producers_are_forgotten_after_the_expiration_but_open_transactions_are_n
     );
 }
 
+/// A producer's age counts from its last marker too, as in Kafka. It counted from its
+/// last data batch's time only: a transaction of records dated (by their producer)
+/// older than the expiration had its producer forgotten by the first expiry after its
+/// end, and with it the epoch its marker fenced, so a zombie at the old epoch was
+/// taken for a new producer.
+#[test]
+fn a_producer_is_remembered_for_the_expiration_after_its_last_marker() {
+    use std::sync::Arc;
+    use streamlog::log::{ManualClock, TransactionResult};
+    const DAY: i64 = 86_400_000;
+    let now = 1_700_000_000_000;
+    let clock = Arc::new(ManualClock::new(now));
+    let fs = streamlog::fs::SimFs::new();
+    let log = common::open_sim(&fs, common::small_config().clock(clock.clone())).unwrap();
+    // Records of event time two days back, in a transaction the coordinator fences
+    // (its ABORT at epoch 1), now.
+    let mut txn = BatchBuilder::new().producer(8, 0, 0).transactional(true);
+    txn.push(now - 2 * DAY, Some(b"k"), Some(b"t"), &[])
+        .unwrap();
+    log.append(&mut txn.finish().unwrap()).unwrap();
+    log.append_marker(8, 1, 0, TransactionResult::Abort)
+        .unwrap();
+    assert_eq!(log.expire_producers(DAY), 0, "its marker is not a day old");
+    let mut zombie = BatchBuilder::new().producer(8, 0, 1).transactional(true);
+    zombie.push(now, Some(b"k"), Some(b"z"), &[]).unwrap();
+    assert!(
+        log.append(&mut zombie.finish().unwrap()).is_err(),
+        "epoch 0 was fenced"
+    );
+    clock.advance(DAY);
+    assert_eq!(log.expire_producers(DAY), 1, "a day after its marker");
+}
+
 /// Each close writes the producer snapshot at its log end; those earlier closes wrote
 /// (inside a segment now, read by no open) are removed, so reopening and appending
 /// does not leave one more snapshot per close.
