@@ -10,9 +10,9 @@ use crate::error::{Result, StreamsError};
 /// What a failure may do to results (Kafka's `processing.guarantee`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ProcessingGuarantee {
-    /// Outputs and store changes are sent, then input offsets committed: after a crash
-    /// the records since the last commit are processed again (counts may then include
-    /// them twice). Kafka's default.
+    /// Outputs and store changes are sent and fsync'd, then input offsets committed:
+    /// after a crash (a power cut too) the records since the last commit are processed
+    /// again (counts may then include them twice). Kafka's default.
     #[default]
     AtLeastOnce,
     /// Each commit interval is one transaction of the thread's producer covering the

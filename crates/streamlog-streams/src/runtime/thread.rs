@@ -2,7 +2,7 @@
 //! transactional one under exactly-once); it runs the tasks of the partitions the group
 //! gives it, and commits outputs, changelogs and input positions together.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -351,9 +351,24 @@ impl Worker {
             self.producer
                 .flush()
                 .map_err(client("flush", self.group()))?;
+            let mut written = BTreeSet::new();
             for f in self.pending.drain(..) {
-                f.wait()
+                let sent = f
+                    .wait()
                     .map_err(client("send", "an output or changelog topic"))?;
+                written.insert(TopicPartition::new(&*sent.topic, sent.partition));
+            }
+            // The positions' commit is fsync'd: the outputs and changelog records it
+            // covers must be on disk first (sent under `Acks::Leader`, they may be in
+            // the page cache only), or a power cut keeps the positions and loses what
+            // processing them wrote, and those input records are never processed again.
+            for tp in &written {
+                self.env
+                    .store
+                    .topic(tp.topic())
+                    .and_then(|t| t.partition(tp.partition()))
+                    .and_then(|p| p.flush())
+                    .map_err(client("flush", tp))?;
             }
             if !changed.is_empty() {
                 consumer
