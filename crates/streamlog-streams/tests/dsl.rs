@@ -143,6 +143,40 @@ fn grouping_after_a_key_change_repartitions() {
     assert_eq!(reds, [1, 2]);
 }
 
+/// A repartition topic keeps its records until the threads purge them below their
+/// commits (Kafka Streams' repartition topics have no retention). It had the default
+/// seven days of time retention, and its records carry their inputs' times: those of
+/// replayed or backfilled inputs (these are from 1970) could be deleted before the
+/// sub-topology reading them got to them, which then skipped them.
+#[test]
+fn repartition_topics_keep_records_until_processed_then_purge_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    input(&store);
+    let b = StreamsBuilder::new();
+    b.stream("in", strings())
+        .map(|_, v| (v.split(' ').next().unwrap_or("").to_string(), v.clone()))
+        .group_by_key_with(Grouped::with(serdes::string(), serdes::string()).named("by-color"))
+        .count(Materialized::named("color-counts"));
+    let config = StreamsConfig::new("purged").repartition_purge_interval_ms(0);
+    let s = run_caught_up(&store, b.build().unwrap(), config);
+    s.close().unwrap();
+    let topic = store.topic("purged-by-color-repartition").unwrap();
+    let settings = topic.config().settings();
+    assert_eq!((settings.retention_ms, settings.retention_bytes), (-1, -1));
+    let mut written = 0;
+    for p in 0..topic.partition_count() {
+        let p = topic.partition(p).unwrap();
+        written += p.log_end_offset();
+        assert_eq!(
+            p.log_start_offset(),
+            p.log_end_offset(),
+            "purged once processed"
+        );
+    }
+    assert_eq!(written, 5, "every input record went through it");
+}
+
 #[test]
 fn reduce_keeps_the_combined_value_per_key() {
     let dir = tempfile::tempdir().unwrap();

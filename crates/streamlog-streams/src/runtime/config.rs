@@ -87,6 +87,11 @@ pub struct StreamsConfig {
     pub poll_ms: u64,
     /// Records per poll. Default = 500.
     pub max_poll_records: usize,
+    /// How often a thread deletes the records of repartition topics below its committed
+    /// positions (Kafka Streams' `repartition.purge.interval.ms`): those topics keep
+    /// everything until then (no time or size retention, which could delete records
+    /// not read yet). Default = 30000.
+    pub repartition_purge_interval_ms: u64,
     /// A thread that does not poll for this long (a processor stalled) is removed from
     /// the group and its tasks move to other threads; when it comes back, its work
     /// since the last commit is dropped (Kafka Streams' task migration) and it rejoins.
@@ -112,6 +117,10 @@ impl fmt::Debug for StreamsConfig {
             .field("commit_interval_ms", &self.commit_interval_ms)
             .field("poll_ms", &self.poll_ms)
             .field("max_poll_records", &self.max_poll_records)
+            .field(
+                "repartition_purge_interval_ms",
+                &self.repartition_purge_interval_ms,
+            )
             .field("max_poll_interval_ms", &self.max_poll_interval_ms)
             .field("deserialization_policy", &self.deserialization_policy)
             .field("restore_listener", &self.restore_listener.is_some())
@@ -130,6 +139,7 @@ impl Default for StreamsConfig {
             commit_interval_ms: 100,
             poll_ms: 50,
             max_poll_records: 500,
+            repartition_purge_interval_ms: 30_000,
             max_poll_interval_ms: 300_000,
             deserialization_policy: DeserializationPolicy::Fail,
             restore_listener: None,
@@ -186,6 +196,13 @@ impl StreamsConfig {
     #[must_use]
     pub fn max_poll_records(mut self, n: usize) -> Self {
         self.max_poll_records = n;
+        self
+    }
+
+    /// Sets `repartition_purge_interval_ms`.
+    #[must_use]
+    pub fn repartition_purge_interval_ms(mut self, ms: u64) -> Self {
+        self.repartition_purge_interval_ms = ms;
         self
     }
 

@@ -95,6 +95,10 @@ impl Streams {
             .iter()
             .map(|s| (topology.source_topic_name(&app_id, s), s.sub))
             .collect();
+        let repartitions = (topology.sources.iter())
+            .filter(|s| s.internal)
+            .map(|s| topology.source_topic_name(&app_id, s))
+            .collect();
         let coord = Coord {
             state: Mutex::new(CoordState {
                 idle: vec![false; config.threads],
@@ -113,6 +117,7 @@ impl Streams {
                 metrics: Arc::new(Metrics::default()),
                 registry: Arc::new(Registry::default()),
                 sources,
+                repartitions,
                 stop: Default::default(),
                 coord,
             }),
@@ -241,6 +246,7 @@ impl Streams {
                 let n = subs.get(*to).cloned().flatten().map_or(written, |(n, _)| n);
                 let topic = format!("{app}-{suffix}");
                 let n = self.ensure_topic(&topic, n, CleanupPolicy::Delete)?;
+                self.keep_until_purged(&topic)?;
                 set(&mut subs, *to, n, &topic)?;
                 done[i] = true;
                 progressed = true;
@@ -272,6 +278,28 @@ impl Streams {
             }
         }
         Ok(())
+    }
+
+    /// Makes repartition topic `topic` keep its records until the threads purge them
+    /// (`repartition_purge_interval_ms`), as Kafka Streams' repartition topics have
+    /// `retention.ms` -1. The records carry their inputs' times: time retention would
+    /// delete those of replayed or backfilled inputs (older than `retention_ms`) before
+    /// the sub-topology reading them got to them, which would then skip them. Also a
+    /// topic created before this was done is changed.
+    fn keep_until_purged(&self, topic: &str) -> Result<()> {
+        let store = &self.env.store;
+        let now = store
+            .topic(topic)
+            .map_err(client("describe", topic))?
+            .config()
+            .settings();
+        if now.retention_ms == -1 && now.retention_bytes == -1 {
+            return Ok(());
+        }
+        store
+            .alter_topic_config(topic, |c| c.retention_ms(-1).retention_bytes(-1))
+            .map(drop)
+            .map_err(client("alter_topic_config", topic))
     }
 
     /// Creates `topic` with `partitions` unless it exists; returns its partition count.

@@ -2,7 +2,7 @@
 //! transactional one under exactly-once); it runs the tasks of the partitions the group
 //! gives it, and commits outputs, changelogs and input positions together.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -34,6 +34,9 @@ pub(crate) struct Env {
     pub(crate) registry: Arc<Registry>,
     /// Every source topic (full names) and its sub-topology.
     pub(crate) sources: HashMap<String, usize>,
+    /// The repartition topics (full names): the threads delete their records below
+    /// the positions they committed (`repartition_purge_interval_ms`).
+    pub(crate) repartitions: HashSet<String>,
     pub(crate) stop: AtomicBool,
     pub(crate) coord: Coord,
 }
@@ -107,6 +110,8 @@ struct Worker {
     in_transaction: bool,
     /// Positions last committed, by partition.
     committed: BTreeMap<TopicPartition, i64>,
+    /// When the repartition topics were last purged.
+    last_purge: Instant,
     /// Sends not yet known to be in the log (at-least-once).
     pending: Vec<DeliveryFuture>,
     ctx: Ctx,
@@ -378,7 +383,35 @@ impl Worker {
         }
         self.committed.extend(changed);
         Metrics::add(&self.env.metrics.commits, 1);
+        self.purge_repartitions(consumer);
         Ok(())
+    }
+
+    /// Deletes the records of the assigned repartition partitions below the positions
+    /// committed (every `repartition_purge_interval_ms`), as Kafka Streams does: those
+    /// topics have no retention, and every record below a commit was processed. A
+    /// failure is logged: the records stay until the next purge.
+    fn purge_repartitions(&mut self, consumer: &Consumer) {
+        let every = Duration::from_millis(self.env.config.repartition_purge_interval_ms);
+        if self.env.repartitions.is_empty() || self.last_purge.elapsed() < every {
+            return;
+        }
+        self.last_purge = Instant::now();
+        for tp in consumer.assignment() {
+            if !self.env.repartitions.contains(tp.topic()) {
+                continue;
+            }
+            let Some(&offset) = self.committed.get(&tp) else {
+                continue;
+            };
+            if let Err(e) = self
+                .env
+                .store
+                .delete_records(tp.topic(), tp.partition(), offset)
+            {
+                log::warn!("{}: purging {tp} below {offset}: {e}", self.env.app_id);
+            }
+        }
     }
 
     /// Passes `r` on, unless it failed because the store aborted the open transaction
@@ -611,6 +644,7 @@ fn run(env: &Arc<Env>, index: usize) -> Result<()> {
         buffered: PartitionGroup::default(),
         in_transaction: false,
         committed: BTreeMap::new(),
+        last_purge: Instant::now(),
         pending: Vec::new(),
         ctx: Ctx::new(Arc::clone(&env.metrics)),
         error: None,
