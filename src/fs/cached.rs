@@ -224,6 +224,28 @@ impl CachingFs {
         pinned
     }
 
+    /// Removes the file at `path`; `reopen`: its closed handles are reopened first
+    /// (see [`pin_path`](Self::pin_path)), else they fail from now on.
+    fn remove(&self, path: &Path, reopen: bool) -> io::Result<()> {
+        let pinned = self.pin_path(path, reopen);
+        let names = self.cache.names.write();
+        // Under the names lock: no file under `path` opens or reopens meanwhile, and a
+        // file created there after the removal is not among them.
+        let files = self.files_at(path);
+        if let Err(e) = self.inner.remove_file(path) {
+            drop(names);
+            self.unpin(&pinned);
+            return Err(e);
+        }
+        for f in &files {
+            if !f.is_open.load(Ordering::Acquire) {
+                f.gone.store(true, Ordering::Release);
+            }
+        }
+        drop(names);
+        Ok(())
+    }
+
     /// Undoes [`pin_path`](Self::pin_path): the files go back into the sweep.
     fn unpin(&self, files: &[Arc<CachedFile>]) {
         let mut dead = Vec::new();
@@ -640,23 +662,10 @@ impl FileSystem for CachingFs {
         self.inner.is_symlink(path)
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        let pinned = self.pin_path(path, false);
-        let names = self.cache.names.write();
-        // Under the names lock: no file under `path` opens or reopens meanwhile, and a
-        // file created there after the removal is not among them.
-        let files = self.files_at(path);
-        if let Err(e) = self.inner.remove_file(path) {
-            drop(names);
-            self.unpin(&pinned);
-            return Err(e);
-        }
-        for f in &files {
-            if !f.is_open.load(Ordering::Acquire) {
-                f.gone.store(true, Ordering::Release);
-            }
-        }
-        drop(names);
-        Ok(())
+        self.remove(path, false)
+    }
+    fn remove_file_in_use(&self, path: &Path) -> io::Result<()> {
+        self.remove(path, true)
     }
     fn remove_dir(&self, path: &Path) -> io::Result<()> {
         self.inner.remove_dir(path)

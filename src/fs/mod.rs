@@ -206,6 +206,12 @@ pub trait FileSystem: Send + Sync + Debug {
     fn exists(&self, path: &Path) -> io::Result<bool>;
     /// Removes a file.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Removes a file that handles open on it may still read, as POSIX keeps an
+    /// unlinked file's data for its open descriptors: a file system that closes idle
+    /// descriptors ([`CachingFs`]) reopens it first, so those reads go on.
+    fn remove_file_in_use(&self, path: &Path) -> io::Result<()> {
+        self.remove_file(path)
+    }
     /// Removes an empty directory.
     fn remove_dir(&self, path: &Path) -> io::Result<()>;
     /// Atomically renames a file, replacing `to` if it exists.

@@ -485,7 +485,7 @@ impl Recovery<'_> {
                 "{}: removing an empty segment that overlaps the previous one",
                 s.log_path.display()
             );
-            s.remove_files(fs)?;
+            s.remove_files(fs, false)?;
         }
         if let Some((idx, pos)) = plan.cut {
             let seg = &segs[idx];
@@ -494,7 +494,7 @@ impl Recovery<'_> {
                 .map_err(io_ctx(format!("truncate {}", seg.log_path.display())))?;
         }
         for s in &plan.after_cut {
-            s.remove_files(fs)?;
+            s.remove_files(fs, false)?;
         }
         Ok(())
     }

@@ -182,7 +182,7 @@ impl Log {
             .unflushed
             .retain(|s| s.base > last_doomed);
         for (seg, size) in &doomed {
-            seg.remove_files(self.fs.as_ref())?;
+            seg.remove_files(self.fs.as_ref(), false)?;
             outcome.segments_deleted += 1;
             outcome.bytes_reclaimed += size;
         }

@@ -512,12 +512,18 @@ impl Segment {
         self.txn_index.release();
     }
 
-    /// Removes the segment's files (open handles and mappings stay valid). An index file
-    /// that does not exist (recovery had not created it yet, or a `.txnindex` of a
-    /// segment without aborted transactions) is no error.
-    pub fn remove_files(&self, fs: &dyn FileSystem) -> Result<()> {
-        fs.remove_file(&self.log_path)
-            .map_err(|e| Error::io(format!("remove {}", self.log_path.display()), e))?;
+    /// Removes the segment's files (open handles and mappings stay valid; `in_use`:
+    /// readers of the current segment list may still read it, so its log stays readable
+    /// through a cache of descriptors too, see [`FileSystem::remove_file_in_use`]). An
+    /// index file that does not exist (recovery had not created it yet, or a
+    /// `.txnindex` of a segment without aborted transactions) is no error.
+    pub fn remove_files(&self, fs: &dyn FileSystem, in_use: bool) -> Result<()> {
+        if in_use {
+            fs.remove_file_in_use(&self.log_path)
+        } else {
+            fs.remove_file(&self.log_path)
+        }
+        .map_err(|e| Error::io(format!("remove {}", self.log_path.display()), e))?;
         for p in [
             self.offset_index.path(),
             self.time_index.path(),

@@ -193,9 +193,10 @@ impl Log {
         };
         sync_dir()?;
         // Readers of the current list keep reading the group until the new segment
-        // replaces it below, although its files go first: `clean_group` read every one
-        // of them, which mapped it whole (sealed), so no read needs the files again, and
-        // the pass read their `.txnindex` entries into memory.
+        // replaces it below, although its files go first: a log file is removed as
+        // one in use (its handle stays readable: the pass may have read it with pread,
+        // unmapped, and a cache of descriptors closed it since), its indexes are in
+        // memory, and the pass read their `.txnindex` entries into memory.
         // (The first segment's files are replaced by the renames below.)
         for seg in &group[1..] {
             let txn = seg.txn_index.path();
@@ -209,8 +210,12 @@ impl Log {
                 txn_exists.then_some(txn),
             ];
             for p in paths.into_iter().flatten() {
-                fs.remove_file(p)
-                    .map_err(io_ctx(format!("remove {}", p.display())))?;
+                if p == seg.log_path.as_path() {
+                    fs.remove_file_in_use(p)
+                } else {
+                    fs.remove_file(p)
+                }
+                .map_err(io_ctx(format!("remove {}", p.display())))?;
             }
         }
         sync_dir()?;

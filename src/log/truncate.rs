@@ -218,9 +218,10 @@ impl Log {
                 record_only.set(true);
             })?;
         }
-        // 2. Later segments go (unlinking keeps any live mapping valid).
+        // 2. Later segments go (unlinking keeps any live mapping valid; readers of the
+        //    list, not swapped yet, may still read them).
         for s in &segs[idx + 1..] {
-            s.remove_files(self.fs.as_ref())?;
+            s.remove_files(self.fs.as_ref(), true)?;
         }
         // 3. Cut the segment. Readers may have it mapped (the active segment too), so
         //    it is rewritten into a new file and renamed over the old one, never shrunk.

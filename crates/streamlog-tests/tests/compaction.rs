@@ -1117,10 +1117,57 @@ fn small_key_map_cleans_in_several_passes() {
 /// A compaction swap removes the group's old files before the new segment replaces the
 /// group in the readers' list, and with descriptors bounded a removed file the cache had
 /// closed cannot be reopened: a read in that window must still get the old segment's
-/// bytes (the pass read, so mapped, every segment of the group), not fail.
+/// bytes, not fail.
 #[test]
 fn a_read_during_a_compaction_swap_gets_the_old_segments_bytes() {
-    use common::intercept::{Hooks, InterceptFs};
+    compaction_swap_read(true);
+}
+
+/// The same without mappings (refused, as past the map limit or where the system has
+/// none): the pass read the group's files by `pread`, and the cache had closed the
+/// handle of one it read early when the swap removed it; a read then failed with an
+/// I/O error (`NotFound`) until the list changed.
+#[test]
+fn a_read_during_a_compaction_swap_gets_the_old_segments_bytes_unmapped() {
+    compaction_swap_read(false);
+}
+
+/// A truncation removes the later segments before the cut segment replaces them in the
+/// list: a read below the cut whose bytes run into them must not fail meanwhile.
+#[test]
+fn a_read_during_a_truncation_gets_the_old_segments_bytes_unmapped() {
+    let got = read_while_files_go(false, 8, 6, |log| {
+        log.truncate_to(6).unwrap();
+    });
+    assert_eq!(got.unwrap(), 6, "read below the cut mid-truncation");
+}
+
+fn compaction_swap_read(mapped: bool) {
+    let got = read_while_files_go(mapped, 4, 4, |log| {
+        let out = log
+            .clean(&CleanPolicy {
+                now_ms: T0,
+                force: true,
+                ..CleanPolicy::default()
+            })
+            .unwrap();
+        assert!(out.cleaned);
+        assert!(log.segments().len() < 10, "segments merged");
+    });
+    assert_eq!(got.unwrap(), 4, "read of the second segment mid-swap");
+}
+
+/// Ten segments of four records, on a file system that keeps two descriptors open (and
+/// maps nothing unless `mapped`), all read once; then `action`, during which, at the
+/// first directory fsync after the segment at `removed` lost its file, the log is read
+/// at `at`. Returns what that read's first batch starts at.
+fn read_while_files_go(
+    mapped: bool,
+    removed: i64,
+    at: i64,
+    action: impl FnOnce(&Log),
+) -> streamlog::Result<i64> {
+    use common::intercept::{Hooks, InterceptFs, Op};
     use parking_lot::Mutex;
     use std::sync::atomic::{AtomicBool, Ordering};
     use streamlog::fs::CachingFs;
@@ -1129,23 +1176,32 @@ fn a_read_during_a_compaction_swap_gets_the_old_segments_bytes() {
     type Hook = Box<dyn Fn() + Send + Sync>;
     let armed = Arc::new(AtomicBool::new(false));
     let during: Arc<Mutex<Option<Hook>>> = Arc::default();
+    let sim = SimFs::new();
+    let removed_log = dir().join(format!("{removed:020}.log"));
     let hooks = {
-        let (armed, during) = (armed.clone(), during.clone());
+        let (armed, during, sim) = (armed.clone(), during.clone(), sim.clone());
         Hooks {
-            // The new segment's index is synced after the old files were removed and
-            // before the list changes.
-            before_sync: Box::new(move |path| {
-                if path.extension().is_some_and(|e| e == "index")
+            before_op: Box::new(move |op, _| {
+                if op == Op::SyncDir
+                    && armed.load(Ordering::Acquire)
+                    && !sim.exists(&removed_log).unwrap()
                     && armed.swap(false, Ordering::AcqRel)
                     && let Some(run) = during.lock().as_ref()
                 {
                     run();
                 }
             }),
+            before_map: Box::new(move |_| {
+                if mapped {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::other("no mapping"))
+                }
+            }),
             ..Hooks::default()
         }
     };
-    let fs = CachingFs::new(Arc::new(InterceptFs::new(SimFs::new(), hooks)), 2);
+    let fs = CachingFs::new(Arc::new(InterceptFs::new(sim, hooks)), 2);
     let log = Arc::new(
         Log::open_with_fs(
             Arc::new(fs) as Arc<dyn FileSystem>,
@@ -1155,25 +1211,19 @@ fn a_read_during_a_compaction_swap_gets_the_old_segments_bytes() {
         .unwrap(),
     );
     write_ten_segments_of_four_keys(&log);
-    let second = log.segments()[1].base_offset;
+    assert_eq!(log.segments()[2].base_offset, 8);
+    read_everything(&log);
     let seen = Arc::new(Mutex::new(None));
     {
         let (log, seen) = (Arc::downgrade(&log), seen.clone());
         *during.lock() = Some(Box::new(move || {
             let log = log.upgrade().unwrap();
-            *seen.lock() = Some(log.read(second, 1 << 10).map(|b| b[0].base_offset()));
+            *seen.lock() = Some(log.read(at, 1 << 10).map(|b| b[0].base_offset()));
         }));
     }
     armed.store(true, Ordering::Release);
-    let out = log
-        .clean(&CleanPolicy {
-            now_ms: T0,
-            force: true,
-            ..CleanPolicy::default()
-        })
-        .unwrap();
-    assert!(out.cleaned);
-    assert!(log.segments().len() < 10, "segments merged");
-    let seen = seen.lock().take().expect("the hook ran during the swap");
-    assert_eq!(seen.unwrap(), second, "read of the second segment mid-swap");
+    action(&log);
+    seen.lock()
+        .take()
+        .expect("the hook ran while the files went")
 }
