@@ -242,6 +242,11 @@ impl CachingFs {
                 f.gone.store(true, Ordering::Release);
             }
         }
+        if reopen {
+            for f in &pinned {
+                f.removed_in_use.store(true, Ordering::Release);
+            }
+        }
         drop(names);
         Ok(())
     }
@@ -378,6 +383,9 @@ pub struct CachedFile {
     /// The cache closed it and its name was then removed: reopening would fail or find
     /// another file.
     gone: AtomicBool,
+    /// Its name was removed while readers could still read it (pinned open for them,
+    /// see [`FileSystem::remove_file_in_use`]) until `release_descriptor` says none can.
+    removed_in_use: AtomicBool,
 }
 
 struct Slot {
@@ -594,6 +602,23 @@ impl File for CachedFile {
     }
 
     fn release_descriptor(&self) {
+        if self.removed_in_use.swap(false, Ordering::AcqRel) {
+            // Removed in use, and its readers are done: it leaves the pins, and once
+            // closed (now, or by the sweep) it is gone for good.
+            self.gone.store(true, Ordering::Release);
+            if !self.sync_failed.load(Ordering::Acquire) {
+                self.pinned.store(false, Ordering::Release);
+            }
+            if !self.close_for_limit() && self.is_open.load(Ordering::Acquire) {
+                let mut dead = Vec::new();
+                self.cache
+                    .state
+                    .lock()
+                    .push_clock(self.me.clone(), &mut dead);
+                drop(dead);
+            }
+            return;
+        }
         self.release_if_clean();
     }
 }
@@ -635,6 +660,7 @@ impl FileSystem for CachingFs {
                 finished: AtomicU64::new(0),
                 synced: AtomicU64::new(0),
                 gone: AtomicBool::new(false),
+                removed_in_use: AtomicBool::new(false),
             });
             st.open += 1;
             st.push_clock(Arc::downgrade(&f), &mut dead);

@@ -208,7 +208,8 @@ pub trait FileSystem: Send + Sync + Debug {
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Removes a file that handles open on it may still read, as POSIX keeps an
     /// unlinked file's data for its open descriptors: a file system that closes idle
-    /// descriptors ([`CachingFs`]) reopens it first, so those reads go on.
+    /// descriptors ([`CachingFs`]) reopens it first and keeps it open, so those reads
+    /// go on, until [`File::release_descriptor`] says they are done.
     fn remove_file_in_use(&self, path: &Path) -> io::Result<()> {
         self.remove_file(path)
     }

@@ -231,6 +231,11 @@ impl Log {
         }
         *segs = Arc::new(list);
         drop(segs);
+        // Readers of the old list that still reach a removed file now fail, find the
+        // list changed, and read again.
+        for seg in &group[1..] {
+            seg.release_log_descriptor();
+        }
         // The replaced files are gone: the next flush must not fsync them.
         self.writer
             .lock()

@@ -275,6 +275,11 @@ impl Log {
         let mut list: Vec<Arc<Segment>> = segs[..idx].to_vec();
         list.push(new_seg.clone());
         *self.segments.write() = Arc::new(list);
+        // Readers of the old list that still reach a removed file now fail, find the
+        // list changed, and read again.
+        for s in &segs[idx + 1..] {
+            s.release_log_descriptor();
+        }
         w.active = new_seg;
         w.bytes_since_index = scan.bytes_since_index;
         w.first_batch_timestamp = scan.first_batch_max_timestamp;

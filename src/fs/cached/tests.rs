@@ -172,6 +172,28 @@ fn a_file_open_when_removed_stays_readable_and_a_closed_one_is_not_found() {
     assert_eq!(&open_one.read_exact_at(0, 3).unwrap()[..], b"abc");
 }
 
+/// A file removed in use is reopened for its readers (a swap or truncation removes a
+/// segment's file before readers stop reaching it), and released once they are done:
+/// it then leaves the cache's count and is not found again.
+#[test]
+fn a_file_removed_in_use_stays_readable_until_released() {
+    let (_sim, fs) = setup(1);
+    let seg = open(&fs, "seg");
+    seg.write_all_at(b"old", 0).unwrap();
+    seg.sync_data().unwrap();
+    let _other = open(&fs, "other");
+    assert_eq!(fs.open_files(), 1, "`seg` was closed for the limit");
+    fs.remove_file_in_use(Path::new("d/seg")).unwrap();
+    // Reopened and pinned before its name went: pressure does not close it.
+    let _p = pressure(&fs, 2);
+    let pinned = fs.open_files();
+    assert_eq!(&seg.read_exact_at(0, 3).unwrap()[..], b"old");
+    seg.release_descriptor();
+    assert_eq!(fs.open_files(), pinned - 1, "released: closed");
+    let e = seg.read_exact_at(0, 3).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+}
+
 /// Threads writing, reading, syncing and renaming over a cache of 3: every read sees
 /// its own file's bytes, replaced files keep theirs, nothing hangs, and what was
 /// synced is in a crash image.
