@@ -135,8 +135,10 @@ pub(crate) fn create_dir_durable(fs: &dyn FileSystem, path: &Path) -> io::Result
     if created.is_empty() {
         created.push(path.to_path_buf());
     }
+    // A relative path's first directory has the empty path as its parent: the working
+    // directory, which holds its entry and is synced as any other parent.
     for dir in created.iter().rev() {
-        if let Some(parent) = dir.parent().filter(|q| !q.as_os_str().is_empty()) {
+        if let Some(parent) = dir.parent() {
             fs.sync_dir(parent)?;
         }
     }
@@ -217,7 +219,8 @@ pub trait FileSystem: Send + Sync + Debug {
     fn remove_dir(&self, path: &Path) -> io::Result<()>;
     /// Atomically renames a file, replacing `to` if it exists.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
-    /// Makes a directory's entries (creations, removals, renames) durable.
+    /// Makes a directory's entries (creations, removals, renames) durable; the empty
+    /// path is the working directory.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     /// Takes an exclusive lock on `path`: a directory, or a file (created if missing);
     /// fails with `ErrorKind::WouldBlock` if another holder has it.

@@ -267,6 +267,11 @@ impl FileSystem for OsFs {
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         #[cfg(unix)]
         {
+            let path = if path.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                path
+            };
             fs::File::open(path)?.sync_all()
         }
         #[cfg(not(unix))]
@@ -356,6 +361,13 @@ fn other_lock_holder(_: &fs::Metadata) -> Option<u32> {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+
+    /// The empty path is the working directory (the parent of a relative path's first
+    /// directory), synced as any other.
+    #[test]
+    fn the_empty_path_syncs_the_working_directory() {
+        OsFs.sync_dir(Path::new("")).unwrap();
+    }
 
     /// The system's list of locks names the process holding one (here this one,
     /// which `lock_holder` answers without asking the system).

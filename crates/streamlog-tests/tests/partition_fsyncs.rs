@@ -27,16 +27,21 @@ fn count_at(counts: &Counts, dir: &Path) -> usize {
 
 /// A store at `/store` on the simulated file system, every operation seen by `hook`.
 fn store_with(hook: impl Fn(Op, &Path) + Send + Sync + 'static, config: StoreConfig) -> Store {
+    store_at(Path::new("/store"), hook, config)
+}
+
+/// A store at `dir` on the simulated file system, every operation seen by `hook`.
+fn store_at(
+    dir: &Path,
+    hook: impl Fn(Op, &Path) + Send + Sync + 'static,
+    config: StoreConfig,
+) -> Store {
     let hooks = Hooks {
         before_op: Box::new(hook),
         ..Hooks::default()
     };
     let fs: Arc<dyn FileSystem> = Arc::new(InterceptFs::new(SimFs::new(), hooks));
-    Store::open_with(
-        Path::new("/store"),
-        config.background_maintenance(false).file_system(fs),
-    )
-    .unwrap()
+    Store::open_with(dir, config.background_maintenance(false).file_system(fs)).unwrap()
 }
 
 #[test]
@@ -184,4 +189,26 @@ fn a_flush_across_a_roll_records_the_durable_position_once() {
     let before = *durable_syncs.lock();
     part.flush().unwrap();
     assert_eq!(*durable_syncs.lock() - before, 1);
+}
+
+/// A new store at a relative path syncs the working directory, which holds its entry:
+/// the directory's parent is the empty path there, and no directory was synced for it,
+/// so a power cut could lose the whole store after topics were created and records
+/// acknowledged as durable.
+#[test]
+fn a_new_store_at_a_relative_path_syncs_the_working_directory() {
+    let synced: Arc<Mutex<Vec<PathBuf>>> = Arc::default();
+    let seen = synced.clone();
+    let store = store_at(
+        Path::new("relative-store"),
+        move |op, path| {
+            if op == Op::SyncDir {
+                seen.lock().push(path.to_path_buf());
+            }
+        },
+        StoreConfig::default(),
+    );
+    store.close().unwrap();
+    let synced = synced.lock();
+    assert!(synced.contains(&PathBuf::new()), "{synced:?}");
 }
