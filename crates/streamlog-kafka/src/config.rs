@@ -157,7 +157,8 @@ pub struct KafkaSourceConfig {
     /// `topics` as a member of `group_id`. Default = none (subscribe).
     pub partitions: Option<Vec<TopicPartition>>,
     /// The Kafka consumer group: its members share the partitions, and the mirror
-    /// commits its progress there (informational: the mirror resumes from the store).
+    /// commits its progress there (the mirror resumes from the store; from the commit
+    /// only for a partition whose store partition holds no mirrored record).
     /// Default = `streamlog-kafka-source`.
     pub group_id: String,
     /// Settings passed to the Kafka consumer as they are (librdkafka names, as kcat's
@@ -169,6 +170,10 @@ pub struct KafkaSourceConfig {
     /// The codec of the batches written to the store. Default = `None`.
     pub compression: Compression,
     /// fsync the store partitions before committing progress to Kafka. Default = `true`.
+    /// With `false`, a power cut can lose records the group's commit has passed: a store
+    /// partition left with no mirrored record resumes from that commit, so those records
+    /// are copied again by no run. Turn it off only where the store's own flushes (or a
+    /// copy that can be redone) cover it.
     pub flush: bool,
     /// Most records appended to the store in one batch. Default = 500.
     pub max_batch_records: usize,
