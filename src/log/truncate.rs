@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use super::checkpoint::DurablePoint;
 use super::segment::{self, Segment, file_name};
 use super::{FlushState, Log, Writer};
-use crate::error::{Result, io_ctx};
+use crate::error::{Error, Result, io_ctx};
 
 impl Log {
     /// Raises the log start offset to `offset` (Kafka's `DeleteRecords`): reads below it
@@ -66,11 +66,17 @@ impl Log {
         let segs = self.snapshot();
         let idx = segs.partition_point(|s| s.base <= offset).saturating_sub(1);
         let seg = segs[idx].clone();
-        // Find the batch containing `offset` (or the first after it).
+        // Find the batch containing `offset` (or the first after it). Each header is
+        // checked against the one before it, as reads check them: the new end comes
+        // from these offsets, and one that a damaged header moved would set it wrong.
+        let rules = self.rules();
         let mut pos = 0u64;
         let mut new_end = seg.base;
         while pos < seg.size() {
             let h = self.header_at(&seg, pos, seg.size())?;
+            if let Some(reason) = segment::check_header(&h, seg.base, Some(new_end), &rules) {
+                return Err(Error::corruption(&seg.log_path, pos, reason));
+            }
             if h.last_offset() >= offset {
                 break;
             }

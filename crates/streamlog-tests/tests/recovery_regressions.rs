@@ -805,3 +805,27 @@ fn the_older_durable_slot_never_names_what_a_cut_removed() {
         assert_eq!(offsets(&log), expected, "{what}");
     }
 }
+
+/// `truncate_to` found the new end from headers it did not check against each other:
+/// a base offset damaged on disk (it is outside the CRC) set the log end below offsets
+/// the log kept, and the next appends reused them. It is now `Corruption`, and nothing
+/// is cut.
+#[test]
+fn a_truncation_over_a_damaged_base_offset_is_corruption() {
+    use streamlog::fs::FileSystem as _;
+    let fs = SimFs::new();
+    let log = open_sim(&fs, streamlog::log::LogConfig::default()).unwrap();
+    append_batches(&log, 0..1, 30);
+    append_batches(&log, 1..3, 10);
+    log.roll().unwrap();
+    append_batches(&log, 3..4, 10);
+    // In the sealed first segment, the second batch (offsets 30..39) now says it
+    // starts at 0, so it ends at 9 (damaged under the running log, not read since).
+    let second = batch(0, 30, Compression::None).len() as u64;
+    let f = fs.open(&dir().join(seg_name(0)), false).unwrap();
+    f.write_all_at(&0i64.to_be_bytes(), second).unwrap();
+    f.sync_data().unwrap();
+    let err = log.truncate_to(45).unwrap_err();
+    assert!(matches!(err, streamlog::Error::Corruption { .. }), "{err}");
+    assert_eq!(log.log_end_offset(), 60, "nothing was cut");
+}
