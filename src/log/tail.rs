@@ -174,21 +174,37 @@ impl TailReader {
     /// tail the writer's recovery will cut): not visible yet. In a segment the writer
     /// has moved past, it is corruption.
     fn next_batch(&self, c: &Cursor) -> Result<Found> {
+        if let Ok(found) = self.read_batch(c)? {
+            return Ok(found);
+        }
+        if !self.bases()?.iter().any(|&b| b > c.base) {
+            return Ok(Found::End);
+        }
+        // The writer rolls only once its last batch in this segment is whole: one seen
+        // cut short (the file's length is followed page by page while it is written)
+        // before the later segment was listed may be whole now. Read again: failing
+        // now, it is damage.
+        match self.read_batch(c)? {
+            Ok(found) => Ok(found),
+            Err(reason) => Err(Error::corruption(
+                self.dir.join(file_name(c.base, "log")),
+                c.pos,
+                reason,
+            )),
+        }
+    }
+
+    /// The batch at the cursor's position, or why it is not whole and sound.
+    fn read_batch(&self, c: &Cursor) -> Result<std::result::Result<Found, String>> {
         let path = || self.dir.join(file_name(c.base, "log"));
-        let bad = |reason: String| -> Result<Found> {
-            if self.bases()?.iter().any(|&b| b > c.base) {
-                Err(Error::corruption(path(), c.pos, reason))
-            } else {
-                Ok(Found::End)
-            }
-        };
+        let bad = |reason: String| Ok(Err(reason));
         let len = c
             .file
             .metadata()
             .map_err(io_ctx(format!("stat {}", path().display())))?
             .len();
         if len == c.pos {
-            return Ok(Found::End);
+            return Ok(Ok(Found::End));
         }
         if len < c.pos + LOG_OVERHEAD {
             return bad("a batch cut short in its header".into());
@@ -224,7 +240,7 @@ impl TailReader {
                 c.after
             ));
         }
-        Ok(Found::Batch(b))
+        Ok(Ok(Found::Batch(b)))
     }
 
     /// Moves `c` on once it has read all of its segment and the writer has started a
@@ -234,17 +250,22 @@ impl TailReader {
     /// later segment (a truncation) is looked up again by offset. Offsets after the
     /// cursor that are in a compaction's swap file not renamed into place yet (the
     /// segments it merged already unlinked) are read from the swap file itself: it is
-    /// whole and fsync'd before it gets that name. Says whether to read on.
-    fn roll(&self, c: &mut Option<Cursor>) -> Result<Rolled> {
+    /// whole and fsync'd before it gets that name. Says whether to read on. `end`: the
+    /// cursor finds the log end, which a truncation (the file replaced or removed with
+    /// no later segment) moves back: it is found again from the last segment's start.
+    fn roll(&self, c: &mut Option<Cursor>, end: bool) -> Result<Rolled> {
         let Some(cur) = c.as_ref() else {
             return Ok(Rolled::End);
         };
         let bases = self.bases()?;
         let Some(later) = bases.iter().copied().find(|&b| b > cur.base) else {
             if is_unlinked(&cur.file)? {
-                // Read on in the file that holds the offset now.
-                let next = cur.next;
-                *c = self.seek(next)?;
+                *c = match (end, bases.last()) {
+                    (true, Some(&last)) => self.seek(last)?,
+                    (true, None) => None,
+                    // Read on in the file that holds the offset now.
+                    (false, _) => self.seek(cur.next)?,
+                };
                 return Ok(if c.is_some() { Rolled::On } else { Rolled::End });
             }
             return Ok(Rolled::End);
@@ -337,7 +358,7 @@ impl TailReader {
                         }
                     }
                     Found::End => {
-                        if self.roll(&mut c)? == Rolled::End {
+                        if self.roll(&mut c, false)? == Rolled::End {
                             break;
                         }
                     }
@@ -423,7 +444,7 @@ impl TailReader {
                         cur.next = cur.next.max(b.last_offset() + 1);
                     }
                     Found::End => {
-                        if self.roll(&mut c)? == Rolled::End {
+                        if self.roll(&mut c, true)? == Rolled::End {
                             break;
                         }
                     }

@@ -670,3 +670,31 @@ fn a_read_into_a_pending_swap_never_ends_empty() {
     std::fs::rename(dir.join("00000000000000000000.log.swap"), seg(0, "log")).unwrap();
     assert_eq!(offsets(reader().read_batches(0, 1 << 20).unwrap()), all);
 }
+
+/// A tail reader's log end after a truncation it followed: the end cursor's file was
+/// replaced (the cut segment renamed over it) with no later segment, and the end was
+/// carried over from before the cut, so it stayed at the old end (waits for offsets in
+/// between returned at once) until the writer appended past it.
+#[test]
+fn a_tail_readers_log_end_follows_a_truncation_back() {
+    use streamlog::format::BatchBuilder;
+    use streamlog::log::{Log, LogConfig, TailReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let log = Log::open(&dir, LogConfig::default()).unwrap();
+    let append = |n: usize| {
+        for _ in 0..n {
+            let mut b = BatchBuilder::new();
+            b.push(1, Some(b"k"), Some(b"v"), &[]).unwrap();
+            log.append(&mut b.finish().unwrap()).unwrap();
+        }
+    };
+    append(10);
+    let mut tail = TailReader::new(&dir, streamlog::format::DecodeOptions::default());
+    assert_eq!(tail.log_end_offset().unwrap(), 10);
+    log.truncate_to(5).unwrap();
+    assert_eq!(tail.log_end_offset().unwrap(), 5);
+    append(2);
+    assert_eq!(tail.log_end_offset().unwrap(), 7);
+    log.close().unwrap();
+}
