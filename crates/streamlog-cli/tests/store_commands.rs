@@ -487,18 +487,22 @@ fn a_group_with_max_messages_commits_only_what_it_printed() {
     assert_eq!(ok(&group), "r2\nr3\nr4\n");
 }
 
-/// From an API attack: `consume --follow` without a group (the read-only path) wrote
-/// through a buffer it flushed only at exit, so nothing appeared until 8 KiB piled up,
-/// and stopping it (the way to end --follow) lost what it had read.
-#[test]
-fn a_read_only_follow_prints_records_as_it_reads_them() {
+/// A read-only `consume --follow --from-beginning` of `topic` in `dir`, and its lines
+/// as they come (the child is the caller's to kill).
+fn follow_from_beginning(
+    dir: &str,
+    topic: &str,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     use std::io::{BufRead, BufReader};
-    let tmp = tempfile::tempdir().unwrap();
-    let d = &store_dir(tmp.path());
-    ok(&["topics", "create", "--dir", d, "t"]);
-    produce(d, "t", &[], "x\ny\n");
     let mut child = Command::new(env!("CARGO_BIN_EXE_streamlog"))
-        .args(["consume", "--dir", d, "t", "--follow", "--from-beginning"])
+        .args([
+            "consume",
+            "--dir",
+            dir,
+            topic,
+            "--follow",
+            "--from-beginning",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -512,6 +516,19 @@ fn a_read_only_follow_prints_records_as_it_reads_them() {
             }
         }
     });
+    (child, rx)
+}
+
+/// From an API attack: `consume --follow` without a group (the read-only path) wrote
+/// through a buffer it flushed only at exit, so nothing appeared until 8 KiB piled up,
+/// and stopping it (the way to end --follow) lost what it had read.
+#[test]
+fn a_read_only_follow_prints_records_as_it_reads_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = &store_dir(tmp.path());
+    ok(&["topics", "create", "--dir", d, "t"]);
+    produce(d, "t", &[], "x\ny\n");
+    let (mut child, rx) = follow_from_beginning(d, "t");
     // With the output held to the exit, nothing comes: a bound, not a timing.
     let hang = std::time::Duration::from_secs(60);
     let got: Vec<Result<String, _>> = (0..2).map(|_| rx.recv_timeout(hang)).collect();
@@ -528,26 +545,11 @@ fn a_read_only_follow_prints_records_as_it_reads_them() {
 /// from their start (it read only the partitions there when it began).
 #[test]
 fn a_read_only_follow_reads_partitions_added_meanwhile() {
-    use std::io::{BufRead, BufReader};
     let tmp = tempfile::tempdir().unwrap();
     let d = &store_dir(tmp.path());
     ok(&["topics", "create", "--dir", d, "t"]);
     produce(d, "t", &[], "x\n");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_streamlog"))
-        .args(["consume", "--dir", d, "t", "--follow", "--from-beginning"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, rx) = follow_from_beginning(d, "t");
     // A failure guard, not a timing: each line comes within about a second.
     let hang = std::time::Duration::from_secs(60);
     let first = rx.recv_timeout(hang);
