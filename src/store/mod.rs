@@ -571,9 +571,13 @@ impl StoreInner {
     /// then closes the partitions.
     fn close(&self) -> Result<()> {
         self.maintenance.stop();
-        if let Some(producers) = self.producers.lock().take() {
-            crate::producer::shutdown_all(&producers);
+        // Held while the producers flush: a close racing this one (another clone's)
+        // waits for that before it closes the partitions under their appends.
+        let mut producers = self.producers.lock();
+        if let Some(list) = producers.take() {
+            crate::producer::shutdown_all(&list);
         }
+        drop(producers);
         self.catalog.close()
     }
 }
