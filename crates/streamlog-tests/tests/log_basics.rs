@@ -654,3 +654,36 @@ fn verify_says_when_the_synced_position_moved_under_it() {
     assert_eq!(check.log_end_offset, 12, "the rest is checked");
     assert!(check.batches > 0);
 }
+
+/// Kafka's rule for an offset index entry: at the start of a batch holding no offset
+/// above the entry's, which is in the segment. Kafka before 3.8 wrote one entry per
+/// append (a follower's or the cleaner's many batches: the last offset of them all at
+/// the first one's position), which verify reported as damage; an entry past the
+/// segment still is.
+#[test]
+fn verify_takes_kafkas_offset_index_entries_for_whole_appends() {
+    let sim = SimFs::new();
+    let dir = &dir();
+    let log = open_sim(&sim, small_config()).unwrap();
+    append_batches(&log, 0..12, 2);
+    let second = log.segments()[1].base_offset;
+    log.close().unwrap();
+    let index = dir.join(format!("{:020}.index", 0));
+    let bytes = sim.read_file(&index).unwrap();
+    assert!(bytes.len() >= 8, "an entry to change");
+    let last = bytes.len() - 8;
+    let with_offset = |rel: i64| {
+        let mut b = bytes.clone();
+        b[last..last + 4].copy_from_slice(&u32::try_from(rel).unwrap().to_be_bytes());
+        b
+    };
+    let check = || streamlog::log::verify_partition_dir(&sim, dir, false).unwrap();
+    // The segment's last offset, at the position of an earlier batch.
+    sim.write_file(&index, with_offset(second - 1));
+    let found = check();
+    assert!(found.index_problems.is_empty(), "{found:?}");
+    // Past the segment.
+    sim.write_file(&index, with_offset(second));
+    let found = check();
+    assert_eq!(found.index_problems.len(), 1, "{found:?}");
+}

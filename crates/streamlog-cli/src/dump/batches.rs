@@ -136,6 +136,7 @@ impl<O: Write, E: Write> Dumper<'_, O, E> {
             if self.options.verify_index {
                 valid.push(BatchInfo {
                     position,
+                    base_offset: h.base_offset,
                     last_offset: h.last_offset(),
                     max_timestamp: h.max_timestamp,
                 });

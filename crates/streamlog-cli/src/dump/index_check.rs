@@ -85,10 +85,14 @@ impl<O: Write, E: Write> Dumper<'_, O, E> {
         let real = self.real_entries::<OFFSET_ENTRY_BYTES>(path, &data)?;
         let (entries, _) = data.as_chunks::<OFFSET_ENTRY_BYTES>();
         let entries = entries.get(..real).unwrap_or_default();
-        let last_offset_at: HashMap<u64, i64> = batches
+        // Kafka's rule: each entry at the start of a batch holding no offset above the
+        // entry's, which is in the segment. (Before 3.8 Kafka wrote one entry per
+        // append: its last offset at its first batch's position.)
+        let base_offset_at: HashMap<u64, i64> = batches
             .iter()
-            .map(|b| (b.position, b.last_offset))
+            .map(|b| (b.position, b.base_offset))
             .collect();
+        let segment_last = batches.last().map_or(base - 1, |b| b.last_offset);
         let mut mismatches = 0;
         let mut previous: Option<OffsetEntry> = None;
         for (i, &[o0, o1, o2, o3, p0, p1, p2, p3]) in entries.iter().enumerate() {
@@ -110,10 +114,11 @@ impl<O: Write, E: Write> Dumper<'_, O, E> {
                     p.position
                 ));
             }
-            match last_offset_at.get(&u64::from(e.position)) {
-                Some(&last) if last == offset => {}
-                Some(&last) => reasons.push(format!(
-                    "{describe}: the batch at that position ends at offset {last}"
+            match base_offset_at.get(&u64::from(e.position)) {
+                Some(&first) if first <= offset && offset <= segment_last => {}
+                Some(&first) => reasons.push(format!(
+                    "{describe}: the batch at that position starts at offset {first}, and \
+                     the segment ends at offset {segment_last}"
                 )),
                 None => reasons.push(format!(
                     "{describe}: no valid batch starts at that position"
@@ -144,10 +149,15 @@ impl<O: Write, E: Write> Dumper<'_, O, E> {
         let real = self.real_entries::<TIME_ENTRY_BYTES>(path, &data)?;
         let (entries, _) = data.as_chunks::<TIME_ENTRY_BYTES>();
         let entries = entries.get(..real).unwrap_or_default();
-        let max_timestamp_of: HashMap<i64, i64> = batches
-            .iter()
-            .map(|b| (b.last_offset, b.max_timestamp))
-            .collect();
+        // Each entry's offset in a batch whose maxTimestamp is the entry's (Kafka names
+        // the record with that timestamp, or the batch's last offset).
+        let max_timestamp_of = |offset: i64| {
+            let i = batches.partition_point(|b| b.last_offset < offset);
+            batches
+                .get(i)
+                .filter(|b| b.base_offset <= offset)
+                .map(|b| b.max_timestamp)
+        };
         let mut mismatches = 0;
         let mut previous: Option<TimeEntry> = None;
         for (i, &[t0, t1, t2, t3, t4, t5, t6, t7, o0, o1, o2, o3]) in entries.iter().enumerate() {
@@ -174,12 +184,12 @@ impl<O: Write, E: Write> Dumper<'_, O, E> {
                     ));
                 }
             }
-            match max_timestamp_of.get(&offset) {
-                Some(&ts) if ts == e.timestamp => {}
-                Some(&ts) => reasons.push(format!(
-                    "{describe}: the batch ending at that offset has maxTimestamp {ts}"
+            match max_timestamp_of(offset) {
+                Some(ts) if ts == e.timestamp => {}
+                Some(ts) => reasons.push(format!(
+                    "{describe}: the batch holding that offset has maxTimestamp {ts}"
                 )),
-                None => reasons.push(format!("{describe}: no valid batch ends at that offset")),
+                None => reasons.push(format!("{describe}: no valid batch holds that offset")),
             }
             for reason in reasons {
                 mismatches += 1;
@@ -243,8 +253,10 @@ mod tests {
             o.out
         );
 
-        // The last entry of the first segment's index with a relative offset one too high
-        // (the last, so that it still precedes the next entry).
+        // The last entry of the first segment's index naming an offset past the segment
+        // (the last entry, so that it still follows the one before). One naming a later
+        // offset of the segment is fine: Kafka before 3.8 wrote the last offset of a
+        // whole append at its first batch's position.
         let first = *bases.first().unwrap();
         let index = segment_path(&dir, first, "index");
         let mut bytes = fs::read(&index).unwrap();
@@ -255,7 +267,9 @@ mod tests {
         let at = bytes.len() - OFFSET_ENTRY_BYTES;
         let entry = at / OFFSET_ENTRY_BYTES;
         let rel = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
-        bytes[at..at + 4].copy_from_slice(&(rel + 1).to_be_bytes());
+        let second = *bases.iter().nth(1).unwrap();
+        let past = u32::try_from(second - first).unwrap();
+        bytes[at..at + 4].copy_from_slice(&past.to_be_bytes());
         fs::write(&index, &bytes).unwrap();
         let o = dump(&["--verify-index"], &[&dir]);
         assert_eq!(o.summary.problems, 1, "{}", o.err);
@@ -263,15 +277,20 @@ mod tests {
         let want = format!(
             "error: {}: corruption at position {at}: entry {entry} (offset {}",
             index.display(),
-            first + i64::from(rel) + 1
+            second
         );
         assert!(o.err.starts_with(&want), "{}", o.err);
         assert!(
-            o.err.contains("the batch at that position ends at offset"),
+            o.err.contains("and the segment ends at offset"),
             "{}",
             o.err
         );
         assert!(o.out.contains("1 do not match the log"), "{}", o.out);
+        // A later offset of the segment at that position passes.
+        bytes[at..at + 4].copy_from_slice(&(past - 1).to_be_bytes());
+        fs::write(&index, &bytes).unwrap();
+        let o = dump(&["--verify-index"], &[&dir]);
+        assert_eq!(o.summary.problems, 0, "{}", o.err);
 
         // An entry pointing into the middle of a batch.
         bytes[at..at + 4].copy_from_slice(&rel.to_be_bytes());

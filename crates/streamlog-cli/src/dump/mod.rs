@@ -263,6 +263,7 @@ fn control_type_name(kind: ControlRecordType) -> String {
 #[derive(Debug, Clone, Copy)]
 struct BatchInfo {
     position: u64,
+    base_offset: i64,
     last_offset: i64,
     max_timestamp: i64,
 }
