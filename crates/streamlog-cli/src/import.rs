@@ -412,6 +412,9 @@ pub fn run(i: &ImportKafka, out: &mut dyn Write) -> Result<(), String> {
             dir.display()
         )
         .map_err(io)?;
+        for problem in &check.index_problems {
+            writeln!(out, "  index: {problem}").map_err(io)?;
+        }
     }
     writeln!(
         out,

@@ -73,7 +73,8 @@ enum Command {
     /// Exit status 1 if anything is wrong
     Verify(verify::Verify),
     /// Adopts a Kafka topic's partition directories as a store topic, every batch and
-    /// index entry checked first (damage is refused, never truncated)
+    /// index entry checked first (damaged batches are refused, never truncated; index
+    /// entries that disagree with their segment are reported)
     ///
     /// With --from, the topic's `<TOPIC>-<n>` directories are copied in from a stopped
     /// Kafka broker's log directory, which is only read (a progress bar on a terminal);

@@ -449,3 +449,26 @@ fn an_import_without_from_takes_a_named_log_start_checkpoint() {
     assert!(stdout.contains("clicks-0: offsets 3..5"), "{stdout}");
     assert!(stdout.contains("clicks-1: offsets 1..5"), "{stdout}");
 }
+
+/// Index entries that disagree with their segment are derived data, adopted with the
+/// topic; the import said nothing of them (only a later `verify` did), while its help
+/// said damage is refused. It now reports each.
+#[test]
+fn an_import_reports_the_index_problems_it_adopts() {
+    let (_tmp, kafka, store) = kafka_and_store_dirs();
+    kafka_topic(&kafka, "idx", 1, 300);
+    let index = kafka.join("idx-0").join("00000000000000000000.index");
+    let mut bytes = std::fs::read(&index).unwrap();
+    assert!(bytes.len() >= 8, "an index entry");
+    let last = bytes.len() - 8;
+    bytes[last..last + 4].copy_from_slice(&1_000_000u32.to_be_bytes()); // past the segment
+    std::fs::write(&index, &bytes).unwrap();
+    let (s, k) = (store.to_str().unwrap(), kafka.to_str().unwrap());
+    let out = streamlog(&["import-kafka", "--dir", s, "--from", k, "idx"]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("index: 00000000000000000000.index"),
+        "{stdout}"
+    );
+}
