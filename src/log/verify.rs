@@ -47,9 +47,9 @@ pub struct PartitionCheck {
 /// Reads and checks a whole partition directory, changing nothing: each segment's
 /// batches must be whole, pass their CRC, carry the epoch of their offset (Kafka's
 /// `leader-epoch-checkpoint`, if any) and follow each other's offsets (contiguously
-/// unless `allow_gaps`, as in a compacted topic); each `.index` entry must name a batch
-/// boundary and that batch's last offset; each `.timeindex` must pass Kafka's sanity
-/// checks.
+/// unless `allow_gaps`, as in a compacted topic); each `.index` entry must be at a
+/// batch boundary whose batch holds no offset above the entry's, within the segment;
+/// each `.timeindex` must pass Kafka's sanity checks.
 ///
 /// # Errors
 /// `Corruption` with the file and position of the first bad batch (or of segments that
