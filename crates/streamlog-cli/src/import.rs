@@ -242,6 +242,14 @@ fn copy_dirs(
                     path.display()
                 ));
             }
+            // Segments Kafka had already dropped (`.deleted`, removed a minute later) or
+            // a compaction output it never swapped in (`.cleaned`): its next start
+            // deletes them, so they are not part of the topic.
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(".deleted") || name.ends_with(".cleaned") {
+                continue;
+            }
             let len = entry.metadata().map_err(|e| err("stat", &path, e))?.len();
             files.push((path, staged.join(entry.file_name()), len));
         }

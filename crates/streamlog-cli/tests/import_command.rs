@@ -472,3 +472,30 @@ fn an_import_reports_the_index_problems_it_adopts() {
         "{stdout}"
     );
 }
+
+/// A broker stopped within a minute of a retention pass leaves the segments it dropped
+/// as `.deleted` files (its next start deletes them), and one stopped mid-compaction a
+/// `.cleaned` file it never swapped in. The import refused such a directory as an
+/// unfinished operation; it now leaves those files out.
+#[test]
+fn an_import_leaves_out_what_kafka_had_already_dropped() {
+    let (_tmp, kafka, store) = kafka_and_store_dirs();
+    kafka_topic(&kafka, "old", 1, 3);
+    let part = kafka.join("old-0");
+    let segment = std::fs::read(part.join("00000000000000000000.log")).unwrap();
+    std::fs::write(part.join("00000000000000000000.log.deleted"), &segment).unwrap();
+    std::fs::write(part.join("00000000000000000000.log.cleaned"), &segment).unwrap();
+    let before = contents(&kafka);
+    let (s, k) = (store.to_str().unwrap(), kafka.to_str().unwrap());
+    let out = streamlog(&["import-kafka", "--dir", s, "--from", k, "old"]);
+    assert!(out.status.success(), "{out:?}");
+    let copied = contents(&store.join("old-0"));
+    assert!(
+        copied
+            .keys()
+            .all(|n| !n.ends_with(".deleted") && !n.ends_with(".cleaned")),
+        "{:?}",
+        copied.keys()
+    );
+    assert_eq!(contents(&kafka), before, "the Kafka directory is only read");
+}
