@@ -258,14 +258,19 @@ impl TailReader {
             return Ok(Rolled::End);
         };
         let bases = self.bases()?;
+        if end && is_unlinked(&cur.file)? {
+            // Replaced or removed (a truncation, also one the writer rolled past since):
+            // the end may be lower now.
+            *c = match bases.last() {
+                Some(&last) => self.seek(last)?,
+                None => None,
+            };
+            return Ok(if c.is_some() { Rolled::On } else { Rolled::End });
+        }
         let Some(later) = bases.iter().copied().find(|&b| b > cur.base) else {
             if is_unlinked(&cur.file)? {
-                *c = match (end, bases.last()) {
-                    (true, Some(&last)) => self.seek(last)?,
-                    (true, None) => None,
-                    // Read on in the file that holds the offset now.
-                    (false, _) => self.seek(cur.next)?,
-                };
+                // Read on in the file that holds the offset now.
+                *c = self.seek(cur.next)?;
                 return Ok(if c.is_some() { Rolled::On } else { Rolled::End });
             }
             return Ok(Rolled::End);

@@ -696,5 +696,9 @@ fn a_tail_readers_log_end_follows_a_truncation_back() {
     assert_eq!(tail.log_end_offset().unwrap(), 5);
     append(2);
     assert_eq!(tail.log_end_offset().unwrap(), 7);
+    // A truncation the writer rolled past before the reader looked again.
+    log.truncate_to(6).unwrap();
+    log.roll().unwrap();
+    assert_eq!(tail.log_end_offset().unwrap(), 6);
     log.close().unwrap();
 }
