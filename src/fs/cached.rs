@@ -383,8 +383,9 @@ pub struct CachedFile {
     /// The cache closed it and its name was then removed: reopening would fail or find
     /// another file.
     gone: AtomicBool,
-    /// Its name was removed while readers could still read it (pinned open for them,
-    /// see [`FileSystem::remove_file_in_use`]) until `release_descriptor` says none can.
+    /// Its name was removed (or replaced by a rename) while readers could still read it
+    /// (pinned open for them, see [`FileSystem::remove_file_in_use`]) until
+    /// `forget_descriptor` says none can.
     removed_in_use: AtomicBool,
 }
 
@@ -602,9 +603,13 @@ impl File for CachedFile {
     }
 
     fn release_descriptor(&self) {
+        self.release_if_clean();
+    }
+
+    fn forget_descriptor(&self) {
         if self.removed_in_use.swap(false, Ordering::AcqRel) {
-            // Removed in use, and its readers are done: it leaves the pins, and once
-            // closed (now, or by the sweep) it is gone for good.
+            // Its name went while readers could still read it, and they are done: it
+            // leaves the pins, and once closed (now, or by the sweep) it is gone.
             self.gone.store(true, Ordering::Release);
             if !self.sync_failed.load(Ordering::Acquire) {
                 self.pinned.store(false, Ordering::Release);
@@ -617,9 +622,7 @@ impl File for CachedFile {
                     .push_clock(self.me.clone(), &mut dead);
                 drop(dead);
             }
-            return;
         }
-        self.release_if_clean();
     }
 }
 
@@ -719,6 +722,11 @@ impl FileSystem for CachingFs {
                 .extend(moved);
         }
         drop(st);
+        // The replaced files lost their name as removed ones do (see
+        // `forget_descriptor`).
+        for f in &pinned {
+            f.removed_in_use.store(true, Ordering::Release);
+        }
         drop(names);
         // Dropped after the cache's lock: a last reference's `Drop` takes it.
         drop(moved_files);

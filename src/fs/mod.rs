@@ -94,6 +94,12 @@ pub trait File: Send + Sync + Debug {
     /// default does nothing.
     fn release_descriptor(&self) {}
 
+    /// The file's name was removed ([`FileSystem::remove_file_in_use`]) or replaced by a
+    /// rename, and no reader will use this handle again: a file system that keeps such
+    /// a file open for its readers ([`CachingFs`]) closes it for good. The default does
+    /// nothing.
+    fn forget_descriptor(&self) {}
+
     /// Reads exactly `len` bytes at `pos` into a new buffer.
     fn read_exact_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
         let mut buf = vec![0u8; len];
@@ -211,7 +217,7 @@ pub trait FileSystem: Send + Sync + Debug {
     /// Removes a file that handles open on it may still read, as POSIX keeps an
     /// unlinked file's data for its open descriptors: a file system that closes idle
     /// descriptors ([`CachingFs`]) reopens it first and keeps it open, so those reads
-    /// go on, until [`File::release_descriptor`] says they are done.
+    /// go on, until [`File::forget_descriptor`] says they are done.
     fn remove_file_in_use(&self, path: &Path) -> io::Result<()> {
         self.remove_file(path)
     }

@@ -504,11 +504,11 @@ impl Segment {
         *self.mapped.view.lock() = None;
     }
 
-    /// Drops the log file's handle of a segment removed in use (see
-    /// [`remove_files`](Self::remove_files)) once no reader of the segment list can
-    /// reach it: the list no longer has it.
-    pub fn release_log_descriptor(&self) {
-        self.log.release_descriptor();
+    /// Drops the log file's handle of a segment whose file was removed in use (see
+    /// [`remove_files`](Self::remove_files)) or replaced by a rename, once no reader of
+    /// the segment list can reach it: the list no longer has it.
+    pub fn forget_log_descriptor(&self) {
+        self.log.forget_descriptor();
     }
 
     /// Drops the index files' handles of a sealed segment whose indexes are synced (its

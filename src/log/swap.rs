@@ -233,8 +233,8 @@ impl Log {
         drop(segs);
         // Readers of the old list that still reach a removed file now fail, find the
         // list changed, and read again.
-        for seg in &group[1..] {
-            seg.release_log_descriptor();
+        for seg in group {
+            seg.forget_log_descriptor();
         }
         // The replaced files are gone: the next flush must not fsync them.
         self.writer

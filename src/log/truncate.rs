@@ -283,8 +283,8 @@ impl Log {
         *self.segments.write() = Arc::new(list);
         // Readers of the old list that still reach a removed file now fail, find the
         // list changed, and read again.
-        for s in &segs[idx + 1..] {
-            s.release_log_descriptor();
+        for s in &segs[idx..] {
+            s.forget_log_descriptor();
         }
         w.active = new_seg;
         w.bytes_since_index = scan.bytes_since_index;

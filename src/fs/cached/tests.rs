@@ -173,10 +173,10 @@ fn a_file_open_when_removed_stays_readable_and_a_closed_one_is_not_found() {
 }
 
 /// A file removed in use is reopened for its readers (a swap or truncation removes a
-/// segment's file before readers stop reaching it), and released once they are done:
+/// segment's file before readers stop reaching it), and forgotten once they are done:
 /// it then leaves the cache's count and is not found again.
 #[test]
-fn a_file_removed_in_use_stays_readable_until_released() {
+fn a_file_removed_in_use_stays_readable_until_forgotten() {
     let (_sim, fs) = setup(1);
     let seg = open(&fs, "seg");
     seg.write_all_at(b"old", 0).unwrap();
@@ -189,9 +189,29 @@ fn a_file_removed_in_use_stays_readable_until_released() {
     let pinned = fs.open_files();
     assert_eq!(&seg.read_exact_at(0, 3).unwrap()[..], b"old");
     seg.release_descriptor();
-    assert_eq!(fs.open_files(), pinned - 1, "released: closed");
+    assert_eq!(fs.open_files(), pinned, "a hint does not close it");
+    seg.forget_descriptor();
+    assert_eq!(fs.open_files(), pinned - 1, "forgotten: closed");
     let e = seg.read_exact_at(0, 3).unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+
+    // The same for a file a rename replaced (the first segment of a compacted group,
+    // the cut segment of a truncation); a file still named ignores it.
+    let old = open(&fs, "cut");
+    old.write_all_at(b"abc", 0).unwrap();
+    old.sync_data().unwrap();
+    let _q = pressure(&fs, 2);
+    open(&fs, "cut.tmp").write_all_at(b"ab", 0).unwrap();
+    fs.rename(Path::new("d/cut.tmp"), Path::new("d/cut"))
+        .unwrap();
+    assert_eq!(&old.read_exact_at(0, 3).unwrap()[..], b"abc");
+    let before = fs.open_files();
+    old.forget_descriptor();
+    assert_eq!(fs.open_files(), before - 1, "forgotten: closed");
+    let named = open(&fs, "named");
+    named.write_all_at(b"n", 0).unwrap();
+    named.forget_descriptor();
+    assert_eq!(&named.read_exact_at(0, 1).unwrap()[..], b"n");
 }
 
 /// Threads writing, reading, syncing and renaming over a cache of 3: every read sees
