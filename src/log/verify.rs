@@ -48,7 +48,7 @@ pub struct PartitionCheck {
 /// batches must be whole, pass their CRC, carry the epoch of their offset (Kafka's
 /// `leader-epoch-checkpoint`, if any) and follow each other's offsets (contiguously
 /// unless `allow_gaps`, as in a compacted topic); each `.index` entry must be at a
-/// batch boundary whose batch holds no offset above the entry's, within the segment;
+/// batch boundary whose batch ends at or before the entry's offset, within the segment;
 /// each `.timeindex` must pass Kafka's sanity checks.
 ///
 /// # Errors
@@ -177,8 +177,6 @@ pub fn verify_partition_dir(
     Ok(check)
 }
 
-/// Each entry of `<base>.index` must name the start of a batch whose last offset is the
-/// entry's offset, in increasing order.
 /// Whether `bytes` of index `name` hold whole entries of `size` bytes (a problem noted
 /// in `check` if not).
 fn whole_entries(name: &str, bytes: &[u8], size: u64, check: &mut PartitionCheck) -> bool {
@@ -194,9 +192,10 @@ fn whole_entries(name: &str, bytes: &[u8], size: u64, check: &mut PartitionCheck
 
 /// Kafka's rule for `<base>.index` (the segment's offsets `base..end`): whole entries,
 /// offsets and positions increasing, and each entry's position the start of a batch
-/// holding no offset above the entry's, which is in the segment. Kafka before 3.8
+/// ending at or before the entry's offset, which is in the segment. Kafka before 3.8
 /// wrote one entry per append (the append's last offset at its first batch's position),
-/// so an entry need not be its batch's last offset, as this store writes it.
+/// so an entry need not be its batch's last offset, as this store writes it; one
+/// inside its batch no Kafka wrote.
 fn check_offset_index(
     fs: &dyn FileSystem,
     dir: &Path,
@@ -237,13 +236,13 @@ fn check_offset_index(
             )))?
             .and_then(|h| batch::BatchHeader::parse(&h).ok());
         match header {
-            Some(h) if h.base_offset <= claimed && claimed < end => {
+            Some(h) if h.last_offset() <= claimed && claimed < end => {
                 check.index_entries_checked += 1;
             }
             Some(h) => {
                 check.index_problems.push(bad(format!(
-                    "the batch there starts at offset {}, and the segment ends at {end}",
-                    h.base_offset
+                    "the batch there ends at offset {}, and the segment at {end}",
+                    h.last_offset()
                 )));
                 return Ok(());
             }

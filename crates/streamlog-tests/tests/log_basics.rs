@@ -655,8 +655,8 @@ fn verify_says_when_the_synced_position_moved_under_it() {
     assert!(check.batches > 0);
 }
 
-/// Kafka's rule for an offset index entry: at the start of a batch holding no offset
-/// above the entry's, which is in the segment. Kafka before 3.8 wrote one entry per
+/// Kafka's rule for an offset index entry: at the start of a batch ending at or before
+/// the entry's offset, which is in the segment. Kafka before 3.8 wrote one entry per
 /// append (a follower's or the cleaner's many batches: the last offset of them all at
 /// the first one's position), which verify reported as damage; an entry past the
 /// segment still is.
@@ -684,6 +684,12 @@ fn verify_takes_kafkas_offset_index_entries_for_whole_appends() {
     assert!(found.index_problems.is_empty(), "{found:?}");
     // Past the segment.
     sim.write_file(&index, with_offset(second));
+    let found = check();
+    assert_eq!(found.index_problems.len(), 1, "{found:?}");
+    // Inside its batch (of two records, the entry named its last one): no Kafka
+    // wrote that.
+    let rel = u32::from_be_bytes(bytes[last..last + 4].try_into().unwrap());
+    sim.write_file(&index, with_offset(i64::from(rel) - 1));
     let found = check();
     assert_eq!(found.index_problems.len(), 1, "{found:?}");
 }

@@ -85,12 +85,12 @@ impl<O: Write, E: Write> Dumper<'_, O, E> {
         let real = self.real_entries::<OFFSET_ENTRY_BYTES>(path, &data)?;
         let (entries, _) = data.as_chunks::<OFFSET_ENTRY_BYTES>();
         let entries = entries.get(..real).unwrap_or_default();
-        // Kafka's rule: each entry at the start of a batch holding no offset above the
-        // entry's, which is in the segment. (Before 3.8 Kafka wrote one entry per
-        // append: its last offset at its first batch's position.)
-        let base_offset_at: HashMap<u64, i64> = batches
+        // Kafka's rule: each entry at the start of a batch ending at or before the
+        // entry's offset, which is in the segment. (Before 3.8 Kafka wrote one entry
+        // per append: its last offset at its first batch's position.)
+        let last_offset_at: HashMap<u64, i64> = batches
             .iter()
-            .map(|b| (b.position, b.base_offset))
+            .map(|b| (b.position, b.last_offset))
             .collect();
         let segment_last = batches.last().map_or(base - 1, |b| b.last_offset);
         let mut mismatches = 0;
@@ -114,11 +114,11 @@ impl<O: Write, E: Write> Dumper<'_, O, E> {
                     p.position
                 ));
             }
-            match base_offset_at.get(&u64::from(e.position)) {
-                Some(&first) if first <= offset && offset <= segment_last => {}
-                Some(&first) => reasons.push(format!(
-                    "{describe}: the batch at that position starts at offset {first}, and \
-                     the segment ends at offset {segment_last}"
+            match last_offset_at.get(&u64::from(e.position)) {
+                Some(&last) if last <= offset && offset <= segment_last => {}
+                Some(&last) => reasons.push(format!(
+                    "{describe}: the batch at that position ends at offset {last}, and \
+                     the segment at offset {segment_last}"
                 )),
                 None => reasons.push(format!(
                     "{describe}: no valid batch starts at that position"
@@ -280,11 +280,7 @@ mod tests {
             second
         );
         assert!(o.err.starts_with(&want), "{}", o.err);
-        assert!(
-            o.err.contains("and the segment ends at offset"),
-            "{}",
-            o.err
-        );
+        assert!(o.err.contains("and the segment at offset"), "{}", o.err);
         assert!(o.out.contains("1 do not match the log"), "{}", o.out);
         // A later offset of the segment at that position passes.
         bytes[at..at + 4].copy_from_slice(&(past - 1).to_be_bytes());
