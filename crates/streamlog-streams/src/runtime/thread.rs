@@ -99,6 +99,10 @@ impl Coord {
     }
 }
 
+/// The most threads an at-least-once commit fsyncs its partitions with (its own
+/// included).
+const FLUSH_THREADS: usize = 4;
+
 /// The thread's state, shared with its rebalance listener (which runs inside `poll`, on
 /// the same thread, while the loop does not hold the lock).
 struct Worker {
@@ -382,8 +386,9 @@ impl Worker {
         Ok(())
     }
 
-    /// fsyncs the partitions `written`, side by side: a file system commits concurrent
-    /// fsyncs together, and the thread waits for the slowest, not for their sum.
+    /// fsyncs the partitions `written`, side by side on up to `FLUSH_THREADS` threads: a
+    /// file system commits concurrent fsyncs together, and the thread waits for about
+    /// the slowest share, not for their sum.
     fn flush_partitions(&self, written: &BTreeSet<TopicPartition>) -> Result<()> {
         let store = &self.env.store;
         let flush = |tp: &TopicPartition| {
@@ -394,18 +399,35 @@ impl Worker {
                 .map(drop)
                 .map_err(client("flush", tp))
         };
+        let written: Vec<&TopicPartition> = written.iter().collect();
         if written.len() < 2 {
-            return written.iter().try_for_each(flush);
+            return written.into_iter().try_for_each(flush);
         }
+        // A few helpers, each taking every n-th partition; one the system will not
+        // start leaves its share to this thread.
+        let helpers = written.len().min(FLUSH_THREADS);
+        let share = |i: usize| written.iter().skip(i).step_by(helpers).copied();
         std::thread::scope(|s| {
-            let flushes: Vec<_> = written
-                .iter()
-                .map(|tp| s.spawn(move || flush(tp)))
+            let started: Vec<_> = (1..helpers)
+                .map(|i| {
+                    let run = move || share(i).try_for_each(flush);
+                    std::thread::Builder::new()
+                        .name("streams-flush".into())
+                        .spawn_scoped(s, run)
+                        .map_err(|_| i)
+                })
                 .collect();
-            flushes.into_iter().try_for_each(|f| {
-                f.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
+            let mut result = share(0).try_for_each(flush);
+            for h in started {
+                let r = match h {
+                    Ok(h) => h
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                    Err(i) => share(i).try_for_each(flush),
+                };
+                result = result.and(r);
+            }
+            result
         })
     }
 
