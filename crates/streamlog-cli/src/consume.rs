@@ -77,10 +77,7 @@ pub fn run(c: &Consume, out: &mut dyn Write) -> Result<usize, String> {
             .collect()
     };
     if partitions.is_empty() {
-        return Err(format!(
-            "topic {} has no partition {:?}",
-            c.topic, c.partition
-        ));
+        return Err(no_partition(c));
     }
     let reset = if c.from_beginning {
         OffsetReset::Earliest
@@ -185,10 +182,7 @@ fn run_read_only(c: &Consume, out: &mut dyn Write) -> Result<usize, String> {
         parts.push((part, position, end));
     }
     if parts.is_empty() {
-        return Err(format!(
-            "topic {} has no partition {:?}",
-            c.topic, c.partition
-        ));
+        return Err(no_partition(c));
     }
     let limit = c.max_messages.unwrap_or(usize::MAX);
     let mut printed = 0;
@@ -253,6 +247,14 @@ fn run_read_only(c: &Consume, out: &mut dyn Write) -> Result<usize, String> {
     }
     out.flush().map_err(|e| e.to_string())?;
     Ok(printed)
+}
+
+/// The error for a `--partition` (or a topic) with nothing to read.
+fn no_partition(c: &Consume) -> String {
+    match c.partition {
+        Some(p) => format!("topic {} has no partition {p}", c.topic),
+        None => format!("topic {} has no partitions", c.topic),
+    }
 }
 
 /// How often a read-only `--follow` looks for partitions added to its topic.

@@ -790,3 +790,16 @@ fn produce_sends_records_as_large_as_the_topic_takes() {
     let printed = ok(&["consume", "--dir", d, "big", "--from-beginning"]);
     assert_eq!(printed, format!("{line}\n"));
 }
+
+/// `consume --partition` past the topic's partitions named it as Rust's debug output
+/// (`Some(5)`).
+#[test]
+fn consume_names_a_missing_partition_plainly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = &store_dir(tmp.path());
+    ok(&["topics", "create", "--dir", d, "t"]);
+    let out = streamlog(&["consume", "--dir", d, "t", "--partition", "5"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("topic t has no partition 5"), "{stderr}");
+}
