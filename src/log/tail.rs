@@ -251,8 +251,8 @@ impl TailReader {
     /// cursor that are in a compaction's swap file not renamed into place yet (the
     /// segments it merged already unlinked) are read from the swap file itself: it is
     /// whole and fsync'd before it gets that name. Says whether to read on. `end`: the
-    /// cursor finds the log end, which a truncation (the file replaced or removed with
-    /// no later segment) moves back: it is found again from the last segment's start.
+    /// cursor finds the log end, which a truncation (its file replaced or removed) moves
+    /// back: it is found again from the last segment's start.
     fn roll(&self, c: &mut Option<Cursor>, end: bool) -> Result<Rolled> {
         let Some(cur) = c.as_ref() else {
             return Ok(Rolled::End);
@@ -268,7 +268,8 @@ impl TailReader {
             return Ok(if c.is_some() { Rolled::On } else { Rolled::End });
         }
         let Some(later) = bases.iter().copied().find(|&b| b > cur.base) else {
-            if is_unlinked(&cur.file)? {
+            // (An end cursor's file was looked at above.)
+            if !end && is_unlinked(&cur.file)? {
                 // Read on in the file that holds the offset now.
                 *c = self.seek(cur.next)?;
                 return Ok(if c.is_some() { Rolled::On } else { Rolled::End });
