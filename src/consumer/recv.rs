@@ -7,6 +7,13 @@
 //! Cancellation-safe: records are taken from the partitions (positions moved) only in
 //! the same poll that returns them, so dropping a pending future or stream loses no
 //! record and moves no position.
+//!
+//! Wakers are called on the thread that caused the wake-up (an append, a flush, a
+//! group or topic change, the maintenance thread), at times while that thread holds
+//! one of the store's internal locks. Executors schedule the woken task, as every
+//! common one does. A waker that instead polls its task inline, on the calling thread,
+//! must not call back into the store from there: the call may wait for a lock its own
+//! thread holds.
 
 use std::future::Future;
 use std::pin::Pin;
