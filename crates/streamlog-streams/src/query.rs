@@ -1,8 +1,12 @@
 //! Interactive queries: read-only views of the local partitions of a state store, as
-//! the application's running tasks hold them now.
+//! the application's running tasks hold them at the time of each call.
+
+use std::any::Any;
+use std::marker::PhantomData;
+use std::sync::Arc;
 
 use crate::error::{Result, StreamsError};
-use crate::store::{KvStore, Shared, WindowStore};
+use crate::store::{KvStore, Registry, Shared, WindowStore};
 use crate::windows::{Window, Windowed};
 
 fn key_error(store: &str, reason: String) -> StreamsError {
@@ -12,21 +16,61 @@ fn key_error(store: &str, reason: String) -> StreamsError {
     }
 }
 
-/// The local partitions of a key-value store
-/// ([`Streams::key_value_store`](crate::Streams::key_value_store)). A snapshot of which
-/// partitions are local: ask again after a rebalance.
-pub struct ReadOnlyKeyValueStore<K, V> {
-    pub(crate) name: String,
-    pub(crate) parts: Vec<Shared<KvStore<K, V>>>,
+/// Store `name`'s partitions local now, as `S`: `StoreUnavailable` while one is being
+/// restored, `StoreType` if they hold another type. Looked up at each call, as Kafka
+/// Streams' queryable stores are: a view taken earlier must not answer from a task's
+/// store that was dropped since (its partition moved away, or its thread died or
+/// abandoned its tasks after an abort, with updates no commit covers).
+pub(crate) fn local_parts<S: Send + Sync + 'static>(
+    registry: &Registry,
+    name: &str,
+    expected: &'static str,
+) -> Result<Vec<Shared<S>>> {
+    if let Some(partition) = registry.restoring(name) {
+        return Err(StreamsError::StoreUnavailable {
+            name: name.into(),
+            partition,
+        });
+    }
+    registry
+        .get(name)
+        .into_iter()
+        .map(|a: Arc<dyn Any + Send + Sync>| {
+            a.downcast::<parking_lot::RwLock<S>>()
+                .map_err(|_| StreamsError::StoreType {
+                    name: name.into(),
+                    expected,
+                })
+        })
+        .collect()
 }
 
-impl<K, V: Clone> ReadOnlyKeyValueStore<K, V> {
+/// The local partitions of a key-value store
+/// ([`Streams::key_value_store`](crate::Streams::key_value_store)). A live view: each
+/// call reads the partitions whose tasks run in this instance at that moment, so after
+/// a rebalance it answers from the partitions local then.
+pub struct ReadOnlyKeyValueStore<K, V> {
+    pub(crate) name: String,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> ReadOnlyKeyValueStore<K, V>
+where
+    K: Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn parts(&self) -> Result<Vec<Shared<KvStore<K, V>>>> {
+        local_parts(&self.registry, &self.name, "key-value store")
+    }
+
     /// The value of `key`, if a local partition has it.
     ///
     /// # Errors
-    /// `Serialize` if the key serde refuses `key`.
+    /// `Serialize` if the key serde refuses `key`; `StoreUnavailable` while a local
+    /// partition of the store is being restored.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
-        for p in &self.parts {
+        for p in &self.parts()? {
             let s = p.read();
             let kb = s
                 .key_serde
@@ -42,10 +86,11 @@ impl<K, V: Clone> ReadOnlyKeyValueStore<K, V> {
     /// Every local entry (partition by partition, each in key-byte order).
     ///
     /// # Errors
-    /// `Deserialize` if a stored key does not decode.
+    /// `Serialize` if a stored key does not decode; `StoreUnavailable` while a local
+    /// partition of the store is being restored.
     pub fn all(&self) -> Result<Vec<(K, V)>> {
         let mut out = Vec::new();
-        for p in &self.parts {
+        for p in &self.parts()? {
             let s = p.read();
             for (kb, v) in s.entries() {
                 let k = s
@@ -59,26 +104,40 @@ impl<K, V: Clone> ReadOnlyKeyValueStore<K, V> {
     }
 
     /// Number of local keys.
-    pub fn approximate_num_entries(&self) -> usize {
-        self.parts.iter().map(|p| p.read().len()).sum()
+    ///
+    /// # Errors
+    /// `StoreUnavailable` while a local partition of the store is being restored.
+    pub fn approximate_num_entries(&self) -> Result<usize> {
+        Ok(self.parts()?.iter().map(|p| p.read().len()).sum())
     }
 }
 
 /// The local partitions of a window store
-/// ([`Streams::window_store`](crate::Streams::window_store)).
+/// ([`Streams::window_store`](crate::Streams::window_store)). A live view, as
+/// [`ReadOnlyKeyValueStore`] is.
 pub struct ReadOnlyWindowStore<K, V> {
     pub(crate) name: String,
-    pub(crate) parts: Vec<Shared<WindowStore<K, V>>>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) types: PhantomData<fn() -> (K, V)>,
 }
 
-impl<K, V: Clone> ReadOnlyWindowStore<K, V> {
+impl<K, V> ReadOnlyWindowStore<K, V>
+where
+    K: Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn parts(&self) -> Result<Vec<Shared<WindowStore<K, V>>>> {
+        local_parts(&self.registry, &self.name, "window store")
+    }
+
     /// The windows of `key` starting in `from..=to` (ms), oldest first.
     ///
     /// # Errors
-    /// `Serialize` if the key serde refuses `key`.
+    /// `Serialize` if the key serde refuses `key`; `StoreUnavailable` while a local
+    /// partition of the store is being restored.
     pub fn fetch(&self, key: &K, from: i64, to: i64) -> Result<Vec<(Window, V)>> {
         let mut out = Vec::new();
-        for p in &self.parts {
+        for p in &self.parts()? {
             let s = p.read();
             let kb = s
                 .key_serde
@@ -95,10 +154,11 @@ impl<K, V: Clone> ReadOnlyWindowStore<K, V> {
     /// Every local window of every key.
     ///
     /// # Errors
-    /// `Deserialize` if a stored key does not decode.
+    /// `Serialize` if a stored key does not decode; `StoreUnavailable` while a local
+    /// partition of the store is being restored.
     pub fn all(&self) -> Result<Vec<(Windowed<K>, V)>> {
         let mut out = Vec::new();
-        for p in &self.parts {
+        for p in &self.parts()? {
             let s = p.read();
             for (kb, start, v) in s.entries() {
                 let key = s

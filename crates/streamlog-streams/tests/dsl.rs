@@ -192,7 +192,7 @@ fn reduce_keeps_the_combined_value_per_key() {
         joined.get(&"user-0".to_string()).unwrap().as_deref(),
         Some("red apple+green apple")
     );
-    assert_eq!(joined.approximate_num_entries(), 4);
+    assert_eq!(joined.approximate_num_entries().unwrap(), 4);
     s.close().unwrap();
 }
 

@@ -458,3 +458,57 @@ fn a_thread_dead_of_a_panic_leaves_no_store_behind() {
     let n = s.key_value_store::<String, i64>("n").unwrap();
     assert_eq!(n.get(&"k".to_string()).unwrap(), None, "refused for good");
 }
+
+/// From a review: a query view held the stores of the tasks running when it was taken,
+/// and kept answering from them after they were dropped. A view taken before a
+/// processor panicked under exactly-once went on returning the count of the aborted
+/// transaction, which the next run does not have. Views look the local stores up at
+/// each call now, as Kafka Streams' queryable stores do.
+#[test]
+fn a_view_taken_before_a_thread_died_stops_answering_from_its_stores() {
+    use std::sync::{Mutex, mpsc};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    create_topics(&store, &[("in", 1)]);
+    produce(&store, "in", &[ev("k", 1, "ok"), ev("k", 2, "boom")]);
+    let (entered_tx, entered) = mpsc::channel::<()>();
+    let (go, go_rx) = mpsc::channel::<()>();
+    let hold = Mutex::new(Some((entered_tx, go_rx)));
+    let b = StreamsBuilder::new();
+    b.stream("in", Consumed::with(serdes::string(), serdes::string()))
+        .filter(move |_, v| {
+            if v == "boom" {
+                if let Some((entered_tx, go_rx)) = hold.lock().unwrap().take() {
+                    entered_tx.send(()).unwrap();
+                    let _ = go_rx.recv();
+                }
+                panic!("a processor panicked");
+            }
+            true
+        })
+        .group_by_key()
+        .count(Materialized::named("n"));
+    let config =
+        StreamsConfig::new("stale-view").processing_guarantee(ProcessingGuarantee::ExactlyOnce);
+    let s = Streams::new(b.build().unwrap(), config, &store).unwrap();
+    s.start().unwrap();
+    entered
+        .recv_timeout(CATCH_UP)
+        .expect("the processor reached the bad record");
+    // The thread is stopped in the middle of the transaction that counted "ok".
+    let view = s.key_value_store::<String, i64>("n").unwrap();
+    assert_eq!(
+        view.get(&"k".to_string()).unwrap(),
+        Some(1),
+        "uncommitted, local"
+    );
+    go.send(()).unwrap();
+    assert!(s.wait_until_caught_up(CATCH_UP).is_err());
+    assert_eq!(
+        view.get(&"k".to_string()).unwrap(),
+        None,
+        "the aborted count is gone with its task"
+    );
+    assert!(view.all().unwrap().is_empty());
+    assert_eq!(view.approximate_num_entries().unwrap(), 0);
+}

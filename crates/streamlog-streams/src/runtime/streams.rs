@@ -1,12 +1,13 @@
 //! [`Streams`]: a running application (Kafka's `KafkaStreams`).
 
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use streamlog::{
     CleanupPolicy, ConsumerConfig, IsolationLevel, Store, TopicConfig, TopicPartition,
 };
@@ -15,7 +16,7 @@ use super::config::StreamsConfig;
 use super::thread::{Coord, CoordState, Env, run_thread};
 use crate::error::{Result, StreamsError, client};
 use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::query::{ReadOnlyKeyValueStore, ReadOnlyWindowStore};
+use crate::query::{ReadOnlyKeyValueStore, ReadOnlyWindowStore, local_parts};
 use crate::store::{KvStore, Registry, WindowStore, changelog_topic};
 use crate::topology::Topology;
 
@@ -445,7 +446,10 @@ impl Streams {
     }
 
     /// The local partitions of key-value store `name` (an aggregation's or a table's),
-    /// for interactive queries. Only partitions whose tasks run in this instance now.
+    /// for interactive queries: only partitions whose tasks run in this instance. The
+    /// view looks them up again at each call, so it follows rebalances, and it never
+    /// answers from a task's store dropped since (a thread that died or abandoned its
+    /// tasks after an abort leaves updates no commit covers).
     ///
     /// # Errors
     /// `StoreNotFound` if the topology has no such store; `StoreType` if it is a window
@@ -457,23 +461,11 @@ impl Streams {
         V: Send + Sync + 'static,
     {
         self.check_store::<KvStore<K, V>>(name, "key-value store")?;
-        self.check_queryable(name)?;
-        let parts = self
-            .env
-            .registry
-            .get(name)
-            .into_iter()
-            .map(|a| {
-                a.downcast::<RwLock<KvStore<K, V>>>()
-                    .map_err(|_| StreamsError::StoreType {
-                        name: name.into(),
-                        expected: "key-value store",
-                    })
-            })
-            .collect::<Result<_>>()?;
+        local_parts::<KvStore<K, V>>(&self.env.registry, name, "key-value store")?;
         Ok(ReadOnlyKeyValueStore {
             name: name.into(),
-            parts,
+            registry: self.env.registry.clone(),
+            types: PhantomData,
         })
     }
 
@@ -487,39 +479,16 @@ impl Streams {
         V: Send + Sync + 'static,
     {
         self.check_store::<WindowStore<K, V>>(name, "window store")?;
-        self.check_queryable(name)?;
-        let parts = self
-            .env
-            .registry
-            .get(name)
-            .into_iter()
-            .map(|a| {
-                a.downcast::<RwLock<WindowStore<K, V>>>()
-                    .map_err(|_| StreamsError::StoreType {
-                        name: name.into(),
-                        expected: "window store",
-                    })
-            })
-            .collect::<Result<_>>()?;
+        local_parts::<WindowStore<K, V>>(&self.env.registry, name, "window store")?;
         Ok(ReadOnlyWindowStore {
             name: name.into(),
-            parts,
+            registry: self.env.registry.clone(),
+            types: PhantomData,
         })
     }
 
     /// `StoreNotFound` unless the topology has store `name`; `StoreType` unless it
     /// holds `S` (checked against the topology, so also with no partition local).
-    /// `StoreUnavailable` while a local partition of `name` is being restored.
-    fn check_queryable(&self, name: &str) -> Result<()> {
-        match self.env.registry.restoring(name) {
-            Some(partition) => Err(StreamsError::StoreUnavailable {
-                name: name.into(),
-                partition,
-            }),
-            None => Ok(()),
-        }
-    }
-
     fn check_store<S: 'static>(&self, name: &str, expected: &'static str) -> Result<()> {
         match self.env.topology.stores.iter().find(|(n, _, _)| n == name) {
             None => Err(StreamsError::StoreNotFound { name: name.into() }),
