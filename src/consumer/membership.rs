@@ -64,14 +64,18 @@ impl Consumer {
                 .groups
                 .resubscribe(&m.group, &m.member_id, topics.clone(), &counts),
             None => {
-                let member_id = self.groups.join(
+                let joined = self.groups.join(
                     &group,
                     &self.config.client_id,
                     topics.clone(),
                     self.config.assignor,
                     Duration::from_millis(self.config.max_poll_interval_ms),
                     &counts,
-                )?;
+                );
+                // Also refused: the join may have removed stale members and handed
+                // their partitions to the others, who may be waiting.
+                self.catalog.notifier().notify();
+                let member_id = joined?;
                 self.membership = Some(Membership {
                     group,
                     member_id,

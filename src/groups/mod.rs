@@ -307,8 +307,14 @@ impl Coordinator {
         let mut st = self.state.lock();
         // Members that stopped polling are gone first: one would otherwise keep a
         // member with another assignor out (the rebalance below follows anyway).
-        if let Some(g) = st.groups.get_mut(group) {
-            expire(g, Instant::now());
+        if let Some(g) = st.groups.get_mut(group)
+            && expire(g, Instant::now())
+            && !g.members.is_empty()
+            && g.assignor != assignor
+        {
+            // Refused below: the partitions of the members just removed go to the
+            // others now, not at some later change of the group.
+            rebalance(g, counts);
         }
         if let Some(g) = st.groups.get(group)
             && !g.members.is_empty()

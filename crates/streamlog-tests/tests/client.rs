@@ -844,6 +844,50 @@ fn a_refused_rejoin_keeps_the_subscription() {
     assert_eq!(range.assignment().len(), 2);
 }
 
+/// From a review: a join refused for its assignor had already removed the group's
+/// members that stopped polling, and rebalanced nothing. Their partitions stayed with
+/// no owner (the group described as stable) until some later join, leave or topic
+/// change; their records were not read meanwhile. The refusal rebalances now.
+#[test]
+fn a_refused_join_still_hands_out_the_partitions_of_expired_members() {
+    let (_fs, store) = sim_topic_t(2);
+    let mut steady = store
+        .consumer(earliest("g").max_poll_interval_ms(3_600_000))
+        .unwrap();
+    steady.subscribe(["t"]).unwrap();
+    let mut slow = store
+        .consumer(earliest("g").max_poll_interval_ms(200))
+        .unwrap();
+    slow.subscribe(["t"]).unwrap();
+    let mut both = vec![steady, slow];
+    let one_each = |m: &[Consumer]| m.iter().all(|c| c.assignment().len() == 1);
+    settle_until(&mut both, "one partition each", one_each);
+    let _slow = both.pop().unwrap();
+    let mut steady = both.pop().unwrap();
+    // A lower bound only: at least 300 ms without a poll expire `slow`.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut other = store
+        .consumer(earliest("g").assignor(Assignor::RoundRobin))
+        .unwrap();
+    let e = other.subscribe(["t"]).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::InvalidConfig {
+                name: "assignor",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    settle(std::slice::from_mut(&mut steady));
+    assert_eq!(
+        steady.assignment().len(),
+        2,
+        "the expired member's partition"
+    );
+}
+
 #[test]
 fn auto_commit_commits_on_close_and_on_interval() {
     let (_fs, store) = sim_topic_t(1);
