@@ -60,8 +60,13 @@ impl Log {
         }
         let mut tries = 0;
         loop {
+            // The end before the segment list: a roll adds its segment to the list
+            // before it publishes the end past it. Taken the other way round, a read
+            // racing a roll could find an end in a segment its list lacked, and return
+            // no batch below the end.
+            let end = self.log_end_offset();
             let segs = self.snapshot();
-            match self.read_snapshot(&segs, offset, max_bytes) {
+            match self.read_snapshot(&segs, end, offset, max_bytes) {
                 // A segment of this snapshot was removed meanwhile (retention, compaction)
                 // and its file could not be read: ask again, against the log as it is now.
                 Err(Error::Io { .. })
@@ -77,14 +82,15 @@ impl Log {
         }
     }
 
-    /// [`read`](Self::read) against one snapshot of the segment list.
+    /// [`read`](Self::read) against one snapshot of the segment list, taken after the
+    /// log end `end` was.
     fn read_snapshot(
         &self,
         segs: &[Arc<Segment>],
+        end: i64,
         offset: i64,
         max_bytes: usize,
     ) -> Result<Vec<Batch>> {
-        let end = self.log_end_offset();
         if offset < self.log_start_offset() || offset > end {
             return Err(self.out_of_range(offset));
         }

@@ -332,10 +332,28 @@ impl Recovery<'_> {
             // Find the log end offset from the last index entry of the active segment.
             let seg = &segs[last];
             let start = seg.offset_index.last().map_or(0, |e| u64::from(e.position));
-            let tail =
+            let mut bytes_since_index = seg.size() - start;
+            let mut tail =
                 segment::scan_from(seg.log.as_ref(), seg.size(), self.params(seg), start).map_err(
                     io_ctx(format!("read the tail of {}", seg.log_path.display())),
                 )?;
+            if tail.stopped.is_some() && start > 0 {
+                // The last index entry may name no batch (the index damaged since it was
+                // synced at close): the whole segment decides. A log that reads well
+                // from its start gets its indexes rebuilt, as a sealed segment would.
+                let whole = self.scan(seg)?;
+                if whole.stopped.is_none() {
+                    self.report.indexes_rebuilt += 1;
+                    tracing::warn!(
+                        "{}: index damaged; rebuilding from the log",
+                        seg.log_path.display()
+                    );
+                    seg.adopt_scan(&whole);
+                    self.plan.index_writes.insert(last, true);
+                    bytes_since_index = whole.bytes_since_index;
+                    tail = whole;
+                }
+            }
             if let Some((pos, reason)) = tail.stopped {
                 return Err(Error::corruption(&seg.log_path, pos, reason));
             }
@@ -359,7 +377,7 @@ impl Recovery<'_> {
                     .store(tail.offset_of_max_timestamp, Ordering::Release);
             }
             outcome.next_offset = Some(next);
-            outcome.bytes_since_index = seg.size() - start;
+            outcome.bytes_since_index = bytes_since_index;
             outcome.first_batch_timestamp = first_batch_timestamp(seg)?;
             return Ok(outcome);
         }

@@ -8,6 +8,7 @@ use std::panic::AssertUnwindSafe;
 use common::*;
 use streamlog::format::{BatchBuilder, Compression};
 use streamlog::fs::{CrashImage, Fault, SimFs};
+use streamlog::log::LogConfig;
 
 /// One record whose value is `tag` padded to `value_len` bytes, timestamp grows with tag.
 fn sized(tag: u64, value_len: usize) -> (Vec<u8>, String) {
@@ -828,4 +829,52 @@ fn a_truncation_over_a_damaged_base_offset_is_corruption() {
     let err = log.truncate_to(45).unwrap_err();
     assert!(matches!(err, streamlog::Error::Corruption { .. }), "{err}");
     assert_eq!(log.log_end_offset(), 60, "nothing was cut");
+}
+
+/// From a review: a clean open finds the active segment's end by scanning from its last
+/// offset-index entry. The time-index check reads only the entry at or below the
+/// segment's largest timestamp; with that timestamp early in the segment, a last entry
+/// damaged since the close (naming no batch start) went unchecked, and the tail scan
+/// from it refused the whole log as `Corruption` of the `.log`, whose bytes are sound.
+/// The segment is now read from its start, and its indexes rebuilt.
+#[test]
+fn a_damaged_last_index_entry_of_the_active_segment_is_rebuilt_at_a_clean_open() {
+    let fs = SimFs::new();
+    let config = || {
+        LogConfig::default()
+            .segment_bytes(1 << 20)
+            .index_interval_bytes(1)
+    };
+    let log = open_sim(&fs, config()).unwrap();
+    for tag in 0..5i64 {
+        let mut b = BatchBuilder::new();
+        // The largest timestamp is the first batch's: the time index ends there.
+        let ts = if tag == 0 {
+            1_700_000_000_000
+        } else {
+            1_000 + tag
+        };
+        b.push(ts, Some(b"k"), Some(format!("v{tag}").as_bytes()), &[])
+            .unwrap();
+        log.append(&mut b.finish().unwrap()).unwrap();
+    }
+    let before = read_all(&log).unwrap();
+    log.close().unwrap();
+    let path = dir().join(format!("{:020}.index", 0));
+    let mut index = fs.read_file(&path).unwrap();
+    assert!(index.len() >= 16, "an entry per batch");
+    let at = index.len() - 4;
+    let position = u32::from_be_bytes(index[at..].try_into().unwrap());
+    // Still increasing and inside the file: only the batch it names is wrong.
+    index[at..].copy_from_slice(&(position + 1).to_be_bytes());
+    fs.write_file(&path, index);
+
+    let log = open_sim(&fs, config()).unwrap();
+    assert_eq!(log.recovery_report().indexes_rebuilt, 1);
+    assert_eq!(read_all(&log).unwrap(), before);
+    assert_eq!(log.log_end_offset(), 5);
+    log.close().unwrap();
+    let log = open_sim(&fs, config()).unwrap();
+    assert_eq!(log.recovery_report().indexes_rebuilt, 0, "written back");
+    assert_eq!(read_all(&log).unwrap(), before);
 }
