@@ -113,6 +113,11 @@ pub struct FromKafka {
     /// The Kafka consumer group
     #[arg(long, default_value = "streamlog-kafka-source")]
     pub group: String,
+    /// A config of the store topics the mirror creates, by Kafka's name, e.g.
+    /// retention.ms=604800000 (repeatable). Default: no time retention, as copies keep
+    /// their Kafka timestamps (the Kafka topic's own config is not read)
+    #[arg(long = "config", value_name = "NAME=VALUE", value_parser = crate::store_arg::key_value)]
+    pub configs: Vec<(String, String)>,
 }
 
 fn parse_setting(s: &str) -> Result<(String, String), String> {
@@ -134,6 +139,20 @@ pub fn run(direction: &Direction) -> ExitCode {
     let (common, name) = match direction {
         Direction::ToKafka(a) => (&a.common, "to-kafka"),
         Direction::FromKafka(a) => (&a.common, "from-kafka"),
+    };
+    // Checked before the store is opened (which may create one).
+    let defaults = KafkaSourceConfig::default();
+    let topic_config = match direction {
+        Direction::FromKafka(a) => {
+            match crate::topics::with_configs(defaults.topic_config.clone(), &a.configs) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!("streamlog mirror {name}: --config: {e}");
+                    return ExitCode::from(EXIT_FAILED);
+                }
+            }
+        }
+        Direction::ToKafka(_) => None,
     };
     // As every store command: the directory must hold a store (a mistyped path, or
     // any other directory, is refused, not made a store), or be empty for a mirror
@@ -178,7 +197,8 @@ pub fn run(direction: &Direction) -> ExitCode {
                     kafka: common.settings.clone(),
                     start: common.from.start(),
                     stop_at_end: common.exit_at_end,
-                    ..KafkaSourceConfig::default()
+                    topic_config: topic_config.unwrap_or(defaults.topic_config),
+                    ..defaults
                 },
             ),
             None,

@@ -89,6 +89,8 @@ fn to_kafka_and_back_copies_every_record_with_its_offset_header() {
         "-p",
         "clicks:1",
         "--exit-at-end",
+        "--config",
+        "retention.ms=3600000",
     ]);
     assert!(ok, "{err}");
     assert!(err.contains("50 records copied"), "{err}");
@@ -101,6 +103,8 @@ fn to_kafka_and_back_copies_every_record_with_its_offset_header() {
         "{group:?}"
     );
     let copy = Store::open(to.path()).unwrap();
+    let created = copy.describe_topic("clicks").unwrap().config.settings();
+    assert_eq!((created.partitions, created.retention_ms), (2, 3_600_000));
     for p in 0..2 {
         let a = source
             .topic("clicks")
@@ -169,6 +173,23 @@ fn bad_mirror_arguments_fail_with_a_message_naming_them() {
     let (ok, err) = to_kafka();
     assert!(!ok);
     assert!(err.contains("missing"), "{err}");
+    let (ok, err) = streamlog(&[
+        "mirror",
+        "from-kafka",
+        "--store",
+        dir.path().to_str().unwrap(),
+        "-b",
+        "127.0.0.1:1",
+        "-t",
+        "t",
+        "--config",
+        "retention.ms=soon",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("--config") && err.contains("retention.ms"),
+        "{err}"
+    );
     // A directory that does not exist is refused, not created as a store.
     let typo = dir.path().join("typo").join("nested");
     for direction in ["to-kafka", "from-kafka"] {

@@ -1,6 +1,6 @@
 //! What a mirror copies and how: [`KafkaSinkConfig`] and [`KafkaSourceConfig`].
 
-use streamlog::{Compression, TopicPartition};
+use streamlog::{Compression, TopicConfig, TopicPartition};
 
 /// Where a mirror starts in a partition when the destination gives no position: the
 /// destination partition holds no record of the mirror, and no offset is committed for
@@ -146,7 +146,7 @@ impl Default for KafkaSinkConfig {
 /// };
 /// assert!(explicit.partitions.is_some());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct KafkaSourceConfig {
     /// Kafka's `bootstrap.servers`. Required.
     pub bootstrap: String,
@@ -169,6 +169,15 @@ pub struct KafkaSourceConfig {
     pub start: StartFrom,
     /// The codec of the batches written to the store. Default = `None`.
     pub compression: Compression,
+    /// The config of each store topic the source creates (one missing from the store),
+    /// its partition count set to the Kafka topic's; a topic the store has is left as it
+    /// is. The Kafka topic's own settings are not read. Default = `TopicConfig::default()`
+    /// with no time retention (`retention_ms(-1)`): the copies keep their Kafka
+    /// timestamps, and 7 days of retention would delete, at the next maintenance pass,
+    /// every copied record older than that, which a Kafka topic with longer retention (or
+    /// compaction) still holds; resuming from the Kafka group's commit, no later run
+    /// would copy them again. Set the retention you want here.
+    pub topic_config: TopicConfig,
     /// fsync the store partitions before committing progress to Kafka. Default = `true`.
     /// With `false`, a power cut can lose records the group's commit has passed: a store
     /// partition left with no mirrored record resumes from that commit, so those records
@@ -202,6 +211,7 @@ impl Default for KafkaSourceConfig {
             kafka: Vec::new(),
             start: StartFrom::Earliest,
             compression: Compression::None,
+            topic_config: TopicConfig::default().retention_ms(-1),
             flush: true,
             max_batch_records: 500,
             stop_at_end: false,

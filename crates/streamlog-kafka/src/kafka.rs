@@ -32,6 +32,34 @@ pub(crate) fn client_config(
     c
 }
 
+/// `InvalidConfig` for a user setting that would change one of `fixed`, the settings a
+/// side of the mirror rests its guarantee on, under its own name or one of librdkafka's
+/// `aliases` for it (both names set one property, and which of two conflicting values
+/// wins is not defined). `acks` may also be given as `-1`, librdkafka's other name for
+/// `all`.
+pub(crate) fn check_fixed_settings(
+    user: &[(String, String)],
+    fixed: &[(&str, &str)],
+    aliases: &[(&str, &str)],
+) -> Result<()> {
+    for (k, v) in user {
+        let name = aliases
+            .iter()
+            .find(|(alias, _)| alias == k)
+            .map_or(k.as_str(), |(_, name)| *name);
+        let same = |ours: &str| v == ours || (name == "acks" && v == "-1");
+        if let Some((_, ours)) = fixed.iter().find(|(n, _)| *n == name)
+            && !same(ours)
+        {
+            return Err(Error::InvalidConfig {
+                name: "kafka",
+                reason: format!("{k}={v}: the mirror needs {k}={ours} (no loss, no gap)"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The partition count of `topic` in Kafka, `None` if Kafka does not know the topic.
 pub(crate) fn partition_count<C: ClientContext>(
     client: &Client<C>,

@@ -18,7 +18,10 @@
 //! The group's committed offset is only the fallback below. Records of a partition are written in order (the sink through
 //! an idempotent producer that retries without a time limit, the source by appending in
 //! Kafka's offset order), so after any crash the destination holds a prefix of what was
-//! sent, and resuming after its last record neither loses nor repeats one. The sink
+//! sent, and resuming after its last record neither loses nor repeats one (one
+//! exception: a sink restarted while Kafka held a record of the old run that it had not
+//! yet replicated, which lies above the high watermark its end is read below, sends that
+//! record again; see the README's limits). The sink
 //! fsyncs the store partitions up to the records it sends (one fsync per poll that
 //! has records, for each partition not yet durable that far): a power cut of the store
 //! never takes back a record Kafka holds, which would otherwise give its offset to a

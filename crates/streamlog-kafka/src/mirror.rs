@@ -89,7 +89,8 @@ impl Drop for FinishGuard {
 /// [`KAFKA_OFFSET_HEADER`](crate::KAFKA_OFFSET_HEADER) in the store), and a mirror starts
 /// each partition right after the last record its destination holds. Because each
 /// partition is copied in order and the destination holds a prefix of what was sent
-/// after any crash, a restart neither loses nor repeats a record.
+/// after any crash, a restart neither loses nor repeats a record (but see the crate
+/// docs for a sink restarted while Kafka still replicates the old run's last records).
 ///
 /// ```no_run
 /// use streamlog::Store;

@@ -19,7 +19,9 @@ use streamlog::{Consumer, ConsumerConfig, IsolationLevel, OffsetReset, Store, To
 use crate::config::{KafkaSinkConfig, StartFrom, check_common};
 use crate::error::{Error, Result, kafka};
 use crate::headers::{SOURCE_OFFSET_HEADER, encode_offset};
-use crate::kafka::{client_config, create_topic, last_header_offset, partition_count};
+use crate::kafka::{
+    check_fixed_settings, client_config, create_topic, last_header_offset, partition_count,
+};
 use crate::mirror::{MirrorStats, Shared};
 
 /// What a delivery report refers to: the index of the partition in `Sink::partitions`
@@ -95,35 +97,15 @@ const PRODUCER_SETTINGS: &[(&str, &str)] = &[
     ("enable.gapless.guarantee", "true"),
 ];
 
-/// librdkafka's other names for settings in `PRODUCER_SETTINGS`: both names set one
-/// property, and which of two conflicting values wins is not defined.
+/// librdkafka's other names for settings in `PRODUCER_SETTINGS`.
 const SETTING_ALIASES: &[(&str, &str)] = &[
     ("request.required.acks", "acks"),
     ("delivery.timeout.ms", "message.timeout.ms"),
 ];
 
-/// `InvalidConfig` for a user setting that would change one of `PRODUCER_SETTINGS`,
-/// under its own name or an alias (`acks` may also be given as `-1`, librdkafka's
-/// other name for `all`).
-fn check_producer_settings<'a>(
-    kafka: impl IntoIterator<Item = &'a (String, String)>,
-) -> Result<()> {
-    for (k, v) in kafka {
-        let name = SETTING_ALIASES
-            .iter()
-            .find(|(alias, _)| alias == k)
-            .map_or(k.as_str(), |(_, name)| *name);
-        let same = |ours: &str| v == ours || (name == "acks" && v == "-1");
-        if let Some((_, ours)) = PRODUCER_SETTINGS.iter().find(|(n, _)| *n == name)
-            && !same(ours)
-        {
-            return Err(Error::InvalidConfig {
-                name: "kafka",
-                reason: format!("{k}={v}: the mirror needs {k}={ours} (no loss, no gap)"),
-            });
-        }
-    }
-    Ok(())
+/// `InvalidConfig` for a user setting that would change one of `PRODUCER_SETTINGS`.
+fn check_producer_settings(kafka: &[(String, String)]) -> Result<()> {
+    check_fixed_settings(kafka, PRODUCER_SETTINGS, SETTING_ALIASES)
 }
 
 impl Sink {
@@ -142,9 +124,7 @@ impl Sink {
         check_producer_settings(&config.kafka)?;
         let timeout = Duration::from_millis(config.timeout_ms);
         let admin: AdminClient<DefaultClientContext> =
-            // A metadata request must not create the topic (with the broker's default
-            // partition count) before the mirror creates it with the right one.
-            client_config(&config.bootstrap, &[("allow.auto.create.topics", "false")], &[])
+            admin_config(&config.bootstrap, &config.kafka)
                 .create()
                 .map_err(|e| kafka("creating the admin client", e))?;
         let mut partitions = Vec::new();
@@ -208,7 +188,8 @@ impl Sink {
             )?;
             let part = store.topic(tp.topic())?.partition(tp.partition())?;
             let start = match (last, committed.get(tp).copied().flatten()) {
-                (Some(o), _) => o + 1,
+                // Saturating: a header naming i64::MAX is past the store's end.
+                (Some(o), _) => o.saturating_add(1),
                 (None, Some(c)) => c,
                 (None, None) => match config.start {
                     StartFrom::Earliest => part.log_start_offset(),
@@ -490,6 +471,16 @@ impl Sink {
 /// A consumer that reads single records by offset: no group commits. The user's
 /// settings go along (connection and security); producer-only ones are ignored by
 /// librdkafka with a warning.
+/// The client that reads metadata and creates topics: the user's settings (security,
+/// addresses), then the mirror's own. A metadata request must not create the topic
+/// (with the broker's default partition count) before the mirror creates it with the
+/// right one.
+fn admin_config(bootstrap: &str, user: &[(String, String)]) -> ClientConfig {
+    let mut c = client_config(bootstrap, &[], user);
+    c.set("allow.auto.create.topics", "false");
+    c
+}
+
 pub(crate) fn probe_config(bootstrap: &str, user: &[(String, String)]) -> ClientConfig {
     client_config(
         bootstrap,
@@ -529,6 +520,21 @@ fn wait_for_topic(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// From the bridge review: the admin client was built without the user's settings,
+    /// so against a cluster that needs `security.protocol` or SASL it could not read
+    /// the metadata the sink starts with, while the producer and the probe could.
+    #[test]
+    fn the_admin_client_gets_the_users_settings_but_never_creates_topics() {
+        let user = [
+            ("security.protocol".to_string(), "SASL_SSL".to_string()),
+            ("allow.auto.create.topics".to_string(), "true".to_string()),
+        ];
+        let c = admin_config("kafka:9092", &user);
+        assert_eq!(c.get("bootstrap.servers"), Some("kafka:9092"));
+        assert_eq!(c.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(c.get("allow.auto.create.topics"), Some("false"));
+    }
 
     #[test]
     fn settings_that_would_weaken_the_mirror_are_refused_and_synonyms_taken() {

@@ -8,12 +8,12 @@ use bytes::Bytes;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Message, Timestamp};
 use rdkafka::{Offset, TopicPartitionList};
-use streamlog::{Compression, Header, Partition, Record, Store, TopicConfig, TopicPartition};
+use streamlog::{Compression, Header, Partition, Record, Store, TopicPartition};
 
 use crate::config::{KafkaSourceConfig, StartFrom, check_common};
 use crate::error::{Error, Result, kafka};
 use crate::headers::{KAFKA_OFFSET_HEADER, encode_offset, find_offset};
-use crate::kafka::{client_config, is_fatal, partition_count};
+use crate::kafka::{check_fixed_settings, client_config, is_fatal, partition_count};
 use crate::mirror::{MirrorStats, Shared};
 
 /// A source ready to run: store topics checked, start positions found.
@@ -61,18 +61,15 @@ impl Source {
             StartFrom::Earliest => "earliest",
             StartFrom::Latest => "latest",
         };
-        let consumer: BaseConsumer = client_config(
-            &config.bootstrap,
-            &[
-                ("group.id", &config.group_id),
-                ("enable.auto.commit", "false"),
-                ("enable.auto.offset.store", "false"),
-                ("auto.offset.reset", reset),
-            ],
-            &config.kafka,
-        )
-        .create()
-        .map_err(|e| kafka("creating the consumer", e))?;
+        check_fixed_settings(&config.kafka, CONSUMER_SETTINGS, CONSUMER_ALIASES)?;
+        let mut ours = vec![
+            ("group.id", config.group_id.as_str()),
+            ("auto.offset.reset", reset),
+        ];
+        ours.extend_from_slice(CONSUMER_SETTINGS);
+        let consumer: BaseConsumer = client_config(&config.bootstrap, &ours, &config.kafka)
+            .create()
+            .map_err(|e| kafka("creating the consumer", e))?;
         let timeout = Duration::from_millis(config.timeout_ms);
         let mut parts = BTreeMap::new();
         let mut next = BTreeMap::new();
@@ -86,7 +83,7 @@ impl Source {
             let t = match store.topic(topic) {
                 Ok(t) => t,
                 Err(_) => {
-                    store.create_topic(topic, TopicConfig::default().partitions(count))?;
+                    store.create_topic(topic, config.topic_config.clone().partitions(count))?;
                     store.topic(topic)?
                 }
             };
@@ -365,13 +362,26 @@ impl Source {
     }
 }
 
+/// The consumer settings the source's guarantee rests on; a user setting may not change
+/// them. Progress is committed to Kafka only for records the store holds (and, with
+/// `flush`, has fsync'd), and records of aborted transactions are not copied.
+const CONSUMER_SETTINGS: &[(&str, &str)] = &[
+    ("enable.auto.commit", "false"),
+    ("enable.auto.offset.store", "false"),
+    ("isolation.level", "read_committed"),
+];
+
+/// librdkafka's other names for settings in `CONSUMER_SETTINGS`.
+const CONSUMER_ALIASES: &[(&str, &str)] = &[("auto.commit.enable", "enable.auto.commit")];
+
 /// Where a partition whose records up to Kafka offset `copied` the store holds resumes:
 /// right after it, or at Kafka's earliest offset `low` if Kafka deleted records after it
 /// (retention, DeleteRecords) before they were copied. Those are gone; a position below
 /// `low` would instead be reset by `auto.offset.reset`, with [`StartFrom::Latest`] to
 /// Kafka's end, skipping every record Kafka still holds.
 fn resume_offset(tp: &TopicPartition, copied: i64, (low, high): (i64, i64)) -> Result<i64> {
-    let next = copied + 1;
+    // A header offset of i64::MAX (foreign, or damaged) is past any high watermark.
+    let next = copied.saturating_add(1);
     if next > high {
         return Err(Error::DestinationAhead {
             side: "the store",
@@ -452,6 +462,44 @@ mod tests {
             resume_offset(&tp, 20, (0, 20)),
             Err(Error::DestinationAhead { resume: 21, .. })
         ));
+        // From the bridge review: a header naming i64::MAX overflowed (a panic in debug
+        // builds; in release, a resume at i64::MIN).
+        assert!(matches!(
+            resume_offset(&tp, i64::MAX, (0, 20)),
+            Err(Error::DestinationAhead { .. })
+        ));
+    }
+
+    /// From the bridge review: the source took any user setting, while the sink refuses
+    /// those that weaken it. Auto-commit committed offsets of records the store had
+    /// not fsync'd, and `read_uncommitted` copied records of aborted transactions.
+    #[test]
+    fn consumer_settings_that_would_weaken_the_mirror_are_refused() {
+        let check = |k: &str, v: &str| {
+            check_fixed_settings(
+                &[(k.to_string(), v.to_string())],
+                CONSUMER_SETTINGS,
+                CONSUMER_ALIASES,
+            )
+        };
+        for (k, v) in [
+            ("enable.auto.commit", "true"),
+            ("auto.commit.enable", "true"),
+            ("enable.auto.offset.store", "true"),
+            ("isolation.level", "read_uncommitted"),
+        ] {
+            assert!(
+                matches!(check(k, v), Err(Error::InvalidConfig { name: "kafka", .. })),
+                "{k}={v}"
+            );
+        }
+        for (k, v) in [
+            ("enable.auto.commit", "false"),
+            ("isolation.level", "read_committed"),
+            ("session.timeout.ms", "6000"),
+        ] {
+            check(k, v).unwrap_or_else(|e| panic!("{k}={v}: {e}"));
+        }
     }
 
     /// From the bridge review: the windows stopped once the next one would pass the

@@ -563,3 +563,52 @@ fn the_sink_sends_only_records_the_store_made_durable() {
         assert_eq!(p.durable_offset(), p.log_end_offset());
     }
 }
+
+/// From the bridge review: the source created missing store topics with the store's
+/// default 7 days of time retention. Copies keep their Kafka timestamps, so records
+/// older than that, which the Kafka topic still held, were deleted by the store's next
+/// maintenance pass; the next run resumed from the group's commit and never copied them
+/// again. Created topics keep everything unless `topic_config` says otherwise.
+#[test]
+fn old_records_the_source_copies_are_not_deleted_by_the_stores_retention() {
+    let kafka = Kafka::start();
+    kafka.create_topic("history", 1);
+    let month_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 30 * 86_400_000;
+    let records: Vec<(i32, streamlog::Record)> = (0..20)
+        .map(|i| {
+            let r = streamlog::Record::new(month_ago + i, Some(format!("k{i}")), Some("v"));
+            (0, r)
+        })
+        .collect();
+    kafka.produce("history", &records);
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let stats = Mirror::from_kafka(&store, kafka.source(&["history"]))
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(stats.records, 20);
+    store.run_maintenance().unwrap();
+    assert_eq!(read_store(&store, "history").len(), 20);
+    let config = store.describe_topic("history").unwrap().config.settings();
+    assert_eq!(config.retention_ms, -1);
+    assert_eq!(config.partitions, 1);
+
+    // A topic config of the user's own is taken, with Kafka's partition count.
+    kafka.create_topic("recent", 2);
+    kafka.produce("recent", &records);
+    let mut source = kafka.source(&["recent"]);
+    source.topic_config = TopicConfig::default().retention_ms(86_400_000);
+    Mirror::from_kafka(&store, source).unwrap().join().unwrap();
+    let config = store.describe_topic("recent").unwrap().config.settings();
+    assert_eq!((config.retention_ms, config.partitions), (86_400_000, 2));
+    store.run_maintenance().unwrap();
+    assert!(
+        read_store(&store, "recent").is_empty(),
+        "a day of retention"
+    );
+}
