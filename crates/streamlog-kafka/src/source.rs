@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{BorrowedMessage, Message, Timestamp};
 use rdkafka::{Offset, TopicPartitionList};
 use streamlog::{Compression, Header, Partition, Record, Store, TopicPartition};
@@ -16,16 +17,38 @@ use crate::headers::{KAFKA_OFFSET_HEADER, encode_offset, find_offset};
 use crate::kafka::{check_fixed_settings, client_config, is_fatal, partition_count};
 use crate::mirror::{MirrorStats, Shared};
 
+/// The consumer's context: notes the partitions a rebalance takes away.
+#[derive(Default)]
+struct SourceContext {
+    revoked: parking_lot::Mutex<Vec<TopicPartition>>,
+}
+
+impl ClientContext for SourceContext {}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let gone = tpl
+                .elements()
+                .into_iter()
+                .map(|e| TopicPartition::new(e.topic(), e.partition()));
+            self.revoked.lock().extend(gone);
+        }
+    }
+}
+
 /// A source ready to run: store topics checked, start positions found.
 pub(crate) struct Source {
     config: KafkaSourceConfig,
     shared: Arc<Shared>,
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<SourceContext>,
     /// The store partitions written, by Kafka partition (same names and numbers).
     parts: BTreeMap<TopicPartition, Partition>,
     /// The Kafka offset after the last record each store partition holds.
     next: BTreeMap<TopicPartition, i64>,
-    /// Group mode: partitions whose first record since assignment was checked.
+    /// Group mode: partitions whose first record since their assignment was checked
+    /// (a partition a rebalance took away is checked again when it comes back: another
+    /// member, writing to another store, may have moved the group's offset meanwhile).
     positioned: std::cell::RefCell<BTreeSet<TopicPartition>>,
 }
 
@@ -67,9 +90,10 @@ impl Source {
             ("auto.offset.reset", reset),
         ];
         ours.extend_from_slice(CONSUMER_SETTINGS);
-        let consumer: BaseConsumer = client_config(&config.bootstrap, &ours, &config.kafka)
-            .create()
-            .map_err(|e| kafka("creating the consumer", e))?;
+        let consumer: BaseConsumer<SourceContext> =
+            client_config(&config.bootstrap, &ours, &config.kafka)
+                .create_with_context(SourceContext::default())
+                .map_err(|e| kafka("creating the consumer", e))?;
         let timeout = Duration::from_millis(config.timeout_ms);
         let mut parts = BTreeMap::new();
         let mut next = BTreeMap::new();
@@ -232,6 +256,10 @@ impl Source {
             return Ok(None);
         }
         let next = self.next.get(&tp).copied();
+        let revoked = std::mem::take(&mut *self.consumer.context().revoked.lock());
+        for gone in &revoked {
+            self.positioned.borrow_mut().remove(gone);
+        }
         if self.config.partitions.is_none() && self.positioned.borrow_mut().insert(tp.clone()) {
             // A group member starts at the group's committed offset; the store is the
             // truth, so the first record of each partition is checked against it.

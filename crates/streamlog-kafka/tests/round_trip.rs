@@ -612,3 +612,68 @@ fn old_records_the_source_copies_are_not_deleted_by_the_stores_retention() {
         "a day of retention"
     );
 }
+
+/// From the bridge review: a group member checks a partition's first record against its
+/// store only once per run. A partition taken away by a rebalance, copied meanwhile by
+/// another member into its own store (which moved the group's offset on), and then
+/// given back resumed at the group's offset: the first store silently missed the
+/// records in between. A revoked partition is now checked again when it comes back.
+#[test]
+fn a_partition_that_comes_back_resumes_where_this_store_ends() {
+    use std::collections::BTreeMap;
+    use streamlog::TopicPartition;
+    let kafka = Kafka::start();
+    kafka.create_topic("moves", 2);
+    let mut produced = 0;
+    let mut produce = |n: usize| {
+        let records: Vec<_> = (produced..produced + n)
+            .map(|i| (i as i32 % 2, common::record(i)))
+            .collect();
+        kafka.produce("moves", &records);
+        produced += n;
+    };
+    produce(20);
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (store_a, store_b) = (open(dir_a.path()), open(dir_b.path()));
+    let config = || {
+        let mut c = kafka.source(&["moves"]);
+        c.stop_at_end = false;
+        c.kafka.push(("session.timeout.ms".into(), "6000".into()));
+        c
+    };
+    let ends = |n: i64| -> BTreeMap<TopicPartition, i64> {
+        (0..2)
+            .map(|p| (TopicPartition::new("moves", p), n))
+            .collect()
+    };
+    let a = Mirror::from_kafka(&store_a, config()).unwrap();
+    assert!(a.wait_for_positions(&ends(10), common::TIMEOUT));
+    // B joins: the group gives it a partition, whose new records go to B's store.
+    let b = Mirror::from_kafka(&store_b, config()).unwrap();
+    let deadline = std::time::Instant::now() + 2 * common::TIMEOUT;
+    while b.positions().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B was given no partition"
+        );
+        produce(2);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let kafka_now = read_kafka(&kafka.bootstrap, "moves", 2);
+    let high = |p: i32| kafka_now.iter().filter(|s| s.partition == p).count() as i64;
+    let target: BTreeMap<_, _> = b
+        .positions()
+        .keys()
+        .map(|tp| (tp.clone(), high(tp.partition())))
+        .collect();
+    assert!(b.wait_for_positions(&target, common::TIMEOUT));
+    b.stop().unwrap();
+    // B left: A gets the partition back, and must copy what B copied meanwhile.
+    produce(2);
+    assert!(a.wait_for_positions(&ends(produced as i64 / 2), common::TIMEOUT));
+    a.stop().unwrap();
+    assert_source_copy(
+        &read_kafka(&kafka.bootstrap, "moves", 2),
+        &read_store(&store_a, "moves"),
+    );
+}
