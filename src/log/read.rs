@@ -128,7 +128,10 @@ impl Log {
                 SegmentRead::Exhausted(next) => next_base = Some(next),
             }
         }
-        // A batch published to its segment just after `end` was read is left for the next read.
+        // A batch published to its segment just after `end` was read is left for the next
+        // read. So is one appended after a truncation (`truncate_to`) that replaced the
+        // list after `end` was read and lowered the end after that: the end is read again.
+        let end = end.min(self.log_end_offset());
         out.retain(|b| b.base_offset() < end);
         Ok(out)
     }

@@ -341,6 +341,7 @@ impl Recovery<'_> {
                 // The last index entry may name no batch (the index damaged since it was
                 // synced at close): the whole segment decides. A log that reads well
                 // from its start gets its indexes rebuilt, as a sealed segment would.
+                // A log damaged too is reported where its first bad batch is.
                 let whole = self.scan(seg)?;
                 if whole.stopped.is_none() {
                     self.report.indexes_rebuilt += 1;
@@ -351,8 +352,8 @@ impl Recovery<'_> {
                     seg.adopt_scan(&whole);
                     self.plan.index_writes.insert(last, true);
                     bytes_since_index = whole.bytes_since_index;
-                    tail = whole;
                 }
+                tail = whole;
             }
             if let Some((pos, reason)) = tail.stopped {
                 return Err(Error::corruption(&seg.log_path, pos, reason));
