@@ -90,7 +90,7 @@ fn to_kafka_and_back_copies_every_record_with_its_offset_header() {
         "clicks:1",
         "--exit-at-end",
         "--config",
-        "retention.ms=3600000",
+        "retention.bytes=1073741824",
     ]);
     assert!(ok, "{err}");
     assert!(err.contains("50 records copied"), "{err}");
@@ -104,7 +104,15 @@ fn to_kafka_and_back_copies_every_record_with_its_offset_header() {
     );
     let copy = Store::open(to.path()).unwrap();
     let created = copy.describe_topic("clicks").unwrap().config.settings();
-    assert_eq!((created.partitions, created.retention_ms), (2, 3_600_000));
+    assert_eq!(
+        (
+            created.partitions,
+            created.retention_bytes,
+            created.retention_ms
+        ),
+        (2, 1 << 30, -1),
+        "the flag's, over the source's default of no time retention"
+    );
     for p in 0..2 {
         let a = source
             .topic("clicks")
@@ -173,11 +181,14 @@ fn bad_mirror_arguments_fail_with_a_message_naming_them() {
     let (ok, err) = to_kafka();
     assert!(!ok);
     assert!(err.contains("missing"), "{err}");
+    // A bad topic config is refused before the store is opened: an empty directory
+    // stays empty.
+    let empty = tempfile::tempdir().unwrap();
     let (ok, err) = streamlog(&[
         "mirror",
         "from-kafka",
         "--store",
-        dir.path().to_str().unwrap(),
+        empty.path().to_str().unwrap(),
         "-b",
         "127.0.0.1:1",
         "-t",
@@ -186,6 +197,7 @@ fn bad_mirror_arguments_fail_with_a_message_naming_them() {
         "retention.ms=soon",
     ]);
     assert!(!ok);
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
     assert!(
         err.contains("--config") && err.contains("retention.ms"),
         "{err}"

@@ -468,9 +468,6 @@ impl Sink {
     }
 }
 
-/// A consumer that reads single records by offset: no group commits. The user's
-/// settings go along (connection and security); producer-only ones are ignored by
-/// librdkafka with a warning.
 /// The client that reads metadata and creates topics: the user's settings (security,
 /// addresses), then the mirror's own. A metadata request must not create the topic
 /// (with the broker's default partition count) before the mirror creates it with the
@@ -481,6 +478,9 @@ fn admin_config(bootstrap: &str, user: &[(String, String)]) -> ClientConfig {
     c
 }
 
+/// A consumer that reads single records by offset: no group commits. The user's
+/// settings go along (connection and security); producer-only ones are ignored by
+/// librdkafka with a warning.
 pub(crate) fn probe_config(bootstrap: &str, user: &[(String, String)]) -> ClientConfig {
     client_config(
         bootstrap,

@@ -255,7 +255,14 @@ impl Source {
         if !self.parts.contains_key(&tp) {
             return Ok(None);
         }
-        let next = self.next.get(&tp).copied();
+        // After what the store holds, and what this batch holds already (a partition
+        // revoked and given back while the batch fills is checked against both).
+        let next = batch
+            .get(&tp)
+            .and_then(|recs| recs.last())
+            .and_then(|r| find_offset(header_pairs(&r.headers), KAFKA_OFFSET_HEADER))
+            .map(|last| last + 1)
+            .or_else(|| self.next.get(&tp).copied());
         let revoked = std::mem::take(&mut *self.consumer.context().revoked.lock());
         for gone in &revoked {
             self.positioned.borrow_mut().remove(gone);
@@ -265,7 +272,6 @@ impl Source {
             // truth, so the first record of each partition is checked against it.
             if let Some(n) = next
                 && msg.offset() != n
-                && !batch.contains_key(&tp)
             {
                 // librdkafka drops what it fetched before the seek (its op version
                 // barrier), so the next record of `tp` is the first at or after `n`.

@@ -360,6 +360,26 @@ fn bad_settings_are_refused_before_anything_starts() {
         matches!(err, Error::InvalidConfig { name: "topics", .. }),
         "{err}"
     );
+    // The source's consumer may not commit on its own, nor read aborted records.
+    for (k, v) in [
+        ("enable.auto.commit", "true"),
+        ("isolation.level", "read_uncommitted"),
+    ] {
+        let err = Mirror::from_kafka(
+            &store,
+            streamlog_kafka::KafkaSourceConfig {
+                bootstrap: "127.0.0.1:1".into(),
+                topics: vec!["t".into()],
+                kafka: vec![(k.into(), v.into())],
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidConfig { name: "kafka", .. }),
+            "{k}={v}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -18,9 +18,12 @@ fn key_error(store: &str, reason: String) -> StreamsError {
 
 /// Store `name`'s partitions local now, as `S`: `StoreUnavailable` while one is being
 /// restored, `StoreType` if they hold another type. Looked up at each call, as Kafka
-/// Streams' queryable stores are: a view taken earlier must not answer from a task's
-/// store that was dropped since (its partition moved away, or its thread died or
-/// abandoned its tasks after an abort, with updates no commit covers).
+/// Streams' queryable stores look up theirs: a view taken earlier must not answer from
+/// a task's store that was dropped since (its partition moved away, or its thread died
+/// or abandoned its tasks after an abort, with updates no commit covers). Unlike Kafka
+/// Streams, which throws while it rebalances, a partition that is between two owners
+/// (revoked here and its restore not begun, or its thread gone) is simply not local:
+/// its keys are not found.
 pub(crate) fn local_parts<S: Send + Sync + 'static>(
     registry: &Registry,
     name: &str,
@@ -48,7 +51,8 @@ pub(crate) fn local_parts<S: Send + Sync + 'static>(
 /// The local partitions of a key-value store
 /// ([`Streams::key_value_store`](crate::Streams::key_value_store)). A live view: each
 /// call reads the partitions whose tasks run in this instance at that moment, so after
-/// a rebalance it answers from the partitions local then.
+/// a rebalance it answers from the partitions local then. A partition between two
+/// owners (revoked, its restore here not begun) is not local: its keys are not found.
 pub struct ReadOnlyKeyValueStore<K, V> {
     pub(crate) name: String,
     pub(crate) registry: Arc<Registry>,
