@@ -137,8 +137,10 @@ impl Log {
     /// snapshot holds open (the removed marker's transaction began after it). Done
     /// before the swap: until the swap the log still holds the markers, and meeting
     /// one whose transaction is closed already changes nothing. A snapshot that cannot
-    /// be read is left (a replay does not use it); a write that fails part-way leaves
-    /// it unreadable; a failed fsync poisons the log.
+    /// be read is left (a replay does not use it). Each is replaced whole (a temporary
+    /// file renamed over it): it may be the only one that still knows producers whose
+    /// batches retention deleted, and an overwrite a crash tore would lose it. A failed
+    /// fsync poisons the log.
     pub(super) fn apply_removed_markers(
         &self,
         markers: &[Batch],
@@ -166,19 +168,21 @@ impl Log {
                 // None of the markers' transactions was open here: nothing to rewrite.
                 continue;
             }
-            let path = self.dir.join(file_name(offset, "snapshot"));
-            let file = fs
-                .open(&path, true)
-                .and_then(|f| {
-                    f.write_all_at(&bytes, 0)?;
-                    f.set_len(bytes.len() as u64)?;
-                    Ok(f)
-                })
-                .map_err(io_ctx(format!(
-                    "rewrite the producer snapshot {}",
-                    path.display()
-                )))?;
-            self.fsync_or_poison(format!("fsync {}", path.display()), || file.sync_data())?;
+            let name = file_name(offset, "snapshot");
+            let tmp = format!("{name}.tmp");
+            checkpoint::write_atomic_steps(fs, &self.dir, &name, &tmp, &bytes).map_err(
+                |(step, e)| {
+                    let what = format!(
+                        "rewrite the producer snapshot {}",
+                        self.dir.join(&name).display()
+                    );
+                    let e = io_ctx(what)(e);
+                    if step.is_fsync() {
+                        self.poison_with(e.to_string());
+                    }
+                    e
+                },
+            )?;
         }
         Ok(())
     }
