@@ -126,7 +126,12 @@ impl Future for SendFuture<'_> {
                 });
                 match first {
                     Ok(p) => *this.prepared.insert(p),
-                    Err(e) => return Poll::Ready(Err(shared.send_error(e))),
+                    Err(e) => {
+                        // Resolved: polled again (say, once the topic exists), it must
+                        // not send after all.
+                        this.done = true;
+                        return Poll::Ready(Err(shared.send_error(e)));
+                    }
                 }
             }
         };

@@ -319,6 +319,40 @@ fn a_resolved_send_polled_again_sends_nothing() {
     assert_eq!(part.log_end_offset(), 1, "the record was sent once");
 }
 
+/// From a review: a send whose first poll failed (here its topic did not exist yet,
+/// which a custom partitioner needs before the lock) was not marked resolved. Polled
+/// again once the topic existed, it sent its record, where the docs promise that a
+/// future polled after it resolved sends nothing.
+#[test]
+fn a_send_that_failed_polled_again_sends_nothing() {
+    #[derive(Debug)]
+    struct First;
+    impl streamlog::producer::Partitioner for First {
+        fn partition(&self, _: &str, _: Option<&[u8]>, _: usize, _: i32) -> i32 {
+            0
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let producer = store
+        .producer(ProducerConfig::default().partitioner(Arc::new(First)))
+        .unwrap();
+    let (waker, _woken) = signal();
+    let mut fut = producer.send_async(ProducerRecord::new("later").value("v"));
+    match poll_once(&mut fut, &waker) {
+        Poll::Ready(Err(Error::NotFound { .. })) => {}
+        other => panic!("a send to a missing topic: {other:?}"),
+    }
+    store.create_topic("later", TopicConfig::default()).unwrap();
+    match poll_once(&mut fut, &waker) {
+        Poll::Ready(Err(Error::InvalidArgument { .. })) => {}
+        other => panic!("polled after Ready: {other:?}"),
+    }
+    producer.flush().unwrap();
+    let part = store.topic("later").unwrap().partition(0).unwrap();
+    assert_eq!(part.log_end_offset(), 0, "the failed send sent nothing");
+}
+
 /// Two threads close clones of one producer: the second returned Ok at once while the
 /// first was still appending the records sent before (a process exiting on that Ok
 /// lost them), and a store's close racing a producer's went on to close the logs under
