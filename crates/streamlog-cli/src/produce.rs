@@ -32,13 +32,24 @@ pub struct Produce {
 /// UTF-8); returns how many records were sent. A failure names the line, and how many
 /// records before it were sent (each line is sent as it is read).
 pub fn run(p: &Produce, input: &mut dyn BufRead) -> Result<usize, String> {
-    let store = p.store.open()?;
+    // Runs as long as its input does: the topic's flush.ms and retention apply meanwhile
+    // (the store's maintenance thread), as they would in an application.
+    let store = p.store.open_maintained()?;
     let acks = if p.sync { Acks::All } else { Acks::Leader };
     // The topic's max.message.bytes bounds a record, not the client's 1 MiB request
-    // (there is no request): a topic altered for larger records takes them from here.
+    // (there is no request) nor its 32 MiB of buffer: a topic altered for larger records
+    // takes them from here (up to the store's decompression limit).
+    let largest = store
+        .describe_topic(&p.topic)
+        .map_or(0, |d| d.config.settings().max_message_bytes);
+    let buffer = usize::try_from(largest)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(2)
+        .max(32 << 20);
     let config = ProducerConfig::default()
         .acks(acks)
-        .max_request_size(usize::MAX);
+        .max_request_size(usize::MAX)
+        .buffer_memory(buffer);
     let producer = store.producer(config).map_err(|e| e.to_string())?;
     let mut pending = Vec::new();
     let mut sent = 0;

@@ -22,6 +22,14 @@ impl StoreDir {
         open_store(&self.dir, None)
     }
 
+    /// [`open`](Self::open), with the store's background maintenance (flushes by
+    /// `flush.ms`, retention, compaction): for a command that runs as long as its
+    /// input (`produce`).
+    pub fn open_maintained(&self) -> Result<Store, String> {
+        check_store_dir(&self.dir, None)?;
+        Store::open(&self.dir).map_err(|e| format!("open {}: {e}", self.dir.display()))
+    }
+
     /// [`open`](Self::open), or a new store in an empty directory (`topics create`,
     /// `import-kafka`).
     pub fn open_or_create(&self) -> Result<Store, String> {

@@ -770,7 +770,8 @@ fn a_group_consumer_cannot_follow() {
 
 /// From the CLI review: `produce` kept the producer's 1 MiB `max_request_size`, so a
 /// line larger than that was refused even on a topic whose `max.message.bytes` takes
-/// it. The topic's limit decides.
+/// it. The topic's limit decides. (A later review: and its 32 MiB `buffer_memory`,
+/// which a line larger than that still hit.)
 #[test]
 fn produce_sends_records_as_large_as_the_topic_takes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -783,12 +784,32 @@ fn produce_sends_records_as_large_as_the_topic_takes() {
         d,
         "big",
         "--config",
-        "max.message.bytes=4000000",
+        "max.message.bytes=40000000",
     ]);
-    let line = "x".repeat(2_000_000);
+    let line = "x".repeat(34_000_000);
     produce(d, "big", &[], &format!("{line}\n"));
     let printed = ok(&["consume", "--dir", d, "big", "--from-beginning"]);
     assert_eq!(printed, format!("{line}\n"));
+}
+
+/// From the CLI review: a `topics create` refused for its name or config had made a
+/// store in the empty directory first. Both are checked before now.
+#[test]
+fn a_refused_topics_create_leaves_an_empty_directory_empty() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_str().unwrap();
+    for args in [
+        &["topics", "create", "--dir", d, "bad/name"][..],
+        &["topics", "create", "--dir", d, "t", "--partitions", "0"][..],
+    ] {
+        let out = streamlog(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(
+            std::fs::read_dir(tmp.path()).unwrap().count(),
+            0,
+            "{args:?}"
+        );
+    }
 }
 
 /// `consume --partition` past the topic's partitions named it as Rust's debug output
