@@ -48,6 +48,11 @@ impl Log {
     /// the newest producer snapshot at or below it. Producer epochs and coordinator
     /// epochs stay (fencing is not undone).
     ///
+    /// Compaction: a cut below the cleaned range can take a key's only value. A pass
+    /// removed each older value of a key whose newer one it saw; a cut that removes the
+    /// newer one leaves none (Kafka truncates only above what it cleaned, below its
+    /// high watermark). Cut only where no pass has cleaned, or accept that loss.
+    ///
     /// # Errors
     /// `OffsetOutOfRange` below the log start; `Io`; `Poisoned`; `Closed`.
     pub fn truncate_to(&self, offset: i64) -> Result<i64> {
