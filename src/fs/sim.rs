@@ -75,6 +75,8 @@ enum DirOp {
     Link(PathBuf, u64),
     Unlink(PathBuf),
     Rename(PathBuf, PathBuf, u64),
+    /// A directory created in this one: durable once this one is synced.
+    MkDir(PathBuf),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -89,6 +91,9 @@ struct State {
     next_ino: u64,
     inodes: HashMap<u64, Inode>,
     dirs: BTreeSet<PathBuf>,
+    /// Directories whose own entry (in their parent) is durable: a crash loses the
+    /// others, with everything in them.
+    durable_dirs: BTreeSet<PathBuf>,
     live: BTreeMap<PathBuf, u64>,
     durable: BTreeMap<PathBuf, u64>,
     dir_ops: BTreeMap<PathBuf, Vec<DirOp>>,
@@ -127,6 +132,12 @@ fn not_found(path: &Path) -> io::Error {
 
 fn parent(path: &Path) -> PathBuf {
     path.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// The top of a tree (`/`, or the empty parent of a relative path's first part): it
+/// exists, and nothing syncs its entry.
+fn is_root(dir: &Path) -> bool {
+    dir.as_os_str().is_empty() || dir.parent().is_none()
 }
 
 /// splitmix64: a tiny deterministic generator for crash images.
@@ -331,6 +342,7 @@ impl SimFs {
             _ => 0,
         });
         let mut names = st.durable.clone();
+        let mut dirs = st.durable_dirs.clone();
         for ops in st.dir_ops.values() {
             let keep = match mode {
                 CrashImage::KeepAll => ops.len(),
@@ -349,9 +361,27 @@ impl SimFs {
                         names.remove(from);
                         names.insert(to.clone(), *ino);
                     }
+                    DirOp::MkDir(d) => {
+                        dirs.insert(d.clone());
+                    }
                 }
             }
         }
+        // A directory survives only with every directory above it, and a name only
+        // with its directory.
+        let dirs: BTreeSet<PathBuf> = dirs
+            .iter()
+            .filter(|d| {
+                d.ancestors()
+                    .skip(1)
+                    .all(|a| is_root(a) || dirs.contains(a))
+            })
+            .cloned()
+            .collect();
+        names.retain(|p, _| {
+            let d = parent(p);
+            is_root(&d) || dirs.contains(&d)
+        });
         let mut inodes = HashMap::new();
         for ino in names.values() {
             if inodes.contains_key(ino) {
@@ -389,7 +419,8 @@ impl SimFs {
         let state = State {
             next_ino: st.next_ino,
             inodes,
-            dirs: st.dirs.clone(),
+            durable_dirs: dirs.clone(),
+            dirs,
             live: names.clone(),
             durable: names,
             ..State::default()
@@ -414,6 +445,7 @@ impl SimFs {
         let mut dir = parent(path);
         loop {
             st.dirs.insert(dir.clone());
+            st.durable_dirs.insert(dir.clone());
             match dir.parent() {
                 Some(p) if !p.as_os_str().is_empty() => dir = p.to_path_buf(),
                 _ => break,
@@ -643,7 +675,18 @@ impl FileSystem for SimFs {
         st.begin(true)?;
         let mut p = path.to_path_buf();
         loop {
-            st.dirs.insert(p.clone());
+            if st.dirs.insert(p.clone()) {
+                let up = parent(&p);
+                if is_root(&up) || p.parent().is_none() {
+                    // The top of the tree: there is nothing to sync it in.
+                    st.durable_dirs.insert(p.clone());
+                } else {
+                    st.dir_ops
+                        .entry(up)
+                        .or_default()
+                        .push(DirOp::MkDir(p.clone()));
+                }
+            }
             match p.parent() {
                 Some(q) if !q.as_os_str().is_empty() => p = q.to_path_buf(),
                 _ => break,
@@ -684,8 +727,9 @@ impl FileSystem for SimFs {
             .push(DirOp::Unlink(path.to_path_buf()));
         Ok(())
     }
-    /// Directory removal, like creation, is durable at once in this model, and so are the
-    /// removals of the entries it held.
+    /// Directory removal is durable at once in this model, and so are the removals of
+    /// the entries it held. (Creation is not: a new directory is durable once its
+    /// parent is synced.)
     fn remove_dir(&self, path: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
         st.begin(true)?;
@@ -710,10 +754,19 @@ impl FileSystem for SimFs {
                     st.durable.remove(&from);
                     st.durable.remove(&to);
                 }
+                DirOp::MkDir(d) => {
+                    st.durable_dirs.remove(&d);
+                }
             }
         }
         st.durable.retain(|p, _| !p.starts_with(path));
         st.dirs.remove(path);
+        st.durable_dirs.remove(path);
+        // Not a pending creation in its parent any more.
+        let up = parent(path);
+        if let Some(ops) = st.dir_ops.get_mut(&up) {
+            ops.retain(|op| !matches!(op, DirOp::MkDir(d) if d == path));
+        }
         Ok(())
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -747,6 +800,9 @@ impl FileSystem for SimFs {
                 DirOp::Rename(from, to, ino) => {
                     st.durable.remove(&from);
                     st.durable.insert(to, ino);
+                }
+                DirOp::MkDir(d) => {
+                    st.durable_dirs.insert(d);
                 }
             }
         }

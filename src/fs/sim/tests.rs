@@ -26,6 +26,47 @@ fn unsynced_file_and_entry_are_lost_synced_ones_kept() {
     assert_eq!(img.read_file(&p("/d/a")).unwrap(), b"HELLO world");
 }
 
+/// A new directory is durable once its parent is synced: before, a crash loses it
+/// with everything in it, synced or not (as on a real file system, where its entry
+/// is metadata of its parent).
+#[test]
+fn a_new_directory_needs_its_parent_synced() {
+    let fs = SimFs::new();
+    fs.create_dir_all(&p("/d/topic-0")).unwrap();
+    let f = fs.open(&p("/d/topic-0/a"), true).unwrap();
+    f.write_all_at(b"hello", 0).unwrap();
+    f.sync_data().unwrap();
+    fs.sync_dir(&p("/d/topic-0")).unwrap();
+    for mode in [CrashImage::DropAll, CrashImage::Random(7)] {
+        let img = fs.crash_image(mode);
+        if !img.exists(&p("/d/topic-0")).unwrap() {
+            assert!(
+                !img.exists(&p("/d/topic-0/a")).unwrap(),
+                "a file without its directory"
+            );
+        }
+    }
+    let lost = fs.crash_image(CrashImage::DropAll);
+    assert!(
+        !lost.exists(&p("/d/topic-0")).unwrap(),
+        "its parent was never synced"
+    );
+    assert!(lost.exists(&p("/d")).unwrap(), "the top directory is there");
+    fs.sync_dir(&p("/d")).unwrap();
+    let kept = fs.crash_image(CrashImage::DropAll);
+    assert_eq!(kept.read_file(&p("/d/topic-0/a")).unwrap(), b"hello");
+    assert_eq!(kept.list_dir(&p("/d")).unwrap(), ["topic-0"]);
+    // Removed again before any sync: no creation is left pending.
+    fs.create_dir_all(&p("/d/gone")).unwrap();
+    fs.remove_dir(&p("/d/gone")).unwrap();
+    fs.sync_dir(&p("/d")).unwrap();
+    assert!(
+        !fs.crash_image(CrashImage::KeepAll)
+            .exists(&p("/d/gone"))
+            .unwrap()
+    );
+}
+
 #[test]
 fn rename_is_atomic_in_images() {
     let fs = SimFs::new();
