@@ -118,7 +118,10 @@ pub use store::{
 };
 #[cfg(unix)]
 pub use store::{ReadOnlyPartition, ReadOnlyStore, WaitMechanism};
-pub use topic::{CleanupPolicy, TopicConfig, TopicPartition, TopicSettings, validate_topic_name};
+pub use topic::{
+    CleanupPolicy, TopicConfig, TopicPartition, TopicSettings, validate_new_topic_name,
+    validate_topic_name,
+};
 
 /// The README's code blocks, compiled and run as doctests.
 #[cfg(doctest)]

@@ -14,6 +14,8 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 
@@ -47,15 +49,34 @@ enum Found {
     End,
 }
 
+/// Asked, where gaps are not allowed, whether they are now (the topic was altered to
+/// compaction since the reader started).
+type GapsNow = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// A follower of one partition directory written by someone else.
-#[derive(Debug)]
 pub struct TailReader {
     dir: PathBuf,
     decode: DecodeOptions,
+    /// Whether a batch may start past the end of the one before it (compaction's
+    /// gaps); if not, such a base offset (outside the CRC) is damage. Once allowed,
+    /// for good.
+    gaps: AtomicBool,
+    gaps_now: Option<GapsNow>,
     /// Where the last [`read`](Self::read) stopped.
     read: Option<Cursor>,
     /// How far whole batches were seen ([`log_end_offset`](Self::log_end_offset)).
     end: Option<Cursor>,
+}
+
+impl std::fmt::Debug for TailReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TailReader")
+            .field("dir", &self.dir)
+            .field("gaps", &self.gaps)
+            .field("read", &self.read)
+            .field("end", &self.end)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TailReader {
@@ -66,9 +87,45 @@ impl TailReader {
         TailReader {
             dir: dir.as_ref().to_path_buf(),
             decode,
+            gaps: AtomicBool::new(true),
+            gaps_now: None,
             read: None,
             end: None,
         }
+    }
+
+    /// Whether the log may have offset gaps (a compacted topic's, or one compacted
+    /// before). Default = `true`, as for any directory. With `false`, a batch that
+    /// does not start where the one before it ended is `Corruption` (in a segment the
+    /// writer moved past; in the last one, the end of what is visible): its base
+    /// offset is outside the CRC, and a damaged one would be served as other offsets.
+    #[must_use]
+    pub fn offset_gaps(self, allowed: bool) -> Self {
+        self.gaps.store(allowed, Ordering::Relaxed);
+        self
+    }
+
+    /// Where gaps are not allowed, `now` is asked at a batch that starts past the end
+    /// of the one before: whether they are now (the topic's config read again).
+    #[must_use]
+    pub(crate) fn offset_gaps_when(
+        mut self,
+        now: impl Fn() -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.gaps_now = Some(Arc::new(now));
+        self
+    }
+
+    /// Whether a batch may start past the end of the one before it.
+    fn gaps_allowed(&self) -> bool {
+        if self.gaps.load(Ordering::Relaxed) {
+            return true;
+        }
+        let now = self.gaps_now.as_ref().is_some_and(|f| f());
+        if now {
+            self.gaps.store(true, Ordering::Relaxed);
+        }
+        now
     }
 
     /// The segments' base offsets now, sorted.
@@ -229,8 +286,10 @@ impl TailReader {
             Err(e) => return bad(e.to_string()),
         };
         // Outside the CRC: the base offset. It must follow the batch before it (gaps
-        // are compaction's) and leave room for its last offset.
+        // are compaction's, and only where the log may have them) and leave room for
+        // its last offset.
         if b.base_offset() < c.after
+            || (b.base_offset() > c.after && !self.gaps_allowed())
             || b.last_offset() < b.base_offset()
             || b.last_offset() == i64::MAX
         {

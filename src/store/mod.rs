@@ -24,7 +24,7 @@ use crate::groups::{Coordinator, OFFSETS_TOPIC};
 use crate::maintenance::{Maintenance, MaintenanceReport};
 use crate::producer::{Producer, ProducerConfig};
 use crate::topic::TopicPartition;
-use crate::topic::{TopicConfig, refuse_internal, validate_topic_name};
+use crate::topic::{TopicConfig, refuse_internal};
 use crate::txn::TxnCoordinator;
 
 mod metrics;
@@ -205,8 +205,7 @@ impl Store {
     /// changes wait for the next open, which settles it.
     pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
         self.check_open()?;
-        validate_topic_name(name)?;
-        crate::topic::refuse_reserved_name(name)?;
+        crate::topic::validate_new_topic_name(name)?;
         self.inner.catalog.create_topic(name, config)?;
         // Its `flush_ms` may be due before the thread's next pass.
         self.inner.maintenance.reschedule();

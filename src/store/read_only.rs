@@ -307,7 +307,20 @@ impl ReadOnlyStore {
         let dir = partition_dir(&self.dir, topic, partition);
         Ok(ReadOnlyPartition {
             partition: TopicPartition::new(topic, partition),
-            reader: Mutex::new(TailReader::new(&dir, DecodeOptions::default())),
+            reader: Mutex::new(
+                TailReader::new(&dir, DecodeOptions::default())
+                    .offset_gaps(config.allows_offset_gaps())
+                    .offset_gaps_when({
+                        // Compaction may have been turned on since.
+                        let (store, topic) = (self.dir.clone(), topic.to_string());
+                        move || {
+                            read_topics(&store)
+                                .ok()
+                                .and_then(|mut topics| topics.remove(&topic))
+                                .is_some_and(|c| c.allows_offset_gaps())
+                        }
+                    }),
+            ),
             dir,
             watch: Mutex::new(Watch::NotYet),
         })

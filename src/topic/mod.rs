@@ -552,7 +552,12 @@ impl TopicConfig {
             .timestamp_type(self.message_timestamp_type)
             .timestamp_before_max_ms(self.message_timestamp_before_max_ms)
             .timestamp_after_max_ms(self.message_timestamp_after_max_ms)
-            .allow_offset_gaps(self.cleanup_policy != CleanupPolicy::Delete || self.offset_gaps)
+            .allow_offset_gaps(self.allows_offset_gaps())
+    }
+
+    /// Whether the topic's logs may have offset gaps: compacted, or compacted before.
+    pub(crate) fn allows_offset_gaps(&self) -> bool {
+        self.cleanup_policy != CleanupPolicy::Delete || self.offset_gaps
     }
 
     /// `key=value` lines, Kafka's property names.
@@ -692,6 +697,23 @@ pub(crate) fn refuse_reserved_name(name: &str) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Checks `name` as [`Store::create_topic`](crate::Store::create_topic) does before it
+/// touches the disk: a valid name ([`validate_topic_name`]) that is not reserved for
+/// internal topics (starting with `__`, counting `.` as `_`).
+///
+/// ```
+/// assert!(streamlog::validate_new_topic_name("clicks").is_ok());
+/// assert!(streamlog::validate_new_topic_name("__mine").is_err());
+/// assert!(streamlog::validate_new_topic_name("bad/name").is_err());
+/// ```
+///
+/// # Errors
+/// `InvalidArgument` naming what is wrong.
+pub fn validate_new_topic_name(name: &str) -> Result<()> {
+    validate_topic_name(name)?;
+    refuse_reserved_name(name)
 }
 
 /// Refuses a write by the application to an internal topic (`__consumer_offsets`):

@@ -101,7 +101,7 @@ pub fn run(command: &Topics, out: &mut dyn Write) -> Result<(), String> {
         Topics::Create(c) => {
             let config = with_configs(TopicConfig::default().partitions(c.partitions), &c.configs)?;
             // Checked before the store is opened, which makes one in an empty directory.
-            streamlog::validate_topic_name(&c.topic)
+            streamlog::validate_new_topic_name(&c.topic)
                 .and_then(|()| config.validate())
                 .map_err(|e| e.to_string())?;
             let store = c.store.open_or_create()?;

@@ -800,6 +800,7 @@ fn a_refused_topics_create_leaves_an_empty_directory_empty() {
     let d = tmp.path().to_str().unwrap();
     for args in [
         &["topics", "create", "--dir", d, "bad/name"][..],
+        &["topics", "create", "--dir", d, "__mine"][..],
         &["topics", "create", "--dir", d, "t", "--partitions", "0"][..],
     ] {
         let out = streamlog(args);

@@ -510,6 +510,82 @@ fn a_base_offset_going_back_is_corruption() {
     }
 }
 
+/// A base offset (outside the CRC) jumping forward, in a topic that was never
+/// compacted, is `Corruption` too: the reader took any forward jump for compaction's
+/// gap and served the batch's records under offsets they never had.
+#[test]
+fn a_base_offset_jumping_forward_is_corruption_where_there_are_no_gaps() {
+    let (tmp, first) = closed_store_of_several_segments();
+    let mut bytes = std::fs::read(&first).unwrap();
+    let first_len = i32::from_be_bytes(bytes[8..12].try_into().unwrap()) as usize;
+    let second = 12 + first_len;
+    bytes[second..second + 8].copy_from_slice(&5i64.to_be_bytes());
+    std::fs::write(&first, bytes).unwrap();
+    let reader = Store::open_read_only(tmp.path()).unwrap();
+    // One batch at a time: the damaged batch alone (the one after it, going back
+    // below 6, would give the damage away later).
+    match reader.partition("t", 0).unwrap().read(1, 1) {
+        Err(Error::Corruption { path, position, .. }) => {
+            assert_eq!((path, position), (first.clone(), second as u64));
+        }
+        other => panic!("expected Corruption, got {other:?}"),
+    }
+    // A directory read on its own may be a compacted log's: gaps are allowed there.
+    let mut tail = streamlog::log::TailReader::new(
+        tmp.path().join("t-0"),
+        streamlog::format::DecodeOptions::default(),
+    );
+    let batches = tail.read_batches(1, 1).unwrap();
+    assert_eq!(batches[0].base_offset(), 5);
+}
+
+/// A follower taken while its topic was not compacted reads on after the topic is
+/// altered to compaction and a pass leaves gaps: the first gap has it read the topic's
+/// config again, instead of calling the gap damage.
+#[test]
+fn a_follower_reads_across_gaps_of_a_topic_compacted_since_it_started() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().segment_bytes(1024))
+        .unwrap();
+    let part = store.topic("t").unwrap().partition(0).unwrap();
+    for i in 0..60 {
+        let key = if i % 10 == 0 {
+            format!("u{i}")
+        } else {
+            format!("k{}", i % 3)
+        };
+        part.append(&[Record::new(T0, Some(key), Some(event(i)))])
+            .unwrap();
+    }
+    let reader = Store::open_read_only(tmp.path()).unwrap();
+    let follower = reader.partition("t", 0).unwrap();
+    store
+        .alter_topic_config("t", |c| {
+            c.cleanup_policy(CleanupPolicy::Compact)
+                .min_cleanable_dirty_ratio(0.0)
+        })
+        .unwrap();
+    assert!(store.run_maintenance().unwrap().records_removed > 0);
+    let offsets = |read: &dyn Fn(i64) -> (Vec<Record>, i64)| {
+        let (mut at, mut all) = (0, Vec::new());
+        while at < part.log_end_offset() {
+            let (records, next) = read(at);
+            all.extend(records.iter().map(|r| r.offset));
+            at = next;
+        }
+        all
+    };
+    let kept = offsets(&|at| {
+        let records = part.read(at, 1 << 20).unwrap();
+        let next = records.last().unwrap().offset + 1;
+        (records, next)
+    });
+    assert!(kept.windows(2).any(|w| w[1] > w[0] + 1), "gaps: {kept:?}");
+    assert_eq!(offsets(&|at| follower.read_on(at, 1 << 20).unwrap()), kept);
+}
+
 /// Batches written under a larger `max.message.bytes` than the topic has now are
 /// read: the reader took the current limit as a bound on a sound batch, so it saw the
 /// log end at the first larger batch and hid every record from there on (or called
