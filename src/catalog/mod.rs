@@ -220,6 +220,11 @@ impl Catalog {
         config.fs = Arc::new(files.clone());
         let fs = config.fs.clone();
         refuse_nested(fs.as_ref(), dir)?;
+        // The store's own directory first: its entry in its parent is synced at every
+        // open, also after a process that created it died before its fsync (a later
+        // open finds it there, and would otherwise sync only inside it).
+        crate::fs::create_dir_durable(fs.as_ref(), dir)
+            .map_err(io_ctx(format!("create {}", dir.display())))?;
         let meta_dir = dir.join(TOPICS_DIR);
         crate::fs::create_dir_durable(fs.as_ref(), &meta_dir)
             .map_err(io_ctx(format!("create {}", meta_dir.display())))?;

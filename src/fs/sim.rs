@@ -4,8 +4,10 @@
 //! - Each file has its live bytes, its durable bytes (as of its last `sync_data`) and
 //!   the list of writes and truncations since then.
 //! - Each directory has its live entries and the ordered list of entry changes (create,
-//!   remove, rename) since its last `sync_dir`. Directories themselves are durable when
-//!   created.
+//!   remove, rename, and the directories created in it) since its last `sync_dir`. A new
+//!   directory is durable once its parent is synced, except one directly under the root
+//!   or the working directory, which is durable when created unless the file system
+//!   was made with [`SimFs::new_strict_dirs`]; a removed one is gone at once.
 //! - A crash image starts from the durable state, keeps an ordered prefix of each
 //!   directory's unsynced entry changes (ordered metadata journaling) and applies each
 //!   unsynced write to a file in order, kept, dropped, or torn at 512-byte sector
@@ -109,6 +111,9 @@ struct State {
     no_direct_reads: bool,
     /// A read-only mount: opening for writing and every change fail.
     read_only: bool,
+    /// A directory directly under the root (or the working directory) is durable only
+    /// once that is synced too.
+    strict_dirs: bool,
 }
 
 fn read_only_fs() -> io::Error {
@@ -134,8 +139,8 @@ fn parent(path: &Path) -> PathBuf {
     path.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
-/// The top of a tree (`/`, or the empty parent of a relative path's first part): it
-/// exists, and nothing syncs its entry.
+/// The top of a tree (`/`, or the working directory, the empty parent of a relative
+/// path's first part): it always exists.
 fn is_root(dir: &Path) -> bool {
     dir.as_os_str().is_empty() || dir.parent().is_none()
 }
@@ -262,6 +267,16 @@ impl SimFs {
     /// An empty file system.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A file system where even a directory directly under the root (`/store`) or the
+    /// working directory is durable only once that is synced, as on a real disk. By
+    /// default such a directory is durable when created: most tests keep their store
+    /// one level down and never sync `/`.
+    pub fn new_strict_dirs() -> Self {
+        let fs = Self::default();
+        fs.state.lock().strict_dirs = true;
+        fs
     }
 
     /// Operations so far (every call counts).
@@ -419,6 +434,7 @@ impl SimFs {
         let state = State {
             next_ino: st.next_ino,
             inodes,
+            strict_dirs: st.strict_dirs,
             durable_dirs: dirs.clone(),
             dirs,
             live: names.clone(),
@@ -439,13 +455,15 @@ impl SimFs {
 
     /// Replaces a file's contents, live and durable, creating it (and its directory) if
     /// needed: for building disk images and simulating media damage. No operation is
-    /// counted.
+    /// counted. A directory it creates is durable; one that exists stays as it is (a
+    /// creation still waiting for its parent's sync keeps waiting).
     pub fn write_file(&self, path: &Path, data: Vec<u8>) {
         let mut st = self.state.lock();
         let mut dir = parent(path);
         loop {
-            st.dirs.insert(dir.clone());
-            st.durable_dirs.insert(dir.clone());
+            if st.dirs.insert(dir.clone()) {
+                st.durable_dirs.insert(dir.clone());
+            }
             match dir.parent() {
                 Some(p) if !p.as_os_str().is_empty() => dir = p.to_path_buf(),
                 _ => break,
@@ -677,10 +695,13 @@ impl FileSystem for SimFs {
         loop {
             if st.dirs.insert(p.clone()) {
                 let up = parent(&p);
-                if is_root(&up) || p.parent().is_none() {
-                    // The top of the tree: there is nothing to sync it in.
+                if p.parent().is_none() || (!st.strict_dirs && is_root(&up)) {
+                    // The root (there is nothing to sync it in), or a directory
+                    // directly under it (see `new_strict_dirs`).
                     st.durable_dirs.insert(p.clone());
                 } else {
+                    // With strict dirs, also a relative path's first part: its entry
+                    // is the working directory's (the empty path), synced as any other.
                     st.dir_ops
                         .entry(up)
                         .or_default()

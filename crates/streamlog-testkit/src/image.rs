@@ -185,6 +185,10 @@ impl ImageBuilder {
         let dir = PathBuf::from(FUZZ_DIR);
         fs.create_dir_all(&dir)
             .expect("SimFs creates directories without faults");
+        // An image of a disk: its directory is there for good, as a log's is once
+        // it was opened (a clean-shutdown marker in the image tells the log so).
+        fs.sync_dir(dir.parent().expect("FUZZ_DIR has a parent"))
+            .expect("SimFs syncs without faults");
         ImageBuilder {
             fs,
             dir,

@@ -37,21 +37,19 @@ fn a_new_directory_needs_its_parent_synced() {
     f.write_all_at(b"hello", 0).unwrap();
     f.sync_data().unwrap();
     fs.sync_dir(&p("/d/topic-0")).unwrap();
-    for mode in [CrashImage::DropAll, CrashImage::Random(7)] {
-        let img = fs.crash_image(mode);
-        if !img.exists(&p("/d/topic-0")).unwrap() {
-            assert!(
-                !img.exists(&p("/d/topic-0/a")).unwrap(),
-                "a file without its directory"
-            );
-        }
-    }
     let lost = fs.crash_image(CrashImage::DropAll);
     assert!(
         !lost.exists(&p("/d/topic-0")).unwrap(),
         "its parent was never synced"
     );
-    assert!(lost.exists(&p("/d")).unwrap(), "the top directory is there");
+    assert!(
+        !lost.exists(&p("/d/topic-0/a")).unwrap(),
+        "a file without its directory"
+    );
+    assert!(
+        lost.exists(&p("/d")).unwrap(),
+        "directly under `/`: durable when created"
+    );
     fs.sync_dir(&p("/d")).unwrap();
     let kept = fs.crash_image(CrashImage::DropAll);
     assert_eq!(kept.read_file(&p("/d/topic-0/a")).unwrap(), b"hello");
@@ -64,6 +62,27 @@ fn a_new_directory_needs_its_parent_synced() {
         !fs.crash_image(CrashImage::KeepAll)
             .exists(&p("/d/gone"))
             .unwrap()
+    );
+
+    // Strict: a directory directly under `/` needs `/` synced as well.
+    let strict = SimFs::new_strict_dirs();
+    strict.create_dir_all(&p("/d")).unwrap();
+    assert!(
+        !strict
+            .crash_image(CrashImage::DropAll)
+            .exists(&p("/d"))
+            .unwrap()
+    );
+    strict.sync_dir(&p("/")).unwrap();
+    let kept = strict.crash_image(CrashImage::DropAll);
+    assert!(kept.exists(&p("/d")).unwrap());
+    kept.create_dir_all(&p("/e")).unwrap();
+    assert!(
+        !kept
+            .crash_image(CrashImage::DropAll)
+            .exists(&p("/e"))
+            .unwrap(),
+        "an image is strict too"
     );
 }
 
