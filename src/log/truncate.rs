@@ -48,10 +48,11 @@ impl Log {
     /// the newest producer snapshot at or below it. Producer epochs and coordinator
     /// epochs stay (fencing is not undone).
     ///
-    /// Compaction: a cut below the cleaned range can take a key's only value. A pass
-    /// removed each older value of a key whose newer one it saw; a cut that removes the
-    /// newer one leaves none (Kafka truncates only above what it cleaned, below its
-    /// high watermark). Cut only where no pass has cleaned, or accept that loss.
+    /// Compaction: a cut below the clean offset (where the last pass ended) can take a
+    /// key's only value. A pass removed each older value of a key whose newer one it
+    /// saw; a cut that removes the newer one leaves none. Kafka cleans only below its
+    /// high watermark and truncates only above it, so this never happens there. Cut
+    /// only at or above the clean offset, or accept that loss.
     ///
     /// # Errors
     /// `OffsetOutOfRange` below the log start; `Io`; `Poisoned`; `Closed`.

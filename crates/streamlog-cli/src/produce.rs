@@ -42,10 +42,10 @@ pub fn run(p: &Produce, input: &mut dyn BufRead) -> Result<usize, String> {
     let largest = store
         .describe_topic(&p.topic)
         .map_or(0, |d| d.config.settings().max_message_bytes);
-    let buffer = usize::try_from(largest)
+    let largest = usize::try_from(largest)
         .unwrap_or(usize::MAX)
-        .saturating_mul(2)
-        .max(32 << 20);
+        .min(streamlog::format::batch::DEFAULT_MAX_DECOMPRESSED_BYTES);
+    let buffer = largest.saturating_mul(2).max(32 << 20);
     let config = ProducerConfig::default()
         .acks(acks)
         .max_request_size(usize::MAX)
