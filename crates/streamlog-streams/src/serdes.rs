@@ -127,6 +127,11 @@ pub fn i32() -> Serde<i32> {
 
 /// JSON through serde (feature `json`).
 ///
+/// A float that is not finite (NaN, an infinity) is written as `null`, as serde_json
+/// writes it, and `null` does not read back as a float: a store whose values hold one
+/// fails its restore from the changelog at that record. Keep such values out, or use
+/// a serde of your own for them.
+///
 /// ```
 /// # #[cfg(feature = "json")] {
 /// let s = streamlog_streams::serdes::json::<Vec<u32>>();
