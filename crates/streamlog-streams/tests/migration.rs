@@ -80,7 +80,6 @@ fn run(guarantee: ProcessingGuarantee) {
             .max_poll_interval_ms(200)
     };
     let stall = Arc::new(Stall::default());
-    let _release = ReleaseOnDrop(stall.clone());
     let held = stall.clone();
     let a = Streams::new(
         seeds_topology(windows, move |_, v| {
@@ -92,6 +91,8 @@ fn run(guarantee: ProcessingGuarantee) {
         &store,
     )
     .unwrap();
+    // Dropped before `a`: a failed assertion must not leave its thread held.
+    let _release = ReleaseOnDrop(stall.clone());
     a.start().unwrap();
     let mut input = purchases_with_a_stall();
     produce(&store, "raw-events", &input);
@@ -155,7 +156,6 @@ fn a_transaction_aborted_after_its_timeout_is_processed_again() {
     let input = purchases_with_a_stall();
     produce(&store, "raw-events", &input);
     let stall = Arc::new(Stall::default());
-    let _release = ReleaseOnDrop(stall.clone());
     let held = stall.clone();
     // One record a poll and no commit by interval: the transaction holding the first
     // ten records' results is open when the processor stalls.
@@ -174,6 +174,8 @@ fn a_transaction_aborted_after_its_timeout_is_processed_again() {
         &store,
     )
     .unwrap();
+    // Dropped before `s`: a failed assertion must not leave its thread held.
+    let _release = ReleaseOnDrop(stall.clone());
     s.start().unwrap();
     stall.wait_held();
     clock.advance(3_600_000);
@@ -185,4 +187,85 @@ fn a_transaction_aborted_after_its_timeout_is_processed_again() {
     let (model, _) = window_model(&input, 1, windows, |e| e.value.starts_with("purchase"));
     let out = read_all(&store, "purchase-counts", IsolationLevel::ReadCommitted);
     assert_exact_updates(&count_updates(&out), &model);
+}
+
+/// From a review: after a transaction that timed out, every task was dropped (its
+/// state went with the transaction) and came back only with its partition's next
+/// record. A partition whose input stayed quiet had no store to query meanwhile: its
+/// keys were not found. The tasks of every partition still owned restart at once.
+#[test]
+fn after_a_timed_out_transaction_every_owned_partition_is_queryable_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(streamlog::log::ManualClock::new(30_000));
+    let store = Store::open_with(
+        dir.path(),
+        streamlog::StoreConfig::default()
+            .background_maintenance(false)
+            .clock(clock.clone()),
+    )
+    .unwrap();
+    create_topics(&store, &[("in", 2), ("copy", 2)]);
+    let (quiet, busy) = ("user-0".to_string(), "user-1".to_string());
+    assert_eq!((partition_of(&quiet, 2), partition_of(&busy, 2)), (0, 1));
+    produce(&store, "in", &[ev(&quiet, 1, "ok"), ev(&busy, 2, "ok")]);
+    let stall = Arc::new(Stall::default());
+    let held = stall.clone();
+    let b = streamlog_streams::StreamsBuilder::new();
+    let passed = b
+        .stream(
+            "in",
+            streamlog_streams::Consumed::with(
+                streamlog_streams::serdes::string(),
+                streamlog_streams::serdes::string(),
+            ),
+        )
+        .filter(move |_, v| {
+            if v == "stall" {
+                held.hold();
+            }
+            true
+        });
+    // Sent at each poll (the store's changelog only at a commit).
+    passed.to("copy", streamlog_streams::Produced::default());
+    passed
+        .group_by_key()
+        .count(streamlog_streams::Materialized::named("n"));
+    // One record a poll, and commits only when idle: the busy partition's "ok" is
+    // copied in the transaction the "stall" after it holds open.
+    let config = StreamsConfig::new("quiet-after-timeout")
+        .processing_guarantee(ProcessingGuarantee::ExactlyOnce)
+        .commit_interval_ms(600_000)
+        .max_poll_records(1)
+        .producer(streamlog::ProducerConfig::default().transaction_timeout_ms(900_000));
+    let s = Streams::new(b.build().unwrap(), config, &store).unwrap();
+    // Dropped before `s`: a failed assertion must not leave the thread held.
+    let _release = ReleaseOnDrop(stall.clone());
+    s.start().unwrap();
+    // Both counts committed; then the busy partition's next record stalls its
+    // transaction past the timeout.
+    s.wait_until_caught_up(CATCH_UP).unwrap();
+    // In one batch: the thread is not idle between the two.
+    store
+        .topic("in")
+        .unwrap()
+        .partition(1)
+        .unwrap()
+        .append(&[
+            streamlog::Record::new(3, Some(busy.clone()), Some("ok")),
+            streamlog::Record::new(4, Some(busy.clone()), Some("stall")),
+        ])
+        .unwrap();
+    stall.wait_held();
+    clock.advance(3_600_000);
+    assert_eq!(store.run_maintenance().unwrap().transactions_aborted, 1);
+    stall.release();
+    s.wait_until_caught_up(CATCH_UP).unwrap();
+    let n = s.key_value_store::<String, i64>("n").unwrap();
+    assert_eq!(n.get(&busy).unwrap(), Some(3));
+    assert_eq!(
+        n.get(&quiet).unwrap(),
+        Some(1),
+        "the quiet partition's count"
+    );
+    s.close().unwrap();
 }

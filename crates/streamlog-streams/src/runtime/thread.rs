@@ -499,6 +499,12 @@ impl Worker {
                 if let Err(e) = fenced.close() {
                     log::debug!("{}: closing the fenced producer: {e}", self.env.app_id);
                 }
+                // Every task of the partitions still owned restarts now, as at an
+                // assignment: one whose input stays quiet would otherwise come back
+                // only with its next record, and its stores not be queryable till then.
+                for tp in &assigned {
+                    self.task_for(tp.topic(), tp.partition())?;
+                }
                 Ok(())
             }
             r => r,
