@@ -55,17 +55,14 @@ impl ProducerStates {
         out.extend_from_slice(&[0; 4]);
         out.extend_from_slice(&(entries.len() as i32).to_be_bytes());
         for (pid, e) in entries {
-            // A producer known by its epoch only: Kafka's "no sequence" (-1) entry.
-            let (last_seq, last_offset, delta, timestamp) =
-                e.batches.back().map_or((-1, -1, 0, e.last_timestamp), |b| {
-                    let delta = (b.appended.last_offset - b.appended.base_offset) as i32;
-                    (
-                        b.last_seq,
-                        b.appended.last_offset,
-                        delta,
-                        b.appended.max_timestamp,
-                    )
-                });
+            // A producer known by its epoch only: Kafka's "no sequence" (-1) entry. The
+            // time is the producer's (its last batch's, or its last marker's if later),
+            // as Kafka writes `lastTimestamp`: its expiry counts from it.
+            let timestamp = e.last_timestamp;
+            let (last_seq, last_offset, delta) = e.batches.back().map_or((-1, -1, 0), |b| {
+                let delta = (b.appended.last_offset - b.appended.base_offset) as i32;
+                (b.last_seq, b.appended.last_offset, delta)
+            });
             out.extend_from_slice(&pid.to_be_bytes());
             out.extend_from_slice(&e.epoch.to_be_bytes());
             out.extend_from_slice(&last_seq.to_be_bytes());

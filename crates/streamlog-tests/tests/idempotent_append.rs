@@ -570,6 +570,31 @@ fn a_producer_is_remembered_for_the_expiration_after_its_last_marker() {
     assert_eq!(log.expire_producers(DAY), 1, "a day after its marker");
 }
 
+/// From a review: the producer snapshot stored the last batch's time, not the
+/// producer's, so the refresh its marker gave it (above) was lost at the next reopen,
+/// and the first expiry forgot a producer whose commit was minutes old. The snapshot
+/// keeps the producer's time, as Kafka's does.
+#[test]
+fn a_reopen_keeps_the_time_a_marker_gave_its_producer() {
+    use std::sync::Arc;
+    use streamlog::log::{ManualClock, TransactionResult};
+    const DAY: i64 = 86_400_000;
+    let now = 1_700_000_000_000;
+    let clock = Arc::new(ManualClock::new(now));
+    let config = || common::small_config().clock(clock.clone());
+    let fs = streamlog::fs::SimFs::new();
+    let log = common::open_sim(&fs, config()).unwrap();
+    let mut txn = BatchBuilder::new().producer(8, 0, 0).transactional(true);
+    txn.push(now - 2 * DAY, Some(b"k"), Some(b"t"), &[])
+        .unwrap();
+    log.append(&mut txn.finish().unwrap()).unwrap();
+    log.append_marker(8, 0, 0, TransactionResult::Commit)
+        .unwrap();
+    log.close().unwrap();
+    let log = common::open_sim(&fs, config()).unwrap();
+    assert_eq!(log.expire_producers(DAY), 0, "its marker is not a day old");
+}
+
 /// Each close writes the producer snapshot at its log end; those earlier closes wrote
 /// (inside a segment now, read by no open) are removed, so reopening and appending
 /// does not leave one more snapshot per close.

@@ -300,6 +300,10 @@ fn kafka_producer_state(batches: &[KpBatch]) -> (Vec<SnapshotEntry>, Vec<TxnInde
             }
             Some((kind, coordinator_epoch)) => {
                 e.coordinator_epoch = coordinator_epoch;
+                // A marker refreshes its producer's time (Kafka's `appendEndTxnMarker`
+                // sets `lastTimestamp`; streamlog never lowers it), which the snapshot
+                // stores.
+                e.timestamp = e.timestamp.max(b.max_timestamp);
                 let first = std::mem::replace(&mut e.current_txn_first_offset, -1);
                 if kind == ABORT && first >= 0 {
                     let lso = producers
