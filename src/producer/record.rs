@@ -197,6 +197,19 @@ impl<'a> ProducerRecord<'a> {
         self.headers.push(Header::new(key, value));
         self
     }
+    /// Adds a header as it is, also one with a null value (a copy of a consumed
+    /// record's header).
+    ///
+    /// ```
+    /// use streamlog::{Header, ProducerRecord};
+    /// let r = ProducerRecord::new("t").with_header(Header::null("trace"));
+    /// # let _ = r;
+    /// ```
+    #[must_use]
+    pub fn with_header(mut self, header: Header) -> Self {
+        self.headers.push(header);
+        self
+    }
     /// The CreateTime timestamp (ms since the epoch). Default = the store clock's time
     /// at the send, as its thread read it at most a millisecond earlier
     /// ([`Clock::recent_ms`](crate::log::Clock::recent_ms)).

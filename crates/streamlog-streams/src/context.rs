@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use streamlog::Header;
+
 use crate::metrics::Metrics;
 
 /// A record a processor wants sent (to an output or repartition topic).
@@ -16,6 +18,8 @@ pub(crate) struct OutRecord {
     pub(crate) key: Option<Vec<u8>>,
     pub(crate) value: Option<Vec<u8>>,
     pub(crate) timestamp: i64,
+    /// The headers of the input record it came from (none for a changelog record).
+    pub(crate) headers: Vec<Header>,
 }
 
 /// The context processors run in: outputs are collected here and sent by the runtime
@@ -27,6 +31,9 @@ pub(crate) struct Ctx {
     pub(crate) topic: Arc<str>,
     pub(crate) partition: i32,
     pub(crate) offset: i64,
+    /// The headers of the record being processed: every record sent while it is
+    /// carries them, as Kafka Streams forwards a record's headers.
+    pub(crate) headers: Vec<Header>,
 }
 
 impl Ctx {
@@ -37,6 +44,7 @@ impl Ctx {
             topic: Arc::from(""),
             partition: 0,
             offset: 0,
+            headers: Vec::new(),
         }
     }
 

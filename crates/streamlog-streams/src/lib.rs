@@ -7,7 +7,9 @@
 //! a consumer group, one task per input partition, state in stores backed by compacted
 //! changelog topics (restored when a task starts, queryable while it runs), and either
 //! at-least-once or exactly-once processing (one transaction per commit interval
-//! covering outputs, changelogs and input offsets).
+//! covering outputs, changelogs and input offsets). A record's headers go with every
+//! record sent while it is processed (outputs, repartition records, an aggregation's
+//! updates), as in Kafka Streams; changelog records carry none.
 //!
 //! The seeds' topology, purchases counted per user in 5-minute windows:
 //!

@@ -351,3 +351,56 @@ fn windowed_results_are_partitioned_by_their_inner_key() {
     }
     assert_eq!(seen, 40);
 }
+
+/// From a review: records lost their headers on the way through (sources dropped them,
+/// sinks and repartition topics sent none). Kafka Streams forwards a record's headers
+/// to every record sent while it is processed: outputs, repartition records, and an
+/// aggregation's updates.
+#[test]
+fn headers_travel_with_records_through_sinks_and_repartition_topics() {
+    use streamlog::{ConsumerConfig, Header, OffsetReset, Record};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    create_topics(&store, &[("in", 1), ("copy", 1), ("lengths", 1)]);
+    let headers = vec![Header::new("trace", "t-1"), Header::null("flag")];
+    store
+        .topic("in")
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .append(&[Record {
+            offset: 0,
+            timestamp: 7,
+            key: Some("user-0".into()),
+            value: Some("apple".into()),
+            headers: headers.clone(),
+        }])
+        .unwrap();
+    let b = StreamsBuilder::new();
+    let s = b.stream("in", strings());
+    s.to("copy", Produced::with(serdes::string(), serdes::string()));
+    // Re-keyed: through a repartition topic, then counted.
+    s.group_by(
+        |_, v| v.len() as i64,
+        Grouped::with(serdes::i64(), serdes::string()),
+    )
+    .count(Materialized::named("by-length"))
+    .to_stream()
+    .to("lengths", Produced::with(serdes::i64(), serdes::i64()));
+    let streams = run_caught_up(&store, b.build().unwrap(), StreamsConfig::new("headers"));
+    streams.close().unwrap();
+    for topic in ["copy", "lengths"] {
+        let mut c = store
+            .consumer(
+                ConsumerConfig::default()
+                    .enable_auto_commit(false)
+                    .auto_offset_reset(OffsetReset::Earliest),
+            )
+            .unwrap();
+        c.assign(&[streamlog::TopicPartition::new(topic, 0)])
+            .unwrap();
+        let records = c.poll(std::time::Duration::from_secs(10)).unwrap();
+        let got: Vec<Vec<Header>> = records.iter().map(|r| r.headers().to_vec()).collect();
+        assert_eq!(got, vec![headers.clone()], "{topic}");
+    }
+}

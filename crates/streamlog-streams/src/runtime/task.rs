@@ -101,6 +101,7 @@ impl Task {
                     // As the store holds it: a value made from records without a time
                     // (-1) restores without one, as it was before the restart.
                     timestamp,
+                    headers: Vec::new(),
                 });
             }
         }

@@ -247,6 +247,8 @@ impl Worker {
                 while let Some(r) = self.buffered.next(&inputs, &mut lagging) {
                     ctx.partition = r.partition();
                     ctx.offset = r.offset();
+                    ctx.headers.clear();
+                    ctx.headers.extend_from_slice(r.headers());
                     let task = self.task_for(r.topic(), r.partition())?;
                     task.process(&mut ctx, r.topic(), r.key(), r.value(), r.timestamp())?;
                     processed += 1;
@@ -298,6 +300,9 @@ impl Worker {
             }
             if let Some(v) = out.value {
                 rec = rec.value(v);
+            }
+            for h in out.headers {
+                rec = rec.with_header(h);
             }
             let f = self
                 .producer

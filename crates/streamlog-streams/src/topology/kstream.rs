@@ -525,6 +525,7 @@ fn sink<K, V>(
             key: Some(key),
             value: Some(value),
             timestamp: ts,
+            headers: ctx.headers.clone(),
         });
         Ok(())
     })
