@@ -50,8 +50,12 @@ enum Found {
 }
 
 /// Asked, where gaps are not allowed, whether they are now (the topic was altered to
-/// compaction since the reader started).
-type GapsNow = Arc<dyn Fn() -> bool + Send + Sync>;
+/// compaction since the reader started); `None` if that cannot be told now.
+type GapsNow = Arc<dyn Fn() -> Option<bool> + Send + Sync>;
+
+/// How often [`GapsNow`] is asked at most: a damaged base offset in the last segment
+/// reads as the end of what is visible, read after read.
+const GAPS_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A follower of one partition directory written by someone else.
 pub struct TailReader {
@@ -62,6 +66,8 @@ pub struct TailReader {
     /// for good.
     gaps: AtomicBool,
     gaps_now: Option<GapsNow>,
+    /// When `gaps_now` last said no.
+    gaps_refused_at: parking_lot::Mutex<Option<std::time::Instant>>,
     /// Where the last [`read`](Self::read) stopped.
     read: Option<Cursor>,
     /// How far whole batches were seen ([`log_end_offset`](Self::log_end_offset)).
@@ -89,6 +95,7 @@ impl TailReader {
             decode,
             gaps: AtomicBool::new(true),
             gaps_now: None,
+            gaps_refused_at: parking_lot::Mutex::new(None),
             read: None,
             end: None,
         }
@@ -106,11 +113,12 @@ impl TailReader {
     }
 
     /// Where gaps are not allowed, `now` is asked at a batch that starts past the end
-    /// of the one before: whether they are now (the topic's config read again).
+    /// of the one before (at most every [`GAPS_RECHECK`]): whether they are now (the
+    /// topic's config read again), `None` if that cannot be told (the gap is let pass).
     #[must_use]
     pub(crate) fn offset_gaps_when(
         mut self,
-        now: impl Fn() -> bool + Send + Sync + 'static,
+        now: impl Fn() -> Option<bool> + Send + Sync + 'static,
     ) -> Self {
         self.gaps_now = Some(Arc::new(now));
         self
@@ -121,11 +129,24 @@ impl TailReader {
         if self.gaps.load(Ordering::Relaxed) {
             return true;
         }
-        let now = self.gaps_now.as_ref().is_some_and(|f| f());
-        if now {
-            self.gaps.store(true, Ordering::Relaxed);
+        let Some(ask) = &self.gaps_now else {
+            return false;
+        };
+        let mut refused = self.gaps_refused_at.lock();
+        if refused.is_some_and(|at| at.elapsed() < GAPS_RECHECK) {
+            return false;
         }
-        now
+        match ask() {
+            Some(true) => {
+                self.gaps.store(true, Ordering::Relaxed);
+                true
+            }
+            Some(false) => {
+                *refused = Some(std::time::Instant::now());
+                false
+            }
+            None => true,
+        }
     }
 
     /// The segments' base offsets now, sorted.

@@ -314,10 +314,8 @@ impl ReadOnlyStore {
                         // Compaction may have been turned on since.
                         let (store, topic) = (self.dir.clone(), topic.to_string());
                         move || {
-                            read_topics(&store)
-                                .ok()
-                                .and_then(|mut topics| topics.remove(&topic))
-                                .is_some_and(|c| c.allows_offset_gaps())
+                            let mut topics = read_topics(&store).ok()?;
+                            Some(topics.remove(&topic)?.allows_offset_gaps())
                         }
                     }),
             ),
