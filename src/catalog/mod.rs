@@ -222,9 +222,22 @@ impl Catalog {
         refuse_nested(fs.as_ref(), dir)?;
         // The store's own directory first: its entry in its parent is synced at every
         // open, also after a process that created it died before its fsync (a later
-        // open finds it there, and would otherwise sync only inside it).
-        crate::fs::create_dir_durable(fs.as_ref(), dir)
-            .map_err(io_ctx(format!("create {}", dir.display())))?;
+        // open finds it there, and would otherwise sync only inside it). A parent this
+        // process may not open (mode 0711) cannot be synced by it: an existing store
+        // opens all the same, as its creator synced it.
+        let existed = fs
+            .exists(dir)
+            .map_err(io_ctx(format!("stat {}", dir.display())))?;
+        match crate::fs::create_dir_durable(fs.as_ref(), dir) {
+            Err(e) if existed && e.kind() == std::io::ErrorKind::PermissionDenied => {
+                tracing::warn!(
+                    "{}: its parent directory could not be opened to sync it ({e}); \
+                     its entry there is as durable as its creator left it",
+                    dir.display()
+                );
+            }
+            r => r.map_err(io_ctx(format!("create {}", dir.display())))?,
+        }
         let meta_dir = dir.join(TOPICS_DIR);
         crate::fs::create_dir_durable(fs.as_ref(), &meta_dir)
             .map_err(io_ctx(format!("create {}", meta_dir.display())))?;
