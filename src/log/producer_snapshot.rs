@@ -34,8 +34,9 @@ const LAST_SEQ_AT: usize = EPOCH_AT + 2;
 const LAST_OFFSET_AT: usize = LAST_SEQ_AT + 4;
 /// `OffsetDelta` (i32): last offset minus base offset of the last batch.
 const DELTA_AT: usize = LAST_OFFSET_AT + 8;
-/// `Timestamp` (i64): the last batch's max timestamp (for a producer known by its epoch
-/// only, when it was last seen).
+/// `Timestamp` (i64): the producer's time (Kafka's `lastTimestamp`): its last batch's
+/// max timestamp, or its last marker's time if later. A batch loaded from a snapshot
+/// takes it as its max timestamp, as in Kafka.
 const TIMESTAMP_AT: usize = DELTA_AT + 4;
 /// `CoordinatorEpoch` (i32; -1 without transactions).
 const COORD_EPOCH_AT: usize = TIMESTAMP_AT + 8;

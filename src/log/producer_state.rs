@@ -55,8 +55,8 @@ pub(super) struct ProducerEntry {
     pub(super) coordinator_epoch: i32,
     /// The first offset of the producer's open transaction.
     pub(super) txn_first_offset: Option<i64>,
-    /// The max timestamp of its last batch (-1: not known yet), for expiry (Kafka's
-    /// `lastTimestamp`).
+    /// The max timestamp of its last batch, or its last marker's time if later (-1: not
+    /// known yet), for expiry (Kafka's `lastTimestamp`).
     pub(super) last_timestamp: i64,
 }
 

@@ -129,8 +129,8 @@ pub fn i32() -> Serde<i32> {
 ///
 /// A float that is not finite (NaN, an infinity) is written as `null`, as serde_json
 /// writes it, and `null` does not read back as a float: a store whose values hold one
-/// fails its restore from the changelog at that record. Keep such values out, or use
-/// a serde of your own for them.
+/// fails its restore from the changelog at that record (an `Option<f64>` reads it back
+/// as `None` instead). Keep such values out, or use a serde of your own for them.
 ///
 /// ```
 /// # #[cfg(feature = "json")] {

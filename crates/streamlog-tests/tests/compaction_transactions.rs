@@ -876,6 +876,13 @@ fn a_crash_while_a_pass_rewrites_a_snapshot_leaves_the_old_or_the_new_one() {
                 expected,
                 "crash after op {k}, seed {seed}"
             );
+            // Whichever snapshot it holds, no transaction is open: the marker (kept or
+            // removed) closed it, and nothing holds the last stable offset back.
+            assert!(
+                reopened.open_transactions().is_empty(),
+                "crash after op {k}, seed {seed}"
+            );
+            assert_eq!(reopened.last_stable_offset(), reopened.log_end_offset());
         }
     }
     assert!(
