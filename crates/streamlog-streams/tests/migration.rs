@@ -53,6 +53,16 @@ impl Drop for ReleaseOnDrop {
     }
 }
 
+/// A store whose clock (which times transactions) the test moves, at 30 s, without
+/// background maintenance.
+fn store_on_manual_clock(dir: &std::path::Path) -> (Store, Arc<streamlog::log::ManualClock>) {
+    let clock = Arc::new(streamlog::log::ManualClock::new(30_000));
+    let config = streamlog::StoreConfig::default()
+        .background_maintenance(false)
+        .clock(clock.clone());
+    (Store::open_with(dir, config).unwrap(), clock)
+}
+
 /// Twenty purchases of three users, a second apart; the eleventh stalls its processor.
 fn purchases_with_a_stall() -> Vec<Event> {
     let mut input: Vec<Event> = (0..10)
@@ -144,14 +154,7 @@ fn a_transaction_aborted_after_its_timeout_is_processed_again() {
     );
     let dir = tempfile::tempdir().unwrap();
     // The store's clock times transactions; the events are stamped 0..20 s.
-    let clock = Arc::new(streamlog::log::ManualClock::new(30_000));
-    let store = Store::open_with(
-        dir.path(),
-        streamlog::StoreConfig::default()
-            .background_maintenance(false)
-            .clock(clock.clone()),
-    )
-    .unwrap();
+    let (store, clock) = store_on_manual_clock(dir.path());
     create_topics(&store, &[("raw-events", 1), ("purchase-counts", 1)]);
     let input = purchases_with_a_stall();
     produce(&store, "raw-events", &input);
@@ -196,14 +199,7 @@ fn a_transaction_aborted_after_its_timeout_is_processed_again() {
 #[test]
 fn after_a_timed_out_transaction_every_owned_partition_is_queryable_again() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(streamlog::log::ManualClock::new(30_000));
-    let store = Store::open_with(
-        dir.path(),
-        streamlog::StoreConfig::default()
-            .background_maintenance(false)
-            .clock(clock.clone()),
-    )
-    .unwrap();
+    let (store, clock) = store_on_manual_clock(dir.path());
     create_topics(&store, &[("in", 2), ("copy", 2)]);
     let (quiet, busy) = ("user-0".to_string(), "user-1".to_string());
     assert_eq!((partition_of(&quiet, 2), partition_of(&busy, 2)), (0, 1));

@@ -489,25 +489,40 @@ fn a_sequential_read_skips_what_delete_records_removed_since() {
     assert_eq!(batches[0].base_offset(), 6, "batches read on from 1");
 }
 
+/// Sets the base offset (outside the CRC) of the second batch of segment file `first`
+/// to `base`; returns that batch's position.
+fn set_second_base_offset(first: &Path, base: i64) -> u64 {
+    let mut bytes = std::fs::read(first).unwrap();
+    // After the first batch: 12 + its length bytes.
+    let first_len = i32::from_be_bytes(bytes[8..12].try_into().unwrap()) as usize;
+    let second = 12 + first_len;
+    bytes[second..second + 8].copy_from_slice(&base.to_be_bytes());
+    std::fs::write(first, bytes).unwrap();
+    second as u64
+}
+
+fn assert_corruption_at(read: streamlog::Result<Vec<Record>>, file: &Path, at: u64) {
+    match read {
+        Err(Error::Corruption { path, position, .. }) => {
+            assert_eq!((path.as_path(), position), (file, at));
+        }
+        other => panic!("expected Corruption, got {other:?}"),
+    }
+}
+
 /// A batch whose base offset (outside the CRC) goes back below the batch before it, in
 /// a segment the writer has moved past, is `Corruption`, not records skipped in
 /// silence.
 #[test]
 fn a_base_offset_going_back_is_corruption() {
     let (tmp, first) = closed_store_of_several_segments();
-    let mut bytes = std::fs::read(&first).unwrap();
-    // The second batch's base offset, after the first batch (12 + its length bytes).
-    let first_len = i32::from_be_bytes(bytes[8..12].try_into().unwrap()) as usize;
-    let second = 12 + first_len;
-    bytes[second..second + 8].copy_from_slice(&0i64.to_be_bytes());
-    std::fs::write(&first, bytes).unwrap();
+    let second = set_second_base_offset(&first, 0);
     let reader = Store::open_read_only(tmp.path()).unwrap();
-    match reader.partition("t", 0).unwrap().read(0, 1 << 20) {
-        Err(Error::Corruption { path, position, .. }) => {
-            assert_eq!((path, position), (first, second as u64));
-        }
-        other => panic!("expected Corruption, got {other:?}"),
-    }
+    assert_corruption_at(
+        reader.partition("t", 0).unwrap().read(0, 1 << 20),
+        &first,
+        second,
+    );
 }
 
 /// A base offset (outside the CRC) jumping forward, in a topic that was never
@@ -516,20 +531,11 @@ fn a_base_offset_going_back_is_corruption() {
 #[test]
 fn a_base_offset_jumping_forward_is_corruption_where_there_are_no_gaps() {
     let (tmp, first) = closed_store_of_several_segments();
-    let mut bytes = std::fs::read(&first).unwrap();
-    let first_len = i32::from_be_bytes(bytes[8..12].try_into().unwrap()) as usize;
-    let second = 12 + first_len;
-    bytes[second..second + 8].copy_from_slice(&5i64.to_be_bytes());
-    std::fs::write(&first, bytes).unwrap();
+    let second = set_second_base_offset(&first, 5);
     let reader = Store::open_read_only(tmp.path()).unwrap();
     // One batch at a time: the damaged batch alone (the one after it, going back
     // below 6, would give the damage away later).
-    match reader.partition("t", 0).unwrap().read(1, 1) {
-        Err(Error::Corruption { path, position, .. }) => {
-            assert_eq!((path, position), (first.clone(), second as u64));
-        }
-        other => panic!("expected Corruption, got {other:?}"),
-    }
+    assert_corruption_at(reader.partition("t", 0).unwrap().read(1, 1), &first, second);
     // A directory read on its own may be a compacted log's: gaps are allowed there.
     let mut tail = streamlog::log::TailReader::new(
         tmp.path().join("t-0"),
