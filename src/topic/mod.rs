@@ -415,15 +415,54 @@ impl TopicConfig {
     /// `InvalidArgument` for an unknown name, or a value that does not parse or is out
     /// of range (the message names the knob and the rule).
     pub fn set(self, name: &str, value: &str) -> Result<Self> {
+        self.set_all([(name, value)])
+    }
+
+    /// Sets several knobs by name at once, checked together as `kafka-configs` checks
+    /// one change: knobs whose rules tie them (`retention.gate.groups` needs
+    /// `retention.gate.max.bytes`; `min.compaction.lag.ms` at most
+    /// `max.compaction.lag.ms`) can come in any order, where [`set`](Self::set) one
+    /// by one refuses the first of a pair.
+    ///
+    /// ```
+    /// use streamlog::TopicConfig;
+    /// let config = TopicConfig::default()
+    ///     .set_all([("retention.gate.groups", "billing"), ("retention.gate.max.bytes", "1000000")])?;
+    /// assert_eq!(config.settings().retention_gate_groups, ["billing"]);
+    /// assert!(TopicConfig::default().set("retention.gate.groups", "billing").is_err());
+    /// # Ok::<(), streamlog::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`set`](Self::set), for the first setting that is refused, or for the whole.
+    pub fn set_all<'a>(
+        self,
+        settings: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self> {
         let invalid = |reason: String| Error::InvalidArgument {
             name: "config",
             reason,
         };
+        let mut text = self.to_properties();
+        for (name, value) in settings {
+            text = self.with_setting(text, name, value).map_err(invalid)?;
+        }
+        let mut parsed = TopicConfig::from_properties(&text).map_err(invalid)?;
+        parsed.offset_gaps = self.offset_gaps;
+        Ok(parsed)
+    }
+
+    /// `text` (properties) with knob `name` set to `value`, unchecked.
+    fn with_setting(
+        &self,
+        mut text: String,
+        name: &str,
+        value: &str,
+    ) -> std::result::Result<String, String> {
         let value = value.trim();
         if name == "partitions" || name.contains(['\n', '=']) || value.contains('\n') {
-            return Err(invalid(format!("`{name}` cannot be set by name")));
+            return Err(format!("`{name}` cannot be set by name"));
         }
-        let mut text = self.to_properties();
         if name == "retention.gate.groups" {
             text = text
                 .lines()
@@ -436,11 +475,9 @@ impl TopicConfig {
         } else if self.entries().iter().any(|(n, _)| *n == name) {
             text.push_str(&format!("{name}={value}\n"));
         } else {
-            return Err(invalid(format!("unknown topic config `{name}`")));
+            return Err(format!("unknown topic config `{name}`"));
         }
-        let mut parsed = TopicConfig::from_properties(&text).map_err(invalid)?;
-        parsed.offset_gaps = self.offset_gaps;
-        Ok(parsed)
+        Ok(text)
     }
 
     /// Refuses a change from `self` (the topic's config) to `new` that Kafka does not

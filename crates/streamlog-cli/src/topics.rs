@@ -65,13 +65,13 @@ pub struct Create {
 }
 
 pub(crate) fn with_configs(
-    mut config: TopicConfig,
+    config: TopicConfig,
     configs: &[(String, String)],
 ) -> Result<TopicConfig, String> {
-    for (k, v) in configs {
-        config = config.set(k, v).map_err(|e| e.to_string())?;
-    }
-    Ok(config)
+    // Together: knobs whose rules tie them may come in any order.
+    config
+        .set_all(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|e| e.to_string())
 }
 
 /// Runs a `topics` command; `Err` is the message for stderr.

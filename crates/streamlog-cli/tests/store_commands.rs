@@ -792,6 +792,41 @@ fn produce_sends_records_as_large_as_the_topic_takes() {
     assert_eq!(printed, format!("{line}\n"));
 }
 
+/// From a review: `--config` pairs were applied one by one, each checked alone, so
+/// knobs whose rules tie them failed in one order and worked in the other.
+#[test]
+fn tied_configs_can_be_given_in_any_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = &store_dir(tmp.path());
+    ok(&[
+        "topics",
+        "create",
+        "--dir",
+        d,
+        "gated",
+        "--config",
+        "retention.gate.groups=billing",
+        "--config",
+        "retention.gate.max.bytes=1000000",
+        "--config",
+        "min.compaction.lag.ms=5000",
+        "--config",
+        "max.compaction.lag.ms=10000",
+    ]);
+    // Both raised past the old maximum: the new minimum alone would exceed it.
+    ok(&[
+        "topics",
+        "alter",
+        "--dir",
+        d,
+        "gated",
+        "--config",
+        "min.compaction.lag.ms=20000",
+        "--config",
+        "max.compaction.lag.ms=30000",
+    ]);
+}
+
 /// From the CLI review: a `topics create` refused for its name or config had made a
 /// store in the empty directory first. Both are checked before now.
 #[test]
