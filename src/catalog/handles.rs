@@ -190,18 +190,20 @@ impl Partition {
     /// one CPU, so that a hand-off that soon wakes no parked thread), then parks until
     /// an append. Returns whether the record exists.
     ///
-    /// Returns `false` at once if the partition was closed (topic deleted, store closed).
+    /// Returns `false` at once if the partition was closed (topic deleted, store closed)
+    /// or `offset` is below the log start (its record was deleted, or never was).
     pub fn wait_for(&self, offset: i64, timeout: Duration) -> bool {
         let deadline = Instant::now().checked_add(timeout);
         let notifier = &self.state.notifier;
         let mut first = true;
         loop {
             let seen = notifier.seq();
+            // Closed first: a deleted topic's log still has its old end.
+            if self.state.log().is_closed() || offset < self.log_start_offset() {
+                return false;
+            }
             if self.log_end_offset() > offset {
                 return true;
-            }
-            if self.state.log().is_closed() {
-                return false;
             }
             // Spins briefly the first time only: later wake-ups were for other appends.
             let woke = if std::mem::take(&mut first) {

@@ -1170,3 +1170,23 @@ fn an_open_makes_the_store_directory_itself_durable() {
     let part = store.topic("t").unwrap().partition(0).unwrap();
     assert_eq!(part.log_end_offset(), 1, "the flushed record");
 }
+
+/// From a review: `wait_for` looked at the log end before whether the partition was
+/// closed, so a handle to a deleted topic said its old records existed; and an offset
+/// below the log start (records deleted) counted as existing too, though a read of it
+/// is `OffsetOutOfRange`. Both say no at once now.
+#[test]
+fn wait_for_says_no_for_a_deleted_topic_and_below_the_log_start() {
+    let fs = SimFs::new();
+    let store = sim_store(&fs).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let p = store.topic("t").unwrap().partition(0).unwrap();
+    p.append(&[rec("a"), rec("b"), rec("c")]).unwrap();
+    assert!(p.wait_for(1, Duration::ZERO));
+    store.delete_records("t", 0, 2).unwrap();
+    assert!(!p.wait_for(1, Duration::ZERO), "deleted by delete_records");
+    assert!(!p.wait_for(-1, Duration::ZERO));
+    assert!(p.wait_for(2, Duration::ZERO));
+    store.delete_topic("t").unwrap();
+    assert!(!p.wait_for(2, Duration::ZERO), "its topic is gone");
+}
