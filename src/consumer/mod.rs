@@ -294,7 +294,7 @@ impl Consumer {
     /// `InvalidArgument` for an unassigned partition; `Closed`.
     pub fn seek_to_beginning(&mut self, partitions: &[TopicPartition]) -> Result<()> {
         self.check_open()?;
-        self.seek_each(partitions, |a| a.state.log_start_offset())
+        self.seek_each(partitions, |a| Some(a.state.log_start_offset()))
     }
 
     /// Moves to the log end of each partition (all assigned if empty).
@@ -304,13 +304,49 @@ impl Consumer {
     pub fn seek_to_end(&mut self, partitions: &[TopicPartition]) -> Result<()> {
         self.check_open()?;
         let isolation = self.config.isolation_level;
-        self.seek_each(partitions, |a| isolation.end_offset(&a.state))
+        self.seek_each(partitions, |a| Some(isolation.end_offset(&a.state)))
+    }
+
+    /// Moves each partition (all assigned if empty) back to its group's committed
+    /// offset, resolved as at an assignment: by the next [`poll`](Self::poll) or
+    /// [`position`](Self::position), from the committed offset, else
+    /// `auto_offset_reset`. A read_committed consumer whose group has offsets of a
+    /// partition in a transaction not yet decided reads nothing of it until that
+    /// transaction is decided, where [`committed`](Self::committed) would fail at once
+    /// with `Timeout` (as librdkafka's seek to `RD_KAFKA_OFFSET_STORED`). Records
+    /// fetched and not yet returned are dropped.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for an unassigned partition or a consumer without a group;
+    /// `Closed`.
+    ///
+    /// # Example
+    /// ```
+    /// use streamlog::{ConsumerConfig, ProducerConfig, ProducerRecord, Store, TopicConfig, TopicPartition};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// store.create_topic("clicks", TopicConfig::default().partitions(1))?;
+    /// let producer = store.producer(ProducerConfig::default())?;
+    /// producer.send(ProducerRecord::new("clicks").value("home"))?.wait()?;
+    /// let tp = TopicPartition::new("clicks", 0);
+    /// let mut consumer = store.consumer(ConsumerConfig::new("analytics"))?;
+    /// consumer.assign(std::slice::from_ref(&tp))?;
+    /// consumer.commit_sync_offsets(&[(tp.clone(), 1)].into())?;
+    /// consumer.seek(&tp, 0)?;
+    /// consumer.seek_to_committed(&[])?;
+    /// assert_eq!(consumer.position(&tp)?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn seek_to_committed(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        self.check_open()?;
+        self.group()?;
+        self.seek_each(partitions, |_| None)
     }
 
     fn seek_each(
         &mut self,
         partitions: &[TopicPartition],
-        to: impl Fn(&Assigned) -> i64,
+        to: impl Fn(&Assigned) -> Option<i64>,
     ) -> Result<()> {
         let list: Vec<TopicPartition> = if partitions.is_empty() {
             self.assigned.keys().cloned().collect()
@@ -323,7 +359,7 @@ impl Consumer {
         for tp in &list {
             self.follow_recreated(tp);
             let a = self.assigned.get_mut(tp).expect("checked");
-            a.position = Some(to(a));
+            a.position = to(a);
             a.buffer.clear();
         }
         Ok(())

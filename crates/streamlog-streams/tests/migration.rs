@@ -265,3 +265,93 @@ fn after_a_timed_out_transaction_every_owned_partition_is_queryable_again() {
     );
     s.close().unwrap();
 }
+
+/// From a review: recovering from a timed-out transaction read the group's committed
+/// offsets with `committed`, which fails at once while another transaction holds
+/// offsets of one of the partitions for the group (a member that owned it before, not
+/// yet decided): the thread died. The partitions now go back to their committed
+/// offsets through the poll, which waits for that transaction's decision.
+#[test]
+fn a_timed_out_transaction_recovers_while_another_holds_offsets_of_its_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, clock) = store_on_manual_clock(dir.path());
+    create_topics(&store, &[("in", 2), ("copy", 2)]);
+    let (quiet, busy) = ("user-0".to_string(), "user-1".to_string());
+    assert_eq!((partition_of(&quiet, 2), partition_of(&busy, 2)), (0, 1));
+    produce(&store, "in", &[ev(&quiet, 1, "ok"), ev(&busy, 2, "ok")]);
+    let stall = Arc::new(Stall::default());
+    let held = stall.clone();
+    // Says when the stalled record is processed again: the recovery is done.
+    let (again_tx, again) = std::sync::mpsc::channel();
+    let again_tx = Mutex::new(again_tx);
+    let stalls = std::sync::atomic::AtomicUsize::new(0);
+    let b = streamlog_streams::StreamsBuilder::new();
+    let passed = b
+        .stream(
+            "in",
+            streamlog_streams::Consumed::with(
+                streamlog_streams::serdes::string(),
+                streamlog_streams::serdes::string(),
+            ),
+        )
+        .filter(move |_, v| {
+            if v == "stall" {
+                if stalls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    held.hold();
+                } else {
+                    let _ = again_tx.lock().unwrap().send(());
+                }
+            }
+            true
+        });
+    passed.to("copy", streamlog_streams::Produced::default());
+    passed
+        .group_by_key()
+        .count(streamlog_streams::Materialized::named("n"));
+    let app = "recovers-past-pending-offsets";
+    let config = StreamsConfig::new(app)
+        .processing_guarantee(ProcessingGuarantee::ExactlyOnce)
+        .commit_interval_ms(600_000)
+        .max_poll_records(1)
+        .producer(streamlog::ProducerConfig::default().transaction_timeout_ms(900_000));
+    let s = Streams::new(b.build().unwrap(), config, &store).unwrap();
+    let _release = ReleaseOnDrop(stall.clone());
+    s.start().unwrap();
+    s.wait_until_caught_up(CATCH_UP).unwrap();
+    store
+        .topic("in")
+        .unwrap()
+        .partition(1)
+        .unwrap()
+        .append(&[
+            streamlog::Record::new(3, Some(busy.clone()), Some("ok")),
+            streamlog::Record::new(4, Some(busy.clone()), Some("stall")),
+        ])
+        .unwrap();
+    stall.wait_held();
+    clock.advance(3_600_000);
+    assert_eq!(store.run_maintenance().unwrap().transactions_aborted, 1);
+    // Another producer's transaction, not yet decided, holds offsets of the quiet
+    // partition for the application's group.
+    let other = store
+        .producer(streamlog::ProducerConfig::default().transactional_id("earlier-owner"))
+        .unwrap();
+    other.init_transactions().unwrap();
+    other.begin_transaction().unwrap();
+    let offsets = [(streamlog::TopicPartition::new("in", 0), 0)].into();
+    other
+        .send_offsets_to_transaction(&offsets, &streamlog::ConsumerGroupMetadata::new(app))
+        .unwrap();
+    stall.release();
+    again
+        .recv_timeout(CATCH_UP)
+        .expect("the busy partition is processed again after the timed-out transaction");
+    other.abort_transaction().unwrap();
+    s.wait_until_caught_up(CATCH_UP).unwrap();
+    let n = s.key_value_store::<String, i64>("n").unwrap();
+    assert_eq!(n.get(&busy).unwrap(), Some(3));
+    assert_eq!(n.get(&quiet).unwrap(), Some(1));
+    s.close().unwrap();
+    let copied = read_all(&store, "copy", IsolationLevel::ReadCommitted);
+    assert_eq!(copied.len(), 4, "{copied:?}");
+}

@@ -124,3 +124,61 @@ fn open_offsets_of_a_deleted_topic_do_not_hold_the_new_one() {
     let (_, position, committed) = first_polls(&store, IsolationLevel::ReadCommitted);
     assert_eq!((position, committed), (Some(0), Some(None)));
 }
+
+/// `seek_to_committed` puts a partition back to its group's committed offset as an
+/// assignment would: while a transaction holds offsets of it, a read_committed consumer
+/// reads nothing of it (where `committed` fails at once), and starts at the offset that
+/// transaction commits; records fetched before the seek are not returned.
+#[test]
+fn seek_to_committed_waits_for_open_transactional_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_input(dir.path());
+    let tp = TopicPartition::new("in", 0);
+    let mut c = store
+        .consumer(
+            ConsumerConfig::new("g")
+                .isolation_level(IsolationLevel::ReadCommitted)
+                .max_poll_records(2),
+        )
+        .unwrap();
+    c.assign(std::slice::from_ref(&tp)).unwrap();
+    c.commit_sync_offsets(&BTreeMap::from([(tp.clone(), 2)]))
+        .unwrap();
+    let first: Vec<i64> = c
+        .poll(Duration::ZERO)
+        .unwrap()
+        .iter()
+        .map(|r| r.offset())
+        .collect();
+    assert_eq!(first, [2, 3]);
+    let p = worker_with_open_offsets(&store, 7);
+    c.seek_to_committed(&[]).unwrap();
+    assert!(matches!(c.position(&tp), Err(Error::Timeout { .. })));
+    assert!(
+        c.poll(Duration::ZERO).unwrap().is_empty(),
+        "nothing before the decision"
+    );
+    p.commit_transaction().unwrap();
+    let next: Vec<i64> = c
+        .poll(Duration::ZERO)
+        .unwrap()
+        .iter()
+        .map(|r| r.offset())
+        .collect();
+    assert_eq!(next, [7, 8]);
+
+    // Without a group there is no committed offset to go back to; unassigned
+    // partitions are refused.
+    c.seek(&tp, 0).unwrap();
+    assert!(matches!(
+        c.seek_to_committed(&[TopicPartition::new("in", 1)]),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert_eq!(c.position(&tp).unwrap(), 0, "a refused seek moves nothing");
+    let mut plain = store.consumer(ConsumerConfig::default()).unwrap();
+    plain.assign(std::slice::from_ref(&tp)).unwrap();
+    assert!(matches!(
+        plain.seek_to_committed(&[]),
+        Err(Error::InvalidArgument { .. })
+    ));
+}

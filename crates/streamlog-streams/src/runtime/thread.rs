@@ -482,16 +482,13 @@ impl Worker {
                 self.in_transaction = false;
                 let assigned = consumer.assignment();
                 self.abandon(&assigned);
-                let committed = consumer
-                    .committed(&assigned)
-                    .map_err(client("committed", self.group()))?;
-                for tp in &assigned {
-                    match committed.get(tp).copied().flatten() {
-                        Some(offset) => consumer.seek(tp, offset),
-                        None => consumer.seek_to_beginning(std::slice::from_ref(tp)),
-                    }
-                    .map_err(client("seek", tp))?;
-                }
+                // Back to the committed offsets, resolved by the next poll: another
+                // transaction may hold offsets of these partitions for the group (a
+                // member that owned one before), and the poll waits for its decision
+                // where `committed` would fail at once.
+                consumer
+                    .seek_to_committed(&assigned)
+                    .map_err(client("seek_to_committed", self.group()))?;
                 let producer = self
                     .env
                     .store
