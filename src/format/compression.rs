@@ -249,11 +249,15 @@ pub fn decompress(codec: Compression, input: &[u8], limit: usize) -> Result<Vec<
             Ok(input.to_vec())
         }
         #[cfg(feature = "gzip")]
-        Compression::Gzip => read_capped(codec, flate2::read::GzDecoder::new(input), limit),
+        // Every member, as Java's `GZIPInputStream` reads them.
+        Compression::Gzip => read_capped(codec, flate2::read::MultiGzDecoder::new(input), limit),
         #[cfg(feature = "snappy")]
         Compression::Snappy => snappy_decompress(input, limit),
         #[cfg(feature = "lz4")]
-        Compression::Lz4 => read_capped(codec, lz4_flex::frame::FrameDecoder::new(input), limit),
+        Compression::Lz4 => {
+            check_lz4_header(input)?;
+            read_capped(codec, lz4_flex::frame::FrameDecoder::new(input), limit)
+        }
         #[cfg(feature = "zstd")]
         Compression::Zstd => {
             let mut dec =
@@ -264,6 +268,37 @@ pub fn decompress(codec: Compression, input: &[u8], limit: usize) -> Result<Vec<
         #[allow(unreachable_patterns)]
         _ => Err(codec.unavailable()),
     }
+}
+
+/// Refuses the LZ4 frames Kafka's `Lz4BlockInputStream` refuses, which lz4_flex would
+/// decode: another magic (the legacy format), a version other than 1, dependent
+/// (linked) blocks, the reserved or dictionary-id flag bits, a block size outside 4-7.
+/// Accepted, such a batch would be stored where no Kafka reader can read it.
+#[cfg(feature = "lz4")]
+fn check_lz4_header(input: &[u8]) -> Result<()> {
+    const MAGIC: [u8; 4] = [0x04, 0x22, 0x4d, 0x18];
+    let refuse = |why: String| Err(corrupt(Compression::Lz4, why));
+    let (Some(magic), Some(&flg), Some(&bd)) = (input.get(..4), input.get(4), input.get(5)) else {
+        return refuse(format!("a frame header of {} bytes", input.len()));
+    };
+    if magic != MAGIC {
+        return refuse(format!("frame magic {magic:02x?} is not 04 22 4d 18"));
+    }
+    if flg >> 6 != 1 {
+        return refuse(format!("frame version {} is not 1", flg >> 6));
+    }
+    if flg & 0x20 == 0 {
+        return refuse("dependent (linked) blocks are unsupported".into());
+    }
+    if flg & 0x03 != 0 || bd & 0x8f != 0 {
+        return refuse(format!(
+            "reserved or dictionary-id bits are set (FLG {flg:#04x}, BD {bd:#04x})"
+        ));
+    }
+    if !(4..=7).contains(&(bd >> 4)) {
+        return refuse(format!("block size code {} is outside 4-7", bd >> 4));
+    }
+    Ok(())
 }
 
 #[cfg(feature = "snappy")]
@@ -395,6 +430,57 @@ mod tests {
             &[0, 0, 0, 0],
             "end mark, no content checksum"
         );
+    }
+
+    /// From a review: lz4_flex decodes frames Kafka's reader refuses (linked blocks,
+    /// as liblz4 and the `lz4` crate write by default; the legacy magic); accepted,
+    /// they were stored where no Kafka reader could read them.
+    #[test]
+    fn lz4_frames_kafka_refuses_are_refused() {
+        use lz4_flex::frame::{BlockMode, FrameEncoder, FrameInfo};
+        use std::io::Write;
+        let data = sample();
+        let mut enc = FrameEncoder::with_frame_info(
+            FrameInfo::new().block_mode(BlockMode::Linked),
+            Vec::new(),
+        );
+        enc.write_all(&data).unwrap();
+        let linked = enc.finish().unwrap();
+        assert_eq!(linked[4] & 0x20, 0, "a linked frame");
+        let err = decompress(Compression::Lz4, &linked, usize::MAX).unwrap_err();
+        assert!(err.to_string().contains("dependent"), "{err}");
+        let ours = compressed(Compression::Lz4, &data);
+        for (at, byte, why) in [
+            (0, 0x02, "magic"),
+            (4, 0xa0, "version"),
+            (4, 0x61, "reserved or dictionary-id"),
+            (5, 0x48, "reserved or dictionary-id"),
+            (5, 0x30, "block size"),
+        ] {
+            let mut bad = ours.clone();
+            bad[at] = byte;
+            let err = decompress(Compression::Lz4, &bad, usize::MAX).unwrap_err();
+            assert!(err.to_string().contains(why), "{why}: {err}");
+        }
+        for short in [&ours[..0], &ours[..5]] {
+            assert!(decompress(Compression::Lz4, short, usize::MAX).is_err());
+        }
+    }
+
+    /// From a review: only the first gzip member was read, where Java's
+    /// `GZIPInputStream` reads every member of a concatenation.
+    #[test]
+    fn gzip_reads_every_member() {
+        let data = sample();
+        let (a, b) = data.split_at(1000);
+        let mut two = compressed(Compression::Gzip, a);
+        two.extend(compressed(Compression::Gzip, b));
+        assert_eq!(
+            decompress(Compression::Gzip, &two, usize::MAX).unwrap(),
+            data
+        );
+        let err = decompress(Compression::Gzip, &two, data.len() - 1).unwrap_err();
+        assert!(err.to_string().contains("exceeds the limit"), "{err}");
     }
 
     #[test]
