@@ -47,11 +47,13 @@ impl ControlRecord {
                     "a control record key needs version and type (4 bytes)",
                 )
             })?;
+        // A later version is read as version 0, as Kafka's `ControlRecordType.parse`
+        // reads it (the fields of version 0 come first); a negative one is damage.
         let version = be_i16(key, 0);
-        if version != 0 {
+        if version < 0 {
             return Err(Error::invalid_batch(
                 "key",
-                format!("control key version {version} is unknown"),
+                format!("control key version {version} is negative"),
             ));
         }
         let kind = match be_i16(key, 2) {
@@ -67,6 +69,13 @@ impl ControlRecord {
                         "an end-transaction marker needs version and coordinator epoch (6 bytes)",
                     )
                 })?;
+                let version = be_i16(v, 0);
+                if version < 0 {
+                    return Err(Error::invalid_batch(
+                        "value",
+                        format!("end-transaction marker version {version} is negative"),
+                    ));
+                }
                 Some(be_i32(v, 2))
             }
             ControlRecordType::Other(_) => None,

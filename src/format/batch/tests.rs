@@ -73,6 +73,33 @@ fn golden_commit_marker_is_reproduced_byte_for_byte() {
     );
 }
 
+/// From a review: a control key of a later version was refused, where Kafka's
+/// `ControlRecordType.parse` reads it as version 0 (only a negative one is damage);
+/// the same for the end-transaction marker's value.
+#[test]
+fn later_control_versions_read_as_version_0_and_negative_ones_are_refused() {
+    let marker = control_batch(ControlRecordType::Abort, 1000, 3, 7, 1_700_000_000_010).unwrap();
+    // The record: length, attributes, timestamp and offset deltas, key length (one
+    // byte each), then the key (version, type) and value length, version, epoch.
+    let (key_version, value_version) = (RECORDS_OFFSET + 5, RECORDS_OFFSET + 10);
+    let with = |at: usize, version: i16| {
+        let mut b = marker.clone();
+        b[at..at + 2].copy_from_slice(&version.to_be_bytes());
+        let crc = crc32c::crc32c(&b[ATTRIBUTES_OFFSET..]);
+        b[ATTRIBUTES_OFFSET - 4..ATTRIBUTES_OFFSET].copy_from_slice(&crc.to_be_bytes());
+        Batch::parse(b.into()).unwrap().control_record()
+    };
+    let abort = Some(ControlRecord {
+        kind: ControlRecordType::Abort,
+        coordinator_epoch: Some(7),
+    });
+    assert_eq!(with(key_version, 0).unwrap(), abort);
+    assert_eq!(with(key_version, 1).unwrap(), abort);
+    assert_eq!(with(value_version, 3).unwrap(), abort);
+    assert!(with(key_version, -1).is_err());
+    assert!(with(value_version, -1).is_err());
+}
+
 #[test]
 fn every_single_bit_flip_in_crc_covered_bytes_is_rejected() {
     let good = hex(GOLDEN_TWO_RECORDS);
