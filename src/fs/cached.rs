@@ -481,7 +481,9 @@ impl CachedFile {
         let Some(mut slot) = self.slot.try_write() else {
             return false;
         };
-        if self.pinned.load(Ordering::Acquire) {
+        // A failed sync is final (and set before a sync gives up the slot lock held
+        // here), even if a failed rename's unpin, racing that sync, unpinned the file.
+        if self.pinned.load(Ordering::Acquire) || self.sync_failed.load(Ordering::Acquire) {
             return false;
         }
         let Some(file) = slot.file.take() else {

@@ -113,6 +113,31 @@ fn a_failed_rename_does_not_unpin_a_file_whose_sync_failed_meanwhile() {
     assert_eq!(after_power_cut(&sim, "x"), on_disk);
 }
 
+/// From a review: the unpin of a failed rename checks `sync_failed`, then clears
+/// `pinned`; a sync failing between the two (on another thread) left the file unpinned
+/// with its sync failed, and the sweep synced it again. The sweep now checks
+/// `sync_failed` itself, under the file's slot lock, which a running sync holds.
+#[test]
+fn the_sweep_never_syncs_a_file_whose_sync_failed_even_if_unpinned() {
+    let (sim, fs) = setup(1);
+    let f = open(&fs, "x");
+    fs.sync_dir(Path::new("d")).unwrap();
+    f.write_all_at(b"unsynced", 0).unwrap();
+    let pinned = fs.pin_path(Path::new("d/x"), false);
+    sim.inject(Fault::Eio, sim.op_count() + 1, false);
+    assert!(f.sync_data().is_err());
+    // The racing unpin's last step, after it had seen no failed sync.
+    pinned[0].pinned.store(false, Ordering::Release);
+    let on_disk = after_power_cut(&sim, "x");
+    let _others = pressure(&fs, 3);
+    assert_eq!(
+        fs.open_files(),
+        2,
+        "not closed (so not synced) by the sweep"
+    );
+    assert_eq!(after_power_cut(&sim, "x"), on_disk);
+}
+
 #[test]
 fn a_file_whose_own_sync_failed_is_never_synced_or_closed_by_the_cache() {
     let (sim, fs) = setup(1);
