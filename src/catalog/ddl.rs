@@ -200,7 +200,7 @@ impl Catalog {
                     &self.dir,
                     &partition_dir_name(name, p.partition),
                     Some(state.id),
-                    false,
+                    recovery::Removal::Delete,
                     &mut report,
                 )?;
             }
@@ -382,10 +382,7 @@ impl Catalog {
                 .exists(&path)
                 .map_err(io_ctx(format!("stat {}", path.display())))?
             {
-                return Err(Error::AlreadyExists {
-                    kind: "directory (not this topic's; the store leaves it alone)",
-                    name: path.display().to_string(),
-                });
+                return Err(dir_taken(&path));
             }
         }
         Ok(())
@@ -408,8 +405,12 @@ impl Catalog {
         // few threads), then the store directory is fsync'd once for all of them.
         let parts = parallel::try_map(&numbers, |&p| {
             let path = self.dir.join(partition_dir_name(topic, p));
-            fs.create_dir_all(&path)
-                .map_err(io_ctx(format!("create {}", path.display())))?;
+            // Exclusively: a directory that appeared since the names were checked (put
+            // there by someone else) is not taken for this partition's.
+            fs.create_dir(&path).map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => dir_taken(&path),
+                _ => Error::io(format!("create {}", path.display()), e),
+            })?;
             meta::write_partition_metadata(fs, &path, id)?;
             self.open_partition(topic, id, p, config)
         })?;
@@ -488,8 +489,11 @@ impl Catalog {
         for p in range {
             let dir = partition_dir_name(name, p);
             // A grow's new partitions, beyond the count the topic keeps.
-            let unclaim = after.is_some();
-            recovery::remove_owned_dir(fs, &self.dir, &dir, intent.id, unclaim, &mut report)?;
+            let why = match after {
+                Some(_) => recovery::Removal::UndoGrow,
+                None => recovery::Removal::UndoCreate,
+            };
+            recovery::remove_owned_dir(fs, &self.dir, &dir, intent.id, why, &mut report)?;
         }
         fs.sync_dir(&self.dir)
             .map_err(io_ctx(format!("fsync {}", self.dir.display())))?;
@@ -497,6 +501,14 @@ impl Catalog {
             None => self.remove_metadata(name),
             Some(meta) => self.write_metadata(name, meta),
         }
+    }
+}
+
+/// A new partition's directory name is taken by something not the store's.
+fn dir_taken(path: &std::path::Path) -> Error {
+    Error::AlreadyExists {
+        kind: "directory (not this topic's; the store leaves it alone)",
+        name: path.display().to_string(),
     }
 }
 

@@ -148,9 +148,14 @@ pub(super) fn settle(
                 } else {
                     "deletion"
                 };
+                let why = if what == "creation" {
+                    Removal::UndoCreate
+                } else {
+                    Removal::Delete
+                };
                 for p in 0..partitions {
                     let pdir = partition_dir_name(&name, p);
-                    remove_owned_dir(fs, dir, &pdir, id, false, report)?;
+                    remove_owned_dir(fs, dir, &pdir, id, why, report)?;
                 }
                 fs.sync_dir(dir)
                     .map_err(io_ctx(format!("fsync {}", dir.display())))?;
@@ -171,7 +176,7 @@ pub(super) fn settle(
             (Some(Intent::Grow(total)), id) => {
                 for p in partitions..total {
                     let pdir = partition_dir_name(&name, p);
-                    remove_owned_dir(fs, dir, &pdir, id, true, report)?;
+                    remove_owned_dir(fs, dir, &pdir, id, Removal::UndoGrow, report)?;
                 }
                 fs.sync_dir(dir)
                     .map_err(io_ctx(format!("fsync {}", dir.display())))?;
@@ -347,21 +352,34 @@ fn check_directories(
     Ok(())
 }
 
+/// Why a partition directory is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Removal {
+    /// Its topic was deleted.
+    Delete,
+    /// A topic creation was rolled back: the partition never held records.
+    UndoCreate,
+    /// A grow was rolled back: a partition it was adding, beyond the count the topic
+    /// keeps, which never held records.
+    UndoGrow,
+}
+
 /// Removes the partition directory `name` if it is provably the store's: its
-/// `partition.metadata` names `id`, or it is empty (as a crash right after creating it
-/// leaves it). Only the store's own files are removed. Anything else is left alone and
-/// listed in the report.
+/// `partition.metadata` names `id` (and, for a rolled-back change, its logs hold
+/// nothing: an imported topic keeps Kafka's id, which Kafka's own directories of it
+/// name too), or it is empty (as a crash right after creating it leaves it). Only the
+/// store's own files are removed. Anything else is left alone and listed in the
+/// report.
 ///
-/// `unclaim` (partitions a rolled-back grow was adding, beyond the count the topic keeps):
-/// a directory of ours left alone loses its `partition.metadata`, so it no longer names
-/// the topic; else every later open would find a partition of the topic beyond its
-/// count and refuse the store. (Such a partition never held records.)
+/// [`Removal::UndoGrow`]: a directory of ours left alone loses its
+/// `partition.metadata`, so it no longer names the topic; else every later open would
+/// find a partition of the topic beyond its count and refuse the store.
 pub(super) fn remove_owned_dir(
     fs: &dyn FileSystem,
     dir: &Path,
     name: &str,
     id: Option<TopicId>,
-    unclaim: bool,
+    why: Removal,
     report: &mut StoreRecoveryReport,
 ) -> Result<()> {
     let path = dir.join(name);
@@ -395,6 +413,9 @@ pub(super) fn remove_owned_dir(
             || *f == format!("{PARTITION_METADATA}.tmp")
     };
     let owned = match read_partition_topic_id(fs, &path) {
+        Ok(Some(found)) if why != Removal::Delete => {
+            Some(found) == id && holds_no_records(fs, &path, &files)?
+        }
         Ok(Some(found)) => Some(found) == id,
         Ok(None) => files
             .iter()
@@ -409,7 +430,7 @@ pub(super) fn remove_owned_dir(
              that are not the store's (remove them, then the directory, to free the name)",
             dir.display()
         );
-        if unclaim && owned && files.iter().any(|f| f == PARTITION_METADATA) {
+        if why == Removal::UndoGrow && owned && files.iter().any(|f| f == PARTITION_METADATA) {
             fs.remove_file(&path.join(PARTITION_METADATA))
                 .map_err(io_ctx(format!(
                     "remove {}/{PARTITION_METADATA}",
@@ -437,6 +458,21 @@ pub(super) fn remove_owned_dir(
     }
     fs.remove_dir(&path)
         .map_err(io_ctx(format!("remove {}", path.display())))
+}
+
+/// Whether every `.log` file of partition directory `path` (holding `files`) is empty.
+fn holds_no_records(fs: &dyn FileSystem, path: &Path, files: &[String]) -> Result<bool> {
+    for f in files.iter().filter(|f| f.ends_with(".log")) {
+        let file = path.join(f);
+        let len = fs
+            .open_read(&file)
+            .and_then(|h| h.len())
+            .map_err(io_ctx(format!("stat {}", file.display())))?;
+        if len > 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -202,6 +202,20 @@ pub trait FileSystem: Send + Sync + Debug {
     }
     /// Creates a directory and its parents.
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Creates one directory, whose parent exists; fails with
+    /// `ErrorKind::AlreadyExists` if `path` exists (as `mkdir(2)`): what the store
+    /// creates as its own must not be something that appeared there meanwhile. By
+    /// default a check, then [`create_dir_all`](Self::create_dir_all) (not atomic:
+    /// file systems with other writers override it).
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        if self.exists(path)? {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists", path.display()),
+            ));
+        }
+        self.create_dir_all(path)
+    }
     /// Names of the entries of a directory, sorted.
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
     /// Whether `path` itself is a symbolic link (not followed). False where the file

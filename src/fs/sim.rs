@@ -147,6 +147,27 @@ fn is_root(dir: &Path) -> bool {
 }
 
 impl State {
+    /// Adds directory `p` if missing: durable at once if it is the root, or directly
+    /// under it (see `new_strict_dirs`); else once its parent is synced.
+    fn make_dir(&mut self, p: &Path) {
+        if !self.dirs.insert(p.to_path_buf()) {
+            return;
+        }
+        let up = parent(p);
+        if p.parent().is_none() || (!self.strict_dirs && is_root(&up)) {
+            // The root (there is nothing to sync it in), or a directory directly under
+            // it.
+            self.durable_dirs.insert(p.to_path_buf());
+        } else {
+            // With strict dirs, also a relative path's first part: its entry is the
+            // working directory's (the empty path), synced as any other.
+            self.dir_ops
+                .entry(up)
+                .or_default()
+                .push(DirOp::MkDir(p.to_path_buf()));
+        }
+    }
+
     /// Counts an operation and decides whether it fails. `mutating` operations also
     /// count towards `crash_after`.
     fn begin(&mut self, mutating: bool) -> io::Result<()> {
@@ -558,26 +579,31 @@ impl FileSystem for SimFs {
         st.begin(true)?;
         let mut p = path.to_path_buf();
         loop {
-            if st.dirs.insert(p.clone()) {
-                let up = parent(&p);
-                if p.parent().is_none() || (!st.strict_dirs && is_root(&up)) {
-                    // The root (there is nothing to sync it in), or a directory
-                    // directly under it (see `new_strict_dirs`).
-                    st.durable_dirs.insert(p.clone());
-                } else {
-                    // With strict dirs, also a relative path's first part: its entry
-                    // is the working directory's (the empty path), synced as any other.
-                    st.dir_ops
-                        .entry(up)
-                        .or_default()
-                        .push(DirOp::MkDir(p.clone()));
-                }
-            }
+            st.make_dir(&p);
             match p.parent() {
                 Some(q) if !q.as_os_str().is_empty() => p = q.to_path_buf(),
                 _ => break,
             }
         }
+        Ok(())
+    }
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.begin(true)?;
+        if st.live.contains_key(path) || st.dirs.contains(path) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("simulated EEXIST: {}", path.display()),
+            ));
+        }
+        let up = parent(path);
+        if !is_root(&up) && !st.dirs.contains(&up) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("simulated ENOENT: {}", up.display()),
+            ));
+        }
+        st.make_dir(path);
         Ok(())
     }
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {

@@ -22,6 +22,7 @@ pub enum Op {
     Identity,
     // On a path.
     CreateDirAll,
+    CreateDir,
     ListDir,
     Exists,
     RemoveFile,
@@ -151,6 +152,10 @@ impl FileSystem for InterceptFs {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         self.op(Op::CreateDirAll, path);
         self.inner.create_dir_all(path)
+    }
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        self.op(Op::CreateDir, path);
+        self.inner.create_dir(path)
     }
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
         self.op(Op::ListDir, path);

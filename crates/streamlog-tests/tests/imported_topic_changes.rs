@@ -1,0 +1,153 @@
+//! An imported topic keeps Kafka's topic id, which every one of Kafka's directories of
+//! that topic names too: naming the id does not make a directory the store's. A change
+//! rolled back (at once, or by the next open after a crash) removes only directories
+//! that never held records, and a new partition's directory is created exclusively, so
+//! a Kafka directory put in its place meanwhile is never adopted, rewritten or removed.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::intercept::{Hooks, InterceptFs, Op};
+use streamlog::fs::{CrashImage, FileSystem, SimFs};
+use streamlog::log::{Log, LogConfig};
+use streamlog::{Error, Store, StoreConfig, TopicConfig};
+
+const KAFKA_ID: &str = "AAAAAAAAAAAAAAAAAAAAAQ";
+
+/// The files of Kafka's partition `p` of `clicks` in `/store`: one record, and
+/// `partition.metadata` naming Kafka's topic id.
+fn kafka_partition_files(p: i32) -> Vec<(PathBuf, Vec<u8>)> {
+    let sim = SimFs::new();
+    let dir = format!("/store/clicks-{p}");
+    let log = Log::open_with_fs(Arc::new(sim.clone()), &dir, LogConfig::default()).unwrap();
+    let mut b = streamlog::BatchBuilder::new();
+    b.push(
+        1_700_000_000_000,
+        Some(b"k"),
+        Some(format!("kafka {p}").as_bytes()),
+        &[],
+    )
+    .unwrap();
+    log.append(&mut b.finish().unwrap()).unwrap();
+    log.close().unwrap();
+    let meta = format!("version: 0\ntopic_id: {KAFKA_ID}\n");
+    sim.write_file(
+        &Path::new(&dir).join("partition.metadata"),
+        meta.into_bytes(),
+    );
+    files_below(&sim, &dir)
+}
+
+/// Copies Kafka's partition `p` of `clicks` into `/store` of `sim`.
+fn kafka_partition(sim: &SimFs, p: i32) {
+    for (path, bytes) in kafka_partition_files(p) {
+        sim.write_file(&path, bytes);
+    }
+}
+
+/// Every file below `dir` with its bytes.
+fn files_below(sim: &SimFs, dir: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    sim.files(Path::new(dir))
+        .into_iter()
+        .map(|(path, _)| {
+            let bytes = sim.read_file(&path).unwrap();
+            (path, bytes)
+        })
+        .collect()
+}
+
+fn open(fs: Arc<dyn FileSystem>) -> streamlog::Result<Store> {
+    Store::open_with(
+        "/store",
+        StoreConfig::default()
+            .background_maintenance(false)
+            .file_system(fs),
+    )
+}
+
+/// A store that imported Kafka's `clicks-0` and `clicks-1`, on a file system that runs
+/// `at_third` (once) just before the store creates `clicks-2`.
+fn imported(sim: &SimFs, at_third: impl Fn() + Send + Sync + 'static) -> Store {
+    kafka_partition(sim, 0);
+    kafka_partition(sim, 1);
+    let armed = AtomicBool::new(true);
+    let hooks = Hooks {
+        before_op: Box::new(move |op, path| {
+            let mkdir = matches!(op, Op::CreateDir | Op::CreateDirAll);
+            if mkdir && path.ends_with("clicks-2") && armed.swap(false, Ordering::SeqCst) {
+                at_third();
+            }
+        }),
+        ..Hooks::default()
+    };
+    let store = open(Arc::new(InterceptFs::new(sim.clone(), hooks))).unwrap();
+    let report = store
+        .import_kafka_topic("clicks", TopicConfig::default())
+        .unwrap();
+    assert_eq!(report.topic_id.to_string(), KAFKA_ID);
+    store
+}
+
+/// From a review: Kafka's `clicks-2` (naming the same id) put into the store while
+/// `add_partitions` ran, after its names were checked: the grow's `create_dir_all`
+/// took it for the new partition's. It is now refused as taken, and the roll-back
+/// leaves it byte for byte (it holds records: not a directory the grow made).
+#[test]
+fn a_kafka_directory_that_appears_during_a_grow_is_neither_adopted_nor_removed() {
+    let sim = SimFs::new();
+    let planter = sim.clone();
+    let store = imported(&sim, move || kafka_partition(&planter, 2));
+    let err = store.add_partitions("clicks", 3).unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
+    assert_eq!(store.topic("clicks").unwrap().partition_count(), 2);
+    let planted = kafka_partition_files(2);
+    assert!(!planted.is_empty());
+    assert_eq!(
+        files_below(&sim, "/store/clicks-2"),
+        planted,
+        "Kafka's files, unchanged"
+    );
+}
+
+/// From a review: a crash during `add_partitions` on an imported topic, then Kafka's
+/// `clicks-2` copied in before the reopen. The open's roll-back of the grow took it
+/// for the grow's own (it names the topic's id) and deleted Kafka's records. It is
+/// left alone now, and listed.
+#[test]
+fn the_roll_back_of_a_grow_at_open_leaves_a_kafka_directory_with_records_alone() {
+    let sim = SimFs::new();
+    let crasher = sim.clone();
+    let store = imported(&sim, move || {
+        crasher.crash_after(crasher.mutating_op_count());
+    });
+    assert!(store.add_partitions("clicks", 3).is_err());
+    assert!(sim.has_crashed());
+    std::mem::forget(store);
+    let image = sim.crash_image(CrashImage::KeepAll);
+    kafka_partition(&image, 2);
+    let planted = files_below(&image, "/store/clicks-2");
+    assert!(!planted.is_empty());
+    match open(Arc::new(image.clone())) {
+        Ok(store) => {
+            let report = store.recovery_report();
+            assert!(
+                report
+                    .directories_left_alone
+                    .iter()
+                    .any(|d| d.ends_with("clicks-2")),
+                "{report:?}"
+            );
+            assert_eq!(store.topic("clicks").unwrap().partition_count(), 2);
+        }
+        // A directory naming the topic beyond its count: refused, nothing removed.
+        Err(e) => assert!(e.to_string().contains("clicks-2"), "{e}"),
+    }
+    assert_eq!(
+        files_below(&image, "/store/clicks-2"),
+        planted,
+        "Kafka's files, unchanged"
+    );
+}
