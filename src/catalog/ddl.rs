@@ -98,7 +98,10 @@ impl Catalog {
             });
         }
         let folded = |n: &str| n.replace('.', "_");
-        if let Some(other) = topics.keys().find(|t| folded(t) == folded(name)) {
+        // Also a topic whose change is unsettled (gone from memory, and maybe back at
+        // the next open).
+        let names = topics.keys().chain(ddl.keys());
+        if let Some(other) = names.into_iter().find(|t| folded(t) == folded(name)) {
             return Err(Error::InvalidArgument {
                 name: "topic",
                 reason: format!(
