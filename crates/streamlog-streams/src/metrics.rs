@@ -32,8 +32,10 @@ impl Metrics {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct MetricsSnapshot {
-    /// Input records processed (including ones processed again after a failure under
-    /// at-least-once).
+    /// Input records processed, including ones processed again: after a failure under
+    /// at-least-once, and after an aborted transaction (one that timed out, or a task
+    /// that moved) under exactly-once. The other counters count the redone work again
+    /// too.
     pub processed: u64,
     /// Records skipped: a null key or value where the operator needs one, a negative
     /// timestamp in a windowed aggregation, or an undecodable record under
