@@ -34,8 +34,8 @@ impl Metrics {
 pub struct MetricsSnapshot {
     /// Input records processed, including ones processed again: after a failure under
     /// at-least-once, and after an aborted transaction (one that timed out, or a task
-    /// that moved) under exactly-once. The other counters count the redone work again
-    /// too.
+    /// that moved) under exactly-once. `skipped` and `dropped_late` count redone work
+    /// again too.
     pub processed: u64,
     /// Records skipped: a null key or value where the operator needs one, a negative
     /// timestamp in a windowed aggregation, or an undecodable record under
