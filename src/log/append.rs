@@ -116,7 +116,9 @@ impl Log {
     ) -> Result<AppendInfo> {
         self.check_writable()?;
         let max_message_bytes = self.live.max_message_bytes();
-        if batch.len() as u64 > max_message_bytes {
+        // Not a marker (78 bytes): a limit below it would leave every transaction that
+        // wrote here unable to end.
+        if marker.is_none() && batch.len() as u64 > max_message_bytes {
             return Err(Error::RecordTooLarge {
                 size: batch.len() as u64,
                 limit: max_message_bytes,

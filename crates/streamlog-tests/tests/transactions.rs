@@ -852,3 +852,25 @@ fn a_truncation_that_fails_before_the_cut_keeps_the_open_transactions() {
     }
     assert!(struck > 0);
 }
+
+/// From a review: a marker (78 bytes) was refused where `max_message_bytes` is below
+/// it, though the transaction's own batches (68 bytes and up) fit: the transaction
+/// could never end, and held the last stable offset for good. The limit is for
+/// producers' batches, not markers.
+#[test]
+fn a_marker_is_written_whatever_max_message_bytes_is() {
+    let fs = SimFs::new();
+    let log = open_sim(&fs, config().max_message_bytes(70)).unwrap();
+    let mut b = BatchBuilder::new().producer(7, 0, 0).transactional(true);
+    b.push(1_700_000_000_000, None, None, &[]).unwrap();
+    let mut small = b.finish().unwrap();
+    assert!(small.len() <= 70, "{} bytes", small.len());
+    log.append(&mut small).unwrap();
+    assert_eq!(log.last_stable_offset(), 0);
+    log.append_marker(7, 0, 0, Commit).unwrap();
+    assert_eq!(log.last_stable_offset(), 2);
+    assert!(matches!(
+        log.append(&mut batch(-1, -1, -1, 1, false)),
+        Err(Error::RecordTooLarge { .. })
+    ));
+}
