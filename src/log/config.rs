@@ -116,7 +116,9 @@ impl Default for LogConfig {
 
 impl LogConfig {
     /// Roll to a new segment before the active one would pass this size. Default = 1 GiB;
-    /// at least 1024 and at most 2 GiB − 1 (positions are 32-bit in the index).
+    /// at least 1024 and at most 2 GiB − 1 (positions are 32-bit in the index). A batch
+    /// larger than this (up to `max_message_bytes`) is accepted, alone in its segment,
+    /// where Kafka refuses it.
     #[must_use]
     pub fn segment_bytes(mut self, bytes: u64) -> Self {
         self.segment_bytes = bytes;

@@ -183,7 +183,9 @@ impl TopicConfig {
         partitions: i32
     );
     setter!(
-        /// Segment size before rolling. Default = 1 GiB; 1024 to 2 GiB − 1.
+        /// Segment size before rolling. Default = 1 GiB; 1024 to 2 GiB − 1. A batch larger
+        /// than this (up to `max_message_bytes`) is accepted, alone in its segment, where
+        /// Kafka refuses it.
         segment_bytes: u64
     );
     setter!(
