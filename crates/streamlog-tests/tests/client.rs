@@ -923,6 +923,56 @@ fn auto_commit_commits_on_close_and_on_interval() {
     assert_eq!(store.list_groups(), vec!["g".to_string(), "h".to_string()]);
 }
 
+/// From a review: an auto-commit wrote the positions even when the group had them
+/// committed already, and each commit wakes every waiting consumer of the store: two
+/// idle consumers (of two groups) with a short interval woke each other into committing
+/// without end. An auto-commit of nothing new writes nothing.
+#[test]
+fn an_auto_commit_of_unchanged_positions_writes_nothing() {
+    let (_fs, store) = sim_topic_t(2);
+    let p = store.producer(ProducerConfig::default()).unwrap();
+    for i in 0..4 {
+        let _ = p
+            .send(ProducerRecord::new("t").key(format!("{i}")).value("v"))
+            .unwrap();
+    }
+    p.flush().unwrap();
+    let offsets = store
+        .topic("__consumer_offsets")
+        .unwrap()
+        .partition(0)
+        .unwrap();
+    let mut c = store
+        .consumer(
+            ConsumerConfig::new("g")
+                .auto_offset_reset(OffsetReset::Earliest)
+                .auto_commit_interval_ms(0),
+        )
+        .unwrap();
+    c.subscribe(["t"]).unwrap();
+    assert_eq!(poll_n(&mut c, 4).len(), 4);
+    c.poll(Duration::ZERO).unwrap(); // commits the positions
+    let committed = offsets.log_end_offset();
+    for _ in 0..3 {
+        assert!(c.poll(Duration::ZERO).unwrap().is_empty());
+    }
+    assert_eq!(
+        offsets.log_end_offset(),
+        committed,
+        "idle polls wrote commits"
+    );
+    // A position that moves is committed at the next poll (the interval is 0).
+    let _ = p
+        .send(ProducerRecord::new("t").key("4").value("v"))
+        .unwrap();
+    p.flush().unwrap();
+    assert_eq!(poll_n(&mut c, 1).len(), 1);
+    c.poll(Duration::ZERO).unwrap();
+    assert!(offsets.log_end_offset() > committed);
+    let described = store.describe_group("g").unwrap().offsets;
+    assert_eq!(described.iter().map(|o| o.offset).sum::<i64>(), 5);
+}
+
 #[test]
 fn send_is_a_std_future_and_a_full_buffer_appends_open_batches_to_make_room() {
     let (_fs, store) = sim_topic_t(1);
