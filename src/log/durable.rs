@@ -97,7 +97,10 @@ impl Log {
                 let poisoned = failed.is_some();
                 let target = match (target, failed) {
                     (Some(t), _) if covered(t) => t,
-                    (_, Some(e)) => return Err(e),
+                    (_, Some(e)) => {
+                        self.record_synced_after_failure();
+                        return Err(e);
+                    }
                     (t, None) => t.unwrap_or_else(|| self.durable_offset()),
                 };
                 // No later flush succeeds on a poisoned log: record now what was synced.
@@ -136,7 +139,9 @@ impl Log {
     /// The fsyncs of a flush, without the closed check (the final flush of `close`),
     /// including the durable position (written before this returns).
     pub(super) fn sync_locked(&self, fl: &mut FlushState) -> Result<i64> {
-        let (target, point) = self.sync_data_locked(fl)?;
+        let (target, point) = self
+            .sync_data_locked(fl)
+            .inspect_err(|_| self.record_synced_after_failure())?;
         if let Some(p) = point {
             *self.durable_pending.lock() = Some(p);
         }
@@ -267,6 +272,17 @@ impl Log {
                 < DURABLE_RECORD_MAX_LAG_MS
     }
 
+    /// After a failed flush: records the position an earlier group commit synced and
+    /// left for a later flush, which a poisoned log never runs. Left unwritten, the
+    /// next open would take the acknowledged bytes after the older position for
+    /// unsynced ones and write them again, where a power cut could tear them. (A
+    /// failure here poisons as well; the flush's own error is the one reported.)
+    fn record_synced_after_failure(&self) {
+        if let Err(e) = self.record_pending() {
+            tracing::warn!("{}: after a failed flush: {e}", self.dir.display());
+        }
+    }
+
     /// Writes (and fsyncs) the newest durable position a flush left to record, if any.
     /// Poisons on failure: the flush synced its data, so that alone is not at risk.
     fn record_pending(&self) -> Result<()> {
@@ -357,7 +373,8 @@ mod group_commit_tests {
     use std::sync::atomic::Ordering;
 
     use crate::format::BatchBuilder;
-    use crate::fs::{CrashImage, SimFs};
+    use crate::fs::{CrashImage, Fault, SimFs};
+    use crate::log::checkpoint::DurableFile;
     use crate::log::{Log, LogConfig, ManualClock};
 
     const DIR: &str = "/gc/t-0";
@@ -435,6 +452,28 @@ mod group_commit_tests {
             "a lone flush must write its durable position"
         );
         log.close().expect("close");
+    }
+
+    /// From a review: a flush that failed after a group commit had left its synced
+    /// position for a later flush returned before recording it, and a poisoned log
+    /// runs no later flush: the next open took the acknowledged bytes after the older
+    /// position for unsynced ones (and wrote them again, exposed to a torn write).
+    #[test]
+    fn a_failed_flush_records_the_position_a_group_commit_left() {
+        let fs = SimFs::new();
+        let log = open(&fs);
+        append(&log, b"a");
+        log.flush().expect("flush");
+        let b = append(&log, b"b");
+        flush_to_with_a_waiter(&log, b + 1);
+        assert!(log.durable_pending.lock().is_some());
+        append(&log, b"c");
+        fs.inject(Fault::Eio, fs.op_count() + 1, false);
+        assert!(log.flush().is_err(), "the segment's fsync fails");
+        fs.clear_faults();
+        let (_, point) = DurableFile::read(&fs, std::path::Path::new(DIR)).expect("read");
+        assert_eq!(point.expect("a durable position").next_offset, b + 1);
+        drop(log);
     }
 
     #[test]
