@@ -24,8 +24,9 @@ pub struct RetentionPolicy {
     /// before `now_ms`; -1 keeps segments forever. For a segment whose records carry no
     /// timestamps, its file's modification time instead, where the file system keeps
     /// one: that is wall-clock time, so with a [`ManualClock`](super::ManualClock) far
-    /// from it such segments go at once or never; and a compaction pass rewrites the
-    /// file, which makes it young again (Kafka keeps the old time there).
+    /// from it such segments go at once or never. A compaction pass gives the file it
+    /// rewrites the old file's time, as Kafka does (where it cannot, with a warning,
+    /// the file is young again).
     pub retention_ms: i64,
     /// Delete the oldest segments while the partition would still hold at least this many
     /// bytes without them; -1 for no limit.
@@ -181,10 +182,20 @@ impl Log {
             .lock()
             .unflushed
             .retain(|s| s.base > last_doomed);
+        // Out of the list already, the segments are found again only by the next open:
+        // one whose removal fails does not stop the others'.
+        let mut failed = None;
         for (seg, size) in &doomed {
-            seg.remove_files(self.fs.as_ref(), false)?;
-            outcome.segments_deleted += 1;
-            outcome.bytes_reclaimed += size;
+            match seg.remove_files(self.fs.as_ref(), false) {
+                Ok(()) => {
+                    outcome.segments_deleted += 1;
+                    outcome.bytes_reclaimed += size;
+                }
+                Err(e) => {
+                    tracing::warn!("{e}: its files stay until the next open removes them");
+                    failed.get_or_insert(e);
+                }
+            }
         }
         if !doomed.is_empty() {
             // Snapshots before the first segment left can no longer be rebuilt from.
@@ -195,6 +206,9 @@ impl Log {
             // Never retried: the next pass must not fsync again as if this one counted.
             let e = Error::io(format!("fsync directory {}", self.dir.display()), e);
             self.poison_with(e.to_string());
+            return Err(e);
+        }
+        if let Some(e) = failed {
             return Err(e);
         }
         outcome.log_start_offset = new_start;
