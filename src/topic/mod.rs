@@ -267,10 +267,12 @@ impl TopicConfig {
         max_compaction_lag_ms: i64
     );
     setter!(
-        /// Hard byte cap per partition for consumer-gated retention (see
-        /// [`retention_gate_groups`](Self::retention_gate_groups)): while a partition is
-        /// larger, its oldest segments are deleted whatever the groups have consumed.
-        /// Required (>= 0) when gate groups are set. Default = -1 (none).
+        /// Byte cap per partition for consumer-gated retention (see
+        /// [`retention_gate_groups`](Self::retention_gate_groups)): its oldest segments
+        /// are deleted whatever the groups have consumed while the partition would still
+        /// hold at least this many bytes without them (`retention.bytes`' rule: it may
+        /// exceed the cap by up to a segment). Required
+        /// (>= 0) when gate groups are set. Default = -1 (none).
         retention_gate_max_bytes: i64
     );
 
@@ -282,8 +284,9 @@ impl TopicConfig {
     ///
     /// Trade-off: the gate protects slow consumers from losing data to retention, at the
     /// cost of disk up to the cap; past the cap, retention deletes unconsumed records
-    /// and those groups' consumers follow `auto_offset_reset`. The cap is a hard one
-    /// (it deletes the oldest segments past it, expired or not) on topics whose policy
+    /// and those groups' consumers follow `auto_offset_reset`. The cap holds whatever
+    /// the groups consumed (it deletes the oldest segments past it, expired or not, by
+    /// `retention.bytes`' rule) on topics whose policy
     /// deletes by time or size; a compact-only topic, or one whose `retention_ms` and
     /// `retention_bytes` are both -1, loses nothing to it.
     ///
