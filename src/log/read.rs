@@ -520,13 +520,16 @@ impl Log {
                 let Some(last) = batches.last().map(Batch::last_offset) else {
                     break;
                 };
+                // The log start as of after the read: a `delete_records` meanwhile may
+                // have moved it into these batches.
+                let floor = self.log_start_offset().max(start);
                 for b in batches
                     .iter()
                     .filter(|b| b.header().max_timestamp >= timestamp)
                 {
                     for r in b.records_with(&self.config.decode)? {
                         let r = r?;
-                        if r.timestamp >= timestamp && r.offset >= start {
+                        if r.timestamp >= timestamp && r.offset >= floor {
                             return Ok(Some((r.offset, r.timestamp)));
                         }
                     }

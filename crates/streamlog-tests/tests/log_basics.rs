@@ -693,3 +693,56 @@ fn verify_takes_kafkas_offset_index_entries_for_whole_appends() {
     let found = check();
     assert_eq!(found.index_problems.len(), 1, "{found:?}");
 }
+
+/// From a review: `offset_for_timestamp` filtered the records it found by the log
+/// start it read first; a `delete_records` during its read moved the start into the
+/// batch it was reading, and it answered an offset below the new start (whose read is
+/// `OffsetOutOfRange`).
+#[test]
+fn offset_for_timestamp_answers_nothing_below_a_log_start_moved_meanwhile() {
+    use common::intercept::{Hooks, InterceptFs};
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let shared: Arc<OnceLock<Log>> = Arc::new(OnceLock::new());
+    let armed = Arc::new(AtomicBool::new(false));
+    let (log_ref, fire) = (shared.clone(), armed.clone());
+    // At the first read of a segment once armed, records 0..7 are deleted.
+    let move_start = Arc::new(move |path: &std::path::Path| {
+        if path.extension().is_some_and(|e| e == "log") && fire.swap(false, Ordering::SeqCst) {
+            let log = log_ref.get().expect("the log is open");
+            log.advance_log_start(7).expect("delete_records");
+        }
+    });
+    let (on_read, on_map) = (move_start.clone(), move_start);
+    let hooks = Hooks {
+        before_read: Box::new(move |path, _| on_read(path)),
+        before_map: Box::new(move |path| {
+            on_map(path);
+            Ok(())
+        }),
+        ..Hooks::default()
+    };
+    let fs = InterceptFs::new(SimFs::new(), hooks);
+    let config = LogConfig::default().clock(Arc::new(ManualClock::new(1_700_000_000_000)));
+    let log = Log::open_with_fs(Arc::new(fs), "/d/t-0", config).unwrap();
+    let log = shared.get_or_init(|| log);
+    for (base, ts) in [(0, 100), (5, 200)] {
+        let mut b = streamlog::BatchBuilder::new();
+        for i in 0..5 {
+            b.push(
+                ts,
+                Some(b"k"),
+                Some(format!("{}", base + i).as_bytes()),
+                &[],
+            )
+            .unwrap();
+        }
+        log.append(&mut b.finish().unwrap()).unwrap();
+    }
+    armed.store(true, Ordering::SeqCst);
+    let found = log.offset_for_timestamp(150).unwrap();
+    assert!(!armed.load(Ordering::SeqCst), "the lookup read the segment");
+    assert_eq!(log.log_start_offset(), 7);
+    assert_eq!(found, Some((7, 200)));
+}
