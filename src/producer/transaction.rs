@@ -407,7 +407,9 @@ impl Producer {
     /// `read_committed` consumers skip them; offsets sent to it are dropped.
     ///
     /// # Errors
-    /// `TransactionState` outside a transaction; `Fenced`; `Io`.
+    /// `TransactionState` outside a transaction; `Fenced`; `Io`. After an error the
+    /// transaction is still open, and only an abort may follow: sends and commits are
+    /// refused until one succeeds.
     pub fn abort_transaction(&self) -> Result<()> {
         end_transaction(&self.handle.shared, false)
     }
@@ -445,9 +447,11 @@ fn end_transaction(shared: &Shared, commit: bool) -> Result<()> {
         Err(e @ Error::Fenced { .. }) => st.fence(e),
         Err(e) => {
             st.phase = Phase::InTransaction;
-            if commit && st.failed.is_none() {
-                // Whatever failed, the commit's decision may be on disk: only an abort
-                // (refused until a reopen if it is) may follow.
+            if st.failed.is_none() {
+                // Whatever failed, only an abort may follow: a commit's decision may be
+                // on disk (an abort is then refused until a reopen), and after an abort
+                // the application decided against this transaction's records (Kafka
+                // refuses all but a retried abort).
                 st.failed = Some(e.clone());
             }
         }

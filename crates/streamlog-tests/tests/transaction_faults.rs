@@ -130,6 +130,10 @@ fn a_failed_abort_leaves_the_transaction_open_to_abort_again() {
         };
         if aborted.is_err() {
             struck += 1;
+            // From a review: nothing but an abort may follow a failed one; a send and
+            // a commit went through, committing the records the abort was to remove.
+            assert!(send(&p, 0, "after").is_err(), "ENOSPC at {k}");
+            assert!(p.commit_transaction().is_err(), "ENOSPC at {k}");
             // The user retries, as the error invites (or must reopen the store).
             if p.abort_transaction().is_err() {
                 continue;
