@@ -189,11 +189,11 @@ impl Catalog {
         // same (nothing is acknowledged that the deletion may take), its files stay.
         if let Err(e) = self.write_metadata_in(&mut ddl, name, &meta) {
             if ddl.contains_key(name) {
-                self.stop_topic(name, &state);
+                self.stop_topic(name, &state, false);
             }
             return Err(e);
         }
-        let parts = self.stop_topic(name, &state);
+        let parts = self.stop_topic(name, &state, true);
         let forgotten = forget_offsets(name);
         let removed = (|| {
             let mut report = StoreRecoveryReport::default();
@@ -230,14 +230,23 @@ impl Catalog {
     }
 
     /// Takes topic `name` (`state`) out of the catalog and stops its partitions (their
-    /// appends and reads return `Closed`); returns them.
-    fn stop_topic(&self, name: &str, state: &TopicState) -> Vec<Arc<PartitionState>> {
+    /// appends and reads return `Closed`), marked deleted if the deletion is `decided`
+    /// (durable); returns them.
+    fn stop_topic(
+        &self,
+        name: &str,
+        state: &TopicState,
+        decided: bool,
+    ) -> Vec<Arc<PartitionState>> {
         self.topics.write().remove(name);
         self.bump_metadata_epoch();
         self.notifier.notify();
         let parts = state.partitions();
         // Every partition stops taking appends before any directory goes.
         for p in &parts {
+            if decided {
+                p.mark_deleted();
+            }
             let _ = p.log().shutdown();
             p.wake();
         }

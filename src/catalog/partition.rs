@@ -30,6 +30,10 @@ pub(crate) struct PartitionState {
     /// The topic's cleanup policy includes deletion: `delete_records` may raise the log
     /// start (Kafka refuses it for a compact-only topic, POLICY_VIOLATION).
     deletes: std::sync::atomic::AtomicBool,
+    /// Its topic's deletion is decided (durable): set before it stops. A partition
+    /// stopped by a deletion whose outcome is unknown (the next open decides) has it
+    /// unset, as one stopped by the store's close.
+    deleted: std::sync::atomic::AtomicBool,
 }
 
 impl PartitionState {
@@ -47,7 +51,20 @@ impl PartitionState {
             notifier,
             compacted: (config.cleanup_policy != crate::topic::CleanupPolicy::Delete).into(),
             deletes: (config.cleanup_policy != crate::topic::CleanupPolicy::Compact).into(),
+            deleted: false.into(),
         }
+    }
+
+    /// Whether its topic's deletion is decided: nothing of it is left for a
+    /// transaction to decide.
+    pub(crate) fn is_deleted(&self) -> bool {
+        self.deleted.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Marks its topic's deletion decided (before the partition stops).
+    pub(super) fn mark_deleted(&self) {
+        self.deleted
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Whether the topic's cleanup policy includes deletion now.

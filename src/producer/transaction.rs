@@ -398,7 +398,10 @@ impl Producer {
     /// decision (it is still open: abort it); `Io` or `Poisoned` from the fsync of the
     /// decision itself: whether it committed is then decided at the next open of the
     /// store (the transactional id refuses work until then), as a Kafka client learns
-    /// the outcome of a commit that timed out only later.
+    /// the outcome of a commit that timed out only later; `Closed` if the store closed,
+    /// or if a topic it wrote to was stopped by a deletion whose outcome is unknown
+    /// (the deletion failed; the next open finishes it or brings the topic back):
+    /// abort it. A topic whose deletion is decided has nothing left to commit.
     pub fn commit_transaction(&self) -> Result<()> {
         end_transaction(&self.handle.shared, true)
     }

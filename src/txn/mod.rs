@@ -57,10 +57,12 @@ pub(crate) const TXN_TOPIC: &str = "__transaction_state";
 /// fencing abort needs one more).
 const MAX_EPOCH: i16 = i16::MAX - 2;
 
-/// Whether `p` stopped because its topic was deleted (not because the store closed): a
-/// transaction has nothing left to decide there.
-fn topic_deleted(p: &PartitionState, catalog: &Catalog) -> bool {
-    p.is_closed() && !catalog.is_closed()
+/// Whether `p` stopped because its topic's deletion is decided: a transaction has
+/// nothing left to decide there. Not for a partition stopped by the store's close, nor
+/// by a deletion whose outcome is unknown (the next open may bring the topic back, and
+/// recovery would abort a part of the transaction whose marker was skipped).
+fn topic_deleted(p: &PartitionState) -> bool {
+    p.is_deleted()
 }
 
 /// A producer's identity in a transaction: its id and the epoch of its session.
@@ -367,7 +369,7 @@ impl TxnCoordinator {
         }
         if commit {
             for p in t.partitions.values() {
-                if topic_deleted(p, catalog) {
+                if topic_deleted(p) {
                     continue; // nothing of it to commit
                 }
                 p.flush_to(p.log_end_offset())?;
@@ -415,7 +417,7 @@ impl TxnCoordinator {
     ) -> Result<Session> {
         let p = t.partitions.values().next().expect("one partition").clone();
         // A topic deleted meanwhile has nothing left to commit.
-        if !topic_deleted(&p, catalog) {
+        if !topic_deleted(&p) {
             // Fails before the marker is written: the transaction stays open.
             let info = p.append_marker(session.producer_id, session.epoch, true)?;
             p.wake();
@@ -506,7 +508,7 @@ impl TxnCoordinator {
                     written.push((p, info.last_offset));
                 }
                 // Its topic was deleted meanwhile: no record of it is left to decide.
-                Err(_) if topic_deleted(p, catalog) => {}
+                Err(_) if topic_deleted(p) => {}
                 Err(e) => failed.push(format!("{}-{}: {e}", p.topic, p.partition)),
             }
         }

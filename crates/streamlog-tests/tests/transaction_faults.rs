@@ -344,3 +344,53 @@ fn a_commit_of_unknown_outcome_is_not_aborted_by_its_timeout() {
     }
     assert!(struck > 0);
 }
+
+/// From a review: a topic deletion whose metadata write failed with its outcome unknown
+/// stops the topic's partitions, and the transaction coordinator took a stopped
+/// partition for a deleted topic: a commit skipped its marker there and answered Ok.
+/// When the next open brought the topic back (the deletion had not reached the disk),
+/// recovery found the transaction's batch without a marker and aborted it: a commit
+/// acknowledged, its records never readable. A commit acknowledged is now readable
+/// wherever its topic survives.
+#[test]
+fn a_commit_across_an_undecided_topic_deletion_is_never_lost() {
+    let mut undecided = 0;
+    for k in 1.. {
+        let fs = SimFs::new();
+        let (store, p) = in_transaction(&fs);
+        send(&p, 0, "x").unwrap();
+        store
+            .topic("t")
+            .unwrap()
+            .partition(0)
+            .unwrap()
+            .flush()
+            .unwrap();
+        let at = fs.op_count() + k;
+        fs.inject(Fault::Eio, at, false);
+        let deleted = store.delete_topic("t");
+        fs.clear_faults();
+        if fs.op_count() < at {
+            break;
+        }
+        let unsettled = deleted.is_err()
+            && matches!(
+                store.create_topic("t", TopicConfig::default()),
+                Err(Error::Poisoned { .. })
+            );
+        if !unsettled {
+            continue;
+        }
+        undecided += 1;
+        let committed = p.commit_transaction();
+        let image = fs.crash_image(streamlog::fs::CrashImage::DropAll);
+        drop(p);
+        drop(store);
+        let store = sim_store_with(&image, StoreConfig::default()).unwrap();
+        if committed.is_ok() && store.topic("t").is_ok() {
+            assert_eq!(committed_values(&store), ["x"], "EIO at {k}");
+        }
+        assert!(k < 2_000);
+    }
+    assert!(undecided > 0, "no fault left the deletion undecided");
+}
