@@ -25,8 +25,9 @@ pub struct RetentionPolicy {
     /// timestamps, its file's modification time instead, where the file system keeps
     /// one: that is wall-clock time, so with a [`ManualClock`](super::ManualClock) far
     /// from it such segments go at once or never. A compaction pass gives the file it
-    /// rewrites the old file's time, as Kafka does (where it cannot, with a warning,
-    /// the file is young again).
+    /// rewrites the old file's time, as Kafka does; where it cannot (with a warning),
+    /// or after a power cut that lost the time (only the data is fsync'd), the file is
+    /// young again.
     pub retention_ms: i64,
     /// Delete the oldest segments while the partition would still hold at least this many
     /// bytes without them; -1 for no limit.
@@ -182,20 +183,14 @@ impl Log {
             .lock()
             .unflushed
             .retain(|s| s.base > last_doomed);
-        // Out of the list already, the segments are found again only by the next open:
-        // one whose removal fails does not stop the others'.
-        let mut failed = None;
+        // Oldest first, stopping at a failure: what stays on disk (found again by the
+        // next open, below the log start) is a run of segments that follow each other,
+        // up to the first kept one. Going on past a failure would leave a gap there,
+        // which the open refuses.
         for (seg, size) in &doomed {
-            match seg.remove_files(self.fs.as_ref(), false) {
-                Ok(()) => {
-                    outcome.segments_deleted += 1;
-                    outcome.bytes_reclaimed += size;
-                }
-                Err(e) => {
-                    tracing::warn!("{e}: its files stay until the next open removes them");
-                    failed.get_or_insert(e);
-                }
-            }
+            seg.remove_files(self.fs.as_ref(), false)?;
+            outcome.segments_deleted += 1;
+            outcome.bytes_reclaimed += size;
         }
         if !doomed.is_empty() {
             // Snapshots before the first segment left can no longer be rebuilt from.
@@ -206,9 +201,6 @@ impl Log {
             // Never retried: the next pass must not fsync again as if this one counted.
             let e = Error::io(format!("fsync directory {}", self.dir.display()), e);
             self.poison_with(e.to_string());
-            return Err(e);
-        }
-        if let Some(e) = failed {
             return Err(e);
         }
         outcome.log_start_offset = new_start;

@@ -262,18 +262,20 @@ fn a_failed_directory_fsync_in_retention_poisons_the_log() {
     assert!(poisoned > 0, "no fault hit the directory fsync");
 }
 
-/// From a review: a retention pass whose removal of one segment's `.log` failed
-/// stopped there, and the doomed segments after it, already out of the segment list,
-/// stayed on disk until the next open (retention by size went on counting without
-/// them). The pass now removes every other doomed segment and reports the failure.
+/// A retention pass whose removal of a segment's files failed part-way (an I/O error
+/// at each operation in turn) leaves a log that opens again, reading from its log
+/// start. (A review proposed going on past the failure, to reclaim the rest at once;
+/// that leaves a gap among the segments below the log start, and the open refused the
+/// log.)
 #[test]
-fn a_failed_segment_removal_does_not_keep_the_others() {
+fn a_failed_segment_removal_leaves_a_log_that_opens() {
     let mut struck = 0;
     for k in 1.. {
         let (fs, log) = small_sim_log();
         append_batches(&log, 0..30, 2);
         assert!(log.segments().len() > 4);
         let start = log.segments()[3].base_offset;
+        let end = log.log_end_offset();
         log.advance_log_start(start).unwrap();
         fs.inject(Fault::Eio, fs.op_count() + k, false);
         let policy = streamlog::log::RetentionPolicy::log_start_only(1_700_000_000_000);
@@ -281,27 +283,19 @@ fn a_failed_segment_removal_does_not_keep_the_others() {
         fs.clear_faults();
         match result {
             Ok(_) if fs.op_count() < k => break,
-            Err(e) if e.to_string().contains(".log") && e.to_string().contains("remove") => {
-                struck += 1;
-                let logs_below_start = fs
-                    .files(std::path::Path::new("/"))
-                    .iter()
-                    .filter_map(|(p, _)| {
-                        p.file_name()?
-                            .to_str()?
-                            .strip_suffix(".log")?
-                            .parse::<i64>()
-                            .ok()
-                    })
-                    .filter(|&base| base < start)
-                    .count();
-                assert_eq!(logs_below_start, 1, "fault at operation {k}: {e}");
-            }
+            Err(e) if e.to_string().contains("remove") => struck += 1,
             _ => {}
         }
+        drop(log);
+        let log = open_sim(&fs, small_config())
+            .unwrap_or_else(|e| panic!("fault at operation {k}: the log does not open: {e}"));
+        assert_eq!(log.log_start_offset(), start, "fault at operation {k}");
+        assert_eq!(log.log_end_offset(), end, "fault at operation {k}");
+        let records = log.read_records(start, 1 << 20).unwrap();
+        assert_eq!(records.first().map(|r| r.offset), Some(start));
         assert!(k < 500);
     }
-    assert_eq!(struck, 3, "each doomed segment's removal failed once");
+    assert!(struck > 0, "no fault struck a removal");
 }
 
 /// "Never retry an fsync": a one-shot EIO at every operation of a workload that
