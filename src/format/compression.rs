@@ -249,15 +249,11 @@ pub fn decompress(codec: Compression, input: &[u8], limit: usize) -> Result<Vec<
             Ok(input.to_vec())
         }
         #[cfg(feature = "gzip")]
-        // Every member, as Java's `GZIPInputStream` reads them.
-        Compression::Gzip => read_capped(codec, flate2::read::MultiGzDecoder::new(input), limit),
+        Compression::Gzip => gunzip(input, limit),
         #[cfg(feature = "snappy")]
         Compression::Snappy => snappy_decompress(input, limit),
         #[cfg(feature = "lz4")]
-        Compression::Lz4 => {
-            check_lz4_header(input)?;
-            read_capped(codec, lz4_flex::frame::FrameDecoder::new(input), limit)
-        }
+        Compression::Lz4 => read_capped(codec, lz4_flex::frame::FrameDecoder::new(input), limit),
         #[cfg(feature = "zstd")]
         Compression::Zstd => {
             let mut dec =
@@ -270,10 +266,48 @@ pub fn decompress(codec: Compression, input: &[u8], limit: usize) -> Result<Vec<
     }
 }
 
+/// gzip as Java's `GZIPInputStream` reads it: every member of a concatenation, while
+/// the bytes after a member start with the gzip magic (others are ignored).
+#[cfg(feature = "gzip")]
+fn gunzip(input: &[u8], limit: usize) -> Result<Vec<u8>> {
+    const MAGIC: [u8; 2] = [0x1f, 0x8b];
+    let mut out = Vec::new();
+    let mut rest = input;
+    loop {
+        let mut member = flate2::bufread::GzDecoder::new(rest);
+        let room = limit - out.len();
+        (&mut member)
+            // One byte past the limit shows that the data exceeds it (see `read_capped`).
+            .take((room as u64).saturating_add(1))
+            .read_to_end(&mut out)
+            .map_err(|e| corrupt(Compression::Gzip, e))?;
+        if out.len() > limit {
+            return Err(too_large(limit));
+        }
+        rest = member.into_inner();
+        if !rest.starts_with(&MAGIC) {
+            return Ok(out);
+        }
+    }
+}
+
+/// Refuses compressed data that [`decompress`] reads but Kafka's readers refuse, for a
+/// batch about to be appended: stored, no Kafka reader could read it. What is on disk
+/// already is read as it is (an earlier version may have stored such a batch).
+///
+/// # Errors
+/// `InvalidBatch`: for lz4, the frames Kafka's `Lz4BlockInputStream` refuses.
+pub fn check_kafka_readable(codec: Compression, input: &[u8]) -> Result<()> {
+    match codec {
+        #[cfg(feature = "lz4")]
+        Compression::Lz4 => check_lz4_header(input),
+        _ => Ok(()),
+    }
+}
+
 /// Refuses the LZ4 frames Kafka's `Lz4BlockInputStream` refuses, which lz4_flex would
 /// decode: another magic (the legacy format), a version other than 1, dependent
 /// (linked) blocks, the reserved or dictionary-id flag bits, a block size outside 4-7.
-/// Accepted, such a batch would be stored where no Kafka reader can read it.
 #[cfg(feature = "lz4")]
 fn check_lz4_header(input: &[u8]) -> Result<()> {
     const MAGIC: [u8; 4] = [0x04, 0x22, 0x4d, 0x18];
@@ -447,8 +481,13 @@ mod tests {
         enc.write_all(&data).unwrap();
         let linked = enc.finish().unwrap();
         assert_eq!(linked[4] & 0x20, 0, "a linked frame");
-        let err = decompress(Compression::Lz4, &linked, usize::MAX).unwrap_err();
+        let err = check_kafka_readable(Compression::Lz4, &linked).unwrap_err();
         assert!(err.to_string().contains("dependent"), "{err}");
+        // Read as it is if stored already (an earlier version accepted it).
+        assert_eq!(
+            decompress(Compression::Lz4, &linked, usize::MAX).unwrap(),
+            data
+        );
         let ours = compressed(Compression::Lz4, &data);
         for (at, byte, why) in [
             (0, 0x02, "magic"),
@@ -459,12 +498,24 @@ mod tests {
         ] {
             let mut bad = ours.clone();
             bad[at] = byte;
-            let err = decompress(Compression::Lz4, &bad, usize::MAX).unwrap_err();
+            let err = check_kafka_readable(Compression::Lz4, &bad).unwrap_err();
             assert!(err.to_string().contains(why), "{why}: {err}");
         }
         for short in [&ours[..0], &ours[..5]] {
-            assert!(decompress(Compression::Lz4, short, usize::MAX).is_err());
+            assert!(check_kafka_readable(Compression::Lz4, short).is_err());
         }
+        check_kafka_readable(Compression::Lz4, &ours).unwrap();
+        // Content size, block and content checksums: Kafka's reader takes them.
+        let mut enc = FrameEncoder::with_frame_info(
+            FrameInfo::new()
+                .block_mode(BlockMode::Independent)
+                .block_checksums(true)
+                .content_checksum(true)
+                .content_size(Some(data.len() as u64)),
+            Vec::new(),
+        );
+        enc.write_all(&data).unwrap();
+        check_kafka_readable(Compression::Lz4, &enc.finish().unwrap()).unwrap();
     }
 
     /// From a review: only the first gzip member was read, where Java's
@@ -481,6 +532,18 @@ mod tests {
         );
         let err = decompress(Compression::Gzip, &two, data.len() - 1).unwrap_err();
         assert!(err.to_string().contains("exceeds the limit"), "{err}");
+        // Bytes after a member that are not another one are ignored, as Java does.
+        let mut padded = compressed(Compression::Gzip, &data);
+        padded.extend_from_slice(&[0; 8]);
+        assert_eq!(
+            decompress(Compression::Gzip, &padded, usize::MAX).unwrap(),
+            data
+        );
+        // A damaged second member is an error.
+        let mut damaged = two.clone();
+        let at = damaged.len() - 10;
+        damaged[at] ^= 0xff;
+        assert!(decompress(Compression::Gzip, &damaged, usize::MAX).is_err());
     }
 
     #[test]

@@ -284,6 +284,11 @@ impl Log {
                 .copy_from_slice(&h.attributes.to_be_bytes());
             batch::write_crc(batch);
         }
+        // Stored, it must be readable by Kafka too (lz4 frames Kafka refuses).
+        crate::format::compression::check_kafka_readable(
+            h.compression()?,
+            &batch[batch::RECORDS_OFFSET..],
+        )?;
         // Every record must be well formed, with offset deltas 0..n.
         let scan = batch::scan_records(batch, &h, &self.config.decode)?;
         batch::check_timestamp(scan.min_timestamp)?;
