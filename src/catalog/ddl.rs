@@ -79,6 +79,8 @@ impl Catalog {
         failed: &BuildFailed,
     ) {
         let rewrite = failed.outcome_in_place;
+        // Not a directory that was there when it was to be created: not ours.
+        let range: Vec<i32> = range.filter(|p| !failed.taken.contains(p)).collect();
         if let Err(e) = self.roll_back(name, intent, range, after, rewrite) {
             let reason = format!("a failed change of topic `{name}` was not rolled back ({e})");
             unsettle(ddl, name, reason);
@@ -410,6 +412,7 @@ impl Catalog {
         id: TopicId,
         range: std::ops::Range<i32>,
         config: &TopicConfig,
+        taken: &parking_lot::Mutex<Vec<i32>>,
     ) -> Result<Vec<Arc<PartitionState>>> {
         let fs = self.config.fs.as_ref();
         let numbers: Vec<i32> = range.collect();
@@ -420,7 +423,10 @@ impl Catalog {
             // Exclusively: a directory that appeared since the names were checked (put
             // there by someone else) is not taken for this partition's.
             fs.create_dir(&path).map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => dir_taken(&path),
+                std::io::ErrorKind::AlreadyExists => {
+                    taken.lock().push(p);
+                    dir_taken(&path)
+                }
                 _ => Error::io(format!("create {}", path.display()), e),
             })?;
             meta::write_partition_metadata(fs, &path, id)?;
@@ -442,12 +448,14 @@ impl Catalog {
         range: std::ops::Range<i32>,
         done: &TopicMeta,
     ) -> std::result::Result<Vec<Arc<PartitionState>>, BuildFailed> {
+        let taken = parking_lot::Mutex::new(Vec::new());
         let failed = |error, outcome_in_place| BuildFailed {
             error,
             outcome_in_place,
+            taken: std::mem::take(&mut *taken.lock()),
         };
         let parts = self
-            .open_new_partitions(topic, id, range, &done.config)
+            .open_new_partitions(topic, id, range, &done.config, &taken)
             .map_err(|e| failed(e, false))?;
         let fs = self.config.fs.as_ref();
         let written = recovery::write_meta_steps(fs, &self.dir, topic, done);
@@ -480,7 +488,7 @@ impl Catalog {
     /// Best-effort roll-back of a topic change that failed after its `intent` was
     /// recorded, done as an open would do it: if the outcome may have reached the file
     /// (`rewrite_intent`), the intent is written again first; then the directories of
-    /// `range` that name the topic's id are removed (which frees the space a full disk
+    /// the partitions `numbers` that name the topic's id are removed (which frees the space a full disk
     /// needs for the rest), and the metadata removed (a create) or set to `after` (a
     /// grow). Whatever fails stops it there: the intent on disk tells the next open to
     /// finish, so the metadata never names a partition whose directory is gone.
@@ -489,7 +497,7 @@ impl Catalog {
         &self,
         name: &str,
         intent: &TopicMeta,
-        range: std::ops::Range<i32>,
+        numbers: Vec<i32>,
         after: Option<&TopicMeta>,
         rewrite_intent: bool,
     ) -> Result<()> {
@@ -498,7 +506,7 @@ impl Catalog {
         }
         let fs = self.config.fs.as_ref();
         let mut report = StoreRecoveryReport::default();
-        for p in range {
+        for p in numbers {
             let dir = partition_dir_name(name, p);
             // A grow's new partitions, beyond the count the topic keeps.
             let why = match after {
@@ -530,4 +538,6 @@ fn dir_taken(path: &std::path::Path) -> Error {
 struct BuildFailed {
     error: Error,
     outcome_in_place: bool,
+    /// Partitions whose directory existed when it was to be created (someone else's).
+    taken: Vec<i32>,
 }

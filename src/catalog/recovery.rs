@@ -460,9 +460,15 @@ pub(super) fn remove_owned_dir(
         .map_err(io_ctx(format!("remove {}", path.display())))
 }
 
-/// Whether every `.log` file of partition directory `path` (holding `files`) is empty.
+/// Whether partition directory `path` (holding `files`) is as a new partition leaves
+/// it: no segment but an empty one at offset 0 (Kafka's directory of a topic whose
+/// records all expired has an empty segment at a later offset).
 fn holds_no_records(fs: &dyn FileSystem, path: &Path, files: &[String]) -> Result<bool> {
+    let first = crate::log::segment_file_name(0, "log");
     for f in files.iter().filter(|f| f.ends_with(".log")) {
+        if *f != first {
+            return Ok(false);
+        }
         let file = path.join(f);
         let len = fs
             .open_read(&file)

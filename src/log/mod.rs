@@ -75,6 +75,7 @@ pub use index::{OffsetEntry, TimeEntry};
 pub use maps::{DEFAULT_MAX_MAPPED_SEGMENTS, max_mapped_segments, set_max_mapped_segments};
 pub use retention::{RetentionOutcome, RetentionPolicy};
 use segment::Segment;
+pub(crate) use segment::file_name as segment_file_name;
 #[cfg(unix)]
 pub use tail::TailReader;
 pub use transactions::TransactionResult;

@@ -151,3 +151,68 @@ fn the_roll_back_of_a_grow_at_open_leaves_a_kafka_directory_with_records_alone()
         "Kafka's files, unchanged"
     );
 }
+
+/// From a review: the roll-back of a grow took a Kafka directory of the topic whose
+/// records had all expired (an empty segment at a later offset) for one the grow made,
+/// and removed it. A new partition has no segment but an empty one at offset 0.
+#[test]
+fn the_roll_back_leaves_a_kafka_directory_whose_records_expired() {
+    let sim = SimFs::new();
+    let crasher = sim.clone();
+    let store = imported(&sim, move || {
+        crasher.crash_after(crasher.mutating_op_count());
+    });
+    assert!(store.add_partitions("clicks", 3).is_err());
+    std::mem::forget(store);
+    let image = sim.crash_image(CrashImage::KeepAll);
+    let expired = [
+        (
+            "partition.metadata",
+            format!("version: 0\ntopic_id: {KAFKA_ID}\n").into_bytes(),
+        ),
+        ("00000000000000000042.log", Vec::new()),
+        ("leader-epoch-checkpoint", b"0\n1\n0 0\n".to_vec()),
+    ];
+    for (name, bytes) in &expired {
+        image.write_file(&Path::new("/store/clicks-2").join(name), bytes.clone());
+    }
+    let planted = files_below(&image, "/store/clicks-2");
+    assert_eq!(planted.len(), 3);
+    if let Ok(store) = open(Arc::new(image.clone())) {
+        assert_eq!(store.topic("clicks").unwrap().partition_count(), 2);
+    }
+    assert_eq!(files_below(&image, "/store/clicks-2"), planted);
+}
+
+/// From a review: an empty directory put where `create_topic` was about to make a
+/// partition's was refused (`AlreadyExists`), and then removed by the create's
+/// roll-back (an empty directory is taken for one a crash left right after its
+/// creation). A directory found taken is not the change's to roll back.
+#[test]
+fn a_directory_found_taken_is_not_rolled_back() {
+    let sim = SimFs::new();
+    let planter = sim.clone();
+    let armed = AtomicBool::new(true);
+    let hooks = Hooks {
+        before_op: Box::new(move |op, path| {
+            if op == Op::CreateDir && path.ends_with("n-1") && armed.swap(false, Ordering::SeqCst) {
+                planter.create_dir_all(path).unwrap();
+            }
+        }),
+        ..Hooks::default()
+    };
+    let store = open(Arc::new(InterceptFs::new(sim.clone(), hooks))).unwrap();
+    let err = store
+        .create_topic("n", TopicConfig::default().partitions(2))
+        .unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
+    assert!(store.topic("n").is_err());
+    assert!(
+        sim.exists(Path::new("/store/n-1")).unwrap(),
+        "someone else's"
+    );
+    assert!(
+        !sim.exists(Path::new("/store/n-0")).unwrap(),
+        "the create's own"
+    );
+}
