@@ -96,11 +96,11 @@ impl TxnClient {
             }
         }
         if let Some(e) = &st.failed {
-            // Kafka's abortable-error state: after a failed send or commit nothing more
+            // Kafka's abortable-error state: after a failed send, commit or abort nothing more
             // joins the transaction (a commit decision may be on disk already, and the
             // next open would commit what came after it).
             return Err(state_error(format!(
-                "an earlier send or commit of this transaction failed ({e}); abort it"
+                "an earlier send, commit or abort of this transaction failed ({e}); abort it"
             )));
         }
         let tp = part.topic_partition();
@@ -311,7 +311,7 @@ impl Producer {
         }
         if let Some(e) = &st.failed {
             return Err(state_error(format!(
-                "an earlier send or commit of this transaction failed ({e}); abort it"
+                "an earlier send, commit or abort of this transaction failed ({e}); abort it"
             )));
         }
         // A longer id would be stored cut short, as another group's.
@@ -394,7 +394,7 @@ impl Producer {
     /// # Errors
     /// `TransactionState` outside a transaction, or if a send of it failed (a call of
     /// `send`, `send_batch` or `send_async` that returned an error, or a delivery that
-    /// resolved to one); `Fenced`; `Io` appending or fsyncing its records before the
+    /// resolved to one), or an earlier commit or abort of it did; `Fenced`; `Io` appending or fsyncing its records before the
     /// decision (it is still open: abort it); `Io` or `Poisoned` from the fsync of the
     /// decision itself: whether it committed is then decided at the next open of the
     /// store (the transactional id refuses work until then), as a Kafka client learns
