@@ -217,6 +217,8 @@ impl Catalog {
         let mut config = config;
         // Every file of the store is opened through the cache: bounded descriptors.
         let files = CachingFs::new(config.fs.clone(), config.max_open_files);
+        #[cfg(feature = "metrics")]
+        files.label_metrics(dir.display().to_string());
         config.fs = Arc::new(files.clone());
         let fs = config.fs.clone();
         refuse_nested(fs.as_ref(), dir)?;

@@ -153,6 +153,12 @@ impl CachingFs {
         self.cache.syncs.snapshot()
     }
 
+    /// Labels the sync-latency histogram it publishes with `store`.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn label_metrics(&self, store: String) {
+        self.cache.syncs.label_store(store);
+    }
+
     /// The limit.
     pub fn max_open_files(&self) -> usize {
         self.cache.max_open

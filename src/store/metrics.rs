@@ -38,6 +38,21 @@ type Totals = [u64; RATED.len() + 1];
 pub(super) struct RateWindow {
     opened: Instant,
     samples: Mutex<VecDeque<(Instant, Totals)>>,
+    /// What the last publish of this store open gave the `metrics` facade.
+    #[cfg(feature = "metrics")]
+    published: Mutex<Published>,
+}
+
+/// A published series: its name and labels.
+#[cfg(feature = "metrics")]
+type SeriesKey = (&'static str, Vec<(&'static str, String)>);
+
+/// The counters' totals and the gauges' series the last publish gave the facade.
+#[cfg(feature = "metrics")]
+#[derive(Debug, Default)]
+struct Published {
+    counters: std::collections::HashMap<SeriesKey, u64>,
+    gauges: std::collections::HashSet<SeriesKey>,
 }
 
 impl Default for RateWindow {
@@ -51,6 +66,8 @@ impl RateWindow {
         RateWindow {
             opened,
             samples: Mutex::new(VecDeque::from([(opened, [0; RATED.len() + 1])])),
+            #[cfg(feature = "metrics")]
+            published: Mutex::new(Published::default()),
         }
     }
 }
@@ -386,18 +403,24 @@ impl Store {
 
     /// Publishes [`metrics`](Self::metrics) through the `metrics` crate's facade, to
     /// whatever recorder the application installed (Prometheus, StatsD, ..): totals as
-    /// counters (their totals since this store's open), the rest as gauges, each named
-    /// `streamlog.<entry name>` with its labels and a `store` label (the directory), so
-    /// two stores of one process stay apart. The maintenance thread publishes after each of its passes (every
-    /// `maintenance_interval_ms`); call this for fresher figures. Sync latencies go to
-    /// the histogram `streamlog.log-flush-time-seconds` as they happen. Needs the
-    /// `metrics` feature.
+    /// counters (each publish adds what was counted since the last one, so a counter
+    /// counts on when the store is reopened in the same process), the rest as gauges,
+    /// each named `streamlog.<entry name>` with its labels and a `store` label (the
+    /// directory), so two stores of one process stay apart. A gauge of a topic or group
+    /// deleted since the last publish is set to 0. The maintenance thread publishes after
+    /// each of its passes (every `maintenance_interval_ms`); call this for fresher
+    /// figures. Sync latencies go to the histogram `streamlog.log-flush-time-seconds`
+    /// (with the `store` label) as they happen. Needs the `metrics` feature.
     ///
     /// # Errors
     /// `Closed`.
     #[cfg(feature = "metrics")]
     pub fn publish_metrics(&self) -> Result<()> {
-        publish(self.inner.catalog.dir(), &self.metrics()?);
+        publish(
+            self.inner.catalog.dir(),
+            &self.metrics()?,
+            &self.inner.rates,
+        );
         Ok(())
     }
 }
@@ -491,22 +514,40 @@ pub(super) fn snapshot(
     }
 }
 
-/// Hands a snapshot to the `metrics` facade.
+/// Hands a snapshot to the `metrics` facade. Counters get what they counted since the
+/// last publish of this store open (`window` remembers): a counter counts on across
+/// reopens of a store in one process, and two publishers (the maintenance thread and
+/// `publish_metrics`) never move it backwards. A gauge series published last time and
+/// absent now (its topic or group deleted) is set to 0.
 #[cfg(feature = "metrics")]
-pub(super) fn publish(store: &std::path::Path, snapshot: &StoreMetrics) {
+pub(super) fn publish(store: &std::path::Path, snapshot: &StoreMetrics, window: &RateWindow) {
     let store = store.display().to_string();
-    for e in snapshot.entries() {
-        let name = format!("streamlog.{}", e.name);
+    let series = |name: &str, labels: &[(&'static str, String)]| {
         let labels: Vec<metrics::Label> = std::iter::once(("store", store.clone()))
-            .chain(e.labels)
+            .chain(labels.iter().cloned())
             .map(|(k, v)| metrics::Label::new(k, v))
             .collect();
+        (format!("streamlog.{name}"), labels)
+    };
+    let mut published = window.published.lock();
+    let mut gauges = std::collections::HashSet::new();
+    for e in snapshot.entries() {
+        let (name, labels) = series(e.name, &e.labels);
+        let key = (e.name, e.labels);
         if e.counter {
-            metrics::counter!(name, labels).absolute(e.value as u64);
+            let total = e.value as u64;
+            let last = published.counters.insert(key, total).unwrap_or(0);
+            metrics::counter!(name, labels).increment(total.saturating_sub(last));
         } else {
             metrics::gauge!(name, labels).set(e.value);
+            gauges.insert(key);
         }
     }
+    for (gone, labels) in published.gauges.difference(&gauges) {
+        let (name, labels) = series(gone, labels);
+        metrics::gauge!(name, labels).set(0.0);
+    }
+    published.gauges = gauges;
 }
 
 #[cfg(test)]

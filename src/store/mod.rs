@@ -181,7 +181,8 @@ impl Store {
             let groups = self.inner.groups.clone();
             let rates = self.inner.rates.clone();
             Some(Box::new(move |catalog: &Catalog| {
-                metrics::publish(catalog.dir(), &metrics::snapshot(catalog, &groups, &rates));
+                let snapshot = metrics::snapshot(catalog, &groups, &rates);
+                metrics::publish(catalog.dir(), &snapshot, &rates);
             }))
         }
         #[cfg(not(feature = "metrics"))]

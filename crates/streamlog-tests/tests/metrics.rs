@@ -357,6 +357,80 @@ fn publish_reaches_the_metrics_recorder() {
 /// With the `metrics` feature, the maintenance thread publishes after each full pass:
 /// an application that installed a recorder sees the store's figures without calling
 /// anything.
+/// From a review: counters were published as the totals of the store's open
+/// (`absolute`), which start at 0 again when the store is reopened in the same process:
+/// the recorder's counter stayed at the old total (or went back); gauges of a deleted
+/// topic kept their last values for good; and the sync-latency histogram had no
+/// `store` label, so two stores' latencies were one series.
+#[cfg(feature = "metrics")]
+#[test]
+fn published_counters_count_on_across_a_reopen_and_deleted_series_go_to_zero() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let dir = tempfile::tempdir().unwrap();
+    let send = |store: &Store, n: usize| {
+        let producer = store.producer(ProducerConfig::default()).unwrap();
+        for _ in 0..n {
+            producer
+                .send(ProducerRecord::new("clicks").value("v"))
+                .unwrap()
+                .wait()
+                .unwrap();
+        }
+    };
+    metrics::with_local_recorder(&recorder, || {
+        let store = store_in(dir.path());
+        for t in ["clicks", "gone"] {
+            store.create_topic(t, TopicConfig::default()).unwrap();
+        }
+        send(&store, 5);
+        store.publish_metrics().unwrap();
+        store.publish_metrics().unwrap();
+        store.delete_topic("gone").unwrap();
+        store.publish_metrics().unwrap();
+        store.close().unwrap();
+        drop(store);
+        let store = store_in(dir.path());
+        send(&store, 1);
+        store
+            .topic("clicks")
+            .unwrap()
+            .partition(0)
+            .unwrap()
+            .flush()
+            .unwrap();
+        store.publish_metrics().unwrap();
+    });
+    let published = snapshotter.snapshot().into_vec();
+    let find = |name: &str, label: (&str, &str)| {
+        published
+            .iter()
+            .find(|(key, ..)| {
+                key.key().name() == name
+                    && key
+                        .key()
+                        .labels()
+                        .any(|l| l.key() == label.0 && l.value() == label.1)
+            })
+            .map(|(.., value)| value)
+    };
+    let store_label = ("store", dir.path().to_str().unwrap());
+    assert_eq!(
+        find("streamlog.record-send-total", store_label),
+        Some(&DebugValue::Counter(6))
+    );
+    match find("streamlog.Size", ("topic", "gone")) {
+        Some(DebugValue::Gauge(v)) => assert_eq!(v.into_inner(), 0.0),
+        other => panic!("the deleted topic's Size: {other:?}"),
+    }
+    assert!(
+        find("streamlog.log-flush-time-seconds", store_label).is_some(),
+        "the sync histogram names its store"
+    );
+}
+
 #[cfg(feature = "metrics")]
 #[test]
 fn the_maintenance_thread_publishes() {
