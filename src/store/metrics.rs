@@ -535,9 +535,13 @@ pub(super) fn publish(store: &std::path::Path, snapshot: &StoreMetrics, window: 
         let (name, labels) = series(e.name, &e.labels);
         let key = (e.name, e.labels);
         if e.counter {
+            // An older snapshot (the other publisher's) adds nothing and moves nothing.
             let total = e.value as u64;
-            let last = published.counters.insert(key, total).unwrap_or(0);
-            metrics::counter!(name, labels).increment(total.saturating_sub(last));
+            let last = published.counters.entry(key).or_insert(0);
+            if total > *last {
+                metrics::counter!(name, labels).increment(total - *last);
+                *last = total;
+            }
         } else {
             metrics::gauge!(name, labels).set(e.value);
             gauges.insert(key);
