@@ -538,10 +538,10 @@ pub(super) fn publish(store: &std::path::Path, snapshot: &StoreMetrics, window: 
             // An older snapshot (the other publisher's) adds nothing and moves nothing.
             let total = e.value as u64;
             let last = published.counters.entry(key).or_insert(0);
-            if total > *last {
-                metrics::counter!(name, labels).increment(total - *last);
-                *last = total;
-            }
+            let added = total.saturating_sub(*last);
+            *last = (*last).max(total);
+            // Also 0: the series exists from the first publish on.
+            metrics::counter!(name, labels).increment(added);
         } else {
             metrics::gauge!(name, labels).set(e.value);
             gauges.insert(key);
