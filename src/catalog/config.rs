@@ -101,7 +101,8 @@ impl StoreConfig {
         /// durable-position file): raise this, and the process's descriptor limit, for
         /// many partitions written at once. Default =
         /// [`default_max_open_files`](crate::fs::default_max_open_files): half the
-        /// process's soft limit, for each store opened. At least 1 (0 is `InvalidConfig` at
+        /// process's soft limit, between 64 and 65,536 (512 where the limit cannot be
+        /// read: outside Linux), for each store opened. At least 1 (0 is `InvalidConfig` at
         /// open).
         max_open_files: usize
     );

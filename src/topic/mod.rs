@@ -223,8 +223,11 @@ impl TopicConfig {
         flush_messages: u64
     );
     setter!(
-        /// fsync data older than this many ms in the background; `u64::MAX` = never
-        /// (default). Applied by the store's maintenance thread.
+        /// fsync a partition's unflushed data in the background once its last flush is
+        /// this many ms old; `u64::MAX` = never (default). Applied at the store's
+        /// maintenance passes, which run every shortest `flush_ms` of any topic: unflushed
+        /// data can wait up to about twice this (longer if a pass is slow), and is never
+        /// flushed this way without background maintenance (or `run_maintenance`).
         flush_ms: u64
     );
     setter!(
