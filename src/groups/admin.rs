@@ -178,11 +178,22 @@ impl Coordinator {
         check_group(group)?;
         let _admin = self.admin.lock();
         self.check_empty(group)?;
+        let offsets = self.offsets_partition(catalog)?;
+        // Held from listing the partitions to writing their tombstones: no commit is
+        // appended in between, and those appended before (not applied yet: their fsync
+        // runs) are listed too, so that they stay forgotten when they apply.
+        let order = self.commit_lock.lock();
         let doomed: Vec<(String, TopicPartition)> = {
             let st = self.state.lock();
             let committed = st.committed.get(group).into_iter().flat_map(|m| m.keys());
             let pending = st.pending_txn.get(group).into_iter().flat_map(|m| m.keys());
-            let partitions: std::collections::BTreeSet<_> = committed.chain(pending).collect();
+            let inflight = st
+                .inflight_keys
+                .get(group)
+                .into_iter()
+                .flat_map(|m| m.keys());
+            let partitions: std::collections::BTreeSet<_> =
+                committed.chain(pending).chain(inflight).collect();
             if partitions.is_empty() {
                 return Err(Error::NotFound {
                     kind: "consumer group",
@@ -194,8 +205,7 @@ impl Coordinator {
                 .map(|tp| (group.to_string(), tp.clone()))
                 .collect()
         };
-        let offsets = self.offsets_partition(catalog)?;
-        self.forget(&offsets, &doomed)?;
+        self.forget_locked(&offsets, &doomed, order)?;
         offsets.wake();
         Ok(())
     }

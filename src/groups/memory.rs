@@ -63,6 +63,42 @@ impl super::State {
         *self.inflight.entry(at).or_default() += 1;
     }
 
+    /// Notes the partitions of `group` a plain commit appended (see
+    /// [`commit_appended`](Self::commit_appended)).
+    pub(super) fn keys_appended<'a>(
+        &mut self,
+        group: &str,
+        tps: impl Iterator<Item = &'a TopicPartition>,
+    ) {
+        let g = self.inflight_keys.entry(group.to_string()).or_default();
+        for tp in tps {
+            *g.entry(tp.clone()).or_default() += 1;
+        }
+    }
+
+    /// The commit whose partitions [`keys_appended`](Self::keys_appended) noted applied
+    /// (or failed).
+    pub(super) fn keys_settled<'a>(
+        &mut self,
+        group: &str,
+        tps: impl Iterator<Item = &'a TopicPartition>,
+    ) {
+        let Some(g) = self.inflight_keys.get_mut(group) else {
+            return;
+        };
+        for tp in tps {
+            if let Some(n) = g.get_mut(tp) {
+                *n -= 1;
+                if *n == 0 {
+                    g.remove(tp);
+                }
+            }
+        }
+        if g.is_empty() {
+            self.inflight_keys.remove(group);
+        }
+    }
+
     /// The plain commit appended at `at` applied (or failed).
     pub(super) fn commit_settled(&mut self, at: i64) {
         if let Some(n) = self.inflight.get_mut(&at) {

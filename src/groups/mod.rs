@@ -106,6 +106,9 @@ struct State {
     forgotten: HashMap<(String, TopicPartition), i64>,
     /// Positions of plain commits appended and not applied yet (their fsync runs).
     inflight: BTreeMap<i64, u32>,
+    /// The partitions of those commits, by group (how many commits of each): a group's
+    /// deletion tombstones them too, or they would apply after it.
+    inflight_keys: HashMap<String, BTreeMap<TopicPartition, u32>>,
     /// Offsets written by transactions not yet decided, by group and partition: the
     /// topic incarnation of each (see `txn_offsets`).
     pending_txn: HashMap<String, BTreeMap<TopicPartition, Vec<Option<TopicId>>>>,

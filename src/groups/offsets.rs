@@ -187,8 +187,12 @@ impl Coordinator {
             now_ms,
         )?;
         // Noted before the lock goes: a tombstone written after it is remembered until
-        // this commit applies.
-        self.state.lock().commit_appended(at);
+        // this commit applies, and the group's deletion tombstones its partitions too.
+        {
+            let mut st = self.state.lock();
+            st.commit_appended(at);
+            st.keys_appended(group, offsets.keys());
+        }
         drop(order);
         let flushed = offsets_log.flush_to(at + 1);
         let mut st = self.state.lock();
@@ -197,6 +201,7 @@ impl Coordinator {
                 st.apply_commit(group, tp, Commit { at, ..*c });
             }
         }
+        st.keys_settled(group, offsets.keys());
         st.commit_settled(at);
         flushed.map(|_| ())
     }
@@ -355,7 +360,7 @@ impl Coordinator {
         self.forget_locked(offsets_log, doomed, self.commit_lock.lock())
     }
 
-    fn forget_locked(
+    pub(super) fn forget_locked(
         &self,
         offsets_log: &PartitionState,
         doomed: &[(String, TopicPartition)],

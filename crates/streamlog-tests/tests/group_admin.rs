@@ -461,3 +461,88 @@ fn forgetting_more_offsets_than_one_batch_holds_is_split() {
         ));
     }
 }
+
+/// From a review: `delete_group` tombstoned the partitions whose commits had applied;
+/// a commit appended and still in its fsync got no tombstone and applied after the
+/// deletion returned: the deleted group resumed there, also after a reopen. The
+/// partitions of commits in flight are tombstoned too now.
+#[test]
+fn a_commit_in_its_fsync_does_not_survive_the_groups_deletion() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc::channel;
+    use std::sync::{Arc, Mutex};
+
+    use common::intercept::{Hooks, InterceptFs, Op};
+    use streamlog::fs::{FileSystem, SimFs};
+
+    let sim = SimFs::new();
+    let hold_sync = Arc::new(AtomicBool::new(false));
+    let watch_write = Arc::new(AtomicBool::new(false));
+    let (held_tx, held) = channel();
+    let (release, release_rx) = channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    let (wrote_tx, wrote) = channel();
+    let hooks = {
+        let (hold_sync, watch_write) = (hold_sync.clone(), watch_write.clone());
+        let (held_tx, wrote_tx) = (Mutex::new(held_tx), Mutex::new(wrote_tx));
+        Hooks {
+            // The commit's fsync waits until the deletion is writing its tombstones.
+            before_sync: Box::new(move |path| {
+                let offsets = path.to_string_lossy().contains("__consumer_offsets");
+                if offsets && hold_sync.swap(false, Ordering::SeqCst) {
+                    held_tx.lock().unwrap().send(()).unwrap();
+                    release_rx.lock().unwrap().recv().unwrap();
+                }
+            }),
+            before_op: Box::new(move |op, path| {
+                let offsets = path.to_string_lossy().contains("__consumer_offsets");
+                if op == Op::Write && offsets && watch_write.swap(false, Ordering::SeqCst) {
+                    wrote_tx.lock().unwrap().send(()).unwrap();
+                }
+            }),
+            ..Hooks::default()
+        }
+    };
+    let fs: Arc<dyn FileSystem> = Arc::new(InterceptFs::new(sim.clone(), hooks));
+    let open = || {
+        Store::open_with(
+            "/store",
+            StoreConfig::default()
+                .background_maintenance(false)
+                .file_system(fs.clone()),
+        )
+        .unwrap()
+    };
+    let store = open();
+    store
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    let commit = |store: &Store, p: i32, offset: i64| {
+        let mut c = store
+            .consumer(ConsumerConfig::new("g").enable_auto_commit(false))
+            .unwrap();
+        c.assign(&[tp(p)]).unwrap();
+        c.commit_sync_offsets(&[(tp(p), offset)].into()).unwrap();
+    };
+    commit(&store, 0, 0);
+    hold_sync.store(true, Ordering::SeqCst);
+    let in_flight = {
+        let store = store.clone();
+        std::thread::spawn(move || commit(&store, 1, 0))
+    };
+    held.recv().unwrap();
+    watch_write.store(true, Ordering::SeqCst);
+    let deletion = {
+        let store = store.clone();
+        std::thread::spawn(move || store.delete_group("g"))
+    };
+    wrote.recv().unwrap();
+    release.send(()).unwrap();
+    in_flight.join().unwrap();
+    deletion.join().unwrap().unwrap();
+    assert_eq!(committed(&store, "g", 1), None, "live");
+    store.close().unwrap();
+    drop(store);
+    let store = open();
+    assert_eq!(committed(&store, "g", 1), None, "after a reopen");
+}
