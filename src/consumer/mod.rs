@@ -598,7 +598,7 @@ impl Consumer {
         let topic_ids = self
             .assigned
             .iter()
-            .map(|(tp, a)| (tp.topic().to_string(), a.state.topic_id))
+            .map(|(tp, a)| (tp.clone(), a.state.topic_id))
             .collect();
         Ok(match &self.membership {
             Some(m) => ConsumerGroupMetadata::of_member(

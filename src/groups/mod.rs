@@ -221,10 +221,12 @@ pub struct ConsumerGroupMetadata {
     group_id: String,
     generation_id: i32,
     member_id: String,
-    /// The topic incarnation of each topic the consumer was assigned when the metadata
-    /// was taken (none from [`new`](Self::new)): offsets sent with it are for the
-    /// records that consumer read, never for a topic of the same name created since.
-    topic_ids: BTreeMap<String, TopicId>,
+    /// The topic incarnation of each partition the consumer was assigned when the
+    /// metadata was taken (none from [`new`](Self::new)): offsets sent with it are for
+    /// the records that consumer read, never for a topic of the same name created
+    /// since. By partition: a consumer moves each of a recreated topic's partitions to
+    /// the new topic when it next reads it, so they may differ.
+    topic_ids: BTreeMap<TopicPartition, TopicId>,
 }
 
 impl PartialEq for ConsumerGroupMetadata {
@@ -247,7 +249,7 @@ impl ConsumerGroupMetadata {
         group_id: String,
         generation_id: i32,
         member_id: String,
-        topic_ids: BTreeMap<String, TopicId>,
+        topic_ids: BTreeMap<TopicPartition, TopicId>,
     ) -> Self {
         ConsumerGroupMetadata {
             group_id,
@@ -257,9 +259,15 @@ impl ConsumerGroupMetadata {
         }
     }
 
-    /// The incarnation of `topic` the consumer was assigned, if it was.
-    pub(crate) fn assigned_topic_id(&self, topic: &str) -> Option<TopicId> {
-        self.topic_ids.get(topic).copied()
+    /// The topic incarnation of `tp` the consumer was assigned, if it was; for a
+    /// partition it was not assigned, that of a partition of the same topic it was.
+    pub(crate) fn assigned_topic_id(&self, tp: &TopicPartition) -> Option<TopicId> {
+        self.topic_ids.get(tp).copied().or_else(|| {
+            self.topic_ids
+                .iter()
+                .find(|(other, _)| other.topic() == tp.topic())
+                .map(|(_, id)| *id)
+        })
     }
 
     /// The group id.

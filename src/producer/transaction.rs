@@ -330,7 +330,7 @@ impl Producer {
             // created since (deleted and created again, no rebalance between) is
             // another one, whose records these offsets never counted.
             if group
-                .assigned_topic_id(tp.topic())
+                .assigned_topic_id(tp)
                 .is_some_and(|id| id != p.topic_id)
             {
                 return Err(Error::NotFound {

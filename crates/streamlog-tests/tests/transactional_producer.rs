@@ -1058,6 +1058,47 @@ fn offsets_a_consumer_read_from_a_deleted_topic_never_commit_into_its_successor(
     assert_eq!(c.committed(std::slice::from_ref(&tp)).unwrap()[&tp], None);
 }
 
+/// From a review: the metadata carried one topic id per topic, taken from whichever
+/// assigned partition came last; a consumer moves each partition of a recreated topic
+/// to the new topic only when it next reads (or seeks) it, so after a seek of `t-1`
+/// the metadata named the new topic, and offsets of the old `t-0` passed the check
+/// and were committed into the new `t-0`, skipping its first records.
+#[test]
+fn offsets_of_a_partition_not_yet_moved_to_the_recreated_topic_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    store.create_topic("out", TopicConfig::default()).unwrap();
+    let p = txn_producer(&store, "app");
+    p.begin_transaction().unwrap();
+    for v in ["a", "b", "c"] {
+        send(&p, "t", 0, v);
+    }
+    p.commit_transaction().unwrap();
+    let mut c = store
+        .consumer(ConsumerConfig::new("g").auto_offset_reset(OffsetReset::Earliest))
+        .unwrap();
+    let (t0, t1) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
+    c.assign(&[t0.clone(), t1.clone()]).unwrap();
+    assert_eq!(drain(&mut c), ["a", "b", "c"]);
+    store.delete_topic("t").unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    c.seek(&t1, 0).unwrap(); // moves t-1 (only) to the new topic
+    p.begin_transaction().unwrap();
+    send(&p, "out", 0, "x");
+    let sent = p.send_offsets_to_transaction(
+        &BTreeMap::from([(t0.clone(), 3)]),
+        &c.group_metadata().unwrap(),
+    );
+    assert!(matches!(sent, Err(Error::NotFound { .. })), "{sent:?}");
+    p.abort_transaction().unwrap();
+    assert_eq!(c.committed(std::slice::from_ref(&t0)).unwrap()[&t0], None);
+}
+
 /// From the groups review: a group deleted while an open transaction held offsets for
 /// it came back when the transaction committed, and kept them after a reopen until
 /// compaction (which keeps each key's newest record, the tombstone) dropped them: the
