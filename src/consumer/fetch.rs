@@ -321,6 +321,15 @@ impl Consumer {
                     if self.offsets_unstable(tp) {
                         continue; // until the transaction is decided (KIP-447)
                     }
+                    // Another consumer's commit of the group for it is in its fsync
+                    // (the partition's previous owner, say): started from the offset
+                    // before it, this consumer would read again what that one did,
+                    // and its own commits would move the group's offset back.
+                    if let Some(group) = self.config.group_id.as_deref()
+                        && self.groups.has_commit_in_flight(group, tp)
+                    {
+                        continue; // until it applies (its end wakes the poll)
+                    }
                     // An error (no committed offset with reset `None`) is reported
                     // first at the next poll if deferred now, as below.
                     let p = self

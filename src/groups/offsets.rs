@@ -403,6 +403,16 @@ impl Coordinator {
         catalog.partition(OFFSETS_TOPIC, 0)
     }
 
+    /// Whether a plain commit of `group` for `tp` is appended and not applied yet (its
+    /// fsync runs): the committed offset is about to move.
+    pub(crate) fn has_commit_in_flight(&self, group: &str, tp: &TopicPartition) -> bool {
+        self.state
+            .lock()
+            .inflight_keys
+            .get(group)
+            .is_some_and(|g| g.contains_key(tp))
+    }
+
     /// The offset `group` resumes `tp` from, if it committed one for the topic as it is
     /// now (see [`Commit::applied_to`]).
     pub(crate) fn resume_offset(

@@ -462,49 +462,72 @@ fn forgetting_more_offsets_than_one_batch_holds_is_split() {
     }
 }
 
-/// From a review: `delete_group` tombstoned the partitions whose commits had applied;
-/// a commit appended and still in its fsync got no tombstone and applied after the
-/// deletion returned: the deleted group resumed there, also after a reopen. The
-/// partitions of commits in flight are tombstoned too now.
-#[test]
-fn a_commit_in_its_fsync_does_not_survive_the_groups_deletion() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::mpsc::channel;
-    use std::sync::{Arc, Mutex};
+/// A store on a simulated disk whose next fsync of `__consumer_offsets` (once `hold`
+/// is set) waits: `held` says it is waiting, `release` lets it go on; once `watch` is
+/// set, `wrote` says the offsets topic is about to be written.
+struct HeldCommit {
+    store: Store,
+    fs: std::sync::Arc<dyn streamlog::fs::FileSystem>,
+    hold: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    held: std::sync::mpsc::Receiver<()>,
+    release: std::sync::mpsc::Sender<()>,
+    watch: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    wrote: std::sync::mpsc::Receiver<()>,
+}
 
-    use common::intercept::{Hooks, InterceptFs, Op};
-    use streamlog::fs::{FileSystem, SimFs};
+impl HeldCommit {
+    fn new() -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::mpsc::channel;
+        use std::sync::{Arc, Mutex};
 
-    let sim = SimFs::new();
-    let hold_sync = Arc::new(AtomicBool::new(false));
-    let watch_write = Arc::new(AtomicBool::new(false));
-    let (held_tx, held) = channel();
-    let (release, release_rx) = channel::<()>();
-    let release_rx = Mutex::new(release_rx);
-    let (wrote_tx, wrote) = channel();
-    let hooks = {
-        let (hold_sync, watch_write) = (hold_sync.clone(), watch_write.clone());
-        let (held_tx, wrote_tx) = (Mutex::new(held_tx), Mutex::new(wrote_tx));
-        Hooks {
-            // The commit's fsync waits until the deletion is writing its tombstones.
-            before_sync: Box::new(move |path| {
-                let offsets = path.to_string_lossy().contains("__consumer_offsets");
-                if offsets && hold_sync.swap(false, Ordering::SeqCst) {
-                    held_tx.lock().unwrap().send(()).unwrap();
-                    release_rx.lock().unwrap().recv().unwrap();
-                }
-            }),
-            before_op: Box::new(move |op, path| {
-                let offsets = path.to_string_lossy().contains("__consumer_offsets");
-                if op == Op::Write && offsets && watch_write.swap(false, Ordering::SeqCst) {
-                    wrote_tx.lock().unwrap().send(()).unwrap();
-                }
-            }),
-            ..Hooks::default()
+        use common::intercept::{Hooks, InterceptFs, Op};
+        use streamlog::fs::SimFs;
+
+        let hold = Arc::new(AtomicBool::new(false));
+        let watch = Arc::new(AtomicBool::new(false));
+        let (held_tx, held) = channel();
+        let (release, release_rx) = channel::<()>();
+        let (wrote_tx, wrote) = channel();
+        let hooks = {
+            let (hold, watch) = (hold.clone(), watch.clone());
+            let (held_tx, wrote_tx) = (Mutex::new(held_tx), Mutex::new(wrote_tx));
+            let release_rx = Mutex::new(release_rx);
+            Hooks {
+                before_sync: Box::new(move |path| {
+                    let offsets = path.to_string_lossy().contains("__consumer_offsets");
+                    if offsets && hold.swap(false, Ordering::SeqCst) {
+                        held_tx.lock().unwrap().send(()).unwrap();
+                        release_rx.lock().unwrap().recv().unwrap();
+                    }
+                }),
+                before_op: Box::new(move |op, path| {
+                    let offsets = path.to_string_lossy().contains("__consumer_offsets");
+                    if op == Op::Write && offsets && watch.swap(false, Ordering::SeqCst) {
+                        wrote_tx.lock().unwrap().send(()).unwrap();
+                    }
+                }),
+                ..Hooks::default()
+            }
+        };
+        let fs: Arc<dyn streamlog::fs::FileSystem> =
+            Arc::new(InterceptFs::new(SimFs::new(), hooks));
+        let store = Self::open(&fs);
+        store
+            .create_topic("t", TopicConfig::default().partitions(2))
+            .unwrap();
+        HeldCommit {
+            store,
+            fs,
+            hold,
+            held,
+            release,
+            watch,
+            wrote,
         }
-    };
-    let fs: Arc<dyn FileSystem> = Arc::new(InterceptFs::new(sim.clone(), hooks));
-    let open = || {
+    }
+
+    fn open(fs: &std::sync::Arc<dyn streamlog::fs::FileSystem>) -> Store {
         Store::open_with(
             "/store",
             StoreConfig::default()
@@ -512,37 +535,84 @@ fn a_commit_in_its_fsync_does_not_survive_the_groups_deletion() {
                 .file_system(fs.clone()),
         )
         .unwrap()
-    };
-    let store = open();
-    store
-        .create_topic("t", TopicConfig::default().partitions(2))
+    }
+
+    /// Commits `offset` of `t-p` for group `g` from a consumer that assigns it, on
+    /// another thread, and returns once the commit waits in its fsync.
+    fn commit_held(&self, p: i32, offset: i64) -> std::thread::JoinHandle<()> {
+        self.hold.store(true, std::sync::atomic::Ordering::SeqCst);
+        let store = self.store.clone();
+        let committing = std::thread::spawn(move || commit_for_g(&store, p, offset));
+        self.held.recv().unwrap();
+        committing
+    }
+}
+
+/// Commits `offset` of `t-p` for group `g` from a consumer that assigns it.
+fn commit_for_g(store: &Store, p: i32, offset: i64) {
+    let mut c = store
+        .consumer(ConsumerConfig::new("g").enable_auto_commit(false))
         .unwrap();
-    let commit = |store: &Store, p: i32, offset: i64| {
-        let mut c = store
-            .consumer(ConsumerConfig::new("g").enable_auto_commit(false))
-            .unwrap();
-        c.assign(&[tp(p)]).unwrap();
-        c.commit_sync_offsets(&[(tp(p), offset)].into()).unwrap();
-    };
-    commit(&store, 0, 0);
-    hold_sync.store(true, Ordering::SeqCst);
-    let in_flight = {
-        let store = store.clone();
-        std::thread::spawn(move || commit(&store, 1, 0))
-    };
-    held.recv().unwrap();
-    watch_write.store(true, Ordering::SeqCst);
+    c.assign(&[tp(p)]).unwrap();
+    c.commit_sync_offsets(&[(tp(p), offset)].into()).unwrap();
+}
+
+/// From a review: `delete_group` tombstoned the partitions whose commits had applied;
+/// a commit appended and still in its fsync got no tombstone and applied after the
+/// deletion returned: the deleted group resumed there, also after a reopen. The
+/// partitions of commits in flight are tombstoned too now.
+#[test]
+fn a_commit_in_its_fsync_does_not_survive_the_groups_deletion() {
+    let h = HeldCommit::new();
+    commit_for_g(&h.store, 0, 0);
+    let in_flight = h.commit_held(1, 0);
+    h.watch.store(true, std::sync::atomic::Ordering::SeqCst);
     let deletion = {
-        let store = store.clone();
+        let store = h.store.clone();
         std::thread::spawn(move || store.delete_group("g"))
     };
-    wrote.recv().unwrap();
-    release.send(()).unwrap();
+    h.wrote.recv().unwrap(); // the deletion writes its tombstones
+    h.release.send(()).unwrap();
     in_flight.join().unwrap();
     deletion.join().unwrap().unwrap();
-    assert_eq!(committed(&store, "g", 1), None, "live");
-    store.close().unwrap();
-    drop(store);
-    let store = open();
+    assert_eq!(committed(&h.store, "g", 1), None, "live");
+    h.store.close().unwrap();
+    let store = HeldCommit::open(&h.fs);
     assert_eq!(committed(&store, "g", 1), None, "after a reopen");
+}
+
+/// From a review: a member of the group started a partition from its committed
+/// offset while another consumer's commit of it was in its fsync (a previous owner's,
+/// say): it read again what that one had, and its own later commits moved the group's
+/// offset back. The poll now waits for the commit to apply, as for a transaction's.
+#[test]
+fn a_new_owner_starts_after_a_commit_still_in_its_fsync() {
+    let h = HeldCommit::new();
+    let part = h.store.topic("t").unwrap().partition(0).unwrap();
+    for i in 0..10 {
+        part.append(&[Record::new(T0 + i, Some("k"), Some(format!("v{i}")))])
+            .unwrap();
+    }
+    let in_flight = h.commit_held(0, 7);
+    let mut member = h
+        .store
+        .consumer(ConsumerConfig::new("g").auto_offset_reset(OffsetReset::Earliest))
+        .unwrap();
+    member.subscribe(["t"]).unwrap();
+    let early = member.poll(Duration::ZERO).unwrap();
+    h.release.send(()).unwrap();
+    in_flight.join().unwrap();
+    let mut first = early.iter().next().map(|r| r.offset());
+    for _ in 0..60 {
+        if first.is_some() {
+            break;
+        }
+        first = member
+            .poll(Duration::from_secs(1))
+            .unwrap()
+            .iter()
+            .next()
+            .map(|r| r.offset());
+    }
+    assert_eq!(first, Some(7), "the first record the member read");
 }
