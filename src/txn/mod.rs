@@ -57,12 +57,19 @@ pub(crate) const TXN_TOPIC: &str = "__transaction_state";
 /// fencing abort needs one more).
 const MAX_EPOCH: i16 = i16::MAX - 2;
 
-/// Whether `p` stopped because its topic's deletion is decided: a transaction has
-/// nothing left to decide there. Not for a partition stopped by the store's close, nor
-/// by a deletion whose outcome is unknown (the next open may bring the topic back, and
+/// Whether `p` stopped because its topic's deletion is decided: a commit has nothing
+/// left to decide there. Not for a partition stopped by the store's close, nor by a
+/// deletion whose outcome is unknown (the next open may bring the topic back, and
 /// recovery would abort a part of the transaction whose marker was skipped).
 fn topic_deleted(p: &PartitionState) -> bool {
     p.is_deleted()
+}
+
+/// Whether an ABORT marker may skip `p`: stopped while the store is open (a deletion,
+/// decided or not). Were the topic back at the next open, recovery aborts what of the
+/// transaction has no marker there, as this marker would.
+fn abort_may_skip(p: &PartitionState, catalog: &Catalog) -> bool {
+    p.is_closed() && !catalog.is_closed()
 }
 
 /// A producer's identity in a transaction: its id and the epoch of its session.
@@ -507,8 +514,9 @@ impl TxnCoordinator {
                     p.wake();
                     written.push((p, info.last_offset));
                 }
-                // Its topic was deleted meanwhile: no record of it is left to decide.
-                Err(_) if topic_deleted(p) => {}
+                // Its topic was deleted meanwhile: no record of it is left to decide
+                // (for an abort, also a deletion not decided yet: see `abort_may_skip`).
+                Err(_) if topic_deleted(p) || (!commit && abort_may_skip(p, catalog)) => {}
                 Err(e) => failed.push(format!("{}-{}: {e}", p.topic, p.partition)),
             }
         }
