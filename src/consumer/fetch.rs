@@ -137,6 +137,20 @@ impl Consumer {
         self.groups.has_pending_txn_commit(group, tp, part.topic_id)
     }
 
+    /// Whether `tp`'s position must not be resolved from the committed offset yet, which
+    /// is about to move: [`offsets_unstable`](Self::offsets_unstable), or another
+    /// consumer's commit of the group for it is in its fsync (the partition's previous
+    /// owner's, say): started from the offset before it, this consumer would read again
+    /// what that one did, and its own commits would move the group's offset back.
+    pub(super) fn position_must_wait(&self, tp: &TopicPartition) -> bool {
+        self.offsets_unstable(tp)
+            || self
+                .config
+                .group_id
+                .as_deref()
+                .is_some_and(|group| self.groups.has_commit_in_flight(group, tp))
+    }
+
     /// Resolves a partition's position: committed offset, else `auto_offset_reset`.
     pub(super) fn resolve_position(&self, tp: &TopicPartition, a: &Assigned) -> Result<i64> {
         let log = &a.state;
@@ -318,17 +332,8 @@ impl Consumer {
             let position = match a.position {
                 Some(p) => p,
                 None => {
-                    if self.offsets_unstable(tp) {
-                        continue; // until the transaction is decided (KIP-447)
-                    }
-                    // Another consumer's commit of the group for it is in its fsync
-                    // (the partition's previous owner, say): started from the offset
-                    // before it, this consumer would read again what that one did,
-                    // and its own commits would move the group's offset back.
-                    if let Some(group) = self.config.group_id.as_deref()
-                        && self.groups.has_commit_in_flight(group, tp)
-                    {
-                        continue; // until it applies (its end wakes the poll)
+                    if self.position_must_wait(tp) {
+                        continue; // until it is decided, or applied (which wakes the poll)
                     }
                     // An error (no committed offset with reset `None`) is reported
                     // first at the next poll if deferred now, as below.

@@ -373,7 +373,9 @@ impl Consumer {
     /// `Timeout` for a read_committed consumer while a transaction not yet decided
     /// wrote offsets of `tp` for its group (at once; Kafka's `position` waits up to
     /// `default.api.timeout.ms` for stable offsets first; `poll` waits for them and
-    /// then starts there); `Closed`.
+    /// then starts there), and for any consumer of a group while another consumer's
+    /// commit of `tp` for it is in its fsync (call again: the committed offset is about
+    /// to move); `Closed`.
     pub fn position(&mut self, tp: &TopicPartition) -> Result<i64> {
         self.check_open()?;
         self.assigned(tp)?;
@@ -382,7 +384,7 @@ impl Consumer {
         if let Some(p) = a.position {
             return Ok(p);
         }
-        if self.offsets_unstable(tp) {
+        if self.position_must_wait(tp) {
             return Err(unstable_offsets());
         }
         let p = self.resolve_position(tp, a)?;

@@ -203,6 +203,9 @@ impl Coordinator {
         }
         st.keys_settled(group, offsets.keys());
         st.commit_settled(at);
+        drop(st);
+        // Applied or failed: a poll that waits for it (`has_commit_in_flight`) goes on.
+        offsets_log.wake();
         flushed.map(|_| ())
     }
 
