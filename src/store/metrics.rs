@@ -407,20 +407,20 @@ impl Store {
     /// counts on when the store is reopened in the same process), the rest as gauges,
     /// each named `streamlog.<entry name>` with its labels and a `store` label (the
     /// directory), so two stores of one process stay apart. A gauge of a topic or group
-    /// deleted since the last publish is set to 0. The maintenance thread publishes after
-    /// each of its passes (every `maintenance_interval_ms`); call this for fresher
-    /// figures. Sync latencies go to the histogram `streamlog.log-flush-time-seconds`
+    /// deleted since the last publish of this open is set to 0 (one deleted while the
+    /// store was closed keeps its last value in the recorder). The maintenance thread
+    /// publishes after each full pass (every `maintenance_interval_ms`); call this for
+    /// fresher figures. Sync latencies go to the histogram `streamlog.log-flush-time-seconds`
     /// (with the `store` label) as they happen. Needs the `metrics` feature.
     ///
     /// # Errors
     /// `Closed`.
     #[cfg(feature = "metrics")]
     pub fn publish_metrics(&self) -> Result<()> {
-        publish(
-            self.inner.catalog.dir(),
-            &self.metrics()?,
-            &self.inner.rates,
-        );
+        self.check_open()?;
+        publish(self.inner.catalog.dir(), &self.inner.rates, || {
+            snapshot(&self.inner.catalog, &self.inner.groups, &self.inner.rates)
+        });
         Ok(())
     }
 }
@@ -520,7 +520,11 @@ pub(super) fn snapshot(
 /// `publish_metrics`) never move it backwards. A gauge series published last time and
 /// absent now (its topic or group deleted) is set to 0.
 #[cfg(feature = "metrics")]
-pub(super) fn publish(store: &std::path::Path, snapshot: &StoreMetrics, window: &RateWindow) {
+pub(super) fn publish(
+    store: &std::path::Path,
+    window: &RateWindow,
+    snapshot: impl FnOnce() -> StoreMetrics,
+) {
     let store = store.display().to_string();
     let series = |name: &str, labels: &[(&'static str, String)]| {
         let labels: Vec<metrics::Label> = std::iter::once(("store", store.clone()))
@@ -529,13 +533,15 @@ pub(super) fn publish(store: &std::path::Path, snapshot: &StoreMetrics, window: 
             .collect();
         (format!("streamlog.{name}"), labels)
     };
+    // The snapshot is taken under the lock: publishes follow one another, each with
+    // figures newer than the last one's (a gauge never goes back to a stale value).
     let mut published = window.published.lock();
+    let snapshot = snapshot();
     let mut gauges = std::collections::HashSet::new();
     for e in snapshot.entries() {
         let (name, labels) = series(e.name, &e.labels);
         let key = (e.name, e.labels);
         if e.counter {
-            // An older snapshot (the other publisher's) adds nothing and moves nothing.
             let total = e.value as u64;
             let last = published.counters.entry(key).or_insert(0);
             let added = total.saturating_sub(*last);

@@ -181,8 +181,9 @@ impl Store {
             let groups = self.inner.groups.clone();
             let rates = self.inner.rates.clone();
             Some(Box::new(move |catalog: &Catalog| {
-                let snapshot = metrics::snapshot(catalog, &groups, &rates);
-                metrics::publish(catalog.dir(), &snapshot, &rates);
+                metrics::publish(catalog.dir(), &rates, || {
+                    metrics::snapshot(catalog, &groups, &rates)
+                });
             }))
         }
         #[cfg(not(feature = "metrics"))]
