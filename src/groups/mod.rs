@@ -259,15 +259,17 @@ impl ConsumerGroupMetadata {
         }
     }
 
-    /// The topic incarnation of `tp` the consumer was assigned, if it was; for a
-    /// partition it was not assigned, that of a partition of the same topic it was.
-    pub(crate) fn assigned_topic_id(&self, tp: &TopicPartition) -> Option<TopicId> {
-        self.topic_ids.get(tp).copied().or_else(|| {
-            self.topic_ids
+    /// Whether offsets of `tp` sent with this metadata are for another incarnation of
+    /// its topic than `current`: the consumer was assigned `tp` in another one, or (not
+    /// assigned `tp`) any partition of the topic in another one.
+    pub(crate) fn read_another_incarnation(&self, tp: &TopicPartition, current: TopicId) -> bool {
+        match self.topic_ids.get(tp) {
+            Some(id) => *id != current,
+            None => self
+                .topic_ids
                 .iter()
-                .find(|(other, _)| other.topic() == tp.topic())
-                .map(|(_, id)| *id)
-        })
+                .any(|(other, id)| other.topic() == tp.topic() && *id != current),
+        }
     }
 
     /// The group id.

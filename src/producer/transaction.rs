@@ -329,10 +329,7 @@ impl Producer {
             // Metadata from a consumer names the topic it read: a topic of that name
             // created since (deleted and created again, no rebalance between) is
             // another one, whose records these offsets never counted.
-            if group
-                .assigned_topic_id(tp)
-                .is_some_and(|id| id != p.topic_id)
-            {
+            if group.read_another_incarnation(tp, p.topic_id) {
                 return Err(Error::NotFound {
                     kind: "topic",
                     name: format!(
