@@ -192,20 +192,26 @@ fn a_transaction_aborted_after_its_timeout_is_processed_again() {
     assert_exact_updates(&count_updates(&out), &model);
 }
 
-/// From a review: after a transaction that timed out, every task was dropped (its
-/// state went with the transaction) and came back only with its partition's next
-/// record. A partition whose input stayed quiet had no store to query meanwhile: its
-/// keys were not found. The tasks of every partition still owned restart at once.
-#[test]
-fn after_a_timed_out_transaction_every_owned_partition_is_queryable_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, clock) = store_on_manual_clock(dir.path());
+const QUIET: &str = "user-0";
+const BUSY: &str = "user-1";
+
+/// Application `app` (exactly-once) copies `in` (2 partitions) to `copy` and counts it
+/// by key into store `n`, one record a poll, committing only when idle. Once `QUIET`'s
+/// "ok" (partition 0) and `BUSY`'s (partition 1) are committed, `BUSY`'s next "ok" and a
+/// "stall" arrive in one batch: `on_stall` runs at each "stall" processed (the first
+/// one should hold on `stall`), the transaction holding the "ok" is aborted by the
+/// store after its timeout, and this returns, the processor still held. Bind the
+/// result in order: the guard that releases it drops first.
+fn a_transaction_timed_out_under_a_held_processor(
+    dir: &std::path::Path,
+    app: &str,
+    stall: &Arc<Stall>,
+    on_stall: impl Fn() + Send + Sync + 'static,
+) -> (Store, Streams, ReleaseOnDrop) {
+    let (store, clock) = store_on_manual_clock(dir);
     create_topics(&store, &[("in", 2), ("copy", 2)]);
-    let (quiet, busy) = ("user-0".to_string(), "user-1".to_string());
-    assert_eq!((partition_of(&quiet, 2), partition_of(&busy, 2)), (0, 1));
-    produce(&store, "in", &[ev(&quiet, 1, "ok"), ev(&busy, 2, "ok")]);
-    let stall = Arc::new(Stall::default());
-    let held = stall.clone();
+    assert_eq!((partition_of(QUIET, 2), partition_of(BUSY, 2)), (0, 1));
+    produce(&store, "in", &[ev(QUIET, 1, "ok"), ev(BUSY, 2, "ok")]);
     let b = streamlog_streams::StreamsBuilder::new();
     let passed = b
         .stream(
@@ -217,7 +223,7 @@ fn after_a_timed_out_transaction_every_owned_partition_is_queryable_again() {
         )
         .filter(move |_, v| {
             if v == "stall" {
-                held.hold();
+                on_stall();
             }
             true
         });
@@ -226,19 +232,16 @@ fn after_a_timed_out_transaction_every_owned_partition_is_queryable_again() {
     passed
         .group_by_key()
         .count(streamlog_streams::Materialized::named("n"));
-    // One record a poll, and commits only when idle: the busy partition's "ok" is
-    // copied in the transaction the "stall" after it holds open.
-    let config = StreamsConfig::new("quiet-after-timeout")
+    let config = StreamsConfig::new(app)
         .processing_guarantee(ProcessingGuarantee::ExactlyOnce)
         .commit_interval_ms(600_000)
         .max_poll_records(1)
         .producer(streamlog::ProducerConfig::default().transaction_timeout_ms(900_000));
     let s = Streams::new(b.build().unwrap(), config, &store).unwrap();
-    // Dropped before `s`: a failed assertion must not leave the thread held.
-    let _release = ReleaseOnDrop(stall.clone());
+    // Dropped before `s` (returned after it): a failed assertion must not leave the
+    // thread held.
+    let release = ReleaseOnDrop(stall.clone());
     s.start().unwrap();
-    // Both counts committed; then the busy partition's next record stalls its
-    // transaction past the timeout.
     s.wait_until_caught_up(CATCH_UP).unwrap();
     // In one batch: the thread is not idle between the two.
     store
@@ -247,19 +250,37 @@ fn after_a_timed_out_transaction_every_owned_partition_is_queryable_again() {
         .partition(1)
         .unwrap()
         .append(&[
-            streamlog::Record::new(3, Some(busy.clone()), Some("ok")),
-            streamlog::Record::new(4, Some(busy.clone()), Some("stall")),
+            streamlog::Record::new(3, Some(BUSY), Some("ok")),
+            streamlog::Record::new(4, Some(BUSY), Some("stall")),
         ])
         .unwrap();
     stall.wait_held();
     clock.advance(3_600_000);
     assert_eq!(store.run_maintenance().unwrap().transactions_aborted, 1);
+    (store, s, release)
+}
+
+/// From a review: after a transaction that timed out, every task was dropped (its
+/// state went with the transaction) and came back only with its partition's next
+/// record. A partition whose input stayed quiet had no store to query meanwhile: its
+/// keys were not found. The tasks of every partition still owned restart at once.
+#[test]
+fn after_a_timed_out_transaction_every_owned_partition_is_queryable_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let stall = Arc::new(Stall::default());
+    let held = stall.clone();
+    let (_store, s, _release) = a_transaction_timed_out_under_a_held_processor(
+        dir.path(),
+        "quiet-after-timeout",
+        &stall,
+        move || held.hold(),
+    );
     stall.release();
     s.wait_until_caught_up(CATCH_UP).unwrap();
     let n = s.key_value_store::<String, i64>("n").unwrap();
-    assert_eq!(n.get(&busy).unwrap(), Some(3));
+    assert_eq!(n.get(&BUSY.to_string()).unwrap(), Some(3));
     assert_eq!(
-        n.get(&quiet).unwrap(),
+        n.get(&QUIET.to_string()).unwrap(),
         Some(1),
         "the quiet partition's count"
     );
@@ -274,63 +295,21 @@ fn after_a_timed_out_transaction_every_owned_partition_is_queryable_again() {
 #[test]
 fn a_timed_out_transaction_recovers_while_another_holds_offsets_of_its_partitions() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, clock) = store_on_manual_clock(dir.path());
-    create_topics(&store, &[("in", 2), ("copy", 2)]);
-    let (quiet, busy) = ("user-0".to_string(), "user-1".to_string());
-    assert_eq!((partition_of(&quiet, 2), partition_of(&busy, 2)), (0, 1));
-    produce(&store, "in", &[ev(&quiet, 1, "ok"), ev(&busy, 2, "ok")]);
     let stall = Arc::new(Stall::default());
     let held = stall.clone();
     // Says when the stalled record is processed again: the recovery is done.
     let (again_tx, again) = std::sync::mpsc::channel();
     let again_tx = Mutex::new(again_tx);
     let stalls = std::sync::atomic::AtomicUsize::new(0);
-    let b = streamlog_streams::StreamsBuilder::new();
-    let passed = b
-        .stream(
-            "in",
-            streamlog_streams::Consumed::with(
-                streamlog_streams::serdes::string(),
-                streamlog_streams::serdes::string(),
-            ),
-        )
-        .filter(move |_, v| {
-            if v == "stall" {
-                if stalls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-                    held.hold();
-                } else {
-                    let _ = again_tx.lock().unwrap().send(());
-                }
-            }
-            true
-        });
-    passed.to("copy", streamlog_streams::Produced::default());
-    passed
-        .group_by_key()
-        .count(streamlog_streams::Materialized::named("n"));
     let app = "recovers-past-pending-offsets";
-    let config = StreamsConfig::new(app)
-        .processing_guarantee(ProcessingGuarantee::ExactlyOnce)
-        .commit_interval_ms(600_000)
-        .max_poll_records(1)
-        .producer(streamlog::ProducerConfig::default().transaction_timeout_ms(900_000));
-    let s = Streams::new(b.build().unwrap(), config, &store).unwrap();
-    let _release = ReleaseOnDrop(stall.clone());
-    s.start().unwrap();
-    s.wait_until_caught_up(CATCH_UP).unwrap();
-    store
-        .topic("in")
-        .unwrap()
-        .partition(1)
-        .unwrap()
-        .append(&[
-            streamlog::Record::new(3, Some(busy.clone()), Some("ok")),
-            streamlog::Record::new(4, Some(busy.clone()), Some("stall")),
-        ])
-        .unwrap();
-    stall.wait_held();
-    clock.advance(3_600_000);
-    assert_eq!(store.run_maintenance().unwrap().transactions_aborted, 1);
+    let (store, s, _release) =
+        a_transaction_timed_out_under_a_held_processor(dir.path(), app, &stall, move || {
+            if stalls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                held.hold();
+            } else {
+                let _ = again_tx.lock().unwrap().send(());
+            }
+        });
     // Another producer's transaction, not yet decided, holds offsets of the quiet
     // partition for the application's group.
     let other = store
@@ -349,8 +328,8 @@ fn a_timed_out_transaction_recovers_while_another_holds_offsets_of_its_partition
     other.abort_transaction().unwrap();
     s.wait_until_caught_up(CATCH_UP).unwrap();
     let n = s.key_value_store::<String, i64>("n").unwrap();
-    assert_eq!(n.get(&busy).unwrap(), Some(3));
-    assert_eq!(n.get(&quiet).unwrap(), Some(1));
+    assert_eq!(n.get(&BUSY.to_string()).unwrap(), Some(3));
+    assert_eq!(n.get(&QUIET.to_string()).unwrap(), Some(1));
     s.close().unwrap();
     let copied = read_all(&store, "copy", IsolationLevel::ReadCommitted);
     assert_eq!(copied.len(), 4, "{copied:?}");

@@ -228,6 +228,25 @@ fn appends_resume_after_enospc_clears() {
     );
 }
 
+/// A log of 30 two-record batches in small segments whose log start was moved to the
+/// fourth segment, and a retention pass (removing the first three) with a one-shot EIO
+/// at its `k`-th operation: the file system, the log, the log start and the pass's
+/// result; `None` once the pass took fewer operations (the sweep over `k` is done).
+fn retention_with_eio_at(
+    k: u64,
+) -> Option<(SimFs, streamlog::log::Log, i64, streamlog::Result<()>)> {
+    let (fs, log) = small_sim_log();
+    append_batches(&log, 0..30, 2);
+    assert!(log.segments().len() > 4);
+    let start = log.segments()[3].base_offset;
+    log.advance_log_start(start).unwrap();
+    fs.inject(Fault::Eio, fs.op_count() + k, false);
+    let policy = streamlog::log::RetentionPolicy::log_start_only(1_700_000_000_000);
+    let result = log.enforce_retention(&policy).map(|_| ());
+    fs.clear_faults();
+    (result.is_err() || fs.op_count() >= k).then_some((fs, log, start, result))
+}
+
 /// From a review: a failed directory fsync at the end of a retention pass returned
 /// without poisoning the log, so the next pass fsynced again as if the first had
 /// counted ("never retry an fsync").
@@ -235,27 +254,18 @@ fn appends_resume_after_enospc_clears() {
 fn a_failed_directory_fsync_in_retention_poisons_the_log() {
     let mut poisoned = 0;
     for k in 1.. {
-        let (fs, log) = small_sim_log();
-        append_batches(&log, 0..30, 2);
-        assert!(log.segments().len() > 2);
-        let start = log.segments()[2].base_offset;
-        log.advance_log_start(start).unwrap();
-        fs.inject(Fault::Eio, fs.op_count() + k, false);
-        let policy = streamlog::log::RetentionPolicy::log_start_only(1_700_000_000_000);
-        let result = log.enforce_retention(&policy);
-        fs.clear_faults();
-        match result {
-            Ok(_) if fs.op_count() < k => break,
-            Ok(_) => {}
-            Err(e) if e.to_string().contains("fsync directory") => {
-                poisoned += 1;
-                let again = log.append(&mut batch(99, 1, Compression::None));
-                assert!(
-                    matches!(again, Err(Error::Poisoned { .. })),
-                    "fault at operation {k}: {again:?}"
-                );
-            }
-            Err(_) => {}
+        let Some((_fs, log, _, result)) = retention_with_eio_at(k) else {
+            break;
+        };
+        if let Err(e) = result
+            && e.to_string().contains("fsync directory")
+        {
+            poisoned += 1;
+            let again = log.append(&mut batch(99, 1, Compression::None));
+            assert!(
+                matches!(again, Err(Error::Poisoned { .. })),
+                "fault at operation {k}: {again:?}"
+            );
         }
         assert!(k < 500);
     }
@@ -271,21 +281,13 @@ fn a_failed_directory_fsync_in_retention_poisons_the_log() {
 fn a_failed_segment_removal_leaves_a_log_that_opens() {
     let mut struck = 0;
     for k in 1.. {
-        let (fs, log) = small_sim_log();
-        append_batches(&log, 0..30, 2);
-        assert!(log.segments().len() > 4);
-        let start = log.segments()[3].base_offset;
-        let end = log.log_end_offset();
-        log.advance_log_start(start).unwrap();
-        fs.inject(Fault::Eio, fs.op_count() + k, false);
-        let policy = streamlog::log::RetentionPolicy::log_start_only(1_700_000_000_000);
-        let result = log.enforce_retention(&policy);
-        fs.clear_faults();
-        match result {
-            Ok(_) if fs.op_count() < k => break,
-            Err(e) if e.to_string().contains("remove") => struck += 1,
-            _ => {}
+        let Some((fs, log, start, result)) = retention_with_eio_at(k) else {
+            break;
+        };
+        if result.is_err_and(|e| e.to_string().contains("remove")) {
+            struck += 1;
         }
+        let end = log.log_end_offset();
         drop(log);
         let log = open_sim(&fs, small_config())
             .unwrap_or_else(|e| panic!("fault at operation {k}: the log does not open: {e}"));

@@ -1018,19 +1018,18 @@ fn a_topic_named_like_an_internal_one_up_to_dots_is_refused() {
     assert_eq!(sent.wait().unwrap().offset, 0);
 }
 
-/// From the groups review: offsets sent with a consumer's metadata were tagged with the
-/// topic as it is now, so a consumer that read `t` before `t` was deleted and created
-/// again (no rebalance between) committed its old positions into the new topic: a
-/// restart then skipped the new topic's first records. A plain commit refuses this
-/// (`NotFound`); so does the transactional one now, from the topic ids the metadata
-/// carries (Kafka's `new ConsumerGroupMetadata(group)` carries none and is not checked).
-#[test]
-fn offsets_a_consumer_read_from_a_deleted_topic_never_commit_into_its_successor() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    for t in ["t", "out"] {
-        store.create_topic(t, TopicConfig::default()).unwrap();
-    }
+/// A store whose topic `t` (`partitions` of them) holds "a", "b", "c" committed in
+/// `t-0`, read by a consumer of group `g` assigned every partition; then `t` is deleted
+/// and created again. Returns the store (in `dir`), the transactional producer that
+/// wrote them, and the consumer.
+fn read_then_recreated(
+    dir: &std::path::Path,
+    partitions: i32,
+) -> (Store, streamlog::Producer, streamlog::Consumer) {
+    let store = Store::open(dir).unwrap();
+    let config = || TopicConfig::default().partitions(partitions);
+    store.create_topic("t", config()).unwrap();
+    store.create_topic("out", TopicConfig::default()).unwrap();
     let p = txn_producer(&store, "app");
     p.begin_transaction().unwrap();
     for v in ["a", "b", "c"] {
@@ -1040,11 +1039,27 @@ fn offsets_a_consumer_read_from_a_deleted_topic_never_commit_into_its_successor(
     let mut c = store
         .consumer(ConsumerConfig::new("g").auto_offset_reset(OffsetReset::Earliest))
         .unwrap();
-    let tp = TopicPartition::new("t", 0);
-    c.assign(std::slice::from_ref(&tp)).unwrap();
+    let all: Vec<_> = (0..partitions)
+        .map(|n| TopicPartition::new("t", n))
+        .collect();
+    c.assign(&all).unwrap();
     assert_eq!(drain(&mut c), ["a", "b", "c"]);
     store.delete_topic("t").unwrap();
-    store.create_topic("t", TopicConfig::default()).unwrap();
+    store.create_topic("t", config()).unwrap();
+    (store, p, c)
+}
+
+/// From the groups review: offsets sent with a consumer's metadata were tagged with the
+/// topic as it is now, so a consumer that read `t` before `t` was deleted and created
+/// again (no rebalance between) committed its old positions into the new topic: a
+/// restart then skipped the new topic's first records. A plain commit refuses this
+/// (`NotFound`); so does the transactional one now, from the topic ids the metadata
+/// carries (Kafka's `new ConsumerGroupMetadata(group)` carries none and is not checked).
+#[test]
+fn offsets_a_consumer_read_from_a_deleted_topic_never_commit_into_its_successor() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, p, mut c) = read_then_recreated(dir.path(), 1);
+    let tp = TopicPartition::new("t", 0);
     let read = BTreeMap::from([(tp.clone(), 3)]);
     let not_found = |r: streamlog::Result<()>| matches!(r, Err(Error::NotFound { .. }));
     assert!(not_found(c.commit_sync_offsets(&read)), "the plain commit");
@@ -1066,27 +1081,8 @@ fn offsets_a_consumer_read_from_a_deleted_topic_never_commit_into_its_successor(
 #[test]
 fn offsets_of_a_partition_not_yet_moved_to_the_recreated_topic_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    store
-        .create_topic("t", TopicConfig::default().partitions(2))
-        .unwrap();
-    store.create_topic("out", TopicConfig::default()).unwrap();
-    let p = txn_producer(&store, "app");
-    p.begin_transaction().unwrap();
-    for v in ["a", "b", "c"] {
-        send(&p, "t", 0, v);
-    }
-    p.commit_transaction().unwrap();
-    let mut c = store
-        .consumer(ConsumerConfig::new("g").auto_offset_reset(OffsetReset::Earliest))
-        .unwrap();
+    let (_store, p, mut c) = read_then_recreated(dir.path(), 2);
     let (t0, t1) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
-    c.assign(&[t0.clone(), t1.clone()]).unwrap();
-    assert_eq!(drain(&mut c), ["a", "b", "c"]);
-    store.delete_topic("t").unwrap();
-    store
-        .create_topic("t", TopicConfig::default().partitions(2))
-        .unwrap();
     c.seek(&t1, 0).unwrap(); // moves t-1 (only) to the new topic
     p.begin_transaction().unwrap();
     send(&p, "out", 0, "x");
