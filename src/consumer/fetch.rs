@@ -189,7 +189,11 @@ impl Consumer {
     /// append (or a group change) wakes it or `timeout` passes, without busy-waiting
     /// (it spins for at most 40 µs before it parks, as
     /// [`Partition::wait_for`](crate::Partition::wait_for) does).
-    /// Also runs the group protocol (rebalance callbacks) and auto-commit.
+    /// Also runs the group protocol (rebalance callbacks) and auto-commit. A partition
+    /// whose position is not known yet (just assigned) starts at the group's committed
+    /// offset once that is settled: a read_committed consumer waits for a transaction
+    /// that wrote offsets of it (KIP-447), any consumer for another consumer's commit
+    /// of it still in its fsync (the partition's previous owner's).
     ///
     /// # Errors
     /// `OffsetOutOfRange` with `auto_offset_reset = None`; `Corruption`; `Io`;

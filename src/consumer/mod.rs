@@ -310,11 +310,12 @@ impl Consumer {
     /// Moves each partition (all assigned if empty) back to its group's committed
     /// offset, resolved as at an assignment: by the next [`poll`](Self::poll) or
     /// [`position`](Self::position), from the committed offset, else
-    /// `auto_offset_reset`. A read_committed consumer whose group has offsets of a
-    /// partition in a transaction not yet decided reads nothing of it until that
-    /// transaction is decided, where [`committed`](Self::committed) would fail at once
-    /// with `Timeout` (as librdkafka's seek to `RD_KAFKA_OFFSET_STORED`). Records
-    /// fetched and not yet returned are dropped.
+    /// `auto_offset_reset`, once that is settled (see [`poll`](Self::poll)): a
+    /// read_committed consumer whose group has offsets of a partition in a transaction
+    /// not yet decided reads nothing of it until that transaction is decided, where
+    /// [`committed`](Self::committed) would fail at once with `Timeout` (as librdkafka's
+    /// seek to `RD_KAFKA_OFFSET_STORED`). Records fetched and not yet returned are
+    /// dropped.
     ///
     /// # Errors
     /// `InvalidArgument` for an unassigned partition or a consumer without a group;
@@ -704,11 +705,13 @@ impl Drop for Consumer {
     }
 }
 
-/// What `position` and `committed` of a read_committed consumer return while an open
-/// transaction holds offsets of the partition for its group.
+/// What `position` (and `committed`, of a read_committed consumer) return while the
+/// group's committed offset of the partition is about to move: an open transaction
+/// holds offsets of it, or (`position` only) a commit of it is in its fsync.
 fn unstable_offsets() -> Error {
     Error::Timeout {
-        what: "the offsets an open transaction wrote for the partition (KIP-447)",
+        what: "the group's offset of the partition, about to move (the offsets an open \
+               transaction wrote for it, KIP-447, or a commit in its fsync)",
         waited_ms: 0,
     }
 }
