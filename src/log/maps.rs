@@ -29,10 +29,13 @@ const MIN_SWEEP: usize = 64;
 
 /// Sets how many segments this process keeps memory-mapped at most (all stores and
 /// logs together, since the operating system's limit is per process). Default =
-/// [`DEFAULT_MAX_MAPPED_SEGMENTS`]; 0 maps nothing (every read uses `pread`). Takes
-/// effect as segments are next mapped.
+/// [`DEFAULT_MAX_MAPPED_SEGMENTS`]; 0 maps nothing (every read uses `pread`). Lowering
+/// it drops the least recently read mappings past the new bound at once (a mapping a
+/// read is using right then is dropped at a later mapping or call); the system unmaps
+/// each once the last slice a reader holds of it is gone.
 pub fn set_max_mapped_segments(max: usize) {
     MAX.store(max, Ordering::Release);
+    SLOTS.lock().shrink_to(max);
 }
 
 /// The current bound (see [`set_max_mapped_segments`]).
@@ -83,31 +86,39 @@ impl MapSlot {
             clock.swept = clock.slots.len();
         }
         clock.slots.push(Arc::downgrade(self));
+        clock.shrink_to(max);
+    }
+}
+
+impl Clock {
+    /// Drops the least recently read mappings until at most `max` are left (or every
+    /// slot was passed twice: a slot being read keeps its mapping this round).
+    fn shrink_to(&mut self, max: usize) {
         // Each slot is passed at most twice (once to clear its flag): bounded.
-        let mut budget = 2 * clock.slots.len();
-        while clock.slots.len() > max && budget > 0 {
+        let mut budget = 2 * self.slots.len();
+        while self.slots.len() > max && budget > 0 {
             budget -= 1;
-            let i = clock.hand % clock.slots.len();
-            let Some(slot) = clock.slots[i].upgrade() else {
-                clock.slots.swap_remove(i);
+            let i = self.hand % self.slots.len();
+            let Some(slot) = self.slots[i].upgrade() else {
+                self.slots.swap_remove(i);
                 continue;
             };
             // A mapping already let go of (its log closed) is not counted against the
             // bound: forgotten here, no live mapping goes in its place.
             if slot.view.try_lock().is_some_and(|v| v.is_none()) {
-                clock.slots.swap_remove(i);
+                self.slots.swap_remove(i);
                 continue;
             }
             if slot.referenced.swap(false, Ordering::Relaxed) {
-                clock.hand = i + 1;
+                self.hand = i + 1;
                 continue;
             }
             // A slot being read right now keeps its mapping this round.
             if let Some(mut view) = slot.view.try_lock() {
                 *view = None;
-                clock.slots.swap_remove(i);
+                self.slots.swap_remove(i);
             } else {
-                clock.hand = i + 1;
+                self.hand = i + 1;
             }
         }
     }

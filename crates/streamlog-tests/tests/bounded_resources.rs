@@ -62,6 +62,34 @@ fn mapped_segments_stay_under_the_cap() {
     streamlog::log::set_max_mapped_segments(streamlog::log::DEFAULT_MAX_MAPPED_SEGMENTS);
 }
 
+/// Lowering the cap drops the mappings past it at once (it used to act only when a
+/// segment was next mapped, so a cap of 0, which maps nothing, released nothing).
+#[cfg(target_os = "linux")]
+#[test]
+fn lowering_the_cap_releases_mappings_at_once() {
+    let _one = MAPPINGS.lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("pages-0");
+    let log = Log::open(&dir, config()).unwrap();
+    let expected = many_segments(&log);
+    let mapped = || {
+        std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(dir.to_str().unwrap()))
+            .count()
+    };
+    assert_eq!(read_values(&log).unwrap(), expected);
+    assert!(mapped() > 8, "{} mappings before lowering", mapped());
+    streamlog::log::set_max_mapped_segments(8);
+    assert!(mapped() <= 8, "{} mappings under a cap of 8", mapped());
+    streamlog::log::set_max_mapped_segments(0);
+    assert_eq!(mapped(), 0, "mappings under a cap of 0");
+    assert_eq!(read_values(&log).unwrap(), expected, "reads with pread");
+    assert_eq!(mapped(), 0, "a cap of 0 maps nothing");
+    streamlog::log::set_max_mapped_segments(streamlog::log::DEFAULT_MAX_MAPPED_SEGMENTS);
+}
+
 /// Opening a log maps none of its segments: the checks at open read batch headers with
 /// `pread`, so that a store of thousands of idle partitions holds no mapping (and
 /// opening does not churn the process-wide mapping budget). The first read maps.
