@@ -234,7 +234,11 @@ fn check_offset_index(
                 dir.display(),
                 file_name(base, "log")
             )))?
-            .and_then(|h| batch::BatchHeader::parse(&h).ok());
+            .and_then(|h| batch::BatchHeader::parse(&h).ok())
+            // Bytes inside a batch parse as a header too (a negative "base offset"
+            // would pass the check below): a batch of this segment has magic 2 and
+            // starts at or past the segment's base.
+            .filter(|h| h.magic == batch::MAGIC_V2 && h.base_offset >= base);
         match header {
             Some(h) if h.last_offset() <= claimed && claimed < end => {
                 check.index_entries_checked += 1;

@@ -692,6 +692,38 @@ fn verify_takes_kafkas_offset_index_entries_for_whole_appends() {
     sim.write_file(&index, with_offset(i64::from(rel) - 1));
     let found = check();
     assert_eq!(found.index_problems.len(), 1, "{found:?}");
+    // At a position inside a batch whose bytes parse as a header ending at or before
+    // the entry's offset (a negative "base offset": a producer id of -1, a CRC): it
+    // passed as a batch start.
+    let log_bytes = sim.read_file(&dir.join(format!("{:020}.log", 0))).unwrap();
+    let mut starts = std::collections::BTreeSet::new();
+    let mut at = 0;
+    while at + 12 <= log_bytes.len() {
+        starts.insert(at);
+        at += 12 + i32::from_be_bytes(log_bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+    }
+    let claimed = i64::from(rel);
+    // Past the entry before (entries go up).
+    let after = match last {
+        0 => 0,
+        _ => u32::from_be_bytes(bytes[last - 4..last].try_into().unwrap()) as usize + 1,
+    };
+    let inside = (after..log_bytes.len().saturating_sub(61))
+        .filter(|p| !starts.contains(p))
+        .find(|&p| {
+            streamlog::format::batch::BatchHeader::parse(&log_bytes[p..])
+                .is_ok_and(|h| h.last_offset() <= claimed)
+        })
+        .expect("a position inside a batch that parses as an earlier batch");
+    let mut b = bytes.clone();
+    b[last + 4..last + 8].copy_from_slice(&u32::try_from(inside).unwrap().to_be_bytes());
+    sim.write_file(&index, b);
+    let found = check();
+    assert_eq!(
+        found.index_problems.len(),
+        1,
+        "position {inside}: {found:?}"
+    );
 }
 
 /// From a review: `offset_for_timestamp` filtered the records it found by the log
