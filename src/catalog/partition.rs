@@ -179,8 +179,10 @@ impl PartitionState {
     }
 
     /// Appends the COMMIT (`commit`) or ABORT marker of `producer_id`'s transaction
-    /// under `epoch` (see [`Log::append_marker`]; one coordinator, so its epoch is 0);
-    /// the caller wakes readers.
+    /// under `epoch` (see [`Log::append_marker`]); the caller wakes readers. The store
+    /// has one coordinator, of epoch 0; it succeeds Kafka's of an imported topic, whose
+    /// markers may carry a higher epoch: a marker takes the producer's last one then
+    /// (a lower one is refused as from a fenced coordinator).
     pub(crate) fn append_marker(
         &self,
         producer_id: i64,
@@ -192,7 +194,9 @@ impl PartitionState {
         } else {
             TransactionResult::Abort
         };
-        self.log.append_marker(producer_id, epoch, 0, result)
+        let coordinator_epoch = self.log.marker_coordinator_epoch(producer_id).max(0);
+        self.log
+            .append_marker(producer_id, epoch, coordinator_epoch, result)
     }
 
     /// Where read_committed readers see the partition end (see

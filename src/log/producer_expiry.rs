@@ -1,5 +1,5 @@
 //! What a log tells of its producers beyond appends: forgetting idle ones, and the
-//! epoch it holds for one.
+//! epochs it holds for one.
 //!
 //! Forgetting idle producers (Kafka's `producer.id.expiration.ms`): the state of a
 //! producer id that has not written for that long, and has no open transaction, is
@@ -23,6 +23,16 @@ impl Log {
     /// remembers the producer. Takes the append lock.
     pub fn producer_epoch(&self, producer_id: i64) -> Option<i16> {
         self.writer.lock().producers.epoch_of(producer_id)
+    }
+
+    /// The coordinator epoch of `producer_id`'s last marker this log holds (-1 for
+    /// none, or a producer it does not remember): a marker from a lower one is refused.
+    pub fn marker_coordinator_epoch(&self, producer_id: i64) -> i32 {
+        self.writer
+            .lock()
+            .producers
+            .coordinator_epoch_of(producer_id)
+            .unwrap_or(-1)
     }
 
     /// The epochs this log holds for each of `producer_ids` it remembers, under one

@@ -378,6 +378,13 @@ impl ProducerStates {
     pub(crate) fn epoch_of(&self, producer_id: i64) -> Option<i16> {
         self.producers.get(&producer_id).map(|e| e.epoch)
     }
+
+    /// The coordinator epoch of `producer_id`'s last marker (-1: none), if remembered.
+    pub(crate) fn coordinator_epoch_of(&self, producer_id: i64) -> Option<i32> {
+        self.producers
+            .get(&producer_id)
+            .map(|e| e.coordinator_epoch)
+    }
 }
 
 #[cfg(test)]
