@@ -47,7 +47,11 @@ pub(crate) fn check_fixed_settings(
             .iter()
             .find(|(alias, _)| alias == k)
             .map_or(k.as_str(), |(_, name)| *name);
-        let same = |ours: &str| v == ours || (name == "acks" && v == "-1");
+        let same = |ours: &str| {
+            v == ours
+                || (name == "acks" && v == "-1")
+                || (name == "auto.offset.reset" && ["smallest", "beginning"].contains(&v.as_str()))
+        };
         if let Some((_, ours)) = fixed.iter().find(|(n, _)| *n == name)
             && !same(ours)
         {

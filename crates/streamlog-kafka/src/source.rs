@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{BorrowedMessage, Message, Timestamp};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 use streamlog::{Compression, Header, Partition, Record, Store, TopicPartition};
 
@@ -17,24 +19,101 @@ use crate::headers::{KAFKA_OFFSET_HEADER, encode_offset, find_offset};
 use crate::kafka::{check_fixed_settings, client_config, is_fatal, partition_count};
 use crate::mirror::{MirrorStats, Shared};
 
-/// The consumer's context: notes the partitions a rebalance takes away.
+/// The consumer's context: notes the partitions a rebalance takes away, and starts
+/// those it assigns at Kafka's end where [`StartFrom::Latest`] applies.
 #[derive(Default)]
 struct SourceContext {
     revoked: parking_lot::Mutex<Vec<TopicPartition>>,
+    /// `StartFrom::Latest`: partitions with no mirrored record in the store and no
+    /// offset committed for the group start at Kafka's end. (The consumer's
+    /// `auto.offset.reset` is `earliest` whatever `start` says: librdkafka also applies
+    /// it to a position Kafka's retention or DeleteRecords passed, and `latest` there
+    /// would skip every record Kafka still holds.)
+    latest: bool,
+    /// Partitions the store holds mirrored records of: they resume from the store.
+    copied: parking_lot::Mutex<BTreeSet<TopicPartition>>,
+    timeout: Duration,
 }
 
 impl ClientContext for SourceContext {}
 
 impl ConsumerContext for SourceContext {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let gone = tpl
-                .elements()
-                .into_iter()
-                .map(|e| TopicPartition::new(e.topic(), e.partition()));
-            self.revoked.lock().extend(gone);
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if self.latest {
+                    let copied = self.copied.lock().clone();
+                    if let Err(e) =
+                        start_at_end_if_uncommitted(consumer, tpl, &copied, self.timeout)
+                    {
+                        // Starts at the group's offset, or Kafka's earliest: more is
+                        // copied than asked, nothing skipped.
+                        log::warn!("reading the group's committed offsets: {e}");
+                    }
+                }
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                }
+            }
+            _ => {
+                if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+                    let gone = tpl
+                        .elements()
+                        .into_iter()
+                        .map(|e| TopicPartition::new(e.topic(), e.partition()));
+                    self.revoked.lock().extend(gone);
+                } else {
+                    log::error!("rebalancing: {}", RDKafkaErrorCode::from(err));
+                }
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
+            }
+        };
+        if let Err(e) = result {
+            log::error!("applying a rebalance: {e}");
         }
     }
+}
+
+/// Sets the partitions of `tpl` that are not `copied` and have no offset committed for
+/// the group to start at Kafka's end (`StartFrom::Latest`).
+fn start_at_end_if_uncommitted<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tpl: &mut TopicPartitionList,
+    copied: &BTreeSet<TopicPartition>,
+    timeout: Duration,
+) -> rdkafka::error::KafkaResult<()> {
+    let mut ask = TopicPartitionList::new();
+    for e in tpl.elements() {
+        let tp = TopicPartition::new(e.topic(), e.partition());
+        if !copied.contains(&tp) && matches!(e.offset(), Offset::Invalid | Offset::Stored) {
+            ask.add_partition(e.topic(), e.partition());
+        }
+    }
+    if ask.count() == 0 {
+        return Ok(());
+    }
+    let committed = consumer.committed_offsets(ask, timeout)?;
+    for e in committed.elements() {
+        if e.offset().to_raw().is_none_or(|o| o < 0) {
+            tpl.set_partition_offset(e.topic(), e.partition(), Offset::End)?;
+        }
+    }
+    Ok(())
 }
 
 /// A source ready to run: store topics checked, start positions found.
@@ -80,21 +159,19 @@ impl Source {
                 reason: "no topic or partition to mirror".into(),
             });
         }
-        let reset = match config.start {
-            StartFrom::Earliest => "earliest",
-            StartFrom::Latest => "latest",
-        };
         check_fixed_settings(&config.kafka, CONSUMER_SETTINGS, CONSUMER_ALIASES)?;
-        let mut ours = vec![
-            ("group.id", config.group_id.as_str()),
-            ("auto.offset.reset", reset),
-        ];
+        let mut ours = vec![("group.id", config.group_id.as_str())];
         ours.extend_from_slice(CONSUMER_SETTINGS);
+        let timeout = Duration::from_millis(config.timeout_ms);
+        let context = SourceContext {
+            latest: config.start == StartFrom::Latest,
+            timeout,
+            ..SourceContext::default()
+        };
         let consumer: BaseConsumer<SourceContext> =
             client_config(&config.bootstrap, &ours, &config.kafka)
-                .create_with_context(SourceContext::default())
+                .create_with_context(context)
                 .map_err(|e| kafka("creating the consumer", e))?;
-        let timeout = Duration::from_millis(config.timeout_ms);
         let mut parts = BTreeMap::new();
         let mut next = BTreeMap::new();
         for topic in &topics {
@@ -130,6 +207,7 @@ impl Source {
                 parts.insert(tp, part);
             }
         }
+        *consumer.context().copied.lock() = next.keys().cloned().collect();
         match &config.partitions {
             Some(ps) => {
                 let mut tpl = TopicPartitionList::new();
@@ -144,6 +222,10 @@ impl Source {
                     let at = next.get(tp).map_or(Offset::Stored, |o| Offset::Offset(*o));
                     tpl.add_partition_offset(tp.topic(), tp.partition(), at)
                         .map_err(|e| kafka(format!("assigning {tp}"), e))?;
+                }
+                if config.start == StartFrom::Latest {
+                    start_at_end_if_uncommitted(&consumer, &mut tpl, &BTreeSet::new(), timeout)
+                        .map_err(|e| kafka("reading the group's committed offsets", e))?;
                 }
                 consumer
                     .assign(&tpl)
@@ -229,7 +311,9 @@ impl Source {
                 else {
                     continue;
                 };
-                self.next.insert(tp.clone(), last + 1);
+                if self.next.insert(tp.clone(), last + 1).is_none() {
+                    self.consumer.context().copied.lock().insert(tp.clone());
+                }
                 self.shared.advance(&tp, last + 1, recs.len() as u64);
                 dirty.insert(tp);
             }
@@ -403,6 +487,10 @@ const CONSUMER_SETTINGS: &[(&str, &str)] = &[
     ("enable.auto.commit", "false"),
     ("enable.auto.offset.store", "false"),
     ("isolation.level", "read_committed"),
+    // librdkafka also resets a position Kafka's retention or DeleteRecords passed:
+    // `latest` would skip every record Kafka still holds. `StartFrom::Latest` is
+    // applied by the source itself, to partitions with no position at all.
+    ("auto.offset.reset", "earliest"),
 ];
 
 /// librdkafka's other names for settings in `CONSUMER_SETTINGS`.
@@ -410,9 +498,8 @@ const CONSUMER_ALIASES: &[(&str, &str)] = &[("auto.commit.enable", "enable.auto.
 
 /// Where a partition whose records up to Kafka offset `copied` the store holds resumes:
 /// right after it, or at Kafka's earliest offset `low` if Kafka deleted records after it
-/// (retention, DeleteRecords) before they were copied. Those are gone; a position below
-/// `low` would instead be reset by `auto.offset.reset`, with [`StartFrom::Latest`] to
-/// Kafka's end, skipping every record Kafka still holds.
+/// (retention, DeleteRecords) before they were copied. Those are gone (and said so); the
+/// consumer's reset of a position below `low` goes there too, silently.
 fn resume_offset(tp: &TopicPartition, copied: i64, (low, high): (i64, i64)) -> Result<i64> {
     // A header offset of i64::MAX (foreign, or damaged) is past any high watermark.
     let next = copied.saturating_add(1);

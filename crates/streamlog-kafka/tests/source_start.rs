@@ -1,0 +1,115 @@
+//! Where the source starts in a partition its store holds no mirrored record of: the
+//! group's committed offset, else `start` (`Earliest` or `Latest`). A committed offset
+//! Kafka's retention has passed resumes at Kafka's earliest offset, whatever `start`
+//! says: the consumer's `auto.offset.reset` was `start`, and librdkafka applies it to
+//! such a position too, so a `Latest` source jumped to the end and skipped every
+//! record Kafka still held.
+
+mod common;
+
+use bytes::Bytes;
+use common::{Kafka, TIMEOUT};
+use streamlog::{Record, Store, StoreConfig, TopicPartition};
+use streamlog_kafka::rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use streamlog_kafka::rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use streamlog_kafka::{KafkaSourceConfig, Mirror, StartFrom};
+
+fn open(dir: &std::path::Path) -> Store {
+    Store::open_with(dir, StoreConfig::default().background_maintenance(false)).unwrap()
+}
+
+/// A `Latest` source of `topic`, as a group member or (`assign`) of partition 0.
+fn latest(kafka: &Kafka, topic: &str, assign: bool) -> KafkaSourceConfig {
+    let mut c = kafka.source(&[topic]);
+    c.start = StartFrom::Latest;
+    c.group_id = format!("{topic}-mirror");
+    if assign {
+        c.partitions = Some(vec![TopicPartition::new(topic, 0)]);
+    }
+    // librdkafka's mock keeps an emptied group rebalancing for the session timeout.
+    c.kafka.push(("session.timeout.ms".into(), "6000".into()));
+    c
+}
+
+/// Commits `offset` of `topic`-0 for `group`, as an earlier member would have.
+fn commit(kafka: &Kafka, group: &str, topic: &str, offset: i64) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.bootstrap)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Offset(offset))
+        .unwrap();
+    consumer.commit(&tpl, CommitMode::Sync).expect("commit");
+}
+
+/// The records a mirror copied, once it stopped at the end (within two minutes).
+fn copied_by(mirror: Mirror) -> u64 {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(mirror.join()).unwrap());
+    rx.recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the mirror never stopped at the end")
+        .unwrap()
+        .records
+}
+
+fn small(n: usize) -> Vec<(i32, Record)> {
+    (0..n).map(|i| (0, common::record(i))).collect()
+}
+
+/// From the bridge review: the group's offset of a partition (2) is below Kafka's
+/// earliest (the mock keeps 5 MB a partition). A `Latest` source reset it to the end
+/// and copied nothing (and never stopped at the end: the commit was below it); it
+/// copies everything Kafka holds.
+#[test]
+fn a_committed_offset_kafka_deleted_resumes_at_the_earliest_not_the_end() {
+    let kafka = Kafka::start();
+    if kafka.mock.is_none() {
+        return; // relies on the mock's retention by size
+    }
+    for assign in [false, true] {
+        let topic = format!("aged-{assign}");
+        kafka.create_topic(&topic, 1);
+        kafka.produce(&topic, &small(5));
+        let config = latest(&kafka, &topic, assign);
+        commit(&kafka, &config.group_id, &topic, 2);
+        let big: Vec<_> = (0..70)
+            .map(|i| {
+                let value = Bytes::from(vec![b'a' + (i % 26) as u8; 100_000]);
+                (
+                    0,
+                    Record::new(1_700_000_000_000, None::<Bytes>, Some(value)),
+                )
+            })
+            .collect();
+        kafka.produce(&topic, &big);
+        let reader: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &kafka.bootstrap)
+            .create()
+            .expect("consumer");
+        let (low, high) = reader.fetch_watermarks(&topic, 0, TIMEOUT).unwrap();
+        assert!(
+            low > 2 && high > low,
+            "{low}..{high}: Kafka dropped offset 2"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let copied = copied_by(Mirror::from_kafka(&open(dir.path()), config).unwrap());
+        assert_eq!(copied, (high - low) as u64, "assign: {assign}");
+    }
+}
+
+/// `Latest` without a committed offset starts at the end: nothing Kafka held before
+/// is copied.
+#[test]
+fn latest_without_a_committed_offset_starts_at_the_end() {
+    let kafka = Kafka::start();
+    for assign in [false, true] {
+        let topic = format!("fresh-{assign}");
+        kafka.create_topic(&topic, 1);
+        kafka.produce(&topic, &small(10));
+        let dir = tempfile::tempdir().unwrap();
+        let mirror = Mirror::from_kafka(&open(dir.path()), latest(&kafka, &topic, assign));
+        assert_eq!(copied_by(mirror.unwrap()), 0, "assign: {assign}");
+    }
+}
