@@ -113,3 +113,29 @@ fn latest_without_a_committed_offset_starts_at_the_end() {
         assert_eq!(copied_by(mirror.unwrap()), 0, "assign: {assign}");
     }
 }
+
+/// A `-X auto.offset.reset` other than earliest (by any of librdkafka's names for it)
+/// is refused before anything starts.
+#[test]
+fn a_reset_other_than_earliest_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for value in ["latest", "largest", "end", "error"] {
+        let mut config = KafkaSourceConfig {
+            bootstrap: "127.0.0.1:1".into(),
+            topics: vec!["t".into()],
+            ..KafkaSourceConfig::default()
+        };
+        config
+            .kafka
+            .push(("auto.offset.reset".into(), value.into()));
+        let err = Mirror::from_kafka(&store, config).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                streamlog_kafka::Error::InvalidConfig { name: "kafka", .. }
+            ),
+            "{value}: {err}"
+        );
+    }
+}
