@@ -30,8 +30,11 @@ struct SourceContext {
     /// it to a position Kafka's retention or DeleteRecords passed, and `latest` there
     /// would skip every record Kafka still holds.)
     latest: bool,
-    /// Partitions the store holds mirrored records of: they resume from the store.
-    copied: parking_lot::Mutex<BTreeSet<TopicPartition>>,
+    /// Where each partition the store holds mirrored records of resumes (the Kafka
+    /// offset after the last one): a partition assigned starts there, not at the
+    /// group's offset (another member, writing to another store, may have moved it;
+    /// the store is the truth).
+    resume: parking_lot::Mutex<BTreeMap<TopicPartition, i64>>,
     timeout: Duration,
 }
 
@@ -50,8 +53,20 @@ impl ConsumerContext for SourceContext {
         );
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let resume = self.resume.lock().clone();
+                for (tp, next) in &resume {
+                    if tpl.find_partition(tp.topic(), tp.partition()).is_some()
+                        && let Err(e) = tpl.set_partition_offset(
+                            tp.topic(),
+                            tp.partition(),
+                            Offset::Offset(*next),
+                        )
+                    {
+                        log::warn!("positioning {tp} at {next}: {e}");
+                    }
+                }
                 if self.latest {
-                    let copied = self.copied.lock().clone();
+                    let copied = resume.into_keys().collect();
                     if let Err(e) =
                         start_at_end_if_uncommitted(consumer, tpl, &copied, self.timeout)
                     {
@@ -207,7 +222,7 @@ impl Source {
                 parts.insert(tp, part);
             }
         }
-        *consumer.context().copied.lock() = next.keys().cloned().collect();
+        consumer.context().resume.lock().clone_from(&next);
         match &config.partitions {
             Some(ps) => {
                 let mut tpl = TopicPartitionList::new();
@@ -311,9 +326,12 @@ impl Source {
                 else {
                     continue;
                 };
-                if self.next.insert(tp.clone(), last + 1).is_none() {
-                    self.consumer.context().copied.lock().insert(tp.clone());
-                }
+                self.next.insert(tp.clone(), last + 1);
+                self.consumer
+                    .context()
+                    .resume
+                    .lock()
+                    .insert(tp.clone(), last + 1);
                 self.shared.advance(&tp, last + 1, recs.len() as u64);
                 dirty.insert(tp);
             }

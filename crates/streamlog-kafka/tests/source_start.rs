@@ -139,3 +139,35 @@ fn a_reset_other_than_earliest_is_refused() {
         );
     }
 }
+
+/// From the bridge review: a group member started at the group's offset and moved to
+/// where its store ends only when a record arrived. With the group's offset ahead of
+/// the store (another store's member copied further) and nothing new in Kafka, no
+/// record came: the gap stayed, and a `stop_at_end` source never stopped. A partition
+/// the store holds records of is assigned where the store ends.
+#[test]
+fn a_group_offset_ahead_of_the_store_resumes_where_the_store_ends() {
+    let kafka = Kafka::start();
+    kafka.create_topic("ahead", 1);
+    let records = small(20);
+    kafka.produce("ahead", &records[..10]);
+    let mut config = kafka.source(&["ahead"]);
+    config
+        .kafka
+        .push(("session.timeout.ms".into(), "6000".into()));
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let first = Mirror::from_kafka(&store, config.clone()).unwrap();
+    assert_eq!(copied_by(first), 10);
+    kafka.produce("ahead", &records[10..]);
+    // A group whose offset is at Kafka's end (the mock keeps the first group's member
+    // until its session times out, and refuses a commit from outside it meanwhile).
+    config.group_id = "ahead-elsewhere".into();
+    commit(&kafka, &config.group_id, "ahead", 20);
+    let second = Mirror::from_kafka(&store, config).unwrap();
+    assert_eq!(copied_by(second), 10);
+    common::assert_source_copy(
+        &common::read_kafka(&kafka.bootstrap, "ahead", 1),
+        &common::read_store(&store, "ahead"),
+    );
+}
