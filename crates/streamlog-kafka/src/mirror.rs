@@ -129,8 +129,9 @@ impl Mirror {
     /// the Kafka partition; for a Kafka partition without records, the offset committed
     /// to `group_id`, else `config.start`. Then a thread copies the records, partition to
     /// the same partition, with their key, value, headers and timestamp (a record without
-    /// one, timestamp -1, gets the Kafka producer's clock), through an idempotent producer
-    /// that retries without a time limit.
+    /// one, timestamp -1, gets the Kafka producer's clock; so does a timestamp of 0, the
+    /// epoch, which librdkafka takes for "none"), through an idempotent producer that
+    /// retries without a time limit.
     ///
     /// # Errors
     /// `InvalidConfig`; `UnknownTopic` for a topic the store lacks (or Kafka lacks when

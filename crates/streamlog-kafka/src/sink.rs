@@ -300,6 +300,8 @@ impl Sink {
                 )
                 .partition(tp.partition())
                 .headers(headers);
+                // librdkafka takes 0 for "none" as it takes -1: both get its clock
+                // (documented on `Mirror::to_kafka`; no other value means the epoch).
                 if rec.timestamp() >= 0 {
                     record = record.timestamp(rec.timestamp());
                 }
