@@ -37,6 +37,12 @@ pub struct ImportKafka {
     /// read from KAFKA_LOG_DIR)
     #[arg(long, value_name = "FILE", conflicts_with = "from")]
     log_start_offsets: Option<PathBuf>,
+    /// The topic's partition count in Kafka: the import is refused unless exactly that
+    /// many partition directories are found (a topic spread over several log
+    /// directories, or brokers, must be gathered in one first). Without it, the
+    /// directories found are taken for the whole topic
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    partitions: Option<u32>,
     /// A config for the new topic, by Kafka's name, e.g. retention.ms=60000 (repeat for
     /// several)
     #[arg(long = "config", value_name = "NAME=VALUE", value_parser = key_value)]
@@ -327,7 +333,27 @@ pub fn run(i: &ImportKafka, out: &mut dyn Write) -> Result<(), String> {
     }
     // The partition directories are checked before a store is opened or made: an
     // import refused for them writes nothing.
-    partition_dirs(i.from.as_deref().unwrap_or(&i.store.dir), &i.topic)?;
+    let source = i.from.as_deref().unwrap_or(&i.store.dir);
+    let found = partition_dirs(source, &i.topic)?.len();
+    match i.partitions {
+        Some(n) if n as usize != found => {
+            return Err(format!(
+                "{} holds {found} partition directories of `{}`, not {n}: gather every \
+                 partition of the topic there first (a broker with several log.dirs \
+                 spreads them)",
+                source.display(),
+                i.topic
+            ));
+        }
+        Some(_) => {}
+        None => eprintln!(
+            "streamlog: note: importing the {found} partition(s) of `{}` found in {}; a \
+             topic with more (spread over several log.dirs or brokers) needs them all \
+             there, and --partitions N checks the count",
+            i.topic,
+            source.display()
+        ),
+    }
     // A new store: in an empty directory, or (without --from) one that holds only the
     // topic's partition directories, put there to be adopted.
     let store = match &i.from {
@@ -343,6 +369,14 @@ pub fn run(i: &ImportKafka, out: &mut dyn Write) -> Result<(), String> {
     // import itself, which may have come after the store adopted the copies.
     let mut refused = true;
     let result = (|| {
+        // Not the store's own partitions: the advice below (remove them) would be
+        // about the store's data.
+        if store.topic(&i.topic).is_ok() {
+            return Err(format!(
+                "the store has a topic `{}` already (delete it first to import Kafka's)",
+                i.topic
+            ));
+        }
         if let Some(from) = &i.from {
             let dirs = partition_dirs(from, &i.topic)?;
             let log_starts = log_start_offsets(&from.join(LOG_START_FILE), &i.topic)?;
