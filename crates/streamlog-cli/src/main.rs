@@ -95,10 +95,7 @@ enum Command {
 fn main() -> ExitCode {
     let command = Cli::parse().command;
     logger::install();
-    let mut out = Stdout {
-        inner: BufWriter::new(io::stdout().lock()),
-        reader_gone: false,
-    };
+    let mut out = Stdout::new(false);
     let result = match &command {
         Command::Dump(options) => return dump_to_stdout(options),
         Command::Topics(t) => topics::run(t, &mut out),
@@ -131,38 +128,62 @@ fn main() -> ExitCode {
     }
 }
 
-/// Standard output (buffered), remembering whether a write found its reader gone.
+/// Standard output (buffered), remembering whether a write found its reader gone; from
+/// then on its writes are dropped (reported as done) if `drop_when_gone`.
 struct Stdout {
     inner: BufWriter<io::StdoutLock<'static>>,
     reader_gone: bool,
+    drop_when_gone: bool,
 }
 
 impl Stdout {
-    fn note<T>(&mut self, r: io::Result<T>) -> io::Result<T> {
-        if r.as_ref()
-            .is_err_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
-        {
-            self.reader_gone = true;
+    fn new(drop_when_gone: bool) -> Stdout {
+        Stdout {
+            inner: BufWriter::new(io::stdout().lock()),
+            reader_gone: false,
+            drop_when_gone,
         }
-        r
+    }
+
+    fn note<T>(&mut self, r: io::Result<T>, done: T) -> io::Result<T> {
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                self.reader_gone = true;
+                if self.drop_when_gone {
+                    Ok(done)
+                } else {
+                    Err(e)
+                }
+            }
+            r => r,
+        }
     }
 }
 
 impl Write for Stdout {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.reader_gone && self.drop_when_gone {
+            return Ok(buf.len());
+        }
         let r = self.inner.write(buf);
-        self.note(r)
+        self.note(r, buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        if self.reader_gone && self.drop_when_gone {
+            return Ok(());
+        }
         let r = self.inner.flush();
-        self.note(r)
+        self.note(r, ())
     }
 }
 
-/// Runs a dump on the process's stdout and stderr and returns its exit status.
+/// Runs a dump on the process's stdout and stderr and returns its exit status. With
+/// `--verify-index` the check goes on to the end when the reader goes away (`| head`),
+/// its output dropped: the exit status is the verdict on every file, not only on those
+/// dumped before (as Kafka's tool, whose `System.out` drops what it cannot write).
 fn dump_to_stdout(options: &dump::Options) -> ExitCode {
-    let mut out = BufWriter::new(io::stdout().lock());
+    let mut out = Stdout::new(options.verify_index);
     let cannot_write = |e: io::Error| {
         eprintln!("streamlog dump: cannot write the output: {e}");
         ExitCode::from(dump::EXIT_PROBLEMS)

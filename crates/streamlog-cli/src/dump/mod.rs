@@ -93,7 +93,9 @@ mod txn_files;
 /// The end of `streamlog dump --help`.
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status: 0 if everything checked out, 1 if a problem was found (reported on stderr
-with the file and byte position), 2 for a usage error.";
+with the file and byte position), 2 for a usage error. A dump whose reader goes away
+(`| head`) stops there, with the status of what it read; with --verify-index the check
+goes on to the end without output.";
 
 /// Exit status when every file checked out.
 pub const EXIT_OK: u8 = 0;
@@ -327,8 +329,10 @@ impl<O: Write, E: Write> Dumper<'_, O, E> {
     /// Reports a problem on the error stream (after what was dumped before it).
     fn problem(&mut self, message: impl Display) -> io::Result<()> {
         self.summary.problems += 1;
-        self.out.flush()?;
-        writeln!(self.err, "error: {message}")
+        // Reported also when the dump's reader is gone (its flush failing).
+        let flushed = self.out.flush();
+        writeln!(self.err, "error: {message}")?;
+        flushed
     }
 
     /// Reports damage at byte `position` of `path`.
