@@ -126,6 +126,9 @@ struct Worker {
     /// The producer's config (with its transactional id under exactly-once), for a new
     /// producer once the store aborted a transaction after its timeout.
     producer_config: ProducerConfig,
+    /// The group generation of the thread's last assignment: its tasks' stores are
+    /// registered with it (see [`Registry::insert`]).
+    generation: i32,
 }
 
 impl Worker {
@@ -183,7 +186,8 @@ impl Worker {
         )?;
         restoring.names.clear();
         for (name, (_, h)) in &task.stores {
-            env.registry.insert(name, id.partition, h.shared());
+            env.registry
+                .insert(name, id.partition, h.shared(), self.generation);
         }
         log::debug!("{}: task {id:?} started", env.app_id);
         self.tasks.insert(id, task);
@@ -626,8 +630,11 @@ impl RebalanceListener for Listener {
         w.drop_tasks(partitions);
     }
 
-    fn on_partitions_assigned(&mut self, _consumer: &mut Consumer, partitions: &[TopicPartition]) {
+    fn on_partitions_assigned(&mut self, consumer: &mut Consumer, partitions: &[TopicPartition]) {
         let mut w = self.0.lock();
+        if let Ok(m) = consumer.group_metadata() {
+            w.generation = m.generation_id();
+        }
         for tp in partitions {
             if let Err(e) = w.task_for(tp.topic(), tp.partition()) {
                 w.error.get_or_insert(e);
@@ -702,6 +709,7 @@ fn run(env: &Arc<Env>, index: usize) -> Result<()> {
         error: None,
         failed: false,
         producer_config: pc,
+        generation: -1,
     }));
     let _fail_on_unwind = FailOnUnwind(Arc::clone(&worker));
     consumer.set_rebalance_listener(Listener(Arc::clone(&worker)));

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-type ByPartition = BTreeMap<i32, Arc<dyn Any + Send + Sync>>;
+/// A partition's store, with the group generation its task was assigned in.
+type ByPartition = BTreeMap<i32, (i32, Arc<dyn Any + Send + Sync>)>;
 
 /// Local stores by name and partition; tasks add theirs when they start and remove them
 /// when their partitions move away.
@@ -44,12 +45,27 @@ impl Registry {
             .and_then(|s| s.first().copied())
     }
 
-    pub(crate) fn insert(&self, name: &str, partition: i32, store: Arc<dyn Any + Send + Sync>) {
-        self.stores
-            .write()
-            .entry(name.to_string())
-            .or_default()
-            .insert(partition, store);
+    /// Makes `store` `name`'s partition `partition`, from a task assigned in group
+    /// generation `generation`, unless the store there is of a later generation: a
+    /// thread expired from the group (stalled) that has not learnt it yet may start a
+    /// task of a partition another thread took over since, whose store stays.
+    pub(crate) fn insert(
+        &self,
+        name: &str,
+        partition: i32,
+        store: Arc<dyn Any + Send + Sync>,
+        generation: i32,
+    ) {
+        {
+            let mut stores = self.stores.write();
+            let by_partition = stores.entry(name.to_string()).or_default();
+            if by_partition
+                .get(&partition)
+                .is_none_or(|(held, _)| *held <= generation)
+            {
+                by_partition.insert(partition, (generation, store));
+            }
+        }
         self.end_restore(name, partition);
     }
 
@@ -58,7 +74,8 @@ impl Registry {
     /// has put its own there, which stays.
     pub(crate) fn remove(&self, name: &str, partition: i32, store: &Arc<dyn Any + Send + Sync>) {
         if let Some(m) = self.stores.write().get_mut(name)
-            && m.get(&partition).is_some_and(|s| Arc::ptr_eq(s, store))
+            && m.get(&partition)
+                .is_some_and(|(_, s)| Arc::ptr_eq(s, store))
         {
             m.remove(&partition);
         }
@@ -69,7 +86,7 @@ impl Registry {
         self.stores
             .read()
             .get(name)
-            .map(|m| m.values().cloned().collect())
+            .map(|m| m.values().map(|(_, s)| s.clone()).collect())
             .unwrap_or_default()
     }
 }
@@ -86,13 +103,37 @@ mod tests {
         let registry = Registry::default();
         let old: Arc<dyn Any + Send + Sync> = Arc::new(1u32);
         let new: Arc<dyn Any + Send + Sync> = Arc::new(2u32);
-        registry.insert("counts", 0, old.clone());
-        registry.insert("counts", 0, new.clone());
+        registry.insert("counts", 0, old.clone(), 1);
+        registry.insert("counts", 0, new.clone(), 2);
         registry.remove("counts", 0, &old);
         let left = registry.get("counts");
         assert_eq!(left.len(), 1);
         assert!(Arc::ptr_eq(&left[0], &new));
         registry.remove("counts", 0, &new);
         assert!(registry.get("counts").is_empty());
+    }
+
+    /// From a review: a thread expired from the group (its processor stalled) started
+    /// its tasks again after its transaction timed out, from an assignment it had not
+    /// learnt it lost: its store replaced that of the thread that had taken the
+    /// partition over, and its clean-up then removed it, leaving the partition with no
+    /// store to query. A store of an earlier generation does not replace a later one.
+    #[test]
+    fn a_store_of_an_earlier_generation_does_not_replace_a_later_one() {
+        let registry = Registry::default();
+        let taken_over: Arc<dyn Any + Send + Sync> = Arc::new(1u32);
+        let stale: Arc<dyn Any + Send + Sync> = Arc::new(2u32);
+        registry.insert("counts", 0, taken_over.clone(), 5);
+        registry.begin_restore("counts", 0);
+        registry.insert("counts", 0, stale.clone(), 4);
+        assert_eq!(registry.restoring("counts"), None, "its restore ended");
+        registry.remove("counts", 0, &stale);
+        let left = registry.get("counts");
+        assert_eq!(left.len(), 1);
+        assert!(Arc::ptr_eq(&left[0], &taken_over));
+        // The same generation (a thread starting its own task again) replaces.
+        let again: Arc<dyn Any + Send + Sync> = Arc::new(3u32);
+        registry.insert("counts", 0, again.clone(), 5);
+        assert!(Arc::ptr_eq(&registry.get("counts")[0], &again));
     }
 }
