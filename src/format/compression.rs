@@ -285,10 +285,53 @@ fn gunzip(input: &[u8], limit: usize) -> Result<Vec<u8>> {
             return Err(too_large(limit));
         }
         rest = member.into_inner();
-        if !rest.starts_with(&MAGIC) {
+        if !rest.starts_with(&MAGIC) || !gzip_header_whole(rest) {
             return Ok(out);
         }
     }
+}
+
+/// Whether `bytes` (after a member, starting with the gzip magic) begin with a header
+/// Java's `GZIPInputStream` reads, which otherwise takes them for trailing bytes and
+/// ignores them: deflate (8) as the method, every field its flags name present, and the
+/// header's CRC, if it has one, right.
+#[cfg(feature = "gzip")]
+fn gzip_header_whole(bytes: &[u8]) -> bool {
+    const FHCRC: u8 = 0x02;
+    const FEXTRA: u8 = 0x04;
+    const FNAME: u8 = 0x08;
+    const FCOMMENT: u8 = 0x10;
+    let (Some(&method), Some(&flags)) = (bytes.get(2), bytes.get(3)) else {
+        return false;
+    };
+    // Magic, method, flags, time (4), extra flags, system.
+    let mut at = 10;
+    if method != 8 || bytes.len() < at {
+        return false;
+    }
+    if flags & FEXTRA != 0 {
+        let Some(len) = bytes.get(at..at + 2) else {
+            return false;
+        };
+        at += 2 + usize::from(u16::from_le_bytes([len[0], len[1]]));
+    }
+    for flag in [FNAME, FCOMMENT] {
+        if flags & flag != 0 {
+            let Some(end) = bytes.get(at..).and_then(|b| b.iter().position(|&c| c == 0)) else {
+                return false;
+            };
+            at += end + 1;
+        }
+    }
+    if flags & FHCRC != 0 {
+        let (Some(head), Some(crc)) = (bytes.get(..at), bytes.get(at..at + 2)) else {
+            return false;
+        };
+        let mut sum = flate2::Crc::new();
+        sum.update(head);
+        return (sum.sum() & 0xffff) as u16 == u16::from_le_bytes([crc[0], crc[1]]);
+    }
+    bytes.len() >= at
 }
 
 /// Refuses compressed data that [`decompress`] reads but Kafka's readers refuse, for a
@@ -539,6 +582,25 @@ mod tests {
             decompress(Compression::Gzip, &padded, usize::MAX).unwrap(),
             data
         );
+        // So are bytes that start with the gzip magic but not a header Java reads (it
+        // takes those for trailing bytes too): another method, a header cut short, a
+        // wrong header CRC.
+        for tail in [
+            &[0x1f, 0x8b, 0x00][..],
+            &[0x1f, 0x8b, 8, 0, 0, 0][..],
+            &[
+                0x1f, 0x8b, 8, 0x08, 0, 0, 0, 0, 0, 0xff, b'n', b'o', b' ', b'e', b'n', b'd',
+            ][..],
+            &[0x1f, 0x8b, 8, 0x02, 0, 0, 0, 0, 0, 0xff, 0x12, 0x34][..],
+        ] {
+            let mut padded = compressed(Compression::Gzip, &data);
+            padded.extend_from_slice(tail);
+            assert_eq!(
+                decompress(Compression::Gzip, &padded, usize::MAX).unwrap(),
+                data,
+                "{tail:?}"
+            );
+        }
         // A damaged second member is an error.
         let mut damaged = two.clone();
         let at = damaged.len() - 10;
