@@ -43,10 +43,14 @@ pub(crate) fn check_fixed_settings(
     aliases: &[(&str, &str)],
 ) -> Result<()> {
     for (k, v) in user {
+        // librdkafka sets a topic property under its name with `topic.` before it too.
+        let bare = k.strip_prefix("topic.").unwrap_or(k);
         let name = aliases
             .iter()
-            .find(|(alias, _)| alias == k)
-            .map_or(k.as_str(), |(_, name)| *name);
+            .find(|(alias, _)| *alias == bare)
+            .map_or(bare, |(_, name)| *name);
+        // librdkafka compares these values without case.
+        let v = v.to_ascii_lowercase();
         let same = |ours: &str| {
             v == ours
                 || (name == "acks" && v == "-1")

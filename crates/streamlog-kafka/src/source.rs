@@ -124,6 +124,16 @@ fn start_at_end_if_uncommitted<C: ConsumerContext>(
     }
     let committed = consumer.committed_offsets(ask, timeout)?;
     for e in committed.elements() {
+        if let Err(err) = e.error() {
+            // Not known to be uncommitted (an offset of a transaction not yet decided,
+            // say): left to the group's offset, or Kafka's earliest.
+            log::warn!(
+                "reading the group's offset of {}-{}: {err}",
+                e.topic(),
+                e.partition()
+            );
+            continue;
+        }
         if e.offset().to_raw().is_none_or(|o| o < 0) {
             tpl.set_partition_offset(e.topic(), e.partition(), Offset::End)?;
         }

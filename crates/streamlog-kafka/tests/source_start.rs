@@ -114,28 +114,38 @@ fn latest_without_a_committed_offset_starts_at_the_end() {
     }
 }
 
-/// A `-X auto.offset.reset` other than earliest (by any of librdkafka's names for it)
-/// is refused before anything starts.
+/// A `-X auto.offset.reset` other than earliest (by any of librdkafka's names for it),
+/// or another fixed setting weakened, is refused before anything starts, however it
+/// is spelt.
 #[test]
 fn a_reset_other_than_earliest_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    for value in ["latest", "largest", "end", "error"] {
+    let settings = [
+        ("auto.offset.reset", "latest"),
+        ("auto.offset.reset", "largest"),
+        ("auto.offset.reset", "end"),
+        ("auto.offset.reset", "error"),
+        // librdkafka's other spelling of a topic property, and values in capitals
+        // (from a review).
+        ("topic.auto.offset.reset", "latest"),
+        ("topic.auto.offset.reset", "Latest"),
+        ("isolation.level", "READ_UNCOMMITTED"),
+    ];
+    for (name, value) in settings {
         let mut config = KafkaSourceConfig {
             bootstrap: "127.0.0.1:1".into(),
             topics: vec!["t".into()],
             ..KafkaSourceConfig::default()
         };
-        config
-            .kafka
-            .push(("auto.offset.reset".into(), value.into()));
+        config.kafka.push((name.into(), value.into()));
         let err = Mirror::from_kafka(&store, config).unwrap_err();
         assert!(
             matches!(
                 err,
                 streamlog_kafka::Error::InvalidConfig { name: "kafka", .. }
             ),
-            "{value}: {err}"
+            "{name}={value}: {err}"
         );
     }
 }
