@@ -31,11 +31,12 @@ const MIN_SWEEP: usize = 64;
 /// logs together, since the operating system's limit is per process). Default =
 /// [`DEFAULT_MAX_MAPPED_SEGMENTS`]; 0 maps nothing (every read uses `pread`). Lowering
 /// it drops the least recently read mappings past the new bound at once (a mapping a
-/// read is using right then is dropped at a later mapping or call); the system unmaps
-/// each once the last slice a reader holds of it is gone.
+/// read is using right then stays until a later mapping, or a later call of this); the
+/// system unmaps each once the last slice a reader holds of it is gone.
 pub fn set_max_mapped_segments(max: usize) {
+    let mut clock = SLOTS.lock();
     MAX.store(max, Ordering::Release);
-    SLOTS.lock().shrink_to(max);
+    clock.shrink_to(max);
 }
 
 /// The current bound (see [`set_max_mapped_segments`]).
@@ -73,8 +74,10 @@ impl MapSlot {
     /// drops the least recently used mappings past the bound.
     pub(crate) fn admit(self: &Arc<Self>) {
         self.touch();
-        let max = max_mapped_segments();
         let mut clock = SLOTS.lock();
+        // Read under the lock: a bound lowered meanwhile (its own pass done before this
+        // slot was listed) holds for this slot too.
+        let max = max_mapped_segments();
         // Forget segments that are gone or lost their mapping, once the list has doubled
         // since the last sweep: each admit costs O(1) amortized, not a pass over every
         // mapped segment (opening thousands of partitions would be quadratic).
