@@ -2,7 +2,7 @@
 //! interactive queries.
 
 use std::any::Any;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -15,25 +15,35 @@ type ByPartition = BTreeMap<i32, (i32, Arc<dyn Any + Send + Sync>)>;
 #[derive(Default)]
 pub(crate) struct Registry {
     stores: RwLock<BTreeMap<String, ByPartition>>,
-    /// Partitions of each store being restored (a task starting here).
-    restoring: RwLock<BTreeMap<String, BTreeSet<i32>>>,
+    /// Partitions of each store being restored (a task starting here), with how many
+    /// restores of each are under way: a thread expired from the group that has not
+    /// learnt it yet may restore a partition another thread is restoring too, and the
+    /// end of its restore must not end the other's.
+    restoring: RwLock<BTreeMap<String, BTreeMap<i32, usize>>>,
 }
 
 impl Registry {
     /// `name`'s partition `partition` is being restored: queries of the store are
     /// refused until it is inserted (or the restore given up).
     pub(crate) fn begin_restore(&self, name: &str, partition: i32) {
-        self.restoring
+        *self
+            .restoring
             .write()
             .entry(name.to_string())
             .or_default()
-            .insert(partition);
+            .entry(partition)
+            .or_default() += 1;
     }
 
     /// The restore of `name`'s partition `partition` ended (restored or failed).
     pub(crate) fn end_restore(&self, name: &str, partition: i32) {
-        if let Some(s) = self.restoring.write().get_mut(name) {
-            s.remove(&partition);
+        if let Some(s) = self.restoring.write().get_mut(name)
+            && let Some(n) = s.get_mut(&partition)
+        {
+            *n -= 1;
+            if *n == 0 {
+                s.remove(&partition);
+            }
         }
     }
 
@@ -42,7 +52,7 @@ impl Registry {
         self.restoring
             .read()
             .get(name)
-            .and_then(|s| s.first().copied())
+            .and_then(|s| s.keys().next().copied())
     }
 
     /// Makes `store` `name`'s partition `partition`, from a task assigned in group
@@ -127,6 +137,15 @@ mod tests {
         registry.begin_restore("counts", 0);
         registry.insert("counts", 0, stale.clone(), 4);
         assert_eq!(registry.restoring("counts"), None, "its restore ended");
+        // Restoring at once (the stale thread's restore ends first): the other's is
+        // still under way (from the review of this fix).
+        registry.begin_restore("counts", 1);
+        registry.begin_restore("counts", 1);
+        registry.insert("counts", 1, stale.clone(), 4);
+        assert_eq!(registry.restoring("counts"), Some(1));
+        registry.insert("counts", 1, taken_over.clone(), 5);
+        assert_eq!(registry.restoring("counts"), None);
+        registry.remove("counts", 1, &taken_over);
         registry.remove("counts", 0, &stale);
         let left = registry.get("counts");
         assert_eq!(left.len(), 1);
