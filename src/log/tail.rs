@@ -72,6 +72,9 @@ pub struct TailReader {
     read: Option<Cursor>,
     /// How far whole batches were seen ([`log_end_offset`](Self::log_end_offset)).
     end: Option<Cursor>,
+    /// The directory followed (device and inode), once listed: a directory of that
+    /// name made since (the topic deleted and created again) is another partition.
+    dir_id: parking_lot::Mutex<Option<(u64, u64)>>,
 }
 
 impl std::fmt::Debug for TailReader {
@@ -98,6 +101,7 @@ impl TailReader {
             gaps_refused_at: parking_lot::Mutex::new(None),
             read: None,
             end: None,
+            dir_id: parking_lot::Mutex::new(None),
         }
     }
 
@@ -150,7 +154,12 @@ impl TailReader {
     }
 
     /// The segments' base offsets now, sorted.
+    ///
+    /// # Errors
+    /// `NotFound` once the directory first listed is gone, or another is in its place
+    /// (its topic deleted, and maybe created again: its offsets are another log's).
     fn bases(&self) -> Result<Vec<i64>> {
+        self.check_same_dir()?;
         let entries =
             std::fs::read_dir(&self.dir).map_err(io_ctx(format!("list {}", self.dir.display())))?;
         let mut bases = Vec::new();
@@ -166,6 +175,33 @@ impl TailReader {
         }
         bases.sort_unstable();
         Ok(bases)
+    }
+
+    /// Remembers the directory's identity at the first call; `NotFound` at a later one
+    /// if the directory is gone or another one has its name.
+    fn check_same_dir(&self) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let mut seen = self.dir_id.lock();
+        let now = match std::fs::metadata(&self.dir) {
+            Ok(m) => Some((m.dev(), m.ino())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_ctx(format!("stat {}", self.dir.display()))(e)),
+        };
+        match (*seen, now) {
+            (None, Some(id)) => *seen = Some(id),
+            (Some(was), now) if now != Some(was) => {
+                return Err(Error::NotFound {
+                    kind: "partition",
+                    name: self
+                        .dir
+                        .file_name()
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                });
+            }
+            // Not there yet (listing it fails as before), or the same.
+            _ => {}
+        }
+        Ok(())
     }
 
     /// The segments now: how many, and their bytes.

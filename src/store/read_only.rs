@@ -157,8 +157,10 @@ impl Store {
     ///
     /// A log start raised by `delete_records` is followed (as the writer records it).
     /// Not (yet) followed: transaction filtering (records are read as read_uncommitted;
-    /// transaction markers are left out), and a topic deleted
-    /// and created again under the same name while a partition handle is held.
+    /// transaction markers are left out), and a topic deleted (and maybe created again
+    /// under the same name) while a partition handle is held: the handle's reads fail
+    /// with `NotFound` once they find its directory gone or replaced (a new handle
+    /// reads the new topic).
     /// Committed offsets are read as written, without the checks the writer applies at
     /// its open (an earlier topic of the same name, records a crash removed). After a
     /// writer crash, whole batches it had not synced may be read before its recovery
@@ -476,7 +478,8 @@ impl ReadOnlyPartition {
     /// sequential (no search).
     ///
     /// # Errors
-    /// `Corruption` for a damaged batch the writer has written past; `Io`; decoding
+    /// `Corruption` for a damaged batch the writer has written past; `NotFound` once the
+    /// partition's directory is gone or replaced (its topic deleted); `Io`; decoding
     /// errors.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Vec<Record>> {
         self.reader.lock().read(offset, max_bytes)

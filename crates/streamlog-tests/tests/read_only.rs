@@ -453,6 +453,39 @@ fn records_below_a_deleted_log_start_are_not_read() {
     }
 }
 
+/// From a review: a handle that had read a partition to its end read on, after the
+/// topic was deleted and created again, in the new topic's directory: the new topic's
+/// records from its old position on came as if they continued the old log (those below
+/// it never). Its reads now fail with `NotFound`; a new handle reads the new topic.
+#[test]
+fn a_handle_does_not_read_on_into_a_topic_created_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let append = |from: usize, to: usize| {
+        let part = store.topic("t").unwrap().partition(0).unwrap();
+        for i in from..to {
+            part.append(&[Record::new(T0, Some("k"), Some(event(i)))])
+                .unwrap();
+        }
+    };
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    append(0, 6);
+    let reader = Store::open_read_only(tmp.path()).unwrap();
+    let old = reader.partition("t", 0).unwrap();
+    let (got, next) = old.read_on(0, 1 << 20).unwrap();
+    assert_eq!((got.len(), next), (6, 6));
+    store.delete_topic("t").unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    append(100, 110);
+    let err = old.read_on(next, 1 << 20).unwrap_err();
+    assert!(
+        matches!(&err, Error::NotFound { kind: "partition", name } if name == "t-0"),
+        "{err}"
+    );
+    let new = reader.partition("t", 0).unwrap();
+    assert_eq!(read_range(&new, 0, 10)[0], event(100));
+}
+
 /// From a review: a reader reading on from where its last read ended (`read_on`'s next
 /// offset) did not look at the log start again, so records `delete_records` removed
 /// since were returned; a fresh read there starts at the new log start.
