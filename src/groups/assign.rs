@@ -107,16 +107,25 @@ pub fn assign(
                     extra_slots -= 1;
                 }
             }
-            // The rest to the least-loaded eligible member.
+            // The rest to the least-loaded eligible member, or back to its owner while
+            // it holds at most one more than that: `base` counts every member, also
+            // those subscribed to none of these topics, so owners may have let go of
+            // partitions none of the others can even take (`balance` evens out
+            // anything left uneven).
             for tp in all {
                 if taken.contains(&tp) {
                     continue;
                 }
-                let best = eligible(tp.topic())
-                    .into_iter()
+                let candidates = eligible(tp.topic());
+                let lightest = candidates
+                    .iter()
+                    .copied()
                     .min_by_key(|id| out[*id].len())
-                    .expect("eligible checked above")
-                    .clone();
+                    .expect("eligible checked above");
+                let owner = candidates.iter().copied().find(|id| {
+                    members[*id].1.contains(&tp) && out[*id].len() <= out[lightest].len() + 1
+                });
+                let best = owner.unwrap_or(lightest).clone();
                 out.get_mut(&best).expect("member").insert(tp);
             }
             balance(members, counts, &mut out);
@@ -285,6 +294,25 @@ mod tests {
         }
         let second = assign(Assignor::CooperativeSticky, &members, &counts);
         check_complete_and_balanced(&members, &counts, &second).unwrap();
+    }
+
+    /// From a review: A and B read `t` (10 partitions, 5 each); C joins, subscribed
+    /// only to `u` (no partitions). Each kept a third of all partitions (counting C),
+    /// and the rest were dealt out anew: `t-4` and `t-8` changed owners for nothing
+    /// (each a revoke, an offset hand-off, state moved). Nothing moves now.
+    #[test]
+    fn a_member_of_other_topics_joining_moves_nothing() {
+        let t = |ps: std::ops::Range<i32>| ps.map(|p| TopicPartition::new("t", p)).collect();
+        let subs = |s: &str| BTreeSet::from([s.to_string()]);
+        let members: Members = BTreeMap::from([
+            ("a".to_string(), (subs("t"), t(0..5))),
+            ("b".to_string(), (subs("t"), t(5..10))),
+            ("c".to_string(), (subs("u"), BTreeSet::new())),
+        ]);
+        let counts = BTreeMap::from([("t".to_string(), 10), ("u".to_string(), 0)]);
+        let out = assign(Assignor::CooperativeSticky, &members, &counts);
+        assert_eq!(out["a"], t(0..5), "{out:?}");
+        assert_eq!(out["b"], t(5..10), "{out:?}");
     }
 
     proptest::proptest! {
