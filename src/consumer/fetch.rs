@@ -356,74 +356,95 @@ impl Consumer {
             // left for the next poll, a `recv` would wait for an append that may never
             // come (nothing notifies for the reset).
             let mut reset = false;
-            // Once the poll's byte budget is spent (by an earlier partition: the first
-            // read takes at least one batch) and records are there to return, later
-            // partitions return only what they hold buffered, as Kafka's fetch stops
-            // adding partitions when it is full. (Spent on batches with nothing to
-            // return, the reads go on: an empty poll would leave a `recv` waiting.)
-            while self.assigned[tp].buffer.is_empty() && (budget > 0 || out.is_empty()) {
-                let a = self.assigned.get_mut(tp).expect("present");
-                let log = &a.state;
-                // Caught up. (Past the end or below the start: the read reports
-                // OffsetOutOfRange and auto_offset_reset applies.)
-                let end = isolation.end_offset(log);
-                if position >= end
-                    && position <= log.log_end_offset()
-                    && position >= log.log_start_offset()
-                {
-                    break;
-                }
-                match read_partition(a, tp, position, max_bytes, isolation) {
-                    Ok(bytes) => {
-                        budget = budget.saturating_sub(bytes);
-                        self.catalog
-                            .stats()
-                            .add(Counter::BytesConsumed, bytes as u64);
+            // Read again while what was read returned nothing and moved the position on
+            // (a batch compaction left holding only records below the position: it
+            // keeps the batch's offsets): left for the next poll, a `recv` would wait
+            // for an append that may never come. Each round moves the position on.
+            loop {
+                let returned = out.len();
+                // Once the poll's byte budget is spent (by an earlier partition: the first
+                // read takes at least one batch) and records are there to return, later
+                // partitions return only what they hold buffered, as Kafka's fetch stops
+                // adding partitions when it is full. (Spent on batches with nothing to
+                // return, the reads go on: an empty poll would leave a `recv` waiting.)
+                while self.assigned[tp].buffer.is_empty() && (budget > 0 || out.is_empty()) {
+                    let a = self.assigned.get_mut(tp).expect("present");
+                    let log = &a.state;
+                    // Caught up. (Past the end or below the start: the read reports
+                    // OffsetOutOfRange and auto_offset_reset applies.)
+                    let end = isolation.end_offset(log);
+                    if position >= end
+                        && position <= log.log_end_offset()
+                        && position >= log.log_start_offset()
+                    {
                         break;
                     }
-                    Err(Error::OffsetOutOfRange { requested, .. }) if !reset => {
-                        let p = self
-                            .reset_position(tp, &self.assigned[tp], requested)
-                            .inspect_err(|_| self.next_partition = (start + i) % n)?;
-                        tracing::info!("{tp}: offset {requested} is out of range; reset to {p}");
-                        let a = self.assigned.get_mut(tp).expect("present");
-                        a.position = Some(p);
-                        (position, reset) = (p, true);
+                    match read_partition(a, tp, position, max_bytes, isolation) {
+                        Ok(bytes) => {
+                            budget = budget.saturating_sub(bytes);
+                            self.catalog
+                                .stats()
+                                .add(Counter::BytesConsumed, bytes as u64);
+                            break;
+                        }
+                        Err(Error::OffsetOutOfRange { requested, .. }) if !reset => {
+                            let p = self
+                                .reset_position(tp, &self.assigned[tp], requested)
+                                .inspect_err(|_| self.next_partition = (start + i) % n)?;
+                            tracing::info!(
+                                "{tp}: offset {requested} is out of range; reset to {p}"
+                            );
+                            let a = self.assigned.get_mut(tp).expect("present");
+                            a.position = Some(p);
+                            (position, reset) = (p, true);
+                        }
+                        // Out of range again (the log moved meanwhile): the next poll resets.
+                        Err(Error::OffsetOutOfRange { .. }) => break,
+                        // Its topic was deleted during this read: skipped like a deleted
+                        // topic's partition above (the next poll looks for a new topic).
+                        Err(Error::Closed { .. }) if self.assigned[tp].state.is_closed() => {
+                            continue 'partitions;
+                        }
+                        Err(e) => {
+                            // Reported first at the next poll if deferred now (see below).
+                            self.next_partition = (start + i) % n;
+                            return Err(e);
+                        }
                     }
-                    // Out of range again (the log moved meanwhile): the next poll resets.
-                    Err(Error::OffsetOutOfRange { .. }) => break,
-                    // Its topic was deleted during this read: skipped like a deleted
-                    // topic's partition above (the next poll looks for a new topic).
-                    Err(Error::Closed { .. }) if self.assigned[tp].state.is_closed() => {
-                        continue 'partitions;
+                }
+                let a = self.assigned.get_mut(tp).expect("present");
+                let limit = out.len() + limit;
+                while out.len() < limit
+                    && let Some(p) = a.buffer.front_mut()
+                {
+                    let from = a.position.unwrap_or(i64::MIN);
+                    let (next, result) = p.take(from, limit, out);
+                    if let Some(next) = next {
+                        a.position = Some(next.max(from));
                     }
-                    Err(e) => {
-                        // Reported first at the next poll if deferred now (see below).
+                    // A malformed record: the records before it are returned, the position
+                    // stays at it, and the batch stays first so every poll reports it again
+                    // (until a seek); the next poll starts with this partition, so the error
+                    // is not deferred behind other partitions' records again.
+                    if let Err(e) = result {
                         self.next_partition = (start + i) % n;
                         return Err(e);
                     }
+                    if p.is_done() {
+                        a.buffer.pop_front();
+                    }
                 }
-            }
-            let a = self.assigned.get_mut(tp).expect("present");
-            let limit = out.len() + limit;
-            while out.len() < limit
-                && let Some(p) = a.buffer.front_mut()
-            {
-                let from = a.position.unwrap_or(i64::MIN);
-                let (next, result) = p.take(from, limit, out);
-                if let Some(next) = next {
-                    a.position = Some(next.max(from));
-                }
-                // A malformed record: the records before it are returned, the position
-                // stays at it, and the batch stays first so every poll reports it again
-                // (until a seek); the next poll starts with this partition, so the error
-                // is not deferred behind other partitions' records again.
-                if let Err(e) = result {
-                    self.next_partition = (start + i) % n;
-                    return Err(e);
-                }
-                if p.is_done() {
-                    a.buffer.pop_front();
+                let a = &self.assigned[tp];
+                match a.position {
+                    Some(moved)
+                        if moved > position
+                            && out.len() == returned
+                            && a.buffer.is_empty()
+                            && (budget > 0 || out.is_empty()) =>
+                    {
+                        position = moved;
+                    }
+                    _ => break,
                 }
             }
         }

@@ -234,6 +234,49 @@ fn compacted_topic_keeps_latest_and_consumers_skip_removed_offsets() {
 /// Readers running while retention and compaction passes delete and swap segments:
 /// every read returns correct records or OffsetOutOfRange, never garbage or another
 /// error.
+/// From a review: a consumer at offset 5 of a batch (0..9) that compaction left
+/// holding only records below 5 (it keeps the batch's offsets) read the batch, found
+/// nothing at or past 5, moved on to 10 and returned nothing: a `recv` waited for an
+/// append that might never come, with a backlog unread. The poll reads on.
+#[test]
+fn a_batch_left_with_records_only_below_the_position_does_not_end_a_poll_empty() {
+    let (_dir, _clock, store) = manual_fixture();
+    let p = partition_0(
+        &store,
+        "profiles",
+        TopicConfig::default()
+            .segment_bytes(1024)
+            .cleanup_policy(CleanupPolicy::Compact)
+            .min_cleanable_dirty_ratio(0.0),
+    );
+    // One batch: users 0-9 (offsets 0..9); then users 5-9 again, one batch each (10..14).
+    let batch: Vec<Record> = (0..10)
+        .map(|i| rec(T0, &format!("user-{i}"), &format!("v{i}")))
+        .collect();
+    p.append(&batch).unwrap();
+    for i in 5..10 {
+        p.append(&[rec(T0, &format!("user-{i}"), &format!("again-{i}"))])
+            .unwrap();
+    }
+    // Rolls the segment: compaction never cleans the one being written.
+    for i in 0..20 {
+        p.append(&[rec(T0, "filler", &format!("{i:0100}"))]).unwrap();
+    }
+    let r = store.run_maintenance().unwrap();
+    assert_eq!(r.partitions_compacted, 1, "{r:?}");
+    let first = p.read(0, 1).unwrap();
+    assert_eq!(first.last().map(|r| r.offset), Some(4), "users 5-9 left batch 0");
+    let mut c = store
+        .consumer(ConsumerConfig::default().max_partition_fetch_bytes(1))
+        .unwrap();
+    let tp = TopicPartition::new("profiles", 0);
+    c.assign(std::slice::from_ref(&tp)).unwrap();
+    c.seek(&tp, 5).unwrap();
+    let got = c.poll(Duration::ZERO).unwrap();
+    let offsets: Vec<i64> = got.iter().map(|r| r.offset()).collect();
+    assert_eq!(offsets.first(), Some(&10), "{offsets:?}");
+}
+
 #[test]
 fn concurrent_readers_during_retention_and_compaction() {
     let (_dir, clock, store) = manual_fixture();
