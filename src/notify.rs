@@ -10,6 +10,18 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+/// Wakes every one of `wakers` (taken off their list). A waker is the application's
+/// code: one that panics (the panic hook has reported it) must not keep the others from
+/// waking, nor unwind through the append, flush, close or maintenance pass that woke
+/// it; it is logged (`when`: what woke it) and not passed on.
+pub(crate) fn wake_all(wakers: Vec<Waker>, when: &str) {
+    for w in wakers {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake())).is_err() {
+            tracing::error!("a task's waker panicked when {when}");
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Notifier {
     seq: AtomicU64,
@@ -41,15 +53,8 @@ impl Notifier {
                 self.registered.store(0, Ordering::SeqCst);
                 std::mem::take(&mut *w)
             };
-            // Outside the lock: a waker may poll its task inline. A waker is the
-            // application's code: one that panics (the panic hook has reported it) must
-            // not keep the others from waking (they were taken off the list), nor
-            // unwind through the append, flush or maintenance pass that notified.
-            for w in wakers {
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake())).is_err() {
-                    tracing::error!("a task's waker panicked when the store woke it");
-                }
-            }
+            // Outside the lock: a waker may poll its task inline.
+            wake_all(wakers, "the store woke it");
         }
     }
 

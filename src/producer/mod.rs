@@ -600,9 +600,9 @@ impl Shared {
             // outside the lock).
             parked = std::mem::take(&mut st.memory_wakers);
         }
-        for w in parked {
-            w.wake();
-        }
+        // Not unwinding past the linger thread's notification and the flush: a panic
+        // there stranded the other parked sends and every open batch.
+        crate::notify::wake_all(parked, "the producer closed");
         self.cond.notify_all();
         self.flush()
     }

@@ -240,14 +240,8 @@ impl Shared {
         wakers.append(&mut st.memory_wakers);
         drop(st);
         self.cond.notify_all();
-        // Last: a waker is the application's code. One that panics (the panic hook has
-        // reported it) must not keep the others from waking, nor unwind through the
-        // appends of other batches and senders this thread is completing: it is logged
-        // and not passed on.
-        for w in wakers {
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake())).is_err() {
-                tracing::error!("producer: a task's waker panicked when its send completed");
-            }
-        }
+        // Last (the application's code), not unwinding through the appends of other
+        // batches and senders this thread is completing.
+        crate::notify::wake_all(wakers, "the producer completed its send");
     }
 }

@@ -217,9 +217,18 @@ fn a_full_buffer_parks_the_future_until_an_append_frees_memory() {
     );
 }
 
-/// Closing the producer wakes a parked future, which then fails with `Closed`.
+/// Closing the producer wakes a parked future, which then fails with `Closed`. One
+/// parked before it with a waker that panics (the application's) does not keep it from
+/// waking (from a review: the panic unwound through `close`, past the other parked
+/// sends, the linger thread's notification and the flush of the open batches).
 #[test]
 fn close_wakes_a_parked_send_with_closed() {
+    struct Panicking;
+    impl std::task::Wake for Panicking {
+        fn wake(self: Arc<Self>) {
+            panic!("the application's waker panicked");
+        }
+    }
     let gate = Arc::new(Gate::default());
     let store = gated_store(&gate);
     let producer = store
@@ -242,6 +251,10 @@ fn close_wakes_a_parked_send_with_closed() {
         }
         i += 1;
     };
+    // Parked first, woken first.
+    let mut first = producer.send_async(record(usize::MAX));
+    assert!(poll_once(&mut first, &Waker::from(Arc::new(Panicking))).is_pending());
+    assert!(poll_once(&mut parked, &waker).is_pending());
     std::thread::scope(|s| {
         let closer = s.spawn(|| producer.close());
         common::recv(&woken, "the wake from close");
