@@ -260,12 +260,17 @@ fn a_batch_left_with_records_only_below_the_position_does_not_end_a_poll_empty()
     }
     // Rolls the segment: compaction never cleans the one being written.
     for i in 0..20 {
-        p.append(&[rec(T0, "filler", &format!("{i:0100}"))]).unwrap();
+        p.append(&[rec(T0, "filler", &format!("{i:0100}"))])
+            .unwrap();
     }
     let r = store.run_maintenance().unwrap();
     assert_eq!(r.partitions_compacted, 1, "{r:?}");
     let first = p.read(0, 1).unwrap();
-    assert_eq!(first.last().map(|r| r.offset), Some(4), "users 5-9 left batch 0");
+    assert_eq!(
+        first.last().map(|r| r.offset),
+        Some(4),
+        "users 5-9 left batch 0"
+    );
     let mut c = store
         .consumer(ConsumerConfig::default().max_partition_fetch_bytes(1))
         .unwrap();
