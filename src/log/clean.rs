@@ -47,7 +47,7 @@ use super::transactions::AbortedBatches;
 use crate::error::{Error, Result, io_ctx};
 use crate::format::Batch;
 use crate::format::Record;
-use crate::format::batch::rebuild_batch;
+use crate::format::batch::{BatchHeader, rebuild_batch};
 
 /// File name of the cleaner checkpoint (Kafka's offset checkpoint text format; Kafka
 /// keeps one per data directory, we keep one per partition).
@@ -197,19 +197,24 @@ impl Log {
         }
         let upper = |i: usize| segs[i + 1].base;
         let (mut clean_bytes, mut dirty_bytes) = (0u64, 0u64);
-        let mut oldest_dirty_ts = None;
+        // Kafka's rule (KIP-354): overdue once the first batch of a dirty segment is
+        // older than the lag (its newest record, or only the first dirty segment's, let
+        // a record wait up to a segment's span longer, and for ever behind a segment
+        // without timestamps).
+        let lag = policy.max_compaction_lag_ms;
+        let mut overdue = false;
         for (i, s) in sealed[..cleanable].iter().enumerate() {
             if upper(i) <= first_dirty {
                 clean_bytes += s.size();
             } else {
                 dirty_bytes += s.size();
-                oldest_dirty_ts.get_or_insert(s.max_timestamp.load(Ordering::Acquire));
+                overdue = overdue
+                    || (lag < i64::MAX
+                        && first_batch_timestamp(s)?
+                            .is_some_and(|ts| ts >= 0 && policy.now_ms.saturating_sub(ts) > lag));
             }
         }
         let ratio = dirty_bytes as f64 / (clean_bytes + dirty_bytes).max(1) as f64;
-        let overdue = oldest_dirty_ts.is_some_and(|ts| {
-            ts >= 0 && policy.now_ms.saturating_sub(ts) > policy.max_compaction_lag_ms
-        });
         if !policy.force && ratio < policy.min_cleanable_dirty_ratio && !overdue && !horizon_due {
             return Ok(outcome);
         }
@@ -623,4 +628,15 @@ pub(super) struct Cleaning<'a> {
     /// The earliest delete horizon of the tombstones and markers kept that a later pass
     /// must look at (i64::MAX: none).
     pub(super) next_horizon: i64,
+}
+
+/// The newest timestamp of `seg`'s first batch (`None` if it holds none): when the
+/// segment started, by its records.
+fn first_batch_timestamp(seg: &Segment) -> Result<Option<i64>> {
+    let n = crate::format::batch::RECORD_BATCH_OVERHEAD;
+    if seg.size() < n as u64 {
+        return Ok(None);
+    }
+    let head = seg.read_unmapped(0, n)?;
+    Ok(BatchHeader::parse(&head).ok().map(|h| h.max_timestamp))
 }

@@ -265,8 +265,10 @@ impl TopicConfig {
         min_compaction_lag_ms: i64
     );
     setter!(
-        /// A partition whose oldest uncompacted segment is older than this is compacted
-        /// whatever its dirty ratio. Default = no limit (`i64::MAX`).
+        /// A partition with an uncompacted segment whose first batch is older than this
+        /// is compacted whatever its dirty ratio, and the segment being written (never
+        /// compacted) rolls once its first batch is this old, as with `segment_ms`.
+        /// Default = no limit (`i64::MAX`).
         max_compaction_lag_ms: i64
     );
     setter!(
@@ -593,8 +595,15 @@ impl TopicConfig {
     /// The partition-log settings this topic implies, on top of `base` (which supplies
     /// the clock and decode limits).
     pub(crate) fn log_config(&self, base: LogConfig) -> LogConfig {
+        // A compacted topic's active segment (never cleaned) rolls by
+        // `max_compaction_lag_ms` too, as Kafka's does (KIP-354): otherwise a record in it
+        // waits up to `segment_ms` (7 days by default) whatever the lag says.
+        let segment_ms = match self.cleanup_policy {
+            CleanupPolicy::Delete => self.segment_ms,
+            _ => self.segment_ms.min(self.max_compaction_lag_ms),
+        };
         base.segment_bytes(self.segment_bytes)
-            .segment_ms(self.segment_ms)
+            .segment_ms(segment_ms)
             .index_interval_bytes(self.index_interval_bytes)
             .max_message_bytes(self.max_message_bytes)
             .flush_messages(self.flush_messages)

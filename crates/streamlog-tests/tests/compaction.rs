@@ -1227,3 +1227,53 @@ fn read_while_files_go(
         .take()
         .expect("the hook ran while the files went")
 }
+
+/// From a review: a log was overdue for compaction (`max_compaction_lag_ms`) by the
+/// newest record of its first dirty segment, so a segment spanning the lag (its first
+/// batch old, its last one recent) waited up to a segment's span longer, and a first
+/// dirty segment without timestamps held every later one back for ever. Kafka's rule:
+/// the first batch of any dirty segment older than the lag.
+#[test]
+fn a_log_is_overdue_by_the_first_batch_of_any_dirty_segment() {
+    const LAG: i64 = 3_600_000;
+    let overdue_at = |now: i64| CleanPolicy {
+        now_ms: now,
+        delete_retention_ms: DAY,
+        max_compaction_lag_ms: LAG,
+        min_cleanable_dirty_ratio: 1.0,
+        key_map_bytes: 1 << 20,
+        force: false,
+        ..CleanPolicy::default()
+    };
+    // A log past its first pass (the first one runs anyway: no horizon yet).
+    let cleaned_once = || {
+        let (clock, fs, log) = at_t0(sim_log);
+        put(&log, 9, "seed", T0);
+        log.roll().unwrap();
+        assert!(log.clean(&policy(T0, 1 << 20)).unwrap().cleaned);
+        (clock, fs, log)
+    };
+    // A segment whose first batch is at T0 and last at T0 + LAG.
+    let (_clock, _fs, log) = cleaned_once();
+    put(&log, 1, "old", T0);
+    put(&log, 1, "new", T0 + LAG);
+    log.roll().unwrap();
+    put(&log, 2, "active", T0 + LAG);
+    assert!(
+        !log.clean(&overdue_at(T0 + LAG)).unwrap().cleaned,
+        "not yet"
+    );
+    assert!(log.clean(&overdue_at(T0 + LAG + 1)).unwrap().cleaned);
+    // A first dirty segment without timestamps, then an old one.
+    let (_clock, _fs, log) = cleaned_once();
+    put(&log, 1, "untimed", -1);
+    log.roll().unwrap();
+    put(&log, 1, "old", T0);
+    log.roll().unwrap();
+    put(&log, 2, "active", T0);
+    assert!(
+        !log.clean(&overdue_at(T0 + LAG)).unwrap().cleaned,
+        "not yet"
+    );
+    assert!(log.clean(&overdue_at(T0 + LAG + 1)).unwrap().cleaned);
+}

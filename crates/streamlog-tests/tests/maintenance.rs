@@ -734,3 +734,36 @@ fn delete_records_is_refused_on_a_compact_only_topic() {
         .unwrap();
     assert_eq!(store.delete_records("table", 0, -1).unwrap(), 1);
 }
+
+/// From a review: a compacted topic's segment being written (never compacted) rolled
+/// only by `segment_ms` (7 days by default), so a record there waited that long for
+/// compaction whatever `max_compaction_lag_ms` said. It rolls by the lag too (Kafka's
+/// KIP-354), and the sealed segment is then compacted once overdue.
+#[test]
+fn a_compacted_topic_rolls_and_compacts_by_max_compaction_lag() {
+    const LAG: i64 = 3_600_000;
+    let (_dir, clock, store) = manual_fixture();
+    let p = partition_0(
+        &store,
+        "profiles",
+        TopicConfig::default()
+            .cleanup_policy(CleanupPolicy::Compact)
+            .min_cleanable_dirty_ratio(1.0)
+            .max_compaction_lag_ms(LAG),
+    );
+    p.append(&[rec(T0, "user-1", "old")]).unwrap();
+    p.append(&[rec(T0, "user-1", "new")]).unwrap();
+    clock.advance(LAG + 1);
+    p.append(&[rec(T0 + LAG + 1, "user-2", "later")]).unwrap();
+    assert_eq!(p.read(0, 1 << 20).unwrap()[0].offset, 0);
+    clock.advance(1);
+    let r = store.run_maintenance().unwrap();
+    assert_eq!(r.partitions_compacted, 1, "{r:?}");
+    let offsets: Vec<i64> = p
+        .read(0, 1 << 20)
+        .unwrap()
+        .iter()
+        .map(|r| r.offset)
+        .collect();
+    assert_eq!(offsets, [1, 2], "user-1's old value compacted away");
+}
