@@ -7,11 +7,12 @@
 //! The protocol: (1) the cleaner writes `<base>.log.cleaned`, and here its indexes
 //! `<base>.index.cleaned`, `<base>.timeindex.cleaned` and, if the group's first segment
 //! has a `.txnindex` or the new one lists anything, `<base>.txnindex.cleaned` (possibly
-//! empty), all fsync'd; (2) rename the indexes to `.swap`, then the log to
-//! `<base>.log.swap`, and sync the directory: from here the new data is committed;
-//! (3) unlink the group's old files (a later segment's `.txnindex` too) and sync the
-//! directory; (4) rename the index swaps (removing an empty `.txnindex`) and then the
-//! log swap to their final names, sync. Opening a directory finishes a swap it finds,
+//! empty), all fsync'd; (2) rename the indexes to `.swap`, sync the directory, then
+//! rename the log to `<base>.log.swap`, and sync it again: from here the new data is
+//! committed; (3) unlink the group's old files (a later segment's `.txnindex` too) and
+//! sync the directory; (4) rename the index swaps (removing an empty `.txnindex`),
+//! sync, and then the log swap to its final name, sync. (No file system promises that
+//! renames reach the disk in order: each index is in place before its log.) Opening a directory finishes a swap it finds,
 //! with the indexes written before it (no rebuild), and deletes `.cleaned` files and
 //! index swaps without a log swap (rolling back an unfinished write). Readers holding
 //! the old snapshot keep reading the old files through their open handles, and the
@@ -93,6 +94,12 @@ impl Log {
                     .rename(from, to)
                     .map_err(io_ctx(format!("rename {}", from.display())))?;
             }
+            // The index swaps' names are down before the log's: a power cut that kept
+            // the log swap but not one of them would leave the old index taken for the
+            // new one at the next open (no file system promises the order of renames).
+            self.fsync_or_poison(format!("fsync directory {}", self.dir.display()), || {
+                self.fs.sync_dir(&self.dir)
+            })?;
             Ok((n, scan, txn_entries))
         });
         let discard = || {
@@ -269,6 +276,11 @@ impl Log {
             fs.remove_file(&txn_path)
                 .map_err(io_ctx(format!("remove {}", txn_path.display())))?;
         }
+        // The indexes in place before the log: a power cut that kept the log's rename
+        // but not an index's would leave the index swap without its log swap, removed
+        // as a stray at the next open, and the old index with the new log.
+        fs.sync_dir(&self.dir)
+            .map_err(io_ctx(format!("fsync directory {}", self.dir.display())))?;
         fs.rename(swap_path, &log_path)
             .map_err(io_ctx(format!("rename {}", swap_path.display())))?;
         let seg = Segment::open(fs, &self.dir, base, self.config.segment_index_bytes, false)
@@ -410,6 +422,10 @@ pub(crate) fn finish_swaps(fs: &dyn FileSystem, dir: &Path, plan: &SwapPlan) -> 
             let to = n.trim_end_matches(".swap");
             fs.rename(&dir.join(n), &dir.join(to))
                 .map_err(io_ctx(format!("rename {}/{n}", dir.display())))?;
+        }
+        // The indexes in place before the log (see `install_swap`).
+        if !s.indexes.is_empty() {
+            sync_dir()?;
         }
         let swap = dir.join(&s.name);
         fs.rename(&swap, &dir.join(file_name(s.base, "log")))
