@@ -72,9 +72,9 @@ pub struct TailReader {
     read: Option<Cursor>,
     /// How far whole batches were seen ([`log_end_offset`](Self::log_end_offset)).
     end: Option<Cursor>,
-    /// The directory followed (device and inode), once listed: a directory of that
-    /// name made since (the topic deleted and created again) is another partition.
-    dir_id: parking_lot::Mutex<Option<(u64, u64)>>,
+    /// What the directory followed is, once listed: a directory of that name made
+    /// since (the topic deleted and created again) is another partition.
+    dir_id: parking_lot::Mutex<Option<DirId>>,
 }
 
 impl std::fmt::Debug for TailReader {
@@ -180,16 +180,11 @@ impl TailReader {
     /// Remembers the directory's identity at the first call; `NotFound` at a later one
     /// if the directory is gone or another one has its name.
     fn check_same_dir(&self) -> Result<()> {
-        use std::os::unix::fs::MetadataExt;
         let mut seen = self.dir_id.lock();
-        let now = match std::fs::metadata(&self.dir) {
-            Ok(m) => Some((m.dev(), m.ino())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io_ctx(format!("stat {}", self.dir.display()))(e)),
-        };
-        match (*seen, now) {
+        let now = DirId::of(&self.dir)?;
+        match (&*seen, now) {
             (None, Some(id)) => *seen = Some(id),
-            (Some(was), now) if now != Some(was) => {
+            (Some(was), now) if !now.as_ref().is_some_and(|now| was.same(now)) => {
                 return Err(Error::NotFound {
                     kind: "partition",
                     name: self
@@ -207,7 +202,8 @@ impl TailReader {
     /// The segments now: how many, and their bytes.
     ///
     /// # Errors
-    /// `Io` if the directory cannot be listed.
+    /// `Io` if the directory cannot be listed; `NotFound` once it is gone or replaced
+    /// (see [`read_batches`](Self::read_batches)).
     pub fn segment_files(&self) -> Result<(usize, u64)> {
         let mut bytes = 0;
         let bases = self.bases()?;
@@ -225,7 +221,8 @@ impl TailReader {
     /// `log-start-offset-checkpoint` says.
     ///
     /// # Errors
-    /// `Io` if the directory or the checkpoint cannot be read.
+    /// `Io` if the directory or the checkpoint cannot be read; `NotFound` once the
+    /// directory is gone or replaced.
     pub fn log_start_offset(&self) -> Result<i64> {
         let first = self.bases()?.first().copied().unwrap_or(0);
         Ok(first.max(self.recorded_start()?))
@@ -446,7 +443,9 @@ impl TailReader {
     /// `from` is written yet.
     ///
     /// # Errors
-    /// `Corruption` for a bad batch followed by a later segment; `Io`.
+    /// `Corruption` for a bad batch followed by a later segment; `NotFound` once the
+    /// directory first listed is gone, or another is in its place (its topic deleted,
+    /// and maybe created again: its offsets are another log's); `Io`.
     pub fn read_batches(&mut self, from: i64, max_bytes: usize) -> Result<Vec<Batch>> {
         // Also on a sequential read: `delete_records` may have raised the start past
         // where the last read ended.
@@ -604,6 +603,48 @@ fn is_unlinked(file: &File) -> Result<bool> {
         .metadata()
         .map_err(io_ctx("stat a segment being followed"))?;
     Ok(m.nlink() == 0)
+}
+
+/// What a partition directory is: the topic id its `partition.metadata` names (a topic
+/// created again gets a new one), else its device and inode (which a file system may
+/// give a new directory once the old one is gone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DirId {
+    topic_id: Option<String>,
+    inode: (u64, u64),
+}
+
+impl DirId {
+    /// `None` if there is no such directory.
+    fn of(dir: &Path) -> Result<Option<DirId>> {
+        use std::os::unix::fs::MetadataExt;
+        let m = match std::fs::metadata(dir) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_ctx(format!("stat {}", dir.display()))(e)),
+        };
+        let path = dir.join(super::checkpoint::PARTITION_METADATA_FILE);
+        let topic_id = match std::fs::read_to_string(&path) {
+            Ok(text) => text
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim() == "topic_id")
+                .map(|(_, v)| v.trim().to_string()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_ctx(format!("read {}", path.display()))(e)),
+        };
+        Ok(Some(DirId {
+            topic_id,
+            inode: (m.dev(), m.ino()),
+        }))
+    }
+
+    fn same(&self, other: &DirId) -> bool {
+        match (&self.topic_id, &other.topic_id) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.inode == other.inode,
+        }
+    }
 }
 
 /// Whether two handles are of one file (device and inode).
