@@ -47,7 +47,7 @@ use super::transactions::AbortedBatches;
 use crate::error::{Error, Result, io_ctx};
 use crate::format::Batch;
 use crate::format::Record;
-use crate::format::batch::{BatchHeader, rebuild_batch};
+use crate::format::batch::rebuild_batch;
 
 /// File name of the cleaner checkpoint (Kafka's offset checkpoint text format; Kafka
 /// keeps one per data directory, we keep one per partition).
@@ -210,7 +210,7 @@ impl Log {
                 dirty_bytes += s.size();
                 overdue = overdue
                     || (lag < i64::MAX
-                        && first_batch_timestamp(s)?
+                        && s.first_batch_timestamp()
                             .is_some_and(|ts| ts >= 0 && policy.now_ms.saturating_sub(ts) > lag));
             }
         }
@@ -628,15 +628,4 @@ pub(super) struct Cleaning<'a> {
     /// The earliest delete horizon of the tombstones and markers kept that a later pass
     /// must look at (i64::MAX: none).
     pub(super) next_horizon: i64,
-}
-
-/// The newest timestamp of `seg`'s first batch (`None` if it holds none): when the
-/// segment started, by its records.
-fn first_batch_timestamp(seg: &Segment) -> Result<Option<i64>> {
-    let n = crate::format::batch::RECORD_BATCH_OVERHEAD;
-    if seg.size() < n as u64 {
-        return Ok(None);
-    }
-    let head = seg.read_unmapped(0, n)?;
-    Ok(BatchHeader::parse(&head).ok().map(|h| h.max_timestamp))
 }

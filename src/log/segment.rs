@@ -51,6 +51,9 @@ pub struct Segment {
     pub index_suspect: AtomicBool,
     /// The segment's mapping, bounded process-wide (see `maps`).
     mapped: Arc<MapSlot>,
+    /// The newest timestamp of its first batch, once read (see
+    /// [`first_batch_timestamp`](Self::first_batch_timestamp)).
+    first_batch_ts: std::sync::OnceLock<Option<i64>>,
 }
 
 /// The outcome of scanning a `.log` file from position 0.
@@ -315,6 +318,7 @@ impl Segment {
             sealed: AtomicBool::new(false),
             index_suspect: AtomicBool::new(false),
             mapped: Arc::default(),
+            first_batch_ts: std::sync::OnceLock::new(),
         })
     }
 
@@ -367,6 +371,31 @@ impl Segment {
         match self.max_timestamp.load(Ordering::Acquire) {
             ts if ts >= 0 => ts,
             _ => self.modified_ms().unwrap_or(-1),
+        }
+    }
+
+    /// The newest timestamp of the first batch (`None` without a batch, or if it cannot
+    /// be read: logged, not returned), read once (Kafka's `getFirstBatchTimestamp`, by
+    /// which `max.compaction.lag.ms` ages a segment). For a sealed segment: its first
+    /// batch does not change.
+    pub fn first_batch_timestamp(&self) -> Option<i64> {
+        let read = || {
+            if self.size() < RECORD_BATCH_OVERHEAD as u64 {
+                return Ok(None);
+            }
+            let head = self.read_unmapped(0, RECORD_BATCH_OVERHEAD)?;
+            Ok(BatchHeader::parse(&head).ok().map(|h| h.max_timestamp))
+        };
+        if let Some(ts) = self.first_batch_ts.get() {
+            return *ts;
+        }
+        match read() {
+            Ok(ts) => *self.first_batch_ts.get_or_init(|| ts),
+            Err(e) => {
+                let e: crate::error::Error = e;
+                tracing::warn!("{}: reading its first batch: {e}", self.log_path.display());
+                None
+            }
         }
     }
 

@@ -267,8 +267,10 @@ impl TopicConfig {
     setter!(
         /// A partition with an uncompacted segment whose first batch is older than this
         /// is compacted whatever its dirty ratio, and the segment being written (never
-        /// compacted) rolls once its first batch is this old, as with `segment_ms`.
-        /// Default = no limit (`i64::MAX`).
+        /// compacted) rolls at the first append once its first batch is this old, as
+        /// with `segment_ms` (`describe` shows `segment.ms` as set). The last records of
+        /// a partition that takes no more appends are not compacted. Default = no limit
+        /// (`i64::MAX`).
         max_compaction_lag_ms: i64
     );
     setter!(
