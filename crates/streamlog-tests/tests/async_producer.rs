@@ -242,18 +242,18 @@ fn close_wakes_a_parked_send_with_closed() {
     let _open = OpenOnDrop(gate.clone());
     set_gate(&gate, true);
     let (waker, woken) = signal();
+    // The first send to park does so with the panicking waker: it is woken first.
+    let panicking = Waker::from(Arc::new(Panicking));
     let mut i = 0;
-    let mut parked = loop {
+    let _first = loop {
         assert!(i < 1000);
         let mut fut = producer.send_async(record(i));
-        if poll_once(&mut fut, &waker).is_pending() {
+        if poll_once(&mut fut, &panicking).is_pending() {
             break fut;
         }
         i += 1;
     };
-    // Parked first, woken first.
-    let mut first = producer.send_async(record(usize::MAX));
-    assert!(poll_once(&mut first, &Waker::from(Arc::new(Panicking))).is_pending());
+    let mut parked = producer.send_async(record(usize::MAX));
     assert!(poll_once(&mut parked, &waker).is_pending());
     std::thread::scope(|s| {
         let closer = s.spawn(|| producer.close());
