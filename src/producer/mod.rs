@@ -602,7 +602,7 @@ impl Shared {
         }
         // Not unwinding past the linger thread's notification and the flush: a panic
         // there stranded the other parked sends and every open batch.
-        crate::notify::wake_all(parked, "the producer closed");
+        crate::catalog::wake_all(parked, "the producer closed");
         self.cond.notify_all();
         self.flush()
     }

@@ -242,6 +242,6 @@ impl Shared {
         self.cond.notify_all();
         // Last (the application's code), not unwinding through the appends of other
         // batches and senders this thread is completing.
-        crate::notify::wake_all(wakers, "the producer completed its send");
+        crate::catalog::wake_all(wakers, "the producer completed its send");
     }
 }
