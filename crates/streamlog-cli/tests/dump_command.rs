@@ -118,6 +118,19 @@ fn usage_errors_exit_2_and_help_exits_0() {
     assert_eq!(streamlog(&["--version"]).status.code(), Some(0));
 }
 
+/// Runs the binary with `args`, its standard output closed before it writes (as by a
+/// `| head` that has exited).
+fn with_stdout_closed(args: &[&OsStr]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_streamlog"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
 /// `streamlog dump DIR | head`: the reader going away ends the dump quietly, status 0.
 #[test]
 fn a_closed_stdout_ends_the_dump_quietly() {
@@ -125,14 +138,7 @@ fn a_closed_stdout_ends_the_dump_quietly() {
     let dir = tmp.path().join("many-0");
     // Far more output than a pipe holds.
     write_log(&dir, 2000);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_streamlog"))
-        .args([OsStr::new("dump"), OsStr::new("--json"), dir.as_os_str()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    let o = child.wait_with_output().unwrap();
+    let o = with_stdout_closed(&[OsStr::new("dump"), OsStr::new("--json"), dir.as_os_str()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert_eq!(text(&o.stderr), "");
 }
@@ -534,18 +540,11 @@ fn a_closed_stdout_does_not_cut_a_verify_short() {
     // A flipped bit in the last batch's maxTimestamp, which its CRC covers.
     bytes[last + MAX_TIMESTAMP_OFFSET + 7] ^= 0x01;
     fs::write(&segment, &bytes).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_streamlog"))
-        .args([
-            OsStr::new("dump"),
-            OsStr::new("--verify-index"),
-            dir.as_os_str(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    let o = child.wait_with_output().unwrap();
+    let o = with_stdout_closed(&[
+        OsStr::new("dump"),
+        OsStr::new("--verify-index"),
+        dir.as_os_str(),
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     let want = format!(
         "error: {}: corruption at position {last}: ",

@@ -41,6 +41,19 @@ fn partition_0(store: &Store, name: &str, config: TopicConfig) -> Partition {
     store.topic(name).unwrap().partition(0).unwrap()
 }
 
+/// Creates the compacted topic `name` (small segments, compacted at any dirty ratio)
+/// and returns its partition 0.
+fn compacted_partition_0(store: &Store, name: &str) -> Partition {
+    partition_0(
+        store,
+        name,
+        TopicConfig::default()
+            .segment_bytes(1024)
+            .cleanup_policy(CleanupPolicy::Compact)
+            .min_cleanable_dirty_ratio(0.0),
+    )
+}
+
 fn rec(ts: i64, key: &str, value: &str) -> Record {
     Record::new(ts, Some(key.to_string()), Some(value.to_string()))
 }
@@ -238,14 +251,7 @@ fn compacted_topic_keeps_latest_and_consumers_skip_removed_offsets() {
 #[test]
 fn a_batch_left_with_records_only_below_the_position_does_not_end_a_poll_empty() {
     let (_dir, _clock, store) = manual_fixture();
-    let p = partition_0(
-        &store,
-        "profiles",
-        TopicConfig::default()
-            .segment_bytes(1024)
-            .cleanup_policy(CleanupPolicy::Compact)
-            .min_cleanable_dirty_ratio(0.0),
-    );
+    let p = compacted_partition_0(&store, "profiles");
     // One batch: users 0-9 (offsets 0..9); then users 5-9 again, one batch each (10..14).
     let batch: Vec<Record> = (0..10)
         .map(|i| rec(T0, &format!("user-{i}"), &format!("v{i}")))
@@ -292,14 +298,7 @@ fn concurrent_readers_during_retention_and_compaction() {
             .segment_bytes(1024)
             .retention_ms(1000),
     );
-    let cmp = partition_0(
-        &store,
-        "cmp",
-        TopicConfig::default()
-            .segment_bytes(1024)
-            .cleanup_policy(CleanupPolicy::Compact)
-            .min_cleanable_dirty_ratio(0.0),
-    );
+    let cmp = compacted_partition_0(&store, "cmp");
     let stop = Arc::new(AtomicBool::new(false));
     let mut readers = Vec::new();
     // Each reader's count of successful reads, so every round can wait for each of
@@ -678,14 +677,7 @@ fn a_position_reset_is_read_in_the_same_poll() {
 #[test]
 fn a_batch_compaction_emptied_does_not_end_a_fetch() {
     let (_dir, _clock, store) = manual_fixture();
-    let p = partition_0(
-        &store,
-        "c",
-        TopicConfig::default()
-            .segment_bytes(1024)
-            .cleanup_policy(CleanupPolicy::Compact)
-            .min_cleanable_dirty_ratio(0.0),
-    );
+    let p = compacted_partition_0(&store, "c");
     let producer = store
         .producer(streamlog::ProducerConfig::default())
         .unwrap();
