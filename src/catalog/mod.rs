@@ -455,7 +455,7 @@ impl Catalog {
     /// # Errors
     /// The first error from closing a partition (the others are still closed).
     pub(crate) fn close(&self) -> Result<()> {
-        let _ddl = self.ddl.lock();
+        let ddl = self.ddl.lock();
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
@@ -465,16 +465,19 @@ impl Catalog {
             .values()
             .flat_map(|t| t.partitions())
             .collect();
-        let results = parallel::map(&all, |p| {
-            let r = p.log().shutdown();
-            p.wake();
-            r
-        });
+        let results = parallel::map(&all, |p| p.log().shutdown());
         let first = results.into_iter().find_map(Result::err);
         // Handles (topics, partitions, consumers) may outlive the close: their files need
         // no descriptor any more.
         self.files.close_idle();
         self.lock.lock().clear();
+        drop(ddl);
+        // Waiters find the store closed. Outside the DDL lock: a waker may poll its task
+        // inline, and the task may call into the store (create a topic, close it again),
+        // which takes that lock first.
+        for p in &all {
+            p.wake();
+        }
         first.map_or(Ok(()), Err)
     }
 }

@@ -550,3 +550,49 @@ fn creating_a_topic_wakes_a_consumer_waiting_for_it() {
     let offsets: Vec<i64> = records.unwrap().iter().map(|r| r.offset()).collect();
     assert_eq!(offsets, [0]);
 }
+
+/// A waker that, as some executors do, runs its task's next step inline: here, the
+/// task closes the store too (it found it closing); says what its close answered.
+struct CallsIn {
+    store: Store,
+    answered: std::sync::mpsc::Sender<String>,
+}
+
+impl std::task::Wake for CallsIn {
+    fn wake(self: std::sync::Arc<Self>) {
+        let r = self.store.close();
+        let _ = self.answered.send(format!("{r:?}"));
+    }
+}
+
+/// From a review: closing the store woke the waiting tasks while it held the lock topic
+/// changes and closes take; a waker that polls its task inline, and the task then
+/// closes the store too (as a task that finds it closing may), waited for that lock on
+/// the closing thread itself, and the close never returned. Waiters are woken once the
+/// close has let go of it.
+#[test]
+fn a_waker_that_calls_into_the_store_does_not_hang_its_close() {
+    let (_dir, store) = store();
+    let mut waiting = consumer(&store, "g");
+    waiting.subscribe(["t"]).unwrap();
+    let (answered, answer) = std::sync::mpsc::channel();
+    let waker = Waker::from(std::sync::Arc::new(CallsIn {
+        store: store.clone(),
+        answered,
+    }));
+    let mut recv = pin!(waiting.recv());
+    assert!(
+        recv.as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending()
+    );
+    let (done, closed) = std::sync::mpsc::channel();
+    let closer = store.clone();
+    std::thread::spawn(move || done.send(format!("{:?}", closer.close())).unwrap());
+    let closed = closed
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the close returned");
+    assert_eq!(closed, "Ok(())");
+    let answer = answer.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert_eq!(answer, "Ok(())", "a second close does nothing");
+}
