@@ -154,12 +154,7 @@ impl TailReader {
     }
 
     /// The segments' base offsets now, sorted.
-    ///
-    /// # Errors
-    /// `NotFound` once the directory first listed is gone, or another is in its place
-    /// (its topic deleted, and maybe created again: its offsets are another log's).
     fn bases(&self) -> Result<Vec<i64>> {
-        self.check_same_dir()?;
         let entries =
             std::fs::read_dir(&self.dir).map_err(io_ctx(format!("list {}", self.dir.display())))?;
         let mut bases = Vec::new();
@@ -202,8 +197,7 @@ impl TailReader {
     /// The segments now: how many, and their bytes.
     ///
     /// # Errors
-    /// `Io` if the directory cannot be listed; `NotFound` once it is gone or replaced
-    /// (see [`read_batches`](Self::read_batches)).
+    /// `Io` if the directory cannot be listed.
     pub fn segment_files(&self) -> Result<(usize, u64)> {
         let mut bytes = 0;
         let bases = self.bases()?;
@@ -221,8 +215,7 @@ impl TailReader {
     /// `log-start-offset-checkpoint` says.
     ///
     /// # Errors
-    /// `Io` if the directory or the checkpoint cannot be read; `NotFound` once the
-    /// directory is gone or replaced.
+    /// `Io` if the directory or the checkpoint cannot be read.
     pub fn log_start_offset(&self) -> Result<i64> {
         let first = self.bases()?.first().copied().unwrap_or(0);
         Ok(first.max(self.recorded_start()?))
@@ -246,6 +239,10 @@ impl TailReader {
     /// A cursor at `offset` (or the first offset after it there is): in the last
     /// segment starting at or before it. `None` without segments.
     fn seek(&self, offset: i64) -> Result<Option<Cursor>> {
+        // Here, where the reader moves to another file (its first, a later one, or one
+        // looked up again), not at each listing: a reader at the end lists the
+        // directory at each look for more.
+        self.check_same_dir()?;
         // A segment listed and deleted before it is opened: list again.
         for _ in 0..16 {
             let bases = self.bases()?;
@@ -444,7 +441,7 @@ impl TailReader {
     ///
     /// # Errors
     /// `Corruption` for a bad batch followed by a later segment; `NotFound` once the
-    /// directory first listed is gone, or another is in its place (its topic deleted,
+    /// directory first read is gone, or another is in its place (its topic deleted,
     /// and maybe created again: its offsets are another log's); `Io`.
     pub fn read_batches(&mut self, from: i64, max_bytes: usize) -> Result<Vec<Batch>> {
         // Also on a sequential read: `delete_records` may have raised the start past
