@@ -50,6 +50,11 @@ struct StoreInner {
     /// Live producers, flushed and stopped at close; `None` once the close took them
     /// (a producer made after that is stopped at once).
     producers: Mutex<Option<Vec<Weak<crate::producer::Shared>>>>,
+    /// Held through a close: a close racing another (a clone's) waits until the first
+    /// finished, its producers' flush included. Re-entrant: a close called from inside
+    /// a close on its thread (a waker the producers' close wakes, which polls its task
+    /// inline, and the task closes the store) goes ahead instead of waiting on itself.
+    closing: parking_lot::ReentrantMutex<()>,
     /// The maintenance thread.
     maintenance: Arc<Maintenance>,
     /// What open found and did.
@@ -124,6 +129,7 @@ impl Store {
                 groups,
                 txn: Arc::new(txn),
                 producers: Mutex::new(Some(Vec::new())),
+                closing: parking_lot::ReentrantMutex::new(()),
                 maintenance: Arc::default(),
                 recovery: Mutex::new(report),
                 rates: Arc::default(),
@@ -572,13 +578,15 @@ impl StoreInner {
     /// then closes the partitions.
     fn close(&self) -> Result<()> {
         self.maintenance.stop();
-        // Held while the producers flush: a close racing this one (another clone's)
-        // waits for that before it closes the partitions under their appends.
-        let mut producers = self.producers.lock();
-        if let Some(list) = producers.take() {
+        // A close racing this one (another clone's) waits for the producers' flush
+        // before it closes the partitions under their appends. The producers' list is
+        // not locked while they close: their wakers and delivery callbacks may call
+        // into the store (make a producer, close it), which takes that lock.
+        let _closing = self.closing.lock();
+        let list = self.producers.lock().take();
+        if let Some(list) = list {
             crate::producer::shutdown_all(&list);
         }
-        drop(producers);
         self.catalog.close()
     }
 }

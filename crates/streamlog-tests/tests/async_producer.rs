@@ -267,6 +267,71 @@ fn close_wakes_a_parked_send_with_closed() {
     }
 }
 
+/// A waker that, as some executors do, runs its task's next step inline: here, the
+/// task closes the store (it found its producer closing); says it was woken, then what
+/// its close answered.
+struct ClosesTheStore {
+    store: Store,
+    said: Mutex<mpsc::Sender<String>>,
+}
+
+impl Wake for ClosesTheStore {
+    fn wake(self: Arc<Self>) {
+        let said = self.said.lock().unwrap().clone();
+        let _ = said.send("woken".to_string());
+        let _ = said.send(format!("{:?}", self.store.close()));
+    }
+}
+
+/// From a review: the store's close held its list of producers locked while it closed
+/// them, which wakes their parked sends; a waker that polls its task inline, whose task
+/// then closes the store too, waited for that lock on the closing thread itself, and the
+/// close never returned.
+#[test]
+fn a_parked_sends_waker_that_closes_the_store_does_not_hang_the_close() {
+    let gate = Arc::new(Gate::default());
+    let store = gated_store(&gate);
+    let producer = store
+        .producer(
+            ProducerConfig::default()
+                .linger_ms(0)
+                .batch_size(1024)
+                .buffer_memory(2048),
+        )
+        .unwrap();
+    let _open = OpenOnDrop(gate.clone());
+    set_gate(&gate, true);
+    let (said, says) = mpsc::channel();
+    let waker = Waker::from(Arc::new(ClosesTheStore {
+        store: store.clone(),
+        said: Mutex::new(said),
+    }));
+    let mut i = 0;
+    let _parked = loop {
+        assert!(i < 1000, "2 KiB of buffer_memory never filled");
+        let mut fut = producer.send_async(record(i));
+        if poll_once(&mut fut, &waker).is_pending() {
+            break fut;
+        }
+        i += 1;
+    };
+    let (done, closed) = mpsc::channel();
+    let closer = store.clone();
+    std::thread::spawn(move || done.send(format!("{:?}", closer.close())).unwrap());
+    let next = |what| {
+        says.recv_timeout(std::time::Duration::from_secs(60))
+            .expect(what)
+    };
+    assert_eq!(next("the wake from the store's close"), "woken");
+    set_gate(&gate, false); // the closes' flushes may write now
+    assert_eq!(next("the inner close returned"), "Ok(())");
+    let closed = closed
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the store's close returned");
+    assert_eq!(closed, "Ok(())");
+    assert!(matches!(store.topic("clicks"), Err(Error::Closed { .. })));
+}
+
 /// Under tokio: tasks sending concurrently with `send_async` and awaiting their
 /// deliveries get every record appended, each task's in its order.
 #[test]
