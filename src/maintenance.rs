@@ -191,7 +191,17 @@ fn run_thread(
                     Err(e) => tracing::error!("maintenance pass failed: {e}"),
                 }
                 if let (true, Some(after)) = (full, &after_pass) {
-                    after(&catalog);
+                    // The application's metrics recorder runs here: a panic in it must
+                    // not end retention, flushes and member expiry for the store's life.
+                    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        after(&catalog);
+                    }));
+                    if run.is_err() {
+                        tracing::error!(
+                            "publishing the metrics of {} panicked (in the metrics recorder)",
+                            catalog.dir().display()
+                        );
+                    }
                 }
                 let until_full = interval.saturating_sub(last_full.elapsed());
                 let flush = min_flush_ms(&catalog).map(Duration::from_millis);

@@ -431,9 +431,77 @@ fn published_counters_count_on_across_a_reopen_and_deleted_series_go_to_zero() {
     );
 }
 
+/// A recorder that panics the first time the maintenance thread registers a series,
+/// then keeps what it is given (an application's recorder with a bug).
+#[cfg(feature = "metrics")]
+struct PanicsOnce {
+    inner: metrics_util::debugging::DebuggingRecorder,
+    panicked: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[cfg(feature = "metrics")]
+impl PanicsOnce {
+    fn first(&self) {
+        let on_maintenance = std::thread::current().name() == Some("streamlog-maintenance");
+        if on_maintenance
+            && !self
+                .panicked
+                .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            panic!("the application's metrics recorder panicked");
+        }
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl metrics::Recorder for PanicsOnce {
+    fn describe_counter(
+        &self,
+        k: metrics::KeyName,
+        u: Option<metrics::Unit>,
+        d: metrics::SharedString,
+    ) {
+        self.inner.describe_counter(k, u, d);
+    }
+    fn describe_gauge(
+        &self,
+        k: metrics::KeyName,
+        u: Option<metrics::Unit>,
+        d: metrics::SharedString,
+    ) {
+        self.inner.describe_gauge(k, u, d);
+    }
+    fn describe_histogram(
+        &self,
+        k: metrics::KeyName,
+        u: Option<metrics::Unit>,
+        d: metrics::SharedString,
+    ) {
+        self.inner.describe_histogram(k, u, d);
+    }
+    fn register_counter(&self, k: &metrics::Key, m: &metrics::Metadata<'_>) -> metrics::Counter {
+        self.first();
+        self.inner.register_counter(k, m)
+    }
+    fn register_gauge(&self, k: &metrics::Key, m: &metrics::Metadata<'_>) -> metrics::Gauge {
+        self.first();
+        self.inner.register_gauge(k, m)
+    }
+    fn register_histogram(
+        &self,
+        k: &metrics::Key,
+        m: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        self.first();
+        self.inner.register_histogram(k, m)
+    }
+}
+
 /// With the `metrics` feature, the maintenance thread publishes after each full pass:
 /// an application that installed a recorder sees the store's figures without calling
-/// anything.
+/// anything. A recorder that panicked once does not end it (from a review: the panic
+/// ended the maintenance thread, and with it retention, background flushes and the
+/// expiry of members, until the store was reopened).
 #[cfg(feature = "metrics")]
 #[test]
 fn the_maintenance_thread_publishes() {
@@ -441,8 +509,13 @@ fn the_maintenance_thread_publishes() {
 
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    // The only global recorder of this test binary.
-    recorder.install().unwrap();
+    // The only global recorder of this test binary; the thread's first publish panics.
+    let panicked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    metrics::set_global_recorder(PanicsOnce {
+        inner: recorder,
+        panicked: panicked.clone(),
+    })
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_with(
         dir.path(),
@@ -463,5 +536,9 @@ fn the_maintenance_thread_publishes() {
                     && matches!(value, DebugValue::Gauge(_))
             })
     });
+    assert!(
+        panicked.load(std::sync::atomic::Ordering::SeqCst),
+        "the recorder panicked in an earlier publish"
+    );
     store.close().unwrap();
 }
