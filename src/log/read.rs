@@ -68,8 +68,11 @@ impl Log {
             let segs = self.snapshot();
             match self.read_snapshot(&segs, end, offset, max_bytes) {
                 // A segment of this snapshot was removed meanwhile (retention, compaction)
-                // and its file could not be read: ask again, against the log as it is now.
-                Err(Error::Io { .. })
+                // and its file could not be read, or the log was cut (`truncate_to`) and
+                // batches past the new end, still in this snapshot's view of the old
+                // file, fail the epoch the cut began there: ask again, against the log
+                // as it is now. Damage is found again there.
+                Err(Error::Io { .. } | Error::Corruption { .. })
                     if tries < 3 && !Arc::ptr_eq(&segs, &self.segments.read()) =>
                 {
                     tries += 1;

@@ -778,3 +778,62 @@ fn offset_for_timestamp_answers_nothing_below_a_log_start_moved_meanwhile() {
     assert_eq!(log.log_start_offset(), 7);
     assert_eq!(found, Some((7, 200)));
 }
+
+/// From a review: a read across segments fetched the partition epochs again for each
+/// segment; a `truncate_to` between two of them (which begins a new epoch at the new
+/// end) made the batches past the new end, still in the reader's view of the old
+/// active segment, fail the epoch check: `Corruption` for a healthy log. The read asks
+/// again against the log as it is now.
+#[test]
+fn a_read_racing_truncate_to_is_no_corruption() {
+    use common::intercept::{Hooks, InterceptFs};
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let shared: Arc<OnceLock<Log>> = Arc::new(OnceLock::new());
+    let armed = Arc::new(AtomicBool::new(false));
+    let (log_ref, fire) = (shared.clone(), armed.clone());
+    // At the first mapping of the first segment once armed, the log is cut to 10 (a batch boundary).
+    let hooks = Hooks {
+        before_map: Box::new(move |path| {
+            let first = path
+                .file_name()
+                .is_some_and(|n| n == "00000000000000000000.log");
+            if first && fire.swap(false, Ordering::SeqCst) {
+                let log = log_ref.get().expect("the log is open");
+                assert_eq!(log.truncate_to(10).expect("truncate_to"), 10);
+            }
+            Ok(())
+        }),
+        ..Hooks::default()
+    };
+    let fs = InterceptFs::new(SimFs::new(), hooks);
+    let config = LogConfig::default().clock(Arc::new(ManualClock::new(1_700_000_000_000)));
+    let log = Log::open_with_fs(Arc::new(fs), "/d/t-0", config).unwrap();
+    let log = shared.get_or_init(|| log);
+    let append = |base: i64| {
+        let mut b = streamlog::BatchBuilder::new();
+        for i in 0..5 {
+            let v = format!("{}", base + i);
+            b.push(100, Some(b"k"), Some(v.as_bytes()), &[]).unwrap();
+        }
+        log.append(&mut b.finish().unwrap()).unwrap();
+    };
+    append(0);
+    log.roll().unwrap();
+    append(5);
+    append(10);
+    // The active segment (5..15) is mapped by this read; the first is not yet.
+    assert_eq!(log.read(5, 1 << 20).unwrap().len(), 2);
+    let epoch = log.epoch();
+    armed.store(true, Ordering::SeqCst);
+    let batches = log.read(0, 1 << 20).expect("a read racing truncate_to");
+    assert!(
+        !armed.load(Ordering::SeqCst),
+        "the read mapped the first segment"
+    );
+    assert!(log.epoch() > epoch, "the truncation began a new epoch");
+    assert_eq!(log.log_end_offset(), 10);
+    let bases: Vec<i64> = batches.iter().map(|b| b.base_offset()).collect();
+    assert_eq!(bases, [0, 5], "every batch below the new end, none past it");
+}
