@@ -113,6 +113,14 @@ impl PartitionState {
         &self.log
     }
 
+    /// `InvalidArgument` if an append now would refuse a record timestamped `ts` (the
+    /// topic's `message_timestamp_before_max_ms` / `message_timestamp_after_max_ms` of
+    /// the store's clock, on a CreateTime topic): a producer refuses that record at
+    /// `send` instead of failing the batch it would share with others.
+    pub(crate) fn check_timestamp(&self, ts: i64) -> Result<()> {
+        self.log.check_timestamp_bounds(ts, ts)
+    }
+
     /// First offset.
     pub(crate) fn log_start_offset(&self) -> i64 {
         self.log.log_start_offset()

@@ -313,7 +313,7 @@ impl Log {
     /// On a CreateTime log, refuses records timestamped further from the log's clock
     /// than `message.timestamp.before/after.max.ms` allow (see
     /// [`LogConfig::timestamp_after_max_ms`](super::LogConfig::timestamp_after_max_ms)).
-    fn check_timestamp_bounds(&self, oldest: i64, newest: i64) -> Result<()> {
+    pub(crate) fn check_timestamp_bounds(&self, oldest: i64, newest: i64) -> Result<()> {
         if self.config.timestamp_type != TimestampType::CreateTime {
             return Ok(());
         }

@@ -355,6 +355,7 @@ impl Shared {
         if let Some(txn) = &self.txn {
             txn.before_send(self, &pa.part)?;
         }
+        Self::check_bounds(&pa.part, record, timestamp)?;
         // A full batch is closed first.
         if let Some(b) = &*slot
             && !self.fits(b, size)
@@ -515,6 +516,7 @@ impl Shared {
         if let Some(txn) = &self.txn {
             txn.before_send(self, part)?;
         }
+        Self::check_bounds(part, record, timestamp)?;
         b.builder.push(
             timestamp,
             record.key_bytes(),
@@ -523,6 +525,19 @@ impl Shared {
         )?;
         b.used += size;
         Ok(true)
+    }
+
+    /// Refuses a record whose own timestamp the partition's log would refuse now: the
+    /// log refuses a batch whole, with every other record in it. (A record the producer
+    /// timestamps takes the clock's time.) A timestamp within
+    /// `message_timestamp_before_max_ms` of the clock at the send may fall out of it by
+    /// the append, which then fails the batch.
+    #[inline]
+    fn check_bounds(part: &PartitionState, record: &ProducerRecord<'_>, ts: i64) -> Result<()> {
+        match record.timestamp {
+            Some(_) => part.check_timestamp(ts),
+            None => Ok(()),
+        }
     }
 
     /// Whether batch `b` closes now (`close_now`, or it reached `batch_size`).

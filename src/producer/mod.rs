@@ -183,7 +183,10 @@ impl Producer {
     /// `max_request_size`, the topic's `max_message_bytes` or `buffer_memory` (or, with
     /// compression, the store's `max_decompressed_bytes`); `Timeout`
     /// after `max_block_ms`; `Closed` after `close`; `InvalidArgument` for an internal
-    /// topic, or a partition a custom partitioner picked outside the topic. Inside a
+    /// topic, a partition a custom partitioner picked outside the topic, or a timestamp
+    /// below -1 or (on a CreateTime topic) outside the topic's
+    /// `message_timestamp_before_max_ms` / `message_timestamp_after_max_ms` of the
+    /// store's clock (refused here, not with the batch at its append). Inside a
     /// transaction, any of these makes it abort-only (its commit is refused), as in
     /// Kafka. A transactional producer also gets `TransactionState` before
     /// `init_transactions`, outside `begin_transaction`, or once its transaction is

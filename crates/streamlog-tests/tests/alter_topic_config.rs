@@ -236,6 +236,41 @@ fn records_sent_after_max_message_bytes_is_lowered_are_accepted() {
     }
 }
 
+/// From a review: the producer checked a record's timestamp against the topic's bounds
+/// only at the append, which refuses a batch whole: one record timestamped too far
+/// ahead failed every record that shared its batch (lost without a word under
+/// `Acks::None`). It is refused at its `send`; the others are appended.
+#[test]
+fn a_record_out_of_the_timestamp_bounds_fails_alone_at_its_send() {
+    const HOUR: i64 = 3_600_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, store) = common::clocked_store(dir.path(), StoreConfig::default());
+    let now = streamlog::log::Clock::now_ms(&*clock);
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let producer = store
+        .producer(ProducerConfig::default().linger_ms(60_000))
+        .unwrap();
+    let record = |v: &'static str| ProducerRecord::new("t").partition(0).value(v);
+    let first = producer.send(record("first")).unwrap();
+    let late = producer.send(record("late").timestamp(now + 2 * HOUR));
+    assert!(
+        matches!(
+            late,
+            Err(Error::InvalidArgument {
+                name: "timestamp",
+                ..
+            })
+        ),
+        "{late:?}"
+    );
+    let third = producer.send(record("third").timestamp(now + 1)).unwrap();
+    producer.flush().unwrap();
+    assert_eq!(first.wait().unwrap().offset, 0);
+    assert_eq!(third.wait().unwrap().offset, 1);
+    let partition = store.topic("t").unwrap().partition(0).unwrap();
+    assert_eq!(partition.log_end_offset(), 2);
+}
+
 /// `message.timestamp.after.max.ms` (default an hour, Kafka 4.0's) refuses a send from a
 /// clock gone far ahead of the store's, by both the producer and the partition handle;
 /// it can be altered by Kafka's name and the new bound survives a reopen.
@@ -252,8 +287,7 @@ fn timestamps_too_far_ahead_are_refused_until_the_bound_is_raised() {
     let send = |ts: i64| {
         producer
             .send(ProducerRecord::new("t").value("v").timestamp(ts))
-            .unwrap()
-            .wait()
+            .and_then(|d| d.wait())
     };
     fn refused<T>(r: streamlog::Result<T>) -> bool {
         matches!(
