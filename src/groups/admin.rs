@@ -134,20 +134,25 @@ impl Coordinator {
         Ok(plan)
     }
 
-    /// Commits the offsets of `plan` for `group` (durable on return), unless the group
-    /// has live members.
-    pub(crate) fn apply_offsets(
+    /// Commits the offsets `to` gives each of `partitions` for `group` (durable on
+    /// return), unless the group has live members; returns the changes.
+    pub(crate) fn alter_offsets(
         &self,
         catalog: &Catalog,
         group: &str,
-        plan: &[OffsetChange],
-    ) -> Result<()> {
+        partitions: &[TopicPartition],
+        to: OffsetSpec,
+    ) -> Result<Vec<OffsetChange>> {
         check_group(group)?;
-        // No member joins from the check to the durable commit.
+        // No member joins from the check to the durable commit. Planned once the group
+        // is found empty, under this lock: a plan made before could start from an
+        // offset a member committed after it (a shift from a stale offset), or from a
+        // topic deleted and created again since.
         let _admin = self.admin.lock();
         self.check_empty(group)?;
+        let plan = self.plan_offsets(catalog, group, partitions, to)?;
         let mut commits = BTreeMap::new();
-        for change in plan {
+        for change in &plan {
             let tp = &change.partition;
             let part: std::sync::Arc<PartitionState> =
                 catalog.partition(tp.topic(), tp.partition())?;
@@ -167,7 +172,7 @@ impl Coordinator {
         };
         self.commit(&offsets, group, None, &commits, offsets.now_ms(), &live)?;
         offsets.wake();
-        Ok(())
+        Ok(plan)
     }
 
     /// Forgets every committed offset of `group`, and those open transactions wrote

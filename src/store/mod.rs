@@ -502,11 +502,10 @@ impl Store {
         partitions: &[TopicPartition],
         to: OffsetSpec,
     ) -> Result<Vec<OffsetChange>> {
-        let plan = self.plan_group_offsets(group, partitions, to)?;
+        self.check_open()?;
         self.inner
             .groups
-            .apply_offsets(&self.inner.catalog, group, &plan)?;
-        Ok(plan)
+            .alter_offsets(&self.inner.catalog, group, partitions, to)
     }
 
     /// Deletes a consumer group: forgets every offset it committed, and cancels those
