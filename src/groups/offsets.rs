@@ -336,19 +336,20 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Writes tombstones for every committed offset of `topic` (the topic was deleted).
+    /// Writes tombstones for every committed offset of `topic` (the topic was deleted),
+    /// also for commits appended and not applied yet (their fsync runs) and offsets
+    /// open transactions sent: a tombstone written after them cancels them, where they
+    /// would otherwise apply after the deletion (as a group's deletion does).
     fn forget_topic_in(&self, offsets_log: &PartitionState, topic: &str) -> Result<()> {
+        // Held from listing to writing: no commit is appended in between.
         let order = self.commit_lock.lock();
         let doomed: Vec<(String, TopicPartition)> = {
             let st = self.state.lock();
-            st.committed
-                .iter()
-                .flat_map(|(g, m)| {
-                    m.keys()
-                        .filter(|tp| tp.topic() == topic)
-                        .map(|tp| (g.clone(), tp.clone()))
-                })
-                .collect()
+            let mut all = std::collections::BTreeSet::new();
+            keys_of_topic(&st.committed, topic, &mut all);
+            keys_of_topic(&st.inflight_keys, topic, &mut all);
+            keys_of_topic(&st.pending_txn, topic, &mut all);
+            all.into_iter().collect()
         };
         self.forget_locked(offsets_log, &doomed, order)
     }
@@ -572,6 +573,21 @@ impl OffsetsReplay {
     pub(crate) fn into_committed(mut self) -> HashMap<String, BTreeMap<TopicPartition, Commit>> {
         self.committed.retain(|_, g| !g.is_empty());
         self.committed
+    }
+}
+
+/// Adds to `out` the (group, partition) keys of `by_group` whose topic is `topic`.
+fn keys_of_topic<V>(
+    by_group: &HashMap<String, BTreeMap<TopicPartition, V>>,
+    topic: &str,
+    out: &mut std::collections::BTreeSet<(String, TopicPartition)>,
+) {
+    for (g, m) in by_group {
+        out.extend(
+            m.keys()
+                .filter(|tp| tp.topic() == topic)
+                .map(|tp| (g.clone(), tp.clone())),
+        );
     }
 }
 

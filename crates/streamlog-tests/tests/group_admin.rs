@@ -598,6 +598,37 @@ fn a_commit_in_its_fsync_does_not_survive_the_groups_deletion() {
     assert_eq!(committed(&store, "g", 1), None, "after a reopen");
 }
 
+/// From a review: deleting a topic tombstoned the group offsets of it that had
+/// applied; a group's first commit of it, still in its fsync, got none and applied
+/// after: the group outlived the topic in `list_groups` and `describe_group` (and a
+/// read-only store, which does not check topic ids, read that offset as the new
+/// topic's). Commits in flight, and those open transactions sent, are tombstoned too.
+#[test]
+fn a_commit_in_its_fsync_does_not_survive_its_topics_deletion() {
+    let h = HeldCommit::new();
+    let in_flight = h.commit_held(1, 4);
+    h.watch.store(true, std::sync::atomic::Ordering::SeqCst);
+    let deletion = {
+        let store = h.store.clone();
+        std::thread::spawn(move || store.delete_topic("t"))
+    };
+    common::recv(&h.wrote, "the deletion writes a tombstone");
+    h.release.send(()).unwrap();
+    in_flight.join().unwrap().unwrap();
+    deletion.join().unwrap().unwrap();
+    h.store
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    let gone = |store: &Store| {
+        !store.list_groups().contains(&"g".to_string())
+            && matches!(store.describe_group("g"), Err(Error::NotFound { .. }))
+    };
+    assert!(gone(&h.store), "live");
+    h.store.close().unwrap();
+    let store = HeldCommit::open(&h.fs);
+    assert!(gone(&store), "after a reopen");
+}
+
 /// From a review: a member of the group started a partition from its committed
 /// offset while another consumer's commit of it was in its fsync (a previous owner's,
 /// say): it read again what that one had, and its own later commits moved the group's
