@@ -514,8 +514,10 @@ impl Consumer {
     /// `InvalidArgument` without a group; `CommitFailed` if a rebalance took a partition
     /// away, or if this consumer assigns its own partitions and the group has live
     /// members (whose offsets the commit would move); `NotFound` for a partition whose
-    /// topic was deleted; `Io`; `Poisoned` once the offsets topic's fsync failed (until
-    /// the store is reopened); `Closed`.
+    /// topic was deleted; `Io` (a commit of more partitions than one batch of the
+    /// offsets topic holds is written in several: those written before the failure
+    /// stay committed, as a reopen finds them); `Poisoned` once the offsets topic's
+    /// fsync failed (until the store is reopened); `Closed`.
     pub fn commit_sync(&mut self) -> Result<()> {
         self.check_open()?;
         let all: Vec<TopicPartition> = self.assigned.keys().cloned().collect();

@@ -181,32 +181,41 @@ impl Coordinator {
                 name: format!("{} (committing for {tp}: it was deleted)", tp.topic()),
             });
         }
-        let at = Self::append_commits(
+        let (batches, appended) = Self::append_commit_batches(
             offsets_log,
             offsets.iter().map(|(tp, c)| (group, tp, *c)),
             now_ms,
-        )?;
+        );
+        let Some(&(_, at, _)) = batches.last() else {
+            return appended;
+        };
+        // A commit split in batches (more than one holds) that failed part-way: the
+        // batches appended are in the log (the next open applies them), so they are
+        // made durable and applied here too, and memory agrees; the commit then fails.
+        let written: usize = batches.iter().map(|&(_, _, n)| n).sum();
+        let offsets: Vec<(&TopicPartition, &Commit)> = offsets.iter().take(written).collect();
+        let keys = || offsets.iter().map(|(tp, _)| *tp);
         // Noted before the lock goes: a tombstone written after it is remembered until
         // this commit applies, and the group's deletion tombstones its partitions too.
         {
             let mut st = self.state.lock();
             st.commit_appended(at);
-            st.keys_appended(group, offsets.keys());
+            st.keys_appended(group, keys());
         }
         drop(order);
         let flushed = offsets_log.flush_to(at + 1);
         let mut st = self.state.lock();
         if flushed.is_ok() {
-            for (tp, c) in offsets {
-                st.apply_commit(group, tp, Commit { at, ..*c });
+            for (tp, c) in &offsets {
+                st.apply_commit(group, tp, Commit { at, ..**c });
             }
         }
-        st.keys_settled(group, offsets.keys());
+        st.keys_settled(group, keys());
         st.commit_settled(at);
         drop(st);
         // Applied or failed: a poll that waits for it (`has_commit_in_flight`) goes on.
         offsets_log.wake();
-        flushed.map(|_| ())
+        flushed.and(appended)
     }
 
     /// `CommitFailed` unless `member` of `group` owns every partition of `tps` (a
@@ -252,6 +261,23 @@ impl Coordinator {
         commits: impl Iterator<Item = (&'a str, &'a TopicPartition, Commit)>,
         now_ms: i64,
     ) -> Result<i64> {
+        let (batches, appended) = Self::append_commit_batches(offsets_log, commits, now_ms);
+        appended?;
+        batches
+            .last()
+            .map(|&(_, last, _)| last)
+            .ok_or_else(|| Error::InvalidArgument {
+                name: "offsets",
+                reason: "no offsets to commit".into(),
+            })
+    }
+
+    /// [`append_split`](Self::append_split) of commit records.
+    fn append_commit_batches<'a>(
+        offsets_log: &PartitionState,
+        commits: impl Iterator<Item = (&'a str, &'a TopicPartition, Commit)>,
+        now_ms: i64,
+    ) -> (Vec<(i64, i64, usize)>, Result<()>) {
         let records = commits.map(|(group, tp, c)| {
             let headers: Vec<Header> = c
                 .topic_id
@@ -261,15 +287,7 @@ impl Coordinator {
             let value = encode_value(c.offset, c.epoch, now_ms);
             (encode_key(group, tp), Some(value), headers)
         });
-        let (batches, appended) = Self::append_split(offsets_log, records, now_ms);
-        appended?;
-        batches
-            .last()
-            .map(|&(_, last, _)| last)
-            .ok_or_else(|| Error::InvalidArgument {
-                name: "offsets",
-                reason: "no offsets to commit".into(),
-            })
+        Self::append_split(offsets_log, records, now_ms)
     }
 
     /// Appends `(key, value, headers)` records (not synced) in as many batches as the

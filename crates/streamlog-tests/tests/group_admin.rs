@@ -471,6 +471,74 @@ fn forgetting_more_offsets_than_one_batch_holds_is_split() {
     }
 }
 
+/// From a review: a commit split in batches (more than one holds) whose second batch
+/// failed to be written returned the error with its first batch in the offsets topic,
+/// neither applied nor synced: the next fsync (another commit's, the close) made it
+/// durable, and a reopen applied offsets the live store never had (a deleted group came
+/// back with them). What was written is made durable and applied, as a reopen would.
+#[test]
+fn a_commit_that_fails_part_way_leaves_memory_as_a_reopen_finds_it() {
+    use common::intercept::{Hooks, InterceptFs, Op};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use streamlog::fs::{Fault, FileSystem, SimFs};
+
+    let sim = SimFs::new();
+    // Once armed (0 means not), counts the writes of the offsets topic's log; the
+    // second fails.
+    let writes = Arc::new(AtomicUsize::new(0));
+    let hooks = {
+        let (sim, writes) = (sim.clone(), writes.clone());
+        Hooks {
+            before_op: Box::new(move |op, path| {
+                let log = path.to_string_lossy().contains("__consumer_offsets")
+                    && path.extension().is_some_and(|e| e == "log");
+                if op == Op::Write && log && writes.load(Ordering::SeqCst) > 0 {
+                    if writes.fetch_add(1, Ordering::SeqCst) == 2 {
+                        sim.inject(Fault::Eio, sim.op_count() + 1, false);
+                    }
+                }
+            }),
+            ..Hooks::default()
+        }
+    };
+    let fs: Arc<dyn FileSystem> = Arc::new(InterceptFs::new(sim, hooks));
+    let open = || {
+        Store::open_with(
+            "/store",
+            StoreConfig::default()
+                .background_maintenance(false)
+                .file_system(fs.clone()),
+        )
+        .unwrap()
+    };
+    let store = open();
+    // 40 commits of a 30,000-byte group id: two batches of the offsets topic (1 MiB).
+    let topic = "t".repeat(249);
+    store
+        .create_topic(&topic, TopicConfig::default().partitions(40))
+        .unwrap();
+    let partitions: Vec<_> = (0..40).map(|p| TopicPartition::new(&topic, p)).collect();
+    let group = "g".repeat(30_000);
+    writes.store(1, Ordering::SeqCst);
+    let failed = store.alter_group_offsets(&group, &partitions, OffsetSpec::Offset(0));
+    assert!(matches!(failed, Err(Error::Io { .. })), "the commit failed");
+    assert!(
+        writes.load(Ordering::SeqCst) > 2,
+        "the second batch was written"
+    );
+    // (A group's errors name it: not printed, it is 30,000 bytes long.)
+    let part_way = store.describe_group(&group).map_or(0, |g| g.offsets.len());
+    assert!(
+        part_way > 0 && part_way < 40,
+        "the first batch's offsets apply: {part_way} of 40"
+    );
+    store.close().unwrap();
+    let store = open();
+    let reopened = store.describe_group(&group).map_or(0, |g| g.offsets.len());
+    assert_eq!(reopened, part_way, "as the live store had them");
+}
+
 /// A store on a simulated disk whose next fsync of `__consumer_offsets` (once `hold`
 /// is set) waits: `held` says it is waiting, `release` lets it go on (failing, if
 /// `fail` is set); once `watch` is set, `wrote` says the offsets topic is about to be
