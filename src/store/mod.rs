@@ -51,10 +51,14 @@ struct StoreInner {
     /// (a producer made after that is stopped at once).
     producers: Mutex<Option<Vec<Weak<crate::producer::Shared>>>>,
     /// Held through a close: a close racing another (a clone's) waits until the first
-    /// finished, its producers' flush included. Re-entrant: a close called from inside
-    /// a close on its thread (a waker the producers' close wakes, which polls its task
-    /// inline, and the task closes the store) goes ahead instead of waiting on itself.
-    closing: parking_lot::ReentrantMutex<()>,
+    /// finished, its producers' flush included.
+    closing: Mutex<()>,
+    /// The thread running a close, while it does: a close called on it from inside that
+    /// close (a waker the producers' close wakes, which polls its task inline, and the
+    /// task closes the store) returns at once, leaving the close to the one under way
+    /// (waiting would wait on itself; closing the partitions would close them under
+    /// the producers' flush).
+    closer: Mutex<Option<std::thread::ThreadId>>,
     /// The maintenance thread.
     maintenance: Arc<Maintenance>,
     /// What open found and did.
@@ -129,7 +133,8 @@ impl Store {
                 groups,
                 txn: Arc::new(txn),
                 producers: Mutex::new(Some(Vec::new())),
-                closing: parking_lot::ReentrantMutex::new(()),
+                closing: Mutex::new(()),
+                closer: Mutex::new(None),
                 maintenance: Arc::default(),
                 recovery: Mutex::new(report),
                 rates: Arc::default(),
@@ -576,17 +581,33 @@ impl StoreInner {
     /// Stops the services first (maintenance, then producers flush what they hold),
     /// then closes the partitions.
     fn close(&self) -> Result<()> {
+        let me = std::thread::current().id();
+        if *self.closer.lock() == Some(me) {
+            return Ok(());
+        }
         self.maintenance.stop();
         // A close racing this one (another clone's) waits for the producers' flush
         // before it closes the partitions under their appends. The producers' list is
         // not locked while they close: their wakers and delivery callbacks may call
         // into the store (make a producer, close it), which takes that lock.
         let _closing = self.closing.lock();
+        *self.closer.lock() = Some(me);
+        // Cleared however the close ends (a panic in a producer's flush included).
+        let _closer = ClearOnDrop(&self.closer);
         let list = self.producers.lock().take();
         if let Some(list) = list {
             crate::producer::shutdown_all(&list);
         }
         self.catalog.close()
+    }
+}
+
+/// Clears the closing thread's id when the close ends.
+struct ClearOnDrop<'a>(&'a Mutex<Option<std::thread::ThreadId>>);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        *self.0.lock() = None;
     }
 }
 
