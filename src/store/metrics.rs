@@ -545,9 +545,11 @@ pub(super) fn publish(
             let total = e.value as u64;
             let last = published.counters.entry(key).or_insert(0);
             let added = total.saturating_sub(*last);
-            *last = (*last).max(total);
-            // Also 0: the series exists from the first publish on.
+            // Also 0: the series exists from the first publish on. Counted as
+            // published once the recorder took it (a recorder that panicked is given
+            // it again at the next publish).
             metrics::counter!(name, labels).increment(added);
+            *last = (*last).max(total);
         } else {
             metrics::gauge!(name, labels).set(e.value);
             gauges.insert(key);
