@@ -118,6 +118,10 @@ impl PartitionState {
     /// the store's clock, on a CreateTime topic): a producer refuses that record at
     /// `send` instead of failing the batch it would share with others.
     pub(crate) fn check_timestamp(&self, ts: i64) -> Result<()> {
+        if ts < 0 {
+            // No timestamp (-1): nothing to bound, as an append finds.
+            return Ok(());
+        }
         self.log.check_timestamp_bounds(ts, ts)
     }
 

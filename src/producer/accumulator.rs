@@ -303,6 +303,9 @@ impl Shared {
                     ),
                 )?,
             };
+            if let Some(pa) = st.accs[topic].parts.get(partition as usize) {
+                Self::check_bounds(&pa.part, record)?;
+            }
             Ok((topic, partition))
         }
     }
@@ -355,7 +358,6 @@ impl Shared {
         if let Some(txn) = &self.txn {
             txn.before_send(self, &pa.part)?;
         }
-        Self::check_bounds(&pa.part, record, timestamp)?;
         // A full batch is closed first.
         if let Some(b) = &*slot
             && !self.fits(b, size)
@@ -516,7 +518,6 @@ impl Shared {
         if let Some(txn) = &self.txn {
             txn.before_send(self, part)?;
         }
-        Self::check_bounds(part, record, timestamp)?;
         b.builder.push(
             timestamp,
             record.key_bytes(),
@@ -527,15 +528,17 @@ impl Shared {
         Ok(true)
     }
 
-    /// Refuses a record whose own timestamp the partition's log would refuse now: the
-    /// log refuses a batch whole, with every other record in it. (A record the producer
-    /// timestamps takes the clock's time.) A timestamp within
-    /// `message_timestamp_before_max_ms` of the clock at the send may fall out of it by
-    /// the append, which then fails the batch.
+    /// Refuses a record whose own timestamp partition `part`'s log would refuse now:
+    /// the log refuses a batch whole, with every other record in it. (A record the
+    /// producer timestamps takes the clock's time.) Checked with the other checks of a
+    /// record, before anything of it is added (`send_batch` adds none of its records
+    /// when one fails them). A timestamp within `message_timestamp_before_max_ms` of
+    /// the clock at the send may fall out of it by the append, which then fails the
+    /// batch.
     #[inline]
-    fn check_bounds(part: &PartitionState, record: &ProducerRecord<'_>, ts: i64) -> Result<()> {
+    pub(super) fn check_bounds(part: &PartitionState, record: &ProducerRecord<'_>) -> Result<()> {
         match record.timestamp {
-            Some(_) => part.check_timestamp(ts),
+            Some(ts) => part.check_timestamp(ts),
             None => Ok(()),
         }
     }

@@ -368,6 +368,8 @@ impl Shared {
             placed = Some((slot.clone(), index));
         };
         if let Some((pa, sticky)) = self.cached_partition(record, size, custom) {
+            // The checks `locate` makes of a record, this one on the way past it.
+            Self::check_bounds(&pa.part, record)?;
             let pushed = self.push_fast(&pa, (record, size, timestamp), close_now, &mut place)?;
             if let Pushed::Added(closed) = pushed {
                 if let Some(c) = closed {

@@ -246,7 +246,10 @@ fn a_record_out_of_the_timestamp_bounds_fails_alone_at_its_send() {
     let dir = tempfile::tempdir().unwrap();
     let (clock, store) = common::clocked_store(dir.path(), StoreConfig::default());
     let now = streamlog::log::Clock::now_ms(&*clock);
-    store.create_topic("t", TopicConfig::default()).unwrap();
+    let config = TopicConfig::default()
+        .set("message.timestamp.before.max.ms", "3600000")
+        .unwrap();
+    store.create_topic("t", config).unwrap();
     let producer = store
         .producer(ProducerConfig::default().linger_ms(60_000))
         .unwrap();
@@ -264,11 +267,37 @@ fn a_record_out_of_the_timestamp_bounds_fails_alone_at_its_send() {
         "{late:?}"
     );
     let third = producer.send(record("third").timestamp(now + 1)).unwrap();
+    // -1 is no timestamp: nothing to bound (as the append finds; review).
+    let untimed = producer.send(record("untimed").timestamp(-1)).unwrap();
+    // `send_batch` checks every record before it adds any (review: the bound was
+    // checked as each was added, and the records before a refused one were sent
+    // although the call failed).
+    let batch = [
+        record("b0"),
+        record("b1").timestamp(now - 2 * HOUR),
+        record("b2"),
+    ];
+    let refused = producer.send_batch(&batch);
+    assert!(
+        matches!(
+            refused,
+            Err(Error::InvalidArgument {
+                name: "timestamp",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
     producer.flush().unwrap();
     assert_eq!(first.wait().unwrap().offset, 0);
     assert_eq!(third.wait().unwrap().offset, 1);
+    assert_eq!(untimed.wait().unwrap().offset, 2);
     let partition = store.topic("t").unwrap().partition(0).unwrap();
-    assert_eq!(partition.log_end_offset(), 2);
+    assert_eq!(
+        partition.log_end_offset(),
+        3,
+        "nothing of the refused batch"
+    );
 }
 
 /// `message.timestamp.after.max.ms` (default an hour, Kafka 4.0's) refuses a send from a
