@@ -22,6 +22,25 @@ impl Topic {
         &self.state.name
     }
 
+    /// Its id (Kafka's topic id, also in each partition's `partition.metadata`): a topic
+    /// deleted and created again under the same name has a new one. A mirror or an
+    /// application that remembers positions can tell the two apart by it.
+    ///
+    /// ```
+    /// use streamlog::{Store, TopicConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// store.create_topic("t", TopicConfig::default())?;
+    /// let first = store.topic("t")?.id();
+    /// store.delete_topic("t")?;
+    /// store.create_topic("t", TopicConfig::default())?;
+    /// assert_ne!(store.topic("t")?.id(), first);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn id(&self) -> crate::TopicId {
+        self.state.id
+    }
+
     /// Its configuration.
     pub fn config(&self) -> TopicConfig {
         self.state.config()

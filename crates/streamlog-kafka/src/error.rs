@@ -99,6 +99,26 @@ pub enum Error {
         /// The source partition's end offset.
         source_end: i64,
     },
+    /// The last record of a Kafka partition came from another store topic of the same
+    /// name than the store has now (its [`SOURCE_TOPIC_ID_HEADER`](crate::SOURCE_TOPIC_ID_HEADER)
+    /// differs): the store topic was deleted and created again, or the store replaced,
+    /// since the mirror copied it. Its offset says nothing of what was copied of this
+    /// one, so the mirror does not resume from it.
+    #[error(
+        "the last record of {topic}-{partition} in Kafka was copied from store topic id \
+         {copied}, but the store's topic {topic} has id {store}: it was deleted and created \
+         again (or the store replaced) since; mirror into a fresh Kafka topic"
+    )]
+    SourceReplaced {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The id the last Kafka record names.
+        copied: String,
+        /// The store topic's id now.
+        store: String,
+    },
     /// A topic named in the configuration exists on neither side, or not on the side it
     /// is copied from.
     #[error("topic {topic} does not exist in {side}")]

@@ -15,6 +15,17 @@
 /// ```
 pub const SOURCE_OFFSET_HEADER: &str = "streamlog.source.offset";
 
+/// Added by [`Mirror::to_kafka`](crate::Mirror::to_kafka) to every record it writes to
+/// Kafka next to [`SOURCE_OFFSET_HEADER`]: the id of the store topic it came from
+/// ([`streamlog::Topic::id`], Kafka's text form). A mirror resuming from the last
+/// record's offset checks it: a store topic deleted and created again since (or a store
+/// replaced) is another topic, whose offsets say nothing of what was copied.
+///
+/// ```
+/// assert_eq!(streamlog_kafka::SOURCE_TOPIC_ID_HEADER, "streamlog.source.topic.id");
+/// ```
+pub const SOURCE_TOPIC_ID_HEADER: &str = "streamlog.source.topic.id";
+
 /// Added by [`Mirror::from_kafka`](crate::Mirror::from_kafka) to every record it writes to
 /// the store: the record's offset in the Kafka partition it came from.
 ///

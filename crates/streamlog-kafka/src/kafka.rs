@@ -13,7 +13,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::{Error, Result, kafka};
-use crate::headers::find_offset;
+use crate::headers::{SOURCE_TOPIC_ID_HEADER, find_offset};
 
 /// A client config: the mirror's settings, then the user's (`-X`), which win.
 pub(crate) fn client_config(
@@ -125,7 +125,8 @@ pub(crate) fn create_topic(
 }
 
 /// The value of `header` in the last record of a Kafka partition, with that record's
-/// offset; `None` if the partition holds no record.
+/// value of [`SOURCE_TOPIC_ID_HEADER`] if it has one; `None` if the partition holds no
+/// record.
 ///
 /// Reads from the high watermark - 1; if nothing is there (the tail holds only
 /// transaction markers), reads from twice as far back, down to the low watermark.
@@ -135,16 +136,16 @@ pub(crate) fn last_header_offset(
     partition: i32,
     header: &'static str,
     timeout: Duration,
-) -> Result<Option<i64>> {
+) -> Result<Option<(i64, Option<Vec<u8>>)>> {
     let (low, high) = consumer
         .fetch_watermarks(topic, partition, timeout)
         .map_err(|e| kafka(format!("reading the watermarks of {topic}-{partition}"), e))?;
     for from in tail_windows(low, high) {
-        if let Some((offset, value)) =
+        if let Some((offset, value, id)) =
             read_last(consumer, (topic, partition), header, from, high, timeout)?
         {
             return match value {
-                Some(v) => Ok(Some(v)),
+                Some(v) => Ok(Some((v, id))),
                 None => Err(Error::ForeignRecord {
                     side: "Kafka",
                     topic: topic.to_string(),
@@ -175,7 +176,8 @@ pub(crate) fn tail_windows(low: i64, high: i64) -> impl Iterator<Item = i64> {
     })
 }
 
-/// The last record in `[from, high)`: its offset and its source-offset header.
+/// The last record in `[from, high)`: its offset, its `header` and its source topic id
+/// header.
 fn read_last(
     consumer: &BaseConsumer,
     (topic, partition): (&str, i32),
@@ -183,7 +185,7 @@ fn read_last(
     from: i64,
     high: i64,
     timeout: Duration,
-) -> Result<Option<(i64, Option<i64>)>> {
+) -> Result<Option<(i64, Option<i64>, Option<Vec<u8>>)>> {
     let ctx = || format!("reading the last record of {topic}-{partition}");
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(from))
@@ -219,7 +221,12 @@ fn read_last(
                 }
                 let all = crate::raw_headers::headers_of(&m);
                 let value = find_offset(all.iter().map(|(k, v)| (k.as_str(), *v)), header);
-                last = Some((m.offset(), value));
+                let id = all
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == SOURCE_TOPIC_ID_HEADER)
+                    .and_then(|(_, v)| v.map(<[u8]>::to_vec));
+                last = Some((m.offset(), value, id));
                 if m.offset() + 1 >= high {
                     break;
                 }

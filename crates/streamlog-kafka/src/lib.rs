@@ -4,7 +4,8 @@
 //! - [`Mirror::to_kafka`] (the sink) copies store topics to Kafka topics with the same
 //!   partition counts (created through Kafka's admin API when missing), partition to
 //!   partition, keeping key, value, headers and timestamp, and adds the record's store
-//!   offset as the header [`SOURCE_OFFSET_HEADER`]. It follows new appends until stopped
+//!   offset as the header [`SOURCE_OFFSET_HEADER`] (and the store topic's id as
+//!   [`SOURCE_TOPIC_ID_HEADER`]). It follows new appends until stopped
 //!   and commits its progress to a streamlog consumer group, so
 //!   [`Store::describe_group`](streamlog::Store::describe_group) shows its lag.
 //! - [`Mirror::from_kafka`] (the source) copies Kafka topics (as a consumer group member
@@ -26,6 +27,10 @@
 //! has records, for each partition not yet durable that far): a power cut of the store
 //! never takes back a record Kafka holds, which would otherwise give its offset to a
 //! new record that the next run skipped.
+//!
+//! A sink refuses to resume from a Kafka record copied from another store topic of the
+//! same name ([`Error::SourceReplaced`]: the topic was deleted and created again, or the
+//! store replaced, since), whose offset would skip this topic's records below it.
 //!
 //! Where the destination partition holds no record of the mirror (new, or emptied by
 //! retention), the mirror starts from its group's committed offset, else from
@@ -76,7 +81,9 @@ pub use config::{KafkaSinkConfig, KafkaSourceConfig, StartFrom, parse_setting};
 #[cfg(feature = "internals")]
 pub use config::{KillAction, KillSwitch};
 pub use error::{Error, Result};
-pub use headers::{KAFKA_OFFSET_HEADER, SOURCE_OFFSET_HEADER, decode_offset, encode_offset};
+pub use headers::{
+    KAFKA_OFFSET_HEADER, SOURCE_OFFSET_HEADER, SOURCE_TOPIC_ID_HEADER, decode_offset, encode_offset,
+};
 pub use mirror::{Mirror, MirrorStats};
 /// The Kafka client crate the bridge is built on, for its mock cluster and types.
 pub use rdkafka;

@@ -18,7 +18,7 @@ use streamlog::{Consumer, ConsumerConfig, IsolationLevel, OffsetReset, Store, To
 
 use crate::config::{KafkaSinkConfig, StartFrom, check_common};
 use crate::error::{Error, Result, kafka};
-use crate::headers::{SOURCE_OFFSET_HEADER, encode_offset};
+use crate::headers::{SOURCE_OFFSET_HEADER, SOURCE_TOPIC_ID_HEADER, encode_offset};
 use crate::kafka::{
     check_fixed_settings, client_config, create_topic, last_header_offset, partition_count,
 };
@@ -79,6 +79,8 @@ pub(crate) struct Sink {
     partitions: Arc<Vec<TopicPartition>>,
     producer: ThreadedProducer<DeliveryContext>,
     consumer: Consumer,
+    /// Each store topic's id at the start, the value of the header naming it.
+    topic_ids: BTreeMap<String, Vec<u8>>,
     /// A stop gave up records the consumer had returned (see `send`).
     unsent: bool,
 }
@@ -128,6 +130,7 @@ impl Sink {
                 .create()
                 .map_err(|e| kafka("creating the admin client", e))?;
         let mut partitions = Vec::new();
+        let mut topic_ids = BTreeMap::new();
         for topic in &config.topics {
             let Ok(t) = store.topic(topic) else {
                 return Err(Error::UnknownTopic {
@@ -135,6 +138,7 @@ impl Sink {
                     topic: topic.clone(),
                 });
             };
+            topic_ids.insert(topic.clone(), t.id().to_string().into_bytes());
             let count = t.partition_count();
             match partition_count(admin.inner(), topic, timeout)? {
                 Some(n) if n == count => {}
@@ -186,6 +190,22 @@ impl Sink {
                 SOURCE_OFFSET_HEADER,
                 timeout,
             )?;
+            // The offset in the header is one of the store topic the record came from:
+            // of another one (the topic deleted and created again since, the store
+            // replaced), it says nothing of what was copied of this one, and resuming
+            // from it would skip this one's records below it.
+            let id = &topic_ids[tp.topic()];
+            if let Some((_, Some(copied))) = &last
+                && copied != id
+            {
+                return Err(Error::SourceReplaced {
+                    topic: tp.topic().to_string(),
+                    partition: tp.partition(),
+                    copied: String::from_utf8_lossy(copied).into_owned(),
+                    store: String::from_utf8_lossy(id).into_owned(),
+                });
+            }
+            let last = last.map(|(offset, _)| offset);
             let part = store.topic(tp.topic())?.partition(tp.partition())?;
             let start = match (last, committed.get(tp).copied().flatten()) {
                 // Saturating: a header naming i64::MAX is past the store's end.
@@ -233,6 +253,7 @@ impl Sink {
             partitions,
             producer,
             consumer,
+            topic_ids,
             unsent: false,
         })
     }
@@ -279,7 +300,7 @@ impl Sink {
                 let Some(&i) = index.get(&tp) else {
                     continue;
                 };
-                let mut headers = OwnedHeaders::new_with_capacity(rec.headers().len() + 1);
+                let mut headers = OwnedHeaders::new_with_capacity(rec.headers().len() + 2);
                 for h in rec.headers() {
                     headers = headers.insert(KafkaHeader {
                         key: &h.key,
@@ -290,6 +311,10 @@ impl Sink {
                 headers = headers.insert(KafkaHeader {
                     key: SOURCE_OFFSET_HEADER,
                     value: Some(&offset_text),
+                });
+                headers = headers.insert(KafkaHeader {
+                    key: SOURCE_TOPIC_ID_HEADER,
+                    value: self.topic_ids.get(tp.topic()).map(Vec::as_slice),
                 });
                 let mut record: BaseRecord<'_, [u8], [u8], Box<Sent>> = BaseRecord::with_opaque_to(
                     tp.topic(),

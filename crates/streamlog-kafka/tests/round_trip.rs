@@ -234,6 +234,39 @@ fn the_source_as_a_group_member_copies_and_resumes() {
     );
 }
 
+/// From a review: the sink resumed from the store offset in the header of Kafka's last
+/// record whatever store topic it came from; a store topic deleted and created again
+/// (or a store replaced) that had grown past that offset had its records below it
+/// skipped, without a word. The header names the store topic's id too, and a sink
+/// finding another one refuses to resume.
+#[test]
+fn a_store_topic_created_again_is_not_resumed_from_the_old_ones_offset() {
+    let kafka = Kafka::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.create_topic("again", TopicConfig::default()).unwrap();
+    fill_store(&store, "again", 1, 0..3, Compression::None);
+    kafka.prepare_topic("again", 1);
+    Mirror::to_kafka(&store, kafka.sink(&["again"]))
+        .unwrap()
+        .join()
+        .unwrap();
+    store.delete_topic("again").unwrap();
+    store.create_topic("again", TopicConfig::default()).unwrap();
+    fill_store(&store, "again", 1, 0..5, Compression::None);
+    let err = Mirror::to_kafka(&store, kafka.sink(&["again"])).unwrap_err();
+    let id = store.topic("again").unwrap().id().to_string();
+    assert!(
+        matches!(&err, Error::SourceReplaced { partition: 0, store, .. } if *store == id),
+        "{err}"
+    );
+    assert_eq!(
+        read_kafka(&kafka.bootstrap, "again", 1).len(),
+        3,
+        "nothing more was copied"
+    );
+}
+
 #[test]
 fn a_destination_ahead_of_a_replaced_source_is_refused() {
     let kafka = Kafka::start();
@@ -255,6 +288,15 @@ fn a_destination_ahead_of_a_replaced_source_is_refused() {
         .create_topic("replaced", TopicConfig::default())
         .unwrap();
     fill_store(&store, "replaced", 1, 0..4, Compression::None);
+    let err = Mirror::to_kafka(&store, kafka.sink(&["replaced"])).unwrap_err();
+    assert!(
+        matches!(&err, Error::SourceReplaced { .. }),
+        "the last record names the old store's topic: {err}"
+    );
+    // A last record naming no topic id (an older mirror's) is trusted as far as the
+    // store's end allows.
+    let older = common::record(0).header(streamlog_kafka::SOURCE_OFFSET_HEADER, "9");
+    kafka.produce("replaced", &[(0, older)]);
     let err = Mirror::to_kafka(&store, kafka.sink(&["replaced"])).unwrap_err();
     assert!(
         matches!(

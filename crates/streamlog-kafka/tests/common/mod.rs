@@ -23,6 +23,7 @@ use streamlog_kafka::rdkafka::producer::DefaultProducerContext;
 use streamlog_kafka::rdkafka::{Offset, TopicPartitionList};
 use streamlog_kafka::{
     KAFKA_OFFSET_HEADER, KafkaSinkConfig, KafkaSourceConfig, SOURCE_OFFSET_HEADER,
+    SOURCE_TOPIC_ID_HEADER,
 };
 
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -177,8 +178,14 @@ impl Seen {
     /// The record without the headers a mirror adds.
     pub fn without_mirror_headers(&self) -> Seen {
         let mut s = self.clone();
-        s.headers
-            .retain(|(k, _)| k != SOURCE_OFFSET_HEADER && k != KAFKA_OFFSET_HEADER);
+        s.headers.retain(|(k, _)| {
+            ![
+                SOURCE_OFFSET_HEADER,
+                SOURCE_TOPIC_ID_HEADER,
+                KAFKA_OFFSET_HEADER,
+            ]
+            .contains(&k.as_str())
+        });
         s
     }
 }
