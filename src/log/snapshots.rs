@@ -336,7 +336,13 @@ impl Log {
         let start = segs.partition_point(|s| s.base <= from).saturating_sub(1);
         // Segment by segment: the log start offset may lie above `from`.
         for seg in segs[start..].iter().filter(|_| replay) {
+            // Nothing below `to` lies here or further (after an offset gap at a segment
+            // boundary, `offset` stays below `to` with no batch left to replay).
+            if seg.base >= to {
+                break;
+            }
             while offset < to {
+                let before = offset;
                 let mut budget = 1 << 20;
                 let mut batches = Vec::new();
                 let read = self.read_segment(
@@ -355,7 +361,10 @@ impl Log {
                         offset = b.last_offset() + 1;
                     }
                 }
-                if batches.is_empty() || matches!(read, SegmentRead::Exhausted(_)) {
+                // No batch of this read below `to` (a gap inside the segment up to it):
+                // reading on would read the same batches again.
+                let stuck = offset == before;
+                if stuck || batches.is_empty() || matches!(read, SegmentRead::Exhausted(_)) {
                     break;
                 }
             }

@@ -837,3 +837,63 @@ fn a_read_racing_truncate_to_is_no_corruption() {
     let bases: Vec<i64> = batches.iter().map(|b| b.base_offset()).collect();
     assert_eq!(bases, [0, 5], "every batch below the new end, none past it");
 }
+
+/// From a review: replaying producers for a `truncate_to` read the segment after an
+/// offset gap at a segment boundary (Kafka's cleaner leaves such gaps; this store opens
+/// its segments) until it found a batch below the new end: a cut at that segment's
+/// start found none, and with more than one read's worth in it (1 MiB) the replay read
+/// the same batches for ever, holding the log's locks. It stops at the new end.
+#[test]
+fn a_cut_at_a_segment_after_an_offset_gap_returns() {
+    const TS: i64 = 1_700_000_000_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let config = || LogConfig::default().allow_offset_gaps(true);
+    let log = Log::open(&dir, config()).unwrap();
+    // 0..90 from one idempotent producer: the close leaves a snapshot at 90.
+    for i in 0..9 {
+        let mut b = streamlog::BatchBuilder::new().producer(7, 0, i * 10);
+        for j in 0..10 {
+            b.push(
+                TS,
+                Some(b"k"),
+                Some(format!("{}", i * 10 + j).as_bytes()),
+                &[],
+            )
+            .unwrap();
+        }
+        log.append(&mut b.finish().unwrap()).unwrap();
+    }
+    log.close().unwrap();
+    // A segment after a gap, at 100: two batches of 600 KB, more than one read.
+    let mut segment = Vec::new();
+    for k in 0..2u8 {
+        let mut b = streamlog::BatchBuilder::new();
+        b.push(TS, Some(b"k"), Some(&vec![k; 600_000]), &[])
+            .unwrap();
+        let mut bytes = b.finish().unwrap();
+        // The base offset is outside the batch's CRC.
+        bytes[..8].copy_from_slice(&(100 + i64::from(k)).to_be_bytes());
+        segment.extend(bytes);
+    }
+    std::fs::write(dir.join("00000000000000000100.log"), segment).unwrap();
+    std::fs::remove_file(dir.join("streamlog.durable")).unwrap();
+    let log = Arc::new(Log::open(&dir, config()).unwrap());
+    assert_eq!(log.log_end_offset(), 102);
+    // No snapshot at the gap's end (as after a crash that lost the one the open wrote
+    // there): the cut replays from the one at 90.
+    std::fs::remove_file(dir.join("00000000000000000100.snapshot")).unwrap();
+    let (done, cut) = std::sync::mpsc::channel();
+    let cutting = log.clone();
+    std::thread::spawn(move || done.send(cutting.truncate_to(100)).unwrap());
+    let end = common::recv(&cut, "the cut returned").unwrap();
+    assert_eq!(end, 100);
+    assert_eq!(log.log_end_offset(), 100);
+    let offsets: Vec<i64> = log
+        .read_records(85, 1 << 20)
+        .unwrap()
+        .iter()
+        .map(|r| r.offset)
+        .collect();
+    assert_eq!(offsets, (85..90).collect::<Vec<_>>());
+}
