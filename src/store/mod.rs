@@ -499,8 +499,11 @@ impl Store {
     /// ```
     ///
     /// # Errors
-    /// `GroupNotEmpty` while the group has members; otherwise as
-    /// [`plan_group_offsets`](Self::plan_group_offsets), and `Io`.
+    /// `GroupNotEmpty` while the group has members (checked before the offsets are
+    /// planned); otherwise as [`plan_group_offsets`](Self::plan_group_offsets), and
+    /// `Io` (a reset of more partitions than one batch of the offsets topic holds is
+    /// written in several: those written before the failure stay reset, as a reopen
+    /// finds them; `describe_group` says which).
     pub fn alter_group_offsets(
         &self,
         group: &str,
