@@ -123,6 +123,21 @@ fn open_offsets_of_a_deleted_topic_do_not_hold_the_new_one() {
     p.commit_transaction().unwrap();
     let (_, position, committed) = first_polls(&store, IsolationLevel::ReadCommitted);
     assert_eq!((position, committed), (Some(0), Some(None)));
+    // The deletion tombstoned the offsets the transaction had sent (review): they stay
+    // in no listing, and a reopen applies none of them either.
+    let gone = |store: &Store| {
+        !store.list_groups().contains(&"g".to_string())
+            && matches!(store.describe_group("g"), Err(Error::NotFound { .. }))
+    };
+    assert!(gone(&store), "live");
+    drop(p);
+    store.close().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        StoreConfig::default().background_maintenance(false),
+    )
+    .unwrap();
+    assert!(gone(&store), "after a reopen");
 }
 
 /// `seek_to_committed` puts a partition back to its group's committed offset as an
