@@ -78,10 +78,20 @@ impl Catalog {
         after: Option<&TopicMeta>,
         failed: &BuildFailed,
     ) {
-        let rewrite = failed.outcome_in_place;
+        if failed.dir_sync_failed {
+            // A roll-back syncs that directory again, and an fsync that failed is never
+            // retried (one that then succeeds says nothing of what the failed one was
+            // to make durable): the next open settles the change from its intent.
+            let reason = format!(
+                "a change of topic `{name}` failed at a directory fsync ({})",
+                failed.error
+            );
+            unsettle(ddl, name, reason);
+            return;
+        }
         // Not a directory that was there when it was to be created: not ours.
         let range: Vec<i32> = range.filter(|p| !failed.taken.contains(p)).collect();
-        if let Err(e) = self.roll_back(name, intent, range, after, rewrite) {
+        if let Err(e) = self.roll_back(name, intent, range, after) {
             let reason = format!("a failed change of topic `{name}` was not rolled back ({e})");
             unsettle(ddl, name, reason);
         }
@@ -405,7 +415,8 @@ impl Catalog {
     /// Creates and opens partitions `range` of a topic whose intent is recorded: each
     /// directory first gets `partition.metadata` naming the topic id, so that it is
     /// recognisably the store's before it holds anything else. On failure nothing
-    /// stays open (the directories stay, for [`roll_back`](Self::roll_back)).
+    /// stays open (the directories stay, for [`roll_back`](Self::roll_back)); the error
+    /// comes with whether it was the store directory's fsync.
     fn open_new_partitions(
         &self,
         topic: &str,
@@ -413,7 +424,7 @@ impl Catalog {
         range: std::ops::Range<i32>,
         config: &TopicConfig,
         taken: &parking_lot::Mutex<Vec<i32>>,
-    ) -> Result<Vec<Arc<PartitionState>>> {
+    ) -> std::result::Result<Vec<Arc<PartitionState>>, (Error, bool)> {
         let fs = self.config.fs.as_ref();
         let numbers: Vec<i32> = range.collect();
         // Each directory is created, given its metadata and opened (many at once on a
@@ -431,11 +442,14 @@ impl Catalog {
             })?;
             meta::write_partition_metadata(fs, &path, id)?;
             self.open_partition(topic, id, p, config)
-        })?;
+        })
+        .map_err(|e| (e, false))?;
         let synced = fs
             .sync_dir(&self.dir)
             .map_err(io_ctx(format!("fsync {}", self.dir.display())));
+        let sync_failed = synced.is_err();
         self.keep_or_discard(parts, synced)
+            .map_err(|e| (e, sync_failed))
     }
 
     /// Creates partitions `range` of a topic whose intent is recorded, then writes
@@ -449,19 +463,19 @@ impl Catalog {
         done: &TopicMeta,
     ) -> std::result::Result<Vec<Arc<PartitionState>>, BuildFailed> {
         let taken = parking_lot::Mutex::new(Vec::new());
-        let failed = |error, outcome_in_place| BuildFailed {
+        let failed = |error, dir_sync_failed| BuildFailed {
             error,
-            outcome_in_place,
+            dir_sync_failed,
             taken: std::mem::take(&mut *taken.lock()),
         };
         let parts = self
             .open_new_partitions(topic, id, range, &done.config, &taken)
-            .map_err(|e| failed(e, false))?;
+            .map_err(|(e, sync_failed)| failed(e, sync_failed))?;
         let fs = self.config.fs.as_ref();
         let written = recovery::write_meta_steps(fs, &self.dir, topic, done);
-        let in_place = matches!(written, Err((WriteStep::SyncDir, _)));
+        let sync_failed = matches!(written, Err((WriteStep::SyncDir, _)));
         self.keep_or_discard(parts, written.map_err(|(_, e)| e))
-            .map_err(|e| failed(e, in_place))
+            .map_err(|e| failed(e, sync_failed))
     }
 
     /// `parts` if the step that followed their opening succeeded; else they are closed
@@ -486,24 +500,19 @@ impl Catalog {
     }
 
     /// Best-effort roll-back of a topic change that failed after its `intent` was
-    /// recorded, done as an open would do it: if the outcome may have reached the file
-    /// (`rewrite_intent`), the intent is written again first; then the directories of
-    /// the partitions `numbers` that name the topic's id are removed (which frees the space a full disk
-    /// needs for the rest), and the metadata removed (a create) or set to `after` (a
-    /// grow). Whatever fails stops it there: the intent on disk tells the next open to
-    /// finish, so the metadata never names a partition whose directory is gone.
-    /// Returns that first error.
+    /// recorded (not at a directory fsync: see `roll_back_in`), done as an open would do
+    /// it: the directories of the partitions `numbers` that name the topic's id are
+    /// removed (which frees the space a full disk needs for the rest), and the metadata
+    /// removed (a create) or set to `after` (a grow). Whatever fails stops it there: the
+    /// intent on disk tells the next open to finish, so the metadata never names a
+    /// partition whose directory is gone. Returns that first error.
     fn roll_back(
         &self,
         name: &str,
         intent: &TopicMeta,
         numbers: Vec<i32>,
         after: Option<&TopicMeta>,
-        rewrite_intent: bool,
     ) -> Result<()> {
-        if rewrite_intent {
-            self.write_metadata(name, intent)?;
-        }
         let fs = self.config.fs.as_ref();
         let mut report = StoreRecoveryReport::default();
         for p in numbers {
@@ -532,12 +541,13 @@ fn dir_taken(path: &std::path::Path) -> Error {
     }
 }
 
-/// How [`Catalog::build_partitions`] failed: the error, and whether the outcome's
-/// metadata may be in place (its directory fsync failed after the rename), so that a
-/// roll-back must put the intent back first.
+/// How [`Catalog::build_partitions`] failed: the error, and whether it was a directory
+/// fsync (the store directory's after the partitions' were made, or the metadata
+/// directory's after the outcome was renamed into place), which no roll-back may
+/// repeat.
 struct BuildFailed {
     error: Error,
-    outcome_in_place: bool,
+    dir_sync_failed: bool,
     /// Partitions whose directory existed when it was to be created (someone else's).
     taken: Vec<i32>,
 }

@@ -209,3 +209,82 @@ fn a_name_colliding_with_an_unsettled_topic_is_refused() {
     }
     assert!(unsettled > 0, "no fault left `a.b` unsettled");
 }
+
+/// From a review: a topic creation whose fsync of the store directory (after the
+/// partitions' directories were made) failed was rolled back at once, which fsyncs that
+/// directory again: a retried fsync, whose success says nothing of what the failed one
+/// was to make durable. The change is left to the next open (its intent is on disk),
+/// and the name refuses changes until then. So for the metadata directory's fsync
+/// after the outcome was renamed into place.
+#[test]
+fn a_failed_directory_fsync_of_a_topic_change_is_not_retried() {
+    use common::intercept::{Hooks, InterceptFs, Op};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    // The store directory's first fsync in a creation, and the metadata directory's
+    // second (the first is the intent's, the second the outcome's).
+    let cases = [
+        ("/store", 1, "the store directory"),
+        ("/store/.topics", 2, "the outcome's metadata"),
+    ];
+    for (dir, nth, what) in cases {
+        let sim = SimFs::new();
+        // Once armed (1), counts the fsyncs of `dir`; the `nth` fails.
+        let armed = Arc::new(AtomicUsize::new(0));
+        let hooks = {
+            let (sim, armed) = (sim.clone(), armed.clone());
+            Hooks {
+                before_op: Box::new(move |op, path| {
+                    if op != Op::SyncDir || path != std::path::Path::new(dir) {
+                        return;
+                    }
+                    let seen = armed.load(Ordering::SeqCst);
+                    if seen == 0 {
+                        return;
+                    }
+                    if seen == nth {
+                        sim.inject(Fault::Eio, sim.op_count() + 1, false);
+                    }
+                    armed.fetch_add(1, Ordering::SeqCst);
+                }),
+                ..Hooks::default()
+            }
+        };
+        let fs: Arc<dyn FileSystem> = Arc::new(InterceptFs::new(sim, hooks));
+        let open = || {
+            Store::open_with(
+                "/store",
+                StoreConfig::default()
+                    .file_system(fs.clone())
+                    .background_maintenance(false),
+            )
+            .unwrap()
+        };
+        let s = open();
+        armed.store(1, Ordering::SeqCst);
+        let failed = s.create_topic("t", TopicConfig::default().partitions(2));
+        assert!(failed.is_err(), "{what}: the fsync failed");
+        assert_eq!(
+            armed.load(Ordering::SeqCst),
+            nth + 1,
+            "{what}: its fsync was tried again (by a roll-back)"
+        );
+        armed.store(0, Ordering::SeqCst);
+        assert!(
+            matches!(
+                s.create_topic("t", TopicConfig::default()),
+                Err(streamlog::Error::Poisoned { .. })
+            ),
+            "{what}: the name waits for the next open"
+        );
+        drop(s);
+        let s = open();
+        // The open settled it (created or rolled back); the name is usable.
+        if s.topic("t").is_err() {
+            s.create_topic("t", TopicConfig::default()).unwrap();
+        }
+        let part = s.topic("t").unwrap().partition(0).unwrap();
+        part.append(&[Record::new(1, None::<&[u8]>, Some("v"))])
+            .unwrap();
+    }
+}
