@@ -141,11 +141,14 @@ pub(crate) fn last_header_offset(
         .fetch_watermarks(topic, partition, timeout)
         .map_err(|e| kafka(format!("reading the watermarks of {topic}-{partition}"), e))?;
     for from in tail_windows(low, high) {
-        if let Some((offset, value, id)) =
-            read_last(consumer, (topic, partition), header, from, high, timeout)?
+        if let Some(LastRecord {
+            offset,
+            value,
+            topic_id,
+        }) = read_last(consumer, (topic, partition), header, from, high, timeout)?
         {
             return match value {
-                Some(v) => Ok(Some((v, id))),
+                Some(v) => Ok(Some((v, topic_id))),
                 None => Err(Error::ForeignRecord {
                     side: "Kafka",
                     topic: topic.to_string(),
@@ -176,8 +179,16 @@ pub(crate) fn tail_windows(low: i64, high: i64) -> impl Iterator<Item = i64> {
     })
 }
 
-/// The last record in `[from, high)`: its offset, its `header` and its source topic id
-/// header.
+/// A partition's last record, as [`read_last`] finds it.
+struct LastRecord {
+    offset: i64,
+    /// The offset its header holds, if it holds one.
+    value: Option<i64>,
+    /// Its [`SOURCE_TOPIC_ID_HEADER`], if it has one.
+    topic_id: Option<Vec<u8>>,
+}
+
+/// The last record in `[from, high)`.
 fn read_last(
     consumer: &BaseConsumer,
     (topic, partition): (&str, i32),
@@ -185,7 +196,7 @@ fn read_last(
     from: i64,
     high: i64,
     timeout: Duration,
-) -> Result<Option<(i64, Option<i64>, Option<Vec<u8>>)>> {
+) -> Result<Option<LastRecord>> {
     let ctx = || format!("reading the last record of {topic}-{partition}");
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(from))
@@ -221,12 +232,16 @@ fn read_last(
                 }
                 let all = crate::raw_headers::headers_of(&m);
                 let value = find_offset(all.iter().map(|(k, v)| (k.as_str(), *v)), header);
-                let id = all
+                let topic_id = all
                     .iter()
                     .rev()
                     .find(|(k, _)| k == SOURCE_TOPIC_ID_HEADER)
                     .and_then(|(_, v)| v.map(<[u8]>::to_vec));
-                last = Some((m.offset(), value, id));
+                last = Some(LastRecord {
+                    offset: m.offset(),
+                    value,
+                    topic_id,
+                });
                 if m.offset() + 1 >= high {
                     break;
                 }

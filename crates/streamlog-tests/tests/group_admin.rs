@@ -493,10 +493,12 @@ fn a_commit_that_fails_part_way_leaves_memory_as_a_reopen_finds_it() {
             before_op: Box::new(move |op, path| {
                 let log = path.to_string_lossy().contains("__consumer_offsets")
                     && path.extension().is_some_and(|e| e == "log");
-                if op == Op::Write && log && writes.load(Ordering::SeqCst) > 0 {
-                    if writes.fetch_add(1, Ordering::SeqCst) == 2 {
-                        sim.inject(Fault::Eio, sim.op_count() + 1, false);
-                    }
+                if op == Op::Write
+                    && log
+                    && writes.load(Ordering::SeqCst) > 0
+                    && writes.fetch_add(1, Ordering::SeqCst) == 2
+                {
+                    sim.inject(Fault::Eio, sim.op_count() + 1, false);
                 }
             }),
             ..Hooks::default()
