@@ -92,6 +92,9 @@ pub(crate) struct Catalog {
     /// topic metadata (the producers') know when to look again.
     metadata_epoch: AtomicU64,
     closed: AtomicBool,
+    /// The close's first error, if it failed: a later close returns it too (an Ok there
+    /// would say the store was closed cleanly).
+    close_failure: Mutex<Option<Error>>,
     /// The directory lock, released by `close` even while handles of the store live.
     lock: Mutex<Vec<Box<dyn DirLock>>>,
     /// Woken by every append and group change.
@@ -286,6 +289,7 @@ impl Catalog {
             ddl: Mutex::new(ddl::Unsettled::new()),
             metadata_epoch: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            close_failure: Mutex::new(None),
             lock: Mutex::new(lock),
             notifier,
             producer_ids,
@@ -450,14 +454,15 @@ impl Catalog {
     }
 
     /// Closes every partition (flushed: the next open scans nothing) and releases the
-    /// directory lock. Later calls return `Closed`; a second close does nothing.
+    /// directory lock. Later calls return `Closed`; a second close does nothing but
+    /// return the first one's error, if it failed.
     ///
     /// # Errors
     /// The first error from closing a partition (the others are still closed).
     pub(crate) fn close(&self) -> Result<()> {
         let ddl = self.ddl.lock();
         if self.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
+            return self.close_failure.lock().clone().map_or(Ok(()), Err);
         }
         let all: Vec<Arc<PartitionState>> = self
             .topics
@@ -467,6 +472,7 @@ impl Catalog {
             .collect();
         let results = parallel::map(&all, |p| p.log().shutdown());
         let first = results.into_iter().find_map(Result::err);
+        self.close_failure.lock().clone_from(&first);
         // Handles (topics, partitions, consumers) may outlive the close: their files need
         // no descriptor any more.
         self.files.close_idle();
@@ -484,6 +490,9 @@ impl Catalog {
 
 impl Drop for Catalog {
     fn drop(&mut self) {
+        if self.is_closed() {
+            return; // a failed close was reported to its caller
+        }
         if let Err(e) = self.close() {
             tracing::warn!("closing store {} on drop failed: {e}", self.dir.display());
         }

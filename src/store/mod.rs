@@ -564,7 +564,8 @@ impl Store {
 
     /// Flushes every partition and closes the store: the next open scans nothing. Later
     /// calls on any clone that return a `Result` return `Closed` (`list_topics` and
-    /// `list_groups` list what the store had; a second `close` does nothing).
+    /// `list_groups` list what the store had; a second `close` does nothing but return
+    /// the first one's error, if it failed: the store did not close cleanly).
     ///
     /// # Errors
     /// The first error from closing a partition (the others are still closed).
@@ -616,6 +617,9 @@ impl Drop for ClearOnDrop<'_> {
 
 impl Drop for StoreInner {
     fn drop(&mut self) {
+        if self.catalog.is_closed() {
+            return; // a failed close was reported to its caller
+        }
         if let Err(e) = self.close() {
             tracing::warn!(
                 "closing store {} on drop failed: {e}",

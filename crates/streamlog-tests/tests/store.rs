@@ -1190,3 +1190,20 @@ fn wait_for_says_no_for_a_deleted_topic_and_below_the_log_start() {
     store.delete_topic("t").unwrap();
     assert!(!p.wait_for(2, Duration::ZERO), "its topic is gone");
 }
+
+/// From a review: a close racing (or following) one that failed returned Ok, as if the
+/// store had closed cleanly; it returns the first close's error now.
+#[test]
+fn a_close_after_a_failed_close_returns_its_error() {
+    let fs = SimFs::new();
+    let store = sim_store(&fs).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let part = store.topic("t").unwrap().partition(0).unwrap();
+    part.append(&[Record::new(1, None::<&[u8]>, Some("v"))])
+        .unwrap();
+    // Every file operation fails from now on: the close cannot sync the record.
+    fs.inject(Fault::Eio, fs.op_count() + 1, true);
+    let first = store.close().expect_err("the close could not sync");
+    let again = store.clone().close().expect_err("a second close");
+    assert_eq!(again.to_string(), first.to_string());
+}
