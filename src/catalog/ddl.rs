@@ -207,6 +207,20 @@ impl Catalog {
         }
         let parts = self.stop_topic(name, &state, true);
         let forgotten = forget_offsets(name);
+        // A partition whose log was poisoned (a failed fsync, perhaps of its directory):
+        // removing its files syncs that directory, and a failed fsync is never retried.
+        // The deletion is decided (its intent is durable); the next open removes the
+        // directories, and the name waits for it.
+        if let Some((p, why)) = parts
+            .iter()
+            .find_map(|p| p.log().poison_reason().map(|r| (p.partition, r)))
+        {
+            let reason = format!(
+                "topic `{name}` is deleted; its files go at the next open (partition {p} was                  poisoned: {why})"
+            );
+            unsettle(&mut ddl, name, reason);
+            return forgotten.map_err(|e| forget_failed(name, &e));
+        }
         let removed = (|| {
             let mut report = StoreRecoveryReport::default();
             for p in &parts {
@@ -231,14 +245,7 @@ impl Catalog {
             unsettle(&mut ddl, name, reason);
             return Err(e);
         }
-        forgotten.map_err(|e| Error::Io {
-            context: format!(
-                "forget the committed offsets of deleted topic `{name}` (the topic is \
-                 deleted; its offsets name its topic id, are never applied to another \
-                 topic, and are dropped at the next open)"
-            ),
-            source: std::io::Error::other(e.to_string()),
-        })
+        forgotten.map_err(|e| forget_failed(name, &e))
     }
 
     /// Takes topic `name` (`state`) out of the catalog and stops its partitions (their
@@ -530,6 +537,18 @@ impl Catalog {
             None => self.remove_metadata(name),
             Some(meta) => self.write_metadata(name, meta),
         }
+    }
+}
+
+/// Forgetting the committed offsets of deleted topic `name` failed with `e`.
+fn forget_failed(name: &str, e: &Error) -> Error {
+    Error::Io {
+        context: format!(
+            "forget the committed offsets of deleted topic `{name}` (the topic is deleted; \
+             its offsets name its topic id, are never applied to another topic, and are \
+             dropped at the next open)"
+        ),
+        source: std::io::Error::other(e.to_string()),
     }
 }
 

@@ -229,7 +229,9 @@ impl Store {
     /// (`Closed`), and its committed offsets are forgotten: a topic created later under
     /// the same name is a new topic (a new [`TopicId`](crate::TopicId)) that no old
     /// offset applies to. Durable on return: after a crash, the deletion is completed at
-    /// open.
+    /// open. A topic with a poisoned partition (a failed fsync, never retried) is
+    /// deleted with its files left to the next open, which removes them; its name
+    /// refuses changes (`Poisoned`) until then.
     ///
     /// # Errors
     /// `NotFound`; `InvalidArgument` for an internal topic; `Io`. An `Io` error that

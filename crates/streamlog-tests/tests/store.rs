@@ -1207,3 +1207,34 @@ fn a_close_after_a_failed_close_returns_its_error() {
     let again = store.clone().close().expect_err("a second close");
     assert_eq!(again.to_string(), first.to_string());
 }
+
+/// From a review: deleting a topic removes each partition's files and then fsyncs its
+/// directory before `partition.metadata` goes; a partition whose log was poisoned (a
+/// failed fsync, maybe of that very directory) had it fsync'd again, a retried fsync
+/// whose success says nothing. Its deletion is decided as before, and its files go at
+/// the next open; the name waits for that.
+#[test]
+fn deleting_a_poisoned_topic_leaves_its_files_to_the_next_open() {
+    let fs = SimFs::new();
+    let store = sim_store(&fs).unwrap();
+    let two = TopicConfig::default().partitions(2);
+    store.create_topic("t", two.clone()).unwrap();
+    let part = store.topic("t").unwrap().partition(1).unwrap();
+    part.append(&[Record::new(1, None::<&[u8]>, Some("v"))])
+        .unwrap();
+    fs.inject(Fault::Eio, fs.op_count() + 1, false);
+    assert!(part.flush().is_err(), "the fsync failed");
+    store.delete_topic("t").unwrap();
+    assert!(matches!(store.topic("t"), Err(Error::NotFound { .. })));
+    let exists = |p: &str| FileSystem::exists(&fs, Path::new(p)).unwrap();
+    assert!(exists("/store/t-1"), "left to the next open");
+    assert!(matches!(
+        store.create_topic("t", two.clone()),
+        Err(Error::Poisoned { .. })
+    ));
+    store.close().unwrap();
+    let store = sim_store(&fs).unwrap();
+    assert!(!exists("/store/t-0") && !exists("/store/t-1"));
+    assert!(matches!(store.topic("t"), Err(Error::NotFound { .. })));
+    store.create_topic("t", two).unwrap();
+}
