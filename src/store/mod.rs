@@ -346,8 +346,9 @@ impl Store {
     /// batch, segments that overlap, or directories naming different topic ids;
     /// `Io`; `Closed`.
     /// `Poisoned` once a topic change failed where the disk may not match the store (a
-    /// directory fsync after its metadata was replaced; a roll-back cut short): topic
-    /// changes wait for the next open, which settles it.
+    /// directory fsync after its metadata was replaced, or this import's fsync of the
+    /// store directory; a roll-back cut short): topic changes wait for the next open,
+    /// which settles it.
     pub fn import_kafka_topic(&self, name: &str, config: TopicConfig) -> Result<ImportReport> {
         let report = self.inner.catalog.import_kafka_topic(name, config)?;
         self.inner.maintenance.reschedule();

@@ -288,3 +288,71 @@ fn a_failed_directory_fsync_of_a_topic_change_is_not_retried() {
             .unwrap();
     }
 }
+
+/// From a review: an import whose fsync of the store directory (making the adopted
+/// directories' entries durable before the metadata naming them) failed returned the
+/// error and nothing else; the retry the docs invite fsync'd again and, on success,
+/// wrote the metadata: a power cut could then leave metadata naming directories whose
+/// entries were never durable (the store would not open). The name waits for the next
+/// open instead.
+#[test]
+fn an_import_whose_directory_fsync_failed_waits_for_the_next_open() {
+    use common::intercept::{Hooks, InterceptFs, Op};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let sim = SimFs::new();
+    // Once armed, the next fsync of the store directory fails.
+    let armed = Arc::new(AtomicBool::new(false));
+    let hooks = {
+        let (sim, armed) = (sim.clone(), armed.clone());
+        Hooks {
+            before_op: Box::new(move |op, path| {
+                let store_dir = path == std::path::Path::new("/store");
+                if op == Op::SyncDir && store_dir && armed.swap(false, Ordering::SeqCst) {
+                    sim.inject(Fault::Eio, sim.op_count() + 1, false);
+                }
+            }),
+            ..Hooks::default()
+        }
+    };
+    let fs: Arc<dyn FileSystem> = Arc::new(InterceptFs::new(sim, hooks));
+    let open = || {
+        Store::open_with(
+            "/store",
+            StoreConfig::default()
+                .file_system(fs.clone())
+                .background_maintenance(false),
+        )
+        .unwrap()
+    };
+    // Partition directories the store does not know: a topic whose metadata is gone.
+    let s = open();
+    s.create_topic("clicks", TopicConfig::default()).unwrap();
+    let part = s.topic("clicks").unwrap().partition(0).unwrap();
+    part.append(&[Record::new(1, None::<&[u8]>, Some("v"))])
+        .unwrap();
+    s.close().unwrap();
+    let topics = std::path::Path::new("/store/.topics");
+    for name in fs.list_dir(topics).unwrap() {
+        if name.starts_with("clicks") {
+            fs.remove_file(&topics.join(name)).unwrap();
+        }
+    }
+    let s = open();
+    assert!(s.topic("clicks").is_err(), "a stranger to the store");
+    armed.store(true, Ordering::SeqCst);
+    let failed = s.import_kafka_topic("clicks", TopicConfig::default());
+    assert!(failed.is_err(), "the fsync failed");
+    assert!(!armed.load(Ordering::SeqCst), "the import reached it");
+    let retried = s.import_kafka_topic("clicks", TopicConfig::default());
+    assert!(
+        matches!(retried, Err(streamlog::Error::Poisoned { .. })),
+        "a retry would fsync again: {retried:?}"
+    );
+    drop(s);
+    let s = open();
+    s.import_kafka_topic("clicks", TopicConfig::default())
+        .unwrap();
+    let part = s.topic("clicks").unwrap().partition(0).unwrap();
+    assert_eq!(part.log_end_offset(), 1);
+}
