@@ -208,28 +208,26 @@ impl Catalog {
         let parts = self.stop_topic(name, &state, true);
         let forgotten = forget_offsets(name);
         // A partition whose log was poisoned (a failed fsync, perhaps of its directory):
-        // removing its files syncs that directory, and a failed fsync is never retried.
-        // The deletion is decided (its intent is durable); the next open removes the
-        // directories, and the name waits for it.
-        if let Some((p, why)) = parts
+        // its files go (freeing their space), but removing its `partition.metadata`
+        // needs that directory fsync'd first, and a failed fsync is never retried. The
+        // deletion is decided (its intent is durable and stays): the next open removes
+        // what is left, and the name waits for it.
+        let poisoned = parts
             .iter()
-            .find_map(|p| p.log().poison_reason().map(|r| (p.partition, r)))
-        {
-            let reason = format!(
-                "topic `{name}` is deleted; its files go at the next open (partition {p} was                  poisoned: {why})"
-            );
-            unsettle(&mut ddl, name, reason);
-            return forgotten.map_err(|e| forget_failed(name, &e));
-        }
+            .find_map(|p| p.log().poison_reason().map(|r| (p.partition, r)));
         let removed = (|| {
             let mut report = StoreRecoveryReport::default();
             for p in &parts {
+                let why = match p.log().poison_reason() {
+                    Some(_) => recovery::Removal::DeletePoisoned,
+                    None => recovery::Removal::Delete,
+                };
                 recovery::remove_owned_dir(
                     self.config.fs.as_ref(),
                     &self.dir,
                     &partition_dir_name(name, p.partition),
                     Some(state.id),
-                    recovery::Removal::Delete,
+                    why,
                     &mut report,
                 )?;
             }
@@ -237,13 +235,23 @@ impl Catalog {
                 .fs
                 .sync_dir(&self.dir)
                 .map_err(io_ctx(format!("fsync {}", self.dir.display())))?;
-            self.remove_metadata(name)
+            match poisoned {
+                Some(_) => Ok(()),
+                None => self.remove_metadata(name),
+            }
         })();
         if let Err(e) = removed {
             // Its intent stays on disk for the next open to finish.
             let reason = format!("the deletion of topic `{name}` was cut short ({e})");
             unsettle(&mut ddl, name, reason);
             return Err(e);
+        }
+        if let Some((p, why)) = poisoned {
+            let reason = format!(
+                "topic `{name}` is deleted, the rest of its directories go at the next open \
+                 (partition {p} was poisoned: {why})"
+            );
+            unsettle(&mut ddl, name, reason);
         }
         forgotten.map_err(|e| forget_failed(name, &e))
     }

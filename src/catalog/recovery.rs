@@ -357,6 +357,11 @@ fn check_directories(
 pub(super) enum Removal {
     /// Its topic was deleted.
     Delete,
+    /// Its topic was deleted, and its log poisoned: its files go, but its
+    /// `partition.metadata` and the directory stay for the next open (removing the
+    /// metadata last needs the directory fsync'd, and a failed fsync, maybe that one,
+    /// is never retried).
+    DeletePoisoned,
     /// A topic creation was rolled back: the partition never held records.
     UndoCreate,
     /// A grow was rolled back: a partition it was adding, beyond the count the topic
@@ -413,7 +418,7 @@ pub(super) fn remove_owned_dir(
             || *f == format!("{PARTITION_METADATA}.tmp")
     };
     let owned = match read_partition_topic_id(fs, &path) {
-        Ok(Some(found)) if why != Removal::Delete => {
+        Ok(Some(found)) if !matches!(why, Removal::Delete | Removal::DeletePoisoned) => {
             Some(found) == id && holds_no_records(fs, &path, &files)?
         }
         Ok(Some(found)) => Some(found) == id,
@@ -446,6 +451,9 @@ pub(super) fn remove_owned_dir(
     for f in files.iter().filter(|f| f.as_str() != PARTITION_METADATA) {
         fs.remove_file(&path.join(f))
             .map_err(io_ctx(format!("remove {}/{f}", path.display())))?;
+    }
+    if why == Removal::DeletePoisoned && files.iter().any(|f| f == PARTITION_METADATA) {
+        return Ok(());
     }
     if files.iter().any(|f| f == PARTITION_METADATA) {
         fs.sync_dir(&path)

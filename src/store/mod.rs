@@ -230,7 +230,8 @@ impl Store {
     /// the same name is a new topic (a new [`TopicId`](crate::TopicId)) that no old
     /// offset applies to. Durable on return: after a crash, the deletion is completed at
     /// open. A topic with a poisoned partition (a failed fsync, never retried) is
-    /// deleted with its files left to the next open, which removes them; its name
+    /// deleted and its files removed, but that partition's directory (with its
+    /// `partition.metadata`) is left to the next open, which removes it; the name
     /// refuses changes (`Poisoned`) until then.
     ///
     /// # Errors

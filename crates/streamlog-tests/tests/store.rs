@@ -1211,10 +1211,11 @@ fn a_close_after_a_failed_close_returns_its_error() {
 /// From a review: deleting a topic removes each partition's files and then fsyncs its
 /// directory before `partition.metadata` goes; a partition whose log was poisoned (a
 /// failed fsync, maybe of that very directory) had it fsync'd again, a retried fsync
-/// whose success says nothing. Its deletion is decided as before, and its files go at
-/// the next open; the name waits for that.
+/// whose success says nothing. Its deletion is decided as before and its files go, but
+/// its directory and `partition.metadata` wait for the next open, and so does the
+/// name.
 #[test]
-fn deleting_a_poisoned_topic_leaves_its_files_to_the_next_open() {
+fn deleting_a_poisoned_topic_leaves_its_directory_to_the_next_open() {
     let fs = SimFs::new();
     let store = sim_store(&fs).unwrap();
     let two = TopicConfig::default().partitions(2);
@@ -1227,7 +1228,14 @@ fn deleting_a_poisoned_topic_leaves_its_files_to_the_next_open() {
     store.delete_topic("t").unwrap();
     assert!(matches!(store.topic("t"), Err(Error::NotFound { .. })));
     let exists = |p: &str| FileSystem::exists(&fs, Path::new(p)).unwrap();
-    assert!(exists("/store/t-1"), "left to the next open");
+    assert!(
+        !exists("/store/t-0"),
+        "a partition not poisoned goes at once"
+    );
+    // The poisoned one's files go (their space is free); its partition.metadata, whose
+    // removal needs its directory fsync'd first, is left to the next open.
+    let left = FileSystem::list_dir(&fs, Path::new("/store/t-1")).unwrap();
+    assert_eq!(left, ["partition.metadata"]);
     assert!(matches!(
         store.create_topic("t", two.clone()),
         Err(Error::Poisoned { .. })
