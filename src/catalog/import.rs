@@ -106,9 +106,10 @@ impl Catalog {
         // The directories were put into the store by the user (a rename, a copy): their
         // entries are made durable before the metadata that adopts them, since a
         // partition of the store never syncs the store directory itself.
-        // An fsync that failed is never retried: a retried import would sync again and
-        // take its success for these entries' (the store might then name directories
-        // a power cut took). The name waits for the next open.
+        // An fsync that failed is never retried while the store stays open: a retried
+        // import would sync again and take its success for these entries' (the store
+        // might then name directories a power cut took). The name waits until the
+        // store is reopened (an import then runs again from the start).
         if let Err(e) = fs.sync_dir(&inner.dir) {
             let e = Error::io(format!("fsync {}", inner.dir.display()), e);
             let reason = format!("the import of `{name}` failed at a directory fsync ({e})");

@@ -569,7 +569,9 @@ impl Store {
     /// Flushes every partition and closes the store: the next open scans nothing. Later
     /// calls on any clone that return a `Result` return `Closed` (`list_topics` and
     /// `list_groups` list what the store had; a second `close` does nothing but return
-    /// the first one's error, if it failed: the store did not close cleanly).
+    /// the first one's error, if it failed: the store did not close cleanly). A close
+    /// called on the closing thread from inside the close (a waker it wakes that polls
+    /// its task inline) returns `Ok` at once: the close under way reports the outcome.
     ///
     /// # Errors
     /// The first error from closing a partition (the others are still closed).

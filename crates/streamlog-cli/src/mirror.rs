@@ -19,8 +19,9 @@ pub enum Direction {
     /// through Kafka's admin API when missing)
     ///
     /// Each record keeps its partition, key, value, headers and timestamp and gets a
-    /// `streamlog.source.offset` header. Progress is committed to a streamlog consumer
-    /// group (--group), whose lag is printed every --progress-secs.
+    /// `streamlog.source.offset` header (and `streamlog.source.topic.id`, the store
+    /// topic's id). Progress is committed to a streamlog consumer group (--group), whose
+    /// lag is printed every --progress-secs.
     ToKafka(ToKafka),
     /// Copies Kafka topics into store topics of the same name and partition count
     /// (created when missing)

@@ -138,7 +138,12 @@ fn to_kafka_and_back_copies_every_record_with_its_offset_header() {
             let keys: Vec<&str> = y.headers.iter().map(|h| h.key.as_str()).collect();
             assert_eq!(
                 keys,
-                ["h", "streamlog.source.offset", "streamlog.kafka.offset"]
+                [
+                    "h",
+                    "streamlog.source.offset",
+                    "streamlog.source.topic.id",
+                    "streamlog.kafka.offset"
+                ]
             );
             assert_eq!(
                 y.headers[1].value.as_deref(),

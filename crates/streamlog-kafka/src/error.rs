@@ -119,6 +119,23 @@ pub enum Error {
         /// The store topic's id now.
         store: String,
     },
+    /// A store topic the sink copies was deleted and created again while it ran (its
+    /// id changed): the new topic's records would follow the old one's in Kafka,
+    /// offsets starting over. The sink stops (what it sent before reaches Kafka)
+    /// without sending any of them.
+    #[error(
+        "store topic {topic} was deleted and created again while the mirror copied it (id \
+         {was}, now {now}); none of the new topic's records were sent: mirror it into a \
+         fresh Kafka topic"
+    )]
+    SourceRecreated {
+        /// The topic.
+        topic: String,
+        /// Its id when the sink started.
+        was: String,
+        /// Its id now.
+        now: String,
+    },
     /// A topic named in the configuration exists on neither side, or not on the side it
     /// is copied from.
     #[error("topic {topic} does not exist in {side}")]

@@ -30,7 +30,9 @@
 //!
 //! A sink refuses to resume from a Kafka record copied from another store topic of the
 //! same name ([`Error::SourceReplaced`]: the topic was deleted and created again, or the
-//! store replaced, since), whose offset would skip this topic's records below it.
+//! store replaced, since), whose offset would skip this topic's records below it, and
+//! stops ([`Error::SourceRecreated`]) when a store topic it copies is deleted and
+//! created again while it runs.
 //!
 //! Where the destination partition holds no record of the mirror (new, or emptied by
 //! retention), the mirror starts from its group's committed offset, else from

@@ -136,8 +136,11 @@ impl Mirror {
     /// # Errors
     /// `InvalidConfig`; `UnknownTopic` for a topic the store lacks (or Kafka lacks when
     /// `create_topics` is off); `PartitionMismatch`; `ForeignRecord` if a Kafka partition
-    /// ends with a record that has no source-offset header; `Kafka` when Kafka cannot be
-    /// reached within `timeout_ms`; `Store`.
+    /// ends with a record that has no source-offset header; `DestinationAhead` if that
+    /// header names an offset past the store partition's end; `SourceReplaced` if the
+    /// record came from another store topic of the name (its topic id header); `Kafka`
+    /// when Kafka cannot be reached within `timeout_ms`; `Store`. The running mirror
+    /// ends with `SourceRecreated` if a store topic is deleted and created again.
     pub fn to_kafka(store: &Store, config: KafkaSinkConfig) -> Result<Mirror> {
         let shared = Arc::new(Shared::default());
         let run = crate::sink::Sink::start(store, config, shared.clone())?;

@@ -14,7 +14,9 @@ use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::PurgeConfig;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
-use streamlog::{Consumer, ConsumerConfig, IsolationLevel, OffsetReset, Store, TopicPartition};
+use streamlog::{
+    Consumer, ConsumerConfig, IsolationLevel, OffsetReset, Store, TopicId, TopicPartition,
+};
 
 use crate::config::{KafkaSinkConfig, StartFrom, check_common};
 use crate::error::{Error, Result, kafka};
@@ -79,8 +81,8 @@ pub(crate) struct Sink {
     partitions: Arc<Vec<TopicPartition>>,
     producer: ThreadedProducer<DeliveryContext>,
     consumer: Consumer,
-    /// Each store topic's id at the start, the value of the header naming it.
-    topic_ids: BTreeMap<String, Vec<u8>>,
+    /// Each store topic's id at the start, and the value of the header naming it.
+    topic_ids: BTreeMap<String, (TopicId, Vec<u8>)>,
     /// A stop gave up records the consumer had returned (see `send`).
     unsent: bool,
 }
@@ -138,7 +140,7 @@ impl Sink {
                     topic: topic.clone(),
                 });
             };
-            topic_ids.insert(topic.clone(), t.id().to_string().into_bytes());
+            topic_ids.insert(topic.clone(), (t.id(), t.id().to_string().into_bytes()));
             let count = t.partition_count();
             match partition_count(admin.inner(), topic, timeout)? {
                 Some(n) if n == count => {}
@@ -194,7 +196,7 @@ impl Sink {
             // of another one (the topic deleted and created again since, the store
             // replaced), it says nothing of what was copied of this one, and resuming
             // from it would skip this one's records below it.
-            let id = &topic_ids[tp.topic()];
+            let (_, id) = &topic_ids[tp.topic()];
             if let Some((_, Some(copied))) = &last
                 && copied != id
             {
@@ -286,6 +288,15 @@ impl Sink {
             let records = self
                 .consumer
                 .poll(if in_flight > 0 { Duration::ZERO } else { poll })?;
+            if let Some(e) = self.recreated_topic() {
+                // What was sent before goes to Kafka; nothing of the new topic is sent,
+                // and no progress is committed (it would be the old topic's offsets,
+                // applied to the new one).
+                let _ = self
+                    .producer
+                    .flush(Duration::from_millis(self.config.timeout_ms));
+                return Err(e);
+            }
             if records.is_empty() {
                 if in_flight > 0 {
                     self.wait_for_delivery();
@@ -314,7 +325,7 @@ impl Sink {
                 });
                 headers = headers.insert(KafkaHeader {
                     key: SOURCE_TOPIC_ID_HEADER,
-                    value: self.topic_ids.get(tp.topic()).map(Vec::as_slice),
+                    value: self.topic_ids.get(tp.topic()).map(|(_, v)| v.as_slice()),
                 });
                 let mut record: BaseRecord<'_, [u8], [u8], Box<Sent>> = BaseRecord::with_opaque_to(
                     tp.topic(),
@@ -358,6 +369,19 @@ impl Sink {
         self.commit()?;
         Ok(MirrorStats {
             records: self.shared.state.lock().acknowledged,
+        })
+    }
+
+    /// A store topic deleted and created again since the start (a new id), if one was:
+    /// its records would reach Kafka after the old one's, under the old one's id.
+    fn recreated_topic(&self) -> Option<Error> {
+        self.topic_ids.iter().find_map(|(topic, (was, _))| {
+            let now = self.store.topic(topic).ok()?.id();
+            (now != *was).then(|| Error::SourceRecreated {
+                topic: topic.clone(),
+                was: was.to_string(),
+                now: now.to_string(),
+            })
         })
     }
 

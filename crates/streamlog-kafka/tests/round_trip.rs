@@ -267,6 +267,51 @@ fn a_store_topic_created_again_is_not_resumed_from_the_old_ones_offset() {
     );
 }
 
+/// From a review: the sink named its records' store topic by the id it had at the
+/// start; a store topic deleted and created again while it ran had its records sent
+/// after the old one's, offsets starting over, under the old id. The sink stops
+/// instead, sending none of them.
+#[test]
+fn a_store_topic_created_again_while_the_sink_runs_stops_it() {
+    let kafka = Kafka::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.create_topic("live", TopicConfig::default()).unwrap();
+    fill_store(&store, "live", 1, 0..3, Compression::None);
+    kafka.prepare_topic("live", 1);
+    let mut config = kafka.sink(&["live"]);
+    config.stop_at_end = false;
+    let mirror = Mirror::to_kafka(&store, config).unwrap();
+    let old = store.topic("live").unwrap().id().to_string();
+    store.delete_topic("live").unwrap();
+    store.create_topic("live", TopicConfig::default()).unwrap();
+    fill_store(&store, "live", 1, 0..5, Compression::None);
+    let (done, ended) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(mirror.join()).unwrap());
+    let ended = ended
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the mirror stopped on its own");
+    let now = store.topic("live").unwrap().id().to_string();
+    assert!(
+        matches!(&ended, Err(Error::SourceRecreated { topic, now: n, .. }) if topic == "live" && *n == now),
+        "{ended:?}"
+    );
+    let copied = read_kafka(&kafka.bootstrap, "live", 1);
+    assert!(copied.len() <= 3, "{} records", copied.len());
+    for r in &copied {
+        let id = r
+            .headers
+            .iter()
+            .find(|(k, _)| k == streamlog_kafka::SOURCE_TOPIC_ID_HEADER)
+            .and_then(|(_, v)| v.clone());
+        assert_eq!(
+            id,
+            Some(old.clone().into_bytes()),
+            "only the old topic's records"
+        );
+    }
+}
+
 #[test]
 fn a_destination_ahead_of_a_replaced_source_is_refused() {
     let kafka = Kafka::start();
