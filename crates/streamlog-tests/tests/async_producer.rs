@@ -95,6 +95,24 @@ impl Drop for OpenOnDrop {
     }
 }
 
+/// A store whose writes to `clicks-0` wait at `gate`, closed now (opened again when the
+/// third value is dropped), and a producer whose 2 KiB of `buffer_memory` a few sends
+/// fill: nothing is appended, so no memory frees.
+fn producer_to_park(gate: &Arc<Gate>) -> (Store, streamlog::Producer, OpenOnDrop) {
+    let store = gated_store(gate);
+    let producer = store
+        .producer(
+            ProducerConfig::default()
+                .linger_ms(0)
+                .batch_size(1024)
+                .buffer_memory(2048),
+        )
+        .unwrap();
+    let open = OpenOnDrop(gate.clone());
+    set_gate(gate, true);
+    (store, producer, open)
+}
+
 fn record(i: usize) -> ProducerRecord<'static> {
     ProducerRecord::new("clicks")
         .partition(0)
@@ -230,17 +248,7 @@ fn close_wakes_a_parked_send_with_closed() {
         }
     }
     let gate = Arc::new(Gate::default());
-    let store = gated_store(&gate);
-    let producer = store
-        .producer(
-            ProducerConfig::default()
-                .linger_ms(0)
-                .batch_size(1024)
-                .buffer_memory(2048),
-        )
-        .unwrap();
-    let _open = OpenOnDrop(gate.clone());
-    set_gate(&gate, true);
+    let (_store, producer, _open) = producer_to_park(&gate);
     let (waker, woken) = signal();
     // The first send to park does so with the panicking waker: it is woken first.
     let panicking = Waker::from(Arc::new(Panicking));
@@ -290,17 +298,7 @@ impl Wake for ClosesTheStore {
 #[test]
 fn a_parked_sends_waker_that_closes_the_store_does_not_hang_the_close() {
     let gate = Arc::new(Gate::default());
-    let store = gated_store(&gate);
-    let producer = store
-        .producer(
-            ProducerConfig::default()
-                .linger_ms(0)
-                .batch_size(1024)
-                .buffer_memory(2048),
-        )
-        .unwrap();
-    let _open = OpenOnDrop(gate.clone());
-    set_gate(&gate, true);
+    let (store, producer, _open) = producer_to_park(&gate);
     let (said, says) = mpsc::channel();
     let waker = Waker::from(Arc::new(ClosesTheStore {
         store: store.clone(),

@@ -505,15 +505,7 @@ fn a_commit_that_fails_part_way_leaves_memory_as_a_reopen_finds_it() {
         }
     };
     let fs: Arc<dyn FileSystem> = Arc::new(InterceptFs::new(sim, hooks));
-    let open = || {
-        Store::open_with(
-            "/store",
-            StoreConfig::default()
-                .background_maintenance(false)
-                .file_system(fs.clone()),
-        )
-        .unwrap()
-    };
+    let open = || HeldCommit::open(&fs);
     let store = open();
     // 40 commits of a 30,000-byte group id: two batches of the offsets topic (1 MiB).
     let topic = "t".repeat(249);

@@ -15,10 +15,15 @@ use streamlog::fs::{CrashImage, Fault, FileSystem, SimFs};
 use streamlog::{Record, Store, StoreConfig, TopicConfig};
 
 fn open(fs: &SimFs) -> streamlog::Result<Store> {
+    open_on(&(Arc::new(fs.clone()) as Arc<dyn FileSystem>))
+}
+
+/// A store at `/store` on `fs`, maintenance off.
+fn open_on(fs: &Arc<dyn FileSystem>) -> streamlog::Result<Store> {
     Store::open_with(
         "/store",
         StoreConfig::default()
-            .file_system(Arc::new(fs.clone()) as Arc<dyn FileSystem>)
+            .file_system(fs.clone())
             .background_maintenance(false),
     )
 }
@@ -251,15 +256,7 @@ fn a_failed_directory_fsync_of_a_topic_change_is_not_retried() {
             }
         };
         let fs: Arc<dyn FileSystem> = Arc::new(InterceptFs::new(sim, hooks));
-        let open = || {
-            Store::open_with(
-                "/store",
-                StoreConfig::default()
-                    .file_system(fs.clone())
-                    .background_maintenance(false),
-            )
-            .unwrap()
-        };
+        let open = || open_on(&fs).unwrap();
         let s = open();
         armed.store(1, Ordering::SeqCst);
         let failed = s.create_topic("t", TopicConfig::default().partitions(2));
@@ -316,15 +313,7 @@ fn an_import_whose_directory_fsync_failed_waits_for_the_next_open() {
         }
     };
     let fs: Arc<dyn FileSystem> = Arc::new(InterceptFs::new(sim, hooks));
-    let open = || {
-        Store::open_with(
-            "/store",
-            StoreConfig::default()
-                .file_system(fs.clone())
-                .background_maintenance(false),
-        )
-        .unwrap()
-    };
+    let open = || open_on(&fs).unwrap();
     // Partition directories the store does not know: a topic whose metadata is gone.
     let s = open();
     s.create_topic("clicks", TopicConfig::default()).unwrap();
