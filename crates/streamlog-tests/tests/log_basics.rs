@@ -732,7 +732,7 @@ fn verify_takes_kafkas_offset_index_entries_for_whole_appends() {
 /// `OffsetOutOfRange`).
 #[test]
 fn offset_for_timestamp_answers_nothing_below_a_log_start_moved_meanwhile() {
-    use common::intercept::{Hooks, InterceptFs};
+    use common::intercept::Hooks;
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -755,10 +755,7 @@ fn offset_for_timestamp_answers_nothing_below_a_log_start_moved_meanwhile() {
         }),
         ..Hooks::default()
     };
-    let fs = InterceptFs::new(SimFs::new(), hooks);
-    let config = LogConfig::default().clock(Arc::new(ManualClock::new(1_700_000_000_000)));
-    let log = Log::open_with_fs(Arc::new(fs), "/d/t-0", config).unwrap();
-    let log = shared.get_or_init(|| log);
+    let log = hooked_log(hooks, &shared);
     for (base, ts) in [(0, 100), (5, 200)] {
         let mut b = streamlog::BatchBuilder::new();
         for i in 0..5 {
@@ -786,7 +783,7 @@ fn offset_for_timestamp_answers_nothing_below_a_log_start_moved_meanwhile() {
 /// again against the log as it is now.
 #[test]
 fn a_read_racing_truncate_to_is_no_corruption() {
-    use common::intercept::{Hooks, InterceptFs};
+    use common::intercept::Hooks;
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -807,10 +804,7 @@ fn a_read_racing_truncate_to_is_no_corruption() {
         }),
         ..Hooks::default()
     };
-    let fs = InterceptFs::new(SimFs::new(), hooks);
-    let config = LogConfig::default().clock(Arc::new(ManualClock::new(1_700_000_000_000)));
-    let log = Log::open_with_fs(Arc::new(fs), "/d/t-0", config).unwrap();
-    let log = shared.get_or_init(|| log);
+    let log = hooked_log(hooks, &shared);
     let append = |base: i64| {
         let mut b = streamlog::BatchBuilder::new();
         for i in 0..5 {
@@ -896,4 +890,13 @@ fn a_cut_at_a_segment_after_an_offset_gap_returns() {
         .map(|r| r.offset)
         .collect();
     assert_eq!(offsets, (85..90).collect::<Vec<_>>());
+}
+
+/// A log at `/d/t-0` on a simulated disk with `hooks`, its clock stopped, put in
+/// `shared` (where the hooks find it).
+fn hooked_log(hooks: common::intercept::Hooks, shared: &std::sync::OnceLock<Log>) -> &Log {
+    let fs = common::intercept::InterceptFs::new(SimFs::new(), hooks);
+    let config = LogConfig::default().clock(Arc::new(ManualClock::new(1_700_000_000_000)));
+    let log = Log::open_with_fs(Arc::new(fs), "/d/t-0", config).unwrap();
+    shared.get_or_init(|| log)
 }
