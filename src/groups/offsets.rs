@@ -193,8 +193,8 @@ impl Coordinator {
         // batches appended are in the log (the next open applies them), so they are
         // made durable and applied here too, and memory agrees; the commit then fails.
         let written: usize = batches.iter().map(|&(_, _, n)| n).sum();
-        let offsets: Vec<(&TopicPartition, &Commit)> = offsets.iter().take(written).collect();
-        let keys = || offsets.iter().map(|(tp, _)| *tp);
+        let written = || offsets.iter().take(written);
+        let keys = || written().map(|(tp, _)| tp);
         // Noted before the lock goes: a tombstone written after it is remembered until
         // this commit applies, and the group's deletion tombstones its partitions too.
         {
@@ -206,8 +206,8 @@ impl Coordinator {
         let flushed = offsets_log.flush_to(at + 1);
         let mut st = self.state.lock();
         if flushed.is_ok() {
-            for (tp, c) in &offsets {
-                st.apply_commit(group, tp, Commit { at, ..**c });
+            for (tp, c) in written() {
+                st.apply_commit(group, tp, Commit { at, ..*c });
             }
         }
         st.keys_settled(group, keys());
