@@ -166,6 +166,12 @@ impl ProducerConfig {
         self.transaction_timeout_ms
     }
 
+    /// The `transactional_id` this config holds, if any (for code that builds on a
+    /// caller's config, as a streams runtime refuses one it would not use).
+    pub fn get_transactional_id(&self) -> Option<&str> {
+        self.transactional_id.as_deref()
+    }
+
     /// A custom partitioner for records without an explicit partition. Default =
     /// [`DefaultPartitioner`](super::DefaultPartitioner) (murmur2 for keys, sticky for null keys).
     #[must_use]

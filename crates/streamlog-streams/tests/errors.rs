@@ -71,6 +71,9 @@ fn bad_config_and_missing_topics_are_refused() {
             .processing_guarantee(ProcessingGuarantee::ExactlyOnce)
             .producer(ProducerConfig::default().transaction_timeout_ms(1_000))
             .commit_interval_ms(1_000),
+        // Under at-least-once every thread's producer had this id and refused to send
+        // outside a transaction: each thread stopped at its first output.
+        StreamsConfig::new("ok").producer(ProducerConfig::default().transactional_id("x")),
     ] {
         let e = Streams::new(topology(), bad, &store).err().unwrap();
         assert!(matches!(e, StreamsError::InvalidConfig { .. }), "{e}");

@@ -102,8 +102,8 @@ pub struct StreamsConfig {
     /// Told about restore progress. Default = none.
     pub restore_listener: Option<RestoreListener>,
     /// The base of each thread's producer (batching, linger, compression, acks); the
-    /// runtime sets its `transactional_id` under exactly-once. Default = Kafka's
-    /// producer defaults.
+    /// runtime sets its `transactional_id` under exactly-once, and one set here is
+    /// refused under at-least-once. Default = Kafka's producer defaults.
     pub producer: ProducerConfig,
 }
 
@@ -269,6 +269,22 @@ impl StreamsConfig {
         }
         if self.max_poll_interval_ms == 0 {
             return bad("max_poll_interval_ms", "must be at least 1".into());
+        }
+        // Under at-least-once each thread's producer is the caller's as given: with a
+        // transactional id, every thread's would share it and refuse each send outside
+        // a transaction (which at-least-once never begins), stopping every thread at its
+        // first output. Kafka Streams does not let it be set either.
+        if self.processing_guarantee == ProcessingGuarantee::AtLeastOnce
+            && let Some(id) = self.producer.get_transactional_id()
+        {
+            return bad(
+                "producer",
+                format!(
+                    "must not set a transactional_id ({id:?}) under at-least-once: the \
+                     runtime makes each thread's producer transactional under exactly-once \
+                     (processing_guarantee)"
+                ),
+            );
         }
         // As Kafka Streams checks (it allows an equal one; so close, a slow commit would
         // lose the race): a transaction open longer than the producer's timeout is
