@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use streamlog::{Store, TopicConfig};
+use streamlog::{CleanupPolicy, Store, TopicConfig};
 use streamlog_streams::{
     Consumed, Grouped, Materialized, Produced, StreamsBuilder, StreamsConfig, Topology, serdes,
 };
@@ -313,6 +313,21 @@ fn internal_topics_take_the_times_their_inputs_took() {
         + 2 * 86_400_000;
     produce(&store, "in", &[ev("k", later, "a")]);
     let s = run_caught_up(&store, counts_of_in(), StreamsConfig::new("future"));
+    s.close().unwrap();
+    assert_eq!(values_and_times(&store, "counts"), [(1, later)]);
+
+    // Also a changelog made before (by the application, compacted as the runtime would,
+    // but with the default bound) takes them: it refused the aggregate and the thread
+    // stopped before any output.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for t in ["in", "counts"] {
+        store.create_topic(t, unbounded.clone()).unwrap();
+    }
+    let compacted = TopicConfig::default().cleanup_policy(CleanupPolicy::Compact);
+    store.create_topic("made-c-changelog", compacted).unwrap();
+    produce(&store, "in", &[ev("k", later, "a")]);
+    let s = run_caught_up(&store, counts_of_in(), StreamsConfig::new("made"));
     s.close().unwrap();
     assert_eq!(values_and_times(&store, "counts"), [(1, later)]);
 }

@@ -190,6 +190,36 @@ fn a_changelog_with_another_partition_count_is_refused_at_start() {
     );
 }
 
+/// A store's changelog made before (by the application) with the default cleanup
+/// policy, `delete`: it was taken as it was, retention deleted the values of keys not
+/// updated for a week, and a store restored from it lost them while the input offsets
+/// that made them stayed committed (counts began again at 1). It is refused at start,
+/// naming the topic and its policy, and left as it was.
+#[test]
+fn a_changelog_that_is_not_compacted_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    create_topics(&store, &[("nums", 2), ("kept-n-changelog", 2)]);
+    let b = StreamsBuilder::new();
+    b.stream("nums", Consumed::with(serdes::string(), serdes::i64()))
+        .group_by_key()
+        .count(Materialized::named("n"));
+    let s = Streams::new(b.build().unwrap(), StreamsConfig::new("kept"), &store).unwrap();
+    let e = s.start().err().unwrap();
+    assert!(
+        matches!(&e, StreamsError::Topology { reason }
+            if reason.contains("kept-n-changelog") && reason.contains("`delete`")),
+        "{e}"
+    );
+    let policy = store
+        .topic("kept-n-changelog")
+        .unwrap()
+        .config()
+        .settings()
+        .cleanup_policy;
+    assert_eq!(policy, streamlog::CleanupPolicy::Delete);
+}
+
 fn counting(policy: DeserializationPolicy, store: &Store) -> Streams {
     let b = StreamsBuilder::new();
     b.stream("nums", Consumed::with(serdes::string(), serdes::i64()))

@@ -20,6 +20,15 @@ use crate::query::{ReadOnlyKeyValueStore, ReadOnlyWindowStore, local_parts};
 use crate::store::{KvStore, Registry, WindowStore, changelog_topic};
 use crate::topology::Topology;
 
+/// The kinds of topics the runtime makes for itself.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Internal {
+    /// `<application_id>-<name>-repartition`.
+    Repartition,
+    /// `<application_id>-<store>-changelog`.
+    Changelog,
+}
+
 /// Where an application is in its life ([`Streams::state`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -247,7 +256,7 @@ impl Streams {
                 let n = subs.get(*to).cloned().flatten().map_or(written, |(n, _)| n);
                 let topic = format!("{app}-{suffix}");
                 let n = self.ensure_topic(&topic, n, CleanupPolicy::Delete)?;
-                self.keep_until_purged(&topic)?;
+                self.settle_internal(&topic, Internal::Repartition)?;
                 set(&mut subs, *to, n, &topic)?;
                 done[i] = true;
                 progressed = true;
@@ -277,28 +286,59 @@ impl Streams {
                     ),
                 });
             }
+            self.settle_internal(&changelog, Internal::Changelog)?;
         }
         Ok(())
     }
 
-    /// Makes repartition topic `topic` keep its records until the threads purge them
-    /// (`repartition_purge_interval_ms`), as Kafka Streams' repartition topics have
-    /// `retention.ms` -1. The records carry their inputs' times: time retention would
-    /// delete those of replayed or backfilled inputs (older than `retention_ms`) before
-    /// the sub-topology reading them got to them, which would then skip them. Also a
-    /// topic created before this was done is changed.
-    fn keep_until_purged(&self, topic: &str) -> Result<()> {
+    /// Gives internal topic `topic`, also one made before (by an older version, or by
+    /// the application), the settings the runtime relies on:
+    /// - any record time (no bound on future times): internal topics carry the times
+    ///   of records the application's inputs took already, and a refusal would stop the
+    ///   thread with no way for the application to change it;
+    /// - a repartition topic keeps its records until the threads purge them
+    ///   (`repartition_purge_interval_ms`), as Kafka Streams' repartition topics have
+    ///   `retention.ms` -1: the records carry their inputs' times, and time retention
+    ///   would delete those of replayed or backfilled inputs (older than
+    ///   `retention_ms`) before the sub-topology reading them got to them, which would
+    ///   then skip them;
+    /// - a changelog is compacted, else it is refused (as Kafka Streams refuses one):
+    ///   retention would delete the latest value of every key not updated within
+    ///   `retention_ms`, and a store restored from it would lose those keys while the
+    ///   input offsets that made them stay committed. Its policy is not changed here:
+    ///   the application may have made the topic so for a reason of its own.
+    fn settle_internal(&self, topic: &str, kind: Internal) -> Result<()> {
         let store = &self.env.store;
         let now = store
             .topic(topic)
             .map_err(client("describe", topic))?
             .config()
             .settings();
-        if now.retention_ms == -1 && now.retention_bytes == -1 {
+        if kind == Internal::Changelog && now.cleanup_policy != CleanupPolicy::Compact {
+            return Err(StreamsError::Topology {
+                reason: format!(
+                    "changelog topic `{topic}` has cleanup policy `{}`, but a store's \
+                     changelog must be `compact` (retention would delete the values of \
+                     keys not updated within its retention, and a restored store would \
+                     lose them): alter its cleanup policy to compact, or delete it to \
+                     rebuild the store from its input",
+                    now.cleanup_policy.name()
+                ),
+            });
+        }
+        let keeps =
+            kind == Internal::Changelog || (now.retention_ms == -1 && now.retention_bytes == -1);
+        if keeps && now.message_timestamp_after_max_ms == i64::MAX {
             return Ok(());
         }
         store
-            .alter_topic_config(topic, |c| c.retention_ms(-1).retention_bytes(-1))
+            .alter_topic_config(topic, |c| {
+                let c = c.message_timestamp_after_max_ms(i64::MAX);
+                match kind {
+                    Internal::Repartition => c.retention_ms(-1).retention_bytes(-1),
+                    Internal::Changelog => c,
+                }
+            })
             .map(drop)
             .map_err(client("alter_topic_config", topic))
     }
