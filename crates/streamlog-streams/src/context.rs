@@ -13,7 +13,8 @@ pub(crate) struct OutRecord {
     pub(crate) topic: Arc<str>,
     pub(crate) partition: Option<i32>,
     /// Without `partition`: the leading bytes of `key` that choose it (murmur2, as
-    /// Kafka's partitioner), `None` for the whole key (the producer's partitioner).
+    /// Kafka's partitioner), `None` for the producer's partitioner (the application's
+    /// if it set one; by the whole key's hash if not).
     pub(crate) partition_prefix: Option<usize>,
     pub(crate) key: Option<Vec<u8>>,
     pub(crate) value: Option<Vec<u8>>,

@@ -272,6 +272,62 @@ fn counts_of_in() -> Topology {
     b.build().unwrap()
 }
 
+/// A partitioner that sends each record to the next partition, whatever its key.
+#[derive(Debug, Default)]
+struct RoundRobin(std::sync::atomic::AtomicI32);
+
+impl streamlog::producer::Partitioner for RoundRobin {
+    fn partition(&self, _: &str, _: Option<&[u8]>, _: usize, partitions: i32) -> i32 {
+        self.0
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .rem_euclid(partitions)
+    }
+}
+
+/// An application's own partitioner (in its producer config) also chose the partitions
+/// of repartition records: a key's records were spread over the repartition topic's
+/// partitions, so each task counted a part of them. Repartition records go by their
+/// key's hash; outputs keep the application's partitioner.
+#[test]
+fn repartition_records_go_by_key_whatever_the_producer_partitioner() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    create_topics(&store, &[("in", 2), ("out", 1)]);
+    let events: Vec<Event> = (0..20)
+        .map(|i| {
+            ev(
+                &format!("k{i}"),
+                i64::from(i),
+                if i < 10 { "x" } else { "y" },
+            )
+        })
+        .collect();
+    produce(&store, "in", &events);
+    let b = StreamsBuilder::new();
+    b.stream("in", strings())
+        .map(|_, v| (v.clone(), v.clone()))
+        .group_by_key_with(Grouped::with(serdes::string(), serdes::string()).named("by-v"))
+        .count(Materialized::named("v-counts"))
+        .to_stream()
+        .to("out", Produced::with(serdes::string(), serdes::i64()));
+    let producer = streamlog::ProducerConfig::default()
+        .partitioner(std::sync::Arc::new(RoundRobin::default()));
+    let config = StreamsConfig::new("rr").threads(2).producer(producer);
+    let s = run_caught_up(&store, b.build().unwrap(), config);
+    let counts = s.key_value_store::<String, i64>("v-counts").unwrap();
+    let mut all = counts.all().unwrap();
+    all.sort();
+    assert_eq!(all, [("x".into(), 10), ("y".into(), 10)]);
+    s.close().unwrap();
+    let repartition = store.topic("rr-by-v-repartition").unwrap();
+    for p in 0..2 {
+        for r in repartition.partition(p).unwrap().read(0, 1 << 20).unwrap() {
+            let key = r.key.as_deref().unwrap();
+            assert_eq!(streamlog::producer::partition_for_key(key, 2), p);
+        }
+    }
+}
+
 /// From the streams review: an aggregate made from a record without a timestamp (-1)
 /// was written to its changelog with the commit's wall-clock time, so after a restart
 /// the restored aggregate's time was the commit's and every later update carried it:

@@ -333,7 +333,8 @@ impl<K: 'static, V: 'static> KStream<K, V> {
         self.b.borrow_mut().outputs.push(topic.to_string());
         let topic: Arc<str> = Arc::from(topic);
         let f: Factory<K, V> = Arc::new(move |_inst: &mut Instantiate| {
-            Ok(Box::new(sink(Arc::clone(&topic), ks.clone(), vs.clone())) as Box<dyn Node<K, V>>)
+            let sink = sink(Arc::clone(&topic), ks.clone(), vs.clone(), Route::Producer);
+            Ok(Box::new(sink) as Box<dyn Node<K, V>>)
         });
         self.children.push(f);
     }
@@ -382,7 +383,8 @@ impl<K: 'static, V: 'static> KStream<K, V> {
         let (sink_ks, sink_vs, sink_suffix) = (ks.clone(), vs.clone(), suffix.clone());
         let f: Factory<K, V> = Arc::new(move |inst: &mut Instantiate| {
             let topic = inst.internal_topic(&sink_suffix);
-            Ok(Box::new(sink(topic, sink_ks.clone(), sink_vs.clone())) as Box<dyn Node<K, V>>)
+            let sink = sink(topic, sink_ks.clone(), sink_vs.clone(), Route::ByKey);
+            Ok(Box::new(sink) as Box<dyn Node<K, V>>)
         });
         self.children.push(f);
         // Downstream: a new sub-topology reading it.
@@ -509,19 +511,36 @@ impl<K: 'static, V: 'static> KStream<K, V> {
     }
 }
 
+/// How a sink picks each record's partition.
+#[derive(Clone, Copy)]
+enum Route {
+    /// By the key serde's partitioning prefix (a windowed key's inner key), else by the
+    /// producer's partitioner (the application's, if its producer config sets one).
+    Producer,
+    /// By the key's hash (the key serde's prefix of it, if any), whatever partitioner
+    /// the producer has: a repartition topic must hold every record of a key in one
+    /// partition, as the task aggregating the key reads only that one.
+    ByKey,
+}
+
 /// A processor writing records to `topic`.
 fn sink<K, V>(
     topic: Arc<str>,
     ks: Serde<K>,
     vs: Serde<V>,
+    route: Route,
 ) -> NodeFn<impl FnMut(&mut Ctx, &K, &V, i64) -> crate::Result<()> + Send> {
     NodeFn(move |ctx: &mut Ctx, k: &K, v: &V, ts: i64| {
         let key = encode(&ks, k, &topic)?;
         let value = encode(&vs, v, &topic)?;
+        let prefix = match route {
+            Route::Producer => ks.partition_prefix(&key),
+            Route::ByKey => Some(ks.partition_prefix(&key).unwrap_or(key.len())),
+        };
         ctx.out.push(OutRecord {
             topic: Arc::clone(&topic),
             partition: None,
-            partition_prefix: ks.partition_prefix(&key),
+            partition_prefix: prefix,
             key: Some(key),
             value: Some(value),
             timestamp: ts,
