@@ -113,6 +113,7 @@ impl Consumer {
                 tracing::info!("{tp}: its topic was created again; reading the new one");
                 a.state = fresh;
                 a.position = None;
+                a.sought = None;
                 a.buffer.clear();
                 true
             }
@@ -153,6 +154,9 @@ impl Consumer {
 
     /// Resolves a partition's position: committed offset, else `auto_offset_reset`.
     pub(super) fn resolve_position(&self, tp: &TopicPartition, a: &Assigned) -> Result<i64> {
+        if let Some(sought) = a.sought {
+            return self.reset_position(tp, a, -1, sought);
+        }
         let log = &a.state;
         let committed = self
             .config
@@ -162,18 +166,25 @@ impl Consumer {
             .and_then(|c| c.applied_to(&a.state));
         match committed {
             Some(o) if o >= log.log_start_offset() && o <= log.log_end_offset() => Ok(o),
-            _ => self.reset_position(tp, a, committed.unwrap_or(-1)),
+            _ => self.reset_position(
+                tp,
+                a,
+                committed.unwrap_or(-1),
+                self.config.auto_offset_reset,
+            ),
         }
     }
 
+    /// Where `how` puts `tp` (`requested` being out of range, or unknown).
     pub(super) fn reset_position(
         &self,
         _tp: &TopicPartition,
         a: &Assigned,
         requested: i64,
+        how: OffsetReset,
     ) -> Result<i64> {
         let log = &a.state;
-        match self.config.auto_offset_reset {
+        match how {
             OffsetReset::Earliest => Ok(log.log_start_offset()),
             OffsetReset::Latest => Ok(self.config.isolation_level.end_offset(log)),
             OffsetReset::None => Err(Error::OffsetOutOfRange {
@@ -333,10 +344,15 @@ impl Consumer {
                 continue;
             }
             let a = &self.assigned[tp];
+            // Out of range at the read below: where a seek resolved now asked to go,
+            // else auto_offset_reset.
+            let mut reset_to = self.config.auto_offset_reset;
             let position = match a.position {
                 Some(p) => p,
                 None => {
-                    if self.position_must_wait(tp) {
+                    if let Some(sought) = a.sought {
+                        reset_to = sought;
+                    } else if self.position_must_wait(tp) {
                         continue; // until it is decided, or applied (which wakes the poll)
                     }
                     // An error (no committed offset with reset `None`) is reported
@@ -344,7 +360,9 @@ impl Consumer {
                     let p = self
                         .resolve_position(tp, a)
                         .inspect_err(|_| self.next_partition = (start + i) % n)?;
-                    self.assigned.get_mut(tp).expect("present").position = Some(p);
+                    let a = self.assigned.get_mut(tp).expect("present");
+                    a.position = Some(p);
+                    a.sought = None;
                     p
                 }
             };
@@ -389,7 +407,7 @@ impl Consumer {
                         }
                         Err(Error::OffsetOutOfRange { requested, .. }) if !reset => {
                             let p = self
-                                .reset_position(tp, &self.assigned[tp], requested)
+                                .reset_position(tp, &self.assigned[tp], requested, reset_to)
                                 .inspect_err(|_| self.next_partition = (start + i) % n)?;
                             tracing::info!(
                                 "{tp}: offset {requested} is out of range; reset to {p}"

@@ -247,6 +247,7 @@ impl Consumer {
                         Assigned {
                             state,
                             position: None,
+                            sought: None,
                             paused: false,
                             buffer: VecDeque::new(),
                         },

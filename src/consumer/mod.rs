@@ -60,6 +60,11 @@ struct Assigned {
     state: Arc<PartitionState>,
     /// Next offset to return; `None` until first resolved from commits / reset.
     position: Option<i64>,
+    /// While `position` is `None`: the end a `seek_to_beginning` (`Earliest`) or
+    /// `seek_to_end` (`Latest`) asked for, resolved (as Kafka resolves these seeks) at
+    /// the next poll or `position`, and gone to again rather than by
+    /// `auto_offset_reset` if the log moves past it before that poll reads it.
+    sought: Option<OffsetReset>,
     paused: bool,
     /// Batches read but not yet wholly returned (at and after `position`).
     buffer: VecDeque<Pending>,
@@ -203,13 +208,14 @@ impl Consumer {
             let kept = old
                 .get(&tp)
                 .filter(|a| Arc::ptr_eq(&a.state, &state))
-                .map(|a| (a.position, a.paused));
+                .map(|a| (a.position, a.sought, a.paused));
             self.assigned.insert(
                 tp,
                 Assigned {
                     state,
                     position: kept.and_then(|k| k.0),
-                    paused: kept.is_some_and(|k| k.1),
+                    sought: kept.and_then(|k| k.1),
+                    paused: kept.is_some_and(|k| k.2),
                     buffer: VecDeque::new(),
                 },
             );
@@ -271,6 +277,7 @@ impl Consumer {
         self.follow_recreated(tp);
         let a = self.assigned_mut(tp)?;
         a.position = Some(offset);
+        a.sought = None;
         a.buffer.clear();
         Ok(())
     }
@@ -288,23 +295,29 @@ impl Consumer {
         }
     }
 
-    /// Moves to the log start of each partition (all assigned if empty).
+    /// Moves to the log start of each partition (all assigned if empty), as it is at
+    /// the next [`poll`](Self::poll) or [`position`](Self::position) (as Kafka resolves
+    /// it): retention or `delete_records` moving the log start before then moves this
+    /// position with it, never by `auto_offset_reset` (which, `Latest`, would skip every
+    /// record left). Records fetched and not yet returned are dropped.
     ///
     /// # Errors
     /// `InvalidArgument` for an unassigned partition; `Closed`.
     pub fn seek_to_beginning(&mut self, partitions: &[TopicPartition]) -> Result<()> {
         self.check_open()?;
-        self.seek_each(partitions, |a| Some(a.state.log_start_offset()))
+        self.seek_each(partitions, Some(OffsetReset::Earliest))
     }
 
-    /// Moves to the log end of each partition (all assigned if empty).
+    /// Moves to the log end of each partition (all assigned if empty; the last stable
+    /// offset for a read_committed consumer), as it is at the next
+    /// [`poll`](Self::poll) or [`position`](Self::position) (as Kafka resolves it).
+    /// Records fetched and not yet returned are dropped.
     ///
     /// # Errors
     /// `InvalidArgument` for an unassigned partition; `Closed`.
     pub fn seek_to_end(&mut self, partitions: &[TopicPartition]) -> Result<()> {
         self.check_open()?;
-        let isolation = self.config.isolation_level;
-        self.seek_each(partitions, |a| Some(isolation.end_offset(&a.state)))
+        self.seek_each(partitions, Some(OffsetReset::Latest))
     }
 
     /// Moves each partition (all assigned if empty) back to its group's committed
@@ -341,13 +354,15 @@ impl Consumer {
     pub fn seek_to_committed(&mut self, partitions: &[TopicPartition]) -> Result<()> {
         self.check_open()?;
         self.group()?;
-        self.seek_each(partitions, |_| None)
+        self.seek_each(partitions, None)
     }
 
+    /// Leaves each partition's position to be resolved at the next poll: at the end
+    /// `sought` says, else from the committed offset.
     fn seek_each(
         &mut self,
         partitions: &[TopicPartition],
-        to: impl Fn(&Assigned) -> Option<i64>,
+        sought: Option<OffsetReset>,
     ) -> Result<()> {
         let list: Vec<TopicPartition> = if partitions.is_empty() {
             self.assigned.keys().cloned().collect()
@@ -360,7 +375,8 @@ impl Consumer {
         for tp in &list {
             self.follow_recreated(tp);
             let a = self.assigned.get_mut(tp).expect("checked");
-            a.position = to(a);
+            a.position = None;
+            a.sought = sought;
             a.buffer.clear();
         }
         Ok(())
@@ -385,11 +401,13 @@ impl Consumer {
         if let Some(p) = a.position {
             return Ok(p);
         }
-        if self.position_must_wait(tp) {
+        if a.sought.is_none() && self.position_must_wait(tp) {
             return Err(unstable_offsets());
         }
         let p = self.resolve_position(tp, a)?;
-        self.assigned_mut(tp)?.position = Some(p);
+        let a = self.assigned_mut(tp)?;
+        a.position = Some(p);
+        a.sought = None;
         Ok(p)
     }
 

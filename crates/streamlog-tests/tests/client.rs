@@ -617,6 +617,41 @@ fn seek_pause_offsets_for_times_and_delete_records() {
     ));
 }
 
+/// `seek_to_beginning` and `seek_to_end` were resolved at the call: the log start
+/// moving past that position before the next poll (retention, `delete_records`) left
+/// the consumer to `auto_offset_reset` (`Latest`: past every record left; `None`: an
+/// error), and records appended before the poll were read after a `seek_to_end`. As in
+/// Kafka, both are resolved at the next poll (or `position`).
+#[test]
+fn seeks_to_the_ends_are_resolved_at_the_next_poll() {
+    let (_dir, store) = temp_topic_t(1);
+    let p = store.producer(ProducerConfig::default()).unwrap();
+    let send = |n: i32| {
+        for i in 0..n {
+            let _ = p
+                .send(ProducerRecord::new("t").value(format!("{i}")))
+                .unwrap();
+        }
+        p.flush().unwrap();
+    };
+    send(50);
+    let t0 = tp("t", 0);
+    for (start, reset) in [(10, OffsetReset::Latest), (20, OffsetReset::None)] {
+        let config = ConsumerConfig::new(format!("g{start}")).auto_offset_reset(reset);
+        let mut c = store.consumer(config).unwrap();
+        c.assign(std::slice::from_ref(&t0)).unwrap();
+        c.seek(&t0, 5).unwrap();
+        c.seek_to_beginning(&[]).unwrap();
+        assert_eq!(store.delete_records("t", 0, start).unwrap(), start);
+        assert_eq!(poll_n(&mut c, 1)[0].offset(), i64::from(start), "{reset:?}");
+    }
+    let mut c = store.consumer(ConsumerConfig::new("end")).unwrap();
+    c.assign(std::slice::from_ref(&t0)).unwrap();
+    c.seek_to_end(&[]).unwrap();
+    send(5);
+    assert_eq!(c.position(&t0).unwrap(), 55);
+}
+
 /// A member that stops polling for longer than its `max_poll_interval_ms` is removed
 /// at another member's poll, its partition moves, its commits fail, and it rejoins when
 /// it polls again.
