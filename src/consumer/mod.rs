@@ -187,7 +187,9 @@ impl Consumer {
     ///
     /// # Errors
     /// `NotFound` for an unknown topic or partition; `InvalidArgument` inside a
-    /// [`RebalanceListener`]; `Closed`.
+    /// [`RebalanceListener`]; `Closed`. Ending a subscription, the errors of
+    /// [`unsubscribe`](Self::unsubscribe) (its auto-commit failed): the subscription is
+    /// ended and nothing assigned; calling again assigns.
     pub fn assign(&mut self, partitions: &[TopicPartition]) -> Result<()> {
         self.check_open()?;
         self.check_not_in_callback("assign")?;
