@@ -4,7 +4,8 @@
 //!
 //! What it sees: whole batches whose CRC checks, in offset order. A batch still being
 //! written (its bytes not all in the file yet, or failing its CRC at the end of the
-//! last segment) is not visible yet. It follows the writer: a new segment is read once
+//! last segment, past what the writer recorded as synced) is not visible yet; one
+//! failing before that is `Corruption`. It follows the writer: a new segment is read once
 //! the one before is done; segments deleted by retention are skipped (reading goes on
 //! at the new log start); a segment replaced by compaction is read on from the open
 //! file (the records it already had) and then from the current files by offset, so
@@ -279,19 +280,22 @@ impl TailReader {
 
     /// The batch at the cursor's position, if it is whole and sound. In the last
     /// segment, a short, unfinished or failing batch is a write in progress (or a torn
-    /// tail the writer's recovery will cut): not visible yet. In a segment the writer
-    /// has moved past, it is corruption.
+    /// tail the writer's recovery will cut): not visible yet, unless the writer
+    /// recorded bytes past it as synced (`streamlog.durable`, as the writer's own open
+    /// tells a torn tail from damage). In a segment the writer has moved past, it is
+    /// corruption.
     fn next_batch(&self, c: &Cursor) -> Result<Found> {
         if let Ok(found) = self.read_batch(c)? {
             return Ok(found);
         }
-        if !self.bases()?.iter().any(|&b| b > c.base) {
+        if !self.bases()?.iter().any(|&b| b > c.base) && !self.synced_past(c)? {
             return Ok(Found::End);
         }
-        // The writer rolls only once its last batch in this segment is whole: one seen
-        // cut short (the file's length is followed page by page while it is written)
-        // before the later segment was listed may be whole now. Read again: failing
-        // now, it is damage.
+        // The writer rolls only once its last batch in this segment is whole, and
+        // records a position as synced only once the bytes before it are: one seen cut
+        // short (the file's length is followed page by page while it is written)
+        // before the later segment was listed, or the position read, may be whole now.
+        // Read again: failing now, it is damage.
         match self.read_batch(c)? {
             Ok(found) => Ok(found),
             Err(reason) => Err(Error::corruption(
@@ -299,6 +303,20 @@ impl TailReader {
                 c.pos,
                 reason,
             )),
+        }
+    }
+
+    /// Whether the writer recorded bytes of `c`'s segment past `c`'s position as synced
+    /// (none recorded in a directory Kafka wrote). Not for a file removed or replaced
+    /// since `c` opened it.
+    fn synced_past(&self, c: &Cursor) -> Result<bool> {
+        let (_, point) =
+            super::checkpoint::DurableFile::read(&crate::fs::OsFs, &self.dir).map_err(io_ctx(
+                format!("read the durable position in {}", self.dir.display()),
+            ))?;
+        match point {
+            Some(p) if p.segment_base == c.base && p.position > c.pos => Ok(!is_unlinked(&c.file)?),
+            _ => Ok(false),
         }
     }
 

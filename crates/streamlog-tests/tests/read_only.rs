@@ -350,6 +350,34 @@ fn damage_before_the_last_segment_is_corruption() {
     }
 }
 
+/// Damage in the last segment, inside what the writer recorded as synced
+/// (`streamlog.durable`), is `Corruption` too: it was taken for a write in progress,
+/// and the records from it on were left out without a word (the CLI's `consume`
+/// printed the first record of three and exited 0). A batch cut short past it is still
+/// a write in progress (`a_batch_is_visible_only_once_whole`).
+#[test]
+fn damage_to_synced_bytes_of_the_last_segment_is_corruption() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let part = store.topic("t").unwrap().partition(0).unwrap();
+    for v in ["a", "b", "c"] {
+        part.append(&[Record::new(T0, Some("k"), Some(v))]).unwrap();
+    }
+    store.close().unwrap();
+    let segment = tmp.path().join("t-0").join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let second = 12 + i32::from_be_bytes(bytes[8..12].try_into().unwrap()) as usize;
+    // Its value, under the CRC.
+    let second_len = 12 + i32::from_be_bytes(bytes[second + 8..second + 12].try_into().unwrap());
+    bytes[second + second_len as usize - 1] ^= 0x01;
+    std::fs::write(&segment, bytes).unwrap();
+    let reader = Store::open_read_only(tmp.path()).unwrap();
+    let t = reader.partition("t", 0).unwrap();
+    assert_corruption_at(t.read(1, 1 << 20), &segment, second as u64);
+    assert!(matches!(t.log_end_offset(), Err(Error::Corruption { .. })));
+}
+
 /// A wait on a read-only partition ends once the writer appends past it; with the
 /// `notify` feature it waits on file-system events on the partition's directory.
 #[test]
