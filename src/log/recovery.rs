@@ -318,9 +318,18 @@ impl Recovery<'_> {
         // the durable position, i.e. the segment was created after the last completed
         // flush. For the first scanned segment the previous one is the last trusted
         // one, which lies below the durable position, so that too is Corruption.
+        //
+        // A gap wholly below the log start the durable position records is none of
+        // these: retention records the new start before it unlinks the segments below
+        // it and fsyncs the directory once after them all, and a crash may keep any of
+        // those unlinks without the others (a directory's changes reach the disk in no
+        // promised order). The offsets missing there are gone as they should be; the
+        // segments left below them go at the next retention pass.
+        let gone_below = durable.map_or(i64::MIN, |d| d.log_start);
         let mut expected_base = None;
         for (i, seg) in segs.iter().enumerate().take(scan_from) {
-            if let Some(reason) = expected_base.and_then(|e| self.discontinuity(seg.base, e, None))
+            if let Some(reason) =
+                expected_base.and_then(|e| self.discontinuity(seg.base, e, None, gone_below))
             {
                 return Err(Error::corruption(&seg.log_path, 0, reason));
             }
@@ -403,7 +412,7 @@ impl Recovery<'_> {
             // A segment must begin where the previous one ended.
             let flushed = durable.map(|d| d.next_offset);
             let discontinuity =
-                expected_base.and_then(|e| self.discontinuity(seg.base, e, flushed));
+                expected_base.and_then(|e| self.discontinuity(seg.base, e, flushed, gone_below));
             let gap = discontinuity.is_some();
             if let Some(reason) = discontinuity {
                 scan.stopped = Some((0, reason));
@@ -525,8 +534,17 @@ impl Recovery<'_> {
     /// compaction flushes before it cleans, so its gaps all lie below the flushed
     /// offset, and one past it is data a crash lost before a later segment; serving
     /// that later segment would make the log no prefix of what was appended (I2).
-    fn discontinuity(&self, base: i64, expected: i64, flushed: Option<i64>) -> Option<String> {
-        if base < expected {
+    fn discontinuity(
+        &self,
+        base: i64,
+        expected: i64,
+        flushed: Option<i64>,
+        gone_below: i64,
+    ) -> Option<String> {
+        if base > expected && base <= gone_below {
+            // Every offset missing lies below the log start (see `run`).
+            None
+        } else if base < expected {
             Some(format!(
                 "segment {base} overlaps the previous segment, which holds offsets up to {}",
                 expected - 1

@@ -122,10 +122,13 @@ pub fn verify_partition_dir(
     };
     let mut end: Option<i64> = None;
     let mut sizes = Vec::with_capacity(bases.len());
+    // A gap wholly below the log start the store recorded is retention's, cut short by
+    // a crash (as an open lets it pass).
+    let gone_below = durable.map_or(i64::MIN, |d| d.log_start);
     for &base in &bases {
         let path = dir.join(file_name(base, "log"));
         if let Some(prev_end) = end
-            && (base < prev_end || (!allow_gaps && base != prev_end))
+            && (base < prev_end || (!allow_gaps && base != prev_end && base > gone_below))
         {
             return Err(Error::corruption(
                 &path,
