@@ -41,6 +41,7 @@ use bytes::Bytes;
 use super::Log;
 use super::checkpoint;
 use super::clean_txn::TxnCleaning;
+use super::index::TIME_ENTRY;
 use super::read::SegmentRead;
 use super::segment::{Segment, file_name};
 use super::transactions::AbortedBatches;
@@ -374,7 +375,8 @@ impl Log {
     }
 
     /// Consecutive runs of `segs[..last]` whose outputs together should fit
-    /// `segment_bytes` and whose offsets fit a segment (relative offsets are 32-bit).
+    /// `segment_bytes` and their index files, and whose offsets fit a segment (relative
+    /// offsets are 32-bit).
     ///
     /// Kafka groups by input size, so that the output cannot exceed a segment; when a
     /// pass removes most records that makes one small output segment per input segment
@@ -401,6 +403,15 @@ impl Log {
                 _ => size,
             }
         };
+        // An output must also fit its index files: at most an offset and a time entry
+        // per `index_interval_bytes` of it, and one time entry more when it is sealed,
+        // in `segment_index_bytes` each (Kafka's grouping checks index sizes too). The
+        // scan of a larger one drops the last entries, and every open after takes its
+        // time index for stale and scans and rewrites it again.
+        let index_entries = self.config.segment_index_bytes / TIME_ENTRY;
+        let index_room =
+            (index_entries.saturating_sub(1)).saturating_mul(self.config.index_interval_bytes);
+        let max_output = self.live.segment_bytes().min(index_room);
         let mut groups = Vec::new();
         let mut i = 0;
         while i < last {
@@ -408,7 +419,7 @@ impl Log {
             let mut output = estimate(i);
             let mut input = segs[i].size();
             while j < last
-                && output + estimate(j) <= self.live.segment_bytes()
+                && output + estimate(j) <= max_output
                 && input + segs[j].size() <= MAX_GROUP_INPUT
                 && segs[j + 1].base - segs[i].base <= i64::from(i32::MAX)
             {
