@@ -344,15 +344,13 @@ impl Consumer {
                 continue;
             }
             let a = &self.assigned[tp];
-            // Out of range at the read below: where a seek resolved now asked to go,
-            // else auto_offset_reset.
-            let mut reset_to = self.config.auto_offset_reset;
+            // Out of range at the read below: where a seek not read from yet asked to
+            // go, else auto_offset_reset.
+            let reset_to = a.sought.unwrap_or(self.config.auto_offset_reset);
             let position = match a.position {
                 Some(p) => p,
                 None => {
-                    if let Some(sought) = a.sought {
-                        reset_to = sought;
-                    } else if self.position_must_wait(tp) {
+                    if a.sought.is_none() && self.position_must_wait(tp) {
                         continue; // until it is decided, or applied (which wakes the poll)
                     }
                     // An error (no committed offset with reset `None`) is reported
@@ -360,9 +358,7 @@ impl Consumer {
                     let p = self
                         .resolve_position(tp, a)
                         .inspect_err(|_| self.next_partition = (start + i) % n)?;
-                    let a = self.assigned.get_mut(tp).expect("present");
-                    a.position = Some(p);
-                    a.sought = None;
+                    self.assigned.get_mut(tp).expect("present").position = Some(p);
                     p
                 }
             };
@@ -399,6 +395,8 @@ impl Consumer {
                     }
                     match read_partition(a, tp, position, max_bytes, isolation) {
                         Ok(bytes) => {
+                            // Read from where a seek put it: done with the seek.
+                            a.sought = None;
                             budget = budget.saturating_sub(bytes);
                             self.catalog
                                 .stats()

@@ -60,10 +60,12 @@ struct Assigned {
     state: Arc<PartitionState>,
     /// Next offset to return; `None` until first resolved from commits / reset.
     position: Option<i64>,
-    /// While `position` is `None`: the end a `seek_to_beginning` (`Earliest`) or
-    /// `seek_to_end` (`Latest`) asked for, resolved (as Kafka resolves these seeks) at
-    /// the next poll or `position`, and gone to again rather than by
-    /// `auto_offset_reset` if the log moves past it before that poll reads it.
+    /// The end a `seek_to_beginning` (`Earliest`) or `seek_to_end` (`Latest`) asked
+    /// for, until a read from the position it gave: while `position` is `None` it is
+    /// resolved there (as Kafka resolves these seeks) at the next poll or `position`;
+    /// then, should the log move past that position before a poll reads from it (one
+    /// whose byte budget earlier partitions spent reads nothing of it), it is gone to
+    /// again rather than by `auto_offset_reset`.
     sought: Option<OffsetReset>,
     paused: bool,
     /// Batches read but not yet wholly returned (at and after `position`).
@@ -407,9 +409,7 @@ impl Consumer {
             return Err(unstable_offsets());
         }
         let p = self.resolve_position(tp, a)?;
-        let a = self.assigned_mut(tp)?;
-        a.position = Some(p);
-        a.sought = None;
+        self.assigned_mut(tp)?.position = Some(p);
         Ok(p)
     }
 

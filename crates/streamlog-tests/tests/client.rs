@@ -652,6 +652,47 @@ fn seeks_to_the_ends_are_resolved_at_the_next_poll() {
     assert_eq!(c.position(&t0).unwrap(), 55);
 }
 
+/// A poll whose byte budget an earlier partition spent resolves a `seek_to_beginning`
+/// of a later one without reading from it: the seek still holds for that position
+/// (review: it was dropped there, and a log start moved past it before the next poll
+/// left the partition to `auto_offset_reset` again).
+#[test]
+fn a_seek_to_the_beginning_holds_until_a_poll_reads_from_it() {
+    let (_dir, store) = temp_topic_t(2);
+    let p = store.producer(ProducerConfig::default()).unwrap();
+    for partition in 0..2 {
+        for i in 0..10 {
+            let record = ProducerRecord::new("t")
+                .partition(partition)
+                .value(format!("{i}"));
+            let _ = p.send(record).unwrap();
+        }
+    }
+    p.flush().unwrap();
+    let (t0, t1) = (tp("t", 0), tp("t", 1));
+    // One byte: the first partition read spends it all.
+    let config = ConsumerConfig::new("g").fetch_max_bytes(1);
+    let mut c = store.consumer(config).unwrap();
+    c.assign(&[t0.clone(), t1.clone()]).unwrap();
+    c.seek_to_beginning(&[]).unwrap();
+    let first = c.poll(Duration::from_secs(1)).unwrap();
+    assert!(first.iter().all(|r| r.partition() == 0), "{first:?}");
+    assert_eq!(c.position(&t1).unwrap(), 0);
+    assert_eq!(store.delete_records("t", 1, 5).unwrap(), 5);
+    let mut offsets = Vec::new();
+    while offsets.is_empty() {
+        let polled = c.poll(Duration::from_secs(1)).unwrap();
+        assert!(!polled.is_empty());
+        offsets.extend(
+            polled
+                .iter()
+                .filter(|r| r.partition() == 1)
+                .map(|r| r.offset()),
+        );
+    }
+    assert_eq!(offsets[0], 5);
+}
+
 /// A member that stops polling for longer than its `max_poll_interval_ms` is removed
 /// at another member's poll, its partition moves, its commits fail, and it rejoins when
 /// it polls again.
