@@ -48,7 +48,7 @@ use super::transactions::AbortedBatches;
 use crate::error::{Error, Result, io_ctx};
 use crate::format::Batch;
 use crate::format::Record;
-use crate::format::batch::rebuild_batch;
+use crate::format::batch::{RECORD_BATCH_OVERHEAD, rebuild_batch};
 
 /// File name of the cleaner checkpoint (Kafka's offset checkpoint text format; Kafka
 /// keeps one per data directory, we keep one per partition).
@@ -385,7 +385,8 @@ impl Log {
     /// records that no later record replaces (`survival`). An estimate can be off (a
     /// recompressed batch, tombstones or markers that go): a rewritten segment may then
     /// exceed `segment_bytes` by that error, which nothing relies on (rolls only look at
-    /// the active segment). A group never reads more than `MAX_GROUP_INPUT` bytes, so its
+    /// the active segment), or its index files, whose last entries its scan then drops
+    /// (reads stay right; opens scan it again). A group never reads more than `MAX_GROUP_INPUT` bytes, so its
     /// positions fit the indexes' 32 bits even if nothing is removed.
     fn group_segments(
         &self,
@@ -404,13 +405,17 @@ impl Log {
             }
         };
         // An output must also fit its index files: at most an offset and a time entry
-        // per `index_interval_bytes` of it, and one time entry more when it is sealed,
-        // in `segment_index_bytes` each (Kafka's grouping checks index sizes too). The
-        // scan of a larger one drops the last entries, and every open after takes its
-        // time index for stale and scans and rewrites it again.
+        // per batch and per `index_interval_bytes` of it, and one time entry more when
+        // it is sealed, in `segment_index_bytes` each (Kafka's grouping checks index
+        // sizes too). The scan of a larger one drops the last entries, and every open
+        // after takes its time index for stale and scans and rewrites it again. (As the
+        // output's size, this is an estimate: off by its error.)
         let index_entries = self.config.segment_index_bytes / TIME_ENTRY;
-        let index_room =
-            (index_entries.saturating_sub(1)).saturating_mul(self.config.index_interval_bytes);
+        let bytes_per_entry = self
+            .config
+            .index_interval_bytes
+            .max(RECORD_BATCH_OVERHEAD as u64);
+        let index_room = (index_entries.saturating_sub(1)).saturating_mul(bytes_per_entry);
         let max_output = self.live.segment_bytes().min(index_room);
         let mut groups = Vec::new();
         let mut i = 0;

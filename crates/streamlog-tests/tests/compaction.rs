@@ -1313,3 +1313,15 @@ fn merged_segments_fit_their_index_files() {
         assert_eq!(found.0, *offset, "at {ts}");
     }
 }
+
+/// With `index_interval_bytes` 0 (an index entry per batch) the bound on a group's
+/// index entries counts batches, at least a batch header's bytes each: review of the
+/// bound, which took 0 bytes per entry and merged no two segments ever again.
+#[test]
+fn segments_merge_with_an_entry_per_batch() {
+    let (_clock, _fs, log) =
+        at_t0(|fs, clock| open_sim(fs, config(clock).index_interval_bytes(0)).unwrap());
+    write_ten_segments_of_four_keys(&log);
+    assert!(log.clean(&policy(T0, 1 << 20)).unwrap().cleaned);
+    assert_eq!(log.segments().len(), 2, "{:?}", log.segments());
+}
