@@ -185,8 +185,9 @@ impl Log {
             .retain(|s| s.base > last_doomed);
         // Oldest first, stopping at a failure: what stays on disk (found again by the
         // next open, below the log start) is a run of segments that follow each other,
-        // up to the first kept one. Going on past a failure would leave a gap there,
-        // which the open refuses.
+        // up to the first kept one. (A crash before the directory fsync below may keep
+        // any of these unlinks without the others; the open lets such a gap pass, as it
+        // lies below the log start recorded before them.)
         for (seg, size) in &doomed {
             seg.remove_files(self.fs.as_ref(), false)?;
             outcome.segments_deleted += 1;

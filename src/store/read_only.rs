@@ -166,7 +166,9 @@ impl Store {
     /// writer crash, whole batches it had not synced may be read before its recovery
     /// cuts them; a reader whose file the writer replaced or removed looks its offset
     /// up again. Damage at the end of the segment being written reads as data not
-    /// written yet (the writer's own open reports it). Unix only (pread, inodes).
+    /// written yet, unless the writer recorded it as synced (`streamlog.durable`): then
+    /// it is `Corruption`, as the writer's own open reports it. Unix only (pread,
+    /// inodes).
     ///
     /// ```
     /// use streamlog::{Record, Store, TopicConfig};
