@@ -373,19 +373,25 @@ fn internal_topics_take_the_times_their_inputs_took() {
     assert_eq!(values_and_times(&store, "counts"), [(1, later)]);
 
     // Also a changelog made before (by the application, compacted as the runtime would,
-    // but with the default bound) takes them: it refused the aggregate and the thread
-    // stopped before any output.
+    // but with the default bound on later times and one on earlier ones) takes them: it
+    // refused the aggregates and the thread stopped before any output.
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     for t in ["in", "counts"] {
         store.create_topic(t, unbounded.clone()).unwrap();
     }
-    let compacted = TopicConfig::default().cleanup_policy(CleanupPolicy::Compact);
+    let compacted = TopicConfig::default()
+        .cleanup_policy(CleanupPolicy::Compact)
+        .message_timestamp_before_max_ms(86_400_000);
     store.create_topic("made-c-changelog", compacted).unwrap();
-    produce(&store, "in", &[ev("k", later, "a")]);
+    let earlier = later - 4 * 86_400_000;
+    produce(&store, "in", &[ev("k", later, "a"), ev("j", earlier, "b")]);
     let s = run_caught_up(&store, counts_of_in(), StreamsConfig::new("made"));
     s.close().unwrap();
-    assert_eq!(values_and_times(&store, "counts"), [(1, later)]);
+    assert_eq!(
+        values_and_times(&store, "counts"),
+        [(1, later), (1, earlier)]
+    );
 }
 
 /// Windowed results written to a topic go to their inner key's partition (Kafka

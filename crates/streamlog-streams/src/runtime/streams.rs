@@ -293,9 +293,9 @@ impl Streams {
 
     /// Gives internal topic `topic`, also one made before (by an older version, or by
     /// the application), the settings the runtime relies on:
-    /// - any record time (no bound on future times): internal topics carry the times
-    ///   of records the application's inputs took already, and a refusal would stop the
-    ///   thread with no way for the application to change it;
+    /// - any record time (no bound on future or past times): internal topics carry the
+    ///   times of records the application's inputs took already, and a refusal would
+    ///   stop the thread with no way for the application to change it;
     /// - a repartition topic keeps its records until the threads purge them
     ///   (`repartition_purge_interval_ms`), as Kafka Streams' repartition topics have
     ///   `retention.ms` -1: the records carry their inputs' times, and time retention
@@ -328,12 +328,16 @@ impl Streams {
         }
         let keeps =
             kind == Internal::Changelog || (now.retention_ms == -1 && now.retention_bytes == -1);
-        if keeps && now.message_timestamp_after_max_ms == i64::MAX {
+        let any_time = now.message_timestamp_after_max_ms == i64::MAX
+            && now.message_timestamp_before_max_ms == i64::MAX;
+        if keeps && any_time {
             return Ok(());
         }
         store
             .alter_topic_config(topic, |c| {
-                let c = c.message_timestamp_after_max_ms(i64::MAX);
+                let c = c
+                    .message_timestamp_after_max_ms(i64::MAX)
+                    .message_timestamp_before_max_ms(i64::MAX);
                 match kind {
                     Internal::Repartition => c.retention_ms(-1).retention_bytes(-1),
                     Internal::Changelog => c,
