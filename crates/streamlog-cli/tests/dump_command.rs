@@ -450,6 +450,43 @@ fn a_path_that_is_not_a_regular_file_is_refused() {
     );
 }
 
+/// `dump --verify-index` of a segment whose `.index` is a FIFO reports it: reading it
+/// waited for a writer forever (the PATH was checked, the index files beside it not).
+#[cfg(unix)]
+#[test]
+fn an_index_that_is_not_a_regular_file_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("fifo-0");
+    write_log(&dir, 2);
+    let index = dir.join("00000000000000000000.index");
+    fs::remove_file(&index).unwrap();
+    let made = std::process::Command::new("mkfifo").arg(&index).status();
+    if !made.is_ok_and(|s| s.success()) {
+        return; // no mkfifo here
+    }
+    let path = dir.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let args = [
+            OsStr::new("dump"),
+            OsStr::new("--verify-index"),
+            path.as_os_str(),
+        ];
+        let _ = tx.send(streamlog(&args));
+    });
+    let Ok(out) = rx.recv_timeout(std::time::Duration::from_secs(60)) else {
+        // Unblock the reader so the test process ends, then fail.
+        let _ = std::fs::OpenOptions::new().write(true).open(&index);
+        panic!("dump --verify-index of a FIFO index hung");
+    };
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("is not a regular file"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 /// `dump` holds one batch in memory, not the file. A segment of 272 MiB (sparse on
 /// disk) whose fourth batch claims 256 MiB of damaged bytes dumps, reports the damage
 /// and steps over it, under a 128 MiB address-space limit (the tool starts in under

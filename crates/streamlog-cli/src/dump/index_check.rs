@@ -16,8 +16,16 @@ const OFFSET_ENTRY_BYTES: usize = 2 * size_of::<u32>();
 const TIME_ENTRY_BYTES: usize = size_of::<i64>() + size_of::<u32>();
 
 impl<O: Write, E: Write> Dumper<'_, O, E> {
-    /// Reads an index file; `None` (after a note) if it does not exist.
+    /// Reads an index file; `None` (after a note) if it does not exist, or (after a
+    /// problem) if it is no regular file (a FIFO's read would wait for a writer).
     fn read_index(&mut self, path: &Path, missing: &str) -> io::Result<Option<Vec<u8>>> {
+        if fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+            self.problem(Error::InvalidArgument {
+                name: "index file",
+                reason: format!("{} is not a regular file", path.display()),
+            })?;
+            return Ok(None);
+        }
         match fs::read(path) {
             Ok(data) => Ok(Some(data)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
