@@ -41,7 +41,7 @@ pub trait File: Send + Sync + Debug {
     fn sync_data(&self) -> io::Result<()>;
     /// A read-only view of `[0, len)`: memory-mapped where the file system supports it,
     /// otherwise a copy. The caller promises never to shrink or overwrite that range
-    /// while the view lives.
+    /// while the view lives. `UnexpectedEof` if the file is shorter than `len`.
     fn map(&self, len: u64) -> io::Result<Bytes>;
     /// A read-only view of `[0, len)` of a file that is still being appended to: it
     /// shows bytes written after it was made, and `len` may exceed the current length

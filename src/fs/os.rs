@@ -128,7 +128,15 @@ impl File for OsFile {
         // Through an aligned bounce buffer covering the pages around the range.
         let align = DIRECT_ALIGN as u64;
         let start = pos / align * align;
-        let end = (pos + buf.len() as u64).div_ceil(align) * align;
+        let end = pos
+            .checked_add(buf.len() as u64)
+            .and_then(|e| e.div_ceil(align).checked_mul(align))
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a read past the largest offset",
+                )
+            })?;
         let span = usize::try_from(end - start).map_err(io::Error::other)?;
         let mut raw = vec![0u8; span + DIRECT_ALIGN];
         let skip = raw.as_ptr().align_offset(DIRECT_ALIGN);
@@ -153,6 +161,14 @@ impl File for OsFile {
     fn map(&self, len: u64) -> io::Result<Bytes> {
         if len == 0 {
             return Ok(Bytes::new());
+        }
+        // A view past the end would raise SIGBUS where it is read.
+        let size = self.0.metadata()?.len();
+        if len > size {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("a view of {len} bytes of a file of {size}"),
+            ));
         }
         let len = usize::try_from(len).map_err(|_| io::Error::other("file too large to map"))?;
         // SAFETY: the mapping is read-only and covers [0, len), which the caller (the log)

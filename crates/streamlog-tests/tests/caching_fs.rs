@@ -60,3 +60,29 @@ fn a_write_still_running_when_a_sync_starts_is_synced_before_closing() {
         Some(&b"late"[..])
     );
 }
+
+/// `OsFs` views and reads that caller values would take past the file, or past the
+/// largest offset, are errors: a view longer than the file was mapped whole and its
+/// first read past the end raised SIGBUS; a durable read near `u64::MAX` overflowed.
+#[test]
+fn os_files_refuse_views_and_reads_past_their_ends() {
+    use streamlog::fs::OsFs;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    let file = OsFs.open(&path, true).unwrap();
+    file.write_all_at(&[7u8; 100], 0).unwrap();
+    let err = file.map(4096).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
+    assert_eq!(&file.map(100).unwrap()[..], &[7u8; 100][..]);
+    // Also through the caching layer.
+    let cached = CachingFs::new(Arc::new(OsFs), 4);
+    let err = cached.open(&path, false).unwrap().map(101).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
+    let mut buf = [0u8; 3];
+    match file.read_durable_at(&mut buf, u64::MAX - 1) {
+        // Where the file system reads past the page cache: refused, not wrapped.
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}"),
+        // Where it cannot (tmpfs): no answer, as for any read.
+        Ok(n) => assert_eq!(n, None),
+    }
+}
