@@ -77,7 +77,9 @@ pub fn assign(
             let mut extra_slots = all.len() % m;
             let valid = |id: &String, tp: &TopicPartition| {
                 members[id].0.contains(tp.topic())
-                    && counts.get(tp.topic()).is_some_and(|&n| tp.partition() < n)
+                    && counts
+                        .get(tp.topic())
+                        .is_some_and(|&n| (0..n).contains(&tp.partition()))
             };
             let mut taken: BTreeSet<TopicPartition> = BTreeSet::new();
             // Keep up to `base` current partitions each, then one more while slots last.
@@ -222,6 +224,22 @@ mod tests {
             let out = assign(assignor, &members, &counts);
             assert!(out["m"].is_empty(), "{assignor:?}: {out:?}");
         }
+    }
+
+    /// A current assignment holding a negative partition (the function is public) is
+    /// not kept: the sticky assignor kept it, in a slot a real partition needed.
+    #[test]
+    fn a_negative_current_partition_is_not_kept() {
+        let members: Members = BTreeMap::from([(
+            "m".to_string(),
+            (
+                BTreeSet::from(["t".to_string()]),
+                BTreeSet::from([TopicPartition::new("t", -1)]),
+            ),
+        )]);
+        let counts = BTreeMap::from([("t".to_string(), 1)]);
+        let out = assign(Assignor::CooperativeSticky, &members, &counts);
+        assert_eq!(out["m"], BTreeSet::from([TopicPartition::new("t", 0)]));
     }
 
     /// Every subscribed partition has exactly one owner, who subscribes to its topic,
