@@ -591,6 +591,20 @@ impl TopicConfig {
                 format!("{g:?}: a group id must be non-empty and hold no line breaks"),
             ));
         }
+        // Longer, no group could commit an offset (the consumer refuses such an id), and
+        // the gate would hold time and size retention back for good.
+        if let Some(g) = (self.retention_gate_groups.iter())
+            .find(|g| g.len() > crate::format::schema::MAX_STRING_BYTES)
+        {
+            return Err(Error::config(
+                "retention_gate_groups",
+                format!(
+                    "a group id of {} bytes: at most {} (a consumer's group_id cannot be longer)",
+                    g.len(),
+                    crate::format::schema::MAX_STRING_BYTES
+                ),
+            ));
+        }
         self.log_config(LogConfig::default()).validate()
     }
 

@@ -136,6 +136,13 @@ fn knobs_are_validated() {
                 .retention_gate_groups(["a\nb"])
                 .retention_gate_max_bytes(1),
         ),
+        // No consumer could join such a group: the gate would hold retention for good.
+        (
+            "retention_gate_groups",
+            TopicConfig::default()
+                .retention_gate_groups(["g".repeat(32_768)])
+                .retention_gate_max_bytes(1),
+        ),
         ("segment_bytes", TopicConfig::default().segment_bytes(1)),
         (
             "max_message_bytes",
