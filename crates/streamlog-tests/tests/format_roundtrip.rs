@@ -335,3 +335,17 @@ fn every_bit_flip_in_a_control_batch_under_the_crc_is_rejected() {
         }
     }
 }
+
+/// A capacity hint past any batch (the builder is public) reserves a bounded buffer:
+/// it was reserved whole ("capacity overflow" panic, or an abort for a huge one). The
+/// batch still holds what is pushed.
+#[test]
+fn a_huge_capacity_hint_is_only_a_hint() {
+    for hint in [usize::MAX, 1 << 40] {
+        let mut b = BatchBuilder::with_capacity(hint);
+        b.push(1, Some(b"k"), Some(b"v"), &[]).unwrap();
+        let bytes = b.finish().unwrap();
+        let batch = streamlog::format::Batch::parse(bytes::Bytes::from(bytes)).unwrap();
+        assert_eq!(batch.header().records_count, 1);
+    }
+}

@@ -55,6 +55,9 @@ impl Default for BatchBuilder {
 }
 
 impl BatchBuilder {
+    /// The most [`with_capacity`](Self::with_capacity) reserves: 64 MiB.
+    pub const MAX_RESERVED_BYTES: usize = 64 << 20;
+
     /// An empty builder: no compression, no producer id, CreateTime, leader epoch 0.
     pub fn new() -> Self {
         Self::with_capacity(256)
@@ -62,8 +65,11 @@ impl BatchBuilder {
 
     /// As [`new`](Self::new), reserving `bytes` for the uncompressed batch up front (e.g.
     /// the producer's `batch_size`), so the buffer is not regrown while records are pushed.
+    /// At most [`MAX_RESERVED_BYTES`](Self::MAX_RESERVED_BYTES) are reserved (a hint, not
+    /// a limit: the buffer grows past it as records are pushed).
     pub fn with_capacity(bytes: usize) -> Self {
-        let mut buf = Vec::with_capacity(bytes.max(RECORDS_OFFSET));
+        let reserved = bytes.clamp(RECORDS_OFFSET, Self::MAX_RESERVED_BYTES);
+        let mut buf = Vec::with_capacity(reserved);
         buf.resize(RECORDS_OFFSET, 0);
         BatchBuilder {
             buf,
