@@ -524,11 +524,17 @@ impl TopicConfig {
         }
     }
 
-    /// Checks every knob.
+    /// Checks every knob, as a create or an alter does.
     ///
     /// # Errors
     /// `InvalidConfig` naming the first knob out of range.
     pub fn validate(&self) -> Result<()> {
+        self.validate_new()
+    }
+
+    /// The rules a stored config was written under (see
+    /// [`validate_new`](Self::validate_new) for those added since).
+    fn validate_stored(&self) -> Result<()> {
         if !(1..=MAX_PARTITIONS).contains(&self.partitions) {
             return Err(Error::config(
                 "partitions",
@@ -591,6 +597,13 @@ impl TopicConfig {
                 format!("{g:?}: a group id must be non-empty and hold no line breaks"),
             ));
         }
+        self.log_config(LogConfig::default()).validate()
+    }
+
+    /// [`validate_stored`](Self::validate_stored), and the rules added since configs
+    /// were first stored, which a new config (create, alter, import) must also keep.
+    fn validate_new(&self) -> Result<()> {
+        self.validate_stored()?;
         // Longer, no group could commit an offset (the consumer refuses such an id), and
         // the gate would hold time and size retention back for good.
         if let Some(g) = (self.retention_gate_groups.iter())
@@ -605,7 +618,7 @@ impl TopicConfig {
                 ),
             ));
         }
-        self.log_config(LogConfig::default()).validate()
+        Ok(())
     }
 
     /// The partition-log settings this topic implies, on top of `base` (which supplies
@@ -751,7 +764,9 @@ impl TopicConfig {
         if !seen_version {
             return Err("no `version=1` line".into());
         }
-        c.validate().map_err(|e| e.to_string())?;
+        // The rules it was stored under: a check added since applies to new configs
+        // (create, alter, import), and never keeps a store written before from opening.
+        c.validate_stored().map_err(|e| e.to_string())?;
         Ok(c)
     }
 }

@@ -92,6 +92,13 @@ fn properties_round_trip_and_reject_garbage() {
         "validated"
     );
     assert!(TopicConfig::from_properties("version=1\nbogus=1\n").is_err());
+    // A rule added since a config was stored does not refuse it (the store would not
+    // open): review of the gate group id's length limit, which did.
+    let long = "g".repeat(40_000);
+    let stored = c.clone().retention_gate_groups([long.as_str()]);
+    assert!(stored.validate().is_err());
+    let read = TopicConfig::from_properties(&stored.to_properties()).unwrap();
+    assert_eq!(read.settings().retention_gate_groups, [long]);
 }
 
 #[test]
