@@ -386,8 +386,9 @@ impl Log {
     /// recompressed batch, tombstones or markers that go): a rewritten segment may then
     /// exceed `segment_bytes` by that error, which nothing relies on (rolls only look at
     /// the active segment), or its index files, whose last entries its scan then drops
-    /// (reads stay right; opens scan it again). A group never reads more than `MAX_GROUP_INPUT` bytes, so its
-    /// positions fit the indexes' 32 bits even if nothing is removed.
+    /// (reads stay right; opens scan it again). A group never reads more than
+    /// `MAX_GROUP_INPUT` bytes, so its positions fit the indexes' 32 bits even if
+    /// nothing is removed.
     fn group_segments(
         &self,
         segs: &[Arc<Segment>],
