@@ -158,8 +158,9 @@ pub fn verify_partition_dir(
         sizes.push((base, len, path.clone()));
         end = Some(scan.next_offset.unwrap_or(base));
         let end = end.unwrap_or(base);
-        check_offset_index(fs, dir, (base, end), file.as_ref(), len, &mut check)?;
-        check_time_index(fs, dir, base, end, &mut check)?;
+        let active = bases.last() == Some(&base);
+        check_offset_index(fs, dir, (base, end, active), file.as_ref(), len, &mut check)?;
+        check_time_index(fs, dir, (base, end, active), &mut check)?;
     }
     check.log_end_offset = end.unwrap_or(check.log_start_offset);
     // What an open would refuse: data the store synced gone from the segments.
@@ -193,6 +194,23 @@ fn whole_entries(name: &str, bytes: &[u8], size: u64, check: &mut PartitionCheck
     whole
 }
 
+/// The entries of the index `bytes` (of `size`-byte entries) that were written: for
+/// the active segment, without the all-zero ones at the end (its index files are
+/// preallocated with zeros while the store runs, and trimmed at a roll or a close).
+/// Only a first offset entry can be all zero (a single first batch past the index
+/// interval: offset +0 at position 0); alone, it then goes unchecked.
+fn written_entries(bytes: &[u8], size: u64, active: bool) -> &[u8] {
+    if !active {
+        return bytes;
+    }
+    let size = size as usize;
+    let n = bytes
+        .chunks_exact(size)
+        .rposition(|e| e.iter().any(|&b| b != 0))
+        .map_or(0, |last| last + 1);
+    &bytes[..n * size]
+}
+
 /// Kafka's rule for `<base>.index` (the segment's offsets `base..end`): whole entries,
 /// offsets and positions increasing, and each entry's position the start of a batch
 /// ending at or before the entry's offset, which is in the segment. Kafka before 3.8
@@ -202,7 +220,7 @@ fn whole_entries(name: &str, bytes: &[u8], size: u64, check: &mut PartitionCheck
 fn check_offset_index(
     fs: &dyn FileSystem,
     dir: &Path,
-    (base, end): (i64, i64),
+    (base, end, active): (i64, i64, bool),
     log: &dyn crate::fs::File,
     log_len: u64,
     check: &mut PartitionCheck,
@@ -215,6 +233,7 @@ fn check_offset_index(
     if !whole_entries(&name, &bytes, OFFSET_ENTRY, check) {
         return Ok(());
     }
+    let bytes = written_entries(&bytes, OFFSET_ENTRY, active);
     let mut prev: Option<(u32, u32)> = None;
     for (i, e) in bytes.chunks_exact(OFFSET_ENTRY as usize).enumerate() {
         let rel = u32::from_be_bytes([e[0], e[1], e[2], e[3]]);
@@ -269,8 +288,7 @@ fn check_offset_index(
 fn check_time_index(
     fs: &dyn FileSystem,
     dir: &Path,
-    base: i64,
-    end: i64,
+    (base, end, active): (i64, i64, bool),
     check: &mut PartitionCheck,
 ) -> Result<()> {
     let name = file_name(base, "timeindex");
@@ -280,6 +298,7 @@ fn check_time_index(
     if !whole_entries(&name, &bytes, TIME_ENTRY, check) {
         return Ok(());
     }
+    let bytes = written_entries(&bytes, TIME_ENTRY, active);
     let mut prev: Option<(i64, u32)> = None;
     for (i, e) in bytes.chunks_exact(TIME_ENTRY as usize).enumerate() {
         let ts = i64::from_be_bytes(e[..8].try_into().expect("8 bytes"));
