@@ -231,8 +231,7 @@ impl Consumer {
                 }
             }
         }
-        let generation = self.membership.as_ref().map_or(-1, |m| m.generation);
-        let Some(got) = self.groups.acquire(&group, &member_id, generation) else {
+        let Some(got) = self.groups.acquire(&group, &member_id) else {
             // Expired while its revoke callback ran: the partitions it kept may have
             // gone to another member already.
             let rejoined = self.rejoin_expired();

@@ -461,18 +461,17 @@ impl Coordinator {
         }
     }
 
-    /// Takes the member's target partitions that nobody else owns, in `generation` (the
-    /// member's now); returns them. `None` if the member is no longer in the group (it
-    /// was expired since its `sync`, during its revoke callback): what it still holds
-    /// may be another member's now.
-    pub(crate) fn acquire(
-        &self,
-        group: &str,
-        member: &str,
-        generation: i32,
-    ) -> Option<Vec<TopicPartition>> {
+    /// Takes the member's target partitions that nobody else owns; returns them. They
+    /// are its since the group's generation now, which is later than the member's own
+    /// if a rebalance came during its revoke callback (its target is that one's):
+    /// offsets with metadata of the member's older generation are then refused for
+    /// them. `None` if the member is no longer in the group (it was expired since its
+    /// `sync`, during its revoke callback): what it still holds may be another
+    /// member's now.
+    pub(crate) fn acquire(&self, group: &str, member: &str) -> Option<Vec<TopicPartition>> {
         let mut st = self.state.lock();
         let g = st.groups.get_mut(group)?;
+        let generation = g.generation;
         let m = g.members.get(member)?;
         let wanted: Vec<TopicPartition> = m
             .target

@@ -1242,3 +1242,63 @@ fn retention_during_a_read_committed_poll_never_passes_aborted_records() {
         "{values:?}"
     );
 }
+
+/// Closes the consumer it holds when its own consumer's partitions are revoked: a
+/// rebalance while that consumer's revoke callback runs.
+struct LeaveOnRevoke(Arc<parking_lot::Mutex<Option<streamlog::Consumer>>>);
+
+impl streamlog::RebalanceListener for LeaveOnRevoke {
+    fn on_partitions_revoked(&mut self, _: &mut streamlog::Consumer, _: &[TopicPartition]) {
+        if let Some(mut other) = self.0.lock().take() {
+            other.close().unwrap();
+        }
+    }
+    fn on_partitions_assigned(&mut self, _: &mut streamlog::Consumer, _: &[TopicPartition]) {}
+}
+
+/// A partition a member took back in a rebalance that happened while its revoke
+/// callback ran was recorded as its since the generation it had synced to, before
+/// that rebalance: offsets with metadata of that generation passed the KIP-447 check
+/// for it (from a groups hunt). It is owned since the generation that gave it.
+#[test]
+fn a_partition_taken_after_a_rebalance_in_the_revoke_callback_is_owned_since_it() {
+    let (_dir, store) = temp_topic_t(1);
+    store
+        .create_topic("in", TopicConfig::default().partitions(2))
+        .unwrap();
+    let config = |id: &str| {
+        ConsumerConfig::new("g")
+            .client_id(id)
+            .enable_auto_commit(false)
+            .assignor(streamlog::Assignor::CooperativeSticky)
+    };
+    let mut first = store.consumer(config("z")).unwrap();
+    first.subscribe(["in"]).unwrap();
+    first.poll(Duration::ZERO).unwrap();
+    assert_eq!(first.assignment().len(), 2);
+    let second = Arc::new(parking_lot::Mutex::new(None));
+    first.set_rebalance_listener(LeaveOnRevoke(second.clone()));
+    let mut joining = store.consumer(config("a")).unwrap();
+    joining.subscribe(["in"]).unwrap();
+    joining.poll(Duration::ZERO).unwrap();
+    *second.lock() = Some(joining);
+    // Gives one partition up; the callback's close makes another rebalance, which
+    // gives it back.
+    first.poll(Duration::ZERO).unwrap();
+    assert!(second.lock().is_none(), "the revoke callback ran");
+    assert_eq!(first.assignment().len(), 2);
+    let stale = first.group_metadata().unwrap();
+    let p = txn_producer(&store, "app");
+    p.begin_transaction().unwrap();
+    let offsets: BTreeMap<_, _> = (0..2).map(|n| (TopicPartition::new("in", n), 1)).collect();
+    let err = p.send_offsets_to_transaction(&offsets, &stale).unwrap_err();
+    assert!(matches!(err, Error::CommitFailed { .. }), "{err}");
+    p.abort_transaction().unwrap();
+    // Synced to that rebalance, the member's offsets pass.
+    first.poll(Duration::ZERO).unwrap();
+    let current = first.group_metadata().unwrap();
+    assert!(current.generation_id() > stale.generation_id());
+    p.begin_transaction().unwrap();
+    p.send_offsets_to_transaction(&offsets, &current).unwrap();
+    p.commit_transaction().unwrap();
+}
