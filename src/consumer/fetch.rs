@@ -222,6 +222,7 @@ impl Consumer {
             let seen = self.sync_and_commit()?;
             let records = self.fetch()?;
             if !records.is_empty() {
+                self.count_consumed(records.len());
                 return Ok(records);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -295,14 +296,20 @@ impl Consumer {
         Ok(false)
     }
 
-    /// Records from the assigned partitions. An error in one partition after others
+    /// Counts `n` records handed to the application (`records-consumed-total`): when
+    /// returned, not when fetched, as a stream gives back what it fetched and did not
+    /// yield (read again later).
+    pub(super) fn count_consumed(&self, n: usize) {
+        self.catalog.stats().add(Counter::RecordsConsumed, n as u64);
+    }
+
+    /// Records from the assigned partitions (not counted as consumed yet: see
+    /// [`count_consumed`](Self::count_consumed)). An error in one partition after others
     /// returned records is reported at the next poll instead, so records whose positions
     /// already moved are never dropped.
     pub(super) fn fetch(&mut self) -> Result<ConsumerRecords> {
         let mut out = ConsumerRecords::with_capacity(self.config.max_poll_records.min(4096));
         let fetched = self.fetch_into(&mut out);
-        let stats = self.catalog.stats();
-        stats.add(Counter::RecordsConsumed, out.len() as u64);
         match fetched {
             Err(e) if !out.is_empty() => {
                 tracing::warn!(

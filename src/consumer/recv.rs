@@ -145,7 +145,11 @@ impl Future for Recv<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        this.consumer.poll_records(cx, &mut this.waiting)
+        let polled = this.consumer.poll_records(cx, &mut this.waiting);
+        if let Poll::Ready(Ok(records)) = &polled {
+            this.consumer.count_consumed(records.len());
+        }
+        polled
     }
 }
 
@@ -180,6 +184,8 @@ impl futures_core::Stream for RecordStream<'_> {
         let this = self.get_mut();
         loop {
             if let Some(r) = this.buffered.as_mut().and_then(Iterator::next) {
+                // Counted one by one: those not yielded go back at the drop.
+                this.consumer.count_consumed(1);
                 return Poll::Ready(Some(Ok(r)));
             }
             match this.consumer.poll_records(cx, &mut this.waiting) {

@@ -178,6 +178,12 @@ fn a_dropped_stream_gives_back_the_records_it_did_not_yield() {
     next.subscribe(["t"]).unwrap();
     let got = next.poll(Duration::from_secs(5)).unwrap();
     assert_eq!(got.iter().next().map(|r| r.offset()), Some(1));
+    // Records consumed are those handed to the application: the one yielded, then the
+    // nine polled (the records given back counted twice before, fetched and fetched
+    // again: a select! loop making a stream per record counted a batch ~n²/2 times).
+    assert_eq!(got.len(), 9);
+    let consumed = store.metrics().unwrap().consumer.records_consumed_total;
+    assert_eq!(consumed, 10);
 }
 
 /// From an API attack: a member waiting in `recv` while another member of its group
