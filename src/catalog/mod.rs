@@ -424,14 +424,24 @@ impl Catalog {
         let partitions = t
             .partitions()
             .iter()
-            .map(|p| PartitionDescription {
-                partition: p.partition,
-                log_start_offset: p.log_start_offset(),
-                log_end_offset: p.log_end_offset(),
-                durable_offset: p.durable_offset(),
-                size_bytes: p.log().size_bytes(),
-                segment_count: p.log().segments().len(),
-                poisoned: p.log().poison_reason(),
+            .map(|p| {
+                // Each read before the one it must not pass (a start never past the end,
+                // a durable offset never past it either), and sizes from one segment list:
+                // an append and a flush between two reads made the durable offset larger
+                // than the log end.
+                let log_start_offset = p.log_start_offset();
+                let durable_offset = p.durable_offset();
+                let log_end_offset = p.log_end_offset();
+                let segments = p.log().segments();
+                PartitionDescription {
+                    partition: p.partition,
+                    log_start_offset,
+                    log_end_offset,
+                    durable_offset,
+                    size_bytes: segments.iter().map(|s| s.size).sum(),
+                    segment_count: segments.len(),
+                    poisoned: p.log().poison_reason(),
+                }
             })
             .collect();
         Ok(TopicDescription {
