@@ -643,7 +643,7 @@ fn seeks_to_the_ends_are_resolved_at_the_next_poll() {
         c.seek(&t0, 5).unwrap();
         c.seek_to_beginning(&[]).unwrap();
         assert_eq!(store.delete_records("t", 0, start).unwrap(), start);
-        assert_eq!(poll_n(&mut c, 1)[0].offset(), i64::from(start), "{reset:?}");
+        assert_eq!(poll_n(&mut c, 1)[0].offset(), start, "{reset:?}");
     }
     let mut c = store.consumer(ConsumerConfig::new("end")).unwrap();
     c.assign(std::slice::from_ref(&t0)).unwrap();
