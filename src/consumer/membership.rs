@@ -231,7 +231,8 @@ impl Consumer {
                 }
             }
         }
-        let Some(got) = self.groups.acquire(&group, &member_id) else {
+        let generation = self.membership.as_ref().map_or(-1, |m| m.generation);
+        let Some(got) = self.groups.acquire(&group, &member_id, generation) else {
             // Expired while its revoke callback ran: the partitions it kept may have
             // gone to another member already.
             let rejoined = self.rejoin_expired();

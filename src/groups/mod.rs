@@ -461,17 +461,26 @@ impl Coordinator {
         }
     }
 
-    /// Takes the member's target partitions that nobody else owns; returns them. They
-    /// are its since the group's generation now, which is later than the member's own
-    /// if a rebalance came during its revoke callback (its target is that one's):
-    /// offsets with metadata of the member's older generation are then refused for
-    /// them. `None` if the member is no longer in the group (it was expired since its
-    /// `sync`, during its revoke callback): what it still holds may be another
-    /// member's now.
-    pub(crate) fn acquire(&self, group: &str, member: &str) -> Option<Vec<TopicPartition>> {
+    /// Takes the member's target partitions that nobody else owns, in `generation` (the
+    /// one the member just synced to); returns them. Nothing if the group has moved on
+    /// since (a rebalance during the member's revoke callback): its target is the new
+    /// generation's, which the member takes at its next sync, as Kafka's member
+    /// consumes only its own generation's assignment. (Taken now, they would be the
+    /// member's since a generation its offsets' metadata does not name yet.) `None` if
+    /// the member is no longer in the group (it was expired since its `sync`, during its
+    /// revoke callback): what it still holds may be another member's now.
+    pub(crate) fn acquire(
+        &self,
+        group: &str,
+        member: &str,
+        generation: i32,
+    ) -> Option<Vec<TopicPartition>> {
         let mut st = self.state.lock();
         let g = st.groups.get_mut(group)?;
-        let generation = g.generation;
+        if g.generation != generation {
+            g.members.get(member)?;
+            return Some(Vec::new());
+        }
         let m = g.members.get(member)?;
         let wanted: Vec<TopicPartition> = m
             .target
