@@ -464,6 +464,8 @@ impl TopicConfig {
             text = self.with_setting(text, name, value).map_err(invalid)?;
         }
         let mut parsed = TopicConfig::from_properties(&text).map_err(invalid)?;
+        // Also the rules a stored config is not held to (a new setting must keep them).
+        parsed.validate().map_err(|e| invalid(e.to_string()))?;
         parsed.offset_gaps = self.offset_gaps;
         Ok(parsed)
     }
