@@ -120,6 +120,7 @@ pub fn verify_partition_dir(
         log_start_offset: bases.first().copied().unwrap_or(0),
         ..PartitionCheck::default()
     };
+    let closed_cleanly = names.iter().any(|n| n == checkpoint::CLEAN_SHUTDOWN_FILE);
     let mut end: Option<i64> = None;
     let mut sizes = Vec::with_capacity(bases.len());
     // A gap wholly below the log start the store recorded is retention's, cut short by
@@ -158,7 +159,9 @@ pub fn verify_partition_dir(
         sizes.push((base, len, path.clone()));
         end = Some(scan.next_offset.unwrap_or(base));
         let end = end.unwrap_or(base);
-        let active = bases.last() == Some(&base);
+        // The segment a store (or broker) running, or stopped by a crash, appends to:
+        // after a clean close its index files are trimmed.
+        let active = bases.last() == Some(&base) && !closed_cleanly;
         check_offset_index(fs, dir, (base, end, active), file.as_ref(), len, &mut check)?;
         check_time_index(fs, dir, (base, end, active), &mut check)?;
     }
@@ -195,8 +198,9 @@ fn whole_entries(name: &str, bytes: &[u8], size: u64, check: &mut PartitionCheck
 }
 
 /// The entries of the index `bytes` (of `size`-byte entries) that were written: for
-/// the active segment, without the all-zero ones at the end (its index files are
-/// preallocated with zeros while the store runs, and trimmed at a roll or a close).
+/// the active segment of a directory not closed cleanly, without the all-zero ones at
+/// the end (its index files are preallocated with zeros while the store runs, and
+/// trimmed at a roll or a close).
 /// Only a first offset entry can be all zero (a single first batch past the index
 /// interval: offset +0 at position 0); alone, it then goes unchecked.
 fn written_entries(bytes: &[u8], size: u64, active: bool) -> &[u8] {

@@ -86,6 +86,13 @@ fn a_running_store_passes() {
     );
     drop(part);
     store.close().unwrap();
+    // Closed, the index files are trimmed: zeros past the entries are damage again.
+    let index = dir.path().join("t-0").join("00000000000000000000.index");
+    let mut bytes = std::fs::read(&index).unwrap();
+    bytes.extend_from_slice(&[0; 16]);
+    std::fs::write(&index, bytes).unwrap();
+    let check = streamlog::verify_store(dir.path()).unwrap();
+    assert!(!check.is_ok(), "{:?}", check.partitions);
 }
 
 #[test]
