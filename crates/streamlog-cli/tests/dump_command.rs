@@ -421,6 +421,33 @@ fn an_empty_control_batch_left_by_compaction_is_not_damage() {
     );
 }
 
+/// Makes a FIFO at `fifo`; false where `mkfifo` is missing.
+#[cfg(unix)]
+fn mkfifo(fifo: &Path) -> bool {
+    let made = std::process::Command::new("mkfifo").arg(fifo).status();
+    made.is_ok_and(|s| s.success())
+}
+
+/// Runs `dump` with `args`, which read the FIFO `fifo` unless refused; a run still
+/// reading it after a minute fails the test (the FIFO opened for writing first, so
+/// the run ends).
+#[cfg(unix)]
+fn dump_beside_fifo(args: Vec<std::ffi::OsString>, fifo: &Path) -> std::process::Output {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut all = vec![std::ffi::OsString::from("dump")];
+        all.extend(args);
+        let all: Vec<&OsStr> = all.iter().map(|a| a.as_os_str()).collect();
+        let _ = tx.send(streamlog(&all));
+    });
+    let Ok(out) = rx.recv_timeout(std::time::Duration::from_secs(60)) else {
+        let _ = std::fs::OpenOptions::new().write(true).open(fifo);
+        panic!("dump reading the FIFO {} hung", fifo.display());
+    };
+    assert_eq!(out.status.code(), Some(1));
+    out
+}
+
 /// `dump` of a FIFO (or another file that is not a regular file) refuses it: reading
 /// it waited for a writer forever.
 #[cfg(unix)]
@@ -428,21 +455,10 @@ fn an_empty_control_batch_left_by_compaction_is_not_damage() {
 fn a_path_that_is_not_a_regular_file_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let fifo = tmp.path().join("00000000000000000000.log");
-    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
-    if !made.is_ok_and(|s| s.success()) {
+    if !mkfifo(&fifo) {
         return; // no mkfifo here
     }
-    let path = fifo.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(streamlog(&[std::ffi::OsStr::new("dump"), path.as_os_str()]));
-    });
-    let Ok(out) = rx.recv_timeout(std::time::Duration::from_secs(60)) else {
-        // Unblock the reader so the test process ends, then fail.
-        let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
-        panic!("dump of a FIFO hung");
-    };
-    assert_eq!(out.status.code(), Some(1));
+    let out = dump_beside_fifo(vec![fifo.clone().into()], &fifo);
     assert!(
         text(&out.stderr).contains("not a regular file"),
         "{}",
@@ -460,26 +476,10 @@ fn an_index_that_is_not_a_regular_file_is_reported() {
     write_log(&dir, 2);
     let index = dir.join("00000000000000000000.index");
     fs::remove_file(&index).unwrap();
-    let made = std::process::Command::new("mkfifo").arg(&index).status();
-    if !made.is_ok_and(|s| s.success()) {
+    if !mkfifo(&index) {
         return; // no mkfifo here
     }
-    let path = dir.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let args = [
-            OsStr::new("dump"),
-            OsStr::new("--verify-index"),
-            path.as_os_str(),
-        ];
-        let _ = tx.send(streamlog(&args));
-    });
-    let Ok(out) = rx.recv_timeout(std::time::Duration::from_secs(60)) else {
-        // Unblock the reader so the test process ends, then fail.
-        let _ = std::fs::OpenOptions::new().write(true).open(&index);
-        panic!("dump --verify-index of a FIFO index hung");
-    };
-    assert_eq!(out.status.code(), Some(1));
+    let out = dump_beside_fifo(vec!["--verify-index".into(), dir.clone().into()], &index);
     assert!(
         text(&out.stderr).contains("is not a regular file"),
         "{}",

@@ -170,6 +170,17 @@ fn co_partitioning_is_checked() {
     assert!(matches!(e, StreamsError::CoPartitioning { .. }), "{e}");
 }
 
+/// Starts application `app` counting `nums` per key in store `n` (its changelog
+/// `<app>-n-changelog`).
+fn start_counting_nums(store: &Store, app: &str) -> streamlog_streams::Result<Streams> {
+    let b = StreamsBuilder::new();
+    b.stream("nums", Consumed::with(serdes::string(), serdes::i64()))
+        .group_by_key()
+        .count(Materialized::named("n"));
+    let s = Streams::new(b.build().unwrap(), StreamsConfig::new(app), store).unwrap();
+    s.start().map(|()| s)
+}
+
 /// A store's changelog with another partition count than its input (the input grew
 /// after the changelog was made): tasks of the higher partitions failed at restore or
 /// at their first changelog write. It is refused at start, naming the topic.
@@ -178,12 +189,7 @@ fn a_changelog_with_another_partition_count_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     create_topics(&store, &[("nums", 3), ("grown-n-changelog", 2)]);
-    let b = StreamsBuilder::new();
-    b.stream("nums", Consumed::with(serdes::string(), serdes::i64()))
-        .group_by_key()
-        .count(Materialized::named("n"));
-    let s = Streams::new(b.build().unwrap(), StreamsConfig::new("grown"), &store).unwrap();
-    let e = s.start().err().unwrap();
+    let e = start_counting_nums(&store, "grown").err().unwrap();
     assert!(
         matches!(&e, StreamsError::Topology { reason } if reason.contains("grown-n-changelog")),
         "{e}"
@@ -200,12 +206,7 @@ fn a_changelog_that_is_not_compacted_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     create_topics(&store, &[("nums", 2), ("kept-n-changelog", 2)]);
-    let b = StreamsBuilder::new();
-    b.stream("nums", Consumed::with(serdes::string(), serdes::i64()))
-        .group_by_key()
-        .count(Materialized::named("n"));
-    let s = Streams::new(b.build().unwrap(), StreamsConfig::new("kept"), &store).unwrap();
-    let e = s.start().err().unwrap();
+    let e = start_counting_nums(&store, "kept").err().unwrap();
     assert!(
         matches!(&e, StreamsError::Topology { reason }
             if reason.contains("kept-n-changelog") && reason.contains("`delete`")),
