@@ -74,6 +74,7 @@ impl Consumer {
         RecordStream {
             consumer: self,
             buffered: None,
+            yielded: 0,
             waiting: false,
         }
     }
@@ -165,6 +166,9 @@ impl Drop for Recv<'_> {
 pub struct RecordStream<'a> {
     consumer: &'a mut Consumer,
     buffered: Option<super::IntoIter>,
+    /// Records of `buffered` yielded: counted as consumed when it is refilled or the
+    /// stream dropped (those not yielded go back then, uncounted).
+    yielded: usize,
     waiting: bool,
 }
 
@@ -184,12 +188,15 @@ impl futures_core::Stream for RecordStream<'_> {
         let this = self.get_mut();
         loop {
             if let Some(r) = this.buffered.as_mut().and_then(Iterator::next) {
-                // Counted one by one: those not yielded go back at the drop.
-                this.consumer.count_consumed(1);
+                this.yielded += 1;
                 return Poll::Ready(Some(Ok(r)));
             }
             match this.consumer.poll_records(cx, &mut this.waiting) {
-                Poll::Ready(Ok(records)) => this.buffered = Some(records.into_iter()),
+                Poll::Ready(Ok(records)) => {
+                    this.consumer
+                        .count_consumed(std::mem::take(&mut this.yielded));
+                    this.buffered = Some(records.into_iter());
+                }
                 Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
                 Poll::Pending => return Poll::Pending,
             }
@@ -201,6 +208,7 @@ impl Drop for RecordStream<'_> {
     fn drop(&mut self) {
         let mut waiting = self.waiting;
         self.consumer.set_waiting(&mut waiting, false);
+        self.consumer.count_consumed(self.yielded);
         // Records fetched and not yielded: positions go back to the first of each
         // partition's, or an auto-commit (at close, say) would skip them.
         let mut first: Vec<(crate::topic::TopicPartition, i64)> = Vec::new();
