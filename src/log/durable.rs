@@ -476,6 +476,35 @@ mod group_commit_tests {
         drop(log);
     }
 
+    /// A poison outside a flush (here a failed write whose undo failed too) stops
+    /// every later flush as well: the position a group commit left must be recorded
+    /// then, or the next open rewrites acknowledged bytes past the older one.
+    #[test]
+    fn a_poison_outside_a_flush_records_the_position_a_group_commit_left() {
+        let fs = SimFs::new();
+        let log = open(&fs);
+        append(&log, b"a");
+        log.flush().expect("flush");
+        let b = append(&log, b"b");
+        flush_to_with_a_waiter(&log, b + 1);
+        assert!(log.durable_pending.lock().is_some());
+        // The append's write fails, and so does cutting the file back after it.
+        let n = fs.op_count();
+        fs.inject(Fault::Eio, n + 1, false);
+        fs.inject(Fault::Eio, n + 2, false);
+        let mut batch = BatchBuilder::new();
+        batch
+            .push(1_700_000_000_000, Some(b"k"), Some(b"c"), &[])
+            .expect("push");
+        assert!(log.append(&mut batch.finish().expect("finish")).is_err());
+        fs.clear_faults();
+        let reason = log.poison_reason().expect("poisoned");
+        assert!(reason.contains("could not undo"), "{reason}");
+        let (_, point) = DurableFile::read(&fs, std::path::Path::new(DIR)).expect("read");
+        assert_eq!(point.expect("a durable position").next_offset, b + 1);
+        drop(log);
+    }
+
     #[test]
     fn truncation_drops_a_position_left_for_later() {
         let fs = SimFs::new();
