@@ -44,7 +44,7 @@ fn merged_topics_are_processed_in_timestamp_order() {
             .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(
                 10,
             )))
-            .count(Materialized::named("w"));
+            .count(Materialized::named("w").with_retention(Duration::from_secs(86_400)));
         let config = StreamsConfig::new("m").max_poll_records(max_poll);
         let s = run_caught_up(&store, builder.build().unwrap(), config);
         let counted: i64 = s

@@ -26,7 +26,7 @@ fn topology(windows: TimeWindows) -> streamlog_streams::Topology {
         .group_by_key();
     let windowed = grouped.windowed_by(windows);
     windowed
-        .count(Materialized::named("counts"))
+        .count(Materialized::named("counts").with_retention(DAY))
         .to_stream()
         .to(
             "counts-out",
@@ -38,7 +38,9 @@ fn topology(windows: TimeWindows) -> streamlog_streams::Topology {
     windowed.aggregate(
         || 0i64,
         |_, v, sum| sum + v,
-        Materialized::named("sums").with_value_serde(serdes::i64()),
+        Materialized::named("sums")
+            .with_value_serde(serdes::i64())
+            .with_retention(DAY),
     );
     grouped.reduce(
         |a, b| a + b,
@@ -283,4 +285,43 @@ fn windows_past_retention_are_removed_and_stay_removed() {
         .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(10)))
         .count(Materialized::named("c").with_retention(Duration::from_secs(5)));
     assert!(b.build().is_err(), "a retention shorter than the window");
+}
+
+/// Without `with_retention` a window store keeps a window until it closes (size plus
+/// grace, Kafka Streams' default since 3.0), not a day: one-minute windows of a key
+/// updated every minute would otherwise pile up 1,440 windows per key.
+#[test]
+fn the_default_retention_is_the_window_size_plus_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    create_topics(&store, &[("events", 1)]);
+    let b = StreamsBuilder::new();
+    b.stream("events", Consumed::with(serdes::string(), serdes::string()))
+        .group_by_key()
+        .windowed_by(TimeWindows::of_size_and_grace(
+            Duration::from_secs(10),
+            Duration::from_secs(5),
+        ))
+        .count(Materialized::named("c"));
+    let times = [1_000, 12_000, 23_000, 34_000];
+    let events: Vec<Event> = times.iter().map(|&t| ev("user-0", t, "a")).collect();
+    produce(&store, "events", &events);
+    let s = run_caught_up(
+        &store,
+        b.build().unwrap(),
+        StreamsConfig::new("default-ret"),
+    );
+    let mut starts: Vec<i64> = s
+        .window_store::<String, i64>("c")
+        .unwrap()
+        .all()
+        .unwrap()
+        .iter()
+        .map(|(wk, _)| wk.window.start)
+        .collect();
+    starts.sort();
+    // Stream time 34 s: [0, 10) and [10, 20) closed at 15 s and 25 s and left;
+    // [20, 30) closes at 35 s and stays, as does [30, 40).
+    assert_eq!(starts, [20_000, 30_000]);
+    s.close().unwrap();
 }

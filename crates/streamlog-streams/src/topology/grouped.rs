@@ -17,9 +17,6 @@ use crate::serdes::{self, Serde};
 use crate::store::{KvStore, WindowStore};
 use crate::windows::{TimeWindows, Windowed};
 
-/// Kafka's default window retention: one day.
-const DEFAULT_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
-
 type First<K, V, VA> = Arc<dyn Fn(&K, &V) -> VA + Send + Sync>;
 type Combine<K, V, VA> = Arc<dyn Fn(&K, &V, &VA) -> VA + Send + Sync>;
 
@@ -229,7 +226,8 @@ impl<K: Clone + Send + Sync + 'static, V: 'static> TimeWindowedKStream<K, V> {
         let windows = self.windows;
         let floor = windows.size_ms().saturating_add(windows.grace_ms());
         let retention_ms = match m.retention {
-            None => floor.max(DEFAULT_RETENTION_MS),
+            // Kafka's default (since 3.0): kept until closed, nothing longer.
+            None => floor,
             Some(r) => {
                 let r = i64::try_from(r.as_millis()).unwrap_or(i64::MAX);
                 if r < floor {

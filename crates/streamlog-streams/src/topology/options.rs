@@ -122,8 +122,10 @@ impl<V> Materialized<V> {
     /// For a window store: how long a window is kept after it starts (by stream time,
     /// as Kafka's window stores); older windows are removed from the store and its
     /// changelog. At least the window
-    /// size plus grace (checked when the topology is built). Default = 1 day, or size
-    /// plus grace if longer (Kafka's default). Ignored by key-value stores.
+    /// size plus grace (checked when the topology is built). Default = the window size
+    /// plus grace, as in Kafka Streams since 3.0: a window leaves the store once it is
+    /// closed, so set a longer retention to query windows after they close. Ignored by
+    /// key-value stores.
     #[must_use]
     pub fn with_retention(mut self, retention: Duration) -> Self {
         self.retention = Some(retention);

@@ -15,6 +15,9 @@ use streamlog_streams::{
 /// Generous bound for waits on a background condition; never reached by a passing run.
 pub const CATCH_UP: Duration = Duration::from_secs(120);
 
+/// A window store retention that keeps every window a test makes.
+pub const DAY: Duration = Duration::from_secs(86_400);
+
 /// An input record: key, timestamp, value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
@@ -122,7 +125,8 @@ pub fn seeds_into(
         .peek(peek)
         .group_by_key()
         .windowed_by(windows)
-        .count(Materialized::named("purchase-counts-store"))
+        // Kept past closing: the tests compare every window with a model.
+        .count(Materialized::named("purchase-counts-store").with_retention(DAY))
         .to_stream()
         .to(
             "purchase-counts",
