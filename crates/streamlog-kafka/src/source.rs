@@ -35,6 +35,11 @@ struct SourceContext {
     /// group's offset (another member, writing to another store, may have moved it;
     /// the store is the truth).
     resume: parking_lot::Mutex<BTreeMap<TopicPartition, i64>>,
+    /// Partitions started at Kafka's end (`StartFrom::Latest`) and where that was, to
+    /// commit for the group: a partition no record reached in this run has no other
+    /// position to commit, and the next run would start at the end again, past every
+    /// record Kafka received in between.
+    starts: parking_lot::Mutex<BTreeMap<TopicPartition, i64>>,
     timeout: Duration,
 }
 
@@ -67,12 +72,11 @@ impl ConsumerContext for SourceContext {
                 }
                 if self.latest {
                     let copied = resume.into_keys().collect();
-                    if let Err(e) =
-                        start_at_end_if_uncommitted(consumer, tpl, &copied, self.timeout)
-                    {
+                    match start_at_end_if_uncommitted(consumer, tpl, &copied, self.timeout) {
+                        Ok(ends) => self.starts.lock().extend(ends),
                         // Starts at the group's offset, or Kafka's earliest: more is
                         // copied than asked, nothing skipped.
-                        log::warn!("reading the group's committed offsets: {e}");
+                        Err(e) => log::warn!("reading the group's committed offsets: {e}"),
                     }
                 }
                 if cooperative {
@@ -86,7 +90,14 @@ impl ConsumerContext for SourceContext {
                     let gone = tpl
                         .elements()
                         .into_iter()
-                        .map(|e| TopicPartition::new(e.topic(), e.partition()));
+                        .map(|e| TopicPartition::new(e.topic(), e.partition()))
+                        .collect::<Vec<_>>();
+                    // Its next owner commits its own start.
+                    let mut starts = self.starts.lock();
+                    for tp in &gone {
+                        starts.remove(tp);
+                    }
+                    drop(starts);
                     self.revoked.lock().extend(gone);
                 } else {
                     log::error!("rebalancing: {}", RDKafkaErrorCode::from(err));
@@ -105,13 +116,17 @@ impl ConsumerContext for SourceContext {
 }
 
 /// Sets the partitions of `tpl` that are not `copied` and have no offset committed for
-/// the group to start at Kafka's end (`StartFrom::Latest`).
+/// the group to start at Kafka's end (`StartFrom::Latest`), and returns where that is.
+/// The end is read here rather than left to the consumer (`Offset::End`), which reports
+/// no position until a record arrives: it is committed for the group, so that the next
+/// run resumes there. (The consumer reads `read_committed`, for which Kafka's end, as
+/// the watermarks and the consumer's own reset give it, is the last stable offset.)
 fn start_at_end_if_uncommitted<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     tpl: &mut TopicPartitionList,
     copied: &BTreeSet<TopicPartition>,
     timeout: Duration,
-) -> rdkafka::error::KafkaResult<()> {
+) -> rdkafka::error::KafkaResult<Vec<(TopicPartition, i64)>> {
     let mut ask = TopicPartitionList::new();
     for e in tpl.elements() {
         let tp = TopicPartition::new(e.topic(), e.partition());
@@ -119,8 +134,9 @@ fn start_at_end_if_uncommitted<C: ConsumerContext>(
             ask.add_partition(e.topic(), e.partition());
         }
     }
+    let mut ends = Vec::new();
     if ask.count() == 0 {
-        return Ok(());
+        return Ok(ends);
     }
     let committed = consumer.committed_offsets(ask, timeout)?;
     for e in committed.elements() {
@@ -135,10 +151,12 @@ fn start_at_end_if_uncommitted<C: ConsumerContext>(
             continue;
         }
         if e.offset().to_raw().is_none_or(|o| o < 0) {
-            tpl.set_partition_offset(e.topic(), e.partition(), Offset::End)?;
+            let (_, end) = consumer.fetch_watermarks(e.topic(), e.partition(), timeout)?;
+            tpl.set_partition_offset(e.topic(), e.partition(), Offset::Offset(end))?;
+            ends.push((TopicPartition::new(e.topic(), e.partition()), end));
         }
     }
-    Ok(())
+    Ok(ends)
 }
 
 /// A source ready to run: store topics checked, start positions found.
@@ -249,8 +267,10 @@ impl Source {
                         .map_err(|e| kafka(format!("assigning {tp}"), e))?;
                 }
                 if config.start == StartFrom::Latest {
-                    start_at_end_if_uncommitted(&consumer, &mut tpl, &BTreeSet::new(), timeout)
-                        .map_err(|e| kafka("reading the group's committed offsets", e))?;
+                    let ends =
+                        start_at_end_if_uncommitted(&consumer, &mut tpl, &BTreeSet::new(), timeout)
+                            .map_err(|e| kafka("reading the group's committed offsets", e))?;
+                    consumer.context().starts.lock().extend(ends);
                 }
                 consumer
                     .assign(&tpl)
@@ -482,13 +502,41 @@ impl Source {
         Ok(true)
     }
 
-    /// Commits the store's progress to the Kafka group (informational: a restart
-    /// resumes from the store). fsyncs the store partitions first if `flush` is set.
+    /// Commits the store's progress to the Kafka group (informational where the store
+    /// holds records: a restart resumes from the store), and where a `Latest` start
+    /// put partitions the store holds none of (the next run's start). fsyncs the store
+    /// partitions first if `flush` is set.
     fn commit(&mut self, dirty: &mut BTreeSet<TopicPartition>) -> Result<()> {
+        let starts = std::mem::take(&mut *self.consumer.context().starts.lock());
+        let mut tpl = TopicPartitionList::new();
+        for (tp, end) in &starts {
+            if !self.next.contains_key(tp) && !dirty.contains(tp) {
+                tpl.add_partition_offset(tp.topic(), tp.partition(), Offset::Offset(*end))
+                    .map_err(|e| kafka(format!("committing {tp}"), e))?;
+            }
+        }
+        if tpl.count() > 0 {
+            // Needed to resume (nothing in the store says where it started), so not
+            // left in flight when the run ends; if it failed, tried again at the next
+            // commit for the partitions still assigned.
+            if let Err(e) = self.consumer.commit(&tpl, CommitMode::Sync) {
+                log::warn!("committing where the mirror started: {e}");
+                let assigned = self.consumer.assignment().unwrap_or_default();
+                let mut again = self.consumer.context().starts.lock();
+                for (tp, end) in starts {
+                    if assigned
+                        .find_partition(tp.topic(), tp.partition())
+                        .is_some()
+                    {
+                        again.entry(tp).or_insert(end);
+                    }
+                }
+            }
+            tpl = TopicPartitionList::new();
+        }
         if dirty.is_empty() {
             return Ok(());
         }
-        let mut tpl = TopicPartitionList::new();
         for tp in std::mem::take(dirty) {
             if self.config.flush
                 && let Some(part) = self.parts.get(&tp)

@@ -181,3 +181,32 @@ fn a_group_offset_ahead_of_the_store_resumes_where_the_store_ends() {
         &common::read_store(&store, "ahead"),
     );
 }
+
+/// From a bridge review: a `Latest` start at Kafka's end was never committed for a
+/// partition no record reached in that run (only partitions the store appended to
+/// were), so the next run, with the store still empty and no group offset, started at
+/// the end again: every record Kafka received between the runs was skipped. The start
+/// is committed; the second run copies exactly those records.
+#[test]
+fn a_latest_start_no_record_reached_is_where_the_next_run_resumes() {
+    let kafka = Kafka::start();
+    for assign in [false, true] {
+        let topic = format!("between-{assign}");
+        kafka.create_topic(&topic, 1);
+        let records = small(15);
+        kafka.produce(&topic, &records[..10]);
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let first = Mirror::from_kafka(&store, latest(&kafka, &topic, assign)).unwrap();
+        assert_eq!(copied_by(first), 0, "assign: {assign}");
+        kafka.produce(&topic, &records[10..]);
+        let second = Mirror::from_kafka(&store, latest(&kafka, &topic, assign)).unwrap();
+        assert_eq!(copied_by(second), 5, "assign: {assign}");
+        let kept = common::read_store(&store, &topic);
+        let offsets: Vec<Option<i64>> = kept
+            .iter()
+            .map(|s| s.offset_header(streamlog_kafka::KAFKA_OFFSET_HEADER))
+            .collect();
+        assert_eq!(offsets, (10..15).map(Some).collect::<Vec<_>>());
+    }
+}
