@@ -28,8 +28,12 @@ use crate::format::{Batch, ControlRecordType};
 use crate::fs::FileSystem;
 use std::path::Path;
 
-/// The largest snapshot read: about 1.4 million producers.
-const MAX_SNAPSHOT_BYTES: usize = 64 << 20;
+/// The largest snapshot read: about 23 million producers (each held in memory as well).
+/// Nothing limits how many producers a snapshot holds when it is written, and a
+/// snapshot passed over loses what only it holds (producers whose batches retention
+/// deleted, a transaction open since before the first segment): the bound only keeps a
+/// file the store did not write (a huge sparse one) from exhausting memory.
+const MAX_SNAPSHOT_BYTES: usize = 1 << 30;
 
 /// Offsets of the producer snapshots in `dir`, ascending.
 fn snapshot_offsets(fs: &dyn FileSystem, dir: &Path) -> std::io::Result<Vec<i64>> {
@@ -435,4 +439,45 @@ pub(super) struct Replay {
     pub(super) aborted: Vec<AbortedTxn>,
     /// The state before each `capture_at` offset asked for, with the offset.
     pub(super) captured: Vec<(i64, ProducerStates)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::read_snapshot;
+    use crate::fs::SimFs;
+
+    /// From a review: snapshots over 64 MiB (1.46 million producers, e.g. one
+    /// idempotent producer per request for a day) were written but passed over when
+    /// read, and every open rebuilt the state from the first segment without the
+    /// producers only the snapshot held.
+    #[test]
+    fn a_snapshot_of_a_million_and_a_half_producers_is_read() {
+        let n: i64 = 1_500_000;
+        let mut bytes = Vec::with_capacity(10 + 46 * n as usize);
+        bytes.extend_from_slice(&1i16.to_be_bytes());
+        bytes.extend_from_slice(&[0; 4]);
+        bytes.extend_from_slice(&(n as i32).to_be_bytes());
+        for pid in 0..n {
+            bytes.extend_from_slice(&pid.to_be_bytes()); // producer id
+            bytes.extend_from_slice(&0i16.to_be_bytes()); // epoch
+            bytes.extend_from_slice(&0i32.to_be_bytes()); // last sequence
+            bytes.extend_from_slice(&pid.to_be_bytes()); // last offset
+            bytes.extend_from_slice(&0i32.to_be_bytes()); // offset delta
+            bytes.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
+            bytes.extend_from_slice(&(-1i32).to_be_bytes()); // coordinator epoch
+            bytes.extend_from_slice(&(-1i64).to_be_bytes()); // no open transaction
+        }
+        assert!(bytes.len() > 64 << 20);
+        let crc = crc32c::crc32c(&bytes[6..]);
+        bytes[2..6].copy_from_slice(&crc.to_be_bytes());
+        let fs = SimFs::new();
+        let dir = Path::new("/p/t-0");
+        fs.write_file(&dir.join("00000000000001500000.snapshot"), bytes);
+        let states = read_snapshot(&fs, dir, n)
+            .expect("read")
+            .expect("a valid snapshot");
+        assert_eq!(states.producers.len(), n as usize);
+    }
 }
