@@ -423,7 +423,11 @@ impl Sink {
     /// fsyncs the store partitions up to the records about to go to Kafka. A record
     /// Kafka holds must survive a power cut of the store: else the store, recovered
     /// shorter, would give its offsets to new records, and the next run would resume
-    /// past them (Kafka's copy says they were sent) and never copy them.
+    /// past them (Kafka's copy says they were sent) and never copy them. A record of a
+    /// transaction needs its COMMIT marker as well, which lies past it, below the last
+    /// stable offset (a transaction is visible once its marker is appended, before the
+    /// marker's fsync; recovered without it, the transaction is aborted): the fsync
+    /// covers the last stable offset.
     fn make_durable(&self, records: &streamlog::ConsumerRecords) -> Result<()> {
         // (A poll's records come from a few partitions.)
         let mut ends: Vec<(TopicPartition, i64)> = Vec::new();
@@ -452,7 +456,16 @@ impl Sink {
                 Err(streamlog::Error::NotFound { .. }) => continue,
                 Err(e) => return Err(e.into()),
             };
-            if part.durable_offset() < end {
+            let durable = part.durable_offset();
+            // (Read only when the records are durable: a flush covers it anyway.)
+            let stable = || {
+                self.consumer
+                    .end_offsets(std::slice::from_ref(&tp))
+                    .ok()
+                    .and_then(|m| m.get(&tp).copied())
+                    .unwrap_or(end)
+            };
+            if durable < end || durable < stable() {
                 match part.flush() {
                     Ok(_) | Err(streamlog::Error::Closed { .. }) => {}
                     Err(e) => return Err(e.into()),
