@@ -300,9 +300,15 @@ impl Sink {
             if records.is_empty() {
                 if in_flight > 0 {
                     self.wait_for_delivery();
-                } else if self.config.stop_at_end {
-                    // Nothing in flight and nothing new: everything is in Kafka.
-                    break;
+                } else {
+                    // Caught up: past the transaction markers and aborted records that
+                    // end a partition too (delivery reports only tell of records), so
+                    // that a wait for the store's log end offset returns.
+                    self.step_positions_over_the_rest();
+                    if self.config.stop_at_end {
+                        // Nothing in flight and nothing new: everything is in Kafka.
+                        break;
+                    }
                 }
             }
             self.make_durable(&records)?;
@@ -482,6 +488,19 @@ impl Sink {
             self.shared
                 .changed
                 .wait_for(&mut s, Duration::from_millis(self.config.poll_ms));
+        }
+    }
+
+    /// With nothing in flight and nothing failed, moves [`Mirror::positions`] to the
+    /// consumer's: everything before it that is not in Kafka is no record to copy.
+    fn step_positions_over_the_rest(&mut self) {
+        if self.unsent || self.shared.state.lock().failure.is_some() {
+            return;
+        }
+        for tp in self.partitions.iter() {
+            if let Ok(at) = self.consumer.position(tp) {
+                self.shared.advance(tp, at, 0);
+            }
         }
     }
 

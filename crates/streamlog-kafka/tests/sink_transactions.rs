@@ -1,12 +1,14 @@
-//! The sink fsyncs a transaction's COMMIT marker before its records go to Kafka.
+//! The sink and the store's transactions: a COMMIT marker is fsync'd before its
+//! records go to Kafka, and the sink's positions step over the markers.
 
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::Kafka;
 use streamlog::fs::{Fault, SimFs};
-use streamlog::{ProducerConfig, ProducerRecord, Store, StoreConfig, TopicConfig};
+use streamlog::{ProducerConfig, ProducerRecord, Store, StoreConfig, TopicConfig, TopicPartition};
 use streamlog_kafka::Mirror;
 
 /// A store on `fs` whose topic `t` holds three records of a transaction, fsync'd, and
@@ -61,4 +63,52 @@ fn a_transaction_goes_to_kafka_only_once_its_marker_is_durable() {
         common::read_kafka(&kafka.bootstrap, "t", 1).is_empty(),
         "Kafka holds records of a transaction the store may abort"
     );
+}
+
+/// From a bridge review: the sink's positions moved only with Kafka's delivery reports,
+/// to the offset after each record. A store topic written in transactions ends in a
+/// COMMIT marker, so no position reached its log end offset, and the documented wait
+/// for it (`wait_for_positions` of `log_end_offset`) timed out. Once nothing is in
+/// flight the positions step over markers to the sink's consumer position.
+#[test]
+fn positions_reach_the_log_end_past_a_final_commit_marker() {
+    let kafka = Kafka::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        StoreConfig::default().background_maintenance(false),
+    )
+    .unwrap();
+    store.create_topic("tx", TopicConfig::default()).unwrap();
+    let producer = store
+        .producer(ProducerConfig::default().transactional_id("tx"))
+        .unwrap();
+    producer.init_transactions().unwrap();
+    producer.begin_transaction().unwrap();
+    for i in 0..3 {
+        let sent = producer.send(
+            ProducerRecord::new("tx")
+                .value(format!("v{i}"))
+                .partition(0),
+        );
+        sent.unwrap().wait().unwrap();
+    }
+    producer.commit_transaction().unwrap();
+    let end = store
+        .topic("tx")
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .log_end_offset();
+    assert_eq!(end, 4, "three records and a marker");
+    kafka.prepare_topic("tx", 1);
+    let mut config = kafka.sink(&["tx"]);
+    config.stop_at_end = false;
+    let mirror = Mirror::to_kafka(&store, config).unwrap();
+    let target = [(TopicPartition::new("tx", 0), end)].into_iter().collect();
+    let reached = mirror.wait_for_positions(&target, Duration::from_secs(60));
+    let positions = mirror.positions();
+    mirror.stop().unwrap();
+    assert!(reached, "positions {positions:?}, log end {end}");
+    assert_eq!(common::read_kafka(&kafka.bootstrap, "tx", 1).len(), 3);
 }
