@@ -140,7 +140,9 @@ impl Mirror {
     /// header names an offset past the store partition's end; `SourceReplaced` if the
     /// record came from another store topic of the name (its topic id header); `Kafka`
     /// when Kafka cannot be reached within `timeout_ms`; `Store`. The running mirror
-    /// ends with `SourceRecreated` if a store topic is deleted and created again.
+    /// ends with `SourceRecreated` if a store topic is deleted and created again, and
+    /// with `PartitionMismatch` if partitions are added to one (add them to the Kafka
+    /// topic too, then start again).
     pub fn to_kafka(store: &Store, config: KafkaSinkConfig) -> Result<Mirror> {
         let shared = Arc::new(Shared::default());
         let run = crate::sink::Sink::start(store, config, shared.clone())?;

@@ -288,7 +288,7 @@ impl Sink {
             let records = self
                 .consumer
                 .poll(if in_flight > 0 { Duration::ZERO } else { poll })?;
-            if let Some(e) = self.recreated_topic() {
+            if let Some(e) = self.changed_topic() {
                 // What was sent before goes to Kafka; nothing of the new topic is sent,
                 // and no progress is committed (it would be the old topic's offsets,
                 // applied to the new one).
@@ -379,14 +379,32 @@ impl Sink {
     }
 
     /// A store topic deleted and created again since the start (a new id), if one was:
-    /// its records would reach Kafka after the old one's, under the old one's id.
-    fn recreated_topic(&self) -> Option<Error> {
+    /// its records would reach Kafka after the old one's, under the old one's id. Or
+    /// one given partitions since (`add_partitions`): the sink reads the partitions it
+    /// started with, and the new ones' records would wait unseen (their retention
+    /// running) while a `stop_at_end` sink reported everything copied.
+    fn changed_topic(&self) -> Option<Error> {
         self.topic_ids.iter().find_map(|(topic, (was, _))| {
-            let now = self.store.topic(topic).ok()?.id();
-            (now != *was).then(|| Error::SourceRecreated {
+            let t = self.store.topic(topic).ok()?;
+            let now = t.id();
+            if now != *was {
+                return Some(Error::SourceRecreated {
+                    topic: topic.clone(),
+                    was: was.to_string(),
+                    now: now.to_string(),
+                });
+            }
+            let started = self
+                .partitions
+                .iter()
+                .filter(|tp| tp.topic() == topic)
+                .count();
+            let count = t.partition_count();
+            (usize::try_from(count).ok() != Some(started)).then(|| Error::PartitionMismatch {
                 topic: topic.clone(),
-                was: was.to_string(),
-                now: now.to_string(),
+                store: count,
+                // As many as the store had when the sink started (checked then).
+                kafka: i32::try_from(started).unwrap_or(i32::MAX),
             })
         })
     }

@@ -312,6 +312,36 @@ fn a_store_topic_created_again_while_the_sink_runs_stops_it() {
     }
 }
 
+/// From a bridge review: the sink reads the partitions it started with. Partitions
+/// added to the store topic while it ran were never read: their records waited unseen
+/// (their retention running), and a `stop_at_end` sink reported everything copied.
+/// The sink stops with `PartitionMismatch`, as it refuses to start on one.
+#[test]
+fn partitions_added_while_the_sink_runs_stop_it() {
+    let kafka = Kafka::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.create_topic("grows", TopicConfig::default()).unwrap();
+    fill_store(&store, "grows", 1, 0..3, Compression::None);
+    kafka.prepare_topic("grows", 1);
+    let mut config = kafka.sink(&["grows"]);
+    config.stop_at_end = false;
+    let mirror = Mirror::to_kafka(&store, config).unwrap();
+    store.add_partitions("grows", 2).unwrap();
+    let (done, ended) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(mirror.join()).unwrap());
+    let ended = ended
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the mirror stopped on its own");
+    assert!(
+        matches!(
+            &ended,
+            Err(Error::PartitionMismatch { topic, store: 2, kafka: 1 }) if topic == "grows"
+        ),
+        "{ended:?}"
+    );
+}
+
 #[test]
 fn a_destination_ahead_of_a_replaced_source_is_refused() {
     let kafka = Kafka::start();
