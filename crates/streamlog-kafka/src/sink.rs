@@ -450,24 +450,29 @@ impl Sink {
     /// past them (Kafka's copy says they were sent) and never copy them. A record of a
     /// transaction needs its COMMIT marker as well, which lies past it, below the last
     /// stable offset (a transaction is visible once its marker is appended, before the
-    /// marker's fsync; recovered without it, the transaction is aborted): the fsync
-    /// covers the last stable offset.
+    /// marker's fsync; recovered without it, the transaction is aborted): where the
+    /// records came from transactions, the fsync covers the last stable offset.
     fn make_durable(&self, records: &streamlog::ConsumerRecords) -> Result<()> {
-        // (A poll's records come from a few partitions.)
-        let mut ends: Vec<(TopicPartition, i64)> = Vec::new();
+        // Each partition's first record and the offset after its last. (A poll's
+        // records come from a few partitions.)
+        let mut ranges: Vec<(TopicPartition, i64, i64)> = Vec::new();
         for rec in records {
-            let same = |(tp, _): &&mut (TopicPartition, i64)| {
+            let same = |(tp, _, _): &&mut (TopicPartition, i64, i64)| {
                 tp.partition() == rec.partition() && tp.topic() == rec.topic()
             };
-            match ends.iter_mut().find(same) {
-                Some((_, end)) => *end = (*end).max(rec.offset() + 1),
-                None => ends.push((
+            match ranges.iter_mut().find(same) {
+                Some((_, first, end)) => {
+                    *first = (*first).min(rec.offset());
+                    *end = (*end).max(rec.offset() + 1);
+                }
+                None => ranges.push((
                     TopicPartition::new(rec.topic(), rec.partition()),
+                    rec.offset(),
                     rec.offset() + 1,
                 )),
             }
         }
-        for (tp, end) in ends {
+        for (tp, first, end) in ranges {
             // A topic deleted since the poll has nothing left to make durable (its
             // records go on as a deleted topic's always did); `Closed`: deleted during
             // the flush.
@@ -481,15 +486,17 @@ impl Sink {
                 Err(e) => return Err(e.into()),
             };
             let durable = part.durable_offset();
-            // (Read only when the records are durable: a flush covers it anyway.)
-            let stable = || {
-                self.consumer
+            // Read only when the records themselves are durable: a flush covers all.
+            let undecided_marker = || {
+                let stable = self
+                    .consumer
                     .end_offsets(std::slice::from_ref(&tp))
                     .ok()
                     .and_then(|m| m.get(&tp).copied())
-                    .unwrap_or(end)
+                    .unwrap_or(end);
+                durable < stable && from_a_transaction(&part, first, end)
             };
-            if durable < end || durable < stable() {
+            if durable < end || undecided_marker() {
                 match part.flush() {
                     Ok(_) | Err(streamlog::Error::Closed { .. }) => {}
                     Err(e) => return Err(e.into()),
@@ -567,6 +574,29 @@ impl Sink {
             records: acknowledged,
         }))
     }
+}
+
+/// Whether a batch holding offsets `first..end` of `part` is transactional (a batch
+/// that cannot be read counts as one: the caller then fsyncs, which is never wrong).
+/// The batches were just read by the sink's consumer, so this reads no disk.
+fn from_a_transaction(part: &streamlog::Partition, first: i64, end: i64) -> bool {
+    let mut at = first;
+    while at < end {
+        let Ok(batches) = part.read_batches(at, 1 << 20) else {
+            return true;
+        };
+        let Some(last) = batches.last() else {
+            return true;
+        };
+        if batches.iter().any(|b| {
+            let h = b.header();
+            h.last_offset() >= first && h.base_offset < end && h.is_transactional()
+        }) {
+            return true;
+        }
+        at = last.header().last_offset() + 1;
+    }
+    false
 }
 
 /// The client that reads metadata and creates topics: the user's settings (security,
