@@ -120,7 +120,7 @@ impl ConsumerContext for SourceContext {
 /// The end is read here rather than left to the consumer (`Offset::End`), which reports
 /// no position until a record arrives: it is committed for the group, so that the next
 /// run resumes there. (The consumer reads `read_committed`, for which Kafka's end, as
-/// the watermarks and the consumer's own reset give it, is the last stable offset.)
+/// its `ListOffsets` requests and its own reset give it, is the last stable offset.)
 fn start_at_end_if_uncommitted<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     tpl: &mut TopicPartitionList,
@@ -139,6 +139,7 @@ fn start_at_end_if_uncommitted<C: ConsumerContext>(
         return Ok(ends);
     }
     let committed = consumer.committed_offsets(ask, timeout)?;
+    let mut uncommitted = TopicPartitionList::new();
     for e in committed.elements() {
         if let Err(err) = e.error() {
             // Not known to be uncommitted (an offset of a transaction not yet decided,
@@ -151,9 +152,27 @@ fn start_at_end_if_uncommitted<C: ConsumerContext>(
             continue;
         }
         if e.offset().to_raw().is_none_or(|o| o < 0) {
-            let (_, end) = consumer.fetch_watermarks(e.topic(), e.partition(), timeout)?;
-            tpl.set_partition_offset(e.topic(), e.partition(), Offset::Offset(end))?;
-            ends.push((TopicPartition::new(e.topic(), e.partition()), end));
+            uncommitted.add_partition_offset(e.topic(), e.partition(), Offset::End)?;
+        }
+    }
+    if uncommitted.count() == 0 {
+        return Ok(ends);
+    }
+    // Kafka's end of each, in one request per broker (a time of "latest"); before it
+    // answers, nothing is set: a failure leaves them all to Kafka's earliest.
+    let found = consumer.offsets_for_times(uncommitted, timeout)?;
+    for e in found.elements() {
+        match (e.error(), e.offset()) {
+            (Ok(()), Offset::Offset(end)) if end >= 0 => {
+                tpl.set_partition_offset(e.topic(), e.partition(), Offset::Offset(end))?;
+                ends.push((TopicPartition::new(e.topic(), e.partition()), end));
+            }
+            (result, offset) => log::warn!(
+                "reading Kafka's end of {}-{} ({result:?}, {offset:?}): starting at the \
+                 earliest offset",
+                e.topic(),
+                e.partition()
+            ),
         }
     }
     Ok(ends)
