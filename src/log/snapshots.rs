@@ -55,7 +55,7 @@ fn snapshot_offsets(fs: &dyn FileSystem, dir: &Path) -> std::io::Result<Vec<i64>
 /// transaction open since before the first segment).
 fn read_snapshot(fs: &dyn FileSystem, dir: &Path, offset: i64) -> Result<Option<ProducerStates>> {
     let path = dir.join(file_name(offset, "snapshot"));
-    let whole = || -> std::io::Result<Option<Vec<u8>>> {
+    let whole = || -> std::io::Result<Option<bytes::Bytes>> {
         if !fs.exists(&path)? {
             return Ok(None);
         }
@@ -65,7 +65,8 @@ fn read_snapshot(fs: &dyn FileSystem, dir: &Path, offset: i64) -> Result<Option<
             tracing::warn!("{}: {len} bytes is too large; ignored", path.display());
             return Ok(None);
         }
-        Ok(Some(f.read_exact_at(0, len)?.to_vec()))
+        // (One copy in memory: the file's bytes, decoded in place.)
+        Ok(Some(f.read_exact_at(0, len)?))
     };
     let Some(bytes) = whole().map_err(io_ctx(format!("read {}", path.display())))? else {
         return Ok(None);
