@@ -5,7 +5,9 @@ use bytes::Bytes;
 /// A record header: a UTF-8 key and an optional value.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Header {
-    /// The header key (Kafka requires UTF-8).
+    /// The header key. Kafka's protocol says UTF-8, but only Java's client keeps to it:
+    /// a key of other bytes (librdkafka and other clients write keys as bytes) is read
+    /// as Kafka's Java client reads it, each invalid sequence replaced by U+FFFD.
     pub key: String,
     /// The header value; `None` is Kafka's null.
     pub value: Option<Bytes>,

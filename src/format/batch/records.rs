@@ -149,15 +149,11 @@ pub(crate) fn record_spans(data: &[u8], start: usize) -> Result<Spans> {
     }
     let headers_start = p;
     for _ in 0..count {
-        let k = field(data, &mut p, end, "headerKeyLength")?.ok_or_else(|| {
+        // A key that is not UTF-8 is read as Kafka's Java client reads it (see
+        // `decode_headers`), not refused: any other client can write one.
+        field(data, &mut p, end, "headerKeyLength")?.ok_or_else(|| {
             Error::invalid_batch("headerKeyLength", "a header key cannot be null")
         })?;
-        if std::str::from_utf8(&data[k]).is_err() {
-            return Err(Error::invalid_batch(
-                "headerKey",
-                "a header key is not valid UTF-8",
-            ));
-        }
         field(data, &mut p, end, "headerValueLength")?;
     }
     if p != end {
@@ -238,7 +234,7 @@ pub(crate) fn record_spans_fast(data: &[u8], start: usize) -> Option<Spans> {
 }
 
 /// Validates every record of a batch (decompressing once if needed) without building
-/// them: fields well formed, UTF-8 header keys, the declared count consuming the records
+/// them: fields well formed, header keys not null, the declared count consuming the records
 /// exactly, and offset deltas 0, 1, 2, ... up to the batch's `lastOffsetDelta`. Returns
 /// the record count.
 ///
@@ -344,9 +340,9 @@ pub(crate) fn decode_headers(data: &Bytes, s: &Spans) -> Result<Vec<Header>> {
         let k = field(data, &mut p, s.end, "headerKeyLength")?.ok_or_else(|| {
             Error::invalid_batch("headerKeyLength", "a header key cannot be null")
         })?;
-        let key = std::str::from_utf8(&data[k])
-            .map_err(|_| Error::invalid_batch("headerKey", "a header key is not valid UTF-8"))?
-            .to_owned();
+        // As Kafka's Java client and broker read one (`Utils.utf8`): bytes that are not
+        // UTF-8 become U+FFFD. librdkafka and other clients write keys as bytes.
+        let key = String::from_utf8_lossy(&data[k]).into_owned();
         let value = field(data, &mut p, s.end, "headerValueLength")?.map(|r| data.slice(r));
         headers.push(Header { key, value });
     }

@@ -280,3 +280,36 @@ fn empty_builder_refuses_to_finish() {
         Err(Error::InvalidArgument { .. })
     ));
 }
+
+/// From a review: a header key that is not UTF-8 (librdkafka and Go clients write keys
+/// as bytes; Kafka's broker stores them and its Java client reads them with U+FFFD)
+/// failed the batch's checks: after an import of such a topic, a consumer stopped at
+/// the record for good, and compaction of the partition failed at every pass. It is
+/// accepted and read as Kafka's Java client reads it.
+#[test]
+fn a_header_key_that_is_not_utf8_reads_as_kafkas_java_client_reads_it() {
+    let mut b = BatchBuilder::new();
+    b.push(
+        1_700_000_000_000,
+        Some(b"k"),
+        Some(b"v"),
+        &[Header::new("ab", &b"1"[..])],
+    )
+    .unwrap();
+    let mut bytes = b.finish().unwrap().to_vec();
+    let at = bytes
+        .windows(2)
+        .rposition(|w| w == b"ab")
+        .expect("the key's bytes");
+    bytes[at..at + 2].copy_from_slice(&[0xff, 0xfe]);
+    write_crc(&mut bytes);
+    let h = validate(&bytes).unwrap();
+    assert_eq!(
+        validate_records(&bytes, &h, &DecodeOptions::default()).unwrap(),
+        1
+    );
+    let batch = Batch::parse(bytes.into()).unwrap();
+    let recs: Vec<Record> = batch.records().unwrap().collect::<Result<_>>().unwrap();
+    assert_eq!(recs[0].headers[0].key, "\u{fffd}\u{fffd}");
+    assert_eq!(recs[0].headers[0].value.as_deref(), Some(&b"1"[..]));
+}
