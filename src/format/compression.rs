@@ -343,7 +343,7 @@ fn gzip_header_whole(bytes: &[u8]) -> bool {
 pub fn check_kafka_readable(codec: Compression, input: &[u8]) -> Result<()> {
     match codec {
         #[cfg(feature = "lz4")]
-        Compression::Lz4 => check_lz4_header(input),
+        Compression::Lz4 => check_lz4_header(input).and_then(|()| check_lz4_blocks(input)),
         // Every other codec's data a decoder reads, Kafka's reads too.
         _ => {
             let _ = input;
@@ -379,6 +379,46 @@ fn check_lz4_header(input: &[u8]) -> Result<()> {
     if !(4..=7).contains(&(bd >> 4)) {
         return refuse(format!("block size code {} is outside 4-7", bd >> 4));
     }
+    Ok(())
+}
+
+/// Refuses LZ4 data (whose frame header [`check_lz4_header`] passed) whose first frame
+/// is not whole: Kafka's `Lz4BlockInputStream` reads a frame to its end mark and fails
+/// at a block size it cannot read, where lz4_flex takes the end of the input for the
+/// end of the frame. So a frame without its end mark decoded here and failed in every
+/// Kafka reader.
+#[cfg(feature = "lz4")]
+fn check_lz4_blocks(input: &[u8]) -> Result<()> {
+    const CONTENT_SIZE: u8 = 0x08;
+    const BLOCK_CHECKSUM: u8 = 0x10;
+    const CONTENT_CHECKSUM: u8 = 0x04;
+    let refuse = |why: String| Err(corrupt(Compression::Lz4, why));
+    let (flg, bd) = (input[4], input[5]);
+    let max_block = 1usize << (8 + 2 * usize::from(bd >> 4));
+    // Magic, FLG, BD, the content size if flagged, the header checksum.
+    let mut at = 7 + if flg & CONTENT_SIZE != 0 { 8 } else { 0 };
+    loop {
+        let Some(word) = input.get(at..at + 4) else {
+            return refuse(format!("the frame ends at byte {at} without its end mark"));
+        };
+        let word = u32::from_le_bytes(word.try_into().expect("4 bytes"));
+        at += 4;
+        if word == 0 {
+            break;
+        }
+        let size = (word & 0x7fff_ffff) as usize;
+        if size > max_block {
+            return refuse(format!("a block of {size} bytes exceeds {max_block}"));
+        }
+        at = at.saturating_add(size);
+        if flg & BLOCK_CHECKSUM != 0 {
+            at = at.saturating_add(4);
+        }
+    }
+    if flg & CONTENT_CHECKSUM != 0 && input.len() < at + 4 {
+        return refuse("the frame ends without its content checksum".into());
+    }
+    // What follows the frame, Kafka's reader (and so the decoder here) leaves unread.
     Ok(())
 }
 
@@ -563,6 +603,28 @@ mod tests {
         );
         enc.write_all(&data).unwrap();
         check_kafka_readable(Compression::Lz4, &enc.finish().unwrap()).unwrap();
+    }
+
+    /// From a review: only the frame header was checked, while lz4_flex takes the end
+    /// of the input for the end of a frame. A frame without its end mark decoded here
+    /// and failed in every Kafka reader (`Lz4BlockInputStream` reads to the end mark).
+    #[test]
+    fn lz4_data_that_is_not_one_whole_frame_is_refused() {
+        let data = sample();
+        let ours = compressed(Compression::Lz4, &data);
+        assert_eq!(
+            ours[ours.len() - 4..],
+            [0, 0, 0, 0],
+            "ends with its end mark"
+        );
+        let unfinished = &ours[..ours.len() - 4];
+        let read = decompress(Compression::Lz4, unfinished, usize::MAX).unwrap();
+        assert!(read == data, "lz4_flex reads it");
+        let err = check_kafka_readable(Compression::Lz4, unfinished).unwrap_err();
+        assert!(err.to_string().contains("end mark"), "{err}");
+        let mut huge = ours.clone();
+        huge[7..11].copy_from_slice(&0x7fff_fff0u32.to_le_bytes());
+        assert!(check_kafka_readable(Compression::Lz4, &huge).is_err());
     }
 
     /// From a review: only the first gzip member was read, where Java's
