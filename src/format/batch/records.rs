@@ -97,13 +97,10 @@ fn field(
     name: &'static str,
 ) -> Result<Option<Range<usize>>> {
     let len = varint::read_varint(&data[..limit], pos).map_err(varint_err(name))?;
-    if len < -1 {
-        return Err(Error::invalid_batch(
-            name,
-            format!("length {len} is below -1"),
-        ));
-    }
-    if len == -1 {
+    // Null is -1 on the wire, but Kafka's readers (Java's `DefaultRecord`, librdkafka)
+    // take any negative length for null, and its broker stores what a client sent:
+    // refused here, such a batch would stop every reader of an imported topic.
+    if len < 0 {
         return Ok(None);
     }
     let len = len as usize;

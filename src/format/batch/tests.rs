@@ -313,3 +313,25 @@ fn a_header_key_that_is_not_utf8_reads_as_kafkas_java_client_reads_it() {
     assert_eq!(recs[0].headers[0].key, "\u{fffd}\u{fffd}");
     assert_eq!(recs[0].headers[0].value.as_deref(), Some(&b"1"[..]));
 }
+
+/// From a review: a key, value or header-value length below -1 was refused, while
+/// Kafka's readers (Java's `DefaultRecord`, librdkafka) take any negative length for
+/// null and its broker stores such a batch. It reads as null; a header key stays
+/// refused when null (as in Kafka).
+#[test]
+fn a_length_below_minus_one_reads_as_null_as_in_kafka() {
+    let mut b = BatchBuilder::new();
+    b.push(1_700_000_000_000, None, Some(b"v"), &[]).unwrap();
+    let mut bytes = b.finish().unwrap().to_vec();
+    // The record: length, attributes, timestamp delta, offset delta, key length -1 (01).
+    let key_len_at = RECORDS_OFFSET + 4;
+    assert_eq!(bytes[key_len_at], 0x01, "the null key's length");
+    bytes[key_len_at] = 0x03; // -2
+    write_crc(&mut bytes);
+    let h = validate(&bytes).unwrap();
+    validate_records(&bytes, &h, &DecodeOptions::default()).unwrap();
+    let batch = Batch::parse(bytes.into()).unwrap();
+    let recs: Vec<Record> = batch.records().unwrap().collect::<Result<_>>().unwrap();
+    assert_eq!(recs[0].key, None);
+    assert_eq!(recs[0].value.as_deref(), Some(&b"v"[..]));
+}
