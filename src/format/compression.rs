@@ -403,7 +403,8 @@ fn check_lz4_blocks(input: &[u8]) -> Result<()> {
         };
         let word = u32::from_le_bytes(word.try_into().expect("4 bytes"));
         at += 4;
-        if word == 0 {
+        // (Kafka's reader masks the uncompressed bit before it looks for the end mark.)
+        if word & 0x7fff_ffff == 0 {
             break;
         }
         let size = (word & 0x7fff_ffff) as usize;

@@ -388,7 +388,9 @@ impl Log {
     /// the active segment), or its index files, whose last entries its scan then drops
     /// (reads stay right; opens scan it again). A group never reads more than
     /// `MAX_GROUP_INPUT` bytes, so its positions fit the indexes' 32 bits even if
-    /// nothing is removed.
+    /// nothing is removed. (A rebuilt batch is never larger than its input but for a
+    /// header key that is not UTF-8, rewritten with U+FFFD as Kafka's cleaner rewrites
+    /// it: two bytes more per invalid byte, far from doubling a group.)
     fn group_segments(
         &self,
         segs: &[Arc<Segment>],

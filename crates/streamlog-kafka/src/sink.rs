@@ -578,7 +578,8 @@ impl Sink {
 
 /// Whether a batch holding offsets `first..end` of `part` is transactional (a batch
 /// that cannot be read counts as one: the caller then fsyncs, which is never wrong).
-/// The batches were just read by the sink's consumer, so this reads no disk.
+/// The batches were just read by the sink's consumer: this reads them from the page
+/// cache, as a rule.
 fn from_a_transaction(part: &streamlog::Partition, first: i64, end: i64) -> bool {
     let mut at = first;
     while at < end {

@@ -159,7 +159,8 @@ fn start_at_end_if_uncommitted<C: ConsumerContext>(
         return Ok(ends);
     }
     // Kafka's end of each, in one request per broker (a time of "latest"); before it
-    // answers, nothing is set: a failure leaves them all to Kafka's earliest.
+    // answers, nothing is set: a failure leaves them all to Kafka's earliest in a
+    // rebalance (more copied, nothing skipped), and fails the start in `start`.
     let found = consumer.offsets_for_times(uncommitted, timeout)?;
     for e in found.elements() {
         match (e.error(), e.offset()) {

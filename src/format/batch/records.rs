@@ -97,7 +97,7 @@ fn field(
     name: &'static str,
 ) -> Result<Option<Range<usize>>> {
     let len = varint::read_varint(&data[..limit], pos).map_err(varint_err(name))?;
-    // Null is -1 on the wire, but Kafka's readers (Java's `DefaultRecord`, librdkafka)
+    // Null is -1 on the wire, but Kafka's Java readers (`DefaultRecord`, the broker's)
     // take any negative length for null, and its broker stores what a client sent:
     // refused here, such a batch would stop every reader of an imported topic.
     if len < 0 {

@@ -315,7 +315,7 @@ fn a_header_key_that_is_not_utf8_reads_as_kafkas_java_client_reads_it() {
 }
 
 /// From a review: a key, value or header-value length below -1 was refused, while
-/// Kafka's readers (Java's `DefaultRecord`, librdkafka) take any negative length for
+/// Kafka's Java readers (`DefaultRecord`, also the broker's) take any negative length for
 /// null and its broker stores such a batch. It reads as null; a header key stays
 /// refused when null (as in Kafka).
 #[test]
