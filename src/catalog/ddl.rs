@@ -182,6 +182,28 @@ impl Catalog {
         name: &str,
         forget_offsets: &dyn Fn(&str) -> Result<()>,
     ) -> Result<()> {
+        let mut stopped = Vec::new();
+        let result = self.delete_topic_locked(name, forget_offsets, &mut stopped);
+        // Waiters are woken once the topic-change lock is released (as `create_topic`
+        // and `close` wake them): a waker may poll its task inline, and that task may
+        // change topics or close the store, which take that lock.
+        if !stopped.is_empty() {
+            self.notifier.notify();
+            for p in &stopped {
+                p.wake();
+            }
+        }
+        result
+    }
+
+    /// [`delete_topic`](Self::delete_topic) under the topic-change lock; the partitions
+    /// it stopped go to `stopped`, to be woken after.
+    fn delete_topic_locked(
+        &self,
+        name: &str,
+        forget_offsets: &dyn Fn(&str) -> Result<()>,
+        stopped: &mut Vec<Arc<PartitionState>>,
+    ) -> Result<()> {
         let mut ddl = self.ddl(name)?;
         if name.starts_with("__") {
             return Err(Error::InvalidArgument {
@@ -201,11 +223,12 @@ impl Catalog {
         // same (nothing is acknowledged that the deletion may take), its files stay.
         if let Err(e) = self.write_metadata_in(&mut ddl, name, &meta) {
             if ddl.contains_key(name) {
-                self.stop_topic(name, &state, false);
+                *stopped = self.stop_topic(name, &state, false);
             }
             return Err(e);
         }
         let parts = self.stop_topic(name, &state, true);
+        stopped.clone_from(&parts);
         let forgotten = forget_offsets(name);
         // A partition whose log was poisoned (a failed fsync, perhaps of its directory):
         // its files go (freeing their space), but removing its `partition.metadata`
@@ -258,7 +281,8 @@ impl Catalog {
 
     /// Takes topic `name` (`state`) out of the catalog and stops its partitions (their
     /// appends and reads return `Closed`), marked deleted if the deletion is `decided`
-    /// (durable); returns them.
+    /// (durable); returns them, for the caller to wake their waiters once it has let go
+    /// of the topic-change lock.
     fn stop_topic(
         &self,
         name: &str,
@@ -267,7 +291,6 @@ impl Catalog {
     ) -> Vec<Arc<PartitionState>> {
         self.topics.write().remove(name);
         self.bump_metadata_epoch();
-        self.notifier.notify();
         let parts = state.partitions();
         // Every partition stops taking appends before any directory goes.
         for p in &parts {
@@ -275,7 +298,6 @@ impl Catalog {
                 p.mark_deleted();
             }
             let _ = p.log().shutdown();
-            p.wake();
         }
         parts
     }

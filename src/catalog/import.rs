@@ -149,6 +149,9 @@ impl Catalog {
             Arc::new(TopicState::new(name, topic_id, config, parts)),
         );
         inner.bump_metadata_epoch();
+        // Outside the topic-change lock: a waker may poll its task inline, and that task
+        // may change topics too.
+        drop(ddl);
         inner.notifier.notify();
         Ok(ImportReport {
             topic: name.to_string(),
