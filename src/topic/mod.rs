@@ -500,8 +500,20 @@ impl TopicConfig {
 
     /// Refuses a change from `self` (the topic's config) to `new` that Kafka does not
     /// allow on a live topic, or that streamlog cannot apply to it: the partition count
-    /// (see `Store::add_partitions`), the timestamp type and the index interval.
-    pub(crate) fn check_alterable(&self, new: &TopicConfig) -> Result<()> {
+    /// (see `Store::add_partitions`), the timestamp type and the index interval; and a
+    /// `new` out of range. What [`Store::alter_topic_config`](crate::Store::alter_topic_config)
+    /// checks, for a caller that must know before it changes anything else.
+    ///
+    /// ```
+    /// use streamlog::TopicConfig;
+    /// let now = TopicConfig::default();
+    /// assert!(now.check_alterable(&now.clone().retention_ms(60_000)).is_ok());
+    /// assert!(now.check_alterable(&now.clone().partitions(2)).is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidConfig` naming the knob.
+    pub fn check_alterable(&self, new: &TopicConfig) -> Result<()> {
         let fixed: [(&'static str, bool); 3] = [
             ("partitions", self.partitions != new.partitions),
             (

@@ -138,18 +138,27 @@ pub fn run(command: &Topics, out: &mut dyn Write) -> Result<(), String> {
                     current.partition_count()
                 ));
             }
-            let wanted = with_configs(current, configs)?;
-            if !configs.is_empty() {
-                store
-                    .alter_topic_config(topic, |_| wanted)
-                    .map_err(|e| e.to_string())?;
-                writeln!(out, "Altered the config of topic {topic}.").map_err(io)?;
-            }
+            let wanted = with_configs(current.clone(), configs)?;
+            current
+                .check_alterable(&wanted)
+                .map_err(|e| e.to_string())?;
+            // Partitions first: `add_partitions` refuses for reasons only it checks (a
+            // count over its limit, a directory in the way), and a config it would
+            // leave changed behind it must not be written yet. After them, the config
+            // checked above fails only if the disk does.
             if let Some(total) = *partitions {
                 store
                     .add_partitions(topic, total)
                     .map_err(|e| e.to_string())?;
                 writeln!(out, "Topic {topic} has {total} partitions.").map_err(io)?;
+            }
+            if !configs.is_empty() {
+                store
+                    .alter_topic_config(topic, |now| {
+                        wanted.clone().partitions(now.partition_count())
+                    })
+                    .map_err(|e| e.to_string())?;
+                writeln!(out, "Altered the config of topic {topic}.").map_err(io)?;
             }
             close(store)
         }

@@ -146,6 +146,42 @@ fn topics_describe_alter_and_delete() {
         ok(&["topics", "describe", "--dir", d, "t"]).contains("retention.ms=1000"),
         "a refused alter changes nothing (review)"
     );
+    // From a review: the config was written before `add_partitions` refused the count
+    // (over its limit), and the command failed with the config changed.
+    let over = streamlog(&[
+        "topics",
+        "alter",
+        "--dir",
+        d,
+        "t",
+        "--config",
+        "retention.ms=5",
+        "--partitions",
+        "100001",
+    ]);
+    assert_eq!(over.status.code(), Some(1));
+    let described = ok(&["topics", "describe", "--dir", d, "t"]);
+    assert!(
+        described.contains("retention.ms=1000") && described.contains("PartitionCount: 5"),
+        "a refused partition count changes nothing: {described}"
+    );
+    // Both at once, when both are fine.
+    ok(&[
+        "topics",
+        "alter",
+        "--dir",
+        d,
+        "t",
+        "--config",
+        "retention.ms=2000",
+        "--partitions",
+        "6",
+    ]);
+    let described = ok(&["topics", "describe", "--dir", d, "t"]);
+    assert!(
+        described.contains("retention.ms=2000") && described.contains("PartitionCount: 6"),
+        "{described}"
+    );
     let nothing = streamlog(&["topics", "alter", "--dir", d, "t"]);
     assert_eq!(
         nothing.status.code(),
