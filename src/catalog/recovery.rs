@@ -130,9 +130,16 @@ pub(super) fn settle(
     }
     for name in names {
         let path = meta_dir.join(&name);
-        validate_topic_name(&name).map_err(|e| {
-            Error::corruption(&path, 0, format!("not a topic's metadata file: {e}"))
-        })?;
+        // Not a name the store writes (an editor's backup `t~` or `#t#`, a file manager's
+        // note), so no topic's metadata: left alone, as the read-only opener leaves it.
+        // (The store's errors ask the user to edit files here.)
+        if let Err(e) = validate_topic_name(&name) {
+            tracing::warn!(
+                "{}: not a topic's metadata file ({e}); ignored",
+                path.display()
+            );
+            continue;
+        }
         let bytes = crate::log::read_small_file(fs, &path)
             .map_err(io_ctx(format!("read {}", path.display())))?
             .unwrap_or_default();

@@ -92,8 +92,9 @@ pub(crate) fn verify_store_on(
         .map_err(io_ctx(format!("list {}", meta_dir.display())))?;
     names.sort();
     let mut check = StoreCheck::default();
-    // A metadata write a crash interrupted: the next open removes it.
-    names.retain(|n| n != METADATA_TMP);
+    // A metadata write a crash interrupted: the next open removes it. A name the store
+    // never writes (an editor's backup) is no topic's, and the open ignores it too.
+    names.retain(|n| n != METADATA_TMP && crate::topic::validate_topic_name(n).is_ok());
     let mut counts = Vec::new();
     for name in names {
         let path = meta_dir.join(&name);

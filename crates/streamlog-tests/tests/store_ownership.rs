@@ -733,3 +733,40 @@ fn delete_topic_leaves_foreign_names_and_linked_directories_alone() {
         );
     }
 }
+
+/// From a review: the store's errors ask the user to edit files in `.topics`, but any
+/// file there whose name no topic can have (an editor's backup `t~` or `#t#`) made
+/// the open fail as damage, while the editor ran or after it crashed. The open and
+/// `verify_store` leave such files alone and ignore them, as the read-only opener
+/// does; a file named like a topic is still the topic's metadata.
+#[test]
+fn a_file_in_topics_no_topic_can_be_named_is_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    store
+        .topic("t")
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .append(&[rec("a")])
+        .unwrap();
+    store.close().unwrap();
+    drop(store);
+    let meta = tmp.path().join(".topics");
+    fs::copy(meta.join("t"), meta.join("t~")).unwrap();
+    fs::write(meta.join("#t#"), b"\xff\xfe not a topic").unwrap();
+    let before = snapshot(tmp.path());
+    let check = streamlog::verify_store(tmp.path()).unwrap();
+    assert!(check.is_ok(), "{:?}", check.problems);
+    let store = Store::open(tmp.path()).unwrap();
+    assert_eq!(store.list_topics(), ["t"]);
+    store.close().unwrap();
+    drop(store);
+    let after = snapshot(tmp.path());
+    for name in ["t~", "#t#"] {
+        let path = meta.join(name).display().to_string();
+        let kept = |s: &[(String, Vec<u8>)]| s.iter().find(|(p, _)| *p == path).cloned();
+        assert_eq!(kept(&after), kept(&before), "{name} left as it was");
+    }
+}
