@@ -22,6 +22,14 @@ pub(crate) const PRODUCER_IDS_FILE: &str = ".producer-ids";
 pub(crate) const PRODUCER_IDS_TMP: &str = ".producer-ids.tmp";
 /// Ids per block: one durable write per this many producers.
 const BLOCK: i64 = 1000;
+/// The first id a store hands out (2^48). Kafka's controllers hand out producer ids
+/// from 0 in blocks of 1,000, and no cluster comes near this: a Kafka topic imported
+/// later (its partitions remember Kafka's producers) never names a producer of this
+/// store, whose batches it would take for that one's (answered as duplicates of
+/// Kafka's and dropped, or refused as out of order). `reserve_past` covers imports
+/// after the first; this covers the producers made before one. A store that handed
+/// out lower ids before keeps them where they are still held (a transactional id's).
+const FIRST_ID: i64 = 1 << 48;
 /// The file's first line: what it is and its version.
 const HEADER: &str = "streamlog producer ids v1";
 
@@ -80,7 +88,7 @@ impl ProducerIds {
     pub(crate) fn allocate(&self) -> Result<i64> {
         let mut b = self.state.lock();
         if b.next == b.end {
-            let from = b.end;
+            let from = b.end.max(FIRST_ID);
             self.record_block(&mut b, from)?;
         } else {
             self.check_usable(&b)?;
@@ -101,7 +109,7 @@ impl ProducerIds {
         if id < b.next {
             return Ok(());
         }
-        let from = id.checked_add(1).ok_or_else(used_up)?;
+        let from = id.checked_add(1).ok_or_else(used_up)?.max(FIRST_ID);
         self.record_block(&mut b, from)
     }
 
@@ -170,19 +178,20 @@ mod tests {
         fs.create_dir_all(dir).unwrap();
         let ids = ProducerIds::open(fs.clone(), dir).unwrap();
         let first: Vec<i64> = (0..3).map(|_| ids.allocate().unwrap()).collect();
-        assert_eq!(first, [0, 1, 2]);
+        assert_eq!(first, [FIRST_ID, FIRST_ID + 1, FIRST_ID + 2]);
         // A power cut now: the block was synced, so a reopen continues after it.
         let image: Arc<dyn FileSystem> = Arc::new(sim.crash_image(CrashImage::DropAll));
         let again = ProducerIds::open(image, dir).unwrap();
         let next = again.allocate().unwrap();
         assert_eq!(
-            next, BLOCK,
+            next,
+            FIRST_ID + BLOCK,
             "ids of the crashed block are skipped, not reused"
         );
         for _ in 1..BLOCK {
             again.allocate().unwrap();
         }
-        assert_eq!(again.allocate().unwrap(), 2 * BLOCK);
+        assert_eq!(again.allocate().unwrap(), FIRST_ID + 2 * BLOCK);
     }
 
     #[test]
@@ -192,20 +201,49 @@ mod tests {
         let dir = Path::new("/store");
         fs.create_dir_all(dir).unwrap();
         let ids = ProducerIds::open(fs.clone(), dir).unwrap();
-        assert_eq!(ids.allocate().unwrap(), 0);
-        ids.reserve_past(0).unwrap();
-        assert_eq!(ids.allocate().unwrap(), 1, "ids past it are kept");
-        ids.reserve_past(5_000).unwrap();
-        assert_eq!(ids.allocate().unwrap(), 5_001);
+        assert_eq!(ids.allocate().unwrap(), FIRST_ID);
+        ids.reserve_past(FIRST_ID).unwrap();
+        assert_eq!(
+            ids.allocate().unwrap(),
+            FIRST_ID + 1,
+            "ids past it are kept"
+        );
+        ids.reserve_past(FIRST_ID + 5_000).unwrap();
+        assert_eq!(ids.allocate().unwrap(), FIRST_ID + 5_001);
         ids.reserve_past(10).unwrap();
-        assert_eq!(ids.allocate().unwrap(), 5_002, "a lower id changes nothing");
+        assert_eq!(
+            ids.allocate().unwrap(),
+            FIRST_ID + 5_002,
+            "a lower id changes nothing"
+        );
         let image: Arc<dyn FileSystem> = Arc::new(sim.crash_image(CrashImage::DropAll));
         let again = ProducerIds::open(image, dir).unwrap();
-        assert!(again.allocate().unwrap() > 5_002);
+        assert!(again.allocate().unwrap() > FIRST_ID + 5_002);
         assert!(matches!(
             again.reserve_past(i64::MAX),
             Err(Error::InvalidArgument { .. })
         ));
+    }
+
+    /// A store that handed out ids from 0 (before ids started at 2^48), or whose first
+    /// import reserved Kafka's, goes on from 2^48: a later import of a Kafka topic, whose
+    /// producers are numbered from 0, names none of its new producers.
+    #[test]
+    fn ids_go_on_from_2_pow_48_after_low_ones() {
+        let sim = SimFs::new();
+        let fs: Arc<dyn FileSystem> = Arc::new(sim);
+        let dir = Path::new("/store");
+        fs.create_dir_all(dir).unwrap();
+        let f = fs.open(&dir.join(PRODUCER_IDS_FILE), true).unwrap();
+        f.write_all_at(format!("{HEADER}\n1000\n").as_bytes(), 0)
+            .unwrap();
+        let ids = ProducerIds::open(fs.clone(), dir).unwrap();
+        assert_eq!(ids.allocate().unwrap(), FIRST_ID);
+        let fresh = Path::new("/fresh");
+        fs.create_dir_all(fresh).unwrap();
+        let ids = ProducerIds::open(fs, fresh).unwrap();
+        ids.reserve_past(7).unwrap(); // an import of Kafka's producers 0..=7
+        assert_eq!(ids.allocate().unwrap(), FIRST_ID);
     }
 
     #[test]

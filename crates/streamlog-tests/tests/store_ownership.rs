@@ -314,6 +314,49 @@ fn imported_producer_ids_are_never_handed_out_again() {
     }
 }
 
+/// From a review: the import moved the ids handed out from then on past Kafka's, but
+/// a producer made before the import kept the id it had, numbered from 0 as Kafka's
+/// are. Its first record to the imported topic had the shape of Kafka's producer 0's
+/// (epoch 0, sequence 0): it was answered as a duplicate with Kafka's offset, and not
+/// written. The store's ids start at 2^48, where Kafka's never reach.
+#[test]
+fn a_producer_made_before_an_import_is_not_taken_for_kafkas() {
+    use streamlog::{ProducerConfig, ProducerRecord};
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    store.create_topic("other", TopicConfig::default()).unwrap();
+    let producer = store
+        .producer(ProducerConfig::default().linger_ms(0))
+        .unwrap();
+    producer
+        .send(ProducerRecord::new("other").value("first"))
+        .unwrap()
+        .wait()
+        .unwrap();
+    // Kafka's directories, made elsewhere (a Log cannot open inside a running store)
+    // and moved in.
+    let kafka = tempfile::tempdir().unwrap();
+    kafka_topic_dirs_of(kafka.path(), 1, Some(0));
+    for p in 0..2 {
+        let name = format!("clicks-{p}");
+        fs::rename(kafka.path().join(&name), tmp.path().join(&name)).unwrap();
+    }
+    store
+        .import_kafka_topic("clicks", TopicConfig::default())
+        .unwrap();
+    let meta = producer
+        .send(ProducerRecord::new("clicks").partition(0).value("mine"))
+        .unwrap()
+        .wait()
+        .unwrap();
+    let part = store.topic("clicks").unwrap().partition(0).unwrap();
+    let got = part.read(meta.offset, 1 << 10).unwrap();
+    assert_eq!(meta.offset, 1, "after Kafka's record");
+    assert_eq!(got[0].value.as_deref(), Some(&b"mine"[..]));
+    drop(producer);
+    store.close().unwrap();
+}
+
 /// A producer whose batches retention already removed is still remembered by the
 /// producer snapshot Kafka keeps: its id is reported, and skipped, too.
 #[test]
