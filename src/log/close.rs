@@ -64,8 +64,10 @@ impl Log {
             let _t = self.touch_lock.lock();
             if self.is_untouched() {
                 // Nothing changed since the clean open: the marker, checkpoints and
-                // trimmed indexes on disk still describe the log.
-                return Ok(());
+                // trimmed indexes on disk still describe the log. Unless its first write
+                // failed at the fsync that makes the marker's removal durable: that
+                // poisoned it, and a close does not report such a log closed Ok.
+                return self.check_poison();
             }
         }
         self.sync_locked(&mut fl)?;

@@ -430,6 +430,11 @@ impl Log {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed { what: "log" });
         }
+        self.check_poison()
+    }
+
+    /// `Poisoned` if the log is.
+    fn check_poison(&self) -> Result<()> {
         if let Some(reason) = self.poison.lock().clone() {
             return Err(Error::Poisoned {
                 path: self.dir.clone(),

@@ -849,3 +849,30 @@ fn a_multi_chunk_unflushed_tail_is_compared_and_rewritten() {
     }
     assert!(struck > 0, "no failed fsync lost a page");
 }
+
+/// From a review: a log opened clean whose first write failed at the directory fsync
+/// that makes the removal of its clean-shutdown marker durable was poisoned, but still
+/// counted as untouched, and `close` took the untouched shortcut and returned Ok: a
+/// `Store::close` reported success after a failed fsync. It returns the poison.
+#[test]
+fn a_log_poisoned_at_its_first_write_does_not_close_ok() {
+    let mut poisoned = 0;
+    for k in 1..20 {
+        let (fs, log) = small_sim_log();
+        append_batches(&log, 0..1, 1);
+        log.close().unwrap();
+        let log = open_sim(&fs, small_config()).unwrap();
+        fs.inject(Fault::Eio, fs.op_count() + k, false);
+        let appended = log.append(&mut batch(1, 1, Compression::None));
+        fs.clear_faults();
+        if appended.is_ok() {
+            log.close().unwrap();
+            break;
+        }
+        if log.poison_reason().is_some() {
+            poisoned += 1;
+            assert!(log.close().is_err(), "EIO at {k}: a poisoned log closed Ok");
+        }
+    }
+    assert!(poisoned > 0, "no fault point poisoned the log");
+}
