@@ -79,12 +79,12 @@ impl Shared {
             if self.closed.load(Ordering::Acquire) {
                 return;
             }
-            if !st.linger.ready.is_empty() {
-                let batches = std::mem::take(&mut st.linger.ready);
-                parking_lot::MutexGuard::unlocked(&mut st, || self.ship_all(batches));
-                busy = true;
-                continue;
-            }
+            // The batches handed over and those whose linger passed, in one go: taken
+            // only when none were handed over, the expired ones waited for as long as
+            // senders kept handing full batches over (a record of a quiet partition
+            // past its linger_ms, its sender waiting). Handed-over batches first: they
+            // were closed before any batch still open.
+            let mut batches = std::mem::take(&mut st.linger.ready);
             let now = Instant::now();
             let expired: Vec<u64> = st
                 .open
@@ -92,11 +92,8 @@ impl Shared {
                 .take_while(|(_, (_, _, created))| now.duration_since(*created) >= linger)
                 .map(|(&id, _)| id)
                 .collect();
-            if !expired.is_empty() {
-                let batches: Vec<Closed> = expired
-                    .into_iter()
-                    .filter_map(|id| st.take_open(id))
-                    .collect();
+            batches.extend(expired.into_iter().filter_map(|id| st.take_open(id)));
+            if !batches.is_empty() {
                 parking_lot::MutexGuard::unlocked(&mut st, || self.ship_all(batches));
                 busy = true;
                 continue;
