@@ -86,9 +86,10 @@ impl Catalog {
             }
             None => TopicId::random(),
         };
-        // Kafka numbers its producers from 0 too: the store's take ids past every one
-        // the directories remember before they are adopted, or a producer of the store
-        // would be taken for Kafka's (its batches answered as duplicates of Kafka's).
+        // The store's producer ids start far above Kafka's (which start at 0), and go on
+        // past every one the directories remember before they are adopted (directories
+        // of another store): else a producer of the store would be taken for one of
+        // them (its batches answered as duplicates of that one's).
         if let Some(max) = partitions
             .iter()
             .filter_map(|(_, c)| c.max_producer_id)

@@ -400,6 +400,18 @@ mod group_commit_tests {
         log.flush_wanted.store(-1, Ordering::Release);
     }
 
+    /// A log whose `a` is recorded durable and whose `b` (at the offset returned) a
+    /// group commit synced and left for a later flush to record.
+    fn a_position_left_for_later(fs: &SimFs) -> (Log, i64) {
+        let log = open(fs);
+        append(&log, b"a");
+        log.flush().expect("flush");
+        let b = append(&log, b"b");
+        flush_to_with_a_waiter(&log, b + 1);
+        assert!(log.durable_pending.lock().is_some());
+        (log, b)
+    }
+
     fn values(log: &Log) -> Vec<Vec<u8>> {
         log.read_records(0, 1 << 20)
             .expect("read")
@@ -461,12 +473,7 @@ mod group_commit_tests {
     #[test]
     fn a_failed_flush_records_the_position_a_group_commit_left() {
         let fs = SimFs::new();
-        let log = open(&fs);
-        append(&log, b"a");
-        log.flush().expect("flush");
-        let b = append(&log, b"b");
-        flush_to_with_a_waiter(&log, b + 1);
-        assert!(log.durable_pending.lock().is_some());
+        let (log, b) = a_position_left_for_later(&fs);
         append(&log, b"c");
         fs.inject(Fault::Eio, fs.op_count() + 1, false);
         assert!(log.flush().is_err(), "the segment's fsync fails");
@@ -482,12 +489,7 @@ mod group_commit_tests {
     #[test]
     fn a_poison_outside_a_flush_records_the_position_a_group_commit_left() {
         let fs = SimFs::new();
-        let log = open(&fs);
-        append(&log, b"a");
-        log.flush().expect("flush");
-        let b = append(&log, b"b");
-        flush_to_with_a_waiter(&log, b + 1);
-        assert!(log.durable_pending.lock().is_some());
+        let (log, b) = a_position_left_for_later(&fs);
         // The append's write fails, and so does cutting the file back after it.
         let n = fs.op_count();
         fs.inject(Fault::Eio, n + 1, false);

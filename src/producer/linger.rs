@@ -79,11 +79,10 @@ impl Shared {
             if self.closed.load(Ordering::Acquire) {
                 return;
             }
-            // The batches handed over and those whose linger passed, in one go: taken
-            // only when none were handed over, the expired ones waited for as long as
-            // senders kept handing full batches over (a record of a quiet partition
-            // past its linger_ms, its sender waiting). Handed-over batches first: they
-            // were closed before any batch still open.
+            // The batches handed over and those whose linger passed, in every pass (the
+            // expired ones taken only in a pass with nothing handed over waited for as
+            // long as senders kept handing full batches over: a quiet partition's record
+            // past its linger_ms, its sender waiting). The queue appends by ticket.
             let mut batches = std::mem::take(&mut st.linger.ready);
             let now = Instant::now();
             let expired: Vec<u64> = st

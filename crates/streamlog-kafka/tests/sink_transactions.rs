@@ -11,6 +11,25 @@ use streamlog::fs::{Fault, SimFs};
 use streamlog::{ProducerConfig, ProducerRecord, Store, StoreConfig, TopicConfig, TopicPartition};
 use streamlog_kafka::Mirror;
 
+/// A transactional producer that sent three records to partition 0 of `topic`, each
+/// acknowledged (`Acks::All`: fsync'd), in a transaction it has not committed.
+fn three_in_a_transaction(store: &Store, topic: &str) -> streamlog::Producer {
+    let producer = store
+        .producer(ProducerConfig::default().transactional_id("tx"))
+        .unwrap();
+    producer.init_transactions().unwrap();
+    producer.begin_transaction().unwrap();
+    for i in 0..3 {
+        let sent = producer.send(
+            ProducerRecord::new(topic)
+                .value(format!("v{i}"))
+                .partition(0),
+        );
+        sent.unwrap().wait().unwrap();
+    }
+    producer
+}
+
 /// A store on `fs` whose topic `t` holds three records of a transaction, fsync'd, and
 /// its COMMIT marker appended but not fsync'd (the commit's fsync failed: the
 /// partition is poisoned). `None` if no fault point gives that.
@@ -24,15 +43,7 @@ fn committed_but_marker_not_durable(k: u64) -> Option<(SimFs, Store)> {
     )
     .unwrap();
     store.create_topic("t", TopicConfig::default()).unwrap();
-    let producer = store
-        .producer(ProducerConfig::default().transactional_id("tx"))
-        .unwrap();
-    producer.init_transactions().unwrap();
-    producer.begin_transaction().unwrap();
-    for i in 0..3 {
-        let sent = producer.send(ProducerRecord::new("t").value(format!("v{i}")).partition(0));
-        sent.unwrap().wait().unwrap();
-    }
+    let producer = three_in_a_transaction(&store, "t");
     let part = store.topic("t").unwrap().partition(0).unwrap();
     part.flush().unwrap();
     fs.inject(Fault::Eio, fs.op_count() + k, false);
@@ -80,19 +91,7 @@ fn positions_reach_the_log_end_past_a_final_commit_marker() {
     )
     .unwrap();
     store.create_topic("tx", TopicConfig::default()).unwrap();
-    let producer = store
-        .producer(ProducerConfig::default().transactional_id("tx"))
-        .unwrap();
-    producer.init_transactions().unwrap();
-    producer.begin_transaction().unwrap();
-    for i in 0..3 {
-        let sent = producer.send(
-            ProducerRecord::new("tx")
-                .value(format!("v{i}"))
-                .partition(0),
-        );
-        sent.unwrap().wait().unwrap();
-    }
+    let producer = three_in_a_transaction(&store, "tx");
     producer.commit_transaction().unwrap();
     let end = store
         .topic("tx")

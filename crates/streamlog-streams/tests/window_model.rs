@@ -232,6 +232,20 @@ fn late_records_are_dropped_and_counted() {
     run(&case);
 }
 
+/// The starts of the windows window store `store` of `s` holds, in order.
+fn window_starts(s: &Streams, store: &str) -> Vec<i64> {
+    let mut v: Vec<i64> = s
+        .window_store::<String, i64>(store)
+        .unwrap()
+        .all()
+        .unwrap()
+        .iter()
+        .map(|(wk, _)| wk.window.start)
+        .collect();
+    v.sort();
+    v
+}
+
 /// Windows that started the retention or more before the stream time leave the store
 /// (Kafka's rule: they were kept until they had ended that long before), and a restore
 /// from the changelog does not bring them back.
@@ -258,18 +272,7 @@ fn windows_past_retention_are_removed_and_stay_removed() {
             ev("user-0", 45_000, "c"),
         ],
     );
-    let starts = |s: &Streams| -> Vec<i64> {
-        let mut v: Vec<i64> = s
-            .window_store::<String, i64>("c")
-            .unwrap()
-            .all()
-            .unwrap()
-            .iter()
-            .map(|(wk, _)| wk.window.start)
-            .collect();
-        v.sort();
-        v
-    };
+    let starts = |s: &Streams| window_starts(s, "c");
     // Stream time 45 s, retention 20 s: windows starting by 25 s are gone.
     let s = run_caught_up(&store, topology(), StreamsConfig::new("ret"));
     assert_eq!(starts(&s), [40_000]);
@@ -311,15 +314,7 @@ fn the_default_retention_is_the_window_size_plus_grace() {
         b.build().unwrap(),
         StreamsConfig::new("default-ret"),
     );
-    let mut starts: Vec<i64> = s
-        .window_store::<String, i64>("c")
-        .unwrap()
-        .all()
-        .unwrap()
-        .iter()
-        .map(|(wk, _)| wk.window.start)
-        .collect();
-    starts.sort();
+    let starts = window_starts(&s, "c");
     // Stream time 34 s: [0, 10) and [10, 20) closed at 15 s and 25 s and left;
     // [20, 30) closes at 35 s and stays, as does [30, 40).
     assert_eq!(starts, [20_000, 30_000]);

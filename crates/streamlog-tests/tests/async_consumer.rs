@@ -571,14 +571,10 @@ impl std::task::Wake for CallsIn {
     }
 }
 
-/// From a review: deleting a topic woke the waiting tasks while it held the lock topic
-/// changes and closes take (as closing did, below): a waker that polls its task inline,
-/// and the task then closes the store, waited for that lock on the deleting thread
-/// itself, and neither the deletion nor any later topic change or close returned.
-#[test]
-fn a_waker_that_calls_into_the_store_does_not_hang_a_topic_deletion() {
-    let (_dir, store) = store();
-    let mut waiting = consumer(&store, "g");
+/// Runs `act` while a task waits in `recv` with a waker that, woken, closes the store
+/// inline (`CallsIn`); `act` gets what that close answered.
+fn while_a_task_calls_in(store: &Store, act: impl FnOnce(std::sync::mpsc::Receiver<String>)) {
+    let mut waiting = consumer(store, "g");
     waiting.subscribe(["t"]).unwrap();
     let (answered, answer) = std::sync::mpsc::channel();
     let waker = Waker::from(std::sync::Arc::new(CallsIn {
@@ -591,18 +587,30 @@ fn a_waker_that_calls_into_the_store_does_not_hang_a_topic_deletion() {
             .poll(&mut Context::from_waker(&waker))
             .is_pending()
     );
-    let (done, deleted) = std::sync::mpsc::channel();
-    let deleter = store.clone();
-    std::thread::spawn(move || {
-        done.send(format!("{:?}", deleter.delete_topic("t")))
-            .unwrap()
+    act(answer);
+}
+
+/// From a review: deleting a topic woke the waiting tasks while it held the lock topic
+/// changes and closes take (as closing did, below): a waker that polls its task inline,
+/// and the task then closes the store, waited for that lock on the deleting thread
+/// itself, and neither the deletion nor any later topic change or close returned.
+#[test]
+fn a_waker_that_calls_into_the_store_does_not_hang_a_topic_deletion() {
+    let (_dir, store) = store();
+    while_a_task_calls_in(&store, |answer| {
+        let (done, deleted) = std::sync::mpsc::channel();
+        let deleter = store.clone();
+        std::thread::spawn(move || {
+            done.send(format!("{:?}", deleter.delete_topic("t")))
+                .unwrap()
+        });
+        let deleted = deleted
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the deletion returned");
+        assert_eq!(deleted, "Ok(())");
+        let answer = answer.recv_timeout(Duration::from_secs(60)).unwrap();
+        assert_eq!(answer, "Ok(())", "the task's close");
     });
-    let deleted = deleted
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the deletion returned");
-    assert_eq!(deleted, "Ok(())");
-    let answer = answer.recv_timeout(Duration::from_secs(60)).unwrap();
-    assert_eq!(answer, "Ok(())", "the task's close");
 }
 
 /// From a review: closing the store woke the waiting tasks while it held the lock topic
@@ -613,26 +621,15 @@ fn a_waker_that_calls_into_the_store_does_not_hang_a_topic_deletion() {
 #[test]
 fn a_waker_that_calls_into_the_store_does_not_hang_its_close() {
     let (_dir, store) = store();
-    let mut waiting = consumer(&store, "g");
-    waiting.subscribe(["t"]).unwrap();
-    let (answered, answer) = std::sync::mpsc::channel();
-    let waker = Waker::from(std::sync::Arc::new(CallsIn {
-        store: store.clone(),
-        answered,
-    }));
-    let mut recv = pin!(waiting.recv());
-    assert!(
-        recv.as_mut()
-            .poll(&mut Context::from_waker(&waker))
-            .is_pending()
-    );
-    let (done, closed) = std::sync::mpsc::channel();
-    let closer = store.clone();
-    std::thread::spawn(move || done.send(format!("{:?}", closer.close())).unwrap());
-    let closed = closed
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the close returned");
-    assert_eq!(closed, "Ok(())");
-    let answer = answer.recv_timeout(Duration::from_secs(60)).unwrap();
-    assert_eq!(answer, "Ok(())", "a second close does nothing");
+    while_a_task_calls_in(&store, |answer| {
+        let (done, closed) = std::sync::mpsc::channel();
+        let closer = store.clone();
+        std::thread::spawn(move || done.send(format!("{:?}", closer.close())).unwrap());
+        let closed = closed
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the close returned");
+        assert_eq!(closed, "Ok(())");
+        let answer = answer.recv_timeout(Duration::from_secs(60)).unwrap();
+        assert_eq!(answer, "Ok(())", "a second close does nothing");
+    });
 }

@@ -275,10 +275,10 @@ fn kafka_directories_are_imported_explicitly_and_verified() {
     assert_eq!(part.log_end_offset(), 301);
 }
 
-/// Kafka hands out producer ids from 0, as this store does: imported partitions
+/// Kafka hands out producer ids from 0 (this store did too, once): imported partitions
 /// remember Kafka's producer 0, and the store's first producer must not be taken for
 /// it (its record answered as a duplicate of Kafka's and dropped, or refused as out of
-/// order). The import moves the store's producer ids past every imported one, durably.
+/// order). The store's ids stay past every imported one, durably.
 #[test]
 fn imported_producer_ids_are_never_handed_out_again() {
     use streamlog::{ProducerConfig, ProducerRecord};
