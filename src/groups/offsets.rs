@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::{Coordinator, OFFSETS_TOPIC};
+use super::{Coordinator, OFFSETS_TOPIC, State};
 use crate::catalog::{Catalog, CommittedOffsetReset, PartitionState, StoreRecoveryReport, TopicId};
 use crate::error::{Error, Result};
 use crate::format::schema::{get_string, put_string};
@@ -159,27 +159,43 @@ impl Coordinator {
         // cannot commit after the partition's new owner did. Not across the fsync:
         // concurrent commits share one (the log's group commit).
         let order = self.commit_lock.lock();
+        // In flight from the check on (see `check_owned`); those who list commits in
+        // flight to tombstone them take the commit lock, held here until the append.
         match member {
-            Some(member) => self.check_owned(group, member, None, offsets.keys())?,
-            None => self.check_empty(group).map_err(|e| match e {
-                Error::GroupNotEmpty { group, members } => Error::CommitFailed {
-                    group,
-                    reason: format!(
-                        "the group has {members} live member(s) and this consumer, which \
-                         assigns its own partitions, is not one of them: its commit would \
-                         move their offsets (use another group id, or stop them first)"
-                    ),
-                },
-                e => e,
-            })?,
+            Some(member) => {
+                let mut st = self.state.lock();
+                Self::check_owned(&st, group, member, None, offsets.keys())?;
+                st.keys_appended(group, offsets.keys());
+            }
+            None => {
+                self.check_empty(group).map_err(|e| match e {
+                    Error::GroupNotEmpty { group, members } => Error::CommitFailed {
+                        group,
+                        reason: format!(
+                            "the group has {members} live member(s) and this consumer, \
+                             which assigns its own partitions, is not one of them: its \
+                             commit would move their offsets (use another group id, or \
+                             stop them first)"
+                        ),
+                    },
+                    e => e,
+                })?;
+                self.state.lock().keys_appended(group, offsets.keys());
+            }
         }
+        // Nothing appended: no longer in flight (a poll waiting for it goes on).
+        let not_appended = |result: Result<()>| {
+            self.state.lock().keys_settled(group, offsets.keys());
+            offsets_log.wake();
+            result
+        };
         // Under the commit lock, which `forget_topic` takes after a topic is deleted: a
         // commit either finds the topic gone here or is written before its tombstone.
         if let Some((tp, _)) = offsets.iter().find(|(tp, c)| !live(tp, c.topic_id)) {
-            return Err(Error::NotFound {
+            return not_appended(Err(Error::NotFound {
                 kind: "topic",
                 name: format!("{} (committing for {tp}: it was deleted)", tp.topic()),
-            });
+            }));
         }
         let (batches, appended) = Self::append_commit_batches(
             offsets_log,
@@ -187,21 +203,17 @@ impl Coordinator {
             now_ms,
         );
         let Some(&(_, at, _)) = batches.last() else {
-            return appended;
+            return not_appended(appended);
         };
         // A commit split in batches (more than one holds) that failed part-way: the
         // batches appended are in the log (the next open applies them), so they are
         // made durable and applied here too, and memory agrees; the commit then fails.
         let written: usize = batches.iter().map(|&(_, _, n)| n).sum();
         let written = || offsets.iter().take(written);
-        let keys = || written().map(|(tp, _)| tp);
         // Noted before the lock goes: a tombstone written after it is remembered until
-        // this commit applies, and the group's deletion tombstones its partitions too.
-        {
-            let mut st = self.state.lock();
-            st.commit_appended(at);
-            st.keys_appended(group, keys());
-        }
+        // this commit applies, and the group's deletion tombstones its partitions too
+        // (they are in flight since the check).
+        self.state.lock().commit_appended(at);
         drop(order);
         let flushed = offsets_log.flush_to(at + 1);
         let mut st = self.state.lock();
@@ -210,7 +222,7 @@ impl Coordinator {
                 st.apply_commit(group, tp, Commit { at, ..*c });
             }
         }
-        st.keys_settled(group, keys());
+        st.keys_settled(group, offsets.keys());
         st.commit_settled(at);
         drop(st);
         // Applied or failed: a poll that waits for it (`has_commit_in_flight`) goes on.
@@ -224,16 +236,19 @@ impl Coordinator {
     /// owned each since then: one it lost and got back after that generation was
     /// meanwhile another member's, whose commits these would move back (Kafka refuses
     /// a stale generation, KIP-447).
+    /// Checked under the state lock the caller holds, so that it can note the commit
+    /// in flight (or pending) in the same hold: a rebalance that gives one of `tps` to
+    /// another member after the check then finds it, and the new owner's first poll
+    /// waits for it instead of starting from the offset before it.
     pub(super) fn check_owned<'a>(
-        &self,
+        st: &State,
         group: &str,
         member: &str,
         generation: Option<i32>,
         tps: impl Iterator<Item = &'a TopicPartition>,
     ) -> Result<()> {
-        let st = self.state.lock();
         for tp in tps {
-            let reason = match Self::owned_since(&st, group, member, tp) {
+            let reason = match Self::owned_since(st, group, member, tp) {
                 None => format!(
                     "member `{member}` does not own {tp} (it was reassigned in a rebalance, \
                      or the member was removed for exceeding max_poll_interval_ms)"

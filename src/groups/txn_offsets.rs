@@ -61,19 +61,29 @@ impl Coordinator {
         // member that lost its partitions cannot commit for them (KIP-447's fencing
         // of zombie consumers).
         let _order = self.commit_lock.lock();
-        if let Some((member, generation)) = member {
-            let generation = Some(generation).filter(|&g| g >= 0);
-            self.check_owned(group, member, generation, offsets.keys())?;
+        // Pending from the check on, in the same hold of the state lock (see
+        // `check_owned`): a member given one of these partitions after the check waits
+        // for the transaction's decision, as Kafka's pending offsets make it.
+        {
+            let mut st = self.state.lock();
+            if let Some((member, generation)) = member {
+                let generation = Some(generation).filter(|&g| g >= 0);
+                Self::check_owned(&st, group, member, generation, offsets.keys())?;
+            }
+            let pending = st.pending_txn.entry(group.to_string()).or_default();
+            for (tp, c) in offsets {
+                pending.entry(tp.clone()).or_default().push(c.topic_id);
+            }
         }
-        let info = offsets_log.append_encoded(&mut b.build()?)?;
-        let mut st = self.state.lock();
-        let pending = st.pending_txn.entry(group.to_string()).or_default();
-        for (tp, c) in offsets {
-            pending.entry(tp.clone()).or_default().push(c.topic_id);
+        let appended = b
+            .build()
+            .and_then(|mut bytes| offsets_log.append_encoded(&mut bytes));
+        if appended.is_err() {
+            // Not written: not pending either.
+            self.settle_txn_commits(group, offsets);
         }
-        drop(st);
         offsets_log.wake();
-        Ok(info)
+        appended
     }
 
     /// The transaction that appended `offsets` of `group` is decided (and, committed,
