@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::offsets::Commit;
-use super::{Coordinator, check_group};
+use super::{Coordinator, State, check_group};
 use crate::catalog::{Catalog, PartitionState};
 use crate::error::{Error, Result};
 use crate::topic::TopicPartition;
@@ -80,8 +80,13 @@ impl Coordinator {
     /// `max_poll_interval_ms` or wait in `recv`. Otherwise the stale members left (the
     /// next poll of any member would have removed them) are removed here.
     pub(super) fn check_empty(&self, group: &str) -> Result<()> {
+        Self::check_empty_in(&mut self.state.lock(), group)
+    }
+
+    /// [`check_empty`](Self::check_empty) under the state lock the caller holds (to note
+    /// what it does next in the same hold: see `check_owned`).
+    pub(super) fn check_empty_in(st: &mut State, group: &str) -> Result<()> {
         let now = std::time::Instant::now();
-        let mut st = self.state.lock();
         let Some(g) = st.groups.get_mut(group) else {
             return Ok(());
         };

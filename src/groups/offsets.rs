@@ -168,7 +168,8 @@ impl Coordinator {
                 st.keys_appended(group, offsets.keys());
             }
             None => {
-                self.check_empty(group).map_err(|e| match e {
+                let mut st = self.state.lock();
+                Self::check_empty_in(&mut st, group).map_err(|e| match e {
                     Error::GroupNotEmpty { group, members } => Error::CommitFailed {
                         group,
                         reason: format!(
@@ -180,7 +181,7 @@ impl Coordinator {
                     },
                     e => e,
                 })?;
-                self.state.lock().keys_appended(group, offsets.keys());
+                st.keys_appended(group, offsets.keys());
             }
         }
         // Nothing appended: no longer in flight (a poll waiting for it goes on).
