@@ -237,6 +237,7 @@ impl Coordinator {
     /// owned each since then: one it lost and got back after that generation was
     /// meanwhile another member's, whose commits these would move back (Kafka refuses
     /// a stale generation, KIP-447).
+    ///
     /// Checked under the state lock the caller holds, so that it can note the commit
     /// in flight (or pending) in the same hold: a rebalance that gives one of `tps` to
     /// another member after the check then finds it, and the new owner's first poll
