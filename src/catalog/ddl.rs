@@ -182,27 +182,25 @@ impl Catalog {
         name: &str,
         forget_offsets: &dyn Fn(&str) -> Result<()>,
     ) -> Result<()> {
-        let mut stopped = Vec::new();
+        let mut stopped = false;
         let result = self.delete_topic_locked(name, forget_offsets, &mut stopped);
         // Waiters are woken once the topic-change lock is released (as `create_topic`
         // and `close` wake them): a waker may poll its task inline, and that task may
-        // change topics or close the store, which take that lock.
-        if !stopped.is_empty() {
+        // change topics or close the store, which take that lock. (The partitions share
+        // the store's notifier: one notification wakes their waiters too.)
+        if stopped {
             self.notifier.notify();
-            for p in &stopped {
-                p.wake();
-            }
         }
         result
     }
 
-    /// [`delete_topic`](Self::delete_topic) under the topic-change lock; the partitions
-    /// it stopped go to `stopped`, to be woken after.
+    /// [`delete_topic`](Self::delete_topic) under the topic-change lock; sets `stopped`
+    /// once it stopped the topic, whose waiters are to be woken after.
     fn delete_topic_locked(
         &self,
         name: &str,
         forget_offsets: &dyn Fn(&str) -> Result<()>,
-        stopped: &mut Vec<Arc<PartitionState>>,
+        stopped: &mut bool,
     ) -> Result<()> {
         let mut ddl = self.ddl(name)?;
         if name.starts_with("__") {
@@ -223,12 +221,13 @@ impl Catalog {
         // same (nothing is acknowledged that the deletion may take), its files stay.
         if let Err(e) = self.write_metadata_in(&mut ddl, name, &meta) {
             if ddl.contains_key(name) {
-                *stopped = self.stop_topic(name, &state, false);
+                self.stop_topic(name, &state, false);
+                *stopped = true;
             }
             return Err(e);
         }
         let parts = self.stop_topic(name, &state, true);
-        stopped.clone_from(&parts);
+        *stopped = true;
         let forgotten = forget_offsets(name);
         // A partition whose log was poisoned (a failed fsync, perhaps of its directory):
         // its files go (freeing their space), but removing its `partition.metadata`
@@ -281,8 +280,8 @@ impl Catalog {
 
     /// Takes topic `name` (`state`) out of the catalog and stops its partitions (their
     /// appends and reads return `Closed`), marked deleted if the deletion is `decided`
-    /// (durable); returns them, for the caller to wake their waiters once it has let go
-    /// of the topic-change lock.
+    /// (durable); returns them. The caller wakes their waiters once it has let go of the
+    /// topic-change lock.
     fn stop_topic(
         &self,
         name: &str,

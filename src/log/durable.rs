@@ -286,11 +286,15 @@ impl Log {
     /// Writes (and fsyncs) the newest durable position a flush left to record, if any.
     /// Poisons on failure: the flush synced its data, so that alone is not at risk.
     fn record_pending(&self) -> Result<()> {
-        let mut file = self.durable_file.lock();
+        self.record_pending_in(&mut self.durable_file.lock())
+    }
+
+    /// [`record_pending`](Self::record_pending) with the durable file's lock held.
+    pub(super) fn record_pending_in(&self, file: &mut DurableFile) -> Result<()> {
         let Some(point) = self.durable_pending.lock().take() else {
             return Ok(());
         };
-        if let Err(e) = self.write_point(&mut file, point) {
+        if let Err(e) = self.write_point(file, point) {
             let e = io_ctx(format!(
                 "write and fsync {}",
                 self.dir.join(checkpoint::DURABLE_FILE).display()

@@ -459,13 +459,10 @@ impl Log {
         // left for one is recorded now (else the next open takes the acknowledged bytes
         // past the older one for unsynced ones and writes them again). Skipped when the
         // durable file is busy: its holder is recording (or dropping) that position.
-        if let Some(mut file) = self.durable_file.try_lock() {
-            let pending = self.durable_pending.lock().take();
-            if let Some(point) = pending
-                && let Err(e) = self.write_point(&mut file, point)
-            {
-                tracing::warn!("{}: after a poison: {e}", self.dir.display());
-            }
+        if let Some(mut file) = self.durable_file.try_lock()
+            && let Err(e) = self.record_pending_in(&mut file)
+        {
+            tracing::warn!("{}: after a poison: {e}", self.dir.display());
         }
         // Also after a poison that did not need it: a failure that did may follow it.
         if !self.unsynced_marked.swap(true, Ordering::AcqRel) {
