@@ -28,3 +28,9 @@ pub fn linger_thread_waits_for_a_deadline(producer: &Producer) -> bool {
 pub fn producer_partitions_held(producer: &Producer) -> usize {
     producer.partitions_held()
 }
+
+/// Bytes the buffers of `producer`'s open batches have allocated (what `buffer_memory`
+/// bounds, besides the batches being appended).
+pub fn producer_open_batch_allocations(producer: &Producer) -> usize {
+    producer.open_batch_allocations()
+}

@@ -27,6 +27,9 @@ use crate::error::{Error, Result};
 use crate::format::batch::add_sequence;
 use crate::format::{BatchBuilder, TimestampType};
 
+/// Bytes a batch's buffer holds beyond its records' estimated sizes (the batch header).
+const BUILDER_SLACK: usize = 128;
+
 pub(super) struct OpenBatch {
     pub(super) id: u64,
     pub(super) builder: BatchBuilder,
@@ -179,9 +182,27 @@ impl AccState {
             if let Some(b) = pa.open.lock().as_mut().filter(|b| b.id == id) {
                 reclaimed += b.reserved - b.used;
                 b.reserved = b.used;
+                // The allocation follows the accounting down (a copy of the records
+                // so far, only while memory is short).
+                b.builder.shrink_to(b.used.saturating_add(BUILDER_SLACK));
             }
         }
         reclaimed
+    }
+
+    /// Bytes the buffers of the open batches have allocated (a test hook).
+    #[cfg(feature = "internals")]
+    pub(super) fn open_batch_allocations(&self) -> usize {
+        self.open
+            .iter()
+            .filter_map(|(&id, &(topic, partition, _))| {
+                let pa = self.accs.get(topic)?.parts.get(partition as usize)?;
+                let open = pa.open.lock();
+                open.as_ref()
+                    .filter(|b| b.id == id)
+                    .map(|b| b.builder.capacity())
+            })
+            .sum()
     }
 
     /// Closes every open batch (for `flush`, `buffer_memory` and close).
@@ -367,9 +388,23 @@ impl Shared {
             full(c, to_ship);
         }
         let opened = slot.is_none();
+        // Memory for the record; a lingering batch takes up to a batch's worth at once
+        // (never more than the largest batch it may become: `batch_size` may be
+        // `usize::MAX`), so the records after it need not take the producer's lock.
+        let (reserved, used) = slot.as_ref().map_or((0, 0), |b| (b.reserved, b.used));
+        let needed = (used + size).saturating_sub(reserved);
+        let taken = if needed == 0 || close_now {
+            needed
+        } else {
+            let available = self.config.buffer_memory.saturating_sub(*used_memory);
+            self.config.batch_size.min(limit).min(available).max(needed)
+        };
+        // A new batch allocates what it takes of `buffer_memory` (not `batch_size`: with
+        // the memory short, thousands of partitions' batches would allocate many times
+        // the budget); it grows past it as records join.
         let b = slot.get_or_insert_with(|| OpenBatch {
             id: *next_batch_id,
-            builder: BatchBuilder::with_capacity(self.config.batch_size.min(limit) + 128)
+            builder: BatchBuilder::with_capacity(taken.saturating_add(BUILDER_SLACK))
                 .compression(self.config.compression)
                 .compression_level(self.config.compression_level)
                 .compress_only_if_smaller(true)
@@ -382,16 +417,6 @@ impl Shared {
             limit: limit.saturating_sub(BATCH_OVERHEAD),
             producer: *producer,
         });
-        // Memory for the record; a lingering batch takes up to a batch's worth at once
-        // (never more than the largest batch it may become: `batch_size` may be
-        // `usize::MAX`), so the records after it need not take the producer's lock.
-        let needed = (b.used + size).saturating_sub(b.reserved);
-        let taken = if needed == 0 || close_now {
-            needed
-        } else {
-            let available = self.config.buffer_memory.saturating_sub(*used_memory);
-            self.config.batch_size.min(limit).min(available).max(needed)
-        };
         if let Err(e) = b.builder.push(
             timestamp,
             record.key_bytes(),

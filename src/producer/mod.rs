@@ -102,6 +102,14 @@ impl Producer {
         let st = self.handle.shared.state.lock();
         st.accs.iter().map(|a| a.parts.len()).sum()
     }
+
+    /// Bytes the buffers of the open batches have allocated (a test hook, exposed by
+    /// `internals`).
+    #[cfg(feature = "internals")]
+    pub(crate) fn open_batch_allocations(&self) -> usize {
+        let st = self.handle.shared.state.lock();
+        st.open_batch_allocations()
+    }
 }
 
 impl fmt::Debug for Producer {

@@ -143,6 +143,51 @@ fn memory_held_in_advance_is_taken_back_before_batches_are_cut_short() {
     }
 }
 
+/// `buffer_memory` bounds what open batches allocate, not only what they account for:
+/// a record to each of 200 partitions within a linger, with room for 16 batches of
+/// 64 KiB, allocates about the budget (before, every batch allocated `batch_size` up
+/// front: 200 x 64 KiB, twelve times the budget), and every record still arrives.
+#[cfg(feature = "internals")]
+#[test]
+fn open_batches_allocate_within_buffer_memory() {
+    const PARTITIONS: i32 = 200;
+    const BUDGET: usize = 1 << 20;
+    let (_fs, store) = sim_topic_t(PARTITIONS);
+    let producer = store
+        .producer(
+            ProducerConfig::default()
+                .buffer_memory(BUDGET)
+                .batch_size(64 << 10)
+                .linger_ms(3_600_000),
+        )
+        .unwrap();
+    let mut futures = Vec::new();
+    for round in 0..2 {
+        for p in 0..PARTITIONS {
+            let record = ProducerRecord::new("t")
+                .partition(p)
+                .value(format!("r{round}-p{p}-{}", "x".repeat(100)));
+            futures.push(producer.send(record).unwrap());
+            let allocated = streamlog::internals::producer_open_batch_allocations(&producer);
+            // The budget, plus a batch header's slack per partition.
+            let bound = BUDGET + PARTITIONS as usize * 512;
+            assert!(
+                allocated <= bound,
+                "round {round}, partition {p}: {allocated} bytes allocated, over {bound}"
+            );
+        }
+    }
+    producer.flush().unwrap();
+    for f in futures {
+        f.wait().unwrap();
+    }
+    let topic = store.topic("t").unwrap();
+    for p in 0..PARTITIONS {
+        let end = topic.partition(p).unwrap().log_end_offset();
+        assert_eq!(end, 2, "partition {p}");
+    }
+}
+
 /// Each thread remembers the partitions of the topic it last sent to, so that a send
 /// takes no producer-wide lock (`producer/fast_path.rs`). What it remembers follows the
 /// store: a topic deleted and created again with fewer partitions refuses a partition it

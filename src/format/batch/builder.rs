@@ -173,6 +173,17 @@ impl BatchBuilder {
         self.buf.len()
     }
 
+    /// Bytes the builder's buffer has allocated (a test hook's).
+    #[cfg(feature = "internals")]
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Lets go of the buffer's allocation past `bytes` (never below the batch so far).
+    pub(crate) fn shrink_to(&mut self, bytes: usize) {
+        self.buf.shrink_to(bytes);
+    }
+
     /// The bytes a record would add to the uncompressed batch.
     pub fn record_size(
         &self,
