@@ -50,6 +50,9 @@ pub struct RestoreProgress {
 }
 
 /// Called as stores are restored: once at the start, after each batch and at the end.
+/// (Under exactly-once, a task restored while its previous owner's last transaction was
+/// undecided reads that transaction's changes before its first record; that short read
+/// is counted in the metrics but not reported here.)
 pub type RestoreListener = Arc<dyn Fn(&RestoreProgress) + Send + Sync>;
 
 /// An application's settings. Fields are public for struct-literal use

@@ -23,6 +23,11 @@ pub(crate) struct Task {
     sources: Vec<(Arc<str>, Box<dyn SourceNode>)>,
     /// Stores by name, with their changelog topics.
     pub(crate) stores: BTreeMap<String, (Arc<str>, Box<dyn StoreHandle>)>,
+    /// Where each store's restore stopped in its changelog.
+    pub(crate) restored_to: BTreeMap<String, i64>,
+    /// The stores read their changelogs again once the inputs' positions were decided
+    /// (before the task's first record; see `Restorer::catch_up_task`).
+    pub(crate) caught_up: bool,
 }
 
 impl Task {
@@ -55,6 +60,8 @@ impl Task {
             id,
             sources,
             stores,
+            restored_to: BTreeMap::new(),
+            caught_up: false,
         })
     }
 

@@ -16,7 +16,7 @@ use streamlog::{
 
 use super::config::{DeserializationPolicy, ProcessingGuarantee, StreamsConfig};
 use super::partition_group::PartitionGroup;
-use super::restore::restore_task;
+use super::restore::Restorer;
 use super::task::{Task, TaskId};
 use crate::context::Ctx;
 use crate::error::{Result, StreamsError, client};
@@ -46,6 +46,14 @@ impl Env {
         match self.config.processing_guarantee {
             ProcessingGuarantee::ExactlyOnce => IsolationLevel::ReadCommitted,
             ProcessingGuarantee::AtLeastOnce => IsolationLevel::ReadUncommitted,
+        }
+    }
+
+    fn restorer(&self) -> Restorer<'_> {
+        Restorer {
+            store: &self.store,
+            isolation: self.isolation(),
+            metrics: &self.metrics,
         }
     }
 
@@ -165,7 +173,7 @@ impl Worker {
     fn create_task(&mut self, id: TaskId) -> Result<()> {
         let env = &self.env;
         let skip = env.config.deserialization_policy == DeserializationPolicy::SkipAndCount;
-        let task = Task::new(&env.topology, &env.app_id, id, skip)?;
+        let mut task = Task::new(&env.topology, &env.app_id, id, skip)?;
         // Queries are refused while the stores restore; the restore ends with them
         // queryable, or, failed or unwinding from a panic (a serde's, the restore
         // listener's), with them refused no longer.
@@ -177,13 +185,8 @@ impl Worker {
         for name in &restoring.names {
             env.registry.begin_restore(name, id.partition);
         }
-        restore_task(
-            &env.store,
-            &task,
-            env.isolation(),
-            &env.metrics,
-            env.config.restore_listener.as_ref(),
-        )?;
+        env.restorer()
+            .restore_task(&mut task, env.config.restore_listener.as_ref())?;
         restoring.names.clear();
         for (name, (_, h)) in &task.stores {
             env.registry
@@ -192,6 +195,15 @@ impl Worker {
         log::debug!("{}: task {id:?} started", env.app_id);
         self.tasks.insert(id, task);
         Ok(())
+    }
+
+    /// Reads what task `id`'s changelogs gained since its restore, once (before its
+    /// first record: its inputs' positions are decided by then).
+    fn catch_up(&mut self, id: TaskId) -> Result<()> {
+        match self.tasks.get_mut(&id) {
+            Some(task) if !task.caught_up => self.env.restorer().catch_up_task(task),
+            _ => Ok(()),
+        }
     }
 
     fn drop_tasks(&mut self, partitions: &[TopicPartition]) {
@@ -249,6 +261,7 @@ impl Worker {
                     continue;
                 };
                 while let Some(r) = self.buffered.next(&inputs, &mut lagging) {
+                    self.catch_up(id)?;
                     ctx.partition = r.partition();
                     ctx.offset = r.offset();
                     ctx.headers.clear();
