@@ -233,11 +233,12 @@ impl TxnCoordinator {
         Ok(())
     }
 
-    /// Checks that `session` is the current one of `transactional_id`.
+    /// Checks that `session` is the current one of `transactional_id`, and that the
+    /// id is not waiting for a reopen. A session that is not current is told it is
+    /// fenced first: a reopen would not let it on (a fencing whose markers failed).
     fn check(transactional_id: &str, t: &Txn, session: Session) -> Result<()> {
-        Self::check_not_broken(transactional_id, t)?;
         if t.session == session {
-            return Ok(());
+            return Self::check_not_broken(transactional_id, t);
         }
         Err(Error::Fenced {
             transactional_id: transactional_id.to_string(),

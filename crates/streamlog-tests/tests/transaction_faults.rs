@@ -149,7 +149,8 @@ fn a_failed_abort_leaves_the_transaction_open_to_abort_again() {
 /// transaction log failed left the old session fenced at the coordinator only: the
 /// retried `init` skipped the abort, the old producer's later batches were still
 /// accepted by its partitions, and the new producer's first batch there joined that
-/// open transaction, so its commit committed the fenced producer's records.
+/// open transaction, so its commit committed the fenced producer's records. The old
+/// producer is told it is fenced whatever failed.
 #[test]
 fn a_failed_fencing_leaves_the_old_transaction_to_be_aborted_by_the_next_try() {
     let mut struck = 0;
@@ -170,6 +171,15 @@ fn a_failed_fencing_leaves_the_old_transaction_to_be_aborted_by_the_next_try() {
         let Some(fenced) = with_enospc_at(&fs, k, || new.init_transactions()) else {
             break;
         };
+        // Once the fencing is decided, the old producer is told it is fenced, also
+        // when the fencing's markers failed (it was told to reopen the store, which
+        // would not let it on).
+        if matches!(fenced, Ok(()) | Err(Error::Poisoned { .. })) {
+            match send(&old, 0, "zombie") {
+                Err(Error::Fenced { .. }) => {}
+                other => panic!("ENOSPC at {k}: the fenced producer's send: {other:?}"),
+            }
+        }
         if fenced.is_err() {
             struck += 1;
             if new.init_transactions().is_err() {
