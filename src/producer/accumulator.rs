@@ -44,6 +44,9 @@ pub(super) struct OpenBatch {
     pub(super) limit: usize,
     /// The producer id and epoch the batch is sent under (idempotence).
     pub(super) producer: Option<(i64, i16)>,
+    /// It holds a record without a key: refused at the append if its topic became
+    /// compacted since the record was sent.
+    pub(super) keyless: bool,
 }
 
 pub(super) struct Closed {
@@ -416,6 +419,7 @@ impl Shared {
             used: 0,
             limit: limit.saturating_sub(BATCH_OVERHEAD),
             producer: *producer,
+            keyless: false,
         });
         if let Err(e) = b.builder.push(
             timestamp,
@@ -431,6 +435,7 @@ impl Shared {
         *used_memory += taken;
         b.reserved += taken;
         b.used += size;
+        b.keyless |= record.key.is_none();
         added(b.id, &b.slot, i64::from(b.builder.len() as i32 - 1));
         if opened {
             *next_batch_id += 1;
@@ -550,6 +555,7 @@ impl Shared {
             &record.headers,
         )?;
         b.used += size;
+        b.keyless |= record.key.is_none();
         Ok(true)
     }
 

@@ -54,6 +54,8 @@ pub(super) struct Sealed {
     /// Its records, and its bytes as written (0 if it failed to encode): metrics.
     pub(super) records: u64,
     pub(super) encoded_len: u64,
+    /// It holds a record without a key.
+    pub(super) keyless: bool,
 }
 
 impl fmt::Debug for PartQueue {
@@ -90,6 +92,7 @@ impl Shared {
             sequence,
             records,
             encoded_len,
+            keyless: b.keyless,
         };
         let queue = b.queue;
         let mut q = queue.state.lock();
@@ -118,6 +121,12 @@ impl Shared {
             let skipped = Self::skipped_before(&mut claim.0.skipped, b.sequence);
             let appended = parking_lot::MutexGuard::unlocked(&mut claim.0, || {
                 let r = encoded.and_then(|mut e| {
+                    // Checked at `send` too; the topic may have become compacted
+                    // since, and compaction would remove the record once appended
+                    // (Kafka's broker refuses the batch at its append).
+                    if b.keyless && b.part.is_compacted() {
+                        return Err(crate::catalog::keyless_on_compacted(&b.part.topic));
+                    }
                     if let (Some((_, base, _)), true) = (b.sequence, skipped != 0) {
                         set_base_sequence(e.bytes_mut(), add_sequence(base, -skipped));
                     }

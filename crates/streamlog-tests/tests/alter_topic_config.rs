@@ -363,3 +363,42 @@ fn timestamps_too_far_ahead_are_refused_until_the_bound_is_raised() {
             )])
     ));
 }
+
+/// A record without a key sent while its topic deletes, and still in an open batch
+/// when the topic becomes compacted, was appended and acknowledged, and the next
+/// compaction pass removed it. Its batch fails at the append now (as Kafka's broker
+/// refuses it there); a batch of keyed records sent alongside is appended.
+#[test]
+fn a_keyless_record_in_a_batch_when_its_topic_becomes_compacted_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    let producer = store
+        .producer(ProducerConfig::default().linger_ms(3_600_000))
+        .unwrap();
+    let keyless = producer
+        .send(ProducerRecord::new("t").partition(0).value("no key"))
+        .unwrap();
+    let keyed = producer
+        .send(ProducerRecord::new("t").partition(1).key("k").value("v"))
+        .unwrap();
+    store
+        .alter_topic_config("t", |c| c.cleanup_policy(CleanupPolicy::Compact))
+        .unwrap();
+    producer.flush().unwrap();
+    match keyless.wait() {
+        Err(Error::InvalidArgument { name: "key", .. }) => {}
+        other => panic!("the keyless record's send: {other:?}"),
+    }
+    assert_eq!(keyed.wait().unwrap().offset, 0);
+    let topic = store.topic("t").unwrap();
+    assert_eq!(topic.partition(0).unwrap().log_end_offset(), 0);
+    // The producer goes on: a keyed record to the partition is appended.
+    let next = producer
+        .send(ProducerRecord::new("t").partition(0).key("k").value("v"))
+        .unwrap();
+    producer.flush().unwrap();
+    assert_eq!(next.wait().unwrap().offset, 0);
+}
