@@ -611,23 +611,33 @@ impl Log {
         Ok(())
     }
 
-    /// Sets the cleaner checkpoint, in memory first (right in either direction). A
-    /// failed write poisons the log: a checkpoint left above re-appended offsets would
-    /// let compaction treat new records as clean.
+    /// Sets the cleaner checkpoint, in memory first (right in either direction).
+    ///
+    /// Lowered (a truncation), a failed write poisons the log: a checkpoint left above
+    /// re-appended offsets would let compaction treat new records as clean. Raised (a
+    /// pass), only a failed fsync does: a failed write (ENOSPC) leaves the older, lower
+    /// value on disk, which only makes the next open's first pass clean part of it
+    /// again; poisoned, every append to the partition failed until a reopen, and
+    /// retention stopped freeing the space the disk lacked.
     pub(super) fn write_clean_offset(&self, offset: i64) -> Result<()> {
-        *self.cleaner_offset.lock() = offset;
+        let raised = {
+            let mut now = self.cleaner_offset.lock();
+            let raised = offset >= *now;
+            *now = offset;
+            raised
+        };
         let text = checkpoint::recovery_point_text(&self.topic, self.partition, offset);
-        checkpoint::write_atomic(
-            self.fs.as_ref(),
-            &self.dir,
-            CLEANER_OFFSET_FILE,
-            text.as_bytes(),
-        )
-        .map_err(io_ctx(format!(
-            "write {}",
-            self.dir.join(CLEANER_OFFSET_FILE).display()
-        )))
-        .inspect_err(|e| self.poison_with(e.to_string()))
+        let tmp = format!("{CLEANER_OFFSET_FILE}.tmp");
+        let fs = self.fs.as_ref();
+        checkpoint::write_atomic_steps(fs, &self.dir, CLEANER_OFFSET_FILE, &tmp, text.as_bytes())
+            .map_err(|(step, e)| {
+                let path = self.dir.join(CLEANER_OFFSET_FILE);
+                let e = io_ctx(format!("write {}", path.display()))(e);
+                if step.is_fsync() || !raised {
+                    self.poison_with(e.to_string());
+                }
+                e
+            })
     }
 }
 

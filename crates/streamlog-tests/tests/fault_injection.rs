@@ -365,17 +365,19 @@ fn every_failed_fsync_poisons_the_log() {
 
 /// From a review: an ENOSPC writing compaction's tombstone-horizon file (a hint)
 /// poisoned the log, though "after ENOSPC appends resume when space returns" (only a
-/// failed fsync poisons). ENOSPC at every operation of a pass: a failure that struck
-/// no fsync, in writing the horizon, leaves the log taking writes.
+/// failed fsync poisons). So did one writing the cleaner checkpoint after a pass that
+/// worked (found by a hunt): every append failed until a reopen. ENOSPC at every
+/// operation of a pass: a failure that struck no fsync, in writing either file, leaves
+/// the log taking writes, and a reopen reads every record kept.
 #[test]
-fn enospc_writing_the_compaction_horizon_does_not_poison() {
+fn enospc_writing_the_compaction_checkpoints_does_not_poison() {
     let config = || small_config().allow_offset_gaps(true);
     let policy = streamlog::log::CleanPolicy {
         force: true,
         now_ms: 1_700_000_100_000,
         ..streamlog::log::CleanPolicy::default()
     };
-    let mut horizon_failures = 0;
+    let (mut horizon_failures, mut checkpoint_failures) = (0, 0);
     for k in 1.. {
         let fs = SimFs::new();
         let log = open_sim(&fs, config()).unwrap();
@@ -388,17 +390,35 @@ fn enospc_writing_the_compaction_horizon_does_not_poison() {
             assert!(result.is_ok(), "{result:?}");
             break;
         }
-        if let Err(e) = &result
-            && e.to_string().contains("tombstone-horizon")
-            && fs.failed_sync_count() == 0
-        {
-            horizon_failures += 1;
+        let Err(e) = &result else { continue };
+        let horizon = e.to_string().contains("tombstone-horizon");
+        let checkpoint = e.to_string().contains("cleaner-offset-checkpoint");
+        if (horizon || checkpoint) && fs.failed_sync_count() == 0 {
+            horizon_failures += usize::from(horizon);
+            checkpoint_failures += usize::from(checkpoint);
             assert_eq!(log.poison_reason(), None, "ENOSPC at {k}: {e}");
             log.append(&mut batch(99, 1, Compression::None)).unwrap();
+            let kept = |log: &streamlog::log::Log| -> Vec<(i64, Option<Vec<u8>>)> {
+                let records = log.read_records(log.log_start_offset(), usize::MAX);
+                records
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| (r.offset, r.value.map(|v| v.to_vec())))
+                    .collect()
+            };
+            let before = kept(&log);
+            assert!(before.len() > 1, "ENOSPC at {k}: {} records", before.len());
+            log.close().unwrap();
+            let log = open_sim(&fs, config()).unwrap();
+            assert!(kept(&log) == before, "ENOSPC at {k}: reopened");
         }
         assert!(k < 5_000);
     }
     assert!(horizon_failures > 0, "no ENOSPC struck the horizon's write");
+    assert!(
+        checkpoint_failures > 0,
+        "no ENOSPC struck the cleaner checkpoint's write"
+    );
 }
 
 /// A full disk during retention or `advance_log_start` (delete_records): writing the
