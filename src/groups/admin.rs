@@ -153,7 +153,7 @@ impl Coordinator {
         // is found empty, under this lock: a plan made before could start from an
         // offset a member committed after it (a shift from a stale offset), or from a
         // topic deleted and created again since.
-        let _admin = self.admin.lock();
+        let admin = self.admin.lock();
         self.check_empty(group)?;
         let plan = self.plan_offsets(catalog, group, partitions, to)?;
         let mut commits = BTreeMap::new();
@@ -176,6 +176,8 @@ impl Coordinator {
                 .is_ok_and(|p| Some(p.topic_id) == id)
         };
         self.commit(&offsets, group, None, &commits, offsets.now_ms(), &live)?;
+        // Woken once the lock is let go (a waker may poll its task inline).
+        drop(admin);
         offsets.wake();
         Ok(plan)
     }
@@ -186,7 +188,7 @@ impl Coordinator {
     /// unless the group has live members. `NotFound` for a group with neither.
     pub(crate) fn delete(&self, catalog: &Catalog, group: &str) -> Result<()> {
         check_group(group)?;
-        let _admin = self.admin.lock();
+        let admin = self.admin.lock();
         self.check_empty(group)?;
         let offsets = self.offsets_partition(catalog)?;
         // Held from listing the partitions to writing their tombstones: no commit is
@@ -216,6 +218,7 @@ impl Coordinator {
                 .collect()
         };
         self.forget_locked(&offsets, &doomed, order)?;
+        drop(admin);
         offsets.wake();
         Ok(())
     }

@@ -184,19 +184,25 @@ impl Coordinator {
                 st.keys_appended(group, offsets.keys());
             }
         }
-        // Nothing appended: no longer in flight (a poll waiting for it goes on).
-        let not_appended = |result: Result<()>| {
+        // Nothing appended: no longer in flight (a poll waiting for it goes on, woken
+        // once the commit lock is let go: a waker may poll its task inline, and the
+        // task commit).
+        let not_appended = |order, result: Result<()>| {
             self.state.lock().keys_settled(group, offsets.keys());
+            drop(order);
             offsets_log.wake();
             result
         };
         // Under the commit lock, which `forget_topic` takes after a topic is deleted: a
         // commit either finds the topic gone here or is written before its tombstone.
         if let Some((tp, _)) = offsets.iter().find(|(tp, c)| !live(tp, c.topic_id)) {
-            return not_appended(Err(Error::NotFound {
-                kind: "topic",
-                name: format!("{} (committing for {tp}: it was deleted)", tp.topic()),
-            }));
+            return not_appended(
+                order,
+                Err(Error::NotFound {
+                    kind: "topic",
+                    name: format!("{} (committing for {tp}: it was deleted)", tp.topic()),
+                }),
+            );
         }
         let (batches, appended) = Self::append_commit_batches(
             offsets_log,
@@ -204,7 +210,7 @@ impl Coordinator {
             now_ms,
         );
         let Some(&(_, at, _)) = batches.last() else {
-            return not_appended(appended);
+            return not_appended(order, appended);
         };
         // A commit split in batches (more than one holds) that failed part-way: the
         // batches appended are in the log (the next open applies them), so they are

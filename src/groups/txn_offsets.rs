@@ -60,7 +60,7 @@ impl Coordinator {
         // In the order of other commits (see `commit`), and checked as they are: a
         // member that lost its partitions cannot commit for them (KIP-447's fencing
         // of zombie consumers).
-        let _order = self.commit_lock.lock();
+        let order = self.commit_lock.lock();
         // Pending from the check on, in the same hold of the state lock (see
         // `check_owned`): a member given one of these partitions after the check waits
         // for the transaction's decision, as Kafka's pending offsets make it.
@@ -82,6 +82,8 @@ impl Coordinator {
             // Not written: not pending either.
             self.settle_txn_commits(group, offsets);
         }
+        // Woken once the lock is let go (a waker may poll its task inline).
+        drop(order);
         offsets_log.wake();
         appended
     }

@@ -633,3 +633,82 @@ fn a_waker_that_calls_into_the_store_does_not_hang_its_close() {
         assert_eq!(answer, "Ok(())", "a second close does nothing");
     });
 }
+
+/// A waker that, when woken, commits through another consumer at once (an executor
+/// that polls the woken task inline, and the task commits).
+struct CommitsWhenWoken {
+    consumer: parking_lot::Mutex<streamlog::Consumer>,
+    once: std::sync::atomic::AtomicBool,
+    done: parking_lot::Mutex<std::sync::mpsc::Sender<streamlog::Result<()>>>,
+}
+
+impl std::task::Wake for CommitsWhenWoken {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        if self.once.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        let tp = streamlog::TopicPartition::new("t", 0);
+        let committed = self
+            .consumer
+            .lock()
+            .commit_sync_offsets(&std::collections::BTreeMap::from([(tp, 0)]));
+        let _ = self.done.lock().send(committed);
+    }
+}
+
+/// A commit that appended nothing (ENOSPC) woke the store's waiters while it held the
+/// commit lock: a waker that polls its task inline, whose task commits, hung for good
+/// on that lock. Woken once the lock is let go now.
+#[test]
+fn a_failed_commit_wakes_waiters_after_letting_go_of_its_lock() {
+    use streamlog::fs::{Fault, SimFs};
+    let fs = SimFs::new();
+    let store =
+        common::sim_store_with(&fs, StoreConfig::default().background_maintenance(false)).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    append(&store, 1);
+    let tp = streamlog::TopicPartition::new("t", 0);
+    let mut committer = consumer(&store, "c");
+    committer.assign(std::slice::from_ref(&tp)).unwrap();
+    // The offsets topic exists before the fault is armed.
+    committer
+        .commit_sync_offsets(&std::collections::BTreeMap::from([(tp.clone(), 0)]))
+        .unwrap();
+    let (done, woken) = std::sync::mpsc::channel();
+    let waker = Waker::from(std::sync::Arc::new(CommitsWhenWoken {
+        consumer: parking_lot::Mutex::new(committer),
+        once: std::sync::atomic::AtomicBool::new(false),
+        done: parking_lot::Mutex::new(done),
+    }));
+    let mut waiting = consumer(&store, "a");
+    waiting.assign(std::slice::from_ref(&tp)).unwrap();
+    waiting.seek(&tp, 1).unwrap();
+    let mut recv = pin!(waiting.recv());
+    assert!(
+        recv.as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending()
+    );
+    let mut failing = consumer(&store, "b");
+    failing.assign(std::slice::from_ref(&tp)).unwrap();
+    let fs_at = fs.clone();
+    let commit = std::thread::spawn(move || {
+        fs_at.inject(Fault::Enospc, fs_at.op_count() + 1, false);
+        let result = failing.commit_sync_offsets(&std::collections::BTreeMap::from([(tp, 1)]));
+        fs_at.clear_faults();
+        result
+    });
+    // Generous: only a hang (the bug) comes near it.
+    let inner = woken
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the woken task's commit never returned (the commit lock was held)");
+    inner.unwrap();
+    assert!(
+        commit.join().unwrap().is_err(),
+        "the ENOSPC struck the commit"
+    );
+}
