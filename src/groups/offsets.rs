@@ -143,7 +143,29 @@ impl Coordinator {
     /// every partition must be owned by it; without one (a consumer that assigns its
     /// partitions), the group must have no live members, whose offsets it would move
     /// (Kafka answers such a commit `UNKNOWN_MEMBER_ID`).
+    ///
+    /// Waiters are woken on return (a poll waiting for the commit in flight goes on),
+    /// with no lock held: a waker may poll its task inline, and the task commit.
     pub(crate) fn commit(
+        &self,
+        offsets_log: &PartitionState,
+        group: &str,
+        member: Option<&str>,
+        offsets: &BTreeMap<TopicPartition, Commit>,
+        now_ms: i64,
+        live: &dyn Fn(&TopicPartition, Option<TopicId>) -> bool,
+    ) -> Result<()> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let result = self.commit_unwoken(offsets_log, group, member, offsets, now_ms, live);
+        offsets_log.wake();
+        result
+    }
+
+    /// [`commit`](Self::commit), without the wake-up: for a caller holding a lock of
+    /// its own, which wakes once it lets go of it.
+    pub(crate) fn commit_unwoken(
         &self,
         offsets_log: &PartitionState,
         group: &str,
@@ -184,25 +206,19 @@ impl Coordinator {
                 st.keys_appended(group, offsets.keys());
             }
         }
-        // Nothing appended: no longer in flight (a poll waiting for it goes on, woken
-        // once the commit lock is let go: a waker may poll its task inline, and the
-        // task commit).
-        let not_appended = |order, result: Result<()>| {
+        // Nothing appended: no longer in flight (a poll waiting for it goes on once
+        // woken).
+        let not_appended = |result: Result<()>| {
             self.state.lock().keys_settled(group, offsets.keys());
-            drop(order);
-            offsets_log.wake();
             result
         };
         // Under the commit lock, which `forget_topic` takes after a topic is deleted: a
         // commit either finds the topic gone here or is written before its tombstone.
         if let Some((tp, _)) = offsets.iter().find(|(tp, c)| !live(tp, c.topic_id)) {
-            return not_appended(
-                order,
-                Err(Error::NotFound {
-                    kind: "topic",
-                    name: format!("{} (committing for {tp}: it was deleted)", tp.topic()),
-                }),
-            );
+            return not_appended(Err(Error::NotFound {
+                kind: "topic",
+                name: format!("{} (committing for {tp}: it was deleted)", tp.topic()),
+            }));
         }
         let (batches, appended) = Self::append_commit_batches(
             offsets_log,
@@ -210,7 +226,7 @@ impl Coordinator {
             now_ms,
         );
         let Some(&(_, at, _)) = batches.last() else {
-            return not_appended(order, appended);
+            return not_appended(appended);
         };
         // A commit split in batches (more than one holds) that failed part-way: the
         // batches appended are in the log (the next open applies them), so they are
@@ -231,9 +247,8 @@ impl Coordinator {
         }
         st.keys_settled(group, offsets.keys());
         st.commit_settled(at);
-        drop(st);
-        // Applied or failed: a poll that waits for it (`has_commit_in_flight`) goes on.
-        offsets_log.wake();
+        // Applied or failed: a poll that waits for it (`has_commit_in_flight`) goes on
+        // once woken.
         flushed.and(appended)
     }
 

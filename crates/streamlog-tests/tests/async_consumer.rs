@@ -634,30 +634,59 @@ fn a_waker_that_calls_into_the_store_does_not_hang_its_close() {
     });
 }
 
-/// A waker that, when woken, commits through another consumer at once (an executor
-/// that polls the woken task inline, and the task commits).
-struct CommitsWhenWoken {
-    consumer: parking_lot::Mutex<streamlog::Consumer>,
-    once: std::sync::atomic::AtomicBool,
+/// A waker that, when woken, runs a step at once (an executor that polls the woken task
+/// inline), and sends its result.
+struct RunsWhenWoken {
+    step: parking_lot::Mutex<Option<Box<dyn FnOnce() -> streamlog::Result<()> + Send>>>,
     done: parking_lot::Mutex<std::sync::mpsc::Sender<streamlog::Result<()>>>,
 }
 
-impl std::task::Wake for CommitsWhenWoken {
+impl std::task::Wake for RunsWhenWoken {
     fn wake(self: std::sync::Arc<Self>) {
         self.wake_by_ref();
     }
 
     fn wake_by_ref(self: &std::sync::Arc<Self>) {
-        if self.once.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        let Some(step) = self.step.lock().take() else {
             return;
-        }
-        let tp = streamlog::TopicPartition::new("t", 0);
-        let committed = self
-            .consumer
-            .lock()
-            .commit_sync_offsets(&std::collections::BTreeMap::from([(tp, 0)]));
-        let _ = self.done.lock().send(committed);
+        };
+        let _ = self.done.lock().send(step());
     }
+}
+
+/// A consumer of `t-0` on `store` waiting in `recv` with a waker that runs `step`
+/// inline; the channel gets `step`'s result. (The consumer is leaked: its drop could
+/// wake the waker before the step under test does.)
+fn wait_with_inline_waker(
+    store: &Store,
+    step: impl FnOnce() -> streamlog::Result<()> + Send + 'static,
+) -> std::sync::mpsc::Receiver<streamlog::Result<()>> {
+    let (done, woken) = std::sync::mpsc::channel();
+    let waker = Waker::from(std::sync::Arc::new(RunsWhenWoken {
+        step: parking_lot::Mutex::new(Some(Box::new(step))),
+        done: parking_lot::Mutex::new(done),
+    }));
+    let tp = streamlog::TopicPartition::new("t", 0);
+    let waiting = Box::leak(Box::new(consumer(store, "a")));
+    waiting.assign(std::slice::from_ref(&tp)).unwrap();
+    waiting.seek_to_end(std::slice::from_ref(&tp)).unwrap();
+    let mut recv = Box::pin(waiting.recv());
+    assert!(
+        recv.as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending()
+    );
+    woken
+}
+
+/// The result `woken` gets, or a panic if it never comes (a hang: the step waits on a
+/// lock its waker's caller holds). Generous: only a hang comes near it.
+fn inline_result(
+    woken: &std::sync::mpsc::Receiver<streamlog::Result<()>>,
+) -> streamlog::Result<()> {
+    woken
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the woken task's step never returned (its waker's caller held a lock)")
 }
 
 /// A commit that appended nothing (ENOSPC) woke the store's waiters while it held the
@@ -678,21 +707,10 @@ fn a_failed_commit_wakes_waiters_after_letting_go_of_its_lock() {
     committer
         .commit_sync_offsets(&std::collections::BTreeMap::from([(tp.clone(), 0)]))
         .unwrap();
-    let (done, woken) = std::sync::mpsc::channel();
-    let waker = Waker::from(std::sync::Arc::new(CommitsWhenWoken {
-        consumer: parking_lot::Mutex::new(committer),
-        once: std::sync::atomic::AtomicBool::new(false),
-        done: parking_lot::Mutex::new(done),
-    }));
-    let mut waiting = consumer(&store, "a");
-    waiting.assign(std::slice::from_ref(&tp)).unwrap();
-    waiting.seek(&tp, 1).unwrap();
-    let mut recv = pin!(waiting.recv());
-    assert!(
-        recv.as_mut()
-            .poll(&mut Context::from_waker(&waker))
-            .is_pending()
-    );
+    let woken = wait_with_inline_waker(&store, move || {
+        let tp = streamlog::TopicPartition::new("t", 0);
+        committer.commit_sync_offsets(&std::collections::BTreeMap::from([(tp, 0)]))
+    });
     let mut failing = consumer(&store, "b");
     failing.assign(std::slice::from_ref(&tp)).unwrap();
     let fs_at = fs.clone();
@@ -702,13 +720,32 @@ fn a_failed_commit_wakes_waiters_after_letting_go_of_its_lock() {
         fs_at.clear_faults();
         result
     });
-    // Generous: only a hang (the bug) comes near it.
-    let inner = woken
-        .recv_timeout(Duration::from_secs(120))
-        .expect("the woken task's commit never returned (the commit lock was held)");
-    inner.unwrap();
+    inline_result(&woken).unwrap();
     assert!(
         commit.join().unwrap().is_err(),
         "the ENOSPC struck the commit"
     );
+}
+
+/// The same for the admin's offset changes: `alter_group_offsets` woke waiters under
+/// the admin lock, which a woken task's `delete_group` takes.
+#[test]
+fn an_offset_reset_wakes_waiters_after_letting_go_of_its_lock() {
+    let (_dir, store) = store();
+    append(&store, 3);
+    let tp = streamlog::TopicPartition::new("t", 0);
+    let mut other = consumer(&store, "other");
+    other.assign(std::slice::from_ref(&tp)).unwrap();
+    other
+        .commit_sync_offsets(&std::collections::BTreeMap::from([(tp.clone(), 1)]))
+        .unwrap();
+    let admin = store.clone();
+    let woken = wait_with_inline_waker(&store, move || admin.delete_group("other"));
+    let reset = store.clone();
+    let altered = std::thread::spawn(move || {
+        reset.alter_group_offsets("reset", &[tp], streamlog::OffsetSpec::Latest)
+    });
+    inline_result(&woken).unwrap();
+    assert_eq!(altered.join().unwrap().unwrap()[0].new, 3);
+    assert!(!store.list_groups().contains(&"other".to_string()));
 }
