@@ -186,8 +186,13 @@ impl AccState {
                 reclaimed += b.reserved - b.used;
                 b.reserved = b.used;
                 // The allocation follows the accounting down (a copy of the records
-                // so far, only while memory is short).
-                b.builder.shrink_to(b.used.saturating_add(BUILDER_SLACK));
+                // so far, only while memory is short), when it holds more than twice
+                // the records: a batch's buffer grows by doubling, and shrunk at every
+                // reclaim it would be copied at about every record.
+                let keep = b.used.saturating_add(BUILDER_SLACK);
+                if b.builder.capacity() / 2 > keep {
+                    b.builder.shrink_to(keep);
+                }
             }
         }
         reclaimed

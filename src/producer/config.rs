@@ -103,6 +103,8 @@ impl ProducerConfig {
     );
     setter!(
         /// Bytes of records sent but not yet appended; `send` blocks past it. Default = 32 MiB.
+        /// The open batches' buffers allocate at most about twice that (they grow by
+        /// doubling; memory taken back from a batch shrinks its buffer).
         buffer_memory: usize
     );
     setter!(

@@ -173,8 +173,7 @@ impl BatchBuilder {
         self.buf.len()
     }
 
-    /// Bytes the builder's buffer has allocated (a test hook's).
-    #[cfg(feature = "internals")]
+    /// Bytes the builder's buffer has allocated.
     pub(crate) fn capacity(&self) -> usize {
         self.buf.capacity()
     }
