@@ -47,9 +47,11 @@ impl Restorer<'_> {
     /// last transaction may still be undecided: its changelog records lie past the last
     /// stable offset the restore stopped at, and its input offsets are pending (the
     /// inputs' positions wait for them, KIP-447). Once they are decided, so is the
-    /// transaction (every marker is written before its offsets settle): the task reads
+    /// transaction (every marker is appended before its offsets settle): the task reads
     /// the rest before its first record, or its stores would lack that transaction's
-    /// changes for good while its input offsets stay committed.
+    /// changes for good while its input offsets stay committed. (If the changelog's
+    /// marker failed and the offsets' did not, the transaction waits for the store's
+    /// reopen, which this does not wait for.)
     pub(crate) fn catch_up_task(&self, task: &mut Task) -> Result<()> {
         let mut reached = Vec::with_capacity(task.stores.len());
         for (name, (changelog, handle)) in &task.stores {

@@ -174,6 +174,9 @@ impl Worker {
         let env = &self.env;
         let skip = env.config.deserialization_policy == DeserializationPolicy::SkipAndCount;
         let mut task = Task::new(&env.topology, &env.app_id, id, skip)?;
+        // Under at-least-once the restore read every record appended: nothing to catch
+        // up with.
+        task.caught_up = !env.exactly_once();
         // Queries are refused while the stores restore; the restore ends with them
         // queryable, or, failed or unwinding from a panic (a serde's, the restore
         // listener's), with them refused no longer.
@@ -198,7 +201,7 @@ impl Worker {
     }
 
     /// Reads what task `id`'s changelogs gained since its restore, once (before its
-    /// first record: its inputs' positions are decided by then).
+    /// first record: its inputs' positions are decided by then). Exactly-once only.
     fn catch_up(&mut self, id: TaskId) -> Result<()> {
         match self.tasks.get_mut(&id) {
             Some(task) if !task.caught_up => self.env.restorer().catch_up_task(task),
@@ -257,11 +260,16 @@ impl Worker {
         let result = (|| {
             let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
             for id in ids {
-                let Some(inputs) = self.tasks.get(&id).map(Task::inputs) else {
+                let Some((inputs, mut caught_up)) =
+                    self.tasks.get(&id).map(|t| (t.inputs(), t.caught_up))
+                else {
                     continue;
                 };
                 while let Some(r) = self.buffered.next(&inputs, &mut lagging) {
-                    self.catch_up(id)?;
+                    if !caught_up {
+                        self.catch_up(id)?;
+                        caught_up = true;
+                    }
                     ctx.partition = r.partition();
                     ctx.offset = r.offset();
                     ctx.headers.clear();
