@@ -525,9 +525,9 @@ impl Store {
     /// members (Kafka's `kafka-consumer-groups --delete`). A consumer of the group
     /// started later begins from `auto_offset_reset`.
     ///
-    /// This is the only way a group's committed offsets go: unlike Kafka, which
-    /// expires the offsets of a group left empty for `offsets.retention.minutes`
-    /// (7 days), the store keeps them, so that a consumer run once a month resumes
+    /// Committed offsets never expire (they go with this, and with their topic's
+    /// deletion): unlike Kafka, which expires the offsets of a group left empty for
+    /// `offsets.retention.minutes` (7 days), the store keeps them, so that a consumer run once a month resumes
     /// where it stopped rather than from `auto_offset_reset` (with `Latest`, past
     /// every record appended meanwhile). Delete the groups a tool made up for one run.
     ///

@@ -364,10 +364,10 @@ fn timestamps_too_far_ahead_are_refused_until_the_bound_is_raised() {
     ));
 }
 
-/// A record without a key sent while its topic deletes, and still in an open batch
-/// when the topic becomes compacted, was appended and acknowledged, and the next
-/// compaction pass removed it. Its batch fails at the append now (as Kafka's broker
-/// refuses it there); a batch of keyed records sent alongside is appended.
+/// A record without a key sent while its topic's policy is `delete`, and still in an
+/// open batch when the topic becomes compacted, was appended and acknowledged, and the
+/// next compaction pass removed it. Its batch fails at the append now (as Kafka's
+/// broker refuses it there); a batch of keyed records sent alongside is appended.
 #[test]
 fn a_keyless_record_in_a_batch_when_its_topic_becomes_compacted_fails() {
     let dir = tempfile::tempdir().unwrap();
