@@ -299,7 +299,7 @@ impl Log {
             self.tombstone_horizon
                 .store(ctx.next_horizon, Ordering::Release);
         }
-        self.write_clean_offset(map_end)?;
+        self.write_clean_offset(map_end, true)?;
         outcome.clean_offset = map_end;
         outcome.cleaned = true;
         tracing::info!(
@@ -611,21 +611,17 @@ impl Log {
         Ok(())
     }
 
-    /// Sets the cleaner checkpoint, in memory first (right in either direction).
+    /// Sets the cleaner checkpoint, in memory first (right in either direction), to a
+    /// value `raised` above the one on disk, or lowered.
     ///
-    /// Lowered (a truncation), a failed write poisons the log: a checkpoint left above
-    /// re-appended offsets would let compaction treat new records as clean. Raised (a
-    /// pass), only a failed fsync does: a failed write (ENOSPC) leaves the older, lower
-    /// value on disk, which only makes the next open's first pass clean part of it
-    /// again; poisoned, every append to the partition failed until a reopen, and
-    /// retention stopped freeing the space the disk lacked.
-    pub(super) fn write_clean_offset(&self, offset: i64) -> Result<()> {
-        let raised = {
-            let mut now = self.cleaner_offset.lock();
-            let raised = offset >= *now;
-            *now = offset;
-            raised
-        };
+    /// Lowered (a truncation, an open after a lost tail), a failed write poisons the
+    /// log: a checkpoint left above re-appended offsets would let compaction treat new
+    /// records as clean. Raised (a pass), only a failed fsync does: a failed write
+    /// (ENOSPC) leaves the older, lower value on disk, which only makes the next open's
+    /// first pass clean part of it again; poisoned, every append to the partition
+    /// failed until a reopen, and retention stopped freeing the space the disk lacked.
+    pub(super) fn write_clean_offset(&self, offset: i64, raised: bool) -> Result<()> {
+        *self.cleaner_offset.lock() = offset;
         let text = checkpoint::recovery_point_text(&self.topic, self.partition, offset);
         let tmp = format!("{CLEANER_OFFSET_FILE}.tmp");
         let fs = self.fs.as_ref();

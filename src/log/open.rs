@@ -455,7 +455,7 @@ impl Log {
             }
             if stored_clean.is_some_and(|c| c > cleaner_offset) {
                 log.touch()?;
-                log.write_clean_offset(cleaner_offset)?;
+                log.write_clean_offset(cleaner_offset, false)?;
             }
             Ok(())
         };

@@ -158,7 +158,7 @@ impl Log {
             self.log_start.store(new_end, Ordering::Release);
         }
         if self.clean_offset() > new_end {
-            self.write_clean_offset(new_end)?;
+            self.write_clean_offset(new_end, false)?;
         }
         Ok(new_end)
     }
