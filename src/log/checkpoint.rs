@@ -334,10 +334,13 @@ fn decode_slot(b: &[u8]) -> Option<(u64, DurablePoint)> {
         next_offset: i(28),
         log_start: i(36),
     };
+    // A sequence number counts fsyncs of the file from 0: one past i64::MAX is damage
+    // (taken as the newest slot, the next write's `+ 1` would overflow).
+    let seq = u64::try_from(i(4)).ok()?;
     let sane = p.segment_base >= 0
         && p.next_offset >= p.segment_base
         && (0..=p.next_offset).contains(&p.log_start);
-    sane.then_some((i(4) as u64, p))
+    sane.then_some((seq, p))
 }
 
 /// The durable position file, open for writing.
@@ -440,6 +443,25 @@ impl DurableFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A CRC-valid slot whose sequence number is past i64::MAX (damage, or a crafted
+    /// file) is not a slot: taken as the newest, the next write's sequence overflowed.
+    #[test]
+    fn a_slot_with_an_impossible_sequence_is_refused() {
+        let p = DurablePoint {
+            segment_base: 0,
+            position: 100,
+            next_offset: 5,
+            log_start: 0,
+        };
+        assert_eq!(decode_slot(&encode_slot(7, p)), Some((7, p)));
+        assert_eq!(
+            decode_slot(&encode_slot(i64::MAX as u64, p)),
+            Some((i64::MAX as u64, p))
+        );
+        assert_eq!(decode_slot(&encode_slot(u64::MAX, p)), None);
+        assert_eq!(decode_slot(&encode_slot(1 << 63, p)), None);
+    }
 
     #[test]
     fn recovery_point_text_round_trips() {
