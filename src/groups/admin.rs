@@ -71,7 +71,9 @@ pub(crate) fn planned_change(
     Ok(OffsetChange {
         partition: tp.clone(),
         current,
-        new: target.clamp(log.start, log.end),
+        // (A read-only view of a partition whose segments are gone can find its start
+        // past its end: the plan stays at the start.)
+        new: target.clamp(log.start, log.end.max(log.start)),
     })
 }
 

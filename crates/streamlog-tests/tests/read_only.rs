@@ -845,3 +845,43 @@ fn a_tail_readers_log_end_follows_a_truncation_back() {
     assert_eq!(tail.log_end_offset().unwrap(), 6);
     log.close().unwrap();
 }
+
+/// A partition directory whose segments are gone while its log start checkpoint is
+/// still there (a writer's deletion of the topic part-way, segments removed by hand):
+/// its log start is past its end (0), and a reset plan of it panicked in `clamp`. The
+/// plan stays at the log start now.
+#[test]
+fn a_reset_plan_of_a_partition_without_segments_does_not_panic() {
+    use streamlog::OffsetSpec;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let part = store.topic("t").unwrap().partition(0).unwrap();
+    for i in 0..6 {
+        part.append(&[Record::new(T0, Some("k"), Some(event(i)))])
+            .unwrap();
+    }
+    store.delete_records("t", 0, 4).unwrap();
+    drop(part);
+    store.close().unwrap();
+    let dir = tmp.path().join("t-0");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "log") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let reader = Store::open_read_only(tmp.path()).unwrap();
+    let tp = TopicPartition::new("t", 0);
+    for to in [
+        OffsetSpec::Earliest,
+        OffsetSpec::Latest,
+        OffsetSpec::Offset(2),
+        OffsetSpec::Offset(9),
+    ] {
+        match reader.plan_group_offsets("g", std::slice::from_ref(&tp), to) {
+            Ok(plan) => assert_eq!(plan[0].new, 4, "{to:?}"),
+            Err(e) => panic!("{to:?}: {e}"),
+        }
+    }
+}
