@@ -50,25 +50,33 @@ struct Block {
     failed: Option<String>,
 }
 
+/// Where the last block of store `dir` ended (0 for a store that never allocated one).
+///
+/// # Errors
+/// `Io` if the file cannot be read; `Corruption` if it is not one a store wrote.
+pub(crate) fn read_block_end(fs: &dyn FileSystem, dir: &Path) -> Result<i64> {
+    let path = dir.join(PRODUCER_IDS_FILE);
+    match crate::log::read_small_file(fs, &path)
+        .map_err(crate::error::io_ctx(format!("read {}", path.display())))?
+    {
+        None => Ok(0),
+        Some(bytes) => parse(&bytes).ok_or_else(|| {
+            Error::corruption(
+                &path,
+                0,
+                format!("expected `{HEADER}` and a non-negative block end"),
+            )
+        }),
+    }
+}
+
 impl ProducerIds {
     /// Reads where the last block ended (0 for a store that never allocated one).
     ///
     /// # Errors
     /// `Io` if the file cannot be read; `Corruption` if it is not one this store wrote.
     pub(crate) fn open(fs: Arc<dyn FileSystem>, dir: &Path) -> Result<ProducerIds> {
-        let path = dir.join(PRODUCER_IDS_FILE);
-        let end = match crate::log::read_small_file(fs.as_ref(), &path)
-            .map_err(crate::error::io_ctx(format!("read {}", path.display())))?
-        {
-            None => 0,
-            Some(bytes) => parse(&bytes).ok_or_else(|| {
-                Error::corruption(
-                    &path,
-                    0,
-                    format!("expected `{HEADER}` and a non-negative block end"),
-                )
-            })?,
-        };
+        let end = read_block_end(fs.as_ref(), dir)?;
         Ok(ProducerIds {
             fs,
             dir: dir.to_path_buf(),

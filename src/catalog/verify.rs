@@ -136,6 +136,10 @@ pub(crate) fn verify_store_on(
     check
         .problems
         .extend(beyond_partition_count(fs, dir, &counts)?);
+    // The open refuses a damaged record of the producer ids handed out.
+    if let Err(e) = super::producer_ids::read_block_end(fs, dir) {
+        check.problems.push(e.to_string());
+    }
     Ok(check)
 }
 

@@ -235,3 +235,22 @@ fn what_the_open_refuses_verify_reports() {
         );
     }
 }
+
+/// A damaged record of the producer ids the store handed out makes the open fail
+/// (`Corruption`), but `verify_store` passed the store. It names the file now.
+#[test]
+fn a_damaged_producer_id_record_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with_data(dir.path());
+    std::fs::write(dir.path().join(".producer-ids"), b"not a block end\n").unwrap();
+    assert!(matches!(
+        Store::open(dir.path()),
+        Err(streamlog::Error::Corruption { .. })
+    ));
+    let check = streamlog::verify_store(dir.path()).unwrap();
+    assert!(
+        check.problems.iter().any(|p| p.contains(".producer-ids")),
+        "{:?}",
+        check.problems
+    );
+}
