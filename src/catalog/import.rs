@@ -127,7 +127,13 @@ impl Catalog {
         config = meta.config;
         let mut parts: Vec<Arc<PartitionState>> = Vec::with_capacity(dirs.len());
         for p in 0..dirs.len() as i32 {
-            match inner.open_partition(name, topic_id, p, &config) {
+            // Their producers are the directories' writers' (another store's, Kafka's
+            // clients): none sends here, and the store's producers must not be taken
+            // for them (see `reserve_past` above for those made from now on).
+            let opened = inner
+                .open_partition(name, topic_id, p, &config)
+                .and_then(|part| part.log().forget_adopted_producers().map(|_| part));
+            match opened {
                 Ok(part) => parts.push(part),
                 Err(e) => {
                     // Not adopted after all: without its metadata the directories are

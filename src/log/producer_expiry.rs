@@ -1,5 +1,5 @@
-//! What a log tells of its producers beyond appends: forgetting idle ones, and the
-//! epochs it holds for one.
+//! What a log tells of its producers beyond appends: forgetting idle ones (and those
+//! of an adopted log), and the epochs it holds for one.
 //!
 //! Forgetting idle producers (Kafka's `producer.id.expiration.ms`): the state of a
 //! producer id that has not written for that long, and has no open transaction, is
@@ -15,6 +15,25 @@ impl Log {
     pub fn expire_producers(&self, max_age_ms: i64) -> usize {
         let now = self.config.clock.now_ms();
         self.writer.lock().producers.expire(now, max_age_ms)
+    }
+
+    /// Forgets every producer without an open transaction, durably: the state left is
+    /// written (synced) as the snapshot at the log end, which a reopen starts from.
+    /// For a log adopted from elsewhere (another store's directories, a Kafka
+    /// cluster's): its producers can never send here, and one of this store's with the
+    /// same id would be taken for one of them (its first batch answered as a duplicate
+    /// of theirs, its records dropped, or refused as out of order). Returns how many
+    /// were forgotten.
+    ///
+    /// # Errors
+    /// `Io` if the snapshot cannot be written.
+    pub(crate) fn forget_adopted_producers(&self) -> crate::error::Result<usize> {
+        let mut w = self.writer.lock();
+        let forgotten = w.producers.forget_all_but_open();
+        if forgotten > 0 {
+            self.write_producer_snapshot(self.log_end_offset(), &w.producers)?;
+        }
+        Ok(forgotten)
     }
 }
 

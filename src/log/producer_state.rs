@@ -369,6 +369,13 @@ impl ProducerStates {
         before - self.producers.len()
     }
 
+    /// Forgets every producer without an open transaction; returns how many.
+    pub(crate) fn forget_all_but_open(&mut self) -> usize {
+        let before = self.producers.len();
+        self.producers.retain(|_, e| e.txn_first_offset.is_some());
+        before - self.producers.len()
+    }
+
     /// The largest producer id known, if any.
     pub(crate) fn max_producer_id(&self) -> Option<i64> {
         self.producers.keys().max().copied()

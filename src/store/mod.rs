@@ -320,7 +320,10 @@ impl Store {
     /// Every batch and index entry is checked first
     /// ([`verify_partition_dir`](crate::log::verify_partition_dir)); damage
     /// is refused, never truncated, and nothing is changed then. Kafka's topic id is
-    /// kept when every directory names the same one.
+    /// kept when every directory names the same one. The directories' producers (their
+    /// writers' ids, epochs and sequences) are forgotten, but for open transactions:
+    /// none of them can send here, and this store's producers must not be taken for
+    /// them (a snapshot of the state left is written at each partition's end).
     ///
     /// ```
     /// # use streamlog::{Record, Store, TopicConfig};

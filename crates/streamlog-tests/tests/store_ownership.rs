@@ -813,3 +813,91 @@ fn a_file_in_topics_no_topic_can_be_named_is_left_alone() {
         assert_eq!(kept(&after), kept(&before), "{name} left as it was");
     }
 }
+
+/// A topic of another store, moved in and imported, remembers that store's producers,
+/// numbered from 2^48 as this store's are: this store's first producer (made before
+/// the import) had the id of the other's first, and its first batch to the topic, with
+/// the same epoch and sequences as one of the other's, was answered as a duplicate with
+/// the other's offsets, its records dropped. The import forgets the adopted producers
+/// (durably: a standalone open of the partition after the store closes knows none).
+#[test]
+fn a_topic_of_another_store_does_not_take_this_stores_producer_for_its_own() {
+    use streamlog::{ProducerConfig, ProducerRecord};
+    let batch_of_three = |producer: &streamlog::Producer, topic: &str, tag: &str| {
+        let futures: Vec<_> = (0..3)
+            .map(|i| {
+                producer
+                    .send(
+                        ProducerRecord::new(topic.to_string())
+                            .partition(0)
+                            .value(format!("{tag}-{i}")),
+                    )
+                    .unwrap()
+            })
+            .collect();
+        producer.flush().unwrap();
+        futures
+            .into_iter()
+            .map(|f| f.wait().unwrap().offset)
+            .collect::<Vec<i64>>()
+    };
+    let lingering = || ProducerConfig::default().linger_ms(3_600_000);
+    // The other store: its first producer writes one batch of three records.
+    let other = tempfile::tempdir().unwrap();
+    let a = Store::open(other.path()).unwrap();
+    a.create_topic("clicks", TopicConfig::default()).unwrap();
+    let theirs = a.producer(lingering()).unwrap();
+    assert_eq!(batch_of_three(&theirs, "clicks", "theirs"), [0, 1, 2]);
+    drop(theirs);
+    a.close().unwrap();
+    drop(a);
+    for adopted_then_closed in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        copy_dir(&other.path().join("clicks-0"), &tmp.path().join("clicks-0"));
+        let store = Store::open(tmp.path()).unwrap();
+        store.create_topic("other", TopicConfig::default()).unwrap();
+        let mine = store.producer(lingering()).unwrap();
+        batch_of_three(&mine, "other", "first");
+        store
+            .import_kafka_topic("clicks", TopicConfig::default())
+            .unwrap();
+        if adopted_then_closed {
+            drop(mine);
+            store.close().unwrap();
+            drop(store);
+            let log =
+                streamlog::log::Log::open(tmp.path().join("clicks-0"), Default::default()).unwrap();
+            assert_eq!(
+                log.producer_epoch(1 << 48),
+                None,
+                "remembered after a reopen"
+            );
+            log.close().unwrap();
+            continue;
+        }
+        assert_eq!(batch_of_three(&mine, "clicks", "mine"), [3, 4, 5]);
+        let part = store.topic("clicks").unwrap().partition(0).unwrap();
+        let values: Vec<_> = part
+            .read(0, 1 << 20)
+            .unwrap()
+            .into_iter()
+            .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
+            .collect();
+        assert_eq!(
+            values,
+            [
+                "theirs-0", "theirs-1", "theirs-2", "mine-0", "mine-1", "mine-2"
+            ]
+        );
+        drop(mine);
+        store.close().unwrap();
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for f in fs::read_dir(from).unwrap() {
+        let f = f.unwrap();
+        fs::copy(f.path(), to.join(f.file_name())).unwrap();
+    }
+}
