@@ -117,6 +117,17 @@ impl Catalog {
             super::ddl::unsettle(&mut ddl, name, reason);
             return Err(e);
         }
+        // The partitions open, and forget the directories' producers (their writers':
+        // another store's, Kafka's clients), before the metadata adopts them: none of
+        // them sends here, and the store's producers must not be taken for them (see
+        // `reserve_past` above for those made from now on). A crash before the
+        // metadata leaves the directories importable again; after it, forgotten.
+        let mut parts: Vec<Arc<PartitionState>> = Vec::with_capacity(dirs.len());
+        for p in 0..dirs.len() as i32 {
+            let part = inner.open_partition(name, topic_id, p, &config)?;
+            part.log().forget_adopted_producers()?;
+            parts.push(part);
+        }
         let meta = TopicMeta {
             config: config.clone(),
             id: Some(topic_id),
@@ -125,32 +136,6 @@ impl Catalog {
         };
         inner.write_metadata_in(&mut ddl, name, &meta)?;
         config = meta.config;
-        let mut parts: Vec<Arc<PartitionState>> = Vec::with_capacity(dirs.len());
-        for p in 0..dirs.len() as i32 {
-            // Their producers are the directories' writers' (another store's, Kafka's
-            // clients): none sends here, and the store's producers must not be taken
-            // for them (see `reserve_past` above for those made from now on).
-            let opened = inner
-                .open_partition(name, topic_id, p, &config)
-                .and_then(|part| part.log().forget_adopted_producers().map(|_| part));
-            match opened {
-                Ok(part) => parts.push(part),
-                Err(e) => {
-                    // Not adopted after all: without its metadata the directories are
-                    // strangers again (left alone, importable later), and the next open
-                    // does not look for a topic this store never had.
-                    drop(parts);
-                    if let Err(undo) = inner.remove_metadata(name) {
-                        let reason = format!(
-                            "import of `{name}` failed ({e}) and its metadata could not be \
-                             removed ({undo}): the next open adopts the topic"
-                        );
-                        super::ddl::unsettle(&mut ddl, name, reason);
-                    }
-                    return Err(e);
-                }
-            }
-        }
         inner.topics.write().insert(
             name.to_string(),
             Arc::new(TopicState::new(name, topic_id, config, parts)),

@@ -5,7 +5,12 @@
 //! producer id that has not written for that long, and has no open transaction, is
 //! dropped, so a store whose producers come and go does not remember them forever.
 
+use std::sync::atomic::Ordering;
+
 use super::Log;
+use super::checkpoint::write_atomic_steps;
+use super::segment::file_name;
+use crate::error::{Result, io_ctx};
 
 impl Log {
     /// Forgets the producers whose last batch is older than `max_age_ms` by this log's
@@ -17,22 +22,47 @@ impl Log {
         self.writer.lock().producers.expire(now, max_age_ms)
     }
 
-    /// Forgets every producer without an open transaction, durably: the state left is
-    /// written (synced) as the snapshot at the log end, which a reopen starts from.
-    /// For a log adopted from elsewhere (another store's directories, a Kafka
-    /// cluster's): its producers can never send here, and one of this store's with the
-    /// same id would be taken for one of them (its first batch answered as a duplicate
-    /// of theirs, its records dropped, or refused as out of order). Returns how many
-    /// were forgotten.
+    /// Forgets every producer without an open transaction, durably. For a log adopted
+    /// from elsewhere (another store's directories, a Kafka cluster's): its producers
+    /// can never send here, and one of this store's with the same id would be taken for
+    /// one of them (its first batch answered as a duplicate of theirs, its records
+    /// dropped, or refused as out of order). Returns how many were forgotten.
+    ///
+    /// The state left is the snapshot at the base of a new active segment (rolled to if
+    /// the active one holds data), synced, and the log flushed, so that the recovery
+    /// point reaches it: a rebuild after a crash starts only from a snapshot at a
+    /// segment base at or below the recovery point, and from an older one it would
+    /// replay the forgotten producers' batches again.
     ///
     /// # Errors
-    /// `Io` if the snapshot cannot be written.
-    pub(crate) fn forget_adopted_producers(&self) -> crate::error::Result<usize> {
+    /// `Io` if the roll, the snapshot or the flush fails (a failed fsync poisons);
+    /// `Poisoned`; `Closed`.
+    pub(crate) fn forget_adopted_producers(&self) -> Result<usize> {
+        self.check_writable()?;
         let mut w = self.writer.lock();
         let forgotten = w.producers.forget_all_but_open();
-        if forgotten > 0 {
-            self.write_producer_snapshot(self.log_end_offset(), &w.producers)?;
+        if forgotten == 0 {
+            return Ok(0);
         }
+        self.touch()?;
+        let base = self.next_offset.load(Ordering::Acquire);
+        if w.active.size() > 0 {
+            self.roll_locked(&mut w, base)?;
+        }
+        let name = file_name(base, "snapshot");
+        let tmp = format!("{name}.tmp");
+        let bytes = w.producers.encode_snapshot();
+        write_atomic_steps(self.fs.as_ref(), &self.dir, &name, &tmp, &bytes).map_err(
+            |(step, e)| {
+                let e = io_ctx(format!("write the producer snapshot {name}"))(e);
+                if step.is_fsync() {
+                    self.poison_with(e.to_string());
+                }
+                e
+            },
+        )?;
+        drop(w);
+        self.flush()?;
         Ok(forgotten)
     }
 }

@@ -323,7 +323,9 @@ impl Store {
     /// kept when every directory names the same one. The directories' producers (their
     /// writers' ids, epochs and sequences) are forgotten, but for open transactions:
     /// none of them can send here, and this store's producers must not be taken for
-    /// them (a snapshot of the state left is written at each partition's end).
+    /// them. (Each partition holding records then rolls to a new segment, and the state
+    /// left is its producer snapshot; a crash before the import returns leaves the
+    /// directories to import again.)
     ///
     /// ```
     /// # use streamlog::{Record, Store, TopicConfig};

@@ -590,9 +590,11 @@ fn sim_with_two_clicks_partitions() -> streamlog::fs::SimFs {
     sim
 }
 
-/// An import whose partitions fail to open after its metadata was written (an I/O
-/// error) is undone: the metadata goes again, so the store reopens without the topic
-/// and with the directories left alone, and a later import adopts them.
+/// An import whose partitions fail to open (an I/O error, once the directories were
+/// checked and made durable) leaves no metadata: the store reopens without the topic
+/// and with the directories left alone, and a later import adopts them. (The partitions
+/// open before the metadata is written; they opened after it once, and a failure
+/// removed it again.)
 #[test]
 fn an_import_that_fails_to_open_its_partitions_leaves_no_metadata_behind() {
     use std::sync::Arc;
@@ -610,7 +612,9 @@ fn an_import_that_fails_to_open_its_partitions_leaves_no_metadata_behind() {
         let fail_opens = fail_opens.clone();
         Hooks {
             before_op: Box::new(move |op, path| {
-                if op == Op::Rename && path.ends_with(".topics/clicks") {
+                // The store directory's fsync, which makes the moved-in directories
+                // durable: the partitions open next.
+                if op == Op::SyncDir && path == Path::new("/store") {
                     seen.store(true, Ordering::SeqCst);
                 }
             }),
@@ -631,12 +635,13 @@ fn an_import_that_fails_to_open_its_partitions_leaves_no_metadata_behind() {
             .file_system(fs.clone())
     };
     let store = Store::open_with("/store", config()).unwrap();
+    adopted.store(false, Ordering::SeqCst); // armed by the import's fsync only
     let err = store
         .import_kafka_topic("clicks", TopicConfig::default())
         .unwrap_err();
     assert!(
         adopted.load(Ordering::SeqCst),
-        "the failure came after the metadata"
+        "the failure came after the directories were checked and synced"
     );
     assert!(matches!(err, Error::Io { .. }), "{err}");
     assert!(store.topic("clicks").is_err());
@@ -899,5 +904,53 @@ fn copy_dir(from: &Path, to: &Path) {
     for f in fs::read_dir(from).unwrap() {
         let f = f.unwrap();
         fs::copy(f.path(), to.join(f.file_name())).unwrap();
+    }
+}
+
+/// From a review: the import's forgetting held only through a clean close: after a
+/// crash, the rebuild starts from a snapshot at a segment base at or below the
+/// recovery point, and replayed the other store's batches from the segment's start,
+/// bringing its producers back. The forgotten state is the snapshot at the base of a
+/// new segment, the log flushed past it: whatever a crash keeps, the partition opened
+/// on its own knows none of the other store's producers.
+#[test]
+fn the_imports_forgetting_survives_a_crash() {
+    use std::sync::Arc;
+    use streamlog::fs::{CrashImage, FileSystem, SimFs};
+    use streamlog::{ProducerConfig, ProducerRecord, StoreConfig};
+    let fs = SimFs::new();
+    let config = || StoreConfig::default().background_maintenance(false);
+    let a = common::sim_store_at(&fs, "/a", config()).unwrap();
+    a.create_topic("clicks", TopicConfig::default()).unwrap();
+    let theirs = a.producer(ProducerConfig::default().linger_ms(0)).unwrap();
+    for i in 0..3 {
+        let record = ProducerRecord::new("clicks").value(format!("theirs-{i}"));
+        theirs.send(record).unwrap().wait().unwrap();
+    }
+    drop(theirs);
+    a.close().unwrap();
+    drop(a);
+    for (path, _) in fs.files(Path::new("/a/clicks-0")) {
+        let bytes = fs.read_file(&path).unwrap();
+        let to = Path::new("/b/clicks-0").join(path.file_name().unwrap());
+        fs.write_file(&to, bytes);
+    }
+    let b = common::sim_store_at(&fs, "/b", config()).unwrap();
+    b.import_kafka_topic("clicks", TopicConfig::default())
+        .unwrap();
+    // An append: the partition is no longer clean for the crash.
+    let part = b.topic("clicks").unwrap().partition(0).unwrap();
+    part.append(&[Record::new(1, Some("k"), Some("mine"))])
+        .unwrap();
+    for mode in [CrashImage::KeepAll, CrashImage::DropAll] {
+        let image = fs.crash_image(mode);
+        let log = streamlog::log::Log::open_with_fs(
+            Arc::new(image) as Arc<dyn FileSystem>,
+            "/b/clicks-0",
+            Default::default(),
+        )
+        .unwrap();
+        assert_eq!(log.producer_epoch(1 << 48), None, "{mode:?}");
+        assert!(log.log_end_offset() >= 3, "{mode:?}");
     }
 }
