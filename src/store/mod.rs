@@ -532,9 +532,10 @@ impl Store {
     ///
     /// Committed offsets never expire (they go with this, and with their topic's
     /// deletion): unlike Kafka, which expires the offsets of a group left empty for
-    /// `offsets.retention.minutes` (7 days), the store keeps them, so that a consumer run once a month resumes
-    /// where it stopped rather than from `auto_offset_reset` (with `Latest`, past
-    /// every record appended meanwhile). Delete the groups a tool made up for one run.
+    /// `offsets.retention.minutes` (7 days), the store keeps them, so that a consumer
+    /// run once a month resumes where it stopped rather than from `auto_offset_reset`
+    /// (with `Latest`, past every record appended meanwhile). Delete the groups a tool
+    /// made up for one run.
     ///
     /// # Errors
     /// `GroupNotEmpty` while the group has members; `NotFound` for a group with no
