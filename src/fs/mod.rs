@@ -177,9 +177,12 @@ pub(crate) fn take_dir_lock(
 ) -> crate::Result<Vec<Box<dyn DirLock>>> {
     let mut locks = vec![take_lock(fs, dir)?];
     let legacy = dir.join(legacy_file);
-    if fs
-        .exists(&legacy)
-        .map_err(|e| crate::Error::io(format!("stat {}", legacy.display()), e))?
+    // On Windows `OsFs` locks a directory through that very file (`.lock`): a second
+    // handle's lock of it would conflict with the first.
+    if cfg!(unix)
+        && fs
+            .exists(&legacy)
+            .map_err(|e| crate::Error::io(format!("stat {}", legacy.display()), e))?
     {
         locks.push(take_lock(fs, &legacy)?);
     }

@@ -10,6 +10,10 @@ use bytes::Bytes;
 
 use super::{DirLock, File, FileSystem};
 
+/// The file a directory is locked through on Windows (see `OsFs::lock`).
+#[cfg(not(unix))]
+pub(crate) const WINDOWS_DIR_LOCK: &str = ".lock";
+
 /// Real files through `std::fs`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct OsFs;
@@ -302,15 +306,28 @@ impl FileSystem for OsFs {
     fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
         // A directory is locked through a read-only descriptor of itself (`flock` works
         // on any descriptor); a file is created if missing.
-        let f = if path.is_dir() {
-            fs::File::open(path)?
-        } else {
+        let lock_file = |path: &Path| {
             fs::OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(false)
-                .open(path)?
+                .open(path)
+        };
+        #[cfg(unix)]
+        let f = if path.is_dir() {
+            fs::File::open(path)?
+        } else {
+            lock_file(path)?
+        };
+        // Windows opens no directory as a file (nor locks one): a directory's lock is
+        // the file `.lock` in it, a name the store and a partition directory keep for
+        // a lock (see `take_dir_lock`).
+        #[cfg(not(unix))]
+        let f = if path.is_dir() {
+            lock_file(&path.join(WINDOWS_DIR_LOCK))?
+        } else {
+            lock_file(path)?
         };
         // A lock released just now may still be held a moment: a process that forked
         // while the holder had it open keeps a copy of the descriptor until it execs
