@@ -55,17 +55,18 @@ struct Published {
     gauges: std::collections::HashSet<SeriesKey>,
 }
 
-impl Default for RateWindow {
-    fn default() -> Self {
-        Self::opened_at(Instant::now())
-    }
-}
-
 impl RateWindow {
-    fn opened_at(opened: Instant) -> Self {
+    /// A window opening now on `catalog`'s totals so far: the syncs its open made (a
+    /// directory fsync per partition after a crash) are not counted in the first rates.
+    pub(super) fn opened_on(catalog: &Catalog) -> Self {
+        let now = totals(catalog.stats(), catalog.sync_latency().count);
+        Self::opened_at(Instant::now(), now)
+    }
+
+    fn opened_at(opened: Instant, totals: Totals) -> Self {
         RateWindow {
             opened,
-            samples: Mutex::new(VecDeque::from([(opened, [0; RATED.len() + 1])])),
+            samples: Mutex::new(VecDeque::from([(opened, totals)])),
             #[cfg(feature = "metrics")]
             published: Mutex::new(Published::default()),
         }
@@ -577,7 +578,7 @@ mod tests {
     #[test]
     fn rates_cover_at_least_a_minute_once_the_store_is_that_old() {
         let t0 = Instant::now();
-        let w = RateWindow::opened_at(t0);
+        let w = RateWindow::opened_at(t0, [0; RATED.len() + 1]);
         let at = |s: u64| t0 + Duration::from_secs(s);
         // 100 records/s for the first minute, then 10/s.
         let (_, span, r) = w.rates(at(30), &totals_of(3000));

@@ -127,6 +127,7 @@ impl Store {
         if report.is_eventful() {
             tracing::warn!("{}: recovery: {report:?}", catalog.dir().display());
         }
+        let rates = Arc::new(metrics::RateWindow::opened_on(&catalog));
         let store = Store {
             inner: Arc::new(StoreInner {
                 catalog,
@@ -137,7 +138,7 @@ impl Store {
                 closer: Mutex::new(None),
                 maintenance: Arc::default(),
                 recovery: Mutex::new(report),
-                rates: Arc::default(),
+                rates,
             }),
         };
         let config = store.inner.catalog.config();

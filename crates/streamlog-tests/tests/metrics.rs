@@ -578,3 +578,28 @@ fn the_maintenance_thread_publishes() {
     );
     store.close().unwrap();
 }
+
+/// The syncs a store's open made (two directory fsyncs at least; one per partition
+/// after a crash) were counted in the first minute's flush rate, as if made since the
+/// open: an idle store reported syncs per second it never made. The window starts on
+/// the totals at the open's end now.
+#[test]
+fn the_opens_own_syncs_are_not_in_the_first_rates() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path());
+    store
+        .create_topic("t", TopicConfig::default().partitions(8))
+        .unwrap();
+    store.close().unwrap();
+    drop(store);
+    let store = store_in(dir.path());
+    let m = store.metrics().unwrap();
+    assert!(m.log_flush.total > 0, "the open made syncs");
+    assert_eq!(m.log_flush.rate, 0.0, "{:?}", m.log_flush);
+    // A sync since the open counts.
+    let part = store.topic("t").unwrap().partition(0).unwrap();
+    part.append(&[Record::new(T0, Some("k"), Some("v"))])
+        .unwrap();
+    part.flush().unwrap();
+    assert!(store.metrics().unwrap().log_flush.rate > 0.0);
+}
