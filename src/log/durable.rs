@@ -344,12 +344,8 @@ impl Log {
             .inspect_err(|e| self.poison_with(e.to_string()))
     }
 
-    pub(super) fn write_recovery_point(&self, offset: i64) -> Result<()> {
-        self.write_recovery_point_steps(offset).map_err(|(_, e)| e)
-    }
-
-    /// [`write_recovery_point`](Self::write_recovery_point), telling which step failed.
-    fn write_recovery_point_steps(
+    /// Writes the recovery point (atomically, synced), telling which step failed.
+    pub(super) fn write_recovery_point_steps(
         &self,
         offset: i64,
     ) -> std::result::Result<(), (WriteStep, Error)> {

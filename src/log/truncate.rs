@@ -113,11 +113,20 @@ impl Log {
         let reopened = rebuilt.first_open_offset().unwrap_or(i64::MAX);
         self.first_unstable.fetch_min(reopened, Ordering::AcqRel);
         let record_only = std::cell::Cell::new(false);
-        let cut = self.truncate_locked(&mut fl, &mut w, (&segs, idx, pos, new_end), &record_only);
+        let unchanged = std::cell::Cell::new(false);
+        let cut = self.truncate_locked(
+            &mut fl,
+            &mut w,
+            (&segs, idx, pos, new_end),
+            (&record_only, &unchanged),
+        );
         if cut.is_ok() {
             // Batches past the new end are gone: a producer re-sending one appends it
             // again.
             w.producers.truncate_to(new_end, &rebuilt);
+            self.publish_first_unstable(&w);
+        } else if unchanged.get() {
+            // Nothing was cut: the last stable offset is the log's again.
             self.publish_first_unstable(&w);
         }
         // Else the log in memory is still the one before the cut (its segment list and
@@ -145,6 +154,7 @@ impl Log {
         // the marker: every byte was synced before it, and nothing was cut.)
         if let Err(e) = &result
             && !record_only.get()
+            && !unchanged.get()
         {
             self.poison_with(format!("truncation failed part-way: {e}"));
         }
@@ -165,13 +175,15 @@ impl Log {
 
     /// The cut itself, at `pos` of `segs[idx]`, ending the log at `new_end`. Sets
     /// `record_only` when it failed at the durable position's record alone (after every
-    /// fsync of data succeeded, before anything was cut).
+    /// fsync of data succeeded, before anything was cut), and `unchanged` when it failed
+    /// writing the lowered recovery point short of an fsync (ENOSPC): every byte was
+    /// synced, nothing else was written, and the log takes writes as it did.
     fn truncate_locked(
         &self,
         fl: &mut FlushState,
         w: &mut Writer,
         (segs, idx, pos, new_end): (&[Arc<Segment>], usize, u64, i64),
-        record_only: &std::cell::Cell<bool>,
+        (record_only, unchanged): (&std::cell::Cell<bool>, &std::cell::Cell<bool>),
     ) -> Result<()> {
         let seg = segs[idx].clone();
         // 0. Everything written so far is synced first, so the durable position written
@@ -202,7 +214,11 @@ impl Log {
         // 1. Recovery must rescan the affected segment, and must treat everything after
         //    the cut as not durable, before anything is changed.
         if fl.recovery_point > seg.base {
-            self.write_recovery_point(seg.base)?;
+            self.write_recovery_point_steps(seg.base)
+                .map_err(|(step, e)| {
+                    unchanged.set(!step.is_fsync());
+                    e
+                })?;
             fl.recovery_point = seg.base;
             fl.point_on_disk = true;
         }

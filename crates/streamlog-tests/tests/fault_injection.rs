@@ -472,6 +472,46 @@ fn enospc_moving_the_log_start_does_not_poison() {
     }
 }
 
+/// From a hunt: `truncate_to` lowers the recovery point (through a temporary file)
+/// before it cuts anything; on a full disk, writing it failed with ENOSPC, which
+/// poisoned the log although every byte was synced and nothing was cut. ENOSPC at every
+/// operation of a truncation below the recovery point: a failure in writing the
+/// recovery point that struck no fsync leaves every record and the log taking writes,
+/// and the truncation done again succeeds.
+#[test]
+fn enospc_lowering_the_recovery_point_in_a_truncation_does_not_poison() {
+    let mut struck = 0;
+    for k in 1.. {
+        let fs = SimFs::new();
+        let log = open_sim(&fs, small_config()).unwrap();
+        append_batches(&log, 0..20, 3);
+        log.flush().unwrap();
+        assert!(log.segments().len() > 2, "the appends rolled");
+        let before = read_values(&log).unwrap();
+        let at = fs.op_count() + k;
+        fs.inject(Fault::Enospc, at, false);
+        let result = log.truncate_to(6);
+        fs.clear_faults();
+        if fs.op_count() < at {
+            assert_eq!(result.unwrap(), 6);
+            break;
+        }
+        if let Err(e) = &result
+            && e.to_string().contains("recovery-point-offset-checkpoint")
+            && fs.failed_sync_count() == 0
+        {
+            struck += 1;
+            assert_eq!(log.poison_reason(), None, "ENOSPC at {k}: {e}");
+            assert!(read_values(&log).unwrap() == before, "ENOSPC at {k}: cut");
+            assert_eq!(log.truncate_to(6).unwrap(), 6, "ENOSPC at {k}, again");
+            log.append(&mut batch(99, 1, Compression::None)).unwrap();
+            assert_eq!(log.log_end_offset(), 7);
+        }
+        assert!(k < 5_000);
+    }
+    assert!(struck > 0, "no ENOSPC struck the recovery point's write");
+}
+
 /// A flush across a roll moves the recovery point to the new segment through a
 /// temporary file. On a full disk, writing it failed with ENOSPC, which poisoned the
 /// log although the data and the durable position were synced. ENOSPC at every
