@@ -433,7 +433,14 @@ impl DurableFile {
         if self.last == Some(p) {
             return Ok(());
         }
-        let seq = self.seq + 1;
+        // Past the bound `decode_slot` accepts only from a damaged (CRC-valid) slot:
+        // written, the next open would refuse it and take the stale one. Loud instead.
+        let Some(seq) = self.seq.checked_add(1).filter(|&s| s < MAX_SLOT_SEQ) else {
+            self.failed = true;
+            return Err(std::io::Error::other(
+                "the durable position's slot sequence is exhausted (a damaged slot)",
+            ));
+        };
         self.file
             .write_all_at(&encode_slot(seq, p), (seq % 2) * SLOT_STRIDE)
             .and_then(|()| self.file.sync_data())
@@ -464,6 +471,37 @@ mod tests {
         assert_eq!(decode_slot(&encode_slot(MAX_SLOT_SEQ, p)), None);
         assert_eq!(decode_slot(&encode_slot(i64::MAX as u64, p)), None);
         assert_eq!(decode_slot(&encode_slot(u64::MAX, p)), None);
+    }
+
+    /// The last sequence a slot may hold is written no further: the write fails (and
+    /// the file refuses more) rather than write a slot the next open would refuse.
+    #[test]
+    fn a_write_past_the_last_sequence_fails() {
+        let fs = crate::fs::SimFs::new();
+        let dir = Path::new("/d");
+        fs.create_dir_all(dir).unwrap();
+        let p = DurablePoint {
+            segment_base: 0,
+            position: 100,
+            next_offset: 5,
+            log_start: 0,
+        };
+        let mut file = DurableFile::create(&fs, dir, MAX_SLOT_SEQ - 2).unwrap();
+        file.write(p).unwrap();
+        assert_eq!(
+            DurableFile::read(&fs, dir).unwrap(),
+            (MAX_SLOT_SEQ - 1, Some(p))
+        );
+        let later = DurablePoint {
+            next_offset: 6,
+            ..p
+        };
+        assert!(file.write(later).is_err());
+        assert!(file.write(later).is_err(), "never tried again");
+        assert_eq!(
+            DurableFile::read(&fs, dir).unwrap(),
+            (MAX_SLOT_SEQ - 1, Some(p))
+        );
     }
 
     #[test]
