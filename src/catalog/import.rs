@@ -125,7 +125,16 @@ impl Catalog {
         let mut parts: Vec<Arc<PartitionState>> = Vec::with_capacity(dirs.len());
         for p in 0..dirs.len() as i32 {
             let part = inner.open_partition(name, topic_id, p, &config)?;
-            part.log().forget_adopted_producers()?;
+            if let Err(e) = part.log().forget_adopted_producers() {
+                if part.log().poison_reason().is_some() {
+                    // An fsync failed: retried by an import in this process, it would
+                    // be taken for covering what the failed one left. The name waits
+                    // for the next open, as for the directory fsync above.
+                    let reason = format!("the import of `{name}` failed at an fsync ({e})");
+                    super::ddl::unsettle(&mut ddl, name, reason);
+                }
+                return Err(e);
+            }
             parts.push(part);
         }
         let meta = TopicMeta {

@@ -29,8 +29,8 @@ impl Log {
     /// dropped, or refused as out of order). Returns how many were forgotten.
     ///
     /// The state left is the snapshot at the base of a new active segment (rolled to if
-    /// the active one holds data), synced, and the log flushed, so that the recovery
-    /// point reaches it: a rebuild after a crash starts only from a snapshot at a
+    /// the active one holds data), synced, and the log flushed, the recovery point
+    /// moved to it: a rebuild after a crash starts only from a snapshot at a
     /// segment base at or below the recovery point, and from an older one it would
     /// replay the forgotten producers' batches again.
     ///
@@ -40,10 +40,10 @@ impl Log {
     pub(crate) fn forget_adopted_producers(&self) -> Result<usize> {
         self.check_writable()?;
         let mut w = self.writer.lock();
+        // Done whatever is remembered now: a clean open of a directory without a
+        // snapshot at its end starts empty, while a rebuild after a crash would replay
+        // producers from an older snapshot.
         let forgotten = w.producers.forget_all_but_open();
-        if forgotten == 0 {
-            return Ok(0);
-        }
         self.touch()?;
         let base = self.next_offset.load(Ordering::Acquire);
         if w.active.size() > 0 {
@@ -63,6 +63,19 @@ impl Log {
         )?;
         drop(w);
         self.flush()?;
+        // The flush leaves the recovery point behind when it cannot write it short of
+        // an fsync (ENOSPC), and moves nothing with nothing to sync: here it must move.
+        let mut fl = self.flush_state.lock();
+        if fl.recovery_point < base {
+            self.write_recovery_point_steps(base).map_err(|(step, e)| {
+                if step.is_fsync() {
+                    self.poison_data_synced(e.to_string());
+                }
+                e
+            })?;
+            fl.recovery_point = base;
+            fl.point_on_disk = true;
+        }
         Ok(forgotten)
     }
 }

@@ -954,3 +954,54 @@ fn the_imports_forgetting_survives_a_crash() {
         assert!(log.log_end_offset() >= 3, "{mode:?}");
     }
 }
+
+/// From a review: the import forgot durably only when it had producers to forget. A
+/// directory closed after its producers expired opens clean with none, though the
+/// snapshot at its last segment's base remembers one: after an import, an append and
+/// a crash, the rebuild started there and the other store's producer was back. The
+/// import makes the empty state durable too.
+#[test]
+fn the_imports_forgetting_covers_producers_only_a_snapshot_remembers() {
+    use std::sync::Arc;
+    use streamlog::StoreConfig;
+    use streamlog::fs::{CrashImage, FileSystem, SimFs};
+    const THEIRS: i64 = 1 << 48;
+    let fs = SimFs::new();
+    let sim = || Arc::new(fs.clone()) as Arc<dyn FileSystem>;
+    let log = streamlog::log::Log::open_with_fs(sim(), "/a/clicks-0", Default::default()).unwrap();
+    let mut b = streamlog::BatchBuilder::new().producer(THEIRS, 0, 0);
+    b.push(1_700_000_000_000, Some(b"k"), Some(b"theirs"), &[])
+        .unwrap();
+    log.append(&mut b.finish().unwrap()).unwrap();
+    log.roll().unwrap();
+    let mut b = streamlog::BatchBuilder::new();
+    b.push(1_700_000_000_000, Some(b"k"), Some(b"plain"), &[])
+        .unwrap();
+    log.append(&mut b.finish().unwrap()).unwrap();
+    log.flush().unwrap();
+    assert_eq!(log.expire_producers(0), 1);
+    log.close().unwrap();
+    for (path, _) in fs.files(Path::new("/a/clicks-0")) {
+        let bytes = fs.read_file(&path).unwrap();
+        let to = Path::new("/b/clicks-0").join(path.file_name().unwrap());
+        fs.write_file(&to, bytes);
+    }
+    let store = common::sim_store_at(
+        &fs,
+        "/b",
+        StoreConfig::default().background_maintenance(false),
+    )
+    .unwrap();
+    store
+        .import_kafka_topic("clicks", TopicConfig::default())
+        .unwrap();
+    let part = store.topic("clicks").unwrap().partition(0).unwrap();
+    part.append(&[Record::new(1, Some("k"), Some("mine"))])
+        .unwrap();
+    for mode in [CrashImage::KeepAll, CrashImage::DropAll] {
+        let image = Arc::new(fs.crash_image(mode)) as Arc<dyn FileSystem>;
+        let log =
+            streamlog::log::Log::open_with_fs(image, "/b/clicks-0", Default::default()).unwrap();
+        assert_eq!(log.producer_epoch(THEIRS), None, "{mode:?}");
+    }
+}
