@@ -634,10 +634,13 @@ fn a_waker_that_calls_into_the_store_does_not_hang_its_close() {
     });
 }
 
+/// What a [`RunsWhenWoken`] runs.
+type Step = Box<dyn FnOnce() -> streamlog::Result<()> + Send>;
+
 /// A waker that, when woken, runs a step at once (an executor that polls the woken task
 /// inline), and sends its result.
 struct RunsWhenWoken {
-    step: parking_lot::Mutex<Option<Box<dyn FnOnce() -> streamlog::Result<()> + Send>>>,
+    step: parking_lot::Mutex<Option<Step>>,
     done: parking_lot::Mutex<std::sync::mpsc::Sender<streamlog::Result<()>>>,
 }
 
