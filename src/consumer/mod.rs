@@ -605,9 +605,12 @@ impl Consumer {
                 .partition(tp.topic(), tp.partition())
                 .is_ok_and(|p| Some(p.topic_id) == id)
         };
-        self.groups
-            .commit(&part, group, member, &commits, now, &live)?;
+        let committed = self
+            .groups
+            .commit(&part, group, member, &commits, now, &live);
+        // Ok or not: a poll waiting for the commit in flight goes on.
         part.wake();
+        committed?;
         self.catalog.stats().add(Counter::Commits, 1);
         Ok(())
     }

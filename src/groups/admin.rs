@@ -177,8 +177,7 @@ impl Coordinator {
                 .partition(tp.topic(), tp.partition())
                 .is_ok_and(|p| Some(p.topic_id) == id)
         };
-        let committed =
-            self.commit_unwoken(&offsets, group, None, &commits, offsets.now_ms(), &live);
+        let committed = self.commit(&offsets, group, None, &commits, offsets.now_ms(), &live);
         // Woken once the lock is let go (a waker may poll its task inline).
         drop(admin);
         offsets.wake();

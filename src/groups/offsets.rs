@@ -144,28 +144,10 @@ impl Coordinator {
     /// partitions), the group must have no live members, whose offsets it would move
     /// (Kafka answers such a commit `UNKNOWN_MEMBER_ID`).
     ///
-    /// Waiters are woken on return (a poll waiting for the commit in flight goes on),
-    /// with no lock held: a waker may poll its task inline, and the task commit.
+    /// The caller wakes `offsets_log`'s waiters once it returns, Ok or not (a poll
+    /// waiting for the commit in flight goes on), with no lock held: a waker may poll
+    /// its task inline, and the task commit.
     pub(crate) fn commit(
-        &self,
-        offsets_log: &PartitionState,
-        group: &str,
-        member: Option<&str>,
-        offsets: &BTreeMap<TopicPartition, Commit>,
-        now_ms: i64,
-        live: &dyn Fn(&TopicPartition, Option<TopicId>) -> bool,
-    ) -> Result<()> {
-        if offsets.is_empty() {
-            return Ok(());
-        }
-        let result = self.commit_unwoken(offsets_log, group, member, offsets, now_ms, live);
-        offsets_log.wake();
-        result
-    }
-
-    /// [`commit`](Self::commit), without the wake-up: for a caller holding a lock of
-    /// its own, which wakes once it lets go of it.
-    pub(crate) fn commit_unwoken(
         &self,
         offsets_log: &PartitionState,
         group: &str,

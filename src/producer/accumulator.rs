@@ -198,21 +198,6 @@ impl AccState {
         reclaimed
     }
 
-    /// Bytes the buffers of the open batches have allocated (a test hook).
-    #[cfg(feature = "internals")]
-    pub(super) fn open_batch_allocations(&self) -> usize {
-        self.open
-            .iter()
-            .filter_map(|(&id, &(topic, partition, _))| {
-                let pa = self.accs.get(topic)?.parts.get(partition as usize)?;
-                let open = pa.open.lock();
-                open.as_ref()
-                    .filter(|b| b.id == id)
-                    .map(|b| b.builder.capacity())
-            })
-            .sum()
-    }
-
     /// Closes every open batch (for `flush`, `buffer_memory` and close).
     pub(super) fn close_all(&mut self) -> Vec<Closed> {
         let ids: Vec<u64> = self.open.keys().copied().collect();

@@ -108,7 +108,16 @@ impl Producer {
     #[cfg(feature = "internals")]
     pub(crate) fn open_batch_allocations(&self) -> usize {
         let st = self.handle.shared.state.lock();
-        st.open_batch_allocations()
+        st.open
+            .iter()
+            .filter_map(|(&id, &(topic, partition, _))| {
+                let pa = st.accs.get(topic)?.parts.get(partition as usize)?;
+                let open = pa.open.lock();
+                open.as_ref()
+                    .filter(|b| b.id == id)
+                    .map(|b| b.builder.capacity())
+            })
+            .sum()
     }
 }
 

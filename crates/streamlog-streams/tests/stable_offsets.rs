@@ -16,6 +16,26 @@ use streamlog_streams::{
     StreamsError, serdes,
 };
 
+/// Ten records of key `k` (`v0`..`v9`, timestamps 0..9) in `in-0`.
+fn append_ten(store: &Store) {
+    let input = store.topic("in").unwrap().partition(0).unwrap();
+    for i in 0..10 {
+        input
+            .append(&[Record::new(i, Some("k"), Some(format!("v{i}")))])
+            .unwrap();
+    }
+}
+
+/// A producer of transactional id `other` in a transaction.
+fn in_a_transaction(store: &Store) -> streamlog::Producer {
+    let other = store
+        .producer(ProducerConfig::default().transactional_id("other"))
+        .unwrap();
+    other.init_transactions().unwrap();
+    other.begin_transaction().unwrap();
+    other
+}
+
 /// Another producer's transaction holds offset 5 of `in-0` for the application's
 /// group. The application's threads find the partition's position unresolved (its
 /// `position` is `Timeout`), which their commit took for a failure: the thread
@@ -27,17 +47,8 @@ fn an_application_waits_for_pending_offsets_and_starts_where_they_commit() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     create_topics(&store, &[("in", 1), ("out", 1)]);
-    let input = store.topic("in").unwrap().partition(0).unwrap();
-    for i in 0..10 {
-        input
-            .append(&[Record::new(i, Some("k"), Some(format!("v{i}")))])
-            .unwrap();
-    }
-    let other = store
-        .producer(ProducerConfig::default().transactional_id("other"))
-        .unwrap();
-    other.init_transactions().unwrap();
-    other.begin_transaction().unwrap();
+    append_ten(&store);
+    let other = in_a_transaction(&store);
     other
         .send_offsets_to_transaction(
             &BTreeMap::from([(TopicPartition::new("in", 0), 5)]),
@@ -88,18 +99,9 @@ fn a_store_restored_while_input_offsets_are_pending_reads_what_their_transaction
             TopicConfig::default().cleanup_policy(CleanupPolicy::Compact),
         )
         .unwrap();
-    let input = store.topic("in").unwrap().partition(0).unwrap();
-    for i in 0..10 {
-        input
-            .append(&[Record::new(i, Some("k"), Some(format!("v{i}")))])
-            .unwrap();
-    }
+    append_ten(&store);
     // The previous owner counted 0..5 in the transaction it is committing.
-    let other = store
-        .producer(ProducerConfig::default().transactional_id("other"))
-        .unwrap();
-    other.init_transactions().unwrap();
-    other.begin_transaction().unwrap();
+    let other = in_a_transaction(&store);
     let sent = other
         .send(
             ProducerRecord::new("count-counts-changelog")
