@@ -127,10 +127,11 @@ impl Catalog {
             let part = inner.open_partition(name, topic_id, p, &config)?;
             if let Err(e) = part.log().forget_adopted_producers() {
                 if part.log().poison_reason().is_some() {
-                    // An fsync failed: retried by an import in this process, it would
-                    // be taken for covering what the failed one left. The name waits
-                    // for the next open, as for the directory fsync above.
-                    let reason = format!("the import of `{name}` failed at an fsync ({e})");
+                    // The log was poisoned (a failed fsync, say): retried by an import
+                    // in this process, a later fsync would be taken for covering what
+                    // the failed one left. The name waits for the next open, as for the
+                    // directory fsync above.
+                    let reason = format!("the import of `{name}` poisoned a partition ({e})");
                     super::ddl::unsettle(&mut ddl, name, reason);
                 }
                 return Err(e);

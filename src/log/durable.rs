@@ -285,7 +285,7 @@ impl Log {
 
     /// Writes (and fsyncs) the newest durable position a flush left to record, if any.
     /// Poisons on failure: the flush synced its data, so that alone is not at risk.
-    fn record_pending(&self) -> Result<()> {
+    pub(super) fn record_pending(&self) -> Result<()> {
         self.record_pending_in(&mut self.durable_file.lock())
     }
 

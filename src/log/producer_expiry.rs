@@ -8,7 +8,7 @@
 use std::sync::atomic::Ordering;
 
 use super::Log;
-use super::checkpoint::write_atomic_steps;
+use super::checkpoint::{DurablePoint, write_atomic_steps};
 use super::segment::file_name;
 use crate::error::{Result, io_ctx};
 
@@ -67,6 +67,21 @@ impl Log {
         // an fsync (ENOSPC), and moves nothing with nothing to sync: here it must move.
         let mut fl = self.flush_state.lock();
         if fl.recovery_point < base {
+            // A durable position at the new base first: an open trusts a recovery
+            // point only with one at or past it (a directory without one, whose flush
+            // had nothing to sync, has none). Everything below it is synced: by the
+            // flush, or before the directory was closed clean.
+            let point = {
+                let w = self.writer.lock();
+                DurablePoint {
+                    segment_base: w.active.base,
+                    position: w.active.size(),
+                    next_offset: self.log_end_offset(),
+                    log_start: self.log_start_offset(),
+                }
+            };
+            *self.durable_pending.lock() = Some(point);
+            self.record_pending()?;
             self.write_recovery_point_steps(base).map_err(|(step, e)| {
                 if step.is_fsync() {
                     self.poison_data_synced(e.to_string());
