@@ -285,17 +285,7 @@ impl Log {
         if self.tombstone_horizon.load(Ordering::Acquire) != ctx.next_horizon {
             let text =
                 checkpoint::recovery_point_text(&self.topic, self.partition, ctx.next_horizon);
-            let tmp = format!("{HORIZON_FILE}.tmp");
-            let fs = self.fs.as_ref();
-            checkpoint::write_atomic_steps(fs, &self.dir, HORIZON_FILE, &tmp, text.as_bytes())
-                .map_err(|(step, e)| {
-                    let path = self.dir.join(HORIZON_FILE);
-                    let e = io_ctx(format!("write {}", path.display()))(e);
-                    if step.is_fsync() {
-                        self.poison_with(e.to_string());
-                    }
-                    e
-                })?;
+            self.write_file_or_poison(HORIZON_FILE, text.as_bytes(), "write", false)?;
             self.tombstone_horizon
                 .store(ctx.next_horizon, Ordering::Release);
         }
@@ -623,17 +613,7 @@ impl Log {
     pub(super) fn write_clean_offset(&self, offset: i64, raised: bool) -> Result<()> {
         *self.cleaner_offset.lock() = offset;
         let text = checkpoint::recovery_point_text(&self.topic, self.partition, offset);
-        let tmp = format!("{CLEANER_OFFSET_FILE}.tmp");
-        let fs = self.fs.as_ref();
-        checkpoint::write_atomic_steps(fs, &self.dir, CLEANER_OFFSET_FILE, &tmp, text.as_bytes())
-            .map_err(|(step, e)| {
-                let path = self.dir.join(CLEANER_OFFSET_FILE);
-                let e = io_ctx(format!("write {}", path.display()))(e);
-                if step.is_fsync() || !raised {
-                    self.poison_with(e.to_string());
-                }
-                e
-            })
+        self.write_file_or_poison(CLEANER_OFFSET_FILE, text.as_bytes(), "write", !raised)
     }
 }
 

@@ -483,6 +483,29 @@ impl Log {
         self.poison_only(reason);
     }
 
+    /// Writes `bytes` as the partition's file `name` through `name.tmp` (atomically,
+    /// synced; see [`checkpoint::write_atomic_steps`]). A failed fsync poisons, as does
+    /// any failure with `poison_any`; a failed write, create or rename (ENOSPC) changed
+    /// nothing on disk and otherwise does not. `what` starts the error's context.
+    pub(super) fn write_file_or_poison(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        what: &str,
+        poison_any: bool,
+    ) -> Result<()> {
+        let tmp = format!("{name}.tmp");
+        checkpoint::write_atomic_steps(self.fs.as_ref(), &self.dir, name, &tmp, bytes).map_err(
+            |(step, e)| {
+                let e = io_ctx(format!("{what} {}", self.dir.join(name).display()))(e);
+                if poison_any || step.is_fsync() {
+                    self.poison_with(e.to_string());
+                }
+                e
+            },
+        )
+    }
+
     /// Sets the poison (the first reason stays).
     fn poison_only(&self, reason: String) {
         tracing::error!("log {} poisoned: {reason}", self.dir.display());

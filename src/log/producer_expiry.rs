@@ -8,9 +8,9 @@
 use std::sync::atomic::Ordering;
 
 use super::Log;
-use super::checkpoint::{DurablePoint, write_atomic_steps};
+use super::checkpoint::DurablePoint;
 use super::segment::file_name;
-use crate::error::{Result, io_ctx};
+use crate::error::Result;
 
 impl Log {
     /// Forgets the producers whose last batch is older than `max_age_ms` by this log's
@@ -50,17 +50,8 @@ impl Log {
             self.roll_locked(&mut w, base)?;
         }
         let name = file_name(base, "snapshot");
-        let tmp = format!("{name}.tmp");
         let bytes = w.producers.encode_snapshot();
-        write_atomic_steps(self.fs.as_ref(), &self.dir, &name, &tmp, &bytes).map_err(
-            |(step, e)| {
-                let e = io_ctx(format!("write the producer snapshot {name}"))(e);
-                if step.is_fsync() {
-                    self.poison_with(e.to_string());
-                }
-                e
-            },
-        )?;
+        self.write_file_or_poison(&name, &bytes, "write the producer snapshot", false)?;
         drop(w);
         self.flush()?;
         // The flush leaves the recovery point behind when it cannot write it short of

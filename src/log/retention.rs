@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use super::Log;
 use super::segment::Segment;
-use crate::error::{Error, Result, io_ctx};
+use crate::error::{Error, Result};
 
 /// What a retention pass may delete. Built by the store from the topic config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,19 +223,6 @@ impl Log {
     pub(super) fn write_log_start(&self, offset: i64) -> Result<()> {
         let text = super::checkpoint::recovery_point_text(&self.topic, self.partition, offset);
         let file = super::checkpoint::LOG_START_FILE;
-        super::checkpoint::write_atomic_steps(
-            self.fs.as_ref(),
-            &self.dir,
-            file,
-            &format!("{file}.tmp"),
-            text.as_bytes(),
-        )
-        .map_err(|(step, e)| {
-            let e = io_ctx(format!("write {}", self.dir.join(file).display()))(e);
-            if step.is_fsync() {
-                self.poison_with(e.to_string());
-            }
-            e
-        })
+        self.write_file_or_poison(file, text.as_bytes(), "write", false)
     }
 }

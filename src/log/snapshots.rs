@@ -174,20 +174,7 @@ impl Log {
                 continue;
             }
             let name = file_name(offset, "snapshot");
-            let tmp = format!("{name}.tmp");
-            checkpoint::write_atomic_steps(fs, &self.dir, &name, &tmp, &bytes).map_err(
-                |(step, e)| {
-                    let what = format!(
-                        "rewrite the producer snapshot {}",
-                        self.dir.join(&name).display()
-                    );
-                    let e = io_ctx(what)(e);
-                    if step.is_fsync() {
-                        self.poison_with(e.to_string());
-                    }
-                    e
-                },
-            )?;
+            self.write_file_or_poison(&name, &bytes, "rewrite the producer snapshot", false)?;
         }
         Ok(())
     }
