@@ -448,10 +448,11 @@ impl Sink {
     /// Kafka holds must survive a power cut of the store: else the store, recovered
     /// shorter, would give its offsets to new records, and the next run would resume
     /// past them (Kafka's copy says they were sent) and never copy them. A record of a
-    /// transaction needs its COMMIT marker as well, which lies past it, below the last
-    /// stable offset (a transaction is visible once its marker is appended, before the
-    /// marker's fsync; recovered without it, the transaction is aborted): where the
-    /// records came from transactions, the fsync covers the last stable offset.
+    /// transaction needs its COMMIT marker as well, which lies past it (a transaction is
+    /// visible once its marker is appended, before the marker's fsync; recovered
+    /// without it, the transaction is aborted): where the records came from
+    /// transactions, the fsync covers the log end. (Not only the last stable offset:
+    /// another transaction open since before the marker holds that below the marker.)
     fn make_durable(&self, records: &streamlog::ConsumerRecords) -> Result<()> {
         // Each partition's first record and the offset after its last. (A poll's
         // records come from a few partitions.)
@@ -487,15 +488,10 @@ impl Sink {
             };
             let durable = part.durable_offset();
             // Read only when the records themselves are durable: a flush covers all.
-            let undecided_marker = || {
-                let stable = self
-                    .consumer
-                    .end_offsets(std::slice::from_ref(&tp))
-                    .ok()
-                    .and_then(|m| m.get(&tp).copied())
-                    .unwrap_or(end);
-                durable < stable && from_a_transaction(&part, first, end)
-            };
+            // The marker was appended before the poll saw the records, so the log end
+            // read now lies past it.
+            let undecided_marker =
+                || durable < part.log_end_offset() && from_a_transaction(&part, first, end);
             if durable < end || undecided_marker() {
                 match part.flush() {
                     Ok(_) | Err(streamlog::Error::Closed { .. }) => {}

@@ -34,6 +34,17 @@ fn three_in_a_transaction(store: &Store, topic: &str) -> streamlog::Producer {
 /// its COMMIT marker appended but not fsync'd (the commit's fsync failed: the
 /// partition is poisoned). `None` if no fault point gives that.
 fn committed_but_marker_not_durable(k: u64) -> Option<(SimFs, Store)> {
+    marker_not_durable(k, false).map(|(fs, store, _)| (fs, store))
+}
+
+/// As [`committed_but_marker_not_durable`]; with `other_open`, a second transaction
+/// (another producer's) holds one record at offset 3, fsync'd and still open, so the
+/// marker is at 4 and the last stable offset stays at 3, below the marker. Returned:
+/// the open transaction's producer (dropping it would abort its transaction).
+fn marker_not_durable(
+    k: u64,
+    other_open: bool,
+) -> Option<(SimFs, Store, Option<streamlog::Producer>)> {
     let fs = SimFs::new();
     let store = Store::open_with(
         "/store",
@@ -44,12 +55,24 @@ fn committed_but_marker_not_durable(k: u64) -> Option<(SimFs, Store)> {
     .unwrap();
     store.create_topic("t", TopicConfig::default()).unwrap();
     let producer = three_in_a_transaction(&store, "t");
+    let other = other_open.then(|| {
+        let other = store
+            .producer(ProducerConfig::default().transactional_id("tx2"))
+            .unwrap();
+        other.init_transactions().unwrap();
+        other.begin_transaction().unwrap();
+        let sent = other.send(ProducerRecord::new("t").value("open").partition(0));
+        sent.unwrap().wait().unwrap();
+        other
+    });
     let part = store.topic("t").unwrap().partition(0).unwrap();
     part.flush().unwrap();
+    let durable = part.durable_offset();
     fs.inject(Fault::Eio, fs.op_count() + k, false);
     let failed = producer.commit_transaction().is_err();
     fs.clear_faults();
-    (failed && part.log_end_offset() == 4 && part.durable_offset() == 3).then_some((fs, store))
+    let marker_only = part.log_end_offset() == durable + 1 && part.durable_offset() == durable;
+    (failed && marker_only).then_some((fs, store, other))
 }
 
 /// From a bridge review: the sink fsync'd only up to the records it sent. A
@@ -64,6 +87,31 @@ fn a_transaction_goes_to_kafka_only_once_its_marker_is_durable() {
     let Some((_fs, store)) = (1..40).find_map(committed_but_marker_not_durable) else {
         panic!("no fault point fails the marker's fsync alone");
     };
+    kafka.prepare_topic("t", 1);
+    let result = Mirror::to_kafka(&store, kafka.sink(&["t"])).unwrap().join();
+    assert!(
+        result.is_err(),
+        "the sink sent records whose marker is not durable"
+    );
+    assert!(
+        common::read_kafka(&kafka.bootstrap, "t", 1).is_empty(),
+        "Kafka holds records of a transaction the store may abort"
+    );
+}
+
+/// From a bridge hunt: the sink fsync'd a transaction's marker only while the store was
+/// durable below the last stable offset. Another transaction open since before the
+/// marker holds the last stable offset below the marker (here at 3, the marker at 4,
+/// durable 4): the check passed, the records went to Kafka, and a power cut then would
+/// abort the transaction whose records Kafka holds.
+#[test]
+fn a_transaction_waits_for_its_marker_while_another_is_open() {
+    let kafka = Kafka::start();
+    let Some((_fs, store, _open)) = (1..40).find_map(|k| marker_not_durable(k, true)) else {
+        panic!("no fault point fails the marker's fsync alone");
+    };
+    let part = store.topic("t").unwrap().partition(0).unwrap();
+    assert_eq!((part.log_end_offset(), part.durable_offset()), (5, 4));
     kafka.prepare_topic("t", 1);
     let result = Mirror::to_kafka(&store, kafka.sink(&["t"])).unwrap().join();
     assert!(
