@@ -351,9 +351,14 @@ impl Consumer {
                 continue;
             }
             let a = &self.assigned[tp];
-            // Out of range at the read below: where a seek not read from yet asked to
-            // go, else auto_offset_reset.
-            let reset_to = a.sought.unwrap_or(self.config.auto_offset_reset);
+            // Out of range at the read below: to the beginning if a seek there was not
+            // read from yet, else auto_offset_reset. (A seek to the end is not gone to
+            // again: resolved, it has done its work, and going to the end once more
+            // would skip what was appended since, which `Earliest` would return.)
+            let reset_to = match a.sought {
+                Some(OffsetReset::Earliest) => OffsetReset::Earliest,
+                _ => self.config.auto_offset_reset,
+            };
             let position = match a.position {
                 Some(p) => p,
                 None => {

@@ -63,9 +63,11 @@ struct Assigned {
     /// The end a `seek_to_beginning` (`Earliest`) or `seek_to_end` (`Latest`) asked
     /// for, until a read from the position it gave: while `position` is `None` it is
     /// resolved there (as Kafka resolves these seeks) at the next poll or `position`;
-    /// then, should the log move past that position before a poll reads from it (one
-    /// whose byte budget earlier partitions spent reads nothing of it), it is gone to
-    /// again rather than by `auto_offset_reset`.
+    /// then, should the log start move past that position before a poll reads from it
+    /// (one whose byte budget earlier partitions spent reads nothing of it), a seek to
+    /// the beginning is gone to again rather than by `auto_offset_reset` (which could
+    /// skip to the end); a seek to the end is not (that could skip what `Earliest`
+    /// returns).
     sought: Option<OffsetReset>,
     paused: bool,
     /// Batches read but not yet wholly returned (at and after `position`).
@@ -315,7 +317,8 @@ impl Consumer {
     /// Moves to the log end of each partition (all assigned if empty; the last stable
     /// offset for a read_committed consumer), as it is at the next
     /// [`poll`](Self::poll) or [`position`](Self::position) (as Kafka resolves it).
-    /// Records fetched and not yet returned are dropped.
+    /// Once resolved, the position is as any other: should the log start pass it later,
+    /// `auto_offset_reset` applies. Records fetched and not yet returned are dropped.
     ///
     /// # Errors
     /// `InvalidArgument` for an unassigned partition; `Closed`.

@@ -693,6 +693,42 @@ fn a_seek_to_the_beginning_holds_until_a_poll_reads_from_it() {
     assert_eq!(offsets[0], 5);
 }
 
+/// From a consumer hunt: a `seek_to_end` resolved by a poll that found the partition
+/// caught up (nothing to read) was kept, and a later out-of-range read reset by it
+/// (`Latest`) rather than by `auto_offset_reset` (`Earliest` here): the records appended
+/// after the seek that retention left (15..19) were skipped. Kafka drops the seek once
+/// the position is resolved; so does this now for a seek to the end.
+#[test]
+fn a_resolved_seek_to_the_end_does_not_decide_a_later_reset() {
+    let (_dir, store) = temp_topic_t(1);
+    let p = store.producer(ProducerConfig::default()).unwrap();
+    let send = |r: std::ops::Range<i32>| {
+        for i in r {
+            let _ = p
+                .send(ProducerRecord::new("t").value(i.to_string()))
+                .unwrap();
+        }
+        p.flush().unwrap();
+    };
+    send(0..10);
+    let t0 = tp("t", 0);
+    let config = ConsumerConfig::default().auto_offset_reset(OffsetReset::Earliest);
+    let mut c = store.consumer(config).unwrap();
+    c.assign(std::slice::from_ref(&t0)).unwrap();
+    c.seek_to_end(&[]).unwrap();
+    assert!(c.poll(Duration::ZERO).unwrap().is_empty());
+    assert_eq!(c.position(&t0).unwrap(), 10);
+    send(10..20);
+    assert_eq!(store.delete_records("t", 0, 15).unwrap(), 15);
+    let got: Vec<i64> = c
+        .poll(Duration::ZERO)
+        .unwrap()
+        .iter()
+        .map(|r| r.offset())
+        .collect();
+    assert_eq!(got, (15..20).collect::<Vec<_>>());
+}
+
 /// A member that stops polling for longer than its `max_poll_interval_ms` is removed
 /// at another member's poll, its partition moves, its commits fail, and it rejoins when
 /// it polls again.
