@@ -349,6 +349,9 @@ impl Source {
             if batch.is_empty() && self.config.stop_at_end && self.caught_up()? {
                 break;
             }
+            if !batch.is_empty() {
+                self.commit_starts(&dirty)?;
+            }
             for (tp, recs) in batch {
                 let Some(part) = self.parts.get(&tp) else {
                     continue;
@@ -527,36 +530,11 @@ impl Source {
     /// put partitions the store holds none of (the next run's start). fsyncs the store
     /// partitions first if `flush` is set.
     fn commit(&mut self, dirty: &mut BTreeSet<TopicPartition>) -> Result<()> {
-        let starts = std::mem::take(&mut *self.consumer.context().starts.lock());
-        let mut tpl = TopicPartitionList::new();
-        for (tp, end) in &starts {
-            if !self.next.contains_key(tp) && !dirty.contains(tp) {
-                tpl.add_partition_offset(tp.topic(), tp.partition(), Offset::Offset(*end))
-                    .map_err(|e| kafka(format!("committing {tp}"), e))?;
-            }
-        }
-        if tpl.count() > 0 {
-            // Needed to resume (nothing in the store says where it started), so not
-            // left in flight when the run ends; if it failed, tried again at the next
-            // commit for the partitions still assigned.
-            if let Err(e) = self.consumer.commit(&tpl, CommitMode::Sync) {
-                log::warn!("committing where the mirror started: {e}");
-                let assigned = self.consumer.assignment().unwrap_or_default();
-                let mut again = self.consumer.context().starts.lock();
-                for (tp, end) in starts {
-                    if assigned
-                        .find_partition(tp.topic(), tp.partition())
-                        .is_some()
-                    {
-                        again.entry(tp).or_insert(end);
-                    }
-                }
-            }
-            tpl = TopicPartitionList::new();
-        }
+        self.commit_starts(dirty)?;
         if dirty.is_empty() {
             return Ok(());
         }
+        let mut tpl = TopicPartitionList::new();
         for tp in std::mem::take(dirty) {
             if self.config.flush
                 && let Some(part) = self.parts.get(&tp)
@@ -571,6 +549,40 @@ impl Source {
         if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
             // Not needed to resume; the next commit carries the same offsets.
             log::warn!("committing the mirror's progress to Kafka: {e}");
+        }
+        Ok(())
+    }
+
+    /// Commits where a `Latest` start put partitions the store holds no record of (the
+    /// next run's start, nothing in the store says it): before the first append after
+    /// the start, so that a run dying before its first periodic commit (an error, a
+    /// crash) does not leave them to start at Kafka's end again. A failed commit is
+    /// tried again at the next call for the partitions still assigned.
+    fn commit_starts(&self, dirty: &BTreeSet<TopicPartition>) -> Result<()> {
+        let starts = std::mem::take(&mut *self.consumer.context().starts.lock());
+        let mut tpl = TopicPartitionList::new();
+        for (tp, end) in &starts {
+            if !self.next.contains_key(tp) && !dirty.contains(tp) {
+                tpl.add_partition_offset(tp.topic(), tp.partition(), Offset::Offset(*end))
+                    .map_err(|e| kafka(format!("committing {tp}"), e))?;
+            }
+        }
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        // Needed to resume, so not left in flight when the run ends.
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Sync) {
+            log::warn!("committing where the mirror started: {e}");
+            let assigned = self.consumer.assignment().unwrap_or_default();
+            let mut again = self.consumer.context().starts.lock();
+            for (tp, end) in starts {
+                if assigned
+                    .find_partition(tp.topic(), tp.partition())
+                    .is_some()
+                {
+                    again.entry(tp).or_insert(end);
+                }
+            }
         }
         Ok(())
     }

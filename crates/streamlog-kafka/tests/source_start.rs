@@ -210,3 +210,61 @@ fn a_latest_start_no_record_reached_is_where_the_next_run_resumes() {
         assert_eq!(offsets, (10..15).map(Some).collect::<Vec<_>>());
     }
 }
+
+/// From a bridge hunt: a `Latest` start was committed only at the first periodic
+/// commit (or a clean stop), so a run that died before it (an error, a crash; here the
+/// kill switch, after the one record Kafka got in partition 1) left partition 0 with no
+/// store record and no group offset: the next run started at Kafka's end again and
+/// skipped what partition 0 received between the runs. The start is committed before
+/// the first append now.
+#[cfg(feature = "internals")]
+#[test]
+fn a_latest_start_survives_a_run_that_dies_before_its_first_commit() {
+    use streamlog_kafka::{KillAction, KillSwitch};
+    let kafka = Kafka::start();
+    let topic = "dies-early";
+    kafka.create_topic(topic, 2);
+    let before: Vec<(i32, Record)> = (0..6)
+        .map(|i| ((i % 2) as i32, common::record(i)))
+        .collect();
+    kafka.produce(topic, &before);
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let config = |kill: Option<KillSwitch>| {
+        let mut c = latest(&kafka, topic, true);
+        c.partitions = Some(vec![
+            TopicPartition::new(topic, 0),
+            TopicPartition::new(topic, 1),
+        ]);
+        c.commit_interval_ms = 600_000;
+        c.stop_at_end = kill.is_none();
+        c.kill = kill;
+        c
+    };
+    // Explicit partitions: their start is read before `from_kafka` returns, so the
+    // record below comes after it.
+    let kill = KillSwitch {
+        after_records: 1,
+        action: KillAction::Stop,
+    };
+    let first = Mirror::from_kafka(&store, config(Some(kill))).unwrap();
+    kafka.produce(topic, &[(1, common::record(6))]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(first.join()).unwrap());
+    let ended = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the first run never reached its kill");
+    assert!(
+        matches!(ended, Err(streamlog_kafka::Error::Killed { records: 1 })),
+        "{ended:?}"
+    );
+    kafka.produce(topic, &[(0, common::record(7)), (0, common::record(8))]);
+    let second = Mirror::from_kafka(&store, config(None)).unwrap();
+    assert_eq!(copied_by(second), 2);
+    let part0: Vec<Option<i64>> = common::read_store(&store, topic)
+        .iter()
+        .filter(|s| s.partition == 0)
+        .map(|s| s.offset_header(streamlog_kafka::KAFKA_OFFSET_HEADER))
+        .collect();
+    assert_eq!(part0, vec![Some(3), Some(4)]);
+}
