@@ -181,6 +181,9 @@ impl Sink {
         )?;
         consumer.assign(&partitions)?;
         let committed = consumer.committed(&partitions)?;
+        // Where a `Latest` start put partitions with nothing in Kafka and no committed
+        // offset: nothing else says where the next run starts.
+        let mut latest_starts = BTreeMap::new();
         let probe: BaseConsumer = probe_config(&config.bootstrap, &config.kafka)
             .create()
             .map_err(|e| kafka("creating the consumer that reads the last records", e))?;
@@ -215,7 +218,11 @@ impl Sink {
                 (None, Some(c)) => c,
                 (None, None) => match config.start {
                     StartFrom::Earliest => part.log_start_offset(),
-                    StartFrom::Latest => part.log_end_offset(),
+                    StartFrom::Latest => {
+                        let end = part.log_end_offset();
+                        latest_starts.insert(tp.clone(), end);
+                        end
+                    }
                 },
             };
             if last.is_some() && start > part.log_end_offset() {
@@ -238,6 +245,12 @@ impl Sink {
             shared.state.lock().positions.insert(tp.clone(), start);
         }
         drop(probe);
+        // Committed now, not at the first periodic commit: a run that dies before it
+        // would leave the next one to start at the store's end again, past what was
+        // appended in between.
+        if !latest_starts.is_empty() {
+            consumer.commit_sync_offsets(&latest_starts)?;
+        }
 
         let partitions = Arc::new(partitions);
         let context = DeliveryContext {
