@@ -134,6 +134,10 @@ impl Sink {
         let mut partitions = Vec::new();
         let mut topic_ids = BTreeMap::new();
         for topic in &config.topics {
+            // Named twice (`-t a -t a`): copied once.
+            if topic_ids.contains_key(topic) {
+                continue;
+            }
             let Ok(t) = store.topic(topic) else {
                 return Err(Error::UnknownTopic {
                     side: "the store",

@@ -1,5 +1,5 @@
-//! Where the sink starts: a `Latest` start is kept for the next run from the moment
-//! the sink starts.
+//! Where the sink starts and what it copies: a `Latest` start is kept for the next run
+//! from the moment the sink starts, and a topic named twice is copied once.
 
 mod common;
 
@@ -64,4 +64,22 @@ fn a_latest_start_survives_a_run_that_dies_before_its_first_commit() {
     let part1 = in_kafka.iter().filter(|s| s.partition == 1).count();
     assert_eq!((part0, part1), (2, 3), "{in_kafka:?}");
     assert_eq!(second.records, 4);
+}
+
+/// From a bridge hunt: a topic named twice (`-t clicks -t clicks`) put its partitions
+/// in the sink's list twice, and the sink stopped at once with a `PartitionMismatch`
+/// counting them twice ("4 partitions in the store but 8 in Kafka"). It is copied once.
+#[test]
+fn a_topic_named_twice_is_copied_once() {
+    let kafka = Kafka::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .create_topic("twice", TopicConfig::default().partitions(2))
+        .unwrap();
+    fill_store(&store, "twice", 2, 0..10, Compression::None);
+    kafka.prepare_topic("twice", 2);
+    let stats = joined(Mirror::to_kafka(&store, kafka.sink(&["twice", "twice"])).unwrap());
+    assert_eq!(stats.unwrap().records, 10);
+    assert_eq!(read_kafka(&kafka.bootstrap, "twice", 2).len(), 10);
 }
