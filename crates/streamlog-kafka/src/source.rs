@@ -222,6 +222,20 @@ impl Source {
                 reason: "no topic or partition to mirror".into(),
             });
         }
+        // Before any client sees the name: librdkafka refuses one past 512 bytes with
+        // a null handle, which rdkafka's metadata request unwraps (a panic).
+        for topic in &topics {
+            if let Err(e) = streamlog::validate_topic_name(topic) {
+                return Err(Error::InvalidConfig {
+                    name: if config.partitions.is_some() {
+                        "partitions"
+                    } else {
+                        "topics"
+                    },
+                    reason: e.to_string(),
+                });
+            }
+        }
         check_fixed_settings(&config.kafka, CONSUMER_SETTINGS, CONSUMER_ALIASES)?;
         let mut ours = vec![("group.id", config.group_id.as_str())];
         ours.extend_from_slice(CONSUMER_SETTINGS);

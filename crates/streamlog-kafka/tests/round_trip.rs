@@ -477,6 +477,25 @@ fn bad_settings_are_refused_before_anything_starts() {
         matches!(err, Error::InvalidConfig { name: "topics", .. }),
         "{err}"
     );
+    // A name Kafka cannot hold is refused before a client sees it (one past 512
+    // bytes panicked in rdkafka's metadata request); named as a topic or a partition.
+    let long = "t".repeat(513);
+    for (explicit, name) in [(false, "topics"), (true, "partitions")] {
+        let config = streamlog_kafka::KafkaSourceConfig {
+            bootstrap: "127.0.0.1:1".into(),
+            topics: vec![long.clone()],
+            partitions: explicit.then(|| vec![streamlog::TopicPartition::new(long.clone(), 0)]),
+            ..Default::default()
+        };
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Mirror::from_kafka(&store, config).err()
+        }));
+        let err = run.expect("a long topic name panicked").expect("refused");
+        assert!(
+            matches!(&err, Error::InvalidConfig { name: n, .. } if *n == name),
+            "{err}"
+        );
+    }
     // The source's consumer may not commit on its own, nor read aborted records.
     for (k, v) in [
         ("enable.auto.commit", "true"),
