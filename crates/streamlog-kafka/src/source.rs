@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -40,6 +41,9 @@ struct SourceContext {
     /// position to commit, and the next run would start at the end again, past every
     /// record Kafka received in between.
     starts: parking_lot::Mutex<BTreeMap<TopicPartition, i64>>,
+    /// The group's last word was an assignment (not a revocation): an empty assignment
+    /// then means the group gave this member nothing, not that none came yet.
+    assigned: AtomicBool,
     timeout: Duration,
 }
 
@@ -79,13 +83,16 @@ impl ConsumerContext for SourceContext {
                         Err(e) => log::warn!("reading the group's committed offsets: {e}"),
                     }
                 }
-                if cooperative {
+                let result = if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
                     consumer.assign(tpl)
-                }
+                };
+                self.assigned.store(true, Ordering::Release);
+                result
             }
             _ => {
+                self.assigned.store(false, Ordering::Release);
                 if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
                     let gone = tpl
                         .elements()
@@ -490,7 +497,12 @@ impl Source {
             .assignment()
             .map_err(|e| kafka("reading the assignment", e))?;
         if assigned.count() == 0 {
-            return Ok(false);
+            // Before the first assignment, or while a rebalance moves partitions:
+            // not yet. A group member the group gave nothing has nothing to copy (it
+            // would wait for ever otherwise).
+            let given_nothing = self.config.partitions.is_none()
+                && self.consumer.context().assigned.load(Ordering::Acquire);
+            return Ok(given_nothing);
         }
         let positions = self
             .consumer
