@@ -60,6 +60,10 @@ impl Log {
         }
         let mut tries = 0;
         loop {
+            // A truncation (`truncate_to`) begins a new epoch before anything is appended
+            // after it: a read that saw the end those appends published, and so may hold
+            // batches the cut removed from its old view of a file, sees the epoch moved.
+            let epoch = self.epoch.load(Ordering::Acquire);
             // The end before the segment list: a roll adds its segment to the list
             // before it publishes the end past it. Taken the other way round, a read
             // racing a roll could find an end in a segment its list lacked, and return
@@ -67,6 +71,8 @@ impl Log {
             let end = self.log_end_offset();
             let segs = self.snapshot();
             match self.read_snapshot(&segs, end, offset, max_bytes) {
+                // Overlapped a truncation: read again against the log as it is now.
+                Ok(_) if self.epoch.load(Ordering::Acquire) != epoch => {}
                 // A segment of this snapshot was removed meanwhile (retention, compaction)
                 // and its file could not be read, or the log was cut (`truncate_to`) and
                 // batches past the new end, still in this snapshot's view of the old
@@ -134,6 +140,8 @@ impl Log {
         // A batch published to its segment just after `end` was read is left for the next
         // read. So is one appended after a truncation (`truncate_to`) that replaced the
         // list after `end` was read and lowered the end after that: the end is read again.
+        // (Read past the end the appends after a truncation published, the batches of
+        // an old view of a file past the cut would pass: `read` sees the new epoch.)
         let end = end.min(self.log_end_offset());
         out.retain(|b| b.base_offset() < end);
         Ok(out)
