@@ -9,7 +9,9 @@
 //! the one before is done; segments deleted by retention are skipped (reading goes on
 //! at the new log start); a segment replaced by compaction is read on from the open
 //! file (the records it already had) and then from the current files by offset, so
-//! each offset is returned at most once, in order.
+//! each offset is returned at most once, in order; a segment a truncation
+//! (`truncate_to`) cut or removed is not read on from the open file (its batches past
+//! the cut are gone): the reader's offset is looked up again in the current files.
 
 use std::fs::File;
 use std::io;
@@ -48,6 +50,10 @@ enum Found {
     Batch(Batch),
     /// Nothing (yet) at this position: the end of what is written.
     End,
+    /// A batch of a file the writer replaced or removed that a truncation may have
+    /// removed: its offset is looked up again in the current files (as at the end of
+    /// a replaced file).
+    Replaced,
 }
 
 /// Asked, where gaps are not allowed, whether they are now (the topic was altered to
@@ -322,13 +328,14 @@ impl TailReader {
 
     /// The batch at the cursor's position, or why it is not whole and sound.
     fn read_batch(&self, c: &Cursor) -> Result<std::result::Result<Found, String>> {
+        use std::os::unix::fs::MetadataExt;
         let path = || self.dir.join(file_name(c.base, "log"));
         let bad = |reason: String| Ok(Err(reason));
-        let len = c
+        let meta = c
             .file
             .metadata()
-            .map_err(io_ctx(format!("stat {}", path().display())))?
-            .len();
+            .map_err(io_ctx(format!("stat {}", path().display())))?;
+        let (len, unlinked) = (meta.len(), meta.nlink() == 0);
         if len == c.pos {
             return Ok(Ok(Found::End));
         }
@@ -368,7 +375,38 @@ impl TailReader {
                 c.after
             ));
         }
+        if unlinked && self.maybe_cut(c, &b)? {
+            return Ok(Ok(Found::Replaced));
+        }
         Ok(Ok(Found::Batch(b)))
+    }
+
+    /// Whether `b`, read from `c`'s file after the writer unlinked it, may be one a
+    /// truncation (`truncate_to`) removed. A compaction's replaced file holds the
+    /// records of the same offsets (read on from it, never a removed one); a
+    /// truncation's does not. Told apart: a compaction fsyncs first, so the durable
+    /// position then names the active segment, never rewritten, and moves on from
+    /// there; a truncation records it in the segment it cuts before the rename, then
+    /// begins an epoch at the cut before anything is appended after it, which a
+    /// removed batch's `partitionLeaderEpoch` fails.
+    fn maybe_cut(&self, c: &Cursor, b: &Batch) -> Result<bool> {
+        let (_, point) =
+            super::checkpoint::DurableFile::read(&crate::fs::OsFs, &self.dir).map_err(io_ctx(
+                format!("read the durable position in {}", self.dir.display()),
+            ))?;
+        if point.is_some_and(|p| c.base >= p.segment_base) {
+            return Ok(true);
+        }
+        let path = self.dir.join(super::checkpoint::LEADER_EPOCH_FILE);
+        let text = match std::fs::read(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
+        };
+        Ok(
+            super::epoch::EpochHistory::parse(&String::from_utf8_lossy(&text))
+                .is_some_and(|h| !h.allows(b.header().partition_leader_epoch, b.base_offset())),
+        )
     }
 
     /// Moves `c` on once it has read all of its segment and the writer has started a
@@ -493,7 +531,7 @@ impl TailReader {
                             break;
                         }
                     }
-                    Found::End => {
+                    Found::End | Found::Replaced => {
                         if self.roll(&mut c, false)? == Rolled::End {
                             break;
                         }
@@ -579,7 +617,7 @@ impl TailReader {
                         cur.after = b.last_offset() + 1;
                         cur.next = cur.next.max(b.last_offset() + 1);
                     }
-                    Found::End => {
+                    Found::End | Found::Replaced => {
                         if self.roll(&mut c, true)? == Rolled::End {
                             break;
                         }

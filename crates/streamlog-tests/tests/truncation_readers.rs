@@ -73,3 +73,49 @@ fn a_read_overlapping_a_truncation_returns_no_removed_batch() {
     assert!(!got.is_empty());
     assert_eq!(got, expected[..got.len()]);
 }
+
+/// From a read-path hunt: a `TailReader` keeps its segment file open between reads. A
+/// truncation writes the cut segment anew and renames it over the old name; the reader
+/// went on in the old file, served the removed batches at 5..9, and then, the old file
+/// done, looked its position (10) up in the new one: the batches appended at 5..9
+/// after the cut were never served. A batch read from a file the writer replaced is
+/// served only if no truncation removed it; else the reader looks its offset up again.
+#[test]
+fn a_tail_reader_serves_no_batch_a_truncation_removed() {
+    use streamlog::format::DecodeOptions;
+    use streamlog::log::TailReader;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let log = Log::open(&dir, LogConfig::default()).unwrap();
+    for tag in 0..10 {
+        log.append(&mut batch(tag, 1, Compression::None)).unwrap();
+    }
+    let mut tail = TailReader::new(&dir, DecodeOptions::default());
+    // Offset 0 only: the reader keeps its file, at offset 1.
+    let (first, mut at) = tail.read_on(0, 1).unwrap();
+    assert_eq!((first.len(), at), (1, 1));
+    assert_eq!(log.truncate_to(5).unwrap(), 5);
+    for tag in 100..110 {
+        log.append(&mut batch(tag, 1, Compression::None)).unwrap();
+    }
+    let mut got = Vec::new();
+    loop {
+        let (records, next) = tail.read_on(at, 1 << 20).unwrap();
+        if records.is_empty() {
+            break;
+        }
+        got.extend(records);
+        at = next;
+    }
+    let offsets: Vec<i64> = got.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, (1..15).collect::<Vec<_>>());
+    let values: Vec<String> = got
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap()).into_owned())
+        .collect();
+    let expected: Vec<String> = (1..5)
+        .map(|tag| value(tag, 0))
+        .chain((100..110).map(|tag| value(tag, 0)))
+        .collect();
+    assert_eq!(values, expected);
+}
