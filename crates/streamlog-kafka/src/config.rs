@@ -52,7 +52,8 @@ pub enum KillAction {
     /// possibly in the middle of what it polled. The mirror ends with `Error::Killed`.
     Stop,
     /// `std::process::abort()`: the process dies on the spot (for tests that re-run their
-    /// own binary as a child).
+    /// own binary as a child); the sink at the very delivery report that brings Kafka's
+    /// acknowledgements to `after_records`, whatever its loop is doing then.
     Abort,
 }
 

@@ -37,6 +37,10 @@ struct Sent {
 struct DeliveryContext {
     shared: Arc<Shared>,
     partitions: Arc<Vec<TopicPartition>>,
+    /// The kill switch's abort: at the report that brings the records Kafka
+    /// acknowledged to this many (exactly there, whatever the sink's loop is doing).
+    #[cfg(feature = "internals")]
+    abort_after: Option<u64>,
 }
 
 impl ClientContext for DeliveryContext {}
@@ -55,6 +59,10 @@ impl ProducerContext for DeliveryContext {
                 self.shared.advance(tp, sent.offset + 1, 1);
                 let mut s = self.shared.state.lock();
                 s.in_flight = s.in_flight.saturating_sub(1);
+                #[cfg(feature = "internals")]
+                if self.abort_after.is_some_and(|n| s.acknowledged >= n) {
+                    std::process::abort();
+                }
             }
             Err((e, _)) => {
                 let mut s = self.shared.state.lock();
@@ -260,6 +268,11 @@ impl Sink {
         let context = DeliveryContext {
             shared: shared.clone(),
             partitions: partitions.clone(),
+            #[cfg(feature = "internals")]
+            abort_after: config
+                .kill
+                .filter(|k| k.action == crate::config::KillAction::Abort)
+                .map(|k| k.after_records),
         };
         let producer: ThreadedProducer<DeliveryContext> =
             client_config(&config.bootstrap, PRODUCER_SETTINGS, &config.kafka)
