@@ -88,7 +88,8 @@ impl ConsumerContext for SourceContext {
                 } else {
                     consumer.assign(tpl)
                 };
-                self.assigned.store(true, Ordering::Release);
+                // Failed, the assignment is not the group's word: not caught up on it.
+                self.assigned.store(result.is_ok(), Ordering::Release);
                 result
             }
             _ => {
@@ -199,6 +200,9 @@ pub(crate) struct Source {
     /// (a partition a rebalance took away is checked again when it comes back: another
     /// member, writing to another store, may have moved the group's offset meanwhile).
     positioned: std::cell::RefCell<BTreeSet<TopicPartition>>,
+    /// A commit of where `Latest` starts put partitions failed: left to the periodic
+    /// commit (not tried again after every poll) until one succeeds.
+    starts_failed: std::cell::Cell<bool>,
 }
 
 impl Source {
@@ -325,14 +329,18 @@ impl Source {
             }
         }
         shared.state.lock().positions = next.clone();
-        Ok(Source {
+        let source = Source {
             config,
             shared,
             consumer,
             parts,
             next,
             positioned: std::cell::RefCell::new(BTreeSet::new()),
-        })
+            starts_failed: std::cell::Cell::new(false),
+        };
+        // Explicit partitions: their `Latest` starts are known now.
+        source.commit_starts(&BTreeSet::new(), false)?;
+        Ok(source)
     }
 
     /// Copies until stopped, `stop_at_end` or an error.
@@ -370,9 +378,8 @@ impl Source {
             if batch.is_empty() && self.config.stop_at_end && self.caught_up()? {
                 break;
             }
-            if !batch.is_empty() {
-                self.commit_starts(&dirty)?;
-            }
+            // After every poll: a rebalance in it may have started partitions.
+            self.commit_starts(&dirty, false)?;
             for (tp, recs) in batch {
                 let Some(part) = self.parts.get(&tp) else {
                     continue;
@@ -556,7 +563,7 @@ impl Source {
     /// put partitions the store holds none of (the next run's start). fsyncs the store
     /// partitions first if `flush` is set.
     fn commit(&mut self, dirty: &mut BTreeSet<TopicPartition>) -> Result<()> {
-        self.commit_starts(dirty)?;
+        self.commit_starts(dirty, true)?;
         if dirty.is_empty() {
             return Ok(());
         }
@@ -580,11 +587,15 @@ impl Source {
     }
 
     /// Commits where a `Latest` start put partitions the store holds no record of (the
-    /// next run's start, nothing in the store says it): before the first append after
-    /// the start, so that a run dying before its first periodic commit (an error, a
-    /// crash) does not leave them to start at Kafka's end again. A failed commit is
-    /// tried again at the next call for the partitions still assigned.
-    fn commit_starts(&self, dirty: &BTreeSet<TopicPartition>) -> Result<()> {
+    /// next run's start, nothing in the store says it): as soon as they are started
+    /// (at the start, after each poll), so that a run dying before its first periodic
+    /// commit (an error, a crash) does not leave them to start at Kafka's end again. A
+    /// failed commit is tried again by the next periodic one (`periodic`) for the
+    /// partitions still assigned; not after every poll (each a blocking request).
+    fn commit_starts(&self, dirty: &BTreeSet<TopicPartition>, periodic: bool) -> Result<()> {
+        if self.starts_failed.get() && !periodic {
+            return Ok(());
+        }
         let starts = std::mem::take(&mut *self.consumer.context().starts.lock());
         let mut tpl = TopicPartitionList::new();
         for (tp, end) in &starts {
@@ -597,7 +608,9 @@ impl Source {
             return Ok(());
         }
         // Needed to resume, so not left in flight when the run ends.
-        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Sync) {
+        let result = self.consumer.commit(&tpl, CommitMode::Sync);
+        self.starts_failed.set(result.is_err());
+        if let Err(e) = result {
             log::warn!("committing where the mirror started: {e}");
             let assigned = self.consumer.assignment().unwrap_or_default();
             let mut again = self.consumer.context().starts.lock();

@@ -268,3 +268,33 @@ fn a_latest_start_survives_a_run_that_dies_before_its_first_commit() {
         .collect();
     assert_eq!(part0, vec![Some(3), Some(4)]);
 }
+
+/// From a review: the fix above committed a `Latest` start only after a poll brought
+/// records, so a run that received nothing and died before its first periodic commit
+/// still lost it. Explicit partitions' starts are committed before `from_kafka`
+/// returns.
+#[test]
+fn explicit_latest_starts_are_committed_when_the_source_starts() {
+    let kafka = Kafka::start();
+    let topic = "committed-at-start";
+    kafka.create_topic(topic, 1);
+    kafka.produce(topic, &small(4));
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut config = latest(&kafka, topic, true);
+    config.commit_interval_ms = 600_000;
+    config.stop_at_end = false;
+    let group = config.group_id.clone();
+    let mirror = Mirror::from_kafka(&store, config).unwrap();
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.bootstrap)
+        .set("group.id", &group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, 0);
+    let committed = reader.committed_offsets(tpl, TIMEOUT).unwrap();
+    mirror.stop().unwrap();
+    let at = committed.find_partition(topic, 0).unwrap().offset();
+    assert_eq!(at, Offset::Offset(4));
+}
