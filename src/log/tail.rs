@@ -82,6 +82,16 @@ pub struct TailReader {
     /// What the directory followed is, once listed: a directory of that name made
     /// since (the topic deleted and created again) is another partition.
     dir_id: parking_lot::Mutex<Option<DirId>>,
+    /// What tells a truncation's removed batches, read once per read (at the first
+    /// batch of a replaced file), not at every batch.
+    cut_rules: parking_lot::Mutex<Option<Arc<CutRules>>>,
+}
+
+/// What [`TailReader::maybe_cut`] judges by: the segment the durable position names,
+/// and the epochs.
+struct CutRules {
+    durable_segment: Option<i64>,
+    epochs: Option<super::epoch::EpochHistory>,
 }
 
 impl std::fmt::Debug for TailReader {
@@ -109,6 +119,7 @@ impl TailReader {
             read: None,
             end: None,
             dir_id: parking_lot::Mutex::new(None),
+            cut_rules: parking_lot::Mutex::new(None),
         }
     }
 
@@ -390,23 +401,37 @@ impl TailReader {
     /// begins an epoch at the cut before anything is appended after it, which a
     /// removed batch's `partitionLeaderEpoch` fails.
     fn maybe_cut(&self, c: &Cursor, b: &Batch) -> Result<bool> {
+        let rules = {
+            let mut cached = self.cut_rules.lock();
+            match &*cached {
+                Some(rules) => rules.clone(),
+                None => cached.insert(Arc::new(self.read_cut_rules()?)).clone(),
+            }
+        };
+        if rules.durable_segment.is_some_and(|base| c.base >= base) {
+            return Ok(true);
+        }
+        Ok(rules
+            .epochs
+            .as_ref()
+            .is_some_and(|h| !h.allows(b.header().partition_leader_epoch, b.base_offset())))
+    }
+
+    fn read_cut_rules(&self) -> Result<CutRules> {
         let (_, point) =
             super::checkpoint::DurableFile::read(&crate::fs::OsFs, &self.dir).map_err(io_ctx(
                 format!("read the durable position in {}", self.dir.display()),
             ))?;
-        if point.is_some_and(|p| c.base >= p.segment_base) {
-            return Ok(true);
-        }
         let path = self.dir.join(super::checkpoint::LEADER_EPOCH_FILE);
-        let text = match std::fs::read(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        let epochs = match std::fs::read(&path) {
+            Ok(text) => super::epoch::EpochHistory::parse(&String::from_utf8_lossy(&text)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
         };
-        Ok(
-            super::epoch::EpochHistory::parse(&String::from_utf8_lossy(&text))
-                .is_some_and(|h| !h.allows(b.header().partition_leader_epoch, b.base_offset())),
-        )
+        Ok(CutRules {
+            durable_segment: point.map(|p| p.segment_base),
+            epochs,
+        })
     }
 
     /// Moves `c` on once it has read all of its segment and the writer has started a
@@ -509,6 +534,8 @@ impl TailReader {
     /// [`read_batches`](Self::read_batches) from `from`, checked against the recorded
     /// log start by the caller.
     fn read_batches_at(&mut self, from: i64, max_bytes: usize) -> Result<Vec<Batch>> {
+        // Read again by this read, if it needs them.
+        *self.cut_rules.get_mut() = None;
         if self.read.as_ref().is_none_or(|c| c.next != from) {
             self.read = self.seek(from)?;
         }
@@ -601,6 +628,7 @@ impl TailReader {
     /// # Errors
     /// As [`read`](Self::read).
     pub fn log_end_offset(&mut self) -> Result<i64> {
+        *self.cut_rules.get_mut() = None;
         if self.end.is_none() {
             let bases = self.bases()?;
             self.end = match bases.last() {
