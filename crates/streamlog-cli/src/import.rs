@@ -5,8 +5,9 @@
 //! (its log directory's `log-start-offset-checkpoint`) go into the copies, so records
 //! Kafka deleted stay deleted; without `--from`, `--log-start-offsets` names that file
 //! and they go into the partition directories already in place. A copy cut short while moving the directories into place
-//! leaves a `.import-<topic>-<n>` that stops every later import of the topic until the
-//! user renames or removes it.
+//! leaves a `.import+<topic>-<n>` that stops every later import of the topic until the
+//! user renames or removes it. (`+` is no topic name's: no store topic's directory has
+//! such a name.)
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -44,7 +45,9 @@ pub struct ImportKafka {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     partitions: Option<u32>,
     /// A config for the new topic, by Kafka's name, e.g. retention.ms=60000 (repeat for
-    /// several)
+    /// several). Default: the store's defaults, but no time retention (retention.ms=-1):
+    /// the copies keep Kafka's timestamps, and 7 days would delete every older record at
+    /// the next maintenance pass (the Kafka topic kept them)
     #[arg(long = "config", value_name = "NAME=VALUE", value_parser = key_value)]
     configs: Vec<(String, String)>,
 }
@@ -97,9 +100,14 @@ fn numbered_dirs(dir: &Path, topic: &str) -> Result<Vec<(u32, PathBuf)>, String>
     Ok(found)
 }
 
-/// A `.import-<topic>-<n>` directory in `dir`, if any.
+/// What a partition directory's name starts with while it is copied: `+` is in no
+/// topic name, so no store topic's directory is taken for a copy (a topic `.import-x`'s
+/// `.import-x-0` was taken for a copy of `x` cut short, and the user told to remove it).
+const STAGING_PREFIX: &str = ".import+";
+
+/// A `.import+<topic>-<n>` directory in `dir`, if any.
 fn leftover_staging_dir(dir: &Path, topic: &str) -> Result<Option<PathBuf>, String> {
-    let staged = format!(".import-{topic}");
+    let staged = format!("{STAGING_PREFIX}{topic}");
     Ok(numbered_dirs(dir, &staged)?
         .into_iter()
         .next()
@@ -121,7 +129,7 @@ fn progress(total: u64, what: &str) -> ProgressBar {
 /// The name a partition directory is copied under before it is complete: the store
 /// ignores it, so a copy cut short is never imported.
 fn staging_name(name: &std::ffi::OsStr) -> PathBuf {
-    let mut staged = std::ffi::OsString::from(".import-");
+    let mut staged = std::ffi::OsString::from(STAGING_PREFIX);
     staged.push(name);
     PathBuf::from(staged)
 }
@@ -308,7 +316,12 @@ fn copy_dirs(
 
 /// Imports; prints one line per partition and a summary.
 pub fn run(i: &ImportKafka, out: &mut dyn Write) -> Result<(), String> {
-    let config = with_configs(streamlog::TopicConfig::default(), &i.configs)?;
+    // No time retention unless asked: the log directories carry no topic config, and the
+    // default 7 days would delete what Kafka was keeping (longer retention, compaction).
+    let config = with_configs(
+        streamlog::TopicConfig::default().retention_ms(-1),
+        &i.configs,
+    )?;
     // An earlier `--from` cut short: while copying (only staging directories, some
     // incomplete), or while moving the copies into place (the store would adopt those
     // already moved as the whole topic).
@@ -322,7 +335,7 @@ pub fn run(i: &ImportKafka, out: &mut dyn Write) -> Result<(), String> {
             ),
             Some((_, first)) => format!(
                 "{} is left from an import that was cut short while moving its complete \
-                 copies into place ({} is moved already): rename each `.import-{}-<n>` \
+                 copies into place ({} is moved already): rename each `{STAGING_PREFIX}{}-<n>` \
                  to `{}-<n>` to import what was copied, or remove them all to start again",
                 staged.display(),
                 first.display(),

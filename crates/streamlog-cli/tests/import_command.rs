@@ -215,21 +215,21 @@ fn what_the_command_did_not_make_is_refused_and_left_alone() {
     assert_eq!(contents(&store), before);
     std::fs::remove_dir_all(&stray).unwrap();
 
-    let staged = store.join(".import-clicks-1");
+    let staged = store.join(".import+clicks-1");
     std::fs::create_dir(&staged).unwrap();
     let before = contents(&store);
     let out = streamlog(&["import-kafka", "--dir", s, "--from", k, "clicks"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cut short"));
     assert_eq!(contents(&store), before);
-    assert!(!store.join("clicks-0").exists() && !store.join(".import-clicks-0").exists());
+    assert!(!store.join("clicks-0").exists() && !store.join(".import+clicks-0").exists());
     std::fs::remove_dir_all(&staged).unwrap();
 
     std::fs::create_dir(kafka.join("clicks-1").join("subdir")).unwrap();
     let out = streamlog(&["import-kafka", "--dir", s, "--from", k, "clicks"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"));
-    assert!(!store.join("clicks-0").exists() && !store.join(".import-clicks-0").exists());
+    assert!(!store.join("clicks-0").exists() && !store.join(".import+clicks-0").exists());
     std::fs::remove_dir(kafka.join("clicks-1").join("subdir")).unwrap();
 
     let out = streamlog(&["import-kafka", "--dir", s, "--from", k, "clicks"]);
@@ -277,6 +277,41 @@ fn a_topic_named_like_a_staging_directory_never_replaces_a_users_directory() {
     );
 }
 
+/// From a CLI hunt: copies were staged as `.import-<topic>-<n>`, which is also the
+/// directory of a store topic named `.import-<topic>`: importing `x` into a store with
+/// a topic `.import-x` was refused as "left from an import that was cut short",
+/// telling the user to remove that topic's directory. Copies are staged under a name
+/// no topic has.
+#[test]
+fn a_store_topic_named_like_a_staging_directory_is_not_taken_for_one() {
+    let (_t, kafka, store) = kafka_and_store_dirs();
+    kafka_topic(&kafka, "x", 1, 2);
+    let (s, k) = (store.to_str().unwrap(), kafka.to_str().unwrap());
+    ok(&["topics", "create", "--dir", s, ".import-x"]);
+    let theirs = contents(&store.join(".import-x-0"));
+    ok(&["import-kafka", "--dir", s, "--from", k, "x"]);
+    assert_eq!(contents(&store.join(".import-x-0")), theirs);
+    let out = ok(&["consume", "--dir", s, "x", "--from-beginning"]);
+    assert_eq!(out.lines().count(), 2, "{out}");
+}
+
+/// From a CLI hunt: the imported topic took the default 7 days of retention, and the
+/// next maintenance pass deleted every copied record older than that (Kafka kept them:
+/// its topic had a longer retention, or compaction). An imported topic keeps every
+/// record unless `--config` says otherwise, as the mirror's topics do.
+#[test]
+fn an_imported_topic_keeps_records_older_than_the_default_retention() {
+    let (_t, kafka, store) = kafka_and_store_dirs();
+    kafka_topic(&kafka, "old", 1, 3); // dated November 2023
+    let (s, k) = (store.to_str().unwrap(), kafka.to_str().unwrap());
+    ok(&["import-kafka", "--dir", s, "--from", k, "old"]);
+    let st = streamlog::Store::open(&store).unwrap();
+    st.run_maintenance().unwrap();
+    st.close().unwrap();
+    let out = ok(&["consume", "--dir", s, "old", "--from-beginning"]);
+    assert_eq!(out.lines().count(), 3, "{out}");
+}
+
 #[test]
 fn damage_is_refused_and_the_copies_are_removed() {
     let tmp = tempfile::tempdir().unwrap();
@@ -312,7 +347,7 @@ fn damage_is_refused_and_the_copies_are_removed() {
 }
 
 /// An import with `--from` cut short while it renamed its copies into place leaves
-/// `clicks-0`, `clicks-1` and the staging `.import-clicks-2`. Importing what is in the
+/// `clicks-0`, `clicks-1` and the staging `.import+clicks-2`. Importing what is in the
 /// store (as the `--from` retry's message advises) adopted a two-partition topic and
 /// ignored the third; both are now refused, naming the leftover, and change nothing.
 #[test]
@@ -324,7 +359,7 @@ fn an_import_cut_short_while_renaming_is_not_adopted_in_part() {
         let name = if p < 2 {
             format!("clicks-{p}")
         } else {
-            format!(".import-clicks-{p}")
+            format!(".import+clicks-{p}")
         };
         let to = store.join(name);
         std::fs::create_dir(&to).unwrap();
@@ -346,7 +381,7 @@ fn an_import_cut_short_while_renaming_is_not_adopted_in_part() {
             "{args:?}: {}",
             String::from_utf8_lossy(&out.stdout)
         );
-        assert!(stderr.contains(".import-clicks-2"), "{args:?}: {stderr}");
+        assert!(stderr.contains(".import+clicks-2"), "{args:?}: {stderr}");
         assert!(stderr.contains("rename"), "{args:?}: {stderr}");
         assert!(contents(&store) == before, "{args:?}: the store changed");
     }
