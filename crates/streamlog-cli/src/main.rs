@@ -128,18 +128,27 @@ fn main() -> ExitCode {
     }
 }
 
-/// Standard output (buffered), remembering whether a write found its reader gone; from
-/// then on its writes are dropped (reported as done) if `drop_when_gone`.
-struct Stdout {
-    inner: BufWriter<io::StdoutLock<'static>>,
+/// An output stream remembering whether a write found its reader gone; from then on its
+/// writes are dropped (reported as done) if `drop_when_gone`.
+struct Output<W> {
+    inner: W,
     reader_gone: bool,
     drop_when_gone: bool,
 }
 
+/// Standard output, buffered.
+type Stdout = Output<BufWriter<io::StdoutLock<'static>>>;
+
 impl Stdout {
     fn new(drop_when_gone: bool) -> Stdout {
-        Stdout {
-            inner: BufWriter::new(io::stdout().lock()),
+        Output::over(BufWriter::new(io::stdout().lock()), drop_when_gone)
+    }
+}
+
+impl<W: Write> Output<W> {
+    fn over(inner: W, drop_when_gone: bool) -> Output<W> {
+        Output {
+            inner,
             reader_gone: false,
             drop_when_gone,
         }
@@ -160,7 +169,7 @@ impl Stdout {
     }
 }
 
-impl Write for Stdout {
+impl<W: Write> Write for Output<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.reader_gone && self.drop_when_gone {
             return Ok(buf.len());
@@ -184,11 +193,13 @@ impl Write for Stdout {
 /// dumped before (as Kafka's tool, whose `System.out` drops what it cannot write).
 fn dump_to_stdout(options: &dump::Options) -> ExitCode {
     let mut out = Stdout::new(options.verify_index);
+    // Verdicts go to stderr with --json: dropped there too once its reader is gone.
+    let mut err = Output::over(io::stderr(), options.verify_index);
     let cannot_write = |e: io::Error| {
         eprintln!("streamlog dump: cannot write the output: {e}");
         ExitCode::from(dump::EXIT_PROBLEMS)
     };
-    match dump::run(options, &mut out, &mut io::stderr()) {
+    match dump::run(options, &mut out, &mut err) {
         // The reader went away (`streamlog dump DIR | head`): the problems found are
         // still the exit status.
         Ok(summary) => match out.flush() {

@@ -143,6 +143,38 @@ fn a_closed_stdout_ends_the_dump_quietly() {
     assert_eq!(text(&o.stderr), "");
 }
 
+/// From a CLI hunt: `dump --json --verify-index good bad 2>&1 | head` with the reader
+/// gone: with `--json` the verdicts go to stderr, whose first failed write ended the
+/// check with status 0 (the reader had gone before any problem), `bad` never read.
+/// Stderr's writes are dropped like stdout's once the reader is gone; the check goes
+/// on, and its status is the verdict.
+#[test]
+fn a_verify_goes_on_when_the_reader_of_stderr_is_gone_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (good, bad) = (tmp.path().join("good-0"), tmp.path().join("bad-0"));
+    write_log(&good, 2);
+    write_log(&bad, 2);
+    let segment = bad.join(format!("{:020}.log", 0));
+    let mut bytes = fs::read(&segment).unwrap();
+    bytes[MAX_TIMESTAMP_OFFSET + 7] ^= 0x01;
+    fs::write(&segment, &bytes).unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = Command::new(env!("CARGO_BIN_EXE_streamlog"))
+        .args([
+            OsStr::new("dump"),
+            OsStr::new("--json"),
+            OsStr::new("--verify-index"),
+            good.as_os_str(),
+            bad.as_os_str(),
+        ])
+        .stdout(writer.try_clone().unwrap())
+        .stderr(writer)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+}
+
 /// The value after `name: ` in a dump line.
 fn field_of<'a>(line: &'a str, name: &str) -> &'a str {
     let at = line
