@@ -124,6 +124,19 @@ impl Coordinator {
         partitions: &[TopicPartition],
         to: OffsetSpec,
     ) -> Result<Vec<OffsetChange>> {
+        let plan = self.plan_on(catalog, group, partitions, to)?;
+        Ok(plan.into_iter().map(|(change, _)| change).collect())
+    }
+
+    /// [`plan_offsets`](Self::plan_offsets), with the partition each change was planned
+    /// on.
+    fn plan_on(
+        &self,
+        catalog: &Catalog,
+        group: &str,
+        partitions: &[TopicPartition],
+        to: OffsetSpec,
+    ) -> Result<Vec<(OffsetChange, std::sync::Arc<PartitionState>)>> {
         check_group(group)?;
         let mut plan = Vec::with_capacity(partitions.len());
         let mut planned = std::collections::BTreeSet::new();
@@ -136,7 +149,8 @@ impl Coordinator {
             let current = self.resume_offset(catalog, group, tp);
             let (start, end) = (part.log_start_offset(), part.log_end_offset());
             let at_time = |ts| Ok(part.offset_for_timestamp(ts)?.map(|(o, _)| o));
-            plan.push(planned_change(group, tp, to, current, start..end, at_time)?);
+            let change = planned_change(group, tp, to, current, start..end, at_time)?;
+            plan.push((change, part));
         }
         Ok(plan)
     }
@@ -157,12 +171,13 @@ impl Coordinator {
         // topic deleted and created again since.
         let admin = self.admin.lock();
         self.check_empty(group)?;
-        let plan = self.plan_offsets(catalog, group, partitions, to)?;
+        let plan = self.plan_on(catalog, group, partitions, to)?;
         let mut commits = BTreeMap::new();
-        for change in &plan {
+        // Committed for the topic each offset was planned on: one deleted and created
+        // again during the plan (DDL does not wait for this lock) is refused below,
+        // never given offsets the old one's records decided.
+        for (change, part) in &plan {
             let tp = &change.partition;
-            let part: std::sync::Arc<PartitionState> =
-                catalog.partition(tp.topic(), tp.partition())?;
             let commit = Commit {
                 offset: change.new,
                 epoch: part.epoch(),
@@ -181,7 +196,7 @@ impl Coordinator {
         // Woken once the lock is let go (a waker may poll its task inline).
         drop(admin);
         offsets.wake();
-        committed.map(|()| plan)
+        committed.map(|()| plan.into_iter().map(|(change, _)| change).collect())
     }
 
     /// Forgets every committed offset of `group`, and those open transactions wrote

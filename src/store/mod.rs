@@ -510,8 +510,10 @@ impl Store {
     ///
     /// # Errors
     /// `GroupNotEmpty` while the group has members (checked before the offsets are
-    /// planned); otherwise as [`plan_group_offsets`](Self::plan_group_offsets), and
-    /// `Io` (a reset of more partitions than one batch of the offsets topic holds is
+    /// planned); otherwise as [`plan_group_offsets`](Self::plan_group_offsets);
+    /// `NotFound` if a topic was deleted (and maybe created again) while the offsets
+    /// were planned (nothing is committed); and `Io` (a reset of more partitions than
+    /// one batch of the offsets topic holds is
     /// written in several: those written before the failure stay reset, as a reopen
     /// finds them; `describe_group` says which).
     pub fn alter_group_offsets(

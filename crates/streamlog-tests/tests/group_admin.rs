@@ -778,3 +778,71 @@ fn a_failed_commit_wakes_a_recv_waiting_for_it() {
         );
     }
 }
+
+/// From a DDL hunt: `alter_group_offsets` planned each partition on the topic it found,
+/// then looked each one up again to commit, with that (second) topic's id. A topic
+/// deleted and created again while a later partition was being planned (DDL does not
+/// wait for the admin lock) got the offset planned on the old one's records: the group
+/// started the new topic at 5 and skipped its records below. Each offset is committed
+/// for the topic it was planned on now, and one since recreated is refused.
+#[test]
+fn an_offset_planned_on_a_deleted_topic_is_not_committed_for_its_successor() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Barrier};
+
+    use common::intercept::{Hooks, InterceptFs};
+    use streamlog::fs::SimFs;
+
+    let armed = Arc::new(AtomicBool::new(false));
+    let (stalled, resume) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
+    let hooks = {
+        let (armed, stalled, resume) = (armed.clone(), stalled.clone(), resume.clone());
+        Hooks {
+            before_read: Box::new(move |path, _| {
+                let of_u = path.to_string_lossy().contains("/u-0/");
+                if of_u && armed.swap(false, Ordering::AcqRel) {
+                    stalled.wait();
+                    resume.wait();
+                }
+            }),
+            ..Hooks::default()
+        }
+    };
+    let fs = InterceptFs::new(SimFs::new(), hooks);
+    let config = StoreConfig::default()
+        .background_maintenance(false)
+        .file_system(std::sync::Arc::new(fs));
+    let store = Store::open_with("/store", config).unwrap();
+    let fill = |topic: &str| {
+        store.create_topic(topic, TopicConfig::default()).unwrap();
+        let part = store.topic(topic).unwrap().partition(0).unwrap();
+        for i in 0..10 {
+            part.append(&[Record::new(T0 + i, Some("k"), Some(format!("v{i}")))])
+                .unwrap();
+        }
+    };
+    fill("t");
+    fill("u");
+    armed.store(true, Ordering::Release);
+    let reset = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            let both = [TopicPartition::new("t", 0), TopicPartition::new("u", 0)];
+            store.alter_group_offsets("g", &both, OffsetSpec::Timestamp(T0 + 5))
+        })
+    };
+    stalled.wait();
+    store.delete_topic("t").unwrap();
+    fill("t");
+    resume.wait();
+    let result = reset.join().unwrap();
+    assert!(matches!(result, Err(Error::NotFound { .. })), "{result:?}");
+    let offsets = store
+        .describe_group("g")
+        .map(|d| d.offsets)
+        .unwrap_or_default();
+    assert!(
+        offsets.iter().all(|o| o.partition.topic() != "t"),
+        "{offsets:?}"
+    );
+}
