@@ -124,12 +124,21 @@ impl TxnCoordinator {
     /// The transaction log partition, created the first time a transactional producer
     /// starts.
     fn log(&self, catalog: &Catalog) -> Result<Arc<PartitionState>> {
+        if let Some(p) = self.log.lock().as_ref().filter(|p| !p.is_closed()) {
+            return Ok(p.clone());
+        }
+        // Created without the lock: the creation wakes waiting consumers, whose wakers
+        // may poll their tasks inline, and a task may start a transactional producer
+        // too (this lock). Two callers may race here; one creates it.
+        if !catalog.topic_names().iter().any(|n| n == TXN_TOPIC) {
+            match catalog.create_topic(TXN_TOPIC, Self::topic_config()) {
+                Ok(()) | Err(Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         let mut log = self.log.lock();
         if let Some(p) = log.as_ref().filter(|p| !p.is_closed()) {
             return Ok(p.clone());
-        }
-        if !catalog.topic_names().iter().any(|n| n == TXN_TOPIC) {
-            catalog.create_topic(TXN_TOPIC, Self::topic_config())?;
         }
         let p = catalog.partition(TXN_TOPIC, 0)?;
         *log = Some(p.clone());

@@ -752,3 +752,24 @@ fn an_offset_reset_wakes_waiters_after_letting_go_of_its_lock() {
     assert_eq!(altered.join().unwrap().unwrap()[0].new, 3);
     assert!(!store.list_groups().contains(&"other".to_string()));
 }
+
+/// From a DDL hunt: a store's first `init_transactions` created `__transaction_state`
+/// holding the transaction coordinator's lock, and the creation woke waiting consumers
+/// (a topic by a name they wait for may have come): a waker polling its task inline,
+/// whose task starts a transactional producer too, hung for good on that lock. The
+/// topic is created before the lock is taken now.
+#[test]
+fn the_first_transactional_producer_wakes_waiters_after_letting_go_of_its_lock() {
+    let (_dir, store) = store();
+    let transactional = |id: &str| {
+        store
+            .producer(streamlog::ProducerConfig::default().transactional_id(id))
+            .unwrap()
+    };
+    let b = transactional("b");
+    let woken = wait_with_inline_waker(&store, move || b.init_transactions());
+    let a = transactional("a");
+    let first = std::thread::spawn(move || a.init_transactions());
+    inline_result(&woken).unwrap();
+    first.join().unwrap().unwrap();
+}
