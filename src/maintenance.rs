@@ -259,9 +259,13 @@ impl Maintenance {
         full: bool,
     ) -> Result<MaintenanceReport> {
         catalog.check_open()?;
-        let _pass = self.pass.lock();
+        let pass = self.pass.lock();
         let now = catalog.now_ms();
         let mut report = MaintenanceReport::default();
+        // Partitions whose retention moved their start: woken once the pass lock is
+        // let go, since a waker may poll its task inline and that task may call into
+        // maintenance (or close the store) itself.
+        let mut to_wake = Vec::new();
         if full {
             // First: an aborted transaction no longer holds back the cleaner.
             report.transactions_aborted = txn.abort_expired(catalog);
@@ -272,12 +276,15 @@ impl Maintenance {
                 if catalog.is_closed() || self.stopping() {
                     // What the pass did so far still counts.
                     count_pass(catalog, &report, false);
+                    drop(pass);
+                    to_wake.iter().for_each(|p: &Arc<PartitionState>| p.wake());
                     return Err(Error::Closed { what: "store" });
                 }
                 if p.is_closed() {
                     continue;
                 }
                 report.partitions_checked += 1;
+                let deleted_before = report.segments_deleted;
                 let key_map_bytes = catalog.config().key_map_bytes();
                 if full {
                     let max_age = catalog.config().producer_id_expiration_ms;
@@ -286,12 +293,17 @@ impl Maintenance {
                         .expire_producers(i64::try_from(max_age).unwrap_or(i64::MAX));
                 }
                 let r = maintain_partition(&p, &tc, groups, now, full, key_map_bytes, &mut report);
+                if report.segments_deleted > deleted_before {
+                    to_wake.push(p.clone());
+                }
                 if let Err(e) = r {
                     report.errors.push((p.topic_partition(), e));
                 }
             }
         }
         count_pass(catalog, &report, full);
+        drop(pass);
+        to_wake.iter().for_each(|p| p.wake());
         Ok(report)
     }
 }
@@ -361,9 +373,6 @@ fn maintain_partition(
     let r = log.enforce_retention(&policy)?;
     report.segments_deleted += r.segments_deleted;
     report.bytes_reclaimed += r.bytes_reclaimed;
-    if r.segments_deleted > 0 {
-        p.wake();
-    }
     if tc.cleanup_policy != CleanupPolicy::Delete {
         let c = log.clean(&CleanPolicy {
             now_ms: now,

@@ -773,3 +773,21 @@ fn the_first_transactional_producer_wakes_waiters_after_letting_go_of_its_lock()
     inline_result(&woken).unwrap();
     first.join().unwrap().unwrap();
 }
+
+/// From a DDL hunt: a maintenance pass woke the readers of a partition retention had
+/// cut while it held the pass lock: a waker polling its task inline, whose task runs a
+/// pass too (`run_maintenance`), hung for good on it. Woken once the pass ends now.
+#[test]
+fn a_maintenance_pass_wakes_waiters_after_letting_go_of_its_lock() {
+    let (_dir, store) = store();
+    store
+        .alter_topic_config("t", |c| c.segment_bytes(1024).retention_ms(1))
+        .unwrap();
+    append(&store, 40); // dated 1970: expired
+    let again = store.clone();
+    let woken = wait_with_inline_waker(&store, move || again.run_maintenance().map(drop));
+    let pass = store.clone();
+    let first = std::thread::spawn(move || pass.run_maintenance());
+    inline_result(&woken).unwrap();
+    assert!(first.join().unwrap().unwrap().segments_deleted > 0);
+}
