@@ -259,17 +259,19 @@ impl Maintenance {
         full: bool,
     ) -> Result<MaintenanceReport> {
         catalog.check_open()?;
+        let mut report = MaintenanceReport::default();
+        if full {
+            // First: an aborted transaction no longer holds back the cleaner. Not under
+            // the pass lock: its markers wake readers, whose wakers may poll a task
+            // that runs a pass itself (each transaction is aborted under its own lock).
+            report.transactions_aborted = txn.abort_expired(catalog);
+        }
         let pass = self.pass.lock();
         let now = catalog.now_ms();
-        let mut report = MaintenanceReport::default();
         // Partitions whose retention moved their start: woken once the pass lock is
         // let go, since a waker may poll its task inline and that task may call into
         // maintenance (or close the store) itself.
         let mut to_wake = Vec::new();
-        if full {
-            // First: an aborted transaction no longer holds back the cleaner.
-            report.transactions_aborted = txn.abort_expired(catalog);
-        }
         for topic in catalog.topics() {
             let tc = topic.config();
             for p in topic.partitions() {

@@ -41,7 +41,7 @@ mod recovery;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use record::{Status, TxnRecord};
 
@@ -99,6 +99,26 @@ struct Txn {
     /// is durable, and the next open of the store writes the marker; until then this
     /// transactional id can start nothing.
     broken: Option<String>,
+    /// Partitions its markers were appended to, whose readers are woken once this
+    /// transaction's lock is let go (see [`unlock_and_wake`]).
+    to_wake: Vec<Arc<PartitionState>>,
+    /// Its offsets were settled: the store's waiters are woken then too.
+    notify: bool,
+}
+
+/// Lets go of a transaction's lock, then wakes the readers its markers concern: a
+/// waker may poll its task inline, and that task may need this transaction (a
+/// maintenance pass looking for timeouts, a producer fencing this one's session).
+fn unlock_and_wake(catalog: &Catalog, mut t: MutexGuard<'_, Txn>) {
+    let woken = std::mem::take(&mut t.to_wake);
+    let notify = std::mem::take(&mut t.notify);
+    drop(t);
+    for p in woken {
+        p.wake();
+    }
+    if notify {
+        catalog.notifier().notify();
+    }
 }
 
 /// The coordinator of one store.
@@ -180,11 +200,27 @@ impl TxnCoordinator {
                     start_ms: -1,
                     fenced: None,
                     broken: None,
+                    to_wake: Vec::new(),
+                    notify: false,
                 }))
             })
             .clone();
         let mut t = entry.lock();
-        Self::check_not_broken(transactional_id, &t)?;
+        let r = self.init_locked(catalog, &log, transactional_id, timeout_ms, &mut t);
+        unlock_and_wake(catalog, t);
+        r
+    }
+
+    /// [`init`](Self::init) of a transaction whose lock the caller holds.
+    fn init_locked(
+        &self,
+        catalog: &Catalog,
+        log: &PartitionState,
+        transactional_id: &str,
+        timeout_ms: i32,
+        t: &mut Txn,
+    ) -> Result<Session> {
+        Self::check_not_broken(transactional_id, t)?;
         if t.session.producer_id < 0 {
             t.session = Session {
                 producer_id: catalog.allocate_producer_id()?,
@@ -195,21 +231,21 @@ impl TxnCoordinator {
                 // Fence the previous session: abort under a newer epoch.
                 self.abort_fencing(
                     catalog,
-                    &log,
+                    log,
                     transactional_id,
-                    &mut t,
+                    t,
                     "fenced by a newer producer",
                 )?;
                 // Decided, but markers failed: the old session's partitions do not know
                 // it is fenced until a reopen writes them, so no new session starts.
-                Self::check_not_broken(transactional_id, &t)?;
+                Self::check_not_broken(transactional_id, t)?;
             }
-            self.next_session(catalog, &mut t)?;
+            self.next_session(catalog, t)?;
         }
         t.fenced = None;
         t.timeout_ms = timeout_ms;
         t.status = Status::Empty;
-        let at = Self::write(&log, transactional_id, &t, catalog.now_ms())?;
+        let at = Self::write(log, transactional_id, t, catalog.now_ms())?;
         log.flush_to(at + 1)?;
         Ok(t.session)
     }
@@ -376,13 +412,27 @@ impl TxnCoordinator {
     ) -> Result<Session> {
         let entry = self.entry(transactional_id, session)?;
         let mut t = entry.lock();
-        Self::check(transactional_id, &t, session)?;
+        let r = self.end_locked(catalog, transactional_id, session, commit, &mut t);
+        unlock_and_wake(catalog, t);
+        r
+    }
+
+    /// [`end`](Self::end) of a transaction whose lock the caller holds.
+    fn end_locked(
+        &self,
+        catalog: &Catalog,
+        transactional_id: &str,
+        session: Session,
+        commit: bool,
+        t: &mut Txn,
+    ) -> Result<Session> {
+        Self::check(transactional_id, t, session)?;
         if t.status != Status::Ongoing {
             return Ok(t.session);
         }
         let log = self.log(catalog)?;
         if commit && t.partitions.len() == 1 {
-            return self.commit_one_partition(catalog, &log, transactional_id, &mut t, session);
+            return self.commit_one_partition(catalog, &log, transactional_id, t, session);
         }
         if commit {
             for p in t.partitions.values() {
@@ -392,7 +442,7 @@ impl TxnCoordinator {
                 p.flush_to(p.log_end_offset())?;
             }
             t.status = Status::PrepareCommit;
-            let at = Self::write(&log, transactional_id, &t, catalog.now_ms())
+            let at = Self::write(&log, transactional_id, t, catalog.now_ms())
                 .and_then(|at| log.flush_to(at + 1));
             if let Err(e) = at {
                 // The decision may have reached the disk or not: the next open decides.
@@ -402,7 +452,7 @@ impl TxnCoordinator {
             }
         } else {
             t.status = Status::PrepareAbort;
-            if let Err(e) = Self::write(&log, transactional_id, &t, catalog.now_ms()) {
+            if let Err(e) = Self::write(&log, transactional_id, t, catalog.now_ms()) {
                 // Nothing decided or written: still open, to abort again (or at the next
                 // open). Left `PrepareAbort`, a retry would have been answered as done
                 // without a marker, and the next transaction, under the same epoch,
@@ -412,8 +462,8 @@ impl TxnCoordinator {
             }
         }
         // Decided: from here on nothing is the caller's error.
-        self.complete(catalog, &mut t, session.epoch, transactional_id);
-        self.finish(catalog, &log, transactional_id, &mut t, true);
+        self.complete(catalog, t, session.epoch, transactional_id);
+        self.finish(catalog, &log, transactional_id, t, true);
         Ok(t.session)
     }
 
@@ -437,7 +487,7 @@ impl TxnCoordinator {
         if !topic_deleted(&p) {
             // Fails before the marker is written: the transaction stays open.
             let info = p.append_marker(session.producer_id, session.epoch, true)?;
-            p.wake();
+            t.to_wake.push(p.clone());
             if let Err(e) = p.flush_to(info.last_offset + 1) {
                 // The partition is poisoned; whether the marker reached the disk decides
                 // at the next open.
@@ -449,7 +499,7 @@ impl TxnCoordinator {
             }
             if p.topic == crate::groups::OFFSETS_TOPIC {
                 self.apply_offsets(t);
-                self.settle_offsets(catalog, t);
+                self.settle_offsets(t);
             }
         }
         t.status = Status::CompleteCommit;
@@ -468,14 +518,14 @@ impl TxnCoordinator {
 
     /// The transaction's offsets are decided (their marker is written): no longer
     /// pending, and read_committed consumers waiting on them go on.
-    fn settle_offsets(&self, catalog: &Catalog, t: &mut Txn) {
+    fn settle_offsets(&self, t: &mut Txn) {
         if t.offsets.is_empty() {
             return; // no waiter to wake (each transaction ends here)
         }
         for (group, offsets, _) in t.offsets.drain(..) {
             self.groups.settle_txn_commits(&group, &offsets);
         }
-        catalog.notifier().notify();
+        t.notify = true;
     }
 
     /// After a decided transaction: records it complete (best effort: recovery decides
@@ -520,10 +570,7 @@ impl TxnCoordinator {
         let mut written = Vec::new();
         for p in t.partitions.values() {
             match p.append_marker(t.session.producer_id, marker_epoch, commit) {
-                Ok(info) => {
-                    p.wake();
-                    written.push((p, info.last_offset));
-                }
+                Ok(info) => written.push((p.clone(), info.last_offset)),
                 // Its topic was deleted meanwhile: no record of it is left to decide
                 // (for an abort, also a deletion not decided yet: see `abort_may_skip`).
                 Err(_) if topic_deleted(p) || (!commit && abort_may_skip(p, catalog)) => {}
@@ -546,8 +593,9 @@ impl TxnCoordinator {
         // An abort's offsets are never applied, marker or not. A commit's without their
         // marker stay pending until the next open applies them.
         if offsets_marker || !commit {
-            self.settle_offsets(catalog, t);
+            self.settle_offsets(t);
         }
+        t.to_wake.extend(written.into_iter().map(|(p, _)| p));
         t.offsets.clear();
         if !failed.is_empty() {
             // The decision stands (recovery writes the markers at the next open);
@@ -632,6 +680,7 @@ impl TxnCoordinator {
                     }
                 }
             }
+            unlock_and_wake(catalog, t);
         }
         aborted
     }

@@ -105,6 +105,8 @@ impl TxnCoordinator {
                 start_ms: r.start_ms,
                 fenced: None,
                 broken: None,
+                to_wake: Vec::new(),
+                notify: false,
             };
             if let (Some(log), true) = (&log, status != r.status) {
                 // Recorded complete, so the next open need not look at it again.

@@ -791,3 +791,58 @@ fn a_maintenance_pass_wakes_waiters_after_letting_go_of_its_lock() {
     inline_result(&woken).unwrap();
     assert!(first.join().unwrap().unwrap().segments_deleted > 0);
 }
+
+/// A transaction's COMMIT marker woke waiting consumers while the coordinator held the
+/// transaction's lock: a waker polling its task inline, whose task runs a maintenance
+/// pass (which looks at every transaction for its timeout), hung for good on it.
+/// Woken once the transaction's lock is let go now.
+#[test]
+fn a_transaction_commit_wakes_waiters_after_letting_go_of_its_lock() {
+    let (_dir, store) = store();
+    let producer = store
+        .producer(streamlog::ProducerConfig::default().transactional_id("x"))
+        .unwrap();
+    producer.init_transactions().unwrap();
+    producer.begin_transaction().unwrap();
+    let sent = producer
+        .send(streamlog::ProducerRecord::new("t").partition(0).value("v"))
+        .unwrap();
+    producer.flush().unwrap();
+    sent.wait().unwrap();
+    let pass = store.clone();
+    let woken = wait_with_inline_waker(&store, move || pass.run_maintenance().map(drop));
+    let committing = std::thread::spawn(move || producer.commit_transaction());
+    inline_result(&woken).unwrap();
+    committing.join().unwrap().unwrap();
+}
+
+/// As above, for a transaction the maintenance pass aborts after its timeout: its ABORT
+/// marker woke waiters under the pass lock and the transaction's, and a task running a
+/// pass of its own hung for good.
+#[test]
+fn a_timed_out_transaction_wakes_waiters_after_letting_go_of_its_locks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, store) = common::clocked_store(dir.path(), StoreConfig::default());
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let producer = store
+        .producer(
+            streamlog::ProducerConfig::default()
+                .transactional_id("x")
+                .transaction_timeout_ms(1000),
+        )
+        .unwrap();
+    producer.init_transactions().unwrap();
+    producer.begin_transaction().unwrap();
+    let sent = producer
+        .send(streamlog::ProducerRecord::new("t").partition(0).value("v"))
+        .unwrap();
+    producer.flush().unwrap();
+    sent.wait().unwrap();
+    clock.advance(1001);
+    let pass = store.clone();
+    let woken = wait_with_inline_waker(&store, move || pass.run_maintenance().map(drop));
+    let first = store.clone();
+    let aborting = std::thread::spawn(move || first.run_maintenance());
+    inline_result(&woken).unwrap();
+    assert_eq!(aborting.join().unwrap().unwrap().transactions_aborted, 1);
+}
