@@ -273,6 +273,11 @@ impl Store {
     /// without holding the topic's config lock: sends and polls of this topic (and of
     /// every other) go on meanwhile.
     ///
+    /// As in Kafka, keys hash to partitions by the partition count, so most keys move
+    /// to another partition from now on. On a compacted topic, a key's later values
+    /// (and its tombstone) then land in a partition other than its earlier ones, which
+    /// compaction never removes: grow a keyed topic before its keys matter, or copy it.
+    ///
     /// # Errors
     /// `NotFound`; `InvalidArgument` for an internal topic, or if `total` is not more
     /// than the current count or over 100,000; `AlreadyExists` if a directory of one
@@ -431,7 +436,9 @@ impl Store {
     /// then written atomically (temporary file, fsync, rename, directory fsync) before it
     /// applies; retention and compaction use it from their next pass. A topic altered
     /// from a compacted policy to `delete` keeps accepting the offset gaps compaction
-    /// left. Returns the new config. `change` runs while topic changes are serialized:
+    /// left. A topic altered to a compacted policy has its records without a key
+    /// removed by its next compaction, as Kafka's cleaner removes them (a compacted
+    /// topic refuses new ones). Returns the new config. `change` runs while topic changes are serialized:
     /// it must not create, delete, grow or alter topics of this store itself (that
     /// waits for it: a deadlock).
     ///

@@ -402,3 +402,42 @@ fn a_keyless_record_in_a_batch_when_its_topic_becomes_compacted_fails() {
     producer.flush().unwrap();
     assert_eq!(next.wait().unwrap().offset, 0);
 }
+
+/// From a DDL hunt, as documented on `alter_topic_config`: records without a key
+/// appended while the topic's policy was `delete` are removed by the first compaction
+/// after it becomes compacted (as Kafka's cleaner does); keyed records keep their
+/// latest value.
+#[test]
+fn records_without_a_key_go_at_the_first_compaction_after_a_topic_becomes_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .create_topic("t", TopicConfig::default().segment_bytes(1024))
+        .unwrap();
+    let p = store.topic("t").unwrap().partition(0).unwrap();
+    // Offsets 0..20 without a key, in sealed segments; 20..60 keyed k0, k1 in turn
+    // (over a KiB: the active segment holds only keyed records).
+    for i in 0..60 {
+        let key = (i >= 20).then(|| format!("k{}", i % 2));
+        p.append(&[Record::new(
+            1_700_000_000_000,
+            key,
+            Some(format!("{i:050}")),
+        )])
+        .unwrap();
+    }
+    store
+        .alter_topic_config("t", |c| {
+            c.cleanup_policy(CleanupPolicy::Compact)
+                .min_cleanable_dirty_ratio(0.0)
+        })
+        .unwrap();
+    let report = store.run_maintenance().unwrap();
+    assert_eq!(report.partitions_compacted, 1, "{report:?}");
+    assert!(report.records_removed >= 20, "{report:?}");
+    let left = p.read(0, usize::MAX).unwrap();
+    assert!(left.iter().all(|r| r.key.is_some()), "{left:?}");
+    // The latest value of each key is kept.
+    assert!(left.iter().any(|r| r.offset == 58), "{left:?}");
+    assert!(left.iter().any(|r| r.offset == 59), "{left:?}");
+}
