@@ -682,14 +682,17 @@ fn wait_with_inline_waker(
     woken
 }
 
-/// The result `woken` gets, or a panic if it never comes (a hang: the step waits on a
-/// lock its waker's caller holds). Generous: only a hang comes near it.
+/// The result `woken` gets. If it never comes (a hang: the step waits on a lock its
+/// waker's caller holds), the test process exits failed: a panic would unwind into
+/// dropping the store, whose close waits on the same locks, and hang the suite.
+/// Generous: only a hang comes near the limit.
 fn inline_result(
     woken: &std::sync::mpsc::Receiver<streamlog::Result<()>>,
 ) -> streamlog::Result<()> {
-    woken
-        .recv_timeout(Duration::from_secs(120))
-        .expect("the woken task's step never returned (its waker's caller held a lock)")
+    woken.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|_| {
+        eprintln!("the woken task's step never returned (its waker's caller held a lock)");
+        std::process::exit(101)
+    })
 }
 
 /// A commit that appended nothing (ENOSPC) woke the store's waiters while it held the
