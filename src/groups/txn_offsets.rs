@@ -21,8 +21,8 @@ use crate::topic::TopicPartition;
 
 impl Coordinator {
     /// Appends `offsets` of `group` as one transactional batch of the producer
-    /// `(id, epoch, first sequence)` (not synced: the transaction's commit syncs it).
-    /// Nothing is visible through `committed` until
+    /// `(id, epoch, first sequence)` (not synced: the transaction's commit syncs it);
+    /// the caller wakes `offsets_log`'s readers, appended or not. Nothing is visible through `committed` until
     /// [`apply_txn_commits`](Self::apply_txn_commits).
     ///
     /// With a `member` (its id and the generation of the metadata the offsets came
@@ -82,9 +82,9 @@ impl Coordinator {
             // Not written: not pending either.
             self.settle_txn_commits(group, offsets);
         }
-        // Woken once the lock is let go (a waker may poll its task inline).
+        // The caller wakes readers once it lets go of its own locks too (a waker may
+        // poll its task inline).
         drop(order);
-        offsets_log.wake();
         appended
     }
 

@@ -381,18 +381,28 @@ impl TxnCoordinator {
         let mut t = entry.lock();
         Self::check(transactional_id, &t, session)?;
         let sequence = t.offsets_sequence;
-        let info = self.groups.append_txn_commits(
+        let appended = self.groups.append_txn_commits(
             &offsets_log,
             group,
             member,
             &offsets,
             (session.producer_id, session.epoch, sequence),
             catalog.now_ms(),
-        )?;
+        );
+        // Appended or not (then no longer pending), its waiters look again.
+        t.to_wake.push(offsets_log.clone());
+        let info = match appended {
+            Ok(info) => info,
+            Err(e) => {
+                unlock_and_wake(catalog, t);
+                return Err(e);
+            }
+        };
         t.offsets_sequence =
             crate::format::batch::add_sequence(sequence, info.last_offset - info.base_offset + 1);
         t.offsets
             .push((group.to_string(), offsets, info.last_offset));
+        unlock_and_wake(catalog, t);
         Ok(())
     }
 

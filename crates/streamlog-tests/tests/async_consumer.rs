@@ -689,10 +689,12 @@ fn wait_with_inline_waker(
 fn inline_result(
     woken: &std::sync::mpsc::Receiver<streamlog::Result<()>>,
 ) -> streamlog::Result<()> {
-    woken.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|_| {
-        eprintln!("the woken task's step never returned (its waker's caller held a lock)");
-        std::process::exit(101)
-    })
+    woken
+        .recv_timeout(Duration::from_secs(120))
+        .unwrap_or_else(|_| {
+            eprintln!("the woken task's step never returned (its waker's caller held a lock)");
+            std::process::exit(101)
+        })
 }
 
 /// A commit that appended nothing (ENOSPC) woke the store's waiters while it held the
@@ -848,4 +850,34 @@ fn a_timed_out_transaction_wakes_waiters_after_letting_go_of_its_locks() {
     let aborting = std::thread::spawn(move || first.run_maintenance());
     inline_result(&woken).unwrap();
     assert_eq!(aborting.join().unwrap().unwrap().transactions_aborted, 1);
+}
+
+/// From a review: offsets sent to a transaction woke waiting consumers while the
+/// coordinator held the transaction's lock: a waker polling its task inline, whose
+/// task runs a maintenance pass (which locks every transaction), hung for good.
+#[test]
+fn offsets_sent_to_a_transaction_wake_waiters_after_letting_go_of_its_lock() {
+    let (_dir, store) = store();
+    append(&store, 1);
+    let producer = store
+        .producer(streamlog::ProducerConfig::default().transactional_id("x"))
+        .unwrap();
+    producer.init_transactions().unwrap();
+    producer.begin_transaction().unwrap();
+    // The offsets topic exists before the waiter waits (its creation wakes too).
+    let tp = streamlog::TopicPartition::new("t", 0);
+    let mut committer = consumer(&store, "c");
+    committer.assign(std::slice::from_ref(&tp)).unwrap();
+    committer
+        .commit_sync_offsets(&std::collections::BTreeMap::from([(tp.clone(), 0)]))
+        .unwrap();
+    let pass = store.clone();
+    let woken = wait_with_inline_waker(&store, move || pass.run_maintenance().map(drop));
+    let sending = std::thread::spawn(move || {
+        let offsets = std::collections::BTreeMap::from([(tp, 1)]);
+        let group = streamlog::ConsumerGroupMetadata::new("g");
+        producer.send_offsets_to_transaction(&offsets, &group)
+    });
+    inline_result(&woken).unwrap();
+    sending.join().unwrap().unwrap();
 }
