@@ -21,7 +21,7 @@ use super::{
 };
 use crate::error::{Error, Result, io_ctx};
 use crate::fs::FileSystem;
-use crate::log::{RecoveryReport, WriteStep};
+use crate::log::{DURABLE_FILE, RecoveryReport, WriteStep};
 use crate::topic::TopicPartition;
 use crate::topic::validate_topic_name;
 
@@ -378,7 +378,8 @@ pub(super) enum Removal {
 
 /// Removes the partition directory `name` if it is provably the store's: its
 /// `partition.metadata` names `id` (and, for a rolled-back change, its logs hold
-/// nothing: an imported topic keeps Kafka's id, which Kafka's own directories of it
+/// nothing; for a deletion, it holds the store's durable position file or nothing
+/// else: an imported topic keeps Kafka's id, which Kafka's own directories of it
 /// name too), or it is empty (as a crash right after creating it leaves it). Only the
 /// store's own files are removed. Anything else is left alone and listed in the
 /// report.
@@ -428,7 +429,16 @@ pub(super) fn remove_owned_dir(
         Ok(Some(found)) if !matches!(why, Removal::Delete | Removal::DeletePoisoned) => {
             Some(found) == id && holds_no_records(fs, &path, &files)?
         }
-        Ok(Some(found)) => Some(found) == id,
+        // A deletion: the store opened it, so it holds the store's durable position
+        // file, unless a removal cut short took everything but the metadata (which
+        // goes last). Kafka's own directory of an imported topic names the same id and
+        // only file names the store knows, but never that file: a copy of it put back
+        // while the deletion waited for this open is not the deletion's.
+        Ok(Some(found)) => {
+            Some(found) == id
+                && (files.iter().any(|f| f == DURABLE_FILE)
+                    || files.iter().all(|f| f.starts_with(PARTITION_METADATA)))
+        }
         Ok(None) => files
             .iter()
             .all(|f| *f == format!("{PARTITION_METADATA}.tmp")),
@@ -454,8 +464,14 @@ pub(super) fn remove_owned_dir(
         report.directories_left_alone.push(path);
         return Ok(());
     }
-    // partition.metadata goes last: until then the directory is still recognisably ours.
-    for f in files.iter().filter(|f| f.as_str() != PARTITION_METADATA) {
+    // partition.metadata goes last, the durable position file just before it: until
+    // then the directory is still recognisably ours (see `owned` above).
+    let durable_last = files.iter().filter(|f| f.as_str() != DURABLE_FILE);
+    let durable = files.iter().filter(|f| f.as_str() == DURABLE_FILE);
+    for f in durable_last
+        .chain(durable)
+        .filter(|f| f.as_str() != PARTITION_METADATA)
+    {
         fs.remove_file(&path.join(f))
             .map_err(io_ctx(format!("remove {}/{f}", path.display())))?;
     }

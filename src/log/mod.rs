@@ -64,8 +64,8 @@ use crate::error::{Error, Result, io_ctx};
 use crate::fs::{DirLock, FileSystem};
 pub use append::AppendInfo;
 pub(crate) use checkpoint::{
-    CONTAINER_MARKER, PARTITION_METADATA_FILE, WriteStep, read_small as read_small_file,
-    write_atomic_steps as write_file_atomically_steps,
+    CONTAINER_MARKER, DURABLE_FILE, PARTITION_METADATA_FILE, WriteStep,
+    read_small as read_small_file, write_atomic_steps as write_file_atomically_steps,
     write_atomic_via as write_file_atomically_via,
 };
 use checkpoint::{DurableFile, DurablePoint};

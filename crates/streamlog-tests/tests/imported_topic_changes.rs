@@ -18,7 +18,8 @@ use streamlog::{Error, Store, StoreConfig, TopicConfig};
 const KAFKA_ID: &str = "AAAAAAAAAAAAAAAAAAAAAQ";
 
 /// The files of Kafka's partition `p` of `clicks` in `/store`: one record, and
-/// `partition.metadata` naming Kafka's topic id.
+/// `partition.metadata` naming Kafka's topic id (written by a `Log`, whose own files
+/// are left out).
 fn kafka_partition_files(p: i32) -> Vec<(PathBuf, Vec<u8>)> {
     let sim = SimFs::new();
     let dir = format!("/store/clicks-{p}");
@@ -38,7 +39,13 @@ fn kafka_partition_files(p: i32) -> Vec<(PathBuf, Vec<u8>)> {
         &Path::new(&dir).join("partition.metadata"),
         meta.into_bytes(),
     );
-    files_below(&sim, &dir)
+    // Without the store's own files, as Kafka leaves a directory.
+    let mut files = files_below(&sim, &dir);
+    files.retain(|(path, _)| {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        !name.starts_with("streamlog.") && name != ".lock"
+    });
+    files
 }
 
 /// Copies Kafka's partition `p` of `clicks` into `/store` of `sim`.
@@ -214,5 +221,62 @@ fn a_directory_found_taken_is_not_rolled_back() {
     assert!(
         !sim.exists(Path::new("/store/n-0")).unwrap(),
         "the create's own"
+    );
+}
+
+/// From an ownership hunt: an imported topic's deletion cut short after its directories
+/// were gone (its intent still on disk), then Kafka's directory of the same topic
+/// copied in before the reopen (to import it again). It names the topic's id and holds
+/// only file names the store knows, so the open, finishing the deletion, removed
+/// Kafka's records. A deletion removes only a directory holding the store's durable
+/// position file (or nothing but its metadata) now; Kafka's is left alone and listed.
+#[test]
+fn finishing_a_deletion_at_open_leaves_a_kafka_directory_copied_in_alone() {
+    let sim = SimFs::new();
+    kafka_partition(&sim, 0);
+    let crasher = sim.clone();
+    let armed = AtomicBool::new(true);
+    let hooks = Hooks {
+        before_op: Box::new(move |op, path| {
+            if matches!(op, Op::RemoveFile)
+                && path.ends_with(".topics/clicks")
+                && armed.swap(false, Ordering::SeqCst)
+            {
+                crasher.crash_after(crasher.mutating_op_count());
+            }
+        }),
+        ..Hooks::default()
+    };
+    let store = open(Arc::new(InterceptFs::new(sim.clone(), hooks))).unwrap();
+    store
+        .import_kafka_topic("clicks", TopicConfig::default().retention_ms(-1))
+        .unwrap();
+    assert!(store.delete_topic("clicks").is_err());
+    assert!(sim.has_crashed());
+    std::mem::forget(store);
+    let image = sim.crash_image(CrashImage::KeepAll);
+    assert!(files_below(&image, "/store/clicks-0").is_empty(), "deleted");
+    kafka_partition(&image, 0);
+    let planted = files_below(&image, "/store/clicks-0");
+    assert!(!planted.is_empty());
+    match open(Arc::new(image.clone())) {
+        Ok(store) => {
+            let report = store.recovery_report();
+            assert!(
+                report
+                    .directories_left_alone
+                    .iter()
+                    .any(|d| d.ends_with("clicks-0")),
+                "{report:?}"
+            );
+            assert!(store.topic("clicks").is_err(), "the deletion is finished");
+        }
+        // A directory of no topic: refused, nothing removed.
+        Err(e) => assert!(e.to_string().contains("clicks-0"), "{e}"),
+    }
+    assert_eq!(
+        files_below(&image, "/store/clicks-0"),
+        planted,
+        "Kafka's files, unchanged"
     );
 }
