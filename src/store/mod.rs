@@ -333,6 +333,14 @@ impl Store {
     /// left is its producer snapshot; a crash before the import returns leaves the
     /// directories to import again.)
     ///
+    /// `config` applies from the next maintenance pass, judged by Kafka's own
+    /// timestamps: with a time retention (`TopicConfig::default()` keeps 7 days, as
+    /// Kafka's default does), every segment older than it is deleted then. Pass the
+    /// topic's Kafka settings, or `retention_ms(-1)` to keep everything (as the CLI's
+    /// `import-kafka` does unless told otherwise). The directories become the store's:
+    /// it appends, compacts and deletes in them from then on, so import a copy, never a
+    /// running broker's directory or a link to one.
+    ///
     /// ```
     /// # use streamlog::{Record, Store, TopicConfig};
     /// # let kafka = tempfile::tempdir()?;
@@ -346,7 +354,8 @@ impl Store {
     /// let dir = tempfile::tempdir()?;
     /// let store = Store::open(dir.path())?;
     /// std::fs::rename(kafka.path().join("clicks-0"), dir.path().join("clicks-0"))?;
-    /// let report = store.import_kafka_topic("clicks", TopicConfig::default())?;
+    /// // Kept for ever: this record, dated 2023, would go at the next pass with 7 days.
+    /// let report = store.import_kafka_topic("clicks", TopicConfig::default().retention_ms(-1))?;
     /// assert_eq!(report.partitions[0].1.log_end_offset, 1);
     /// assert_eq!(store.topic("clicks")?.partition(0)?.read(0, 1 << 20)?.len(), 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
