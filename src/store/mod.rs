@@ -273,7 +273,7 @@ impl Store {
     /// without holding the topic's config lock: sends and polls of this topic (and of
     /// every other) go on meanwhile.
     ///
-    /// As in Kafka, keys hash to partitions by the partition count, so most keys move
+    /// As in Kafka, keys hash to partitions by the partition count, so many keys move
     /// to another partition from now on. On a compacted topic, a key's later values
     /// (and its tombstone) then land in a partition other than its earlier ones, which
     /// compaction never removes: grow a keyed topic before its keys matter, or copy it.
@@ -445,11 +445,12 @@ impl Store {
     /// then written atomically (temporary file, fsync, rename, directory fsync) before it
     /// applies; retention and compaction use it from their next pass. A topic altered
     /// from a compacted policy to `delete` keeps accepting the offset gaps compaction
-    /// left. A topic altered to a compacted policy has its records without a key
-    /// removed by its next compaction, as Kafka's cleaner removes them (a compacted
-    /// topic refuses new ones). Returns the new config. `change` runs while topic changes are serialized:
-    /// it must not create, delete, grow or alter topics of this store itself (that
-    /// waits for it: a deadlock).
+    /// left. A topic altered to a compacted policy loses its records without a key to
+    /// compaction once their segments are cleanable (sealed, past
+    /// `min_compaction_lag_ms`), as Kafka's cleaner removes them (a compacted topic
+    /// refuses new ones). Returns the new config. `change` runs while topic changes are
+    /// serialized: it must not create, delete, grow or alter topics of this store
+    /// itself (that waits for it: a deadlock).
     ///
     /// ```
     /// use streamlog::{CleanupPolicy, Store, TopicConfig};
