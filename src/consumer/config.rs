@@ -108,7 +108,8 @@ impl ConsumerConfig {
     );
     setter!(
         /// Commit positions every `auto_commit_interval_ms` from `poll`, before a
-        /// rebalance revokes partitions, and on close. Default = true (needs a group).
+        /// rebalance revokes partitions, before `assign` drops partitions, and on
+        /// close. Default = true (needs a group).
         /// A consumer that assigns its own partitions commits only while its group has
         /// no live members: otherwise each auto-commit is refused, and `poll` logs it.
         enable_auto_commit: bool

@@ -271,29 +271,35 @@ impl Consumer {
         {
             self.last_auto_commit = Instant::now();
             let all: Vec<TopicPartition> = self.assigned.keys().cloned().collect();
-            let offsets = self.positions_of(&all);
-            // Nothing moved since the group's last commit: writing it again would only
-            // wake every other waiting consumer of the store, and with a short interval
-            // idle consumers would wake each other into committing without end.
-            let group = self.config.group_id.as_deref().unwrap_or_default();
-            if offsets
-                .iter()
-                .all(|(tp, &o)| self.groups.resume_offset(&self.catalog, group, tp) == Some(o))
-            {
-                return Ok(false);
-            }
-            match self.commit_offsets(&offsets) {
-                // A consumer that assigns its own partitions, in a group whose members
-                // are live: its commits are refused, and its polls go on (Kafka logs a
-                // failed auto-commit and does not raise it from poll).
-                Err(e @ Error::CommitFailed { .. }) if self.membership.is_none() => {
-                    tracing::warn!("auto-commit refused: {e}");
-                }
-                r => r?,
-            }
-            return Ok(true);
+            return self.auto_commit(&all);
         }
         Ok(false)
+    }
+
+    /// Commits the positions of `partitions` (auto-commit); returns whether it wrote
+    /// one.
+    pub(super) fn auto_commit(&mut self, partitions: &[TopicPartition]) -> Result<bool> {
+        let offsets = self.positions_of(partitions);
+        // Nothing moved since the group's last commit: writing it again would only
+        // wake every other waiting consumer of the store, and with a short interval
+        // idle consumers would wake each other into committing without end.
+        let group = self.config.group_id.as_deref().unwrap_or_default();
+        if offsets
+            .iter()
+            .all(|(tp, &o)| self.groups.resume_offset(&self.catalog, group, tp) == Some(o))
+        {
+            return Ok(false);
+        }
+        match self.commit_offsets(&offsets) {
+            // A consumer that assigns its own partitions, in a group whose members
+            // are live: its commits are refused, and its polls go on (Kafka logs a
+            // failed auto-commit and does not raise it from poll).
+            Err(e @ Error::CommitFailed { .. }) if self.membership.is_none() => {
+                tracing::warn!("auto-commit refused: {e}");
+            }
+            r => r?,
+        }
+        Ok(true)
     }
 
     /// Counts `n` records handed to the application (`records-consumed-total`): when

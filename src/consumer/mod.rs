@@ -187,11 +187,17 @@ impl Consumer {
     }
 
     /// Reads exactly these partitions, without a group's assignment (Kafka's `assign`).
-    /// Replaces an earlier assignment; ends a subscription.
+    /// Replaces an earlier assignment; ends a subscription. With
+    /// [`enable_auto_commit`](ConsumerConfig::enable_auto_commit) and a group, the
+    /// positions of the partitions it drops are committed first, as Kafka's `assign`
+    /// commits the old assignment's.
     ///
     /// # Errors
     /// `NotFound` for an unknown topic or partition; `InvalidArgument` inside a
-    /// [`RebalanceListener`]; `Closed`. Ending a subscription, the errors of
+    /// [`RebalanceListener`]; `Closed`. With auto-commit on, the errors of committing
+    /// the positions of the partitions it drops (`Io`, ...; nothing is changed then),
+    /// but `CommitFailed` (a group whose members are live refuses it: logged, as a
+    /// poll's auto-commit is). Ending a subscription, the errors of
     /// [`unsubscribe`](Self::unsubscribe) (its auto-commit failed): the subscription is
     /// ended and nothing assigned; calling again assigns.
     pub fn assign(&mut self, partitions: &[TopicPartition]) -> Result<()> {
@@ -206,6 +212,21 @@ impl Consumer {
         }
         if self.subscription.is_some() {
             self.unsubscribe()?;
+        } else if self.config.enable_auto_commit && self.config.group_id.is_some() {
+            // As Kafka's `assign`: the positions of partitions this one drops are
+            // committed first (else their next reader starts over from the last
+            // commit). Kept ones are committed later, by poll.
+            let dropped: Vec<TopicPartition> = self
+                .assigned
+                .iter()
+                .filter(|(tp, a)| {
+                    !states
+                        .iter()
+                        .any(|(t, s)| t == *tp && Arc::ptr_eq(s, &a.state))
+                })
+                .map(|(tp, _)| tp.clone())
+                .collect();
+            self.auto_commit(&dropped)?;
         }
         let old = std::mem::take(&mut self.assigned);
         for (tp, state) in states {

@@ -360,3 +360,40 @@ fn commits_from_before_topic_ids_survive_a_crash_during_the_upgrade() {
         }
     }
 }
+
+/// From a consumer hunt: as Kafka's `assign` commits the old assignment first, a
+/// consumer with auto-commit commits the positions of the partitions a new `assign`
+/// drops (their next reader went back to the last commit, re-reading what this one
+/// had consumed). A partition kept keeps its position, for a later commit.
+#[test]
+fn assign_commits_the_positions_of_the_partitions_it_drops() {
+    let fs = SimFs::new();
+    let store = sim_store(&fs).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    let t1 = TopicPartition::new("t", 1);
+    for tp in [t0(), t1.clone()] {
+        let p = store.topic("t").unwrap().partition(tp.partition()).unwrap();
+        for i in 0..3 {
+            p.append(&[rec(format!("v{i}"))]).unwrap();
+        }
+    }
+    let mut c = store
+        .consumer(
+            ConsumerConfig::new("g")
+                .auto_offset_reset(OffsetReset::Earliest)
+                .auto_commit_interval_ms(3_600_000),
+        )
+        .unwrap();
+    c.assign(&[t0(), t1.clone()]).unwrap();
+    while c.position(&t0()).unwrap() < 3 || c.position(&t1).unwrap() < 3 {
+        c.poll(Duration::from_millis(10)).unwrap();
+    }
+    let committed = |c: &streamlog::Consumer| c.committed(&[t0(), t1.clone()]).unwrap();
+    assert_eq!(committed(&c)[&t0()], None, "no commit due by poll");
+    c.assign(std::slice::from_ref(&t1)).unwrap();
+    assert_eq!(committed(&c)[&t0()], Some(3), "dropped: committed");
+    assert_eq!(committed(&c)[&t1], None, "kept: not yet");
+    assert_eq!(c.position(&t1).unwrap(), 3);
+}
