@@ -189,15 +189,15 @@ impl Consumer {
     /// Reads exactly these partitions, without a group's assignment (Kafka's `assign`).
     /// Replaces an earlier assignment; ends a subscription. With
     /// [`enable_auto_commit`](ConsumerConfig::enable_auto_commit) and a group, the
-    /// positions of the partitions it drops are committed first, as Kafka's `assign`
-    /// commits the old assignment's.
+    /// positions of the partitions it drops are committed first, whatever
+    /// `auto_commit_interval_ms` says (Kafka's `assign` starts an asynchronous
+    /// auto-commit of the old assignment only once the interval passed); a failed
+    /// commit is logged, as Kafka's is, and the assignment changes all the same (the
+    /// next reader of a dropped partition reads again from the last commit).
     ///
     /// # Errors
     /// `NotFound` for an unknown topic or partition; `InvalidArgument` inside a
-    /// [`RebalanceListener`]; `Closed`. With auto-commit on, the errors of committing
-    /// the positions of the partitions it drops (`Io`, ...; nothing is changed then),
-    /// but `CommitFailed` (a group whose members are live refuses it: logged, as a
-    /// poll's auto-commit is). Ending a subscription, the errors of
+    /// [`RebalanceListener`]; `Closed`. Ending a subscription, the errors of
     /// [`unsubscribe`](Self::unsubscribe) (its auto-commit failed): the subscription is
     /// ended and nothing assigned; calling again assigns.
     pub fn assign(&mut self, partitions: &[TopicPartition]) -> Result<()> {
@@ -226,7 +226,9 @@ impl Consumer {
                 })
                 .map(|(tp, _)| tp.clone())
                 .collect();
-            self.auto_commit(&dropped)?;
+            if let Err(e) = self.auto_commit(&dropped) {
+                tracing::warn!("auto-commit of the partitions assign drops: {e}");
+            }
         }
         let old = std::mem::take(&mut self.assigned);
         for (tp, state) in states {

@@ -396,4 +396,11 @@ fn assign_commits_the_positions_of_the_partitions_it_drops() {
     assert_eq!(committed(&c)[&t0()], Some(3), "dropped: committed");
     assert_eq!(committed(&c)[&t1], None, "kept: not yet");
     assert_eq!(c.position(&t1).unwrap(), 3);
+    // A commit that fails (ENOSPC) is logged: the assignment changes all the same.
+    c.assign(&[t0(), t1.clone()]).unwrap();
+    fs.inject(Fault::Enospc, fs.op_count() + 1, true);
+    c.assign(&[t0()]).unwrap();
+    fs.clear_faults();
+    assert_eq!(c.assignment(), vec![t0()]);
+    assert_eq!(committed(&c)[&t1], None, "the commit failed");
 }
