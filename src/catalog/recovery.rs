@@ -465,13 +465,20 @@ pub(super) fn remove_owned_dir(
         return Ok(());
     }
     // partition.metadata goes last, the durable position file just before it: until
-    // then the directory is still recognisably ours (see `owned` above).
-    let durable_last = files.iter().filter(|f| f.as_str() != DURABLE_FILE);
-    let durable = files.iter().filter(|f| f.as_str() == DURABLE_FILE);
-    for f in durable_last
-        .chain(durable)
+    // then the directory is still recognisably ours (see `owned` above). The other
+    // removals are synced first, so a crash cannot keep the durable file's removal
+    // and lose one of theirs (which would leave the directory alone for good).
+    let (durable, rest): (Vec<&String>, Vec<&String>) = files
+        .iter()
         .filter(|f| f.as_str() != PARTITION_METADATA)
-    {
+        .partition(|f| f.as_str() == DURABLE_FILE);
+    for f in rest {
+        fs.remove_file(&path.join(f))
+            .map_err(io_ctx(format!("remove {}/{f}", path.display())))?;
+    }
+    for f in durable {
+        fs.sync_dir(&path)
+            .map_err(io_ctx(format!("fsync {}", path.display())))?;
         fs.remove_file(&path.join(f))
             .map_err(io_ctx(format!("remove {}/{f}", path.display())))?;
     }
