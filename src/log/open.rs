@@ -199,7 +199,17 @@ impl Log {
         let stored_point = recovery_point;
         let recovery_point =
             recovery_point.filter(|&r| durable.is_some_and(|d| r <= d.next_offset));
-        let stored_start = read_offset(checkpoint::LOG_START_FILE, "the log start offset")?;
+        // A log start raised by delete_records or retention: a file that does not parse
+        // is damage, refused (taken as none, records deleted would be readable again).
+        let (start_file, stored_start) =
+            read_checkpoint(checkpoint::LOG_START_FILE, "the log start offset")?;
+        if start_file && stored_start.is_none() {
+            return Err(Error::corruption(
+                dir.join(checkpoint::LOG_START_FILE),
+                0,
+                "not a log start offset checkpoint of this partition",
+            ));
+        }
         let stored_clean =
             read_offset(super::clean::CLEANER_OFFSET_FILE, "the cleaner checkpoint")?;
         let horizon =
@@ -343,8 +353,13 @@ impl Log {
                 s.release_index_files();
             }
         }
-        // A log start raised by delete_records; never below the first segment nor past the end.
-        let log_start = stored_start.map_or(segs[0].base, |o| o.clamp(segs[0].base, next_offset));
+        // A log start raised by delete_records; never below the first segment nor past the
+        // end, nor below the one the durable position recorded (the checkpoint lost,
+        // say). (A truncation lowers the start to the new end before the durable record
+        // catches up: the clamp to the end gives the same.)
+        let log_start = stored_start
+            .max(durable.map(|d| d.log_start))
+            .map_or(segs[0].base, |o| o.clamp(segs[0].base, next_offset));
         let cleaner_offset = stored_clean.map_or(0, |o| o.clamp(0, next_offset));
         let log = Log {
             dir: dir.clone(),

@@ -936,3 +936,30 @@ fn a_gap_below_the_log_start_left_by_retention_is_not_damage() {
     let bases: Vec<i64> = log.segments().iter().map(|s| s.base_offset).collect();
     assert_eq!(bases, [12, 18]);
 }
+
+/// From a retention hunt: the log start offset checkpoint `delete_records` wrote was
+/// taken as none at open when it did not parse, or was gone: the records it deleted
+/// were readable again, silently. A lost one falls back to the start the durable
+/// position recorded now, and one that does not parse is refused as damage.
+#[test]
+fn a_lost_or_damaged_log_start_checkpoint_does_not_bring_deleted_records_back() {
+    let (fs, log) = small_sim_log();
+    append_batches(&log, 0..3, 5);
+    assert_eq!(log.advance_log_start(7).unwrap(), 7);
+    // A flush after it records the raised start with the durable position.
+    append_batches(&log, 3..4, 5);
+    log.flush().unwrap();
+    log.close().unwrap();
+    let checkpoint = dir().join("log-start-offset-checkpoint");
+    assert!(fs.read_file(&checkpoint).is_some());
+    streamlog::fs::FileSystem::remove_file(&fs, &checkpoint).unwrap();
+    let log = open_sim(&fs, small_config()).unwrap();
+    assert_eq!(log.log_start_offset(), 7, "from the durable position");
+    assert!(log.read(0, 1 << 20).is_err(), "offset 0 was deleted");
+    log.close().unwrap();
+    fs.write_file(&checkpoint, b"0\n1\nclicks 0 x7\n".to_vec());
+    match open_sim(&fs, small_config()) {
+        Err(streamlog::Error::Corruption { .. }) => {}
+        other => panic!("a damaged log start checkpoint: {:?}", other.map(|_| ())),
+    }
+}
