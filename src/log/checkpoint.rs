@@ -188,6 +188,31 @@ pub fn parse_recovery_point(text: &str, partition: i32) -> Option<i64> {
     found
 }
 
+/// The log start offset checkpoint of partition directory `dir` (raised by
+/// `delete_records` or retention), `None` if there is none.
+///
+/// # Errors
+/// `Corruption` for a file that does not parse (taken as none, records it deleted would
+/// be readable again); `Io`.
+pub(crate) fn read_log_start(fs: &dyn FileSystem, dir: &Path) -> crate::Result<Option<i64>> {
+    let path = dir.join(LOG_START_FILE);
+    let Some(text) =
+        read_small(fs, &path).map_err(crate::error::io_ctx(format!("read {}", path.display())))?
+    else {
+        return Ok(None);
+    };
+    let partition = super::open::topic_partition(dir).1;
+    parse_recovery_point(&String::from_utf8_lossy(&text), partition)
+        .map(Some)
+        .ok_or_else(|| {
+            crate::Error::corruption(
+                &path,
+                0,
+                "not a log start offset checkpoint of this partition",
+            )
+        })
+}
+
 /// Reads a whole small file, `None` if it does not exist.
 pub fn read_small(fs: &dyn FileSystem, path: &Path) -> std::io::Result<Option<Vec<u8>>> {
     if !fs.exists(path)? {

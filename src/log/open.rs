@@ -199,17 +199,7 @@ impl Log {
         let stored_point = recovery_point;
         let recovery_point =
             recovery_point.filter(|&r| durable.is_some_and(|d| r <= d.next_offset));
-        // A log start raised by delete_records or retention: a file that does not parse
-        // is damage, refused (taken as none, records deleted would be readable again).
-        let (start_file, stored_start) =
-            read_checkpoint(checkpoint::LOG_START_FILE, "the log start offset")?;
-        if start_file && stored_start.is_none() {
-            return Err(Error::corruption(
-                dir.join(checkpoint::LOG_START_FILE),
-                0,
-                "not a log start offset checkpoint of this partition",
-            ));
-        }
+        let stored_start = checkpoint::read_log_start(fs.as_ref(), &dir)?;
         let stored_clean =
             read_offset(super::clean::CLEANER_OFFSET_FILE, "the cleaner checkpoint")?;
         let horizon =

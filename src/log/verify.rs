@@ -112,6 +112,8 @@ pub fn verify_partition_dir(
         })
         .transpose()?
         .unwrap_or_default();
+    // Refused by an open too (damage that would bring deleted records back).
+    checkpoint::read_log_start(fs, dir)?;
     let rules = segment::Rules {
         epochs: Some(Arc::new(epochs)),
         allow_gaps,

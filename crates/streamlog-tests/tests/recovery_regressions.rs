@@ -962,4 +962,9 @@ fn a_lost_or_damaged_log_start_checkpoint_does_not_bring_deleted_records_back() 
         Err(streamlog::Error::Corruption { .. }) => {}
         other => panic!("a damaged log start checkpoint: {:?}", other.map(|_| ())),
     }
+    // The read-only check refuses what the open refuses.
+    match streamlog::log::verify_partition_dir(&fs, &dir(), false) {
+        Err(streamlog::Error::Corruption { .. }) => {}
+        other => panic!("verify: {:?}", other.map(|_| ())),
+    }
 }
