@@ -187,10 +187,20 @@ pub fn scan_from(file: &dyn File, len: u64, p: ScanParams, start: u64) -> std::i
         let at = (pos - buf_start) as usize;
         let (_, size) = batch::peek_size(&buf[at..]).expect("12 bytes are buffered");
         if size < RECORD_BATCH_OVERHEAD as i64 {
-            s.stopped = Some((
-                pos,
-                format!("batch length {size} is below the 61-byte minimum"),
-            ));
+            // A message of Kafka before 0.11 (magic 0 or 1, at the offset of a batch's
+            // magic; at least 26 bytes with its offset and size) is said to be one, not
+            // taken for damage.
+            let old_magic = if size >= 26 && remaining >= 17 {
+                ensure(17, &mut buf, &mut buf_start)?;
+                Some(buf[(pos - buf_start) as usize + 16]).filter(|&m| m < 2)
+            } else {
+                None
+            };
+            let reason = match old_magic {
+                Some(m) => format!("message format v{m} (Kafka before 0.11) is not supported"),
+                None => format!("batch length {size} is below the 61-byte minimum"),
+            };
+            s.stopped = Some((pos, reason));
             break;
         }
         if size as u64 > remaining {
