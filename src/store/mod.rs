@@ -341,6 +341,13 @@ impl Store {
     /// it appends, compacts and deletes in them from then on, so import a copy, never a
     /// running broker's directory or a link to one.
     ///
+    /// Kafka keeps each partition's log start offset in its log directory's
+    /// `log-start-offset-checkpoint`, not in the partition directory: records below it
+    /// that are still in the first segment (deleted by `DeleteRecords`, say) are
+    /// imported as live. Write the partition's start into the directory first, as the
+    /// CLI's `import-kafka --from` (or `--log-start-offsets`) does, to keep them
+    /// deleted.
+    ///
     /// ```
     /// # use streamlog::{Record, Store, TopicConfig};
     /// # let kafka = tempfile::tempdir()?;
