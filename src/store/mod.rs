@@ -344,9 +344,10 @@ impl Store {
     /// Kafka keeps each partition's log start offset in its log directory's
     /// `log-start-offset-checkpoint`, not in the partition directory: records below it
     /// that are still in the first segment (deleted by `DeleteRecords`, say) are
-    /// imported as live. Write the partition's start into the directory first, as the
-    /// CLI's `import-kafka --from` (or `--log-start-offsets`) does, to keep them
-    /// deleted.
+    /// imported as live. To keep them deleted, write the partition's start into the
+    /// partition directory first, as the CLI's `import-kafka --from` (or
+    /// `--log-start-offsets`) does: a `log-start-offset-checkpoint` file in Kafka's
+    /// checkpoint format, lines `0`, `1` and `<topic> <partition> <offset>`.
     ///
     /// ```
     /// # use streamlog::{Record, Store, TopicConfig};
