@@ -2,7 +2,7 @@
 //! blocked readers (`poll`, `wait_for`) park on it instead of polling, and async readers
 //! (`Consumer::recv`) register their task's waker.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::Waker;
@@ -10,16 +10,63 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-/// Wakes every one of `wakers` (taken off their list). A waker is the application's
-/// code: one that panics (the panic hook has reported it) must not keep the others from
-/// waking, nor unwind through the append, flush, close or maintenance pass that woke
-/// it; it is logged (`when`: what woke it) and not passed on.
-pub(crate) fn wake_all(wakers: Vec<Waker>, when: &str) {
+thread_local! {
+    /// Wakers this thread holds back until its [`deferring_wakes`] call returns.
+    static DEFERRED: RefCell<Option<Vec<(Waker, &'static str)>>> = const { RefCell::new(None) };
+}
+
+/// Wakes every one of `wakers` (taken off their list), or holds them back inside
+/// [`deferring_wakes`]. A waker is the application's code: one that panics (the panic
+/// hook has reported it) must not keep the others from waking, nor unwind through the
+/// append, flush, close or maintenance pass that woke it; it is logged (`when`: what
+/// woke it) and not passed on.
+pub(crate) fn wake_all(wakers: Vec<Waker>, when: &'static str) {
+    let wakers = DEFERRED.with(|d| match d.borrow_mut().as_mut() {
+        Some(held) => {
+            held.extend(wakers.into_iter().map(|w| (w, when)));
+            Vec::new()
+        }
+        None => wakers,
+    });
     for w in wakers {
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake())).is_err() {
-            tracing::error!("a task's waker panicked when {when}");
+        wake_one(w, when);
+    }
+}
+
+fn wake_one(w: Waker, when: &str) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake())).is_err() {
+        tracing::error!("a task's waker panicked when {when}");
+    }
+}
+
+/// Runs `f`, holding back the wakers it wakes (through [`wake_all`]) until it returns,
+/// then wakes them on this thread, also if `f` unwinds. A waker may poll its task
+/// inline, and that task must not find this thread in the middle of work it waits for:
+/// a producer's batches are appended one after another, and a task woken by the first
+/// one's delivery that flushes or closes would wait for a batch this very thread has
+/// yet to append. Nested calls hold back into the outermost one.
+pub(crate) fn deferring_wakes<R>(f: impl FnOnce() -> R) -> R {
+    let outermost = DEFERRED.with(|d| {
+        let mut d = d.borrow_mut();
+        d.is_none() && {
+            *d = Some(Vec::new());
+            true
+        }
+    });
+    if !outermost {
+        return f();
+    }
+    struct Release;
+    impl Drop for Release {
+        fn drop(&mut self) {
+            let held = DEFERRED.with(|d| d.borrow_mut().take()).unwrap_or_default();
+            for (w, when) in held {
+                wake_one(w, when);
+            }
         }
     }
+    let _release = Release;
+    f()
 }
 
 #[derive(Debug, Default)]

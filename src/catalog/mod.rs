@@ -45,7 +45,7 @@ use crate::log::Log;
 use crate::notify::Notifier;
 /// Wakes the application's wakers, a panicking one contained (for the clients, which
 /// reach the store's wake-ups through the catalog).
-pub(crate) use crate::notify::wake_all;
+pub(crate) use crate::notify::{deferring_wakes, wake_all};
 use crate::topic::{TopicConfig, TopicPartition};
 
 pub(crate) use crate::log::AppendInfo;

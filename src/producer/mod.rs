@@ -270,7 +270,10 @@ impl Producer {
 impl Handle {
     fn close(&self) -> Result<()> {
         let result = self.shared.shutdown();
-        if let Some(t) = self.linger.lock().take()
+        let linger = self.linger.lock().take();
+        // Not joined from itself (a delivery's waker polled a task there that closed
+        // this producer, or dropped its last clone): it ends once this call returns.
+        if let Some(t) = linger.filter(|t| t.thread().id() != std::thread::current().id())
             && t.join().is_err()
         {
             tracing::error!("the producer's linger thread panicked");

@@ -67,10 +67,16 @@ impl fmt::Debug for PartQueue {
 }
 
 impl Shared {
+    /// Ships `batches` (see [`ship`](Self::ship)); the wakers of their deliveries (and
+    /// of readers woken by their appends) run once every one of them is appended and
+    /// no queue is claimed by this thread any more: a task they poll inline may flush
+    /// or close this producer, or send to a queue this thread drains.
     pub(super) fn ship_all(&self, batches: Vec<Closed>) {
-        for c in batches {
-            self.ship(c);
-        }
+        crate::catalog::deferring_wakes(|| {
+            for c in batches {
+                self.ship(c);
+            }
+        });
     }
 
     /// Encodes (compresses) a closed batch and hands it to its partition's queue; if no

@@ -492,3 +492,100 @@ fn every_close_waits_for_the_records_sent_before_it() {
     store.close().unwrap();
     assert!(producer.close().is_ok());
 }
+
+/// The next message on `rx`, or the test process exits failed: a hang (a waker's task
+/// waiting on work its own thread holds), which unwinding would not end.
+fn next_or_exit(rx: &mpsc::Receiver<String>, what: &str) -> String {
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .unwrap_or_else(|_| {
+            eprintln!("{what} never came (a hang)");
+            std::process::exit(101)
+        })
+}
+
+/// From a shutdown hunt: a flush appends the batches it ships one after another, and
+/// woke each one's delivery as it went: a waker polling its task inline, whose task
+/// closes the store, waited in the producer's close for the next batch, which the same
+/// thread had yet to append, for ever. The wakers of a shipment run once all of it is
+/// appended now.
+#[test]
+fn a_delivery_waker_that_closes_the_store_does_not_hang_the_flush_that_woke_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        StoreConfig::default().background_maintenance(false),
+    )
+    .unwrap();
+    store
+        .create_topic("clicks", TopicConfig::default().partitions(2))
+        .unwrap();
+    let producer = store
+        .producer(ProducerConfig::default().linger_ms(3_600_000))
+        .unwrap();
+    let send = |p: i32| {
+        producer
+            .send(ProducerRecord::new("clicks").partition(p).value("v"))
+            .unwrap()
+    };
+    let (mut first, second) = (send(0), send(1));
+    let (said, says) = mpsc::channel();
+    let waker = Waker::from(Arc::new(ClosesTheStore {
+        store: store.clone(),
+        said: Mutex::new(said),
+    }));
+    assert!(
+        Pin::new(&mut first)
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending()
+    );
+    let (done, flushed) = mpsc::channel();
+    let flusher = producer.clone();
+    std::thread::spawn(move || done.send(format!("{:?}", flusher.flush())).unwrap());
+    assert_eq!(next_or_exit(&says, "the wake"), "woken");
+    assert_eq!(next_or_exit(&says, "the close in the waker"), "Ok(())");
+    next_or_exit(&flushed, "the flush");
+    assert_eq!(first.wait().unwrap().offset, 0);
+    assert_eq!(second.wait().unwrap().offset, 0);
+}
+
+/// A waker that drops the last clone of a producer, then says so.
+struct DropsTheProducer {
+    producer: Mutex<Option<streamlog::Producer>>,
+    said: Mutex<mpsc::Sender<String>>,
+}
+
+impl Wake for DropsTheProducer {
+    fn wake(self: Arc<Self>) {
+        drop(self.producer.lock().unwrap().take());
+        let _ = self.said.lock().unwrap().send("dropped".to_string());
+    }
+}
+
+/// From a shutdown hunt: a delivery's waker that dropped the producer's last clone ran
+/// on the linger thread, whose close then joined that thread from itself (a panic in
+/// std). It is not joined from itself now.
+#[test]
+fn a_delivery_waker_that_drops_the_last_producer_on_its_linger_thread_closes_it() {
+    // The append waits at the gate until the waker is registered.
+    let gate = Arc::new(Gate::default());
+    let store = gated_store(&gate);
+    let open = OpenOnDrop(gate.clone());
+    set_gate(&gate, true);
+    let producer = store
+        .producer(ProducerConfig::default().linger_ms(1))
+        .unwrap();
+    let mut delivery = producer.send(record(0)).unwrap();
+    let (said, says) = mpsc::channel();
+    let waker = Waker::from(Arc::new(DropsTheProducer {
+        producer: Mutex::new(Some(producer)),
+        said: Mutex::new(said),
+    }));
+    assert!(
+        Pin::new(&mut delivery)
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending()
+    );
+    drop(open);
+    assert_eq!(next_or_exit(&says, "the drop in the waker"), "dropped");
+    assert_eq!(delivery.wait().unwrap().offset, 0);
+}
