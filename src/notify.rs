@@ -21,14 +21,19 @@ thread_local! {
 /// append, flush, close or maintenance pass that woke it; it is logged (`when`: what
 /// woke it) and not passed on.
 pub(crate) fn wake_all(wakers: Vec<Waker>, when: &'static str) {
-    let wakers = DEFERRED.with(|d| match d.borrow_mut().as_mut() {
-        Some(held) => {
-            held.extend(wakers.into_iter().map(|w| (w, when)));
-            Vec::new()
+    if wakers.is_empty() {
+        return;
+    }
+    // `try_with`: in a thread's exit, after its thread-locals went (a producer in a
+    // thread-local dropped then), wakers are woken at once.
+    let mut wakers = Some(wakers);
+    let _ = DEFERRED.try_with(|d| {
+        if let Some(held) = d.borrow_mut().as_mut() {
+            let w = wakers.take().unwrap_or_default();
+            held.extend(w.into_iter().map(|w| (w, when)));
         }
-        None => wakers,
     });
-    for w in wakers {
+    for w in wakers.unwrap_or_default() {
         wake_one(w, when);
     }
 }
@@ -46,20 +51,26 @@ fn wake_one(w: Waker, when: &str) {
 /// one's delivery that flushes or closes would wait for a batch this very thread has
 /// yet to append. Nested calls hold back into the outermost one.
 pub(crate) fn deferring_wakes<R>(f: impl FnOnce() -> R) -> R {
-    let outermost = DEFERRED.with(|d| {
-        let mut d = d.borrow_mut();
-        d.is_none() && {
-            *d = Some(Vec::new());
-            true
-        }
-    });
+    let outermost = DEFERRED
+        .try_with(|d| {
+            let mut d = d.borrow_mut();
+            d.is_none() && {
+                *d = Some(Vec::new());
+                true
+            }
+        })
+        .unwrap_or(false);
     if !outermost {
         return f();
     }
     struct Release;
     impl Drop for Release {
         fn drop(&mut self) {
-            let held = DEFERRED.with(|d| d.borrow_mut().take()).unwrap_or_default();
+            let held = DEFERRED
+                .try_with(|d| d.borrow_mut().take())
+                .ok()
+                .flatten()
+                .unwrap_or_default();
             for (w, when) in held {
                 wake_one(w, when);
             }

@@ -150,7 +150,8 @@ impl Shared {
             done.push((b, appended));
             if done.len() == DRAIN_CHUNK {
                 // Resolve what is appended before going on, so a long drain does not
-                // hold back futures and memory.
+                // hold back blocking waits and memory (async wakers still wait for the
+                // end of the shipment: see `ship_all`).
                 let chunk = std::mem::take(&mut done);
                 parking_lot::MutexGuard::unlocked(&mut claim.0, || self.finish(chunk));
             }

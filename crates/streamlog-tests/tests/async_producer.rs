@@ -589,3 +589,36 @@ fn a_delivery_waker_that_drops_the_last_producer_on_its_linger_thread_closes_it(
     assert_eq!(next_or_exit(&says, "the drop in the waker"), "dropped");
     assert_eq!(delivery.wait().unwrap().offset, 0);
 }
+
+thread_local! {
+    static KEPT: std::cell::RefCell<Option<streamlog::Producer>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// From a review: the wakers a shipment holds back live in a thread-local; a producer
+/// kept in a thread-local of the application was closed at the thread's exit after that
+/// one was gone, and its close's wake-ups panicked in a thread-local destructor, which
+/// aborts the process. They are woken at once there now.
+#[test]
+fn a_producer_in_a_thread_local_is_closed_at_the_threads_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        StoreConfig::default().background_maintenance(false),
+    )
+    .unwrap();
+    store
+        .create_topic("clicks", TopicConfig::default())
+        .unwrap();
+    let producer = store.producer(ProducerConfig::default()).unwrap();
+    let sent = std::thread::spawn(move || {
+        // Kept first, so it is dropped after the producer's own thread-locals.
+        KEPT.with(|k| *k.borrow_mut() = Some(producer.clone()));
+        let delivery = producer.send(record(0)).unwrap();
+        producer.flush().unwrap();
+        delivery.wait().unwrap().offset
+    });
+    assert_eq!(sent.join().unwrap(), 0);
+    let p = store.topic("clicks").unwrap().partition(0).unwrap();
+    assert_eq!(p.log_end_offset(), 1);
+}
