@@ -328,7 +328,8 @@ impl Log {
     }
 
     /// Applies `config`'s alterable knobs from the next use on: `segment_bytes`,
-    /// `segment_ms` (the next roll), `max_message_bytes` (the next append),
+    /// `segment_ms` (the next roll), `max_message_bytes` and the timestamp bounds
+    /// (`timestamp_before_max_ms`, `timestamp_after_max_ms`: the next append),
     /// `flush_messages`, and offset gaps (once allowed, they stay allowed). The others
     /// stay as opened.
     ///

@@ -448,8 +448,9 @@ impl Store {
     /// the new one. Alterable: retention (`retention_ms`, `retention_bytes`, the
     /// retention gate), `cleanup_policy`, the compaction knobs (`delete_retention_ms`,
     /// `min_cleanable_dirty_ratio`, `min_compaction_lag_ms`, `max_compaction_lag_ms`),
-    /// `segment_bytes` and `segment_ms` (from the next roll), `max_message_bytes` (from
-    /// the next append), `flush_messages` and `flush_ms`. The new config is validated,
+    /// `segment_bytes` and `segment_ms` (from the next roll), `max_message_bytes`,
+    /// `message_timestamp_before_max_ms` and `message_timestamp_after_max_ms` (from the
+    /// next append), `flush_messages` and `flush_ms`. The new config is validated,
     /// then written atomically (temporary file, fsync, rename, directory fsync) before it
     /// applies; retention and compaction use it from their next pass. A topic altered
     /// from a compacted policy to `delete` keeps accepting the offset gaps compaction
