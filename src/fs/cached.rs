@@ -590,11 +590,15 @@ impl File for CachedFile {
             }
         }
     }
-    fn map(&self, len: u64) -> io::Result<Bytes> {
-        self.read_op(|f| f.map(len))
+    #[allow(unsafe_code)]
+    unsafe fn map(&self, len: u64) -> io::Result<Bytes> {
+        // SAFETY: this function's contract, passed on (the same file).
+        self.read_op(|f| unsafe { f.map(len) })
     }
-    fn map_live(&self, len: u64) -> io::Result<Option<Bytes>> {
-        self.read_op(|f| f.map_live(len))
+    #[allow(unsafe_code)]
+    unsafe fn map_live(&self, len: u64) -> io::Result<Option<Bytes>> {
+        // SAFETY: as `map`.
+        self.read_op(|f| unsafe { f.map_live(len) })
     }
     fn modified_ms(&self) -> io::Result<Option<i64>> {
         self.read_op(|f| f.modified_ms())

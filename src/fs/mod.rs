@@ -40,15 +40,33 @@ pub trait File: Send + Sync + Debug {
     /// `fdatasync`.
     fn sync_data(&self) -> io::Result<()>;
     /// A read-only view of `[0, len)`: memory-mapped where the file system supports it,
-    /// otherwise a copy. The caller promises never to shrink or overwrite that range
-    /// while the view lives. `UnexpectedEof` if the file is shorter than `len`.
-    fn map(&self, len: u64) -> io::Result<Bytes>;
+    /// otherwise a copy. `UnexpectedEof` if the file is shorter than `len`.
+    ///
+    /// # Safety
+    /// While the view (or any slice of it) lives, nothing may shrink the file below
+    /// `len` or overwrite that range, in this process or another: a mapped page past
+    /// the end of a file raises SIGBUS when read, and rewritten bytes would change
+    /// under a `&[u8]`. Safe code cannot call it:
+    ///
+    /// ```compile_fail,E0133
+    /// use streamlog::fs::{File, FileSystem, OsFs};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let file = OsFs.open(&dir.path().join("f"), true).unwrap();
+    /// let _view = file.map(0);
+    /// ```
+    #[allow(unsafe_code)]
+    unsafe fn map(&self, len: u64) -> io::Result<Bytes>;
     /// A read-only view of `[0, len)` of a file that is still being appended to: it
-    /// shows bytes written after it was made, and `len` may exceed the current length
-    /// (only bytes below the length are ever read). `None` where the file system cannot
-    /// (the caller then reads with [`read_at`](Self::read_at)). The caller promises
-    /// never to shrink the file or overwrite what it may have read while the view lives.
-    fn map_live(&self, len: u64) -> io::Result<Option<Bytes>> {
+    /// shows bytes written after it was made, and `len` may exceed the current length.
+    /// `None` where the file system cannot (the caller then reads with
+    /// [`read_at`](Self::read_at)).
+    ///
+    /// # Safety
+    /// While the view (or any slice of it) lives, only bytes below the file's length
+    /// may be read through it, nothing may shrink the file below what was read, and
+    /// nothing may overwrite what may have been read (see [`map`](Self::map)).
+    #[allow(unsafe_code)]
+    unsafe fn map_live(&self, len: u64) -> io::Result<Option<Bytes>> {
         let _ = len;
         Ok(None)
     }

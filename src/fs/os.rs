@@ -162,7 +162,7 @@ impl File for OsFile {
     fn sync_data(&self) -> io::Result<()> {
         self.0.sync_data()
     }
-    fn map(&self, len: u64) -> io::Result<Bytes> {
+    unsafe fn map(&self, len: u64) -> io::Result<Bytes> {
         if len == 0 {
             return Ok(Bytes::new());
         }
@@ -177,15 +177,15 @@ impl File for OsFile {
         let len = usize::try_from(len).map_err(|_| io::Error::other("file too large to map"))?;
         // SAFETY: the mapping is read-only and covers [0, len), which the caller (the log)
         // guarantees lies inside the file and is never shrunk or rewritten while any view
-        // of it is alive: sealed segments are immutable; truncation and compaction write
-        // new files and rename them into place; retention unlinks files, which keeps live
-        // mappings valid. Modification by another process is outside this guarantee and is
-        // documented as unsupported.
+        // of it is alive (this function's contract): sealed segments are immutable;
+        // truncation and compaction write new files and rename them into place; retention
+        // unlinks files, which keeps live mappings valid. Another process shortening the
+        // files of an open store is outside it (the README says so).
         let map = unsafe { memmap2::MmapOptions::new().len(len).map(&self.0)? };
         Ok(Bytes::from_owner(map))
     }
     #[cfg(unix)]
-    fn map_live(&self, len: u64) -> io::Result<Option<Bytes>> {
+    unsafe fn map_live(&self, len: u64) -> io::Result<Option<Bytes>> {
         if len == 0 {
             return Ok(None);
         }

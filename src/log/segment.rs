@@ -431,10 +431,19 @@ impl Segment {
             if mapped.as_ref().is_none_or(|v| (v.len() as u64) < end) && MapSlot::may_map() {
                 // A mapping is an optimization: if the system refuses one (address space,
                 // map count), read with pread.
-                let view = if self.sealed.load(Ordering::Acquire) {
-                    self.log.map(self.size()).map(Some)
-                } else {
-                    self.log.map_live(end.max(LIVE_MAP_MIN).next_power_of_two())
+                // SAFETY: a sealed segment is never shrunk or rewritten, and the active
+                // one only grows past what readers were given (a failed write is undone
+                // down to the published size, never below; truncation and compaction
+                // write new files and rename them into place; retention unlinks); reads
+                // stay below `size()`. Another process shortening the files of an open
+                // store is outside this (the README says so).
+                #[allow(unsafe_code)]
+                let view = unsafe {
+                    if self.sealed.load(Ordering::Acquire) {
+                        self.log.map(self.size()).map(Some)
+                    } else {
+                        self.log.map_live(end.max(LIVE_MAP_MIN).next_power_of_two())
+                    }
                 };
                 match view {
                     Ok(Some(view)) => {

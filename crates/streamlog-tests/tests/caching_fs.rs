@@ -71,12 +71,13 @@ fn os_files_refuse_views_and_reads_past_their_ends() {
     let path = dir.path().join("f");
     let file = OsFs.open(&path, true).unwrap();
     file.write_all_at(&[7u8; 100], 0).unwrap();
-    let err = file.map(4096).unwrap_err();
+    // SAFETY (all three): nothing shrinks or rewrites the file while a view lives.
+    let err = unsafe { file.map(4096) }.unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
-    assert_eq!(&file.map(100).unwrap()[..], &[7u8; 100][..]);
+    assert_eq!(&unsafe { file.map(100) }.unwrap()[..], &[7u8; 100][..]);
     // Also through the caching layer.
     let cached = CachingFs::new(Arc::new(OsFs), 4);
-    let err = cached.open(&path, false).unwrap().map(101).unwrap_err();
+    let err = unsafe { cached.open(&path, false).unwrap().map(101) }.unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
     let mut buf = [0u8; 3];
     match file.read_durable_at(&mut buf, u64::MAX - 1) {

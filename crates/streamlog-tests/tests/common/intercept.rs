@@ -124,10 +124,11 @@ impl File for InterceptFile {
         (self.fs.hooks.before_sync)(&self.path);
         self.inner.sync_data()
     }
-    fn map(&self, len: u64) -> io::Result<Bytes> {
+    unsafe fn map(&self, len: u64) -> io::Result<Bytes> {
         self.fs.op(Op::Map, &self.path);
         (self.fs.hooks.before_map)(&self.path)?;
-        self.inner.map(len)
+        // SAFETY: this function's contract, passed on.
+        unsafe { self.inner.map(len) }
     }
     fn identity(&self) -> io::Result<Option<(u64, u64)>> {
         self.fs.op(Op::Identity, &self.path);
