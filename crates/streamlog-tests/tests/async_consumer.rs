@@ -797,15 +797,15 @@ fn a_maintenance_pass_wakes_waiters_after_letting_go_of_its_lock() {
     assert!(first.join().unwrap().unwrap().segments_deleted > 0);
 }
 
-/// A transaction's COMMIT marker woke waiting consumers while the coordinator held the
-/// transaction's lock: a waker polling its task inline, whose task runs a maintenance
-/// pass (which looks at every transaction for its timeout), hung for good on it.
-/// Woken once the transaction's lock is let go now.
-#[test]
-fn a_transaction_commit_wakes_waiters_after_letting_go_of_its_lock() {
-    let (_dir, store) = store();
+/// A transactional producer ("x", of `timeout_ms`) whose open transaction appended one
+/// record to `t-0`.
+fn in_a_transaction(store: &Store, timeout_ms: u64) -> streamlog::Producer {
     let producer = store
-        .producer(streamlog::ProducerConfig::default().transactional_id("x"))
+        .producer(
+            streamlog::ProducerConfig::default()
+                .transactional_id("x")
+                .transaction_timeout_ms(timeout_ms),
+        )
         .unwrap();
     producer.init_transactions().unwrap();
     producer.begin_transaction().unwrap();
@@ -814,6 +814,17 @@ fn a_transaction_commit_wakes_waiters_after_letting_go_of_its_lock() {
         .unwrap();
     producer.flush().unwrap();
     sent.wait().unwrap();
+    producer
+}
+
+/// A transaction's COMMIT marker woke waiting consumers while the coordinator held the
+/// transaction's lock: a waker polling its task inline, whose task runs a maintenance
+/// pass (which looks at every transaction for its timeout), hung for good on it.
+/// Woken once the transaction's lock is let go now.
+#[test]
+fn a_transaction_commit_wakes_waiters_after_letting_go_of_its_lock() {
+    let (_dir, store) = store();
+    let producer = in_a_transaction(&store, 60_000);
     let pass = store.clone();
     let woken = wait_with_inline_waker(&store, move || pass.run_maintenance().map(drop));
     let committing = std::thread::spawn(move || producer.commit_transaction());
@@ -829,20 +840,7 @@ fn a_timed_out_transaction_wakes_waiters_after_letting_go_of_its_locks() {
     let dir = tempfile::tempdir().unwrap();
     let (clock, store) = common::clocked_store(dir.path(), StoreConfig::default());
     store.create_topic("t", TopicConfig::default()).unwrap();
-    let producer = store
-        .producer(
-            streamlog::ProducerConfig::default()
-                .transactional_id("x")
-                .transaction_timeout_ms(1000),
-        )
-        .unwrap();
-    producer.init_transactions().unwrap();
-    producer.begin_transaction().unwrap();
-    let sent = producer
-        .send(streamlog::ProducerRecord::new("t").partition(0).value("v"))
-        .unwrap();
-    producer.flush().unwrap();
-    sent.wait().unwrap();
+    let _producer = in_a_transaction(&store, 1000);
     clock.advance(1001);
     let pass = store.clone();
     let woken = wait_with_inline_waker(&store, move || pass.run_maintenance().map(drop));

@@ -493,6 +493,20 @@ fn every_close_waits_for_the_records_sent_before_it() {
     assert!(producer.close().is_ok());
 }
 
+/// A store in a temporary directory with topic `clicks` of `partitions`.
+fn store_with_clicks(partitions: i32) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        StoreConfig::default().background_maintenance(false),
+    )
+    .unwrap();
+    store
+        .create_topic("clicks", TopicConfig::default().partitions(partitions))
+        .unwrap();
+    (dir, store)
+}
+
 /// The next message on `rx`, or the test process exits failed: a hang (a waker's task
 /// waiting on work its own thread holds), which unwinding would not end.
 fn next_or_exit(rx: &mpsc::Receiver<String>, what: &str) -> String {
@@ -510,15 +524,7 @@ fn next_or_exit(rx: &mpsc::Receiver<String>, what: &str) -> String {
 /// appended now.
 #[test]
 fn a_delivery_waker_that_closes_the_store_does_not_hang_the_flush_that_woke_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(
-        dir.path(),
-        StoreConfig::default().background_maintenance(false),
-    )
-    .unwrap();
-    store
-        .create_topic("clicks", TopicConfig::default().partitions(2))
-        .unwrap();
+    let (_dir, store) = store_with_clicks(2);
     let producer = store
         .producer(ProducerConfig::default().linger_ms(3_600_000))
         .unwrap();
@@ -601,15 +607,7 @@ thread_local! {
 /// aborts the process. They are woken at once there now.
 #[test]
 fn a_producer_in_a_thread_local_is_closed_at_the_threads_exit() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(
-        dir.path(),
-        StoreConfig::default().background_maintenance(false),
-    )
-    .unwrap();
-    store
-        .create_topic("clicks", TopicConfig::default())
-        .unwrap();
+    let (_dir, store) = store_with_clicks(1);
     let producer = store.producer(ProducerConfig::default()).unwrap();
     let sent = std::thread::spawn(move || {
         // Kept first, so it is dropped after the producer's own thread-locals.
