@@ -2,7 +2,7 @@
 //! [`File`].
 //!
 //! - [`OsFs`]: real files (`pread`/`pwrite`, `fdatasync`, directory fsync, `flock`-style
-//!   lock files, read-only mmap of sealed segments).
+//!   lock files, read-only mmap of segments).
 //! - [`SimFs`]: an in-memory file system for tests that tracks what was synced. It can
 //!   produce crash images (each unsynced write kept, dropped or torn; directory changes
 //!   lost unless the directory was synced) and inject EIO/ENOSPC at the k-th operation.
@@ -63,8 +63,9 @@ pub trait File: Send + Sync + Debug {
     ///
     /// # Safety
     /// While the view (or any slice of it) lives, only bytes below the file's length
-    /// may be read through it, nothing may shrink the file below what was read, and
-    /// nothing may overwrite what may have been read (see [`map`](Self::map)).
+    /// may be read through it (bytes past it change as the file grows), nothing may
+    /// shrink the file below what was read, and nothing may overwrite what may have
+    /// been read (see [`map`](Self::map)).
     #[allow(unsafe_code)]
     unsafe fn map_live(&self, len: u64) -> io::Result<Option<Bytes>> {
         let _ = len;

@@ -435,8 +435,11 @@ impl Segment {
                 // one only grows past what readers were given (a failed write is undone
                 // down to the published size, never below; truncation and compaction
                 // write new files and rename them into place; retention unlinks); reads
-                // stay below `size()`. Another process shortening the files of an open
-                // store is outside this (the README says so).
+                // stay below `size()`. Recovery, which cuts a torn tail in place, runs at
+                // open, which maps nothing, and cuts only past what an earlier instance
+                // in this process published. Another process shortening the files of an
+                // open store is outside this (the README says so), as are pages the
+                // kernel dropped after a failed fsync.
                 #[allow(unsafe_code)]
                 let view = unsafe {
                     if self.sealed.load(Ordering::Acquire) {

@@ -77,7 +77,8 @@ fn os_files_refuse_views_and_reads_past_their_ends() {
     assert_eq!(&unsafe { file.map(100) }.unwrap()[..], &[7u8; 100][..]);
     // Also through the caching layer.
     let cached = CachingFs::new(Arc::new(OsFs), 4);
-    let err = unsafe { cached.open(&path, false).unwrap().map(101) }.unwrap_err();
+    let reopened = cached.open(&path, false).unwrap();
+    let err = unsafe { reopened.map(101) }.unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
     let mut buf = [0u8; 3];
     match file.read_durable_at(&mut buf, u64::MAX - 1) {
