@@ -87,16 +87,7 @@ fn a_transaction_goes_to_kafka_only_once_its_marker_is_durable() {
     let Some((_fs, store)) = (1..40).find_map(committed_but_marker_not_durable) else {
         panic!("no fault point fails the marker's fsync alone");
     };
-    kafka.prepare_topic("t", 1);
-    let result = Mirror::to_kafka(&store, kafka.sink(&["t"])).unwrap().join();
-    assert!(
-        result.is_err(),
-        "the sink sent records whose marker is not durable"
-    );
-    assert!(
-        common::read_kafka(&kafka.bootstrap, "t", 1).is_empty(),
-        "Kafka holds records of a transaction the store may abort"
-    );
+    refuses_to_send_before_the_marker_is_durable(&kafka, &store);
 }
 
 /// From a bridge hunt: the sink fsync'd a transaction's marker only while the store was
@@ -112,16 +103,7 @@ fn a_transaction_waits_for_its_marker_while_another_is_open() {
     };
     let part = store.topic("t").unwrap().partition(0).unwrap();
     assert_eq!((part.log_end_offset(), part.durable_offset()), (5, 4));
-    kafka.prepare_topic("t", 1);
-    let result = Mirror::to_kafka(&store, kafka.sink(&["t"])).unwrap().join();
-    assert!(
-        result.is_err(),
-        "the sink sent records whose marker is not durable"
-    );
-    assert!(
-        common::read_kafka(&kafka.bootstrap, "t", 1).is_empty(),
-        "Kafka holds records of a transaction the store may abort"
-    );
+    refuses_to_send_before_the_marker_is_durable(&kafka, &store);
 }
 
 /// From a bridge review: the sink's positions moved only with Kafka's delivery reports,
@@ -158,4 +140,19 @@ fn positions_reach_the_log_end_past_a_final_commit_marker() {
     mirror.stop().unwrap();
     assert!(reached, "positions {positions:?}, log end {end}");
     assert_eq!(common::read_kafka(&kafka.bootstrap, "tx", 1).len(), 3);
+}
+
+/// A sink of `store`'s `t` to `kafka` fails and sends nothing: a record's transaction
+/// marker is not durable (a power cut could abort what Kafka would hold).
+fn refuses_to_send_before_the_marker_is_durable(kafka: &Kafka, store: &Store) {
+    kafka.prepare_topic("t", 1);
+    let result = Mirror::to_kafka(store, kafka.sink(&["t"])).unwrap().join();
+    assert!(
+        result.is_err(),
+        "the sink sent records whose marker is not durable"
+    );
+    assert!(
+        common::read_kafka(&kafka.bootstrap, "t", 1).is_empty(),
+        "Kafka holds records of a transaction the store may abort"
+    );
 }

@@ -657,6 +657,17 @@ impl std::task::Wake for RunsWhenWoken {
     }
 }
 
+/// A consumer of group `group` assigned `t-0`, which committed `offset` (the offsets
+/// topic exists then: its creation wakes waiters too).
+fn committed(store: &Store, group: &str, offset: i64) -> streamlog::Consumer {
+    let tp = streamlog::TopicPartition::new("t", 0);
+    let mut c = consumer(store, group);
+    c.assign(std::slice::from_ref(&tp)).unwrap();
+    c.commit_sync_offsets(&std::collections::BTreeMap::from([(tp, offset)]))
+        .unwrap();
+    c
+}
+
 /// A consumer of `t-0` on `store` waiting in `recv` with a waker that runs `step`
 /// inline; the channel gets `step`'s result. (The consumer is leaked: its drop could
 /// wake the waker before the step under test does.)
@@ -742,11 +753,7 @@ fn an_offset_reset_wakes_waiters_after_letting_go_of_its_lock() {
     let (_dir, store) = store();
     append(&store, 3);
     let tp = streamlog::TopicPartition::new("t", 0);
-    let mut other = consumer(&store, "other");
-    other.assign(std::slice::from_ref(&tp)).unwrap();
-    other
-        .commit_sync_offsets(&std::collections::BTreeMap::from([(tp.clone(), 1)]))
-        .unwrap();
+    let _other = committed(&store, "other", 1);
     let admin = store.clone();
     let woken = wait_with_inline_waker(&store, move || admin.delete_group("other"));
     let reset = store.clone();
@@ -864,11 +871,7 @@ fn offsets_sent_to_a_transaction_wake_waiters_after_letting_go_of_its_lock() {
     producer.begin_transaction().unwrap();
     // The offsets topic exists before the waiter waits (its creation wakes too).
     let tp = streamlog::TopicPartition::new("t", 0);
-    let mut committer = consumer(&store, "c");
-    committer.assign(std::slice::from_ref(&tp)).unwrap();
-    committer
-        .commit_sync_offsets(&std::collections::BTreeMap::from([(tp.clone(), 0)]))
-        .unwrap();
+    let _committer = committed(&store, "c", 0);
     let pass = store.clone();
     let woken = wait_with_inline_waker(&store, move || pass.run_maintenance().map(drop));
     let sending = std::thread::spawn(move || {
